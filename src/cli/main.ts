@@ -1,0 +1,94 @@
+import { Command, CommanderError, Option } from 'commander';
+import { ErrorCodes, ExitCodes, SnaplineError, exitCodeFor, toSnaplineError } from '../errors.js';
+import { Output, type GlobalOptions } from './output.js';
+import { registerCommands } from './commands/index.js';
+
+/** What every command action receives. */
+export interface CommandContext {
+  /** The global options, resolved. */
+  globals(): GlobalOptions;
+  output(): Output;
+  /** Aborted on SIGINT or SIGTERM; commands pass it down to the engine. */
+  signal: AbortSignal;
+}
+
+/** A command's action: returns its exit code (0 unless it says otherwise). */
+export type CommandAction<A extends unknown[]> = (ctx: CommandContext, ...args: A) => Promise<number | void>;
+
+/**
+ * Runs the CLI and returns the process exit code. Never calls process.exit:
+ * the caller sets process.exitCode so that pending output is flushed.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const abort = new AbortController();
+  let exitCode: number = ExitCodes.OK;
+  let interrupts = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupts += 1;
+    if (interrupts > 1) process.exit(ExitCodes.INTERRUPTED);
+    abort.abort(new SnaplineError(ErrorCodes.INTERRUPTED, `interrupted by ${signal}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const program = new Command('snapline')
+    .description('Incremental block-level backups to Amazon EBS snapshots through the EBS direct APIs')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    .option('--connection <name>', 'named connection to use (built in: local)', process.env.SNAPLINE_CONNECTION)
+    .option('--endpoint-url <url>', 'endpoint for every AWS service (overrides the connection)')
+    .option('--region <name>', 'AWS Region (overrides the connection and AWS_REGION)')
+    .option('--index <path>', 'block index file (default: under the data directory)', process.env.SNAPLINE_INDEX)
+    .option('--json', 'print the result as JSON on stdout, and nothing else there', false)
+    .option('--no-progress', 'do not print progress')
+    .option('--verbose', 'print more about what happens', false)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  const globals = (): GlobalOptions => {
+    const o = program.opts();
+    return {
+      connection: o.connection,
+      endpointUrl: o.endpointUrl,
+      region: o.region,
+      index: o.index,
+      json: Boolean(o.json),
+      progress: o.progress !== false,
+      verbose: Boolean(o.verbose),
+    };
+  };
+  const context: CommandContext = { globals, output: () => new Output(globals()), signal: abort.signal };
+
+  const wrap =
+    <A extends unknown[]>(action: CommandAction<A>) =>
+    async (...args: A) => {
+      try {
+        const code = await action(context, ...args);
+        exitCode = code ?? ExitCodes.OK;
+      } catch (err) {
+        const error = toSnaplineError(err);
+        context.output().error(error);
+        exitCode = exitCodeFor(error.code);
+      }
+    };
+
+  registerCommands(program, wrap);
+
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      const quiet = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+      return quiet ? ExitCodes.OK : ExitCodes.USAGE;
+    }
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  return exitCode;
+}
+
+/** Makes a wrapped action for `command.action(...)`. */
+export type Wrap = <A extends unknown[]>(action: CommandAction<A>) => (...args: A) => Promise<void>;
+
+export { Option };

@@ -80,7 +80,10 @@ export async function main(argv: string[]): Promise<number> {
       const quiet = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
       return quiet ? ExitCodes.OK : ExitCodes.USAGE;
     }
-    throw err;
+    // An option parser refused a value before any action ran.
+    const error = toSnaplineError(err);
+    context.output().error(error);
+    return exitCodeFor(error.code);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

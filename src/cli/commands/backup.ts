@@ -1,0 +1,105 @@
+import { Option, type Command } from 'commander';
+import { backup, type BackupProgress, type BackupResult } from '../../engine/backup.js';
+import { ErrorCodes, SnaplineError } from '../../errors.js';
+import { withSession } from '../../session.js';
+import type { CommandContext, Wrap } from '../main.js';
+import { integerOption, secondsOption, tagOption } from '../parse.js';
+import { ProgressDisplay, formatBytes, formatDuration } from '../progress.js';
+import { sessionOptions } from './common.js';
+
+interface BackupFlags {
+  volume?: string;
+  parent?: string;
+  full?: boolean;
+  description?: string;
+  tag?: Record<string, string>;
+  encrypted?: boolean;
+  kmsKeyId?: string;
+  timeout?: number;
+  concurrency?: number;
+  dryRun?: boolean;
+  waitTimeout?: number;
+  discardPending?: boolean;
+}
+
+export function registerBackup(program: Command, wrap: Wrap): void {
+  program
+    .command('backup')
+    .description('back up image files or block devices to new EBS snapshots, uploading only changed blocks')
+    .argument('<source...>', 'image file or block device (/dev/...)')
+    .option('--volume <name>', 'lineage name (default: the source file name); one source only')
+    .option('--parent <snapshot-id>', 'build on this snapshot instead of the newest one of the volume')
+    .option('--full', 'start a new lineage: no parent, every non-zero block uploaded')
+    .option('--description <text>', 'snapshot description')
+    .option('--tag <key=value>', 'snapshot tag (repeatable)', tagOption)
+    .option('--encrypted', 'encrypt the snapshot (default KMS key unless --kms-key-id)')
+    .option('--kms-key-id <arn>', 'KMS key ARN to encrypt with (implies --encrypted)')
+    .addOption(new Option('--timeout <minutes>', 'minutes a pending snapshot may stay idle before AWS cancels it').argParser(integerOption('--timeout', 10, 4320)))
+    .addOption(new Option('--concurrency <n>', 'uploads in flight').default(64).argParser(integerOption('--concurrency', 1, 1024)))
+    .option('--dry-run', 'scan and report what would be uploaded; write nothing')
+    .addOption(new Option('--wait-timeout <seconds>', 'stop waiting for the snapshot to complete after this long (it stays resumable)').argParser(secondsOption('--wait-timeout')))
+    .option('--discard-pending', 'abandon the volume\'s unfinished backup instead of resuming it')
+    .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => runBackupCommand(ctx, sources, flags)));
+}
+
+async function runBackupCommand(ctx: CommandContext, sources: string[], flags: BackupFlags): Promise<number> {
+  if (flags.volume && sources.length > 1) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--volume names one lineage: give one source with it');
+  }
+  const output = ctx.output();
+  const results = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency }), async (session) => {
+    const display = new ProgressDisplay(output);
+    const latest = new Map<string, BackupProgress>();
+    const onProgress = (progress: BackupProgress) => {
+      latest.set(progress.volume, progress);
+      const all = [...latest.values()];
+      const sum = (pick: (p: BackupProgress) => number) => all.reduce((n, p) => n + pick(p), 0);
+      const waiting = all.every((p) => p.phase === 'wait');
+      display.update({
+        label: waiting ? 'waiting for completion' : 'backup',
+        done: sum((p) => p.bytesScanned),
+        total: sum((p) => p.sourceBytes),
+        detail: `changed ${sum((p) => p.blocksChanged)} uploaded ${sum((p) => p.blocksUploaded)} blocks, ${session.uploadLimiter.limit} in flight`,
+      });
+    };
+    try {
+      return await Promise.all(
+        sources.map((source) =>
+          backup(session, {
+            source,
+            volume: flags.volume,
+            parent: flags.parent,
+            full: flags.full,
+            description: flags.description,
+            tags: flags.tag,
+            encrypted: flags.encrypted || Boolean(flags.kmsKeyId),
+            kmsKeyArn: flags.kmsKeyId,
+            timeoutMinutes: flags.timeout,
+            dryRun: flags.dryRun,
+            waitTimeoutMs: flags.waitTimeout,
+            discardPending: flags.discardPending,
+            signal: ctx.signal,
+            onProgress,
+          }),
+        ),
+      );
+    } finally {
+      display.done();
+    }
+  });
+  output.result(results.length === 1 ? results[0] : results, () => results.flatMap(describeResult));
+  return 0;
+}
+
+export function describeResult(result: BackupResult): string[] {
+  const seconds = result.durationMs / 1000;
+  const rate = seconds > 0 ? result.sourceBytes / (1024 * 1024) / seconds : 0;
+  const head = result.dryRun
+    ? `dry run of ${result.volume}: would upload ${result.blocksChanged} blocks (${formatBytes(result.blocksChanged * 524288)})`
+    : `${result.volume}: ${result.snapshotId}${result.parentSnapshotId ? ` (child of ${result.parentSnapshotId})` : ' (new lineage)'}${result.resumed ? ', resumed' : ''}`;
+  return [
+    head,
+    `  scanned ${result.blocksScanned} blocks (${formatBytes(result.sourceBytes)}) in ${formatDuration(result.durationMs)}, ${rate.toFixed(0)} MiB/s`,
+    `  changed ${result.blocksChanged}, uploaded ${result.blocksUploaded} (${formatBytes(result.bytesUploaded)}), zero blocks skipped ${result.blocksZeroSkipped}`,
+  ];
+}

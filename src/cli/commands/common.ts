@@ -1,0 +1,17 @@
+import type { SessionOptions } from '../../session.js';
+import type { CommandContext } from '../main.js';
+
+/** Session options from the global flags, plus a command's own. */
+export function sessionOptions(ctx: CommandContext, extra: Partial<SessionOptions> = {}): SessionOptions {
+  const globals = ctx.globals();
+  const output = ctx.output();
+  return {
+    connection: globals.connection,
+    endpointUrl: globals.endpointUrl,
+    region: globals.region,
+    indexPath: globals.index,
+    signal: ctx.signal,
+    onRetry: (error, attempt, operation) => output.verbose(`retrying ${operation} (attempt ${attempt}): ${error.message}`),
+    ...extra,
+  };
+}

@@ -1,0 +1,512 @@
+import { createHash } from 'node:crypto';
+import { realpath } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { abortError, throwIfAborted } from '../core/abort.js';
+import { checksumOf } from '../core/checksum.js';
+import { BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from '../core/constants.js';
+import type { SnapshotCatalog, SnapshotReader, SnapshotWriter } from '../core/ports.js';
+import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
+import type { HashPool } from '../hashing/index.js';
+import type { BlockIndex, SnapshotRecord } from '../index/index.js';
+import { openSource, type BlockSource, type SlabPool } from '../source/index.js';
+import { BlockMapCursor, SortedBlockSet } from './block-map.js';
+import { completeAndCommit } from './committer.js';
+import { JournalWriter, ResumeState } from './journal.js';
+import { digestAt, scanSource, type HashedSlab } from './scan.js';
+
+/** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
+export interface BackupDeps {
+  index: BlockIndex;
+  writer: SnapshotWriter;
+  reader: SnapshotReader;
+  catalog: SnapshotCatalog;
+  hashPool: HashPool;
+  slabs: SlabPool;
+}
+
+export interface BackupOptions {
+  /** Image file or block device. */
+  source: string;
+  /** The lineage's name; default derived from the source's file name. */
+  volume?: string;
+  /** Build on this snapshot instead of the volume's newest completed one. */
+  parent?: string;
+  /** Start a new lineage: no parent, every non-zero block uploaded. */
+  full?: boolean;
+  description?: string;
+  tags?: Record<string, string>;
+  encrypted?: boolean;
+  kmsKeyArn?: string;
+  /** StartSnapshot Timeout in minutes (10..4320). */
+  timeoutMinutes?: number;
+  /** Plan only: scan and report what would be uploaded; nothing is written anywhere. */
+  dryRun?: boolean;
+  /** Give up waiting for "completed" after this long; the run stays resumable. */
+  waitTimeoutMs?: number;
+  /** Abandon an unfinished run of this volume instead of resuming it. */
+  discardPending?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (progress: BackupProgress) => void;
+}
+
+export interface BackupProgress {
+  phase: 'scan' | 'complete' | 'wait';
+  volume: string;
+  snapshotId?: string;
+  sourceBytes: number;
+  bytesScanned: number;
+  blocksScanned: number;
+  blocksChanged: number;
+  blocksUploaded: number;
+  bytesUploaded: number;
+}
+
+export interface BackupResult {
+  snapshotId: string | null;
+  parentSnapshotId: string | null;
+  volume: string;
+  volumeSizeGiB: number;
+  sourceBytes: number;
+  blocksScanned: number;
+  blocksChanged: number;
+  blocksUploaded: number;
+  blocksZeroSkipped: number;
+  bytesUploaded: number;
+  durationMs: number;
+  /** True when an unfinished run was continued. */
+  resumed: boolean;
+  dryRun: boolean;
+}
+
+/** The run arguments that define a snapshot; a pending run resumes only with the same ones. */
+interface RunIdentity {
+  source: string;
+  parent: string | null;
+  full: boolean;
+  encrypted: boolean;
+  kmsKeyArn: string | null;
+  description: string | null;
+  tags: Record<string, string>;
+}
+
+/** The volume name used when none is given: the source's file name. */
+export function defaultVolumeName(sourcePath: string): string {
+  return basename(sourcePath).replace(/[^A-Za-z0-9._-]/g, '_') || 'volume';
+}
+
+/**
+ * Backs up one source to a new EBS snapshot, a child of the volume's newest
+ * completed one, uploading only the blocks that changed. Resumes the volume's
+ * unfinished run when started again with the same arguments. The index claims
+ * the snapshot only once AWS says it is completed.
+ */
+export async function backup(deps: BackupDeps, options: BackupOptions): Promise<BackupResult> {
+  const started = Date.now();
+  throwIfAborted(options.signal);
+  const source = await openSource(options.source);
+  try {
+    const sourcePath = await realpath(options.source);
+    const volume = options.volume ?? defaultVolumeName(sourcePath);
+    checkVolumeName(volume);
+    const lock = options.dryRun ? undefined : deps.index.acquireLock(`volume:${volume}`);
+    try {
+      return await runBackup(deps, options, source, sourcePath, volume, started);
+    } finally {
+      lock?.release();
+    }
+  } finally {
+    await source.close();
+  }
+}
+
+function checkVolumeName(volume: string): void {
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(volume)) {
+    throw new SnaplineError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `--volume "${volume}" is not a valid name: use 1 to 128 letters, digits, dots, dashes or underscores`,
+    );
+  }
+}
+
+async function runBackup(
+  deps: BackupDeps,
+  options: BackupOptions,
+  source: BlockSource,
+  sourcePath: string,
+  volume: string,
+  started: number,
+): Promise<BackupResult> {
+  const { index } = deps;
+  const known = index.getVolume(volume);
+  if (known && known.sourcePath !== sourcePath && !options.full) {
+    throw new SnaplineError(
+      ErrorCodes.CONFLICT,
+      `volume "${volume}" is the lineage of ${known.sourcePath}, not of ${sourcePath}`,
+      { hint: 'name this source with --volume, or pass --full to start a new lineage under this name' },
+    );
+  }
+  const identity: RunIdentity = {
+    source: sourcePath,
+    parent: options.parent ?? null,
+    full: Boolean(options.full),
+    encrypted: Boolean(options.encrypted || options.kmsKeyArn),
+    kmsKeyArn: options.kmsKeyArn ?? null,
+    description: options.description ?? null,
+    tags: options.tags ?? {},
+  };
+
+  let run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
+  const resumed = run !== undefined;
+  if (run?.state === 'completing') {
+    // CompleteSnapshot was sent before a crash: only watch it to the end.
+    const committed = await completeAndCommit(index, deps.writer, deps.catalog, run.snapshotId, commitOptions(options, volume, source));
+    return resultOf(committed, volume, source, started, { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 }, true, false);
+  }
+
+  const plan = run ? await planFromRun(deps, run) : await planNewRun(deps, options, volume, source, sourcePath);
+  const encrypted = run ? run.encrypted : identity.encrypted || (await deps.catalog.encryptionByDefault());
+
+  if (!options.dryRun && !run) {
+    index.ensureVolume({ name: volume, sourcePath, sizeBytes: source.sizeBytes });
+    const started = await deps.writer.startSnapshot({
+      volumeSizeGiB: plan.volumeSizeGiB,
+      parentSnapshotId: plan.parent ?? undefined,
+      description: options.description,
+      tags: options.tags,
+      encrypted: identity.encrypted || undefined,
+      kmsKeyArn: options.kmsKeyArn,
+      timeoutMinutes: options.timeoutMinutes,
+      clientToken: clientTokenFor(index, volume, plan, identity),
+    });
+    run = index.beginRun({
+      volume,
+      snapshotId: started.snapshotId,
+      parentSnapshotId: plan.parent,
+      baseSnapshotId: plan.base,
+      volumeSizeGiB: plan.volumeSizeGiB,
+      sourceBytes: source.sizeBytes,
+      encrypted,
+      description: options.description ?? null,
+      runOptions: JSON.stringify(identity),
+    });
+  }
+
+  const counts = await scanAndUpload(deps, options, source, volume, plan, encrypted, run?.snapshotId ?? null);
+  if (!run) {
+    return resultOf(null, volume, source, started, counts, false, true, plan);
+  }
+  const committed = await completeAndCommit(index, deps.writer, deps.catalog, run.snapshotId, commitOptions(options, volume, source));
+  return resultOf(committed, volume, source, started, counts, resumed, false);
+}
+
+interface Plan {
+  /** AWS parent of the new snapshot. */
+  parent: string | null;
+  /** The snapshot whose index map the scan is compared with. */
+  base: string | null;
+  /** Blocks the index cannot vouch for: uploaded whatever their digest. */
+  suspects: number[];
+  volumeSizeGiB: number;
+}
+
+/** The unfinished run of this volume to continue, after checking it is the same run and still alive in AWS. */
+async function pendingRunToResume(
+  deps: BackupDeps,
+  volume: string,
+  identity: RunIdentity,
+  options: BackupOptions,
+): Promise<SnapshotRecord | undefined> {
+  const run = deps.index.pendingRun(volume);
+  if (!run) return undefined;
+  if (options.discardPending) {
+    deps.index.abandonRun(run.snapshotId, 'discarded with --discard-pending');
+    return undefined;
+  }
+  if (run.runOptions !== JSON.stringify(identity)) {
+    throw new SnaplineError(
+      ErrorCodes.CONFLICT,
+      `volume "${volume}" has an unfinished backup (${run.snapshotId}) started with other arguments`,
+      {
+        hint: 'run the backup again with the same arguments to resume it, or add --discard-pending to abandon it',
+        details: { snapshotId: run.snapshotId },
+      },
+    );
+  }
+  const [remote] = await deps.catalog.describeSnapshots([run.snapshotId]);
+  if (remote?.state === 'completed' && run.state === 'completing') return run;
+  if (!remote || remote.state !== 'pending') {
+    // Gone, errored or completed without our commit: it cannot be continued.
+    deps.index.abandonRun(run.snapshotId, `found in state ${remote?.state ?? 'deleted'} when resuming`);
+    return undefined;
+  }
+  return run;
+}
+
+async function planFromRun(deps: BackupDeps, run: SnapshotRecord): Promise<Plan> {
+  const { parentSnapshotId: parent, baseSnapshotId: base } = run;
+  const reconciled = parent !== null && base !== null && parent !== base;
+  return {
+    parent,
+    base,
+    suspects: reconciled ? await changedBlocks(deps.reader, base, parent) : [],
+    volumeSizeGiB: run.volumeSizeGiB,
+  };
+}
+
+async function changedBlocks(reader: SnapshotReader, first: string, second: string): Promise<number[]> {
+  const indexes: number[] = [];
+  for await (const page of reader.listChangedBlocks(first, second)) {
+    for (const block of page.blocks) indexes.push(block.index);
+  }
+  return indexes;
+}
+
+async function planNewRun(
+  deps: BackupDeps,
+  options: BackupOptions,
+  volume: string,
+  source: BlockSource,
+  sourcePath: string,
+): Promise<Plan> {
+  const { index } = deps;
+  const sourceGiB = volumeSizeGiBFor(source.sizeBytes);
+  if (sourceGiB > MAX_VOLUME_SIZE_GIB) {
+    throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `${sourcePath} is larger than the 64 TiB an EBS snapshot can hold`);
+  }
+  if (options.full) {
+    if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--full and --parent exclude each other');
+    return { parent: null, base: null, suspects: [], volumeSizeGiB: sourceGiB };
+  }
+  const head = index.headSnapshot(volume);
+  const parentId = options.parent ?? head?.snapshotId ?? null;
+  if (parentId === null) return { parent: null, base: null, suspects: [], volumeSizeGiB: sourceGiB };
+
+  const [remote] = await deps.catalog.describeSnapshots([parentId]);
+  if (!remote) {
+    throw new SnaplineError(ErrorCodes.NOT_FOUND, `parent snapshot ${parentId} does not exist in AWS`, {
+      hint: 'pass --full to start a new lineage, or --parent with a snapshot that exists',
+    });
+  }
+  if (remote.state !== 'completed') {
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `parent snapshot ${parentId} is ${remote.state}, not completed`);
+  }
+  if (sourceGiB > remote.volumeSizeGiB) {
+    throw new SnaplineError(
+      ErrorCodes.SOURCE_UNUSABLE,
+      `${sourcePath} has grown to ${sourceGiB} GiB, past the ${remote.volumeSizeGiB} GiB of its lineage (parent ${parentId})`,
+      { hint: 'pass --full to start a new lineage at the new size' },
+    );
+  }
+  const volumeSizeGiB = remote.volumeSizeGiB;
+
+  const parentRecord = index.getSnapshot(parentId);
+  if (parentRecord?.state === 'completed') {
+    if (parentRecord.volume !== volume) {
+      throw new SnaplineError(
+        ErrorCodes.INVALID_ARGUMENT,
+        `--parent ${parentId} belongs to volume "${parentRecord.volume}", not "${volume}"`,
+      );
+    }
+    return { parent: parentId, base: parentId, suspects: [], volumeSizeGiB };
+  }
+  if (!head) {
+    throw new SnaplineError(ErrorCodes.NOT_FOUND, `the index knows nothing of snapshot ${parentId} for volume "${volume}"`, {
+      hint: `pass --full to start a new lineage, or run \`snapline index rebuild ${parentId}\` to learn it`,
+    });
+  }
+  // A parent taken elsewhere (e.g. in AWS after a restore there): compare with
+  // the index's head and upload every block the two disagree on.
+  let suspects: number[];
+  try {
+    suspects = await changedBlocks(deps.reader, head.snapshotId, parentId);
+  } catch (err) {
+    if (isSnaplineError(err, ErrorCodes.REMOTE_REJECTED)) {
+      throw new SnaplineError(
+        ErrorCodes.REMOTE_REJECTED,
+        `snapshot ${parentId} is not of the lineage of ${head.snapshotId}, the newest snapshot of "${volume}"`,
+        { hint: 'pass --full to start a new lineage', cause: err },
+      );
+    }
+    throw err;
+  }
+  return { parent: parentId, base: head.snapshotId, suspects, volumeSizeGiB };
+}
+
+/**
+ * The StartSnapshot idempotency token: the same for a run restarted after a
+ * crash between StartSnapshot and the journal's first write, new for every
+ * run the index has already seen end.
+ */
+function clientTokenFor(index: BlockIndex, volume: string, plan: Plan, identity: RunIdentity): string {
+  const runsSeen = index.listSnapshots(volume).length;
+  const material = JSON.stringify([volume, plan.parent, plan.volumeSizeGiB, identity, runsSeen]);
+  return `snapline-${createHash('sha256').update(material).digest('hex').slice(0, 40)}`;
+}
+
+interface ScanCounts {
+  scanned: number;
+  changed: number;
+  uploaded: number;
+  zeroSkipped: number;
+}
+
+/**
+ * The hot path: reads and hashes the source once, compares each block with the
+ * base map and the journal, and uploads what changed from the bytes that were
+ * hashed. Uploads go through the writer's limiter; the slab pool bounds how
+ * much is held in memory. On abort it waits for uploads in flight, flushes the
+ * journal and throws INTERRUPTED.
+ */
+async function scanAndUpload(
+  deps: BackupDeps,
+  options: BackupOptions,
+  source: BlockSource,
+  volume: string,
+  plan: Plan,
+  encrypted: boolean,
+  snapshotId: string | null,
+): Promise<ScanCounts> {
+  const { index } = deps;
+  const totalBlocks = blockCountFor(source.sizeBytes);
+  const baseMap = new BlockMapCursor(index, plan.base);
+  const suspects = new SortedBlockSet(plan.suspects);
+  const resume = snapshotId ? ResumeState.load(index, snapshotId) : ResumeState.empty();
+  const journal = snapshotId ? new JournalWriter(index, snapshotId) : undefined;
+  // Unwritten blocks read as zeros only in an unencrypted snapshot.
+  const zeroIsImplicit = !encrypted;
+  const counts: ScanCounts = { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 };
+  let bytesUploaded = 0;
+  let failure: unknown;
+  const inFlight = new Set<Promise<void>>();
+  const progress = (phase: BackupProgress['phase']) =>
+    options.onProgress?.({
+      phase,
+      volume,
+      snapshotId: snapshotId ?? undefined,
+      sourceBytes: source.sizeBytes,
+      bytesScanned: Math.min(source.sizeBytes, counts.scanned * BLOCK_SIZE),
+      blocksScanned: counts.scanned,
+      blocksChanged: counts.changed,
+      blocksUploaded: counts.uploaded,
+      bytesUploaded,
+    });
+
+  const upload = (slab: HashedSlab, i: number, pendingInSlab: { n: number }) => {
+    const blockIndex = slab.firstBlock + i;
+    const digest = digestAt(slab, i);
+    const percent = Math.floor((100 * (blockIndex + 1)) / totalBlocks);
+    const task = deps.writer
+      .putBlock(snapshotId!, blockIndex, slab.slab.block(i), checksumOf(digest), percent)
+      .then(
+        () => {
+          journal!.acknowledge(blockIndex, digest);
+          counts.uploaded += 1;
+          bytesUploaded += BLOCK_SIZE;
+        },
+        (err: unknown) => {
+          failure ??= err;
+        },
+      )
+      .finally(() => {
+        inFlight.delete(task);
+        pendingInSlab.n -= 1;
+        if (pendingInSlab.n === 0) slab.slab.release();
+      });
+    inFlight.add(task);
+  };
+
+  const ticker = setInterval(() => progress('scan'), 500);
+  try {
+    for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
+      const toUpload: number[] = [];
+      for (let i = 0; i < slab.blockCount; i += 1) {
+        const blockIndex = slab.firstBlock + i;
+        const digest = digestAt(slab, i);
+        const baseDigest = baseMap.digestAt(blockIndex);
+        let changed: boolean;
+        if (resume.mustRewrite(blockIndex)) changed = true;
+        else if (resume.written(blockIndex)) changed = !resume.written(blockIndex)!.equals(digest);
+        else changed = suspects.has(blockIndex) || baseDigest === undefined || !baseDigest.equals(digest);
+        if (changed && slab.zero[i] === 1 && zeroIsImplicit && baseDigest === undefined && !suspects.has(blockIndex) && !resume.written(blockIndex)) {
+          // A zero block where the lineage never wrote one reads back as zeros already.
+          counts.zeroSkipped += 1;
+          changed = false;
+        }
+        if (changed) toUpload.push(i);
+      }
+      counts.scanned += slab.blockCount;
+      counts.changed += toUpload.length;
+      if (toUpload.length === 0 || !snapshotId || failure !== undefined) {
+        slab.slab.release();
+      } else {
+        journal!.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
+        const pendingInSlab = { n: toUpload.length };
+        for (const i of toUpload) upload(slab, i, pendingInSlab);
+      }
+      if (failure !== undefined) break;
+    }
+  } catch (err) {
+    failure ??= err;
+  } finally {
+    clearInterval(ticker);
+    await Promise.all(inFlight);
+    journal?.flush();
+  }
+  if (failure !== undefined) {
+    if (options.signal?.aborted && snapshotId) {
+      const err = abortError(options.signal);
+      throw new SnaplineError(err.code, `${err.message}; snapshot ${snapshotId} stays pending`, {
+        hint: 'run the same command again to resume it',
+        details: { snapshotId },
+      });
+    }
+    throw failure;
+  }
+  progress('scan');
+  return counts;
+}
+
+function commitOptions(options: BackupOptions, volume: string, source: BlockSource) {
+  return {
+    waitTimeoutMs: options.waitTimeoutMs,
+    signal: options.signal,
+    onWait: () =>
+      options.onProgress?.({
+        phase: 'wait' as const,
+        volume,
+        sourceBytes: source.sizeBytes,
+        bytesScanned: source.sizeBytes,
+        blocksScanned: 0,
+        blocksChanged: 0,
+        blocksUploaded: 0,
+        bytesUploaded: 0,
+      }),
+  };
+}
+
+function resultOf(
+  committed: SnapshotRecord | null,
+  volume: string,
+  source: BlockSource,
+  started: number,
+  counts: ScanCounts,
+  resumed: boolean,
+  dryRun: boolean,
+  plan?: Plan,
+): BackupResult {
+  return {
+    snapshotId: committed?.snapshotId ?? null,
+    parentSnapshotId: committed?.parentSnapshotId ?? plan?.parent ?? null,
+    volume,
+    volumeSizeGiB: committed?.volumeSizeGiB ?? plan?.volumeSizeGiB ?? volumeSizeGiBFor(source.sizeBytes),
+    sourceBytes: source.sizeBytes,
+    blocksScanned: counts.scanned,
+    blocksChanged: counts.changed,
+    blocksUploaded: counts.uploaded,
+    blocksZeroSkipped: counts.zeroSkipped,
+    bytesUploaded: counts.uploaded * BLOCK_SIZE,
+    durationMs: Date.now() - started,
+    resumed,
+    dryRun,
+  };
+}

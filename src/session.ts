@@ -1,0 +1,100 @@
+import { AwsClients } from './aws/clients.js';
+import { Ec2SnapshotCatalog } from './aws/ec2.js';
+import { EbsSnapshotStore } from './aws/ebs.js';
+import { AdaptiveLimiter, resilientReader, resilientWriter } from './aws/retry.js';
+import { openConnection, type ConnectionRequest, type OpenConnection } from './config/connection.js';
+import { defaultIndexPath } from './config/paths.js';
+import type { SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
+import { ErrorCodes, SnaplineError } from './errors.js';
+import { HashPool } from './hashing/index.js';
+import { BlockIndex } from './index/index.js';
+import { SlabPool } from './source/index.js';
+
+/** Blocks per slab: 4 MiB sequential reads. */
+const BLOCKS_PER_SLAB = 8;
+/** Slabs kept for reading and hashing ahead of the uploads. */
+const SLABS_AHEAD = 4;
+export const DEFAULT_CONCURRENCY = 64;
+
+export interface SessionOptions extends ConnectionRequest {
+  /** Block index file; default under the data directory. */
+  indexPath?: string;
+  /** Requests in flight per direction (uploads, downloads). */
+  concurrency?: number;
+  signal?: AbortSignal;
+  /** Told of every retried call (for logs and progress). */
+  onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
+}
+
+/**
+ * Everything a command needs for one run, built once and closed together: the
+ * connection and its SDK clients, the EBS adapters wrapped with retries and
+ * one adaptive limiter per direction, the index, the hash pool and the slabs.
+ */
+export interface Session {
+  connection: OpenConnection;
+  index: BlockIndex;
+  hashPool: HashPool;
+  slabs: SlabPool;
+  writer: SnapshotWriter;
+  reader: SnapshotReader;
+  catalog: SnapshotCatalog;
+  uploadLimiter: AdaptiveLimiter;
+  downloadLimiter: AdaptiveLimiter;
+  close(): Promise<void>;
+}
+
+export function validateConcurrency(value: number | undefined): number {
+  const concurrency = value ?? DEFAULT_CONCURRENCY;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--concurrency must be a whole number from 1 to 1024, got ${value}`);
+  }
+  return concurrency;
+}
+
+export async function openSession(options: SessionOptions): Promise<Session> {
+  const concurrency = validateConcurrency(options.concurrency);
+  const index = BlockIndex.open(options.indexPath ?? defaultIndexPath());
+  const closers: Array<() => Promise<void> | void> = [() => index.close()];
+  const close = async () => {
+    for (const closer of closers.reverse()) await closer();
+  };
+  try {
+    const connection = await openConnection(options);
+    closers.push(() => connection.close());
+    const clients = new AwsClients(connection.settings, { concurrency: 2 * concurrency });
+    closers.push(() => clients.destroy());
+    const hashPool = new HashPool();
+    closers.push(() => hashPool.destroy());
+    const slabs = new SlabPool({ slabCount: Math.ceil(concurrency / BLOCKS_PER_SLAB) + SLABS_AHEAD, blocksPerSlab: BLOCKS_PER_SLAB });
+    const store = new EbsSnapshotStore(clients.ebs());
+    const uploadLimiter = new AdaptiveLimiter(concurrency);
+    const downloadLimiter = new AdaptiveLimiter(concurrency);
+    const wrap = { signal: options.signal, onRetry: options.onRetry };
+    return {
+      connection,
+      index,
+      hashPool,
+      slabs,
+      writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter }),
+      reader: resilientReader(store, { ...wrap, limiter: downloadLimiter }),
+      catalog: new Ec2SnapshotCatalog(clients.ec2()),
+      uploadLimiter,
+      downloadLimiter,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** Runs `fn` with a session and closes it whatever happens. */
+export async function withSession<T>(options: SessionOptions, fn: (session: Session) => Promise<T>): Promise<T> {
+  const session = await openSession(options);
+  try {
+    return await fn(session);
+  } finally {
+    await session.close();
+  }
+}

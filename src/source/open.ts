@@ -1,0 +1,156 @@
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+import { deviceSizeFromSysfs, sizeByProbing } from './device-size.js';
+
+/** A file or block device read at explicit offsets, with a size fixed at open. */
+export interface BlockSource {
+  readonly path: string;
+  readonly kind: 'file' | 'device';
+  /** Exact byte size, taken when the source was opened. */
+  readonly sizeBytes: number;
+  /**
+   * Reads up to `target.byteLength` bytes at `position` into `target` (a view
+   * into a slab); returns the bytes read, short only at sizeBytes. Several
+   * reads may be in flight at once.
+   */
+  read(target: Uint8Array, position: number): Promise<number>;
+  /** Closes the handle; idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a regular file or a block device for reading. Anything else, and an
+ * empty source, is refused with SOURCE_UNUSABLE naming the path.
+ */
+export async function openSource(path: string): Promise<BlockSource> {
+  if (typeof path !== 'string' || path === '') {
+    throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, 'no source path given');
+  }
+  // Look before opening: opening a FIFO for reading would wait for a writer.
+  let kind: BlockSource['kind'];
+  try {
+    kind = kindOf(path, await stat(path, { bigint: true }));
+  } catch (err) {
+    throw sourceError(path, err);
+  }
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    throw sourceError(path, err);
+  }
+  try {
+    const stats = await handle.stat({ bigint: true });
+    if (kindOf(path, stats) !== kind) {
+      throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `source ${path} changed while it was being opened`);
+    }
+    const sizeBytes = kind === 'file' ? Number(stats.size) : await deviceSize(handle, stats.rdev);
+    if (sizeBytes === 0) {
+      throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `source ${path} is empty (0 bytes): there is nothing to back up`, {
+        details: { path },
+      });
+    }
+    return new HandleSource(path, kind, sizeBytes, handle);
+  } catch (err) {
+    await handle.close();
+    throw sourceError(path, err);
+  }
+}
+
+class HandleSource implements BlockSource {
+  readonly path: string;
+  readonly kind: BlockSource['kind'];
+  readonly sizeBytes: number;
+  readonly #handle: FileHandle;
+  #closing: Promise<void> | undefined;
+
+  constructor(path: string, kind: BlockSource['kind'], sizeBytes: number, handle: FileHandle) {
+    this.path = path;
+    this.kind = kind;
+    this.sizeBytes = sizeBytes;
+    this.#handle = handle;
+  }
+
+  async read(target: Uint8Array, position: number): Promise<number> {
+    if (!Number.isSafeInteger(position) || position < 0) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `read position must be a byte offset of at least 0, got ${String(position)}`);
+    }
+    if (this.#closing !== undefined) {
+      throw new SnaplineError(ErrorCodes.INTERNAL, `source ${this.path} was read after it was closed`);
+    }
+    const wanted = Math.max(0, Math.min(target.byteLength, this.sizeBytes - position));
+    let filled = 0;
+    try {
+      while (filled < wanted) {
+        const { bytesRead } = await this.#handle.read(target, filled, wanted - filled, position + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new SnaplineError(ErrorCodes.IO_FAILED, `reading source ${this.path} at byte ${position + filled} failed: ${code}`, {
+        cause: err,
+        details: { path: this.path, position: position + filled },
+      });
+    }
+    return filled;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#handle.close();
+    return this.#closing;
+  }
+}
+
+function kindOf(path: string, stats: BigIntStats): BlockSource['kind'] {
+  if (stats.isFile()) return 'file';
+  if (stats.isBlockDevice()) return 'device';
+  const what = stats.isDirectory()
+    ? 'a directory'
+    : stats.isFIFO()
+      ? 'a FIFO (named pipe)'
+      : stats.isSocket()
+        ? 'a socket'
+        : stats.isCharacterDevice()
+          ? 'a character device'
+          : 'neither a regular file nor a block device';
+  throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `source ${path} is ${what}; snapline backs up a disk image file or a block device`, {
+    details: { path },
+  });
+}
+
+/** The kernel's size of a block device: sysfs, else probing reads. */
+async function deviceSize(handle: FileHandle, rdev: bigint): Promise<number> {
+  const fromSysfs = await deviceSizeFromSysfs(rdev);
+  if (fromSysfs !== undefined) return fromSysfs;
+  const probe = new Uint8Array(1);
+  return sizeByProbing(async (position) => (await handle.read(probe, 0, 1, position)).bytesRead === 1);
+}
+
+/** Maps a failure to open or inspect `path` to SOURCE_UNUSABLE (a SnaplineError passes unchanged). */
+function sourceError(path: string, err: unknown): SnaplineError {
+  if (err instanceof SnaplineError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const details = { path, errno: code };
+  switch (code) {
+    case 'ENOENT':
+      return new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `source ${path} does not exist`, { cause: err, details });
+    case 'ENOTDIR':
+      return new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `source ${path} does not exist (a part of the path is not a directory)`, {
+        cause: err,
+        details,
+      });
+    case 'EACCES':
+    case 'EPERM':
+      return new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `permission denied reading source ${path}`, {
+        cause: err,
+        details,
+        hint: 'run snapline as a user allowed to read it (for a block device: root, or a member of its group, often "disk")',
+      });
+    default: {
+      const reason = err instanceof Error ? err.message : String(err);
+      return new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `source ${path} cannot be opened: ${reason}`, { cause: err, details });
+    }
+  }
+}

@@ -1,0 +1,225 @@
+import { ErrorCodes, SnaplineError, type ErrorCode } from '../errors.js';
+
+/**
+ * The one place that sorts AWS SDK and network errors into snapline's codes,
+ * as AWS-FACTS.md ("Errors") sorts them. It reads errors by their shape (name,
+ * $fault, $metadata, Reason, Node's `code`), so it imports no SDK and the
+ * in-memory fakes can feed it AWS-shaped errors too.
+ */
+
+interface Sort {
+  code: ErrorCode;
+  retryable: boolean;
+  hint?: string;
+}
+
+const THROTTLED: Sort = { code: ErrorCodes.THROTTLED, retryable: true };
+const UNAVAILABLE: Sort = { code: ErrorCodes.UNAVAILABLE, retryable: true };
+const NOT_FOUND: Sort = { code: ErrorCodes.NOT_FOUND, retryable: false };
+const CONFLICT: Sort = { code: ErrorCodes.CONFLICT, retryable: false };
+const REJECTED: Sort = { code: ErrorCodes.REMOTE_REJECTED, retryable: false };
+
+/** Error names (EBS, EC2, STS, S3) and how they sort. */
+const BY_NAME: Readonly<Record<string, Sort>> = {
+  // Throttling: retry with backoff; the limiter lowers the concurrency on THROTTLED.
+  ThrottlingException: THROTTLED,
+  RequestThrottledException: THROTTLED,
+  RequestLimitExceeded: THROTTLED,
+  Throttling: THROTTLED,
+  SlowDown: THROTTLED,
+  // Transient service failures.
+  InternalServerException: UNAVAILABLE,
+  InternalError: UNAVAILABLE,
+  InternalFailure: UNAVAILABLE,
+  ServiceUnavailable: UNAVAILABLE,
+  ServiceUnavailableException: UNAVAILABLE,
+  Unavailable: UNAVAILABLE,
+  // Missing things. ResourceNotFound right after StartSnapshot is retried by retry.ts, not here.
+  ResourceNotFoundException: NOT_FOUND,
+  'InvalidSnapshot.NotFound': NOT_FOUND,
+  'InvalidVolume.NotFound': NOT_FOUND,
+  NoSuchBucket: NOT_FOUND,
+  NoSuchKey: NOT_FOUND,
+  // Idempotency and state conflicts.
+  ConflictException: CONFLICT,
+  IdempotentParameterMismatch: CONFLICT,
+  'InvalidSnapshot.InUse': CONFLICT,
+  // Quotas.
+  ServiceQuotaExceededException: { code: ErrorCodes.QUOTA_EXCEEDED, retryable: false },
+  SnapshotLimitExceeded: { code: ErrorCodes.QUOTA_EXCEEDED, retryable: false },
+  ConcurrentLimitExceededException: {
+    code: ErrorCodes.QUOTA_EXCEEDED,
+    retryable: false,
+    hint: 'too many snapshots are pending in this account and Region; try again once some have completed',
+  },
+  // Refused arguments.
+  'InvalidSnapshotID.Malformed': REJECTED,
+  InvalidParameterValue: REJECTED,
+  InvalidParameterCombination: REJECTED,
+  MissingParameter: REJECTED,
+};
+
+const CREDENTIALS_HINT = 'check the credentials of the connection (environment, profile or role) and the system clock';
+
+/** Error names that mean "who you are" is wrong, as opposed to "what you may do". */
+const IDENTITY_ERRORS = new Set([
+  'InvalidSignatureException',
+  'SignatureDoesNotMatch',
+  'InvalidClientTokenId',
+  'UnrecognizedClientException',
+  'InvalidAccessKeyId',
+  'ExpiredToken',
+  'ExpiredTokenException',
+  'AuthFailure',
+  'RequestExpired',
+]);
+
+/** Error names that mean a permission is missing. */
+const PERMISSION_ERRORS = new Set(['AccessDeniedException', 'AccessDenied', 'UnauthorizedOperation']);
+
+/** Node network error codes: the endpoint cannot be reached at all. */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
+/** Node network error codes: a connection that broke or stalled (retry). */
+const BROKEN_CONNECTION_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'UND_ERR_SOCKET',
+]);
+
+/** TLS verification failures: retrying cannot help, the trust settings must change. */
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+interface AwsShapedError {
+  name?: unknown;
+  message?: unknown;
+  code?: unknown;
+  errors?: unknown;
+  Reason?: unknown;
+  $fault?: unknown;
+  $metadata?: { httpStatusCode?: unknown; requestId?: unknown; attempts?: unknown };
+}
+
+function stringOrUndefined(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+function numberOrUndefined(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+/** Node's error code; a failed multi-address connect is an AggregateError whose members carry it. */
+function networkCodeOf(err: AwsShapedError): string | undefined {
+  const own = stringOrUndefined(err.code);
+  if (own !== undefined) return own;
+  if (Array.isArray(err.errors)) {
+    for (const inner of err.errors) {
+      const code = inner !== null && typeof inner === 'object' ? stringOrUndefined((inner as AwsShapedError).code) : undefined;
+      if (code !== undefined) return code;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Maps an SDK or network error to a SnaplineError with the code and retryable
+ * flag AWS-FACTS.md gives it. `action` is the IAM action of the call (for
+ * example "ebs:PutSnapshotBlock"); access errors name it. The AWS error name,
+ * its Reason, the HTTP status and the request id are kept in `details`.
+ * A SnaplineError passes through unchanged.
+ */
+export function fromAwsError(err: unknown, action: string): SnaplineError {
+  if (err instanceof SnaplineError) return err;
+  const shaped: AwsShapedError = err !== null && typeof err === 'object' ? (err as AwsShapedError) : {};
+  const name = stringOrUndefined(shaped.name) ?? 'Error';
+  const awsMessage = stringOrUndefined(shaped.message) ?? (err instanceof Error ? err.message : String(err));
+  const reason = stringOrUndefined(shaped.Reason);
+  const httpStatus = numberOrUndefined(shaped.$metadata?.httpStatusCode);
+  const attempts = numberOrUndefined(shaped.$metadata?.attempts);
+  const networkCode = networkCodeOf(shaped);
+  const details: Record<string, unknown> = { action, awsError: name };
+  if (reason !== undefined) details.reason = reason;
+  if (httpStatus !== undefined) details.httpStatus = httpStatus;
+  const requestId = stringOrUndefined(shaped.$metadata?.requestId);
+  if (requestId !== undefined) details.requestId = requestId;
+  if (attempts !== undefined) details.attempts = attempts;
+  if (networkCode !== undefined) details.networkCode = networkCode;
+
+  const make = (sort: Sort, message: string): SnaplineError =>
+    new SnaplineError(sort.code, message, { retryable: sort.retryable, hint: sort.hint, cause: err, details });
+  const described = `${action} failed: ${name}${reason === undefined ? '' : ` (${reason})`}: ${awsMessage}`;
+
+  if (name === 'AbortError') {
+    return make({ code: ErrorCodes.INTERRUPTED, retryable: false }, `${action} was interrupted`);
+  }
+  if (PERMISSION_ERRORS.has(name)) {
+    return make(
+      { code: ErrorCodes.ACCESS_DENIED, retryable: false, hint: `grant ${action} to the identity in use, or use other credentials` },
+      `access denied: ${action} is not allowed: ${awsMessage}`,
+    );
+  }
+  if (IDENTITY_ERRORS.has(name)) {
+    return make({ code: ErrorCodes.ACCESS_DENIED, retryable: false, hint: CREDENTIALS_HINT }, `credentials refused for ${action}: ${name}: ${awsMessage}`);
+  }
+  if (name === 'CredentialsProviderError') {
+    return make({ code: ErrorCodes.ACCESS_DENIED, retryable: false, hint: CREDENTIALS_HINT }, `no usable credentials for ${action}: ${awsMessage}`);
+  }
+  if (name === 'ValidationException') return make(sortValidation(awsMessage), described);
+
+  const known = BY_NAME[name];
+  if (known !== undefined) return make(known, described);
+
+  if (networkCode !== undefined && UNREACHABLE_CODES.has(networkCode)) {
+    // The SDK already retried when it reports more than one attempt: then it is final.
+    return make(
+      {
+        code: ErrorCodes.ENDPOINT_UNREACHABLE,
+        retryable: attempts === undefined || attempts <= 1,
+        hint: 'check the endpoint URL, the network and that the service is running',
+      },
+      `${action}: cannot reach the endpoint (${networkCode}): ${awsMessage}`,
+    );
+  }
+  if (networkCode !== undefined && TLS_CODES.has(networkCode)) {
+    return make(
+      { code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false, hint: 'trust the endpoint certificate with the connection tls.ca setting' },
+      `${action}: TLS verification of the endpoint failed (${networkCode}): ${awsMessage}`,
+    );
+  }
+  if (name === 'TimeoutError' || (networkCode !== undefined && BROKEN_CONNECTION_CODES.has(networkCode))) {
+    return make(UNAVAILABLE, `${action}: the connection failed (${networkCode ?? name}): ${awsMessage}`);
+  }
+
+  if (httpStatus !== undefined || shaped.$fault !== undefined) return make(sortByStatus(httpStatus, shaped.$fault), described);
+  return make({ code: ErrorCodes.INTERNAL, retryable: false }, `${action} failed: ${awsMessage}`);
+}
+
+/**
+ * ValidationException: "Failed to read block data" is a body that did not
+ * arrive whole (retry); a checksum complaint is CHECKSUM_MISMATCH; any other
+ * reason (INVALID_BLOCK_TOKEN, UNRELATED_SNAPSHOTS, ...) is permanent.
+ */
+function sortValidation(message: string): Sort {
+  if (/failed to read block data/i.test(message)) return UNAVAILABLE;
+  if (/checksum/i.test(message)) return { code: ErrorCodes.CHECKSUM_MISMATCH, retryable: false };
+  return REJECTED;
+}
+
+function sortByStatus(httpStatus: number | undefined, fault: unknown): Sort {
+  if (httpStatus === 429) return THROTTLED;
+  if ((httpStatus !== undefined && httpStatus >= 500) || fault === 'server') return UNAVAILABLE;
+  if (httpStatus === 401 || httpStatus === 403) return { code: ErrorCodes.ACCESS_DENIED, retryable: false, hint: CREDENTIALS_HINT };
+  if (httpStatus === 404) return NOT_FOUND;
+  if (httpStatus === 409) return CONFLICT;
+  return REJECTED;
+}

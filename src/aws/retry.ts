@@ -1,0 +1,282 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pLimit, { type LimitFunction } from 'p-limit';
+import type {
+  BlockPage,
+  BlockRef,
+  ChangedBlockRef,
+  ListOptions,
+  SnapshotReader,
+  SnapshotStatus,
+  SnapshotWriter,
+  StartSnapshotInput,
+  StartedSnapshot,
+} from '../core/ports.js';
+import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../errors.js';
+
+export interface RetryPolicy {
+  /** Attempts per call for retryable errors, the first included. */
+  maxAttempts: number;
+  /** Backoff before the first retry; doubles with every retry. */
+  baseDelayMs: number;
+  /** Ceiling of one backoff. */
+  maxDelayMs: number;
+  /** ResourceNotFound on a snapshot younger than this is retried (AWS: up to about two minutes after StartSnapshot). */
+  notFoundWindowMs: number;
+}
+
+export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = {
+  maxAttempts: 10,
+  baseDelayMs: 100,
+  maxDelayMs: 10_000,
+  notFoundWindowMs: 120_000,
+};
+
+/**
+ * Adaptive concurrency for one resource (AIMD): a THROTTLED failure halves the
+ * limit (not below 1), once per window: failures of calls that started
+ * before the last cut do not cut again. A run of successes as long as the
+ * current limit raises it by one, up to `max`. Lowering never interrupts a
+ * running call; it only holds back new ones.
+ */
+export class AdaptiveLimiter {
+  readonly max: number;
+  readonly #queue: LimitFunction;
+  #window = 0;
+  #successes = 0;
+
+  constructor(max: number) {
+    if (!Number.isInteger(max) || max < 1) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `concurrency must be a whole number of at least 1, got ${max}`);
+    }
+    this.max = max;
+    this.#queue = pLimit(max);
+  }
+
+  /** Current concurrency limit. */
+  get limit(): number {
+    return this.#queue.concurrency;
+  }
+
+  /** Calls waiting for a slot. */
+  get pending(): number {
+    return this.#queue.pendingCount;
+  }
+
+  /** Calls running. */
+  get active(): number {
+    return this.#queue.activeCount;
+  }
+
+  /** Runs `fn` in a slot; its outcome steers the limit. */
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#queue(() => this.#observe(fn));
+  }
+
+  async #observe<T>(fn: () => Promise<T>): Promise<T> {
+    const window = this.#window;
+    try {
+      const value = await fn();
+      this.#succeeded();
+      return value;
+    } catch (err) {
+      if (isSnaplineError(err, ErrorCodes.THROTTLED)) this.#throttled(window);
+      throw err;
+    }
+  }
+
+  #throttled(window: number): void {
+    if (window !== this.#window) return;
+    this.#window += 1;
+    this.#successes = 0;
+    this.#queue.concurrency = Math.max(1, Math.floor(this.limit / 2));
+  }
+
+  #succeeded(): void {
+    if (this.limit >= this.max) return;
+    this.#successes += 1;
+    if (this.#successes >= this.limit) {
+      this.#successes = 0;
+      this.#queue.concurrency = this.limit + 1;
+    }
+  }
+}
+
+export interface ResilienceOptions {
+  /** Every attempt takes one slot; the slot is free during backoff sleeps. */
+  limiter: AdaptiveLimiter;
+  policy?: Partial<RetryPolicy>;
+  /** Aborting stops new attempts and sleeps (INTERRUPTED); a call already in flight runs to its end. */
+  signal?: AbortSignal;
+  /** Told before each retry: the error, the attempt that failed (1-based) and the operation. */
+  onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
+}
+
+export interface WriterResilienceOptions extends ResilienceOptions {
+  /**
+   * Snapshots the caller started recently in another process or run (a
+   * resumed backup): their ResourceNotFound window counts from the creation
+   * of this wrapper. Snapshots started through the wrapper are known anyway.
+   */
+  newSnapshotIds?: Iterable<string>;
+}
+
+class Retrier {
+  readonly #policy: RetryPolicy;
+  readonly #options: ResilienceOptions;
+
+  constructor(options: ResilienceOptions) {
+    this.#policy = { ...DEFAULT_RETRY_POLICY, ...options.policy };
+    this.#options = options;
+    const { maxAttempts, baseDelayMs, maxDelayMs, notFoundWindowMs } = this.#policy;
+    if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw invalid('policy.maxAttempts', maxAttempts);
+    if (!(baseDelayMs >= 0)) throw invalid('policy.baseDelayMs', baseDelayMs);
+    if (!(maxDelayMs >= baseDelayMs)) throw invalid('policy.maxDelayMs', maxDelayMs);
+    if (!(notFoundWindowMs >= 0)) throw invalid('policy.notFoundWindowMs', notFoundWindowMs);
+  }
+
+  get notFoundWindowMs(): number {
+    return this.#policy.notFoundWindowMs;
+  }
+
+  /**
+   * Runs `call` in the limiter until it succeeds, fails permanently, runs out
+   * of attempts (the error then says retryable: false) or the signal aborts.
+   * `retryNotFound` says whether a NOT_FOUND may be retried right now.
+   */
+  async run<T>(operation: string, call: () => Promise<T>, retryNotFound: () => boolean = () => false): Promise<T> {
+    const { limiter, onRetry } = this.#options;
+    let retries = 0;
+    for (let attempt = 1; ; attempt++) {
+      this.throwIfAborted(operation);
+      try {
+        return await limiter.run(() => {
+          this.throwIfAborted(operation);
+          return call();
+        });
+      } catch (err) {
+        const error = toSnaplineError(err);
+        const notFoundWindow = error.code === ErrorCodes.NOT_FOUND && retryNotFound();
+        if (!error.retryable && !notFoundWindow) throw error;
+        if (!notFoundWindow && ++retries >= this.#policy.maxAttempts) throw exhausted(error, attempt);
+        onRetry?.(error, attempt, operation);
+        await this.backoff(attempt, operation);
+      }
+    }
+  }
+
+  /** Sleeps before retry number `attempt`: half of the capped exponential delay fixed, half random. */
+  async backoff(attempt: number, operation: string): Promise<void> {
+    const { baseDelayMs, maxDelayMs } = this.#policy;
+    const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** Math.min(attempt - 1, 30));
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    try {
+      await sleep(delay, undefined, this.#options.signal === undefined ? undefined : { signal: this.#options.signal });
+    } catch {
+      this.throwIfAborted(operation);
+    }
+  }
+
+  throwIfAborted(operation: string): void {
+    const signal = this.#options.signal;
+    if (signal?.aborted) {
+      throw new SnaplineError(ErrorCodes.INTERRUPTED, `${operation} was interrupted`, { cause: signal.reason });
+    }
+  }
+
+  /**
+   * Pages of a listing, each page fetched in the limiter and retried like a
+   * call. A failed page restarts the listing after the last block already
+   * yielded (or where it began), so pages already handed out are not repeated.
+   */
+  async *pages<T extends { index: number }>(
+    operation: string,
+    open: (options: ListOptions) => AsyncIterable<BlockPage<T>>,
+    options: ListOptions,
+  ): AsyncGenerator<BlockPage<T>> {
+    let resumeAt = options.startingBlockIndex;
+    let iterator = open(options)[Symbol.asyncIterator]();
+    try {
+      while (true) {
+        const result = await this.run(operation, async () => {
+          try {
+            return await iterator.next();
+          } catch (err) {
+            iterator = open({ ...options, ...(resumeAt === undefined ? {} : { startingBlockIndex: resumeAt }) })[Symbol.asyncIterator]();
+            throw err;
+          }
+        });
+        if (result.done === true) return;
+        const last = result.value.blocks.at(-1);
+        if (last !== undefined) resumeAt = last.index + 1;
+        yield result.value;
+      }
+    } finally {
+      await iterator.return?.();
+    }
+  }
+}
+
+/**
+ * Wraps a writer with the limiter and retries (see ResilienceOptions).
+ * Retryable errors are retried with jittered exponential backoff; NOT_FOUND
+ * from putBlock or completeSnapshot is retried while the snapshot is younger
+ * than notFoundWindowMs; any other error fails at once. startSnapshot gets a
+ * client token when the caller gave none, so its retries cannot start a
+ * second snapshot.
+ */
+export function resilientWriter(inner: SnapshotWriter, options: WriterResilienceOptions): SnapshotWriter {
+  const retrier = new Retrier(options);
+  const startedAt = new Map<string, number>();
+  const created = performance.now();
+  for (const id of options.newSnapshotIds ?? []) startedAt.set(id, created);
+  const young = (snapshotId: string) => () => {
+    const start = startedAt.get(snapshotId);
+    return start !== undefined && performance.now() - start < retrier.notFoundWindowMs;
+  };
+
+  return {
+    async startSnapshot(input: StartSnapshotInput): Promise<StartedSnapshot> {
+      const idempotent = { ...input, clientToken: input.clientToken ?? randomUUID() };
+      const started = await retrier.run('startSnapshot', () => inner.startSnapshot(idempotent));
+      startedAt.set(started.snapshotId, performance.now());
+      return started;
+    },
+    putBlock(snapshotId: string, blockIndex: number, data: Uint8Array, checksum: string, progress?: number): Promise<void> {
+      return retrier.run('putBlock', () => inner.putBlock(snapshotId, blockIndex, data, checksum, progress), young(snapshotId));
+    },
+    completeSnapshot(snapshotId: string, changedBlocksCount: number, aggregateChecksum: string): Promise<SnapshotStatus> {
+      return retrier.run('completeSnapshot', () => inner.completeSnapshot(snapshotId, changedBlocksCount, aggregateChecksum), young(snapshotId));
+    },
+  };
+}
+
+/** Wraps a reader with the limiter and retries (see ResilienceOptions); NOT_FOUND is never retried. */
+export function resilientReader(inner: SnapshotReader, options: ResilienceOptions): SnapshotReader {
+  const retrier = new Retrier(options);
+  return {
+    listBlocks(snapshotId: string, listOptions: ListOptions = {}): AsyncIterable<BlockPage<BlockRef>> {
+      return retrier.pages('listBlocks', (o) => inner.listBlocks(snapshotId, o), listOptions);
+    },
+    listChangedBlocks(firstSnapshotId: string, secondSnapshotId: string, listOptions: ListOptions = {}): AsyncIterable<BlockPage<ChangedBlockRef>> {
+      return retrier.pages('listChangedBlocks', (o) => inner.listChangedBlocks(firstSnapshotId, secondSnapshotId, o), listOptions);
+    },
+    getBlock(snapshotId: string, blockIndex: number, blockToken: string): Promise<{ data: Buffer; checksum: string }> {
+      return retrier.run('getBlock', () => inner.getBlock(snapshotId, blockIndex, blockToken));
+    },
+  };
+}
+
+/** The last error of a call that ran out of attempts: same code, no longer retryable. */
+function exhausted(error: SnaplineError, attempts: number): SnaplineError {
+  return new SnaplineError(error.code, `${error.message} (gave up after ${attempts} attempts)`, {
+    retryable: false,
+    hint: error.hint,
+    cause: error,
+    details: { ...error.details, attempts },
+  });
+}
+
+function invalid(option: string, value: number): SnaplineError {
+  return new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `retry ${option} is invalid: ${value}`);
+}

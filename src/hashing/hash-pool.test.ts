@@ -1,0 +1,145 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash, randomFillSync } from 'node:crypto';
+import { BLOCK_SIZE } from '../core/constants.js';
+import { ZERO_BLOCK_DIGEST, treeHash } from '../core/checksum.js';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+import { HashPool } from './index.js';
+
+let pool: HashPool;
+
+beforeAll(() => {
+  pool = new HashPool({ threads: 2 });
+});
+
+afterAll(async () => {
+  await pool.destroy();
+});
+
+/** A shared buffer of `layout.length` blocks after `lead` bytes: 'r' random, 'z' zeros, 'o' zeros but one byte. */
+function sharedBlocks(layout: string, lead = 0): SharedArrayBuffer {
+  const buffer = new SharedArrayBuffer(lead + layout.length * BLOCK_SIZE);
+  const bytes = new Uint8Array(buffer);
+  randomFillSync(bytes, 0, lead);
+  [...layout].forEach((kind, i) => {
+    const block = bytes.subarray(lead + i * BLOCK_SIZE, lead + (i + 1) * BLOCK_SIZE);
+    if (kind === 'r') randomFillSync(block);
+    if (kind === 'o') block[BLOCK_SIZE - 1] = 1;
+  });
+  return buffer;
+}
+
+function expected(buffer: SharedArrayBuffer, offset: number, blockCount: number): { digests: Buffer; zero: number[] } {
+  const digests: Buffer[] = [];
+  const zero: number[] = [];
+  for (let i = 0; i < blockCount; i += 1) {
+    const block = new Uint8Array(buffer, offset + i * BLOCK_SIZE, BLOCK_SIZE);
+    digests.push(createHash('sha256').update(block).digest());
+    zero.push(block.every((byte) => byte === 0) ? 1 : 0);
+  }
+  return { digests: Buffer.concat(digests), zero };
+}
+
+describe('HashPool.hashBlocks', () => {
+  it.each([
+    ['random', 'rrrrr'],
+    ['zero', 'zzz'],
+    ['mixed', 'rzorzzr'],
+    ['a single block', 'o'],
+  ])('gives node:crypto digests and zero flags for %s data', async (_name, layout) => {
+    const buffer = sharedBlocks(layout);
+    const result = await pool.hashBlocks(buffer, 0, layout.length);
+    const want = expected(buffer, 0, layout.length);
+    expect(Buffer.from(result.digests).equals(want.digests)).toBe(true);
+    expect([...result.zero]).toEqual(want.zero);
+  });
+
+  it('gives the zero-block digest for all-zero blocks', async () => {
+    const result = await pool.hashBlocks(sharedBlocks('zz'), 0, 2);
+    expect(Buffer.from(result.digests.subarray(32, 64)).equals(ZERO_BLOCK_DIGEST)).toBe(true);
+  });
+
+  it('hashes blocks at an offset, leaving the bytes around them out', async () => {
+    const lead = 4097;
+    const buffer = sharedBlocks('rzrr', lead);
+    const result = await pool.hashBlocks(buffer, lead + BLOCK_SIZE, 2);
+    const want = expected(buffer, lead + BLOCK_SIZE, 2);
+    expect(Buffer.from(result.digests).equals(want.digests)).toBe(true);
+    expect([...result.zero]).toEqual([1, 0]);
+  });
+
+  it('serves many calls at once, each with its own blocks', async () => {
+    const buffers = ['rz', 'zr', 'rrr', 'z', 'ror'].map((layout) => sharedBlocks(layout));
+    const results = await Promise.all(buffers.map((buffer) => pool.hashBlocks(buffer, 0, buffer.byteLength / BLOCK_SIZE)));
+    results.forEach((result, i) => {
+      const buffer = buffers[i]!;
+      expect(Buffer.from(result.digests).equals(expected(buffer, 0, buffer.byteLength / BLOCK_SIZE).digests)).toBe(true);
+    });
+  });
+
+  it('reads the shared buffer in place: a changed block gives a new digest', async () => {
+    const buffer = sharedBlocks('z');
+    const before = await pool.hashBlocks(buffer, 0, 1);
+    new Uint8Array(buffer)[7] = 9;
+    const after = await pool.hashBlocks(buffer, 0, 1);
+    expect([...before.zero, ...after.zero]).toEqual([1, 0]);
+    expect(Buffer.from(after.digests).equals(expected(buffer, 0, 1).digests)).toBe(true);
+  });
+
+  it('gives empty results for no blocks', async () => {
+    const result = await pool.hashBlocks(new SharedArrayBuffer(0), 0, 0);
+    expect(result.digests.byteLength).toBe(0);
+    expect(result.zero.byteLength).toBe(0);
+  });
+
+  it('refuses ranges outside the buffer and buffers that are not shared', async () => {
+    const buffer = new SharedArrayBuffer(2 * BLOCK_SIZE);
+    await expect(pool.hashBlocks(buffer, 1, 2)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    await expect(pool.hashBlocks(buffer, -1, 1)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    await expect(pool.hashBlocks(buffer, 0, 1.5)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    const plain = new ArrayBuffer(BLOCK_SIZE) as unknown as SharedArrayBuffer;
+    await expect(pool.hashBlocks(plain, 0, 1)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+  });
+
+  it('rejects with INTERRUPTED (or the SnaplineError reason) on abort, and keeps working afterwards', async () => {
+    const buffer = sharedBlocks('rrrrrrrr');
+    await expect(pool.hashBlocks(buffer, 0, 8, AbortSignal.abort())).rejects.toMatchObject({ code: ErrorCodes.INTERRUPTED });
+    const controller = new AbortController();
+    const reason = new SnaplineError(ErrorCodes.INTERRUPTED, 'stopped by SIGINT');
+    const running = pool.hashBlocks(buffer, 0, 8, controller.signal);
+    controller.abort(reason);
+    await expect(running).rejects.toBe(reason);
+    const result = await pool.hashBlocks(buffer, 0, 8);
+    expect(Buffer.from(result.digests).equals(expected(buffer, 0, 8).digests)).toBe(true);
+  });
+});
+
+describe('HashPool.treeHash', () => {
+  it.each([0, 1, 1024 * 1024, 1024 * 1024 + 1, 3 * 1024 * 1024, 5 * 1024 * 1024 + 77])(
+    'equals core treeHash for %i bytes at an offset',
+    async (length) => {
+      const lead = 13;
+      const buffer = new SharedArrayBuffer(lead + length + 5);
+      randomFillSync(new Uint8Array(buffer));
+      const result = await pool.treeHash(buffer, lead, length);
+      expect(result.byteLength).toBe(32);
+      expect(Buffer.from(result).equals(treeHash(new Uint8Array(buffer, lead, length)))).toBe(true);
+    },
+  );
+
+  it('refuses a range outside the buffer', async () => {
+    await expect(pool.treeHash(new SharedArrayBuffer(10), 5, 6)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+  });
+});
+
+describe('HashPool lifecycle', () => {
+  it('defaults to one thread a core, refuses a bad thread count, and refuses work after destroy', async () => {
+    expect(() => new HashPool({ threads: 0 })).toThrow(/threads/);
+    const own = new HashPool();
+    expect(own.threads).toBeGreaterThanOrEqual(1);
+    const result = await own.hashBlocks(sharedBlocks('z'), 0, 1);
+    expect([...result.zero]).toEqual([1]);
+    await own.destroy();
+    await own.destroy();
+    await expect(own.hashBlocks(sharedBlocks('z'), 0, 1)).rejects.toMatchObject({ code: ErrorCodes.INTERNAL });
+  });
+});

@@ -1,0 +1,161 @@
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { BLOCK_SIZE } from '../core/constants.js';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+import { interruptedError } from '../source/interrupted.js';
+
+/** The same path from src/hashing/ (tests) and dist/src/hashing/ (build). */
+const WORKER_FILE = fileURLToPath(new URL('../../workers/hash.js', import.meta.url));
+
+export interface SlabDigests {
+  /** 32 bytes per block, block i at [32*i, 32*i+32). */
+  digests: Uint8Array;
+  /** 1 where block i is all zeros, else 0. */
+  zero: Uint8Array;
+}
+
+export interface HashPoolOptions {
+  /** Worker threads; default os.availableParallelism(). */
+  threads?: number;
+}
+
+/**
+ * SHA-256 of 512 KiB blocks on a fixed set of worker threads. Data stays in
+ * the caller's SharedArrayBuffer: workers read it in place, and must not see
+ * it change until the returned promise settles.
+ */
+export class HashPool {
+  readonly threads: number;
+  readonly #piscina: Piscina;
+  /** Tasks handed to piscina and not yet settled, awaited by destroy(). */
+  readonly #inFlight = new Set<Promise<unknown>>();
+  /** A failure of the threads outside any task (a worker that cannot start). */
+  #failure: Error | undefined;
+  #destroyed = false;
+
+  constructor(options: HashPoolOptions = {}) {
+    const threads = options.threads ?? availableParallelism();
+    if (!Number.isSafeInteger(threads) || threads < 1) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `threads must be a whole number of at least 1, got ${String(threads)}`);
+    }
+    this.threads = threads;
+    this.#piscina = new Piscina({ filename: WORKER_FILE, minThreads: threads, maxThreads: threads });
+    this.#piscina.on('error', (err: Error) => {
+      this.#failure ??= err;
+    });
+  }
+
+  /**
+   * SHA-256 and zero flag of `blockCount` blocks starting at byte `offset` of
+   * `buffer`. The call is spread over the threads (one task a thread, at least
+   * one block each). On abort it rejects at once with INTERRUPTED (or the
+   * signal's SnaplineError reason); its tasks still run to their end (a few
+   * milliseconds each) and their results are dropped, so the threads live on.
+   */
+  async hashBlocks(buffer: SharedArrayBuffer, offset: number, blockCount: number, signal?: AbortSignal): Promise<SlabDigests> {
+    if (!Number.isSafeInteger(blockCount) || blockCount < 0) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `blockCount must be a whole number of at least 0, got ${String(blockCount)}`);
+    }
+    this.#checkRange(buffer, offset, blockCount * BLOCK_SIZE, 'blockCount');
+    if (signal?.aborted) throw interruptedError(signal);
+    if (blockCount === 0) return { digests: new Uint8Array(0), zero: new Uint8Array(0) };
+
+    const pieces = Math.min(this.threads, blockCount);
+    const tasks: Promise<ArrayBuffer>[] = [];
+    for (let piece = 0, first = 0; piece < pieces; piece += 1) {
+      const count = Math.floor(blockCount / pieces) + (piece < blockCount % pieces ? 1 : 0);
+      const task = { buffer, offset: offset + first * BLOCK_SIZE, blockCount: count, blockSize: BLOCK_SIZE };
+      tasks.push(this.#run<ArrayBuffer>('hashBlocks', task, signal));
+      first += count;
+    }
+    const results = await Promise.all(tasks);
+    if (results.length === 1) return splitResult(results[0]!, blockCount);
+    // Several pieces: join their digests and flags (33 bytes a block) in block order.
+    const digests = new Uint8Array(32 * blockCount);
+    const zero = new Uint8Array(blockCount);
+    let block = 0;
+    for (const result of results) {
+      const count = result.byteLength / 33;
+      const part = splitResult(result, count);
+      digests.set(part.digests, 32 * block);
+      zero.set(part.zero, block);
+      block += count;
+    }
+    return { digests, zero };
+  }
+
+  /** SHA-256 tree hash (Glacier) of [offset, offset+length) as raw 32 bytes, computed in a worker. */
+  async treeHash(buffer: SharedArrayBuffer, offset: number, length: number): Promise<Uint8Array> {
+    this.#checkRange(buffer, offset, length, 'length');
+    return this.#run<Uint8Array>('treeHash', { buffer, offset, length });
+  }
+
+  /** Lets the tasks in flight finish, then stops the threads. Idempotent; later calls are refused. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    await Promise.allSettled(this.#inFlight);
+    await this.#piscina.destroy();
+  }
+
+  #checkRange(buffer: SharedArrayBuffer, offset: number, length: number, lengthName: string): void {
+    if (this.#destroyed) throw new SnaplineError(ErrorCodes.INTERNAL, 'the hash pool was used after destroy()');
+    if (!(buffer instanceof SharedArrayBuffer)) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'buffer must be a SharedArrayBuffer (the workers read it in place)');
+    }
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `offset must be a byte offset of at least 0, got ${String(offset)}`);
+    }
+    if (!Number.isSafeInteger(length) || length < 0 || offset + length > buffer.byteLength) {
+      throw new SnaplineError(
+        ErrorCodes.INVALID_ARGUMENT,
+        `${lengthName} reaches past the buffer: ${String(length)} bytes at offset ${offset} of ${buffer.byteLength}`,
+      );
+    }
+  }
+
+  // Aborts are not passed to piscina: it would kill the thread of a running
+  // task, and a result already on its way back then surfaces as a pool error.
+  async #run<T>(name: 'hashBlocks' | 'treeHash', task: object, signal?: AbortSignal): Promise<T> {
+    if (this.#failure !== undefined) {
+      throw new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${this.#failure.message}`, { cause: this.#failure });
+    }
+    const running = this.#piscina.run(task, { name }) as Promise<T>;
+    this.#inFlight.add(running);
+    const settled = (): void => {
+      this.#inFlight.delete(running);
+    };
+    running.then(settled, settled);
+    try {
+      return await (signal === undefined ? running : untilAborted(running, signal));
+    } catch (err) {
+      if (signal?.aborted) throw interruptedError(signal);
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new SnaplineError(ErrorCodes.INTERNAL, `hash worker failed: ${reason}`, { cause: err });
+    }
+  }
+}
+
+/** `work`, or a rejection as soon as `signal` aborts (`work` then goes on unobserved). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(interruptedError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** Views over a worker's result: 32-byte digests, then one flag byte a block. */
+function splitResult(result: ArrayBuffer, blockCount: number): SlabDigests {
+  return { digests: new Uint8Array(result, 0, 32 * blockCount), zero: new Uint8Array(result, 32 * blockCount, blockCount) };
+}

@@ -1,0 +1,94 @@
+// Hashing worker, run by the piscina pool of src/hashing. Pure functions of
+// their task: they read the caller's SharedArrayBuffer in place and return
+// plain values. Only node built-ins and piscina's `move` (to transfer the
+// result instead of copying it) are imported, so this file runs unchanged from
+// the source tree and from dist/.
+import { createHash } from 'node:crypto';
+import { move } from 'piscina';
+
+/** Glacier's tree hash works on 1 MiB chunks. */
+const TREE_HASH_CHUNK = 1024 * 1024;
+
+/**
+ * @typedef {object} HashBlocksTask
+ * @property {SharedArrayBuffer} buffer
+ * @property {number} offset byte offset of the first block in `buffer`
+ * @property {number} blockCount
+ * @property {number} blockSize
+ */
+
+/**
+ * @typedef {object} TreeHashTask
+ * @property {SharedArrayBuffer} buffer
+ * @property {number} offset
+ * @property {number} length
+ */
+
+/** @type {Map<number, { zeros: Buffer, digest: Buffer }>} */
+const zeroBlocks = new Map();
+
+/** @param {number} blockSize */
+function zeroBlockOf(blockSize) {
+  let zero = zeroBlocks.get(blockSize);
+  if (zero === undefined) {
+    const zeros = Buffer.alloc(blockSize);
+    zero = { zeros, digest: sha256(zeros) };
+    zeroBlocks.set(blockSize, zero);
+  }
+  return zero;
+}
+
+/** @param {Uint8Array} data */
+function sha256(data) {
+  return createHash('sha256').update(data).digest();
+}
+
+/**
+ * SHA-256 and zero flag of each block. All-zero blocks are found with one
+ * memcmp against a zero block and get the zero digest without hashing.
+ * Returns one transferred ArrayBuffer of 33 bytes a block: the digests
+ * (32 * blockCount bytes, block order), then one flag byte a block (1 = zero).
+ * @param {HashBlocksTask} task
+ */
+export function hashBlocks({ buffer, offset, blockCount, blockSize }) {
+  const zero = zeroBlockOf(blockSize);
+  const result = new Uint8Array(33 * blockCount);
+  const flagsAt = 32 * blockCount;
+  for (let i = 0; i < blockCount; i += 1) {
+    const block = Buffer.from(buffer, offset + i * blockSize, blockSize);
+    if (block.equals(zero.zeros)) {
+      result.set(zero.digest, 32 * i);
+      result[flagsAt + i] = 1;
+    } else {
+      result.set(sha256(block), 32 * i);
+    }
+  }
+  return move(result.buffer);
+}
+
+/**
+ * Glacier tree hash of [offset, offset + length) as raw 32 bytes: SHA-256 of
+ * each 1 MiB chunk, then pairs hashed level by level, an odd last node carried
+ * up unchanged.
+ * @param {TreeHashTask} task
+ */
+export function treeHash({ buffer, offset, length }) {
+  const data = Buffer.from(buffer, offset, length);
+  if (length === 0) return new Uint8Array(sha256(data));
+  /** @type {Buffer[]} */
+  let level = [];
+  for (let at = 0; at < length; at += TREE_HASH_CHUNK) {
+    level.push(sha256(data.subarray(at, Math.min(at + TREE_HASH_CHUNK, length))));
+  }
+  while (level.length > 1) {
+    /** @type {Buffer[]} */
+    const next = [];
+    for (let i = 0; i < level.length; i += 2) {
+      const left = /** @type {Buffer} */ (level[i]);
+      const right = level[i + 1];
+      next.push(right === undefined ? left : createHash('sha256').update(left).update(right).digest());
+    }
+    level = next;
+  }
+  return new Uint8Array(/** @type {Buffer} */ (level[0]));
+}

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { realpath } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { abortError, throwIfAborted } from '../core/abort.js';
+import { throwIfAborted } from '../core/abort.js';
+import { TaskWindow } from '../core/task-window.js';
 import { checksumOf } from '../core/checksum.js';
 import { BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from '../core/constants.js';
 import type { SnapshotCatalog, SnapshotReader, SnapshotWriter } from '../core/ports.js';
@@ -375,9 +376,9 @@ async function scanAndUpload(
   // Unwritten blocks read as zeros only in an unencrypted snapshot.
   const zeroIsImplicit = !encrypted;
   const counts: ScanCounts = { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 };
-  let bytesUploaded = 0;
-  let failure: unknown;
-  const inFlight = new Set<Promise<void>>();
+  // Uploads are bounded by the slab pool (a slab is held until its uploads settle)
+  // and paced by the writer's limiter.
+  const uploads = new TaskWindow();
   const progress = (phase: BackupProgress['phase']) =>
     options.onProgress?.({
       phase,
@@ -388,31 +389,16 @@ async function scanAndUpload(
       blocksScanned: counts.scanned,
       blocksChanged: counts.changed,
       blocksUploaded: counts.uploaded,
-      bytesUploaded,
+      bytesUploaded: counts.uploaded * BLOCK_SIZE,
     });
 
-  const upload = (slab: HashedSlab, i: number, pendingInSlab: { n: number }) => {
+  const upload = async (slab: HashedSlab, i: number) => {
     const blockIndex = slab.firstBlock + i;
     const digest = digestAt(slab, i);
     const percent = Math.floor((100 * (blockIndex + 1)) / totalBlocks);
-    const task = deps.writer
-      .putBlock(snapshotId!, blockIndex, slab.slab.block(i), checksumOf(digest), percent)
-      .then(
-        () => {
-          journal!.acknowledge(blockIndex, digest);
-          counts.uploaded += 1;
-          bytesUploaded += BLOCK_SIZE;
-        },
-        (err: unknown) => {
-          failure ??= err;
-        },
-      )
-      .finally(() => {
-        inFlight.delete(task);
-        pendingInSlab.n -= 1;
-        if (pendingInSlab.n === 0) slab.slab.release();
-      });
-    inFlight.add(task);
+    await deps.writer.putBlock(snapshotId!, blockIndex, slab.slab.block(i), checksumOf(digest), percent);
+    journal!.acknowledge(blockIndex, digest);
+    counts.uploaded += 1;
   };
 
   const ticker = setInterval(() => progress('scan'), 500);
@@ -420,50 +406,67 @@ async function scanAndUpload(
     for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
       const toUpload: number[] = [];
       for (let i = 0; i < slab.blockCount; i += 1) {
-        const blockIndex = slab.firstBlock + i;
-        const digest = digestAt(slab, i);
-        const baseDigest = baseMap.digestAt(blockIndex);
-        let changed: boolean;
-        if (resume.mustRewrite(blockIndex)) changed = true;
-        else if (resume.written(blockIndex)) changed = !resume.written(blockIndex)!.equals(digest);
-        else changed = suspects.has(blockIndex) || baseDigest === undefined || !baseDigest.equals(digest);
-        if (changed && slab.zero[i] === 1 && zeroIsImplicit && baseDigest === undefined && !suspects.has(blockIndex) && !resume.written(blockIndex)) {
-          // A zero block where the lineage never wrote one reads back as zeros already.
-          counts.zeroSkipped += 1;
-          changed = false;
-        }
-        if (changed) toUpload.push(i);
+        if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
       }
       counts.scanned += slab.blockCount;
       counts.changed += toUpload.length;
-      if (toUpload.length === 0 || !snapshotId || failure !== undefined) {
+      if (toUpload.length === 0 || !snapshotId || uploads.failed) {
         slab.slab.release();
-      } else {
-        journal!.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
-        const pendingInSlab = { n: toUpload.length };
-        for (const i of toUpload) upload(slab, i, pendingInSlab);
+        if (uploads.failed) break;
+        continue;
       }
-      if (failure !== undefined) break;
+      journal!.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
+      // The slab goes back to the pool once every upload from it has settled.
+      let unsettled = toUpload.length;
+      const settle = () => {
+        unsettled -= 1;
+        if (unsettled === 0) slab.slab.release();
+      };
+      for (const [n, i] of toUpload.entries()) {
+        try {
+          await uploads.add(() => upload(slab, i).finally(settle));
+        } catch (err) {
+          for (let k = n; k < toUpload.length; k += 1) settle();
+          throw err;
+        }
+      }
     }
   } catch (err) {
-    failure ??= err;
+    uploads.fail(err);
   } finally {
     clearInterval(ticker);
-    await Promise.all(inFlight);
-    journal?.flush();
   }
-  if (failure !== undefined) {
-    if (options.signal?.aborted && snapshotId) {
-      const err = abortError(options.signal);
-      throw new SnaplineError(err.code, `${err.message}; snapshot ${snapshotId} stays pending`, {
+  try {
+    await uploads.drain();
+  } catch (err) {
+    if (isSnaplineError(err, ErrorCodes.INTERRUPTED) && snapshotId) {
+      throw new SnaplineError(ErrorCodes.INTERRUPTED, `${err.message}; snapshot ${snapshotId} stays pending`, {
         hint: 'run the same command again to resume it',
         details: { snapshotId },
       });
     }
-    throw failure;
+    throw err;
+  } finally {
+    journal?.flush();
   }
   progress('scan');
   return counts;
+
+  /** The upload decision for one block; counts zero blocks left out. */
+  function mustUpload(blockIndex: number, digest: Uint8Array, isZero: boolean): boolean {
+    const baseDigest = baseMap.digestAt(blockIndex);
+    const suspect = suspects.has(blockIndex);
+    if (resume.mustRewrite(blockIndex)) return true;
+    const written = resume.written(blockIndex);
+    if (written) return !written.equals(digest);
+    if (!suspect && baseDigest !== undefined) return !baseDigest.equals(digest);
+    if (!suspect && isZero && zeroIsImplicit) {
+      // The lineage never wrote this block and it reads back as zeros already.
+      counts.zeroSkipped += 1;
+      return false;
+    }
+    return true;
+  }
 }
 
 function commitOptions(options: BackupOptions, volume: string, source: BlockSource) {

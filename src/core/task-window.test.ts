@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { TaskWindow } from './task-window.js';
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('TaskWindow', () => {
+  it('never has more than `size` tasks unsettled', async () => {
+    const window = new TaskWindow(3);
+    let running = 0;
+    let peak = 0;
+    for (let i = 0; i < 20; i += 1) {
+      await window.add(async () => {
+        running += 1;
+        peak = Math.max(peak, running);
+        await tick();
+        running -= 1;
+      });
+    }
+    await window.drain();
+    expect(peak).toBe(3);
+    expect(running).toBe(0);
+  });
+
+  it('keeps the first failure, starts nothing after it, and still awaits the running tasks', async () => {
+    const window = new TaskWindow(4);
+    let finished = 0;
+    await window.add(async () => {
+      await tick();
+      throw new Error('first');
+    });
+    await window.add(async () => {
+      await tick();
+      await tick();
+      finished += 1;
+    });
+    await tick();
+    await tick();
+    await expect(window.add(async () => undefined)).rejects.toThrow('first');
+    await expect(window.drain()).rejects.toThrow('first');
+    expect(finished).toBe(1);
+    expect(window.failed).toBe(true);
+  });
+});

@@ -1,0 +1,192 @@
+import { constants } from 'node:fs';
+import { open, readFile, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+import { deviceSizeFromSysfs, splitDeviceNumber } from '../source/device-size.js';
+
+/** Where a restore writes: an image file or a block device. */
+export interface RestoreTarget {
+  readonly path: string;
+  readonly kind: 'file' | 'device';
+  /** Writes all of `data` at `position`. */
+  write(data: Uint8Array, position: number): Promise<void>;
+  /** Makes [position, position+length) read as zeros (a hole in a file, zeros written on a device). */
+  zero(position: number, length: number): Promise<void>;
+  /** Durably finishes the target: a file gets exactly `sizeBytes`; then fsync. */
+  finish(sizeBytes: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenTargetOptions {
+  /** Bytes the restored volume needs. */
+  sizeBytes: number;
+  /** Overwrite an existing non-empty file. */
+  force?: boolean;
+  /** Keep the target's content (an incremental restore writes only changed blocks). */
+  keepContent?: boolean;
+}
+
+const ZERO_CHUNK = Buffer.alloc(4 * 1024 * 1024);
+
+/**
+ * Opens a restore target after checking it may be written: not a directory;
+ * an existing non-empty file only with `force` (or `keepContent`); a device
+ * only when neither it nor a partition of it is mounted and it holds
+ * `sizeBytes`. A new file is created readable by the owner only.
+ */
+export async function openTarget(path: string, options: OpenTargetOptions): Promise<RestoreTarget> {
+  const info = await stat(path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw targetError(path, err);
+  });
+  if (info?.isDirectory()) {
+    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is a directory; give an image file or a block device`);
+  }
+  if (info?.isBlockDevice()) return openDevice(path, info.rdev, options);
+  if (info && !info.isFile()) {
+    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is neither a regular file nor a block device`);
+  }
+  if (info && info.size > 0n && !options.force && !options.keepContent) {
+    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} exists and is not empty`, {
+      hint: 'pass --force to overwrite it, or --incremental if it holds an earlier restore of this lineage',
+    });
+  }
+  const flags = options.keepContent ? constants.O_RDWR : constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC;
+  const handle = await open(path, flags, 0o600).catch((err: NodeJS.ErrnoException) => {
+    throw targetError(path, err);
+  });
+  return new FileTarget(path, handle);
+}
+
+async function openDevice(path: string, rdev: bigint, options: OpenTargetOptions): Promise<RestoreTarget> {
+  const mountedAs = await mountPointOf(rdev);
+  if (mountedAs) {
+    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is mounted (on ${mountedAs}); unmount it before restoring onto it`);
+  }
+  const size = await deviceSizeFromSysfs(rdev);
+  if (size !== undefined && size < options.sizeBytes) {
+    throw new SnaplineError(
+      ErrorCodes.TARGET_UNUSABLE,
+      `${path} holds ${size} bytes, less than the ${options.sizeBytes} bytes of the snapshot`,
+    );
+  }
+  const handle = await open(path, constants.O_RDWR | constants.O_EXCL).catch((err: NodeJS.ErrnoException) => {
+    throw targetError(path, err);
+  });
+  return new DeviceTarget(path, handle);
+}
+
+/** The mount point of the device or of one of its partitions, if any is mounted. */
+export async function mountPointOf(rdev: bigint, procRoot = '/proc', sysfsRoot = '/sys'): Promise<string | undefined> {
+  const { major, minor } = splitDeviceNumber(rdev);
+  const numbers = new Set([`${major}:${minor}`]);
+  const deviceDir = join(sysfsRoot, 'dev', 'block', `${major}:${minor}`);
+  for (const entry of await readdir(deviceDir).catch(() => [] as string[])) {
+    const dev = await readFile(join(deviceDir, entry, 'dev'), 'utf8').catch(() => undefined);
+    if (dev) numbers.add(dev.trim());
+  }
+  const mountinfo = await readFile(join(procRoot, 'self', 'mountinfo'), 'utf8').catch(() => '');
+  for (const line of mountinfo.split('\n')) {
+    const fields = line.split(' ');
+    if (fields[2] && numbers.has(fields[2])) return fields[4];
+  }
+  return undefined;
+}
+
+function targetError(path: string, err: NodeJS.ErrnoException): SnaplineError {
+  switch (err.code) {
+    case 'EACCES':
+    case 'EPERM':
+      return new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `no permission to write ${path}`, { cause: err });
+    case 'EBUSY':
+      return new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is in use by another program`, { cause: err });
+    case 'ENOENT':
+      return new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `the folder of ${path} does not exist`, { cause: err });
+    default:
+      return ioError(path, err);
+  }
+}
+
+/** A write failure: disk full is said plainly. */
+export function ioError(path: string, err: unknown): SnaplineError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const message =
+    code === 'ENOSPC' || code === 'EFBIG' || code === 'EDQUOT'
+      ? `no space left to write ${path}`
+      : `writing ${path} failed: ${(err as Error).message}`;
+  return new SnaplineError(ErrorCodes.IO_FAILED, message, { cause: err });
+}
+
+abstract class HandleTarget implements RestoreTarget {
+  abstract readonly kind: 'file' | 'device';
+
+  constructor(
+    readonly path: string,
+    protected readonly handle: FileHandle,
+  ) {}
+
+  async write(data: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < data.byteLength) {
+        const { bytesWritten } = await this.handle.write(data, done, data.byteLength - done, position + done);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw ioError(this.path, err);
+    }
+  }
+
+  abstract zero(position: number, length: number): Promise<void>;
+  abstract finish(sizeBytes: number): Promise<void>;
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+
+  protected async writeZeros(position: number, length: number): Promise<void> {
+    for (let done = 0; done < length; done += ZERO_CHUNK.byteLength) {
+      await this.write(ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.byteLength, length - done)), position + done);
+    }
+  }
+
+  protected async sync(): Promise<void> {
+    try {
+      await this.handle.sync();
+    } catch (err) {
+      throw ioError(this.path, err);
+    }
+  }
+}
+
+class FileTarget extends HandleTarget {
+  readonly kind = 'file' as const;
+
+  /** Zeros are written (not a hole punched): Node has no portable punch-hole call. Past the end they are left to truncate. */
+  async zero(position: number, length: number): Promise<void> {
+    const { size } = await this.handle.stat();
+    const end = Math.min(position + length, size);
+    if (end > position) await this.writeZeros(position, end - position);
+  }
+
+  async finish(sizeBytes: number): Promise<void> {
+    try {
+      await this.handle.truncate(sizeBytes);
+    } catch (err) {
+      throw ioError(this.path, err);
+    }
+    await this.sync();
+  }
+}
+
+class DeviceTarget extends HandleTarget {
+  readonly kind = 'device' as const;
+
+  async zero(position: number, length: number): Promise<void> {
+    await this.writeZeros(position, length);
+  }
+
+  async finish(): Promise<void> {
+    await this.sync();
+  }
+}

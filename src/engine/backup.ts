@@ -13,6 +13,7 @@ import { openSource, type BlockSource, type SlabPool } from '../source/index.js'
 import { BlockMapCursor, SortedBlockSet } from './block-map.js';
 import { completeAndCommit } from './committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from './rebuild.js';
 import { digestAt, scanSource, type HashedSlab } from './scan.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
@@ -173,7 +174,7 @@ async function runBackup(
       volumeSizeGiB: plan.volumeSizeGiB,
       parentSnapshotId: plan.parent ?? undefined,
       description: options.description,
-      tags: options.tags,
+      tags: { ...options.tags, [VOLUME_TAG]: volume, [SOURCE_BYTES_TAG]: String(source.sizeBytes) },
       encrypted: identity.encrypted || undefined,
       kmsKeyArn: options.kmsKeyArn,
       timeoutMinutes: options.timeoutMinutes,

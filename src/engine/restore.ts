@@ -8,6 +8,7 @@ import type { HashPool } from '../hashing/index.js';
 import type { BlockIndex } from '../index/index.js';
 import type { SlabPool } from '../source/index.js';
 import { openTarget, type RestoreTarget } from '../target/index.js';
+import { SOURCE_BYTES_TAG } from './rebuild.js';
 import { verify, type VerifyResult } from './verify.js';
 
 /** What a restore needs. The reader verifies checksums and retries (see session). */
@@ -76,7 +77,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
   throwIfAborted(options.signal);
   const { index, reader } = deps;
   const snapshot = await completedSnapshot(deps.catalog, options.snapshotId);
-  const sizeBytes = index.getSnapshot(options.snapshotId)?.sourceBytes ?? snapshot.volumeSizeGiB * GIB;
+  const sizeBytes = index.getSnapshot(options.snapshotId)?.sourceBytes ?? taggedSourceBytes(snapshot) ?? snapshot.volumeSizeGiB * GIB;
   const targetPath = resolve(options.target);
   const lock = index.acquireLock(`target:${targetPath}`);
   try {
@@ -129,6 +130,12 @@ export async function completedSnapshot(catalog: SnapshotCatalog, snapshotId: st
     throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${snapshotId} is ${snapshot.state}; only a completed snapshot can be read`);
   }
   return snapshot;
+}
+
+/** The exact source size snapline tagged the snapshot with, if it is there and sane. */
+function taggedSourceBytes(snapshot: RemoteSnapshot): number | undefined {
+  const bytes = Number(snapshot.tags[SOURCE_BYTES_TAG]);
+  return Number.isSafeInteger(bytes) && bytes > 0 && bytes <= snapshot.volumeSizeGiB * GIB ? bytes : undefined;
 }
 
 /** The snapshot the index vouches the target holds, for an incremental restore. */

@@ -1,8 +1,24 @@
 import type { Command } from 'commander';
 import type { Wrap } from '../main.js';
+import { registerBackup } from './backup.js';
+import { registerDiff } from './diff.js';
+import { registerIndexCommands } from './index-commands.js';
+import { registerPrune } from './prune.js';
+import { registerQuickstart } from './quickstart.js';
+import { registerRestore } from './restore.js';
+import { registerServe } from './serve.js';
+import { registerSnapshots } from './snapshots.js';
+import { registerVerify } from './verify.js';
 
 /** Adds every subcommand to the program. One file per command. */
 export function registerCommands(program: Command, wrap: Wrap): void {
-  void program;
-  void wrap;
+  registerQuickstart(program, wrap);
+  registerBackup(program, wrap);
+  registerRestore(program, wrap);
+  registerVerify(program, wrap);
+  registerDiff(program, wrap);
+  registerSnapshots(program, wrap);
+  registerPrune(program, wrap);
+  registerIndexCommands(program, wrap);
+  registerServe(program, wrap);
 }

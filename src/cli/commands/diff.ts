@@ -1,0 +1,25 @@
+import type { Command } from 'commander';
+import { diff } from '../../engine/diff.js';
+import { withSession } from '../../session.js';
+import type { CommandContext, Wrap } from '../main.js';
+import { formatBytes } from '../progress.js';
+import { sessionOptions } from './common.js';
+import { formatRanges } from './verify.js';
+
+export function registerDiff(program: Command, wrap: Wrap): void {
+  program
+    .command('diff')
+    .description('the blocks that differ between two snapshots of one lineage')
+    .argument('<snapshot-a>', 'the earlier snapshot')
+    .argument('<snapshot-b>', 'the later snapshot')
+    .action(
+      wrap(async (ctx: CommandContext, first: string, second: string) => {
+        const output = ctx.output();
+        const result = await withSession(sessionOptions(ctx), (session) => diff(session, first, second));
+        output.result(result, () => [
+          `${first} -> ${second}: ${result.changedBlocks} blocks changed (${formatBytes(result.changedBytes)}), ${result.addedBlocks} only in ${second}, ${result.removedBlocks} only in ${first}`,
+          ...formatRanges(result.ranges),
+        ]);
+      }),
+    );
+}

@@ -1,0 +1,48 @@
+import type { Command } from 'commander';
+import { defaultIndexPath } from '../../config/paths.js';
+import { rebuildIndex } from '../../engine/rebuild.js';
+import { ErrorCodes, SnaplineError } from '../../errors.js';
+import { BlockIndex } from '../../index/index.js';
+import { withSession } from '../../session.js';
+import type { CommandContext, Wrap } from '../main.js';
+import { sessionOptions } from './common.js';
+
+export function registerIndexCommands(program: Command, wrap: Wrap): void {
+  const index = program.command('index').description('the local block index');
+  index
+    .command('rebuild')
+    .description("learn a snapshot's block map by reading it (new machine or lost index)")
+    .argument('<snapshot-id>', 'completed snapshot')
+    .option('--volume <name>', 'volume to file it under (default: its snapline:volume tag)')
+    .action(
+      wrap(async (ctx: CommandContext, snapshotId: string, flags: { volume?: string }) => {
+        const output = ctx.output();
+        const result = await withSession(sessionOptions(ctx), (session) =>
+          rebuildIndex(session, { snapshotId, volume: flags.volume, signal: ctx.signal }),
+        );
+        output.result(result, () => [`learned ${result.blocks} blocks of ${result.snapshotId} for volume ${result.volume}`]);
+      }),
+    );
+  index
+    .command('check')
+    .description("check the index file's integrity")
+    .action(
+      wrap(async (ctx: CommandContext) => {
+        const output = ctx.output();
+        const path = ctx.globals().index ?? defaultIndexPath();
+        const opened = BlockIndex.open(path);
+        let problems: string[];
+        try {
+          problems = opened.check();
+        } finally {
+          opened.close();
+        }
+        if (problems.length > 0) {
+          throw new SnaplineError(ErrorCodes.INDEX_UNUSABLE, `the index ${path} has ${problems.length} problems:\n  ${problems.join('\n  ')}`, {
+            details: { path, problems },
+          });
+        }
+        output.result({ path, ok: true, problems }, () => [`${path}: ok`]);
+      }),
+    );
+}

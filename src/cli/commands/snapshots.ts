@@ -1,0 +1,42 @@
+import type { Command } from 'commander';
+import { listSnapshots } from '../../engine/snapshots.js';
+import { withSession } from '../../session.js';
+import type { CommandContext, Wrap } from '../main.js';
+import { formatBytes } from '../progress.js';
+import { sessionOptions } from './common.js';
+
+export function registerSnapshots(program: Command, wrap: Wrap): void {
+  program
+    .command('snapshots')
+    .description('the lineage of each volume from the index, reconciled with EC2')
+    .option('--volume <name>', 'only this volume')
+    .action(
+      wrap(async (ctx: CommandContext, flags: { volume?: string }) => {
+        const output = ctx.output();
+        const rows = await withSession(sessionOptions(ctx), (session) => listSnapshots(session, { volume: flags.volume }));
+        output.result(rows, () => {
+          if (rows.length === 0) return ['no snapshots recorded in the index'];
+          const table = [['VOLUME', 'SNAPSHOT', 'PARENT', 'STATE', 'AWS', 'SIZE', 'CHANGED', 'AGE', 'TAGS']];
+          for (const r of rows) {
+            const tags = Object.entries(r.tags)
+              .filter(([k]) => !k.startsWith('snapline:'))
+              .map(([k, v]) => `${k}=${v}`)
+              .join(',');
+            table.push([
+              r.volume,
+              r.snapshotId,
+              r.parentSnapshotId ?? '-',
+              r.indexState,
+              r.remoteState,
+              formatBytes(r.sourceBytes),
+              String(r.changedBlocks),
+              `${r.ageDays}d`,
+              tags || '-',
+            ]);
+          }
+          const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
+          return table.map((row) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+        });
+      }),
+    );
+}

@@ -1,0 +1,36 @@
+import type { Command } from 'commander';
+import { verify, type BlockRange } from '../../engine/verify.js';
+import { withSession } from '../../session.js';
+import type { CommandContext, Wrap } from '../main.js';
+import { sessionOptions } from './common.js';
+
+export function registerVerify(program: Command, wrap: Wrap): void {
+  program
+    .command('verify')
+    .description('compare a source with a snapshot block by block; exit 0 when equal, 1 when not')
+    .argument('<source>', 'image file or block device')
+    .argument('<snapshot-id>', 'snapshot to compare with')
+    .action(
+      wrap(async (ctx: CommandContext, source: string, snapshotId: string) => {
+        const output = ctx.output();
+        const result = await withSession(sessionOptions(ctx), (session) => verify(session, { source, snapshotId, signal: ctx.signal }));
+        output.result(result, () => [
+          result.equal
+            ? `${result.source} equals ${result.snapshotId} (${result.blocksCompared} blocks compared, digests from the ${result.expectedFrom})`
+            : `${result.source} differs from ${result.snapshotId}: ${result.differingBlocks} of ${result.blocksCompared} blocks`,
+          ...(result.snapshotBytes !== null && result.snapshotBytes !== result.sourceBytes
+            ? [`  size: source ${result.sourceBytes} bytes, snapshot ${result.snapshotBytes} bytes`]
+            : []),
+          ...formatRanges(result.differingRanges),
+        ]);
+        return result.equal ? 0 : 1;
+      }),
+    );
+}
+
+/** Block ranges as lines, at most `limit` of them. */
+export function formatRanges(ranges: BlockRange[], limit = 20): string[] {
+  const lines = ranges.slice(0, limit).map((r) => (r.first === r.last ? `  block ${r.first}` : `  blocks ${r.first}-${r.last}`));
+  if (ranges.length > limit) lines.push(`  ... and ${ranges.length - limit} more ranges (--json lists all)`);
+  return lines;
+}

@@ -1,0 +1,296 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetCallerIdentityCommand } from '@aws-sdk/client-sts';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+import { AwsClients, type ConnectionSettings } from './clients.js';
+import { Ec2SnapshotCatalog } from './ec2.js';
+import { EbsSnapshotStore } from './ebs.js';
+
+const CREDENTIALS = { accessKeyId: 'static-key', secretAccessKey: 'static-secret' };
+const EC2_ENCRYPTION_XML =
+  '<?xml version="1.0" encoding="UTF-8"?><GetEbsEncryptionByDefaultResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">' +
+  '<requestId>r</requestId><ebsEncryptionByDefault>true</ebsEncryptionByDefault></GetEbsEncryptionByDefaultResponse>';
+
+interface Loopback {
+  url: string;
+  requests: http.IncomingMessage[];
+  connections: number;
+  /** How the next requests are answered; the default completes a snapshot. */
+  respond: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+  close(): Promise<void>;
+}
+
+function completed(_req: http.IncomingMessage, res: http.ServerResponse): void {
+  res.writeHead(202, { 'content-type': 'application/json' });
+  res.end('{"Status":"completed"}');
+}
+
+async function loopback(create: (handler: http.RequestListener) => http.Server = (h) => http.createServer(h), scheme = 'http'): Promise<Loopback> {
+  const state: Loopback = {
+    url: '',
+    requests: [],
+    connections: 0,
+    respond: completed,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+  const server = create((req, res) => {
+    state.requests.push(req);
+    req.resume();
+    req.on('end', () => state.respond(req, res));
+  });
+  server.on(scheme === 'https' ? 'secureConnection' : 'connection', () => (state.connections += 1));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  state.url = `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const close = state.close;
+  state.close = async () => {
+    server.closeAllConnections?.();
+    await close();
+  };
+  return state;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<SnaplineError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(SnaplineError);
+    return err as SnaplineError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('AwsClients', () => {
+  const opened: AwsClients[] = [];
+  const servers: Loopback[] = [];
+  const clientsFor = (settings: Partial<ConnectionSettings>, concurrency?: number) => {
+    const clients = new AwsClients({ name: 'test', region: 'us-east-1', credentials: CREDENTIALS, ...settings }, concurrency === undefined ? {} : { concurrency });
+    opened.push(clients);
+    return clients;
+  };
+  const serve = async () => {
+    const server = await loopback();
+    servers.push(server);
+    return server;
+  };
+  afterEach(async () => {
+    for (const clients of opened.splice(0)) clients.destroy();
+    for (const server of servers.splice(0)) await server.close();
+  });
+
+  it('builds each client once and turns the SDK Node-version notice off', () => {
+    const clients = clientsFor({ endpointUrl: 'http://127.0.0.1:1' });
+    expect(clients.ebs()).toBe(clients.ebs());
+    expect(clients.ec2()).toBe(clients.ec2());
+    expect(clients.sts()).toBe(clients.sts());
+    expect(clients.s3()).toBe(clients.s3());
+    expect(process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED).toBe('true');
+  });
+
+  it('opens no more sockets per host than the concurrency, and reuses them', async () => {
+    const server = await serve();
+    const held: Array<() => void> = [];
+    server.respond = (req, res) => held.push(() => completed(req, res));
+    const store = new EbsSnapshotStore(clientsFor({ endpointUrl: server.url }, 2).ebs());
+    const calls = Array.from({ length: 6 }, () => store.completeSnapshot('snap-0abc', 0, 'x'));
+    // Answer requests as they arrive until all six are done.
+    const release = setInterval(() => held.splice(0).forEach((answer) => answer()), 5);
+    try {
+      await Promise.all(calls);
+    } finally {
+      clearInterval(release);
+    }
+    expect(server.requests).toHaveLength(6);
+    expect(server.connections).toBe(2);
+  });
+
+  it('maxSockets overrides the concurrency', async () => {
+    const server = await serve();
+    const held: Array<() => void> = [];
+    server.respond = (req, res) => held.push(() => completed(req, res));
+    const store = new EbsSnapshotStore(clientsFor({ endpointUrl: server.url, maxSockets: 1 }, 8).ebs());
+    const calls = Array.from({ length: 3 }, () => store.completeSnapshot('snap-0abc', 0, 'x'));
+    const release = setInterval(() => held.splice(0).forEach((answer) => answer()), 5);
+    try {
+      await Promise.all(calls);
+    } finally {
+      clearInterval(release);
+    }
+    expect(server.connections).toBe(1);
+  });
+
+  it('a per-service endpoint wins over the connection endpoint', async () => {
+    const shared = await serve();
+    const ebsOnly = await serve();
+    const clients = clientsFor({ endpointUrl: shared.url, endpoints: { ebs: ebsOnly.url } });
+    expect(clients.endpointFor('ebs')).toBe(ebsOnly.url);
+    expect(clients.endpointFor('ec2')).toBe(shared.url);
+    await new EbsSnapshotStore(clients.ebs()).completeSnapshot('snap-0abc', 0, 'x');
+    shared.respond = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      res.end(EC2_ENCRYPTION_XML);
+    };
+    expect(await new Ec2SnapshotCatalog(clients.ec2()).encryptionByDefault()).toBe(true);
+    expect(ebsOnly.requests.map((r) => r.url)).toEqual(['/snapshots/completion/snap-0abc']);
+    expect(shared.requests.map((r) => r.method)).toEqual(['POST']);
+  });
+
+  it('signs with the static credentials for the connection Region', async () => {
+    const server = await serve();
+    await new EbsSnapshotStore(clientsFor({ endpointUrl: server.url, region: 'eu-west-1' }).ebs()).completeSnapshot('snap-0abc', 0, 'x');
+    expect(server.requests[0]?.headers.authorization).toMatch(/Credential=static-key\/\d{8}\/eu-west-1\/ebs\/aws4_request/);
+  });
+
+  it('reads a named profile from the shared credentials file', async () => {
+    const server = await serve();
+    const dir = mkdtempSync(join(tmpdir(), 'snapline-profile-'));
+    const saved = { creds: process.env.AWS_SHARED_CREDENTIALS_FILE, config: process.env.AWS_CONFIG_FILE };
+    try {
+      writeFileSync(join(dir, 'credentials'), '[backup-writer]\naws_access_key_id = profile-key\naws_secret_access_key = profile-secret\n');
+      writeFileSync(join(dir, 'config'), '');
+      process.env.AWS_SHARED_CREDENTIALS_FILE = join(dir, 'credentials');
+      process.env.AWS_CONFIG_FILE = join(dir, 'config');
+      const clients = clientsFor({ endpointUrl: server.url, credentials: { profile: 'backup-writer' } });
+      await new EbsSnapshotStore(clients.ebs()).completeSnapshot('snap-0abc', 0, 'x');
+      expect(server.requests[0]?.headers.authorization).toMatch(/Credential=profile-key\//);
+    } finally {
+      for (const [name, value] of [
+        ['AWS_SHARED_CREDENTIALS_FILE', saved.creds],
+        ['AWS_CONFIG_FILE', saved.config],
+      ] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('EC2 keeps the SDK standard retry (EBS does not, see ebs.test.ts)', async () => {
+    const server = await serve();
+    let answered = 0;
+    server.respond = (_req, res) => {
+      answered += 1;
+      if (answered < 3) {
+        res.writeHead(503, { 'content-type': 'text/xml' });
+        res.end('<Response><Errors><Error><Code>Unavailable</Code><Message>busy</Message></Error></Errors><RequestID>r</RequestID></Response>');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      res.end(EC2_ENCRYPTION_XML);
+    };
+    expect(await new Ec2SnapshotCatalog(clientsFor({ endpointUrl: server.url }).ec2()).encryptionByDefault()).toBe(true);
+    expect(server.requests).toHaveLength(3);
+  });
+
+  it('an unreachable EC2 endpoint is final once the SDK has retried', async () => {
+    const server = await serve();
+    const url = server.url;
+    await server.close();
+    servers.splice(servers.indexOf(server), 1);
+    const error = await rejection(new Ec2SnapshotCatalog(clientsFor({ endpointUrl: url }).ec2()).encryptionByDefault());
+    expect(error).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
+  });
+
+  it('S3 path-style addressing follows forcePathStyle', async () => {
+    const server = await serve();
+    server.respond = (_req, res) => {
+      res.writeHead(404, { 'content-type': 'application/xml' });
+      res.end('<Error><Code>NoSuchKey</Code><Message>none</Message></Error>');
+    };
+    const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
+    const clients = clientsFor({ endpointUrl: server.url, forcePathStyle: true });
+    await clients.s3().send(new HeadObjectCommand({ Bucket: 'archive', Key: 'a/b' })).catch(() => undefined);
+    expect(server.requests[0]?.url).toBe('/archive/a/b');
+  });
+
+  it('STS uses the shared agent too', async () => {
+    const server = await serve();
+    server.respond = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      res.end(
+        '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>' +
+          '<Arn>arn:aws:iam::000000000000:user/t</Arn><UserId>U</UserId><Account>000000000000</Account>' +
+          '</GetCallerIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetCallerIdentityResponse>',
+      );
+    };
+    const out = await clientsFor({ endpointUrl: server.url }).sts().send(new GetCallerIdentityCommand({}));
+    expect(out.Account).toBe('000000000000');
+  });
+
+  it('validates the settings and names the bad one', () => {
+    const bad = (settings: Partial<ConnectionSettings>, pattern: RegExp) => {
+      let caught: unknown;
+      try {
+        new AwsClients({ name: 'broken', region: 'us-east-1', ...settings });
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(SnaplineError);
+      expect((caught as SnaplineError).code).toBe(ErrorCodes.INVALID_ARGUMENT);
+      expect((caught as SnaplineError).message).toMatch(pattern);
+    };
+    bad({ region: '' }, /connection broken: region/);
+    bad({ endpointUrl: 'not a url' }, /endpointUrl/);
+    bad({ endpoints: { ebs: 'ftp://host' } }, /endpoints\.ebs/);
+    bad({ connectTimeoutMs: -1 }, /connectTimeoutMs/);
+    bad({ maxSockets: 0 }, /maxSockets/);
+  });
+
+  it('destroy() is idempotent and the clients cannot be built afterwards', () => {
+    const clients = new AwsClients({ name: 'gone', region: 'us-east-1' });
+    clients.ebs();
+    clients.destroy();
+    clients.destroy();
+    expect(() => clients.ec2()).toThrow(/after destroy/);
+  });
+});
+
+describe('AwsClients over TLS with a private CA', () => {
+  let dir: string;
+  let server: Loopback | undefined;
+  let cert = '';
+  const haveOpenssl = (() => {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+
+  beforeAll(async () => {
+    if (!haveOpenssl) return;
+    dir = mkdtempSync(join(tmpdir(), 'snapline-tls-'));
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+      { stdio: 'ignore' },
+    );
+    cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+    const key = readFileSync(join(dir, 'key.pem'), 'utf8');
+    server = await loopback((handler) => https.createServer({ key, cert }, handler), 'https');
+  });
+  afterAll(async () => {
+    await server?.close();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.skipIf(!haveOpenssl)('trusts the endpoint with tls.ca and refuses it without', async () => {
+    const trusted = new AwsClients({ name: 'ceph', region: 'us-east-1', endpointUrl: server!.url, credentials: CREDENTIALS, tls: { ca: cert } });
+    const untrusted = new AwsClients({ name: 'ceph', region: 'us-east-1', endpointUrl: server!.url, credentials: CREDENTIALS });
+    try {
+      expect(await new EbsSnapshotStore(trusted.ebs()).completeSnapshot('snap-0abc', 0, 'x')).toBe('completed');
+      const error = await rejection(new EbsSnapshotStore(untrusted.ebs()).completeSnapshot('snap-0abc', 0, 'x'));
+      expect(error).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
+    } finally {
+      trusted.destroy();
+      untrusted.destroy();
+    }
+  });
+});

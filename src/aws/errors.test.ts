@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+import { fromAwsError } from './errors.js';
+
+/** A Node network error as the http module raises it. */
+function networkError(code: string, message = `connect ${code} 127.0.0.1:1`): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+describe('fromAwsError: errors that are not service answers', () => {
+  it('passes a SnaplineError through unchanged', () => {
+    const original = new SnaplineError(ErrorCodes.CHECKSUM_MISMATCH, 'x');
+    expect(fromAwsError(original, 'ebs:GetSnapshotBlock')).toBe(original);
+  });
+
+  it('ECONNREFUSED and DNS failures are ENDPOINT_UNREACHABLE: retryable after one attempt, final after the SDK retried', () => {
+    expect(fromAwsError(networkError('ECONNREFUSED'), 'ebs:PutSnapshotBlock')).toMatchObject({
+      code: ErrorCodes.ENDPOINT_UNREACHABLE,
+      retryable: true,
+      details: { networkCode: 'ECONNREFUSED', action: 'ebs:PutSnapshotBlock' },
+    });
+    const retried = Object.assign(networkError('ENOTFOUND', 'getaddrinfo ENOTFOUND ec2.example'), { $metadata: { attempts: 3 } });
+    expect(fromAwsError(retried, 'ec2:DescribeSnapshots')).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
+  });
+
+  it('reads the code of an AggregateError from a multi-address connect', () => {
+    const aggregate = new AggregateError([networkError('ECONNREFUSED'), networkError('ECONNREFUSED')], 'connect failed');
+    expect(fromAwsError(aggregate, 'sts:GetCallerIdentity').code).toBe(ErrorCodes.ENDPOINT_UNREACHABLE);
+  });
+
+  it('a broken or stalled connection is UNAVAILABLE and retryable', () => {
+    for (const code of ['ECONNRESET', 'EPIPE', 'ETIMEDOUT']) {
+      expect(fromAwsError(networkError(code), 'ebs:GetSnapshotBlock')).toMatchObject({ code: ErrorCodes.UNAVAILABLE, retryable: true });
+    }
+    const timeout = Object.assign(new Error('socket timed out'), { name: 'TimeoutError' });
+    expect(fromAwsError(timeout, 'ebs:GetSnapshotBlock')).toMatchObject({ code: ErrorCodes.UNAVAILABLE, retryable: true });
+  });
+
+  it('an untrusted certificate is ENDPOINT_UNREACHABLE, not retryable, with a hint about tls.ca', () => {
+    const error = fromAwsError(networkError('SELF_SIGNED_CERT_IN_CHAIN', 'self-signed certificate in certificate chain'), 's3:ListBuckets');
+    expect(error).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
+    expect(error.hint).toContain('tls.ca');
+  });
+
+  it('an aborted request is INTERRUPTED', () => {
+    const abort = Object.assign(new Error('Request aborted'), { name: 'AbortError' });
+    expect(fromAwsError(abort, 'ebs:PutSnapshotBlock')).toMatchObject({ code: ErrorCodes.INTERRUPTED, retryable: false });
+  });
+
+  it('no credentials anywhere in the chain is ACCESS_DENIED with a hint', () => {
+    const missing = Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' });
+    const error = fromAwsError(missing, 'ebs:StartSnapshot');
+    expect(error.code).toBe(ErrorCodes.ACCESS_DENIED);
+    expect(error.hint).toMatch(/credentials/);
+  });
+
+  it('anything else is INTERNAL, keeping the cause', () => {
+    const bug = new TypeError('x is not a function');
+    const error = fromAwsError(bug, 'ebs:StartSnapshot');
+    expect(error).toMatchObject({ code: ErrorCodes.INTERNAL, retryable: false });
+    expect(error.cause).toBe(bug);
+  });
+});
+
+describe('fromAwsError: service answers of EC2, STS and S3', () => {
+  const answer = (name: string, httpStatusCode: number) =>
+    Object.assign(new Error(`${name} message`), { name, $fault: httpStatusCode >= 500 ? 'server' : 'client', $metadata: { httpStatusCode } });
+
+  it.each([
+    ['RequestLimitExceeded', 503, ErrorCodes.THROTTLED, true],
+    ['Throttling', 400, ErrorCodes.THROTTLED, true],
+    ['SlowDown', 503, ErrorCodes.THROTTLED, true],
+    ['InternalError', 500, ErrorCodes.UNAVAILABLE, true],
+    ['Unavailable', 503, ErrorCodes.UNAVAILABLE, true],
+    ['InvalidSnapshot.NotFound', 400, ErrorCodes.NOT_FOUND, false],
+    ['NoSuchBucket', 404, ErrorCodes.NOT_FOUND, false],
+    ['InvalidSnapshot.InUse', 400, ErrorCodes.CONFLICT, false],
+    ['UnauthorizedOperation', 403, ErrorCodes.ACCESS_DENIED, false],
+    ['AuthFailure', 401, ErrorCodes.ACCESS_DENIED, false],
+    ['SignatureDoesNotMatch', 403, ErrorCodes.ACCESS_DENIED, false],
+    ['InvalidClientTokenId', 403, ErrorCodes.ACCESS_DENIED, false],
+    ['ExpiredToken', 400, ErrorCodes.ACCESS_DENIED, false],
+    ['SnapshotLimitExceeded', 400, ErrorCodes.QUOTA_EXCEEDED, false],
+    ['InvalidParameterValue', 400, ErrorCodes.REMOTE_REJECTED, false],
+    ['SomethingUnheardOf', 429, ErrorCodes.THROTTLED, true],
+    ['SomethingUnheardOf', 502, ErrorCodes.UNAVAILABLE, true],
+  ] as const)('%s (%i) -> %s', (name, status, code, retryable) => {
+    expect(fromAwsError(answer(name, status), 'ec2:DescribeSnapshots')).toMatchObject({ code, retryable, details: { awsError: name, httpStatus: status } });
+  });
+
+  it('a permission error names the action in the message and the hint', () => {
+    const error = fromAwsError(answer('UnauthorizedOperation', 403), 'ec2:DeleteSnapshot');
+    expect(error.message).toContain('ec2:DeleteSnapshot');
+    expect(error.hint).toContain('ec2:DeleteSnapshot');
+  });
+});

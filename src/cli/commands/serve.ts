@@ -1,0 +1,104 @@
+import type { Command } from 'commander';
+import { isIP } from 'node:net';
+import { DEFAULT_LOCAL_PORT } from '../../config/connection.js';
+import { localEndpointDir } from '../../config/paths.js';
+import { checkFaultSettings, startEmulator, type FaultSettings } from '../../emulator/index.js';
+import { ErrorCodes, SnaplineError } from '../../errors.js';
+import type { CommandContext, Wrap } from '../main.js';
+
+/** The flags of `snapline serve`, as commander hands them over (strings). */
+interface ServeFlags {
+  host: string;
+  port: string;
+  dataDir?: string;
+  allowRemote: boolean;
+  seed?: string;
+  throttleRate?: string;
+  rateLimit?: string;
+  errorRate?: string;
+  resetRate?: string;
+  latencyMs?: string;
+  notFoundAfterStart?: string;
+  corruptRate?: string;
+  completionDelayMs?: string;
+  completionErrorRate?: string;
+}
+
+/** Each fault flag and the FaultSettings field it sets. */
+const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags, help: string][] = [
+  ['--seed', 'seed', 'seed of every random fault decision (same seed, same sequence)'],
+  ['--throttle-rate', 'throttleRate', 'share 0..1 of EBS requests answered RequestThrottledException'],
+  ['--rate-limit', 'rateLimit', 'requests/s per snapshot for Put/GetSnapshotBlock each (1000 imitates AWS)'],
+  ['--error-rate', 'errorRate', 'share 0..1 of EBS requests answered InternalServerException (500)'],
+  ['--reset-rate', 'resetRate', 'share 0..1 of EBS requests whose connection is dropped without an answer'],
+  ['--latency-ms', 'latencyMs', 'milliseconds added to every EBS request'],
+  ['--not-found-after-start', 'notFoundAfterStart', 'seconds after StartSnapshot during which PutSnapshotBlock answers ResourceNotFoundException'],
+  ['--corrupt-rate', 'corruptRate', 'share 0..1 of GetSnapshotBlock answers with a wrong x-amz-Checksum'],
+  ['--completion-delay-ms', 'completionDelayMs', 'CompleteSnapshot answers pending; the snapshot completes after this delay'],
+  ['--completion-error-rate', 'completionErrorRate', 'share 0..1 of completions that end in state error'],
+];
+
+export function registerServe(program: Command, wrap: Wrap): void {
+  const command = program
+    .command('serve')
+    .description('run the local AWS-compatible endpoint (EBS direct APIs, EC2 snapshot subset, STS, S3) until interrupted')
+    .option('--host <address>', 'address to listen on (anything but loopback needs --allow-remote)', '127.0.0.1')
+    .option('--port <number>', 'port to listen on (0: a free one)', String(DEFAULT_LOCAL_PORT))
+    .option('--data-dir <path>', 'where the endpoint keeps its data (default: <data directory>/endpoint)')
+    .option('--allow-remote', 'allow listening on an address other than loopback', false);
+  for (const [flag, , help] of FAULT_FLAGS) command.option(`${flag} <number>`, help);
+  command.action(wrap((ctx: CommandContext, flags: ServeFlags) => serve(ctx, flags)));
+}
+
+async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
+  const output = ctx.output();
+  const host = checkHost(flags.host, flags.allowRemote);
+  const port = parseNumber('--port', flags.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--port must be an integer from 0 to 65535, got ${flags.port}`);
+  }
+  const dataDir = flags.dataDir ?? localEndpointDir();
+  if (dataDir === '') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--data-dir must not be empty');
+  const faults = parseFaultFlags(flags);
+
+  const emulator = await startEmulator({ ...faults, dataDir, host, port });
+  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults }, () => [`listening on ${emulator.url}`]);
+  output.verbose(`data directory: ${dataDir}`);
+
+  await new Promise<void>((resolve) => {
+    if (ctx.signal.aborted) return resolve();
+    ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  output.note('stopping the endpoint');
+  await emulator.close();
+  return 0;
+}
+
+/** The fault flags given, checked; a bad one is named in the error. */
+export function parseFaultFlags(flags: Partial<Record<keyof FaultSettings, string>>): FaultSettings {
+  const faults: Record<string, number> = {};
+  for (const [flag, field] of FAULT_FLAGS) {
+    const value = flags[field];
+    if (value !== undefined) faults[field] = parseNumber(flag, value);
+  }
+  const flagOf = new Map(FAULT_FLAGS.map(([flag, field]) => [field, flag]));
+  return checkFaultSettings(faults, (field) => flagOf.get(field) ?? field);
+}
+
+function parseNumber(flag: string, text: string): number {
+  const value = text.trim() === '' ? Number.NaN : Number(text);
+  if (!Number.isFinite(value)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${flag} must be a number, got '${text}'`);
+  return value;
+}
+
+/** The listening address; anything but loopback needs --allow-remote. */
+function checkHost(host: string, allowRemote: boolean): string {
+  if (host === '') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--host must not be empty');
+  const loopback = host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+  if (!loopback && !allowRemote) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--host ${host} is not a loopback address`, {
+      hint: 'the endpoint checks no credentials; add --allow-remote only if other machines may use it',
+    });
+  }
+  return host;
+}

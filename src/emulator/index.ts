@@ -1,0 +1,74 @@
+import { ErrorCodes, SnaplineError } from '../errors.js';
+import { checkFaultSettings, FAULT_FIELDS, type FaultSettings } from './faults.js';
+import { EndpointServer } from './server.js';
+import { DEFAULT_LIMITS, type EndpointLimits } from './snapshots.js';
+import type { EmulatorStats } from './stats.js';
+
+export type { FaultSettings } from './faults.js';
+export type { EmulatorStats, FaultStats, OperationStats } from './stats.js';
+export type { EndpointLimits } from './snapshots.js';
+export { checkFaultSettings, FAULT_FIELDS } from './faults.js';
+export { ACCOUNT_ID, DEFAULT_LIMITS } from './snapshots.js';
+
+export interface EmulatorOptions extends FaultSettings {
+  /** Where the endpoint keeps its catalog (SQLite), block packs and token secret. Created when missing. */
+  dataDir: string;
+  /** Default 127.0.0.1. Callers decide whether a non-loopback address is allowed. */
+  host?: string;
+  /** Default 0: a free port. */
+  port?: number;
+  /** Quotas; AWS's defaults when absent. */
+  limits?: Partial<EndpointLimits>;
+  /** The clock (epoch ms) for state decisions: token expiry, idle timeout, completion delay, rate limits. For tests. */
+  now?: () => number;
+  /** Where internal failures are reported. Default: stderr. */
+  log?: (line: string) => void;
+}
+
+export interface RunningEmulator {
+  /** http://HOST:PORT */
+  url: string;
+  port: number;
+  /** Replaces every fault setting (absent ones switch off). Throws SnaplineError INVALID_ARGUMENT. */
+  setFaults(faults: FaultSettings): void;
+  /** Requests and bytes by operation, and how often each fault fired. */
+  stats(): EmulatorStats;
+  resetStats(): void;
+  /** Stops listening, finishes or drops requests under way, closes the store; data stays on disk. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the local AWS-compatible endpoint (EBS direct, EC2 snapshot subset,
+ * STS GetCallerIdentity, S3 ListBuckets) on `host:port` with its data in
+ * `dataDir`. Throws SnaplineError INVALID_ARGUMENT for bad options and
+ * CONFLICT when the port or the data directory is taken.
+ */
+export async function startEmulator(options: EmulatorOptions): Promise<RunningEmulator> {
+  if (typeof options.dataDir !== 'string' || options.dataDir === '') {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'dataDir must be a directory path');
+  }
+  const port = options.port ?? 0;
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `port must be an integer from 0 to 65535, got ${port}`);
+  }
+  const faults: Record<string, unknown> = {};
+  for (const field of FAULT_FIELDS) if (options[field] !== undefined) faults[field] = options[field];
+  const endpoint = await EndpointServer.start({
+    dataDir: options.dataDir,
+    host: options.host ?? '127.0.0.1',
+    port,
+    faults: checkFaultSettings(faults),
+    now: options.now ?? Date.now,
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
+  });
+  return {
+    url: endpoint.url,
+    port: endpoint.port,
+    setFaults: (settings) => endpoint.setFaults(settings),
+    stats: () => endpoint.stats(),
+    resetStats: () => endpoint.resetStats(),
+    close: () => endpoint.close(),
+  };
+}

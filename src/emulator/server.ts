@@ -1,0 +1,293 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+import { AwsError } from './aws-error.js';
+import { EbsApi, matchEbsRoute, sendEbsError } from './ebs.js';
+import { Ec2Api } from './ec2.js';
+import { checkFaultSettings, FaultInjector, type FaultSettings } from './faults.js';
+import { ClientGone, newRequestId, readBody, send, sendJson, type Exchange } from './http.js';
+import { handleS3 } from './s3.js';
+import { credentialScopeOf } from './sigv4.js';
+import { SnapshotService, type EndpointLimits } from './snapshots.js';
+import { StatsRecorder, type EmulatorStats, type OperationStats } from './stats.js';
+import { handleSts, STS_VERSION } from './sts.js';
+import { Catalog } from './store/catalog.js';
+import { ensureLayout, layoutOf, loadSecret, lockDataDir } from './store/data-dir.js';
+import { PackStore } from './store/packs.js';
+import { TokenSigner } from './tokens.js';
+
+export interface EndpointConfig {
+  dataDir: string;
+  host: string;
+  port: number;
+  faults: FaultSettings;
+  now: () => number;
+  limits: EndpointLimits;
+  log: (line: string) => void;
+}
+
+const DEFAULT_REGION = 'us-east-1';
+const SWEEP_INTERVAL_MS = 200;
+/** How long close() lets requests under way finish before dropping their connections. */
+const CLOSE_GRACE_MS = 3000;
+
+/**
+ * The HTTP front of the endpoint: routes each request to a service by the
+ * SigV4 credential scope (ebs, ec2, sts, s3), or for unsigned requests by
+ * path (/snapshots...) and Action, plus the admin routes under /_snapline/.
+ */
+export class EndpointServer {
+  readonly #config: EndpointConfig;
+  readonly #server: Server;
+  readonly #catalog: Catalog;
+  readonly #packs: PackStore;
+  readonly #faults: FaultInjector;
+  readonly #stats = new StatsRecorder();
+  readonly #snapshots: SnapshotService;
+  readonly #ebs: EbsApi;
+  readonly #ec2: Ec2Api;
+  readonly #release: () => void;
+  #sweeper: NodeJS.Timeout | undefined;
+  #inFlight = 0;
+  #onIdle: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
+  #port = 0;
+
+  private constructor(config: EndpointConfig) {
+    this.#config = config;
+    const layout = layoutOf(config.dataDir);
+    ensureLayout(layout);
+    this.#release = lockDataDir(layout);
+    let catalog: Catalog | undefined;
+    let packs: PackStore | undefined;
+    try {
+      catalog = new Catalog(layout.catalog);
+      packs = new PackStore(layout.packs);
+      this.#faults = new FaultInjector(config.faults);
+      const tokens = new TokenSigner(loadSecret(layout));
+      this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits);
+      this.#ebs = new EbsApi(this.#snapshots, this.#faults, this.#stats, config.now);
+      this.#ec2 = new Ec2Api(this.#snapshots);
+    } catch (err) {
+      catalog?.close();
+      packs?.close();
+      this.#release();
+      throw err;
+    }
+    this.#catalog = catalog;
+    this.#packs = packs;
+    this.#server = createServer({ noDelay: true }, (req, res) => this.#onRequest(req, res));
+    // Longer than the SDK's idle sockets live, so a reused socket is not closed under a request.
+    this.#server.keepAliveTimeout = 65_000;
+    this.#server.headersTimeout = 66_000;
+  }
+
+  /** Opens the store under dataDir and starts listening. */
+  static async start(config: EndpointConfig): Promise<EndpointServer> {
+    const endpoint = new EndpointServer(config);
+    try {
+      await endpoint.#listen();
+    } catch (err) {
+      await endpoint.close();
+      throw err;
+    }
+    return endpoint;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get url(): string {
+    const host = this.#config.host.includes(':') ? `[${this.#config.host}]` : this.#config.host;
+    return `http://${host}:${this.#port}`;
+  }
+
+  setFaults(faults: FaultSettings): void {
+    this.#faults.replace(checkFaultSettings(faults));
+  }
+
+  stats(): EmulatorStats {
+    return this.#stats.snapshot();
+  }
+
+  resetStats(): void {
+    this.#stats.reset();
+  }
+
+  /**
+   * Stops listening, lets requests under way finish (dropping them after a
+   * grace period), waits for block writes, flushes the packs and closes the
+   * store. Idempotent. Data stays on disk.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #listen(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        const reason = err.code === 'EADDRINUSE' ? 'the port is in use' : err.message;
+        reject(
+          new SnaplineError(ErrorCodes.CONFLICT, `cannot listen on ${this.#config.host}:${this.#config.port}: ${reason}`, {
+            cause: err,
+            hint: 'pick another --port, or 0 for a free one',
+          }),
+        );
+      };
+      this.#server.once('error', onError);
+      this.#server.listen(this.#config.port, this.#config.host, () => {
+        this.#server.off('error', onError);
+        resolve();
+      });
+    });
+    this.#port = (this.#server.address() as AddressInfo).port;
+    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
+    this.#sweeper.unref();
+  }
+
+  #sweep(): void {
+    try {
+      this.#snapshots.sweep();
+      this.#faults.pruneBuckets(this.#config.now());
+    } catch (err) {
+      this.#report('sweep', err);
+    }
+  }
+
+  async #shutdown(): Promise<void> {
+    clearInterval(this.#sweeper);
+    if (this.#server.listening) {
+      const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      this.#server.closeIdleConnections();
+      if (this.#inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, CLOSE_GRACE_MS);
+          this.#onIdle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      this.#server.closeAllConnections();
+      await closed;
+    }
+    try {
+      await this.#snapshots.drain();
+      await this.#packs.sync();
+    } finally {
+      this.#catalog.close();
+      this.#packs.close();
+      this.#release();
+    }
+  }
+
+  #report(where: string, err: unknown): void {
+    if (this.#closing !== undefined) return;
+    const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    this.#config.log(`snapline endpoint: internal error in ${where}: ${text}`);
+  }
+
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    this.#inFlight += 1;
+    res.on('close', () => {
+      this.#inFlight -= 1;
+      if (this.#inFlight === 0) this.#onIdle?.();
+    });
+    // A client that goes away mid-request makes the request emit 'error'; the handlers see it as ClientGone.
+    req.on('error', () => {});
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = q < 0 ? '' : url.slice(q + 1);
+    this.#dispatch(req, res, path, query).catch((err: unknown) => {
+      if (err instanceof ClientGone) return;
+      this.#report(`${req.method} ${path}`, err);
+      if (!res.headersSent && !res.destroyed) {
+        res.writeHead(500, { 'content-type': 'application/json', 'x-amzn-errortype': 'InternalServerException' });
+        res.end(JSON.stringify({ Message: 'An internal error has occurred.' }));
+      } else {
+        res.destroy();
+      }
+    });
+  }
+
+  async #dispatch(req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
+    if (path.startsWith('/_snapline/')) return this.#admin(req, res, path, query);
+    const scope = credentialScopeOf(req.headers);
+    const region = scope?.region ?? DEFAULT_REGION;
+    const exchangeFor = (operation: string): Exchange => {
+      const stats = this.#stats.operation(operation);
+      stats.requests += 1;
+      return { req, res, path, query, region, requestId: newRequestId(), stats };
+    };
+    const service = scope?.service ?? guessService(req, path, query);
+
+    if (service === 'ebs') {
+      const route = matchEbsRoute(req.method ?? '', path);
+      if (route === undefined) {
+        sendEbsError(exchangeFor('EbsUnknownOperation'), new AwsError(404, 'UnknownOperationException', `No EBS direct operation matches ${req.method} ${path}.`));
+        return;
+      }
+      return this.#ebs.handle(route, exchangeFor(route.operation));
+    }
+    if (service === 's3') return handleS3(exchangeFor(path === '/' && req.method === 'GET' ? 'ListBuckets' : 'S3Unsupported'));
+    if (service === 'ec2' || service === 'sts' || service === 'query') {
+      const counted: OperationStats = { requests: 0, errors: 0, bytesIn: 0, bytesOut: 0 };
+      const body = await readBody(req, counted);
+      const params = new URLSearchParams(query);
+      for (const [key, value] of new URLSearchParams(body.toString('utf8'))) params.append(key, value);
+      const action = params.get('Action') ?? '';
+      const isSts = service === 'sts' || (service === 'query' && params.get('Version') === STS_VERSION);
+      const exchange = exchangeFor(action === '' ? (isSts ? 'StsMissingAction' : 'Ec2MissingAction') : action);
+      exchange.stats.bytesIn += counted.bytesIn;
+      return isSts ? handleSts(action, exchange) : this.#ec2.handle(action, params, exchange);
+    }
+    const exchange = exchangeFor('UnknownService');
+    sendJson(exchange, 400, { Message: `This endpoint does not serve the service '${service}'.` }, { 'x-amzn-errortype': 'UnknownServiceException' });
+  }
+
+  /** GET /_snapline/stats, POST /_snapline/stats/reset, GET|POST /_snapline/faults. Not counted in the stats. */
+  async #admin(req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
+    const exchange: Exchange = {
+      req,
+      res,
+      path,
+      query,
+      region: DEFAULT_REGION,
+      requestId: newRequestId(),
+      stats: { requests: 0, errors: 0, bytesIn: 0, bytesOut: 0 },
+    };
+    const route = `${req.method} ${path}`;
+    if (route === 'GET /_snapline/stats') return sendJson(exchange, 200, this.stats());
+    if (route === 'POST /_snapline/stats/reset') {
+      await readBody(req, exchange.stats);
+      this.resetStats();
+      return send(exchange, 204, {});
+    }
+    if (route === 'GET /_snapline/faults') return sendJson(exchange, 200, this.#faults.settings);
+    if (route === 'POST /_snapline/faults') {
+      const body = await readBody(req, exchange.stats);
+      let settings: FaultSettings;
+      try {
+        settings = checkFaultSettings(JSON.parse(body.toString('utf8') || '{}'));
+      } catch (err) {
+        const message = err instanceof SnaplineError ? err.message : 'the body must be JSON fault settings';
+        return sendJson(exchange, 400, { error: message });
+      }
+      this.#faults.replace(settings);
+      return sendJson(exchange, 200, this.#faults.settings);
+    }
+    sendJson(exchange, 404, { error: `no admin route ${route}` });
+  }
+}
+
+/** The service of an unsigned request: EBS by path, the query protocols by form body or Action, else S3. */
+function guessService(req: IncomingMessage, path: string, query: string): string {
+  if (path === '/snapshots' || path.startsWith('/snapshots/')) return 'ebs';
+  const form = (req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded');
+  if ((req.method === 'POST' && form) || /(^|&)Action=/.test(query)) return 'query';
+  return 's3';
+}
+

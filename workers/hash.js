@@ -49,6 +49,7 @@ function sha256(data) {
  * Returns one transferred ArrayBuffer of 33 bytes a block: the digests
  * (32 * blockCount bytes, block order), then one flag byte a block (1 = zero).
  * @param {HashBlocksTask} task
+ * @returns {unknown} the ArrayBuffer, marked for piscina to transfer
  */
 export function hashBlocks({ buffer, offset, blockCount, blockSize }) {
   const zero = zeroBlockOf(blockSize);

@@ -1,0 +1,970 @@
+import { resolve } from 'node:path';
+import type { Database, Statement } from 'better-sqlite3';
+import { BLOCKS_PER_GIB, GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+import { type HeldLock, IndexLocks } from './locks.js';
+import { type ChunkGuard, DIGEST_BYTES, KeyedRows, type KeyedTable, chainDifference, chainEntries, keyChecksum } from './maps.js';
+import { openIndexDatabase } from './open.js';
+import {
+  type BlockEntry,
+  type BlockInput,
+  OPEN_STATES,
+  SNAPSHOT_ROW_SQL,
+  type SnapshotRecord,
+  type SnapshotRow,
+  type TargetRecord,
+  type TargetRow,
+  type TargetState,
+  type VolumeRecord,
+  type VolumeRow,
+  snapshotRecordOf,
+  targetRecordOf,
+  volumeRecordOf,
+} from './records.js';
+import { APPLICATION_ID, BLOCK_KEY_SPAN, SCHEMA_VERSION } from './schema.js';
+import { indexErrorOf, isUniqueViolation } from './sqlite-errors.js';
+import {
+  optionalText,
+  requireBoolean,
+  requireDigest,
+  requireInteger,
+  requireString,
+  requireText,
+  requireTime,
+} from './validate.js';
+
+export interface BeginRunInput {
+  volume: string;
+  snapshotId: string;
+  parentSnapshotId: string | null;
+  baseSnapshotId: string | null;
+  volumeSizeGiB: number;
+  sourceBytes: number;
+  encrypted: boolean;
+  description: string | null;
+  runOptions: string | null;
+}
+
+export interface ImportSnapshotInput {
+  snapshotId: string;
+  volume: string;
+  parentSnapshotId: string | null;
+  volumeSizeGiB: number;
+  sourceBytes: number;
+  encrypted: boolean;
+  description: string | null;
+  startedAt?: Date;
+}
+
+export interface BlockRange {
+  fromBlock?: number;
+  toBlock?: number;
+}
+
+export interface StorageStats {
+  /** Size of the database (page count x page size, WAL included, as after a checkpoint). */
+  fileBytes: number;
+  /** Rows in the committed maps and the run journal. */
+  blockRows: number;
+}
+
+interface DependentRow {
+  snapshot_key: number;
+  state: SnapshotRecord['state'];
+  map_key: number | null;
+}
+
+interface MapRow {
+  snapshot_id: string;
+  map_key: number;
+  map_checksum: Buffer | null;
+  volume_size_gib: number;
+}
+
+function notFound(snapshotId: string): SnaplineError {
+  return new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} is not in the index`, {
+    details: { snapshotId },
+  });
+}
+
+function badState(message: string, snapshotId: string): SnaplineError {
+  return new SnaplineError(ErrorCodes.BAD_STATE, message, { details: { snapshotId } });
+}
+
+function prepareStatements(db: Database) {
+  const rangeOf = (table: KeyedTable) => ({
+    count: db.prepare(`SELECT count(*) FROM ${table} WHERE id >= @base AND id < @base + ${BLOCK_KEY_SPAN}`).pluck(),
+    delete: db.prepare(`DELETE FROM ${table} WHERE id >= @base AND id < @base + ${BLOCK_KEY_SPAN}`),
+    nextId: db.prepare(`SELECT min(id) FROM ${table} WHERE id >= ?`).pluck(),
+    maxId: db.prepare(`SELECT max(id) FROM ${table} WHERE id >= @base AND id < @base + ${BLOCK_KEY_SPAN}`).pluck(),
+  });
+  return {
+    upsertVolume: db.prepare(
+      `INSERT INTO volumes (name, source_path, size_bytes, created_at) VALUES (@name, @source_path, @size_bytes, @created_at)
+       ON CONFLICT (name) DO UPDATE SET source_path = excluded.source_path, size_bytes = excluded.size_bytes
+       RETURNING *`,
+    ),
+    volumeByName: db.prepare('SELECT * FROM volumes WHERE name = ?'),
+    listVolumes: db.prepare('SELECT * FROM volumes ORDER BY name'),
+
+    snapshotById: db.prepare(`${SNAPSHOT_ROW_SQL} WHERE s.snapshot_id = ?`),
+    snapshotByKey: db.prepare(`${SNAPSHOT_ROW_SQL} WHERE s.snapshot_key = ?`),
+    stateByKey: db.prepare('SELECT state FROM snapshots WHERE snapshot_key = ?').pluck(),
+    headSnapshot: db.prepare(
+      `${SNAPSHOT_ROW_SQL} WHERE v.name = ? AND s.state = 'completed' ORDER BY s.completed_seq DESC LIMIT 1`,
+    ),
+    openRun: db.prepare(`${SNAPSHOT_ROW_SQL} WHERE v.name = ? AND s.state IN ('pending', 'completing')`),
+    listSnapshots: db.prepare(`${SNAPSHOT_ROW_SQL} ORDER BY s.started_at, s.snapshot_key`),
+    listVolumeSnapshots: db.prepare(`${SNAPSHOT_ROW_SQL} WHERE v.name = ? ORDER BY s.started_at, s.snapshot_key`),
+    dependents: db.prepare(`SELECT snapshot_key, state, map_key FROM snapshots WHERE base_key = ? AND state <> 'error'`),
+
+    insertRun: db.prepare(
+      `INSERT INTO snapshots (snapshot_id, volume_key, parent_snapshot_id, base_key, state, volume_size_gib,
+         source_bytes, encrypted, description, started_at, run_options)
+       VALUES (@snapshot_id, @volume_key, @parent_snapshot_id, @base_key, 'pending', @volume_size_gib,
+         @source_bytes, @encrypted, @description, @started_at, @run_options)`,
+    ),
+    setState: db.prepare('UPDATE snapshots SET state = ? WHERE snapshot_key = ?'),
+    commitRun: db.prepare(
+      `UPDATE snapshots SET state = 'completed', completed_at = @completed_at,
+         completed_seq = (SELECT coalesce(max(completed_seq), 0) + 1 FROM snapshots),
+         changed_blocks = @changed_blocks, map_key = @map_key, map_checksum = @map_checksum
+       WHERE snapshot_key = @key`,
+    ),
+    failRun: db.prepare(`UPDATE snapshots SET state = 'error', error_reason = ? WHERE snapshot_key = ?`),
+    setMap: db.prepare(
+      'UPDATE snapshots SET map_key = @map_key, map_checksum = @map_checksum, base_key = @base_key WHERE snapshot_key = @key',
+    ),
+    upsertImported: db.prepare(
+      `INSERT INTO snapshots (snapshot_id, volume_key, parent_snapshot_id, base_key, state, volume_size_gib, source_bytes,
+         encrypted, description, started_at, completed_at, completed_seq, changed_blocks, map_key, map_checksum)
+       VALUES (@snapshot_id, @volume_key, @parent_snapshot_id, NULL, 'completed', @volume_size_gib, @source_bytes,
+         @encrypted, @description, @started_at, @completed_at,
+         (SELECT coalesce(max(completed_seq), 0) + 1 FROM snapshots), @changed_blocks, @map_key, @map_checksum)
+       ON CONFLICT (snapshot_id) DO UPDATE SET volume_key = excluded.volume_key,
+         parent_snapshot_id = excluded.parent_snapshot_id, base_key = NULL, state = 'completed',
+         volume_size_gib = excluded.volume_size_gib, source_bytes = excluded.source_bytes,
+         encrypted = excluded.encrypted, description = excluded.description, started_at = excluded.started_at,
+         completed_at = excluded.completed_at, completed_seq = excluded.completed_seq,
+         changed_blocks = excluded.changed_blocks, run_options = NULL, error_reason = NULL,
+         map_key = excluded.map_key, map_checksum = excluded.map_checksum`,
+    ),
+
+    nextMapKey: db.prepare(`UPDATE meta SET value = value + 1 WHERE name = 'next_map_key' RETURNING value - 1`).pluck(),
+    mapsGeneration: db.prepare(`SELECT value FROM meta WHERE name = 'maps_generation'`).pluck(),
+    bumpMapsGeneration: db.prepare(`UPDATE meta SET value = value + 1 WHERE name = 'maps_generation'`),
+
+    recordBlock: db.prepare('INSERT OR REPLACE INTO run_blocks (id, digest) VALUES (?, ?)'),
+    recordIntent: db.prepare('INSERT OR REPLACE INTO run_intents (id, digest) VALUES (?, ?)'),
+    clearIntent: db.prepare('DELETE FROM run_intents WHERE id = ?'),
+    insertBlock: db.prepare('INSERT INTO blocks (id, digest) VALUES (?, ?)'),
+    copyRunToMap: db.prepare(
+      `INSERT INTO blocks (id, digest)
+       SELECT id - @run_base + @map_base, digest FROM run_blocks
+       WHERE id >= @run_base AND id < @run_base + ${BLOCK_KEY_SPAN} ORDER BY id`,
+    ),
+    blocks: rangeOf('blocks'),
+    runBlocks: rangeOf('run_blocks'),
+    runIntents: rangeOf('run_intents'),
+
+    upsertTarget: db.prepare(
+      `INSERT INTO targets (path, snapshot_id, state, size_bytes, updated_at)
+       VALUES (@path, @snapshot_id, @state, @size_bytes, @updated_at)
+       ON CONFLICT (path) DO UPDATE SET snapshot_id = excluded.snapshot_id, state = excluded.state,
+         size_bytes = excluded.size_bytes, updated_at = excluded.updated_at`,
+    ),
+    targetByPath: db.prepare('SELECT * FROM targets WHERE path = ?'),
+
+    blockRows: db
+      .prepare('SELECT (SELECT count(*) FROM blocks) + (SELECT count(*) FROM run_blocks) + (SELECT count(*) FROM run_intents)')
+      .pluck(),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+/**
+ * The SQLite block index: volumes, snapshots with their lineage and state,
+ * per-snapshot block digests, the journal of runs, restore targets and
+ * advisory locks, in one file.
+ *
+ * Storage: a committed snapshot stores only the blocks written in it; its
+ * effective map is derived along its base chain (snapshot -> base -> ...),
+ * newest digest winning. An open run's blocks live in a separate journal and
+ * are copied into the maps, in ascending order, when the run commits: nothing
+ * claims a snapshot before AWS says it is completed, and committed maps stay
+ * densely packed whatever order blocks were acknowledged in.
+ *
+ * Durability: WAL with synchronous NORMAL for recordBlocks (a batch lost to a
+ * power cut is uploaded again on resume; a process crash loses nothing); every
+ * state change (beginRun, markCompleting, commitRun, abandonRun, markDeleted,
+ * importSnapshot, setTarget) runs with synchronous FULL, which syncs the WAL
+ * and with it every earlier batch.
+ *
+ * One object per process and thread; several processes may share the file
+ * (writers wait up to 10 s for each other, then CONFLICT).
+ */
+export class BlockIndex {
+  readonly path: string;
+  readonly #db: Database;
+  readonly #sql: Statements;
+  readonly #maps: KeyedRows;
+  readonly #journal: KeyedRows;
+  readonly #intents: KeyedRows;
+  readonly #locks: IndexLocks;
+  #closed = false;
+
+  private constructor(path: string, db: Database) {
+    this.path = path;
+    this.#db = db;
+    this.#sql = prepareStatements(db);
+    this.#maps = new KeyedRows(db, 'blocks', path);
+    this.#journal = new KeyedRows(db, 'run_blocks', path);
+    this.#intents = new KeyedRows(db, 'run_intents', path);
+    this.#locks = new IndexLocks(db);
+  }
+
+  /**
+   * Opens or creates the index at `path` (file 0600, missing parent
+   * directories 0700). Refuses with INDEX_UNUSABLE, naming the file, one that
+   * is not a snapline index, is damaged, or has a newer schema version;
+   * migrates an older one.
+   */
+  static open(path: string): BlockIndex {
+    const absolute = resolve(requireText('index path', path));
+    const db = openIndexDatabase(absolute);
+    try {
+      return new BlockIndex(absolute, db);
+    } catch (err) {
+      db.close();
+      throw indexErrorOf(err, absolute);
+    }
+  }
+
+  /** Releases this object's locks and closes the file. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    try {
+      this.#locks.releaseAll();
+    } finally {
+      this.#closed = true;
+      this.#db.close();
+    }
+  }
+
+  // ---- volumes -------------------------------------------------------------
+
+  /** Creates the volume or updates its sizeBytes and sourcePath. Idempotent. */
+  ensureVolume(v: { name: string; sourcePath: string; sizeBytes: number }): VolumeRecord {
+    const name = requireText('volume name', v?.name);
+    const sourcePath = requireString('sourcePath', v.sourcePath);
+    const sizeBytes = requireInteger('sizeBytes', v.sizeBytes, 0, MAX_VOLUME_SIZE_GIB * GIB);
+    return this.#run(() => {
+      const row = this.#sql.upsertVolume.get({
+        name,
+        source_path: sourcePath,
+        size_bytes: sizeBytes,
+        created_at: Date.now(),
+      }) as VolumeRow;
+      return volumeRecordOf(row);
+    });
+  }
+
+  getVolume(name: string): VolumeRecord | undefined {
+    return this.#run(() => {
+      const row = this.#sql.volumeByName.get(name) as VolumeRow | undefined;
+      return row === undefined ? undefined : volumeRecordOf(row);
+    });
+  }
+
+  /** By name. */
+  listVolumes(): VolumeRecord[] {
+    return this.#run(() => (this.#sql.listVolumes.all() as VolumeRow[]).map(volumeRecordOf));
+  }
+
+  // ---- snapshots -----------------------------------------------------------
+
+  getSnapshot(snapshotId: string): SnapshotRecord | undefined {
+    return this.#run(() => {
+      const row = this.#sql.snapshotById.get(snapshotId) as SnapshotRow | undefined;
+      return row === undefined ? undefined : snapshotRecordOf(row);
+    });
+  }
+
+  /** Newest completed snapshot of the volume, by completion order (commitRun or importSnapshot). */
+  headSnapshot(volume: string): SnapshotRecord | undefined {
+    return this.#run(() => {
+      const row = this.#sql.headSnapshot.get(volume) as SnapshotRow | undefined;
+      return row === undefined ? undefined : snapshotRecordOf(row);
+    });
+  }
+
+  /** Oldest first (by startedAt), every state. */
+  listSnapshots(volume?: string): SnapshotRecord[] {
+    return this.#run(() => {
+      const rows = (
+        volume === undefined ? this.#sql.listSnapshots.all() : this.#sql.listVolumeSnapshots.all(volume)
+      ) as SnapshotRow[];
+      return rows.map(snapshotRecordOf);
+    });
+  }
+
+  /** The snapshot itself, then its base, its base's base... (following baseSnapshotId). */
+  baseChain(snapshotId: string): SnapshotRecord[] {
+    return this.#run(() => this.#chainRows(this.#snapshotRow(snapshotId)).map(snapshotRecordOf));
+  }
+
+  // ---- the journal of runs -------------------------------------------------
+
+  /**
+   * Starts a run: a pending snapshot. The volume must exist; the base, when
+   * given, must be a completed snapshot of the same volume. CONFLICT when the
+   * volume already has an unfinished run or the snapshot id is known. Durable.
+   */
+  beginRun(r: BeginRunInput): SnapshotRecord {
+    const volume = requireText('volume', r?.volume);
+    const snapshotId = requireText('snapshotId', r.snapshotId);
+    const parentSnapshotId = optionalText('parentSnapshotId', r.parentSnapshotId);
+    const baseSnapshotId = optionalText('baseSnapshotId', r.baseSnapshotId);
+    const volumeSizeGiB = requireInteger('volumeSizeGiB', r.volumeSizeGiB, 1, MAX_VOLUME_SIZE_GIB);
+    const sourceBytes = requireInteger('sourceBytes', r.sourceBytes, 0, volumeSizeGiB * GIB);
+    const encrypted = requireBoolean('encrypted', r.encrypted);
+    const description = optionalText('description', r.description);
+    const runOptions = optionalText('runOptions', r.runOptions);
+    return this.#durably(() => {
+      const volumeRow = this.#volumeRow(volume);
+      let baseKey: number | null = null;
+      if (baseSnapshotId !== null) {
+        const base = this.#snapshotRow(baseSnapshotId);
+        if (base.volume_key !== volumeRow.volume_key) {
+          throw new SnaplineError(
+            ErrorCodes.INVALID_ARGUMENT,
+            `base snapshot ${baseSnapshotId} belongs to volume ${base.volume}, not ${volume}`,
+            { details: { argument: 'baseSnapshotId' } },
+          );
+        }
+        if (base.state !== 'completed') {
+          throw badState(`base snapshot ${baseSnapshotId} is ${base.state}, not completed`, baseSnapshotId);
+        }
+        baseKey = base.snapshot_key;
+      }
+      const open = this.#sql.openRun.get(volume) as SnapshotRow | undefined;
+      if (open !== undefined) {
+        throw new SnaplineError(
+          ErrorCodes.CONFLICT,
+          `volume ${volume} has an unfinished run (snapshot ${open.snapshot_id}, ${open.state})`,
+          {
+            hint: 'resume it by running the same backup again, or abandon it',
+            details: { volume, snapshotId: open.snapshot_id },
+          },
+        );
+      }
+      try {
+        this.#sql.insertRun.run({
+          snapshot_id: snapshotId,
+          volume_key: volumeRow.volume_key,
+          parent_snapshot_id: parentSnapshotId,
+          base_key: baseKey,
+          volume_size_gib: volumeSizeGiB,
+          source_bytes: sourceBytes,
+          encrypted: encrypted ? 1 : 0,
+          description,
+          started_at: Date.now(),
+          run_options: runOptions,
+        });
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err;
+        throw new SnaplineError(ErrorCodes.CONFLICT, `snapshot ${snapshotId} is already in the index`, {
+          details: { snapshotId },
+        });
+      }
+      return snapshotRecordOf(this.#snapshotRow(snapshotId));
+    });
+  }
+
+  /** The volume's unfinished run (pending or completing), if any. */
+  pendingRun(volume: string): SnapshotRecord | undefined {
+    return this.#run(() => {
+      const row = this.#sql.openRun.get(volume) as SnapshotRow | undefined;
+      return row === undefined ? undefined : snapshotRecordOf(row);
+    });
+  }
+
+  /**
+   * Records blocks about to be uploaded for a pending run (call before the
+   * uploads start), in one transaction (synchronous NORMAL). An intent stays
+   * until recordBlocks records that block: after a crash,
+   * unacknowledgedBlocks lists the blocks the snapshot may or may not hold.
+   * Idempotent: an intent recorded again gets the new digest.
+   */
+  recordIntents(snapshotId: string, blocks: ReadonlyArray<BlockInput>): void {
+    this.#recordJournal(snapshotId, blocks, (id, digest) => this.#sql.recordIntent.run(id, digest));
+  }
+
+  /**
+   * Records blocks the service acknowledged for a pending run, in one
+   * transaction (synchronous NORMAL), and clears their intents. Idempotent:
+   * a block recorded again gets the new digest. BAD_STATE once markCompleting
+   * was called.
+   */
+  recordBlocks(snapshotId: string, blocks: ReadonlyArray<BlockInput>): void {
+    this.#recordJournal(snapshotId, blocks, (id, digest) => {
+      this.#sql.recordBlock.run(id, digest);
+      this.#sql.clearIntent.run(id);
+    });
+  }
+
+  /** Intents not yet acknowledged by recordBlocks for an open run, ascending (same scan rules as writtenBlocks). */
+  unacknowledgedBlocks(snapshotId: string): IterableIterator<BlockEntry> {
+    return this.#journalEntries(snapshotId, this.#intents);
+  }
+
+  /** Blocks recorded (acknowledged) for an open run (pending or completing), ascending. */
+  writtenBlocks(snapshotId: string): IterableIterator<BlockEntry> {
+    return this.#journalEntries(snapshotId, this.#journal);
+  }
+
+  /** Number of blocks recorded for an open run. */
+  writtenBlockCount(snapshotId: string): number {
+    return this.#run(() => {
+      const row = this.#openRunRow(snapshotId);
+      return this.#sql.runBlocks.count.get({ base: row.snapshot_key * BLOCK_KEY_SPAN }) as number;
+    });
+  }
+
+  /** CompleteSnapshot was sent: pending -> completing. Idempotent. Durable. */
+  markCompleting(snapshotId: string): void {
+    this.#durably(() => {
+      const row = this.#snapshotRow(snapshotId);
+      if (row.state === 'completing') return;
+      if (row.state !== 'pending') throw badState(`snapshot ${snapshotId} is ${row.state}, not pending`, snapshotId);
+      this.#sql.setState.run('completing', row.snapshot_key);
+    });
+  }
+
+  /**
+   * AWS said completed: in one durable transaction the run's blocks become
+   * the snapshot's map, state completed, changedBlocks (the blocks recorded)
+   * and completedAt set. Idempotent: a completed snapshot is returned as is.
+   */
+  commitRun(snapshotId: string, completedAt: Date = new Date()): SnapshotRecord {
+    const completedAtMs = requireTime('completedAt', completedAt);
+    return this.#durably(() => {
+      const row = this.#snapshotRow(snapshotId);
+      if (row.state === 'completed') return snapshotRecordOf(row);
+      if (!OPEN_STATES.has(row.state)) {
+        throw badState(`snapshot ${snapshotId} is ${row.state}: only an open run can be committed`, snapshotId);
+      }
+      const mapKey = this.#sql.nextMapKey.get() as number;
+      const runBase = row.snapshot_key * BLOCK_KEY_SPAN;
+      const copied = this.#sql.copyRunToMap.run({ run_base: runBase, map_base: mapKey * BLOCK_KEY_SPAN }).changes;
+      this.#dropJournal(row.snapshot_key);
+      this.#sql.commitRun.run({
+        key: row.snapshot_key,
+        completed_at: completedAtMs,
+        changed_blocks: copied,
+        map_key: mapKey,
+        map_checksum: keyChecksum(this.#maps, mapKey),
+      });
+      if (row.base_key !== null) this.#settleDeleted(row.base_key);
+      return snapshotRecordOf(this.#snapshotRow(snapshotId));
+    });
+  }
+
+  /**
+   * The run failed for good: state error, its recorded blocks dropped; it
+   * never counts as a base or head. Idempotent for a snapshot already in
+   * error; BAD_STATE for a completed or deleted one. Durable.
+   */
+  abandonRun(snapshotId: string, reason: string): void {
+    const why = requireText('reason', reason);
+    this.#durably(() => {
+      const row = this.#snapshotRow(snapshotId);
+      if (row.state === 'error') return;
+      if (!OPEN_STATES.has(row.state)) {
+        throw badState(`snapshot ${snapshotId} is ${row.state}: only an open run can be abandoned`, snapshotId);
+      }
+      this.#dropJournal(row.snapshot_key);
+      this.#sql.failRun.run(why, row.snapshot_key);
+      if (row.base_key !== null) this.#settleDeleted(row.base_key);
+    });
+  }
+
+  /**
+   * EC2 DeleteSnapshot is done: state deleted. Its map stays while another
+   * snapshot overlays it; once exactly one committed snapshot does, the map is
+   * folded into that one (whose base then skips it); once none does, it is
+   * dropped. Every remaining snapshot's map stays derivable. An open run's
+   * journal is dropped. Idempotent. Durable.
+   */
+  markDeleted(snapshotId: string): void {
+    this.#durably(() => {
+      const row = this.#snapshotRow(snapshotId);
+      if (row.state === 'deleted') return;
+      if (OPEN_STATES.has(row.state)) this.#dropJournal(row.snapshot_key);
+      this.#sql.setState.run('deleted', row.snapshot_key);
+      this.#settleDeleted(row.snapshot_key);
+    });
+  }
+
+  /**
+   * Learns a completed snapshot's full block map (index rebuild), replacing
+   * any map known for it: state completed, base null, changedBlocks = the
+   * blocks given, newest in completion order. The volume must exist. One
+   * durable transaction; INVALID_ARGUMENT (nothing stored) on a bad block.
+   */
+  importSnapshot(r: ImportSnapshotInput, blocks: Iterable<BlockInput>): SnapshotRecord {
+    const snapshotId = requireText('snapshotId', r?.snapshotId);
+    const volume = requireText('volume', r.volume);
+    const parentSnapshotId = optionalText('parentSnapshotId', r.parentSnapshotId);
+    const volumeSizeGiB = requireInteger('volumeSizeGiB', r.volumeSizeGiB, 1, MAX_VOLUME_SIZE_GIB);
+    const sourceBytes = requireInteger('sourceBytes', r.sourceBytes, 0, volumeSizeGiB * GIB);
+    const encrypted = requireBoolean('encrypted', r.encrypted);
+    const description = optionalText('description', r.description);
+    const startedAt = r.startedAt === undefined ? Date.now() : requireTime('startedAt', r.startedAt);
+    return this.#durably(() => {
+      const volumeRow = this.#volumeRow(volume);
+      const existing = this.#sql.snapshotById.get(snapshotId) as SnapshotRow | undefined;
+      if (existing !== undefined) this.#dropRows(existing);
+      const mapKey = this.#sql.nextMapKey.get() as number;
+      const mapBase = mapKey * BLOCK_KEY_SPAN;
+      const blockCount = volumeSizeGiB * BLOCKS_PER_GIB;
+      let count = 0;
+      for (const block of blocks) {
+        const index = requireInteger(`block ${count} index`, block?.index, 0, blockCount - 1);
+        const digest = requireDigest(`block ${index} digest`, block.digest, DIGEST_BYTES);
+        try {
+          this.#sql.insertBlock.run(mapBase + index, digest);
+        } catch (err) {
+          if (!isUniqueViolation(err)) throw err;
+          throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `block ${index} is given twice for ${snapshotId}`);
+        }
+        count += 1;
+      }
+      const now = Date.now();
+      this.#sql.upsertImported.run({
+        snapshot_id: snapshotId,
+        volume_key: volumeRow.volume_key,
+        parent_snapshot_id: parentSnapshotId,
+        volume_size_gib: volumeSizeGiB,
+        source_bytes: sourceBytes,
+        encrypted: encrypted ? 1 : 0,
+        description,
+        started_at: startedAt,
+        completed_at: now,
+        changed_blocks: count,
+        map_key: mapKey,
+        map_checksum: keyChecksum(this.#maps, mapKey),
+      });
+      if (existing?.base_key != null) this.#settleDeleted(existing.base_key);
+      return snapshotRecordOf(this.#snapshotRow(snapshotId));
+    });
+  }
+
+  // ---- block maps ----------------------------------------------------------
+
+  /**
+   * The effective map of a completed snapshot (of a pending or completing
+   * one: its base's) over [fromBlock, toBlock): the newest digest of each
+   * block along the base chain, ascending; blocks never written are absent.
+   * Streams chunk by chunk (memory independent of the volume size); the
+   * digests are views of a chunk buffer, copy one to keep it. CONFLICT if a
+   * map is rewritten (fold, import) during the scan.
+   */
+  blockMap(snapshotId: string, range: BlockRange = {}): IterableIterator<BlockEntry> {
+    const from = requireInteger('fromBlock', range.fromBlock ?? 0, 0, BLOCK_KEY_SPAN);
+    const to = requireInteger('toBlock', range.toBlock ?? BLOCK_KEY_SPAN, from, BLOCK_KEY_SPAN);
+    return this.#run(() => {
+      const keys = this.#mapKeysOf(this.#snapshotRow(snapshotId));
+      return chainEntries(this.#maps, keys, from, to, this.#mapsGuard());
+    });
+  }
+
+  /** Block indexes whose digest differs between the maps of `a` and `b` (present in one only counts), ascending. */
+  diffMaps(a: string, b: string): IterableIterator<number> {
+    return this.#run(() => {
+      const keysA = this.#mapKeysOf(this.#snapshotRow(a));
+      const keysB = this.#mapKeysOf(this.#snapshotRow(b));
+      return chainDifference(this.#maps, keysA, keysB, this.#mapsGuard());
+    });
+  }
+
+  // ---- restore targets -----------------------------------------------------
+
+  /** What the index vouches a target holds. Durable (an 'incomplete' mark must survive a crash). */
+  setTarget(t: { path: string; snapshotId: string | null; state: TargetState; sizeBytes: number }): void {
+    const path = requireText('target path', t?.path);
+    const snapshotId = optionalText('snapshotId', t.snapshotId);
+    if (t.state !== 'complete' && t.state !== 'incomplete') {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `target state must be complete or incomplete, got ${String(t.state)}`);
+    }
+    const sizeBytes = requireInteger('sizeBytes', t.sizeBytes, 0, Number.MAX_SAFE_INTEGER);
+    this.#durably(() => {
+      this.#sql.upsertTarget.run({ path, snapshot_id: snapshotId, state: t.state, size_bytes: sizeBytes, updated_at: Date.now() });
+    });
+  }
+
+  getTarget(path: string): TargetRecord | undefined {
+    return this.#run(() => {
+      const row = this.#sql.targetByPath.get(path) as TargetRow | undefined;
+      return row === undefined ? undefined : targetRecordOf(row);
+    });
+  }
+
+  // ---- locks ---------------------------------------------------------------
+
+  /**
+   * Advisory lock per name ("volume:NAME", "target:/path"). CONFLICT naming
+   * the holder (pid, host, since) while a live process holds it; a dead
+   * process's lock on this host is taken over. Released by release() or close().
+   */
+  acquireLock(name: string): HeldLock {
+    return this.#run(() => {
+      const held = this.#locks.acquire(name);
+      return {
+        release: () => {
+          if (!this.#closed) this.#run(() => held.release());
+        },
+      };
+    });
+  }
+
+  // ---- maintenance ---------------------------------------------------------
+
+  /**
+   * Full check for `snapline index check`: SQLite's integrity_check and
+   * foreign_key_check, then the domain rules (base chains exist and end,
+   * states agree with stored rows, rows belong to known snapshots, digests
+   * are 32 bytes, block indexes fit the volume, at most one open run per
+   * volume, every map matches its checksum). Reads the whole file. Returns
+   * the problems found; empty when sound.
+   */
+  check(): string[] {
+    return this.#run(() => {
+      const problems: string[] = [];
+      const integrity = this.#db.pragma('integrity_check') as Array<{ integrity_check: string }>;
+      for (const { integrity_check: line } of integrity) if (line !== 'ok') problems.push(`sqlite: ${line}`);
+      if (problems.length > 0) return problems;
+      for (const row of this.#db.pragma('foreign_key_check') as Array<{ table: string; rowid: number; parent: string }>) {
+        problems.push(`${row.table} row ${row.rowid} refers to a missing ${row.parent} row`);
+      }
+      if (this.#db.pragma('application_id', { simple: true }) !== APPLICATION_ID) problems.push('wrong application_id');
+      if (this.#db.pragma('user_version', { simple: true }) !== SCHEMA_VERSION) problems.push('wrong schema version');
+      this.#checkSnapshots(problems);
+      this.#checkRowKeys(problems);
+      this.#checkMaps(problems);
+      return problems;
+    });
+  }
+
+  /** For the bench: size of the database and number of stored block rows. */
+  storageStats(): StorageStats {
+    return this.#run(() => {
+      const pageCount = this.#db.pragma('page_count', { simple: true }) as number;
+      const pageSize = this.#db.pragma('page_size', { simple: true }) as number;
+      return { fileBytes: pageCount * pageSize, blockRows: this.#sql.blockRows.get() as number };
+    });
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  #assertOpen(): void {
+    if (this.#closed) throw new SnaplineError(ErrorCodes.INTERNAL, `the index ${this.path} is closed`);
+  }
+
+  /** Runs `fn`, turning SQLite's errors into SnaplineErrors naming the file. */
+  #run<T>(fn: () => T): T {
+    this.#assertOpen();
+    try {
+      return fn();
+    } catch (err) {
+      throw indexErrorOf(err, this.path);
+    }
+  }
+
+  /** Runs `fn` in a write transaction that is synced to disk at commit (synchronous FULL). */
+  #durably<T>(fn: () => T): T {
+    return this.#run(() => {
+      this.#db.pragma('synchronous = FULL');
+      try {
+        return this.#db.transaction(fn).immediate();
+      } finally {
+        this.#db.pragma('synchronous = NORMAL');
+      }
+    });
+  }
+
+  #snapshotRow(snapshotId: string): SnapshotRow {
+    const row = this.#sql.snapshotById.get(requireText('snapshotId', snapshotId)) as SnapshotRow | undefined;
+    if (row === undefined) throw notFound(snapshotId);
+    return row;
+  }
+
+  #keyRow(snapshotKey: number): SnapshotRow {
+    const row = this.#sql.snapshotByKey.get(snapshotKey) as SnapshotRow | undefined;
+    if (row === undefined) {
+      throw new SnaplineError(ErrorCodes.INDEX_UNUSABLE, `the index ${this.path} refers to a missing snapshot`, {
+        hint: 'run `snapline index check`',
+      });
+    }
+    return row;
+  }
+
+  #volumeRow(name: string): VolumeRow {
+    const row = this.#sql.volumeByName.get(name) as VolumeRow | undefined;
+    if (row === undefined) {
+      throw new SnaplineError(ErrorCodes.NOT_FOUND, `volume ${name} is not in the index`, { details: { volume: name } });
+    }
+    return row;
+  }
+
+  #openRunRow(snapshotId: string): SnapshotRow {
+    const row = this.#snapshotRow(snapshotId);
+    if (!OPEN_STATES.has(row.state)) {
+      throw badState(`snapshot ${snapshotId} is ${row.state}, not an open run`, snapshotId);
+    }
+    return row;
+  }
+
+  /** `row`, its base, its base's base...; INDEX_UNUSABLE on a cycle. */
+  #chainRows(row: SnapshotRow): SnapshotRow[] {
+    const chain = [row];
+    const seen = new Set([row.snapshot_key]);
+    let current = row;
+    while (current.base_key !== null) {
+      if (seen.has(current.base_key)) {
+        throw new SnaplineError(ErrorCodes.INDEX_UNUSABLE, `the index ${this.path} has a base chain that loops at ${current.snapshot_id}`, {
+          hint: 'run `snapline index check`',
+        });
+      }
+      seen.add(current.base_key);
+      current = this.#keyRow(current.base_key);
+      chain.push(current);
+    }
+    return chain;
+  }
+
+  /** The map keys, newest first, whose overlay is the effective map `row` stands for. */
+  #mapKeysOf(row: SnapshotRow): number[] {
+    let chainStart: SnapshotRow | undefined;
+    if (row.state === 'completed') chainStart = row;
+    else if (OPEN_STATES.has(row.state)) chainStart = row.base_key === null ? undefined : this.#keyRow(row.base_key);
+    else throw badState(`snapshot ${row.snapshot_id} is ${row.state}: it has no block map`, row.snapshot_id);
+    if (chainStart === undefined) return [];
+    return this.#chainRows(chainStart).map((member) => {
+      if (member.map_key === null) {
+        throw new SnaplineError(ErrorCodes.INDEX_UNUSABLE, `the index ${this.path} lost the map of ${member.snapshot_id}`, {
+          hint: 'run `snapline index check`',
+        });
+      }
+      return member.map_key;
+    });
+  }
+
+  /** Throws CONFLICT before a chunk if a map was rewritten since the scan began. */
+  #mapsGuard(): ChunkGuard {
+    const generation = this.#sql.mapsGeneration.get() as number;
+    return () => {
+      this.#assertOpen();
+      if (this.#sql.mapsGeneration.get() !== generation) {
+        throw new SnaplineError(ErrorCodes.CONFLICT, 'the index maps changed during the scan (a snapshot was deleted or imported)', {
+          retryable: true,
+        });
+      }
+    };
+  }
+
+  /** Validates a batch and writes it, ascending, into a pending run's journal in one transaction. */
+  #recordJournal(snapshotId: string, blocks: ReadonlyArray<BlockInput>, write: (id: number, digest: Buffer) => void): void {
+    if (!Array.isArray(blocks)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'blocks must be an array');
+    this.#run(() =>
+      this.#db
+        .transaction(() => {
+          const row = this.#snapshotRow(snapshotId);
+          if (row.state !== 'pending') {
+            throw badState(`snapshot ${snapshotId} is ${row.state}: its journal is written only while it is pending`, snapshotId);
+          }
+          const blockCount = row.volume_size_gib * BLOCKS_PER_GIB;
+          const ids: number[] = [];
+          const digests: Buffer[] = [];
+          for (let at = 0; at < blocks.length; at += 1) {
+            const block = blocks[at]!;
+            ids.push(requireInteger(`blocks[${at}].index`, block?.index, 0, blockCount - 1));
+            digests.push(requireDigest(`blocks[${at}].digest`, block.digest, DIGEST_BYTES));
+          }
+          // Ascending inserts keep the journal's pages full.
+          const order = ids.map((_, at) => at).sort((a, b) => ids[a]! - ids[b]!);
+          const runBase = row.snapshot_key * BLOCK_KEY_SPAN;
+          for (const at of order) write(runBase + ids[at]!, digests[at]!);
+        })
+        .immediate(),
+    );
+  }
+
+  /**
+   * One table of an open run's journal, ascending, chunk by chunk: rows
+   * recorded during the scan may or may not be seen; CONFLICT if the run is
+   * committed or abandoned meanwhile.
+   */
+  #journalEntries(snapshotId: string, rows: KeyedRows): IterableIterator<BlockEntry> {
+    return this.#run(() => {
+      const row = this.#openRunRow(snapshotId);
+      const guard: ChunkGuard = () => {
+        this.#assertOpen();
+        const state = this.#sql.stateByKey.get(row.snapshot_key) as SnapshotRecord['state'] | undefined;
+        if (state === undefined || !OPEN_STATES.has(state)) {
+          throw new SnaplineError(ErrorCodes.CONFLICT, `snapshot ${snapshotId} stopped being an open run during the scan`);
+        }
+      };
+      return chainEntries(rows, [row.snapshot_key], 0, BLOCK_KEY_SPAN, guard);
+    });
+  }
+
+  #dropJournal(snapshotKey: number): void {
+    this.#sql.runBlocks.delete.run({ base: snapshotKey * BLOCK_KEY_SPAN });
+    this.#sql.runIntents.delete.run({ base: snapshotKey * BLOCK_KEY_SPAN });
+  }
+
+  /** Drops what is stored for `row` (its journal or its map) before import replaces it. */
+  #dropRows(row: SnapshotRow): void {
+    this.#dropJournal(row.snapshot_key);
+    if (row.map_key !== null) {
+      this.#sql.blocks.delete.run({ base: row.map_key * BLOCK_KEY_SPAN });
+      this.#sql.bumpMapsGeneration.run();
+    }
+  }
+
+  /**
+   * Settles the rows of a deleted snapshot, then of its base, and so on:
+   * dropped when no snapshot overlays it; folded into its only dependent when
+   * that one has a map (completed, or deleted and kept); kept otherwise (an
+   * open run or several snapshots build on it). Inside a transaction.
+   */
+  #settleDeleted(snapshotKey: number): void {
+    let key: number | null = snapshotKey;
+    while (key !== null) {
+      const row = this.#keyRow(key);
+      if (row.state !== 'deleted') return;
+      const dependents = this.#sql.dependents.all(key) as DependentRow[];
+      const only = dependents.length === 1 ? dependents[0]! : undefined;
+      if (dependents.length === 0) {
+        if (row.map_key !== null) this.#sql.blocks.delete.run({ base: row.map_key * BLOCK_KEY_SPAN });
+      } else if (only !== undefined && only.map_key !== null && row.map_key !== null) {
+        this.#fold(row, only.snapshot_key, only.map_key);
+      } else {
+        return;
+      }
+      this.#sql.setMap.run({ key, map_key: null, map_checksum: null, base_key: null });
+      this.#sql.bumpMapsGeneration.run();
+      key = row.base_key;
+    }
+  }
+
+  /** Rewrites the dependent's map as its overlay on `deleted`'s, under a new key, ascending; it then builds on `deleted`'s base. */
+  #fold(deleted: SnapshotRow, dependentKey: number, dependentMapKey: number): void {
+    const mapKey = this.#sql.nextMapKey.get() as number;
+    const mapBase = mapKey * BLOCK_KEY_SPAN;
+    const merged = chainEntries(this.#maps, [dependentMapKey, deleted.map_key!], 0, BLOCK_KEY_SPAN, () => {});
+    for (const { index, digest } of merged) this.#sql.insertBlock.run(mapBase + index, digest);
+    this.#sql.blocks.delete.run({ base: dependentMapKey * BLOCK_KEY_SPAN });
+    this.#sql.blocks.delete.run({ base: deleted.map_key! * BLOCK_KEY_SPAN });
+    this.#sql.setMap.run({
+      key: dependentKey,
+      map_key: mapKey,
+      map_checksum: keyChecksum(this.#maps, mapKey),
+      base_key: deleted.base_key,
+    });
+  }
+
+  #checkSnapshots(problems: string[]): void {
+    const rows = this.#sql.listSnapshots.all() as SnapshotRow[];
+    const byKey = new Map(rows.map((row) => [row.snapshot_key, row]));
+    const openRuns = new Map<number, string[]>();
+    for (const row of rows) {
+      const id = row.snapshot_id;
+      const mustHaveMap = row.state === 'completed';
+      const mayHaveMap = mustHaveMap || row.state === 'deleted';
+      if (mustHaveMap && row.map_key === null) problems.push(`snapshot ${id} is completed but has no block map`);
+      if (!mayHaveMap && row.map_key !== null) problems.push(`snapshot ${id} is ${row.state} but has a block map`);
+      if (OPEN_STATES.has(row.state)) openRuns.set(row.volume_key, [...(openRuns.get(row.volume_key) ?? []), id]);
+      const seen = new Set<number>([row.snapshot_key]);
+      let current = row;
+      while (current.base_key !== null) {
+        const base = byKey.get(current.base_key);
+        if (base === undefined) {
+          problems.push(`snapshot ${id}: the base of ${current.snapshot_id} is missing`);
+          break;
+        }
+        if (seen.has(base.snapshot_key)) {
+          problems.push(`snapshot ${id}: its base chain loops at ${base.snapshot_id}`);
+          break;
+        }
+        if (row.state !== 'error' && base.map_key === null) {
+          problems.push(`snapshot ${id}: ${base.snapshot_id} in its base chain has no block map`);
+        }
+        seen.add(base.snapshot_key);
+        current = base;
+      }
+    }
+    for (const [, ids] of openRuns) {
+      if (ids.length > 1) problems.push(`volume has ${ids.length} open runs: ${ids.join(', ')}`);
+    }
+  }
+
+  /** Every key holding rows belongs to a snapshot: maps to a map_key, the journal to an open run. */
+  #checkRowKeys(problems: string[]): void {
+    const rows = this.#sql.listSnapshots.all() as SnapshotRow[];
+    const mapKeys = new Set(rows.filter((row) => row.map_key !== null).map((row) => row.map_key!));
+    const runKeys = new Set(rows.filter((row) => OPEN_STATES.has(row.state)).map((row) => row.snapshot_key));
+    const nextMapKey = this.#db.prepare(`SELECT value FROM meta WHERE name = 'next_map_key'`).pluck().get() as number;
+    for (const key of this.#keysWithRows(this.#sql.blocks.nextId)) {
+      if (!mapKeys.has(key)) problems.push(`blocks hold rows of map ${key}, which no snapshot owns`);
+      if (key >= nextMapKey) problems.push(`map key ${key} is not below next_map_key ${nextMapKey}`);
+    }
+    for (const journal of [this.#sql.runBlocks, this.#sql.runIntents]) {
+      for (const key of this.#keysWithRows(journal.nextId)) {
+        if (!runKeys.has(key)) problems.push(`the run journal holds rows of snapshot key ${key}, which is not an open run`);
+      }
+    }
+    for (const table of ['blocks', 'run_blocks', 'run_intents']) {
+      const bad = this.#db
+        .prepare(`SELECT count(*) FROM ${table} WHERE typeof(digest) <> 'blob' OR length(digest) <> ${DIGEST_BYTES}`)
+        .pluck()
+        .get() as number;
+      if (bad > 0) problems.push(`${table}: ${bad} digests are not ${DIGEST_BYTES} bytes`);
+    }
+  }
+
+  /** Distinct keys present in a keyed table, by skipping from key to key. */
+  *#keysWithRows(nextId: Statement): Generator<number> {
+    let from = 0;
+    for (;;) {
+      const id = nextId.get(from) as number | null;
+      if (id === null) return;
+      const key = Math.floor(id / BLOCK_KEY_SPAN);
+      yield key;
+      from = (key + 1) * BLOCK_KEY_SPAN;
+    }
+  }
+
+  #checkMaps(problems: string[]): void {
+    const maps = this.#db
+      .prepare('SELECT snapshot_id, map_key, map_checksum, volume_size_gib FROM snapshots WHERE map_key IS NOT NULL')
+      .all() as MapRow[];
+    for (const map of maps) {
+      const base = map.map_key * BLOCK_KEY_SPAN;
+      const maxId = this.#sql.blocks.maxId.get({ base }) as number | null;
+      if (maxId !== null && maxId - base >= map.volume_size_gib * BLOCKS_PER_GIB) {
+        problems.push(`snapshot ${map.snapshot_id}: block ${maxId - base} lies beyond its ${map.volume_size_gib} GiB`);
+      }
+      try {
+        const checksum = keyChecksum(this.#maps, map.map_key);
+        if (map.map_checksum === null || !checksum.equals(map.map_checksum)) {
+          problems.push(`snapshot ${map.snapshot_id}: its block map does not match its checksum (altered rows)`);
+        }
+      } catch (err) {
+        problems.push(`snapshot ${map.snapshot_id}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,14 @@
+/** The SQLite block index (see block-index.ts). */
+export { BlockIndex } from './block-index.js';
+export type { BeginRunInput, BlockRange, ImportSnapshotInput, StorageStats } from './block-index.js';
+export type { HeldLock } from './locks.js';
+export type {
+  BlockEntry,
+  BlockInput,
+  SnapshotRecord,
+  SnapshotState,
+  TargetRecord,
+  TargetState,
+  VolumeRecord,
+} from './records.js';
+export { APPLICATION_ID, SCHEMA_VERSION } from './schema.js';

@@ -1,0 +1,111 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Database, Statement } from 'better-sqlite3';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+
+export interface HeldLock {
+  /** Idempotent. */
+  release(): void;
+}
+
+interface LockRow {
+  name: string;
+  pid: number;
+  host: string;
+  started_at: number;
+  process_started_at: number;
+  token: string;
+}
+
+/** When this process started (ms since the epoch); tells a reused pid from this process. */
+const PROCESS_STARTED_AT = Math.round(Date.now() - process.uptime() * 1000);
+/** Two readings of PROCESS_STARTED_AT in one process differ by a few ms at most. */
+const SAME_PROCESS_TOLERANCE_MS = 1000;
+
+/**
+ * Whether the process that wrote a lock row still runs. A holder on another
+ * host cannot be checked and counts as alive. A row with this process's pid
+ * but another start time was left by an earlier process that had the same pid
+ * (a restarted container), so it is dead.
+ */
+function holderAlive(row: LockRow): boolean {
+  if (row.host !== hostname()) return true;
+  if (row.pid === process.pid) return Math.abs(row.process_started_at - PROCESS_STARTED_AT) < SAME_PROCESS_TOLERANCE_MS;
+  try {
+    process.kill(row.pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Advisory named locks kept in the index's locks table. */
+export class IndexLocks {
+  readonly #db: Database;
+  readonly #select: Statement;
+  readonly #upsert: Statement;
+  readonly #delete: Statement;
+  readonly #held = new Map<string, string>();
+
+  constructor(db: Database) {
+    this.#db = db;
+    this.#select = db.prepare('SELECT * FROM locks WHERE name = ?');
+    this.#upsert = db.prepare(
+      `INSERT INTO locks (name, pid, host, started_at, process_started_at, token)
+       VALUES (@name, @pid, @host, @started_at, @process_started_at, @token)
+       ON CONFLICT (name) DO UPDATE SET pid = excluded.pid, host = excluded.host, started_at = excluded.started_at,
+         process_started_at = excluded.process_started_at, token = excluded.token`,
+    );
+    this.#delete = db.prepare('DELETE FROM locks WHERE name = ? AND token = ?');
+  }
+
+  /**
+   * Takes `name`, or throws CONFLICT naming the live holder (pid, host,
+   * since). A lock left by a dead process on this host is taken over. Not
+   * re-entrant: a second acquire of a held name conflicts, in this process too.
+   */
+  acquire(name: string): HeldLock {
+    if (typeof name !== 'string' || name.length === 0) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'lock name must be a non-empty string');
+    }
+    const token = randomUUID();
+    this.#db
+      .transaction(() => {
+        const row = this.#select.get(name) as LockRow | undefined;
+        if (row !== undefined && holderAlive(row)) {
+          const since = new Date(row.started_at).toISOString();
+          throw new SnaplineError(
+            ErrorCodes.CONFLICT,
+            `${name} is in use by pid ${row.pid} on ${row.host} since ${since}`,
+            {
+              hint: 'wait until that run ends, or stop it',
+              details: { lock: name, pid: row.pid, host: row.host, since },
+            },
+          );
+        }
+        this.#upsert.run({
+          name,
+          pid: process.pid,
+          host: hostname(),
+          started_at: Date.now(),
+          process_started_at: PROCESS_STARTED_AT,
+          token,
+        });
+      })
+      .immediate();
+    this.#held.set(token, name);
+    return { release: () => this.#release(token) };
+  }
+
+  #release(token: string): void {
+    const name = this.#held.get(token);
+    if (name === undefined) return;
+    this.#delete.run(name, token);
+    this.#held.delete(token);
+  }
+
+  /** Releases every lock taken through this object. */
+  releaseAll(): void {
+    for (const token of [...this.#held.keys()]) this.#release(token);
+  }
+}

@@ -1,0 +1,103 @@
+import type { Database } from 'better-sqlite3';
+import { BLOCKS_PER_GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
+
+/** `PRAGMA application_id` of a snapline index: "SNPL". A file with another id is refused. */
+export const APPLICATION_ID = 0x534e504c;
+
+/**
+ * Block rows are keyed by one integer: key * BLOCK_KEY_SPAN + block index. The
+ * span is the block count of the largest volume EBS accepts (64 TiB), so the
+ * rows of one key are contiguous and ascending by block index, and the
+ * rowid table stores each block in about 43 bytes.
+ */
+export const BLOCK_KEY_SPAN = MAX_VOLUME_SIZE_GIB * BLOCKS_PER_GIB;
+
+/**
+ * Migrations in order: migrations[i] takes the schema from version i to i + 1
+ * (user_version 0 is an empty file). Each runs inside the transaction that
+ * also sets user_version. Append only; never edit a released step.
+ */
+export const migrations: ReadonlyArray<(db: Database) => void> = [
+  (db) => {
+    db.exec(`
+      -- Counters: next_map_key (keys of committed maps, never reused) and
+      -- maps_generation (bumped whenever an existing map is rewritten or dropped).
+      CREATE TABLE meta (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      INSERT INTO meta (name, value) VALUES ('next_map_key', 1), ('maps_generation', 0);
+
+      CREATE TABLE volumes (
+        volume_key  INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        source_path TEXT NOT NULL,
+        size_bytes  INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL
+      );
+
+      -- map_key: where the snapshot's own rows live in blocks (completed, or
+      -- deleted but still needed by a dependent); null for open runs, errors and
+      -- deleted snapshots whose rows were folded or dropped.
+      -- map_checksum: SHA-256 over those rows (see maps.ts), for check().
+      CREATE TABLE snapshots (
+        snapshot_key       INTEGER PRIMARY KEY,
+        snapshot_id        TEXT NOT NULL UNIQUE,
+        volume_key         INTEGER NOT NULL REFERENCES volumes (volume_key),
+        parent_snapshot_id TEXT,
+        base_key           INTEGER REFERENCES snapshots (snapshot_key),
+        state              TEXT NOT NULL CHECK (state IN ('pending', 'completing', 'completed', 'error', 'deleted')),
+        volume_size_gib    INTEGER NOT NULL,
+        source_bytes       INTEGER NOT NULL,
+        encrypted          INTEGER NOT NULL CHECK (encrypted IN (0, 1)),
+        description        TEXT,
+        started_at         INTEGER NOT NULL,
+        completed_at       INTEGER,
+        completed_seq      INTEGER UNIQUE,
+        changed_blocks     INTEGER NOT NULL DEFAULT 0,
+        run_options        TEXT,
+        error_reason       TEXT,
+        map_key            INTEGER UNIQUE,
+        map_checksum       BLOB
+      );
+      CREATE UNIQUE INDEX snapshots_one_open_run ON snapshots (volume_key) WHERE state IN ('pending', 'completing');
+      CREATE INDEX snapshots_by_base ON snapshots (base_key) WHERE base_key IS NOT NULL;
+      CREATE INDEX snapshots_by_volume ON snapshots (volume_key, started_at);
+
+      -- Committed block maps: id = map_key * BLOCK_KEY_SPAN + block index.
+      CREATE TABLE blocks (
+        id     INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL
+      );
+      -- The journal of open runs, both keyed id = snapshot_key * BLOCK_KEY_SPAN + block index:
+      -- blocks the service acknowledged, and blocks about to be uploaded and not yet acknowledged.
+      CREATE TABLE run_blocks (
+        id     INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL
+      );
+      CREATE TABLE run_intents (
+        id     INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL
+      );
+
+      CREATE TABLE targets (
+        path        TEXT PRIMARY KEY,
+        snapshot_id TEXT,
+        state       TEXT NOT NULL CHECK (state IN ('complete', 'incomplete')),
+        size_bytes  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+      );
+
+      CREATE TABLE locks (
+        name               TEXT PRIMARY KEY,
+        pid                INTEGER NOT NULL,
+        host               TEXT NOT NULL,
+        started_at         INTEGER NOT NULL,
+        process_started_at INTEGER NOT NULL,
+        token              TEXT NOT NULL
+      );
+    `);
+  },
+];
+
+export const SCHEMA_VERSION = migrations.length;

@@ -1,0 +1,53 @@
+/** Argument checks at the index's edge; each names the bad argument (INVALID_ARGUMENT). */
+import { ErrorCodes, SnaplineError } from '../errors.js';
+
+function invalid(name: string, expected: string, value: unknown): SnaplineError {
+  const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${name} must be ${expected}, got ${shown}`, {
+    details: { argument: name },
+  });
+}
+
+export function requireText(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) throw invalid(name, 'a non-empty string', value);
+  return value;
+}
+
+/** Any string, empty included (an unknown source path). */
+export function requireString(name: string, value: unknown): string {
+  if (typeof value !== 'string') throw invalid(name, 'a string', value);
+  return value;
+}
+
+export function optionalText(name: string, value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'string') throw invalid(name, 'a string or null', value);
+  return value;
+}
+
+export function requireInteger(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw invalid(name, `an integer from ${min} to ${max}`, value);
+  }
+  return value;
+}
+
+export function requireBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw invalid(name, 'a boolean', value);
+  return value;
+}
+
+/** Milliseconds since the epoch of a valid Date. */
+export function requireTime(name: string, value: unknown): number {
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw invalid(name, 'a valid Date', value);
+  return value.getTime();
+}
+
+/** The digest as a Buffer over the same memory (no copy). */
+export function requireDigest(name: string, value: unknown, bytes: number): Buffer {
+  if (!(value instanceof Uint8Array) || value.byteLength !== bytes) {
+    const got = value instanceof Uint8Array ? `${value.byteLength} bytes` : typeof value;
+    throw invalid(name, `a ${bytes}-byte digest`, got);
+  }
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}

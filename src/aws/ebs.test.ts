@@ -235,6 +235,12 @@ describe('EbsSnapshotStore: the SDK calls it makes', () => {
         retryable: false,
       },
       {
+        row: 'ValidationException about a malformed checksum header',
+        error: () => new ValidationException({ message: 'x-amz-Checksum-Algorithm must be SHA256.', Reason: 'INVALID_PARAMETER_VALUE', ...meta(400) }),
+        code: ErrorCodes.REMOTE_REJECTED,
+        retryable: false,
+      },
+      {
         row: 'ResourceNotFoundException',
         error: () => new ResourceNotFoundException({ message: 'no such snapshot', Reason: 'SNAPSHOT_NOT_FOUND', ...meta(404) }),
         code: ErrorCodes.NOT_FOUND,

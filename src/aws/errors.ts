@@ -206,12 +206,12 @@ export function fromAwsError(err: unknown, action: string): SnaplineError {
 
 /**
  * ValidationException: "Failed to read block data" is a body that did not
- * arrive whole (retry); a checksum complaint is CHECKSUM_MISMATCH; any other
+ * arrive whole (retry); a checksum that does not match is CHECKSUM_MISMATCH; any other
  * reason (INVALID_BLOCK_TOKEN, UNRELATED_SNAPSHOTS, ...) is permanent.
  */
 function sortValidation(message: string): Sort {
   if (/failed to read block data/i.test(message)) return UNAVAILABLE;
-  if (/checksum/i.test(message)) return { code: ErrorCodes.CHECKSUM_MISMATCH, retryable: false };
+  if (/checksum/i.test(message) && /match/i.test(message)) return { code: ErrorCodes.CHECKSUM_MISMATCH, retryable: false };
   return REJECTED;
 }
 

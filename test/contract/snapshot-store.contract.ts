@@ -194,6 +194,16 @@ export function snapshotStoreContract(name: string, setup: () => Promise<Snapsho
         expect((await settle(snapshotId)).state).toBe('error');
       });
 
+      it('completing again answers the status and changes nothing (a retry after a lost answer)', async () => {
+        const blocks = new Map([[0, filledBlock(0x01)]]);
+        const { snapshotId } = await store.writer.startSnapshot({ volumeSizeGiB: 1 });
+        await put(snapshotId, 0, blocks.get(0)!);
+        await store.writer.completeSnapshot(snapshotId, 1, aggregateOf(blocks));
+        expect(['completed', 'pending']).toContain(await store.writer.completeSnapshot(snapshotId, 5, aggregateOf(new Map())));
+        expect((await settle(snapshotId)).state).toBe('completed');
+        expect(await store.writer.completeSnapshot(snapshotId, 1, aggregateOf(blocks))).toBe('completed');
+      });
+
       it('returns the same snapshot for a reused client token and refuses it with other arguments', async () => {
         const clientToken = `contract-${Math.random().toString(36).slice(2)}`;
         const first = await store.writer.startSnapshot({ volumeSizeGiB: 1, clientToken });
@@ -232,6 +242,25 @@ export function snapshotStoreContract(name: string, setup: () => Promise<Snapsho
       it('REMOTE_REJECTED for a block written to a completed snapshot', async () => {
         const snapshotId = await writeSnapshot(new Map([[0, filledBlock(0x01)]]));
         await expectCode(put(snapshotId, 1, filledBlock(0x02)), ErrorCodes.REMOTE_REJECTED);
+      });
+
+      it('REMOTE_REJECTED for a block written once completion was asked for, even while it is pending', async () => {
+        const { snapshotId } = await store.writer.startSnapshot({ volumeSizeGiB: 1 });
+        const blocks = new Map([[0, filledBlock(0x01)]]);
+        await put(snapshotId, 0, blocks.get(0)!);
+        await store.writer.completeSnapshot(snapshotId, 1, aggregateOf(blocks));
+        await expectCode(put(snapshotId, 1, filledBlock(0x02)), ErrorCodes.REMOTE_REJECTED);
+        expect((await settle(snapshotId)).state).toBe('completed');
+      });
+
+      it('REMOTE_REJECTED for a parent that is not completed', async () => {
+        const { snapshotId } = await store.writer.startSnapshot({ volumeSizeGiB: 1 });
+        await expectCode(store.writer.startSnapshot({ volumeSizeGiB: 1, parentSnapshotId: snapshotId }), ErrorCodes.REMOTE_REJECTED);
+      });
+
+      it('REMOTE_REJECTED for a child smaller than its parent', async () => {
+        const parentId = await writeSnapshot(new Map([[0, filledBlock(0x01)]]), { volumeSizeGiB: 2 });
+        await expectCode(store.writer.startSnapshot({ volumeSizeGiB: 1, parentSnapshotId: parentId }), ErrorCodes.REMOTE_REJECTED);
       });
 
       it('REMOTE_REJECTED for a volume size outside 1..65536 GiB', async () => {
@@ -364,10 +393,10 @@ export function snapshotStoreContract(name: string, setup: () => Promise<Snapsho
         await expectCode(store.reader.getBlock(snapshotId, 1, blocks[0]!.token), ErrorCodes.REMOTE_REJECTED, 'INVALID_BLOCK_TOKEN');
       });
 
-      it('refuses to list a snapshot that is still pending', async () => {
+      it('REMOTE_REJECTED for reading a snapshot that is not completed', async () => {
         const { snapshotId } = await store.writer.startSnapshot({ volumeSizeGiB: 1 });
-        const error = await rejectionOf(collectPages(store.reader.listBlocks(snapshotId)));
-        expect([ErrorCodes.REMOTE_REJECTED, ErrorCodes.NOT_FOUND]).toContain(error.code);
+        await expectCode(collectPages(store.reader.listBlocks(snapshotId)), ErrorCodes.REMOTE_REJECTED);
+        await expectCode(collectPages(store.reader.listChangedBlocks('', snapshotId)), ErrorCodes.REMOTE_REJECTED);
       });
     });
 

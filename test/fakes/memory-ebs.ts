@@ -241,7 +241,7 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
           throw fail('ResourceNotFoundException', 'SNAPSHOT_NOT_FOUND', `The parent snapshot ${input.parentSnapshotId} does not exist`);
         }
         if (parent.status !== 'completed') {
-          throw fail('ValidationException', 'INVALID_PARAMETER_VALUE', `The parent snapshot ${parent.id} is not completed`);
+          throw fail('ValidationException', 'INVALID_SNAPSHOT_ID', `The parent snapshot ${parent.id} is not completed`);
         }
         if (size < parent.volumeSizeGiB) {
           throw fail('ValidationException', 'INVALID_VOLUME_SIZE', `VolumeSize ${size} is smaller than the parent's ${parent.volumeSizeGiB}`);
@@ -276,7 +276,10 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
     return this.#call('putBlock', [snapshotId, blockIndex, data, checksum, progress], () => {
       const fail = (reason: string, message: string) => this.#fail('putBlock', 'ValidationException', message, reason);
       const snapshot = this.#existing(snapshotId, 'putBlock');
-      if (snapshot.status !== 'pending') throw fail('INVALID_PARAMETER_VALUE', `The snapshot ${snapshotId} is not pending (${snapshot.status})`);
+      if (snapshot.status !== 'pending' || snapshot.settlesTo !== undefined) {
+        const state = snapshot.status === 'pending' ? 'being completed' : snapshot.status;
+        throw fail('INVALID_SNAPSHOT_ID', `The snapshot ${snapshotId} is ${state}; blocks can be written only to a pending snapshot`);
+      }
       if (!Number.isInteger(blockIndex) || blockIndex < 0 || blockIndex >= snapshot.volumeSizeGiB * BLOCKS_PER_GIB) {
         throw fail('INVALID_BLOCK', `Block index ${blockIndex} is outside the volume of ${snapshot.volumeSizeGiB} GiB`);
       }
@@ -289,7 +292,7 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
     });
   }
 
-  /** Completing a snapshot that is no longer pending answers its status again. */
+  /** Completing a snapshot again (pending completion, completed or error) answers its status and changes nothing. */
   async completeSnapshot(snapshotId: string, changedBlocksCount: number, aggregateChecksum: string): Promise<SnapshotStatus> {
     return this.#call('completeSnapshot', [snapshotId, changedBlocksCount, aggregateChecksum], () => {
       const snapshot = this.#existing(snapshotId, 'completeSnapshot');
@@ -462,7 +465,7 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
   #readable(snapshotId: string, operation: MemoryOperation): MemorySnapshot {
     const s = this.#existing(snapshotId, operation);
     if (s.status !== 'completed') {
-      throw this.#fail(operation, 'ValidationException', `The snapshot ${snapshotId} is not completed (${s.status})`, 'INVALID_PARAMETER_VALUE');
+      throw this.#fail(operation, 'ValidationException', `The snapshot ${snapshotId} is ${s.status}; only a completed snapshot can be read`, 'INVALID_SNAPSHOT_ID');
     }
     return s;
   }

@@ -193,6 +193,13 @@ describe('EbsSnapshotStore: the SDK calls it makes', () => {
     expect(ebs.commandCalls(GetSnapshotBlockCommand)[0]!.args[0].input).toEqual({ SnapshotId: 'snap-0abc', BlockIndex: 5, BlockToken: 'tok' });
   });
 
+  it('GetSnapshotBlock: an answer without a checksum is refused and its body released', async () => {
+    const body = Readable.from([Buffer.alloc(BLOCK_SIZE)]);
+    ebs.on(GetSnapshotBlockCommand).resolves({ BlockData: body as never, DataLength: BLOCK_SIZE });
+    expect((await rejection(store.getBlock('snap-0abc', 5, 'tok'))).code).toBe(ErrorCodes.REMOTE_REJECTED);
+    expect(body.destroyed).toBe(true);
+  });
+
   it('GetSnapshotBlock: a body cut short is UNAVAILABLE and retryable', async () => {
     ebs.on(GetSnapshotBlockCommand).resolves({ BlockData: Readable.from([Buffer.alloc(1000)]) as never, Checksum: 'sum' });
     const error = await rejection(store.getBlock('snap-0abc', 5, 'tok'));

@@ -163,20 +163,22 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
   async getBlock(snapshotId: string, blockIndex: number, blockToken: string): Promise<{ data: Buffer; checksum: string }> {
     try {
       const out = await this.#client.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: blockIndex, BlockToken: blockToken }));
-      if (out.BlockData === undefined) throw incomplete('ebs:GetSnapshotBlock', 'BlockData');
-      if (out.Checksum === undefined) throw incomplete('ebs:GetSnapshotBlock', 'x-amz-Checksum');
-      if (out.DataLength !== undefined && out.DataLength !== BLOCK_SIZE) {
+      const body = out.BlockData as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
+      if (body === undefined) throw incomplete('ebs:GetSnapshotBlock', 'BlockData');
+      if (out.Checksum === undefined || (out.DataLength !== undefined && out.DataLength !== BLOCK_SIZE)) {
+        // Free the connection: an unread body would hold its socket.
+        body.destroy?.();
+        if (out.Checksum === undefined) throw incomplete('ebs:GetSnapshotBlock', 'x-amz-Checksum');
         throw new SnaplineError(ErrorCodes.REMOTE_REJECTED, `ebs:GetSnapshotBlock: block ${blockIndex} has DataLength ${out.DataLength}, expected ${BLOCK_SIZE}`);
       }
-      const data = await readBlock(out.BlockData as AsyncIterable<Uint8Array>, blockIndex);
-      return { data, checksum: out.Checksum };
+      return { data: await readBlock(body, blockIndex), checksum: out.Checksum };
     } catch (err) {
       throw fromAwsError(err, 'ebs:GetSnapshotBlock');
     }
   }
 }
 
-/** Copies a block body into one buffer allocated up front, chunk by chunk. */
+/** Copies a block body into one buffer allocated up front, chunk by chunk. Leaving the loop early destroys the stream. */
 async function readBlock(body: AsyncIterable<Uint8Array>, blockIndex: number): Promise<Buffer> {
   const data = Buffer.allocUnsafe(BLOCK_SIZE);
   let filled = 0;

@@ -49,24 +49,40 @@ const randomSlabs = Array.from({ length: SLABS }, () => {
 });
 const zeroSlabs = Array.from({ length: SLABS }, () => new SharedArrayBuffer(SLAB_BYTES));
 
-// The ceiling: each bare thread hashes its share of every slab, in the order the pool would.
+// The ceiling: bare threads hash the same slabs in the same pieces (one piece a
+// thread a slab), each claiming the next piece from a shared counter so that a
+// thread slowed by a neighbour does not hold the others back.
 const bareSource = `
   const { parentPort, workerData } = require('node:worker_threads');
   const { createHash } = require('node:crypto');
-  const { slabs, first, count, blockSize } = workerData;
-  parentPort.on('message', (slabsToHash) => {
-    for (let s = 0; s < slabsToHash; s += 1) {
-      const slab = slabs[s % slabs.length];
-      for (let b = first; b < first + count; b += 1) createHash('sha256').update(new Uint8Array(slab, b * blockSize, blockSize)).digest();
+  const { slabs, counter, piecesPerSlab, blocksPerSlab, blockSize } = workerData;
+  const next = new Int32Array(counter);
+  parentPort.on('message', (pieces) => {
+    for (let piece = Atomics.add(next, 0, 1); piece < pieces; piece = Atomics.add(next, 0, 1)) {
+      const slab = slabs[Math.floor(piece / piecesPerSlab) % slabs.length];
+      const part = piece % piecesPerSlab;
+      const first = Math.floor((part * blocksPerSlab) / piecesPerSlab);
+      const end = Math.floor(((part + 1) * blocksPerSlab) / piecesPerSlab);
+      for (let b = first; b < end; b += 1) createHash('sha256').update(new Uint8Array(slab, b * blockSize, blockSize)).digest();
     }
     parentPort.postMessage('done');
   });
 `;
-const bareThreads = Array.from({ length: THREADS }, (_, t) => {
-  const first = Math.floor((t * BLOCKS_PER_SLAB) / THREADS);
-  const count = Math.floor(((t + 1) * BLOCKS_PER_SLAB) / THREADS) - first;
-  return new Worker(bareSource, { eval: true, workerData: { slabs: randomSlabs, first, count, blockSize: BLOCK_SIZE } });
-});
+const bareCounter = new SharedArrayBuffer(4);
+const bareThreads = Array.from(
+  { length: THREADS },
+  () =>
+    new Worker(bareSource, {
+      eval: true,
+      workerData: { slabs: randomSlabs, counter: bareCounter, piecesPerSlab: THREADS, blocksPerSlab: BLOCKS_PER_SLAB, blockSize: BLOCK_SIZE },
+    }),
+);
+/** One ceiling run: every piece of SLABS_PER_RUN slabs hashed once. */
+function hashOnBareThreads() {
+  new Int32Array(bareCounter)[0] = 0;
+  const pieces = SLABS_PER_RUN * THREADS;
+  return Promise.all(bareThreads.map((worker) => new Promise((resolve) => (worker.once('message', resolve), worker.postMessage(pieces)))));
+}
 
 const pool = new HashPool({ threads: THREADS });
 const dir = await mkdtemp(join(tmpdir(), 'snapline-bench-'));
@@ -109,8 +125,7 @@ try {
     {
       name: `sha256, ${THREADS} bare threads (ceiling)`,
       bytes: BYTES_PER_RUN,
-      run: () =>
-        Promise.all(bareThreads.map((worker) => new Promise((resolve) => (worker.once('message', resolve), worker.postMessage(SLABS_PER_RUN))))),
+      run: hashOnBareThreads,
     },
     { name: 'HashPool, random data', bytes: BYTES_PER_RUN, run: () => hashThroughPool(randomSlabs) },
     { name: 'HashPool, all-zero data', bytes: BYTES_PER_RUN, run: () => hashThroughPool(zeroSlabs) },

@@ -1,10 +1,11 @@
-import { AwsClients } from './aws/clients.js';
+import { AwsClients, DEFAULT_CONCURRENCY } from './aws/clients.js';
 import { Ec2SnapshotCatalog } from './aws/ec2.js';
 import { EbsSnapshotStore } from './aws/ebs.js';
 import { AdaptiveLimiter, resilientReader, resilientWriter } from './aws/retry.js';
 import { openConnection, type ConnectionRequest, type OpenConnection } from './config/connection.js';
 import { defaultIndexPath } from './config/paths.js';
 import type { SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
+import { verifiedReader } from './core/verified-reader.js';
 import { ErrorCodes, SnaplineError } from './errors.js';
 import { HashPool } from './hashing/index.js';
 import { BlockIndex } from './index/index.js';
@@ -14,7 +15,6 @@ import { SlabPool } from './source/index.js';
 const BLOCKS_PER_SLAB = 8;
 /** Slabs kept for reading and hashing ahead of the uploads. */
 const SLABS_AHEAD = 4;
-export const DEFAULT_CONCURRENCY = 64;
 
 export interface SessionOptions extends ConnectionRequest {
   /** Block index file; default under the data directory. */
@@ -77,7 +77,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       hashPool,
       slabs,
       writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter }),
-      reader: resilientReader(store, { ...wrap, limiter: downloadLimiter }),
+      reader: resilientReader(verifiedReader(store), { ...wrap, limiter: downloadLimiter }),
       catalog: new Ec2SnapshotCatalog(clients.ec2()),
       uploadLimiter,
       downloadLimiter,

@@ -4,7 +4,7 @@ import { ErrorCodes, SnaplineError } from '../errors.js';
 export function abortError(signal: AbortSignal): SnaplineError {
   const reason: unknown = signal.reason;
   if (reason instanceof SnaplineError) return reason;
-  return new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted', { cause: reason });
+  return new SnaplineError(ErrorCodes.INTERRUPTED, 'the run was interrupted', { cause: reason });
 }
 
 /** Throws the abort error when `signal` is aborted. */

@@ -55,6 +55,8 @@ export async function* scanSource(
     }
     while (queue.length > 0) yield await takeHead();
   } finally {
+    // A worker may still be reading a queued slab: let it finish before the slab is reused.
+    await Promise.allSettled(queue.map((pending) => pending.hashed));
     for (const pending of queue) pending.filled.slab.release();
   }
 }

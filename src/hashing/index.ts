@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { interruptedError } from '../source/interrupted.js';
+import { abortError } from '../core/abort.js';
 
 /** The same path from src/hashing/ (tests) and dist/src/hashing/ (build). */
 const WORKER_FILE = fileURLToPath(new URL('../../workers/hash.js', import.meta.url));
@@ -58,7 +58,7 @@ export class HashPool {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `blockCount must be a whole number of at least 0, got ${String(blockCount)}`);
     }
     this.#checkRange(buffer, offset, blockCount * BLOCK_SIZE, 'blockCount');
-    if (signal?.aborted) throw interruptedError(signal);
+    if (signal?.aborted) throw abortError(signal);
     if (blockCount === 0) return { digests: new Uint8Array(0), zero: new Uint8Array(0) };
 
     const pieces = Math.min(this.threads, blockCount);
@@ -130,7 +130,7 @@ export class HashPool {
     try {
       return await (signal === undefined ? running : untilAborted(running, signal));
     } catch (err) {
-      if (signal?.aborted) throw interruptedError(signal);
+      if (signal?.aborted) throw abortError(signal);
       const reason = err instanceof Error ? err.message : String(err);
       throw new SnaplineError(ErrorCodes.INTERNAL, `hash worker failed: ${reason}`, { cause: err });
     }
@@ -140,7 +140,7 @@ export class HashPool {
 /** `work`, or a rejection as soon as `signal` aborts (`work` then goes on unobserved). */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(interruptedError(signal));
+    const onAbort = (): void => reject(abortError(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(
       (value) => {

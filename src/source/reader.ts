@@ -1,6 +1,6 @@
 import { BLOCK_SIZE, blockCountFor } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { interruptedError } from './interrupted.js';
+import { abortError } from '../core/abort.js';
 import type { BlockSource } from './open.js';
 import type { Slab, SlabPool } from './slabs.js';
 
@@ -45,7 +45,7 @@ export async function* readSlabs(source: BlockSource, pool: SlabPool, options: R
     let handedOver = false;
     try {
       await fill(source, slab, firstBlock, blockCount);
-      if (signal?.aborted) throw interruptedError(signal);
+      if (signal?.aborted) throw abortError(signal);
       handedOver = true;
       yield { slab, firstBlock, blockCount };
     } finally {

@@ -1,6 +1,6 @@
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { interruptedError } from './interrupted.js';
+import { abortError } from '../core/abort.js';
 
 /** One lease of a pooled buffer; valid until release(). */
 export interface Slab {
@@ -49,14 +49,14 @@ export class SlabPool {
    * INTERRUPTED if `signal` aborts before a slab is granted (nothing is held then).
    */
   acquire(signal?: AbortSignal): Promise<Slab> {
-    if (signal?.aborted) return Promise.reject(interruptedError(signal));
+    if (signal?.aborted) return Promise.reject(abortError(signal));
     const buffer = this.#free.pop();
     if (buffer !== undefined) return Promise.resolve(this.#lease(buffer));
     return new Promise<Slab>((resolve, reject) => {
       const onAbort = (): void => {
         const index = this.#waiters.indexOf(waiter);
         if (index !== -1) this.#waiters.splice(index, 1);
-        reject(interruptedError(signal));
+        reject(abortError(signal));
       };
       const waiter: Waiter = {
         grant: (granted) => {

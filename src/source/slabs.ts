@@ -56,7 +56,7 @@ export class SlabPool {
       const onAbort = (): void => {
         const index = this.#waiters.indexOf(waiter);
         if (index !== -1) this.#waiters.splice(index, 1);
-        reject(abortError(signal));
+        reject(abortError(signal!));
       };
       const waiter: Waiter = {
         grant: (granted) => {

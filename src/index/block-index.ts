@@ -879,14 +879,14 @@ export class BlockIndex {
   #checkSnapshots(problems: string[]): void {
     const rows = this.#sql.listSnapshots.all() as SnapshotRow[];
     const byKey = new Map(rows.map((row) => [row.snapshot_key, row]));
-    const openRuns = new Map<number, string[]>();
+    const openRuns = new Map<string, string[]>();
     for (const row of rows) {
       const id = row.snapshot_id;
       const mustHaveMap = row.state === 'completed';
       const mayHaveMap = mustHaveMap || row.state === 'deleted';
       if (mustHaveMap && row.map_key === null) problems.push(`snapshot ${id} is completed but has no block map`);
       if (!mayHaveMap && row.map_key !== null) problems.push(`snapshot ${id} is ${row.state} but has a block map`);
-      if (OPEN_STATES.has(row.state)) openRuns.set(row.volume_key, [...(openRuns.get(row.volume_key) ?? []), id]);
+      if (OPEN_STATES.has(row.state)) openRuns.set(row.volume, [...(openRuns.get(row.volume) ?? []), id]);
       const seen = new Set<number>([row.snapshot_key]);
       let current = row;
       while (current.base_key !== null) {
@@ -906,8 +906,8 @@ export class BlockIndex {
         current = base;
       }
     }
-    for (const [, ids] of openRuns) {
-      if (ids.length > 1) problems.push(`volume has ${ids.length} open runs: ${ids.join(', ')}`);
+    for (const [volume, ids] of openRuns) {
+      if (ids.length > 1) problems.push(`volume ${volume} has ${ids.length} open runs: ${ids.sort().join(', ')}`);
     }
   }
 

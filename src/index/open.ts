@@ -9,6 +9,8 @@ const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 const HEADER_BYTES = 100;
 /** How long a statement waits for another process's write lock before CONFLICT. */
 const BUSY_TIMEOUT_MS = 10_000;
+/** The WAL is cut back to this size after a checkpoint (a full run's commit grows it past 100 MB). */
+const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 function unusable(path: string, why: string, hint?: string): SnaplineError {
   return new SnaplineError(ErrorCodes.INDEX_UNUSABLE, `${path} is not a usable snapline index: ${why}`, {
@@ -118,9 +120,10 @@ function migrate(db: Database.Database, path: string): void {
 }
 
 /**
- * Opens or creates the index database at `path`: WAL, synchronous NORMAL,
- * foreign keys, auto_vacuum FULL for a new file (freed journal pages go back
- * to the file system at commit). Refuses with INDEX_UNUSABLE, naming the
+ * Opens or creates the index database at `path`: WAL (cut back to 64 MiB
+ * after checkpoints), synchronous NORMAL, foreign keys, auto_vacuum FULL for
+ * a new file (pages freed when a run's journal is committed go back to the
+ * file system at once, so the file holds little but live maps). Refuses with INDEX_UNUSABLE, naming the
  * file, a file that is not a snapline index, is damaged, or has a newer
  * schema; a foreign or newer file is not modified.
  */
@@ -134,6 +137,7 @@ export function openIndexDatabase(path: string): Database.Database {
     checkIdentity(path, identity);
     if (identity.schemaObjects === 0) db.pragma('auto_vacuum = FULL');
     db.pragma('journal_mode = WAL');
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     db.pragma('trusted_schema = OFF');

@@ -127,7 +127,7 @@ export class SnapshotService {
     if (input.parentSnapshotId !== undefined) {
       parent = this.#visible(input.parentSnapshotId);
       if (parent.status !== 'completed') {
-        throw EbsErrors.validation('INVALID_SNAPSHOT_ID', `The parent snapshot ${parent.snapshotId} is ${parent.status}, not completed.`);
+        throw EbsErrors.validation('INVALID_SNAPSHOT_ID', `The parent snapshot ${parent.snapshotId} is in state ${parent.status}, not completed.`);
       }
       if (input.volumeSize < parent.volumeSize) {
         throw EbsErrors.validation(
@@ -454,7 +454,7 @@ export class SnapshotService {
 
   #notWritable(snapshotId: string) {
     const record = this.#current(this.#visible(snapshotId));
-    const state = record.status === 'pending' ? 'being completed' : record.status;
+    const state = record.status === 'pending' ? 'being completed' : `in state ${record.status}`;
     return EbsErrors.validation('INVALID_SNAPSHOT_ID', `The snapshot ${snapshotId} is ${state}; blocks can be written only to a pending snapshot.`);
   }
 
@@ -463,7 +463,7 @@ export class SnapshotService {
     if (cached !== undefined) return cached;
     const record = this.#current(this.#visible(snapshotId));
     if (record.status !== 'completed') {
-      throw EbsErrors.validation('INVALID_SNAPSHOT_ID', `The snapshot ${snapshotId} is ${record.status}; only a completed snapshot can be read.`);
+      throw EbsErrors.validation('INVALID_SNAPSHOT_ID', `The snapshot ${snapshotId} is in state ${record.status}; only a completed snapshot can be read.`);
     }
     const readable = { id: record.id, snapshotId, volumeSize: record.volumeSize };
     if (this.#readable.size >= READABLE_CACHE_LIMIT) this.#readable.clear();

@@ -166,11 +166,12 @@ async function runBackup(
   }
 
   const plan = run ? await planFromRun(deps, run) : await planNewRun(deps, options, volume, source, sourcePath);
-  const encrypted = run ? run.encrypted : identity.encrypted || (await deps.catalog.encryptionByDefault());
+  // A child of an encrypted parent is encrypted, and so is everything when the account encrypts by default.
+  const encrypted = run ? run.encrypted : identity.encrypted || plan.parentEncrypted || (await deps.catalog.encryptionByDefault());
 
   if (!options.dryRun && !run) {
     index.ensureVolume({ name: volume, sourcePath, sizeBytes: source.sizeBytes });
-    const started = await deps.writer.startSnapshot({
+    const snapshot = await deps.writer.startSnapshot({
       volumeSizeGiB: plan.volumeSizeGiB,
       parentSnapshotId: plan.parent ?? undefined,
       description: options.description,
@@ -182,7 +183,7 @@ async function runBackup(
     });
     run = index.beginRun({
       volume,
-      snapshotId: started.snapshotId,
+      snapshotId: snapshot.snapshotId,
       parentSnapshotId: plan.parent,
       baseSnapshotId: plan.base,
       volumeSizeGiB: plan.volumeSizeGiB,
@@ -209,6 +210,7 @@ interface Plan {
   /** Blocks the index cannot vouch for: uploaded whatever their digest. */
   suspects: number[];
   volumeSizeGiB: number;
+  parentEncrypted: boolean;
 }
 
 /** The unfinished run of this volume to continue, after checking it is the same run and still alive in AWS. */
@@ -252,6 +254,7 @@ async function planFromRun(deps: BackupDeps, run: SnapshotRecord): Promise<Plan>
     base,
     suspects: reconciled ? await changedBlocks(deps.reader, base, parent) : [],
     volumeSizeGiB: run.volumeSizeGiB,
+    parentEncrypted: run.encrypted,
   };
 }
 
@@ -277,11 +280,11 @@ async function planNewRun(
   }
   if (options.full) {
     if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--full and --parent exclude each other');
-    return { parent: null, base: null, suspects: [], volumeSizeGiB: sourceGiB };
+    return { parent: null, base: null, suspects: [], volumeSizeGiB: sourceGiB, parentEncrypted: false };
   }
   const head = index.headSnapshot(volume);
   const parentId = options.parent ?? head?.snapshotId ?? null;
-  if (parentId === null) return { parent: null, base: null, suspects: [], volumeSizeGiB: sourceGiB };
+  if (parentId === null) return { parent: null, base: null, suspects: [], volumeSizeGiB: sourceGiB, parentEncrypted: false };
 
   const [remote] = await deps.catalog.describeSnapshots([parentId]);
   if (!remote) {
@@ -300,6 +303,7 @@ async function planNewRun(
     );
   }
   const volumeSizeGiB = remote.volumeSizeGiB;
+  const parentEncrypted = remote.encrypted;
 
   const parentRecord = index.getSnapshot(parentId);
   if (parentRecord?.state === 'completed') {
@@ -309,7 +313,7 @@ async function planNewRun(
         `--parent ${parentId} belongs to volume "${parentRecord.volume}", not "${volume}"`,
       );
     }
-    return { parent: parentId, base: parentId, suspects: [], volumeSizeGiB };
+    return { parent: parentId, base: parentId, suspects: [], volumeSizeGiB, parentEncrypted };
   }
   if (!head) {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `the index knows nothing of snapshot ${parentId} for volume "${volume}"`, {
@@ -331,7 +335,7 @@ async function planNewRun(
     }
     throw err;
   }
-  return { parent: parentId, base: head.snapshotId, suspects, volumeSizeGiB };
+  return { parent: parentId, base: head.snapshotId, suspects, volumeSizeGiB, parentEncrypted };
 }
 
 /**

@@ -339,6 +339,16 @@ describe('deletion', () => {
     expect(index.check()).toEqual([]);
   });
 
+  it('folds a small child into a large parent, the digests of the child winning', () => {
+    snapshot('snap-4', 'snap-3', { 0: 'a4', 2: 'z' });
+    index.markDeleted('snap-3');
+    index.markDeleted('snap-2');
+    expect(index.baseChain('snap-4').map((s) => s.snapshotId)).toEqual(['snap-4', 'snap-1']);
+    expect(asObject(index.blockMap('snap-4'))).toEqual(expected({ ...map3, 0: 'a4', 2: 'z' }));
+    expect(asObject(index.blockMap('snap-1'))).toEqual(expected({ 0: 'a', 1: 'b', 5: 'c', [FAR]: 'x' }));
+    expect(index.check()).toEqual([]);
+  });
+
   it('keeps a map that two snapshots build on, and folds it once one is left', () => {
     snapshot('snap-3b', 'snap-2', { 6: 'd-b' });
     index.markDeleted('snap-2');

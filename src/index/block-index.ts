@@ -158,6 +158,17 @@ function prepareStatements(db: Database) {
     recordIntent: db.prepare('INSERT OR REPLACE INTO run_intents (id, digest) VALUES (?, ?)'),
     clearIntent: db.prepare('DELETE FROM run_intents WHERE id = ?'),
     insertBlock: db.prepare('INSERT INTO blocks (id, digest) VALUES (?, ?)'),
+    // Folding: one map's rows moved into another's key range, the dependent's digests winning.
+    foldUnder: db.prepare(
+      `INSERT OR IGNORE INTO blocks (id, digest)
+       SELECT id - @from_base + @to_base, digest FROM blocks
+       WHERE id >= @from_base AND id < @from_base + ${BLOCK_KEY_SPAN} ORDER BY id`,
+    ),
+    foldOver: db.prepare(
+      `INSERT OR REPLACE INTO blocks (id, digest)
+       SELECT id - @from_base + @to_base, digest FROM blocks
+       WHERE id >= @from_base AND id < @from_base + ${BLOCK_KEY_SPAN} ORDER BY id`,
+    ),
     copyRunToMap: db.prepare(
       `INSERT INTO blocks (id, digest)
        SELECT id - @run_base + @map_base, digest FROM run_blocks
@@ -860,14 +871,29 @@ export class BlockIndex {
     }
   }
 
-  /** Rewrites the dependent's map as its overlay on `deleted`'s, under a new key, ascending; it then builds on `deleted`'s base. */
+  /**
+   * Makes the dependent's map its overlay on `deleted`'s, so that it builds on
+   * `deleted`'s base instead. The smaller map's rows move into the larger
+   * one's key range (the dependent's digests winning), so folding the usual
+   * small child into a large parent writes about the child's rows only.
+   */
   #fold(deleted: SnapshotRow, dependentKey: number, dependentMapKey: number): void {
-    const mapKey = this.#sql.nextMapKey.get() as number;
-    const mapBase = mapKey * BLOCK_KEY_SPAN;
-    const merged = chainEntries(this.#maps, [dependentMapKey, deleted.map_key!], 0, BLOCK_KEY_SPAN, () => {});
-    for (const { index, digest } of merged) this.#sql.insertBlock.run(mapBase + index, digest);
-    this.#sql.blocks.delete.run({ base: dependentMapKey * BLOCK_KEY_SPAN });
-    this.#sql.blocks.delete.run({ base: deleted.map_key! * BLOCK_KEY_SPAN });
+    const deletedBase = deleted.map_key! * BLOCK_KEY_SPAN;
+    const dependentBase = dependentMapKey * BLOCK_KEY_SPAN;
+    const deletedRows = this.#sql.blocks.count.get({ base: deletedBase }) as number;
+    const dependentRows = this.#sql.blocks.count.get({ base: dependentBase }) as number;
+    let mapKey: number;
+    if (dependentRows >= deletedRows) {
+      this.#sql.foldUnder.run({ from_base: deletedBase, to_base: dependentBase });
+      this.#sql.blocks.delete.run({ base: deletedBase });
+      mapKey = dependentMapKey;
+    } else {
+      this.#sql.foldOver.run({ from_base: dependentBase, to_base: deletedBase });
+      this.#sql.blocks.delete.run({ base: dependentBase });
+      mapKey = deleted.map_key!;
+      // map_key is unique: the deleted snapshot gives its key up first.
+      this.#sql.setMap.run({ key: deleted.snapshot_key, map_key: null, map_checksum: null, base_key: null });
+    }
     this.#sql.setMap.run({
       key: dependentKey,
       map_key: mapKey,

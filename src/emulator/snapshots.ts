@@ -266,8 +266,15 @@ export class SnapshotService {
       message = 'The snapshot failed to complete (injected fault).';
     }
 
-    // A completed snapshot's bytes are on stable storage.
-    if (outcome === 'completed') await this.packs.sync();
+    // A completed snapshot's bytes are on stable storage. If that fails, the snapshot takes writes and completions again.
+    if (outcome === 'completed') {
+      try {
+        await this.packs.sync();
+      } catch (err) {
+        live.accepting = true;
+        throw err;
+      }
+    }
     if (this.#pending.get(snapshotId) !== live) return this.#current(this.#visible(snapshotId)).status;
 
     const delay = this.faults.completionDelayMs();
@@ -405,8 +412,6 @@ export class SnapshotService {
       record.id,
       [...merged].map(([Key, Value]) => ({ Key, Value })),
     );
-    const live = this.#pending.get(record.snapshotId);
-    if (live !== undefined) live.record = { ...live.record, tags: this.catalog.byId(record.id)!.tags };
   }
 
   /** Deletes a snapshot. Its children keep every block they inherited. A pending one is cancelled. */

@@ -10,6 +10,7 @@ export interface BlobLocation {
 
 /** Packs roll over at this size; every blob is exactly BLOCK_SIZE bytes. */
 const PACK_LIMIT = 1024 * BLOCK_SIZE; // 512 MiB
+const MAX_VECTORS = 64;
 
 /**
  * Append-only pack files holding block bytes, each blob BLOCK_SIZE bytes at a
@@ -47,8 +48,10 @@ export class PackStore {
     const location = { pack: this.#current, offset: this.#size };
     this.#size += BLOCK_SIZE;
     const fd = this.#fd(location.pack);
+    // A body that arrived in very many small pieces is joined first, to keep the write to a few vectors.
+    const buffers = chunks.length > MAX_VECTORS ? [Buffer.concat(chunks)] : (chunks as Buffer[]);
     return new Promise((resolve, reject) => {
-      writev(fd, chunks as Buffer[], location.offset, (err, written) => {
+      writev(fd, buffers, location.offset, (err, written) => {
         if (err) return reject(err);
         if (written !== BLOCK_SIZE) return reject(new Error(`short write to pack ${location.pack}: ${written} bytes`));
         this.#dirty.add(location.pack);

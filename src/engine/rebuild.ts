@@ -1,3 +1,4 @@
+import { realpath } from 'node:fs/promises';
 import { throwIfAborted } from '../core/abort.js';
 import { digestOf } from '../core/checksum.js';
 import { GIB } from '../core/constants.js';
@@ -23,11 +24,13 @@ export interface RebuildResult {
  * Learns a completed snapshot's block map by reading every block (each
  * checksum verified by the reader) and records it in the index as a full map,
  * for a new machine or a lost index. The volume comes from `volume` or the
- * snapshot's snapline:volume tag.
+ * snapshot's snapline:volume tag. `source` names the image or device the
+ * lineage backs up: a later backup of it builds on this snapshot, where a
+ * backup of any other source is refused as for any lineage.
  */
 export async function rebuildIndex(
   deps: { index: BlockIndex; reader: SnapshotReader; catalog: SnapshotCatalog },
-  options: { snapshotId: string; volume?: string; signal?: AbortSignal },
+  options: { snapshotId: string; volume?: string; source?: string; signal?: AbortSignal },
 ): Promise<RebuildResult> {
   const started = Date.now();
   const snapshot = await completedSnapshot(deps.catalog, options.snapshotId);
@@ -35,6 +38,7 @@ export async function rebuildIndex(
   if (!volume) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${options.snapshotId} has no ${VOLUME_TAG} tag: name its volume with --volume`);
   }
+  const sourcePath = options.source === undefined ? (deps.index.getVolume(volume)?.sourcePath ?? '') : await sourcePathOf(options.source);
   const taggedBytes = Number(snapshot.tags[SOURCE_BYTES_TAG]);
   const sourceBytes = Number.isSafeInteger(taggedBytes) && taggedBytes > 0 ? taggedBytes : snapshot.volumeSizeGiB * GIB;
 
@@ -55,7 +59,7 @@ export async function rebuildIndex(
   }
   await tasks.drain();
   blocks.sort((a, b) => a.index - b.index);
-  deps.index.ensureVolume({ name: volume, sourcePath: deps.index.getVolume(volume)?.sourcePath ?? '', sizeBytes: sourceBytes });
+  deps.index.ensureVolume({ name: volume, sourcePath, sizeBytes: sourceBytes });
   deps.index.importSnapshot(
     {
       snapshotId: options.snapshotId,
@@ -70,4 +74,13 @@ export async function rebuildIndex(
     blocks,
   );
   return { snapshotId: options.snapshotId, volume, blocks: blocks.length, sourceBytes, durationMs: Date.now() - started };
+}
+
+/** The source's real path, as backup records it. */
+async function sourcePathOf(source: string): Promise<string> {
+  try {
+    return await realpath(source);
+  } catch (err) {
+    throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `cannot find the source ${source}: ${(err as Error).message}`, { cause: err });
+  }
 }

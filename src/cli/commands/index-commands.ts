@@ -14,11 +14,12 @@ export function registerIndexCommands(program: Command, wrap: Wrap): void {
     .description("learn a snapshot's block map by reading it (new machine or lost index)")
     .argument('<snapshot-id>', 'completed snapshot')
     .option('--volume <name>', 'volume to file it under (default: its snapline:volume tag)')
+    .option('--source <path>', 'image file or block device the volume backs up: its next backup builds on this snapshot')
     .action(
-      wrap(async (ctx: CommandContext, snapshotId: string, flags: { volume?: string }) => {
+      wrap(async (ctx: CommandContext, snapshotId: string, flags: { volume?: string; source?: string }) => {
         const output = ctx.output();
         const result = await withSession(sessionOptions(ctx), (session) =>
-          rebuildIndex(session, { snapshotId, volume: flags.volume, signal: ctx.signal }),
+          rebuildIndex(session, { snapshotId, volume: flags.volume, source: flags.source, signal: ctx.signal }),
         );
         output.result(result, () => [`learned ${result.blocks} blocks of ${result.snapshotId} for volume ${result.volume}`]);
       }),

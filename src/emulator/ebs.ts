@@ -126,26 +126,15 @@ export class EbsApi {
     const progress = optionalInteger(headers['x-amz-progress'], 'x-amz-Progress', 0, 100);
 
     const live = this.snapshots.beginWrite(snapshotId, index);
-    let body: BlockBody;
     try {
-      body = await readBlockBody(req, exchange);
-    } catch (err) {
+      const body = await readBlockBody(req, exchange);
+      if (body.length < BLOCK_SIZE) throw invalid('Failed to read block data');
+      if (body.length > BLOCK_SIZE) throw invalid(`The block data is longer than x-amz-Data-Length (${BLOCK_SIZE} bytes).`);
+      if (!body.digest.equals(expected)) throw invalid('The checksum of the block data does not match x-amz-Checksum.');
+      await this.snapshots.commitWrite(live, index, body.digest, body.chunks, progress);
+    } finally {
       this.snapshots.releaseWrite(live, index);
-      throw err;
     }
-    if (body.length < BLOCK_SIZE) {
-      this.snapshots.releaseWrite(live, index);
-      throw invalid('Failed to read block data');
-    }
-    if (body.length > BLOCK_SIZE) {
-      this.snapshots.releaseWrite(live, index);
-      throw invalid(`The block data is longer than x-amz-Data-Length (${BLOCK_SIZE} bytes).`);
-    }
-    if (!body.digest.equals(expected)) {
-      this.snapshots.releaseWrite(live, index);
-      throw invalid('The checksum of the block data does not match x-amz-Checksum.');
-    }
-    await this.snapshots.commitWrite(live, index, body.digest, body.chunks, progress);
     send(exchange, 201, { 'x-amz-checksum': checksum, 'x-amz-checksum-algorithm': 'SHA256', 'x-amzn-requestid': exchange.requestId });
   }
 

@@ -175,8 +175,8 @@ export class SnapshotService {
 
   /**
    * Checks that a block may be written now and claims its index; the caller
-   * then reads the body and calls commitWrite, or releaseWrite when the body
-   * never arrived. Synchronous.
+   * then reads the body, calls commitWrite if it is sound, and in every case
+   * releaseWrite at the end. Synchronous.
    */
   beginWrite(snapshotId: string, index: number): PendingSnapshot {
     const live = this.#writable(snapshotId);
@@ -197,6 +197,7 @@ export class SnapshotService {
     return live;
   }
 
+  /** Gives up the claim of beginWrite. Idempotent. */
   releaseWrite(live: PendingSnapshot, index: number): void {
     live.writing.delete(index);
   }
@@ -218,7 +219,6 @@ export class SnapshotService {
       if (progress !== undefined) live.progress = progress;
     } finally {
       this.#writes.delete(work);
-      live.writing.delete(index);
     }
   }
 

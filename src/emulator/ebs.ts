@@ -58,7 +58,7 @@ export class EbsApi {
     private readonly now: () => number,
   ) {}
 
-  /** Answers one EBS direct request, applying the configured faults first. Never throws. */
+  /** Answers one EBS direct request, applying the configured faults first. Rethrows only unexpected failures, after answering 500. */
   async handle(route: EbsRoute, exchange: Exchange): Promise<void> {
     try {
       if (!(await this.#passFaults(route, exchange))) return;

@@ -39,7 +39,7 @@ const notFound = (snapshotId: string) => ec2Error('InvalidSnapshot.NotFound', `T
 export class Ec2Api {
   constructor(private readonly snapshots: SnapshotService) {}
 
-  /** Answers one EC2 request; `params` are its form (and query) parameters. Never throws. */
+  /** Answers one EC2 request; `params` are its form (and query) parameters. Rethrows only unexpected failures, after answering 500. */
   handle(action: string, params: URLSearchParams, exchange: Exchange): void {
     try {
       if (params.get('DryRun') === 'true') throw ec2Error('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.', 412);

@@ -207,7 +207,7 @@ export class EndpointServer {
       if (!res.headersSent && !res.destroyed) {
         res.writeHead(500, { 'content-type': 'application/json', 'x-amzn-errortype': 'InternalServerException' });
         res.end(JSON.stringify({ Message: 'An internal error has occurred.' }));
-      } else {
+      } else if (!res.writableEnded) {
         res.destroy();
       }
     });

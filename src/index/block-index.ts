@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
 import { BLOCKS_PER_GIB, GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import { findProblems } from './check.js';
 import { type HeldLock, IndexLocks } from './locks.js';
 import { type ChunkGuard, DIGEST_BYTES, KeyedRows, type KeyedTable, chainDifference, chainEntries, keyChecksum } from './maps.js';
 import { openIndexDatabase } from './open.js';
@@ -21,7 +22,7 @@ import {
   targetRecordOf,
   volumeRecordOf,
 } from './records.js';
-import { APPLICATION_ID, BLOCK_KEY_SPAN, SCHEMA_VERSION } from './schema.js';
+import { BLOCK_KEY_SPAN } from './schema.js';
 import { indexErrorOf, isUniqueViolation } from './sqlite-errors.js';
 import {
   optionalText,
@@ -74,13 +75,6 @@ interface DependentRow {
   map_key: number | null;
 }
 
-interface MapRow {
-  snapshot_id: string;
-  map_key: number;
-  map_checksum: Buffer | null;
-  volume_size_gib: number;
-}
-
 function notFound(snapshotId: string): SnaplineError {
   return new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} is not in the index`, {
     details: { snapshotId },
@@ -95,8 +89,6 @@ function prepareStatements(db: Database) {
   const rangeOf = (table: KeyedTable) => ({
     count: db.prepare(`SELECT count(*) FROM ${table} WHERE id >= @base AND id < @base + ${BLOCK_KEY_SPAN}`).pluck(),
     delete: db.prepare(`DELETE FROM ${table} WHERE id >= @base AND id < @base + ${BLOCK_KEY_SPAN}`),
-    nextId: db.prepare(`SELECT min(id) FROM ${table} WHERE id >= ?`).pluck(),
-    maxId: db.prepare(`SELECT max(id) FROM ${table} WHERE id >= @base AND id < @base + ${BLOCK_KEY_SPAN}`).pluck(),
   });
   return {
     upsertVolume: db.prepare(
@@ -651,21 +643,7 @@ export class BlockIndex {
    * the problems found; empty when sound.
    */
   check(): string[] {
-    return this.#run(() => {
-      const problems: string[] = [];
-      const integrity = this.#db.pragma('integrity_check') as Array<{ integrity_check: string }>;
-      for (const { integrity_check: line } of integrity) if (line !== 'ok') problems.push(`sqlite: ${line}`);
-      if (problems.length > 0) return problems;
-      for (const row of this.#db.pragma('foreign_key_check') as Array<{ table: string; rowid: number; parent: string }>) {
-        problems.push(`${row.table} row ${row.rowid} refers to a missing ${row.parent} row`);
-      }
-      if (this.#db.pragma('application_id', { simple: true }) !== APPLICATION_ID) problems.push('wrong application_id');
-      if (this.#db.pragma('user_version', { simple: true }) !== SCHEMA_VERSION) problems.push('wrong schema version');
-      this.#checkSnapshots(problems);
-      this.#checkRowKeys(problems);
-      this.#checkMaps(problems);
-      return problems;
-    });
+    return this.#run(() => findProblems(this.#db, this.#maps));
   }
 
   /** For the bench: size of the database and number of stored block rows. */
@@ -900,97 +878,5 @@ export class BlockIndex {
       map_checksum: keyChecksum(this.#maps, mapKey),
       base_key: deleted.base_key,
     });
-  }
-
-  #checkSnapshots(problems: string[]): void {
-    const rows = this.#sql.listSnapshots.all() as SnapshotRow[];
-    const byKey = new Map(rows.map((row) => [row.snapshot_key, row]));
-    const openRuns = new Map<string, string[]>();
-    for (const row of rows) {
-      const id = row.snapshot_id;
-      const mustHaveMap = row.state === 'completed';
-      const mayHaveMap = mustHaveMap || row.state === 'deleted';
-      if (mustHaveMap && row.map_key === null) problems.push(`snapshot ${id} is completed but has no block map`);
-      if (!mayHaveMap && row.map_key !== null) problems.push(`snapshot ${id} is ${row.state} but has a block map`);
-      if (OPEN_STATES.has(row.state)) openRuns.set(row.volume, [...(openRuns.get(row.volume) ?? []), id]);
-      const seen = new Set<number>([row.snapshot_key]);
-      let current = row;
-      while (current.base_key !== null) {
-        const base = byKey.get(current.base_key);
-        if (base === undefined) {
-          problems.push(`snapshot ${id}: the base of ${current.snapshot_id} is missing`);
-          break;
-        }
-        if (seen.has(base.snapshot_key)) {
-          problems.push(`snapshot ${id}: its base chain loops at ${base.snapshot_id}`);
-          break;
-        }
-        if (row.state !== 'error' && base.map_key === null) {
-          problems.push(`snapshot ${id}: ${base.snapshot_id} in its base chain has no block map`);
-        }
-        seen.add(base.snapshot_key);
-        current = base;
-      }
-    }
-    for (const [volume, ids] of openRuns) {
-      if (ids.length > 1) problems.push(`volume ${volume} has ${ids.length} open runs: ${ids.sort().join(', ')}`);
-    }
-  }
-
-  /** Every key holding rows belongs to a snapshot: maps to a map_key, the journal to an open run. */
-  #checkRowKeys(problems: string[]): void {
-    const rows = this.#sql.listSnapshots.all() as SnapshotRow[];
-    const mapKeys = new Set(rows.filter((row) => row.map_key !== null).map((row) => row.map_key!));
-    const runKeys = new Set(rows.filter((row) => OPEN_STATES.has(row.state)).map((row) => row.snapshot_key));
-    const nextMapKey = this.#db.prepare(`SELECT value FROM meta WHERE name = 'next_map_key'`).pluck().get() as number;
-    for (const key of this.#keysWithRows(this.#sql.blocks.nextId)) {
-      if (!mapKeys.has(key)) problems.push(`blocks hold rows of map ${key}, which no snapshot owns`);
-      if (key >= nextMapKey) problems.push(`map key ${key} is not below next_map_key ${nextMapKey}`);
-    }
-    for (const journal of [this.#sql.runBlocks, this.#sql.runIntents]) {
-      for (const key of this.#keysWithRows(journal.nextId)) {
-        if (!runKeys.has(key)) problems.push(`the run journal holds rows of snapshot key ${key}, which is not an open run`);
-      }
-    }
-    for (const table of ['blocks', 'run_blocks', 'run_intents']) {
-      const bad = this.#db
-        .prepare(`SELECT count(*) FROM ${table} WHERE typeof(digest) <> 'blob' OR length(digest) <> ${DIGEST_BYTES}`)
-        .pluck()
-        .get() as number;
-      if (bad > 0) problems.push(`${table}: ${bad} digests are not ${DIGEST_BYTES} bytes`);
-    }
-  }
-
-  /** Distinct keys present in a keyed table, by skipping from key to key. */
-  *#keysWithRows(nextId: Statement): Generator<number> {
-    let from = 0;
-    for (;;) {
-      const id = nextId.get(from) as number | null;
-      if (id === null) return;
-      const key = Math.floor(id / BLOCK_KEY_SPAN);
-      yield key;
-      from = (key + 1) * BLOCK_KEY_SPAN;
-    }
-  }
-
-  #checkMaps(problems: string[]): void {
-    const maps = this.#db
-      .prepare('SELECT snapshot_id, map_key, map_checksum, volume_size_gib FROM snapshots WHERE map_key IS NOT NULL')
-      .all() as MapRow[];
-    for (const map of maps) {
-      const base = map.map_key * BLOCK_KEY_SPAN;
-      const maxId = this.#sql.blocks.maxId.get({ base }) as number | null;
-      if (maxId !== null && maxId - base >= map.volume_size_gib * BLOCKS_PER_GIB) {
-        problems.push(`snapshot ${map.snapshot_id}: block ${maxId - base} lies beyond its ${map.volume_size_gib} GiB`);
-      }
-      try {
-        const checksum = keyChecksum(this.#maps, map.map_key);
-        if (map.map_checksum === null || !checksum.equals(map.map_checksum)) {
-          problems.push(`snapshot ${map.snapshot_id}: its block map does not match its checksum (altered rows)`);
-        }
-      } catch (err) {
-        problems.push(`snapshot ${map.snapshot_id}: ${err instanceof Error ? err.message : String(err)}`);
-      }
-    }
   }
 }

@@ -160,7 +160,7 @@ async function runBackup(
   let run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
   const resumed = run !== undefined;
   if (run?.state === 'completing') {
-    // CompleteSnapshot was sent before a crash: only watch it to the end.
+    // A crash came after the run was marked completing: seal it again and watch it to the end.
     const committed = await completeAndCommit(index, deps.writer, deps.catalog, run.snapshotId, commitOptions(options, volume, source));
     return resultOf(committed, volume, source, started, { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 }, true, false);
   }

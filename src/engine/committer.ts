@@ -18,7 +18,9 @@ export interface CommitOptions {
  * block the journal says was written, then waits until EC2 says completed,
  * and only then commits the run to the index. A snapshot that ends in error is
  * abandoned in the index and reported (BAD_STATE). A run already marked
- * completing is not completed twice: it is only watched.
+ * completing gets CompleteSnapshot again, since a crash may have come before
+ * the first one reached the service; a repeated CompleteSnapshot changes
+ * nothing and answers the current status.
  */
 export async function completeAndCommit(
   index: BlockIndex,
@@ -30,7 +32,7 @@ export async function completeAndCommit(
   const record = index.getSnapshot(snapshotId);
   if (!record) throw new SnaplineError(ErrorCodes.INTERNAL, `the index has no run for ${snapshotId}`);
   let status: SnapshotStatus = 'pending';
-  if (record.state === 'pending') {
+  if (record.state === 'pending' || record.state === 'completing') {
     const aggregate = new LinearAggregate();
     for (const block of index.writtenBlocks(snapshotId)) aggregate.add(block.index, block.digest);
     index.markCompleting(snapshotId);

@@ -161,7 +161,7 @@ async function runBackup(
   const resumed = run !== undefined;
   if (run?.state === 'completing') {
     // A crash came after the run was marked completing: seal it again and watch it to the end.
-    const committed = await completeAndCommit(index, deps.writer, deps.catalog, run.snapshotId, commitOptions(options, volume, source));
+    const committed = await sealRun(deps, run.snapshotId, options, volume, source);
     return resultOf(committed, volume, source, started, { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 }, true, false);
   }
 
@@ -198,8 +198,26 @@ async function runBackup(
   if (!run) {
     return resultOf(null, volume, source, started, counts, false, true, plan);
   }
-  const committed = await completeAndCommit(index, deps.writer, deps.catalog, run.snapshotId, commitOptions(options, volume, source));
+  const committed = await sealRun(deps, run.snapshotId, options, volume, source);
   return resultOf(committed, volume, source, started, counts, resumed, false);
+}
+
+/** CompleteSnapshot, wait, commit; an interruption names the snapshot left to resume. */
+async function sealRun(deps: BackupDeps, snapshotId: string, options: BackupOptions, volume: string, source: BlockSource): Promise<SnapshotRecord> {
+  try {
+    return await completeAndCommit(deps.index, deps.writer, deps.catalog, snapshotId, commitOptions(options, volume, source));
+  } catch (err) {
+    throw resumable(err, snapshotId);
+  }
+}
+
+/** An INTERRUPTED error reworded to say which snapshot stays pending and how to resume it; others unchanged. */
+function resumable(err: unknown, snapshotId: string): unknown {
+  if (!isSnaplineError(err, ErrorCodes.INTERRUPTED)) return err;
+  return new SnaplineError(ErrorCodes.INTERRUPTED, `${err.message}; snapshot ${snapshotId} stays pending`, {
+    hint: 'run the same command again to resume it',
+    details: { snapshotId },
+  });
 }
 
 interface Plan {
@@ -444,13 +462,7 @@ async function scanAndUpload(
   try {
     await uploads.drain();
   } catch (err) {
-    if (isSnaplineError(err, ErrorCodes.INTERRUPTED) && snapshotId) {
-      throw new SnaplineError(ErrorCodes.INTERRUPTED, `${err.message}; snapshot ${snapshotId} stays pending`, {
-        hint: 'run the same command again to resume it',
-        details: { snapshotId },
-      });
-    }
-    throw err;
+    throw snapshotId ? resumable(err, snapshotId) : err;
   } finally {
     journal?.flush();
   }

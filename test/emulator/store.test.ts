@@ -1,5 +1,5 @@
 import { ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync, truncateSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -166,6 +166,24 @@ describe('load and bad clients', () => {
         socket.on('error', reject);
       });
       expect(reply).toMatch(/^HTTP\/1\.1 400/);
+      expect(await start(t.ebs)).toMatch(/^snap-/);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('answers an internal failure with InternalServerException (500), reports it, and keeps serving', async () => {
+    const logged: string[] = [];
+    const t = await startTestEndpoint({ log: (line) => logged.push(line) });
+    try {
+      const id = await snapshotWith(t.ebs, new Map([[0, blockOf(1)]]));
+      const [block] = await listAll(t.ebs, id);
+      // Damage the store behind the endpoint's back: the block's bytes are gone.
+      for (const name of readdirSync(join(t.dataDir, 'packs'))) truncateSync(join(t.dataDir, 'packs', name), 0);
+      const err = await rejection(get(t.ebs, id, 0, block!.BlockToken!));
+      expect(err.name).toBe('InternalServerException');
+      expect(err.$metadata?.httpStatusCode).toBe(500);
+      expect(logged.join('\n')).toMatch(/internal error in GET \/snapshots\/snap-/);
       expect(await start(t.ebs)).toMatch(/^snap-/);
     } finally {
       await t.stop();

@@ -264,10 +264,10 @@ describe('PutSnapshotBlock and CompleteSnapshot', () => {
       });
       slow.on('error', reject);
     });
+    const putsBefore = t.emulator.stats().operations.PutSnapshotBlock?.requests ?? 0;
     slow.write(ONES.subarray(0, 1000));
-    // Wait until the endpoint has seen the first request (its headers are counted at once).
-    while (t.emulator.stats().operations.PutSnapshotBlock?.requests === undefined) await new Promise((r) => setTimeout(r, 5));
-    await new Promise((r) => setTimeout(r, 20));
+    // Wait until the endpoint has taken the first request (counted as soon as its headers are in, claimed right after).
+    while ((t.emulator.stats().operations.PutSnapshotBlock?.requests ?? 0) === putsBefore) await new Promise((r) => setTimeout(r, 5));
     await expectAwsError(put(t.ebs, id, 9, ONES), 'ValidationException', 'CONFLICTING_BLOCK_UPDATE');
     slow.end(ONES.subarray(1000));
     expect(await slowAnswer).toBe(201);

@@ -26,5 +26,3 @@ export const EbsErrors = {
   concurrentLimit: (message: string) => new AwsError(400, 'ConcurrentLimitExceededException', message),
   quotaExceeded: (reason: string, message: string) => new AwsError(402, 'ServiceQuotaExceededException', message, reason),
 };
-
-export const EC2_SNAPSHOT_NOT_FOUND = 'InvalidSnapshot.NotFound';

@@ -21,7 +21,7 @@ export function newRequestId(): string {
 }
 
 /** Largest non-block body accepted (JSON and form requests). */
-export const SMALL_BODY_LIMIT = 1024 * 1024;
+const SMALL_BODY_LIMIT = 1024 * 1024;
 
 /**
  * Reads a whole small body. Rejects with AwsError 413 past `limit` bytes, and

@@ -56,8 +56,12 @@ export class EndpointServer {
   private constructor(config: EndpointConfig) {
     this.#config = config;
     const layout = layoutOf(config.dataDir);
-    ensureLayout(layout);
-    this.#release = lockDataDir(layout);
+    try {
+      ensureLayout(layout);
+      this.#release = lockDataDir(layout);
+    } catch (err) {
+      throw unusableDataDir(config.dataDir, err);
+    }
     let catalog: Catalog | undefined;
     let packs: PackStore | undefined;
     try {
@@ -72,7 +76,7 @@ export class EndpointServer {
       catalog?.close();
       packs?.close();
       this.#release();
-      throw err;
+      throw unusableDataDir(config.dataDir, err);
     }
     this.#catalog = catalog;
     this.#packs = packs;
@@ -281,6 +285,12 @@ export class EndpointServer {
     }
     sendJson(exchange, 404, { error: `no admin route ${route}` });
   }
+}
+
+function unusableDataDir(dataDir: string, err: unknown): SnaplineError {
+  if (err instanceof SnaplineError) return err;
+  const reason = err instanceof Error ? err.message : String(err);
+  return new SnaplineError(ErrorCodes.IO_FAILED, `cannot open the endpoint data directory ${dataDir}: ${reason}`, { cause: err });
 }
 
 /** The service of an unsigned request: EBS by path, the query protocols by form body or Action, else S3. */

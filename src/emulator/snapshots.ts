@@ -521,7 +521,7 @@ function newSnapshotId(): string {
 }
 
 /** The account's default EBS KMS key in a Region (stands for alias/aws/ebs). */
-export function defaultKmsKeyArn(region: string): string {
+function defaultKmsKeyArn(region: string): string {
   return `arn:aws:kms:${region}:${ACCOUNT_ID}:key/5e1f0ebc-0000-4000-8000-${'0'.repeat(12)}`;
 }
 

@@ -1,5 +1,5 @@
 import { ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs';
-import { readdirSync, statSync, truncateSync } from 'node:fs';
+import { readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -83,6 +83,19 @@ describe('persistence', () => {
       await again.close();
     } finally {
       await t.stop();
+    }
+  });
+
+  it('refuses a data directory it cannot use with IO_FAILED', async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir.path, 'a-file');
+      writeFileSync(file, 'not a directory');
+      const err = await rejection(startEmulator({ dataDir: file }));
+      expect(isSnaplineError(err, 'IO_FAILED')).toBe(true);
+      expect(err.message).toContain(file);
+    } finally {
+      dir.cleanup();
     }
   });
 

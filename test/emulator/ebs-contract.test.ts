@@ -514,3 +514,21 @@ describe('the wire format, without the SDK', () => {
     expect(((await badEscape.json()) as { Reason: string }).Reason).toBe('INVALID_SNAPSHOT_ID');
   });
 });
+
+describe('quotas', () => {
+  it('ConcurrentLimitExceededException past the pending snapshots quota, ServiceQuotaExceededException past the snapshots quota', async () => {
+    const small = await startTestEndpoint({ limits: { maxPendingSnapshots: 2, maxSnapshots: 3 } });
+    try {
+      const first = await start(small.ebs);
+      const second = await start(small.ebs);
+      await expectAwsError(start(small.ebs), 'ConcurrentLimitExceededException');
+      expect(await complete(small.ebs, first, new Map())).toBe('completed');
+      expect(await complete(small.ebs, second, new Map())).toBe('completed');
+      await start(small.ebs);
+      const quota = await expectAwsError(start(small.ebs), 'ServiceQuotaExceededException', 'DEPENDENCY_SERVICE_QUOTA_EXCEEDED');
+      expect((quota as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode).toBe(402);
+    } finally {
+      await small.stop();
+    }
+  });
+});

@@ -737,14 +737,15 @@ describe('diff', () => {
 
 // ---- snapshots and prune ---------------------------------------------------------------
 
-/** A writer that aborts `controller` at its first block: the backup stays pending. */
+/** A writer that aborts `controller` once the snapshot is started: the backup stays pending. */
 function abortingWriter(inner: SnapshotWriter, controller: AbortController): SnapshotWriter {
   return {
-    startSnapshot: (input) => inner.startSnapshot(input),
-    async putBlock(id, index, data, checksum, progress) {
+    async startSnapshot(input) {
+      const started = await inner.startSnapshot(input);
       controller.abort(interruption());
-      await inner.putBlock(id, index, data, checksum, progress);
+      return started;
     },
+    putBlock: (id, index, data, checksum, progress) => inner.putBlock(id, index, data, checksum, progress),
     completeSnapshot: (id, count, checksum) => inner.completeSnapshot(id, count, checksum),
   };
 }

@@ -439,11 +439,18 @@ async function scanAndUpload(
         continue;
       }
       journal!.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
-      // The slab goes back to the pool once every upload from it has settled.
+      // The slab goes back to the pool once every upload from it has settled,
+      // and its acknowledgements go to the journal first: a crash then repeats
+      // only uploads of slabs still held, never more than the slab pool's blocks.
       let unsettled = toUpload.length;
       const settle = () => {
         unsettled -= 1;
-        if (unsettled === 0) slab.slab.release();
+        if (unsettled > 0) return;
+        try {
+          journal!.flush();
+        } finally {
+          slab.slab.release();
+        }
       };
       for (const [n, i] of toUpload.entries()) {
         try {

@@ -30,9 +30,10 @@ const ZERO_CHUNK = Buffer.alloc(4 * 1024 * 1024);
 
 /**
  * Opens a restore target after checking it may be written: not a directory;
- * an existing non-empty file only with `force` (or `keepContent`); a device
- * only when neither it nor a partition of it is mounted and it holds
- * `sizeBytes`. A new file is created readable by the owner only.
+ * an existing non-empty file only with `force` (or `keepContent`, which needs
+ * the target to exist); a device only when neither it nor a partition of it
+ * is mounted and it holds `sizeBytes`. A new file is created readable by the
+ * owner only.
  */
 export async function openTarget(path: string, options: OpenTargetOptions): Promise<RestoreTarget> {
   const info = await stat(path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
@@ -41,6 +42,11 @@ export async function openTarget(path: string, options: OpenTargetOptions): Prom
   });
   if (info?.isDirectory()) {
     throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is a directory; give an image file or a block device`);
+  }
+  if (!info && options.keepContent) {
+    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} does not exist: there is nothing to restore onto incrementally`, {
+      hint: 'restore in full, without --incremental',
+    });
   }
   if (info?.isBlockDevice()) return openDevice(path, info.rdev, options);
   if (info && !info.isFile()) {

@@ -81,7 +81,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
   const targetPath = resolve(options.target);
   const lock = index.acquireLock(`target:${targetPath}`);
   try {
-    const from = options.incremental ? heldSnapshot(index, targetPath, options.snapshotId) : null;
+    const from = options.incremental ? await heldSnapshot(deps, targetPath, options.snapshotId) : null;
     const target = await openTarget(targetPath, { sizeBytes, force: options.force, keepContent: from !== null });
     const counts = { listed: 0, fetched: 0, zeroed: 0, written: 0 };
     try {
@@ -138,16 +138,21 @@ function taggedSourceBytes(snapshot: RemoteSnapshot): number | undefined {
   return Number.isSafeInteger(bytes) && bytes > 0 && bytes <= snapshot.volumeSizeGiB * GIB ? bytes : undefined;
 }
 
-/** The snapshot the index vouches the target holds, for an incremental restore. */
-function heldSnapshot(index: BlockIndex, targetPath: string, wanted: string): string {
-  const held = index.getTarget(targetPath);
-  if (!held || held.state !== 'complete' || held.snapshotId === null) {
-    const why = held?.state === 'incomplete' ? 'its last restore did not finish' : 'the index has no record of restoring it';
-    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `cannot restore incrementally onto ${targetPath}: ${why}`, {
+/** The snapshot the index vouches the target holds, for an incremental restore; it must still be readable. */
+async function heldSnapshot(deps: RestoreDeps, targetPath: string, wanted: string): Promise<string> {
+  const held = deps.index.getTarget(targetPath);
+  const refuse = (why: string) =>
+    new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `cannot restore incrementally onto ${targetPath}: ${why}`, {
       hint: 'restore in full (with --force to overwrite)',
     });
+  if (!held || held.state !== 'complete' || held.snapshotId === null) {
+    throw refuse(held?.state === 'incomplete' ? 'its last restore did not finish' : 'the index has no record of restoring it');
   }
   if (held.snapshotId === wanted) return wanted;
+  const [remote] = await deps.catalog.describeSnapshots([held.snapshotId]);
+  if (remote?.state !== 'completed') {
+    throw refuse(`the snapshot it holds, ${held.snapshotId}, ${remote ? `is ${remote.state}` : 'no longer exists'}`);
+  }
   return held.snapshotId;
 }
 

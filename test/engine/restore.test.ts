@@ -403,6 +403,31 @@ describe('incremental restore', () => {
     await expectSameBytes(stranger, imageA);
   });
 
+  it('refused clearly when the target the index remembers is gone', async () => {
+    const gone = pathFor('gone.img');
+    await restore(session, { snapshotId: snapA, target: gone });
+    await rm(gone);
+    const err = await failure(restore(session, { snapshotId: snapB, target: gone, incremental: true }));
+    expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+    expect(err.message).toBe(`${gone} does not exist: there is nothing to restore onto incrementally`);
+  });
+
+  it('refused clearly when the snapshot the target holds has been deleted', async () => {
+    const image = pathFor('short-lived.img');
+    await writeImage(image, 4 * BLOCK_SIZE, randomBlocks([0, 1]));
+    const first = await snapshotOf(image, 'short-lived');
+    await patchImage(image, randomBlocks([1]));
+    const second = await snapshotOf(image, 'short-lived');
+    const held = pathFor('held.img');
+    await restore(session, { snapshotId: first, target: held });
+    await session.catalog.deleteSnapshot(first);
+    const err = await failure(restore(session, { snapshotId: second, target: held, incremental: true }));
+    expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+    expect(err.message).toBe(`cannot restore incrementally onto ${held}: the snapshot it holds, ${first}, no longer exists`);
+    expect(err.hint).toContain('restore in full');
+    expect(session.index.getTarget(held)).toMatchObject({ snapshotId: first, state: 'complete' });
+  });
+
   it('an interrupted restore leaves the target marked incomplete, and --incremental is then refused', async () => {
     const half = pathFor('half.img');
     const controller = new AbortController();

@@ -133,7 +133,7 @@ export async function completedSnapshot(catalog: SnapshotCatalog, snapshotId: st
 }
 
 /** The exact source size snapline tagged the snapshot with, if it is there and sane. */
-function taggedSourceBytes(snapshot: RemoteSnapshot): number | undefined {
+export function taggedSourceBytes(snapshot: RemoteSnapshot): number | undefined {
   const bytes = Number(snapshot.tags[SOURCE_BYTES_TAG]);
   return Number.isSafeInteger(bytes) && bytes > 0 && bytes <= snapshot.volumeSizeGiB * GIB ? bytes : undefined;
 }

@@ -5,7 +5,7 @@ import type { HashPool } from '../hashing/index.js';
 import type { BlockIndex } from '../index/index.js';
 import { openSource, type SlabPool } from '../source/index.js';
 import { BlockMapCursor } from './block-map.js';
-import { completedSnapshot } from './restore.js';
+import { completedSnapshot, taggedSourceBytes } from './restore.js';
 import { digestAt, scanSource } from './scan.js';
 
 export interface VerifyDeps {
@@ -36,7 +36,7 @@ export interface VerifyResult {
   /** Where the snapshot's block digests came from. */
   expectedFrom: 'index' | 'snapshot';
   sourceBytes: number;
-  /** The byte size recorded for the snapshot, when the index knows it. */
+  /** The byte size recorded for the snapshot (by the index, else its snapline:source-bytes tag), when known. */
   snapshotBytes: number | null;
   blocksCompared: number;
   differingBlocks: number;
@@ -56,7 +56,7 @@ interface ExpectedDigests {
  */
 export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<VerifyResult> {
   const started = Date.now();
-  await completedSnapshot(deps.catalog, options.snapshotId);
+  const remote = await completedSnapshot(deps.catalog, options.snapshotId);
   const known = deps.index.getSnapshot(options.snapshotId);
   const fromIndex = known?.state === 'completed';
   const expected: ExpectedDigests = fromIndex
@@ -85,7 +85,7 @@ export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<
   } finally {
     await source.close();
   }
-  const snapshotBytes = known?.sourceBytes ?? null;
+  const snapshotBytes = known?.sourceBytes ?? taggedSourceBytes(remote) ?? null;
   return {
     snapshotId: options.snapshotId,
     source: source.path,

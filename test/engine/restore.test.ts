@@ -707,16 +707,17 @@ describe('verify', () => {
     });
   });
 
-  it('a source of another size is not equal even when its blocks match', async () => {
+  it('a source of another size is not equal even when its blocks match, with or without the index', async () => {
     const longer = pathFor('verify-longer.img');
     await copyFile(image, longer);
     const file = await open(longer, 'r+');
     await file.truncate(11 * BLOCK_SIZE);
     await file.close();
-    const result = await verify(session, { source: longer, snapshotId });
-    expect(result.differingBlocks).toBe(0);
-    expect(result.equal).toBe(false);
-    expect(result.sourceBytes).toBe(11 * BLOCK_SIZE);
+    const fromIndex = await verify(session, { source: longer, snapshotId });
+    const fromSnapshot = await withFreshIndex((fresh) => verify(fresh, { source: longer, snapshotId }));
+    for (const result of [fromIndex, fromSnapshot]) {
+      expect(result).toMatchObject({ differingBlocks: 0, equal: false, sourceBytes: 11 * BLOCK_SIZE, snapshotBytes: 10 * BLOCK_SIZE + 4096 });
+    }
   });
 });
 

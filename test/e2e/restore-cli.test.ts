@@ -2,6 +2,7 @@
  * The restore side of the CLI as a user runs it: `node bin/snapline.js` in a
  * child process against the local endpoint over loopback HTTP, checking exit
  * codes, messages, --json output, the files written and the index left behind.
+ * dist/ is built once for all such files by test/e2e/global-setup.ts.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -170,14 +171,6 @@ let corruptRestore: Promise<CliRun>;
 let corruptSnapshot: string;
 
 beforeAll(async () => {
-  // test/e2e/global-setup.ts, once it exists, builds dist once for every e2e file.
-  if (!existsSync(join(ROOT, 'test', 'e2e', 'global-setup.ts'))) {
-    try {
-      execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
-    } catch {
-      // Type errors elsewhere in the tree still emit; the tests say whether the CLI works.
-    }
-  }
   work = await mkdtemp(join(tmpdir(), 'snapline-restore-cli-'));
   // Traversable for the test that runs the CLI as nobody.
   await chmod(work, 0o755);

@@ -527,41 +527,49 @@ describe('faults from the endpoint', () => {
 });
 
 describe('expired block tokens', () => {
-  it('a block token that expired between listing and fetching is replaced by listing again', async () => {
+  it('a block token that expired between listing and fetching is replaced by listing again (full and incremental)', async () => {
     const clock = new TestClock(Date.now());
-    const dir = pathFor('clock-endpoint');
-    const clocked = await startEmulator({ dataDir: dir, now: clock.now });
+    const clocked = await startEmulator({ dataDir: pathFor('clock-endpoint'), now: clock.now });
     const own = await sessionOn(clocked, pathFor('clock-index.db'));
     try {
       const image = pathFor('expiring.img');
       await writeImage(image, 6 * BLOCK_SIZE, randomBlocks([0, 1, 2, 3, 4, 5]));
-      const snapshotId = await snapshotOf(image, 'expiring', own);
+      const first = await snapshotOf(image, 'expiring', own);
 
-      // The first listing hands out tokens; then eight days pass before any is used.
-      let advanced = false;
+      // The first page of a restore's listing hands out tokens; then eight days pass before any is used.
+      let listed = false;
+      const afterFirstPage = async function* <T>(pages: AsyncIterable<T>) {
+        for await (const page of pages) {
+          if (!listed) clock.advance(8 * 24 * 3600 * 1000);
+          listed = true;
+          yield page;
+        }
+      };
       const reader: SnapshotReader = {
-        async *listBlocks(id, options) {
-          for await (const page of own.reader.listBlocks(id, options)) {
-            if (!advanced) {
-              clock.advance(8 * 24 * 3600 * 1000);
-              advanced = true;
-            }
-            yield page;
-          }
-        },
-        listChangedBlocks: (first, second, options) => own.reader.listChangedBlocks(first, second, options),
+        listBlocks: (id, options) => afterFirstPage(own.reader.listBlocks(id, options)),
+        listChangedBlocks: (a, b, options) => afterFirstPage(own.reader.listChangedBlocks(a, b, options)),
         getBlock: (id, index, token) => own.reader.getBlock(id, index, token),
       };
+      const stats = () => clocked.stats().operations;
+
       clocked.resetStats();
       const target = pathFor('expiring-restored.img');
-      const result = await restore({ ...own, reader }, { snapshotId, target });
+      const full = await restore({ ...own, reader }, { snapshotId: first, target });
       await expectSameBytes(target, image);
-      expect(result.blocksFetched).toBe(6);
-      const stats = clocked.stats().operations;
+      expect(full.blocksFetched).toBe(6);
       // Every first fetch was refused; each block was listed again and fetched once more.
-      expect(stats.GetSnapshotBlock!.requests).toBe(12);
-      expect(stats.GetSnapshotBlock!.errors).toBe(6);
-      expect(stats.ListSnapshotBlocks!.requests).toBeGreaterThan(1);
+      expect(stats().GetSnapshotBlock).toMatchObject({ requests: 12, errors: 6 });
+      expect(stats().ListSnapshotBlocks!.requests).toBe(1 + 6);
+
+      await patchImage(image, randomBlocks([1, 4]));
+      const second = await snapshotOf(image, 'expiring', own);
+      listed = false;
+      clocked.resetStats();
+      const incremental = await restore({ ...own, reader }, { snapshotId: second, target, incremental: true });
+      await expectSameBytes(target, image);
+      expect(incremental).toMatchObject({ incrementalFrom: first, blocksFetched: 2 });
+      expect(stats().GetSnapshotBlock).toMatchObject({ requests: 4, errors: 2 });
+      expect(stats().ListChangedBlocks!.requests).toBe(1 + 2);
     } finally {
       await own.close();
       await clocked.close();
@@ -837,7 +845,7 @@ describe('snapshots and prune', () => {
     });
   });
 
-  it('keep-last keeps that many, and a younger cut-off keeps the young', async () => {
+  it('keep-last keeps that many, a younger cut-off keeps the young, and one deleted elsewhere shows as missing', async () => {
     await withFreshIndex(async (own) => {
       const image = pathFor('keep.img');
       await writeImage(image, 2 * BLOCK_SIZE, randomBlocks([0]));
@@ -850,6 +858,13 @@ describe('snapshots and prune', () => {
       const kept2 = await prune(own, { olderThanDays: 0, keepLast: 2 });
       expect(kept2.deleted.map((d) => d.snapshotId)).toEqual(ids.slice(0, 2));
       expect((await listSnapshots(own)).map((r) => r.snapshotId)).toEqual(ids.slice(2));
+
+      // Deleted behind snapline's back: still listed from the index, missing in EC2.
+      await own.catalog.deleteSnapshot(ids[2]!);
+      expect((await listSnapshots(own)).map((r) => [r.snapshotId, r.indexState, r.remoteState])).toEqual([
+        [ids[2], 'completed', 'missing'],
+        [ids[3], 'completed', 'completed'],
+      ]);
     });
   });
 });

@@ -70,8 +70,19 @@ function cliEnv(dataDir: string): NodeJS.ProcessEnv {
   return { ...env, SNAPLINE_DATA_DIR: dataDir, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
 }
 
+/** Children still running; a failed test must not leave one behind (stopped, say). */
+const running = new Set<ChildProcess>();
+afterAll(() => {
+  for (const child of running) {
+    child.kill('SIGKILL');
+    child.kill('SIGCONT');
+  }
+});
+
 function startCli(args: string[], dataDir: string): CliRun {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: cliEnv(dataDir), stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.on('exit', () => running.delete(child));
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -353,16 +364,21 @@ describe('snapline backup (the CLI against the local endpoint over HTTP)', () =>
     const image = join(work, 'busy.img');
     const bytes = writeImage(image, 16);
     emulator.resetStats();
-    // One slow upload at a time holds the first run for up to 16 s; it speeds up once the second is refused.
-    emulator.setFaults({ latencyMs: 1000 });
+    emulator.setFaults({ latencyMs: 100 });
     const first = startCli(cli('backup', '--concurrency', '1', image), join(work, 'data'));
     await until(() => requests('PutSnapshotBlock') >= 1, 'uploads under way', first.child);
-
-    const second = await runCli(cli('backup', image), join(work, 'data'));
+    // Stopped, the first run holds the volume (a live process) for as long as the second needs.
+    first.child.kill('SIGSTOP');
+    emulator.setFaults({});
+    let second: CliResult;
+    try {
+      second = await runCli(cli('backup', image), join(work, 'data'));
+    } finally {
+      first.child.kill('SIGCONT');
+    }
 
     expect(second.code).toBe(ExitCodes.CONFLICT);
     expect(second.stderr).toMatch(/volume:busy\.img is in use by pid \d+/);
-    emulator.setFaults({});
     const done = resultOf(await first.done);
     expect(requests('StartSnapshot')).toBe(1);
     const index = BlockIndex.open(indexPath);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdaptiveLimiter, resilientReader, resilientWriter } from '../../src/aws/retry.js';
 import { checksumOf, linearAggregateOf, sha256 } from '../../src/core/checksum.js';
 import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
@@ -628,17 +628,34 @@ describe('resume', () => {
 
 describe('runs that must not write', () => {
   it('two backups of one volume at once: the second gets CONFLICT and the first completes', async () => {
-    const r = rig({ latencyMs: 5 });
+    const r = rig();
     const image = r.image('two.img', imageBytes(16));
-    const first = r.run({ source: image.path });
-    await vi.waitFor(() => expect(r.ebs.calls.startSnapshot).toBeGreaterThan(0), { timeout: 10_000, interval: 5 });
+    // The first run's uploads wait at a gate until the second has been refused.
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let uploading!: () => void;
+    const firstUpload = new Promise<void>((resolve) => (uploading = resolve));
+    const gated = r.deps({
+      writer: (inner) => ({
+        startSnapshot: (input) => inner.startSnapshot(input),
+        completeSnapshot: (...args) => inner.completeSnapshot(...args),
+        putBlock: async (...args) => {
+          uploading();
+          await gate;
+          return inner.putBlock(...args);
+        },
+      }),
+    });
+    const first = r.run({ source: image.path }, gated);
+    await firstUpload;
 
     const err = await rejection(r.run({ source: image.path }));
+    openGate();
 
     expect(err.code).toBe(ErrorCodes.CONFLICT);
     expect(err.message).toContain('volume:two.img');
-    expect(r.ebs.calls.startSnapshot).toBe(1);
     const done = await first;
+    expect(r.ebs.calls.startSnapshot).toBe(1);
     r.expectHolds(done.snapshotId!, image);
   });
 

@@ -133,7 +133,7 @@ export class Ec2Api {
   }
 }
 
-function sendEc2Error(exchange: Exchange, error: AwsError): void {
+export function sendEc2Error(exchange: Exchange, error: AwsError): void {
   const errors = element('Errors', element('Error', textElement('Code', error.code) + textElement('Message', error.message)));
   sendXml(exchange, error.status, xmlDocument('Response', undefined, errors + textElement('RequestID', exchange.requestId)));
 }

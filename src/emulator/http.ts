@@ -23,11 +23,25 @@ export function newRequestId(): string {
 /** Largest non-block body accepted (JSON and form requests). */
 const SMALL_BODY_LIMIT = 1024 * 1024;
 
+/** Bodies read before their handler ran (to check a signature), kept for the handler's readBody. */
+const keptBodies = new WeakMap<IncomingMessage, Buffer>();
+
+/** Keeps a body already read from `req`, so that the next readBody of `req` answers it. */
+export function keepReadBody(req: IncomingMessage, body: Buffer): void {
+  keptBodies.set(req, body);
+}
+
 /**
  * Reads a whole small body. Rejects with AwsError 413 past `limit` bytes, and
  * with an Error when the client goes away before the end.
  */
 export function readBody(req: IncomingMessage, stats: OperationStats, limit = SMALL_BODY_LIMIT): Promise<Buffer> {
+  const kept = keptBodies.get(req);
+  if (kept !== undefined) {
+    keptBodies.delete(req);
+    stats.bytesIn += kept.length;
+    return Promise.resolve(kept);
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;

@@ -1,9 +1,12 @@
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import type { AccessKey } from './auth.js';
 import { checkFaultSettings, FAULT_FIELDS, type FaultSettings } from './faults.js';
 import { EndpointServer } from './server.js';
 import { DEFAULT_LIMITS, type EndpointLimits } from './snapshots.js';
 import type { EmulatorStats } from './stats.js';
 
+export type { AccessKey } from './auth.js';
+export { parseAccessKey, parseAccessKeyFile } from './auth.js';
 export type { FaultSettings } from './faults.js';
 export type { EmulatorStats, FaultStats, OperationStats } from './stats.js';
 export type { EndpointLimits } from './snapshots.js';
@@ -23,6 +26,12 @@ export interface EmulatorOptions extends FaultSettings {
   now?: () => number;
   /** Where internal failures are reported. Default: stderr. */
   log?: (line: string) => void;
+  /**
+   * Access keys whose SigV4 signatures the endpoint checks on every request
+   * (and on admin changes); unsigned or wrongly signed requests get AWS's
+   * credential errors. Absent: no checks, any credentials work.
+   */
+  auth?: readonly AccessKey[];
 }
 
 export interface RunningEmulator {
@@ -62,6 +71,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     now: options.now ?? Date.now,
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
+    ...(options.auth === undefined ? {} : { auth: options.auth }),
   });
   return {
     url: endpoint.url,

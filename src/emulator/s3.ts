@@ -28,7 +28,7 @@ function sendS3(exchange: Exchange, status: number, xml: string): void {
   send(exchange, status, { 'content-type': 'application/xml', 'x-amz-request-id': exchange.requestId }, xml);
 }
 
-function sendS3Error(exchange: Exchange, status: number, code: string, message: string, extra = ''): void {
+export function sendS3Error(exchange: Exchange, status: number, code: string, message: string, extra = ''): void {
   const inner = textElement('Code', code) + textElement('Message', message) + extra + textElement('RequestId', exchange.requestId);
   sendS3(exchange, status, xmlDocument('Error', undefined, inner));
 }

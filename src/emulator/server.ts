@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { AwsError } from './aws-error.js';
+import { RequestAuthenticator, sendRefusal, type AccessKey } from './auth.js';
 import { EbsApi, matchEbsRoute, sendEbsError } from './ebs.js';
 import { Ec2Api } from './ec2.js';
 import { checkFaultSettings, FaultInjector, type FaultSettings } from './faults.js';
@@ -24,6 +25,8 @@ export interface EndpointConfig {
   now: () => number;
   limits: EndpointLimits;
   log: (line: string) => void;
+  /** When given, every request (and every admin change) must be SigV4-signed with one of these keys. */
+  auth?: readonly AccessKey[];
 }
 
 const DEFAULT_REGION = 'us-east-1';
@@ -47,6 +50,7 @@ export class EndpointServer {
   readonly #ebs: EbsApi;
   readonly #ec2: Ec2Api;
   readonly #release: () => void;
+  readonly #auth: RequestAuthenticator | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #inFlight = 0;
   #onIdle: (() => void) | undefined;
@@ -55,6 +59,7 @@ export class EndpointServer {
 
   private constructor(config: EndpointConfig) {
     this.#config = config;
+    this.#auth = config.auth === undefined ? undefined : new RequestAuthenticator(config.auth);
     const layout = layoutOf(config.dataDir);
     try {
       ensureLayout(layout);
@@ -218,7 +223,11 @@ export class EndpointServer {
   }
 
   async #dispatch(req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
-    if (path.startsWith('/_snapline/')) return this.#admin(req, res, path, query);
+    if (path.startsWith('/_snapline/')) {
+      const refused = req.method === 'GET' ? undefined : await this.#auth?.check(req, path, query, 'admin', false);
+      if (refused !== undefined) return sendRefusal(this.#adminExchange(req, res, path, query), 'admin', refused);
+      return this.#admin(req, res, path, query);
+    }
     const scope = credentialScopeOf(req.headers);
     const region = scope?.region ?? DEFAULT_REGION;
     const exchangeFor = (operation: string): Exchange => {
@@ -227,6 +236,11 @@ export class EndpointServer {
       return { req, res, path, query, region, requestId: newRequestId(), stats };
     };
     const service = scope?.service ?? guessService(req, path, query);
+    if (this.#auth !== undefined) {
+      const unsignedPayload = service === 'ebs' && matchEbsRoute(req.method ?? '', path)?.operation === 'PutSnapshotBlock';
+      const refused = await this.#auth.check(req, path, query, service, unsignedPayload);
+      if (refused !== undefined) return sendRefusal(exchangeFor('AuthRefused'), service, refused);
+    }
 
     if (service === 'ebs') {
       const route = matchEbsRoute(req.method ?? '', path);
@@ -254,15 +268,7 @@ export class EndpointServer {
 
   /** GET /_snapline/stats, POST /_snapline/stats/reset, GET|POST /_snapline/faults. Not counted in the stats. */
   async #admin(req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
-    const exchange: Exchange = {
-      req,
-      res,
-      path,
-      query,
-      region: DEFAULT_REGION,
-      requestId: newRequestId(),
-      stats: { requests: 0, errors: 0, bytesIn: 0, bytesOut: 0 },
-    };
+    const exchange = this.#adminExchange(req, res, path, query);
     const route = `${req.method} ${path}`;
     if (route === 'GET /_snapline/stats') return sendJson(exchange, 200, this.stats());
     if (route === 'POST /_snapline/stats/reset') {
@@ -284,6 +290,10 @@ export class EndpointServer {
       return sendJson(exchange, 200, this.#faults.settings);
     }
     sendJson(exchange, 404, { error: `no admin route ${route}` });
+  }
+
+  #adminExchange(req: IncomingMessage, res: ServerResponse, path: string, query: string): Exchange {
+    return { req, res, path, query, region: DEFAULT_REGION, requestId: newRequestId(), stats: { requests: 0, errors: 0, bytesIn: 0, bytesOut: 0 } };
   }
 }
 

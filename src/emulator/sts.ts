@@ -26,7 +26,7 @@ export function handleSts(action: string, exchange: Exchange): void {
   sendXml(exchange, 200, xmlDocument('GetCallerIdentityResponse', STS_NAMESPACE, result + metadata));
 }
 
-function sendStsError(exchange: Exchange, error: AwsError): void {
+export function sendStsError(exchange: Exchange, error: AwsError): void {
   const type = error.status >= 500 ? 'Receiver' : 'Sender';
   const inner = element('Error', textElement('Type', type) + textElement('Code', error.code) + textElement('Message', error.message));
   sendXml(exchange, error.status, xmlDocument('ErrorResponse', STS_NAMESPACE, inner + textElement('RequestId', exchange.requestId)));

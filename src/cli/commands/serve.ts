@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
+import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { DEFAULT_LOCAL_PORT } from '../../config/connection.js';
 import { localEndpointDir } from '../../config/paths.js';
-import { checkFaultSettings, startEmulator, type FaultSettings } from '../../emulator/index.js';
+import { checkFaultSettings, parseAccessKey, parseAccessKeyFile, startEmulator, type AccessKey, type FaultSettings } from '../../emulator/index.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
+import type { Output } from '../output.js';
 
 /** The flags of `snapline serve`, as commander hands them over (strings). */
 interface ServeFlags {
@@ -12,6 +14,8 @@ interface ServeFlags {
   port: string;
   dataDir?: string;
   allowRemote: boolean;
+  auth: string[];
+  authFile?: string;
   seed?: string;
   throttleRate?: string;
   rateLimit?: string;
@@ -45,7 +49,9 @@ export function registerServe(program: Command, wrap: Wrap): void {
     .option('--host <address>', 'address to listen on (anything but loopback needs --allow-remote)', '127.0.0.1')
     .option('--port <number>', 'port to listen on (0: a free one)', String(DEFAULT_LOCAL_PORT))
     .option('--data-dir <path>', 'where the endpoint keeps its data (default: <data directory>/endpoint)')
-    .option('--allow-remote', 'allow listening on an address other than loopback', false);
+    .option('--allow-remote', 'allow listening on an address other than loopback', false)
+    .option('--auth <keyid:secret>', 'check SigV4 signatures against this access key (repeatable; the command line is visible to other users: prefer --auth-file)', collect, [])
+    .option('--auth-file <path>', 'check SigV4 signatures against the access keys in this file, one KEYID:SECRET a line');
   for (const [flag, , help] of FAULT_FLAGS) command.option(`${flag} <number>`, help);
   command.action(wrap((ctx: CommandContext, flags: ServeFlags) => serve(ctx, flags)));
 }
@@ -60,9 +66,15 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   const dataDir = flags.dataDir ?? localEndpointDir();
   if (dataDir === '') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--data-dir must not be empty');
   const faults = parseFaultFlags(flags);
+  const auth = accessKeysOf(flags, output);
 
-  const emulator = await startEmulator({ ...faults, dataDir, host, port });
-  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults }, () => [`listening on ${emulator.url}`]);
+  const emulator = await startEmulator({ ...faults, dataDir, host, port, ...(auth.length === 0 ? {} : { auth }) });
+  // Key ids only: secrets are never printed.
+  const authKeyIds = auth.map((key) => key.accessKeyId);
+  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, authKeyIds }, () => [
+    `listening on ${emulator.url}`,
+    ...(auth.length === 0 ? [] : [`checking SigV4 signatures for access keys ${authKeyIds.join(', ')}`]),
+  ]);
   output.verbose(`data directory: ${dataDir}`);
 
   await new Promise<void>((resolve) => {
@@ -72,6 +84,29 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   output.note('stopping the endpoint');
   await emulator.close();
   return 0;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** The access keys of --auth and --auth-file; none means no signature checks. A file others may read is warned about. */
+function accessKeysOf(flags: ServeFlags, output: Output): AccessKey[] {
+  const keys = flags.auth.map((text, n) => parseAccessKey(text, flags.auth.length === 1 ? '--auth' : `--auth #${n + 1}`));
+  if (flags.authFile === undefined) return keys;
+  let text: string;
+  try {
+    text = readFileSync(flags.authFile, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--auth-file ${flags.authFile} cannot be read (${reason})`, { cause: err });
+  }
+  const fromFile = parseAccessKeyFile(text, flags.authFile);
+  if (fromFile.length === 0) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--auth-file ${flags.authFile} holds no KEYID:SECRET line`);
+  if ((statSync(flags.authFile).mode & 0o077) !== 0) {
+    output.warn(`${flags.authFile} holds secrets and is readable by group or others; run: chmod 600 ${flags.authFile}`);
+  }
+  return [...keys, ...fromFile];
 }
 
 /** The fault flags given, checked; a bad one is named in the error. */
@@ -97,7 +132,7 @@ function checkHost(host: string, allowRemote: boolean): string {
   const loopback = host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
   if (!loopback && !allowRemote) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--host ${host} is not a loopback address`, {
-      hint: 'the endpoint checks no credentials; add --allow-remote only if other machines may use it',
+      hint: 'add --allow-remote only if other machines may use it, and --auth so that they need credentials',
     });
   }
   return host;

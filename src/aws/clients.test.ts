@@ -20,6 +20,8 @@ const EC2_ENCRYPTION_XML =
 interface Loopback {
   url: string;
   requests: http.IncomingMessage[];
+  /** The body of each request, in the order of `requests`. */
+  bodies: string[];
   connections: number;
   /** How the next requests are answered; the default completes a snapshot. */
   respond: (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -35,14 +37,19 @@ async function loopback(create: (handler: http.RequestListener) => http.Server =
   const state: Loopback = {
     url: '',
     requests: [],
+    bodies: [],
     connections: 0,
     respond: completed,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
   const server = create((req, res) => {
     state.requests.push(req);
-    req.resume();
-    req.on('end', () => state.respond(req, res));
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      state.bodies.push(Buffer.concat(chunks).toString('utf8'));
+      state.respond(req, res);
+    });
   });
   server.on(scheme === 'https' ? 'secureConnection' : 'connection', () => (state.connections += 1));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -222,6 +229,85 @@ describe('AwsClients', () => {
     expect(out.Account).toBe('000000000000');
   });
 
+  it('assumes the role once through STS with the base credentials, then signs every call with the role', async () => {
+    const server = await serve();
+    const expiration = new Date(Date.now() + 3600_000).toISOString();
+    server.respond = (req, res) => {
+      if (req.url?.startsWith('/snapshots/')) return completed(req, res);
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      res.end(
+        '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials>' +
+          `<AccessKeyId>ASIAROLEKEY</AccessKeyId><SecretAccessKey>role-secret</SecretAccessKey><SessionToken>role-token</SessionToken><Expiration>${expiration}</Expiration>` +
+          '</Credentials><AssumedRoleUser><Arn>arn:aws:sts::111122223333:assumed-role/backup/snapline</Arn><AssumedRoleId>AROA:snapline</AssumedRoleId></AssumedRoleUser>' +
+          '</AssumeRoleResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleResponse>',
+      );
+    };
+    const clients = clientsFor({
+      endpointUrl: server.url,
+      assumeRole: { roleArn: 'arn:aws:iam::111122223333:role/backup', externalId: 'ext-42', sessionName: 'nightly' },
+    });
+    const store = new EbsSnapshotStore(clients.ebs());
+    await Promise.all([store.completeSnapshot('snap-0abc', 0, 'x'), store.completeSnapshot('snap-0abd', 0, 'x')]);
+    await store.completeSnapshot('snap-0abe', 0, 'x');
+
+    const stsCalls = server.requests.filter((r) => r.url === '/');
+    expect(stsCalls).toHaveLength(1);
+    expect(stsCalls[0]?.headers.authorization).toMatch(/Credential=static-key\/\d{8}\/us-east-1\/sts\//);
+    const form = new URLSearchParams(server.bodies[server.requests.indexOf(stsCalls[0]!)]);
+    expect(Object.fromEntries(form)).toMatchObject({
+      Action: 'AssumeRole',
+      RoleArn: 'arn:aws:iam::111122223333:role/backup',
+      ExternalId: 'ext-42',
+      RoleSessionName: 'nightly',
+    });
+    const ebsCalls = server.requests.filter((r) => r.url?.startsWith('/snapshots/'));
+    expect(ebsCalls).toHaveLength(3);
+    for (const call of ebsCalls) {
+      expect(call.headers.authorization).toMatch(/Credential=ASIAROLEKEY\//);
+      expect(call.headers['x-amz-security-token']).toBe('role-token');
+    }
+  });
+
+  it('a refused AssumeRole fails the call with ACCESS_DENIED naming the role, and is tried again on the next call', async () => {
+    const server = await serve();
+    server.respond = (_req, res) => {
+      res.writeHead(403, { 'content-type': 'text/xml' });
+      res.end(
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code>' +
+          '<Message>not allowed to assume</Message></Error><RequestId>r</RequestId></ErrorResponse>',
+      );
+    };
+    const clients = clientsFor({ endpointUrl: server.url, assumeRole: { roleArn: 'arn:aws:iam::111122223333:role/backup' } });
+    const store = new EbsSnapshotStore(clients.ebs());
+    const error = await rejection(store.completeSnapshot('snap-0abc', 0, 'x'));
+    expect(error.code).toBe(ErrorCodes.ACCESS_DENIED);
+    expect(error.message).toContain('cannot assume role arn:aws:iam::111122223333:role/backup');
+    expect(error.message).not.toContain('static-secret');
+    await rejection(store.completeSnapshot('snap-0abc', 0, 'x'));
+    expect(server.requests.filter((r) => r.url === '/')).toHaveLength(2);
+    expect(server.requests.filter((r) => r.url?.startsWith('/snapshots/'))).toHaveLength(0);
+  });
+
+  it('retries.maxAttempts bounds the SDK retries of EC2', async () => {
+    const server = await serve();
+    server.respond = (_req, res) => {
+      res.writeHead(503, { 'content-type': 'text/xml' });
+      res.end('<Response><Errors><Error><Code>Unavailable</Code><Message>busy</Message></Error></Errors><RequestID>r</RequestID></Response>');
+    };
+    const clients = clientsFor({ endpointUrl: server.url, retries: { mode: 'standard', maxAttempts: 2 } });
+    await rejection(new Ec2SnapshotCatalog(clients.ec2()).encryptionByDefault());
+    expect(server.requests).toHaveLength(2);
+  });
+
+  it('tcpKeepAliveMs sets the keep-alive probe delay of the sockets', async () => {
+    const server = await serve();
+    const clients = clientsFor({ endpointUrl: server.url, tcpKeepAliveMs: 30_000 });
+    const agentOf = (c: AwsClients) => (c.ebs().config.requestHandler as unknown as { config?: { httpAgent?: http.Agent } }).config?.httpAgent;
+    await new EbsSnapshotStore(clients.ebs()).completeSnapshot('snap-0abc', 0, 'x');
+    const agent = agentOf(clients) as (http.Agent & { keepAliveMsecs?: number }) | undefined;
+    expect(agent?.keepAliveMsecs).toBe(30_000);
+  });
+
   it('validates the settings and names the bad one', () => {
     const bad = (settings: Partial<ConnectionSettings>, pattern: RegExp) => {
       let caught: unknown;
@@ -239,6 +325,10 @@ describe('AwsClients', () => {
     bad({ endpoints: { ebs: 'ftp://host' } }, /endpoints\.ebs/);
     bad({ connectTimeoutMs: -1 }, /connectTimeoutMs/);
     bad({ maxSockets: 0 }, /maxSockets/);
+    bad({ tcpKeepAliveMs: 0 }, /tcpKeepAliveMs/);
+    bad({ retries: { maxAttempts: 0 } }, /retries\.maxAttempts/);
+    bad({ retries: { mode: 'legacy' as never } }, /retries\.mode/);
+    bad({ assumeRole: { roleArn: '' } }, /assumeRole\.roleArn/);
   });
 
   it('destroy() is idempotent and the clients cannot be built afterwards', () => {

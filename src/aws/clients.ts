@@ -6,6 +6,9 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { STSClient } from '@aws-sdk/client-sts';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import { assumedRoleCredentials, type AssumeRoleSettings, type TemporaryCredentialsProvider } from './assume-role.js';
+
+export type { AssumeRoleSettings } from './assume-role.js';
 
 export interface ServiceEndpoints {
   ebs?: string;
@@ -31,21 +34,36 @@ export interface ConnectionSettings {
   endpoints?: ServiceEndpoints;
   /** Static keys or a profile name; absent means the SDK's default chain. */
   credentials?: ConnectionCredentials;
+  /** A role assumed through STS AssumeRole with the credentials above (or the default chain); every other call uses the role. */
+  assumeRole?: AssumeRoleSettings;
+  /**
+   * Retries of the SDK clients (EC2, STS, S3, ...): mode and attempts, the
+   * first included. EBS clients always make one attempt: their retries live
+   * in retry.ts (the caller passes maxAttempts on to it).
+   */
+  retries?: { mode?: RetryMode; maxAttempts?: number };
   /** Sockets per host; defaults to the concurrency. */
   maxSockets?: number;
   /** Time to establish a connection (default 10 s). */
   connectTimeoutMs?: number;
   /** Time a socket may stay idle while a request is in flight (default 60 s). */
   readTimeoutMs?: number;
+  /** Idle time before the first TCP keep-alive probe on a socket (default 1 s). */
+  tcpKeepAliveMs?: number;
   /** S3 path-style addressing (Ceph, MinIO). */
   forcePathStyle?: boolean;
+  /** Certificate checks: off with rejectUnauthorized false; `ca` replaces the trusted roots. */
   tls?: { rejectUnauthorized?: boolean; ca?: string | string[] };
 }
+
+export const RETRY_MODES = ['standard', 'adaptive'] as const;
+export type RetryMode = (typeof RETRY_MODES)[number];
 
 /** Requests in flight when the caller does not say (the backup default). */
 export const DEFAULT_CONCURRENCY = 64;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_READ_TIMEOUT_MS = 60_000;
+const DEFAULT_TCP_KEEPALIVE_MS = 1000;
 
 type ServiceName = keyof ServiceEndpoints;
 
@@ -54,8 +72,10 @@ type ServiceName = keyof ServiceEndpoints;
  * this object, all sharing one keep-alive http and https agent whose socket
  * count follows `concurrency`. EBS clients make one attempt per call: retries
  * and the response to throttling live in retry.ts. EC2, STS and S3 keep the
- * SDK's standard retry. destroy() closes the sockets; the clients cannot be
- * used afterwards.
+ * SDK's retry (standard unless the settings say otherwise). With assumeRole,
+ * one more STS client holds the base credentials and every other client signs
+ * with the role's. destroy() closes the sockets; the clients cannot be used
+ * afterwards.
  */
 export class AwsClients {
   readonly settings: ConnectionSettings;
@@ -66,6 +86,8 @@ export class AwsClients {
   #ec2: EC2Client | undefined;
   #sts: STSClient | undefined;
   #s3: S3Client | undefined;
+  #baseSts: STSClient | undefined;
+  readonly #roleCredentials: TemporaryCredentialsProvider | undefined;
   #destroyed = false;
 
   constructor(settings: ConnectionSettings, options: { concurrency?: number } = {}) {
@@ -77,9 +99,11 @@ export class AwsClients {
     if (!Number.isInteger(maxSockets) || maxSockets < 1) {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `connection ${settings.name}: maxSockets must be a positive integer, got ${maxSockets}`);
     }
-    this.#httpAgent = new http.Agent({ keepAlive: true, maxSockets });
+    const keepAliveMsecs = settings.tcpKeepAliveMs ?? DEFAULT_TCP_KEEPALIVE_MS;
+    this.#httpAgent = new http.Agent({ keepAlive: true, keepAliveMsecs, maxSockets });
     this.#httpsAgent = new https.Agent({
       keepAlive: true,
+      keepAliveMsecs,
       maxSockets,
       rejectUnauthorized: settings.tls?.rejectUnauthorized ?? true,
       ...(settings.tls?.ca === undefined ? {} : { ca: settings.tls.ca }),
@@ -90,6 +114,10 @@ export class AwsClients {
       connectionTimeout: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       socketTimeout: settings.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
     });
+    if (settings.assumeRole !== undefined) {
+      this.#baseSts = new STSClient({ ...this.#config('sts', this.#baseCredentials()), ...this.#retries() });
+      this.#roleCredentials = assumedRoleCredentials(this.#baseSts, settings.assumeRole);
+    }
   }
 
   ebs(): EBSClient {
@@ -97,22 +125,22 @@ export class AwsClients {
   }
 
   ec2(): EC2Client {
-    return (this.#ec2 ??= new EC2Client(this.#common('ec2')));
+    return (this.#ec2 ??= new EC2Client({ ...this.#common('ec2'), ...this.#retries() }));
   }
 
   sts(): STSClient {
-    return (this.#sts ??= new STSClient(this.#common('sts')));
+    return (this.#sts ??= new STSClient({ ...this.#common('sts'), ...this.#retries() }));
   }
 
   s3(): S3Client {
-    return (this.#s3 ??= new S3Client({ ...this.#common('s3'), forcePathStyle: this.settings.forcePathStyle ?? false }));
+    return (this.#s3 ??= new S3Client({ ...this.#common('s3'), ...this.#retries(), forcePathStyle: this.settings.forcePathStyle ?? false }));
   }
 
   /** Closes every socket of every client. Idempotent. */
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    for (const client of [this.#ebs, this.#ec2, this.#sts, this.#s3]) client?.destroy();
+    for (const client of [this.#ebs, this.#ec2, this.#sts, this.#s3, this.#baseSts]) client?.destroy();
     this.#handler.destroy();
     this.#httpAgent.destroy();
     this.#httpsAgent.destroy();
@@ -123,17 +151,36 @@ export class AwsClients {
     return this.settings.endpoints?.[service] ?? this.settings.endpointUrl;
   }
 
+  /** Region, endpoint, handler and credentials of a client for `service`: the role's when one is assumed. */
   #common(service: ServiceName) {
     if (this.#destroyed) {
       throw new SnaplineError(ErrorCodes.INTERNAL, `connection ${this.settings.name}: clients used after destroy()`);
     }
+    return this.#config(service, this.#roleCredentials === undefined ? this.#baseCredentials() : { credentials: this.#roleCredentials });
+  }
+
+  #config<C extends object>(service: ServiceName, credentials: C) {
     const endpoint = this.endpointFor(service);
-    const credentials = this.settings.credentials;
     return {
       region: this.settings.region,
       requestHandler: this.#handler,
       ...(endpoint === undefined ? {} : { endpoint }),
-      ...(credentials === undefined ? {} : 'profile' in credentials ? { profile: credentials.profile } : { credentials }),
+      ...credentials,
+    };
+  }
+
+  /** The connection's own credentials as SDK client options; none means the default chain. */
+  #baseCredentials(): { profile?: string; credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } } {
+    const credentials = this.settings.credentials;
+    if (credentials === undefined) return {};
+    return 'profile' in credentials ? { profile: credentials.profile } : { credentials };
+  }
+
+  #retries(): { maxAttempts?: number; retryMode?: RetryMode } {
+    const retries = this.settings.retries;
+    return {
+      ...(retries?.maxAttempts === undefined ? {} : { maxAttempts: retries.maxAttempts }),
+      ...(retries?.mode === undefined ? {} : { retryMode: retries.mode }),
     };
   }
 }
@@ -157,8 +204,16 @@ function validateSettings(settings: ConnectionSettings): void {
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') bad(`${option} must be an http or https URL: ${url}`);
   }
-  for (const option of ['connectTimeoutMs', 'readTimeoutMs'] as const) {
+  for (const option of ['connectTimeoutMs', 'readTimeoutMs', 'tcpKeepAliveMs'] as const) {
     const value = settings[option];
     if (value !== undefined && !(Number.isFinite(value) && value > 0)) bad(`${option} must be a positive number of milliseconds, got ${value}`);
+  }
+  const retries = settings.retries;
+  if (retries?.mode !== undefined && !RETRY_MODES.includes(retries.mode)) bad(`retries.mode must be ${RETRY_MODES.join(' or ')}, got ${retries.mode}`);
+  if (retries?.maxAttempts !== undefined && !(Number.isInteger(retries.maxAttempts) && retries.maxAttempts >= 1)) {
+    bad(`retries.maxAttempts must be a whole number of at least 1, got ${retries.maxAttempts}`);
+  }
+  if (settings.assumeRole !== undefined && !(typeof settings.assumeRole.roleArn === 'string' && settings.assumeRole.roleArn !== '')) {
+    bad('assumeRole.roleArn is required');
   }
 }

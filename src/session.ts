@@ -76,7 +76,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       index,
       hashPool,
       slabs,
-      writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter }),
+      writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter, newSnapshotIds: pendingRunsOf(index) }),
       reader: resilientReader(verifiedReader(store), { ...wrap, limiter: downloadLimiter }),
       catalog: new Ec2SnapshotCatalog(clients.ec2()),
       uploadLimiter,
@@ -97,4 +97,16 @@ export async function withSession<T>(options: SessionOptions, fn: (session: Sess
   } finally {
     await session.close();
   }
+}
+
+/**
+ * Snapshots of the index's unfinished backup runs. A backup may resume one
+ * just after another process started it, while the service may still answer
+ * "not found" for it: the writer retries that as for a snapshot it started.
+ */
+function pendingRunsOf(index: BlockIndex): string[] {
+  return index
+    .listSnapshots()
+    .filter((s) => s.state === 'pending')
+    .map((s) => s.snapshotId);
 }

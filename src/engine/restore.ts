@@ -3,7 +3,7 @@ import { throwIfAborted } from '../core/abort.js';
 import { TaskWindow } from '../core/task-window.js';
 import { BLOCK_SIZE, GIB, blockCountFor } from '../core/constants.js';
 import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader } from '../core/ports.js';
-import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
+import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
 import type { BlockIndex } from '../index/index.js';
 import type { SlabPool } from '../source/index.js';
@@ -241,9 +241,13 @@ async function writeSteps(
   try {
     await tasks.drain();
   } catch (err) {
-    if (!isSnaplineError(err, ErrorCodes.INTERRUPTED)) throw err;
-    throw new SnaplineError(ErrorCodes.INTERRUPTED, `${err.message}; ${target.path} is incomplete`, {
-      hint: 'run the restore again (with --force) to finish it',
+    // Whatever stopped it, the target is now part old, part new: say so.
+    const error = toSnaplineError(err);
+    throw new SnaplineError(error.code, `${error.message}; ${target.path} is incomplete`, {
+      retryable: error.retryable,
+      hint: error.hint ?? 'run the restore again (with --force) to finish it',
+      details: error.details,
+      cause: error.cause ?? err,
     });
   } finally {
     report();

@@ -652,7 +652,7 @@ describe('restore refuses bad input clearly', () => {
       const target = join(mountPoint, 'restore.img');
       const err = await failure(restore(session, { snapshotId, target }));
       expect(err.code).toBe(ErrorCodes.IO_FAILED);
-      expect(err.message).toBe(`no space left to write ${target}`);
+      expect(err.message).toBe(`no space left to write ${target}; ${target} is incomplete`);
       expect(session.index.getTarget(target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
     } finally {
       run('umount', [mountPoint]);

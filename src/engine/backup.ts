@@ -140,7 +140,8 @@ async function runBackup(
 ): Promise<BackupResult> {
   const { index } = deps;
   const known = index.getVolume(volume);
-  if (known && known.sourcePath !== sourcePath && !options.full) {
+  // A volume filed by `index rebuild` without --source has no source yet: this one takes it.
+  if (known && known.sourcePath !== '' && known.sourcePath !== sourcePath && !options.full) {
     throw new SnaplineError(
       ErrorCodes.CONFLICT,
       `volume "${volume}" is the lineage of ${known.sourcePath}, not of ${sourcePath}`,

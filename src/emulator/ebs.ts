@@ -85,7 +85,11 @@ export class EbsApi {
 
   /** False when a fault answered (or dropped) the request. */
   async #passFaults(route: EbsRoute, exchange: Exchange): Promise<boolean> {
-    const latency = this.faults.latencyMs;
+    let latency = this.faults.latencyMs;
+    if (this.faults.spikeNext()) {
+      this.stats.fault('latencySpikes');
+      latency += this.faults.spikeMs;
+    }
     if (latency > 0) await new Promise((resolve) => setTimeout(resolve, latency));
     const fault = this.faults.requestFault();
     if (fault === 'reset') {

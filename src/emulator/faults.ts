@@ -15,6 +15,10 @@ export interface FaultSettings {
   resetRate?: number;
   /** Milliseconds added before answering each EBS direct request. */
   latencyMs?: number;
+  /** Share 0..1 of EBS direct requests delayed by spikeMs more (latency spikes). */
+  spikeRate?: number;
+  /** Milliseconds a latency spike adds. */
+  spikeMs?: number;
   /** Seconds after StartSnapshot during which PutSnapshotBlock answers ResourceNotFoundException. */
   notFoundAfterStart?: number;
   /** Share 0..1 of GetSnapshotBlock answers carrying a wrong x-amz-Checksum. */
@@ -27,8 +31,8 @@ export interface FaultSettings {
 
 type FaultField = keyof FaultSettings;
 
-const SHARES: FaultField[] = ['throttleRate', 'errorRate', 'resetRate', 'corruptRate', 'completionErrorRate'];
-const NON_NEGATIVE: FaultField[] = ['rateLimit', 'latencyMs', 'notFoundAfterStart', 'completionDelayMs'];
+const SHARES: FaultField[] = ['throttleRate', 'errorRate', 'resetRate', 'corruptRate', 'completionErrorRate', 'spikeRate'];
+const NON_NEGATIVE: FaultField[] = ['rateLimit', 'latencyMs', 'spikeMs', 'notFoundAfterStart', 'completionDelayMs'];
 export const FAULT_FIELDS: readonly FaultField[] = ['seed', ...SHARES, ...NON_NEGATIVE];
 
 /**
@@ -90,6 +94,7 @@ export class FaultInjector {
   #error!: () => number;
   #corrupt!: () => number;
   #completion!: () => number;
+  #spike!: () => number;
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(settings: FaultSettings) {
@@ -104,7 +109,8 @@ export class FaultInjector {
   replace(settings: FaultSettings): void {
     this.#settings = { ...settings };
     const seed = settings.seed ?? randomInt(2 ** 47);
-    [this.#reset, this.#throttle, this.#error, this.#corrupt, this.#completion] = [0, 1, 2, 3, 4].map((n) => seededStream(seed, n)) as [
+    [this.#reset, this.#throttle, this.#error, this.#corrupt, this.#completion, this.#spike] = [0, 1, 2, 3, 4, 5].map((n) => seededStream(seed, n)) as [
+      () => number,
       () => number,
       () => number,
       () => number,
@@ -116,6 +122,16 @@ export class FaultInjector {
 
   get latencyMs(): number {
     return this.#settings.latencyMs ?? 0;
+  }
+
+  /** True when the next EBS direct request gets a latency spike (spikeMs more). */
+  spikeNext(): boolean {
+    const { spikeRate, spikeMs } = this.#settings;
+    return Boolean(spikeRate && spikeMs) && this.#spike() < spikeRate!;
+  }
+
+  get spikeMs(): number {
+    return this.#settings.spikeMs ?? 0;
   }
 
   /** The fault for one EBS direct request, drawn in a fixed order: reset, throttle, error. */

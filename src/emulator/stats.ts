@@ -16,6 +16,7 @@ export interface FaultStats {
   notFound: number;
   corrupted: number;
   completionErrors: number;
+  latencySpikes: number;
 }
 
 /** What GET /_snapline/stats answers. Operations are named as in the AWS APIs, e.g. PutSnapshotBlock. */
@@ -25,7 +26,7 @@ export interface EmulatorStats {
   totals: OperationStats;
 }
 
-const noFaults = (): FaultStats => ({ resets: 0, throttled: 0, rateLimited: 0, internalErrors: 0, notFound: 0, corrupted: 0, completionErrors: 0 });
+const noFaults = (): FaultStats => ({ resets: 0, throttled: 0, rateLimited: 0, internalErrors: 0, notFound: 0, corrupted: 0, completionErrors: 0, latencySpikes: 0 });
 
 /** Request and byte counters by operation. Not persisted. */
 export class StatsRecorder {

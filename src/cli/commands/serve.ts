@@ -22,6 +22,8 @@ interface ServeFlags {
   errorRate?: string;
   resetRate?: string;
   latencyMs?: string;
+  spikeRate?: string;
+  spikeMs?: string;
   notFoundAfterStart?: string;
   corruptRate?: string;
   completionDelayMs?: string;
@@ -36,6 +38,8 @@ const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags,
   ['--error-rate', 'errorRate', 'share 0..1 of EBS requests answered InternalServerException (500)'],
   ['--reset-rate', 'resetRate', 'share 0..1 of EBS requests whose connection is dropped without an answer'],
   ['--latency-ms', 'latencyMs', 'milliseconds added to every EBS request'],
+  ['--spike-rate', 'spikeRate', 'share 0..1 of EBS requests delayed by --spike-ms more (latency spikes)'],
+  ['--spike-ms', 'spikeMs', 'milliseconds a latency spike adds'],
   ['--not-found-after-start', 'notFoundAfterStart', 'seconds after StartSnapshot during which PutSnapshotBlock answers ResourceNotFoundException'],
   ['--corrupt-rate', 'corruptRate', 'share 0..1 of GetSnapshotBlock answers with a wrong x-amz-Checksum'],
   ['--completion-delay-ms', 'completionDelayMs', 'CompleteSnapshot answers pending; the snapshot completes after this delay'],

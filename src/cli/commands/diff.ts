@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { diff } from '../../engine/diff.js';
 import { withSession } from '../../session.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { formatBytes } from '../progress.js';
+import { count, formatBytes } from '../progress.js';
 import { sessionOptions } from './common.js';
 import { formatRanges } from './verify.js';
 
@@ -17,7 +17,7 @@ export function registerDiff(program: Command, wrap: Wrap): void {
         const output = ctx.output();
         const result = await withSession(sessionOptions(ctx), (session) => diff(session, first, second));
         output.result(result, () => [
-          `${first} -> ${second}: ${result.changedBlocks} blocks changed (${formatBytes(result.changedBytes)}), ${result.addedBlocks} only in ${second}, ${result.removedBlocks} only in ${first}`,
+          `${first} -> ${second}: ${count(result.changedBlocks, 'block')} changed (${formatBytes(result.changedBytes)}), ${result.addedBlocks} only in ${second}, ${result.removedBlocks} only in ${first}`,
           ...formatRanges(result.ranges),
         ]);
       }),

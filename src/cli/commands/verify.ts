@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { verify, type BlockRange } from '../../engine/verify.js';
 import { withSession } from '../../session.js';
 import type { CommandContext, Wrap } from '../main.js';
+import { count } from '../progress.js';
 import { sessionOptions } from './common.js';
 
 export function registerVerify(program: Command, wrap: Wrap): void {
@@ -16,8 +17,8 @@ export function registerVerify(program: Command, wrap: Wrap): void {
         const result = await withSession(sessionOptions(ctx), (session) => verify(session, { source, snapshotId, signal: ctx.signal }));
         output.result(result, () => [
           result.equal
-            ? `${result.source} equals ${result.snapshotId} (${result.blocksCompared} blocks compared, digests from the ${result.expectedFrom})`
-            : `${result.source} differs from ${result.snapshotId}: ${result.differingBlocks} of ${result.blocksCompared} blocks`,
+            ? `${result.source} equals ${result.snapshotId} (${count(result.blocksCompared, 'block')} compared, digests from the ${result.expectedFrom})`
+            : `${result.source} differs from ${result.snapshotId}: ${result.differingBlocks} of ${count(result.blocksCompared, 'block')}`,
           ...(result.snapshotBytes !== null && result.snapshotBytes !== result.sourceBytes
             ? [`  size: source ${result.sourceBytes} bytes, snapshot ${result.snapshotBytes} bytes`]
             : []),

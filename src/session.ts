@@ -70,7 +70,9 @@ export async function openSession(options: SessionOptions): Promise<Session> {
     const store = new EbsSnapshotStore(clients.ebs());
     const uploadLimiter = new AdaptiveLimiter(concurrency);
     const downloadLimiter = new AdaptiveLimiter(concurrency);
-    const wrap = { signal: options.signal, onRetry: options.onRetry };
+    // The connection's retries.max_attempts bounds EBS calls too; their backoff and throttling response stay snapline's.
+    const maxAttempts = connection.settings.retries?.maxAttempts;
+    const wrap = { signal: options.signal, onRetry: options.onRetry, ...(maxAttempts === undefined ? {} : { policy: { maxAttempts } }) };
     return {
       connection,
       index,

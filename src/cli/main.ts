@@ -34,7 +34,8 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('snapline')
     .description('Incremental block-level backups to Amazon EBS snapshots through the EBS direct APIs')
     .version(process.env.npm_package_version ?? '0.1.0')
-    .option('--connection <name>', 'named connection to use (built in: local)', process.env.SNAPLINE_CONNECTION)
+    .option('--config <path>', 'config file of named connections (env SNAPLINE_CONFIG; default ~/.config/snapline/config.yaml)')
+    .option('--connection <name>', 'named connection to use (built in: local; env SNAPLINE_CONNECTION)', process.env.SNAPLINE_CONNECTION)
     .option('--endpoint-url <url>', 'endpoint for every AWS service (overrides the connection)')
     .option('--region <name>', 'AWS Region (overrides the connection and AWS_REGION)')
     .option('--index <path>', 'block index file (default: under the data directory)', process.env.SNAPLINE_INDEX)
@@ -47,6 +48,7 @@ export async function main(argv: string[]): Promise<number> {
   const globals = (): GlobalOptions => {
     const o = program.opts();
     return {
+      config: o.config,
       connection: o.connection,
       endpointUrl: o.endpointUrl,
       region: o.region,

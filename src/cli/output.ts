@@ -1,6 +1,8 @@
 import { SnaplineError } from '../errors.js';
 
 export interface GlobalOptions {
+  /** The config file of named connections (--config, else SNAPLINE_CONFIG, else the default path). */
+  config?: string;
   connection?: string;
   endpointUrl?: string;
   region?: string;

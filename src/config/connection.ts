@@ -1,75 +1,144 @@
-import type { ConnectionSettings } from '../aws/clients.js';
+import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { join } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { startEmulator, type RunningEmulator } from '../emulator/index.js';
-import { localEndpointDir } from './paths.js';
+import { BUILT_IN_CONNECTION, loadConfigFile, type ConfigFile } from './file.js';
+import { CA_CERT_FILE } from './local-tls.js';
+import { configPath, localEndpointDir } from './paths.js';
+import { resolveConnection, type ConnectionFlags, type ResolvedConnection } from './resolve.js';
+import { didYouMean } from './suggest.js';
+
+export type { ResolvedConnection } from './resolve.js';
+export type { ArchiveConfig, EcsConfig } from './schema.js';
 
 /** The built-in connection that talks to snapline's own local endpoint. */
-export const LOCAL_CONNECTION = 'local';
+export const LOCAL_CONNECTION = BUILT_IN_CONNECTION;
 /** The port `snapline serve` listens on by default. */
 export const DEFAULT_LOCAL_PORT = 4577;
 const LOCAL_CREDENTIALS = { accessKeyId: 'snapline-local', secretAccessKey: 'snapline-local-secret' };
 
-export interface ConnectionRequest {
-  connection?: string;
-  endpointUrl?: string;
-  region?: string;
+export interface ConnectionRequest extends ConnectionFlags {
+  /** The config file; default SNAPLINE_CONFIG, else $XDG_CONFIG_HOME/snapline/config.yaml. */
+  configPath?: string;
+  /** Told of each warning about the configuration; default process.emitWarning. Never given secrets. */
+  onWarning?: (message: string) => void;
 }
 
 /** A resolved connection and what must be stopped when the command ends. */
-export interface OpenConnection {
-  settings: ConnectionSettings;
+export interface OpenConnection extends ResolvedConnection {
   /** The in-process local endpoint, when this connection started one. */
   emulator?: RunningEmulator;
   close(): Promise<void>;
 }
 
+/** The connection name asked for: --connection, then SNAPLINE_CONNECTION; undefined for none. */
+export function chosenConnection(request: ConnectionRequest, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return request.connection || env.SNAPLINE_CONNECTION || undefined;
+}
+
+/** The config file the request points at, read and checked (see loadConfigFile). */
+export function loadConfig(request: ConnectionRequest, env: NodeJS.ProcessEnv = process.env): ConfigFile {
+  const { path, explicit } = configPath(request.configPath, env);
+  return loadConfigFile(path, { required: explicit });
+}
+
 /**
- * Resolves the connection a command runs against. Precedence: command-line
- * flags over the environment over the connection's own settings. With no
- * connection, the SDK's default chain and environment apply. `local` uses a
- * `snapline serve` already listening on the default port, or starts the local
- * endpoint in this process on a free loopback port.
+ * Decides every setting of connection `name` without opening anything:
+ * command-line flags over the environment over the connection over the
+ * defaults. "default" is no connection: the SDK's chain and environment.
+ * `local` gets its endpoint only when opened. Warnings (file permissions,
+ * unknown keys, verify off, the environment overriding the file) are in
+ * the result. Throws CONFIG_INVALID for an unknown or invalid connection.
+ */
+export function resolveNamed(name: string | undefined, request: ConnectionRequest, env: NodeJS.ProcessEnv = process.env): ResolvedConnection {
+  if (name === LOCAL_CONNECTION) return resolveLocal(request);
+  if (name === undefined) return resolveConnection('default', 'default', {}, request, env, (_field, message) => message);
+  const file = loadConfig(request, env);
+  const entry = file.connections.get(name);
+  if (entry === undefined) {
+    const known = [...file.connections.keys(), LOCAL_CONNECTION];
+    throw new SnaplineError(
+      ErrorCodes.CONFIG_INVALID,
+      `unknown connection "${name}"${didYouMean(name, known)}: ${file.exists ? `${file.path} does not define it` : `there is no config file at ${file.path}`}`,
+      { hint: `known connections: ${known.join(', ')}; see snapline connections list` },
+    );
+  }
+  if (entry.config === undefined) {
+    const message = entry.errors.length === 1 ? entry.errors[0]! : `connection ${name} in ${file.path} has ${entry.errors.length} problems:\n  ${entry.errors.join('\n  ')}`;
+    throw new SnaplineError(ErrorCodes.CONFIG_INVALID, message, { details: { configFile: file.path, connection: name, problems: entry.errors } });
+  }
+  const resolved = resolveConnection(name, file.path, entry.config, request, env, entry.locate);
+  resolved.warnings.unshift(...file.warnings, ...entry.warnings);
+  return resolved;
+}
+
+/**
+ * Resolves the connection a command runs against (see resolveNamed), tells
+ * its warnings, and opens it. `local` uses a `snapline serve` already
+ * listening on the default port (plain HTTP, or HTTPS trusted through the CA
+ * that `serve --tls` wrote), or starts the local endpoint in this process on
+ * a free loopback port; close() stops it.
  */
 export async function openConnection(request: ConnectionRequest, env: NodeJS.ProcessEnv = process.env): Promise<OpenConnection> {
-  const name = request.connection || env.SNAPLINE_CONNECTION || undefined;
-  if (name === LOCAL_CONNECTION) return openLocal(request, env);
-  if (name !== undefined) {
-    throw new SnaplineError(ErrorCodes.CONFIG_INVALID, `unknown connection "${name}"`, {
-      hint: 'the built-in connection is "local"; without --connection the AWS default credential chain is used',
-    });
-  }
-  const region = request.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
-  if (!region) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'no AWS Region: pass --region or set AWS_REGION', {
-      hint: 'or use --connection local to work against the built-in local endpoint',
-    });
-  }
-  const endpointUrl = request.endpointUrl ?? env.AWS_ENDPOINT_URL;
-  return { settings: { name: 'default', region, endpointUrl }, close: async () => undefined };
+  const warn = request.onWarning ?? ((message: string) => process.emitWarning(message, 'SnaplineWarning'));
+  const resolved = resolveNamed(chosenConnection(request, env), request, env);
+  for (const warning of resolved.warnings) warn(warning);
+  if (resolved.name !== LOCAL_CONNECTION || resolved.settings.endpointUrl !== undefined) return { ...resolved, close: async () => undefined };
+  return openLocal(resolved, env);
 }
 
-async function openLocal(request: ConnectionRequest, env: NodeJS.ProcessEnv): Promise<OpenConnection> {
-  const region = request.region ?? 'us-east-1';
-  const settings = (endpointUrl: string): ConnectionSettings => ({
+function resolveLocal(flags: ConnectionFlags): ResolvedConnection {
+  return {
     name: LOCAL_CONNECTION,
-    region,
-    endpointUrl,
-    credentials: LOCAL_CREDENTIALS,
-  });
-  if (request.endpointUrl) return { settings: settings(request.endpointUrl), close: async () => undefined };
-  const running = `http://127.0.0.1:${DEFAULT_LOCAL_PORT}`;
-  if (await isLocalEndpoint(running)) return { settings: settings(running), close: async () => undefined };
-  const emulator = await startEmulator({ dataDir: localEndpointDir(env), host: '127.0.0.1', port: 0 });
-  return { settings: settings(emulator.url), emulator, close: () => emulator.close() };
+    source: 'built-in',
+    settings: {
+      name: LOCAL_CONNECTION,
+      region: flags.region ?? 'us-east-1',
+      credentials: LOCAL_CREDENTIALS,
+      forcePathStyle: true,
+      ...(flags.endpointUrl ? { endpointUrl: flags.endpointUrl } : {}),
+    },
+    archive: {},
+    ecs: {},
+    tls: { verify: true, extraCertificates: [] },
+    origins: {
+      region: flags.region ? '--region' : 'built-in',
+      endpoint_url: flags.endpointUrl ? '--endpoint-url' : 'built-in',
+      credentials: 'built-in',
+    },
+    warnings: [],
+  };
 }
 
-/** True when a snapline endpoint answers at `url` (its admin route). */
-async function isLocalEndpoint(url: string): Promise<boolean> {
-  try {
-    const response = await fetch(`${url}/_snapline/stats`, { signal: AbortSignal.timeout(1000) });
-    await response.body?.cancel();
-    return response.ok;
-  } catch {
-    return false;
+async function openLocal(resolved: ResolvedConnection, env: NodeJS.ProcessEnv): Promise<OpenConnection> {
+  const dataDir = localEndpointDir(env);
+  const using = (endpointUrl: string, ca?: string): OpenConnection => ({
+    ...resolved,
+    settings: { ...resolved.settings, endpointUrl, ...(ca === undefined ? {} : { tls: { ca } }) },
+    close: async () => undefined,
+  });
+  if (await answersAsEndpoint(`http://127.0.0.1:${DEFAULT_LOCAL_PORT}`)) return using(`http://127.0.0.1:${DEFAULT_LOCAL_PORT}`);
+  const caFile = join(dataDir, CA_CERT_FILE);
+  if (existsSync(caFile)) {
+    const ca = readFileSync(caFile, 'utf8');
+    if (await answersAsEndpoint(`https://127.0.0.1:${DEFAULT_LOCAL_PORT}`, ca)) return using(`https://127.0.0.1:${DEFAULT_LOCAL_PORT}`, ca);
   }
+  const emulator = await startEmulator({ dataDir, host: '127.0.0.1', port: 0 });
+  return { ...using(emulator.url), emulator, close: () => emulator.close() };
+}
+
+/** True when a snapline endpoint answers at `url` (its admin route) within a second. */
+function answersAsEndpoint(url: string, ca?: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const target = `${url}/_snapline/stats`;
+    const options = { timeout: 1000, ...(ca === undefined ? {} : { ca }) };
+    const request = (url.startsWith('https:') ? https : http).get(target, options, (response) => {
+      response.resume();
+      resolve(response.statusCode === 200);
+    });
+    request.on('timeout', () => request.destroy());
+    request.on('error', () => resolve(false));
+  });
 }

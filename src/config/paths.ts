@@ -16,6 +16,18 @@ export function defaultIndexPath(env: NodeJS.ProcessEnv = process.env): string {
   return join(dataDir(env), 'index.db');
 }
 
+/**
+ * The config file: SNAPLINE_CONFIG wins, then XDG_CONFIG_HOME/snapline,
+ * then ~/.config/snapline. `explicit` tells whether the user named it (a
+ * missing file is then an error, not an empty configuration).
+ */
+export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): { path: string; explicit: boolean } {
+  if (flag) return { path: flag, explicit: true };
+  if (env.SNAPLINE_CONFIG) return { path: env.SNAPLINE_CONFIG, explicit: true };
+  const base = env.XDG_CONFIG_HOME || join(homedir(), '.config');
+  return { path: join(base, 'snapline', 'config.yaml'), explicit: false };
+}
+
 /** The built-in local endpoint's data directory. */
 export function localEndpointDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(dataDir(env), 'endpoint');

@@ -9,6 +9,8 @@ export function sessionOptions(ctx: CommandContext, extra: Partial<SessionOption
     connection: globals.connection,
     endpointUrl: globals.endpointUrl,
     region: globals.region,
+    configPath: globals.config,
+    onWarning: (message) => output.warn(message),
     indexPath: globals.index,
     signal: ctx.signal,
     onRetry: (error, attempt, operation) => output.verbose(`retrying ${operation} (attempt ${attempt}): ${error.message}`),

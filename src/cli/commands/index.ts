@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { Wrap } from '../main.js';
 import { registerBackup } from './backup.js';
+import { registerConnections } from './connections.js';
 import { registerDiff } from './diff.js';
 import { registerIndexCommands } from './index-commands.js';
 import { registerPrune } from './prune.js';
@@ -21,4 +22,5 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerPrune(program, wrap);
   registerIndexCommands(program, wrap);
   registerServe(program, wrap);
+  registerConnections(program, wrap);
 }

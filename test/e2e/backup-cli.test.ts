@@ -61,13 +61,13 @@ interface CliRun {
   done: Promise<CliResult>;
 }
 
-/** The environment of every run: hermetic (no AWS or snapline settings from outside), data under `dataDir`. */
+/** The environment of every run: hermetic (no AWS or snapline settings or config file from outside), data under `dataDir`. */
 function cliEnv(dataDir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (!/^(AWS_|SNAPLINE_)/.test(key)) env[key] = value;
   }
-  return { ...env, SNAPLINE_DATA_DIR: dataDir, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+  return { ...env, SNAPLINE_DATA_DIR: dataDir, XDG_CONFIG_HOME: join(dataDir, 'config'), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
 }
 
 /** Children still running; a failed test must not leave one behind (stopped, say). */
@@ -168,317 +168,340 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-describe('snapline backup (the CLI against the local endpoint over HTTP)', () => {
-  let work: string;
-  let emulator: RunningEmulator;
-  let sdk: ReturnType<typeof clientsFor>;
-  let indexPath: string;
-  const cli = (...args: string[]) => ['--connection', 'local', '--endpoint-url', emulator.url, '--index', indexPath, '--json', ...args];
-  const ops = () => emulator.stats().operations;
-  const requests = (op: string) => ops()[op]?.requests ?? 0;
-  /** PutSnapshotBlock requests the endpoint accepted (a request cut off by a killed client may count, which only raises the figure). */
-  const storedPuts = () => (ops().PutSnapshotBlock?.requests ?? 0) - (ops().PutSnapshotBlock?.errors ?? 0);
+// The two groups run side by side; the tests of the first share one endpoint (faults, stats) and run in order.
+describe.concurrent('snapline backup (the built CLI as a child process)', () => {
+  describe('against the local endpoint over HTTP', () => {
+    let work: string;
+    let emulator: RunningEmulator;
+    let sdk: ReturnType<typeof clientsFor>;
+    let indexPath: string;
+    const cli = (...args: string[]) => ['--connection', 'local', '--endpoint-url', emulator.url, '--index', indexPath, '--json', ...args];
+    const ops = () => emulator.stats().operations;
+    const requests = (op: string) => ops()[op]?.requests ?? 0;
+    /** PutSnapshotBlock requests the endpoint accepted (a request cut off by a killed client may count, which only raises the figure). */
+    const storedPuts = () => (ops().PutSnapshotBlock?.requests ?? 0) - (ops().PutSnapshotBlock?.errors ?? 0);
 
-  /** Reads the snapshot back through the SDK (ListSnapshotBlocks, GetSnapshotBlock) and compares it with the image. */
-  async function expectRemoteEquals(snapshotId: string, bytes: Buffer): Promise<void> {
-    const blockCount = Math.ceil(bytes.length / BLOCK_SIZE);
-    const listed = new Map((await listAll(sdk.ebs, snapshotId)).map((b) => [b.BlockIndex!, b.BlockToken!]));
-    expect([...listed.keys()].filter((i) => i >= blockCount), 'blocks past the image').toEqual([]);
-    for (let i = 0; i < blockCount; i += 1) {
-      const token = listed.get(i);
-      const expected = paddedBlock(bytes, i);
-      if (token === undefined) {
-        expect(expected.equals(ZERO_BLOCK), `block ${i} is not in the snapshot but is not zero in the image`).toBe(true);
-      } else {
-        const { data } = await get(sdk.ebs, snapshotId, i, token);
-        expect(data.equals(expected), `block ${i} differs from the image`).toBe(true);
+    /** Reads the snapshot back through the SDK (ListSnapshotBlocks, GetSnapshotBlock) and compares it with the image. */
+    async function expectRemoteEquals(snapshotId: string, bytes: Buffer): Promise<void> {
+      const blockCount = Math.ceil(bytes.length / BLOCK_SIZE);
+      const listed = new Map((await listAll(sdk.ebs, snapshotId)).map((b) => [b.BlockIndex!, b.BlockToken!]));
+      expect([...listed.keys()].filter((i) => i >= blockCount), 'blocks past the image').toEqual([]);
+      for (let i = 0; i < blockCount; i += 1) {
+        const token = listed.get(i);
+        const expected = paddedBlock(bytes, i);
+        if (token === undefined) {
+          expect(expected.equals(ZERO_BLOCK), `block ${i} is not in the snapshot but is not zero in the image`).toBe(true);
+        } else {
+          const { data } = await get(sdk.ebs, snapshotId, i, token);
+          expect(data.equals(expected), `block ${i} differs from the image`).toBe(true);
+        }
       }
     }
-  }
 
-  beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), 'snapline-cli-e2e-'));
-    mkdirSync(join(work, 'data'));
-    indexPath = join(work, 'index.db');
-    emulator = await startEmulator({ dataDir: join(work, 'endpoint'), log: () => undefined });
-    sdk = clientsFor(emulator.url);
-  });
-  afterAll(async () => {
-    sdk?.ebs.destroy();
-    sdk?.ec2.destroy();
-    await emulator?.close();
-    rmSync(work, { recursive: true, force: true });
-  });
-
-  it('backup --json prints only the result; the endpoint holds the image; 1 % changed uploads exactly those blocks', async () => {
-    const image = join(work, 'full.img');
-    const zeros = [0, 1, 2, 50, 51, 127];
-    const bytes = writeImage(image, 128, zeros);
-    emulator.resetStats();
-
-    const run = await runCli(cli('backup', image), join(work, 'data'));
-    const first = resultOf(run);
-
-    expect(Object.keys(first).sort()).toEqual([...RESULT_KEYS].sort());
-    expect(first).toMatchObject({
-      parentSnapshotId: null,
-      volume: 'full.img',
-      volumeSizeGiB: 1,
-      sourceBytes: 128 * BLOCK_SIZE,
-      blocksScanned: 128,
-      blocksChanged: 122,
-      blocksUploaded: 122,
-      blocksZeroSkipped: 6,
-      bytesUploaded: 122 * BLOCK_SIZE,
+    beforeAll(async () => {
+      work = mkdtempSync(join(tmpdir(), 'snapline-cli-e2e-'));
+      mkdirSync(join(work, 'data'));
+      indexPath = join(work, 'index.db');
+      emulator = await startEmulator({ dataDir: join(work, 'endpoint'), log: () => undefined });
+      sdk = clientsFor(emulator.url);
     });
-    expect(first.snapshotId).toMatch(/^snap-/);
-    expect(typeof first.durationMs).toBe('number');
-    expect(run.stderr).not.toMatch(/error/i);
-    expect(requests('PutSnapshotBlock')).toBe(122);
-    await expectRemoteEquals(first.snapshotId as string, bytes);
+    afterAll(async () => {
+      sdk?.ebs.destroy();
+      sdk?.ec2.destroy();
+      await emulator?.close();
+      rmSync(work, { recursive: true, force: true });
+    });
 
-    const changed = [9, 77]; // ceil(1 % of 128)
-    changeBlocks(image, bytes, changed);
-    emulator.resetStats();
-    const second = resultOf(await runCli(cli('backup', image), join(work, 'data')));
+    it.sequential('backup --json prints only the result; the endpoint holds the image; 1 % changed uploads exactly those blocks', async () => {
+      const image = join(work, 'full.img');
+      const zeros = [0, 1, 2, 50, 51, 127];
+      const bytes = writeImage(image, 128, zeros);
+      emulator.resetStats();
 
-    expect(second).toMatchObject({ parentSnapshotId: first.snapshotId, blocksScanned: 128, blocksChanged: 2, blocksUploaded: 2 });
-    expect(requests('PutSnapshotBlock')).toBe(2);
-    expect(requests('StartSnapshot')).toBe(1);
-    await expectRemoteEquals(second.snapshotId as string, bytes);
+      const run = await runCli(cli('backup', image), join(work, 'data'));
+      const first = resultOf(run);
+
+      expect(Object.keys(first).sort()).toEqual([...RESULT_KEYS].sort());
+      expect(first).toMatchObject({
+        parentSnapshotId: null,
+        volume: 'full.img',
+        volumeSizeGiB: 1,
+        sourceBytes: 128 * BLOCK_SIZE,
+        blocksScanned: 128,
+        blocksChanged: 122,
+        blocksUploaded: 122,
+        blocksZeroSkipped: 6,
+        bytesUploaded: 122 * BLOCK_SIZE,
+      });
+      expect(first.snapshotId).toMatch(/^snap-/);
+      expect(typeof first.durationMs).toBe('number');
+      expect(run.stderr).not.toMatch(/error/i);
+      expect(requests('PutSnapshotBlock')).toBe(122);
+      await expectRemoteEquals(first.snapshotId as string, bytes);
+
+      const changed = [9, 77]; // ceil(1 % of 128)
+      changeBlocks(image, bytes, changed);
+      emulator.resetStats();
+      const second = resultOf(await runCli(cli('backup', image), join(work, 'data')));
+
+      expect(second).toMatchObject({ parentSnapshotId: first.snapshotId, blocksScanned: 128, blocksChanged: 2, blocksUploaded: 2 });
+      expect(requests('PutSnapshotBlock')).toBe(2);
+      expect(requests('StartSnapshot')).toBe(1);
+      await expectRemoteEquals(second.snapshotId as string, bytes);
+    });
+
+    it.sequential('SIGKILL while uploading: the rerun resumes the same snapshot, repeats at most the upload window, and the result equals the image', async () => {
+      const image = join(work, 'kill.img');
+      const bytes = writeImage(image, 64);
+      const args = cli('backup', '--concurrency', '4', image);
+      emulator.resetStats();
+      emulator.setFaults({ latencyMs: 40 });
+      const first = startCli(args, join(work, 'data'));
+      // Past the window and short of the end.
+      await until(() => requests('PutSnapshotBlock') >= WINDOW_AT_CONCURRENCY_4 + 4, 'uploads under way', first.child);
+      first.child.kill('SIGKILL');
+      expect((await first.done).signal).toBe('SIGKILL');
+      emulator.setFaults({});
+      const pending = indexState(indexPath).index.pendingRun('kill.img');
+      expect(pending?.state).toBe('pending');
+
+      const rerun = resultOf(await runCli(args, join(work, 'data')));
+
+      expect(rerun).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true });
+      const repeated = storedPuts() - 64;
+      expect(repeated).toBeGreaterThanOrEqual(0);
+      expect(repeated).toBeLessThanOrEqual(WINDOW_AT_CONCURRENCY_4);
+      await expectRemoteEquals(pending!.snapshotId, bytes);
+    });
+
+    it.sequential('SIGKILL right after StartSnapshot: the rerun gets the same snapshot back (no orphan) and completes it', async () => {
+      const image = join(work, 'early.img');
+      const bytes = writeImage(image, 8);
+      const args = cli('backup', image);
+      emulator.resetStats();
+      emulator.setFaults({ latencyMs: 300 });
+      const first = startCli(args, join(work, 'data'));
+      await until(() => requests('StartSnapshot') >= 1, 'StartSnapshot', first.child);
+      first.child.kill('SIGKILL');
+      await first.done;
+      emulator.setFaults({});
+
+      const rerun = resultOf(await runCli(args, join(work, 'data')));
+
+      const tagged = await sdk.ec2.send(new DescribeSnapshotsCommand({ Filters: [{ Name: `tag:${VOLUME_TAG}`, Values: ['early.img'] }] }));
+      expect(tagged.Snapshots?.map((s) => s.SnapshotId)).toEqual([rerun.snapshotId]);
+      await expectRemoteEquals(rerun.snapshotId as string, bytes);
+    });
+
+    it.sequential('SIGKILL between CompleteSnapshot and the index commit: the rerun only watches and commits, uploading nothing', async () => {
+      const image = join(work, 'wait.img');
+      const bytes = writeImage(image, 16);
+      const args = cli('backup', image);
+      emulator.resetStats();
+      emulator.setFaults({ completionDelayMs: 1500 });
+      const first = startCli(args, join(work, 'data'));
+      await until(() => requests('CompleteSnapshot') >= 1, 'CompleteSnapshot', first.child);
+      first.child.kill('SIGKILL');
+      await first.done;
+      emulator.setFaults({});
+      const pending = indexState(indexPath).index.pendingRun('wait.img');
+      expect(pending?.state).toBe('completing');
+      emulator.resetStats();
+
+      const rerun = resultOf(await runCli(args, join(work, 'data')));
+
+      expect(rerun).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true, blocksUploaded: 0 });
+      expect(requests('PutSnapshotBlock')).toBe(0);
+      expect(indexState(indexPath).index.headSnapshot('wait.img')?.snapshotId).toBe(pending!.snapshotId);
+      await expectRemoteEquals(pending!.snapshotId, bytes);
+    });
+
+    it.sequential('a run resumed inside the not-found window after StartSnapshot retries the not-found answers and completes', async () => {
+      const image = join(work, 'young.img');
+      const bytes = writeImage(image, 16);
+      const args = cli('backup', image);
+      emulator.resetStats();
+      emulator.setFaults({ notFoundAfterStart: 3 });
+      const first = startCli(args, join(work, 'data'));
+      await until(() => emulator.stats().faults.notFound >= 1, 'a not-found answer', first.child);
+      first.child.kill('SIGKILL');
+      await first.done;
+      const pending = indexState(indexPath).index.pendingRun('young.img');
+      expect(pending?.state).toBe('pending');
+
+      const rerun = await runCli(args, join(work, 'data'));
+
+      emulator.setFaults({});
+      expect(resultOf(rerun)).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true });
+      await expectRemoteEquals(pending!.snapshotId, bytes);
+    });
+
+    it.sequential('SIGINT stops cleanly (exit 130, says how to resume); the rerun resumes without repeating a block', async () => {
+      const image = join(work, 'int.img');
+      const bytes = writeImage(image, 64);
+      const args = cli('backup', '--concurrency', '4', image);
+      emulator.resetStats();
+      emulator.setFaults({ latencyMs: 40 });
+      const first = startCli(args, join(work, 'data'));
+      await until(() => requests('PutSnapshotBlock') >= 10, 'uploads under way', first.child);
+      first.child.kill('SIGINT');
+      const stopped = await first.done;
+      emulator.setFaults({});
+
+      expect(stopped.code).toBe(ExitCodes.INTERRUPTED);
+      const pending = indexState(indexPath).index.pendingRun('int.img');
+      expect(stopped.stderr).toContain(`snapshot ${pending!.snapshotId} stays pending`);
+      expect(stopped.stderr).toMatch(/run the same command again to resume/);
+      expect(JSON.parse(stopped.stdout)).toMatchObject({ error: { code: 'INTERRUPTED', details: { snapshotId: pending!.snapshotId } } });
+
+      const rerun = resultOf(await runCli(args, join(work, 'data')));
+
+      expect(rerun).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true });
+      expect(storedPuts()).toBe(64);
+      await expectRemoteEquals(pending!.snapshotId, bytes);
+    });
+
+    it.sequential('throttling, 5xx, connection resets and the not-found window after StartSnapshot: the run completes with the right content', async () => {
+      const image = join(work, 'faulty.img');
+      const bytes = writeImage(image, 48, [5]);
+      emulator.resetStats();
+      // Seed 7 draws a reset, a throttle and a 500 within the first 49 EBS requests, fewer than this run makes.
+      emulator.setFaults({ seed: 7, throttleRate: 0.1, errorRate: 0.05, resetRate: 0.05, notFoundAfterStart: 1 });
+
+      const run = await runCli(cli('backup', image), join(work, 'data'));
+
+      const { faults } = emulator.stats();
+      emulator.setFaults({});
+      const result = resultOf(run);
+      expect(faults.throttled).toBeGreaterThan(0);
+      expect(faults.internalErrors).toBeGreaterThan(0);
+      expect(faults.resets).toBeGreaterThan(0);
+      expect(faults.notFound).toBeGreaterThan(0);
+      expect(result).toMatchObject({ blocksUploaded: 47 });
+      // The endpoint completed it: ChangedBlocksCount and the LINEAR aggregate matched what it stored.
+      await expectRemoteEquals(result.snapshotId as string, bytes);
+    });
+
+    it.sequential('a second backup of a volume while one runs: exit 5 naming the holder; the first completes', async () => {
+      const image = join(work, 'busy.img');
+      const bytes = writeImage(image, 16);
+      emulator.resetStats();
+      emulator.setFaults({ latencyMs: 100 });
+      const first = startCli(cli('backup', '--concurrency', '1', image), join(work, 'data'));
+      await until(() => requests('PutSnapshotBlock') >= 1, 'uploads under way', first.child);
+      // Stopped, the first run holds the volume (a live process) for as long as the second needs.
+      first.child.kill('SIGSTOP');
+      emulator.setFaults({});
+      let second: CliResult;
+      try {
+        second = await runCli(cli('backup', image), join(work, 'data'));
+      } finally {
+        first.child.kill('SIGCONT');
+      }
+
+      expect(second.code).toBe(ExitCodes.CONFLICT);
+      expect(second.stderr).toMatch(/volume:busy\.img is in use by pid \d+/);
+      const done = resultOf(await first.done);
+      expect(requests('StartSnapshot')).toBe(1);
+      const index = BlockIndex.open(indexPath);
+      try {
+        expect(index.listSnapshots('busy.img').map((s) => [s.snapshotId, s.state])).toEqual([[done.snapshotId, 'completed']]);
+      } finally {
+        index.close();
+      }
+      await expectRemoteEquals(done.snapshotId as string, bytes);
+    });
   });
 
-  it('SIGKILL while uploading: the rerun resumes the same snapshot, repeats at most the upload window, and the result equals the image', async () => {
-    const image = join(work, 'kill.img');
-    const bytes = writeImage(image, 64);
-    const args = cli('backup', '--concurrency', '4', image);
-    emulator.resetStats();
-    emulator.setFaults({ latencyMs: 40 });
-    const first = startCli(args, join(work, 'data'));
-    // Past the window and short of the end.
-    await until(() => requests('PutSnapshotBlock') >= WINDOW_AT_CONCURRENCY_4 + 4, 'uploads under way', first.child);
-    first.child.kill('SIGKILL');
-    expect((await first.done).signal).toBe('SIGKILL');
-    emulator.setFaults({});
-    const pending = indexState(indexPath).index.pendingRun('kill.img');
-    expect(pending?.state).toBe('pending');
+  describe('refuses bad input (clear message, documented exit code, index unchanged)', () => {
+    let work: string;
+    let emulator: RunningEmulator;
+    let indexPath: string;
+    let grown: string;
+    let before: string;
+    const data = () => join(work, 'data');
+    const cli = (...args: string[]) => ['--connection', 'local', '--endpoint-url', emulator.url, '--index', indexPath, ...args];
 
-    const rerun = resultOf(await runCli(args, join(work, 'data')));
+    beforeAll(async () => {
+      work = mkdtempSync(join(tmpdir(), 'snapline-cli-refusals-'));
+      mkdirSync(data());
+      indexPath = join(work, 'index.db');
+      emulator = await startEmulator({ dataDir: join(work, 'endpoint'), log: () => undefined });
+      grown = join(work, 'grown.img');
+      writeImage(grown, 2);
+      resultOf(await runCli(cli('--json', 'backup', grown), data()));
+      before = indexState(indexPath).json;
+    });
+    afterAll(async () => {
+      await emulator?.close();
+      rmSync(work, { recursive: true, force: true });
+    });
 
-    expect(rerun).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true });
-    const repeated = storedPuts() - 64;
-    expect(repeated).toBeGreaterThanOrEqual(0);
-    expect(repeated).toBeLessThanOrEqual(WINDOW_AT_CONCURRENCY_4);
-    await expectRemoteEquals(pending!.snapshotId, bytes);
-  });
-
-  it('SIGKILL right after StartSnapshot: the rerun gets the same snapshot back (no orphan) and completes it', async () => {
-    const image = join(work, 'early.img');
-    const bytes = writeImage(image, 8);
-    const args = cli('backup', image);
-    emulator.resetStats();
-    emulator.setFaults({ latencyMs: 300 });
-    const first = startCli(args, join(work, 'data'));
-    await until(() => requests('StartSnapshot') >= 1, 'StartSnapshot', first.child);
-    first.child.kill('SIGKILL');
-    await first.done;
-    emulator.setFaults({});
-
-    const rerun = resultOf(await runCli(args, join(work, 'data')));
-
-    const tagged = await sdk.ec2.send(new DescribeSnapshotsCommand({ Filters: [{ Name: `tag:${VOLUME_TAG}`, Values: ['early.img'] }] }));
-    expect(tagged.Snapshots?.map((s) => s.SnapshotId)).toEqual([rerun.snapshotId]);
-    await expectRemoteEquals(rerun.snapshotId as string, bytes);
-  });
-
-  it('SIGKILL between CompleteSnapshot and the index commit: the rerun only watches and commits, uploading nothing', async () => {
-    const image = join(work, 'wait.img');
-    const bytes = writeImage(image, 16);
-    const args = cli('backup', image);
-    emulator.resetStats();
-    emulator.setFaults({ completionDelayMs: 1500 });
-    const first = startCli(args, join(work, 'data'));
-    await until(() => requests('CompleteSnapshot') >= 1, 'CompleteSnapshot', first.child);
-    first.child.kill('SIGKILL');
-    await first.done;
-    emulator.setFaults({});
-    const pending = indexState(indexPath).index.pendingRun('wait.img');
-    expect(pending?.state).toBe('completing');
-    emulator.resetStats();
-
-    const rerun = resultOf(await runCli(args, join(work, 'data')));
-
-    expect(rerun).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true, blocksUploaded: 0 });
-    expect(requests('PutSnapshotBlock')).toBe(0);
-    expect(indexState(indexPath).index.headSnapshot('wait.img')?.snapshotId).toBe(pending!.snapshotId);
-    await expectRemoteEquals(pending!.snapshotId, bytes);
-  });
-
-  it('SIGINT stops cleanly (exit 130, says how to resume); the rerun resumes without repeating a block', async () => {
-    const image = join(work, 'int.img');
-    const bytes = writeImage(image, 64);
-    const args = cli('backup', '--concurrency', '4', image);
-    emulator.resetStats();
-    emulator.setFaults({ latencyMs: 40 });
-    const first = startCli(args, join(work, 'data'));
-    await until(() => requests('PutSnapshotBlock') >= 10, 'uploads under way', first.child);
-    first.child.kill('SIGINT');
-    const stopped = await first.done;
-    emulator.setFaults({});
-
-    expect(stopped.code).toBe(ExitCodes.INTERRUPTED);
-    const pending = indexState(indexPath).index.pendingRun('int.img');
-    expect(stopped.stderr).toContain(`snapshot ${pending!.snapshotId} stays pending`);
-    expect(stopped.stderr).toMatch(/run the same command again to resume/);
-    expect(JSON.parse(stopped.stdout)).toMatchObject({ error: { code: 'INTERRUPTED', details: { snapshotId: pending!.snapshotId } } });
-
-    const rerun = resultOf(await runCli(args, join(work, 'data')));
-
-    expect(rerun).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true });
-    expect(storedPuts()).toBe(64);
-    await expectRemoteEquals(pending!.snapshotId, bytes);
-  });
-
-  it('throttling, 5xx, connection resets and the not-found window after StartSnapshot: the run completes with the right content', async () => {
-    const image = join(work, 'faulty.img');
-    const bytes = writeImage(image, 48, [5]);
-    emulator.resetStats();
-    // Seed 7 draws a reset, a throttle and a 500 within the first 49 EBS requests, fewer than this run makes.
-    emulator.setFaults({ seed: 7, throttleRate: 0.1, errorRate: 0.05, resetRate: 0.05, notFoundAfterStart: 1 });
-
-    const run = await runCli(cli('backup', image), join(work, 'data'));
-
-    const { faults } = emulator.stats();
-    emulator.setFaults({});
-    const result = resultOf(run);
-    expect(faults.throttled).toBeGreaterThan(0);
-    expect(faults.internalErrors).toBeGreaterThan(0);
-    expect(faults.resets).toBeGreaterThan(0);
-    expect(faults.notFound).toBeGreaterThan(0);
-    expect(result).toMatchObject({ blocksUploaded: 47 });
-    // The endpoint completed it: ChangedBlocksCount and the LINEAR aggregate matched what it stored.
-    await expectRemoteEquals(result.snapshotId as string, bytes);
-  });
-
-  it('a second backup of a volume while one runs: exit 5 naming the holder; the first completes', async () => {
-    const image = join(work, 'busy.img');
-    const bytes = writeImage(image, 16);
-    emulator.resetStats();
-    emulator.setFaults({ latencyMs: 100 });
-    const first = startCli(cli('backup', '--concurrency', '1', image), join(work, 'data'));
-    await until(() => requests('PutSnapshotBlock') >= 1, 'uploads under way', first.child);
-    // Stopped, the first run holds the volume (a live process) for as long as the second needs.
-    first.child.kill('SIGSTOP');
-    emulator.setFaults({});
-    let second: CliResult;
-    try {
-      second = await runCli(cli('backup', image), join(work, 'data'));
-    } finally {
-      first.child.kill('SIGCONT');
+    async function expectRefused(args: string[], exitCode: number, message: RegExp): Promise<string> {
+      const run = await runCli(args, data());
+      expect(run.code, `stderr:\n${run.stderr}`).toBe(exitCode);
+      expect(run.stderr).toMatch(message);
+      expect(run.stdout).toBe('');
+      expect(indexState(indexPath).json).toBe(before);
+      return run.stderr;
     }
 
-    expect(second.code).toBe(ExitCodes.CONFLICT);
-    expect(second.stderr).toMatch(/volume:busy\.img is in use by pid \d+/);
-    const done = resultOf(await first.done);
-    expect(requests('StartSnapshot')).toBe(1);
-    const index = BlockIndex.open(indexPath);
-    try {
-      expect(index.listSnapshots('busy.img').map((s) => [s.snapshotId, s.state])).toEqual([[done.snapshotId, 'completed']]);
-    } finally {
-      index.close();
-    }
-    await expectRemoteEquals(done.snapshotId as string, bytes);
-  });
-});
+    it('a missing source: exit 2', async () => {
+      await expectRefused(cli('backup', join(work, 'nope.img')), ExitCodes.USAGE, /source .*nope\.img does not exist/);
+    });
 
-describe.concurrent('snapline backup refuses bad input (clear message, documented exit code, index unchanged)', () => {
-  let work: string;
-  let emulator: RunningEmulator;
-  let indexPath: string;
-  let grown: string;
-  let before: string;
-  const data = () => join(work, 'data');
-  const cli = (...args: string[]) => ['--connection', 'local', '--endpoint-url', emulator.url, '--index', indexPath, ...args];
+    it('a directory: exit 2', async () => {
+      await expectRefused(cli('backup', work), ExitCodes.USAGE, /is a directory; snapline backs up a disk image file or a block device/);
+    });
 
-  beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), 'snapline-cli-refusals-'));
-    mkdirSync(data());
-    indexPath = join(work, 'index.db');
-    emulator = await startEmulator({ dataDir: join(work, 'endpoint'), log: () => undefined });
-    grown = join(work, 'grown.img');
-    writeImage(grown, 2);
-    resultOf(await runCli(cli('--json', 'backup', grown), data()));
-    before = indexState(indexPath).json;
-  });
-  afterAll(async () => {
-    await emulator?.close();
-    rmSync(work, { recursive: true, force: true });
-  });
+    it('a zero-length file: exit 2', async () => {
+      const empty = join(work, 'empty.img');
+      writeFileSync(empty, '');
+      await expectRefused(cli('backup', empty), ExitCodes.USAGE, /empty\.img is empty \(0 bytes\)/);
+    });
 
-  async function expectRefused(args: string[], exitCode: number, message: RegExp): Promise<string> {
-    const run = await runCli(args, data());
-    expect(run.code, `stderr:\n${run.stderr}`).toBe(exitCode);
-    expect(run.stderr).toMatch(message);
-    expect(run.stdout).toBe('');
-    expect(indexState(indexPath).json).toBe(before);
-    return run.stderr;
-  }
+    it('a FIFO: exit 2, without waiting for a writer', async () => {
+      const fifo = join(work, 'pipe.img');
+      execFileSync('mkfifo', [fifo]);
+      await expectRefused(cli('backup', fifo), ExitCodes.USAGE, /pipe\.img is a FIFO \(named pipe\)/);
+    });
 
-  it('a missing source: exit 2', async () => {
-    await expectRefused(cli('backup', join(work, 'nope.img')), ExitCodes.USAGE, /source .*nope\.img does not exist/);
-  });
+    it("a source grown past its lineage's volume size: exit 2 with a hint", async () => {
+      truncateSync(grown, GIB + BLOCK_SIZE);
+      const stderr = await expectRefused(cli('backup', grown), ExitCodes.USAGE, /grown to 2 GiB, past the 1 GiB of its lineage/);
+      expect(stderr).toMatch(/hint: .*--full/);
+    });
 
-  it('a directory: exit 2', async () => {
-    await expectRefused(cli('backup', work), ExitCodes.USAGE, /is a directory; snapline backs up a disk image file or a block device/);
-  });
+    it('an unknown --parent: exit 3', async () => {
+      const image = join(work, 'orphan.img');
+      writeImage(image, 1);
+      await expectRefused(cli('backup', '--parent', 'snap-0123456789abcdef0', image), ExitCodes.REMOTE, /parent snapshot snap-0123456789abcdef0 does not exist/);
+    });
 
-  it('a zero-length file: exit 2', async () => {
-    const empty = join(work, 'empty.img');
-    writeFileSync(empty, '');
-    await expectRefused(cli('backup', empty), ExitCodes.USAGE, /empty\.img is empty \(0 bytes\)/);
-  });
+    it('the endpoint down (a closed port): exit 6', async () => {
+      const image = join(work, 'down.img');
+      writeImage(image, 1);
+      const url = `http://127.0.0.1:${await closedPort()}`;
+      await expectRefused(
+        ['--connection', 'local', '--endpoint-url', url, '--index', indexPath, 'backup', image],
+        ExitCodes.UNREACHABLE,
+        /cannot reach the endpoint \(ECONNREFUSED\)/,
+      );
+    });
 
-  it('a FIFO: exit 2, without waiting for a writer', async () => {
-    const fifo = join(work, 'pipe.img');
-    execFileSync('mkfifo', [fifo]);
-    await expectRefused(cli('backup', fifo), ExitCodes.USAGE, /pipe\.img is a FIFO \(named pipe\)/);
-  });
+    it('--concurrency 0: exit 2 naming the flag', async () => {
+      await expectRefused(cli('backup', '--concurrency', '0', grown), ExitCodes.USAGE, /--concurrency must be a whole number from 1 to 1024, got "0"/);
+    });
 
-  it("a source grown past its lineage's volume size: exit 2 with a hint", async () => {
-    truncateSync(grown, GIB + BLOCK_SIZE);
-    const stderr = await expectRefused(cli('backup', grown), ExitCodes.USAGE, /grown to 2 GiB, past the 1 GiB of its lineage/);
-    expect(stderr).toMatch(/hint: .*--full/);
-  });
+    it('--tag without =: exit 2 naming the flag', async () => {
+      await expectRefused(cli('backup', '--tag', 'team', grown), ExitCodes.USAGE, /--tag must look like key=value, got "team"/);
+    });
 
-  it('an unknown --parent: exit 3', async () => {
-    const image = join(work, 'orphan.img');
-    writeImage(image, 1);
-    await expectRefused(cli('backup', '--parent', 'snap-0123456789abcdef0', image), ExitCodes.REMOTE, /parent snapshot snap-0123456789abcdef0 does not exist/);
-  });
-
-  it('the endpoint down (a closed port): exit 6', async () => {
-    const image = join(work, 'down.img');
-    writeImage(image, 1);
-    const url = `http://127.0.0.1:${await closedPort()}`;
-    await expectRefused(
-      ['--connection', 'local', '--endpoint-url', url, '--index', indexPath, 'backup', image],
-      ExitCodes.UNREACHABLE,
-      /cannot reach the endpoint \(ECONNREFUSED\)/,
-    );
-  });
-
-  it('--concurrency 0: exit 2 naming the flag', async () => {
-    await expectRefused(cli('backup', '--concurrency', '0', grown), ExitCodes.USAGE, /--concurrency must be a whole number from 1 to 1024, got "0"/);
-  });
-
-  it('--tag without =: exit 2 naming the flag', async () => {
-    await expectRefused(cli('backup', '--tag', 'team', grown), ExitCodes.USAGE, /--tag must look like key=value, got "team"/);
-  });
-
-  it('quickstart --dir TMP: exit 0', async () => {
-    const dir = join(work, 'quickstart');
-    const run = await runCli(['quickstart', '--dir', dir], join(work, 'quickstart-data'));
-    expect(run.code, `stderr:\n${run.stderr}`).toBe(0);
-    expect(run.stdout).toMatch(/quickstart finished: both restores equal the second snapshot/);
+    it('quickstart --dir TMP: exit 0', async () => {
+      const dir = join(work, 'quickstart');
+      const run = await runCli(['quickstart', '--dir', dir], join(work, 'quickstart-data'));
+      expect(run.code, `stderr:\n${run.stderr}`).toBe(0);
+      expect(run.stdout).toMatch(/quickstart finished: both restores equal the second snapshot/);
+    });
   });
 });

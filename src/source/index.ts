@@ -2,6 +2,7 @@
  * Block sources: files and block devices read in large sequential reads into
  * a small pool of reusable shared slabs.
  */
-export { openSource, type BlockSource } from './open.js';
-export { SlabPool, type Slab, type SlabPoolOptions } from './slabs.js';
-export { readSlabs, type FilledSlab, type ReadSlabsOptions } from './reader.js';
+export { openSource, type BlockSource, type DataRegion } from './open.js';
+export { SlabPool, zeroSlab, type Slab, type SlabPoolOptions } from './slabs.js';
+export { MAX_HOLE_RUN_BLOCKS, readSlabs, type FilledSlab, type HoleRun, type ReadSlabsOptions, type SourceRun } from './reader.js';
+export { nativeHoleSeeker, type HoleSeeker } from './holes.js';

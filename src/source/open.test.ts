@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, isSnaplineError } from '../errors.js';
+import { nativeHoleSeeker } from './holes.js';
 import { openSource } from './open.js';
 
 let dir: string;
@@ -170,5 +171,69 @@ describe('openSource refuses unusable sources with SOURCE_UNUSABLE naming the pa
     expect(result.code).toBe(ErrorCodes.SOURCE_UNUSABLE);
     expect(result.message).toContain(path);
     expect(result.message).toMatch(/permission denied/);
+  });
+});
+
+describe('dataRegionAt', () => {
+  it('finds the data regions of a sparse file with the native addon, and says everything is data without it', async () => {
+    const path = join(dir, 'regions.raw');
+    const mib = 1024 * 1024;
+    const handle = await open(path, 'w');
+    await handle.truncate(64 * mib + 5);
+    await handle.write(Buffer.alloc(mib, 1), 0, mib, 8 * mib);
+    await handle.write(Buffer.alloc(4096, 2), 0, 4096, 40 * mib);
+    await handle.close();
+    const source = await openSource(path);
+    try {
+      if (nativeHoleSeeker() === undefined) {
+        expect(source.dataRegionAt(0)).toEqual({ start: 0, end: source.sizeBytes });
+        return;
+      }
+      expect(source.dataRegionAt(0)).toEqual({ start: 8 * mib, end: 9 * mib });
+      expect(source.dataRegionAt(8 * mib + 100)).toEqual({ start: 8 * mib + 100, end: 9 * mib });
+      expect(source.dataRegionAt(9 * mib)).toEqual({ start: 40 * mib, end: 40 * mib + 4096 });
+      expect(source.dataRegionAt(41 * mib)).toEqual({ start: source.sizeBytes, end: source.sizeBytes });
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('treats a file cut short since it was opened as data, so that the read reports it', async () => {
+    const path = join(dir, 'cut.raw');
+    const handle = await open(path, 'w');
+    await handle.truncate(8 * 1024 * 1024);
+    await handle.write(Buffer.alloc(4096, 1), 0, 4096, 0);
+    await handle.close();
+    const source = await openSource(path);
+    try {
+      await writeFile(path, Buffer.alloc(4096, 1));
+      expect(source.dataRegionAt(1024 * 1024)).toEqual({ start: 1024 * 1024, end: source.sizeBytes });
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('finds no holes in a block device', async (context) => {
+    const file = join(dir, 'loop-regions.raw');
+    const handle = await open(file, 'w');
+    await handle.truncate(4 * 1024 * 1024);
+    await handle.close();
+    let device: string;
+    try {
+      device = execFileSync('losetup', ['--find', '--show', '--read-only', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      context.skip('loop devices are not available here');
+      return;
+    }
+    try {
+      const source = await openSource(device);
+      try {
+        expect(source.dataRegionAt(0)).toEqual({ start: 0, end: source.sizeBytes });
+      } finally {
+        await source.close();
+      }
+    } finally {
+      execFileSync('losetup', ['--detach', device]);
+    }
   });
 });

@@ -1,7 +1,16 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+import { fstatSync, type BigIntStats } from 'node:fs';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs, sizeByProbing } from './device-size.js';
+import { nativeHoleSeeker, type HoleSeeker } from './holes.js';
+
+/** Where data may be, from a position on: [position, start) is a hole (reads as zeros), [start, end) data. */
+export interface DataRegion {
+  /** First byte that may hold data; sizeBytes when only a hole follows. */
+  start: number;
+  /** First hole byte after start, or sizeBytes. */
+  end: number;
+}
 
 /** A file or block device read at explicit offsets, with a size fixed at open. */
 export interface BlockSource {
@@ -15,6 +24,14 @@ export interface BlockSource {
    * reads may be in flight at once.
    */
   read(target: Uint8Array, position: number): Promise<number>;
+  /**
+   * The data region at or after `position` (0 <= position < sizeBytes), so
+   * that holes can be skipped without reading them. A source that cannot
+   * tell holes apart (a device, a filesystem without SEEK_DATA, a build
+   * without the native addon) answers { start: position, end: sizeBytes }:
+   * everything is data. Synchronous and cheap.
+   */
+  dataRegionAt(position: number): DataRegion;
   /** Closes the handle; idempotent. */
   close(): Promise<void>;
 }
@@ -51,7 +68,7 @@ export async function openSource(path: string): Promise<BlockSource> {
         details: { path },
       });
     }
-    return new HandleSource(path, kind, sizeBytes, handle);
+    return new HandleSource(path, kind, sizeBytes, handle, kind === 'file' ? nativeHoleSeeker() : undefined);
   } catch (err) {
     await handle.close();
     throw sourceError(path, err);
@@ -63,13 +80,36 @@ class HandleSource implements BlockSource {
   readonly kind: BlockSource['kind'];
   readonly sizeBytes: number;
   readonly #handle: FileHandle;
+  /** Undefined when holes cannot be found: no addon, a device, or the filesystem refused once. */
+  #holes: HoleSeeker | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor(path: string, kind: BlockSource['kind'], sizeBytes: number, handle: FileHandle) {
+  constructor(path: string, kind: BlockSource['kind'], sizeBytes: number, handle: FileHandle, holes: HoleSeeker | undefined) {
     this.path = path;
     this.kind = kind;
     this.sizeBytes = sizeBytes;
     this.#handle = handle;
+    this.#holes = holes;
+  }
+
+  dataRegionAt(position: number): DataRegion {
+    const everything = { start: position, end: this.sizeBytes };
+    if (this.#holes === undefined || this.#closing !== undefined) return everything;
+    const fd = this.#handle.fd;
+    try {
+      const start = this.#holes.nextData(fd, position);
+      if (start < 0 || start >= this.sizeBytes) {
+        // Only a hole up to the end, or a file cut short since it was opened:
+        // then let the reads see the short end and report it.
+        return fstatSync(fd).size < this.sizeBytes ? everything : { start: this.sizeBytes, end: this.sizeBytes };
+      }
+      const end = this.#holes.nextHole(fd, start);
+      return { start, end: end < 0 ? this.sizeBytes : Math.min(end, this.sizeBytes) };
+    } catch {
+      // EINVAL (no SEEK_DATA here) or anything odd: read everything from now on.
+      this.#holes = undefined;
+      return everything;
+    }
   }
 
   async read(target: Uint8Array, position: number): Promise<number> {

@@ -1,13 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { openSource, type BlockSource } from './open.js';
-import { readSlabs, type FilledSlab } from './reader.js';
-import { SlabPool } from './slabs.js';
+import { nativeHoleSeeker } from './holes.js';
+import { MAX_HOLE_RUN_BLOCKS, readSlabs, type SourceRun } from './reader.js';
+import { SlabPool, type Slab } from './slabs.js';
 
 let dir: string;
 
@@ -30,16 +31,31 @@ async function withSource<T>(data: Buffer, use: (source: BlockSource) => Promise
   }
 }
 
-/** Collects the blocks the reader yields as copies, releasing each slab. */
-async function collect(slabs: AsyncIterable<FilledSlab>): Promise<{ ranges: Array<[number, number]>; bytes: Buffer }> {
+/** The slab of a run that must not be a hole. */
+function slabOf(run: SourceRun): Slab {
+  if (run.hole) throw new Error(`unexpected hole run at block ${run.firstBlock}`);
+  return run.slab;
+}
+
+/** Collects the blocks the reader yields as copies (zeros for hole runs, unless `keepBytes` is false), releasing each slab. */
+async function collect(
+  runs: AsyncIterable<SourceRun>,
+  keepBytes = true,
+): Promise<{ ranges: Array<[number, number]>; holes: Array<[number, number]>; bytes: Buffer }> {
   const ranges: Array<[number, number]> = [];
+  const holes: Array<[number, number]> = [];
   const parts: Buffer[] = [];
-  for await (const { slab, firstBlock, blockCount } of slabs) {
-    ranges.push([firstBlock, blockCount]);
-    parts.push(Buffer.from(slab.bytes.subarray(0, blockCount * BLOCK_SIZE)));
-    slab.release();
+  for await (const run of runs) {
+    if (run.hole) {
+      holes.push([run.firstBlock, run.blockCount]);
+      if (keepBytes) parts.push(Buffer.alloc(run.blockCount * BLOCK_SIZE));
+      continue;
+    }
+    ranges.push([run.firstBlock, run.blockCount]);
+    if (keepBytes) parts.push(Buffer.from(run.slab.bytes.subarray(0, run.blockCount * BLOCK_SIZE)));
+    run.slab.release();
   }
-  return { ranges, bytes: Buffer.concat(parts) };
+  return { ranges, holes, bytes: Buffer.concat(parts) };
 }
 
 /** `data` zero-padded to whole blocks. */
@@ -98,13 +114,13 @@ describe('readSlabs', () => {
       for (let i = 0; i < 20 && !thirdArrived; i += 1) await new Promise((resolve) => setImmediate(resolve));
       expect(thirdArrived).toBe(false);
       if (first.done || second.done) throw new Error('expected two slabs');
-      first.value.slab.release();
+      slabOf(first.value).release();
       const next = await third;
       if (next.done) throw new Error('expected a third slab');
       expect(next.value.firstBlock).toBe(2);
-      expect(next.value.slab.buffer).toBe(first.value.slab.buffer);
-      second.value.slab.release();
-      next.value.slab.release();
+      expect(slabOf(next.value).buffer).toBe(slabOf(first.value).buffer);
+      slabOf(second.value).release();
+      slabOf(next.value).release();
       await reader.return(undefined);
     });
   });
@@ -124,7 +140,7 @@ describe('readSlabs', () => {
       expect(await reader.next()).toEqual({ done: true, value: undefined });
       // The second slab is back in the pool; the first is still the consumer's.
       const again = await pool.acquire();
-      first.value.slab.release();
+      slabOf(first.value).release();
       const last = await pool.acquire();
       again.release();
       last.release();
@@ -142,7 +158,7 @@ describe('readSlabs', () => {
       const pending = reader.next();
       controller.abort(reason);
       await expect(pending).rejects.toBe(reason);
-      first.value.slab.release();
+      slabOf(first.value).release();
       (await pool.acquire()).release();
     });
   });
@@ -150,8 +166,8 @@ describe('readSlabs', () => {
   it('a consumer that stops early leaves no slab leased by the reader', async () => {
     const pool = new SlabPool({ slabCount: 1, blocksPerSlab: 1 });
     await withSource(randomBytes(3 * BLOCK_SIZE), async (source) => {
-      for await (const { slab } of readSlabs(source, pool)) {
-        slab.release();
+      for await (const run of readSlabs(source, pool)) {
+        slabOf(run).release();
         break;
       }
       (await pool.acquire()).release();
@@ -167,12 +183,131 @@ describe('readSlabs', () => {
       const reader = readSlabs(source, pool);
       const first = await reader.next();
       if (first.done) throw new Error('expected a slab');
-      first.value.slab.release();
+      slabOf(first.value).release();
       await truncate(path, 3 * BLOCK_SIZE);
       const error = await reader.next().catch((err: unknown) => err);
       expect(error).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE });
       expect((error as Error).message).toContain(path);
       (await pool.acquire()).release();
+    } finally {
+      await source.close();
+    }
+  });
+});
+
+/** An in-memory source with given data regions (byte ranges); everything else is a hole of zeros. */
+function regionSource(sizeBytes: number, regions: Array<[number, number]>, fill = 7): BlockSource & { reads: Array<[number, number]> } {
+  const reads: Array<[number, number]> = [];
+  return {
+    path: 'memory',
+    kind: 'file',
+    sizeBytes,
+    reads,
+    async read(target, position) {
+      const length = Math.max(0, Math.min(target.byteLength, sizeBytes - position));
+      reads.push([position, length]);
+      target.fill(0, 0, length);
+      for (const [start, end] of regions) {
+        const from = Math.max(start, position);
+        const to = Math.min(end, position + length);
+        if (from < to) target.fill(fill, from - position, to - position);
+      }
+      return length;
+    },
+    dataRegionAt(position) {
+      const next = regions.find(([, end]) => end > position);
+      if (next === undefined) return { start: sizeBytes, end: sizeBytes };
+      return { start: Math.max(next[0], position), end: next[1] };
+    },
+    async close() {},
+  };
+}
+
+describe('readSlabs over holes', () => {
+  it('yields blocks wholly inside holes as hole runs without reading them, and ends slabs where a whole hole block follows', async () => {
+    const B = BLOCK_SIZE;
+    // Data: blocks 3..4, a few bytes inside block 9 (the block is read), blocks 10..12 (joined to 9: no whole hole block between).
+    const source = regionSource(20 * B + 100, [
+      [3 * B, 5 * B],
+      [9 * B + 4096, 9 * B + 8192],
+      [10 * B, 13 * B],
+    ]);
+    const pool = new SlabPool({ slabCount: 2, blocksPerSlab: 4 });
+    const { ranges, holes, bytes } = await collect(readSlabs(source, pool));
+    expect(holes).toEqual([
+      [0, 3],
+      [5, 4],
+      [13, 7],
+    ]);
+    expect(ranges).toEqual([
+      [3, 2],
+      [9, 4],
+      [20, 1],
+    ]);
+    const expected = Buffer.alloc(21 * B);
+    expected.fill(7, 3 * B, 5 * B);
+    expected.fill(7, 9 * B + 4096, 9 * B + 8192);
+    expected.fill(7, 10 * B, 13 * B);
+    expect(bytes.equals(expected)).toBe(true);
+    // Only the data slabs and the tail block were read.
+    expect(source.reads.map(([position]) => position / B)).toEqual([3, 9, 20]);
+  });
+
+  it('cuts long holes into runs of at most MAX_HOLE_RUN_BLOCKS and honours the block range', async () => {
+    const B = BLOCK_SIZE;
+    const blocks = 2 * MAX_HOLE_RUN_BLOCKS + 10;
+    const source = regionSource(blocks * B, [[(blocks - 1) * B, blocks * B]]);
+    const pool = new SlabPool({ slabCount: 1, blocksPerSlab: 8 });
+    const all = await collect(readSlabs(source, pool), false);
+    expect(all.holes).toEqual([
+      [0, MAX_HOLE_RUN_BLOCKS],
+      [MAX_HOLE_RUN_BLOCKS, MAX_HOLE_RUN_BLOCKS],
+      [2 * MAX_HOLE_RUN_BLOCKS, 9],
+    ]);
+    expect(all.ranges).toEqual([[blocks - 1, 1]]);
+    const part = await collect(readSlabs(source, pool, { fromBlock: 5, toBlock: 12 }), false);
+    expect(part.holes).toEqual([[5, 7]]);
+    expect(part.ranges).toEqual([]);
+  });
+
+  it('reads holes like data with skipHoles: false', async () => {
+    const B = BLOCK_SIZE;
+    const source = regionSource(6 * B, [[2 * B, 3 * B]]);
+    const pool = new SlabPool({ slabCount: 1, blocksPerSlab: 4 });
+    const { ranges, holes } = await collect(readSlabs(source, pool, { skipHoles: false }));
+    expect(holes).toEqual([]);
+    expect(ranges).toEqual([
+      [0, 4],
+      [4, 2],
+    ]);
+  });
+
+  it('skips the holes of a sparse file on disk when the native addon is built', async (context) => {
+    if (nativeHoleSeeker() === undefined) {
+      context.skip('the native addon (build/Release/holes.node) is not built');
+      return;
+    }
+    const path = join(dir, 'sparse.raw');
+    const data = randomBytes(2 * BLOCK_SIZE);
+    const handle = await open(path, 'w');
+    await handle.truncate(64 * BLOCK_SIZE + 77);
+    await handle.write(data, 0, data.byteLength, 40 * BLOCK_SIZE);
+    await handle.close();
+    const source = await openSource(path);
+    try {
+      const pool = new SlabPool({ slabCount: 2, blocksPerSlab: 8 });
+      const { ranges, holes, bytes } = await collect(readSlabs(source, pool));
+      expect(holes).toEqual([
+        [0, 40],
+        [42, 22],
+      ]);
+      expect(ranges).toEqual([
+        [40, 2],
+        [64, 1],
+      ]);
+      const expected = Buffer.alloc(65 * BLOCK_SIZE);
+      data.copy(expected, 40 * BLOCK_SIZE);
+      expect(bytes.equals(expected)).toBe(true);
     } finally {
       await source.close();
     }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
-import { SlabPool, type Slab } from './slabs.js';
+import { SlabPool, zeroSlab, type Slab } from './slabs.js';
 
 /** Whether `promise` has settled after the event loop has had a few turns. */
 async function hasSettled(promise: Promise<unknown>): Promise<boolean> {
@@ -97,5 +97,20 @@ describe('SlabPool', () => {
   it('refuses sizes that are not whole positive numbers, naming the option', () => {
     expect(() => new SlabPool({ slabCount: 0, blocksPerSlab: 1 })).toThrow(/slabCount/);
     expect(() => new SlabPool({ slabCount: 1, blocksPerSlab: 1.5 })).toThrow(/blocksPerSlab/);
+  });
+});
+
+describe('zeroSlab', () => {
+  it('stands for blockCount blocks of zeros with one shared block, and release does nothing', () => {
+    const slab = zeroSlab(5);
+    const first = slab.block(0);
+    expect(first.byteLength).toBe(BLOCK_SIZE);
+    expect(first.every((byte) => byte === 0)).toBe(true);
+    expect(slab.block(4)).toBe(first);
+    expect(zeroSlab(1).block(0).buffer).toBe(first.buffer);
+    expect(() => slab.block(5)).toThrow(SnaplineError);
+    slab.release();
+    slab.release();
+    expect(() => zeroSlab(0)).toThrow(SnaplineError);
   });
 });

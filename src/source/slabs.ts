@@ -107,6 +107,31 @@ class SlabLease implements Slab {
   }
 }
 
+/** One block of zeros shared by every zero slab; nobody writes it. */
+let zeroBlock: Uint8Array | undefined;
+
+/**
+ * A stand-in slab for `blockCount` blocks that read as zeros (a hole of the
+ * source): block(i) gives one shared all-zero block, `bytes` covers that one
+ * block only, release() does nothing. Read only: never write into it.
+ */
+export function zeroSlab(blockCount: number): Slab {
+  positiveInteger('blockCount', blockCount);
+  zeroBlock ??= new Uint8Array(new SharedArrayBuffer(BLOCK_SIZE));
+  const bytes = zeroBlock;
+  return {
+    buffer: bytes.buffer as SharedArrayBuffer,
+    bytes,
+    block(i: number): Uint8Array {
+      if (!Number.isInteger(i) || i < 0 || i >= blockCount) {
+        throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `block ${i} is outside the slab (0..${blockCount - 1})`);
+      }
+      return bytes;
+    },
+    release(): void {},
+  };
+}
+
 function positiveInteger(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 1) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${name} must be a whole number of at least 1, got ${String(value)}`);

@@ -1,28 +1,42 @@
+import { ZERO_BLOCK_DIGEST } from '../core/checksum.js';
 import type { HashPool } from '../hashing/index.js';
-import type { BlockSource, FilledSlab, SlabPool } from '../source/index.js';
-import { readSlabs } from '../source/index.js';
+import type { BlockSource, FilledSlab, HoleRun, Slab, SlabPool } from '../source/index.js';
+import { MAX_HOLE_RUN_BLOCKS, readSlabs, zeroSlab } from '../source/index.js';
 
-/** A slab of source blocks with the SHA-256 and zero flag of each block. */
-export interface HashedSlab extends FilledSlab {
+/**
+ * A run of source blocks with the SHA-256 and zero flag of each block. For a
+ * hole of the source (`hole` true) nothing was read or hashed: `slab` is a
+ * stand-in whose blocks read as zeros, and `digests` and `zero` are shared
+ * read-only arrays (the zero-block digest, flag 1).
+ */
+export interface HashedSlab {
+  slab: Slab;
+  firstBlock: number;
+  blockCount: number;
   /** 32 bytes per block: block i of the slab at [32*i, 32*i+32). */
   digests: Uint8Array;
   /** 1 where block i of the slab is all zeros. */
   zero: Uint8Array;
+  /** True for a hole run of the source. */
+  hole: boolean;
 }
 
 export interface ScanOptions {
   fromBlock?: number;
   toBlock?: number;
-  /** How many slabs may be hashing at once ahead of the consumer. */
+  /** How many runs may be queued (read and hashing) ahead of the consumer; at most the pool's slab count. */
   hashAhead?: number;
+  /** Skip holes of a sparse file without reading them (default true; needs the native addon). */
+  skipHoles?: boolean;
   signal?: AbortSignal;
 }
 
 /**
  * Reads a source once, in ascending block order, and hashes each slab in the
- * worker pool while the next ones are read. Yields slabs in order; the consumer
- * owns each yielded slab and must release it. On abort or error every slab
- * not yet yielded is released.
+ * worker pool while the next ones are read; holes of a sparse file get the
+ * zero digest without being read. Yields runs in order; the consumer owns
+ * each yielded slab and must release it. On abort or error every slab not yet
+ * yielded is released.
  */
 export async function* scanSource(
   source: BlockSource,
@@ -30,38 +44,62 @@ export async function* scanSource(
   hashPool: HashPool,
   options: ScanOptions = {},
 ): AsyncGenerator<HashedSlab> {
-  const hashAhead = Math.max(1, options.hashAhead ?? 4);
-  const queue: Array<{ filled: FilledSlab; hashed: Promise<HashedSlab> }> = [];
+  // More than the pool holds would wait forever for a slab the queue itself holds.
+  const hashAhead = Math.max(1, Math.min(options.hashAhead ?? 4, slabs.slabCount));
+  const queue: Array<{ filled: FilledSlab | undefined; hashed: Promise<HashedSlab> }> = [];
   const hash = async (filled: FilledSlab): Promise<HashedSlab> => {
     const { digests, zero } = await hashPool.hashBlocks(filled.slab.buffer, 0, filled.blockCount, options.signal);
-    return { ...filled, digests, zero };
+    return { ...filled, digests, zero, hole: false };
   };
   const takeHead = async (): Promise<HashedSlab> => {
     const head = queue.shift()!;
     try {
       return await head.hashed;
     } catch (err) {
-      head.filled.slab.release();
+      head.filled?.slab.release();
       throw err;
     }
   };
   try {
-    for await (const filled of readSlabs(source, slabs, options)) {
-      const hashed = hash(filled);
-      // Keep a rejection from being reported as unhandled while it waits in the queue.
-      hashed.catch(() => undefined);
-      queue.push({ filled, hashed });
+    for await (const run of readSlabs(source, slabs, options)) {
+      if (run.hole) {
+        queue.push({ filled: undefined, hashed: Promise.resolve(hashedHole(run)) });
+      } else {
+        const hashed = hash(run);
+        // Keep a rejection from being reported as unhandled while it waits in the queue.
+        hashed.catch(() => undefined);
+        queue.push({ filled: run, hashed });
+      }
       if (queue.length >= hashAhead) yield await takeHead();
     }
     while (queue.length > 0) yield await takeHead();
   } finally {
     // A worker may still be reading a queued slab: let it finish before the slab is reused.
     await Promise.allSettled(queue.map((pending) => pending.hashed));
-    for (const pending of queue) pending.filled.slab.release();
+    for (const pending of queue) pending.filled?.slab.release();
   }
 }
 
-/** The digest of block `i` of a hashed slab, as a view (no copy). */
+/** The digest of block `i` of a hashed run, as a view (no copy). */
 export function digestAt(slab: HashedSlab, i: number): Uint8Array {
   return slab.digests.subarray(32 * i, 32 * i + 32);
+}
+
+/** The zero digest MAX_HOLE_RUN_BLOCKS times and as many zero flags, built once. */
+let holeDigests: { digests: Uint8Array; zero: Uint8Array } | undefined;
+
+function hashedHole(run: HoleRun): HashedSlab {
+  if (holeDigests === undefined) {
+    const digests = new Uint8Array(32 * MAX_HOLE_RUN_BLOCKS);
+    for (let i = 0; i < MAX_HOLE_RUN_BLOCKS; i += 1) digests.set(ZERO_BLOCK_DIGEST, 32 * i);
+    holeDigests = { digests, zero: new Uint8Array(MAX_HOLE_RUN_BLOCKS).fill(1) };
+  }
+  return {
+    slab: zeroSlab(run.blockCount),
+    firstBlock: run.firstBlock,
+    blockCount: run.blockCount,
+    digests: holeDigests.digests.subarray(0, 32 * run.blockCount),
+    zero: holeDigests.zero.subarray(0, run.blockCount),
+    hole: true,
+  };
 }

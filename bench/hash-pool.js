@@ -14,7 +14,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
+import { ShaCeiling } from './lib/sha-ceiling.js';
 
 const dist = new URL('../dist/src/', import.meta.url);
 const { HashPool } = /** @type {typeof import('../src/hashing/index.js')} */ (await import(new URL('hashing/index.js', dist).href));
@@ -49,41 +49,7 @@ const randomSlabs = Array.from({ length: SLABS }, () => {
 });
 const zeroSlabs = Array.from({ length: SLABS }, () => new SharedArrayBuffer(SLAB_BYTES));
 
-// The ceiling: bare threads hash the same slabs in the same pieces (one piece a
-// thread a slab), each claiming the next piece from a shared counter so that a
-// thread slowed by a neighbour does not hold the others back.
-const bareSource = `
-  const { parentPort, workerData } = require('node:worker_threads');
-  const { createHash } = require('node:crypto');
-  const { slabs, counter, piecesPerSlab, blocksPerSlab, blockSize } = workerData;
-  const next = new Int32Array(counter);
-  parentPort.on('message', (pieces) => {
-    for (let piece = Atomics.add(next, 0, 1); piece < pieces; piece = Atomics.add(next, 0, 1)) {
-      const slab = slabs[Math.floor(piece / piecesPerSlab) % slabs.length];
-      const part = piece % piecesPerSlab;
-      const first = Math.floor((part * blocksPerSlab) / piecesPerSlab);
-      const end = Math.floor(((part + 1) * blocksPerSlab) / piecesPerSlab);
-      for (let b = first; b < end; b += 1) createHash('sha256').update(new Uint8Array(slab, b * blockSize, blockSize)).digest();
-    }
-    parentPort.postMessage('done');
-  });
-`;
-const bareCounter = new SharedArrayBuffer(4);
-const bareThreads = Array.from(
-  { length: THREADS },
-  () =>
-    new Worker(bareSource, {
-      eval: true,
-      workerData: { slabs: randomSlabs, counter: bareCounter, piecesPerSlab: THREADS, blocksPerSlab: BLOCKS_PER_SLAB, blockSize: BLOCK_SIZE },
-    }),
-);
-/** One ceiling run: every piece of SLABS_PER_RUN slabs hashed once. */
-function hashOnBareThreads() {
-  new Int32Array(bareCounter)[0] = 0;
-  const pieces = SLABS_PER_RUN * THREADS;
-  return Promise.all(bareThreads.map((worker) => new Promise((resolve) => (worker.once('message', resolve), worker.postMessage(pieces)))));
-}
-
+const bareThreads = new ShaCeiling({ threads: THREADS, slabs: randomSlabs, blocksPerSlab: BLOCKS_PER_SLAB, blockSize: BLOCK_SIZE });
 const pool = new HashPool({ threads: THREADS });
 const dir = await mkdtemp(join(tmpdir(), 'snapline-bench-'));
 const imagePath = join(dir, 'image.raw');
@@ -125,7 +91,7 @@ try {
     {
       name: `sha256, ${THREADS} bare threads (ceiling)`,
       bytes: BYTES_PER_RUN,
-      run: hashOnBareThreads,
+      run: () => bareThreads.hash(SLABS_PER_RUN),
     },
     { name: 'HashPool, random data', bytes: BYTES_PER_RUN, run: () => hashThroughPool(randomSlabs) },
     { name: 'HashPool, all-zero data', bytes: BYTES_PER_RUN, run: () => hashThroughPool(zeroSlabs) },
@@ -140,7 +106,7 @@ try {
       name: 'read, cached file, readSlabs',
       bytes: BYTES_PER_RUN,
       run: async () => {
-        for await (const { slab } of readSlabs(source, slabPool)) slab.release();
+        for await (const run of readSlabs(source, slabPool)) if (!run.hole) run.slab.release();
       },
     },
     {
@@ -149,8 +115,9 @@ try {
       run: async () => {
         /** @type {Promise<void>[]} */
         const pending = [];
-        for await (const { slab, blockCount } of readSlabs(source, slabPool)) {
-          pending.push(pool.hashBlocks(slab.buffer, 0, blockCount).then(() => slab.release()));
+        for await (const run of readSlabs(source, slabPool)) {
+          if (run.hole) continue;
+          pending.push(pool.hashBlocks(run.slab.buffer, 0, run.blockCount).then(() => run.slab.release()));
         }
         await Promise.all(pending);
       },
@@ -189,7 +156,7 @@ try {
   await source.close();
   await bareHandle.close();
 } finally {
-  await Promise.all(bareThreads.map((worker) => worker.terminate()));
+  await bareThreads.close();
   await pool.destroy();
   await rm(dir, { recursive: true, force: true });
 }

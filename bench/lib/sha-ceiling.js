@@ -1,0 +1,56 @@
+// The machine's SHA-256 ceiling: N bare worker threads hash 512 KiB blocks of
+// SharedArrayBuffer slabs with nothing else in the way (no pool, no messages
+// per block). Each thread claims the next piece (one piece a thread a slab)
+// from a shared counter, so one thread slowed by a neighbour does not hold
+// the others back. The reference of the hashing and scan figures.
+import { Worker } from 'node:worker_threads';
+
+const BARE_THREAD = `
+  const { parentPort, workerData } = require('node:worker_threads');
+  const { createHash } = require('node:crypto');
+  const { slabs, counter, piecesPerSlab, blocksPerSlab, blockSize } = workerData;
+  const next = new Int32Array(counter);
+  parentPort.on('message', (pieces) => {
+    for (let piece = Atomics.add(next, 0, 1); piece < pieces; piece = Atomics.add(next, 0, 1)) {
+      const slab = slabs[Math.floor(piece / piecesPerSlab) % slabs.length];
+      const part = piece % piecesPerSlab;
+      const first = Math.floor((part * blocksPerSlab) / piecesPerSlab);
+      const end = Math.floor(((part + 1) * blocksPerSlab) / piecesPerSlab);
+      for (let b = first; b < end; b += 1) createHash('sha256').update(new Uint8Array(slab, b * blockSize, blockSize)).digest();
+    }
+    parentPort.postMessage('done');
+  });
+`;
+
+export class ShaCeiling {
+  /**
+   * @param {{ threads: number, slabs: SharedArrayBuffer[], blocksPerSlab: number, blockSize: number }} options
+   *   the slabs are hashed in turn, `blocksPerSlab` blocks of `blockSize` bytes each
+   */
+  constructor({ threads, slabs, blocksPerSlab, blockSize }) {
+    this.threads = threads;
+    this.counter = new SharedArrayBuffer(4);
+    this.workers = Array.from(
+      { length: threads },
+      () =>
+        new Worker(BARE_THREAD, {
+          eval: true,
+          workerData: { slabs, counter: this.counter, piecesPerSlab: threads, blocksPerSlab, blockSize },
+        }),
+    );
+  }
+
+  /**
+   * Hashes `slabCount` slabs once, every block of each, on all threads.
+   * @param {number} slabCount
+   */
+  async hash(slabCount) {
+    new Int32Array(this.counter)[0] = 0;
+    const pieces = slabCount * this.threads;
+    await Promise.all(this.workers.map((worker) => new Promise((resolve) => (worker.once('message', resolve), worker.postMessage(pieces)))));
+  }
+
+  async close() {
+    await Promise.all(this.workers.map((worker) => worker.terminate()));
+  }
+}

@@ -32,10 +32,12 @@ export interface EmulatorOptions extends FaultSettings {
    * credential errors. Absent: no checks, any credentials work.
    */
   auth?: readonly AccessKey[];
+  /** Speak HTTPS with this key and certificate (PEM) instead of plain HTTP. */
+  tls?: { key: string; cert: string };
 }
 
 export interface RunningEmulator {
-  /** http://HOST:PORT */
+  /** http://HOST:PORT, or https:// with tls */
   url: string;
   port: number;
   /** Replaces every fault setting (absent ones switch off). Throws SnaplineError INVALID_ARGUMENT. */
@@ -72,6 +74,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
     ...(options.auth === undefined ? {} : { auth: options.auth }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
   });
   return {
     url: endpoint.url,

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { AwsError } from './aws-error.js';
@@ -27,6 +28,8 @@ export interface EndpointConfig {
   log: (line: string) => void;
   /** When given, every request (and every admin change) must be SigV4-signed with one of these keys. */
   auth?: readonly AccessKey[];
+  /** When given, the endpoint speaks HTTPS with this key and certificate (PEM) instead of plain HTTP. */
+  tls?: { key: string; cert: string };
 }
 
 const DEFAULT_REGION = 'us-east-1';
@@ -41,7 +44,7 @@ const CLOSE_GRACE_MS = 3000;
  */
 export class EndpointServer {
   readonly #config: EndpointConfig;
-  readonly #server: Server;
+  readonly #server: Server | TlsServer;
   readonly #catalog: Catalog;
   readonly #packs: PackStore;
   readonly #faults: FaultInjector;
@@ -85,7 +88,8 @@ export class EndpointServer {
     }
     this.#catalog = catalog;
     this.#packs = packs;
-    this.#server = createServer({ noDelay: true }, (req, res) => this.#onRequest(req, res));
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res);
+    this.#server = config.tls === undefined ? createServer({ noDelay: true }, onRequest) : createTlsServer({ noDelay: true, ...config.tls }, onRequest);
     // Longer than the SDK's idle sockets live, so a reused socket is not closed under a request.
     this.#server.keepAliveTimeout = 65_000;
     this.#server.headersTimeout = 66_000;
@@ -109,7 +113,7 @@ export class EndpointServer {
 
   get url(): string {
     const host = this.#config.host.includes(':') ? `[${this.#config.host}]` : this.#config.host;
-    return `http://${host}:${this.#port}`;
+    return `${this.#config.tls === undefined ? 'http' : 'https'}://${host}:${this.#port}`;
   }
 
   setFaults(faults: FaultSettings): void {

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { DEFAULT_LOCAL_PORT } from '../../config/connection.js';
+import { localEndpointTls } from '../../config/local-tls.js';
 import { localEndpointDir } from '../../config/paths.js';
 import { checkFaultSettings, parseAccessKey, parseAccessKeyFile, startEmulator, type AccessKey, type FaultSettings } from '../../emulator/index.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
@@ -14,6 +15,7 @@ interface ServeFlags {
   port: string;
   dataDir?: string;
   allowRemote: boolean;
+  tls: boolean;
   auth: string[];
   authFile?: string;
   seed?: string;
@@ -54,6 +56,7 @@ export function registerServe(program: Command, wrap: Wrap): void {
     .option('--port <number>', 'port to listen on (0: a free one)', String(DEFAULT_LOCAL_PORT))
     .option('--data-dir <path>', 'where the endpoint keeps its data (default: <data directory>/endpoint)')
     .option('--allow-remote', 'allow listening on an address other than loopback', false)
+    .option('--tls', 'speak HTTPS with a certificate from a CA kept in the data directory (clients trust <data-dir>/ca.pem)', false)
     .option('--auth <keyid:secret>', 'check SigV4 signatures against this access key (repeatable; the command line is visible to other users: prefer --auth-file)', collect, [])
     .option('--auth-file <path>', 'check SigV4 signatures against the access keys in this file, one KEYID:SECRET a line');
   for (const [flag, , help] of FAULT_FLAGS) command.option(`${flag} <number>`, help);
@@ -72,11 +75,21 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   const faults = parseFaultFlags(flags);
   const auth = accessKeysOf(flags, output);
 
-  const emulator = await startEmulator({ ...faults, dataDir, host, port, ...(auth.length === 0 ? {} : { auth }) });
+  const tls = flags.tls ? localEndpointTls(dataDir, host) : undefined;
+
+  const emulator = await startEmulator({
+    ...faults,
+    dataDir,
+    host,
+    port,
+    ...(auth.length === 0 ? {} : { auth }),
+    ...(tls === undefined ? {} : { tls: { key: tls.key, cert: tls.cert } }),
+  });
   // Key ids only: secrets are never printed.
   const authKeyIds = auth.map((key) => key.accessKeyId);
-  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, authKeyIds }, () => [
+  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, authKeyIds, ...(tls === undefined ? {} : { caPath: tls.caPath }) }, () => [
     `listening on ${emulator.url}`,
+    ...(tls === undefined ? [] : [`clients trust the CA certificate ${tls.caPath} (connection setting verify: ${tls.caPath})`]),
     ...(auth.length === 0 ? [] : [`checking SigV4 signatures for access keys ${authKeyIds.join(', ')}`]),
   ]);
   output.verbose(`data directory: ${dataDir}`);

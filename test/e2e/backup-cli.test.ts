@@ -489,6 +489,26 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       );
     });
 
+    it('credentials the endpoint does not accept: exit 3 saying so', async () => {
+      const locked = await startEmulator({
+        dataDir: join(work, 'endpoint-locked'),
+        auth: [{ accessKeyId: 'someone-else', secretAccessKey: 'not-snapline-local' }],
+        log: () => undefined,
+      });
+      try {
+        const image = join(work, 'locked.img');
+        writeImage(image, 1);
+        const stderr = await expectRefused(
+          ['--connection', 'local', '--endpoint-url', locked.url, '--index', indexPath, 'backup', image],
+          ExitCodes.REMOTE,
+          /credentials refused/,
+        );
+        expect(stderr).toMatch(/hint: /);
+      } finally {
+        await locked.close();
+      }
+    });
+
     it('--concurrency 0: exit 2 naming the flag', async () => {
       await expectRefused(cli('backup', '--concurrency', '0', grown), ExitCodes.USAGE, /--concurrency must be a whole number from 1 to 1024, got "0"/);
     });

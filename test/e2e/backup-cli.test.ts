@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,8 +79,14 @@ afterAll(() => {
   }
 });
 
-function startCli(args: string[], dataDir: string): CliRun {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: cliEnv(dataDir), stdio: ['ignore', 'pipe', 'pipe'] });
+/** A user to run the CLI as (root only). */
+interface RunAs {
+  uid: number;
+  gid: number;
+}
+
+function startCli(args: string[], dataDir: string, runAs?: RunAs): CliRun {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: cliEnv(dataDir), stdio: ['ignore', 'pipe', 'pipe'], ...runAs });
   running.add(child);
   child.on('exit', () => running.delete(child));
   let stdout = '';
@@ -94,8 +100,8 @@ function startCli(args: string[], dataDir: string): CliRun {
   return { child, done };
 }
 
-function runCli(args: string[], dataDir: string): Promise<CliResult> {
-  return startCli(args, dataDir).done;
+function runCli(args: string[], dataDir: string, runAs?: RunAs): Promise<CliResult> {
+  return startCli(args, dataDir, runAs).done;
 }
 
 /** The --json result of a run that must have succeeded. */
@@ -487,6 +493,29 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
         ExitCodes.UNREACHABLE,
         /cannot reach the endpoint \(ECONNREFUSED\)/,
       );
+    });
+
+    it('an unreadable source: exit 2 saying permission is denied', async () => {
+      // Root reads anything: as root, the CLI runs as nobody on a file only root may read.
+      const asRoot = process.getuid?.() === 0;
+      const dir = join(work, 'unreadable');
+      mkdirSync(dir);
+      chmodSync(dir, 0o777);
+      chmodSync(work, 0o755);
+      const source = join(dir, 'secret.img');
+      writeImage(source, 1);
+      chmodSync(source, asRoot ? 0o600 : 0o000);
+      const ownIndex = join(dir, 'index.db');
+
+      const run = await runCli(
+        ['--connection', 'local', '--endpoint-url', emulator.url, '--index', ownIndex, 'backup', source],
+        dir,
+        asRoot ? { uid: 65534, gid: 65534 } : undefined,
+      );
+
+      expect(run.code, `stderr:\n${run.stderr}`).toBe(ExitCodes.USAGE);
+      expect(run.stderr).toMatch(/permission denied reading source .*secret\.img/);
+      expect(indexState(ownIndex).json).toBe(JSON.stringify({ volumes: [], snapshots: [] }));
     });
 
     it('credentials the endpoint does not accept: exit 3 saying so', async () => {

@@ -1,0 +1,82 @@
+// The references of the transfer figures: bare loops over the SDK's own
+// request path (the real EBSClient through snapline's EbsSnapshotStore, which
+// adds only the unsigned-payload marker a backup uses too), with the same
+// endpoint, the same number of requests in flight and the same socket pool as
+// a session, and nothing else: no reading, hashing, index, retries or
+// limiter. PutSnapshotBlock sends bodies prepared beforehand with their
+// checksums (the same bytes the backup sends, so the endpoint does the same
+// work for both); GetSnapshotBlock reads each body into a buffer and drops it.
+import { load } from './dist.js';
+
+const { AwsClients } = /** @type {typeof import('../../src/aws/clients.js')} */ (await load('aws/clients.js'));
+const { EbsSnapshotStore } = /** @type {typeof import('../../src/aws/ebs.js')} */ (await load('aws/ebs.js'));
+
+/**
+ * An EBS store as a session builds it (sockets: twice the concurrency).
+ * @param {string} endpointUrl
+ * @param {number} concurrency
+ */
+function bareStore(endpointUrl, concurrency) {
+  const clients = new AwsClients(
+    { name: 'bench', region: 'us-east-1', endpointUrl, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench-secret' } },
+    { concurrency: 2 * concurrency },
+  );
+  return { store: new EbsSnapshotStore(clients.ebs()), close: () => clients.destroy() };
+}
+
+/**
+ * `lanes` workers taking the next item until there are none.
+ * @param {number} count
+ * @param {number} lanes
+ * @param {(i: number) => Promise<unknown>} work
+ */
+async function inLanes(count, lanes, work) {
+  let next = 0;
+  const lane = async () => {
+    while (next < count) await work(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(lanes, count) }, lane));
+}
+
+/**
+ * StartSnapshot, then PutSnapshotBlock of every body at `concurrency` in flight.
+ * @param {string} endpointUrl
+ * @param {number} concurrency
+ * @param {{ bodies: Uint8Array[], checksums: string[], volumeSizeGiB: number }} blocks
+ * @returns {Promise<number>} milliseconds from StartSnapshot to the last answer
+ */
+export async function barePutLoop(endpointUrl, concurrency, { bodies, checksums, volumeSizeGiB }) {
+  const { store, close } = bareStore(endpointUrl, concurrency);
+  try {
+    const start = performance.now();
+    const { snapshotId } = await store.startSnapshot({ volumeSizeGiB });
+    await inLanes(bodies.length, concurrency, (i) => store.putBlock(snapshotId, i, /** @type {Uint8Array} */ (bodies[i]), /** @type {string} */ (checksums[i])));
+    return performance.now() - start;
+  } finally {
+    close();
+  }
+}
+
+/**
+ * ListSnapshotBlocks, then GetSnapshotBlock of every block at `concurrency` in flight.
+ * @param {string} endpointUrl
+ * @param {number} concurrency
+ * @param {string} snapshotId
+ * @returns {Promise<{ ms: number, blocks: number }>}
+ */
+export async function bareGetLoop(endpointUrl, concurrency, snapshotId) {
+  const { store, close } = bareStore(endpointUrl, concurrency);
+  try {
+    const start = performance.now();
+    /** @type {Array<{ index: number, token: string }>} */
+    const blocks = [];
+    for await (const page of store.listBlocks(snapshotId)) blocks.push(...page.blocks);
+    await inLanes(blocks.length, concurrency, (i) => {
+      const block = /** @type {{ index: number, token: string }} */ (blocks[i]);
+      return store.getBlock(snapshotId, block.index, block.token);
+    });
+    return { ms: performance.now() - start, blocks: blocks.length };
+  } finally {
+    close();
+  }
+}

@@ -401,8 +401,9 @@ async function scanAndUpload(
   const zeroIsImplicit = !encrypted;
   const counts: ScanCounts = { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 };
   // Uploads are bounded by the slab pool (a slab is held until its uploads settle)
-  // and paced by the writer's limiter.
-  const uploads = new TaskWindow();
+  // and paced by the writer's limiter. Blocks of a hole run hold no slab: the
+  // window keeps them to as many as the pool holds too.
+  const uploads = new TaskWindow(deps.slabs.slabCount * deps.slabs.blocksPerSlab);
   const progress = (phase: BackupProgress['phase']) =>
     options.onProgress?.({
       phase,

@@ -1,18 +1,10 @@
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import { AwsClients } from '../../aws/clients.js';
-import { probeServices, type ProbeResult } from '../../aws/probe.js';
-import { chosenConnection, loadConfig, LOCAL_CONNECTION, openConnection, resolveNamed, type ConnectionRequest, type OpenConnection } from '../../config/connection.js';
+import { chosenConnection, loadConfig, LOCAL_CONNECTION, resolveNamed, type ConnectionRequest } from '../../config/connection.js';
 import { describeConnection, summarizeEntry, type ConnectionSummary } from '../../config/describe.js';
+import { probeConnection } from '../../config/probe.js';
 import { ErrorCodes, exitCodeFor, ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
-
-/** A service a connection names that `test` has no client for yet. */
-interface Unchecked {
-  service: string;
-  outcome: 'not checked';
-  detail: string;
-}
 
 export function registerConnections(program: Command, wrap: Wrap): void {
   const connections = program.command('connections').description('named connections from the config file: list, show, test');
@@ -82,18 +74,7 @@ async function show(ctx: CommandContext, name: string | undefined): Promise<numb
 async function test(ctx: CommandContext, name: string | undefined): Promise<number> {
   const output = ctx.output();
   const request = requestOf(ctx);
-  const connection = await openConnection({ ...request, connection: name ?? chosenConnection(request) });
-  let results: ProbeResult[];
-  let clients: AwsClients | undefined;
-  try {
-    clients = new AwsClients(connection.settings, { concurrency: 4 });
-    const withS3 = connection.archive.bucket !== undefined || connection.settings.endpoints?.s3 !== undefined;
-    results = await probeServices(clients, withS3 ? ['sts', 'ec2', 'ebs', 's3'] : ['sts', 'ec2', 'ebs'], connection.archive.bucket);
-  } finally {
-    clients?.destroy();
-    await connection.close();
-  }
-  const unchecked = uncheckedServices(connection);
+  const { connection, results, unchecked } = await probeConnection({ ...request, connection: name ?? chosenConnection(request) });
   const failed = results.filter((r) => r.outcome !== 'reachable');
   output.result({ connection: connection.name, ok: failed.length === 0, results, unchecked }, () => [
     `connection ${connection.name} (${connection.source}), region ${connection.settings.region}`,
@@ -105,16 +86,6 @@ async function test(ctx: CommandContext, name: string | undefined): Promise<numb
   ]);
   const first = failed[0];
   return first === undefined ? ExitCodes.OK : exitCodeFor(first.code ?? ErrorCodes.REMOTE_REJECTED);
-}
-
-/** Services the connection configures that snapline has no client for yet (archive vaults, ECS, Logs). */
-function uncheckedServices(connection: OpenConnection): Unchecked[] {
-  const out: Unchecked[] = [];
-  const note = 'configured; snapline does not call this service yet';
-  if (connection.archive.vault !== undefined || connection.settings.endpoints?.glacier !== undefined) out.push({ service: 'glacier', outcome: 'not checked', detail: note });
-  if (Object.keys(connection.ecs).length > 0 || connection.settings.endpoints?.ecs !== undefined) out.push({ service: 'ecs', outcome: 'not checked', detail: note });
-  if (connection.ecs.logGroup !== undefined || connection.settings.endpoints?.logs !== undefined) out.push({ service: 'logs', outcome: 'not checked', detail: note });
-  return out;
 }
 
 /** Left-aligned columns, two spaces apart. */

@@ -1,9 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import type { ConnectionSettings, RetryMode } from '../aws/clients.js';
+import { RETRY_MODES, type ConnectionSettings, type RetryMode } from '../aws/clients.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { certificateProblem, pemCertificates, RETRY_MODE_NAMES, SERVICES, type ArchiveConfig, type ConnectionConfig, type EcsConfig, type Service } from './schema.js';
+import { certificateProblem, pemCertificates, SERVICES, type ArchiveConfig, type ConnectionConfig, type EcsConfig, type Service } from './schema.js';
 
 /** What the command line asks for; each field wins over everything else. */
 export interface ConnectionFlags {
@@ -208,8 +208,8 @@ function resolveRetries(
   shadowed: (field: string, origin: string, shown: string) => void,
 ): void {
   const envMode = env.AWS_RETRY_MODE;
-  if (envMode && !(RETRY_MODE_NAMES as readonly string[]).includes(envMode)) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `AWS_RETRY_MODE must be ${RETRY_MODE_NAMES.join(' or ')}, got ${JSON.stringify(envMode)}`);
+  if (envMode && !(RETRY_MODES as readonly string[]).includes(envMode)) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `AWS_RETRY_MODE must be ${RETRY_MODES.join(' or ')}, got ${JSON.stringify(envMode)}`);
   }
   const envAttempts = env.AWS_MAX_ATTEMPTS ? Number(env.AWS_MAX_ATTEMPTS) : undefined;
   if (envAttempts !== undefined && !(Number.isInteger(envAttempts) && envAttempts >= 1 && envAttempts <= 100)) {

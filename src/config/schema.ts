@@ -1,13 +1,13 @@
 import { X509Certificate } from 'node:crypto';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { RETRY_MODES } from '../aws/clients.js';
 import { kindOf, type Section } from './fields.js';
 
 /** The services a connection can give their own endpoint. */
 export const SERVICES = ['ebs', 'ec2', 's3', 'sts', 'glacier', 'ecs', 'logs'] as const;
 export type Service = (typeof SERVICES)[number];
 
-export const RETRY_MODE_NAMES = ['standard', 'adaptive'] as const;
 export const S3_URI_STYLES = ['host', 'path'] as const;
 export const STORAGE_CLASSES = ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE'] as const;
 export const LAUNCH_TYPES = ['FARGATE', 'EC2', 'EXTERNAL'] as const;
@@ -52,7 +52,7 @@ export interface ConnectionConfig {
   verify?: boolean | string;
   /** PEM certificates trusted in addition to the roots. */
   tlsCaChain?: string[];
-  retries?: { mode?: (typeof RETRY_MODE_NAMES)[number]; maxAttempts?: number };
+  retries?: { mode?: (typeof RETRY_MODES)[number]; maxAttempts?: number };
   connectTimeoutSeconds?: number;
   readTimeoutSeconds?: number;
   /** Seconds of idle before TCP keep-alive probes; true is the default. */
@@ -102,7 +102,7 @@ export function readConnection(section: Section, configPath: string): Connection
   readTls(section, config, configPath);
   const retries = section.section('retries');
   if (retries !== undefined) {
-    config.retries = withoutUndefined({ mode: retries.oneOf('mode', RETRY_MODE_NAMES), maxAttempts: retries.integer('max_attempts', 1, 100) });
+    config.retries = withoutUndefined({ mode: retries.oneOf('mode', RETRY_MODES), maxAttempts: retries.integer('max_attempts', 1, 100) });
     retries.finish();
   }
   config.connectTimeoutSeconds = section.seconds('connect_timeout', 3600);

@@ -1,8 +1,8 @@
 import { constants } from 'node:fs';
-import { open, readFile, readdir, stat, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { deviceSizeFromSysfs, splitDeviceNumber } from '../source/device-size.js';
+import { deviceSizeFromSysfs } from '../source/device-size.js';
+import { mountsOf } from '../source/mounts.js';
 
 /** Where a restore writes: an image file or a block device. */
 export interface RestoreTarget {
@@ -84,19 +84,7 @@ async function openDevice(path: string, rdev: bigint, options: OpenTargetOptions
 
 /** The mount point of the device or of one of its partitions, if any is mounted. */
 export async function mountPointOf(rdev: bigint, procRoot = '/proc', sysfsRoot = '/sys'): Promise<string | undefined> {
-  const { major, minor } = splitDeviceNumber(rdev);
-  const numbers = new Set([`${major}:${minor}`]);
-  const deviceDir = join(sysfsRoot, 'dev', 'block', `${major}:${minor}`);
-  for (const entry of await readdir(deviceDir).catch(() => [] as string[])) {
-    const dev = await readFile(join(deviceDir, entry, 'dev'), 'utf8').catch(() => undefined);
-    if (dev) numbers.add(dev.trim());
-  }
-  const mountinfo = await readFile(join(procRoot, 'self', 'mountinfo'), 'utf8').catch(() => '');
-  for (const line of mountinfo.split('\n')) {
-    const fields = line.split(' ');
-    if (fields[2] && numbers.has(fields[2])) return fields[4];
-  }
-  return undefined;
+  return (await mountsOf(rdev, { proc: procRoot, sys: sysfsRoot }))[0]?.mountPoint;
 }
 
 function targetError(path: string, err: NodeJS.ErrnoException): SnaplineError {

@@ -10,6 +10,7 @@ import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
 import type { BlockIndex, SnapshotRecord } from '../index/index.js';
 import { openSource, type BlockSource, type SlabPool } from '../source/index.js';
+import { crashConsistentWarning, writableMountsOf } from '../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from './block-map.js';
 import { completeAndCommit } from './committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
@@ -49,6 +50,8 @@ export interface BackupOptions {
   discardPending?: boolean;
   signal?: AbortSignal;
   onProgress?: (progress: BackupProgress) => void;
+  /** Told of conditions the backup goes on despite, such as a source device mounted read-write. */
+  onWarning?: (message: string) => void;
 }
 
 export interface BackupProgress {
@@ -110,6 +113,10 @@ export async function backup(deps: BackupDeps, options: BackupOptions): Promise<
     const sourcePath = await realpath(options.source);
     const volume = options.volume ?? defaultVolumeName(sourcePath);
     checkVolumeName(volume);
+    if (source.kind === 'device') {
+      const mounts = await writableMountsOf(sourcePath);
+      if (mounts.length > 0) options.onWarning?.(crashConsistentWarning(sourcePath, mounts));
+    }
     const lock = options.dryRun ? undefined : deps.index.acquireLock(`volume:${volume}`);
     try {
       return await runBackup(deps, options, source, sourcePath, volume, started);

@@ -80,6 +80,7 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
             discardPending: flags.discardPending,
             signal: ctx.signal,
             onProgress,
+            onWarning: (message) => output.warn(message),
           }),
         ),
       );

@@ -98,6 +98,78 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
       );
     `);
   },
+  (db) => {
+    db.exec(`
+      -- The archive tier: one row per archive of a snapshot (a set of remote
+      -- objects: block segments and a manifest) in an S3 bucket or a Glacier vault.
+      -- archive_id: snapline's name for it (ar-...); prefix: the S3 key prefix of
+      -- its objects, or the Glacier description prefix. parent_archive_key: the
+      -- archive an incremental one builds on (null: a full archive).
+      -- manifest_ref, tree_hash: the manifest's S3 key or Glacier archive id and
+      -- its tree hash (hex), set when it is written; size_bytes: all its objects.
+      CREATE TABLE archives (
+        archive_key        INTEGER PRIMARY KEY,
+        archive_id         TEXT NOT NULL UNIQUE,
+        target             TEXT NOT NULL CHECK (target IN ('s3', 'glacier')),
+        location           TEXT NOT NULL,
+        prefix             TEXT NOT NULL,
+        snapshot_id        TEXT NOT NULL,
+        volume             TEXT NOT NULL,
+        parent_archive_key INTEGER REFERENCES archives (archive_key),
+        storage_class      TEXT,
+        segment_blocks     INTEGER NOT NULL,
+        state              TEXT NOT NULL CHECK (state IN ('uploading', 'archived', 'deleted')),
+        manifest_ref       TEXT,
+        tree_hash          TEXT,
+        size_bytes         INTEGER NOT NULL DEFAULT 0,
+        block_count        INTEGER NOT NULL DEFAULT 0,
+        created_at         INTEGER NOT NULL,
+        completed_at       INTEGER,
+        deleted_at         INTEGER
+      );
+      CREATE UNIQUE INDEX archives_one_live_per_place ON archives (target, location, snapshot_id) WHERE state <> 'deleted';
+      CREATE INDEX archives_by_volume ON archives (volume, created_at);
+      CREATE INDEX archives_by_parent ON archives (parent_archive_key) WHERE parent_archive_key IS NOT NULL;
+
+      -- The remote objects of an archive, by name (segment-000000..., manifest):
+      -- ref is the S3 key or the Glacier archive id; entry the JSON the manifest
+      -- holds for a segment. restore_*: the last restore (S3 RestoreObject) or
+      -- retrieval job (Glacier) asked for it.
+      CREATE TABLE archive_objects (
+        archive_key          INTEGER NOT NULL REFERENCES archives (archive_key),
+        name                 TEXT NOT NULL,
+        ref                  TEXT NOT NULL,
+        size_bytes           INTEGER NOT NULL,
+        tree_hash            TEXT NOT NULL,
+        entry                TEXT,
+        restore_job          TEXT,
+        restore_tier         TEXT,
+        restore_requested_at INTEGER,
+        PRIMARY KEY (archive_key, name)
+      ) WITHOUT ROWID;
+
+      -- The journal of an object's multipart upload in progress: its upload id
+      -- and part size, and the parts the service acknowledged with their S3 ETag
+      -- or Glacier tree hash (hex). Dropped when the object is recorded.
+      CREATE TABLE archive_uploads (
+        archive_key INTEGER NOT NULL REFERENCES archives (archive_key),
+        name        TEXT NOT NULL,
+        upload_id   TEXT NOT NULL,
+        part_size   INTEGER NOT NULL,
+        started_at  INTEGER NOT NULL,
+        PRIMARY KEY (archive_key, name)
+      ) WITHOUT ROWID;
+      CREATE TABLE archive_upload_parts (
+        archive_key INTEGER NOT NULL,
+        name        TEXT NOT NULL,
+        part_number INTEGER NOT NULL,
+        size_bytes  INTEGER NOT NULL,
+        checksum    TEXT NOT NULL,
+        PRIMARY KEY (archive_key, name, part_number),
+        FOREIGN KEY (archive_key, name) REFERENCES archive_uploads (archive_key, name)
+      ) WITHOUT ROWID;
+    `);
+  },
 ];
 
 export const SCHEMA_VERSION = migrations.length;

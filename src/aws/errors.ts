@@ -192,7 +192,7 @@ export function fromAwsError(err: unknown, action: string): SnaplineError {
   }
   if (networkCode !== undefined && TLS_CODES.has(networkCode)) {
     return make(
-      { code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false, hint: 'trust the endpoint certificate with the connection tls.ca setting' },
+      { code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false, hint: 'trust the endpoint certificate with the connection setting verify: CA-BUNDLE-PATH or tls_ca_chain' },
       `${action}: TLS verification of the endpoint failed (${networkCode}): ${awsMessage}`,
     );
   }

@@ -174,6 +174,8 @@ async function runBackup(
   }
 
   const plan = run ? await planFromRun(deps, run) : await planNewRun(deps, options, volume, source, sourcePath);
+  // A damaged map would pass for the parent's content (a lost row reads as a block never written): check it first.
+  if (plan.base !== null) index.verifyMap(plan.base);
   // A child of an encrypted parent is encrypted, and so is everything when the account encrypts by default.
   const encrypted = run ? run.encrypted : identity.encrypted || plan.parentEncrypted || (await deps.catalog.encryptionByDefault());
 

@@ -59,6 +59,7 @@ export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<
   const remote = await completedSnapshot(deps.catalog, options.snapshotId);
   const known = deps.index.getSnapshot(options.snapshotId);
   const fromIndex = known?.state === 'completed';
+  if (fromIndex) deps.index.verifyMap(options.snapshotId);
   const expected: ExpectedDigests = fromIndex
     ? new BlockMapCursor(deps.index, options.snapshotId)
     : await readSnapshotDigests(deps.reader, options.snapshotId);

@@ -144,6 +144,7 @@ function prepareStatements(db: Database) {
 
     nextMapKey: db.prepare(`UPDATE meta SET value = value + 1 WHERE name = 'next_map_key' RETURNING value - 1`).pluck(),
     mapsGeneration: db.prepare(`SELECT value FROM meta WHERE name = 'maps_generation'`).pluck(),
+    mapChecksum: db.prepare('SELECT snapshot_id, map_checksum FROM snapshots WHERE map_key = ?'),
     bumpMapsGeneration: db.prepare(`UPDATE meta SET value = value + 1 WHERE name = 'maps_generation'`),
 
     recordBlock: db.prepare('INSERT OR REPLACE INTO run_blocks (id, digest) VALUES (?, ?)'),
@@ -580,6 +581,27 @@ export class BlockIndex {
     return this.#run(() => {
       const keys = this.#mapKeysOf(this.#snapshotRow(snapshotId));
       return chainEntries(this.#maps, keys, from, to, this.#mapsGuard());
+    });
+  }
+
+  /**
+   * Checks that the map blockMap(snapshotId) reads is the one committed:
+   * every map along the base chain matches the checksum stored with it.
+   * Throws INDEX_UNUSABLE naming the snapshot whose rows were altered or
+   * lost. Reads every row of those maps; a backup checks its base this way
+   * before trusting it (a lost row would read as a block never written).
+   */
+  verifyMap(snapshotId: string): void {
+    this.#run(() => {
+      for (const key of this.#mapKeysOf(this.#snapshotRow(snapshotId))) {
+        const stored = this.#sql.mapChecksum.get(key) as { snapshot_id: string; map_checksum: Buffer | null } | undefined;
+        if (stored?.map_checksum && keyChecksum(this.#maps, key).equals(stored.map_checksum)) continue;
+        const owner = stored?.snapshot_id ?? `map ${key}`;
+        throw new SnaplineError(ErrorCodes.INDEX_UNUSABLE, `the index ${this.path} is damaged: the block map of ${owner} does not match its checksum`, {
+          hint: 'run `snapline index check`; move the file away and learn the snapshot again with `snapline index rebuild`',
+          details: { indexPath: this.path, snapshotId: owner },
+        });
+      }
     });
   }
 

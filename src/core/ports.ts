@@ -111,3 +111,113 @@ export interface SnapshotCatalog {
   createTags(snapshotId: string, tags: Record<string, string>): Promise<void>;
   encryptionByDefault(): Promise<boolean>;
 }
+
+// ---- the archive tier ------------------------------------------------------
+
+export type ArchiveTarget = 's3' | 'glacier';
+/** Retrieval speed of a restore (S3 RestoreObject) or retrieval job (Glacier). */
+export type RetrievalTier = 'Bulk' | 'Standard' | 'Expedited';
+
+/** An object the store holds: an S3 object, or a Glacier archive. */
+export interface StoredObject {
+  /** The S3 key, or the Glacier archive id. */
+  ref: string;
+  sizeBytes: number;
+  /** Tree hash (lowercase hex) of the whole object. */
+  treeHash: string;
+}
+
+/** How a new object is stored. */
+export interface ObjectOptions {
+  /** S3 storage class (DEEP_ARCHIVE, GLACIER, GLACIER_IR, STANDARD, ...); a vault has none. */
+  storageClass?: string;
+}
+
+/** A part the service acknowledged in a multipart upload. */
+export interface UploadedPart {
+  /** 1-based. */
+  partNumber: number;
+  sizeBytes: number;
+  /** S3: the part's ETag; Glacier: its tree hash (hex), which the service checked. */
+  checksum: string;
+}
+
+/**
+ * Whether an object can be read now. `archived`: a restore must be asked for;
+ * `in-progress`: asked, not done; `available`: readable (until `expiresAt`
+ * when it was restored); `failed`: the retrieval job failed (ask again).
+ */
+export type RestoreState = 'archived' | 'in-progress' | 'available' | 'failed';
+
+export interface RestoreStatus {
+  state: RestoreState;
+  /** The Glacier retrieval job that gives (or will give) the bytes. */
+  job?: string;
+  /** When a restored S3 copy or a Glacier job's output goes away. */
+  expiresAt?: Date;
+  /** What the service said of a failure. */
+  message?: string;
+}
+
+export interface ListedObject {
+  ref: string;
+  /** The S3 key, or the Glacier archive description. */
+  name: string;
+  sizeBytes: number;
+  createdAt?: Date;
+  storageClass?: string;
+}
+
+/** A store's listing: S3 answers at once; Glacier's inventory is a job that takes hours. */
+export type Inventory =
+  | { state: 'ready'; objects: ListedObject[]; takenAt?: Date }
+  | { state: 'in-progress'; job: string; startedAt?: Date }
+  | { state: 'failed'; job: string; message?: string };
+
+/**
+ * Where archives go: an S3 bucket (storage classes) or a Glacier vault. The
+ * engine drives multipart uploads itself (part by part, journaled, so an
+ * interrupted upload resumes), hashes the bytes itself (tree hashes on the
+ * worker pool) and checks what it reads back. Failures are SnaplineError.
+ */
+export interface ArchiveStore {
+  readonly target: ArchiveTarget;
+  /** Bucket or vault name. */
+  readonly location: string;
+  /**
+   * The part size for an object of at most `maxBytes`: objects up to this size
+   * go in one request (putObject), larger ones in parts of exactly this size
+   * but the last. Pure.
+   */
+  partSizeFor(maxBytes: number): number;
+  /**
+   * Stores `data` as one object named `name` (S3 key, Glacier description).
+   * S3: idempotent; Glacier: each call makes a new archive.
+   */
+  putObject(name: string, data: Uint8Array, treeHash: string, options?: ObjectOptions): Promise<StoredObject>;
+  /** Starts a multipart upload; returns its upload id. */
+  startUpload(name: string, partSize: number, options?: ObjectOptions): Promise<string>;
+  /** Uploads part `partNumber` (1-based) at byte `offset`. Idempotent for the same bytes. */
+  putPart(name: string, uploadId: string, partNumber: number, offset: number, data: Uint8Array, treeHash: string): Promise<UploadedPart>;
+  /** The parts the service holds for an upload; NOT_FOUND when the upload is gone (aborted, completed, or expired). */
+  listParts(name: string, uploadId: string): Promise<UploadedPart[]>;
+  /** Seals an upload from its parts, ascending; `treeHash` covers the whole object. */
+  completeUpload(name: string, uploadId: string, parts: readonly UploadedPart[], sizeBytes: number, treeHash: string): Promise<StoredObject>;
+  /** Idempotent: an upload already gone is fine. */
+  abortUpload(name: string, uploadId: string): Promise<void>;
+  /**
+   * Bytes [start, end) of an object. BAD_STATE while it is not readable (not
+   * restored, job not done). `treeHash` is the service's tree hash (hex) of
+   * the range when it sends one (Glacier, for megabyte-aligned ranges); the
+   * caller checks it.
+   */
+  getRange(ref: string, start: number, end: number, job?: string): Promise<{ data: Buffer; treeHash?: string }>;
+  /** Asks for an object to be made readable (S3 RestoreObject, Glacier archive-retrieval job). */
+  requestRestore(ref: string, options: { tier: RetrievalTier; days: number; description?: string }): Promise<RestoreStatus>;
+  /** Whether an object is readable now; `job` is the retrieval job known for it (Glacier). */
+  restoreStatus(ref: string, job?: string): Promise<RestoreStatus>;
+  /** The objects under an S3 key prefix; for Glacier the vault's inventory (started when `start` and none is at hand). */
+  inventory(options: { prefix?: string; start: boolean }): Promise<Inventory>;
+  /** Idempotent: deleting an object that is gone succeeds. */
+  deleteObject(ref: string): Promise<void>;
+}

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BlockIndex } from './index.js';
+import { isSnaplineError } from '../errors.js';
+import { BlockIndex, type BeginArchiveInput } from './index.js';
 import { APPLICATION_ID, SCHEMA_VERSION, migrations } from './schema.js';
 
 let dir: string;
@@ -42,5 +43,102 @@ describe('migration 2 (archives)', () => {
     } finally {
       reopened.close();
     }
+  });
+});
+
+describe('archive records', () => {
+  let index: BlockIndex;
+  beforeEach(() => {
+    index = BlockIndex.open(join(dir, 'index.db'));
+  });
+  afterEach(() => index.close());
+
+  const input = (archiveId: string, snapshotId: string, parentArchiveId: string | null = null): BeginArchiveInput => ({
+    archiveId,
+    target: 's3',
+    location: 'bucket',
+    prefix: `vol/${snapshotId}/`,
+    snapshotId,
+    volume: 'vol',
+    parentArchiveId,
+    storageClass: 'DEEP_ARCHIVE',
+    segmentBlocks: 2048,
+  });
+
+  function codeOf(fn: () => unknown): string | undefined {
+    try {
+      fn();
+    } catch (err) {
+      if (isSnaplineError(err)) return err.code;
+      throw err;
+    }
+    return undefined;
+  }
+
+  it('records an archive, its objects and its state through to deletion', () => {
+    const begun = index.beginArchive(input('ar-1', 'snap-1'));
+    expect(begun).toMatchObject({ archiveId: 'ar-1', state: 'uploading', parentArchiveId: null, sizeBytes: 0, manifestRef: null });
+    expect(index.liveArchive('s3', 'bucket', 'snap-1')?.archiveId).toBe('ar-1');
+    expect(index.latestArchive('vol', 's3', 'bucket')).toBeUndefined();
+
+    index.recordArchiveObject('ar-1', { name: 'segment-000000', ref: 'vol/snap-1/segment-000000', sizeBytes: 1000, treeHash: 'aa', entry: '{}' });
+    index.recordArchiveObject('ar-1', { name: 'manifest.json', ref: 'vol/snap-1/manifest.json', sizeBytes: 24, treeHash: 'bb', entry: null });
+    const done = index.completeArchive('ar-1', { ref: 'vol/snap-1/manifest.json', treeHash: 'bb', blockCount: 3 });
+    expect(done).toMatchObject({ state: 'archived', sizeBytes: 1024, blockCount: 3, treeHash: 'bb' });
+    expect(index.completeArchive('ar-1', { ref: 'x', treeHash: 'y', blockCount: 0 }).manifestRef).toBe('vol/snap-1/manifest.json');
+    expect(index.latestArchive('vol', 's3', 'bucket')?.archiveId).toBe('ar-1');
+    expect(index.archiveObjects('ar-1').map((o) => o.name)).toEqual(['manifest.json', 'segment-000000']);
+
+    index.recordArchiveRestore('ar-1', 'manifest.json', { job: 'job-1', tier: 'Bulk', requestedAt: new Date(5) });
+    expect(index.archiveObjects('ar-1')[0]).toMatchObject({ restoreJob: 'job-1', restoreTier: 'Bulk', restoreRequestedAt: new Date(5) });
+
+    // A second live archive of the snapshot at the same place is refused; an incremental child pins its parent.
+    expect(codeOf(() => index.beginArchive(input('ar-2', 'snap-1')))).toBe('CONFLICT');
+    index.beginArchive(input('ar-3', 'snap-2', 'ar-1'));
+    expect(index.getArchive('ar-3')?.parentArchiveId).toBe('ar-1');
+    expect(index.archiveChildren('ar-1').map((a) => a.archiveId)).toEqual(['ar-3']);
+    expect(codeOf(() => index.markArchiveDeleted('ar-1'))).toBe('CONFLICT');
+    index.markArchiveDeleted('ar-3');
+    index.markArchiveDeleted('ar-1');
+    index.markArchiveDeleted('ar-1');
+    expect(index.getArchive('ar-1')).toMatchObject({ state: 'deleted' });
+    expect(index.archiveObjects('ar-1')).toEqual([]);
+    // Once deleted, the snapshot may be archived there again.
+    expect(index.beginArchive(input('ar-4', 'snap-1')).state).toBe('uploading');
+    expect(index.check()).toEqual([]);
+  });
+
+  it('refuses a parent that is unknown or not archived', () => {
+    expect(codeOf(() => index.beginArchive(input('ar-1', 'snap-1', 'ar-missing')))).toBe('NOT_FOUND');
+    index.beginArchive(input('ar-1', 'snap-1'));
+    expect(codeOf(() => index.beginArchive(input('ar-2', 'snap-2', 'ar-1')))).toBe('BAD_STATE');
+    expect(codeOf(() => index.archiveObjects('ar-nope'))).toBe('NOT_FOUND');
+  });
+
+  it('journals a multipart upload until its object is recorded', () => {
+    index.beginArchive(input('ar-1', 'snap-1'));
+    expect(index.archiveUpload('ar-1', 'segment-000000')).toBeUndefined();
+    expect(codeOf(() => index.recordArchivePart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 5, checksum: 'e1' }))).toBe('BAD_STATE');
+    index.beginArchiveUpload('ar-1', 'segment-000000', 'upload-1', 16);
+    index.recordArchivePart('ar-1', 'segment-000000', { partNumber: 2, sizeBytes: 16, checksum: 'e2' });
+    index.recordArchivePart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 16, checksum: 'e1' });
+    index.recordArchivePart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 16, checksum: 'e1b' });
+    expect(index.archiveUpload('ar-1', 'segment-000000')).toMatchObject({
+      uploadId: 'upload-1',
+      partSize: 16,
+      parts: [
+        { partNumber: 1, sizeBytes: 16, checksum: 'e1b' },
+        { partNumber: 2, sizeBytes: 16, checksum: 'e2' },
+      ],
+    });
+    // A new upload of the same object replaces the journal.
+    index.beginArchiveUpload('ar-1', 'segment-000000', 'upload-2', 32);
+    expect(index.archiveUpload('ar-1', 'segment-000000')).toMatchObject({ uploadId: 'upload-2', partSize: 32, parts: [] });
+    index.recordArchivePart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 32, checksum: 'x' });
+    index.recordArchiveObject('ar-1', { name: 'segment-000000', ref: 'k', sizeBytes: 40, treeHash: 'th', entry: null });
+    expect(index.archiveUpload('ar-1', 'segment-000000')).toBeUndefined();
+    index.beginArchiveUpload('ar-1', 'segment-000001', 'upload-3', 32);
+    index.dropArchiveUpload('ar-1', 'segment-000001');
+    expect(index.archiveUpload('ar-1', 'segment-000001')).toBeUndefined();
   });
 });

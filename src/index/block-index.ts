@@ -2,6 +2,15 @@ import { resolve } from 'node:path';
 import type { Database } from 'better-sqlite3';
 import { BLOCKS_PER_GIB, GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import {
+  type ArchiveObjectRecord,
+  ArchiveRows,
+  type ArchiveRecord,
+  type ArchiveTargetName,
+  type BeginArchiveInput,
+  type ObjectUploadRecord,
+  type UploadPartRecord,
+} from './archives.js';
 import { findProblems } from './check.js';
 import { type HeldLock, IndexLocks } from './locks.js';
 import { type ChunkGuard, DIGEST_BYTES, KeyedRows, type KeyedTable, chainDifference, chainEntries, keyChecksum } from './maps.js';
@@ -216,6 +225,7 @@ export class BlockIndex {
   readonly #journal: KeyedRows;
   readonly #intents: KeyedRows;
   readonly #locks: IndexLocks;
+  readonly #archives: ArchiveRows;
   #closed = false;
 
   private constructor(path: string, db: Database) {
@@ -226,6 +236,7 @@ export class BlockIndex {
     this.#journal = new KeyedRows(db, 'run_blocks', path);
     this.#intents = new KeyedRows(db, 'run_intents', path);
     this.#locks = new IndexLocks(db);
+    this.#archives = new ArchiveRows(db);
   }
 
   /**
@@ -634,6 +645,86 @@ export class BlockIndex {
       const row = this.#sql.targetByPath.get(path) as TargetRow | undefined;
       return row === undefined ? undefined : targetRecordOf(row);
     });
+  }
+
+  // ---- archives ------------------------------------------------------------
+
+  getArchive(archiveId: string): ArchiveRecord | undefined {
+    return this.#run(() => this.#archives.get(archiveId));
+  }
+
+  /** Every archive, deleted ones included, oldest first. */
+  listArchives(): ArchiveRecord[] {
+    return this.#run(() => this.#archives.list());
+  }
+
+  /** The archive of a snapshot at a place (bucket or vault) that is not deleted, if any. */
+  liveArchive(target: ArchiveTargetName, location: string, snapshotId: string): ArchiveRecord | undefined {
+    return this.#run(() => this.#archives.live(target, location, snapshotId));
+  }
+
+  /** The volume's newest archived archive at a place: what an incremental archive builds on. */
+  latestArchive(volume: string, target: ArchiveTargetName, location: string): ArchiveRecord | undefined {
+    return this.#run(() => this.#archives.latest(volume, target, location));
+  }
+
+  /** Archives (not deleted) that build on this one. */
+  archiveChildren(archiveId: string): ArchiveRecord[] {
+    return this.#run(() => this.#archives.children(archiveId));
+  }
+
+  /**
+   * Records a new archive, state uploading. The parent, when given, must be
+   * archived. CONFLICT when the snapshot already has a live archive at that
+   * place or the id is taken. Durable.
+   */
+  beginArchive(input: BeginArchiveInput): ArchiveRecord {
+    return this.#durably(() => this.#archives.begin(input));
+  }
+
+  /** The manifest is written: uploading -> archived, size summed over its objects. Idempotent. Durable. */
+  completeArchive(archiveId: string, manifest: { ref: string; treeHash: string; blockCount: number }): ArchiveRecord {
+    return this.#durably(() => this.#archives.complete(archiveId, manifest));
+  }
+
+  /** Its objects are deleted remotely: state deleted, objects and upload journal dropped. CONFLICT while a live archive builds on it. Idempotent. Durable. */
+  markArchiveDeleted(archiveId: string): void {
+    this.#durably(() => this.#archives.markDeleted(archiveId));
+  }
+
+  /** The objects stored for an archive, by name. */
+  archiveObjects(archiveId: string): ArchiveObjectRecord[] {
+    return this.#run(() => this.#archives.objects(archiveId));
+  }
+
+  /** An object is stored: recorded (replacing one of the same name), and its upload journal dropped. Durable. */
+  recordArchiveObject(archiveId: string, object: { name: string; ref: string; sizeBytes: number; treeHash: string; entry: string | null }): void {
+    this.#durably(() => this.#archives.recordObject(archiveId, object));
+  }
+
+  /** The restore (S3) or retrieval job (Glacier) last asked for an object. Durable. */
+  recordArchiveRestore(archiveId: string, name: string, restore: { job: string | null; tier: string; requestedAt: Date }): void {
+    this.#durably(() => this.#archives.recordRestore(archiveId, name, restore));
+  }
+
+  /** The multipart upload of an object in progress, with its acknowledged parts, if any. */
+  archiveUpload(archiveId: string, name: string): ObjectUploadRecord | undefined {
+    return this.#run(() => this.#archives.upload(archiveId, name));
+  }
+
+  /** A multipart upload of an object began (replacing any earlier journal of it). Durable. */
+  beginArchiveUpload(archiveId: string, name: string, uploadId: string, partSize: number): void {
+    this.#durably(() => this.#archives.beginUpload(archiveId, name, uploadId, partSize));
+  }
+
+  /** The service acknowledged a part (synchronous NORMAL: a part lost to a power cut is uploaded again). Idempotent. */
+  recordArchivePart(archiveId: string, name: string, part: UploadPartRecord): void {
+    this.#run(() => this.#db.transaction(() => this.#archives.recordPart(archiveId, name, part)).immediate());
+  }
+
+  /** Forgets an object's upload in progress (aborted, or gone from the service). Durable. */
+  dropArchiveUpload(archiveId: string, name: string): void {
+    this.#durably(() => this.#archives.dropUpload(archiveId, name));
   }
 
   // ---- locks ---------------------------------------------------------------

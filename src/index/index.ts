@@ -3,6 +3,15 @@ export { BlockIndex } from './block-index.js';
 export type { BeginRunInput, BlockRange, ImportSnapshotInput, StorageStats } from './block-index.js';
 export type { HeldLock } from './locks.js';
 export type {
+  ArchiveObjectRecord,
+  ArchiveRecord,
+  ArchiveState,
+  ArchiveTargetName,
+  BeginArchiveInput,
+  ObjectUploadRecord,
+  UploadPartRecord,
+} from './archives.js';
+export type {
   BlockEntry,
   BlockInput,
   SnapshotRecord,

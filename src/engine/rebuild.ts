@@ -58,6 +58,8 @@ export async function rebuildIndex(
     tasks.fail(err);
   }
   await tasks.drain();
+  // An interruption that came after the last block was asked for still stops the run before anything is recorded.
+  throwIfAborted(options.signal);
   blocks.sort((a, b) => a.index - b.index);
   deps.index.ensureVolume({ name: volume, sourcePath, sizeBytes: sourceBytes });
   deps.index.importSnapshot(

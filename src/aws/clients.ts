@@ -7,6 +7,7 @@ import { STSClient } from '@aws-sdk/client-sts';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { assumedRoleCredentials, type AssumeRoleSettings, type TemporaryCredentialsProvider } from './assume-role.js';
+import { DirectBlockRequests } from './block-requests.js';
 
 export type { AssumeRoleSettings } from './assume-role.js';
 
@@ -83,6 +84,7 @@ export class AwsClients {
   readonly #httpAgent: http.Agent;
   readonly #httpsAgent: https.Agent;
   #ebs: EBSClient | undefined;
+  #ebsBlocks: DirectBlockRequests | undefined;
   #ec2: EC2Client | undefined;
   #sts: STSClient | undefined;
   #s3: S3Client | undefined;
@@ -122,6 +124,16 @@ export class AwsClients {
 
   ebs(): EBSClient {
     return (this.#ebs ??= new EBSClient({ ...this.#common('ebs'), maxAttempts: 1 }));
+  }
+
+  /** PutSnapshotBlock and GetSnapshotBlock without the SDK's middleware, signed by the EBS client's signer, on the same sockets. */
+  ebsBlockRequests(): DirectBlockRequests {
+    return (this.#ebsBlocks ??= new DirectBlockRequests(this.ebs(), {
+      httpAgent: this.#httpAgent,
+      httpsAgent: this.#httpsAgent,
+      connectTimeoutMs: this.settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      readTimeoutMs: this.settings.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
+    }));
   }
 
   ec2(): EC2Client {

@@ -20,6 +20,7 @@ import type {
   StartedSnapshot,
 } from '../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import type { DirectBlockRequests } from './block-requests.js';
 import { fromAwsError } from './errors.js';
 
 const UNSIGNED_PAYLOAD_MIDDLEWARE = 'snaplineUnsignedBlockPayload';
@@ -27,13 +28,17 @@ const UNSIGNED_PAYLOAD_MIDDLEWARE = 'snaplineUnsignedBlockPayload';
 /**
  * EBS direct APIs over the SDK. One attempt per call: wrap it with
  * resilientWriter / resilientReader (retry.ts) for retries and throttling.
- * Every failure is a SnaplineError from fromAwsError.
+ * Every failure is a SnaplineError from fromAwsError. With `direct`, the two
+ * block calls go as direct requests signed by the same client's signer
+ * (block-requests.ts), the rest through the SDK.
  */
 export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
   readonly #client: EBSClient;
+  readonly #direct: DirectBlockRequests | undefined;
 
-  constructor(client: EBSClient) {
+  constructor(client: EBSClient, options: { direct?: DirectBlockRequests } = {}) {
     this.#client = client;
+    this.#direct = options.direct;
     // PutSnapshotBlock's body is not part of the signature (its checksum header is): without this the SDK
     // would hash every 512 KiB body a second time just to sign it.
     client.middlewareStack.add(
@@ -82,6 +87,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
     if (data.byteLength !== BLOCK_SIZE) {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `a block has ${BLOCK_SIZE} bytes, got ${data.byteLength} for block ${blockIndex}`);
     }
+    if (this.#direct !== undefined) return this.#direct.putBlock(snapshotId, blockIndex, data, checksum, progress);
     try {
       await this.#client.send(
         new PutSnapshotBlockCommand({
@@ -161,6 +167,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
 
   /** Reads the body into one buffer of BLOCK_SIZE; a body of another length is UNAVAILABLE (retryable). */
   async getBlock(snapshotId: string, blockIndex: number, blockToken: string): Promise<{ data: Buffer; checksum: string }> {
+    if (this.#direct !== undefined) return this.#direct.getBlock(snapshotId, blockIndex, blockToken);
     try {
       const out = await this.#client.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: blockIndex, BlockToken: blockToken }));
       const body = out.BlockData as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;

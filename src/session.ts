@@ -67,7 +67,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
     const hashPool = new HashPool();
     closers.push(() => hashPool.destroy());
     const slabs = new SlabPool({ slabCount: Math.ceil(concurrency / BLOCKS_PER_SLAB) + SLABS_AHEAD, blocksPerSlab: BLOCKS_PER_SLAB });
-    const store = new EbsSnapshotStore(clients.ebs());
+    const store = new EbsSnapshotStore(clients.ebs(), { direct: clients.ebsBlockRequests() });
     const uploadLimiter = new AdaptiveLimiter(concurrency);
     const downloadLimiter = new AdaptiveLimiter(concurrency);
     // The connection's retries.max_attempts bounds EBS calls too; their backoff and throttling response stay snapline's.

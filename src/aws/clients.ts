@@ -1,7 +1,9 @@
 import http from 'node:http';
 import https from 'node:https';
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { EBSClient } from '@aws-sdk/client-ebs';
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { ECSClient } from '@aws-sdk/client-ecs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { STSClient } from '@aws-sdk/client-sts';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -72,7 +74,7 @@ type ServiceName = keyof ServiceEndpoints;
  * One SDK client per service, built on first use and kept for the life of
  * this object, all sharing one keep-alive http and https agent whose socket
  * count follows `concurrency`. EBS clients make one attempt per call: retries
- * and the response to throttling live in retry.ts. EC2, STS and S3 keep the
+ * and the response to throttling live in retry.ts. EC2, STS, S3, ECS and Logs keep the
  * SDK's retry (standard unless the settings say otherwise). With assumeRole,
  * one more STS client holds the base credentials and every other client signs
  * with the role's. destroy() closes the sockets; the clients cannot be used
@@ -88,6 +90,8 @@ export class AwsClients {
   #ec2: EC2Client | undefined;
   #sts: STSClient | undefined;
   #s3: S3Client | undefined;
+  #ecs: ECSClient | undefined;
+  #logs: CloudWatchLogsClient | undefined;
   #baseSts: STSClient | undefined;
   readonly #roleCredentials: TemporaryCredentialsProvider | undefined;
   #destroyed = false;
@@ -148,11 +152,19 @@ export class AwsClients {
     return (this.#s3 ??= new S3Client({ ...this.#common('s3'), ...this.#retries(), forcePathStyle: this.settings.forcePathStyle ?? false }));
   }
 
+  ecs(): ECSClient {
+    return (this.#ecs ??= new ECSClient({ ...this.#common('ecs'), ...this.#retries() }));
+  }
+
+  logs(): CloudWatchLogsClient {
+    return (this.#logs ??= new CloudWatchLogsClient({ ...this.#common('logs'), ...this.#retries() }));
+  }
+
   /** Closes every socket of every client. Idempotent. */
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    for (const client of [this.#ebs, this.#ec2, this.#sts, this.#s3, this.#baseSts]) client?.destroy();
+    for (const client of [this.#ebs, this.#ec2, this.#sts, this.#s3, this.#ecs, this.#logs, this.#baseSts]) client?.destroy();
     this.#handler.destroy();
     this.#httpAgent.destroy();
     this.#httpsAgent.destroy();

@@ -170,6 +170,62 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
       ) WITHOUT ROWID;
     `);
   },
+  (db) => {
+    db.exec(`
+      -- ECS restore jobs: a pending snapshot (snapshot_id, once started; its run
+      -- in snapshots) filled by ECS tasks, one per shard (a block range) of the
+      -- source (a snapshot or an archive). started_by groups the job's tasks in
+      -- ECS. A job stays open (running or failed) until completed, or abandoned
+      -- when its snapshot is gone; one open job per source.
+      CREATE TABLE ecs_jobs (
+        job_id          TEXT PRIMARY KEY,
+        source_kind     TEXT NOT NULL CHECK (source_kind IN ('snapshot', 'archive')),
+        source          TEXT NOT NULL,
+        volume          TEXT NOT NULL,
+        snapshot_id     TEXT,
+        cluster         TEXT NOT NULL,
+        task_definition TEXT NOT NULL,
+        started_by      TEXT NOT NULL UNIQUE,
+        state           TEXT NOT NULL CHECK (state IN ('running', 'failed', 'completed', 'abandoned')),
+        message         TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+      );
+      CREATE UNIQUE INDEX ecs_jobs_one_open_per_source ON ecs_jobs (source) WHERE state IN ('running', 'failed');
+
+      -- attempt: the shard's current attempt (0 before the first); launch: the
+      -- RunTask calls of this attempt that placed nothing (capacity), part of
+      -- the clientToken so that a retried call after a crash is the same call.
+      CREATE TABLE ecs_shards (
+        job_id     TEXT NOT NULL REFERENCES ecs_jobs (job_id),
+        shard      INTEGER NOT NULL,
+        from_block INTEGER NOT NULL,
+        to_block   INTEGER NOT NULL,
+        state      TEXT NOT NULL CHECK (state IN ('waiting', 'running', 'succeeded', 'failed')),
+        attempt    INTEGER NOT NULL DEFAULT 0,
+        launch     INTEGER NOT NULL DEFAULT 0,
+        message    TEXT,
+        PRIMARY KEY (job_id, shard)
+      ) WITHOUT ROWID;
+
+      -- Every task a job started, with what ECS last said of it; exit_code is
+      -- the worker container's.
+      CREATE TABLE ecs_tasks (
+        task_arn       TEXT PRIMARY KEY,
+        job_id         TEXT NOT NULL,
+        shard          INTEGER NOT NULL,
+        attempt        INTEGER NOT NULL,
+        last_status    TEXT NOT NULL,
+        stop_code      TEXT,
+        stopped_reason TEXT,
+        exit_code      INTEGER,
+        created_at     INTEGER NOT NULL,
+        stopped_at     INTEGER,
+        FOREIGN KEY (job_id, shard) REFERENCES ecs_shards (job_id, shard)
+      );
+      CREATE INDEX ecs_tasks_by_shard ON ecs_tasks (job_id, shard, attempt);
+    `);
+  },
 ];
 
 export const SCHEMA_VERSION = migrations.length;

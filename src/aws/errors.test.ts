@@ -94,3 +94,26 @@ describe('fromAwsError: service answers of EC2, STS and S3', () => {
     expect(error.hint).toContain('ec2:DeleteSnapshot');
   });
 });
+
+describe('fromAwsError: service answers of the archive tier (S3 objects, Glacier vaults)', () => {
+  const answer = (name: string, httpStatusCode: number) =>
+    Object.assign(new Error(`${name} message`), { name, $fault: httpStatusCode >= 500 ? 'server' : 'client', $metadata: { httpStatusCode } });
+
+  it.each([
+    ['InvalidObjectState', 403, ErrorCodes.BAD_STATE, false],
+    ['NoSuchUpload', 404, ErrorCodes.NOT_FOUND, false],
+    ['NotFound', 404, ErrorCodes.NOT_FOUND, false],
+    ['RestoreAlreadyInProgress', 409, ErrorCodes.CONFLICT, false],
+    ['InvalidStorageClass', 400, ErrorCodes.REMOTE_REJECTED, false],
+    ['EntityTooSmall', 400, ErrorCodes.REMOTE_REJECTED, false],
+    ['RequestTimeout', 400, ErrorCodes.UNAVAILABLE, true],
+    ['RequestTimeoutException', 408, ErrorCodes.UNAVAILABLE, true],
+    ['InsufficientCapacityException', 400, ErrorCodes.UNAVAILABLE, true],
+    ['LimitExceededException', 400, ErrorCodes.QUOTA_EXCEEDED, false],
+    ['PolicyEnforcedException', 400, ErrorCodes.QUOTA_EXCEEDED, false],
+    ['InvalidParameterValueException', 400, ErrorCodes.REMOTE_REJECTED, false],
+    ['MissingParameterValueException', 400, ErrorCodes.REMOTE_REJECTED, false],
+  ])('%s (%i) is %s, retryable %s', (name, status, code, retryable) => {
+    expect(fromAwsError(answer(name, status), 'glacier:InitiateJob')).toMatchObject({ code, retryable, details: { awsError: name, httpStatus: status } });
+  });
+});

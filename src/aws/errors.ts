@@ -19,7 +19,9 @@ const NOT_FOUND: Sort = { code: ErrorCodes.NOT_FOUND, retryable: false };
 const CONFLICT: Sort = { code: ErrorCodes.CONFLICT, retryable: false };
 const REJECTED: Sort = { code: ErrorCodes.REMOTE_REJECTED, retryable: false };
 
-/** Error names (EBS, EC2, STS, S3) and how they sort. */
+const BAD_STATE: Sort = { code: ErrorCodes.BAD_STATE, retryable: false };
+
+/** Error names (EBS, EC2, STS, S3, Glacier) and how they sort. */
 const BY_NAME: Readonly<Record<string, Sort>> = {
   // Throttling: retry with backoff; the limiter lowers the concurrency on THROTTLED.
   ThrottlingException: THROTTLED,
@@ -34,19 +36,37 @@ const BY_NAME: Readonly<Record<string, Sort>> = {
   ServiceUnavailable: UNAVAILABLE,
   ServiceUnavailableException: UNAVAILABLE,
   Unavailable: UNAVAILABLE,
+  RequestTimeout: UNAVAILABLE,
+  RequestTimeoutException: UNAVAILABLE,
+  InsufficientCapacityException: {
+    code: ErrorCodes.UNAVAILABLE,
+    retryable: true,
+    hint: 'Glacier has no Expedited capacity now: try again later or use the Standard tier',
+  },
   // Missing things. ResourceNotFound right after StartSnapshot is retried by retry.ts, not here.
   ResourceNotFoundException: NOT_FOUND,
   'InvalidSnapshot.NotFound': NOT_FOUND,
   'InvalidVolume.NotFound': NOT_FOUND,
   NoSuchBucket: NOT_FOUND,
   NoSuchKey: NOT_FOUND,
+  NoSuchUpload: NOT_FOUND,
+  NotFound: NOT_FOUND,
+  // An archived S3 object whose bytes are asked for before it is restored (HTTP 403, yet not a permission problem).
+  InvalidObjectState: BAD_STATE,
   // Idempotency and state conflicts.
   ConflictException: CONFLICT,
   IdempotentParameterMismatch: CONFLICT,
   'InvalidSnapshot.InUse': CONFLICT,
+  RestoreAlreadyInProgress: CONFLICT,
   // Quotas.
   ServiceQuotaExceededException: { code: ErrorCodes.QUOTA_EXCEEDED, retryable: false },
   SnapshotLimitExceeded: { code: ErrorCodes.QUOTA_EXCEEDED, retryable: false },
+  LimitExceededException: { code: ErrorCodes.QUOTA_EXCEEDED, retryable: false },
+  PolicyEnforcedException: {
+    code: ErrorCodes.QUOTA_EXCEEDED,
+    retryable: false,
+    hint: "the vault's data retrieval policy refuses this retrieval now: try later, or a slower tier",
+  },
   ConcurrentLimitExceededException: {
     code: ErrorCodes.QUOTA_EXCEEDED,
     retryable: false,
@@ -57,6 +77,12 @@ const BY_NAME: Readonly<Record<string, Sort>> = {
   InvalidParameterValue: REJECTED,
   InvalidParameterCombination: REJECTED,
   MissingParameter: REJECTED,
+  InvalidParameterValueException: REJECTED,
+  MissingParameterValueException: REJECTED,
+  InvalidStorageClass: REJECTED,
+  InvalidPart: REJECTED,
+  InvalidPartOrder: REJECTED,
+  EntityTooSmall: REJECTED,
 };
 
 const CREDENTIALS_HINT = 'check the credentials of the connection (environment, profile or role) and the system clock';

@@ -18,6 +18,13 @@ const TREE_HASH_CHUNK = 1024 * 1024;
  */
 
 /**
+ * @typedef {object} DigestTask
+ * @property {SharedArrayBuffer} buffer
+ * @property {number} offset
+ * @property {number} length
+ */
+
+/**
  * @typedef {object} TreeHashTask
  * @property {SharedArrayBuffer} buffer
  * @property {number} offset
@@ -65,6 +72,14 @@ export function hashBlocks({ buffer, offset, blockCount, blockSize }) {
     }
   }
   return move(result.buffer);
+}
+
+/**
+ * SHA-256 of [offset, offset + length) as raw 32 bytes.
+ * @param {DigestTask} task
+ */
+export function digest({ buffer, offset, length }) {
+  return new Uint8Array(sha256(new Uint8Array(buffer, offset, length)));
 }
 
 /**

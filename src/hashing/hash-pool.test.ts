@@ -143,3 +143,24 @@ describe('HashPool lifecycle', () => {
     await expect(own.hashBlocks(sharedBlocks('z'), 0, 1)).rejects.toMatchObject({ code: ErrorCodes.INTERNAL });
   });
 });
+
+describe('HashPool.sha256', () => {
+  it('hashes bytes in shared memory in place and any other buffer through a copy, many at once', async () => {
+    const shared = new Uint8Array(sharedBlocks('rr', 100), 100 + 17, BLOCK_SIZE);
+    const plain = Array.from({ length: 100 }, (_, i) => randomFillSync(Buffer.alloc(i % 2 === 0 ? BLOCK_SIZE : 1000 + i)));
+    const digests = await Promise.all([shared, ...plain].map((data) => pool.sha256(data)));
+    for (const [i, data] of [shared, ...plain].entries()) {
+      expect(Buffer.from(digests[i]!).equals(createHash('sha256').update(data).digest()), `buffer ${i}`).toBe(true);
+    }
+  });
+
+  it('hashes an empty buffer and one larger than a block', async () => {
+    expect(Buffer.from(await pool.sha256(new Uint8Array(0))).equals(createHash('sha256').update(Buffer.alloc(0)).digest())).toBe(true);
+    const large = randomFillSync(Buffer.alloc(3 * BLOCK_SIZE + 5));
+    expect(Buffer.from(await pool.sha256(large)).equals(createHash('sha256').update(large).digest())).toBe(true);
+  });
+
+  it('the zero block gives the zero-block digest', async () => {
+    expect(Buffer.from(await pool.sha256(Buffer.alloc(BLOCK_SIZE))).equals(ZERO_BLOCK_DIGEST)).toBe(true);
+  });
+});

@@ -32,6 +32,8 @@ export class HashPool {
   readonly #inFlight = new Set<Promise<unknown>>();
   /** A failure of the threads outside any task (a worker that cannot start). */
   #failure: Error | undefined;
+  /** Shared buffers that sha256() copies unshared data into. */
+  readonly #copies = new SharedBuffers();
   #destroyed = false;
 
   constructor(options: HashPoolOptions = {}) {
@@ -85,6 +87,27 @@ export class HashPool {
     return { digests, zero };
   }
 
+  /**
+   * SHA-256 of `data` as raw 32 bytes, computed in a worker so the calling
+   * thread only copies: bytes in a SharedArrayBuffer are read in place, any
+   * other buffer is copied into a pooled shared one first (a copy costs a
+   * tenth of the hash). `data` must not change until the promise settles.
+   */
+  async sha256(data: Uint8Array): Promise<Uint8Array> {
+    if (data.buffer instanceof SharedArrayBuffer) {
+      this.#checkRange(data.buffer, data.byteOffset, data.byteLength, 'length');
+      return this.#run<Uint8Array>('digest', { buffer: data.buffer, offset: data.byteOffset, length: data.byteLength });
+    }
+    const lease = this.#copies.lease(data.byteLength);
+    try {
+      new Uint8Array(lease, 0, data.byteLength).set(data);
+      this.#checkRange(lease, 0, data.byteLength, 'length');
+      return await this.#run<Uint8Array>('digest', { buffer: lease, offset: 0, length: data.byteLength });
+    } finally {
+      this.#copies.giveBack(lease);
+    }
+  }
+
   /** SHA-256 tree hash (Glacier) of [offset, offset+length) as raw 32 bytes, computed in a worker. */
   async treeHash(buffer: SharedArrayBuffer, offset: number, length: number): Promise<Uint8Array> {
     this.#checkRange(buffer, offset, length, 'length');
@@ -117,7 +140,7 @@ export class HashPool {
 
   // Aborts are not passed to piscina: it would kill the thread of a running
   // task, and a result already on its way back then surfaces as a pool error.
-  async #run<T>(name: 'hashBlocks' | 'treeHash', task: object, signal?: AbortSignal): Promise<T> {
+  async #run<T>(name: 'hashBlocks' | 'treeHash' | 'digest', task: object, signal?: AbortSignal): Promise<T> {
     if (this.#failure !== undefined) {
       throw new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${this.#failure.message}`, { cause: this.#failure });
     }
@@ -134,6 +157,24 @@ export class HashPool {
       const reason = err instanceof Error ? err.message : String(err);
       throw new SnaplineError(ErrorCodes.INTERNAL, `hash worker failed: ${reason}`, { cause: err });
     }
+  }
+}
+
+/**
+ * Reusable SharedArrayBuffers of BLOCK_SIZE (or the size asked for when it
+ * is larger). As many are held as are leased at once; a few are kept idle.
+ */
+class SharedBuffers {
+  static readonly KEEP = 64;
+  readonly #idle: SharedArrayBuffer[] = [];
+
+  lease(length: number): SharedArrayBuffer {
+    if (length > BLOCK_SIZE) return new SharedArrayBuffer(length);
+    return this.#idle.pop() ?? new SharedArrayBuffer(BLOCK_SIZE);
+  }
+
+  giveBack(buffer: SharedArrayBuffer): void {
+    if (buffer.byteLength === BLOCK_SIZE && this.#idle.length < SharedBuffers.KEEP) this.#idle.push(buffer);
   }
 }
 

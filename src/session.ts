@@ -79,7 +79,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       hashPool,
       slabs,
       writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter, newSnapshotIds: pendingRunsOf(index) }),
-      reader: resilientReader(verifiedReader(store), { ...wrap, limiter: downloadLimiter }),
+      reader: resilientReader(verifiedReader(store, (data) => hashPool.sha256(data)), { ...wrap, limiter: downloadLimiter }),
       catalog: new Ec2SnapshotCatalog(clients.ec2()),
       uploadLimiter,
       downloadLimiter,

@@ -27,13 +27,30 @@ export interface FaultSettings {
   completionDelayMs?: number;
   /** Share 0..1 of accepted completions that end in state error. */
   completionErrorRate?: number;
+  /** ECS: the next N task placements of RunTask fail for capacity (failures[] with reason RESOURCE:MEMORY). */
+  ecsCapacityFailures?: number;
+  /** ECS: the next N RunTask calls start their tasks, then drop the connection without an answer. */
+  ecsLostResponses?: number;
+  /** ECS: the next N tasks stop before their containers start (stopCode TaskFailedToStart, no exit codes). */
+  ecsStartFailures?: number;
+  /** ECS: the next N tasks' snapline containers exit with ecsExitCode instead of running their command. */
+  ecsExitFailures?: number;
+  /** ECS: the exit code of ecsExitFailures, 1..255 (default 1). */
+  ecsExitCode?: number;
+  /** ECS: the next N tasks lose their host once their snapline container has written a line (stopCode SpotInterruption, or TerminationNotice on EC2; no exit code). */
+  ecsHostStops?: number;
 }
+
+/** The faults that fire a given number of times (the next N occasions), then switch off. */
+export const COUNTED_FAULTS = ['ecsCapacityFailures', 'ecsLostResponses', 'ecsStartFailures', 'ecsExitFailures', 'ecsHostStops'] as const;
+export type CountedFault = (typeof COUNTED_FAULTS)[number];
 
 type FaultField = keyof FaultSettings;
 
 const SHARES: FaultField[] = ['throttleRate', 'errorRate', 'resetRate', 'corruptRate', 'completionErrorRate', 'spikeRate'];
 const NON_NEGATIVE: FaultField[] = ['rateLimit', 'latencyMs', 'spikeMs', 'notFoundAfterStart', 'completionDelayMs'];
-export const FAULT_FIELDS: readonly FaultField[] = ['seed', ...SHARES, ...NON_NEGATIVE];
+const WHOLE_NUMBERS: FaultField[] = [...COUNTED_FAULTS, 'ecsExitCode'];
+export const FAULT_FIELDS: readonly FaultField[] = ['seed', ...SHARES, ...NON_NEGATIVE, ...WHOLE_NUMBERS];
 
 /**
  * Checks fault settings and returns a clean copy. `nameOf` names a field in
@@ -55,6 +72,10 @@ export function checkFaultSettings(input: unknown, nameOf: (field: FaultField) =
     if (typeof value !== 'number' || !Number.isFinite(value)) throw bad('a number');
     if (field === 'seed') {
       if (!Number.isSafeInteger(value) || value < 0) throw bad('a non-negative integer');
+    } else if (field === 'ecsExitCode') {
+      if (!Number.isInteger(value) || value < 1 || value > 255) throw bad('a whole number from 1 to 255');
+    } else if (WHOLE_NUMBERS.includes(field)) {
+      if (!Number.isSafeInteger(value) || value < 0) throw bad('a whole number, 0 or more');
     } else if (SHARES.includes(field)) {
       if (value < 0 || value > 1) throw bad('between 0 and 1');
     } else if (value < 0) {
@@ -96,13 +117,17 @@ export class FaultInjector {
   #completion!: () => number;
   #spike!: () => number;
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #remaining = new Map<CountedFault, number>();
 
   constructor(settings: FaultSettings) {
     this.replace(settings);
   }
 
+  /** The settings, with counted faults at what is left of them. */
   get settings(): FaultSettings {
-    return { ...this.#settings };
+    const settings = { ...this.#settings };
+    for (const [field, left] of this.#remaining) settings[field] = left;
+    return settings;
   }
 
   /** Replaces every setting (absent ones switch off) and restarts the sequences from the seed. */
@@ -118,6 +143,20 @@ export class FaultInjector {
       () => number,
     ];
     this.#buckets.clear();
+    this.#remaining.clear();
+    for (const field of COUNTED_FAULTS) if (settings[field] !== undefined) this.#remaining.set(field, settings[field]);
+  }
+
+  /** True (and one fewer left) when the counted fault still has occasions left. */
+  take(fault: CountedFault): boolean {
+    const left = this.#remaining.get(fault) ?? 0;
+    if (left <= 0) return false;
+    this.#remaining.set(fault, left - 1);
+    return true;
+  }
+
+  get ecsExitCode(): number {
+    return this.#settings.ecsExitCode ?? 1;
   }
 
   get latencyMs(): number {

@@ -1,5 +1,6 @@
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { AccessKey } from './auth.js';
+import type { TaskOptions } from './container-services.js';
 import { checkFaultSettings, FAULT_FIELDS, type FaultSettings } from './faults.js';
 import { EndpointServer } from './server.js';
 import { DEFAULT_LIMITS, type EndpointLimits } from './snapshots.js';
@@ -8,6 +9,7 @@ import type { EmulatorStats } from './stats.js';
 export type { AccessKey } from './auth.js';
 export { parseAccessKey, parseAccessKeyFile } from './auth.js';
 export type { FaultSettings } from './faults.js';
+export type { TaskOptions } from './container-services.js';
 export type { EmulatorStats, FaultStats, OperationStats } from './stats.js';
 export type { EndpointLimits } from './snapshots.js';
 export { checkFaultSettings, FAULT_FIELDS } from './faults.js';
@@ -34,6 +36,8 @@ export interface EmulatorOptions extends FaultSettings {
   auth?: readonly AccessKey[];
   /** Speak HTTPS with this key and certificate (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
+  /** How ECS tasks run: entrypoint, extra environment (see TaskOptions). */
+  tasks?: TaskOptions;
 }
 
 export interface RunningEmulator {
@@ -51,7 +55,8 @@ export interface RunningEmulator {
 
 /**
  * Starts the local AWS-compatible endpoint (EBS direct, EC2 snapshot subset,
- * STS GetCallerIdentity, S3 ListBuckets) on `host:port` with its data in
+ * STS GetCallerIdentity, S3 ListBuckets, ECS tasks run as local processes and
+ * CloudWatch Logs fed by them) on `host:port` with its data in
  * `dataDir`. Throws SnaplineError INVALID_ARGUMENT for bad options and
  * CONFLICT when the port or the data directory is taken.
  */
@@ -75,6 +80,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
     ...(options.auth === undefined ? {} : { auth: options.auth }),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.tasks === undefined ? {} : { tasks: options.tasks }),
   });
   return {
     url: endpoint.url,

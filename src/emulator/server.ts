@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { AwsError } from './aws-error.js';
 import { RequestAuthenticator, sendRefusal, type AccessKey } from './auth.js';
+import { ContainerServices, type TaskOptions } from './container-services.js';
 import { EbsApi, matchEbsRoute, sendEbsError } from './ebs.js';
 import { Ec2Api } from './ec2.js';
 import { checkFaultSettings, FaultInjector, type FaultSettings } from './faults.js';
@@ -30,6 +31,8 @@ export interface EndpointConfig {
   auth?: readonly AccessKey[];
   /** When given, the endpoint speaks HTTPS with this key and certificate (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
+  /** How ECS tasks run (entrypoint, extra environment). */
+  tasks?: TaskOptions;
 }
 
 const DEFAULT_REGION = 'us-east-1';
@@ -39,8 +42,9 @@ const CLOSE_GRACE_MS = 3000;
 
 /**
  * The HTTP front of the endpoint: routes each request to a service by the
- * SigV4 credential scope (ebs, ec2, sts, s3), or for unsigned requests by
- * path (/snapshots...) and Action, plus the admin routes under /_snapline/.
+ * SigV4 credential scope (ebs, ec2, sts, s3, ecs, logs), or for unsigned
+ * requests by path (/snapshots...), X-Amz-Target and Action, plus the admin
+ * routes under /_snapline/.
  */
 export class EndpointServer {
   readonly #config: EndpointConfig;
@@ -52,6 +56,7 @@ export class EndpointServer {
   readonly #snapshots: SnapshotService;
   readonly #ebs: EbsApi;
   readonly #ec2: Ec2Api;
+  readonly #containers: ContainerServices;
   readonly #release: () => void;
   readonly #auth: RequestAuthenticator | undefined;
   #sweeper: NodeJS.Timeout | undefined;
@@ -80,6 +85,13 @@ export class EndpointServer {
       this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits);
       this.#ebs = new EbsApi(this.#snapshots, this.#faults, this.#stats, config.now);
       this.#ec2 = new Ec2Api(this.#snapshots);
+      this.#containers = new ContainerServices({
+        faults: this.#faults,
+        log: config.log,
+        endpointUrl: () => this.url,
+        ...(config.auth?.[0] === undefined ? {} : { credentials: config.auth[0] }),
+        ...(config.tasks === undefined ? {} : { tasks: config.tasks }),
+      });
     } catch (err) {
       catalog?.close();
       packs?.close();
@@ -187,6 +199,7 @@ export class EndpointServer {
       await closed;
     }
     try {
+      await this.#containers.close();
       await this.#snapshots.drain();
       await this.#packs.sync();
     } finally {
@@ -266,6 +279,10 @@ export class EndpointServer {
       exchange.stats.bytesIn += counted.bytesIn;
       return isSts ? handleSts(action, exchange) : this.#ec2.handle(action, params, exchange);
     }
+    if (service === 'ecs' || service === 'logs') {
+      const operation = ContainerServices.operationOf(service, req.headers);
+      return this.#containers.handle(service, operation, exchangeFor(operation || `${service}MissingTarget`));
+    }
     const exchange = exchangeFor('UnknownService');
     sendJson(exchange, 400, { Message: `This endpoint does not serve the service '${service}'.` }, { 'x-amzn-errortype': 'UnknownServiceException' });
   }
@@ -307,9 +324,11 @@ function unusableDataDir(dataDir: string, err: unknown): SnaplineError {
   return new SnaplineError(ErrorCodes.IO_FAILED, `cannot open the endpoint data directory ${dataDir}: ${reason}`, { cause: err });
 }
 
-/** The service of an unsigned request: EBS by path, the query protocols by form body or Action, else S3. */
+/** The service of an unsigned request: EBS by path, ECS and Logs by X-Amz-Target, the query protocols by form body or Action, else S3. */
 function guessService(req: IncomingMessage, path: string, query: string): string {
   if (path === '/snapshots' || path.startsWith('/snapshots/')) return 'ebs';
+  const jsonService = ContainerServices.serviceOf(req.headers);
+  if (jsonService !== undefined) return jsonService;
   const form = (req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded');
   if ((req.method === 'POST' && form) || /(^|&)Action=/.test(query)) return 'query';
   return 's3';

@@ -30,6 +30,12 @@ interface ServeFlags {
   corruptRate?: string;
   completionDelayMs?: string;
   completionErrorRate?: string;
+  ecsCapacityFailures?: string;
+  ecsLostResponses?: string;
+  ecsStartFailures?: string;
+  ecsExitFailures?: string;
+  ecsExitCode?: string;
+  ecsHostStops?: string;
 }
 
 /** Each fault flag and the FaultSettings field it sets. */
@@ -46,12 +52,18 @@ const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags,
   ['--corrupt-rate', 'corruptRate', 'share 0..1 of GetSnapshotBlock answers with a wrong x-amz-Checksum'],
   ['--completion-delay-ms', 'completionDelayMs', 'CompleteSnapshot answers pending; the snapshot completes after this delay'],
   ['--completion-error-rate', 'completionErrorRate', 'share 0..1 of completions that end in state error'],
+  ['--ecs-capacity-failures', 'ecsCapacityFailures', 'ECS: the next N task placements fail for capacity (RunTask failures[], RESOURCE:MEMORY)'],
+  ['--ecs-lost-responses', 'ecsLostResponses', 'ECS: the next N RunTask calls start their tasks but drop the connection without an answer'],
+  ['--ecs-start-failures', 'ecsStartFailures', 'ECS: the next N tasks stop before starting (stopCode TaskFailedToStart)'],
+  ['--ecs-exit-failures', 'ecsExitFailures', 'ECS: the next N tasks\' snapline containers exit with --ecs-exit-code instead of running'],
+  ['--ecs-exit-code', 'ecsExitCode', 'ECS: exit code of --ecs-exit-failures, 1..255 (default 1)'],
+  ['--ecs-host-stops', 'ecsHostStops', 'ECS: the next N tasks lose their host once running (stopCode SpotInterruption, no exit code)'],
 ];
 
 export function registerServe(program: Command, wrap: Wrap): void {
   const command = program
     .command('serve')
-    .description('run the local AWS-compatible endpoint (EBS direct APIs, EC2 snapshot subset, STS, S3) until interrupted')
+    .description('run the local AWS-compatible endpoint (EBS direct APIs, EC2 snapshot subset, STS, S3, ECS tasks run locally, CloudWatch Logs) until interrupted')
     .option('--host <address>', 'address to listen on (anything but loopback needs --allow-remote)', '127.0.0.1')
     .option('--port <number>', 'port to listen on (0: a free one)', String(DEFAULT_LOCAL_PORT))
     .option('--data-dir <path>', 'where the endpoint keeps its data (default: <data directory>/endpoint)')
@@ -83,7 +95,7 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
     host,
     port,
     ...(auth.length === 0 ? {} : { auth }),
-    ...(tls === undefined ? {} : { tls: { key: tls.key, cert: tls.cert } }),
+    ...(tls === undefined ? {} : { tls: { key: tls.key, cert: tls.cert }, tasks: { env: { AWS_CA_BUNDLE: tls.caPath } } }),
   });
   // Key ids only: secrets are never printed.
   const authKeyIds = auth.map((key) => key.accessKeyId);

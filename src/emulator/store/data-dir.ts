@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 
@@ -22,9 +22,15 @@ export function layoutOf(root: string): DataDirLayout {
   };
 }
 
-/** Creates the directory tree when missing. Idempotent. */
+/**
+ * Creates the directory tree when missing, and the catalog file readable by
+ * the owner only (SQLite gives its -wal and -shm files the same mode; an
+ * existing catalog is narrowed to it). Idempotent.
+ */
 export function ensureLayout(layout: DataDirLayout): void {
   mkdirSync(layout.packs, { recursive: true, mode: 0o700 });
+  closeSync(openSync(layout.catalog, 'a', 0o600));
+  chmodSync(layout.catalog, 0o600);
 }
 
 /**

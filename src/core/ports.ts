@@ -206,12 +206,12 @@ export interface ArchiveStore {
   /** Idempotent: an upload already gone is fine. */
   abortUpload(name: string, uploadId: string): Promise<void>;
   /**
-   * Bytes [start, end) of an object. BAD_STATE while it is not readable (not
-   * restored, job not done). `treeHash` is the service's tree hash (hex) of
-   * the range when it sends one (Glacier, for megabyte-aligned ranges); the
-   * caller checks it.
+   * Bytes [start, end) of an object; with `end` undefined, from `start` to
+   * its end. BAD_STATE while it is not readable (not restored, job not
+   * done). `treeHash` is the service's tree hash (hex) of the range when it
+   * sends one (Glacier, for megabyte-aligned ranges); the caller checks it.
    */
-  getRange(ref: string, start: number, end: number, job?: string): Promise<{ data: Buffer; treeHash?: string }>;
+  getRange(ref: string, start: number, end: number | undefined, job?: string): Promise<{ data: Buffer; treeHash?: string }>;
   /** Asks for an object to be made readable (S3 RestoreObject, Glacier archive-retrieval job). */
   requestRestore(ref: string, options: { tier: RetrievalTier; days: number; description?: string }): Promise<RestoreStatus>;
   /** Whether an object is readable now; `job` is the retrieval job known for it (Glacier). */
@@ -220,4 +220,94 @@ export interface ArchiveStore {
   inventory(options: { prefix?: string; start: boolean }): Promise<Inventory>;
   /** Idempotent: deleting an object that is gone succeeds. */
   deleteObject(ref: string): Promise<void>;
+}
+
+// ---- ECS restore tasks -----------------------------------------------------
+
+/** Where a task runs and how it reaches the network (from the connection's ECS settings). */
+export interface TaskPlacement {
+  cluster: string;
+  taskDefinition: string;
+  launchType?: 'FARGATE' | 'EC2' | 'EXTERNAL';
+  capacityProviderStrategy?: Array<{ capacityProvider: string; weight?: number; base?: number }>;
+  /** awsvpc networking; absent for bridge or host networking. */
+  network?: { subnets: string[]; securityGroups?: string[]; assignPublicIp?: boolean };
+}
+
+/** One task to start: the placement, the command of one container, and how to find the task again. */
+export interface TaskLaunch extends TaskPlacement {
+  /** The container whose command is overridden. */
+  container: string;
+  command: string[];
+  environment?: Record<string, string>;
+  tags: Record<string, string>;
+  /** Task definition tags are copied onto the task too. */
+  propagateTags?: boolean;
+  /** The group the task belongs to; ListTasks finds tasks by it. */
+  startedBy: string;
+  /** Idempotency: starting again with the same token returns the same task and starts none. */
+  clientToken: string;
+}
+
+export interface ContainerState {
+  name: string;
+  lastStatus?: string;
+  /** Absent while it runs, and when it never ran or its host went away. */
+  exitCode?: number;
+  reason?: string;
+}
+
+export interface TaskState {
+  taskArn: string;
+  /** PROVISIONING, PENDING, RUNNING, DEPROVISIONING, STOPPED... */
+  lastStatus: string;
+  desiredStatus: string;
+  /** TaskFailedToStart, EssentialContainerExited, UserInitiated, SpotInterruption, TerminationNotice... */
+  stopCode?: string;
+  stoppedReason?: string;
+  startedBy?: string;
+  tags: Record<string, string>;
+  containers: ContainerState[];
+  createdAt?: Date;
+  stoppedAt?: Date;
+}
+
+/** RunTask's answer: the task, or why none could be placed (RESOURCE:MEMORY, capacity unavailable, ...). */
+export interface LaunchOutcome {
+  task?: TaskState;
+  failures: Array<{ reason: string; detail?: string }>;
+}
+
+/** A task definition's containers, and where each one's awslogs output goes. */
+export interface TaskDefinitionInfo {
+  arn: string;
+  containers: Array<{ name: string; essential: boolean; logGroup?: string; logStreamPrefix?: string }>;
+}
+
+/** What the ECS restore driver needs from a container service. Failures are SnaplineError. */
+export interface ContainerTasks {
+  describeTaskDefinition(taskDefinition: string): Promise<TaskDefinitionInfo>;
+  /** RunTask for one task. Idempotent by clientToken. */
+  launch(launch: TaskLaunch): Promise<LaunchOutcome>;
+  /** The tasks that exist among `taskArns` (tags included); unknown ones are absent. */
+  describe(cluster: string, taskArns: readonly string[]): Promise<TaskState[]>;
+  /** ARNs of the group's tasks with this desired status, every page. */
+  list(cluster: string, startedBy: string, desiredStatus: 'RUNNING' | 'STOPPED'): Promise<string[]>;
+  /** Idempotent: stopping a stopped task succeeds. */
+  stop(cluster: string, taskArn: string, reason: string): Promise<void>;
+}
+
+export interface LogLine {
+  timestamp: Date;
+  message: string;
+}
+
+/** Reads a log stream forward. Failures are SnaplineError. */
+export interface LogReader {
+  /**
+   * The lines after `token` (from the start when absent) and the token to go
+   * on from; the same token back when nothing is new. A stream that does not
+   * exist yet reads as empty with the token unchanged.
+   */
+  readForward(group: string, stream: string, token: string | undefined): Promise<{ lines: LogLine[]; token: string | undefined }>;
 }

@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { ARCHIVE_SCHEMA } from './archive-schema.js';
 import type { BlobLocation } from './packs.js';
 
 export type SnapshotStatus = 'pending' | 'completed' | 'error';
@@ -75,8 +76,6 @@ export interface ChangedRow {
   inSecond: boolean;
 }
 
-const SCHEMA_VERSION = 1;
-
 /** Snapshot rows with their parent's AWS id. */
 const SELECT_SNAPSHOT = 'SELECT s.*, p.snapshot_id AS parent_snapshot_id FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent';
 
@@ -121,6 +120,10 @@ CREATE TABLE blocks (
   PRIMARY KEY (snapshot, idx)
 ) WITHOUT ROWID;
 `;
+
+/** Schema steps in order; user_version counts the steps applied. */
+const MIGRATIONS = [SCHEMA, ARCHIVE_SCHEMA];
+const SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
  * The endpoint's metadata in SQLite (WAL): snapshots, blobs and block maps.
@@ -198,9 +201,9 @@ export class Catalog {
   #migrate(): void {
     const version = this.#db.pragma('user_version', { simple: true }) as number;
     if (version === SCHEMA_VERSION) return;
-    if (version !== 0) throw new Error(`endpoint catalog has schema version ${version}, this build knows ${SCHEMA_VERSION}`);
+    if (version > SCHEMA_VERSION) throw new Error(`endpoint catalog has schema version ${version}, this build knows ${SCHEMA_VERSION}`);
     this.#db.transaction(() => {
-      this.#db.exec(SCHEMA);
+      for (const step of MIGRATIONS.slice(version)) this.#db.exec(step);
       this.#db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
   }
@@ -320,6 +323,11 @@ export class Catalog {
       this.#s.markDeleted.run(at, id);
       this.#s.deleteBlocks.run(id);
     })();
+  }
+
+  /** The open database, for the stores that keep their tables in the same file (S3 and Glacier). */
+  get database(): Database.Database {
+    return this.#db;
   }
 
   close(): void {

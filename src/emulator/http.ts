@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { AwsError } from './aws-error.js';
 import type { OperationStats } from './stats.js';
 
@@ -83,6 +83,12 @@ export function restQuery(query: string): Map<string, string> {
     params.set(safeDecode(key), safeDecode(value));
   }
   return params;
+}
+
+/** The value of a request header, the first one when it is repeated. */
+export function headerOf(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
 }
 
 /** decodeURIComponent that keeps the raw text when the escapes are malformed. */

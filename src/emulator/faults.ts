@@ -27,6 +27,8 @@ export interface FaultSettings {
   completionDelayMs?: number;
   /** Share 0..1 of accepted completions that end in state error. */
   completionErrorRate?: number;
+  /** Share 0..1 of Glacier jobs that end Failed instead of Succeeded. */
+  jobFailureRate?: number;
   /** ECS: the next N task placements of RunTask fail for capacity (failures[] with reason RESOURCE:MEMORY). */
   ecsCapacityFailures?: number;
   /** ECS: the next N RunTask calls start their tasks, then drop the connection without an answer. */
@@ -47,7 +49,7 @@ export type CountedFault = (typeof COUNTED_FAULTS)[number];
 
 type FaultField = keyof FaultSettings;
 
-const SHARES: FaultField[] = ['throttleRate', 'errorRate', 'resetRate', 'corruptRate', 'completionErrorRate', 'spikeRate'];
+const SHARES: FaultField[] = ['throttleRate', 'errorRate', 'resetRate', 'corruptRate', 'completionErrorRate', 'spikeRate', 'jobFailureRate'];
 const NON_NEGATIVE: FaultField[] = ['rateLimit', 'latencyMs', 'spikeMs', 'notFoundAfterStart', 'completionDelayMs'];
 const WHOLE_NUMBERS: FaultField[] = [...COUNTED_FAULTS, 'ecsExitCode'];
 export const FAULT_FIELDS: readonly FaultField[] = ['seed', ...SHARES, ...NON_NEGATIVE, ...WHOLE_NUMBERS];
@@ -116,6 +118,7 @@ export class FaultInjector {
   #corrupt!: () => number;
   #completion!: () => number;
   #spike!: () => number;
+  #jobFailure!: () => number;
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
   readonly #remaining = new Map<CountedFault, number>();
 
@@ -134,14 +137,9 @@ export class FaultInjector {
   replace(settings: FaultSettings): void {
     this.#settings = { ...settings };
     const seed = settings.seed ?? randomInt(2 ** 47);
-    [this.#reset, this.#throttle, this.#error, this.#corrupt, this.#completion, this.#spike] = [0, 1, 2, 3, 4, 5].map((n) => seededStream(seed, n)) as [
-      () => number,
-      () => number,
-      () => number,
-      () => number,
-      () => number,
-      () => number,
-    ];
+    [this.#reset, this.#throttle, this.#error, this.#corrupt, this.#completion, this.#spike, this.#jobFailure] = [0, 1, 2, 3, 4, 5, 6].map((n) =>
+      seededStream(seed, n),
+    ) as [() => number, () => number, () => number, () => number, () => number, () => number, () => number];
     this.#buckets.clear();
     this.#remaining.clear();
     for (const field of COUNTED_FAULTS) if (settings[field] !== undefined) this.#remaining.set(field, settings[field]);
@@ -221,5 +219,11 @@ export class FaultInjector {
   completionFails(): boolean {
     const rate = this.#settings.completionErrorRate;
     return Boolean(rate) && this.#completion() < rate!;
+  }
+
+  /** Whether the next Glacier job ends Failed. */
+  jobFails(): boolean {
+    const rate = this.#settings.jobFailureRate;
+    return Boolean(rate) && this.#jobFailure() < rate!;
   }
 }

@@ -17,6 +17,7 @@ export interface FaultStats {
   corrupted: number;
   completionErrors: number;
   latencySpikes: number;
+  jobFailures: number;
 }
 
 /** What GET /_snapline/stats answers. Operations are named as in the AWS APIs, e.g. PutSnapshotBlock. */
@@ -26,7 +27,7 @@ export interface EmulatorStats {
   totals: OperationStats;
 }
 
-const noFaults = (): FaultStats => ({ resets: 0, throttled: 0, rateLimited: 0, internalErrors: 0, notFound: 0, corrupted: 0, completionErrors: 0, latencySpikes: 0 });
+const noFaults = (): FaultStats => ({ resets: 0, throttled: 0, rateLimited: 0, internalErrors: 0, notFound: 0, corrupted: 0, completionErrors: 0, latencySpikes: 0, jobFailures: 0 });
 
 /** Request and byte counters by operation. Not persisted. */
 export class StatsRecorder {

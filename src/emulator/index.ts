@@ -5,6 +5,7 @@ import { checkFaultSettings, FAULT_FIELDS, type FaultSettings } from './faults.j
 import { EndpointServer } from './server.js';
 import { DEFAULT_LIMITS, type EndpointLimits } from './snapshots.js';
 import type { EmulatorStats } from './stats.js';
+import { checkTierDelays, type TierDelays } from './tiers.js';
 
 export type { AccessKey } from './auth.js';
 export { parseAccessKey, parseAccessKeyFile } from './auth.js';
@@ -14,6 +15,8 @@ export type { EmulatorStats, FaultStats, OperationStats } from './stats.js';
 export type { EndpointLimits } from './snapshots.js';
 export { checkFaultSettings, FAULT_FIELDS } from './faults.js';
 export { ACCOUNT_ID, DEFAULT_LIMITS } from './snapshots.js';
+export type { Tier, TierDelays } from './tiers.js';
+export { DEFAULT_TIER_DELAYS, parseTierDelayFlags, TIERS } from './tiers.js';
 
 export interface EmulatorOptions extends FaultSettings {
   /** Where the endpoint keeps its catalog (SQLite), block packs and token secret. Created when missing. */
@@ -36,6 +39,10 @@ export interface EmulatorOptions extends FaultSettings {
   auth?: readonly AccessKey[];
   /** Speak HTTPS with this key and certificate (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
+  /** Milliseconds an S3 RestoreObject of each tier takes; DEFAULT_TIER_DELAYS for those not given. */
+  restoreDelayMs?: Partial<TierDelays>;
+  /** Milliseconds a Glacier job of each tier stays InProgress; DEFAULT_TIER_DELAYS for those not given. */
+  jobDelayMs?: Partial<TierDelays>;
   /** How ECS tasks run: entrypoint, extra environment (see TaskOptions). */
   tasks?: TaskOptions;
 }
@@ -55,7 +62,7 @@ export interface RunningEmulator {
 
 /**
  * Starts the local AWS-compatible endpoint (EBS direct, EC2 snapshot subset,
- * STS GetCallerIdentity, S3 ListBuckets, ECS tasks run as local processes and
+ * STS GetCallerIdentity, S3 and Glacier archive subsets, ECS tasks run as local processes and
  * CloudWatch Logs fed by them) on `host:port` with its data in
  * `dataDir`. Throws SnaplineError INVALID_ARGUMENT for bad options and
  * CONFLICT when the port or the data directory is taken.
@@ -80,6 +87,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
     ...(options.auth === undefined ? {} : { auth: options.auth }),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
+    restoreDelays: checkTierDelays(options.restoreDelayMs, 'restoreDelayMs'),
+    jobDelays: checkTierDelays(options.jobDelayMs, 'jobDelayMs'),
     ...(options.tasks === undefined ? {} : { tasks: options.tasks }),
   });
   return {

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import { ArchiveServices } from './archive-services.js';
 import { AwsError } from './aws-error.js';
 import { RequestAuthenticator, sendRefusal, type AccessKey } from './auth.js';
 import { ContainerServices, type TaskOptions } from './container-services.js';
@@ -9,10 +10,10 @@ import { EbsApi, matchEbsRoute, sendEbsError } from './ebs.js';
 import { Ec2Api } from './ec2.js';
 import { checkFaultSettings, FaultInjector, type FaultSettings } from './faults.js';
 import { ClientGone, newRequestId, readBody, send, sendJson, type Exchange } from './http.js';
-import { handleS3 } from './s3.js';
 import { credentialScopeOf } from './sigv4.js';
 import { SnapshotService, type EndpointLimits } from './snapshots.js';
 import { StatsRecorder, type EmulatorStats, type OperationStats } from './stats.js';
+import type { TierDelays } from './tiers.js';
 import { handleSts, STS_VERSION } from './sts.js';
 import { Catalog } from './store/catalog.js';
 import { ensureLayout, layoutOf, loadSecret, lockDataDir } from './store/data-dir.js';
@@ -31,6 +32,9 @@ export interface EndpointConfig {
   auth?: readonly AccessKey[];
   /** When given, the endpoint speaks HTTPS with this key and certificate (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
+  /** How long S3 restores and Glacier jobs of each tier take. */
+  restoreDelays: TierDelays;
+  jobDelays: TierDelays;
   /** How ECS tasks run (entrypoint, extra environment). */
   tasks?: TaskOptions;
 }
@@ -42,9 +46,9 @@ const CLOSE_GRACE_MS = 3000;
 
 /**
  * The HTTP front of the endpoint: routes each request to a service by the
- * SigV4 credential scope (ebs, ec2, sts, s3, ecs, logs), or for unsigned
- * requests by path (/snapshots...), X-Amz-Target and Action, plus the admin
- * routes under /_snapline/.
+ * SigV4 credential scope (ebs, ec2, sts, s3, glacier, ecs, logs), or for
+ * unsigned requests by path (/snapshots..., /-/vaults...), X-Amz-Target and
+ * Action, plus the admin routes under /_snapline/.
  */
 export class EndpointServer {
   readonly #config: EndpointConfig;
@@ -56,6 +60,7 @@ export class EndpointServer {
   readonly #snapshots: SnapshotService;
   readonly #ebs: EbsApi;
   readonly #ec2: Ec2Api;
+  readonly #archives: ArchiveServices;
   readonly #containers: ContainerServices;
   readonly #release: () => void;
   readonly #auth: RequestAuthenticator | undefined;
@@ -85,6 +90,7 @@ export class EndpointServer {
       this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits);
       this.#ebs = new EbsApi(this.#snapshots, this.#faults, this.#stats, config.now);
       this.#ec2 = new Ec2Api(this.#snapshots);
+      this.#archives = new ArchiveServices({ database: catalog.database, ...config, faults: this.#faults, stats: this.#stats });
       this.#containers = new ContainerServices({
         faults: this.#faults,
         log: config.log,
@@ -267,7 +273,7 @@ export class EndpointServer {
       }
       return this.#ebs.handle(route, exchangeFor(route.operation));
     }
-    if (service === 's3') return handleS3(exchangeFor(path === '/' && req.method === 'GET' ? 'ListBuckets' : 'S3Unsupported'));
+    if (service === 's3' || service === 'glacier') return this.#archives.handle(service, req, path, query, exchangeFor);
     if (service === 'ec2' || service === 'sts' || service === 'query') {
       const counted: OperationStats = { requests: 0, errors: 0, bytesIn: 0, bytesOut: 0 };
       const body = await readBody(req, counted);
@@ -324,9 +330,10 @@ function unusableDataDir(dataDir: string, err: unknown): SnaplineError {
   return new SnaplineError(ErrorCodes.IO_FAILED, `cannot open the endpoint data directory ${dataDir}: ${reason}`, { cause: err });
 }
 
-/** The service of an unsigned request: EBS by path, ECS and Logs by X-Amz-Target, the query protocols by form body or Action, else S3. */
+/** The service of an unsigned request: EBS and Glacier by path, ECS and Logs by X-Amz-Target, the query protocols by form body or Action, else S3. */
 function guessService(req: IncomingMessage, path: string, query: string): string {
   if (path === '/snapshots' || path.startsWith('/snapshots/')) return 'ebs';
+  if (ArchiveServices.isGlacierPath(path)) return 'glacier';
   const jsonService = ContainerServices.serviceOf(req.headers);
   if (jsonService !== undefined) return jsonService;
   const form = (req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded');

@@ -4,7 +4,16 @@ import { isIP } from 'node:net';
 import { DEFAULT_LOCAL_PORT } from '../../config/connection.js';
 import { localEndpointTls } from '../../config/local-tls.js';
 import { localEndpointDir } from '../../config/paths.js';
-import { checkFaultSettings, parseAccessKey, parseAccessKeyFile, startEmulator, type AccessKey, type FaultSettings } from '../../emulator/index.js';
+import {
+  checkFaultSettings,
+  parseAccessKey,
+  parseAccessKeyFile,
+  parseTierDelayFlags,
+  startEmulator,
+  TIERS,
+  type AccessKey,
+  type FaultSettings,
+} from '../../emulator/index.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import type { Output } from '../output.js';
@@ -36,6 +45,9 @@ interface ServeFlags {
   ecsExitFailures?: string;
   ecsExitCode?: string;
   ecsHostStops?: string;
+  jobFailureRate?: string;
+  restoreDelayMs: string[];
+  jobDelayMs: string[];
 }
 
 /** Each fault flag and the FaultSettings field it sets. */
@@ -58,19 +70,22 @@ const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags,
   ['--ecs-exit-failures', 'ecsExitFailures', 'ECS: the next N tasks\' snapline containers exit with --ecs-exit-code instead of running'],
   ['--ecs-exit-code', 'ecsExitCode', 'ECS: exit code of --ecs-exit-failures, 1..255 (default 1)'],
   ['--ecs-host-stops', 'ecsHostStops', 'ECS: the next N tasks lose their host once running (stopCode SpotInterruption, no exit code)'],
+  ['--job-failure-rate', 'jobFailureRate', 'share 0..1 of Glacier jobs that end Failed'],
 ];
 
 export function registerServe(program: Command, wrap: Wrap): void {
   const command = program
     .command('serve')
-    .description('run the local AWS-compatible endpoint (EBS direct APIs, EC2 snapshot subset, STS, S3, ECS tasks run locally, CloudWatch Logs) until interrupted')
+    .description('run the local AWS-compatible endpoint (EBS direct APIs, EC2 snapshot subset, STS, S3, Glacier, ECS tasks run locally, CloudWatch Logs) until interrupted')
     .option('--host <address>', 'address to listen on (anything but loopback needs --allow-remote)', '127.0.0.1')
     .option('--port <number>', 'port to listen on (0: a free one)', String(DEFAULT_LOCAL_PORT))
     .option('--data-dir <path>', 'where the endpoint keeps its data (default: <data directory>/endpoint)')
     .option('--allow-remote', 'allow listening on an address other than loopback', false)
     .option('--tls', 'speak HTTPS with a certificate from a CA kept in the data directory (clients trust <data-dir>/ca.pem)', false)
     .option('--auth <keyid:secret>', 'check SigV4 signatures against this access key (repeatable; the command line is visible to other users: prefer --auth-file)', collect, [])
-    .option('--auth-file <path>', 'check SigV4 signatures against the access keys in this file, one KEYID:SECRET a line');
+    .option('--auth-file <path>', 'check SigV4 signatures against the access keys in this file, one KEYID:SECRET a line')
+    .option('--restore-delay-ms <tier=ms>', `how long an S3 restore of a tier takes (repeatable; tiers ${TIERS.join(', ')})`, collect, [])
+    .option('--job-delay-ms <tier=ms>', 'how long a Glacier job of a tier stays InProgress (repeatable)', collect, []);
   for (const [flag, , help] of FAULT_FLAGS) command.option(`${flag} <number>`, help);
   command.action(wrap((ctx: CommandContext, flags: ServeFlags) => serve(ctx, flags)));
 }
@@ -95,6 +110,8 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
     host,
     port,
     ...(auth.length === 0 ? {} : { auth }),
+    restoreDelayMs: parseTierDelayFlags(flags.restoreDelayMs, '--restore-delay-ms'),
+    jobDelayMs: parseTierDelayFlags(flags.jobDelayMs, '--job-delay-ms'),
     ...(tls === undefined ? {} : { tls: { key: tls.key, cert: tls.cert }, tasks: { env: { AWS_CA_BUNDLE: tls.caPath } } }),
   });
   // Key ids only: secrets are never printed.

@@ -1,4 +1,5 @@
-import { resolve } from 'node:path';
+import { readlink, realpath } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { throwIfAborted } from '../core/abort.js';
 import { TaskWindow } from '../core/task-window.js';
 import { BLOCK_SIZE, GIB, blockCountFor } from '../core/constants.js';
@@ -78,7 +79,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
   const { index, reader } = deps;
   const snapshot = await completedSnapshot(deps.catalog, options.snapshotId);
   const sizeBytes = index.getSnapshot(options.snapshotId)?.sourceBytes ?? taggedSourceBytes(snapshot) ?? snapshot.volumeSizeGiB * GIB;
-  const targetPath = resolve(options.target);
+  const targetPath = await canonicalTargetPath(options.target);
   const lock = index.acquireLock(`target:${targetPath}`);
   try {
     const from = options.incremental ? await heldSnapshot(deps, targetPath, options.snapshotId) : null;
@@ -120,6 +121,22 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
   } finally {
     lock.release();
   }
+}
+
+/**
+ * The one name of a target whatever symbolic links lead to it, so that two
+ * restores reaching it by different names take the same lock and index
+ * record: its real path when it exists, else (a dangling link followed to
+ * where it points) the real folder and the name.
+ */
+async function canonicalTargetPath(path: string, linksFollowed = 0): Promise<string> {
+  const absolute = resolve(path);
+  const real = await realpath(absolute).catch(() => undefined);
+  if (real !== undefined) return real;
+  const link = linksFollowed < 40 ? await readlink(absolute).catch(() => undefined) : undefined;
+  if (link !== undefined) return canonicalTargetPath(resolve(dirname(absolute), link), linksFollowed + 1);
+  const folder = await realpath(dirname(absolute)).catch(() => undefined);
+  return folder === undefined ? absolute : join(folder, basename(absolute));
 }
 
 /** The snapshot, when it exists and is completed; NOT_FOUND or BAD_STATE otherwise. */

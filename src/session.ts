@@ -1,11 +1,14 @@
 import { AwsClients, DEFAULT_CONCURRENCY } from './aws/clients.js';
 import { Ec2SnapshotCatalog } from './aws/ec2.js';
 import { EbsSnapshotStore } from './aws/ebs.js';
+import { GlacierArchiveStore } from './aws/glacier-archive.js';
+import { S3ArchiveStore } from './aws/s3-archive.js';
 import { AdaptiveLimiter, resilientReader, resilientWriter } from './aws/retry.js';
-import { openConnection, type ConnectionRequest, type OpenConnection } from './config/connection.js';
+import { openConnection, type ArchiveConfig, type ConnectionRequest, type OpenConnection } from './config/connection.js';
 import { defaultIndexPath } from './config/paths.js';
-import type { SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
+import type { ArchiveStore, SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
 import { verifiedReader } from './core/verified-reader.js';
+import type { ArchivePlaces } from './engine/archive-places.js';
 import { ErrorCodes, SnaplineError } from './errors.js';
 import { HashPool } from './hashing/index.js';
 import { BlockIndex } from './index/index.js';
@@ -24,6 +27,8 @@ export interface SessionOptions extends ConnectionRequest {
   signal?: AbortSignal;
   /** Told of every retried call (for logs and progress). */
   onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
+  /** Archive bucket and vault given on the command line, over the connection's. */
+  archive?: { bucket?: string; vault?: string };
 }
 
 /**
@@ -41,6 +46,8 @@ export interface Session {
   catalog: SnapshotCatalog;
   uploadLimiter: AdaptiveLimiter;
   downloadLimiter: AdaptiveLimiter;
+  /** The archive tier: the connection's bucket and vault, opened on first use. */
+  archives: ArchivePlaces;
   close(): Promise<void>;
 }
 
@@ -83,6 +90,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       catalog: new Ec2SnapshotCatalog(clients.ec2()),
       uploadLimiter,
       downloadLimiter,
+      archives: archivePlaces(clients, { ...connection.archive, ...withoutUndefined(options.archive ?? {}) }),
       close,
     };
   } catch (err) {
@@ -111,4 +119,39 @@ function pendingRunsOf(index: BlockIndex): string[] {
     .listSnapshots()
     .filter((s) => s.state === 'pending')
     .map((s) => s.snapshotId);
+}
+
+/**
+ * The archive stores of a connection's settings, one per bucket or vault,
+ * made on first use: S3 with its storage classes and `attributes` headers
+ * (path-style addressing comes with the S3 client), Glacier vaults.
+ */
+function archivePlaces(clients: AwsClients, archive: ArchiveConfig): ArchivePlaces {
+  const stores = new Map<string, ArchiveStore>();
+  return {
+    store(target, location) {
+      const place = location ?? (target === 's3' ? archive.bucket : archive.vault);
+      if (place === undefined) {
+        const field = target === 's3' ? 'bucket' : 'vault';
+        throw new SnaplineError(ErrorCodes.CONFIG_INVALID, `no archive ${field} is configured for ${target}`, {
+          hint: `set archive.${field} in the connection, or pass --${field}`,
+        });
+      }
+      const key = `${target}:${place}`;
+      let store = stores.get(key);
+      if (store === undefined) {
+        store = target === 's3' ? new S3ArchiveStore(clients.s3(), place, { attributes: archive.attributes ?? {} }) : new GlacierArchiveStore(clients.glacier(), place);
+        stores.set(key, store);
+      }
+      return store;
+    },
+    ...(archive.bucket !== undefined ? { defaultTarget: 's3' as const } : archive.vault !== undefined ? { defaultTarget: 'glacier' as const } : {}),
+    ...(archive.path === undefined ? {} : { path: archive.path }),
+    ...(archive.storageClass === undefined ? {} : { storageClass: archive.storageClass }),
+    ...(archive.deleteOlderThanDays === undefined ? {} : { deleteOlderThanDays: archive.deleteOlderThanDays }),
+  };
+}
+
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -4,12 +4,14 @@ import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { EBSClient } from '@aws-sdk/client-ebs';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { GlacierClient } from '@aws-sdk/client-glacier';
 import { S3Client } from '@aws-sdk/client-s3';
 import { STSClient } from '@aws-sdk/client-sts';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { assumedRoleCredentials, type AssumeRoleSettings, type TemporaryCredentialsProvider } from './assume-role.js';
 import { DirectBlockRequests } from './block-requests.js';
+import { glacierBodyChecksums } from './glacier-archive.js';
 
 export type { AssumeRoleSettings } from './assume-role.js';
 
@@ -91,6 +93,7 @@ export class AwsClients {
   #sts: STSClient | undefined;
   #s3: S3Client | undefined;
   #ecs: ECSClient | undefined;
+  #glacier: GlacierClient | undefined;
   #logs: CloudWatchLogsClient | undefined;
   #baseSts: STSClient | undefined;
   readonly #roleCredentials: TemporaryCredentialsProvider | undefined;
@@ -152,6 +155,11 @@ export class AwsClients {
     return (this.#s3 ??= new S3Client({ ...this.#common('s3'), ...this.#retries(), forcePathStyle: this.settings.forcePathStyle ?? false }));
   }
 
+  /** Upload bodies are hashed once: the tree hash comes with the request (see glacierBodyChecksums). */
+  glacier(): GlacierClient {
+    return (this.#glacier ??= new GlacierClient({ ...this.#common('glacier'), ...this.#retries(), bodyChecksumGenerator: glacierBodyChecksums }));
+  }
+
   ecs(): ECSClient {
     return (this.#ecs ??= new ECSClient({ ...this.#common('ecs'), ...this.#retries() }));
   }
@@ -164,7 +172,7 @@ export class AwsClients {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    for (const client of [this.#ebs, this.#ec2, this.#sts, this.#s3, this.#ecs, this.#logs, this.#baseSts]) client?.destroy();
+    for (const client of [this.#ebs, this.#ec2, this.#sts, this.#s3, this.#glacier, this.#ecs, this.#logs, this.#baseSts]) client?.destroy();
     this.#handler.destroy();
     this.#httpAgent.destroy();
     this.#httpsAgent.destroy();

@@ -1,15 +1,19 @@
 import type { Command } from 'commander';
 import type { Wrap } from '../main.js';
+import { registerArchive } from './archive.js';
 import { registerBackup } from './backup.js';
 import { registerConnections } from './connections.js';
 import { registerDiff } from './diff.js';
+import { registerEcs } from './ecs.js';
 import { registerIndexCommands } from './index-commands.js';
 import { registerPrune } from './prune.js';
 import { registerQuickstart } from './quickstart.js';
+import { registerRehydrate } from './rehydrate.js';
 import { registerRestore } from './restore.js';
 import { registerServe } from './serve.js';
 import { registerSnapshots } from './snapshots.js';
 import { registerVerify } from './verify.js';
+import { registerWorker } from './worker.js';
 
 /** Adds every subcommand to the program. One file per command. */
 export function registerCommands(program: Command, wrap: Wrap): void {
@@ -20,7 +24,11 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerDiff(program, wrap);
   registerSnapshots(program, wrap);
   registerPrune(program, wrap);
+  registerArchive(program, wrap);
+  registerRehydrate(program, wrap);
   registerIndexCommands(program, wrap);
   registerServe(program, wrap);
   registerConnections(program, wrap);
+  registerEcs(program, wrap);
+  registerWorker(program, wrap);
 }

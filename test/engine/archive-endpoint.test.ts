@@ -1,0 +1,261 @@
+/**
+ * The archive tier end to end on the local endpoint over loopback HTTP: the
+ * real S3 and Glacier adapters through the SDK, the session's stores, a
+ * SQLite index in a temp dir, the real worker pool, real image files.
+ * Backup, archive, restore request, wait, rehydrate (to a snapshot, then a
+ * restore of it; and straight to a file), bytes equal.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { CreateVaultCommand } from '@aws-sdk/client-glacier';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AwsClients } from '../../src/aws/clients.js';
+import { GlacierArchiveStore } from '../../src/aws/glacier-archive.js';
+import { S3ArchiveStore } from '../../src/aws/s3-archive.js';
+import { BLOCK_SIZE } from '../../src/core/constants.js';
+import type { ArchiveStore, ArchiveTarget } from '../../src/core/ports.js';
+import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
+import { archiveStatus, restoreArchive } from '../../src/engine/archive-jobs.js';
+import type { ArchivePlaces } from '../../src/engine/archive-places.js';
+import { createArchive } from '../../src/engine/archive.js';
+import { backup } from '../../src/engine/backup.js';
+import { rehydrate } from '../../src/engine/rehydrate.js';
+import { restore } from '../../src/engine/restore.js';
+import { ErrorCodes, SnaplineError } from '../../src/errors.js';
+import { openSession, type Session } from '../../src/session.js';
+
+const MIB = 1024 * 1024;
+const BUCKET = 'snapline-archive';
+const VAULT = 'snapline-vault';
+const DELAYS = { Expedited: 0, Standard: 20, Bulk: 40 };
+
+let emulator: RunningEmulator;
+let work: string;
+let session: Session;
+let clients: AwsClients;
+let serial = 0;
+const pathFor = (name: string) => join(work, `${name}-${++serial}`);
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'snapline-archive-endpoint-'));
+  emulator = await startEmulator({ dataDir: join(work, 'endpoint'), restoreDelayMs: DELAYS, jobDelayMs: DELAYS });
+  clients = new AwsClients({ name: 'test', region: 'us-east-1', endpointUrl: emulator.url, credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+  await clients.s3().send(new CreateBucketCommand({ Bucket: BUCKET }));
+  await clients.glacier().send(new CreateVaultCommand({ accountId: '-', vaultName: VAULT }));
+  session = await openSession({ connection: 'local', endpointUrl: emulator.url, indexPath: join(work, 'index.db'), concurrency: 8, archive: { bucket: BUCKET, vault: VAULT } });
+});
+
+afterAll(async () => {
+  await session?.close();
+  clients?.destroy();
+  await emulator?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+/** Writes (or patches) an image: the given blocks random, the rest as they were (holes in a new file). */
+async function writeBlocks(path: string, sizeBytes: number, indexes: number[]): Promise<void> {
+  const file = await open(path, 'a+').then(async (f) => {
+    await f.close();
+    return open(path, 'r+');
+  });
+  try {
+    await file.truncate(sizeBytes);
+    for (const index of indexes) {
+      const length = Math.min(BLOCK_SIZE, sizeBytes - index * BLOCK_SIZE);
+      await file.write(randomBytes(length), 0, length, index * BLOCK_SIZE);
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+async function snapshotOf(image: string, volume: string): Promise<string> {
+  const result = await backup(session, { source: image, volume });
+  return result.snapshotId!;
+}
+
+async function expectSameBytes(actualPath: string, expectedPath: string): Promise<void> {
+  const [actual, expected] = await Promise.all([readFile(actualPath), readFile(expectedPath)]);
+  expect(actual.length, `size of ${actualPath}`).toBe(expected.length);
+  expect(actual.equals(expected), `bytes of ${actualPath} equal ${expectedPath}`).toBe(true);
+}
+
+async function failure(promise: Promise<unknown>): Promise<SnaplineError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(SnaplineError);
+    return err as SnaplineError;
+  }
+  throw new Error('expected a failure, the call succeeded');
+}
+
+async function restoreAndWait(archive: string, tier: 'Bulk' | 'Standard' | 'Expedited' = 'Standard'): Promise<void> {
+  await restoreArchive(session, { archive, tier });
+  await archiveStatus(session, { archive, wait: true, pollMs: { first: 5, max: 50 } });
+}
+
+/** A store that does what `real` does, but for the methods given. */
+function delegating(real: ArchiveStore, overrides: Partial<Pick<ArchiveStore, 'putPart' | 'getRange'>>): ArchiveStore {
+  return {
+    target: real.target,
+    location: real.location,
+    partSizeFor: (maxBytes) => real.partSizeFor(maxBytes),
+    putObject: (...args) => real.putObject(...args),
+    startUpload: (...args) => real.startUpload(...args),
+    putPart: (...args) => real.putPart(...args),
+    listParts: (...args) => real.listParts(...args),
+    completeUpload: (...args) => real.completeUpload(...args),
+    abortUpload: (...args) => real.abortUpload(...args),
+    getRange: (...args) => real.getRange(...args),
+    requestRestore: (...args) => real.requestRestore(...args),
+    restoreStatus: (...args) => real.restoreStatus(...args),
+    inventory: (...args) => real.inventory(...args),
+    deleteObject: (...args) => real.deleteObject(...args),
+    ...overrides,
+  };
+}
+
+const requests = (operation: string) => emulator.stats().operations[operation]?.requests ?? 0;
+
+describe.each(['s3', 'glacier'] as const)('round trip through %s', (target) => {
+  it('backup, archive, restore job, wait, rehydrate to a snapshot and restore it, and to a file: bytes equal', async () => {
+    const image = pathFor('round.img');
+    await writeBlocks(image, 40 * BLOCK_SIZE + 1234, [0, 1, 2, 7, 8, 20, 39, 40]);
+    const volume = `round-${target}`;
+    const snapshotId = await snapshotOf(image, volume);
+
+    const created = await createArchive(session, { snapshotId, to: target, segmentBlocks: 4 });
+    expect(created).toMatchObject({ target, location: target === 's3' ? BUCKET : VAULT, volume, segments: 2, blocks: 8 });
+
+    const early = await failure(rehydrate(session, { archive: created.archiveId, toFile: pathFor('early.img') }));
+    expect(early.code).toBe(ErrorCodes.BAD_STATE);
+    expect(early.message).toMatch(/not readable yet/);
+
+    await restoreAndWait(created.archiveId, target === 's3' ? 'Standard' : 'Expedited');
+    const back = await rehydrate(session, { archive: created.archiveId, toSnapshot: true });
+    expect(back.snapshotId).toMatch(/^snap-/);
+    const restored = pathFor('restored.img');
+    await restore(session, { snapshotId: back.snapshotId!, target: restored });
+    await expectSameBytes(restored, image);
+
+    const direct = pathFor('direct.img');
+    const toFile = await rehydrate(session, { archive: created.archiveId, toFile: direct });
+    expect(toFile.ranges).toBeGreaterThan(0);
+    await expectSameBytes(direct, image);
+  });
+
+  it('an incremental chain of three snapshots rehydrates equal to the newest', async () => {
+    const image = pathFor('chain.img');
+    const volume = `chain-${target}`;
+    await writeBlocks(image, 24 * BLOCK_SIZE, [0, 1, 2, 3, 10, 11]);
+    const s1 = await snapshotOf(image, volume);
+    await writeBlocks(image, 24 * BLOCK_SIZE, [1, 15]);
+    const s2 = await snapshotOf(image, volume);
+    await writeBlocks(image, 24 * BLOCK_SIZE, [2, 23]);
+    const s3 = await snapshotOf(image, volume);
+    const a1 = await createArchive(session, { snapshotId: s1, to: target, segmentBlocks: 3 });
+    const a2 = await createArchive(session, { snapshotId: s2, to: target, incremental: true, segmentBlocks: 3 });
+    const a3 = await createArchive(session, { snapshotId: s3, to: target, incremental: true, segmentBlocks: 3 });
+    expect([a2.blocks, a3.blocks]).toEqual([2, 2]);
+    await restoreAndWait(a3.archiveId, target === 's3' ? 'Bulk' : 'Expedited');
+    const out = pathFor('chain-back.img');
+    const result = await rehydrate(session, { archive: a3.archiveId, toFile: out });
+    expect(result.chain).toEqual([a1.archiveId, a2.archiveId, a3.archiveId]);
+    await expectSameBytes(out, image);
+  });
+});
+
+describe('resume of an interrupted multipart upload on the endpoint', () => {
+  /** The session's places, with stores whose parts are small and whose putPart can be made to fail after n parts. */
+  function placesFailingAfter(target: ArchiveTarget, parts: number): { places: ArchivePlaces; store: ArchiveStore } {
+    const real = target === 's3' ? new S3ArchiveStore(clients.s3(), BUCKET, { minPartSize: 8 * MIB }) : new GlacierArchiveStore(clients.glacier(), VAULT, { minPartSize: MIB });
+    let left = parts;
+    const store = delegating(real, {
+      putPart: (...args) => {
+        if (left-- <= 0) return Promise.reject(new SnaplineError(ErrorCodes.INTERRUPTED, 'killed mid-upload (test)'));
+        return real.putPart(...args);
+      },
+    });
+    return { places: { ...session.archives, store: () => store }, store };
+  }
+
+  it.each([
+    ['s3', 'UploadPart', 8 * MIB],
+    ['glacier', 'glacier:UploadMultipartPart', MIB],
+  ] as const)('%s: the rerun sends only the parts the first run did not', async (target, operation, partSize) => {
+    const image = pathFor('big.img');
+    const blocks = target === 's3' ? 48 : 12;
+    await writeBlocks(image, blocks * BLOCK_SIZE, Array.from({ length: blocks }, (_, i) => i));
+    const snapshotId = await snapshotOf(image, `resume-${target}`);
+    const expectedParts = Math.ceil((blocks * BLOCK_SIZE + blocks * 48 + 64) / partSize);
+
+    const before = requests(operation);
+    const failing = placesFailingAfter(target, 3);
+    const first = await failure(createArchive({ ...session, archives: failing.places }, { snapshotId, to: target, segmentBlocks: 1024, partsInFlight: 1 }));
+    expect(first.code).toBe(ErrorCodes.INTERRUPTED);
+    expect(requests(operation) - before).toBe(3);
+
+    const whole = placesFailingAfter(target, Infinity);
+    const second = await createArchive({ ...session, archives: whole.places }, { snapshotId, to: target, segmentBlocks: 1024 });
+    expect(second.resumed).toBe(true);
+    expect(requests(operation) - before).toBe(expectedParts);
+
+    await restoreAndWait(second.archiveId, target === 's3' ? 'Bulk' : 'Expedited');
+    const out = pathFor('resumed.img');
+    await rehydrate({ ...session, archives: whole.places }, { archive: second.archiveId, toFile: out });
+    await expectSameBytes(out, image);
+  });
+});
+
+describe('failures the endpoint injects or refuses', () => {
+  it('a failed Glacier job (jobFailureRate) fails the wait; asking again succeeds', async () => {
+    const image = pathFor('job.img');
+    await writeBlocks(image, 4 * BLOCK_SIZE, [0, 3]);
+    const created = await createArchive(session, { snapshotId: await snapshotOf(image, 'job'), to: 'glacier' });
+    emulator.setFaults({ jobFailureRate: 1 });
+    try {
+      await restoreArchive(session, { archive: created.archiveId, tier: 'Expedited' });
+      const error = await failure(archiveStatus(session, { archive: created.archiveId, wait: true, pollMs: { first: 5, max: 50 } }));
+      expect(error.code).toBe(ErrorCodes.BAD_STATE);
+      expect(error.message).toMatch(/failed/);
+    } finally {
+      emulator.setFaults({});
+    }
+    await restoreAndWait(created.archiveId, 'Expedited');
+    const out = pathFor('job-back.img');
+    await rehydrate(session, { archive: created.archiveId, toFile: out });
+    await expectSameBytes(out, image);
+  });
+
+  it('a corrupted ranged download is detected', async () => {
+    const image = pathFor('corrupt.img');
+    await writeBlocks(image, 8 * BLOCK_SIZE, [0, 1, 2, 3]);
+    const created = await createArchive(session, { snapshotId: await snapshotOf(image, 'corrupt'), to: 'glacier' });
+    await restoreAndWait(created.archiveId, 'Expedited');
+    const real = session.archives.store('glacier');
+    const flipping = delegating(real, {
+      getRange: async (...args) => {
+        const range = await real.getRange(...args);
+        if (args[1] === 0 && args[2] !== undefined) range.data[100]! ^= 1;
+        return range;
+      },
+    });
+    const error = await failure(rehydrate({ ...session, archives: { ...session.archives, store: () => flipping } }, { archive: created.archiveId, toFile: pathFor('corrupt-back.img') }));
+    expect(error.code).toBe(ErrorCodes.CHECKSUM_MISMATCH);
+    expect(error.message).toMatch(/tree hash/);
+  });
+
+  it('a vault that does not exist is named', async () => {
+    const image = pathFor('novault.img');
+    await writeBlocks(image, 2 * BLOCK_SIZE, [0]);
+    const snapshotId = await snapshotOf(image, 'novault');
+    const places: ArchivePlaces = { ...session.archives, store: (target) => (target === 'glacier' ? new GlacierArchiveStore(clients.glacier(), 'no-such-vault') : session.archives.store(target)) };
+    const error = await failure(createArchive({ ...session, archives: places }, { snapshotId, to: 'glacier' }));
+    expect(error.code).toBe(ErrorCodes.NOT_FOUND);
+    expect(error.message).toMatch(/no-such-vault/);
+  });
+});

@@ -103,9 +103,9 @@ export class BlobFiles {
 
   /**
    * Writes bytes `start..end` (inclusive) of the concatenated files to `out`
-   * and ends it. Reads one file at a time, with backpressure. Returns the
-   * number of bytes written; rejects when a file cannot be read or `out`
-   * fails.
+   * and ends it. Reads one file at a time and waits for `out` to drain.
+   * Returns the number of bytes written; rejects when a file cannot be read
+   * or `out` closes first (the client went away).
    */
   async copyRange(files: readonly BlobFile[], start: number, end: number, out: Writable): Promise<number> {
     let offset = 0;
@@ -115,8 +115,10 @@ export class BlobFiles {
       if (fileEnd >= start && offset <= end && file.size > 0) {
         const from = Math.max(start, offset) - offset;
         const to = Math.min(end, fileEnd) - offset;
-        await pipeline(createReadStream(join(this.#dir, file.name), { start: from, end: to }), out, { end: false });
-        written += to - from + 1;
+        for await (const chunk of createReadStream(join(this.#dir, file.name), { start: from, end: to })) {
+          written += (chunk as Buffer).length;
+          if (!out.write(chunk)) await drained(out);
+        }
       }
       offset += file.size;
       if (offset > end) break;
@@ -125,6 +127,26 @@ export class BlobFiles {
     await finished(out);
     return written;
   }
+
+}
+
+/** Resolves when `out` can take more; rejects when it closes or fails first. */
+function drained(out: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (out.destroyed) return reject(new Error('the destination closed before the end'));
+    const settle = (err?: Error) => {
+      out.off('drain', onDrain);
+      out.off('close', onClose);
+      out.off('error', settle);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const onDrain = () => settle();
+    const onClose = () => settle(new Error('the destination closed before the end'));
+    out.on('drain', onDrain);
+    out.on('close', onClose);
+    out.on('error', settle);
+  });
 }
 
 /**

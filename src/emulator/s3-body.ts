@@ -31,7 +31,8 @@ const HEX_SHA256 = /^[0-9a-fA-F]{64}$/;
  * what the request declares about it: Content-MD5, x-amz-content-sha256 (a
  * hex digest; UNSIGNED-PAYLOAD and STREAMING-... carry none), one
  * x-amz-checksum-ALGORITHM given as a header or as an aws-chunked trailer,
- * and x-amz-decoded-content-length. On any failure the file is removed and
+ * and x-amz-decoded-content-length; a declared length past maxBytes is
+ * EntityTooLarge before any byte is read. On any failure the file is removed and
  * the S3 error thrown; ClientGone when the client went away mid-body.
  */
 export async function receiveObjectBody(exchange: Exchange, blobs: BlobFiles, rules: BodyRules): Promise<ObjectBody> {
@@ -44,6 +45,8 @@ export async function receiveObjectBody(exchange: Exchange, blobs: BlobFiles, ru
   }
   const chunked = (headerOf(headers, 'content-encoding') ?? '').split(',').some((coding) => coding.trim() === 'aws-chunked') || declaredSha256?.startsWith('STREAMING-') === true;
   if (!chunked && headers['content-length'] === undefined) throw S3Errors.missingContentLength();
+  const declaredLength = Number(headerOf(headers, chunked ? 'x-amz-decoded-content-length' : 'content-length') ?? 0);
+  if (declaredLength > rules.maxBytes) throw S3Errors.entityTooLarge(rules.maxBytes);
   const declared = declaredChecksum(headers);
   if (rules.requiredChecksum !== undefined && declared?.algorithm !== rules.requiredChecksum) {
     const name = rules.requiredChecksum.toLowerCase();
@@ -68,8 +71,7 @@ export async function receiveObjectBody(exchange: Exchange, blobs: BlobFiles, ru
   }
   if (decoder === undefined) exchange.stats.bytesIn += blob.size;
   try {
-    const decodedLength = headerOf(headers, 'x-amz-decoded-content-length');
-    if (decoder !== undefined && decodedLength !== undefined && Number(decodedLength) !== blob.size) throw S3Errors.incompleteBody();
+    if (decoder !== undefined && headers['x-amz-decoded-content-length'] !== undefined && declaredLength !== blob.size) throw S3Errors.incompleteBody();
     if (md5 !== undefined && !md5.equals(blob.md5!)) throw S3Errors.badDigest('The Content-MD5 you specified did not match what we received.');
     if (blob.sha256 !== undefined && blob.sha256.toString('hex') !== declaredSha256!.toLowerCase()) {
       throw S3Errors.contentSha256Mismatch(declaredSha256!, blob.sha256.toString('hex'));

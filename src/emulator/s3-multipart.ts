@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { checksumElementOf, checksumHeaderOf, checksummerOf, isChecksumAlgorithm, type ChecksumAlgorithm } from './flexible-checksums.js';
-import { readBody, type Exchange, headerOf } from './http.js';
+import { headerOf, readBody, type Exchange } from './http.js';
 import { receiveObjectBody } from './s3-body.js';
 import { S3Errors } from './s3-errors.js';
 import type { S3Operation } from './s3-routes.js';
@@ -121,8 +121,6 @@ export class S3Multipart {
     const upload = this.#upload(bucket, key, query);
     const headers = exchange.req.headers;
     checkCustomerKey(headers, upload.attributes.ssecKeyMd5, 'part');
-    const declaredSize = Number(headerOf(headers, 'x-amz-decoded-content-length') ?? headerOf(headers, 'content-length') ?? 0);
-    if (declaredSize > MAX_PART_SIZE) throw S3Errors.entityTooLarge(MAX_PART_SIZE);
     const body = await receiveObjectBody(exchange, this.blobs, {
       maxBytes: MAX_PART_SIZE,
       ...(upload.attributes.checksumAlgorithm === undefined ? {} : { requiredChecksum: upload.attributes.checksumAlgorithm }),
@@ -262,13 +260,11 @@ export class S3Multipart {
     const maxUploads = integerParam(query, 'max-uploads', 1000, 0, 1000);
     const encode = encodingOf(query);
     const show = (text: string) => (encode === undefined ? text : encode(text));
-    // Uploads come ordered by key, then initiation time; markers resume after a key, or after an upload of that key.
-    const after = this.catalog.uploadsOf(bucket).filter((upload) => {
-      if (!upload.key.startsWith(prefix)) return false;
-      if (keyMarker === '') return true;
-      if (upload.key !== keyMarker) return upload.key > keyMarker;
-      return uploadIdMarker !== '' && upload.uploadId > uploadIdMarker;
-    });
+    // Uploads come ordered by key, then initiation; the markers resume after a key, or after one upload of that key.
+    const all = this.catalog.uploadsOf(bucket).filter((upload) => upload.key.startsWith(prefix));
+    const marked = uploadIdMarker === '' ? -1 : all.findIndex((upload) => upload.key === keyMarker && upload.uploadId === uploadIdMarker);
+    const pastKey = all.findIndex((upload) => Buffer.compare(Buffer.from(upload.key), Buffer.from(keyMarker)) > 0);
+    const after = keyMarker === '' ? all : all.slice(marked >= 0 ? marked + 1 : pastKey < 0 ? all.length : pastKey);
     const uploads: S3Upload[] = [];
     const commonPrefixes: string[] = [];
     let truncated = false;

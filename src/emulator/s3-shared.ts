@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { checksumHeaderOf } from './flexible-checksums.js';
-import { send, type Exchange, headerOf } from './http.js';
+import { headerOf, send, type Exchange } from './http.js';
 import { S3Errors } from './s3-errors.js';
 import { ACCOUNT_ID } from './snapshots.js';
 import type { ObjectAttributes, S3Bucket, S3Catalog } from './store/s3-catalog.js';

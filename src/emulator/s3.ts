@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { AwsError } from './aws-error.js';
 import { checksumHeaderOf, checksumOfBytes, CHECKSUM_ALGORITHMS } from './flexible-checksums.js';
-import { ClientGone, readBody, send, type Exchange, headerOf } from './http.js';
+import { ClientGone, headerOf, readBody, send, type Exchange } from './http.js';
 import { receiveObjectBody } from './s3-body.js';
 import { S3Error, S3Errors } from './s3-errors.js';
 import { S3Multipart } from './s3-multipart.js';
@@ -22,6 +22,7 @@ import {
   OWNER,
   parseS3Xml,
   requireBucket,
+  S3_NAMESPACE,
   sendS3Empty,
   sendS3Xml,
   storageClassOf,
@@ -29,7 +30,7 @@ import {
 import type { BlobFiles } from './store/blob-files.js';
 import type { S3Catalog, S3Object } from './store/s3-catalog.js';
 import { isTier, type Tier, type TierDelays } from './tiers.js';
-import { element, textElement, xmlDocument } from './xml.js';
+import { element, escapeXml, textElement, xmlDocument } from './xml.js';
 import { childOf, childrenOf, childText } from './xml-read.js';
 
 const MAX_PUT_SIZE = 5 * GIB;
@@ -93,7 +94,7 @@ export class S3Api {
       case 'GetBucketLocation': {
         const found = requireBucket(this.#config.catalog, bucket);
         const constraint = found.region === LEGACY_REGION ? '' : found.region;
-        return send(exchange, 200, { 'content-type': 'application/xml', 'x-amz-request-id': exchange.requestId }, xmlDocument('LocationConstraint', 'http://s3.amazonaws.com/doc/2006-03-01/', constraint));
+        return send(exchange, 200, { 'content-type': 'application/xml', 'x-amz-request-id': exchange.requestId }, xmlDocument('LocationConstraint', S3_NAMESPACE, escapeXml(constraint)));
       }
       case 'ListObjects':
       case 'ListObjectsV2':
@@ -173,8 +174,6 @@ export class S3Api {
     const headers = exchange.req.headers;
     const storageClass = storageClassOf(headers);
     const attributes = objectAttributesOf(headers);
-    const declaredSize = Number(headerOf(headers, 'x-amz-decoded-content-length') ?? headerOf(headers, 'content-length') ?? 0);
-    if (declaredSize > MAX_PUT_SIZE) throw S3Errors.entityTooLarge(MAX_PUT_SIZE);
     const body = await receiveObjectBody(exchange, blobs, { maxBytes: MAX_PUT_SIZE });
     if (body.checksum !== undefined) {
       attributes.checksumAlgorithm = body.checksum.algorithm;
@@ -489,27 +488,31 @@ function listPage(catalog: S3Catalog, bucket: string, prefix: string, delimiter:
   for (;;) {
     const batch = catalog.objectsFrom(bucket, cursor.from, cursor.inclusive, LIST_BATCH);
     if (batch.length === 0) return page;
-    let skipped = false;
+    let reseek = false;
     for (const object of batch) {
       if (!object.key.startsWith(prefix)) return page;
       const at = delimiter === undefined ? -1 : object.key.indexOf(delimiter, prefix.length);
-      if (page.objects.length + page.commonPrefixes.length === maxKeys) {
+      const common = at < 0 ? undefined : object.key.slice(0, at + delimiter!.length);
+      // A common prefix up to an exclusive start (a marker that names it) belongs to an earlier page.
+      const given = common !== undefined && !start.inclusive && Buffer.compare(Buffer.from(common), Buffer.from(start.from)) <= 0;
+      if (!given && page.objects.length + page.commonPrefixes.length === maxKeys) {
         page.truncated = true;
         return page;
       }
-      if (at >= 0) {
-        const common = object.key.slice(0, at + delimiter!.length);
-        page.commonPrefixes.push(common);
-        page.last = { after: common, prefix: true };
+      if (common !== undefined) {
+        if (!given) {
+          page.commonPrefixes.push(common);
+          page.last = { after: common, prefix: true };
+        }
         cursor = { from: successorOf(common), inclusive: true };
-        skipped = true;
+        reseek = true;
         break;
       }
       page.objects.push(object);
       page.last = { after: object.key };
       cursor = { from: object.key, inclusive: false };
     }
-    if (!skipped && batch.length < LIST_BATCH) return page;
+    if (!reseek && batch.length < LIST_BATCH) return page;
   }
 }
 

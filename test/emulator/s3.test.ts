@@ -572,6 +572,8 @@ describe('listings', () => {
     expect(encoded.Contents?.map((c) => c.Key)).toEqual(['e%20e%2Bf']);
     const v1 = await t.s3.send(new ListObjectsCommand({ Bucket: bucket, Delimiter: '/', MaxKeys: 2 }));
     expect([v1.CommonPrefixes?.map((p) => p.Prefix), v1.IsTruncated, v1.NextMarker]).toEqual([['a/', 'b/'], true, 'b/']);
+    const v1second = await t.s3.send(new ListObjectsCommand({ Bucket: bucket, Delimiter: '/', Marker: v1.NextMarker }));
+    expect([v1second.Contents?.map((c) => c.Key), v1second.CommonPrefixes?.map((p) => p.Prefix), v1second.IsTruncated]).toEqual([['c', 'd', 'e e+f'], ['ü/'], false]);
     const v1next = await t.s3.send(new ListObjectsCommand({ Bucket: bucket, Marker: 'd' }));
     expect(v1next.Contents?.map((c) => c.Key)).toEqual(['e e+f', 'ü/1']);
   });

@@ -126,7 +126,7 @@ export class S3Catalog {
          VALUES (@uploadId, @bucket, @key, @storageClass, @initiated, @attributes)`,
       ),
       upload: db.prepare<[string], UploadRow>('SELECT * FROM s3_uploads WHERE upload_id = ?'),
-      uploadsOf: db.prepare<[string], UploadRow>('SELECT * FROM s3_uploads WHERE bucket = ? ORDER BY key, initiated, upload_id'),
+      uploadsOf: db.prepare<[string], UploadRow>('SELECT * FROM s3_uploads WHERE bucket = ? ORDER BY key, initiated, rowid'),
       deleteUpload: db.prepare<[string]>('DELETE FROM s3_uploads WHERE upload_id = ?'),
       part: db.prepare<[string, number], { content: number }>('SELECT content FROM s3_parts WHERE upload_id = ? AND part_number = ?'),
       upsertPart: db.prepare(

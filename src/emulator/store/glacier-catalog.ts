@@ -91,14 +91,14 @@ export class GlacierCatalog {
          VALUES (@archiveId, @vault, @content, @size, @treeHash, @description, @createdAt)`,
       ),
       archive: db.prepare<[string], GlacierArchive>(`SELECT ${ARCHIVE_COLUMNS} FROM glacier_archives WHERE archive_id = ?`),
-      archivesOf: db.prepare<[string], GlacierArchive>(`SELECT ${ARCHIVE_COLUMNS} FROM glacier_archives WHERE vault = ? ORDER BY created_at, archive_id`),
+      archivesOf: db.prepare<[string], GlacierArchive>(`SELECT ${ARCHIVE_COLUMNS} FROM glacier_archives WHERE vault = ? ORDER BY created_at, rowid`),
       deleteArchive: db.prepare<[string]>('DELETE FROM glacier_archives WHERE archive_id = ?'),
       insertUpload: db.prepare(
         `INSERT INTO glacier_uploads (upload_id, vault, part_size, description, created_at)
          VALUES (@uploadId, @vault, @partSize, @description, @createdAt)`,
       ),
       upload: db.prepare<[string], GlacierUpload>(`SELECT ${UPLOAD_COLUMNS} FROM glacier_uploads WHERE upload_id = ?`),
-      uploadsOf: db.prepare<[string], GlacierUpload>(`SELECT ${UPLOAD_COLUMNS} FROM glacier_uploads WHERE vault = ? ORDER BY created_at, upload_id`),
+      uploadsOf: db.prepare<[string], GlacierUpload>(`SELECT ${UPLOAD_COLUMNS} FROM glacier_uploads WHERE vault = ? ORDER BY created_at, rowid`),
       deleteUpload: db.prepare<[string]>('DELETE FROM glacier_uploads WHERE upload_id = ?'),
       part: db.prepare<[string, number], { content: number }>('SELECT content FROM glacier_parts WHERE upload_id = ? AND first_byte = ?'),
       upsertPart: db.prepare(
@@ -114,7 +114,7 @@ export class GlacierCatalog {
          VALUES (@jobId, @vault, @createdAt, @completesAt, @outcome, @description, @inventory)`,
       ),
       job: db.prepare<[string], JobRow>('SELECT * FROM glacier_jobs WHERE job_id = ?'),
-      jobsOf: db.prepare<[string], JobRow>('SELECT * FROM glacier_jobs WHERE vault = ? ORDER BY created_at, job_id'),
+      jobsOf: db.prepare<[string], JobRow>('SELECT * FROM glacier_jobs WHERE vault = ? ORDER BY created_at, rowid'),
     };
   }
 
@@ -160,7 +160,7 @@ export class GlacierCatalog {
     return this.#s.archive.get(archiveId);
   }
 
-  /** Archives of a vault, oldest first. */
+  /** Archives of a vault, oldest first (in upload order). */
   archivesOf(vault: string): GlacierArchive[] {
     return this.#s.archivesOf.all(vault);
   }
@@ -242,7 +242,7 @@ export class GlacierCatalog {
     return row === undefined ? undefined : jobOf(row);
   }
 
-  /** Jobs of a vault, oldest first. */
+  /** Jobs of a vault, oldest first (in initiation order). */
   jobsOf(vault: string): GlacierJob[] {
     return this.#s.jobsOf.all(vault).map(jobOf);
   }

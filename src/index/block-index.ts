@@ -12,6 +12,7 @@ import {
   type UploadPartRecord,
 } from './archives.js';
 import { findProblems } from './check.js';
+import { type EcsJobRecord, EcsJobRows, type EcsJobState, type EcsShardRecord, type EcsShardState, type EcsTaskRecord, type NewEcsJob } from './ecs-jobs.js';
 import { type HeldLock, IndexLocks } from './locks.js';
 import { type ChunkGuard, DIGEST_BYTES, KeyedRows, type KeyedTable, chainDifference, chainEntries, keyChecksum } from './maps.js';
 import { openIndexDatabase } from './open.js';
@@ -226,6 +227,7 @@ export class BlockIndex {
   readonly #intents: KeyedRows;
   readonly #locks: IndexLocks;
   readonly #archives: ArchiveRows;
+  readonly #ecsJobs: EcsJobRows;
   #closed = false;
 
   private constructor(path: string, db: Database) {
@@ -237,6 +239,7 @@ export class BlockIndex {
     this.#intents = new KeyedRows(db, 'run_intents', path);
     this.#locks = new IndexLocks(db);
     this.#archives = new ArchiveRows(db);
+    this.#ecsJobs = new EcsJobRows(db);
   }
 
   /**
@@ -743,6 +746,52 @@ export class BlockIndex {
         },
       };
     });
+  }
+
+  // ---- ECS restore jobs ----------------------------------------------------
+
+  /** A new job (running) with its shards (waiting). CONFLICT when the source has an open job. Durable. */
+  createEcsJob(input: NewEcsJob, shards: ReadonlyArray<{ fromBlock: number; toBlock: number }>): EcsJobRecord {
+    return this.#durably(() => this.#ecsJobs.create(input, shards));
+  }
+
+  getEcsJob(jobId: string): EcsJobRecord | undefined {
+    return this.#run(() => this.#ecsJobs.get(jobId));
+  }
+
+  /** The source's job that is running or failed, if any. */
+  openEcsJob(source: string): EcsJobRecord | undefined {
+    return this.#run(() => this.#ecsJobs.openFor(source));
+  }
+
+  /** Every job, oldest first. */
+  listEcsJobs(): EcsJobRecord[] {
+    return this.#run(() => this.#ecsJobs.list());
+  }
+
+  /** Sets the job's snapshot, state or message. NOT_FOUND for an unknown job. Durable. */
+  updateEcsJob(jobId: string, fields: { snapshotId?: string; state?: EcsJobState; message?: string | null }): EcsJobRecord {
+    return this.#durably(() => this.#ecsJobs.update(jobId, fields));
+  }
+
+  /** The job's shards, by number. */
+  ecsShards(jobId: string): EcsShardRecord[] {
+    return this.#run(() => this.#ecsJobs.shards(jobId));
+  }
+
+  /** Sets a shard's state, attempt, launch counter or message. Durable: a RunTask clientToken depends on them. */
+  updateEcsShard(jobId: string, shard: number, fields: { state?: EcsShardState; attempt?: number; launch?: number; message?: string | null }): void {
+    this.#durably(() => this.#ecsJobs.updateShard(jobId, shard, fields));
+  }
+
+  /** Records a task of a job, or what ECS now says of it. Durable. */
+  recordEcsTask(task: EcsTaskRecord): void {
+    this.#durably(() => this.#ecsJobs.recordTask(task));
+  }
+
+  /** The job's tasks, by shard and attempt. */
+  ecsTasks(jobId: string): EcsTaskRecord[] {
+    return this.#run(() => this.#ecsJobs.tasks(jobId));
   }
 
   // ---- maintenance ---------------------------------------------------------

@@ -11,6 +11,7 @@ export type {
   ObjectUploadRecord,
   UploadPartRecord,
 } from './archives.js';
+export type { EcsJobRecord, EcsJobState, EcsShardRecord, EcsShardState, EcsSourceKind, EcsTaskRecord, NewEcsJob } from './ecs-jobs.js';
 export type {
   BlockEntry,
   BlockInput,

@@ -194,20 +194,67 @@ class MemberCursor {
   }
 }
 
-/** A segment's block table: read from the megabyte boundary before it to the end (so Glacier sends its tree hash), then checked. */
+/** A segment's block table: read from the megabyte boundary before it to the end, in tree-hash-aligned pieces, then checked. */
 async function readTable(hashPool: HashPool, member: ChainMember, segment: ManifestSegment): Promise<TableEntry[]> {
   const start = Math.floor(segment.tableOffset / MIB) * MIB;
-  const range = await member.store.getRange(segment.ref, start, segment.sizeBytes, member.jobs.get(segment.ref));
-  if (range.data.byteLength !== segment.sizeBytes - start) {
-    throw new SnaplineError(ErrorCodes.CHECKSUM_MISMATCH, `${segment.ref} is ${start + range.data.byteLength} bytes, the manifest says ${segment.sizeBytes}`);
-  }
-  if (range.treeHash !== undefined) checkRangeTreeHash(await treeHashOf(hashPool, range.data), range.treeHash, segment.ref, start, range.data.byteLength);
+  const data = await readObjectRange(hashPool, member, segment, start, segment.sizeBytes);
   const at = segment.tableOffset - start;
-  const trailer = range.data.subarray(range.data.byteLength - TRAILER_BYTES);
+  const trailer = data.subarray(data.byteLength - TRAILER_BYTES);
   if (!trailer.subarray(0, SEGMENT_MAGIC.byteLength).equals(SEGMENT_MAGIC) || trailer.readUInt32BE(12) !== segment.blockCount) {
     throw new SnaplineError(ErrorCodes.CHECKSUM_MISMATCH, `${segment.ref} does not end in the segment trailer the manifest describes`, { details: { object: segment.ref } });
   }
-  return decodeTable(range.data.subarray(at, at + segment.tableBytes), segment);
+  return decodeTable(data.subarray(at, at + segment.tableBytes), segment);
+}
+
+/**
+ * Bytes [start, end) of a segment, fetched as tree-hash-aligned pieces (see
+ * treeHashAlignedRanges) so that Glacier sends the tree hash of each, and
+ * each one checked in the worker pool. `start` is a multiple of 1 MiB; `end`
+ * too, or the end of the object.
+ */
+export async function readObjectRange(hashPool: HashPool, member: ChainMember, segment: ManifestSegment, start: number, end: number): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  for (const [from, to] of treeHashAlignedRanges(start, end, segment.sizeBytes)) {
+    const range = await member.store.getRange(segment.ref, from, to, member.jobs.get(segment.ref));
+    if (range.data.byteLength !== to - from) {
+      throw new SnaplineError(ErrorCodes.CHECKSUM_MISMATCH, `${segment.ref} sent ${range.data.byteLength} bytes for ${from}..${to}`, { details: { object: segment.ref } });
+    }
+    if (range.treeHash !== undefined) checkRangeTreeHash(await treeHashOf(hashPool, range.data), range.treeHash, segment.ref, from, range.data.byteLength);
+    pieces.push(range.data);
+  }
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+}
+
+/**
+ * Splits [start, end) of an object of `size` bytes into the fewest ranges
+ * that are tree-hash aligned, the ranges Glacier sends a tree hash for: a
+ * range of 2^k MiB that starts at a multiple of its length, or a last range
+ * reaching the object's end whose start is a multiple of the power of two
+ * above its length in MiB. `start` must be a multiple of 1 MiB and `end` too,
+ * or `size`. Pure.
+ */
+export function treeHashAlignedRanges(start: number, end: number, size: number): Array<[number, number]> {
+  if (start % MIB !== 0 || end < start || end > size || (end % MIB !== 0 && end !== size)) {
+    throw new SnaplineError(ErrorCodes.INTERNAL, `range ${start}..${end} of ${size} bytes cannot be split into tree-hash-aligned ranges`);
+  }
+  const ranges: Array<[number, number]> = [];
+  let at = start;
+  while (at < end) {
+    if (end === size) {
+      let span = MIB;
+      while (span < end - at) span *= 2;
+      if (at % span === 0) {
+        ranges.push([at, end]);
+        return ranges;
+      }
+    }
+    let length = MIB;
+    while (at % (2 * length) === 0 && at + 2 * length <= end) length *= 2;
+    const stop = Math.min(at + length, end);
+    ranges.push([at, stop]);
+    at = stop;
+  }
+  return ranges;
 }
 
 /**

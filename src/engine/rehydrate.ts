@@ -18,8 +18,8 @@ import { SlabPool, type Slab } from '../source/index.js';
 import { openTarget, type RestoreTarget } from '../target/index.js';
 import { hex } from './archive-format.js';
 import {
-  checkRangeTreeHash,
   openArchiveChain,
+  readObjectRange,
   planBlocks,
   wholeSpan,
   type ArchiveChain,
@@ -31,7 +31,7 @@ import { waitForSnapshot } from './committer.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from './rebuild.js';
 
 const MIB = 1024 * 1024;
-/** Largest ranged download: 8 MiB (16 blocks), megabyte-aligned so Glacier sends its tree hash. */
+/** Blocks are fetched by 8 MiB windows of a segment (16 blocks; a power of two, so a window is one tree-hash-aligned range). */
 const RANGE_BYTES = 8 * MIB;
 /** The tag a rehydrated snapshot carries: the archive it came from. */
 export const ARCHIVE_TAG = 'snapline:archive';
@@ -141,14 +141,10 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
       const { segment, member } = first;
       const start = Math.floor(first.offset / MIB) * MIB;
       const end = Math.min(Math.ceil((last.offset + BLOCK_SIZE) / MIB) * MIB, segment.sizeBytes);
-      const range = await member.store.getRange(segment.ref, start, end, member.jobs.get(segment.ref));
-      if (range.data.byteLength !== end - start) {
-        throw new SnaplineError(ErrorCodes.CHECKSUM_MISMATCH, `${segment.ref} sent ${range.data.byteLength} bytes for ${start}..${end}`);
-      }
+      const data = await readObjectRange(hashPool, member, segment, start, end);
       result.ranges += 1;
-      result.bytesDownloaded += range.data.byteLength;
-      slab.bytes.set(range.data);
-      if (range.treeHash !== undefined) checkRangeTreeHash(await hashPool.treeHash(slab.buffer, 0, range.data.byteLength), range.treeHash, segment.ref, start, range.data.byteLength);
+      result.bytesDownloaded += data.byteLength;
+      slab.bytes.set(data);
       const blocks = (last.offset - start) / BLOCK_SIZE + 1;
       const { digests } = await hashPool.hashBlocks(slab.buffer, 0, blocks, options.signal);
       for (const entry of group) {
@@ -199,7 +195,7 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
         head !== undefined &&
         head.segment === entry.segment &&
         entry.offset > group.at(-1)!.offset &&
-        Math.ceil((entry.offset + BLOCK_SIZE) / MIB) * MIB - Math.floor(head.offset / MIB) * MIB <= RANGE_BYTES;
+        Math.floor(entry.offset / RANGE_BYTES) === Math.floor(head.offset / RANGE_BYTES);
       if (!joins) await flush();
       group.push(entry);
     }

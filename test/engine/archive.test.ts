@@ -13,7 +13,7 @@ import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
 import type { ArchiveTarget } from '../../src/core/ports.js';
 import { verifiedReader } from '../../src/core/verified-reader.js';
 import { applyArchiveRange, chainAggregate, rehydrate } from '../../src/engine/rehydrate.js';
-import { openArchiveChain } from '../../src/engine/archive-chain.js';
+import { openArchiveChain, treeHashAlignedRanges } from '../../src/engine/archive-chain.js';
 import { archiveInventory, archiveStatus, pruneArchives, restoreArchive } from '../../src/engine/archive-jobs.js';
 import type { ArchivePlaces } from '../../src/engine/archive-places.js';
 import { createArchive } from '../../src/engine/archive.js';
@@ -382,5 +382,20 @@ describe('inventory and prune', () => {
     const result = await pruneArchives({ index, archives: places }, { olderThanDays: 0, now: new Date(Date.now() + 1000) });
     expect(result.deleted).toEqual([]);
     expect(result.kept).toEqual(expect.arrayContaining([{ archiveId: a1.archiveId, reason: `archive ${a2.archiveId} builds on it` }]));
+  });
+});
+
+describe('treeHashAlignedRanges', () => {
+  const MIB = 1024 * 1024;
+  it('splits a range into the fewest subtrees Glacier sends a tree hash for', () => {
+    expect(treeHashAlignedRanges(0, 8 * MIB, 100 * MIB)).toEqual([[0, 8 * MIB]]);
+    expect(treeHashAlignedRanges(MIB, 3 * MIB, 100 * MIB)).toEqual([[MIB, 2 * MIB], [2 * MIB, 3 * MIB]]);
+    expect(treeHashAlignedRanges(3 * MIB, 9 * MIB, 100 * MIB)).toEqual([[3 * MIB, 4 * MIB], [4 * MIB, 8 * MIB], [8 * MIB, 9 * MIB]]);
+    // Reaching the end of the object: one range when its start is a multiple of the span above its length.
+    expect(treeHashAlignedRanges(4 * MIB, 7 * MIB + 5, 7 * MIB + 5)).toEqual([[4 * MIB, 7 * MIB + 5]]);
+    expect(treeHashAlignedRanges(3 * MIB, 5 * MIB + 1, 5 * MIB + 1)).toEqual([[3 * MIB, 4 * MIB], [4 * MIB, 5 * MIB + 1]]);
+    expect(treeHashAlignedRanges(0, 10, 10)).toEqual([[0, 10]]);
+    expect(treeHashAlignedRanges(5 * MIB, 5 * MIB, 9 * MIB)).toEqual([]);
+    expect(() => treeHashAlignedRanges(10, 2 * MIB, 9 * MIB)).toThrow(SnaplineError);
   });
 });

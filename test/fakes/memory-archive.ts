@@ -166,7 +166,7 @@ export class MemoryArchiveStore implements ArchiveStore {
     }
     const stop = end ?? entry.data.byteLength;
     const data = Buffer.from(entry.data.subarray(start, stop));
-    const aligned = start % MIB === 0 && (stop % MIB === 0 || stop === entry.data.byteLength);
+    const aligned = treeHashAligned(start, stop, entry.data.byteLength);
     const rangeHash = this.target === 'glacier' && aligned ? treeHash(data).toString('hex') : undefined;
     if (this.corruptReads?.(entry.name) && data.byteLength > 0) data[data.byteLength >> 1]! ^= 0xff;
     return { data, ...(rangeHash === undefined ? {} : { treeHash: rangeHash }) };
@@ -237,4 +237,19 @@ export class MemoryArchiveStore implements ArchiveStore {
   #fail(name: string, message: string, status?: number): SnaplineError {
     return awsFailure(`${this.target}:fake`, name, { message, ...(status === undefined ? {} : { status }) });
   }
+}
+
+/**
+ * Glacier's "tree-hash aligned" range [start, end): it covers one subtree of
+ * the object's tree: 2^k MiB starting at a multiple of that, or a range that
+ * reaches the end of the object and starts at a multiple of the power of two
+ * (in MiB) at or above its chunk count.
+ */
+function treeHashAligned(start: number, end: number, size: number): boolean {
+  if (start % MIB !== 0 || end <= start) return false;
+  const chunks = Math.ceil((end - start) / MIB);
+  let span = 1;
+  while (span < chunks) span *= 2;
+  if ((start / MIB) % span !== 0) return false;
+  return end === size || (end - start === span * MIB);
 }

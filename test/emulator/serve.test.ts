@@ -1,3 +1,5 @@
+import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, RestoreObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateVaultCommand, DescribeJobCommand, GlacierClient, InitiateJobCommand, UploadArchiveCommand } from '@aws-sdk/client-glacier';
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,7 +9,7 @@ import { registerServe } from '../../src/cli/commands/serve.js';
 import type { CommandContext, Wrap } from '../../src/cli/main.js';
 import { Output, type GlobalOptions } from '../../src/cli/output.js';
 import { exitCodeFor, ExitCodes, toSnaplineError } from '../../src/errors.js';
-import { tempDir } from './helpers.js';
+import { CREDENTIALS, REGION, tempDir } from './helpers.js';
 
 class Capture extends Writable {
   text = '';
@@ -80,6 +82,34 @@ describe('snapline serve', () => {
     expect(existsSync(join(dir.path, 'catalog.sqlite'))).toBe(true);
   });
 
+  it('applies the archive tier flags: --restore-delay-ms and --job-delay-ms per tier, --job-failure-rate', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const run = serve(['--port', '0', '--data-dir', dir.path, '--restore-delay-ms', 'bulk=0', '--job-delay-ms', 'Bulk=0', '--job-failure-rate', '1']);
+    const url = await listeningUrl(run);
+    try {
+      expect(await (await fetch(`${url}/_snapline/faults`)).json()).toEqual({ jobFailureRate: 1 });
+      const s3 = new S3Client({ endpoint: url, region: REGION, credentials: CREDENTIALS, maxAttempts: 1, forcePathStyle: true });
+      const glacier = new GlacierClient({ endpoint: url, region: REGION, credentials: CREDENTIALS, maxAttempts: 1 });
+      try {
+        await s3.send(new CreateBucketCommand({ Bucket: 'flags' }));
+        await s3.send(new PutObjectCommand({ Bucket: 'flags', Key: 'k', Body: 'x', StorageClass: 'GLACIER' }));
+        await s3.send(new RestoreObjectCommand({ Bucket: 'flags', Key: 'k', RestoreRequest: { Days: 1, GlacierJobParameters: { Tier: 'Bulk' } } }));
+        expect((await s3.send(new HeadObjectCommand({ Bucket: 'flags', Key: 'k' }))).Restore).toMatch(/^ongoing-request="false"/);
+        await glacier.send(new CreateVaultCommand({ accountId: '-', vaultName: 'flags' }));
+        const { archiveId } = await glacier.send(new UploadArchiveCommand({ accountId: '-', vaultName: 'flags', body: Buffer.from('x') }));
+        const { jobId } = await glacier.send(new InitiateJobCommand({ accountId: '-', vaultName: 'flags', jobParameters: { Type: 'archive-retrieval', ArchiveId: archiveId, Tier: 'Bulk' } }));
+        expect((await glacier.send(new DescribeJobCommand({ accountId: '-', vaultName: 'flags', jobId }))).StatusCode).toBe('Failed');
+      } finally {
+        s3.destroy();
+        glacier.destroy();
+      }
+    } finally {
+      run.stop();
+    }
+    expect(await run.exit).toBe(0);
+  });
+
   it('prints a JSON document with --json', async () => {
     const dir = tempDir();
     dirs.push(dir);
@@ -128,6 +158,9 @@ describe('snapline serve', () => {
     [['--not-found-after-start', '-1'], '--not-found-after-start'],
     [['--completion-delay-ms', ''], '--completion-delay-ms'],
     [['--seed', '1.5'], '--seed'],
+    [['--job-failure-rate', '2'], '--job-failure-rate'],
+    [['--restore-delay-ms', 'Slow=5'], '--restore-delay-ms'],
+    [['--job-delay-ms', 'Bulk=-1'], '--job-delay-ms'],
     [['--port', '70000'], '--port'],
     [['--host', '0.0.0.0'], '--host'],
     [['--host', '10.1.2.3'], '--host'],

@@ -477,6 +477,25 @@ describe('restart', () => {
   });
 });
 
+describe('signatures', () => {
+  it('with --auth, takes uploads signed with the key and refuses a wrong secret with InvalidSignatureException', async () => {
+    const endpoint = await startTestEndpoint({ auth: [CREDENTIALS] });
+    const client = glacierFor(endpoint.emulator.url);
+    const wrong = new GlacierClient({ endpoint: endpoint.emulator.url, region: REGION, credentials: { ...CREDENTIALS, secretAccessKey: 'wrong' }, maxAttempts: 1 });
+    try {
+      await client.send(new CreateVaultCommand({ ...account, vaultName: 'signed' }));
+      const body = randomBytes(MIB + 1);
+      expect((await client.send(new UploadArchiveCommand({ ...account, vaultName: 'signed', body }))).checksum).toBe(independentTreeHash(body));
+      const refused = await rejection(wrong.send(new UploadArchiveCommand({ ...account, vaultName: 'signed', body })));
+      expect([refused.name, refused.$metadata?.httpStatusCode]).toEqual(['InvalidSignatureException', 403]);
+    } finally {
+      client.destroy();
+      wrong.destroy();
+      await endpoint.stop();
+    }
+  });
+});
+
 const aws = findAwsCli();
 const NO_CLI = 'the AWS CLI (`aws`) is not on PATH: the Glacier AWS CLI test DID NOT RUN';
 if (aws === undefined) console.warn(`WARNING: ${NO_CLI}`);

@@ -631,6 +631,24 @@ describe('storage and restarts', () => {
   });
 });
 
+describe('signatures', () => {
+  it('with --auth, takes requests signed with the key (streamed aws-chunked bodies too) and refuses a wrong secret with SignatureDoesNotMatch', async () => {
+    const endpoint = await startTestEndpoint({ auth: [CREDENTIALS] });
+    const wrong = new S3Client({ endpoint: endpoint.emulator.url, region: 'us-east-1', credentials: { ...CREDENTIALS, secretAccessKey: 'wrong' }, maxAttempts: 1, forcePathStyle: true });
+    try {
+      await endpoint.s3.send(new CreateBucketCommand({ Bucket: 'signed' }));
+      const data = randomBytes(2 * MIB + 5);
+      await endpoint.s3.send(new PutObjectCommand({ Bucket: 'signed', Key: 'k', Body: Readable.from([data.subarray(0, MIB), data.subarray(MIB)]), ContentLength: data.length }));
+      expectBytes(Buffer.from(await (await endpoint.s3.send(new GetObjectCommand({ Bucket: 'signed', Key: 'k' }))).Body!.transformToByteArray()), data);
+      const refused = await rejection(wrong.send(new PutObjectCommand({ Bucket: 'signed', Key: 'k2', Body: 'x' })));
+      expect([refused.name, refused.$metadata?.httpStatusCode]).toEqual(['SignatureDoesNotMatch', 403]);
+    } finally {
+      wrong.destroy();
+      await endpoint.stop();
+    }
+  });
+});
+
 const aws = findAwsCli();
 const NO_CLI = 'the AWS CLI (`aws`) is not on PATH: the S3 AWS CLI test DID NOT RUN';
 if (aws === undefined) console.warn(`WARNING: ${NO_CLI}`);

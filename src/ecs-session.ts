@@ -1,0 +1,129 @@
+/**
+ * What the ECS restore commands run with: the driver's session (the usual
+ * one plus ECS and CloudWatch Logs and the connection's ECS settings), and a
+ * worker's, which has no index: a task in the cloud knows only the
+ * snapshots it is told of.
+ */
+import { AwsClients, DEFAULT_CONCURRENCY } from './aws/clients.js';
+import { EbsSnapshotStore } from './aws/ebs.js';
+import { EcsContainerTasks } from './aws/ecs.js';
+import { CloudWatchLogReader } from './aws/logs.js';
+import { GlacierArchiveStore } from './aws/glacier-archive.js';
+import { AdaptiveLimiter, resilientReader, resilientWriter } from './aws/retry.js';
+import { S3ArchiveStore } from './aws/s3-archive.js';
+import { openConnection, type ConnectionRequest, type OpenConnection } from './config/connection.js';
+import type { ArchiveStore, ArchiveTarget, SnapshotReader, SnapshotWriter } from './core/ports.js';
+import { verifiedReader } from './core/verified-reader.js';
+import type { EcsRestoreDeps, EcsSettings } from './engine/ecs-restore.js';
+import { HashPool } from './hashing/index.js';
+import { openSession, validateConcurrency, type SessionOptions } from './session.js';
+
+/** The task definition and cluster used when the connection names none. */
+export const DEFAULT_TASK_DEFINITION = 'snapline-worker';
+export const DEFAULT_CLUSTER = 'default';
+
+export interface EcsSession {
+  deps: EcsRestoreDeps;
+  close(): Promise<void>;
+}
+
+/** The driver's session: openSession's, with the ECS and Logs adapters and the connection's ECS settings. */
+export async function openEcsSession(options: SessionOptions): Promise<EcsSession> {
+  const session = await openSession(options);
+  try {
+    const clients = new AwsClients(session.connection.settings);
+    return {
+      deps: {
+        index: session.index,
+        writer: session.writer,
+        catalog: session.catalog,
+        tasks: new EcsContainerTasks(clients.ecs()),
+        logs: new CloudWatchLogReader(clients.logs()),
+        settings: ecsSettingsOf(session.connection),
+        archives: session.archives,
+        hashPool: session.hashPool,
+      },
+      close: async () => {
+        clients.destroy();
+        await session.close();
+      },
+    };
+  } catch (err) {
+    await session.close();
+    throw err;
+  }
+}
+
+/** The connection's ECS settings with their defaults. */
+export function ecsSettingsOf(connection: Pick<OpenConnection, 'ecs' | 'settings'>): EcsSettings {
+  const ecs = connection.ecs;
+  return {
+    cluster: ecs.cluster ?? DEFAULT_CLUSTER,
+    taskDefinition: ecs.taskDefinition ?? DEFAULT_TASK_DEFINITION,
+    ...(ecs.launchType === undefined ? {} : { launchType: ecs.launchType }),
+    ...(ecs.capacityProviderStrategy === undefined ? {} : { capacityProviderStrategy: ecs.capacityProviderStrategy }),
+    ...(ecs.subnets === undefined || ecs.subnets.length === 0
+      ? {}
+      : {
+          network: {
+            subnets: ecs.subnets,
+            ...(ecs.securityGroups === undefined ? {} : { securityGroups: ecs.securityGroups }),
+            ...(ecs.assignPublicIp === undefined ? {} : { assignPublicIp: ecs.assignPublicIp }),
+          },
+        }),
+    ...(ecs.logGroup === undefined ? {} : { logGroup: ecs.logGroup }),
+    ...(ecs.logStreamPrefix === undefined ? {} : { logStreamPrefix: ecs.logStreamPrefix }),
+    region: connection.settings.region,
+    ...(connection.settings.forcePathStyle ? { s3PathStyle: true } : {}),
+  };
+}
+
+export interface WorkerSessionOptions extends ConnectionRequest {
+  concurrency?: number;
+  /** Snapshots started by someone else just now: "not found" from them is retried for a while (see resilientWriter). */
+  newSnapshotIds: string[];
+  signal?: AbortSignal;
+  /** The archive store a worker reads (S3 bucket or Glacier vault). */
+  archive?: { target: ArchiveTarget; location: string; s3PathStyle?: boolean };
+}
+
+export interface WorkerSession {
+  reader: SnapshotReader;
+  writer: SnapshotWriter;
+  hashPool: HashPool;
+  /** The archive store asked for, if any. */
+  store?: ArchiveStore;
+  close(): Promise<void>;
+}
+
+/**
+ * A worker's session: EBS reads (checked) and writes with retries and one
+ * limiter each, a hash pool, and the archive store asked for; no index. The
+ * store gets no extra request headers (archive attributes such as SSE-C keys
+ * stay on the driver's machine).
+ */
+export async function openWorkerSession(options: WorkerSessionOptions): Promise<WorkerSession> {
+  const concurrency = validateConcurrency(options.concurrency ?? DEFAULT_CONCURRENCY);
+  const connection = await openConnection(options);
+  const settings = options.archive?.s3PathStyle ? { ...connection.settings, forcePathStyle: true } : connection.settings;
+  const clients = new AwsClients(settings, { concurrency: 2 * concurrency });
+  const hashPool = new HashPool();
+  const store = new EbsSnapshotStore(clients.ebs(), { direct: clients.ebsBlockRequests() });
+  const maxAttempts = connection.settings.retries?.maxAttempts;
+  const wrap = { signal: options.signal, ...(maxAttempts === undefined ? {} : { policy: { maxAttempts } }) };
+  return {
+    reader: resilientReader(verifiedReader(store, (data) => hashPool.sha256(data)), { ...wrap, limiter: new AdaptiveLimiter(concurrency) }),
+    writer: resilientWriter(store, { ...wrap, limiter: new AdaptiveLimiter(concurrency), newSnapshotIds: options.newSnapshotIds }),
+    hashPool,
+    ...(options.archive === undefined ? {} : { store: archiveStoreOf(clients, options.archive) }),
+    close: async () => {
+      await hashPool.destroy();
+      clients.destroy();
+      await connection.close();
+    },
+  };
+}
+
+function archiveStoreOf(clients: AwsClients, archive: { target: ArchiveTarget; location: string }): ArchiveStore {
+  return archive.target === 's3' ? new S3ArchiveStore(clients.s3(), archive.location, { attributes: {} }) : new GlacierArchiveStore(clients.glacier(), archive.location);
+}

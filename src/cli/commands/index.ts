@@ -4,6 +4,7 @@ import { registerArchive } from './archive.js';
 import { registerBackup } from './backup.js';
 import { registerConnections } from './connections.js';
 import { registerDiff } from './diff.js';
+import { registerEcs } from './ecs.js';
 import { registerIndexCommands } from './index-commands.js';
 import { registerPrune } from './prune.js';
 import { registerQuickstart } from './quickstart.js';
@@ -12,6 +13,7 @@ import { registerRestore } from './restore.js';
 import { registerServe } from './serve.js';
 import { registerSnapshots } from './snapshots.js';
 import { registerVerify } from './verify.js';
+import { registerWorker } from './worker.js';
 
 /** Adds every subcommand to the program. One file per command. */
 export function registerCommands(program: Command, wrap: Wrap): void {
@@ -27,4 +29,6 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerIndexCommands(program, wrap);
   registerServe(program, wrap);
   registerConnections(program, wrap);
+  registerEcs(program, wrap);
+  registerWorker(program, wrap);
 }

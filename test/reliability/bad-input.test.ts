@@ -19,6 +19,7 @@ import { BlockIndex } from '../../src/index/index.js';
 import { backup } from '../../src/index.js';
 import { blockOf, clientsFor, complete, put, snapshotWith, start } from '../emulator/helpers.js';
 import { killStrays, runCli, startCli, until, type CliResult } from '../support/cli.js';
+import { runInProcess } from '../support/in-process.js';
 import { overwriteBlocks, writeImage } from '../support/images.js';
 
 const NOBODY = 65_534;
@@ -34,14 +35,23 @@ let pending: string;
 let errored: string;
 let unrelated: string;
 
-/** `snapline --connection local --endpoint-url URL --index INDEX --no-progress ...args`, hermetic, data and config under the work dir. */
-function cli(args: string[], options: { index?: string; endpointUrl?: string; uid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
-  return runCli(['--connection', 'local', '--endpoint-url', options.endpointUrl ?? emulator.url, '--index', options.index ?? mainIndex, '--no-progress', ...args], {
-    dataDir: join(work, 'data'),
-    cwd: work,
-    env: { XDG_CONFIG_HOME: join(work, 'config'), ...options.env },
-    ...(options.uid === undefined ? {} : { uid: options.uid }),
-  });
+/** How a run ended. */
+type Ran = Pick<CliResult, 'code' | 'stdout' | 'stderr'>;
+
+/**
+ * `snapline ...args`, hermetic, data and config under the work dir: in this
+ * process (see in-process.ts), or as a child when it must run as another user.
+ */
+function snapline(args: string[], options: { uid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Ran> {
+  const env: NodeJS.ProcessEnv = { XDG_CONFIG_HOME: join(work, 'config'), ...options.env };
+  if (options.uid === undefined) return runInProcess(args, { dataDir: join(work, 'data'), env });
+  return runCli(args, { dataDir: env.SNAPLINE_DATA_DIR ?? join(work, 'data'), cwd: work, env, uid: options.uid });
+}
+
+/** `snapline --connection local --endpoint-url URL --index INDEX --no-progress ...args`. */
+function cli(args: string[], options: { index?: string; endpointUrl?: string; uid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Ran> {
+  const global = ['--connection', 'local', '--endpoint-url', options.endpointUrl ?? emulator.url, '--index', options.index ?? mainIndex, '--no-progress'];
+  return snapline([...global, ...args], options);
 }
 
 /** What the index records of volumes and snapshots, to compare before and after a refusal. */
@@ -55,7 +65,7 @@ function indexDump(path: string): string {
 }
 
 /** Asserts a refusal: exit code, message, nothing on stdout. */
-function expectRefused(expect: TestContext['expect'], run: CliResult, exitCode: number, message: RegExp): void {
+function expectRefused(expect: TestContext['expect'], run: Ran, exitCode: number, message: RegExp): void {
   expect({ code: run.code, stderr: run.stderr }).toMatchObject({ code: exitCode, stderr: expect.stringMatching(message) });
   expect(run.stderr).toMatch(/^snapline: error: /m);
   expect(run.stdout).toBe('');
@@ -238,17 +248,17 @@ describe.concurrent('configuration and connection', () => {
   it('a config file that is not valid YAML: exit 2 naming the file and line', async ({ expect }) => {
     const config = join(work, 'broken.yaml');
     writeFileSync(config, 'connections:\n  prod: [\n', { mode: 0o600 });
-    const run = await runCli(['--config', config, '--connection', 'prod', '--index', mainIndex, 'snapshots'], { dataDir: join(work, 'data'), cwd: work });
+    const run = await snapline(['--config', config, '--connection', 'prod', '--index', mainIndex, 'snapshots']);
     expectRefused(expect, run, ExitCodes.USAGE, /broken\.yaml:\d+:\d+: YAML syntax error/);
   });
 
   it('a --config file that does not exist: exit 2', async ({ expect }) => {
-    const run = await runCli(['--config', join(work, 'missing.yaml'), '--connection', 'prod', '--index', mainIndex, 'snapshots'], { dataDir: join(work, 'data'), cwd: work });
+    const run = await snapline(['--config', join(work, 'missing.yaml'), '--connection', 'prod', '--index', mainIndex, 'snapshots']);
     expectRefused(expect, run, ExitCodes.USAGE, /config file .*missing\.yaml does not exist/);
   });
 
   it('an unknown --connection: exit 2 listing the known ones', async ({ expect }) => {
-    const run = await runCli(['--connection', 'nosuch', '--index', mainIndex, 'snapshots'], { dataDir: join(work, 'data'), cwd: work, env: { XDG_CONFIG_HOME: join(work, 'config') } });
+    const run = await snapline(['--connection', 'nosuch', '--index', mainIndex, 'snapshots']);
     expectRefused(expect, run, ExitCodes.USAGE, /unknown connection "nosuch"/);
     expect(run.stderr).toMatch(/hint: known connections: local/);
   });

@@ -73,6 +73,28 @@ export function transcriptStats() {
   return { ...transcript };
 }
 
+/**
+ * Counts a finished run and scans its output for the watched secrets. Called
+ * for every child here, and by runs made in this process (in-process.ts).
+ * @param {string[]} args
+ * @param {NodeJS.ProcessEnv} env the environment given on top of the hermetic one
+ * @param {string} stdout
+ * @param {string} stderr
+ */
+export function recordRun(args, env, stdout, stderr) {
+  const given = JSON.stringify([args, env]);
+  transcript.runs += 1;
+  transcript.bytes += stdout.length + stderr.length;
+  let around = false;
+  for (const secret of watched) {
+    if (given.includes(secret)) around = true;
+    for (const [stream, text] of /** @type {const} */ ([['stdout', stdout], ['stderr', stderr]])) {
+      if (text.includes(secret)) leaks.push(`snapline ${args.join(' ')}: a watched secret on ${stream}`);
+    }
+  }
+  if (around) transcript.runsWithSecretAround += 1;
+}
+
 /** Children still running, killed by killStrays (a failed test must not leave one behind, stopped say). */
 const running = new Set();
 
@@ -102,22 +124,12 @@ export function startCli(args, options) {
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (/** @type {string} */ chunk) => (stdout += chunk));
   child.stderr?.setEncoding('utf8').on('data', (/** @type {string} */ chunk) => (stderr += chunk));
-  const given = JSON.stringify([args, options.env ?? {}]);
   /** @type {Promise<CliResult>} */
   const done = new Promise((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => {
       running.delete(child);
-      transcript.runs += 1;
-      transcript.bytes += stdout.length + stderr.length;
-      let around = false;
-      for (const secret of watched) {
-        if (given.includes(secret)) around = true;
-        for (const [stream, text] of /** @type {const} */ ([['stdout', stdout], ['stderr', stderr]])) {
-          if (text.includes(secret)) leaks.push(`snapline ${args.join(' ')}: a watched secret on ${stream}`);
-        }
-      }
-      if (around) transcript.runsWithSecretAround += 1;
+      recordRun(args, options.env ?? {}, stdout, stderr);
       resolve({ code, signal, stdout, stderr });
     });
   });

@@ -358,6 +358,7 @@ export class GlacierApi {
     const upload = this.#upload(vault, uploadId, exchange.region);
     const limit = limitOf(query, 1000, 1000);
     const marker = query.get('marker');
+    if (marker !== undefined && !/^\d+$/.test(marker)) throw GlacierErrors.invalid(`Invalid marker: ${marker}`);
     const after = this.catalog.parts(uploadId).filter((part) => marker === undefined || part.firstByte >= Number(marker));
     const page = after.slice(0, limit);
     sendJson(exchange, 200, {

@@ -21,8 +21,8 @@ export function registerEcs(program: Command, wrap: Wrap): void {
   const ecs = program.command('ecs').description('large restores run as ECS tasks in the cloud, watched to the end');
   ecs
     .command('restore')
-    .description('restore a snapshot into a new snapshot with ECS tasks, one per shard of its blocks (or resume its unfinished job)')
-    .argument('<archive-or-snapshot>', 'snapshot id the index knows')
+    .description('restore an archive or a snapshot into a new snapshot with ECS tasks, one per shard of its blocks (or resume its unfinished job)')
+    .argument('<archive-or-snapshot>', 'archive id (or the id of its snapshot) whose objects are readable, or a completed snapshot the index knows')
     .addOption(new Option('--shards <n>', `tasks to split the blocks into (default ${DEFAULT_SHARDS})`).argParser(integerOption('--shards', 1, MAX_SHARDS)))
     .addOption(new Option('--retries <n>', 'new attempts per failed shard').default(DEFAULT_RETRIES).argParser(integerOption('--retries', 0, 100)))
     .addOption(new Option('--timeout <seconds>', 'give up waiting after this long (the tasks go on)').argParser(secondsOption('--timeout')))

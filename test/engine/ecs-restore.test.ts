@@ -1,0 +1,297 @@
+/**
+ * The ECS restore driver against fakes: the in-memory EBS, a real index in a
+ * temp directory, and a fake cluster whose tasks run the worker's code
+ * (copySnapshotShard) in this process, or behave as a test tells them to:
+ * fail, hang, report a wrong result, print nothing. Pacing is shrunk to
+ * milliseconds. The end-to-end tests cover the real endpoint and CLI.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { linearAggregateOf, sha256 } from '../../src/core/checksum.js';
+import { BLOCK_SIZE } from '../../src/core/constants.js';
+import type { ContainerTasks, LaunchOutcome, LogLine, LogReader, TaskDefinitionInfo, TaskLaunch, TaskState } from '../../src/core/ports.js';
+import { ecsRestore, ecsStatus, type EcsRestoreDeps, type EcsRestoreOptions } from '../../src/engine/ecs-restore.js';
+import { copySnapshotShard, formatShardResult } from '../../src/engine/ecs-worker.js';
+import { ErrorCodes, isSnaplineError } from '../../src/errors.js';
+import type { HashPool } from '../../src/hashing/index.js';
+import { BlockIndex } from '../../src/index/index.js';
+import type { ArchivePlaces } from '../../src/engine/archive-places.js';
+import { MemoryEbs } from '../fakes/memory-ebs.js';
+
+/** What the next task launched does. */
+type Behaviour = 'work' | 'wrong-result' | 'silent' | 'hang' | { exit: number };
+
+interface FakeTask {
+  state: TaskState;
+  lines: string[];
+  finish?: () => void;
+}
+
+/** ECS and CloudWatch Logs in memory: one task per launch, its log a list of lines. */
+class FakeCluster implements ContainerTasks, LogReader {
+  readonly launches: TaskLaunch[] = [];
+  readonly stops: Array<{ taskArn: string; reason: string }> = [];
+  readonly behaviours: Behaviour[] = [];
+  readonly tasks = new Map<string, FakeTask>();
+  readonly #byToken = new Map<string, string>();
+  #next = 0;
+
+  constructor(
+    private readonly ebs: MemoryEbs,
+    private readonly definition: TaskDefinitionInfo,
+  ) {}
+
+  async describeTaskDefinition(): Promise<TaskDefinitionInfo> {
+    return this.definition;
+  }
+
+  async launch(launch: TaskLaunch): Promise<LaunchOutcome> {
+    this.launches.push(launch);
+    const earlier = this.#byToken.get(launch.clientToken);
+    if (earlier !== undefined) return { task: this.tasks.get(earlier)!.state, failures: [] };
+    const taskArn = `arn:aws:ecs:us-east-1:123456789012:task/${launch.cluster}/t${(this.#next += 1)}`;
+    this.#byToken.set(launch.clientToken, taskArn);
+    const task: FakeTask = {
+      state: { taskArn, lastStatus: 'RUNNING', desiredStatus: 'RUNNING', startedBy: launch.startedBy, tags: { ...launch.tags }, containers: [{ name: 'sidecar' }, { name: 'worker' }] },
+      lines: [],
+    };
+    this.tasks.set(taskArn, task);
+    void this.#run(task, launch, this.behaviours.shift() ?? 'work');
+    return { task: { ...task.state }, failures: [] };
+  }
+
+  /** Starts a task the way another driver would have (for reattach tests). */
+  async launchAs(launch: TaskLaunch, behaviour: Behaviour): Promise<string> {
+    this.behaviours.unshift(behaviour);
+    return (await this.launch(launch)).task!.taskArn;
+  }
+
+  async describe(_cluster: string, taskArns: readonly string[]): Promise<TaskState[]> {
+    return taskArns.flatMap((arn) => {
+      const task = this.tasks.get(arn);
+      return task === undefined ? [] : [structuredClone(task.state)];
+    });
+  }
+
+  async list(_cluster: string, startedBy: string, desiredStatus: 'RUNNING' | 'STOPPED'): Promise<string[]> {
+    return [...this.tasks.values()].filter((t) => t.state.startedBy === startedBy && t.state.desiredStatus === desiredStatus).map((t) => t.state.taskArn);
+  }
+
+  async stop(_cluster: string, taskArn: string, reason: string): Promise<void> {
+    this.stops.push({ taskArn, reason });
+    const task = this.tasks.get(taskArn)!;
+    if (task.state.lastStatus !== 'STOPPED') this.#stopped(task, { stopCode: 'UserInitiated', stoppedReason: reason }, 143);
+    task.finish?.();
+  }
+
+  async readForward(_group: string, stream: string, token: string | undefined): Promise<{ lines: LogLine[]; token: string | undefined }> {
+    const task = [...this.tasks.values()].find((t) => stream.endsWith(`/${t.state.taskArn.split('/').at(-1)}`));
+    if (task === undefined) return { lines: [], token };
+    const from = Number(token ?? 0);
+    return { lines: task.lines.slice(from).map((message) => ({ timestamp: new Date(), message })), token: String(task.lines.length) };
+  }
+
+  async #run(task: FakeTask, launch: TaskLaunch, behaviour: Behaviour): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    if (typeof behaviour === 'object') {
+      task.lines.push('boom');
+      return this.#stopped(task, { stopCode: 'EssentialContainerExited' }, behaviour.exit);
+    }
+    if (behaviour === 'hang') return new Promise<void>((resolve) => (task.finish = resolve));
+    const flag = (name: string) => launch.command[launch.command.indexOf(name) + 1]!;
+    const result = await copySnapshotShard(
+      { reader: this.ebs, writer: this.ebs },
+      { sourceSnapshotId: flag('--source-snapshot'), snapshotId: flag('--snapshot'), fromBlock: Number(flag('--from')), toBlock: Number(flag('--to')), encrypted: false },
+    );
+    if (behaviour !== 'silent') {
+      task.lines.push(`shard ${flag('--shard')}: wrote ${result.blocksWritten} blocks`);
+      const linear = behaviour === 'wrong-result' ? sha256(Buffer.from('something else')).toString('base64') : result.linear;
+      task.lines.push(
+        formatShardResult({ job: flag('--job'), shard: Number(flag('--shard')), fromBlock: Number(flag('--from')), toBlock: Number(flag('--to')), blocksWritten: result.blocksWritten, linear }),
+      );
+    }
+    this.#stopped(task, { stopCode: 'EssentialContainerExited' }, 0);
+  }
+
+  #stopped(task: FakeTask, why: { stopCode: string; stoppedReason?: string }, exitCode: number): void {
+    task.state = {
+      ...task.state,
+      ...why,
+      lastStatus: 'STOPPED',
+      desiredStatus: 'STOPPED',
+      containers: [
+        { name: 'sidecar', exitCode: 0 },
+        { name: 'worker', exitCode },
+      ],
+    };
+  }
+}
+
+const WITH_LOGS: TaskDefinitionInfo = {
+  arn: 'arn:td/snapline-worker:1',
+  containers: [
+    { name: 'sidecar', essential: false },
+    { name: 'worker', essential: true, logGroup: '/snapline/worker', logStreamPrefix: 'snapline' },
+  ],
+};
+
+let dir: string;
+let index: BlockIndex;
+let ebs: MemoryEbs;
+let cluster: FakeCluster;
+let source: string;
+let content: Map<number, Buffer>;
+
+function deps(definition = WITH_LOGS): EcsRestoreDeps {
+  cluster = new FakeCluster(ebs, definition);
+  return {
+    index,
+    writer: ebs,
+    catalog: ebs,
+    tasks: cluster,
+    logs: cluster,
+    settings: { cluster: 'restores', taskDefinition: 'snapline-worker', region: 'us-east-1' },
+    archives: {} as ArchivePlaces,
+    hashPool: {} as HashPool,
+  };
+}
+
+const fast = { pollFirstMs: 2, pollMaxMs: 10, capacityFirstMs: 2, capacityMaxMs: 10, logSettleMs: 30 };
+const notes: string[] = [];
+const options = (more: Partial<EcsRestoreOptions> = {}): EcsRestoreOptions => ({ source, pacing: fast, onNote: (n) => notes.push(n), ...more });
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'snapline-ecs-engine-'));
+  index = BlockIndex.open(join(dir, 'index.db'));
+  ebs = new MemoryEbs();
+  notes.length = 0;
+  // A source snapshot of 12 blocks with distinct bytes, known to the index.
+  content = new Map(Array.from({ length: 12 }, (_, i) => [i * 3, Buffer.alloc(BLOCK_SIZE, i + 1)]));
+  const started = await ebs.startSnapshot({ volumeSizeGiB: 1 });
+  for (const [i, data] of content) await ebs.putBlock(started.snapshotId, i, data, sha256(data).toString('base64'));
+  const blocks = [...content].map(([i, data]) => ({ index: i, digest: sha256(data) }));
+  expect(await ebs.completeSnapshot(started.snapshotId, blocks.length, linearAggregateOf(blocks))).toBe('completed');
+  source = started.snapshotId;
+  index.ensureVolume({ name: 'db', sourcePath: '/dev/db', sizeBytes: 36 * BLOCK_SIZE });
+  index.importSnapshot({ snapshotId: source, volume: 'db', parentSnapshotId: null, volumeSizeGiB: 1, sourceBytes: 36 * BLOCK_SIZE, encrypted: false, description: null }, blocks);
+});
+afterEach(() => {
+  index.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function expectCopied(snapshotId: string): void {
+  expect(ebs.inspect(snapshotId)?.status).toBe('completed');
+  const copied = ebs.contentOf(snapshotId);
+  expect([...copied.keys()].sort((a, b) => a - b)).toEqual([...content.keys()]);
+  for (const [i, data] of content) expect(copied.get(i)!.equals(data)).toBe(true);
+}
+
+describe('ecsRestore with a fake cluster', () => {
+  it('splits by data, completes the snapshot with the digests it knows, and records the job', async () => {
+    const report = await ecsRestore(deps(), options({ shards: 3 }));
+    expect(report.state).toBe('completed');
+    expect(report.shards.map((s) => [s.fromBlock, s.toBlock, s.state])).toEqual([
+      [0, 12, 'succeeded'],
+      [12, 24, 'succeeded'],
+      [24, 2048, 'succeeded'],
+    ]);
+    expectCopied(report.snapshotId!);
+    expect(index.getSnapshot(report.snapshotId!)).toMatchObject({ state: 'completed', volume: 'db-restored', changedBlocks: 12 });
+    expect(cluster.launches.map((l) => [l.clientToken, l.startedBy, l.tags['snapline:attempt']])).toEqual([
+      [`${report.jobId}-0-1-0`, `snapline-${report.jobId}`, '1'],
+      [`${report.jobId}-1-1-0`, `snapline-${report.jobId}`, '1'],
+      [`${report.jobId}-2-1-0`, `snapline-${report.jobId}`, '1'],
+    ]);
+  });
+
+  it('a result line that does not match the digests the driver knows fails the shard, and its retry succeeds', async () => {
+    const d = deps();
+    cluster.behaviours.push('wrong-result');
+    const report = await ecsRestore(d, options({ shards: 2 }));
+    expect(report.state).toBe('completed');
+    expect(report.shards.map((s) => s.attempts)).toEqual([2, 1]);
+    expect(notes.join('\n')).toMatch(/shard 0: failed: the worker reports 6 blocks with aggregate \S+ .*expected 6 blocks with \S+; retrying as attempt 2/);
+  });
+
+  it('without readable logs the exit code decides, and the snapshot aggregate stays the check', async () => {
+    const d = deps({ arn: 'arn:td/plain:1', containers: [{ name: 'worker', essential: true }] });
+    cluster.behaviours.push('silent', 'silent');
+    const report = await ecsRestore(d, options({ shards: 2 }));
+    expect(report.state).toBe('completed');
+    expect(notes.join('\n')).toContain('has no awslogs group and stream prefix');
+    expectCopied(report.snapshotId!);
+  });
+
+  it('when retries run out the job fails with the first failed shard\'s exit code; the snapshot stays pending', async () => {
+    const d = deps();
+    cluster.behaviours.push({ exit: 7 }, 'work', { exit: 9 });
+    const report = await ecsRestore(d, options({ shards: 2, retries: 1 }));
+    expect(report.state).toBe('failed');
+    expect(report.exitCode).toBe(9);
+    expect(report.shards.map((s) => [s.state, s.attempts, s.exitCode])).toEqual([
+      ['failed', 2, 9],
+      ['succeeded', 1, 0],
+    ]);
+    expect(report.shards[0]!.lastLines).toEqual(['boom']);
+    expect(ebs.inspect(report.snapshotId!)?.status).toBe('pending');
+    expect(index.getEcsJob(report.jobId)?.message).toMatch(/shard 0: the worker container exited with code 9/);
+  });
+
+  it('--timeout leaves the tasks running and says how to follow them; the next run adopts them', async () => {
+    const d = deps();
+    cluster.behaviours.push('hang');
+    const error = await ecsRestore(d, options({ shards: 1, timeoutMs: 50 })).catch((e: unknown) => e);
+    expect(isSnaplineError(error, ErrorCodes.TIMEOUT)).toBe(true);
+    expect(cluster.stops).toEqual([]);
+    const [arn] = [...cluster.tasks.keys()];
+    const status = await ecsStatus(d, index.listEcsJobs()[0]!.jobId);
+    expect(status.shards.map((s) => [s.state, s.taskArn, s.lastStatus])).toEqual([['running', arn, 'RUNNING']]);
+    await cluster.stop('restores', arn!, 'test');
+    const again = await ecsRestore(d, options({ retries: 0 }));
+    expect(again.state).toBe('failed');
+    expect(cluster.launches).toHaveLength(1);
+  });
+
+  it('reattach stops a task of an older attempt still running and follows the current one', async () => {
+    const d = deps();
+    cluster.behaviours.push({ exit: 1 });
+    const failed = await ecsRestore(d, options({ shards: 1, retries: 0 }));
+    expect(failed.state).toBe('failed');
+    // A ghost of attempt 1 still running (a task the index missed), and attempt 2 started by a driver that died.
+    const launch = cluster.launches[0]!;
+    const ghost = await cluster.launchAs({ ...launch, clientToken: 'ghost' }, 'hang');
+    index.updateEcsShard(failed.jobId, 0, { state: 'waiting', attempt: 2, launch: 0 });
+    await cluster.launchAs({ ...launch, clientToken: `${failed.jobId}-0-2-0`, tags: { ...launch.tags, 'snapline:attempt': '2' } }, 'work');
+    const report = await ecsRestore(d, options());
+    expect(report.state).toBe('completed');
+    expect(cluster.stops).toEqual([{ taskArn: ghost, reason: 'snapline: attempt 2 of shard 0 replaces this task' }]);
+    expect(cluster.launches).toHaveLength(3);
+    expectCopied(report.snapshotId!);
+  });
+
+  it('cancelling stops the running tasks with a reason', async () => {
+    const d = deps();
+    cluster.behaviours.push('hang', 'hang');
+    const abort = new AbortController();
+    const running = ecsRestore(d, options({ shards: 2, signal: abort.signal }));
+    while (cluster.tasks.size < 2) await new Promise((resolve) => setTimeout(resolve, 2));
+    abort.abort();
+    const error = await running.catch((e: unknown) => e);
+    expect(isSnaplineError(error, ErrorCodes.INTERRUPTED)).toBe(true);
+    expect((error as Error).message).toMatch(/2 tasks stopped, snapshot snap-\w+ stays pending/);
+    expect(cluster.stops.map((s) => s.reason)).toEqual(Array(2).fill(`snapline: interrupted (job ${index.listEcsJobs()[0]!.jobId})`));
+  });
+
+  it('--detach launches every shard and returns, leaving the tasks running', async () => {
+    const d = deps();
+    cluster.behaviours.push('hang', 'hang');
+    const report = await ecsRestore(d, options({ shards: 2, detach: true }));
+    expect(report.state).toBe('detached');
+    expect(report.shards.map((s) => [s.state, s.lastStatus])).toEqual(Array(2).fill(['running', 'RUNNING']));
+    expect(cluster.stops).toEqual([]);
+    expect(index.getEcsJob(report.jobId)?.state).toBe('running');
+  });
+});

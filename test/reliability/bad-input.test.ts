@@ -452,9 +452,11 @@ describe('SIGINT and SIGTERM in the middle of the long commands (exit 130, nothi
     });
   }
 
-  it('diff, SIGINT: exit 130', async ({ expect }) => {
-    const stopped = await interrupt(['diff', slowFirst, slowSnapshot], 'SIGINT', 'ListChangedBlocks');
-    expect({ code: stopped.code, stderr: stopped.stderr }).toMatchObject({ code: ExitCodes.INTERRUPTED, stderr: expect.stringMatching(/interrupted/) });
-    expect(stopped.stdout).toBe('');
-  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`diff, ${signal}: exit 130, no ranges printed`, async ({ expect }) => {
+      const stopped = await interrupt(['diff', slowFirst, slowSnapshot], signal, 'ListChangedBlocks');
+      expect({ code: stopped.code, stderr: stopped.stderr }).toMatchObject({ code: ExitCodes.INTERRUPTED, stderr: expect.stringMatching(/interrupted/) });
+      expect(stopped.stdout).toBe('');
+    });
+  }
 });

@@ -163,6 +163,16 @@ describe('serve --auth: SigV4 signatures checked against the configured keys', (
     expect({ code: missing.code, stderr: missing.stderr }).toMatchObject({ code: ExitCodes.USAGE, stderr: expect.stringMatching(/--auth-file .*no-keys cannot be read \(ENOENT\)/) });
     expect(existsSync(join(work, 'never'))).toBe(false);
   });
+
+  it('a key file that group or others may read: the endpoint starts and warns, naming the file, not the secret', async () => {
+    const loose = join(work, 'loose-keys');
+    writeFileSync(loose, `${FILE_KEY.accessKeyId}:${FILE_KEY.secretAccessKey}\n`, { mode: 0o644 });
+    const server = await serve(['--auth-file', loose], join(work, 'loose-endpoint'));
+    server.run.child.kill('SIGTERM');
+    const ended = await server.run.done;
+    expect(ended.code).toBe(0);
+    expect(ended.stderr).toContain(`snapline: warning: ${loose} holds secrets and is readable by group or others; run: chmod 600 ${loose}`);
+  });
 });
 
 describe('the built-in local connection', () => {

@@ -36,10 +36,11 @@ describe('fromAwsError: errors that are not service answers', () => {
     expect(fromAwsError(timeout, 'ebs:GetSnapshotBlock')).toMatchObject({ code: ErrorCodes.UNAVAILABLE, retryable: true });
   });
 
-  it('an untrusted certificate is ENDPOINT_UNREACHABLE, not retryable, with a hint about tls.ca', () => {
+  it('an untrusted certificate is ENDPOINT_UNREACHABLE, not retryable, with a hint naming verify and tls_ca_chain', () => {
     const error = fromAwsError(networkError('SELF_SIGNED_CERT_IN_CHAIN', 'self-signed certificate in certificate chain'), 's3:ListBuckets');
     expect(error).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
-    expect(error.hint).toContain('tls.ca');
+    expect(error.hint).toContain('verify: CA-BUNDLE-PATH');
+    expect(error.hint).toContain('tls_ca_chain');
   });
 
   it('an aborted request is INTERRUPTED', () => {

@@ -4,7 +4,7 @@
 // result instead of copying it) are imported, so this file runs unchanged from
 // the source tree and from dist/.
 import { createHash } from 'node:crypto';
-import { move } from 'piscina';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
 
 /** Glacier's tree hash works on 1 MiB chunks. */
 const TREE_HASH_CHUNK = 1024 * 1024;
@@ -20,6 +20,13 @@ const TREE_HASH_CHUNK = 1024 * 1024;
 /**
  * @typedef {object} DigestTask
  * @property {SharedArrayBuffer} buffer
+ * @property {number} offset
+ * @property {number} length
+ */
+
+/**
+ * @typedef {object} MovedDigestTask
+ * @property {ArrayBuffer} buffer transferred to this thread, and back with the result
  * @property {number} offset
  * @property {number} length
  */
@@ -80,6 +87,17 @@ export function hashBlocks({ buffer, offset, blockCount, blockSize }) {
  */
 export function digest({ buffer, offset, length }) {
   return new Uint8Array(sha256(new Uint8Array(buffer, offset, length)));
+}
+
+/**
+ * SHA-256 of [offset, offset + length) of a buffer moved here, which moves
+ * back with the digest: { digest, buffer }.
+ * @param {MovedDigestTask} task
+ * @returns {unknown} the result, marked for piscina to transfer `buffer`
+ */
+export function digestMoved({ buffer, offset, length }) {
+  const digest = new Uint8Array(sha256(new Uint8Array(buffer, offset, length)));
+  return move(/** @type {any} */ ({ [transferableSymbol]: buffer, [valueSymbol]: { digest, buffer } }));
 }
 
 /**

@@ -164,3 +164,27 @@ describe('HashPool.sha256', () => {
     expect(Buffer.from(await pool.sha256(Buffer.alloc(BLOCK_SIZE))).equals(ZERO_BLOCK_DIGEST)).toBe(true);
   });
 });
+
+describe('HashPool.sha256Moving', () => {
+  it('moves a buffer that owns its memory to a worker and back, without a copy', async () => {
+    const blocks = Array.from({ length: 20 }, () => randomFillSync(Buffer.allocUnsafeSlow(BLOCK_SIZE)));
+    const copies = blocks.map((b) => Buffer.from(b));
+    const results = await Promise.all(blocks.map((b) => pool.sha256Moving(b)));
+    for (const [i, { digest, data }] of results.entries()) {
+      expect(blocks[i]!.byteLength, 'the buffer given is detached').toBe(0);
+      expect(data.equals(copies[i]!)).toBe(true);
+      expect(Buffer.from(digest).equals(createHash('sha256').update(copies[i]!).digest())).toBe(true);
+    }
+  });
+
+  it('hashes a view into a larger buffer, or into shared memory, through sha256 and hands it back as it is', async () => {
+    const backing = randomFillSync(Buffer.alloc(3 * BLOCK_SIZE));
+    const view = backing.subarray(BLOCK_SIZE, 2 * BLOCK_SIZE);
+    const shared = Buffer.from(sharedBlocks('r'));
+    for (const data of [view, shared]) {
+      const result = await pool.sha256Moving(data);
+      expect(result.data).toBe(data);
+      expect(Buffer.from(result.digest).equals(createHash('sha256').update(data).digest())).toBe(true);
+    }
+  });
+});

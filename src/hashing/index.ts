@@ -108,6 +108,23 @@ export class HashPool {
     }
   }
 
+  /**
+   * SHA-256 of `data` in a worker without copying it: a Buffer that owns its
+   * whole ArrayBuffer (as a fetched block does) is transferred to the worker
+   * and back. Use the returned `data`: the one passed in is detached (empty)
+   * from the call on. Other buffers go through sha256() and come back as they are.
+   */
+  async sha256Moving(data: Buffer): Promise<{ digest: Uint8Array; data: Buffer }> {
+    const buffer = data.buffer;
+    if (buffer instanceof SharedArrayBuffer || data.byteOffset !== 0 || data.byteLength !== buffer.byteLength) {
+      return { digest: await this.sha256(data), data };
+    }
+    if (this.#destroyed) throw new SnaplineError(ErrorCodes.INTERNAL, 'the hash pool was used after destroy()');
+    const task = { buffer, offset: 0, length: data.byteLength };
+    const moved = await this.#run<{ digest: Uint8Array; buffer: ArrayBuffer }>('digestMoved', task, undefined, [buffer]);
+    return { digest: moved.digest, data: Buffer.from(moved.buffer, 0, task.length) };
+  }
+
   /** SHA-256 tree hash (Glacier) of [offset, offset+length) as raw 32 bytes, computed in a worker. */
   async treeHash(buffer: SharedArrayBuffer, offset: number, length: number): Promise<Uint8Array> {
     this.#checkRange(buffer, offset, length, 'length');
@@ -140,11 +157,11 @@ export class HashPool {
 
   // Aborts are not passed to piscina: it would kill the thread of a running
   // task, and a result already on its way back then surfaces as a pool error.
-  async #run<T>(name: 'hashBlocks' | 'treeHash' | 'digest', task: object, signal?: AbortSignal): Promise<T> {
+  async #run<T>(name: 'hashBlocks' | 'treeHash' | 'digest' | 'digestMoved', task: object, signal?: AbortSignal, transferList?: ArrayBuffer[]): Promise<T> {
     if (this.#failure !== undefined) {
       throw new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${this.#failure.message}`, { cause: this.#failure });
     }
-    const running = this.#piscina.run(task, { name }) as Promise<T>;
+    const running = this.#piscina.run(task, transferList === undefined ? { name } : { name, transferList }) as Promise<T>;
     this.#inFlight.add(running);
     const settled = (): void => {
       this.#inFlight.delete(running);

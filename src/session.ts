@@ -86,7 +86,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       hashPool,
       slabs,
       writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter, newSnapshotIds: pendingRunsOf(index) }),
-      reader: resilientReader(verifiedReader(store, (data) => hashPool.sha256(data)), { ...wrap, limiter: downloadLimiter }),
+      reader: resilientReader(verifiedReader(store, (data) => hashPool.sha256Moving(data)), { ...wrap, limiter: downloadLimiter }),
       catalog: new Ec2SnapshotCatalog(clients.ec2()),
       uploadLimiter,
       downloadLimiter,

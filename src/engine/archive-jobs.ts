@@ -115,10 +115,11 @@ export interface ArchiveStatusEntry {
   createdAt: string;
   completedAt: string | null;
   /**
-   * Whether its objects can be read: readable when all are, failed when a
-   * job failed, in-progress while one is under way, archived otherwise;
-   * null when not looked up (a listing of every archive only looks up those
-   * with a restore asked for).
+   * Whether its objects can be read: available when all are, failed when a
+   * job failed, in-progress while one is under way, archived otherwise. A
+   * listing of every archive looks up only those with a restore asked for;
+   * the others say what their storage class implies (objects then empty),
+   * and deleted ones null.
    */
   restore: RestoreState | null;
   objects: Array<{ name: string; state: RestoreState; job: string | null; expiresAt: string | null; message: string | null }>;
@@ -136,7 +137,8 @@ export async function archiveStatus(deps: ArchiveJobsDeps, options: ArchiveStatu
     const entries: ArchiveStatusEntry[] = [];
     for (const record of deps.index.listArchives().filter((a) => a.state !== 'deleted')) {
       const asked = deps.index.archiveObjects(record.archiveId).some((o) => o.restoreRequestedAt !== null);
-      entries.push(asked || record.storageClass !== null ? await statusOf(deps, record) : entryOf(record, null, []));
+      // Only archives with a restore asked for are looked up; the others are as their storage class says.
+      entries.push(asked ? await statusOf(deps, record) : entryOf(record, needsRestore(record) ? 'archived' : 'available', []));
     }
     return entries;
   }

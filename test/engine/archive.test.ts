@@ -264,6 +264,21 @@ describe('restore jobs', () => {
     await rehydrate(deps(), { archive: instant.archiveId, toFile: join(dir, 'ir.img') });
   });
 
+  it('status of every archive: looked up when a restore was asked, else as the storage class implies', async () => {
+    const deep = await createArchive(deps(), { snapshotId: await snapshotOf(random([0])) });
+    const instant = await createArchive(deps(), { snapshotId: await snapshotOf(random([1])), storageClass: 'GLACIER_IR' });
+    const asked = await createArchive(deps(), { snapshotId: await snapshotOf(random([2])) });
+    await restoreArchive({ index, archives: places }, { archive: asked.archiveId });
+    const headsBefore = stores.s3.count('restoreStatus');
+    const all = await archiveStatus({ index, archives: places });
+    expect(all.map((e) => [e.archiveId, e.restore, e.objects.length])).toEqual([
+      [deep.archiveId, 'archived', 0],
+      [instant.archiveId, 'available', 0],
+      [asked.archiveId, 'in-progress', 2],
+    ]);
+    expect(stores.s3.count('restoreStatus') - headsBefore).toBe(2);
+  });
+
   it('waiting for an archive nobody asked to restore says so', async () => {
     const created = await createArchive(deps(), { snapshotId: await snapshotOf(random([0])) });
     const error = await failure(archiveStatus({ index, archives: places }, { archive: created.archiveId, wait: true, pollMs: { first: 1, max: 5 } }));

@@ -42,7 +42,10 @@ export class HashPool {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `threads must be a whole number of at least 1, got ${String(threads)}`);
     }
     this.threads = threads;
-    this.#piscina = new Piscina({ filename: WORKER_FILE, minThreads: threads, maxThreads: threads });
+    // Two tasks queued per thread: a thread starts its next piece while the
+    // main thread is still handling the last result (on a busy machine that
+    // hand-off waits for a core).
+    this.#piscina = new Piscina({ filename: WORKER_FILE, minThreads: threads, maxThreads: threads, concurrentTasksPerWorker: 2 });
     this.#piscina.on('error', (err: Error) => {
       this.#failure ??= err;
     });

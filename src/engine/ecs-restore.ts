@@ -496,7 +496,11 @@ class JobDriver {
     for (const shard of followed) {
       const task = shard.task!;
       const state = states.get(task.arn);
-      if (state === undefined) continue;
+      if (state === undefined) {
+        // Just started: ECS may not show it yet. Seen before: ECS forgot it (it keeps stopped tasks for about an hour).
+        if (task.state !== undefined && task.state.lastStatus !== 'PROVISIONING') this.#failed(shard, { reason: `ECS no longer knows task ${task.arn}` });
+        continue;
+      }
       if (task.state?.lastStatus !== state.lastStatus || task.state?.desiredStatus !== state.desiredStatus) {
         changed = true;
         recordTask(this.#index, this.job.jobId, shard.record.shard, task.attempt, state, this.worker.name);
@@ -662,7 +666,7 @@ function reportOf(
 
 /** RunTask failures that mean "no room now": retried with backoff. */
 export function isCapacityFailure(reason: string): boolean {
-  return /^RESOURCE:(CPU|MEMORY|PORTS|GPU|ENI)/.test(reason) || /capacity is unavailable|insufficient capacity/i.test(reason);
+  return /RESOURCE:(CPU|MEMORY|PORTS|GPU|ENI)/.test(reason) || /capacity is unavailable|insufficient capacity/i.test(reason);
 }
 
 function checkWhole(flag: string, value: number, min: number, max: number): number {

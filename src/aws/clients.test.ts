@@ -11,6 +11,7 @@ import { ErrorCodes, SnaplineError } from '../errors.js';
 import { AwsClients, type ConnectionSettings } from './clients.js';
 import { Ec2SnapshotCatalog } from './ec2.js';
 import { EbsSnapshotStore } from './ebs.js';
+import { rejection } from '../../test/support/rejection.js';
 
 const CREDENTIALS = { accessKeyId: 'static-key', secretAccessKey: 'static-secret' };
 const EC2_ENCRYPTION_XML =
@@ -62,15 +63,6 @@ async function loopback(create: (handler: http.RequestListener) => http.Server =
   return state;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('AwsClients', () => {
   const opened: AwsClients[] = [];

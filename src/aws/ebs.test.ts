@@ -23,21 +23,13 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { checksumOf, sha256 } from '../core/checksum.js';
-import { ErrorCodes, SnaplineError, type ErrorCode } from '../errors.js';
+import { ErrorCodes, type ErrorCode } from '../errors.js';
 import { AwsClients } from './clients.js';
 import { EbsSnapshotStore } from './ebs.js';
+import { rejection } from '../../test/support/rejection.js';
 
 const CREDENTIALS = { accessKeyId: 'test-key', secretAccessKey: 'test-secret' };
 
-async function rejection(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a rejection');
-}
 
 async function collect<T>(pages: AsyncIterable<{ blocks: T[] }>): Promise<T[][]> {
   const all: T[][] = [];

@@ -8,8 +8,9 @@ import {
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCodes, SnaplineError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { Ec2SnapshotCatalog } from './ec2.js';
+import { rejection } from '../../test/support/rejection.js';
 
 const client = new EC2Client({ region: 'us-east-1', credentials: { accessKeyId: 'k', secretAccessKey: 's' } });
 const ec2 = mockClient(client);
@@ -25,15 +26,6 @@ function snapshot(id: string, extra: Record<string, unknown> = {}) {
   return { SnapshotId: id, State: 'completed' as const, VolumeSize: 1, Encrypted: false, ...extra };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a rejection');
-}
 
 const describedIds = () => ec2.commandCalls(DescribeSnapshotsCommand).map((call) => call.args[0].input.SnapshotIds);
 

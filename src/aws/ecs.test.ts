@@ -9,8 +9,9 @@ import {
 } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCodes, SnaplineError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { EcsContainerTasks } from './ecs.js';
+import { rejection } from '../../test/support/rejection.js';
 
 const client = new ECSClient({ region: 'eu-west-1', credentials: { accessKeyId: 'k', secretAccessKey: 's' } });
 const ecs = mockClient(client);
@@ -22,15 +23,6 @@ function ecsError(name: string, message: string): ECSServiceException {
   return new ECSServiceException({ name, $fault: 'client', message, $metadata: { httpStatusCode: 400 } });
 }
 
-async function rejection(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a rejection');
-}
 
 const launch = {
   cluster: 'restores',

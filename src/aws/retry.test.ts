@@ -7,6 +7,7 @@ import { checksumOf, linearAggregateOf, sha256 } from '../core/checksum.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { EbsSnapshotStore } from './ebs.js';
 import { AdaptiveLimiter, resilientReader, resilientWriter, type RetryPolicy } from './retry.js';
+import { rejection } from '../../test/support/rejection.js';
 
 /** Retries without real waiting. */
 const FAST: Partial<RetryPolicy> = { baseDelayMs: 0, maxDelayMs: 0 };
@@ -17,15 +18,6 @@ const throttled = () => awsFailure('ebs:PutSnapshotBlock', 'RequestThrottledExce
 const unavailable = () => awsFailure('ebs:PutSnapshotBlock', 'InternalServerException');
 const notFound = () => awsFailure('ebs:PutSnapshotBlock', 'ResourceNotFoundException', { reason: 'SNAPSHOT_NOT_FOUND' });
 
-async function rejection(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a rejection');
-}
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;

@@ -9,11 +9,12 @@ import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
 import { backup, type BackupDeps, type BackupOptions, type BackupResult } from '../../src/engine/backup.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../../src/engine/rebuild.js';
-import { ErrorCodes, SnaplineError, isSnaplineError } from '../../src/errors.js';
+import { ErrorCodes } from '../../src/errors.js';
 import { HashPool } from '../../src/hashing/index.js';
 import { BlockIndex } from '../../src/index/index.js';
 import { SlabPool } from '../../src/source/index.js';
 import { MemoryEbs, awsFailure, type MemoryEbsOptions } from '../fakes/memory-ebs.js';
+import { rejection } from '../support/rejection.js';
 
 /**
  * The backup engine with real parts: a SQLite index file, the hash pool's
@@ -211,15 +212,6 @@ afterEach(() => {
   rigs = [];
 });
 
-async function rejection(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (!isSnaplineError(err)) throw err;
-    return err;
-  }
-  throw new Error('expected the backup to fail, it succeeded');
-}
 
 /** Writes a snapshot straight into the fake, outside snapline (e.g. taken in AWS after a restore there). */
 async function snapshotOutside(ebs: MemoryEbs, blocks: ReadonlyMap<number, Buffer>, parentSnapshotId?: string): Promise<string> {

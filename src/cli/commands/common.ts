@@ -1,8 +1,9 @@
+import type { ConnectionRequest } from '../../config/connection.js';
 import type { SessionOptions } from '../../session.js';
 import type { CommandContext } from '../main.js';
 
-/** Session options from the global flags, plus a command's own. */
-export function sessionOptions(ctx: CommandContext, extra: Partial<SessionOptions> = {}): SessionOptions {
+/** The connection the global flags ask for; warnings go to stderr. */
+export function connectionRequest(ctx: CommandContext): ConnectionRequest {
   const globals = ctx.globals();
   const output = ctx.output();
   return {
@@ -11,6 +12,15 @@ export function sessionOptions(ctx: CommandContext, extra: Partial<SessionOption
     region: globals.region,
     configPath: globals.config,
     onWarning: (message) => output.warn(message),
+  };
+}
+
+/** Session options from the global flags, plus a command's own. */
+export function sessionOptions(ctx: CommandContext, extra: Partial<SessionOptions> = {}): SessionOptions {
+  const globals = ctx.globals();
+  const output = ctx.output();
+  return {
+    ...connectionRequest(ctx),
     indexPath: globals.index,
     signal: ctx.signal,
     onRetry: (error, attempt, operation) => output.verbose(`retrying ${operation} (attempt ${attempt}): ${error.message}`),

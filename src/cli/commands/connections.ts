@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import { chosenConnection, loadConfig, LOCAL_CONNECTION, resolveNamed, type ConnectionRequest } from '../../config/connection.js';
+import { chosenConnection, loadConfig, LOCAL_CONNECTION, resolveNamed } from '../../config/connection.js';
 import { describeConnection, summarizeEntry, type ConnectionSummary } from '../../config/describe.js';
 import { probeConnection } from '../../config/probe.js';
 import { ErrorCodes, exitCodeFor, ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
+import { connectionRequest } from './common.js';
 
 export function registerConnections(program: Command, wrap: Wrap): void {
   const connections = program.command('connections').description('named connections from the config file: list, show, test');
@@ -24,21 +25,9 @@ export function registerConnections(program: Command, wrap: Wrap): void {
     .action(wrap((ctx: CommandContext, name: string | undefined) => test(ctx, name)));
 }
 
-function requestOf(ctx: CommandContext): ConnectionRequest {
-  const globals = ctx.globals();
-  const output = ctx.output();
-  return {
-    connection: globals.connection,
-    endpointUrl: globals.endpointUrl,
-    region: globals.region,
-    configPath: globals.config,
-    onWarning: (message) => output.warn(message),
-  };
-}
-
 async function list(ctx: CommandContext): Promise<number> {
   const output = ctx.output();
-  const request = requestOf(ctx);
+  const request = connectionRequest(ctx);
   const file = loadConfig(request);
   for (const warning of [...file.warnings, ...[...file.connections.values()].flatMap((entry) => entry.warnings)]) output.warn(warning);
   const rows: ConnectionSummary[] = [
@@ -63,7 +52,7 @@ async function list(ctx: CommandContext): Promise<number> {
 
 async function show(ctx: CommandContext, name: string | undefined): Promise<number> {
   const output = ctx.output();
-  const request = requestOf(ctx);
+  const request = connectionRequest(ctx);
   const resolved = resolveNamed(name ?? chosenConnection(request), request);
   for (const warning of resolved.warnings) output.warn(warning);
   const description = describeConnection(resolved);
@@ -73,7 +62,7 @@ async function show(ctx: CommandContext, name: string | undefined): Promise<numb
 
 async function test(ctx: CommandContext, name: string | undefined): Promise<number> {
   const output = ctx.output();
-  const request = requestOf(ctx);
+  const request = connectionRequest(ctx);
   const { connection, results, unchecked } = await probeConnection({ ...request, connection: name ?? chosenConnection(request) });
   const failed = results.filter((r) => r.outcome !== 'reachable');
   output.result({ connection: connection.name, ok: failed.length === 0, results, unchecked }, () => [

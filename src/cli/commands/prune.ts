@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { prune } from '../../engine/prune.js';
+import { ExitCodes } from '../../errors.js';
 import { withSession } from '../../session.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption } from '../parse.js';
@@ -29,7 +30,7 @@ export function registerPrune(program: Command, wrap: Wrap): void {
           ...result.deleted.map((d) => `  ${d.volume} ${d.snapshotId} (${d.ageDays} days old)`),
           ...result.busyVolumes.map((v) => `  skipped ${v}: a backup of it is running`),
         ]);
-        return result.busyVolumes.length > 0 ? 5 : 0;
+        return result.busyVolumes.length > 0 ? ExitCodes.CONFLICT : ExitCodes.OK;
       }),
     );
 }

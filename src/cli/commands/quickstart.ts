@@ -9,6 +9,7 @@ import { backup } from '../../engine/backup.js';
 import { restore } from '../../engine/restore.js';
 import { verify } from '../../engine/verify.js';
 import { withSession } from '../../session.js';
+import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { describeResult } from './backup.js';
 import { sessionOptions } from './common.js';
@@ -66,7 +67,7 @@ async function runQuickstart(ctx: CommandContext, dir: string): Promise<number> 
     return { backups: [first, second], restores: [full, incremental], verified: checks.every((c) => c.equal) };
   });
   output.result(summary, () => [summary.verified ? 'quickstart finished: both restores equal the second snapshot' : 'quickstart FAILED: a restore differs']);
-  return summary.verified ? 0 : 1;
+  return summary.verified ? ExitCodes.OK : ExitCodes.DIFFERENCES;
 }
 
 /** 256 MiB: alternating 8 MiB runs of random data and zeros. */

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { restore, type RestoreResult } from '../../engine/restore.js';
 import { withSession } from '../../session.js';
+import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption } from '../parse.js';
 import { ProgressDisplay, formatBytes, formatDuration } from '../progress.js';
@@ -52,7 +53,7 @@ async function runRestore(ctx: CommandContext, snapshotId: string, target: strin
     }
   });
   output.result(result, () => describeRestore(result));
-  return result.verified === false ? 1 : 0;
+  return result.verified === false ? ExitCodes.DIFFERENCES : ExitCodes.OK;
 }
 
 export function describeRestore(result: RestoreResult): string[] {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { verify, type BlockRange } from '../../engine/verify.js';
 import { withSession } from '../../session.js';
+import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { count } from '../progress.js';
 import { sessionOptions } from './common.js';
@@ -24,7 +25,7 @@ export function registerVerify(program: Command, wrap: Wrap): void {
             : []),
           ...formatRanges(result.differingRanges),
         ]);
-        return result.equal ? 0 : 1;
+        return result.equal ? ExitCodes.OK : ExitCodes.DIFFERENCES;
       }),
     );
 }

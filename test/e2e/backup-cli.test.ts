@@ -256,6 +256,26 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       await expectRemoteEquals(second.snapshotId as string, bytes);
     });
 
+    it.sequential('several sources in one run: one result each, in the order given, each snapshot equal to its image', async () => {
+      const first = join(work, 'multi-a.img');
+      const second = join(work, 'multi-b.img');
+      const firstBytes = writeImage(first, 24, [3]);
+      const secondBytes = writeImage(second, 40, [0, 39]);
+      emulator.resetStats();
+
+      const run = await runCli(cli('backup', first, second), join(work, 'data'));
+      expect(run.code, run.stderr).toBe(0);
+      const results = JSON.parse(run.stdout) as Array<Record<string, unknown>>;
+
+      expect(results.map((r) => [r.volume, r.blocksUploaded])).toEqual([
+        ['multi-a.img', 23],
+        ['multi-b.img', 38],
+      ]);
+      expect(requests('PutSnapshotBlock')).toBe(23 + 38);
+      await expectRemoteEquals(results[0]!.snapshotId as string, firstBytes);
+      await expectRemoteEquals(results[1]!.snapshotId as string, secondBytes);
+    });
+
     it.sequential('SIGKILL while uploading: the rerun resumes the same snapshot, repeats at most the upload window, and the result equals the image', async () => {
       const image = join(work, 'kill.img');
       const bytes = writeImage(image, 64);

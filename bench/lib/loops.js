@@ -1,6 +1,7 @@
 // The references of the transfer figures: bare loops over the SDK's own
 // request path (the real EBSClient through snapline's EbsSnapshotStore, which
-// adds only the unsigned-payload marker a backup uses too), with the same
+// adds only the unsigned-payload marker a backup uses too) or, with `direct`,
+// over the direct block requests the engine uses, with the same
 // endpoint, the same number of requests in flight and the same socket pool as
 // a session, and nothing else: no reading, hashing, index, retries or
 // limiter. PutSnapshotBlock sends bodies prepared beforehand with their
@@ -12,16 +13,17 @@ const { AwsClients } = /** @type {typeof import('../../src/aws/clients.js')} */ 
 const { EbsSnapshotStore } = /** @type {typeof import('../../src/aws/ebs.js')} */ (await load('aws/ebs.js'));
 
 /**
- * An EBS store as a session builds it (sockets: twice the concurrency).
+ * An EBS store as a session builds it (sockets: twice the concurrency), on the SDK path or the direct one.
  * @param {string} endpointUrl
  * @param {number} concurrency
+ * @param {boolean} direct
  */
-function bareStore(endpointUrl, concurrency) {
+function bareStore(endpointUrl, concurrency, direct) {
   const clients = new AwsClients(
     { name: 'bench', region: 'us-east-1', endpointUrl, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench-secret' } },
     { concurrency: 2 * concurrency },
   );
-  return { store: new EbsSnapshotStore(clients.ebs()), close: () => clients.destroy() };
+  return { store: new EbsSnapshotStore(clients.ebs(), direct ? { direct: clients.ebsBlockRequests() } : {}), close: () => clients.destroy() };
 }
 
 /**
@@ -43,10 +45,11 @@ async function inLanes(count, lanes, work) {
  * @param {string} endpointUrl
  * @param {number} concurrency
  * @param {{ bodies: Uint8Array[], checksums: string[], volumeSizeGiB: number }} blocks
+ * @param {{ direct?: boolean }} [options]
  * @returns {Promise<number>} milliseconds from StartSnapshot to the last answer
  */
-export async function barePutLoop(endpointUrl, concurrency, { bodies, checksums, volumeSizeGiB }) {
-  const { store, close } = bareStore(endpointUrl, concurrency);
+export async function barePutLoop(endpointUrl, concurrency, { bodies, checksums, volumeSizeGiB }, { direct = false } = {}) {
+  const { store, close } = bareStore(endpointUrl, concurrency, direct);
   try {
     const start = performance.now();
     const { snapshotId } = await store.startSnapshot({ volumeSizeGiB });
@@ -62,10 +65,11 @@ export async function barePutLoop(endpointUrl, concurrency, { bodies, checksums,
  * @param {string} endpointUrl
  * @param {number} concurrency
  * @param {string} snapshotId
+ * @param {{ direct?: boolean }} [options]
  * @returns {Promise<{ ms: number, blocks: number }>}
  */
-export async function bareGetLoop(endpointUrl, concurrency, snapshotId) {
-  const { store, close } = bareStore(endpointUrl, concurrency);
+export async function bareGetLoop(endpointUrl, concurrency, snapshotId, { direct = false } = {}) {
+  const { store, close } = bareStore(endpointUrl, concurrency, direct);
   try {
     const start = performance.now();
     /** @type {Array<{ index: number, token: string }>} */

@@ -1,6 +1,8 @@
 // Full backup against a bare PutSnapshotBlock loop, and restore against a bare
-// GetSnapshotBlock loop, at each concurrency of the plan (the chart); the
-// headline figures are at the CLI's default concurrency.
+// GetSnapshotBlock loop, both over the SDK, at each concurrency of the plan
+// (the chart); the headline figures are at the CLI's default concurrency,
+// where the same bare loops over the direct block requests (the engine's
+// request path) show what that path saves.
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { load } from '../dist.js';
@@ -31,8 +33,27 @@ export async function transferFigures(ctx) {
     let readBlocks = 0;
     for (const concurrency of ctx.plan.concurrencies) {
       const rounds = concurrency === CONCURRENCY ? Math.max(ctx.plan.rounds, ctx.plan.sweepRounds) : ctx.plan.sweepRounds;
+      /** @type {import('../measure.js').Trial[]} */
+      const direct =
+        concurrency === CONCURRENCY
+          ? [
+              {
+                name: 'put-direct',
+                run: async () => {
+                  const endpoint = await startEndpoint();
+                  try {
+                    return await barePutLoop(endpoint.url, concurrency, blocks, { direct: true });
+                  } finally {
+                    await endpoint.close();
+                  }
+                },
+              },
+              { name: 'get-direct', run: async () => (await bareGetLoop(readEndpoint.url, concurrency, snapshotId, { direct: true })).ms },
+            ]
+          : [];
       const best = await interleaved(
         [
+          ...direct,
           {
             name: 'put',
             run: async () => {
@@ -108,10 +129,12 @@ export async function transferFigures(ctx) {
         ratio: at('put') / at('backup'),
         ratioUnit: '%',
         target: { op: '>=', value: 0.7, text: '>= 70 % of the bare loop' },
+        details: { directLoopMiBps: mibPerSecond(imageBytes, at('put-direct')) },
       },
       [
         `backup (read, hash, plan, upload, complete, commit)  ${rateText(imageBytes, at('backup'))}`,
         `bare PutSnapshotBlock loop (SDK)                    ${rateText(imageBytes, at('put'))}`,
+        `bare PutSnapshotBlock loop (direct requests)        ${rateText(imageBytes, at('put-direct'))}`,
       ],
     );
     report(
@@ -125,8 +148,13 @@ export async function transferFigures(ctx) {
         ratio: at('get') / at('restore'),
         ratioUnit: '%',
         target: { op: '>=', value: 0.7, text: '>= 70 % of the bare loop' },
+        details: { directLoopMiBps: mibPerSecond(imageBytes, at('get-direct')) },
       },
-      [`restore (list, fetch, verify, write, sync)  ${rateText(imageBytes, at('restore'))}`, `bare GetSnapshotBlock loop (list, fetch)    ${rateText(imageBytes, at('get'))}`],
+      [
+        `restore (list, fetch, verify, write, sync)          ${rateText(imageBytes, at('restore'))}`,
+        `bare GetSnapshotBlock loop (SDK)                    ${rateText(imageBytes, at('get'))}`,
+        `bare GetSnapshotBlock loop (direct requests)        ${rateText(imageBytes, at('get-direct'))}`,
+      ],
     );
   } finally {
     await readEndpoint.close();

@@ -4,6 +4,7 @@
 // result instead of copying it) are imported, so this file runs unchanged from
 // the source tree and from dist/.
 import { createHash } from 'node:crypto';
+import { readSync } from 'node:fs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 
 /** Glacier's tree hash works on 1 MiB chunks. */
@@ -12,6 +13,17 @@ const TREE_HASH_CHUNK = 1024 * 1024;
 /**
  * @typedef {object} HashBlocksTask
  * @property {SharedArrayBuffer} buffer
+ * @property {number} offset byte offset of the first block in `buffer`
+ * @property {number} blockCount
+ * @property {number} blockSize
+ */
+
+/**
+ * @typedef {object} ReadHashTask
+ * @property {number} fd a descriptor of the source, open for reading (descriptors are shared by all threads)
+ * @property {number} position source byte of the first block
+ * @property {number} available bytes of the source from `position` on that the blocks cover; the rest reads as zeros
+ * @property {SharedArrayBuffer} buffer where the blocks go
  * @property {number} offset byte offset of the first block in `buffer`
  * @property {number} blockCount
  * @property {number} blockSize
@@ -58,25 +70,66 @@ function sha256(data) {
 }
 
 /**
- * SHA-256 and zero flag of each block. All-zero blocks are found with one
- * memcmp against a zero block and get the zero digest without hashing.
- * Returns one transferred ArrayBuffer of 33 bytes a block: the digests
- * (32 * blockCount bytes, block order), then one flag byte a block (1 = zero).
+ * Puts the SHA-256 and zero flag of `block` (block `i` of `count`) into
+ * `result`: 32 bytes a block, then one flag byte a block (1 = zero). An
+ * all-zero block is found with one memcmp and gets the zero digest unhashed.
+ * @param {Buffer} block
+ * @param {Uint8Array} result
+ * @param {number} i
+ * @param {number} count
+ */
+function hashInto(block, result, i, count) {
+  const zero = zeroBlockOf(block.byteLength);
+  if (block.equals(zero.zeros)) {
+    result.set(zero.digest, 32 * i);
+    result[32 * count + i] = 1;
+  } else {
+    result.set(sha256(block), 32 * i);
+  }
+}
+
+/**
+ * SHA-256 and zero flag of each block. Returns one transferred ArrayBuffer of
+ * 33 bytes a block: the digests (32 * blockCount bytes, block order), then
+ * one flag byte a block (1 = zero).
  * @param {HashBlocksTask} task
  * @returns {unknown} the ArrayBuffer, marked for piscina to transfer
  */
 export function hashBlocks({ buffer, offset, blockCount, blockSize }) {
-  const zero = zeroBlockOf(blockSize);
   const result = new Uint8Array(33 * blockCount);
-  const flagsAt = 32 * blockCount;
+  for (let i = 0; i < blockCount; i += 1) hashInto(Buffer.from(buffer, offset + i * blockSize, blockSize), result, i, blockCount);
+  return move(result.buffer);
+}
+
+/**
+ * Reads each block from the source into `buffer` and hashes it right away,
+ * while it is still in this core's cache; the part of a block past
+ * `available` is zeros. Returns hashBlocks' ArrayBuffer, or as a value (not
+ * an exception, which would lose its code crossing threads) the failure:
+ * { errno, at } for a failed read, { endedAt } for a source that ended early.
+ * @param {ReadHashTask} task
+ * @returns {unknown}
+ */
+export function readAndHashBlocks({ fd, position, available, buffer, offset, blockCount, blockSize }) {
+  const result = new Uint8Array(33 * blockCount);
   for (let i = 0; i < blockCount; i += 1) {
     const block = Buffer.from(buffer, offset + i * blockSize, blockSize);
-    if (block.equals(zero.zeros)) {
-      result.set(zero.digest, 32 * i);
-      result[flagsAt + i] = 1;
-    } else {
-      result.set(sha256(block), 32 * i);
+    const wanted = Math.max(0, Math.min(blockSize, available - i * blockSize));
+    const at = position + i * blockSize;
+    let got = 0;
+    try {
+      while (got < wanted) {
+        const read = readSync(fd, block, got, wanted - got, at + got);
+        if (read === 0) break;
+        got += read;
+      }
+    } catch (err) {
+      return { errno: /** @type {NodeJS.ErrnoException} */ (err).code ?? 'EIO', at: at + got };
     }
+    if (got < wanted) return { endedAt: at + got };
+    // A reused slab still holds earlier bytes: zero the padding.
+    if (got < blockSize) block.fill(0, got);
+    hashInto(block, result, i, blockCount);
   }
   return move(result.buffer);
 }

@@ -188,3 +188,38 @@ describe('HashPool.sha256Moving', () => {
     }
   });
 });
+
+describe('HashPool.readAndHashBlocks', () => {
+  it('reads blocks of a file into the buffer and hashes them, the tail past the available bytes zeros', async () => {
+    const { mkdtemp, open, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'snapline-read-hash-'));
+    try {
+      const data = randomFillSync(Buffer.alloc(5 * BLOCK_SIZE + 100));
+      data.fill(0, 2 * BLOCK_SIZE, 3 * BLOCK_SIZE);
+      const path = join(dir, 'source.raw');
+      const file = await open(path, 'w+');
+      await file.write(data, 0, data.byteLength, 0);
+      const buffer = sharedBlocks('rrrrr', 64);
+      // Blocks 2..5 of the file (the last one 100 bytes), at byte 64 of the buffer; the buffer held random bytes before.
+      const result = await pool.readAndHashBlocks(file.fd, 2 * BLOCK_SIZE, 3 * BLOCK_SIZE + 100, buffer, 64, 4);
+      const expectedBytes = Buffer.alloc(4 * BLOCK_SIZE);
+      data.copy(expectedBytes, 0, 2 * BLOCK_SIZE);
+      expect(Buffer.from(buffer, 64, 4 * BLOCK_SIZE).equals(expectedBytes)).toBe(true);
+      expect(result.digests).toEqual(new Uint8Array(expected(buffer, 64, 4).digests));
+      expect([...result.zero]).toEqual([1, 0, 0, 0]);
+
+      // Asking for more than the file holds: the source ended early.
+      const short = await pool.readAndHashBlocks(file.fd, 4 * BLOCK_SIZE, 2 * BLOCK_SIZE, buffer, 0, 2).catch((err: unknown) => err);
+      expect(short).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE, details: { endedAt: 5 * BLOCK_SIZE + 100 } });
+      await file.close();
+      // A descriptor that is not open: IO_FAILED with its errno, as a value across the thread.
+      const failed = await pool.readAndHashBlocks(2 ** 30, 0, BLOCK_SIZE, buffer, 0, 1).catch((err: unknown) => err);
+      expect(failed).toMatchObject({ code: ErrorCodes.IO_FAILED, details: { position: 0, errno: 'EBADF' } });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+

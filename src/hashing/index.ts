@@ -59,22 +59,76 @@ export class HashPool {
    * milliseconds each) and their results are dropped, so the threads live on.
    */
   async hashBlocks(buffer: SharedArrayBuffer, offset: number, blockCount: number, signal?: AbortSignal): Promise<SlabDigests> {
-    if (!Number.isSafeInteger(blockCount) || blockCount < 0) {
-      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `blockCount must be a whole number of at least 0, got ${String(blockCount)}`);
-    }
-    this.#checkRange(buffer, offset, blockCount * BLOCK_SIZE, 'blockCount');
+    this.#checkBlocks(buffer, offset, blockCount);
     if (signal?.aborted) throw abortError(signal);
-    if (blockCount === 0) return { digests: new Uint8Array(0), zero: new Uint8Array(0) };
+    return this.#inPieces(blockCount, (first, count) =>
+      this.#run<ArrayBuffer>('hashBlocks', { buffer, offset: offset + first * BLOCK_SIZE, blockCount: count, blockSize: BLOCK_SIZE }, signal),
+    );
+  }
 
+  /**
+   * Reads `blockCount` blocks of a file or device (descriptor `fd`) from byte
+   * `position` into `buffer` at `offset`, and gives the SHA-256 and zero flag
+   * of each, like hashBlocks. Each worker reads a block and hashes it while it
+   * is in its cache, so the caller's thread does neither. The source has
+   * `available` bytes for these blocks; the rest of the last one is zeros. A
+   * failed read is IO_FAILED and a source that ends early SOURCE_UNUSABLE,
+   * with details { position, errno } or { endedAt }. An abort is seen before
+   * the reads start; once started they run to their end (a few
+   * milliseconds), so the buffer is never written after the promise settles.
+   */
+  async readAndHashBlocks(
+    fd: number,
+    position: number,
+    available: number,
+    buffer: SharedArrayBuffer,
+    offset: number,
+    blockCount: number,
+    signal?: AbortSignal,
+  ): Promise<SlabDigests> {
+    this.#checkBlocks(buffer, offset, blockCount);
+    if (!Number.isSafeInteger(fd) || fd < 0 || !Number.isSafeInteger(position) || position < 0 || !Number.isSafeInteger(available) || available < 0) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `fd, position and available must be whole numbers of at least 0, got ${fd}, ${position}, ${available}`);
+    }
+    if (signal?.aborted) throw abortError(signal);
+    return this.#inPieces(blockCount, async (first, count) => {
+      const task = {
+        fd,
+        position: position + first * BLOCK_SIZE,
+        available: Math.max(0, available - first * BLOCK_SIZE),
+        buffer,
+        offset: offset + first * BLOCK_SIZE,
+        blockCount: count,
+        blockSize: BLOCK_SIZE,
+      };
+      const result = await this.#run<ArrayBuffer | { errno: string; at: number } | { endedAt: number }>('readAndHashBlocks', task);
+      if (result instanceof ArrayBuffer) return result;
+      if ('endedAt' in result) {
+        throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `the source ended at byte ${result.endedAt}`, { details: { endedAt: result.endedAt } });
+      }
+      throw new SnaplineError(ErrorCodes.IO_FAILED, `reading at byte ${result.at} failed: ${result.errno}`, { details: { position: result.at, errno: result.errno } });
+    });
+  }
+
+  /**
+   * Spreads `blockCount` blocks over the threads (one piece a thread, at
+   * least one block each) and joins the results in block order; the first
+   * failure is thrown once every piece has settled.
+   */
+  async #inPieces(blockCount: number, runPiece: (first: number, count: number) => Promise<ArrayBuffer>): Promise<SlabDigests> {
+    if (blockCount === 0) return { digests: new Uint8Array(0), zero: new Uint8Array(0) };
     const pieces = Math.min(this.threads, blockCount);
     const tasks: Promise<ArrayBuffer>[] = [];
     for (let piece = 0, first = 0; piece < pieces; piece += 1) {
       const count = Math.floor(blockCount / pieces) + (piece < blockCount % pieces ? 1 : 0);
-      const task = { buffer, offset: offset + first * BLOCK_SIZE, blockCount: count, blockSize: BLOCK_SIZE };
-      tasks.push(this.#run<ArrayBuffer>('hashBlocks', task, signal));
+      tasks.push(runPiece(first, count));
       first += count;
     }
-    const results = await Promise.all(tasks);
+    // Settle only once every piece is done: until then a worker may still be using the buffer.
+    const settled = await Promise.allSettled(tasks);
+    const failed = settled.find((outcome) => outcome.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    const results = settled.map((outcome) => (outcome as PromiseFulfilledResult<ArrayBuffer>).value);
     if (results.length === 1) return splitResult(results[0]!, blockCount);
     // Several pieces: join their digests and flags (33 bytes a block) in block order.
     const digests = new Uint8Array(32 * blockCount);
@@ -88,6 +142,13 @@ export class HashPool {
       block += count;
     }
     return { digests, zero };
+  }
+
+  #checkBlocks(buffer: SharedArrayBuffer, offset: number, blockCount: number): void {
+    if (!Number.isSafeInteger(blockCount) || blockCount < 0) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `blockCount must be a whole number of at least 0, got ${String(blockCount)}`);
+    }
+    this.#checkRange(buffer, offset, blockCount * BLOCK_SIZE, 'blockCount');
   }
 
   /**
@@ -160,7 +221,7 @@ export class HashPool {
 
   // Aborts are not passed to piscina: it would kill the thread of a running
   // task, and a result already on its way back then surfaces as a pool error.
-  async #run<T>(name: 'hashBlocks' | 'treeHash' | 'digest' | 'digestMoved', task: object, signal?: AbortSignal, transferList?: ArrayBuffer[]): Promise<T> {
+  async #run<T>(name: 'hashBlocks' | 'readAndHashBlocks' | 'treeHash' | 'digest' | 'digestMoved', task: object, signal?: AbortSignal, transferList?: ArrayBuffer[]): Promise<T> {
     if (this.#failure !== undefined) {
       throw new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${this.#failure.message}`, { cause: this.#failure });
     }

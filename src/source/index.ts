@@ -4,5 +4,5 @@
  */
 export { openSource, type BlockSource, type DataRegion } from './open.js';
 export { SlabPool, zeroSlab, type Slab, type SlabPoolOptions } from './slabs.js';
-export { MAX_HOLE_RUN_BLOCKS, readSlabs, type FilledSlab, type HoleRun, type ReadSlabsOptions, type SourceRun } from './reader.js';
+export { MAX_HOLE_RUN_BLOCKS, readSlabs, slabExtent, sourceEndedError, type FilledSlab, type HoleRun, type ReadSlabsOptions, type SourceRun } from './reader.js';
 export { nativeHoleSeeker, type HoleSeeker } from './holes.js';

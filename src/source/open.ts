@@ -18,6 +18,8 @@ export interface BlockSource {
   readonly kind: 'file' | 'device';
   /** Exact byte size, taken when the source was opened. */
   readonly sizeBytes: number;
+  /** The open descriptor, for positioned reads from worker threads (valid until close). */
+  readonly fd: number;
   /**
    * Reads up to `target.byteLength` bytes at `position` into `target` (a view
    * into a slab); returns the bytes read, short only at sizeBytes. Several
@@ -79,6 +81,7 @@ class HandleSource implements BlockSource {
   readonly path: string;
   readonly kind: BlockSource['kind'];
   readonly sizeBytes: number;
+  readonly fd: number;
   readonly #handle: FileHandle;
   /** Undefined when holes cannot be found: no addon, a device, or the filesystem refused once. */
   #holes: HoleSeeker | undefined;
@@ -89,6 +92,7 @@ class HandleSource implements BlockSource {
     this.kind = kind;
     this.sizeBytes = sizeBytes;
     this.#handle = handle;
+    this.fd = handle.fd;
     this.#holes = holes;
   }
 

@@ -202,6 +202,7 @@ function regionSource(sizeBytes: number, regions: Array<[number, number]>, fill 
     path: 'memory',
     kind: 'file',
     sizeBytes,
+    fd: -1,
     reads,
     async read(target, position) {
       const length = Math.max(0, Math.min(target.byteLength, sizeBytes - position));
@@ -268,6 +269,21 @@ describe('readSlabs over holes', () => {
     const part = await collect(readSlabs(source, pool, { fromBlock: 5, toBlock: 12 }), false);
     expect(part.holes).toEqual([[5, 7]]);
     expect(part.ranges).toEqual([]);
+  });
+
+  it('leaves the reading to the consumer with fill: false', async () => {
+    const source = regionSource(6 * BLOCK_SIZE, [[0, 6 * BLOCK_SIZE]]);
+    const pool = new SlabPool({ slabCount: 1, blocksPerSlab: 4 });
+    const runs = [];
+    for await (const run of readSlabs(source, pool, { fill: false })) {
+      runs.push([run.firstBlock, run.blockCount]);
+      if (!run.hole) run.slab.release();
+    }
+    expect(runs).toEqual([
+      [0, 4],
+      [4, 2],
+    ]);
+    expect(source.reads).toEqual([]);
   });
 
   it('reads holes like data with skipHoles: false', async () => {

@@ -32,6 +32,8 @@ export interface ReadSlabsOptions {
   toBlock?: number;
   /** Yield blocks wholly inside holes as HoleRuns instead of reading them; default true. */
   skipHoles?: boolean;
+  /** Read each slab before yielding it (default true); false leaves the reading to the consumer (slabExtent says what to read). */
+  fill?: boolean;
   signal?: AbortSignal;
 }
 
@@ -73,7 +75,7 @@ export async function* readSlabs(source: BlockSource, pool: SlabPool, options: R
     const slab = await pool.acquire(signal);
     let handedOver = false;
     try {
-      await fill(source, slab, firstBlock, blockCount);
+      if (options.fill !== false) await fill(source, slab, firstBlock, blockCount);
       if (signal?.aborted) throw abortError(signal);
       handedOver = true;
       yield { slab, firstBlock, blockCount };
@@ -123,16 +125,24 @@ class HoleTracker {
 }
 
 async function fill(source: BlockSource, slab: Slab, firstBlock: number, blockCount: number): Promise<void> {
-  const start = firstBlock * BLOCK_SIZE;
-  const wanted = Math.min(blockCount * BLOCK_SIZE, source.sizeBytes - start);
-  const got = await source.read(slab.bytes.subarray(0, wanted), start);
-  if (got < wanted) {
-    throw new SnaplineError(
-      ErrorCodes.SOURCE_UNUSABLE,
-      `source ${source.path} ended at byte ${start + got}, before its size of ${source.sizeBytes} bytes when opened: was it truncated during the backup?`,
-      { details: { path: source.path, sizeBytes: source.sizeBytes, endedAt: start + got } },
-    );
-  }
+  const { position, available } = slabExtent(source, firstBlock, blockCount);
+  const got = await source.read(slab.bytes.subarray(0, available), position);
+  if (got < available) throw sourceEndedError(source, position + got);
   // A reused slab still holds the previous bytes: zero the padding.
-  slab.bytes.fill(0, wanted, blockCount * BLOCK_SIZE);
+  slab.bytes.fill(0, available, blockCount * BLOCK_SIZE);
+}
+
+/** Where a slab of `blockCount` blocks from `firstBlock` starts in the source, and how many of its bytes the source holds. */
+export function slabExtent(source: BlockSource, firstBlock: number, blockCount: number): { position: number; available: number } {
+  const position = firstBlock * BLOCK_SIZE;
+  return { position, available: Math.max(0, Math.min(blockCount * BLOCK_SIZE, source.sizeBytes - position)) };
+}
+
+/** SOURCE_UNUSABLE for a source that ended at `endedAt`, before its size at open. */
+export function sourceEndedError(source: BlockSource, endedAt: number): SnaplineError {
+  return new SnaplineError(
+    ErrorCodes.SOURCE_UNUSABLE,
+    `source ${source.path} ended at byte ${endedAt}, before its size of ${source.sizeBytes} bytes when opened: was it truncated during the backup?`,
+    { details: { path: source.path, sizeBytes: source.sizeBytes, endedAt } },
+  );
 }

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ZERO_BLOCK_DIGEST } from '../core/checksum.js';
 import { BLOCK_SIZE } from '../core/constants.js';
+import { ErrorCodes } from '../errors.js';
 import { HashPool } from '../hashing/index.js';
 import { nativeHoleSeeker, openSource, SlabPool } from '../source/index.js';
 import { digestAt, scanSource, type HashedSlab } from './scan.js';
@@ -92,6 +93,34 @@ describe('scanSource', () => {
         next += run.blockCount;
       }
       // Both slabs are back in the pool.
+      const a = await slabs.acquire();
+      const b = await slabs.acquire();
+      a.release();
+      b.release();
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('a source cut short during the scan is SOURCE_UNUSABLE naming it, and every slab goes back to the pool', async () => {
+    const path = join(dir, 'shrinking.raw');
+    const handle = await open(path, 'w');
+    await handle.write(randomBytes(12 * BLOCK_SIZE), 0, 12 * BLOCK_SIZE, 0);
+    await handle.close();
+    const source = await openSource(path);
+    const slabs = new SlabPool({ slabCount: 2, blocksPerSlab: 4 });
+    try {
+      const scan = scanSource(source, slabs, pool, { hashAhead: 1 });
+      const first = await scan.next();
+      if (first.done) throw new Error('expected a slab');
+      first.value.slab.release();
+      await truncate(path, 6 * BLOCK_SIZE);
+      const error: unknown = await (async () => {
+        for await (const run of scan) run.slab.release();
+      })().catch((err: unknown) => err);
+      expect(error).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE });
+      expect((error as Error).message).toContain(path);
+      expect((error as Error).message).toContain('ended at byte 3145728');
       const a = await slabs.acquire();
       const b = await slabs.acquire();
       a.release();

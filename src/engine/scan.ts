@@ -1,7 +1,8 @@
 import { ZERO_BLOCK_DIGEST } from '../core/checksum.js';
 import type { HashPool } from '../hashing/index.js';
 import type { BlockSource, FilledSlab, HoleRun, Slab, SlabPool } from '../source/index.js';
-import { MAX_HOLE_RUN_BLOCKS, readSlabs, zeroSlab } from '../source/index.js';
+import { MAX_HOLE_RUN_BLOCKS, readSlabs, slabExtent, sourceEndedError, zeroSlab } from '../source/index.js';
+import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 
 /**
  * A run of source blocks with the SHA-256 and zero flag of each block. For a
@@ -32,11 +33,12 @@ export interface ScanOptions {
 }
 
 /**
- * Reads a source once, in ascending block order, and hashes each slab in the
- * worker pool while the next ones are read; holes of a sparse file get the
- * zero digest without being read. Yields runs in order; the consumer owns
- * each yielded slab and must release it. On abort or error every slab not yet
- * yielded is released.
+ * Reads a source once, in ascending block order: the hash pool's threads read
+ * each slab's blocks into it and hash them while they are in cache, several
+ * slabs ahead of the consumer; holes of a sparse file get the zero digest
+ * without being read. Yields runs in order; the consumer owns each yielded
+ * slab and must release it. On abort or error every slab not yet yielded is
+ * released once no thread uses it.
  */
 export async function* scanSource(
   source: BlockSource,
@@ -48,8 +50,13 @@ export async function* scanSource(
   const hashAhead = Math.max(1, Math.min(options.hashAhead ?? 4, slabs.slabCount));
   const queue: Array<{ filled: FilledSlab | undefined; hashed: Promise<HashedSlab> }> = [];
   const hash = async (filled: FilledSlab): Promise<HashedSlab> => {
-    const { digests, zero } = await hashPool.hashBlocks(filled.slab.buffer, 0, filled.blockCount, options.signal);
-    return { ...filled, digests, zero, hole: false };
+    const { position, available } = slabExtent(source, filled.firstBlock, filled.blockCount);
+    try {
+      const { digests, zero } = await hashPool.readAndHashBlocks(source.fd, position, available, filled.slab.buffer, 0, filled.blockCount, options.signal);
+      return { ...filled, digests, zero, hole: false };
+    } catch (err) {
+      throw sourceFailure(source, err);
+    }
   };
   const takeHead = async (): Promise<HashedSlab> => {
     const head = queue.shift()!;
@@ -61,7 +68,7 @@ export async function* scanSource(
     }
   };
   try {
-    for await (const run of readSlabs(source, slabs, options)) {
+    for await (const run of readSlabs(source, slabs, { ...options, fill: false })) {
       if (run.hole) {
         queue.push({ filled: undefined, hashed: Promise.resolve(hashedHole(run)) });
       } else {
@@ -102,4 +109,17 @@ function hashedHole(run: HoleRun): HashedSlab {
     zero: holeDigests.zero.subarray(0, run.blockCount),
     hole: true,
   };
+}
+
+/** A read failure from the pool, named with the source as the reader names it. */
+function sourceFailure(source: BlockSource, err: unknown): unknown {
+  if (isSnaplineError(err, ErrorCodes.SOURCE_UNUSABLE) && typeof err.details?.endedAt === 'number') return sourceEndedError(source, err.details.endedAt);
+  if (isSnaplineError(err, ErrorCodes.IO_FAILED) && typeof err.details?.position === 'number') {
+    const { position, errno } = err.details;
+    return new SnaplineError(ErrorCodes.IO_FAILED, `reading source ${source.path} at byte ${position} failed: ${String(errno)}`, {
+      cause: err,
+      details: { path: source.path, position },
+    });
+  }
+  return err;
 }

@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { BlobFile } from './blob-files.js';
 import { Contents, type ContentFile } from './contents.js';
+import { MultipartParts } from './multipart-parts.js';
 
 export interface GlacierVault {
   name: string;
@@ -74,11 +75,18 @@ const UPLOAD_COLUMNS = 'upload_id AS uploadId, vault, part_size AS partSize, des
 export class GlacierCatalog {
   readonly #db: Database.Database;
   readonly #contents: Contents;
+  readonly #multipart: MultipartParts<GlacierPart>;
   readonly #s;
 
   constructor(db: Database.Database) {
     this.#db = db;
     this.#contents = new Contents(db);
+    this.#multipart = new MultipartParts<GlacierPart>(db, this.#contents, {
+      uploads: 'glacier_uploads',
+      parts: 'glacier_parts',
+      key: 'firstByte',
+      columns: { firstByte: 'first_byte', size: 'size', treeHash: 'tree_hash' },
+    });
     this.#s = {
       insertVault: db.prepare<[string, number]>('INSERT OR IGNORE INTO glacier_vaults (name, created_at) VALUES (?, ?)'),
       vault: db.prepare<[string], GlacierVault>('SELECT name, created_at AS createdAt FROM glacier_vaults WHERE name = ?'),
@@ -99,16 +107,6 @@ export class GlacierCatalog {
       ),
       upload: db.prepare<[string], GlacierUpload>(`SELECT ${UPLOAD_COLUMNS} FROM glacier_uploads WHERE upload_id = ?`),
       uploadsOf: db.prepare<[string], GlacierUpload>(`SELECT ${UPLOAD_COLUMNS} FROM glacier_uploads WHERE vault = ? ORDER BY created_at, rowid`),
-      deleteUpload: db.prepare<[string]>('DELETE FROM glacier_uploads WHERE upload_id = ?'),
-      part: db.prepare<[string, number], { content: number }>('SELECT content FROM glacier_parts WHERE upload_id = ? AND first_byte = ?'),
-      upsertPart: db.prepare(
-        `INSERT OR REPLACE INTO glacier_parts (upload_id, first_byte, content, size, tree_hash)
-         VALUES (@uploadId, @firstByte, @content, @size, @treeHash)`,
-      ),
-      parts: db.prepare<[string], GlacierPart>(
-        'SELECT first_byte AS firstByte, content, size, tree_hash AS treeHash FROM glacier_parts WHERE upload_id = ? ORDER BY first_byte',
-      ),
-      deleteParts: db.prepare<[string]>('DELETE FROM glacier_parts WHERE upload_id = ?'),
       insertJob: db.prepare(
         `INSERT INTO glacier_jobs (job_id, vault, created_at, completes_at, outcome, description, inventory)
          VALUES (@jobId, @vault, @createdAt, @completesAt, @outcome, @description, @inventory)`,
@@ -139,7 +137,7 @@ export class GlacierCatalog {
   deleteVault(name: string): { outcome: 'deleted' | 'not-empty'; files: string[] } {
     return this.#db.transaction(() => {
       if (this.#s.totals.get(name)!.archives > 0) return { outcome: 'not-empty' as const, files: [] };
-      const files = this.#s.uploadsOf.all(name).flatMap((upload) => this.#dropUpload(upload.uploadId));
+      const files = this.#s.uploadsOf.all(name).flatMap((upload) => this.#multipart.drop(upload.uploadId) ?? []);
       this.#s.deleteJobsOf.run(name);
       this.#s.deleteVault.run(name);
       return { outcome: 'deleted' as const, files };
@@ -196,17 +194,11 @@ export class GlacierCatalog {
    * Returns the replaced part's files, or undefined when the upload is gone.
    */
   putPart(uploadId: string, part: Omit<GlacierPart, 'content'>, file: BlobFile, chunkHashes: Buffer): string[] | undefined {
-    return this.#db.transaction(() => {
-      if (this.#s.upload.get(uploadId) === undefined) return undefined;
-      const old = this.#s.part.get(uploadId, part.firstByte);
-      const content = this.#contents.create(file, chunkHashes);
-      this.#s.upsertPart.run({ ...part, uploadId, content });
-      return old === undefined ? [] : this.#contents.remove(old.content);
-    })();
+    return this.#db.transaction(() => this.#multipart.put(uploadId, part, file, chunkHashes))();
   }
 
   parts(uploadId: string): GlacierPart[] {
-    return this.#s.parts.all(uploadId);
+    return this.#multipart.parts(uploadId);
   }
 
   /**
@@ -215,10 +207,8 @@ export class GlacierCatalog {
    */
   completeUpload(uploadId: string, archive: Omit<GlacierArchive, 'content'>): boolean {
     return this.#db.transaction(() => {
-      if (this.#s.upload.get(uploadId) === undefined) return false;
-      const parts = this.#s.parts.all(uploadId);
-      this.#s.deleteParts.run(uploadId);
-      this.#s.deleteUpload.run(uploadId);
+      const parts = this.#multipart.take(uploadId);
+      if (parts === undefined) return false;
       const content = this.#contents.concatenate(
         parts.map((part) => part.content),
         archive.size,
@@ -230,7 +220,7 @@ export class GlacierCatalog {
 
   /** Drops an upload and its parts; returns their files, or undefined when there is no such upload. */
   abortUpload(uploadId: string): string[] | undefined {
-    return this.#db.transaction(() => (this.#s.upload.get(uploadId) === undefined ? undefined : this.#dropUpload(uploadId)))();
+    return this.#db.transaction(() => this.#multipart.drop(uploadId))();
   }
 
   createJob(job: GlacierJob): void {
@@ -245,13 +235,6 @@ export class GlacierCatalog {
   /** Jobs of a vault, oldest first (in initiation order). */
   jobsOf(vault: string): GlacierJob[] {
     return this.#s.jobsOf.all(vault).map(jobOf);
-  }
-
-  #dropUpload(uploadId: string): string[] {
-    const parts = this.#s.parts.all(uploadId);
-    this.#s.deleteParts.run(uploadId);
-    this.#s.deleteUpload.run(uploadId);
-    return parts.flatMap((part) => this.#contents.remove(part.content));
   }
 }
 

@@ -3,6 +3,7 @@ import type { ChecksumAlgorithm } from '../flexible-checksums.js';
 import type { Tier } from '../tiers.js';
 import type { BlobFile } from './blob-files.js';
 import { Contents, type ContentFile } from './contents.js';
+import { MultipartParts } from './multipart-parts.js';
 
 export interface S3Bucket {
   name: string;
@@ -97,11 +98,18 @@ interface UploadRow {
 export class S3Catalog {
   readonly #db: Database.Database;
   readonly #contents: Contents;
+  readonly #multipart: MultipartParts<S3Part>;
   readonly #s;
 
   constructor(db: Database.Database) {
     this.#db = db;
     this.#contents = new Contents(db);
+    this.#multipart = new MultipartParts<S3Part>(db, this.#contents, {
+      uploads: 's3_uploads',
+      parts: 's3_parts',
+      key: 'partNumber',
+      columns: { partNumber: 'part_number', size: 'size', etag: 'etag', checksum: 'checksum', lastModified: 'last_modified' },
+    });
     this.#s = {
       insertBucket: db.prepare<[string, string, number]>('INSERT OR IGNORE INTO s3_buckets (name, region, created_at) VALUES (?, ?, ?)'),
       bucket: db.prepare<[string], { name: string; region: string; createdAt: number }>(
@@ -127,17 +135,6 @@ export class S3Catalog {
       ),
       upload: db.prepare<[string], UploadRow>('SELECT * FROM s3_uploads WHERE upload_id = ?'),
       uploadsOf: db.prepare<[string], UploadRow>('SELECT * FROM s3_uploads WHERE bucket = ? ORDER BY key, initiated, rowid'),
-      deleteUpload: db.prepare<[string]>('DELETE FROM s3_uploads WHERE upload_id = ?'),
-      part: db.prepare<[string, number], { content: number }>('SELECT content FROM s3_parts WHERE upload_id = ? AND part_number = ?'),
-      upsertPart: db.prepare(
-        `INSERT OR REPLACE INTO s3_parts (upload_id, part_number, content, size, etag, checksum, last_modified)
-         VALUES (@uploadId, @partNumber, @content, @size, @etag, @checksum, @lastModified)`,
-      ),
-      parts: db.prepare<[string], S3Part>(
-        `SELECT part_number AS partNumber, content, size, etag, checksum, last_modified AS lastModified
-         FROM s3_parts WHERE upload_id = ? ORDER BY part_number`,
-      ),
-      deleteParts: db.prepare<[string]>('DELETE FROM s3_parts WHERE upload_id = ?'),
     };
   }
 
@@ -158,7 +155,7 @@ export class S3Catalog {
   deleteBucket(name: string): { outcome: 'deleted' | 'not-empty'; files: string[] } {
     return this.#db.transaction(() => {
       if (this.#s.hasObjects.get(name) !== undefined) return { outcome: 'not-empty' as const, files: [] };
-      const files = this.#s.uploadsOf.all(name).flatMap((upload) => this.#dropUpload(upload.upload_id));
+      const files = this.#s.uploadsOf.all(name).flatMap((upload) => this.#multipart.drop(upload.upload_id) ?? []);
       this.#s.deleteBucket.run(name);
       return { outcome: 'deleted' as const, files };
     })();
@@ -220,17 +217,11 @@ export class S3Catalog {
    * completed meanwhile): the caller then deletes the new file itself.
    */
   putPart(uploadId: string, part: Omit<S3Part, 'content'>, file: BlobFile): string[] | undefined {
-    return this.#db.transaction(() => {
-      if (this.#s.upload.get(uploadId) === undefined) return undefined;
-      const old = this.#s.part.get(uploadId, part.partNumber);
-      const content = this.#contents.create(file);
-      this.#s.upsertPart.run({ ...part, uploadId, content });
-      return old === undefined ? [] : this.#contents.remove(old.content);
-    })();
+    return this.#db.transaction(() => this.#multipart.put(uploadId, part, file))();
   }
 
   parts(uploadId: string): S3Part[] {
-    return this.#s.parts.all(uploadId);
+    return this.#multipart.parts(uploadId);
   }
 
   /**
@@ -241,12 +232,10 @@ export class S3Catalog {
    */
   completeUpload(uploadId: string, chosen: readonly S3Part[], object: NewObject): string[] | undefined {
     return this.#db.transaction(() => {
-      if (this.#s.upload.get(uploadId) === undefined) return undefined;
+      const all = this.#multipart.take(uploadId);
+      if (all === undefined) return undefined;
       const replaced = this.#dropObject(object.bucket, object.key);
       const chosenNumbers = new Set(chosen.map((part) => part.partNumber));
-      const all = this.#s.parts.all(uploadId);
-      this.#s.deleteParts.run(uploadId);
-      this.#s.deleteUpload.run(uploadId);
       const unused = all.filter((part) => !chosenNumbers.has(part.partNumber)).flatMap((part) => this.#contents.remove(part.content));
       const content = this.#contents.concatenate(
         chosen.map((part) => part.content),
@@ -259,7 +248,7 @@ export class S3Catalog {
 
   /** Drops an upload and its parts; returns their files, or undefined when there is no such upload. */
   abortUpload(uploadId: string): string[] | undefined {
-    return this.#db.transaction(() => (this.#s.upload.get(uploadId) === undefined ? undefined : this.#dropUpload(uploadId)))();
+    return this.#db.transaction(() => this.#multipart.drop(uploadId))();
   }
 
   #dropObject(bucket: string, key: string): string[] {
@@ -267,13 +256,6 @@ export class S3Catalog {
     if (row === undefined) return [];
     this.#s.deleteObject.run(bucket, key);
     return this.#contents.remove(row.content);
-  }
-
-  #dropUpload(uploadId: string): string[] {
-    const parts = this.#s.parts.all(uploadId);
-    this.#s.deleteParts.run(uploadId);
-    this.#s.deleteUpload.run(uploadId);
-    return parts.flatMap((part) => this.#contents.remove(part.content));
   }
 }
 

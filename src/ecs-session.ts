@@ -5,18 +5,15 @@
  * snapshots it is told of.
  */
 import { AwsClients, DEFAULT_CONCURRENCY } from './aws/clients.js';
-import { EbsSnapshotStore } from './aws/ebs.js';
 import { EcsContainerTasks } from './aws/ecs.js';
 import { CloudWatchLogReader } from './aws/logs.js';
 import { GlacierArchiveStore } from './aws/glacier-archive.js';
-import { AdaptiveLimiter, resilientReader, resilientWriter } from './aws/retry.js';
 import { S3ArchiveStore } from './aws/s3-archive.js';
-import { openConnection, type ConnectionRequest, type OpenConnection } from './config/connection.js';
+import type { ConnectionRequest, OpenConnection } from './config/connection.js';
 import type { ArchiveStore, ArchiveTarget, SnapshotReader, SnapshotWriter } from './core/ports.js';
-import { verifiedReader } from './core/verified-reader.js';
 import type { EcsRestoreDeps, EcsSettings } from './engine/ecs-restore.js';
-import { HashPool } from './hashing/index.js';
-import { openSession, validateConcurrency, type SessionOptions } from './session.js';
+import type { HashPool } from './hashing/index.js';
+import { openRemote, openSession, type SessionOptions } from './session.js';
 
 /** The task definition and cluster used when the connection names none. */
 export const DEFAULT_TASK_DEFINITION = 'snapline-worker';
@@ -27,26 +24,22 @@ export interface EcsSession {
   close(): Promise<void>;
 }
 
-/** The driver's session: openSession's, with the ECS and Logs adapters and the connection's ECS settings. */
+/** The driver's session: openSession's, with ECS and Logs adapters on its clients and the connection's ECS settings. */
 export async function openEcsSession(options: SessionOptions): Promise<EcsSession> {
   const session = await openSession(options);
   try {
-    const clients = new AwsClients(session.connection.settings);
     return {
       deps: {
         index: session.index,
         writer: session.writer,
         catalog: session.catalog,
-        tasks: new EcsContainerTasks(clients.ecs()),
-        logs: new CloudWatchLogReader(clients.logs()),
+        tasks: new EcsContainerTasks(session.clients.ecs()),
+        logs: new CloudWatchLogReader(session.clients.logs()),
         settings: ecsSettingsOf(session.connection),
         archives: session.archives,
         hashPool: session.hashPool,
       },
-      close: async () => {
-        clients.destroy();
-        await session.close();
-      },
+      close: () => session.close(),
     };
   } catch (err) {
     await session.close();
@@ -97,30 +90,20 @@ export interface WorkerSession {
 }
 
 /**
- * A worker's session: EBS reads (checked) and writes with retries and one
- * limiter each, a hash pool, and the archive store asked for; no index. The
- * store gets no extra request headers (archive attributes such as SSE-C keys
- * stay on the driver's machine).
+ * A worker's session: openRemote's EBS reads (checked on the hash pool) and
+ * writes with retries and one limiter each, its hash pool, and the archive
+ * store asked for; no index. The store gets no extra request headers
+ * (archive attributes such as SSE-C keys stay on the driver's machine).
  */
 export async function openWorkerSession(options: WorkerSessionOptions): Promise<WorkerSession> {
-  const concurrency = validateConcurrency(options.concurrency ?? DEFAULT_CONCURRENCY);
-  const connection = await openConnection(options);
-  const settings = options.archive?.s3PathStyle ? { ...connection.settings, forcePathStyle: true } : connection.settings;
-  const clients = new AwsClients(settings, { concurrency: 2 * concurrency });
-  const hashPool = new HashPool();
-  const store = new EbsSnapshotStore(clients.ebs(), { direct: clients.ebsBlockRequests() });
-  const maxAttempts = connection.settings.retries?.maxAttempts;
-  const wrap = { signal: options.signal, ...(maxAttempts === undefined ? {} : { policy: { maxAttempts } }) };
+  const { archive, ...remoteOptions } = options;
+  const remote = await openRemote({ ...remoteOptions, concurrency: options.concurrency ?? DEFAULT_CONCURRENCY, ...(archive?.s3PathStyle ? { s3PathStyle: true } : {}) });
   return {
-    reader: resilientReader(verifiedReader(store, (data) => hashPool.sha256(data)), { ...wrap, limiter: new AdaptiveLimiter(concurrency) }),
-    writer: resilientWriter(store, { ...wrap, limiter: new AdaptiveLimiter(concurrency), newSnapshotIds: options.newSnapshotIds }),
-    hashPool,
-    ...(options.archive === undefined ? {} : { store: archiveStoreOf(clients, options.archive) }),
-    close: async () => {
-      await hashPool.destroy();
-      clients.destroy();
-      await connection.close();
-    },
+    reader: remote.reader,
+    writer: remote.writer,
+    hashPool: remote.hashPool,
+    ...(archive === undefined ? {} : { store: archiveStoreOf(remote.clients, archive) }),
+    close: () => remote.close(),
   };
 }
 

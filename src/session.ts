@@ -19,36 +19,56 @@ const BLOCKS_PER_SLAB = 8;
 /** Slabs kept for reading and hashing ahead of the uploads. */
 const SLABS_AHEAD = 4;
 
-export interface SessionOptions extends ConnectionRequest {
-  /** Block index file; default under the data directory. */
-  indexPath?: string;
+export interface RemoteOptions extends ConnectionRequest {
   /** Requests in flight per direction (uploads, downloads). */
   concurrency?: number;
   signal?: AbortSignal;
   /** Told of every retried call (for logs and progress). */
   onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
+  /** Snapshots started elsewhere just now: the writer retries "not found" from them for a while (see resilientWriter). */
+  newSnapshotIds?: Iterable<string>;
+  /** S3 path-style addressing whatever the connection says. */
+  s3PathStyle?: boolean;
+}
+
+/**
+ * The remote side of a run, without any local state: the connection and its
+ * SDK clients, the EBS store, the EBS adapters wrapped with retries and one
+ * adaptive limiter per direction, the EC2 catalog and a hash pool.
+ */
+export interface RemoteSession {
+  connection: OpenConnection;
+  clients: AwsClients;
+  /** EBS direct calls as they are: one attempt each, no limiter, the block calls as direct signed requests. */
+  store: EbsSnapshotStore;
+  /** The store with retries, throttling response and the upload limiter. */
+  writer: SnapshotWriter;
+  /** The store with checksum verification (on the hash pool), retries and the download limiter. */
+  reader: SnapshotReader;
+  catalog: SnapshotCatalog;
+  uploadLimiter: AdaptiveLimiter;
+  downloadLimiter: AdaptiveLimiter;
+  /** Its threads start on first use. */
+  readonly hashPool: HashPool;
+  close(): Promise<void>;
+}
+
+export interface SessionOptions extends Omit<RemoteOptions, 'newSnapshotIds' | 's3PathStyle'> {
+  /** Block index file; default under the data directory. */
+  indexPath?: string;
   /** Archive bucket and vault given on the command line, over the connection's. */
   archive?: { bucket?: string; vault?: string };
 }
 
 /**
  * Everything a command needs for one run, built once and closed together: the
- * connection and its SDK clients, the EBS adapters wrapped with retries and
- * one adaptive limiter per direction, the index, the hash pool and the slabs.
+ * remote side (openRemote), the index, the slabs and the archive tier.
  */
-export interface Session {
-  connection: OpenConnection;
+export interface Session extends RemoteSession {
   index: BlockIndex;
-  hashPool: HashPool;
   slabs: SlabPool;
-  writer: SnapshotWriter;
-  reader: SnapshotReader;
-  catalog: SnapshotCatalog;
-  uploadLimiter: AdaptiveLimiter;
-  downloadLimiter: AdaptiveLimiter;
   /** The archive tier: the connection's bucket and vault, opened on first use. */
   archives: ArchivePlaces;
-  close(): Promise<void>;
 }
 
 export function validateConcurrency(value: number | undefined): number {
@@ -59,21 +79,21 @@ export function validateConcurrency(value: number | undefined): number {
   return concurrency;
 }
 
-export async function openSession(options: SessionOptions): Promise<Session> {
+/** Opens the connection and builds the remote side of a run (see RemoteSession); close() releases it all. */
+export async function openRemote(options: RemoteOptions): Promise<RemoteSession> {
   const concurrency = validateConcurrency(options.concurrency);
-  const index = BlockIndex.open(options.indexPath ?? defaultIndexPath());
-  const closers: Array<() => Promise<void> | void> = [() => index.close()];
+  const connection = await openConnection(options);
+  const closers: Array<() => Promise<void> | void> = [() => connection.close()];
   const close = async () => {
     for (const closer of closers.reverse()) await closer();
   };
   try {
-    const connection = await openConnection(options);
-    closers.push(() => connection.close());
-    const clients = new AwsClients(connection.settings, { concurrency: 2 * concurrency });
+    const settings = options.s3PathStyle ? { ...connection.settings, forcePathStyle: true } : connection.settings;
+    const clients = new AwsClients(settings, { concurrency: 2 * concurrency });
     closers.push(() => clients.destroy());
-    const hashPool = new HashPool();
-    closers.push(() => hashPool.destroy());
-    const slabs = new SlabPool({ slabCount: Math.ceil(concurrency / BLOCKS_PER_SLAB) + SLABS_AHEAD, blocksPerSlab: BLOCKS_PER_SLAB });
+    let pool: HashPool | undefined;
+    closers.push(() => pool?.destroy());
+    const hashPool = () => (pool ??= new HashPool());
     const store = new EbsSnapshotStore(clients.ebs(), { direct: clients.ebsBlockRequests() });
     const uploadLimiter = new AdaptiveLimiter(concurrency);
     const downloadLimiter = new AdaptiveLimiter(concurrency);
@@ -82,15 +102,67 @@ export async function openSession(options: SessionOptions): Promise<Session> {
     const wrap = { signal: options.signal, onRetry: options.onRetry, ...(maxAttempts === undefined ? {} : { policy: { maxAttempts } }) };
     return {
       connection,
-      index,
-      hashPool,
-      slabs,
-      writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter, newSnapshotIds: pendingRunsOf(index) }),
-      reader: resilientReader(verifiedReader(store, (data) => hashPool.sha256Moving(data)), { ...wrap, limiter: downloadLimiter }),
+      clients,
+      store,
+      writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter, ...(options.newSnapshotIds === undefined ? {} : { newSnapshotIds: options.newSnapshotIds }) }),
+      reader: resilientReader(verifiedReader(store, (data) => hashPool().sha256Moving(data)), { ...wrap, limiter: downloadLimiter }),
       catalog: new Ec2SnapshotCatalog(clients.ec2()),
       uploadLimiter,
       downloadLimiter,
-      archives: archivePlaces(clients, { ...connection.archive, ...withoutUndefined(options.archive ?? {}) }),
+      get hashPool() {
+        return hashPool();
+      },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** Runs `fn` with the remote side of a run and closes it whatever happens. */
+export async function withRemote<T>(options: RemoteOptions, fn: (remote: RemoteSession) => Promise<T>): Promise<T> {
+  const remote = await openRemote(options);
+  try {
+    return await fn(remote);
+  } finally {
+    await remote.close();
+  }
+}
+
+export async function openSession(options: SessionOptions): Promise<Session> {
+  const concurrency = validateConcurrency(options.concurrency);
+  const index = BlockIndex.open(options.indexPath ?? defaultIndexPath());
+  let remote: RemoteSession;
+  try {
+    remote = await openRemote({ ...options, newSnapshotIds: pendingRunsOf(index) });
+  } catch (err) {
+    index.close();
+    throw err;
+  }
+  const close = async () => {
+    await remote.close();
+    index.close();
+  };
+  try {
+    const slabs = new SlabPool({ slabCount: Math.ceil(concurrency / BLOCKS_PER_SLAB) + SLABS_AHEAD, blocksPerSlab: BLOCKS_PER_SLAB });
+    const archives = archivePlaces(remote.clients, { ...remote.connection.archive, ...withoutUndefined(options.archive ?? {}) });
+    // Field by field, not a spread: spreading would start the remote's hash pool.
+    return {
+      connection: remote.connection,
+      clients: remote.clients,
+      store: remote.store,
+      writer: remote.writer,
+      reader: remote.reader,
+      catalog: remote.catalog,
+      uploadLimiter: remote.uploadLimiter,
+      downloadLimiter: remote.downloadLimiter,
+      get hashPool() {
+        return remote.hashPool;
+      },
+      index,
+      slabs,
+      archives,
       close,
     };
   } catch (err) {

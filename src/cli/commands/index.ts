@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { Wrap } from '../main.js';
 import { registerArchive } from './archive.js';
 import { registerBackup } from './backup.js';
+import { registerBench } from './bench.js';
 import { registerConnections } from './connections.js';
 import { registerDiff } from './diff.js';
 import { registerEcs } from './ecs.js';
@@ -29,6 +30,7 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerIndexCommands(program, wrap);
   registerServe(program, wrap);
   registerConnections(program, wrap);
+  registerBench(program, wrap);
   registerEcs(program, wrap);
   registerWorker(program, wrap);
 }

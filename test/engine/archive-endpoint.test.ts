@@ -5,10 +5,6 @@
  * Backup, archive, restore request, wait, rehydrate (to a snapshot, then a
  * restore of it; and straight to a file), bytes equal.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { CreateVaultCommand } from '@aws-sdk/client-glacier';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +13,7 @@ import { GlacierArchiveStore } from '../../src/aws/glacier-archive.js';
 import { S3ArchiveStore } from '../../src/aws/s3-archive.js';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { ArchiveStore, ArchiveTarget } from '../../src/core/ports.js';
-import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
+import type { RunningEmulator } from '../../src/emulator/index.js';
 import { archiveStatus, restoreArchive } from '../../src/engine/archive-jobs.js';
 import type { ArchivePlaces } from '../../src/engine/archive-places.js';
 import { createArchive } from '../../src/engine/archive.js';
@@ -25,72 +21,42 @@ import { backup } from '../../src/engine/backup.js';
 import { rehydrate } from '../../src/engine/rehydrate.js';
 import { restore } from '../../src/engine/restore.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
-import { openSession, type Session } from '../../src/session.js';
+import type { Session } from '../../src/session.js';
+import { randomBlocks, writeBlocks } from '../support/images.js';
+import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
+import { rejection } from '../support/rejection.js';
+import { expectSameBytes } from '../support/same-bytes.js';
 
 const MIB = 1024 * 1024;
 const BUCKET = 'snapline-archive';
 const VAULT = 'snapline-vault';
 const DELAYS = { Expedited: 0, Standard: 20, Bulk: 40 };
 
+let local: LocalEndpoint;
 let emulator: RunningEmulator;
-let work: string;
 let session: Session;
 let clients: AwsClients;
-let serial = 0;
-const pathFor = (name: string) => join(work, `${name}-${++serial}`);
+const pathFor = (name: string) => local.pathFor(name);
 
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'snapline-archive-endpoint-'));
-  emulator = await startEmulator({ dataDir: join(work, 'endpoint'), restoreDelayMs: DELAYS, jobDelayMs: DELAYS });
+  local = await startLocalEndpoint('snapline-archive-endpoint-', {
+    emulator: { restoreDelayMs: DELAYS, jobDelayMs: DELAYS },
+    session: { archive: { bucket: BUCKET, vault: VAULT } },
+  });
+  ({ emulator, session } = local);
   clients = new AwsClients({ name: 'test', region: 'us-east-1', endpointUrl: emulator.url, credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
   await clients.s3().send(new CreateBucketCommand({ Bucket: BUCKET }));
   await clients.glacier().send(new CreateVaultCommand({ accountId: '-', vaultName: VAULT }));
-  session = await openSession({ connection: 'local', endpointUrl: emulator.url, indexPath: join(work, 'index.db'), concurrency: 8, archive: { bucket: BUCKET, vault: VAULT } });
 });
 
 afterAll(async () => {
-  await session?.close();
   clients?.destroy();
-  await emulator?.close();
-  await rm(work, { recursive: true, force: true });
+  await local?.close();
 });
-
-/** Writes (or patches) an image: the given blocks random, the rest as they were (holes in a new file). */
-async function writeBlocks(path: string, sizeBytes: number, indexes: number[]): Promise<void> {
-  const file = await open(path, 'a+').then(async (f) => {
-    await f.close();
-    return open(path, 'r+');
-  });
-  try {
-    await file.truncate(sizeBytes);
-    for (const index of indexes) {
-      const length = Math.min(BLOCK_SIZE, sizeBytes - index * BLOCK_SIZE);
-      await file.write(randomBytes(length), 0, length, index * BLOCK_SIZE);
-    }
-  } finally {
-    await file.close();
-  }
-}
 
 async function snapshotOf(image: string, volume: string): Promise<string> {
   const result = await backup(session, { source: image, volume });
   return result.snapshotId!;
-}
-
-async function expectSameBytes(actualPath: string, expectedPath: string): Promise<void> {
-  const [actual, expected] = await Promise.all([readFile(actualPath), readFile(expectedPath)]);
-  expect(actual.length, `size of ${actualPath}`).toBe(expected.length);
-  expect(actual.equals(expected), `bytes of ${actualPath} equal ${expectedPath}`).toBe(true);
-}
-
-async function failure(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a failure, the call succeeded');
 }
 
 async function restoreAndWait(archive: string, tier: 'Bulk' | 'Standard' | 'Expedited' = 'Standard'): Promise<void> {
@@ -124,14 +90,14 @@ const requests = (operation: string) => emulator.stats().operations[operation]?.
 describe.each(['s3', 'glacier'] as const)('round trip through %s', (target) => {
   it('backup, archive, restore job, wait, rehydrate to a snapshot and restore it, and to a file: bytes equal', async () => {
     const image = pathFor('round.img');
-    await writeBlocks(image, 40 * BLOCK_SIZE + 1234, [0, 1, 2, 7, 8, 20, 39, 40]);
+    writeBlocks(image, randomBlocks([0, 1, 2, 7, 8, 20, 39, 40]), 40 * BLOCK_SIZE + 1234);
     const volume = `round-${target}`;
     const snapshotId = await snapshotOf(image, volume);
 
     const created = await createArchive(session, { snapshotId, to: target, segmentBlocks: 4 });
     expect(created).toMatchObject({ target, location: target === 's3' ? BUCKET : VAULT, volume, segments: 2, blocks: 8 });
 
-    const early = await failure(rehydrate(session, { archive: created.archiveId, toFile: pathFor('early.img') }));
+    const early = await rejection(rehydrate(session, { archive: created.archiveId, toFile: pathFor('early.img') }));
     expect(early.code).toBe(ErrorCodes.BAD_STATE);
     expect(early.message).toMatch(/not readable yet/);
 
@@ -151,11 +117,11 @@ describe.each(['s3', 'glacier'] as const)('round trip through %s', (target) => {
   it('an incremental chain of three snapshots rehydrates equal to the newest', async () => {
     const image = pathFor('chain.img');
     const volume = `chain-${target}`;
-    await writeBlocks(image, 24 * BLOCK_SIZE, [0, 1, 2, 3, 10, 11]);
+    writeBlocks(image, randomBlocks([0, 1, 2, 3, 10, 11]), 24 * BLOCK_SIZE);
     const s1 = await snapshotOf(image, volume);
-    await writeBlocks(image, 24 * BLOCK_SIZE, [1, 15]);
+    writeBlocks(image, randomBlocks([1, 15]));
     const s2 = await snapshotOf(image, volume);
-    await writeBlocks(image, 24 * BLOCK_SIZE, [2, 23]);
+    writeBlocks(image, randomBlocks([2, 23]));
     const s3 = await snapshotOf(image, volume);
     const a1 = await createArchive(session, { snapshotId: s1, to: target, segmentBlocks: 3 });
     const a2 = await createArchive(session, { snapshotId: s2, to: target, incremental: true, segmentBlocks: 3 });
@@ -189,13 +155,13 @@ describe('resume of an interrupted multipart upload on the endpoint', () => {
   ] as const)('%s: the rerun sends only the parts the first run did not', async (target, operation, partSize) => {
     const image = pathFor('big.img');
     const blocks = target === 's3' ? 48 : 12;
-    await writeBlocks(image, blocks * BLOCK_SIZE, Array.from({ length: blocks }, (_, i) => i));
+    writeBlocks(image, randomBlocks(Array.from({ length: blocks }, (_, i) => i)), blocks * BLOCK_SIZE);
     const snapshotId = await snapshotOf(image, `resume-${target}`);
     const expectedParts = Math.ceil((blocks * BLOCK_SIZE + blocks * 48 + 64) / partSize);
 
     const before = requests(operation);
     const failing = placesFailingAfter(target, 3);
-    const first = await failure(createArchive({ ...session, archives: failing.places }, { snapshotId, to: target, segmentBlocks: 1024, partsInFlight: 1 }));
+    const first = await rejection(createArchive({ ...session, archives: failing.places }, { snapshotId, to: target, segmentBlocks: 1024, partsInFlight: 1 }));
     expect(first.code).toBe(ErrorCodes.INTERRUPTED);
     expect(requests(operation) - before).toBe(3);
 
@@ -214,12 +180,12 @@ describe('resume of an interrupted multipart upload on the endpoint', () => {
 describe('failures the endpoint injects or refuses', () => {
   it('a failed Glacier job (jobFailureRate) fails the wait; asking again succeeds', async () => {
     const image = pathFor('job.img');
-    await writeBlocks(image, 4 * BLOCK_SIZE, [0, 3]);
+    writeBlocks(image, randomBlocks([0, 3]), 4 * BLOCK_SIZE);
     const created = await createArchive(session, { snapshotId: await snapshotOf(image, 'job'), to: 'glacier' });
     emulator.setFaults({ jobFailureRate: 1 });
     try {
       await restoreArchive(session, { archive: created.archiveId, tier: 'Expedited' });
-      const error = await failure(archiveStatus(session, { archive: created.archiveId, wait: true, pollMs: { first: 5, max: 50 } }));
+      const error = await rejection(archiveStatus(session, { archive: created.archiveId, wait: true, pollMs: { first: 5, max: 50 } }));
       expect(error.code).toBe(ErrorCodes.BAD_STATE);
       expect(error.message).toMatch(/failed/);
     } finally {
@@ -233,7 +199,7 @@ describe('failures the endpoint injects or refuses', () => {
 
   it('a corrupted ranged download is detected', async () => {
     const image = pathFor('corrupt.img');
-    await writeBlocks(image, 8 * BLOCK_SIZE, [0, 1, 2, 3]);
+    writeBlocks(image, randomBlocks([0, 1, 2, 3]), 8 * BLOCK_SIZE);
     const created = await createArchive(session, { snapshotId: await snapshotOf(image, 'corrupt'), to: 'glacier' });
     await restoreAndWait(created.archiveId, 'Expedited');
     const real = session.archives.store('glacier');
@@ -244,17 +210,17 @@ describe('failures the endpoint injects or refuses', () => {
         return range;
       },
     });
-    const error = await failure(rehydrate({ ...session, archives: { ...session.archives, store: () => flipping } }, { archive: created.archiveId, toFile: pathFor('corrupt-back.img') }));
+    const error = await rejection(rehydrate({ ...session, archives: { ...session.archives, store: () => flipping } }, { archive: created.archiveId, toFile: pathFor('corrupt-back.img') }));
     expect(error.code).toBe(ErrorCodes.CHECKSUM_MISMATCH);
     expect(error.message).toMatch(/tree hash/);
   });
 
   it('a vault that does not exist is named', async () => {
     const image = pathFor('novault.img');
-    await writeBlocks(image, 2 * BLOCK_SIZE, [0]);
+    writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);
     const snapshotId = await snapshotOf(image, 'novault');
     const places: ArchivePlaces = { ...session.archives, store: (target) => (target === 'glacier' ? new GlacierArchiveStore(clients.glacier(), 'no-such-vault') : session.archives.store(target)) };
-    const error = await failure(createArchive({ ...session, archives: places }, { snapshotId, to: 'glacier' }));
+    const error = await rejection(createArchive({ ...session, archives: places }, { snapshotId, to: 'glacier' }));
     expect(error.code).toBe(ErrorCodes.NOT_FOUND);
     expect(error.message).toMatch(/no-such-vault/);
   });

@@ -4,10 +4,7 @@
  * adapters (openSession), a SQLite index in a temp dir, the real hash pool and
  * slabs, real files, and loop devices where this machine allows them.
  */
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AwsClients } from '../../src/aws/clients.js';
@@ -25,60 +22,14 @@ import { restore } from '../../src/engine/restore.js';
 import { listSnapshots } from '../../src/engine/snapshots.js';
 import { verify } from '../../src/engine/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
-import { openSession, type Session } from '../../src/session.js';
+import type { Session } from '../../src/session.js';
 import { mountPointOf, openTarget } from '../../src/target/index.js';
-import { TestClock, blockOf, clientsFor, complete, put, start } from '../emulator/helpers.js';
-
-// ---- images ----------------------------------------------------------------
-
-function randomBlocks(indexes: number[]): Map<number, Buffer> {
-  return new Map(indexes.map((i) => [i, randomBytes(BLOCK_SIZE)]));
-}
-
-/** Writes an image of exactly `sizeBytes`: the given blocks (the last one clipped), holes elsewhere. */
-async function writeImage(path: string, sizeBytes: number, blocks: Map<number, Buffer>): Promise<void> {
-  const file = await open(path, 'w');
-  try {
-    await file.truncate(sizeBytes);
-    await writeBlocks(file, sizeBytes, blocks);
-  } finally {
-    await file.close();
-  }
-}
-
-/** Overwrites blocks of an existing image in place (the size stays). */
-async function patchImage(path: string, blocks: Map<number, Buffer>): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    await writeBlocks(file, (await file.stat()).size, blocks);
-  } finally {
-    await file.close();
-  }
-}
-
-async function writeBlocks(file: Awaited<ReturnType<typeof open>>, sizeBytes: number, blocks: Map<number, Buffer>): Promise<void> {
-  for (const [index, data] of blocks) {
-    const length = Math.min(BLOCK_SIZE, sizeBytes - index * BLOCK_SIZE);
-    if (length > 0) await file.write(data, 0, length, index * BLOCK_SIZE);
-  }
-}
-
-/** Asserts the two files have the same size and bytes (no deep-equality diff of megabytes). */
-async function expectSameBytes(actualPath: string, expectedPath: string): Promise<void> {
-  const [actual, expected] = await Promise.all([readFile(actualPath), readFile(expectedPath)]);
-  expect(actual.length, `size of ${actualPath}`).toBe(expected.length);
-  expect(actual.equals(expected), `bytes of ${actualPath} equal ${expectedPath}`).toBe(true);
-}
-
-async function failure(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a failure, the call succeeded');
-}
+import { TestClock } from '../emulator/helpers.js';
+import { randomBlocks, writeBlocks } from '../support/images.js';
+import { openLocalSession, startLocalEndpoint, unreadableSnapshots, withLocalSession, type LocalEndpoint } from '../support/local-endpoint.js';
+import { attachLoop, loopDevicesUnavailable, runTool } from '../support/loop-devices.js';
+import { rejection } from '../support/rejection.js';
+import { expectSameBytes } from '../support/same-bytes.js';
 
 const interruption = () => new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by the test');
 
@@ -95,64 +46,17 @@ function abortingReader(inner: SnapshotReader, controller: AbortController): Sna
   };
 }
 
-// ---- machine facilities ----------------------------------------------------
-
-function run(command: string, args: string[]): string {
-  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-}
-
-/** Why loop devices cannot be used here, or undefined when they can. */
-function loopDevicesUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'not root';
-  const dir = join(tmpdir(), `snapline-loop-probe-${process.pid}`);
-  try {
-    execFileSync('mkdir', ['-p', dir]);
-    execFileSync('truncate', ['-s', '1M', join(dir, 'probe.img')]);
-    const device = run('losetup', ['-f', '--show', join(dir, 'probe.img')]);
-    run('losetup', ['-d', device]);
-    return undefined;
-  } catch (err) {
-    return `losetup does not work here: ${(err as Error).message.split('\n')[0]}`;
-  } finally {
-    execFileSync('rm', ['-rf', dir]);
-  }
-}
-
-/** A loop device over `backing`; detach() is idempotent. */
-function attachLoop(backing: string): { device: string; detach: () => void } {
-  const device = run('losetup', ['-f', '--show', backing]);
-  let attached = true;
-  return {
-    device,
-    detach: () => {
-      if (attached) run('losetup', ['-d', device]);
-      attached = false;
-    },
-  };
-}
-
 // ---- the endpoint and sessions ----------------------------------------------
 
+let local: LocalEndpoint;
 let emulator: RunningEmulator;
-let work: string;
 let session: Session;
-let serial = 0;
-
 /** A fresh path in the work folder. */
-const pathFor = (name: string) => join(work, `${name}-${++serial}`);
-
-function sessionOn(endpoint: RunningEmulator, indexPath: string): Promise<Session> {
-  return openSession({ connection: 'local', endpointUrl: endpoint.url, indexPath, concurrency: 8 });
-}
+const pathFor = (name: string) => local.pathFor(name);
 
 /** Runs `fn` with a session on its own fresh index, closed afterwards. */
-async function withFreshIndex<T>(fn: (fresh: Session) => Promise<T>): Promise<T> {
-  const fresh = await sessionOn(emulator, pathFor('index.db'));
-  try {
-    return await fn(fresh);
-  } finally {
-    await fresh.close();
-  }
+function withFreshIndex<T>(fn: (fresh: Session) => Promise<T>): Promise<T> {
+  return withLocalSession(emulator, pathFor('index.db'), fn);
 }
 
 /** Backs up `image` as `volume` and returns the new snapshot's id. */
@@ -167,23 +71,18 @@ function getSnapshotBlockRequests(): number {
 }
 
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'snapline-restore-'));
-  emulator = await startEmulator({ dataDir: join(work, 'endpoint') });
-  session = await sessionOn(emulator, join(work, 'index.db'));
+  local = await startLocalEndpoint('snapline-restore-');
+  ({ emulator, session } = local);
 });
 
-afterAll(async () => {
-  await session?.close();
-  await emulator?.close();
-  await rm(work, { recursive: true, force: true });
-});
+afterAll(() => local?.close());
 
 // ---- round trips -------------------------------------------------------------
 
 describe('restore round trips', () => {
   it('a random image comes back byte-identical at its exact size', async () => {
     const image = pathFor('random.img');
-    await writeImage(image, 8 * BLOCK_SIZE, randomBlocks([0, 1, 2, 3, 4, 5, 6, 7]));
+    writeBlocks(image, randomBlocks([0, 1, 2, 3, 4, 5, 6, 7]), 8 * BLOCK_SIZE);
     const snapshotId = await snapshotOf(image, 'random');
 
     const target = pathFor('random-restored.img');
@@ -199,7 +98,7 @@ describe('restore round trips', () => {
   it('a mostly-zero image comes back identical, and sparse where the snapshot has no block', async () => {
     const image = pathFor('sparse.img');
     const size = 32 * BLOCK_SIZE;
-    await writeImage(image, size, randomBlocks([0, 13, 31]));
+    writeBlocks(image, randomBlocks([0, 13, 31]), size);
     const snapshotId = await snapshotOf(image, 'sparse');
 
     const target = pathFor('sparse-restored.img');
@@ -218,7 +117,7 @@ describe('restore round trips', () => {
   it('an image that is not a whole number of blocks (nor GiB) keeps its exact size, also from a fresh index', async () => {
     const image = pathFor('unaligned.img');
     const size = 5 * BLOCK_SIZE + 12_345;
-    await writeImage(image, size, randomBlocks([0, 2, 5]));
+    writeBlocks(image, randomBlocks([0, 2, 5]), size);
     const snapshotId = await snapshotOf(image, 'unaligned');
 
     const target = pathFor('unaligned-restored.img');
@@ -235,7 +134,7 @@ describe('restore round trips', () => {
 
   it('--verify hashes the target afterwards and says it equals the snapshot', async () => {
     const image = pathFor('verified.img');
-    await writeImage(image, 4 * BLOCK_SIZE + 100, randomBlocks([1, 4]));
+    writeBlocks(image, randomBlocks([1, 4]), 4 * BLOCK_SIZE + 100);
     const snapshotId = await snapshotOf(image, 'verified');
     const target = pathFor('verified-restored.img');
     const result = await restore(session, { snapshotId, target, verify: true });
@@ -252,7 +151,7 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
   it('restores onto a loop device: the snapshot bytes, zeros where it has no block, nothing past its size touched', async () => {
     const image = pathFor('for-device.img');
     const size = 12 * BLOCK_SIZE + 1000;
-    await writeImage(image, size, randomBlocks([0, 3, 12]));
+    writeBlocks(image, randomBlocks([0, 3, 12]), size);
     const snapshotId = await snapshotOf(image, 'for-device');
 
     const backing = pathFor('device-backing.img');
@@ -275,13 +174,13 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
 
   it('refuses a device smaller than the snapshot, naming both sizes', async () => {
     const image = pathFor('too-big.img');
-    await writeImage(image, 6 * BLOCK_SIZE, randomBlocks([0, 5]));
+    writeBlocks(image, randomBlocks([0, 5]), 6 * BLOCK_SIZE);
     const snapshotId = await snapshotOf(image, 'too-big');
     const backing = pathFor('small-backing.img');
     await writeFile(backing, Buffer.alloc(2 * BLOCK_SIZE, 0x11));
     const loop = attachLoop(backing);
     try {
-      const err = await failure(restore(session, { snapshotId, target: loop.device }));
+      const err = await rejection(restore(session, { snapshotId, target: loop.device }));
       expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
       expect(err.message).toContain(loop.device);
       expect(err.message).toContain(`${2 * BLOCK_SIZE} bytes`);
@@ -294,7 +193,7 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
 
   it('refuses a mounted device', async (ctx) => {
     const image = pathFor('for-mounted.img');
-    await writeImage(image, 2 * BLOCK_SIZE, randomBlocks([0]));
+    writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);
     const snapshotId = await snapshotOf(image, 'for-mounted');
     const backing = pathFor('fs-backing.img');
     await writeFile(backing, Buffer.alloc(16 * BLOCK_SIZE));
@@ -304,18 +203,18 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
     let mounted = false;
     try {
       try {
-        run('mkfs.ext4', ['-q', loop.device]);
-        run('mount', [loop.device, mountPoint]);
+        runTool('mkfs.ext4', ['-q', loop.device]);
+        runTool('mount', [loop.device, mountPoint]);
         mounted = true;
       } catch (err) {
         ctx.skip(`cannot make and mount a file system here: ${(err as Error).message.split('\n')[0]}`);
       }
-      const err = await failure(restore(session, { snapshotId, target: loop.device, force: true }));
+      const err = await rejection(restore(session, { snapshotId, target: loop.device, force: true }));
       expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
       expect(err.message).toContain('is mounted');
       expect(err.message).toContain(mountPoint);
     } finally {
-      if (mounted) run('umount', [mountPoint]);
+      if (mounted) runTool('umount', [mountPoint]);
       loop.detach();
     }
   });
@@ -360,11 +259,11 @@ describe('incremental restore', () => {
   beforeAll(async () => {
     // A: data in blocks 0-9, zeros in 10-15. B: 2 and 3 rewritten, 5 now zeros, 11 new.
     const live = pathFor('rolling.img');
-    await writeImage(live, size, randomBlocks([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]));
+    writeBlocks(live, randomBlocks([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), size);
     snapA = await snapshotOf(live, 'rolling');
     imageA = pathFor('rolling-a.img');
     await copyFile(live, imageA);
-    await patchImage(live, new Map([...randomBlocks([2, 3, 11]), [5, Buffer.alloc(BLOCK_SIZE)]]));
+    writeBlocks(live, new Map([...randomBlocks([2, 3, 11]), [5, Buffer.alloc(BLOCK_SIZE)]]));
     snapB = await snapshotOf(live, 'rolling');
     imageB = live;
     target = pathFor('rolling-target.img');
@@ -396,7 +295,7 @@ describe('incremental restore', () => {
   it('refused when the index has no record of the target', async () => {
     const stranger = pathFor('stranger.img');
     await copyFile(imageA, stranger);
-    const err = await failure(restore(session, { snapshotId: snapB, target: stranger, incremental: true }));
+    const err = await rejection(restore(session, { snapshotId: snapB, target: stranger, incremental: true }));
     expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
     expect(err.message).toContain(stranger);
     expect(err.message).toContain('no record');
@@ -407,21 +306,21 @@ describe('incremental restore', () => {
     const gone = pathFor('gone.img');
     await restore(session, { snapshotId: snapA, target: gone });
     await rm(gone);
-    const err = await failure(restore(session, { snapshotId: snapB, target: gone, incremental: true }));
+    const err = await rejection(restore(session, { snapshotId: snapB, target: gone, incremental: true }));
     expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
     expect(err.message).toBe(`${gone} does not exist: there is nothing to restore onto incrementally`);
   });
 
   it('refused clearly when the snapshot the target holds has been deleted', async () => {
     const image = pathFor('short-lived.img');
-    await writeImage(image, 4 * BLOCK_SIZE, randomBlocks([0, 1]));
+    writeBlocks(image, randomBlocks([0, 1]), 4 * BLOCK_SIZE);
     const first = await snapshotOf(image, 'short-lived');
-    await patchImage(image, randomBlocks([1]));
+    writeBlocks(image, randomBlocks([1]));
     const second = await snapshotOf(image, 'short-lived');
     const held = pathFor('held.img');
     await restore(session, { snapshotId: first, target: held });
     await session.catalog.deleteSnapshot(first);
-    const err = await failure(restore(session, { snapshotId: second, target: held, incremental: true }));
+    const err = await rejection(restore(session, { snapshotId: second, target: held, incremental: true }));
     expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
     expect(err.message).toBe(`cannot restore incrementally onto ${held}: the snapshot it holds, ${first}, no longer exists`);
     expect(err.hint).toContain('restore in full');
@@ -431,7 +330,7 @@ describe('incremental restore', () => {
   it('an interrupted restore leaves the target marked incomplete, and --incremental is then refused', async () => {
     const half = pathFor('half.img');
     const controller = new AbortController();
-    const err = await failure(
+    const err = await rejection(
       restore(
         { ...session, reader: abortingReader(session.reader, controller) },
         { snapshotId: snapB, target: half, window: 2, signal: controller.signal },
@@ -441,7 +340,7 @@ describe('incremental restore', () => {
     expect(err.message).toContain(`${half} is incomplete`);
     expect(session.index.getTarget(half)).toMatchObject({ snapshotId: null, state: 'incomplete' });
 
-    const again = await failure(restore(session, { snapshotId: snapB, target: half, incremental: true }));
+    const again = await rejection(restore(session, { snapshotId: snapB, target: half, incremental: true }));
     expect(again.code).toBe(ErrorCodes.TARGET_UNUSABLE);
     expect(again.message).toContain('did not finish');
 
@@ -460,7 +359,7 @@ describe('faults from the endpoint', () => {
 
   beforeAll(async () => {
     image = pathFor('faulty.img');
-    await writeImage(image, 8 * BLOCK_SIZE, randomBlocks([0, 1, 2, 3, 4, 5, 6, 7]));
+    writeBlocks(image, randomBlocks([0, 1, 2, 3, 4, 5, 6, 7]), 8 * BLOCK_SIZE);
     snapshotId = await snapshotOf(image, 'faulty');
   });
 
@@ -490,7 +389,7 @@ describe('faults from the endpoint', () => {
         policy: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
       });
       const target = pathFor('corrupt-all.img');
-      const err = await failure(restore({ ...session, reader }, { snapshotId, target }));
+      const err = await rejection(restore({ ...session, reader }, { snapshotId, target }));
       expect(err.code).toBe(ErrorCodes.CHECKSUM_MISMATCH);
       expect(err.message).toMatch(new RegExp(`block \\d of ${snapshotId} does not match its checksum`));
       expect(err.message).toContain('gave up after 3 attempts');
@@ -502,27 +401,14 @@ describe('faults from the endpoint', () => {
   });
 
   it('pending and errored snapshots are refused', async () => {
-    const { ebs, ec2, sts, s3 } = clientsFor(emulator.url);
-    try {
-      emulator.setFaults({ completionDelayMs: 3_600_000 });
-      const pending = await start(ebs);
-      await put(ebs, pending, 0, blockOf(1));
-      expect(await complete(ebs, pending, new Map([[0, blockOf(1)]]))).toBe('pending');
-      const notReady = await failure(restore(session, { snapshotId: pending, target: pathFor('pending.img') }));
-      expect(notReady.code).toBe(ErrorCodes.BAD_STATE);
-      expect(notReady.message).toContain(`${pending} is pending`);
+    const { pending, errored } = await unreadableSnapshots(emulator);
+    const notReady = await rejection(restore(session, { snapshotId: pending, target: pathFor('pending.img') }));
+    expect(notReady.code).toBe(ErrorCodes.BAD_STATE);
+    expect(notReady.message).toContain(`${pending} is pending`);
 
-      emulator.setFaults({ completionErrorRate: 1 });
-      const errored = await start(ebs);
-      await put(ebs, errored, 0, blockOf(2));
-      expect(await complete(ebs, errored, new Map([[0, blockOf(2)]]))).toBe('error');
-      const broken = await failure(restore(session, { snapshotId: errored, target: pathFor('errored.img') }));
-      expect(broken.code).toBe(ErrorCodes.BAD_STATE);
-      expect(broken.message).toContain(`${errored} is error`);
-    } finally {
-      emulator.setFaults({});
-      for (const client of [ebs, ec2, sts, s3]) client.destroy();
-    }
+    const broken = await rejection(restore(session, { snapshotId: errored, target: pathFor('errored.img') }));
+    expect(broken.code).toBe(ErrorCodes.BAD_STATE);
+    expect(broken.message).toContain(`${errored} is error`);
   });
 });
 
@@ -530,10 +416,10 @@ describe('expired block tokens', () => {
   it('a block token that expired between listing and fetching is replaced by listing again (full and incremental)', async () => {
     const clock = new TestClock(Date.now());
     const clocked = await startEmulator({ dataDir: pathFor('clock-endpoint'), now: clock.now });
-    const own = await sessionOn(clocked, pathFor('clock-index.db'));
+    const own = await openLocalSession(clocked, pathFor('clock-index.db'));
     try {
       const image = pathFor('expiring.img');
-      await writeImage(image, 6 * BLOCK_SIZE, randomBlocks([0, 1, 2, 3, 4, 5]));
+      writeBlocks(image, randomBlocks([0, 1, 2, 3, 4, 5]), 6 * BLOCK_SIZE);
       const first = await snapshotOf(image, 'expiring', own);
 
       // The first page of a restore's listing hands out tokens; then eight days pass before any is used.
@@ -561,7 +447,7 @@ describe('expired block tokens', () => {
       expect(stats().GetSnapshotBlock).toMatchObject({ requests: 12, errors: 6 });
       expect(stats().ListSnapshotBlocks!.requests).toBe(1 + 6);
 
-      await patchImage(image, randomBlocks([1, 4]));
+      writeBlocks(image, randomBlocks([1, 4]));
       const second = await snapshotOf(image, 'expiring', own);
       listed = false;
       clocked.resetStats();
@@ -585,12 +471,12 @@ describe('restore refuses bad input clearly', () => {
 
   beforeAll(async () => {
     image = pathFor('input.img');
-    await writeImage(image, 4 * BLOCK_SIZE, randomBlocks([0, 1, 2, 3]));
+    writeBlocks(image, randomBlocks([0, 1, 2, 3]), 4 * BLOCK_SIZE);
     snapshotId = await snapshotOf(image, 'input');
   });
 
   it('an unknown snapshot', async () => {
-    const err = await failure(restore(session, { snapshotId: 'snap-0123456789abcdef0', target: pathFor('unknown.img') }));
+    const err = await rejection(restore(session, { snapshotId: 'snap-0123456789abcdef0', target: pathFor('unknown.img') }));
     expect(err.code).toBe(ErrorCodes.NOT_FOUND);
     expect(err.message).toContain('snap-0123456789abcdef0 does not exist');
   });
@@ -598,7 +484,7 @@ describe('restore refuses bad input clearly', () => {
   it('a directory', async () => {
     const dir = pathFor('a-directory');
     await mkdir(dir);
-    const err = await failure(restore(session, { snapshotId, target: dir }));
+    const err = await rejection(restore(session, { snapshotId, target: dir }));
     expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
     expect(err.message).toBe(`${dir} is a directory; give an image file or a block device`);
   });
@@ -606,7 +492,7 @@ describe('restore refuses bad input clearly', () => {
   it('an existing non-empty file without --force (untouched), and with --force it is overwritten', async () => {
     const existing = pathFor('existing.img');
     await writeFile(existing, 'precious data');
-    const err = await failure(restore(session, { snapshotId, target: existing }));
+    const err = await rejection(restore(session, { snapshotId, target: existing }));
     expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
     expect(err.message).toContain(`${existing} exists and is not empty`);
     expect(err.hint).toContain('--force');
@@ -618,7 +504,7 @@ describe('restore refuses bad input clearly', () => {
 
   it('a folder that does not exist', async () => {
     const target = join(pathFor('missing-folder'), 'x.img');
-    const err = await failure(restore(session, { snapshotId, target }));
+    const err = await rejection(restore(session, { snapshotId, target }));
     expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
     expect(err.message).toContain('does not exist');
   });
@@ -632,7 +518,7 @@ describe('restore refuses bad input clearly', () => {
     if (asRoot) process.seteuid!(65_534);
     let err: SnaplineError;
     try {
-      err = await failure(openTarget(target, { sizeBytes: 4 * BLOCK_SIZE }));
+      err = await rejection(openTarget(target, { sizeBytes: 4 * BLOCK_SIZE }));
     } finally {
       if (asRoot) process.seteuid!(0);
     }
@@ -644,18 +530,18 @@ describe('restore refuses bad input clearly', () => {
     const mountPoint = pathFor('tiny-fs');
     await mkdir(mountPoint);
     try {
-      run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'snapline-test', mountPoint]);
+      runTool('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'snapline-test', mountPoint]);
     } catch (err) {
       ctx.skip(`cannot mount a small tmpfs here: ${(err as Error).message.split('\n')[0]}`);
     }
     try {
       const target = join(mountPoint, 'restore.img');
-      const err = await failure(restore(session, { snapshotId, target }));
+      const err = await rejection(restore(session, { snapshotId, target }));
       expect(err.code).toBe(ErrorCodes.IO_FAILED);
       expect(err.message).toBe(`no space left to write ${target}; ${target} is incomplete`);
       expect(session.index.getTarget(target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
     } finally {
-      run('umount', [mountPoint]);
+      runTool('umount', [mountPoint]);
     }
   });
 });
@@ -669,7 +555,7 @@ describe('verify', () => {
 
   beforeAll(async () => {
     image = pathFor('verify.img');
-    await writeImage(image, 10 * BLOCK_SIZE + 4096, randomBlocks([0, 1, 2, 3, 4, 7, 10]));
+    writeBlocks(image, randomBlocks([0, 1, 2, 3, 4, 7, 10]), 10 * BLOCK_SIZE + 4096);
     snapshotId = await snapshotOf(image, 'verify');
     changed = pathFor('verify-changed.img');
     await copyFile(image, changed);
@@ -734,9 +620,9 @@ describe('verify', () => {
 describe('diff', () => {
   it('counts and ranges are what changed between two snapshots, either way round', async () => {
     const image = pathFor('diff.img');
-    await writeImage(image, 16 * BLOCK_SIZE, randomBlocks([0, 1, 2, 3, 4, 5, 6, 7]));
+    writeBlocks(image, randomBlocks([0, 1, 2, 3, 4, 5, 6, 7]), 16 * BLOCK_SIZE);
     const first = await snapshotOf(image, 'diff');
-    await patchImage(image, randomBlocks([1, 2, 3, 6, 12]));
+    writeBlocks(image, randomBlocks([1, 2, 3, 6, 12]));
     const second = await snapshotOf(image, 'diff');
 
     const forward = await diff(session, first, second);
@@ -762,9 +648,9 @@ describe('diff', () => {
   it('snapshots of unrelated lineages are refused', async () => {
     const a = pathFor('unrelated-a.img');
     const b = pathFor('unrelated-b.img');
-    await writeImage(a, 2 * BLOCK_SIZE, randomBlocks([0]));
-    await writeImage(b, 2 * BLOCK_SIZE, randomBlocks([1]));
-    const err = await failure(diff(session, await snapshotOf(a, 'unrelated-a'), await snapshotOf(b, 'unrelated-b')));
+    writeBlocks(a, randomBlocks([0]), 2 * BLOCK_SIZE);
+    writeBlocks(b, randomBlocks([1]), 2 * BLOCK_SIZE);
+    const err = await rejection(diff(session, await snapshotOf(a, 'unrelated-a'), await snapshotOf(b, 'unrelated-b')));
     expect(err.code).toBe(ErrorCodes.REMOTE_REJECTED);
   });
 });
@@ -788,11 +674,11 @@ describe('snapshots and prune', () => {
   it('lists the lineage with its remote state, and prunes old ones but never the newest nor one a pending run builds on', async () => {
     await withFreshIndex(async (own) => {
       const image = pathFor('lineage.img');
-      await writeImage(image, 32 * BLOCK_SIZE, randomBlocks([0, 1, 2, 3]));
+      writeBlocks(image, randomBlocks([0, 1, 2, 3]), 32 * BLOCK_SIZE);
       const s1 = await snapshotOf(image, 'lineage', own);
-      await patchImage(image, randomBlocks([1]));
+      writeBlocks(image, randomBlocks([1]));
       const s2 = await snapshotOf(image, 'lineage', own);
-      await patchImage(image, randomBlocks([2, 20]));
+      writeBlocks(image, randomBlocks([2, 20]));
       const s3 = await snapshotOf(image, 'lineage', own);
       const s3Image = pathFor('lineage-s3.img');
       await copyFile(image, s3Image);
@@ -814,9 +700,9 @@ describe('snapshots and prune', () => {
       expect((await own.catalog.describeSnapshots([s1, s2, s3])).map((s) => s.state)).toEqual(['completed', 'completed', 'completed']);
 
       // A backup on top of s1 (--parent), interrupted: it stays pending and builds on s1.
-      await patchImage(image, randomBlocks([3]));
+      writeBlocks(image, randomBlocks([3]));
       const controller = new AbortController();
-      const interrupted = await failure(
+      const interrupted = await rejection(
         backup({ ...own, writer: abortingWriter(own.writer, controller) }, { source: image, volume: 'lineage', parent: s1, signal: controller.signal }),
       );
       expect(interrupted.code).toBe(ErrorCodes.INTERRUPTED);
@@ -848,10 +734,10 @@ describe('snapshots and prune', () => {
   it('keep-last keeps that many, a younger cut-off keeps the young, and one deleted elsewhere shows as missing', async () => {
     await withFreshIndex(async (own) => {
       const image = pathFor('keep.img');
-      await writeImage(image, 2 * BLOCK_SIZE, randomBlocks([0]));
+      writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);
       const ids = [];
       for (let i = 0; i < 4; i += 1) {
-        await patchImage(image, randomBlocks([1]));
+        writeBlocks(image, randomBlocks([1]));
         ids.push(await snapshotOf(image, 'keep', own));
       }
       expect((await prune(own, { olderThanDays: 1, dryRun: true })).deleted).toEqual([]);
@@ -874,11 +760,11 @@ describe('snapshots and prune', () => {
 describe('index rebuild', () => {
   it('learns a snapshot into a fresh index: verify from it, and the next backup uploads only changes', async () => {
     const image = pathFor('rebuild.img');
-    await writeImage(image, 12 * BLOCK_SIZE + 777, randomBlocks([0, 2, 4, 6, 8, 12]));
+    writeBlocks(image, randomBlocks([0, 2, 4, 6, 8, 12]), 12 * BLOCK_SIZE + 777);
     const snapshotId = await snapshotOf(image, 'rebuild');
 
     await withFreshIndex(async (fresh) => {
-      const missing = await failure(rebuildIndex(fresh, { snapshotId, source: pathFor('no-such.img') }));
+      const missing = await rejection(rebuildIndex(fresh, { snapshotId, source: pathFor('no-such.img') }));
       expect(missing.code).toBe(ErrorCodes.SOURCE_UNUSABLE);
 
       const learned = await rebuildIndex(fresh, { snapshotId, source: image });
@@ -887,7 +773,7 @@ describe('index rebuild', () => {
 
       expect(await verify(fresh, { source: image, snapshotId })).toMatchObject({ equal: true, expectedFrom: 'index' });
 
-      await patchImage(image, randomBlocks([3, 8]));
+      writeBlocks(image, randomBlocks([3, 8]));
       const next = await backup(fresh, { source: image, volume: 'rebuild' });
       expect(next).toMatchObject({ parentSnapshotId: snapshotId, blocksChanged: 2, blocksUploaded: 2 });
       const target = pathFor('rebuild-restored.img');

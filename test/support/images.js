@@ -1,7 +1,7 @@
 // Disk images made from a seed, so that a failing reliability run can be
 // replayed with the same bytes.
-import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, ftruncateSync, openSync, writeFileSync, writeSync } from 'node:fs';
 
 export const BLOCK_SIZE = 524_288;
 
@@ -76,6 +76,39 @@ export function overwriteBlocks(path, bytes, indexes, label, zero = () => false)
       const data = zero(i) ? Buffer.alloc(length) : pseudoRandomBytes(`${label}/${i}`, length);
       writeSync(fd, data, 0, length, start);
       data.copy(bytes, start);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A block of fresh random bytes for each index (not seeded: for tests that
+ * only need every block to differ from every other).
+ * @param {Iterable<number>} indexes
+ * @returns {Map<number, Buffer>}
+ */
+export function randomBlocks(indexes) {
+  return new Map(Array.from(indexes, (i) => [i, randomBytes(BLOCK_SIZE)]));
+}
+
+/**
+ * Writes `blocks` into an image, each at its index, clipped to the file's
+ * size. With `sizeBytes`, a new image of exactly that size (replacing any
+ * file there) with holes where no block is given; without, the image exists
+ * and keeps its size and its other blocks.
+ * @param {string} path
+ * @param {Map<number, Buffer>} blocks
+ * @param {number} [sizeBytes]
+ */
+export function writeBlocks(path, blocks, sizeBytes) {
+  const fd = openSync(path, sizeBytes === undefined ? 'r+' : 'w', 0o600);
+  try {
+    if (sizeBytes !== undefined) ftruncateSync(fd, sizeBytes);
+    const size = fstatSync(fd).size;
+    for (const [index, data] of blocks) {
+      const length = Math.min(BLOCK_SIZE, size - index * BLOCK_SIZE);
+      if (length > 0) writeSync(fd, data, 0, length, index * BLOCK_SIZE);
     }
   } finally {
     closeSync(fd);

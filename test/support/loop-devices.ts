@@ -1,0 +1,41 @@
+/**
+ * Machine tools for the tests that restore onto block devices: loop devices
+ * (root only, and only where losetup works) and mounts.
+ */
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Runs a tool and returns its trimmed stdout; throws with its stderr when it fails. */
+export function runTool(command: string, args: string[]): string {
+  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
+
+/** Why loop devices cannot be used here, or undefined when they can (tried on a 1 MiB file). */
+export function loopDevicesUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'not root';
+  const dir = join(tmpdir(), `snapline-loop-probe-${process.pid}`);
+  try {
+    execFileSync('mkdir', ['-p', dir]);
+    execFileSync('truncate', ['-s', '1M', join(dir, 'probe.img')]);
+    runTool('losetup', ['-d', runTool('losetup', ['-f', '--show', join(dir, 'probe.img')])]);
+    return undefined;
+  } catch (err) {
+    return `losetup does not work here: ${(err as Error).message.split('\n')[0]}`;
+  } finally {
+    execFileSync('rm', ['-rf', dir]);
+  }
+}
+
+/** A loop device over `backing`; detach() is idempotent. */
+export function attachLoop(backing: string): { device: string; detach: () => void } {
+  const device = runTool('losetup', ['-f', '--show', backing]);
+  let attached = true;
+  return {
+    device,
+    detach: () => {
+      if (attached) runTool('losetup', ['-d', device]);
+      attached = false;
+    },
+  };
+}

@@ -1,11 +1,8 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
@@ -14,6 +11,8 @@ import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js
 import { ExitCodes } from '../../src/errors.js';
 import { BlockIndex } from '../../src/index/index.js';
 import { clientsFor, get, listAll } from '../emulator/helpers.js';
+import { killStrays, runCli, startCli, until, type CliResult } from '../support/cli.js';
+import { overwriteBlocks, writeImage } from '../support/images.js';
 
 /**
  * The real CLI (`node bin/snapline.js`, built by ./global-setup.ts) as a child
@@ -21,8 +20,6 @@ import { clientsFor, get, listAll } from '../emulator/helpers.js';
  * that its stats and faults can be read and set between and during runs.
  */
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'snapline.js');
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
 /** The keys of the backup result the issue documents, plus resumed and dryRun, which the engine adds. */
 const RESULT_KEYS = [
@@ -49,60 +46,7 @@ const WINDOW_AT_CONCURRENCY_4 = (Math.ceil(4 / 8) + 4) * 8;
 
 // ---- the CLI as a child process ----------------------------------------------
 
-interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface CliRun {
-  child: ChildProcess;
-  done: Promise<CliResult>;
-}
-
-/** The environment of every run: hermetic (no AWS or snapline settings or config file from outside), data under `dataDir`. */
-function cliEnv(dataDir: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!/^(AWS_|SNAPLINE_)/.test(key)) env[key] = value;
-  }
-  return { ...env, SNAPLINE_DATA_DIR: dataDir, XDG_CONFIG_HOME: join(dataDir, 'config'), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
-}
-
-/** Children still running; a failed test must not leave one behind (stopped, say). */
-const running = new Set<ChildProcess>();
-afterAll(() => {
-  for (const child of running) {
-    child.kill('SIGKILL');
-    child.kill('SIGCONT');
-  }
-});
-
-/** A user to run the CLI as (root only). */
-interface RunAs {
-  uid: number;
-  gid: number;
-}
-
-function startCli(args: string[], dataDir: string, runAs?: RunAs): CliRun {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: cliEnv(dataDir), stdio: ['ignore', 'pipe', 'pipe'], ...runAs });
-  running.add(child);
-  child.on('exit', () => running.delete(child));
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const done = new Promise<CliResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return { child, done };
-}
-
-function runCli(args: string[], dataDir: string, runAs?: RunAs): Promise<CliResult> {
-  return startCli(args, dataDir, runAs).done;
-}
+afterAll(killStrays);
 
 /** The --json result of a run that must have succeeded. */
 function resultOf(run: CliResult): Record<string, unknown> {
@@ -110,38 +54,7 @@ function resultOf(run: CliResult): Record<string, unknown> {
   return JSON.parse(run.stdout) as Record<string, unknown>;
 }
 
-/** Polls until `condition` holds; fails if the child ends first. The deadline only guards against a hang. */
-async function until(condition: () => boolean, what: string, child?: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!condition()) {
-    if (child && child.exitCode !== null) throw new Error(`the CLI exited (code ${child.exitCode}) before ${what}`);
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
 // ---- images and what the endpoint holds -------------------------------------
-
-function writeImage(path: string, count: number, zeros: Iterable<number> = []): Buffer {
-  const bytes = randomBytes(count * BLOCK_SIZE);
-  for (const i of zeros) bytes.fill(0, i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
-  writeFileSync(path, bytes);
-  return bytes;
-}
-
-/** Overwrites whole blocks of the image file and of `bytes` with random data. */
-function changeBlocks(path: string, bytes: Buffer, indexes: readonly number[]): void {
-  const fd = openSync(path, 'r+');
-  try {
-    for (const i of indexes) {
-      const data = randomBytes(BLOCK_SIZE);
-      writeSync(fd, data, 0, BLOCK_SIZE, i * BLOCK_SIZE);
-      data.copy(bytes, i * BLOCK_SIZE);
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function paddedBlock(bytes: Buffer, i: number): Buffer {
   const slice = bytes.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
@@ -181,6 +94,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
     let emulator: RunningEmulator;
     let sdk: ReturnType<typeof clientsFor>;
     let indexPath: string;
+    const data = () => join(work, 'data');
     const cli = (...args: string[]) => ['--connection', 'local', '--endpoint-url', emulator.url, '--index', indexPath, '--json', ...args];
     const ops = () => emulator.stats().operations;
     const requests = (op: string) => ops()[op]?.requests ?? 0;
@@ -206,7 +120,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
     beforeAll(async () => {
       work = mkdtempSync(join(tmpdir(), 'snapline-cli-e2e-'));
-      mkdirSync(join(work, 'data'));
+      mkdirSync(data());
       indexPath = join(work, 'index.db');
       emulator = await startEmulator({ dataDir: join(work, 'endpoint'), log: () => undefined });
       sdk = clientsFor(emulator.url);
@@ -221,10 +135,10 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
     it.sequential('backup --json prints only the result; the endpoint holds the image; 1 % changed uploads exactly those blocks', async () => {
       const image = join(work, 'full.img');
       const zeros = [0, 1, 2, 50, 51, 127];
-      const bytes = writeImage(image, 128, zeros);
+      const bytes = writeImage(image, { label: image, blocks: 128, zeroBlocks: zeros });
       emulator.resetStats();
 
-      const run = await runCli(cli('backup', image), join(work, 'data'));
+      const run = await runCli(cli('backup', image), { dataDir: data() });
       const first = resultOf(run);
 
       expect(Object.keys(first).sort()).toEqual([...RESULT_KEYS].sort());
@@ -246,9 +160,9 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       await expectRemoteEquals(first.snapshotId as string, bytes);
 
       const changed = [9, 77]; // ceil(1 % of 128)
-      changeBlocks(image, bytes, changed);
+      overwriteBlocks(image, bytes, changed, `${image}/changed`);
       emulator.resetStats();
-      const second = resultOf(await runCli(cli('backup', image), join(work, 'data')));
+      const second = resultOf(await runCli(cli('backup', image), { dataDir: data() }));
 
       expect(second).toMatchObject({ parentSnapshotId: first.snapshotId, blocksScanned: 128, blocksChanged: 2, blocksUploaded: 2 });
       expect(requests('PutSnapshotBlock')).toBe(2);
@@ -259,11 +173,11 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
     it.sequential('several sources in one run: one result each, in the order given, each snapshot equal to its image', async () => {
       const first = join(work, 'multi-a.img');
       const second = join(work, 'multi-b.img');
-      const firstBytes = writeImage(first, 24, [3]);
-      const secondBytes = writeImage(second, 40, [0, 39]);
+      const firstBytes = writeImage(first, { label: first, blocks: 24, zeroBlocks: [3] });
+      const secondBytes = writeImage(second, { label: second, blocks: 40, zeroBlocks: [0, 39] });
       emulator.resetStats();
 
-      const run = await runCli(cli('backup', first, second), join(work, 'data'));
+      const run = await runCli(cli('backup', first, second), { dataDir: data() });
       expect(run.code, run.stderr).toBe(0);
       const results = JSON.parse(run.stdout) as Array<Record<string, unknown>>;
 
@@ -278,11 +192,11 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
     it.sequential('SIGKILL while uploading: the rerun resumes the same snapshot, repeats at most the upload window, and the result equals the image', async () => {
       const image = join(work, 'kill.img');
-      const bytes = writeImage(image, 64);
+      const bytes = writeImage(image, { label: image, blocks: 64 });
       const args = cli('backup', '--concurrency', '4', image);
       emulator.resetStats();
       emulator.setFaults({ latencyMs: 40 });
-      const first = startCli(args, join(work, 'data'));
+      const first = startCli(args, { dataDir: data() });
       // Past the window and short of the end.
       await until(() => requests('PutSnapshotBlock') >= WINDOW_AT_CONCURRENCY_4 + 4, 'uploads under way', first.child);
       first.child.kill('SIGKILL');
@@ -291,7 +205,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       const pending = indexState(indexPath).index.pendingRun('kill.img');
       expect(pending?.state).toBe('pending');
 
-      const rerun = resultOf(await runCli(args, join(work, 'data')));
+      const rerun = resultOf(await runCli(args, { dataDir: data() }));
 
       expect(rerun).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true });
       const repeated = storedPuts() - 64;
@@ -302,17 +216,17 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
     it.sequential('SIGKILL right after StartSnapshot: the rerun gets the same snapshot back (no orphan) and completes it', async () => {
       const image = join(work, 'early.img');
-      const bytes = writeImage(image, 8);
+      const bytes = writeImage(image, { label: image, blocks: 8 });
       const args = cli('backup', image);
       emulator.resetStats();
       emulator.setFaults({ latencyMs: 300 });
-      const first = startCli(args, join(work, 'data'));
+      const first = startCli(args, { dataDir: data() });
       await until(() => requests('StartSnapshot') >= 1, 'StartSnapshot', first.child);
       first.child.kill('SIGKILL');
       await first.done;
       emulator.setFaults({});
 
-      const rerun = resultOf(await runCli(args, join(work, 'data')));
+      const rerun = resultOf(await runCli(args, { dataDir: data() }));
 
       const tagged = await sdk.ec2.send(new DescribeSnapshotsCommand({ Filters: [{ Name: `tag:${VOLUME_TAG}`, Values: ['early.img'] }] }));
       expect(tagged.Snapshots?.map((s) => s.SnapshotId)).toEqual([rerun.snapshotId]);
@@ -321,11 +235,11 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
     it.sequential('SIGKILL between CompleteSnapshot and the index commit: the rerun only watches and commits, uploading nothing', async () => {
       const image = join(work, 'wait.img');
-      const bytes = writeImage(image, 16);
+      const bytes = writeImage(image, { label: image, blocks: 16 });
       const args = cli('backup', image);
       emulator.resetStats();
       emulator.setFaults({ completionDelayMs: 1500 });
-      const first = startCli(args, join(work, 'data'));
+      const first = startCli(args, { dataDir: data() });
       await until(() => requests('CompleteSnapshot') >= 1, 'CompleteSnapshot', first.child);
       first.child.kill('SIGKILL');
       await first.done;
@@ -334,7 +248,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       expect(pending?.state).toBe('completing');
       emulator.resetStats();
 
-      const rerun = resultOf(await runCli(args, join(work, 'data')));
+      const rerun = resultOf(await runCli(args, { dataDir: data() }));
 
       expect(rerun).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true, blocksUploaded: 0 });
       expect(requests('PutSnapshotBlock')).toBe(0);
@@ -344,18 +258,18 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
     it.sequential('a run resumed inside the not-found window after StartSnapshot retries the not-found answers and completes', async () => {
       const image = join(work, 'young.img');
-      const bytes = writeImage(image, 16);
+      const bytes = writeImage(image, { label: image, blocks: 16 });
       const args = cli('backup', image);
       emulator.resetStats();
       emulator.setFaults({ notFoundAfterStart: 3 });
-      const first = startCli(args, join(work, 'data'));
+      const first = startCli(args, { dataDir: data() });
       await until(() => emulator.stats().faults.notFound >= 1, 'a not-found answer', first.child);
       first.child.kill('SIGKILL');
       await first.done;
       const pending = indexState(indexPath).index.pendingRun('young.img');
       expect(pending?.state).toBe('pending');
 
-      const rerun = await runCli(args, join(work, 'data'));
+      const rerun = await runCli(args, { dataDir: data() });
 
       emulator.setFaults({});
       expect(resultOf(rerun)).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true });
@@ -364,11 +278,11 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
     it.sequential('SIGINT stops cleanly (exit 130, says how to resume); the rerun resumes without repeating a block', async () => {
       const image = join(work, 'int.img');
-      const bytes = writeImage(image, 64);
+      const bytes = writeImage(image, { label: image, blocks: 64 });
       const args = cli('backup', '--concurrency', '4', image);
       emulator.resetStats();
       emulator.setFaults({ latencyMs: 40 });
-      const first = startCli(args, join(work, 'data'));
+      const first = startCli(args, { dataDir: data() });
       await until(() => requests('PutSnapshotBlock') >= 10, 'uploads under way', first.child);
       first.child.kill('SIGINT');
       const stopped = await first.done;
@@ -380,7 +294,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       expect(stopped.stderr).toMatch(/run the same command again to resume/);
       expect(JSON.parse(stopped.stdout)).toMatchObject({ error: { code: 'INTERRUPTED', details: { snapshotId: pending!.snapshotId } } });
 
-      const rerun = resultOf(await runCli(args, join(work, 'data')));
+      const rerun = resultOf(await runCli(args, { dataDir: data() }));
 
       expect(rerun).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true });
       expect(storedPuts()).toBe(64);
@@ -389,12 +303,12 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
     it.sequential('throttling, 5xx, connection resets and the not-found window after StartSnapshot: the run completes with the right content', async () => {
       const image = join(work, 'faulty.img');
-      const bytes = writeImage(image, 48, [5]);
+      const bytes = writeImage(image, { label: image, blocks: 48, zeroBlocks: [5] });
       emulator.resetStats();
       // Seed 7 draws a reset, a throttle and a 500 within the first 49 EBS requests, fewer than this run makes.
       emulator.setFaults({ seed: 7, throttleRate: 0.1, errorRate: 0.05, resetRate: 0.05, notFoundAfterStart: 1 });
 
-      const run = await runCli(cli('backup', image), join(work, 'data'));
+      const run = await runCli(cli('backup', image), { dataDir: data() });
 
       const { faults } = emulator.stats();
       emulator.setFaults({});
@@ -410,17 +324,17 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
     it.sequential('a second backup of a volume while one runs: exit 5 naming the holder; the first completes', async () => {
       const image = join(work, 'busy.img');
-      const bytes = writeImage(image, 16);
+      const bytes = writeImage(image, { label: image, blocks: 16 });
       emulator.resetStats();
       emulator.setFaults({ latencyMs: 100 });
-      const first = startCli(cli('backup', '--concurrency', '1', image), join(work, 'data'));
+      const first = startCli(cli('backup', '--concurrency', '1', image), { dataDir: data() });
       await until(() => requests('PutSnapshotBlock') >= 1, 'uploads under way', first.child);
       // Stopped, the first run holds the volume (a live process) for as long as the second needs.
       first.child.kill('SIGSTOP');
       emulator.setFaults({});
       let second: CliResult;
       try {
-        second = await runCli(cli('backup', image), join(work, 'data'));
+        second = await runCli(cli('backup', image), { dataDir: data() });
       } finally {
         first.child.kill('SIGCONT');
       }
@@ -454,8 +368,8 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       indexPath = join(work, 'index.db');
       emulator = await startEmulator({ dataDir: join(work, 'endpoint'), log: () => undefined });
       grown = join(work, 'grown.img');
-      writeImage(grown, 2);
-      resultOf(await runCli(cli('--json', 'backup', grown), data()));
+      writeImage(grown, { label: grown, blocks: 2 });
+      resultOf(await runCli(cli('--json', 'backup', grown), { dataDir: data() }));
       before = indexState(indexPath).json;
     });
     afterAll(async () => {
@@ -464,7 +378,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
     });
 
     async function expectRefused(args: string[], exitCode: number, message: RegExp): Promise<string> {
-      const run = await runCli(args, data());
+      const run = await runCli(args, { dataDir: data() });
       expect(run.code, `stderr:\n${run.stderr}`).toBe(exitCode);
       expect(run.stderr).toMatch(message);
       expect(run.stdout).toBe('');
@@ -500,13 +414,13 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
     it('an unknown --parent: exit 3', async () => {
       const image = join(work, 'orphan.img');
-      writeImage(image, 1);
+      writeImage(image, { label: image, blocks: 1 });
       await expectRefused(cli('backup', '--parent', 'snap-0123456789abcdef0', image), ExitCodes.REMOTE, /parent snapshot snap-0123456789abcdef0 does not exist/);
     });
 
     it('the endpoint down (a closed port): exit 6', async () => {
       const image = join(work, 'down.img');
-      writeImage(image, 1);
+      writeImage(image, { label: image, blocks: 1 });
       const url = `http://127.0.0.1:${await closedPort()}`;
       await expectRefused(
         ['--connection', 'local', '--endpoint-url', url, '--index', indexPath, 'backup', image],
@@ -523,15 +437,11 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       chmodSync(dir, 0o777);
       chmodSync(work, 0o755);
       const source = join(dir, 'secret.img');
-      writeImage(source, 1);
+      writeImage(source, { label: source, blocks: 1 });
       chmodSync(source, asRoot ? 0o600 : 0o000);
       const ownIndex = join(dir, 'index.db');
 
-      const run = await runCli(
-        ['--connection', 'local', '--endpoint-url', emulator.url, '--index', ownIndex, 'backup', source],
-        dir,
-        asRoot ? { uid: 65534, gid: 65534 } : undefined,
-      );
+      const run = await runCli(['--connection', 'local', '--endpoint-url', emulator.url, '--index', ownIndex, 'backup', source], { dataDir: dir, uid: asRoot ? 65534 : undefined });
 
       expect(run.code, `stderr:\n${run.stderr}`).toBe(ExitCodes.USAGE);
       expect(run.stderr).toMatch(/permission denied reading source .*secret\.img/);
@@ -546,7 +456,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       });
       try {
         const image = join(work, 'locked.img');
-        writeImage(image, 1);
+        writeImage(image, { label: image, blocks: 1 });
         const stderr = await expectRefused(
           ['--connection', 'local', '--endpoint-url', locked.url, '--index', indexPath, 'backup', image],
           ExitCodes.REMOTE,
@@ -568,7 +478,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
     it('quickstart --dir TMP: exit 0', async () => {
       const dir = join(work, 'quickstart');
-      const run = await runCli(['quickstart', '--dir', dir], join(work, 'quickstart-data'));
+      const run = await runCli(['quickstart', '--dir', dir], { dataDir: join(work, 'quickstart-data') });
       expect(run.code, `stderr:\n${run.stderr}`).toBe(0);
       expect(run.stdout).toMatch(/quickstart finished: both restores equal the second snapshot/);
     });

@@ -4,14 +4,10 @@
  * codes, messages, --json output, the files written and the index left behind.
  * dist/ is built once for all such files by test/e2e/global-setup.ts.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
@@ -19,94 +15,55 @@ import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js
 import { backup } from '../../src/engine/backup.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { BlockIndex } from '../../src/index/index.js';
-import { openSession } from '../../src/session.js';
-import { blockOf, clientsFor, complete, put, start } from '../emulator/helpers.js';
+import { startCli, until, type CliResult, type CliRun } from '../support/cli.js';
+import { randomBlocks, writeBlocks } from '../support/images.js';
+import { openLocalSession, pathsIn, unreadableSnapshots, withLocalSession } from '../support/local-endpoint.js';
+import { loopDevicesUnavailable, runTool } from '../support/loop-devices.js';
+import { expectSameBytes } from '../support/same-bytes.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = join(ROOT, 'bin', 'snapline.js');
 const NOBODY = 65_534;
 
 // ---- running the CLI ------------------------------------------------------------
 
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface CliOptions {
+interface SnaplineOptions {
   endpoint?: RunningEmulator;
   index?: string;
   /** Run as this user (and group of the same number). */
   uid?: number;
-  /** Called once the child is running, e.g. to signal it. */
-  onSpawn?: (child: ChildProcess) => void;
 }
 
-/** Runs `snapline <global flags> ...args` against an endpoint and an index; resolves when it exits. */
-function snapline(args: string[], options: CliOptions = {}): Promise<CliRun> {
+/** Starts `snapline <global flags> ...args` against an endpoint (default the plain one) and an index (default the main one). */
+function startSnapline(args: string[], options: SnaplineOptions = {}): CliRun {
   const endpoint = options.endpoint ?? emulator;
-  const env: NodeJS.ProcessEnv = { ...process.env, SNAPLINE_DATA_DIR: join(work, 'data'), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
-  delete env.SNAPLINE_CONNECTION;
-  delete env.SNAPLINE_INDEX;
-  const child = spawn(
-    process.execPath,
-    [BIN, '--connection', 'local', '--endpoint-url', endpoint.url, '--index', options.index ?? mainIndex, '--no-progress', ...args],
-    { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'], ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.uid }) },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  options.onSpawn?.(child);
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  return startCli(['--connection', 'local', '--endpoint-url', endpoint.url, '--index', options.index ?? mainIndex, '--no-progress', ...args], {
+    dataDir: join(work, 'data'),
+    cwd: work,
+    uid: options.uid,
   });
 }
 
+/** startSnapline, resolving when the run exits. */
+function snapline(args: string[], options: SnaplineOptions = {}): Promise<CliResult> {
+  return startSnapline(args, options).done;
+}
+
 /** Asserts the exit code, showing the output when it is not the expected one. */
-function expectExit(run: CliRun, code: number): void {
+function expectExit(run: CliResult, code: number): void {
   expect({ code: run.code, stderr: run.stderr }).toMatchObject({ code });
 }
 
-function jsonOf<T = Record<string, unknown>>(run: CliRun): T {
+function jsonOf<T = Record<string, unknown>>(run: CliResult): T {
   return JSON.parse(run.stdout) as T;
 }
 
 /** `snapline backup --json` of one image; the new snapshot's id. */
-async function cliBackup(image: string, volume: string, options: CliOptions = {}): Promise<string> {
+async function cliBackup(image: string, volume: string, options: SnaplineOptions = {}): Promise<string> {
   const run = await snapline(['--json', 'backup', image, '--volume', volume], options);
   expectExit(run, 0);
   return jsonOf<{ snapshotId: string }>(run).snapshotId;
 }
 
-// ---- images -------------------------------------------------------------------------
-
-function randomBlocks(indexes: number[]): Map<number, Buffer> {
-  return new Map(indexes.map((i) => [i, randomBytes(BLOCK_SIZE)]));
-}
-
-/** Writes an image of exactly `sizeBytes`, or overwrites blocks of an existing one (`sizeBytes` undefined). */
-async function writeBlocks(path: string, blocks: Map<number, Buffer>, sizeBytes?: number): Promise<void> {
-  const file = await open(path, sizeBytes === undefined ? 'r+' : 'w');
-  try {
-    if (sizeBytes !== undefined) await file.truncate(sizeBytes);
-    const size = (await file.stat()).size;
-    for (const [index, data] of blocks) {
-      const length = Math.min(BLOCK_SIZE, size - index * BLOCK_SIZE);
-      if (length > 0) await file.write(data, 0, length, index * BLOCK_SIZE);
-    }
-  } finally {
-    await file.close();
-  }
-}
-
-async function expectSameBytes(actualPath: string, expectedPath: string): Promise<void> {
-  const [actual, expected] = await Promise.all([readFile(actualPath), readFile(expectedPath)]);
-  expect(actual.length, `size of ${actualPath}`).toBe(expected.length);
-  expect(actual.equals(expected), `bytes of ${actualPath} equal ${expectedPath}`).toBe(true);
-}
+// ---- images and the index ---------------------------------------------------------------
 
 function targetRecord(indexPath: string, target: string) {
   const index = BlockIndex.open(indexPath);
@@ -118,32 +75,8 @@ function targetRecord(indexPath: string, target: string) {
 }
 
 /** Backs up `image` in this process (quick setup, not what is under test). */
-async function libraryBackup(endpoint: RunningEmulator, indexPath: string, image: string, volume: string, writer?: (inner: SnapshotWriter) => SnapshotWriter, signal?: AbortSignal) {
-  const session = await openSession({ connection: 'local', endpointUrl: endpoint.url, indexPath, concurrency: 8 });
-  try {
-    return await backup({ ...session, writer: writer ? writer(session.writer) : session.writer }, { source: image, volume, signal });
-  } finally {
-    await session.close();
-  }
-}
-
-function run(command: string, args: string[]): string {
-  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-}
-
-function loopDevicesUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'not root';
-  const dir = join(tmpdir(), `snapline-loop-probe-${process.pid}`);
-  try {
-    execFileSync('mkdir', ['-p', dir]);
-    execFileSync('truncate', ['-s', '1M', join(dir, 'probe.img')]);
-    run('losetup', ['-d', run('losetup', ['-f', '--show', join(dir, 'probe.img')])]);
-    return undefined;
-  } catch (err) {
-    return `losetup does not work here: ${(err as Error).message.split('\n')[0]}`;
-  } finally {
-    execFileSync('rm', ['-rf', dir]);
-  }
+function libraryBackup(endpoint: RunningEmulator, indexPath: string, image: string, volume: string) {
+  return withLocalSession(endpoint, indexPath, (session) => backup(session, { source: image, volume }));
 }
 
 // ---- fixtures -------------------------------------------------------------------------
@@ -156,8 +89,8 @@ let faulty: RunningEmulator;
 /** An endpoint that corrupts every block read, for the restore that runs in the background. */
 let corrupting: RunningEmulator;
 let mainIndex: string;
-let serial = 0;
-const pathFor = (name: string) => join(work, `${name}-${++serial}`);
+/** A fresh path in the work folder. */
+let pathFor: (name: string) => string;
 
 /** The lineage "r": A, then B with block 1 rewritten and block 7 (a hole in A) written. */
 const SIZE = 12 * BLOCK_SIZE + 3000;
@@ -167,11 +100,12 @@ let snapA: string;
 let snapB: string;
 
 /** A restore started in beforeAll against the corrupting endpoint: its retries take a while. */
-let corruptRestore: Promise<CliRun>;
+let corruptRestore: Promise<CliResult>;
 let corruptSnapshot: string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'snapline-restore-cli-'));
+  pathFor = pathsIn(work);
   // Traversable for the test that runs the CLI as nobody.
   await chmod(work, 0o755);
   mainIndex = join(work, 'index.db');
@@ -179,17 +113,17 @@ beforeAll(async () => {
   [emulator, faulty, corrupting] = await Promise.all([endpoint('plain'), endpoint('faulty'), endpoint('corrupting')]);
 
   const one = pathFor('corrupt-source.img');
-  await writeBlocks(one, randomBlocks([0]), BLOCK_SIZE);
+  writeBlocks(one, randomBlocks([0]), BLOCK_SIZE);
   corruptSnapshot = (await libraryBackup(corrupting, pathFor('corrupt-index.db'), one, 'corrupt')).snapshotId!;
   corrupting.setFaults({ corruptRate: 1 });
   corruptRestore = snapline(['restore', corruptSnapshot, pathFor('corrupt-target.img')], { endpoint: corrupting, index: pathFor('fresh-index.db') });
 
   const live = pathFor('r.img');
-  await writeBlocks(live, randomBlocks([0, 1, 2, 3, 6, 9, 12]), SIZE);
+  writeBlocks(live, randomBlocks([0, 1, 2, 3, 6, 9, 12]), SIZE);
   snapA = await cliBackup(live, 'r');
   imageA = pathFor('r-a.img');
   await copyFile(live, imageA);
-  await writeBlocks(live, randomBlocks([1, 7]));
+  writeBlocks(live, randomBlocks([1, 7]));
   snapB = await cliBackup(live, 'r');
   imageB = pathFor('r-b.img');
   await copyFile(live, imageB);
@@ -258,49 +192,29 @@ describe('snapline restore', () => {
   });
 
   it('pending and errored snapshots: exit 3', async () => {
-    const { ebs, ec2, sts, s3 } = clientsFor(faulty.url);
-    try {
-      faulty.setFaults({ completionDelayMs: 3_600_000 });
-      const pending = await start(ebs);
-      await put(ebs, pending, 0, blockOf(1));
-      expect(await complete(ebs, pending, new Map([[0, blockOf(1)]]))).toBe('pending');
-      faulty.setFaults({ completionErrorRate: 1 });
-      const errored = await start(ebs);
-      await put(ebs, errored, 0, blockOf(2));
-      expect(await complete(ebs, errored, new Map([[0, blockOf(2)]]))).toBe('error');
-
-      const [notReady, broken] = await Promise.all(
-        [pending, errored].map((id) => snapline(['restore', id, pathFor('never.img')], { endpoint: faulty, index: pathFor('fresh-index.db') })),
-      );
-      expectExit(notReady!, 3);
-      expect(notReady!.stderr).toContain(`snapshot ${pending} is pending; only a completed snapshot can be read`);
-      expectExit(broken!, 3);
-      expect(broken!.stderr).toContain(`snapshot ${errored} is error`);
-    } finally {
-      faulty.setFaults({});
-      for (const client of [ebs, ec2, sts, s3]) client.destroy();
-    }
+    const { pending, errored } = await unreadableSnapshots(faulty);
+    const [notReady, broken] = await Promise.all(
+      [pending, errored].map((id) => snapline(['restore', id, pathFor('never.img')], { endpoint: faulty, index: pathFor('fresh-index.db') })),
+    );
+    expectExit(notReady!, 3);
+    expect(notReady!.stderr).toContain(`snapshot ${pending} is pending; only a completed snapshot can be read`);
+    expectExit(broken!, 3);
+    expect(broken!.stderr).toContain(`snapshot ${errored} is error`);
   });
 
   it('SIGINT mid-way: exit 130, the target is said to be and marked incomplete, and --incremental onto it is refused', async () => {
     const indexPath = pathFor('interrupt-index.db');
     const image = pathFor('interrupt.img');
-    await writeBlocks(image, randomBlocks([...Array(16).keys()]), 16 * BLOCK_SIZE);
+    writeBlocks(image, randomBlocks([...Array(16).keys()]), 16 * BLOCK_SIZE);
     const snapshotId = (await libraryBackup(faulty, indexPath, image, 'interrupt')).snapshotId!;
     faulty.setFaults({ latencyMs: 300 });
     faulty.resetStats();
     try {
       const target = pathFor('interrupted.img');
-      const interrupted = await snapline(['restore', snapshotId, target, '--concurrency', '2'], {
-        endpoint: faulty,
-        index: indexPath,
-        onSpawn: (child) => {
-          void (async () => {
-            while ((faulty.stats().operations.GetSnapshotBlock?.requests ?? 0) === 0 && child.exitCode === null) await sleep(20);
-            child.kill('SIGINT');
-          })();
-        },
-      });
+      const started = startSnapline(['restore', snapshotId, target, '--concurrency', '2'], { endpoint: faulty, index: indexPath });
+      await until(() => (faulty.stats().operations.GetSnapshotBlock?.requests ?? 0) > 0, 'a block fetched', started.child);
+      started.child.kill('SIGINT');
+      const interrupted = await started.done;
       expectExit(interrupted, 130);
       expect(interrupted.stderr).toContain(`${target} is incomplete`);
       expect(faulty.stats().operations.GetSnapshotBlock!.requests).toBeLessThan(16);
@@ -368,7 +282,7 @@ describe.concurrent('snapline restore refuses bad input', () => {
     const mountPoint = pathFor('tiny-fs');
     await mkdir(mountPoint);
     try {
-      run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'snapline-test', mountPoint]);
+      runTool('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'snapline-test', mountPoint]);
     } catch (err) {
       ctx.skip(`cannot mount a small tmpfs here: ${(err as Error).message.split('\n')[0]}`);
     }
@@ -380,7 +294,7 @@ describe.concurrent('snapline restore refuses bad input', () => {
       expect(failed.stderr).toContain(`no space left to write ${target}`);
       expect(targetRecord(indexPath, target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
     } finally {
-      run('umount', [mountPoint]);
+      runTool('umount', [mountPoint]);
     }
   });
 
@@ -388,13 +302,13 @@ describe.concurrent('snapline restore refuses bad input', () => {
   it.skipIf(noLoop)(`a device smaller than the snapshot: exit 2${noLoop ? ` (skipped: ${noLoop})` : ''}`, async () => {
     const backing = pathFor('small-device.img');
     await writeFile(backing, Buffer.alloc(2 * BLOCK_SIZE));
-    const device = run('losetup', ['-f', '--show', backing]);
+    const device = runTool('losetup', ['-f', '--show', backing]);
     try {
       const failed = await snapline(['restore', snapA, device]);
       expectExit(failed, 2);
       expect(failed.stderr).toContain(`${device} holds ${2 * BLOCK_SIZE} bytes, less than the ${SIZE} bytes of the snapshot`);
     } finally {
-      run('losetup', ['-d', device]);
+      runTool('losetup', ['-d', device]);
     }
   });
 });
@@ -447,24 +361,21 @@ describe('snapline snapshots and prune', () => {
   it('snapshots --json shows the lineage with its remote state; prune keeps the newest and what a pending run builds on; --dry-run deletes nothing', async () => {
     const indexPath = pathFor('prune-index.db');
     const image = pathFor('p.img');
-    await writeBlocks(image, randomBlocks([0, 1, 2]), 16 * BLOCK_SIZE);
+    writeBlocks(image, randomBlocks([0, 1, 2]), 16 * BLOCK_SIZE);
     const ids: string[] = [];
     for (const changedBlock of [undefined, 1, 2]) {
-      if (changedBlock !== undefined) await writeBlocks(image, randomBlocks([changedBlock]));
+      if (changedBlock !== undefined) writeBlocks(image, randomBlocks([changedBlock]));
       ids.push((await libraryBackup(emulator, indexPath, image, 'p')).snapshotId!);
     }
     const [s1, s2, s3] = ids as [string, string, string];
     // A backup on top of s1, interrupted: it stays pending and builds on s1.
-    await writeBlocks(image, randomBlocks([3]));
+    writeBlocks(image, randomBlocks([3]));
     const controller = new AbortController();
-    const session = await openSession({ connection: 'local', endpointUrl: emulator.url, indexPath, concurrency: 8 });
-    try {
-      await expect(
+    await withLocalSession(emulator, indexPath, (session) =>
+      expect(
         backup({ ...session, writer: abortingWriter(controller)(session.writer) }, { source: image, volume: 'p', parent: s1, signal: controller.signal }),
-      ).rejects.toMatchObject({ code: ErrorCodes.INTERRUPTED });
-    } finally {
-      await session.close();
-    }
+      ).rejects.toMatchObject({ code: ErrorCodes.INTERRUPTED }),
+    );
 
     const listed = await snapline(['--json', 'snapshots', '--volume', 'p'], { index: indexPath });
     expectExit(listed, 0);
@@ -480,7 +391,7 @@ describe('snapline snapshots and prune', () => {
     const dry = await snapline(['--json', 'prune', '--older-than-days', '0', '--keep-last', '1', '--dry-run'], { index: indexPath });
     expectExit(dry, 0);
     expect(jsonOf(dry)).toMatchObject({ dryRun: true, deleted: [{ volume: 'p', snapshotId: s2 }] });
-    const session2 = await openSession({ connection: 'local', endpointUrl: emulator.url, indexPath: pathFor('look-index.db') });
+    const session2 = await openLocalSession(emulator, pathFor('look-index.db'));
     try {
       const remoteStates = async () => new Map((await session2.catalog.describeSnapshots(ids)).map((s) => [s.snapshotId, s.state]));
       expect([...(await remoteStates()).keys()].sort()).toEqual([...ids].sort());
@@ -514,7 +425,7 @@ describe('snapline index', () => {
     expectExit(verified, 0);
     expect(jsonOf(verified)).toMatchObject({ equal: true, expectedFrom: 'index' });
 
-    await writeBlocks(image, randomBlocks([4]));
+    writeBlocks(image, randomBlocks([4]));
     const next = await snapline(['--json', 'backup', image, '--volume', 'r'], { index: indexPath });
     expectExit(next, 0);
     expect(jsonOf(next)).toMatchObject({ parentSnapshotId: snapB, blocksChanged: 1, blocksUploaded: 1 });

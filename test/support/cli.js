@@ -34,7 +34,8 @@ export const BIN = join(ROOT, 'bin', 'snapline.js');
 
 /**
  * The environment of a run: this one without any AWS_ or SNAPLINE_ setting
- * from outside, the data under `dataDir`, plus `extra`.
+ * from outside, the data under `dataDir`, the config file looked for under
+ * `dataDir`/config (XDG_CONFIG_HOME) instead of the user's, plus `extra`.
  * @param {string} dataDir
  * @param {NodeJS.ProcessEnv} [extra]
  * @returns {NodeJS.ProcessEnv}
@@ -45,7 +46,13 @@ export function hermeticEnv(dataDir, extra = {}) {
   for (const [key, value] of Object.entries(process.env)) {
     if (!/^(AWS_|SNAPLINE_)/.test(key)) env[key] = value;
   }
-  return { ...env, SNAPLINE_DATA_DIR: dataDir, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...extra };
+  return {
+    ...env,
+    SNAPLINE_DATA_DIR: dataDir,
+    XDG_CONFIG_HOME: join(dataDir, 'config'),
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    ...extra,
+  };
 }
 
 /** Secrets no run may print, and what was seen. */

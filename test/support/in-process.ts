@@ -6,7 +6,7 @@
  * themselves: signals, other users and SIGKILL need a child (cli.js).
  */
 import { main } from '../../src/cli/main.js';
-import { recordRun } from './cli.js';
+import { hermeticEnv, recordRun } from './cli.js';
 
 export interface InProcessResult {
   code: number;
@@ -18,7 +18,7 @@ let queue: Promise<unknown> = Promise.resolve();
 
 /**
  * `snapline ...args` with the environment of cli.js's hermeticEnv(dataDir, env):
- * no AWS_ or SNAPLINE_ setting from outside. Resolves with the exit code main() returns.
+ * no AWS_ or SNAPLINE_ setting nor config file from outside. Resolves with the exit code main() returns.
  */
 export function runInProcess(args: string[], options: { dataDir: string; env?: NodeJS.ProcessEnv }): Promise<InProcessResult> {
   const run = queue.then(() => runNow(args, options));
@@ -37,8 +37,9 @@ async function runNow(args: string[], options: { dataDir: string; env?: NodeJS.P
       callback?.();
       return true;
     }) as typeof process.stdout.write;
-  for (const key of Object.keys(process.env)) if (/^(AWS_|SNAPLINE_)/.test(key)) delete process.env[key];
-  Object.assign(process.env, { SNAPLINE_DATA_DIR: options.dataDir, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...options.env });
+  const env = hermeticEnv(options.dataDir, options.env);
+  for (const key of Object.keys(process.env)) if (!(key in env)) delete process.env[key];
+  Object.assign(process.env, env);
   process.stdout.write = capture('stdout');
   process.stderr.write = capture('stderr');
   try {

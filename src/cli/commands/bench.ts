@@ -132,7 +132,7 @@ function report(result: BenchResult, style: { ascii: boolean; tag: string }): st
     result.cleanup === 'deleted'
       ? `scratch snapshot ${result.snapshotId} deleted`
       : result.cleanup === 'kept'
-        ? `scratch snapshot ${result.snapshotId} kept (--keep)`
+        ? `scratch snapshot ${result.snapshotId} kept (--keep): delete it with aws ec2 delete-snapshot --snapshot-id ${result.snapshotId}`
         : `scratch snapshot ${result.snapshotId} NOT deleted`,
     ...result.notes.map((note) => `note: ${note}`),
   );

@@ -1,17 +1,8 @@
 import { Option, type Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { ArchiveTarget, RetrievalTier } from '../../core/ports.js';
-import {
-  RETRIEVAL_TIERS,
-  archiveInventory,
-  archiveStatus,
-  pruneArchives,
-  restoreArchive,
-  type ArchiveStatusEntry,
-} from '../../engine/archive-jobs.js';
-import { createArchive } from '../../engine/archive.js';
+import type { ArchiveStatusEntry } from '../../engine/archive-jobs.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import { withSession } from '../../session.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, secondsOption } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
@@ -35,8 +26,11 @@ function targetOption(value: string): ArchiveTarget {
   return value;
 }
 
+/** Every retrieval tier by its name in lower case (the type holds the list complete, without loading the engine for a parser). */
+const TIER_BY_NAME: Readonly<Record<Lowercase<RetrievalTier>, RetrievalTier>> = { bulk: 'Bulk', standard: 'Standard', expedited: 'Expedited' };
+
 function tierOption(value: string): RetrievalTier {
-  const tier = RETRIEVAL_TIERS.find((t) => t.toLowerCase() === value.toLowerCase());
+  const tier = Object.values(TIER_BY_NAME).find((t) => t.toLowerCase() === value.toLowerCase());
   if (tier === undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--tier must be Bulk, Standard or Expedited, got "${value}"`);
   return tier;
 }
@@ -99,6 +93,8 @@ export function registerArchive(program: Command, wrap: Wrap): void {
 
 async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateFlags): Promise<number> {
   const output = ctx.output();
+  const { withSession } = await import('../../session.js');
+  const { createArchive } = await import('../../engine/archive.js');
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, ...placeOf(flags) }), async (session) => {
     const display = new ProgressDisplay(output);
     try {
@@ -132,6 +128,8 @@ async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateF
 
 async function runRestore(ctx: CommandContext, ref: string, flags: { tier?: RetrievalTier; days: number }): Promise<number> {
   const output = ctx.output();
+  const { withSession } = await import('../../session.js');
+  const { restoreArchive } = await import('../../engine/archive-jobs.js');
   const result = await withSession(sessionOptions(ctx), (session) => restoreArchive(session, { archive: ref, tier: flags.tier, days: flags.days }));
   const asked = result.objects.filter((o) => o.requested).length;
   output.result(result, () => [
@@ -144,6 +142,8 @@ async function runRestore(ctx: CommandContext, ref: string, flags: { tier?: Retr
 
 async function runStatus(ctx: CommandContext, ref: string | undefined, flags: { wait?: boolean; waitTimeout?: number; pollMs?: number }): Promise<number> {
   const output = ctx.output();
+  const { withSession } = await import('../../session.js');
+  const { archiveStatus } = await import('../../engine/archive-jobs.js');
   const entries = await withSession(sessionOptions(ctx), (session) =>
     archiveStatus(session, {
       ...(ref === undefined ? {} : { archive: ref }),
@@ -171,6 +171,8 @@ function describeEntry(entry: ArchiveStatusEntry): string {
 
 async function runInventory(ctx: CommandContext, flags: PlaceFlags & { to?: ArchiveTarget }): Promise<number> {
   const output = ctx.output();
+  const { withSession } = await import('../../session.js');
+  const { archiveInventory } = await import('../../engine/archive-jobs.js');
   const result = await withSession(sessionOptions(ctx, placeOf(flags)), (session) => archiveInventory(session, { to: flags.to }));
   output.result(result, () => {
     if (result.state === 'in-progress') return [`the inventory of vault ${result.location} is being taken (job ${result.job}); it takes hours: run this again later`];
@@ -187,6 +189,8 @@ async function runInventory(ctx: CommandContext, flags: PlaceFlags & { to?: Arch
 
 async function runPrune(ctx: CommandContext, flags: { olderThanDays?: number; volume?: string; dryRun?: boolean }): Promise<number> {
   const output = ctx.output();
+  const { withSession } = await import('../../session.js');
+  const { pruneArchives } = await import('../../engine/archive-jobs.js');
   const result = await withSession(sessionOptions(ctx), (session) => pruneArchives(session, flags));
   output.result(result, () => [
     `${result.dryRun ? 'would delete' : 'deleted'} ${count(result.deleted.length, 'archive')} older than ${result.olderThanDays} days`,

@@ -1,7 +1,6 @@
 import { Option, type Command } from 'commander';
-import { backup, type BackupProgress, type BackupResult } from '../../engine/backup.js';
+import type { BackupProgress, BackupResult } from '../../engine/backup.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import { withSession } from '../../session.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, secondsOption, tagOption } from '../parse.js';
 import { ProgressDisplay, formatBytes, formatDuration } from '../progress.js';
@@ -47,6 +46,8 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--volume names one lineage: give one source with it');
   }
   const output = ctx.output();
+  const { withSession } = await import('../../session.js');
+  const { backup } = await import('../../engine/backup.js');
   const results = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency }), async (session) => {
     const display = new ProgressDisplay(output);
     const latest = new Map<string, BackupProgress>();

@@ -1,8 +1,5 @@
 import type { Command } from 'commander';
-import { stringify } from 'yaml';
-import { chosenConnection, loadConfig, LOCAL_CONNECTION, resolveNamed } from '../../config/connection.js';
-import { describeConnection, summarizeEntry, type ConnectionSummary } from '../../config/describe.js';
-import { probeConnection } from '../../config/probe.js';
+import type { ConnectionSummary } from '../../config/describe.js';
 import { ErrorCodes, exitCodeFor, ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { connectionRequest } from './common.js';
@@ -28,6 +25,8 @@ export function registerConnections(program: Command, wrap: Wrap): void {
 async function list(ctx: CommandContext): Promise<number> {
   const output = ctx.output();
   const request = connectionRequest(ctx);
+  const { loadConfig, LOCAL_CONNECTION } = await import('../../config/connection.js');
+  const { summarizeEntry } = await import('../../config/describe.js');
   const file = loadConfig(request);
   for (const warning of [...file.warnings, ...[...file.connections.values()].flatMap((entry) => entry.warnings)]) output.warn(warning);
   const rows: ConnectionSummary[] = [
@@ -53,6 +52,9 @@ async function list(ctx: CommandContext): Promise<number> {
 async function show(ctx: CommandContext, name: string | undefined): Promise<number> {
   const output = ctx.output();
   const request = connectionRequest(ctx);
+  const { chosenConnection, resolveNamed } = await import('../../config/connection.js');
+  const { describeConnection } = await import('../../config/describe.js');
+  const { stringify } = await import('yaml');
   const resolved = resolveNamed(name ?? chosenConnection(request), request);
   for (const warning of resolved.warnings) output.warn(warning);
   const description = describeConnection(resolved);
@@ -63,6 +65,8 @@ async function show(ctx: CommandContext, name: string | undefined): Promise<numb
 async function test(ctx: CommandContext, name: string | undefined): Promise<number> {
   const output = ctx.output();
   const request = connectionRequest(ctx);
+  const { chosenConnection } = await import('../../config/connection.js');
+  const { probeConnection } = await import('../../config/probe.js');
   const { connection, results, unchecked } = await probeConnection({ ...request, connection: name ?? chosenConnection(request) });
   const failed = results.filter((r) => r.outcome !== 'reachable');
   output.result({ connection: connection.name, ok: failed.length === 0, results, unchecked }, () => [

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { diff } from '../../engine/diff.js';
-import { withSession } from '../../session.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { count, formatBytes } from '../progress.js';
 import { sessionOptions } from './common.js';
@@ -15,6 +13,8 @@ export function registerDiff(program: Command, wrap: Wrap): void {
     .action(
       wrap(async (ctx: CommandContext, first: string, second: string) => {
         const output = ctx.output();
+        const { withSession } = await import('../../session.js');
+        const { diff } = await import('../../engine/diff.js');
         const result = await withSession(sessionOptions(ctx), (session) => diff(session, first, second));
         output.result(result, () => [
           `${first} -> ${second}: ${count(result.changedBlocks, 'block')} changed (${formatBytes(result.changedBytes)}), ${result.addedBlocks} only in ${second}, ${result.removedBlocks} only in ${first}`,

@@ -1,9 +1,6 @@
 import type { Command } from 'commander';
 import { defaultIndexPath } from '../../config/paths.js';
-import { rebuildIndex } from '../../engine/rebuild.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import { BlockIndex } from '../../index/index.js';
-import { withSession } from '../../session.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { sessionOptions } from './common.js';
 
@@ -18,6 +15,8 @@ export function registerIndexCommands(program: Command, wrap: Wrap): void {
     .action(
       wrap(async (ctx: CommandContext, snapshotId: string, flags: { volume?: string; source?: string }) => {
         const output = ctx.output();
+        const { withSession } = await import('../../session.js');
+        const { rebuildIndex } = await import('../../engine/rebuild.js');
         const result = await withSession(sessionOptions(ctx), (session) =>
           rebuildIndex(session, { snapshotId, volume: flags.volume, source: flags.source, signal: ctx.signal }),
         );
@@ -31,6 +30,7 @@ export function registerIndexCommands(program: Command, wrap: Wrap): void {
       wrap(async (ctx: CommandContext) => {
         const output = ctx.output();
         const path = ctx.globals().index ?? defaultIndexPath();
+        const { BlockIndex } = await import('../../index/index.js');
         const opened = BlockIndex.open(path);
         let problems: string[];
         try {

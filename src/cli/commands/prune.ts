@@ -1,7 +1,5 @@
 import { Option, type Command } from 'commander';
-import { prune } from '../../engine/prune.js';
 import { ExitCodes } from '../../errors.js';
-import { withSession } from '../../session.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption } from '../parse.js';
 import { sessionOptions } from './common.js';
@@ -24,6 +22,8 @@ export function registerPrune(program: Command, wrap: Wrap): void {
     .action(
       wrap(async (ctx: CommandContext, flags: PruneFlags) => {
         const output = ctx.output();
+        const { withSession } = await import('../../session.js');
+        const { prune } = await import('../../engine/prune.js');
         const result = await withSession(sessionOptions(ctx), (session) => prune(session, flags));
         output.result(result, () => [
           `${result.dryRun ? 'would delete' : 'deleted'} ${result.deleted.length} snapshots`,

@@ -2,13 +2,8 @@ import type { Command } from 'commander';
 import { randomFillSync } from 'node:crypto';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LOCAL_CONNECTION } from '../../config/connection.js';
 import { dataDir } from '../../config/paths.js';
 import { BLOCK_SIZE } from '../../core/constants.js';
-import { backup } from '../../engine/backup.js';
-import { restore } from '../../engine/restore.js';
-import { verify } from '../../engine/verify.js';
-import { withSession } from '../../session.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { describeResult } from './backup.js';
@@ -28,6 +23,11 @@ export function registerQuickstart(program: Command, wrap: Wrap): void {
 
 async function runQuickstart(ctx: CommandContext, dir: string): Promise<number> {
   const output = ctx.output();
+  const { LOCAL_CONNECTION } = await import('../../config/connection.js');
+  const { withSession } = await import('../../session.js');
+  const { backup } = await import('../../engine/backup.js');
+  const { restore } = await import('../../engine/restore.js');
+  const { verify } = await import('../../engine/verify.js');
   const say = (lines: string[]) => {
     if (!output.json) for (const line of lines) output.note(line);
   };

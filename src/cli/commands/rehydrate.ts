@@ -1,7 +1,5 @@
 import { Option, type Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
-import { rehydrate } from '../../engine/rehydrate.js';
-import { withSession } from '../../session.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, secondsOption } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
@@ -30,6 +28,8 @@ export function registerRehydrate(program: Command, wrap: Wrap): void {
 
 async function runRehydrate(ctx: CommandContext, archive: string, flags: RehydrateFlags): Promise<number> {
   const output = ctx.output();
+  const { withSession } = await import('../../session.js');
+  const { rehydrate } = await import('../../engine/rehydrate.js');
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency }), async (session) => {
     const display = new ProgressDisplay(output);
     try {

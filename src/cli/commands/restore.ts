@@ -1,6 +1,5 @@
 import { Option, type Command } from 'commander';
-import { restore, type RestoreResult } from '../../engine/restore.js';
-import { withSession } from '../../session.js';
+import type { RestoreResult } from '../../engine/restore.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption } from '../parse.js';
@@ -29,6 +28,8 @@ export function registerRestore(program: Command, wrap: Wrap): void {
 
 async function runRestore(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<number> {
   const output = ctx.output();
+  const { withSession } = await import('../../session.js');
+  const { restore } = await import('../../engine/restore.js');
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency }), async (session) => {
     const display = new ProgressDisplay(output);
     try {

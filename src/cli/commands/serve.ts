@@ -1,19 +1,10 @@
 import type { Command } from 'commander';
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { DEFAULT_LOCAL_PORT } from '../../config/connection.js';
-import { localEndpointTls } from '../../config/local-tls.js';
 import { localEndpointDir } from '../../config/paths.js';
-import {
-  checkFaultSettings,
-  parseAccessKey,
-  parseAccessKeyFile,
-  parseTierDelayFlags,
-  startEmulator,
-  TIERS,
-  type AccessKey,
-  type FaultSettings,
-} from '../../emulator/index.js';
+import { checkFaultSettings, type FaultSettings } from '../../emulator/faults.js';
+import type { AccessKey } from '../../emulator/index.js';
+import { parseTierDelayFlags, TIERS } from '../../emulator/tiers.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import type { Output } from '../output.js';
@@ -50,6 +41,14 @@ interface ServeFlags {
   jobDelayMs: string[];
 }
 
+/**
+ * DEFAULT_LOCAL_PORT of config/connection.ts, restated for the --port default
+ * because that module loads the endpoint and the config parser, which help
+ * and usage errors must not pay for; restated-defaults.test.ts holds the two
+ * equal.
+ */
+export const SERVE_DEFAULT_PORT = 4577;
+
 /** Each fault flag and the FaultSettings field it sets. */
 const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags, help: string][] = [
   ['--seed', 'seed', 'seed of every random fault decision (same seed, same sequence)'],
@@ -78,7 +77,7 @@ export function registerServe(program: Command, wrap: Wrap): void {
     .command('serve')
     .description('run the local AWS-compatible endpoint (EBS direct APIs, EC2 snapshot subset, STS, S3, Glacier, ECS tasks run locally, CloudWatch Logs) until interrupted')
     .option('--host <address>', 'address to listen on (anything but loopback needs --allow-remote)', '127.0.0.1')
-    .option('--port <number>', 'port to listen on (0: a free one)', String(DEFAULT_LOCAL_PORT))
+    .option('--port <number>', 'port to listen on (0: a free one)', String(SERVE_DEFAULT_PORT))
     .option('--data-dir <path>', 'where the endpoint keeps its data (default: <data directory>/endpoint)')
     .option('--allow-remote', 'allow listening on an address other than loopback', false)
     .option('--tls', 'speak HTTPS with a certificate from a CA kept in the data directory (clients trust <data-dir>/ca.pem)', false)
@@ -100,10 +99,11 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   const dataDir = flags.dataDir ?? localEndpointDir();
   if (dataDir === '') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--data-dir must not be empty');
   const faults = parseFaultFlags(flags);
-  const auth = accessKeysOf(flags, output);
+  const auth = await accessKeysOf(flags, output);
 
-  const tls = flags.tls ? localEndpointTls(dataDir, host) : undefined;
+  const tls = flags.tls ? (await import('../../config/local-tls.js')).localEndpointTls(dataDir, host) : undefined;
 
+  const { startEmulator } = await import('../../emulator/index.js');
   const emulator = await startEmulator({
     ...faults,
     dataDir,
@@ -137,7 +137,8 @@ function collect(value: string, previous: string[]): string[] {
 }
 
 /** The access keys of --auth and --auth-file; none means no signature checks. A file others may read is warned about. */
-function accessKeysOf(flags: ServeFlags, output: Output): AccessKey[] {
+async function accessKeysOf(flags: ServeFlags, output: Output): Promise<AccessKey[]> {
+  const { parseAccessKey, parseAccessKeyFile } = await import('../../emulator/index.js');
   const keys = flags.auth.map((text, n) => parseAccessKey(text, flags.auth.length === 1 ? '--auth' : `--auth #${n + 1}`));
   if (flags.authFile === undefined) return keys;
   let text: string;

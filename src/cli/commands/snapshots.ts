@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { listSnapshots } from '../../engine/snapshots.js';
-import { withSession } from '../../session.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { formatBytes } from '../progress.js';
 import { sessionOptions } from './common.js';
@@ -13,6 +11,8 @@ export function registerSnapshots(program: Command, wrap: Wrap): void {
     .action(
       wrap(async (ctx: CommandContext, flags: { volume?: string }) => {
         const output = ctx.output();
+        const { withSession } = await import('../../session.js');
+        const { listSnapshots } = await import('../../engine/snapshots.js');
         const rows = await withSession(sessionOptions(ctx), (session) => listSnapshots(session, { volume: flags.volume }));
         output.result(rows, () => {
           if (rows.length === 0) return ['no snapshots recorded in the index'];

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { verify, type BlockRange } from '../../engine/verify.js';
-import { withSession } from '../../session.js';
+import type { BlockRange } from '../../engine/verify.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { count } from '../progress.js';
@@ -15,6 +14,8 @@ export function registerVerify(program: Command, wrap: Wrap): void {
     .action(
       wrap(async (ctx: CommandContext, source: string, snapshotId: string) => {
         const output = ctx.output();
+        const { withSession } = await import('../../session.js');
+        const { verify } = await import('../../engine/verify.js');
         const result = await withSession(sessionOptions(ctx), (session) => verify(session, { source, snapshotId, signal: ctx.signal }));
         output.result(result, () => [
           result.equal

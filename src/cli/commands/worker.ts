@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
-import { openWorkerSession, type WorkerSession, type WorkerSessionOptions } from '../../ecs-session.js';
-import { applyArchiveShard, copySnapshotShard, formatShardResult, type CopyShardProgress, type CopyShardResult } from '../../engine/ecs-worker.js';
+import type { WorkerSession, WorkerSessionOptions } from '../../ecs-session.js';
+import type { CopyShardProgress, CopyShardResult } from '../../engine/ecs-worker.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption } from '../parse.js';
@@ -28,6 +28,9 @@ interface ArchiveShardFlags extends ShardFlags {
   s3PathStyle?: boolean;
 }
 
+/** The engine's shard work, loaded when a shard runs. */
+type WorkerModule = typeof import('../../engine/ecs-worker.js');
+
 /** Time between two progress lines of a worker. */
 const PROGRESS_EVERY_MS = 10_000;
 
@@ -46,7 +49,7 @@ export function registerWorker(program: Command, wrap: Wrap): void {
       .requiredOption('--source-snapshot <id>', 'completed snapshot to read'),
   ).action(
     wrap((ctx: CommandContext, flags: SnapshotShardFlags) =>
-      runShard(ctx, flags, `of ${flags.sourceSnapshot}`, {}, (session, onProgress) =>
+      runShard(ctx, flags, `of ${flags.sourceSnapshot}`, {}, ({ copySnapshotShard }, session, onProgress) =>
         copySnapshotShard(session, { ...targetOf(flags, ctx.signal, onProgress), sourceSnapshotId: flags.sourceSnapshot, window: 2 * flags.concurrency }),
       ),
     ),
@@ -63,7 +66,7 @@ export function registerWorker(program: Command, wrap: Wrap): void {
     wrap((ctx: CommandContext, flags: ArchiveShardFlags) => {
       if (flags.store !== 's3' && flags.store !== 'glacier') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--store must be s3 or glacier, got "${flags.store}"`);
       const archive = { target: flags.store, location: flags.location, s3PathStyle: Boolean(flags.s3PathStyle) } as const;
-      return runShard(ctx, flags, `of the archive ${flags.manifest} in ${flags.store} ${flags.location}`, { archive }, (session, onProgress) =>
+      return runShard(ctx, flags, `of the archive ${flags.manifest} in ${flags.store} ${flags.location}`, { archive }, ({ applyArchiveShard }, session, onProgress) =>
         applyArchiveShard({ ...session, store: session.store! }, { ...targetOf(flags, ctx.signal, onProgress), manifestRef: flags.manifest }),
       );
     }),
@@ -90,7 +93,7 @@ async function runShard(
   flags: ShardFlags,
   what: string,
   session: Pick<WorkerSessionOptions, 'archive'>,
-  work: (session: WorkerSession, onProgress: (p: CopyShardProgress) => void) => Promise<CopyShardResult>,
+  work: (worker: WorkerModule, session: WorkerSession, onProgress: (p: CopyShardProgress) => void) => Promise<CopyShardResult>,
 ): Promise<number> {
   const started = Date.now();
   const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -98,10 +101,12 @@ async function runShard(
   say(`${label}: writing blocks ${flags.from}..${flags.to} ${what} into ${flags.snapshot} (job ${flags.job})`);
   // A worker has no index and no archive settings of its own: only the connection.
   const { indexPath: _index, archive: _archive, ...connection } = sessionOptions(ctx);
+  const { openWorkerSession } = await import('../../ecs-session.js');
+  const worker = await import('../../engine/ecs-worker.js');
   const opened = await openWorkerSession({ ...connection, ...session, concurrency: flags.concurrency, newSnapshotIds: [flags.snapshot] });
   let said = Date.now();
   try {
-    const result = await work(opened, (p) => {
+    const result = await work(worker, opened, (p) => {
       if (Date.now() - said < PROGRESS_EVERY_MS) return;
       said = Date.now();
       say(`${label}: ${count(p.blocksListed, 'block')} listed, ${p.blocksWritten} written, ${p.zeroBlocksSkipped} zero skipped`);
@@ -109,7 +114,7 @@ async function runShard(
     say(
       `${label}: wrote ${count(result.blocksWritten, 'block')} (${formatBytes(result.bytesWritten)}), skipped ${count(result.zeroBlocksSkipped, 'zero block')}, in ${formatDuration(Date.now() - started)}`,
     );
-    say(formatShardResult({ job: flags.job, shard: flags.shard, fromBlock: flags.from, toBlock: flags.to, blocksWritten: result.blocksWritten, linear: result.linear }));
+    say(worker.formatShardResult({ job: flags.job, shard: flags.shard, fromBlock: flags.from, toBlock: flags.to, blocksWritten: result.blocksWritten, linear: result.linear }));
     return 0;
   } finally {
     await opened.close();

@@ -79,6 +79,23 @@ describe('snapline bench', () => {
     expect(await scratchSnapshots()).toEqual([]);
   });
 
+  it('fails with exit code 4 when reads come back with a wrong checksum, and still deletes the scratch snapshot', async () => {
+    emulator.setFaults({ corruptRate: 1 });
+    try {
+      const run = await bench(['--json', 'bench', '--levels', '1', '--blocks', '3', '--seconds', '600']).done;
+      expectExit(run, 4);
+      const result = JSON.parse(run.stdout) as BenchResult;
+      expect(result.mismatches).toBe(1 + 3);
+      expect(result.get[0]).toMatchObject({ requests: 3, succeeded: 0, mismatched: 3, status: 'failed' });
+      expect(result.recommended.get).toBeNull();
+      expect(run.stderr).toContain('4 reads did not return the bytes or checksum written');
+      expect(result.cleanup).toBe('deleted');
+    } finally {
+      emulator.setFaults({});
+    }
+    expect(await scratchSnapshots()).toEqual([]);
+  });
+
   it('refuses bad options with exit code 2, naming the option, before starting anything', async () => {
     const starts = emulator.stats().operations.StartSnapshot?.requests ?? 0;
     const cases: Array<[string[], RegExp]> = [

@@ -4,6 +4,7 @@ import { BLOCK_SIZE, BLOCKS_PER_GIB } from '../../src/core/constants.js';
 import { checksumOf, linearAggregateOf, sha256 } from '../../src/core/checksum.js';
 import type { BlockPage, RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter } from '../../src/core/ports.js';
 import { ErrorCodes, SnaplineError, type ErrorCode } from '../../src/errors.js';
+import { rejection } from '../support/rejection.js';
 
 /**
  * The behaviour the engine relies on from a SnapshotWriter, SnapshotReader
@@ -53,19 +54,8 @@ export async function collectPages<T>(pages: AsyncIterable<BlockPage<T>>): Promi
   return { blocks, pageCount, volumeSizes };
 }
 
-/** Resolves to the SnaplineError `promise` rejects with; fails the test if it resolves or throws anything else. */
-export async function rejectionOf(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a rejection, but the call succeeded');
-}
-
 async function expectCode(promise: Promise<unknown>, code: ErrorCode, reason?: string): Promise<SnaplineError> {
-  const error = await rejectionOf(promise);
+  const error = await rejection(promise);
   expect({ code: error.code, message: error.message }).toMatchObject({ code });
   if (reason !== undefined) expect(error.details?.reason).toBe(reason);
   return error;

@@ -6,7 +6,7 @@
  * --json results and the bytes that come back.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
@@ -16,6 +16,9 @@ import { AwsClients } from '../../src/aws/clients.js';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { runCli } from '../support/cli.js';
+import { randomBlocks, writeBlocks } from '../support/images.js';
+import { pathsIn } from '../support/local-endpoint.js';
+import { expectSameBytes } from '../support/same-bytes.js';
 
 const BUCKET = 'cli-archive';
 const VAULT = 'cli-vault';
@@ -24,11 +27,11 @@ const FAST = { Expedited: 0, Standard: 10, Bulk: 20 };
 let emulator: RunningEmulator;
 let work: string;
 let config: string;
-let serial = 0;
-const pathFor = (name: string) => join(work, `${name}-${++serial}`);
+let pathFor: (name: string) => string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'snapline-archive-cli-'));
+  pathFor = pathsIn(work);
   emulator = await startEmulator({ dataDir: join(work, 'endpoint'), restoreDelayMs: FAST, jobDelayMs: FAST });
   const clients = new AwsClients({ name: 'setup', region: 'us-east-1', endpointUrl: emulator.url, credentials: { accessKeyId: 'k', secretAccessKey: 's' }, forcePathStyle: true });
   try {
@@ -83,26 +86,15 @@ async function json<T>(args: string[], connection?: string): Promise<T> {
   return JSON.parse(run.stdout) as T;
 }
 
-async function imageWith(blocks: number[], sizeBytes: number): Promise<string> {
+/** A new image of `sizeBytes` with random data in `blocks`, holes elsewhere. */
+function imageWith(blocks: number[], sizeBytes: number): string {
   const path = pathFor('image.img');
-  const file = await open(path, 'w');
-  try {
-    await file.truncate(sizeBytes);
-    for (const index of blocks) await file.write(randomBytes(BLOCK_SIZE), 0, Math.min(BLOCK_SIZE, sizeBytes - index * BLOCK_SIZE), index * BLOCK_SIZE);
-  } finally {
-    await file.close();
-  }
+  writeBlocks(path, randomBlocks(blocks), sizeBytes);
   return path;
 }
 
-async function expectSameBytes(actual: string, expected: string): Promise<void> {
-  const [a, b] = await Promise.all([readFile(actual), readFile(expected)]);
-  expect(a.length).toBe(b.length);
-  expect(a.equals(b)).toBe(true);
-}
-
 async function backedUp(volume: string, blocks = [0, 1, 5, 9]): Promise<{ image: string; snapshotId: string }> {
-  const image = await imageWith(blocks, 12 * BLOCK_SIZE + 99);
+  const image = imageWith(blocks, 12 * BLOCK_SIZE + 99);
   const result = await json<{ snapshotId: string }>(['backup', image, '--volume', volume]);
   return { image, snapshotId: result.snapshotId };
 }

@@ -17,9 +17,9 @@ import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js
 import { createArchive } from '../../src/engine/archive.js';
 import { backup } from '../../src/engine/backup.js';
 import { BlockIndex } from '../../src/index/index.js';
-import { openSession } from '../../src/session.js';
 import { killStrays, startCli, until, type CliResult } from '../support/cli.js';
 import { writeImage } from '../support/images.js';
+import { withLocalSession } from '../support/local-endpoint.js';
 
 let work: string;
 let indexPath: string;
@@ -73,14 +73,9 @@ interface Report {
 async function sourceSnapshot(name: string, blocks: number, zeroBlocks: number[] = []): Promise<{ image: string; bytes: Buffer; snapshotId: string }> {
   const image = join(work, `${name}.img`);
   const bytes = writeImage(image, { label: name, blocks, zeroBlocks, tailBytes: 1000 });
-  const session = await openSession({ connection: 'local', endpointUrl: emulator.url, indexPath, concurrency: 8 });
-  try {
-    const result = await backup(session, { source: image, volume: name });
-    if (result.snapshotId === null) throw new Error(`the backup of ${image} took no snapshot`);
-    return { image, bytes, snapshotId: result.snapshotId };
-  } finally {
-    await session.close();
-  }
+  const result = await withLocalSession(emulator, indexPath, (session) => backup(session, { source: image, volume: name }));
+  if (result.snapshotId === null) throw new Error(`the backup of ${image} took no snapshot`);
+  return { image, bytes, snapshotId: result.snapshotId };
 }
 
 /** The job's tasks as ECS lists them by startedBy, stopped or running, with their tags. */
@@ -101,12 +96,8 @@ async function archived(snapshotId: string, bucket: string): Promise<string> {
   } finally {
     s3.destroy();
   }
-  const session = await openSession({ connection: 'local', endpointUrl: emulator.url, indexPath, concurrency: 8, archive: { bucket } });
-  try {
-    return (await createArchive(session, { snapshotId, to: 's3', storageClass: 'STANDARD' })).archiveId;
-  } finally {
-    await session.close();
-  }
+  const created = await withLocalSession(emulator, indexPath, (session) => createArchive(session, { snapshotId, to: 's3', storageClass: 'STANDARD' }), { archive: { bucket } });
+  return created.archiveId;
 }
 
 const tag = (task: Task, key: string) => task.tags?.find((t) => t.key === key)?.value;

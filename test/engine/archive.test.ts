@@ -22,6 +22,7 @@ import { HashPool } from '../../src/hashing/index.js';
 import { BlockIndex } from '../../src/index/index.js';
 import { MemoryArchiveStore } from '../fakes/memory-archive.js';
 import { MemoryEbs, awsFailure } from '../fakes/memory-ebs.js';
+import { rejection } from '../support/rejection.js';
 
 let hashPool: HashPool;
 let dir: string;
@@ -89,16 +90,6 @@ function imageOf(content: Map<number, Buffer>, sizeBytes: number): Buffer {
   return image;
 }
 
-async function failure(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a failure, the call succeeded');
-}
-
 async function restoreAndWait(archive: string, target: ArchiveTarget): Promise<void> {
   await restoreArchive({ index, archives: places }, { archive, tier: 'Bulk' });
   stores[target].finishRestores();
@@ -120,7 +111,7 @@ describe.each(['s3', 'glacier'] as const)('archive to %s and back', (target) => 
     else expect([...stores.glacier.objects.values()].map((o) => o.name)).toContain(`snapline-archive/1 ${created.archiveId} manifest.json ${snapshotId} vol`);
     expect(index.getArchive(created.archiveId)).toMatchObject({ state: 'archived', manifestRef: created.manifestRef, treeHash: created.treeHash, sizeBytes: created.sizeBytes });
 
-    const early = await failure(rehydrate(deps(), { archive: created.archiveId, toSnapshot: true }));
+    const early = await rejection(rehydrate(deps(), { archive: created.archiveId, toSnapshot: true }));
     expect(early.code).toBe(ErrorCodes.BAD_STATE);
     expect(early.hint).toMatch(/archive restore/);
 
@@ -159,7 +150,7 @@ describe.each(['s3', 'glacier'] as const)('archive to %s and back', (target) => 
     expect(nonZero(ebs.contentOf(snap.snapshotId!))).toEqual(nonZero(ebs.contentOf(s3)));
 
     // A snapshot is archived once per place.
-    expect(await failure(createArchive(deps(), { snapshotId: s1, to: target, incremental: true }))).toMatchObject({ code: ErrorCodes.CONFLICT });
+    expect(await rejection(createArchive(deps(), { snapshotId: s1, to: target, incremental: true }))).toMatchObject({ code: ErrorCodes.CONFLICT });
   });
 });
 
@@ -178,7 +169,7 @@ describe('incremental archives', () => {
 
   it('needs an earlier archive of the volume at the same place', async () => {
     const s1 = await snapshotOf(random([0]));
-    const error = await failure(createArchive(deps(), { snapshotId: s1, incremental: true }));
+    const error = await rejection(createArchive(deps(), { snapshotId: s1, incremental: true }));
     expect(error.code).toBe(ErrorCodes.BAD_STATE);
     expect(error.hint).toMatch(/in full/);
   });
@@ -190,7 +181,7 @@ describe('resuming an interrupted archive', () => {
     const blocks = random(Array.from({ length: 24 }, (_, i) => i * 3));
     const snapshotId = await snapshotOf(blocks);
     stores[target].failOn('putPart', awsFailure(`${target}:UploadPart`, 'AccessDeniedException', { status: 403 }), { after: 7 });
-    const first = await failure(createArchive(deps(), { snapshotId, to: target, segmentBlocks: 64, partsInFlight: 1 }));
+    const first = await rejection(createArchive(deps(), { snapshotId, to: target, segmentBlocks: 64, partsInFlight: 1 }));
     expect(first.code).toBe(ErrorCodes.ACCESS_DENIED);
     const record = index.liveArchive(target, stores[target].location, snapshotId)!;
     expect(record.state).toBe('uploading');
@@ -214,7 +205,7 @@ describe('resuming an interrupted archive', () => {
   it('starts the upload again when the service no longer holds it', async () => {
     const snapshotId = await snapshotOf(random(Array.from({ length: 6 }, (_, i) => i)));
     stores.s3.failOn('putPart', awsFailure('s3:UploadPart', 'InternalError', { status: 500 }), { after: 1 });
-    await failure(createArchive(deps(), { snapshotId, segmentBlocks: 64, partsInFlight: 1 }));
+    await rejection(createArchive(deps(), { snapshotId, segmentBlocks: 64, partsInFlight: 1 }));
     stores.s3.uploads.clear();
     const done = await createArchive(deps(), { snapshotId, segmentBlocks: 64 });
     expect(done.resumed).toBe(true);
@@ -224,8 +215,8 @@ describe('resuming an interrupted archive', () => {
   it('refuses to resume with other options', async () => {
     const snapshotId = await snapshotOf(random([0, 1, 2]));
     stores.s3.failOn('putObject', awsFailure('s3:PutObject', 'AccessDenied', { status: 403 }));
-    await failure(createArchive(deps(), { snapshotId, segmentBlocks: 64 }));
-    const error = await failure(createArchive(deps(), { snapshotId, segmentBlocks: 64, storageClass: 'GLACIER' }));
+    await rejection(createArchive(deps(), { snapshotId, segmentBlocks: 64 }));
+    const error = await rejection(createArchive(deps(), { snapshotId, segmentBlocks: 64, storageClass: 'GLACIER' }));
     expect(error.code).toBe(ErrorCodes.CONFLICT);
     expect(error.hint).toMatch(/DEEP_ARCHIVE/);
   });
@@ -238,7 +229,7 @@ describe('restore jobs', () => {
     const asked = await restoreArchive({ index, archives: places }, { archive: created.archiveId, tier: 'Expedited' });
     expect(asked.objects.every((o) => o.requested && o.state === 'in-progress' && o.job !== null)).toBe(true);
     stores.glacier.failRestores();
-    const error = await failure(archiveStatus({ index, archives: places }, { archive: created.archiveId, wait: true, pollMs: { first: 1, max: 5 } }));
+    const error = await rejection(archiveStatus({ index, archives: places }, { archive: created.archiveId, wait: true, pollMs: { first: 1, max: 5 } }));
     expect(error.code).toBe(ErrorCodes.BAD_STATE);
     expect(error.message).toMatch(/failed/);
     expect(error.hint).toMatch(/archive restore/);
@@ -255,7 +246,7 @@ describe('restore jobs', () => {
   it('Deep Archive has no Expedited tier; GLACIER_IR needs no restore', async () => {
     const snapshotId = await snapshotOf(random([0]));
     const deep = await createArchive(deps(), { snapshotId });
-    const error = await failure(restoreArchive({ index, archives: places }, { archive: deep.archiveId, tier: 'Expedited' }));
+    const error = await rejection(restoreArchive({ index, archives: places }, { archive: deep.archiveId, tier: 'Expedited' }));
     expect(error.code).toBe(ErrorCodes.INVALID_ARGUMENT);
     const other = await snapshotOf(random([3]));
     const instant = await createArchive(deps(), { snapshotId: other, storageClass: 'GLACIER_IR' });
@@ -281,7 +272,7 @@ describe('restore jobs', () => {
 
   it('waiting for an archive nobody asked to restore says so', async () => {
     const created = await createArchive(deps(), { snapshotId: await snapshotOf(random([0])) });
-    const error = await failure(archiveStatus({ index, archives: places }, { archive: created.archiveId, wait: true, pollMs: { first: 1, max: 5 } }));
+    const error = await rejection(archiveStatus({ index, archives: places }, { archive: created.archiveId, wait: true, pollMs: { first: 1, max: 5 } }));
     expect(error).toMatchObject({ code: ErrorCodes.BAD_STATE });
     expect(error.hint).toMatch(/archive restore/);
   });
@@ -297,7 +288,7 @@ describe('integrity of what is read back', () => {
     await restoreAndWait(created.archiveId, target);
     stores[target].corruptReads = (name) => name.includes('segment-');
     const image = join(dir, 'corrupt.img');
-    const error = await failure(rehydrate(deps(), { archive: created.archiveId, toFile: image }));
+    const error = await rejection(rehydrate(deps(), { archive: created.archiveId, toFile: image }));
     expect(error.code).toBe(ErrorCodes.CHECKSUM_MISMATCH);
     expect(error.message).toMatch(message);
     expect(error.message).toMatch(/incomplete/);
@@ -308,18 +299,18 @@ describe('integrity of what is read back', () => {
 describe('bad input', () => {
   it('names what is wrong', async () => {
     const snapshotId = await snapshotOf(random([0]));
-    expect(await failure(rehydrate(deps(), { archive: 'ar-0000000000000000', toSnapshot: true }))).toMatchObject({ code: ErrorCodes.NOT_FOUND });
-    expect(await failure(restoreArchive({ index, archives: places }, { archive: 'snap-unknown' }))).toMatchObject({ code: ErrorCodes.NOT_FOUND });
-    const badClass = await failure(createArchive(deps(), { snapshotId, storageClass: 'FROZEN' }));
+    expect(await rejection(rehydrate(deps(), { archive: 'ar-0000000000000000', toSnapshot: true }))).toMatchObject({ code: ErrorCodes.NOT_FOUND });
+    expect(await rejection(restoreArchive({ index, archives: places }, { archive: 'snap-unknown' }))).toMatchObject({ code: ErrorCodes.NOT_FOUND });
+    const badClass = await rejection(createArchive(deps(), { snapshotId, storageClass: 'FROZEN' }));
     expect(badClass).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
     expect(badClass.message).toMatch(/--storage-class/);
-    expect(await failure(createArchive(deps(), { snapshotId, to: 'glacier', storageClass: 'GLACIER' }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
-    expect(await failure(createArchive(deps(), { snapshotId: 'snap-missing' }))).toMatchObject({ code: ErrorCodes.NOT_FOUND });
+    expect(await rejection(createArchive(deps(), { snapshotId, to: 'glacier', storageClass: 'GLACIER' }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    expect(await rejection(createArchive(deps(), { snapshotId: 'snap-missing' }))).toMatchObject({ code: ErrorCodes.NOT_FOUND });
     const created = await createArchive(deps(), { snapshotId });
-    expect(await failure(createArchive(deps(), { snapshotId }))).toMatchObject({ code: ErrorCodes.CONFLICT });
-    expect(await failure(rehydrate(deps(), { archive: created.archiveId }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    expect(await rejection(createArchive(deps(), { snapshotId }))).toMatchObject({ code: ErrorCodes.CONFLICT });
+    expect(await rejection(rehydrate(deps(), { archive: created.archiveId }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
     places.defaultTarget = undefined;
-    expect(await failure(createArchive(deps(), { snapshotId }))).toMatchObject({ code: ErrorCodes.CONFIG_INVALID });
+    expect(await rejection(createArchive(deps(), { snapshotId }))).toMatchObject({ code: ErrorCodes.CONFIG_INVALID });
   });
 });
 
@@ -343,7 +334,7 @@ describe('sharded rehydration', () => {
     expect(nonZero(ebs.contentOf(pending.snapshotId))).toEqual(nonZero(ebs.contentOf(s2)));
     // The zero block of an encrypted snapshot is written (unwritten blocks would read as random data).
     expect(ebs.inspect(pending.snapshotId)?.writtenIndexes).toContain(1);
-    const outside = await failure(applyArchiveRange({ hashPool, writer: ebs }, chain, pending.snapshotId, { fromBlock: 0, toBlock: 2049 }));
+    const outside = await rejection(applyArchiveRange({ hashPool, writer: ebs }, chain, pending.snapshotId, { fromBlock: 0, toBlock: 2049 }));
     expect(outside.code).toBe(ErrorCodes.INVALID_ARGUMENT);
   });
 });
@@ -386,7 +377,7 @@ describe('inventory and prune', () => {
     expect(stores.s3.objects.size).toBe(2);
     expect(index.getArchive(a1.archiveId)?.state).toBe('deleted');
     places.deleteOlderThanDays = undefined;
-    expect(await failure(pruneArchives({ index, archives: places }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    expect(await rejection(pruneArchives({ index, archives: places }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
   });
 
   it('keeps an old archive while a newer incremental one builds on it', async () => {

@@ -18,7 +18,7 @@ import { BlockIndex } from '../../src/index/index.js';
 import { startCli, until, type CliResult, type CliRun } from '../support/cli.js';
 import { randomBlocks, writeBlocks } from '../support/images.js';
 import { openLocalSession, pathsIn, unreadableSnapshots, withLocalSession } from '../support/local-endpoint.js';
-import { loopDevicesUnavailable, runTool } from '../support/loop-devices.js';
+import { loopDevicesUnavailable, runTool, withTinyFilesystem } from '../support/loop-devices.js';
 import { expectSameBytes } from '../support/same-bytes.js';
 
 const NOBODY = 65_534;
@@ -280,22 +280,14 @@ describe.concurrent('snapline restore refuses bad input', () => {
 
   it('disk full while writing: exit 7, and the index does not claim the target holds the snapshot', async (ctx) => {
     const mountPoint = pathFor('tiny-fs');
-    await mkdir(mountPoint);
-    try {
-      runTool('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'snapline-test', mountPoint]);
-    } catch (err) {
-      ctx.skip(`cannot mount a small tmpfs here: ${(err as Error).message.split('\n')[0]}`);
-    }
-    try {
+    await withTinyFilesystem(mountPoint, (note) => ctx.skip(note), async () => {
       const indexPath = pathFor('disk-full-index.db');
       const target = join(mountPoint, 'restore.img');
       const failed = await snapline(['restore', snapB, target], { index: indexPath });
       expectExit(failed, 7);
       expect(failed.stderr).toContain(`no space left to write ${target}`);
       expect(targetRecord(indexPath, target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
-    } finally {
-      runTool('umount', [mountPoint]);
-    }
+    });
   });
 
   const noLoop = loopDevicesUnavailable();

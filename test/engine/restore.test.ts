@@ -27,7 +27,7 @@ import { mountPointOf, openTarget } from '../../src/target/index.js';
 import { TestClock } from '../emulator/helpers.js';
 import { randomBlocks, writeBlocks } from '../support/images.js';
 import { openLocalSession, startLocalEndpoint, unreadableSnapshots, withLocalSession, type LocalEndpoint } from '../support/local-endpoint.js';
-import { attachLoop, loopDevicesUnavailable, runTool } from '../support/loop-devices.js';
+import { attachLoop, loopDevicesUnavailable, runTool, withTinyFilesystem } from '../support/loop-devices.js';
 import { rejection } from '../support/rejection.js';
 import { expectSameBytes } from '../support/same-bytes.js';
 
@@ -528,21 +528,13 @@ describe('restore refuses bad input clearly', () => {
 
   it('disk full while writing: IO_FAILED, and the index does not claim the target holds the snapshot', async (ctx) => {
     const mountPoint = pathFor('tiny-fs');
-    await mkdir(mountPoint);
-    try {
-      runTool('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'snapline-test', mountPoint]);
-    } catch (err) {
-      ctx.skip(`cannot mount a small tmpfs here: ${(err as Error).message.split('\n')[0]}`);
-    }
-    try {
+    await withTinyFilesystem(mountPoint, (note) => ctx.skip(note), async () => {
       const target = join(mountPoint, 'restore.img');
       const err = await rejection(restore(session, { snapshotId, target }));
       expect(err.code).toBe(ErrorCodes.IO_FAILED);
       expect(err.message).toBe(`no space left to write ${target}; ${target} is incomplete`);
       expect(session.index.getTarget(target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
-    } finally {
-      runTool('umount', [mountPoint]);
-    }
+    });
   });
 });
 

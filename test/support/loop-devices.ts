@@ -3,6 +3,7 @@
  * (root only, and only where losetup works) and mounts.
  */
 import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -38,4 +39,24 @@ export function attachLoop(backing: string): { device: string; detach: () => voi
       attached = false;
     },
   };
+}
+
+/**
+ * Runs `fn` with a 1 MiB tmpfs mounted on `mountPoint` (created here) and
+ * unmounts it afterwards whatever happens. Where this machine does not let
+ * the test mount one, `skip` is called with the reason (vitest's ctx.skip,
+ * which ends the test).
+ */
+export async function withTinyFilesystem<T>(mountPoint: string, skip: (note: string) => void, fn: () => Promise<T>): Promise<T> {
+  mkdirSync(mountPoint);
+  try {
+    runTool('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'snapline-test', mountPoint]);
+  } catch (err) {
+    skip(`cannot mount a small tmpfs here: ${(err as Error).message.split('\n')[0]}`);
+  }
+  try {
+    return await fn();
+  } finally {
+    runTool('umount', [mountPoint]);
+  }
 }

@@ -9,7 +9,8 @@ import { sessionOptions } from './common.js';
 
 // Kept here rather than imported from the engine, so that registering the command loads no engine code.
 const DEFAULT_LEVELS = '1,4,16,32,64,128';
-const MAX_LEVEL = 1024;
+/** The engine's MAX_BENCH_CONCURRENCY, restated (bench.test.ts holds them equal). */
+export const MAX_LEVEL = 1024;
 const MAX_LEVELS = 16;
 
 interface BenchFlags {

@@ -10,26 +10,17 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCodes } from '../../src/errors.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'snapline.js');
+import { BIN, hermeticEnv, runCli, secretLeaks, transcriptStats, watchForSecret, type CliResult } from '../support/cli.js';
 
 /** Secrets written into the config file: none may ever be printed. */
 const SECRET_KEY = `sk-${randomBytes(12).toString('hex')}`;
 const SESSION_TOKEN = `st-${randomBytes(12).toString('hex')}`;
 const SSE_C_KEY = randomBytes(32).toString('base64');
-const SECRETS = [SECRET_KEY, SESSION_TOKEN, SSE_C_KEY];
+for (const secret of [SECRET_KEY, SESSION_TOKEN, SSE_C_KEY]) watchForSecret(secret);
 /** The key the TLS endpoint checks signatures against. */
 const ACCESS_KEY_ID = 'AKIASNAPLINEE2ETEST1';
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 let work: string;
 let configFile: string;
@@ -37,35 +28,12 @@ let tlsDataDir: string;
 let serveChild: ChildProcess | undefined;
 let endpointUrl = '';
 let caPem = '';
-/** Every CLI run's whole output, scanned for the secrets at the end. */
-const transcript: { args: string[]; output: string }[] = [];
 
-/** The environment of a child: nothing AWS_ or SNAPLINE_ from outside, a private config and data directory. */
-function hermeticEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) if (!/^(AWS_|SNAPLINE_|XDG_CONFIG_HOME$)/.test(key)) env[key] = value;
-  return {
-    ...env,
-    SNAPLINE_DATA_DIR: join(work, 'data'),
-    XDG_CONFIG_HOME: join(work, 'xdg'),
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-    ...extra,
-  };
-}
+/** Data (and, under it, the default config directory) of every run here. */
+const dataDir = () => join(work, 'data');
 
 function snapline(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [BIN, '--no-progress', ...args], { cwd: work, env: hermeticEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => {
-      transcript.push({ args, output: stdout + stderr });
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(['--no-progress', ...args], { dataDir: dataDir(), env, cwd: work });
 }
 
 /** `--config FILE` and the rest. */
@@ -132,12 +100,12 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'snapline-connections-e2e-'));
   configFile = join(work, 'config.yaml');
   tlsDataDir = join(work, 'tls-endpoint');
-  mkdirSync(join(work, 'xdg'));
+  mkdirSync(join(dataDir(), 'config'), { recursive: true });
   // The session token is part of what the endpoint would see; it checks the key id and secret only.
   writeFileSync(join(work, 'keys'), `${ACCESS_KEY_ID}:${SECRET_KEY}\n`, { mode: 0o600 });
   serveChild = spawn(process.execPath, [BIN, 'serve', '--tls', '--port', '0', '--data-dir', tlsDataDir, '--auth-file', join(work, 'keys')], {
     cwd: work,
-    env: hermeticEnv(),
+    env: hermeticEnv(dataDir()),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -266,7 +234,7 @@ describe('the config file through the CLI', () => {
   it('no file at the default place: only the built-in connection', async () => {
     const result = await snapline(['connections', 'list']);
     expectExit(result, 0);
-    expect(result.stdout).toContain(`config file: ${join(work, 'xdg', 'snapline', 'config.yaml')} (none yet`);
+    expect(result.stdout).toContain(`config file: ${join(dataDir(), 'config', 'snapline', 'config.yaml')} (none yet`);
     expect(result.stdout).toMatch(/^local\s+us-east-1/m);
   });
 
@@ -333,9 +301,7 @@ describe('secrets never printed', () => {
     expect(results[9]!.stdout).toMatch(/dry run/i);
     expectExit(results[11]!, ExitCodes.UNREACHABLE);
 
-    expect(transcript.length).toBeGreaterThanOrEqual(runs.length);
-    for (const { args, output } of transcript) {
-      for (const secret of SECRETS) expect(output.includes(secret), `snapline ${args.join(' ')} printed a secret`).toBe(false);
-    }
+    expect(transcriptStats().runs).toBeGreaterThanOrEqual(runs.length);
+    expect(secretLeaks()).toEqual([]);
   });
 });

@@ -11,10 +11,11 @@ import { CreateVaultCommand } from '@aws-sdk/client-glacier';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { combineTreeHashes, treeHash } from '../core/checksum.js';
 import { startEmulator, type RunningEmulator } from '../emulator/index.js';
-import { ErrorCodes, SnaplineError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { HashPool } from '../hashing/index.js';
 import { AwsClients } from './clients.js';
 import { GlacierArchiveStore, glacierBodyChecksums } from './glacier-archive.js';
+import { rejection } from '../../test/support/rejection.js';
 
 const MIB = 1024 * 1024;
 const VAULT = 'adapter-vault';
@@ -58,16 +59,6 @@ afterAll(async () => {
   await emulator?.close();
   await rm(work, { recursive: true, force: true });
 });
-
-async function failure(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a failure');
-}
 
 async function untilAvailable(ref: string, job: string): Promise<void> {
   for (let i = 0; i < 2000; i += 1) {
@@ -138,9 +129,9 @@ describe('GlacierArchiveStore on the endpoint', () => {
     const whole = combineTreeHashes(hashes).toString('hex');
     const stored = await store.completeUpload('multipart test', uploadId, parts, data.byteLength, whole);
     expect(stored).toMatchObject({ sizeBytes: data.byteLength, treeHash: referenceTreeHash(data) });
-    expect((await failure(store.listParts('multipart test', uploadId))).code).toBe(ErrorCodes.NOT_FOUND);
+    expect((await rejection(store.listParts('multipart test', uploadId))).code).toBe(ErrorCodes.NOT_FOUND);
 
-    const early = await failure(store.getRange(stored.ref, 0, MIB));
+    const early = await rejection(store.getRange(stored.ref, 0, MIB));
     expect(early.code).toBe(ErrorCodes.BAD_STATE);
     expect(early.hint).toMatch(/archive restore/);
     expect(await store.restoreStatus(stored.ref)).toEqual({ state: 'archived' });
@@ -166,7 +157,7 @@ describe('GlacierArchiveStore on the endpoint', () => {
 
   it('a part whose tree hash is wrong is refused by the service', async () => {
     const uploadId = await store.startUpload('bad part', MIB);
-    const error = await failure(store.putPart('bad part', uploadId, 1, 0, randomBytes(MIB), '00'.repeat(32)));
+    const error = await rejection(store.putPart('bad part', uploadId, 1, 0, randomBytes(MIB), '00'.repeat(32)));
     expect(error.code).toBe(ErrorCodes.REMOTE_REJECTED);
     await store.abortUpload('bad part', uploadId);
     await store.abortUpload('bad part', uploadId);
@@ -176,9 +167,9 @@ describe('GlacierArchiveStore on the endpoint', () => {
     const data = randomBytes(10);
     const hash = treeHash(data).toString('hex');
     await store.putObject('x'.repeat(1024), data, hash);
-    expect((await failure(store.putObject('x'.repeat(1025), data, hash))).code).toBe(ErrorCodes.INVALID_ARGUMENT);
-    expect((await failure(store.putObject('caf\u00e9', data, hash))).code).toBe(ErrorCodes.INVALID_ARGUMENT);
-    expect((await failure(store.startUpload('tab\there', MIB))).code).toBe(ErrorCodes.INVALID_ARGUMENT);
+    expect((await rejection(store.putObject('x'.repeat(1025), data, hash))).code).toBe(ErrorCodes.INVALID_ARGUMENT);
+    expect((await rejection(store.putObject('caf\u00e9', data, hash))).code).toBe(ErrorCodes.INVALID_ARGUMENT);
+    expect((await rejection(store.startUpload('tab\there', MIB))).code).toBe(ErrorCodes.INVALID_ARGUMENT);
   });
 
   it('a failed job (jobFailureRate) reads as failed with the reason; the inventory is a job too', async () => {
@@ -206,7 +197,7 @@ describe('GlacierArchiveStore on the endpoint', () => {
 
   it('a vault that does not exist is named', async () => {
     const missing = new GlacierArchiveStore(clients.glacier(), 'missing-vault');
-    const error = await failure(missing.putObject('x', Buffer.from('x'), treeHash(Buffer.from('x')).toString('hex')));
+    const error = await rejection(missing.putObject('x', Buffer.from('x'), treeHash(Buffer.from('x')).toString('hex')));
     expect(error.code).toBe(ErrorCodes.NOT_FOUND);
     expect(error.message).toMatch(/vault missing-vault does not exist/);
   });

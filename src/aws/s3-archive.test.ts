@@ -7,9 +7,10 @@ import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { treeHash } from '../core/checksum.js';
 import { startEmulator, type RunningEmulator } from '../emulator/index.js';
-import { ErrorCodes, SnaplineError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { AwsClients } from './clients.js';
 import { S3ArchiveStore, restoreStatusOf } from './s3-archive.js';
+import { rejection } from '../../test/support/rejection.js';
 
 const MIB = 1024 * 1024;
 const BUCKET = 'adapter-bucket';
@@ -34,16 +35,6 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function failure(promise: Promise<unknown>): Promise<SnaplineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnaplineError);
-    return err as SnaplineError;
-  }
-  throw new Error('expected a failure');
-}
-
 const hashOf = (data: Buffer) => treeHash(data).toString('hex');
 
 describe('S3ArchiveStore on the endpoint', () => {
@@ -51,7 +42,7 @@ describe('S3ArchiveStore on the endpoint', () => {
     const data = randomBytes(3 * MIB + 5);
     const stored = await store.putObject('deep/object', data, hashOf(data), { storageClass: 'DEEP_ARCHIVE' });
     expect(stored).toEqual({ ref: 'deep/object', sizeBytes: data.byteLength, treeHash: hashOf(data) });
-    const refused = await failure(store.getRange('deep/object', 0, MIB));
+    const refused = await rejection(store.getRange('deep/object', 0, MIB));
     expect(refused.code).toBe(ErrorCodes.BAD_STATE);
     expect(refused.message).toMatch(/not restored/);
     expect(await store.restoreStatus('deep/object')).toEqual({ state: 'archived' });
@@ -91,7 +82,7 @@ describe('S3ArchiveStore on the endpoint', () => {
     await store.completeUpload('multi/object', uploadId, parts, data.byteLength, hashOf(data));
     const head = await clients.s3().send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'multi/object' }));
     expect(head).toMatchObject({ StorageClass: 'GLACIER', ContentLength: data.byteLength });
-    expect((await failure(store.listParts('multi/object', uploadId))).code).toBe(ErrorCodes.NOT_FOUND);
+    expect((await rejection(store.listParts('multi/object', uploadId))).code).toBe(ErrorCodes.NOT_FOUND);
     await store.abortUpload('multi/object', uploadId);
     const inventory = await store.inventory({ prefix: 'multi/' });
     expect(inventory).toMatchObject({ state: 'ready', objects: [{ ref: 'multi/object', sizeBytes: data.byteLength, storageClass: 'GLACIER' }] });
@@ -107,14 +98,14 @@ describe('S3ArchiveStore on the endpoint', () => {
     const data = randomBytes(1000);
     await sealed.putObject('sealed/object', data, hashOf(data), { storageClass: 'STANDARD' });
     expect((await sealed.getRange('sealed/object', 0, 1000)).data.equals(data)).toBe(true);
-    const withoutKey = await failure(store.getRange('sealed/object', 0, 1000));
+    const withoutKey = await rejection(store.getRange('sealed/object', 0, 1000));
     expect(withoutKey.code).toBe(ErrorCodes.REMOTE_REJECTED);
     expect(withoutKey.message).toMatch(/Server Side Encryption/);
   });
 
   it('a bucket that does not exist is named', async () => {
     const missing = new S3ArchiveStore(clients.s3(), 'no-such-bucket');
-    const error = await failure(missing.putObject('k', Buffer.from('x'), hashOf(Buffer.from('x'))));
+    const error = await rejection(missing.putObject('k', Buffer.from('x'), hashOf(Buffer.from('x'))));
     expect(error.code).toBe(ErrorCodes.NOT_FOUND);
     expect(error.message).toMatch(/bucket no-such-bucket does not exist/);
   });

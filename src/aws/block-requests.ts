@@ -13,6 +13,11 @@ export interface BlockTransport {
   readTimeoutMs: number;
 }
 
+export interface RequestOptions {
+  /** Ends the request when it aborts. */
+  signal?: AbortSignal | undefined;
+}
+
 /** A request as the SDK's SigV4 signer takes and returns it. */
 interface SignableRequest {
   method: string;
@@ -74,8 +79,11 @@ export class DirectBlockRequests {
     this.#transport = transport;
   }
 
-  /** PutSnapshotBlock. `data` (BLOCK_SIZE bytes, a view over shared memory works) is sent as is. Idempotent while pending. */
-  async putBlock(snapshotId: string, blockIndex: number, data: Uint8Array, checksum: string, progress?: number): Promise<void> {
+  /**
+   * PutSnapshotBlock. `data` (BLOCK_SIZE bytes, a view over shared memory works) is sent as is. Idempotent while pending.
+   * `signal` ends the request when it aborts (the call fails with the AbortError, INTERRUPTED).
+   */
+  async putBlock(snapshotId: string, blockIndex: number, data: Uint8Array, checksum: string, progress?: number, options: RequestOptions = {}): Promise<void> {
     const action = 'ebs:PutSnapshotBlock';
     const headers: Record<string, string> = {
       'content-type': 'application/octet-stream',
@@ -87,16 +95,16 @@ export class DirectBlockRequests {
     };
     if (progress !== undefined) headers['x-amz-progress'] = String(Math.max(0, Math.min(100, Math.floor(progress))));
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    await this.#send(action, 'PUT', `/snapshots/${encodeURIComponent(snapshotId)}/blocks/${blockIndex}`, {}, headers, body, async (response) => {
+    await this.#send(action, 'PUT', `/snapshots/${encodeURIComponent(snapshotId)}/blocks/${blockIndex}`, {}, headers, body, options, async (response) => {
       if (response.statusCode !== 201) throw await awsErrorOf(response, action);
       response.resume();
     });
   }
 
-  /** GetSnapshotBlock: the block's bytes (one buffer of BLOCK_SIZE) and the checksum the service sent. */
-  async getBlock(snapshotId: string, blockIndex: number, blockToken: string): Promise<{ data: Buffer; checksum: string }> {
+  /** GetSnapshotBlock: the block's bytes (one buffer of BLOCK_SIZE) and the checksum the service sent. `signal` as for putBlock, the body's reading included. */
+  async getBlock(snapshotId: string, blockIndex: number, blockToken: string, options: RequestOptions = {}): Promise<{ data: Buffer; checksum: string }> {
     const action = 'ebs:GetSnapshotBlock';
-    return this.#send(action, 'GET', `/snapshots/${encodeURIComponent(snapshotId)}/blocks/${blockIndex}`, { blockToken }, {}, undefined, async (response) => {
+    return this.#send(action, 'GET', `/snapshots/${encodeURIComponent(snapshotId)}/blocks/${blockIndex}`, { blockToken }, {}, undefined, options, async (response) => {
       if (response.statusCode !== 200) throw await awsErrorOf(response, action);
       const checksum = header(response, 'x-amz-checksum');
       const dataLength = header(response, 'x-amz-data-length');
@@ -118,6 +126,7 @@ export class DirectBlockRequests {
     query: Record<string, string>,
     headers: Record<string, string>,
     body: Buffer | undefined,
+    options: RequestOptions,
     handle: (response: http.IncomingMessage) => Promise<T>,
   ): Promise<T> {
     try {
@@ -128,17 +137,26 @@ export class DirectBlockRequests {
         { signingDate: new Date(Date.now() + (this.#config.systemClockOffset ?? 0)) },
       );
       const search = new URLSearchParams(query).toString().replace(/\+/g, '%20');
-      const response = await this.#request(target, method, signed.path + (search === '' ? '' : `?${search}`), signed.headers, body);
+      const response = await this.#request(target, method, signed.path + (search === '' ? '' : `?${search}`), signed.headers, body, options.signal);
       return await handle(response);
     } catch (err) {
       throw fromAwsError(err, action);
     }
   }
 
-  #request(target: Target, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<http.IncomingMessage> {
+  /** `signal` destroys the request, and with it the response being read, with an AbortError. */
+  #request(target: Target, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
     const { connectTimeoutMs, readTimeoutMs } = this.#transport;
     const secure = target.protocol === 'https:';
-    const options = { method, hostname: target.hostname, port: target.port, path, headers, agent: secure ? this.#transport.httpsAgent : this.#transport.httpAgent };
+    const options = {
+      method,
+      hostname: target.hostname,
+      port: target.port,
+      path,
+      headers,
+      agent: secure ? this.#transport.httpsAgent : this.#transport.httpAgent,
+      ...(signal === undefined ? {} : { signal }),
+    };
     return new Promise((resolve, reject) => {
       const request = (secure ? https : http).request(options, resolve);
       // Named as the SDK's handler names them, so both paths report the same.

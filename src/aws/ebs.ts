@@ -22,6 +22,7 @@ import type {
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { DirectBlockRequests } from './block-requests.js';
 import { fromAwsError } from './errors.js';
+import { InFlightRequests } from './in-flight.js';
 
 const UNSIGNED_PAYLOAD_MIDDLEWARE = 'snaplineUnsignedBlockPayload';
 
@@ -30,15 +31,19 @@ const UNSIGNED_PAYLOAD_MIDDLEWARE = 'snaplineUnsignedBlockPayload';
  * resilientWriter / resilientReader (retry.ts) for retries and throttling.
  * Every failure is a SnaplineError from fromAwsError. With `direct`, the two
  * block calls go as direct requests signed by the same client's signer
- * (block-requests.ts), the rest through the SDK.
+ * (block-requests.ts), the rest through the SDK. With `signal`, an abort
+ * ends the requests in flight: their calls fail INTERRUPTED (see
+ * InFlightRequests; calls made after the abort go out).
  */
 export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
   readonly #client: EBSClient;
   readonly #direct: DirectBlockRequests | undefined;
+  readonly #requests: InFlightRequests;
 
-  constructor(client: EBSClient, options: { direct?: DirectBlockRequests } = {}) {
+  constructor(client: EBSClient, options: { direct?: DirectBlockRequests; signal?: AbortSignal } = {}) {
     this.#client = client;
     this.#direct = options.direct;
+    this.#requests = new InFlightRequests(options.signal);
     // PutSnapshotBlock's body is not part of the signature (its checksum header is): without this the SDK
     // would hash every 512 KiB body a second time just to sign it.
     client.middlewareStack.add(
@@ -56,17 +61,20 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
   /** Not idempotent unless `clientToken` is given. */
   async startSnapshot(input: StartSnapshotInput): Promise<StartedSnapshot> {
     try {
-      const out = await this.#client.send(
-        new StartSnapshotCommand({
-          VolumeSize: input.volumeSizeGiB,
-          ParentSnapshotId: input.parentSnapshotId,
-          Description: input.description,
-          Tags: input.tags === undefined ? undefined : Object.entries(input.tags).map(([Key, Value]) => ({ Key, Value })),
-          Encrypted: input.encrypted,
-          KmsKeyArn: input.kmsKeyArn,
-          Timeout: input.timeoutMinutes,
-          ClientToken: input.clientToken,
-        }),
+      const out = await this.#requests.run('ebs:StartSnapshot', (abortSignal) =>
+        this.#client.send(
+          new StartSnapshotCommand({
+            VolumeSize: input.volumeSizeGiB,
+            ParentSnapshotId: input.parentSnapshotId,
+            Description: input.description,
+            Tags: input.tags === undefined ? undefined : Object.entries(input.tags).map(([Key, Value]) => ({ Key, Value })),
+            Encrypted: input.encrypted,
+            KmsKeyArn: input.kmsKeyArn,
+            Timeout: input.timeoutMinutes,
+            ClientToken: input.clientToken,
+          }),
+          { abortSignal },
+        ),
       );
       if (out.SnapshotId === undefined) throw incomplete('ebs:StartSnapshot', 'SnapshotId');
       return {
@@ -87,18 +95,22 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
     if (data.byteLength !== BLOCK_SIZE) {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `a block has ${BLOCK_SIZE} bytes, got ${data.byteLength} for block ${blockIndex}`);
     }
-    if (this.#direct !== undefined) return this.#direct.putBlock(snapshotId, blockIndex, data, checksum, progress);
+    const direct = this.#direct;
+    if (direct !== undefined) return this.#requests.run('ebs:PutSnapshotBlock', (signal) => direct.putBlock(snapshotId, blockIndex, data, checksum, progress, { signal }));
     try {
-      await this.#client.send(
-        new PutSnapshotBlockCommand({
-          SnapshotId: snapshotId,
-          BlockIndex: blockIndex,
-          BlockData: data,
-          DataLength: BLOCK_SIZE,
-          Checksum: checksum,
-          ChecksumAlgorithm: 'SHA256',
-          Progress: progress === undefined ? undefined : Math.max(0, Math.min(100, Math.floor(progress))),
-        }),
+      await this.#requests.run('ebs:PutSnapshotBlock', (abortSignal) =>
+        this.#client.send(
+          new PutSnapshotBlockCommand({
+            SnapshotId: snapshotId,
+            BlockIndex: blockIndex,
+            BlockData: data,
+            DataLength: BLOCK_SIZE,
+            Checksum: checksum,
+            ChecksumAlgorithm: 'SHA256',
+            Progress: progress === undefined ? undefined : Math.max(0, Math.min(100, Math.floor(progress))),
+          }),
+          { abortSignal },
+        ),
       );
     } catch (err) {
       throw fromAwsError(err, 'ebs:PutSnapshotBlock');
@@ -108,14 +120,17 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
   /** Asks AWS to seal the snapshot; calling it again for a snapshot already sealed is up to AWS. */
   async completeSnapshot(snapshotId: string, changedBlocksCount: number, aggregateChecksum: string): Promise<SnapshotStatus> {
     try {
-      const out = await this.#client.send(
-        new CompleteSnapshotCommand({
-          SnapshotId: snapshotId,
-          ChangedBlocksCount: changedBlocksCount,
-          Checksum: aggregateChecksum,
-          ChecksumAlgorithm: 'SHA256',
-          ChecksumAggregationMethod: 'LINEAR',
-        }),
+      const out = await this.#requests.run('ebs:CompleteSnapshot', (abortSignal) =>
+        this.#client.send(
+          new CompleteSnapshotCommand({
+            SnapshotId: snapshotId,
+            ChangedBlocksCount: changedBlocksCount,
+            Checksum: aggregateChecksum,
+            ChecksumAlgorithm: 'SHA256',
+            ChecksumAggregationMethod: 'LINEAR',
+          }),
+          { abortSignal },
+        ),
       );
       return statusOf(out.Status, 'ebs:CompleteSnapshot');
     } catch (err) {
@@ -125,13 +140,16 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
 
   listBlocks(snapshotId: string, options: ListOptions = {}): AsyncIterable<BlockPage<BlockRef>> {
     return pages('ebs:ListSnapshotBlocks', async (pageToken) => {
-      const out = await this.#client.send(
-        new ListSnapshotBlocksCommand({
-          SnapshotId: snapshotId,
-          NextToken: pageToken,
-          MaxResults: options.pageSize,
-          StartingBlockIndex: pageToken === undefined ? options.startingBlockIndex : undefined,
-        }),
+      const out = await this.#requests.run('ebs:ListSnapshotBlocks', (abortSignal) =>
+        this.#client.send(
+          new ListSnapshotBlocksCommand({
+            SnapshotId: snapshotId,
+            NextToken: pageToken,
+            MaxResults: options.pageSize,
+            StartingBlockIndex: pageToken === undefined ? options.startingBlockIndex : undefined,
+          }),
+          { abortSignal },
+        ),
       );
       const blocks = (out.Blocks ?? []).map((block): BlockRef => {
         if (block.BlockIndex === undefined || block.BlockToken === undefined) throw incomplete('ebs:ListSnapshotBlocks', 'BlockIndex/BlockToken');
@@ -144,14 +162,17 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
   /** An empty `firstSnapshotId` lists every block of the second snapshot. */
   listChangedBlocks(firstSnapshotId: string, secondSnapshotId: string, options: ListOptions = {}): AsyncIterable<BlockPage<ChangedBlockRef>> {
     return pages('ebs:ListChangedBlocks', async (pageToken) => {
-      const out = await this.#client.send(
-        new ListChangedBlocksCommand({
-          FirstSnapshotId: firstSnapshotId === '' ? undefined : firstSnapshotId,
-          SecondSnapshotId: secondSnapshotId,
-          NextToken: pageToken,
-          MaxResults: options.pageSize,
-          StartingBlockIndex: pageToken === undefined ? options.startingBlockIndex : undefined,
-        }),
+      const out = await this.#requests.run('ebs:ListChangedBlocks', (abortSignal) =>
+        this.#client.send(
+          new ListChangedBlocksCommand({
+            FirstSnapshotId: firstSnapshotId === '' ? undefined : firstSnapshotId,
+            SecondSnapshotId: secondSnapshotId,
+            NextToken: pageToken,
+            MaxResults: options.pageSize,
+            StartingBlockIndex: pageToken === undefined ? options.startingBlockIndex : undefined,
+          }),
+          { abortSignal },
+        ),
       );
       const blocks = (out.ChangedBlocks ?? []).map((block): ChangedBlockRef => {
         if (block.BlockIndex === undefined) throw incomplete('ebs:ListChangedBlocks', 'BlockIndex');
@@ -167,21 +188,27 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
 
   /** Reads the body into one buffer of BLOCK_SIZE; a body of another length is UNAVAILABLE (retryable). */
   async getBlock(snapshotId: string, blockIndex: number, blockToken: string): Promise<{ data: Buffer; checksum: string }> {
-    if (this.#direct !== undefined) return this.#direct.getBlock(snapshotId, blockIndex, blockToken);
+    const direct = this.#direct;
+    if (direct !== undefined) return this.#requests.run('ebs:GetSnapshotBlock', (signal) => direct.getBlock(snapshotId, blockIndex, blockToken, { signal }));
     try {
-      const out = await this.#client.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: blockIndex, BlockToken: blockToken }));
-      const body = out.BlockData as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
-      if (body === undefined) throw incomplete('ebs:GetSnapshotBlock', 'BlockData');
-      if (out.Checksum === undefined || (out.DataLength !== undefined && out.DataLength !== BLOCK_SIZE)) {
-        // Free the connection: an unread body would hold its socket.
-        body.destroy?.();
-        if (out.Checksum === undefined) throw incomplete('ebs:GetSnapshotBlock', 'x-amz-Checksum');
-        throw new SnaplineError(ErrorCodes.REMOTE_REJECTED, `ebs:GetSnapshotBlock: block ${blockIndex} has DataLength ${out.DataLength}, expected ${BLOCK_SIZE}`);
-      }
-      return { data: await readBlock(body, blockIndex), checksum: out.Checksum };
+      return await this.#requests.run('ebs:GetSnapshotBlock', (abortSignal) => this.#sdkGetBlock(snapshotId, blockIndex, blockToken, abortSignal));
     } catch (err) {
       throw fromAwsError(err, 'ebs:GetSnapshotBlock');
     }
+  }
+
+  /** GetSnapshotBlock through the SDK, the body read whole (its reading is part of the request). */
+  async #sdkGetBlock(snapshotId: string, blockIndex: number, blockToken: string, abortSignal: AbortSignal | undefined): Promise<{ data: Buffer; checksum: string }> {
+    const out = await this.#client.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: blockIndex, BlockToken: blockToken }), { abortSignal });
+    const body = out.BlockData as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
+    if (body === undefined) throw incomplete('ebs:GetSnapshotBlock', 'BlockData');
+    if (out.Checksum === undefined || (out.DataLength !== undefined && out.DataLength !== BLOCK_SIZE)) {
+      // Free the connection: an unread body would hold its socket.
+      body.destroy?.();
+      if (out.Checksum === undefined) throw incomplete('ebs:GetSnapshotBlock', 'x-amz-Checksum');
+      throw new SnaplineError(ErrorCodes.REMOTE_REJECTED, `ebs:GetSnapshotBlock: block ${blockIndex} has DataLength ${out.DataLength}, expected ${BLOCK_SIZE}`);
+    }
+    return { data: await readBlock(body, blockIndex), checksum: out.Checksum };
   }
 }
 

@@ -9,6 +9,7 @@ import {
 import type { RemoteSnapshot, SnapshotCatalog } from '../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import { fromAwsError } from './errors.js';
+import { InFlightRequests } from './in-flight.js';
 
 /** Ids per DescribeSnapshots call. */
 const DESCRIBE_BATCH = 200;
@@ -16,12 +17,18 @@ const SNAPSHOT_ID = /snap-[0-9a-zA-Z]+/g;
 /** EC2 fails the whole call for these when one id is unknown or malformed. */
 const MISSING_ID_ERRORS = new Set(['InvalidSnapshot.NotFound', 'InvalidSnapshotID.Malformed']);
 
-/** Snapshot bookkeeping over EC2 (the SDK's standard retry applies). */
+/**
+ * Snapshot bookkeeping over EC2 (the SDK's standard retry applies). With
+ * `signal`, an abort ends the requests in flight, retries included: their
+ * calls fail INTERRUPTED; calls made after it (clean-up) go out.
+ */
 export class Ec2SnapshotCatalog implements SnapshotCatalog {
   readonly #client: EC2Client;
+  readonly #requests: InFlightRequests;
 
-  constructor(client: EC2Client) {
+  constructor(client: EC2Client, options: { signal?: AbortSignal } = {}) {
     this.#client = client;
+    this.#requests = new InFlightRequests(options.signal);
   }
 
   /**
@@ -68,7 +75,7 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
 
   async #describe(ids: string[]): Promise<RemoteSnapshot[]> {
     try {
-      const out = await this.#client.send(new DescribeSnapshotsCommand({ SnapshotIds: ids }));
+      const out = await this.#requests.run('ec2:DescribeSnapshots', (abortSignal) => this.#client.send(new DescribeSnapshotsCommand({ SnapshotIds: ids }), { abortSignal }));
       return (out.Snapshots ?? []).map(toRemoteSnapshot);
     } catch (err) {
       throw fromAwsError(err, 'ec2:DescribeSnapshots');
@@ -78,7 +85,7 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
   /** Idempotent: a snapshot that is already gone counts as deleted. */
   async deleteSnapshot(snapshotId: string): Promise<void> {
     try {
-      await this.#client.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+      await this.#requests.run('ec2:DeleteSnapshot', (abortSignal) => this.#client.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }), { abortSignal }));
     } catch (err) {
       const error = fromAwsError(err, 'ec2:DeleteSnapshot');
       if (error.details?.awsError === 'InvalidSnapshot.NotFound') return;
@@ -91,7 +98,8 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
     const entries = Object.entries(tags);
     if (entries.length === 0) return;
     try {
-      await this.#client.send(new CreateTagsCommand({ Resources: [snapshotId], Tags: entries.map(([Key, Value]) => ({ Key, Value })) }));
+      const command = new CreateTagsCommand({ Resources: [snapshotId], Tags: entries.map(([Key, Value]) => ({ Key, Value })) });
+      await this.#requests.run('ec2:CreateTags', (abortSignal) => this.#client.send(command, { abortSignal }));
     } catch (err) {
       throw fromAwsError(err, 'ec2:CreateTags');
     }
@@ -99,7 +107,7 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
 
   async encryptionByDefault(): Promise<boolean> {
     try {
-      const out = await this.#client.send(new GetEbsEncryptionByDefaultCommand({}));
+      const out = await this.#requests.run('ec2:GetEbsEncryptionByDefault', (abortSignal) => this.#client.send(new GetEbsEncryptionByDefaultCommand({}), { abortSignal }));
       return out.EbsEncryptionByDefault ?? false;
     } catch (err) {
       throw fromAwsError(err, 'ec2:GetEbsEncryptionByDefault');

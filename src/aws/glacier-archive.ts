@@ -27,6 +27,7 @@ import type {
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import { readBody } from './body.js';
 import { fromAwsError } from './errors.js';
+import { InFlightRequests } from './in-flight.js';
 import { partSizeFor } from './part-size.js';
 
 const MIB = 1024 * 1024;
@@ -37,6 +38,8 @@ const MAX_DESCRIPTION_BYTES = 1024;
 export interface GlacierArchiveOptions {
   /** Smallest part size used (1 MiB x 2^n); default 16 MiB. */
   minPartSize?: number;
+  /** A run's interruption: ends the requests in flight when it aborts (see InFlightRequests). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -50,6 +53,7 @@ export class GlacierArchiveStore implements ArchiveStore {
   readonly location: string;
   readonly #client: GlacierClient;
   readonly #minPartSize: number;
+  readonly #requests: InFlightRequests;
   /** Retrieval jobs found by listing, per archive id. */
   readonly #jobs = new Map<string, string>();
 
@@ -57,6 +61,7 @@ export class GlacierArchiveStore implements ArchiveStore {
     this.#client = client;
     this.location = vault;
     this.#minPartSize = options.minPartSize ?? DEFAULT_MIN_PART;
+    this.#requests = new InFlightRequests(options.signal);
   }
 
   partSizeFor(maxBytes: number): number {
@@ -65,19 +70,19 @@ export class GlacierArchiveStore implements ArchiveStore {
 
   async putObject(name: string, data: Uint8Array, hash: string): Promise<StoredObject> {
     checkDescription(name);
-    const out = await this.#call('glacier:UploadArchive', () => this.#client.send(new UploadArchiveCommand({ ...this.#vault(), archiveDescription: name, checksum: hash, body: data })));
+    const out = await this.#call('glacier:UploadArchive', (abortSignal) => this.#client.send(new UploadArchiveCommand({ ...this.#vault(), archiveDescription: name, checksum: hash, body: data }), { abortSignal }));
     return { ref: required(out.archiveId, 'archive id'), sizeBytes: data.byteLength, treeHash: out.checksum ?? hash };
   }
 
   async startUpload(name: string, partSize: number): Promise<string> {
     checkDescription(name);
-    const out = await this.#call('glacier:InitiateMultipartUpload', () => this.#client.send(new InitiateMultipartUploadCommand({ ...this.#vault(), archiveDescription: name, partSize: String(partSize) })));
+    const out = await this.#call('glacier:InitiateMultipartUpload', (abortSignal) => this.#client.send(new InitiateMultipartUploadCommand({ ...this.#vault(), archiveDescription: name, partSize: String(partSize) }), { abortSignal }));
     return required(out.uploadId, 'upload id');
   }
 
   async putPart(_name: string, uploadId: string, partNumber: number, offset: number, data: Uint8Array, hash: string): Promise<UploadedPart> {
     const range = `bytes ${offset}-${offset + data.byteLength - 1}/*`;
-    const out = await this.#call('glacier:UploadMultipartPart', () => this.#client.send(new UploadMultipartPartCommand({ ...this.#vault(), uploadId, range, checksum: hash, body: data })));
+    const out = await this.#call('glacier:UploadMultipartPart', (abortSignal) => this.#client.send(new UploadMultipartPartCommand({ ...this.#vault(), uploadId, range, checksum: hash, body: data }), { abortSignal }));
     return { partNumber, sizeBytes: data.byteLength, checksum: out.checksum ?? hash };
   }
 
@@ -85,7 +90,7 @@ export class GlacierArchiveStore implements ArchiveStore {
     const parts: UploadedPart[] = [];
     let marker: string | undefined;
     do {
-      const out = await this.#call('glacier:ListParts', () => this.#client.send(new ListPartsCommand({ ...this.#vault(), uploadId, ...(marker ? { marker } : {}) })));
+      const out = await this.#call('glacier:ListParts', (abortSignal) => this.#client.send(new ListPartsCommand({ ...this.#vault(), uploadId, ...(marker ? { marker } : {}) }), { abortSignal }));
       const partSize = out.PartSizeInBytes ?? 0;
       for (const part of out.Parts ?? []) {
         const match = /^(\d+)-(\d+)$/.exec(part.RangeInBytes ?? '');
@@ -99,14 +104,14 @@ export class GlacierArchiveStore implements ArchiveStore {
   }
 
   async completeUpload(_name: string, uploadId: string, _parts: readonly UploadedPart[], sizeBytes: number, hash: string): Promise<StoredObject> {
-    const out = await this.#call('glacier:CompleteMultipartUpload', () => this.#client.send(new CompleteMultipartUploadCommand({ ...this.#vault(), uploadId, archiveSize: String(sizeBytes), checksum: hash })),
+    const out = await this.#call('glacier:CompleteMultipartUpload', (abortSignal) => this.#client.send(new CompleteMultipartUploadCommand({ ...this.#vault(), uploadId, archiveSize: String(sizeBytes), checksum: hash }), { abortSignal }),
     );
     return { ref: required(out.archiveId, 'archive id'), sizeBytes, treeHash: out.checksum ?? hash };
   }
 
   async abortUpload(_name: string, uploadId: string): Promise<void> {
     try {
-      await this.#call('glacier:AbortMultipartUpload', () => this.#client.send(new AbortMultipartUploadCommand({ ...this.#vault(), uploadId })));
+      await this.#call('glacier:AbortMultipartUpload', (abortSignal) => this.#client.send(new AbortMultipartUploadCommand({ ...this.#vault(), uploadId }), { abortSignal }));
     } catch (err) {
       if (!isSnaplineError(err, ErrorCodes.NOT_FOUND)) throw err;
     }
@@ -115,20 +120,27 @@ export class GlacierArchiveStore implements ArchiveStore {
   async getRange(ref: string, start: number, end: number | undefined, job?: string): Promise<{ data: Buffer; treeHash?: string }> {
     const jobId = job ?? (await this.#succeededJob(ref));
     if (jobId === undefined) throw notRetrieved(ref, this.location);
-    const out = await this.#call('glacier:GetJobOutput', () => this.#client.send(new GetJobOutputCommand({ ...this.#vault(), jobId, range: `bytes=${start}-${end === undefined ? '' : end - 1}` })), ref);
-    const data = await readBody(out.body, 'glacier:GetJobOutput');
+    // The body is read inside the call: an interruption ends its reading too.
+    const { data, checksum } = await this.#call(
+      'glacier:GetJobOutput',
+      async (abortSignal) => {
+        const out = await this.#client.send(new GetJobOutputCommand({ ...this.#vault(), jobId, range: `bytes=${start}-${end === undefined ? '' : end - 1}` }), { abortSignal });
+        return { data: await readBody(out.body, 'glacier:GetJobOutput'), checksum: out.checksum };
+      },
+      ref,
+    );
     if (end !== undefined && data.byteLength !== end - start) {
       throw new SnaplineError(ErrorCodes.UNAVAILABLE, `glacier:GetJobOutput returned ${data.byteLength} bytes of ${ref}, not ${end - start}`, { retryable: true });
     }
-    return { data, ...(out.checksum ? { treeHash: out.checksum } : {}) };
+    return { data, ...(checksum ? { treeHash: checksum } : {}) };
   }
 
   async requestRestore(ref: string, options: { tier: RetrievalTier; days: number; description?: string }): Promise<RestoreStatus> {
     if (options.description !== undefined) checkDescription(options.description);
-    const out = await this.#call('glacier:InitiateJob', () => this.#client.send(new InitiateJobCommand({
+    const out = await this.#call('glacier:InitiateJob', (abortSignal) => this.#client.send(new InitiateJobCommand({
         ...this.#vault(),
         jobParameters: { Type: 'archive-retrieval', ArchiveId: ref, Tier: options.tier, ...(options.description ? { Description: options.description } : {}) },
-      })),
+      }), { abortSignal }),
       ref,
     );
     const job = required(out.jobId, 'job id');
@@ -139,7 +151,7 @@ export class GlacierArchiveStore implements ArchiveStore {
   async restoreStatus(ref: string, job?: string): Promise<RestoreStatus> {
     if (job !== undefined) {
       try {
-        const out = await this.#call('glacier:DescribeJob', () => this.#client.send(new DescribeJobCommand({ ...this.#vault(), jobId: job })));
+        const out = await this.#call('glacier:DescribeJob', (abortSignal) => this.#client.send(new DescribeJobCommand({ ...this.#vault(), jobId: job }), { abortSignal }));
         return statusOfJob(out);
       } catch (err) {
         // A job's output lives at least 24 hours; after that the job is gone and the archive must be retrieved again.
@@ -154,7 +166,7 @@ export class GlacierArchiveStore implements ArchiveStore {
     const jobs = (await this.#listJobs()).filter((j) => j.Action === 'InventoryRetrieval');
     const done = jobs.filter((j) => j.StatusCode === 'Succeeded').at(-1);
     if (done?.JobId !== undefined) {
-      const out = await this.#call('glacier:GetJobOutput', () => this.#client.send(new GetJobOutputCommand({ ...this.#vault(), jobId: done.JobId })));
+      const out = await this.#call('glacier:GetJobOutput', (abortSignal) => this.#client.send(new GetJobOutputCommand({ ...this.#vault(), jobId: done.JobId }), { abortSignal }));
       return { state: 'ready', objects: parseInventory(await readBody(out.body, 'glacier:GetJobOutput')), ...dateOf(done.CompletionDate, 'takenAt') };
     }
     const running = jobs.find((j) => j.StatusCode === 'InProgress');
@@ -164,13 +176,13 @@ export class GlacierArchiveStore implements ArchiveStore {
       if (failed?.JobId !== undefined) return { state: 'failed', job: failed.JobId, ...(failed.StatusMessage ? { message: failed.StatusMessage } : {}) };
       throw new SnaplineError(ErrorCodes.NOT_FOUND, `vault ${this.location} has no inventory job`);
     }
-    const out = await this.#call('glacier:InitiateJob', () => this.#client.send(new InitiateJobCommand({ ...this.#vault(), jobParameters: { Type: 'inventory-retrieval', Format: 'JSON' } })));
+    const out = await this.#call('glacier:InitiateJob', (abortSignal) => this.#client.send(new InitiateJobCommand({ ...this.#vault(), jobParameters: { Type: 'inventory-retrieval', Format: 'JSON' } }), { abortSignal }));
     return { state: 'in-progress', job: required(out.jobId, 'job id'), startedAt: new Date() };
   }
 
   async deleteObject(ref: string): Promise<void> {
     try {
-      await this.#call('glacier:DeleteArchive', () => this.#client.send(new DeleteArchiveCommand({ ...this.#vault(), archiveId: ref })), ref);
+      await this.#call('glacier:DeleteArchive', (abortSignal) => this.#client.send(new DeleteArchiveCommand({ ...this.#vault(), archiveId: ref }), { abortSignal }), ref);
     } catch (err) {
       if (!isSnaplineError(err, ErrorCodes.NOT_FOUND)) throw err;
     }
@@ -196,16 +208,17 @@ export class GlacierArchiveStore implements ArchiveStore {
     const jobs: GlacierJobDescription[] = [];
     let marker: string | undefined;
     do {
-      const out = await this.#call('glacier:ListJobs', () => this.#client.send(new ListJobsCommand({ ...this.#vault(), ...(marker ? { marker } : {}) })));
+      const out = await this.#call('glacier:ListJobs', (abortSignal) => this.#client.send(new ListJobsCommand({ ...this.#vault(), ...(marker ? { marker } : {}) }), { abortSignal }));
       jobs.push(...(out.JobList ?? []));
       marker = out.Marker ?? undefined;
     } while (marker);
     return jobs.sort((a, b) => (a.CreationDate ?? '').localeCompare(b.CreationDate ?? ''));
   }
 
-  async #call<T>(action: string, send: () => Promise<T>, ref?: string): Promise<T> {
+  /** Runs one SDK call with the signal of its request (see InFlightRequests), mapping its failure to a SnaplineError. */
+  async #call<T>(action: string, send: (abortSignal: AbortSignal | undefined) => Promise<T>, ref?: string): Promise<T> {
     try {
-      return await send();
+      return await this.#requests.run(action, send);
     } catch (err) {
       throw glacierError(err, action, this.location, ref);
     }

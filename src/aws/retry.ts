@@ -106,7 +106,11 @@ export interface ResilienceOptions {
   /** Every attempt takes one slot; the slot is free during backoff sleeps. */
   limiter: AdaptiveLimiter;
   policy?: Partial<RetryPolicy>;
-  /** Aborting stops new attempts and sleeps (INTERRUPTED); a call already in flight runs to its end. */
+  /**
+   * Aborting stops new attempts and sleeps (INTERRUPTED), and a call that
+   * fails after it is not retried. Ending the requests in flight is the
+   * stores' part (their `signal` option).
+   */
   signal?: AbortSignal;
   /** Told before each retry: the error, the attempt that failed (1-based) and the operation. */
   onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
@@ -155,6 +159,8 @@ class Retrier {
           return call();
         });
       } catch (err) {
+        // Whatever an attempt cut short by the abort ended with, it is not retried.
+        this.throwIfAborted(operation);
         const error = toSnaplineError(err);
         const notFoundWindow = error.code === ErrorCodes.NOT_FOUND && retryNotFound();
         if (!error.retryable && !notFoundWindow) throw error;

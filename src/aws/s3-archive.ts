@@ -28,6 +28,7 @@ import type {
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import { readBody } from './body.js';
 import { fromAwsError } from './errors.js';
+import { InFlightRequests } from './in-flight.js';
 import { partSizeFor } from './part-size.js';
 
 const MIB = 1024 * 1024;
@@ -49,6 +50,8 @@ export interface S3ArchiveOptions {
   attributes?: Record<string, string>;
   /** Smallest part size used (1 MiB x 2^n, at least 5 MiB on AWS); default 16 MiB. */
   minPartSize?: number;
+  /** A run's interruption: ends the requests in flight when it aborts (see InFlightRequests). */
+  signal?: AbortSignal;
 }
 
 type Headers = Record<string, string>;
@@ -63,6 +66,7 @@ export class S3ArchiveStore implements ArchiveStore {
   readonly location: string;
   readonly #client: S3Client;
   readonly #minPartSize: number;
+  readonly #requests: InFlightRequests;
   /** Headers for requests that create objects, and for those that move their bytes (SSE-C). */
   readonly #createHeaders: Headers;
   readonly #dataHeaders: Headers;
@@ -71,6 +75,7 @@ export class S3ArchiveStore implements ArchiveStore {
     this.#client = client;
     this.location = bucket;
     this.#minPartSize = options.minPartSize ?? DEFAULT_MIN_PART;
+    this.#requests = new InFlightRequests(options.signal);
     const attributes = Object.fromEntries(Object.entries(options.attributes ?? {}).map(([name, value]) => [name.toLowerCase(), value]));
     const key = attributes[`${SSE_C}key`];
     if (key !== undefined && attributes[`${SSE_C}key-md5`] === undefined) {
@@ -85,35 +90,35 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   async putObject(key: string, data: Uint8Array, treeHash: string, options: ObjectOptions = {}): Promise<StoredObject> {
-    await this.#call('s3:PutObject', key, () => this.#client.send(withHeaders(new PutObjectCommand({
+    await this.#call('s3:PutObject', key, (abortSignal) => this.#client.send(withHeaders(new PutObjectCommand({
       Bucket: this.location,
       Key: key,
       Body: data,
       ContentLength: data.byteLength,
       ...storageClassOf(options),
-    }), this.#createHeaders)));
+    }), this.#createHeaders), { abortSignal }));
     return { ref: key, sizeBytes: data.byteLength, treeHash };
   }
 
   async startUpload(key: string, _partSize: number, options: ObjectOptions = {}): Promise<string> {
-    const out = await this.#call('s3:CreateMultipartUpload', key, () => this.#client.send(withHeaders(new CreateMultipartUploadCommand({
+    const out = await this.#call('s3:CreateMultipartUpload', key, (abortSignal) => this.#client.send(withHeaders(new CreateMultipartUploadCommand({
       Bucket: this.location,
       Key: key,
       ...storageClassOf(options),
-    }), this.#createHeaders)));
+    }), this.#createHeaders), { abortSignal }));
     if (!out.UploadId) throw new SnaplineError(ErrorCodes.REMOTE_REJECTED, `s3:CreateMultipartUpload answered without an upload id for ${key}`);
     return out.UploadId;
   }
 
   async putPart(key: string, uploadId: string, partNumber: number, _offset: number, data: Uint8Array): Promise<UploadedPart> {
-    const out = await this.#call('s3:UploadPart', key, () => this.#client.send(withHeaders(new UploadPartCommand({
+    const out = await this.#call('s3:UploadPart', key, (abortSignal) => this.#client.send(withHeaders(new UploadPartCommand({
       Bucket: this.location,
       Key: key,
       UploadId: uploadId,
       PartNumber: partNumber,
       Body: data,
       ContentLength: data.byteLength,
-    }), this.#dataHeaders)));
+    }), this.#dataHeaders), { abortSignal }));
     if (!out.ETag) throw new SnaplineError(ErrorCodes.REMOTE_REJECTED, `s3:UploadPart answered without an ETag for part ${partNumber} of ${key}`);
     return { partNumber, sizeBytes: data.byteLength, checksum: out.ETag };
   }
@@ -122,12 +127,12 @@ export class S3ArchiveStore implements ArchiveStore {
     const parts: UploadedPart[] = [];
     let marker: string | undefined;
     for (;;) {
-      const out = await this.#call('s3:ListParts', key, () => this.#client.send(new ListPartsCommand({
+      const out = await this.#call('s3:ListParts', key, (abortSignal) => this.#client.send(new ListPartsCommand({
         Bucket: this.location,
         Key: key,
         UploadId: uploadId,
         ...(marker ? { PartNumberMarker: marker } : {}),
-      })));
+      }), { abortSignal }));
       for (const part of out.Parts ?? []) {
         if (part.PartNumber !== undefined && part.ETag !== undefined) parts.push({ partNumber: part.PartNumber, sizeBytes: part.Size ?? 0, checksum: part.ETag });
       }
@@ -137,18 +142,18 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   async completeUpload(key: string, uploadId: string, parts: readonly UploadedPart[], sizeBytes: number, treeHash: string): Promise<StoredObject> {
-    await this.#call('s3:CompleteMultipartUpload', key, () => this.#client.send(withHeaders(new CompleteMultipartUploadCommand({
+    await this.#call('s3:CompleteMultipartUpload', key, (abortSignal) => this.#client.send(withHeaders(new CompleteMultipartUploadCommand({
       Bucket: this.location,
       Key: key,
       UploadId: uploadId,
       MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.checksum })) },
-    }), this.#dataHeaders)));
+    }), this.#dataHeaders), { abortSignal }));
     return { ref: key, sizeBytes, treeHash };
   }
 
   async abortUpload(key: string, uploadId: string): Promise<void> {
     try {
-      await this.#call('s3:AbortMultipartUpload', key, () => this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.location, Key: key, UploadId: uploadId })));
+      await this.#call('s3:AbortMultipartUpload', key, (abortSignal) => this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.location, Key: key, UploadId: uploadId }), { abortSignal }));
     } catch (err) {
       if (!isSnaplineError(err, ErrorCodes.NOT_FOUND)) throw err;
     }
@@ -156,8 +161,11 @@ export class S3ArchiveStore implements ArchiveStore {
 
   async getRange(key: string, start: number, end: number | undefined): Promise<{ data: Buffer }> {
     const range = `bytes=${start}-${end === undefined ? '' : end - 1}`;
-    const out = await this.#call('s3:GetObject', key, () => this.#client.send(withHeaders(new GetObjectCommand({ Bucket: this.location, Key: key, Range: range }), this.#dataHeaders)));
-    const data = await readBody(out.Body, 's3:GetObject');
+    // The body is read inside the call: an interruption ends its reading too.
+    const data = await this.#call('s3:GetObject', key, async (abortSignal) => {
+      const out = await this.#client.send(withHeaders(new GetObjectCommand({ Bucket: this.location, Key: key, Range: range }), this.#dataHeaders), { abortSignal });
+      return readBody(out.Body, 's3:GetObject');
+    });
     if (end !== undefined && data.byteLength !== end - start) {
       throw new SnaplineError(ErrorCodes.UNAVAILABLE, `s3:GetObject returned ${data.byteLength} bytes of ${key}, not ${end - start}`, { retryable: true });
     }
@@ -166,11 +174,11 @@ export class S3ArchiveStore implements ArchiveStore {
 
   async requestRestore(key: string, options: { tier: RetrievalTier; days: number }): Promise<RestoreStatus> {
     try {
-      const out = await this.#call('s3:RestoreObject', key, () => this.#client.send(new RestoreObjectCommand({
+      const out = await this.#call('s3:RestoreObject', key, (abortSignal) => this.#client.send(new RestoreObjectCommand({
         Bucket: this.location,
         Key: key,
         RestoreRequest: { Days: options.days, GlacierJobParameters: { Tier: options.tier as Tier } },
-      })));
+      }), { abortSignal }));
       // 200: a restored copy exists already (its expiry moves); 202: the restore began.
       return out.$metadata.httpStatusCode === 200 ? this.restoreStatus(key) : { state: 'in-progress' };
     } catch (err) {
@@ -183,7 +191,7 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   async restoreStatus(key: string): Promise<RestoreStatus> {
-    const out = await this.#call('s3:HeadObject', key, () => this.#client.send(withHeaders(new HeadObjectCommand({ Bucket: this.location, Key: key }), this.#dataHeaders)));
+    const out = await this.#call('s3:HeadObject', key, (abortSignal) => this.#client.send(withHeaders(new HeadObjectCommand({ Bucket: this.location, Key: key }), this.#dataHeaders), { abortSignal }));
     if (!ARCHIVED_CLASSES.has(out.StorageClass ?? 'STANDARD')) return { state: 'available' };
     return restoreStatusOf(out.Restore);
   }
@@ -192,11 +200,11 @@ export class S3ArchiveStore implements ArchiveStore {
     const objects: ListedObject[] = [];
     let token: string | undefined;
     do {
-      const out = await this.#call('s3:ListObjectsV2', options.prefix ?? '', () => this.#client.send(new ListObjectsV2Command({
+      const out = await this.#call('s3:ListObjectsV2', options.prefix ?? '', (abortSignal) => this.#client.send(new ListObjectsV2Command({
         Bucket: this.location,
         ...(options.prefix ? { Prefix: options.prefix } : {}),
         ...(token ? { ContinuationToken: token } : {}),
-      })));
+      }), { abortSignal }));
       for (const object of out.Contents ?? []) {
         if (object.Key === undefined) continue;
         objects.push({
@@ -213,13 +221,13 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   async deleteObject(key: string): Promise<void> {
-    await this.#call('s3:DeleteObject', key, () => this.#client.send(new DeleteObjectCommand({ Bucket: this.location, Key: key })));
+    await this.#call('s3:DeleteObject', key, (abortSignal) => this.#client.send(new DeleteObjectCommand({ Bucket: this.location, Key: key }), { abortSignal }));
   }
 
-  /** Runs one SDK call, mapping its failure to a SnaplineError. */
-  async #call<O>(action: string, key: string, send: () => Promise<O>): Promise<O> {
+  /** Runs one SDK call with the signal of its request (see InFlightRequests), mapping its failure to a SnaplineError. */
+  async #call<O>(action: string, key: string, send: (abortSignal: AbortSignal | undefined) => Promise<O>): Promise<O> {
     try {
-      return await send();
+      return await this.#requests.run(action, send);
     } catch (err) {
       throw s3Error(err, action, this.location, key);
     }

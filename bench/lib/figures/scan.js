@@ -34,15 +34,20 @@ export async function scanFigures(ctx) {
         return { ms: performance.now() - start, result };
       };
       const slabCount = imageBytes / (CEILING_BLOCKS_PER_SLAB * BLOCK);
-      const ceiling = bareSha256(session.hashPool.threads);
+      const ceiling = bareSha256(session.hashPool.threads, CEILING_SLABS);
+      // The same bare threads over as much memory as the image: what SHA-256
+      // does on bytes that must come from RAM, as a scan's do. Told, not judged.
+      const spread = bareSha256(session.hashPool.threads, slabCount);
       /** @type {Map<string, number>} */
       let best;
       try {
         // One untimed run warms the threads.
         await ceiling.hash(slabCount);
+        await spread.hash(slabCount);
         best = await interleaved(
           [
             { name: 'ceiling', run: () => ceiling.hash(slabCount) },
+            { name: 'spread', run: () => spread.hash(slabCount) },
             { name: 'scan', run: async () => (await scan()).ms },
             {
               name: 'second',
@@ -59,7 +64,9 @@ export async function scanFigures(ctx) {
         );
       } finally {
         await ceiling.close();
+        await spread.close();
       }
+      const spreadRate = mibPerSecond(imageBytes, /** @type {number} */ (best.get('spread')));
       const ceilingRate = mibPerSecond(imageBytes, /** @type {number} */ (best.get('ceiling')));
       const scanMs = /** @type {number} */ (best.get('scan'));
       const secondMs = /** @type {number} */ (best.get('second'));
@@ -74,12 +81,13 @@ export async function scanFigures(ctx) {
           ratio: mibPerSecond(imageBytes, scanMs) / ceilingRate,
           ratioUnit: '%',
           target: { op: '>=', value: 0.8, text: '>= 80 % of the two-core SHA-256 rate' },
-          details: { secondBackupMiBps: mibPerSecond(imageBytes, secondMs) },
+          details: { secondBackupMiBps: mibPerSecond(imageBytes, secondMs), sha256FromRamMiBps: spreadRate },
         },
         [
           `scan (dry run)                    ${rateText(imageBytes, scanMs)}`,
           `second backup, nothing to upload  ${rateText(imageBytes, secondMs)} (StartSnapshot, scan, CompleteSnapshot, commit)`,
-          `SHA-256 ceiling, same rounds      ${ceilingRate.toFixed(0)} MiB/s`,
+          `SHA-256 ceiling, same rounds      ${ceilingRate.toFixed(0)} MiB/s (${CEILING_SLABS} slabs hashed in turn: they stay in the CPU's cache)`,
+          `${`SHA-256 of ${sizeText(imageBytes)} spread in RAM`.padEnd(34)}${spreadRate.toFixed(0)} MiB/s (no read; the scan reaches ${((100 * mibPerSecond(imageBytes, scanMs)) / spreadRate).toFixed(0)} % of it)`,
         ],
       );
 
@@ -141,10 +149,15 @@ export async function scanFigures(ctx) {
 
 /** Slabs of the ceiling, as in the hashing figure: 6 random slabs of 8 blocks, hashed in turn. */
 const CEILING_BLOCKS_PER_SLAB = 8;
+const CEILING_SLABS = 6;
 
-/** @param {number} threads */
-function bareSha256(threads) {
-  const slabs = Array.from({ length: 6 }, () => {
+/**
+ * Bare SHA-256 threads over `slabCount` random slabs of the ceiling's size.
+ * @param {number} threads
+ * @param {number} slabCount
+ */
+function bareSha256(threads, slabCount) {
+  const slabs = Array.from({ length: slabCount }, () => {
     const buffer = new SharedArrayBuffer(CEILING_BLOCKS_PER_SLAB * BLOCK);
     randomFillSync(new Uint8Array(buffer));
     return buffer;

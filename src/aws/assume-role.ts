@@ -1,6 +1,7 @@
-import { AssumeRoleCommand, type STSClient } from '@aws-sdk/client-sts';
+import type { STSClient } from '@aws-sdk/client-sts';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { fromAwsError } from './errors.js';
+import { stsSdk } from './sdk.js';
 
 export interface AssumeRoleSettings {
   roleArn: string;
@@ -42,7 +43,7 @@ export function assumedRoleCredentials(sts: STSClient, role: AssumeRoleSettings,
     let out;
     try {
       out = await sts.send(
-        new AssumeRoleCommand({
+        new (stsSdk().AssumeRoleCommand)({
           RoleArn: role.roleArn,
           RoleSessionName: role.sessionName ?? DEFAULT_ROLE_SESSION_NAME,
           DurationSeconds: role.durationSeconds ?? DEFAULT_DURATION_SECONDS,

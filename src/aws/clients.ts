@@ -1,17 +1,18 @@
 import http from 'node:http';
 import https from 'node:https';
-import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
-import { EBSClient } from '@aws-sdk/client-ebs';
-import { EC2Client } from '@aws-sdk/client-ec2';
-import { ECSClient } from '@aws-sdk/client-ecs';
-import { GlacierClient } from '@aws-sdk/client-glacier';
-import { S3Client } from '@aws-sdk/client-s3';
-import { STSClient } from '@aws-sdk/client-sts';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import type { EBSClient } from '@aws-sdk/client-ebs';
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { ECSClient } from '@aws-sdk/client-ecs';
+import type { GlacierClient } from '@aws-sdk/client-glacier';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { STSClient } from '@aws-sdk/client-sts';
+import type { NodeHttpHandler } from '@smithy/node-http-handler';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { assumedRoleCredentials, type AssumeRoleSettings, type TemporaryCredentialsProvider } from './assume-role.js';
 import { DirectBlockRequests } from './block-requests.js';
 import { glacierBodyChecksums } from './glacier-archive.js';
+import { ebsSdk, ec2Sdk, ecsSdk, glacierSdk, httpHandlerSdk, logsSdk, s3Sdk, stsSdk } from './sdk.js';
 
 export type { AssumeRoleSettings } from './assume-role.js';
 
@@ -117,20 +118,20 @@ export class AwsClients {
       rejectUnauthorized: settings.tls?.rejectUnauthorized ?? true,
       ...(settings.tls?.ca === undefined ? {} : { ca: settings.tls.ca }),
     });
-    this.#handler = new NodeHttpHandler({
+    this.#handler = new (httpHandlerSdk().NodeHttpHandler)({
       httpAgent: this.#httpAgent,
       httpsAgent: this.#httpsAgent,
       connectionTimeout: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       socketTimeout: settings.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
     });
     if (settings.assumeRole !== undefined) {
-      this.#baseSts = new STSClient({ ...this.#config('sts', this.#baseCredentials()), ...this.#retries() });
+      this.#baseSts = new (stsSdk().STSClient)({ ...this.#config('sts', this.#baseCredentials()), ...this.#retries() });
       this.#roleCredentials = assumedRoleCredentials(this.#baseSts, settings.assumeRole);
     }
   }
 
   ebs(): EBSClient {
-    return (this.#ebs ??= new EBSClient({ ...this.#common('ebs'), maxAttempts: 1 }));
+    return (this.#ebs ??= new (ebsSdk().EBSClient)({ ...this.#common('ebs'), maxAttempts: 1 }));
   }
 
   /** PutSnapshotBlock and GetSnapshotBlock without the SDK's middleware, signed by the EBS client's signer, on the same sockets. */
@@ -144,28 +145,28 @@ export class AwsClients {
   }
 
   ec2(): EC2Client {
-    return (this.#ec2 ??= new EC2Client({ ...this.#common('ec2'), ...this.#retries() }));
+    return (this.#ec2 ??= new (ec2Sdk().EC2Client)({ ...this.#common('ec2'), ...this.#retries() }));
   }
 
   sts(): STSClient {
-    return (this.#sts ??= new STSClient({ ...this.#common('sts'), ...this.#retries() }));
+    return (this.#sts ??= new (stsSdk().STSClient)({ ...this.#common('sts'), ...this.#retries() }));
   }
 
   s3(): S3Client {
-    return (this.#s3 ??= new S3Client({ ...this.#common('s3'), ...this.#retries(), forcePathStyle: this.settings.forcePathStyle ?? false }));
+    return (this.#s3 ??= new (s3Sdk().S3Client)({ ...this.#common('s3'), ...this.#retries(), forcePathStyle: this.settings.forcePathStyle ?? false }));
   }
 
   /** Upload bodies are hashed once: the tree hash comes with the request (see glacierBodyChecksums). */
   glacier(): GlacierClient {
-    return (this.#glacier ??= new GlacierClient({ ...this.#common('glacier'), ...this.#retries(), bodyChecksumGenerator: glacierBodyChecksums }));
+    return (this.#glacier ??= new (glacierSdk().GlacierClient)({ ...this.#common('glacier'), ...this.#retries(), bodyChecksumGenerator: glacierBodyChecksums }));
   }
 
   ecs(): ECSClient {
-    return (this.#ecs ??= new ECSClient({ ...this.#common('ecs'), ...this.#retries() }));
+    return (this.#ecs ??= new (ecsSdk().ECSClient)({ ...this.#common('ecs'), ...this.#retries() }));
   }
 
   logs(): CloudWatchLogsClient {
-    return (this.#logs ??= new CloudWatchLogsClient({ ...this.#common('logs'), ...this.#retries() }));
+    return (this.#logs ??= new (logsSdk().CloudWatchLogsClient)({ ...this.#common('logs'), ...this.#retries() }));
   }
 
   /** Closes every socket of every client. Idempotent. */

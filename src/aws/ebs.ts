@@ -1,12 +1,4 @@
-import {
-  CompleteSnapshotCommand,
-  GetSnapshotBlockCommand,
-  ListChangedBlocksCommand,
-  ListSnapshotBlocksCommand,
-  PutSnapshotBlockCommand,
-  StartSnapshotCommand,
-  type EBSClient,
-} from '@aws-sdk/client-ebs';
+import type { EBSClient } from '@aws-sdk/client-ebs';
 import { BLOCK_SIZE } from '../core/constants.js';
 import type {
   BlockPage,
@@ -23,6 +15,7 @@ import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { DirectBlockRequests } from './block-requests.js';
 import { fromAwsError } from './errors.js';
 import { InFlightRequests } from './in-flight.js';
+import { ebsSdk } from './sdk.js';
 
 const UNSIGNED_PAYLOAD_MIDDLEWARE = 'snaplineUnsignedBlockPayload';
 
@@ -63,7 +56,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
     try {
       const out = await this.#requests.run('ebs:StartSnapshot', (abortSignal) =>
         this.#client.send(
-          new StartSnapshotCommand({
+          new (ebsSdk().StartSnapshotCommand)({
             VolumeSize: input.volumeSizeGiB,
             ParentSnapshotId: input.parentSnapshotId,
             Description: input.description,
@@ -100,7 +93,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
     try {
       await this.#requests.run('ebs:PutSnapshotBlock', (abortSignal) =>
         this.#client.send(
-          new PutSnapshotBlockCommand({
+          new (ebsSdk().PutSnapshotBlockCommand)({
             SnapshotId: snapshotId,
             BlockIndex: blockIndex,
             BlockData: data,
@@ -122,7 +115,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
     try {
       const out = await this.#requests.run('ebs:CompleteSnapshot', (abortSignal) =>
         this.#client.send(
-          new CompleteSnapshotCommand({
+          new (ebsSdk().CompleteSnapshotCommand)({
             SnapshotId: snapshotId,
             ChangedBlocksCount: changedBlocksCount,
             Checksum: aggregateChecksum,
@@ -142,7 +135,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
     return pages('ebs:ListSnapshotBlocks', async (pageToken) => {
       const out = await this.#requests.run('ebs:ListSnapshotBlocks', (abortSignal) =>
         this.#client.send(
-          new ListSnapshotBlocksCommand({
+          new (ebsSdk().ListSnapshotBlocksCommand)({
             SnapshotId: snapshotId,
             NextToken: pageToken,
             MaxResults: options.pageSize,
@@ -164,7 +157,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
     return pages('ebs:ListChangedBlocks', async (pageToken) => {
       const out = await this.#requests.run('ebs:ListChangedBlocks', (abortSignal) =>
         this.#client.send(
-          new ListChangedBlocksCommand({
+          new (ebsSdk().ListChangedBlocksCommand)({
             FirstSnapshotId: firstSnapshotId === '' ? undefined : firstSnapshotId,
             SecondSnapshotId: secondSnapshotId,
             NextToken: pageToken,
@@ -199,7 +192,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
 
   /** GetSnapshotBlock through the SDK, the body read whole (its reading is part of the request). */
   async #sdkGetBlock(snapshotId: string, blockIndex: number, blockToken: string, abortSignal: AbortSignal | undefined): Promise<{ data: Buffer; checksum: string }> {
-    const out = await this.#client.send(new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: blockIndex, BlockToken: blockToken }), { abortSignal });
+    const out = await this.#client.send(new (ebsSdk().GetSnapshotBlockCommand)({ SnapshotId: snapshotId, BlockIndex: blockIndex, BlockToken: blockToken }), { abortSignal });
     const body = out.BlockData as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
     if (body === undefined) throw incomplete('ebs:GetSnapshotBlock', 'BlockData');
     if (out.Checksum === undefined || (out.DataLength !== undefined && out.DataLength !== BLOCK_SIZE)) {

@@ -159,3 +159,17 @@ describe('Ec2SnapshotCatalog bookkeeping', () => {
     expect(await catalog.encryptionByDefault()).toBe(false);
   });
 });
+
+describe('Ec2SnapshotCatalog with a client made on first use', () => {
+  it('makes no client until a request is made', async () => {
+    let made = 0;
+    const lazy = new Ec2SnapshotCatalog(() => {
+      made += 1;
+      return client;
+    });
+    expect(made).toBe(0);
+    ec2.on(GetEbsEncryptionByDefaultCommand).resolves({ EbsEncryptionByDefault: true });
+    expect(await lazy.encryptionByDefault()).toBe(true);
+    expect(made).toBeGreaterThan(0);
+  });
+});

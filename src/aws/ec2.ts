@@ -1,15 +1,9 @@
-import {
-  CreateTagsCommand,
-  DeleteSnapshotCommand,
-  DescribeSnapshotsCommand,
-  GetEbsEncryptionByDefaultCommand,
-  type EC2Client,
-  type Snapshot,
-} from '@aws-sdk/client-ec2';
+import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
 import type { RemoteSnapshot, SnapshotCatalog } from '../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import { fromAwsError } from './errors.js';
 import { InFlightRequests } from './in-flight.js';
+import { ec2Sdk } from './sdk.js';
 
 /** Ids per DescribeSnapshots call. */
 const DESCRIBE_BATCH = 200;
@@ -18,17 +12,23 @@ const SNAPSHOT_ID = /snap-[0-9a-zA-Z]+/g;
 const MISSING_ID_ERRORS = new Set(['InvalidSnapshot.NotFound', 'InvalidSnapshotID.Malformed']);
 
 /**
- * Snapshot bookkeeping over EC2 (the SDK's standard retry applies). With
- * `signal`, an abort ends the requests in flight, retries included: their
- * calls fail INTERRUPTED; calls made after it (clean-up) go out.
+ * Snapshot bookkeeping over EC2 (the SDK's standard retry applies). `client`
+ * may be a function that makes it, called on the first request: a run that
+ * never asks EC2 anything does not load its SDK. With `signal`, an abort ends
+ * the requests in flight, retries included: their calls fail INTERRUPTED;
+ * calls made after it (clean-up) go out.
  */
 export class Ec2SnapshotCatalog implements SnapshotCatalog {
-  readonly #client: EC2Client;
+  readonly #clientOf: () => EC2Client;
   readonly #requests: InFlightRequests;
 
-  constructor(client: EC2Client, options: { signal?: AbortSignal } = {}) {
-    this.#client = client;
+  constructor(client: EC2Client | (() => EC2Client), options: { signal?: AbortSignal } = {}) {
+    this.#clientOf = typeof client === 'function' ? client : () => client;
     this.#requests = new InFlightRequests(options.signal);
+  }
+
+  get #client(): EC2Client {
+    return this.#clientOf();
   }
 
   /**
@@ -75,7 +75,7 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
 
   async #describe(ids: string[]): Promise<RemoteSnapshot[]> {
     try {
-      const out = await this.#requests.run('ec2:DescribeSnapshots', (abortSignal) => this.#client.send(new DescribeSnapshotsCommand({ SnapshotIds: ids }), { abortSignal }));
+      const out = await this.#requests.run('ec2:DescribeSnapshots', (abortSignal) => this.#client.send(new (ec2Sdk().DescribeSnapshotsCommand)({ SnapshotIds: ids }), { abortSignal }));
       return (out.Snapshots ?? []).map(toRemoteSnapshot);
     } catch (err) {
       throw fromAwsError(err, 'ec2:DescribeSnapshots');
@@ -85,7 +85,7 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
   /** Idempotent: a snapshot that is already gone counts as deleted. */
   async deleteSnapshot(snapshotId: string): Promise<void> {
     try {
-      await this.#requests.run('ec2:DeleteSnapshot', (abortSignal) => this.#client.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }), { abortSignal }));
+      await this.#requests.run('ec2:DeleteSnapshot', (abortSignal) => this.#client.send(new (ec2Sdk().DeleteSnapshotCommand)({ SnapshotId: snapshotId }), { abortSignal }));
     } catch (err) {
       const error = fromAwsError(err, 'ec2:DeleteSnapshot');
       if (error.details?.awsError === 'InvalidSnapshot.NotFound') return;
@@ -98,7 +98,7 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
     const entries = Object.entries(tags);
     if (entries.length === 0) return;
     try {
-      const command = new CreateTagsCommand({ Resources: [snapshotId], Tags: entries.map(([Key, Value]) => ({ Key, Value })) });
+      const command = new (ec2Sdk().CreateTagsCommand)({ Resources: [snapshotId], Tags: entries.map(([Key, Value]) => ({ Key, Value })) });
       await this.#requests.run('ec2:CreateTags', (abortSignal) => this.#client.send(command, { abortSignal }));
     } catch (err) {
       throw fromAwsError(err, 'ec2:CreateTags');
@@ -107,7 +107,7 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
 
   async encryptionByDefault(): Promise<boolean> {
     try {
-      const out = await this.#requests.run('ec2:GetEbsEncryptionByDefault', (abortSignal) => this.#client.send(new GetEbsEncryptionByDefaultCommand({}), { abortSignal }));
+      const out = await this.#requests.run('ec2:GetEbsEncryptionByDefault', (abortSignal) => this.#client.send(new (ec2Sdk().GetEbsEncryptionByDefaultCommand)({}), { abortSignal }));
       return out.EbsEncryptionByDefault ?? false;
     } catch (err) {
       throw fromAwsError(err, 'ec2:GetEbsEncryptionByDefault');

@@ -1,16 +1,8 @@
-import {
-  DescribeTaskDefinitionCommand,
-  DescribeTasksCommand,
-  ListTasksCommand,
-  RunTaskCommand,
-  StopTaskCommand,
-  type ECSClient,
-  type RunTaskCommandInput,
-  type Task,
-} from '@aws-sdk/client-ecs';
+import type { ECSClient, RunTaskCommandInput, Task } from '@aws-sdk/client-ecs';
 import type { ContainerTasks, LaunchOutcome, TaskDefinitionInfo, TaskLaunch, TaskState } from '../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { fromAwsError } from './errors.js';
+import { ecsSdk } from './sdk.js';
 
 /** Task ARNs per DescribeTasks call (ECS's limit). */
 const DESCRIBE_BATCH = 100;
@@ -22,7 +14,7 @@ export class EcsContainerTasks implements ContainerTasks {
   constructor(private readonly client: ECSClient) {}
 
   async describeTaskDefinition(taskDefinition: string): Promise<TaskDefinitionInfo> {
-    const out = await this.#call('ecs:DescribeTaskDefinition', () => this.client.send(new DescribeTaskDefinitionCommand({ taskDefinition })));
+    const out = await this.#call('ecs:DescribeTaskDefinition', () => this.client.send(new (ecsSdk().DescribeTaskDefinitionCommand)({ taskDefinition })));
     const definition = out.taskDefinition;
     if (definition === undefined) throw new SnaplineError(ErrorCodes.NOT_FOUND, `task definition ${taskDefinition} does not exist`);
     return {
@@ -40,7 +32,7 @@ export class EcsContainerTasks implements ContainerTasks {
   }
 
   async launch(launch: TaskLaunch): Promise<LaunchOutcome> {
-    const out = await this.#call('ecs:RunTask', () => this.client.send(new RunTaskCommand(runTaskInput(launch))), launch.cluster);
+    const out = await this.#call('ecs:RunTask', () => this.client.send(new (ecsSdk().RunTaskCommand)(runTaskInput(launch))), launch.cluster);
     const task = out.tasks?.[0];
     return {
       ...(task === undefined ? {} : { task: stateOf(task) }),
@@ -53,7 +45,7 @@ export class EcsContainerTasks implements ContainerTasks {
     for (let start = 0; start < taskArns.length; start += DESCRIBE_BATCH) {
       const out = await this.#call(
         'ecs:DescribeTasks',
-        () => this.client.send(new DescribeTasksCommand({ cluster, tasks: taskArns.slice(start, start + DESCRIBE_BATCH), include: ['TAGS'] })),
+        () => this.client.send(new (ecsSdk().DescribeTasksCommand)({ cluster, tasks: taskArns.slice(start, start + DESCRIBE_BATCH), include: ['TAGS'] })),
         cluster,
       );
       for (const task of out.tasks ?? []) found.push(stateOf(task));
@@ -66,7 +58,7 @@ export class EcsContainerTasks implements ContainerTasks {
     let nextToken: string | undefined;
     do {
       const page = { cluster, startedBy, desiredStatus, ...(nextToken ? { nextToken } : {}) };
-      const out = await this.#call('ecs:ListTasks', () => this.client.send(new ListTasksCommand(page)), cluster);
+      const out = await this.#call('ecs:ListTasks', () => this.client.send(new (ecsSdk().ListTasksCommand)(page)), cluster);
       arns.push(...(out.taskArns ?? []));
       nextToken = out.nextToken;
     } while (nextToken);
@@ -74,7 +66,7 @@ export class EcsContainerTasks implements ContainerTasks {
   }
 
   async stop(cluster: string, taskArn: string, reason: string): Promise<void> {
-    await this.#call('ecs:StopTask', () => this.client.send(new StopTaskCommand({ cluster, task: taskArn, reason: reason.slice(0, MAX_REASON) })), cluster);
+    await this.#call('ecs:StopTask', () => this.client.send(new (ecsSdk().StopTaskCommand)({ cluster, task: taskArn, reason: reason.slice(0, MAX_REASON) })), cluster);
   }
 
   /** Runs one SDK call, its failure mapped to a SnaplineError naming `action`. */

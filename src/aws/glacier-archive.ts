@@ -1,19 +1,5 @@
 import { createHash } from 'node:crypto';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  DeleteArchiveCommand,
-  DescribeJobCommand,
-  GetJobOutputCommand,
-  InitiateJobCommand,
-  InitiateMultipartUploadCommand,
-  ListJobsCommand,
-  ListPartsCommand,
-  UploadArchiveCommand,
-  UploadMultipartPartCommand,
-  type GlacierClient,
-  type GlacierJobDescription,
-} from '@aws-sdk/client-glacier';
+import type { GlacierClient, GlacierJobDescription } from '@aws-sdk/client-glacier';
 import { treeHash } from '../core/checksum.js';
 import type {
   ArchiveStore,
@@ -29,6 +15,7 @@ import { readBody } from './body.js';
 import { fromAwsError } from './errors.js';
 import { InFlightRequests } from './in-flight.js';
 import { partSizeFor } from './part-size.js';
+import { glacierSdk } from './sdk.js';
 
 const MIB = 1024 * 1024;
 /** Parts are at least this large unless the caller says otherwise: fewer, larger requests. */
@@ -70,19 +57,19 @@ export class GlacierArchiveStore implements ArchiveStore {
 
   async putObject(name: string, data: Uint8Array, hash: string): Promise<StoredObject> {
     checkDescription(name);
-    const out = await this.#call('glacier:UploadArchive', (abortSignal) => this.#client.send(new UploadArchiveCommand({ ...this.#vault(), archiveDescription: name, checksum: hash, body: data }), { abortSignal }));
+    const out = await this.#call('glacier:UploadArchive', (abortSignal) => this.#client.send(new (glacierSdk().UploadArchiveCommand)({ ...this.#vault(), archiveDescription: name, checksum: hash, body: data }), { abortSignal }));
     return { ref: required(out.archiveId, 'archive id'), sizeBytes: data.byteLength, treeHash: out.checksum ?? hash };
   }
 
   async startUpload(name: string, partSize: number): Promise<string> {
     checkDescription(name);
-    const out = await this.#call('glacier:InitiateMultipartUpload', (abortSignal) => this.#client.send(new InitiateMultipartUploadCommand({ ...this.#vault(), archiveDescription: name, partSize: String(partSize) }), { abortSignal }));
+    const out = await this.#call('glacier:InitiateMultipartUpload', (abortSignal) => this.#client.send(new (glacierSdk().InitiateMultipartUploadCommand)({ ...this.#vault(), archiveDescription: name, partSize: String(partSize) }), { abortSignal }));
     return required(out.uploadId, 'upload id');
   }
 
   async putPart(_name: string, uploadId: string, partNumber: number, offset: number, data: Uint8Array, hash: string): Promise<UploadedPart> {
     const range = `bytes ${offset}-${offset + data.byteLength - 1}/*`;
-    const out = await this.#call('glacier:UploadMultipartPart', (abortSignal) => this.#client.send(new UploadMultipartPartCommand({ ...this.#vault(), uploadId, range, checksum: hash, body: data }), { abortSignal }));
+    const out = await this.#call('glacier:UploadMultipartPart', (abortSignal) => this.#client.send(new (glacierSdk().UploadMultipartPartCommand)({ ...this.#vault(), uploadId, range, checksum: hash, body: data }), { abortSignal }));
     return { partNumber, sizeBytes: data.byteLength, checksum: out.checksum ?? hash };
   }
 
@@ -90,7 +77,7 @@ export class GlacierArchiveStore implements ArchiveStore {
     const parts: UploadedPart[] = [];
     let marker: string | undefined;
     do {
-      const out = await this.#call('glacier:ListParts', (abortSignal) => this.#client.send(new ListPartsCommand({ ...this.#vault(), uploadId, ...(marker ? { marker } : {}) }), { abortSignal }));
+      const out = await this.#call('glacier:ListParts', (abortSignal) => this.#client.send(new (glacierSdk().ListPartsCommand)({ ...this.#vault(), uploadId, ...(marker ? { marker } : {}) }), { abortSignal }));
       const partSize = out.PartSizeInBytes ?? 0;
       for (const part of out.Parts ?? []) {
         const match = /^(\d+)-(\d+)$/.exec(part.RangeInBytes ?? '');
@@ -104,14 +91,14 @@ export class GlacierArchiveStore implements ArchiveStore {
   }
 
   async completeUpload(_name: string, uploadId: string, _parts: readonly UploadedPart[], sizeBytes: number, hash: string): Promise<StoredObject> {
-    const out = await this.#call('glacier:CompleteMultipartUpload', (abortSignal) => this.#client.send(new CompleteMultipartUploadCommand({ ...this.#vault(), uploadId, archiveSize: String(sizeBytes), checksum: hash }), { abortSignal }),
+    const out = await this.#call('glacier:CompleteMultipartUpload', (abortSignal) => this.#client.send(new (glacierSdk().CompleteMultipartUploadCommand)({ ...this.#vault(), uploadId, archiveSize: String(sizeBytes), checksum: hash }), { abortSignal }),
     );
     return { ref: required(out.archiveId, 'archive id'), sizeBytes, treeHash: out.checksum ?? hash };
   }
 
   async abortUpload(_name: string, uploadId: string): Promise<void> {
     try {
-      await this.#call('glacier:AbortMultipartUpload', (abortSignal) => this.#client.send(new AbortMultipartUploadCommand({ ...this.#vault(), uploadId }), { abortSignal }));
+      await this.#call('glacier:AbortMultipartUpload', (abortSignal) => this.#client.send(new (glacierSdk().AbortMultipartUploadCommand)({ ...this.#vault(), uploadId }), { abortSignal }));
     } catch (err) {
       if (!isSnaplineError(err, ErrorCodes.NOT_FOUND)) throw err;
     }
@@ -124,7 +111,7 @@ export class GlacierArchiveStore implements ArchiveStore {
     const { data, checksum } = await this.#call(
       'glacier:GetJobOutput',
       async (abortSignal) => {
-        const out = await this.#client.send(new GetJobOutputCommand({ ...this.#vault(), jobId, range: `bytes=${start}-${end === undefined ? '' : end - 1}` }), { abortSignal });
+        const out = await this.#client.send(new (glacierSdk().GetJobOutputCommand)({ ...this.#vault(), jobId, range: `bytes=${start}-${end === undefined ? '' : end - 1}` }), { abortSignal });
         return { data: await readBody(out.body, 'glacier:GetJobOutput'), checksum: out.checksum };
       },
       ref,
@@ -137,7 +124,7 @@ export class GlacierArchiveStore implements ArchiveStore {
 
   async requestRestore(ref: string, options: { tier: RetrievalTier; days: number; description?: string }): Promise<RestoreStatus> {
     if (options.description !== undefined) checkDescription(options.description);
-    const out = await this.#call('glacier:InitiateJob', (abortSignal) => this.#client.send(new InitiateJobCommand({
+    const out = await this.#call('glacier:InitiateJob', (abortSignal) => this.#client.send(new (glacierSdk().InitiateJobCommand)({
         ...this.#vault(),
         jobParameters: { Type: 'archive-retrieval', ArchiveId: ref, Tier: options.tier, ...(options.description ? { Description: options.description } : {}) },
       }), { abortSignal }),
@@ -151,7 +138,7 @@ export class GlacierArchiveStore implements ArchiveStore {
   async restoreStatus(ref: string, job?: string): Promise<RestoreStatus> {
     if (job !== undefined) {
       try {
-        const out = await this.#call('glacier:DescribeJob', (abortSignal) => this.#client.send(new DescribeJobCommand({ ...this.#vault(), jobId: job }), { abortSignal }));
+        const out = await this.#call('glacier:DescribeJob', (abortSignal) => this.#client.send(new (glacierSdk().DescribeJobCommand)({ ...this.#vault(), jobId: job }), { abortSignal }));
         return statusOfJob(out);
       } catch (err) {
         // A job's output lives at least 24 hours; after that the job is gone and the archive must be retrieved again.
@@ -166,7 +153,7 @@ export class GlacierArchiveStore implements ArchiveStore {
     const jobs = (await this.#listJobs()).filter((j) => j.Action === 'InventoryRetrieval');
     const done = jobs.filter((j) => j.StatusCode === 'Succeeded').at(-1);
     if (done?.JobId !== undefined) {
-      const out = await this.#call('glacier:GetJobOutput', (abortSignal) => this.#client.send(new GetJobOutputCommand({ ...this.#vault(), jobId: done.JobId }), { abortSignal }));
+      const out = await this.#call('glacier:GetJobOutput', (abortSignal) => this.#client.send(new (glacierSdk().GetJobOutputCommand)({ ...this.#vault(), jobId: done.JobId }), { abortSignal }));
       return { state: 'ready', objects: parseInventory(await readBody(out.body, 'glacier:GetJobOutput')), ...dateOf(done.CompletionDate, 'takenAt') };
     }
     const running = jobs.find((j) => j.StatusCode === 'InProgress');
@@ -176,13 +163,13 @@ export class GlacierArchiveStore implements ArchiveStore {
       if (failed?.JobId !== undefined) return { state: 'failed', job: failed.JobId, ...(failed.StatusMessage ? { message: failed.StatusMessage } : {}) };
       throw new SnaplineError(ErrorCodes.NOT_FOUND, `vault ${this.location} has no inventory job`);
     }
-    const out = await this.#call('glacier:InitiateJob', (abortSignal) => this.#client.send(new InitiateJobCommand({ ...this.#vault(), jobParameters: { Type: 'inventory-retrieval', Format: 'JSON' } }), { abortSignal }));
+    const out = await this.#call('glacier:InitiateJob', (abortSignal) => this.#client.send(new (glacierSdk().InitiateJobCommand)({ ...this.#vault(), jobParameters: { Type: 'inventory-retrieval', Format: 'JSON' } }), { abortSignal }));
     return { state: 'in-progress', job: required(out.jobId, 'job id'), startedAt: new Date() };
   }
 
   async deleteObject(ref: string): Promise<void> {
     try {
-      await this.#call('glacier:DeleteArchive', (abortSignal) => this.#client.send(new DeleteArchiveCommand({ ...this.#vault(), archiveId: ref }), { abortSignal }), ref);
+      await this.#call('glacier:DeleteArchive', (abortSignal) => this.#client.send(new (glacierSdk().DeleteArchiveCommand)({ ...this.#vault(), archiveId: ref }), { abortSignal }), ref);
     } catch (err) {
       if (!isSnaplineError(err, ErrorCodes.NOT_FOUND)) throw err;
     }
@@ -208,7 +195,7 @@ export class GlacierArchiveStore implements ArchiveStore {
     const jobs: GlacierJobDescription[] = [];
     let marker: string | undefined;
     do {
-      const out = await this.#call('glacier:ListJobs', (abortSignal) => this.#client.send(new ListJobsCommand({ ...this.#vault(), ...(marker ? { marker } : {}) }), { abortSignal }));
+      const out = await this.#call('glacier:ListJobs', (abortSignal) => this.#client.send(new (glacierSdk().ListJobsCommand)({ ...this.#vault(), ...(marker ? { marker } : {}) }), { abortSignal }));
       jobs.push(...(out.JobList ?? []));
       marker = out.Marker ?? undefined;
     } while (marker);

@@ -1,7 +1,8 @@
-import { GetLogEventsCommand, type CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import type { LogLine, LogReader } from '../core/ports.js';
 import { ErrorCodes } from '../errors.js';
 import { fromAwsError } from './errors.js';
+import { logsSdk } from './sdk.js';
 
 /** CloudWatch Logs streams read forward with GetLogEvents (the SDK's standard retry applies). */
 export class CloudWatchLogReader implements LogReader {
@@ -11,7 +12,7 @@ export class CloudWatchLogReader implements LogReader {
     let out;
     try {
       out = await this.client.send(
-        new GetLogEventsCommand({ logGroupName: group, logStreamName: stream, startFromHead: true, ...(token === undefined ? {} : { nextToken: token }) }),
+        new (logsSdk().GetLogEventsCommand)({ logGroupName: group, logStreamName: stream, startFromHead: true, ...(token === undefined ? {} : { nextToken: token }) }),
       );
     } catch (err) {
       const error = fromAwsError(err, 'logs:GetLogEvents');

@@ -1,10 +1,7 @@
-import { ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs';
-import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
-import { HeadBucketCommand, ListBucketsCommand } from '@aws-sdk/client-s3';
-import { GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import { ErrorCodes, type ErrorCode } from '../errors.js';
 import type { AwsClients } from './clients.js';
 import { fromAwsError } from './errors.js';
+import { ebsSdk, ec2Sdk, s3Sdk, stsSdk } from './sdk.js';
 
 export type ProbeOutcome = 'reachable' | 'permission denied' | 'wrong endpoint' | 'unreachable' | 'failed';
 
@@ -48,12 +45,12 @@ type Probe = (clients: AwsClients, bucket?: string) => Promise<ProbeResult>;
 const PROBES: Record<ProbeResult['service'], Probe> = {
   sts: (clients) =>
     probe(clients, 'sts', 'sts:GetCallerIdentity', async () => {
-      const out = await clients.sts().send(new GetCallerIdentityCommand({}));
+      const out = await clients.sts().send(new (stsSdk().GetCallerIdentityCommand)({}));
       return out.Account === undefined ? undefined : `account ${out.Account}, ${out.Arn ?? 'no ARN'}`;
     }),
   ec2: (clients) =>
     probe(clients, 'ec2', 'ec2:DescribeSnapshots', async () => {
-      const out = await clients.ec2().send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], MaxResults: 5 }));
+      const out = await clients.ec2().send(new (ec2Sdk().DescribeSnapshotsCommand)({ OwnerIds: ['self'], MaxResults: 5 }));
       return out.Snapshots === undefined ? undefined : `DescribeSnapshots answered (${out.Snapshots.length} on the first page)`;
     }),
   ebs: (clients) =>
@@ -62,7 +59,7 @@ const PROBES: Record<ProbeResult['service'], Probe> = {
       'ebs',
       'ebs:ListSnapshotBlocks',
       async () => {
-        await clients.ebs().send(new ListSnapshotBlocksCommand({ SnapshotId: PROBE_SNAPSHOT_ID, MaxResults: 100 }));
+        await clients.ebs().send(new (ebsSdk().ListSnapshotBlocksCommand)({ SnapshotId: PROBE_SNAPSHOT_ID, MaxResults: 100 }));
         return `ListSnapshotBlocks answered for ${PROBE_SNAPSHOT_ID}`;
       },
       // The expected answer: the service knows the call, and the snapshot does not exist.
@@ -71,7 +68,7 @@ const PROBES: Record<ProbeResult['service'], Probe> = {
   s3: (clients, bucket) =>
     bucket === undefined
       ? probe(clients, 's3', 's3:ListAllMyBuckets', async () => {
-          const out = await clients.s3().send(new ListBucketsCommand({}));
+          const out = await clients.s3().send(new (s3Sdk().ListBucketsCommand)({}));
           return out.Buckets === undefined && out.Owner === undefined ? undefined : `ListBuckets answered (${out.Buckets?.length ?? 0} buckets)`;
         })
       : probe(
@@ -79,7 +76,7 @@ const PROBES: Record<ProbeResult['service'], Probe> = {
           's3',
           's3:ListBucket',
           async () => {
-            const out = await clients.s3().send(new HeadBucketCommand({ Bucket: bucket }));
+            const out = await clients.s3().send(new (s3Sdk().HeadBucketCommand)({ Bucket: bucket }));
             return out.$metadata.requestId === undefined ? undefined : `bucket ${bucket} exists`;
           },
           () => false,

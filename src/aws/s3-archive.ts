@@ -1,20 +1,5 @@
 import { createHash } from 'node:crypto';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  ListPartsCommand,
-  PutObjectCommand,
-  RestoreObjectCommand,
-  UploadPartCommand,
-  type S3Client,
-  type StorageClass,
-  type Tier,
-} from '@aws-sdk/client-s3';
+import type { S3Client, StorageClass, Tier } from '@aws-sdk/client-s3';
 import type {
   ArchiveStore,
   Inventory,
@@ -30,6 +15,7 @@ import { readBody } from './body.js';
 import { fromAwsError } from './errors.js';
 import { InFlightRequests } from './in-flight.js';
 import { partSizeFor } from './part-size.js';
+import { s3Sdk } from './sdk.js';
 
 const MIB = 1024 * 1024;
 /** S3 parts are at least 5 MiB (but the last); 16 MiB keeps requests few. */
@@ -90,7 +76,7 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   async putObject(key: string, data: Uint8Array, treeHash: string, options: ObjectOptions = {}): Promise<StoredObject> {
-    await this.#call('s3:PutObject', key, (abortSignal) => this.#client.send(withHeaders(new PutObjectCommand({
+    await this.#call('s3:PutObject', key, (abortSignal) => this.#client.send(withHeaders(new (s3Sdk().PutObjectCommand)({
       Bucket: this.location,
       Key: key,
       Body: data,
@@ -101,7 +87,7 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   async startUpload(key: string, _partSize: number, options: ObjectOptions = {}): Promise<string> {
-    const out = await this.#call('s3:CreateMultipartUpload', key, (abortSignal) => this.#client.send(withHeaders(new CreateMultipartUploadCommand({
+    const out = await this.#call('s3:CreateMultipartUpload', key, (abortSignal) => this.#client.send(withHeaders(new (s3Sdk().CreateMultipartUploadCommand)({
       Bucket: this.location,
       Key: key,
       ...storageClassOf(options),
@@ -111,7 +97,7 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   async putPart(key: string, uploadId: string, partNumber: number, _offset: number, data: Uint8Array): Promise<UploadedPart> {
-    const out = await this.#call('s3:UploadPart', key, (abortSignal) => this.#client.send(withHeaders(new UploadPartCommand({
+    const out = await this.#call('s3:UploadPart', key, (abortSignal) => this.#client.send(withHeaders(new (s3Sdk().UploadPartCommand)({
       Bucket: this.location,
       Key: key,
       UploadId: uploadId,
@@ -127,7 +113,7 @@ export class S3ArchiveStore implements ArchiveStore {
     const parts: UploadedPart[] = [];
     let marker: string | undefined;
     for (;;) {
-      const out = await this.#call('s3:ListParts', key, (abortSignal) => this.#client.send(new ListPartsCommand({
+      const out = await this.#call('s3:ListParts', key, (abortSignal) => this.#client.send(new (s3Sdk().ListPartsCommand)({
         Bucket: this.location,
         Key: key,
         UploadId: uploadId,
@@ -142,7 +128,7 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   async completeUpload(key: string, uploadId: string, parts: readonly UploadedPart[], sizeBytes: number, treeHash: string): Promise<StoredObject> {
-    await this.#call('s3:CompleteMultipartUpload', key, (abortSignal) => this.#client.send(withHeaders(new CompleteMultipartUploadCommand({
+    await this.#call('s3:CompleteMultipartUpload', key, (abortSignal) => this.#client.send(withHeaders(new (s3Sdk().CompleteMultipartUploadCommand)({
       Bucket: this.location,
       Key: key,
       UploadId: uploadId,
@@ -153,7 +139,7 @@ export class S3ArchiveStore implements ArchiveStore {
 
   async abortUpload(key: string, uploadId: string): Promise<void> {
     try {
-      await this.#call('s3:AbortMultipartUpload', key, (abortSignal) => this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.location, Key: key, UploadId: uploadId }), { abortSignal }));
+      await this.#call('s3:AbortMultipartUpload', key, (abortSignal) => this.#client.send(new (s3Sdk().AbortMultipartUploadCommand)({ Bucket: this.location, Key: key, UploadId: uploadId }), { abortSignal }));
     } catch (err) {
       if (!isSnaplineError(err, ErrorCodes.NOT_FOUND)) throw err;
     }
@@ -163,7 +149,7 @@ export class S3ArchiveStore implements ArchiveStore {
     const range = `bytes=${start}-${end === undefined ? '' : end - 1}`;
     // The body is read inside the call: an interruption ends its reading too.
     const data = await this.#call('s3:GetObject', key, async (abortSignal) => {
-      const out = await this.#client.send(withHeaders(new GetObjectCommand({ Bucket: this.location, Key: key, Range: range }), this.#dataHeaders), { abortSignal });
+      const out = await this.#client.send(withHeaders(new (s3Sdk().GetObjectCommand)({ Bucket: this.location, Key: key, Range: range }), this.#dataHeaders), { abortSignal });
       return readBody(out.Body, 's3:GetObject');
     });
     if (end !== undefined && data.byteLength !== end - start) {
@@ -174,7 +160,7 @@ export class S3ArchiveStore implements ArchiveStore {
 
   async requestRestore(key: string, options: { tier: RetrievalTier; days: number }): Promise<RestoreStatus> {
     try {
-      const out = await this.#call('s3:RestoreObject', key, (abortSignal) => this.#client.send(new RestoreObjectCommand({
+      const out = await this.#call('s3:RestoreObject', key, (abortSignal) => this.#client.send(new (s3Sdk().RestoreObjectCommand)({
         Bucket: this.location,
         Key: key,
         RestoreRequest: { Days: options.days, GlacierJobParameters: { Tier: options.tier as Tier } },
@@ -191,7 +177,7 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   async restoreStatus(key: string): Promise<RestoreStatus> {
-    const out = await this.#call('s3:HeadObject', key, (abortSignal) => this.#client.send(withHeaders(new HeadObjectCommand({ Bucket: this.location, Key: key }), this.#dataHeaders), { abortSignal }));
+    const out = await this.#call('s3:HeadObject', key, (abortSignal) => this.#client.send(withHeaders(new (s3Sdk().HeadObjectCommand)({ Bucket: this.location, Key: key }), this.#dataHeaders), { abortSignal }));
     if (!ARCHIVED_CLASSES.has(out.StorageClass ?? 'STANDARD')) return { state: 'available' };
     return restoreStatusOf(out.Restore);
   }
@@ -200,7 +186,7 @@ export class S3ArchiveStore implements ArchiveStore {
     const objects: ListedObject[] = [];
     let token: string | undefined;
     do {
-      const out = await this.#call('s3:ListObjectsV2', options.prefix ?? '', (abortSignal) => this.#client.send(new ListObjectsV2Command({
+      const out = await this.#call('s3:ListObjectsV2', options.prefix ?? '', (abortSignal) => this.#client.send(new (s3Sdk().ListObjectsV2Command)({
         Bucket: this.location,
         ...(options.prefix ? { Prefix: options.prefix } : {}),
         ...(token ? { ContinuationToken: token } : {}),
@@ -221,7 +207,7 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   async deleteObject(key: string): Promise<void> {
-    await this.#call('s3:DeleteObject', key, (abortSignal) => this.#client.send(new DeleteObjectCommand({ Bucket: this.location, Key: key }), { abortSignal }));
+    await this.#call('s3:DeleteObject', key, (abortSignal) => this.#client.send(new (s3Sdk().DeleteObjectCommand)({ Bucket: this.location, Key: key }), { abortSignal }));
   }
 
   /** Runs one SDK call with the signal of its request (see InFlightRequests), mapping its failure to a SnaplineError. */

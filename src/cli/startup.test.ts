@@ -78,7 +78,14 @@ describe('CLI start-up', () => {
     expect(run.loaded.filter((url) => HEAVY.some((heavy) => heavy.test(url)))).toEqual([]);
   });
 
-  it('a command loads what its action uses', () => {
+  it('a command loads what its action uses: the config file, no SDK package', () => {
+    const run = loadedBy(['connections', 'list']);
+    expect(run.code).toBe(0);
+    expect(run.loaded.some((url) => url.endsWith('/dist/src/config/file.js'))).toBe(true);
+    expect(run.loaded.filter((url) => /\/node_modules\/(@aws-sdk|@smithy)\//.test(url))).toEqual([]);
+  });
+
+  it('a command loads what its action uses: the index, no SDK package', () => {
     const run = loadedBy(['index', 'check', '--index', join(dir, 'index.db')]);
     expect(run.code).toBe(0);
     expect(run.loaded.some((url) => url.includes('/node_modules/better-sqlite3/'))).toBe(true);

@@ -310,3 +310,48 @@ describe('the whole chain: SDK error -> fromAwsError -> retry -> limiter', () =>
     client.destroy();
   });
 });
+
+describe('an unreachable endpoint', () => {
+  const unreachable = () => new SnaplineError(ErrorCodes.ENDPOINT_UNREACHABLE, 'ebs:PutSnapshotBlock: cannot reach the endpoint (ECONNREFUSED)', { retryable: true });
+
+  /** A writer whose putBlock answers with `outcomes` in turn (an error is thrown), then succeeds; counts its calls. */
+  function scripted(outcomes: Array<SnaplineError | 'ok'>) {
+    const calls = { put: 0 };
+    const writer = {
+      startSnapshot: () => Promise.reject(new Error('not used')),
+      completeSnapshot: () => Promise.reject(new Error('not used')),
+      putBlock: async () => {
+        const outcome = outcomes[calls.put++] ?? 'ok';
+        if (outcome !== 'ok') throw outcome;
+      },
+    };
+    return { writer, calls };
+  }
+
+  it('that no call has reached fails after a few attempts, not retryable, saying so', async () => {
+    const { writer, calls } = scripted(Array.from({ length: 10 }, unreachable));
+    const wrapped = resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: FAST });
+    const err = await rejection(wrapped.putBlock('snap-1', 0, BLOCK, CHECKSUM));
+    expect(err).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
+    expect(err.message).toMatch(/gave up after 3 attempts: no request of this run has reached the endpoint/);
+    expect(calls.put).toBe(3);
+  });
+
+  it('once a call has reached it, is retried like any transient failure (an endpoint restart)', async () => {
+    const { writer, calls } = scripted(['ok', ...Array.from({ length: 6 }, unreachable)]);
+    const wrapped = resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: FAST });
+    await wrapped.putBlock('snap-1', 0, BLOCK, CHECKSUM);
+    await wrapped.putBlock('snap-1', 1, BLOCK, CHECKSUM);
+    expect(calls.put).toBe(8);
+  });
+
+  it('an error answer counts as contact, and wrappers given one contact share it', async () => {
+    const contact = { reached: false };
+    const first = scripted([unavailable()]);
+    await resilientWriter(first.writer, { limiter: new AdaptiveLimiter(1), policy: FAST, contact }).putBlock('snap-1', 0, BLOCK, CHECKSUM);
+    expect(contact.reached).toBe(true);
+    const second = scripted(Array.from({ length: 6 }, unreachable));
+    await resilientWriter(second.writer, { limiter: new AdaptiveLimiter(1), policy: FAST, contact }).putBlock('snap-1', 0, BLOCK, CHECKSUM);
+    expect(second.calls.put).toBe(7);
+  });
+});

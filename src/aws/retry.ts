@@ -23,6 +23,14 @@ export interface RetryPolicy {
   maxDelayMs: number;
   /** ResourceNotFound on a snapshot younger than this is retried (AWS: up to about two minutes after StartSnapshot). */
   notFoundWindowMs: number;
+  /**
+   * Attempts of a call that finds the endpoint unreachable (connection
+   * refused, no such host) while no call has reached it yet (see
+   * EndpointContact): a wrong endpoint URL fails within a moment. Once a call
+   * has reached it, an unreachable endpoint is retried up to maxAttempts like
+   * any transient failure, so that a run outlives a restart of the endpoint.
+   */
+  unreachableAttemptsBeforeContact: number;
 }
 
 export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = {
@@ -30,7 +38,13 @@ export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = {
   baseDelayMs: 100,
   maxDelayMs: 10_000,
   notFoundWindowMs: 120_000,
+  unreachableAttemptsBeforeContact: 3,
 };
+
+/** Whether a call has ever had an answer from the endpoint (any answer, an error too). Wrappers given the same object share it. */
+export interface EndpointContact {
+  reached: boolean;
+}
 
 /**
  * Adaptive concurrency for one resource (AIMD): a THROTTLED failure halves the
@@ -114,6 +128,8 @@ export interface ResilienceOptions {
   signal?: AbortSignal;
   /** Told before each retry: the error, the attempt that failed (1-based) and the operation. */
   onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
+  /** Shared with the run's other wrappers, so that one that has reached the endpoint counts for all; default: this wrapper's own. */
+  contact?: EndpointContact;
 }
 
 export interface WriterResilienceOptions extends ResilienceOptions {
@@ -128,15 +144,20 @@ export interface WriterResilienceOptions extends ResilienceOptions {
 class Retrier {
   readonly #policy: RetryPolicy;
   readonly #options: ResilienceOptions;
+  readonly #contact: EndpointContact;
 
   constructor(options: ResilienceOptions) {
     this.#policy = { ...DEFAULT_RETRY_POLICY, ...options.policy };
     this.#options = options;
-    const { maxAttempts, baseDelayMs, maxDelayMs, notFoundWindowMs } = this.#policy;
+    this.#contact = options.contact ?? { reached: false };
+    const { maxAttempts, baseDelayMs, maxDelayMs, notFoundWindowMs, unreachableAttemptsBeforeContact } = this.#policy;
     if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw invalid('policy.maxAttempts', maxAttempts);
     if (!(baseDelayMs >= 0)) throw invalid('policy.baseDelayMs', baseDelayMs);
     if (!(maxDelayMs >= baseDelayMs)) throw invalid('policy.maxDelayMs', maxDelayMs);
     if (!(notFoundWindowMs >= 0)) throw invalid('policy.notFoundWindowMs', notFoundWindowMs);
+    if (!Number.isInteger(unreachableAttemptsBeforeContact) || unreachableAttemptsBeforeContact < 1) {
+      throw invalid('policy.unreachableAttemptsBeforeContact', unreachableAttemptsBeforeContact);
+    }
   }
 
   get notFoundWindowMs(): number {
@@ -154,16 +175,22 @@ class Retrier {
     for (let attempt = 1; ; attempt++) {
       this.throwIfAborted(operation);
       try {
-        return await limiter.run(() => {
+        const value = await limiter.run(() => {
           this.throwIfAborted(operation);
           return call();
         });
+        this.#contact.reached = true;
+        return value;
       } catch (err) {
         // Whatever an attempt cut short by the abort ended with, it is not retried.
         this.throwIfAborted(operation);
         const error = toSnaplineError(err);
+        if (error.details?.httpStatus !== undefined) this.#contact.reached = true;
         const notFoundWindow = error.code === ErrorCodes.NOT_FOUND && retryNotFound();
         if (!error.retryable && !notFoundWindow) throw error;
+        if (error.code === ErrorCodes.ENDPOINT_UNREACHABLE && !this.#contact.reached && attempt >= this.#policy.unreachableAttemptsBeforeContact) {
+          throw exhausted(error, attempt, 'no request of this run has reached the endpoint');
+        }
         if (!notFoundWindow && ++retries >= this.#policy.maxAttempts) throw exhausted(error, attempt);
         onRetry?.(error, attempt, operation);
         await this.backoff(attempt, operation);
@@ -273,9 +300,9 @@ export function resilientReader(inner: SnapshotReader, options: ResilienceOption
   };
 }
 
-/** The last error of a call that ran out of attempts: same code, no longer retryable. */
-function exhausted(error: SnaplineError, attempts: number): SnaplineError {
-  return new SnaplineError(error.code, `${error.message} (gave up after ${attempts} attempts)`, {
+/** The last error of a call that ran out of attempts (for the reason `why`, if given): same code, no longer retryable. */
+function exhausted(error: SnaplineError, attempts: number, why?: string): SnaplineError {
+  return new SnaplineError(error.code, `${error.message} (gave up after ${attempts} attempts${why === undefined ? '' : `: ${why}`})`, {
     retryable: false,
     hint: error.hint,
     cause: error,

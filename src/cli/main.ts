@@ -1,4 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
+import { setMaxListeners } from 'node:events';
 import { ErrorCodes, ExitCodes, SnaplineError, exitCodeFor, toSnaplineError } from '../errors.js';
 import { Output, type GlobalOptions } from './output.js';
 import { registerCommands } from './commands/index.js';
@@ -21,6 +22,8 @@ export type CommandAction<A extends unknown[]> = (ctx: CommandContext, ...args: 
  */
 export async function main(argv: string[]): Promise<number> {
   const abort = new AbortController();
+  // Every request in flight and every retry's backoff waits on this one signal: hundreds at once are expected.
+  setMaxListeners(Infinity, abort.signal);
   let exitCode: number = ExitCodes.OK;
   let interrupts = 0;
   const onSignal = (signal: NodeJS.Signals) => {

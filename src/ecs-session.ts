@@ -102,11 +102,13 @@ export async function openWorkerSession(options: WorkerSessionOptions): Promise<
     reader: remote.reader,
     writer: remote.writer,
     hashPool: remote.hashPool,
-    ...(archive === undefined ? {} : { store: archiveStoreOf(remote.clients, archive) }),
+    ...(archive === undefined ? {} : { store: archiveStoreOf(remote.clients, archive, options.signal) }),
     close: () => remote.close(),
   };
 }
 
-function archiveStoreOf(clients: AwsClients, archive: { target: ArchiveTarget; location: string }): ArchiveStore {
-  return archive.target === 's3' ? new S3ArchiveStore(clients.s3(), archive.location, { attributes: {} }) : new GlacierArchiveStore(clients.glacier(), archive.location);
+function archiveStoreOf(clients: AwsClients, archive: { target: ArchiveTarget; location: string }, signal: AbortSignal | undefined): ArchiveStore {
+  return archive.target === 's3'
+    ? new S3ArchiveStore(clients.s3(), archive.location, { attributes: {}, signal })
+    : new GlacierArchiveStore(clients.glacier(), archive.location, { signal });
 }

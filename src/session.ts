@@ -94,19 +94,22 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
     let pool: HashPool | undefined;
     closers.push(() => pool?.destroy());
     const hashPool = () => (pool ??= new HashPool());
-    const store = new EbsSnapshotStore(clients.ebs(), { direct: clients.ebsBlockRequests() });
+    // An abort ends the requests in flight; calls made after it (clean-up) still go out.
+    const store = new EbsSnapshotStore(clients.ebs(), { direct: clients.ebsBlockRequests(), signal: options.signal });
     const uploadLimiter = new AdaptiveLimiter(concurrency);
     const downloadLimiter = new AdaptiveLimiter(concurrency);
     // The connection's retries.max_attempts bounds EBS calls too; their backoff and throttling response stay snapline's.
     const maxAttempts = connection.settings.retries?.maxAttempts;
-    const wrap = { signal: options.signal, onRetry: options.onRetry, ...(maxAttempts === undefined ? {} : { policy: { maxAttempts } }) };
+    // One contact for both directions: once either has had an answer, an unreachable endpoint is waited for.
+    const contact = { reached: false };
+    const wrap = { signal: options.signal, onRetry: options.onRetry, contact, ...(maxAttempts === undefined ? {} : { policy: { maxAttempts } }) };
     return {
       connection,
       clients,
       store,
       writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter, ...(options.newSnapshotIds === undefined ? {} : { newSnapshotIds: options.newSnapshotIds }) }),
       reader: resilientReader(verifiedReader(store, (data) => hashPool().sha256Moving(data)), { ...wrap, limiter: downloadLimiter }),
-      catalog: new Ec2SnapshotCatalog(clients.ec2()),
+      catalog: new Ec2SnapshotCatalog(() => clients.ec2(), { signal: options.signal }),
       uploadLimiter,
       downloadLimiter,
       get hashPool() {
@@ -146,7 +149,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
   };
   try {
     const slabs = new SlabPool({ slabCount: Math.ceil(concurrency / BLOCKS_PER_SLAB) + SLABS_AHEAD, blocksPerSlab: BLOCKS_PER_SLAB });
-    const archives = archivePlaces(remote.clients, { ...remote.connection.archive, ...withoutUndefined(options.archive ?? {}) });
+    const archives = archivePlaces(remote.clients, { ...remote.connection.archive, ...withoutUndefined(options.archive ?? {}) }, options.signal);
     // Field by field, not a spread: spreading would start the remote's hash pool.
     return {
       connection: remote.connection,
@@ -198,7 +201,7 @@ function pendingRunsOf(index: BlockIndex): string[] {
  * made on first use: S3 with its storage classes and `attributes` headers
  * (path-style addressing comes with the S3 client), Glacier vaults.
  */
-function archivePlaces(clients: AwsClients, archive: ArchiveConfig): ArchivePlaces {
+function archivePlaces(clients: AwsClients, archive: ArchiveConfig, signal: AbortSignal | undefined): ArchivePlaces {
   const stores = new Map<string, ArchiveStore>();
   return {
     store(target, location) {
@@ -212,7 +215,7 @@ function archivePlaces(clients: AwsClients, archive: ArchiveConfig): ArchivePlac
       const key = `${target}:${place}`;
       let store = stores.get(key);
       if (store === undefined) {
-        store = target === 's3' ? new S3ArchiveStore(clients.s3(), place, { attributes: archive.attributes ?? {} }) : new GlacierArchiveStore(clients.glacier(), place);
+        store = target === 's3' ? new S3ArchiveStore(clients.s3(), place, { attributes: archive.attributes ?? {}, signal }) : new GlacierArchiveStore(clients.glacier(), place, { signal });
         stores.set(key, store);
       }
       return store;

@@ -60,7 +60,7 @@ export interface BenchOptions {
   blocksPerLevel: number;
   /** Leave the scratch snapshot in place (also after an abort). */
   keep?: boolean;
-  /** Aborting stops new requests at once and goes on to the cleanup; requests in flight run out in the background. */
+  /** Aborting stops new requests at once and goes on to the cleanup; requests in flight are the store's to end (a session's store ends them on the same abort). */
   signal?: AbortSignal;
   /** Time the cleanup may take (default 30 s); it does not obey `signal`, it runs because of it. */
   cleanupTimeoutMs?: number;
@@ -346,7 +346,7 @@ class BenchRun {
    * sockets are open), then `level` workers each issuing one request after
    * the other until the time or the block count is used up. Every request is
    * one attempt; its failure is counted, never retried. On abort it rejects
-   * at once; requests in flight then settle in the background, unobserved.
+   * at once; requests in flight then settle unobserved.
    */
   async #level(operation: BenchOperation, level: number, request: Request): Promise<LevelResult> {
     const { durationMs, blocksPerLevel, signal, onEvent } = this.#options;

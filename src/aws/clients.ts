@@ -8,6 +8,7 @@ import type { GlacierClient } from '@aws-sdk/client-glacier';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { STSClient } from '@aws-sdk/client-sts';
 import type { NodeHttpHandler } from '@smithy/node-http-handler';
+import { RETRY_MODES, type RetryMode } from '../core/retry-mode.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { assumedRoleCredentials, type AssumeRoleSettings, type TemporaryCredentialsProvider } from './assume-role.js';
 import { DirectBlockRequests } from './block-requests.js';
@@ -61,9 +62,6 @@ export interface ConnectionSettings {
   /** Certificate checks: off with rejectUnauthorized false; `ca` replaces the trusted roots. */
   tls?: { rejectUnauthorized?: boolean; ca?: string | string[] };
 }
-
-export const RETRY_MODES = ['standard', 'adaptive'] as const;
-export type RetryMode = (typeof RETRY_MODES)[number];
 
 /** Requests in flight when the caller does not say (the backup default). */
 export const DEFAULT_CONCURRENCY = 64;

@@ -1,7 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import { RETRY_MODES, type ConnectionSettings, type RetryMode } from '../aws/clients.js';
+import type { ConnectionSettings } from '../aws/clients.js';
+import { RETRY_MODES, type RetryMode } from '../core/retry-mode.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { certificateProblem, pemCertificates, SERVICES, type ArchiveConfig, type ConnectionConfig, type EcsConfig, type Service } from './schema.js';
 

@@ -1,7 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { RETRY_MODES } from '../aws/clients.js';
+import { STORAGE_CLASSES, type StorageClass } from '../core/archive-options.js';
+import { RETRY_MODES, type RetryMode } from '../core/retry-mode.js';
 import { kindOf, type Section } from './fields.js';
 
 /** The services a connection can give their own endpoint. */
@@ -9,7 +10,6 @@ export const SERVICES = ['ebs', 'ec2', 's3', 'sts', 'glacier', 'ecs', 'logs'] as
 export type Service = (typeof SERVICES)[number];
 
 export const S3_URI_STYLES = ['host', 'path'] as const;
-export const STORAGE_CLASSES = ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE'] as const;
 export const LAUNCH_TYPES = ['FARGATE', 'EC2', 'EXTERNAL'] as const;
 
 export type StaticKeys = { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
@@ -20,7 +20,7 @@ export interface ArchiveConfig {
   /** Key prefix inside the bucket. */
   path?: string;
   s3UriStyle?: (typeof S3_URI_STYLES)[number];
-  storageClass?: (typeof STORAGE_CLASSES)[number];
+  storageClass?: StorageClass;
   vault?: string;
   deleteOlderThanDays?: number;
   /** Extra request headers for archive uploads and downloads (SSE-C keys among them: secret). */
@@ -52,7 +52,7 @@ export interface ConnectionConfig {
   verify?: boolean | string;
   /** PEM certificates trusted in addition to the roots. */
   tlsCaChain?: string[];
-  retries?: { mode?: (typeof RETRY_MODES)[number]; maxAttempts?: number };
+  retries?: { mode?: RetryMode; maxAttempts?: number };
   connectTimeoutSeconds?: number;
   readTimeoutSeconds?: number;
   /** Seconds of idle before TCP keep-alive probes; true is the default. */

@@ -5,13 +5,13 @@
  * inventory, and pruning old archives.
  */
 import { sleep, throwIfAborted } from '../core/abort.js';
+import { DEFAULT_RESTORE_DAYS, DEFAULT_RETRIEVAL_TIER, MAX_RESTORE_DAYS, RETRIEVAL_TIERS } from '../core/archive-options.js';
 import type { ArchiveTarget, Inventory, RestoreState, RestoreStatus, RetrievalTier } from '../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { ArchiveRecord, BlockIndex } from '../index/index.js';
 import { MANIFEST_NAME, parseGlacierDescription } from './archive-format.js';
 import { RESTORE_CLASSES, chainOf, checkTarget, findArchive, requireArchived, storeOf, type ArchivePlaces } from './archive-places.js';
 
-export const RETRIEVAL_TIERS: readonly RetrievalTier[] = ['Bulk', 'Standard', 'Expedited'];
 const DAY_MS = 86_400_000;
 
 export interface ArchiveJobsDeps {
@@ -55,10 +55,10 @@ export interface ArchiveRestoreResult {
  * in the index for `archive status` and `rehydrate`.
  */
 export async function restoreArchive(deps: ArchiveJobsDeps, options: ArchiveRestoreOptions): Promise<ArchiveRestoreResult> {
-  const tier = options.tier ?? 'Standard';
+  const tier = options.tier ?? DEFAULT_RETRIEVAL_TIER;
   if (!RETRIEVAL_TIERS.includes(tier)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--tier must be Bulk, Standard or Expedited, got "${String(tier)}"`);
-  const days = options.days ?? 7;
-  if (!Number.isSafeInteger(days) || days < 1 || days > 36_500) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--days must be a whole number from 1 to 36500, got ${days}`);
+  const days = options.days ?? DEFAULT_RESTORE_DAYS;
+  if (!Number.isSafeInteger(days) || days < 1 || days > MAX_RESTORE_DAYS) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--days must be a whole number from 1 to ${MAX_RESTORE_DAYS}, got ${days}`);
   const record = findArchive(deps.index, options.archive);
   const chain = chainOf(deps.index, record);
   requireArchived(chain);

@@ -1,5 +1,5 @@
 /** What the archive commands share: where archives go, and how an archive named on the command line is found. */
-import { STORAGE_CLASSES } from '../config/schema.js';
+import { STORAGE_CLASSES } from '../core/archive-options.js';
 import type { ArchiveStore, ArchiveTarget } from '../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { ArchiveRecord, BlockIndex } from '../index/index.js';
@@ -9,7 +9,6 @@ import { glacierDescription } from './archive-format.js';
 export const ARCHIVE_STORAGE_CLASSES: readonly string[] = STORAGE_CLASSES;
 /** Storage classes whose objects must be restored before they can be read. */
 export const RESTORE_CLASSES: ReadonlySet<string> = new Set(['DEEP_ARCHIVE', 'GLACIER']);
-export const DEFAULT_STORAGE_CLASS = 'DEEP_ARCHIVE';
 
 /** The archive settings of the connection, and the stores they open. */
 export interface ArchivePlaces {

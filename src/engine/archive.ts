@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { throwIfAborted } from '../core/abort.js';
+import { DEFAULT_SEGMENT_BLOCKS, DEFAULT_STORAGE_CLASS } from '../core/archive-options.js';
 import { ZERO_BLOCK_DIGEST, digestOf } from '../core/checksum.js';
 import { BLOCK_SIZE, GIB } from '../core/constants.js';
 import type { ArchiveTarget, SnapshotCatalog, SnapshotReader } from '../core/ports.js';
@@ -22,20 +23,10 @@ import {
   type ManifestSegment,
   type TableEntry,
 } from './archive-format.js';
-import {
-  ARCHIVE_STORAGE_CLASSES,
-  DEFAULT_STORAGE_CLASS,
-  checkTarget,
-  remoteName,
-  storeOf,
-  type ArchivePlaces,
-} from './archive-places.js';
+import { ARCHIVE_STORAGE_CLASSES, checkTarget, remoteName, storeOf, type ArchivePlaces } from './archive-places.js';
 import { ObjectUpload } from './archive-upload.js';
 import { VOLUME_TAG } from './rebuild.js';
 import { completedSnapshot, taggedSourceBytes } from './restore.js';
-
-/** 2048 blocks: segments of at most 1 GiB of block data. */
-export const DEFAULT_SEGMENT_BLOCKS = 2048;
 
 export interface ArchiveDeps {
   index: BlockIndex;

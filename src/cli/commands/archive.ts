@@ -1,4 +1,13 @@
 import { Option, type Command } from 'commander';
+import {
+  DEFAULT_RESTORE_DAYS,
+  DEFAULT_RETRIEVAL_TIER,
+  DEFAULT_SEGMENT_BLOCKS,
+  DEFAULT_STORAGE_CLASS,
+  MAX_RESTORE_DAYS,
+  RETRIEVAL_TIERS,
+  STORAGE_CLASSES,
+} from '../../core/archive-options.js';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { ArchiveTarget, RetrievalTier } from '../../core/ports.js';
 import type { ArchiveStatusEntry } from '../../engine/archive-jobs.js';
@@ -26,11 +35,8 @@ function targetOption(value: string): ArchiveTarget {
   return value;
 }
 
-/** Every retrieval tier by its name in lower case (the type holds the list complete, without loading the engine for a parser). */
-const TIER_BY_NAME: Readonly<Record<Lowercase<RetrievalTier>, RetrievalTier>> = { bulk: 'Bulk', standard: 'Standard', expedited: 'Expedited' };
-
 function tierOption(value: string): RetrievalTier {
-  const tier = Object.values(TIER_BY_NAME).find((t) => t.toLowerCase() === value.toLowerCase());
+  const tier = RETRIEVAL_TIERS.find((t) => t.toLowerCase() === value.toLowerCase());
   if (tier === undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--tier must be Bulk, Standard or Expedited, got "${value}"`);
   return tier;
 }
@@ -51,19 +57,19 @@ export function registerArchive(program: Command, wrap: Wrap): void {
       .description('archive a completed snapshot: its blocks (or, with --incremental, those changed since the last archive of its volume) and a manifest')
       .argument('<snapshot-id>', 'completed snapshot to archive')
       .addOption(new Option('--to <target>', 's3 or glacier (default: s3 when the connection names a bucket)').argParser(targetOption))
-      .option('--storage-class <class>', 'S3 storage class: DEEP_ARCHIVE (default), GLACIER, GLACIER_IR, STANDARD, ...')
+      .option('--storage-class <class>', `S3 storage class: ${STORAGE_CLASSES.join(', ')} (default ${DEFAULT_STORAGE_CLASS})`)
       .option('--incremental', 'store only the blocks changed since the newest archive of the volume in the same place'),
   )
     .addOption(new Option('--concurrency <n>', 'blocks read at once').default(64).argParser(integerOption('--concurrency', 1, 1024)))
-    .addOption(new Option('--segment-blocks <n>', 'blocks per segment object (default 2048, 1 GiB)').argParser(integerOption('--segment-blocks', 1, 1 << 20)).hideHelp())
+    .addOption(new Option('--segment-blocks <n>', `blocks per segment object (default ${DEFAULT_SEGMENT_BLOCKS}, ${formatBytes(DEFAULT_SEGMENT_BLOCKS * BLOCK_SIZE)})`).argParser(integerOption('--segment-blocks', 1, 1 << 20)).hideHelp())
     .action(wrap((ctx: CommandContext, snapshotId: string, flags: CreateFlags) => runCreate(ctx, snapshotId, flags)));
 
   archive
     .command('restore')
     .description('ask for every object of an archive (and the archives it builds on) to be made readable: S3 RestoreObject or Glacier retrieval jobs')
     .argument('<archive>', 'archive id, or a snapshot id with one archive')
-    .addOption(new Option('--tier <tier>', 'Bulk, Standard (default) or Expedited').argParser(tierOption))
-    .addOption(new Option('--days <n>', 'days a restored S3 copy stays readable').default(7).argParser(integerOption('--days', 1, 36_500)))
+    .addOption(new Option('--tier <tier>', `${RETRIEVAL_TIERS.join(', ')} (default ${DEFAULT_RETRIEVAL_TIER})`).argParser(tierOption))
+    .addOption(new Option('--days <n>', 'days a restored S3 copy stays readable').default(DEFAULT_RESTORE_DAYS).argParser(integerOption('--days', 1, MAX_RESTORE_DAYS)))
     .action(wrap((ctx: CommandContext, ref: string, flags: { tier?: RetrievalTier; days: number }) => runRestore(ctx, ref, flags)));
 
   archive

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { startEmulator, type RunningEmulator } from '../emulator/index.js';
 import { BUILT_IN_CONNECTION, loadConfigFile, type ConfigFile } from './file.js';
+import { DEFAULT_LOCAL_PORT } from './local-endpoint.js';
 import { CA_CERT_FILE } from './local-tls.js';
 import { configPath, localEndpointDir } from './paths.js';
 import { resolveConnection, type ConnectionFlags, type ResolvedConnection } from './resolve.js';
@@ -15,8 +16,6 @@ export type { ArchiveConfig, EcsConfig } from './schema.js';
 
 /** The built-in connection that talks to snapline's own local endpoint. */
 export const LOCAL_CONNECTION = BUILT_IN_CONNECTION;
-/** The port `snapline serve` listens on by default. */
-export const DEFAULT_LOCAL_PORT = 4577;
 const LOCAL_CREDENTIALS = { accessKeyId: 'snapline-local', secretAccessKey: 'snapline-local-secret' };
 
 export interface ConnectionRequest extends ConnectionFlags {

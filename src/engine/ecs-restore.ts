@@ -13,6 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { abortError, sleep, throwIfAborted } from '../core/abort.js';
+import { DEFAULT_PACING, DEFAULT_RETRIES, DEFAULT_SHARDS, MAX_RETRIES, MAX_SHARDS, type EcsPacing } from '../core/ecs-restore-options.js';
 import type { ContainerTasks, LogReader, SnapshotCatalog, SnapshotWriter, TaskPlacement, TaskState } from '../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
@@ -46,32 +47,6 @@ export interface EcsRestoreDeps {
   hashPool: HashPool;
 }
 
-/** How fast the driver polls and backs off. */
-export interface EcsPacing {
-  /** First and largest pause between two polls (the pause grows while nothing changes). */
-  pollFirstMs: number;
-  pollMaxMs: number;
-  /** Backoff after a RunTask that placed nothing (capacity), doubling up to the max. */
-  capacityFirstMs: number;
-  capacityMaxMs: number;
-  /** RunTask calls per shard and run that may place nothing before the shard fails. */
-  capacityRetries: number;
-  /** After a task stops, how long its log may stay quiet before its last line counts as read. */
-  logSettleMs: number;
-}
-
-export const DEFAULT_PACING: Readonly<EcsPacing> = {
-  pollFirstMs: 500,
-  pollMaxMs: 15_000,
-  capacityFirstMs: 2000,
-  capacityMaxMs: 60_000,
-  capacityRetries: 8,
-  logSettleMs: 5000,
-};
-
-export const DEFAULT_SHARDS = 4;
-export const MAX_SHARDS = 256;
-export const DEFAULT_RETRIES = 2;
 /** The pending snapshot may sit idle this long (tasks waiting for capacity) before EBS cancels it. */
 const SNAPSHOT_TIMEOUT_MINUTES = 1440;
 const JOB_TAG = 'snapline:ecs-job';
@@ -147,7 +122,7 @@ export interface EcsJobReport {
 export async function ecsRestore(deps: EcsRestoreDeps, options: EcsRestoreOptions): Promise<EcsJobReport> {
   const started = Date.now();
   const shards = checkWhole('--shards', options.shards ?? DEFAULT_SHARDS, 1, MAX_SHARDS);
-  const retries = checkWhole('--retries', options.retries ?? DEFAULT_RETRIES, 0, 100);
+  const retries = checkWhole('--retries', options.retries ?? DEFAULT_RETRIES, 0, MAX_RETRIES);
   throwIfAborted(options.signal);
   const worker = await workerContainerOf(deps.tasks, deps.settings.taskDefinition, deps.settings);
   if (worker.logGroup === undefined || worker.logStreamPrefix === undefined) {

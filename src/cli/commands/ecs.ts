@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { DEFAULT_PACING, DEFAULT_RETRIES, DEFAULT_SHARDS, MAX_RETRIES, MAX_SHARDS } from '../../core/ecs-restore-options.js';
 import type { EcsJobReport } from '../../engine/ecs-restore.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
@@ -6,15 +7,6 @@ import type { Output } from '../output.js';
 import { integerOption, secondsOption } from '../parse.js';
 import { count, formatDuration } from '../progress.js';
 import { sessionOptions } from './common.js';
-
-/**
- * The engine's ECS restore defaults (DEFAULT_SHARDS, MAX_SHARDS,
- * DEFAULT_RETRIES, DEFAULT_PACING.logSettleMs of engine/ecs-restore.ts) for
- * the help text and option defaults, restated because that module loads the
- * whole engine, which help and usage errors must not pay for.
- * restated-defaults.test.ts holds the two equal.
- */
-export const ECS_RESTORE_DEFAULTS = { shards: 4, maxShards: 256, retries: 2, logSettleMs: 5000 } as const;
 
 interface RestoreFlags {
   shards?: number;
@@ -31,14 +23,14 @@ export function registerEcs(program: Command, wrap: Wrap): void {
     .command('restore')
     .description('restore an archive or a snapshot into a new snapshot with ECS tasks, one per shard of its blocks (or resume its unfinished job)')
     .argument('<archive-or-snapshot>', 'archive id (or the id of its snapshot) whose objects are readable, or a completed snapshot the index knows')
-    .addOption(new Option('--shards <n>', `tasks to split the blocks into (default ${ECS_RESTORE_DEFAULTS.shards})`).argParser(integerOption('--shards', 1, ECS_RESTORE_DEFAULTS.maxShards)))
-    .addOption(new Option('--retries <n>', 'new attempts per failed shard').default(ECS_RESTORE_DEFAULTS.retries).argParser(integerOption('--retries', 0, 100)))
+    .addOption(new Option('--shards <n>', `tasks to split the blocks into (default ${DEFAULT_SHARDS})`).argParser(integerOption('--shards', 1, MAX_SHARDS)))
+    .addOption(new Option('--retries <n>', 'new attempts per failed shard').default(DEFAULT_RETRIES).argParser(integerOption('--retries', 0, MAX_RETRIES)))
     .addOption(new Option('--timeout <seconds>', 'give up waiting after this long (the tasks go on)').argParser(secondsOption('--timeout')))
     .option('--detach', 'launch the tasks and return; the same command again follows and completes the job')
     .option('--volume <name>', "volume to file the new snapshot under (default: the source's volume + -restored)")
     .addOption(
       new Option('--log-wait <seconds>', "how long a stopped task's log may stay quiet before its last line counts as read")
-        .default(ECS_RESTORE_DEFAULTS.logSettleMs, String(ECS_RESTORE_DEFAULTS.logSettleMs / 1000))
+        .default(DEFAULT_PACING.logSettleMs, String(DEFAULT_PACING.logSettleMs / 1000))
         .argParser(secondsOption('--log-wait')),
     )
     .action(wrap((ctx: CommandContext, source: string, flags: RestoreFlags) => runRestore(ctx, source, flags)));

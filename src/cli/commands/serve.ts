@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { DEFAULT_LOCAL_PORT } from '../../config/local-endpoint.js';
 import { localEndpointDir } from '../../config/paths.js';
 import { checkFaultSettings, type FaultSettings } from '../../emulator/faults.js';
 import type { AccessKey } from '../../emulator/index.js';
@@ -41,14 +42,6 @@ interface ServeFlags {
   jobDelayMs: string[];
 }
 
-/**
- * DEFAULT_LOCAL_PORT of config/connection.ts, restated for the --port default
- * because that module loads the endpoint and the config parser, which help
- * and usage errors must not pay for; restated-defaults.test.ts holds the two
- * equal.
- */
-export const SERVE_DEFAULT_PORT = 4577;
-
 /** Each fault flag and the FaultSettings field it sets. */
 const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags, help: string][] = [
   ['--seed', 'seed', 'seed of every random fault decision (same seed, same sequence)'],
@@ -77,7 +70,7 @@ export function registerServe(program: Command, wrap: Wrap): void {
     .command('serve')
     .description('run the local AWS-compatible endpoint (EBS direct APIs, EC2 snapshot subset, STS, S3, Glacier, ECS tasks run locally, CloudWatch Logs) until interrupted')
     .option('--host <address>', 'address to listen on (anything but loopback needs --allow-remote)', '127.0.0.1')
-    .option('--port <number>', 'port to listen on (0: a free one)', String(SERVE_DEFAULT_PORT))
+    .option('--port <number>', 'port to listen on (0: a free one)', String(DEFAULT_LOCAL_PORT))
     .option('--data-dir <path>', 'where the endpoint keeps its data (default: <data directory>/endpoint)')
     .option('--allow-remote', 'allow listening on an address other than loopback', false)
     .option('--tls', 'speak HTTPS with a certificate from a CA kept in the data directory (clients trust <data-dir>/ca.pem)', false)

@@ -11,6 +11,7 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { throwIfAborted, abortError } from '../core/abort.js';
 import { LinearAggregate } from '../core/checksum.js';
+import { MAX_BENCH_CONCURRENCY, MAX_BENCH_LEVELS } from '../core/bench-options.js';
 import { BLOCK_SIZE, BLOCKS_PER_GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
 import type { BlockRef, SnapshotCatalog, SnapshotReader, SnapshotWriter } from '../core/ports.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../errors.js';
@@ -18,8 +19,6 @@ import { waitForSnapshot } from './committer.js';
 
 /** Tag that marks a scratch snapshot of the bench (value "true"). */
 export const BENCH_TAG = 'snapline:bench';
-/** Highest concurrency level: each request in flight holds a 512 KiB buffer. */
-export const MAX_BENCH_CONCURRENCY = 1024;
 /** Idle minutes after which AWS cancels a scratch snapshot left pending (the least StartSnapshot takes). */
 export const SCRATCH_TIMEOUT_MINUTES = 10;
 /** How to find scratch snapshots left behind. */
@@ -184,7 +183,7 @@ export async function runBench(ports: BenchPorts, options: BenchOptions): Promis
 
 function checkBenchOptions(options: BenchOptions): void {
   const bad = (message: string) => new SnaplineError(ErrorCodes.INVALID_ARGUMENT, message);
-  if (options.levels.length === 0) throw bad('levels must name at least one concurrency');
+  if (options.levels.length === 0 || options.levels.length > MAX_BENCH_LEVELS) throw bad(`levels must name 1 to ${MAX_BENCH_LEVELS} concurrencies, got ${options.levels.length}`);
   for (const level of options.levels) {
     if (!Number.isInteger(level) || level < 1 || level > MAX_BENCH_CONCURRENCY) {
       throw bad(`each level must be a whole number from 1 to ${MAX_BENCH_CONCURRENCY}, got ${level}`);

@@ -199,6 +199,7 @@ describe('runBench', () => {
       { levels: [] },
       { levels: [0] },
       { levels: [2000] },
+      { levels: Array.from({ length: 17 }, (_, i) => i + 1) },
       { levels: [1.5] },
       { durationMs: 0 },
       { blocksPerLevel: 0 },

@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { DEFAULT_BENCH_LEVELS, MAX_BENCH_CONCURRENCY, MAX_BENCH_LEVELS } from '../../core/bench-options.js';
 import type { BenchEvent, BenchResult, LevelResult, Recommendation } from '../../engine/bench.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import { barChart, table, utf8Terminal } from '../chart.js';
@@ -7,11 +8,7 @@ import { integerOption, numberOption } from '../parse.js';
 import { count } from '../progress.js';
 import { sessionOptions } from './common.js';
 
-// Kept here rather than imported from the engine, so that registering the command loads no engine code.
-const DEFAULT_LEVELS = '1,4,16,32,64,128';
-/** The engine's MAX_BENCH_CONCURRENCY, restated (bench.test.ts holds them equal). */
-export const MAX_LEVEL = 1024;
-const MAX_LEVELS = 16;
+const DEFAULT_LEVELS = DEFAULT_BENCH_LEVELS.join(',');
 
 interface BenchFlags {
   levels: number[];
@@ -24,20 +21,20 @@ export function registerBench(program: Command, wrap: Wrap): void {
   program
     .command('bench')
     .description('measure PutSnapshotBlock and GetSnapshotBlock throughput and latency at several concurrency levels on a scratch snapshot, and recommend a --concurrency')
-    .addOption(new Option('--levels <list>', `requests in flight to measure, comma-separated (1..${MAX_LEVEL})`).default(parseLevels(DEFAULT_LEVELS), DEFAULT_LEVELS).argParser(parseLevels))
+    .addOption(new Option('--levels <list>', `requests in flight to measure, comma-separated (1..${MAX_BENCH_CONCURRENCY})`).default(parseLevels(DEFAULT_LEVELS), DEFAULT_LEVELS).argParser(parseLevels))
     .addOption(new Option('--seconds <n>', 'longest measurement per level and direction').default(10).argParser(numberOption('--seconds', 0.1, 3600)))
     .addOption(new Option('--blocks <n>', 'most requests per level and direction (512 KiB each); a level ends at this or --seconds').default(1024).argParser(integerOption('--blocks', 1, 100_000)))
     .option('--keep', 'keep the scratch snapshot and print its id (default: delete it)')
     .action(wrap((ctx: CommandContext, flags: BenchFlags) => runBenchCommand(ctx, flags)));
 }
 
-/** "1,4,16": whole numbers from 1 to MAX_LEVEL, at most MAX_LEVELS of them; sorted, duplicates dropped. */
+/** "1,4,16": whole numbers from 1 to MAX_BENCH_CONCURRENCY, at most MAX_BENCH_LEVELS of them; sorted, duplicates dropped. */
 function parseLevels(value: string): number[] {
   const parts = value.split(',').map((part) => part.trim());
-  const level = integerOption('--levels', 1, MAX_LEVEL);
+  const level = integerOption('--levels', 1, MAX_BENCH_CONCURRENCY);
   const levels = [...new Set(parts.map((part) => level(part)))].sort((a, b) => a - b);
-  if (levels.length > MAX_LEVELS) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--levels takes at most ${MAX_LEVELS} levels, got ${levels.length}`);
+  if (levels.length > MAX_BENCH_LEVELS) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--levels takes at most ${MAX_BENCH_LEVELS} levels, got ${levels.length}`);
   }
   return levels;
 }

@@ -51,10 +51,10 @@ process.on('exit', () => appendFileSync(process.env.SNAPLINE_TEST_LOADED, Object
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function loadedBy(args: string[]): { code: number | null; stdout: string; loaded: string[] } {
+function loadedBy(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; loaded: string[] } {
   rmSync(log, { force: true });
   const run = spawnSync(process.execPath, ['--import', pathToFileURL(preload).href, BIN, ...args], {
-    env: hermeticEnv(join(dir, 'data'), { SNAPLINE_TEST_LOADED: log }),
+    env: hermeticEnv(join(dir, 'data'), { SNAPLINE_TEST_LOADED: log, ...env }),
     encoding: 'utf8',
   });
   return { code: run.status, stdout: run.stdout, loaded: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
@@ -78,11 +78,21 @@ describe('CLI start-up', () => {
     expect(run.loaded.filter((url) => HEAVY.some((heavy) => heavy.test(url)))).toEqual([]);
   });
 
-  it('a command loads what its action uses: the config file, no SDK package', () => {
+  it('a command loads what its action uses: without a config file, the connection code but no YAML parser, endpoint, src/aws or SDK package', () => {
     const run = loadedBy(['connections', 'list']);
     expect(run.code).toBe(0);
     expect(run.loaded.some((url) => url.endsWith('/dist/src/config/file.js'))).toBe(true);
-    expect(run.loaded.filter((url) => /\/node_modules\/(@aws-sdk|@smithy)\//.test(url))).toEqual([]);
+    expect(run.loaded.filter((url) => /\/node_modules\/(yaml|@aws-sdk|@smithy)\/|\/dist\/src\/aws\/|\/dist\/src\/emulator\/(index|server)\.js$/.test(url))).toEqual([]);
+  });
+
+  it('a command loads what its action uses: with a config file, the YAML parser too, still no endpoint or SDK package', () => {
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, 'connections:\n  lab:\n    region: eu-west-1\n    endpoint_url: http://127.0.0.1:9\n', { mode: 0o600 });
+    const run = loadedBy(['connections', 'list'], { SNAPLINE_CONFIG: config });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^lab\s+eu-west-1\s/m);
+    expect(run.loaded.some((url) => url.includes('/node_modules/yaml/'))).toBe(true);
+    expect(run.loaded.filter((url) => /\/node_modules\/(@aws-sdk|@smithy)\/|\/dist\/src\/aws\/|\/dist\/src\/emulator\/(index|server)\.js$/.test(url))).toEqual([]);
   });
 
   it('a command loads what its action uses: the index, no SDK package', () => {

@@ -3,7 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { startEmulator, type RunningEmulator } from '../emulator/index.js';
+import type { RunningEmulator } from '../emulator/index.js';
 import { BUILT_IN_CONNECTION, loadConfigFile, type ConfigFile } from './file.js';
 import { DEFAULT_LOCAL_PORT } from './local-endpoint.js';
 import { CA_CERT_FILE } from './local-tls.js';
@@ -124,6 +124,8 @@ async function openLocal(resolved: ResolvedConnection, env: NodeJS.ProcessEnv): 
     const ca = readFileSync(caFile, 'utf8');
     if (await answersAsEndpoint(`https://127.0.0.1:${DEFAULT_LOCAL_PORT}`, ca)) return using(`https://127.0.0.1:${DEFAULT_LOCAL_PORT}`, ca);
   }
+  // Loaded here, the one place that starts it: every other connection, and `local` when a serve answers, does without its code.
+  const { startEmulator } = await import('../emulator/index.js');
   const emulator = await startEmulator({ dataDir, host: '127.0.0.1', port: 0 });
   return { ...using(emulator.url), emulator, close: () => emulator.close() };
 }

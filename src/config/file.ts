@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { isMapping, locate, Section, type FileContext, type Problem } from './fields.js';
 import { readConnection, type ConnectionConfig } from './schema.js';
@@ -9,6 +10,15 @@ export const BUILT_IN_CONNECTION = 'local';
 const CONNECTION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** A config file is small; anything larger is refused rather than parsed. */
 const MAX_FILE_BYTES = 1024 * 1024;
+
+/**
+ * The YAML parser, loaded when a config file is there to be parsed: a run
+ * without one does not pay for it. The package is CommonJS: require loads it
+ * synchronously, the same instance an import would give.
+ */
+const require = createRequire(import.meta.url);
+let yamlModule: typeof Yaml | undefined;
+const yaml = (): typeof Yaml => (yamlModule ??= require('yaml') as typeof Yaml);
 
 /** One connection of a file: its settings when they are valid, else the errors. */
 export interface ConnectionEntry {
@@ -45,6 +55,7 @@ export function loadConfigFile(path: string, options: { required: boolean }): Co
     warnings.push(`${path}: the config file is accessible by group or others (mode ${mode}) and may hold secrets; run: chmod 600 ${path}`);
   }
 
+  const { LineCounter, parseDocument } = yaml();
   const lineCounter = new LineCounter();
   const doc = parseDocument(read.text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -154,7 +165,8 @@ function invalid(path: string, problems: string[]): SnaplineError {
 }
 
 /** The line of the key or item at `path`, or of the deepest part of it that exists. */
-function lineOf(doc: Document, counter: LineCounter, path: readonly (string | number)[]): number | undefined {
+function lineOf(doc: Yaml.Document, counter: Yaml.LineCounter, path: readonly (string | number)[]): number | undefined {
+  const { isMap, isScalar, isSeq } = yaml();
   let node: unknown = doc.contents;
   let offset: number | undefined;
   for (const part of path) {

@@ -4,7 +4,8 @@
  * worker's, which has no index: a task in the cloud knows only the
  * snapshots it is told of.
  */
-import { AwsClients, DEFAULT_CONCURRENCY } from './aws/clients.js';
+import { AwsClients } from './aws/clients.js';
+import { DEFAULT_CONCURRENCY } from './core/constants.js';
 import { EcsContainerTasks } from './aws/ecs.js';
 import { CloudWatchLogReader } from './aws/logs.js';
 import { GlacierArchiveStore } from './aws/glacier-archive.js';

@@ -1,4 +1,4 @@
-import { AwsClients, DEFAULT_CONCURRENCY } from './aws/clients.js';
+import { AwsClients } from './aws/clients.js';
 import { Ec2SnapshotCatalog } from './aws/ec2.js';
 import { EbsSnapshotStore } from './aws/ebs.js';
 import { GlacierArchiveStore } from './aws/glacier-archive.js';
@@ -6,6 +6,7 @@ import { S3ArchiveStore } from './aws/s3-archive.js';
 import { AdaptiveLimiter, resilientReader, resilientWriter } from './aws/retry.js';
 import { openConnection, type ArchiveConfig, type ConnectionRequest, type OpenConnection } from './config/connection.js';
 import { defaultIndexPath } from './config/paths.js';
+import { DEFAULT_CONCURRENCY, MAX_CONCURRENCY } from './core/constants.js';
 import type { ArchiveStore, SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
 import { verifiedReader } from './core/verified-reader.js';
 import type { ArchivePlaces } from './engine/archive-places.js';
@@ -73,8 +74,8 @@ export interface Session extends RemoteSession {
 
 export function validateConcurrency(value: number | undefined): number {
   const concurrency = value ?? DEFAULT_CONCURRENCY;
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--concurrency must be a whole number from 1 to 1024, got ${value}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--concurrency must be a whole number from 1 to ${MAX_CONCURRENCY}, got ${value}`);
   }
   return concurrency;
 }

@@ -14,6 +14,7 @@ import { assumedRoleCredentials, type AssumeRoleSettings, type TemporaryCredenti
 import { DirectBlockRequests } from './block-requests.js';
 import { glacierBodyChecksums } from './glacier-archive.js';
 import { ebsSdk, ec2Sdk, ecsSdk, glacierSdk, httpHandlerSdk, logsSdk, s3Sdk, stsSdk } from './sdk.js';
+import { DEFAULT_CONCURRENCY } from '../core/constants.js';
 
 export type { AssumeRoleSettings } from './assume-role.js';
 
@@ -63,8 +64,6 @@ export interface ConnectionSettings {
   tls?: { rejectUnauthorized?: boolean; ca?: string | string[] };
 }
 
-/** Requests in flight when the caller does not say (the backup default). */
-export const DEFAULT_CONCURRENCY = 64;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_READ_TIMEOUT_MS = 60_000;
 const DEFAULT_TCP_KEEPALIVE_MS = 1000;

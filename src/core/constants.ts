@@ -14,3 +14,7 @@ export function volumeSizeGiBFor(bytes: number): number {
 export function blockCountFor(bytes: number): number {
   return Math.ceil(bytes / BLOCK_SIZE);
 }
+
+/** Requests in flight per direction when the caller does not say, and the most a run takes. */
+export const DEFAULT_CONCURRENCY = 64;
+export const MAX_CONCURRENCY = 1024;

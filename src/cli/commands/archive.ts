@@ -15,7 +15,7 @@ import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, secondsOption } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
-import { sessionOptions } from './common.js';
+import { concurrencyOption, sessionOptions } from './common.js';
 
 interface PlaceFlags {
   bucket?: string;
@@ -60,7 +60,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
       .option('--storage-class <class>', `S3 storage class: ${STORAGE_CLASSES.join(', ')} (default ${DEFAULT_STORAGE_CLASS})`)
       .option('--incremental', 'store only the blocks changed since the newest archive of the volume in the same place'),
   )
-    .addOption(new Option('--concurrency <n>', 'blocks read at once').default(64).argParser(integerOption('--concurrency', 1, 1024)))
+    .addOption(concurrencyOption('blocks read at once'))
     .addOption(new Option('--segment-blocks <n>', `blocks per segment object (default ${DEFAULT_SEGMENT_BLOCKS}, ${formatBytes(DEFAULT_SEGMENT_BLOCKS * BLOCK_SIZE)})`).argParser(integerOption('--segment-blocks', 1, 1 << 20)).hideHelp())
     .action(wrap((ctx: CommandContext, snapshotId: string, flags: CreateFlags) => runCreate(ctx, snapshotId, flags)));
 

@@ -4,7 +4,7 @@ import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, secondsOption, tagOption } from '../parse.js';
 import { ProgressDisplay, formatBytes, formatDuration } from '../progress.js';
-import { sessionOptions } from './common.js';
+import { concurrencyOption, sessionOptions } from './common.js';
 
 interface BackupFlags {
   volume?: string;
@@ -34,7 +34,7 @@ export function registerBackup(program: Command, wrap: Wrap): void {
     .option('--encrypted', 'encrypt the snapshot (default KMS key unless --kms-key-id)')
     .option('--kms-key-id <arn>', 'KMS key ARN to encrypt with (implies --encrypted)')
     .addOption(new Option('--timeout <minutes>', 'minutes a pending snapshot may stay idle before AWS cancels it').argParser(integerOption('--timeout', 10, 4320)))
-    .addOption(new Option('--concurrency <n>', 'uploads in flight').default(64).argParser(integerOption('--concurrency', 1, 1024)))
+    .addOption(concurrencyOption('uploads in flight'))
     .option('--dry-run', 'scan and report what would be uploaded; write nothing')
     .addOption(new Option('--wait-timeout <seconds>', 'stop waiting for the snapshot to complete after this long (it stays resumable)').argParser(secondsOption('--wait-timeout')))
     .option('--discard-pending', 'abandon the volume\'s unfinished backup instead of resuming it')

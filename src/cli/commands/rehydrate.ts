@@ -1,9 +1,9 @@
 import { Option, type Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { integerOption, secondsOption } from '../parse.js';
+import { secondsOption } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
-import { sessionOptions } from './common.js';
+import { concurrencyOption, sessionOptions } from './common.js';
 
 interface RehydrateFlags {
   toSnapshot?: boolean;
@@ -21,7 +21,7 @@ export function registerRehydrate(program: Command, wrap: Wrap): void {
     .option('--to-snapshot', 'write a new EBS snapshot, completed with the aggregate checksum the manifests give')
     .option('--to-file <image>', 'write onto this image file or block device')
     .option('--force', 'overwrite an image file that exists and is not empty')
-    .addOption(new Option('--concurrency <n>', 'block uploads in flight (--to-snapshot)').default(64).argParser(integerOption('--concurrency', 1, 1024)))
+    .addOption(concurrencyOption('block uploads in flight (--to-snapshot)'))
     .addOption(new Option('--wait-timeout <seconds>', 'stop waiting for the new snapshot to complete after this long').argParser(secondsOption('--wait-timeout')))
     .action(wrap((ctx: CommandContext, archive: string, flags: RehydrateFlags) => runRehydrate(ctx, archive, flags)));
 }

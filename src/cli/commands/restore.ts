@@ -1,10 +1,9 @@
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import type { RestoreResult } from '../../engine/restore.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { integerOption } from '../parse.js';
 import { ProgressDisplay, formatBytes, formatDuration } from '../progress.js';
-import { sessionOptions } from './common.js';
+import { concurrencyOption, sessionOptions } from './common.js';
 
 interface RestoreFlags {
   force?: boolean;
@@ -22,7 +21,7 @@ export function registerRestore(program: Command, wrap: Wrap): void {
     .option('--force', 'overwrite a target file that exists and is not empty')
     .option('--incremental', 'fetch only the blocks that differ from the snapshot the target holds (per the index)')
     .option('--verify', 'hash the target afterwards and compare it with the snapshot')
-    .addOption(new Option('--concurrency <n>', 'downloads in flight').default(64).argParser(integerOption('--concurrency', 1, 1024)))
+    .addOption(concurrencyOption('downloads in flight'))
     .action(wrap((ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags) => runRestore(ctx, snapshotId, target, flags)));
 }
 

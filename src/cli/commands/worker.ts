@@ -5,7 +5,7 @@ import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption } from '../parse.js';
 import { count, formatBytes, formatDuration } from '../progress.js';
-import { sessionOptions } from './common.js';
+import { concurrencyOption, sessionOptions } from './common.js';
 
 interface ShardFlags {
   job: string;
@@ -81,7 +81,7 @@ function shardOptions(command: Command): Command {
     .addOption(new Option('--from <block>', 'first block').argParser(integerOption('--from', 0, Number.MAX_SAFE_INTEGER)).makeOptionMandatory())
     .addOption(new Option('--to <block>', 'block after the last').argParser(integerOption('--to', 1, Number.MAX_SAFE_INTEGER)).makeOptionMandatory())
     .option('--encrypted', 'the target is encrypted: all-zero blocks are written too')
-    .addOption(new Option('--concurrency <n>', 'blocks in flight').default(64).argParser(integerOption('--concurrency', 1, 1024)));
+    .addOption(concurrencyOption('blocks in flight'));
 }
 
 function targetOf(flags: ShardFlags, signal: AbortSignal, onProgress: (p: CopyShardProgress) => void) {

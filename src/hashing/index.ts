@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { abortError } from '../core/abort.js';
+import { abortError, untilAborted } from '../core/abort.js';
 
 /** The same path from src/hashing/ (tests) and dist/src/hashing/ (build). */
 const WORKER_FILE = fileURLToPath(new URL('../../workers/hash.js', import.meta.url));
@@ -257,24 +257,6 @@ class SharedBuffers {
   giveBack(buffer: SharedArrayBuffer): void {
     if (buffer.byteLength === BLOCK_SIZE && this.#idle.length < SharedBuffers.KEEP) this.#idle.push(buffer);
   }
-}
-
-/** `work`, or a rejection as soon as `signal` aborts (`work` then goes on unobserved). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortError(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 /** Views over a worker's result: 32-byte digests, then one flag byte a block. */

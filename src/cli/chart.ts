@@ -39,7 +39,7 @@ export function barChart(bars: readonly Bar[], options: ChartOptions = {}): stri
   });
 }
 
-/** Columns padded to their widest cell: `align` per column, left unless 'right'. Trailing spaces trimmed. */
+/** The commands' tables: columns two spaces apart, padded to their widest cell (`align` per column, left unless 'right'); trailing spaces trimmed. */
 export function table(rows: readonly (readonly string[])[], align: readonly ('left' | 'right')[] = []): string[] {
   const columns = Math.max(0, ...rows.map((r) => r.length));
   const widths = Array.from({ length: columns }, (_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { ConnectionSummary } from '../../config/describe.js';
 import { ErrorCodes, exitCodeFor, ExitCodes } from '../../errors.js';
+import { table } from '../chart.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { connectionRequest } from './common.js';
 
@@ -35,16 +36,16 @@ async function list(ctx: CommandContext): Promise<number> {
   ];
   output.result({ configFile: file.path, configFileExists: file.exists, connections: rows }, () => [
     file.exists ? `config file: ${file.path}` : `config file: ${file.path} (none yet: only the built-in connection)`,
-    ...table(
+    ...table([
       ['NAME', 'REGION', 'ENDPOINT', 'CREDENTIALS', 'STATUS'],
-      rows.map((row) => [
+      ...rows.map((row) => [
         row.name,
         row.region ?? '-',
         row.endpoint_url ?? '-',
         row.credentials,
         row.valid ? 'ok' : `invalid (${row.problems?.length ?? 0} problems: snapline connections show ${row.name})`,
       ]),
-    ),
+    ]),
   ]);
   return ExitCodes.OK;
 }
@@ -71,19 +72,13 @@ async function test(ctx: CommandContext, name: string | undefined): Promise<numb
   const failed = results.filter((r) => r.outcome !== 'reachable');
   output.result({ connection: connection.name, ok: failed.length === 0, results, unchecked }, () => [
     `connection ${connection.name} (${connection.source}), region ${connection.settings.region}`,
-    ...table(
+    ...table([
       ['SERVICE', 'RESULT', 'CALL', 'ENDPOINT', 'DETAIL'],
-      [...results.map((r) => [r.service, r.outcome, r.action, r.endpoint, r.detail]), ...unchecked.map((u) => [u.service, u.outcome, '-', '-', u.detail])],
-    ),
+      ...results.map((r) => [r.service, r.outcome, r.action, r.endpoint, r.detail]),
+      ...unchecked.map((u) => [u.service, u.outcome, '-', '-', u.detail]),
+    ]),
     failed.length === 0 ? 'all services reachable' : `${failed.length} of ${results.length} services failed`,
   ]);
   const first = failed[0];
   return first === undefined ? ExitCodes.OK : exitCodeFor(first.code ?? ErrorCodes.REMOTE_REJECTED);
-}
-
-/** Left-aligned columns, two spaces apart. */
-function table(header: string[], rows: string[][]): string[] {
-  const all = [header, ...rows];
-  const widths = header.map((_, c) => Math.max(...all.map((row) => (row[c] ?? '').length)));
-  return all.map((row) => row.map((cell, c) => (c === row.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ').trimEnd());
 }

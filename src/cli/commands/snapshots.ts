@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { table } from '../chart.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { formatBytes } from '../progress.js';
 import { sessionOptions } from './common.js';
@@ -16,13 +17,13 @@ export function registerSnapshots(program: Command, wrap: Wrap): void {
         const rows = await withSession(sessionOptions(ctx), (session) => listSnapshots(session, { volume: flags.volume }));
         output.result(rows, () => {
           if (rows.length === 0) return ['no snapshots recorded in the index'];
-          const table = [['VOLUME', 'SNAPSHOT', 'PARENT', 'STATE', 'AWS', 'SIZE', 'CHANGED', 'AGE', 'TAGS']];
+          const cells = [['VOLUME', 'SNAPSHOT', 'PARENT', 'STATE', 'AWS', 'SIZE', 'CHANGED', 'AGE', 'TAGS']];
           for (const r of rows) {
             const tags = Object.entries(r.tags)
               .filter(([k]) => !k.startsWith('snapline:'))
               .map(([k, v]) => `${k}=${v}`)
               .join(',');
-            table.push([
+            cells.push([
               r.volume,
               r.snapshotId,
               r.parentSnapshotId ?? '-',
@@ -34,8 +35,7 @@ export function registerSnapshots(program: Command, wrap: Wrap): void {
               tags || '-',
             ]);
           }
-          const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
-          return table.map((row) => row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+          return table(cells);
         });
       }),
     );

@@ -8,12 +8,12 @@
  * absorbed. Setting up and tearing down (start, the first write, repairs,
  * completion, listing) go through the retrying writer and reader.
  */
-import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { throwIfAborted, abortError } from '../core/abort.js';
+import { createHash, randomBytes, randomUUID, type Hash } from 'node:crypto';
+import { abortError, throwIfAborted, untilAborted } from '../core/abort.js';
 import { LinearAggregate } from '../core/checksum.js';
 import { MAX_BENCH_CONCURRENCY, MAX_BENCH_LEVELS } from '../core/bench-options.js';
 import { BLOCK_SIZE, BLOCKS_PER_GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
-import type { BlockRef, SnapshotCatalog, SnapshotReader, SnapshotWriter } from '../core/ports.js';
+import type { BlockRef, SnapshotCatalog, SnapshotReader, SnapshotWriter, StartSnapshotInput } from '../core/ports.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../errors.js';
 import { waitForSnapshot } from './committer.js';
 
@@ -41,8 +41,12 @@ export const RECOMMENDATION_RULE =
 
 /** What the bench needs: the remote side of a run (RemoteSession fits). */
 export interface BenchPorts {
-  /** The request path measured: one attempt per call, no limiter, no retries. */
-  store: Pick<SnapshotWriter, 'putBlock'> & Pick<SnapshotReader, 'getBlock'>;
+  /**
+   * The request path measured: one attempt per call, no limiter, no retries.
+   * Its startSnapshot also finds the scratch snapshot of a start the abort
+   * cut (the same clientToken again, sent after the abort).
+   */
+  store: Pick<SnapshotWriter, 'putBlock' | 'startSnapshot'> & Pick<SnapshotReader, 'getBlock'>;
   /** With retries: starts the scratch snapshot, writes what the measured requests left unwritten, completes it. */
   writer: SnapshotWriter;
   /** With retries: lists the scratch snapshot's blocks. */
@@ -51,7 +55,7 @@ export interface BenchPorts {
 }
 
 export interface BenchOptions {
-  /** Requests in flight at each level; each level runs once per direction, in this order. */
+  /** Requests in flight at each level, all different; each level runs once per direction, in this order. */
   levels: readonly number[];
   /** Measured time per level and direction, in ms; a level ends at this or at `blocksPerLevel`, whichever comes first. */
   durationMs: number;
@@ -59,9 +63,21 @@ export interface BenchOptions {
   blocksPerLevel: number;
   /** Leave the scratch snapshot in place (also after an abort). */
   keep?: boolean;
-  /** Aborting stops new requests at once and goes on to the cleanup; requests in flight are the store's to end (a session's store ends them on the same abort). */
+  /**
+   * Aborting stops new requests at once and goes on to the cleanup; the run
+   * then ends INTERRUPTED, with the cleanup's outcome in the error's details.
+   * Requests in flight are the store's to end (a session's store ends them on
+   * the same abort).
+   */
   signal?: AbortSignal;
-  /** Time the cleanup may take (default 30 s); it does not obey `signal`, it runs because of it. */
+  /**
+   * Time each cleanup call may take (default 30 s): finding the snapshot of an
+   * interrupted start, deleting the scratch snapshot. The bench does not stop
+   * its cleanup on `signal`, and the calls it makes after the abort go out
+   * through a session's stores; a DeleteSnapshot already in flight at the
+   * abort is not cut by a session's catalog either (it never cuts calls that
+   * change state).
+   */
   cleanupTimeoutMs?: number;
   /** Time to wait for the scratch snapshot to complete (default 10 min). */
   completionTimeoutMs?: number;
@@ -129,7 +145,7 @@ export interface BenchResult {
   rule: string;
   /** Reads checked against the bytes and checksum written, warm-up included. */
   readsVerified: number;
-  /** Reads that did not match: any makes the run a failure. */
+  /** Reads that did not match, warm-up included (the levels' `mismatched` count only measured reads): any makes the run a failure. */
   mismatches: number;
   notes: string[];
   cleanup: CleanupOutcome;
@@ -149,36 +165,74 @@ export function scratchVolumeSizeGiB(levels: readonly number[], blocksPerLevel: 
  * at each level and checks every one against the bytes written. Deletes the
  * snapshot at the end unless `keep`, also when it fails or is aborted; a
  * failure then carries `scratchSnapshotId` and `cleanup` in its details.
+ * Once `signal` has aborted, the run ends INTERRUPTED after the cleanup,
+ * whatever stage the abort reached.
  */
 export async function runBench(ports: BenchPorts, options: BenchOptions): Promise<BenchResult> {
   checkBenchOptions(options);
   const { signal, onEvent } = options;
   throwIfAborted(signal);
   const volumeSizeGiB = scratchVolumeSizeGiB(options.levels, options.blocksPerLevel);
-  const started = await ports.writer.startSnapshot({
+  const started = await startScratch(ports, options, {
     volumeSizeGiB,
     description: 'snapline bench scratch snapshot: safe to delete',
     tags: { [BENCH_TAG]: 'true' },
     timeoutMinutes: SCRATCH_TIMEOUT_MINUTES,
+    clientToken: `snapline-bench-${randomUUID()}`,
   });
-  const snapshotId = started.snapshotId;
+  const { snapshotId } = started;
   onEvent?.({ type: 'started', snapshotId, volumeSizeGiB });
-  let measured: Omit<BenchResult, 'cleanup'>;
-  try {
-    measured = await new BenchRun(ports, options, snapshotId, volumeSizeGiB).run();
-  } catch (err) {
-    const cleanup = await cleanUp(ports.catalog, snapshotId, options);
-    const error = toSnaplineError(err);
+  let measured: Omit<BenchResult, 'cleanup'> | undefined;
+  let failure: unknown = started.interruption;
+  if (started.interruption === undefined) {
+    try {
+      measured = await new BenchRun(ports, options, snapshotId, volumeSizeGiB).run();
+    } catch (err) {
+      failure = err;
+    }
+  }
+  const cleanup = await cleanUp(ports.catalog, snapshotId, options);
+  if (measured === undefined || signal?.aborted) {
+    // After an abort the run ends INTERRUPTED, whatever the abort made the step in flight fail with.
+    const error = signal?.aborted ? abortError(signal) : toSnaplineError(failure);
     throw new SnaplineError(error.code, error.message, {
       retryable: error.retryable,
       hint: error.hint,
-      cause: error.cause ?? error,
+      cause: failure ?? error,
       details: { ...error.details, scratchSnapshotId: snapshotId, cleanup },
     });
   }
-  const cleanup = await cleanUp(ports.catalog, snapshotId, options);
   const notes = cleanup === 'failed' ? [...measured.notes, `the scratch snapshot ${snapshotId} could not be deleted: find left-overs with ${LEFTOVER_QUERY}`] : measured.notes;
   return { ...measured, notes, cleanup };
+}
+
+/**
+ * Starts the scratch snapshot through the retrying writer. When the abort
+ * interrupts the start, the service may have made the snapshot all the same:
+ * the store is asked again with the same clientToken (idempotent: the same
+ * snapshot, or a new one when the first request never arrived), a call
+ * begun after the abort and so not cut, to learn the id the cleanup deletes.
+ * `interruption` is then the start's error. Throws INTERRUPTED, saying that a
+ * snapshot may be left, when that call fails too.
+ */
+async function startScratch(ports: BenchPorts, options: BenchOptions, input: StartSnapshotInput): Promise<{ snapshotId: string; interruption?: unknown }> {
+  try {
+    return { snapshotId: (await ports.writer.startSnapshot(input)).snapshotId };
+  } catch (err) {
+    const { signal } = options;
+    if (!signal?.aborted) throw err;
+    try {
+      const found = await withDeadline(ports.store.startSnapshot(input), cleanupTimeoutMs(options), 'finding the scratch snapshot of the interrupted start');
+      return { snapshotId: found.snapshotId, interruption: err };
+    } catch (lookup) {
+      const error = abortError(signal);
+      throw new SnaplineError(error.code, error.message, {
+        cause: err,
+        hint: `the interrupted StartSnapshot may have left a scratch snapshot (${toSnaplineError(lookup).message}): find left-overs with ${LEFTOVER_QUERY}`,
+        details: { ...error.details, cleanup: 'failed' satisfies CleanupOutcome },
+      });
+    }
+  }
 }
 
 function checkBenchOptions(options: BenchOptions): void {
@@ -189,6 +243,8 @@ function checkBenchOptions(options: BenchOptions): void {
       throw bad(`each level must be a whole number from 1 to ${MAX_BENCH_CONCURRENCY}, got ${level}`);
     }
   }
+  const repeated = options.levels.find((level, i) => options.levels.indexOf(level) !== i);
+  if (repeated !== undefined) throw bad(`each level may be given once, got ${repeated} twice or more`);
   if (!(Number.isFinite(options.durationMs) && options.durationMs > 0)) throw bad(`durationMs must be a positive number, got ${options.durationMs}`);
   if (!Number.isSafeInteger(options.blocksPerLevel) || options.blocksPerLevel < 1) {
     throw bad(`blocksPerLevel must be a whole number of at least 1, got ${options.blocksPerLevel}`);
@@ -206,13 +262,17 @@ async function cleanUp(catalog: SnapshotCatalog, snapshotId: string, options: Be
   }
   options.onEvent?.({ type: 'cleanup-started', snapshotId });
   try {
-    await withDeadline(catalog.deleteSnapshot(snapshotId), options.cleanupTimeoutMs ?? 30_000, `deleting ${snapshotId}`);
+    await withDeadline(catalog.deleteSnapshot(snapshotId), cleanupTimeoutMs(options), `deleting ${snapshotId}`);
     options.onEvent?.({ type: 'cleanup-done', snapshotId, cleanup: 'deleted' });
     return 'deleted';
   } catch (err) {
     options.onEvent?.({ type: 'cleanup-done', snapshotId, cleanup: 'failed', message: toSnaplineError(err).message });
     return 'failed';
   }
+}
+
+function cleanupTimeoutMs(options: BenchOptions): number {
+  return options.cleanupTimeoutMs ?? 30_000;
 }
 
 function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
@@ -264,7 +324,11 @@ class BenchRun {
   readonly #snapshotId: string;
   readonly #volumeSizeGiB: number;
   readonly #pattern = new BlockPattern();
-  /** One block buffer per slot, reused by the slot's requests one after the other. */
+  /**
+   * One block buffer per slot of the puts, reused by the slot's requests one
+   * after the other (the store keeps no bytes once a put settles): a level of
+   * N puts holds N x 512 KiB, as N gets hold their answers.
+   */
   readonly #buffers: Buffer[] = [];
   /** Blocks 0..nextIndex-1 have been tried: each is written, or in #unwritten. */
   #nextIndex = 0;
@@ -290,10 +354,12 @@ class BenchRun {
       await this.#writeRetrying([...this.#unwritten]);
     }
     const blocks = await this.#complete();
+    // The reads need no block buffers of their own: the puts' are let go, so that a level holds its requests' bytes once, not twice.
+    this.#buffers.length = 0;
     const get: LevelResult[] = [];
     let cursor = 0;
     for (const level of levels) {
-      get.push(await this.#level('get', level, (slot) => this.#get(slot, blocks[cursor++ % blocks.length]!)));
+      get.push(await this.#level('get', level, () => this.#get(blocks[cursor++ % blocks.length]!)));
     }
     throwIfAborted(signal);
     return {
@@ -328,7 +394,7 @@ class BenchRun {
     return latency;
   }
 
-  async #get(_slot: number, block: BlockRef): Promise<number> {
+  async #get(block: BlockRef): Promise<number> {
     const start = performance.now();
     const { data, checksum } = await this.#ports.store.getBlock(this.#snapshotId, block.index, block.token);
     const latency = performance.now() - start;
@@ -412,17 +478,6 @@ class BenchRun {
     }
     return blocks;
   }
-}
-
-/** Settles as `work` does, or rejects as soon as `signal` aborts (the work then goes on, unobserved). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return work;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortError(signal));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    void work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 /** Counts of one level's requests. */

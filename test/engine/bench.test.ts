@@ -2,8 +2,11 @@
  * runBench against the local endpoint in this process, over loopback HTTP
  * through the real adapters (openRemote): the figures it reports, that it
  * notices wrong reads, that throttling is counted and not hidden, and that
- * the scratch snapshot is gone afterwards, after an abort too.
+ * the scratch snapshot is gone afterwards, after an abort too, also when the
+ * session is opened with the run's signal as the CLI opens it (its stores cut
+ * the requests in flight at the abort).
  */
+import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,20 +14,24 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { BENCH_TAG, percentiles, recommend, runBench, scratchVolumeSizeGiB, type BenchEvent, type BenchPorts, type LevelResult } from '../../src/engine/bench.js';
 import { ErrorCodes } from '../../src/errors.js';
-import { openRemote, type RemoteSession } from '../../src/session.js';
+import { openRemote, withRemote, type RemoteSession } from '../../src/session.js';
+import { clientsFor } from '../emulator/helpers.js';
 import { rejection } from '../support/rejection.js';
 
 let work: string;
 let emulator: RunningEmulator;
 let remote: RemoteSession;
+let clients: ReturnType<typeof clientsFor>;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'snapline-bench-'));
   emulator = await startEmulator({ dataDir: join(work, 'endpoint') });
   remote = await openRemote({ connection: 'local', endpointUrl: emulator.url, concurrency: 8 });
+  clients = clientsFor(emulator.url);
 });
 
 afterAll(async () => {
+  for (const client of Object.values(clients ?? {})) client.destroy();
   await remote?.close();
   await emulator?.close();
   await rm(work, { recursive: true, force: true });
@@ -39,6 +46,12 @@ function startsSoFar(): number {
 
 async function exists(snapshotId: string): Promise<boolean> {
   return (await remote.catalog.describeSnapshots([snapshotId])).length > 0;
+}
+
+/** Scratch snapshots the endpoint holds, found by their tag as users are told to look for them. */
+async function scratchSnapshots(): Promise<string[]> {
+  const out = await clients.ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [{ Name: `tag:${BENCH_TAG}`, Values: ['true'] }] }));
+  return (out.Snapshots ?? []).map((s) => s.SnapshotId!);
 }
 
 const SMALL = { levels: [1, 4], durationMs: 600_000, blocksPerLevel: 12 };
@@ -128,6 +141,7 @@ describe('runBench', () => {
       ...portsOf(remote),
       store: {
         putBlock: (...args) => remote.store.putBlock(...args),
+        startSnapshot: (input) => remote.store.startSnapshot(input),
         async getBlock(snapshotId, blockIndex, blockToken) {
           const block = await remote.store.getBlock(snapshotId, blockIndex, blockToken);
           if (blockIndex % 2 === 0) block.data[1000] = block.data[1000]! ^ 0x01;
@@ -171,6 +185,7 @@ describe('runBench', () => {
         ...portsOf(remote),
         store: {
           putBlock: (...args) => (phase === 'put' && counted(), remote.store.putBlock(...args)),
+          startSnapshot: (input) => remote.store.startSnapshot(input),
           getBlock: (...args) => (phase === 'get' && counted(), remote.store.getBlock(...args)),
         },
       };
@@ -201,14 +216,107 @@ describe('runBench', () => {
       { levels: [2000] },
       { levels: Array.from({ length: 17 }, (_, i) => i + 1) },
       { levels: [1.5] },
+      { levels: [4, 1, 4] },
       { durationMs: 0 },
       { blocksPerLevel: 0 },
-      { levels: [1024, 1024], blocksPerLevel: 1e10 },
+      { levels: [1023, 1024], blocksPerLevel: 1e10 },
     ]) {
       const error = await rejection(runBench(remote, { ...SMALL, ...bad }));
       expect(error.code, JSON.stringify(bad)).toBe(ErrorCodes.INVALID_ARGUMENT);
     }
     expect(startsSoFar()).toBe(before);
+  });
+});
+
+describe('runBench on a session opened with the run\'s signal, as the CLI opens it', () => {
+  /**
+   * runBench through a session whose stores cut the requests in flight when
+   * `abort` fires; `replace` swaps some of the session's ports. Resolves with
+   * the run's error and its events.
+   */
+  async function abortedBench(abort: AbortController, onEvent: (event: BenchEvent) => void, replace: (session: RemoteSession) => Partial<BenchPorts> = () => ({})) {
+    const events: BenchEvent[] = [];
+    const error = await withRemote({ connection: 'local', endpointUrl: emulator.url, concurrency: 8, signal: abort.signal }, (session) =>
+      rejection(
+        runBench(
+          { ...portsOf(session), ...replace(session) },
+          {
+            ...SMALL,
+            signal: abort.signal,
+            onEvent(event) {
+              events.push(event);
+              onEvent(event);
+            },
+          },
+        ),
+      ),
+    );
+    const started = events.find((e) => e.type === 'started');
+    return { error, events, snapshotId: started?.type === 'started' ? started.snapshotId : undefined };
+  }
+
+  // The abort lands just after the event, while the step that follows it is under way (the first write, the completion, the deletion).
+  for (const stage of ['started', 'completing', 'cleanup-started'] as const) {
+    it(`ends INTERRUPTED after deleting the scratch snapshot when aborted at ${stage}`, async () => {
+      const abort = new AbortController();
+      const { error, events, snapshotId } = await abortedBench(abort, (event) => {
+        if (event.type === stage) queueMicrotask(() => abort.abort());
+      });
+      expect(error.code).toBe(ErrorCodes.INTERRUPTED);
+      expect(snapshotId).toBeDefined();
+      expect(error.details).toMatchObject({ scratchSnapshotId: snapshotId, cleanup: 'deleted' });
+      expect(events.filter((e) => e.type === 'cleanup-done')).toEqual([{ type: 'cleanup-done', snapshotId, cleanup: 'deleted' }]);
+      expect(await exists(snapshotId!)).toBe(false);
+    });
+  }
+
+  it('finds and deletes the snapshot of a StartSnapshot whose answer the abort cut, by sending its clientToken again', async () => {
+    const abort = new AbortController();
+    const made: string[] = [];
+    const { error, snapshotId } = await abortedBench(
+      abort,
+      () => undefined,
+      (session) => ({
+        writer: {
+          // The endpoint makes the snapshot, then the abort comes before the answer is seen: the retrying writer gives up INTERRUPTED.
+          async startSnapshot(input) {
+            made.push((await session.writer.startSnapshot(input)).snapshotId);
+            abort.abort();
+            return session.writer.startSnapshot(input);
+          },
+          putBlock: (...args) => session.writer.putBlock(...args),
+          completeSnapshot: (...args) => session.writer.completeSnapshot(...args),
+        },
+      }),
+    );
+    expect(error.code).toBe(ErrorCodes.INTERRUPTED);
+    expect(made).toHaveLength(1);
+    expect(snapshotId).toBe(made[0]);
+    expect(error.details).toMatchObject({ scratchSnapshotId: made[0], cleanup: 'deleted' });
+    expect(await exists(made[0]!)).toBe(false);
+  });
+
+  it('leaves no scratch snapshot when aborted while StartSnapshot is in flight', async () => {
+    const before = await scratchSnapshots();
+    const abort = new AbortController();
+    const { error, snapshotId } = await abortedBench(
+      abort,
+      () => undefined,
+      (session) => ({
+        writer: {
+          startSnapshot(input) {
+            const starting = session.writer.startSnapshot(input);
+            queueMicrotask(() => abort.abort());
+            return starting;
+          },
+          putBlock: (...args) => session.writer.putBlock(...args),
+          completeSnapshot: (...args) => session.writer.completeSnapshot(...args),
+        },
+      }),
+    );
+    expect(error.code).toBe(ErrorCodes.INTERRUPTED);
+    expect(error.details).toMatchObject({ scratchSnapshotId: snapshotId, cleanup: 'deleted' });
+    expect(await scratchSnapshots()).toEqual(before);
   });
 });
 

@@ -21,7 +21,7 @@ export function registerBench(program: Command, wrap: Wrap): void {
   program
     .command('bench')
     .description('measure PutSnapshotBlock and GetSnapshotBlock throughput and latency at several concurrency levels on a scratch snapshot, and recommend a --concurrency')
-    .addOption(new Option('--levels <list>', `requests in flight to measure, comma-separated (1..${MAX_BENCH_CONCURRENCY})`).default(parseLevels(DEFAULT_LEVELS), DEFAULT_LEVELS).argParser(parseLevels))
+    .addOption(new Option('--levels <list>', `requests in flight to measure, comma-separated (1..${MAX_BENCH_CONCURRENCY}); each holds a 512 KiB block, so ${MAX_BENCH_CONCURRENCY} take ${MAX_BENCH_CONCURRENCY / 2} MiB`).default(parseLevels(DEFAULT_LEVELS), DEFAULT_LEVELS).argParser(parseLevels))
     .addOption(new Option('--seconds <n>', 'longest measurement per level and direction').default(10).argParser(numberOption('--seconds', 0.1, 3600)))
     .addOption(new Option('--blocks <n>', 'most requests per level and direction (512 KiB each); a level ends at this or --seconds').default(1024).argParser(integerOption('--blocks', 1, 100_000)))
     .option('--keep', 'keep the scratch snapshot and print its id (default: delete it)')
@@ -126,7 +126,7 @@ function report(result: BenchResult, style: { ascii: boolean; tag: string }): st
     `  rule: ${result.rule}`,
     result.mismatches === 0
       ? `reads verified: all ${result.readsVerified} returned the bytes and checksum written`
-      : `READS WRONG: ${result.mismatches} of ${result.readsVerified} did not return the bytes or checksum written`,
+      : `READS WRONG: ${result.mismatches} of ${result.readsVerified} did not return the bytes or checksum written${warmUpNote(result)}`,
     result.cleanup === 'deleted'
       ? `scratch snapshot ${result.snapshotId} deleted`
       : result.cleanup === 'kept'
@@ -135,6 +135,12 @@ function report(result: BenchResult, style: { ascii: boolean; tag: string }): st
     ...result.notes.map((note) => `note: ${note}`),
   );
   return lines;
+}
+
+/** The wrong reads of the warm-up rounds, which no table's "wrong" column counts. */
+function warmUpNote(result: BenchResult): string {
+  const warmUp = result.mismatches - result.get.reduce((sum, l) => sum + l.mismatched, 0);
+  return warmUp > 0 ? ` (${warmUp} of them in the untimed warm-up rounds, which the tables do not count)` : '';
 }
 
 function advice(recommendation: Recommendation | null, use: string): string {

@@ -3,7 +3,7 @@
  * (root only, and only where losetup works) and mounts.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -17,14 +17,16 @@ export function loopDevicesUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'not root';
   const dir = join(tmpdir(), `snapline-loop-probe-${process.pid}`);
   try {
-    execFileSync('mkdir', ['-p', dir]);
-    execFileSync('truncate', ['-s', '1M', join(dir, 'probe.img')]);
-    runTool('losetup', ['-d', runTool('losetup', ['-f', '--show', join(dir, 'probe.img')])]);
+    mkdirSync(dir, { recursive: true });
+    const image = join(dir, 'probe.img');
+    closeSync(openSync(image, 'w'));
+    truncateSync(image, 1024 * 1024);
+    runTool('losetup', ['-d', runTool('losetup', ['-f', '--show', image])]);
     return undefined;
   } catch (err) {
     return `losetup does not work here: ${(err as Error).message.split('\n')[0]}`;
   } finally {
-    execFileSync('rm', ['-rf', dir]);
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -45,7 +47,8 @@ export function attachLoop(backing: string): { device: string; detach: () => voi
  * Runs `fn` with a 1 MiB tmpfs mounted on `mountPoint` (created here) and
  * unmounts it afterwards whatever happens. Where this machine does not let
  * the test mount one, `skip` is called with the reason (vitest's ctx.skip,
- * which ends the test).
+ * which ends the test). When `fn` fails, its error is the one thrown; an
+ * unmount that fails then too is told on stderr.
  */
 export async function withTinyFilesystem<T>(mountPoint: string, skip: (note: string) => void, fn: () => Promise<T>): Promise<T> {
   mkdirSync(mountPoint);
@@ -54,9 +57,17 @@ export async function withTinyFilesystem<T>(mountPoint: string, skip: (note: str
   } catch (err) {
     skip(`cannot mount a small tmpfs here: ${(err as Error).message.split('\n')[0]}`);
   }
+  let result: T;
   try {
-    return await fn();
-  } finally {
-    runTool('umount', [mountPoint]);
+    result = await fn();
+  } catch (err) {
+    try {
+      runTool('umount', [mountPoint]);
+    } catch (unmount) {
+      process.stderr.write(`could not unmount ${mountPoint} after the test failed: ${(unmount as Error).message}\n`);
+    }
+    throw err;
   }
+  runTool('umount', [mountPoint]);
+  return result;
 }

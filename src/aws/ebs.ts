@@ -14,7 +14,7 @@ import type {
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { DirectBlockRequests } from './block-requests.js';
 import { fromAwsError } from './errors.js';
-import { InFlightRequests } from './in-flight.js';
+import { InFlightRequests, type EndpointContact } from './in-flight.js';
 import { ebsSdk } from './sdk.js';
 
 const UNSIGNED_PAYLOAD_MIDDLEWARE = 'snaplineUnsignedBlockPayload';
@@ -25,18 +25,20 @@ const UNSIGNED_PAYLOAD_MIDDLEWARE = 'snaplineUnsignedBlockPayload';
  * Every failure is a SnaplineError from fromAwsError. With `direct`, the two
  * block calls go as direct requests signed by the same client's signer
  * (block-requests.ts), the rest through the SDK. With `signal`, an abort
- * ends the requests in flight: their calls fail INTERRUPTED (see
- * InFlightRequests; calls made after the abort go out).
+ * ends the block transfers and listings in flight: their calls fail
+ * INTERRUPTED; StartSnapshot and CompleteSnapshot run to their end (see
+ * InFlightRequests; calls made after the abort go out). Every outcome marks
+ * `contact` (see EndpointContact).
  */
 export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
   readonly #client: EBSClient;
   readonly #direct: DirectBlockRequests | undefined;
   readonly #requests: InFlightRequests;
 
-  constructor(client: EBSClient, options: { direct?: DirectBlockRequests; signal?: AbortSignal } = {}) {
+  constructor(client: EBSClient, options: { direct?: DirectBlockRequests; signal?: AbortSignal; contact?: EndpointContact } = {}) {
     this.#client = client;
     this.#direct = options.direct;
-    this.#requests = new InFlightRequests(options.signal);
+    this.#requests = new InFlightRequests(options.signal, options.contact);
     // PutSnapshotBlock's body is not part of the signature (its checksum header is): without this the SDK
     // would hash every 512 KiB body a second time just to sign it.
     client.middlewareStack.add(
@@ -51,7 +53,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
     );
   }
 
-  /** Not idempotent unless `clientToken` is given. */
+  /** Not idempotent unless `clientToken` is given. Not cut by an abort (it creates a snapshot). */
   async startSnapshot(input: StartSnapshotInput): Promise<StartedSnapshot> {
     try {
       const out = await this.#requests.run('ebs:StartSnapshot', (abortSignal) =>
@@ -68,6 +70,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
           }),
           { abortSignal },
         ),
+        { cutOnAbort: false },
       );
       if (out.SnapshotId === undefined) throw incomplete('ebs:StartSnapshot', 'SnapshotId');
       return {
@@ -110,7 +113,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
     }
   }
 
-  /** Asks AWS to seal the snapshot; calling it again for a snapshot already sealed is up to AWS. */
+  /** Asks AWS to seal the snapshot; calling it again for a snapshot already sealed is up to AWS. Not cut by an abort. */
   async completeSnapshot(snapshotId: string, changedBlocksCount: number, aggregateChecksum: string): Promise<SnapshotStatus> {
     try {
       const out = await this.#requests.run('ebs:CompleteSnapshot', (abortSignal) =>
@@ -124,6 +127,7 @@ export class EbsSnapshotStore implements SnapshotWriter, SnapshotReader {
           }),
           { abortSignal },
         ),
+        { cutOnAbort: false },
       );
       return statusOf(out.Status, 'ebs:CompleteSnapshot');
     } catch (err) {

@@ -2,7 +2,7 @@ import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
 import type { RemoteSnapshot, SnapshotCatalog } from '../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import { fromAwsError } from './errors.js';
-import { InFlightRequests } from './in-flight.js';
+import { InFlightRequests, type EndpointContact } from './in-flight.js';
 import { ec2Sdk } from './sdk.js';
 
 /** Ids per DescribeSnapshots call. */
@@ -15,16 +15,18 @@ const MISSING_ID_ERRORS = new Set(['InvalidSnapshot.NotFound', 'InvalidSnapshotI
  * Snapshot bookkeeping over EC2 (the SDK's standard retry applies). `client`
  * may be a function that makes it, called on the first request: a run that
  * never asks EC2 anything does not load its SDK. With `signal`, an abort ends
- * the requests in flight, retries included: their calls fail INTERRUPTED;
- * calls made after it (clean-up) go out.
+ * the descriptions in flight, retries included: their calls fail
+ * INTERRUPTED; DeleteSnapshot and CreateTags run to their end, and calls
+ * made after the abort (clean-up) go out (see InFlightRequests). Every
+ * outcome marks `contact` (see EndpointContact).
  */
 export class Ec2SnapshotCatalog implements SnapshotCatalog {
   readonly #clientOf: () => EC2Client;
   readonly #requests: InFlightRequests;
 
-  constructor(client: EC2Client | (() => EC2Client), options: { signal?: AbortSignal } = {}) {
+  constructor(client: EC2Client | (() => EC2Client), options: { signal?: AbortSignal; contact?: EndpointContact } = {}) {
     this.#clientOf = typeof client === 'function' ? client : () => client;
-    this.#requests = new InFlightRequests(options.signal);
+    this.#requests = new InFlightRequests(options.signal, options.contact);
   }
 
   get #client(): EC2Client {
@@ -82,10 +84,12 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
     }
   }
 
-  /** Idempotent: a snapshot that is already gone counts as deleted. */
+  /** Idempotent: a snapshot that is already gone counts as deleted. Not cut by an abort. */
   async deleteSnapshot(snapshotId: string): Promise<void> {
     try {
-      await this.#requests.run('ec2:DeleteSnapshot', (abortSignal) => this.#client.send(new (ec2Sdk().DeleteSnapshotCommand)({ SnapshotId: snapshotId }), { abortSignal }));
+      await this.#requests.run('ec2:DeleteSnapshot', (abortSignal) => this.#client.send(new (ec2Sdk().DeleteSnapshotCommand)({ SnapshotId: snapshotId }), { abortSignal }), {
+        cutOnAbort: false,
+      });
     } catch (err) {
       const error = fromAwsError(err, 'ec2:DeleteSnapshot');
       if (error.details?.awsError === 'InvalidSnapshot.NotFound') return;
@@ -93,13 +97,13 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
     }
   }
 
-  /** Adds or overwrites tags; idempotent. */
+  /** Adds or overwrites tags; idempotent. Not cut by an abort. */
   async createTags(snapshotId: string, tags: Record<string, string>): Promise<void> {
     const entries = Object.entries(tags);
     if (entries.length === 0) return;
     try {
       const command = new (ec2Sdk().CreateTagsCommand)({ Resources: [snapshotId], Tags: entries.map(([Key, Value]) => ({ Key, Value })) });
-      await this.#requests.run('ec2:CreateTags', (abortSignal) => this.#client.send(command, { abortSignal }));
+      await this.#requests.run('ec2:CreateTags', (abortSignal) => this.#client.send(command, { abortSignal }), { cutOnAbort: false });
     } catch (err) {
       throw fromAwsError(err, 'ec2:CreateTags');
     }

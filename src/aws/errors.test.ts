@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { fromAwsError } from './errors.js';
+import { failedToConnect, foundNoEndpoint, fromAwsError } from './errors.js';
 
 /** A Node network error as the http module raises it. */
 function networkError(code: string, message = `connect ${code} 127.0.0.1:1`): Error {
@@ -116,5 +116,30 @@ describe('fromAwsError: service answers of the archive tier (S3 objects, Glacier
     ['MissingParameterValueException', 400, ErrorCodes.REMOTE_REJECTED, false],
   ])('%s (%i) is %s, retryable %s', (name, status, code, retryable) => {
     expect(fromAwsError(answer(name, status), 'glacier:InitiateJob')).toMatchObject({ code, retryable, details: { awsError: name, httpStatus: status } });
+  });
+});
+
+describe('failedToConnect and foundNoEndpoint', () => {
+  it('read the network code of a raw error, of an AggregateError and of the SnaplineError made of it', () => {
+    for (const err of [networkError('ECONNREFUSED'), new AggregateError([networkError('ECONNREFUSED')], 'connect failed'), fromAwsError(networkError('ECONNREFUSED'), 'ebs:PutSnapshotBlock')]) {
+      expect(failedToConnect(err)).toBe(true);
+      expect(foundNoEndpoint(err)).toBe(true);
+    }
+  });
+
+  it('failed to connect, yet maybe passing: EAI_AGAIN, EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL are not "no endpoint"', () => {
+    for (const code of ['EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']) {
+      expect(failedToConnect(networkError(code))).toBe(true);
+      expect(foundNoEndpoint(networkError(code))).toBe(false);
+    }
+    expect(foundNoEndpoint(networkError('ENOTFOUND'))).toBe(true);
+  });
+
+  it('a connection that broke, an answer or any other error is neither', () => {
+    const answered = Object.assign(new Error('boom'), { name: 'InternalServerException', $metadata: { httpStatusCode: 500 } });
+    for (const err of [networkError('ECONNRESET'), answered, new SnaplineError(ErrorCodes.CHECKSUM_MISMATCH, 'x'), 'text', undefined]) {
+      expect(failedToConnect(err)).toBe(false);
+      expect(foundNoEndpoint(err)).toBe(false);
+    }
   });
 });

@@ -103,8 +103,15 @@ const IDENTITY_ERRORS = new Set([
 /** Error names that mean a permission is missing. */
 const PERMISSION_ERRORS = new Set(['AccessDeniedException', 'AccessDenied', 'UnauthorizedOperation']);
 
-/** Node network error codes: the endpoint cannot be reached at all. */
+/** Node network error codes: the endpoint cannot be reached at all (no connection was made). */
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+/**
+ * Of those, the ones a wrong endpoint URL gets: nothing listens on the port,
+ * or the host name does not exist. The others (a DNS server that does not
+ * answer yet, no route, no local address) are often passing, at a
+ * container's start for one.
+ */
+const NO_ENDPOINT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND']);
 
 /** Node network error codes: a connection that broke or stalled (retry). */
 const BROKEN_CONNECTION_CODES = new Set([
@@ -155,6 +162,24 @@ function networkCodeOf(err: AwsShapedError): string | undefined {
     }
   }
   return undefined;
+}
+
+/** Node's error code of a failed request: its own, or that of the SnaplineError fromAwsError made of it. */
+function networkCodeOfAny(err: unknown): string | undefined {
+  if (err instanceof SnaplineError) return stringOrUndefined(err.details?.networkCode);
+  return err !== null && typeof err === 'object' ? networkCodeOf(err as AwsShapedError) : undefined;
+}
+
+/** Whether a request failed without a connection to the endpoint (refused, no such host, no route...): the endpoint cannot have seen it. */
+export function failedToConnect(err: unknown): boolean {
+  const code = networkCodeOfAny(err);
+  return code !== undefined && UNREACHABLE_CODES.has(code);
+}
+
+/** Whether a request found no endpoint where it was sent: the connection was refused or the host name does not exist. */
+export function foundNoEndpoint(err: unknown): boolean {
+  const code = networkCodeOfAny(err);
+  return code !== undefined && NO_ENDPOINT_CODES.has(code);
 }
 
 /**

@@ -13,7 +13,7 @@ import type {
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import { readBody } from './body.js';
 import { fromAwsError } from './errors.js';
-import { InFlightRequests } from './in-flight.js';
+import { InFlightRequests, type EndpointContact } from './in-flight.js';
 import { partSizeFor } from './part-size.js';
 import { glacierSdk } from './sdk.js';
 
@@ -21,12 +21,23 @@ const MIB = 1024 * 1024;
 /** Parts are at least this large unless the caller says otherwise: fewer, larger requests. */
 const DEFAULT_MIN_PART = 16 * MIB;
 const MAX_DESCRIPTION_BYTES = 1024;
+/** Calls that create or delete remote state: an abort does not cut them (see InFlightRequests). */
+const RUN_TO_END = new Set([
+  'glacier:UploadArchive',
+  'glacier:InitiateMultipartUpload',
+  'glacier:CompleteMultipartUpload',
+  'glacier:AbortMultipartUpload',
+  'glacier:InitiateJob',
+  'glacier:DeleteArchive',
+]);
 
 export interface GlacierArchiveOptions {
   /** Smallest part size used (1 MiB x 2^n); default 16 MiB. */
   minPartSize?: number;
-  /** A run's interruption: ends the requests in flight when it aborts (see InFlightRequests). */
+  /** A run's interruption: ends the transfers, reads and listings in flight when it aborts (see InFlightRequests). */
   signal?: AbortSignal;
+  /** The session's record of contact with the endpoint, marked by every outcome (see EndpointContact). */
+  contact?: EndpointContact;
 }
 
 /**
@@ -48,7 +59,7 @@ export class GlacierArchiveStore implements ArchiveStore {
     this.#client = client;
     this.location = vault;
     this.#minPartSize = options.minPartSize ?? DEFAULT_MIN_PART;
-    this.#requests = new InFlightRequests(options.signal);
+    this.#requests = new InFlightRequests(options.signal, options.contact);
   }
 
   partSizeFor(maxBytes: number): number {
@@ -153,8 +164,12 @@ export class GlacierArchiveStore implements ArchiveStore {
     const jobs = (await this.#listJobs()).filter((j) => j.Action === 'InventoryRetrieval');
     const done = jobs.filter((j) => j.StatusCode === 'Succeeded').at(-1);
     if (done?.JobId !== undefined) {
-      const out = await this.#call('glacier:GetJobOutput', (abortSignal) => this.#client.send(new (glacierSdk().GetJobOutputCommand)({ ...this.#vault(), jobId: done.JobId }), { abortSignal }));
-      return { state: 'ready', objects: parseInventory(await readBody(out.body, 'glacier:GetJobOutput')), ...dateOf(done.CompletionDate, 'takenAt') };
+      // The body is read inside the call: an interruption ends its reading too.
+      const body = await this.#call('glacier:GetJobOutput', async (abortSignal) => {
+        const out = await this.#client.send(new (glacierSdk().GetJobOutputCommand)({ ...this.#vault(), jobId: done.JobId }), { abortSignal });
+        return readBody(out.body, 'glacier:GetJobOutput');
+      });
+      return { state: 'ready', objects: parseInventory(body), ...dateOf(done.CompletionDate, 'takenAt') };
     }
     const running = jobs.find((j) => j.StatusCode === 'InProgress');
     if (running?.JobId !== undefined) return { state: 'in-progress', job: running.JobId, ...dateOf(running.CreationDate, 'startedAt') };
@@ -202,10 +217,10 @@ export class GlacierArchiveStore implements ArchiveStore {
     return jobs.sort((a, b) => (a.CreationDate ?? '').localeCompare(b.CreationDate ?? ''));
   }
 
-  /** Runs one SDK call with the signal of its request (see InFlightRequests), mapping its failure to a SnaplineError. */
+  /** Runs one SDK call with the signal of its request (see InFlightRequests, RUN_TO_END), mapping its failure to a SnaplineError. */
   async #call<T>(action: string, send: (abortSignal: AbortSignal | undefined) => Promise<T>, ref?: string): Promise<T> {
     try {
-      return await this.#requests.run(action, send);
+      return await this.#requests.run(action, send, { cutOnAbort: !RUN_TO_END.has(action) });
     } catch (err) {
       throw glacierError(err, action, this.location, ref);
     }

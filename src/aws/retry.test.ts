@@ -312,7 +312,8 @@ describe('the whole chain: SDK error -> fromAwsError -> retry -> limiter', () =>
 });
 
 describe('an unreachable endpoint', () => {
-  const unreachable = () => new SnaplineError(ErrorCodes.ENDPOINT_UNREACHABLE, 'ebs:PutSnapshotBlock: cannot reach the endpoint (ECONNREFUSED)', { retryable: true });
+  const unreachable = (networkCode = 'ECONNREFUSED') => () =>
+    new SnaplineError(ErrorCodes.ENDPOINT_UNREACHABLE, `ebs:PutSnapshotBlock: cannot reach the endpoint (${networkCode})`, { retryable: true, details: { networkCode } });
 
   /** A writer whose putBlock answers with `outcomes` in turn (an error is thrown), then succeeds; counts its calls. */
   function scripted(outcomes: Array<SnaplineError | 'ok'>) {
@@ -328,30 +329,39 @@ describe('an unreachable endpoint', () => {
     return { writer, calls };
   }
 
-  it('that no call has reached fails after a few attempts, not retryable, saying so', async () => {
-    const { writer, calls } = scripted(Array.from({ length: 10 }, unreachable));
-    const wrapped = resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: FAST });
+  it.each(['ECONNREFUSED', 'ENOTFOUND'])('(%s) that no request of the run has reached fails after a few attempts, not retryable, saying so', async (code) => {
+    const { writer, calls } = scripted(Array.from({ length: 10 }, unreachable(code)));
+    const wrapped = resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: FAST, contact: { reached: false } });
     const err = await rejection(wrapped.putBlock('snap-1', 0, BLOCK, CHECKSUM));
     expect(err).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
-    expect(err.message).toMatch(/gave up after 3 attempts: no request of this run has reached the endpoint/);
+    expect(err.message).toMatch(/gave up after 3 attempts: no request of this run has reached the endpoint yet/);
     expect(calls.put).toBe(3);
   });
 
-  it('once a call has reached it, is retried like any transient failure (an endpoint restart)', async () => {
-    const { writer, calls } = scripted(['ok', ...Array.from({ length: 6 }, unreachable)]);
-    const wrapped = resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: FAST });
+  it('once a request of the run has reached it (the contact says so), is retried like any transient failure (an endpoint restart)', async () => {
+    const { writer, calls } = scripted(Array.from({ length: 6 }, unreachable()));
+    const wrapped = resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: FAST, contact: { reached: true } });
     await wrapped.putBlock('snap-1', 0, BLOCK, CHECKSUM);
-    await wrapped.putBlock('snap-1', 1, BLOCK, CHECKSUM);
-    expect(calls.put).toBe(8);
+    expect(calls.put).toBe(7);
   });
 
-  it('an error answer counts as contact, and wrappers given one contact share it', async () => {
+  it('a success of the wrapped call does not stand for contact: the transport marks it', async () => {
     const contact = { reached: false };
-    const first = scripted([unavailable()]);
-    await resilientWriter(first.writer, { limiter: new AdaptiveLimiter(1), policy: FAST, contact }).putBlock('snap-1', 0, BLOCK, CHECKSUM);
-    expect(contact.reached).toBe(true);
-    const second = scripted(Array.from({ length: 6 }, unreachable));
-    await resilientWriter(second.writer, { limiter: new AdaptiveLimiter(1), policy: FAST, contact }).putBlock('snap-1', 0, BLOCK, CHECKSUM);
-    expect(second.calls.put).toBe(7);
+    const { writer } = scripted(['ok']);
+    await resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: FAST, contact }).putBlock('snap-1', 0, BLOCK, CHECKSUM);
+    expect(contact.reached).toBe(false);
+  });
+
+  it.each(['EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL'])('(%s, often passing) gets the full budget even before contact', async (code) => {
+    const { writer, calls } = scripted(Array.from({ length: 6 }, unreachable(code)));
+    const wrapped = resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: FAST, contact: { reached: false } });
+    await wrapped.putBlock('snap-1', 0, BLOCK, CHECKSUM);
+    expect(calls.put).toBe(7);
+  });
+
+  it('without a contact, gets the full budget', async () => {
+    const { writer, calls } = scripted(Array.from({ length: 6 }, unreachable()));
+    await resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: FAST }).putBlock('snap-1', 0, BLOCK, CHECKSUM);
+    expect(calls.put).toBe(7);
   });
 });

@@ -13,6 +13,8 @@ import type {
   StartedSnapshot,
 } from '../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../errors.js';
+import { foundNoEndpoint } from './errors.js';
+import type { EndpointContact } from './in-flight.js';
 
 export interface RetryPolicy {
   /** Attempts per call for retryable errors, the first included. */
@@ -24,11 +26,13 @@ export interface RetryPolicy {
   /** ResourceNotFound on a snapshot younger than this is retried (AWS: up to about two minutes after StartSnapshot). */
   notFoundWindowMs: number;
   /**
-   * Attempts of a call that finds the endpoint unreachable (connection
-   * refused, no such host) while no call has reached it yet (see
-   * EndpointContact): a wrong endpoint URL fails within a moment. Once a call
-   * has reached it, an unreachable endpoint is retried up to maxAttempts like
-   * any transient failure, so that a run outlives a restart of the endpoint.
+   * Attempts of a call that finds no endpoint (connection refused, no such
+   * host) while no request of the run has reached it yet (the `contact`
+   * option): a wrong endpoint URL fails within a moment. Once any request
+   * has reached it, or without a contact, this is retried up to maxAttempts
+   * like any transient failure, so that a run outlives a restart of the
+   * endpoint. Other failures to connect (EAI_AGAIN, EHOSTUNREACH...) always
+   * get maxAttempts.
    */
   unreachableAttemptsBeforeContact: number;
 }
@@ -40,11 +44,6 @@ export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = {
   notFoundWindowMs: 120_000,
   unreachableAttemptsBeforeContact: 3,
 };
-
-/** Whether a call has ever had an answer from the endpoint (any answer, an error too). Wrappers given the same object share it. */
-export interface EndpointContact {
-  reached: boolean;
-}
 
 /**
  * Adaptive concurrency for one resource (AIMD): a THROTTLED failure halves the
@@ -128,7 +127,12 @@ export interface ResilienceOptions {
   signal?: AbortSignal;
   /** Told before each retry: the error, the attempt that failed (1-based) and the operation. */
   onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
-  /** Shared with the run's other wrappers, so that one that has reached the endpoint counts for all; default: this wrapper's own. */
+  /**
+   * The session's record of whether any of its requests has reached the
+   * endpoint, kept by the stores' transport (InFlightRequests), so that an
+   * answer to any store of the session counts. Without it no call fails
+   * early for want of contact.
+   */
   contact?: EndpointContact;
 }
 
@@ -144,12 +148,12 @@ export interface WriterResilienceOptions extends ResilienceOptions {
 class Retrier {
   readonly #policy: RetryPolicy;
   readonly #options: ResilienceOptions;
-  readonly #contact: EndpointContact;
+  readonly #contact: EndpointContact | undefined;
 
   constructor(options: ResilienceOptions) {
     this.#policy = { ...DEFAULT_RETRY_POLICY, ...options.policy };
     this.#options = options;
-    this.#contact = options.contact ?? { reached: false };
+    this.#contact = options.contact;
     const { maxAttempts, baseDelayMs, maxDelayMs, notFoundWindowMs, unreachableAttemptsBeforeContact } = this.#policy;
     if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw invalid('policy.maxAttempts', maxAttempts);
     if (!(baseDelayMs >= 0)) throw invalid('policy.baseDelayMs', baseDelayMs);
@@ -179,17 +183,15 @@ class Retrier {
           this.throwIfAborted(operation);
           return call();
         });
-        this.#contact.reached = true;
         return value;
       } catch (err) {
         // Whatever an attempt cut short by the abort ended with, it is not retried.
         this.throwIfAborted(operation);
         const error = toSnaplineError(err);
-        if (error.details?.httpStatus !== undefined) this.#contact.reached = true;
         const notFoundWindow = error.code === ErrorCodes.NOT_FOUND && retryNotFound();
         if (!error.retryable && !notFoundWindow) throw error;
-        if (error.code === ErrorCodes.ENDPOINT_UNREACHABLE && !this.#contact.reached && attempt >= this.#policy.unreachableAttemptsBeforeContact) {
-          throw exhausted(error, attempt, 'no request of this run has reached the endpoint');
+        if (this.#contact?.reached === false && foundNoEndpoint(error) && attempt >= this.#policy.unreachableAttemptsBeforeContact) {
+          throw exhausted(error, attempt, 'no request of this run has reached the endpoint yet');
         }
         if (!notFoundWindow && ++retries >= this.#policy.maxAttempts) throw exhausted(error, attempt);
         onRetry?.(error, attempt, operation);

@@ -13,7 +13,7 @@ import type {
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import { readBody } from './body.js';
 import { fromAwsError } from './errors.js';
-import { InFlightRequests } from './in-flight.js';
+import { InFlightRequests, type EndpointContact } from './in-flight.js';
 import { partSizeFor } from './part-size.js';
 import { s3Sdk } from './sdk.js';
 
@@ -25,6 +25,8 @@ const MAX_PART = 4096 * MIB;
 /** Storage classes whose objects are read only after RestoreObject. */
 const ARCHIVED_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
 const SSE_C = 'x-amz-server-side-encryption-customer-';
+/** Calls that create or delete remote state: an abort does not cut them (see InFlightRequests). */
+const RUN_TO_END = new Set(['s3:PutObject', 's3:CreateMultipartUpload', 's3:CompleteMultipartUpload', 's3:AbortMultipartUpload', 's3:RestoreObject', 's3:DeleteObject']);
 
 export interface S3ArchiveOptions {
   /**
@@ -36,8 +38,10 @@ export interface S3ArchiveOptions {
   attributes?: Record<string, string>;
   /** Smallest part size used (1 MiB x 2^n, at least 5 MiB on AWS); default 16 MiB. */
   minPartSize?: number;
-  /** A run's interruption: ends the requests in flight when it aborts (see InFlightRequests). */
+  /** A run's interruption: ends the transfers, reads and listings in flight when it aborts (see InFlightRequests). */
   signal?: AbortSignal;
+  /** The session's record of contact with the endpoint, marked by every outcome (see EndpointContact). */
+  contact?: EndpointContact;
 }
 
 type Headers = Record<string, string>;
@@ -61,7 +65,7 @@ export class S3ArchiveStore implements ArchiveStore {
     this.#client = client;
     this.location = bucket;
     this.#minPartSize = options.minPartSize ?? DEFAULT_MIN_PART;
-    this.#requests = new InFlightRequests(options.signal);
+    this.#requests = new InFlightRequests(options.signal, options.contact);
     const attributes = Object.fromEntries(Object.entries(options.attributes ?? {}).map(([name, value]) => [name.toLowerCase(), value]));
     const key = attributes[`${SSE_C}key`];
     if (key !== undefined && attributes[`${SSE_C}key-md5`] === undefined) {
@@ -210,10 +214,10 @@ export class S3ArchiveStore implements ArchiveStore {
     await this.#call('s3:DeleteObject', key, (abortSignal) => this.#client.send(new (s3Sdk().DeleteObjectCommand)({ Bucket: this.location, Key: key }), { abortSignal }));
   }
 
-  /** Runs one SDK call with the signal of its request (see InFlightRequests), mapping its failure to a SnaplineError. */
+  /** Runs one SDK call with the signal of its request (see InFlightRequests, RUN_TO_END), mapping its failure to a SnaplineError. */
   async #call<O>(action: string, key: string, send: (abortSignal: AbortSignal | undefined) => Promise<O>): Promise<O> {
     try {
-      return await this.#requests.run(action, send);
+      return await this.#requests.run(action, send, { cutOnAbort: !RUN_TO_END.has(action) });
     } catch (err) {
       throw s3Error(err, action, this.location, key);
     }

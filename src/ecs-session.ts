@@ -4,12 +4,8 @@
  * worker's, which has no index: a task in the cloud knows only the
  * snapshots it is told of.
  */
-import { AwsClients } from './aws/clients.js';
-import { DEFAULT_CONCURRENCY } from './core/constants.js';
 import { EcsContainerTasks } from './aws/ecs.js';
 import { CloudWatchLogReader } from './aws/logs.js';
-import { GlacierArchiveStore } from './aws/glacier-archive.js';
-import { S3ArchiveStore } from './aws/s3-archive.js';
 import type { ConnectionRequest, OpenConnection } from './config/connection.js';
 import type { ArchiveStore, ArchiveTarget, SnapshotReader, SnapshotWriter } from './core/ports.js';
 import type { EcsRestoreDeps, EcsSettings } from './engine/ecs-restore.js';
@@ -98,18 +94,12 @@ export interface WorkerSession {
  */
 export async function openWorkerSession(options: WorkerSessionOptions): Promise<WorkerSession> {
   const { archive, ...remoteOptions } = options;
-  const remote = await openRemote({ ...remoteOptions, concurrency: options.concurrency ?? DEFAULT_CONCURRENCY, ...(archive?.s3PathStyle ? { s3PathStyle: true } : {}) });
+  const remote = await openRemote({ ...remoteOptions, ...(archive?.s3PathStyle ? { s3PathStyle: true } : {}) });
   return {
     reader: remote.reader,
     writer: remote.writer,
     hashPool: remote.hashPool,
-    ...(archive === undefined ? {} : { store: archiveStoreOf(remote.clients, archive, options.signal) }),
+    ...(archive === undefined ? {} : { store: remote.archiveStore(archive.target, archive.location) }),
     close: () => remote.close(),
   };
-}
-
-function archiveStoreOf(clients: AwsClients, archive: { target: ArchiveTarget; location: string }, signal: AbortSignal | undefined): ArchiveStore {
-  return archive.target === 's3'
-    ? new S3ArchiveStore(clients.s3(), archive.location, { attributes: {}, signal })
-    : new GlacierArchiveStore(clients.glacier(), archive.location, { signal });
 }

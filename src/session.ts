@@ -3,11 +3,12 @@ import { Ec2SnapshotCatalog } from './aws/ec2.js';
 import { EbsSnapshotStore } from './aws/ebs.js';
 import { GlacierArchiveStore } from './aws/glacier-archive.js';
 import { S3ArchiveStore } from './aws/s3-archive.js';
+import type { EndpointContact } from './aws/in-flight.js';
 import { AdaptiveLimiter, resilientReader, resilientWriter } from './aws/retry.js';
 import { openConnection, type ArchiveConfig, type ConnectionRequest, type OpenConnection } from './config/connection.js';
 import { defaultIndexPath } from './config/paths.js';
 import { DEFAULT_CONCURRENCY, MAX_CONCURRENCY } from './core/constants.js';
-import type { ArchiveStore, SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
+import type { ArchiveStore, ArchiveTarget, SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
 import { verifiedReader } from './core/verified-reader.js';
 import type { ArchivePlaces } from './engine/archive-places.js';
 import { ErrorCodes, SnaplineError } from './errors.js';
@@ -51,6 +52,13 @@ export interface RemoteSession {
   downloadLimiter: AdaptiveLimiter;
   /** Its threads start on first use. */
   readonly hashPool: HashPool;
+  /**
+   * A new archive store of `target` (S3 bucket or Glacier vault) at
+   * `location`, under the run's signal and endpoint contact like the other
+   * stores; S3 requests that create objects carry `attributes` as headers.
+   */
+  archiveStore(target: ArchiveTarget, location: string, attributes?: Record<string, string>): ArchiveStore;
+  /** Closes everything, each part even when another fails (the first error is thrown after); idempotent. */
   close(): Promise<void>;
 }
 
@@ -85,9 +93,7 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
   const concurrency = validateConcurrency(options.concurrency);
   const connection = await openConnection(options);
   const closers: Array<() => Promise<void> | void> = [() => connection.close()];
-  const close = async () => {
-    for (const closer of closers.reverse()) await closer();
-  };
+  const close = closeOnce(closers);
   try {
     const settings = options.s3PathStyle ? { ...connection.settings, forcePathStyle: true } : connection.settings;
     const clients = new AwsClients(settings, { concurrency: 2 * concurrency });
@@ -95,14 +101,16 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
     let pool: HashPool | undefined;
     closers.push(() => pool?.destroy());
     const hashPool = () => (pool ??= new HashPool());
-    // An abort ends the requests in flight; calls made after it (clean-up) still go out.
-    const store = new EbsSnapshotStore(clients.ebs(), { direct: clients.ebsBlockRequests(), signal: options.signal });
+    // One contact for every store of the session, marked by their requests' outcomes: once any request has
+    // reached the endpoint, a refused connection is waited for (an endpoint restart), not failed early.
+    const contact: EndpointContact = { reached: false };
+    // An abort ends the transfers in flight, not the calls that change remote state; calls made after it (clean-up) go out.
+    const requests = { signal: options.signal, contact };
+    const store = new EbsSnapshotStore(clients.ebs(), { direct: clients.ebsBlockRequests(), ...requests });
     const uploadLimiter = new AdaptiveLimiter(concurrency);
     const downloadLimiter = new AdaptiveLimiter(concurrency);
     // The connection's retries.max_attempts bounds EBS calls too; their backoff and throttling response stay snapline's.
     const maxAttempts = connection.settings.retries?.maxAttempts;
-    // One contact for both directions: once either has had an answer, an unreachable endpoint is waited for.
-    const contact = { reached: false };
     const wrap = { signal: options.signal, onRetry: options.onRetry, contact, ...(maxAttempts === undefined ? {} : { policy: { maxAttempts } }) };
     return {
       connection,
@@ -110,11 +118,14 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
       store,
       writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter, ...(options.newSnapshotIds === undefined ? {} : { newSnapshotIds: options.newSnapshotIds }) }),
       reader: resilientReader(verifiedReader(store, (data) => hashPool().sha256Moving(data)), { ...wrap, limiter: downloadLimiter }),
-      catalog: new Ec2SnapshotCatalog(() => clients.ec2(), { signal: options.signal }),
+      catalog: new Ec2SnapshotCatalog(() => clients.ec2(), requests),
       uploadLimiter,
       downloadLimiter,
       get hashPool() {
         return hashPool();
+      },
+      archiveStore(target, location, attributes = {}) {
+        return target === 's3' ? new S3ArchiveStore(clients.s3(), location, { attributes, ...requests }) : new GlacierArchiveStore(clients.glacier(), location, requests);
       },
       close,
     };
@@ -144,13 +155,10 @@ export async function openSession(options: SessionOptions): Promise<Session> {
     index.close();
     throw err;
   }
-  const close = async () => {
-    await remote.close();
-    index.close();
-  };
+  const close = closeOnce([() => index.close(), () => remote.close()]);
   try {
     const slabs = new SlabPool({ slabCount: Math.ceil(concurrency / BLOCKS_PER_SLAB) + SLABS_AHEAD, blocksPerSlab: BLOCKS_PER_SLAB });
-    const archives = archivePlaces(remote.clients, { ...remote.connection.archive, ...withoutUndefined(options.archive ?? {}) }, options.signal);
+    const archives = archivePlaces(remote, { ...remote.connection.archive, ...withoutUndefined(options.archive ?? {}) });
     // Field by field, not a spread: spreading would start the remote's hash pool.
     return {
       connection: remote.connection,
@@ -164,6 +172,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       get hashPool() {
         return remote.hashPool;
       },
+      archiveStore: (target, location, attributes) => remote.archiveStore(target, location, attributes),
       index,
       slabs,
       archives,
@@ -202,7 +211,7 @@ function pendingRunsOf(index: BlockIndex): string[] {
  * made on first use: S3 with its storage classes and `attributes` headers
  * (path-style addressing comes with the S3 client), Glacier vaults.
  */
-function archivePlaces(clients: AwsClients, archive: ArchiveConfig, signal: AbortSignal | undefined): ArchivePlaces {
+function archivePlaces(remote: RemoteSession, archive: ArchiveConfig): ArchivePlaces {
   const stores = new Map<string, ArchiveStore>();
   return {
     store(target, location) {
@@ -216,7 +225,7 @@ function archivePlaces(clients: AwsClients, archive: ArchiveConfig, signal: Abor
       const key = `${target}:${place}`;
       let store = stores.get(key);
       if (store === undefined) {
-        store = target === 's3' ? new S3ArchiveStore(clients.s3(), place, { attributes: archive.attributes ?? {}, signal }) : new GlacierArchiveStore(clients.glacier(), place, { signal });
+        store = remote.archiveStore(target, place, archive.attributes);
         stores.set(key, store);
       }
       return store;
@@ -226,6 +235,27 @@ function archivePlaces(clients: AwsClients, archive: ArchiveConfig, signal: Abor
     ...(archive.storageClass === undefined ? {} : { storageClass: archive.storageClass }),
     ...(archive.deleteOlderThanDays === undefined ? {} : { deleteOlderThanDays: archive.deleteOlderThanDays }),
   };
+}
+
+/**
+ * A close() that runs `closers` once, last added first, each one even when
+ * another throws (a connection left open can keep the process alive), then
+ * throws the first error. Later calls return the first call's promise.
+ */
+function closeOnce(closers: ReadonlyArray<() => Promise<void> | void>): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  const closeAll = async () => {
+    const errors: unknown[] = [];
+    for (const closer of [...closers].reverse()) {
+      try {
+        await closer();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (errors.length > 0) throw errors[0];
+  };
+  return () => (closing ??= closeAll());
 }
 
 function withoutUndefined<T extends object>(value: T): Partial<T> {

@@ -7,7 +7,7 @@ import { runCli } from '../../test/support/cli.js';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { startEmulator, type RunningEmulator } from '../emulator/index.js';
 
-/** The CLI's interrupt signal is waited on by every request in flight and every retry's backoff at once. */
+/** The CLI's interrupt signal is waited on by every retry's backoff sleep and every wait for a slab at once: far more than Node's default of 10. */
 describe('the interrupt signal', () => {
   let dir: string;
   let endpoint: RunningEmulator;

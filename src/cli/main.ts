@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { setMaxListeners } from 'node:events';
+import { MAX_CONCURRENCY } from '../core/constants.js';
 import { ErrorCodes, ExitCodes, SnaplineError, exitCodeFor, toSnaplineError } from '../errors.js';
 import { Output, type GlobalOptions } from './output.js';
 import { registerCommands } from './commands/index.js';
@@ -22,8 +23,10 @@ export type CommandAction<A extends unknown[]> = (ctx: CommandContext, ...args: 
  */
 export async function main(argv: string[]): Promise<number> {
   const abort = new AbortController();
-  // Every request in flight and every retry's backoff waits on this one signal: hundreds at once are expected.
-  setMaxListeners(Infinity, abort.signal);
+  // Waiting on this signal: every retry's backoff sleep and every wait for a free slab (at most about two per
+  // request in flight: 2 x concurrency), and one listener per store with requests in flight (InFlightRequests).
+  // A bound above that still tells of a leak.
+  setMaxListeners(2 * MAX_CONCURRENCY + 16, abort.signal);
   let exitCode: number = ExitCodes.OK;
   let interrupts = 0;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { backup } from '../../src/engine/backup.js';
+import { prune } from '../../src/engine/prune.js';
 import { restore } from '../../src/engine/restore.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { BlockIndex } from '../../src/index/index.js';
@@ -27,29 +28,40 @@ import { rejection } from '../support/rejection.js';
 interface Held {
   /** Resolves when the client closes the connection of this request. */
   closed: Promise<void>;
+  /** Forwards the request after all, and its answer back if the client still listens. */
+  release(): void;
 }
 
 class HoldingProxy {
   readonly held: Held[] = [];
-  /** Requests (method and path) held instead of forwarded. */
+  /** Requests held instead of forwarded, matched against their method, path and body ("POST / Action=DeleteSnapshot&..."). */
   hold: RegExp | undefined;
   readonly #server: http.Server;
 
   constructor(target: string) {
     const upstream = new URL(target);
-    this.#server = http.createServer((req, res) => {
-      if (this.hold !== undefined && this.hold.test(`${req.method} ${req.url}`)) {
-        req.resume();
-        this.held.push({ closed: once(req.socket, 'close').then(() => undefined) });
+    this.#server = http.createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      try {
+        for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);
+      } catch {
+        return; // The client gave up on the request.
+      }
+      const body = Buffer.concat(chunks);
+      const forward = () => {
+        const request = http.request({ hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        });
+        request.on('error', () => res.destroy());
+        request.end(body);
+      };
+      if (this.hold !== undefined && this.hold.test(`${req.method} ${req.url} ${body.toString('latin1')}`)) {
+        this.held.push({ closed: once(req.socket, 'close').then(() => undefined), release: forward });
         this.#server.emit('held');
         return;
       }
-      const forward = http.request({ hostname: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
-      forward.on('error', () => res.destroy());
-      req.pipe(forward);
+      forward();
     });
   }
 
@@ -169,5 +181,29 @@ describe('an interrupted run with block requests in flight', () => {
     proxy.hold = undefined;
     await withRun((session) => restore(session, { snapshotId: done.snapshotId!, target, force: true }));
     expect(readFileSync(target).equals(image)).toBe(true);
+  });
+});
+
+describe('an interrupted run with a call that changes remote state in flight', () => {
+  it('prune: the DeleteSnapshot under way is not cut; its deletion is recorded in the index', async () => {
+    const older = await withRun((session) => backup(session, { source: imagePath, volume: 'pruned' }));
+    await withRun((session) => backup(session, { source: imagePath, volume: 'pruned' }));
+    proxy.hold = /^POST \/ .*Action=DeleteSnapshot/;
+    const controller = new AbortController();
+    const run = withRun((session) => prune(session, { olderThanDays: 0, volume: 'pruned', now: new Date(Date.now() + 86_400_000) }), controller.signal);
+    await proxy.holding();
+    controller.abort(interruption());
+    proxy.held[0]!.release();
+    const result = await run;
+
+    expect(result.deleted.map((d) => d.snapshotId)).toEqual([older.snapshotId]);
+    const index = BlockIndex.open(indexPath);
+    try {
+      expect(index.getSnapshot(older.snapshotId!)?.state).toBe('deleted');
+    } finally {
+      index.close();
+    }
+    proxy.hold = undefined;
+    expect(await withRun((session) => session.catalog.describeSnapshots([older.snapshotId!]))).toEqual([]);
   });
 });

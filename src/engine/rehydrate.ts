@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { throwIfAborted } from '../core/abort.js';
 import { LinearAggregate, ZERO_BLOCK_DIGEST, checksumOf } from '../core/checksum.js';
 import { BLOCK_SIZE } from '../core/constants.js';
-import type { SnapshotCatalog, SnapshotWriter } from '../core/ports.js';
+import type { SnapshotCatalog, SnapshotStatus, SnapshotWriter } from '../core/ports.js';
 import { TaskWindow } from '../core/task-window.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
@@ -320,13 +320,45 @@ async function rehydrateToSnapshot(
       yield entry;
     }
   };
-  const applied = await applyPlan(deps.hashPool, plan(), snapshotSink(deps.writer, snapshotId, snapshot.encrypted), applyOptions);
-  let status = await deps.writer.completeSnapshot(snapshotId, aggregate.count, aggregate.digest());
+  let applied: ApplyResult;
+  let status: SnapshotStatus;
+  try {
+    applied = await applyPlan(deps.hashPool, plan(), snapshotSink(deps.writer, snapshotId, snapshot.encrypted), applyOptions);
+    status = await deps.writer.completeSnapshot(snapshotId, aggregate.count, aggregate.digest());
+  } catch (err) {
+    throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, err);
+  }
   if (status !== 'completed') status = await waitForSnapshot(deps.catalog, snapshotId, { signal: options.signal, waitTimeoutMs: options.waitTimeoutMs });
   if (status === 'error') {
     throw new SnaplineError(ErrorCodes.BAD_STATE, `the rehydrated snapshot ${snapshotId} ended in state error`, { details: { snapshotId } });
   }
   return { snapshotId, applied };
+}
+
+/**
+ * A rehydration to a snapshot cannot be resumed: when it fails (or is
+ * interrupted) before the snapshot is sealed, its pending snapshot is deleted
+ * (a call made after an abort still goes out) and `err` comes back saying
+ * whether that worked. Never throws itself.
+ */
+async function withUnfinishedSnapshotDeleted(catalog: SnapshotCatalog, snapshotId: string, err: unknown): Promise<SnaplineError> {
+  const error = toSnaplineError(err);
+  let unfinishedSnapshot: 'deleted' | 'left';
+  let hint: string;
+  try {
+    await catalog.deleteSnapshot(snapshotId);
+    unfinishedSnapshot = 'deleted';
+    hint = `the unfinished snapshot ${snapshotId} was deleted`;
+  } catch (deletion) {
+    unfinishedSnapshot = 'left';
+    hint = `the unfinished snapshot ${snapshotId} could not be deleted (${toSnaplineError(deletion).message}): delete it with aws ec2 delete-snapshot --snapshot-id ${snapshotId}`;
+  }
+  return new SnaplineError(error.code, error.message, {
+    retryable: error.retryable,
+    hint: error.hint === undefined ? hint : `${error.hint}; ${hint}`,
+    cause: err,
+    details: { ...error.details, snapshotId, unfinishedSnapshot },
+  });
 }
 
 async function rehydrateToFile(

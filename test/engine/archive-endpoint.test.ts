@@ -215,6 +215,39 @@ describe('failures the endpoint injects or refuses', () => {
     expect(error.message).toMatch(/tree hash/);
   });
 
+  it('a rehydration to a snapshot that fails or is interrupted midway deletes its unfinished snapshot', async () => {
+    const image = pathFor('unfinished.img');
+    const blocks = Array.from({ length: 64 }, (_, i) => i);
+    writeBlocks(image, randomBlocks(blocks), blocks.length * BLOCK_SIZE);
+    const created = await createArchive(session, { snapshotId: await snapshotOf(image, 'unfinished'), to: 'glacier', segmentBlocks: 4 });
+    await restoreAndWait(created.archiveId, 'Expedited');
+    const real = session.archives.store('glacier');
+    const controller = new AbortController();
+    let puts = 0;
+    // The first read after a block of the new snapshot was written fails (or is interrupted).
+    const failing = (fail: () => void) =>
+      delegating(real, {
+        getRange: async (...args) => {
+          if (requests('PutSnapshotBlock') > puts) fail();
+          return real.getRange(...args);
+        },
+      });
+    const runs = [
+      { expected: ErrorCodes.CHECKSUM_MISMATCH, store: failing(() => { throw new SnaplineError(ErrorCodes.CHECKSUM_MISMATCH, 'a segment that does not match its tree hash'); }), signal: undefined },
+      { expected: ErrorCodes.INTERRUPTED, store: failing(() => controller.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by the test'))), signal: controller.signal },
+    ];
+    for (const { expected, store, signal } of runs) {
+      puts = requests('PutSnapshotBlock');
+      const error = await rejection(rehydrate({ ...session, archives: { ...session.archives, store: () => store } }, { archive: created.archiveId, toSnapshot: true, ...(signal ? { signal } : {}) }));
+      expect(error.code).toBe(expected);
+      expect(requests('PutSnapshotBlock')).toBeGreaterThan(puts);
+      expect(error.details).toMatchObject({ unfinishedSnapshot: 'deleted' });
+      const snapshotId = error.details!.snapshotId as string;
+      expect(error.hint).toContain(`the unfinished snapshot ${snapshotId} was deleted`);
+      expect(await session.catalog.describeSnapshots([snapshotId])).toEqual([]);
+    }
+  });
+
   it('a vault that does not exist is named', async () => {
     const image = pathFor('novault.img');
     writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);

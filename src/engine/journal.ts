@@ -1,4 +1,4 @@
-import type { BlockIndex } from '../index/index.js';
+import type { BlockEntry, BlockIndex } from '../index/index.js';
 
 /** Acknowledged blocks are written to the index in batches of this many. */
 const ACK_BATCH = 64;
@@ -40,33 +40,48 @@ export class JournalWriter {
 /**
  * What a resumed run already knows of its pending snapshot: blocks written
  * (with their digests) and intents never acknowledged (to upload again).
- * Empty for a new run.
+ * Empty for a new run. The written blocks are read from the index as the
+ * run walks the volume (in chunks, so memory does not grow with the volume);
+ * the unacknowledged intents, at most one upload window, are held.
  */
 export class ResumeState {
+  #next: BlockEntry | undefined;
+
   private constructor(
-    private readonly writtenBlocks: ReadonlyMap<number, Buffer>,
+    private readonly writtenBlocks: Iterator<BlockEntry>,
     private readonly unacknowledged: ReadonlySet<number>,
-  ) {}
+  ) {
+    this.#advance();
+  }
 
   static empty(): ResumeState {
-    return new ResumeState(new Map(), new Set());
+    return new ResumeState([][Symbol.iterator](), new Set());
   }
 
   static load(index: BlockIndex, snapshotId: string): ResumeState {
-    const written = new Map<number, Buffer>();
-    for (const block of index.writtenBlocks(snapshotId)) written.set(block.index, block.digest);
     const unacknowledged = new Set<number>();
     for (const block of index.unacknowledgedBlocks(snapshotId)) unacknowledged.add(block.index);
-    return new ResumeState(written, unacknowledged);
+    return new ResumeState(index.writtenBlocks(snapshotId), unacknowledged);
   }
 
-  /** The digest already written at this block in the pending snapshot. */
+  /**
+   * The digest already written at this block in the pending snapshot. Calls
+   * must not go backwards (the run asks in ascending block order); blocks
+   * this run acknowledges are behind it and never asked for again.
+   */
   written(blockIndex: number): Buffer | undefined {
-    return this.writtenBlocks.get(blockIndex);
+    while (this.#next !== undefined && this.#next.index < blockIndex) this.#advance();
+    return this.#next?.index === blockIndex ? this.#next.digest : undefined;
   }
 
   /** True when an upload of this block may or may not have happened. */
   mustRewrite(blockIndex: number): boolean {
     return this.unacknowledged.has(blockIndex);
+  }
+
+  /** Takes the next written block; its digest is copied, the index reuses its chunk buffers. */
+  #advance(): void {
+    const step = this.writtenBlocks.next();
+    this.#next = step.done ? undefined : { index: step.value.index, digest: Buffer.from(step.value.digest) };
   }
 }

@@ -79,9 +79,8 @@ export class ResumeState {
     return this.unacknowledged.has(blockIndex);
   }
 
-  /** Takes the next written block; its digest is copied, the index reuses its chunk buffers. */
   #advance(): void {
     const step = this.writtenBlocks.next();
-    this.#next = step.done ? undefined : { index: step.value.index, digest: Buffer.from(step.value.digest) };
+    this.#next = step.done ? undefined : step.value;
   }
 }

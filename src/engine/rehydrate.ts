@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { throwIfAborted } from '../core/abort.js';
 import { LinearAggregate, ZERO_BLOCK_DIGEST, checksumOf } from '../core/checksum.js';
 import { BLOCK_SIZE } from '../core/constants.js';
-import type { SnapshotCatalog, SnapshotStatus, SnapshotWriter } from '../core/ports.js';
+import type { RemoteSnapshot, SnapshotCatalog, SnapshotStatus, SnapshotWriter } from '../core/ports.js';
 import { TaskWindow } from '../core/task-window.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
@@ -155,13 +155,16 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
           });
         }
       }
-      await Promise.all(
+      // Every write settles before the slab is let go (and before a failure is told), so none runs on behind the caller.
+      const writes = await Promise.allSettled(
         group.map(async (entry) => {
           const at = entry.offset - start;
           await sink.write(entry.index, slab.bytes.subarray(at, at + BLOCK_SIZE), entry.digest);
           result.blocksWritten += 1;
         }),
       );
+      const failed = writes.find((write) => write.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
     } finally {
       slab.release();
     }
@@ -321,37 +324,65 @@ async function rehydrateToSnapshot(
     }
   };
   let applied: ApplyResult;
-  let status: SnapshotStatus;
   try {
     applied = await applyPlan(deps.hashPool, plan(), snapshotSink(deps.writer, snapshotId, snapshot.encrypted), applyOptions);
+  } catch (err) {
+    throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, err, false);
+  }
+  let status: SnapshotStatus;
+  try {
     status = await deps.writer.completeSnapshot(snapshotId, aggregate.count, aggregate.digest());
   } catch (err) {
-    throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, err);
+    // CompleteSnapshot may have been taken though its answer was lost: a completed snapshot is the rehydration done.
+    if ((await stateOf(deps.catalog, snapshotId)) !== 'completed') throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, err, true);
+    status = 'completed';
   }
-  if (status !== 'completed') status = await waitForSnapshot(deps.catalog, snapshotId, { signal: options.signal, waitTimeoutMs: options.waitTimeoutMs });
+  try {
+    if (status !== 'completed') status = await waitForSnapshot(deps.catalog, snapshotId, { signal: options.signal, waitTimeoutMs: options.waitTimeoutMs });
+  } catch (err) {
+    const error = toSnaplineError(err);
+    throw new SnaplineError(error.code, error.message, {
+      retryable: error.retryable,
+      hint: `the rehydrated snapshot ${snapshotId} is sealed and still completing: see it with aws ec2 describe-snapshots --snapshot-ids ${snapshotId} (running the command again starts another one)`,
+      cause: err,
+      details: { ...error.details, snapshotId },
+    });
+  }
   if (status === 'error') {
-    throw new SnaplineError(ErrorCodes.BAD_STATE, `the rehydrated snapshot ${snapshotId} ended in state error`, { details: { snapshotId } });
+    throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, new SnaplineError(ErrorCodes.BAD_STATE, `the rehydrated snapshot ${snapshotId} ended in state error`), true);
   }
   return { snapshotId, applied };
 }
 
+/** The snapshot's state as EC2 tells it, or 'unknown' when that cannot be learned. Never throws. */
+async function stateOf(catalog: SnapshotCatalog, snapshotId: string): Promise<RemoteSnapshot['state'] | 'gone' | 'unknown'> {
+  try {
+    const [remote] = await catalog.describeSnapshots([snapshotId]);
+    return remote?.state ?? 'gone';
+  } catch {
+    return 'unknown';
+  }
+}
+
 /**
  * A rehydration to a snapshot cannot be resumed: when it fails (or is
- * interrupted) before the snapshot is sealed, its pending snapshot is deleted
- * (a call made after an abort still goes out) and `err` comes back saying
- * whether that worked. Never throws itself.
+ * interrupted) before its snapshot completes, the snapshot is deleted (a call
+ * made after an abort still goes out) and `err` comes back saying whether
+ * that worked. `sealing`: CompleteSnapshot may have been taken, so the
+ * snapshot deleted may have been completing. Never throws itself.
  */
-async function withUnfinishedSnapshotDeleted(catalog: SnapshotCatalog, snapshotId: string, err: unknown): Promise<SnaplineError> {
+async function withUnfinishedSnapshotDeleted(catalog: SnapshotCatalog, snapshotId: string, err: unknown, sealing: boolean): Promise<SnaplineError> {
   const error = toSnaplineError(err);
+  const which = sealing ? `the rehydrated snapshot ${snapshotId} (CompleteSnapshot may have been taken, it had not completed)` : `the unfinished snapshot ${snapshotId}`;
   let unfinishedSnapshot: 'deleted' | 'left';
   let hint: string;
   try {
     await catalog.deleteSnapshot(snapshotId);
     unfinishedSnapshot = 'deleted';
-    hint = `the unfinished snapshot ${snapshotId} was deleted`;
+    hint = `${which} was deleted`;
   } catch (deletion) {
     unfinishedSnapshot = 'left';
-    hint = `the unfinished snapshot ${snapshotId} could not be deleted (${toSnaplineError(deletion).message}): delete it with aws ec2 delete-snapshot --snapshot-id ${snapshotId}`;
+    hint = `${which} could not be deleted (${toSnaplineError(deletion).message}): delete it with aws ec2 delete-snapshot --snapshot-id ${snapshotId}`;
   }
   return new SnaplineError(error.code, error.message, {
     retryable: error.retryable,

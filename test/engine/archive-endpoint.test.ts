@@ -12,7 +12,7 @@ import { AwsClients } from '../../src/aws/clients.js';
 import { GlacierArchiveStore } from '../../src/aws/glacier-archive.js';
 import { S3ArchiveStore } from '../../src/aws/s3-archive.js';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
-import type { ArchiveStore, ArchiveTarget } from '../../src/core/ports.js';
+import type { ArchiveStore, ArchiveTarget, SnapshotWriter } from '../../src/core/ports.js';
 import type { RunningEmulator } from '../../src/emulator/index.js';
 import { archiveStatus, restoreArchive } from '../../src/engine/archive-jobs.js';
 import type { ArchivePlaces } from '../../src/engine/archive-places.js';
@@ -246,6 +246,28 @@ describe('failures the endpoint injects or refuses', () => {
       expect(error.hint).toContain(`the unfinished snapshot ${snapshotId} was deleted`);
       expect(await session.catalog.describeSnapshots([snapshotId])).toEqual([]);
     }
+  });
+
+  it('a rehydration whose CompleteSnapshot was taken but its answer lost ends with the completed snapshot, not a deletion', async () => {
+    const image = pathFor('answer-lost.img');
+    writeBlocks(image, randomBlocks([0, 2, 5]), 6 * BLOCK_SIZE);
+    const created = await createArchive(session, { snapshotId: await snapshotOf(image, 'answer-lost'), to: 'glacier' });
+    await restoreAndWait(created.archiveId, 'Expedited');
+    const real = session.writer;
+    const losing: SnapshotWriter = {
+      startSnapshot: (...args) => real.startSnapshot(...args),
+      putBlock: (...args) => real.putBlock(...args),
+      completeSnapshot: async (...args) => {
+        await real.completeSnapshot(...args);
+        throw new SnaplineError(ErrorCodes.UNAVAILABLE, 'the connection was reset before the answer');
+      },
+    };
+    const back = await rehydrate({ ...session, writer: losing }, { archive: created.archiveId, toSnapshot: true });
+    const [remote] = await session.catalog.describeSnapshots([back.snapshotId!]);
+    expect(remote).toMatchObject({ state: 'completed' });
+    const restored = pathFor('answer-lost-back.img');
+    await restore(session, { snapshotId: back.snapshotId!, target: restored });
+    await expectSameBytes(restored, image);
   });
 
   it('a vault that does not exist is named', async () => {

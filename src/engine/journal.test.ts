@@ -60,6 +60,7 @@ describe('ResumeState', () => {
     for (const at of WRITTEN) expect(seen.get(at)!.equals(digestOf(at)), `block ${at}`).toBe(true);
     expect(resume.mustRewrite(5)).toBe(true);
     expect(resume.mustRewrite(6)).toBe(false);
+    expect(() => resume.written(3)).toThrow(/after block/);
   });
 
   it('is empty for a new run', () => {

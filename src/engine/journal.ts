@@ -1,3 +1,4 @@
+import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { BlockEntry, BlockIndex } from '../index/index.js';
 
 /** Acknowledged blocks are written to the index in batches of this many. */
@@ -46,6 +47,7 @@ export class JournalWriter {
  */
 export class ResumeState {
   #next: BlockEntry | undefined;
+  #lastAsked = -1;
 
   private constructor(
     private readonly writtenBlocks: Iterator<BlockEntry>,
@@ -70,6 +72,9 @@ export class ResumeState {
    * this run acknowledges are behind it and never asked for again.
    */
   written(blockIndex: number): Buffer | undefined {
+    // Going back would answer "not written" for a block the snapshot holds, and a wrong skip could follow.
+    if (blockIndex < this.#lastAsked) throw new SnaplineError(ErrorCodes.INTERNAL, `resume state asked for block ${blockIndex} after block ${this.#lastAsked}`);
+    this.#lastAsked = blockIndex;
     while (this.#next !== undefined && this.#next.index < blockIndex) this.#advance();
     return this.#next?.index === blockIndex ? this.#next.digest : undefined;
   }

@@ -152,7 +152,8 @@ export type ChunkGuard = () => void;
 /**
  * The effective map of a chain of keys (newest first) over [from, to): for
  * each block the digest of the newest key that holds it, ascending. Digests
- * are views of a per-chunk buffer; copy one to keep it past the scan.
+ * are views of a buffer read fresh for each chunk: they stay valid, and a
+ * kept one keeps its chunk's buffer (32 bytes a block) alive.
  */
 export function* chainEntries(
   rows: KeyedRows,

@@ -8,7 +8,7 @@ import { checksumOf, sha256 } from './core/checksum.js';
 import { BLOCK_SIZE } from './core/constants.js';
 import { startEmulator, type RunningEmulator } from './emulator/index.js';
 import { ErrorCodes, SnaplineError } from './errors.js';
-import { openSession, type Session } from './session.js';
+import { openSession, withSession, type Session } from './session.js';
 
 let dir: string;
 let endpoint: RunningEmulator;
@@ -71,5 +71,31 @@ describe('close()', () => {
     expect(calls).toEqual(['clients', 'connection', 'index']);
     expect(await rejection(session.close())).toBe(first);
     expect(calls).toEqual(['clients', 'connection', 'index']);
+  });
+});
+
+describe('withSession', () => {
+  const failingClients = (session: Session) => {
+    const destroy = session.clients.destroy.bind(session.clients);
+    session.clients.destroy = () => {
+      destroy();
+      throw new SnaplineError(ErrorCodes.INTERNAL, 'clients would not close');
+    };
+  };
+  const options = () => ({ connection: 'local', endpointUrl: endpoint.url, indexPath: join(dir, `index-${Math.random().toString(36).slice(2)}.db`), concurrency: 4 });
+
+  it("keeps the run's own error when closing fails too", async () => {
+    const error = await rejection(
+      withSession(options(), (session) => {
+        failingClients(session);
+        return Promise.reject(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by the test'));
+      }),
+    );
+    expect(error.code).toBe(ErrorCodes.INTERRUPTED);
+  });
+
+  it('throws the failure to close when the run succeeded', async () => {
+    const error = await rejection(withSession(options(), async (session) => failingClients(session)));
+    expect(error.message).toBe('clients would not close');
   });
 });

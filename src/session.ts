@@ -136,13 +136,26 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
 }
 
 /** Runs `fn` with the remote side of a run and closes it whatever happens. */
-export async function withRemote<T>(options: RemoteOptions, fn: (remote: RemoteSession) => Promise<T>): Promise<T> {
-  const remote = await openRemote(options);
+export function withRemote<T>(options: RemoteOptions, fn: (remote: RemoteSession) => Promise<T>): Promise<T> {
+  return closedAfter(openRemote(options), fn);
+}
+
+/**
+ * Runs `fn` with what `opening` gives, then closes it. When `fn` fails, its
+ * error is thrown (a failure to close then is dropped, so an INTERRUPTED run
+ * still ends INTERRUPTED); when only the closing fails, that is thrown.
+ */
+async function closedAfter<S extends { close(): Promise<void> }, T>(opening: Promise<S>, fn: (opened: S) => Promise<T>): Promise<T> {
+  const opened = await opening;
+  let result: T;
   try {
-    return await fn(remote);
-  } finally {
-    await remote.close();
+    result = await fn(opened);
+  } catch (err) {
+    await opened.close().catch(() => undefined);
+    throw err;
   }
+  await opened.close();
+  return result;
 }
 
 export async function openSession(options: SessionOptions): Promise<Session> {
@@ -185,13 +198,8 @@ export async function openSession(options: SessionOptions): Promise<Session> {
 }
 
 /** Runs `fn` with a session and closes it whatever happens. */
-export async function withSession<T>(options: SessionOptions, fn: (session: Session) => Promise<T>): Promise<T> {
-  const session = await openSession(options);
-  try {
-    return await fn(session);
-  } finally {
-    await session.close();
-  }
+export function withSession<T>(options: SessionOptions, fn: (session: Session) => Promise<T>): Promise<T> {
+  return closedAfter(openSession(options), fn);
 }
 
 /**

@@ -102,7 +102,8 @@ export function shownValue(figure) {
 /** @param {Figure} figure */
 export function shortText(figure) {
   const by = figure.shortBy ?? 0;
-  if (figure.ratioUnit === '%') return `${(100 * by).toFixed(0)} points`;
+  // Under one point a whole number would read "short by 0 points".
+  if (figure.ratioUnit === '%') return `${(100 * by).toFixed(100 * by < 1 ? 1 : 0)} points`;
   if (figure.ratioUnit === 'x') return `${by.toFixed(2)}x`;
   return `${by.toFixed(2)} ${figure.unit}`;
 }

@@ -69,17 +69,11 @@ export interface ObjectUploadRecord {
   parts: UploadPartRecord[];
 }
 
-export interface BeginArchiveInput {
-  archiveId: string;
-  target: ArchiveTargetName;
-  location: string;
-  prefix: string;
-  snapshotId: string;
-  volume: string;
-  parentArchiveId: string | null;
-  storageClass: string | null;
-  segmentBlocks: number;
-}
+/** What an archive starts with: its record's fields that are known before its first upload. */
+export type BeginArchiveInput = Pick<
+  ArchiveRecord,
+  'archiveId' | 'target' | 'location' | 'prefix' | 'snapshotId' | 'volume' | 'parentArchiveId' | 'storageClass' | 'segmentBlocks'
+>;
 
 interface ArchiveRow {
   archive_key: number;

@@ -40,7 +40,7 @@ export interface BackupOptions {
   tags?: Record<string, string>;
   /** Encrypt a new lineage (a child always takes its parent's encryption). */
   encrypted?: boolean;
-  /** The KMS key of a new lineage; an incremental run must name its lineage's key or none. */
+  /** The KMS key of a new lineage (--kms-key-id); an incremental run must name its lineage's key or none. */
   kmsKeyArn?: string;
   /** StartSnapshot Timeout in minutes (10..4320); default DEFAULT_SNAPSHOT_TIMEOUT_MINUTES. */
   timeoutMinutes?: number;
@@ -186,7 +186,7 @@ async function runBackup(
     tags: options.tags ?? {},
   };
 
-  let run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
+  const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
   const resumed = run !== undefined;
   if (run?.state === 'completing') {
     // A crash came after the run was marked completing: seal it again and watch it to the end.
@@ -494,7 +494,7 @@ async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot,
   if (identity.kmsKeyArn !== null && parent.kmsKeyId !== undefined && parent.kmsKeyId !== identity.kmsKeyArn) {
     throw new SnaplineError(
       ErrorCodes.INVALID_ARGUMENT,
-      `--kms-key-arn ${identity.kmsKeyArn} is not the key of the parent snapshot ${parent.snapshotId} (${parent.kmsKeyId}): a child is encrypted with its parent's key`,
+      `--kms-key-id ${identity.kmsKeyArn} is not the key of the parent snapshot ${parent.snapshotId} (${parent.kmsKeyId}): a child is encrypted with its parent's key`,
       newLineage,
     );
   }
@@ -571,6 +571,11 @@ async function scanAndUpload(
   const ticker = setInterval(() => progress('scan'), 500);
   try {
     for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
+      // Slabs hashed ahead are yielded without reading: the abort is checked here too.
+      if (options.signal?.aborted) {
+        slab.slab.release();
+        throwIfAborted(options.signal);
+      }
       const toUpload: number[] = [];
       for (let i = 0; i < slab.blockCount; i += 1) {
         if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
@@ -585,6 +590,8 @@ async function scanAndUpload(
       if (journal === undefined) {
         try {
           snapshotId = await snapshot.start();
+          // StartSnapshot runs to its end on abort; the run stops after it, its snapshot left to resume.
+          throwIfAborted(options.signal);
         } catch (err) {
           slab.slab.release();
           throw err;

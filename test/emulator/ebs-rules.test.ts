@@ -298,6 +298,26 @@ describe('EC2 DescribeSnapshots is eventually consistent (ec2LagMs)', () => {
   });
 });
 
+describe('EC2 arguments', () => {
+  it('DescribeSnapshots: MaxResults is 5 to 1000 and cannot go with SnapshotIds', async () => {
+    const id = await start(t.ebs);
+    for (const MaxResults of [4, 1001]) {
+      expect((await rejection(t.ec2.send(new DescribeSnapshotsCommand({ MaxResults })))).name).toBe('InvalidParameterValue');
+    }
+    expect((await rejection(t.ec2.send(new DescribeSnapshotsCommand({ MaxResults: 5, SnapshotIds: [id] })))).name).toBe('InvalidParameterCombination');
+  });
+
+  it('CreateTags: at most 50 tags a snapshot, keys of up to 128 characters, no aws: keys', async () => {
+    const id = await start(t.ebs);
+    const tags = (count: number, prefix: string) => Array.from({ length: count }, (_, i) => ({ Key: `${prefix}${i}`, Value: 'v' }));
+    await t.ec2.send(new CreateTagsCommand({ Resources: [id], Tags: tags(50, 'k') }));
+    expect((await rejection(t.ec2.send(new CreateTagsCommand({ Resources: [id], Tags: tags(1, 'more') })))).name).toBe('TagLimitExceeded');
+    const other = await start(t.ebs);
+    expect((await rejection(t.ec2.send(new CreateTagsCommand({ Resources: [other], Tags: [{ Key: 'x'.repeat(129), Value: 'v' }] })))).name).toBe('InvalidParameterValue');
+    expect((await rejection(t.ec2.send(new CreateTagsCommand({ Resources: [other], Tags: [{ Key: 'aws:owner', Value: 'v' }] })))).name).toBe('InvalidParameterValue');
+  });
+});
+
 describe('startEmulator clock options, in real time', () => {
   it('refuses a time scale below 1, a negative EC2 lag and a skew that is not a number, naming the option', async () => {
     const dir = tempDir();

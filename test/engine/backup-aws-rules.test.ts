@@ -144,7 +144,7 @@ describe('encrypted lineages', () => {
     await backup(world.session, { source: keyed.path, kmsKeyArn: key });
     const other = await rejection(backup(world.session, { source: keyed.path, kmsKeyArn: key.replace('1111', '9999') }));
     expect(other).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
-    expect(other.message).toMatch(/--kms-key-arn/);
+    expect(other.message).toMatch(/--kms-key-id/);
     expect(world.local.emulator.stats().operations.StartSnapshot?.requests).toBe(before + 1);
     // The lineage's own key is fine.
     expect((await backup(world.session, { source: keyed.path, kmsKeyArn: key })).parentSnapshotId).not.toBeNull();

@@ -131,18 +131,22 @@ describe('EcsContainerTasks', () => {
     });
   });
 
-  it('list: every page, by startedBy and desired status', async () => {
+  it('list: every page, by desired status and family, never with startedBy (ECS takes it only alone)', async () => {
     ecs
       .on(ListTasksCommand)
       .resolvesOnce({ taskArns: ['a', 'b'], nextToken: 't1' })
       .resolvesOnce({ taskArns: [], nextToken: 't2' })
       .resolvesOnce({ taskArns: ['c'] });
-    expect(await tasks.list('restores', 'snapline-j-1', 'STOPPED')).toEqual(['a', 'b', 'c']);
+    expect(await tasks.list('restores', { desiredStatus: 'STOPPED', family: 'snapline-worker' })).toEqual(['a', 'b', 'c']);
     expect(ecs.commandCalls(ListTasksCommand).map((c) => c.args[0].input)).toEqual([
-      { cluster: 'restores', startedBy: 'snapline-j-1', desiredStatus: 'STOPPED' },
-      { cluster: 'restores', startedBy: 'snapline-j-1', desiredStatus: 'STOPPED', nextToken: 't1' },
-      { cluster: 'restores', startedBy: 'snapline-j-1', desiredStatus: 'STOPPED', nextToken: 't2' },
+      { cluster: 'restores', desiredStatus: 'STOPPED', family: 'snapline-worker' },
+      { cluster: 'restores', desiredStatus: 'STOPPED', family: 'snapline-worker', nextToken: 't1' },
+      { cluster: 'restores', desiredStatus: 'STOPPED', family: 'snapline-worker', nextToken: 't2' },
     ]);
+    ecs.reset();
+    ecs.on(ListTasksCommand).resolves({ taskArns: ['d'] });
+    expect(await tasks.list('restores', { desiredStatus: 'RUNNING' })).toEqual(['d']);
+    expect(ecs.commandCalls(ListTasksCommand)[0]!.args[0].input).toEqual({ cluster: 'restores', desiredStatus: 'RUNNING' });
   });
 
   it('stop: StopTask with the reason cut to 255 characters', async () => {
@@ -181,9 +185,11 @@ describe('EcsContainerTasks', () => {
     expect(missing.message).toBe('ECS cluster restores does not exist');
     expect(missing.hint).toMatch(/ecs\.cluster/);
     ecs.on(ListTasksCommand).rejects(ecsError('AccessDeniedException', 'not authorized'));
-    const denied = await rejection(tasks.list('restores', 'snapline-j-1', 'RUNNING'));
+    const denied = await rejection(tasks.list('restores', { desiredStatus: 'RUNNING' }));
     expect(denied.code).toBe(ErrorCodes.ACCESS_DENIED);
     expect(denied.message).toMatch(/ecs:ListTasks/);
+    ecs.on(RunTaskCommand).rejects(ecsError('ConflictException', 'The clientToken was already used with a different RunTask request.'));
+    expect((await rejection(tasks.launch(launch))).code).toBe(ErrorCodes.CONFLICT);
     ecs.on(StopTaskCommand).rejects(ecsError('InvalidParameterException', 'The referenced task was not found.'));
     expect((await rejection(tasks.stop('restores', 'arn:x', 'why'))).code).toBe(ErrorCodes.REMOTE_REJECTED);
   });

@@ -60,6 +60,9 @@ export class TaskLog {
   /** When a new line last arrived (epoch ms), or when following began. */
   lastNewAt = Date.now();
   #token: string | undefined;
+  /** Lines passed on so far, and how many of those a read from the start again has yet to pass over. */
+  #delivered = 0;
+  #skip = 0;
   readonly #stream: { group: string; name: string } | undefined;
 
   constructor(
@@ -79,26 +82,35 @@ export class TaskLog {
     return this.#stream !== undefined;
   }
 
-  /** Reads what is new, page by page until the token stops moving; true when lines arrived. */
+  /**
+   * Reads what is new, page by page until the token stops moving (a page may
+   * be empty and still not be the end); true when lines arrived. After the
+   * reader started the stream again (its token was refused) the lines
+   * already passed on are skipped.
+   */
   async pump(): Promise<boolean> {
     if (this.#stream === undefined) return false;
     let any = false;
     for (let page = 0; page < PAGES_PER_POLL; page += 1) {
-      const { lines, token } = await this.reader.readForward(this.#stream.group, this.#stream.name, this.#token);
+      const { lines, token, restarted } = await this.reader.readForward(this.#stream.group, this.#stream.name, this.#token);
       const moved = token !== this.#token;
       this.#token = token;
-      for (const { message } of lines) {
+      if (restarted) this.#skip = this.#delivered;
+      const fresh = lines.slice(Math.min(this.#skip, lines.length));
+      this.#skip -= lines.length - fresh.length;
+      this.#delivered += fresh.length;
+      for (const { message } of fresh) {
         const line = message.replace(/\n$/, '');
         this.onLine(line);
         this.lastLines.push(line);
         if (this.lastLines.length > KEPT_LINES) this.lastLines.shift();
         this.result = parseShardResult(line) ?? this.result;
       }
-      if (lines.length > 0) {
+      if (fresh.length > 0) {
         any = true;
         this.lastNewAt = Date.now();
       }
-      if (!moved || lines.length === 0) break;
+      if (!moved) break;
     }
     return any;
   }

@@ -157,10 +157,11 @@ describe('EcsContainerTasks', () => {
     expect(input.reason).toHaveLength(255);
   });
 
-  it('describeTaskDefinition: containers with their awslogs group and stream prefix', async () => {
+  it('describeTaskDefinition: the network mode, containers with their awslogs group and stream prefix', async () => {
     ecs.on(DescribeTaskDefinitionCommand).resolves({
       taskDefinition: {
         taskDefinitionArn: 'arn:td/snapline-worker:3',
+        networkMode: 'awsvpc',
         containerDefinitions: [
           { name: 'log-router', essential: false },
           { name: 'worker', logConfiguration: { logDriver: 'awslogs', options: { 'awslogs-group': '/snapline', 'awslogs-stream-prefix': 'restore' } } },
@@ -170,6 +171,7 @@ describe('EcsContainerTasks', () => {
     });
     expect(await tasks.describeTaskDefinition('snapline-worker')).toEqual({
       arn: 'arn:td/snapline-worker:3',
+      networkMode: 'awsvpc',
       containers: [
         { name: 'log-router', essential: false },
         { name: 'worker', essential: true, logGroup: '/snapline', logStreamPrefix: 'restore' },

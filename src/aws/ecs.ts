@@ -19,6 +19,7 @@ export class EcsContainerTasks implements ContainerTasks {
     if (definition === undefined) throw new SnaplineError(ErrorCodes.NOT_FOUND, `task definition ${taskDefinition} does not exist`);
     return {
       arn: definition.taskDefinitionArn ?? taskDefinition,
+      ...(definition.networkMode === undefined ? {} : { networkMode: definition.networkMode }),
       containers: (definition.containerDefinitions ?? []).map((c) => {
         const options = c.logConfiguration?.logDriver === 'awslogs' ? (c.logConfiguration.options ?? {}) : {};
         return {

@@ -281,6 +281,8 @@ export interface LaunchOutcome {
 /** A task definition's containers, and where each one's awslogs output goes. */
 export interface TaskDefinitionInfo {
   arn: string;
+  /** none, bridge, awsvpc or host; absent means bridge. ECS runs awsvpc with a network configuration only, the others only without. */
+  networkMode?: string;
   containers: Array<{ name: string; essential: boolean; logGroup?: string; logStreamPrefix?: string }>;
 }
 

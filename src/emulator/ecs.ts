@@ -10,7 +10,11 @@ import { ACCOUNT_ID } from './snapshots.js';
 /** X-Amz-Target prefix of ECS. */
 export const ECS_TARGET_PREFIX = 'AmazonEC2ContainerServiceV20141113';
 
-/** The task definition any unregistered family stands for: a log-router sidecar, then the snapline worker. */
+/**
+ * The task definition any unregistered family stands for: a log-router
+ * sidecar, then the snapline worker, in network mode bridge (so it runs
+ * without a networkConfiguration, and not on Fargate, which needs awsvpc).
+ */
 export const DEFAULT_LOG_GROUP = '/snapline/worker';
 export const DEFAULT_STREAM_PREFIX = 'snapline';
 function defaultContainers(): ContainerDefinition[] {
@@ -113,7 +117,10 @@ export class EcsApi {
     if (launchType !== undefined && strategy.length > 0) throw invalid('Specifying both a launch type and capacity provider strategy is not supported.');
     const onFargate = launchType === 'FARGATE' || strategy.some((s) => s.capacityProvider.startsWith('FARGATE'));
     const subnets = this.#subnets(input);
-    if (onFargate && subnets.length === 0) throw invalid("Network Configuration must be provided when networkMode 'awsvpc' is specified.");
+    const awsvpc = definition.networkMode === 'awsvpc';
+    if (onFargate && !awsvpc) throw invalid(`Tasks on Fargate need network mode awsvpc; task definition ${definition.family}:${definition.revision} uses ${definition.networkMode}.`);
+    if (awsvpc && subnets === undefined) throw invalid("Network Configuration must be provided when networkMode 'awsvpc' is specified.");
+    if (!awsvpc && subnets !== undefined) throw invalid(`Network Configuration is only supported for network mode awsvpc; task definition ${definition.family}:${definition.revision} uses ${definition.networkMode}.`);
     const overrides = input.object('overrides') ?? {};
     if (JSON.stringify(overrides).length > MAX_OVERRIDES_CHARS) throw invalid(`Container Overrides length must be at most ${MAX_OVERRIDES_CHARS}`);
     const containerOverrides = this.#containerOverrides(input.nested(overrides), definition);
@@ -250,7 +257,7 @@ export class EcsApi {
       family,
       revision,
       containers,
-      networkMode: input.string('networkMode') ?? 'bridge',
+      networkMode: networkModeOf(input),
       ...(input.string('cpu') === undefined ? {} : { cpu: input.string('cpu')! }),
       ...(input.string('memory') === undefined ? {} : { memory: input.string('memory')! }),
       requiresCompatibilities: input.stringList('requiresCompatibilities'),
@@ -273,10 +280,10 @@ export class EcsApi {
         family,
         revision: Number(revisionText ?? 1),
         containers: defaultContainers(),
-        networkMode: 'awsvpc',
+        networkMode: 'bridge',
         cpu: '1024',
         memory: '2048',
-        requiresCompatibilities: ['EC2', 'FARGATE'],
+        requiresCompatibilities: ['EC2', 'EXTERNAL'],
         tags: [],
         registeredAt: 0,
       };
@@ -292,9 +299,10 @@ export class EcsApi {
     return task?.cluster === cluster ? task : undefined;
   }
 
-  #subnets(input: InputReader): string[] {
+  /** The subnets of networkConfiguration, undefined without one. */
+  #subnets(input: InputReader): string[] | undefined {
     const network = input.object('networkConfiguration');
-    if (network === undefined) return [];
+    if (network === undefined) return undefined;
     const vpc = input.nested(network).object('awsvpcConfiguration');
     if (vpc === undefined) throw invalid('networkConfiguration.awsvpcConfiguration is required');
     const reader = input.nested(vpc);
@@ -317,6 +325,13 @@ export class EcsApi {
     }
     return byName;
   }
+}
+
+/** none, bridge, awsvpc or host; bridge when not given. */
+function networkModeOf(input: InputReader): string {
+  const mode = input.string('networkMode') ?? 'bridge';
+  if (!['none', 'bridge', 'awsvpc', 'host'].includes(mode)) throw client('networkMode must be none, bridge, awsvpc or host.');
+  return mode;
 }
 
 function clusterName(input: InputReader): string {

@@ -124,7 +124,7 @@ export async function ecsRestore(deps: EcsRestoreDeps, options: EcsRestoreOption
   const shards = checkWhole('--shards', options.shards ?? DEFAULT_SHARDS, 1, MAX_SHARDS);
   const retries = checkWhole('--retries', options.retries ?? DEFAULT_RETRIES, 0, MAX_RETRIES);
   throwIfAborted(options.signal);
-  const worker = await workerContainerOf(deps.tasks, deps.settings.taskDefinition, deps.settings);
+  const worker = await workerContainerOf(deps.tasks, deps.settings.taskDefinition, { ...deps.settings, placement: deps.settings });
   if (worker.logGroup === undefined || worker.logStreamPrefix === undefined) {
     options.onNote?.(`the ${worker.name} container has no awslogs group and stream prefix: its logs cannot be followed (set log_group and log_stream_prefix of the connection)`);
   }
@@ -133,7 +133,7 @@ export async function ecsRestore(deps: EcsRestoreDeps, options: EcsRestoreOption
   let jobWorker = worker;
   if (job.cluster !== deps.settings.cluster || job.taskDefinition !== deps.settings.taskDefinition) {
     options.onNote?.(`job ${job.jobId} keeps its cluster ${job.cluster} and task definition ${job.taskDefinition}; the connection's differ`);
-    if (job.taskDefinition !== deps.settings.taskDefinition) jobWorker = await workerContainerOf(deps.tasks, job.taskDefinition, deps.settings);
+    if (job.taskDefinition !== deps.settings.taskDefinition) jobWorker = await workerContainerOf(deps.tasks, job.taskDefinition, { ...deps.settings, placement: deps.settings });
   }
   const driver = new JobDriver(deps, job, source, jobWorker, { ...DEFAULT_PACING, ...options.pacing }, retries, options);
   return driver.run(started);

@@ -3,7 +3,7 @@
  * with forward tokens, and judging how it ended by the worker container
  * alone (a sidecar's exit code 0 says nothing about the work).
  */
-import type { ContainerTasks, LogReader, TaskDefinitionInfo, TaskState } from '../core/ports.js';
+import type { ContainerTasks, LogReader, TaskDefinitionInfo, TaskPlacement, TaskState } from '../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { parseShardResult, type ShardResult } from './ecs-worker.js';
 
@@ -22,14 +22,17 @@ const PAGES_PER_POLL = 20;
 /**
  * The worker container of a task definition: the one named `worker`, else
  * the only essential container. Log settings given win over the container's
- * awslogs options. INVALID_ARGUMENT when it cannot be told.
+ * awslogs options. INVALID_ARGUMENT when it cannot be told, and when the
+ * placement given cannot run the definition: ECS runs a definition in
+ * network mode awsvpc only with subnets, and any other only without.
  */
 export async function workerContainerOf(
   tasks: ContainerTasks,
   taskDefinition: string,
-  logs: { logGroup?: string; logStreamPrefix?: string },
+  settings: { logGroup?: string; logStreamPrefix?: string; placement?: Pick<TaskPlacement, 'network'> },
 ): Promise<WorkerContainer> {
   const definition: TaskDefinitionInfo = await tasks.describeTaskDefinition(taskDefinition);
+  if (settings.placement !== undefined) checkNetworking(definition, settings.placement);
   const named = definition.containers.find((c) => c.name === 'worker');
   const essential = definition.containers.filter((c) => c.essential);
   const container = named ?? (essential.length === 1 ? essential[0] : undefined);
@@ -40,9 +43,23 @@ export async function workerContainerOf(
       { hint: 'name the snapline container "worker" in the task definition' },
     );
   }
-  const logGroup = logs.logGroup ?? container.logGroup;
-  const logStreamPrefix = logs.logStreamPrefix ?? container.logStreamPrefix;
+  const logGroup = settings.logGroup ?? container.logGroup;
+  const logStreamPrefix = settings.logStreamPrefix ?? container.logStreamPrefix;
   return { name: container.name, ...(logGroup === undefined ? {} : { logGroup }), ...(logStreamPrefix === undefined ? {} : { logStreamPrefix }) };
+}
+
+function checkNetworking(definition: TaskDefinitionInfo, placement: Pick<TaskPlacement, 'network'>): void {
+  const mode = definition.networkMode ?? 'bridge';
+  if (mode === 'awsvpc' && placement.network === undefined) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `task definition ${definition.arn} uses network mode awsvpc: ECS runs it only with subnets, and the connection names none`, {
+      hint: 'set ecs.subnets (and ecs.security_groups) of the connection',
+    });
+  }
+  if (mode !== 'awsvpc' && placement.network !== undefined) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `task definition ${definition.arn} uses network mode ${mode}: ECS takes subnets only for network mode awsvpc`, {
+      hint: 'remove ecs.subnets from the connection, or use a task definition in network mode awsvpc',
+    });
+  }
 }
 
 /** The task id: the last part of its ARN. */

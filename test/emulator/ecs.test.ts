@@ -348,6 +348,19 @@ describe('RunTask', () => {
     await expectAwsError(run(['print'], { tags: [{ key: 'owner', value: 'aws:me' }] }), 'InvalidParameterException');
   });
 
+  it('networkConfiguration: required by a task definition in network mode awsvpc, refused for any other; Fargate needs awsvpc', async () => {
+    await ecs.send(new RegisterTaskDefinitionCommand({ family: 'vpc', networkMode: 'awsvpc', containerDefinitions: [{ name: 'worker', image: 'snapline:1' }] }));
+    const network = { awsvpcConfiguration: { subnets: ['subnet-1'] } };
+    const vpc = { taskDefinition: 'vpc', overrides: { containerOverrides: [{ name: 'worker', command: ['print', 'x'] }] } };
+    await expectAwsError(run(['print'], vpc), 'InvalidParameterException');
+    const placed = await run(['print'], { ...vpc, networkConfiguration: network, launchType: 'FARGATE' });
+    await stopped(placed.tasks![0]!.taskArn!);
+    // The default definition is in network mode bridge.
+    await expectAwsError(run(['print'], { networkConfiguration: network }), 'InvalidParameterException');
+    await expectAwsError(run(['print'], { launchType: 'FARGATE' }), 'InvalidParameterException');
+    await expectAwsError(ecs.send(new RegisterTaskDefinitionCommand({ family: 'odd', networkMode: 'mesh' as never, containerDefinitions: [{ name: 'worker', image: 'snapline:1' }] })), 'ClientException');
+  });
+
   it('propagateTags SERVICE is refused for a task run alone', async () => {
     await expectAwsError(run(['print'], { propagateTags: 'SERVICE' }), 'InvalidParameterException');
   });
@@ -429,9 +442,12 @@ describe('ECS faults', () => {
   });
 
   it('ecsHostStops: SpotInterruption on Fargate, TerminationNotice on EC2, no exit code on any container', async () => {
+    await ecs.send(
+      new RegisterTaskDefinitionCommand({ family: 'spot', networkMode: 'awsvpc', requiresCompatibilities: ['FARGATE'], containerDefinitions: [{ name: 'log-router', image: 'fluent-bit', essential: false }, { name: 'worker', image: 'snapline:1' }] }),
+    );
     t.emulator.setFaults({ ecsHostStops: 2 });
     const network = { awsvpcConfiguration: { subnets: ['subnet-1'], assignPublicIp: 'DISABLED' as const } };
-    const spot = await run(['wait'], { capacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT', weight: 1 }], networkConfiguration: network });
+    const spot = await run(['wait'], { taskDefinition: 'spot', capacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT', weight: 1 }], networkConfiguration: network });
     const ec2 = await run(['wait'], { launchType: 'EC2' });
     const [a, b] = [await stopped(spot.tasks![0]!.taskArn!), await stopped(ec2.tasks![0]!.taskArn!)];
     expect(a.stopCode).toBe('SpotInterruption');

@@ -19,6 +19,7 @@ import type { HashPool } from '../../src/hashing/index.js';
 import { BlockIndex } from '../../src/index/index.js';
 import type { ArchivePlaces } from '../../src/engine/archive-places.js';
 import { MemoryEbs } from '../fakes/memory-ebs.js';
+import { rejection } from '../support/rejection.js';
 
 /** What the next task launched does. */
 type Behaviour = 'work' | 'wrong-result' | 'silent' | 'hang' | { exit: number };
@@ -314,7 +315,7 @@ describe('ecsRestore with a fake cluster', () => {
     const [arn] = [...cluster.tasks.keys()];
     await cluster.stop('restores', arn!, 'test');
     cluster.forget(arn!);
-    d.settings = { ...d.settings, cluster: 'elsewhere', launchType: 'FARGATE', network: { subnets: ['subnet-1'] } };
+    d.settings = { ...d.settings, cluster: 'elsewhere', launchType: 'EC2' };
     const report = await ecsRestore(d, options());
     expect(report.state).toBe('completed');
     const token = (n: number) => `${detached.jobId}-0-1-${n}`;
@@ -326,6 +327,22 @@ describe('ecsRestore with a fake cluster', () => {
     expect(notes.join('\n')).toContain(`job ${detached.jobId} keeps its cluster restores and task definition snapline-worker`);
     expect(notes.join('\n')).toContain(`client token ${token(0)} was used with other RunTask parameters`);
     expectCopied(report.snapshotId!);
+  });
+
+  it('a definition in network mode awsvpc without subnets in the connection, or subnets for another mode, is refused before anything starts', async () => {
+    const d = deps({ ...WITH_LOGS, networkMode: 'awsvpc' });
+    const missing = await rejection(ecsRestore(d, options()));
+    expect([missing.code, missing.message, missing.hint]).toEqual([
+      ErrorCodes.INVALID_ARGUMENT,
+      'task definition arn:td/snapline-worker:1 uses network mode awsvpc: ECS runs it only with subnets, and the connection names none',
+      'set ecs.subnets (and ecs.security_groups) of the connection',
+    ]);
+    expect([index.listEcsJobs(), cluster.launches]).toEqual([[], []]);
+    d.settings = { ...d.settings, network: { subnets: ['subnet-1'] } };
+    expect((await ecsRestore(d, options())).state).toBe('completed');
+    const bridge = deps();
+    bridge.settings = { ...bridge.settings, network: { subnets: ['subnet-1'] } };
+    expect((await rejection(ecsRestore(bridge, options({ volume: 'db-bridge' })))).message).toMatch(/uses network mode bridge: ECS takes subnets only for network mode awsvpc/);
   });
 
   it('familyOf: the family of a task definition given as family, family:revision or ARN', () => {

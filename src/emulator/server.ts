@@ -95,6 +95,7 @@ export class EndpointServer {
         faults: this.#faults,
         log: config.log,
         endpointUrl: () => this.url,
+        now: config.now,
         ...(config.auth?.[0] === undefined ? {} : { credentials: config.auth[0] }),
         ...(config.tasks === undefined ? {} : { tasks: config.tasks }),
       });

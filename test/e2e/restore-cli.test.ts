@@ -291,6 +291,27 @@ describe.concurrent('snapline restore refuses bad input', () => {
   });
 
   const noLoop = loopDevicesUnavailable();
+  it.skipIf(noLoop)(`a device that holds a file system, without --force: exit 2, untouched${noLoop ? ` (skipped: ${noLoop})` : ''}`, async (ctx) => {
+    const backing = pathFor('fs-device.img');
+    await writeFile(backing, Buffer.alloc(16 * BLOCK_SIZE));
+    try {
+      runTool('mkfs.ext4', ['-q', '-F', backing]);
+    } catch (err) {
+      ctx.skip(`cannot make an ext4 file system here: ${(err as Error).message.split('\n')[0]}`);
+    }
+    const before = await readFile(backing);
+    const device = runTool('losetup', ['-f', '--show', backing]);
+    try {
+      const failed = await snapline(['restore', snapA, device]);
+      expectExit(failed, 2);
+      expect(failed.stderr).toContain(`snapline: error: ${device} holds an ext2/3/4 file system (magic 0xEF53 at byte 1080)`);
+      expect(failed.stderr).toContain('hint: pass --force to overwrite it');
+      expect((await readFile(device)).equals(before)).toBe(true);
+    } finally {
+      runTool('losetup', ['-d', device]);
+    }
+  });
+
   it.skipIf(noLoop)(`a device smaller than the snapshot: exit 2${noLoop ? ` (skipped: ${noLoop})` : ''}`, async () => {
     const backing = pathFor('small-device.img');
     await writeFile(backing, Buffer.alloc(2 * BLOCK_SIZE));

@@ -191,6 +191,47 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
     }
   });
 
+  it('refuses a device that holds a file system or a partition table without --force, naming what it found; --force overwrites it', async (ctx) => {
+    const image = pathFor('over-fs.img');
+    writeBlocks(image, randomBlocks([0, 1, 2]), 4 * BLOCK_SIZE);
+    const snapshotId = await snapshotOf(image, 'over-fs');
+
+    const gptBacking = pathFor('gpt-backing.img');
+    const gpt = Buffer.alloc(8 * BLOCK_SIZE);
+    gpt.set([0x55, 0xaa], 510);
+    gpt.write('EFI PART', 512, 'latin1');
+    await writeFile(gptBacking, gpt);
+    const fsBacking = pathFor('ext4-backing.img');
+    await writeFile(fsBacking, Buffer.alloc(8 * BLOCK_SIZE));
+    try {
+      runTool('mkfs.ext4', ['-q', '-F', fsBacking]);
+    } catch (err) {
+      ctx.skip(`cannot make an ext4 file system here: ${(err as Error).message.split('\n')[0]}`);
+    }
+
+    for (const [backing, found] of [
+      [gptBacking, 'a GPT partition table ("EFI PART" at byte 512)'],
+      [fsBacking, 'an ext2/3/4 file system (magic 0xEF53 at byte 1080)'],
+    ] as const) {
+      const before = await readFile(backing);
+      const loop = attachLoop(backing);
+      try {
+        const record = session.index.getTarget(loop.device);
+        const err = await rejection(restore(session, { snapshotId, target: loop.device }));
+        expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+        expect(err.message).toBe(`${loop.device} holds ${found}`);
+        expect(err.hint).toContain('--force');
+        expect((await readFile(loop.device)).equals(before), 'device untouched').toBe(true);
+        expect(session.index.getTarget(loop.device), 'index unchanged').toEqual(record);
+
+        await restore(session, { snapshotId, target: loop.device, force: true });
+        expect((await readFile(loop.device)).subarray(0, 4 * BLOCK_SIZE).equals(await readFile(image))).toBe(true);
+      } finally {
+        loop.detach();
+      }
+    }
+  });
+
   it('refuses a mounted device', async (ctx) => {
     const image = pathFor('for-mounted.img');
     writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);

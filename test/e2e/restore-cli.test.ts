@@ -355,6 +355,36 @@ describe.concurrent('snapline verify', () => {
   }
 });
 
+describe.concurrent('snapline verify --remote', () => {
+  it('reads every block of the snapshot (with or without a source) and says which kind of verify ran', async () => {
+    const [alone, withSource, local] = await Promise.all([
+      snapline(['--json', 'verify', '--remote', snapB]),
+      snapline(['verify', '--remote', imageB, snapB, '--concurrency', '4']),
+      snapline(['verify', imageB, snapB]),
+    ]);
+    expectExit(alone, 0);
+    expect(jsonOf(alone)).toMatchObject({ kind: 'remote', source: null, equal: true, blocksRead: 8, indexChecked: true, indexMismatches: 0 });
+    expectExit(withSource, 0);
+    expect(withSource.stdout).toBe(
+      [
+        `read ${snapB} in full through GetSnapshotBlock: 8 blocks, each matching its checksum`,
+        "  the index's block map of it agrees",
+        `${imageB} equals ${snapB} (13 blocks compared with the blocks read)`,
+        '',
+      ].join('\n'),
+    );
+    expectExit(local, 0);
+    expect(local.stdout).toContain("compared with the index's digests; the snapshot itself was not read (--remote reads and checks it)");
+    expect(jsonOf(await snapline(['--json', 'verify', imageB, snapB]))).toMatchObject({ kind: 'index', blocksRead: 0 });
+  });
+
+  it('a snapshot id alone without --remote: exit 2', async () => {
+    const failed = await snapline(['verify', snapB]);
+    expectExit(failed, 2);
+    expect(failed.stderr).toContain('verify needs a source and a snapshot id (with --remote, the snapshot id alone reads and checks the snapshot)');
+  });
+});
+
 // ---- snapshots and prune -----------------------------------------------------------------------
 
 /** A writer that aborts `controller` once the snapshot is started: the backup stays pending. */

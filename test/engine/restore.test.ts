@@ -18,9 +18,9 @@ import { backup } from '../../src/engine/backup.js';
 import { diff } from '../../src/engine/diff.js';
 import { prune } from '../../src/engine/prune.js';
 import { rebuildIndex } from '../../src/engine/rebuild.js';
-import { restore } from '../../src/engine/restore.js';
+import { restore, type RestoreOptions, type RestoreProgress } from '../../src/engine/restore.js';
 import { listSnapshots } from '../../src/engine/snapshots.js';
-import { verify } from '../../src/engine/verify.js';
+import { verify, type VerifyProgress } from '../../src/engine/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import type { Session } from '../../src/session.js';
 import { mountPointOf, openTarget } from '../../src/target/index.js';
@@ -632,6 +632,90 @@ describe('verify', () => {
         { first: 8, last: 8 },
       ],
     });
+  });
+
+  it('--remote reads every block of the snapshot and checks it against its checksum, the index and the source (when given)', async () => {
+    const progress: VerifyProgress[] = [];
+    const before = getSnapshotBlockRequests();
+    const withSource = await verify(session, { source: image, snapshotId, remote: true, onProgress: (p) => progress.push(p) });
+    expect(getSnapshotBlockRequests() - before).toBe(7);
+    expect(withSource).toMatchObject({
+      kind: 'remote',
+      expectedFrom: 'snapshot',
+      equal: true,
+      blocksRead: 7,
+      blocksCompared: 11,
+      indexChecked: true,
+      indexMismatches: 0,
+      differingRanges: [],
+    });
+    expect(progress.at(-1)).toEqual({ totalBlocks: 11, blocksDone: 11, blocksRead: 7 });
+
+    const alone = await verify(session, { snapshotId, remote: true });
+    expect(alone).toMatchObject({ kind: 'remote', source: null, sourceBytes: null, equal: true, blocksRead: 7, blocksCompared: 0, indexChecked: true });
+
+    const different = await verify(session, { source: changed, snapshotId, remote: true });
+    expect(different).toMatchObject({
+      equal: false,
+      indexMismatches: 0,
+      differingRanges: [
+        { first: 3, last: 3 },
+        { first: 8, last: 8 },
+      ],
+    });
+
+    // Without --remote the index answers and the snapshot is not read.
+    const reads = getSnapshotBlockRequests();
+    expect(await verify(session, { source: image, snapshotId })).toMatchObject({ kind: 'index', equal: true, blocksRead: 0, indexChecked: false });
+    expect(getSnapshotBlockRequests()).toBe(reads);
+  });
+
+  it("a snapshot served with other bytes than the index recorded: the index's digests cannot see it, --remote names the block", async () => {
+    const otherImage = pathFor('verify-other.img');
+    writeBlocks(otherImage, randomBlocks([3]), 4 * BLOCK_SIZE);
+    const other = await snapshotOf(otherImage, 'verify-other');
+    let otherToken = '';
+    for await (const page of session.reader.listBlocks(other)) otherToken = page.blocks.find((b) => b.index === 3)?.token ?? otherToken;
+    // Block 3 is answered with the other snapshot's block 3, its checksum and all.
+    const swapping: SnapshotReader = {
+      listBlocks: (id, options) => session.reader.listBlocks(id, options),
+      listChangedBlocks: (first, second, options) => session.reader.listChangedBlocks(first, second, options),
+      getBlock: (id, index, token) => (id === snapshotId && index === 3 ? session.reader.getBlock(other, 3, otherToken) : session.reader.getBlock(id, index, token)),
+    };
+    const deps = { ...session, reader: swapping };
+    expect(await verify(deps, { source: image, snapshotId })).toMatchObject({ kind: 'index', equal: true });
+    expect(await verify(deps, { source: image, snapshotId, remote: true })).toMatchObject({
+      kind: 'remote',
+      equal: false,
+      indexMismatches: 1,
+      indexMismatchRanges: [{ first: 3, last: 3 }],
+      differingRanges: [{ first: 3, last: 3 }],
+    });
+    expect(await verify(deps, { snapshotId, remote: true })).toMatchObject({ equal: false, indexMismatchRanges: [{ first: 3, last: 3 }] });
+  });
+
+  it('--remote: a block that fails its checksum on every read fails the verify naming it, where the index said equal', async () => {
+    emulator.setFaults({ corruptRate: 1 });
+    const clients = new AwsClients(session.connection.settings, { concurrency: 8 });
+    try {
+      const reader = resilientReader(verifiedReader(new EbsSnapshotStore(clients.ebs())), {
+        limiter: new AdaptiveLimiter(8),
+        policy: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+      });
+      expect(await verify({ ...session, reader }, { source: image, snapshotId })).toMatchObject({ kind: 'index', equal: true });
+      const err = await rejection(verify({ ...session, reader }, { source: image, snapshotId, remote: true }));
+      expect(err.code).toBe(ErrorCodes.CHECKSUM_MISMATCH);
+      expect(err.message).toMatch(new RegExp(`block \\d+ of ${snapshotId} does not match its checksum`));
+    } finally {
+      clients.destroy();
+      emulator.setFaults({});
+    }
+  });
+
+  it('without a source and without --remote: refused, naming both ways', async () => {
+    const err = await rejection(verify(session, { snapshotId }));
+    expect(err.code).toBe(ErrorCodes.INVALID_ARGUMENT);
+    expect(err.message).toContain('--remote');
   });
 
   it('a source of another size is not equal even when its blocks match, with or without the index', async () => {

@@ -310,6 +310,8 @@ describe.concurrent('snapshots that cannot be used', () => {
     expectRefused(expect, await cli(['verify', image, 'snap-0123456789abcdef0']), ExitCodes.REMOTE, /snapshot snap-0123456789abcdef0 does not exist/);
     expectRefused(expect, await cli(['verify', image, pending]), ExitCodes.REMOTE, new RegExp(`snapshot ${pending} is pending; only a completed snapshot can be read`));
     expectRefused(expect, await cli(['verify', join(work, 'nope.img'), snapB]), ExitCodes.USAGE, /source .*nope\.img does not exist/);
+    expectRefused(expect, await cli(['verify', snapB]), ExitCodes.USAGE, /verify needs a source and a snapshot id \(with --remote, the snapshot id alone reads and checks the snapshot\)/);
+    expectRefused(expect, await cli(['verify', '--remote', 'snap-0123456789abcdef0']), ExitCodes.REMOTE, /snapshot snap-0123456789abcdef0 does not exist/);
   });
 
   it('diff: snapshots of unrelated lineages, an unknown snapshot: exit 3', async ({ expect }) => {

@@ -173,8 +173,38 @@ describe('snapline restore', () => {
     const incremental = await snapline(['--json', 'restore', snapB, target, '--incremental']);
     expectExit(incremental, 0);
     expect((emulator.stats().operations.GetSnapshotBlock?.requests ?? 0) - before).toBe(2);
-    expect(jsonOf(incremental)).toMatchObject({ incrementalFrom: snapA, blocksListed: 2, blocksFetched: 2 });
+    expect(jsonOf(incremental)).toMatchObject({
+      incrementalFrom: snapA,
+      incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 13, blocksDiffering: 2 },
+      blocksListed: 2,
+      blocksFetched: 2,
+    });
     await expectSameBytes(target, imageB);
+  });
+
+  it('--incremental onto a target written to since its last restore: the target is hashed, the change found and undone, and the output says so', async () => {
+    const target = pathFor('written-since.img');
+    expectExit(await snapline(['restore', snapA, target]), 0);
+    const scribble = async () => {
+      const file = await open(target, 'r+');
+      await file.write(Buffer.from('8 bytes!'), 0, 8, 6 * BLOCK_SIZE + 100);
+      await file.close();
+    };
+    await scribble();
+    const again = await snapline(['restore', snapA, target, '--incremental']);
+    expectExit(again, 0);
+    expect(again.stdout).toContain(`  hashed 13 blocks of the target against the index's digests of ${snapA}: 1 differ\n`);
+    expect(again.stdout).toContain('fetched 1 blocks');
+    await expectSameBytes(target, imageA);
+
+    // Trusting the index, the target is not read: the output says what was taken on trust.
+    await scribble();
+    const trusted = await snapline(['restore', snapB, target, '--incremental', '--trust-index']);
+    expectExit(trusted, 0);
+    expect(trusted.stdout).toContain(`  trusted the index that the target held ${snapA} (not hashed): 2 blocks changed since\n`);
+    const check = await snapline(['verify', target, snapB]);
+    expectExit(check, 1);
+    expect(check.stdout).toContain('  block 6\n');
   });
 
   it('a corrupted block is fetched again and the restore still comes out byte-identical', async () => {

@@ -4,6 +4,7 @@
  * adapters (openSession), a SQLite index in a temp dir, the real hash pool and
  * slabs, real files, and loop devices where this machine allows them.
  */
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -318,8 +319,15 @@ describe('incremental restore', () => {
 
     const before = getSnapshotBlockRequests();
     const result = await restore(session, { snapshotId: snapB, target, incremental: true });
-    expect(getSnapshotBlockRequests() - before).toBe(4);
-    expect(result).toMatchObject({ incrementalFrom: snapA, blocksListed: 4, blocksFetched: 4, blocksZeroed: 0 });
+    // The target is hashed against B's digests: 2, 3 and 11 are fetched; 5, zeros in B, is zeroed without a fetch.
+    expect(getSnapshotBlockRequests() - before).toBe(3);
+    expect(result).toMatchObject({
+      incrementalFrom: snapA,
+      incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 16, blocksDiffering: 4 },
+      blocksListed: 3,
+      blocksFetched: 3,
+      blocksZeroed: 1,
+    });
     await expectSameBytes(target, imageB);
     expect(session.index.getTarget(target)).toMatchObject({ snapshotId: snapB, state: 'complete' });
   });
@@ -331,6 +339,88 @@ describe('incremental restore', () => {
     expect(result).toMatchObject({ incrementalFrom: snapB, blocksFetched: 3, blocksZeroed: 1 });
     expect(getSnapshotBlockRequests() - before).toBe(3);
     await expectSameBytes(target, imageA);
+  });
+
+  /** Writes `bytes` at byte `offset` of `path`. */
+  async function scribble(path: string, offset: number, bytes = Buffer.from('8 bytes!')): Promise<void> {
+    const file = await open(path, 'r+');
+    try {
+      await file.write(bytes, 0, bytes.byteLength, offset);
+    } finally {
+      await file.close();
+    }
+  }
+
+  it('a target written to since its last restore: hashing finds the 8 bytes and the restore puts the snapshot back', async () => {
+    const changed = pathFor('changed-since.img');
+    await restore(session, { snapshotId: snapA, target: changed });
+
+    // The same snapshot again: only the block written to is fetched.
+    await scribble(changed, 6 * BLOCK_SIZE + 100);
+    const same = await restore(session, { snapshotId: snapA, target: changed, incremental: true });
+    expect(same).toMatchObject({ incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 16, blocksDiffering: 1 }, blocksFetched: 1, blocksZeroed: 0 });
+    await expectSameBytes(changed, imageA);
+
+    // B onto it after writes to block 6 (data in A and B) and block 13 (zeros in both).
+    await scribble(changed, 6 * BLOCK_SIZE + 100);
+    await scribble(changed, 13 * BLOCK_SIZE + 7);
+    const before = getSnapshotBlockRequests();
+    const result = await restore(session, { snapshotId: snapB, target: changed, incremental: true });
+    // 2, 3, 11 and 6 fetched; 5 (zeros in B) and 13 zeroed.
+    expect(result).toMatchObject({ incremental: { blocksHashed: 16, blocksDiffering: 6 }, blocksFetched: 4, blocksZeroed: 2 });
+    expect(getSnapshotBlockRequests() - before).toBe(4);
+    await expectSameBytes(changed, imageB);
+    expect(session.index.getTarget(changed)).toMatchObject({ snapshotId: snapB, state: 'complete' });
+  });
+
+  it('--trust-index takes the index at its word: the blocks ListChangedBlocks gives, the target not read (a change made since stays)', async () => {
+    const trusted = pathFor('trusted.img');
+    await restore(session, { snapshotId: snapA, target: trusted });
+    await scribble(trusted, 6 * BLOCK_SIZE + 100);
+    const result = await restore(session, { snapshotId: snapB, target: trusted, incremental: true, trustIndex: true });
+    expect(result).toMatchObject({
+      incrementalFrom: snapA,
+      incremental: { method: 'trusted', digestsFrom: null, blocksHashed: 0, blocksDiffering: 4 },
+      blocksFetched: 4,
+    });
+    expect(await verify(session, { source: trusted, snapshotId: snapB })).toMatchObject({ equal: false, differingRanges: [{ first: 6, last: 6 }] });
+  });
+
+  it('a snapshot the index does not map: every block it lists is fetched, the blocks it lacks are compared with zeros', async () => {
+    await withFreshIndex(async (fresh) => {
+      const elsewhere = pathFor('unmapped.img');
+      await restore(fresh, { snapshotId: snapA, target: elsewhere });
+      await scribble(elsewhere, 13 * BLOCK_SIZE + 7);
+      const result = await restore(fresh, { snapshotId: snapB, target: elsewhere, incremental: true });
+      // B lists 0-9 (5 written as zeros) and 11; 13, which it lacks, held data and is zeroed.
+      expect(result).toMatchObject({
+        incremental: { method: 'hashed', digestsFrom: 'none', blocksHashed: 16, blocksDiffering: 1 },
+        blocksListed: 11,
+        blocksFetched: 11,
+        blocksZeroed: 1,
+      });
+      await expectSameBytes(elsewhere, imageB);
+    });
+  });
+
+  it('progress counts the blocks of the volume dealt with, and reaches all of them (full, hashed and trusted)', async () => {
+    const runs: RestoreProgress[][] = [];
+    const watched = (options: Omit<RestoreOptions, 'onProgress'>) => {
+      const seen: RestoreProgress[] = [];
+      runs.push(seen);
+      return restore(session, { ...options, onProgress: (p) => seen.push(p) });
+    };
+    const t = pathFor('progress.img');
+    await watched({ snapshotId: snapA, target: t });
+    await watched({ snapshotId: snapB, target: t, incremental: true });
+    await watched({ snapshotId: snapA, target: t, incremental: true, trustIndex: true });
+    for (const seen of runs) {
+      expect(seen.at(-1)).toMatchObject({ totalBytes: size, totalBlocks: 16, blocksDone: 16 });
+      const done = seen.map((p) => p.blocksDone);
+      expect(done).toEqual([...done].sort((a, b) => a - b));
+    }
+    expect(runs[1]!.at(-1)).toMatchObject({ blocksHashed: 16, blocksDiffering: 4, blocksFetched: 3 });
+    await expectSameBytes(t, imageA);
   });
 
   it('refused when the index has no record of the target', async () => {
@@ -352,7 +442,7 @@ describe('incremental restore', () => {
     expect(err.message).toBe(`${gone} does not exist: there is nothing to restore onto incrementally`);
   });
 
-  it('refused clearly when the snapshot the target holds has been deleted', async () => {
+  it('onto a target whose snapshot has been deleted: hashed, it works; trusting the index, it is refused clearly', async () => {
     const image = pathFor('short-lived.img');
     writeBlocks(image, randomBlocks([0, 1]), 4 * BLOCK_SIZE);
     const first = await snapshotOf(image, 'short-lived');
@@ -361,11 +451,15 @@ describe('incremental restore', () => {
     const held = pathFor('held.img');
     await restore(session, { snapshotId: first, target: held });
     await session.catalog.deleteSnapshot(first);
-    const err = await rejection(restore(session, { snapshotId: second, target: held, incremental: true }));
+    const err = await rejection(restore(session, { snapshotId: second, target: held, incremental: true, trustIndex: true }));
     expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
-    expect(err.message).toBe(`cannot restore incrementally onto ${held}: the snapshot it holds, ${first}, no longer exists`);
-    expect(err.hint).toContain('restore in full');
+    expect(err.message).toBe(`cannot restore incrementally onto ${held} trusting the index: the snapshot it holds, ${first}, no longer exists`);
+    expect(err.hint).toContain('leave out --trust-index');
     expect(session.index.getTarget(held)).toMatchObject({ snapshotId: first, state: 'complete' });
+
+    const hashed = await restore(session, { snapshotId: second, target: held, incremental: true });
+    expect(hashed).toMatchObject({ incrementalFrom: first, incremental: { method: 'hashed', blocksDiffering: 1 }, blocksFetched: 1 });
+    await expectSameBytes(held, image);
   });
 
   it('an interrupted restore leaves the target marked incomplete, and --incremental is then refused', async () => {
@@ -496,6 +590,17 @@ describe('expired block tokens', () => {
       await expectSameBytes(target, image);
       expect(incremental).toMatchObject({ incrementalFrom: first, blocksFetched: 2 });
       expect(stats().GetSnapshotBlock).toMatchObject({ requests: 4, errors: 2 });
+      // One listing for the tokens of the blocks that differ, one more for each refused token.
+      expect(stats().ListSnapshotBlocks!.requests).toBe(1 + 2);
+
+      writeBlocks(image, randomBlocks([2, 5]));
+      const third = await snapshotOf(image, 'expiring', own);
+      listed = false;
+      clocked.resetStats();
+      const trusted = await restore({ ...own, reader }, { snapshotId: third, target, incremental: true, trustIndex: true });
+      await expectSameBytes(target, image);
+      expect(trusted).toMatchObject({ incrementalFrom: second, blocksFetched: 2 });
+      expect(stats().GetSnapshotBlock).toMatchObject({ requests: 4, errors: 2 });
       expect(stats().ListChangedBlocks!.requests).toBe(1 + 2);
     } finally {
       await own.close();
@@ -520,6 +625,14 @@ describe('restore refuses bad input clearly', () => {
     const err = await rejection(restore(session, { snapshotId: 'snap-0123456789abcdef0', target: pathFor('unknown.img') }));
     expect(err.code).toBe(ErrorCodes.NOT_FOUND);
     expect(err.message).toContain('snap-0123456789abcdef0 does not exist');
+  });
+
+  it('--trust-index without --incremental, before anything is opened', async () => {
+    const target = pathFor('trust-alone.img');
+    const err = await rejection(restore(session, { snapshotId, target, trustIndex: true }));
+    expect(err.code).toBe(ErrorCodes.INVALID_ARGUMENT);
+    expect(err.message).toContain('--trust-index goes with --incremental');
+    expect(existsSync(target)).toBe(false);
   });
 
   it('a directory', async () => {

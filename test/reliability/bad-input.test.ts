@@ -303,6 +303,12 @@ describe.concurrent('restore targets', () => {
   it('--concurrency 0: exit 2 naming the flag', async ({ expect }) => {
     expectRefused(expect, await cli(['restore', snapB, join(work, 'c0.img'), '--concurrency', '0']), ExitCodes.USAGE, /--concurrency must be a whole number from 1 to 1024/);
   });
+
+  it('--trust-index without --incremental: exit 2 naming both flags, no target created', async ({ expect }) => {
+    const target = join(work, 'trust-alone.img');
+    expectRefused(expect, await cli(['restore', snapB, target, '--trust-index']), ExitCodes.USAGE, /--trust-index goes with --incremental/);
+    expect(existsSync(target)).toBe(false);
+  });
 });
 
 describe.concurrent('snapshots that cannot be used', () => {

@@ -173,6 +173,31 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
     }
   });
 
+  it('incrementally onto a device: the device is hashed up to the volume size, only the blocks that differ are fetched, nothing past it touched', async () => {
+    const image = pathFor('device-rolling.img');
+    const size = 6 * BLOCK_SIZE + 1000;
+    writeBlocks(image, randomBlocks([0, 1, 2, 3]), size);
+    const first = await snapshotOf(image, 'device-rolling');
+    writeBlocks(image, randomBlocks([2, 6]));
+    const second = await snapshotOf(image, 'device-rolling');
+
+    const backing = pathFor('device-rolling-backing.img');
+    await writeFile(backing, Buffer.alloc(8 * BLOCK_SIZE, 0xa5));
+    const loop = attachLoop(backing);
+    try {
+      await restore(session, { snapshotId: first, target: loop.device });
+      const before = getSnapshotBlockRequests();
+      const result = await restore(session, { snapshotId: second, target: loop.device, incremental: true });
+      expect(result).toMatchObject({ incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 7, blocksDiffering: 2 }, blocksFetched: 2 });
+      expect(getSnapshotBlockRequests() - before).toBe(2);
+      const device = await readFile(loop.device);
+      expect(device.subarray(0, size).equals(await readFile(image)), 'device holds the image').toBe(true);
+      expect(device.subarray(size).every((byte) => byte === 0xa5), 'bytes past the volume untouched').toBe(true);
+    } finally {
+      loop.detach();
+    }
+  });
+
   it('refuses a device smaller than the snapshot, naming both sizes', async () => {
     const image = pathFor('too-big.img');
     writeBlocks(image, randomBlocks([0, 5]), 6 * BLOCK_SIZE);

@@ -8,7 +8,7 @@ import type { BlockIndex } from '../index/index.js';
 import { openSource, type BlockSource, type SlabPool } from '../source/index.js';
 import { BlockMapCursor } from './block-map.js';
 import { completedSnapshot, taggedSourceBytes } from './restore.js';
-import { digestAt, scanSource, type HashedSlab } from './scan.js';
+import { digestAt, scanSource } from './scan.js';
 
 export interface VerifyDeps {
   index: BlockIndex;
@@ -238,7 +238,7 @@ async function readAndCompare(deps: VerifyDeps, options: VerifyOptions, source: 
     if (source) {
       for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
         try {
-          await checkSlab(slab, check);
+          for (let i = 0; i < slab.blockCount; i += 1) await check(slab.firstBlock + i, digestAt(slab, i));
         } finally {
           slab.slab.release();
         }
@@ -253,10 +253,6 @@ async function readAndCompare(deps: VerifyDeps, options: VerifyOptions, source: 
   } finally {
     await read.return(undefined);
   }
-}
-
-async function checkSlab(slab: HashedSlab, check: (blockIndex: number, sourceDigest: Uint8Array) => Promise<void>): Promise<void> {
-  for (let i = 0; i < slab.blockCount; i += 1) await check(slab.firstBlock + i, digestAt(slab, i));
 }
 
 async function nextOf<T>(iterator: AsyncIterator<T>): Promise<T | undefined> {

@@ -3,6 +3,7 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs } from '../source/device-size.js';
 import { mountsOf } from '../source/mounts.js';
+import { readSignature } from './signatures.js';
 
 /** Where a restore writes: an image file or a block device. */
 export interface RestoreTarget {
@@ -20,7 +21,7 @@ export interface RestoreTarget {
 export interface OpenTargetOptions {
   /** Bytes the restored volume needs. */
   sizeBytes: number;
-  /** Overwrite an existing non-empty file. */
+  /** Overwrite an existing non-empty file, or a device that holds a partition table or a file system. */
   force?: boolean;
   /** Keep the target's content (an incremental restore writes only changed blocks). */
   keepContent?: boolean;
@@ -32,8 +33,9 @@ const ZERO_CHUNK = Buffer.alloc(4 * 1024 * 1024);
  * Opens a restore target after checking it may be written: not a directory;
  * an existing non-empty file only with `force` (or `keepContent`, which needs
  * the target to exist); a device only when neither it nor a partition of it
- * is mounted and it holds `sizeBytes`. A new file is created readable by the
- * owner only.
+ * is mounted, it holds `sizeBytes`, and (unless `force` or `keepContent`) its
+ * start carries no partition table or file system signature. A new file is
+ * created readable by the owner only.
  */
 export async function openTarget(path: string, options: OpenTargetOptions): Promise<RestoreTarget> {
   const info = await stat(path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
@@ -79,6 +81,19 @@ async function openDevice(path: string, rdev: bigint, options: OpenTargetOptions
   const handle = await open(path, constants.O_RDWR | constants.O_EXCL).catch((err: NodeJS.ErrnoException) => {
     throw targetError(path, err);
   });
+  if (!options.force && !options.keepContent) {
+    const signature = await readSignature(handle).catch(async (err: unknown) => {
+      await handle.close();
+      throw new SnaplineError(ErrorCodes.IO_FAILED, `reading the start of ${path} failed: ${(err as Error).message}`, { cause: err });
+    });
+    if (signature) {
+      await handle.close();
+      throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} holds ${signature.what} (${signature.magic} at byte ${signature.offset})`, {
+        hint: `pass --force to overwrite it and everything on it (lsblk -f ${path} and blkid ${path} show what it holds)`,
+        details: { path, found: signature.what, offset: signature.offset },
+      });
+    }
+  }
   return new DeviceTarget(path, handle);
 }
 

@@ -303,6 +303,12 @@ describe.concurrent('restore targets', () => {
   it('--concurrency 0: exit 2 naming the flag', async ({ expect }) => {
     expectRefused(expect, await cli(['restore', snapB, join(work, 'c0.img'), '--concurrency', '0']), ExitCodes.USAGE, /--concurrency must be a whole number from 1 to 1024/);
   });
+
+  it('--trust-index without --incremental: exit 2 naming both flags, no target created', async ({ expect }) => {
+    const target = join(work, 'trust-alone.img');
+    expectRefused(expect, await cli(['restore', snapB, target, '--trust-index']), ExitCodes.USAGE, /--trust-index goes with --incremental/);
+    expect(existsSync(target)).toBe(false);
+  });
 });
 
 describe.concurrent('snapshots that cannot be used', () => {
@@ -310,6 +316,8 @@ describe.concurrent('snapshots that cannot be used', () => {
     expectRefused(expect, await cli(['verify', image, 'snap-0123456789abcdef0']), ExitCodes.REMOTE, /snapshot snap-0123456789abcdef0 does not exist/);
     expectRefused(expect, await cli(['verify', image, pending]), ExitCodes.REMOTE, new RegExp(`snapshot ${pending} is pending; only a completed snapshot can be read`));
     expectRefused(expect, await cli(['verify', join(work, 'nope.img'), snapB]), ExitCodes.USAGE, /source .*nope\.img does not exist/);
+    expectRefused(expect, await cli(['verify', snapB]), ExitCodes.USAGE, /verify needs a source and a snapshot id \(with --remote, the snapshot id alone reads and checks the snapshot\)/);
+    expectRefused(expect, await cli(['verify', '--remote', 'snap-0123456789abcdef0']), ExitCodes.REMOTE, /snapshot snap-0123456789abcdef0 does not exist/);
   });
 
   it('diff: snapshots of unrelated lineages, an unknown snapshot: exit 3', async ({ expect }) => {

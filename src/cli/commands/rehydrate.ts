@@ -43,8 +43,8 @@ async function runRehydrate(ctx: CommandContext, archive: string, flags: Rehydra
         onProgress: (p) =>
           display.update({
             label: 'rehydrate',
-            done: p.blocksWritten * BLOCK_SIZE,
-            total: Math.max(p.totalBlocks, p.blocksWritten) * BLOCK_SIZE,
+            done: (p.blocksWritten + p.blocksPassed) * BLOCK_SIZE,
+            total: p.totalBlocks * BLOCK_SIZE,
             detail: `${formatBytes(p.bytesDownloaded)} read`,
           }),
       });

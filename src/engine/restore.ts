@@ -7,7 +7,7 @@ import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader } from '../core/po
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
 import type { BlockIndex } from '../index/index.js';
-import type { SlabPool } from '../source/index.js';
+import { isNbdUrl, parseNbdUrl, type SlabPool } from '../source/index.js';
 import { openTarget, type RestoreTarget } from '../target/index.js';
 import { SOURCE_BYTES_TAG } from './rebuild.js';
 import { verify, type VerifyResult } from './verify.js';
@@ -23,7 +23,7 @@ export interface RestoreDeps {
 
 export interface RestoreOptions {
   snapshotId: string;
-  /** Image file or block device. */
+  /** Image file, block device or NBD URL. */
   target: string;
   /** Overwrite an existing non-empty file. */
   force?: boolean;
@@ -80,10 +80,12 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
   const snapshot = await completedSnapshot(deps.catalog, options.snapshotId);
   const sizeBytes = index.getSnapshot(options.snapshotId)?.sourceBytes ?? taggedSourceBytes(snapshot) ?? snapshot.volumeSizeGiB * GIB;
   const targetPath = await canonicalTargetPath(options.target);
+  // An NBD export is known by its canonical URL and opened by the URL as given (with its TLS settings).
+  const openAs = isNbdUrl(options.target) ? options.target : targetPath;
   const lock = index.acquireLock(`target:${targetPath}`);
   try {
     const from = options.incremental ? await heldSnapshot(deps, targetPath, options.snapshotId) : null;
-    const target = await openTarget(targetPath, { sizeBytes, force: options.force, keepContent: from !== null });
+    const target = await openTarget(openAs, { sizeBytes, force: options.force, keepContent: from !== null });
     const counts = { listed: 0, fetched: 0, zeroed: 0, written: 0 };
     try {
       index.setTarget({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
@@ -101,7 +103,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
     let verified: VerifyResult | undefined;
     if (options.verify) {
       verified = await verify(deps, {
-        source: targetPath,
+        source: openAs,
         snapshotId: options.snapshotId,
         signal: options.signal,
       });
@@ -130,6 +132,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
  * where it points) the real folder and the name.
  */
 async function canonicalTargetPath(path: string, linksFollowed = 0): Promise<string> {
+  if (isNbdUrl(path)) return parseNbdUrl(path).url;
   const absolute = resolve(path);
   const real = await realpath(absolute).catch(() => undefined);
   if (real !== undefined) return real;

@@ -3,8 +3,10 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs } from '../source/device-size.js';
 import { mountsOf } from '../source/mounts.js';
+import { isNbdUrl, parseNbdUrl } from '../source/nbd/url.js';
+import { openNbdTarget } from './nbd.js';
 
-/** Where a restore writes: an image file or a block device. */
+/** Where a restore writes: an image file, a block device or an NBD export (written like a device). */
 export interface RestoreTarget {
   readonly path: string;
   readonly kind: 'file' | 'device';
@@ -32,10 +34,12 @@ const ZERO_CHUNK = Buffer.alloc(4 * 1024 * 1024);
  * Opens a restore target after checking it may be written: not a directory;
  * an existing non-empty file only with `force` (or `keepContent`, which needs
  * the target to exist); a device only when neither it nor a partition of it
- * is mounted and it holds `sizeBytes`. A new file is created readable by the
- * owner only.
+ * is mounted and it holds `sizeBytes`; an NBD URL when the export is
+ * writable and holds `sizeBytes` (it is written like a device). A new file is
+ * created readable by the owner only.
  */
 export async function openTarget(path: string, options: OpenTargetOptions): Promise<RestoreTarget> {
+  if (isNbdUrl(path)) return openNbdTarget(parseNbdUrl(path), options.sizeBytes);
   const info = await stat(path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
     throw targetError(path, err);

@@ -50,6 +50,8 @@ export interface QemuNbdOptions {
   bitmap?: string;
   /** Listen on 127.0.0.1 on a free port instead of a Unix socket in `dir`. */
   tcp?: boolean;
+  /** The Unix socket's path (default a new one in `dir`), so that a restarted server keeps its URL. */
+  socket?: string;
   /** A folder with ca-cert.pem, server-cert.pem and server-key.pem: TLS required. */
   tlsDir?: string;
 }
@@ -83,7 +85,7 @@ export async function startQemuNbd(dir: string, options: QemuNbdOptions): Promis
     url = `${scheme}://127.0.0.1:${port}/${name}`;
     reach = () => connect({ host: '127.0.0.1', port });
   } else {
-    const socket = join(dir, `nbd-${process.pid}-${++serial}.sock`);
+    const socket = options.socket ?? join(dir, `nbd-${process.pid}-${++serial}.sock`);
     args.push('-k', socket);
     url = `${scheme}+unix:///${name}?socket=${socket}`;
     reach = () => connect({ path: socket });

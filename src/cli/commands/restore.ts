@@ -17,7 +17,7 @@ export function registerRestore(program: Command, wrap: Wrap): void {
     .command('restore')
     .description('restore a snapshot onto an image file or a block device')
     .argument('<snapshot-id>', 'completed snapshot to restore')
-    .argument('<target>', 'image file or block device (/dev/...)')
+    .argument('<target>', 'image file, block device (/dev/...) or writable NBD export (nbd://..., nbd+unix://...)')
     .option('--force', 'overwrite a target file that exists and is not empty')
     .option('--incremental', 'fetch only the blocks that differ from the snapshot the target holds (per the index)')
     .option('--verify', 'hash the target afterwards and compare it with the snapshot')

@@ -9,7 +9,7 @@ export function registerVerify(program: Command, wrap: Wrap): void {
   program
     .command('verify')
     .description('compare a source with a snapshot block by block; exit 0 when equal, 1 when not')
-    .argument('<source>', 'image file or block device')
+    .argument('<source>', 'image file, block device or NBD export (nbd://..., nbd+unix://...)')
     .argument('<snapshot-id>', 'snapshot to compare with')
     .action(
       wrap(async (ctx: CommandContext, source: string, snapshotId: string) => {

@@ -294,6 +294,20 @@ describe('NBD client against a scripted server', () => {
     }
   });
 
+  it('gives up a connection whose server stays silent while a read waits, with a clear error', async () => {
+    const server = await startFakeNbdServer(dir);
+    try {
+      const client = await connectNbd(parseNbdUrl(server.url), { replyTimeoutMs: 100 });
+      const err = await client.read(new Uint8Array(4096), 0).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.IO_FAILED });
+      expect((err as Error).message).toMatch(/NBD server .* sent nothing for 0\.1 s with 1 request unanswered/);
+      expect(server.requests.map((request) => request.command)).toEqual([Command.READ]);
+      await client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
   it('refuses an oldstyle server, a server that refuses STARTTLS for nbds://, and one that stays silent past the deadline', async () => {
     const oldstyle = Buffer.alloc(152);
     oldstyle.write('NBDMAGIC', 0, 'latin1');

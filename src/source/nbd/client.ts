@@ -51,6 +51,8 @@ export interface NbdConnectOptions {
   maxInFlight?: number;
   /** Longest the connection and handshake may take before it is given up (default 30 s). */
   handshakeTimeoutMs?: number;
+  /** Longest the server may send nothing while requests wait for replies before the connection is given up (default 120 s). */
+  replyTimeoutMs?: number;
 }
 
 /** Size constraints of an export (NBD_INFO_BLOCK_SIZE, else the protocol's defaults). */
@@ -111,7 +113,10 @@ export async function connectNbd(address: NbdAddress, options: NbdConnectOptions
       const contexts = structured ? await negotiation.setMetaContexts(options.metaContexts ?? [BASE_ALLOCATION]) : new Map<number, string>();
       return { ...(await negotiation.go()), structured, contexts };
     });
-    return new NbdClient(address, negotiation.socket, negotiation.wire, info, options.maxInFlight ?? 16);
+    return new NbdClient(address, negotiation.socket, negotiation.wire, info, {
+      maxInFlight: options.maxInFlight ?? 16,
+      replyTimeoutMs: options.replyTimeoutMs ?? 120_000,
+    });
   } catch (err) {
     negotiation.socket.destroy();
     throw err;
@@ -448,8 +453,9 @@ interface Pending {
  * A connection in the transmission phase. Requests of any kind may be in
  * flight together (up to maxInFlight; the rest wait), and their replies come
  * in any order. A server error fails the one request (IO_FAILED, with the
- * errno and the server's message); a broken protocol or a closed connection
- * fails every request in flight and all later ones (IO_FAILED).
+ * errno and the server's message); a broken protocol, a closed connection or
+ * a server silent for replyTimeoutMs while requests wait fails every request
+ * in flight and all later ones (IO_FAILED).
  */
 export class NbdClient {
   readonly info: NbdExportInfo;
@@ -466,7 +472,7 @@ export class NbdClient {
     private readonly socket: Socket | TLSSocket,
     private readonly wire: Wire,
     negotiated: { sizeBytes: number; flags: number; blockSizes: NbdBlockSizes; tls: boolean; structured: boolean; contexts: Map<number, string> },
-    private readonly maxInFlight: number,
+    private readonly limits: { maxInFlight: number; replyTimeoutMs: number },
   ) {
     const { flags, blockSizes } = negotiated;
     this.info = {
@@ -487,6 +493,17 @@ export class NbdClient {
     const minimum = Math.max(1, blockSizes.minimum);
     const largest = Math.min(MAX_REQUEST_BYTES, blockSizes.maximum || DEFAULT_BLOCK_SIZES.maximum);
     this.#requestBytes = Math.max(minimum, largest - (largest % minimum));
+    socket.on('timeout', () => {
+      if (this.#pending.size === 0) return;
+      const seconds = limits.replyTimeoutMs / 1000;
+      const waiting = this.#pending.size;
+      this.#fail(
+        new SnaplineError(ErrorCodes.IO_FAILED, `NBD server ${address.url} sent nothing for ${seconds} s with ${waiting} request${waiting === 1 ? '' : 's'} unanswered`, {
+          details: { url: address.url },
+        }),
+      );
+      socket.destroy();
+    });
     void this.#receive();
   }
 
@@ -616,7 +633,7 @@ export class NbdClient {
     extra: { target?: Uint8Array; payload?: Uint8Array; extents?: Map<number, NbdExtent[]> } = {},
   ): Promise<void> {
     if (length === 0 && command !== Command.FLUSH) return;
-    while (this.#pending.size >= this.maxInFlight && this.#failure === undefined) {
+    while (this.#pending.size >= this.limits.maxInFlight && this.#failure === undefined) {
       await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
     }
     if (this.#failure !== undefined) throw this.#failure;
@@ -624,6 +641,8 @@ export class NbdClient {
     const done = new Promise<void>((resolve, reject) => {
       this.#pending.set(cookie, { command, offset, length, target: extra.target, extents: extra.extents, covered: 0, resolve, reject });
     });
+    // The server's silence counts only while a reply is awaited.
+    if (this.#pending.size === 1) this.socket.setTimeout(this.limits.replyTimeoutMs);
     const header = encodeRequest(command, flags, cookie, offset, command === Command.FLUSH ? 0 : length);
     if (extra.payload === undefined) {
       this.socket.write(header);
@@ -745,6 +764,7 @@ export class NbdClient {
   #take(buffer: Buffer, at: number): Pending {
     const request = this.#find(buffer, at);
     this.#pending.delete(buffer.readUInt32BE(at + 4));
+    if (this.#pending.size === 0) this.socket.setTimeout(0);
     return request;
   }
 

@@ -1,11 +1,12 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificateAuthority, issueServerCertificate } from '../../config/x509.js';
 import { ErrorCodes } from '../../errors.js';
 import { pseudoRandomBytes } from '../../../test/support/images.js';
-import { chunkHeader, startFakeNbdServer } from '../../../test/support/nbd-fake-server.js';
+import { chunkHeader, startFakeNbdServer, type FakeRequest } from '../../../test/support/nbd-fake-server.js';
 import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type RunningQemuNbd } from '../../../test/support/qemu-nbd.js';
 import { connectNbd, listNbdMetaContexts, type NbdClient, type NbdExtent } from './client.js';
 import { Command, ReplyType, REPLY_FLAG_DONE, STATE_ZERO } from './protocol.js';
@@ -289,6 +290,48 @@ describe('NBD client against a scripted server', () => {
       const short = await connectNbd(address);
       await expect(short.read(new Uint8Array(4096), 0)).rejects.toThrow(/broke the protocol: it ended a read of 4096 bytes having sent 0/);
       await short.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('sends the requests of a large read together and takes their replies in any order, split in chunks', async () => {
+    const held: Array<{ request: FakeRequest; socket: Socket }> = [];
+    const server = await startFakeNbdServer(dir, {
+      exportSize: 16 * MIB,
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        held.push({ request, socket });
+        if (held.length < 4) return;
+        // All four are in flight: answer the last first, each as a data chunk then a hole chunk.
+        for (const { request: r, socket: s } of held.reverse()) {
+          const half = r.length / 2;
+          const data = Buffer.alloc(8 + half, r.offset / MIB + 1);
+          data.writeBigUInt64BE(BigInt(r.offset));
+          const hole = Buffer.alloc(12);
+          hole.writeBigUInt64BE(BigInt(r.offset + half));
+          hole.writeUInt32BE(half, 8);
+          s.write(Buffer.concat([chunkHeader(0, ReplyType.OFFSET_DATA, r.cookie, data.byteLength), data, chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_HOLE, r.cookie, 12), hole]));
+        }
+      },
+    });
+    try {
+      // No reply comes until four requests are in: a client that sent them one at a time would time out.
+      const client = await connectNbd(parseNbdUrl(server.url), { replyTimeoutMs: 5000 });
+      const target = new Uint8Array(8 * MIB).fill(0xee);
+      await client.read(target, 4 * MIB);
+      expect(server.requests.map(({ offset, length }) => [offset / MIB, length / MIB])).toEqual([
+        [4, 2],
+        [6, 2],
+        [8, 2],
+        [10, 2],
+      ]);
+      for (const [i, offset] of [4, 6, 8, 10].entries()) {
+        const part = target.subarray(2 * i * MIB, 2 * (i + 1) * MIB);
+        expect(part.subarray(0, MIB).every((byte) => byte === offset + 1)).toBe(true);
+        expect(part.subarray(MIB).every((byte) => byte === 0)).toBe(true);
+      }
+      await client.close();
     } finally {
       await server.close();
     }

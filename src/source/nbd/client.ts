@@ -118,7 +118,7 @@ export async function connectNbd(address: NbdAddress, options: NbdConnectOptions
       replyTimeoutMs: options.replyTimeoutMs ?? 120_000,
     });
   } catch (err) {
-    negotiation.socket.destroy();
+    negotiation.quit();
     throw err;
   }
 }
@@ -134,12 +134,10 @@ export async function listNbdMetaContexts(address: NbdAddress, queries: readonly
   try {
     return await negotiation.run(async () => {
       await negotiation.startTls();
-      const names = (await negotiation.structuredReplies()) ? await negotiation.listMetaContexts(queries) : [];
-      await negotiation.abort();
-      return names;
+      return (await negotiation.structuredReplies()) ? await negotiation.listMetaContexts(queries) : [];
     });
   } finally {
-    negotiation.socket.destroy();
+    negotiation.quit();
   }
 }
 
@@ -149,6 +147,8 @@ class Negotiation {
   readonly wire: Wire;
   #tls = false;
   #noZeroes = false;
+  /** Options may be sent: the greeting is done and no TLS handshake is under way. */
+  #optionsPhase = false;
 
   private constructor(
     readonly address: NbdAddress,
@@ -207,6 +207,7 @@ class Negotiation {
     const reply = Buffer.alloc(4);
     reply.writeUInt32BE(FLAG_C_FIXED_NEWSTYLE | (this.#noZeroes ? FLAG_C_NO_ZEROES : 0), 0);
     this.socket.write(reply);
+    this.#optionsPhase = true;
   }
 
   /** STARTTLS for a TLS URL; the server must accept it. */
@@ -220,6 +221,7 @@ class Negotiation {
       });
     }
     if (this.wire.buffered > 0) throw refused(this.address, 'sent data between accepting STARTTLS and the TLS handshake');
+    this.#optionsPhase = false;
     this.wire.detach();
     const ca = tls.certificates === undefined ? undefined : await readCertificate(this.address, join(tls.certificates, 'ca-cert.pem'), true);
     const cert = tls.certificates === undefined ? undefined : await readCertificate(this.address, join(tls.certificates, 'client-cert.pem'), false);
@@ -252,6 +254,7 @@ class Negotiation {
     });
     this.socket = secure;
     this.#tls = true;
+    this.#optionsPhase = true;
     this.wire.attach(secure);
   }
 
@@ -332,10 +335,17 @@ class Negotiation {
     }
   }
 
-  /** NBD_OPT_ABORT: ends the session during negotiation (a reply is not waited for). */
-  async abort(): Promise<void> {
-    this.#send(Option.ABORT);
-    await new Promise<void>((resolve) => this.socket.end(resolve));
+  /**
+   * Ends a session that will not enter transmission: NBD_OPT_ABORT (its reply
+   * not waited for) where options may be sent, else the connection dropped.
+   */
+  quit(): void {
+    const socket = this.socket;
+    this.wire.detach();
+    // Nothing more is read; a late failure (the server gone first) is of no interest.
+    socket.on('error', () => undefined);
+    if (this.#optionsPhase && socket.writable) socket.end(encodeOption(Option.ABORT), () => socket.destroy());
+    else socket.destroy();
   }
 
   /** The old way into transmission: the server closes the connection for an unknown export. */

@@ -27,7 +27,6 @@ export const FLAG_C_NO_ZEROES = 1 << 1;
 export const TFLAG_HAS_FLAGS = 1 << 0;
 export const TFLAG_READ_ONLY = 1 << 1;
 export const TFLAG_SEND_FLUSH = 1 << 2;
-export const TFLAG_SEND_FUA = 1 << 3;
 export const TFLAG_SEND_TRIM = 1 << 5;
 export const TFLAG_SEND_WRITE_ZEROES = 1 << 6;
 export const TFLAG_CAN_MULTI_CONN = 1 << 8;
@@ -115,8 +114,7 @@ export const ReplyType = {
 /** Error chunk types have bit 15 set. */
 export const REPLY_TYPE_ERROR_BIT = 0x8000;
 
-/** base:allocation flags. */
-export const STATE_HOLE = 1 << 0;
+/** base:allocation: the extent reads as zeros. (Bit 0, a hole, says nothing of the content: such an extent is read.) */
 export const STATE_ZERO = 1 << 1;
 
 /** The metadata context that tells holes and zeros apart from data. */

@@ -136,6 +136,9 @@ export function errnoName(value: number): string {
   return ERRNO_NAMES[value] ?? `error ${value}`;
 }
 
+/** A reply payload beyond this is taken for a broken server (block status replies hold up to 8 MiB). */
+export const MAX_REPLY_PAYLOAD = 64 * 1024 * 1024;
+
 /** The header of a request, 28 bytes. */
 export const REQUEST_HEADER_BYTES = 28;
 /** Simple reply: magic, error, cookie. */

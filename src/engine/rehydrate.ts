@@ -14,7 +14,7 @@ import { TaskWindow } from '../core/task-window.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
 import type { BlockIndex } from '../index/index.js';
-import { SlabPool, type Slab } from '../source/index.js';
+import { SlabPool, isNbdUrl, parseNbdUrl, type Slab } from '../source/index.js';
 import { openTarget, type RestoreTarget } from '../target/index.js';
 import { hex } from './archive-format.js';
 import {
@@ -420,11 +420,12 @@ async function rehydrateToFile(
   force: boolean,
   applyOptions: ApplyOptions,
 ): Promise<{ target: string; applied: ApplyResult }> {
-  const targetPath = resolve(path);
+  // An NBD export is known by its canonical URL and opened by the URL as given.
+  const targetPath = isNbdUrl(path) ? parseNbdUrl(path).url : resolve(path);
   const sizeBytes = chain.snapshot.sourceBytes;
   const lock = deps.index.acquireLock(`target:${targetPath}`);
   try {
-    const target = await openTarget(targetPath, { sizeBytes, force });
+    const target = await openTarget(isNbdUrl(path) ? path : targetPath, { sizeBytes, force });
     let applied: ApplyResult;
     try {
       deps.index.setTarget({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });

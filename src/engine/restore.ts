@@ -8,7 +8,7 @@ import type { BlockPage, BlockRef, RemoteSnapshot, SnapshotCatalog, SnapshotRead
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
 import type { BlockIndex } from '../index/index.js';
-import { openSource, type BlockSource, type SlabPool } from '../source/index.js';
+import { isNbdUrl, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../source/index.js';
 import { openTarget, type RestoreTarget } from '../target/index.js';
 import { BlockMapCursor } from './block-map.js';
 import { SOURCE_BYTES_TAG } from './rebuild.js';
@@ -26,7 +26,7 @@ export interface RestoreDeps {
 
 export interface RestoreOptions {
   snapshotId: string;
-  /** Image file or block device. */
+  /** Image file, block device or NBD URL. */
   target: string;
   /** Overwrite an existing non-empty file, or a device that holds a partition table or a file system. */
   force?: boolean;
@@ -153,12 +153,14 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
   const snapshot = await completedSnapshot(deps.catalog, options.snapshotId);
   const sizeBytes = index.getSnapshot(options.snapshotId)?.sourceBytes ?? taggedSourceBytes(snapshot) ?? snapshot.volumeSizeGiB * GIB;
   const targetPath = await canonicalTargetPath(options.target);
+  // An NBD export is known by its canonical URL and opened by the URL as given (with its TLS settings).
+  const openAs = isNbdUrl(options.target) ? options.target : targetPath;
   const lock = index.acquireLock(`target:${targetPath}`);
   try {
     const from = options.incremental ? await heldSnapshot(deps, targetPath, options.snapshotId, Boolean(options.trustIndex)) : null;
     const method = from === null ? null : options.trustIndex ? 'trusted' : 'hashed';
     const mapped = method === 'hashed' && mapsSnapshot(index, options.snapshotId);
-    const target = await openTarget(targetPath, { sizeBytes, force: options.force, keepContent: from !== null });
+    const target = await openTarget(openAs, { sizeBytes, force: options.force, keepContent: from !== null });
     const counts: RestoreCounts = { listed: 0, fetched: 0, zeroed: 0, written: 0, hashed: 0, differing: 0, done: 0 };
     try {
       index.setTarget({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
@@ -178,7 +180,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
     let verified: VerifyResult | undefined;
     if (options.verify) {
       verified = await verify(deps, {
-        source: targetPath,
+        source: openAs,
         snapshotId: options.snapshotId,
         signal: options.signal,
       });
@@ -218,6 +220,7 @@ function mapsSnapshot(index: BlockIndex, snapshotId: string): boolean {
  * where it points) the real folder and the name.
  */
 async function canonicalTargetPath(path: string, linksFollowed = 0): Promise<string> {
+  if (isNbdUrl(path)) return parseNbdUrl(path).url;
   const absolute = resolve(path);
   const real = await realpath(absolute).catch(() => undefined);
   if (real !== undefined) return real;
@@ -347,7 +350,7 @@ async function* hashedSteps(
     return { index };
   };
 
-  const source = await openTargetForReading(target, sizeBytes);
+  const source = await openTargetForReading(target, isNbdUrl(options.target) ? options.target : target.path, sizeBytes);
   try {
     if (source) {
       for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
@@ -376,13 +379,13 @@ async function* hashedSteps(
 }
 
 /**
- * The target as a source to hash, cut at the snapshot's size (the tail of
- * its last block reads as zeros, as it was backed up); undefined for an
- * empty file.
+ * The target as a source to hash (opened as `path`), cut at the snapshot's
+ * size (the tail of its last block reads as zeros, as it was backed up);
+ * undefined for an empty file.
  */
-async function openTargetForReading(target: RestoreTarget, sizeBytes: number): Promise<BlockSource | undefined> {
+async function openTargetForReading(target: RestoreTarget, path: string, sizeBytes: number): Promise<BlockSource | undefined> {
   if (target.kind === 'file' && (await stat(target.path)).size === 0) return undefined;
-  const source = await openSource(target.path);
+  const source = await openSource(path);
   const size = Math.min(source.sizeBytes, sizeBytes);
   return {
     path: source.path,
@@ -390,8 +393,8 @@ async function openTargetForReading(target: RestoreTarget, sizeBytes: number): P
     sizeBytes: size,
     fd: source.fd,
     read: (into, position) => source.read(into.subarray(0, Math.max(0, Math.min(into.byteLength, size - position))), position),
-    dataRegionAt: (position) => {
-      const region = source.dataRegionAt(position);
+    dataRegionAt: async (position) => {
+      const region = await source.dataRegionAt(position);
       return { start: Math.min(region.start, size), end: Math.min(region.end, size) };
     },
     close: () => source.close(),

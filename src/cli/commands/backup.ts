@@ -25,8 +25,8 @@ export function registerBackup(program: Command, wrap: Wrap): void {
   program
     .command('backup')
     .description('back up image files or block devices to new EBS snapshots, uploading only changed blocks')
-    .argument('<source...>', 'image file or block device (/dev/...)')
-    .option('--volume <name>', 'lineage name (default: the source file name); one source only')
+    .argument('<source...>', 'image file, block device (/dev/...) or NBD export (nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH)')
+    .option('--volume <name>', 'lineage name (default: the source file name, or the NBD export name); one source only')
     .option('--parent <snapshot-id>', 'build on this snapshot instead of the newest one of the volume')
     .option('--full', 'start a new lineage: no parent, every non-zero block uploaded')
     .option('--description <text>', 'snapshot description')

@@ -17,9 +17,9 @@ interface RestoreFlags {
 export function registerRestore(program: Command, wrap: Wrap): void {
   program
     .command('restore')
-    .description('restore a snapshot onto an image file or a block device')
+    .description('restore a snapshot onto an image file, a block device or a writable NBD export')
     .argument('<snapshot-id>', 'completed snapshot to restore')
-    .argument('<target>', 'image file or block device (/dev/...)')
+    .argument('<target>', 'image file, block device (/dev/...) or writable NBD export (nbd://..., nbd+unix://...)')
     .option('--force', 'overwrite a target file that exists and is not empty, or a device that holds a partition table or a file system')
     .option('--incremental', 'onto an earlier restore: hash the target and fetch only the blocks that differ from the snapshot')
     .option('--trust-index', "with --incremental: do not hash the target, take the index's word for which snapshot it holds and fetch the blocks changed since")

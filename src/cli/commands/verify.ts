@@ -16,7 +16,7 @@ export function registerVerify(program: Command, wrap: Wrap): void {
     .command('verify')
     .description('compare a source with a snapshot block by block, or (--remote) read and check every block of the snapshot; exit 0 when all agrees, 1 when not')
     .usage('[options] <source> <snapshot-id>  |  --remote [options] [source] <snapshot-id>')
-    .argument('<source>', 'image file or block device (with --remote it may be left out: the one argument is then the snapshot id)')
+    .argument('<source>', 'image file, block device or NBD export (nbd://..., nbd+unix://...); with --remote it may be left out: the one argument is then the snapshot id')
     .argument('[snapshot-id]', 'snapshot to compare with')
     .option('--remote', "read every block of the snapshot through GetSnapshotBlock and check it against its checksum, the index's digest and the source (when given)")
     .addOption(concurrencyOption('block reads in flight (when the snapshot is read)'))

@@ -29,9 +29,9 @@ export interface RemoteOptions extends ConnectionRequest {
   onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
   /** Told before each retry of a throttled EBS call, with how long it has been throttled (for a progress line; see RemoteSession.throttling). */
   onThrottled?: (throttledForMs: number, operation: string) => void;
-  /** How long one EBS call may go on being throttled before the run fails; default 10 minutes (see RetryPolicy.throttleBudgetMs). */
+  /** How long one call (EBS, and the SDK clients' too) may go on being throttled before the run fails; default 10 minutes (see RetryPolicy.throttleBudgetMs). */
   throttleBudgetMs?: number;
-  /** The clock the EBS retries measure and wait on; default the system's. For tests: minutes of backoff on a clock of their own. */
+  /** The clock the retries measure and wait on; default the system's. For tests: minutes of backoff on a clock of their own. */
   retryClock?: RetryClock;
   /** Snapshots started elsewhere just now: the writer retries "not found" from them for a while (see resilientWriter). */
   newSnapshotIds?: Iterable<string>;
@@ -104,7 +104,11 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
   const close = closeOnce(closers);
   try {
     const settings = options.s3PathStyle ? { ...connection.settings, forcePathStyle: true } : connection.settings;
-    const clients = new AwsClients(settings, { concurrency: 2 * concurrency });
+    const clients = new AwsClients(settings, {
+      concurrency: 2 * concurrency,
+      ...(options.throttleBudgetMs === undefined ? {} : { throttleBudgetMs: options.throttleBudgetMs }),
+      ...(options.retryClock === undefined ? {} : { retryClock: options.retryClock }),
+    });
     closers.push(() => clients.destroy());
     let pool: HashPool | undefined;
     closers.push(() => pool?.destroy());

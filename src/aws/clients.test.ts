@@ -291,6 +291,65 @@ describe('AwsClients', () => {
     expect(server.requests).toHaveLength(2);
   });
 
+  describe('throttling of the SDK clients: a budget in time past max_attempts', () => {
+    /** Moves only by what the retries sleep on it. */
+    const scaledClock = () => {
+      const clock = { ms: 0, now: () => clock.ms, sleep: (ms: number) => ((clock.ms += ms), Promise.resolve()) };
+      return clock;
+    };
+    const LISTING = '<ListAllMyBucketsResult><Buckets></Buckets><Owner><ID>o</ID></Owner></ListAllMyBucketsResult>';
+    /** Answers S3 SlowDown (503) to the first `times` requests, or `error` instead, then an empty bucket listing. */
+    const slowDown = (server: Loopback, times: number, error = { status: 503, code: 'SlowDown' }) => {
+      server.respond = (_req, res) => {
+        const refused = server.requests.length <= times;
+        res.writeHead(refused ? error.status : 200, { 'content-type': 'application/xml' });
+        res.end(refused ? `<Error><Code>${error.code}</Code><Message>Please reduce your request rate.</Message></Error>` : LISTING);
+      };
+    };
+    const clientsWith = (server: Loopback, clock: ReturnType<typeof scaledClock>, throttleBudgetMs?: number) => {
+      const clients = new AwsClients(
+        { name: 'test', region: 'us-east-1', credentials: CREDENTIALS, endpointUrl: server.url, forcePathStyle: true, retries: { maxAttempts: 1 } },
+        { retryClock: clock, ...(throttleBudgetMs === undefined ? {} : { throttleBudgetMs }) },
+      );
+      opened.push(clients);
+      return clients;
+    };
+
+    it('a throttled call is retried far past max_attempts, with backoff on the clock, and lands', async () => {
+      const server = await serve();
+      slowDown(server, 12);
+      const clock = scaledClock();
+      const { ListBucketsCommand } = await import('@aws-sdk/client-s3');
+      await clientsWith(server, clock).s3().send(new ListBucketsCommand({}));
+      expect(server.requests).toHaveLength(13);
+      expect(clock.ms).toBeGreaterThan(10_000);
+    });
+
+    it('throttled for its whole budget (10 minutes by default), the call fails with the service error', async () => {
+      const server = await serve();
+      slowDown(server, Number.MAX_SAFE_INTEGER);
+      const clock = scaledClock();
+      const { ListBucketsCommand } = await import('@aws-sdk/client-s3');
+      const error = await clientsWith(server, clock).s3().send(new ListBucketsCommand({})).catch((err: unknown) => err as Error);
+      expect((error as Error).name).toBe('SlowDown');
+      expect(clock.ms).toBeGreaterThanOrEqual(10 * 60_000);
+      expect(clock.ms).toBeLessThan(11 * 60_000);
+      const shorter = scaledClock();
+      await clientsWith(server, shorter, 60_000).s3().send(new ListBucketsCommand({})).catch(() => undefined);
+      expect(shorter.ms).toBeGreaterThanOrEqual(60_000);
+      expect(shorter.ms).toBeLessThan(2 * 60_000);
+    });
+
+    it('other errors keep the attempts the connection sets', async () => {
+      const server = await serve();
+      slowDown(server, 5, { status: 500, code: 'InternalError' });
+      const { ListBucketsCommand } = await import('@aws-sdk/client-s3');
+      const error = await clientsWith(server, scaledClock()).s3().send(new ListBucketsCommand({})).catch((err: unknown) => err as Error);
+      expect((error as Error).name).toBe('InternalError');
+      expect(server.requests).toHaveLength(1);
+    });
+  });
+
   it('tcpKeepAliveMs sets the keep-alive probe delay of the sockets', async () => {
     const server = await serve();
     const clients = clientsFor({ endpointUrl: server.url, tcpKeepAliveMs: 30_000 });

@@ -260,6 +260,28 @@ describe('AwsClients', () => {
     }
   });
 
+  it('a role against the endpoint (--auth) whose clock runs 20 minutes ahead: assumed once the clock is corrected, and its expiry judged on this host clock', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'snapline-role-'));
+    const { startEmulator } = await import('../emulator/index.js');
+    const endpoint = await startEmulator({ dataDir: dir, auth: [CREDENTIALS], now: () => Date.now() + 20 * 60_000, log: () => undefined });
+    try {
+      const clients = clientsFor({ endpointUrl: endpoint.url, assumeRole: { roleArn: 'arn:aws:iam::111122223333:role/backup', durationSeconds: 3600 } });
+      const { snapshotId } = await new EbsSnapshotStore(clients.ebs()).startSnapshot({ volumeSizeGiB: 1 }).catch(async (err: unknown) => {
+        // The EBS client's own first call is refused for its signing time too; the retry wrapper (not here) tries it again.
+        expect(err).toMatchObject({ code: ErrorCodes.ACCESS_DENIED, retryable: true });
+        return new EbsSnapshotStore(clients.ebs()).startSnapshot({ volumeSizeGiB: 1 });
+      });
+      expect(snapshotId).toMatch(/^snap-/);
+      const identity = (await (clients.ebs().config as unknown as { credentials: () => Promise<{ accessKeyId: string; expiration: Date }> }).credentials());
+      expect(identity.accessKeyId).toMatch(/^ASIA/);
+      // STS said an hour from its own time; on this host's clock that is an hour from now, not an hour and twenty minutes.
+      expect(Math.abs(identity.expiration.getTime() - (Date.now() + 3600_000))).toBeLessThan(60_000);
+    } finally {
+      await endpoint.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a refused AssumeRole fails the call with ACCESS_DENIED naming the role, and is tried again on the next call', async () => {
     const server = await serve();
     server.respond = (_req, res) => {

@@ -443,12 +443,15 @@ describe('jobs', () => {
     expect((await ids({})).ids).toEqual([slow]);
   });
 
-  it('refuses unknown archives and jobs, and bad types, tiers and formats', async () => {
+  it('refuses unknown archives and jobs, bad types, tiers and formats, and descriptions past 1024 printable ASCII characters', async () => {
     await expectAwsError(initiateJob(vault, { Type: 'archive-retrieval', ArchiveId: 'no-such-archive' }), 'ResourceNotFoundException');
     await expectAwsError(describeJob(vault, 'no-such-job'), 'ResourceNotFoundException');
     await expectAwsError(initiateJob(vault, { Type: 'archive-retrieval', ArchiveId: archiveId, Tier: 'Instant' }), 'InvalidParameterValueException');
     await expectAwsError(initiateJob(vault, { Type: 'select' }), 'InvalidParameterValueException');
     await expectAwsError(initiateJob(vault, { Type: 'inventory-retrieval', Format: 'XML' }), 'InvalidParameterValueException');
+    await expectAwsError(initiateJob(vault, { Type: 'archive-retrieval', ArchiveId: archiveId, Description: 'd'.repeat(1025) }), 'InvalidParameterValueException');
+    await expectAwsError(initiateJob(vault, { Type: 'archive-retrieval', ArchiveId: archiveId, Description: 'tab\there' }), 'InvalidParameterValueException');
+    await initiateJob(vault, { Type: 'archive-retrieval', ArchiveId: archiveId, Description: 'd'.repeat(1024) });
   });
 });
 

@@ -292,6 +292,15 @@ describe('objects', () => {
     await expectMissing(bucket, 'class-wrong');
   });
 
+  it('refuses a PutObject body declared over 5 GiB (EntityTooLarge) before reading it, and a key over 1024 bytes (KeyTooLongError)', async () => {
+    // The body is never sent: the connection is not to be reused.
+    const huge = await raw('PUT', `/${bucket}/huge`, { 'content-length': 5 * 1024 * MIB + 1, connection: 'close' });
+    expect([huge.status, huge.body]).toEqual([400, expect.stringContaining('<Code>EntityTooLarge</Code>')]);
+    await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'k'.repeat(1024), Body: 'x' }));
+    const long = await rejection(t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'k'.repeat(1025), Body: 'x' })));
+    expect([long.name, long.$metadata?.httpStatusCode]).toEqual(['KeyTooLongError', 400]);
+  });
+
   it('DeleteObject is idempotent; DeleteObjects reports each key, or only errors when quiet', async () => {
     await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'gone', Body: 'x' }));
     expect((await t.s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'gone' }))).$metadata.httpStatusCode).toBe(204);
@@ -404,6 +413,16 @@ describe('archive storage classes and restores', () => {
     await expectAwsError(restore('never-written', 1), 'NoSuchKey');
   });
 
+  it('a restore of an archived object needs Days, 1 or more (MalformedXML without, InvalidArgument below), and a known tier', async () => {
+    await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'days', Body: 'x', StorageClass: 'GLACIER' }));
+    const noDays = await rejection(t.s3.send(new RestoreObjectCommand({ Bucket: bucket, Key: 'days', RestoreRequest: { GlacierJobParameters: { Tier: 'Bulk' } } })));
+    expect([noDays.name, noDays.$metadata?.httpStatusCode]).toEqual(['MalformedXML', 400]);
+    const zero = await rejection(restore('days', 0));
+    expect([zero.name, zero.$metadata?.httpStatusCode]).toEqual(['InvalidArgument', 400]);
+    await expectAwsError(restore('days', 1, 'Instant' as Tier), 'MalformedXML');
+    expect((await t.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'days' }))).Restore).toBeUndefined();
+  });
+
   it('INTELLIGENT_TIERING objects in an access tier are readable, and RestoreObject is ObjectAlreadyInActiveTierError (403)', async () => {
     await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'tiered', Body: 'tiered', StorageClass: 'INTELLIGENT_TIERING' }));
     expect((await getBytes(bucket, 'tiered')).bytes.toString()).toBe('tiered');
@@ -496,6 +515,14 @@ describe('multipart uploads', () => {
     await expectAwsError(complete('checked', uploadId, [{ PartNumber: 1, ETag: etags[0]! }]), 'NoSuchUpload');
     await expectAwsError(t.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'checked', UploadId: uploadId })), 'NoSuchUpload');
     await expectMissing(bucket, 'checked');
+  });
+
+  it('UploadPart: a part declared over 5 GiB is EntityTooLarge before a byte is read', async () => {
+    const { UploadId } = await t.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'large-part' }));
+    const path = `/${bucket}/large-part?partNumber=1&uploadId=${encodeURIComponent(UploadId!)}`;
+    const huge = await raw('PUT', path, { 'content-length': 5 * 1024 * MIB + 1, connection: 'close' });
+    expect([huge.status, huge.body]).toEqual([400, expect.stringContaining('<Code>EntityTooLarge</Code>')]);
+    await t.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'large-part', UploadId }));
   });
 
   it('ListParts and ListMultipartUploads page through what is under way', async () => {

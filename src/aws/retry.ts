@@ -241,7 +241,7 @@ class Retrier {
     let retries = 0;
     let skewRetried = false;
     let throttledSince: number | undefined;
-    const self = {};
+    const throttledCall = {};
     try {
       for (let attempt = 1; ; attempt++) {
         this.throwIfAborted(operation);
@@ -270,7 +270,7 @@ class Retrier {
             const now = this.#clock.now();
             if (throttledSince === undefined) {
               throttledSince = now;
-              throttleWatch?.begin(self, now);
+              throttleWatch?.begin(throttledCall, now);
             }
             const throttledFor = now - throttledSince;
             if (throttledFor >= this.#policy.throttleBudgetMs) throw exhausted(error, attempt, `throttled for ${describeMs(throttledFor)}`);
@@ -283,7 +283,7 @@ class Retrier {
         }
       }
     } finally {
-      throttleWatch?.end(self);
+      throttleWatch?.end(throttledCall);
     }
   }
 

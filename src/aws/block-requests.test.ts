@@ -79,6 +79,30 @@ async function completedSnapshotWith(blocks: Array<{ data: Buffer; checksum: str
   return { snapshotId, tokens };
 }
 
+describe('a host clock 20 minutes behind the endpoint (signatures and signing times checked)', () => {
+  it('the first refusal corrects the client clock from the Date header, as on the SDK path, and the next request goes through', async () => {
+    const ahead = await startEmulator({ dataDir: join(dir, 'ahead'), auth: [KEY], log: () => {}, now: () => Date.now() + 20 * 60_000 });
+    const skewed = clientsFor(ahead.url);
+    const fresh = clientsFor(ahead.url);
+    try {
+      const directSkewed = new EbsSnapshotStore(skewed.ebs(), { direct: skewed.ebsBlockRequests() });
+      const good = block();
+      const refused = await outcome(directSkewed.putBlock('snap-0123456789abcdef0', 0, good.data, good.checksum));
+      expect(refused).toEqual({ code: 'ACCESS_DENIED', retryable: true, reason: undefined, awsError: 'InvalidSignatureException' });
+      // The same first refusal through the SDK's own path.
+      expect(await outcome(new EbsSnapshotStore(fresh.ebs()).startSnapshot({ volumeSizeGiB: 1 }))).toEqual(refused);
+      const offset = (skewed.ebs().config as { systemClockOffset?: number }).systemClockOffset ?? 0;
+      expect(Math.abs(offset - 20 * 60_000)).toBeLessThan(60_000);
+      const { snapshotId } = await directSkewed.startSnapshot({ volumeSizeGiB: 1 });
+      await directSkewed.putBlock(snapshotId, 0, good.data, good.checksum);
+    } finally {
+      skewed.destroy();
+      fresh.destroy();
+      await ahead.close();
+    }
+  });
+});
+
 describe('direct block requests against the endpoint (signatures checked)', () => {
   it('a block written directly reads back the same through both paths, from a view over shared memory', async () => {
     const snapshotId = await pendingSnapshot();

@@ -55,6 +55,8 @@ interface ClientConfig {
 const USER_AGENT = 'snapline (direct block requests)';
 /** Socket errors the SDK's handler reports as TimeoutError. */
 const BROKEN_CONNECTION = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
+/** The SDK's threshold for a clock-skew correction (4 minutes). */
+const CLOCK_SKEW_THRESHOLD_MS = 240_000;
 /** Bytes of an error answer kept for its message. */
 const ERROR_BODY_LIMIT = 64 * 1024;
 
@@ -63,7 +65,8 @@ const ERROR_BODY_LIMIT = 64 * 1024;
  * clients' keep-alive sockets, without the SDK's per-request middleware
  * (measured at about three times the CPU of the request itself: bench/).
  * Each request is signed by the EBS client's own SigV4 signer, with its
- * credentials, region and clock offset; the block body is left out of the
+ * credentials, region and clock offset (an error answer corrects that offset
+ * from its Date header, as the SDK does); the block body is left out of the
  * signature (UNSIGNED-PAYLOAD), as on the SDK path, its checksum header is
  * in it. Endpoint: the client's custom endpoint, else the one its endpoint
  * rules give. One attempt per call; errors are AWS-shaped and mapped by
@@ -132,16 +135,41 @@ export class DirectBlockRequests {
     try {
       const target = await this.#resolveTarget();
       const host = target.port === undefined ? target.hostname : `${target.hostname}:${target.port}`;
+      const offset = this.#config.systemClockOffset ?? 0;
       const signed = await target.signer.sign(
         { method, protocol: target.protocol, hostname: target.hostname, port: target.port, path: target.basePath + path, query, headers: { ...headers, host, 'user-agent': USER_AGENT } },
-        { signingDate: new Date(Date.now() + (this.#config.systemClockOffset ?? 0)) },
+        { signingDate: new Date(Date.now() + offset) },
       );
       const search = new URLSearchParams(query).toString().replace(/\+/g, '%20');
       const response = await this.#request(target, method, signed.path + (search === '' ? '' : `?${search}`), signed.headers, body, options.signal);
-      return await handle(response);
+      const skewCorrected = (response.statusCode ?? 0) >= 400 && this.#correctClock(response, offset);
+      try {
+        return await handle(response);
+      } catch (err) {
+        // As the SDK marks it: the next attempt, signed with the corrected clock, may succeed (see fromAwsError).
+        const metadata = (err as { $metadata?: Record<string, unknown> }).$metadata;
+        if (skewCorrected && metadata !== undefined) metadata.clockSkewCorrected = true;
+        throw err;
+      }
     } catch (err) {
       throw fromAwsError(err, action);
     }
+  }
+
+  /**
+   * The SDK's clock-skew correction for an error answer: the client's clock
+   * offset becomes the service's Date header minus this host's clock, for
+   * every request of the client after it (SDK calls and direct ones alike).
+   * True when the offset moved by the SDK's threshold (four minutes or more
+   * off, and not the offset this request was signed with): a signing-time
+   * refusal is then worth one more attempt.
+   */
+  #correctClock(response: http.IncomingMessage, signedWithOffset: number): boolean {
+    const serverTime = Date.parse(header(response, 'date') ?? '');
+    if (Number.isNaN(serverTime) || header(response, 'age') !== undefined) return false;
+    const offset = serverTime - Date.now();
+    this.#config.systemClockOffset = offset;
+    return Math.abs(offset) >= CLOCK_SKEW_THRESHOLD_MS && offset !== signedWithOffset;
   }
 
   /** `signal` destroys the request, and with it the response being read, with an AbortError. */

@@ -260,6 +260,28 @@ describe('AwsClients', () => {
     }
   });
 
+  it('a role against the endpoint (--auth) whose clock runs 20 minutes ahead: assumed once the clock is corrected, and its expiry judged on this host clock', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'snapline-role-'));
+    const { startEmulator } = await import('../emulator/index.js');
+    const endpoint = await startEmulator({ dataDir: dir, auth: [CREDENTIALS], now: () => Date.now() + 20 * 60_000, log: () => undefined });
+    try {
+      const clients = clientsFor({ endpointUrl: endpoint.url, assumeRole: { roleArn: 'arn:aws:iam::111122223333:role/backup', durationSeconds: 3600 } });
+      const { snapshotId } = await new EbsSnapshotStore(clients.ebs()).startSnapshot({ volumeSizeGiB: 1 }).catch(async (err: unknown) => {
+        // The EBS client's own first call is refused for its signing time too; the retry wrapper (not here) tries it again.
+        expect(err).toMatchObject({ code: ErrorCodes.ACCESS_DENIED, retryable: true });
+        return new EbsSnapshotStore(clients.ebs()).startSnapshot({ volumeSizeGiB: 1 });
+      });
+      expect(snapshotId).toMatch(/^snap-/);
+      const identity = (await (clients.ebs().config as unknown as { credentials: () => Promise<{ accessKeyId: string; expiration: Date }> }).credentials());
+      expect(identity.accessKeyId).toMatch(/^ASIA/);
+      // STS said an hour from its own time; on this host's clock that is an hour from now, not an hour and twenty minutes.
+      expect(Math.abs(identity.expiration.getTime() - (Date.now() + 3600_000))).toBeLessThan(60_000);
+    } finally {
+      await endpoint.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a refused AssumeRole fails the call with ACCESS_DENIED naming the role, and is tried again on the next call', async () => {
     const server = await serve();
     server.respond = (_req, res) => {
@@ -289,6 +311,65 @@ describe('AwsClients', () => {
     const clients = clientsFor({ endpointUrl: server.url, retries: { mode: 'standard', maxAttempts: 2 } });
     await rejection(new Ec2SnapshotCatalog(clients.ec2()).encryptionByDefault());
     expect(server.requests).toHaveLength(2);
+  });
+
+  describe('throttling of the SDK clients: a budget in time past max_attempts', () => {
+    /** Moves only by what the retries sleep on it. */
+    const scaledClock = () => {
+      const clock = { ms: 0, now: () => clock.ms, sleep: (ms: number) => ((clock.ms += ms), Promise.resolve()) };
+      return clock;
+    };
+    const LISTING = '<ListAllMyBucketsResult><Buckets></Buckets><Owner><ID>o</ID></Owner></ListAllMyBucketsResult>';
+    /** Answers S3 SlowDown (503) to the first `times` requests, or `error` instead, then an empty bucket listing. */
+    const slowDown = (server: Loopback, times: number, error = { status: 503, code: 'SlowDown' }) => {
+      server.respond = (_req, res) => {
+        const refused = server.requests.length <= times;
+        res.writeHead(refused ? error.status : 200, { 'content-type': 'application/xml' });
+        res.end(refused ? `<Error><Code>${error.code}</Code><Message>Please reduce your request rate.</Message></Error>` : LISTING);
+      };
+    };
+    const clientsWith = (server: Loopback, clock: ReturnType<typeof scaledClock>, throttleBudgetMs?: number) => {
+      const clients = new AwsClients(
+        { name: 'test', region: 'us-east-1', credentials: CREDENTIALS, endpointUrl: server.url, forcePathStyle: true, retries: { maxAttempts: 1 } },
+        { retryClock: clock, ...(throttleBudgetMs === undefined ? {} : { throttleBudgetMs }) },
+      );
+      opened.push(clients);
+      return clients;
+    };
+
+    it('a throttled call is retried far past max_attempts, with backoff on the clock, and lands', async () => {
+      const server = await serve();
+      slowDown(server, 12);
+      const clock = scaledClock();
+      const { ListBucketsCommand } = await import('@aws-sdk/client-s3');
+      await clientsWith(server, clock).s3().send(new ListBucketsCommand({}));
+      expect(server.requests).toHaveLength(13);
+      expect(clock.ms).toBeGreaterThan(10_000);
+    });
+
+    it('throttled for its whole budget (10 minutes by default), the call fails with the service error', async () => {
+      const server = await serve();
+      slowDown(server, Number.MAX_SAFE_INTEGER);
+      const clock = scaledClock();
+      const { ListBucketsCommand } = await import('@aws-sdk/client-s3');
+      const error = await clientsWith(server, clock).s3().send(new ListBucketsCommand({})).catch((err: unknown) => err as Error);
+      expect((error as Error).name).toBe('SlowDown');
+      expect(clock.ms).toBeGreaterThanOrEqual(10 * 60_000);
+      expect(clock.ms).toBeLessThan(11 * 60_000);
+      const shorter = scaledClock();
+      await clientsWith(server, shorter, 60_000).s3().send(new ListBucketsCommand({})).catch(() => undefined);
+      expect(shorter.ms).toBeGreaterThanOrEqual(60_000);
+      expect(shorter.ms).toBeLessThan(2 * 60_000);
+    });
+
+    it('other errors keep the attempts the connection sets', async () => {
+      const server = await serve();
+      slowDown(server, 5, { status: 500, code: 'InternalError' });
+      const { ListBucketsCommand } = await import('@aws-sdk/client-s3');
+      const error = await clientsWith(server, scaledClock()).s3().send(new ListBucketsCommand({})).catch((err: unknown) => err as Error);
+      expect((error as Error).name).toBe('InternalError');
+      expect(server.requests).toHaveLength(1);
+    });
   });
 
   it('tcpKeepAliveMs sets the keep-alive probe delay of the sockets', async () => {

@@ -13,6 +13,8 @@ import { ErrorCodes, SnaplineError } from '../errors.js';
 import { assumedRoleCredentials, type AssumeRoleSettings, type TemporaryCredentialsProvider } from './assume-role.js';
 import { DirectBlockRequests } from './block-requests.js';
 import { glacierBodyChecksums } from './glacier-archive.js';
+import { DEFAULT_RETRY_POLICY, type RetryClock } from './retry.js';
+import { withThrottleBudget, type ThrottleBudget } from './sdk-retry.js';
 import { ebsSdk, ec2Sdk, ecsSdk, glacierSdk, httpHandlerSdk, logsSdk, s3Sdk, stsSdk } from './sdk.js';
 import { DEFAULT_CONCURRENCY } from '../core/constants.js';
 
@@ -70,12 +72,22 @@ const DEFAULT_TCP_KEEPALIVE_MS = 1000;
 
 type ServiceName = keyof ServiceEndpoints;
 
+export interface AwsClientsOptions {
+  /** Sockets per host when the settings name none; default DEFAULT_CONCURRENCY. */
+  concurrency?: number;
+  /** How long one call of the SDK clients (not EBS) may go on being throttled; default 10 minutes. */
+  throttleBudgetMs?: number;
+  /** Where that budget is measured and its backoff waited; default the system's. For tests. */
+  retryClock?: RetryClock;
+}
+
 /**
  * One SDK client per service, built on first use and kept for the life of
  * this object, all sharing one keep-alive http and https agent whose socket
  * count follows `concurrency`. EBS clients make one attempt per call: retries
- * and the response to throttling live in retry.ts. EC2, STS, S3, ECS and Logs keep the
- * SDK's retry (standard unless the settings say otherwise). With assumeRole,
+ * and the response to throttling live in retry.ts. EC2, STS, S3, Glacier, ECS and Logs keep the
+ * SDK's retry (standard unless the settings say otherwise), with throttling
+ * retried past its attempts for a budget in time (see sdk-retry.ts). With assumeRole,
  * one more STS client holds the base credentials and every other client signs
  * with the role's. destroy() closes the sockets; the clients cannot be used
  * afterwards.
@@ -95,9 +107,10 @@ export class AwsClients {
   #logs: CloudWatchLogsClient | undefined;
   #baseSts: STSClient | undefined;
   readonly #roleCredentials: TemporaryCredentialsProvider | undefined;
+  readonly #throttleBudget: ThrottleBudget;
   #destroyed = false;
 
-  constructor(settings: ConnectionSettings, options: { concurrency?: number } = {}) {
+  constructor(settings: ConnectionSettings, options: AwsClientsOptions = {}) {
     validateSettings(settings);
     // The SDK prints a Node-version notice to stderr on client construction; users of the CLI must not see it.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -121,8 +134,12 @@ export class AwsClients {
       connectionTimeout: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       socketTimeout: settings.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
     });
+    this.#throttleBudget = {
+      budgetMs: options.throttleBudgetMs ?? DEFAULT_RETRY_POLICY.throttleBudgetMs,
+      ...(options.retryClock === undefined ? {} : { clock: options.retryClock }),
+    };
     if (settings.assumeRole !== undefined) {
-      this.#baseSts = new (stsSdk().STSClient)({ ...this.#config('sts', this.#baseCredentials()), ...this.#retries() });
+      this.#baseSts = withThrottleBudget(new (stsSdk().STSClient)({ ...this.#config('sts', this.#baseCredentials()), ...this.#retries() }), this.#throttleBudget);
       this.#roleCredentials = assumedRoleCredentials(this.#baseSts, settings.assumeRole);
     }
   }
@@ -142,28 +159,28 @@ export class AwsClients {
   }
 
   ec2(): EC2Client {
-    return (this.#ec2 ??= new (ec2Sdk().EC2Client)({ ...this.#common('ec2'), ...this.#retries() }));
+    return (this.#ec2 ??= this.#budgeted(new (ec2Sdk().EC2Client)({ ...this.#common('ec2'), ...this.#retries() })));
   }
 
   sts(): STSClient {
-    return (this.#sts ??= new (stsSdk().STSClient)({ ...this.#common('sts'), ...this.#retries() }));
+    return (this.#sts ??= this.#budgeted(new (stsSdk().STSClient)({ ...this.#common('sts'), ...this.#retries() })));
   }
 
   s3(): S3Client {
-    return (this.#s3 ??= new (s3Sdk().S3Client)({ ...this.#common('s3'), ...this.#retries(), forcePathStyle: this.settings.forcePathStyle ?? false }));
+    return (this.#s3 ??= this.#budgeted(new (s3Sdk().S3Client)({ ...this.#common('s3'), ...this.#retries(), forcePathStyle: this.settings.forcePathStyle ?? false })));
   }
 
   /** Upload bodies are hashed once: the tree hash comes with the request (see glacierBodyChecksums). */
   glacier(): GlacierClient {
-    return (this.#glacier ??= new (glacierSdk().GlacierClient)({ ...this.#common('glacier'), ...this.#retries(), bodyChecksumGenerator: glacierBodyChecksums }));
+    return (this.#glacier ??= this.#budgeted(new (glacierSdk().GlacierClient)({ ...this.#common('glacier'), ...this.#retries(), bodyChecksumGenerator: glacierBodyChecksums })));
   }
 
   ecs(): ECSClient {
-    return (this.#ecs ??= new (ecsSdk().ECSClient)({ ...this.#common('ecs'), ...this.#retries() }));
+    return (this.#ecs ??= this.#budgeted(new (ecsSdk().ECSClient)({ ...this.#common('ecs'), ...this.#retries() })));
   }
 
   logs(): CloudWatchLogsClient {
-    return (this.#logs ??= new (logsSdk().CloudWatchLogsClient)({ ...this.#common('logs'), ...this.#retries() }));
+    return (this.#logs ??= this.#budgeted(new (logsSdk().CloudWatchLogsClient)({ ...this.#common('logs'), ...this.#retries() })));
   }
 
   /** Closes every socket of every client. Idempotent. */
@@ -204,6 +221,11 @@ export class AwsClients {
     const credentials = this.settings.credentials;
     if (credentials === undefined) return {};
     return 'profile' in credentials ? { profile: credentials.profile } : { credentials };
+  }
+
+  /** An SDK client whose throttled calls get the time budget (see ThrottleTolerantStrategy). */
+  #budgeted<C extends { config: object }>(client: C): C {
+    return withThrottleBudget(client, this.#throttleBudget);
   }
 
   #retries(): { maxAttempts?: number; retryMode?: RetryMode } {

@@ -48,6 +48,15 @@ describe('fromAwsError: errors that are not service answers', () => {
     expect(fromAwsError(abort, 'ebs:PutSnapshotBlock')).toMatchObject({ code: ErrorCodes.INTERRUPTED, retryable: false });
   });
 
+  it('a refusal for the signing time is ACCESS_DENIED, retryable only once the client corrected its clock from the answer', () => {
+    for (const name of ['InvalidSignatureException', 'SignatureDoesNotMatch', 'RequestTimeTooSkewed', 'RequestExpired']) {
+      const refused = (corrected?: boolean) =>
+        Object.assign(new Error('Signature expired: 20300101T000000Z is now earlier than ...'), { name, $metadata: { httpStatusCode: 403, clockSkewCorrected: corrected } });
+      expect(fromAwsError(refused(), 'ebs:StartSnapshot')).toMatchObject({ code: ErrorCodes.ACCESS_DENIED, retryable: false });
+      expect(fromAwsError(refused(true), 'ebs:StartSnapshot')).toMatchObject({ code: ErrorCodes.ACCESS_DENIED, retryable: true, details: { clockSkewCorrected: true } });
+    }
+  });
+
   it('no credentials anywhere in the chain is ACCESS_DENIED with a hint', () => {
     const missing = Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' });
     const error = fromAwsError(missing, 'ebs:StartSnapshot');

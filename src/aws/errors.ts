@@ -100,6 +100,9 @@ const IDENTITY_ERRORS = new Set([
   'RequestExpired',
 ]);
 
+/** Error names of a signing time too far from the service's clock (besides the signature errors above). */
+const CLOCK_SKEW_ERRORS = new Set(['RequestTimeTooSkewed', 'RequestInTheFuture']);
+
 /** Error names that mean a permission is missing. */
 const PERMISSION_ERRORS = new Set(['AccessDeniedException', 'AccessDenied', 'UnauthorizedOperation']);
 
@@ -140,7 +143,7 @@ interface AwsShapedError {
   errors?: unknown;
   Reason?: unknown;
   $fault?: unknown;
-  $metadata?: { httpStatusCode?: unknown; requestId?: unknown; attempts?: unknown };
+  $metadata?: { httpStatusCode?: unknown; requestId?: unknown; attempts?: unknown; clockSkewCorrected?: unknown };
 }
 
 function stringOrUndefined(value: unknown): string | undefined {
@@ -219,8 +222,11 @@ export function fromAwsError(err: unknown, action: string): SnaplineError {
       `access denied: ${action} is not allowed: ${awsMessage}`,
     );
   }
-  if (IDENTITY_ERRORS.has(name)) {
-    return make({ code: ErrorCodes.ACCESS_DENIED, retryable: false, hint: CREDENTIALS_HINT }, `credentials refused for ${action}: ${name}: ${awsMessage}`);
+  if (IDENTITY_ERRORS.has(name) || CLOCK_SKEW_ERRORS.has(name)) {
+    // Refused for the signing time, and the client has since taken the service's clock from the answer: the next attempt is signed right.
+    const skewCorrected = shaped.$metadata?.clockSkewCorrected === true;
+    if (skewCorrected) details.clockSkewCorrected = true;
+    return make({ code: ErrorCodes.ACCESS_DENIED, retryable: skewCorrected, hint: CREDENTIALS_HINT }, `credentials refused for ${action}: ${name}: ${awsMessage}`);
   }
   if (name === 'CredentialsProviderError') {
     return make({ code: ErrorCodes.ACCESS_DENIED, retryable: false, hint: CREDENTIALS_HINT }, `no usable credentials for ${action}: ${awsMessage}`);

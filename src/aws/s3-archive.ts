@@ -22,6 +22,9 @@ const MIB = 1024 * 1024;
 const DEFAULT_MIN_PART = 16 * MIB;
 /** The largest power-of-two part S3 takes (its limit is 5 GiB). */
 const MAX_PART = 4096 * MIB;
+/** S3's smallest part but the last (CompleteMultipartUpload answers EntityTooSmall below it), and its largest object. */
+const S3_MIN_PART = 5 * MIB;
+const MAX_OBJECT_BYTES = 5 * 1024 * 1024 * MIB;
 /** Storage classes whose objects are read only after RestoreObject. */
 const ARCHIVED_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
 const SSE_C = 'x-amz-server-side-encryption-customer-';
@@ -36,7 +39,7 @@ export interface S3ArchiveOptions {
    * create an object.
    */
   attributes?: Record<string, string>;
-  /** Smallest part size used (1 MiB x 2^n, at least 5 MiB on AWS); default 16 MiB. */
+  /** Smallest part size used (1 MiB x 2^n, so 8 MiB or more: S3 takes no part below 5 MiB but the last); default 16 MiB. */
   minPartSize?: number;
   /** A run's interruption: ends the transfers, reads and listings in flight when it aborts (see InFlightRequests). */
   signal?: AbortSignal;
@@ -65,6 +68,9 @@ export class S3ArchiveStore implements ArchiveStore {
     this.#client = client;
     this.location = bucket;
     this.#minPartSize = options.minPartSize ?? DEFAULT_MIN_PART;
+    if (this.#minPartSize < S3_MIN_PART) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `S3 parts are at least 5 MiB (all but the last), got a minimum part size of ${this.#minPartSize} bytes`);
+    }
     this.#requests = new InFlightRequests(options.signal, options.contact);
     const attributes = Object.fromEntries(Object.entries(options.attributes ?? {}).map(([name, value]) => [name.toLowerCase(), value]));
     const key = attributes[`${SSE_C}key`];
@@ -76,6 +82,7 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   partSizeFor(maxBytes: number): number {
+    if (maxBytes > MAX_OBJECT_BYTES) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `an S3 object holds at most 5 TiB, not ${maxBytes} bytes`);
     return partSizeFor(maxBytes, this.#minPartSize, MAX_PART);
   }
 

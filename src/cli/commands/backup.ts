@@ -3,8 +3,8 @@ import type { BackupProgress, BackupResult } from '../../engine/backup.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, secondsOption, tagOption } from '../parse.js';
-import { ProgressDisplay, formatBytes, formatDuration } from '../progress.js';
-import { concurrencyOption, sessionOptions } from './common.js';
+import { formatBytes, formatDuration } from '../progress.js';
+import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 
 interface BackupFlags {
   volume?: string;
@@ -48,8 +48,9 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { backup } = await import('../../engine/backup.js');
-  const results = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency }), async (session) => {
-    const display = new ProgressDisplay(output);
+  const progress = throttleAwareProgress(output);
+  const results = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
+    const display = progress.display(session);
     const latest = new Map<string, BackupProgress>();
     const onProgress = (progress: BackupProgress) => {
       latest.set(progress.volume, progress);

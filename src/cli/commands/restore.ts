@@ -3,8 +3,8 @@ import { BLOCK_SIZE } from '../../core/constants.js';
 import type { RestoreProgress, RestoreResult } from '../../engine/restore.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
-import { concurrencyOption, sessionOptions } from './common.js';
+import { count, formatBytes, formatDuration } from '../progress.js';
+import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 
 interface RestoreFlags {
   force?: boolean;
@@ -32,8 +32,9 @@ async function runRestore(ctx: CommandContext, snapshotId: string, target: strin
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { restore } = await import('../../engine/restore.js');
-  const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency }), async (session) => {
-    const display = new ProgressDisplay(output);
+  const progress = throttleAwareProgress(output);
+  const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
+    const display = progress.display(session);
     try {
       return await restore(session, {
         snapshotId,

@@ -3,8 +3,8 @@ import { BLOCK_SIZE } from '../../core/constants.js';
 import type { BlockRange, VerifyResult } from '../../engine/verify.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { ProgressDisplay, count } from '../progress.js';
-import { concurrencyOption, sessionOptions } from './common.js';
+import { count } from '../progress.js';
+import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 
 interface VerifyFlags {
   remote?: boolean;
@@ -32,8 +32,9 @@ async function runVerify(ctx: CommandContext, first: string, second: string | un
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { verify } = await import('../../engine/verify.js');
-  const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency }), async (session) => {
-    const display = new ProgressDisplay(output);
+  const progress = throttleAwareProgress(output);
+  const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
+    const display = progress.display(session);
     try {
       return await verify(session, {
         source,

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { RestoreResult } from '../../engine/restore.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
+import { snapshotIdArgument } from '../parse.js';
 import { ProgressDisplay, formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions } from './common.js';
 
@@ -16,7 +17,7 @@ export function registerRestore(program: Command, wrap: Wrap): void {
   program
     .command('restore')
     .description('restore a snapshot onto an image file or a block device')
-    .argument('<snapshot-id>', 'completed snapshot to restore')
+    .argument('<snapshot-id>', 'completed snapshot to restore', snapshotIdArgument('<snapshot-id>'))
     .argument('<target>', 'image file or block device (/dev/...)')
     .option('--force', 'overwrite a target file that exists and is not empty')
     .option('--incremental', 'fetch only the blocks that differ from the snapshot the target holds (per the index)')

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { BlockRange } from '../../engine/verify.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
+import { snapshotIdArgument } from '../parse.js';
 import { count } from '../progress.js';
 import { sessionOptions } from './common.js';
 
@@ -10,7 +11,7 @@ export function registerVerify(program: Command, wrap: Wrap): void {
     .command('verify')
     .description('compare a source with a snapshot block by block; exit 0 when equal, 1 when not')
     .argument('<source>', 'image file or block device')
-    .argument('<snapshot-id>', 'snapshot to compare with')
+    .argument('<snapshot-id>', 'snapshot to compare with', snapshotIdArgument('<snapshot-id>'))
     .action(
       wrap(async (ctx: CommandContext, source: string, snapshotId: string) => {
         const output = ctx.output();

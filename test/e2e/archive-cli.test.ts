@@ -95,8 +95,8 @@ function imageWith(blocks: number[], sizeBytes: number): string {
 
 async function backedUp(volume: string, blocks = [0, 1, 5, 9]): Promise<{ image: string; snapshotId: string }> {
   const image = imageWith(blocks, 12 * BLOCK_SIZE + 99);
-  const result = await json<{ snapshotId: string }>(['backup', image, '--volume', volume]);
-  return { image, snapshotId: result.snapshotId };
+  const result = await json<{ backups: Array<{ snapshotId: string }> }>(['backup', image, '--volume', volume]);
+  return { image, snapshotId: result.backups[0]!.snapshotId };
 }
 
 interface Created {

@@ -101,8 +101,8 @@ describe('resilientWriter', () => {
     await writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM);
     expect(ebs.calls.putBlock).toBe(3);
     expect(retries).toEqual([
-      { code: ErrorCodes.UNAVAILABLE, attempt: 1, operation: 'putBlock' },
-      { code: ErrorCodes.UNAVAILABLE, attempt: 2, operation: 'putBlock' },
+      { code: ErrorCodes.UNAVAILABLE, attempt: 1, operation: 'uploading blocks' },
+      { code: ErrorCodes.UNAVAILABLE, attempt: 2, operation: 'uploading blocks' },
     ]);
     expect(ebs.inspect(snapshotId)?.writtenIndexes).toEqual([0]);
   });

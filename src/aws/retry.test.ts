@@ -224,6 +224,16 @@ describe('resilientWriter', () => {
     expect(ebs.calls.putBlock).toBe(1);
   });
 
+  it('an interruption says why and during what, in the terms of the user: no internal function name', async () => {
+    const ebs = new MemoryEbs();
+    const { snapshotId } = await ebs.startSnapshot({ volumeSizeGiB: 1 });
+    const controller = new AbortController();
+    const writer = resilientWriter(ebs, { limiter: new AdaptiveLimiter(4), signal: controller.signal, policy: FAST, onRetry: () => controller.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT')) });
+    ebs.failNext('putBlock', unavailable);
+    const error = await rejection(writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM));
+    expect(error).toMatchObject({ code: ErrorCodes.INTERRUPTED, message: 'interrupted by SIGINT while uploading blocks' });
+  });
+
   it('validates its policy', () => {
     expect(() => resilientWriter(new MemoryEbs(), { limiter: new AdaptiveLimiter(1), policy: { maxAttempts: 0 } })).toThrow(/maxAttempts/);
   });

@@ -111,8 +111,8 @@ describe('resilientWriter', () => {
     await writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM);
     expect(ebs.calls.putBlock).toBe(3);
     expect(retries).toEqual([
-      { code: ErrorCodes.UNAVAILABLE, attempt: 1, operation: 'putBlock' },
-      { code: ErrorCodes.UNAVAILABLE, attempt: 2, operation: 'putBlock' },
+      { code: ErrorCodes.UNAVAILABLE, attempt: 1, operation: 'uploading blocks' },
+      { code: ErrorCodes.UNAVAILABLE, attempt: 2, operation: 'uploading blocks' },
     ]);
     expect(ebs.inspect(snapshotId)?.writtenIndexes).toEqual([0]);
   });
@@ -232,6 +232,16 @@ describe('resilientWriter', () => {
     ebs.failNext('putBlock', unavailable);
     expect((await rejection(writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM))).code).toBe(ErrorCodes.INTERRUPTED);
     expect(ebs.calls.putBlock).toBe(1);
+  });
+
+  it('an interruption says why and during what, in the terms of the user: no internal function name', async () => {
+    const ebs = new MemoryEbs();
+    const { snapshotId } = await ebs.startSnapshot({ volumeSizeGiB: 1 });
+    const controller = new AbortController();
+    const writer = resilientWriter(ebs, { limiter: new AdaptiveLimiter(4), signal: controller.signal, policy: FAST, onRetry: () => controller.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT')) });
+    ebs.failNext('putBlock', unavailable);
+    const error = await rejection(writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM));
+    expect(error).toMatchObject({ code: ErrorCodes.INTERRUPTED, message: 'interrupted by SIGINT while uploading blocks' });
   });
 
   it('validates its policy', () => {

@@ -175,7 +175,7 @@ export interface ResilienceOptions {
    * stores' part (their `signal` option).
    */
   signal?: AbortSignal;
-  /** Told before each retry: the error, the attempt that failed (1-based) and the operation. */
+  /** Told before each retry: the error, the attempt that failed (1-based) and the operation, in the user's terms ("uploading blocks"). */
   onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
   /** Told before each retry of a throttled call: how long it has been throttled so far, and the operation. */
   onThrottled?: (throttledForMs: number, operation: string) => void;
@@ -299,10 +299,12 @@ class Retrier {
     }
   }
 
+  /** INTERRUPTED once the signal aborts, saying why (the signal's SnaplineError, as "interrupted by SIGINT") and while doing what. */
   throwIfAborted(operation: string): void {
     const signal = this.#options.signal;
     if (signal?.aborted) {
-      throw new SnaplineError(ErrorCodes.INTERRUPTED, `${operation} was interrupted`, { cause: signal.reason });
+      const why = signal.reason instanceof SnaplineError ? signal.reason.message : 'interrupted';
+      throw new SnaplineError(ErrorCodes.INTERRUPTED, `${why} while ${operation}`, { cause: signal.reason });
     }
   }
 
@@ -361,15 +363,15 @@ export function resilientWriter(inner: SnapshotWriter, options: WriterResilience
   return {
     async startSnapshot(input: StartSnapshotInput): Promise<StartedSnapshot> {
       const idempotent = { ...input, clientToken: input.clientToken ?? randomUUID() };
-      const started = await retrier.run('startSnapshot', () => inner.startSnapshot(idempotent));
+      const started = await retrier.run('starting the snapshot', () => inner.startSnapshot(idempotent));
       startedAt.set(started.snapshotId, performance.now());
       return started;
     },
     putBlock(snapshotId: string, blockIndex: number, data: Uint8Array, checksum: string, progress?: number): Promise<void> {
-      return retrier.run('putBlock', () => inner.putBlock(snapshotId, blockIndex, data, checksum, progress), young(snapshotId));
+      return retrier.run('uploading blocks', () => inner.putBlock(snapshotId, blockIndex, data, checksum, progress), young(snapshotId));
     },
     completeSnapshot(snapshotId: string, changedBlocksCount: number, aggregateChecksum: string): Promise<SnapshotStatus> {
-      return retrier.run('completeSnapshot', () => inner.completeSnapshot(snapshotId, changedBlocksCount, aggregateChecksum), young(snapshotId));
+      return retrier.run('completing the snapshot', () => inner.completeSnapshot(snapshotId, changedBlocksCount, aggregateChecksum), young(snapshotId));
     },
   };
 }
@@ -379,13 +381,13 @@ export function resilientReader(inner: SnapshotReader, options: ResilienceOption
   const retrier = new Retrier(options);
   return {
     listBlocks(snapshotId: string, listOptions: ListOptions = {}): AsyncIterable<BlockPage<BlockRef>> {
-      return retrier.pages('listBlocks', (o) => inner.listBlocks(snapshotId, o), listOptions);
+      return retrier.pages('listing the blocks of the snapshot', (o) => inner.listBlocks(snapshotId, o), listOptions);
     },
     listChangedBlocks(firstSnapshotId: string, secondSnapshotId: string, listOptions: ListOptions = {}): AsyncIterable<BlockPage<ChangedBlockRef>> {
-      return retrier.pages('listChangedBlocks', (o) => inner.listChangedBlocks(firstSnapshotId, secondSnapshotId, o), listOptions);
+      return retrier.pages('listing the changed blocks', (o) => inner.listChangedBlocks(firstSnapshotId, secondSnapshotId, o), listOptions);
     },
     getBlock(snapshotId: string, blockIndex: number, blockToken: string): Promise<{ data: Buffer; checksum: string }> {
-      return retrier.run('getBlock', () => inner.getBlock(snapshotId, blockIndex, blockToken));
+      return retrier.run('reading blocks', () => inner.getBlock(snapshotId, blockIndex, blockToken));
     },
   };
 }

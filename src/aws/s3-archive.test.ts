@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { treeHash } from '../core/checksum.js';
 import { startEmulator, type RunningEmulator } from '../emulator/index.js';
@@ -115,6 +115,26 @@ describe('S3ArchiveStore on the endpoint', () => {
     const error = await rejection(missing.putObject('k', Buffer.from('x'), hashOf(Buffer.from('x'))));
     expect(error.code).toBe(ErrorCodes.NOT_FOUND);
     expect(error.message).toMatch(/bucket no-such-bucket does not exist/);
+  });
+
+  it('tells whether the bucket exists, and makes it in the Region of the client: with its location constraint, none in us-east-1', async () => {
+    expect(await store.locationExists()).toBe(true);
+    const fresh = new S3ArchiveStore(clients.s3(), 'made-in-us-east-1');
+    expect(await fresh.locationExists()).toBe(false);
+    await fresh.createLocation();
+    expect(await fresh.locationExists()).toBe(true);
+    // Made already by this account (a second try after a lost answer): fine.
+    await fresh.createLocation();
+
+    // The endpoint refuses a constraint that differs from the Region the request is signed for, as S3 does.
+    const europe = new AwsClients({ name: 'eu', region: 'eu-west-1', endpointUrl: emulator.url, credentials: { accessKeyId: 'k', secretAccessKey: 's' }, forcePathStyle: true });
+    try {
+      await new S3ArchiveStore(europe.s3(), 'made-in-eu-west-1').createLocation();
+      const head = await europe.s3().send(new HeadBucketCommand({ Bucket: 'made-in-eu-west-1' }));
+      expect(head.BucketRegion).toBe('eu-west-1');
+    } finally {
+      europe.destroy();
+    }
   });
 });
 

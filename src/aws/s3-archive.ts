@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { S3Client, StorageClass, Tier } from '@aws-sdk/client-s3';
+import type { BucketLocationConstraint, S3Client, StorageClass, Tier } from '@aws-sdk/client-s3';
 import type {
   ArchiveStore,
   Inventory,
@@ -29,7 +29,9 @@ const MAX_OBJECT_BYTES = 5 * 1024 * 1024 * MIB;
 const ARCHIVED_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
 const SSE_C = 'x-amz-server-side-encryption-customer-';
 /** Calls that create or delete remote state: an abort does not cut them (see InFlightRequests). */
-const RUN_TO_END = new Set(['s3:PutObject', 's3:CreateMultipartUpload', 's3:CompleteMultipartUpload', 's3:AbortMultipartUpload', 's3:RestoreObject', 's3:DeleteObject']);
+const RUN_TO_END = new Set(['s3:PutObject', 's3:CreateMultipartUpload', 's3:CompleteMultipartUpload', 's3:AbortMultipartUpload', 's3:RestoreObject', 's3:DeleteObject', 's3:CreateBucket']);
+/** The Region whose buckets are made without a location constraint (S3 refuses one naming it). */
+const NO_CONSTRAINT_REGION = 'us-east-1';
 
 export interface S3ArchiveOptions {
   /**
@@ -221,6 +223,57 @@ export class S3ArchiveStore implements ArchiveStore {
     await this.#call('s3:DeleteObject', key, (abortSignal) => this.#client.send(new (s3Sdk().DeleteObjectCommand)({ Bucket: this.location, Key: key }), { abortSignal }));
   }
 
+  /** HeadBucket (IAM s3:ListBucket): 404 is false; 403 is a bucket of another account or a missing permission; 301 a bucket in another Region. */
+  async locationExists(): Promise<boolean> {
+    const action = 's3:ListBucket';
+    try {
+      await this.#requests.run(action, (abortSignal) => this.#client.send(new (s3Sdk().HeadBucketCommand)({ Bucket: this.location }), { abortSignal }));
+      return true;
+    } catch (err) {
+      const error = s3Error(err, action, this.location, '');
+      if (error.code === ErrorCodes.NOT_FOUND) return false;
+      const status = error.details?.httpStatus;
+      if (status === 403) {
+        throw new SnaplineError(ErrorCodes.ACCESS_DENIED, `bucket ${this.location} belongs to another account, or ${action} on it is not granted`, {
+          cause: err,
+          details: error.details,
+          hint: 'name a bucket of this account with --bucket, or grant s3:ListBucket on it',
+        });
+      }
+      if (status === 301) {
+        const region = bucketRegionOf(err);
+        throw new SnaplineError(ErrorCodes.REMOTE_REJECTED, `bucket ${this.location} is in another Region${region === undefined ? '' : ` (${region})`} than the connection's`, {
+          cause: err,
+          details: error.details,
+          hint: `use the bucket's Region${region === undefined ? '' : ` (--region ${region})`}, or a bucket in this one`,
+        });
+      }
+      throw error;
+    }
+  }
+
+  /** CreateBucket in the client's Region; BucketAlreadyOwnedByYou is success (made by an earlier try), BucketAlreadyExists a CONFLICT. */
+  async createLocation(): Promise<void> {
+    const region = await this.#client.config.region();
+    const input = {
+      Bucket: this.location,
+      ...(region === NO_CONSTRAINT_REGION ? {} : { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } }),
+    };
+    try {
+      await this.#call('s3:CreateBucket', '', (abortSignal) => this.#client.send(new (s3Sdk().CreateBucketCommand)(input), { abortSignal }));
+    } catch (err) {
+      const awsError = isSnaplineError(err) ? err.details?.awsError : undefined;
+      if (awsError === 'BucketAlreadyOwnedByYou') return;
+      if (awsError === 'BucketAlreadyExists') {
+        throw new SnaplineError(ErrorCodes.CONFLICT, `the bucket name ${this.location} is taken by another account (bucket names are shared by all of S3)`, {
+          cause: err,
+          hint: 'choose another name with --bucket',
+        });
+      }
+      throw err;
+    }
+  }
+
   /** Runs one SDK call with the signal of its request (see InFlightRequests, RUN_TO_END), mapping its failure to a SnaplineError. */
   async #call<O>(action: string, key: string, send: (abortSignal: AbortSignal | undefined) => Promise<O>): Promise<O> {
     try {
@@ -244,6 +297,13 @@ function withHeaders<C extends { middlewareStack: object }>(command: C, headers:
     { step: 'build', name: 'snaplineArchiveAttributes' },
   );
   return command;
+}
+
+/** The Region S3 says a bucket is in, from the headers of its answer (x-amz-bucket-region). */
+function bucketRegionOf(err: unknown): string | undefined {
+  const headers = (err as { $response?: { headers?: Record<string, string | undefined> } } | null)?.$response?.headers;
+  const region = headers?.['x-amz-bucket-region'];
+  return typeof region === 'string' && region !== '' ? region : undefined;
 }
 
 function storageClassOf(options: ObjectOptions): { StorageClass?: StorageClass } {
@@ -274,7 +334,7 @@ function s3Error(err: unknown, action: string, bucket: string, key: string): Sna
     return new SnaplineError(ErrorCodes.NOT_FOUND, `bucket ${bucket} does not exist`, {
       cause: err,
       details: error.details,
-      hint: 'check archive.bucket of the connection (snapline connections show)',
+      hint: 'check the bucket name: --bucket, or archive.bucket of the connection (`snapline connections show`)',
     });
   }
   return error;

@@ -220,6 +220,14 @@ export interface ArchiveStore {
   inventory(options: { prefix?: string; start: boolean }): Promise<Inventory>;
   /** Idempotent: deleting an object that is gone succeeds. */
   deleteObject(ref: string): Promise<void>;
+  /** Whether the bucket or vault exists (and this identity may use it: ACCESS_DENIED otherwise). Reads nothing else. */
+  locationExists(): Promise<boolean>;
+  /**
+   * S3 only: makes the bucket in the Region of the connection (its location
+   * constraint; none in us-east-1). A bucket this account owns already is fine;
+   * CONFLICT when another account owns the name.
+   */
+  createLocation?(): Promise<void>;
 }
 
 // ---- ECS restore tasks -----------------------------------------------------

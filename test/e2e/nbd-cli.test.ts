@@ -46,14 +46,14 @@ describe.skipIf(qemuMissing !== undefined)('snapline with NBD URLs', () => {
   it('backs up an export under its name, verifies the export against the snapshot, and restores it to a file', async () => {
     const backup = await snapline('--json', 'backup', named.url);
     expect({ code: backup.code, stderr: backup.stderr }).toMatchObject({ code: 0 });
-    const result = JSON.parse(backup.stdout) as { snapshotId: string; volume: string; blocksUploaded: number; blocksZeroSkipped: number };
+    const [result] = (JSON.parse(backup.stdout) as { backups: Array<{ snapshotId: string; volume: string; blocksUploaded: number; blocksZeroSkipped: number }> }).backups;
     expect(result).toMatchObject({ volume: 'web-1', blocksUploaded: 3, blocksZeroSkipped: 21 });
 
-    const verify = await snapline('verify', named.url, result.snapshotId);
+    const verify = await snapline('verify', named.url, result!.snapshotId);
     expect({ code: verify.code, stderr: verify.stderr }).toMatchObject({ code: 0 });
 
     const target = join(work, 'restored.raw');
-    const restore = await snapline('restore', result.snapshotId, target);
+    const restore = await snapline('restore', result!.snapshotId, target);
     expect({ code: restore.code, stderr: restore.stderr }).toMatchObject({ code: 0 });
     expect(readFileSync(target).equals(rawBytesOf(image, 'qcow2', work))).toBe(true);
   });
@@ -67,6 +67,6 @@ describe.skipIf(qemuMissing !== undefined)('snapline with NBD URLs', () => {
     expect(badUrl.stderr).toContain('the socket=PATH query parameter is missing');
     const withVolume = await snapline('--json', 'backup', unnamed.url, '--volume', 'web-default', '--dry-run');
     expect({ code: withVolume.code, stderr: withVolume.stderr }).toMatchObject({ code: 0 });
-    expect(JSON.parse(withVolume.stdout)).toMatchObject({ volume: 'web-default', dryRun: true });
+    expect(JSON.parse(withVolume.stdout)).toMatchObject({ backups: [{ volume: 'web-default', dryRun: true }] });
   });
 });

@@ -60,7 +60,7 @@ function jsonOf<T = Record<string, unknown>>(run: CliResult): T {
 async function cliBackup(image: string, volume: string, options: SnaplineOptions = {}): Promise<string> {
   const run = await snapline(['--json', 'backup', image, '--volume', volume], options);
   expectExit(run, 0);
-  return jsonOf<{ snapshotId: string }>(run).snapshotId;
+  return jsonOf<{ backups: Array<{ snapshotId: string }> }>(run).backups[0]!.snapshotId;
 }
 
 // ---- images and the index ---------------------------------------------------------------
@@ -501,7 +501,7 @@ describe('snapline index', () => {
     writeBlocks(image, randomBlocks([4]));
     const next = await snapline(['--json', 'backup', image, '--volume', 'r'], { index: indexPath });
     expectExit(next, 0);
-    expect(jsonOf(next)).toMatchObject({ parentSnapshotId: snapB, blocksChanged: 1, blocksUploaded: 1 });
+    expect(jsonOf(next)).toMatchObject({ backups: [{ parentSnapshotId: snapB, blocksChanged: 1, blocksUploaded: 1 }] });
 
     const good = await snapline(['--json', 'index', 'check'], { index: indexPath });
     expectExit(good, 0);

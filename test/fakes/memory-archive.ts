@@ -39,7 +39,9 @@ export type ArchiveOperation =
   | 'requestRestore'
   | 'restoreStatus'
   | 'inventory'
-  | 'deleteObject';
+  | 'deleteObject'
+  | 'locationExists'
+  | 'createLocation';
 
 interface StoredEntry {
   name: string;
@@ -72,15 +74,20 @@ export class MemoryArchiveStore implements ArchiveStore {
   readonly objects = new Map<string, StoredEntry>();
   readonly uploads = new Map<string, Upload>();
   readonly calls = new Map<ArchiveOperation, number>();
+  /** False for a bucket or vault that does not exist (createLocation makes it, S3 only). */
+  exists = true;
   /** Flip one byte of every ranged read of the objects whose name this accepts. */
   corruptReads: ((name: string) => boolean) | undefined;
   readonly #minPartSize: number;
   readonly #failures: Array<{ operation: ArchiveOperation; error: SnaplineError; times: number; after: number }> = [];
   /** A vault's inventory job: the archives as they were when it began. */
   #inventoryJob: { state: 'ongoing' | 'done'; objects: ListedObject[] } | undefined;
+  /** An S3-like store's only, as the port says. */
+  readonly createLocation: (() => Promise<void>) | undefined;
 
   constructor(options: { target: ArchiveTarget; location?: string; minPartSize?: number }) {
     this.target = options.target;
+    this.createLocation = this.target === 's3' ? () => this.#createLocation() : undefined;
     this.location = options.location ?? (options.target === 's3' ? 'bucket' : 'vault');
     this.#minPartSize = options.minPartSize ?? MIB;
   }
@@ -231,6 +238,16 @@ export class MemoryArchiveStore implements ArchiveStore {
   async deleteObject(ref: string): Promise<void> {
     this.#enter('deleteObject');
     this.objects.delete(ref);
+  }
+
+  async locationExists(): Promise<boolean> {
+    this.#enter('locationExists');
+    return this.exists;
+  }
+
+  async #createLocation(): Promise<void> {
+    this.#enter('createLocation');
+    this.exists = true;
   }
 
   #class(options: ObjectOptions): string {

@@ -198,7 +198,8 @@ describe.concurrent('the index file', () => {
     const before = starts();
     const refused = await cli(['backup', image, '--volume', 'base'], { index });
     expectRefused(expect, refused, ExitCodes.INTEGRITY, /is damaged: the block map of snap-\w+ does not match its checksum/);
-    expect(refused.stderr).toMatch(/hint: run `snapline index check`/);
+    // The hint's command carries the run's global options, --index among them.
+    expect(refused.stderr).toContain(`hint: run \`snapline --connection local --endpoint-url ${emulator.url} --index ${index} index check\``);
     expect(starts()).toBe(before);
     expectRefused(expect, await cli(['verify', image, snapB], { index }), ExitCodes.INTEGRITY, /does not match its checksum/);
     expectRefused(expect, await cli(['index', 'check'], { index }), ExitCodes.INTEGRITY, /does not match its checksum \(altered rows\)/);
@@ -363,7 +364,7 @@ describe('a block device mounted read-write (a loop device over an ext4 image)',
       expect({ code: run.code, stderr: run.stderr }).toMatchObject({ code: 0 });
       expect(run.stderr).toContain(`snapline: warning: ${device} is mounted read-write (on ${mountPoint}): the copy is only crash-consistent`);
       expect(run.stderr).toContain(`fsfreeze --freeze ${mountPoint}`);
-      expect(JSON.parse(run.stdout)).toMatchObject({ volume: 'live', sourceBytes: 16 * 1024 * 1024 });
+      expect(JSON.parse(run.stdout)).toMatchObject({ backups: [{ volume: 'live', sourceBytes: 16 * 1024 * 1024 }] });
 
       const refused = await cli(['restore', snapB, device!]);
       expectRefused(expect, refused, ExitCodes.USAGE, new RegExp(`${device} is mounted \\(on ${mountPoint}\\); unmount it before restoring onto it`));
@@ -427,7 +428,7 @@ describe('SIGINT and SIGTERM in the middle of the long commands (exit 130, nothi
         cwd: work,
       });
       expect({ code: resumed.code, stderr: resumed.stderr }).toMatchObject({ code: 0 });
-      expect(JSON.parse(resumed.stdout)).toMatchObject({ snapshotId: pendingId, resumed: true });
+      expect(JSON.parse(resumed.stdout)).toMatchObject({ backups: [{ snapshotId: pendingId, resumed: true }] });
     } finally {
       slow.setFaults({ latencyMs: 250 });
     }

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import type { BackupProgress, BackupResult } from '../../engine/backup.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { integerOption, secondsOption, tagOption } from '../parse.js';
+import { integerOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 
@@ -27,7 +27,7 @@ export function registerBackup(program: Command, wrap: Wrap): void {
     .description('back up image files or block devices to new EBS snapshots, uploading only changed blocks')
     .argument('<source...>', 'image file, block device (/dev/...) or NBD export (nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH)')
     .option('--volume <name>', 'lineage name (default: the source file name, or the NBD export name); one source only')
-    .option('--parent <snapshot-id>', 'build on this snapshot instead of the newest one of the volume')
+    .option('--parent <snapshot-id>', 'build on this snapshot instead of the newest one of the volume', snapshotIdArgument('--parent'))
     .option('--full', 'start a new lineage: no parent, every non-zero block uploaded')
     .option('--description <text>', 'snapshot description')
     .option('--tag <key=value>', 'snapshot tag (repeatable)', tagOption)
@@ -90,7 +90,8 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
       display.done();
     }
   });
-  output.result(results.length === 1 ? results[0] : results, () => results.flatMap(describeResult));
+  // One shape for any number of sources: { backups: [...] }, one library BackupResult per source, in the order given.
+  output.result({ backups: results }, () => results.flatMap(describeResult));
   return 0;
 }
 

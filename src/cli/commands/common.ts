@@ -28,7 +28,7 @@ export function sessionOptions(ctx: CommandContext, extra: Partial<SessionOption
     ...connectionRequest(ctx),
     indexPath: globals.index,
     signal: ctx.signal,
-    onRetry: (error, attempt, operation) => output.verbose(`retrying ${operation} (attempt ${attempt}): ${error.message}`),
+    onRetry: (error, attempt, operation) => output.verbose(`${operation}: attempt ${attempt} failed, trying again: ${error.message}`),
     ...extra,
   };
 }

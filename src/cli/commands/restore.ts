@@ -3,6 +3,7 @@ import { BLOCK_SIZE } from '../../core/constants.js';
 import type { RestoreProgress, RestoreResult } from '../../engine/restore.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
+import { snapshotIdArgument } from '../parse.js';
 import { count, formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 
@@ -18,7 +19,7 @@ export function registerRestore(program: Command, wrap: Wrap): void {
   program
     .command('restore')
     .description('restore a snapshot onto an image file, a block device or a writable NBD export')
-    .argument('<snapshot-id>', 'completed snapshot to restore')
+    .argument('<snapshot-id>', 'completed snapshot to restore', snapshotIdArgument('<snapshot-id>'))
     .argument('<target>', 'image file, block device (/dev/...) or writable NBD export (nbd://..., nbd+unix://...)')
     .option('--force', 'overwrite a target file that exists and is not empty, or a device that holds a partition table or a file system')
     .option('--incremental', 'onto an earlier restore: hash the target and fetch only the blocks that differ from the snapshot')

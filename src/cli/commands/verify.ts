@@ -3,6 +3,7 @@ import { BLOCK_SIZE } from '../../core/constants.js';
 import type { BlockRange, VerifyResult } from '../../engine/verify.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
+import { snapshotIdArgument } from '../parse.js';
 import { count } from '../progress.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 
@@ -28,7 +29,8 @@ async function runVerify(ctx: CommandContext, first: string, second: string | un
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'verify needs a source and a snapshot id (with --remote, the snapshot id alone reads and checks the snapshot)');
   }
   // One argument (with --remote) is the snapshot.
-  const [source, snapshotId] = second === undefined ? [undefined, first] : [first, second];
+  const [source, rawId] = second === undefined ? [undefined, first] : [first, second];
+  const snapshotId = snapshotIdArgument('<snapshot-id>')(rawId);
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { verify } = await import('../../engine/verify.js');

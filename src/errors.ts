@@ -59,6 +59,8 @@ export interface SnaplineErrorOptions {
 export class SnaplineError extends Error {
   override readonly name = 'SnaplineError';
   readonly code: ErrorCode;
+  /** The exit code the CLI ends with for this error: exitCodeFor(code), the one mapping (see the README's Exit codes). */
+  readonly exitCode: number;
   readonly retryable: boolean;
   readonly hint: string | undefined;
   readonly details: Record<string, unknown> | undefined;
@@ -66,6 +68,7 @@ export class SnaplineError extends Error {
   constructor(code: ErrorCode, message: string, options: SnaplineErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.exitCode = exitCodeFor(code);
     this.retryable = options.retryable ?? false;
     this.hint = options.hint;
     this.details = options.details;

@@ -4,7 +4,7 @@ import { EbsSnapshotStore } from './aws/ebs.js';
 import { GlacierArchiveStore } from './aws/glacier-archive.js';
 import { S3ArchiveStore } from './aws/s3-archive.js';
 import type { EndpointContact } from './aws/in-flight.js';
-import { AdaptiveLimiter, resilientReader, resilientWriter } from './aws/retry.js';
+import { AdaptiveLimiter, resilientReader, resilientWriter, ThrottleWatch, type RetryClock } from './aws/retry.js';
 import { openConnection, type ArchiveConfig, type ConnectionRequest, type OpenConnection } from './config/connection.js';
 import { defaultIndexPath } from './config/paths.js';
 import { DEFAULT_CONCURRENCY, MAX_CONCURRENCY } from './core/constants.js';
@@ -27,6 +27,12 @@ export interface RemoteOptions extends ConnectionRequest {
   signal?: AbortSignal;
   /** Told of every retried call (for logs and progress). */
   onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
+  /** Told before each retry of a throttled EBS call, with how long it has been throttled (for a progress line; see RemoteSession.throttling). */
+  onThrottled?: (throttledForMs: number, operation: string) => void;
+  /** How long one call (EBS, and the SDK clients' too) may go on being throttled before the run fails; default 10 minutes (see RetryPolicy.throttleBudgetMs). */
+  throttleBudgetMs?: number;
+  /** The clock the retries measure and wait on; default the system's. For tests: minutes of backoff on a clock of their own. */
+  retryClock?: RetryClock;
   /** Snapshots started elsewhere just now: the writer retries "not found" from them for a while (see resilientWriter). */
   newSnapshotIds?: Iterable<string>;
   /** S3 path-style addressing whatever the connection says. */
@@ -50,6 +56,8 @@ export interface RemoteSession {
   catalog: SnapshotCatalog;
   uploadLimiter: AdaptiveLimiter;
   downloadLimiter: AdaptiveLimiter;
+  /** How long the EBS calls of the session have been throttled, while they are. */
+  throttling: ThrottleWatch;
   /** Its threads start on first use. */
   readonly hashPool: HashPool;
   /**
@@ -96,7 +104,11 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
   const close = closeOnce(closers);
   try {
     const settings = options.s3PathStyle ? { ...connection.settings, forcePathStyle: true } : connection.settings;
-    const clients = new AwsClients(settings, { concurrency: 2 * concurrency });
+    const clients = new AwsClients(settings, {
+      concurrency: 2 * concurrency,
+      ...(options.throttleBudgetMs === undefined ? {} : { throttleBudgetMs: options.throttleBudgetMs }),
+      ...(options.retryClock === undefined ? {} : { retryClock: options.retryClock }),
+    });
     closers.push(() => clients.destroy());
     let pool: HashPool | undefined;
     closers.push(() => pool?.destroy());
@@ -111,7 +123,12 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
     const downloadLimiter = new AdaptiveLimiter(concurrency);
     // The connection's retries.max_attempts bounds EBS calls too; their backoff and throttling response stay snapline's.
     const maxAttempts = connection.settings.retries?.maxAttempts;
-    const wrap = { signal: options.signal, onRetry: options.onRetry, contact, ...(maxAttempts === undefined ? {} : { policy: { maxAttempts } }) };
+    const throttling = new ThrottleWatch(options.retryClock);
+    const policy = {
+      ...(maxAttempts === undefined ? {} : { maxAttempts }),
+      ...(options.throttleBudgetMs === undefined ? {} : { throttleBudgetMs: options.throttleBudgetMs }),
+    };
+    const wrap = { signal: options.signal, onRetry: options.onRetry, onThrottled: options.onThrottled, throttleWatch: throttling, contact, policy };
     return {
       connection,
       clients,
@@ -121,6 +138,7 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
       catalog: new Ec2SnapshotCatalog(() => clients.ec2(), requests),
       uploadLimiter,
       downloadLimiter,
+      throttling,
       get hashPool() {
         return hashPool();
       },
@@ -182,6 +200,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       catalog: remote.catalog,
       uploadLimiter: remote.uploadLimiter,
       downloadLimiter: remote.downloadLimiter,
+      throttling: remote.throttling,
       get hashPool() {
         return remote.hashPool;
       },

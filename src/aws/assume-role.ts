@@ -33,8 +33,10 @@ const RENEW_BEFORE_MS = 5 * 60_000;
  * AssumeRole, called through `sts` (a client holding the base credentials).
  * They are kept until five minutes before they expire; callers that ask at
  * the same time share one AssumeRole call; a failed call is not kept, so the
- * next request tries again. Failures are SnaplineErrors naming the role
- * (never the credentials).
+ * next request tries again. The expiry handed out is on this host's clock
+ * (STS's, less the STS client's clock offset), so a host whose clock is off
+ * still renews in time. Failures are SnaplineErrors naming the role (never
+ * the credentials).
  */
 export function assumedRoleCredentials(sts: STSClient, role: AssumeRoleSettings, now: () => number = Date.now): TemporaryCredentialsProvider {
   let current: TemporaryCredentials | undefined;
@@ -63,7 +65,10 @@ export function assumedRoleCredentials(sts: STSClient, role: AssumeRoleSettings,
     if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken || !(c.Expiration instanceof Date)) {
       throw new SnaplineError(ErrorCodes.REMOTE_REJECTED, `cannot assume role ${role.roleArn}: STS answered without credentials`);
     }
-    return { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken, expiration: c.Expiration };
+    // STS states the expiry on its own clock; the SDK (and the renewal below) judge it on this host's. The STS client's
+    // clock offset, taken from the Date header of this very answer, turns one into the other.
+    const offset = (sts.config as { systemClockOffset?: number } | undefined)?.systemClockOffset ?? 0;
+    return { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken, expiration: new Date(c.Expiration.getTime() - offset) };
   };
   return () => {
     if (current !== undefined && current.expiration.getTime() - RENEW_BEFORE_MS > now()) return Promise.resolve(current);

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { Socket, type AddressInfo } from 'node:net';
+import { Socket, createServer, type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,8 +10,10 @@ import { checksumOf, linearAggregateOf, sha256 } from '../core/checksum.js';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { startEmulator, type FaultSettings, type RunningEmulator } from '../emulator/index.js';
 import { SnaplineError } from '../errors.js';
+import { AnsweredEndpoints } from './answers.js';
 import { AwsClients } from './clients.js';
 import { EbsSnapshotStore } from './ebs.js';
+import { rejection } from '../../test/support/rejection.js';
 
 /**
  * The direct block requests against the local endpoint over HTTP, with the
@@ -78,6 +80,30 @@ async function completedSnapshotWith(blocks: Array<{ data: Buffer; checksum: str
   for await (const page of sdk.listBlocks(snapshotId)) tokens.push(...page.blocks.map((b) => b.token));
   return { snapshotId, tokens };
 }
+
+describe('a host clock 20 minutes behind the endpoint (signatures and signing times checked)', () => {
+  it('the first refusal corrects the client clock from the Date header, as on the SDK path, and the next request goes through', async () => {
+    const ahead = await startEmulator({ dataDir: join(dir, 'ahead'), auth: [KEY], log: () => {}, now: () => Date.now() + 20 * 60_000 });
+    const skewed = clientsFor(ahead.url);
+    const fresh = clientsFor(ahead.url);
+    try {
+      const directSkewed = new EbsSnapshotStore(skewed.ebs(), { direct: skewed.ebsBlockRequests() });
+      const good = block();
+      const refused = await outcome(directSkewed.putBlock('snap-0123456789abcdef0', 0, good.data, good.checksum));
+      expect(refused).toEqual({ code: 'ACCESS_DENIED', retryable: true, reason: undefined, awsError: 'InvalidSignatureException' });
+      // The same first refusal through the SDK's own path.
+      expect(await outcome(new EbsSnapshotStore(fresh.ebs()).startSnapshot({ volumeSizeGiB: 1 }))).toEqual(refused);
+      const offset = (skewed.ebs().config as { systemClockOffset?: number }).systemClockOffset ?? 0;
+      expect(Math.abs(offset - 20 * 60_000)).toBeLessThan(60_000);
+      const { snapshotId } = await directSkewed.startSnapshot({ volumeSizeGiB: 1 });
+      await directSkewed.putBlock(snapshotId, 0, good.data, good.checksum);
+    } finally {
+      skewed.destroy();
+      fresh.destroy();
+      await ahead.close();
+    }
+  });
+});
 
 describe('direct block requests against the endpoint (signatures checked)', () => {
   it('a block written directly reads back the same through both paths, from a view over shared memory', async () => {
@@ -205,15 +231,59 @@ describe('direct block requests on the wire', () => {
     }
   });
 
-  it('a server that goes quiet is dropped after the read timeout: UNAVAILABLE, retryable', async () => {
-    const server = http.createServer(() => {
-      // Never answers.
+  it('a web server is the wrong endpoint on the direct path too: ENDPOINT_UNREACHABLE, not retried', async () => {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html>hello</html>');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const web = clientsFor(`http://127.0.0.1:${port}`);
+    try {
+      const store = new EbsSnapshotStore(web.ebs(), { direct: web.ebsBlockRequests() });
+      const read = await rejection(store.getBlock('snap-0123456789abcdef0', 0, 'token'));
+      expect(read).toMatchObject({ code: 'ENDPOINT_UNREACHABLE', retryable: false });
+      expect(read.message).toMatch(/^ebs:GetSnapshotBlock: http:\/\/127\.0\.0\.1:\d+ answered HTTP 200 with text\/html .*it is not the EBS direct API endpoint$/);
+      expect(await outcome(store.putBlock('snap-0123456789abcdef0', 0, Buffer.alloc(BLOCK_SIZE), 'c'))).toMatchObject({ code: 'ENDPOINT_UNREACHABLE', retryable: false });
+    } finally {
+      web.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('a port that never answers fails a block write once, after the read timeout: ENDPOINT_UNREACHABLE', async () => {
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => sockets.add(socket.resume()));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const silent = new AwsClients({ name: 'silent', region: 'us-east-1', endpointUrl: `http://127.0.0.1:${port}`, credentials: KEY, readTimeoutMs: 200 }, { concurrency: 1 });
+    try {
+      const store = new EbsSnapshotStore(silent.ebs(), { direct: silent.ebsBlockRequests() });
+      const error = await rejection(store.putBlock('snap-0123456789abcdef0', 0, Buffer.alloc(BLOCK_SIZE), 'c'));
+      expect(error).toMatchObject({ code: 'ENDPOINT_UNREACHABLE', retryable: false });
+      expect(error.message).toMatch(/accepted the connection but sent no answer within 0\.2 s: it is not a working EBS direct API endpoint$/);
+    } finally {
+      silent.destroy();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('a server that goes quiet after it has answered is dropped after the read timeout: UNAVAILABLE, retryable', async () => {
+    let answered = 0;
+    const server = http.createServer((_req, res) => {
+      // Answers the first request as EBS would, then never again.
+      if (answered++ > 0) return;
+      res.writeHead(404, { 'content-type': 'application/json', 'x-amzn-requestid': 'r', 'x-amzn-errortype': 'ResourceNotFoundException' });
+      res.end('{"message":"no such snapshot"}');
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     const quiet = new AwsClients({ name: 'quiet', region: 'us-east-1', endpointUrl: `http://127.0.0.1:${port}`, credentials: KEY, readTimeoutMs: 200 }, { concurrency: 1 });
     try {
       const store = new EbsSnapshotStore(quiet.ebs(), { direct: quiet.ebsBlockRequests() });
+      expect(await outcome(store.getBlock('snap-0123456789abcdef0', 0, 'token'))).toMatchObject({ code: 'NOT_FOUND' });
       expect(await outcome(store.getBlock('snap-0123456789abcdef0', 0, 'token'))).toMatchObject({ code: 'UNAVAILABLE', retryable: true, awsError: 'TimeoutError' });
     } finally {
       quiet.destroy();
@@ -235,9 +305,30 @@ describe('direct block requests on the wire', () => {
       return socket;
     };
     try {
-      const requests = new DirectBlockRequests(aws.ebs(), { httpAgent: new http.Agent(), httpsAgent: agent, connectTimeoutMs: 1000, readTimeoutMs: 1000 });
+      const requests = new DirectBlockRequests(aws.ebs(), { httpAgent: new http.Agent(), httpsAgent: agent, connectTimeoutMs: 1000, readTimeoutMs: 1000, answered: new AnsweredEndpoints() });
       expect(await outcome(requests.getBlock('snap-0123456789abcdef0', 0, 'token'))).toMatchObject({ code: 'ENDPOINT_UNREACHABLE' });
       expect(asked).toEqual([{ host: 'ebs.eu-west-1.amazonaws.com', port: 443 }]);
+    } finally {
+      agent.destroy();
+      aws.destroy();
+    }
+  });
+
+  it('a Region that does not exist: the endpoint rules make its host, DNS does not know it, the message names the Region', async () => {
+    const aws = new AwsClients({ name: 'aws', region: 'mars-north-7', credentials: KEY }, { concurrency: 1 });
+    const { DirectBlockRequests } = await import('./block-requests.js');
+    const agent = new https.Agent();
+    // What getaddrinfo answers for a name that does not exist, without asking a DNS server.
+    agent.createConnection = (options) => {
+      const socket = new Socket();
+      const host = String(options.host);
+      process.nextTick(() => socket.destroy(Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND', syscall: 'getaddrinfo', hostname: host })));
+      return socket;
+    };
+    try {
+      const requests = new DirectBlockRequests(aws.ebs(), { httpAgent: new http.Agent(), httpsAgent: agent, connectTimeoutMs: 1000, readTimeoutMs: 1000, answered: new AnsweredEndpoints() });
+      const error = await rejection(requests.getBlock('snap-0123456789abcdef0', 0, 'token'));
+      expect(error).toMatchObject({ code: 'ENDPOINT_UNREACHABLE', message: 'ebs:GetSnapshotBlock: mars-north-7 is not an AWS Region (ebs.mars-north-7.amazonaws.com does not exist)' });
     } finally {
       agent.destroy();
       aws.destroy();

@@ -3,14 +3,16 @@ import https from 'node:https';
 import type { EBSClient } from '@aws-sdk/client-ebs';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import { type AnsweredEndpoints, firstByteTimeoutMs, foreignAnswerError, originOf, silentEndpointError } from './answers.js';
 import { fromAwsError } from './errors.js';
 
-/** The sockets and timeouts the SDK clients use, shared with the direct block requests. */
+/** The sockets, timeouts and answered endpoints the SDK clients use, shared with the direct block requests. */
 export interface BlockTransport {
   httpAgent: http.Agent;
   httpsAgent: https.Agent;
   connectTimeoutMs: number;
   readTimeoutMs: number;
+  answered: AnsweredEndpoints;
 }
 
 export interface RequestOptions {
@@ -55,6 +57,8 @@ interface ClientConfig {
 const USER_AGENT = 'snapline (direct block requests)';
 /** Socket errors the SDK's handler reports as TimeoutError. */
 const BROKEN_CONNECTION = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
+/** The SDK's threshold for a clock-skew correction (4 minutes). */
+const CLOCK_SKEW_THRESHOLD_MS = 240_000;
 /** Bytes of an error answer kept for its message. */
 const ERROR_BODY_LIMIT = 64 * 1024;
 
@@ -63,11 +67,15 @@ const ERROR_BODY_LIMIT = 64 * 1024;
  * clients' keep-alive sockets, without the SDK's per-request middleware
  * (measured at about three times the CPU of the request itself: bench/).
  * Each request is signed by the EBS client's own SigV4 signer, with its
- * credentials, region and clock offset; the block body is left out of the
+ * credentials, region and clock offset (an error answer corrects that offset
+ * from its Date header, as the SDK does); the block body is left out of the
  * signature (UNSIGNED-PAYLOAD), as on the SDK path, its checksum header is
  * in it. Endpoint: the client's custom endpoint, else the one its endpoint
  * rules give. One attempt per call; errors are AWS-shaped and mapped by
  * fromAwsError like the SDK's, so retries and throttling behave the same.
+ * Limits and answer checks as on the SDK path (answers.ts): a block read's
+ * answer must begin within the short exchange's first-byte limit; a block
+ * write has none but the silence one.
  */
 export class DirectBlockRequests {
   readonly #config: ClientConfig;
@@ -95,7 +103,8 @@ export class DirectBlockRequests {
     };
     if (progress !== undefined) headers['x-amz-progress'] = String(Math.max(0, Math.min(100, Math.floor(progress))));
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    await this.#send(action, 'PUT', `/snapshots/${encodeURIComponent(snapshotId)}/blocks/${blockIndex}`, {}, headers, body, options, async (response) => {
+    const path = `/snapshots/${encodeURIComponent(snapshotId)}/blocks/${blockIndex}`;
+    await this.#send(action, 'PutSnapshotBlockCommand', 'PUT', path, {}, headers, body, options, async (response) => {
       if (response.statusCode !== 201) throw await awsErrorOf(response, action);
       response.resume();
     });
@@ -104,7 +113,8 @@ export class DirectBlockRequests {
   /** GetSnapshotBlock: the block's bytes (one buffer of BLOCK_SIZE) and the checksum the service sent. `signal` as for putBlock, the body's reading included. */
   async getBlock(snapshotId: string, blockIndex: number, blockToken: string, options: RequestOptions = {}): Promise<{ data: Buffer; checksum: string }> {
     const action = 'ebs:GetSnapshotBlock';
-    return this.#send(action, 'GET', `/snapshots/${encodeURIComponent(snapshotId)}/blocks/${blockIndex}`, { blockToken }, {}, undefined, options, async (response) => {
+    const path = `/snapshots/${encodeURIComponent(snapshotId)}/blocks/${blockIndex}`;
+    return this.#send(action, 'GetSnapshotBlockCommand', 'GET', path, { blockToken }, {}, undefined, options, async (response) => {
       if (response.statusCode !== 200) throw await awsErrorOf(response, action);
       const checksum = header(response, 'x-amz-checksum');
       const dataLength = header(response, 'x-amz-data-length');
@@ -118,9 +128,10 @@ export class DirectBlockRequests {
     });
   }
 
-  /** Signs and sends one request, hands the answer to `handle`; every failure comes out as a SnaplineError. */
+  /** Signs and sends one request (`command` names its limits), hands the answer to `handle`; every failure comes out as a SnaplineError. */
   async #send<T>(
     action: string,
+    command: string,
     method: string,
     path: string,
     query: Record<string, string>,
@@ -132,21 +143,60 @@ export class DirectBlockRequests {
     try {
       const target = await this.#resolveTarget();
       const host = target.port === undefined ? target.hostname : `${target.hostname}:${target.port}`;
+      const offset = this.#config.systemClockOffset ?? 0;
       const signed = await target.signer.sign(
         { method, protocol: target.protocol, hostname: target.hostname, port: target.port, path: target.basePath + path, query, headers: { ...headers, host, 'user-agent': USER_AGENT } },
-        { signingDate: new Date(Date.now() + (this.#config.systemClockOffset ?? 0)) },
+        { signingDate: new Date(Date.now() + offset) },
       );
       const search = new URLSearchParams(query).toString().replace(/\+/g, '%20');
-      const response = await this.#request(target, method, signed.path + (search === '' ? '' : `?${search}`), signed.headers, body, options.signal);
-      return await handle(response);
+      const firstByteMs = firstByteTimeoutMs(command, this.#transport.readTimeoutMs);
+      const response = await this.#request(target, method, signed.path + (search === '' ? '' : `?${search}`), signed.headers, body, options.signal, firstByteMs);
+      const skewCorrected = (response.statusCode ?? 0) >= 400 && this.#correctClock(response, offset);
+      try {
+        return await handle(response);
+      } catch (err) {
+        // As the SDK marks it: the next attempt, signed with the corrected clock, may succeed (see fromAwsError).
+        const metadata = (err as { $metadata?: Record<string, unknown> }).$metadata;
+        if (skewCorrected && metadata !== undefined) metadata.clockSkewCorrected = true;
+        throw err;
+      }
     } catch (err) {
       throw fromAwsError(err, action);
     }
   }
 
-  /** `signal` destroys the request, and with it the response being read, with an AbortError. */
-  #request(target: Target, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
-    const { connectTimeoutMs, readTimeoutMs } = this.#transport;
+  /**
+   * The SDK's clock-skew correction for an error answer: the client's clock
+   * offset becomes the service's Date header minus this host's clock, for
+   * every request of the client after it (SDK calls and direct ones alike).
+   * True when the offset moved by the SDK's threshold (four minutes or more
+   * off, and not the offset this request was signed with): a signing-time
+   * refusal is then worth one more attempt.
+   */
+  #correctClock(response: http.IncomingMessage, signedWithOffset: number): boolean {
+    const serverTime = Date.parse(header(response, 'date') ?? '');
+    if (Number.isNaN(serverTime) || header(response, 'age') !== undefined) return false;
+    const offset = serverTime - Date.now();
+    this.#config.systemClockOffset = offset;
+    return Math.abs(offset) >= CLOCK_SKEW_THRESHOLD_MS && offset !== signedWithOffset;
+  }
+
+  /**
+   * `signal` destroys the request, and with it the response being read, with
+   * an AbortError. `firstByteMs` (0: none) bounds the wait for the answer
+   * from the start; the answer is checked as answers.ts says.
+   */
+  #request(
+    target: Target,
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body: Buffer | undefined,
+    signal: AbortSignal | undefined,
+    firstByteMs: number,
+  ): Promise<http.IncomingMessage> {
+    const { connectTimeoutMs, readTimeoutMs, answered } = this.#transport;
+    const origin = originOf(target);
     const secure = target.protocol === 'https:';
     const options = {
       method,
@@ -158,11 +208,28 @@ export class DirectBlockRequests {
       ...(signal === undefined ? {} : { signal }),
     };
     return new Promise((resolve, reject) => {
-      const request = (secure ? https : http).request(options, resolve);
+      let firstByte: NodeJS.Timeout | undefined;
+      const request = (secure ? https : http).request(options, (response) => {
+        clearTimeout(firstByte);
+        const foreign = foreignAnswerError(origin, response.statusCode ?? 0, response.headers);
+        if (foreign !== undefined) {
+          response.destroy();
+          reject(foreign);
+          return;
+        }
+        answered.add(origin);
+        resolve(response);
+      });
       // Named as the SDK's handler names them, so both paths report the same.
-      request.once('error', (err: NodeJS.ErrnoException) => reject(BROKEN_CONNECTION.has(err.code ?? '') ? Object.assign(err, { name: 'TimeoutError' }) : err));
-      // A socket that takes too long to connect, or goes quiet mid-request, is dropped (retryable).
+      request.once('error', (err: NodeJS.ErrnoException) => {
+        const named = BROKEN_CONNECTION.has(err.code ?? '') ? Object.assign(err, { name: 'TimeoutError' }) : err;
+        const silent = answered.has(origin) ? undefined : silentEndpointError(named, origin, { connectMs: connectTimeoutMs, answerMs: firstByteMs || readTimeoutMs });
+        reject(silent ?? named);
+      });
+      // A socket that takes too long to connect, or goes quiet mid-request, is dropped (retryable once the endpoint has answered).
       request.setTimeout(readTimeoutMs, () => request.destroy(timeoutError(`no data for ${readTimeoutMs} ms`)));
+      if (firstByteMs > 0) firstByte = setTimeout(() => request.destroy(timeoutError(`no answer within ${firstByteMs} ms`)), firstByteMs);
+      request.once('close', () => clearTimeout(firstByte));
       request.once('socket', (socket) => {
         if (!socket.connecting) return;
         const timer = setTimeout(() => request.destroy(timeoutError(`no connection within ${connectTimeoutMs} ms`)), connectTimeoutMs);

@@ -2,12 +2,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import { EXCHANGE_FIRST_BYTE_MS, firstByteTimeoutMs } from './answers.js';
 import { AwsClients, type ConnectionSettings } from './clients.js';
 import { Ec2SnapshotCatalog } from './ec2.js';
 import { EbsSnapshotStore } from './ebs.js';
@@ -260,6 +261,28 @@ describe('AwsClients', () => {
     }
   });
 
+  it('a role against the endpoint (--auth) whose clock runs 20 minutes ahead: assumed once the clock is corrected, and its expiry judged on this host clock', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'snapline-role-'));
+    const { startEmulator } = await import('../emulator/index.js');
+    const endpoint = await startEmulator({ dataDir: dir, auth: [CREDENTIALS], now: () => Date.now() + 20 * 60_000, log: () => undefined });
+    try {
+      const clients = clientsFor({ endpointUrl: endpoint.url, assumeRole: { roleArn: 'arn:aws:iam::111122223333:role/backup', durationSeconds: 3600 } });
+      const { snapshotId } = await new EbsSnapshotStore(clients.ebs()).startSnapshot({ volumeSizeGiB: 1 }).catch(async (err: unknown) => {
+        // The EBS client's own first call is refused for its signing time too; the retry wrapper (not here) tries it again.
+        expect(err).toMatchObject({ code: ErrorCodes.ACCESS_DENIED, retryable: true });
+        return new EbsSnapshotStore(clients.ebs()).startSnapshot({ volumeSizeGiB: 1 });
+      });
+      expect(snapshotId).toMatch(/^snap-/);
+      const identity = (await (clients.ebs().config as unknown as { credentials: () => Promise<{ accessKeyId: string; expiration: Date }> }).credentials());
+      expect(identity.accessKeyId).toMatch(/^ASIA/);
+      // STS said an hour from its own time; on this host's clock that is an hour from now, not an hour and twenty minutes.
+      expect(Math.abs(identity.expiration.getTime() - (Date.now() + 3600_000))).toBeLessThan(60_000);
+    } finally {
+      await endpoint.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a refused AssumeRole fails the call with ACCESS_DENIED naming the role, and is tried again on the next call', async () => {
     const server = await serve();
     server.respond = (_req, res) => {
@@ -289,6 +312,65 @@ describe('AwsClients', () => {
     const clients = clientsFor({ endpointUrl: server.url, retries: { mode: 'standard', maxAttempts: 2 } });
     await rejection(new Ec2SnapshotCatalog(clients.ec2()).encryptionByDefault());
     expect(server.requests).toHaveLength(2);
+  });
+
+  describe('throttling of the SDK clients: a budget in time past max_attempts', () => {
+    /** Moves only by what the retries sleep on it. */
+    const scaledClock = () => {
+      const clock = { ms: 0, now: () => clock.ms, sleep: (ms: number) => ((clock.ms += ms), Promise.resolve()) };
+      return clock;
+    };
+    const LISTING = '<ListAllMyBucketsResult><Buckets></Buckets><Owner><ID>o</ID></Owner></ListAllMyBucketsResult>';
+    /** Answers S3 SlowDown (503) to the first `times` requests, or `error` instead, then an empty bucket listing. */
+    const slowDown = (server: Loopback, times: number, error = { status: 503, code: 'SlowDown' }) => {
+      server.respond = (_req, res) => {
+        const refused = server.requests.length <= times;
+        res.writeHead(refused ? error.status : 200, { 'content-type': 'application/xml' });
+        res.end(refused ? `<Error><Code>${error.code}</Code><Message>Please reduce your request rate.</Message></Error>` : LISTING);
+      };
+    };
+    const clientsWith = (server: Loopback, clock: ReturnType<typeof scaledClock>, throttleBudgetMs?: number) => {
+      const clients = new AwsClients(
+        { name: 'test', region: 'us-east-1', credentials: CREDENTIALS, endpointUrl: server.url, forcePathStyle: true, retries: { maxAttempts: 1 } },
+        { retryClock: clock, ...(throttleBudgetMs === undefined ? {} : { throttleBudgetMs }) },
+      );
+      opened.push(clients);
+      return clients;
+    };
+
+    it('a throttled call is retried far past max_attempts, with backoff on the clock, and lands', async () => {
+      const server = await serve();
+      slowDown(server, 12);
+      const clock = scaledClock();
+      const { ListBucketsCommand } = await import('@aws-sdk/client-s3');
+      await clientsWith(server, clock).s3().send(new ListBucketsCommand({}));
+      expect(server.requests).toHaveLength(13);
+      expect(clock.ms).toBeGreaterThan(10_000);
+    });
+
+    it('throttled for its whole budget (10 minutes by default), the call fails with the service error', async () => {
+      const server = await serve();
+      slowDown(server, Number.MAX_SAFE_INTEGER);
+      const clock = scaledClock();
+      const { ListBucketsCommand } = await import('@aws-sdk/client-s3');
+      const error = await clientsWith(server, clock).s3().send(new ListBucketsCommand({})).catch((err: unknown) => err as Error);
+      expect((error as Error).name).toBe('SlowDown');
+      expect(clock.ms).toBeGreaterThanOrEqual(10 * 60_000);
+      expect(clock.ms).toBeLessThan(11 * 60_000);
+      const shorter = scaledClock();
+      await clientsWith(server, shorter, 60_000).s3().send(new ListBucketsCommand({})).catch(() => undefined);
+      expect(shorter.ms).toBeGreaterThanOrEqual(60_000);
+      expect(shorter.ms).toBeLessThan(2 * 60_000);
+    });
+
+    it('other errors keep the attempts the connection sets', async () => {
+      const server = await serve();
+      slowDown(server, 5, { status: 500, code: 'InternalError' });
+      const { ListBucketsCommand } = await import('@aws-sdk/client-s3');
+      const error = await clientsWith(server, scaledClock()).s3().send(new ListBucketsCommand({})).catch((err: unknown) => err as Error);
+      expect((error as Error).name).toBe('InternalError');
+      expect(server.requests).toHaveLength(1);
+    });
   });
 
   it('tcpKeepAliveMs sets the keep-alive probe delay of the sockets', async () => {
@@ -329,6 +411,95 @@ describe('AwsClients', () => {
     clients.destroy();
     clients.destroy();
     expect(() => clients.ec2()).toThrow(/after destroy/);
+  });
+});
+
+describe('an endpoint that is not the service', () => {
+  const opened: AwsClients[] = [];
+  const closers: Array<() => Promise<void>> = [];
+  const clientsFor = (url: string, settings: Partial<ConnectionSettings> = {}) => {
+    const clients = new AwsClients({ name: 'test', region: 'us-east-1', credentials: CREDENTIALS, endpointUrl: url, ...settings });
+    opened.push(clients);
+    return clients;
+  };
+  const serve = async () => {
+    const server = await loopback();
+    closers.push(() => server.close());
+    return server;
+  };
+  /** A TCP server that accepts connections and never sends a byte. */
+  const silent = async () => {
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, connections: () => sockets.size };
+  };
+  afterEach(async () => {
+    for (const clients of opened.splice(0)) clients.destroy();
+    for (const close of closers.splice(0)) await close();
+  });
+
+  it('a web server that answers 200 with HTML is the wrong endpoint at once: ENDPOINT_UNREACHABLE naming the service and URL', async () => {
+    const server = await serve();
+    server.respond = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end('<html><body>hello</body></html>');
+    };
+    const error = await rejection(new Ec2SnapshotCatalog(clientsFor(server.url).ec2()).encryptionByDefault());
+    expect(error).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
+    expect(error.message).toBe(`ec2:GetEbsEncryptionByDefault: ${server.url} answered HTTP 200 with text/html and no AWS request id: it is not the EC2 endpoint`);
+    expect(error.hint).toMatch(/EC2 endpoint URL \(--endpoint-url, AWS_ENDPOINT_URL_EC2, or endpoint_url \/ endpoint_urls\.ec2/);
+    // Not retried by the SDK: the answer will not change.
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('a 404 in plain text is the wrong endpoint too, for EBS', async () => {
+    const server = await serve();
+    server.respond = (_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('404 page not found');
+    };
+    const error = await rejection(new EbsSnapshotStore(clientsFor(server.url).ebs()).completeSnapshot('snap-0abc', 0, 'x'));
+    expect(error).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
+    expect(error.message).toMatch(/^ebs:CompleteSnapshot: http:\/\/127\.0\.0\.1:\d+ answered HTTP 404 with text\/plain .*it is not the EBS direct API endpoint$/);
+  });
+
+  it('a port that accepts and never answers fails once, after the first-byte limit: ENDPOINT_UNREACHABLE', async () => {
+    const port = await silent();
+    const error = await rejection(new Ec2SnapshotCatalog(clientsFor(port.url, { readTimeoutMs: 300 }).ec2()).describeSnapshots(['snap-0abc']));
+    expect(error).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
+    expect(error.message).toBe(`ec2:DescribeSnapshots: ${port.url} accepted the connection but sent no answer within 0.3 s: it is not a working EC2 endpoint`);
+    // The SDK's own retries do not wait on it again.
+    expect(port.connections()).toBe(1);
+  });
+
+  it('once the endpoint has answered, a call it leaves unanswered is a transient failure, retried', async () => {
+    const server = await serve();
+    let answered = 0;
+    server.respond = (_req, res) => {
+      if (answered++ > 0) return;
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      res.end(EC2_ENCRYPTION_XML);
+    };
+    const catalog = new Ec2SnapshotCatalog(clientsFor(server.url, { readTimeoutMs: 300 }).ec2());
+    expect(await catalog.encryptionByDefault()).toBe(true);
+    const error = await rejection(catalog.encryptionByDefault());
+    expect(error).toMatchObject({ code: ErrorCodes.UNAVAILABLE, details: { awsError: 'TimeoutError' } });
+    // The SDK's standard retry: three attempts.
+    expect(server.requests).toHaveLength(4);
+  });
+
+  it('calls that send data or seal it wait for their answer as long as bytes move; the others have a first-byte limit', () => {
+    for (const command of ['PutObjectCommand', 'UploadPartCommand', 'UploadArchiveCommand', 'UploadMultipartPartCommand', 'PutSnapshotBlockCommand', 'CompleteSnapshotCommand', 'CompleteMultipartUploadCommand']) {
+      expect(firstByteTimeoutMs(command, 60_000), command).toBe(0);
+    }
+    expect(firstByteTimeoutMs('DescribeSnapshotsCommand', 60_000)).toBe(EXCHANGE_FIRST_BYTE_MS);
+    expect(firstByteTimeoutMs('GetSnapshotBlockCommand', 5000)).toBe(5000);
+    expect(firstByteTimeoutMs(undefined, 60_000)).toBe(EXCHANGE_FIRST_BYTE_MS);
   });
 });
 

@@ -8,11 +8,15 @@ import type { GlacierClient } from '@aws-sdk/client-glacier';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { STSClient } from '@aws-sdk/client-sts';
 import type { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { DeserializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
 import { RETRY_MODES, type RetryMode } from '../core/retry-mode.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import { AnsweredEndpoints, firstByteTimeoutMs, foreignAnswerError, originOf, silentEndpointError } from './answers.js';
 import { assumedRoleCredentials, type AssumeRoleSettings, type TemporaryCredentialsProvider } from './assume-role.js';
 import { DirectBlockRequests } from './block-requests.js';
 import { glacierBodyChecksums } from './glacier-archive.js';
+import { DEFAULT_RETRY_POLICY, type RetryClock } from './retry.js';
+import { withThrottleBudget, type ThrottleBudget } from './sdk-retry.js';
 import { ebsSdk, ec2Sdk, ecsSdk, glacierSdk, httpHandlerSdk, logsSdk, s3Sdk, stsSdk } from './sdk.js';
 import { DEFAULT_CONCURRENCY } from '../core/constants.js';
 
@@ -54,7 +58,10 @@ export interface ConnectionSettings {
   maxSockets?: number;
   /** Time to establish a connection (default 10 s). */
   connectTimeoutMs?: number;
-  /** Time a socket may stay idle while a request is in flight (default 60 s). */
+  /**
+   * Time a socket may stay idle while a request is in flight (default 60 s);
+   * also caps the wait for the first byte of a short exchange (see answers.ts).
+   */
   readTimeoutMs?: number;
   /** Idle time before the first TCP keep-alive probe on a socket (default 1 s). */
   tcpKeepAliveMs?: number;
@@ -70,15 +77,28 @@ const DEFAULT_TCP_KEEPALIVE_MS = 1000;
 
 type ServiceName = keyof ServiceEndpoints;
 
+export interface AwsClientsOptions {
+  /** Sockets per host when the settings name none; default DEFAULT_CONCURRENCY. */
+  concurrency?: number;
+  /** How long one call of the SDK clients (not EBS) may go on being throttled; default 10 minutes. */
+  throttleBudgetMs?: number;
+  /** Where that budget is measured and its backoff waited; default the system's. For tests. */
+  retryClock?: RetryClock;
+}
+
 /**
  * One SDK client per service, built on first use and kept for the life of
  * this object, all sharing one keep-alive http and https agent whose socket
  * count follows `concurrency`. EBS clients make one attempt per call: retries
- * and the response to throttling live in retry.ts. EC2, STS, S3, ECS and Logs keep the
- * SDK's retry (standard unless the settings say otherwise). With assumeRole,
+ * and the response to throttling live in retry.ts. EC2, STS, S3, Glacier, ECS and Logs keep the
+ * SDK's retry (standard unless the settings say otherwise), with throttling
+ * retried past its attempts for a budget in time (see sdk-retry.ts). With assumeRole,
  * one more STS client holds the base credentials and every other client signs
  * with the role's. destroy() closes the sockets; the clients cannot be used
- * afterwards.
+ * afterwards. Every request runs with the connect, first-byte and silence
+ * limits of answers.ts; an answer that is not from an AWS API, or a timeout
+ * from an endpoint that never answered, fails at once (ForeignEndpoint,
+ * SilentEndpoint).
  */
 export class AwsClients {
   readonly settings: ConnectionSettings;
@@ -95,9 +115,13 @@ export class AwsClients {
   #logs: CloudWatchLogsClient | undefined;
   #baseSts: STSClient | undefined;
   readonly #roleCredentials: TemporaryCredentialsProvider | undefined;
+  readonly #throttleBudget: ThrottleBudget;
+  /** The first-byte limit of each request in flight, by SDK command (see withFirstByteLimits). */
+  readonly #firstByteLimits = new WeakMap<object, number>();
+  readonly #answered = new AnsweredEndpoints();
   #destroyed = false;
 
-  constructor(settings: ConnectionSettings, options: { concurrency?: number } = {}) {
+  constructor(settings: ConnectionSettings, options: AwsClientsOptions = {}) {
     validateSettings(settings);
     // The SDK prints a Node-version notice to stderr on client construction; users of the CLI must not see it.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -115,20 +139,23 @@ export class AwsClients {
       rejectUnauthorized: settings.tls?.rejectUnauthorized ?? true,
       ...(settings.tls?.ca === undefined ? {} : { ca: settings.tls.ca }),
     });
-    this.#handler = new (httpHandlerSdk().NodeHttpHandler)({
-      httpAgent: this.#httpAgent,
-      httpsAgent: this.#httpsAgent,
-      connectionTimeout: settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      socketTimeout: settings.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
-    });
+    this.#handler = answerCheckingHandler(
+      { httpAgent: this.#httpAgent, httpsAgent: this.#httpsAgent, connectTimeoutMs: this.#connectTimeoutMs, readTimeoutMs: this.#readTimeoutMs },
+      this.#firstByteLimits,
+      this.#answered,
+    );
+    this.#throttleBudget = {
+      budgetMs: options.throttleBudgetMs ?? DEFAULT_RETRY_POLICY.throttleBudgetMs,
+      ...(options.retryClock === undefined ? {} : { clock: options.retryClock }),
+    };
     if (settings.assumeRole !== undefined) {
-      this.#baseSts = new (stsSdk().STSClient)({ ...this.#config('sts', this.#baseCredentials()), ...this.#retries() });
+      this.#baseSts = withThrottleBudget(this.#limited(new (stsSdk().STSClient)({ ...this.#config('sts', this.#baseCredentials()), ...this.#retries() })), this.#throttleBudget);
       this.#roleCredentials = assumedRoleCredentials(this.#baseSts, settings.assumeRole);
     }
   }
 
   ebs(): EBSClient {
-    return (this.#ebs ??= new (ebsSdk().EBSClient)({ ...this.#common('ebs'), maxAttempts: 1 }));
+    return (this.#ebs ??= this.#limited(new (ebsSdk().EBSClient)({ ...this.#common('ebs'), maxAttempts: 1 })));
   }
 
   /** PutSnapshotBlock and GetSnapshotBlock without the SDK's middleware, signed by the EBS client's signer, on the same sockets. */
@@ -136,34 +163,59 @@ export class AwsClients {
     return (this.#ebsBlocks ??= new DirectBlockRequests(this.ebs(), {
       httpAgent: this.#httpAgent,
       httpsAgent: this.#httpsAgent,
-      connectTimeoutMs: this.settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      readTimeoutMs: this.settings.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
+      connectTimeoutMs: this.#connectTimeoutMs,
+      readTimeoutMs: this.#readTimeoutMs,
+      answered: this.#answered,
     }));
   }
 
   ec2(): EC2Client {
-    return (this.#ec2 ??= new (ec2Sdk().EC2Client)({ ...this.#common('ec2'), ...this.#retries() }));
+    return (this.#ec2 ??= this.#budgeted(this.#limited(new (ec2Sdk().EC2Client)({ ...this.#common('ec2'), ...this.#retries() }))));
   }
 
   sts(): STSClient {
-    return (this.#sts ??= new (stsSdk().STSClient)({ ...this.#common('sts'), ...this.#retries() }));
+    return (this.#sts ??= this.#budgeted(this.#limited(new (stsSdk().STSClient)({ ...this.#common('sts'), ...this.#retries() }))));
   }
 
   s3(): S3Client {
-    return (this.#s3 ??= new (s3Sdk().S3Client)({ ...this.#common('s3'), ...this.#retries(), forcePathStyle: this.settings.forcePathStyle ?? false }));
+    return (this.#s3 ??= this.#budgeted(this.#limited(new (s3Sdk().S3Client)({ ...this.#common('s3'), ...this.#retries(), forcePathStyle: this.settings.forcePathStyle ?? false }))));
   }
 
   /** Upload bodies are hashed once: the tree hash comes with the request (see glacierBodyChecksums). */
   glacier(): GlacierClient {
-    return (this.#glacier ??= new (glacierSdk().GlacierClient)({ ...this.#common('glacier'), ...this.#retries(), bodyChecksumGenerator: glacierBodyChecksums }));
+    return (this.#glacier ??= this.#budgeted(this.#limited(new (glacierSdk().GlacierClient)({ ...this.#common('glacier'), ...this.#retries(), bodyChecksumGenerator: glacierBodyChecksums }))));
   }
 
   ecs(): ECSClient {
-    return (this.#ecs ??= new (ecsSdk().ECSClient)({ ...this.#common('ecs'), ...this.#retries() }));
+    return (this.#ecs ??= this.#budgeted(this.#limited(new (ecsSdk().ECSClient)({ ...this.#common('ecs'), ...this.#retries() }))));
   }
 
   logs(): CloudWatchLogsClient {
-    return (this.#logs ??= new (logsSdk().CloudWatchLogsClient)({ ...this.#common('logs'), ...this.#retries() }));
+    return (this.#logs ??= this.#budgeted(this.#limited(new (logsSdk().CloudWatchLogsClient)({ ...this.#common('logs'), ...this.#retries() }))));
+  }
+
+  get #connectTimeoutMs(): number {
+    return this.settings.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  }
+
+  get #readTimeoutMs(): number {
+    return this.settings.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
+  }
+
+  /**
+   * `client` with a step that records each request's first-byte limit by its
+   * command (answers.ts) for the handler. It runs last before the handler, on
+   * the signed request of each attempt: the very object the handler gets.
+   */
+  #limited<I extends object, O extends MetadataBearer, C extends { middlewareStack: MiddlewareStack<I, O> }>(client: C & { middlewareStack: MiddlewareStack<I, O> }): C {
+    const readTimeoutMs = this.#readTimeoutMs;
+    const limits = this.#firstByteLimits;
+    const record: DeserializeMiddleware<I, O> = (next, context) => (args) => {
+      if (typeof args.request === 'object' && args.request !== null) limits.set(args.request, firstByteTimeoutMs(context.commandName, readTimeoutMs));
+      return next(args);
+    };
+    client.middlewareStack.add(record, { step: 'deserialize', priority: 'low', name: 'snaplineFirstByteLimit' });
+    return client;
   }
 
   /** Closes every socket of every client. Idempotent. */
@@ -206,6 +258,11 @@ export class AwsClients {
     return 'profile' in credentials ? { profile: credentials.profile } : { credentials };
   }
 
+  /** An SDK client whose throttled calls get the time budget (see ThrottleTolerantStrategy). */
+  #budgeted<C extends { config: object }>(client: C): C {
+    return withThrottleBudget(client, this.#throttleBudget);
+  }
+
   #retries(): { maxAttempts?: number; retryMode?: RetryMode } {
     const retries = this.settings.retries;
     return {
@@ -213,6 +270,52 @@ export class AwsClients {
       ...(retries?.mode === undefined ? {} : { retryMode: retries.mode }),
     };
   }
+}
+
+interface HandlerLimits {
+  httpAgent: http.Agent;
+  httpsAgent: https.Agent;
+  connectTimeoutMs: number;
+  readTimeoutMs: number;
+}
+
+/**
+ * The SDK's node handler on the shared agents, with the limits of answers.ts:
+ * each request's first-byte limit (recorded by AwsClients' step; the short
+ * exchange's when none is), then checks of the answer: one that is not from
+ * an AWS API fails (ForeignEndpoint), and so does a timeout from an endpoint
+ * that has never answered (SilentEndpoint); every other answer marks its
+ * endpoint as answered.
+ */
+function answerCheckingHandler(limits: HandlerLimits, firstByteLimits: WeakMap<object, number>, answered: AnsweredEndpoints): NodeHttpHandler {
+  const Handler = httpHandlerSdk().NodeHttpHandler;
+  type Handle = NodeHttpHandler['handle'];
+  class AnswerCheckingHandler extends Handler {
+    override async handle(request: Parameters<Handle>[0], options: Parameters<Handle>[1] = {}): ReturnType<Handle> {
+      const origin = originOf(request);
+      const firstByteMs = firstByteLimits.get(request) ?? firstByteTimeoutMs(undefined, limits.readTimeoutMs);
+      try {
+        const out = await super.handle(request, { ...options, requestTimeout: firstByteMs });
+        const foreign = foreignAnswerError(origin, out.response.statusCode, out.response.headers);
+        if (foreign !== undefined) {
+          (out.response.body as { destroy?: () => void } | undefined)?.destroy?.();
+          throw foreign;
+        }
+        answered.add(origin);
+        return out;
+      } catch (err) {
+        if (answered.has(origin)) throw err;
+        throw silentEndpointError(err, origin, { connectMs: limits.connectTimeoutMs, answerMs: firstByteMs || limits.readTimeoutMs }) ?? err;
+      }
+    }
+  }
+  return new AnswerCheckingHandler({
+    httpAgent: limits.httpAgent,
+    httpsAgent: limits.httpsAgent,
+    connectionTimeout: limits.connectTimeoutMs,
+    socketTimeout: limits.readTimeoutMs,
+    throwOnRequestTimeout: true,
+  });
 }
 
 function validateSettings(settings: ConnectionSettings): void {

@@ -131,18 +131,22 @@ describe('EcsContainerTasks', () => {
     });
   });
 
-  it('list: every page, by startedBy and desired status', async () => {
+  it('list: every page, by desired status and family, never with startedBy (ECS takes it only alone)', async () => {
     ecs
       .on(ListTasksCommand)
       .resolvesOnce({ taskArns: ['a', 'b'], nextToken: 't1' })
       .resolvesOnce({ taskArns: [], nextToken: 't2' })
       .resolvesOnce({ taskArns: ['c'] });
-    expect(await tasks.list('restores', 'snapline-j-1', 'STOPPED')).toEqual(['a', 'b', 'c']);
+    expect(await tasks.list('restores', { desiredStatus: 'STOPPED', family: 'snapline-worker' })).toEqual(['a', 'b', 'c']);
     expect(ecs.commandCalls(ListTasksCommand).map((c) => c.args[0].input)).toEqual([
-      { cluster: 'restores', startedBy: 'snapline-j-1', desiredStatus: 'STOPPED' },
-      { cluster: 'restores', startedBy: 'snapline-j-1', desiredStatus: 'STOPPED', nextToken: 't1' },
-      { cluster: 'restores', startedBy: 'snapline-j-1', desiredStatus: 'STOPPED', nextToken: 't2' },
+      { cluster: 'restores', desiredStatus: 'STOPPED', family: 'snapline-worker' },
+      { cluster: 'restores', desiredStatus: 'STOPPED', family: 'snapline-worker', nextToken: 't1' },
+      { cluster: 'restores', desiredStatus: 'STOPPED', family: 'snapline-worker', nextToken: 't2' },
     ]);
+    ecs.reset();
+    ecs.on(ListTasksCommand).resolves({ taskArns: ['d'] });
+    expect(await tasks.list('restores', { desiredStatus: 'RUNNING' })).toEqual(['d']);
+    expect(ecs.commandCalls(ListTasksCommand)[0]!.args[0].input).toEqual({ cluster: 'restores', desiredStatus: 'RUNNING' });
   });
 
   it('stop: StopTask with the reason cut to 255 characters', async () => {
@@ -153,10 +157,11 @@ describe('EcsContainerTasks', () => {
     expect(input.reason).toHaveLength(255);
   });
 
-  it('describeTaskDefinition: containers with their awslogs group and stream prefix', async () => {
+  it('describeTaskDefinition: the network mode, containers with their awslogs group and stream prefix', async () => {
     ecs.on(DescribeTaskDefinitionCommand).resolves({
       taskDefinition: {
         taskDefinitionArn: 'arn:td/snapline-worker:3',
+        networkMode: 'awsvpc',
         containerDefinitions: [
           { name: 'log-router', essential: false },
           { name: 'worker', logConfiguration: { logDriver: 'awslogs', options: { 'awslogs-group': '/snapline', 'awslogs-stream-prefix': 'restore' } } },
@@ -166,6 +171,7 @@ describe('EcsContainerTasks', () => {
     });
     expect(await tasks.describeTaskDefinition('snapline-worker')).toEqual({
       arn: 'arn:td/snapline-worker:3',
+      networkMode: 'awsvpc',
       containers: [
         { name: 'log-router', essential: false },
         { name: 'worker', essential: true, logGroup: '/snapline', logStreamPrefix: 'restore' },
@@ -181,9 +187,11 @@ describe('EcsContainerTasks', () => {
     expect(missing.message).toBe('ECS cluster restores does not exist');
     expect(missing.hint).toMatch(/ecs\.cluster/);
     ecs.on(ListTasksCommand).rejects(ecsError('AccessDeniedException', 'not authorized'));
-    const denied = await rejection(tasks.list('restores', 'snapline-j-1', 'RUNNING'));
+    const denied = await rejection(tasks.list('restores', { desiredStatus: 'RUNNING' }));
     expect(denied.code).toBe(ErrorCodes.ACCESS_DENIED);
     expect(denied.message).toMatch(/ecs:ListTasks/);
+    ecs.on(RunTaskCommand).rejects(ecsError('ConflictException', 'The clientToken was already used with a different RunTask request.'));
+    expect((await rejection(tasks.launch(launch))).code).toBe(ErrorCodes.CONFLICT);
     ecs.on(StopTaskCommand).rejects(ecsError('InvalidParameterException', 'The referenced task was not found.'));
     expect((await rejection(tasks.stop('restores', 'arn:x', 'why'))).code).toBe(ErrorCodes.REMOTE_REJECTED);
   });

@@ -19,6 +19,7 @@ export class EcsContainerTasks implements ContainerTasks {
     if (definition === undefined) throw new SnaplineError(ErrorCodes.NOT_FOUND, `task definition ${taskDefinition} does not exist`);
     return {
       arn: definition.taskDefinitionArn ?? taskDefinition,
+      ...(definition.networkMode === undefined ? {} : { networkMode: definition.networkMode }),
       containers: (definition.containerDefinitions ?? []).map((c) => {
         const options = c.logConfiguration?.logDriver === 'awslogs' ? (c.logConfiguration.options ?? {}) : {};
         return {
@@ -53,11 +54,11 @@ export class EcsContainerTasks implements ContainerTasks {
     return found;
   }
 
-  async list(cluster: string, startedBy: string, desiredStatus: 'RUNNING' | 'STOPPED'): Promise<string[]> {
+  async list(cluster: string, filter: { desiredStatus: 'RUNNING' | 'STOPPED'; family?: string }): Promise<string[]> {
     const arns: string[] = [];
     let nextToken: string | undefined;
     do {
-      const page = { cluster, startedBy, desiredStatus, ...(nextToken ? { nextToken } : {}) };
+      const page = { cluster, desiredStatus: filter.desiredStatus, ...(filter.family === undefined ? {} : { family: filter.family }), ...(nextToken ? { nextToken } : {}) };
       const out = await this.#call('ecs:ListTasks', () => this.client.send(new (ecsSdk().ListTasksCommand)(page)), cluster);
       arns.push(...(out.taskArns ?? []));
       nextToken = out.nextToken;

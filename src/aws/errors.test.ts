@@ -23,6 +23,19 @@ describe('fromAwsError: errors that are not service answers', () => {
     expect(fromAwsError(retried, 'ec2:DescribeSnapshots')).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
   });
 
+  it('a host the endpoint rules made from a Region that does not resolve names the Region', () => {
+    const dns = (host: string) => Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND', syscall: 'getaddrinfo', hostname: host });
+    const unknown = fromAwsError(dns('ebs.mars-north-7.amazonaws.com'), 'ebs:StartSnapshot');
+    expect(unknown).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, message: 'ebs:StartSnapshot: mars-north-7 is not an AWS Region (ebs.mars-north-7.amazonaws.com does not exist)' });
+    expect(unknown.hint).toMatch(/^check the Region: --region, AWS_REGION or the connection's region/);
+    // A name shaped like a Region: it may be one this machine cannot resolve, so DNS and the network are named too.
+    const shaped = fromAwsError(dns('bucket.s3.dualstack.eu-west-9.amazonaws.com'), 's3:ListBucket');
+    expect(shaped.message).toBe('s3:ListBucket: cannot resolve bucket.s3.dualstack.eu-west-9.amazonaws.com (ENOTFOUND): is eu-west-9 the right Region?');
+    expect(shaped.hint).toMatch(/then DNS and the network$/);
+    // A host the user chose is not about the Region.
+    expect(fromAwsError(dns('minio.lan'), 's3:ListBucket').message).toMatch(/cannot reach the endpoint \(ENOTFOUND\)/);
+  });
+
   it('reads the code of an AggregateError from a multi-address connect', () => {
     const aggregate = new AggregateError([networkError('ECONNREFUSED'), networkError('ECONNREFUSED')], 'connect failed');
     expect(fromAwsError(aggregate, 'sts:GetCallerIdentity').code).toBe(ErrorCodes.ENDPOINT_UNREACHABLE);
@@ -46,6 +59,15 @@ describe('fromAwsError: errors that are not service answers', () => {
   it('an aborted request is INTERRUPTED', () => {
     const abort = Object.assign(new Error('Request aborted'), { name: 'AbortError' });
     expect(fromAwsError(abort, 'ebs:PutSnapshotBlock')).toMatchObject({ code: ErrorCodes.INTERRUPTED, retryable: false });
+  });
+
+  it('a refusal for the signing time is ACCESS_DENIED, retryable only once the client corrected its clock from the answer', () => {
+    for (const name of ['InvalidSignatureException', 'SignatureDoesNotMatch', 'RequestTimeTooSkewed', 'RequestExpired']) {
+      const refused = (corrected?: boolean) =>
+        Object.assign(new Error('Signature expired: 20300101T000000Z is now earlier than ...'), { name, $metadata: { httpStatusCode: 403, clockSkewCorrected: corrected } });
+      expect(fromAwsError(refused(), 'ebs:StartSnapshot')).toMatchObject({ code: ErrorCodes.ACCESS_DENIED, retryable: false });
+      expect(fromAwsError(refused(true), 'ebs:StartSnapshot')).toMatchObject({ code: ErrorCodes.ACCESS_DENIED, retryable: true, details: { clockSkewCorrected: true } });
+    }
   });
 
   it('no credentials anywhere in the chain is ACCESS_DENIED with a hint', () => {

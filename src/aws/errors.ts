@@ -100,6 +100,9 @@ const IDENTITY_ERRORS = new Set([
   'RequestExpired',
 ]);
 
+/** Error names of a signing time too far from the service's clock (besides the signature errors above). */
+const CLOCK_SKEW_ERRORS = new Set(['RequestTimeTooSkewed', 'RequestInTheFuture']);
+
 /** Error names that mean a permission is missing. */
 const PERMISSION_ERRORS = new Set(['AccessDeniedException', 'AccessDenied', 'UnauthorizedOperation']);
 
@@ -133,14 +136,53 @@ const TLS_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
+/** Each service by the prefix of its IAM actions: its name in messages, and where its endpoint is set (AWS_ENDPOINT_URL_<env>, endpoint_urls.<key>). */
+const SERVICES: Readonly<Record<string, { name: string; env: string; key: string }>> = {
+  ebs: { name: 'EBS direct API', env: 'EBS', key: 'ebs' },
+  ec2: { name: 'EC2', env: 'EC2', key: 'ec2' },
+  s3: { name: 'S3', env: 'S3', key: 's3' },
+  sts: { name: 'STS', env: 'STS', key: 'sts' },
+  glacier: { name: 'S3 Glacier', env: 'GLACIER', key: 'glacier' },
+  ecs: { name: 'ECS', env: 'ECS', key: 'ecs' },
+  logs: { name: 'CloudWatch Logs', env: 'CLOUDWATCH_LOGS', key: 'logs' },
+};
+
+/** The service an IAM action (ebs:PutSnapshotBlock) belongs to, for messages about its endpoint. */
+function serviceOf(action: string): { name: string; env: string; key: string } {
+  const prefix = action.split(':')[0]!;
+  return SERVICES[prefix] ?? { name: prefix, env: prefix.toUpperCase(), key: prefix };
+}
+
+/** Where the endpoint of the action's service comes from, for a hint. */
+function endpointHint(action: string): string {
+  const { name, env, key } = serviceOf(action);
+  return `check the ${name} endpoint URL (--endpoint-url, AWS_ENDPOINT_URL_${env}, or endpoint_url / endpoint_urls.${key} of the connection) and that the service runs there`;
+}
+
+/**
+ * The Region in a host name that the SDK's endpoint rules made
+ * (ebs.eu-west-1.amazonaws.com, bucket.s3.dualstack.eu-west-1.amazonaws.com):
+ * the label before amazonaws.com when it looks like a Region; else undefined.
+ */
+function regionOfAwsHost(host: string | undefined): string | undefined {
+  const labels = (host ?? '').toLowerCase().split('.');
+  const at = labels.indexOf('amazonaws');
+  const candidate = at >= 1 ? labels[at - 1]! : '';
+  return /^[a-z]+(-[a-z]+)+-\d+$/.test(candidate) ? candidate : undefined;
+}
+
+/** The names of AWS's Regions, by partition (the patterns of the SDK's endpoint rules). */
+const REGION_NAME = /^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov|us-iso[bef]?|eu-isoe|eusc-de)-[a-z]+-\d+$/;
+
 interface AwsShapedError {
   name?: unknown;
   message?: unknown;
   code?: unknown;
+  hostname?: unknown;
   errors?: unknown;
   Reason?: unknown;
   $fault?: unknown;
-  $metadata?: { httpStatusCode?: unknown; requestId?: unknown; attempts?: unknown };
+  $metadata?: { httpStatusCode?: unknown; requestId?: unknown; attempts?: unknown; clockSkewCorrected?: unknown };
 }
 
 function stringOrUndefined(value: unknown): string | undefined {
@@ -219,17 +261,44 @@ export function fromAwsError(err: unknown, action: string): SnaplineError {
       `access denied: ${action} is not allowed: ${awsMessage}`,
     );
   }
-  if (IDENTITY_ERRORS.has(name)) {
-    return make({ code: ErrorCodes.ACCESS_DENIED, retryable: false, hint: CREDENTIALS_HINT }, `credentials refused for ${action}: ${name}: ${awsMessage}`);
+  if (IDENTITY_ERRORS.has(name) || CLOCK_SKEW_ERRORS.has(name)) {
+    // Refused for the signing time, and the client has since taken the service's clock from the answer: the next attempt is signed right.
+    const skewCorrected = shaped.$metadata?.clockSkewCorrected === true;
+    if (skewCorrected) details.clockSkewCorrected = true;
+    return make({ code: ErrorCodes.ACCESS_DENIED, retryable: skewCorrected, hint: CREDENTIALS_HINT }, `credentials refused for ${action}: ${name}: ${awsMessage}`);
   }
   if (name === 'CredentialsProviderError') {
     return make({ code: ErrorCodes.ACCESS_DENIED, retryable: false, hint: CREDENTIALS_HINT }, `no usable credentials for ${action}: ${awsMessage}`);
   }
   if (name === 'ValidationException') return make(sortValidation(awsMessage), described);
+  if (name === 'ForeignEndpoint') {
+    return make(
+      { code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false, hint: endpointHint(action) },
+      `${action}: ${awsMessage}: it is not the ${serviceOf(action).name} endpoint`,
+    );
+  }
+  if (name === 'SilentEndpoint') {
+    return make({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false, hint: endpointHint(action) }, `${action}: ${awsMessage}: it is not a working ${serviceOf(action).name} endpoint`);
+  }
 
   const known = BY_NAME[name];
   if (known !== undefined) return make(known, described);
 
+  const region = networkCode === 'ENOTFOUND' ? regionOfAwsHost(stringOrUndefined(shaped.hostname)) : undefined;
+  if (region !== undefined) {
+    // A host name made from the Region that does not exist: most often a Region that does not.
+    const host = stringOrUndefined(shaped.hostname)!;
+    return make(
+      {
+        code: ErrorCodes.ENDPOINT_UNREACHABLE,
+        retryable: attempts === undefined || attempts <= 1,
+        hint: `check the Region: --region, AWS_REGION or the connection's region (Region names look like eu-west-1)${REGION_NAME.test(region) ? ', then DNS and the network' : ''}`,
+      },
+      REGION_NAME.test(region)
+        ? `${action}: cannot resolve ${host} (ENOTFOUND): is ${region} the right Region?`
+        : `${action}: ${region} is not an AWS Region (${host} does not exist)`,
+    );
+  }
   if (networkCode !== undefined && UNREACHABLE_CODES.has(networkCode)) {
     // The SDK already retried when it reports more than one attempt: then it is final.
     return make(

@@ -190,6 +190,17 @@ export class GlacierArchiveStore implements ArchiveStore {
     }
   }
 
+  /** DescribeVault: false when the vault does not exist. */
+  async locationExists(): Promise<boolean> {
+    try {
+      await this.#call('glacier:DescribeVault', (abortSignal) => this.#client.send(new (glacierSdk().DescribeVaultCommand)(this.#vault()), { abortSignal }));
+      return true;
+    } catch (err) {
+      if (isSnaplineError(err, ErrorCodes.NOT_FOUND)) return false;
+      throw err;
+    }
+  }
+
   #vault() {
     return { accountId: '-', vaultName: this.location };
   }
@@ -305,7 +316,7 @@ function glacierError(err: unknown, action: string, vault: string, ref: string |
     return new SnaplineError(ErrorCodes.NOT_FOUND, `vault ${vault} does not exist: ${awsMessage}`, {
       cause: err,
       details: error.details,
-      hint: 'check archive.vault of the connection (snapline connections show)',
+      hint: 'check the vault name: --vault, or archive.vault of the connection (`snapline connections show`)',
     });
   }
   return error;

@@ -28,6 +28,15 @@ describe('CloudWatchLogReader.readForward', () => {
     expect(await reader.readForward('/g', 's', 'f/7')).toEqual({ lines: [], token: 'f/7' });
   });
 
+  it('a refused token (they expire after 24 hours) is dropped: the stream is read from its start again, restarted', async () => {
+    logs
+      .on(GetLogEventsCommand)
+      .rejectsOnce(logsError('InvalidParameterException', 400))
+      .resolvesOnce({ events: [{ timestamp: 1000, message: 'one' }], nextForwardToken: 'f/1', nextBackwardToken: 'b/0' });
+    expect(await reader.readForward('/g', 's', 'f/old')).toEqual({ lines: [{ timestamp: new Date(1000), message: 'one' }], token: 'f/1', restarted: true });
+    expect(logs.commandCalls(GetLogEventsCommand).map((c) => c.args[0].input.nextToken)).toEqual(['f/old', undefined]);
+  });
+
   it('other failures are sorted and name logs:GetLogEvents', async () => {
     logs.on(GetLogEventsCommand).rejects(logsError('AccessDeniedException', 400));
     const err = await reader.readForward('/g', 's', undefined).catch((e: unknown) => e);

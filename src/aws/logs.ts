@@ -8,9 +8,10 @@ import { logsSdk } from './sdk.js';
 export class CloudWatchLogReader implements LogReader {
   constructor(private readonly client: CloudWatchLogsClient) {}
 
-  async readForward(group: string, stream: string, token: string | undefined): Promise<{ lines: LogLine[]; token: string | undefined }> {
+  async readForward(group: string, stream: string, token: string | undefined): Promise<{ lines: LogLine[]; token: string | undefined; restarted?: boolean }> {
     let out;
     try {
+      // A forward token is only taken with startFromHead true.
       out = await this.client.send(
         new (logsSdk().GetLogEventsCommand)({ logGroupName: group, logStreamName: stream, startFromHead: true, ...(token === undefined ? {} : { nextToken: token }) }),
       );
@@ -18,6 +19,8 @@ export class CloudWatchLogReader implements LogReader {
       const error = fromAwsError(err, 'logs:GetLogEvents');
       // The awslogs driver creates the stream when the container starts: until then there is nothing to read.
       if (error.code === ErrorCodes.NOT_FOUND) return { lines: [], token };
+      // A token expires 24 hours after it was given out (a quiet stream keeps answering the same one): start again from the head.
+      if (token !== undefined && error.details?.awsError === 'InvalidParameterException') return { ...(await this.readForward(group, stream, undefined)), restarted: true };
       throw error;
     }
     return {

@@ -22,7 +22,7 @@ export interface ProbeResult {
 export const PROBE_SNAPSHOT_ID = 'snap-00000000000000000';
 
 /** Error names of a server that does not speak the service's API: another service, or no AWS API at all. */
-const FOREIGN_NAMES = new Set(['UnknownOperationException', 'UnknownServiceException', 'InvalidAction', 'SyntaxError']);
+const FOREIGN_NAMES = new Set(['UnknownOperationException', 'UnknownServiceException', 'InvalidAction', 'SyntaxError', 'ForeignEndpoint']);
 /** Names the SDK gives an error answer that names no error code: AWS always names one. */
 const UNNAMED = new Set(['Unknown', 'UnknownError']);
 /** Names the SDK makes up from the HTTP status (S3 HEAD answers have no body); AWS sends a request id with them. */
@@ -101,7 +101,7 @@ async function probe(
   const base = { service, action, endpoint: clients.endpointFor(service) ?? 'AWS' };
   try {
     const learnt = await call();
-    if (learnt === undefined) return { ...base, outcome: 'wrong endpoint', detail: `a success, but not an answer of the ${service} API`, code: ErrorCodes.REMOTE_REJECTED };
+    if (learnt === undefined) return { ...base, outcome: 'wrong endpoint', detail: `a success, but not an answer of the ${service} API`, code: ErrorCodes.ENDPOINT_UNREACHABLE };
     return { ...base, outcome: 'reachable', detail: learnt };
   } catch (err) {
     const shaped = (err ?? {}) as { name?: unknown; message?: unknown; $metadata?: { requestId?: unknown; httpStatusCode?: unknown } };
@@ -111,7 +111,8 @@ async function probe(
     const error = fromAwsError(err, action);
     const deserialization = typeof shaped.message === 'string' && shaped.message.includes('Deserialization error');
     if (FOREIGN_NAMES.has(name) || UNNAMED.has(name) || deserialization || (STATUS_NAMES.has(name) && status !== undefined && shaped.$metadata?.requestId === undefined)) {
-      return { ...base, outcome: 'wrong endpoint', detail: `HTTP ${status ?? '?'} ${name}: not an answer of the ${service} API`, code: ErrorCodes.REMOTE_REJECTED };
+      const seen = name === 'ForeignEndpoint' && typeof shaped.message === 'string' ? shaped.message : `HTTP ${status ?? '?'} ${name}`;
+      return { ...base, outcome: 'wrong endpoint', detail: `${seen}: not an answer of the ${service} API`, code: ErrorCodes.ENDPOINT_UNREACHABLE };
     }
     const outcome: ProbeOutcome =
       error.code === ErrorCodes.ACCESS_DENIED ? 'permission denied' : error.code === ErrorCodes.ENDPOINT_UNREACHABLE ? 'unreachable' : 'failed';

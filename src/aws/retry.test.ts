@@ -6,7 +6,7 @@ import { BLOCK_SIZE } from '../core/constants.js';
 import { checksumOf, linearAggregateOf, sha256 } from '../core/checksum.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { EbsSnapshotStore } from './ebs.js';
-import { AdaptiveLimiter, resilientReader, resilientWriter, type RetryPolicy } from './retry.js';
+import { AdaptiveLimiter, resilientReader, resilientWriter, ThrottleWatch, type RetryClock, type RetryPolicy } from './retry.js';
 import { rejection } from '../../test/support/rejection.js';
 
 /** Retries without real waiting. */
@@ -18,6 +18,16 @@ const throttled = () => awsFailure('ebs:PutSnapshotBlock', 'RequestThrottledExce
 const unavailable = () => awsFailure('ebs:PutSnapshotBlock', 'InternalServerException');
 const notFound = () => awsFailure('ebs:PutSnapshotBlock', 'ResourceNotFoundException', { reason: 'SNAPSHOT_NOT_FOUND' });
 
+
+/** A clock that only moves when the code under test sleeps: minutes of backoff take no real time. */
+class ScaledClock implements RetryClock {
+  ms = 0;
+  readonly now = (): number => this.ms;
+  readonly sleep = (ms: number): Promise<void> => {
+    this.ms += ms;
+    return Promise.resolve();
+  };
+}
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
@@ -101,8 +111,8 @@ describe('resilientWriter', () => {
     await writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM);
     expect(ebs.calls.putBlock).toBe(3);
     expect(retries).toEqual([
-      { code: ErrorCodes.UNAVAILABLE, attempt: 1, operation: 'putBlock' },
-      { code: ErrorCodes.UNAVAILABLE, attempt: 2, operation: 'putBlock' },
+      { code: ErrorCodes.UNAVAILABLE, attempt: 1, operation: 'uploading blocks' },
+      { code: ErrorCodes.UNAVAILABLE, attempt: 2, operation: 'uploading blocks' },
     ]);
     expect(ebs.inspect(snapshotId)?.writtenIndexes).toEqual([0]);
   });
@@ -119,9 +129,9 @@ describe('resilientWriter', () => {
   it('gives up after maxAttempts; the last error then says it is not retryable', async () => {
     const ebs = new MemoryEbs();
     const { writer, snapshotId } = await startedOn(ebs, new AdaptiveLimiter(4), { ...FAST, maxAttempts: 3 });
-    ebs.failNext('putBlock', throttled, { times: 10 });
+    ebs.failNext('putBlock', unavailable, { times: 10 });
     const error = await rejection(writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM));
-    expect(error).toMatchObject({ code: ErrorCodes.THROTTLED, retryable: false, details: { attempts: 3, reason: 'RESOURCE_LEVEL_THROTTLE' } });
+    expect(error).toMatchObject({ code: ErrorCodes.UNAVAILABLE, retryable: false, details: { attempts: 3 } });
     expect(ebs.calls.putBlock).toBe(3);
   });
 
@@ -224,8 +234,124 @@ describe('resilientWriter', () => {
     expect(ebs.calls.putBlock).toBe(1);
   });
 
+  it('an interruption says why and during what, in the terms of the user: no internal function name', async () => {
+    const ebs = new MemoryEbs();
+    const { snapshotId } = await ebs.startSnapshot({ volumeSizeGiB: 1 });
+    const controller = new AbortController();
+    const writer = resilientWriter(ebs, { limiter: new AdaptiveLimiter(4), signal: controller.signal, policy: FAST, onRetry: () => controller.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT')) });
+    ebs.failNext('putBlock', unavailable);
+    const error = await rejection(writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM));
+    expect(error).toMatchObject({ code: ErrorCodes.INTERRUPTED, message: 'interrupted by SIGINT while uploading blocks' });
+  });
+
   it('validates its policy', () => {
     expect(() => resilientWriter(new MemoryEbs(), { limiter: new AdaptiveLimiter(1), policy: { maxAttempts: 0 } })).toThrow(/maxAttempts/);
+  });
+});
+
+describe('throttling: a budget in time, not in attempts', () => {
+  const MINUTE = 60_000;
+  /** AWS-like backoff (100 ms doubling to 10 s) on a clock of its own, a 10-minute budget, and only 3 attempts for other errors. */
+  const POLICY: Partial<RetryPolicy> = { baseDelayMs: 100, maxDelayMs: 10_000, maxAttempts: 3, throttleBudgetMs: 10 * MINUTE };
+
+  async function throttledWriter(ebs: MemoryEbs, clock: ScaledClock, watch = new ThrottleWatch(clock)) {
+    const throttledFor: number[] = [];
+    const writer = resilientWriter(ebs, { limiter: new AdaptiveLimiter(4), policy: POLICY, throttleWatch: watch, onThrottled: (ms) => throttledFor.push(ms) });
+    const { snapshotId } = await writer.startSnapshot({ volumeSizeGiB: 1 });
+    return { writer, snapshotId, throttledFor, watch };
+  }
+
+  it('a call throttled for minutes, far more times than maxAttempts, waits it out and lands', async () => {
+    const ebs = new MemoryEbs();
+    const clock = new ScaledClock();
+    const { writer, snapshotId, throttledFor } = await throttledWriter(ebs, clock);
+    ebs.failNext('putBlock', throttled, { times: 50 });
+    await writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM);
+    expect(ebs.calls.putBlock).toBe(51);
+    expect(ebs.inspect(snapshotId)?.writtenIndexes).toEqual([0]);
+    expect(throttledFor).toHaveLength(50);
+    expect(throttledFor.at(-1)).toBeGreaterThan(3 * MINUTE);
+    expect(throttledFor.at(-1)).toBeLessThan(10 * MINUTE);
+  });
+
+  it('a call throttled for its whole budget fails THROTTLED, no longer retryable, saying for how long', async () => {
+    const ebs = new MemoryEbs();
+    const clock = new ScaledClock();
+    const { writer, snapshotId, throttledFor } = await throttledWriter(ebs, clock);
+    ebs.failNext('putBlock', throttled, { times: 10_000 });
+    const error = await rejection(writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM));
+    expect(error).toMatchObject({ code: ErrorCodes.THROTTLED, retryable: false, details: { reason: 'RESOURCE_LEVEL_THROTTLE' } });
+    expect(error.message).toMatch(/gave up after \d+ attempts: throttled for 10 min\)$/);
+    expect(clock.ms).toBeGreaterThanOrEqual(10 * MINUTE);
+    expect(clock.ms).toBeLessThan(11 * MINUTE);
+    expect(ebs.calls.putBlock).toBe(throttledFor.length + 1);
+  });
+
+  it('other retryable errors still count against maxAttempts, also after throttling', async () => {
+    const ebs = new MemoryEbs();
+    const { writer, snapshotId } = await throttledWriter(ebs, new ScaledClock());
+    ebs.failNext('putBlock', throttled, { times: 20 });
+    await writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM);
+    ebs.failNext('putBlock', unavailable, { times: 3 });
+    expect(await rejection(writer.putBlock(snapshotId, 1, BLOCK, CHECKSUM))).toMatchObject({ code: ErrorCodes.UNAVAILABLE, retryable: false });
+  });
+
+  it('the watch tells how long the call throttled longest has been retrying, and nothing once it lands', async () => {
+    const ebs = new MemoryEbs();
+    const clock = new ScaledClock();
+    const watch = new ThrottleWatch(clock);
+    const seen: Array<number | undefined> = [];
+    const writer = resilientWriter(ebs, { limiter: new AdaptiveLimiter(4), policy: POLICY, throttleWatch: watch, onThrottled: () => seen.push(watch.throttledForMs()) });
+    const { snapshotId } = await writer.startSnapshot({ volumeSizeGiB: 1 });
+    expect(watch.throttledForMs()).toBeUndefined();
+    ebs.failNext('putBlock', throttled, { times: 30 });
+    await writer.putBlock(snapshotId, 0, BLOCK, CHECKSUM);
+    expect(seen).toHaveLength(30);
+    expect(seen[0]).toBe(0);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!).toBeGreaterThan(seen[i - 1]!);
+    expect(watch.throttledForMs()).toBeUndefined();
+    // A call that fails for good leaves the watch too.
+    ebs.failNext('putBlock', throttled, { times: 10_000 });
+    await rejection(writer.putBlock(snapshotId, 1, BLOCK, CHECKSUM));
+    expect(watch.throttledForMs()).toBeUndefined();
+  });
+
+  it('validates the budget', () => {
+    expect(() => resilientWriter(new MemoryEbs(), { limiter: new AdaptiveLimiter(1), policy: { throttleBudgetMs: -1 } })).toThrow(/throttleBudgetMs/);
+  });
+});
+
+describe('a refusal for the signing time after which the client corrected its clock', () => {
+  const skewed = () =>
+    new SnaplineError(ErrorCodes.ACCESS_DENIED, 'credentials refused for ebs:PutSnapshotBlock: InvalidSignatureException: Signature expired', {
+      retryable: true,
+      details: { clockSkewCorrected: true },
+    });
+
+  function failing(times: number) {
+    const calls = { put: 0 };
+    const writer = {
+      startSnapshot: () => Promise.reject(new Error('not used')),
+      completeSnapshot: () => Promise.reject(new Error('not used')),
+      putBlock: async () => {
+        if (calls.put++ < times) throw skewed();
+      },
+    };
+    return { writer, calls };
+  }
+
+  it('is retried once, outside maxAttempts', async () => {
+    const { writer, calls } = failing(1);
+    await resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: { ...FAST, maxAttempts: 1 } }).putBlock('snap-1', 0, BLOCK, CHECKSUM);
+    expect(calls.put).toBe(2);
+  });
+
+  it('refused again, it fails for good: the clock was not the problem', async () => {
+    const { writer, calls } = failing(5);
+    const error = await rejection(resilientWriter(writer, { limiter: new AdaptiveLimiter(1), policy: FAST }).putBlock('snap-1', 0, BLOCK, CHECKSUM));
+    expect(error).toMatchObject({ code: ErrorCodes.ACCESS_DENIED, retryable: false });
+    expect(error.message).toMatch(/still refused after the clock was corrected/);
+    expect(calls.put).toBe(2);
   });
 });
 

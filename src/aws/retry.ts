@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setTimeout as sleepFor } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type {
   BlockPage,
@@ -17,7 +17,7 @@ import { foundNoEndpoint } from './errors.js';
 import type { EndpointContact } from './in-flight.js';
 
 export interface RetryPolicy {
-  /** Attempts per call for retryable errors, the first included. */
+  /** Attempts per call for retryable errors, the first included; throttled attempts are not counted (see throttleBudgetMs). */
   maxAttempts: number;
   /** Backoff before the first retry; doubles with every retry. */
   baseDelayMs: number;
@@ -35,6 +35,13 @@ export interface RetryPolicy {
    * get maxAttempts.
    */
   unreachableAttemptsBeforeContact: number;
+  /**
+   * How long one call may go on being throttled (THROTTLED answers, one
+   * after another) before it fails. Throttled attempts do not count against
+   * maxAttempts: an account throttled for a long while slows a run down, it
+   * does not end it, until one call has been refused this long.
+   */
+  throttleBudgetMs: number;
 }
 
 export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = {
@@ -43,7 +50,50 @@ export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = {
   maxDelayMs: 10_000,
   notFoundWindowMs: 120_000,
   unreachableAttemptsBeforeContact: 3,
+  throttleBudgetMs: 10 * 60_000,
 };
+
+/** The time the retry wrappers measure and wait in; tests give one that runs on their own. */
+export interface RetryClock {
+  /** Milliseconds, from any fixed origin. */
+  now(): number;
+  /** Resolves after `ms`; rejects when `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+export const SYSTEM_CLOCK: RetryClock = {
+  now: () => performance.now(),
+  sleep: (ms, signal) => sleepFor(ms, undefined, signal === undefined ? undefined : { signal }),
+};
+
+/**
+ * Which calls of a run are being throttled right now, and since when: what a
+ * progress line shows ("throttled, retrying for 2m so far"). One per
+ * session, shared by its retry wrappers, on the same clock as theirs.
+ */
+export class ThrottleWatch {
+  readonly clock: RetryClock;
+  /** Per throttled call, when its first throttled answer came. */
+  readonly #since = new Map<object, number>();
+
+  constructor(clock: RetryClock = SYSTEM_CLOCK) {
+    this.clock = clock;
+  }
+
+  /** How long the call throttled longest has been retrying, or undefined when no call is throttled now. */
+  throttledForMs(): number | undefined {
+    if (this.#since.size === 0) return undefined;
+    return this.clock.now() - Math.min(...this.#since.values());
+  }
+
+  begin(call: object, since: number): void {
+    this.#since.set(call, since);
+  }
+
+  end(call: object): void {
+    this.#since.delete(call);
+  }
+}
 
 /**
  * Adaptive concurrency for one resource (AIMD): a THROTTLED failure halves the
@@ -125,8 +175,14 @@ export interface ResilienceOptions {
    * stores' part (their `signal` option).
    */
   signal?: AbortSignal;
-  /** Told before each retry: the error, the attempt that failed (1-based) and the operation. */
+  /** Told before each retry: the error, the attempt that failed (1-based) and the operation, in the user's terms ("uploading blocks"). */
   onRetry?: (error: SnaplineError, attempt: number, operation: string) => void;
+  /** Told before each retry of a throttled call: how long it has been throttled so far, and the operation. */
+  onThrottled?: (throttledForMs: number, operation: string) => void;
+  /** Records the calls being throttled (see ThrottleWatch); its clock is the wrapper's unless `clock` is given. */
+  throttleWatch?: ThrottleWatch;
+  /** Default: the watch's clock, else the system's. */
+  clock?: RetryClock;
   /**
    * The session's record of whether any of its requests has reached the
    * endpoint, kept by the stores' transport (InFlightRequests), so that an
@@ -150,11 +206,15 @@ class Retrier {
   readonly #options: ResilienceOptions;
   readonly #contact: EndpointContact | undefined;
 
+  readonly #clock: RetryClock;
+
   constructor(options: ResilienceOptions) {
     this.#policy = { ...DEFAULT_RETRY_POLICY, ...options.policy };
     this.#options = options;
     this.#contact = options.contact;
-    const { maxAttempts, baseDelayMs, maxDelayMs, notFoundWindowMs, unreachableAttemptsBeforeContact } = this.#policy;
+    this.#clock = options.clock ?? options.throttleWatch?.clock ?? SYSTEM_CLOCK;
+    const { maxAttempts, baseDelayMs, maxDelayMs, notFoundWindowMs, unreachableAttemptsBeforeContact, throttleBudgetMs } = this.#policy;
+    if (!(throttleBudgetMs >= 0)) throw invalid('policy.throttleBudgetMs', throttleBudgetMs);
     if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw invalid('policy.maxAttempts', maxAttempts);
     if (!(baseDelayMs >= 0)) throw invalid('policy.baseDelayMs', baseDelayMs);
     if (!(maxDelayMs >= baseDelayMs)) throw invalid('policy.maxDelayMs', maxDelayMs);
@@ -170,33 +230,60 @@ class Retrier {
 
   /**
    * Runs `call` in the limiter until it succeeds, fails permanently, runs out
-   * of attempts (the error then says retryable: false) or the signal aborts.
-   * `retryNotFound` says whether a NOT_FOUND may be retried right now.
+   * of attempts or of throttling budget (the error then says retryable:
+   * false) or the signal aborts. `retryNotFound` says whether a NOT_FOUND
+   * may be retried right now. A refusal for the signing time after which
+   * the client corrected its clock (details.clockSkewCorrected) is retried
+   * once, at once, outside the count.
    */
   async run<T>(operation: string, call: () => Promise<T>, retryNotFound: () => boolean = () => false): Promise<T> {
-    const { limiter, onRetry } = this.#options;
+    const { limiter, onRetry, onThrottled, throttleWatch } = this.#options;
     let retries = 0;
-    for (let attempt = 1; ; attempt++) {
-      this.throwIfAborted(operation);
-      try {
-        const value = await limiter.run(() => {
-          this.throwIfAborted(operation);
-          return call();
-        });
-        return value;
-      } catch (err) {
-        // Whatever an attempt cut short by the abort ended with, it is not retried.
+    let skewRetried = false;
+    let throttledSince: number | undefined;
+    const throttledCall = {};
+    try {
+      for (let attempt = 1; ; attempt++) {
         this.throwIfAborted(operation);
-        const error = toSnaplineError(err);
-        const notFoundWindow = error.code === ErrorCodes.NOT_FOUND && retryNotFound();
-        if (!error.retryable && !notFoundWindow) throw error;
-        if (this.#contact?.reached === false && foundNoEndpoint(error) && attempt >= this.#policy.unreachableAttemptsBeforeContact) {
-          throw exhausted(error, attempt, 'no request of this run has reached the endpoint yet');
+        try {
+          const value = await limiter.run(() => {
+            this.throwIfAborted(operation);
+            return call();
+          });
+          return value;
+        } catch (err) {
+          // Whatever an attempt cut short by the abort ended with, it is not retried.
+          this.throwIfAborted(operation);
+          const error = toSnaplineError(err);
+          const notFoundWindow = error.code === ErrorCodes.NOT_FOUND && retryNotFound();
+          if (!error.retryable && !notFoundWindow) throw error;
+          if (error.details?.clockSkewCorrected === true) {
+            if (skewRetried) throw exhausted(error, attempt, 'still refused after the clock was corrected');
+            skewRetried = true;
+            onRetry?.(error, attempt, operation);
+            continue;
+          }
+          if (this.#contact?.reached === false && foundNoEndpoint(error) && attempt >= this.#policy.unreachableAttemptsBeforeContact) {
+            throw exhausted(error, attempt, 'no request of this run has reached the endpoint yet');
+          }
+          if (error.code === ErrorCodes.THROTTLED) {
+            const now = this.#clock.now();
+            if (throttledSince === undefined) {
+              throttledSince = now;
+              throttleWatch?.begin(throttledCall, now);
+            }
+            const throttledFor = now - throttledSince;
+            if (throttledFor >= this.#policy.throttleBudgetMs) throw exhausted(error, attempt, `throttled for ${describeMs(throttledFor)}`);
+            onThrottled?.(throttledFor, operation);
+          } else if (!notFoundWindow && ++retries >= this.#policy.maxAttempts) {
+            throw exhausted(error, attempt);
+          }
+          onRetry?.(error, attempt, operation);
+          await this.backoff(attempt, operation);
         }
-        if (!notFoundWindow && ++retries >= this.#policy.maxAttempts) throw exhausted(error, attempt);
-        onRetry?.(error, attempt, operation);
-        await this.backoff(attempt, operation);
       }
+    } finally {
+      throttleWatch?.end(throttledCall);
     }
   }
 
@@ -206,16 +293,18 @@ class Retrier {
     const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** Math.min(attempt - 1, 30));
     const delay = ceiling / 2 + Math.random() * (ceiling / 2);
     try {
-      await sleep(delay, undefined, this.#options.signal === undefined ? undefined : { signal: this.#options.signal });
+      await this.#clock.sleep(delay, this.#options.signal);
     } catch {
       this.throwIfAborted(operation);
     }
   }
 
+  /** INTERRUPTED once the signal aborts, saying why (the signal's SnaplineError, as "interrupted by SIGINT") and while doing what. */
   throwIfAborted(operation: string): void {
     const signal = this.#options.signal;
     if (signal?.aborted) {
-      throw new SnaplineError(ErrorCodes.INTERRUPTED, `${operation} was interrupted`, { cause: signal.reason });
+      const why = signal.reason instanceof SnaplineError ? signal.reason.message : 'interrupted';
+      throw new SnaplineError(ErrorCodes.INTERRUPTED, `${why} while ${operation}`, { cause: signal.reason });
     }
   }
 
@@ -254,7 +343,8 @@ class Retrier {
 
 /**
  * Wraps a writer with the limiter and retries (see ResilienceOptions).
- * Retryable errors are retried with jittered exponential backoff; NOT_FOUND
+ * Retryable errors are retried with jittered exponential backoff, up to
+ * maxAttempts, throttling for up to throttleBudgetMs; NOT_FOUND
  * from putBlock or completeSnapshot is retried while the snapshot is younger
  * than notFoundWindowMs; any other error fails at once. startSnapshot gets a
  * client token when the caller gave none, so its retries cannot start a
@@ -273,15 +363,15 @@ export function resilientWriter(inner: SnapshotWriter, options: WriterResilience
   return {
     async startSnapshot(input: StartSnapshotInput): Promise<StartedSnapshot> {
       const idempotent = { ...input, clientToken: input.clientToken ?? randomUUID() };
-      const started = await retrier.run('startSnapshot', () => inner.startSnapshot(idempotent));
+      const started = await retrier.run('starting the snapshot', () => inner.startSnapshot(idempotent));
       startedAt.set(started.snapshotId, performance.now());
       return started;
     },
     putBlock(snapshotId: string, blockIndex: number, data: Uint8Array, checksum: string, progress?: number): Promise<void> {
-      return retrier.run('putBlock', () => inner.putBlock(snapshotId, blockIndex, data, checksum, progress), young(snapshotId));
+      return retrier.run('uploading blocks', () => inner.putBlock(snapshotId, blockIndex, data, checksum, progress), young(snapshotId));
     },
     completeSnapshot(snapshotId: string, changedBlocksCount: number, aggregateChecksum: string): Promise<SnapshotStatus> {
-      return retrier.run('completeSnapshot', () => inner.completeSnapshot(snapshotId, changedBlocksCount, aggregateChecksum), young(snapshotId));
+      return retrier.run('completing the snapshot', () => inner.completeSnapshot(snapshotId, changedBlocksCount, aggregateChecksum), young(snapshotId));
     },
   };
 }
@@ -291,13 +381,13 @@ export function resilientReader(inner: SnapshotReader, options: ResilienceOption
   const retrier = new Retrier(options);
   return {
     listBlocks(snapshotId: string, listOptions: ListOptions = {}): AsyncIterable<BlockPage<BlockRef>> {
-      return retrier.pages('listBlocks', (o) => inner.listBlocks(snapshotId, o), listOptions);
+      return retrier.pages('listing the blocks of the snapshot', (o) => inner.listBlocks(snapshotId, o), listOptions);
     },
     listChangedBlocks(firstSnapshotId: string, secondSnapshotId: string, listOptions: ListOptions = {}): AsyncIterable<BlockPage<ChangedBlockRef>> {
-      return retrier.pages('listChangedBlocks', (o) => inner.listChangedBlocks(firstSnapshotId, secondSnapshotId, o), listOptions);
+      return retrier.pages('listing the changed blocks', (o) => inner.listChangedBlocks(firstSnapshotId, secondSnapshotId, o), listOptions);
     },
     getBlock(snapshotId: string, blockIndex: number, blockToken: string): Promise<{ data: Buffer; checksum: string }> {
-      return retrier.run('getBlock', () => inner.getBlock(snapshotId, blockIndex, blockToken));
+      return retrier.run('reading blocks', () => inner.getBlock(snapshotId, blockIndex, blockToken));
     },
   };
 }
@@ -310,6 +400,11 @@ function exhausted(error: SnaplineError, attempts: number, why?: string): Snapli
     cause: error,
     details: { ...error.details, attempts },
   });
+}
+
+/** "45 s", "12 min". */
+function describeMs(ms: number): string {
+  return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
 }
 
 function invalid(option: string, value: number): SnaplineError {

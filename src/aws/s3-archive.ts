@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { S3Client, StorageClass, Tier } from '@aws-sdk/client-s3';
+import type { BucketLocationConstraint, S3Client, StorageClass, Tier } from '@aws-sdk/client-s3';
 import type {
   ArchiveStore,
   Inventory,
@@ -22,11 +22,16 @@ const MIB = 1024 * 1024;
 const DEFAULT_MIN_PART = 16 * MIB;
 /** The largest power-of-two part S3 takes (its limit is 5 GiB). */
 const MAX_PART = 4096 * MIB;
+/** S3's smallest part but the last (CompleteMultipartUpload answers EntityTooSmall below it), and its largest object. */
+const S3_MIN_PART = 5 * MIB;
+const MAX_OBJECT_BYTES = 5 * 1024 * 1024 * MIB;
 /** Storage classes whose objects are read only after RestoreObject. */
 const ARCHIVED_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
 const SSE_C = 'x-amz-server-side-encryption-customer-';
 /** Calls that create or delete remote state: an abort does not cut them (see InFlightRequests). */
-const RUN_TO_END = new Set(['s3:PutObject', 's3:CreateMultipartUpload', 's3:CompleteMultipartUpload', 's3:AbortMultipartUpload', 's3:RestoreObject', 's3:DeleteObject']);
+const RUN_TO_END = new Set(['s3:PutObject', 's3:CreateMultipartUpload', 's3:CompleteMultipartUpload', 's3:AbortMultipartUpload', 's3:RestoreObject', 's3:DeleteObject', 's3:CreateBucket']);
+/** The Region whose buckets are made without a location constraint (S3 refuses one naming it). */
+const NO_CONSTRAINT_REGION = 'us-east-1';
 
 export interface S3ArchiveOptions {
   /**
@@ -36,7 +41,7 @@ export interface S3ArchiveOptions {
    * create an object.
    */
   attributes?: Record<string, string>;
-  /** Smallest part size used (1 MiB x 2^n, at least 5 MiB on AWS); default 16 MiB. */
+  /** Smallest part size used (1 MiB x 2^n, so 8 MiB or more: S3 takes no part below 5 MiB but the last); default 16 MiB. */
   minPartSize?: number;
   /** A run's interruption: ends the transfers, reads and listings in flight when it aborts (see InFlightRequests). */
   signal?: AbortSignal;
@@ -65,6 +70,9 @@ export class S3ArchiveStore implements ArchiveStore {
     this.#client = client;
     this.location = bucket;
     this.#minPartSize = options.minPartSize ?? DEFAULT_MIN_PART;
+    if (this.#minPartSize < S3_MIN_PART) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `S3 parts are at least 5 MiB (all but the last), got a minimum part size of ${this.#minPartSize} bytes`);
+    }
     this.#requests = new InFlightRequests(options.signal, options.contact);
     const attributes = Object.fromEntries(Object.entries(options.attributes ?? {}).map(([name, value]) => [name.toLowerCase(), value]));
     const key = attributes[`${SSE_C}key`];
@@ -76,6 +84,7 @@ export class S3ArchiveStore implements ArchiveStore {
   }
 
   partSizeFor(maxBytes: number): number {
+    if (maxBytes > MAX_OBJECT_BYTES) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `an S3 object holds at most 5 TiB, not ${maxBytes} bytes`);
     return partSizeFor(maxBytes, this.#minPartSize, MAX_PART);
   }
 
@@ -214,6 +223,57 @@ export class S3ArchiveStore implements ArchiveStore {
     await this.#call('s3:DeleteObject', key, (abortSignal) => this.#client.send(new (s3Sdk().DeleteObjectCommand)({ Bucket: this.location, Key: key }), { abortSignal }));
   }
 
+  /** HeadBucket (IAM s3:ListBucket): 404 is false; 403 is a bucket of another account or a missing permission; 301 a bucket in another Region. */
+  async locationExists(): Promise<boolean> {
+    const action = 's3:ListBucket';
+    try {
+      await this.#requests.run(action, (abortSignal) => this.#client.send(new (s3Sdk().HeadBucketCommand)({ Bucket: this.location }), { abortSignal }));
+      return true;
+    } catch (err) {
+      const error = s3Error(err, action, this.location, '');
+      if (error.code === ErrorCodes.NOT_FOUND) return false;
+      const status = error.details?.httpStatus;
+      if (status === 403) {
+        throw new SnaplineError(ErrorCodes.ACCESS_DENIED, `bucket ${this.location} belongs to another account, or ${action} on it is not granted`, {
+          cause: err,
+          details: error.details,
+          hint: 'name a bucket of this account with --bucket, or grant s3:ListBucket on it',
+        });
+      }
+      if (status === 301) {
+        const region = bucketRegionOf(err);
+        throw new SnaplineError(ErrorCodes.REMOTE_REJECTED, `bucket ${this.location} is in another Region${region === undefined ? '' : ` (${region})`} than the connection's`, {
+          cause: err,
+          details: error.details,
+          hint: `use the bucket's Region${region === undefined ? '' : ` (--region ${region})`}, or a bucket in this one`,
+        });
+      }
+      throw error;
+    }
+  }
+
+  /** CreateBucket in the client's Region; BucketAlreadyOwnedByYou is success (made by an earlier try), BucketAlreadyExists a CONFLICT. */
+  async createLocation(): Promise<void> {
+    const region = await this.#client.config.region();
+    const input = {
+      Bucket: this.location,
+      ...(region === NO_CONSTRAINT_REGION ? {} : { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } }),
+    };
+    try {
+      await this.#call('s3:CreateBucket', '', (abortSignal) => this.#client.send(new (s3Sdk().CreateBucketCommand)(input), { abortSignal }));
+    } catch (err) {
+      const awsError = isSnaplineError(err) ? err.details?.awsError : undefined;
+      if (awsError === 'BucketAlreadyOwnedByYou') return;
+      if (awsError === 'BucketAlreadyExists') {
+        throw new SnaplineError(ErrorCodes.CONFLICT, `the bucket name ${this.location} is taken by another account (bucket names are shared by all of S3)`, {
+          cause: err,
+          hint: 'choose another name with --bucket',
+        });
+      }
+      throw err;
+    }
+  }
+
   /** Runs one SDK call with the signal of its request (see InFlightRequests, RUN_TO_END), mapping its failure to a SnaplineError. */
   async #call<O>(action: string, key: string, send: (abortSignal: AbortSignal | undefined) => Promise<O>): Promise<O> {
     try {
@@ -237,6 +297,13 @@ function withHeaders<C extends { middlewareStack: object }>(command: C, headers:
     { step: 'build', name: 'snaplineArchiveAttributes' },
   );
   return command;
+}
+
+/** The Region S3 says a bucket is in, from the headers of its answer (x-amz-bucket-region). */
+function bucketRegionOf(err: unknown): string | undefined {
+  const headers = (err as { $response?: { headers?: Record<string, string | undefined> } } | null)?.$response?.headers;
+  const region = headers?.['x-amz-bucket-region'];
+  return typeof region === 'string' && region !== '' ? region : undefined;
 }
 
 function storageClassOf(options: ObjectOptions): { StorageClass?: StorageClass } {
@@ -267,7 +334,7 @@ function s3Error(err: unknown, action: string, bucket: string, key: string): Sna
     return new SnaplineError(ErrorCodes.NOT_FOUND, `bucket ${bucket} does not exist`, {
       cause: err,
       details: error.details,
-      hint: 'check archive.bucket of the connection (snapline connections show)',
+      hint: 'check the bucket name: --bucket, or archive.bucket of the connection (`snapline connections show`)',
     });
   }
   return error;

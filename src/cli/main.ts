@@ -1,7 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { setMaxListeners } from 'node:events';
 import { MAX_CONCURRENCY } from '../core/constants.js';
-import { ErrorCodes, ExitCodes, SnaplineError, exitCodeFor, toSnaplineError } from '../errors.js';
+import { ErrorCodes, ExitCodes, SnaplineError, toSnaplineError } from '../errors.js';
 import { Output, type GlobalOptions } from './output.js';
 import { registerCommands } from './commands/index.js';
 
@@ -48,7 +48,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the result as JSON on stdout, and nothing else there', false)
     .option('--no-progress', 'do not print progress')
     .option('--verbose', 'print more about what happens', false)
-    .showHelpAfterError('(run with --help for usage)')
+    // Usage errors are told by Output.error like every other error (JSON with --json), not printed by commander.
+    .configureOutput({ outputError: () => undefined })
     .exitOverride();
 
   const globals = (): GlobalOptions => {
@@ -59,9 +60,11 @@ export async function main(argv: string[]): Promise<number> {
       endpointUrl: o.endpointUrl,
       region: o.region,
       index: o.index,
-      json: Boolean(o.json),
+      // A usage error can come before commander has read --json.
+      json: Boolean(o.json) || argv.slice(2).includes('--json'),
       progress: o.progress !== false,
       verbose: Boolean(o.verbose),
+      repeated: repeatedOptions(program),
     };
   };
   const context: CommandContext = { globals, output: () => new Output(globals()), signal: abort.signal };
@@ -75,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
       } catch (err) {
         const error = toSnaplineError(err);
         context.output().error(error);
-        exitCode = exitCodeFor(error.code);
+        exitCode = error.exitCode;
       }
     };
 
@@ -86,17 +89,55 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       const quiet = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
-      return quiet ? ExitCodes.OK : ExitCodes.USAGE;
+      if (quiet) return ExitCodes.OK;
+      const error = usageError(err, commandPath(program, argv));
+      context.output().error(error);
+      return error.exitCode;
     }
     // An option parser refused a value before any action ran.
     const error = toSnaplineError(err);
     context.output().error(error);
-    return exitCodeFor(error.code);
+    return error.exitCode;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
   return exitCode;
+}
+
+/** The global options that follow a command: those the user gave on the command line, as they gave them. */
+const REPEATED_OPTIONS = [
+  ['config', '--config'],
+  ['connection', '--connection'],
+  ['endpointUrl', '--endpoint-url'],
+  ['region', '--region'],
+  ['index', '--index'],
+] as const;
+
+function repeatedOptions(program: Command): string[] {
+  const options = program.opts();
+  return REPEATED_OPTIONS.flatMap(([key, flag]) => (program.getOptionValueSource(key) === 'cli' && typeof options[key] === 'string' ? [flag, options[key]] : []));
+}
+
+/** The names of the command and subcommand `argv` runs, as far as they are known ([] for none). */
+function commandPath(program: Command, argv: string[]): string[] {
+  const path: string[] = [];
+  let current = program;
+  for (const word of argv.slice(2)) {
+    const next = current.commands.find((command) => command.name() === word);
+    if (next === undefined) continue;
+    path.push(word);
+    current = next;
+  }
+  return path;
+}
+
+/** A usage error commander found (unknown option or command, missing argument...) as INVALID_ARGUMENT, with where to read the usage. */
+function usageError(err: CommanderError, command: string[]): SnaplineError {
+  return new SnaplineError(ErrorCodes.INVALID_ARGUMENT, err.message.replace(/^error: /, ''), {
+    hint: `run \`${['snapline', ...command, '--help'].join(' ')}\` for usage`,
+    details: { reason: err.code },
+  });
 }
 
 /** Makes a wrapped action for `command.action(...)`. */

@@ -10,6 +10,13 @@ export interface GlobalOptions {
   json: boolean;
   progress: boolean;
   verbose: boolean;
+  /**
+   * The global options the user gave on the command line (--config,
+   * --connection, --endpoint-url, --region, --index with their values):
+   * every `snapline ...` command printed for the user carries them, so that
+   * it can be copied and run as it is.
+   */
+  repeated?: string[];
 }
 
 /**
@@ -38,17 +45,25 @@ export class Output {
     if (this.options.json) {
       this.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
     } else {
-      for (const line of humanLines()) this.stdout.write(`${line}\n`);
+      for (const line of humanLines()) this.stdout.write(`${this.commands(line)}\n`);
     }
   }
 
   /** A note for the user; never part of the result. */
   note(line: string): void {
-    this.stderr.write(`${line}\n`);
+    this.stderr.write(`${this.commands(line)}\n`);
   }
 
   warn(line: string): void {
-    this.stderr.write(`snapline: warning: ${line}\n`);
+    this.stderr.write(`snapline: warning: ${this.commands(line)}\n`);
+  }
+
+  /** `text` with the user's global options (GlobalOptions.repeated) put into every command quoted as `snapline ...`. */
+  commands(text: string): string {
+    const repeated = this.options.repeated ?? [];
+    if (repeated.length === 0) return text;
+    const command = `\`snapline ${repeated.map(shellWord).join(' ')} `;
+    return text.replace(/`snapline /g, () => command);
   }
 
   verbose(line: string): void {
@@ -71,14 +86,20 @@ export class Output {
 
   error(err: SnaplineError): void {
     this.clearStatus();
+    const hint = err.hint === undefined ? undefined : this.commands(err.hint);
     if (this.options.json) {
-      const body = { error: { code: err.code, message: err.message, hint: err.hint, details: err.details } };
+      const body = { error: { code: err.code, message: err.message, hint, details: err.details } };
       this.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
     }
     this.stderr.write(`snapline: error: ${err.message}\n`);
-    if (err.hint) this.stderr.write(`hint: ${err.hint}\n`);
+    if (hint) this.stderr.write(`hint: ${hint}\n`);
     if (this.options.verbose && err.cause instanceof Error && err.cause.stack) {
       this.stderr.write(`cause: ${err.cause.stack}\n`);
     }
   }
+}
+
+/** A word as a POSIX shell reads it back: as it is when that is safe, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }

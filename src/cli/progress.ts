@@ -40,13 +40,29 @@ export interface TransferStatus {
 export class ProgressDisplay {
   readonly #started = Date.now();
   #lastLine = 0;
+  #last: TransferStatus | undefined;
+  #note: (() => string | undefined) | undefined;
 
   constructor(
     private readonly output: Output,
     private readonly lineEveryMs = 5000,
   ) {}
 
+  /** Adds what `note` says, when it says anything, to the detail of every line (that the run is throttled, say). */
+  withNote(note: () => string | undefined): this {
+    this.#note = note;
+    return this;
+  }
+
+  /** Draws the last status again, for a note that changed while the transfer stands still. */
+  refresh(): void {
+    if (this.#last !== undefined) this.update(this.#last);
+  }
+
   update(status: TransferStatus): void {
+    this.#last = status;
+    const note = this.#note?.();
+    if (note !== undefined) status = { ...status, detail: `${status.detail}, ${note}` };
     const elapsed = Date.now() - this.#started;
     const rate = elapsed > 0 ? status.done / MIB / (elapsed / 1000) : 0;
     const fraction = status.total > 0 ? Math.min(1, status.done / status.total) : 1;

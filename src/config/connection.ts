@@ -61,7 +61,7 @@ export function resolveNamed(name: string | undefined, request: ConnectionReques
     throw new SnaplineError(
       ErrorCodes.CONFIG_INVALID,
       `unknown connection "${name}"${didYouMean(name, known)}: ${file.exists ? `${file.path} does not define it` : `there is no config file at ${file.path}`}`,
-      { hint: `known connections: ${known.join(', ')}; see snapline connections list` },
+      { hint: `known connections: ${known.join(', ')}; see \`snapline connections list\`` },
     );
   }
   if (entry.config === undefined) {

@@ -223,6 +223,14 @@ export interface ArchiveStore {
   inventory(options: { prefix?: string; start: boolean }): Promise<Inventory>;
   /** Idempotent: deleting an object that is gone succeeds. */
   deleteObject(ref: string): Promise<void>;
+  /** Whether the bucket or vault exists (and this identity may use it: ACCESS_DENIED otherwise). Reads nothing else. */
+  locationExists(): Promise<boolean>;
+  /**
+   * S3 only: makes the bucket in the Region of the connection (its location
+   * constraint; none in us-east-1). A bucket this account owns already is fine;
+   * CONFLICT when another account owns the name.
+   */
+  createLocation?(): Promise<void>;
 }
 
 // ---- ECS restore tasks -----------------------------------------------------
@@ -284,6 +292,8 @@ export interface LaunchOutcome {
 /** A task definition's containers, and where each one's awslogs output goes. */
 export interface TaskDefinitionInfo {
   arn: string;
+  /** none, bridge, awsvpc or host; absent means bridge. ECS runs awsvpc with a network configuration only, the others only without. */
+  networkMode?: string;
   containers: Array<{ name: string; essential: boolean; logGroup?: string; logStreamPrefix?: string }>;
 }
 
@@ -294,8 +304,13 @@ export interface ContainerTasks {
   launch(launch: TaskLaunch): Promise<LaunchOutcome>;
   /** The tasks that exist among `taskArns` (tags included); unknown ones are absent. */
   describe(cluster: string, taskArns: readonly string[]): Promise<TaskState[]>;
-  /** ARNs of the group's tasks with this desired status, every page. */
-  list(cluster: string, startedBy: string, desiredStatus: 'RUNNING' | 'STOPPED'): Promise<string[]>;
+  /**
+   * ARNs of the cluster's tasks with this desired status, of one task
+   * definition family when given, every page. ECS lists a stopped task for
+   * about an hour after it stopped. (No startedBy filter: ECS takes it only
+   * alone, and then lists running tasks only.)
+   */
+  list(cluster: string, filter: { desiredStatus: 'RUNNING' | 'STOPPED'; family?: string }): Promise<string[]>;
   /** Idempotent: stopping a stopped task succeeds. */
   stop(cluster: string, taskArn: string, reason: string): Promise<void>;
 }
@@ -309,8 +324,11 @@ export interface LogLine {
 export interface LogReader {
   /**
    * The lines after `token` (from the start when absent) and the token to go
-   * on from; the same token back when nothing is new. A stream that does not
-   * exist yet reads as empty with the token unchanged.
+   * on from; the same token back when nothing is new, a new one when there
+   * may be more (a page can be empty and still not be the end). A stream
+   * that does not exist yet reads as empty with the token unchanged. A token
+   * the service refuses (they expire after 24 hours) is dropped and the
+   * stream read from its start again: `restarted` says so.
    */
-  readForward(group: string, stream: string, token: string | undefined): Promise<{ lines: LogLine[]; token: string | undefined }>;
+  readForward(group: string, stream: string, token: string | undefined): Promise<{ lines: LogLine[]; token: string | undefined; restarted?: boolean }>;
 }

@@ -41,6 +41,8 @@ export class ContainerServices {
     /** The access key task processes sign with; the built-in one when the endpoint checks no signatures. */
     credentials?: { accessKeyId: string; secretAccessKey: string };
     tasks?: TaskOptions;
+    /** The clock (epoch ms) of clientToken and log token expiry; default Date.now. */
+    now?: () => number;
   }) {
     const store = new LogStore();
     this.#host = new TaskHost({
@@ -51,8 +53,8 @@ export class ContainerServices {
       credentials: config.credentials ?? TASK_CREDENTIALS,
       log: config.log,
     });
-    this.#ecs = new EcsApi(this.#host, config.faults);
-    this.#logs = new LogsApi(store);
+    this.#ecs = new EcsApi(this.#host, config.faults, config.now);
+    this.#logs = new LogsApi(store, config.now);
   }
 
   /** The service an unsigned request is for, by its X-Amz-Target. */

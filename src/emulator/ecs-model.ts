@@ -54,6 +54,8 @@ export interface Container {
 }
 
 export interface Task {
+  /** Order of creation: ListTasks pages by it, so a task changing state between pages moves no other. */
+  serial: number;
   arn: string;
   id: string;
   cluster: string;

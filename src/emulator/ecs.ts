@@ -4,13 +4,17 @@ import { definitionView, taskView, type Container, type ContainerDefinition, typ
 import type { TaskHost } from './ecs-runner.js';
 import type { FaultInjector } from './faults.js';
 import { dropConnection, type Exchange } from './http.js';
-import { InputReader, readJsonInput, sendJsonResult } from './json-rpc.js';
+import { InputReader, JsonMembersError, readJsonInput, sendJsonResult } from './json-rpc.js';
 import { ACCOUNT_ID } from './snapshots.js';
 
 /** X-Amz-Target prefix of ECS. */
 export const ECS_TARGET_PREFIX = 'AmazonEC2ContainerServiceV20141113';
 
-/** The task definition any unregistered family stands for: a log-router sidecar, then the snapline worker. */
+/**
+ * The task definition any unregistered family stands for: a log-router
+ * sidecar, then the snapline worker, in network mode bridge (so it runs
+ * without a networkConfiguration, and not on Fargate, which needs awsvpc).
+ */
 export const DEFAULT_LOG_GROUP = '/snapline/worker';
 export const DEFAULT_STREAM_PREFIX = 'snapline';
 function defaultContainers(): ContainerDefinition[] {
@@ -32,8 +36,18 @@ function defaultContainers(): ContainerDefinition[] {
 const LAUNCH_TYPES = new Set(['EC2', 'FARGATE', 'EXTERNAL']);
 const PROPAGATE = new Set(['TASK_DEFINITION', 'SERVICE', 'NONE']);
 const NAME = /^[A-Za-z0-9_-]{1,255}$/;
-const STARTED_BY = /^[A-Za-z0-9/_-]{1,36}$/;
+/** RunTask's startedBy: up to 128 letters, digits, hyphens, slashes and underscores (StartTask's is 36). */
+const STARTED_BY = /^[A-Za-z0-9/_-]{1,128}$/;
+/** RunTask's clientToken: up to 64 ASCII characters from 33 to 126. */
+const CLIENT_TOKEN = /^[\x21-\x7e]{1,64}$/;
+/** How long ECS remembers a RunTask clientToken. */
+const CLIENT_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
+/** The overrides' JSON, formatting included, is at most this long. */
 const MAX_OVERRIDES_CHARS = 8192;
+const MAX_TAGS = 50;
+/** The ListTasks parameters that filter; startedBy must be used alone. */
+const LIST_FILTERS = ['containerInstance', 'family', 'serviceName', 'desiredStatus', 'launchType', 'daemonName'] as const;
+const DESIRED_STATUSES = new Set(['RUNNING', 'PENDING', 'STOPPED']);
 
 const invalid = (message: string) => new AwsError(400, 'InvalidParameterException', message);
 const client = (message: string) => new AwsError(400, 'ClientException', message);
@@ -49,12 +63,15 @@ const client = (message: string) => new AwsError(400, 'ClientException', message
 export class EcsApi {
   readonly #definitions = new Map<string, TaskDefinition[]>();
   readonly #tasks = new Map<string, Task>();
-  /** clientToken (per cluster) -> the tasks its RunTask started. */
-  readonly #tokens = new Map<string, Task[]>();
+  /** clientToken (per cluster) -> the request it came with (canonical JSON), the tasks it started, and when. */
+  readonly #tokens = new Map<string, { request: string; tasks: Task[]; at: number }>();
+  #serial = 0;
 
   constructor(
     private readonly host: TaskHost,
     private readonly faults: FaultInjector,
+    /** The clock of clientToken expiry (epoch ms). */
+    private readonly now: () => number = Date.now,
   ) {}
 
   async handle(operation: string, exchange: Exchange): Promise<void> {
@@ -72,13 +89,20 @@ export class EcsApi {
         return sendJsonResult(exchange, this.#register(input, exchange.region));
       case 'DescribeTaskDefinition': {
         const definition = this.#definition(input.requiredString('taskDefinition'), exchange.region);
-        return sendJsonResult(exchange, { taskDefinition: definitionView(definition), tags: definition.tags });
+        const withTags = input.stringList('include').includes('TAGS');
+        return sendJsonResult(exchange, { taskDefinition: definitionView(definition), ...(withTags ? { tags: definition.tags } : {}) });
       }
       default:
         throw new AwsError(400, 'UnknownOperationException', `The local endpoint does not implement ECS ${operation || '(no X-Amz-Target)'}.`);
     }
   }
 
+  /**
+   * Validates everything first. A clientToken seen in this cluster within
+   * 24 hours with the same request answers the tasks it started (as they
+   * are now) and starts nothing; with another request it is refused
+   * (ConflictException naming those tasks).
+   */
   #runTask(input: InputReader, exchange: Exchange): void {
     const region = exchange.region;
     const cluster = clusterName(input);
@@ -93,21 +117,32 @@ export class EcsApi {
     if (launchType !== undefined && strategy.length > 0) throw invalid('Specifying both a launch type and capacity provider strategy is not supported.');
     const onFargate = launchType === 'FARGATE' || strategy.some((s) => s.capacityProvider.startsWith('FARGATE'));
     const subnets = this.#subnets(input);
-    if (onFargate && subnets.length === 0) throw invalid("Network Configuration must be provided when networkMode 'awsvpc' is specified.");
+    const awsvpc = definition.networkMode === 'awsvpc';
+    if (onFargate && !awsvpc) throw invalid(`Tasks on Fargate need network mode awsvpc; task definition ${definition.family}:${definition.revision} uses ${definition.networkMode}.`);
+    if (awsvpc && subnets === undefined) throw invalid("Network Configuration must be provided when networkMode 'awsvpc' is specified.");
+    if (!awsvpc && subnets !== undefined) throw invalid(`Network Configuration is only supported for network mode awsvpc; task definition ${definition.family}:${definition.revision} uses ${definition.networkMode}.`);
     const overrides = input.object('overrides') ?? {};
     if (JSON.stringify(overrides).length > MAX_OVERRIDES_CHARS) throw invalid(`Container Overrides length must be at most ${MAX_OVERRIDES_CHARS}`);
     const containerOverrides = this.#containerOverrides(input.nested(overrides), definition);
     const propagate = input.string('propagateTags');
     if (propagate !== undefined && !PROPAGATE.has(propagate)) throw invalid('propagateTags must be TASK_DEFINITION, SERVICE or NONE');
+    if (propagate === 'SERVICE') throw invalid('propagateTags SERVICE is not supported when running a task: a task run alone belongs to no service.');
     const given = tagsOf(input);
     const tags = propagate === 'TASK_DEFINITION' ? [...definition.tags.filter((t) => !given.some((g) => g.key === t.key)), ...given] : given;
     const startedBy = input.string('startedBy', { pattern: STARTED_BY });
-    const clientToken = input.string('clientToken', { max: 64 });
+    const clientToken = input.string('clientToken', { pattern: CLIENT_TOKEN });
     const group = input.string('group', { max: 255 }) ?? `family:${definition.family}`;
 
     const tokenKey = clientToken === undefined ? undefined : `${cluster} ${clientToken}`;
+    const request = canonicalJson(input.without('clientToken'));
     const earlier = tokenKey === undefined ? undefined : this.#tokens.get(tokenKey);
-    if (earlier !== undefined) return sendJsonResult(exchange, { tasks: earlier.map((t) => taskView(t, false)), failures: [] });
+    if (earlier !== undefined && earlier.at + CLIENT_TOKEN_TTL_MS > this.now()) {
+      if (earlier.request !== request) {
+        const resourceIds = earlier.tasks.map((t) => t.arn);
+        throw new JsonMembersError(400, 'ConflictException', `The clientToken ${clientToken} was already used with a different RunTask request.`, { resourceIds });
+      }
+      return sendJsonResult(exchange, { tasks: earlier.tasks.map((t) => taskView(t, false)), failures: [] });
+    }
 
     const tasks: Task[] = [];
     const failures: Array<{ arn: string; reason: string; detail?: string }> = [];
@@ -122,6 +157,7 @@ export class EcsApi {
       }
       const id = randomBytes(16).toString('hex');
       const task: Task = {
+        serial: (this.#serial += 1),
         arn: `arn:aws:ecs:${region}:${ACCOUNT_ID}:task/${cluster}/${id}`,
         id,
         cluster,
@@ -143,7 +179,7 @@ export class EcsApi {
       tasks.push(task);
       this.host.start(task, region);
     }
-    if (tokenKey !== undefined && tasks.length > 0) this.#tokens.set(tokenKey, tasks);
+    if (tokenKey !== undefined && tasks.length > 0) this.#tokens.set(tokenKey, { request, tasks, at: this.now() });
     if (tasks.length > 0 && this.faults.take('ecsLostResponses')) return dropConnection(exchange);
     sendJsonResult(exchange, { tasks: tasks.map((t) => taskView(t, false)), failures });
   }
@@ -163,26 +199,42 @@ export class EcsApi {
     return { tasks, failures };
   }
 
-  /** Tasks by desired status (RUNNING when not given, as ECS does), oldest first, in pages. */
+  /**
+   * Tasks of a cluster by desired status (RUNNING when not given, as ECS
+   * does: a stopped task is listed only when STOPPED is asked for), oldest
+   * first, in pages of maxResults (1 to 100). startedBy must be the only
+   * filter. The endpoint runs no services, container instances or daemons:
+   * filtering by one lists nothing.
+   */
   #listTasks(input: InputReader, region: string) {
     const cluster = clusterName(input);
     const startedBy = input.string('startedBy');
+    const filters = LIST_FILTERS.filter((field) => input.string(field) !== undefined);
+    if (startedBy !== undefined && filters.length > 0) {
+      throw invalid(`startedBy must be the only filter of ListTasks, but ${filters.join(' and ')} ${filters.length === 1 ? 'was' : 'were'} given too.`);
+    }
     const family = input.string('family');
     const desired = input.string('desiredStatus') ?? 'RUNNING';
-    if (!['RUNNING', 'PENDING', 'STOPPED'].includes(desired)) throw invalid('desiredStatus must be RUNNING, PENDING or STOPPED');
+    if (!DESIRED_STATUSES.has(desired)) throw invalid('desiredStatus must be RUNNING, PENDING or STOPPED');
+    const launchType = input.string('launchType');
+    if (launchType !== undefined && !LAUNCH_TYPES.has(launchType)) throw invalid(`launchType must be one of ${[...LAUNCH_TYPES].join(', ')}`);
+    const elsewhere = ['containerInstance', 'serviceName', 'daemonName'].some((field) => input.string(field) !== undefined);
     const maxResults = input.integer('maxResults', 1, 100) ?? 100;
-    const start = input.string('nextToken') === undefined ? 0 : Number(Buffer.from(input.string('nextToken')!, 'base64url').toString());
-    if (!Number.isInteger(start) || start < 0) throw invalid('Invalid nextToken');
-    const matching = [...this.#tasks.values()].filter(
-      (t) =>
-        t.clusterArn === clusterArn(region, cluster) &&
-        t.desiredStatus === desired &&
-        (startedBy === undefined || t.startedBy === startedBy) &&
-        (family === undefined || t.definition.family === family),
-    );
-    const page = matching.slice(start, start + maxResults);
-    const next = start + maxResults < matching.length ? Buffer.from(String(start + maxResults)).toString('base64url') : undefined;
-    return { taskArns: page.map((t) => t.arn), ...(next === undefined ? {} : { nextToken: next }) };
+    const after = pageStart(input.string('nextToken'));
+    const matching = elsewhere
+      ? []
+      : [...this.#tasks.values()].filter(
+          (t) =>
+            t.serial > after &&
+            t.clusterArn === clusterArn(region, cluster) &&
+            t.desiredStatus === desired &&
+            (startedBy === undefined || t.startedBy === startedBy) &&
+            (family === undefined || t.definition.family === family) &&
+            (launchType === undefined || t.launchType === launchType),
+        );
+    const page = matching.slice(0, maxResults);
+    const more = matching.length > maxResults;
+    return { taskArns: page.map((t) => t.arn), ...(more ? { nextToken: Buffer.from(`after:${page.at(-1)!.serial}`).toString('base64url') } : {}) };
   }
 
   #stopTask(input: InputReader, region: string) {
@@ -205,7 +257,7 @@ export class EcsApi {
       family,
       revision,
       containers,
-      networkMode: input.string('networkMode') ?? 'bridge',
+      networkMode: networkModeOf(input),
       ...(input.string('cpu') === undefined ? {} : { cpu: input.string('cpu')! }),
       ...(input.string('memory') === undefined ? {} : { memory: input.string('memory')! }),
       requiresCompatibilities: input.stringList('requiresCompatibilities'),
@@ -228,10 +280,10 @@ export class EcsApi {
         family,
         revision: Number(revisionText ?? 1),
         containers: defaultContainers(),
-        networkMode: 'awsvpc',
+        networkMode: 'bridge',
         cpu: '1024',
         memory: '2048',
-        requiresCompatibilities: ['EC2', 'FARGATE'],
+        requiresCompatibilities: ['EC2', 'EXTERNAL'],
         tags: [],
         registeredAt: 0,
       };
@@ -247,9 +299,10 @@ export class EcsApi {
     return task?.cluster === cluster ? task : undefined;
   }
 
-  #subnets(input: InputReader): string[] {
+  /** The subnets of networkConfiguration, undefined without one. */
+  #subnets(input: InputReader): string[] | undefined {
     const network = input.object('networkConfiguration');
-    if (network === undefined) return [];
+    if (network === undefined) return undefined;
     const vpc = input.nested(network).object('awsvpcConfiguration');
     if (vpc === undefined) throw invalid('networkConfiguration.awsvpcConfiguration is required');
     const reader = input.nested(vpc);
@@ -274,6 +327,13 @@ export class EcsApi {
   }
 }
 
+/** none, bridge, awsvpc or host; bridge when not given. */
+function networkModeOf(input: InputReader): string {
+  const mode = input.string('networkMode') ?? 'bridge';
+  if (!['none', 'bridge', 'awsvpc', 'host'].includes(mode)) throw client('networkMode must be none, bridge, awsvpc or host.');
+  return mode;
+}
+
 function clusterName(input: InputReader): string {
   const ref = input.string('cluster') ?? 'default';
   const name = ref.startsWith('arn:') ? (ref.split(':cluster/')[1] ?? '') : ref;
@@ -285,13 +345,42 @@ function clusterArn(region: string, cluster: string): string {
   return `arn:aws:ecs:${region}:${ACCOUNT_ID}:cluster/${cluster}`;
 }
 
+/** The serial a ListTasks page starts after (0 without a token); InvalidParameterException for a token this endpoint did not give. */
+function pageStart(token: string | undefined): number {
+  if (token === undefined) return 0;
+  const parsed = /^after:(\d{1,15})$/.exec(Buffer.from(token, 'base64url').toString());
+  if (parsed === null) throw invalid('Invalid nextToken: it does not come from a ListTasks answer.');
+  return Number(parsed[1]);
+}
+
+/**
+ * Up to 50 tags, keys of 1 to 128 characters, values up to 256, each key
+ * once; a key or value starting with aws: (any case) is reserved for AWS.
+ */
 function tagsOf(input: InputReader): Tag[] {
-  return input.objectList('tags', 50).map((raw) => {
+  const tags = input.objectList('tags', MAX_TAGS).map((raw) => {
     const reader = input.nested(raw);
     const key = reader.requiredString('key', { max: 128 });
-    if (key.toLowerCase().startsWith('aws:')) throw invalid('Tag keys starting with aws: are reserved.');
-    return { key, value: reader.string('value', { max: 256 }) ?? '' };
+    const value = reader.string('value', { max: 256 }) ?? '';
+    if (key.toLowerCase().startsWith('aws:') || value.toLowerCase().startsWith('aws:')) throw invalid('Tag keys and values starting with aws: are reserved for AWS use.');
+    return { key, value };
   });
+  const keys = new Set(tags.map((t) => t.key));
+  if (keys.size < tags.length) throw invalid('Each tag key must be unique: a key may have only one value.');
+  return tags;
+}
+
+/** JSON with object keys in sorted order, so that two requests with the same members compare equal. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined);
+    return `{${entries
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
 }
 
 function keyValues(reader: InputReader, field: string): KeyValue[] {

@@ -50,6 +50,8 @@ const MAX_PART_SIZE = 4 * 1024 * MIB;
 const MAX_PARTS = 10_000;
 const VAULT_NAME = /^[A-Za-z0-9_.-]{1,255}$/;
 const HEX_SHA256 = /^[0-9a-fA-F]{64}$/;
+/** The one Glacier API version (x-amz-glacier-version). */
+const GLACIER_API_VERSION = '2012-06-01';
 
 /**
  * Matches the Glacier REST paths under /{accountId}/vaults:
@@ -117,6 +119,10 @@ export class GlacierApi {
       if (route.account !== '-' && route.account !== ACCOUNT_ID) {
         throw GlacierErrors.accessDenied(`Access denied for account ${route.account}: this endpoint holds account ${ACCOUNT_ID} (or '-').`);
       }
+      // Common Request Headers: every request names the API version.
+      const version = headerOf(exchange.req.headers, 'x-amz-glacier-version');
+      if (version === undefined) throw GlacierErrors.missing(`Missing required header: x-amz-glacier-version (this API is ${GLACIER_API_VERSION})`);
+      if (version !== GLACIER_API_VERSION) throw GlacierErrors.invalid(`Unsupported x-amz-glacier-version: ${version} (this API is ${GLACIER_API_VERSION})`);
       if (route.operation !== 'ListVaults' && !VAULT_NAME.test(route.vault)) throw GlacierErrors.invalid(`Invalid vault name: ${route.vault}`);
       await this.#dispatch(route, exchange);
     } catch (err) {
@@ -233,16 +239,18 @@ export class GlacierApi {
 
   /**
    * Streams an archive or part body into a file and verifies it: length as
-   * declared, x-amz-sha256-tree-hash (required) and x-amz-content-sha256
-   * (when sent). Removes the file on failure.
+   * declared, x-amz-sha256-tree-hash and x-amz-content-sha256 (both
+   * required). Removes the file on failure.
    */
   async #receive(exchange: Exchange, length: number): Promise<ReceivedBlob> {
     const headers = exchange.req.headers;
     const expectedTree = headerOf(headers, 'x-amz-sha256-tree-hash');
     if (expectedTree === undefined) throw GlacierErrors.missing('Missing required header: x-amz-sha256-tree-hash');
     if (!HEX_SHA256.test(expectedTree)) throw GlacierErrors.invalid(`Invalid x-amz-sha256-tree-hash: ${expectedTree}`);
+    // Common Request Headers: Upload Archive and Upload Part carry the SHA-256 of the whole payload.
     const contentSha = headerOf(headers, 'x-amz-content-sha256');
-    const checkContent = contentSha !== undefined && contentSha !== 'UNSIGNED-PAYLOAD';
+    if (contentSha === undefined) throw GlacierErrors.missing('Missing required header: x-amz-content-sha256');
+    const checkContent = contentSha !== 'UNSIGNED-PAYLOAD';
     if (checkContent && !HEX_SHA256.test(contentSha)) throw GlacierErrors.invalid(`Invalid x-amz-content-sha256: ${contentSha}`);
     let blob: ReceivedBlob;
     try {

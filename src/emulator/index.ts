@@ -67,7 +67,7 @@ export interface RunningEmulator {
 
 /**
  * Starts the local AWS-compatible endpoint (EBS direct, EC2 snapshot subset,
- * STS GetCallerIdentity, S3 and Glacier archive subsets, ECS tasks run as local processes and
+ * STS GetCallerIdentity and AssumeRole, S3 and Glacier archive subsets, ECS tasks run as local processes and
  * CloudWatch Logs fed by them) on `host:port` with its data in
  * `dataDir`. Throws SnaplineError INVALID_ARGUMENT for bad options and
  * CONFLICT when the port or the data directory is taken.

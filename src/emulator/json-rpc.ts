@@ -10,6 +10,8 @@ import { readBody, send, type Exchange } from './http.js';
  */
 
 const CONTENT_TYPE = 'application/x-amz-json-1.1';
+/** Largest request body read: a full PutLogEvents batch (1 MiB counted) is larger once in JSON. */
+const BODY_LIMIT = 4 * 1024 * 1024;
 
 /** The operation named by X-Amz-Target when it starts with `prefix.`, else undefined. */
 export function targetOperation(headers: IncomingHttpHeaders, prefix: string): string | undefined {
@@ -28,7 +30,7 @@ export function targetPrefix(headers: IncomingHttpHeaders): string | undefined {
 
 /** The request body as a JSON object; SerializationException when it is not one. */
 export async function readJsonInput(exchange: Exchange): Promise<Record<string, unknown>> {
-  const body = await readBody(exchange.req, exchange.stats);
+  const body = await readBody(exchange.req, exchange.stats, BODY_LIMIT);
   const text = body.toString('utf8').trim();
   if (text === '') return {};
   let value: unknown;
@@ -47,8 +49,21 @@ export function sendJsonResult(exchange: Exchange, value: unknown): void {
   send(exchange, 200, { 'content-type': CONTENT_TYPE, 'x-amzn-requestid': exchange.requestId }, JSON.stringify(value));
 }
 
+/** An AwsError whose JSON answer carries more members than the message (ECS ConflictException's resourceIds). */
+export class JsonMembersError extends AwsError {
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    readonly members: Readonly<Record<string, unknown>>,
+  ) {
+    super(status, code, message);
+  }
+}
+
 export function sendJsonError(exchange: Exchange, error: AwsError): void {
-  const body = JSON.stringify({ __type: error.code, message: error.message });
+  const members = error instanceof JsonMembersError ? error.members : {};
+  const body = JSON.stringify({ __type: error.code, message: error.message, ...members });
   send(exchange, error.status, { 'content-type': CONTENT_TYPE, 'x-amzn-requestid': exchange.requestId, 'x-amzn-errortype': error.code }, body);
 }
 
@@ -127,6 +142,11 @@ export class InputReader {
     if (value === undefined || value === null) return undefined;
     if (typeof value !== 'object' || Array.isArray(value)) throw this.bad(`${field} must be an object`);
     return value as Record<string, unknown>;
+  }
+
+  /** The input's members other than `field`, as given. */
+  without(field: string): Record<string, unknown> {
+    return Object.fromEntries(Object.entries(this.input).filter(([name]) => name !== field));
   }
 
   /** A reader over a nested object (field path in messages stays the caller's business). */

@@ -10,8 +10,14 @@ export const LOGS_TARGET_PREFIX = 'Logs_20140328';
 const MAX_EVENTS = 10_000;
 const MAX_RESPONSE_BYTES = 1_048_576;
 const EVENT_OVERHEAD_BYTES = 26;
-/** AWS's limits on one log event's message. */
-const MAX_MESSAGE_BYTES = 262_144 - EVENT_OVERHEAD_BYTES;
+/** PutLogEvents: a batch is at most this many bytes (its messages in UTF-8 plus 26 bytes an event). */
+const MAX_BATCH_BYTES = 1_048_576;
+/** PutLogEvents: the events of a batch span at most 24 hours; events over 2 hours ahead or 14 days old are rejected, the others kept. */
+const MAX_BATCH_SPAN_MS = 24 * 60 * 60 * 1000;
+const MAX_AHEAD_MS = 2 * 60 * 60 * 1000;
+const MAX_AGE_MS = 14 * 24 * 60 * 60 * 1000;
+/** GetLogEvents tokens expire this long after they were given out. */
+const TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
 
 interface LogEvent {
   timestamp: number;
@@ -101,7 +107,11 @@ export class LogStore {
 
 /** The subset of CloudWatch Logs that snapline's ECS driver and tasks use. Handlers throw AwsError. */
 export class LogsApi {
-  constructor(private readonly store: LogStore) {}
+  constructor(
+    private readonly store: LogStore,
+    /** The clock of token expiry (epoch ms). */
+    private readonly now: () => number = Date.now,
+  ) {}
 
   async handle(operation: string, exchange: Exchange): Promise<void> {
     const input = new InputReader(await readJsonInput(exchange));
@@ -123,48 +133,79 @@ export class LogsApi {
     }
   }
 
+  /**
+   * Up to 10,000 events of at most 1 MiB together (26 bytes an event
+   * counted), in time order. Events over 2 hours ahead of now or over 14
+   * days old are rejected (rejectedLogEventsInfo) and the others kept; the
+   * kept ones span at most 24 hours.
+   */
   #putLogEvents(input: InputReader) {
-    const group = groupNameOf(input);
+    const group = input.requiredString('logGroupName');
     const stream = input.requiredString('logStreamName');
+    let bytes = 0;
     const events = input.objectList('logEvents', MAX_EVENTS).map((raw, n) => {
       const event = input.nested(raw);
       const timestamp = event.integer('timestamp', 0, Number.MAX_SAFE_INTEGER);
       const message = event.string('message', { required: true });
       if (timestamp === undefined) throw input.bad(`logEvents[${n}].timestamp is required`);
-      if (Buffer.byteLength(message!) > MAX_MESSAGE_BYTES) throw input.bad(`logEvents[${n}].message is longer than ${MAX_MESSAGE_BYTES} bytes`);
+      bytes += Buffer.byteLength(message!) + EVENT_OVERHEAD_BYTES;
       return { timestamp, message: message! };
     });
     if (events.length === 0) throw input.bad('logEvents must hold at least one event');
+    if (bytes > MAX_BATCH_BYTES) throw input.bad(`The batch is ${bytes} bytes (26 bytes an event counted); at most ${MAX_BATCH_BYTES} are allowed.`);
     for (let n = 1; n < events.length; n += 1) {
       if (events[n]!.timestamp < events[n - 1]!.timestamp) throw input.bad('Log events in a single PutLogEvents request must be in chronological order.');
     }
-    this.store.append(group, stream, events);
-    return {};
+    const now = this.now();
+    const tooOldEnd = events.findIndex((e) => e.timestamp >= now - MAX_AGE_MS);
+    const tooNewStart = events.findIndex((e) => e.timestamp > now + MAX_AHEAD_MS);
+    const keptFrom = tooOldEnd < 0 ? events.length : tooOldEnd;
+    const kept = events.slice(keptFrom, tooNewStart < 0 ? events.length : tooNewStart);
+    if (kept.length > 0 && kept.at(-1)!.timestamp - kept[0]!.timestamp > MAX_BATCH_SPAN_MS) throw input.bad('The log events in a batch cannot span more than 24 hours.');
+    this.store.append(group, stream, kept);
+    const rejected = {
+      ...(keptFrom > 0 ? { tooOldLogEventEndIndex: keptFrom } : {}),
+      ...(tooNewStart >= 0 ? { tooNewLogEventStartIndex: tooNewStart } : {}),
+    };
+    return Object.keys(rejected).length === 0 ? {} : { rejectedLogEventsInfo: rejected };
   }
 
   /**
-   * Forward tokens (f/N) point after the Nth event, backward tokens (b/N)
-   * before it. A forward read at the end of the stream answers the token it
-   * was given, as AWS does, so a follower sees "nothing new" by an unchanged
-   * token. Without a token: the first events with startFromHead, else the last.
+   * Forward tokens (f/N/T) point after the Nth event, backward tokens
+   * (b/N/T) before it; T is when the token was given out: 24 hours later it
+   * is refused. A forward token needs startFromHead true. A read that finds
+   * nothing new in its direction answers the token it was given, as AWS
+   * does, so a follower sees "nothing new" by an unchanged token. Without a
+   * token: the first events with startFromHead, else the last.
    */
   #getLogEvents(input: InputReader) {
-    const events = this.store.read(groupNameOf(input), input.requiredString('logStreamName'));
+    const group = groupNameOf(input);
+    const events = this.store.read(group, input.requiredString('logStreamName'));
     const limit = input.integer('limit', 1, MAX_EVENTS) ?? MAX_EVENTS;
     const startTime = input.integer('startTime', 0, Number.MAX_SAFE_INTEGER);
     const endTime = input.integer('endTime', 0, Number.MAX_SAFE_INTEGER);
     const token = input.string('nextToken');
+    const fromHead = input.boolean('startFromHead') === true;
     const inTime = (e: LogEvent) => (startTime === undefined || e.timestamp >= startTime) && (endTime === undefined || e.timestamp < endTime);
+    const now = this.now();
 
     let from: number;
     let to: number;
+    let unchanged: 'forward' | 'backward' | undefined;
     if (token !== undefined) {
-      const parsed = /^([fb])\/(\d{1,15})$/.exec(token);
+      const parsed = /^([fb])\/(\d{1,15})\/(\d{1,15})$/.exec(token);
       const position = parsed === null ? Number.NaN : Number(parsed[2]);
       if (parsed === null || position > events.length) throw input.bad('The specified nextToken is invalid.');
-      if (parsed[1] === 'f') [from, to] = [position, forwardEnd(events, position, limit)];
-      else [from, to] = [backwardStart(events, position, limit), position];
-    } else if (input.boolean('startFromHead') === true) {
+      if (Number(parsed[3]) + TOKEN_TTL_MS <= now) throw input.bad('The specified nextToken has expired.');
+      if (parsed[1] === 'f') {
+        if (!fromHead) throw input.bad('A nextForwardToken can only be used with startFromHead set to true.');
+        [from, to] = [position, forwardEnd(events, position, limit)];
+        if (to === from) unchanged = 'forward';
+      } else {
+        [from, to] = [backwardStart(events, position, limit), position];
+        if (to === from) unchanged = 'backward';
+      }
+    } else if (fromHead) {
       const first = events.findIndex(inTime);
       from = first < 0 ? events.length : first;
       to = forwardEnd(events, from, limit);
@@ -175,8 +216,8 @@ export class LogsApi {
     const chosen = events.slice(from, to).filter(inTime);
     return {
       events: chosen.map((e) => ({ timestamp: e.timestamp, message: e.message, ingestionTime: e.ingestionTime })),
-      nextForwardToken: `f/${to}`,
-      nextBackwardToken: `b/${from}`,
+      nextForwardToken: unchanged === 'forward' ? token : `f/${to}/${now}`,
+      nextBackwardToken: unchanged === 'backward' ? token : `b/${from}/${now}`,
     };
   }
 
@@ -211,11 +252,13 @@ export class LogsApi {
   }
 }
 
-/** logGroupName, or the name inside logGroupIdentifier (a name or an ARN). */
+/** logGroupName, or the name inside logGroupIdentifier (a name or an ARN): one of the two, not both. */
 function groupNameOf(input: InputReader): string {
   const identifier = input.string('logGroupIdentifier');
+  const name = input.string('logGroupName');
+  if ((identifier === undefined) === (name === undefined)) throw input.bad('Give either logGroupIdentifier or logGroupName, not both and not neither.');
   if (identifier !== undefined) return identifier.startsWith('arn:') ? (identifier.split(':log-group:')[1] ?? '').replace(/:\*$/, '') : identifier;
-  return input.requiredString('logGroupName');
+  return name!;
 }
 
 /** End of a forward page from `from`: at most `limit` events and about a megabyte. */

@@ -31,9 +31,7 @@ export const S3Errors = {
   invalidRequest: (message: string) => new S3Error(400, 'InvalidRequest', message),
   malformedXml: () => new S3Error(400, 'MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema'),
   invalidStorageClass: (value: string) =>
-    new S3Error(400, 'InvalidStorageClass', 'The storage class you specified is not valid (this endpoint serves STANDARD, GLACIER, DEEP_ARCHIVE and GLACIER_IR)', {
-      StorageClassRequested: value,
-    }),
+    new S3Error(400, 'InvalidStorageClass', 'The storage class you specified is not valid', { StorageClassRequested: value }),
   invalidDigest: (value: string) => new S3Error(400, 'InvalidDigest', 'The Content-MD5 you specified was invalid.', { 'Content-MD5': value }),
   badDigest: (message: string) => new S3Error(400, 'BadDigest', message),
   contentSha256Mismatch: (given: string, computed: string) =>
@@ -57,6 +55,7 @@ export const S3Errors = {
   restoreNotAllowed: (storageClass: string) =>
     new S3Error(403, 'InvalidObjectState', "Restore is not allowed for the object's current storage class", { StorageClass: storageClass }),
   restoreInProgress: () => new S3Error(409, 'RestoreAlreadyInProgress', 'Object restore is already in progress'),
+  alreadyInActiveTier: () => new S3Error(403, 'ObjectAlreadyInActiveTierError', 'This operation is not allowed against this storage tier.'),
   invalidRange: (requested: string, size: number) =>
     new S3Error(416, 'InvalidRange', 'The requested range is not satisfiable', { RangeRequested: requested, ActualObjectSize: size }),
   accessDenied: () => new S3Error(403, 'AccessDenied', 'Access Denied'),

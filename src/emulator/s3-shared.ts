@@ -12,8 +12,13 @@ export const S3_NAMESPACE = 'http://s3.amazonaws.com/doc/2006-03-01/';
 export const OWNER_INNER = textElement('ID', ACCOUNT_ID.padStart(64, '0')) + textElement('DisplayName', 'snapline');
 export const OWNER = element('Owner', OWNER_INNER);
 
-/** The storage classes this endpoint serves; GLACIER and DEEP_ARCHIVE need a restore before reads. */
-export const STORAGE_CLASSES = ['STANDARD', 'GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR'] as const;
+/**
+ * The storage classes a general purpose bucket takes (PutObject,
+ * x-amz-storage-class); GLACIER and DEEP_ARCHIVE need a restore before
+ * reads. EXPRESS_ONEZONE (directory buckets), OUTPOSTS, SNOW and the FSX
+ * classes belong to other kinds of bucket and are refused here.
+ */
+export const STORAGE_CLASSES = ['STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR'] as const;
 export const ARCHIVED_CLASSES: ReadonlySet<string> = new Set(['GLACIER', 'DEEP_ARCHIVE']);
 
 export const MIB = 1024 * 1024;

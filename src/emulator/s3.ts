@@ -34,6 +34,8 @@ import { element, escapeXml, textElement, xmlDocument } from './xml.js';
 import { childOf, childrenOf, childText } from './xml-read.js';
 
 const MAX_PUT_SIZE = 5 * GIB;
+/** Restore tiers from slowest to fastest: an in-progress restore may be upgraded to a faster one. */
+const TIER_SPEED: Readonly<Record<Tier, number>> = { Bulk: 0, Standard: 1, Expedited: 2 };
 const DAY_MS = 24 * 60 * 60 * 1000;
 const LEGACY_REGION = 'us-east-1';
 /** Keys read from the catalog per query while listing. */
@@ -267,6 +269,8 @@ export class S3Api {
     if (object === undefined) throw S3Errors.noSuchKey(key);
     const request = parseS3Xml(body, 'RestoreRequest');
     if (childText(request, 'Type') === 'SELECT') throw S3Errors.notImplemented('RestoreObject of type SELECT');
+    // Intelligent-Tiering objects sit in an access tier read at once (this endpoint has no archive tiers configured).
+    if (object.storageClass === 'INTELLIGENT_TIERING') throw S3Errors.alreadyInActiveTier();
     if (!ARCHIVED_CLASSES.has(object.storageClass)) throw S3Errors.restoreNotAllowed(object.storageClass);
     const daysText = childText(request, 'Days');
     const days = Number(daysText);
@@ -282,7 +286,13 @@ export class S3Api {
 
     const at = now();
     const state = restoreStateOf(object, at);
-    if (state.state === 'ongoing') throw S3Errors.restoreInProgress();
+    if (state.state === 'ongoing') {
+      // A faster tier upgrades the restore under way (it finishes by the faster tier's time); the same or a slower one is refused.
+      if (TIER_SPEED[tier] <= TIER_SPEED[object.restore!.tier]) throw S3Errors.restoreInProgress();
+      const doneAt = Math.min(object.restore!.doneAt, at + restoreDelays[tier]);
+      catalog.setRestore(bucket, key, { tier, doneAt, expiresAt: expiryAfter(doneAt, days) });
+      return sendS3Empty(exchange, 202);
+    }
     if (state.state === 'restored') {
       // A restored copy gets a new expiry counted from now.
       catalog.setRestore(bucket, key, { ...object.restore!, expiresAt: expiryAfter(at, days) });
@@ -384,14 +394,18 @@ function checkBodyIntegrity(headers: Exchange['req']['headers'], body: Buffer): 
   }
 }
 
-/** Bucket names: 3-63 of a-z 0-9 . -, starting and ending with a letter or digit, no '..', not an IP address. */
+/** Prefixes and suffixes the general purpose bucket naming rules reserve (S3 User Guide, "General purpose bucket naming rules"). */
+const RESERVED_BUCKET_PREFIXES = ['xn--', 'sthree-', 'amzn-s3-demo-'];
+const RESERVED_BUCKET_SUFFIXES = ['-s3alias', '--ol-s3', '.mrap', '--x-s3', '--table-s3'];
+
+/** Bucket names: 3-63 of a-z 0-9 . -, starting and ending with a letter or digit, no '..', not an IP address, no reserved prefix or suffix. */
 function checkBucketName(name: string): void {
   const valid =
     /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name) &&
     !name.includes('..') &&
     !/^\d+\.\d+\.\d+\.\d+$/.test(name) &&
-    !name.startsWith('xn--') &&
-    !name.endsWith('-s3alias');
+    !RESERVED_BUCKET_PREFIXES.some((prefix) => name.startsWith(prefix)) &&
+    !RESERVED_BUCKET_SUFFIXES.some((suffix) => name.endsWith(suffix));
   if (!valid) throw S3Errors.invalidBucketName(name);
 }
 

@@ -14,7 +14,7 @@ import { credentialScopeOf } from './sigv4.js';
 import { SnapshotService, type EndpointLimits, type SnapshotClock } from './snapshots.js';
 import { StatsRecorder, type EmulatorStats, type OperationStats } from './stats.js';
 import type { TierDelays } from './tiers.js';
-import { handleSts, STS_VERSION } from './sts.js';
+import { StsApi, STS_VERSION } from './sts.js';
 import { Catalog } from './store/catalog.js';
 import { ensureLayout, layoutOf, loadSecret, lockDataDir } from './store/data-dir.js';
 import { PackStore } from './store/packs.js';
@@ -69,6 +69,7 @@ export class EndpointServer {
   readonly #containers: ContainerServices;
   readonly #release: () => void;
   readonly #auth: RequestAuthenticator | undefined;
+  readonly #sts: StsApi;
   #sweeper: NodeJS.Timeout | undefined;
   #inFlight = 0;
   #onIdle: (() => void) | undefined;
@@ -77,7 +78,8 @@ export class EndpointServer {
 
   private constructor(config: EndpointConfig) {
     this.#config = config;
-    this.#auth = config.auth === undefined ? undefined : new RequestAuthenticator(config.auth);
+    this.#auth = config.auth === undefined ? undefined : new RequestAuthenticator(config.auth, config.now);
+    this.#sts = new StsApi({ now: config.now, ...(this.#auth === undefined ? {} : { sessions: this.#auth.sessions }) });
     const layout = layoutOf(config.dataDir);
     try {
       ensureLayout(layout);
@@ -100,6 +102,7 @@ export class EndpointServer {
         faults: this.#faults,
         log: config.log,
         endpointUrl: () => this.url,
+        now: config.now,
         ...(config.auth?.[0] === undefined ? {} : { credentials: config.auth[0] }),
         ...(config.tasks === undefined ? {} : { tasks: config.tasks }),
       });
@@ -232,6 +235,8 @@ export class EndpointServer {
       this.#inFlight -= 1;
       if (this.#inFlight === 0) this.#onIdle?.();
     });
+    // The endpoint's clock, as AWS's Date header gives the service's: the SDKs correct their clock skew from it.
+    res.setHeader('date', new Date(this.#config.now()).toUTCString());
     // A client that goes away mid-request makes the request emit 'error'; the handlers see it as ClientGone.
     req.on('error', () => {});
     const url = req.url ?? '/';
@@ -288,7 +293,7 @@ export class EndpointServer {
       const isSts = service === 'sts' || (service === 'query' && params.get('Version') === STS_VERSION);
       const exchange = exchangeFor(action === '' ? (isSts ? 'StsMissingAction' : 'Ec2MissingAction') : action);
       exchange.stats.bytesIn += counted.bytesIn;
-      return isSts ? handleSts(action, exchange) : this.#ec2.handle(action, params, exchange);
+      return isSts ? this.#sts.handle(action, params, exchange) : this.#ec2.handle(action, params, exchange);
     }
     if (service === 'ecs' || service === 'logs') {
       const operation = ContainerServices.operationOf(service, req.headers);

@@ -7,8 +7,8 @@ import type { CredentialScope } from './sigv4.js';
  * SigV4 signature checking (AWS Signature Version 4, header form) as the
  * AWS General Reference describes it: canonical request, string to sign,
  * derived signing key, HMAC-SHA256. Pure functions of the request as it
- * arrived on the wire; no state, no clock (the request date is not checked
- * against the endpoint's clock, whose tests may run in another year).
+ * arrived on the wire; no state, no clock (RequestAuthenticator checks the
+ * request date against the endpoint's clock).
  */
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';

@@ -2,15 +2,15 @@
  * Bringing archives within reach and keeping them tidy: restore requests
  * (S3 RestoreObject, Glacier archive-retrieval jobs) for every object of an
  * archive's chain, their status (and waiting for them), the store's
- * inventory, and pruning old archives.
+ * inventory, and deleting archives: one by name, or the old ones (prune).
  */
 import { sleep, throwIfAborted } from '../core/abort.js';
 import { DEFAULT_RESTORE_DAYS, DEFAULT_RETRIEVAL_TIER, MAX_RESTORE_DAYS, RETRIEVAL_TIERS } from '../core/archive-options.js';
 import type { ArchiveTarget, Inventory, RestoreState, RestoreStatus, RetrievalTier } from '../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { ArchiveRecord, BlockIndex } from '../index/index.js';
-import { MANIFEST_NAME, parseGlacierDescription } from './archive-format.js';
-import { RESTORE_CLASSES, chainOf, checkTarget, findArchive, requireArchived, storeOf, type ArchivePlaces } from './archive-places.js';
+import { MANIFEST_NAME, parseGlacierDescription, segmentName } from './archive-format.js';
+import { RESTORE_CLASSES, archiveLockName, chainOf, checkTarget, findArchive, remoteName, requireArchived, storeOf, type ArchivePlaces } from './archive-places.js';
 
 const DAY_MS = 86_400_000;
 
@@ -118,8 +118,9 @@ export interface ArchiveStatusEntry {
    * Whether its objects can be read: available when all are, failed when a
    * job failed, in-progress while one is under way, archived otherwise. A
    * listing of every archive looks up only those with a restore asked for;
-   * the others say what their storage class implies (objects then empty),
-   * and deleted ones null.
+   * the others say what their storage class implies (objects then empty).
+   * Null for an archive that is not archived (unfinished, deleted): there is
+   * nothing to read.
    */
   restore: RestoreState | null;
   objects: Array<{ name: string; state: RestoreState; job: string | null; expiresAt: string | null; message: string | null }>;
@@ -136,6 +137,10 @@ export async function archiveStatus(deps: ArchiveJobsDeps, options: ArchiveStatu
   if (options.archive === undefined) {
     const entries: ArchiveStatusEntry[] = [];
     for (const record of deps.index.listArchives().filter((a) => a.state !== 'deleted')) {
+      if (record.state !== 'archived') {
+        entries.push(entryOf(record, null, []));
+        continue;
+      }
       const asked = deps.index.archiveObjects(record.archiveId).some((o) => o.restoreRequestedAt !== null);
       // Only archives with a restore asked for are looked up; the others are as their storage class says.
       entries.push(asked ? await statusOf(deps, record) : entryOf(record, needsRestore(record) ? 'archived' : 'available', []));
@@ -178,7 +183,7 @@ export async function archiveStatus(deps: ArchiveJobsDeps, options: ArchiveStatu
 }
 
 async function statusOf(deps: ArchiveJobsDeps, record: ArchiveRecord): Promise<ArchiveStatusEntry> {
-  if (record.state === 'deleted') return entryOf(record, null, []);
+  if (record.state !== 'archived') return entryOf(record, null, []);
   const store = storeOf(deps.archives, record);
   const objects: ArchiveStatusEntry['objects'] = [];
   for (const object of deps.index.archiveObjects(record.archiveId)) {
@@ -397,11 +402,7 @@ export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePrune
   const deleted: ArchivePruneResult['deleted'] = [];
   for (const record of order) {
     const objects = deps.index.archiveObjects(record.archiveId);
-    if (!options.dryRun) {
-      const store = storeOf(deps.archives, record);
-      for (const object of objects) await store.deleteObject(object.ref);
-      deps.index.markArchiveDeleted(record.archiveId);
-    }
+    if (!options.dryRun) await removeArchive(deps, record);
     deleted.push({
       archiveId: record.archiveId,
       snapshotId: record.snapshotId,
@@ -413,6 +414,109 @@ export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePrune
     });
   }
   return { dryRun: Boolean(options.dryRun), olderThanDays, deleted, kept };
+}
+
+/**
+ * Deletes an archive's objects, and aborts the multipart upload an
+ * unfinished one has under way, then marks it deleted in the index (its
+ * objects and upload journal dropped). A run cut short leaves the record as
+ * it was: deleting again finishes (object deletes are idempotent).
+ * Returns the uploads aborted.
+ */
+async function removeArchive(deps: ArchiveJobsDeps, record: ArchiveRecord): Promise<number> {
+  const store = storeOf(deps.archives, record);
+  let aborted = 0;
+  for (const name of uploadsOf(deps.index, record)) {
+    const upload = deps.index.archiveUpload(record.archiveId, name);
+    if (upload === undefined) continue;
+    await store.abortUpload(remoteName(record, name), upload.uploadId);
+    aborted += 1;
+  }
+  for (const object of deps.index.archiveObjects(record.archiveId)) await store.deleteObject(object.ref);
+  deps.index.markArchiveDeleted(record.archiveId);
+  return aborted;
+}
+
+/** The objects an unfinished archive may have an upload of: the segment after those stored (segments are written one at a time), and the manifest. */
+function uploadsOf(index: BlockIndex, record: ArchiveRecord): string[] {
+  if (record.state !== 'uploading') return [];
+  const segments = index.archiveObjects(record.archiveId).filter((o) => o.name !== MANIFEST_NAME).length;
+  return [segmentName(segments), MANIFEST_NAME];
+}
+
+// ---- delete ----------------------------------------------------------------------
+
+export interface ArchiveDeleteOptions {
+  /** An archive id, or a snapshot id with one archive. */
+  archive: string;
+  /** Say what would be deleted; delete nothing. */
+  dryRun?: boolean;
+}
+
+export interface ArchiveDeleteResult {
+  dryRun: boolean;
+  archiveId: string;
+  snapshotId: string;
+  volume: string;
+  target: ArchiveTarget;
+  location: string;
+  /** What it was: archived, or uploading (an unfinished archive). */
+  state: ArchiveRecord['state'];
+  /** Objects deleted (or that would be). */
+  objects: number;
+  /** Multipart uploads of an unfinished archive aborted (or that would be). */
+  uploads: number;
+}
+
+/**
+ * Deletes one archive: its objects (S3 objects or Glacier archives), an
+ * upload an unfinished one has under way, and its records in the index (see
+ * removeArchive). Refused while something depends on it: CONFLICT when an
+ * archive builds on it, an ECS restore job from it is unfinished, or another
+ * run writes it; NOT_FOUND when it is deleted already. With dryRun the same
+ * checks are made and nothing is deleted.
+ */
+export async function deleteArchive(deps: ArchiveJobsDeps, options: ArchiveDeleteOptions): Promise<ArchiveDeleteResult> {
+  const record = findArchive(deps.index, options.archive);
+  if (record.state === 'deleted') {
+    throw new SnaplineError(ErrorCodes.NOT_FOUND, `archive ${record.archiveId} is deleted already${record.deletedAt ? ` (${record.deletedAt.toISOString()})` : ''}`, {
+      details: { archiveId: record.archiveId },
+    });
+  }
+  const children = deps.index.archiveChildren(record.archiveId);
+  if (children.length > 0) {
+    const ids = children.map((c) => c.archiveId);
+    throw new SnaplineError(ErrorCodes.CONFLICT, `archive ${record.archiveId} cannot be deleted: ${ids.join(', ')} ${ids.length === 1 ? 'builds' : 'build'} on it`, {
+      details: { archiveId: record.archiveId, children: ids },
+      hint: `delete ${ids.length === 1 ? 'it' : 'them'} first (\`snapline archive delete ${ids[0]}\`)`,
+    });
+  }
+  const job = deps.index.openEcsJob(record.archiveId);
+  if (job !== undefined) {
+    throw new SnaplineError(ErrorCodes.CONFLICT, `archive ${record.archiveId} cannot be deleted: ECS restore job ${job.jobId} from it is ${job.state}`, {
+      details: { archiveId: record.archiveId, job: job.jobId },
+      hint: `finish the job (\`snapline ecs status ${job.jobId}\`) before deleting the archive`,
+    });
+  }
+  const lock = deps.index.acquireLock(archiveLockName(record.target, record.location, record.snapshotId));
+  try {
+    const objects = deps.index.archiveObjects(record.archiveId).length;
+    const pending = uploadsOf(deps.index, record).filter((name) => deps.index.archiveUpload(record.archiveId, name) !== undefined).length;
+    const uploads = options.dryRun ? pending : await removeArchive(deps, record);
+    return {
+      dryRun: Boolean(options.dryRun),
+      archiveId: record.archiveId,
+      snapshotId: record.snapshotId,
+      volume: record.volume,
+      target: record.target,
+      location: record.location,
+      state: record.state,
+      objects,
+      uploads,
+    };
+  } finally {
+    lock.release();
+  }
 }
 
 function depthOf(index: BlockIndex, record: ArchiveRecord): number {

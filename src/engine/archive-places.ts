@@ -30,12 +30,17 @@ export interface ArchivePlaces {
 export function checkTarget(value: string | undefined, places: ArchivePlaces): ArchiveTarget {
   const target = value ?? places.defaultTarget;
   if (target === undefined) {
-    throw new SnaplineError(ErrorCodes.CONFIG_INVALID, 'no archive bucket or vault is configured', {
-      hint: 'set archive.bucket (or archive.vault) in the connection, see snapline connections show',
+    throw new SnaplineError(ErrorCodes.CONFIG_INVALID, 'no archive bucket or vault is given or configured', {
+      hint: 'name one with --bucket NAME (add --create-bucket to make it) or --vault NAME, or set archive.bucket or archive.vault in a connection of the config file (see `snapline connections show`)',
     });
   }
   if (target !== 's3' && target !== 'glacier') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--to must be s3 or glacier, got "${target}"`);
   return target;
+}
+
+/** The lock a run holds while it writes or deletes the archive of a snapshot at a place. */
+export function archiveLockName(target: ArchiveTarget, location: string, snapshotId: string): string {
+  return `archive:${target}:${location}:${snapshotId}`;
 }
 
 /** The store an archive lives in. */

@@ -3,7 +3,7 @@ import { throwIfAborted } from '../core/abort.js';
 import { DEFAULT_SEGMENT_BLOCKS, DEFAULT_STORAGE_CLASS } from '../core/archive-options.js';
 import { ZERO_BLOCK_DIGEST, digestOf } from '../core/checksum.js';
 import { BLOCK_SIZE, GIB } from '../core/constants.js';
-import type { ArchiveTarget, SnapshotCatalog, SnapshotReader } from '../core/ports.js';
+import type { ArchiveStore, ArchiveTarget, SnapshotCatalog, SnapshotReader } from '../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
 import type { ArchiveRecord, BlockIndex } from '../index/index.js';
@@ -23,7 +23,7 @@ import {
   type ManifestSegment,
   type TableEntry,
 } from './archive-format.js';
-import { ARCHIVE_STORAGE_CLASSES, checkTarget, remoteName, storeOf, type ArchivePlaces } from './archive-places.js';
+import { ARCHIVE_STORAGE_CLASSES, archiveLockName, checkTarget, remoteName, storeOf, type ArchivePlaces } from './archive-places.js';
 import { ObjectUpload } from './archive-upload.js';
 import { VOLUME_TAG } from './rebuild.js';
 import { completedSnapshot, taggedSourceBytes } from './restore.js';
@@ -44,6 +44,8 @@ export interface ArchiveCreateOptions {
   storageClass?: string;
   /** Store only the blocks changed since the volume's newest archive at the same place. */
   incremental?: boolean;
+  /** Make the S3 bucket when it does not exist (else a missing bucket or vault is refused before anything is read). */
+  createBucket?: boolean;
   /** Blocks per segment (default 2048, 1 GiB). */
   segmentBlocks?: number;
   /** Blocks read at once (default 64). */
@@ -67,6 +69,8 @@ export interface ArchiveCreateResult {
   target: ArchiveTarget;
   /** Bucket or vault. */
   location: string;
+  /** True when this run made the bucket (createBucket). */
+  locationCreated: boolean;
   snapshotId: string;
   volume: string;
   incremental: boolean;
@@ -102,7 +106,9 @@ interface Listed {
  * tables, then the manifest, and records the archive in the index once the
  * manifest is stored. Resumes the snapshot's unfinished archive at that place
  * (same options): stored segments are skipped, a segment's multipart upload
- * continues with the parts the service lacks.
+ * continues with the parts the service lacks. The bucket or vault is checked
+ * first: a missing one is NOT_FOUND before anything is read, or, with
+ * createBucket, a missing bucket is made.
  */
 export async function createArchive(deps: ArchiveDeps, options: ArchiveCreateOptions): Promise<ArchiveCreateResult> {
   const started = Date.now();
@@ -114,14 +120,32 @@ export async function createArchive(deps: ArchiveDeps, options: ArchiveCreateOpt
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `segmentBlocks must be a whole number from 1 to ${1 << 20}, got ${segmentBlocks}`);
   }
   const store = deps.archives.store(target);
+  const locationCreated = await ensureLocation(store, options.createBucket ?? false);
   const snapshot = await archivedSnapshotOf(deps, options.snapshotId);
-  const lock = deps.index.acquireLock(`archive:${target}:${store.location}:${snapshot.snapshotId}`);
+  const lock = deps.index.acquireLock(archiveLockName(target, store.location, snapshot.snapshotId));
   try {
     const { record, resumed } = beginOrResume(deps, options, target, store.location, storageClass, segmentBlocks, snapshot);
-    return await writeArchive(deps, options, record, snapshot, resumed, started);
+    return { ...(await writeArchive(deps, options, record, snapshot, resumed, started)), locationCreated };
   } finally {
     lock.release();
   }
+}
+
+/** NOT_FOUND when the bucket or vault does not exist, unless `createBucket` may make it (S3): then true. */
+async function ensureLocation(store: ArchiveStore, createBucket: boolean): Promise<boolean> {
+  if (createBucket && store.createLocation === undefined) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--create-bucket applies to S3; a Glacier vault is made with the AWS tools');
+  }
+  if (await store.locationExists()) return false;
+  if (!createBucket || store.createLocation === undefined) {
+    const s3 = store.target === 's3';
+    throw new SnaplineError(ErrorCodes.NOT_FOUND, `${s3 ? 'bucket' : 'vault'} ${store.location} does not exist`, {
+      details: { target: store.target, location: store.location },
+      hint: s3 ? 'add --create-bucket to make it, or name an existing bucket with --bucket' : 'name an existing vault with --vault',
+    });
+  }
+  await store.createLocation();
+  return true;
 }
 
 function storageClassFor(target: ArchiveTarget, flag: string | undefined, configured: string | undefined): string | null {
@@ -165,7 +189,7 @@ function beginOrResume(
   if (existing?.state === 'archived') {
     throw new SnaplineError(ErrorCodes.CONFLICT, `snapshot ${snapshot.snapshotId} is already archived in ${target} ${location} as ${existing.archiveId}`, {
       details: { archiveId: existing.archiveId },
-      hint: 'delete that archive first to archive the snapshot again there',
+      hint: `delete it with \`snapline archive delete ${existing.archiveId}\` to archive the snapshot again there`,
     });
   }
   if (existing !== undefined) {
@@ -214,7 +238,7 @@ async function writeArchive(
   snapshot: ArchivedSnapshot,
   resumed: boolean,
   started: number,
-): Promise<ArchiveCreateResult> {
+): Promise<Omit<ArchiveCreateResult, 'locationCreated'>> {
   const { index } = deps;
   const store = storeOf(deps.archives, record);
   const parent = record.parentArchiveId === null ? undefined : index.getArchive(record.parentArchiveId);

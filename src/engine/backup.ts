@@ -9,7 +9,7 @@ import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, S
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
 import type { BlockIndex, SnapshotRecord } from '../index/index.js';
-import { openSource, type BlockSource, type SlabPool } from '../source/index.js';
+import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from './block-map.js';
 import { EC2_SETTLE_MS, completeAndCommit, describeListed } from './committer.js';
@@ -28,9 +28,9 @@ export interface BackupDeps {
 }
 
 export interface BackupOptions {
-  /** Image file or block device. */
+  /** Image file, block device or NBD URL. */
   source: string;
-  /** The lineage's name; default derived from the source's file name. */
+  /** The lineage's name; default derived from the source's file name (an NBD export's name). */
   volume?: string;
   /** Build on this snapshot instead of the volume's newest completed one. */
   parent?: string;
@@ -115,8 +115,13 @@ interface RunIdentity {
  */
 export const DEFAULT_SNAPSHOT_TIMEOUT_MINUTES = 4320;
 
-/** The volume name used when none is given: the source's file name. */
+/**
+ * The volume name used when none is given: the source's file name; for an
+ * NBD export its export name (none for the server's default export:
+ * INVALID_ARGUMENT asks for --volume).
+ */
 export function defaultVolumeName(sourcePath: string): string {
+  if (isNbdUrl(sourcePath)) return nbdVolumeName(parseNbdUrl(sourcePath));
   return basename(sourcePath).replace(/[^A-Za-z0-9._-]/g, '_') || 'volume';
 }
 
@@ -131,7 +136,8 @@ export async function backup(deps: BackupDeps, options: BackupOptions): Promise<
   throwIfAborted(options.signal);
   const source = await openSource(options.source);
   try {
-    const sourcePath = await realpath(options.source);
+    // A file or device is known by its real path, an NBD export by its canonical URL.
+    const sourcePath = source.kind === 'nbd' ? source.path : await realpath(options.source);
     const volume = options.volume ?? defaultVolumeName(sourcePath);
     checkVolumeName(volume);
     if (source.kind === 'device') {

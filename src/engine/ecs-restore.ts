@@ -124,13 +124,18 @@ export async function ecsRestore(deps: EcsRestoreDeps, options: EcsRestoreOption
   const shards = checkWhole('--shards', options.shards ?? DEFAULT_SHARDS, 1, MAX_SHARDS);
   const retries = checkWhole('--retries', options.retries ?? DEFAULT_RETRIES, 0, MAX_RETRIES);
   throwIfAborted(options.signal);
-  const worker = await workerContainerOf(deps.tasks, deps.settings.taskDefinition, deps.settings);
+  const worker = await workerContainerOf(deps.tasks, deps.settings.taskDefinition, { ...deps.settings, placement: deps.settings });
   if (worker.logGroup === undefined || worker.logStreamPrefix === undefined) {
     options.onNote?.(`the ${worker.name} container has no awslogs group and stream prefix: its logs cannot be followed (set log_group and log_stream_prefix of the connection)`);
   }
   const source = await openSource(deps, options.source);
   const job = await prepareJob(deps, source, shards, options);
-  const driver = new JobDriver(deps, job, source, worker, { ...DEFAULT_PACING, ...options.pacing }, retries, options);
+  let jobWorker = worker;
+  if (job.cluster !== deps.settings.cluster || job.taskDefinition !== deps.settings.taskDefinition) {
+    options.onNote?.(`job ${job.jobId} keeps its cluster ${job.cluster} and task definition ${job.taskDefinition}; the connection's differ`);
+    if (job.taskDefinition !== deps.settings.taskDefinition) jobWorker = await workerContainerOf(deps.tasks, job.taskDefinition, { ...deps.settings, placement: deps.settings });
+  }
+  const driver = new JobDriver(deps, job, source, jobWorker, { ...DEFAULT_PACING, ...options.pacing }, retries, options);
   return driver.run(started);
 }
 
@@ -233,17 +238,21 @@ interface FoundTask {
 }
 
 /**
- * Every task of the job that ECS still knows: ListTasks by startedBy, both
- * RUNNING and STOPPED (a reattach that looked at running tasks only would
- * start a finished shard again), plus those the index recorded. Each is
- * recorded in the index.
+ * Every task of the job that ECS still knows, running and stopped alike (a
+ * reattach that looked at running tasks only would start a finished shard
+ * again): those the index recorded, and every task of the job's task
+ * definition family in its cluster, RUNNING and STOPPED, that DescribeTasks
+ * shows started by the job. (ListTasks takes startedBy only as its sole
+ * filter, and then lists running tasks only.) Each is recorded in the index.
  */
 async function findJobTasks(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, job: EcsJobRecord, worker: string): Promise<FoundTask[]> {
   const known = new Map(deps.index.ecsTasks(job.jobId).map((t) => [t.taskArn, t]));
   const arns = new Set(known.keys());
-  for (const status of ['RUNNING', 'STOPPED'] as const) for (const arn of await deps.tasks.list(job.cluster, job.startedBy, status)) arns.add(arn);
+  const family = familyOf(job.taskDefinition);
+  for (const desiredStatus of ['RUNNING', 'STOPPED'] as const) for (const arn of await deps.tasks.list(job.cluster, { desiredStatus, family })) arns.add(arn);
   const found: FoundTask[] = [];
   for (const state of await deps.tasks.describe(job.cluster, [...arns])) {
+    if (state.startedBy !== job.startedBy && !known.has(state.taskArn)) continue;
     const shard = Number(state.tags[SHARD_TAG] ?? known.get(state.taskArn)?.shard);
     const attempt = Number(state.tags[ATTEMPT_TAG] ?? known.get(state.taskArn)?.attempt);
     if (!Number.isSafeInteger(shard) || !Number.isSafeInteger(attempt)) continue;
@@ -251,6 +260,12 @@ async function findJobTasks(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, job: 
     found.push({ shard, attempt, state });
   }
   return found;
+}
+
+/** The family of a task definition given as family, family:revision or ARN. */
+export function familyOf(taskDefinition: string): string {
+  const name = taskDefinition.slice(taskDefinition.lastIndexOf('/') + 1);
+  return name.split(':')[0]!;
 }
 
 function recordTask(index: BlockIndex, jobId: string, shard: number, attempt: number, state: TaskState, worker: string): void {
@@ -405,9 +420,10 @@ class JobDriver {
     const settings = this.deps.settings;
     let outcome;
     try {
+      // The job's own cluster and task definition: where its tasks are looked up, whatever the connection says now.
       outcome = await this.deps.tasks.launch({
-        cluster: settings.cluster,
-        taskDefinition: settings.taskDefinition,
+        cluster: this.job.cluster,
+        taskDefinition: this.job.taskDefinition,
         ...(settings.launchType === undefined ? {} : { launchType: settings.launchType }),
         ...(settings.capacityProviderStrategy === undefined ? {} : { capacityProviderStrategy: settings.capacityProviderStrategy }),
         ...(settings.network === undefined ? {} : { network: settings.network }),
@@ -421,6 +437,12 @@ class JobDriver {
       });
     } catch (err) {
       const error = toSnaplineError(err);
+      if (error.code === ErrorCodes.CONFLICT) {
+        // The token was spent on a RunTask with other parameters (the connection's ECS settings changed since) whose tasks ECS no longer lists: a new token.
+        this.#updateShard(shard, { launch: record.launch + 1, message: `RunTask refused client token ${clientToken}: ${error.message}` });
+        this.#note(`shard ${record.shard}: client token ${clientToken} was used with other RunTask parameters; launching with a new one`);
+        return;
+      }
       if (!error.retryable) throw error;
       // The answer is unknown: the next call sends the same clientToken, which cannot start a second task.
       this.#unplaced(shard, `RunTask failed: ${error.message}`, false);

@@ -6,6 +6,7 @@ import type { SnapshotCatalog, SnapshotReader } from '../core/ports.js';
 import { TaskWindow } from '../core/task-window.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { BlockIndex } from '../index/index.js';
+import { isNbdUrl, parseNbdUrl } from '../source/index.js';
 import { completedSnapshot } from './restore.js';
 
 /** Tags snapline puts on every snapshot it takes, so a lost index can be rebuilt. */
@@ -78,8 +79,9 @@ export async function rebuildIndex(
   return { snapshotId: options.snapshotId, volume, blocks: blocks.length, sourceBytes, durationMs: Date.now() - started };
 }
 
-/** The source's real path, as backup records it. */
+/** The source's real path (an NBD export's canonical URL), as backup records it. */
 async function sourcePathOf(source: string): Promise<string> {
+  if (isNbdUrl(source)) return parseNbdUrl(source).url;
   try {
     return await realpath(source);
   } catch (err) {

@@ -14,7 +14,7 @@ import { TaskWindow } from '../core/task-window.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
 import type { BlockIndex } from '../index/index.js';
-import { SlabPool, type Slab } from '../source/index.js';
+import { SlabPool, isNbdUrl, parseNbdUrl, type Slab } from '../source/index.js';
 import { openTarget, type RestoreTarget } from '../target/index.js';
 import { hex } from './archive-format.js';
 import {
@@ -51,6 +51,8 @@ export interface BlockSink {
 export interface ApplyOptions {
   /** Ranged downloads at once (default 8; memory: this many times 8 MiB). */
   downloads?: number;
+  /** The blocks the plan covers: those it has no entry for count as passed (progress only). */
+  span?: BlockSpan;
   signal?: AbortSignal;
   onProgress?: (progress: ApplyProgress) => void;
 }
@@ -59,6 +61,8 @@ export interface ApplyProgress {
   blocksPlanned: number;
   blocksWritten: number;
   bytesDownloaded: number;
+  /** Blocks of the span (ApplyOptions.span) the plan has walked past with no entry: nothing to write there. */
+  blocksPassed: number;
 }
 
 export interface ApplyResult extends ApplyProgress {
@@ -130,8 +134,18 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
   const downloads = options.downloads ?? 8;
   const slabs = new SlabPool({ slabCount: downloads, blocksPerSlab: RANGE_BYTES / BLOCK_SIZE });
   const tasks = new TaskWindow(downloads);
-  const result: ApplyResult = { blocksPlanned: 0, blocksWritten: 0, bytesDownloaded: 0, zeroBlocks: 0, ranges: 0 };
-  const report = () => options.onProgress?.({ blocksPlanned: result.blocksPlanned, blocksWritten: result.blocksWritten, bytesDownloaded: result.bytesDownloaded });
+  const result: ApplyResult = { blocksPlanned: 0, blocksWritten: 0, bytesDownloaded: 0, blocksPassed: 0, zeroBlocks: 0, ranges: 0 };
+  const report = () =>
+    options.onProgress?.({ blocksPlanned: result.blocksPlanned, blocksWritten: result.blocksWritten, bytesDownloaded: result.bytesDownloaded, blocksPassed: result.blocksPassed });
+  // The plan is ascending: the span's blocks below `walked` that it had no entry for are passed.
+  let walked = options.span?.fromBlock ?? 0;
+  const passTo = (index: number) => {
+    const end = Math.min(index, options.span?.toBlock ?? 0);
+    if (end > walked) {
+      result.blocksPassed += end - walked;
+      walked = end;
+    }
+  };
   const ticker = setInterval(report, 500);
 
   const fetchGroup = async (group: PlanEntry[], slab: Slab): Promise<void> => {
@@ -185,6 +199,8 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
     for await (const entry of plan) {
       throwIfAborted(options.signal);
       result.blocksPlanned += 1;
+      passTo(entry.index);
+      walked = Math.max(walked, entry.index + 1);
       if (!('segment' in entry) || entry.zero) {
         await tasks.add(async () => {
           await sink.zero(entry.index);
@@ -203,6 +219,7 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
       group.push(entry);
     }
     await flush();
+    if (options.span !== undefined) passTo(options.span.toBlock);
   } catch (err) {
     tasks.fail(err);
   } finally {
@@ -239,6 +256,7 @@ export interface RehydrateOptions {
   /** Give up waiting for the snapshot to complete after this long. */
   waitTimeoutMs?: number;
   signal?: AbortSignal;
+  /** `totalBlocks`: the volume's blocks; blocksWritten + blocksPassed reaches it at the end. */
   onProgress?: (progress: ApplyProgress & { totalBlocks: number }) => void;
 }
 
@@ -275,9 +293,12 @@ export async function rehydrate(deps: RehydrateDeps, options: RehydrateOptions):
   throwIfAborted(options.signal);
   const chain = await openArchiveChain(deps, options.archive);
   const newest = chain.members.at(-1)!.manifest;
-  const totalBlocks = newest.blockCount;
+  // Progress counts the volume's blocks: written (zeros too) or passed with nothing to write.
+  const span = wholeSpan(chain);
+  const totalBlocks = span.toBlock - span.fromBlock;
   const applyOptions: ApplyOptions = {
     downloads: options.downloads,
+    span,
     signal: options.signal,
     onProgress: (p) => options.onProgress?.({ ...p, totalBlocks }),
   };
@@ -399,11 +420,12 @@ async function rehydrateToFile(
   force: boolean,
   applyOptions: ApplyOptions,
 ): Promise<{ target: string; applied: ApplyResult }> {
-  const targetPath = resolve(path);
+  // An NBD export is known by its canonical URL and opened by the URL as given.
+  const targetPath = isNbdUrl(path) ? parseNbdUrl(path).url : resolve(path);
   const sizeBytes = chain.snapshot.sourceBytes;
   const lock = deps.index.acquireLock(`target:${targetPath}`);
   try {
-    const target = await openTarget(targetPath, { sizeBytes, force });
+    const target = await openTarget(isNbdUrl(path) ? path : targetPath, { sizeBytes, force });
     let applied: ApplyResult;
     try {
       deps.index.setTarget({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });

@@ -1,7 +1,7 @@
 import { ZERO_BLOCK_DIGEST } from '../core/checksum.js';
 import type { HashPool } from '../hashing/index.js';
 import type { BlockSource, FilledSlab, HoleRun, Slab, SlabPool } from '../source/index.js';
-import { MAX_HOLE_RUN_BLOCKS, readSlabs, slabExtent, sourceEndedError, zeroSlab } from '../source/index.js';
+import { MAX_HOLE_RUN_BLOCKS, fillSlab, readSlabs, slabExtent, sourceEndedError, zeroSlab } from '../source/index.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 
 /**
@@ -27,7 +27,7 @@ export interface ScanOptions {
   toBlock?: number;
   /** How many runs may be queued (read and hashing) ahead of the consumer; at most the pool's slab count. */
   hashAhead?: number;
-  /** Skip holes of a sparse file without reading them (default true; needs the native addon). */
+  /** Skip holes without reading them (default true; a sparse file needs the native addon, an NBD export base:allocation). */
   skipHoles?: boolean;
   signal?: AbortSignal;
 }
@@ -35,8 +35,10 @@ export interface ScanOptions {
 /**
  * Reads a source once, in ascending block order: the hash pool's threads read
  * each slab's blocks into it and hash them while they are in cache, several
- * slabs ahead of the consumer; holes of a sparse file get the zero digest
- * without being read. Yields runs in order; the consumer owns each yielded
+ * slabs ahead of the consumer (a source without a descriptor, an NBD export,
+ * is read here, those slabs' reads in flight together, and hashed there);
+ * holes of a sparse file and zero extents of an NBD export get the zero
+ * digest without being read. Yields runs in order; the consumer owns each yielded
  * slab and must release it. On abort or error every slab not yet yielded is
  * released once no thread uses it.
  */
@@ -50,6 +52,12 @@ export async function* scanSource(
   const hashAhead = Math.max(1, Math.min(options.hashAhead ?? 4, slabs.slabCount));
   const queue: Array<{ filled: FilledSlab | undefined; hashed: Promise<HashedSlab> }> = [];
   const hash = async (filled: FilledSlab): Promise<HashedSlab> => {
+    if (source.fd === undefined) {
+      // Only this thread can read the source (an NBD export): read the slab here, hash it there.
+      await fillSlab(source, filled.slab, filled.firstBlock, filled.blockCount);
+      const { digests, zero } = await hashPool.hashBlocks(filled.slab.buffer, 0, filled.blockCount, options.signal);
+      return { ...filled, digests, zero, hole: false };
+    }
     const { position, available } = slabExtent(source, filled.firstBlock, filled.blockCount);
     try {
       const { digests, zero } = await hashPool.readAndHashBlocks(source.fd, position, available, filled.slab.buffer, 0, filled.blockCount, options.signal);

@@ -1,4 +1,4 @@
-import { closeSync, chmodSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, chmodSync, constants, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ErrorCodes, SnaplineError } from '../errors.js';
@@ -42,10 +42,50 @@ function ensureFile(path: string): number {
 
 function indexFsError(err: unknown, path: string): SnaplineError {
   if (err instanceof SnaplineError) return err;
+  if (PERMISSION_CODES.has((err as NodeJS.ErrnoException).code ?? '')) {
+    const refused = noPermission(path, err);
+    if (refused !== undefined) return refused;
+  }
   const message = err instanceof Error ? err.message : String(err);
   return new SnaplineError(ErrorCodes.IO_FAILED, `cannot use the index ${path}: ${message}`, {
     cause: err,
     details: { indexPath: path },
+  });
+}
+
+/** File system and SQLite codes that mean this user may not create or write the index (or the folder it needs). */
+const PERMISSION_CODES = new Set(['EACCES', 'EPERM', 'EROFS']);
+const SQLITE_PERMISSION = /^SQLITE_(READONLY|CANTOPEN|PERM)/;
+
+function writable(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What this user may not write of the index: the file, or its folder
+ * (SQLite writes its -wal and -shm files beside it; when the folder is still
+ * to be made, the nearest one that exists). Undefined when both are writable.
+ */
+function unwritablePart(path: string): { path: string; what: string } | undefined {
+  if (existsSync(path) && !writable(path)) return { path, what: `the index ${path} is read-only for this user` };
+  let folder = dirname(path);
+  while (!existsSync(folder) && dirname(folder) !== folder) folder = dirname(folder);
+  return writable(folder) ? undefined : { path: folder, what: `this user may not write in ${folder}, where the index ${path} is kept` };
+}
+
+/** IO_FAILED naming what this user may not write and what to do, or undefined when nothing is unwritable. */
+function noPermission(path: string, cause: unknown): SnaplineError | undefined {
+  const part = unwritablePart(path);
+  if (part === undefined) return undefined;
+  return new SnaplineError(ErrorCodes.IO_FAILED, `cannot use the index: ${part.what}`, {
+    cause,
+    details: { indexPath: path },
+    hint: `give this user write access to ${part.path}, or choose another index file with --index PATH (or SNAPLINE_INDEX; the default is under SNAPLINE_DATA_DIR)`,
   });
 }
 
@@ -145,6 +185,7 @@ export function openIndexDatabase(path: string): Database.Database {
     return db;
   } catch (err) {
     db?.close();
-    throw indexErrorOf(err, path);
+    const sqliteCode = (err as { code?: unknown }).code;
+    throw (typeof sqliteCode === 'string' && SQLITE_PERMISSION.test(sqliteCode) ? noPermission(path, err) : undefined) ?? indexErrorOf(err, path);
   }
 }

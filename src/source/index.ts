@@ -1,8 +1,9 @@
 /**
- * Block sources: files and block devices read in large sequential reads into
- * a small pool of reusable shared slabs.
+ * Block sources: files, block devices and NBD exports read in large
+ * sequential reads into a small pool of reusable shared slabs.
  */
 export { openSource, type BlockSource, type DataRegion } from './open.js';
 export { SlabPool, zeroSlab, type Slab, type SlabPoolOptions } from './slabs.js';
-export { MAX_HOLE_RUN_BLOCKS, readSlabs, slabExtent, sourceEndedError, type FilledSlab, type HoleRun, type ReadSlabsOptions, type SourceRun } from './reader.js';
+export { MAX_HOLE_RUN_BLOCKS, fillSlab, readSlabs, slabExtent, sourceEndedError, type FilledSlab, type HoleRun, type ReadSlabsOptions, type SourceRun } from './reader.js';
 export { nativeHoleSeeker, type HoleSeeker } from './holes.js';
+export { isNbdUrl, nbdVolumeName, parseNbdUrl, type NbdAddress } from './nbd/url.js';

@@ -3,6 +3,8 @@ import { fstatSync, type BigIntStats } from 'node:fs';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs, sizeByProbing } from './device-size.js';
 import { nativeHoleSeeker, type HoleSeeker } from './holes.js';
+import { openNbdSource } from './nbd/source.js';
+import { isNbdUrl, parseNbdUrl } from './nbd/url.js';
 
 /** Where data may be, from a position on: [position, start) is a hole (reads as zeros), [start, end) data. */
 export interface DataRegion {
@@ -12,14 +14,19 @@ export interface DataRegion {
   end: number;
 }
 
-/** A file or block device read at explicit offsets, with a size fixed at open. */
+/** A file, block device or NBD export read at explicit offsets, with a size fixed at open. */
 export interface BlockSource {
+  /** The file or device path; for an NBD export its canonical URL. */
   readonly path: string;
-  readonly kind: 'file' | 'device';
+  readonly kind: 'file' | 'device' | 'nbd';
   /** Exact byte size, taken when the source was opened. */
   readonly sizeBytes: number;
-  /** The open descriptor, for positioned reads from worker threads (valid until close). */
-  readonly fd: number;
+  /**
+   * The open descriptor, for positioned reads from worker threads (valid
+   * until close); undefined where only read() can read the source (an NBD
+   * export).
+   */
+  readonly fd: number | undefined;
   /**
    * Reads up to `target.byteLength` bytes at `position` into `target` (a view
    * into a slab); returns the bytes read, short only at sizeBytes. Several
@@ -31,23 +38,27 @@ export interface BlockSource {
    * that holes can be skipped without reading them. A source that cannot
    * tell holes apart (a device, a filesystem without SEEK_DATA, a build
    * without the native addon) answers { start: position, end: sizeBytes }:
-   * everything is data. Synchronous and cheap.
+   * everything is data. A source may answer with a region cut short (a hole
+   * or data that goes on past `end`); the reader asks again from there.
+   * Synchronous and cheap for files; an NBD export asks its server.
    */
-  dataRegionAt(position: number): DataRegion;
+  dataRegionAt(position: number): DataRegion | Promise<DataRegion>;
   /** Closes the handle; idempotent. */
   close(): Promise<void>;
 }
 
 /**
- * Opens a regular file or a block device for reading. Anything else, and an
- * empty source, is refused with SOURCE_UNUSABLE naming the path.
+ * Opens a regular file, a block device or an NBD export (an nbd:// or
+ * nbd+unix:// URL, see nbd/url.ts) for reading. Anything else, and an empty
+ * source, is refused with SOURCE_UNUSABLE naming the path.
  */
 export async function openSource(path: string): Promise<BlockSource> {
   if (typeof path !== 'string' || path === '') {
     throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, 'no source path given');
   }
+  if (isNbdUrl(path)) return openNbdSource(parseNbdUrl(path));
   // Look before opening: opening a FIFO for reading would wait for a writer.
-  let kind: BlockSource['kind'];
+  let kind: HandleSource['kind'];
   try {
     kind = kindOf(path, await stat(path, { bigint: true }));
   } catch (err) {
@@ -79,7 +90,7 @@ export async function openSource(path: string): Promise<BlockSource> {
 
 class HandleSource implements BlockSource {
   readonly path: string;
-  readonly kind: BlockSource['kind'];
+  readonly kind: 'file' | 'device';
   readonly sizeBytes: number;
   readonly fd: number;
   readonly #handle: FileHandle;
@@ -87,7 +98,7 @@ class HandleSource implements BlockSource {
   #holes: HoleSeeker | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor(path: string, kind: BlockSource['kind'], sizeBytes: number, handle: FileHandle, holes: HoleSeeker | undefined) {
+  constructor(path: string, kind: HandleSource['kind'], sizeBytes: number, handle: FileHandle, holes: HoleSeeker | undefined) {
     this.path = path;
     this.kind = kind;
     this.sizeBytes = sizeBytes;
@@ -147,7 +158,7 @@ class HandleSource implements BlockSource {
   }
 }
 
-function kindOf(path: string, stats: BigIntStats): BlockSource['kind'] {
+function kindOf(path: string, stats: BigIntStats): HandleSource['kind'] {
   if (stats.isFile()) return 'file';
   if (stats.isBlockDevice()) return 'device';
   const what = stats.isDirectory()

@@ -40,8 +40,9 @@ export interface ReadSlabsOptions {
 /**
  * Yields slabs in ascending block order covering [fromBlock, toBlock) of the
  * source, one large read per slab, the tail of the source's last block padded
- * with zeros. Blocks wholly inside a hole of a sparse file come as HoleRuns
- * (no slab, nothing read) where the source can find holes; a slab that would
+ * with zeros. Blocks wholly inside a hole (of a sparse file, or an extent an
+ * NBD server reports as zeros) come as HoleRuns (no slab, nothing read)
+ * where the source can find holes; a slab that would
  * run from data into a hole of a whole block or more ends early, so the hole
  * is skipped. The consumer owns and releases each yielded slab. Reads happen
  * only when the consumer asks for the next run, so the pool's size bounds
@@ -63,7 +64,7 @@ export async function* readSlabs(source: BlockSource, pool: SlabPool, options: R
   const holes = options.skipHoles === false ? undefined : new HoleTracker(source);
   for (let firstBlock = fromBlock; firstBlock < toBlock; ) {
     if (signal?.aborted) throw abortError(signal);
-    const holeBlocks = holes?.holeBlocksAt(firstBlock, toBlock) ?? 0;
+    const holeBlocks = (await holes?.holeBlocksAt(firstBlock, toBlock)) ?? 0;
     if (holeBlocks > 0) {
       const blockCount = Math.min(MAX_HOLE_RUN_BLOCKS, holeBlocks);
       yield { hole: true, firstBlock, blockCount };
@@ -71,11 +72,11 @@ export async function* readSlabs(source: BlockSource, pool: SlabPool, options: R
       continue;
     }
     const wanted = Math.min(pool.blocksPerSlab, toBlock - firstBlock);
-    const blockCount = holes?.dataBlocksAt(firstBlock, wanted) ?? wanted;
+    const blockCount = (await holes?.dataBlocksAt(firstBlock, wanted)) ?? wanted;
     const slab = await pool.acquire(signal);
     let handedOver = false;
     try {
-      if (options.fill !== false) await fill(source, slab, firstBlock, blockCount);
+      if (options.fill !== false) await fillSlab(source, slab, firstBlock, blockCount);
       if (signal?.aborted) throw abortError(signal);
       handedOver = true;
       yield { slab, firstBlock, blockCount };
@@ -98,8 +99,8 @@ class HoleTracker {
   constructor(private readonly source: BlockSource) {}
 
   /** How many blocks from `block` on (before `toBlock`) lie wholly in a hole. */
-  holeBlocksAt(block: number, toBlock: number): number {
-    const region = this.#regionAt(block * BLOCK_SIZE);
+  async holeBlocksAt(block: number, toBlock: number): Promise<number> {
+    const region = await this.#regionAt(block * BLOCK_SIZE);
     return Math.max(0, Math.min(toBlock, Math.floor(region.start / BLOCK_SIZE)) - block);
   }
 
@@ -107,24 +108,25 @@ class HoleTracker {
    * How many of the `wanted` blocks from `block` on to read as one slab:
    * fewer when the data ends before them and a whole hole block follows.
    */
-  dataBlocksAt(block: number, wanted: number): number {
-    const region = this.#regionAt(block * BLOCK_SIZE);
+  async dataBlocksAt(block: number, wanted: number): Promise<number> {
+    const region = await this.#regionAt(block * BLOCK_SIZE);
     const dataEnd = Math.ceil(region.end / BLOCK_SIZE);
     if (dataEnd >= block + wanted || dataEnd * BLOCK_SIZE >= this.source.sizeBytes) return wanted;
-    const next = this.#regionAt(dataEnd * BLOCK_SIZE);
+    const next = await this.#regionAt(dataEnd * BLOCK_SIZE);
     return Math.floor(next.start / BLOCK_SIZE) > dataEnd ? dataEnd - block : wanted;
   }
 
-  #regionAt(position: number): DataRegion {
+  async #regionAt(position: number): Promise<DataRegion> {
     if (this.#region === undefined || position < this.#from || position >= this.#region.end) {
-      this.#region = this.source.dataRegionAt(position);
+      this.#region = await this.source.dataRegionAt(position);
       this.#from = position;
     }
     return this.#region;
   }
 }
 
-async function fill(source: BlockSource, slab: Slab, firstBlock: number, blockCount: number): Promise<void> {
+/** Reads blocks [firstBlock, firstBlock + blockCount) into the start of `slab`, the tail past the source's end zeros; SOURCE_UNUSABLE when the source ends early. */
+export async function fillSlab(source: BlockSource, slab: Slab, firstBlock: number, blockCount: number): Promise<void> {
   const { position, available } = slabExtent(source, firstBlock, blockCount);
   const got = await source.read(slab.bytes.subarray(0, available), position);
   if (got < available) throw sourceEndedError(source, position + got);

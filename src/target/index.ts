@@ -3,8 +3,11 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs } from '../source/device-size.js';
 import { mountsOf } from '../source/mounts.js';
+import { readSignature, type Signature } from './signatures.js';
+import { isNbdUrl, parseNbdUrl } from '../source/nbd/url.js';
+import { openNbdTarget } from './nbd.js';
 
-/** Where a restore writes: an image file or a block device. */
+/** Where a restore writes: an image file, a block device or an NBD export (written like a device). */
 export interface RestoreTarget {
   readonly path: string;
   readonly kind: 'file' | 'device';
@@ -20,7 +23,7 @@ export interface RestoreTarget {
 export interface OpenTargetOptions {
   /** Bytes the restored volume needs. */
   sizeBytes: number;
-  /** Overwrite an existing non-empty file. */
+  /** Overwrite an existing non-empty file, or a device that holds a partition table or a file system. */
   force?: boolean;
   /** Keep the target's content (an incremental restore writes only changed blocks). */
   keepContent?: boolean;
@@ -32,10 +35,14 @@ const ZERO_CHUNK = Buffer.alloc(4 * 1024 * 1024);
  * Opens a restore target after checking it may be written: not a directory;
  * an existing non-empty file only with `force` (or `keepContent`, which needs
  * the target to exist); a device only when neither it nor a partition of it
- * is mounted and it holds `sizeBytes`. A new file is created readable by the
- * owner only.
+ * is mounted, it holds `sizeBytes`, and (unless `force` or `keepContent`) its
+ * start carries no partition table or file system signature; an NBD URL when
+ * the export is writable and holds `sizeBytes` (it is written like a device,
+ * under the same signature rule). A new file is
+ * created readable by the owner only.
  */
 export async function openTarget(path: string, options: OpenTargetOptions): Promise<RestoreTarget> {
+  if (isNbdUrl(path)) return openNbdTarget(parseNbdUrl(path), options);
   const info = await stat(path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
     throw targetError(path, err);
@@ -79,7 +86,25 @@ async function openDevice(path: string, rdev: bigint, options: OpenTargetOptions
   const handle = await open(path, constants.O_RDWR | constants.O_EXCL).catch((err: NodeJS.ErrnoException) => {
     throw targetError(path, err);
   });
+  if (!options.force && !options.keepContent) {
+    const signature = await readSignature(handle).catch(async (err: unknown) => {
+      await handle.close();
+      throw new SnaplineError(ErrorCodes.IO_FAILED, `reading the start of ${path} failed: ${(err as Error).message}`, { cause: err });
+    });
+    if (signature) {
+      await handle.close();
+      throw signatureRefusal(path, signature);
+    }
+  }
   return new DeviceTarget(path, handle);
+}
+
+/** A device or export that holds `signature` may be overwritten only with --force. */
+export function signatureRefusal(path: string, signature: Signature, lookWith = `lsblk -f ${path} and blkid ${path}`): SnaplineError {
+  return new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} holds ${signature.what} (${signature.magic} at byte ${signature.offset})`, {
+    hint: `pass --force to overwrite it and everything on it (${lookWith} show what it holds)`,
+    details: { path, found: signature.what, offset: signature.offset },
+  });
 }
 
 /** The mount point of the device or of one of its partitions, if any is mounted. */

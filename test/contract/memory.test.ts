@@ -1,5 +1,7 @@
 import { AdaptiveLimiter, resilientReader, resilientWriter } from '../../src/aws/retry.js';
+import { MemoryArchiveStore } from '../fakes/memory-archive.js';
 import { MemoryEbs } from '../fakes/memory-ebs.js';
+import { archiveStoreContract } from './archive-store.contract.js';
 import { snapshotStoreContract } from './snapshot-store.contract.js';
 
 snapshotStoreContract('in-memory fake', async () => {
@@ -16,4 +18,19 @@ snapshotStoreContract('in-memory fake behind the retry wrappers', async () => {
   const ebs = new MemoryEbs({ pendingPolls: 1 });
   const limiter = new AdaptiveLimiter(8);
   return { writer: resilientWriter(ebs, { limiter }), reader: resilientReader(ebs, { limiter }), catalog: ebs };
+});
+
+archiveStoreContract('in-memory fake, S3, DEEP_ARCHIVE', async () => {
+  const store = new MemoryArchiveStore({ target: 's3' });
+  return { store, objectOptions: { storageClass: 'DEEP_ARCHIVE' }, letJobsFinish: () => store.finishRestores() };
+});
+
+archiveStoreContract('in-memory fake, S3, STANDARD', async () => {
+  const store = new MemoryArchiveStore({ target: 's3' });
+  return { store, objectOptions: { storageClass: 'STANDARD' }, letJobsFinish: () => store.finishRestores() };
+});
+
+archiveStoreContract('in-memory fake, Glacier vault', async () => {
+  const store = new MemoryArchiveStore({ target: 'glacier' });
+  return { store, letJobsFinish: () => store.finishRestores() };
 });

@@ -48,10 +48,12 @@ const WINDOW_AT_CONCURRENCY_4 = (Math.ceil(4 / 8) + 4) * 8;
 
 afterAll(killStrays);
 
-/** The --json result of a run that must have succeeded. */
+/** The --json result of a backup of one source that must have succeeded. */
 function resultOf(run: CliResult): Record<string, unknown> {
   expect(run.code, `exit code; stderr:\n${run.stderr}`).toBe(0);
-  return JSON.parse(run.stdout) as Record<string, unknown>;
+  const { backups } = JSON.parse(run.stdout) as { backups: Array<Record<string, unknown>> };
+  expect(backups).toHaveLength(1);
+  return backups[0]!;
 }
 
 // ---- images and what the endpoint holds -------------------------------------
@@ -179,7 +181,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
       const run = await runCli(cli('backup', first, second), { dataDir: data() });
       expect(run.code, run.stderr).toBe(0);
-      const results = JSON.parse(run.stdout) as Array<Record<string, unknown>>;
+      const results = (JSON.parse(run.stdout) as { backups: Array<Record<string, unknown>> }).backups;
 
       expect(results.map((r) => [r.volume, r.blocksUploaded])).toEqual([
         ['multi-a.img', 23],

@@ -293,7 +293,7 @@ describe('secrets never printed', () => {
     expect(results[2]!.stdout).toContain('session_token: <redacted>');
     expect(results[2]!.stdout).toContain('x-amz-server-side-encryption-customer-key: <redacted>');
     expectExit(results[6]!, 0);
-    const { snapshotId } = JSON.parse(results[6]!.stdout) as { snapshotId: string };
+    const { snapshotId } = (JSON.parse(results[6]!.stdout) as { backups: Array<{ snapshotId: string }> }).backups[0]!;
     // snapshots reconciles the index with EC2 over HTTPS: the endpoint's state shows.
     expectExit(results[7]!, 0);
     expect(results[7]!.stdout).toMatch(new RegExp(`^secrets\\s+${snapshotId}\\s+-\\s+\\S+\\s+completed`, 'm'));

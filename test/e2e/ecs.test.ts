@@ -78,14 +78,27 @@ async function sourceSnapshot(name: string, blocks: number, zeroBlocks: number[]
   return { image, bytes, snapshotId: result.snapshotId };
 }
 
-/** The job's tasks as ECS lists them by startedBy, stopped or running, with their tags. */
+/**
+ * The job's tasks, stopped or running, with their tags: every task of the
+ * default cluster by desired status, kept when DescribeTasks shows it
+ * started by `startedBy` (ListTasks takes startedBy only alone, and then
+ * lists running tasks only).
+ */
 async function jobTasks(startedBy: string): Promise<Task[]> {
   const arns: string[] = [];
   for (const desiredStatus of ['RUNNING', 'STOPPED'] as const) {
-    arns.push(...((await ecs.send(new ListTasksCommand({ startedBy, desiredStatus }))).taskArns ?? []));
+    let nextToken: string | undefined;
+    do {
+      const page = await ecs.send(new ListTasksCommand({ desiredStatus, ...(nextToken === undefined ? {} : { nextToken }) }));
+      arns.push(...(page.taskArns ?? []));
+      nextToken = page.nextToken;
+    } while (nextToken !== undefined);
   }
-  if (arns.length === 0) return [];
-  return (await ecs.send(new DescribeTasksCommand({ tasks: arns, include: ['TAGS'] }))).tasks ?? [];
+  const tasks: Task[] = [];
+  for (let start = 0; start < arns.length; start += 100) {
+    tasks.push(...((await ecs.send(new DescribeTasksCommand({ tasks: arns.slice(start, start + 100), include: ['TAGS'] }))).tasks ?? []));
+  }
+  return tasks.filter((task) => task.startedBy === startedBy);
 }
 
 /** Archives a snapshot in an S3 bucket in class STANDARD (readable at once); the archive id. */

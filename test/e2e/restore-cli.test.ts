@@ -60,7 +60,7 @@ function jsonOf<T = Record<string, unknown>>(run: CliResult): T {
 async function cliBackup(image: string, volume: string, options: SnaplineOptions = {}): Promise<string> {
   const run = await snapline(['--json', 'backup', image, '--volume', volume], options);
   expectExit(run, 0);
-  return jsonOf<{ snapshotId: string }>(run).snapshotId;
+  return jsonOf<{ backups: Array<{ snapshotId: string }> }>(run).backups[0]!.snapshotId;
 }
 
 // ---- images and the index ---------------------------------------------------------------
@@ -173,8 +173,38 @@ describe('snapline restore', () => {
     const incremental = await snapline(['--json', 'restore', snapB, target, '--incremental']);
     expectExit(incremental, 0);
     expect((emulator.stats().operations.GetSnapshotBlock?.requests ?? 0) - before).toBe(2);
-    expect(jsonOf(incremental)).toMatchObject({ incrementalFrom: snapA, blocksListed: 2, blocksFetched: 2 });
+    expect(jsonOf(incremental)).toMatchObject({
+      incrementalFrom: snapA,
+      incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 13, blocksDiffering: 2 },
+      blocksListed: 2,
+      blocksFetched: 2,
+    });
     await expectSameBytes(target, imageB);
+  });
+
+  it('--incremental onto a target written to since its last restore: the target is hashed, the change found and undone, and the output says so', async () => {
+    const target = pathFor('written-since.img');
+    expectExit(await snapline(['restore', snapA, target]), 0);
+    const scribble = async () => {
+      const file = await open(target, 'r+');
+      await file.write(Buffer.from('8 bytes!'), 0, 8, 6 * BLOCK_SIZE + 100);
+      await file.close();
+    };
+    await scribble();
+    const again = await snapline(['restore', snapA, target, '--incremental']);
+    expectExit(again, 0);
+    expect(again.stdout).toContain(`  hashed 13 blocks of the target against the index's digests of ${snapA}: 1 differ\n`);
+    expect(again.stdout).toContain('fetched 1 blocks');
+    await expectSameBytes(target, imageA);
+
+    // Trusting the index, the target is not read: the output says what was taken on trust.
+    await scribble();
+    const trusted = await snapline(['restore', snapB, target, '--incremental', '--trust-index']);
+    expectExit(trusted, 0);
+    expect(trusted.stdout).toContain(`  trusted the index that the target held ${snapA} (not hashed): 2 blocks changed since\n`);
+    const check = await snapline(['verify', target, snapB]);
+    expectExit(check, 1);
+    expect(check.stdout).toContain('  block 6\n');
   });
 
   it('a corrupted block is fetched again and the restore still comes out byte-identical', async () => {
@@ -291,6 +321,27 @@ describe.concurrent('snapline restore refuses bad input', () => {
   });
 
   const noLoop = loopDevicesUnavailable();
+  it.skipIf(noLoop)(`a device that holds a file system, without --force: exit 2, untouched${noLoop ? ` (skipped: ${noLoop})` : ''}`, async (ctx) => {
+    const backing = pathFor('fs-device.img');
+    await writeFile(backing, Buffer.alloc(16 * BLOCK_SIZE));
+    try {
+      runTool('mkfs.ext4', ['-q', '-F', backing]);
+    } catch (err) {
+      ctx.skip(`cannot make an ext4 file system here: ${(err as Error).message.split('\n')[0]}`);
+    }
+    const before = await readFile(backing);
+    const device = runTool('losetup', ['-f', '--show', backing]);
+    try {
+      const failed = await snapline(['restore', snapA, device]);
+      expectExit(failed, 2);
+      expect(failed.stderr).toContain(`snapline: error: ${device} holds an ext2/3/4 file system (magic 0xEF53 at byte 1080)`);
+      expect(failed.stderr).toContain('hint: pass --force to overwrite it');
+      expect((await readFile(device)).equals(before)).toBe(true);
+    } finally {
+      runTool('losetup', ['-d', device]);
+    }
+  });
+
   it.skipIf(noLoop)(`a device smaller than the snapshot: exit 2${noLoop ? ` (skipped: ${noLoop})` : ''}`, async () => {
     const backing = pathFor('small-device.img');
     await writeFile(backing, Buffer.alloc(2 * BLOCK_SIZE));
@@ -332,6 +383,36 @@ describe.concurrent('snapline verify', () => {
       expect(different.stdout).toContain('  block 9\n');
     });
   }
+});
+
+describe.concurrent('snapline verify --remote', () => {
+  it('reads every block of the snapshot (with or without a source) and says which kind of verify ran', async () => {
+    const [alone, withSource, local] = await Promise.all([
+      snapline(['--json', 'verify', '--remote', snapB]),
+      snapline(['verify', '--remote', imageB, snapB, '--concurrency', '4']),
+      snapline(['verify', imageB, snapB]),
+    ]);
+    expectExit(alone, 0);
+    expect(jsonOf(alone)).toMatchObject({ kind: 'remote', source: null, equal: true, blocksRead: 8, indexChecked: true, indexMismatches: 0 });
+    expectExit(withSource, 0);
+    expect(withSource.stdout).toBe(
+      [
+        `read ${snapB} in full through GetSnapshotBlock: 8 blocks, each matching its checksum`,
+        "  the index's block map of it agrees",
+        `${imageB} equals ${snapB} (13 blocks compared with the blocks read)`,
+        '',
+      ].join('\n'),
+    );
+    expectExit(local, 0);
+    expect(local.stdout).toContain("compared with the index's digests; the snapshot itself was not read (--remote reads and checks it)");
+    expect(jsonOf(await snapline(['--json', 'verify', imageB, snapB]))).toMatchObject({ kind: 'index', blocksRead: 0 });
+  });
+
+  it('a snapshot id alone without --remote: exit 2', async () => {
+    const failed = await snapline(['verify', snapB]);
+    expectExit(failed, 2);
+    expect(failed.stderr).toContain('verify needs a source and a snapshot id (with --remote, the snapshot id alone reads and checks the snapshot)');
+  });
 });
 
 // ---- snapshots and prune -----------------------------------------------------------------------
@@ -420,7 +501,7 @@ describe('snapline index', () => {
     writeBlocks(image, randomBlocks([4]));
     const next = await snapline(['--json', 'backup', image, '--volume', 'r'], { index: indexPath });
     expectExit(next, 0);
-    expect(jsonOf(next)).toMatchObject({ parentSnapshotId: snapB, blocksChanged: 1, blocksUploaded: 1 });
+    expect(jsonOf(next)).toMatchObject({ backups: [{ parentSnapshotId: snapB, blocksChanged: 1, blocksUploaded: 1 }] });
 
     const good = await snapline(['--json', 'index', 'check'], { index: indexPath });
     expectExit(good, 0);

@@ -90,9 +90,10 @@ async function jobOutput(vaultName: string, jobId: string, range?: string) {
   return { out, bytes: Buffer.from(await out.body!.transformToByteArray()) };
 }
 
-/** A raw request to the endpoint (unsigned: routed to Glacier by its path). */
+/** A raw request to the endpoint (unsigned: routed to Glacier by its path), with the API version header unless `headers` says otherwise. */
 async function raw(method: string, path: string, headers: Record<string, string>, body?: Buffer) {
-  const res = await fetch(`${t.emulator.url}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+  const all = { 'x-amz-glacier-version': '2012-06-01', ...headers };
+  const res = await fetch(`${t.emulator.url}${path}`, { method, headers: all, ...(body === undefined ? {} : { body }) });
   return { status: res.status, json: (await res.json().catch(() => ({}))) as { code?: string; message?: string; type?: string } };
 }
 
@@ -147,6 +148,16 @@ describe('vaults', () => {
     expect((await glacier.send(new DescribeVaultCommand({ ...account, vaultName: 'vault-a' }))).NumberOfArchives).toBe(1);
   });
 
+  it('every request names the API version (x-amz-glacier-version: 2012-06-01)', async () => {
+    const missing = await raw('GET', '/-/vaults', { 'x-amz-glacier-version': '' });
+    expect([missing.status, missing.json.code]).toEqual([400, 'InvalidParameterValueException']);
+    const res = await fetch(`${t.emulator.url}/-/vaults`);
+    expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([400, 'MissingParameterValueException']);
+    const other = await raw('GET', '/-/vaults', { 'x-amz-glacier-version': '2011-01-01' });
+    expect([other.status, other.json.code]).toEqual([400, 'InvalidParameterValueException']);
+    expect((await raw('GET', '/-/vaults', {})).status).toBe(200);
+  });
+
   it('answers ResourceNotFoundException (404) for a missing vault, AccessDeniedException for another account, InvalidParameterValueException for a bad name', async () => {
     const missing = await rejection(glacier.send(new DescribeVaultCommand({ ...account, vaultName: 'nowhere' })));
     expect([missing.name, missing.$metadata?.httpStatusCode, missing.message]).toEqual([
@@ -177,8 +188,10 @@ describe('archives', () => {
     const tree = independentTreeHash(body);
     const badContent = await raw('POST', path, { 'x-amz-sha256-tree-hash': tree, 'x-amz-content-sha256': sha256(Buffer.from('other')).toString('hex') }, body);
     expect([badContent.status, badContent.json.code, badContent.json.type]).toEqual([400, 'InvalidParameterValueException', 'Client']);
-    const noTree = await raw('POST', path, {}, body);
+    const noTree = await raw('POST', path, { 'x-amz-content-sha256': sha256(body).toString('hex') }, body);
     expect([noTree.status, noTree.json.code]).toEqual([400, 'MissingParameterValueException']);
+    const noContent = await raw('POST', path, { 'x-amz-sha256-tree-hash': tree }, body);
+    expect([noContent.status, noContent.json.code, noContent.json.message]).toEqual([400, 'MissingParameterValueException', 'Missing required header: x-amz-content-sha256']);
     const empty = await raw('POST', path, { 'x-amz-sha256-tree-hash': sha256(Buffer.alloc(0)).toString('hex') }, Buffer.alloc(0));
     expect([empty.status, empty.json.code]).toEqual([400, 'InvalidParameterValueException']);
     expect((await glacier.send(new DescribeVaultCommand({ ...account, vaultName: vault }))).NumberOfArchives).toBe(0);
@@ -430,12 +443,15 @@ describe('jobs', () => {
     expect((await ids({})).ids).toEqual([slow]);
   });
 
-  it('refuses unknown archives and jobs, and bad types, tiers and formats', async () => {
+  it('refuses unknown archives and jobs, bad types, tiers and formats, and descriptions past 1024 printable ASCII characters', async () => {
     await expectAwsError(initiateJob(vault, { Type: 'archive-retrieval', ArchiveId: 'no-such-archive' }), 'ResourceNotFoundException');
     await expectAwsError(describeJob(vault, 'no-such-job'), 'ResourceNotFoundException');
     await expectAwsError(initiateJob(vault, { Type: 'archive-retrieval', ArchiveId: archiveId, Tier: 'Instant' }), 'InvalidParameterValueException');
     await expectAwsError(initiateJob(vault, { Type: 'select' }), 'InvalidParameterValueException');
     await expectAwsError(initiateJob(vault, { Type: 'inventory-retrieval', Format: 'XML' }), 'InvalidParameterValueException');
+    await expectAwsError(initiateJob(vault, { Type: 'archive-retrieval', ArchiveId: archiveId, Description: 'd'.repeat(1025) }), 'InvalidParameterValueException');
+    await expectAwsError(initiateJob(vault, { Type: 'archive-retrieval', ArchiveId: archiveId, Description: 'tab\there' }), 'InvalidParameterValueException');
+    await initiateJob(vault, { Type: 'archive-retrieval', ArchiveId: archiveId, Description: 'd'.repeat(1024) });
   });
 });
 

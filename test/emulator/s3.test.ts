@@ -120,9 +120,13 @@ describe('buckets', () => {
     expect([noConstraint.status, noConstraint.body]).toEqual([400, expect.stringContaining('<Code>IllegalLocationConstraintException</Code>')]);
     await createBucket('twice-in-virginia');
     expect((await t.s3.send(new CreateBucketCommand({ Bucket: 'twice-in-virginia' }))).$metadata.httpStatusCode).toBe(200);
-    for (const bad of ['UPPER', 'ab', 'a..b', '192.168.1.1', '-dash']) {
+    const reserved = ['xn--punycode', 'sthree-bucket', 'amzn-s3-demo-bucket', 'alias-s3alias', 'point--ol-s3', 'region.mrap', 'tables--table-s3'];
+    for (const bad of ['UPPER', 'ab', 'a'.repeat(64), 'a..b', '192.168.1.1', '-dash', 'dash-', 'under_score', ...reserved]) {
       await expectAwsError(t.s3.send(new CreateBucketCommand({ Bucket: bad })), 'InvalidBucketName');
     }
+    // The SDK sends a --x-s3 name to a directory-bucket endpoint of its own: by hand.
+    const directoryName = await raw('PUT', '/zone--x-s3', {});
+    expect([directoryName.status, directoryName.body]).toEqual([400, expect.stringContaining('<Code>InvalidBucketName</Code>')]);
   });
 
   it('refuses to delete a bucket that holds objects (BucketNotEmpty, 409)', async () => {
@@ -274,17 +278,27 @@ describe('objects', () => {
     expect(badMd5.body).toContain('<Code>InvalidArgument</Code>');
   });
 
-  it('takes STANDARD, GLACIER, DEEP_ARCHIVE and GLACIER_IR; anything else is InvalidStorageClass', async () => {
-    for (const storageClass of ['STANDARD', 'GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR'] as const) {
+  it('takes every storage class of a general purpose bucket; those of other buckets (directory, Outposts, Snow) and anything else are InvalidStorageClass', async () => {
+    const classes = ['STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'DEEP_ARCHIVE', 'GLACIER_IR'] as const;
+    for (const storageClass of classes) {
       await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `class-${storageClass}`, Body: 'x', StorageClass: storageClass }));
       const head = await t.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: `class-${storageClass}` }));
       expect(head.StorageClass).toBe(storageClass === 'STANDARD' ? undefined : storageClass);
     }
-    for (const wrong of ['FROZEN', 'STANDARD_IA']) {
+    for (const wrong of ['FROZEN', 'EXPRESS_ONEZONE', 'OUTPOSTS', 'SNOW']) {
       const refused = await rejection(t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'class-wrong', Body: 'x', StorageClass: wrong as StorageClass })));
       expect([refused.name, refused.$metadata?.httpStatusCode]).toEqual(['InvalidStorageClass', 400]);
     }
     await expectMissing(bucket, 'class-wrong');
+  });
+
+  it('refuses a PutObject body declared over 5 GiB (EntityTooLarge) before reading it, and a key over 1024 bytes (KeyTooLongError)', async () => {
+    // The body is never sent: the connection is not to be reused.
+    const huge = await raw('PUT', `/${bucket}/huge`, { 'content-length': 5 * 1024 * MIB + 1, connection: 'close' });
+    expect([huge.status, huge.body]).toEqual([400, expect.stringContaining('<Code>EntityTooLarge</Code>')]);
+    await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'k'.repeat(1024), Body: 'x' }));
+    const long = await rejection(t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'k'.repeat(1025), Body: 'x' })));
+    expect([long.name, long.$metadata?.httpStatusCode]).toEqual(['KeyTooLongError', 400]);
   });
 
   it('DeleteObject is idempotent; DeleteObjects reports each key, or only errors when quiet', async () => {
@@ -389,14 +403,43 @@ describe('archive storage classes and restores', () => {
     expect((await getBytes(bucket, 'd-bulk')).bytes.toString()).toBe('deeper');
   });
 
-  it('GLACIER_IR and STANDARD are readable at once and refuse RestoreObject (InvalidObjectState, 403); a missing key is NoSuchKey', async () => {
-    for (const storageClass of ['GLACIER_IR', 'STANDARD'] as const) {
+  it('GLACIER_IR, STANDARD and the infrequent-access classes are readable at once and refuse RestoreObject (InvalidObjectState, 403); a missing key is NoSuchKey', async () => {
+    for (const storageClass of ['GLACIER_IR', 'STANDARD', 'STANDARD_IA', 'ONEZONE_IA'] as const) {
       await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: `now-${storageClass}`, Body: storageClass, StorageClass: storageClass }));
       expect((await getBytes(bucket, `now-${storageClass}`)).bytes.toString()).toBe(storageClass);
       const refused = await rejection(restore(`now-${storageClass}`, 1));
       expect([refused.name, refused.$metadata?.httpStatusCode]).toEqual(['InvalidObjectState', 403]);
     }
     await expectAwsError(restore('never-written', 1), 'NoSuchKey');
+  });
+
+  it('a restore of an archived object needs Days, 1 or more (MalformedXML without, InvalidArgument below), and a known tier', async () => {
+    await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'days', Body: 'x', StorageClass: 'GLACIER' }));
+    const noDays = await rejection(t.s3.send(new RestoreObjectCommand({ Bucket: bucket, Key: 'days', RestoreRequest: { GlacierJobParameters: { Tier: 'Bulk' } } })));
+    expect([noDays.name, noDays.$metadata?.httpStatusCode]).toEqual(['MalformedXML', 400]);
+    const zero = await rejection(restore('days', 0));
+    expect([zero.name, zero.$metadata?.httpStatusCode]).toEqual(['InvalidArgument', 400]);
+    await expectAwsError(restore('days', 1, 'Instant' as Tier), 'MalformedXML');
+    expect((await t.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'days' }))).Restore).toBeUndefined();
+  });
+
+  it('INTELLIGENT_TIERING objects in an access tier are readable, and RestoreObject is ObjectAlreadyInActiveTierError (403)', async () => {
+    await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'tiered', Body: 'tiered', StorageClass: 'INTELLIGENT_TIERING' }));
+    expect((await getBytes(bucket, 'tiered')).bytes.toString()).toBe('tiered');
+    const refused = await rejection(restore('tiered', 1));
+    expect([refused.name, refused.$metadata?.httpStatusCode]).toEqual(['ObjectAlreadyInActiveTierError', 403]);
+  });
+
+  it('a restore under way can be upgraded to a faster tier (202), not to the same or a slower one (RestoreAlreadyInProgress)', async () => {
+    await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'upgrade', Body: 'sooner', StorageClass: 'GLACIER' }));
+    expect((await restore('upgrade', 3, 'Bulk')).$metadata.httpStatusCode).toBe(202);
+    expect((await rejection(restore('upgrade', 3, 'Bulk'))).name).toBe('RestoreAlreadyInProgress');
+    expect((await restore('upgrade', 3, 'Standard')).$metadata.httpStatusCode).toBe(202);
+    for (const slower of ['Standard', 'Bulk'] as const) expect((await rejection(restore('upgrade', 3, slower))).name).toBe('RestoreAlreadyInProgress');
+    clock.advance(RESTORE_DELAYS.Standard);
+    expect((await getBytes(bucket, 'upgrade')).bytes.toString()).toBe('sooner');
+    const expiry = Math.ceil((clock.ms + 3 * DAY) / DAY) * DAY;
+    expect((await t.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'upgrade' }))).Restore).toBe(`ongoing-request="false", expiry-date="${new Date(expiry).toUTCString()}"`);
   });
 
   it('lists storage classes and, when asked for, the restore status', async () => {
@@ -472,6 +515,14 @@ describe('multipart uploads', () => {
     await expectAwsError(complete('checked', uploadId, [{ PartNumber: 1, ETag: etags[0]! }]), 'NoSuchUpload');
     await expectAwsError(t.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'checked', UploadId: uploadId })), 'NoSuchUpload');
     await expectMissing(bucket, 'checked');
+  });
+
+  it('UploadPart: a part declared over 5 GiB is EntityTooLarge before a byte is read', async () => {
+    const { UploadId } = await t.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'large-part' }));
+    const path = `/${bucket}/large-part?partNumber=1&uploadId=${encodeURIComponent(UploadId!)}`;
+    const huge = await raw('PUT', path, { 'content-length': 5 * 1024 * MIB + 1, connection: 'close' });
+    expect([huge.status, huge.body]).toEqual([400, expect.stringContaining('<Code>EntityTooLarge</Code>')]);
+    await t.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'large-part', UploadId }));
   });
 
   it('ListParts and ListMultipartUploads page through what is under way', async () => {

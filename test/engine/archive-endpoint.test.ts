@@ -14,7 +14,7 @@ import { S3ArchiveStore } from '../../src/aws/s3-archive.js';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { ArchiveStore, ArchiveTarget, SnapshotWriter } from '../../src/core/ports.js';
 import type { RunningEmulator } from '../../src/emulator/index.js';
-import { archiveStatus, restoreArchive } from '../../src/engine/archive-jobs.js';
+import { archiveStatus, deleteArchive, restoreArchive } from '../../src/engine/archive-jobs.js';
 import type { ArchivePlaces } from '../../src/engine/archive-places.js';
 import { createArchive } from '../../src/engine/archive.js';
 import { backup } from '../../src/engine/backup.js';
@@ -81,6 +81,7 @@ function delegating(real: ArchiveStore, overrides: Partial<Pick<ArchiveStore, 'p
     restoreStatus: (...args) => real.restoreStatus(...args),
     inventory: (...args) => real.inventory(...args),
     deleteObject: (...args) => real.deleteObject(...args),
+    locationExists: () => real.locationExists(),
     ...overrides,
   };
 }
@@ -278,5 +279,101 @@ describe('failures the endpoint injects or refuses', () => {
     const error = await rejection(createArchive({ ...session, archives: places }, { snapshotId, to: 'glacier' }));
     expect(error.code).toBe(ErrorCodes.NOT_FOUND);
     expect(error.message).toMatch(/no-such-vault/);
+  });
+});
+
+describe('the bucket or vault is checked before anything is read', () => {
+  /** The session's places with S3 archives going to `bucket` instead. */
+  const placesWithBucket = (bucket: string): ArchivePlaces => ({ ...session.archives, store: (target) => (target === 's3' ? session.archiveStore('s3', bucket) : session.archives.store(target)) });
+
+  it('a missing bucket is NOT_FOUND before a block is read, with --create-bucket as hint; createBucket makes it and archives', async () => {
+    const image = pathFor('nobucket.img');
+    writeBlocks(image, randomBlocks([0, 3]), 4 * BLOCK_SIZE);
+    const snapshotId = await snapshotOf(image, 'nobucket');
+    const places = placesWithBucket('made-by-snapline');
+    const reads = () => requests('ListSnapshotBlocks') + requests('GetSnapshotBlock');
+    const before = reads();
+    const refused = await rejection(createArchive({ ...session, archives: places }, { snapshotId, to: 's3' }));
+    expect(refused).toMatchObject({ code: ErrorCodes.NOT_FOUND, message: 'bucket made-by-snapline does not exist' });
+    expect(refused.hint).toMatch(/--create-bucket/);
+    expect(reads()).toBe(before);
+    expect(session.index.listArchives().some((a) => a.snapshotId === snapshotId)).toBe(false);
+
+    const created = await createArchive({ ...session, archives: places }, { snapshotId, to: 's3', createBucket: true });
+    expect(created).toMatchObject({ location: 'made-by-snapline', locationCreated: true, blocks: 2 });
+    expect(await places.store('s3').locationExists()).toBe(true);
+  });
+
+  it('createBucket does not apply to a vault', async () => {
+    const image = pathFor('vaultcreate.img');
+    writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);
+    const snapshotId = await snapshotOf(image, 'vaultcreate');
+    const error = await rejection(createArchive(session, { snapshotId, to: 'glacier', createBucket: true }));
+    expect(error).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, message: expect.stringMatching(/--create-bucket applies to S3/) });
+  });
+});
+
+describe.each([
+  ['s3', 'DeleteObject'],
+  ['glacier', 'glacier:DeleteArchive'],
+] as const)('deleting an archive from %s', (target, deleteOperation) => {
+  it('refused while an incremental one builds on it; a dry run deletes nothing; then its objects and records go, and the snapshot can be archived again', async () => {
+    const image = pathFor('delete.img');
+    const volume = `delete-${target}`;
+    writeBlocks(image, randomBlocks([0, 1, 5]), 8 * BLOCK_SIZE);
+    const s1 = await snapshotOf(image, volume);
+    writeBlocks(image, randomBlocks([2]));
+    const s2 = await snapshotOf(image, volume);
+    const full = await createArchive(session, { snapshotId: s1, to: target, segmentBlocks: 2 });
+    const child = await createArchive(session, { snapshotId: s2, to: target, incremental: true });
+
+    const refused = await rejection(deleteArchive(session, { archive: full.archiveId }));
+    expect(refused).toMatchObject({ code: ErrorCodes.CONFLICT, message: `archive ${full.archiveId} cannot be deleted: ${child.archiveId} builds on it` });
+    expect(refused.hint).toContain(`\`snapline archive delete ${child.archiveId}\``);
+
+    const deletesBefore = requests(deleteOperation);
+    const dry = await deleteArchive(session, { archive: child.archiveId, dryRun: true });
+    expect(dry).toMatchObject({ dryRun: true, archiveId: child.archiveId, state: 'archived', objects: 2, uploads: 0 });
+    expect(requests(deleteOperation)).toBe(deletesBefore);
+    expect(session.index.getArchive(child.archiveId)?.state).toBe('archived');
+
+    // By its snapshot's id, as the CLI allows.
+    expect(await deleteArchive(session, { archive: s2 })).toMatchObject({ dryRun: false, archiveId: child.archiveId, objects: 2 });
+    const objects = full.segments + 1;
+    expect(await deleteArchive(session, { archive: full.archiveId })).toMatchObject({ archiveId: full.archiveId, objects });
+    expect(requests(deleteOperation) - deletesBefore).toBe(2 + objects);
+    expect(session.index.getArchive(full.archiveId)).toMatchObject({ state: 'deleted' });
+    expect(session.index.archiveObjects(full.archiveId)).toEqual([]);
+    if (target === 's3') {
+      const left = await session.archives.store('s3').inventory({ prefix: `${volume}/`, start: true });
+      expect(left).toMatchObject({ state: 'ready', objects: [] });
+    }
+    expect(await rejection(deleteArchive(session, { archive: full.archiveId }))).toMatchObject({ code: ErrorCodes.NOT_FOUND, message: expect.stringMatching(/is deleted already/) });
+
+    const again = await createArchive(session, { snapshotId: s1, to: target });
+    expect(again.archiveId).not.toBe(full.archiveId);
+  });
+});
+
+describe('deleting an unfinished archive', () => {
+  it('aborts its multipart upload under way and deletes what it stored', async () => {
+    const image = pathFor('unfinished.img');
+    writeBlocks(image, randomBlocks(Array.from({ length: 40 }, (_, i) => i)), 40 * BLOCK_SIZE);
+    const snapshotId = await snapshotOf(image, 'unfinished-archive');
+    const real: ArchiveStore = new S3ArchiveStore(clients.s3(), BUCKET, { minPartSize: 8 * MIB });
+    let parts = 0;
+    const failing = delegating(real, {
+      putPart: (...args) => (parts++ < 1 ? real.putPart(...args) : Promise.reject(new SnaplineError(ErrorCodes.INTERRUPTED, 'killed mid-upload (test)'))),
+    });
+    await rejection(createArchive({ ...session, archives: { ...session.archives, store: () => failing } }, { snapshotId, to: 's3', segmentBlocks: 20, partsInFlight: 1 }));
+    const record = session.index.listArchives().find((a) => a.snapshotId === snapshotId)!;
+    expect(record.state).toBe('uploading');
+    const stored = session.index.archiveObjects(record.archiveId).length;
+
+    const aborts = requests('AbortMultipartUpload');
+    const result = await deleteArchive(session, { archive: record.archiveId });
+    expect(result).toMatchObject({ state: 'uploading', objects: stored, uploads: 1 });
+    expect(requests('AbortMultipartUpload') - aborts).toBe(1);
+    expect(session.index.getArchive(record.archiveId)?.state).toBe('deleted');
   });
 });

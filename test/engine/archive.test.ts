@@ -167,6 +167,24 @@ describe('incremental archives', () => {
     expect((await readFile(image)).equals(imageOf(ebs.contentOf(s1), GIB - 1000))).toBe(true);
   });
 
+  it("rehydrate's progress counts the volume's blocks and reaches all of them, also from an archive that holds no block of its own", async () => {
+    const s1 = await snapshotOf(random([0, 1, 2]));
+    const s2 = await snapshotOf(random([5, 6]), { parent: s1 });
+    await createArchive(deps(), { snapshotId: s2, segmentBlocks: 4 });
+    const older = await createArchive(deps(), { snapshotId: s1, incremental: true, segmentBlocks: 4 });
+    expect(older.blocks).toBe(0);
+    await restoreAndWait(older.archiveId, 's3');
+    for (const to of [{ toFile: join(dir, 'progress.img') }, { toSnapshot: true }]) {
+      const seen: Array<{ totalBlocks: number; blocksWritten: number; blocksPassed: number }> = [];
+      await rehydrate(deps(), { archive: older.archiveId, ...to, onProgress: (p) => seen.push(p) });
+      expect(seen.length).toBeGreaterThan(0);
+      for (const p of seen) expect(p.totalBlocks).toBe(GIB / BLOCK_SIZE);
+      const done = seen.map((p) => p.blocksWritten + p.blocksPassed);
+      expect(done).toEqual([...done].sort((a, b) => a - b));
+      expect(seen.at(-1)).toMatchObject({ blocksWritten: 3, blocksPassed: GIB / BLOCK_SIZE - 3 });
+    }
+  });
+
   it('needs an earlier archive of the volume at the same place', async () => {
     const s1 = await snapshotOf(random([0]));
     const error = await rejection(createArchive(deps(), { snapshotId: s1, incremental: true }));

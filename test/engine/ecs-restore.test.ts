@@ -12,30 +12,36 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { linearAggregateOf, sha256 } from '../../src/core/checksum.js';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { ContainerTasks, LaunchOutcome, LogLine, LogReader, TaskDefinitionInfo, TaskLaunch, TaskState } from '../../src/core/ports.js';
-import { ecsRestore, ecsStatus, type EcsRestoreDeps, type EcsRestoreOptions } from '../../src/engine/ecs-restore.js';
+import { ecsRestore, ecsStatus, familyOf, type EcsRestoreDeps, type EcsRestoreOptions } from '../../src/engine/ecs-restore.js';
 import { copySnapshotShard, formatShardResult } from '../../src/engine/ecs-worker.js';
-import { ErrorCodes, isSnaplineError } from '../../src/errors.js';
+import { ErrorCodes, isSnaplineError, SnaplineError } from '../../src/errors.js';
 import type { HashPool } from '../../src/hashing/index.js';
 import { BlockIndex } from '../../src/index/index.js';
 import type { ArchivePlaces } from '../../src/engine/archive-places.js';
 import { MemoryEbs } from '../fakes/memory-ebs.js';
+import { rejection } from '../support/rejection.js';
 
 /** What the next task launched does. */
 type Behaviour = 'work' | 'wrong-result' | 'silent' | 'hang' | { exit: number };
 
 interface FakeTask {
   state: TaskState;
+  family: string;
   lines: string[];
   finish?: () => void;
 }
 
-/** ECS and CloudWatch Logs in memory: one task per launch, its log a list of lines. */
+/**
+ * ECS and CloudWatch Logs in memory: one task per launch, its log a list of
+ * lines. A client token reused with other launch parameters is refused
+ * (CONFLICT), as ECS does.
+ */
 class FakeCluster implements ContainerTasks, LogReader {
   readonly launches: TaskLaunch[] = [];
   readonly stops: Array<{ taskArn: string; reason: string }> = [];
   readonly behaviours: Behaviour[] = [];
   readonly tasks = new Map<string, FakeTask>();
-  readonly #byToken = new Map<string, string>();
+  readonly #byToken = new Map<string, { taskArn: string; launch: string }>();
   #next = 0;
 
   constructor(
@@ -49,12 +55,17 @@ class FakeCluster implements ContainerTasks, LogReader {
 
   async launch(launch: TaskLaunch): Promise<LaunchOutcome> {
     this.launches.push(launch);
-    const earlier = this.#byToken.get(launch.clientToken);
-    if (earlier !== undefined) return { task: this.tasks.get(earlier)!.state, failures: [] };
+    const { clientToken, ...parameters } = launch;
+    const earlier = this.#byToken.get(clientToken);
+    if (earlier !== undefined) {
+      if (earlier.launch !== JSON.stringify(parameters)) throw new SnaplineError(ErrorCodes.CONFLICT, `client token ${clientToken} was used with other parameters`);
+      return { task: this.tasks.get(earlier.taskArn)?.state ?? { taskArn: earlier.taskArn, lastStatus: 'STOPPED', desiredStatus: 'STOPPED', tags: {}, containers: [] }, failures: [] };
+    }
     const taskArn = `arn:aws:ecs:us-east-1:123456789012:task/${launch.cluster}/t${(this.#next += 1)}`;
-    this.#byToken.set(launch.clientToken, taskArn);
+    this.#byToken.set(clientToken, { taskArn, launch: JSON.stringify(parameters) });
     const task: FakeTask = {
       state: { taskArn, lastStatus: 'RUNNING', desiredStatus: 'RUNNING', startedBy: launch.startedBy, tags: { ...launch.tags }, containers: [{ name: 'sidecar' }, { name: 'worker' }] },
+      family: familyOf(launch.taskDefinition),
       lines: [],
     };
     this.tasks.set(taskArn, task);
@@ -75,8 +86,15 @@ class FakeCluster implements ContainerTasks, LogReader {
     });
   }
 
-  async list(_cluster: string, startedBy: string, desiredStatus: 'RUNNING' | 'STOPPED'): Promise<string[]> {
-    return [...this.tasks.values()].filter((t) => t.state.startedBy === startedBy && t.state.desiredStatus === desiredStatus).map((t) => t.state.taskArn);
+  async list(_cluster: string, filter: { desiredStatus: 'RUNNING' | 'STOPPED'; family?: string }): Promise<string[]> {
+    return [...this.tasks.values()]
+      .filter((t) => t.state.desiredStatus === filter.desiredStatus && (filter.family === undefined || t.family === filter.family))
+      .map((t) => t.state.taskArn);
+  }
+
+  /** ECS no longer lists or describes a task (it keeps stopped ones for about an hour); its client token stays spent. */
+  forget(taskArn: string): void {
+    this.tasks.delete(taskArn);
   }
 
   async stop(_cluster: string, taskArn: string, reason: string): Promise<void> {
@@ -270,6 +288,65 @@ describe('ecsRestore with a fake cluster', () => {
     expect(cluster.stops).toEqual([{ taskArn: ghost, reason: 'snapline: attempt 2 of shard 0 replaces this task' }]);
     expect(cluster.launches).toHaveLength(3);
     expectCopied(report.snapshotId!);
+  });
+
+  it('reattach finds a task that stopped while no driver watched (listing stopped tasks of the family, matching startedBy): its shard runs nothing again; tasks of another job are left alone', async () => {
+    const d = deps();
+    cluster.behaviours.push({ exit: 1 });
+    const failed = await ecsRestore(d, options({ shards: 1, retries: 0 }));
+    const launch = cluster.launches[0]!;
+    // Attempt 2 started by a driver that died before recording it; it ran to the end while no driver watched.
+    index.updateEcsShard(failed.jobId, 0, { state: 'waiting', attempt: 2, launch: 0 });
+    const arn = await cluster.launchAs({ ...launch, clientToken: 'answer-lost', tags: { ...launch.tags, 'snapline:attempt': '2' } }, 'work');
+    // Another job's task of the same family, tagged as a later attempt of shard 0: not this job's.
+    await cluster.launchAs({ ...launch, clientToken: 'other-job', startedBy: 'snapline-j-other', tags: { ...launch.tags, 'snapline:attempt': '7' } }, { exit: 1 });
+    while ([...cluster.tasks.values()].some((t) => t.state.lastStatus !== 'STOPPED')) await new Promise((resolve) => setTimeout(resolve, 2));
+    const report = await ecsRestore(d, options());
+    expect(report.state).toBe('completed');
+    expect(report.shards.map((s) => [s.attempts, s.taskArn])).toEqual([[2, arn]]);
+    expect(cluster.launches).toHaveLength(3);
+    expectCopied(report.snapshotId!);
+  });
+
+  it('a job keeps its cluster and task definition; a client token refused as used with other parameters (the settings changed, its task forgotten) moves on to a new token', async () => {
+    const d = deps();
+    cluster.behaviours.push('hang');
+    const detached = await ecsRestore(d, options({ shards: 1, detach: true }));
+    const [arn] = [...cluster.tasks.keys()];
+    await cluster.stop('restores', arn!, 'test');
+    cluster.forget(arn!);
+    d.settings = { ...d.settings, cluster: 'elsewhere', launchType: 'EC2' };
+    const report = await ecsRestore(d, options());
+    expect(report.state).toBe('completed');
+    const token = (n: number) => `${detached.jobId}-0-1-${n}`;
+    expect(cluster.launches.map((l) => [l.clientToken, l.cluster, l.taskDefinition])).toEqual([
+      [token(0), 'restores', 'snapline-worker'],
+      [token(0), 'restores', 'snapline-worker'],
+      [token(1), 'restores', 'snapline-worker'],
+    ]);
+    expect(notes.join('\n')).toContain(`job ${detached.jobId} keeps its cluster restores and task definition snapline-worker`);
+    expect(notes.join('\n')).toContain(`client token ${token(0)} was used with other RunTask parameters`);
+    expectCopied(report.snapshotId!);
+  });
+
+  it('a definition in network mode awsvpc without subnets in the connection, or subnets for another mode, is refused before anything starts', async () => {
+    const d = deps({ ...WITH_LOGS, networkMode: 'awsvpc' });
+    const missing = await rejection(ecsRestore(d, options()));
+    expect([missing.code, missing.message, missing.hint]).toEqual([
+      ErrorCodes.INVALID_ARGUMENT,
+      'task definition arn:td/snapline-worker:1 uses network mode awsvpc: ECS runs it only with subnets, and the connection names none',
+      'set ecs.subnets (and ecs.security_groups) of the connection',
+    ]);
+    expect([index.listEcsJobs(), cluster.launches]).toEqual([[], []]);
+    d.settings = { ...d.settings, network: { subnets: ['subnet-1'] } };
+    expect((await ecsRestore(d, options())).state).toBe('completed');
+    const bridge = deps();
+    bridge.settings = { ...bridge.settings, network: { subnets: ['subnet-1'] } };
+    expect((await rejection(ecsRestore(bridge, options({ volume: 'db-bridge' })))).message).toMatch(/uses network mode bridge: ECS takes subnets only for network mode awsvpc/);
+  });
+
+  it('familyOf: the family of a task definition given as family, family:revision or ARN', () => {
+    expect(['snapline-worker', 'snapline-worker:3', 'arn:aws:ecs:us-east-1:123456789012:task-definition/snapline-worker:3'].map(familyOf)).toEqual(Array(3).fill('snapline-worker'));
   });
 
   it('cancelling stops the running tasks with a reason', async () => {

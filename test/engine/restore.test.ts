@@ -4,6 +4,7 @@
  * adapters (openSession), a SQLite index in a temp dir, the real hash pool and
  * slabs, real files, and loop devices where this machine allows them.
  */
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,9 +19,9 @@ import { backup } from '../../src/engine/backup.js';
 import { diff } from '../../src/engine/diff.js';
 import { prune } from '../../src/engine/prune.js';
 import { rebuildIndex } from '../../src/engine/rebuild.js';
-import { restore } from '../../src/engine/restore.js';
+import { restore, type RestoreOptions, type RestoreProgress } from '../../src/engine/restore.js';
 import { listSnapshots } from '../../src/engine/snapshots.js';
-import { verify } from '../../src/engine/verify.js';
+import { verify, type VerifyProgress } from '../../src/engine/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import type { Session } from '../../src/session.js';
 import { mountPointOf, openTarget } from '../../src/target/index.js';
@@ -172,6 +173,31 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
     }
   });
 
+  it('incrementally onto a device: the device is hashed up to the volume size, only the blocks that differ are fetched, nothing past it touched', async () => {
+    const image = pathFor('device-rolling.img');
+    const size = 6 * BLOCK_SIZE + 1000;
+    writeBlocks(image, randomBlocks([0, 1, 2, 3]), size);
+    const first = await snapshotOf(image, 'device-rolling');
+    writeBlocks(image, randomBlocks([2, 6]));
+    const second = await snapshotOf(image, 'device-rolling');
+
+    const backing = pathFor('device-rolling-backing.img');
+    await writeFile(backing, Buffer.alloc(8 * BLOCK_SIZE, 0xa5));
+    const loop = attachLoop(backing);
+    try {
+      await restore(session, { snapshotId: first, target: loop.device });
+      const before = getSnapshotBlockRequests();
+      const result = await restore(session, { snapshotId: second, target: loop.device, incremental: true });
+      expect(result).toMatchObject({ incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 7, blocksDiffering: 2 }, blocksFetched: 2 });
+      expect(getSnapshotBlockRequests() - before).toBe(2);
+      const device = await readFile(loop.device);
+      expect(device.subarray(0, size).equals(await readFile(image)), 'device holds the image').toBe(true);
+      expect(device.subarray(size).every((byte) => byte === 0xa5), 'bytes past the volume untouched').toBe(true);
+    } finally {
+      loop.detach();
+    }
+  });
+
   it('refuses a device smaller than the snapshot, naming both sizes', async () => {
     const image = pathFor('too-big.img');
     writeBlocks(image, randomBlocks([0, 5]), 6 * BLOCK_SIZE);
@@ -188,6 +214,47 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
       expect((await readFile(loop.device)).every((byte) => byte === 0x11), 'device untouched').toBe(true);
     } finally {
       loop.detach();
+    }
+  });
+
+  it('refuses a device that holds a file system or a partition table without --force, naming what it found; --force overwrites it', async (ctx) => {
+    const image = pathFor('over-fs.img');
+    writeBlocks(image, randomBlocks([0, 1, 2]), 4 * BLOCK_SIZE);
+    const snapshotId = await snapshotOf(image, 'over-fs');
+
+    const gptBacking = pathFor('gpt-backing.img');
+    const gpt = Buffer.alloc(8 * BLOCK_SIZE);
+    gpt.set([0x55, 0xaa], 510);
+    gpt.write('EFI PART', 512, 'latin1');
+    await writeFile(gptBacking, gpt);
+    const fsBacking = pathFor('ext4-backing.img');
+    await writeFile(fsBacking, Buffer.alloc(8 * BLOCK_SIZE));
+    try {
+      runTool('mkfs.ext4', ['-q', '-F', fsBacking]);
+    } catch (err) {
+      ctx.skip(`cannot make an ext4 file system here: ${(err as Error).message.split('\n')[0]}`);
+    }
+
+    for (const [backing, found] of [
+      [gptBacking, 'a GPT partition table ("EFI PART" at byte 512)'],
+      [fsBacking, 'an ext2/3/4 file system (magic 0xEF53 at byte 1080)'],
+    ] as const) {
+      const before = await readFile(backing);
+      const loop = attachLoop(backing);
+      try {
+        const record = session.index.getTarget(loop.device);
+        const err = await rejection(restore(session, { snapshotId, target: loop.device }));
+        expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+        expect(err.message).toBe(`${loop.device} holds ${found}`);
+        expect(err.hint).toContain('--force');
+        expect((await readFile(loop.device)).equals(before), 'device untouched').toBe(true);
+        expect(session.index.getTarget(loop.device), 'index unchanged').toEqual(record);
+
+        await restore(session, { snapshotId, target: loop.device, force: true });
+        expect((await readFile(loop.device)).subarray(0, 4 * BLOCK_SIZE).equals(await readFile(image))).toBe(true);
+      } finally {
+        loop.detach();
+      }
     }
   });
 
@@ -277,8 +344,15 @@ describe('incremental restore', () => {
 
     const before = getSnapshotBlockRequests();
     const result = await restore(session, { snapshotId: snapB, target, incremental: true });
-    expect(getSnapshotBlockRequests() - before).toBe(4);
-    expect(result).toMatchObject({ incrementalFrom: snapA, blocksListed: 4, blocksFetched: 4, blocksZeroed: 0 });
+    // The target is hashed against B's digests: 2, 3 and 11 are fetched; 5, zeros in B, is zeroed without a fetch.
+    expect(getSnapshotBlockRequests() - before).toBe(3);
+    expect(result).toMatchObject({
+      incrementalFrom: snapA,
+      incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 16, blocksDiffering: 4 },
+      blocksListed: 3,
+      blocksFetched: 3,
+      blocksZeroed: 1,
+    });
     await expectSameBytes(target, imageB);
     expect(session.index.getTarget(target)).toMatchObject({ snapshotId: snapB, state: 'complete' });
   });
@@ -290,6 +364,88 @@ describe('incremental restore', () => {
     expect(result).toMatchObject({ incrementalFrom: snapB, blocksFetched: 3, blocksZeroed: 1 });
     expect(getSnapshotBlockRequests() - before).toBe(3);
     await expectSameBytes(target, imageA);
+  });
+
+  /** Writes `bytes` at byte `offset` of `path`. */
+  async function scribble(path: string, offset: number, bytes = Buffer.from('8 bytes!')): Promise<void> {
+    const file = await open(path, 'r+');
+    try {
+      await file.write(bytes, 0, bytes.byteLength, offset);
+    } finally {
+      await file.close();
+    }
+  }
+
+  it('a target written to since its last restore: hashing finds the 8 bytes and the restore puts the snapshot back', async () => {
+    const changed = pathFor('changed-since.img');
+    await restore(session, { snapshotId: snapA, target: changed });
+
+    // The same snapshot again: only the block written to is fetched.
+    await scribble(changed, 6 * BLOCK_SIZE + 100);
+    const same = await restore(session, { snapshotId: snapA, target: changed, incremental: true });
+    expect(same).toMatchObject({ incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 16, blocksDiffering: 1 }, blocksFetched: 1, blocksZeroed: 0 });
+    await expectSameBytes(changed, imageA);
+
+    // B onto it after writes to block 6 (data in A and B) and block 13 (zeros in both).
+    await scribble(changed, 6 * BLOCK_SIZE + 100);
+    await scribble(changed, 13 * BLOCK_SIZE + 7);
+    const before = getSnapshotBlockRequests();
+    const result = await restore(session, { snapshotId: snapB, target: changed, incremental: true });
+    // 2, 3, 11 and 6 fetched; 5 (zeros in B) and 13 zeroed.
+    expect(result).toMatchObject({ incremental: { blocksHashed: 16, blocksDiffering: 6 }, blocksFetched: 4, blocksZeroed: 2 });
+    expect(getSnapshotBlockRequests() - before).toBe(4);
+    await expectSameBytes(changed, imageB);
+    expect(session.index.getTarget(changed)).toMatchObject({ snapshotId: snapB, state: 'complete' });
+  });
+
+  it('--trust-index takes the index at its word: the blocks ListChangedBlocks gives, the target not read (a change made since stays)', async () => {
+    const trusted = pathFor('trusted.img');
+    await restore(session, { snapshotId: snapA, target: trusted });
+    await scribble(trusted, 6 * BLOCK_SIZE + 100);
+    const result = await restore(session, { snapshotId: snapB, target: trusted, incremental: true, trustIndex: true });
+    expect(result).toMatchObject({
+      incrementalFrom: snapA,
+      incremental: { method: 'trusted', digestsFrom: null, blocksHashed: 0, blocksDiffering: 4 },
+      blocksFetched: 4,
+    });
+    expect(await verify(session, { source: trusted, snapshotId: snapB })).toMatchObject({ equal: false, differingRanges: [{ first: 6, last: 6 }] });
+  });
+
+  it('a snapshot the index does not map: every block it lists is fetched, the blocks it lacks are compared with zeros', async () => {
+    await withFreshIndex(async (fresh) => {
+      const elsewhere = pathFor('unmapped.img');
+      await restore(fresh, { snapshotId: snapA, target: elsewhere });
+      await scribble(elsewhere, 13 * BLOCK_SIZE + 7);
+      const result = await restore(fresh, { snapshotId: snapB, target: elsewhere, incremental: true });
+      // B lists 0-9 (5 written as zeros) and 11; 13, which it lacks, held data and is zeroed.
+      expect(result).toMatchObject({
+        incremental: { method: 'hashed', digestsFrom: 'none', blocksHashed: 16, blocksDiffering: 1 },
+        blocksListed: 11,
+        blocksFetched: 11,
+        blocksZeroed: 1,
+      });
+      await expectSameBytes(elsewhere, imageB);
+    });
+  });
+
+  it('progress counts the blocks of the volume dealt with, and reaches all of them (full, hashed and trusted)', async () => {
+    const runs: RestoreProgress[][] = [];
+    const watched = (options: Omit<RestoreOptions, 'onProgress'>) => {
+      const seen: RestoreProgress[] = [];
+      runs.push(seen);
+      return restore(session, { ...options, onProgress: (p) => seen.push(p) });
+    };
+    const t = pathFor('progress.img');
+    await watched({ snapshotId: snapA, target: t });
+    await watched({ snapshotId: snapB, target: t, incremental: true });
+    await watched({ snapshotId: snapA, target: t, incremental: true, trustIndex: true });
+    for (const seen of runs) {
+      expect(seen.at(-1)).toMatchObject({ totalBytes: size, totalBlocks: 16, blocksDone: 16 });
+      const done = seen.map((p) => p.blocksDone);
+      expect(done).toEqual([...done].sort((a, b) => a - b));
+    }
+    expect(runs[1]!.at(-1)).toMatchObject({ blocksHashed: 16, blocksDiffering: 4, blocksFetched: 3 });
+    await expectSameBytes(t, imageA);
   });
 
   it('refused when the index has no record of the target', async () => {
@@ -311,7 +467,7 @@ describe('incremental restore', () => {
     expect(err.message).toBe(`${gone} does not exist: there is nothing to restore onto incrementally`);
   });
 
-  it('refused clearly when the snapshot the target holds has been deleted', async () => {
+  it('onto a target whose snapshot has been deleted: hashed, it works; trusting the index, it is refused clearly', async () => {
     const image = pathFor('short-lived.img');
     writeBlocks(image, randomBlocks([0, 1]), 4 * BLOCK_SIZE);
     const first = await snapshotOf(image, 'short-lived');
@@ -320,11 +476,15 @@ describe('incremental restore', () => {
     const held = pathFor('held.img');
     await restore(session, { snapshotId: first, target: held });
     await session.catalog.deleteSnapshot(first);
-    const err = await rejection(restore(session, { snapshotId: second, target: held, incremental: true }));
+    const err = await rejection(restore(session, { snapshotId: second, target: held, incremental: true, trustIndex: true }));
     expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
-    expect(err.message).toBe(`cannot restore incrementally onto ${held}: the snapshot it holds, ${first}, no longer exists`);
-    expect(err.hint).toContain('restore in full');
+    expect(err.message).toBe(`cannot restore incrementally onto ${held} trusting the index: the snapshot it holds, ${first}, no longer exists`);
+    expect(err.hint).toContain('leave out --trust-index');
     expect(session.index.getTarget(held)).toMatchObject({ snapshotId: first, state: 'complete' });
+
+    const hashed = await restore(session, { snapshotId: second, target: held, incremental: true });
+    expect(hashed).toMatchObject({ incrementalFrom: first, incremental: { method: 'hashed', blocksDiffering: 1 }, blocksFetched: 1 });
+    await expectSameBytes(held, image);
   });
 
   it('an interrupted restore leaves the target marked incomplete, and --incremental is then refused', async () => {
@@ -455,6 +615,17 @@ describe('expired block tokens', () => {
       await expectSameBytes(target, image);
       expect(incremental).toMatchObject({ incrementalFrom: first, blocksFetched: 2 });
       expect(stats().GetSnapshotBlock).toMatchObject({ requests: 4, errors: 2 });
+      // One listing for the tokens of the blocks that differ, one more for each refused token.
+      expect(stats().ListSnapshotBlocks!.requests).toBe(1 + 2);
+
+      writeBlocks(image, randomBlocks([2, 5]));
+      const third = await snapshotOf(image, 'expiring', own);
+      listed = false;
+      clocked.resetStats();
+      const trusted = await restore({ ...own, reader }, { snapshotId: third, target, incremental: true, trustIndex: true });
+      await expectSameBytes(target, image);
+      expect(trusted).toMatchObject({ incrementalFrom: second, blocksFetched: 2 });
+      expect(stats().GetSnapshotBlock).toMatchObject({ requests: 4, errors: 2 });
       expect(stats().ListChangedBlocks!.requests).toBe(1 + 2);
     } finally {
       await own.close();
@@ -479,6 +650,14 @@ describe('restore refuses bad input clearly', () => {
     const err = await rejection(restore(session, { snapshotId: 'snap-0123456789abcdef0', target: pathFor('unknown.img') }));
     expect(err.code).toBe(ErrorCodes.NOT_FOUND);
     expect(err.message).toContain('snap-0123456789abcdef0 does not exist');
+  });
+
+  it('--trust-index without --incremental, before anything is opened', async () => {
+    const target = pathFor('trust-alone.img');
+    const err = await rejection(restore(session, { snapshotId, target, trustIndex: true }));
+    expect(err.code).toBe(ErrorCodes.INVALID_ARGUMENT);
+    expect(err.message).toContain('--trust-index goes with --incremental');
+    expect(existsSync(target)).toBe(false);
   });
 
   it('a directory', async () => {
@@ -591,6 +770,90 @@ describe('verify', () => {
         { first: 8, last: 8 },
       ],
     });
+  });
+
+  it('--remote reads every block of the snapshot and checks it against its checksum, the index and the source (when given)', async () => {
+    const progress: VerifyProgress[] = [];
+    const before = getSnapshotBlockRequests();
+    const withSource = await verify(session, { source: image, snapshotId, remote: true, onProgress: (p) => progress.push(p) });
+    expect(getSnapshotBlockRequests() - before).toBe(7);
+    expect(withSource).toMatchObject({
+      kind: 'remote',
+      expectedFrom: 'snapshot',
+      equal: true,
+      blocksRead: 7,
+      blocksCompared: 11,
+      indexChecked: true,
+      indexMismatches: 0,
+      differingRanges: [],
+    });
+    expect(progress.at(-1)).toEqual({ totalBlocks: 11, blocksDone: 11, blocksRead: 7 });
+
+    const alone = await verify(session, { snapshotId, remote: true });
+    expect(alone).toMatchObject({ kind: 'remote', source: null, sourceBytes: null, equal: true, blocksRead: 7, blocksCompared: 0, indexChecked: true });
+
+    const different = await verify(session, { source: changed, snapshotId, remote: true });
+    expect(different).toMatchObject({
+      equal: false,
+      indexMismatches: 0,
+      differingRanges: [
+        { first: 3, last: 3 },
+        { first: 8, last: 8 },
+      ],
+    });
+
+    // Without --remote the index answers and the snapshot is not read.
+    const reads = getSnapshotBlockRequests();
+    expect(await verify(session, { source: image, snapshotId })).toMatchObject({ kind: 'index', equal: true, blocksRead: 0, indexChecked: false });
+    expect(getSnapshotBlockRequests()).toBe(reads);
+  });
+
+  it("a snapshot served with other bytes than the index recorded: the index's digests cannot see it, --remote names the block", async () => {
+    const otherImage = pathFor('verify-other.img');
+    writeBlocks(otherImage, randomBlocks([3]), 4 * BLOCK_SIZE);
+    const other = await snapshotOf(otherImage, 'verify-other');
+    let otherToken = '';
+    for await (const page of session.reader.listBlocks(other)) otherToken = page.blocks.find((b) => b.index === 3)?.token ?? otherToken;
+    // Block 3 is answered with the other snapshot's block 3, its checksum and all.
+    const swapping: SnapshotReader = {
+      listBlocks: (id, options) => session.reader.listBlocks(id, options),
+      listChangedBlocks: (first, second, options) => session.reader.listChangedBlocks(first, second, options),
+      getBlock: (id, index, token) => (id === snapshotId && index === 3 ? session.reader.getBlock(other, 3, otherToken) : session.reader.getBlock(id, index, token)),
+    };
+    const deps = { ...session, reader: swapping };
+    expect(await verify(deps, { source: image, snapshotId })).toMatchObject({ kind: 'index', equal: true });
+    expect(await verify(deps, { source: image, snapshotId, remote: true })).toMatchObject({
+      kind: 'remote',
+      equal: false,
+      indexMismatches: 1,
+      indexMismatchRanges: [{ first: 3, last: 3 }],
+      differingRanges: [{ first: 3, last: 3 }],
+    });
+    expect(await verify(deps, { snapshotId, remote: true })).toMatchObject({ equal: false, indexMismatchRanges: [{ first: 3, last: 3 }] });
+  });
+
+  it('--remote: a block that fails its checksum on every read fails the verify naming it, where the index said equal', async () => {
+    emulator.setFaults({ corruptRate: 1 });
+    const clients = new AwsClients(session.connection.settings, { concurrency: 8 });
+    try {
+      const reader = resilientReader(verifiedReader(new EbsSnapshotStore(clients.ebs())), {
+        limiter: new AdaptiveLimiter(8),
+        policy: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+      });
+      expect(await verify({ ...session, reader }, { source: image, snapshotId })).toMatchObject({ kind: 'index', equal: true });
+      const err = await rejection(verify({ ...session, reader }, { source: image, snapshotId, remote: true }));
+      expect(err.code).toBe(ErrorCodes.CHECKSUM_MISMATCH);
+      expect(err.message).toMatch(new RegExp(`block \\d+ of ${snapshotId} does not match its checksum`));
+    } finally {
+      clients.destroy();
+      emulator.setFaults({});
+    }
+  });
+
+  it('without a source and without --remote: refused, naming both ways', async () => {
+    const err = await rejection(verify(session, { snapshotId }));
+    expect(err.code).toBe(ErrorCodes.INVALID_ARGUMENT);
+    expect(err.message).toContain('--remote');
   });
 
   it('a source of another size is not equal even when its blocks match, with or without the index', async () => {

@@ -22,8 +22,11 @@ import { awsFailure } from './memory-ebs.js';
  * read through Succeeded retrieval jobs; Glacier checks tree hashes of parts
  * and archives and sends the tree hash of megabyte-aligned ranges; parts are
  * numbered and listed; uploads can vanish. Restores and jobs finish when the
- * test says so (finishRestores), or fail (failRestores). Failures can be
- * injected per call; corruptReads flips a byte of what getRange returns.
+ * test says so (finishRestores), or fail (failRestores); restored copies
+ * and job outputs say when they expire; a vault's inventory job lists the
+ * archives as they were when it began, and none is started without `start`.
+ * Failures can be injected per call; corruptReads flips a byte of what
+ * getRange returns.
  */
 export type ArchiveOperation =
   | 'putObject'
@@ -36,7 +39,9 @@ export type ArchiveOperation =
   | 'requestRestore'
   | 'restoreStatus'
   | 'inventory'
-  | 'deleteObject';
+  | 'deleteObject'
+  | 'locationExists'
+  | 'createLocation';
 
 interface StoredEntry {
   name: string;
@@ -45,6 +50,10 @@ interface StoredEntry {
   /** 'none' until a restore is asked; S3 copies and Glacier jobs alike. */
   restore: 'none' | 'ongoing' | 'done' | 'failed';
   job?: string;
+  /** Days the restored S3 copy is kept, as asked. */
+  days?: number;
+  /** When the restored copy or the job's output goes away. */
+  expiresAt?: Date;
   createdAt: Date;
 }
 
@@ -57,6 +66,7 @@ interface Upload {
 
 const MIB = 1024 * 1024;
 const ARCHIVED = new Set(['GLACIER', 'DEEP_ARCHIVE']);
+const DAY = 86_400_000;
 
 export class MemoryArchiveStore implements ArchiveStore {
   readonly target: ArchiveTarget;
@@ -64,14 +74,20 @@ export class MemoryArchiveStore implements ArchiveStore {
   readonly objects = new Map<string, StoredEntry>();
   readonly uploads = new Map<string, Upload>();
   readonly calls = new Map<ArchiveOperation, number>();
+  /** False for a bucket or vault that does not exist (createLocation makes it, S3 only). */
+  exists = true;
   /** Flip one byte of every ranged read of the objects whose name this accepts. */
   corruptReads: ((name: string) => boolean) | undefined;
   readonly #minPartSize: number;
   readonly #failures: Array<{ operation: ArchiveOperation; error: SnaplineError; times: number; after: number }> = [];
-  #inventoryJob: 'none' | 'ongoing' | 'done' = 'none';
+  /** A vault's inventory job: the archives as they were when it began. */
+  #inventoryJob: { state: 'ongoing' | 'done'; objects: ListedObject[] } | undefined;
+  /** An S3-like store's only, as the port says. */
+  readonly createLocation: (() => Promise<void>) | undefined;
 
   constructor(options: { target: ArchiveTarget; location?: string; minPartSize?: number }) {
     this.target = options.target;
+    this.createLocation = this.target === 's3' ? () => this.#createLocation() : undefined;
     this.location = options.location ?? (options.target === 's3' ? 'bucket' : 'vault');
     this.#minPartSize = options.minPartSize ?? MIB;
   }
@@ -83,8 +99,14 @@ export class MemoryArchiveStore implements ArchiveStore {
 
   /** Every restore asked for finishes (S3 copies available, Glacier jobs Succeeded); so does an inventory job. */
   finishRestores(): void {
-    for (const entry of this.objects.values()) if (entry.restore === 'ongoing') entry.restore = 'done';
-    if (this.#inventoryJob === 'ongoing') this.#inventoryJob = 'done';
+    const now = Date.now();
+    for (const entry of this.objects.values()) {
+      if (entry.restore !== 'ongoing') continue;
+      entry.restore = 'done';
+      // An S3 copy is kept for the days asked; a Glacier job's output at least 24 hours.
+      entry.expiresAt = new Date(now + (this.target === 's3' ? (entry.days ?? 1) : 1) * DAY);
+    }
+    if (this.#inventoryJob !== undefined) this.#inventoryJob.state = 'done';
   }
 
   /** Every restore asked for fails (Glacier job Failed). */
@@ -172,12 +194,16 @@ export class MemoryArchiveStore implements ArchiveStore {
     return { data, ...(rangeHash === undefined ? {} : { treeHash: rangeHash }) };
   }
 
-  async requestRestore(ref: string, _options: { tier: RetrievalTier; days: number }): Promise<RestoreStatus> {
+  async requestRestore(ref: string, options: { tier: RetrievalTier; days: number }): Promise<RestoreStatus> {
     this.#enter('requestRestore');
     const entry = this.#object(ref);
     if (this.target === 's3' && !ARCHIVED.has(entry.storageClass)) return { state: 'available' };
-    if (this.target === 's3' && entry.restore === 'done') return { state: 'available' };
+    if (this.target === 's3' && entry.restore === 'done') {
+      entry.expiresAt = new Date(Date.now() + options.days * DAY);
+      return { state: 'available', expiresAt: entry.expiresAt };
+    }
     entry.restore = 'ongoing';
+    entry.days = options.days;
     if (this.target === 'glacier') entry.job = randomBytes(6).toString('hex');
     return { state: 'in-progress', ...(entry.job ? { job: entry.job } : {}) };
   }
@@ -188,7 +214,12 @@ export class MemoryArchiveStore implements ArchiveStore {
     if (this.target === 's3' && !ARCHIVED.has(entry.storageClass)) return { state: 'available' };
     if (this.target === 'glacier' && job !== undefined && job !== entry.job) return { state: 'archived' };
     const state = ({ none: 'archived', ongoing: 'in-progress', done: 'available', failed: 'failed' } as const)[entry.restore];
-    return { state, ...(entry.job ? { job: entry.job } : {}), ...(state === 'failed' ? { message: 'the retrieval job failed (injected)' } : {}) };
+    return {
+      state,
+      ...(entry.job ? { job: entry.job } : {}),
+      ...(state === 'available' && entry.expiresAt ? { expiresAt: entry.expiresAt } : {}),
+      ...(state === 'failed' ? { message: 'the retrieval job failed (injected)' } : {}),
+    };
   }
 
   async inventory(options: { prefix?: string; start: boolean }): Promise<Inventory> {
@@ -196,14 +227,27 @@ export class MemoryArchiveStore implements ArchiveStore {
     const listed = (): ListedObject[] =>
       [...this.objects].map(([ref, entry]) => ({ ref, name: entry.name, sizeBytes: entry.data.byteLength, createdAt: entry.createdAt, storageClass: entry.storageClass }));
     if (this.target === 's3') return { state: 'ready', objects: listed().filter((o) => o.name.startsWith(options.prefix ?? '')) };
-    if (this.#inventoryJob === 'done') return { state: 'ready', objects: listed() };
-    if (this.#inventoryJob === 'none' && options.start) this.#inventoryJob = 'ongoing';
+    if (this.#inventoryJob?.state === 'done') return { state: 'ready', objects: this.#inventoryJob.objects };
+    if (this.#inventoryJob === undefined) {
+      if (!options.start) throw new SnaplineError(ErrorCodes.NOT_FOUND, `vault ${this.location} has no inventory job`);
+      this.#inventoryJob = { state: 'ongoing', objects: listed() };
+    }
     return { state: 'in-progress', job: 'inventory-job' };
   }
 
   async deleteObject(ref: string): Promise<void> {
     this.#enter('deleteObject');
     this.objects.delete(ref);
+  }
+
+  async locationExists(): Promise<boolean> {
+    this.#enter('locationExists');
+    return this.exists;
+  }
+
+  async #createLocation(): Promise<void> {
+    this.#enter('createLocation');
+    this.exists = true;
   }
 
   #class(options: ObjectOptions): string {

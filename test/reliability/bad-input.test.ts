@@ -198,7 +198,8 @@ describe.concurrent('the index file', () => {
     const before = starts();
     const refused = await cli(['backup', image, '--volume', 'base'], { index });
     expectRefused(expect, refused, ExitCodes.INTEGRITY, /is damaged: the block map of snap-\w+ does not match its checksum/);
-    expect(refused.stderr).toMatch(/hint: run `snapline index check`/);
+    // The hint's command carries the run's global options, --index among them.
+    expect(refused.stderr).toContain(`hint: run \`snapline --connection local --endpoint-url ${emulator.url} --index ${index} index check\``);
     expect(starts()).toBe(before);
     expectRefused(expect, await cli(['verify', image, snapB], { index }), ExitCodes.INTEGRITY, /does not match its checksum/);
     expectRefused(expect, await cli(['index', 'check'], { index }), ExitCodes.INTEGRITY, /does not match its checksum \(altered rows\)/);
@@ -303,6 +304,12 @@ describe.concurrent('restore targets', () => {
   it('--concurrency 0: exit 2 naming the flag', async ({ expect }) => {
     expectRefused(expect, await cli(['restore', snapB, join(work, 'c0.img'), '--concurrency', '0']), ExitCodes.USAGE, /--concurrency must be a whole number from 1 to 1024/);
   });
+
+  it('--trust-index without --incremental: exit 2 naming both flags, no target created', async ({ expect }) => {
+    const target = join(work, 'trust-alone.img');
+    expectRefused(expect, await cli(['restore', snapB, target, '--trust-index']), ExitCodes.USAGE, /--trust-index goes with --incremental/);
+    expect(existsSync(target)).toBe(false);
+  });
 });
 
 describe.concurrent('snapshots that cannot be used', () => {
@@ -310,6 +317,8 @@ describe.concurrent('snapshots that cannot be used', () => {
     expectRefused(expect, await cli(['verify', image, 'snap-0123456789abcdef0']), ExitCodes.REMOTE, /snapshot snap-0123456789abcdef0 does not exist/);
     expectRefused(expect, await cli(['verify', image, pending]), ExitCodes.REMOTE, new RegExp(`snapshot ${pending} is pending; only a completed snapshot can be read`));
     expectRefused(expect, await cli(['verify', join(work, 'nope.img'), snapB]), ExitCodes.USAGE, /source .*nope\.img does not exist/);
+    expectRefused(expect, await cli(['verify', snapB]), ExitCodes.USAGE, /verify needs a source and a snapshot id \(with --remote, the snapshot id alone reads and checks the snapshot\)/);
+    expectRefused(expect, await cli(['verify', '--remote', 'snap-0123456789abcdef0']), ExitCodes.REMOTE, /snapshot snap-0123456789abcdef0 does not exist/);
   });
 
   it('diff: snapshots of unrelated lineages, an unknown snapshot: exit 3', async ({ expect }) => {
@@ -355,7 +364,7 @@ describe('a block device mounted read-write (a loop device over an ext4 image)',
       expect({ code: run.code, stderr: run.stderr }).toMatchObject({ code: 0 });
       expect(run.stderr).toContain(`snapline: warning: ${device} is mounted read-write (on ${mountPoint}): the copy is only crash-consistent`);
       expect(run.stderr).toContain(`fsfreeze --freeze ${mountPoint}`);
-      expect(JSON.parse(run.stdout)).toMatchObject({ volume: 'live', sourceBytes: 16 * 1024 * 1024 });
+      expect(JSON.parse(run.stdout)).toMatchObject({ backups: [{ volume: 'live', sourceBytes: 16 * 1024 * 1024 }] });
 
       const refused = await cli(['restore', snapB, device!]);
       expectRefused(expect, refused, ExitCodes.USAGE, new RegExp(`${device} is mounted \\(on ${mountPoint}\\); unmount it before restoring onto it`));
@@ -419,7 +428,7 @@ describe('SIGINT and SIGTERM in the middle of the long commands (exit 130, nothi
         cwd: work,
       });
       expect({ code: resumed.code, stderr: resumed.stderr }).toMatchObject({ code: 0 });
-      expect(JSON.parse(resumed.stdout)).toMatchObject({ snapshotId: pendingId, resumed: true });
+      expect(JSON.parse(resumed.stdout)).toMatchObject({ backups: [{ snapshotId: pendingId, resumed: true }] });
     } finally {
       slow.setFaults({ latencyMs: 250 });
     }

@@ -77,7 +77,7 @@ describe.sequential('concurrent runs', () => {
       emulator.setFaults({});
     }
     const stderr = results.map((r) => r.stderr).join('\n');
-    const succeeded = results.filter((r) => r.code === 0).map((r) => JSON.parse(r.stdout) as { snapshotId: string; parentSnapshotId: string | null });
+    const succeeded = results.filter((r) => r.code === 0).map((r) => (JSON.parse(r.stdout) as { backups: Array<{ snapshotId: string; parentSnapshotId: string | null }> }).backups[0]!);
     const tagged = await sdk.ec2.send(new DescribeSnapshotsCommand({ Filters: [{ Name: `tag:${VOLUME_TAG}`, Values: ['twins.img'] }] }));
     const inAws = (tagged.Snapshots ?? []).map((s) => s.SnapshotId).sort();
     if (succeeded.length === 1) {
@@ -121,7 +121,7 @@ describe.sequential('concurrent runs', () => {
     } finally {
       const finished = await release(held);
       expect({ code: finished.code, stderr: finished.stderr }).toMatchObject({ code: 0 });
-      expect(JSON.parse(finished.stdout)).toMatchObject({ parentSnapshotId: busy[2] });
+      expect(JSON.parse(finished.stdout)).toMatchObject({ backups: [{ parentSnapshotId: busy[2] }] });
     }
     expect({ code: pruned.code, stderr: pruned.stderr }).toMatchObject({ code: ExitCodes.CONFLICT });
     const result = JSON.parse(pruned.stdout) as { busyVolumes: string[]; deleted: Array<{ snapshotId: string }> };

@@ -134,7 +134,7 @@ describe('serve --auth: SigV4 signatures checked against the configured keys', (
     const bytes = writeImage(image, { label: 'security/auth', blocks: 6, tailBytes: 100 });
     const done = await cliAs(KEY, server.url, ['--json', 'backup', image]);
     expect({ code: done.code, stderr: done.stderr }).toMatchObject({ code: 0 });
-    const { snapshotId } = JSON.parse(done.stdout) as { snapshotId: string };
+    const { snapshotId } = (JSON.parse(done.stdout) as { backups: Array<{ snapshotId: string }> }).backups[0]!;
     const target = join(work, 'auth-restored.img');
     const restored = await cliAs(FILE_KEY, server.url, ['restore', snapshotId, target]);
     expect({ code: restored.code, stderr: restored.stderr }).toMatchObject({ code: 0 });
@@ -183,7 +183,7 @@ describe('the built-in local connection', () => {
     const env = { XDG_CONFIG_HOME: join(work, 'config') };
     const backup = await runCli(['--connection', 'local', '--json', '--no-progress', 'backup', image], { dataDir: data, cwd: work, env });
     expect({ code: backup.code, stderr: backup.stderr }).toMatchObject({ code: 0 });
-    const { snapshotId } = JSON.parse(backup.stdout) as { snapshotId: string };
+    const { snapshotId } = (JSON.parse(backup.stdout) as { backups: Array<{ snapshotId: string }> }).backups[0]!;
     const target = join(work, 'local-restored.img');
     const restore = await runCli(['--connection', 'local', '--no-progress', 'restore', snapshotId, target], { dataDir: data, cwd: work, env });
     expect({ code: restore.code, stderr: restore.stderr }).toMatchObject({ code: 0 });

@@ -156,7 +156,7 @@ export async function runTorture(options) {
       const result = JSON.parse(finished.stdout);
 
       if (backingUp) {
-        const snapshotId = /** @type {string} */ (result.snapshotId);
+        const snapshotId = /** @type {string} */ (result.backups[0].snapshotId);
         const differs = await snapshotDiffers(ebs, snapshotId, bytes);
         if (differs !== undefined) {
           report.dataLost += 1;

@@ -13,7 +13,7 @@ import type { ArchiveTarget, RetrievalTier } from '../../core/ports.js';
 import type { ArchiveStatusEntry } from '../../engine/archive-jobs.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { integerOption, secondsOption } from '../parse.js';
+import { archiveRefArgument, integerOption, secondsOption, snapshotIdArgument } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions } from './common.js';
 
@@ -26,6 +26,7 @@ interface CreateFlags extends PlaceFlags {
   to?: ArchiveTarget;
   storageClass?: string;
   incremental?: boolean;
+  createBucket?: boolean;
   concurrency: number;
   segmentBlocks?: number;
 }
@@ -55,10 +56,11 @@ export function registerArchive(program: Command, wrap: Wrap): void {
     archive
       .command('create')
       .description('archive a completed snapshot: its blocks (or, with --incremental, those changed since the last archive of its volume) and a manifest')
-      .argument('<snapshot-id>', 'completed snapshot to archive')
+      .argument('<snapshot-id>', 'completed snapshot to archive', snapshotIdArgument('<snapshot-id>'))
       .addOption(new Option('--to <target>', 's3 or glacier (default: s3 when the connection names a bucket)').argParser(targetOption))
       .option('--storage-class <class>', `S3 storage class: ${STORAGE_CLASSES.join(', ')} (default ${DEFAULT_STORAGE_CLASS})`)
-      .option('--incremental', 'store only the blocks changed since the newest archive of the volume in the same place'),
+      .option('--incremental', 'store only the blocks changed since the newest archive of the volume in the same place')
+      .option('--create-bucket', "make the S3 bucket when it does not exist (in the connection's Region)"),
   )
     .addOption(concurrencyOption('blocks read at once'))
     .addOption(new Option('--segment-blocks <n>', `blocks per segment object (default ${DEFAULT_SEGMENT_BLOCKS}, ${formatBytes(DEFAULT_SEGMENT_BLOCKS * BLOCK_SIZE)})`).argParser(integerOption('--segment-blocks', 1, 1 << 20)).hideHelp())
@@ -67,7 +69,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
   archive
     .command('restore')
     .description('ask for every object of an archive (and the archives it builds on) to be made readable: S3 RestoreObject or Glacier retrieval jobs')
-    .argument('<archive>', 'archive id, or a snapshot id with one archive')
+    .argument('<archive>', 'archive id, or a snapshot id with one archive', archiveRefArgument('<archive>'))
     .addOption(new Option('--tier <tier>', `${RETRIEVAL_TIERS.join(', ')} (default ${DEFAULT_RETRIEVAL_TIER})`).argParser(tierOption))
     .addOption(new Option('--days <n>', 'days a restored S3 copy stays readable').default(DEFAULT_RESTORE_DAYS).argParser(integerOption('--days', 1, MAX_RESTORE_DAYS)))
     .action(wrap((ctx: CommandContext, ref: string, flags: { tier?: RetrievalTier; days: number }) => runRestore(ctx, ref, flags)));
@@ -75,7 +77,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
   archive
     .command('status')
     .description('the archives of the index, and whether their objects can be read')
-    .argument('[archive]', 'one archive (and those it builds on)')
+    .argument('[archive]', 'one archive (and those it builds on)', archiveRefArgument('[archive]'))
     .option('--wait', 'wait (with growing pauses, no fixed limit) until the archive can be read; fails when a retrieval job fails')
     .addOption(new Option('--wait-timeout <seconds>', 'stop waiting after this long').argParser(secondsOption('--wait-timeout')))
     .addOption(new Option('--poll-ms <ms>', 'first pause between polls').argParser(integerOption('--poll-ms', 1, 3_600_000)).hideHelp())
@@ -87,6 +89,13 @@ export function registerArchive(program: Command, wrap: Wrap): void {
       .description('what the bucket (S3 listing) or vault (inventory job, hours) holds, by archive, compared with the index')
       .addOption(new Option('--to <target>', 's3 or glacier').argParser(targetOption)),
   ).action(wrap((ctx: CommandContext, flags: PlaceFlags & { to?: ArchiveTarget }) => runInventory(ctx, flags)));
+
+  archive
+    .command('delete')
+    .description('delete one archive: its objects or vault archives and its records in the index; refused while an archive builds on it')
+    .argument('<archive>', 'archive id, or a snapshot id with one archive', archiveRefArgument('<archive>'))
+    .option('--dry-run', 'say what would be deleted; delete nothing')
+    .action(wrap((ctx: CommandContext, ref: string, flags: { dryRun?: boolean }) => runDelete(ctx, ref, flags)));
 
   archive
     .command('prune')
@@ -109,6 +118,7 @@ async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateF
         to: flags.to,
         storageClass: flags.storageClass,
         incremental: flags.incremental,
+        createBucket: flags.createBucket,
         segmentBlocks: flags.segmentBlocks,
         window: flags.concurrency,
         signal: ctx.signal,
@@ -125,6 +135,7 @@ async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateF
     }
   });
   output.result(result, () => [
+    ...(result.locationCreated ? [`made bucket ${result.location}`] : []),
     `archived ${result.snapshotId} as ${result.archiveId} in ${result.target} ${result.location}${result.storageClass ? ` (${result.storageClass})` : ''}${result.resumed ? ', resumed' : ''}`,
     `  ${result.incremental ? `incremental on ${result.parentArchiveId}: ` : ''}${count(result.blocks, 'block')} (${result.zeroBlocks} all zeros)${result.incremental ? `, ${result.removedBlocks} removed` : ''} in ${count(result.segments, 'segment')}; ${formatBytes(result.sizeBytes)} stored, ${formatBytes(result.bytesUploaded)} sent in ${formatDuration(result.durationMs)}`,
     `  manifest ${result.manifestRef} (tree hash ${result.treeHash})`,
@@ -141,7 +152,7 @@ async function runRestore(ctx: CommandContext, ref: string, flags: { tier?: Retr
   output.result(result, () => [
     `asked for ${count(asked, 'object')} of ${result.chain.join(', ')} (${result.tier}${result.objects.some((o) => o.job === null) ? `, ${result.days} days` : ''}); ${result.objects.length - asked} readable or under way already`,
     ...result.objects.map((o) => `  ${o.archiveId} ${o.name}: ${o.state}${o.job ? ` (job ${o.job})` : ''}`),
-    `wait for it with: snapline archive status ${ref} --wait`,
+    `wait for it with \`snapline archive status ${ref} --wait\``,
   ]);
   return 0;
 }
@@ -169,10 +180,28 @@ function describeObjects(entry: ArchiveStatusEntry): string {
   return `${readable} of ${entry.objects.length} objects readable`;
 }
 
+/** Whether an archive can be read, in words; its objects are counted only when they were looked up. */
+function describeReadability(entry: ArchiveStatusEntry): string {
+  if (entry.state === 'uploading') return `unfinished: finish it with \`snapline archive create ${entry.snapshotId}\` or delete it with \`snapline archive delete ${entry.archiveId}\``;
+  const counted = entry.objects.length === 0 ? '' : ` (${describeObjects(entry)})`;
+  switch (entry.restore) {
+    case null:
+      return entry.state;
+    case 'available':
+      return `readable${counted}`;
+    case 'in-progress':
+      return `restore under way${counted}`;
+    case 'failed':
+      return `a retrieval failed${counted}: ask again with \`snapline archive restore ${entry.archiveId}\``;
+    case 'archived':
+      return `not readable until restored${entry.objects.length === 0 ? ' (no restore asked for)' : counted}`;
+  }
+}
+
 function describeEntry(entry: ArchiveStatusEntry): string {
-  const restore = entry.restore === null ? '' : `, ${entry.restore} (${describeObjects(entry)})`;
   const parent = entry.parentArchiveId ? ` on ${entry.parentArchiveId}` : '';
-  return `${entry.archiveId} ${entry.volume} ${entry.snapshotId} ${entry.target} ${entry.location}${entry.storageClass ? ` ${entry.storageClass}` : ''}: ${entry.state}${parent}, ${formatBytes(entry.sizeBytes)}${restore}`;
+  const archived = entry.state === 'archived' ? `archived${parent}, ${formatBytes(entry.sizeBytes)}, ` : '';
+  return `${entry.archiveId} ${entry.volume} ${entry.snapshotId} ${entry.target} ${entry.location}${entry.storageClass ? ` ${entry.storageClass}` : ''}: ${archived}${describeReadability(entry)}`;
 }
 
 async function runInventory(ctx: CommandContext, flags: PlaceFlags & { to?: ArchiveTarget }): Promise<number> {
@@ -191,6 +220,18 @@ async function runInventory(ctx: CommandContext, flags: PlaceFlags & { to?: Arch
     ];
   });
   return result.state === 'failed' ? 3 : 0;
+}
+
+async function runDelete(ctx: CommandContext, ref: string, flags: { dryRun?: boolean }): Promise<number> {
+  const output = ctx.output();
+  const { withSession } = await import('../../session.js');
+  const { deleteArchive } = await import('../../engine/archive-jobs.js');
+  const result = await withSession(sessionOptions(ctx), (session) => deleteArchive(session, { archive: ref, dryRun: flags.dryRun }));
+  const uploads = result.uploads > 0 ? ` and ${count(result.uploads, 'upload')} under way` : '';
+  output.result(result, () => [
+    `${result.dryRun ? 'would delete' : 'deleted'} ${result.state === 'uploading' ? 'unfinished ' : ''}archive ${result.archiveId} of ${result.snapshotId} (${result.volume}) in ${result.target} ${result.location}: ${count(result.objects, 'object')}${uploads}`,
+  ]);
+  return 0;
 }
 
 async function runPrune(ctx: CommandContext, flags: { olderThanDays?: number; volume?: string; dryRun?: boolean }): Promise<number> {

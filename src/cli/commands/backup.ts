@@ -2,9 +2,9 @@ import { Option, type Command } from 'commander';
 import type { BackupProgress, BackupResult } from '../../engine/backup.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { integerOption, secondsOption, tagOption } from '../parse.js';
-import { ProgressDisplay, formatBytes, formatDuration } from '../progress.js';
-import { concurrencyOption, sessionOptions } from './common.js';
+import { integerOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
+import { formatBytes, formatDuration } from '../progress.js';
+import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 
 interface BackupFlags {
   volume?: string;
@@ -25,9 +25,9 @@ export function registerBackup(program: Command, wrap: Wrap): void {
   program
     .command('backup')
     .description('back up image files or block devices to new EBS snapshots, uploading only changed blocks')
-    .argument('<source...>', 'image file or block device (/dev/...)')
-    .option('--volume <name>', 'lineage name (default: the source file name); one source only')
-    .option('--parent <snapshot-id>', 'build on this snapshot instead of the newest one of the volume')
+    .argument('<source...>', 'image file, block device (/dev/...) or NBD export (nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH)')
+    .option('--volume <name>', 'lineage name (default: the source file name, or the NBD export name); one source only')
+    .option('--parent <snapshot-id>', 'build on this snapshot instead of the newest one of the volume', snapshotIdArgument('--parent'))
     .option('--full', 'start a new lineage: no parent, every non-zero block uploaded')
     .option('--description <text>', 'snapshot description')
     .option('--tag <key=value>', 'snapshot tag (repeatable)', tagOption)
@@ -52,8 +52,9 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { backup } = await import('../../engine/backup.js');
-  const results = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency }), async (session) => {
-    const display = new ProgressDisplay(output);
+  const progress = throttleAwareProgress(output);
+  const results = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
+    const display = progress.display(session);
     const latest = new Map<string, BackupProgress>();
     const onProgress = (progress: BackupProgress) => {
       latest.set(progress.volume, progress);
@@ -93,7 +94,8 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
       display.done();
     }
   });
-  output.result(results.length === 1 ? results[0] : results, () => results.flatMap(describeResult));
+  // One shape for any number of sources: { backups: [...] }, one library BackupResult per source, in the order given.
+  output.result({ backups: results }, () => results.flatMap(describeResult));
   return 0;
 }
 

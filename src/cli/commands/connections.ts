@@ -43,7 +43,7 @@ async function list(ctx: CommandContext): Promise<number> {
         row.region ?? '-',
         row.endpoint_url ?? '-',
         row.credentials,
-        row.valid ? 'ok' : `invalid (${row.problems?.length ?? 0} problems: snapline connections show ${row.name})`,
+        row.valid ? 'ok' : `invalid (${row.problems?.length ?? 0} problems: \`snapline connections show ${row.name}\`)`,
       ]),
     ]),
   ]);

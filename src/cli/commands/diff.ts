@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CommandContext, Wrap } from '../main.js';
 import { count, formatBytes } from '../progress.js';
+import { snapshotIdArgument } from '../parse.js';
 import { sessionOptions } from './common.js';
 import { formatRanges } from './verify.js';
 
@@ -8,8 +9,8 @@ export function registerDiff(program: Command, wrap: Wrap): void {
   program
     .command('diff')
     .description('the blocks that differ between two snapshots of one lineage')
-    .argument('<snapshot-a>', 'the earlier snapshot')
-    .argument('<snapshot-b>', 'the later snapshot')
+    .argument('<snapshot-a>', 'the earlier snapshot', snapshotIdArgument('<snapshot-a>'))
+    .argument('<snapshot-b>', 'the later snapshot', snapshotIdArgument('<snapshot-b>'))
     .action(
       wrap(async (ctx: CommandContext, first: string, second: string) => {
         const output = ctx.output();

@@ -4,7 +4,7 @@ import type { EcsJobReport } from '../../engine/ecs-restore.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import type { Output } from '../output.js';
-import { integerOption, secondsOption } from '../parse.js';
+import { archiveRefArgument, integerOption, secondsOption } from '../parse.js';
 import { count, formatDuration } from '../progress.js';
 import { sessionOptions } from './common.js';
 
@@ -22,7 +22,7 @@ export function registerEcs(program: Command, wrap: Wrap): void {
   ecs
     .command('restore')
     .description('restore an archive or a snapshot into a new snapshot with ECS tasks, one per shard of its blocks (or resume its unfinished job)')
-    .argument('<archive-or-snapshot>', 'archive id (or the id of its snapshot) whose objects are readable, or a completed snapshot the index knows')
+    .argument('<archive-or-snapshot>', 'archive id (or the id of its snapshot) whose objects are readable, or a completed snapshot the index knows', archiveRefArgument('<archive-or-snapshot>'))
     .addOption(new Option('--shards <n>', `tasks to split the blocks into (default ${DEFAULT_SHARDS})`).argParser(integerOption('--shards', 1, MAX_SHARDS)))
     .addOption(new Option('--retries <n>', 'new attempts per failed shard').default(DEFAULT_RETRIES).argParser(integerOption('--retries', 0, MAX_RETRIES)))
     .addOption(new Option('--timeout <seconds>', 'give up waiting after this long (the tasks go on)').argParser(secondsOption('--timeout')))

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { defaultIndexPath } from '../../config/paths.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
+import { snapshotIdArgument } from '../parse.js';
 import { sessionOptions } from './common.js';
 
 export function registerIndexCommands(program: Command, wrap: Wrap): void {
@@ -9,7 +10,7 @@ export function registerIndexCommands(program: Command, wrap: Wrap): void {
   index
     .command('rebuild')
     .description("learn a snapshot's block map by reading it (new machine or lost index)")
-    .argument('<snapshot-id>', 'completed snapshot')
+    .argument('<snapshot-id>', 'completed snapshot', snapshotIdArgument('<snapshot-id>'))
     .option('--volume <name>', 'volume to file it under (default: its snapline:volume tag)')
     .option('--source <path>', 'image file or block device the volume backs up: its next backup builds on this snapshot')
     .action(

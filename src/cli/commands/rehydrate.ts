@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { secondsOption } from '../parse.js';
+import { archiveRefArgument, secondsOption } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions } from './common.js';
 
@@ -17,7 +17,7 @@ export function registerRehydrate(program: Command, wrap: Wrap): void {
   program
     .command('rehydrate')
     .description('bring an archive back (its chain of incremental archives applied in order) as a new EBS snapshot or straight onto an image')
-    .argument('<archive>', 'archive id, or a snapshot id with one archive')
+    .argument('<archive>', 'archive id, or a snapshot id with one archive', archiveRefArgument('<archive>'))
     .option('--to-snapshot', 'write a new EBS snapshot, completed with the aggregate checksum the manifests give')
     .option('--to-file <image>', 'write onto this image file or block device')
     .option('--force', 'overwrite an image file that exists and is not empty')
@@ -43,8 +43,8 @@ async function runRehydrate(ctx: CommandContext, archive: string, flags: Rehydra
         onProgress: (p) =>
           display.update({
             label: 'rehydrate',
-            done: p.blocksWritten * BLOCK_SIZE,
-            total: Math.max(p.totalBlocks, p.blocksWritten) * BLOCK_SIZE,
+            done: (p.blocksWritten + p.blocksPassed) * BLOCK_SIZE,
+            total: p.totalBlocks * BLOCK_SIZE,
             detail: `${formatBytes(p.bytesDownloaded)} read`,
           }),
       });

@@ -1,13 +1,16 @@
 import type { Command } from 'commander';
-import type { RestoreResult } from '../../engine/restore.js';
+import { BLOCK_SIZE } from '../../core/constants.js';
+import type { RestoreProgress, RestoreResult } from '../../engine/restore.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { ProgressDisplay, formatBytes, formatDuration } from '../progress.js';
-import { concurrencyOption, sessionOptions } from './common.js';
+import { snapshotIdArgument } from '../parse.js';
+import { count, formatBytes, formatDuration } from '../progress.js';
+import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 
 interface RestoreFlags {
   force?: boolean;
   incremental?: boolean;
+  trustIndex?: boolean;
   verify?: boolean;
   concurrency: number;
 }
@@ -15,11 +18,12 @@ interface RestoreFlags {
 export function registerRestore(program: Command, wrap: Wrap): void {
   program
     .command('restore')
-    .description('restore a snapshot onto an image file or a block device')
-    .argument('<snapshot-id>', 'completed snapshot to restore')
-    .argument('<target>', 'image file or block device (/dev/...)')
-    .option('--force', 'overwrite a target file that exists and is not empty')
-    .option('--incremental', 'fetch only the blocks that differ from the snapshot the target holds (per the index)')
+    .description('restore a snapshot onto an image file, a block device or a writable NBD export')
+    .argument('<snapshot-id>', 'completed snapshot to restore', snapshotIdArgument('<snapshot-id>'))
+    .argument('<target>', 'image file, block device (/dev/...) or writable NBD export (nbd://..., nbd+unix://...)')
+    .option('--force', 'overwrite a target file that exists and is not empty, or a device that holds a partition table or a file system')
+    .option('--incremental', 'onto an earlier restore: hash the target and fetch only the blocks that differ from the snapshot')
+    .option('--trust-index', "with --incremental: do not hash the target, take the index's word for which snapshot it holds and fetch the blocks changed since")
     .option('--verify', 'hash the target afterwards and compare it with the snapshot')
     .addOption(concurrencyOption('downloads in flight'))
     .action(wrap((ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags) => runRestore(ctx, snapshotId, target, flags)));
@@ -29,24 +33,20 @@ async function runRestore(ctx: CommandContext, snapshotId: string, target: strin
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { restore } = await import('../../engine/restore.js');
-  const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency }), async (session) => {
-    const display = new ProgressDisplay(output);
+  const progress = throttleAwareProgress(output);
+  const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
+    const display = progress.display(session);
     try {
       return await restore(session, {
         snapshotId,
         target,
         force: flags.force,
         incremental: flags.incremental,
+        trustIndex: flags.trustIndex,
         verify: flags.verify,
         window: 2 * flags.concurrency,
         signal: ctx.signal,
-        onProgress: (p) =>
-          display.update({
-            label: 'restore',
-            done: p.bytesWritten,
-            total: p.totalBytes,
-            detail: `fetched ${p.blocksFetched} of ${p.blocksListed} listed blocks`,
-          }),
+        onProgress: (p) => display.update(restoreStatus(p)),
       });
     } finally {
       display.done();
@@ -56,12 +56,41 @@ async function runRestore(ctx: CommandContext, snapshotId: string, target: strin
   return result.verified === false ? ExitCodes.DIFFERENCES : ExitCodes.OK;
 }
 
+/** The progress bar of a restore: the blocks of the volume dealt with (fetched, zeroed, found equal, or needing nothing) out of all of them. */
+function restoreStatus(p: RestoreProgress) {
+  const hashed = p.blocksHashed > 0 ? `hashed ${p.blocksHashed}, ${p.blocksDiffering} differ; ` : '';
+  return {
+    label: 'restore',
+    done: Math.min(p.totalBytes, p.blocksDone * BLOCK_SIZE),
+    total: p.totalBytes,
+    detail: `${hashed}fetched ${p.blocksFetched} of ${p.blocksListed} listed blocks`,
+  };
+}
+
 export function describeRestore(result: RestoreResult): string[] {
   const rate = result.durationMs > 0 ? result.bytesWritten / (1024 * 1024) / (result.durationMs / 1000) : 0;
   const lines = [
     `restored ${result.snapshotId} to ${result.target}${result.incrementalFrom ? ` (incrementally from ${result.incrementalFrom})` : ''}`,
+    ...describeIncremental(result),
     `  listed ${result.blocksListed}, fetched ${result.blocksFetched} blocks, zeroed ${result.blocksZeroed}; wrote ${formatBytes(result.bytesWritten)} in ${formatDuration(result.durationMs)}, ${rate.toFixed(0)} MiB/s`,
   ];
   if (result.verified !== null) lines.push(result.verified ? '  verified: the target equals the snapshot' : '  verify FAILED: the target differs from the snapshot');
   return lines;
+}
+
+/** How an incremental restore chose the blocks it wrote. */
+function describeIncremental(result: RestoreResult): string[] {
+  const incremental = result.incremental;
+  if (incremental === null) return [];
+  if (incremental.method === 'trusted') {
+    return [`  trusted the index that the target held ${result.incrementalFrom} (not hashed): ${count(incremental.blocksDiffering, 'block')} changed since`];
+  }
+  const hashed = `  hashed ${count(incremental.blocksHashed, 'block')} of the target`;
+  if (incremental.digestsFrom === 'index') {
+    return [`${hashed} against the index's digests of ${result.snapshotId}: ${incremental.blocksDiffering} differ`];
+  }
+  return [
+    `${hashed}: the index has no block map of ${result.snapshotId}, so every block it lists was fetched and ${incremental.blocksDiffering} others held data where it has none`,
+    `  (\`snapline index rebuild ${result.snapshotId}\` learns its map, so that the next incremental restore fetches only what differs)`,
+  ];
 }

@@ -1,0 +1,375 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCertificateAuthority, issueServerCertificate } from '../../config/x509.js';
+import { ErrorCodes } from '../../errors.js';
+import { pseudoRandomBytes } from '../../../test/support/images.js';
+import { chunkHeader, startFakeNbdServer, type FakeRequest } from '../../../test/support/nbd-fake-server.js';
+import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type RunningQemuNbd } from '../../../test/support/qemu-nbd.js';
+import { connectNbd, listNbdMetaContexts, type NbdClient, type NbdExtent } from './client.js';
+import { Command, ReplyType, REPLY_FLAG_DONE, STATE_ZERO } from './protocol.js';
+import { parseNbdUrl } from './url.js';
+
+const MIB = 1024 * 1024;
+
+let dir: string;
+const servers: RunningQemuNbd[] = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'snapline-nbd-client-'));
+});
+afterAll(async () => {
+  await Promise.all(servers.map((server) => server.stop()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function serve(options: Parameters<typeof startQemuNbd>[1]): Promise<RunningQemuNbd> {
+  const server = await startQemuNbd(dir, options);
+  servers.push(server);
+  return server;
+}
+
+async function withClient<T>(url: string, fn: (client: NbdClient) => Promise<T>, options?: Parameters<typeof connectNbd>[1]): Promise<T> {
+  const client = await connectNbd(parseNbdUrl(url), options);
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
+/** The ZERO flag of every byte range from `extents`, adjacent ranges of one kind merged: [start, end, zero]. */
+function zeroMap(extents: NbdExtent[]): Array<[number, number, boolean]> {
+  const out: Array<[number, number, boolean]> = [];
+  for (const extent of extents) {
+    const zero = (extent.flags & STATE_ZERO) !== 0;
+    const last = out.at(-1);
+    if (last !== undefined && last[2] === zero && last[1] === extent.offset) last[1] = extent.offset + extent.length;
+    else out.push([extent.offset, extent.offset + extent.length, zero]);
+  }
+  return out;
+}
+
+/** Every extent of `context` over the whole export, asking as often as the server needs. */
+async function allExtents(client: NbdClient, context: string): Promise<NbdExtent[]> {
+  const extents: NbdExtent[] = [];
+  for (let at = 0; at < client.info.sizeBytes; ) {
+    const status = await client.blockStatus(at, client.info.sizeBytes - at);
+    for (const extent of status.get(context)!) {
+      const end = Math.min(extent.offset + extent.length, client.info.sizeBytes);
+      extents.push({ ...extent, length: end - extent.offset });
+      at = end;
+    }
+  }
+  return extents;
+}
+
+describe.skipIf(qemuMissing !== undefined)('NBD client against qemu-nbd', () => {
+  let raw: { path: string; bytes: Buffer };
+  let qcow2: { path: string; bytes: Buffer };
+
+  beforeAll(() => {
+    // 24 MiB of pseudo-random data, 4 MiB of it zeros, and a tail that is not a whole MiB.
+    const rawPath = join(dir, 'disk.raw');
+    const bytes = pseudoRandomBytes('nbd-client-raw', 24 * MIB + 4096);
+    bytes.fill(0, 6 * MIB, 10 * MIB);
+    writeFileSync(rawPath, bytes);
+    raw = { path: rawPath, bytes };
+    // A sparse 64 MiB qcow2: data at [1, 3) MiB and [20, 20.5) MiB, an explicit zero cluster run at [8, 9) MiB.
+    const qcowPath = join(dir, 'disk.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', qcowPath, '64M');
+    qemuIo(qcowPath, 'qcow2', 'write -P 0xab 1M 2M', 'write -z 8M 1M', 'write -P 0x11 20M 512k');
+    qemuImg('bitmap', '--add', qcowPath, 'b0');
+    qcow2 = { path: qcowPath, bytes: rawBytesOf(qcowPath, 'qcow2', dir) };
+  });
+
+  it('reads a raw image over a Unix socket and a qcow2 over TCP byte for byte, structured replies on and off', async () => {
+    const overUnix = await serve({ image: raw.path, format: 'raw', exportName: 'disk' });
+    const overTcp = await serve({ image: qcow2.path, format: 'qcow2', exportName: 'vm disk', tcp: true });
+    expect(overTcp.url).toMatch(/^nbd:\/\/127\.0\.0\.1:\d+\/vm%20disk$/);
+    for (const structuredReplies of [true, false]) {
+      for (const [server, image] of [
+        [overUnix, raw],
+        [overTcp, qcow2],
+      ] as const) {
+        await withClient(
+          server.url,
+          async (client) => {
+            expect(client.info).toMatchObject({ sizeBytes: image.bytes.byteLength, readOnly: true, structuredReplies, tls: false });
+            expect(client.info.metaContexts).toEqual(structuredReplies ? ['base:allocation'] : []);
+            const whole = new Uint8Array(image.bytes.byteLength);
+            await client.read(whole, 0);
+            expect(Buffer.from(whole).equals(image.bytes), `${server.url}, structured ${structuredReplies}`).toBe(true);
+          },
+          { structuredReplies },
+        );
+      }
+    }
+  });
+
+  it('keeps many reads in flight on one connection, more than it lets out at once, and each gets its own bytes', async () => {
+    const server = await serve({ image: raw.path, format: 'raw', exportName: 'disk' });
+    await withClient(
+      server.url,
+      async (client) => {
+        const reads = Array.from({ length: 40 }, (_, i) => {
+          const offset = ((i * 7919) % 23) * MIB + i * 512;
+          const length = (1 + (i % 5)) * 256 * 1024 + (i % 3) * 512;
+          return { offset, target: new Uint8Array(length) };
+        });
+        await Promise.all(reads.map(({ offset, target }) => client.read(target, offset)));
+        for (const { offset, target } of reads) {
+          expect(Buffer.from(target).equals(raw.bytes.subarray(offset, offset + target.byteLength)), `read at ${offset}`).toBe(true);
+        }
+      },
+      { maxInFlight: 3 },
+    );
+  });
+
+  it('gives base:allocation extents of a sparse qcow2: holes and zero clusters read as zeros, data does not', async () => {
+    const server = await serve({ image: qcow2.path, format: 'qcow2', exportName: 'disk' });
+    await withClient(server.url, async (client) => {
+      const extents = await allExtents(client, 'base:allocation');
+      expect(zeroMap(extents)).toEqual([
+        [0, 1 * MIB, true],
+        [1 * MIB, 3 * MIB, false],
+        [3 * MIB, 20 * MIB, true],
+        [20 * MIB, 20 * MIB + 512 * 1024, false],
+        [20 * MIB + 512 * 1024, 64 * MIB, true],
+      ]);
+      // A query from the middle of an extent starts there.
+      const [first] = (await client.blockStatus(2 * MIB, MIB)).get('base:allocation')!;
+      expect(first).toMatchObject({ offset: 2 * MIB, flags: 0 });
+    });
+  });
+
+  it('lists qemu:dirty-bitmap contexts of an exported bitmap and selects one beside base:allocation', async () => {
+    const server = await serve({ image: qcow2.path, format: 'qcow2', exportName: 'disk', bitmap: 'b0' });
+    const address = parseNbdUrl(server.url);
+    expect(await listNbdMetaContexts(address, ['qemu:'])).toContain('qemu:dirty-bitmap:b0');
+    const all = await listNbdMetaContexts(address);
+    expect(all).toEqual(expect.arrayContaining(['base:allocation', 'qemu:dirty-bitmap:b0']));
+    await withClient(
+      server.url,
+      async (client) => {
+        expect([...client.info.metaContexts].sort()).toEqual(['base:allocation', 'qemu:dirty-bitmap:b0']);
+        const status = await client.blockStatus(0, client.info.sizeBytes);
+        // Nothing was written since the bitmap was added: one clean extent.
+        expect(status.get('qemu:dirty-bitmap:b0')).toEqual([{ offset: 0, length: 64 * MIB, flags: 0 }]);
+      },
+      { metaContexts: ['base:allocation', 'qemu:dirty-bitmap:b0'] },
+    );
+  });
+
+  it('refuses an export the server does not have, naming it', async () => {
+    const server = await serve({ image: raw.path, format: 'raw', exportName: 'disk' });
+    const wrong = server.url.replace('/disk?', '/nope?');
+    const err = await connectNbd(parseNbdUrl(wrong)).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE, details: { reason: 'unknown-export' } });
+    expect((err as Error).message).toContain('has no export "nope"');
+  });
+
+  it('says when nothing listens on the socket or port', async () => {
+    const err = await connectNbd(parseNbdUrl(`nbd+unix:///disk?socket=${join(dir, 'absent.sock')}`)).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE, details: { errno: 'ENOENT' } });
+    expect((err as Error).message).toMatch(/cannot reach NBD server .*absent\.sock/);
+  });
+
+  it('writes, zeroes and flushes a writable export, and a read-only one refuses writes', async () => {
+    const image = join(dir, 'target.raw');
+    qemuImg('create', '-q', '-f', 'raw', image, '8M');
+    const server = await serve({ image, format: 'raw', exportName: 'target', readOnly: false });
+    const data = pseudoRandomBytes('nbd-write', 5 * MIB);
+    await withClient(server.url, async (client) => {
+      expect(client.info).toMatchObject({ readOnly: false, canFlush: true, canWriteZeroes: true });
+      await client.write(data, MIB);
+      await client.writeZeroes(2 * MIB, MIB);
+      await client.flush();
+      const back = new Uint8Array(8 * MIB);
+      await client.read(back, 0);
+      const expected = Buffer.alloc(8 * MIB);
+      data.copy(expected, MIB);
+      expected.fill(0, 2 * MIB, 3 * MIB);
+      expect(Buffer.from(back).equals(expected)).toBe(true);
+    });
+    const readOnly = await serve({ image, format: 'raw', exportName: 'target' });
+    await withClient(readOnly.url, async (client) => {
+      await expect(client.write(data.subarray(0, 512), 0)).rejects.toMatchObject({ code: ErrorCodes.TARGET_UNUSABLE });
+    });
+  });
+
+  describe('TLS', () => {
+    let tlsDir: string;
+    let clientDir: string;
+
+    beforeAll(() => {
+      tlsDir = join(dir, 'server-tls');
+      clientDir = join(dir, 'client-tls');
+      const ca = createCertificateAuthority({ commonName: 'snapline test CA', days: 2 });
+      const server = issueServerCertificate(ca, { commonName: '127.0.0.1', days: 2, hosts: ['127.0.0.1', 'localhost'] });
+      for (const [folder, files] of [
+        [tlsDir, { 'ca-cert.pem': ca.cert, 'server-cert.pem': server.cert, 'server-key.pem': server.key }],
+        [clientDir, { 'ca-cert.pem': ca.cert }],
+      ] as const) {
+        mkdirSync(folder);
+        for (const [name, text] of Object.entries(files)) writeFileSync(join(folder, name), text);
+      }
+    });
+
+    it('reads over STARTTLS with the CA given, refuses plain NBD to a server that requires TLS, and an untrusted certificate', async () => {
+      const server = await serve({ image: raw.path, format: 'raw', exportName: 'disk', tcp: true, tlsDir });
+      await withClient(`${server.url}?tls-certificates=${clientDir}`, async (client) => {
+        expect(client.info).toMatchObject({ tls: true, structuredReplies: true, sizeBytes: raw.bytes.byteLength });
+        const part = new Uint8Array(3 * MIB);
+        await client.read(part, 5 * MIB);
+        expect(Buffer.from(part).equals(raw.bytes.subarray(5 * MIB, 8 * MIB))).toBe(true);
+      });
+      const plain = server.url.replace(/^nbds:/, 'nbd:');
+      const refused = await connectNbd(parseNbdUrl(plain)).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE, details: { reason: 'tls-required' } });
+      expect((refused as Error).message).toContain('requires TLS');
+      const untrusted = await connectNbd(parseNbdUrl(server.url)).catch((e: unknown) => e);
+      expect(untrusted).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE });
+      expect((untrusted as Error).message).toMatch(/TLS handshake failed/);
+    });
+  });
+});
+
+describe('NBD client against a scripted server', () => {
+  it('fails every read in flight with a clear error when the server closes the connection mid-reply, and later reads too', async () => {
+    const server = await startFakeNbdServer(dir, {
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        // The header of a data chunk, 8 offset bytes, then only part of the data.
+        socket.write(chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + request.length));
+        const offset = Buffer.alloc(8);
+        offset.writeBigUInt64BE(BigInt(request.offset));
+        socket.write(Buffer.concat([offset, Buffer.alloc(1000)]));
+        socket.destroy();
+      },
+    });
+    try {
+      const client = await connectNbd(parseNbdUrl(server.url));
+      const reads = [client.read(new Uint8Array(MIB), 0), client.read(new Uint8Array(MIB), 4 * MIB)];
+      for (const read of reads) {
+        const err = await read.catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: ErrorCodes.IO_FAILED });
+        expect((err as Error).message).toMatch(/NBD server .* closed the connection with \d requests? unanswered/);
+      }
+      await expect(client.read(new Uint8Array(512), 0)).rejects.toMatchObject({ code: ErrorCodes.IO_FAILED });
+      await client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('fails a read whose reply claims success without all the bytes, and one the server answers with an error', async () => {
+    const server = await startFakeNbdServer(dir, {
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        if (request.offset === 0) {
+          socket.write(chunkHeader(REPLY_FLAG_DONE, ReplyType.NONE, request.cookie, 0));
+        } else {
+          const message = Buffer.from('disk on fire');
+          const payload = Buffer.alloc(6);
+          payload.writeUInt32BE(5, 0);
+          payload.writeUInt16BE(message.byteLength, 4);
+          socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.ERROR, request.cookie, 6 + message.byteLength), payload, message]));
+        }
+      },
+    });
+    try {
+      const address = parseNbdUrl(server.url);
+      const failing = await connectNbd(address);
+      const err = await failing.read(new Uint8Array(4096), 8192).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.IO_FAILED, details: { errno: 5, position: 8192 } });
+      expect((err as Error).message).toContain('EIO (input/output error) (server says: disk on fire)');
+      await failing.close();
+      const short = await connectNbd(address);
+      await expect(short.read(new Uint8Array(4096), 0)).rejects.toThrow(/broke the protocol: it ended a read of 4096 bytes having sent 0/);
+      await short.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('sends the requests of a large read together and takes their replies in any order, split in chunks', async () => {
+    const held: Array<{ request: FakeRequest; socket: Socket }> = [];
+    const server = await startFakeNbdServer(dir, {
+      exportSize: 16 * MIB,
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        held.push({ request, socket });
+        if (held.length < 4) return;
+        // All four are in flight: answer the last first, each as a data chunk then a hole chunk.
+        for (const { request: r, socket: s } of held.reverse()) {
+          const half = r.length / 2;
+          const data = Buffer.alloc(8 + half, r.offset / MIB + 1);
+          data.writeBigUInt64BE(BigInt(r.offset));
+          const hole = Buffer.alloc(12);
+          hole.writeBigUInt64BE(BigInt(r.offset + half));
+          hole.writeUInt32BE(half, 8);
+          s.write(Buffer.concat([chunkHeader(0, ReplyType.OFFSET_DATA, r.cookie, data.byteLength), data, chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_HOLE, r.cookie, 12), hole]));
+        }
+      },
+    });
+    try {
+      // No reply comes until four requests are in: a client that sent them one at a time would time out.
+      const client = await connectNbd(parseNbdUrl(server.url), { replyTimeoutMs: 5000 });
+      const target = new Uint8Array(8 * MIB).fill(0xee);
+      await client.read(target, 4 * MIB);
+      expect(server.requests.map(({ offset, length }) => [offset / MIB, length / MIB])).toEqual([
+        [4, 2],
+        [6, 2],
+        [8, 2],
+        [10, 2],
+      ]);
+      for (const [i, offset] of [4, 6, 8, 10].entries()) {
+        const part = target.subarray(2 * i * MIB, 2 * (i + 1) * MIB);
+        expect(part.subarray(0, MIB).every((byte) => byte === offset + 1)).toBe(true);
+        expect(part.subarray(MIB).every((byte) => byte === 0)).toBe(true);
+      }
+      await client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('gives up a connection whose server stays silent while a read waits, with a clear error', async () => {
+    const server = await startFakeNbdServer(dir);
+    try {
+      const client = await connectNbd(parseNbdUrl(server.url), { replyTimeoutMs: 100 });
+      const err = await client.read(new Uint8Array(4096), 0).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.IO_FAILED });
+      expect((err as Error).message).toMatch(/NBD server .* sent nothing for 0\.1 s with 1 request unanswered/);
+      expect(server.requests.map((request) => request.command)).toEqual([Command.READ]);
+      await client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses an oldstyle server, a server that refuses STARTTLS for nbds://, and one that stays silent past the deadline', async () => {
+    const oldstyle = Buffer.alloc(152);
+    oldstyle.write('NBDMAGIC', 0, 'latin1');
+    oldstyle.writeBigUInt64BE(0x00420281861253n, 8);
+    const servers = await Promise.all([
+      startFakeNbdServer(dir, { greeting: oldstyle }),
+      startFakeNbdServer(dir, { onOption: (option) => (option === 5 ? [[0x80000002, Buffer.from('no TLS here')]] : undefined) }),
+      startFakeNbdServer(dir, { greeting: Buffer.alloc(0) }),
+    ]);
+    try {
+      const [old, noTls, silent] = servers;
+      await expect(connectNbd(parseNbdUrl(old!.url))).rejects.toThrow(/speaks only the oldstyle handshake/);
+      const tlsUrl = noTls!.url.replace(/^nbd\+unix:/, 'nbds+unix:');
+      await expect(connectNbd(parseNbdUrl(tlsUrl))).rejects.toThrow(/refused TLS \(refused by policy \(server says: no TLS here\)\)/);
+      const err = await connectNbd(parseNbdUrl(silent!.url), { handshakeTimeoutMs: 100 }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE });
+      expect((err as Error).message).toContain('did not finish the handshake within 0.1 s');
+    } finally {
+      await Promise.all(servers.map((server) => server.close()));
+    }
+  });
+});

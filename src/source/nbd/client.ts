@@ -1,0 +1,501 @@
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { ErrorCodes, SnaplineError } from '../../errors.js';
+import { DEFAULT_BLOCK_SIZES, Negotiation, type NbdBlockSizes } from './handshake.js';
+import {
+  BASE_ALLOCATION,
+  Command,
+  MAX_REPLY_PAYLOAD,
+  REPLY_FLAG_DONE,
+  REPLY_TYPE_ERROR_BIT,
+  ReplyType,
+  SIMPLE_REPLY_BYTES,
+  SIMPLE_REPLY_MAGIC,
+  STRUCTURED_HEADER_BYTES,
+  STRUCTURED_REPLY_MAGIC,
+  TFLAG_CAN_MULTI_CONN,
+  TFLAG_READ_ONLY,
+  TFLAG_SEND_FLUSH,
+  TFLAG_SEND_TRIM,
+  TFLAG_SEND_WRITE_ZEROES,
+  encodeRequest,
+  errnoName,
+} from './protocol.js';
+import type { NbdAddress } from './url.js';
+import { type Wire, WireClosed } from './wire.js';
+
+export type { NbdBlockSizes } from './handshake.js';
+
+export interface NbdConnectOptions {
+  /** Ask for structured replies (default true). Without them there is no block status. */
+  structuredReplies?: boolean;
+  /** Metadata contexts to select for block status (default base:allocation); ignored without structured replies. */
+  metaContexts?: readonly string[];
+  /** Most requests in flight on the connection; more wait their turn (default 16). */
+  maxInFlight?: number;
+  /** Longest the connection and handshake may take before it is given up (default 30 s). */
+  handshakeTimeoutMs?: number;
+  /** Longest the server may send nothing while requests wait for replies before the connection is given up (default 120 s). */
+  replyTimeoutMs?: number;
+}
+
+/** What the server said of the export on entering transmission. */
+export interface NbdExportInfo {
+  name: string;
+  sizeBytes: number;
+  /** The raw transmission flags. */
+  flags: number;
+  readOnly: boolean;
+  canFlush: boolean;
+  canWriteZeroes: boolean;
+  canTrim: boolean;
+  canMultiConn: boolean;
+  blockSizes: NbdBlockSizes;
+  structuredReplies: boolean;
+  /** The metadata contexts selected, by name (block status answers for each). */
+  metaContexts: string[];
+  /** Whether the connection runs over TLS. */
+  tls: boolean;
+}
+
+/** Consecutive bytes [offset, offset + length) sharing one status of a metadata context. */
+export interface NbdExtent {
+  offset: number;
+  length: number;
+  flags: number;
+}
+
+/** The largest request this client sends, even where the server takes more. */
+const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
+/** The largest block status range asked at once (the field is 32 bits). */
+const MAX_STATUS_BYTES = 2 ** 31;
+
+/**
+ * Opens a connection to an NBD export: fixed newstyle handshake, STARTTLS
+ * first for nbds:// URLs, structured replies and metadata contexts when the
+ * server has them, then NBD_OPT_GO (NBD_OPT_EXPORT_NAME on servers without
+ * it). A refusal (no such export, TLS required, unreachable server) is
+ * SOURCE_UNUSABLE naming the URL.
+ */
+export async function connectNbd(address: NbdAddress, options: NbdConnectOptions = {}): Promise<NbdClient> {
+  const negotiation = await Negotiation.open(address, options.handshakeTimeoutMs);
+  try {
+    const info = await negotiation.run(async () => {
+      await negotiation.startTls();
+      const structured = options.structuredReplies !== false && (await negotiation.structuredReplies());
+      const contexts = structured ? await negotiation.setMetaContexts(options.metaContexts ?? [BASE_ALLOCATION]) : new Map<number, string>();
+      return { ...(await negotiation.go()), structured, contexts };
+    });
+    return new NbdClient(address, negotiation.socket, negotiation.wire, info, {
+      maxInFlight: options.maxInFlight ?? 16,
+      replyTimeoutMs: options.replyTimeoutMs ?? 120_000,
+    });
+  } catch (err) {
+    negotiation.quit();
+    throw err;
+  }
+}
+
+/**
+ * The metadata contexts the server offers on the export for `queries`
+ * (NBD_OPT_LIST_META_CONTEXT; no queries: all it lists), then ends the
+ * session without entering transmission. Empty when the server has no
+ * structured replies or metadata contexts.
+ */
+export async function listNbdMetaContexts(address: NbdAddress, queries: readonly string[] = [], handshakeTimeoutMs?: number): Promise<string[]> {
+  const negotiation = await Negotiation.open(address, handshakeTimeoutMs);
+  try {
+    return await negotiation.run(async () => {
+      await negotiation.startTls();
+      return (await negotiation.structuredReplies()) ? await negotiation.listMetaContexts(queries) : [];
+    });
+  } finally {
+    negotiation.quit();
+  }
+}
+
+/** One request waiting for its reply. */
+interface Pending {
+  command: number;
+  offset: number;
+  length: number;
+  /** Where a read's bytes go. */
+  target?: Uint8Array;
+  /** Bytes of a structured read covered by data or hole chunks so far. */
+  covered: number;
+  /** Block status extents by context id. */
+  extents?: Map<number, NbdExtent[]>;
+  /** The first error the server reported for this request. */
+  error?: { errno: number; message: string };
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * A connection in the transmission phase. Requests of any kind may be in
+ * flight together (up to maxInFlight; the rest wait), and their replies come
+ * in any order. A server error fails the one request (IO_FAILED, with the
+ * errno and the server's message); a broken protocol, a closed connection or
+ * a server silent for replyTimeoutMs while requests wait fails every request
+ * in flight and all later ones (IO_FAILED).
+ */
+export class NbdClient {
+  readonly info: NbdExportInfo;
+  readonly #pending = new Map<number, Pending>();
+  readonly #slotWaiters: Array<() => void> = [];
+  readonly #contextNames: Map<number, string>;
+  readonly #requestBytes: number;
+  #cookie = 0;
+  #failure: SnaplineError | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    readonly address: NbdAddress,
+    private readonly socket: Socket | TLSSocket,
+    private readonly wire: Wire,
+    negotiated: { sizeBytes: number; flags: number; blockSizes: NbdBlockSizes; tls: boolean; structured: boolean; contexts: Map<number, string> },
+    private readonly limits: { maxInFlight: number; replyTimeoutMs: number },
+  ) {
+    const { flags, blockSizes } = negotiated;
+    this.info = {
+      name: address.exportName,
+      sizeBytes: negotiated.sizeBytes,
+      flags,
+      readOnly: (flags & TFLAG_READ_ONLY) !== 0,
+      canFlush: (flags & TFLAG_SEND_FLUSH) !== 0,
+      canWriteZeroes: (flags & TFLAG_SEND_WRITE_ZEROES) !== 0,
+      canTrim: (flags & TFLAG_SEND_TRIM) !== 0,
+      canMultiConn: (flags & TFLAG_CAN_MULTI_CONN) !== 0,
+      blockSizes,
+      structuredReplies: negotiated.structured,
+      metaContexts: [...negotiated.contexts.values()],
+      tls: negotiated.tls,
+    };
+    this.#contextNames = negotiated.contexts;
+    const minimum = Math.max(1, blockSizes.minimum);
+    const largest = Math.min(MAX_REQUEST_BYTES, blockSizes.maximum || DEFAULT_BLOCK_SIZES.maximum);
+    this.#requestBytes = Math.max(minimum, largest - (largest % minimum));
+    socket.on('timeout', () => {
+      if (this.#pending.size === 0) return;
+      const seconds = limits.replyTimeoutMs / 1000;
+      const waiting = this.#pending.size;
+      this.#fail(
+        new SnaplineError(ErrorCodes.IO_FAILED, `NBD server ${address.url} sent nothing for ${seconds} s with ${waiting} request${waiting === 1 ? '' : 's'} unanswered`, {
+          details: { url: address.url },
+        }),
+      );
+      socket.destroy();
+    });
+    void this.#receive();
+  }
+
+  /**
+   * Reads [offset, offset + target.byteLength) into `target`, split into
+   * requests of at most 2 MiB (and the server's maximum payload) sent at
+   * once. Holes the server reports come out as zeros.
+   */
+  async read(target: Uint8Array, offset: number): Promise<void> {
+    this.#checkRange('read', offset, target.byteLength);
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < target.byteLength; done += this.#requestBytes) {
+      const length = Math.min(this.#requestBytes, target.byteLength - done);
+      parts.push(this.#request(Command.READ, 0, offset + done, length, { target: target.subarray(done, done + length) }));
+    }
+    await settleAll(parts);
+  }
+
+  /** Writes `data` at `offset` (split like reads). Not durable until flush(). */
+  async write(data: Uint8Array, offset: number): Promise<void> {
+    this.#checkWritable('write');
+    this.#checkRange('write', offset, data.byteLength);
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < data.byteLength; done += this.#requestBytes) {
+      const length = Math.min(this.#requestBytes, data.byteLength - done);
+      parts.push(this.#request(Command.WRITE, 0, offset + done, length, { payload: data.subarray(done, done + length) }));
+    }
+    await settleAll(parts);
+  }
+
+  /** Makes [offset, offset + length) read as zeros with NBD_CMD_WRITE_ZEROES (the server may leave a hole). Needs info.canWriteZeroes. */
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.#checkWritable('write zeros to');
+    if (!this.info.canWriteZeroes) throw new SnaplineError(ErrorCodes.INTERNAL, `NBD export ${this.address.url} cannot write zeros: write zero bytes instead`);
+    this.#checkRange('zero', offset, length);
+    const parts: Promise<void>[] = [];
+    for (let done = 0; done < length; done += MAX_STATUS_BYTES) {
+      parts.push(this.#request(Command.WRITE_ZEROES, 0, offset + done, Math.min(MAX_STATUS_BYTES, length - done)));
+    }
+    await settleAll(parts);
+  }
+
+  /** Makes every write the server has acknowledged durable; a no-op where the server has no flush. */
+  async flush(): Promise<void> {
+    if (!this.info.canFlush) return;
+    await this.#request(Command.FLUSH, 0, 0, 0);
+  }
+
+  /**
+   * The status of the bytes from `offset` on, for each selected metadata
+   * context (by name): consecutive extents starting at `offset`, covering at
+   * least one byte and perhaps less or more than `length`. Needs a selected
+   * context; clipped at the export's end.
+   */
+  async blockStatus(offset: number, length: number): Promise<Map<string, NbdExtent[]>> {
+    if (this.#contextNames.size === 0) {
+      throw new SnaplineError(ErrorCodes.INTERNAL, `NBD export ${this.address.url}: block status needs a selected metadata context`);
+    }
+    const asked = Math.min(length, MAX_STATUS_BYTES, this.info.sizeBytes - offset);
+    this.#checkRange('query the status of', offset, asked);
+    const extents = new Map<number, NbdExtent[]>();
+    await this.#request(Command.BLOCK_STATUS, 0, offset, asked, { extents });
+    const byName = new Map<string, NbdExtent[]>();
+    for (const [id, name] of this.#contextNames) {
+      const list = extents.get(id);
+      if (list === undefined || list.length === 0) throw this.#broken(`answered a block status request without extents for ${name}`);
+      byName.set(name, list);
+    }
+    return byName;
+  }
+
+  /**
+   * Ends the session: NBD_CMD_DISC when nothing is in flight, else a hard
+   * disconnect that fails the requests in flight. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= new Promise<void>((resolve) => {
+      const idle = this.#pending.size === 0 && this.#failure === undefined;
+      this.#fail(new SnaplineError(ErrorCodes.IO_FAILED, `the connection to NBD server ${this.address.url} was closed by snapline`));
+      if (!idle || this.socket.destroyed) {
+        this.socket.destroy();
+        resolve();
+        return;
+      }
+      this.socket.write(encodeRequest(Command.DISC, 0, this.#nextCookie(), 0, 0));
+      this.socket.end(() => {
+        this.socket.destroy();
+        resolve();
+      });
+    });
+    return this.#closing;
+  }
+
+  #checkWritable(what: string): void {
+    if (this.info.readOnly) {
+      throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `NBD export ${this.address.url} is read-only: cannot ${what} it`, { details: { url: this.address.url } });
+    }
+  }
+
+  #checkRange(what: string, offset: number, length: number): void {
+    const { minimum } = this.info.blockSizes;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.info.sizeBytes) {
+      throw new SnaplineError(
+        ErrorCodes.INVALID_ARGUMENT,
+        `cannot ${what} ${length} bytes at byte ${offset} of NBD export ${this.address.url}, which holds ${this.info.sizeBytes} bytes`,
+      );
+    }
+    if (minimum > 1 && (offset % minimum !== 0 || (length % minimum !== 0 && offset + length !== this.info.sizeBytes))) {
+      throw new SnaplineError(
+        ErrorCodes.INVALID_ARGUMENT,
+        `cannot ${what} ${length} bytes at byte ${offset} of NBD export ${this.address.url}: not aligned to its ${minimum}-byte blocks`,
+      );
+    }
+  }
+
+  #nextCookie(): number {
+    do this.#cookie = (this.#cookie + 1) >>> 0;
+    while (this.#pending.has(this.#cookie));
+    return this.#cookie;
+  }
+
+  async #request(
+    command: number,
+    flags: number,
+    offset: number,
+    length: number,
+    extra: { target?: Uint8Array; payload?: Uint8Array; extents?: Map<number, NbdExtent[]> } = {},
+  ): Promise<void> {
+    if (length === 0 && command !== Command.FLUSH) return;
+    while (this.#pending.size >= this.limits.maxInFlight && this.#failure === undefined) {
+      await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+    }
+    if (this.#failure !== undefined) throw this.#failure;
+    const cookie = this.#nextCookie();
+    const done = new Promise<void>((resolve, reject) => {
+      this.#pending.set(cookie, { command, offset, length, target: extra.target, extents: extra.extents, covered: 0, resolve, reject });
+    });
+    // The server's silence counts only while a reply is awaited.
+    if (this.#pending.size === 1) this.socket.setTimeout(this.limits.replyTimeoutMs);
+    const header = encodeRequest(command, flags, cookie, offset, command === Command.FLUSH ? 0 : length);
+    if (extra.payload === undefined) {
+      this.socket.write(header);
+    } else {
+      this.socket.cork();
+      this.socket.write(header);
+      this.socket.write(extra.payload);
+      this.socket.uncork();
+    }
+    try {
+      await done;
+    } finally {
+      this.#slotWaiters.shift()?.();
+    }
+  }
+
+  /** The reply loop: runs until the connection ends or breaks. */
+  async #receive(): Promise<void> {
+    try {
+      for (;;) {
+        const magic = (await this.wire.read(4)).readUInt32BE(0);
+        if (magic === SIMPLE_REPLY_MAGIC) await this.#simpleReply();
+        else if (magic === STRUCTURED_REPLY_MAGIC && this.info.structuredReplies) await this.#structuredChunk();
+        else throw this.#broken(`sent a reply with magic 0x${magic.toString(16)}`);
+      }
+    } catch (err) {
+      this.#fail(err instanceof SnaplineError ? err : this.#closedError(err instanceof WireClosed ? err.cause : err));
+    }
+  }
+
+  async #simpleReply(): Promise<void> {
+    const rest = await this.wire.read(SIMPLE_REPLY_BYTES - 4);
+    const errno = rest.readUInt32BE(0);
+    const request = this.#find(rest, 4);
+    if (request.command === Command.READ && this.info.structuredReplies) throw this.#broken('answered a read with a simple reply after agreeing to structured replies');
+    if (errno === 0 && request.command === Command.BLOCK_STATUS) throw this.#broken('answered block status with a simple reply that holds no status');
+    // The request stays pending until its data is in: a connection lost meanwhile fails it.
+    if (errno === 0 && request.command === Command.READ) await this.wire.readInto(request.target!);
+    this.#take(rest, 4);
+    if (errno !== 0) request.reject(this.#requestError(request, { errno, message: '' }));
+    else request.resolve();
+  }
+
+  async #structuredChunk(): Promise<void> {
+    const header = await this.wire.read(STRUCTURED_HEADER_BYTES - 4);
+    const flags = header.readUInt16BE(0);
+    const type = header.readUInt16BE(2);
+    const length = header.readUInt32BE(12);
+    const request = this.#find(header, 4);
+    if (length > MAX_REPLY_PAYLOAD && type !== ReplyType.OFFSET_DATA) throw this.#broken(`sent a reply chunk of ${length} bytes`);
+    switch (type) {
+      case ReplyType.NONE:
+        if (length !== 0 || (flags & REPLY_FLAG_DONE) === 0) throw this.#broken('sent a malformed final chunk');
+        break;
+      case ReplyType.OFFSET_DATA: {
+        if (request.command !== Command.READ || length < 9) throw this.#broken('sent data that was not asked for');
+        const at = Number((await this.wire.read(8)).readBigUInt64BE(0));
+        const bytes = length - 8;
+        const start = at - request.offset;
+        if (start < 0 || start + bytes > request.length) throw this.#broken(`sent ${bytes} bytes at byte ${at}, outside the read of ${request.length} bytes at byte ${request.offset}`);
+        await this.wire.readInto(request.target!.subarray(start, start + bytes));
+        request.covered += bytes;
+        break;
+      }
+      case ReplyType.OFFSET_HOLE: {
+        if (request.command !== Command.READ || length !== 12) throw this.#broken('sent a hole that was not asked for');
+        const payload = await this.wire.read(12);
+        const at = Number(payload.readBigUInt64BE(0));
+        const bytes = payload.readUInt32BE(8);
+        const start = at - request.offset;
+        if (bytes === 0 || start < 0 || start + bytes > request.length) throw this.#broken(`sent a hole of ${bytes} bytes at byte ${at}, outside the read`);
+        request.target!.fill(0, start, start + bytes);
+        request.covered += bytes;
+        break;
+      }
+      case ReplyType.BLOCK_STATUS: {
+        if (request.command !== Command.BLOCK_STATUS || length < 12 || (length - 4) % 8 !== 0) throw this.#broken('sent a malformed block status chunk');
+        const payload = await this.wire.read(length);
+        const id = payload.readUInt32BE(0);
+        if (!this.#contextNames.has(id)) throw this.#broken(`sent block status for metadata context ${id}, which was not selected`);
+        const list: NbdExtent[] = [];
+        let at = request.offset;
+        for (let p = 4; p < length; p += 8) {
+          const extentLength = payload.readUInt32BE(p);
+          if (extentLength === 0) throw this.#broken('sent a block status extent of length 0');
+          list.push({ offset: at, length: extentLength, flags: payload.readUInt32BE(p + 4) });
+          at += extentLength;
+        }
+        request.extents!.set(id, list);
+        break;
+      }
+      default: {
+        if ((type & REPLY_TYPE_ERROR_BIT) === 0) throw this.#broken(`sent a reply chunk of unknown type ${type}`);
+        if (length < 6) throw this.#broken('sent an error chunk too short to hold an error');
+        const payload = await this.wire.read(length);
+        const errno = payload.readUInt32BE(0);
+        const messageLength = payload.readUInt16BE(4);
+        if (6 + messageLength > length) throw this.#broken('sent an error message longer than its chunk');
+        request.error ??= { errno, message: payload.subarray(6, 6 + messageLength).toString('utf8') };
+      }
+    }
+    if ((flags & REPLY_FLAG_DONE) === 0) return;
+    if (request.error === undefined && request.command === Command.READ && request.covered !== request.length) {
+      throw this.#broken(`ended a read of ${request.length} bytes having sent ${request.covered}`);
+    }
+    this.#take(header, 4);
+    if (request.error !== undefined) request.reject(this.#requestError(request, request.error));
+    else request.resolve();
+  }
+
+  #find(buffer: Buffer, at: number): Pending {
+    const cookie = buffer.readUInt32BE(at + 4);
+    const request = buffer.readUInt32BE(at) === 0 ? this.#pending.get(cookie) : undefined;
+    if (request === undefined) throw this.#broken('answered a request that was not sent');
+    return request;
+  }
+
+  /** The request a reply settles, no longer pending. */
+  #take(buffer: Buffer, at: number): Pending {
+    const request = this.#find(buffer, at);
+    this.#pending.delete(buffer.readUInt32BE(at + 4));
+    if (this.#pending.size === 0) this.socket.setTimeout(0);
+    return request;
+  }
+
+  #requestError(request: Pending, error: { errno: number; message: string }): SnaplineError {
+    const what = {
+      [Command.READ]: `reading ${request.length} bytes at byte ${request.offset}`,
+      [Command.WRITE]: `writing ${request.length} bytes at byte ${request.offset}`,
+      [Command.WRITE_ZEROES]: `zeroing ${request.length} bytes at byte ${request.offset}`,
+      [Command.FLUSH]: 'flushing',
+      [Command.BLOCK_STATUS]: `block status of ${request.length} bytes at byte ${request.offset}`,
+    }[request.command];
+    const said = error.message === '' ? '' : ` (server says: ${error.message})`;
+    return new SnaplineError(ErrorCodes.IO_FAILED, `NBD server ${this.address.url} failed ${what ?? 'a request'}: ${errnoName(error.errno)}${said}`, {
+      details: { url: this.address.url, position: request.offset, errno: error.errno },
+    });
+  }
+
+  /** A protocol violation: the connection is dropped and every request fails. */
+  #broken(what: string): SnaplineError {
+    const err = new SnaplineError(ErrorCodes.IO_FAILED, `NBD server ${this.address.url} broke the protocol: it ${what}`, { details: { url: this.address.url } });
+    this.#fail(err);
+    this.socket.destroy();
+    return err;
+  }
+
+  #closedError(cause: unknown): SnaplineError {
+    const unanswered = this.#pending.size;
+    const reason = cause instanceof Error && cause.message !== '' ? `: ${cause.message}` : '';
+    return new SnaplineError(
+      ErrorCodes.IO_FAILED,
+      `NBD server ${this.address.url} closed the connection${unanswered > 0 ? ` with ${unanswered} request${unanswered === 1 ? '' : 's'} unanswered` : ''}${reason}`,
+      { cause, details: { url: this.address.url } },
+    );
+  }
+
+  /** Fails every request in flight and all later ones with `err` (the first failure wins). */
+  #fail(err: SnaplineError): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = err;
+    this.wire.fail(err);
+    for (const request of this.#pending.values()) request.reject(err);
+    this.#pending.clear();
+    for (const wake of this.#slotWaiters.splice(0)) wake();
+  }
+}
+
+/** Waits for every part; rejects with the first failure once all have settled (no part left running behind the caller). */
+async function settleAll(parts: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(parts);
+  const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}

@@ -1,0 +1,69 @@
+/**
+ * The ECS restore driver on the local endpoint, whose ECS refuses what AWS
+ * refuses (ListTasks: startedBy only alone, and then running tasks only):
+ * the real ECS and Logs adapters through the SDK, a SQLite index in a temp
+ * dir, tasks that run `snapline worker shard` as child processes of the
+ * endpoint (dist/ is built by test/e2e/global-setup.ts).
+ */
+import { DescribeTasksCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openEcsSession } from '../../src/ecs-session.js';
+import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
+import { backup } from '../../src/engine/backup.js';
+import { ecsRestore } from '../../src/engine/ecs-restore.js';
+import { writeImage } from '../support/images.js';
+import { localSessionOptions, withLocalSession } from '../support/local-endpoint.js';
+
+let work: string;
+let emulator: RunningEmulator;
+let ecs: ECSClient;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'snapline-ecs-endpoint-'));
+  emulator = await startEmulator({ dataDir: join(work, 'endpoint') });
+  ecs = new ECSClient({ endpoint: emulator.url, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+});
+afterAll(async () => {
+  ecs?.destroy();
+  await emulator?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('ecsRestore on the local endpoint', () => {
+  it('a reattach after every shard has STOPPED judges the stopped tasks and runs none of them again', async () => {
+    const indexPath = join(work, 'index.db');
+    const image = join(work, 'source.img');
+    writeImage(image, { label: 'ecs-endpoint', blocks: 6 });
+    const source = await withLocalSession(emulator, indexPath, (session) => backup(session, { source: image, volume: 'source' }));
+    const session = await openEcsSession(localSessionOptions(emulator, indexPath));
+    try {
+      const options = { source: source.snapshotId!, pacing: { pollFirstMs: 20, pollMaxMs: 100, logSettleMs: 1000 } };
+      const detached = await ecsRestore(session.deps, { ...options, shards: 2, detach: true });
+      expect(detached.state).toBe('detached');
+      const arns = session.deps.index.ecsTasks(detached.jobId).map((t) => t.taskArn);
+      expect(arns).toHaveLength(2);
+      for (let i = 0; ; i += 1) {
+        const out = await ecs.send(new DescribeTasksCommand({ tasks: arns }));
+        if (out.tasks!.every((task) => task.lastStatus === 'STOPPED')) break;
+        if (i > 1200) throw new Error('the shards did not stop');
+        await sleep(50);
+      }
+      const launched = emulator.stats().operations.RunTask!.requests;
+
+      const report = await ecsRestore(session.deps, options);
+      expect(report.jobId).toBe(detached.jobId);
+      expect(report.state).toBe('completed');
+      expect(report.shards.map((s) => [s.state, s.attempts, s.exitCode])).toEqual([
+        ['succeeded', 1, 0],
+        ['succeeded', 1, 0],
+      ]);
+      expect(emulator.stats().operations.RunTask!.requests).toBe(launched);
+    } finally {
+      await session.close();
+    }
+  });
+});

@@ -1,0 +1,170 @@
+/**
+ * NBD exports as backup sources and restore targets, end to end: qemu-nbd
+ * serving qcow2 and raw images made by qemu-img and qemu-io, the engine's
+ * backup and restore through the real adapters against the local endpoint,
+ * and the bytes compared with what `qemu-img convert -O raw` makes of the
+ * image.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BLOCK_SIZE } from '../../src/core/constants.js';
+import { backup } from '../../src/engine/backup.js';
+import { restore } from '../../src/engine/restore.js';
+import { ErrorCodes } from '../../src/errors.js';
+import { Command, REPLY_FLAG_DONE, ReplyType } from '../../src/source/nbd/protocol.js';
+import { nonZeroBlocks, pseudoRandomBytes } from '../support/images.js';
+import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
+import { chunkHeader, startFakeNbdServer } from '../support/nbd-fake-server.js';
+import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type QemuNbdOptions, type RunningQemuNbd } from '../support/qemu-nbd.js';
+
+const MIB = 1024 * 1024;
+
+function expectSameBytes(actual: Buffer, expected: Buffer, what: string): void {
+  expect(actual.byteLength, `size of ${what}`).toBe(expected.byteLength);
+  expect(actual.equals(expected), `bytes of ${what}`).toBe(true);
+}
+
+describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the local endpoint', () => {
+  let local: LocalEndpoint;
+  const servers: RunningQemuNbd[] = [];
+
+  beforeAll(async () => {
+    local = await startLocalEndpoint('snapline-nbd-');
+  });
+  afterAll(async () => {
+    await Promise.all(servers.map((server) => server.stop()));
+    await local?.close();
+  });
+
+  async function serve(options: QemuNbdOptions): Promise<RunningQemuNbd> {
+    const server = await startQemuNbd(local.work, options);
+    servers.push(server);
+    return server;
+  }
+
+  /** A 40 MiB + 64 KiB qcow2: pseudo-random data with zero runs (left unallocated by convert) and an explicit zero cluster run. */
+  function makeQcow2(): string {
+    const raw = local.pathFor('seed.raw');
+    const bytes = pseudoRandomBytes('nbd-e2e', 40 * MIB + 64 * 1024);
+    bytes.fill(0, 4 * MIB, 12 * MIB);
+    bytes.fill(0, 30 * MIB, 33 * MIB);
+    writeFileSync(raw, bytes);
+    const image = local.pathFor('disk.qcow2');
+    qemuImg('convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, image);
+    qemuIo(image, 'qcow2', 'write -z 20M 2M');
+    return image;
+  }
+
+  it('backs up a qcow2 served by qemu-nbd (volume named after the export), restores it equal to qemu-img convert -O raw, and an incremental uploads only the changed blocks', async () => {
+    const image = makeQcow2();
+    const socket = local.pathFor('disk.sock');
+    const expected = rawBytesOf(image, 'qcow2', local.work);
+    const blocks = Math.ceil(expected.byteLength / BLOCK_SIZE);
+    const dataBlocks = nonZeroBlocks(expected).length;
+    let server = await serve({ image, format: 'qcow2', exportName: 'vm-disk', socket });
+
+    const first = await backup(local.session, { source: server.url });
+    expect(first).toMatchObject({ volume: 'vm-disk', sourceBytes: expected.byteLength, blocksScanned: blocks, blocksUploaded: dataBlocks });
+    expect(first.blocksZeroSkipped).toBe(blocks - dataBlocks);
+    expect(local.session.index.getVolume('vm-disk')?.sourcePath).toBe(server.url);
+
+    const restored = local.pathFor('restored.raw');
+    const back = await restore(local.session, { snapshotId: first.snapshotId!, target: restored, verify: true });
+    expect(back.verified).toBe(true);
+    expectSameBytes(readFileSync(restored), expected, 'the first restore');
+
+    // Change two blocks and zero a third while the server is down, then serve the image again on the same socket.
+    await server.stop();
+    qemuIo(image, 'qcow2', 'write -P 0x42 1M 4k', `write -P 0x43 ${36 * MIB} 512k`, 'write -z 2M 512k');
+    server = await serve({ image, format: 'qcow2', exportName: 'vm-disk', socket });
+    const second = await backup(local.session, { source: server.url });
+    expect(second).toMatchObject({ volume: 'vm-disk', parentSnapshotId: first.snapshotId, blocksChanged: 3, blocksUploaded: 3 });
+
+    const again = local.pathFor('restored-2.raw');
+    await restore(local.session, { snapshotId: second.snapshotId!, target: again });
+    expectSameBytes(readFileSync(again), rawBytesOf(image, 'qcow2', local.work), 'the second restore');
+  });
+
+  it('asks for --volume when the URL names no export (the default export), and takes the name given', async () => {
+    const image = makeQcow2();
+    const server = await serve({ image, format: 'qcow2' });
+    expect(server.url).toMatch(/^nbd\+unix:\/\/\/\?socket=/);
+    await expect(backup(local.session, { source: server.url })).rejects.toMatchObject({
+      code: ErrorCodes.INVALID_ARGUMENT,
+      message: expect.stringMatching(/names no export.*pass --volume/),
+    });
+    const result = await backup(local.session, { source: server.url, volume: 'default-export', dryRun: true });
+    expect(result).toMatchObject({ volume: 'default-export', dryRun: true, blocksScanned: 81 });
+  });
+
+  it('restores onto a writable NBD export, zeroing what the snapshot lacks, and verifies it; a read-only or too small export is refused, one holding a partition table needs force', async () => {
+    const image = makeQcow2();
+    const source = await serve({ image, format: 'qcow2', exportName: 'source-disk', tcp: true });
+    const { snapshotId } = await backup(local.session, { source: source.url });
+    const expected = rawBytesOf(image, 'qcow2', local.work);
+
+    // The target export holds old data everywhere.
+    const targetImage = local.pathFor('target.raw');
+    writeFileSync(targetImage, pseudoRandomBytes('old content', expected.byteLength));
+    const target = await serve({ image: targetImage, format: 'raw', exportName: 'target', readOnly: false });
+    const result = await restore(local.session, { snapshotId: snapshotId!, target: target.url, verify: true });
+    expect(result).toMatchObject({ target: target.url, verified: true, sizeBytes: expected.byteLength });
+    await target.stop();
+    expectSameBytes(readFileSync(targetImage), expected, 'the target export');
+
+    // An export whose start carries a partition table is overwritten only with --force.
+    const partitioned = local.pathFor('partitioned.raw');
+    const head = pseudoRandomBytes('old content', expected.byteLength);
+    head[510] = 0x55;
+    head[511] = 0xaa;
+    writeFileSync(partitioned, head);
+    const guarded = await serve({ image: partitioned, format: 'raw', exportName: 'partitioned', readOnly: false });
+    await expect(restore(local.session, { snapshotId: snapshotId!, target: guarded.url })).rejects.toMatchObject({
+      code: ErrorCodes.TARGET_UNUSABLE,
+      message: expect.stringContaining('holds an MBR partition table or boot sector (boot signature 0x55AA at byte 510)'),
+      hint: expect.stringContaining('--force'),
+    });
+    await restore(local.session, { snapshotId: snapshotId!, target: guarded.url, force: true });
+    await guarded.stop();
+    expectSameBytes(readFileSync(partitioned), expected, 'the partitioned export, overwritten with force');
+
+    const readOnly = await serve({ image: targetImage, format: 'raw', exportName: 'target' });
+    await expect(restore(local.session, { snapshotId: snapshotId!, target: readOnly.url })).rejects.toMatchObject({
+      code: ErrorCodes.TARGET_UNUSABLE,
+      message: expect.stringContaining('is read-only'),
+    });
+    const smallImage = local.pathFor('small.raw');
+    qemuImg('create', '-q', '-f', 'raw', smallImage, '8M');
+    const small = await serve({ image: smallImage, format: 'raw', exportName: 'small', readOnly: false });
+    await expect(restore(local.session, { snapshotId: snapshotId!, target: small.url })).rejects.toMatchObject({
+      code: ErrorCodes.TARGET_UNUSABLE,
+      message: expect.stringContaining(`holds ${8 * MIB} bytes, less than the ${expected.byteLength} bytes`),
+    });
+  });
+
+  it('fails a backup with a clear error when the server goes away in the middle of the scan, leaving the run resumable', async () => {
+    let reads = 0;
+    const server = await startFakeNbdServer(local.work, {
+      exportSize: 32 * MIB,
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        reads += 1;
+        if (reads > 3) {
+          socket.destroy();
+          return;
+        }
+        const offset = Buffer.alloc(8);
+        offset.writeBigUInt64BE(BigInt(request.offset));
+        socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + request.length), offset, Buffer.alloc(request.length, 7)]));
+      },
+    });
+    try {
+      const err = await backup(local.session, { source: server.url, volume: 'going-away' }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.IO_FAILED });
+      expect((err as Error).message).toMatch(/^NBD server nbd\+unix:\/\/\/disk\?socket=.* closed the connection/);
+      expect(local.session.index.pendingRun('going-away')).toBeDefined();
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -144,6 +144,7 @@ function toRemoteSnapshot(snapshot: Snapshot): RemoteSnapshot {
     volumeSizeGiB: snapshot.VolumeSize ?? 0,
     encrypted: snapshot.Encrypted ?? false,
     tags,
+    ...(snapshot.KmsKeyId ? { kmsKeyId: snapshot.KmsKeyId } : {}),
     ...(snapshot.Progress ? { progress: snapshot.Progress } : {}),
     ...(snapshot.StartTime ? { startTime: snapshot.StartTime } : {}),
     ...(snapshot.Description ? { description: snapshot.Description } : {}),

@@ -25,6 +25,7 @@ export interface StartedSnapshot {
   volumeSizeGiB: number;
   blockSize: number;
   parentSnapshotId?: string;
+  /** Present when the snapshot is encrypted. */
   kmsKeyArn?: string;
 }
 
@@ -98,6 +99,8 @@ export interface RemoteSnapshot {
   startTime?: Date;
   description?: string;
   encrypted: boolean;
+  /** The KMS key of an encrypted snapshot (EC2 KmsKeyId, an ARN). */
+  kmsKeyId?: string;
   tags: Record<string, string>;
   stateMessage?: string;
 }

@@ -202,6 +202,10 @@ export class EbsApi {
     // Drain the (empty) body so the connection can be reused.
     await readBody(exchange.req, exchange.stats);
     const status = await this.snapshots.complete(snapshotId, count, checksum as string | undefined);
+    if (this.faults.take('completionLostResponses')) {
+      this.stats.fault('lostCompletions');
+      return dropConnection(exchange);
+    }
     sendJson(exchange, 202, { Status: status });
   }
 
@@ -333,11 +337,13 @@ function parseStartInput(body: Record<string, unknown>): StartSnapshotInput {
     input.parentSnapshotId = ParentSnapshotId;
   }
   if (Description !== undefined) {
-    if (typeof Description !== 'string' || Description.length > 255) throw invalid('Description must be a string of at most 255 characters.');
+    if (typeof Description !== 'string' || Description.length < 1 || Description.length > 255) throw invalid('Description must be a string of 1 to 255 characters.');
     input.description = Description;
   }
   if (ClientToken !== undefined) {
-    if (typeof ClientToken !== 'string' || ClientToken.length > 255) throw invalid('ClientToken must be a string of at most 255 characters.');
+    if (typeof ClientToken !== 'string' || ClientToken.length > 255 || !/^\S+$/.test(ClientToken)) {
+      throw invalid('ClientToken must be 1 to 255 characters without white space.');
+    }
     input.clientToken = ClientToken;
   }
   if (Encrypted !== undefined) {
@@ -345,7 +351,7 @@ function parseStartInput(body: Record<string, unknown>): StartSnapshotInput {
     input.encrypted = Encrypted;
   }
   if (KmsKeyArn !== undefined) {
-    if (typeof KmsKeyArn !== 'string' || KmsKeyArn.length > 2048) throw invalid('KmsKeyArn must be a string.');
+    if (typeof KmsKeyArn !== 'string' || KmsKeyArn.length < 1 || KmsKeyArn.length > 2048) throw invalid('KmsKeyArn must be a string of 1 to 2048 characters.');
     input.kmsKeyArn = KmsKeyArn;
   }
   return input;

@@ -35,6 +35,9 @@ const notFound = (snapshotId: string) => ec2Error('InvalidSnapshot.NotFound', `T
  * The EC2 subset for snapshot bookkeeping, over the ec2 query protocol
  * (form-encoded Action=...&Version=2016-11-15, XML answers). Errors are
  * `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
+ * What DescribeSnapshots shows lags behind by the endpoint's EC2 lag (see
+ * SnapshotService.describe); CreateTags and DeleteSnapshot see every
+ * snapshot at once. Encryption by default is per Region.
  */
 export class Ec2Api {
   constructor(private readonly snapshots: SnapshotService) {}
@@ -55,7 +58,12 @@ export class Ec2Api {
           inner = this.#deleteSnapshot(params);
           break;
         case 'GetEbsEncryptionByDefault':
-          inner = textElement('ebsEncryptionByDefault', false) + textElement('sseType', 'none');
+          inner = encryptionByDefault(this.snapshots.encryptionByDefault(exchange.region));
+          break;
+        case 'EnableEbsEncryptionByDefault':
+        case 'DisableEbsEncryptionByDefault':
+          this.snapshots.setEncryptionByDefault(exchange.region, action === 'EnableEbsEncryptionByDefault');
+          inner = textElement('ebsEncryptionByDefault', this.snapshots.encryptionByDefault(exchange.region));
           break;
         case 'DescribeRegions':
           inner = describeRegions(params);
@@ -270,6 +278,11 @@ function snapshotItem(s: SnapshotRecord): string {
       textElement('storageTier', 'standard') +
       (tags === '' ? '' : element('tagSet', tags)),
   );
+}
+
+/** GetEbsEncryptionByDefault's answer; the encryption is KMS-based when on. */
+function encryptionByDefault(on: boolean): string {
+  return textElement('ebsEncryptionByDefault', on) + textElement('sseType', on ? 'sse-kms' : 'none');
 }
 
 function describeRegions(params: URLSearchParams): string {

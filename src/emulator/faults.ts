@@ -27,6 +27,8 @@ export interface FaultSettings {
   completionDelayMs?: number;
   /** Share 0..1 of accepted completions that end in state error. */
   completionErrorRate?: number;
+  /** The next N CompleteSnapshot calls are carried out, then their connection is dropped without an answer (a lost answer). */
+  completionLostResponses?: number;
   /** Share 0..1 of Glacier jobs that end Failed instead of Succeeded. */
   jobFailureRate?: number;
   /** ECS: the next N task placements of RunTask fail for capacity (failures[] with reason RESOURCE:MEMORY). */
@@ -44,7 +46,7 @@ export interface FaultSettings {
 }
 
 /** The faults that fire a given number of times (the next N occasions), then switch off. */
-export const COUNTED_FAULTS = ['ecsCapacityFailures', 'ecsLostResponses', 'ecsStartFailures', 'ecsExitFailures', 'ecsHostStops'] as const;
+export const COUNTED_FAULTS = ['completionLostResponses', 'ecsCapacityFailures', 'ecsLostResponses', 'ecsStartFailures', 'ecsExitFailures', 'ecsHostStops'] as const;
 export type CountedFault = (typeof COUNTED_FAULTS)[number];
 
 type FaultField = keyof FaultSettings;

@@ -1,11 +1,12 @@
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { AccessKey } from './auth.js';
+import { checkClockOptions, scaledTierDelays, skewedClock, type ClockOptions } from './clock.js';
 import type { TaskOptions } from './container-services.js';
 import { checkFaultSettings, FAULT_FIELDS, type FaultSettings } from './faults.js';
 import { EndpointServer } from './server.js';
 import { DEFAULT_LIMITS, type EndpointLimits } from './snapshots.js';
 import type { EmulatorStats } from './stats.js';
-import { checkTierDelays, type TierDelays } from './tiers.js';
+import type { TierDelays } from './tiers.js';
 
 export type { AccessKey } from './auth.js';
 export { parseAccessKey, parseAccessKeyFile } from './auth.js';
@@ -14,11 +15,13 @@ export type { TaskOptions } from './container-services.js';
 export type { EmulatorStats, FaultStats, OperationStats } from './stats.js';
 export type { EndpointLimits } from './snapshots.js';
 export { checkFaultSettings, FAULT_FIELDS } from './faults.js';
+export type { ClockOptions } from './clock.js';
+export { checkClockOptions, CLOCK_FIELDS } from './clock.js';
 export { ACCOUNT_ID, DEFAULT_LIMITS } from './snapshots.js';
 export type { Tier, TierDelays } from './tiers.js';
 export { DEFAULT_TIER_DELAYS, parseTierDelayFlags, TIERS } from './tiers.js';
 
-export interface EmulatorOptions extends FaultSettings {
+export interface EmulatorOptions extends FaultSettings, ClockOptions {
   /** Where the endpoint keeps its catalog (SQLite), block packs and token secret. Created when missing. */
   dataDir: string;
   /** Default 127.0.0.1. Callers decide whether a non-loopback address is allowed. */
@@ -27,8 +30,10 @@ export interface EmulatorOptions extends FaultSettings {
   port?: number;
   /** Quotas; AWS's defaults when absent. */
   limits?: Partial<EndpointLimits>;
-  /** The clock (epoch ms) for state decisions: token expiry, idle timeout, completion delay, rate limits. For tests. */
+  /** The clock (epoch ms) for state decisions: token expiry, idle timeout, completion delay, rate limits. For tests. clockSkewS shifts it. */
   now?: () => number;
+  /** EBS encryption by default starts enabled in every Region (EC2 Enable/DisableEbsEncryptionByDefault change it while running). */
+  encryptionByDefault?: boolean;
   /** Where internal failures are reported. Default: stderr. */
   log?: (line: string) => void;
   /**
@@ -39,9 +44,9 @@ export interface EmulatorOptions extends FaultSettings {
   auth?: readonly AccessKey[];
   /** Speak HTTPS with this key and certificate (PEM) instead of plain HTTP. */
   tls?: { key: string; cert: string };
-  /** Milliseconds an S3 RestoreObject of each tier takes; DEFAULT_TIER_DELAYS for those not given. */
+  /** Milliseconds an S3 RestoreObject of each tier takes; DEFAULT_TIER_DELAYS (divided by timeScale) for those not given. */
   restoreDelayMs?: Partial<TierDelays>;
-  /** Milliseconds a Glacier job of each tier stays InProgress; DEFAULT_TIER_DELAYS for those not given. */
+  /** Milliseconds a Glacier job of each tier stays InProgress; DEFAULT_TIER_DELAYS (divided by timeScale) for those not given. */
   jobDelayMs?: Partial<TierDelays>;
   /** How ECS tasks run: entrypoint, extra environment (see TaskOptions). */
   tasks?: TaskOptions;
@@ -77,18 +82,24 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
   }
   const faults: Record<string, unknown> = {};
   for (const field of FAULT_FIELDS) if (options[field] !== undefined) faults[field] = options[field];
+  const { timeScale, ec2LagMs, clockSkewS } = checkClockOptions(options);
+  if (options.encryptionByDefault !== undefined && typeof options.encryptionByDefault !== 'boolean') {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `encryptionByDefault must be true or false, got ${JSON.stringify(options.encryptionByDefault)}`);
+  }
   const endpoint = await EndpointServer.start({
     dataDir: options.dataDir,
     host: options.host ?? '127.0.0.1',
     port,
     faults: checkFaultSettings(faults),
-    now: options.now ?? Date.now,
+    now: skewedClock(options.now ?? Date.now, clockSkewS),
+    clock: { timeScale, ec2LagMs },
+    encryptionByDefault: options.encryptionByDefault ?? false,
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
     ...(options.auth === undefined ? {} : { auth: options.auth }),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
-    restoreDelays: checkTierDelays(options.restoreDelayMs, 'restoreDelayMs'),
-    jobDelays: checkTierDelays(options.jobDelayMs, 'jobDelayMs'),
+    restoreDelays: scaledTierDelays(options.restoreDelayMs, timeScale, 'restoreDelayMs'),
+    jobDelays: scaledTierDelays(options.jobDelayMs, timeScale, 'jobDelayMs'),
     ...(options.tasks === undefined ? {} : { tasks: options.tasks }),
   });
   return {

@@ -11,7 +11,7 @@ import { Ec2Api } from './ec2.js';
 import { checkFaultSettings, FaultInjector, type FaultSettings } from './faults.js';
 import { ClientGone, newRequestId, readBody, send, sendJson, type Exchange } from './http.js';
 import { credentialScopeOf } from './sigv4.js';
-import { SnapshotService, type EndpointLimits } from './snapshots.js';
+import { SnapshotService, type EndpointLimits, type SnapshotClock } from './snapshots.js';
 import { StatsRecorder, type EmulatorStats, type OperationStats } from './stats.js';
 import type { TierDelays } from './tiers.js';
 import { StsApi, STS_VERSION } from './sts.js';
@@ -25,7 +25,12 @@ export interface EndpointConfig {
   host: string;
   port: number;
   faults: FaultSettings;
+  /** The endpoint's clock (epoch ms): every state decision, and the SigV4 clock check, go by it. */
   now: () => number;
+  /** Time scale and EC2 lag (see SnapshotClock). */
+  clock: SnapshotClock;
+  /** Whether EBS encryption by default starts enabled in every Region. */
+  encryptionByDefault: boolean;
   limits: EndpointLimits;
   log: (line: string) => void;
   /** When given, every request (and every admin change) must be SigV4-signed with one of these keys. */
@@ -89,7 +94,7 @@ export class EndpointServer {
       packs = new PackStore(layout.packs);
       this.#faults = new FaultInjector(config.faults);
       const tokens = new TokenSigner(loadSecret(layout));
-      this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits);
+      this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits, config.clock, config.encryptionByDefault);
       this.#ebs = new EbsApi(this.#snapshots, this.#faults, this.#stats, config.now);
       this.#ec2 = new Ec2Api(this.#snapshots);
       this.#archives = new ArchiveServices({ database: catalog.database, ...config, faults: this.#faults, stats: this.#stats });

@@ -21,6 +21,14 @@ export interface EndpointLimits {
 
 export const DEFAULT_LIMITS: EndpointLimits = { maxPendingSnapshots: 100, maxSnapshots: 100_000 };
 
+/** How the endpoint imitates AWS's time and account settings. */
+export interface SnapshotClock {
+  /** Every AWS duration (snapshot Timeout, token lifetimes) runs this many times faster. 1: real time. */
+  timeScale: number;
+  /** Milliseconds EC2 DescribeSnapshots lags behind: a new snapshot is missing, a state change shows late. */
+  ec2LagMs: number;
+}
+
 /** StartSnapshot's arguments, checked for form by the protocol layer. */
 export interface StartSnapshotInput {
   volumeSize: number;
@@ -85,6 +93,10 @@ export class SnapshotService {
   /** Block bytes being written, by base64 digest: a second writer of the same bytes waits instead of writing again. */
   readonly #storing = new Map<string, Promise<BlobLocation>>();
   readonly #writes = new Set<Promise<unknown>>();
+  /** When each snapshot left pending (endpoint clock), for the EC2 lag; kept for as long as the lag. */
+  readonly #settledAt = new Map<string, number>();
+  /** Whether EBS encryption by default is on, by Region (EC2 Enable/DisableEbsEncryptionByDefault); absent: the endpoint's default. */
+  readonly #encryptionByDefault = new Map<string, boolean>();
 
   constructor(
     private readonly catalog: Catalog,
@@ -94,6 +106,8 @@ export class SnapshotService {
     private readonly stats: StatsRecorder,
     private readonly now: () => number,
     private readonly limits: EndpointLimits,
+    private readonly clock: SnapshotClock = { timeScale: 1, ec2LagMs: 0 },
+    private readonly encryptedByDefault = false,
   ) {
     // A restart gives every pending snapshot a fresh idle period: the endpoint was away, not the client.
     const at = now();
@@ -102,7 +116,12 @@ export class SnapshotService {
 
   // ---- lifecycle ---------------------------------------------------------
 
-  /** StartSnapshot. Idempotent by ClientToken: the same token and arguments give the same snapshot. */
+  /**
+   * StartSnapshot. Idempotent by ClientToken: the same token and arguments
+   * give the same snapshot, in whatever state it is now; the token with
+   * other arguments is a ConflictException. The encryption outcome follows
+   * AWS's tables (see #encryptionOf).
+   */
   start(input: StartSnapshotInput, region: string): SnapshotRecord {
     const fingerprint = JSON.stringify([
       input.volumeSize,
@@ -136,17 +155,7 @@ export class SnapshotService {
         );
       }
     }
-
-    const encrypted = (parent?.encrypted ?? false) || input.encrypted === true;
-    if (input.kmsKeyArn !== undefined) {
-      if (!encrypted) throw EbsErrors.validation('INVALID_PARAMETER_VALUE', 'KmsKeyArn requires Encrypted set to true.');
-      const owner = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:(\d{12}):(key|alias)\/.+$/.exec(input.kmsKeyArn)?.[1];
-      if (owner === undefined) throw EbsErrors.validation('INVALID_PARAMETER_VALUE', `KmsKeyArn ${input.kmsKeyArn} is not a KMS key ARN.`);
-      if (owner !== ACCOUNT_ID) {
-        throw EbsErrors.accessDenied('DEPENDENCY_ACCESS_DENIED', `You do not have access to the KMS key ${input.kmsKeyArn}.`);
-      }
-    }
-    const kmsKeyArn = encrypted ? (input.kmsKeyArn ?? parent?.kmsKeyArn ?? defaultKmsKeyArn(region)) : null;
+    const { encrypted, kmsKeyArn } = this.#encryptionOf(input, parent, region);
 
     if (this.catalog.countPending() >= this.limits.maxPendingSnapshots) {
       throw EbsErrors.concurrentLimit(`You have reached the limit of ${this.limits.maxPendingSnapshots} pending snapshots.`);
@@ -174,6 +183,58 @@ export class SnapshotService {
   }
 
   /**
+   * The encryption of a new snapshot, by the tables of "Encryption outcomes
+   * for EBS direct APIs": a child takes its parent's encryption and key and
+   * may name neither Encrypted nor KmsKeyArn; with encryption by default on,
+   * nothing unencrypted can be made (Encrypted false, or an unencrypted
+   * parent, is refused); without a parent, KmsKeyArn (Encrypted true or
+   * omitted) picks the key and Encrypted true alone the account's default key.
+   */
+  #encryptionOf(input: StartSnapshotInput, parent: SnapshotRecord | undefined, region: string): { encrypted: boolean; kmsKeyArn: string | null } {
+    const byDefault = this.encryptionByDefault(region);
+    if (parent !== undefined) {
+      if (input.encrypted !== undefined) {
+        throw EbsErrors.validation('INVALID_PARAMETER_VALUE', "ParentSnapshotId and Encrypted cannot be given in the same request: a child snapshot takes its parent's encryption.");
+      }
+      if (input.kmsKeyArn !== undefined) {
+        throw EbsErrors.validation('INVALID_PARAMETER_VALUE', "KmsKeyArn cannot be given with ParentSnapshotId: a child snapshot is encrypted with its parent's KMS key.");
+      }
+      if (!parent.encrypted && byDefault) {
+        throw EbsErrors.validation(
+          'INVALID_PARAMETER_VALUE',
+          `EBS encryption by default is enabled, so the unencrypted snapshot ${parent.snapshotId} cannot be a parent; copy it encrypted first.`,
+        );
+      }
+      return { encrypted: parent.encrypted, kmsKeyArn: parent.kmsKeyArn };
+    }
+    if (input.encrypted === false) {
+      if (input.kmsKeyArn !== undefined) throw EbsErrors.validation('INVALID_PARAMETER_VALUE', 'KmsKeyArn cannot be given with Encrypted false.');
+      if (byDefault) throw EbsErrors.validation('INVALID_PARAMETER_VALUE', 'EBS encryption by default is enabled: unencrypted snapshots cannot be created.');
+      return { encrypted: false, kmsKeyArn: null };
+    }
+    if (input.kmsKeyArn !== undefined) {
+      const owner = /^arn:aws[a-z-]*:kms:[^:]*:(\d{12}):key\/.*$/.exec(input.kmsKeyArn)?.[1];
+      if (owner === undefined) throw EbsErrors.validation('INVALID_PARAMETER_VALUE', `KmsKeyArn ${input.kmsKeyArn} is not the ARN of a KMS key.`);
+      if (owner !== ACCOUNT_ID) {
+        throw EbsErrors.accessDenied('DEPENDENCY_ACCESS_DENIED', `You do not have access to the KMS key ${input.kmsKeyArn}.`);
+      }
+      return { encrypted: true, kmsKeyArn: input.kmsKeyArn };
+    }
+    if (input.encrypted === true || byDefault) return { encrypted: true, kmsKeyArn: defaultKmsKeyArn(region) };
+    return { encrypted: false, kmsKeyArn: null };
+  }
+
+  /** EC2 GetEbsEncryptionByDefault for a Region. */
+  encryptionByDefault(region: string): boolean {
+    return this.#encryptionByDefault.get(region) ?? this.encryptedByDefault;
+  }
+
+  /** EC2 Enable/DisableEbsEncryptionByDefault for a Region. Kept in memory: a restart goes back to the endpoint's setting. */
+  setEncryptionByDefault(region: string, on: boolean): void {
+    this.#encryptionByDefault.set(region, on);
+  }
+
+  /**
    * Checks that a block may be written now and claims its index; the caller
    * then reads the body, calls commitWrite if it is sound, and in every case
    * releaseWrite at the end. Synchronous.
@@ -193,7 +254,6 @@ export class SnapshotService {
       throw EbsErrors.validation('CONFLICTING_BLOCK_UPDATE', `Block ${index} of ${snapshotId} is being written by another request.`);
     }
     live.writing.add(index);
-    live.lastActivity = now;
     return live;
   }
 
@@ -240,14 +300,15 @@ export class SnapshotService {
    * CompleteSnapshot. Checks ChangedBlocksCount and, when given, the LINEAR
    * aggregate over the blocks written in this snapshot; a mismatch turns the
    * snapshot to error. With a completion delay the answer is pending and the
-   * snapshot leaves pending later. Calling it again answers the current
-   * status and changes nothing.
+   * snapshot leaves pending later. Only a pending snapshot whose completion
+   * was not yet accepted can be completed: AWS documents no answer for a
+   * second CompleteSnapshot, so the endpoint takes the strict one and refuses
+   * it (ValidationException), whatever state the snapshot is in.
    */
   async complete(snapshotId: string, changedBlocksCount: number, checksum: string | undefined): Promise<SnapshotStatus> {
     const live = this.#pending.get(snapshotId);
-    if (live === undefined || !live.accepting) return this.#current(this.#visible(snapshotId)).status;
-    this.#expireIfIdle(live, this.now());
-    if (!live.accepting) return this.#current(live.record).status;
+    if (live !== undefined && live.accepting) this.#expireIfIdle(live, this.now());
+    if (live === undefined || !live.accepting) throw this.#notCompletable(snapshotId);
     live.accepting = false;
 
     const aggregate = new LinearAggregate();
@@ -292,13 +353,21 @@ export class SnapshotService {
   sweep(): void {
     const now = this.now();
     for (const live of this.#pending.values()) this.#expireIfIdle(live, now);
+    for (const [snapshotId, at] of this.#settledAt) if (now - at > this.clock.ec2LagMs) this.#settledAt.delete(snapshotId);
   }
 
+  /**
+   * Applies a due completion, or cancels a snapshot that got no block for
+   * Timeout minutes after StartSnapshot, or no CompleteSnapshot for Timeout
+   * minutes after its last block ("automatically cancelled if no blocks are
+   * written ... or the snapshot is not completed after writing the last
+   * block"): the wait restarts with every block written.
+   */
   #expireIfIdle(live: PendingSnapshot, now: number): void {
     const { completesAt, completionOutcome, completionMessage, timeoutMinutes } = live.record;
     if (completesAt !== null) {
       if (now >= completesAt) this.#finish(live, completionOutcome ?? 'completed', completionMessage);
-    } else if (live.accepting && now - live.lastActivity >= timeoutMinutes * 60_000) {
+    } else if (live.accepting && now - live.lastActivity >= this.#scaled(timeoutMinutes * 60_000)) {
       live.accepting = false;
       this.#finish(live, 'error', `The snapshot was cancelled after ${timeoutMinutes} minutes without activity.`);
     }
@@ -308,6 +377,12 @@ export class SnapshotService {
     live.accepting = false;
     this.catalog.setStatus(live.record.id, status, message, status === 'completed' ? 100 : live.progress);
     this.#pending.delete(live.record.snapshotId);
+    if (this.clock.ec2LagMs > 0) this.#settledAt.set(live.record.snapshotId, this.now());
+  }
+
+  /** An AWS duration on the endpoint's clock (divided by the time scale). */
+  #scaled(ms: number): number {
+    return ms / this.clock.timeScale;
   }
 
   // ---- reads -------------------------------------------------------------
@@ -318,7 +393,7 @@ export class SnapshotService {
     const now = this.now();
     const position = this.#startOf('blocks', snapshotId, start, nextToken, now);
     const indexes = this.catalog.listBlocks(snapshot.id, position, maxResults + 1);
-    const expiresAt = now + BLOCK_TOKEN_LIFETIME_MS;
+    const expiresAt = now + this.#scaled(BLOCK_TOKEN_LIFETIME_MS);
     const page = this.#paged(indexes, maxResults, { listing: 'blocks', subject: snapshotId }, now);
     return {
       entries: page.indexes.map((index) => ({ index, token: this.tokens.blockToken(snapshotId, index, expiresAt) })),
@@ -346,7 +421,7 @@ export class SnapshotService {
     const now = this.now();
     const subject = `${firstSnapshotId ?? ''}..${secondSnapshotId}`;
     const position = this.#startOf('changed', subject, start, nextToken, now);
-    const expiresAt = now + BLOCK_TOKEN_LIFETIME_MS;
+    const expiresAt = now + this.#scaled(BLOCK_TOKEN_LIFETIME_MS);
     const token = (snapshotId: string, index: number) => this.tokens.blockToken(snapshotId, index, expiresAt);
 
     let rows: { index: number; inFirst: boolean; inSecond: boolean }[];
@@ -388,13 +463,28 @@ export class SnapshotService {
 
   // ---- bookkeeping (EC2) -----------------------------------------------
 
-  /** Every snapshot not deleted, with live progress for pending ones. */
+  /**
+   * Every snapshot not deleted, with live progress for pending ones, as EC2
+   * DescribeSnapshots sees it: with an EC2 lag, a snapshot started less than
+   * the lag ago is missing and one that left pending less than the lag ago
+   * still shows pending.
+   */
   describe(): SnapshotRecord[] {
     this.sweep();
-    return this.catalog.visibleSnapshots().map((record) => {
+    const now = this.now();
+    const lag = this.clock.ec2LagMs;
+    const seen: SnapshotRecord[] = [];
+    for (const record of this.catalog.visibleSnapshots()) {
+      if (now - record.startTime < lag) continue;
       const live = this.#pending.get(record.snapshotId);
-      return live === undefined ? record : { ...record, progress: live.progress };
-    });
+      if (live !== undefined) {
+        seen.push({ ...record, progress: live.progress });
+        continue;
+      }
+      const settledAt = this.#settledAt.get(record.snapshotId);
+      seen.push(settledAt !== undefined && now - settledAt < lag ? { ...record, status: 'pending', statusMessage: null } : record);
+    }
+    return seen;
   }
 
   /** The snapshot, or undefined when it does not exist or was deleted. */
@@ -457,6 +547,12 @@ export class SnapshotService {
     throw this.#notWritable(snapshotId);
   }
 
+  #notCompletable(snapshotId: string) {
+    const record = this.#current(this.#visible(snapshotId));
+    const state = record.status === 'pending' ? 'already being completed' : `${record.status}`;
+    return EbsErrors.validation('INVALID_SNAPSHOT_ID', `The snapshot ${snapshotId} is ${state}; only a pending snapshot not yet completed can be completed.`);
+  }
+
   #notWritable(snapshotId: string) {
     const record = this.#current(this.#visible(snapshotId));
     const state = record.status === 'pending' ? 'being completed' : `in state ${record.status}`;
@@ -488,7 +584,7 @@ export class SnapshotService {
   #paged(indexes: number[], maxResults: number, position: Omit<PagePosition, 'nextIndex'>, now: number) {
     if (indexes.length <= maxResults) return { indexes, nextToken: undefined };
     const page = indexes.slice(0, maxResults);
-    const nextToken = this.tokens.pageToken({ ...position, nextIndex: page[page.length - 1]! + 1 }, now + PAGE_TOKEN_LIFETIME_MS);
+    const nextToken = this.tokens.pageToken({ ...position, nextIndex: page[page.length - 1]! + 1 }, now + this.#scaled(PAGE_TOKEN_LIFETIME_MS));
     return { indexes: page, nextToken };
   }
 

@@ -16,6 +16,8 @@ export interface FaultStats {
   notFound: number;
   corrupted: number;
   completionErrors: number;
+  /** CompleteSnapshot answers dropped after the completion was accepted. */
+  lostCompletions: number;
   latencySpikes: number;
   jobFailures: number;
 }
@@ -27,7 +29,7 @@ export interface EmulatorStats {
   totals: OperationStats;
 }
 
-const noFaults = (): FaultStats => ({ resets: 0, throttled: 0, rateLimited: 0, internalErrors: 0, notFound: 0, corrupted: 0, completionErrors: 0, latencySpikes: 0, jobFailures: 0 });
+const noFaults = (): FaultStats => ({ resets: 0, throttled: 0, rateLimited: 0, internalErrors: 0, notFound: 0, corrupted: 0, completionErrors: 0, lostCompletions: 0, latencySpikes: 0, jobFailures: 0 });
 
 /** Request and byte counters by operation. Not persisted. */
 export class StatsRecorder {

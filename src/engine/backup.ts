@@ -1,18 +1,18 @@
-import { createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { realpath } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { throwIfAborted } from '../core/abort.js';
 import { TaskWindow } from '../core/task-window.js';
 import { checksumOf } from '../core/checksum.js';
 import { BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from '../core/constants.js';
-import type { SnapshotCatalog, SnapshotReader, SnapshotWriter } from '../core/ports.js';
+import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, StartSnapshotInput } from '../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import type { HashPool } from '../hashing/index.js';
 import type { BlockIndex, SnapshotRecord } from '../index/index.js';
 import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from './block-map.js';
-import { completeAndCommit } from './committer.js';
+import { EC2_SETTLE_MS, completeAndCommit, describeListed } from './committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from './rebuild.js';
 import { digestAt, scanSource, type HashedSlab } from './scan.js';
@@ -38,9 +38,11 @@ export interface BackupOptions {
   full?: boolean;
   description?: string;
   tags?: Record<string, string>;
+  /** Encrypt a new lineage (a child always takes its parent's encryption). */
   encrypted?: boolean;
+  /** The KMS key of a new lineage (--kms-key-id); an incremental run must name its lineage's key or none. */
   kmsKeyArn?: string;
-  /** StartSnapshot Timeout in minutes (10..4320). */
+  /** StartSnapshot Timeout in minutes (10..4320); default DEFAULT_SNAPSHOT_TIMEOUT_MINUTES. */
   timeoutMinutes?: number;
   /** Plan only: scan and report what would be uploaded; nothing is written anywhere. */
   dryRun?: boolean;
@@ -93,6 +95,25 @@ interface RunIdentity {
   description: string | null;
   tags: Record<string, string>;
 }
+
+/**
+ * StartSnapshot's Timeout when none is given: the largest AWS accepts.
+ *
+ * AWS cancels a pending snapshot that gets no block for Timeout minutes after
+ * StartSnapshot, or no CompleteSnapshot for Timeout minutes after its last
+ * block, and everything uploaded to it is lost. An incremental run writes
+ * only changed blocks, and the scan before the first of them or between two
+ * of them can last longer than any fixed Timeout: a large volume with few
+ * changes, a slow or stalled source, a machine suspended mid-run. So the run
+ * (1) starts its snapshot only when the first block to upload is ready (see
+ * RunSnapshot): the scan of an unchanged prefix does not count; and (2) asks
+ * for this Timeout, because the pause between two changed blocks is bounded
+ * only by what is left to scan, whose duration cannot be known before it is
+ * read. A long Timeout costs nothing while the run goes on; after a crash it
+ * keeps the snapshot resumable for three days, holding one of the account's
+ * pending-snapshot slots until then.
+ */
+export const DEFAULT_SNAPSHOT_TIMEOUT_MINUTES = 4320;
 
 /**
  * The volume name used when none is given: the source's file name; for an
@@ -171,7 +192,7 @@ async function runBackup(
     tags: options.tags ?? {},
   };
 
-  let run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
+  const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
   const resumed = run !== undefined;
   if (run?.state === 'completing') {
     // A crash came after the run was marked completing: seal it again and watch it to the end.
@@ -179,43 +200,123 @@ async function runBackup(
     return resultOf(committed, volume, source, started, { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 }, true, false);
   }
 
-  const plan = run ? await planFromRun(deps, run) : await planNewRun(deps, options, volume, source, sourcePath);
+  const plan = run ? await planFromRun(deps, run) : await planNewRun(deps, options, volume, source, sourcePath, identity);
   // A damaged map would pass for the parent's content (a lost row reads as a block never written): check it first.
   if (plan.base !== null) index.verifyMap(plan.base);
-  // A child of an encrypted parent is encrypted, and so is everything when the account encrypts by default.
-  const encrypted = run ? run.encrypted : identity.encrypted || plan.parentEncrypted || (await deps.catalog.encryptionByDefault());
+  const encrypted = run ? run.encrypted : plan.encrypted;
+  const snapshot = options.dryRun
+    ? undefined
+    : new RunSnapshot(run?.snapshotId, () => startRun(deps, options, volume, source, sourcePath, plan, identity));
 
-  if (!options.dryRun && !run) {
-    index.ensureVolume({ name: volume, sourcePath, sizeBytes: source.sizeBytes });
-    const snapshot = await deps.writer.startSnapshot({
-      volumeSizeGiB: plan.volumeSizeGiB,
-      parentSnapshotId: plan.parent ?? undefined,
-      description: options.description,
-      tags: { ...options.tags, [VOLUME_TAG]: volume, [SOURCE_BYTES_TAG]: String(source.sizeBytes) },
-      encrypted: identity.encrypted || undefined,
-      kmsKeyArn: options.kmsKeyArn,
-      timeoutMinutes: options.timeoutMinutes,
-      clientToken: clientTokenFor(index, volume, plan, identity),
-    });
-    run = index.beginRun({
-      volume,
-      snapshotId: snapshot.snapshotId,
-      parentSnapshotId: plan.parent,
-      baseSnapshotId: plan.base,
-      volumeSizeGiB: plan.volumeSizeGiB,
-      sourceBytes: source.sizeBytes,
-      encrypted,
-      description: options.description ?? null,
-      runOptions: JSON.stringify(identity),
-    });
-  }
-
-  const counts = await scanAndUpload(deps, options, source, volume, plan, encrypted, run?.snapshotId ?? null);
-  if (!run) {
+  const counts = await scanAndUpload(deps, options, source, volume, plan, encrypted, snapshot);
+  if (!snapshot) {
     return resultOf(null, volume, source, started, counts, false, true, plan);
   }
-  const committed = await sealRun(deps, run.snapshotId, options, volume, source);
+  // Nothing to upload: the snapshot starts now, as a child that holds its parent's blocks.
+  const snapshotId = await snapshot.start();
+  const committed = await sealRun(deps, snapshotId, options, volume, source);
   return resultOf(committed, volume, source, started, counts, resumed, false);
+}
+
+/**
+ * The run's snapshot: a resumed run's, or one started on first need (the
+ * first block to upload, or the end of a scan that found none). Concurrent
+ * callers of start() share one start.
+ */
+class RunSnapshot {
+  #id: string | undefined;
+  #starting: Promise<string> | undefined;
+
+  constructor(
+    id: string | undefined,
+    private readonly begin: () => Promise<SnapshotRecord>,
+  ) {
+    this.#id = id;
+  }
+
+  /** The snapshot id once started. */
+  get id(): string | undefined {
+    return this.#id;
+  }
+
+  start(): Promise<string> {
+    if (this.#id !== undefined) return Promise.resolve(this.#id);
+    this.#starting ??= this.begin().then((run) => (this.#id = run.snapshotId));
+    return this.#starting;
+  }
+}
+
+/**
+ * StartSnapshot for a new run, then its record in the index. The run's
+ * ClientToken is random and recorded in the index, with the exact
+ * arguments, before StartSnapshot: only this run's resume (after a crash
+ * between StartSnapshot and beginRun) sends it again, and gets the same
+ * snapshot; another run, another index, or the same run after its snapshot
+ * ended, never reuses a token.
+ */
+async function startRun(
+  deps: BackupDeps,
+  options: BackupOptions,
+  volume: string,
+  source: BlockSource,
+  sourcePath: string,
+  plan: Plan,
+  identity: RunIdentity,
+): Promise<SnapshotRecord> {
+  const { index } = deps;
+  index.ensureVolume({ name: volume, sourcePath, sizeBytes: source.sizeBytes });
+  const input: StartSnapshotInput = {
+    volumeSizeGiB: plan.volumeSizeGiB,
+    ...(plan.parent === null ? {} : { parentSnapshotId: plan.parent }),
+    ...(options.description === undefined ? {} : { description: options.description }),
+    tags: { ...options.tags, [VOLUME_TAG]: volume, [SOURCE_BYTES_TAG]: String(source.sizeBytes) },
+    // AWS refuses Encrypted or KmsKeyArn with a parent: a child takes its parent's encryption and key.
+    ...(plan.parent === null && identity.encrypted ? { encrypted: true } : {}),
+    ...(plan.parent === null && identity.kmsKeyArn !== null ? { kmsKeyArn: identity.kmsKeyArn } : {}),
+    timeoutMinutes: options.timeoutMinutes ?? DEFAULT_SNAPSHOT_TIMEOUT_MINUTES,
+  };
+  const startInput = JSON.stringify(input);
+  const runOptions = JSON.stringify(identity);
+  const recorded = index.runStart(volume);
+  const resumedStart = recorded !== undefined && recorded.startInput === startInput && recorded.runOptions === runOptions;
+  let clientToken = resumedStart ? recorded.clientToken : index.recordRunStart({ volume, clientToken: newClientToken(), startInput, runOptions }).clientToken;
+  let started = await deps.writer.startSnapshot({ ...input, clientToken });
+  if (started.status !== 'pending' && resumedStart) {
+    // The crashed run's snapshot ended (cancelled by its Timeout) before this resume: start another.
+    clientToken = index.recordRunStart({ volume, clientToken: newClientToken(), startInput, runOptions }).clientToken;
+    started = await deps.writer.startSnapshot({ ...input, clientToken });
+  }
+  if (started.status !== 'pending') {
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${started.snapshotId} is ${started.status} right after StartSnapshot`, {
+      hint: 'run the backup again',
+      details: { snapshotId: started.snapshotId },
+    });
+  }
+  if (started.kmsKeyArn !== undefined && !plan.encrypted) {
+    // Blocks were left out as implicit zeros, which an encrypted snapshot would read as random data.
+    index.dropRunStart(volume);
+    await deps.catalog.deleteSnapshot(started.snapshotId);
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${started.snapshotId} came out encrypted, though the run planned an unencrypted one`, {
+      hint: 'EBS encryption by default was probably enabled meanwhile: run the backup again',
+      details: { snapshotId: started.snapshotId },
+    });
+  }
+  return index.beginRun({
+    volume,
+    snapshotId: started.snapshotId,
+    parentSnapshotId: plan.parent,
+    baseSnapshotId: plan.base,
+    volumeSizeGiB: plan.volumeSizeGiB,
+    sourceBytes: source.sizeBytes,
+    encrypted: plan.encrypted,
+    description: options.description ?? null,
+    runOptions,
+  });
+}
+
+/** A StartSnapshot ClientToken of its own for every run (AWS takes up to 64 ASCII characters). */
+function newClientToken(): string {
+  return `snapline-${randomUUID()}`;
 }
 
 /** CompleteSnapshot, wait, commit; an interruption names the snapshot left to resume. */
@@ -244,7 +345,8 @@ interface Plan {
   /** Blocks the index cannot vouch for: uploaded whatever their digest. */
   suspects: number[];
   volumeSizeGiB: number;
-  parentEncrypted: boolean;
+  /** Whether the new snapshot will be encrypted: its parent's encryption, or for a new lineage the options and the account's default. */
+  encrypted: boolean;
 }
 
 /** The unfinished run of this volume to continue, after checking it is the same run and still alive in AWS. */
@@ -270,8 +372,9 @@ async function pendingRunToResume(
       },
     );
   }
-  const [remote] = await deps.catalog.describeSnapshots([run.snapshotId]);
-  if (remote?.state === 'completed' && run.state === 'completing') return run;
+  // EC2 may not list a snapshot started moments ago: missing then means "not yet", not gone.
+  const remote = await describeListed(deps.catalog, run.snapshotId, run.startedAt.getTime() + EC2_SETTLE_MS, { signal: options.signal });
+  if (run.state === 'completing' && (remote?.state === 'completed' || remote?.state === 'pending')) return run;
   if (!remote || remote.state !== 'pending') {
     // Gone, errored or completed without our commit: it cannot be continued.
     deps.index.abandonRun(run.snapshotId, `found in state ${remote?.state ?? 'deleted'} when resuming`);
@@ -288,7 +391,7 @@ async function planFromRun(deps: BackupDeps, run: SnapshotRecord): Promise<Plan>
     base,
     suspects: reconciled ? await changedBlocks(deps.reader, base, parent) : [],
     volumeSizeGiB: run.volumeSizeGiB,
-    parentEncrypted: run.encrypted,
+    encrypted: run.encrypted,
   };
 }
 
@@ -306,21 +409,33 @@ async function planNewRun(
   volume: string,
   source: BlockSource,
   sourcePath: string,
+  identity: RunIdentity,
 ): Promise<Plan> {
   const { index } = deps;
   const sourceGiB = volumeSizeGiBFor(source.sizeBytes);
   if (sourceGiB > MAX_VOLUME_SIZE_GIB) {
     throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `${sourcePath} is larger than the 64 TiB an EBS snapshot can hold`);
   }
+  // A new lineage is encrypted when asked, or when the account encrypts by default.
+  const newLineage = async (): Promise<Plan> => ({
+    parent: null,
+    base: null,
+    suspects: [],
+    volumeSizeGiB: sourceGiB,
+    encrypted: identity.encrypted || (await deps.catalog.encryptionByDefault()),
+  });
   if (options.full) {
     if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--full and --parent exclude each other');
-    return { parent: null, base: null, suspects: [], volumeSizeGiB: sourceGiB, parentEncrypted: false };
+    return newLineage();
   }
   const head = index.headSnapshot(volume);
   const parentId = options.parent ?? head?.snapshotId ?? null;
-  if (parentId === null) return { parent: null, base: null, suspects: [], volumeSizeGiB: sourceGiB, parentEncrypted: false };
+  if (parentId === null) return newLineage();
 
-  const [remote] = await deps.catalog.describeSnapshots([parentId]);
+  // A parent this index committed moments ago may be missing from EC2, or shown pending, for a while.
+  const parentRecord = index.getSnapshot(parentId);
+  const settledBy = parentRecord?.state === 'completed' ? (parentRecord.completedAt ?? parentRecord.startedAt).getTime() + EC2_SETTLE_MS : 0;
+  const remote = await describeListed(deps.catalog, parentId, settledBy, { signal: options.signal, completed: true });
   if (!remote) {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `parent snapshot ${parentId} does not exist in AWS`, {
       hint: 'pass --full to start a new lineage, or --parent with a snapshot that exists',
@@ -337,9 +452,8 @@ async function planNewRun(
     );
   }
   const volumeSizeGiB = remote.volumeSizeGiB;
-  const parentEncrypted = remote.encrypted;
+  const encrypted = await childEncryption(deps.catalog, remote, identity);
 
-  const parentRecord = index.getSnapshot(parentId);
   if (parentRecord?.state === 'completed') {
     if (parentRecord.volume !== volume) {
       throw new SnaplineError(
@@ -347,7 +461,7 @@ async function planNewRun(
         `--parent ${parentId} belongs to volume "${parentRecord.volume}", not "${volume}"`,
       );
     }
-    return { parent: parentId, base: parentId, suspects: [], volumeSizeGiB, parentEncrypted };
+    return { parent: parentId, base: parentId, suspects: [], volumeSizeGiB, encrypted };
   }
   if (!head) {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `the index knows nothing of snapshot ${parentId} for volume "${volume}"`, {
@@ -369,18 +483,35 @@ async function planNewRun(
     }
     throw err;
   }
-  return { parent: parentId, base: head.snapshotId, suspects, volumeSizeGiB, parentEncrypted };
+  return { parent: parentId, base: head.snapshotId, suspects, volumeSizeGiB, encrypted };
 }
 
 /**
- * The StartSnapshot idempotency token: the same for a run restarted after a
- * crash between StartSnapshot and the journal's first write, new for every
- * run the index has already seen end.
+ * The encryption of a child of `parent`, which AWS gives it: the parent's,
+ * with the parent's key. Options that ask for another outcome are refused
+ * (a new lineage can have it), and so is an unencrypted parent in an account
+ * that encrypts by default, which AWS refuses.
  */
-function clientTokenFor(index: BlockIndex, volume: string, plan: Plan, identity: RunIdentity): string {
-  const runsSeen = index.listSnapshots(volume).length;
-  const material = JSON.stringify([volume, plan.parent, plan.volumeSizeGiB, identity, runsSeen]);
-  return `snapline-${createHash('sha256').update(material).digest('hex').slice(0, 40)}`;
+async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot, identity: RunIdentity): Promise<boolean> {
+  const newLineage = { hint: 'pass --full to start a new lineage with this encryption' };
+  if (identity.encrypted && !parent.encrypted) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--encrypted cannot apply to an incremental backup of the unencrypted snapshot ${parent.snapshotId}: a child keeps its parent's encryption`, newLineage);
+  }
+  if (identity.kmsKeyArn !== null && parent.kmsKeyId !== undefined && parent.kmsKeyId !== identity.kmsKeyArn) {
+    throw new SnaplineError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `--kms-key-id ${identity.kmsKeyArn} is not the key of the parent snapshot ${parent.snapshotId} (${parent.kmsKeyId}): a child is encrypted with its parent's key`,
+      newLineage,
+    );
+  }
+  if (!parent.encrypted && (await catalog.encryptionByDefault())) {
+    throw new SnaplineError(
+      ErrorCodes.REMOTE_REJECTED,
+      `the account encrypts EBS by default, and AWS takes no unencrypted parent then: snapshot ${parent.snapshotId} cannot have an incremental child`,
+      { hint: 'pass --full to start a new, encrypted lineage', details: { snapshotId: parent.snapshotId } },
+    );
+  }
+  return parent.encrypted;
 }
 
 interface ScanCounts {
@@ -404,14 +535,16 @@ async function scanAndUpload(
   volume: string,
   plan: Plan,
   encrypted: boolean,
-  snapshotId: string | null,
+  snapshot: RunSnapshot | undefined,
 ): Promise<ScanCounts> {
   const { index } = deps;
   const totalBlocks = blockCountFor(source.sizeBytes);
   const baseMap = new BlockMapCursor(index, plan.base);
   const suspects = new SortedBlockSet(plan.suspects);
+  // A resumed run's snapshot is known; a new run's starts with its first upload.
+  let snapshotId = snapshot?.id;
   const resume = snapshotId ? ResumeState.load(index, snapshotId) : ResumeState.empty();
-  const journal = snapshotId ? new JournalWriter(index, snapshotId) : undefined;
+  let journal = snapshotId ? new JournalWriter(index, snapshotId) : undefined;
   // Unwritten blocks read as zeros only in an unencrypted snapshot.
   const zeroIsImplicit = !encrypted;
   const counts: ScanCounts = { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 };
@@ -423,7 +556,7 @@ async function scanAndUpload(
     options.onProgress?.({
       phase,
       volume,
-      snapshotId: snapshotId ?? undefined,
+      snapshotId,
       sourceBytes: source.sizeBytes,
       bytesScanned: Math.min(source.sizeBytes, counts.scanned * BLOCK_SIZE),
       blocksScanned: counts.scanned,
@@ -444,18 +577,34 @@ async function scanAndUpload(
   const ticker = setInterval(() => progress('scan'), 500);
   try {
     for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
+      // Slabs hashed ahead are yielded without reading: the abort is checked here too.
+      if (options.signal?.aborted) {
+        slab.slab.release();
+        throwIfAborted(options.signal);
+      }
       const toUpload: number[] = [];
       for (let i = 0; i < slab.blockCount; i += 1) {
         if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
       }
       counts.scanned += slab.blockCount;
       counts.changed += toUpload.length;
-      if (toUpload.length === 0 || !snapshotId || uploads.failed) {
+      if (toUpload.length === 0 || !snapshot || uploads.failed) {
         slab.slab.release();
         if (uploads.failed) break;
         continue;
       }
-      journal!.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
+      if (journal === undefined) {
+        try {
+          snapshotId = await snapshot.start();
+          // StartSnapshot runs to its end on abort; the run stops after it, its snapshot left to resume.
+          throwIfAborted(options.signal);
+        } catch (err) {
+          slab.slab.release();
+          throw err;
+        }
+        journal = new JournalWriter(index, snapshotId);
+      }
+      journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
       // The slab goes back to the pool once every upload from it has settled,
       // and its acknowledgements go to the journal first: a crash then repeats
       // only uploads of slabs still held, never more than the slab pool's blocks.
@@ -464,7 +613,7 @@ async function scanAndUpload(
         unsettled -= 1;
         if (unsettled > 0) return;
         try {
-          journal!.flush();
+          journal?.flush();
         } finally {
           slab.slab.release();
         }

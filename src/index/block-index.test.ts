@@ -265,6 +265,32 @@ describe('the journal of a run', () => {
   });
 });
 
+describe('run starts (before StartSnapshot)', () => {
+  const start = { volume: 'vol', clientToken: 'token-a', startInput: '{"volumeSizeGiB":40}', runOptions: '{"source":"/images/vol.img"}' };
+
+  it('keeps the token and arguments durably until beginRun of the volume drops them; a new record replaces the old one', () => {
+    index.recordRunStart(start);
+    index.close();
+    index = BlockIndex.open(join(dir, 'index.db'));
+    expect(index.runStart('vol')).toMatchObject({ volume: 'vol', clientToken: 'token-a', startInput: start.startInput, runOptions: start.runOptions });
+    index.recordRunStart({ ...start, clientToken: 'token-b' });
+    expect(index.runStart('vol')?.clientToken).toBe('token-b');
+    begin('snap-1', null);
+    expect(index.runStart('vol')).toBeUndefined();
+  });
+
+  it('refuses a run start while the volume has an open run or is unknown; dropRunStart is idempotent', () => {
+    begin('snap-1', null);
+    expect(codeOf(() => index.recordRunStart(start))).toBe('CONFLICT');
+    expect(codeOf(() => index.recordRunStart({ ...start, volume: 'nope' }))).toBe('NOT_FOUND');
+    index.abandonRun('snap-1', 'test');
+    index.recordRunStart(start);
+    index.dropRunStart('vol');
+    index.dropRunStart('vol');
+    expect(index.runStart('vol')).toBeUndefined();
+  });
+});
+
 describe('commit and abandon', () => {
   beforeEach(() => {
     snapshot('snap-1', null, { 0: 'a', 1: 'b' });

@@ -20,6 +20,7 @@ import {
   type BlockEntry,
   type BlockInput,
   OPEN_STATES,
+  type RunStartRecord,
   SNAPSHOT_ROW_SQL,
   type SnapshotRecord,
   type SnapshotRow,
@@ -127,6 +128,17 @@ function prepareStatements(db: Database) {
          @source_bytes, @encrypted, @description, @started_at, @run_options)`,
     ),
     setState: db.prepare('UPDATE snapshots SET state = ? WHERE snapshot_key = ?'),
+    upsertRunStart: db.prepare(
+      `INSERT INTO run_starts (volume_key, client_token, start_input, run_options, created_at)
+       VALUES (@volume_key, @client_token, @start_input, @run_options, @created_at)
+       ON CONFLICT (volume_key) DO UPDATE SET client_token = excluded.client_token, start_input = excluded.start_input,
+         run_options = excluded.run_options, created_at = excluded.created_at`,
+    ),
+    runStart: db.prepare(
+      `SELECT v.name AS volume, r.client_token, r.start_input, r.run_options, r.created_at
+       FROM run_starts r JOIN volumes v ON v.volume_key = r.volume_key WHERE v.name = ?`,
+    ),
+    dropRunStart: db.prepare('DELETE FROM run_starts WHERE volume_key = ?'),
     commitRun: db.prepare(
       `UPDATE snapshots SET state = 'completed', completed_at = @completed_at,
          completed_seq = (SELECT coalesce(max(completed_seq), 0) + 1 FROM snapshots),
@@ -337,7 +349,9 @@ export class BlockIndex {
   /**
    * Starts a run: a pending snapshot. The volume must exist; the base, when
    * given, must be a completed snapshot of the same volume. CONFLICT when the
-   * volume already has an unfinished run or the snapshot id is known. Durable.
+   * volume already has an unfinished run or the snapshot id is known. Drops
+   * the volume's recorded run start (recordRunStart) in the same transaction.
+   * Durable.
    */
   beginRun(r: BeginRunInput): SnapshotRecord {
     const volume = requireText('volume', r?.volume);
@@ -396,7 +410,53 @@ export class BlockIndex {
           details: { snapshotId },
         });
       }
+      this.#sql.dropRunStart.run(volumeRow.volume_key);
       return snapshotRecordOf(this.#snapshotRow(snapshotId));
+    });
+  }
+
+  /**
+   * Records, before its StartSnapshot, the ClientToken and StartSnapshot
+   * arguments of the volume's next run, replacing any earlier record of the
+   * volume: a run that crashes before beginRun is resumed by sending the same
+   * token and arguments, which AWS answers with the same snapshot. The volume
+   * must exist; CONFLICT when it has an unfinished run. Durable.
+   */
+  recordRunStart(r: { volume: string; clientToken: string; startInput: string; runOptions: string | null }): RunStartRecord {
+    const volume = requireText('volume', r?.volume);
+    const clientToken = requireText('clientToken', r.clientToken);
+    const startInput = requireText('startInput', r.startInput);
+    const runOptions = optionalText('runOptions', r.runOptions);
+    return this.#durably(() => {
+      const volumeRow = this.#volumeRow(volume);
+      const open = this.#sql.openRun.get(volume) as SnapshotRow | undefined;
+      if (open !== undefined) {
+        throw new SnaplineError(ErrorCodes.CONFLICT, `volume ${volume} has an unfinished run (snapshot ${open.snapshot_id}, ${open.state})`, {
+          details: { volume, snapshotId: open.snapshot_id },
+        });
+      }
+      const createdAt = Date.now();
+      this.#sql.upsertRunStart.run({ volume_key: volumeRow.volume_key, client_token: clientToken, start_input: startInput, run_options: runOptions, created_at: createdAt });
+      return { volume, clientToken, startInput, runOptions, createdAt: new Date(createdAt) };
+    });
+  }
+
+  /** The volume's run recorded by recordRunStart and not yet begun (beginRun) or dropped, if any. */
+  runStart(volume: string): RunStartRecord | undefined {
+    return this.#run(() => {
+      const row = this.#sql.runStart.get(volume) as
+        | { volume: string; client_token: string; start_input: string; run_options: string | null; created_at: number }
+        | undefined;
+      if (row === undefined) return undefined;
+      return { volume: row.volume, clientToken: row.client_token, startInput: row.start_input, runOptions: row.run_options, createdAt: new Date(row.created_at) };
+    });
+  }
+
+  /** Forgets the volume's recorded run start. Idempotent. Durable. */
+  dropRunStart(volume: string): void {
+    this.#durably(() => {
+      const row = this.#sql.volumeByName.get(volume) as VolumeRow | undefined;
+      if (row !== undefined) this.#sql.dropRunStart.run(row.volume_key);
     });
   }
 

@@ -15,6 +15,7 @@ export type { EcsJobRecord, EcsJobState, EcsShardRecord, EcsShardState, EcsSourc
 export type {
   BlockEntry,
   BlockInput,
+  RunStartRecord,
   SnapshotRecord,
   SnapshotState,
   TargetRecord,

@@ -36,6 +36,18 @@ export interface SnapshotRecord {
   errorReason: string | null;
 }
 
+/** A backup run recorded before its StartSnapshot (see BlockIndex.recordRunStart). */
+export interface RunStartRecord {
+  volume: string;
+  /** The run's own StartSnapshot ClientToken. */
+  clientToken: string;
+  /** JSON of the exact StartSnapshot arguments, sent again by a resume. */
+  startInput: string;
+  /** JSON of the run's arguments, as SnapshotRecord.runOptions. */
+  runOptions: string | null;
+  createdAt: Date;
+}
+
 export interface TargetRecord {
   path: string;
   snapshotId: string | null;

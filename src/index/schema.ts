@@ -226,6 +226,23 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
       CREATE INDEX ecs_tasks_by_shard ON ecs_tasks (job_id, shard, attempt);
     `);
   },
+  (db) => {
+    db.exec(`
+      -- A backup run about to start its snapshot: recorded before StartSnapshot
+      -- with the run's own random ClientToken and the exact StartSnapshot
+      -- arguments (JSON), so that only a resume of this run (after a crash
+      -- between StartSnapshot and beginRun) sends that token again. beginRun
+      -- drops the row of its volume. run_options: the run's identity, as in
+      -- snapshots.run_options.
+      CREATE TABLE run_starts (
+        volume_key   INTEGER PRIMARY KEY REFERENCES volumes (volume_key),
+        client_token TEXT NOT NULL UNIQUE,
+        start_input  TEXT NOT NULL,
+        run_options  TEXT,
+        created_at   INTEGER NOT NULL
+      );
+    `);
+  },
 ];
 
 export const SCHEMA_VERSION = migrations.length;

@@ -96,7 +96,7 @@ export function snapshotStoreContract(name: string, setup: () => Promise<Snapsho
     }
 
     /** Starts, writes `blocks`, completes with the right count and aggregate, waits until completed. */
-    async function writeSnapshot(blocks: ReadonlyMap<number, Uint8Array>, start: { parentSnapshotId?: string; volumeSizeGiB?: number } = {}): Promise<string> {
+    async function writeSnapshot(blocks: ReadonlyMap<number, Uint8Array>, start: { parentSnapshotId?: string; volumeSizeGiB?: number; encrypted?: boolean } = {}): Promise<string> {
       const { snapshotId } = await store.writer.startSnapshot({ volumeSizeGiB: start.volumeSizeGiB ?? 1, ...start });
       for (const [index, data] of blocks) await put(snapshotId, index, data);
       expect(['completed', 'pending']).toContain(await store.writer.completeSnapshot(snapshotId, blocks.size, aggregateOf(blocks)));
@@ -184,14 +184,23 @@ export function snapshotStoreContract(name: string, setup: () => Promise<Snapsho
         expect((await settle(snapshotId)).state).toBe('error');
       });
 
-      it('completing again answers the status and changes nothing (a retry after a lost answer)', async () => {
+      it('completing again (a retry after a lost answer) changes nothing: it answers the status, or is refused (REMOTE_REJECTED)', async () => {
+        // AWS documents no answer for a second CompleteSnapshot: the local endpoint refuses it, the fake answers the status.
+        const again = async (count: number, aggregate: string) => {
+          try {
+            return await store.writer.completeSnapshot(snapshotId, count, aggregate);
+          } catch (err) {
+            expect(err).toMatchObject({ code: ErrorCodes.REMOTE_REJECTED });
+            return 'refused';
+          }
+        };
         const blocks = new Map([[0, filledBlock(0x01)]]);
         const { snapshotId } = await store.writer.startSnapshot({ volumeSizeGiB: 1 });
         await put(snapshotId, 0, blocks.get(0)!);
         await store.writer.completeSnapshot(snapshotId, 1, aggregateOf(blocks));
-        expect(['completed', 'pending']).toContain(await store.writer.completeSnapshot(snapshotId, 5, aggregateOf(new Map())));
+        expect(['completed', 'pending', 'refused']).toContain(await again(5, aggregateOf(new Map())));
         expect((await settle(snapshotId)).state).toBe('completed');
-        expect(await store.writer.completeSnapshot(snapshotId, 1, aggregateOf(blocks))).toBe('completed');
+        expect(['completed', 'refused']).toContain(await again(1, aggregateOf(blocks)));
       });
 
       it('returns the same snapshot for a reused client token and refuses it with other arguments', async () => {
@@ -204,8 +213,18 @@ export function snapshotStoreContract(name: string, setup: () => Promise<Snapsho
 
       it('records encryption', async () => {
         const started = await store.writer.startSnapshot({ volumeSizeGiB: 1, encrypted: true });
+        expect(started.kmsKeyArn).toBeDefined();
         const [described] = await store.catalog.describeSnapshots([started.snapshotId]);
-        expect(described?.encrypted).toBe(true);
+        expect(described).toMatchObject({ encrypted: true, kmsKeyId: started.kmsKeyArn });
+      });
+
+      it("a child takes its parent's encryption and key; Encrypted or KmsKeyArn with a parent is REMOTE_REJECTED", async () => {
+        const parent = await writeSnapshot(new Map([[0, filledBlock(0x0e)]]), { encrypted: true });
+        const [parentDescribed] = await store.catalog.describeSnapshots([parent]);
+        const child = await store.writer.startSnapshot({ volumeSizeGiB: 1, parentSnapshotId: parent });
+        expect(child.kmsKeyArn).toBe(parentDescribed?.kmsKeyId);
+        await expectCode(store.writer.startSnapshot({ volumeSizeGiB: 1, parentSnapshotId: parent, encrypted: true }), ErrorCodes.REMOTE_REJECTED);
+        await expectCode(store.writer.startSnapshot({ volumeSizeGiB: 1, parentSnapshotId: parent, kmsKeyArn: child.kmsKeyArn! }), ErrorCodes.REMOTE_REJECTED);
       });
     });
 

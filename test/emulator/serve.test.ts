@@ -1,3 +1,5 @@
+import { CompleteSnapshotCommand, EBSClient, ListSnapshotBlocksCommand, StartSnapshotCommand } from '@aws-sdk/client-ebs';
+import { DescribeSnapshotsCommand, EC2Client, GetEbsEncryptionByDefaultCommand } from '@aws-sdk/client-ec2';
 import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, RestoreObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateVaultCommand, DescribeJobCommand, GlacierClient, InitiateJobCommand, UploadArchiveCommand } from '@aws-sdk/client-glacier';
 import { Command } from 'commander';
@@ -110,6 +112,35 @@ describe('snapline serve', () => {
     expect(await run.exit).toBe(0);
   });
 
+  it('applies the clock flags: --time-scale, --ec2-lag-ms, --clock-skew-s, and --encryption-by-default', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const run = serve(['--port', '0', '--data-dir', dir.path, '--time-scale', '600', '--ec2-lag-ms', '600000', '--clock-skew-s', '-7200', '--encryption-by-default']);
+    const url = await listeningUrl(run);
+    const config = { endpoint: url, region: REGION, credentials: CREDENTIALS, maxAttempts: 1 };
+    const ebs = new EBSClient(config);
+    const ec2 = new EC2Client(config);
+    try {
+      expect((await ec2.send(new GetEbsEncryptionByDefaultCommand({}))).EbsEncryptionByDefault).toBe(true);
+      const before = Date.now();
+      const started = await ebs.send(new StartSnapshotCommand({ VolumeSize: 1 }));
+      expect(started.KmsKeyArn).toBeDefined();
+      // Two hours behind the wall clock, give or take a minute.
+      expect(Math.abs(started.StartTime!.getTime() - (before - 7_200_000))).toBeLessThan(60_000);
+      // Ten minutes of EC2 lag: not listed yet.
+      expect((await ec2.send(new DescribeSnapshotsCommand({}))).Snapshots ?? []).toEqual([]);
+      await ebs.send(new CompleteSnapshotCommand({ SnapshotId: started.SnapshotId!, ChangedBlocksCount: 0 }));
+      const listing = await ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: started.SnapshotId! }));
+      // Block tokens live 7 days / 600 = 1008 s.
+      expect(Math.abs(listing.ExpiryTime!.getTime() - (started.StartTime!.getTime() + 1_008_000))).toBeLessThan(60_000);
+    } finally {
+      ebs.destroy();
+      ec2.destroy();
+      run.stop();
+    }
+    expect(await run.exit).toBe(0);
+  });
+
   it('prints a JSON document with --json', async () => {
     const dir = tempDir();
     dirs.push(dir);
@@ -161,6 +192,13 @@ describe('snapline serve', () => {
     [['--job-failure-rate', '2'], '--job-failure-rate'],
     [['--restore-delay-ms', 'Slow=5'], '--restore-delay-ms'],
     [['--job-delay-ms', 'Bulk=-1'], '--job-delay-ms'],
+    [['--completion-lost-responses', '1.5'], '--completion-lost-responses'],
+    [['--time-scale', '0'], '--time-scale'],
+    [['--time-scale', 'fast'], '--time-scale'],
+    [['--time-scale', '2000000'], '--time-scale'],
+    [['--ec2-lag-ms', '-1'], '--ec2-lag-ms'],
+    [['--clock-skew-s', 'ahead'], '--clock-skew-s'],
+    [['--clock-skew-s', '1e12'], '--clock-skew-s'],
     [['--port', '70000'], '--port'],
     [['--host', '0.0.0.0'], '--host'],
     [['--host', '10.1.2.3'], '--host'],

@@ -26,7 +26,8 @@ import type { SnaplineError } from '../../src/errors.js';
  * one turns the snapshot to error), completion that may stay pending for a
  * few polls, parent inheritance, ListChangedBlocks with First/Second tokens,
  * pagination with NextToken, block tokens checked on read, ClientToken
- * idempotency. Its errors are AWS-shaped errors passed through the adapter's
+ * idempotency, a child taking its parent's encryption (Encrypted or
+ * KmsKeyArn with a parent refused). Its errors are AWS-shaped errors passed through the adapter's
  * own fromAwsError, so codes, reasons and retryable flags match the real
  * adapter. Failures can be injected per call.
  */
@@ -144,6 +145,8 @@ interface InjectedFailure {
 }
 
 const TOKEN_LIFETIME_MS = 7 * 24 * 3600 * 1000;
+/** The account's default EBS key that an encrypted snapshot without KmsKeyArn gets. */
+const DEFAULT_KMS_KEY = 'arn:aws:kms:us-east-1:123456789012:key/00000000-0000-4000-8000-000000000000';
 const DEFAULT_PAGE_SIZE = 10_000;
 
 export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalog {
@@ -246,7 +249,18 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
         if (size < parent.volumeSizeGiB) {
           throw fail('ValidationException', 'INVALID_VOLUME_SIZE', `VolumeSize ${size} is smaller than the parent's ${parent.volumeSizeGiB}`);
         }
+        // A child takes its parent's encryption and key; AWS refuses either argument with a parent.
+        if (input.encrypted !== undefined || input.kmsKeyArn !== undefined) {
+          throw fail('ValidationException', 'INVALID_PARAMETER_VALUE', 'ParentSnapshotId cannot be given with Encrypted or KmsKeyArn');
+        }
+        if (!parent.encrypted && this.options.encryptionByDefault === true) {
+          throw fail('ValidationException', 'INVALID_PARAMETER_VALUE', 'With encryption by default an unencrypted snapshot cannot be a parent');
+        }
+      } else if (input.encrypted === false && (input.kmsKeyArn !== undefined || this.options.encryptionByDefault === true)) {
+        throw fail('ValidationException', 'INVALID_PARAMETER_VALUE', 'Encrypted false is refused with KmsKeyArn or with encryption by default');
       }
+      const encrypted = parent?.encrypted ?? (input.encrypted === true || input.kmsKeyArn !== undefined || this.options.encryptionByDefault === true);
+      const kmsKeyArn = parent?.kmsKeyArn ?? (encrypted ? (input.kmsKeyArn ?? DEFAULT_KMS_KEY) : undefined);
       const id = `snap-${randomBytes(9).toString('hex').slice(0, 17)}`;
       const snapshot: MemorySnapshot = {
         id,
@@ -255,7 +269,7 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
         volumeSizeGiB: size,
         rootId: parent?.rootId ?? id,
         tags: { ...input.tags },
-        encrypted: input.encrypted === true || parent?.encrypted === true || this.options.encryptionByDefault === true,
+        encrypted,
         timeoutMinutes: timeout,
         startTime: new Date(),
         deleted: false,
@@ -263,7 +277,7 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
         startArguments,
         ...(parent === undefined ? {} : { parentId: parent.id }),
         ...(input.description === undefined ? {} : { description: input.description }),
-        ...(input.kmsKeyArn === undefined ? {} : { kmsKeyArn: input.kmsKeyArn }),
+        ...(kmsKeyArn === undefined ? {} : { kmsKeyArn }),
         ...(input.clientToken === undefined ? {} : { clientToken: input.clientToken }),
       };
       this.#snapshots.set(id, snapshot);
@@ -292,7 +306,11 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
     });
   }
 
-  /** Completing a snapshot again (pending completion, completed or error) answers its status and changes nothing. */
+  /**
+   * Completing a snapshot again (pending completion, completed or error)
+   * answers its status and changes nothing: the lenient answer, where the
+   * local endpoint refuses (AWS documents neither); the engine copes with both.
+   */
   async completeSnapshot(snapshotId: string, changedBlocksCount: number, aggregateChecksum: string): Promise<SnapshotStatus> {
     return this.#call('completeSnapshot', [snapshotId, changedBlocksCount, aggregateChecksum], () => {
       const snapshot = this.#existing(snapshotId, 'completeSnapshot');
@@ -394,6 +412,7 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
           volumeSizeGiB: s.volumeSizeGiB,
           startTime: s.startTime,
           encrypted: s.encrypted,
+          ...(s.kmsKeyArn === undefined ? {} : { kmsKeyId: s.kmsKeyArn }),
           tags: { ...s.tags },
           ...(s.description === undefined ? {} : { description: s.description }),
           ...(s.stateMessage === undefined || s.status !== 'error' ? {} : { stateMessage: s.stateMessage }),

@@ -31,9 +31,13 @@ export function registerBackup(program: Command, wrap: Wrap): void {
     .option('--full', 'start a new lineage: no parent, every non-zero block uploaded')
     .option('--description <text>', 'snapshot description')
     .option('--tag <key=value>', 'snapshot tag (repeatable)', tagOption)
-    .option('--encrypted', 'encrypt the snapshot (default KMS key unless --kms-key-id)')
-    .option('--kms-key-id <arn>', 'KMS key ARN to encrypt with (implies --encrypted)')
-    .addOption(new Option('--timeout <minutes>', 'minutes a pending snapshot may stay idle before AWS cancels it').argParser(integerOption('--timeout', 10, 4320)))
+    .option('--encrypted', "encrypt a new lineage (default KMS key unless --kms-key-id); an incremental keeps its parent's encryption")
+    .option('--kms-key-id <arn>', "KMS key ARN to encrypt a new lineage with (implies --encrypted); an incremental keeps its parent's key")
+    .addOption(
+      new Option('--timeout <minutes>', 'minutes a pending snapshot may go without a block, or uncompleted after its last one, before AWS cancels it (default 4320, the most AWS allows)').argParser(
+        integerOption('--timeout', 10, 4320),
+      ),
+    )
     .addOption(concurrencyOption('uploads in flight'))
     .option('--dry-run', 'scan and report what would be uploaded; write nothing')
     .addOption(new Option('--wait-timeout <seconds>', 'stop waiting for the snapshot to complete after this long (it stays resumable)').argParser(secondsOption('--wait-timeout')))

@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { DEFAULT_LOCAL_PORT } from '../../config/local-endpoint.js';
 import { localEndpointDir } from '../../config/paths.js';
+import { checkClockOptions, type ClockOptions } from '../../emulator/clock.js';
 import { checkFaultSettings, type FaultSettings } from '../../emulator/faults.js';
 import type { AccessKey } from '../../emulator/index.js';
 import { parseTierDelayFlags, TIERS } from '../../emulator/tiers.js';
@@ -31,6 +32,7 @@ interface ServeFlags {
   corruptRate?: string;
   completionDelayMs?: string;
   completionErrorRate?: string;
+  completionLostResponses?: string;
   ecsCapacityFailures?: string;
   ecsLostResponses?: string;
   ecsStartFailures?: string;
@@ -40,6 +42,10 @@ interface ServeFlags {
   jobFailureRate?: string;
   restoreDelayMs: string[];
   jobDelayMs: string[];
+  timeScale?: string;
+  ec2LagMs?: string;
+  clockSkewS?: string;
+  encryptionByDefault: boolean;
 }
 
 /** Each fault flag and the FaultSettings field it sets. */
@@ -56,6 +62,7 @@ const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags,
   ['--corrupt-rate', 'corruptRate', 'share 0..1 of GetSnapshotBlock answers with a wrong x-amz-Checksum'],
   ['--completion-delay-ms', 'completionDelayMs', 'CompleteSnapshot answers pending; the snapshot completes after this delay'],
   ['--completion-error-rate', 'completionErrorRate', 'share 0..1 of completions that end in state error'],
+  ['--completion-lost-responses', 'completionLostResponses', 'the next N CompleteSnapshot calls are carried out, then their connection is dropped without an answer'],
   ['--ecs-capacity-failures', 'ecsCapacityFailures', 'ECS: the next N task placements fail for capacity (RunTask failures[], RESOURCE:MEMORY)'],
   ['--ecs-lost-responses', 'ecsLostResponses', 'ECS: the next N RunTask calls start their tasks but drop the connection without an answer'],
   ['--ecs-start-failures', 'ecsStartFailures', 'ECS: the next N tasks stop before starting (stopCode TaskFailedToStart)'],
@@ -63,6 +70,13 @@ const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags,
   ['--ecs-exit-code', 'ecsExitCode', 'ECS: exit code of --ecs-exit-failures, 1..255 (default 1)'],
   ['--ecs-host-stops', 'ecsHostStops', 'ECS: the next N tasks lose their host once running (stopCode SpotInterruption, no exit code)'],
   ['--job-failure-rate', 'jobFailureRate', 'share 0..1 of Glacier jobs that end Failed'],
+];
+
+/** Each clock flag and the ClockOptions field it sets. */
+const CLOCK_FLAGS: [flag: string, field: keyof ClockOptions & keyof ServeFlags, help: string][] = [
+  ['--time-scale', 'timeScale', 'every AWS duration the endpoint imitates runs N times faster: snapshot Timeout, NextToken and block-token lifetimes, S3 restore and Glacier job delays not given (1 to 1000000)'],
+  ['--ec2-lag-ms', 'ec2LagMs', 'EC2 DescribeSnapshots lags this many milliseconds: a new snapshot is missing, its state changes show late'],
+  ['--clock-skew-s', 'clockSkewS', "the endpoint's clock is this many seconds off (ahead when positive): SigV4 signature times are judged by it"],
 ];
 
 export function registerServe(program: Command, wrap: Wrap): void {
@@ -77,7 +91,9 @@ export function registerServe(program: Command, wrap: Wrap): void {
     .option('--auth <keyid:secret>', 'check SigV4 signatures against this access key (repeatable; the command line is visible to other users: prefer --auth-file)', collect, [])
     .option('--auth-file <path>', 'check SigV4 signatures against the access keys in this file, one KEYID:SECRET a line')
     .option('--restore-delay-ms <tier=ms>', `how long an S3 restore of a tier takes (repeatable; tiers ${TIERS.join(', ')})`, collect, [])
-    .option('--job-delay-ms <tier=ms>', 'how long a Glacier job of a tier stays InProgress (repeatable)', collect, []);
+    .option('--job-delay-ms <tier=ms>', 'how long a Glacier job of a tier stays InProgress (repeatable)', collect, [])
+    .option('--encryption-by-default', 'EBS encryption by default starts enabled (new snapshots are encrypted; unencrypted ones cannot be made)', false);
+  for (const [flag, , help] of CLOCK_FLAGS) command.option(`${flag} <number>`, help);
   for (const [flag, , help] of FAULT_FLAGS) command.option(`${flag} <number>`, help);
   command.action(wrap((ctx: CommandContext, flags: ServeFlags) => serve(ctx, flags)));
 }
@@ -92,6 +108,7 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   const dataDir = flags.dataDir ?? localEndpointDir();
   if (dataDir === '') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--data-dir must not be empty');
   const faults = parseFaultFlags(flags);
+  const clock = parseClockFlags(flags);
   const auth = await accessKeysOf(flags, output);
 
   const tls = flags.tls ? (await import('../../config/local-tls.js')).localEndpointTls(dataDir, host) : undefined;
@@ -99,6 +116,8 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   const { startEmulator } = await import('../../emulator/index.js');
   const emulator = await startEmulator({
     ...faults,
+    ...clock,
+    ...(flags.encryptionByDefault ? { encryptionByDefault: true } : {}),
     dataDir,
     host,
     port,
@@ -109,7 +128,7 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   });
   // Key ids only: secrets are never printed.
   const authKeyIds = auth.map((key) => key.accessKeyId);
-  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, authKeyIds, ...(tls === undefined ? {} : { caPath: tls.caPath }) }, () => [
+  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, clock, encryptionByDefault: flags.encryptionByDefault, authKeyIds, ...(tls === undefined ? {} : { caPath: tls.caPath }) }, () => [
     `listening on ${emulator.url}`,
     ...(tls === undefined ? [] : [`clients trust the CA certificate ${tls.caPath} (connection setting verify: ${tls.caPath})`]),
     ...(auth.length === 0 ? [] : [`checking SigV4 signatures for access keys ${authKeyIds.join(', ')}`]),
@@ -158,6 +177,18 @@ export function parseFaultFlags(flags: Partial<Record<keyof FaultSettings, strin
   }
   const flagOf = new Map(FAULT_FLAGS.map(([flag, field]) => [field, flag]));
   return checkFaultSettings(faults, (field) => flagOf.get(field) ?? field);
+}
+
+/** The clock flags given, checked; a bad one is named in the error. */
+function parseClockFlags(flags: ServeFlags): ClockOptions {
+  const clock: ClockOptions = {};
+  for (const [flag, field] of CLOCK_FLAGS) {
+    const value = flags[field];
+    if (value !== undefined) clock[field] = parseNumber(flag, value);
+  }
+  const flagOf = new Map(CLOCK_FLAGS.map(([flag, field]) => [field, flag]));
+  checkClockOptions(clock, (field) => flagOf.get(field) ?? field);
+  return clock;
 }
 
 function parseNumber(flag: string, text: string): number {

@@ -1,0 +1,297 @@
+/**
+ * The backup engine on AWS's real rules, against the strict local endpoint
+ * through the real adapters (sessions, SDK, HTTP on loopback), a SQLite
+ * index, the hash pool and image files: encrypted lineages, the snapshot
+ * Timeout on a scaled clock, CompleteSnapshot answers that are lost, EC2
+ * lagging behind, and a ClientToken of every run's own.
+ */
+import { DescribeSnapshotsCommand, DisableEbsEncryptionByDefaultCommand, EnableEbsEncryptionByDefaultCommand } from '@aws-sdk/client-ec2';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BLOCK_SIZE } from '../../src/core/constants.js';
+import type { SnapshotWriter } from '../../src/core/ports.js';
+import { type EmulatorOptions } from '../../src/emulator/index.js';
+import { backup, defaultVolumeName, type BackupDeps, type BackupOptions } from '../../src/engine/backup.js';
+import { restore } from '../../src/engine/restore.js';
+import { ErrorCodes, SnaplineError } from '../../src/errors.js';
+import { HashPool } from '../../src/hashing/index.js';
+import type { Session } from '../../src/session.js';
+import { clientsFor } from '../emulator/helpers.js';
+import { overwriteBlocks, writeImage } from '../support/images.js';
+import { startLocalEndpoint, withLocalSession, type LocalEndpoint } from '../support/local-endpoint.js';
+import { rejection } from '../support/rejection.js';
+import { expectSameBytes } from '../support/same-bytes.js';
+
+/** A crash of the process, as a test writer throws it after a call went out. */
+const crash = () => new SnaplineError(ErrorCodes.INTERRUPTED, 'the process died (test)');
+
+/** The session's backup parts, with some replaced. */
+function depsOf(session: Session, replaced: Partial<BackupDeps> = {}): BackupDeps {
+  return { index: session.index, writer: session.writer, reader: session.reader, catalog: session.catalog, hashPool: session.hashPool, slabs: session.slabs, ...replaced };
+}
+
+/** The session's writer, but `call` of it goes out and then the process "dies" before the answer is used. */
+function dyingAfter(writer: SnapshotWriter, call: 'startSnapshot' | 'completeSnapshot', seen: string[] = []): SnapshotWriter {
+  return {
+    async startSnapshot(input) {
+      const started = await writer.startSnapshot(input);
+      seen.push(started.snapshotId);
+      if (call === 'startSnapshot') throw crash();
+      return started;
+    },
+    putBlock: (...args) => writer.putBlock(...args),
+    async completeSnapshot(...args) {
+      await writer.completeSnapshot(...args);
+      throw crash();
+    },
+  };
+}
+
+/** A hash pool whose first read at or past byte `at` waits `ms` first: a scan held up, as by a slow or stalled source. */
+class HeldHashPool extends HashPool {
+  #held = false;
+
+  constructor(
+    private readonly at: number,
+    private readonly ms: number,
+  ) {
+    super({ threads: 1 });
+  }
+
+  override async readAndHashBlocks(...args: Parameters<HashPool['readAndHashBlocks']>): ReturnType<HashPool['readAndHashBlocks']> {
+    const [, position] = args;
+    if (!this.#held && position >= this.at) {
+      this.#held = true;
+      await sleep(this.ms);
+    }
+    return super.readAndHashBlocks(...args);
+  }
+}
+
+/** An endpoint of its own (options), a session on a fresh index for each `run`, and images in its folder. */
+class World {
+  local!: LocalEndpoint;
+
+  async open(prefix: string, emulator: Omit<EmulatorOptions, 'dataDir'> = {}): Promise<this> {
+    this.local = await startLocalEndpoint(prefix, { emulator: { log: () => undefined, ...emulator } });
+    return this;
+  }
+
+  get session(): Session {
+    return this.local.session;
+  }
+
+  /** An image of `blocks` pseudo-random blocks named `name`; its path and bytes. */
+  image(name: string, blocks: number): { path: string; bytes: Buffer } {
+    const path = this.local.pathFor(`${name}.img`);
+    return { path, bytes: writeImage(path, { label: path, blocks }) };
+  }
+
+  /** Runs `fn` with a session on its own fresh index. */
+  withFreshIndex<T>(fn: (session: Session) => Promise<T>): Promise<T> {
+    return withLocalSession(this.local.emulator, this.local.pathFor('index.db'), fn);
+  }
+
+  async restoredEquals(snapshotId: string, imagePath: string): Promise<void> {
+    const target = this.local.pathFor('restored.img');
+    await restore(this.session, { snapshotId, target });
+    await expectSameBytes(target, imagePath);
+  }
+
+  close(): Promise<void> {
+    return this.local.close();
+  }
+}
+
+describe('encrypted lineages', () => {
+  const world = new World();
+  beforeAll(() => world.open('snapline-rules-encrypted-'));
+  afterAll(() => world.close());
+
+  it('a full backup and two incrementals of an encrypted lineage: no child is started with Encrypted, every one keeps the key, the restore is byte-identical', async () => {
+    const { path, bytes } = world.image('encrypted', 24);
+    const options: BackupOptions = { source: path, encrypted: true };
+    const full = await backup(world.session, options);
+    overwriteBlocks(path, bytes, [3, 17], 'first change');
+    const second = await backup(world.session, options);
+    overwriteBlocks(path, bytes, [0, 23], 'second change', (i) => i === 0);
+    const third = await backup(world.session, options);
+    expect([second.parentSnapshotId, third.parentSnapshotId]).toEqual([full.snapshotId, second.snapshotId]);
+    expect(third.blocksUploaded).toBe(2);
+
+    const { ec2 } = clientsFor(world.local.emulator.url);
+    try {
+      const described = await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [full.snapshotId!, second.snapshotId!, third.snapshotId!] }));
+      const keys = new Set(described.Snapshots!.map((s) => `${s.Encrypted} ${s.KmsKeyId}`));
+      expect(keys.size).toBe(1);
+      expect([...keys][0]).toMatch(/^true arn:aws:kms:/);
+    } finally {
+      ec2.destroy();
+    }
+    await world.restoredEquals(third.snapshotId!, path);
+  });
+
+  it('another key or --encrypted over an unencrypted lineage: INVALID_ARGUMENT naming the option, before any snapshot starts', async () => {
+    const plain = world.image('plain-lineage', 4);
+    await backup(world.session, { source: plain.path });
+    const before = world.local.emulator.stats().operations.StartSnapshot?.requests ?? 0;
+    const encrypted = await rejection(backup(world.session, { source: plain.path, encrypted: true }));
+    expect(encrypted).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, hint: expect.stringContaining('--full') });
+    expect(encrypted.message).toMatch(/--encrypted/);
+
+    const keyed = world.image('keyed-lineage', 4);
+    const key = 'arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555';
+    await backup(world.session, { source: keyed.path, kmsKeyArn: key });
+    const other = await rejection(backup(world.session, { source: keyed.path, kmsKeyArn: key.replace('1111', '9999') }));
+    expect(other).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    expect(other.message).toMatch(/--kms-key-id/);
+    expect(world.local.emulator.stats().operations.StartSnapshot?.requests).toBe(before + 1);
+    // The lineage's own key is fine.
+    expect((await backup(world.session, { source: keyed.path, kmsKeyArn: key })).parentSnapshotId).not.toBeNull();
+  });
+
+  it('encryption by default enabled over an unencrypted lineage: REMOTE_REJECTED with the hint --full, which starts an encrypted lineage', async () => {
+    const { path } = world.image('turned-encrypted', 4);
+    await backup(world.session, { source: path });
+    const { ec2 } = clientsFor(world.local.emulator.url);
+    await ec2.send(new EnableEbsEncryptionByDefaultCommand({}));
+    try {
+      const refused = await rejection(backup(world.session, { source: path }));
+      expect(refused).toMatchObject({ code: ErrorCodes.REMOTE_REJECTED, hint: expect.stringContaining('--full') });
+      const full = await backup(world.session, { source: path, full: true });
+      // Every zero block would have to be written in an encrypted snapshot; this image has none, so: all 4.
+      expect(full.blocksUploaded).toBe(4);
+      const described = await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [full.snapshotId!] }));
+      expect(described.Snapshots?.[0]?.Encrypted).toBe(true);
+    } finally {
+      await ec2.send(new DisableEbsEncryptionByDefaultCommand({}));
+      ec2.destroy();
+    }
+  });
+});
+
+describe("the snapshot's Timeout, on a scaled clock", () => {
+  it('an incremental whose scan pauses longer than the default 60-minute Timeout between two changed blocks still completes (scale 3600: 1 s)', async () => {
+    const world = await new World().open('snapline-rules-timeout-', { timeScale: 3600 });
+    const held = new HeldHashPool(16 * BLOCK_SIZE, 2500);
+    try {
+      const { path, bytes } = world.image('long-scan', 32);
+      await backup(world.session, { source: path });
+      overwriteBlocks(path, bytes, [0, 31], 'changed at both ends');
+      // The first block is written, then the scan stalls for 2.5 s (2.5 hours of AWS time) before the last.
+      const result = await backup(depsOf(world.session, { hashPool: held }), { source: path });
+      expect(result.blocksUploaded).toBe(2);
+      await world.restoredEquals(result.snapshotId!, path);
+    } finally {
+      await held.destroy();
+      await world.close();
+    }
+  });
+
+  it('with --timeout 10 (scale 300: 2 s), a scan that takes longer than that before its first changed block still completes: the snapshot starts with that block', async () => {
+    const world = await new World().open('snapline-rules-late-start-', { timeScale: 300 });
+    const held = new HeldHashPool(8 * BLOCK_SIZE, 4000);
+    try {
+      const { path, bytes } = world.image('late-change', 32);
+      await backup(world.session, { source: path });
+      overwriteBlocks(path, bytes, [31], 'changed at the end');
+      const starts = world.local.emulator.stats().operations.StartSnapshot?.requests ?? 0;
+      const result = await backup(depsOf(world.session, { hashPool: held }), { source: path, timeoutMinutes: 10 });
+      expect(result.blocksUploaded).toBe(1);
+      expect(world.local.emulator.stats().operations.StartSnapshot?.requests).toBe(starts + 1);
+      await world.restoredEquals(result.snapshotId!, path);
+    } finally {
+      await held.destroy();
+      await world.close();
+    }
+  });
+});
+
+describe('CompleteSnapshot answers and EC2 lagging behind (ec2LagMs 1500)', () => {
+  const world = new World();
+  beforeAll(() => world.open('snapline-rules-lag-', { ec2LagMs: 1500 }));
+  afterAll(() => world.close());
+
+  it('back-to-back backups: the parent EC2 still shows pending is waited for, not refused', async () => {
+    const { path, bytes } = world.image('back-to-back', 4);
+    const first = await backup(world.session, { source: path });
+    overwriteBlocks(path, bytes, [1], 'next');
+    const second = await backup(world.session, { source: path });
+    expect(second.parentSnapshotId).toBe(first.snapshotId);
+  });
+
+  it('a CompleteSnapshot whose answer is lost: the retry is refused, the run reads the outcome from EC2 and commits', async () => {
+    const { path } = world.image('lost-answer', 4);
+    const lost = world.local.emulator.stats().faults.lostCompletions;
+    world.local.emulator.setFaults({ completionLostResponses: 1 });
+    try {
+      const result = await backup(world.session, { source: path });
+      expect(world.local.emulator.stats().faults.lostCompletions).toBe(lost + 1);
+      expect(world.session.index.getSnapshot(result.snapshotId!)?.state).toBe('completed');
+    } finally {
+      world.local.emulator.setFaults({});
+    }
+  });
+
+  it('a run that died after CompleteSnapshot went out is resumed from what EC2 says: completed, without completing it again', async () => {
+    const { path } = world.image('died-completing', 4);
+    const died = await rejection(backup(depsOf(world.session, { writer: dyingAfter(world.session.writer, 'completeSnapshot') }), { source: path }));
+    const snapshotId = died.details?.snapshotId as string;
+    expect(world.session.index.getSnapshot(snapshotId)?.state).toBe('completing');
+    const resumed = await backup(world.session, { source: path });
+    expect(resumed).toMatchObject({ snapshotId, resumed: true, blocksUploaded: 0 });
+    expect(world.session.index.getSnapshot(snapshotId)?.state).toBe('completed');
+  });
+
+  it('a run resumed before EC2 lists its snapshot goes on with that snapshot instead of taking it for gone', async () => {
+    const { path } = world.image('not-listed-yet', 8);
+    const failing: SnapshotWriter = {
+      startSnapshot: (input) => world.session.writer.startSnapshot(input),
+      putBlock: () => Promise.reject(new SnaplineError(ErrorCodes.REMOTE_REJECTED, 'refused (test)')),
+      completeSnapshot: (...args) => world.session.writer.completeSnapshot(...args),
+    };
+    await rejection(backup(depsOf(world.session, { writer: failing }), { source: path }));
+    const pending = world.session.index.pendingRun(defaultVolumeName(path))!;
+    expect(pending.state).toBe('pending');
+    const resumed = await backup(world.session, { source: path });
+    expect(resumed).toMatchObject({ snapshotId: pending.snapshotId, resumed: true, blocksUploaded: 8 });
+  });
+});
+
+describe('a ClientToken of its own for every run', () => {
+  const world = new World();
+  beforeAll(() => world.open('snapline-rules-token-'));
+  afterAll(() => world.close());
+
+  it('a fresh index after an earlier one, same endpoint and image: a new snapshot, not the earlier completed one', async () => {
+    const { path } = world.image('fresh-index', 4);
+    const earlier = await world.withFreshIndex((session) => backup(session, { source: path }));
+    const later = await world.withFreshIndex((session) => backup(session, { source: path }));
+    expect(later.snapshotId).not.toBe(earlier.snapshotId);
+    expect(later.blocksUploaded).toBe(4);
+    await world.restoredEquals(later.snapshotId!, path);
+  });
+
+  it('two indexes backing up one image at once: two snapshots, each whole', async () => {
+    const { path } = world.image('two-indexes', 8);
+    const [a, b] = await Promise.all([
+      world.withFreshIndex((session) => backup(session, { source: path })),
+      world.withFreshIndex((session) => backup(session, { source: path })),
+    ]);
+    expect(a.snapshotId).not.toBe(b.snapshotId);
+    await world.restoredEquals(a.snapshotId!, path);
+    await world.restoredEquals(b.snapshotId!, path);
+  });
+
+  it('a run that died between StartSnapshot and recording the snapshot: the rerun gets the same snapshot back through its recorded token', async () => {
+    const { path } = world.image('died-starting', 4);
+    const started: string[] = [];
+    await world.withFreshIndex(async (session) => {
+      await rejection(backup(depsOf(session, { writer: dyingAfter(session.writer, 'startSnapshot', started) }), { source: path }));
+      expect(session.index.runStart(defaultVolumeName(path))?.clientToken).toMatch(/^snapline-/);
+      const rerun = await backup(session, { source: path });
+      expect(rerun.snapshotId).toBe(started[0]);
+      expect(session.index.runStart(defaultVolumeName(path))).toBeUndefined();
+    });
+  });
+});

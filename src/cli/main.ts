@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { setMaxListeners } from 'node:events';
 import { MAX_CONCURRENCY } from '../core/constants.js';
 import { ErrorCodes, ExitCodes, SnaplineError, exitCodeFor, toSnaplineError } from '../errors.js';
-import { Output, type GlobalOptions } from './output.js';
+import { Output, type GlobalOptions, type RunFacts } from './output.js';
 import { registerCommands } from './commands/index.js';
 
 /** What every command action receives. */
@@ -64,7 +64,8 @@ export async function main(argv: string[]): Promise<number> {
       verbose: Boolean(o.verbose),
     };
   };
-  const context: CommandContext = { globals, output: () => new Output(globals()), signal: abort.signal };
+  const facts: RunFacts = {};
+  const context: CommandContext = { globals, output: () => new Output(globals(), process.stdout, process.stderr, facts), signal: abort.signal };
 
   const wrap =
     <A extends unknown[]>(action: CommandAction<A>) =>

@@ -27,6 +27,7 @@ export function sessionOptions(ctx: CommandContext, extra: Partial<SessionOption
     indexPath: globals.index,
     signal: ctx.signal,
     onRetry: (error, attempt, operation) => output.verbose(`retrying ${operation} (attempt ${attempt}): ${error.message}`),
+    onStore: (store) => output.storeUsed(store),
     ...extra,
   };
 }

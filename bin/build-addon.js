@@ -1,15 +1,33 @@
 #!/usr/bin/env node
 // The package's install script: builds the hole-seeking addon (binding.gyp,
-// native/holes.c) with npm's node-gyp into build/Release/holes.node. When it
+// native/holes.c) with npm's node-gyp into build/Release/holes.node, unless
+// one newer than its sources loads in this Node already. When it
 // cannot be built (no compiler, no Node headers, not Linux), it says why and
 // how to build it later, and the install goes on: snapline runs without it,
 // reading the holes of sparse images as data (the same snapshots, slower).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+const addon = join(root, 'build', 'Release', 'holes.node');
+
+/** @returns {boolean} true when the addon is newer than its sources and loads in this Node (the same ABI) */
+function upToDate() {
+  try {
+    const sources = Math.max(statSync(join(root, 'native', 'holes.c')).mtimeMs, statSync(join(root, 'binding.gyp')).mtimeMs);
+    if (statSync(addon).mtimeMs < sources) return false;
+    createRequire(import.meta.url)(addon);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// npm runs this again for npx in a clone and for npm rebuild: a build that is current stays.
+if (upToDate()) process.exit(0);
 const args = ['rebuild'];
 // Headers installed with Node itself (a distribution's package, the official tarballs) spare node-gyp a download.
 const nodePrefix = dirname(dirname(process.execPath));

@@ -6,7 +6,7 @@
  * runs in .ci/run: it compiles better-sqlite3, which takes minutes.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,19 +42,30 @@ describe('prepare (bin/build.js), which npm runs on npm ci, and on the first npx
 });
 
 describe('the install script (bin/build-addon.js)', () => {
-  /** Runs the script with `gyp` as npm's node-gyp. */
-  function install(gyp: string): { status: number | null; stdout: string; stderr: string } {
-    const run = spawnSync(process.execPath, [join(ROOT, 'bin', 'build-addon.js')], {
+  /** A package as npm unpacks it: the script, binding.gyp and native/, and no build/ yet. */
+  function unpacked(name: string): string {
+    const dir = join(work, name);
+    mkdirSync(join(dir, 'bin'), { recursive: true });
+    mkdirSync(join(dir, 'native'));
+    copyFileSync(join(ROOT, 'bin', 'build-addon.js'), join(dir, 'bin', 'build-addon.js'));
+    copyFileSync(join(ROOT, 'binding.gyp'), join(dir, 'binding.gyp'));
+    copyFileSync(join(ROOT, 'native', 'holes.c'), join(dir, 'native', 'holes.c'));
+    return dir;
+  }
+
+  /** Runs the install script of the package in `dir` with `gyp` (a script) as npm's node-gyp. */
+  function install(dir: string, gyp: string): { status: number | null; stdout: string; stderr: string } {
+    const path = join(work, `${gyp}-gyp.js`);
+    writeFileSync(path, gyp === 'failing' ? "console.error('gyp ERR! find Python: no Python found'); process.exit(1);\n" : 'process.exit(0);\n');
+    const run = spawnSync(process.execPath, [join(dir, 'bin', 'build-addon.js')], {
       encoding: 'utf8',
-      env: { ...hermeticEnv(join(work, 'data')), npm_config_node_gyp: gyp, npm_config_nodedir: '/nonexistent' },
+      env: { ...hermeticEnv(join(work, 'data')), npm_config_node_gyp: path, npm_config_nodedir: '/nonexistent' },
     });
     return { status: run.status, stdout: run.stdout, stderr: run.stderr };
   }
 
   it('when the addon cannot be built: the install goes on (exit 0), saying why, what it means and how to build it later', () => {
-    const failing = join(work, 'failing-gyp.js');
-    writeFileSync(failing, "console.error('gyp ERR! find Python: no Python found'); process.exit(1);\n");
-    const run = install(failing);
+    const run = install(unpacked('no-compiler'), 'failing');
     expect(run.status).toBe(0);
     expect(run.stderr).toContain('snapline: warning: the hole-seeking addon was not built (node-gyp exited with 1).');
     expect(run.stderr).toContain('the holes of sparse images are read as data');
@@ -63,11 +74,20 @@ describe('the install script (bin/build-addon.js)', () => {
   });
 
   it('says so when it was built', () => {
-    const succeeding = join(work, 'succeeding-gyp.js');
-    writeFileSync(succeeding, 'process.exit(0);\n');
-    const run = install(succeeding);
+    const run = install(unpacked('built'), 'succeeding');
     expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
     expect(run.stdout).toBe('snapline: built the hole-seeking addon (build/Release/holes.node)\n');
+  });
+
+  it('leaves an addon newer than its sources that loads alone (npx in a clone runs it again); builds one older than its sources', () => {
+    const dir = unpacked('current');
+    mkdirSync(join(dir, 'build', 'Release'), { recursive: true });
+    // The addon `npm ci` built in this clone (the CI machine has the toolchain).
+    copyFileSync(join(ROOT, 'build', 'Release', 'holes.node'), join(dir, 'build', 'Release', 'holes.node'));
+    expect(install(dir, 'failing')).toEqual({ status: 0, stdout: '', stderr: '' });
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(join(dir, 'native', 'holes.c'), later, later);
+    expect(install(dir, 'failing').stderr).toContain('snapline: warning: the hole-seeking addon was not built');
   });
 });
 

@@ -30,6 +30,8 @@ export const ErrorCodes = {
   INDEX_UNUSABLE: 'INDEX_UNUSABLE',
   /** Another run holds the volume or target, or an idempotency conflict. */
   CONFLICT: 'CONFLICT',
+  /** The index records the volume in another store (AWS account and Region, or local endpoint data) than the one reached. */
+  STORE_MISMATCH: 'STORE_MISMATCH',
   /** A quota was exceeded. */
   QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
   /** The configuration file is invalid. */
@@ -123,6 +125,7 @@ export function exitCodeFor(code: ErrorCode): number {
     case ErrorCodes.INDEX_UNUSABLE:
       return ExitCodes.INTEGRITY;
     case ErrorCodes.CONFLICT:
+    case ErrorCodes.STORE_MISMATCH:
       return ExitCodes.CONFLICT;
     case ErrorCodes.ENDPOINT_UNREACHABLE:
       return ExitCodes.UNREACHABLE;

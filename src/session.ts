@@ -7,6 +7,7 @@ import type { EndpointContact } from './aws/in-flight.js';
 import { AdaptiveLimiter, resilientReader, resilientWriter, ThrottleWatch, type RetryClock } from './aws/retry.js';
 import { openConnection, type ArchiveConfig, type ConnectionRequest, type OpenConnection } from './config/connection.js';
 import { defaultIndexPath } from './config/paths.js';
+import { identifyStore, type StoreUsed } from './config/store.js';
 import { DEFAULT_CONCURRENCY, MAX_CONCURRENCY } from './core/constants.js';
 import type { ArchiveStore, ArchiveTarget, SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
 import { verifiedReader } from './core/verified-reader.js';
@@ -73,6 +74,8 @@ export interface RemoteSession {
 export interface SessionOptions extends Omit<RemoteOptions, 'newSnapshotIds' | 's3PathStyle'> {
   /** Block index file; default under the data directory. */
   indexPath?: string;
+  /** Told which store the session reaches, once it is known and before anything else is done. */
+  onStore?: (store: StoreUsed) => void;
   /** Archive bucket and vault given on the command line, over the connection's. */
   archive?: { bucket?: string; vault?: string };
 }
@@ -82,7 +85,10 @@ export interface SessionOptions extends Omit<RemoteOptions, 'newSnapshotIds' | '
  * remote side (openRemote), the index, the slabs and the archive tier.
  */
 export interface Session extends RemoteSession {
+  /** The index, bound to `storeUsed` when it is known (see BlockIndex.bindStore). */
   index: BlockIndex;
+  /** The store (AWS account and Region, or local endpoint data) the session reaches; undefined when it cannot be told (a warning said why). */
+  storeUsed: StoreUsed | undefined;
   slabs: SlabPool;
   /** The archive tier: the connection's bucket and vault, opened on first use. */
   archives: ArchivePlaces;
@@ -188,6 +194,12 @@ export async function openSession(options: SessionOptions): Promise<Session> {
   }
   const close = closeOnce([() => index.close(), () => remote.close()]);
   try {
+    const warn = options.onWarning ?? ((message: string) => process.emitWarning(message, 'SnaplineWarning'));
+    const store = await identifyStore(remote.connection, remote.clients, { warn, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+    if (store !== undefined) {
+      index.bindStore(store);
+      options.onStore?.(store);
+    }
     const slabs = new SlabPool({ slabCount: Math.ceil(concurrency / BLOCKS_PER_SLAB) + SLABS_AHEAD, blocksPerSlab: BLOCKS_PER_SLAB });
     const archives = archivePlaces(remote, { ...remote.connection.archive, ...withoutUndefined(options.archive ?? {}) });
     // Field by field, not a spread: spreading would start the remote's hash pool.
@@ -197,7 +209,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       store: remote.store,
       writer: remote.writer,
       reader: remote.reader,
-      catalog: remote.catalog,
+      catalog: store === undefined ? remote.catalog : storeChecked(remote.catalog, index),
       uploadLimiter: remote.uploadLimiter,
       downloadLimiter: remote.downloadLimiter,
       throttling: remote.throttling,
@@ -206,6 +218,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       },
       archiveStore: (target, location, attributes) => remote.archiveStore(target, location, attributes),
       index,
+      storeUsed: store,
       slabs,
       archives,
       close,
@@ -219,6 +232,23 @@ export async function openSession(options: SessionOptions): Promise<Session> {
 /** Runs `fn` with a session and closes it whatever happens. */
 export function withSession<T>(options: SessionOptions, fn: (session: Session) => Promise<T>): Promise<T> {
   return closedAfter(openSession(options), fn);
+}
+
+/**
+ * The catalog of a bound index's session: describing a snapshot the index
+ * files under a volume of another store throws STORE_MISMATCH (see
+ * BlockIndex.bindStore) instead of finding it missing here.
+ */
+function storeChecked(catalog: SnapshotCatalog, index: BlockIndex): SnapshotCatalog {
+  return {
+    async describeSnapshots(snapshotIds) {
+      for (const snapshotId of snapshotIds) index.getSnapshot(snapshotId);
+      return catalog.describeSnapshots(snapshotIds);
+    },
+    deleteSnapshot: (snapshotId) => catalog.deleteSnapshot(snapshotId),
+    createTags: (snapshotId, tags) => catalog.createTags(snapshotId, tags),
+    encryptionByDefault: () => catalog.encryptionByDefault(),
+  };
 }
 
 /**

@@ -1,8 +1,9 @@
 import { Command, CommanderError, Option } from 'commander';
 import { setMaxListeners } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { MAX_CONCURRENCY } from '../core/constants.js';
 import { ErrorCodes, ExitCodes, SnaplineError, toSnaplineError } from '../errors.js';
-import { Output, type GlobalOptions } from './output.js';
+import { Output, type GlobalOptions, type RunFacts } from './output.js';
 import { registerCommands } from './commands/index.js';
 
 /** What every command action receives. */
@@ -39,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
 
   const program = new Command('snapline')
     .description('Incremental block-level backups to Amazon EBS snapshots through the EBS direct APIs')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(ownVersion())
     .option('--config <path>', 'config file of named connections (env SNAPLINE_CONFIG; default ~/.config/snapline/config.yaml)')
     .option('--connection <name>', 'named connection to use (built in: local; env SNAPLINE_CONNECTION)', process.env.SNAPLINE_CONNECTION)
     .option('--endpoint-url <url>', 'endpoint for every AWS service (overrides the connection)')
@@ -67,7 +68,8 @@ export async function main(argv: string[]): Promise<number> {
       repeated: repeatedOptions(program),
     };
   };
-  const context: CommandContext = { globals, output: () => new Output(globals()), signal: abort.signal };
+  const facts: RunFacts = {};
+  const context: CommandContext = { globals, output: () => new Output(globals(), process.stdout, process.stderr, facts), signal: abort.signal };
 
   const wrap =
     <A extends unknown[]>(action: CommandAction<A>) =>
@@ -138,6 +140,23 @@ function usageError(err: CommanderError, command: string[]): SnaplineError {
     hint: `run \`${['snapline', ...command, '--help'].join(' ')}\` for usage`,
     details: { reason: err.code },
   });
+}
+
+/**
+ * The version in snapline's own package.json (above src/ in a clone, above
+ * dist/src/ when built), not npm_package_version: npm sets that to the
+ * version of whatever project snapline is run from (npm exec, npm run).
+ */
+function ownVersion(): string {
+  for (const candidate of ['../../package.json', '../../../package.json']) {
+    try {
+      const manifest = JSON.parse(readFileSync(new URL(candidate, import.meta.url), 'utf8')) as { name?: unknown; version?: unknown };
+      if (manifest.name === 'snapline' && typeof manifest.version === 'string') return manifest.version;
+    } catch {
+      // Not there: the other place.
+    }
+  }
+  return 'unknown';
 }
 
 /** Makes a wrapped action for `command.action(...)`. */

@@ -1,3 +1,4 @@
+import type { StoreUsed } from '../config/store.js';
 import { SnaplineError } from '../errors.js';
 
 export interface GlobalOptions {
@@ -19,6 +20,12 @@ export interface GlobalOptions {
   repeated?: string[];
 }
 
+/** What the Output objects of one run share: facts learnt on the way that the result carries. */
+export interface RunFacts {
+  /** The store the command reached (see storeUsed). */
+  store?: StoreUsed;
+}
+
 /**
  * Where a command's words go. With --json, stdout carries exactly one JSON
  * document (the result or the error) and everything else goes to stderr.
@@ -29,6 +36,7 @@ export class Output {
     readonly options: GlobalOptions,
     private readonly stdout: NodeJS.WritableStream = process.stdout,
     private readonly stderr: NodeJS.WritableStream = process.stderr,
+    private readonly facts: RunFacts = {},
   ) {}
 
   get json(): boolean {
@@ -40,12 +48,29 @@ export class Output {
     return this.options.progress && !this.options.json && Boolean((this.stderr as NodeJS.WriteStream).isTTY);
   }
 
-  /** The command's result: JSON with --json, else the given human lines. */
+  /**
+   * The command's result: JSON with --json, else the given human lines. A
+   * JSON object carries the store the command reached as `store` (a list
+   * keeps its shape: the store is on stderr).
+   */
   result(value: unknown, humanLines: () => string[]): void {
     if (this.options.json) {
-      this.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+      const object = value !== null && typeof value === 'object' && !Array.isArray(value);
+      const shown = object && this.facts.store !== undefined ? { ...value, store: this.facts.store } : value;
+      this.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
     } else {
       for (const line of humanLines()) this.stdout.write(`${this.commands(line)}\n`);
+    }
+  }
+
+  /** Says (on stderr) which store the command reached, and keeps it for the JSON result. */
+  storeUsed(store: StoreUsed): void {
+    this.facts.store = store;
+    if (store.kind === 'aws') {
+      this.note(`store: AWS account ${store.account}, Region ${store.region}, endpoint ${store.endpoint}`);
+    } else {
+      const via = store.via === 'serve' ? 'a running snapline serve' : store.via === 'in-process' ? 'started in this process' : 'named by the endpoint URL';
+      this.note(`store: the local endpoint at ${store.endpoint} (${via}), data ${store.dataDir}, store id ${store.storeId}`);
     }
   }
 

@@ -1,9 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import { join } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { RunningEmulator } from '../emulator/index.js';
+import { askEndpoint, type EndpointStore } from './endpoint-store.js';
 import { BUILT_IN_CONNECTION, loadConfigFile, type ConfigFile } from './file.js';
 import { DEFAULT_LOCAL_PORT } from './local-endpoint.js';
 import { CA_CERT_FILE } from './local-tls.js';
@@ -25,11 +24,36 @@ export interface ConnectionRequest extends ConnectionFlags {
   onWarning?: (message: string) => void;
 }
 
+/** The local endpoint the `local` connection found or started. */
+export interface LocalEndpointUse {
+  url: string;
+  /** A `snapline serve` found listening on the local port, or an endpoint started in this process. */
+  via: 'serve' | 'in-process';
+  /** Its store, as it says (absent from a serve too old to say). */
+  store?: EndpointStore;
+}
+
 /** A resolved connection and what must be stopped when the command ends. */
 export interface OpenConnection extends ResolvedConnection {
   /** The in-process local endpoint, when this connection started one. */
   emulator?: RunningEmulator;
+  /** For `local` without an endpoint URL: the endpoint it found or started. */
+  localEndpoint?: LocalEndpointUse;
   close(): Promise<void>;
+}
+
+/**
+ * SNAPLINE_LOCAL_PORT: the loopback port where `local` looks for a running
+ * `snapline serve` (default 4577); 0 means it never looks and always starts
+ * its own endpoint. Undefined for 0.
+ */
+export function localServePort(env: NodeJS.ProcessEnv): number | undefined {
+  const text = env.SNAPLINE_LOCAL_PORT;
+  if (text === undefined || text === '') return DEFAULT_LOCAL_PORT;
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65_535) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `SNAPLINE_LOCAL_PORT must be a port number from 0 to 65535, got ${JSON.stringify(text)}`);
+  }
+  return Number(text) === 0 ? undefined : Number(text);
 }
 
 /** The connection name asked for: --connection, then SNAPLINE_CONNECTION; undefined for none. */
@@ -76,9 +100,9 @@ export function resolveNamed(name: string | undefined, request: ConnectionReques
 /**
  * Resolves the connection a command runs against (see resolveNamed), tells
  * its warnings, and opens it. `local` uses a `snapline serve` already
- * listening on the default port (plain HTTP, or HTTPS trusted through the CA
- * that `serve --tls` wrote), or starts the local endpoint in this process on
- * a free loopback port; close() stops it.
+ * listening on the local port (see localServePort; plain HTTP, or HTTPS
+ * trusted through the CA that `serve --tls` wrote), or starts the local
+ * endpoint in this process on a free loopback port; close() stops it.
  */
 export async function openConnection(request: ConnectionRequest, env: NodeJS.ProcessEnv = process.env): Promise<OpenConnection> {
   const warn = request.onWarning ?? ((message: string) => process.emitWarning(message, 'SnaplineWarning'));
@@ -113,33 +137,32 @@ function resolveLocal(flags: ConnectionFlags): ResolvedConnection {
 
 async function openLocal(resolved: ResolvedConnection, env: NodeJS.ProcessEnv): Promise<OpenConnection> {
   const dataDir = localEndpointDir(env);
-  const using = (endpointUrl: string, ca?: string): OpenConnection => ({
+  const port = localServePort(env);
+  const using = (endpoint: LocalEndpointUse, ca?: string): OpenConnection => ({
     ...resolved,
-    settings: { ...resolved.settings, endpointUrl, ...(ca === undefined ? {} : { tls: { ca } }) },
+    settings: { ...resolved.settings, endpointUrl: endpoint.url, ...(ca === undefined ? {} : { tls: { ca } }) },
+    localEndpoint: endpoint,
     close: async () => undefined,
   });
-  if (await answersAsEndpoint(`http://127.0.0.1:${DEFAULT_LOCAL_PORT}`)) return using(`http://127.0.0.1:${DEFAULT_LOCAL_PORT}`);
-  const caFile = join(dataDir, CA_CERT_FILE);
-  if (existsSync(caFile)) {
-    const ca = readFileSync(caFile, 'utf8');
-    if (await answersAsEndpoint(`https://127.0.0.1:${DEFAULT_LOCAL_PORT}`, ca)) return using(`https://127.0.0.1:${DEFAULT_LOCAL_PORT}`, ca);
+  // A serve found: its store as it says (a serve older than the store route is used without one).
+  const serveAt = async (url: string, ca?: string): Promise<OpenConnection | undefined> => {
+    const answer = await askEndpoint(url, { timeoutMs: 1000, legacy: true, ...(ca === undefined ? {} : { tls: { ca } }) });
+    if (answer.kind === 'store') return using({ url, via: 'serve', store: answer.store }, ca);
+    return answer.kind === 'snapline' ? using({ url, via: 'serve' }, ca) : undefined;
+  };
+  if (port !== undefined) {
+    const plain = await serveAt(`http://127.0.0.1:${port}`);
+    if (plain !== undefined) return plain;
+    const caFile = join(dataDir, CA_CERT_FILE);
+    if (existsSync(caFile)) {
+      const secure = await serveAt(`https://127.0.0.1:${port}`, readFileSync(caFile, 'utf8'));
+      if (secure !== undefined) return secure;
+    }
   }
   // Loaded here, the one place that starts it: every other connection, and `local` when a serve answers, does without its code.
   const { startEmulator } = await import('../emulator/index.js');
   const emulator = await startEmulator({ dataDir, host: '127.0.0.1', port: 0 });
-  return { ...using(emulator.url), emulator, close: () => emulator.close() };
-}
-
-/** True when a snapline endpoint answers at `url` (its admin route) within a second. */
-function answersAsEndpoint(url: string, ca?: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const target = `${url}/_snapline/stats`;
-    const options = { timeout: 1000, ...(ca === undefined ? {} : { ca }) };
-    const request = (url.startsWith('https:') ? https : http).get(target, options, (response) => {
-      response.resume();
-      resolve(response.statusCode === 200);
-    });
-    request.on('timeout', () => request.destroy());
-    request.on('error', () => resolve(false));
-  });
+  const answer = await askEndpoint(emulator.url, { timeoutMs: 5000 });
+  const store = answer.kind === 'store' ? { store: answer.store } : {};
+  return { ...using({ url: emulator.url, via: 'in-process', ...store }), emulator, close: () => emulator.close() };
 }

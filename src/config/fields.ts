@@ -1,4 +1,4 @@
-import { didYouMean } from './suggest.js';
+import { closest, didYouMean } from './suggest.js';
 
 /** A problem found in a config file, located by line, connection and field. */
 export interface Problem {
@@ -197,11 +197,18 @@ export class Section {
     return ok ? out : undefined;
   }
 
-  /** Warns about every key no read asked for. */
+  /**
+   * Reports every key no read asked for: an error when it looks like a
+   * misspelling of a key this mapping leaves out (the setting meant would
+   * silently fall back to the environment or its default), else a warning,
+   * with the nearest known key when there is one.
+   */
   finish(): void {
     for (const key of Object.keys(this.#value)) {
       if (this.#known.has(key)) continue;
-      this.warn(key, `unknown key, ignored${didYouMean(key, this.#known)}`);
+      const meant = closest(key, this.#known);
+      if (meant !== undefined && this.#raw(meant) === undefined) this.error(key, `unknown key (did you mean ${meant}?)`);
+      else this.warn(key, `unknown key, ignored${meant === undefined ? '' : ` (did you mean ${meant}?)`}`);
     }
   }
 

@@ -181,16 +181,30 @@ ${ca.trimEnd().replace(/^/gm, '        ')}
     expect(refusal('connections: [prod]\n').message).toMatch(/config\.yaml:1: connections: must be a mapping, got a list/);
   });
 
-  it('an unknown key is a warning with a did-you-mean, at every level', () => {
-    const file = load('conections: {}\nconnections:\n  prod:\n    regoin: eu-west-1\n    retries: { max_attemps: 3 }\n    archive: { storage_clas: GLACIER }\n    zzzz: 1\n');
+  it('an unknown key is a warning, with a did-you-mean when it is near a key that is set', () => {
+    const file = load('conections: {}\nconnections:\n  prod:\n    region: eu-west-1\n    regoin: eu-west-2\n    retries: { mode: standard, mdoe: adaptive }\n    zzzz: 1\n');
     expect(file.warnings).toEqual([expect.stringMatching(/config\.yaml:1: conections: unknown key, ignored \(did you mean connections\?\)$/)]);
     const entry = file.connections.get('prod')!;
     expect(entry.config).toBeDefined();
     expect(entry.warnings).toEqual([
-      expect.stringMatching(/config\.yaml:4: connection prod: regoin: unknown key, ignored \(did you mean region\?\)$/),
-      expect.stringMatching(/config\.yaml:5: connection prod: retries\.max_attemps: unknown key, ignored \(did you mean max_attempts\?\)$/),
-      expect.stringMatching(/config\.yaml:6: connection prod: archive\.storage_clas: unknown key, ignored \(did you mean storage_class\?\)$/),
+      expect.stringMatching(/config\.yaml:5: connection prod: regoin: unknown key, ignored \(did you mean region\?\)$/),
+      expect.stringMatching(/config\.yaml:6: connection prod: retries\.mdoe: unknown key, ignored \(did you mean mode\?\)$/),
       expect.stringMatching(/config\.yaml:7: connection prod: zzzz: unknown key, ignored$/),
+    ]);
+  });
+
+  it('an unknown key near a key that is left out is an error naming that key, at every level', () => {
+    expect(refusal('conections:\n  prod: { region: eu-west-1 }\n').message).toMatch(/config\.yaml:1: conections: unknown key \(did you mean connections\?\)$/);
+    const at = (line: number, rest: string) => expect.stringMatching(new RegExp(`config\\.yaml:${line}: connection prod: ${rest}$`));
+    expect(errorsOf('connections:\n  prod:\n    regoin: eu-west-1\n    retries: { max_attemps: 3 }\n    archive: { storage_clas: GLACIER }\n    zzzz: 1\n', 'prod')).toEqual([
+      at(3, 'regoin: unknown key \\(did you mean region\\?\\)'),
+      at(4, 'retries\\.max_attemps: unknown key \\(did you mean max_attempts\\?\\)'),
+      at(5, 'archive\\.storage_clas: unknown key \\(did you mean storage_class\\?\\)'),
+    ]);
+    // The misspelt key of a pair is named beside the error about the pair.
+    expect(errorsOf('connections:\n  prod:\n    region: eu-west-1\n    acces_key_id: AKIAEXAMPLE123456789\n    secret_access_key: s\n', 'prod')).toEqual([
+      at(4, 'acces_key_id: unknown key \\(did you mean access_key_id\\?\\)'),
+      at(5, 'secret_access_key: access_key_id and secret_access_key go together'),
     ]);
   });
 

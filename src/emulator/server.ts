@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { ArchiveServices } from './archive-services.js';
 import { AwsError } from './aws-error.js';
@@ -16,7 +17,7 @@ import { StatsRecorder, type EmulatorStats, type OperationStats } from './stats.
 import type { TierDelays } from './tiers.js';
 import { StsApi, STS_VERSION } from './sts.js';
 import { Catalog } from './store/catalog.js';
-import { ensureLayout, layoutOf, loadSecret, lockDataDir } from './store/data-dir.js';
+import { ensureLayout, layoutOf, loadSecret, loadStoreId, lockDataDir } from './store/data-dir.js';
 import { PackStore } from './store/packs.js';
 import { TokenSigner } from './tokens.js';
 
@@ -70,6 +71,7 @@ export class EndpointServer {
   readonly #release: () => void;
   readonly #auth: RequestAuthenticator | undefined;
   readonly #sts: StsApi;
+  readonly #storeId: string;
   #sweeper: NodeJS.Timeout | undefined;
   #inFlight = 0;
   #onIdle: (() => void) | undefined;
@@ -94,6 +96,7 @@ export class EndpointServer {
       packs = new PackStore(layout.packs);
       this.#faults = new FaultInjector(config.faults);
       const tokens = new TokenSigner(loadSecret(layout));
+      this.#storeId = loadStoreId(layout);
       this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits, config.clock, config.encryptionByDefault);
       this.#ebs = new EbsApi(this.#snapshots, this.#faults, this.#stats, config.now);
       this.#ec2 = new Ec2Api(this.#snapshots);
@@ -303,7 +306,10 @@ export class EndpointServer {
     sendJson(exchange, 400, { Message: `This endpoint does not serve the service '${service}'.` }, { 'x-amzn-errortype': 'UnknownServiceException' });
   }
 
-  /** GET /_snapline/stats, POST /_snapline/stats/reset, GET|POST /_snapline/faults. Not counted in the stats. */
+  /**
+   * GET /_snapline/stats, POST /_snapline/stats/reset, GET|POST /_snapline/faults, and GET /_snapline/store
+   * (the store id of the data directory and its absolute path). Not counted in the stats.
+   */
   async #admin(req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
     const exchange = this.#adminExchange(req, res, path, query);
     const route = `${req.method} ${path}`;
@@ -313,6 +319,7 @@ export class EndpointServer {
       this.resetStats();
       return send(exchange, 204, {});
     }
+    if (route === 'GET /_snapline/store') return sendJson(exchange, 200, { storeId: this.#storeId, dataDir: resolve(this.#config.dataDir) });
     if (route === 'GET /_snapline/faults') return sendJson(exchange, 200, this.#faults.settings);
     if (route === 'POST /_snapline/faults') {
       const body = await readBody(req, exchange.stats);

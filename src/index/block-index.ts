@@ -35,6 +35,7 @@ import {
 } from './records.js';
 import { BLOCK_KEY_SPAN } from './schema.js';
 import { indexErrorOf, isUniqueViolation } from './sqlite-errors.js';
+import { type StoreRef, VolumeStores } from './stores.js';
 import {
   optionalText,
   requireBoolean,
@@ -240,6 +241,7 @@ export class BlockIndex {
   readonly #locks: IndexLocks;
   readonly #archives: ArchiveRows;
   readonly #ecsJobs: EcsJobRows;
+  readonly #stores: VolumeStores;
   #closed = false;
 
   private constructor(path: string, db: Database) {
@@ -252,6 +254,7 @@ export class BlockIndex {
     this.#locks = new IndexLocks(db);
     this.#archives = new ArchiveRows(db);
     this.#ecsJobs = new EcsJobRows(db);
+    this.#stores = new VolumeStores(db);
   }
 
   /**
@@ -282,26 +285,54 @@ export class BlockIndex {
     }
   }
 
+  // ---- the store -----------------------------------------------------------
+
+  /**
+   * Binds the index to the store the command reaches (an AWS account and
+   * Region, or a local endpoint's data; once per object). From then on a
+   * volume is recorded in this store when first written (ensureVolume);
+   * naming a volume recorded in another store (by name, or by one of its
+   * snapshots) throws STORE_MISMATCH before anything is read or written;
+   * listVolumes() and listSnapshots() leave such volumes out, and throw
+   * STORE_MISMATCH when every volume of the index lives elsewhere. Unbound,
+   * the index works on every volume.
+   */
+  bindStore(store: StoreRef): void {
+    this.#run(() => this.#stores.bind(store));
+  }
+
+  /** The store recorded for `volume`; undefined when none is (unknown volume, or never written by a bound index). */
+  volumeStore(volume: string): StoreRef | undefined {
+    return this.#run(() => this.#stores.storeOf(volume));
+  }
+
   // ---- volumes -------------------------------------------------------------
 
-  /** Creates the volume or updates its sizeBytes and sourcePath. Idempotent. */
+  /** Creates the volume or updates its sizeBytes and sourcePath, and records the bound store for it. Idempotent. */
   ensureVolume(v: { name: string; sourcePath: string; sizeBytes: number }): VolumeRecord {
     const name = requireText('volume name', v?.name);
     const sourcePath = requireString('sourcePath', v.sourcePath);
     const sizeBytes = requireInteger('sizeBytes', v.sizeBytes, 0, MAX_VOLUME_SIZE_GIB * GIB);
-    return this.#run(() => {
-      const row = this.#sql.upsertVolume.get({
-        name,
-        source_path: sourcePath,
-        size_bytes: sizeBytes,
-        created_at: Date.now(),
-      }) as VolumeRow;
-      return volumeRecordOf(row);
-    });
+    return this.#run(() =>
+      this.#db
+        .transaction(() => {
+          const row = this.#sql.upsertVolume.get({
+            name,
+            source_path: sourcePath,
+            size_bytes: sizeBytes,
+            created_at: Date.now(),
+          }) as VolumeRow;
+          // A volume of another store: refused, and the upsert rolled back.
+          this.#stores.claim(name);
+          return volumeRecordOf(row);
+        })
+        .immediate(),
+    );
   }
 
   getVolume(name: string): VolumeRecord | undefined {
     return this.#run(() => {
+      this.#stores.check(name);
       const row = this.#sql.volumeByName.get(name) as VolumeRow | undefined;
       return row === undefined ? undefined : volumeRecordOf(row);
     });
@@ -309,7 +340,10 @@ export class BlockIndex {
 
   /** By name. */
   listVolumes(): VolumeRecord[] {
-    return this.#run(() => (this.#sql.listVolumes.all() as VolumeRow[]).map(volumeRecordOf));
+    return this.#run(() => {
+      const shown = this.#stores.shown();
+      return (this.#sql.listVolumes.all() as VolumeRow[]).filter((row) => shown.has(row.name)).map(volumeRecordOf);
+    });
   }
 
   // ---- snapshots -----------------------------------------------------------
@@ -317,6 +351,7 @@ export class BlockIndex {
   getSnapshot(snapshotId: string): SnapshotRecord | undefined {
     return this.#run(() => {
       const row = this.#sql.snapshotById.get(snapshotId) as SnapshotRow | undefined;
+      if (row !== undefined) this.#stores.check(row.volume);
       return row === undefined ? undefined : snapshotRecordOf(row);
     });
   }
@@ -324,6 +359,7 @@ export class BlockIndex {
   /** Newest completed snapshot of the volume, by completion order (commitRun or importSnapshot). */
   headSnapshot(volume: string): SnapshotRecord | undefined {
     return this.#run(() => {
+      this.#stores.check(volume);
       const row = this.#sql.headSnapshot.get(volume) as SnapshotRow | undefined;
       return row === undefined ? undefined : snapshotRecordOf(row);
     });
@@ -332,10 +368,12 @@ export class BlockIndex {
   /** Oldest first (by startedAt), every state. */
   listSnapshots(volume?: string): SnapshotRecord[] {
     return this.#run(() => {
-      const rows = (
-        volume === undefined ? this.#sql.listSnapshots.all() : this.#sql.listVolumeSnapshots.all(volume)
-      ) as SnapshotRow[];
-      return rows.map(snapshotRecordOf);
+      if (volume !== undefined) {
+        this.#stores.check(volume);
+        return (this.#sql.listVolumeSnapshots.all(volume) as SnapshotRow[]).map(snapshotRecordOf);
+      }
+      const shown = this.#stores.shown();
+      return (this.#sql.listSnapshots.all() as SnapshotRow[]).filter((row) => shown.has(row.volume)).map(snapshotRecordOf);
     });
   }
 
@@ -364,6 +402,7 @@ export class BlockIndex {
     const description = optionalText('description', r.description);
     const runOptions = optionalText('runOptions', r.runOptions);
     return this.#durably(() => {
+      this.#stores.check(volume);
       const volumeRow = this.#volumeRow(volume);
       let baseKey: number | null = null;
       if (baseSnapshotId !== null) {
@@ -463,6 +502,7 @@ export class BlockIndex {
   /** The volume's unfinished run (pending or completing), if any. */
   pendingRun(volume: string): SnapshotRecord | undefined {
     return this.#run(() => {
+      this.#stores.check(volume);
       const row = this.#sql.openRun.get(volume) as SnapshotRow | undefined;
       return row === undefined ? undefined : snapshotRecordOf(row);
     });
@@ -601,6 +641,7 @@ export class BlockIndex {
     const description = optionalText('description', r.description);
     const startedAt = r.startedAt === undefined ? Date.now() : requireTime('startedAt', r.startedAt);
     return this.#durably(() => {
+      this.#stores.check(volume);
       const volumeRow = this.#volumeRow(volume);
       const existing = this.#sql.snapshotById.get(snapshotId) as SnapshotRow | undefined;
       if (existing !== undefined) this.#dropRows(existing);

@@ -243,6 +243,19 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
       );
     `);
   },
+  (db) => {
+    db.exec(`
+      -- The store each volume lives in (see stores.ts): store is "aws:ACCOUNT:REGION"
+      -- or "snapline:STOREID" (a local endpoint's data), label the same in words.
+      -- Recorded when a command bound to a store first writes the volume; volumes
+      -- without a row are from before this step, or never written by such a command.
+      CREATE TABLE volume_stores (
+        volume TEXT PRIMARY KEY REFERENCES volumes (name),
+        store  TEXT NOT NULL,
+        label  TEXT NOT NULL
+      ) WITHOUT ROWID;
+    `);
+  },
 ];
 
 export const SCHEMA_VERSION = migrations.length;

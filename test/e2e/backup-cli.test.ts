@@ -143,7 +143,9 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       const run = await runCli(cli('backup', image), { dataDir: data() });
       const first = resultOf(run);
 
-      expect(Object.keys(first).sort()).toEqual([...RESULT_KEYS].sort());
+      // The library's result, and the store the command reached (the endpoint named by --endpoint-url).
+      expect(Object.keys(first).sort()).toEqual([...RESULT_KEYS, 'store'].sort());
+      expect(first.store).toMatchObject({ kind: 'local-endpoint', endpoint: emulator.url, via: 'endpoint-url', dataDir: join(work, 'endpoint') });
       expect(first).toMatchObject({
         parentSnapshotId: null,
         volume: 'full.img',

@@ -238,10 +238,29 @@ describe('the config file through the CLI', () => {
     expect(result.stdout).toMatch(/^local\s+us-east-1/m);
   });
 
-  it('an unknown key is a warning with a did-you-mean, and the command still runs', async () => {
-    const result = await run(`connections:\n  a:\n    region: us-east-1\n    endpiont_url: http://x\n`, 'connections', 'show', 'a');
+  it('an unknown key is a warning, and the command still runs', async () => {
+    const result = await run(`connections:\n  a:\n    region: us-east-1\n    colour: blue\n`, 'connections', 'show', 'a');
     expectExit(result, 0);
-    expect(result.stderr).toContain(`snapline: warning: ${other()}:4: connection a: endpiont_url: unknown key, ignored (did you mean endpoint_url?)`);
+    expect(result.stderr).toContain(`snapline: warning: ${other()}:4: connection a: colour: unknown key, ignored`);
+  });
+
+  it('a misspelt setting is an error naming the setting meant (not "no region"); list does not call the connection ok', async () => {
+    const regoin = `connections:\n  dev:\n    regoin: eu-west-1\n`;
+    const used = await run(regoin, '--connection', 'dev', 'snapshots');
+    expectExit(used, ExitCodes.USAGE);
+    expect(used.stderr).toContain(`snapline: error: ${other()}:3: connection dev: regoin: unknown key (did you mean region?)`);
+    expect(used.stderr).not.toContain('has no region');
+    const listed = await run(regoin, 'connections', 'list');
+    expectExit(listed, 0);
+    expect(listed.stdout).toMatch(/^dev\s+-\s+-\s+default chain\s+invalid \(1 problems: snapline connections show dev\)$/m);
+
+    const acces = `connections:\n  dev:\n    region: eu-west-1\n    acces_key_id: AKIAEXAMPLE123456789\n    secret_access_key: ${SECRET_KEY}\n`;
+    const shown = await run(acces, 'connections', 'show', 'dev');
+    expectExit(shown, ExitCodes.USAGE);
+    expect(shown.stderr).toContain(`${other()}:4: connection dev: acces_key_id: unknown key (did you mean access_key_id?)`);
+    expect(shown.stderr).toContain(`${other()}:5: connection dev: secret_access_key: access_key_id and secret_access_key go together`);
+    const json = await run(acces, '--json', 'connections', 'list');
+    expect(JSON.parse(json.stdout)).toMatchObject({ connections: [{ name: 'local', valid: true }, { name: 'dev', valid: false }] });
   });
 
   it('a file others may read is warned about, like ssh; owner-only is quiet', async () => {

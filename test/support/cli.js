@@ -35,7 +35,9 @@ export const BIN = join(ROOT, 'bin', 'snapline.js');
 /**
  * The environment of a run: this one without any AWS_ or SNAPLINE_ setting
  * from outside, the data under `dataDir`, the config file looked for under
- * `dataDir`/config (XDG_CONFIG_HOME) instead of the user's, plus `extra`.
+ * `dataDir`/config (XDG_CONFIG_HOME) instead of the user's, `--connection
+ * local` never looking for a `snapline serve` on the machine's port 4577
+ * (SNAPLINE_LOCAL_PORT 0: it starts its own endpoint on `dataDir`), plus `extra`.
  * @param {string} dataDir
  * @param {NodeJS.ProcessEnv} [extra]
  * @returns {NodeJS.ProcessEnv}
@@ -50,6 +52,7 @@ export function hermeticEnv(dataDir, extra = {}) {
     ...env,
     SNAPLINE_DATA_DIR: dataDir,
     XDG_CONFIG_HOME: join(dataDir, 'config'),
+    SNAPLINE_LOCAL_PORT: '0',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     ...extra,
   };

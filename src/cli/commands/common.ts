@@ -29,6 +29,7 @@ export function sessionOptions(ctx: CommandContext, extra: Partial<SessionOption
     indexPath: globals.index,
     signal: ctx.signal,
     onRetry: (error, attempt, operation) => output.verbose(`${operation}: attempt ${attempt} failed, trying again: ${error.message}`),
+    onStore: (store) => output.storeUsed(store),
     ...extra,
   };
 }

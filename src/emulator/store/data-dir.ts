@@ -9,6 +9,8 @@ export interface DataDirLayout {
   catalog: string;
   packs: string;
   secret: string;
+  /** The store id: random, made with the data, so clients can tell one endpoint's data from another's. */
+  storeId: string;
   lock: string;
 }
 
@@ -18,6 +20,7 @@ export function layoutOf(root: string): DataDirLayout {
     catalog: join(root, 'catalog.sqlite'),
     packs: join(root, 'packs'),
     secret: join(root, 'token-secret'),
+    storeId: join(root, 'store-id'),
     lock: join(root, 'LOCK'),
   };
 }
@@ -82,4 +85,20 @@ export function loadSecret(layout: DataDirLayout): Buffer {
   const secret = randomBytes(32);
   writeFileSync(layout.secret, secret, { mode: 0o600 });
   return secret;
+}
+
+/**
+ * The store id of the data directory (16 hex digits), made on first use and
+ * kept with the data: the same across restarts, different for other data.
+ */
+export function loadStoreId(layout: DataDirLayout): string {
+  try {
+    const id = readFileSync(layout.storeId, 'utf8').trim();
+    if (/^[0-9a-f]{16}$/.test(id)) return id;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const id = randomBytes(8).toString('hex');
+  writeFileSync(layout.storeId, `${id}\n`, { mode: 0o600 });
+  return id;
 }

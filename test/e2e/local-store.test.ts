@@ -99,7 +99,7 @@ describe('--connection local and the store of each volume', () => {
     const run = await local(['--json', 'backup', image, '--volume', 'db1'], endpoint.port);
     expectExit(run, 0);
     expect(run.stderr).toContain(`store: the local endpoint at ${endpoint.url} (a running snapline serve), data ${servedData()}, store id ${storeId}\n`);
-    const result = JSON.parse(run.stdout) as { snapshotId: string; store: unknown };
+    const result = JSON.parse(run.stdout) as { backups: Array<{ snapshotId: string }>; store: unknown };
     expect(result.store).toEqual({
       id: `snapline:${storeId}`,
       label: `the local endpoint store ${storeId} (data ${servedData()})`,
@@ -110,7 +110,7 @@ describe('--connection local and the store of each volume', () => {
       storeId,
       region: 'us-east-1',
     });
-    first = result.snapshotId;
+    first = result.backups[0]!.snapshotId;
   });
 
   it('with the endpoint stopped, the command starts its own on other data: refused (exit 5) naming both stores, before anything is started', async () => {
@@ -163,7 +163,7 @@ describe('--connection local and the store of each volume', () => {
     expect(listed.map((row) => [row.volume, row.snapshotId, row.remoteState])).toEqual([['db1', first, 'completed']]);
     const next = await local(['--json', 'backup', image, '--volume', 'db1'], served.port);
     expectExit(next, 0);
-    expect(JSON.parse(next.stdout)).toMatchObject({ parentSnapshotId: first, store: { via: 'serve', dataDir: servedData() } });
+    expect(JSON.parse(next.stdout)).toMatchObject({ backups: [{ parentSnapshotId: first }], store: { via: 'serve', dataDir: servedData() } });
   });
 
   it("the tests' environment never reaches an endpoint on the machine's port 4577: a command starts its own, on the test's data", async () => {

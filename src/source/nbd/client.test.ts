@@ -295,6 +295,38 @@ describe('NBD client against a scripted server', () => {
     }
   });
 
+  it('drops a server that sends a data or hole chunk overlapping one it sent before for the same read', async () => {
+    // Reads at 0: the first MiB twice as data then done. Reads at 2 MiB: the first MiB as data, then a hole over its second half and the next MiB.
+    const server = await startFakeNbdServer(dir, {
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        const data = Buffer.alloc(8 + MIB, 0xab);
+        data.writeBigUInt64BE(BigInt(request.offset));
+        if (request.offset === 0) {
+          socket.write(Buffer.concat([chunkHeader(0, ReplyType.OFFSET_DATA, request.cookie, data.byteLength), data]));
+          socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, data.byteLength), data]));
+        } else {
+          const hole = Buffer.alloc(12);
+          hole.writeBigUInt64BE(BigInt(request.offset + MIB / 2));
+          hole.writeUInt32BE(MIB, 8);
+          socket.write(Buffer.concat([chunkHeader(0, ReplyType.OFFSET_DATA, request.cookie, data.byteLength), data]));
+          socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_HOLE, request.cookie, 12), hole]));
+        }
+      },
+    });
+    try {
+      const address = parseNbdUrl(server.url);
+      const twice = await connectNbd(address);
+      await expect(twice.read(new Uint8Array(2 * MIB).fill(0xee), 0)).rejects.toThrow(/broke the protocol: it sent 1048576 bytes at byte 0, overlapping a chunk/);
+      await twice.close();
+      const overlappingHole = await connectNbd(address);
+      await expect(overlappingHole.read(new Uint8Array(2 * MIB), 2 * MIB)).rejects.toThrow(/broke the protocol: it sent a hole of 1048576 bytes at byte 2621440, overlapping a chunk/);
+      await overlappingHole.close();
+    } finally {
+      await server.close();
+    }
+  });
+
   it('sends the requests of a large read together and takes their replies in any order, split in chunks', async () => {
     const held: Array<{ request: FakeRequest; socket: Socket }> = [];
     const server = await startFakeNbdServer(dir, {

@@ -121,8 +121,8 @@ interface Pending {
   length: number;
   /** Where a read's bytes go. */
   target?: Uint8Array;
-  /** Bytes of a structured read covered by data or hole chunks so far. */
-  covered: number;
+  /** The ranges of a structured read covered by data or hole chunks so far (see coverRange). */
+  covered: CoveredRanges;
   /** Block status extents by context id. */
   extents?: Map<number, NbdExtent[]>;
   /** The first error the server reported for this request. */
@@ -321,7 +321,7 @@ export class NbdClient {
     if (this.#failure !== undefined) throw this.#failure;
     const cookie = this.#nextCookie();
     const done = new Promise<void>((resolve, reject) => {
-      this.#pending.set(cookie, { command, offset, length, target: extra.target, extents: extra.extents, covered: 0, resolve, reject });
+      this.#pending.set(cookie, { command, offset, length, target: extra.target, extents: extra.extents, covered: [], resolve, reject });
     });
     // The server's silence counts only while a reply is awaited.
     if (this.#pending.size === 1) this.socket.setTimeout(this.limits.replyTimeoutMs);
@@ -385,8 +385,8 @@ export class NbdClient {
         const bytes = length - 8;
         const start = at - request.offset;
         if (start < 0 || start + bytes > request.length) throw this.#broken(`sent ${bytes} bytes at byte ${at}, outside the read of ${request.length} bytes at byte ${request.offset}`);
+        if (!coverRange(request.covered, start, start + bytes)) throw this.#broken(`sent ${bytes} bytes at byte ${at}, overlapping a chunk it sent before for the same read`);
         await this.wire.readInto(request.target!.subarray(start, start + bytes));
-        request.covered += bytes;
         break;
       }
       case ReplyType.OFFSET_HOLE: {
@@ -396,8 +396,8 @@ export class NbdClient {
         const bytes = payload.readUInt32BE(8);
         const start = at - request.offset;
         if (bytes === 0 || start < 0 || start + bytes > request.length) throw this.#broken(`sent a hole of ${bytes} bytes at byte ${at}, outside the read`);
+        if (!coverRange(request.covered, start, start + bytes)) throw this.#broken(`sent a hole of ${bytes} bytes at byte ${at}, overlapping a chunk it sent before for the same read`);
         request.target!.fill(0, start, start + bytes);
-        request.covered += bytes;
         break;
       }
       case ReplyType.BLOCK_STATUS: {
@@ -427,8 +427,8 @@ export class NbdClient {
       }
     }
     if ((flags & REPLY_FLAG_DONE) === 0) return;
-    if (request.error === undefined && request.command === Command.READ && request.covered !== request.length) {
-      throw this.#broken(`ended a read of ${request.length} bytes having sent ${request.covered}`);
+    if (request.error === undefined && request.command === Command.READ && coveredBytes(request.covered) !== request.length) {
+      throw this.#broken(`ended a read of ${request.length} bytes having sent ${coveredBytes(request.covered)}`);
     }
     this.#take(header, 4);
     if (request.error !== undefined) request.reject(this.#requestError(request, request.error));
@@ -491,6 +491,44 @@ export class NbdClient {
     this.#pending.clear();
     for (const wake of this.#slotWaiters.splice(0)) wake();
   }
+}
+
+/** Disjoint, non-adjacent [start, end) ranges, sorted by start. */
+type CoveredRanges = Array<[start: number, end: number]>;
+
+/**
+ * Adds [start, end) to `ranges`, merging it with neighbours it touches.
+ * False (and `ranges` unchanged) when it overlaps a range already there: the
+ * NBD spec forbids a server to send overlapping chunks for one read, and a
+ * byte count alone would take a chunk sent twice for the whole read.
+ */
+function coverRange(ranges: CoveredRanges, start: number, end: number): boolean {
+  let low = 0;
+  let high = ranges.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (ranges[middle]![0] < start) low = middle + 1;
+    else high = middle;
+  }
+  // ranges[low - 1] starts before `start`, ranges[low] at or after it.
+  const before = ranges[low - 1];
+  const after = ranges[low];
+  if ((before !== undefined && before[1] > start) || (after !== undefined && after[0] < end)) return false;
+  const joinsBefore = before !== undefined && before[1] === start;
+  const joinsAfter = after !== undefined && after[0] === end;
+  if (joinsBefore && joinsAfter) {
+    before[1] = after[1];
+    ranges.splice(low, 1);
+  } else if (joinsBefore) before[1] = end;
+  else if (joinsAfter) after[0] = start;
+  else ranges.splice(low, 0, [start, end]);
+  return true;
+}
+
+function coveredBytes(ranges: CoveredRanges): number {
+  let bytes = 0;
+  for (const [start, end] of ranges) bytes += end - start;
+  return bytes;
 }
 
 /** Waits for every part; rejects with the first failure once all have settled (no part left running behind the caller). */

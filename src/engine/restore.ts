@@ -107,6 +107,14 @@ export interface RestoreResult {
   durationMs: number;
   /** The verification's outcome with --verify, else null. */
   verified: boolean | null;
+  /**
+   * What --verify compared the target's digests with (null without it):
+   * 'index', the index's digests of the snapshot, which the snapshot is not
+   * read to confirm (a hashed incremental restore chose its blocks from the
+   * same digests; `verify --remote` reads the snapshot itself), or
+   * 'snapshot', the blocks read from it (the index does not map it).
+   */
+  verifiedAgainst: 'index' | 'snapshot' | null;
 }
 
 /** Blocks a restore addresses: fetch this one (token) or make it zeros (no token). */
@@ -200,6 +208,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
       bytesWritten: counts.written,
       durationMs: Date.now() - started,
       verified: verified ? verified.equal : null,
+      verifiedAgainst: verified ? verified.expectedFrom : null,
     };
   } finally {
     lock.release();

@@ -139,8 +139,12 @@ describe('restore round trips', () => {
     const snapshotId = await snapshotOf(image, 'verified');
     const target = pathFor('verified-restored.img');
     const result = await restore(session, { snapshotId, target, verify: true });
-    expect(result.verified).toBe(true);
+    expect(result).toMatchObject({ verified: true, verifiedAgainst: 'index' });
     await expectSameBytes(target, image);
+    // A snapshot the index does not map is read to verify against.
+    const elsewhere = pathFor('verified-fresh-index.img');
+    expect(await withFreshIndex((fresh) => restore(fresh, { snapshotId, target: elsewhere, verify: true }))).toMatchObject({ verified: true, verifiedAgainst: 'snapshot' });
+    expect((await restore(session, { snapshotId, target, force: true })).verifiedAgainst).toBeNull();
   });
 });
 

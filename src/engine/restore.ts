@@ -388,13 +388,14 @@ async function* hashedSteps(
 }
 
 /**
- * The target as a source to hash (opened as `path`), cut at the snapshot's
- * size (the tail of its last block reads as zeros, as it was backed up);
- * undefined for an empty file.
+ * The target as a source to hash (through the target's own handle where it
+ * has one, else opened as `path`), cut at the snapshot's size (the tail of
+ * its last block reads as zeros, as it was backed up); undefined for an
+ * empty file. hashedSteps reads each block before it names it to be written.
  */
 async function openTargetForReading(target: RestoreTarget, path: string, sizeBytes: number): Promise<BlockSource | undefined> {
   if (target.kind === 'file' && (await stat(target.path)).size === 0) return undefined;
-  const source = await openSource(path);
+  const source = target.ownSource?.() ?? (await openSource(path));
   const size = Math.min(source.sizeBytes, sizeBytes);
   return {
     path: source.path,

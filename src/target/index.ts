@@ -3,6 +3,7 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs } from '../source/device-size.js';
 import { mountsOf } from '../source/mounts.js';
+import type { BlockSource } from '../source/open.js';
 import { readSignature, type Signature } from './signatures.js';
 import { isNbdUrl, parseNbdUrl } from '../source/nbd/url.js';
 import { openNbdTarget } from './nbd.js';
@@ -15,6 +16,15 @@ export interface RestoreTarget {
   write(data: Uint8Array, position: number): Promise<void>;
   /** Makes [position, position+length) read as zeros (a hole in a file, zeros written on a device). */
   zero(position: number, length: number): Promise<void>;
+  /**
+   * A source reading the target through the target's own handle, for a
+   * target that cannot be opened a second time while it is open (an NBD
+   * export: qemu-nbd serves one client unless started with --shared).
+   * Undefined where the target is read by opening its path. Contract: the
+   * caller reads each block before it writes it, so no read races a write
+   * of the same bytes; closing the source leaves the target open.
+   */
+  ownSource?(): BlockSource;
   /** Durably finishes the target: a file gets exactly `sizeBytes`; then fsync. */
   finish(sizeBytes: number): Promise<void>;
   close(): Promise<void>;

@@ -1,5 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import { Socket as NetSocket, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { pseudoRandomBytes } from '../../../test/support/images.js';
 import { chunkHeader, startFakeNbdServer, type FakeRequest } from '../../../test/support/nbd-fake-server.js';
 import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type RunningQemuNbd } from '../../../test/support/qemu-nbd.js';
 import { connectNbd, listNbdMetaContexts, type NbdClient, type NbdExtent } from './client.js';
+import { Negotiation } from './handshake.js';
 import { Command, ReplyType, REPLY_FLAG_DONE, STATE_ZERO } from './protocol.js';
 import { parseNbdUrl } from './url.js';
 
@@ -400,6 +401,12 @@ describe('NBD client against a scripted server', () => {
       const err = await connectNbd(parseNbdUrl(silent!.url), { handshakeTimeoutMs: 100 }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE });
       expect((err as Error).message).toContain('did not finish the handshake within 0.1 s');
+      // A connection never accepted (no loopback server can be made to hold one off): a socket that never connects.
+      let never: Socket | undefined;
+      const unaccepted = await Negotiation.open(parseNbdUrl('nbd://127.0.0.1:10809/disk'), 100, () => (never = new NetSocket())).catch((e: unknown) => e);
+      expect(unaccepted).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE });
+      expect((unaccepted as Error).message).toContain('did not accept the connection within 0.1 s');
+      expect(never!.destroyed).toBe(true);
     } finally {
       await Promise.all(servers.map((server) => server.close()));
     }

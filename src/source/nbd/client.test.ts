@@ -10,7 +10,7 @@ import { chunkHeader, startFakeNbdServer, type FakeRequest } from '../../../test
 import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type RunningQemuNbd } from '../../../test/support/qemu-nbd.js';
 import { connectNbd, listNbdMetaContexts, type NbdClient, type NbdExtent } from './client.js';
 import { Negotiation } from './handshake.js';
-import { Command, ReplyType, REPLY_FLAG_DONE, STATE_ZERO } from './protocol.js';
+import { Command, Info, Option, OptionReply, ReplyType, REPLY_FLAG_DONE, SIMPLE_REPLY_MAGIC, STATE_ZERO, TFLAG_HAS_FLAGS, TFLAG_SEND_WRITE_ZEROES } from './protocol.js';
 import { parseNbdUrl } from './url.js';
 
 const MIB = 1024 * 1024;
@@ -365,6 +365,83 @@ describe('NBD client against a scripted server', () => {
         expect(part.subarray(MIB).every((byte) => byte === 0)).toBe(true);
       }
       await client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('on an export with a 4096-byte minimum block size, reads, writes and zeroes ranges not aligned to it as aligned requests', async () => {
+    const minimum = 4096;
+    const size = 64 * 1024;
+    const disk = Buffer.from(pseudoRandomBytes('aligned disk', size));
+    const expected = Buffer.from(disk);
+    const server = await startFakeNbdServer(dir, {
+      exportSize: size,
+      onOption(option) {
+        if (option !== Option.GO) return undefined;
+        const exportInfo = Buffer.alloc(12);
+        exportInfo.writeUInt16BE(Info.EXPORT, 0);
+        exportInfo.writeBigUInt64BE(BigInt(size), 2);
+        exportInfo.writeUInt16BE(TFLAG_HAS_FLAGS | TFLAG_SEND_WRITE_ZEROES, 10);
+        const sizes = Buffer.alloc(14);
+        sizes.writeUInt16BE(Info.BLOCK_SIZE, 0);
+        sizes.writeUInt32BE(minimum, 2);
+        sizes.writeUInt32BE(minimum, 6);
+        sizes.writeUInt32BE(MIB, 10);
+        return [
+          [OptionReply.INFO, exportInfo],
+          [OptionReply.INFO, sizes],
+          [OptionReply.ACK],
+        ];
+      },
+      onRequest(request, socket) {
+        const simple = (errno: number) => {
+          const reply = Buffer.alloc(16);
+          reply.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
+          reply.writeUInt32BE(errno, 4);
+          request.cookie.copy(reply, 8);
+          socket.write(reply);
+        };
+        const end = request.offset + request.length;
+        // The server holds the client to its minimum block size (the spec lets it refuse with EINVAL).
+        if (request.offset % minimum !== 0 || (request.length % minimum !== 0 && end !== size)) return simple(22);
+        if (request.command === Command.READ) {
+          const offset = Buffer.alloc(8);
+          offset.writeBigUInt64BE(BigInt(request.offset));
+          const data = disk.subarray(request.offset, end);
+          socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + data.byteLength), offset, data]));
+        } else if (request.command === Command.WRITE) {
+          request.payload!.copy(disk, request.offset);
+          simple(0);
+        } else if (request.command === Command.WRITE_ZEROES) {
+          disk.fill(0, request.offset, end);
+          simple(0);
+        } else {
+          simple(0);
+        }
+      },
+    });
+    try {
+      const client = await connectNbd(parseNbdUrl(server.url));
+      expect(client.info.blockSizes.minimum).toBe(minimum);
+      // A snapshot's tail that ends inside a block: read rounded out, written read-modify-write.
+      const tail = new Uint8Array(5000);
+      await client.read(tail, 3 * minimum + 100);
+      expect(Buffer.from(tail).equals(expected.subarray(3 * minimum + 100, 3 * minimum + 5100))).toBe(true);
+      const data = pseudoRandomBytes('unaligned write', 5000);
+      await client.write(data, 3 * minimum + 100);
+      Buffer.from(data).copy(expected, 3 * minimum + 100);
+      await client.writeZeroes(minimum - 10, 3 * minimum);
+      expected.fill(0, minimum - 10, 4 * minimum - 10);
+      await client.writeZeroes(10 * minimum + 1, 10);
+      expected.fill(0, 10 * minimum + 1, 10 * minimum + 11);
+      await client.close();
+      expect(disk.equals(expected)).toBe(true);
+      for (const request of server.requests.filter((r) => r.command !== Command.DISC)) {
+        expect(request.offset % minimum, `request ${request.command} at ${request.offset}`).toBe(0);
+        expect(request.length % minimum, `request ${request.command} of ${request.length} bytes`).toBe(0);
+      }
+      expect(server.requests.some((r) => r.command === Command.WRITE_ZEROES)).toBe(true);
     } finally {
       await server.close();
     }

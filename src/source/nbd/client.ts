@@ -192,9 +192,19 @@ export class NbdClient {
   /**
    * Reads [offset, offset + target.byteLength) into `target`, split into
    * requests of at most 2 MiB (and the server's maximum payload) sent at
-   * once. Holes the server reports come out as zeros.
+   * once. Holes the server reports come out as zeros. A range not aligned to
+   * the export's minimum block size is read rounded out to it.
    */
   async read(target: Uint8Array, offset: number): Promise<void> {
+    this.#checkBounds('read', offset, target.byteLength);
+    const aligned = this.#alignOut(offset, target.byteLength);
+    if (aligned === undefined) return this.#readAligned(target, offset);
+    const whole = new Uint8Array(aligned.length);
+    await this.#readAligned(whole, aligned.offset);
+    target.set(whole.subarray(offset - aligned.offset, offset - aligned.offset + target.byteLength));
+  }
+
+  async #readAligned(target: Uint8Array, offset: number): Promise<void> {
     this.#checkRange('read', offset, target.byteLength);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < target.byteLength; done += this.#requestBytes) {
@@ -204,9 +214,24 @@ export class NbdClient {
     await settleAll(parts);
   }
 
-  /** Writes `data` at `offset` (split like reads). Not durable until flush(). */
+  /**
+   * Writes `data` at `offset` (split like reads). Not durable until flush().
+   * A range not aligned to the export's minimum block size is written as a
+   * read-modify-write of the blocks it covers, which is not atomic against
+   * other requests in flight on those blocks.
+   */
   async write(data: Uint8Array, offset: number): Promise<void> {
     this.#checkWritable('write');
+    this.#checkBounds('write', offset, data.byteLength);
+    const aligned = this.#alignOut(offset, data.byteLength);
+    if (aligned === undefined) return this.#writeAligned(data, offset);
+    const whole = new Uint8Array(aligned.length);
+    await this.#readAligned(whole, aligned.offset);
+    whole.set(data, offset - aligned.offset);
+    await this.#writeAligned(whole, aligned.offset);
+  }
+
+  async #writeAligned(data: Uint8Array, offset: number): Promise<void> {
     this.#checkRange('write', offset, data.byteLength);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < data.byteLength; done += this.#requestBytes) {
@@ -216,10 +241,28 @@ export class NbdClient {
     await settleAll(parts);
   }
 
-  /** Makes [offset, offset + length) read as zeros with NBD_CMD_WRITE_ZEROES (the server may leave a hole). Needs info.canWriteZeroes. */
+  /**
+   * Makes [offset, offset + length) read as zeros with NBD_CMD_WRITE_ZEROES
+   * (the server may leave a hole). Needs info.canWriteZeroes. The parts of
+   * the range that cover a minimum block only in part are written as zero
+   * bytes (see write()).
+   */
   async writeZeroes(offset: number, length: number): Promise<void> {
     this.#checkWritable('write zeros to');
     if (!this.info.canWriteZeroes) throw new SnaplineError(ErrorCodes.INTERNAL, `NBD export ${this.address.url} cannot write zeros: write zero bytes instead`);
+    this.#checkBounds('zero', offset, length);
+    const end = offset + length;
+    const minimum = Math.max(1, this.info.blockSizes.minimum);
+    const innerStart = Math.min(end, Math.ceil(offset / minimum) * minimum);
+    const innerEnd = end === this.info.sizeBytes ? end : Math.max(innerStart, Math.floor(end / minimum) * minimum);
+    await settleAll([
+      ...(innerEnd > innerStart ? [this.#zeroAligned(innerStart, innerEnd - innerStart)] : []),
+      ...(innerStart > offset ? [this.write(new Uint8Array(innerStart - offset), offset)] : []),
+      ...(innerEnd < end ? [this.write(new Uint8Array(end - innerEnd), innerEnd)] : []),
+    ]);
+  }
+
+  async #zeroAligned(offset: number, length: number): Promise<void> {
     this.#checkRange('zero', offset, length);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < length; done += MAX_STATUS_BYTES) {
@@ -285,14 +328,32 @@ export class NbdClient {
     }
   }
 
-  #checkRange(what: string, offset: number, length: number): void {
-    const { minimum } = this.info.blockSizes;
+  #checkBounds(what: string, offset: number, length: number): void {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.info.sizeBytes) {
       throw new SnaplineError(
         ErrorCodes.INVALID_ARGUMENT,
         `cannot ${what} ${length} bytes at byte ${offset} of NBD export ${this.address.url}, which holds ${this.info.sizeBytes} bytes`,
       );
     }
+  }
+
+  /**
+   * [offset, offset + length) rounded out to the export's minimum block size
+   * (its end clipped at the export's end, which the spec lets a request
+   * reach unaligned); undefined when the range is aligned already.
+   */
+  #alignOut(offset: number, length: number): { offset: number; length: number } | undefined {
+    const minimum = Math.max(1, this.info.blockSizes.minimum);
+    const start = Math.floor(offset / minimum) * minimum;
+    const end = Math.min(this.info.sizeBytes, Math.ceil((offset + length) / minimum) * minimum);
+    if (length === 0 || (start === offset && end === offset + length)) return undefined;
+    return { offset: start, length: end - start };
+  }
+
+  /** Bounds and alignment of a request as sent. */
+  #checkRange(what: string, offset: number, length: number): void {
+    const { minimum } = this.info.blockSizes;
+    this.#checkBounds(what, offset, length);
     if (minimum > 1 && (offset % minimum !== 0 || (length % minimum !== 0 && offset + length !== this.info.sizeBytes))) {
       throw new SnaplineError(
         ErrorCodes.INVALID_ARGUMENT,

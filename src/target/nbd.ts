@@ -3,10 +3,9 @@ import type { BlockSource } from '../source/open.js';
 import { connectNbd, type NbdClient } from '../source/nbd/client.js';
 import { nbdClientSource } from '../source/nbd/source.js';
 import type { NbdAddress } from '../source/nbd/url.js';
-import { signatureRefusal, type OpenTargetOptions, type RestoreTarget } from './index.js';
-import { detectSignature, SIGNATURE_BYTES } from './signatures.js';
-
-const ZERO_CHUNK = Buffer.alloc(2 * 1024 * 1024);
+import type { OpenTargetOptions, RestoreTarget } from './index.js';
+import { detectSignature, signatureRefusal, SIGNATURE_BYTES } from './signatures.js';
+import { ZERO_CHUNK } from './zeros.js';
 
 /**
  * Opens a writable NBD export as a restore target. It is written like a

@@ -67,8 +67,8 @@ export interface NbdExtent {
 
 /** The largest request this client sends, even where the server takes more. */
 const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
-/** The largest block status range asked at once (the field is 32 bits). */
-const MAX_STATUS_BYTES = 2 ** 31;
+/** The largest range a block status or write zeroes request covers at once (its length field is 32 bits). */
+const MAX_RANGE_BYTES = 2 ** 31;
 
 /**
  * Opens a connection to an NBD export: fixed newstyle handshake, STARTTLS
@@ -265,8 +265,8 @@ export class NbdClient {
   async #zeroAligned(offset: number, length: number): Promise<void> {
     this.#checkRange('zero', offset, length);
     const parts: Promise<void>[] = [];
-    for (let done = 0; done < length; done += MAX_STATUS_BYTES) {
-      parts.push(this.#request(Command.WRITE_ZEROES, 0, offset + done, Math.min(MAX_STATUS_BYTES, length - done)));
+    for (let done = 0; done < length; done += MAX_RANGE_BYTES) {
+      parts.push(this.#request(Command.WRITE_ZEROES, 0, offset + done, Math.min(MAX_RANGE_BYTES, length - done)));
     }
     await settleAll(parts);
   }
@@ -281,13 +281,14 @@ export class NbdClient {
    * The status of the bytes from `offset` on, for each selected metadata
    * context (by name): consecutive extents starting at `offset`, covering at
    * least one byte and perhaps less or more than `length`. Needs a selected
-   * context; clipped at the export's end.
+   * context. The range asked is clipped at the export's end; the extents are
+   * as the server sent them.
    */
   async blockStatus(offset: number, length: number): Promise<Map<string, NbdExtent[]>> {
     if (this.#contextNames.size === 0) {
       throw new SnaplineError(ErrorCodes.INTERNAL, `NBD export ${this.address.url}: block status needs a selected metadata context`);
     }
-    const asked = Math.min(length, MAX_STATUS_BYTES, this.info.sizeBytes - offset);
+    const asked = Math.min(length, MAX_RANGE_BYTES, this.info.sizeBytes - offset);
     this.#checkRange('query the status of', offset, asked);
     const extents = new Map<number, NbdExtent[]>();
     await this.#request(Command.BLOCK_STATUS, 0, offset, asked, { extents });

@@ -1,4 +1,5 @@
 import {
+  ConflictException,
   DescribeTaskDefinitionCommand,
   DescribeTasksCommand,
   ECSClient,
@@ -192,6 +193,10 @@ describe('EcsContainerTasks', () => {
     expect(denied.message).toMatch(/ecs:ListTasks/);
     ecs.on(RunTaskCommand).rejects(ecsError('ConflictException', 'The clientToken was already used with a different RunTask request.'));
     expect((await rejection(tasks.launch(launch))).code).toBe(ErrorCodes.CONFLICT);
+    // The tasks the token started before come with the error, for the caller to look up.
+    const earlier = ['arn:aws:ecs:eu-west-1:1:task/restores/a', 'arn:aws:ecs:eu-west-1:1:task/restores/b'];
+    ecs.on(RunTaskCommand).rejects(new ConflictException({ message: 'The clientToken was already used.', $metadata: { httpStatusCode: 400 }, resourceIds: earlier }));
+    expect(await rejection(tasks.launch(launch))).toMatchObject({ code: ErrorCodes.CONFLICT, details: { awsError: 'ConflictException', resourceIds: earlier } });
     ecs.on(StopTaskCommand).rejects(ecsError('InvalidParameterException', 'The referenced task was not found.'));
     expect((await rejection(tasks.stop('restores', 'arn:x', 'why'))).code).toBe(ErrorCodes.REMOTE_REJECTED);
   });

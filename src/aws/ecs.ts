@@ -83,6 +83,11 @@ export class EcsContainerTasks implements ContainerTasks {
           details: error.details,
         });
       }
+      const resourceIds = (err as { resourceIds?: unknown }).resourceIds;
+      if (error.details?.awsError === 'ConflictException' && Array.isArray(resourceIds)) {
+        // RunTask's ConflictException names the tasks started with the client token before: the caller looks them up.
+        throw new SnaplineError(error.code, error.message, { retryable: error.retryable, hint: error.hint, cause: err, details: { ...error.details, resourceIds } });
+      }
       throw error;
     }
   }

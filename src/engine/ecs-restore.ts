@@ -438,7 +438,15 @@ class JobDriver {
     } catch (err) {
       const error = toSnaplineError(err);
       if (error.code === ErrorCodes.CONFLICT) {
-        // The token was spent on a RunTask with other parameters (the connection's ECS settings changed since) whose tasks ECS no longer lists: a new token.
+        // The token was spent on a RunTask with other parameters (the connection's ECS settings changed since). ECS names the tasks that
+        // RunTask started (resourceIds): one not stopped is this shard's attempt, which ListTasks did not show #adopt; follow it. Only
+        // when all of them have stopped or are gone (ECS forgets stopped tasks after about an hour) does the shard take a new token.
+        const earlier = stringsIn(error.details?.resourceIds);
+        const live = earlier.length === 0 ? undefined : (await this.deps.tasks.describe(this.job.cluster, earlier)).find((t) => t.lastStatus !== 'STOPPED');
+        if (live !== undefined) {
+          this.#started(shard, live, `client token ${clientToken} already started task ${live.taskArn} (${live.lastStatus}); following it`);
+          return;
+        }
         this.#updateShard(shard, { launch: record.launch + 1, message: `RunTask refused client token ${clientToken}: ${error.message}` });
         this.#note(`shard ${record.shard}: client token ${clientToken} was used with other RunTask parameters; launching with a new one`);
         return;
@@ -449,10 +457,7 @@ class JobDriver {
       return;
     }
     if (outcome.task !== undefined) {
-      recordTask(this.#index, this.job.jobId, record.shard, record.attempt, outcome.task, this.worker.name);
-      this.#updateShard(shard, { state: 'running', message: null });
-      shard.task = this.#follow(shard, outcome.task.taskArn, record.attempt, outcome.task);
-      this.#note(`shard ${record.shard}: started task ${outcome.task.taskArn} (attempt ${record.attempt}, blocks ${record.fromBlock}..${record.toBlock})`);
+      this.#started(shard, outcome.task, `started task ${outcome.task.taskArn} (attempt ${record.attempt}, blocks ${record.fromBlock}..${record.toBlock})`);
       return;
     }
     const reasons = outcome.failures.map((f) => `${f.reason}${f.detail ? ` (${f.detail})` : ''}`).join(', ') || 'no task and no reason';
@@ -461,6 +466,15 @@ class JobDriver {
       return;
     }
     this.#failed(shard, { reason: `RunTask placed no task: ${reasons}` });
+  }
+
+  /** The shard's current attempt runs as `task`: record it and follow it. */
+  #started(shard: ShardRun, task: TaskState, what: string): void {
+    const { record } = shard;
+    recordTask(this.#index, this.job.jobId, record.shard, record.attempt, task, this.worker.name);
+    this.#updateShard(shard, { state: 'running', message: null });
+    shard.task = this.#follow(shard, task.taskArn, record.attempt, task);
+    this.#note(`shard ${record.shard}: ${what}`);
   }
 
   /** A RunTask that placed nothing: back off and try again, up to the capacity retries. */
@@ -671,4 +685,9 @@ function checkWhole(flag: string, value: number, min: number, max: number): numb
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${flag} must be a whole number from ${min} to ${max}, got ${value}`);
   }
   return value;
+}
+
+/** The strings of `value` when it is an array (an error detail), else none. */
+function stringsIn(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
 }

@@ -107,6 +107,14 @@ export interface RestoreResult {
   durationMs: number;
   /** The verification's outcome with --verify, else null. */
   verified: boolean | null;
+  /**
+   * What --verify compared the target's digests with (null without it):
+   * 'index', the index's digests of the snapshot, which the snapshot is not
+   * read to confirm (a hashed incremental restore chose its blocks from the
+   * same digests; `verify --remote` reads the snapshot itself), or
+   * 'snapshot', the blocks read from it (the index does not map it).
+   */
+  verifiedAgainst: 'index' | 'snapshot' | null;
 }
 
 /** Blocks a restore addresses: fetch this one (token) or make it zeros (no token). */
@@ -200,6 +208,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
       bytesWritten: counts.written,
       durationMs: Date.now() - started,
       verified: verified ? verified.equal : null,
+      verifiedAgainst: verified ? verified.expectedFrom : null,
     };
   } finally {
     lock.release();
@@ -379,13 +388,14 @@ async function* hashedSteps(
 }
 
 /**
- * The target as a source to hash (opened as `path`), cut at the snapshot's
- * size (the tail of its last block reads as zeros, as it was backed up);
- * undefined for an empty file.
+ * The target as a source to hash (through the target's own handle where it
+ * has one, else opened as `path`), cut at the snapshot's size (the tail of
+ * its last block reads as zeros, as it was backed up); undefined for an
+ * empty file. hashedSteps reads each block before it names it to be written.
  */
 async function openTargetForReading(target: RestoreTarget, path: string, sizeBytes: number): Promise<BlockSource | undefined> {
   if (target.kind === 'file' && (await stat(target.path)).size === 0) return undefined;
-  const source = await openSource(path);
+  const source = target.ownSource?.() ?? (await openSource(path));
   const size = Math.min(source.sizeBytes, sizeBytes);
   return {
     path: source.path,

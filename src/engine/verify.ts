@@ -72,7 +72,7 @@ export interface VerifyResult {
   sourceBytes: number | null;
   /** The byte size recorded for the snapshot (by the index, else its snapline:source-bytes tag), when known. */
   snapshotBytes: number | null;
-  /** Source blocks compared with the snapshot. */
+  /** Source blocks compared with the snapshot (past the source's end, the snapshot's blocks there, compared with zeros). */
   blocksCompared: number;
   differingBlocks: number;
   differingRanges: BlockRange[];
@@ -209,6 +209,11 @@ async function compareWithIndex(deps: VerifyDeps, options: VerifyOptions, source
       slab.slab.release();
     }
   }
+  // Past the source's end the source reads as zeros: a block of the snapshot there differs unless it is zeros.
+  for (const entry of deps.index.blockMap(options.snapshotId, { fromBlock: blockCountFor(source.sizeBytes) })) {
+    walk.compared += 1;
+    if (!entry.digest.equals(ZERO_BLOCK_DIGEST)) walk.differing.add(entry.index);
+  }
 }
 
 /**
@@ -244,11 +249,12 @@ async function readAndCompare(deps: VerifyDeps, options: VerifyOptions, source: 
         }
       }
     }
-    // Past the source (or without one): the blocks the snapshot or the map has.
+    // Past the source (or without one): the blocks the snapshot or the map has. Past a source's end the source reads as zeros,
+    // so a block there differs unless it is zeros (the size check alone misses it when the snapshot's size is not known).
     for (;;) {
       const next = Math.min(block?.index ?? Infinity, entry?.index ?? Infinity);
       if (next === Infinity) break;
-      await check(next, undefined);
+      await check(next, source ? ZERO_BLOCK_DIGEST : undefined);
     }
   } finally {
     await read.return(undefined);

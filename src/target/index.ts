@@ -3,7 +3,9 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs } from '../source/device-size.js';
 import { mountsOf } from '../source/mounts.js';
-import { readSignature, type Signature } from './signatures.js';
+import type { BlockSource } from '../source/open.js';
+import { readSignature, signatureRefusal } from './signatures.js';
+import { ZERO_CHUNK } from './zeros.js';
 import { isNbdUrl, parseNbdUrl } from '../source/nbd/url.js';
 import { openNbdTarget } from './nbd.js';
 
@@ -15,6 +17,15 @@ export interface RestoreTarget {
   write(data: Uint8Array, position: number): Promise<void>;
   /** Makes [position, position+length) read as zeros (a hole in a file, zeros written on a device). */
   zero(position: number, length: number): Promise<void>;
+  /**
+   * A source reading the target through the target's own handle, for a
+   * target that cannot be opened a second time while it is open (an NBD
+   * export: qemu-nbd serves one client unless started with --shared).
+   * Undefined where the target is read by opening its path. Contract: the
+   * caller reads each block before it writes it, so no read races a write
+   * of the same bytes; closing the source leaves the target open.
+   */
+  ownSource?(): BlockSource;
   /** Durably finishes the target: a file gets exactly `sizeBytes`; then fsync. */
   finish(sizeBytes: number): Promise<void>;
   close(): Promise<void>;
@@ -28,8 +39,6 @@ export interface OpenTargetOptions {
   /** Keep the target's content (an incremental restore writes only changed blocks). */
   keepContent?: boolean;
 }
-
-const ZERO_CHUNK = Buffer.alloc(4 * 1024 * 1024);
 
 /**
  * Opens a restore target after checking it may be written: not a directory;
@@ -97,14 +106,6 @@ async function openDevice(path: string, rdev: bigint, options: OpenTargetOptions
     }
   }
   return new DeviceTarget(path, handle);
-}
-
-/** A device or export that holds `signature` may be overwritten only with --force. */
-export function signatureRefusal(path: string, signature: Signature, lookWith = `lsblk -f ${path} and blkid ${path}`): SnaplineError {
-  return new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} holds ${signature.what} (${signature.magic} at byte ${signature.offset})`, {
-    hint: `pass --force to overwrite it and everything on it (${lookWith} show what it holds)`,
-    details: { path, found: signature.what, offset: signature.offset },
-  });
 }
 
 /** The mount point of the device or of one of its partitions, if any is mounted. */

@@ -1,10 +1,11 @@
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
+import type { BlockSource } from '../source/open.js';
 import { connectNbd, type NbdClient } from '../source/nbd/client.js';
+import { nbdClientSource } from '../source/nbd/source.js';
 import type { NbdAddress } from '../source/nbd/url.js';
-import { signatureRefusal, type OpenTargetOptions, type RestoreTarget } from './index.js';
-import { detectSignature, SIGNATURE_BYTES } from './signatures.js';
-
-const ZERO_CHUNK = Buffer.alloc(2 * 1024 * 1024);
+import type { OpenTargetOptions, RestoreTarget } from './index.js';
+import { detectSignature, signatureRefusal, SIGNATURE_BYTES } from './signatures.js';
+import { ZERO_CHUNK } from './zeros.js';
 
 /**
  * Opens a writable NBD export as a restore target. It is written like a
@@ -55,6 +56,17 @@ class NbdTarget implements RestoreTarget {
     readonly path: string,
     private readonly client: NbdClient,
   ) {}
+
+  /**
+   * Reads go out on the connection the writes use: one connection for both,
+   * so a server that takes one client at a time (qemu-nbd without --shared)
+   * serves an incremental restore. canMultiConn does not matter here: it
+   * says whether a flush on one connection covers writes made on another,
+   * and there is no other connection.
+   */
+  ownSource(): BlockSource {
+    return nbdClientSource(this.client);
+  }
 
   write(data: Uint8Array, position: number): Promise<void> {
     return this.client.write(data, position);

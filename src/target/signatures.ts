@@ -1,4 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
+import { ErrorCodes, SnaplineError } from '../errors.js';
 
 /** What the start of a device holds, as found by detectSignature. */
 export interface Signature {
@@ -95,4 +96,12 @@ export async function readSignature(handle: FileHandle): Promise<Signature | und
     filled += bytesRead;
   }
   return detectSignature(head.subarray(0, filled));
+}
+
+/** A device or export that holds `signature` may be overwritten only with --force. */
+export function signatureRefusal(path: string, signature: Signature, lookWith = `lsblk -f ${path} and blkid ${path}`): SnaplineError {
+  return new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} holds ${signature.what} (${signature.magic} at byte ${signature.offset})`, {
+    hint: `pass --force to overwrite it and everything on it (${lookWith} show what it holds)`,
+    details: { path, found: signature.what, offset: signature.offset },
+  });
 }

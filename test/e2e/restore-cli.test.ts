@@ -144,7 +144,7 @@ describe('snapline restore', () => {
     expectExit(restored, 0);
     const result = jsonOf(restored);
     for (const key of ['snapshotId', 'target', 'blocksListed', 'blocksFetched', 'bytesWritten', 'durationMs']) expect(result).toHaveProperty(key);
-    expect(result).toMatchObject({ snapshotId: snapB, target, blocksListed: 8, blocksFetched: 8, bytesWritten: 7 * BLOCK_SIZE + 3000, verified: true });
+    expect(result).toMatchObject({ snapshotId: snapB, target, blocksListed: 8, blocksFetched: 8, bytesWritten: 7 * BLOCK_SIZE + 3000, verified: true, verifiedAgainst: 'index' });
     expect(typeof result.durationMs).toBe('number');
     await expectSameBytes(target, imageB);
     // 8 of 13 blocks hold data; the other 5 are holes.
@@ -191,9 +191,11 @@ describe('snapline restore', () => {
       await file.close();
     };
     await scribble();
-    const again = await snapline(['restore', snapA, target, '--incremental']);
+    const again = await snapline(['restore', snapA, target, '--incremental', '--verify']);
     expectExit(again, 0);
     expect(again.stdout).toContain(`  hashed 13 blocks of the target against the index's digests of ${snapA}: 1 differ\n`);
+    // The skip decisions and the verify both rest on the index's digests: the output says so.
+    expect(again.stdout).toContain(`  verified against the index's digests of ${snapA} (\`verify --remote\` reads the snapshot itself): the target equals the snapshot\n`);
     expect(again.stdout).toContain('fetched 1 blocks');
     await expectSameBytes(target, imageA);
 

@@ -22,7 +22,8 @@ import { MemoryEbs } from '../fakes/memory-ebs.js';
 import { rejection } from '../support/rejection.js';
 
 /** What the next task launched does. */
-type Behaviour = 'work' | 'wrong-result' | 'silent' | 'hang' | { exit: number };
+/** 'held': does its work once released with release(). */
+type Behaviour = 'work' | 'wrong-result' | 'silent' | 'hang' | 'held' | { exit: number };
 
 interface FakeTask {
   state: TaskState;
@@ -58,7 +59,9 @@ class FakeCluster implements ContainerTasks, LogReader {
     const { clientToken, ...parameters } = launch;
     const earlier = this.#byToken.get(clientToken);
     if (earlier !== undefined) {
-      if (earlier.launch !== JSON.stringify(parameters)) throw new SnaplineError(ErrorCodes.CONFLICT, `client token ${clientToken} was used with other parameters`);
+      if (earlier.launch !== JSON.stringify(parameters)) {
+        throw new SnaplineError(ErrorCodes.CONFLICT, `client token ${clientToken} was used with other parameters`, { details: { resourceIds: [earlier.taskArn] } });
+      }
       return { task: this.tasks.get(earlier.taskArn)?.state ?? { taskArn: earlier.taskArn, lastStatus: 'STOPPED', desiredStatus: 'STOPPED', tags: {}, containers: [] }, failures: [] };
     }
     const taskArn = `arn:aws:ecs:us-east-1:123456789012:task/${launch.cluster}/t${(this.#next += 1)}`;
@@ -70,6 +73,12 @@ class FakeCluster implements ContainerTasks, LogReader {
     };
     this.tasks.set(taskArn, task);
     void this.#run(task, launch, this.behaviours.shift() ?? 'work');
+    const lost = this.answerLost;
+    if (lost !== undefined) {
+      this.answerLost = undefined;
+      lost();
+      throw new SnaplineError(ErrorCodes.UNAVAILABLE, 'the answer to RunTask was lost', { retryable: true });
+    }
     return { task: { ...task.state }, failures: [] };
   }
 
@@ -86,8 +95,15 @@ class FakeCluster implements ContainerTasks, LogReader {
     });
   }
 
+  /** When set, the next launch starts its task, calls this, and fails as if its answer were lost (once). */
+  answerLost: (() => void) | undefined;
+
+  /** Tasks ListTasks does not show yet (it is eventually consistent); DescribeTasks does. */
+  readonly unlisted = new Set<string>();
+
   async list(_cluster: string, filter: { desiredStatus: 'RUNNING' | 'STOPPED'; family?: string }): Promise<string[]> {
     return [...this.tasks.values()]
+      .filter((t) => !this.unlisted.has(t.state.taskArn))
       .filter((t) => t.state.desiredStatus === filter.desiredStatus && (filter.family === undefined || t.family === filter.family))
       .map((t) => t.state.taskArn);
   }
@@ -118,6 +134,7 @@ class FakeCluster implements ContainerTasks, LogReader {
       return this.#stopped(task, { stopCode: 'EssentialContainerExited' }, behaviour.exit);
     }
     if (behaviour === 'hang') return new Promise<void>((resolve) => (task.finish = resolve));
+    if (behaviour === 'held') await new Promise<void>((resolve) => (task.finish = resolve));
     const flag = (name: string) => launch.command[launch.command.indexOf(name) + 1]!;
     const result = await copySnapshotShard(
       { reader: this.ebs, writer: this.ebs },
@@ -326,6 +343,34 @@ describe('ecsRestore with a fake cluster', () => {
     ]);
     expect(notes.join('\n')).toContain(`job ${detached.jobId} keeps its cluster restores and task definition snapline-worker`);
     expect(notes.join('\n')).toContain(`client token ${token(0)} was used with other RunTask parameters`);
+    expectCopied(report.snapshotId!);
+  });
+
+  it('a client token refused as used with other parameters while its task still runs (its answer lost, ListTasks not showing it yet): the task is followed, no new token', async () => {
+    const d = deps();
+    cluster.behaviours.push('held');
+    const abort = new AbortController();
+    // The driver dies right after RunTask started the task, its answer never read.
+    cluster.answerLost = () => abort.abort();
+    expect(isSnaplineError(await ecsRestore(d, options({ shards: 1, signal: abort.signal })).catch((e: unknown) => e), ErrorCodes.INTERRUPTED)).toBe(true);
+    const [arn] = [...cluster.tasks.keys()];
+    const jobId = index.listEcsJobs()[0]!.jobId;
+    while (cluster.tasks.get(arn!)!.finish === undefined) await new Promise((resolve) => setTimeout(resolve, 2));
+    cluster.unlisted.add(arn!);
+    d.settings = { ...d.settings, launchType: 'EC2' };
+    const report = await ecsRestore(d, {
+      ...options(),
+      onNote: (note) => {
+        notes.push(note);
+        // Once the driver follows the task, let it do its work.
+        if (note.includes('following it')) cluster.tasks.get(arn!)!.finish?.();
+      },
+    });
+    expect(report.state).toBe('completed');
+    const token = `${jobId}-0-1-0`;
+    expect(cluster.launches.map((l) => l.clientToken)).toEqual([token, token]);
+    expect(notes.join('\n')).toContain(`shard 0: client token ${token} already started task ${arn} (RUNNING); following it`);
+    expect(cluster.stops).toEqual([]);
     expectCopied(report.snapshotId!);
   });
 

@@ -142,6 +142,27 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
     });
   });
 
+  it('restores incrementally onto an export that serves one client at a time (qemu-nbd without --shared), hashing it over the connection it writes on', async () => {
+    const image = local.pathFor('one-client-source.raw');
+    const first = pseudoRandomBytes('one client', 8 * MIB + 4096);
+    writeFileSync(image, first);
+    const a = await backup(local.session, { source: image, volume: 'one-client' });
+    const second = Buffer.from(first);
+    second.fill(0x5a, 3 * MIB, 3 * MIB + 100);
+    second.fill(0, 6 * MIB, 7 * MIB);
+    writeFileSync(image, second);
+    const b = await backup(local.session, { source: image, volume: 'one-client' });
+
+    const targetImage = local.pathFor('one-client-target.raw');
+    writeFileSync(targetImage, pseudoRandomBytes('old content', second.byteLength));
+    const target = await serve({ image: targetImage, format: 'raw', exportName: 'one-client', readOnly: false, shared: 1 });
+    await restore(local.session, { snapshotId: a.snapshotId!, target: target.url });
+    const result = await restore(local.session, { snapshotId: b.snapshotId!, target: target.url, incremental: true, verify: true });
+    expect(result).toMatchObject({ incremental: { method: 'hashed', blocksHashed: 17, blocksDiffering: 3 }, blocksFetched: 1, blocksZeroed: 2, verified: true });
+    await target.stop();
+    expectSameBytes(readFileSync(targetImage), second, 'the target export');
+  });
+
   it('fails a backup with a clear error when the server goes away in the middle of the scan, leaving the run resumable', async () => {
     let reads = 0;
     const server = await startFakeNbdServer(local.work, {

@@ -25,7 +25,7 @@ import { verify, type VerifyProgress } from '../../src/engine/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import type { Session } from '../../src/session.js';
 import { mountPointOf, openTarget } from '../../src/target/index.js';
-import { TestClock } from '../emulator/helpers.js';
+import { TestClock, blockOf, clientsFor, distinctBlock, snapshotWith } from '../emulator/helpers.js';
 import { randomBlocks, writeBlocks } from '../support/images.js';
 import { openLocalSession, startLocalEndpoint, unreadableSnapshots, withLocalSession, type LocalEndpoint } from '../support/local-endpoint.js';
 import { attachLoop, loopDevicesUnavailable, runTool, withTinyFilesystem } from '../support/loop-devices.js';
@@ -139,8 +139,12 @@ describe('restore round trips', () => {
     const snapshotId = await snapshotOf(image, 'verified');
     const target = pathFor('verified-restored.img');
     const result = await restore(session, { snapshotId, target, verify: true });
-    expect(result.verified).toBe(true);
+    expect(result).toMatchObject({ verified: true, verifiedAgainst: 'index' });
     await expectSameBytes(target, image);
+    // A snapshot the index does not map is read to verify against.
+    const elsewhere = pathFor('verified-fresh-index.img');
+    expect(await withFreshIndex((fresh) => restore(fresh, { snapshotId, target: elsewhere, verify: true }))).toMatchObject({ verified: true, verifiedAgainst: 'snapshot' });
+    expect((await restore(session, { snapshotId, target, force: true })).verifiedAgainst).toBeNull();
   });
 });
 
@@ -866,6 +870,49 @@ describe('verify', () => {
     const fromSnapshot = await withFreshIndex((fresh) => verify(fresh, { source: longer, snapshotId }));
     for (const result of [fromIndex, fromSnapshot]) {
       expect(result).toMatchObject({ differingBlocks: 0, equal: false, sourceBytes: 11 * BLOCK_SIZE, snapshotBytes: 10 * BLOCK_SIZE + 4096 });
+    }
+  });
+
+  it('a shorter source differs where the snapshot holds data past its end, also for a snapshot of unknown size', async () => {
+    const shorter = pathFor('verify-shorter.img');
+    await copyFile(image, shorter);
+    const file = await open(shorter, 'r+');
+    await file.truncate(5 * BLOCK_SIZE);
+    await file.close();
+    const pastTheEnd = [
+      { first: 7, last: 7 },
+      { first: 10, last: 10 },
+    ];
+    expect(await verify(session, { source: shorter, snapshotId })).toMatchObject({ kind: 'index', equal: false, differingRanges: pastTheEnd });
+    expect(await verify(session, { source: shorter, snapshotId, remote: true })).toMatchObject({ kind: 'remote', equal: false, differingRanges: pastTheEnd });
+
+    // A snapshot snapline did not take: no index record, no size tag, so no size check to fall back on.
+    const clients = clientsFor(emulator.url);
+    const { ebs } = clients;
+    try {
+      const untagged = await snapshotWith(
+        ebs,
+        new Map([
+          [0, distinctBlock(1)],
+          [3, blockOf(0)],
+          [5, distinctBlock(2)],
+        ]),
+      );
+      const head = pathFor('verify-untagged-head.img');
+      await writeFile(head, Buffer.concat([distinctBlock(1), Buffer.alloc(BLOCK_SIZE)]));
+      const result = await verify(session, { source: head, snapshotId: untagged, remote: true });
+      expect(result).toMatchObject({ snapshotBytes: null, equal: false, differingRanges: [{ first: 5, last: 5 }] });
+      // A block of zeros past the end is no difference.
+      const onlyZerosPast = await snapshotWith(
+        ebs,
+        new Map([
+          [0, distinctBlock(1)],
+          [3, blockOf(0)],
+        ]),
+      );
+      expect(await verify(session, { source: head, snapshotId: onlyZerosPast, remote: true })).toMatchObject({ snapshotBytes: null, equal: true });
+    } finally {
+      for (const client of Object.values(clients)) client.destroy();
     }
   });
 });

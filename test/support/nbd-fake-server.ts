@@ -28,6 +28,8 @@ export interface FakeRequest {
   cookie: Buffer;
   offset: number;
   length: number;
+  /** The data of a write. */
+  payload?: Buffer;
 }
 
 export type OptionAnswer = Array<[type: number, data?: Buffer]> | 'close' | 'silent';
@@ -137,6 +139,7 @@ function serve(socket: Socket, script: FakeScript, requests: FakeRequest[]): voi
         };
         const payload = request.command === 1 ? request.length : 0;
         if (buffered.byteLength < REQUEST_HEADER_BYTES + payload) return;
+        if (payload > 0) request.payload = Buffer.from(buffered.subarray(REQUEST_HEADER_BYTES, REQUEST_HEADER_BYTES + payload));
         buffered = buffered.subarray(REQUEST_HEADER_BYTES + payload);
         requests.push(request);
         script.onRequest?.(request, socket);

@@ -54,6 +54,8 @@ export interface QemuNbdOptions {
   socket?: string;
   /** A folder with ca-cert.pem, server-cert.pem and server-key.pem: TLS required. */
   tlsDir?: string;
+  /** -e: clients served at once (default 8; qemu-nbd's own default is 1). */
+  shared?: number;
 }
 
 export interface RunningQemuNbd {
@@ -66,9 +68,9 @@ export interface RunningQemuNbd {
 
 let serial = 0;
 
-/** Starts qemu-nbd serving `options.image` (persistent, up to 8 clients) and waits until it accepts connections. */
+/** Starts qemu-nbd serving `options.image` (persistent, up to `shared` clients) and waits until it accepts connections. */
 export async function startQemuNbd(dir: string, options: QemuNbdOptions): Promise<RunningQemuNbd> {
-  const args = ['-f', options.format, '-t', '-e', '8'];
+  const args = ['-f', options.format, '-t', '-e', String(options.shared ?? 8)];
   if (options.readOnly !== false) args.push('-r');
   if (options.exportName !== undefined) args.push('-x', options.exportName);
   if (options.bitmap !== undefined) args.push('-B', options.bitmap);

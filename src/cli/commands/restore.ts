@@ -74,7 +74,13 @@ export function describeRestore(result: RestoreResult): string[] {
     ...describeIncremental(result),
     `  listed ${result.blocksListed}, fetched ${result.blocksFetched} blocks, zeroed ${result.blocksZeroed}; wrote ${formatBytes(result.bytesWritten)} in ${formatDuration(result.durationMs)}, ${rate.toFixed(0)} MiB/s`,
   ];
-  if (result.verified !== null) lines.push(result.verified ? '  verified: the target equals the snapshot' : '  verify FAILED: the target differs from the snapshot');
+  if (result.verified !== null) {
+    const against =
+      result.verifiedAgainst === 'index'
+        ? `against the index's digests of ${result.snapshotId} (\`verify --remote\` reads the snapshot itself)`
+        : `against the blocks read from ${result.snapshotId}`;
+    lines.push(result.verified ? `  verified ${against}: the target equals the snapshot` : `  verify FAILED ${against}: the target differs from the snapshot`);
+  }
   return lines;
 }
 

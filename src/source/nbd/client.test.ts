@@ -1,5 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import { Socket as NetSocket, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +9,8 @@ import { pseudoRandomBytes } from '../../../test/support/images.js';
 import { chunkHeader, startFakeNbdServer, type FakeRequest } from '../../../test/support/nbd-fake-server.js';
 import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type RunningQemuNbd } from '../../../test/support/qemu-nbd.js';
 import { connectNbd, listNbdMetaContexts, type NbdClient, type NbdExtent } from './client.js';
-import { Command, ReplyType, REPLY_FLAG_DONE, STATE_ZERO } from './protocol.js';
+import { Negotiation } from './handshake.js';
+import { Command, Info, Option, OptionReply, ReplyType, REPLY_FLAG_DONE, SIMPLE_REPLY_MAGIC, STATE_ZERO, TFLAG_HAS_FLAGS, TFLAG_SEND_WRITE_ZEROES } from './protocol.js';
 import { parseNbdUrl } from './url.js';
 
 const MIB = 1024 * 1024;
@@ -295,6 +296,38 @@ describe('NBD client against a scripted server', () => {
     }
   });
 
+  it('drops a server that sends a data or hole chunk overlapping one it sent before for the same read', async () => {
+    // Reads at 0: the first MiB twice as data then done. Reads at 2 MiB: the first MiB as data, then a hole over its second half and the next MiB.
+    const server = await startFakeNbdServer(dir, {
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        const data = Buffer.alloc(8 + MIB, 0xab);
+        data.writeBigUInt64BE(BigInt(request.offset));
+        if (request.offset === 0) {
+          socket.write(Buffer.concat([chunkHeader(0, ReplyType.OFFSET_DATA, request.cookie, data.byteLength), data]));
+          socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, data.byteLength), data]));
+        } else {
+          const hole = Buffer.alloc(12);
+          hole.writeBigUInt64BE(BigInt(request.offset + MIB / 2));
+          hole.writeUInt32BE(MIB, 8);
+          socket.write(Buffer.concat([chunkHeader(0, ReplyType.OFFSET_DATA, request.cookie, data.byteLength), data]));
+          socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_HOLE, request.cookie, 12), hole]));
+        }
+      },
+    });
+    try {
+      const address = parseNbdUrl(server.url);
+      const twice = await connectNbd(address);
+      await expect(twice.read(new Uint8Array(2 * MIB).fill(0xee), 0)).rejects.toThrow(/broke the protocol: it sent 1048576 bytes at byte 0, overlapping a chunk/);
+      await twice.close();
+      const overlappingHole = await connectNbd(address);
+      await expect(overlappingHole.read(new Uint8Array(2 * MIB), 2 * MIB)).rejects.toThrow(/broke the protocol: it sent a hole of 1048576 bytes at byte 2621440, overlapping a chunk/);
+      await overlappingHole.close();
+    } finally {
+      await server.close();
+    }
+  });
+
   it('sends the requests of a large read together and takes their replies in any order, split in chunks', async () => {
     const held: Array<{ request: FakeRequest; socket: Socket }> = [];
     const server = await startFakeNbdServer(dir, {
@@ -337,6 +370,83 @@ describe('NBD client against a scripted server', () => {
     }
   });
 
+  it('on an export with a 4096-byte minimum block size, reads, writes and zeroes ranges not aligned to it as aligned requests', async () => {
+    const minimum = 4096;
+    const size = 64 * 1024;
+    const disk = Buffer.from(pseudoRandomBytes('aligned disk', size));
+    const expected = Buffer.from(disk);
+    const server = await startFakeNbdServer(dir, {
+      exportSize: size,
+      onOption(option) {
+        if (option !== Option.GO) return undefined;
+        const exportInfo = Buffer.alloc(12);
+        exportInfo.writeUInt16BE(Info.EXPORT, 0);
+        exportInfo.writeBigUInt64BE(BigInt(size), 2);
+        exportInfo.writeUInt16BE(TFLAG_HAS_FLAGS | TFLAG_SEND_WRITE_ZEROES, 10);
+        const sizes = Buffer.alloc(14);
+        sizes.writeUInt16BE(Info.BLOCK_SIZE, 0);
+        sizes.writeUInt32BE(minimum, 2);
+        sizes.writeUInt32BE(minimum, 6);
+        sizes.writeUInt32BE(MIB, 10);
+        return [
+          [OptionReply.INFO, exportInfo],
+          [OptionReply.INFO, sizes],
+          [OptionReply.ACK],
+        ];
+      },
+      onRequest(request, socket) {
+        const simple = (errno: number) => {
+          const reply = Buffer.alloc(16);
+          reply.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
+          reply.writeUInt32BE(errno, 4);
+          request.cookie.copy(reply, 8);
+          socket.write(reply);
+        };
+        const end = request.offset + request.length;
+        // The server holds the client to its minimum block size (the spec lets it refuse with EINVAL).
+        if (request.offset % minimum !== 0 || (request.length % minimum !== 0 && end !== size)) return simple(22);
+        if (request.command === Command.READ) {
+          const offset = Buffer.alloc(8);
+          offset.writeBigUInt64BE(BigInt(request.offset));
+          const data = disk.subarray(request.offset, end);
+          socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + data.byteLength), offset, data]));
+        } else if (request.command === Command.WRITE) {
+          request.payload!.copy(disk, request.offset);
+          simple(0);
+        } else if (request.command === Command.WRITE_ZEROES) {
+          disk.fill(0, request.offset, end);
+          simple(0);
+        } else {
+          simple(0);
+        }
+      },
+    });
+    try {
+      const client = await connectNbd(parseNbdUrl(server.url));
+      expect(client.info.blockSizes.minimum).toBe(minimum);
+      // A snapshot's tail that ends inside a block: read rounded out, written read-modify-write.
+      const tail = new Uint8Array(5000);
+      await client.read(tail, 3 * minimum + 100);
+      expect(Buffer.from(tail).equals(expected.subarray(3 * minimum + 100, 3 * minimum + 5100))).toBe(true);
+      const data = pseudoRandomBytes('unaligned write', 5000);
+      await client.write(data, 3 * minimum + 100);
+      Buffer.from(data).copy(expected, 3 * minimum + 100);
+      await client.writeZeroes(minimum - 10, 3 * minimum);
+      expected.fill(0, minimum - 10, 4 * minimum - 10);
+      await client.writeZeroes(10 * minimum + 1, 10);
+      expected.fill(0, 10 * minimum + 1, 10 * minimum + 11);
+      await client.close();
+      expect(disk.equals(expected)).toBe(true);
+      for (const request of server.requests.filter((r) => r.command !== Command.DISC)) {
+        expect(request.offset % minimum, `request ${request.command} at ${request.offset}`).toBe(0);
+        expect(request.length % minimum, `request ${request.command} of ${request.length} bytes`).toBe(0);
+      }
+      expect(server.requests.some((r) => r.command === Command.WRITE_ZEROES)).toBe(true);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('gives up a connection whose server stays silent while a read waits, with a clear error', async () => {
     const server = await startFakeNbdServer(dir);
     try {
@@ -368,6 +478,12 @@ describe('NBD client against a scripted server', () => {
       const err = await connectNbd(parseNbdUrl(silent!.url), { handshakeTimeoutMs: 100 }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE });
       expect((err as Error).message).toContain('did not finish the handshake within 0.1 s');
+      // A connection never accepted (no loopback server can be made to hold one off): a socket that never connects.
+      let never: Socket | undefined;
+      const unaccepted = await Negotiation.open(parseNbdUrl('nbd://127.0.0.1:10809/disk'), 100, () => (never = new NetSocket())).catch((e: unknown) => e);
+      expect(unaccepted).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE });
+      expect((unaccepted as Error).message).toContain('did not accept the connection within 0.1 s');
+      expect(never!.destroyed).toBe(true);
     } finally {
       await Promise.all(servers.map((server) => server.close()));
     }

@@ -67,8 +67,8 @@ export interface NbdExtent {
 
 /** The largest request this client sends, even where the server takes more. */
 const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
-/** The largest block status range asked at once (the field is 32 bits). */
-const MAX_STATUS_BYTES = 2 ** 31;
+/** The largest range a block status or write zeroes request covers at once (its length field is 32 bits). */
+const MAX_RANGE_BYTES = 2 ** 31;
 
 /**
  * Opens a connection to an NBD export: fixed newstyle handshake, STARTTLS
@@ -121,8 +121,8 @@ interface Pending {
   length: number;
   /** Where a read's bytes go. */
   target?: Uint8Array;
-  /** Bytes of a structured read covered by data or hole chunks so far. */
-  covered: number;
+  /** The ranges of a structured read covered by data or hole chunks so far (see coverRange). */
+  covered: CoveredRanges;
   /** Block status extents by context id. */
   extents?: Map<number, NbdExtent[]>;
   /** The first error the server reported for this request. */
@@ -192,9 +192,19 @@ export class NbdClient {
   /**
    * Reads [offset, offset + target.byteLength) into `target`, split into
    * requests of at most 2 MiB (and the server's maximum payload) sent at
-   * once. Holes the server reports come out as zeros.
+   * once. Holes the server reports come out as zeros. A range not aligned to
+   * the export's minimum block size is read rounded out to it.
    */
   async read(target: Uint8Array, offset: number): Promise<void> {
+    this.#checkBounds('read', offset, target.byteLength);
+    const aligned = this.#alignOut(offset, target.byteLength);
+    if (aligned === undefined) return this.#readAligned(target, offset);
+    const whole = new Uint8Array(aligned.length);
+    await this.#readAligned(whole, aligned.offset);
+    target.set(whole.subarray(offset - aligned.offset, offset - aligned.offset + target.byteLength));
+  }
+
+  async #readAligned(target: Uint8Array, offset: number): Promise<void> {
     this.#checkRange('read', offset, target.byteLength);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < target.byteLength; done += this.#requestBytes) {
@@ -204,9 +214,24 @@ export class NbdClient {
     await settleAll(parts);
   }
 
-  /** Writes `data` at `offset` (split like reads). Not durable until flush(). */
+  /**
+   * Writes `data` at `offset` (split like reads). Not durable until flush().
+   * A range not aligned to the export's minimum block size is written as a
+   * read-modify-write of the blocks it covers, which is not atomic against
+   * other requests in flight on those blocks.
+   */
   async write(data: Uint8Array, offset: number): Promise<void> {
     this.#checkWritable('write');
+    this.#checkBounds('write', offset, data.byteLength);
+    const aligned = this.#alignOut(offset, data.byteLength);
+    if (aligned === undefined) return this.#writeAligned(data, offset);
+    const whole = new Uint8Array(aligned.length);
+    await this.#readAligned(whole, aligned.offset);
+    whole.set(data, offset - aligned.offset);
+    await this.#writeAligned(whole, aligned.offset);
+  }
+
+  async #writeAligned(data: Uint8Array, offset: number): Promise<void> {
     this.#checkRange('write', offset, data.byteLength);
     const parts: Promise<void>[] = [];
     for (let done = 0; done < data.byteLength; done += this.#requestBytes) {
@@ -216,14 +241,32 @@ export class NbdClient {
     await settleAll(parts);
   }
 
-  /** Makes [offset, offset + length) read as zeros with NBD_CMD_WRITE_ZEROES (the server may leave a hole). Needs info.canWriteZeroes. */
+  /**
+   * Makes [offset, offset + length) read as zeros with NBD_CMD_WRITE_ZEROES
+   * (the server may leave a hole). Needs info.canWriteZeroes. The parts of
+   * the range that cover a minimum block only in part are written as zero
+   * bytes (see write()).
+   */
   async writeZeroes(offset: number, length: number): Promise<void> {
     this.#checkWritable('write zeros to');
     if (!this.info.canWriteZeroes) throw new SnaplineError(ErrorCodes.INTERNAL, `NBD export ${this.address.url} cannot write zeros: write zero bytes instead`);
+    this.#checkBounds('zero', offset, length);
+    const end = offset + length;
+    const minimum = Math.max(1, this.info.blockSizes.minimum);
+    const innerStart = Math.min(end, Math.ceil(offset / minimum) * minimum);
+    const innerEnd = end === this.info.sizeBytes ? end : Math.max(innerStart, Math.floor(end / minimum) * minimum);
+    await settleAll([
+      ...(innerEnd > innerStart ? [this.#zeroAligned(innerStart, innerEnd - innerStart)] : []),
+      ...(innerStart > offset ? [this.write(new Uint8Array(innerStart - offset), offset)] : []),
+      ...(innerEnd < end ? [this.write(new Uint8Array(end - innerEnd), innerEnd)] : []),
+    ]);
+  }
+
+  async #zeroAligned(offset: number, length: number): Promise<void> {
     this.#checkRange('zero', offset, length);
     const parts: Promise<void>[] = [];
-    for (let done = 0; done < length; done += MAX_STATUS_BYTES) {
-      parts.push(this.#request(Command.WRITE_ZEROES, 0, offset + done, Math.min(MAX_STATUS_BYTES, length - done)));
+    for (let done = 0; done < length; done += MAX_RANGE_BYTES) {
+      parts.push(this.#request(Command.WRITE_ZEROES, 0, offset + done, Math.min(MAX_RANGE_BYTES, length - done)));
     }
     await settleAll(parts);
   }
@@ -238,13 +281,14 @@ export class NbdClient {
    * The status of the bytes from `offset` on, for each selected metadata
    * context (by name): consecutive extents starting at `offset`, covering at
    * least one byte and perhaps less or more than `length`. Needs a selected
-   * context; clipped at the export's end.
+   * context. The range asked is clipped at the export's end; the extents are
+   * as the server sent them.
    */
   async blockStatus(offset: number, length: number): Promise<Map<string, NbdExtent[]>> {
     if (this.#contextNames.size === 0) {
       throw new SnaplineError(ErrorCodes.INTERNAL, `NBD export ${this.address.url}: block status needs a selected metadata context`);
     }
-    const asked = Math.min(length, MAX_STATUS_BYTES, this.info.sizeBytes - offset);
+    const asked = Math.min(length, MAX_RANGE_BYTES, this.info.sizeBytes - offset);
     this.#checkRange('query the status of', offset, asked);
     const extents = new Map<number, NbdExtent[]>();
     await this.#request(Command.BLOCK_STATUS, 0, offset, asked, { extents });
@@ -285,14 +329,32 @@ export class NbdClient {
     }
   }
 
-  #checkRange(what: string, offset: number, length: number): void {
-    const { minimum } = this.info.blockSizes;
+  #checkBounds(what: string, offset: number, length: number): void {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.info.sizeBytes) {
       throw new SnaplineError(
         ErrorCodes.INVALID_ARGUMENT,
         `cannot ${what} ${length} bytes at byte ${offset} of NBD export ${this.address.url}, which holds ${this.info.sizeBytes} bytes`,
       );
     }
+  }
+
+  /**
+   * [offset, offset + length) rounded out to the export's minimum block size
+   * (its end clipped at the export's end, which the spec lets a request
+   * reach unaligned); undefined when the range is aligned already.
+   */
+  #alignOut(offset: number, length: number): { offset: number; length: number } | undefined {
+    const minimum = Math.max(1, this.info.blockSizes.minimum);
+    const start = Math.floor(offset / minimum) * minimum;
+    const end = Math.min(this.info.sizeBytes, Math.ceil((offset + length) / minimum) * minimum);
+    if (length === 0 || (start === offset && end === offset + length)) return undefined;
+    return { offset: start, length: end - start };
+  }
+
+  /** Bounds and alignment of a request as sent. */
+  #checkRange(what: string, offset: number, length: number): void {
+    const { minimum } = this.info.blockSizes;
+    this.#checkBounds(what, offset, length);
     if (minimum > 1 && (offset % minimum !== 0 || (length % minimum !== 0 && offset + length !== this.info.sizeBytes))) {
       throw new SnaplineError(
         ErrorCodes.INVALID_ARGUMENT,
@@ -321,7 +383,7 @@ export class NbdClient {
     if (this.#failure !== undefined) throw this.#failure;
     const cookie = this.#nextCookie();
     const done = new Promise<void>((resolve, reject) => {
-      this.#pending.set(cookie, { command, offset, length, target: extra.target, extents: extra.extents, covered: 0, resolve, reject });
+      this.#pending.set(cookie, { command, offset, length, target: extra.target, extents: extra.extents, covered: [], resolve, reject });
     });
     // The server's silence counts only while a reply is awaited.
     if (this.#pending.size === 1) this.socket.setTimeout(this.limits.replyTimeoutMs);
@@ -385,8 +447,8 @@ export class NbdClient {
         const bytes = length - 8;
         const start = at - request.offset;
         if (start < 0 || start + bytes > request.length) throw this.#broken(`sent ${bytes} bytes at byte ${at}, outside the read of ${request.length} bytes at byte ${request.offset}`);
+        if (!coverRange(request.covered, start, start + bytes)) throw this.#broken(`sent ${bytes} bytes at byte ${at}, overlapping a chunk it sent before for the same read`);
         await this.wire.readInto(request.target!.subarray(start, start + bytes));
-        request.covered += bytes;
         break;
       }
       case ReplyType.OFFSET_HOLE: {
@@ -396,8 +458,8 @@ export class NbdClient {
         const bytes = payload.readUInt32BE(8);
         const start = at - request.offset;
         if (bytes === 0 || start < 0 || start + bytes > request.length) throw this.#broken(`sent a hole of ${bytes} bytes at byte ${at}, outside the read`);
+        if (!coverRange(request.covered, start, start + bytes)) throw this.#broken(`sent a hole of ${bytes} bytes at byte ${at}, overlapping a chunk it sent before for the same read`);
         request.target!.fill(0, start, start + bytes);
-        request.covered += bytes;
         break;
       }
       case ReplyType.BLOCK_STATUS: {
@@ -427,8 +489,8 @@ export class NbdClient {
       }
     }
     if ((flags & REPLY_FLAG_DONE) === 0) return;
-    if (request.error === undefined && request.command === Command.READ && request.covered !== request.length) {
-      throw this.#broken(`ended a read of ${request.length} bytes having sent ${request.covered}`);
+    if (request.error === undefined && request.command === Command.READ && coveredBytes(request.covered) !== request.length) {
+      throw this.#broken(`ended a read of ${request.length} bytes having sent ${coveredBytes(request.covered)}`);
     }
     this.#take(header, 4);
     if (request.error !== undefined) request.reject(this.#requestError(request, request.error));
@@ -491,6 +553,44 @@ export class NbdClient {
     this.#pending.clear();
     for (const wake of this.#slotWaiters.splice(0)) wake();
   }
+}
+
+/** Disjoint, non-adjacent [start, end) ranges, sorted by start. */
+type CoveredRanges = Array<[start: number, end: number]>;
+
+/**
+ * Adds [start, end) to `ranges`, merging it with neighbours it touches.
+ * False (and `ranges` unchanged) when it overlaps a range already there: the
+ * NBD spec forbids a server to send overlapping chunks for one read, and a
+ * byte count alone would take a chunk sent twice for the whole read.
+ */
+function coverRange(ranges: CoveredRanges, start: number, end: number): boolean {
+  let low = 0;
+  let high = ranges.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (ranges[middle]![0] < start) low = middle + 1;
+    else high = middle;
+  }
+  // ranges[low - 1] starts before `start`, ranges[low] at or after it.
+  const before = ranges[low - 1];
+  const after = ranges[low];
+  if ((before !== undefined && before[1] > start) || (after !== undefined && after[0] < end)) return false;
+  const joinsBefore = before !== undefined && before[1] === start;
+  const joinsAfter = after !== undefined && after[0] === end;
+  if (joinsBefore && joinsAfter) {
+    before[1] = after[1];
+    ranges.splice(low, 1);
+  } else if (joinsBefore) before[1] = end;
+  else if (joinsAfter) after[0] = start;
+  else ranges.splice(low, 0, [start, end]);
+  return true;
+}
+
+function coveredBytes(ranges: CoveredRanges): number {
+  let bytes = 0;
+  for (const [start, end] of ranges) bytes += end - start;
+  return bytes;
 }
 
 /** Waits for every part; rejects with the first failure once all have settled (no part left running behind the caller). */

@@ -50,6 +50,9 @@ export class Negotiation {
   #noZeroes = false;
   /** Options may be sent: the greeting is done and no TLS handshake is under way. */
   #optionsPhase = false;
+  #connected = false;
+  /** Runs from before the connection is made until run() or quit() ends. */
+  readonly #deadline: NodeJS.Timeout;
 
   private constructor(
     readonly address: NbdAddress,
@@ -59,30 +62,42 @@ export class Negotiation {
     this.socket = socket;
     this.wire = new Wire();
     this.wire.attach(socket);
+    this.#deadline = setTimeout(() => {
+      const what = this.#connected ? 'did not finish the handshake' : 'did not accept the connection';
+      const err = refused(this.address, `${what} within ${this.timeoutMs / 1000} s`);
+      this.wire.fail(err);
+      this.socket.destroy(err);
+    }, timeoutMs);
   }
 
-  static async open(address: NbdAddress, timeoutMs = 30_000): Promise<Negotiation> {
-    const { transport } = address;
-    const socket = transport.kind === 'tcp' ? netConnect({ host: transport.host, port: transport.port, noDelay: true }) : netConnect({ path: transport.socket });
+  /**
+   * Connects (`connectSocket`, by default to the address's host and port or
+   * Unix socket) under the handshake deadline, which goes on running through
+   * run(): a server that never accepts is given up like one that never
+   * answers.
+   */
+  static async open(address: NbdAddress, timeoutMs = 30_000, connectSocket: (address: NbdAddress) => Socket = socketTo): Promise<Negotiation> {
+    const socket = connectSocket(address);
     const negotiation = new Negotiation(address, socket, timeoutMs);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => reject(unreachable(address, err));
-      socket.once('error', onError);
-      socket.once('connect', () => {
-        socket.off('error', onError);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: NodeJS.ErrnoException) => reject(err instanceof SnaplineError ? err : unreachable(address, err));
+        socket.once('error', onError);
+        socket.once('connect', () => {
+          socket.off('error', onError);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      negotiation.quit();
+      throw err;
+    }
+    negotiation.#connected = true;
     return negotiation;
   }
 
-  /** Runs the handshake steps under the handshake deadline. */
+  /** Runs the handshake steps under the handshake deadline, which ends with them. */
   async run<T>(steps: () => Promise<T>): Promise<T> {
-    const timer = setTimeout(() => {
-      const err = refused(this.address, `did not finish the handshake within ${this.timeoutMs / 1000} s`);
-      this.wire.fail(err);
-      this.socket.destroy(err);
-    }, this.timeoutMs);
     try {
       await this.#greeting();
       return await steps();
@@ -92,7 +107,7 @@ export class Negotiation {
         cause: err.cause,
       });
     } finally {
-      clearTimeout(timer);
+      clearTimeout(this.#deadline);
     }
   }
 
@@ -241,6 +256,7 @@ export class Negotiation {
    * not waited for) where options may be sent, else the connection dropped.
    */
   quit(): void {
+    clearTimeout(this.#deadline);
     const socket = this.socket;
     this.wire.detach();
     // Nothing more is read; a late failure (the server gone first) is of no interest.
@@ -332,6 +348,11 @@ function refused(address: NbdAddress, what: string, options: { cause?: unknown; 
     hint: options.hint,
     details: options.details ?? { url: address.url },
   });
+}
+
+function socketTo(address: NbdAddress): Socket {
+  const { transport } = address;
+  return transport.kind === 'tcp' ? netConnect({ host: transport.host, port: transport.port, noDelay: true }) : netConnect({ path: transport.socket });
 }
 
 function unreachable(address: NbdAddress, err: NodeJS.ErrnoException): SnaplineError {

@@ -131,7 +131,7 @@ const ERRNO_NAMES: Record<number, string> = {
   108: 'ESHUTDOWN (server shutting down)',
 };
 
-/** A transmission error value as text; unknown values read as EINVAL would, with their number. */
+/** A transmission error value as text; an unknown value (which the spec says to treat as EINVAL) reads as `error N`, its number kept. */
 export function errnoName(value: number): string {
   return ERRNO_NAMES[value] ?? `error ${value}`;
 }

@@ -27,6 +27,15 @@ export async function openNbdSource(address: NbdAddress, options?: NbdConnectOpt
   return new NbdSource(client);
 }
 
+/**
+ * A source over an open connection that stays its owner's: reads go out on
+ * `client` beside whatever else the owner sends, and close() ends only the
+ * source (later reads are refused), never the connection.
+ */
+export function nbdClientSource(client: NbdClient): BlockSource {
+  return new NbdSource(client, false);
+}
+
 class NbdSource implements BlockSource {
   readonly path: string;
   readonly kind = 'nbd' as const;
@@ -40,7 +49,10 @@ class NbdSource implements BlockSource {
   #cursor = 0;
   #closing: Promise<void> | undefined;
 
-  constructor(client: NbdClient) {
+  constructor(
+    client: NbdClient,
+    private readonly ownsClient = true,
+  ) {
     this.#client = client;
     this.path = client.address.url;
     this.sizeBytes = client.info.sizeBytes;
@@ -94,7 +106,7 @@ class NbdSource implements BlockSource {
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#client.close();
+    this.#closing ??= this.ownsClient ? this.#client.close() : Promise.resolve();
     return this.#closing;
   }
 }

@@ -15,6 +15,8 @@ import { partSizeFor } from '../../src/aws/part-size.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { awsFailure } from './memory-ebs.js';
 
+const S3_MAX_OBJECT_BYTES = 5 * 1024 ** 4;
+
 /**
  * An in-memory archive store for the engine's tests, S3-like or
  * Glacier-like. It keeps the rules the engine relies on: S3 objects of
@@ -118,7 +120,9 @@ export class MemoryArchiveStore implements ArchiveStore {
     return this.calls.get(operation) ?? 0;
   }
 
+  /** As the adapters: S3 takes objects of at most 5 TiB, a vault 10,000 parts of at most 4 GiB. */
   partSizeFor(maxBytes: number): number {
+    if (this.target === 's3' && maxBytes > S3_MAX_OBJECT_BYTES) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `an S3 object holds at most 5 TiB, not ${maxBytes} bytes`);
     return partSizeFor(maxBytes, this.#minPartSize);
   }
 

@@ -51,7 +51,7 @@ describe.each([
     expect(result.snapshotId).toMatch(/^snap-/);
     expect(result.blocksUploaded).toBe(12);
     // The first EBS call was refused for its signing time and went again once the clock was corrected.
-    expect(retried[0]).toBe('startSnapshot');
+    expect(retried[0]).toBe('starting the snapshot');
 
     // A new session (new clients, no offset yet) restores it.
     await withLocalSession(endpoint, join(work, 'index.db'), (session) => restore(session, { snapshotId: result.snapshotId!, target: restored }));

@@ -252,7 +252,7 @@ describe('the config file through the CLI', () => {
     expect(used.stderr).not.toContain('has no region');
     const listed = await run(regoin, 'connections', 'list');
     expectExit(listed, 0);
-    expect(listed.stdout).toMatch(/^dev\s+-\s+-\s+default chain\s+invalid \(1 problems: `snapline --config \S+ connections show dev`\)$/m);
+    expect(listed.stdout).toMatch(/^dev\s+-\s+-\s+default chain\s+invalid \(1 problem: `snapline --config \S+ connections show dev`\)$/m);
 
     const acces = `connections:\n  dev:\n    region: eu-west-1\n    acces_key_id: AKIAEXAMPLE123456789\n    secret_access_key: ${SECRET_KEY}\n`;
     const shown = await run(acces, 'connections', 'show', 'dev');

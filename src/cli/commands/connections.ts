@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { ConnectionSummary } from '../../config/describe.js';
 import { ErrorCodes, exitCodeFor, ExitCodes } from '../../errors.js';
 import { table } from '../chart.js';
+import { count } from '../progress.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { connectionRequest } from './common.js';
 
@@ -43,7 +44,7 @@ async function list(ctx: CommandContext): Promise<number> {
         row.region ?? '-',
         row.endpoint_url ?? '-',
         row.credentials,
-        row.valid ? 'ok' : `invalid (${row.problems?.length ?? 0} problems: \`snapline connections show ${row.name}\`)`,
+        row.valid ? 'ok' : `invalid (${count(row.problems?.length ?? 0, 'problem')}: \`snapline connections show ${row.name}\`)`,
       ]),
     ]),
   ]);

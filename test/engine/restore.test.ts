@@ -56,6 +56,27 @@ let session: Session;
 const pathFor = (name: string) => local.pathFor(name);
 
 /** Runs `fn` with a session on its own fresh index, closed afterwards. */
+/**
+ * Runs `use` with the session's reader over an endpoint that corrupts every
+ * block it serves, retrying with short backoffs so the attempts (3) run out
+ * quickly; the faults are cleared afterwards.
+ */
+async function withCorruptingEndpoint(use: (reader: SnapshotReader) => Promise<void>): Promise<void> {
+  emulator.setFaults({ corruptRate: 1 });
+  const clients = new AwsClients(session.connection.settings, { concurrency: 8 });
+  try {
+    await use(
+      resilientReader(verifiedReader(new EbsSnapshotStore(clients.ebs())), {
+        limiter: new AdaptiveLimiter(8),
+        policy: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+      }),
+    );
+  } finally {
+    clients.destroy();
+    emulator.setFaults({});
+  }
+}
+
 function withFreshIndex<T>(fn: (fresh: Session) => Promise<T>): Promise<T> {
   return withLocalSession(emulator, pathFor('index.db'), fn);
 }
@@ -544,24 +565,14 @@ describe('faults from the endpoint', () => {
   });
 
   it('a block corrupted on every read fails the restore naming it, and the index does not claim the target', async () => {
-    emulator.setFaults({ corruptRate: 1 });
-    // The session's reader, with short backoffs so the attempts run out quickly.
-    const clients = new AwsClients(session.connection.settings, { concurrency: 8 });
-    try {
-      const reader = resilientReader(verifiedReader(new EbsSnapshotStore(clients.ebs())), {
-        limiter: new AdaptiveLimiter(8),
-        policy: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
-      });
+    await withCorruptingEndpoint(async (reader) => {
       const target = pathFor('corrupt-all.img');
       const err = await rejection(restore({ ...session, reader }, { snapshotId, target }));
       expect(err.code).toBe(ErrorCodes.CHECKSUM_MISMATCH);
       expect(err.message).toMatch(new RegExp(`block \\d of ${snapshotId} does not match its checksum`));
       expect(err.message).toContain('gave up after 3 attempts');
       expect(session.index.getTarget(target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
-    } finally {
-      clients.destroy();
-      emulator.setFaults({});
-    }
+    });
   });
 
   it('pending and errored snapshots are refused', async () => {
@@ -837,21 +848,12 @@ describe('verify', () => {
   });
 
   it('--remote: a block that fails its checksum on every read fails the verify naming it, where the index said equal', async () => {
-    emulator.setFaults({ corruptRate: 1 });
-    const clients = new AwsClients(session.connection.settings, { concurrency: 8 });
-    try {
-      const reader = resilientReader(verifiedReader(new EbsSnapshotStore(clients.ebs())), {
-        limiter: new AdaptiveLimiter(8),
-        policy: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
-      });
+    await withCorruptingEndpoint(async (reader) => {
       expect(await verify({ ...session, reader }, { source: image, snapshotId })).toMatchObject({ kind: 'index', equal: true });
       const err = await rejection(verify({ ...session, reader }, { source: image, snapshotId, remote: true }));
       expect(err.code).toBe(ErrorCodes.CHECKSUM_MISMATCH);
       expect(err.message).toMatch(new RegExp(`block \\d+ of ${snapshotId} does not match its checksum`));
-    } finally {
-      clients.destroy();
-      emulator.setFaults({});
-    }
+    });
   });
 
   it('without a source and without --remote: refused, naming both ways', async () => {

@@ -206,12 +206,9 @@ export class NbdClient {
 
   async #readAligned(target: Uint8Array, offset: number): Promise<void> {
     this.#checkRange('read', offset, target.byteLength);
-    const parts: Promise<void>[] = [];
-    for (let done = 0; done < target.byteLength; done += this.#requestBytes) {
-      const length = Math.min(this.#requestBytes, target.byteLength - done);
-      parts.push(this.#request(Command.READ, 0, offset + done, length, { target: target.subarray(done, done + length) }));
-    }
-    await settleAll(parts);
+    await this.#inRequests(target.byteLength, (done, length) =>
+      this.#request(Command.READ, 0, offset + done, length, { target: target.subarray(done, done + length) }),
+    );
   }
 
   /**
@@ -233,12 +230,16 @@ export class NbdClient {
 
   async #writeAligned(data: Uint8Array, offset: number): Promise<void> {
     this.#checkRange('write', offset, data.byteLength);
+    await this.#inRequests(data.byteLength, (done, length) =>
+      this.#request(Command.WRITE, 0, offset + done, length, { payload: data.subarray(done, done + length) }),
+    );
+  }
+
+  /** `bytes` cut into requests of at most #requestBytes, sent together; settles when all have (see settleAll). */
+  #inRequests(bytes: number, send: (done: number, length: number) => Promise<void>): Promise<void> {
     const parts: Promise<void>[] = [];
-    for (let done = 0; done < data.byteLength; done += this.#requestBytes) {
-      const length = Math.min(this.#requestBytes, data.byteLength - done);
-      parts.push(this.#request(Command.WRITE, 0, offset + done, length, { payload: data.subarray(done, done + length) }));
-    }
-    await settleAll(parts);
+    for (let done = 0; done < bytes; done += this.#requestBytes) parts.push(send(done, Math.min(this.#requestBytes, bytes - done)));
+    return settleAll(parts);
   }
 
   /**

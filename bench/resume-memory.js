@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { load } from './lib/dist.js';
 
 const { BlockIndex } = /** @type {typeof import('../src/index/index.js')} */ (await load('index/index.js'));
-const { ResumeState } = /** @type {typeof import('../src/engine/journal.js')} */ (await load('engine/journal.js'));
+const { ResumeState } = /** @type {typeof import('../src/engine/backup/journal.js')} */ (await load('engine/backup/journal.js'));
 
 const { values } = parseArgs({ options: { blocks: { type: 'string', default: '2000000' } } });
 const BLOCKS = Number(values.blocks);

@@ -8,7 +8,7 @@ import { EcsContainerTasks } from './aws/ecs.js';
 import { CloudWatchLogReader } from './aws/logs.js';
 import type { ConnectionRequest, OpenConnection } from './config/connection.js';
 import type { ArchiveStore, ArchiveTarget, SnapshotReader, SnapshotWriter } from './core/ports.js';
-import type { EcsRestoreDeps, EcsSettings } from './engine/ecs-restore.js';
+import type { EcsRestoreDeps, EcsSettings } from './engine/ecs/restore.js';
 import type { HashPool } from './hashing/index.js';
 import { openRemote, openSession, type SessionOptions } from './session.js';
 

@@ -5,16 +5,16 @@
  *   import { backup } from 'snapline';
  *   const result = await backup({ source: '/dev/sdb', volume: 'db1', connection: 'local' });
  */
-import { backup as backupWith, type BackupOptions, type BackupResult } from './engine/backup.js';
-import { diff as diffWith, type DiffResult } from './engine/diff.js';
-import { restore as restoreWith, type RestoreOptions, type RestoreResult } from './engine/restore.js';
-import { verify as verifyWith, type VerifyOptions, type VerifyResult } from './engine/verify.js';
+import { backup as backupWith, type BackupOptions, type BackupResult } from './engine/backup/backup.js';
+import { diff as diffWith, type DiffResult } from './engine/lineage/diff.js';
+import { restore as restoreWith, type RestoreOptions, type RestoreResult } from './engine/restore/restore.js';
+import { verify as verifyWith, type VerifyOptions, type VerifyResult } from './engine/restore/verify.js';
 import { withSession, type SessionOptions } from './session.js';
 
-export type { BackupOptions, BackupProgress, BackupResult } from './engine/backup.js';
-export type { RestoreOptions, RestoreProgress, RestoreResult } from './engine/restore.js';
-export type { VerifyOptions, VerifyResult, BlockRange } from './engine/verify.js';
-export type { DiffResult } from './engine/diff.js';
+export type { BackupOptions, BackupProgress, BackupResult } from './engine/backup/backup.js';
+export type { RestoreOptions, RestoreProgress, RestoreResult } from './engine/restore/restore.js';
+export type { VerifyOptions, VerifyResult, BlockRange } from './engine/restore/verify.js';
+export type { DiffResult } from './engine/lineage/diff.js';
 export type { SessionOptions } from './session.js';
 export { SnaplineError, ErrorCodes, type ErrorCode } from './errors.js';
 export { startEmulator, type EmulatorOptions, type RunningEmulator } from './emulator/index.js';

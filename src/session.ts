@@ -11,7 +11,7 @@ import { identifyStore, type StoreUsed } from './config/store.js';
 import { DEFAULT_CONCURRENCY, MAX_CONCURRENCY } from './core/constants.js';
 import type { ArchiveStore, ArchiveTarget, SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
 import { verifiedReader } from './core/verified-reader.js';
-import type { ArchivePlaces } from './engine/archive-places.js';
+import type { ArchivePlaces } from './engine/archive/places.js';
 import { ErrorCodes, SnaplineError } from './errors.js';
 import { HashPool } from './hashing/index.js';
 import { BlockIndex } from './index/index.js';

@@ -11,7 +11,7 @@ import { BLOCK, GIB, MIB, judge } from './measure.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const { openSession } = /** @type {typeof import('../../src/session.js')} */ (await load('session.js'));
-const { backup } = /** @type {typeof import('../../src/engine/backup.js')} */ (await load('engine/backup.js'));
+const { backup } = /** @type {typeof import('../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
 const { checksumOf } = /** @type {typeof import('../../src/core/checksum.js')} */ (await load('core/checksum.js'));
 
 /** Requests in flight of the headline figures: the CLI's default. */

@@ -1,11 +1,11 @@
 import type Database from 'better-sqlite3';
 import type { IncomingMessage } from 'node:http';
 import type { FaultInjector } from './faults.js';
-import { GlacierApi, matchGlacierRoute } from './glacier.js';
-import { GlacierJobs } from './glacier-jobs.js';
-import { headerOf, type Exchange } from './http.js';
-import { S3Api } from './s3.js';
-import { matchS3Route } from './s3-routes.js';
+import { GlacierApi, matchGlacierRoute } from './glacier/glacier.js';
+import { GlacierJobs } from './glacier/jobs.js';
+import { headerOf, type Exchange } from './protocol/http.js';
+import { S3Api } from './s3/s3.js';
+import { matchS3Route } from './s3/routes.js';
 import type { StatsRecorder } from './stats.js';
 import { BlobFiles } from './store/blob-files.js';
 import { Contents } from './store/contents.js';

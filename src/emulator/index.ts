@@ -1,17 +1,17 @@
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import type { AccessKey } from './auth.js';
+import type { AccessKey } from './protocol/auth.js';
 import { checkClockOptions, scaledTierDelays, skewedClock, type ClockOptions } from './clock.js';
-import type { TaskOptions } from './container-services.js';
+import type { TaskOptions } from './ecs/container-services.js';
 import { checkFaultSettings, FAULT_FIELDS, type FaultSettings } from './faults.js';
 import { EndpointServer } from './server.js';
 import { DEFAULT_LIMITS, type EndpointLimits } from './snapshots.js';
 import type { EmulatorStats } from './stats.js';
 import type { TierDelays } from './tiers.js';
 
-export type { AccessKey } from './auth.js';
-export { parseAccessKey, parseAccessKeyFile } from './auth.js';
+export type { AccessKey } from './protocol/auth.js';
+export { parseAccessKey, parseAccessKeyFile } from './protocol/auth.js';
 export type { FaultSettings } from './faults.js';
-export type { TaskOptions } from './container-services.js';
+export type { TaskOptions } from './ecs/container-services.js';
 export type { EmulatorStats, FaultStats, OperationStats } from './stats.js';
 export type { EndpointLimits } from './snapshots.js';
 export { checkFaultSettings, FAULT_FIELDS } from './faults.js';

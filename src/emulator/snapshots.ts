@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { BLOCKS_PER_GIB } from '../core/constants.js';
 import { LinearAggregate } from '../core/checksum.js';
-import { EbsErrors } from './aws-error.js';
+import { EbsErrors } from './protocol/aws-error.js';
 import type { FaultInjector } from './faults.js';
 import type { StatsRecorder } from './stats.js';
 import type { Catalog, SnapshotRecord, SnapshotStatus, Tag } from './store/catalog.js';
 import type { BlobLocation, PackStore } from './store/packs.js';
-import { BLOCK_TOKEN_LIFETIME_MS, PAGE_TOKEN_LIFETIME_MS, type PagePosition, type TokenSigner } from './tokens.js';
+import { BLOCK_TOKEN_LIFETIME_MS, PAGE_TOKEN_LIFETIME_MS, type PagePosition, type TokenSigner } from './ebs/tokens.js';
 
 /** The one account the endpoint serves: snapshot owner, STS caller, KMS key owner. */
 export const ACCOUNT_ID = '123456789012';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
-import type { BenchResult } from '../../src/engine/bench.js';
+import type { BenchResult } from '../../src/engine/bench/bench.js';
 import { clientsFor } from '../emulator/helpers.js';
 import { killStrays, runCli, startCli, until, type CliResult } from '../support/cli.js';
 

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
-import { backup } from '../../src/engine/backup.js';
+import { backup } from '../../src/engine/backup/backup.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { BlockIndex } from '../../src/index/index.js';
 import { startCli, until, type CliResult, type CliRun } from '../support/cli.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { credentialScopeOf, parseAuthorization } from '../../src/emulator/sigv4.js';
+import { credentialScopeOf, parseAuthorization } from '../../src/emulator/protocol/sigv4.js';
 import { startTestEndpoint, type TestEndpoint } from './helpers.js';
 
 describe('SigV4 credential scope', () => {

@@ -12,11 +12,11 @@ import { checksumOf, linearAggregateOf, sha256 } from '../../src/core/checksum.j
 import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
 import type { ArchiveTarget } from '../../src/core/ports.js';
 import { verifiedReader } from '../../src/core/verified-reader.js';
-import { applyArchiveRange, chainAggregate, rehydrate } from '../../src/engine/rehydrate.js';
-import { openArchiveChain, treeHashAlignedRanges } from '../../src/engine/archive-chain.js';
-import { archiveInventory, archiveStatus, pruneArchives, restoreArchive } from '../../src/engine/archive-jobs.js';
-import type { ArchivePlaces } from '../../src/engine/archive-places.js';
-import { createArchive } from '../../src/engine/archive.js';
+import { applyArchiveRange, chainAggregate, rehydrate } from '../../src/engine/archive/rehydrate.js';
+import { openArchiveChain, treeHashAlignedRanges } from '../../src/engine/archive/chain.js';
+import { archiveInventory, archiveStatus, pruneArchives, restoreArchive } from '../../src/engine/archive/jobs.js';
+import type { ArchivePlaces } from '../../src/engine/archive/places.js';
+import { createArchive } from '../../src/engine/archive/archive.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { HashPool } from '../../src/hashing/index.js';
 import { BlockIndex } from '../../src/index/index.js';

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdaptiveLimiter, resilientReader, resilientWriter } from '../../src/aws/retry.js';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
-import { backup, type BackupDeps } from '../../src/engine/backup.js';
+import { backup, type BackupDeps } from '../../src/engine/backup/backup.js';
 import { HashPool } from '../../src/hashing/index.js';
 import { BlockIndex } from '../../src/index/index.js';
 import { SlabPool } from '../../src/source/index.js';

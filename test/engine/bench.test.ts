@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
-import { BENCH_TAG, percentiles, recommend, runBench, scratchVolumeSizeGiB, type BenchEvent, type BenchPorts, type LevelResult } from '../../src/engine/bench.js';
+import { BENCH_TAG, percentiles, recommend, runBench, scratchVolumeSizeGiB, type BenchEvent, type BenchPorts, type LevelResult } from '../../src/engine/bench/bench.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { openRemote, withRemote, type RemoteSession } from '../../src/session.js';
 import { clientsFor } from '../emulator/helpers.js';

@@ -13,8 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEcsSession } from '../../src/ecs-session.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
-import { backup } from '../../src/engine/backup.js';
-import { ecsRestore } from '../../src/engine/ecs-restore.js';
+import { backup } from '../../src/engine/backup/backup.js';
+import { ecsRestore } from '../../src/engine/ecs/restore.js';
 import { writeImage } from '../support/images.js';
 import { localSessionOptions, withLocalSession } from '../support/local-endpoint.js';
 

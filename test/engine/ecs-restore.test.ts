@@ -12,12 +12,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { linearAggregateOf, sha256 } from '../../src/core/checksum.js';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { ContainerTasks, LaunchOutcome, LogLine, LogReader, TaskDefinitionInfo, TaskLaunch, TaskState } from '../../src/core/ports.js';
-import { ecsRestore, ecsStatus, familyOf, type EcsRestoreDeps, type EcsRestoreOptions } from '../../src/engine/ecs-restore.js';
-import { copySnapshotShard, formatShardResult } from '../../src/engine/ecs-worker.js';
+import { ecsRestore, ecsStatus, familyOf, type EcsRestoreDeps, type EcsRestoreOptions } from '../../src/engine/ecs/restore.js';
+import { copySnapshotShard, formatShardResult } from '../../src/engine/ecs/worker.js';
 import { ErrorCodes, isSnaplineError, SnaplineError } from '../../src/errors.js';
 import type { HashPool } from '../../src/hashing/index.js';
 import { BlockIndex } from '../../src/index/index.js';
-import type { ArchivePlaces } from '../../src/engine/archive-places.js';
+import type { ArchivePlaces } from '../../src/engine/archive/places.js';
 import { MemoryEbs } from '../fakes/memory-ebs.js';
 import { rejection } from '../support/rejection.js';
 

@@ -8,8 +8,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
-import { backup } from '../../src/engine/backup.js';
-import { restore } from '../../src/engine/restore.js';
+import { backup } from '../../src/engine/backup/backup.js';
+import { restore } from '../../src/engine/restore/restore.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { Command, REPLY_FLAG_DONE, ReplyType } from '../../src/source/nbd/protocol.js';
 import { nonZeroBlocks, pseudoRandomBytes } from '../support/images.js';

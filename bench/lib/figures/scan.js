@@ -15,7 +15,7 @@ import { changeBlocks } from '../images.js';
 import { BLOCK, interleaved, mibPerSecond, rateText } from '../measure.js';
 import { ShaCeiling } from '../sha-ceiling.js';
 
-const { backup } = /** @type {typeof import('../../../src/engine/backup.js')} */ (await load('engine/backup.js'));
+const { backup } = /** @type {typeof import('../../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
 
 /** @param {import('../context.js').Context} ctx */
 export async function scanFigures(ctx) {

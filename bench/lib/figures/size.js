@@ -8,7 +8,7 @@ import { startEndpoint } from '../endpoint.js';
 import { MIB, interleaved, mibPerSecond, rateText } from '../measure.js';
 import { shaCeiling } from './hashing.js';
 
-const { backup } = /** @type {typeof import('../../../src/engine/backup.js')} */ (await load('engine/backup.js'));
+const { backup } = /** @type {typeof import('../../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
 
 /** @param {import('../context.js').Context} ctx */
 export async function sizeFigures(ctx) {

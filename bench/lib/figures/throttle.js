@@ -12,7 +12,7 @@ import { CONCURRENCY, check, freshBackup, randomImage, report, sizeText, withSes
 import { startEndpoint } from '../endpoint.js';
 import { BLOCK, GIB, blocksPerSecond } from '../measure.js';
 
-const { backup } = /** @type {typeof import('../../../src/engine/backup.js')} */ (await load('engine/backup.js'));
+const { backup } = /** @type {typeof import('../../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
 
 /** The endpoint's limit of the figure, as AWS applies it per snapshot. */
 const RATE_LIMIT = 1000;

@@ -11,8 +11,8 @@ import { startEndpoint } from '../endpoint.js';
 import { bareGetLoop, barePutLoop } from '../loops.js';
 import { interleaved, mibPerSecond, rateText } from '../measure.js';
 
-const { backup } = /** @type {typeof import('../../../src/engine/backup.js')} */ (await load('engine/backup.js'));
-const { restore } = /** @type {typeof import('../../../src/engine/restore.js')} */ (await load('engine/restore.js'));
+const { backup } = /** @type {typeof import('../../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
+const { restore } = /** @type {typeof import('../../../src/engine/restore/restore.js')} */ (await load('engine/restore/restore.js'));
 
 /** @param {import('../context.js').Context} ctx */
 export async function transferFigures(ctx) {

@@ -10,7 +10,7 @@ import {
 } from '../../core/archive-options.js';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { ArchiveTarget, RetrievalTier } from '../../core/ports.js';
-import type { ArchiveStatusEntry } from '../../engine/archive-jobs.js';
+import type { ArchiveStatusEntry } from '../../engine/archive/jobs.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { archiveRefArgument, integerOption, secondsOption, snapshotIdArgument } from '../parse.js';
@@ -109,7 +109,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
 async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateFlags): Promise<number> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { createArchive } = await import('../../engine/archive.js');
+  const { createArchive } = await import('../../engine/archive/archive.js');
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, ...placeOf(flags) }), async (session) => {
     const display = new ProgressDisplay(output);
     try {
@@ -146,7 +146,7 @@ async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateF
 async function runRestore(ctx: CommandContext, ref: string, flags: { tier?: RetrievalTier; days: number }): Promise<number> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { restoreArchive } = await import('../../engine/archive-jobs.js');
+  const { restoreArchive } = await import('../../engine/archive/jobs.js');
   const result = await withSession(sessionOptions(ctx), (session) => restoreArchive(session, { archive: ref, tier: flags.tier, days: flags.days }));
   const asked = result.objects.filter((o) => o.requested).length;
   output.result(result, () => [
@@ -160,7 +160,7 @@ async function runRestore(ctx: CommandContext, ref: string, flags: { tier?: Retr
 async function runStatus(ctx: CommandContext, ref: string | undefined, flags: { wait?: boolean; waitTimeout?: number; pollMs?: number }): Promise<number> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { archiveStatus } = await import('../../engine/archive-jobs.js');
+  const { archiveStatus } = await import('../../engine/archive/jobs.js');
   const entries = await withSession(sessionOptions(ctx), (session) =>
     archiveStatus(session, {
       ...(ref === undefined ? {} : { archive: ref }),
@@ -207,7 +207,7 @@ function describeEntry(entry: ArchiveStatusEntry): string {
 async function runInventory(ctx: CommandContext, flags: PlaceFlags & { to?: ArchiveTarget }): Promise<number> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { archiveInventory } = await import('../../engine/archive-jobs.js');
+  const { archiveInventory } = await import('../../engine/archive/jobs.js');
   const result = await withSession(sessionOptions(ctx, placeOf(flags)), (session) => archiveInventory(session, { to: flags.to }));
   output.result(result, () => {
     if (result.state === 'in-progress') return [`the inventory of vault ${result.location} is being taken (job ${result.job}); it takes hours: run this again later`];
@@ -225,7 +225,7 @@ async function runInventory(ctx: CommandContext, flags: PlaceFlags & { to?: Arch
 async function runDelete(ctx: CommandContext, ref: string, flags: { dryRun?: boolean }): Promise<number> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { deleteArchive } = await import('../../engine/archive-jobs.js');
+  const { deleteArchive } = await import('../../engine/archive/jobs.js');
   const result = await withSession(sessionOptions(ctx), (session) => deleteArchive(session, { archive: ref, dryRun: flags.dryRun }));
   const uploads = result.uploads > 0 ? ` and ${count(result.uploads, 'upload')} under way` : '';
   output.result(result, () => [
@@ -237,7 +237,7 @@ async function runDelete(ctx: CommandContext, ref: string, flags: { dryRun?: boo
 async function runPrune(ctx: CommandContext, flags: { olderThanDays?: number; volume?: string; dryRun?: boolean }): Promise<number> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { pruneArchives } = await import('../../engine/archive-jobs.js');
+  const { pruneArchives } = await import('../../engine/archive/jobs.js');
   const result = await withSession(sessionOptions(ctx), (session) => pruneArchives(session, flags));
   output.result(result, () => [
     `${result.dryRun ? 'would delete' : 'deleted'} ${count(result.deleted.length, 'archive')} older than ${result.olderThanDays} days`,

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { BackupProgress, BackupResult } from '../../engine/backup.js';
+import type { BackupProgress, BackupResult } from '../../engine/backup/backup.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
@@ -51,7 +51,7 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
   }
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { backup } = await import('../../engine/backup.js');
+  const { backup } = await import('../../engine/backup/backup.js');
   const progress = throttleAwareProgress(output);
   const results = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);

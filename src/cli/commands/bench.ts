@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { DEFAULT_BENCH_LEVELS, MAX_BENCH_CONCURRENCY, MAX_BENCH_LEVELS } from '../../core/bench-options.js';
-import type { BenchEvent, BenchResult, LevelResult, Recommendation } from '../../engine/bench.js';
+import type { BenchEvent, BenchResult, LevelResult, Recommendation } from '../../engine/bench/bench.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import { barChart, table, utf8Terminal } from '../chart.js';
 import type { CommandContext, Wrap } from '../main.js';
@@ -42,7 +42,7 @@ function parseLevels(value: string): number[] {
 async function runBenchCommand(ctx: CommandContext, flags: BenchFlags): Promise<number> {
   const output = ctx.output();
   const { withRemote } = await import('../../session.js');
-  const { runBench, LEFTOVER_QUERY, BENCH_TAG } = await import('../../engine/bench.js');
+  const { runBench, LEFTOVER_QUERY, BENCH_TAG } = await import('../../engine/bench/bench.js');
   const { indexPath: _index, archive: _archive, ...options } = sessionOptions(ctx);
   const highest = Math.max(...flags.levels);
   return withRemote({ ...options, concurrency: highest }, async (remote) => {

@@ -15,7 +15,7 @@ export function registerDiff(program: Command, wrap: Wrap): void {
       wrap(async (ctx: CommandContext, first: string, second: string) => {
         const output = ctx.output();
         const { withSession } = await import('../../session.js');
-        const { diff } = await import('../../engine/diff.js');
+        const { diff } = await import('../../engine/lineage/diff.js');
         const result = await withSession(sessionOptions(ctx), (session) => diff(session, first, second));
         output.result(result, () => [
           `${first} -> ${second}: ${count(result.changedBlocks, 'block')} changed (${formatBytes(result.changedBytes)}), ${result.addedBlocks} only in ${second}, ${result.removedBlocks} only in ${first}`,

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { DEFAULT_PACING, DEFAULT_RETRIES, DEFAULT_SHARDS, MAX_RETRIES, MAX_SHARDS } from '../../core/ecs-restore-options.js';
-import type { EcsJobReport } from '../../engine/ecs-restore.js';
+import type { EcsJobReport } from '../../engine/ecs/restore.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import type { Output } from '../output.js';
@@ -44,7 +44,7 @@ export function registerEcs(program: Command, wrap: Wrap): void {
 async function runRestore(ctx: CommandContext, source: string, flags: RestoreFlags): Promise<number> {
   const output = ctx.output();
   const { openEcsSession } = await import('../../ecs-session.js');
-  const { ecsRestore } = await import('../../engine/ecs-restore.js');
+  const { ecsRestore } = await import('../../engine/ecs/restore.js');
   const session = await openEcsSession(sessionOptions(ctx));
   let report: EcsJobReport;
   try {
@@ -75,7 +75,7 @@ async function runRestore(ctx: CommandContext, source: string, flags: RestoreFla
 async function runStatus(ctx: CommandContext, jobId: string | undefined): Promise<number> {
   const output = ctx.output();
   const { openEcsSession } = await import('../../ecs-session.js');
-  const { ecsStatus } = await import('../../engine/ecs-restore.js');
+  const { ecsStatus } = await import('../../engine/ecs/restore.js');
   const session = await openEcsSession(sessionOptions(ctx));
   try {
     if (jobId === undefined) {

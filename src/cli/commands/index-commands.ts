@@ -17,7 +17,7 @@ export function registerIndexCommands(program: Command, wrap: Wrap): void {
       wrap(async (ctx: CommandContext, snapshotId: string, flags: { volume?: string; source?: string }) => {
         const output = ctx.output();
         const { withSession } = await import('../../session.js');
-        const { rebuildIndex } = await import('../../engine/rebuild.js');
+        const { rebuildIndex } = await import('../../engine/lineage/rebuild.js');
         const result = await withSession(sessionOptions(ctx), (session) =>
           rebuildIndex(session, { snapshotId, volume: flags.volume, source: flags.source, signal: ctx.signal }),
         );

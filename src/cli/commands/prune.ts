@@ -23,7 +23,7 @@ export function registerPrune(program: Command, wrap: Wrap): void {
       wrap(async (ctx: CommandContext, flags: PruneFlags) => {
         const output = ctx.output();
         const { withSession } = await import('../../session.js');
-        const { prune } = await import('../../engine/prune.js');
+        const { prune } = await import('../../engine/lineage/prune.js');
         const result = await withSession(sessionOptions(ctx), (session) => prune(session, flags));
         output.result(result, () => [
           `${result.dryRun ? 'would delete' : 'deleted'} ${result.deleted.length} snapshots`,

@@ -25,9 +25,9 @@ async function runQuickstart(ctx: CommandContext, dir: string): Promise<number> 
   const output = ctx.output();
   const { LOCAL_CONNECTION } = await import('../../config/connection.js');
   const { withSession } = await import('../../session.js');
-  const { backup } = await import('../../engine/backup.js');
-  const { restore } = await import('../../engine/restore.js');
-  const { verify } = await import('../../engine/verify.js');
+  const { backup } = await import('../../engine/backup/backup.js');
+  const { restore } = await import('../../engine/restore/restore.js');
+  const { verify } = await import('../../engine/restore/verify.js');
   const say = (lines: string[]) => {
     if (!output.json) for (const line of lines) output.note(line);
   };

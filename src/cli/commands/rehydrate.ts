@@ -29,7 +29,7 @@ export function registerRehydrate(program: Command, wrap: Wrap): void {
 async function runRehydrate(ctx: CommandContext, archive: string, flags: RehydrateFlags): Promise<number> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { rehydrate } = await import('../../engine/rehydrate.js');
+  const { rehydrate } = await import('../../engine/archive/rehydrate.js');
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency }), async (session) => {
     const display = new ProgressDisplay(output);
     try {

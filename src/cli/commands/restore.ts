@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
-import type { RestoreProgress, RestoreResult } from '../../engine/restore.js';
+import type { RestoreProgress, RestoreResult } from '../../engine/restore/restore.js';
 import { ExitCodes } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { snapshotIdArgument } from '../parse.js';
@@ -32,7 +32,7 @@ export function registerRestore(program: Command, wrap: Wrap): void {
 async function runRestore(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<number> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { restore } = await import('../../engine/restore.js');
+  const { restore } = await import('../../engine/restore/restore.js');
   const progress = throttleAwareProgress(output);
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);

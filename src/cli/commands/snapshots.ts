@@ -13,7 +13,7 @@ export function registerSnapshots(program: Command, wrap: Wrap): void {
       wrap(async (ctx: CommandContext, flags: { volume?: string }) => {
         const output = ctx.output();
         const { withSession } = await import('../../session.js');
-        const { listSnapshots } = await import('../../engine/snapshots.js');
+        const { listSnapshots } = await import('../../engine/lineage/snapshots.js');
         const rows = await withSession(sessionOptions(ctx), (session) => listSnapshots(session, { volume: flags.volume }));
         output.result(rows, () => {
           if (rows.length === 0) return ['no snapshots recorded in the index'];

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
-import type { BlockRange, VerifyResult } from '../../engine/verify.js';
+import type { BlockRange, VerifyResult } from '../../engine/restore/verify.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { snapshotIdArgument } from '../parse.js';
@@ -33,7 +33,7 @@ async function runVerify(ctx: CommandContext, first: string, second: string | un
   const snapshotId = snapshotIdArgument('<snapshot-id>')(rawId);
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { verify } = await import('../../engine/verify.js');
+  const { verify } = await import('../../engine/restore/verify.js');
   const progress = throttleAwareProgress(output);
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { WorkerSession, WorkerSessionOptions } from '../../ecs-session.js';
-import type { CopyShardProgress, CopyShardResult } from '../../engine/ecs-worker.js';
+import type { CopyShardProgress, CopyShardResult } from '../../engine/ecs/worker.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption } from '../parse.js';
@@ -29,7 +29,7 @@ interface ArchiveShardFlags extends ShardFlags {
 }
 
 /** The engine's shard work, loaded when a shard runs. */
-type WorkerModule = typeof import('../../engine/ecs-worker.js');
+type WorkerModule = typeof import('../../engine/ecs/worker.js');
 
 /** Time between two progress lines of a worker. */
 const PROGRESS_EVERY_MS = 10_000;
@@ -102,7 +102,7 @@ async function runShard(
   // A worker has no index and no archive settings of its own: only the connection.
   const { indexPath: _index, archive: _archive, ...connection } = sessionOptions(ctx);
   const { openWorkerSession } = await import('../../ecs-session.js');
-  const worker = await import('../../engine/ecs-worker.js');
+  const worker = await import('../../engine/ecs/worker.js');
   const opened = await openWorkerSession({ ...connection, ...session, concurrency: flags.concurrency, newSnapshotIds: [flags.snapshot] });
   let said = Date.now();
   try {

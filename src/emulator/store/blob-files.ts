@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { finished, pipeline } from 'node:stream/promises';
-import { AwsError } from '../aws-error.js';
-import { checksummerOf, type Checksummer, type ChecksumAlgorithm } from '../flexible-checksums.js';
+import { AwsError } from '../protocol/aws-error.js';
+import { checksummerOf, type Checksummer, type ChecksumAlgorithm } from '../protocol/flexible-checksums.js';
 
 const MIB = 1024 * 1024;
 

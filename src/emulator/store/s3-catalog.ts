@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { ChecksumAlgorithm } from '../flexible-checksums.js';
+import type { ChecksumAlgorithm } from '../protocol/flexible-checksums.js';
 import type { Tier } from '../tiers.js';
 import type { BlobFile } from './blob-files.js';
 import { Contents, type ContentFile } from './contents.js';

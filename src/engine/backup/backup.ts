@@ -1,0 +1,705 @@
+import { randomUUID } from 'node:crypto';
+import { realpath } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { throwIfAborted } from '../../core/abort.js';
+import { TaskWindow } from '../../core/task-window.js';
+import { checksumOf } from '../../core/checksum.js';
+import { BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from '../../core/constants.js';
+import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, StartSnapshotInput } from '../../core/ports.js';
+import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
+import type { HashPool } from '../../hashing/index.js';
+import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../../source/index.js';
+import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
+import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
+import { EC2_SETTLE_MS, completeAndCommit, describeListed } from '../blocks/committer.js';
+import { JournalWriter, ResumeState } from './journal.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
+import { digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
+
+/** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
+export interface BackupDeps {
+  index: BlockIndex;
+  writer: SnapshotWriter;
+  reader: SnapshotReader;
+  catalog: SnapshotCatalog;
+  hashPool: HashPool;
+  slabs: SlabPool;
+}
+
+export interface BackupOptions {
+  /** Image file, block device or NBD URL. */
+  source: string;
+  /** The lineage's name; default derived from the source's file name (an NBD export's name). */
+  volume?: string;
+  /** Build on this snapshot instead of the volume's newest completed one. */
+  parent?: string;
+  /** Start a new lineage: no parent, every non-zero block uploaded. */
+  full?: boolean;
+  description?: string;
+  tags?: Record<string, string>;
+  /** Encrypt a new lineage (a child always takes its parent's encryption). */
+  encrypted?: boolean;
+  /** The KMS key of a new lineage (--kms-key-id); an incremental run must name its lineage's key or none. */
+  kmsKeyArn?: string;
+  /** StartSnapshot Timeout in minutes (10..4320); default DEFAULT_SNAPSHOT_TIMEOUT_MINUTES. */
+  timeoutMinutes?: number;
+  /** Plan only: scan and report what would be uploaded; nothing is written anywhere. */
+  dryRun?: boolean;
+  /** Give up waiting for "completed" after this long; the run stays resumable. */
+  waitTimeoutMs?: number;
+  /** Abandon an unfinished run of this volume instead of resuming it. */
+  discardPending?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (progress: BackupProgress) => void;
+  /** Told of conditions the backup goes on despite, such as a source device mounted read-write. */
+  onWarning?: (message: string) => void;
+}
+
+export interface BackupProgress {
+  phase: 'scan' | 'complete' | 'wait';
+  volume: string;
+  snapshotId?: string;
+  sourceBytes: number;
+  bytesScanned: number;
+  blocksScanned: number;
+  blocksChanged: number;
+  blocksUploaded: number;
+  bytesUploaded: number;
+}
+
+export interface BackupResult {
+  snapshotId: string | null;
+  parentSnapshotId: string | null;
+  volume: string;
+  volumeSizeGiB: number;
+  sourceBytes: number;
+  blocksScanned: number;
+  blocksChanged: number;
+  blocksUploaded: number;
+  blocksZeroSkipped: number;
+  bytesUploaded: number;
+  durationMs: number;
+  /** True when an unfinished run was continued. */
+  resumed: boolean;
+  dryRun: boolean;
+}
+
+/** The run arguments that define a snapshot; a pending run resumes only with the same ones. */
+interface RunIdentity {
+  source: string;
+  parent: string | null;
+  full: boolean;
+  encrypted: boolean;
+  kmsKeyArn: string | null;
+  description: string | null;
+  tags: Record<string, string>;
+}
+
+/**
+ * StartSnapshot's Timeout when none is given: the largest AWS accepts.
+ *
+ * AWS cancels a pending snapshot that gets no block for Timeout minutes after
+ * StartSnapshot, or no CompleteSnapshot for Timeout minutes after its last
+ * block, and everything uploaded to it is lost. An incremental run writes
+ * only changed blocks, and the scan before the first of them or between two
+ * of them can last longer than any fixed Timeout: a large volume with few
+ * changes, a slow or stalled source, a machine suspended mid-run. So the run
+ * (1) starts its snapshot only when the first block to upload is ready (see
+ * RunSnapshot): the scan of an unchanged prefix does not count; and (2) asks
+ * for this Timeout, because the pause between two changed blocks is bounded
+ * only by what is left to scan, whose duration cannot be known before it is
+ * read. A long Timeout costs nothing while the run goes on; after a crash it
+ * keeps the snapshot resumable for three days, holding one of the account's
+ * pending-snapshot slots until then.
+ */
+export const DEFAULT_SNAPSHOT_TIMEOUT_MINUTES = 4320;
+
+/**
+ * The volume name used when none is given: the source's file name; for an
+ * NBD export its export name (none for the server's default export:
+ * INVALID_ARGUMENT asks for --volume).
+ */
+export function defaultVolumeName(sourcePath: string): string {
+  if (isNbdUrl(sourcePath)) return nbdVolumeName(parseNbdUrl(sourcePath));
+  return basename(sourcePath).replace(/[^A-Za-z0-9._-]/g, '_') || 'volume';
+}
+
+/**
+ * Backs up one source to a new EBS snapshot, a child of the volume's newest
+ * completed one, uploading only the blocks that changed. Resumes the volume's
+ * unfinished run when started again with the same arguments. The index claims
+ * the snapshot only once AWS says it is completed.
+ */
+export async function backup(deps: BackupDeps, options: BackupOptions): Promise<BackupResult> {
+  const started = Date.now();
+  throwIfAborted(options.signal);
+  const source = await openSource(options.source);
+  try {
+    // A file or device is known by its real path, an NBD export by its canonical URL.
+    const sourcePath = source.kind === 'nbd' ? source.path : await realpath(options.source);
+    const volume = options.volume ?? defaultVolumeName(sourcePath);
+    checkVolumeName(volume);
+    if (source.kind === 'device') {
+      const mounts = await writableMountsOf(sourcePath);
+      if (mounts.length > 0) options.onWarning?.(crashConsistentWarning(sourcePath, mounts));
+    }
+    const lock = options.dryRun ? undefined : deps.index.acquireLock(`volume:${volume}`);
+    try {
+      return await runBackup(deps, options, source, sourcePath, volume, started);
+    } finally {
+      lock?.release();
+    }
+  } finally {
+    await source.close();
+  }
+}
+
+function checkVolumeName(volume: string): void {
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(volume)) {
+    throw new SnaplineError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `--volume "${volume}" is not a valid name: use 1 to 128 letters, digits, dots, dashes or underscores`,
+    );
+  }
+}
+
+async function runBackup(
+  deps: BackupDeps,
+  options: BackupOptions,
+  source: BlockSource,
+  sourcePath: string,
+  volume: string,
+  started: number,
+): Promise<BackupResult> {
+  const { index } = deps;
+  const known = index.getVolume(volume);
+  // A volume filed by `index rebuild` without --source has no source yet: this one takes it.
+  if (known && known.sourcePath !== '' && known.sourcePath !== sourcePath && !options.full) {
+    throw new SnaplineError(
+      ErrorCodes.CONFLICT,
+      `volume "${volume}" is the lineage of ${known.sourcePath}, not of ${sourcePath}`,
+      { hint: 'name this source with --volume, or pass --full to start a new lineage under this name' },
+    );
+  }
+  const identity: RunIdentity = {
+    source: sourcePath,
+    parent: options.parent ?? null,
+    full: Boolean(options.full),
+    encrypted: Boolean(options.encrypted || options.kmsKeyArn),
+    kmsKeyArn: options.kmsKeyArn ?? null,
+    description: options.description ?? null,
+    tags: options.tags ?? {},
+  };
+
+  const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
+  const resumed = run !== undefined;
+  if (run?.state === 'completing') {
+    // A crash came after the run was marked completing: seal it again and watch it to the end.
+    const committed = await sealRun(deps, run.snapshotId, options, volume, source);
+    return resultOf(committed, volume, source, started, { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 }, true, false);
+  }
+
+  const plan = run ? await planFromRun(deps, run) : await planNewRun(deps, options, volume, source, sourcePath, identity);
+  // A damaged map would pass for the parent's content (a lost row reads as a block never written): check it first.
+  if (plan.base !== null) index.verifyMap(plan.base);
+  const encrypted = run ? run.encrypted : plan.encrypted;
+  const snapshot = options.dryRun
+    ? undefined
+    : new RunSnapshot(run?.snapshotId, () => startRun(deps, options, volume, source, sourcePath, plan, identity));
+
+  const counts = await scanAndUpload(deps, options, source, volume, plan, encrypted, snapshot);
+  if (!snapshot) {
+    return resultOf(null, volume, source, started, counts, false, true, plan);
+  }
+  // Nothing to upload: the snapshot starts now, as a child that holds its parent's blocks.
+  const snapshotId = await snapshot.start();
+  const committed = await sealRun(deps, snapshotId, options, volume, source);
+  return resultOf(committed, volume, source, started, counts, resumed, false);
+}
+
+/**
+ * The run's snapshot: a resumed run's, or one started on first need (the
+ * first block to upload, or the end of a scan that found none). Concurrent
+ * callers of start() share one start.
+ */
+class RunSnapshot {
+  #id: string | undefined;
+  #starting: Promise<string> | undefined;
+
+  constructor(
+    id: string | undefined,
+    private readonly begin: () => Promise<SnapshotRecord>,
+  ) {
+    this.#id = id;
+  }
+
+  /** The snapshot id once started. */
+  get id(): string | undefined {
+    return this.#id;
+  }
+
+  start(): Promise<string> {
+    if (this.#id !== undefined) return Promise.resolve(this.#id);
+    this.#starting ??= this.begin().then((run) => (this.#id = run.snapshotId));
+    return this.#starting;
+  }
+}
+
+/**
+ * StartSnapshot for a new run, then its record in the index. The run's
+ * ClientToken is random and recorded in the index, with the exact
+ * arguments, before StartSnapshot: only this run's resume (after a crash
+ * between StartSnapshot and beginRun) sends it again, and gets the same
+ * snapshot; another run, another index, or the same run after its snapshot
+ * ended, never reuses a token.
+ */
+async function startRun(
+  deps: BackupDeps,
+  options: BackupOptions,
+  volume: string,
+  source: BlockSource,
+  sourcePath: string,
+  plan: Plan,
+  identity: RunIdentity,
+): Promise<SnapshotRecord> {
+  const { index } = deps;
+  index.ensureVolume({ name: volume, sourcePath, sizeBytes: source.sizeBytes });
+  const input: StartSnapshotInput = {
+    volumeSizeGiB: plan.volumeSizeGiB,
+    ...(plan.parent === null ? {} : { parentSnapshotId: plan.parent }),
+    ...(options.description === undefined ? {} : { description: options.description }),
+    tags: { ...options.tags, [VOLUME_TAG]: volume, [SOURCE_BYTES_TAG]: String(source.sizeBytes) },
+    // AWS refuses Encrypted or KmsKeyArn with a parent: a child takes its parent's encryption and key.
+    ...(plan.parent === null && identity.encrypted ? { encrypted: true } : {}),
+    ...(plan.parent === null && identity.kmsKeyArn !== null ? { kmsKeyArn: identity.kmsKeyArn } : {}),
+    timeoutMinutes: options.timeoutMinutes ?? DEFAULT_SNAPSHOT_TIMEOUT_MINUTES,
+  };
+  const startInput = JSON.stringify(input);
+  const runOptions = JSON.stringify(identity);
+  const recorded = index.runStart(volume);
+  const resumedStart = recorded !== undefined && recorded.startInput === startInput && recorded.runOptions === runOptions;
+  let clientToken = resumedStart ? recorded.clientToken : index.recordRunStart({ volume, clientToken: newClientToken(), startInput, runOptions }).clientToken;
+  let started = await deps.writer.startSnapshot({ ...input, clientToken });
+  if (started.status !== 'pending' && resumedStart) {
+    // The crashed run's snapshot ended (cancelled by its Timeout) before this resume: start another.
+    clientToken = index.recordRunStart({ volume, clientToken: newClientToken(), startInput, runOptions }).clientToken;
+    started = await deps.writer.startSnapshot({ ...input, clientToken });
+  }
+  if (started.status !== 'pending') {
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${started.snapshotId} is ${started.status} right after StartSnapshot`, {
+      hint: 'run the backup again',
+      details: { snapshotId: started.snapshotId },
+    });
+  }
+  if (started.kmsKeyArn !== undefined && !plan.encrypted) {
+    // Blocks were left out as implicit zeros, which an encrypted snapshot would read as random data.
+    index.dropRunStart(volume);
+    await deps.catalog.deleteSnapshot(started.snapshotId);
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${started.snapshotId} came out encrypted, though the run planned an unencrypted one`, {
+      hint: 'EBS encryption by default was probably enabled meanwhile: run the backup again',
+      details: { snapshotId: started.snapshotId },
+    });
+  }
+  return index.beginRun({
+    volume,
+    snapshotId: started.snapshotId,
+    parentSnapshotId: plan.parent,
+    baseSnapshotId: plan.base,
+    volumeSizeGiB: plan.volumeSizeGiB,
+    sourceBytes: source.sizeBytes,
+    encrypted: plan.encrypted,
+    description: options.description ?? null,
+    runOptions,
+  });
+}
+
+/** A StartSnapshot ClientToken of its own for every run (AWS takes up to 64 ASCII characters). */
+function newClientToken(): string {
+  return `snapline-${randomUUID()}`;
+}
+
+/** CompleteSnapshot, wait, commit; an interruption names the snapshot left to resume. */
+async function sealRun(deps: BackupDeps, snapshotId: string, options: BackupOptions, volume: string, source: BlockSource): Promise<SnapshotRecord> {
+  try {
+    return await completeAndCommit(deps.index, deps.writer, deps.catalog, snapshotId, commitOptions(options, volume, source));
+  } catch (err) {
+    throw resumable(err, snapshotId);
+  }
+}
+
+/** An INTERRUPTED error reworded to say which snapshot stays pending and how to resume it; others unchanged. */
+function resumable(err: unknown, snapshotId: string): unknown {
+  if (!isSnaplineError(err, ErrorCodes.INTERRUPTED)) return err;
+  return new SnaplineError(ErrorCodes.INTERRUPTED, `${err.message}; snapshot ${snapshotId} stays pending`, {
+    hint: 'run the same command again to resume it',
+    details: { snapshotId },
+  });
+}
+
+interface Plan {
+  /** AWS parent of the new snapshot. */
+  parent: string | null;
+  /** The snapshot whose index map the scan is compared with. */
+  base: string | null;
+  /** Blocks the index cannot vouch for: uploaded whatever their digest. */
+  suspects: number[];
+  volumeSizeGiB: number;
+  /** Whether the new snapshot will be encrypted: its parent's encryption, or for a new lineage the options and the account's default. */
+  encrypted: boolean;
+}
+
+/** The unfinished run of this volume to continue, after checking it is the same run and still alive in AWS. */
+async function pendingRunToResume(
+  deps: BackupDeps,
+  volume: string,
+  identity: RunIdentity,
+  options: BackupOptions,
+): Promise<SnapshotRecord | undefined> {
+  const run = deps.index.pendingRun(volume);
+  if (!run) return undefined;
+  if (options.discardPending) {
+    deps.index.abandonRun(run.snapshotId, 'discarded with --discard-pending');
+    return undefined;
+  }
+  if (run.runOptions !== JSON.stringify(identity)) {
+    throw new SnaplineError(
+      ErrorCodes.CONFLICT,
+      `volume "${volume}" has an unfinished backup (${run.snapshotId}) started with other arguments`,
+      {
+        hint: 'run the backup again with the same arguments to resume it, or add --discard-pending to abandon it',
+        details: { snapshotId: run.snapshotId },
+      },
+    );
+  }
+  // EC2 may not list a snapshot started moments ago: missing then means "not yet", not gone.
+  const remote = await describeListed(deps.catalog, run.snapshotId, run.startedAt.getTime() + EC2_SETTLE_MS, { signal: options.signal });
+  if (run.state === 'completing' && (remote?.state === 'completed' || remote?.state === 'pending')) return run;
+  if (!remote || remote.state !== 'pending') {
+    // Gone, errored or completed without our commit: it cannot be continued.
+    deps.index.abandonRun(run.snapshotId, `found in state ${remote?.state ?? 'deleted'} when resuming`);
+    return undefined;
+  }
+  return run;
+}
+
+async function planFromRun(deps: BackupDeps, run: SnapshotRecord): Promise<Plan> {
+  const { parentSnapshotId: parent, baseSnapshotId: base } = run;
+  const reconciled = parent !== null && base !== null && parent !== base;
+  return {
+    parent,
+    base,
+    suspects: reconciled ? await changedBlocks(deps.reader, base, parent) : [],
+    volumeSizeGiB: run.volumeSizeGiB,
+    encrypted: run.encrypted,
+  };
+}
+
+async function changedBlocks(reader: SnapshotReader, first: string, second: string): Promise<number[]> {
+  const indexes: number[] = [];
+  for await (const page of reader.listChangedBlocks(first, second)) {
+    for (const block of page.blocks) indexes.push(block.index);
+  }
+  return indexes;
+}
+
+async function planNewRun(
+  deps: BackupDeps,
+  options: BackupOptions,
+  volume: string,
+  source: BlockSource,
+  sourcePath: string,
+  identity: RunIdentity,
+): Promise<Plan> {
+  const { index } = deps;
+  const sourceGiB = volumeSizeGiBFor(source.sizeBytes);
+  if (sourceGiB > MAX_VOLUME_SIZE_GIB) {
+    throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `${sourcePath} is larger than the 64 TiB an EBS snapshot can hold`);
+  }
+  // A new lineage is encrypted when asked, or when the account encrypts by default.
+  const newLineage = async (): Promise<Plan> => ({
+    parent: null,
+    base: null,
+    suspects: [],
+    volumeSizeGiB: sourceGiB,
+    encrypted: identity.encrypted || (await deps.catalog.encryptionByDefault()),
+  });
+  if (options.full) {
+    if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--full and --parent exclude each other');
+    return newLineage();
+  }
+  const head = index.headSnapshot(volume);
+  const parentId = options.parent ?? head?.snapshotId ?? null;
+  if (parentId === null) return newLineage();
+
+  // A parent this index committed moments ago may be missing from EC2, or shown pending, for a while.
+  const parentRecord = index.getSnapshot(parentId);
+  const settledBy = parentRecord?.state === 'completed' ? (parentRecord.completedAt ?? parentRecord.startedAt).getTime() + EC2_SETTLE_MS : 0;
+  const remote = await describeListed(deps.catalog, parentId, settledBy, { signal: options.signal, completed: true });
+  if (!remote) {
+    throw new SnaplineError(ErrorCodes.NOT_FOUND, `parent snapshot ${parentId} does not exist in AWS`, {
+      hint: 'pass --full to start a new lineage, or --parent with a snapshot that exists',
+    });
+  }
+  if (remote.state !== 'completed') {
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `parent snapshot ${parentId} is ${remote.state}, not completed`);
+  }
+  if (sourceGiB > remote.volumeSizeGiB) {
+    throw new SnaplineError(
+      ErrorCodes.SOURCE_UNUSABLE,
+      `${sourcePath} has grown to ${sourceGiB} GiB, past the ${remote.volumeSizeGiB} GiB of its lineage (parent ${parentId})`,
+      { hint: 'pass --full to start a new lineage at the new size' },
+    );
+  }
+  const volumeSizeGiB = remote.volumeSizeGiB;
+  const encrypted = await childEncryption(deps.catalog, remote, identity);
+
+  if (parentRecord?.state === 'completed') {
+    if (parentRecord.volume !== volume) {
+      throw new SnaplineError(
+        ErrorCodes.INVALID_ARGUMENT,
+        `--parent ${parentId} belongs to volume "${parentRecord.volume}", not "${volume}"`,
+      );
+    }
+    return { parent: parentId, base: parentId, suspects: [], volumeSizeGiB, encrypted };
+  }
+  if (!head) {
+    throw new SnaplineError(ErrorCodes.NOT_FOUND, `the index knows nothing of snapshot ${parentId} for volume "${volume}"`, {
+      hint: `pass --full to start a new lineage, or run \`snapline index rebuild ${parentId}\` to learn it`,
+    });
+  }
+  // A parent taken elsewhere (e.g. in AWS after a restore there): compare with
+  // the index's head and upload every block the two disagree on.
+  let suspects: number[];
+  try {
+    suspects = await changedBlocks(deps.reader, head.snapshotId, parentId);
+  } catch (err) {
+    if (isSnaplineError(err, ErrorCodes.REMOTE_REJECTED)) {
+      throw new SnaplineError(
+        ErrorCodes.REMOTE_REJECTED,
+        `snapshot ${parentId} is not of the lineage of ${head.snapshotId}, the newest snapshot of "${volume}"`,
+        { hint: 'pass --full to start a new lineage', cause: err },
+      );
+    }
+    throw err;
+  }
+  return { parent: parentId, base: head.snapshotId, suspects, volumeSizeGiB, encrypted };
+}
+
+/**
+ * The encryption of a child of `parent`, which AWS gives it: the parent's,
+ * with the parent's key. Options that ask for another outcome are refused
+ * (a new lineage can have it), and so is an unencrypted parent in an account
+ * that encrypts by default, which AWS refuses.
+ */
+async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot, identity: RunIdentity): Promise<boolean> {
+  const newLineage = { hint: 'pass --full to start a new lineage with this encryption' };
+  if (identity.encrypted && !parent.encrypted) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--encrypted cannot apply to an incremental backup of the unencrypted snapshot ${parent.snapshotId}: a child keeps its parent's encryption`, newLineage);
+  }
+  if (identity.kmsKeyArn !== null && parent.kmsKeyId !== undefined && parent.kmsKeyId !== identity.kmsKeyArn) {
+    throw new SnaplineError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `--kms-key-id ${identity.kmsKeyArn} is not the key of the parent snapshot ${parent.snapshotId} (${parent.kmsKeyId}): a child is encrypted with its parent's key`,
+      newLineage,
+    );
+  }
+  if (!parent.encrypted && (await catalog.encryptionByDefault())) {
+    throw new SnaplineError(
+      ErrorCodes.REMOTE_REJECTED,
+      `the account encrypts EBS by default, and AWS takes no unencrypted parent then: snapshot ${parent.snapshotId} cannot have an incremental child`,
+      { hint: 'pass --full to start a new, encrypted lineage', details: { snapshotId: parent.snapshotId } },
+    );
+  }
+  return parent.encrypted;
+}
+
+interface ScanCounts {
+  scanned: number;
+  changed: number;
+  uploaded: number;
+  zeroSkipped: number;
+}
+
+/**
+ * The hot path: reads and hashes the source once, compares each block with the
+ * base map and the journal, and uploads what changed from the bytes that were
+ * hashed. Uploads go through the writer's limiter; the slab pool bounds how
+ * much is held in memory. On abort it waits for uploads in flight, flushes the
+ * journal and throws INTERRUPTED.
+ */
+async function scanAndUpload(
+  deps: BackupDeps,
+  options: BackupOptions,
+  source: BlockSource,
+  volume: string,
+  plan: Plan,
+  encrypted: boolean,
+  snapshot: RunSnapshot | undefined,
+): Promise<ScanCounts> {
+  const { index } = deps;
+  const totalBlocks = blockCountFor(source.sizeBytes);
+  const baseMap = new BlockMapCursor(index, plan.base);
+  const suspects = new SortedBlockSet(plan.suspects);
+  // A resumed run's snapshot is known; a new run's starts with its first upload.
+  let snapshotId = snapshot?.id;
+  const resume = snapshotId ? ResumeState.load(index, snapshotId) : ResumeState.empty();
+  let journal = snapshotId ? new JournalWriter(index, snapshotId) : undefined;
+  // Unwritten blocks read as zeros only in an unencrypted snapshot.
+  const zeroIsImplicit = !encrypted;
+  const counts: ScanCounts = { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 };
+  // Uploads are bounded by the slab pool (a slab is held until its uploads settle)
+  // and paced by the writer's limiter. Blocks of a hole run hold no slab: the
+  // window keeps them to as many as the pool holds too.
+  const uploads = new TaskWindow(deps.slabs.slabCount * deps.slabs.blocksPerSlab);
+  const progress = (phase: BackupProgress['phase']) =>
+    options.onProgress?.({
+      phase,
+      volume,
+      snapshotId,
+      sourceBytes: source.sizeBytes,
+      bytesScanned: Math.min(source.sizeBytes, counts.scanned * BLOCK_SIZE),
+      blocksScanned: counts.scanned,
+      blocksChanged: counts.changed,
+      blocksUploaded: counts.uploaded,
+      bytesUploaded: counts.uploaded * BLOCK_SIZE,
+    });
+
+  const upload = async (slab: HashedSlab, i: number) => {
+    const blockIndex = slab.firstBlock + i;
+    const digest = digestAt(slab, i);
+    const percent = Math.floor((100 * (blockIndex + 1)) / totalBlocks);
+    await deps.writer.putBlock(snapshotId!, blockIndex, slab.slab.block(i), checksumOf(digest), percent);
+    journal!.acknowledge(blockIndex, digest);
+    counts.uploaded += 1;
+  };
+
+  const ticker = setInterval(() => progress('scan'), 500);
+  try {
+    for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
+      // Slabs hashed ahead are yielded without reading: the abort is checked here too.
+      if (options.signal?.aborted) {
+        slab.slab.release();
+        throwIfAborted(options.signal);
+      }
+      const toUpload: number[] = [];
+      for (let i = 0; i < slab.blockCount; i += 1) {
+        if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
+      }
+      counts.scanned += slab.blockCount;
+      counts.changed += toUpload.length;
+      if (toUpload.length === 0 || !snapshot || uploads.failed) {
+        slab.slab.release();
+        if (uploads.failed) break;
+        continue;
+      }
+      if (journal === undefined) {
+        try {
+          snapshotId = await snapshot.start();
+          // StartSnapshot runs to its end on abort; the run stops after it, its snapshot left to resume.
+          throwIfAborted(options.signal);
+        } catch (err) {
+          slab.slab.release();
+          throw err;
+        }
+        journal = new JournalWriter(index, snapshotId);
+      }
+      journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
+      // The slab goes back to the pool once every upload from it has settled,
+      // and its acknowledgements go to the journal first: a crash then repeats
+      // only uploads of slabs still held, never more than the slab pool's blocks.
+      let unsettled = toUpload.length;
+      const settle = () => {
+        unsettled -= 1;
+        if (unsettled > 0) return;
+        try {
+          journal?.flush();
+        } finally {
+          slab.slab.release();
+        }
+      };
+      for (const [n, i] of toUpload.entries()) {
+        try {
+          await uploads.add(() => upload(slab, i).finally(settle));
+        } catch (err) {
+          for (let k = n; k < toUpload.length; k += 1) settle();
+          throw err;
+        }
+      }
+    }
+  } catch (err) {
+    uploads.fail(err);
+  } finally {
+    clearInterval(ticker);
+  }
+  try {
+    await uploads.drain();
+  } catch (err) {
+    throw snapshotId ? resumable(err, snapshotId) : err;
+  } finally {
+    journal?.flush();
+  }
+  progress('scan');
+  return counts;
+
+  /** The upload decision for one block; counts zero blocks left out. */
+  function mustUpload(blockIndex: number, digest: Uint8Array, isZero: boolean): boolean {
+    const baseDigest = baseMap.digestAt(blockIndex);
+    const suspect = suspects.has(blockIndex);
+    if (resume.mustRewrite(blockIndex)) return true;
+    const written = resume.written(blockIndex);
+    if (written) return !written.equals(digest);
+    if (!suspect && baseDigest !== undefined) return !baseDigest.equals(digest);
+    if (!suspect && isZero && zeroIsImplicit) {
+      // The lineage never wrote this block and it reads back as zeros already.
+      counts.zeroSkipped += 1;
+      return false;
+    }
+    return true;
+  }
+}
+
+function commitOptions(options: BackupOptions, volume: string, source: BlockSource) {
+  return {
+    waitTimeoutMs: options.waitTimeoutMs,
+    signal: options.signal,
+    onWait: () =>
+      options.onProgress?.({
+        phase: 'wait' as const,
+        volume,
+        sourceBytes: source.sizeBytes,
+        bytesScanned: source.sizeBytes,
+        blocksScanned: 0,
+        blocksChanged: 0,
+        blocksUploaded: 0,
+        bytesUploaded: 0,
+      }),
+  };
+}
+
+function resultOf(
+  committed: SnapshotRecord | null,
+  volume: string,
+  source: BlockSource,
+  started: number,
+  counts: ScanCounts,
+  resumed: boolean,
+  dryRun: boolean,
+  plan?: Plan,
+): BackupResult {
+  return {
+    snapshotId: committed?.snapshotId ?? null,
+    parentSnapshotId: committed?.parentSnapshotId ?? plan?.parent ?? null,
+    volume,
+    volumeSizeGiB: committed?.volumeSizeGiB ?? plan?.volumeSizeGiB ?? volumeSizeGiBFor(source.sizeBytes),
+    sourceBytes: source.sizeBytes,
+    blocksScanned: counts.scanned,
+    blocksChanged: counts.changed,
+    blocksUploaded: counts.uploaded,
+    blocksZeroSkipped: counts.zeroSkipped,
+    bytesUploaded: counts.uploaded * BLOCK_SIZE,
+    durationMs: Date.now() - started,
+    resumed,
+    dryRun,
+  };
+}

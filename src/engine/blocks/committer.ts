@@ -1,0 +1,179 @@
+import { LinearAggregate } from '../../core/checksum.js';
+import { sleep, throwIfAborted } from '../../core/abort.js';
+import type { RemoteSnapshot, SnapshotCatalog, SnapshotStatus, SnapshotWriter } from '../../core/ports.js';
+import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
+import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+
+/**
+ * How long after a snapshot starts (or completes) EC2 DescribeSnapshots may
+ * still not show it (or still show it pending): EC2 is eventually
+ * consistent. Within this window a snapshot missing from EC2 is "not listed
+ * yet", never "gone".
+ */
+export const EC2_SETTLE_MS = 5 * 60_000;
+
+/**
+ * How long a run waits for EC2 to show the outcome of a completion that
+ * CompleteSnapshot refused or answered with a failure (it may have been
+ * accepted by an earlier attempt whose answer was lost). Past it the run
+ * stops with that error; it stays completing, and the next run looks at EC2
+ * again.
+ */
+export const UNCERTAIN_COMPLETION_WAIT_MS = 5 * 60_000;
+
+const DEFAULT_POLL = { first: 200, max: 15_000 };
+
+export interface CommitOptions {
+  /** Give up waiting for "completed" after this long (the journal is kept). Default: no limit. */
+  waitTimeoutMs?: number;
+  /** First and largest pause between two DescribeSnapshots polls. */
+  pollMs?: { first: number; max: number };
+  signal?: AbortSignal;
+  onWait?: (status: SnapshotStatus, progress: string | undefined) => void;
+}
+
+export interface WaitOptions extends CommitOptions {
+  /** Epoch ms until which a snapshot EC2 does not list counts as not listed yet (default: EC2_SETTLE_MS from now). */
+  listedBy?: number;
+}
+
+/**
+ * Seals a pending run: CompleteSnapshot with the LINEAR aggregate of every
+ * block the journal says was written, then waits until EC2 says completed,
+ * and only then commits the run to the index. A snapshot that ends in error is
+ * abandoned in the index and reported (BAD_STATE).
+ *
+ * A run already marked completing (a crash, or a lost answer, after
+ * CompleteSnapshot was sent) first asks EC2 how the snapshot is: completed or
+ * error is taken as it is; pending gets CompleteSnapshot again, since the
+ * first may never have reached the service. AWS documents no answer for a
+ * second CompleteSnapshot (the local endpoint refuses it): when
+ * CompleteSnapshot fails in a way that does not rule out an earlier
+ * acceptance, the outcome is read from EC2 for up to
+ * UNCERTAIN_COMPLETION_WAIT_MS before that failure is reported.
+ */
+export async function completeAndCommit(
+  index: BlockIndex,
+  writer: SnapshotWriter,
+  catalog: SnapshotCatalog,
+  snapshotId: string,
+  options: CommitOptions = {},
+): Promise<SnapshotRecord> {
+  const record = index.getSnapshot(snapshotId);
+  if (!record) throw new SnaplineError(ErrorCodes.INTERNAL, `the index has no run for ${snapshotId}`);
+  const listedBy = record.startedAt.getTime() + EC2_SETTLE_MS;
+  let status: SnapshotStatus = record.state === 'completed' ? 'completed' : 'pending';
+  if (record.state === 'completing') {
+    const remote = await describeListed(catalog, snapshotId, listedBy, options);
+    if (remote?.state === 'completed' || remote?.state === 'error') status = remote.state;
+  }
+  let uncertain: SnaplineError | undefined;
+  if (status === 'pending' && (record.state === 'pending' || record.state === 'completing')) {
+    const aggregate = new LinearAggregate();
+    for (const block of index.writtenBlocks(snapshotId)) aggregate.add(block.index, block.digest);
+    index.markCompleting(snapshotId);
+    try {
+      status = await writer.completeSnapshot(snapshotId, aggregate.count, aggregate.digest());
+    } catch (err) {
+      if (!completionMayHaveHappened(err)) throw err;
+      uncertain = err;
+    }
+  }
+  if (status !== 'completed') {
+    const waitTimeoutMs = uncertain === undefined ? options.waitTimeoutMs : Math.min(options.waitTimeoutMs ?? Infinity, UNCERTAIN_COMPLETION_WAIT_MS);
+    try {
+      status = await waitForSnapshot(catalog, snapshotId, { ...options, waitTimeoutMs, listedBy });
+    } catch (err) {
+      if (uncertain !== undefined && isSnaplineError(err, ErrorCodes.TIMEOUT)) throw stillUncertain(uncertain, snapshotId);
+      throw err;
+    }
+  }
+  if (status === 'error') {
+    index.abandonRun(snapshotId, 'the snapshot ended in state error');
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${snapshotId} ended in state error; the index is unchanged`, {
+      hint: 'run the backup again to take a new snapshot',
+      details: { snapshotId },
+    });
+  }
+  return index.commitRun(snapshotId);
+}
+
+/**
+ * True when a failed CompleteSnapshot leaves open whether the completion was
+ * accepted: a refusal (a repeated call after a lost answer), a lost or failed
+ * answer, throttling or "not found" after retries. Interruptions, access and
+ * argument errors are taken as they are.
+ */
+function completionMayHaveHappened(err: unknown): err is SnaplineError {
+  return isSnaplineError(err) && UNCERTAIN_COMPLETION_CODES.has(err.code);
+}
+
+const UNCERTAIN_COMPLETION_CODES = new Set<string>([
+  ErrorCodes.REMOTE_REJECTED,
+  ErrorCodes.UNAVAILABLE,
+  ErrorCodes.THROTTLED,
+  ErrorCodes.NOT_FOUND,
+  ErrorCodes.ENDPOINT_UNREACHABLE,
+]);
+
+function stillUncertain(cause: SnaplineError, snapshotId: string): SnaplineError {
+  return new SnaplineError(cause.code, `${cause.message}; snapshot ${snapshotId} is still pending in EC2, so whether its completion was accepted is not known yet`, {
+    cause,
+    hint: 'run the same command again later: it looks at the snapshot in EC2 again',
+    details: { ...cause.details, snapshotId },
+  });
+}
+
+/**
+ * Polls DescribeSnapshots with growing pauses until the snapshot is completed
+ * or in error. No fixed cap unless `waitTimeoutMs` is given (then TIMEOUT).
+ * A snapshot EC2 does not list is waited for until `listedBy`, then NOT_FOUND.
+ */
+export async function waitForSnapshot(catalog: SnapshotCatalog, snapshotId: string, options: WaitOptions = {}): Promise<SnapshotStatus> {
+  const { first, max } = options.pollMs ?? DEFAULT_POLL;
+  const deadline = options.waitTimeoutMs === undefined ? Infinity : Date.now() + options.waitTimeoutMs;
+  const listedBy = options.listedBy ?? Date.now() + EC2_SETTLE_MS;
+  let pause = first;
+  while (true) {
+    throwIfAborted(options.signal);
+    const [snapshot] = await catalog.describeSnapshots([snapshotId]);
+    if (snapshot?.state === 'completed' || snapshot?.state === 'error') return snapshot.state;
+    if (!snapshot && Date.now() >= listedBy) {
+      throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} disappeared while waiting for it to complete`, { details: { snapshotId } });
+    }
+    options.onWait?.('pending', snapshot?.progress);
+    if (Date.now() + pause > deadline) {
+      throw new SnaplineError(ErrorCodes.TIMEOUT, `snapshot ${snapshotId} is still pending after the wait timeout`, {
+        hint: 'run the same command again later: it goes on waiting for this snapshot',
+        details: { snapshotId },
+      });
+    }
+    await sleep(pause, options.signal);
+    pause = Math.min(max, pause * 2);
+  }
+}
+
+/**
+ * The snapshot as EC2 lists it, or undefined when it is gone. Until
+ * `listedBy` (epoch ms) a snapshot missing from the listing is looked up
+ * again with growing pauses (EC2 may not list a new snapshot yet); with
+ * `completed`, one still shown pending is too (EC2 may show a state change
+ * late), and the last state seen is returned at `listedBy`.
+ */
+export async function describeListed(
+  catalog: SnapshotCatalog,
+  snapshotId: string,
+  listedBy: number,
+  options: { pollMs?: { first: number; max: number }; signal?: AbortSignal; completed?: boolean } = {},
+): Promise<RemoteSnapshot | undefined> {
+  const { first, max } = options.pollMs ?? DEFAULT_POLL;
+  let pause = first;
+  while (true) {
+    throwIfAborted(options.signal);
+    const [snapshot] = await catalog.describeSnapshots([snapshotId]);
+    const settled = snapshot !== undefined && !(options.completed === true && snapshot.state === 'pending');
+    if (settled || Date.now() >= listedBy) return snapshot;
+    await sleep(Math.min(pause, Math.max(0, listedBy - Date.now())), options.signal);
+    pause = Math.min(max, pause * 2);
+  }
+}

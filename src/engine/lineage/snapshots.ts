@@ -1,0 +1,56 @@
+import type { RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
+import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+
+export interface SnapshotRow {
+  volume: string;
+  snapshotId: string;
+  parentSnapshotId: string | null;
+  /** What the index records. */
+  indexState: SnapshotRecord['state'];
+  /** What EC2 says now; 'missing' when it does not know the snapshot. */
+  remoteState: RemoteSnapshot['state'] | 'missing';
+  progress: string | null;
+  volumeSizeGiB: number;
+  sourceBytes: number;
+  changedBlocks: number;
+  tags: Record<string, string>;
+  startedAt: string;
+  completedAt: string | null;
+  ageDays: number;
+}
+
+/**
+ * The snapshots the index records (oldest first), each reconciled with what
+ * EC2 DescribeSnapshots says of it now. Snapshots deleted through snapline are
+ * left out.
+ */
+export async function listSnapshots(
+  deps: { index: BlockIndex; catalog: SnapshotCatalog },
+  options: { volume?: string; now?: Date } = {},
+): Promise<SnapshotRow[]> {
+  const records = deps.index.listSnapshots(options.volume).filter((r) => r.state !== 'deleted');
+  const remote = new Map<string, RemoteSnapshot>();
+  for (let i = 0; i < records.length; i += 200) {
+    const ids = records.slice(i, i + 200).map((r) => r.snapshotId);
+    for (const snapshot of await deps.catalog.describeSnapshots(ids)) remote.set(snapshot.snapshotId, snapshot);
+  }
+  const now = (options.now ?? new Date()).getTime();
+  return records.map((record) => {
+    const live = remote.get(record.snapshotId);
+    return {
+      volume: record.volume,
+      snapshotId: record.snapshotId,
+      parentSnapshotId: record.parentSnapshotId,
+      indexState: record.state,
+      remoteState: live?.state ?? 'missing',
+      progress: live?.progress ?? null,
+      volumeSizeGiB: record.volumeSizeGiB,
+      sourceBytes: record.sourceBytes,
+      changedBlocks: record.changedBlocks,
+      tags: live?.tags ?? {},
+      startedAt: record.startedAt.toISOString(),
+      completedAt: record.completedAt?.toISOString() ?? null,
+      ageDays: Math.floor((now - record.startedAt.getTime()) / 86_400_000),
+    };
+  });
+}

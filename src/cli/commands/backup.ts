@@ -129,7 +129,7 @@ export function describeResult(result: BackupResult): string[] {
     tracking?.tracker == null
       ? []
       : tracking.scan === 'tracked'
-        ? [`  ${tracking.tracker}: read ${result.blocksRead} blocks it marks${tracking.blocksVerified > 0 ? `, ${tracking.blocksVerified} it calls unchanged verified` : ''}; the rest is the parent's`]
+        ? [`  ${tracking.tracker}: ${tracking.blocksMarked} blocks marked changed, ${result.blocksRead} read${tracking.blocksVerified > 0 ? `, ${tracking.blocksVerified} it calls unchanged verified` : ''}; the rest is the parent's`]
         : [`  ${tracking.tracker} not used: every block read`];
   return [
     head,

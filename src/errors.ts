@@ -42,6 +42,8 @@ export const ErrorCodes = {
   TIMEOUT: 'TIMEOUT',
   /** Local I/O failed (disk full, permission denied while writing). */
   IO_FAILED: 'IO_FAILED',
+  /** A change tracker (dirty bitmap, changed-blocks file) called blocks unchanged that changed. */
+  TRACKER_UNTRUSTED: 'TRACKER_UNTRUSTED',
   /** A bug: something that should not happen did. */
   INTERNAL: 'INTERNAL',
 } as const;
@@ -101,6 +103,7 @@ export const ExitCodes = {
   CONFLICT: 5,
   UNREACHABLE: 6,
   LOCAL_IO: 7,
+  TRACKER_UNTRUSTED: 8,
   INTERNAL: 70,
   INTERRUPTED: 130,
 } as const;
@@ -131,6 +134,8 @@ export function exitCodeFor(code: ErrorCode): number {
       return ExitCodes.UNREACHABLE;
     case ErrorCodes.IO_FAILED:
       return ExitCodes.LOCAL_IO;
+    case ErrorCodes.TRACKER_UNTRUSTED:
+      return ExitCodes.TRACKER_UNTRUSTED;
     case ErrorCodes.INTERRUPTED:
       return ExitCodes.INTERRUPTED;
     case ErrorCodes.INTERNAL:

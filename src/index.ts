@@ -12,6 +12,7 @@ import { verify as verifyWith, type VerifyOptions, type VerifyResult } from './e
 import { withSession, type SessionOptions } from './session.js';
 
 export type { BackupOptions, BackupProgress, BackupResult } from './engine/backup/backup.js';
+export type { ChangeTrackingResult } from './engine/backup/tracking.js';
 export type { RestoreOptions, RestoreProgress, RestoreResult } from './engine/restore/restore.js';
 export type { VerifyOptions, VerifyResult, BlockRange } from './engine/restore/verify.js';
 export type { DiffResult } from './engine/lineage/diff.js';

@@ -31,6 +31,7 @@ export const TIB = 1024 * GIB;
  * @property {number} indexBlocks
  * @property {boolean} indexJournal store the index map through the journal (as a backup does) rather than import it
  * @property {{ sizeBytes: number, dataBytes: number }} rss
+ * @property {{ sizeBytes: number, dataBytes: number }} changeTracking the sparse qcow2 of the changed-block tracking figures
  */
 
 /**

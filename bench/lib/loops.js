@@ -84,3 +84,29 @@ export async function bareGetLoop(endpointUrl, concurrency, snapshotId, { direct
     close();
   }
 }
+
+/**
+ * An incremental snapshot's own requests and nothing else: StartSnapshot as
+ * a child of `parentSnapshotId`, PutSnapshotBlock of the given blocks at
+ * `concurrency` in flight over the direct block requests a session uses,
+ * and CompleteSnapshot. Nothing is read, hashed or recorded.
+ * @param {string} endpointUrl
+ * @param {number} concurrency
+ * @param {{ parentSnapshotId: string, volumeSizeGiB: number, blocks: Array<{ index: number, body: Uint8Array, checksum: string }>, aggregate: string }} incremental
+ * @returns {Promise<number>} milliseconds from StartSnapshot to CompleteSnapshot's answer
+ */
+export async function bareIncrementalLoop(endpointUrl, concurrency, { parentSnapshotId, volumeSizeGiB, blocks, aggregate }) {
+  const { store, close } = bareStore(endpointUrl, concurrency, true);
+  try {
+    const start = performance.now();
+    const { snapshotId } = await store.startSnapshot({ volumeSizeGiB, parentSnapshotId });
+    await inLanes(blocks.length, concurrency, (i) => {
+      const block = /** @type {{ index: number, body: Uint8Array, checksum: string }} */ (blocks[i]);
+      return store.putBlock(snapshotId, block.index, block.body, block.checksum);
+    });
+    await store.completeSnapshot(snapshotId, blocks.length, aggregate);
+    return performance.now() - start;
+  } finally {
+    close();
+  }
+}

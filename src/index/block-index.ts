@@ -36,6 +36,7 @@ import {
 import { BLOCK_KEY_SPAN } from './schema.js';
 import { indexErrorOf, isUniqueViolation } from './sqlite-errors.js';
 import { type StoreRef, VolumeStores } from './stores.js';
+import { TrackerHistory } from './trackers.js';
 import {
   optionalText,
   requireBoolean,
@@ -242,6 +243,7 @@ export class BlockIndex {
   readonly #archives: ArchiveRows;
   readonly #ecsJobs: EcsJobRows;
   readonly #stores: VolumeStores;
+  readonly #trackers: TrackerHistory;
   #closed = false;
 
   private constructor(path: string, db: Database) {
@@ -255,6 +257,13 @@ export class BlockIndex {
     this.#archives = new ArchiveRows(db);
     this.#ecsJobs = new EcsJobRows(db);
     this.#stores = new VolumeStores(db);
+    this.#trackers = new TrackerHistory(db, path);
+  }
+
+  /** The change tracker each snapshot was taken against (trackers.ts). */
+  get trackers(): TrackerHistory {
+    this.#assertOpen();
+    return this.#trackers;
   }
 
   /**

@@ -3,6 +3,7 @@ export { BlockIndex } from './block-index.js';
 export type { BeginRunInput, BlockRange, ImportSnapshotInput, StorageStats } from './block-index.js';
 export type { HeldLock } from './locks.js';
 export type { StoreRef } from './stores.js';
+export type { TrackedScan, TrackerHistory, TrackerRecord } from './trackers.js';
 export type {
   ArchiveObjectRecord,
   ArchiveRecord,

@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import { BLOCKS_PER_GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
+import { TRACKER_TABLES } from './trackers.js';
 
 /** `PRAGMA application_id` of a snapline index: "SNPL". A file with another id is refused. */
 export const APPLICATION_ID = 0x534e504c;
@@ -255,6 +256,9 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
         label  TEXT NOT NULL
       ) WITHOUT ROWID;
     `);
+  },
+  (db) => {
+    db.exec(TRACKER_TABLES);
   },
 ];
 

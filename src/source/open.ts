@@ -1,5 +1,6 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { fstatSync, type BigIntStats } from 'node:fs';
+import type { ChangedRanges } from '../core/changed-ranges.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs, sizeByProbing } from './device-size.js';
 import { nativeHoleSeeker, type HoleSeeker } from './holes.js';
@@ -43,20 +44,34 @@ export interface BlockSource {
    * Synchronous and cheap for files; an NBD export asks its server.
    */
   dataRegionAt(position: number): DataRegion | Promise<DataRegion>;
+  /** The source's own change tracker, when it was opened with one (an NBD export's dirty bitmap). */
+  readonly changedRanges?: ChangedRanges;
   /** Closes the handle; idempotent. */
   close(): Promise<void>;
 }
 
+export interface OpenSourceOptions {
+  /** An NBD export's dirty bitmap to answer changedRanges from; refused (INVALID_ARGUMENT) for any other source. */
+  dirtyBitmap?: string;
+}
+
 /**
  * Opens a regular file, a block device or an NBD export (an nbd:// or
- * nbd+unix:// URL, see nbd/url.ts) for reading. Anything else, and an empty
+ * nbd+unix:// URL, see nbd/url.ts) for reading, an export with its dirty
+ * bitmap when asked. Anything else, and an empty
  * source, is refused with SOURCE_UNUSABLE naming the path.
  */
-export async function openSource(path: string): Promise<BlockSource> {
+export async function openSource(path: string, options: OpenSourceOptions = {}): Promise<BlockSource> {
   if (typeof path !== 'string' || path === '') {
     throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, 'no source path given');
   }
-  if (isNbdUrl(path)) return openNbdSource(parseNbdUrl(path));
+  if (isNbdUrl(path)) return openNbdSource(parseNbdUrl(path), { dirtyBitmap: options.dirtyBitmap });
+  if (options.dirtyBitmap !== undefined) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--dirty-bitmap reads an NBD export's dirty bitmap: ${path} is not an NBD URL`, {
+      hint: 'export the disk with qemu-nbd -B NAME and back up its nbd:// URL, or give another tracker\'s changes with --changed-blocks FILE',
+      details: { option: 'dirtyBitmap' },
+    });
+  }
   // Look before opening: opening a FIFO for reading would wait for a writer.
   let kind: HandleSource['kind'];
   try {

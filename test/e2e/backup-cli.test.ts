@@ -21,7 +21,7 @@ import { overwriteBlocks, writeImage } from '../support/images.js';
  */
 
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
-/** The keys of the backup result the issue documents, plus resumed and dryRun, which the engine adds. */
+/** The keys of the backup result the issue documents, plus resumed, dryRun and blocksRead, which the engine adds (changeTracking only with a tracker or checkpoint). */
 const RESULT_KEYS = [
   'snapshotId',
   'parentSnapshotId',
@@ -29,6 +29,7 @@ const RESULT_KEYS = [
   'volumeSizeGiB',
   'sourceBytes',
   'blocksScanned',
+  'blocksRead',
   'blocksChanged',
   'blocksUploaded',
   'blocksZeroSkipped',

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import type { BackupProgress, BackupResult } from '../../engine/backup/backup.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
-import { integerOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
+import { integerOption, numberOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 
@@ -19,6 +19,11 @@ interface BackupFlags {
   dryRun?: boolean;
   waitTimeout?: number;
   discardPending?: boolean;
+  dirtyBitmap?: string;
+  changedBlocks?: string;
+  sinceCheckpoint?: string;
+  checkpoint?: string;
+  verifyUnchanged?: number;
 }
 
 export function registerBackup(program: Command, wrap: Wrap): void {
@@ -42,6 +47,15 @@ export function registerBackup(program: Command, wrap: Wrap): void {
     .option('--dry-run', 'scan and report what would be uploaded; write nothing')
     .addOption(new Option('--wait-timeout <seconds>', 'stop waiting for the snapshot to complete after this long (it stays resumable)').argParser(secondsOption('--wait-timeout')))
     .option('--discard-pending', 'abandon the volume\'s unfinished backup instead of resuming it')
+    .option('--dirty-bitmap <name>', "NBD source: read only the blocks its dirty bitmap (qemu:dirty-bitmap:NAME) marks; the rest is the parent's")
+    .option('--changed-blocks <file>', 'read only the byte ranges this file lists as changed ("OFFSET LENGTH" a line; see the README); the rest is the parent\'s')
+    .option('--since-checkpoint <id>', "the checkpoint the tracker counts changes from; must be the parent's --checkpoint (default: the bitmap's name)")
+    .option('--checkpoint <id>', 'the checkpoint this snapshot is taken at (the new bitmap or libvirt checkpoint), for the next run\'s --since-checkpoint')
+    .addOption(
+      new Option('--verify-unchanged <percent>', 'first read this percentage of the blocks the tracker calls unchanged and compare them with the parent; a difference fails the run (exit 8)').argParser(
+        numberOption('--verify-unchanged', 0, 100),
+      ),
+    )
     .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => runBackupCommand(ctx, sources, flags)));
 }
 
@@ -84,6 +98,11 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
             dryRun: flags.dryRun,
             waitTimeoutMs: flags.waitTimeout,
             discardPending: flags.discardPending,
+            dirtyBitmap: flags.dirtyBitmap,
+            changedBlocksFile: flags.changedBlocks,
+            sinceCheckpoint: flags.sinceCheckpoint,
+            checkpoint: flags.checkpoint,
+            verifyUnchangedPercent: flags.verifyUnchanged,
             signal: ctx.signal,
             onProgress,
             onWarning: (message) => output.warn(message),
@@ -105,9 +124,17 @@ export function describeResult(result: BackupResult): string[] {
   const head = result.dryRun
     ? `dry run of ${result.volume}: would upload ${result.blocksChanged} blocks (${formatBytes(result.blocksChanged * 524288)})`
     : `${result.volume}: ${result.snapshotId}${result.parentSnapshotId ? ` (child of ${result.parentSnapshotId})` : ' (new lineage)'}${result.resumed ? ', resumed' : ''}`;
+  const tracking = result.changeTracking;
+  const trackingLines =
+    tracking?.tracker == null
+      ? []
+      : tracking.scan === 'tracked'
+        ? [`  ${tracking.tracker}: ${tracking.blocksMarked} blocks marked changed, ${result.blocksRead} read${tracking.blocksVerified > 0 ? `, ${tracking.blocksVerified} it calls unchanged verified` : ''}; the rest is the parent's`]
+        : [`  ${tracking.tracker} not used: every block read`];
   return [
     head,
     `  scanned ${result.blocksScanned} blocks (${formatBytes(result.sourceBytes)}) in ${formatDuration(result.durationMs)}, ${rate.toFixed(0)} MiB/s`,
+    ...trackingLines,
     `  changed ${result.blocksChanged}, uploaded ${result.blocksUploaded} (${formatBytes(result.bytesUploaded)}), zero blocks skipped ${result.blocksZeroSkipped}`,
   ];
 }

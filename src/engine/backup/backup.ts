@@ -9,13 +9,15 @@ import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, S
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
-import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../../source/index.js';
+import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, type BlockSource, type SlabPool } from '../../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
 import { EC2_SETTLE_MS, completeAndCommit, describeListed } from '../blocks/committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
 import { digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
+import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type TrackingPlan } from './tracking.js';
+import type { BlockRanges, ChangedRanges } from '../../core/changed-ranges.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
 export interface BackupDeps {
@@ -52,8 +54,23 @@ export interface BackupOptions {
   discardPending?: boolean;
   signal?: AbortSignal;
   onProgress?: (progress: BackupProgress) => void;
-  /** Told of conditions the backup goes on despite, such as a source device mounted read-write. */
+  /** Told of conditions the backup goes on despite, such as a source device mounted read-write, or a tracker it cannot use. */
   onWarning?: (message: string) => void;
+  /**
+   * Read only the blocks the NBD source's dirty bitmap of this name marks
+   * (qemu:dirty-bitmap:NAME); the rest is the parent's. Used only when the
+   * parent was recorded at the checkpoint the bitmap counts from (see
+   * sinceCheckpoint); otherwise every block is read and onWarning says why.
+   */
+  dirtyBitmap?: string;
+  /** Like dirtyBitmap, with the changed ranges read from a changed-blocks file (see source/changed-blocks.ts); any source. */
+  changedBlocksFile?: string;
+  /** The checkpoint the tracker counts changes from; it must be the one recorded with the parent. Default: the bitmap's name. */
+  sinceCheckpoint?: string;
+  /** The checkpoint this snapshot is taken at (a new bitmap, a libvirt checkpoint), recorded for the next run's tracker. */
+  checkpoint?: string;
+  /** Read this percentage (0..100) of the blocks the tracker calls unchanged and compare them with the parent first: TRACKER_UNTRUSTED on a difference. */
+  verifyUnchangedPercent?: number;
 }
 
 export interface BackupProgress {
@@ -75,11 +92,15 @@ export interface BackupResult {
   volumeSizeGiB: number;
   sourceBytes: number;
   blocksScanned: number;
+  /** Blocks read from the source and hashed: holes, and blocks a tracker vouches for, are not read. */
+  blocksRead: number;
   blocksChanged: number;
   blocksUploaded: number;
   blocksZeroSkipped: number;
   bytesUploaded: number;
   durationMs: number;
+  /** Present when the run was given a tracker or a checkpoint. */
+  changeTracking?: ChangeTrackingResult;
   /** True when an unfinished run was continued. */
   resumed: boolean;
   dryRun: boolean;
@@ -94,6 +115,8 @@ interface RunIdentity {
   kmsKeyArn: string | null;
   description: string | null;
   tags: Record<string, string>;
+  /** Present only when the run uses change tracking, so that runs without it keep their identity. */
+  tracking?: Record<string, string | number>;
 }
 
 /**
@@ -134,7 +157,8 @@ export function defaultVolumeName(sourcePath: string): string {
 export async function backup(deps: BackupDeps, options: BackupOptions): Promise<BackupResult> {
   const started = Date.now();
   throwIfAborted(options.signal);
-  const source = await openSource(options.source);
+  checkTrackingOptions(options);
+  const source = await openSource(options.source, { dirtyBitmap: options.dirtyBitmap });
   try {
     // A file or device is known by its real path, an NBD export by its canonical URL.
     const sourcePath = source.kind === 'nbd' ? source.path : await realpath(options.source);
@@ -191,31 +215,57 @@ async function runBackup(
     description: options.description ?? null,
     tags: options.tags ?? {},
   };
+  const tracking = trackingIdentity(options);
+  if (tracking !== undefined) identity.tracking = tracking;
+  // Read (and validated against the source) before anything is started.
+  const tracker: ChangedRanges | undefined =
+    options.changedBlocksFile !== undefined ? await readChangedBlocksFile(options.changedBlocksFile, source.sizeBytes) : source.changedRanges;
 
   const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
   const resumed = run !== undefined;
   if (run?.state === 'completing') {
     // A crash came after the run was marked completing: seal it again and watch it to the end.
     const committed = await sealRun(deps, run.snapshotId, options, volume, source);
-    return resultOf(committed, volume, source, started, { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 }, true, false);
+    return resultOf(committed, volume, source, started, { scanned: 0, read: 0, changed: 0, uploaded: 0, zeroSkipped: 0 }, true, false);
   }
 
   const plan = run ? await planFromRun(deps, run) : await planNewRun(deps, options, volume, source, sourcePath, identity);
   // A damaged map would pass for the parent's content (a lost row reads as a block never written): check it first.
   if (plan.base !== null) index.verifyMap(plan.base);
   const encrypted = run ? run.encrypted : plan.encrypted;
+  const resume = run ? ResumeState.load(index, run.snapshotId) : ResumeState.empty();
+  const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites());
+  if (tracked?.result.reason !== undefined) options.onWarning?.(`${tracked.result.tracker} is not used: ${tracked.result.reason}`);
+  if (tracked?.ranges !== undefined && options.verifyUnchangedPercent !== undefined && options.verifyUnchangedPercent > 0) {
+    tracked.result.blocksVerified = await verifyUnchanged(deps, source, plan.base!, tracked.ranges, options.verifyUnchangedPercent, tracker!.description, options.signal);
+  }
   const snapshot = options.dryRun
     ? undefined
     : new RunSnapshot(run?.snapshotId, () => startRun(deps, options, volume, source, sourcePath, plan, identity));
 
-  const counts = await scanAndUpload(deps, options, source, volume, plan, encrypted, snapshot);
+  const counts = await scanAndUpload(deps, options, source, volume, plan, encrypted, snapshot, resume, tracked?.ranges);
   if (!snapshot) {
-    return resultOf(null, volume, source, started, counts, false, true, plan);
+    return resultOf(null, volume, source, started, counts, false, true, plan, tracked);
   }
   // Nothing to upload: the snapshot starts now, as a child that holds its parent's blocks.
   const snapshotId = await snapshot.start();
+  // Recorded before the completion: only a completed snapshot is ever a parent, and a crash from here on resumes at the completion.
+  if (tracked !== undefined) recordTracking(index, snapshotId, tracker, tracked);
   const committed = await sealRun(deps, snapshotId, options, volume, source);
-  return resultOf(committed, volume, source, started, counts, resumed, false);
+  return resultOf(committed, volume, source, started, counts, resumed, false, undefined, tracked);
+}
+
+/** Files the tracker and checkpoints of the run's snapshot in the index (see index/trackers.ts). */
+function recordTracking(index: BlockIndex, snapshotId: string, tracker: ChangedRanges | undefined, tracked: TrackingPlan): void {
+  index.trackers.record({
+    snapshotId,
+    kind: tracker?.kind ?? null,
+    name: tracker?.name ?? null,
+    sinceCheckpoint: tracked.result.sinceCheckpoint,
+    checkpoint: tracked.result.checkpoint,
+    scan: tracked.result.scan,
+    reason: tracked.result.reason ?? null,
+  });
 }
 
 /**
@@ -516,6 +566,8 @@ async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot,
 
 interface ScanCounts {
   scanned: number;
+  /** Blocks read and hashed (not holes). */
+  read: number;
   changed: number;
   uploaded: number;
   zeroSkipped: number;
@@ -536,6 +588,8 @@ async function scanAndUpload(
   plan: Plan,
   encrypted: boolean,
   snapshot: RunSnapshot | undefined,
+  resume: ResumeState,
+  ranges: BlockRanges | undefined,
 ): Promise<ScanCounts> {
   const { index } = deps;
   const totalBlocks = blockCountFor(source.sizeBytes);
@@ -543,11 +597,12 @@ async function scanAndUpload(
   const suspects = new SortedBlockSet(plan.suspects);
   // A resumed run's snapshot is known; a new run's starts with its first upload.
   let snapshotId = snapshot?.id;
-  const resume = snapshotId ? ResumeState.load(index, snapshotId) : ResumeState.empty();
   let journal = snapshotId ? new JournalWriter(index, snapshotId) : undefined;
   // Unwritten blocks read as zeros only in an unencrypted snapshot.
   const zeroIsImplicit = !encrypted;
-  const counts: ScanCounts = { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 };
+  const counts: ScanCounts = { scanned: 0, read: 0, changed: 0, uploaded: 0, zeroSkipped: 0 };
+  // How far the walk has come (a tracked run skips the blocks between its ranges).
+  let reachedBlock = 0;
   // Uploads are bounded by the slab pool (a slab is held until its uploads settle)
   // and paced by the writer's limiter. Blocks of a hole run hold no slab: the
   // window keeps them to as many as the pool holds too.
@@ -558,7 +613,7 @@ async function scanAndUpload(
       volume,
       snapshotId,
       sourceBytes: source.sizeBytes,
-      bytesScanned: Math.min(source.sizeBytes, counts.scanned * BLOCK_SIZE),
+      bytesScanned: Math.min(source.sizeBytes, reachedBlock * BLOCK_SIZE),
       blocksScanned: counts.scanned,
       blocksChanged: counts.changed,
       blocksUploaded: counts.uploaded,
@@ -576,7 +631,7 @@ async function scanAndUpload(
 
   const ticker = setInterval(() => progress('scan'), 500);
   try {
-    for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
+    for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges, signal: options.signal })) {
       // Slabs hashed ahead are yielded without reading: the abort is checked here too.
       if (options.signal?.aborted) {
         slab.slab.release();
@@ -587,6 +642,8 @@ async function scanAndUpload(
         if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
       }
       counts.scanned += slab.blockCount;
+      if (!slab.hole) counts.read += slab.blockCount;
+      reachedBlock = slab.firstBlock + slab.blockCount;
       counts.changed += toUpload.length;
       if (toUpload.length === 0 || !snapshot || uploads.failed) {
         slab.slab.release();
@@ -639,6 +696,7 @@ async function scanAndUpload(
   } finally {
     journal?.flush();
   }
+  reachedBlock = totalBlocks;
   progress('scan');
   return counts;
 
@@ -686,6 +744,7 @@ function resultOf(
   resumed: boolean,
   dryRun: boolean,
   plan?: Plan,
+  tracked?: TrackingPlan,
 ): BackupResult {
   return {
     snapshotId: committed?.snapshotId ?? null,
@@ -694,6 +753,7 @@ function resultOf(
     volumeSizeGiB: committed?.volumeSizeGiB ?? plan?.volumeSizeGiB ?? volumeSizeGiBFor(source.sizeBytes),
     sourceBytes: source.sizeBytes,
     blocksScanned: counts.scanned,
+    blocksRead: counts.read,
     blocksChanged: counts.changed,
     blocksUploaded: counts.uploaded,
     blocksZeroSkipped: counts.zeroSkipped,
@@ -701,5 +761,6 @@ function resultOf(
     durationMs: Date.now() - started,
     resumed,
     dryRun,
+    ...(tracked === undefined ? {} : { changeTracking: tracked.result }),
   };
 }

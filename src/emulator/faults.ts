@@ -8,9 +8,10 @@ export interface FaultSettings {
   /** Share 0..1 of EBS direct requests answered RequestThrottledException (400). */
   throttleRate?: number;
   /**
-   * Seconds of AWS time, from when the setting takes effect, during which every
-   * EBS direct request is answered RequestThrottledException (400): an account
-   * throttled for a while. Runs on the endpoint's clock, divided by the time scale.
+   * Seconds of AWS time, from the first EBS direct request after the setting
+   * takes effect, during which every EBS direct request is answered
+   * RequestThrottledException (400): an account throttled for a while. Runs
+   * on the endpoint's clock, divided by the time scale.
    */
   throttleForS?: number;
   /** Requests/s per snapshot for PutSnapshotBlock and GetSnapshotBlock each (1000 imitates AWS); excess gets RequestThrottledException. */
@@ -120,8 +121,8 @@ export type RequestFault = 'reset' | 'throttle' | 'error' | undefined;
  */
 export class FaultInjector {
   #settings: FaultSettings = {};
-  /** Endpoint time (ms) until which every EBS direct request is throttled (throttleForS). */
-  #throttledUntil = 0;
+  /** Endpoint time (ms) until which every EBS direct request is throttled (throttleForS); undefined until its first request. */
+  #throttledUntil: number | undefined;
   #reset!: () => number;
   #throttle!: () => number;
   #error!: () => number;
@@ -154,7 +155,7 @@ export class FaultInjector {
     [this.#reset, this.#throttle, this.#error, this.#corrupt, this.#completion, this.#spike, this.#jobFailure] = [0, 1, 2, 3, 4, 5, 6].map((n) =>
       seededStream(seed, n),
     ) as [() => number, () => number, () => number, () => number, () => number, () => number, () => number];
-    this.#throttledUntil = settings.throttleForS ? this.clock.now() + (settings.throttleForS * 1000) / this.clock.timeScale : 0;
+    this.#throttledUntil = undefined;
     this.#buckets.clear();
     this.#remaining.clear();
     for (const field of COUNTED_FAULTS) if (settings[field] !== undefined) this.#remaining.set(field, settings[field]);
@@ -190,10 +191,18 @@ export class FaultInjector {
   requestFault(): RequestFault {
     const { resetRate, throttleRate, errorRate } = this.#settings;
     if (resetRate && this.#reset() < resetRate) return 'reset';
-    if (this.clock.now() < this.#throttledUntil) return 'throttle';
+    if (this.#throttledForAWhile()) return 'throttle';
     if (throttleRate && this.#throttle() < throttleRate) return 'throttle';
     if (errorRate && this.#error() < errorRate) return 'error';
     return undefined;
+  }
+
+  #throttledForAWhile(): boolean {
+    const seconds = this.#settings.throttleForS;
+    if (!seconds) return false;
+    const now = this.clock.now();
+    this.#throttledUntil ??= now + (seconds * 1000) / this.clock.timeScale;
+    return now < this.#throttledUntil;
   }
 
   /** Takes one request from the snapshot's bucket; false when it is over the rate limit. */

@@ -45,7 +45,7 @@ describe('fault knobs', () => {
     expect(t.emulator.stats().faults.throttled).toBe(2);
   });
 
-  it('throttleForS throttles every EBS request for that many seconds of AWS time from when it is set, on the endpoint clock divided by the time scale', async () => {
+  it('throttleForS throttles every EBS request for that many seconds of AWS time from the first one after it is set, on the endpoint clock divided by the time scale', async () => {
     const scaledClock = new TestClock();
     const scaled = await startTestEndpoint({ now: scaledClock.now, timeScale: 60 });
     try {
@@ -57,6 +57,7 @@ describe('fault knobs', () => {
         );
       // Three minutes of AWS time: 3 s on an endpoint whose clock runs 60 times faster.
       scaled.emulator.setFaults({ throttleForS: 180 });
+      scaledClock.advance(10_000);
       expect(await listed()).toBe('T');
       await expectAwsError(put(scaled.ebs, id, 1, blockOf(3)), 'RequestThrottledException', 'ACCOUNT_THROTTLED');
       scaledClock.advance(2999);

@@ -94,7 +94,7 @@ export class EndpointServer {
     try {
       catalog = new Catalog(layout.catalog);
       packs = new PackStore(layout.packs);
-      this.#faults = new FaultInjector(config.faults);
+      this.#faults = new FaultInjector(config.faults, { now: config.now, timeScale: config.clock.timeScale });
       const tokens = new TokenSigner(loadSecret(layout));
       this.#storeId = loadStoreId(layout);
       this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits, config.clock, config.encryptionByDefault);

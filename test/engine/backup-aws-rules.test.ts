@@ -5,6 +5,7 @@
  * Timeout on a scaled clock, CompleteSnapshot answers that are lost, EC2
  * lagging behind, and a ClientToken of every run's own.
  */
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { DescribeSnapshotsCommand, DisableEbsEncryptionByDefaultCommand, EnableEbsEncryptionByDefaultCommand } from '@aws-sdk/client-ec2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,10 +13,13 @@ import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
 import { type EmulatorOptions } from '../../src/emulator/index.js';
 import { backup, defaultVolumeName, type BackupDeps, type BackupOptions } from '../../src/engine/backup/backup.js';
+import { createArchive } from '../../src/engine/archive/archive.js';
+import type { SettleWait } from '../../src/engine/blocks/committer.js';
 import { restore } from '../../src/engine/restore/restore.js';
+import { verify } from '../../src/engine/restore/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { HashPool } from '../../src/hashing/index.js';
-import type { Session } from '../../src/session.js';
+import type { Session, SessionOptions } from '../../src/session.js';
 import { clientsFor } from '../emulator/helpers.js';
 import { overwriteBlocks, writeImage } from '../support/images.js';
 import { startLocalEndpoint, withLocalSession, type LocalEndpoint } from '../support/local-endpoint.js';
@@ -72,8 +76,8 @@ class HeldHashPool extends HashPool {
 class World {
   local!: LocalEndpoint;
 
-  async open(prefix: string, emulator: Omit<EmulatorOptions, 'dataDir'> = {}): Promise<this> {
-    this.local = await startLocalEndpoint(prefix, { emulator: { log: () => undefined, ...emulator } });
+  async open(prefix: string, emulator: Omit<EmulatorOptions, 'dataDir'> = {}, session: Partial<SessionOptions> = {}): Promise<this> {
+    this.local = await startLocalEndpoint(prefix, { emulator: { log: () => undefined, ...emulator }, session });
     return this;
   }
 
@@ -255,6 +259,50 @@ describe('CompleteSnapshot answers and EC2 lagging behind (ec2LagMs 1500)', () =
     expect(pending.state).toBe('pending');
     const resumed = await backup(world.session, { source: path });
     expect(resumed).toMatchObject({ snapshotId: pending.snapshotId, resumed: true, blocksUploaded: 8 });
+  });
+});
+
+describe('reading a snapshot right after its backup, EC2 lagging behind (ec2LagMs 3000)', () => {
+  const world = new World();
+  const bucket = 'snapline-rules-lag';
+  beforeAll(async () => {
+    await world.open('snapline-rules-read-lag-', { ec2LagMs: 3000 }, { archive: { bucket } });
+    const { s3 } = clientsFor(world.local.emulator.url);
+    try {
+      await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    } finally {
+      s3.destroy();
+    }
+  });
+  afterAll(() => world.close());
+
+  /** A fresh image backed up; EC2 does not list its snapshot yet, or lists it pending, for 3 s after. */
+  async function justBackedUp(name: string): Promise<{ path: string; snapshotId: string }> {
+    const { path } = world.image(name, 6);
+    const { snapshotId } = await backup(world.session, { source: path });
+    const [listed] = (await world.session.catalog.describeSnapshots([snapshotId!])).filter((s) => s.state === 'completed');
+    expect(listed).toBeUndefined();
+    return { path, snapshotId: snapshotId! };
+  }
+
+  it('restore waits, saying so, until EC2 lists the snapshot completed, then restores byte-identical', async () => {
+    const { path, snapshotId } = await justBackedUp('restore-at-once');
+    const waits: SettleWait[] = [];
+    const target = world.local.pathFor('restored.img');
+    await restore(world.session, { snapshotId, target, onSettling: (wait) => waits.push(wait) });
+    await expectSameBytes(target, path);
+    expect(waits.length).toBeGreaterThan(0);
+    expect(waits[0]).toMatchObject({ snapshotId });
+    expect(['unlisted', 'pending']).toContain(waits[0]!.seen);
+  });
+
+  it('verify --remote and archive wait as well', async () => {
+    const checked = await justBackedUp('verify-at-once');
+    const verified = await verify(world.session, { snapshotId: checked.snapshotId, remote: true, source: checked.path });
+    expect(verified.equal).toBe(true);
+    const archived = await justBackedUp('archive-at-once');
+    const created = await createArchive(world.session, { snapshotId: archived.snapshotId, to: 's3', storageClass: 'STANDARD' });
+    expect(created).toMatchObject({ snapshotId: archived.snapshotId, blocks: 6 });
   });
 });
 

@@ -110,6 +110,7 @@ async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateF
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { createArchive } = await import('../../engine/archive/archive.js');
+  const { settleWaitText } = await import('../../engine/blocks/committer.js');
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, ...placeOf(flags) }), async (session) => {
     const display = new ProgressDisplay(output);
     try {
@@ -122,6 +123,7 @@ async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateF
         segmentBlocks: flags.segmentBlocks,
         window: flags.concurrency,
         signal: ctx.signal,
+        onSettling: (wait) => output.progressLine(settleWaitText(wait)),
         onProgress: (p) =>
           display.update({
             label: 'archive',

@@ -33,6 +33,7 @@ async function runRestore(ctx: CommandContext, snapshotId: string, target: strin
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { restore } = await import('../../engine/restore/restore.js');
+  const { settleWaitText } = await import('../../engine/blocks/committer.js');
   const progress = throttleAwareProgress(output);
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);
@@ -47,6 +48,7 @@ async function runRestore(ctx: CommandContext, snapshotId: string, target: strin
         window: 2 * flags.concurrency,
         signal: ctx.signal,
         onProgress: (p) => display.update(restoreStatus(p)),
+        onSettling: (wait) => output.progressLine(settleWaitText(wait)),
       });
     } finally {
       display.done();

@@ -22,6 +22,7 @@ interface ServeFlags {
   authFile?: string;
   seed?: string;
   throttleRate?: string;
+  throttleForS?: string;
   rateLimit?: string;
   errorRate?: string;
   resetRate?: string;
@@ -52,6 +53,7 @@ interface ServeFlags {
 const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags, help: string][] = [
   ['--seed', 'seed', 'seed of every random fault decision (same seed, same sequence)'],
   ['--throttle-rate', 'throttleRate', 'share 0..1 of EBS requests answered RequestThrottledException'],
+  ['--throttle-for-s', 'throttleForS', 'every EBS request is answered RequestThrottledException for this many seconds (of the --time-scale clock) from the first one'],
   ['--rate-limit', 'rateLimit', 'requests/s per snapshot for Put/GetSnapshotBlock each (1000 imitates AWS)'],
   ['--error-rate', 'errorRate', 'share 0..1 of EBS requests answered InternalServerException (500)'],
   ['--reset-rate', 'resetRate', 'share 0..1 of EBS requests whose connection is dropped without an answer'],

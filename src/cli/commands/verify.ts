@@ -34,6 +34,7 @@ async function runVerify(ctx: CommandContext, first: string, second: string | un
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { verify } = await import('../../engine/restore/verify.js');
+  const { settleWaitText } = await import('../../engine/blocks/committer.js');
   const progress = throttleAwareProgress(output);
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);
@@ -44,6 +45,7 @@ async function runVerify(ctx: CommandContext, first: string, second: string | un
         remote: flags.remote,
         window: 2 * flags.concurrency,
         signal: ctx.signal,
+        onSettling: (wait) => output.progressLine(settleWaitText(wait)),
         onProgress: (p) =>
           display.update({ label: 'verify', done: p.blocksDone * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, detail: `${count(p.blocksRead, 'block')} read from the snapshot` }),
       });

@@ -26,7 +26,8 @@ import {
 import { ARCHIVE_STORAGE_CLASSES, archiveLockName, checkTarget, remoteName, storeOf, type ArchivePlaces } from './places.js';
 import { ObjectUpload } from './upload.js';
 import { VOLUME_TAG } from '../lineage/rebuild.js';
-import { completedSnapshot, taggedSourceBytes } from '../restore/restore.js';
+import type { SettleWait } from '../blocks/committer.js';
+import { completedSnapshot, taggedSourceBytes, type SettleOptions } from '../restore/restore.js';
 
 export interface ArchiveDeps {
   index: BlockIndex;
@@ -54,6 +55,8 @@ export interface ArchiveCreateOptions {
   partsInFlight?: number;
   signal?: AbortSignal;
   onProgress?: (progress: ArchiveProgress) => void;
+  /** Told while EC2 does not show the snapshot completed yet (see completedSnapshot). */
+  onSettling?: (wait: SettleWait) => void;
 }
 
 export interface ArchiveProgress {
@@ -121,7 +124,7 @@ export async function createArchive(deps: ArchiveDeps, options: ArchiveCreateOpt
   }
   const store = deps.archives.store(target);
   const locationCreated = await ensureLocation(store, options.createBucket ?? false);
-  const snapshot = await archivedSnapshotOf(deps, options.snapshotId);
+  const snapshot = await archivedSnapshotOf(deps, options.snapshotId, options);
   const lock = deps.index.acquireLock(archiveLockName(target, store.location, snapshot.snapshotId));
   try {
     const { record, resumed } = beginOrResume(deps, options, target, store.location, storageClass, segmentBlocks, snapshot);
@@ -161,8 +164,8 @@ function storageClassFor(target: ArchiveTarget, flag: string | undefined, config
 }
 
 /** The snapshot's metadata: from the index when it knows it, else from EC2 and snapline's tags. */
-async function archivedSnapshotOf(deps: ArchiveDeps, snapshotId: string): Promise<ArchivedSnapshot> {
-  const remote = await completedSnapshot(deps.catalog, snapshotId);
+async function archivedSnapshotOf(deps: ArchiveDeps, snapshotId: string, settle: SettleOptions): Promise<ArchivedSnapshot> {
+  const remote = await completedSnapshot(deps, snapshotId, settle);
   const known = deps.index.getSnapshot(snapshotId);
   return {
     snapshotId,

@@ -12,7 +12,7 @@ import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
 import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, type BlockSource, type SlabPool } from '../../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
-import { EC2_SETTLE_MS, completeAndCommit, describeListed } from '../blocks/committer.js';
+import { EC2_SETTLE_MS, completeAndCommit, describeListed, settledBy } from '../blocks/committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
 import { digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
@@ -484,8 +484,7 @@ async function planNewRun(
 
   // A parent this index committed moments ago may be missing from EC2, or shown pending, for a while.
   const parentRecord = index.getSnapshot(parentId);
-  const settledBy = parentRecord?.state === 'completed' ? (parentRecord.completedAt ?? parentRecord.startedAt).getTime() + EC2_SETTLE_MS : 0;
-  const remote = await describeListed(deps.catalog, parentId, settledBy, { signal: options.signal, completed: true });
+  const remote = await describeListed(deps.catalog, parentId, settledBy(parentRecord), { signal: options.signal, completed: true });
   if (!remote) {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `parent snapshot ${parentId} does not exist in AWS`, {
       hint: 'pass --full to start a new lineage, or --parent with a snapshot that exists',

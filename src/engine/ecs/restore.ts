@@ -19,7 +19,7 @@ import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../
 import type { HashPool } from '../../hashing/index.js';
 import type { BlockIndex, EcsJobRecord, EcsShardRecord } from '../../index/index.js';
 import type { ArchivePlaces } from '../archive/places.js';
-import { completeAndCommit } from '../blocks/committer.js';
+import { completeAndCommit, settleWaitText } from '../blocks/committer.js';
 import { archiveSource, expectedShardResult, snapshotSource, splitShards, type ShardSource } from './source.js';
 import { judgeStoppedTask, TaskLog, workerContainerOf, type WorkerContainer } from './watch.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
@@ -128,7 +128,7 @@ export async function ecsRestore(deps: EcsRestoreDeps, options: EcsRestoreOption
   if (worker.logGroup === undefined || worker.logStreamPrefix === undefined) {
     options.onNote?.(`the ${worker.name} container has no awslogs group and stream prefix: its logs cannot be followed (set log_group and log_stream_prefix of the connection)`);
   }
-  const source = await openSource(deps, options.source);
+  const source = await openSource(deps, options.source, options);
   const job = await prepareJob(deps, source, shards, options);
   let jobWorker = worker;
   if (job.cluster !== deps.settings.cluster || job.taskDefinition !== deps.settings.taskDefinition) {
@@ -156,10 +156,12 @@ export async function ecsStatus(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, j
  * its archive when it has one (a snapshot deleted after it was archived);
  * any other id names an archive.
  */
-async function openSource(deps: EcsRestoreDeps, id: string): Promise<ShardSource> {
+async function openSource(deps: EcsRestoreDeps, id: string, options: EcsRestoreOptions): Promise<ShardSource> {
   const isSnapshotId = /^snap-[0-9a-zA-Z]+$/.test(id);
   const archived = deps.index.listArchives().some((a) => a.state !== 'deleted' && (a.archiveId === id || a.snapshotId === id));
-  if (isSnapshotId && (deps.index.getSnapshot(id)?.state === 'completed' || !archived)) return snapshotSource(deps, id);
+  if (isSnapshotId && (deps.index.getSnapshot(id)?.state === 'completed' || !archived)) {
+    return snapshotSource(deps, id, { signal: options.signal, onSettling: (wait) => options.onNote?.(settleWaitText(wait)) });
+  }
   return archiveSource(deps, id, { s3PathStyle: deps.settings.s3PathStyle ?? false });
 }
 

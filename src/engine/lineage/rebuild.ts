@@ -34,7 +34,7 @@ export async function rebuildIndex(
   options: { snapshotId: string; volume?: string; source?: string; signal?: AbortSignal },
 ): Promise<RebuildResult> {
   const started = Date.now();
-  const snapshot = await completedSnapshot(deps.catalog, options.snapshotId);
+  const snapshot = await completedSnapshot(deps, options.snapshotId, options);
   const volume = options.volume ?? snapshot.tags[VOLUME_TAG];
   if (!volume) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${options.snapshotId} has no ${VOLUME_TAG} tag: name its volume with --volume`);

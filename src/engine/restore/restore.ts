@@ -11,6 +11,7 @@ import type { BlockIndex } from '../../index/index.js';
 import { isNbdUrl, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../../source/index.js';
 import { openTarget, type RestoreTarget } from '../../target/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
+import { EC2_SETTLE_MS, describeListed, settledBy, type SettleWait } from '../blocks/committer.js';
 import { SOURCE_BYTES_TAG } from '../lineage/rebuild.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
 import { verify, type VerifyResult } from './verify.js';
@@ -49,6 +50,8 @@ export interface RestoreOptions {
   window?: number;
   signal?: AbortSignal;
   onProgress?: (progress: RestoreProgress) => void;
+  /** Told while EC2 does not show the snapshot completed yet (see completedSnapshot). */
+  onSettling?: (wait: SettleWait) => void;
 }
 
 export interface RestoreProgress {
@@ -158,7 +161,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
   }
   throwIfAborted(options.signal);
   const { index, reader } = deps;
-  const snapshot = await completedSnapshot(deps.catalog, options.snapshotId);
+  const snapshot = await completedSnapshot(deps, options.snapshotId, options);
   const sizeBytes = index.getSnapshot(options.snapshotId)?.sourceBytes ?? taggedSourceBytes(snapshot) ?? snapshot.volumeSizeGiB * GIB;
   const targetPath = await canonicalTargetPath(options.target);
   // An NBD export is known by its canonical URL and opened by the URL as given (with its TLS settings).
@@ -191,6 +194,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
         source: openAs,
         snapshotId: options.snapshotId,
         signal: options.signal,
+        onSettling: options.onSettling,
       });
     }
     return {
@@ -239,12 +243,42 @@ async function canonicalTargetPath(path: string, linksFollowed = 0): Promise<str
   return folder === undefined ? absolute : join(folder, basename(absolute));
 }
 
-/** The snapshot, when it exists and is completed; NOT_FOUND or BAD_STATE otherwise. */
-export async function completedSnapshot(catalog: SnapshotCatalog, snapshotId: string): Promise<RemoteSnapshot> {
-  const [snapshot] = await catalog.describeSnapshots([snapshotId]);
-  if (!snapshot) throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} does not exist`);
+/** How a reader of a snapshot waits for EC2 to settle (see completedSnapshot). */
+export interface SettleOptions {
+  signal?: AbortSignal;
+  /** Told at each look that finds the snapshot not settled yet, before the pause. */
+  onSettling?: (wait: SettleWait) => void;
+  /** First and largest pause between two looks (default as for a backup's wait). */
+  pollMs?: { first: number; max: number };
+}
+
+/**
+ * The snapshot, when it exists and is completed; NOT_FOUND or BAD_STATE
+ * otherwise. One the index records as completed may not be listed by EC2
+ * yet, or listed pending, shortly after its completion (EC2 is eventually
+ * consistent): it is looked at again until EC2_SETTLE_MS after that
+ * completion, as a backup waits for its parent, before it is refused.
+ */
+export async function completedSnapshot(
+  deps: { index: Pick<BlockIndex, 'getSnapshot'>; catalog: Pick<SnapshotCatalog, 'describeSnapshots'> },
+  snapshotId: string,
+  options: SettleOptions = {},
+): Promise<RemoteSnapshot> {
+  const record = deps.index.getSnapshot(snapshotId);
+  const snapshot = await describeListed(deps.catalog, snapshotId, settledBy(record), {
+    signal: options.signal,
+    completed: true,
+    onUnsettled: options.onSettling,
+    ...(options.pollMs === undefined ? {} : { pollMs: options.pollMs }),
+  });
+  const recorded = record?.state === 'completed' ? ` (the index recorded it completed at ${(record.completedAt ?? record.startedAt).toISOString()}; EC2 shows a snapshot within ${EC2_SETTLE_MS / 60_000} minutes)` : '';
+  if (!snapshot) {
+    throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} does not exist${recorded === '' ? '' : ` in EC2${recorded}`}`, { details: { snapshotId } });
+  }
   if (snapshot.state !== 'completed') {
-    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${snapshotId} is ${snapshot.state}; only a completed snapshot can be read`);
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${snapshotId} is ${snapshot.state}${snapshot.state === 'pending' ? recorded : ''}; only a completed snapshot can be read`, {
+      details: { snapshotId },
+    });
   }
   return snapshot;
 }

@@ -148,32 +148,43 @@ function hasTag(tags: Readonly<Record<string, string>>, tag: string): boolean {
 // ---- parsing (shared by the command line and the config file) ----------------
 
 /** A count: a whole number from 1 to 1,000,000, or "unlimited". Throws INVALID_ARGUMENT naming `what`. */
-export function parseKeepCount(what: string, value: string | number): KeepCount {
+export function parseKeepCount(what: string, value: unknown): KeepCount {
+  const count = keepCountOf(value);
+  if (typeof count === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} ${count}`);
+  return count;
+}
+
+/** The count `value` stands for, or what is wrong with it ("must be ..."). */
+export function keepCountOf(value: unknown): KeepCount | string {
   if (value === 'unlimited') return Infinity;
-  const n = typeof value === 'number' ? value : /^\d+$/.test(value.trim()) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} must be a whole number from 1 to 1000000 or "unlimited", got ${JSON.stringify(value)}`);
-  }
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000) return `must be a whole number from 1 to 1000000 or "unlimited", got ${JSON.stringify(value)}`;
   return n;
 }
 
 const DURATION_UNITS = { y: 'years', m: 'months', d: 'days', h: 'hours' } as const;
 
-/** restic's duration: numbers with units y (years), m (months), d (days), h (hours), each unit once, as `1y6m` or `36h`. */
+/** restic's duration: numbers with units y (years), m (months), d (days), h (hours), each unit once, as `1y6m` or `36h`. Throws INVALID_ARGUMENT naming `what`. */
 export function parseCalendarDuration(what: string, text: string): CalendarDuration {
+  const duration = calendarDurationOf(text);
+  if (typeof duration === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} ${duration}`);
+  return duration;
+}
+
+/** The duration `text` stands for, or what is wrong with it ("must be ..."). */
+export function calendarDurationOf(text: unknown): CalendarDuration | string {
   const duration: CalendarDuration = { years: 0, months: 0, days: 0, hours: 0 };
+  const problem = (why: string) => `must be a duration such as 7d, 36h or 1y6m (units y, m for months, d, h), got ${JSON.stringify(text)}: ${why}`;
+  if (typeof text !== 'string' || !/^(\d+[ymdh])+$/.test(text)) return problem('numbers each followed by a unit');
   const seen = new Set<string>();
-  const refuse = (why: string) =>
-    new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} must be a duration such as 7d, 36h or 1y6m (units y, m for months, d, h), got ${JSON.stringify(text)}: ${why}`);
-  if (!/^(\d+[ymdh])+$/.test(text)) throw refuse('numbers each followed by a unit');
   for (const [, digits, unit] of text.matchAll(/(\d+)([ymdh])/g)) {
-    if (seen.has(unit!)) throw refuse(`the unit ${unit} is given twice`);
+    if (seen.has(unit!)) return problem(`the unit ${unit} is given twice`);
     seen.add(unit!);
     const n = Number(digits);
-    if (!Number.isSafeInteger(n) || n > 1_000_000) throw refuse(`${digits} is too large`);
+    if (!Number.isSafeInteger(n) || n > 1_000_000) return problem(`${digits} is too large`);
     duration[DURATION_UNITS[unit as keyof typeof DURATION_UNITS]] = n;
   }
-  if (duration.years + duration.months + duration.days + duration.hours === 0) throw refuse('it is zero');
+  if (duration.years + duration.months + duration.days + duration.hours === 0) return problem('it is zero');
   return duration;
 }
 
@@ -191,14 +202,17 @@ export function formatDuration(d: CalendarDuration): string {
     .join('');
 }
 
-/** "key" or "key=value" lists: `a=1,b` is one list of two tags. */
+/** "key" or "key=value" lists: `a=1,b` is one list of two tags. Throws INVALID_ARGUMENT naming `what`. */
 export function parseTagList(what: string, text: string): TagList {
-  const tags = text.split(',');
-  for (const tag of tags) {
-    if (tag === '' || tag.startsWith('=')) {
-      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} must be a tag key or key=value (several joined by commas), got ${JSON.stringify(text)}`);
-    }
-  }
+  const list = tagListOf(text);
+  if (typeof list === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} ${list}`);
+  return list;
+}
+
+/** The tag list `text` stands for, or what is wrong with it ("must be ..."). */
+export function tagListOf(text: unknown): TagList | string {
+  const tags = typeof text === 'string' ? text.split(',') : [];
+  if (tags.length === 0 || tags.some((tag) => tag === '' || tag.startsWith('='))) return `must be a tag key or key=value (several joined by commas), got ${JSON.stringify(text)}`;
   return tags;
 }
 

@@ -102,6 +102,8 @@ export const ExitCodes = {
   UNREACHABLE: 6,
   LOCAL_IO: 7,
   INTERNAL: 70,
+  /** `backup --if-idle` found a backup of the volume running and did nothing (sysexits' EX_TEMPFAIL). */
+  BUSY: 75,
   INTERRUPTED: 130,
 } as const;
 

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { BackupProgress, BackupResult } from '../../engine/backup/backup.js';
-import { ErrorCodes, SnaplineError } from '../../errors.js';
+import { ErrorCodes, ExitCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
@@ -19,6 +19,7 @@ interface BackupFlags {
   dryRun?: boolean;
   waitTimeout?: number;
   discardPending?: boolean;
+  ifIdle?: boolean;
 }
 
 export function registerBackup(program: Command, wrap: Wrap): void {
@@ -42,7 +43,21 @@ export function registerBackup(program: Command, wrap: Wrap): void {
     .option('--dry-run', 'scan and report what would be uploaded; write nothing')
     .addOption(new Option('--wait-timeout <seconds>', 'stop waiting for the snapshot to complete after this long (it stays resumable)').argParser(secondsOption('--wait-timeout')))
     .option('--discard-pending', 'abandon the volume\'s unfinished backup instead of resuming it')
-    .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => runBackupCommand(ctx, sources, flags)));
+    .option('--if-idle', `when a backup of the volume is running, say so and exit ${ExitCodes.BUSY} instead of failing (for schedulers)`)
+    .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => (flags.ifIdle ? ifIdle(ctx, runBackupCommand(ctx, sources, flags)) : runBackupCommand(ctx, sources, flags))));
+}
+
+/** `--if-idle`: a backup refused because the volume's lock is held ends with ExitCodes.BUSY and a note, not an error. */
+async function ifIdle(ctx: CommandContext, run: Promise<number>): Promise<number> {
+  try {
+    return await run;
+  } catch (err) {
+    const lock = isSnaplineError(err, ErrorCodes.CONFLICT) ? err.details?.lock : undefined;
+    if (typeof lock !== 'string' || !lock.startsWith('volume:')) throw err;
+    const skipped = `a backup of ${lock.slice('volume:'.length)} is running: ${(err as SnaplineError).message}`;
+    ctx.output().result({ backups: [], skipped }, () => [`skipped: ${skipped}`]);
+    return ExitCodes.BUSY;
+  }
 }
 
 async function runBackupCommand(ctx: CommandContext, sources: string[], flags: BackupFlags): Promise<number> {

@@ -151,7 +151,7 @@ describe('schedule', () => {
     expect(removed.code, removed.stderr).toBe(0);
     expect((await snapline(['schedule', 'list', '--user'], env)).stdout).toBe(`no scheduled backups in ${units}\n`);
     const again = await snapline(['schedule', 'remove', 'disk', '--user'], env);
-    expect({ code: again.code, stderr: again.stderr }).toMatchObject({ code: ExitCodes.REMOTE, stderr: expect.stringContaining(`no scheduled backup of volume disk in ${units}`) });
+    expect({ code: again.code, stderr: again.stderr }).toMatchObject({ code: ExitCodes.USAGE, stderr: expect.stringContaining(`no scheduled backup of volume disk in ${units}`) });
   });
 
   it('--crontab prints the line for cron; bad input names the option and writes nothing', async () => {

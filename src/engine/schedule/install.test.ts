@@ -130,7 +130,7 @@ describe('install, list and remove in a unit folder', () => {
 
   it('refuses to remove a schedule that is not there, and lists none in a missing folder', async () => {
     expect(await listSchedules(join(dir, 'none'))).toEqual([]);
-    await expect(removeSchedule('db1', false, { dir, systemd: fakeSystemd(true) })).rejects.toMatchObject({ code: ErrorCodes.NOT_FOUND, message: `no scheduled backup of volume db1 in ${dir}` });
+    await expect(removeSchedule('db1', false, { dir, systemd: fakeSystemd(true) })).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, message: `no scheduled backup of volume db1 in ${dir}` });
   });
 
   it('writes nothing for bad input', async () => {

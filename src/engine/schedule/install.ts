@@ -89,13 +89,13 @@ export async function listSchedules(dir: string): Promise<ScheduleEntry[]> {
 
 /**
  * Stops and disables the volume's timer (when systemd runs), then deletes
- * both units and the timer's enablement link; NOT_FOUND when `dir` holds no
- * schedule of the volume.
+ * both units and the timer's enablement link; refused when `dir` holds no
+ * schedule of the volume (INVALID_ARGUMENT).
  */
 export async function removeSchedule(volume: string, user: boolean, deps: { dir: string; systemd: Systemd }): Promise<{ volume: string; removed: string[]; activated: boolean; commands: string[] }> {
   const name = unitName(volume);
   if (!(await listSchedules(deps.dir)).some((entry) => entry.volume === volume)) {
-    throw new SnaplineError(ErrorCodes.NOT_FOUND, `no scheduled backup of volume ${volume} in ${deps.dir}`, {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `no scheduled backup of volume ${volume} in ${deps.dir}`, {
       hint: `\`snapline schedule list${user ? ' --user' : ''}\` shows the scheduled backups${user ? '' : '; add --user for those of your user'}`,
       details: { volume, dir: deps.dir },
     });

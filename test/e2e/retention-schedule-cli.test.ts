@@ -120,6 +120,8 @@ describe('backup --if-idle', () => {
       expect({ code: idle.code, stdout: idle.stdout }).toMatchObject({ code: ExitCodes.BUSY, stdout: expect.stringMatching(/^skipped: a backup of disk is running: volume:disk is in use by pid/) });
       const plain = await snapline([...globals(), 'backup', image, '--volume', 'disk']);
       expect(plain.code).toBe(ExitCodes.CONFLICT);
+      const pruned = await snapline([...globals(), 'prune', '--volume', 'disk', '--if-idle']);
+      expect({ code: pruned.code, stdout: pruned.stdout }).toMatchObject({ code: ExitCodes.BUSY, stdout: expect.stringContaining('skipped disk: a backup of it is running') });
       lock.release();
     } finally {
       held.close();
@@ -138,14 +140,18 @@ describe('schedule', () => {
     expect(printed.stdout).toContain('OnCalendar=*-*-* 02:15:00');
     expect(printed.stdout).toContain('RandomizedDelaySec=20min');
 
-    const installed = await snapline(['--index', index, 'schedule', 'install', 'disk', '--source', image, '--every', '0 3 * * 1-5', '--user'], env);
+    const installed = await snapline(['--config', config, '--index', index, 'schedule', 'install', 'disk', '--source', image, '--every', '0 3 * * 1-5', '--user', '--prune'], env);
     expect(installed.code, installed.stderr).toBe(0);
+    expect(readFileSync(join(units, 'snapline-backup-disk.service'), 'utf8')).toContain(`ExecStart=${process.execPath}`);
+    expect(readFileSync(join(units, 'snapline-backup-disk.service'), 'utf8')).toContain(`--config ${config} --index ${index} --no-progress prune --volume disk --if-idle`);
+    const noPolicy = await snapline(['--config', config, '--index', index, 'schedule', 'install', 'other', '--source', image, '--every', 'daily', '--prune'], env);
+    expect({ code: noPolicy.code, stderr: noPolicy.stderr }).toMatchObject({ code: ExitCodes.USAGE, stderr: expect.stringContaining(`--prune needs a retention policy for volume other in ${config}`) });
     expect(installed.stdout).toContain(`wrote ${join(units, 'snapline-backup-disk.service')}`);
     expect(installed.stdout).toContain('systemctl --user enable --now snapline-backup-disk.timer');
     expect(readFileSync(join(units, 'snapline-backup-disk.timer'), 'utf8')).toContain('OnCalendar=Mon..Fri *-*-* 03:00:00');
 
     const listed = await snapline(['--json', 'schedule', 'list', '--user'], env);
-    expect(JSON.parse(listed.stdout)).toMatchObject({ dir: units, schedules: [{ volume: 'disk', source: image, every: '0 3 * * 1-5', onCalendar: ['Mon..Fri *-*-* 03:00:00'] }] });
+    expect(JSON.parse(listed.stdout)).toMatchObject({ dir: units, schedules: [{ volume: 'disk', source: image, every: '0 3 * * 1-5', prune: true, onCalendar: ['Mon..Fri *-*-* 03:00:00'] }] });
 
     const removed = await snapline(['schedule', 'remove', 'disk', '--user'], env);
     expect(removed.code, removed.stderr).toBe(0);

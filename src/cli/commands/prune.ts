@@ -20,6 +20,7 @@ interface PruneFlags {
   utc?: boolean;
   volume?: string;
   dryRun?: boolean;
+  ifIdle?: boolean;
 }
 
 const COUNT_FLAGS = [
@@ -45,6 +46,7 @@ export function registerPrune(program: Command, wrap: Wrap): void {
     .option('--utc', 'count hours, days, weeks, months and years in UTC instead of the time zone (TZ)')
     .option('--volume <name>', 'only this volume')
     .option('--dry-run', 'print every snapshot with the rules that keep it, or "removed"; delete nothing')
+    .option('--if-idle', `when a backup of a volume is running, exit ${ExitCodes.BUSY} instead of ${ExitCodes.CONFLICT} (for schedulers)`)
     .action(
       wrap(async (ctx: CommandContext, flags: PruneFlags) => {
         const output = ctx.output();
@@ -58,7 +60,8 @@ export function registerPrune(program: Command, wrap: Wrap): void {
           prune(session, { policy, ...(policies ? { policies } : {}), olderThanDays: flags.olderThanDays, timeZone, volume: flags.volume, dryRun: flags.dryRun }),
         );
         output.result(result, () => humanLines(result, retention.calendarIn(timeZone)));
-        return result.busyVolumes.length > 0 ? ExitCodes.CONFLICT : ExitCodes.OK;
+        if (result.busyVolumes.length === 0) return ExitCodes.OK;
+        return flags.ifIdle ? ExitCodes.BUSY : ExitCodes.CONFLICT;
       }),
     );
 }

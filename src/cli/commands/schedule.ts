@@ -8,6 +8,7 @@ import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { Systemd } from '../../engine/schedule/install.js';
 import type { ScheduledBackup } from '../../engine/schedule/units.js';
 import type { CommandContext, Wrap } from '../main.js';
+import { connectionRequest } from './common.js';
 
 interface InstallFlags {
   source: string;
@@ -17,6 +18,7 @@ interface InstallFlags {
   user?: boolean;
   print?: boolean;
   crontab?: boolean;
+  prune?: boolean;
 }
 
 /** Overrides the unit folder (tests, packaging); with it set, systemctl is never run. */
@@ -32,6 +34,7 @@ export function registerSchedule(program: Command, wrap: Wrap): void {
     .requiredOption('--every <when>', 'hourly, daily, or a cron expression of 5 fields ("30 2 * * 1-5")')
     .option('--at <time>', 'with daily: HH:MM (default 00:00); with hourly: the minute, MM (default 00)')
     .option('--random-delay <duration>', 'start up to this much later, at random (RandomizedDelaySec): 30min, 2h, 45s')
+    .option('--prune', "after each backup, prune the volume by its retention policy in the config file (volumes.NAME.retention)")
     .option('--user', 'units of your user (~/.config/systemd/user) instead of system-wide ones (/etc/systemd/system)')
     .option('--print', 'print the units instead of writing them')
     .option('--crontab', 'print the crontab line instead (machines without systemd get it anyway)')
@@ -79,6 +82,7 @@ async function install(ctx: CommandContext, volume: string, flags: InstallFlags)
     ...(flags.at === undefined ? {} : { at: flags.at }),
     ...(flags.randomDelay === undefined ? {} : { randomDelaySeconds: parseDelay('--random-delay', flags.randomDelay) }),
     user,
+    ...(flags.prune ? { prune: await checkPolicy(ctx, volume) } : {}),
     command: await commandOf(ctx),
     environment: environmentOf(user),
   };
@@ -102,6 +106,23 @@ async function install(ctx: CommandContext, volume: string, flags: InstallFlags)
     ...(result.activated ? [`enabled ${units.name}.timer: ${units.timer.split('\n').filter((l) => l.startsWith('OnCalendar=')).join(', ')}`] : []),
     ...pending(result.activated, result.commands),
   ]);
+}
+
+/** `--prune` needs the volume's policy in the config file the unit will read: refused at install rather than at 2 a.m. */
+async function checkPolicy(ctx: CommandContext, volume: string): Promise<true> {
+  const { loadConfig } = await import('../../config/connection.js');
+  const file = loadConfig(connectionRequest(ctx));
+  const entry = file.volumes.get(volume);
+  if (entry?.settings === undefined && entry !== undefined) {
+    throw new SnaplineError(ErrorCodes.CONFIG_INVALID, entry.errors.join('\n'), { details: { configFile: file.path, volume, problems: entry.errors } });
+  }
+  if (entry?.settings?.retention === undefined) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--prune needs a retention policy for volume ${volume} in ${file.path}, and it has none`, {
+      hint: 'add volumes.NAME.retention to the config file (README: Retention and schedules), or leave --prune out',
+      details: { option: 'prune' },
+    });
+  }
+  return true;
 }
 
 function pending(activated: boolean, commands: string[]): string[] {

@@ -89,6 +89,16 @@ describe('the units of a scheduled backup', () => {
     expect(stderr.split('\n').filter((line) => line.includes(units.name))).toEqual([]);
   });
 
+  it('with prune, the service prunes the volume by its policy after the backup, and the crontab line after a backup that ran', () => {
+    const units = unitsFor(request({ prune: true, randomDelaySeconds: undefined }));
+    const execs = units.service.split('\n').filter((l) => l.startsWith('ExecStart='));
+    expect(execs).toEqual([
+      'ExecStart=/usr/bin/node /opt/snapline/bin/snapline.js --connection prod --index /home/ops/.local/share/snapline/index.db --no-progress backup "/var/lib/images/db 1.img" --volume db1 --if-idle',
+      'ExecStart=/usr/bin/node /opt/snapline/bin/snapline.js --connection prod --index /home/ops/.local/share/snapline/index.db --no-progress prune --volume db1 --if-idle',
+    ]);
+    expect(units.crontab).toMatch(/--volume db1 --if-idle >\/dev\/null && \/usr\/bin\/node \S+ --connection prod --index \S+ --no-progress prune --volume db1 --if-idle >\/dev\/null$/);
+  });
+
   it('refuses a volume name a backup would refuse', () => {
     expect(() => unitsFor(request({ volume: 'a/b' }))).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT }));
   });

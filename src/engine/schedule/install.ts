@@ -35,6 +35,7 @@ export interface ScheduleEntry {
   every: string;
   at?: string;
   randomDelaySeconds?: number;
+  prune?: boolean;
   timerPath: string;
   /** The OnCalendar= expressions of the timer file. */
   onCalendar: string[];

@@ -22,6 +22,8 @@ export interface ScheduledBackup {
   user: boolean;
   /** The program to run: node, snapline's script, and the global options to repeat (--connection, --config...). */
   command: string[];
+  /** After the backup, `prune --volume VOLUME --if-idle` (the config file's policy of the volume). */
+  prune?: boolean;
   /** Environment= of the service (HOME for a system unit, SNAPLINE_DATA_DIR...). */
   environment?: Record<string, string>;
 }
@@ -51,11 +53,17 @@ export function backupArguments(request: ScheduledBackup): string[] {
   return [...request.command, '--no-progress', 'backup', request.source, '--volume', request.volume, '--if-idle'];
 }
 
+/** The prune that follows the backup (`--prune`): the volume's policy from the config file. */
+export function pruneArguments(request: ScheduledBackup): string[] {
+  return [...request.command, '--no-progress', 'prune', '--volume', request.volume, '--if-idle'];
+}
+
 /** The service, the timer and the crontab line of a scheduled backup. */
 export function renderUnits(request: ScheduledBackup, schedule: Schedule): ScheduleUnits {
   const name = unitName(request.volume);
-  const marker = `${MARKER}${JSON.stringify({ volume: request.volume, source: request.source, every: request.every, at: request.at ?? null, randomDelaySeconds: request.randomDelaySeconds ?? null })}`;
+  const marker = `${MARKER}${JSON.stringify({ volume: request.volume, source: request.source, every: request.every, at: request.at ?? null, randomDelaySeconds: request.randomDelaySeconds ?? null, prune: Boolean(request.prune) })}`;
   const args = backupArguments(request);
+  const prune = request.prune ? pruneArguments(request) : undefined;
   const what = `snapline backup of volume ${request.volume} (${request.source})`;
   const service = [
     marker,
@@ -69,7 +77,8 @@ export function renderUnits(request: ScheduledBackup, schedule: Schedule): Sched
     'Type=oneshot',
     ...Object.entries(request.environment ?? {}).map(([key, value]) => `Environment=${execWord(`${key}=${value}`)}`),
     `ExecStart=${args.map(execWord).join(' ')}`,
-    `# ${BUSY_EXIT_CODE}: another backup of the volume was running (its lock is held), so this one did nothing: not a failure.`,
+    ...(prune === undefined ? [] : ['# Then the retention policy of the volume (the config file\'s volumes.NAME.retention).', `ExecStart=${prune.map(execWord).join(' ')}`]),
+    `# ${BUSY_EXIT_CODE}: another backup of the volume was running (its lock is held), so this run did nothing: not a failure.`,
     `SuccessExitStatus=${BUSY_EXIT_CODE}`,
     '# SIGTERM (systemctl stop) ends the backup cleanly: the snapshot stays pending and the next run resumes it.',
     'KillSignal=SIGTERM',
@@ -96,16 +105,17 @@ export function renderUnits(request: ScheduledBackup, schedule: Schedule): Sched
   ].join('\n');
   const delay = request.randomDelaySeconds === undefined ? '' : `sleep $(awk 'BEGIN { srand(); print int(rand() * ${request.randomDelaySeconds}) }') && `;
   // stdout (the result) is dropped; cron mails what goes to stderr: warnings and errors.
-  const crontab = `${schedule.cron} ${delay}${args.map(shellWord).join(' ')} >/dev/null`;
+  const pruneAfter = prune === undefined ? '' : ` && ${prune.map(shellWord).join(' ')} >/dev/null`;
+  const crontab = `${schedule.cron} ${delay}${args.map(shellWord).join(' ')} >/dev/null${pruneAfter}`;
   return { name, service, timer, crontab };
 }
 
 /** The request a unit file written by renderUnits carries; undefined for any other file. */
-export function readMarker(text: string): Pick<ScheduledBackup, 'volume' | 'source' | 'every' | 'at' | 'randomDelaySeconds'> | undefined {
+export function readMarker(text: string): Pick<ScheduledBackup, 'volume' | 'source' | 'every' | 'at' | 'randomDelaySeconds' | 'prune'> | undefined {
   const line = text.split('\n').find((l) => l.startsWith(MARKER));
   if (line === undefined) return undefined;
   try {
-    const parsed = JSON.parse(line.slice(MARKER.length)) as { volume?: unknown; source?: unknown; every?: unknown; at?: unknown; randomDelaySeconds?: unknown };
+    const parsed = JSON.parse(line.slice(MARKER.length)) as { volume?: unknown; source?: unknown; every?: unknown; at?: unknown; randomDelaySeconds?: unknown; prune?: unknown };
     if (typeof parsed.volume !== 'string' || typeof parsed.source !== 'string' || typeof parsed.every !== 'string') return undefined;
     return {
       volume: parsed.volume,
@@ -113,6 +123,7 @@ export function readMarker(text: string): Pick<ScheduledBackup, 'volume' | 'sour
       every: parsed.every,
       ...(typeof parsed.at === 'string' ? { at: parsed.at } : {}),
       ...(typeof parsed.randomDelaySeconds === 'number' ? { randomDelaySeconds: parsed.randomDelaySeconds } : {}),
+      ...(parsed.prune === true ? { prune: true } : {}),
     };
   } catch {
     return undefined;

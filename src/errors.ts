@@ -105,6 +105,8 @@ export const ExitCodes = {
   LOCAL_IO: 7,
   TRACKER_UNTRUSTED: 8,
   INTERNAL: 70,
+  /** `backup --if-idle` found a backup of the volume running and did nothing (sysexits' EX_TEMPFAIL). */
+  BUSY: 75,
   INTERRUPTED: 130,
 } as const;
 

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { BackupProgress, BackupResult } from '../../engine/backup/backup.js';
-import { ErrorCodes, SnaplineError } from '../../errors.js';
+import { ErrorCodes, ExitCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, numberOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
@@ -24,6 +24,7 @@ interface BackupFlags {
   sinceCheckpoint?: string;
   checkpoint?: string;
   verifyUnchanged?: number;
+  ifIdle?: boolean;
 }
 
 export function registerBackup(program: Command, wrap: Wrap): void {
@@ -56,7 +57,21 @@ export function registerBackup(program: Command, wrap: Wrap): void {
         numberOption('--verify-unchanged', 0, 100),
       ),
     )
-    .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => runBackupCommand(ctx, sources, flags)));
+    .option('--if-idle', `when a backup of the volume is running, say so and exit ${ExitCodes.BUSY} instead of failing (for schedulers)`)
+    .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => (flags.ifIdle ? ifIdle(ctx, runBackupCommand(ctx, sources, flags)) : runBackupCommand(ctx, sources, flags))));
+}
+
+/** `--if-idle`: a backup refused because the volume's lock is held ends with ExitCodes.BUSY and a note, not an error. */
+async function ifIdle(ctx: CommandContext, run: Promise<number>): Promise<number> {
+  try {
+    return await run;
+  } catch (err) {
+    const lock = isSnaplineError(err, ErrorCodes.CONFLICT) ? err.details?.lock : undefined;
+    if (typeof lock !== 'string' || !lock.startsWith('volume:')) throw err;
+    const skipped = `a backup of ${lock.slice('volume:'.length)} is running: ${(err as SnaplineError).message}`;
+    ctx.output().result({ backups: [], skipped }, () => [`skipped: ${skipped}`]);
+    return ExitCodes.BUSY;
+  }
 }
 
 async function runBackupCommand(ctx: CommandContext, sources: string[], flags: BackupFlags): Promise<number> {

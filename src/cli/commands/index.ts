@@ -11,6 +11,7 @@ import { registerPrune } from './prune.js';
 import { registerQuickstart } from './quickstart.js';
 import { registerRehydrate } from './rehydrate.js';
 import { registerRestore } from './restore.js';
+import { registerSchedule } from './schedule.js';
 import { registerServe } from './serve.js';
 import { registerSnapshots } from './snapshots.js';
 import { registerVerify } from './verify.js';
@@ -25,6 +26,7 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerDiff(program, wrap);
   registerSnapshots(program, wrap);
   registerPrune(program, wrap);
+  registerSchedule(program, wrap);
   registerArchive(program, wrap);
   registerRehydrate(program, wrap);
   registerIndexCommands(program, wrap);

@@ -3,13 +3,14 @@ import { sendXml, type Exchange } from '../protocol/http.js';
 import { ACCOUNT_ID, type SnapshotService } from '../snapshots.js';
 import type { SnapshotRecord, Tag } from '../store/catalog.js';
 import { element, textElement, xmlDocument } from '../protocol/xml.js';
+import { copySnapshot } from './copy-snapshot.js';
 
 const EC2_NAMESPACE = 'http://ec2.amazonaws.com/doc/2016-11-15/';
 
 /** Snapshots made through the EBS direct APIs have no source volume; AWS shows this id. */
 const NO_VOLUME = 'vol-ffffffff';
 
-const REGIONS = [
+export const REGIONS = [
   'us-east-1',
   'us-east-2',
   'us-west-1',
@@ -28,8 +29,8 @@ const REGIONS = [
   'sa-east-1',
 ];
 
-const ec2Error = (code: string, message: string, status = 400) => new AwsError(status, code, message);
-const notFound = (snapshotId: string) => ec2Error('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' does not exist.`);
+export const ec2Error = (code: string, message: string, status = 400) => new AwsError(status, code, message);
+export const notFound = (snapshotId: string) => ec2Error('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' does not exist.`);
 
 /**
  * The EC2 subset for snapshot bookkeeping, over the ec2 query protocol
@@ -49,13 +50,16 @@ export class Ec2Api {
       let inner: string;
       switch (action) {
         case 'DescribeSnapshots':
-          inner = this.#describeSnapshots(params);
+          inner = this.#describeSnapshots(params, exchange.region);
           break;
         case 'CreateTags':
-          inner = this.#createTags(params);
+          inner = this.#createTags(params, exchange.region);
           break;
         case 'DeleteSnapshot':
-          inner = this.#deleteSnapshot(params);
+          inner = this.#deleteSnapshot(params, exchange.region);
+          break;
+        case 'CopySnapshot':
+          inner = copySnapshot(this.snapshots, params, exchange.region);
           break;
         case 'GetEbsEncryptionByDefault':
           inner = encryptionByDefault(this.snapshots.encryptionByDefault(exchange.region));
@@ -79,7 +83,7 @@ export class Ec2Api {
     }
   }
 
-  #describeSnapshots(params: URLSearchParams): string {
+  #describeSnapshots(params: URLSearchParams, region: string): string {
     const ids = listParam(params, 'SnapshotId');
     const owners = listParam(params, 'Owner');
     const filters = filtersOf(params);
@@ -87,7 +91,7 @@ export class Ec2Api {
     if (maxResults !== null && ids.length > 0) {
       throw ec2Error('InvalidParameterCombination', 'The parameter SnapshotIds cannot be used with the parameter MaxResults.');
     }
-    let selected = this.snapshots.describe();
+    let selected = this.snapshots.describe(region);
     if (ids.length > 0) {
       for (const id of ids) checkSnapshotId(id);
       const byId = new Map(selected.map((s) => [s.snapshotId, s]));
@@ -110,7 +114,7 @@ export class Ec2Api {
     return element('snapshotSet', selected.map(snapshotItem).join('')) + textElement('nextToken', nextToken);
   }
 
-  #createTags(params: URLSearchParams): string {
+  #createTags(params: URLSearchParams, region: string): string {
     const resources = listParam(params, 'ResourceId');
     if (resources.length === 0) throw ec2Error('MissingParameter', 'The request must contain the parameter ResourceId');
     const tags = tagsOf(params);
@@ -118,7 +122,7 @@ export class Ec2Api {
     const records = resources.map((id) => {
       if (!id.startsWith('snap-')) throw ec2Error('InvalidID', `The ID '${id}' is not valid`);
       checkSnapshotId(id);
-      const record = this.snapshots.find(id);
+      const record = this.snapshots.find(id, region);
       if (record === undefined) throw notFound(id);
       return record;
     });
@@ -130,11 +134,11 @@ export class Ec2Api {
     return textElement('return', true);
   }
 
-  #deleteSnapshot(params: URLSearchParams): string {
+  #deleteSnapshot(params: URLSearchParams, region: string): string {
     const id = params.get('SnapshotId');
     if (id === null || id === '') throw ec2Error('MissingParameter', 'The request must contain the parameter SnapshotId');
     checkSnapshotId(id);
-    const record = this.snapshots.find(id);
+    const record = this.snapshots.find(id, region);
     if (record === undefined) throw notFound(id);
     this.snapshots.delete(record);
     return textElement('return', true);
@@ -146,7 +150,7 @@ export function sendEc2Error(exchange: Exchange, error: AwsError): void {
   sendXml(exchange, error.status, xmlDocument('Response', undefined, errors + textElement('RequestID', exchange.requestId)));
 }
 
-function checkSnapshotId(id: string): void {
+export function checkSnapshotId(id: string): void {
   if (!/^snap-[0-9a-f]{1,60}$/.test(id)) throw ec2Error('InvalidSnapshotID.Malformed', `Invalid id: "${id}" (expecting "snap-...")`);
 }
 
@@ -231,10 +235,12 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${source}$`, 's');
 }
 
-function tagsOf(params: URLSearchParams): Tag[] {
+/** The tags `PREFIX.N.Key` / `PREFIX.N.Value` (prefix `Tag` for CreateTags), checked as EC2 checks tag keys and values. */
+export function tagsOf(params: URLSearchParams, prefix = 'Tag'): Tag[] {
   const tags = new Map<number, Tag>();
+  const pattern = new RegExp(`^${prefix.replace(/\./g, '\\.')}\\.(\\d+)\\.(Key|Value)$`);
   for (const [key, value] of params) {
-    const m = /^Tag\.(\d+)\.(Key|Value)$/.exec(key);
+    const m = pattern.exec(key);
     if (!m) continue;
     const tag = tags.get(Number(m[1])) ?? { Key: '', Value: '' };
     if (m[2] === 'Key') tag.Key = value;
@@ -260,8 +266,12 @@ function progressOf(s: SnapshotRecord): string {
   return `${s.status === 'completed' ? 100 : (s.progress ?? 0)}%`;
 }
 
+export function tagSet(tags: Tag[]): string {
+  const items = tags.map((t) => element('item', textElement('key', t.Key) + textElement('value', t.Value))).join('');
+  return items === '' ? '' : element('tagSet', items);
+}
+
 function snapshotItem(s: SnapshotRecord): string {
-  const tags = s.tags.map((t) => element('item', textElement('key', t.Key) + textElement('value', t.Value))).join('');
   return element(
     'item',
     textElement('snapshotId', s.snapshotId) +
@@ -276,7 +286,7 @@ function snapshotItem(s: SnapshotRecord): string {
       textElement('encrypted', s.encrypted) +
       textElement('kmsKeyId', s.kmsKeyArn) +
       textElement('storageTier', 'standard') +
-      (tags === '' ? '' : element('tagSet', tags)),
+      tagSet(s.tags),
   );
 }
 

@@ -101,6 +101,8 @@ export const ExitCodes = {
   CONFLICT: 5,
   UNREACHABLE: 6,
   LOCAL_IO: 7,
+  /** backup --copy-to-region: the backups are committed, a copy to the second Region failed. */
+  COPY_FAILED: 8,
   INTERNAL: 70,
   INTERRUPTED: 130,
 } as const;

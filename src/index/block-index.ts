@@ -12,6 +12,7 @@ import {
   type UploadPartRecord,
 } from './archives.js';
 import { findProblems } from './check.js';
+import { SnapshotCopies } from './copies.js';
 import { type EcsJobRecord, EcsJobRows, type EcsJobState, type EcsShardRecord, type EcsShardState, type EcsTaskRecord, type NewEcsJob } from './ecs-jobs.js';
 import { type HeldLock, IndexLocks } from './locks.js';
 import { type ChunkGuard, DIGEST_BYTES, KeyedRows, type KeyedTable, chainDifference, chainEntries, keyChecksum } from './maps.js';
@@ -242,6 +243,8 @@ export class BlockIndex {
   readonly #archives: ArchiveRows;
   readonly #ecsJobs: EcsJobRows;
   readonly #stores: VolumeStores;
+  /** The copies of the index's snapshots in other Regions or accounts (see copies.ts). */
+  readonly copies: SnapshotCopies;
   #closed = false;
 
   private constructor(path: string, db: Database) {
@@ -255,6 +258,7 @@ export class BlockIndex {
     this.#archives = new ArchiveRows(db);
     this.#ecsJobs = new EcsJobRows(db);
     this.#stores = new VolumeStores(db);
+    this.copies = new SnapshotCopies(db, (fn) => this.#run(fn));
   }
 
   /**

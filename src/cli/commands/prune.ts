@@ -9,6 +9,7 @@ interface PruneFlags {
   keepLast?: number;
   volume?: string;
   dryRun?: boolean;
+  keepCopies?: boolean;
 }
 
 export function registerPrune(program: Command, wrap: Wrap): void {
@@ -19,15 +20,25 @@ export function registerPrune(program: Command, wrap: Wrap): void {
     .addOption(new Option('--keep-last <k>', 'keep at least this many newest completed snapshots per volume').argParser(integerOption('--keep-last', 1, 100_000)))
     .option('--volume <name>', 'only this volume')
     .option('--dry-run', 'say what would be deleted; delete nothing')
+    .option('--keep-copies', "keep the deleted snapshots' copies in other Regions (by default they are deleted with them)")
     .action(
       wrap(async (ctx: CommandContext, flags: PruneFlags) => {
         const output = ctx.output();
-        const { withSession } = await import('../../session.js');
+        const { withSession, copyDestinations } = await import('../../session.js');
         const { prune } = await import('../../engine/lineage/prune.js');
-        const result = await withSession(sessionOptions(ctx), (session) => prune(session, flags));
+        const globals = ctx.globals();
+        const result = await withSession(sessionOptions(ctx), async (session) => {
+          const destinations = copyDestinations(session, { ...(globals.config === undefined ? {} : { configPath: globals.config }), onWarning: (m) => output.warn(m), signal: ctx.signal });
+          try {
+            return await prune({ index: session.index, catalog: session.catalog, destinations }, flags);
+          } finally {
+            await destinations.close();
+          }
+        });
         output.result(result, () => [
           `${result.dryRun ? 'would delete' : 'deleted'} ${result.deleted.length} snapshots`,
           ...result.deleted.map((d) => `  ${d.volume} ${d.snapshotId} (${d.ageDays} days old)`),
+          ...result.deletedCopies.map((c) => `  ${result.dryRun ? 'would delete' : 'deleted'} its copy ${c.copySnapshotId} in ${c.connection === null ? '' : `${c.connection}:`}${c.region}`),
           ...result.busyVolumes.map((v) => `  skipped ${v}: a backup of it is running`),
         ]);
         return result.busyVolumes.length > 0 ? ExitCodes.CONFLICT : ExitCodes.OK;

@@ -1,6 +1,7 @@
-import type { SnapshotCatalog } from '../../core/ports.js';
+import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+import { deleteCopies, type DeletedCopy } from '../dr/copy.js';
 
 export interface PruneOptions {
   olderThanDays: number;
@@ -8,6 +9,8 @@ export interface PruneOptions {
   keepLast?: number;
   volume?: string;
   dryRun?: boolean;
+  /** Keep the copies of the deleted snapshots in other Regions (by default they are deleted with them). */
+  keepCopies?: boolean;
   now?: Date;
 }
 
@@ -16,22 +19,27 @@ export interface PruneResult {
   deleted: Array<{ volume: string; snapshotId: string; ageDays: number }>;
   /** Volumes skipped because a backup of them was running. */
   busyVolumes: string[];
+  /** Copies in other Regions deleted with their source (none with keepCopies). */
+  deletedCopies: DeletedCopy[];
 }
 
 /**
  * Deletes completed snapshots older than the cut-off (EC2 DeleteSnapshot) and
  * records the deletions in the index. Never deletes a volume's newest
  * completed snapshot, one of its `keepLast` newest, or one a pending run
- * builds on. A volume with a backup running is skipped (its lock is held).
+ * builds on, or one with a copy still in progress. A volume with a backup
+ * running is skipped (its lock is held). The copies a snapshot has in other
+ * Regions are deleted before it, unless `keepCopies` (then they stay
+ * recorded); `destinations` reaches them, needed only when there are copies.
  */
-export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog }, options: PruneOptions): Promise<PruneResult> {
+export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog; destinations?: CopyDestinations }, options: PruneOptions): Promise<PruneResult> {
   if (!Number.isFinite(options.olderThanDays) || options.olderThanDays < 0) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--older-than-days must be 0 or more, got ${options.olderThanDays}`);
   }
   const keepLast = Math.max(1, options.keepLast ?? 1);
   const cutoff = (options.now ?? new Date()).getTime() - options.olderThanDays * 86_400_000;
   const volumes = options.volume ? [options.volume] : deps.index.listVolumes().map((v) => v.name);
-  const result: PruneResult = { dryRun: Boolean(options.dryRun), deleted: [], busyVolumes: [] };
+  const result: PruneResult = { dryRun: Boolean(options.dryRun), deleted: [], busyVolumes: [], deletedCopies: [] };
 
   for (const volume of volumes) {
     let lock: { release(): void } | undefined;
@@ -47,6 +55,7 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog 
     try {
       for (const snapshot of candidates(deps.index, volume, keepLast, cutoff)) {
         const ageDays = Math.floor(((options.now ?? new Date()).getTime() - snapshot.startedAt.getTime()) / 86_400_000);
+        if (!options.keepCopies) result.deletedCopies.push(...(await deleteCopies({ index: deps.index, destinations: destinationsOf(deps) }, snapshot.snapshotId, options.dryRun)));
         if (!options.dryRun) {
           await deps.catalog.deleteSnapshot(snapshot.snapshotId);
           deps.index.markDeleted(snapshot.snapshotId);
@@ -67,5 +76,13 @@ function candidates(index: BlockIndex, volume: string, keepLast: number, cutoff:
   const pending = index.pendingRun(volume);
   if (pending?.parentSnapshotId) kept.add(pending.parentSnapshotId);
   if (pending?.baseSnapshotId) kept.add(pending.baseSnapshotId);
+  for (const copy of index.copies.list(volume)) if (copy.state === 'pending') kept.add(copy.sourceSnapshotId);
   return completed.filter((s) => !kept.has(s.snapshotId) && s.startedAt.getTime() < cutoff);
+}
+
+function destinationsOf(deps: { destinations?: CopyDestinations }): CopyDestinations {
+  if (deps.destinations !== undefined) return deps.destinations;
+  return {
+    catalogOf: () => Promise.reject(new SnaplineError(ErrorCodes.INTERNAL, 'prune found copies in other Regions but was given no way to reach them')),
+  };
 }

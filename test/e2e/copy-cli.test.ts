@@ -177,7 +177,7 @@ describe('backup --copy-to-region', () => {
     await expectSameBytes(restored, image);
   });
 
-  it('a copy that fails leaves the backup committed and exits 8', async () => {
+  it('a copy that fails (too many copies in progress) leaves the backup committed and exits 8; copy itself exits 3', async () => {
     const refusing = await startEmulator({ dataDir: join(work, 'refusing'), timeScale: TIME_SCALE, limits: { maxConcurrentCopies: 0 } });
     try {
       const image = join(work, 'f.img');
@@ -188,6 +188,9 @@ describe('backup --copy-to-region', () => {
       expect(jsonOf(run)).toMatchObject({ copies: [{ volume: 'f', code: 'QUOTA_EXCEEDED' }] });
       const listed = jsonOf<Array<{ snapshotId: string; indexState: string; copies: unknown[] }>>(await snapline(['--json', 'snapshots'], { endpoint: refusing, index }));
       expect(listed).toMatchObject([{ snapshotId, indexState: 'completed', copies: [] }]);
+      const refused = await snapline(['copy', snapshotId!, '--to-region', SECOND_REGION], { endpoint: refusing, index });
+      expectExit(refused, 3);
+      expect(refused.stderr).toContain('Too many snapshot copies in progress');
     } finally {
       await refusing.close();
     }

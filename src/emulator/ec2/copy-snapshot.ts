@@ -1,7 +1,7 @@
 import { defaultKmsKeyArn, ACCOUNT_ID, type SnapshotService } from '../snapshots.js';
 import type { SnapshotRecord, Tag } from '../store/catalog.js';
 import { textElement } from '../protocol/xml.js';
-import { checkSnapshotId, ec2Error, notFound, REGIONS, tagSet, tagsOf } from './ec2.js';
+import { checkSnapshotId, ec2Error, notFound, REGIONS, tagSet, tagsOf } from './query.js';
 
 /** How long a copy takes when the request names no CompletionDurationMinutes (AWS time; divided by the time scale). */
 export const DEFAULT_COPY_MINUTES = 15;

@@ -1,36 +1,15 @@
 import { AwsError } from '../protocol/aws-error.js';
 import { sendXml, type Exchange } from '../protocol/http.js';
 import { ACCOUNT_ID, type SnapshotService } from '../snapshots.js';
-import type { SnapshotRecord, Tag } from '../store/catalog.js';
+import type { SnapshotRecord } from '../store/catalog.js';
 import { element, textElement, xmlDocument } from '../protocol/xml.js';
 import { copySnapshot } from './copy-snapshot.js';
+import { checkSnapshotId, ec2Error, notFound, REGIONS, tagSet, tagsOf } from './query.js';
 
 const EC2_NAMESPACE = 'http://ec2.amazonaws.com/doc/2016-11-15/';
 
 /** Snapshots made through the EBS direct APIs have no source volume; AWS shows this id. */
 const NO_VOLUME = 'vol-ffffffff';
-
-export const REGIONS = [
-  'us-east-1',
-  'us-east-2',
-  'us-west-1',
-  'us-west-2',
-  'ca-central-1',
-  'eu-west-1',
-  'eu-west-2',
-  'eu-west-3',
-  'eu-central-1',
-  'eu-north-1',
-  'ap-northeast-1',
-  'ap-northeast-2',
-  'ap-southeast-1',
-  'ap-southeast-2',
-  'ap-south-1',
-  'sa-east-1',
-];
-
-export const ec2Error = (code: string, message: string, status = 400) => new AwsError(status, code, message);
-export const notFound = (snapshotId: string) => ec2Error('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' does not exist.`);
 
 /**
  * The EC2 subset for snapshot bookkeeping, over the ec2 query protocol
@@ -150,10 +129,6 @@ export function sendEc2Error(exchange: Exchange, error: AwsError): void {
   sendXml(exchange, error.status, xmlDocument('Response', undefined, errors + textElement('RequestID', exchange.requestId)));
 }
 
-export function checkSnapshotId(id: string): void {
-  if (!/^snap-[0-9a-f]{1,60}$/.test(id)) throw ec2Error('InvalidSnapshotID.Malformed', `Invalid id: "${id}" (expecting "snap-...")`);
-}
-
 /** Values of `Name.1`, `Name.2`, ... in numeric order. */
 function listParam(params: URLSearchParams, name: string): string[] {
   const found: [number, string][] = [];
@@ -235,26 +210,6 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${source}$`, 's');
 }
 
-/** The tags `PREFIX.N.Key` / `PREFIX.N.Value` (prefix `Tag` for CreateTags), checked as EC2 checks tag keys and values. */
-export function tagsOf(params: URLSearchParams, prefix = 'Tag'): Tag[] {
-  const tags = new Map<number, Tag>();
-  const pattern = new RegExp(`^${prefix.replace(/\./g, '\\.')}\\.(\\d+)\\.(Key|Value)$`);
-  for (const [key, value] of params) {
-    const m = pattern.exec(key);
-    if (!m) continue;
-    const tag = tags.get(Number(m[1])) ?? { Key: '', Value: '' };
-    if (m[2] === 'Key') tag.Key = value;
-    else tag.Value = value;
-    tags.set(Number(m[1]), tag);
-  }
-  return [...tags.values()].map((tag) => {
-    if (tag.Key === '') throw ec2Error('InvalidParameterValue', 'Tag keys must not be empty');
-    if (tag.Key.length > 128 || tag.Value.length > 256) throw ec2Error('InvalidParameterValue', `Tag ${tag.Key} is too long`);
-    if (tag.Key.toLowerCase().startsWith('aws:')) throw ec2Error('InvalidParameterValue', "Tag keys starting with 'aws:' are reserved for internal use");
-    return tag;
-  });
-}
-
 function decodeOffset(token: string | null): number {
   if (token === null) return 0;
   const m = /^after:(\d+)$/.exec(Buffer.from(token, 'base64').toString('utf8'));
@@ -264,11 +219,6 @@ function decodeOffset(token: string | null): number {
 
 function progressOf(s: SnapshotRecord): string {
   return `${s.status === 'completed' ? 100 : (s.progress ?? 0)}%`;
-}
-
-export function tagSet(tags: Tag[]): string {
-  const items = tags.map((t) => element('item', textElement('key', t.Key) + textElement('value', t.Value))).join('');
-  return items === '' ? '' : element('tagSet', items);
 }
 
 function snapshotItem(s: SnapshotRecord): string {

@@ -8,7 +8,7 @@
  */
 import { ListChangedBlocksCommand } from '@aws-sdk/client-ebs';
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +21,8 @@ import { expectSameBytes } from '../support/same-bytes.js';
 const TIME_SCALE = 20_000;
 const SECOND_REGION = 'eu-west-1';
 const BLOCK = 524_288;
+/** Each test runs the CLI up to a dozen times, a few seconds each on a loaded machine. */
+const CLI_STEPS_TIMEOUT_MS = 300_000;
 
 let work: string;
 let emulator: RunningEmulator;
@@ -74,7 +76,7 @@ async function copyOf(snapshotId: string, extra: string[] = []): Promise<CopyJso
   return jsonOf<CopyJson>(run);
 }
 
-describe('snapline copy', () => {
+describe('snapline copy', { timeout: CLI_STEPS_TIMEOUT_MS }, () => {
   it('copies a snapshot to a second Region; a restore of the copy through that Region gives the same bytes; copying again finds it', async () => {
     const image = join(work, 'a.img');
     writeBlocks(image, randomBlocks([0, 3, 7]), 8 * BLOCK);
@@ -164,7 +166,37 @@ describe('snapline copy', () => {
   });
 });
 
-describe('backup --copy-to-region', () => {
+describe('copy --to-connection', { timeout: CLI_STEPS_TIMEOUT_MS }, () => {
+  it('makes the copy through another connection of the config file, in the Region given; snapshots and prune reach it there', async () => {
+    const configDir = join(work, 'data', 'config', 'snapline');
+    await mkdir(configDir, { recursive: true });
+    const config = join(configDir, 'config.yaml');
+    await writeFile(config, `connections:\n  dr:\n    region: us-west-2\n    endpoint_url: ${emulator.url}\n    access_key_id: AKIDDRACCOUNT\n    secret_access_key: dr-secret\n`, { mode: 0o600 });
+    const image = join(work, 'h.img');
+    writeBlocks(image, randomBlocks([0, 1]), 2 * BLOCK);
+    const first = (await backupOf(image, 'h')).snapshotId!;
+    writeBlocks(image, randomBlocks([1]));
+    const second = (await backupOf(image, 'h')).snapshotId!;
+
+    const copy = jsonOf<CopyJson & { connection: string }>(await snapline(['--json', 'copy', first, '--to-connection', 'dr', '--to-region', 'ap-south-1']));
+    expect(copy).toMatchObject({ connection: 'dr', region: 'ap-south-1', state: 'completed' });
+    const south = clientsFor(emulator.url, 2, 'ap-south-1');
+    try {
+      expect((await south.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [copy.copySnapshotId] }))).Snapshots).toHaveLength(1);
+      const table = await snapline(['snapshots', '--volume', 'h']);
+      expect(table.stdout).toContain(`dr:ap-south-1 ${copy.copySnapshotId}`);
+      const pruned = await snapline(['--json', 'prune', '--older-than-days', '0', '--volume', 'h']);
+      expectExit(pruned, 0);
+      expect(jsonOf(pruned)).toMatchObject({ deleted: [{ snapshotId: first }], deletedCopies: [{ copySnapshotId: copy.copySnapshotId, region: 'ap-south-1', connection: 'dr' }] });
+      await expect(south.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [copy.copySnapshotId] }))).rejects.toMatchObject({ name: 'InvalidSnapshot.NotFound' });
+    } finally {
+      for (const client of Object.values(south)) client.destroy();
+    }
+    expect(second).toMatch(/^snap-/);
+  });
+});
+
+describe('backup --copy-to-region', { timeout: CLI_STEPS_TIMEOUT_MS }, () => {
   it('copies every successful backup and reports the copies beside the backups', async () => {
     const image = join(work, 'e.img');
     writeBlocks(image, randomBlocks([0, 1]), 2 * BLOCK);

@@ -104,6 +104,8 @@ export const ExitCodes = {
   UNREACHABLE: 6,
   LOCAL_IO: 7,
   TRACKER_UNTRUSTED: 8,
+  /** backup --copy-to-region: the backups are committed, a copy to the second Region failed. */
+  COPY_FAILED: 9,
   INTERNAL: 70,
   /** `backup --if-idle` found a backup of the volume running and did nothing (sysexits' EX_TEMPFAIL). */
   BUSY: 75,

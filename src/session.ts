@@ -1,5 +1,6 @@
 import { AwsClients } from './aws/clients.js';
 import { Ec2SnapshotCatalog } from './aws/ec2.js';
+import { Ec2SnapshotCopier } from './aws/ec2-copy.js';
 import { EbsSnapshotStore } from './aws/ebs.js';
 import { GlacierArchiveStore } from './aws/glacier-archive.js';
 import { S3ArchiveStore } from './aws/s3-archive.js';
@@ -9,7 +10,7 @@ import { openConnection, type ArchiveConfig, type ConnectionRequest, type OpenCo
 import { defaultIndexPath } from './config/paths.js';
 import { identifyStore, type StoreUsed } from './config/store.js';
 import { DEFAULT_CONCURRENCY, MAX_CONCURRENCY } from './core/constants.js';
-import type { ArchiveStore, ArchiveTarget, SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
+import type { ArchiveStore, ArchiveTarget, CopyDestination, CopyDestinations, SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
 import { verifiedReader } from './core/verified-reader.js';
 import type { ArchivePlaces } from './engine/archive/places.js';
 import { ErrorCodes, SnaplineError } from './errors.js';
@@ -157,6 +158,82 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
     await close();
     throw err;
   }
+}
+
+export interface CopyDestinationOptions {
+  /** The Region the copies go to. */
+  region: string;
+  /** Another connection (account, credentials, endpoint) for the destination; default the source's, in `region`. */
+  connection?: string;
+  configPath?: string;
+  onWarning?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * The destination of snapshot copies (EC2 CopySnapshot and the copies'
+ * bookkeeping, in the destination Region): through the source session's
+ * connection with the Region changed, or through another connection. close()
+ * releases what it opened.
+ */
+export async function openCopyDestination(source: RemoteSession, options: CopyDestinationOptions): Promise<CopyDestination & { close(): Promise<void> }> {
+  const requests = { ...(options.signal === undefined ? {} : { signal: options.signal }) };
+  if (options.connection === undefined) {
+    const clients = new AwsClients({ ...source.connection.settings, region: options.region }, { concurrency: 2 });
+    return {
+      region: options.region,
+      copier: new Ec2SnapshotCopier(() => clients.ec2(), requests),
+      catalog: new Ec2SnapshotCatalog(() => clients.ec2(), requests),
+      close: async () => clients.destroy(),
+    };
+  }
+  const remote = await openRemote({
+    connection: options.connection,
+    region: options.region,
+    concurrency: 2,
+    ...(options.configPath === undefined ? {} : { configPath: options.configPath }),
+    ...(options.onWarning === undefined ? {} : { onWarning: options.onWarning }),
+    ...requests,
+  });
+  return {
+    region: options.region,
+    connection: options.connection,
+    copier: new Ec2SnapshotCopier(() => remote.clients.ec2(), requests),
+    catalog: remote.catalog,
+    close: () => remote.close(),
+  };
+}
+
+/**
+ * The destinations of recorded copies, each opened on first use (see
+ * openCopyDestination) and all closed by close().
+ */
+export function copyDestinations(source: RemoteSession, options: Omit<CopyDestinationOptions, 'region' | 'connection'>): CopyDestinations & { close(): Promise<void> } {
+  const opened = new Map<string, Promise<CopyDestination & { close(): Promise<void> }>>();
+  return {
+    async catalogOf(region, connection) {
+      const key = `${connection ?? ''}@${region}`;
+      let destination = opened.get(key);
+      if (destination === undefined) {
+        destination = openCopyDestination(source, { ...options, region, ...(connection === null ? {} : { connection }) });
+        opened.set(key, destination);
+      }
+      return (await destination).catalog;
+    },
+    /** Closes each destination opened, even when another fails (one that failed to open has nothing to close); throws the first error. */
+    async close() {
+      const errors: unknown[] = [];
+      for (const opening of opened.values()) {
+        try {
+          await (await opening.catch(() => undefined))?.close();
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+      opened.clear();
+      if (errors.length > 0) throw errors[0];
+    },
+  };
 }
 
 /** Runs `fn` with the remote side of a run and closes it whatever happens. */

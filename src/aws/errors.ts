@@ -72,6 +72,11 @@ const BY_NAME: Readonly<Record<string, Sort>> = {
     retryable: false,
     hint: 'too many snapshots are pending in this account and Region; try again once some have completed',
   },
+  ResourceLimitExceeded: {
+    code: ErrorCodes.QUOTA_EXCEEDED,
+    retryable: false,
+    hint: 'too many snapshot copies are in progress into that Region (20 by default); try again once some have completed',
+  },
   // Refused arguments.
   'InvalidSnapshotID.Malformed': REJECTED,
   InvalidParameterValue: REJECTED,

@@ -115,6 +115,41 @@ export interface SnapshotCatalog {
   encryptionByDefault(): Promise<boolean>;
 }
 
+// ---- copies in another Region or account -----------------------------------
+
+export interface CopySnapshotInput {
+  /** The Region of the snapshot to copy. */
+  sourceRegion: string;
+  sourceSnapshotId: string;
+  description?: string;
+  /** Encrypt the copy of an unencrypted snapshot (a copy of an encrypted one is encrypted anyway). */
+  encrypted?: boolean;
+  /** The destination's KMS key for the copy; only with `encrypted`. */
+  kmsKeyId?: string;
+  tags?: Record<string, string>;
+}
+
+/** EC2 CopySnapshot, asked of the destination: the Region (or account) the copy goes to. */
+export interface SnapshotCopier {
+  /** Starts a copy and returns its snapshot id (pending). Not idempotent: each call starts another copy. */
+  copySnapshot(input: CopySnapshotInput): Promise<string>;
+}
+
+/** Where copies go: the destination's Region, its EC2, and the connection when it is not the source's. */
+export interface CopyDestination {
+  region: string;
+  connection?: string;
+  copier: SnapshotCopier;
+  /** EC2 of the destination: describes and deletes the copies. */
+  catalog: SnapshotCatalog;
+}
+
+/** The destinations copies were made in, opened on demand (prune deletes copies with their source). */
+export interface CopyDestinations {
+  /** EC2 of a destination: `region`, through `connection` (null: the source's connection in that Region). */
+  catalogOf(region: string, connection: string | null): Promise<SnapshotCatalog>;
+}
+
 // ---- the archive tier ------------------------------------------------------
 
 export type ArchiveTarget = 's3' | 'glacier';

@@ -12,6 +12,7 @@ import {
   type UploadPartRecord,
 } from './archives.js';
 import { findProblems } from './check.js';
+import { SnapshotCopies } from './copies.js';
 import { type EcsJobRecord, EcsJobRows, type EcsJobState, type EcsShardRecord, type EcsShardState, type EcsTaskRecord, type NewEcsJob } from './ecs-jobs.js';
 import { type HeldLock, IndexLocks } from './locks.js';
 import { type ChunkGuard, DIGEST_BYTES, KeyedRows, type KeyedTable, chainDifference, chainEntries, keyChecksum } from './maps.js';
@@ -244,6 +245,8 @@ export class BlockIndex {
   readonly #ecsJobs: EcsJobRows;
   readonly #stores: VolumeStores;
   readonly #trackers: TrackerHistory;
+  /** The copies of the index's snapshots in other Regions or accounts (see copies.ts). */
+  readonly copies: SnapshotCopies;
   #closed = false;
 
   private constructor(path: string, db: Database) {
@@ -258,6 +261,7 @@ export class BlockIndex {
     this.#ecsJobs = new EcsJobRows(db);
     this.#stores = new VolumeStores(db);
     this.#trackers = new TrackerHistory(db, path);
+    this.copies = new SnapshotCopies(db, (fn) => this.#run(fn));
   }
 
   /** The change tracker each snapshot was taken against (trackers.ts). */

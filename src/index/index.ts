@@ -13,6 +13,7 @@ export type {
   ObjectUploadRecord,
   UploadPartRecord,
 } from './archives.js';
+export type { CopyRecord, CopyState, NewCopy, SnapshotCopies } from './copies.js';
 export type { EcsJobRecord, EcsJobState, EcsShardRecord, EcsShardState, EcsSourceKind, EcsTaskRecord, NewEcsJob } from './ecs-jobs.js';
 export type {
   BlockEntry,

@@ -1,6 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import { BLOCKS_PER_GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
 import { TRACKER_TABLES } from './trackers.js';
+import { createCopiesTable } from './copies.js';
 
 /** `PRAGMA application_id` of a snapline index: "SNPL". A file with another id is refused. */
 export const APPLICATION_ID = 0x534e504c;
@@ -260,6 +261,7 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
   (db) => {
     db.exec(TRACKER_TABLES);
   },
+  createCopiesTable,
 ];
 
 export const SCHEMA_VERSION = migrations.length;

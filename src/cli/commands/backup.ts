@@ -1,10 +1,13 @@
 import { Option, type Command } from 'commander';
 import type { BackupProgress, BackupResult } from '../../engine/backup/backup.js';
+import type { CopyResult } from '../../engine/dr/copy.js';
+import type { Session } from '../../session.js';
 import { ErrorCodes, ExitCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, numberOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
+import { copyFromSession, describeCopy } from './copy.js';
 
 interface BackupFlags {
   volume?: string;
@@ -25,6 +28,7 @@ interface BackupFlags {
   checkpoint?: string;
   verifyUnchanged?: number;
   ifIdle?: boolean;
+  copyToRegion?: string;
 }
 
 export function registerBackup(program: Command, wrap: Wrap): void {
@@ -57,6 +61,7 @@ export function registerBackup(program: Command, wrap: Wrap): void {
         numberOption('--verify-unchanged', 0, 100),
       ),
     )
+    .option('--copy-to-region <region>', `after each successful backup, copy its snapshot into this Region and wait for the copy (a failed copy leaves the backup committed and exits ${ExitCodes.COPY_FAILED})`)
     .option('--if-idle', `when a backup of the volume is running, say so and exit ${ExitCodes.BUSY} instead of failing (for schedulers)`)
     .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => (flags.ifIdle ? ifIdle(ctx, runBackupCommand(ctx, sources, flags)) : runBackupCommand(ctx, sources, flags))));
 }
@@ -82,7 +87,7 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
   const { withSession } = await import('../../session.js');
   const { backup } = await import('../../engine/backup/backup.js');
   const progress = throttleAwareProgress(output);
-  const results = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
+  const { results, copies } = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);
     const latest = new Map<string, BackupProgress>();
     const onProgress = (progress: BackupProgress) => {
@@ -97,8 +102,13 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
         detail: `changed ${sum((p) => p.blocksChanged)} uploaded ${sum((p) => p.blocksUploaded)} blocks, ${session.uploadLimiter.limit} in flight`,
       });
     };
+    if (flags.copyToRegion !== undefined && !flags.dryRun) {
+      const { checkDestination } = await import('../../engine/dr/copy.js');
+      checkDestination(session.connection.settings.region, flags.copyToRegion, undefined, 'copyToRegion');
+    }
+    let results: BackupResult[];
     try {
-      return await Promise.all(
+      results = await Promise.all(
         sources.map((source) =>
           backup(session, {
             source,
@@ -127,10 +137,38 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
     } finally {
       display.done();
     }
+    return { results, copies: flags.copyToRegion === undefined || flags.dryRun ? undefined : await copyBackups(ctx, session, results, flags.copyToRegion) };
   });
-  // One shape for any number of sources: { backups: [...] }, one library BackupResult per source, in the order given.
-  output.result({ backups: results }, () => results.flatMap(describeResult));
-  return 0;
+  // One shape for any number of sources: { backups: [...] }, one library BackupResult per source, in the order given;
+  // with --copy-to-region also { copies: [...] }, one per backup, each a CopyResult or { volume, error, code }.
+  const failedCopies = copies?.filter((c) => 'error' in c).length ?? 0;
+  output.result({ backups: results, ...(copies === undefined ? {} : { copies }) }, () => [
+    ...results.flatMap(describeResult),
+    ...(copies ?? []).flatMap((c) => ('error' in c ? [`${c.volume}: the copy to ${flags.copyToRegion} failed: ${c.error}`] : describeCopy(c))),
+  ]);
+  return failedCopies > 0 ? ExitCodes.COPY_FAILED : ExitCodes.OK;
+}
+
+type BackupCopy = CopyResult | { volume: string; error: string; code: string };
+
+/**
+ * Copies the snapshot of each backup (the volume's newest when the backup
+ * made none) into `region`, one after another. A copy that fails is
+ * reported, not thrown: the backups stay committed. An interruption stops it all.
+ */
+async function copyBackups(ctx: CommandContext, session: Session, results: BackupResult[], region: string): Promise<BackupCopy[]> {
+  const copies: BackupCopy[] = [];
+  for (const result of results) {
+    const snapshotId = result.snapshotId ?? session.index.headSnapshot(result.volume)?.snapshotId;
+    if (snapshotId === undefined) continue;
+    try {
+      copies.push(await copyFromSession(ctx, session, snapshotId, { toRegion: region }));
+    } catch (err) {
+      if (!isSnaplineError(err) || err.code === ErrorCodes.INTERRUPTED) throw err;
+      copies.push({ volume: result.volume, error: err.message, code: err.code });
+    }
+  }
+  return copies;
 }
 
 export function describeResult(result: BackupResult): string[] {

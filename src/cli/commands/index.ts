@@ -4,6 +4,7 @@ import { registerArchive } from './archive.js';
 import { registerBackup } from './backup.js';
 import { registerBench } from './bench.js';
 import { registerConnections } from './connections.js';
+import { registerCopy } from './copy.js';
 import { registerDiff } from './diff.js';
 import { registerEcs } from './ecs.js';
 import { registerIndexCommands } from './index-commands.js';
@@ -27,6 +28,7 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerSnapshots(program, wrap);
   registerPrune(program, wrap);
   registerSchedule(program, wrap);
+  registerCopy(program, wrap);
   registerArchive(program, wrap);
   registerRehydrate(program, wrap);
   registerIndexCommands(program, wrap);

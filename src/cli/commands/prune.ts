@@ -21,6 +21,7 @@ interface PruneFlags {
   volume?: string;
   dryRun?: boolean;
   ifIdle?: boolean;
+  keepCopies?: boolean;
 }
 
 const COUNT_FLAGS = [
@@ -46,6 +47,7 @@ export function registerPrune(program: Command, wrap: Wrap): void {
     .option('--utc', 'count hours, days, weeks, months and years in UTC instead of the time zone (TZ)')
     .option('--volume <name>', 'only this volume')
     .option('--dry-run', 'print every snapshot with the rules that keep it, or "removed"; delete nothing')
+    .option('--keep-copies', "keep the deleted snapshots' copies in other Regions (by default they are deleted with them)")
     .option('--if-idle', `when a backup of a volume is running, exit ${ExitCodes.BUSY} instead of ${ExitCodes.CONFLICT} (for schedulers)`)
     .action(
       wrap(async (ctx: CommandContext, flags: PruneFlags) => {
@@ -54,11 +56,20 @@ export function registerPrune(program: Command, wrap: Wrap): void {
         const policy = policyOf(flags, retention);
         const policies = retention.isEmptyPolicy(policy) && flags.olderThanDays === undefined ? await configuredPolicies(ctx, flags.volume) : undefined;
         const timeZone = flags.utc ? 'UTC' : Intl.DateTimeFormat().resolvedOptions().timeZone;
-        const { withSession } = await import('../../session.js');
+        const { withSession, copyDestinations } = await import('../../session.js');
         const { prune } = await import('../../engine/lineage/prune.js');
-        const result = await withSession(sessionOptions(ctx), (session) =>
-          prune(session, { policy, ...(policies ? { policies } : {}), olderThanDays: flags.olderThanDays, timeZone, volume: flags.volume, dryRun: flags.dryRun }),
-        );
+        const globals = ctx.globals();
+        const result = await withSession(sessionOptions(ctx), async (session) => {
+          const destinations = copyDestinations(session, { ...(globals.config === undefined ? {} : { configPath: globals.config }), onWarning: (m) => output.warn(m), signal: ctx.signal });
+          try {
+            return await prune(
+              { index: session.index, catalog: session.catalog, destinations },
+              { policy, ...(policies ? { policies } : {}), olderThanDays: flags.olderThanDays, timeZone, volume: flags.volume, dryRun: flags.dryRun, keepCopies: flags.keepCopies },
+            );
+          } finally {
+            await destinations.close();
+          }
+        });
         output.result(result, () => humanLines(result, retention.calendarIn(timeZone)));
         if (result.busyVolumes.length === 0) return ExitCodes.OK;
         return flags.ifIdle ? ExitCodes.BUSY : ExitCodes.CONFLICT;
@@ -108,6 +119,7 @@ function humanLines(result: PruneResult, calendar: import('../../engine/lineage/
     lines.push(...table(cells));
   }
   lines.push(`${result.dryRun ? 'would delete' : 'deleted'} ${result.deleted.length} snapshots`);
+  for (const c of result.deletedCopies) lines.push(`  ${result.dryRun ? 'would delete' : 'deleted'} the copy ${c.copySnapshotId} of ${c.snapshotId} in ${c.connection === null ? '' : `${c.connection}:`}${c.region}`);
   for (const volume of result.unmanagedVolumes) lines.push(`  left ${volume} alone: no retention policy for it`);
   for (const volume of result.busyVolumes) lines.push(`  skipped ${volume}: a backup of it is running`);
   return lines;

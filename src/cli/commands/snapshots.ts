@@ -17,7 +17,7 @@ export function registerSnapshots(program: Command, wrap: Wrap): void {
         const rows = await withSession(sessionOptions(ctx), (session) => listSnapshots(session, { volume: flags.volume }));
         output.result(rows, () => {
           if (rows.length === 0) return ['no snapshots recorded in the index'];
-          const cells = [['VOLUME', 'SNAPSHOT', 'PARENT', 'STATE', 'AWS', 'SIZE', 'CHANGED', 'AGE', 'TAGS']];
+          const cells = [['VOLUME', 'SNAPSHOT', 'PARENT', 'STATE', 'AWS', 'SIZE', 'CHANGED', 'AGE', 'COPIES', 'TAGS']];
           for (const r of rows) {
             const tags = Object.entries(r.tags)
               .filter(([k]) => !k.startsWith('snapline:'))
@@ -32,6 +32,7 @@ export function registerSnapshots(program: Command, wrap: Wrap): void {
               formatBytes(r.sourceBytes),
               String(r.changedBlocks),
               `${r.ageDays}d`,
+              r.copies.map((c) => `${c.connection === null ? '' : `${c.connection}:`}${c.region} ${c.copySnapshotId}${c.state === 'completed' ? '' : ` (${c.state})`}`).join(', ') || '-',
               tags || '-',
             ]);
           }

@@ -1,7 +1,8 @@
-import type { SnapshotCatalog } from '../../core/ports.js';
+import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
 import { applyRetention, calendarIn, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
+import { deleteCopies, type DeletedCopy } from '../dr/copy.js';
 
 export interface PruneOptions {
   /** Keeps every snapshot started less than this many days ago (a rule of the policy, see RetentionPolicy.keepNewerThanDays). */
@@ -16,6 +17,8 @@ export interface PruneOptions {
   timeZone?: string;
   volume?: string;
   dryRun?: boolean;
+  /** Keep the copies of the deleted snapshots in other Regions (by default they are deleted with them). */
+  keepCopies?: boolean;
   now?: Date;
 }
 
@@ -45,6 +48,8 @@ export interface PruneResult {
   busyVolumes: string[];
   /** Volumes no policy applies to (none given, none configured for them): left alone. */
   unmanagedVolumes: string[];
+  /** Copies in other Regions deleted with their source (none with keepCopies). */
+  deletedCopies: DeletedCopy[];
 }
 
 /**
@@ -56,17 +61,20 @@ export interface PruneResult {
  * a pending or recorded backup run, an unfinished archive, the newest archive
  * of the volume at each place (the next incremental archive compares with
  * its snapshot) or an unfinished ECS restore builds on. A volume with a
- * backup running is skipped (its lock is held). INVALID_ARGUMENT when no
- * policy applies to any volume.
+ * backup running is skipped (its lock is held), and so is one with a copy
+ * in progress. The copies a snapshot has in other Regions are deleted before
+ * it, unless `keepCopies` (then they stay recorded); `destinations` reaches
+ * them, needed only when there are copies. INVALID_ARGUMENT when no policy
+ * applies to any volume.
  */
-export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog }, options: PruneOptions): Promise<PruneResult> {
+export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog; destinations?: CopyDestinations }, options: PruneOptions): Promise<PruneResult> {
   const given = givenPolicy(options);
   const timeZone = options.timeZone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
   calendarIn(timeZone);
   const now = options.now ?? new Date();
   const volumes = options.volume ? [options.volume] : deps.index.listVolumes().map((v) => v.name);
   const policyOf = (volume: string) => given ?? options.policies?.get(volume);
-  const result: PruneResult = { dryRun: Boolean(options.dryRun), timeZone, deleted: [], volumes: [], busyVolumes: [], unmanagedVolumes: volumes.filter((v) => policyOf(v) === undefined) };
+  const result: PruneResult = { dryRun: Boolean(options.dryRun), timeZone, deleted: [], volumes: [], busyVolumes: [], deletedCopies: [], unmanagedVolumes: volumes.filter((v) => policyOf(v) === undefined) };
   if (result.unmanagedVolumes.length === volumes.length && volumes.length > 0) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `no retention policy for ${volumes.length === 1 ? `volume ${volumes[0]}` : 'any volume'}: give --keep-last, --keep-daily, ... or --older-than-days, or set one in the config file`, {
       hint: `a config file's volumes.NAME.retention holds a volume's policy (README: Retention)`,
@@ -93,6 +101,7 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog 
       result.volumes.push(decided);
       // Oldest first, as a lineage is cut from its old end.
       for (const snapshot of decided.snapshots.filter((s) => s.removed).reverse()) {
+        if (!options.keepCopies) result.deletedCopies.push(...(await deleteCopies({ index: deps.index, destinations: destinationsOf(deps) }, snapshot.snapshotId, options.dryRun)));
         if (!options.dryRun) {
           await deps.catalog.deleteSnapshot(snapshot.snapshotId);
           deps.index.markDeleted(snapshot.snapshotId);
@@ -144,6 +153,7 @@ async function decide(
     if (pending.baseSnapshotId !== pending.parentSnapshotId) add(pending.baseSnapshotId, `base of the pending run ${pending.snapshotId}`);
   }
   add(recordedRunParent(deps.index, volume), 'parent of the recorded backup run');
+  for (const copy of deps.index.copies.list(volume)) if (copy.state === 'pending') add(copy.sourceSnapshotId, `source of the copy in progress ${copy.copySnapshotId} in ${copy.region}`);
   const tags = policy.keepTags?.length ? await tagsOf(deps.catalog, completed) : new Map<string, Record<string, string>>();
   const decisions = applyRetention(
     completed.map((s) => ({ snapshotId: s.snapshotId, startedAt: s.startedAt, tags: tags.get(s.snapshotId) ?? {} })),
@@ -201,4 +211,11 @@ async function tagsOf(catalog: SnapshotCatalog, snapshots: readonly SnapshotReco
   const tags = new Map<string, Record<string, string>>();
   for (const remote of await catalog.describeSnapshots(snapshots.map((s) => s.snapshotId))) tags.set(remote.snapshotId, remote.tags);
   return tags;
+}
+
+function destinationsOf(deps: { destinations?: CopyDestinations }): CopyDestinations {
+  if (deps.destinations !== undefined) return deps.destinations;
+  return {
+    catalogOf: () => Promise.reject(new SnaplineError(ErrorCodes.INTERNAL, 'prune found copies in other Regions but was given no way to reach them')),
+  };
 }

@@ -17,6 +17,8 @@ export interface SnapshotRow {
   startedAt: string;
   completedAt: string | null;
   ageDays: number;
+  /** Its copies in other Regions (or accounts), as the index records them; deleted ones left out. */
+  copies: Array<{ copySnapshotId: string; region: string; connection: string | null; state: string }>;
 }
 
 /**
@@ -51,6 +53,9 @@ export async function listSnapshots(
       startedAt: record.startedAt.toISOString(),
       completedAt: record.completedAt?.toISOString() ?? null,
       ageDays: Math.floor((now - record.startedAt.getTime()) / 86_400_000),
+      copies: deps.index.copies
+        .ofSnapshot(record.snapshotId)
+        .map(({ copySnapshotId, region, connection, state }) => ({ copySnapshotId, region, connection, state })),
     };
   });
 }

@@ -40,7 +40,11 @@ const notFound = (snapshotId: string) => ec2Error('InvalidSnapshot.NotFound', `T
  * snapshot at once. Encryption by default is per Region.
  */
 export class Ec2Api {
-  constructor(private readonly snapshots: SnapshotService) {}
+  constructor(
+    private readonly snapshots: SnapshotService,
+    /** More actions, answered in other files (volumes, instances, fast snapshot restore). */
+    private readonly more?: Ec2Actions,
+  ) {}
 
   /** Answers one EC2 request; `params` are its form (and query) parameters. Rethrows only unexpected failures, after answering 500. */
   handle(action: string, params: URLSearchParams, exchange: Exchange): void {
@@ -69,7 +73,8 @@ export class Ec2Api {
           inner = describeRegions(params);
           break;
         default:
-          throw ec2Error('InvalidAction', `The action ${action} is not valid for this web service.`);
+          if (this.more?.serves(action) !== true) throw ec2Error('InvalidAction', `The action ${action} is not valid for this web service.`);
+          inner = this.more.handle(action, params, exchange.region);
       }
       sendXml(exchange, 200, xmlDocument(`${action}Response`, EC2_NAMESPACE, textElement('requestId', exchange.requestId) + inner));
     } catch (err) {
@@ -141,6 +146,12 @@ export class Ec2Api {
   }
 }
 
+/** A set of EC2 actions served beside the snapshot ones: `handle` returns the answer's inner XML or throws AwsError. */
+export interface Ec2Actions {
+  serves(action: string): boolean;
+  handle(action: string, params: URLSearchParams, region: string): string;
+}
+
 export function sendEc2Error(exchange: Exchange, error: AwsError): void {
   const errors = element('Errors', element('Error', textElement('Code', error.code) + textElement('Message', error.message)));
   sendXml(exchange, error.status, xmlDocument('Response', undefined, errors + textElement('RequestID', exchange.requestId)));
@@ -151,7 +162,7 @@ function checkSnapshotId(id: string): void {
 }
 
 /** Values of `Name.1`, `Name.2`, ... in numeric order. */
-function listParam(params: URLSearchParams, name: string): string[] {
+export function listParam(params: URLSearchParams, name: string): string[] {
   const found: [number, string][] = [];
   const pattern = new RegExp(`^${name}\\.(\\d+)$`);
   for (const [key, value] of params) {
@@ -226,15 +237,17 @@ function filterSubjects(s: SnapshotRecord, name: string): string[] {
   }
 }
 
-function globToRegExp(glob: string): RegExp {
+export function globToRegExp(glob: string): RegExp {
   const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
   return new RegExp(`^${source}$`, 's');
 }
 
-function tagsOf(params: URLSearchParams): Tag[] {
+/** The tags of `PREFIX.N.Key` / `PREFIX.N.Value` (`prefix` is a regular expression source), checked as CreateTags checks them. */
+export function tagsOf(params: URLSearchParams, prefix = 'Tag'): Tag[] {
   const tags = new Map<number, Tag>();
+  const pattern = new RegExp(`^${prefix}\\.(\\d+)\\.(Key|Value)$`);
   for (const [key, value] of params) {
-    const m = /^Tag\.(\d+)\.(Key|Value)$/.exec(key);
+    const m = pattern.exec(key);
     if (!m) continue;
     const tag = tags.get(Number(m[1])) ?? { Key: '', Value: '' };
     if (m[2] === 'Key') tag.Key = value;

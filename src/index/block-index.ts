@@ -12,6 +12,7 @@ import {
   type UploadPartRecord,
 } from './archives.js';
 import { findProblems } from './check.js';
+import { DrillRows, type DrillRecord, type NewDrill } from './drills.js';
 import { type EcsJobRecord, EcsJobRows, type EcsJobState, type EcsShardRecord, type EcsShardState, type EcsTaskRecord, type NewEcsJob } from './ecs-jobs.js';
 import { type HeldLock, IndexLocks } from './locks.js';
 import { type ChunkGuard, DIGEST_BYTES, KeyedRows, type KeyedTable, chainDifference, chainEntries, keyChecksum } from './maps.js';
@@ -242,6 +243,7 @@ export class BlockIndex {
   readonly #archives: ArchiveRows;
   readonly #ecsJobs: EcsJobRows;
   readonly #stores: VolumeStores;
+  readonly #drills: DrillRows;
   #closed = false;
 
   private constructor(path: string, db: Database) {
@@ -255,6 +257,16 @@ export class BlockIndex {
     this.#archives = new ArchiveRows(db);
     this.#ecsJobs = new EcsJobRows(db);
     this.#stores = new VolumeStores(db);
+    this.#drills = new DrillRows(db);
+  }
+
+  /** The recovery drills (see DrillRows): each call maps errors, and record() is durable. */
+  drills(): { record(drill: NewDrill): DrillRecord; lastPerVolume(): DrillRecord[]; ofVolume(volume: string): DrillRecord[] } {
+    return {
+      record: (drill) => this.#durably(() => this.#drills.record(drill)),
+      lastPerVolume: () => this.#run(() => this.#drills.lastPerVolume()),
+      ofVolume: (volume) => this.#run(() => this.#drills.ofVolume(volume)),
+    };
   }
 
   /**

@@ -12,6 +12,7 @@ export type {
   ObjectUploadRecord,
   UploadPartRecord,
 } from './archives.js';
+export type { DrillKind, DrillRecord, NewDrill } from './drills.js';
 export type { EcsJobRecord, EcsJobState, EcsShardRecord, EcsShardState, EcsSourceKind, EcsTaskRecord, NewEcsJob } from './ecs-jobs.js';
 export type {
   BlockEntry,

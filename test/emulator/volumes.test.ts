@@ -25,7 +25,7 @@ let instanceB: string;
 
 beforeAll(async () => {
   t = await startTestEndpoint({ now: clock.now, instances: { [OTHER_ZONE]: 1 } });
-  [instanceA] = t.emulator.createInstances(ZONE, 1);
+  instanceA = t.emulator.createInstances(ZONE, 1)[0]!;
   instanceB = (await t.ec2.send(new DescribeInstancesCommand({}))).Reservations!.flatMap((r) => r.Instances!).find((i) => i.Placement?.AvailabilityZone === OTHER_ZONE)!.InstanceId!;
 });
 afterAll(() => t?.stop());
@@ -106,7 +106,7 @@ describe('CreateVolume and DescribeVolumes', () => {
     await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Throughput: 124 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'gp2', Iops: 3000 }), 'InvalidParameterCombination');
     await expectAwsError(create({ Size: 8, VolumeType: 'io1', Iops: 1000, Throughput: 200 }), 'InvalidParameterCombination');
-    await expectAwsError(create({ Size: 8, VolumeType: 'ssd' }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 8, VolumeType: 'ssd' as CreateVolumeCommandInput['VolumeType'] }), 'InvalidParameterValue');
   });
 
   it('KmsKeyId needs Encrypted; an unknown key is found out after the call: the volume ends in state error', async () => {

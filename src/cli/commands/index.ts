@@ -5,6 +5,7 @@ import { registerBackup } from './backup.js';
 import { registerBench } from './bench.js';
 import { registerConnections } from './connections.js';
 import { registerDiff } from './diff.js';
+import { registerDrill } from './drill.js';
 import { registerEcs } from './ecs.js';
 import { registerIndexCommands } from './index-commands.js';
 import { registerPrune } from './prune.js';
@@ -22,6 +23,7 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerBackup(program, wrap);
   registerRestore(program, wrap);
   registerVerify(program, wrap);
+  registerDrill(program, wrap);
   registerDiff(program, wrap);
   registerSnapshots(program, wrap);
   registerPrune(program, wrap);

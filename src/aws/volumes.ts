@@ -13,9 +13,10 @@ const FAST_RESTORE_FAILURES: Record<string, (typeof ErrorCodes)[keyof typeof Err
 
 /**
  * Volumes, instances and fast snapshot restore over EC2 (the SDK's standard
- * retry applies). With `signal`, an abort ends the descriptions and the
- * creations in flight (INTERRUPTED); deletions and FSR disabling run to
- * their end, and go out after the abort (clean-up).
+ * retry applies). With `signal`, an abort ends the descriptions in flight
+ * (INTERRUPTED); the calls that change something (create, attach, delete,
+ * FSR) run to their end, so that the caller learns what exists and can
+ * clean it up, and go out after the abort too.
  */
 export class Ec2VolumeManager implements VolumeManager {
   readonly #clientOf: () => EC2Client;
@@ -47,7 +48,8 @@ export class Ec2VolumeManager implements VolumeManager {
       KmsKeyId: input.kmsKeyId,
       ...(tags.length === 0 ? {} : { TagSpecifications: [{ ResourceType: 'volume', Tags: tags }] }),
     });
-    const out = await this.#send('CreateVolume', (client, abortSignal) => client.send(command, { abortSignal }));
+    // Not cut by an abort: a volume made by a request whose answer was dropped would be left behind unseen.
+    const out = await this.#send('CreateVolume', (client, abortSignal) => client.send(command, { abortSignal }), false);
     return toRemoteVolume(out);
   }
 

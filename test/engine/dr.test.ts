@@ -87,7 +87,9 @@ describe('restore to an EBS volume', () => {
       fastRestore: null,
     });
     expect(result.steps.map((s) => s.step)).toEqual(['check', 'create-volume', 'attach']);
-    expect(await volumeBytes(result.volumeId, 6 * BLOCK_SIZE)).toEqual(await readFile(image));
+    const bytes = await volumeBytes(result.volumeId, 6 * BLOCK_SIZE);
+    // Buffer.equals, not toEqual: a deep-equality diff of megabytes takes a minute.
+    expect(bytes.equals(await readFile(image))).toBe(true);
     const [described] = (await sdk.ec2.send(new DescribeVolumesCommand({ VolumeIds: [result.volumeId] }))).Volumes!;
     expect(described?.Tags).toEqual(expect.arrayContaining([{ Key: 'purpose', Value: 'dr' }, { Key: 'snapline:volume', Value: 'web' }]));
   });
@@ -137,6 +139,51 @@ describe('restore to an EBS volume', () => {
     const left = (await volumeIds()).filter((id) => !before.includes(id));
     for (const id of left) expect((await session.volumes.describeVolume(id))?.state ?? 'deleted').toMatch(/^delet/);
   });
+
+  it('--size below the snapshot is refused before anything is made; past 5 FSR snapshots in the Region the run fails QUOTA_EXCEEDED and leaves no volume', async () => {
+    const image = local.pathFor('big.img');
+    writeBlocks(image, randomBlocks([0, 2048]), 1024 * 1024 * 1024 + BLOCK_SIZE);
+    const big = (await backup(session, { source: image, volume: 'big' })).snapshotId!;
+    const before = await volumeIds();
+    const small = await rejection(restoreToVolume(session, { snapshotId: big, availabilityZone: ZONE, sizeGiB: 1 }));
+    expect(small).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, details: { option: 'sizeGiB' } });
+    expect(small.message).toContain("smaller than the snapshot's 2 GiB");
+
+    const others: string[] = [];
+    for (let i = 0; i < 5; i += 1) others.push(await snapshotWith(sdk.ebs, new Map([[0, blockOf(60 + i)]])));
+    for (const id of others) await session.volumes.enableFastRestore(id, 'us-east-1c');
+    try {
+      const quota = await rejection(restoreToVolume(session, { snapshotId: big, availabilityZone: 'us-east-1c', fastRestore: true, poll: POLL }));
+      expect(quota.code).toBe(ErrorCodes.QUOTA_EXCEEDED);
+      expect(quota.message).toContain('ResourceLimitExceeded');
+    } finally {
+      for (const id of others) await session.volumes.disableFastRestore(id, 'us-east-1c');
+    }
+    expect(await volumeIds()).toEqual(before);
+  });
+
+  it('interrupted while the volume is being created: the volume is deleted, FSR disabled, INTERRUPTED', async () => {
+    const { full } = await lineage('interrupted');
+    const before = await volumeIds();
+    const controller = new AbortController();
+    const err = await rejection(
+      restoreToVolume(session, {
+        snapshotId: full,
+        availabilityZone: ZONE,
+        fastRestore: true,
+        poll: POLL,
+        signal: controller.signal,
+        onStep: (step) => {
+          if (step === 'create-volume') controller.abort();
+        },
+      }),
+    );
+    expect(err.code).toBe(ErrorCodes.INTERRUPTED);
+    const made = (await volumeIds()).filter((id) => !before.includes(id));
+    expect(made.length).toBeLessThanOrEqual(1);
+    for (const id of made) expect((await session.volumes.describeVolume(id))?.state ?? 'deleted').toMatch(/^delet/);
+    expect(await session.volumes.fastRestoreState(full, ZONE)).toMatch(/^disabl/);
+  });
 });
 
 describe('drills', () => {
@@ -178,6 +225,21 @@ describe('drills', () => {
       clients.destroy();
     }
     expect(lastDrills(session).find((d) => d.volume === 'corrupted')).toMatchObject({ passed: false, snapshotId: full });
+  });
+
+  it('a drill interrupted while making its volume removes it and records nothing', async () => {
+    await lineage('stopped');
+    const before = await volumeIds();
+    const controller = new AbortController();
+    const onStep = (step: string) => {
+      if (step === 'create-volume') setTimeout(() => controller.abort(), 1);
+    };
+    const err = await rejection(drill(session, { volume: 'stopped', toVolume: { availabilityZone: ZONE }, poll: POLL, signal: controller.signal, onStep }));
+    expect(err.code).toBe(ErrorCodes.INTERRUPTED);
+    for (const id of (await volumeIds()).filter((v) => !before.includes(v))) {
+      expect((await session.volumes.describeVolume(id))?.state ?? 'deleted').toMatch(/^delet/);
+    }
+    expect(session.index.drills().ofVolume('stopped')).toEqual([]);
   });
 
   it('refuses a snapshot of another volume, a volume without snapshots, and a file that exists', async () => {

@@ -1,4 +1,4 @@
-import { sleep as abortableSleep } from '../../core/abort.js';
+import { sleep as abortableSleep, throwIfAborted } from '../../core/abort.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 
 /** How a wait on EC2 polls: the first pause, growing by half each time up to the cap; an optional overall limit. */
@@ -17,13 +17,14 @@ const MAX_MS = 5000;
 /**
  * Asks `look` until it answers something other than undefined, pausing
  * between asks (see PollOptions). Rejects with what `look` throws, INTERRUPTED
- * on an abort, TIMEOUT past `timeoutMs` naming `what`.
+ * on an abort (checked before every ask, the first one too), TIMEOUT past `timeoutMs` naming `what`.
  */
 export async function pollUntil<T>(what: string, look: () => Promise<T | undefined>, options: PollOptions & { signal?: AbortSignal } = {}): Promise<T> {
   const started = Date.now();
   const pause = options.sleep ?? abortableSleep;
   let wait = options.firstMs ?? FIRST_MS;
   for (;;) {
+    throwIfAborted(options.signal);
     const found = await look();
     if (found !== undefined) return found;
     if (options.timeoutMs !== undefined && Date.now() - started >= options.timeoutMs) {

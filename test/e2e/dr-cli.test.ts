@@ -64,11 +64,12 @@ describe('restore --to-volume', () => {
     const result = JSON.parse(json.stdout) as { volumeId: string; state: string; sizeGiB: number; steps: Array<{ step: string; durationMs: number }> };
     expect(result).toMatchObject({ state: 'available', sizeGiB: 3 });
     expect(result.steps.map((s) => s.step)).toEqual(['check', 'create-volume']);
-  });
+  }, 120_000);
 
   it('bad input is refused with the flag named, before anything is made', async () => {
     const snapshotId = await backedUp('bad');
     const cases: [string[], RegExp][] = [
+      [['restore', snapshotId], /restore needs a target \(image file, device or NBD export\), or --to-volume/],
       [['restore', snapshotId, '--to-volume'], /--availability-zone/],
       [['restore', snapshotId, '--to-volume', '--availability-zone', ZONE, 'target.img'], /give no target/],
       [['restore', snapshotId, 'target.img', '--availability-zone', ZONE], /--availability-zone goes with --to-volume/],
@@ -83,7 +84,7 @@ describe('restore --to-volume', () => {
       expectExit(run, ExitCodes.USAGE);
       expect(run.stderr).toMatch(message);
     }
-  });
+  }, 180_000);
 });
 
 describe('drill', () => {

@@ -1,6 +1,7 @@
 import { AwsClients } from './aws/clients.js';
 import { Ec2SnapshotCatalog } from './aws/ec2.js';
 import { Ec2SnapshotCopier } from './aws/ec2-copy.js';
+import { Ec2VolumeManager } from './aws/volumes.js';
 import { EbsSnapshotStore } from './aws/ebs.js';
 import { GlacierArchiveStore } from './aws/glacier-archive.js';
 import { S3ArchiveStore } from './aws/s3-archive.js';
@@ -10,7 +11,7 @@ import { openConnection, type ArchiveConfig, type ConnectionRequest, type OpenCo
 import { defaultIndexPath } from './config/paths.js';
 import { identifyStore, type StoreUsed } from './config/store.js';
 import { DEFAULT_CONCURRENCY, MAX_CONCURRENCY } from './core/constants.js';
-import type { ArchiveStore, ArchiveTarget, CopyDestination, CopyDestinations, SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
+import type { ArchiveStore, ArchiveTarget, CopyDestination, CopyDestinations, SnapshotCatalog, SnapshotReader, SnapshotWriter, VolumeManager } from './core/ports.js';
 import { verifiedReader } from './core/verified-reader.js';
 import type { ArchivePlaces } from './engine/archive/places.js';
 import { ErrorCodes, SnaplineError } from './errors.js';
@@ -56,6 +57,8 @@ export interface RemoteSession {
   /** The store with checksum verification (on the hash pool), retries and the download limiter. */
   reader: SnapshotReader;
   catalog: SnapshotCatalog;
+  /** EC2 volumes, instances and fast snapshot restore (disaster recovery). */
+  volumes: VolumeManager;
   uploadLimiter: AdaptiveLimiter;
   downloadLimiter: AdaptiveLimiter;
   /** How long the EBS calls of the session have been throttled, while they are. */
@@ -143,6 +146,7 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
       writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter, ...(options.newSnapshotIds === undefined ? {} : { newSnapshotIds: options.newSnapshotIds }) }),
       reader: resilientReader(verifiedReader(store, (data) => hashPool().sha256Moving(data)), { ...wrap, limiter: downloadLimiter }),
       catalog: new Ec2SnapshotCatalog(() => clients.ec2(), requests),
+      volumes: new Ec2VolumeManager(() => clients.ec2(), requests),
       uploadLimiter,
       downloadLimiter,
       throttling,
@@ -287,6 +291,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       writer: remote.writer,
       reader: remote.reader,
       catalog: store === undefined ? remote.catalog : storeChecked(remote.catalog, index),
+      volumes: remote.volumes,
       uploadLimiter: remote.uploadLimiter,
       downloadLimiter: remote.downloadLimiter,
       throttling: remote.throttling,

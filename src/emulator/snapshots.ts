@@ -479,6 +479,12 @@ export class SnapshotService {
     return { data, digest: block.digest };
   }
 
+  /** The bytes of block `index` of a snapshot by catalog id (for volumes made from it), or undefined when it has none there. */
+  async blockOf(snapshot: number, index: number): Promise<Buffer | undefined> {
+    const block = this.catalog.block(snapshot, index);
+    return block === undefined ? undefined : this.packs.read(block);
+  }
+
   // ---- bookkeeping (EC2) -----------------------------------------------
 
   /**

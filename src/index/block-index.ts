@@ -13,6 +13,7 @@ import {
 } from './archives.js';
 import { findProblems } from './check.js';
 import { SnapshotCopies } from './copies.js';
+import { DrillRows, type DrillRecord, type NewDrill } from './drills.js';
 import { type EcsJobRecord, EcsJobRows, type EcsJobState, type EcsShardRecord, type EcsShardState, type EcsTaskRecord, type NewEcsJob } from './ecs-jobs.js';
 import { type HeldLock, IndexLocks } from './locks.js';
 import { type ChunkGuard, DIGEST_BYTES, KeyedRows, type KeyedTable, chainDifference, chainEntries, keyChecksum } from './maps.js';
@@ -247,6 +248,7 @@ export class BlockIndex {
   readonly #trackers: TrackerHistory;
   /** The copies of the index's snapshots in other Regions or accounts (see copies.ts). */
   readonly copies: SnapshotCopies;
+  readonly #drills: DrillRows;
   #closed = false;
 
   private constructor(path: string, db: Database) {
@@ -262,12 +264,22 @@ export class BlockIndex {
     this.#stores = new VolumeStores(db);
     this.#trackers = new TrackerHistory(db, path);
     this.copies = new SnapshotCopies(db, (fn) => this.#run(fn));
+    this.#drills = new DrillRows(db);
   }
 
   /** The change tracker each snapshot was taken against (trackers.ts). */
   get trackers(): TrackerHistory {
     this.#assertOpen();
     return this.#trackers;
+  }
+
+  /** The recovery drills (see DrillRows): each call maps errors, and record() is durable. */
+  drills(): { record(drill: NewDrill): DrillRecord; lastPerVolume(): DrillRecord[]; ofVolume(volume: string): DrillRecord[] } {
+    return {
+      record: (drill) => this.#durably(() => this.#drills.record(drill)),
+      lastPerVolume: () => this.#run(() => this.#drills.lastPerVolume()),
+      ofVolume: (volume) => this.#run(() => this.#drills.ofVolume(volume)),
+    };
   }
 
   /**

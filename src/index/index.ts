@@ -14,6 +14,7 @@ export type {
   UploadPartRecord,
 } from './archives.js';
 export type { CopyRecord, CopyState, NewCopy, SnapshotCopies } from './copies.js';
+export type { DrillKind, DrillRecord, NewDrill } from './drills.js';
 export type { EcsJobRecord, EcsJobState, EcsShardRecord, EcsShardState, EcsSourceKind, EcsTaskRecord, NewEcsJob } from './ecs-jobs.js';
 export type {
   BlockEntry,

@@ -262,6 +262,27 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
     db.exec(TRACKER_TABLES);
   },
   createCopiesTable,
+  (db) => {
+    db.exec(`
+      -- Recovery drills (see drills.ts): what was proven recoverable, how
+      -- (kind: read, file or volume), whether it passed and how long the
+      -- recovery took. Times in epoch milliseconds.
+      CREATE TABLE drills (
+        id                INTEGER PRIMARY KEY,
+        volume            TEXT NOT NULL,
+        snapshot_id       TEXT NOT NULL,
+        kind              TEXT NOT NULL CHECK (kind IN ('read', 'file', 'volume')),
+        started_at        INTEGER NOT NULL,
+        finished_at       INTEGER NOT NULL,
+        passed            INTEGER NOT NULL CHECK (passed IN (0, 1)),
+        recovery_ms       INTEGER NOT NULL,
+        blocks_read       INTEGER NOT NULL,
+        mismatched_blocks INTEGER NOT NULL,
+        message           TEXT
+      );
+      CREATE INDEX drills_by_volume ON drills (volume, id);
+    `);
+  },
 ];
 
 export const SCHEMA_VERSION = migrations.length;

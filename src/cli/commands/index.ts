@@ -6,6 +6,7 @@ import { registerBench } from './bench.js';
 import { registerConnections } from './connections.js';
 import { registerCopy } from './copy.js';
 import { registerDiff } from './diff.js';
+import { registerDrill } from './drill.js';
 import { registerEcs } from './ecs.js';
 import { registerIndexCommands } from './index-commands.js';
 import { registerPrune } from './prune.js';
@@ -24,6 +25,7 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerBackup(program, wrap);
   registerRestore(program, wrap);
   registerVerify(program, wrap);
+  registerDrill(program, wrap);
   registerDiff(program, wrap);
   registerSnapshots(program, wrap);
   registerPrune(program, wrap);

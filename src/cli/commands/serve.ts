@@ -47,6 +47,7 @@ interface ServeFlags {
   ec2LagMs?: string;
   clockSkewS?: string;
   encryptionByDefault: boolean;
+  instances: string[];
 }
 
 /** Each fault flag and the FaultSettings field it sets. */
@@ -94,6 +95,7 @@ export function registerServe(program: Command, wrap: Wrap): void {
     .option('--auth-file <path>', 'check SigV4 signatures against the access keys in this file, one KEYID:SECRET a line')
     .option('--restore-delay-ms <tier=ms>', `how long an S3 restore of a tier takes (repeatable; tiers ${TIERS.join(', ')})`, collect, [])
     .option('--job-delay-ms <tier=ms>', 'how long a Glacier job of a tier stays InProgress (repeatable)', collect, [])
+    .option('--instances <zone=count>', 'make COUNT running EC2 instances in the Availability Zone ZONE, for volumes to attach to (repeatable; zones are REGION + a, b or c)', collect, [])
     .option('--encryption-by-default', 'EBS encryption by default starts enabled (new snapshots are encrypted; unencrypted ones cannot be made)', false);
   for (const [flag, , help] of CLOCK_FLAGS) command.option(`${flag} <number>`, help);
   for (const [flag, , help] of FAULT_FLAGS) command.option(`${flag} <number>`, help);
@@ -112,6 +114,7 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   const faults = parseFaultFlags(flags);
   const clock = parseClockFlags(flags);
   const auth = await accessKeysOf(flags, output);
+  const instances = await parseInstanceFlags(flags.instances);
 
   const tls = flags.tls ? (await import('../../config/local-tls.js')).localEndpointTls(dataDir, host) : undefined;
 
@@ -128,12 +131,16 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
     jobDelayMs: parseTierDelayFlags(flags.jobDelayMs, '--job-delay-ms'),
     ...(tls === undefined ? {} : { tls: { key: tls.key, cert: tls.cert }, tasks: { env: { AWS_CA_BUNDLE: tls.caPath } } }),
   });
+  const madeInstances = Object.entries(instances).flatMap(([availabilityZone, count]) =>
+    emulator.createInstances(availabilityZone, count).map((instanceId) => ({ instanceId, availabilityZone })),
+  );
   // Key ids only: secrets are never printed.
   const authKeyIds = auth.map((key) => key.accessKeyId);
-  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, clock, encryptionByDefault: flags.encryptionByDefault, authKeyIds, ...(tls === undefined ? {} : { caPath: tls.caPath }) }, () => [
+  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, clock, encryptionByDefault: flags.encryptionByDefault, authKeyIds, instances: madeInstances, ...(tls === undefined ? {} : { caPath: tls.caPath }) }, () => [
     `listening on ${emulator.url}`,
     ...(tls === undefined ? [] : [`clients trust the CA certificate ${tls.caPath} (connection setting verify: ${tls.caPath})`]),
     ...(auth.length === 0 ? [] : [`checking SigV4 signatures for access keys ${authKeyIds.join(', ')}`]),
+    ...madeInstances.map((i) => `instance ${i.instanceId} running in ${i.availabilityZone}`),
   ]);
   output.verbose(`data directory: ${dataDir}`);
 
@@ -168,6 +175,21 @@ async function accessKeysOf(flags: ServeFlags, output: Output): Promise<AccessKe
     output.warn(`${flags.authFile} holds secrets and is readable by group or others; run: chmod 600 ${flags.authFile}`);
   }
   return [...keys, ...fromFile];
+}
+
+/** --instances ZONE=COUNT flags as {zone: count}; a zone the endpoint does not serve, or a count outside 1..100, is named. */
+async function parseInstanceFlags(values: string[]): Promise<Record<string, number>> {
+  const { regionOfZone } = await import('../../emulator/index.js');
+  const instances: Record<string, number> = {};
+  for (const value of values) {
+    const m = /^([^=]+)=(\d+)$/.exec(value);
+    const count = m === null ? Number.NaN : Number(m[2]);
+    if (m === null || regionOfZone(m[1]!) === undefined || count < 1 || count > 100) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--instances must be ZONE=COUNT with a zone such as us-east-1a and a count from 1 to 100, got '${value}'`);
+    }
+    instances[m[1]!] = (instances[m[1]!] ?? 0) + count;
+  }
+  return instances;
 }
 
 /** The fault flags given, checked; a bad one is named in the error. */

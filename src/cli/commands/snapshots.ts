@@ -3,6 +3,7 @@ import { table } from '../chart.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { formatBytes } from '../progress.js';
 import { sessionOptions } from './common.js';
+import { describeLastDrill } from './drill.js';
 
 export function registerSnapshots(program: Command, wrap: Wrap): void {
   program
@@ -14,8 +15,15 @@ export function registerSnapshots(program: Command, wrap: Wrap): void {
         const output = ctx.output();
         const { withSession } = await import('../../session.js');
         const { listSnapshots } = await import('../../engine/lineage/snapshots.js');
-        const rows = await withSession(sessionOptions(ctx), (session) => listSnapshots(session, { volume: flags.volume }));
-        output.result(rows, () => {
+        const { lastDrills } = await import('../../engine/dr/drill.js');
+        const { rows, drills } = await withSession(sessionOptions(ctx), async (session) => ({
+          rows: await listSnapshots(session, { volume: flags.volume }),
+          drills: lastDrills(session).filter((d) => flags.volume === undefined || d.volume === flags.volume),
+        }));
+        const drillOf = new Map(drills.map((d) => [d.volume, d]));
+        // Each row carries its volume's last drill (null when none): JSON readers get it without a second shape.
+        const withDrills = rows.map((r) => ({ ...r, lastDrill: drillOf.get(r.volume) ?? null }));
+        output.result(withDrills, () => {
           if (rows.length === 0) return ['no snapshots recorded in the index'];
           const cells = [['VOLUME', 'SNAPSHOT', 'PARENT', 'STATE', 'AWS', 'SIZE', 'CHANGED', 'AGE', 'COPIES', 'TAGS']];
           for (const r of rows) {
@@ -36,7 +44,8 @@ export function registerSnapshots(program: Command, wrap: Wrap): void {
               tags || '-',
             ]);
           }
-          return table(cells);
+          const drilled = new Set(rows.map((r) => r.volume));
+          return [...table(cells), ...drills.filter((d) => drilled.has(d.volume)).map(describeLastDrill)];
         });
       }),
     );

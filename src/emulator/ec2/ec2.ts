@@ -4,7 +4,7 @@ import { ACCOUNT_ID, type SnapshotService } from '../snapshots.js';
 import type { SnapshotRecord } from '../store/catalog.js';
 import { element, textElement, xmlDocument } from '../protocol/xml.js';
 import { copySnapshot } from './copy-snapshot.js';
-import { checkSnapshotId, ec2Error, notFound, REGIONS, tagSet, tagsOf } from './query.js';
+import { checkSnapshotId, ec2Error, globToRegExp, listParam, notFound, REGIONS, tagSet, tagsOf } from './query.js';
 
 const EC2_NAMESPACE = 'http://ec2.amazonaws.com/doc/2016-11-15/';
 
@@ -20,7 +20,11 @@ const NO_VOLUME = 'vol-ffffffff';
  * snapshot at once. Encryption by default is per Region.
  */
 export class Ec2Api {
-  constructor(private readonly snapshots: SnapshotService) {}
+  constructor(
+    private readonly snapshots: SnapshotService,
+    /** More actions, answered in other files (volumes, instances, fast snapshot restore). */
+    private readonly more?: Ec2Actions,
+  ) {}
 
   /** Answers one EC2 request; `params` are its form (and query) parameters. Rethrows only unexpected failures, after answering 500. */
   handle(action: string, params: URLSearchParams, exchange: Exchange): void {
@@ -52,7 +56,8 @@ export class Ec2Api {
           inner = describeRegions(params);
           break;
         default:
-          throw ec2Error('InvalidAction', `The action ${action} is not valid for this web service.`);
+          if (this.more?.serves(action) !== true) throw ec2Error('InvalidAction', `The action ${action} is not valid for this web service.`);
+          inner = this.more.handle(action, params, exchange.region);
       }
       sendXml(exchange, 200, xmlDocument(`${action}Response`, EC2_NAMESPACE, textElement('requestId', exchange.requestId) + inner));
     } catch (err) {
@@ -124,20 +129,15 @@ export class Ec2Api {
   }
 }
 
+/** A set of EC2 actions served beside the snapshot ones: `handle` returns the answer's inner XML or throws AwsError. */
+export interface Ec2Actions {
+  serves(action: string): boolean;
+  handle(action: string, params: URLSearchParams, region: string): string;
+}
+
 export function sendEc2Error(exchange: Exchange, error: AwsError): void {
   const errors = element('Errors', element('Error', textElement('Code', error.code) + textElement('Message', error.message)));
   sendXml(exchange, error.status, xmlDocument('Response', undefined, errors + textElement('RequestID', exchange.requestId)));
-}
-
-/** Values of `Name.1`, `Name.2`, ... in numeric order. */
-function listParam(params: URLSearchParams, name: string): string[] {
-  const found: [number, string][] = [];
-  const pattern = new RegExp(`^${name}\\.(\\d+)$`);
-  for (const [key, value] of params) {
-    const m = pattern.exec(key);
-    if (m) found.push([Number(m[1]), value]);
-  }
-  return found.sort((a, b) => a[0] - b[0]).map(([, value]) => value);
 }
 
 interface Filter {
@@ -203,11 +203,6 @@ function filterSubjects(s: SnapshotRecord, name: string): string[] {
     default:
       return [];
   }
-}
-
-function globToRegExp(glob: string): RegExp {
-  const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${source}$`, 's');
 }
 
 function decodeOffset(token: string | null): number {

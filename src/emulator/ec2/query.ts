@@ -55,3 +55,20 @@ export function tagSet(tags: Tag[]): string {
   const items = tags.map((t) => element('item', textElement('key', t.Key) + textElement('value', t.Value))).join('');
   return items === '' ? '' : element('tagSet', items);
 }
+
+/** Values of `Name.1`, `Name.2`, ... in numeric order. */
+export function listParam(params: URLSearchParams, name: string): string[] {
+  const found: [number, string][] = [];
+  const pattern = new RegExp(`^${name}\\.(\\d+)$`);
+  for (const [key, value] of params) {
+    const m = pattern.exec(key);
+    if (m) found.push([Number(m[1]), value]);
+  }
+  return found.sort((a, b) => a[0] - b[0]).map(([, value]) => value);
+}
+
+/** A filter value with `*` and `?` wildcards as a whole-string pattern. */
+export function globToRegExp(glob: string): RegExp {
+  const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${source}$`, 's');
+}

@@ -12,7 +12,7 @@ import { BLOCK_SIZE } from '../../core/constants.js';
 import type { ArchiveTarget, RetrievalTier } from '../../core/ports.js';
 import type { ArchiveStatusEntry } from '../../engine/archive/jobs.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { archiveRefArgument, integerOption, secondsOption, snapshotIdArgument } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions } from './common.js';

@@ -3,7 +3,7 @@ import { DEFAULT_BENCH_LEVELS, MAX_BENCH_CONCURRENCY, MAX_BENCH_LEVELS } from '.
 import type { BenchEvent, BenchResult, LevelResult, Recommendation } from '../../engine/bench/bench.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import { barChart, table, utf8Terminal } from '../chart.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { integerOption, numberOption } from '../parse.js';
 import { count } from '../progress.js';
 import { sessionOptions } from './common.js';

@@ -3,7 +3,7 @@ import type { ConnectionSummary } from '../../config/describe.js';
 import { ErrorCodes, exitCodeFor, ExitCodes } from '../../errors.js';
 import { table } from '../chart.js';
 import { count } from '../progress.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { connectionRequest } from './common.js';
 
 export function registerConnections(program: Command, wrap: Wrap): void {

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { ExitCodes } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { integerOption } from '../parse.js';
 import { sessionOptions } from './common.js';
 

@@ -8,7 +8,7 @@ import { checkFaultSettings, type FaultSettings } from '../../emulator/faults.js
 import type { AccessKey } from '../../emulator/index.js';
 import { parseTierDelayFlags, TIERS } from '../../emulator/tiers.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import type { Output } from '../output.js';
 
 /** The flags of `snapline serve`, as commander hands them over (strings). */

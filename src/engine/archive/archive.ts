@@ -25,8 +25,7 @@ import {
 } from './format.js';
 import { ARCHIVE_STORAGE_CLASSES, archiveLockName, checkTarget, remoteName, storeOf, type ArchivePlaces } from './places.js';
 import { ObjectUpload } from './upload.js';
-import { VOLUME_TAG } from '../lineage/rebuild.js';
-import { completedSnapshot, taggedSourceBytes } from '../restore/restore.js';
+import { completedSnapshot, taggedSourceBytes, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
 export interface ArchiveDeps {
   index: BlockIndex;

@@ -28,7 +28,7 @@ import {
 } from './chain.js';
 import type { ArchivePlaces } from './places.js';
 import { waitForSnapshot } from '../blocks/committer.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
 const MIB = 1024 * 1024;
 /** Blocks are fetched by 8 MiB windows of a segment (16 blocks; a power of two, so a window is one tree-hash-aligned range). */

@@ -14,7 +14,7 @@ import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
 import { EC2_SETTLE_MS, completeAndCommit, describeListed } from '../blocks/committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */

@@ -22,7 +22,7 @@ import type { ArchivePlaces } from '../archive/places.js';
 import { completeAndCommit } from '../blocks/committer.js';
 import { archiveSource, expectedShardResult, snapshotSource, splitShards, type ShardSource } from './source.js';
 import { judgeStoppedTask, TaskLog, workerContainerOf, type WorkerContainer } from './watch.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
 /** Where tasks run, from the connection. */
 export interface EcsSettings extends TaskPlacement {

@@ -7,11 +7,7 @@ import { TaskWindow } from '../../core/task-window.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { BlockIndex } from '../../index/index.js';
 import { isNbdUrl, parseNbdUrl } from '../../source/index.js';
-import { completedSnapshot } from '../restore/restore.js';
-
-/** Tags snapline puts on every snapshot it takes, so a lost index can be rebuilt. */
-export const VOLUME_TAG = 'snapline:volume';
-export const SOURCE_BYTES_TAG = 'snapline:source-bytes';
+import { completedSnapshot, SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
 export interface RebuildResult {
   snapshotId: string;

@@ -4,14 +4,14 @@ import { throwIfAborted } from '../../core/abort.js';
 import { ZERO_BLOCK_DIGEST } from '../../core/checksum.js';
 import { TaskWindow } from '../../core/task-window.js';
 import { BLOCK_SIZE, GIB, blockCountFor } from '../../core/constants.js';
-import type { BlockPage, BlockRef, RemoteSnapshot, SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
+import type { BlockPage, BlockRef, SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { BlockIndex } from '../../index/index.js';
 import { isNbdUrl, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../../source/index.js';
 import { openTarget, type RestoreTarget } from '../../target/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
-import { SOURCE_BYTES_TAG } from '../lineage/rebuild.js';
+import { completedSnapshot, taggedSourceBytes } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
 import { verify, type VerifyResult } from './verify.js';
 
@@ -237,22 +237,6 @@ async function canonicalTargetPath(path: string, linksFollowed = 0): Promise<str
   if (link !== undefined) return canonicalTargetPath(resolve(dirname(absolute), link), linksFollowed + 1);
   const folder = await realpath(dirname(absolute)).catch(() => undefined);
   return folder === undefined ? absolute : join(folder, basename(absolute));
-}
-
-/** The snapshot, when it exists and is completed; NOT_FOUND or BAD_STATE otherwise. */
-export async function completedSnapshot(catalog: SnapshotCatalog, snapshotId: string): Promise<RemoteSnapshot> {
-  const [snapshot] = await catalog.describeSnapshots([snapshotId]);
-  if (!snapshot) throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} does not exist`);
-  if (snapshot.state !== 'completed') {
-    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${snapshotId} is ${snapshot.state}; only a completed snapshot can be read`);
-  }
-  return snapshot;
-}
-
-/** The exact source size snapline tagged the snapshot with, if it is there and sane. */
-export function taggedSourceBytes(snapshot: RemoteSnapshot): number | undefined {
-  const bytes = Number(snapshot.tags[SOURCE_BYTES_TAG]);
-  return Number.isSafeInteger(bytes) && bytes > 0 && bytes <= snapshot.volumeSizeGiB * GIB ? bytes : undefined;
 }
 
 /**

@@ -7,7 +7,7 @@ import type { HashPool } from '../../hashing/index.js';
 import type { BlockIndex } from '../../index/index.js';
 import { openSource, type BlockSource, type SlabPool } from '../../source/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
-import { completedSnapshot, taggedSourceBytes } from './restore.js';
+import { completedSnapshot, taggedSourceBytes } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
 
 export interface VerifyDeps {

@@ -1,5 +1,5 @@
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { BlockSource, DataRegion } from '../open.js';
+import type { BlockSource, DataRegion } from '../block-source.js';
 import { connectNbd, type NbdClient, type NbdConnectOptions, type NbdExtent } from './client.js';
 import { BASE_ALLOCATION, STATE_ZERO } from './protocol.js';
 import type { NbdAddress } from './url.js';

@@ -149,6 +149,10 @@ describe('layers (DESIGN.md: dependencies point inward)', () => {
     expect(violations(['src/emulator'], ['src/aws', 'src/engine', 'src/session.ts', 'src/ecs-session.ts', 'src/cli'])).toEqual([]);
   });
 
+  it('the connection settings reach no endpoint code (the session layer hands them a starter)', () => {
+    expect(violations(['src/config'], ['src/emulator'])).toEqual([]);
+  });
+
   it('no file under src/ reaches itself through its imports (no import cycles)', () => {
     expect(cyclesAmong(filesOf('src'))).toEqual([]);
   });

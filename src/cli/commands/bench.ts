@@ -46,7 +46,7 @@ async function runBenchCommand(ctx: CommandContext, flags: BenchFlags): Promise<
   const { indexPath: _index, archive: _archive, ...options } = sessionOptions(ctx);
   const highest = Math.max(...flags.levels);
   return withRemote({ ...options, concurrency: highest }, async (remote) => {
-    if (remote.connection.emulator !== undefined) {
+    if (remote.connection.localEndpoint?.via === 'in-process') {
       output.note('note: the local endpoint runs inside this process and shares its CPU; for the endpoint alone, start `snapline serve` first');
     }
     const maxSockets = remote.connection.settings.maxSockets;

@@ -69,7 +69,8 @@ async function test(ctx: CommandContext, name: string | undefined): Promise<numb
   const request = connectionRequest(ctx);
   const { chosenConnection } = await import('../../config/connection.js');
   const { probeConnection } = await import('../../config/probe.js');
-  const { connection, results, unchecked } = await probeConnection({ ...request, connection: name ?? chosenConnection(request) });
+  const { startLocalEndpoint } = await import('../../session.js');
+  const { connection, results, unchecked } = await probeConnection({ ...request, connection: name ?? chosenConnection(request) }, startLocalEndpoint);
   const failed = results.filter((r) => r.outcome !== 'reachable');
   output.result({ connection: connection.name, ok: failed.length === 0, results, unchecked }, () => [
     `connection ${connection.name} (${connection.source}), region ${connection.settings.region}`,

@@ -111,7 +111,7 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   const clock = parseClockFlags(flags);
   const auth = await accessKeysOf(flags, output);
 
-  const tls = flags.tls ? (await import('../../config/local-tls.js')).localEndpointTls(dataDir, host) : undefined;
+  const tls = flags.tls ? (await import('../../emulator/tls/local-tls.js')).localEndpointTls(dataDir, host) : undefined;
 
   const { startEmulator } = await import('../../emulator/index.js');
   const emulator = await startEmulator({

@@ -97,7 +97,7 @@ export interface Session extends RemoteSession {
 export function validateConcurrency(value: number | undefined): number {
   const concurrency = value ?? DEFAULT_CONCURRENCY;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--concurrency must be a whole number from 1 to ${MAX_CONCURRENCY}, got ${value}`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `concurrency must be a whole number from 1 to ${MAX_CONCURRENCY}, got ${value}`, { details: { option: 'concurrency' } });
   }
   return concurrency;
 }

@@ -288,7 +288,7 @@ export interface RehydrateResult {
 export async function rehydrate(deps: RehydrateDeps, options: RehydrateOptions): Promise<RehydrateResult> {
   const started = Date.now();
   if (Boolean(options.toSnapshot) === (options.toFile !== undefined)) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give exactly one of --to-snapshot and --to-file IMAGE');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give exactly one of toSnapshot and toFile IMAGE', { details: { option: 'toSnapshot', otherOptions: ['toFile'] } });
   }
   throwIfAborted(options.signal);
   const chain = await openArchiveChain(deps, options.archive);

@@ -159,7 +159,8 @@ function checkVolumeName(volume: string): void {
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(volume)) {
     throw new SnaplineError(
       ErrorCodes.INVALID_ARGUMENT,
-      `--volume "${volume}" is not a valid name: use 1 to 128 letters, digits, dots, dashes or underscores`,
+      `volume "${volume}" is not a valid name: use 1 to 128 letters, digits, dots, dashes or underscores`,
+      { details: { option: 'volume' } },
     );
   }
 }
@@ -425,7 +426,7 @@ async function planNewRun(
     encrypted: identity.encrypted || (await deps.catalog.encryptionByDefault()),
   });
   if (options.full) {
-    if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--full and --parent exclude each other');
+    if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'full and parent exclude each other', { details: { option: 'parent', otherOptions: ['full'] } });
     return newLineage();
   }
   const head = index.headSnapshot(volume);
@@ -458,7 +459,8 @@ async function planNewRun(
     if (parentRecord.volume !== volume) {
       throw new SnaplineError(
         ErrorCodes.INVALID_ARGUMENT,
-        `--parent ${parentId} belongs to volume "${parentRecord.volume}", not "${volume}"`,
+        `parent ${parentId} belongs to volume "${parentRecord.volume}", not "${volume}"`,
+        { details: { option: 'parent' } },
       );
     }
     return { parent: parentId, base: parentId, suspects: [], volumeSizeGiB, encrypted };
@@ -495,13 +497,16 @@ async function planNewRun(
 async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot, identity: RunIdentity): Promise<boolean> {
   const newLineage = { hint: 'pass --full to start a new lineage with this encryption' };
   if (identity.encrypted && !parent.encrypted) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--encrypted cannot apply to an incremental backup of the unencrypted snapshot ${parent.snapshotId}: a child keeps its parent's encryption`, newLineage);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `encrypted cannot apply to an incremental backup of the unencrypted snapshot ${parent.snapshotId}: a child keeps its parent's encryption`, {
+      ...newLineage,
+      details: { option: 'encrypted' },
+    });
   }
   if (identity.kmsKeyArn !== null && parent.kmsKeyId !== undefined && parent.kmsKeyId !== identity.kmsKeyArn) {
     throw new SnaplineError(
       ErrorCodes.INVALID_ARGUMENT,
-      `--kms-key-id ${identity.kmsKeyArn} is not the key of the parent snapshot ${parent.snapshotId} (${parent.kmsKeyId}): a child is encrypted with its parent's key`,
-      newLineage,
+      `kmsKeyArn ${identity.kmsKeyArn} is not the key of the parent snapshot ${parent.snapshotId} (${parent.kmsKeyId}): a child is encrypted with its parent's key`,
+      { ...newLineage, details: { option: 'kmsKeyArn' } },
     );
   }
   if (!parent.encrypted && (await catalog.encryptionByDefault())) {

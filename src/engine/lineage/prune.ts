@@ -26,7 +26,9 @@ export interface PruneResult {
  */
 export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog }, options: PruneOptions): Promise<PruneResult> {
   if (!Number.isFinite(options.olderThanDays) || options.olderThanDays < 0) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--older-than-days must be 0 or more, got ${options.olderThanDays}`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `olderThanDays must be 0 or more, got ${options.olderThanDays}`, {
+      details: { option: 'olderThanDays' },
+    });
   }
   const keepLast = Math.max(1, options.keepLast ?? 1);
   const cutoff = (options.now ?? new Date()).getTime() - options.olderThanDays * 86_400_000;

@@ -9,6 +9,16 @@ import type { BlockIndex } from '../../index/index.js';
 import { isNbdUrl, parseNbdUrl } from '../../source/index.js';
 import { completedSnapshot, SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
+export interface RebuildOptions {
+  /** The completed snapshot the index learns. */
+  snapshotId: string;
+  /** The volume it is filed under; default its snapline:volume tag. */
+  volume?: string;
+  /** The source the lineage backs up; a later backup of it builds on this snapshot. */
+  source?: string;
+  signal?: AbortSignal;
+}
+
 export interface RebuildResult {
   snapshotId: string;
   volume: string;
@@ -27,13 +37,13 @@ export interface RebuildResult {
  */
 export async function rebuildIndex(
   deps: { index: BlockIndex; reader: SnapshotReader; catalog: SnapshotCatalog },
-  options: { snapshotId: string; volume?: string; source?: string; signal?: AbortSignal },
+  options: RebuildOptions,
 ): Promise<RebuildResult> {
   const started = Date.now();
   const snapshot = await completedSnapshot(deps.catalog, options.snapshotId);
   const volume = options.volume ?? snapshot.tags[VOLUME_TAG];
   if (!volume) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${options.snapshotId} has no ${VOLUME_TAG} tag: name its volume with --volume`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${options.snapshotId} has no ${VOLUME_TAG} tag, so volume must be given`, { details: { option: 'volume' } });
   }
   const sourcePath = options.source === undefined ? (deps.index.getVolume(volume)?.sourcePath ?? '') : await sourcePathOf(options.source);
   const taggedBytes = Number(snapshot.tags[SOURCE_BYTES_TAG]);

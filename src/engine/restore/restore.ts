@@ -154,7 +154,9 @@ interface RestoreCounts {
 export async function restore(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now();
   if (options.trustIndex && !options.incremental) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--trust-index goes with --incremental: a full restore writes every block anyway');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'trustIndex goes with incremental: a full restore writes every block anyway', {
+      details: { option: 'trustIndex', otherOptions: ['incremental'] },
+    });
   }
   throwIfAborted(options.signal);
   const { index, reader } = deps;

@@ -114,7 +114,9 @@ class RangeList {
 export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<VerifyResult> {
   const started = Date.now();
   if (options.source === undefined && !options.remote) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give a source to compare with the snapshot, or --remote to read and check the snapshot alone');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give a source to compare with the snapshot, or remote to read and check the snapshot alone', {
+      details: { option: 'remote' },
+    });
   }
   const remote = await completedSnapshot(deps.catalog, options.snapshotId);
   const known = deps.index.getSnapshot(options.snapshotId);

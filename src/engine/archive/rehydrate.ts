@@ -196,38 +196,34 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
     });
   };
   try {
-    for await (const entry of plan) {
-      throwIfAborted(options.signal);
-      result.blocksPlanned += 1;
-      passTo(entry.index);
-      walked = Math.max(walked, entry.index + 1);
-      if (!('segment' in entry) || entry.zero) {
-        await tasks.add(async () => {
-          await sink.zero(entry.index);
-          result.zeroBlocks += 1;
-          result.blocksWritten += 1;
-        });
-        continue;
+    await tasks.run(async () => {
+      for await (const entry of plan) {
+        throwIfAborted(options.signal);
+        result.blocksPlanned += 1;
+        passTo(entry.index);
+        walked = Math.max(walked, entry.index + 1);
+        if (!('segment' in entry) || entry.zero) {
+          await tasks.add(async () => {
+            await sink.zero(entry.index);
+            result.zeroBlocks += 1;
+            result.blocksWritten += 1;
+          });
+          continue;
+        }
+        const head = group[0];
+        const joins =
+          head !== undefined &&
+          head.segment === entry.segment &&
+          entry.offset > group.at(-1)!.offset &&
+          Math.floor(entry.offset / RANGE_BYTES) === Math.floor(head.offset / RANGE_BYTES);
+        if (!joins) await flush();
+        group.push(entry);
       }
-      const head = group[0];
-      const joins =
-        head !== undefined &&
-        head.segment === entry.segment &&
-        entry.offset > group.at(-1)!.offset &&
-        Math.floor(entry.offset / RANGE_BYTES) === Math.floor(head.offset / RANGE_BYTES);
-      if (!joins) await flush();
-      group.push(entry);
-    }
-    await flush();
-    if (options.span !== undefined) passTo(options.span.toBlock);
-  } catch (err) {
-    tasks.fail(err);
+      await flush();
+      if (options.span !== undefined) passTo(options.span.toBlock);
+    });
   } finally {
     clearInterval(ticker);
-  }
-  try {
-    await tasks.drain();
-  } finally {
     report();
   }
   return result;

@@ -581,67 +581,63 @@ async function scanAndUpload(
 
   const ticker = setInterval(() => progress('scan'), 500);
   try {
-    for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
-      // Slabs hashed ahead are yielded without reading: the abort is checked here too.
-      if (options.signal?.aborted) {
-        slab.slab.release();
-        throwIfAborted(options.signal);
-      }
-      const toUpload: number[] = [];
-      for (let i = 0; i < slab.blockCount; i += 1) {
-        if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
-      }
-      counts.scanned += slab.blockCount;
-      counts.changed += toUpload.length;
-      if (toUpload.length === 0 || !snapshot || uploads.failed) {
-        slab.slab.release();
-        if (uploads.failed) break;
-        continue;
-      }
-      if (journal === undefined) {
-        try {
-          snapshotId = await snapshot.start();
-          // StartSnapshot runs to its end on abort; the run stops after it, its snapshot left to resume.
+    await uploads.run(async () => {
+      for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
+        // Slabs hashed ahead are yielded without reading: the abort is checked here too.
+        if (options.signal?.aborted) {
+          slab.slab.release();
           throwIfAborted(options.signal);
-        } catch (err) {
+        }
+        const toUpload: number[] = [];
+        for (let i = 0; i < slab.blockCount; i += 1) {
+          if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
+        }
+        counts.scanned += slab.blockCount;
+        counts.changed += toUpload.length;
+        if (toUpload.length === 0 || !snapshot || uploads.failed) {
           slab.slab.release();
-          throw err;
+          if (uploads.failed) break;
+          continue;
         }
-        journal = new JournalWriter(index, snapshotId);
+        if (journal === undefined) {
+          try {
+            snapshotId = await snapshot.start();
+            // StartSnapshot runs to its end on abort; the run stops after it, its snapshot left to resume.
+            throwIfAborted(options.signal);
+          } catch (err) {
+            slab.slab.release();
+            throw err;
+          }
+          journal = new JournalWriter(index, snapshotId);
+        }
+        journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
+        // The slab goes back to the pool once every upload from it has settled,
+        // and its acknowledgements go to the journal first: a crash then repeats
+        // only uploads of slabs still held, never more than the slab pool's blocks.
+        let unsettled = toUpload.length;
+        const settle = () => {
+          unsettled -= 1;
+          if (unsettled > 0) return;
+          try {
+            journal?.flush();
+          } finally {
+            slab.slab.release();
+          }
+        };
+        for (const [n, i] of toUpload.entries()) {
+          try {
+            await uploads.add(() => upload(slab, i).finally(settle));
+          } catch (err) {
+            for (let k = n; k < toUpload.length; k += 1) settle();
+            throw err;
+          }
+        }
       }
-      journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
-      // The slab goes back to the pool once every upload from it has settled,
-      // and its acknowledgements go to the journal first: a crash then repeats
-      // only uploads of slabs still held, never more than the slab pool's blocks.
-      let unsettled = toUpload.length;
-      const settle = () => {
-        unsettled -= 1;
-        if (unsettled > 0) return;
-        try {
-          journal?.flush();
-        } finally {
-          slab.slab.release();
-        }
-      };
-      for (const [n, i] of toUpload.entries()) {
-        try {
-          await uploads.add(() => upload(slab, i).finally(settle));
-        } catch (err) {
-          for (let k = n; k < toUpload.length; k += 1) settle();
-          throw err;
-        }
-      }
-    }
-  } catch (err) {
-    uploads.fail(err);
-  } finally {
-    clearInterval(ticker);
-  }
-  try {
-    await uploads.drain();
+    });
   } catch (err) {
     throw snapshotId ? resumable(err, snapshotId) : err;
   } finally {
+    clearInterval(ticker);
     journal?.flush();
   }
   progress('scan');

@@ -51,20 +51,17 @@ export async function rebuildIndex(
 
   const blocks: Array<{ index: number; digest: Buffer }> = [];
   const tasks = new TaskWindow(64);
-  try {
-    for await (const page of deps.reader.listBlocks(options.snapshotId)) {
-      for (const block of page.blocks) {
-        throwIfAborted(options.signal);
-        await tasks.add(async () => {
-          const { checksum } = await deps.reader.getBlock(options.snapshotId, block.index, block.token);
-          blocks.push({ index: block.index, digest: digestOf(checksum) });
-        });
+  await tasks.run(async () => {
+      for await (const page of deps.reader.listBlocks(options.snapshotId)) {
+        for (const block of page.blocks) {
+          throwIfAborted(options.signal);
+          await tasks.add(async () => {
+            const { checksum } = await deps.reader.getBlock(options.snapshotId, block.index, block.token);
+            blocks.push({ index: block.index, digest: digestOf(checksum) });
+          });
+        }
       }
-    }
-  } catch (err) {
-    tasks.fail(err);
-  }
-  await tasks.drain();
+  });
   // An interruption that came after the last block was asked for still stops the run before anything is recorded.
   throwIfAborted(options.signal);
   blocks.sort((a, b) => a.index - b.index);

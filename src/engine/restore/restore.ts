@@ -501,26 +501,21 @@ async function writeSteps(
   };
 
   try {
-    for await (const item of walk) {
-      throwIfAborted(options.signal);
-      if ('walkedTo' in item) {
-        passTo(item.walkedTo);
-        continue;
+    await tasks.run(async () => {
+      for await (const item of walk) {
+        throwIfAborted(options.signal);
+        if ('walkedTo' in item) {
+          passTo(item.walkedTo);
+          continue;
+        }
+        const step = item;
+        passTo(step.index);
+        passed = Math.max(passed, step.index + 1);
+        if (step.token !== undefined) counts.listed += 1;
+        await tasks.add(() => apply(step));
       }
-      const step = item;
-      passTo(step.index);
-      passed = Math.max(passed, step.index + 1);
-      if (step.token !== undefined) counts.listed += 1;
-      await tasks.add(() => apply(step));
-    }
-    passTo(totalBlocks);
-  } catch (err) {
-    tasks.fail(err);
-  } finally {
-    clearInterval(ticker);
-  }
-  try {
-    await tasks.drain();
+      passTo(totalBlocks);
+    });
   } catch (err) {
     // Whatever stopped it, the target is now part old, part new: say so.
     const error = toSnaplineError(err);
@@ -531,6 +526,7 @@ async function writeSteps(
       cause: error.cause ?? err,
     });
   } finally {
+    clearInterval(ticker);
     report();
   }
 }

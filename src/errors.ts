@@ -56,7 +56,12 @@ export interface SnaplineErrorOptions {
   /** A hint for the user on what to do next. */
   hint?: string;
   cause?: unknown;
-  /** Extra facts for --json output and logs (never secrets). */
+  /**
+   * Extra facts for --json output and logs (never secrets). An error about
+   * an option says which in `option` (its name in the operation's options,
+   * as olderThanDays), and `otherOptions` lists any other its message names;
+   * the message spells them so, and the CLI shows its flags instead.
+   */
   details?: Record<string, unknown>;
 }
 

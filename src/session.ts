@@ -7,7 +7,7 @@ import { GlacierArchiveStore } from './aws/glacier-archive.js';
 import { S3ArchiveStore } from './aws/s3-archive.js';
 import type { EndpointContact } from './aws/in-flight.js';
 import { AdaptiveLimiter, resilientReader, resilientWriter, ThrottleWatch, type RetryClock } from './aws/retry.js';
-import { openConnection, type ArchiveConfig, type ConnectionRequest, type OpenConnection } from './config/connection.js';
+import { openConnection, type ArchiveConfig, type ConnectionRequest, type LocalEndpointStarter, type OpenConnection } from './config/connection.js';
 import { defaultIndexPath } from './config/paths.js';
 import { identifyStore, type StoreUsed } from './config/store.js';
 import { DEFAULT_CONCURRENCY, MAX_CONCURRENCY } from './core/constants.js';
@@ -101,15 +101,26 @@ export interface Session extends RemoteSession {
 export function validateConcurrency(value: number | undefined): number {
   const concurrency = value ?? DEFAULT_CONCURRENCY;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--concurrency must be a whole number from 1 to ${MAX_CONCURRENCY}, got ${value}`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `concurrency must be a whole number from 1 to ${MAX_CONCURRENCY}, got ${value}`, { details: { option: 'concurrency' } });
   }
   return concurrency;
 }
 
+/**
+ * Starts the local endpoint in this process for the built-in `local`
+ * connection (see openConnection). Its code is loaded here, the one place
+ * that starts it: every other connection, and `local` when a `snapline
+ * serve` answers, does without it.
+ */
+export const startLocalEndpoint: LocalEndpointStarter = async (dataDir) => {
+  const { startEmulator } = await import('./emulator/index.js');
+  return startEmulator({ dataDir, host: '127.0.0.1', port: 0 });
+};
+
 /** Opens the connection and builds the remote side of a run (see RemoteSession); close() releases it all. */
 export async function openRemote(options: RemoteOptions): Promise<RemoteSession> {
   const concurrency = validateConcurrency(options.concurrency);
-  const connection = await openConnection(options);
+  const connection = await openConnection(options, startLocalEndpoint);
   const closers: Array<() => Promise<void> | void> = [() => connection.close()];
   const close = closeOnce(closers);
   try {

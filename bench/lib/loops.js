@@ -1,3 +1,4 @@
+import { AwsClients, EbsSnapshotStore } from 'snapline/internals';
 // The references of the transfer figures: bare loops over the SDK's own
 // request path (the real EBSClient through snapline's EbsSnapshotStore, which
 // adds only the unsigned-payload marker a backup uses too) or, with `direct`,
@@ -7,10 +8,7 @@
 // limiter. PutSnapshotBlock sends bodies prepared beforehand with their
 // checksums (the same bytes the backup sends, so the endpoint does the same
 // work for both); GetSnapshotBlock reads each body into a buffer and drops it.
-import { load } from './dist.js';
 
-const { AwsClients } = /** @type {typeof import('../../src/aws/clients.js')} */ (await load('aws/clients.js'));
-const { EbsSnapshotStore } = /** @type {typeof import('../../src/aws/ebs.js')} */ (await load('aws/ebs.js'));
 
 /**
  * An EBS store as a session builds it (sockets: twice the concurrency), on the SDK path or the direct one.

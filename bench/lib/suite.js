@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TIB, shortText } from './context.js';
-import { load } from './dist.js';
 import { indexFigures } from './figures/block-index.js';
 import { changeTrackingFigures } from './figures/change-tracking.js';
 import { hashingFigures } from './figures/hashing.js';
@@ -19,8 +18,8 @@ import { throttleFigures } from './figures/throttle.js';
 import { transferFigures } from './figures/transfer.js';
 import { GIB, MIB, machine } from './measure.js';
 import { chartDocument } from './svg.js';
+import { nativeHoleSeeker } from 'snapline/internals';
 
-const { nativeHoleSeeker } = /** @type {typeof import('../../src/source/index.js')} */ (await load('source/index.js'));
 
 const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
 

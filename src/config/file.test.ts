@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { loadConfigFile, type ConfigFile } from './file.js';
-import { createCertificateAuthority } from './x509.js';
+import { createCertificateAuthority } from '../emulator/tls/x509.js';
 
 const SECRET = 'wJalrXUtnFEMI-K7MDENG-bPxRfiCYSECRET';
 

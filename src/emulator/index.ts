@@ -1,5 +1,5 @@
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import type { AccessKey } from './protocol/auth.js';
+import type { AccessKey } from './protocol/access-keys.js';
 import { checkClockOptions, scaledTierDelays, skewedClock, type ClockOptions } from './clock.js';
 import type { TaskOptions } from './ecs/container-services.js';
 import { checkFaultSettings, FAULT_FIELDS, type FaultSettings } from './faults.js';
@@ -8,8 +8,8 @@ import { DEFAULT_LIMITS, type EndpointLimits } from './snapshots.js';
 import type { EmulatorStats } from './stats.js';
 import type { TierDelays } from './tiers.js';
 
-export type { AccessKey } from './protocol/auth.js';
-export { parseAccessKey, parseAccessKeyFile } from './protocol/auth.js';
+export type { AccessKey } from './protocol/access-keys.js';
+export { parseAccessKey, parseAccessKeyFile } from './protocol/access-keys.js';
 export type { FaultSettings } from './faults.js';
 export type { TaskOptions } from './ecs/container-services.js';
 export type { EmulatorStats, FaultStats, OperationStats } from './stats.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
-import { VOLUME_TAG } from '../../src/engine/lineage/rebuild.js';
+import { VOLUME_TAG } from '../../src/engine/blocks/remote-snapshot.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { ExitCodes } from '../../src/errors.js';
 import { BlockIndex } from '../../src/index/index.js';

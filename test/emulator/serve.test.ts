@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerServe } from '../../src/cli/commands/serve.js';
-import type { CommandContext, Wrap } from '../../src/cli/main.js';
+import type { CommandContext, Wrap } from '../../src/cli/context.js';
 import { Output, type GlobalOptions } from '../../src/cli/output.js';
 import { exitCodeFor, ExitCodes, toSnaplineError } from '../../src/errors.js';
 import { CREDENTIALS, REGION, tempDir } from './helpers.js';

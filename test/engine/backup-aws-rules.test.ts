@@ -141,14 +141,16 @@ describe('encrypted lineages', () => {
     const before = world.local.emulator.stats().operations.StartSnapshot?.requests ?? 0;
     const encrypted = await rejection(backup(world.session, { source: plain.path, encrypted: true }));
     expect(encrypted).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, hint: expect.stringContaining('--full') });
-    expect(encrypted.message).toMatch(/--encrypted/);
+    expect(encrypted.message).toMatch(/^encrypted cannot apply/);
+    expect(encrypted.details).toEqual({ option: 'encrypted' });
 
     const keyed = world.image('keyed-lineage', 4);
     const key = 'arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555';
     await backup(world.session, { source: keyed.path, kmsKeyArn: key });
     const other = await rejection(backup(world.session, { source: keyed.path, kmsKeyArn: key.replace('1111', '9999') }));
     expect(other).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
-    expect(other.message).toMatch(/--kms-key-id/);
+    expect(other.message).toMatch(/^kmsKeyArn arn:/);
+    expect(other.details).toEqual({ option: 'kmsKeyArn' });
     expect(world.local.emulator.stats().operations.StartSnapshot?.requests).toBe(before + 1);
     // The lineage's own key is fine.
     expect((await backup(world.session, { source: keyed.path, kmsKeyArn: key })).parentSnapshotId).not.toBeNull();

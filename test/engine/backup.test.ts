@@ -8,7 +8,7 @@ import { checksumOf, linearAggregateOf, sha256 } from '../../src/core/checksum.j
 import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
 import { backup, type BackupDeps, type BackupOptions, type BackupResult } from '../../src/engine/backup/backup.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../../src/engine/lineage/rebuild.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../../src/engine/blocks/remote-snapshot.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { HashPool } from '../../src/hashing/index.js';
 import { BlockIndex } from '../../src/index/index.js';

@@ -9,15 +9,13 @@ import { createHash } from 'node:crypto';
 import { open, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { load } from '../dist.js';
 import { CONCURRENCY, check, freshBackup, report, sizeText, withSession } from '../context.js';
 import { startEndpoint } from '../endpoint.js';
 import { writeSparseImage } from '../images.js';
 import { bareIncrementalLoop } from '../loops.js';
 import { BLOCK, MIB, interleaved, rateText } from '../measure.js';
+import { LinearAggregate, checksumOf, sessionBackup as backup } from 'snapline/internals';
 
-const { backup } = /** @type {typeof import('../../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
-const { LinearAggregate, checksumOf } = /** @type {typeof import('../../../src/core/checksum.js')} */ (await load('core/checksum.js'));
 
 const RUN_BYTES = 4 * MIB;
 const PATCH_BYTES = 4096;

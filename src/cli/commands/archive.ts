@@ -7,12 +7,13 @@ import {
   MAX_RESTORE_DAYS,
   RETRIEVAL_TIERS,
   STORAGE_CLASSES,
+  archiveTargetOf,
+  retrievalTierOf,
 } from '../../core/archive-options.js';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { ArchiveTarget, RetrievalTier } from '../../core/ports.js';
 import type { ArchiveStatusEntry } from '../../engine/archive/jobs.js';
-import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { archiveRefArgument, integerOption, secondsOption, snapshotIdArgument } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions } from './common.js';
@@ -31,17 +32,6 @@ interface CreateFlags extends PlaceFlags {
   segmentBlocks?: number;
 }
 
-function targetOption(value: string): ArchiveTarget {
-  if (value !== 's3' && value !== 'glacier') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--to must be s3 or glacier, got "${value}"`);
-  return value;
-}
-
-function tierOption(value: string): RetrievalTier {
-  const tier = RETRIEVAL_TIERS.find((t) => t.toLowerCase() === value.toLowerCase());
-  if (tier === undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--tier must be Bulk, Standard or Expedited, got "${value}"`);
-  return tier;
-}
-
 const placeOptions = (command: Command): Command =>
   command.option('--bucket <name>', "S3 bucket (overrides the connection's archive.bucket)").option('--vault <name>', "Glacier vault (overrides the connection's archive.vault)");
 
@@ -57,7 +47,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
       .command('create')
       .description('archive a completed snapshot: its blocks (or, with --incremental, those changed since the last archive of its volume) and a manifest')
       .argument('<snapshot-id>', 'completed snapshot to archive', snapshotIdArgument('<snapshot-id>'))
-      .addOption(new Option('--to <target>', 's3 or glacier (default: s3 when the connection names a bucket)').argParser(targetOption))
+      .addOption(new Option('--to <target>', 's3 or glacier (default: s3 when the connection names a bucket)').argParser(archiveTargetOf))
       .option('--storage-class <class>', `S3 storage class: ${STORAGE_CLASSES.join(', ')} (default ${DEFAULT_STORAGE_CLASS})`)
       .option('--incremental', 'store only the blocks changed since the newest archive of the volume in the same place')
       .option('--create-bucket', "make the S3 bucket when it does not exist (in the connection's Region)"),
@@ -70,7 +60,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
     .command('restore')
     .description('ask for every object of an archive (and the archives it builds on) to be made readable: S3 RestoreObject or Glacier retrieval jobs')
     .argument('<archive>', 'archive id, or a snapshot id with one archive', archiveRefArgument('<archive>'))
-    .addOption(new Option('--tier <tier>', `${RETRIEVAL_TIERS.join(', ')} (default ${DEFAULT_RETRIEVAL_TIER})`).argParser(tierOption))
+    .addOption(new Option('--tier <tier>', `${RETRIEVAL_TIERS.join(', ')} (default ${DEFAULT_RETRIEVAL_TIER})`).argParser(retrievalTierOf))
     .addOption(new Option('--days <n>', 'days a restored S3 copy stays readable').default(DEFAULT_RESTORE_DAYS).argParser(integerOption('--days', 1, MAX_RESTORE_DAYS)))
     .action(wrap((ctx: CommandContext, ref: string, flags: { tier?: RetrievalTier; days: number }) => runRestore(ctx, ref, flags)));
 
@@ -87,7 +77,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
     archive
       .command('inventory')
       .description('what the bucket (S3 listing) or vault (inventory job, hours) holds, by archive, compared with the index')
-      .addOption(new Option('--to <target>', 's3 or glacier').argParser(targetOption)),
+      .addOption(new Option('--to <target>', 's3 or glacier').argParser(archiveTargetOf)),
   ).action(wrap((ctx: CommandContext, flags: PlaceFlags & { to?: ArchiveTarget }) => runInventory(ctx, flags)));
 
   archive

@@ -3,7 +3,7 @@ import type { BackupProgress, BackupResult } from '../../engine/backup/backup.js
 import type { CopyResult } from '../../engine/dr/copy.js';
 import type { Session } from '../../session.js';
 import { ErrorCodes, ExitCodes, SnaplineError, isSnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { integerOption, numberOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { CopyProgress, CopyResult } from '../../engine/dr/copy.js';
 import type { Session } from '../../session.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import type { Output } from '../output.js';
 import { secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatDuration } from '../progress.js';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { DrillResult, DrillStep } from '../../engine/dr/drill.js';
 import type { DrillRecord } from '../../index/index.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { snapshotIdArgument } from '../parse.js';
 import { formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions } from './common.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Wrap } from '../main.js';
+import type { Wrap } from '../context.js';
 import { registerArchive } from './archive.js';
 import { registerBackup } from './backup.js';
 import { registerBench } from './bench.js';

@@ -3,7 +3,7 @@ import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import type { RetentionPolicy, TagList } from '../../engine/lineage/retention.js';
 import type { PruneResult } from '../../engine/lineage/prune.js';
 import { table } from '../chart.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { integerOption } from '../parse.js';
 import { connectionRequest, sessionOptions } from './common.js';
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { VolumeRestoreResult, VolumeStep } from '../../engine/dr/restore-volume.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext } from '../main.js';
+import type { CommandContext } from '../context.js';
 import { integerOption, tagOption } from '../parse.js';
 import { formatDuration } from '../progress.js';
 import { sessionOptions } from './common.js';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { RestoreProgress, RestoreResult } from '../../engine/restore/restore.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { snapshotIdArgument } from '../parse.js';
 import { count, formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';

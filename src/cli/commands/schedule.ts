@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { Systemd } from '../../engine/schedule/install.js';
 import type { ScheduledBackup } from '../../engine/schedule/units.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { connectionRequest } from './common.js';
 
 interface InstallFlags {

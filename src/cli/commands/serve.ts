@@ -8,7 +8,7 @@ import { checkFaultSettings, type FaultSettings } from '../../emulator/faults.js
 import type { AccessKey } from '../../emulator/index.js';
 import { parseTierDelayFlags, TIERS } from '../../emulator/tiers.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import type { Output } from '../output.js';
 
 /** The flags of `snapline serve`, as commander hands them over (strings). */
@@ -116,7 +116,7 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   const auth = await accessKeysOf(flags, output);
   const instances = await parseInstanceFlags(flags.instances);
 
-  const tls = flags.tls ? (await import('../../config/local-tls.js')).localEndpointTls(dataDir, host) : undefined;
+  const tls = flags.tls ? (await import('../../emulator/tls/local-tls.js')).localEndpointTls(dataDir, host) : undefined;
 
   const { startEmulator } = await import('../../emulator/index.js');
   const emulator = await startEmulator({

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { table } from '../chart.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { formatBytes } from '../progress.js';
 import { sessionOptions } from './common.js';
 import { describeLastDrill } from './drill.js';

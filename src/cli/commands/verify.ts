@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { BlockRange, VerifyResult } from '../../engine/restore/verify.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { snapshotIdArgument } from '../parse.js';
 import { count } from '../progress.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';

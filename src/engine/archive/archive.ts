@@ -25,9 +25,8 @@ import {
 } from './format.js';
 import { ARCHIVE_STORAGE_CLASSES, archiveLockName, checkTarget, remoteName, storeOf, type ArchivePlaces } from './places.js';
 import { ObjectUpload } from './upload.js';
-import { VOLUME_TAG } from '../lineage/rebuild.js';
 import type { SettleWait } from '../blocks/committer.js';
-import { completedSnapshot, taggedSourceBytes, type SettleOptions } from '../restore/restore.js';
+import { completedSnapshot, taggedSourceBytes, VOLUME_TAG, type SettleOptions } from '../blocks/remote-snapshot.js';
 
 export interface ArchiveDeps {
   index: BlockIndex;
@@ -137,7 +136,7 @@ export async function createArchive(deps: ArchiveDeps, options: ArchiveCreateOpt
 /** NOT_FOUND when the bucket or vault does not exist, unless `createBucket` may make it (S3): then true. */
 async function ensureLocation(store: ArchiveStore, createBucket: boolean): Promise<boolean> {
   if (createBucket && store.createLocation === undefined) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--create-bucket applies to S3; a Glacier vault is made with the AWS tools');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'createBucket applies to S3; a Glacier vault is made with the AWS tools', { details: { option: 'createBucket' } });
   }
   if (await store.locationExists()) return false;
   if (!createBucket || store.createLocation === undefined) {
@@ -153,12 +152,16 @@ async function ensureLocation(store: ArchiveStore, createBucket: boolean): Promi
 
 function storageClassFor(target: ArchiveTarget, flag: string | undefined, configured: string | undefined): string | null {
   if (target === 'glacier') {
-    if (flag !== undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--storage-class applies to S3 only; a Glacier vault has no storage classes');
+    if (flag !== undefined) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'storageClass applies to S3 only; a Glacier vault has no storage classes', { details: { option: 'storageClass' } });
+    }
     return null;
   }
   const storageClass = flag ?? configured ?? DEFAULT_STORAGE_CLASS;
   if (!ARCHIVE_STORAGE_CLASSES.includes(storageClass)) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--storage-class must be one of ${ARCHIVE_STORAGE_CLASSES.join(', ')}, got "${storageClass}"`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `storageClass must be one of ${ARCHIVE_STORAGE_CLASSES.join(', ')}, got "${storageClass}"`, {
+      details: { option: 'storageClass' },
+    });
   }
   return storageClass;
 }

@@ -28,7 +28,7 @@ import {
 } from './chain.js';
 import type { ArchivePlaces } from './places.js';
 import { waitForSnapshot } from '../blocks/committer.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
 const MIB = 1024 * 1024;
 /** Blocks are fetched by 8 MiB windows of a segment (16 blocks; a power of two, so a window is one tree-hash-aligned range). */
@@ -196,38 +196,34 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
     });
   };
   try {
-    for await (const entry of plan) {
-      throwIfAborted(options.signal);
-      result.blocksPlanned += 1;
-      passTo(entry.index);
-      walked = Math.max(walked, entry.index + 1);
-      if (!('segment' in entry) || entry.zero) {
-        await tasks.add(async () => {
-          await sink.zero(entry.index);
-          result.zeroBlocks += 1;
-          result.blocksWritten += 1;
-        });
-        continue;
+    await tasks.run(async () => {
+      for await (const entry of plan) {
+        throwIfAborted(options.signal);
+        result.blocksPlanned += 1;
+        passTo(entry.index);
+        walked = Math.max(walked, entry.index + 1);
+        if (!('segment' in entry) || entry.zero) {
+          await tasks.add(async () => {
+            await sink.zero(entry.index);
+            result.zeroBlocks += 1;
+            result.blocksWritten += 1;
+          });
+          continue;
+        }
+        const head = group[0];
+        const joins =
+          head !== undefined &&
+          head.segment === entry.segment &&
+          entry.offset > group.at(-1)!.offset &&
+          Math.floor(entry.offset / RANGE_BYTES) === Math.floor(head.offset / RANGE_BYTES);
+        if (!joins) await flush();
+        group.push(entry);
       }
-      const head = group[0];
-      const joins =
-        head !== undefined &&
-        head.segment === entry.segment &&
-        entry.offset > group.at(-1)!.offset &&
-        Math.floor(entry.offset / RANGE_BYTES) === Math.floor(head.offset / RANGE_BYTES);
-      if (!joins) await flush();
-      group.push(entry);
-    }
-    await flush();
-    if (options.span !== undefined) passTo(options.span.toBlock);
-  } catch (err) {
-    tasks.fail(err);
+      await flush();
+      if (options.span !== undefined) passTo(options.span.toBlock);
+    });
   } finally {
     clearInterval(ticker);
-  }
-  try {
-    await tasks.drain();
-  } finally {
     report();
   }
   return result;
@@ -288,7 +284,7 @@ export interface RehydrateResult {
 export async function rehydrate(deps: RehydrateDeps, options: RehydrateOptions): Promise<RehydrateResult> {
   const started = Date.now();
   if (Boolean(options.toSnapshot) === (options.toFile !== undefined)) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give exactly one of --to-snapshot and --to-file IMAGE');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give exactly one of toSnapshot and toFile IMAGE', { details: { option: 'toSnapshot', otherOptions: ['toFile'] } });
   }
   throwIfAborted(options.signal);
   const chain = await openArchiveChain(deps, options.archive);

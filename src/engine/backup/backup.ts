@@ -14,7 +14,7 @@ import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
 import { EC2_SETTLE_MS, completeAndCommit, describeListed, settledBy } from '../blocks/committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
 import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type TrackingPlan } from './tracking.js';
 import type { BlockRanges, ChangedRanges } from '../../core/changed-ranges.js';
@@ -183,7 +183,8 @@ function checkVolumeName(volume: string): void {
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(volume)) {
     throw new SnaplineError(
       ErrorCodes.INVALID_ARGUMENT,
-      `--volume "${volume}" is not a valid name: use 1 to 128 letters, digits, dots, dashes or underscores`,
+      `volume "${volume}" is not a valid name: use 1 to 128 letters, digits, dots, dashes or underscores`,
+      { details: { option: 'volume' } },
     );
   }
 }
@@ -475,7 +476,7 @@ async function planNewRun(
     encrypted: identity.encrypted || (await deps.catalog.encryptionByDefault()),
   });
   if (options.full) {
-    if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--full and --parent exclude each other');
+    if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'full and parent exclude each other', { details: { option: 'parent', otherOptions: ['full'] } });
     return newLineage();
   }
   const head = index.headSnapshot(volume);
@@ -507,7 +508,8 @@ async function planNewRun(
     if (parentRecord.volume !== volume) {
       throw new SnaplineError(
         ErrorCodes.INVALID_ARGUMENT,
-        `--parent ${parentId} belongs to volume "${parentRecord.volume}", not "${volume}"`,
+        `parent ${parentId} belongs to volume "${parentRecord.volume}", not "${volume}"`,
+        { details: { option: 'parent' } },
       );
     }
     return { parent: parentId, base: parentId, suspects: [], volumeSizeGiB, encrypted };
@@ -544,13 +546,16 @@ async function planNewRun(
 async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot, identity: RunIdentity): Promise<boolean> {
   const newLineage = { hint: 'pass --full to start a new lineage with this encryption' };
   if (identity.encrypted && !parent.encrypted) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--encrypted cannot apply to an incremental backup of the unencrypted snapshot ${parent.snapshotId}: a child keeps its parent's encryption`, newLineage);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `encrypted cannot apply to an incremental backup of the unencrypted snapshot ${parent.snapshotId}: a child keeps its parent's encryption`, {
+      ...newLineage,
+      details: { option: 'encrypted' },
+    });
   }
   if (identity.kmsKeyArn !== null && parent.kmsKeyId !== undefined && parent.kmsKeyId !== identity.kmsKeyArn) {
     throw new SnaplineError(
       ErrorCodes.INVALID_ARGUMENT,
-      `--kms-key-id ${identity.kmsKeyArn} is not the key of the parent snapshot ${parent.snapshotId} (${parent.kmsKeyId}): a child is encrypted with its parent's key`,
-      newLineage,
+      `kmsKeyArn ${identity.kmsKeyArn} is not the key of the parent snapshot ${parent.snapshotId} (${parent.kmsKeyId}): a child is encrypted with its parent's key`,
+      { ...newLineage, details: { option: 'kmsKeyArn' } },
     );
   }
   if (!parent.encrypted && (await catalog.encryptionByDefault())) {
@@ -630,69 +635,65 @@ async function scanAndUpload(
 
   const ticker = setInterval(() => progress('scan'), 500);
   try {
-    for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges, signal: options.signal })) {
-      // Slabs hashed ahead are yielded without reading: the abort is checked here too.
-      if (options.signal?.aborted) {
-        slab.slab.release();
-        throwIfAborted(options.signal);
-      }
-      const toUpload: number[] = [];
-      for (let i = 0; i < slab.blockCount; i += 1) {
-        if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
-      }
-      counts.scanned += slab.blockCount;
-      if (!slab.hole) counts.read += slab.blockCount;
-      reachedBlock = slab.firstBlock + slab.blockCount;
-      counts.changed += toUpload.length;
-      if (toUpload.length === 0 || !snapshot || uploads.failed) {
-        slab.slab.release();
-        if (uploads.failed) break;
-        continue;
-      }
-      if (journal === undefined) {
-        try {
-          snapshotId = await snapshot.start();
-          // StartSnapshot runs to its end on abort; the run stops after it, its snapshot left to resume.
+    await uploads.run(async () => {
+      for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges, signal: options.signal })) {
+        // Slabs hashed ahead are yielded without reading: the abort is checked here too.
+        if (options.signal?.aborted) {
+          slab.slab.release();
           throwIfAborted(options.signal);
-        } catch (err) {
+        }
+        const toUpload: number[] = [];
+        for (let i = 0; i < slab.blockCount; i += 1) {
+          if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
+        }
+        counts.scanned += slab.blockCount;
+        if (!slab.hole) counts.read += slab.blockCount;
+        reachedBlock = slab.firstBlock + slab.blockCount;
+        counts.changed += toUpload.length;
+        if (toUpload.length === 0 || !snapshot || uploads.failed) {
           slab.slab.release();
-          throw err;
+          if (uploads.failed) break;
+          continue;
         }
-        journal = new JournalWriter(index, snapshotId);
+        if (journal === undefined) {
+          try {
+            snapshotId = await snapshot.start();
+            // StartSnapshot runs to its end on abort; the run stops after it, its snapshot left to resume.
+            throwIfAborted(options.signal);
+          } catch (err) {
+            slab.slab.release();
+            throw err;
+          }
+          journal = new JournalWriter(index, snapshotId);
+        }
+        journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
+        // The slab goes back to the pool once every upload from it has settled,
+        // and its acknowledgements go to the journal first: a crash then repeats
+        // only uploads of slabs still held, never more than the slab pool's blocks.
+        let unsettled = toUpload.length;
+        const settle = () => {
+          unsettled -= 1;
+          if (unsettled > 0) return;
+          try {
+            journal?.flush();
+          } finally {
+            slab.slab.release();
+          }
+        };
+        for (const [n, i] of toUpload.entries()) {
+          try {
+            await uploads.add(() => upload(slab, i).finally(settle));
+          } catch (err) {
+            for (let k = n; k < toUpload.length; k += 1) settle();
+            throw err;
+          }
+        }
       }
-      journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
-      // The slab goes back to the pool once every upload from it has settled,
-      // and its acknowledgements go to the journal first: a crash then repeats
-      // only uploads of slabs still held, never more than the slab pool's blocks.
-      let unsettled = toUpload.length;
-      const settle = () => {
-        unsettled -= 1;
-        if (unsettled > 0) return;
-        try {
-          journal?.flush();
-        } finally {
-          slab.slab.release();
-        }
-      };
-      for (const [n, i] of toUpload.entries()) {
-        try {
-          await uploads.add(() => upload(slab, i).finally(settle));
-        } catch (err) {
-          for (let k = n; k < toUpload.length; k += 1) settle();
-          throw err;
-        }
-      }
-    }
-  } catch (err) {
-    uploads.fail(err);
-  } finally {
-    clearInterval(ticker);
-  }
-  try {
-    await uploads.drain();
+    });
   } catch (err) {
     throw snapshotId ? resumable(err, snapshotId) : err;
   } finally {
+    clearInterval(ticker);
     journal?.flush();
   }
   reachedBlock = totalBlocks;

@@ -82,12 +82,12 @@ export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promis
   if (record === undefined) {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `the index records no snapshot ${options.snapshotId}`, {
       hint: 'copy a snapshot that `snapline snapshots` lists',
-      details: { option: 'snapshot' },
+      details: { argument: 'snapshotId' },
     });
   }
   if (record.state !== 'completed') {
     throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${record.snapshotId} is ${record.state} in the index; only a completed snapshot can be copied`, {
-      details: { option: 'snapshot' },
+      details: { argument: 'snapshotId' },
     });
   }
   const connection = destination.connection ?? null;
@@ -117,10 +117,10 @@ export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promis
 
   const [source] = await deps.catalog.describeSnapshots([record.snapshotId]);
   if (source === undefined) {
-    throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${record.snapshotId} does not exist in ${deps.sourceRegion}`, { details: { option: 'snapshot' } });
+    throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${record.snapshotId} does not exist in ${deps.sourceRegion}`, { details: { argument: 'snapshotId' } });
   }
   if (source.state !== 'completed') {
-    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${record.snapshotId} is ${source.state} in EC2; only a completed snapshot can be copied`, { details: { option: 'snapshot' } });
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${record.snapshotId} is ${source.state} in EC2; only a completed snapshot can be copied`, { details: { argument: 'snapshotId' } });
   }
   const copyEncrypted = source.encrypted || encrypted;
   const previous = await previousCopy(deps, record.snapshotId, copyEncrypted, options.kmsKeyId ?? null);

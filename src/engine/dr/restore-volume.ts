@@ -2,8 +2,7 @@ import { throwIfAborted } from '../../core/abort.js';
 import type { FastRestoreState, RemoteSnapshot, RemoteVolume, SnapshotCatalog, VolumeManager } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { BlockIndex } from '../../index/index.js';
-import { VOLUME_TAG } from '../lineage/rebuild.js';
-import { completedSnapshot } from '../restore/restore.js';
+import { VOLUME_TAG, completedSnapshot } from '../blocks/remote-snapshot.js';
 import { pollUntil, type PollOptions } from './wait.js';
 
 export const VOLUME_TYPES = ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard'] as const;
@@ -189,7 +188,7 @@ async function checkBeforeRestore(deps: VolumeRestoreDeps, options: VolumeRestor
   if (snapshot.tags[VOLUME_TAG] === undefined) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${options.snapshotId} was not made by snapline (it has no ${VOLUME_TAG} tag)`, {
       hint: 'restore snapshots that snapline made; other snapshots can be made into volumes with the EC2 console or CLI',
-      details: { option: 'snapshotId' },
+      details: { argument: 'snapshotId' },
     });
   }
   if (options.sizeGiB !== undefined && options.sizeGiB < snapshot.volumeSizeGiB) {

@@ -22,7 +22,7 @@ import type { ArchivePlaces } from '../archive/places.js';
 import { completeAndCommit, settleWaitText } from '../blocks/committer.js';
 import { archiveSource, expectedShardResult, snapshotSource, splitShards, type ShardSource } from './source.js';
 import { judgeStoppedTask, TaskLog, workerContainerOf, type WorkerContainer } from './watch.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
 /** Where tasks run, from the connection. */
 export interface EcsSettings extends TaskPlacement {
@@ -121,8 +121,8 @@ export interface EcsJobReport {
  */
 export async function ecsRestore(deps: EcsRestoreDeps, options: EcsRestoreOptions): Promise<EcsJobReport> {
   const started = Date.now();
-  const shards = checkWhole('--shards', options.shards ?? DEFAULT_SHARDS, 1, MAX_SHARDS);
-  const retries = checkWhole('--retries', options.retries ?? DEFAULT_RETRIES, 0, MAX_RETRIES);
+  const shards = checkWhole('shards', options.shards ?? DEFAULT_SHARDS, 1, MAX_SHARDS);
+  const retries = checkWhole('retries', options.retries ?? DEFAULT_RETRIES, 0, MAX_RETRIES);
   throwIfAborted(options.signal);
   const worker = await workerContainerOf(deps.tasks, deps.settings.taskDefinition, { ...deps.settings, placement: deps.settings });
   if (worker.logGroup === undefined || worker.logStreamPrefix === undefined) {
@@ -682,9 +682,9 @@ export function isCapacityFailure(reason: string): boolean {
   return /RESOURCE:(CPU|MEMORY|PORTS|GPU|ENI)/.test(reason) || /capacity is unavailable|insufficient capacity/i.test(reason);
 }
 
-function checkWhole(flag: string, value: number, min: number, max: number): number {
+function checkWhole(option: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${flag} must be a whole number from ${min} to ${max}, got ${value}`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} must be a whole number from ${min} to ${max}, got ${value}`, { details: { option } });
   }
   return value;
 }

@@ -15,7 +15,7 @@ import { openArchiveChain, planBlocks } from '../archive/chain.js';
 import { findArchive, type ArchivePlaces } from '../archive/places.js';
 import { writesDigest } from './worker.js';
 import { writesBlock } from '../archive/rehydrate.js';
-import { completedSnapshot, type SettleOptions } from '../restore/restore.js';
+import { completedSnapshot, type SettleOptions } from '../blocks/remote-snapshot.js';
 
 /** A half-open range of block indexes. */
 export interface BlockSpan {

@@ -120,10 +120,10 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog;
 function givenPolicy(options: PruneOptions): RetentionPolicy | undefined {
   const { olderThanDays, keepLast } = options;
   if (olderThanDays !== undefined && (!Number.isFinite(olderThanDays) || olderThanDays < 0)) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--older-than-days must be 0 or more, got ${olderThanDays}`, { details: { option: 'olderThanDays' } });
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `olderThanDays must be 0 or more, got ${olderThanDays}`, { details: { option: 'olderThanDays' } });
   }
   if (keepLast !== undefined && !(keepLast >= 1)) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--keep-last must be 1 or more, got ${keepLast}`, { details: { option: 'keepLast' } });
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `keepLast must be 1 or more, got ${keepLast}`, { details: { option: 'keepLast' } });
   }
   const policy: RetentionPolicy = {
     ...options.policy,

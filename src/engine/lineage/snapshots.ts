@@ -1,6 +1,13 @@
 import type { RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
 import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
 
+export interface SnapshotListOptions {
+  /** Only this volume's snapshots; default every volume's. */
+  volume?: string;
+  /** The time ages are counted to; default now. */
+  now?: Date;
+}
+
 export interface SnapshotRow {
   volume: string;
   snapshotId: string;
@@ -28,7 +35,7 @@ export interface SnapshotRow {
  */
 export async function listSnapshots(
   deps: { index: BlockIndex; catalog: SnapshotCatalog },
-  options: { volume?: string; now?: Date } = {},
+  options: SnapshotListOptions = {},
 ): Promise<SnapshotRow[]> {
   const records = deps.index.listSnapshots(options.volume).filter((r) => r.state !== 'deleted');
   const remote = new Map<string, RemoteSnapshot>();

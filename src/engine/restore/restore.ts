@@ -4,15 +4,15 @@ import { throwIfAborted } from '../../core/abort.js';
 import { ZERO_BLOCK_DIGEST } from '../../core/checksum.js';
 import { TaskWindow } from '../../core/task-window.js';
 import { BLOCK_SIZE, GIB, blockCountFor } from '../../core/constants.js';
-import type { BlockPage, BlockRef, RemoteSnapshot, SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
+import type { BlockPage, BlockRef, SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { BlockIndex } from '../../index/index.js';
 import { isNbdUrl, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../../source/index.js';
 import { openTarget, type RestoreTarget } from '../../target/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
-import { EC2_SETTLE_MS, describeListed, settledBy, type SettleWait } from '../blocks/committer.js';
-import { SOURCE_BYTES_TAG } from '../lineage/rebuild.js';
+import type { SettleWait } from '../blocks/committer.js';
+import { completedSnapshot, taggedSourceBytes } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
 import { verify, type VerifyResult } from './verify.js';
 
@@ -157,7 +157,9 @@ interface RestoreCounts {
 export async function restore(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now();
   if (options.trustIndex && !options.incremental) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--trust-index goes with --incremental: a full restore writes every block anyway');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'trustIndex goes with incremental: a full restore writes every block anyway', {
+      details: { option: 'trustIndex', otherOptions: ['incremental'] },
+    });
   }
   throwIfAborted(options.signal);
   const { index, reader } = deps;
@@ -241,52 +243,6 @@ async function canonicalTargetPath(path: string, linksFollowed = 0): Promise<str
   if (link !== undefined) return canonicalTargetPath(resolve(dirname(absolute), link), linksFollowed + 1);
   const folder = await realpath(dirname(absolute)).catch(() => undefined);
   return folder === undefined ? absolute : join(folder, basename(absolute));
-}
-
-/** How a reader of a snapshot waits for EC2 to settle (see completedSnapshot). */
-export interface SettleOptions {
-  signal?: AbortSignal;
-  /** Told at each look that finds the snapshot not settled yet, before the pause. */
-  onSettling?: (wait: SettleWait) => void;
-  /** First and largest pause between two looks (default as for a backup's wait). */
-  pollMs?: { first: number; max: number };
-}
-
-/**
- * The snapshot, when it exists and is completed; NOT_FOUND or BAD_STATE
- * otherwise. One the index records as completed may not be listed by EC2
- * yet, or listed pending, shortly after its completion (EC2 is eventually
- * consistent): it is looked at again until EC2_SETTLE_MS after that
- * completion, as a backup waits for its parent, before it is refused.
- */
-export async function completedSnapshot(
-  deps: { index: Pick<BlockIndex, 'getSnapshot'>; catalog: Pick<SnapshotCatalog, 'describeSnapshots'> },
-  snapshotId: string,
-  options: SettleOptions = {},
-): Promise<RemoteSnapshot> {
-  const record = deps.index.getSnapshot(snapshotId);
-  const snapshot = await describeListed(deps.catalog, snapshotId, settledBy(record), {
-    signal: options.signal,
-    completed: true,
-    onUnsettled: options.onSettling,
-    ...(options.pollMs === undefined ? {} : { pollMs: options.pollMs }),
-  });
-  const recorded = record?.state === 'completed' ? ` (the index recorded it completed at ${(record.completedAt ?? record.startedAt).toISOString()}; EC2 shows a snapshot within ${EC2_SETTLE_MS / 60_000} minutes)` : '';
-  if (!snapshot) {
-    throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} does not exist${recorded === '' ? '' : ` in EC2${recorded}`}`, { details: { snapshotId } });
-  }
-  if (snapshot.state !== 'completed') {
-    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${snapshotId} is ${snapshot.state}${snapshot.state === 'pending' ? recorded : ''}; only a completed snapshot can be read`, {
-      details: { snapshotId },
-    });
-  }
-  return snapshot;
-}
-
-/** The exact source size snapline tagged the snapshot with, if it is there and sane. */
-export function taggedSourceBytes(snapshot: RemoteSnapshot): number | undefined {
-  const bytes = Number(snapshot.tags[SOURCE_BYTES_TAG]);
-  return Number.isSafeInteger(bytes) && bytes > 0 && bytes <= snapshot.volumeSizeGiB * GIB ? bytes : undefined;
 }
 
 /**
@@ -549,26 +505,21 @@ async function writeSteps(
   };
 
   try {
-    for await (const item of walk) {
-      throwIfAborted(options.signal);
-      if ('walkedTo' in item) {
-        passTo(item.walkedTo);
-        continue;
+    await tasks.run(async () => {
+      for await (const item of walk) {
+        throwIfAborted(options.signal);
+        if ('walkedTo' in item) {
+          passTo(item.walkedTo);
+          continue;
+        }
+        const step = item;
+        passTo(step.index);
+        passed = Math.max(passed, step.index + 1);
+        if (step.token !== undefined) counts.listed += 1;
+        await tasks.add(() => apply(step));
       }
-      const step = item;
-      passTo(step.index);
-      passed = Math.max(passed, step.index + 1);
-      if (step.token !== undefined) counts.listed += 1;
-      await tasks.add(() => apply(step));
-    }
-    passTo(totalBlocks);
-  } catch (err) {
-    tasks.fail(err);
-  } finally {
-    clearInterval(ticker);
-  }
-  try {
-    await tasks.drain();
+      passTo(totalBlocks);
+    });
   } catch (err) {
     // Whatever stopped it, the target is now part old, part new: say so.
     const error = toSnaplineError(err);
@@ -579,6 +530,7 @@ async function writeSteps(
       cause: error.cause ?? err,
     });
   } finally {
+    clearInterval(ticker);
     report();
   }
 }

@@ -8,7 +8,7 @@ import type { BlockIndex } from '../../index/index.js';
 import { openSource, type BlockSource, type SlabPool } from '../../source/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
 import type { SettleWait } from '../blocks/committer.js';
-import { completedSnapshot, taggedSourceBytes } from './restore.js';
+import { completedSnapshot, taggedSourceBytes } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
 
 export interface VerifyDeps {
@@ -117,7 +117,9 @@ class RangeList {
 export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<VerifyResult> {
   const started = Date.now();
   if (options.source === undefined && !options.remote) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give a source to compare with the snapshot, or --remote to read and check the snapshot alone');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give a source to compare with the snapshot, or remote to read and check the snapshot alone', {
+      details: { option: 'remote' },
+    });
   }
   const remote = await completedSnapshot(deps, options.snapshotId, options);
   const known = deps.index.getSnapshot(options.snapshotId);

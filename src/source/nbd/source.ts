@@ -1,6 +1,6 @@
 import type { ByteRange, ChangedRanges } from '../../core/changed-ranges.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { BlockSource, DataRegion } from '../open.js';
+import type { BlockSource, DataRegion } from '../block-source.js';
 import { connectNbd, type NbdClient, type NbdConnectOptions, type NbdExtent } from './client.js';
 import { BASE_ALLOCATION, STATE_DIRTY, STATE_ZERO, dirtyBitmapContext } from './protocol.js';
 import type { NbdAddress } from './url.js';

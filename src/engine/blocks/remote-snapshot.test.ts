@@ -3,7 +3,7 @@ import type { RemoteSnapshot } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { SnapshotRecord } from '../../index/index.js';
 import { EC2_SETTLE_MS, type SettleWait } from '../blocks/committer.js';
-import { completedSnapshot } from './restore.js';
+import { completedSnapshot } from './remote-snapshot.js';
 
 /**
  * completedSnapshot's bounded wait for EC2, with a catalog that lists what

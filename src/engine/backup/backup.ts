@@ -221,6 +221,9 @@ async function runBackup(
   const tracker: ChangedRanges | undefined =
     options.changedBlocksFile !== undefined ? await readChangedBlocksFile(options.changedBlocksFile, source.sizeBytes) : source.changedRanges;
 
+  // The hash threads start here (a session starts them on first use), so that their start-up
+  // overlaps the planning's EC2 calls and the loading of the SDK instead of delaying the first read.
+  void deps.hashPool;
   const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
   const resumed = run !== undefined;
   if (run?.state === 'completing') {

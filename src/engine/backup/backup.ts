@@ -487,6 +487,10 @@ async function planNewRun(
 
   // A parent this index committed moments ago may be missing from EC2, or shown pending, for a while.
   const parentRecord = index.getSnapshot(parentId);
+  // Asked alongside DescribeSnapshots instead of after it: childEncryption needs the answer for
+  // an unencrypted parent, the usual case. A failure counts only where the answer is used.
+  const encryptionByDefault = deps.catalog.encryptionByDefault();
+  encryptionByDefault.catch(() => undefined);
   const settledBy = parentRecord?.state === 'completed' ? (parentRecord.completedAt ?? parentRecord.startedAt).getTime() + EC2_SETTLE_MS : 0;
   const remote = await describeListed(deps.catalog, parentId, settledBy, { signal: options.signal, completed: true });
   if (!remote) {
@@ -505,7 +509,7 @@ async function planNewRun(
     );
   }
   const volumeSizeGiB = remote.volumeSizeGiB;
-  const encrypted = await childEncryption(deps.catalog, remote, identity);
+  const encrypted = await childEncryption(remote, identity, encryptionByDefault);
 
   if (parentRecord?.state === 'completed') {
     if (parentRecord.volume !== volume) {
@@ -545,7 +549,7 @@ async function planNewRun(
  * (a new lineage can have it), and so is an unencrypted parent in an account
  * that encrypts by default, which AWS refuses.
  */
-async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot, identity: RunIdentity): Promise<boolean> {
+async function childEncryption(parent: RemoteSnapshot, identity: RunIdentity, encryptionByDefault: Promise<boolean>): Promise<boolean> {
   const newLineage = { hint: 'pass --full to start a new lineage with this encryption' };
   if (identity.encrypted && !parent.encrypted) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--encrypted cannot apply to an incremental backup of the unencrypted snapshot ${parent.snapshotId}: a child keeps its parent's encryption`, newLineage);
@@ -557,7 +561,7 @@ async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot,
       newLineage,
     );
   }
-  if (!parent.encrypted && (await catalog.encryptionByDefault())) {
+  if (!parent.encrypted && (await encryptionByDefault)) {
     throw new SnaplineError(
       ErrorCodes.REMOTE_REJECTED,
       `the account encrypts EBS by default, and AWS takes no unencrypted parent then: snapshot ${parent.snapshotId} cannot have an incremental child`,

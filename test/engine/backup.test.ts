@@ -340,6 +340,22 @@ describe('zero blocks', () => {
     expect(r.ebs.inspect(result.snapshotId!)).toMatchObject({ encrypted: true, writtenIndexes: range(0, 6) });
     expect(r.index.getSnapshot(result.snapshotId!)?.encrypted).toBe(true);
   });
+
+  it('GetEbsEncryptionByDefault, asked alongside DescribeSnapshots, fails an incremental only where its answer counts (an unencrypted parent)', async () => {
+    const r = rig();
+    const sealed = r.image('sealed.img', imageBytes(4, [1]));
+    const plain = r.image('plain.img', imageBytes(4, [1]));
+    const sealedHead = await r.run({ source: sealed.path, encrypted: true });
+    await r.run({ source: plain.path });
+    const denied = () => awsFailure('ec2:GetEbsEncryptionByDefault', 'AccessDeniedException');
+
+    r.ebs.failNext('encryptionByDefault', denied);
+    const child = await r.run({ source: sealed.path });
+    expect(child).toMatchObject({ parentSnapshotId: sealedHead.snapshotId, blocksUploaded: 0 });
+
+    r.ebs.failNext('encryptionByDefault', denied);
+    expect(await rejection(r.run({ source: plain.path }))).toMatchObject({ code: ErrorCodes.ACCESS_DENIED });
+  });
 });
 
 describe('parents', () => {

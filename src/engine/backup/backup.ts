@@ -222,6 +222,9 @@ async function runBackup(
   const tracker: ChangedRanges | undefined =
     options.changedBlocksFile !== undefined ? await readChangedBlocksFile(options.changedBlocksFile, source.sizeBytes) : source.changedRanges;
 
+  // The hash threads start here (a session starts them on first use), so that their start-up
+  // overlaps the planning's EC2 calls and the loading of the SDK instead of delaying the first read.
+  void deps.hashPool;
   const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
   const resumed = run !== undefined;
   if (run?.state === 'completing') {
@@ -485,6 +488,10 @@ async function planNewRun(
 
   // A parent this index committed moments ago may be missing from EC2, or shown pending, for a while.
   const parentRecord = index.getSnapshot(parentId);
+  // Asked alongside DescribeSnapshots instead of after it: childEncryption needs the answer for
+  // an unencrypted parent, the usual case. A failure counts only where the answer is used.
+  const encryptionByDefault = deps.catalog.encryptionByDefault();
+  encryptionByDefault.catch(() => undefined);
   const remote = await describeListed(deps.catalog, parentId, settledBy(parentRecord), { signal: options.signal, completed: true });
   if (!remote) {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `parent snapshot ${parentId} does not exist in AWS`, {
@@ -502,7 +509,7 @@ async function planNewRun(
     );
   }
   const volumeSizeGiB = remote.volumeSizeGiB;
-  const encrypted = await childEncryption(deps.catalog, remote, identity);
+  const encrypted = await childEncryption(remote, identity, encryptionByDefault);
 
   if (parentRecord?.state === 'completed') {
     if (parentRecord.volume !== volume) {
@@ -543,7 +550,7 @@ async function planNewRun(
  * (a new lineage can have it), and so is an unencrypted parent in an account
  * that encrypts by default, which AWS refuses.
  */
-async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot, identity: RunIdentity): Promise<boolean> {
+async function childEncryption(parent: RemoteSnapshot, identity: RunIdentity, encryptionByDefault: Promise<boolean>): Promise<boolean> {
   const newLineage = { hint: 'pass --full to start a new lineage with this encryption' };
   if (identity.encrypted && !parent.encrypted) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `encrypted cannot apply to an incremental backup of the unencrypted snapshot ${parent.snapshotId}: a child keeps its parent's encryption`, {
@@ -558,7 +565,7 @@ async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot,
       { ...newLineage, details: { option: 'kmsKeyArn' } },
     );
   }
-  if (!parent.encrypted && (await catalog.encryptionByDefault())) {
+  if (!parent.encrypted && (await encryptionByDefault)) {
     throw new SnaplineError(
       ErrorCodes.REMOTE_REJECTED,
       `the account encrypts EBS by default, and AWS takes no unencrypted parent then: snapshot ${parent.snapshotId} cannot have an incremental child`,

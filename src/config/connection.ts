@@ -11,7 +11,7 @@ import { resolveConnection, type ConnectionFlags, type ResolvedConnection } from
 import { didYouMean } from './suggest.js';
 
 export type { ResolvedConnection } from './resolve.js';
-export type { ArchiveConfig, EcsConfig } from './schema.js';
+export type { ArchiveConfig, EcsConfig, NotifyOn, UnattendedConfig } from './schema.js';
 
 /** The built-in connection that talks to snapline's own local endpoint. */
 export const LOCAL_CONNECTION = BUILT_IN_CONNECTION;
@@ -125,6 +125,7 @@ function resolveLocal(flags: ConnectionFlags): ResolvedConnection {
     },
     archive: {},
     ecs: {},
+    unattended: {},
     tls: { verify: true, extraCertificates: [] },
     origins: {
       region: flags.region ? '--region' : 'built-in',

@@ -1,12 +1,14 @@
 import { Option, type Command } from 'commander';
+import { BLOCK_SIZE } from '../../core/constants.js';
 import type { BackupProgress, BackupResult } from '../../engine/backup/backup.js';
-import { ErrorCodes, SnaplineError } from '../../errors.js';
+import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../main.js';
 import { integerOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
+import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags } from '../unattended.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 
-interface BackupFlags {
+interface BackupFlags extends UnattendedFlags {
   volume?: string;
   parent?: string;
   full?: boolean;
@@ -22,8 +24,7 @@ interface BackupFlags {
 }
 
 export function registerBackup(program: Command, wrap: Wrap): void {
-  program
-    .command('backup')
+  unattendedOptions(program.command('backup'))
     .description('back up image files or block devices to new EBS snapshots, uploading only changed blocks')
     .argument('<source...>', 'image file, block device (/dev/...) or NBD export (nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH)')
     .option('--volume <name>', 'lineage name (default: the source file name, or the NBD export name); one source only')
@@ -49,6 +50,12 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
   if (flags.volume && sources.length > 1) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--volume names one lineage: give one source with it');
   }
+  const { defaultVolumeName } = await import('../../engine/backup/backup.js');
+  const volumesOnFailure = () => sources.map((source) => flags.volume ?? defaultVolumeName(source));
+  return recordedRun(ctx, { operation: 'backup', flags, volumesOnFailure, record: !flags.dryRun }, () => backupRun(ctx, sources, flags));
+}
+
+async function backupRun(ctx: CommandContext, sources: string[], flags: BackupFlags): Promise<RecordedRun> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { backup } = await import('../../engine/backup/backup.js');
@@ -96,7 +103,15 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
   });
   // One shape for any number of sources: { backups: [...] }, one library BackupResult per source, in the order given.
   output.result({ backups: results }, () => results.flatMap(describeResult));
-  return 0;
+  const volumes = results.map((r) => ({
+    volume: r.volume,
+    snapshotId: r.snapshotId,
+    changedBlocks: r.blocksChanged,
+    changedBytes: r.blocksChanged * BLOCK_SIZE,
+    transferredBlocks: r.blocksUploaded,
+    transferredBytes: r.bytesUploaded,
+  }));
+  return { exitCode: ExitCodes.OK, volumes };
 }
 
 export function describeResult(result: BackupResult): string[] {

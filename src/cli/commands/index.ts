@@ -13,6 +13,7 @@ import { registerRehydrate } from './rehydrate.js';
 import { registerRestore } from './restore.js';
 import { registerServe } from './serve.js';
 import { registerSnapshots } from './snapshots.js';
+import { registerStatus } from './status.js';
 import { registerVerify } from './verify.js';
 import { registerWorker } from './worker.js';
 
@@ -24,6 +25,7 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerVerify(program, wrap);
   registerDiff(program, wrap);
   registerSnapshots(program, wrap);
+  registerStatus(program, wrap);
   registerPrune(program, wrap);
   registerArchive(program, wrap);
   registerRehydrate(program, wrap);

@@ -10,6 +10,7 @@ import { registerIndexCommands } from './index-commands.js';
 import { registerPrune } from './prune.js';
 import { registerQuickstart } from './quickstart.js';
 import { registerRehydrate } from './rehydrate.js';
+import { registerReport } from './report.js';
 import { registerRestore } from './restore.js';
 import { registerServe } from './serve.js';
 import { registerSnapshots } from './snapshots.js';
@@ -26,6 +27,7 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerDiff(program, wrap);
   registerSnapshots(program, wrap);
   registerStatus(program, wrap);
+  registerReport(program, wrap);
   registerPrune(program, wrap);
   registerArchive(program, wrap);
   registerRehydrate(program, wrap);

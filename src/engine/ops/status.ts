@@ -134,7 +134,7 @@ async function statusOf(
             sizeBytes: archive.sizeBytes,
           },
     lastDrill: deps.drills?.lastDrill(volume) ?? null,
-    ebsSpace: deps.reader === undefined ? null : await spaceOf(deps.reader, snapshots),
+    ebsSpace: deps.reader === undefined || snapshots.length === 0 ? null : await spaceOf(deps.reader, snapshots),
   };
 }
 

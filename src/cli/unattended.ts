@@ -111,7 +111,7 @@ function notifySettings(ctx: CommandContext, flags: UnattendedFlags): { url: str
 export function connectionSettings(ctx: CommandContext): UnattendedConfig {
   const request = connectionRequest(ctx);
   try {
-    return resolveNamed(chosenConnection(request), request).unattended;
+    return resolveNamed(chosenConnection(request), request).unattended ?? {};
   } catch {
     return {};
   }

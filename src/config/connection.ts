@@ -125,7 +125,6 @@ function resolveLocal(flags: ConnectionFlags): ResolvedConnection {
     },
     archive: {},
     ecs: {},
-    unattended: {},
     tls: { verify: true, extraCertificates: [] },
     origins: {
       region: flags.region ? '--region' : 'built-in',

@@ -22,8 +22,8 @@ export interface ResolvedConnection {
   settings: ConnectionSettings;
   archive: ArchiveConfig;
   ecs: EcsConfig;
-  /** Notifications and the expected backup interval. */
-  unattended: UnattendedConfig;
+  /** Notifications and the expected backup interval (absent: none configured). */
+  unattended?: UnattendedConfig;
   /** TLS as decided: verify on, off, or a CA bundle path; and the subjects of the extra certificates (tls_ca_chain). */
   tls: { verify: boolean | string; extraCertificates: string[] };
   /** Setting name -> "--flag", "ENV_VAR", "connection" or "default". */

@@ -11,6 +11,7 @@ import { delimiter, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
+import type { StatusResult, VolumeStatus } from '../../src/engine/ops/status.js';
 import { ExitCodes } from '../../src/errors.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { overwriteBlocks, writeImage } from '../support/images.js';
@@ -26,7 +27,7 @@ function cli(args: string[]): Promise<CliResult> {
 }
 
 /** The value at a dotted path of status --json's volume, as the page writes it in data-value. */
-function valueAt(volume: Record<string, unknown>, path: string): string {
+function valueAt(volume: VolumeStatus, path: string): string {
   const value = path.split('.').reduce<unknown>((at, key) => (at === null || at === undefined ? null : (at as Record<string, unknown>)[key]), volume);
   return value === null || value === undefined ? '' : String(value);
 }
@@ -62,7 +63,7 @@ describe.skipIf(chromium === undefined)('snapline report --html in headless Chro
 
     const status = await cli(['status', '--expect-every', '1d']);
     expect(status.code).toBe(ExitCodes.DIFFERENCES);
-    const volumes = JSON.parse(status.stdout).volumes as Array<Record<string, any>>;
+    const volumes = (JSON.parse(status.stdout) as StatusResult).volumes;
     const html = join(work, 'report.html');
     const report = await cli(['report', '--html', html, '--expect-every', '1d']);
     expect({ code: report.code, stderr: report.stderr }).toMatchObject({ code: ExitCodes.OK });

@@ -68,9 +68,8 @@ function cli(index: string, args: string[], extra: string[] = ['--connection', '
   return runCli([...extra, '--index', join(work, index), '--no-progress', '--json', ...args], { dataDir: join(work, 'data'), cwd: work });
 }
 
-function json(run: CliResult): any {
-  return JSON.parse(run.stdout);
-}
+/** The run's JSON result, read as each test needs it. */
+const json = (run: CliResult) => JSON.parse(run.stdout);
 
 function expectExit(run: CliResult, code: number): void {
   expect({ code: run.code, stderr: run.stderr }).toMatchObject({ code });

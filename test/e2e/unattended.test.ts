@@ -170,6 +170,15 @@ describe('the run history, status and --metrics-file', () => {
     expectExit(run, ExitCodes.USAGE);
     expect(json(run).error.message).toMatch(/--expect-every must be a duration/);
   });
+
+  it('status of a volume the index does not know is NOT_FOUND; of an empty index, no volumes and exit 0', async () => {
+    const unknown = await cli('u.db', ['status', 'nowhere']);
+    expectExit(unknown, ExitCodes.REMOTE);
+    expect(json(unknown).error).toMatchObject({ code: 'NOT_FOUND', message: 'the index knows no volume "nowhere"' });
+    const empty = await cli('u.db', ['status', '--expect-every', '1h']);
+    expectExit(empty, ExitCodes.OK);
+    expect(json(empty)).toMatchObject({ volumes: [], attention: false });
+  });
 });
 
 describe('--notify', () => {

@@ -9,10 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { chosenConnection, resolveNamed, type NotifyOn, type UnattendedConfig } from '../config/connection.js';
+import type { UnattendedConfig } from '../config/connection.js';
 import { defaultIndexPath } from '../config/paths.js';
-import { NOTIFY_ON } from '../config/schema.js';
-import type { RunEntry, RunOperation } from '../core/run-log.js';
+import { NOTIFY_ON, type NotifyOn, type RunEntry, type RunOperation } from '../core/run-log.js';
 import { ErrorCodes, ExitCodes, SnaplineError, toSnaplineError } from '../errors.js';
 import type { BlockIndex } from '../index/index.js';
 import { connectionRequest } from './commands/common.js';
@@ -67,7 +66,7 @@ export interface RecordOptions {
  */
 export async function recordedRun(ctx: CommandContext, options: RecordOptions, run: () => Promise<RecordedRun>): Promise<number> {
   if (options.record === false) return (await run()).exitCode;
-  const notify = notifySettings(ctx, options.flags);
+  const notify = await notifySettings(ctx, options.flags);
   const started = new Date();
   let outcome: RecordedRun | undefined;
   let error: SnaplineError | undefined;
@@ -95,8 +94,8 @@ export async function recordedRun(ctx: CommandContext, options: RecordOptions, r
 }
 
 /** The URL and policy of notifications: the flags over the connection's notify section; undefined for none. */
-function notifySettings(ctx: CommandContext, flags: UnattendedFlags): { url: string; on: NotifyOn } | undefined {
-  const configured = connectionSettings(ctx);
+async function notifySettings(ctx: CommandContext, flags: UnattendedFlags): Promise<{ url: string; on: NotifyOn } | undefined> {
+  const configured = await connectionSettings(ctx);
   const url = flags.notify ?? configured.notifyUrl;
   if (url === undefined) {
     if (flags.notifyOn !== undefined) {
@@ -108,8 +107,9 @@ function notifySettings(ctx: CommandContext, flags: UnattendedFlags): { url: str
 }
 
 /** The connection's unattended settings; none when it cannot be resolved (the run itself then says why). */
-export function connectionSettings(ctx: CommandContext): UnattendedConfig {
+export async function connectionSettings(ctx: CommandContext): Promise<UnattendedConfig> {
   const request = connectionRequest(ctx);
+  const { chosenConnection, resolveNamed } = await import('../config/connection.js');
   try {
     return resolveNamed(chosenConnection(request), request).unattended ?? {};
   } catch {

@@ -4,6 +4,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { STORAGE_CLASSES, type StorageClass } from '../core/archive-options.js';
 import { parseDuration } from '../core/duration.js';
 import { RETRY_MODES, type RetryMode } from '../core/retry-mode.js';
+import { NOTIFY_ON, type NotifyOn } from '../core/run-log.js';
 import { kindOf, type Section } from './fields.js';
 
 /** The services a connection can give their own endpoint. */
@@ -40,10 +41,6 @@ export interface EcsConfig {
   logGroup?: string;
   logStreamPrefix?: string;
 }
-
-/** When a notification is sent: on failures (the default), on successes, or after every run. */
-export const NOTIFY_ON = ['failure', 'success', 'always'] as const;
-export type NotifyOn = (typeof NOTIFY_ON)[number];
 
 /** Settings for runs nobody watches: where events go, and how often a good snapshot is expected. */
 export interface UnattendedConfig {

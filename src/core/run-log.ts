@@ -5,6 +5,10 @@
  * (src/index/runs.ts).
  */
 
+/** When a notification is sent: on failures (the default), on successes, or after every run. */
+export const NOTIFY_ON = ['failure', 'success', 'always'] as const;
+export type NotifyOn = (typeof NOTIFY_ON)[number];
+
 export const RUN_OPERATIONS = ['backup', 'restore', 'prune', 'archive'] as const;
 export type RunOperation = (typeof RUN_OPERATIONS)[number];
 

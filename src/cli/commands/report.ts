@@ -26,7 +26,7 @@ async function runReport(ctx: CommandContext, flags: ReportFlags): Promise<numbe
   const { withSession } = await import('../../session.js');
   const { volumeStatus } = await import('../../engine/ops/status.js');
   const { reportHtml } = await import('../../engine/ops/report.js');
-  const expected = flags.expectEvery ?? connectionSettings(ctx).expectEveryMs;
+  const expected = flags.expectEvery ?? (await connectionSettings(ctx)).expectEveryMs;
   const volumeFilter = flags.volume === undefined ? {} : { volume: flags.volume };
   const html = await withSession(sessionOptions(ctx), async (session) => {
     const status = await volumeStatus(

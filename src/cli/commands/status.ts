@@ -32,7 +32,7 @@ export function registerStatus(program: Command, wrap: Wrap): void {
 export async function statusOf(ctx: CommandContext, volume: string | undefined, expectEveryMs: number | undefined): Promise<StatusResult> {
   const { withSession } = await import('../../session.js');
   const { volumeStatus } = await import('../../engine/ops/status.js');
-  const expected = expectEveryMs ?? connectionSettings(ctx).expectEveryMs;
+  const expected = expectEveryMs ?? (await connectionSettings(ctx)).expectEveryMs;
   return withSession(sessionOptions(ctx), (session) =>
     volumeStatus(
       { index: session.index, runs: session.index.runs, reader: session.reader },

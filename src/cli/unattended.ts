@@ -6,6 +6,7 @@
  * these changes the command's exit code: a failure of theirs is a warning.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
@@ -79,7 +80,7 @@ export async function recordedRun(ctx: CommandContext, options: RecordOptions, r
   const output = ctx.output();
   const entries = await recordInIndex(ctx, options, started, finished, outcome, error);
   if (options.flags.metricsFile !== undefined) {
-    const problem = await writeMetrics(ctx, options.flags.metricsFile);
+    const problem = await writeMetrics(ctx, options.flags.metricsFile, entries);
     if (problem !== undefined) output.warn(`the metrics file was not written: ${problem}`);
   }
   const exitCode = error?.exitCode ?? outcome!.exitCode;
@@ -162,6 +163,8 @@ async function recordInIndex(
   });
   const failedVolumes = (names: Array<string | null>): VolumeOutcome[] =>
     names.map((volume) => ({ volume, snapshotId: null, changedBlocks: 0, changedBytes: 0, transferredBlocks: 0, transferredBytes: 0 }));
+  // Never an index made only to hold a failure (the run failed before it opened one), nor a write to one found unusable.
+  if (!existsSync(indexPathOf(ctx)) || error?.code === ErrorCodes.INDEX_UNUSABLE) return (outcome?.volumes ?? failedVolumes([null])).map((v) => make(v, undefined));
   try {
     await withIndex(ctx, (index) => {
       const volumes = outcome?.volumes ?? failedVolumes(safely(() => options.volumesOnFailure(index), [null]));
@@ -187,11 +190,15 @@ function liveSnapshotsOf(index: BlockIndex, volume: string): number | null {
   return safely(() => index.listSnapshots(volume).filter((s) => s.state === 'completed').length, null);
 }
 
-/** Writes the index's history as metrics to `path` through a temp file in the same directory and a rename; the reason when it could not. */
-async function writeMetrics(ctx: CommandContext, path: string): Promise<string | undefined> {
+/**
+ * Writes the index's history as metrics to `path` through a temp file in the
+ * same directory and a rename (only this run's `entries` when there is no
+ * index); the reason when it could not.
+ */
+async function writeMetrics(ctx: CommandContext, path: string, entries: RunEntry[]): Promise<string | undefined> {
   try {
     const { prometheusText } = await import('../engine/ops/metrics.js');
-    const text = await withIndex(ctx, (index) => prometheusText(index.runs.listRuns()));
+    const text = existsSync(indexPathOf(ctx)) ? await withIndex(ctx, (index) => prometheusText(index.runs.listRuns())) : prometheusText(entries);
     await writeFileAtomically(resolve(path), text);
     return undefined;
   } catch (err) {

@@ -5,7 +5,9 @@ import type { StatusResult, VolumeStatus } from './status.js';
 /**
  * Which retention rules keep each snapshot of a volume (snapshot id -> rule
  * names, none: removed by the policy). The report's one seam for retention
- * policies: without it, the calendar's rule column says no policy is applied.
+ * policies (the volume's policy applied by the pure function of
+ * src/engine/lineage/retention.ts goes here, from `snapline report`); without
+ * it, the calendar's rule column says no policy is applied.
  */
 export type RetentionRules = (volume: string, snapshots: readonly SnapshotRecord[]) => Map<string, string[]>;
 

@@ -64,6 +64,11 @@ export class Output {
     }
   }
 
+  /** The store the command reached, once a session said so. */
+  get reachedStore(): StoreUsed | undefined {
+    return this.facts.store;
+  }
+
   /** Says (on stderr) which store the command reached, and keeps it for the JSON result. */
   storeUsed(store: StoreUsed): void {
     this.facts.store = store;

@@ -9,7 +9,7 @@ import { resolveConnection, type ConnectionFlags, type ResolvedConnection } from
 import { didYouMean } from './suggest.js';
 
 export type { ResolvedConnection } from './resolve.js';
-export type { ArchiveConfig, EcsConfig } from './schema.js';
+export type { ArchiveConfig, EcsConfig, UnattendedConfig } from './schema.js';
 
 /** The built-in connection that talks to snapline's own local endpoint. */
 export const LOCAL_CONNECTION = BUILT_IN_CONNECTION;

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { Database } from 'better-sqlite3';
 import { BLOCKS_PER_GIB, GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
+import type { RunLog } from '../core/run-log.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import {
   type ArchiveObjectRecord,
@@ -18,6 +19,7 @@ import { type EcsJobRecord, EcsJobRows, type EcsJobState, type EcsShardRecord, t
 import { type HeldLock, IndexLocks } from './locks.js';
 import { type ChunkGuard, DIGEST_BYTES, KeyedRows, type KeyedTable, chainDifference, chainEntries, keyChecksum } from './maps.js';
 import { openIndexDatabase } from './open.js';
+import { RunRows } from './runs.js';
 import {
   type BlockEntry,
   type BlockInput,
@@ -249,6 +251,7 @@ export class BlockIndex {
   /** The copies of the index's snapshots in other Regions or accounts (see copies.ts). */
   readonly copies: SnapshotCopies;
   readonly #drills: DrillRows;
+  readonly #runs: RunRows;
   #closed = false;
 
   private constructor(path: string, db: Database) {
@@ -265,6 +268,7 @@ export class BlockIndex {
     this.#trackers = new TrackerHistory(db, path);
     this.copies = new SnapshotCopies(db, (fn) => this.#run(fn));
     this.#drills = new DrillRows(db);
+    this.#runs = new RunRows(db);
   }
 
   /** The change tracker each snapshot was taken against (trackers.ts). */
@@ -329,6 +333,16 @@ export class BlockIndex {
   /** The store recorded for `volume`; undefined when none is (unknown volume, or never written by a bound index). */
   volumeStore(volume: string): StoreRef | undefined {
     return this.#run(() => this.#stores.storeOf(volume));
+  }
+
+  // ---- the history of runs ------------------------------------------------
+
+  /** The run history (see runs.ts), filed under the bound store. */
+  get runs(): RunLog {
+    return {
+      recordRun: (entry) => this.#durably(() => this.#runs.record(entry, this.#stores.bound)),
+      listRuns: (filter = {}) => this.#run(() => this.#runs.list(filter, this.#stores.bound)),
+    };
   }
 
   // ---- volumes -------------------------------------------------------------

@@ -283,6 +283,34 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
       CREATE INDEX drills_by_volume ON drills (volume, id);
     `);
   },
+  (db) => {
+    db.exec(`
+      -- The history of runs (see runs.ts): one row per volume a backup, restore,
+      -- prune or archive run dealt with, failed runs included (error_code: a
+      -- SnaplineError code). volume is free text, not a reference: a first
+      -- backup that failed leaves no volumes row. store: the store the run
+      -- reached (as volume_stores.store), null when it was not known.
+      -- live_snapshots: the volume's completed snapshots after the run.
+      CREATE TABLE runs (
+        run_key            INTEGER PRIMARY KEY,
+        operation          TEXT NOT NULL CHECK (operation IN ('backup', 'restore', 'prune', 'archive')),
+        volume             TEXT,
+        store              TEXT,
+        started_at         INTEGER NOT NULL,
+        finished_at        INTEGER NOT NULL,
+        result             TEXT NOT NULL CHECK (result IN ('success', 'failure')),
+        error_code         TEXT,
+        snapshot_id        TEXT,
+        changed_blocks     INTEGER NOT NULL,
+        changed_bytes      INTEGER NOT NULL,
+        transferred_blocks INTEGER NOT NULL,
+        transferred_bytes  INTEGER NOT NULL,
+        live_snapshots     INTEGER,
+        CHECK ((result = 'failure') = (error_code IS NOT NULL))
+      );
+      CREATE INDEX runs_by_volume ON runs (volume, operation, started_at);
+    `);
+  },
 ];
 
 export const SCHEMA_VERSION = migrations.length;

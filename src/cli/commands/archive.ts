@@ -13,9 +13,11 @@ import {
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { ArchiveTarget, RetrievalTier } from '../../core/ports.js';
 import type { ArchiveStatusEntry } from '../../engine/archive/jobs.js';
+import type { BlockIndex } from '../../index/index.js';
 import type { CommandContext, Wrap } from '../context.js';
 import { archiveRefArgument, integerOption, secondsOption, snapshotIdArgument } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
+import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags } from '../unattended.js';
 import { concurrencyOption, sessionOptions } from './common.js';
 
 interface PlaceFlags {
@@ -23,7 +25,7 @@ interface PlaceFlags {
   vault?: string;
 }
 
-interface CreateFlags extends PlaceFlags {
+interface CreateFlags extends PlaceFlags, UnattendedFlags {
   to?: ArchiveTarget;
   storageClass?: string;
   incremental?: boolean;
@@ -43,8 +45,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
   const archive = program.command('archive').description('move snapshots to S3 Glacier storage classes or Glacier vaults, and bring them within reach again');
 
   placeOptions(
-    archive
-      .command('create')
+    unattendedOptions(archive.command('create'))
       .description('archive a completed snapshot: its blocks (or, with --incremental, those changed since the last archive of its volume) and a manifest')
       .argument('<snapshot-id>', 'completed snapshot to archive', snapshotIdArgument('<snapshot-id>'))
       .addOption(new Option('--to <target>', 's3 or glacier (default: s3 when the connection names a bucket)').argParser(archiveTargetOf))
@@ -96,7 +97,12 @@ export function registerArchive(program: Command, wrap: Wrap): void {
     .action(wrap((ctx: CommandContext, flags: { olderThanDays?: number; volume?: string; dryRun?: boolean }) => runPrune(ctx, flags)));
 }
 
-async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateFlags): Promise<number> {
+function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateFlags): Promise<number> {
+  const volumesOnFailure = (index: BlockIndex) => [index.getSnapshot(snapshotId)?.volume ?? null];
+  return recordedRun(ctx, { operation: 'archive', flags, volumesOnFailure }, () => createRun(ctx, snapshotId, flags));
+}
+
+async function createRun(ctx: CommandContext, snapshotId: string, flags: CreateFlags): Promise<RecordedRun> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { createArchive } = await import('../../engine/archive/archive.js');
@@ -132,7 +138,15 @@ async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateF
     `  ${result.incremental ? `incremental on ${result.parentArchiveId}: ` : ''}${count(result.blocks, 'block')} (${result.zeroBlocks} all zeros)${result.incremental ? `, ${result.removedBlocks} removed` : ''} in ${count(result.segments, 'segment')}; ${formatBytes(result.sizeBytes)} stored, ${formatBytes(result.bytesUploaded)} sent in ${formatDuration(result.durationMs)}`,
     `  manifest ${result.manifestRef} (tree hash ${result.treeHash})`,
   ]);
-  return 0;
+  const outcome = {
+    volume: result.volume,
+    snapshotId: result.snapshotId,
+    changedBlocks: 0,
+    changedBytes: 0,
+    transferredBlocks: result.blocks,
+    transferredBytes: result.bytesUploaded,
+  };
+  return { exitCode: 0, volumes: [outcome] };
 }
 
 async function runRestore(ctx: CommandContext, ref: string, flags: { tier?: RetrievalTier; days: number }): Promise<number> {

@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { BLOCK_SIZE } from '../../core/constants.js';
 import type { BackupProgress, BackupResult } from '../../engine/backup/backup.js';
 import type { CopyResult } from '../../engine/dr/copy.js';
 import type { Session } from '../../session.js';
@@ -6,10 +7,11 @@ import { ErrorCodes, ExitCodes, SnaplineError, isSnaplineError } from '../../err
 import type { CommandContext, Wrap } from '../context.js';
 import { integerOption, numberOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
+import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags } from '../unattended.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 import { copyFromSession, describeCopy } from './copy.js';
 
-interface BackupFlags {
+interface BackupFlags extends UnattendedFlags {
   volume?: string;
   parent?: string;
   full?: boolean;
@@ -32,8 +34,7 @@ interface BackupFlags {
 }
 
 export function registerBackup(program: Command, wrap: Wrap): void {
-  program
-    .command('backup')
+  unattendedOptions(program.command('backup'))
     .description('back up image files or block devices to new EBS snapshots, uploading only changed blocks')
     .argument('<source...>', 'image file, block device (/dev/...) or NBD export (nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH)')
     .option('--volume <name>', 'lineage name (default: the source file name, or the NBD export name); one source only')
@@ -83,6 +84,12 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
   if (flags.volume && sources.length > 1) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--volume names one lineage: give one source with it');
   }
+  const { defaultVolumeName } = await import('../../engine/backup/backup.js');
+  const volumesOnFailure = () => sources.map((source) => flags.volume ?? defaultVolumeName(source));
+  return recordedRun(ctx, { operation: 'backup', flags, volumesOnFailure, record: !flags.dryRun }, () => backupRun(ctx, sources, flags));
+}
+
+async function backupRun(ctx: CommandContext, sources: string[], flags: BackupFlags): Promise<RecordedRun> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { backup } = await import('../../engine/backup/backup.js');
@@ -146,7 +153,15 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
     ...results.flatMap(describeResult),
     ...(copies ?? []).flatMap((c) => ('error' in c ? [`${c.volume}: the copy to ${flags.copyToRegion} failed: ${c.error}`] : describeCopy(c))),
   ]);
-  return failedCopies > 0 ? ExitCodes.COPY_FAILED : ExitCodes.OK;
+  const volumes = results.map((r) => ({
+    volume: r.volume,
+    snapshotId: r.snapshotId,
+    changedBlocks: r.blocksChanged,
+    changedBytes: r.blocksChanged * BLOCK_SIZE,
+    transferredBlocks: r.blocksUploaded,
+    transferredBytes: r.bytesUploaded,
+  }));
+  return { exitCode: failedCopies > 0 ? ExitCodes.COPY_FAILED : ExitCodes.OK, volumes };
 }
 
 type BackupCopy = CopyResult | { volume: string; error: string; code: string };

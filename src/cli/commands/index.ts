@@ -12,10 +12,12 @@ import { registerIndexCommands } from './index-commands.js';
 import { registerPrune } from './prune.js';
 import { registerQuickstart } from './quickstart.js';
 import { registerRehydrate } from './rehydrate.js';
+import { registerReport } from './report.js';
 import { registerRestore } from './restore.js';
 import { registerSchedule } from './schedule.js';
 import { registerServe } from './serve.js';
 import { registerSnapshots } from './snapshots.js';
+import { registerStatus } from './status.js';
 import { registerVerify } from './verify.js';
 import { registerWorker } from './worker.js';
 
@@ -28,6 +30,8 @@ export function registerCommands(program: Command, wrap: Wrap): void {
   registerDrill(program, wrap);
   registerDiff(program, wrap);
   registerSnapshots(program, wrap);
+  registerStatus(program, wrap);
+  registerReport(program, wrap);
   registerPrune(program, wrap);
   registerSchedule(program, wrap);
   registerCopy(program, wrap);

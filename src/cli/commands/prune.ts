@@ -5,9 +5,11 @@ import type { PruneResult } from '../../engine/lineage/prune.js';
 import { table } from '../chart.js';
 import type { CommandContext, Wrap } from '../context.js';
 import { integerOption } from '../parse.js';
+import type { BlockIndex } from '../../index/index.js';
+import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags, type VolumeOutcome } from '../unattended.js';
 import { connectionRequest, sessionOptions } from './common.js';
 
-interface PruneFlags {
+interface PruneFlags extends UnattendedFlags {
   olderThanDays?: number;
   keepLast?: string;
   keepHourly?: string;
@@ -34,8 +36,7 @@ const COUNT_FLAGS = [
 ] as const;
 
 export function registerPrune(program: Command, wrap: Wrap): void {
-  const command = program
-    .command('prune')
+  const command = unattendedOptions(program.command('prune'))
     .description(
       "delete the snapshots a retention policy (the options, else each volume's in the config file) does not keep; never a volume's newest, nor one a pending backup, an archive or an ECS restore builds on",
     )
@@ -50,31 +51,47 @@ export function registerPrune(program: Command, wrap: Wrap): void {
     .option('--keep-copies', "keep the deleted snapshots' copies in other Regions (by default they are deleted with them)")
     .option('--if-idle', `when a backup of a volume is running, exit ${ExitCodes.BUSY} instead of ${ExitCodes.CONFLICT} (for schedulers)`)
     .action(
-      wrap(async (ctx: CommandContext, flags: PruneFlags) => {
-        const output = ctx.output();
-        const retention = await import('../../engine/lineage/retention.js');
-        const policy = policyOf(flags, retention);
-        const policies = retention.isEmptyPolicy(policy) && flags.olderThanDays === undefined ? await configuredPolicies(ctx, flags.volume) : undefined;
-        const timeZone = flags.utc ? 'UTC' : Intl.DateTimeFormat().resolvedOptions().timeZone;
-        const { withSession, copyDestinations } = await import('../../session.js');
-        const { prune } = await import('../../engine/lineage/prune.js');
-        const globals = ctx.globals();
-        const result = await withSession(sessionOptions(ctx), async (session) => {
-          const destinations = copyDestinations(session, { ...(globals.config === undefined ? {} : { configPath: globals.config }), onWarning: (m) => output.warn(m), signal: ctx.signal });
-          try {
-            return await prune(
-              { index: session.index, catalog: session.catalog, destinations },
-              { policy, ...(policies ? { policies } : {}), olderThanDays: flags.olderThanDays, timeZone, volume: flags.volume, dryRun: flags.dryRun, keepCopies: flags.keepCopies },
-            );
-          } finally {
-            await destinations.close();
-          }
-        });
-        output.result(result, () => humanLines(result, retention.calendarIn(timeZone)));
-        if (result.busyVolumes.length === 0) return ExitCodes.OK;
-        return flags.ifIdle ? ExitCodes.BUSY : ExitCodes.CONFLICT;
+      wrap((ctx: CommandContext, flags: PruneFlags) => {
+        const volumesOnFailure = (index: BlockIndex) => (flags.volume ? [flags.volume] : index.listVolumes().map((v) => v.name));
+        return recordedRun(ctx, { operation: 'prune', flags, volumesOnFailure, record: !flags.dryRun }, () => pruneRun(ctx, flags));
       }),
     );
+}
+
+async function pruneRun(ctx: CommandContext, flags: PruneFlags): Promise<RecordedRun> {
+  const output = ctx.output();
+  const retention = await import('../../engine/lineage/retention.js');
+  const policy = policyOf(flags, retention);
+  const policies = retention.isEmptyPolicy(policy) && flags.olderThanDays === undefined ? await configuredPolicies(ctx, flags.volume) : undefined;
+  const timeZone = flags.utc ? 'UTC' : Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const { withSession, copyDestinations } = await import('../../session.js');
+  const { prune } = await import('../../engine/lineage/prune.js');
+  const globals = ctx.globals();
+  const result = await withSession(sessionOptions(ctx), async (session) => {
+    const destinations = copyDestinations(session, { ...(globals.config === undefined ? {} : { configPath: globals.config }), onWarning: (m) => output.warn(m), signal: ctx.signal });
+    try {
+      return await prune(
+        { index: session.index, catalog: session.catalog, destinations },
+        { policy, ...(policies ? { policies } : {}), olderThanDays: flags.olderThanDays, timeZone, volume: flags.volume, dryRun: flags.dryRun, keepCopies: flags.keepCopies },
+      );
+    } finally {
+      await destinations.close();
+    }
+  });
+  output.result(result, () => humanLines(result, retention.calendarIn(timeZone)));
+  const outcomes: VolumeOutcome[] = result.volumes.map(({ volume }) => ({
+    volume,
+    snapshotId: null,
+    changedBlocks: result.deleted.filter((d) => d.volume === volume).length,
+    changedBytes: 0,
+    transferredBlocks: 0,
+    transferredBytes: 0,
+  }));
+  for (const volume of result.busyVolumes) {
+    outcomes.push({ volume, snapshotId: null, changedBlocks: 0, changedBytes: 0, transferredBlocks: 0, transferredBytes: 0, errorCode: ErrorCodes.CONFLICT });
+  }
+  const exitCode = result.busyVolumes.length === 0 ? ExitCodes.OK : flags.ifIdle ? ExitCodes.BUSY : ExitCodes.CONFLICT;
+  return { exitCode, volumes: outcomes };
 }
 
 function policyOf(flags: PruneFlags, retention: typeof import('../../engine/lineage/retention.js')): RetentionPolicy {

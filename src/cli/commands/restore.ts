@@ -5,10 +5,12 @@ import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../context.js';
 import { snapshotIdArgument } from '../parse.js';
 import { count, formatBytes, formatDuration } from '../progress.js';
+import type { BlockIndex } from '../../index/index.js';
+import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags } from '../unattended.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 import { addVolumeRestoreOptions, refuseVolumeFlagsWithoutVolume, runVolumeRestore, type VolumeRestoreFlags } from './restore-volume.js';
 
-interface RestoreFlags extends VolumeRestoreFlags {
+interface RestoreFlags extends VolumeRestoreFlags, UnattendedFlags {
   force?: boolean;
   incremental?: boolean;
   trustIndex?: boolean;
@@ -17,8 +19,7 @@ interface RestoreFlags extends VolumeRestoreFlags {
 }
 
 export function registerRestore(program: Command, wrap: Wrap): void {
-  const command = program
-    .command('restore')
+  const command = unattendedOptions(program.command('restore'))
     .description('restore a snapshot onto an image file, a block device or a writable NBD export, or (--to-volume) onto a new EBS volume')
     .argument('<snapshot-id>', 'completed snapshot to restore', snapshotIdArgument('<snapshot-id>'))
     .argument('[target]', 'image file, block device (/dev/...) or writable NBD export (nbd://..., nbd+unix://...); none with --to-volume')
@@ -40,14 +41,21 @@ export function registerRestore(program: Command, wrap: Wrap): void {
   );
 }
 
-async function runRestore(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<number> {
+function runRestore(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<number> {
+  const volumesOnFailure = (index: BlockIndex) => [index.getSnapshot(snapshotId)?.volume ?? null];
+  return recordedRun(ctx, { operation: 'restore', flags, volumesOnFailure }, () => restoreRun(ctx, snapshotId, target, flags));
+}
+
+async function restoreRun(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<RecordedRun> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { restore } = await import('../../engine/restore/restore.js');
   const { settleWaitText } = await import('../../engine/blocks/committer.js');
   const progress = throttleAwareProgress(output);
+  let volume: string | null = null;
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);
+    volume = session.index.getSnapshot(snapshotId)?.volume ?? null;
     try {
       return await restore(session, {
         snapshotId,
@@ -66,7 +74,16 @@ async function runRestore(ctx: CommandContext, snapshotId: string, target: strin
     }
   });
   output.result(result, () => describeRestore(result));
-  return result.verified === false ? ExitCodes.DIFFERENCES : ExitCodes.OK;
+  const outcome = {
+    volume,
+    snapshotId,
+    changedBlocks: 0,
+    changedBytes: 0,
+    transferredBlocks: result.blocksFetched,
+    transferredBytes: result.bytesWritten,
+    ...(result.verified === false ? { errorCode: ErrorCodes.CHECKSUM_MISMATCH } : {}),
+  };
+  return { exitCode: result.verified === false ? ExitCodes.DIFFERENCES : ExitCodes.OK, volumes: [outcome] };
 }
 
 /** The progress bar of a restore: the blocks of the volume dealt with (fetched, zeroed, found equal, or needing nothing) out of all of them. */

@@ -14,6 +14,7 @@ import type { SnapshotWriter } from '../../src/core/ports.js';
 import { type EmulatorOptions } from '../../src/emulator/index.js';
 import { backup, defaultVolumeName, type BackupDeps, type BackupOptions } from '../../src/engine/backup/backup.js';
 import { createArchive } from '../../src/engine/archive/archive.js';
+import { rehydrate } from '../../src/engine/archive/rehydrate.js';
 import type { SettleWait } from '../../src/engine/blocks/committer.js';
 import { restore } from '../../src/engine/restore/restore.js';
 import { verify } from '../../src/engine/restore/verify.js';
@@ -305,6 +306,59 @@ describe('reading a snapshot right after its backup, EC2 lagging behind (ec2LagM
     const archived = await justBackedUp('archive-at-once');
     const created = await createArchive(world.session, { snapshotId: archived.snapshotId, to: 's3', storageClass: 'STANDARD' });
     expect(created).toMatchObject({ snapshotId: archived.snapshotId, blocks: 6 });
+  });
+
+  /** An S3 archive (readable at once) of a fresh backup of `name`, the image's path, and how many DeleteSnapshot calls were made so far. */
+  async function archivedImage(name: string): Promise<{ path: string; archiveId: string; deletions: number }> {
+    const { path, snapshotId } = await justBackedUp(name);
+    const { archiveId } = await createArchive(world.session, { snapshotId, to: 's3', storageClass: 'STANDARD' });
+    return { path, archiveId, deletions: world.local.emulator.stats().operations.DeleteSnapshot?.requests ?? 0 };
+  }
+
+  it('a snapshot rehydrated from an archive is restored byte-identical straight afterwards: rehydrate returns once EC2 shows it completed', async () => {
+    const { path, archiveId, deletions } = await archivedImage('rehydrate-then-restore');
+    const back = await rehydrate(world.session, { archive: archiveId, toSnapshot: true });
+    const [listed] = await world.session.catalog.describeSnapshots([back.snapshotId!]);
+    expect(listed).toMatchObject({ state: 'completed' });
+    const target = world.local.pathFor('rehydrated.img');
+    await restore(world.session, { snapshotId: back.snapshotId!, target });
+    await expectSameBytes(target, path);
+    expect(world.local.emulator.stats().operations.DeleteSnapshot?.requests ?? 0).toBe(deletions);
+  });
+
+  it("a rehydration whose CompleteSnapshot answer is lost: EC2 not showing the snapshot completed yet is waited for, the snapshot is not deleted, and it restores byte-identical", async () => {
+    const { path, archiveId, deletions } = await archivedImage('rehydrate-answer-lost');
+    const lost = world.local.emulator.stats().faults.lostCompletions;
+    world.local.emulator.setFaults({ completionLostResponses: 1 });
+    let back;
+    try {
+      back = await rehydrate(world.session, { archive: archiveId, toSnapshot: true });
+    } finally {
+      world.local.emulator.setFaults({});
+    }
+    expect(world.local.emulator.stats().faults.lostCompletions).toBe(lost + 1);
+    expect(world.local.emulator.stats().operations.DeleteSnapshot?.requests ?? 0).toBe(deletions);
+    const target = world.local.pathFor('rehydrated-answer-lost.img');
+    await restore(world.session, { snapshotId: back.snapshotId!, target });
+    await expectSameBytes(target, path);
+  });
+
+  it('a rehydration whose CompleteSnapshot answer is lost and whose snapshot is still pending when the wait ends: the snapshot is left (it may still complete), and the error says so', async () => {
+    const { archiveId, deletions } = await archivedImage('rehydrate-still-pending');
+    world.local.emulator.setFaults({ completionLostResponses: 1, completionDelayMs: 60_000 });
+    let refused;
+    try {
+      refused = await rejection(rehydrate(world.session, { archive: archiveId, toSnapshot: true, waitTimeoutMs: 5000 }));
+    } finally {
+      world.local.emulator.setFaults({});
+    }
+    expect(refused.code).toBe(ErrorCodes.REMOTE_REJECTED);
+    expect(refused.details).toMatchObject({ unfinishedSnapshot: 'left' });
+    const snapshotId = refused.details!.snapshotId as string;
+    expect(refused.message).toContain(`snapshot ${snapshotId} is still pending in EC2`);
+    expect(refused.hint).toContain('may still complete');
+    expect(world.local.emulator.stats().operations.DeleteSnapshot?.requests ?? 0).toBe(deletions);
+    expect(await world.session.catalog.describeSnapshots([snapshotId])).toMatchObject([{ state: 'pending' }]);
   });
 });
 

@@ -9,10 +9,11 @@
  * time, so their budget (10 minutes) and the throttling they report are in
  * the endpoint's minutes. Under all of that: a full backup, an encrypted
  * incremental, an interrupted incremental resumed, a restore right after a
- * backup, an S3 archive in a Glacier class and its restore, and an ECS
- * restore (tasks that run `snapline worker shard` as processes of the
- * endpoint; dist/ is built by the global setup) each come out
- * byte-identical. Real SDK over HTTP, real worker threads, a SQLite index.
+ * backup, an S3 archive in a Glacier class with its restore and its
+ * rehydration onto a file and into a snapshot (its CompleteSnapshot answer
+ * lost) restored right after, and an ECS restore (tasks that run `snapline
+ * worker shard` as processes of the endpoint; dist/ is built by the global
+ * setup) each come out byte-identical. Real SDK over HTTP, real worker threads, a SQLite index.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -160,7 +161,7 @@ describe(`the endpoint at time scale ${TIME_SCALE}, EC2 1 s behind, its clock 20
     head = resumed.snapshotId!;
   });
 
-  it('an S3 archive in a Glacier class, its restore job, and the archive brought back onto a file: byte-identical', async () => {
+  it('an S3 archive in a Glacier class, its restore job, and the archive brought back onto a file and into a snapshot restored right after: byte-identical', async () => {
     throttleForThreeMinutes();
     const created = await inSession((session) => createArchive(session, { snapshotId: head, to: 's3', storageClass: 'GLACIER', createBucket: true }));
     expect(created).toMatchObject({ snapshotId: head, target: 's3', location: BUCKET });
@@ -172,6 +173,13 @@ describe(`the endpoint at time scale ${TIME_SCALE}, EC2 1 s behind, its clock 20
     const target = join(work, 'archive.restored');
     await inSession((session) => rehydrate(session, { archive: created.archiveId, toFile: target }));
     await expectSameBytes(target, image);
+
+    // Into a new snapshot, the answer to its CompleteSnapshot lost, and that snapshot restored straight afterwards.
+    endpoint.setFaults({ throttleForS: 180, completionLostResponses: 1 });
+    const lost = endpoint.stats().faults.lostCompletions;
+    const rehydrated = await inSession((session) => rehydrate(session, { archive: created.archiveId, toSnapshot: true }));
+    expect(endpoint.stats().faults.lostCompletions).toBe(lost + 1);
+    await expectRestoresToImage(rehydrated.snapshotId!, 'rehydrated');
   });
 
   it('an ECS restore of the newest snapshot into a new one, restored byte-identical right after it', async () => {

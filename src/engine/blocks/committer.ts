@@ -104,7 +104,7 @@ export async function completeAndCommit(
  * answer, throttling or "not found" after retries. Interruptions, access and
  * argument errors are taken as they are.
  */
-function completionMayHaveHappened(err: unknown): err is SnaplineError {
+export function completionMayHaveHappened(err: unknown): err is SnaplineError {
   return isSnaplineError(err) && UNCERTAIN_COMPLETION_CODES.has(err.code);
 }
 

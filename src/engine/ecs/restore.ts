@@ -19,7 +19,7 @@ import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../
 import type { HashPool } from '../../hashing/index.js';
 import type { BlockIndex, EcsJobRecord, EcsShardRecord } from '../../index/index.js';
 import type { ArchivePlaces } from '../archive/places.js';
-import { completeAndCommit, settleWaitText } from '../blocks/committer.js';
+import { EC2_SETTLE_MS, completeAndCommit, describeListed, settleWaitText } from '../blocks/committer.js';
 import { archiveSource, expectedShardResult, snapshotSource, splitShards, type ShardSource } from './source.js';
 import { judgeStoppedTask, TaskLog, workerContainerOf, type WorkerContainer } from './watch.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
@@ -169,7 +169,7 @@ async function openSource(deps: EcsRestoreDeps, id: string, options: EcsRestoreO
 async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: number, options: EcsRestoreOptions): Promise<EcsJobRecord> {
   const { index } = deps;
   let job = index.openEcsJob(source.id);
-  if (job?.snapshotId != null && !(await snapshotUsable(deps, job.snapshotId))) {
+  if (job?.snapshotId != null && !(await snapshotUsable(deps, job, options))) {
     options.onNote?.(`job ${job.jobId}: its snapshot ${job.snapshotId} is no longer pending; starting a new job`);
     const run = index.getSnapshot(job.snapshotId);
     if (run?.state === 'pending' || run?.state === 'completing') index.abandonRun(job.snapshotId, `ECS job ${job.jobId}: the snapshot is gone or in error`);
@@ -224,11 +224,22 @@ async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: num
   return job;
 }
 
-/** Pending in AWS, or completed with the index about to commit it. */
-async function snapshotUsable(deps: EcsRestoreDeps, snapshotId: string): Promise<boolean> {
-  const [remote] = await deps.catalog.describeSnapshots([snapshotId]);
-  if (remote?.state === 'pending') return true;
+/**
+ * The job's snapshot is pending in AWS, or completed with the index about to
+ * commit it. EC2 may not list a new snapshot yet: until EC2_SETTLE_MS after
+ * its start (its run's start in the index, else the job's creation, which
+ * came first) one it does not list is looked up again, as pending, not gone.
+ */
+async function snapshotUsable(deps: EcsRestoreDeps, job: EcsJobRecord, options: EcsRestoreOptions): Promise<boolean> {
+  const snapshotId = job.snapshotId!;
   const run = deps.index.getSnapshot(snapshotId);
+  const listedBy = (run?.startedAt ?? job.createdAt).getTime() + EC2_SETTLE_MS;
+  const remote = await describeListed(deps.catalog, snapshotId, listedBy, {
+    signal: options.signal,
+    onUnsettled: (wait) =>
+      options.onNote?.(`job ${job.jobId}: waiting for EC2 to list its snapshot ${snapshotId}: it does not list it yet (EC2 is eventually consistent; at most ${Math.max(0, Math.ceil((wait.settledBy - Date.now()) / 1000))}s more)`),
+  });
+  if (remote?.state === 'pending') return true;
   return remote?.state === 'completed' && (run?.state === 'completing' || run?.state === 'completed');
 }
 

@@ -84,7 +84,8 @@ export async function recordedRun(ctx: CommandContext, options: RecordOptions, r
     if (problem !== undefined) output.warn(`the metrics file was not written: ${problem}`);
   }
   const exitCode = error?.exitCode ?? outcome!.exitCode;
-  const failed = exitCode !== ExitCodes.OK || entries.some((e) => e.result === 'failure');
+  // BUSY (--if-idle found the volume busy and did nothing) is no failure.
+  const failed = (exitCode !== ExitCodes.OK && exitCode !== ExitCodes.BUSY) || entries.some((e) => e.result === 'failure');
   if (notify !== undefined && (notify.on === 'always' || notify.on === (failed ? 'failure' : 'success'))) {
     const event = notifyEvent(options.operation, entries, started, finished, exitCode, error);
     const problem = await sendEvent(notify.url, event);

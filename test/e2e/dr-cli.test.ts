@@ -3,6 +3,7 @@
  * from the built CLI against the local endpoint (time scale 10000), with
  * their exit codes, --json output and what `snapshots` shows afterwards.
  */
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { ExitCodes } from '../../src/errors.js';
+import { BlockIndex } from '../../src/index/index.js';
 import { startCli, type CliResult } from '../support/cli.js';
 import { randomBlocks, writeBlocks } from '../support/images.js';
 
@@ -58,6 +60,20 @@ describe('restore --to-volume', () => {
     expect(run.stdout).toMatch(/created the volume\s+\S+\s+vol-[0-9a-f]+ available/);
     expect(run.stdout).toMatch(new RegExp(`attached\\s+\\S+\\s+attached to ${instance} as /dev/sdf`));
     expect(run.stdout).toMatch(/disabled fast snapshot restore/);
+    // Like every restore, it goes into the run history, and --metrics-file writes it.
+    const metricsFile = join(work, 'restore.prom');
+    const bad = await snapline(['restore', 'snap-0000000000000000f', '--to-volume', '--availability-zone', ZONE, '--metrics-file', metricsFile]);
+    expectExit(bad, ExitCodes.REMOTE);
+    const index = BlockIndex.open(join(work, 'index.db'));
+    try {
+      expect(index.runs.listRuns({ operation: 'restore' }).map((r) => [r.volume, r.snapshotId, r.result, r.errorCode])).toEqual([
+        ['app', snapshotId, 'success', null],
+        [null, null, 'failure', 'NOT_FOUND'],
+      ]);
+    } finally {
+      index.close();
+    }
+    expect(readFileSync(metricsFile, 'utf8')).toContain('operation="restore"');
 
     const json = await snapline(['--json', 'restore', snapshotId, '--to-volume', '--availability-zone', ZONE, '--volume-type', 'gp2', '--size', '3']);
     expectExit(json, 0);

@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { ExitCodes } from '../../src/errors.js';
+import { BlockIndex } from '../../src/index/index.js';
 import { parsePrometheusText, type Family } from '../support/prometheus.js';
 import { runCli, secretLeaks, watchForSecret, type CliResult } from '../support/cli.js';
 import { writeImage } from '../support/images.js';
@@ -216,6 +217,20 @@ describe('--notify', () => {
     expect(hook.requests).toHaveLength(1);
     const event = JSON.parse(hook.requests[0]!.body);
     expect(event).toMatchObject({ event: 'backup.succeeded', result: 'success', error: null, exitCode: 0, volumes: [{ volume: 'n', result: 'success', snapshotId: json(run).backups[0].snapshotId }] });
+  });
+
+  it('a backup --if-idle that finds the volume busy exits 75 and sends no failure event', async () => {
+    const held = BlockIndex.open(join(work, 'n.db'));
+    try {
+      // A lock of this process counts as held by a live process.
+      const lock = held.acquireLock('volume:n');
+      const run = await cli('n.db', ['backup', image, '--volume', 'n', '--if-idle', '--notify', `${hook.url}/hook`]);
+      lock.release();
+      expectExit(run, ExitCodes.BUSY);
+      expect(hook.requests).toHaveLength(0);
+    } finally {
+      held.close();
+    }
   });
 
   it('retries 5xx and is delivered on the third attempt, without a warning', async () => {

@@ -16,11 +16,12 @@ import { backup, defaultVolumeName, type BackupDeps, type BackupOptions } from '
 import { createArchive } from '../../src/engine/archive/archive.js';
 import { rehydrate } from '../../src/engine/archive/rehydrate.js';
 import type { SettleWait } from '../../src/engine/blocks/committer.js';
+import { copySnapshot } from '../../src/engine/dr/copy.js';
 import { restore } from '../../src/engine/restore/restore.js';
 import { verify } from '../../src/engine/restore/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { HashPool } from '../../src/hashing/index.js';
-import type { Session, SessionOptions } from '../../src/session.js';
+import { openCopyDestination, type Session, type SessionOptions } from '../../src/session.js';
 import { clientsFor } from '../emulator/helpers.js';
 import { overwriteBlocks, writeImage } from '../support/images.js';
 import { startLocalEndpoint, withLocalSession, type LocalEndpoint } from '../support/local-endpoint.js';
@@ -306,6 +307,20 @@ describe('reading a snapshot right after its backup, EC2 lagging behind (ec2LagM
     const archived = await justBackedUp('archive-at-once');
     const created = await createArchive(world.session, { snapshotId: archived.snapshotId, to: 's3', storageClass: 'STANDARD' });
     expect(created).toMatchObject({ snapshotId: archived.snapshotId, blocks: 6 });
+  });
+
+  it('copy (as backup --copy-to-region runs it) waits as well, then starts the copy in the other Region', async () => {
+    const { snapshotId } = await justBackedUp('copy-at-once');
+    const destination = await openCopyDestination(world.session, { region: 'eu-west-1' });
+    try {
+      const deps = { index: world.session.index, catalog: world.session.catalog, sourceRegion: world.session.connection.settings.region, destination };
+      // The copy itself takes minutes on AWS's clock: its start is what counts here.
+      const waited = await rejection(copySnapshot(deps, { snapshotId, waitTimeoutMs: 1, pollMs: { first: 1, max: 1 } }));
+      expect(waited.code).toBe(ErrorCodes.TIMEOUT);
+      expect(world.session.index.copies.ofSnapshot(snapshotId)).toMatchObject([{ state: 'pending', region: 'eu-west-1' }]);
+    } finally {
+      await destination.close();
+    }
   });
 
   /** An S3 archive (readable at once) of a fresh backup of `name`, the image's path, and how many DeleteSnapshot calls were made so far. */

@@ -64,11 +64,15 @@ export function registerBackup(program: Command, wrap: Wrap): void {
     )
     .option('--copy-to-region <region>', `after each successful backup, copy its snapshot into this Region and wait for the copy (a failed copy leaves the backup committed and exits ${ExitCodes.COPY_FAILED})`)
     .option('--if-idle', `when a backup of the volume is running, say so and exit ${ExitCodes.BUSY} instead of failing (for schedulers)`)
-    .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => (flags.ifIdle ? ifIdle(ctx, runBackupCommand(ctx, sources, flags)) : runBackupCommand(ctx, sources, flags))));
+    .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => runBackupCommand(ctx, sources, flags)));
 }
 
-/** `--if-idle`: a backup refused because the volume's lock is held ends with ExitCodes.BUSY and a note, not an error. */
-async function ifIdle(ctx: CommandContext, run: Promise<number>): Promise<number> {
+/**
+ * `--if-idle`: a backup refused because the volume's lock is held ends with
+ * ExitCodes.BUSY and a note, not an error, and deals with no volume (the run
+ * history records no failure for it).
+ */
+async function ifIdle(ctx: CommandContext, run: Promise<RecordedRun>): Promise<RecordedRun> {
   try {
     return await run;
   } catch (err) {
@@ -76,7 +80,7 @@ async function ifIdle(ctx: CommandContext, run: Promise<number>): Promise<number
     if (typeof lock !== 'string' || !lock.startsWith('volume:')) throw err;
     const skipped = `a backup of ${lock.slice('volume:'.length)} is running: ${(err as SnaplineError).message}`;
     ctx.output().result({ backups: [], skipped }, () => [`skipped: ${skipped}`]);
-    return ExitCodes.BUSY;
+    return { exitCode: ExitCodes.BUSY, volumes: [] };
   }
 }
 
@@ -86,7 +90,8 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
   }
   const { defaultVolumeName } = await import('../../engine/backup/backup.js');
   const volumesOnFailure = () => sources.map((source) => flags.volume ?? defaultVolumeName(source));
-  return recordedRun(ctx, { operation: 'backup', flags, volumesOnFailure, record: !flags.dryRun }, () => backupRun(ctx, sources, flags));
+  const run = () => (flags.ifIdle ? ifIdle(ctx, backupRun(ctx, sources, flags)) : backupRun(ctx, sources, flags));
+  return recordedRun(ctx, { operation: 'backup', flags, volumesOnFailure, record: !flags.dryRun }, run);
 }
 
 async function backupRun(ctx: CommandContext, sources: string[], flags: BackupFlags): Promise<RecordedRun> {

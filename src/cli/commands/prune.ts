@@ -87,7 +87,8 @@ async function pruneRun(ctx: CommandContext, flags: PruneFlags): Promise<Recorde
     transferredBlocks: 0,
     transferredBytes: 0,
   }));
-  for (const volume of result.busyVolumes) {
+  // With --if-idle a busy volume is skipped, not failed (exit BUSY counts as a success for a scheduler).
+  for (const volume of flags.ifIdle ? [] : result.busyVolumes) {
     outcomes.push({ volume, snapshotId: null, changedBlocks: 0, changedBytes: 0, transferredBlocks: 0, transferredBytes: 0, errorCode: ErrorCodes.CONFLICT });
   }
   const exitCode = result.busyVolumes.length === 0 ? ExitCodes.OK : flags.ifIdle ? ExitCodes.BUSY : ExitCodes.CONFLICT;

@@ -4,6 +4,7 @@ import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import { integerOption, tagOption } from '../parse.js';
 import { formatDuration } from '../progress.js';
+import type { RecordedRun } from '../unattended.js';
 import { sessionOptions } from './common.js';
 
 /** The flags of `restore --to-volume` (and of `drill --to-volume`, which takes the same volume settings). */
@@ -91,7 +92,8 @@ export function volumeSettingsOf(flags: VolumeFlags) {
   };
 }
 
-export async function runVolumeRestore(ctx: CommandContext, snapshotId: string, flags: VolumeRestoreFlags): Promise<number> {
+/** `restore --to-volume`: the run (recorded by the caller) made one volume of the snapshot's volume; nothing went through snapline. */
+export async function runVolumeRestore(ctx: CommandContext, snapshotId: string, flags: VolumeRestoreFlags): Promise<RecordedRun> {
   if ((flags.attach === undefined) !== (flags.device === undefined)) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, flags.attach === undefined ? '--device goes with --attach INSTANCE-ID' : '--attach needs --device (e.g. /dev/sdf)');
   }
@@ -100,8 +102,10 @@ export async function runVolumeRestore(ctx: CommandContext, snapshotId: string, 
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { restoreToVolume } = await import('../../engine/dr/restore-volume.js');
-  const result = await withSession(sessionOptions(ctx), (session) =>
-    restoreToVolume(session, {
+  let volume: string | null = null;
+  const result = await withSession(sessionOptions(ctx), (session) => {
+    volume = session.index.getSnapshot(snapshotId)?.volume ?? null;
+    return restoreToVolume(session, {
       snapshotId,
       ...settings,
       ...(flags.attach === undefined ? {} : { attach: { instanceId: flags.attach, device: flags.device! } }),
@@ -109,10 +113,10 @@ export async function runVolumeRestore(ctx: CommandContext, snapshotId: string, 
       keepFastRestore: flags.keepFastRestore === true,
       signal: ctx.signal,
       onStep: (step) => output.verbose(`step: ${step}`),
-    }),
-  );
+    });
+  });
   output.result(result, () => describeVolumeRestore(result));
-  return ExitCodes.OK;
+  return { exitCode: ExitCodes.OK, volumes: [{ volume, snapshotId, changedBlocks: 0, changedBytes: 0, transferredBlocks: 0, transferredBytes: 0 }] };
 }
 
 const STEP_TEXT: Record<VolumeStep['step'], string> = {

@@ -32,7 +32,7 @@ export function registerRestore(program: Command, wrap: Wrap): void {
     wrap((ctx: CommandContext, snapshotId: string, target: string | undefined, flags: RestoreFlags) => {
       if (flags.toVolume) {
         if (target !== undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--to-volume makes a new EBS volume: give no target (got '${target}')`);
-        return runVolumeRestore(ctx, snapshotId, flags);
+        return recordedRun(ctx, { operation: 'restore', flags, volumesOnFailure: volumeOf(snapshotId) }, () => runVolumeRestore(ctx, snapshotId, flags));
       }
       refuseVolumeFlagsWithoutVolume(flags);
       if (target === undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'restore needs a target (image file, device or NBD export), or --to-volume');
@@ -41,9 +41,11 @@ export function registerRestore(program: Command, wrap: Wrap): void {
   );
 }
 
+/** The volume of a restore that failed: the snapshot's, when the index knows it. */
+const volumeOf = (snapshotId: string) => (index: BlockIndex) => [index.getSnapshot(snapshotId)?.volume ?? null];
+
 function runRestore(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<number> {
-  const volumesOnFailure = (index: BlockIndex) => [index.getSnapshot(snapshotId)?.volume ?? null];
-  return recordedRun(ctx, { operation: 'restore', flags, volumesOnFailure }, () => restoreRun(ctx, snapshotId, target, flags));
+  return recordedRun(ctx, { operation: 'restore', flags, volumesOnFailure: volumeOf(snapshotId) }, () => restoreRun(ctx, snapshotId, target, flags));
 }
 
 async function restoreRun(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<RecordedRun> {

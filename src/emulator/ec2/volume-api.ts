@@ -63,7 +63,7 @@ export class VolumeApi implements Ec2Actions {
       if (!Number.isInteger(n)) throw ec2Error('InvalidParameterValue', `Value (${raw}) for parameter ${name} is invalid.`);
       return n;
     };
-    for (const type of resourceTypes(params)) if (type !== 'volume') throw ec2Error('InvalidParameterValue', `'${type}' is not a valid taggable resource type for this operation.`);
+    const tags = volumeTagSpecifications(params);
     const optional = <T>(value: T | null | undefined) => value ?? undefined;
     const volume = this.volumes.create(
       {
@@ -75,7 +75,7 @@ export class VolumeApi implements Ec2Actions {
         throughput: number('Throughput'),
         encrypted: params.get('Encrypted') === null ? undefined : params.get('Encrypted') === 'true',
         kmsKeyId: optional(params.get('KmsKeyId')),
-        tags: tagsOf(params, 'TagSpecification\\.\\d+\\.Tag'),
+        tags,
       },
       region,
     );
@@ -188,11 +188,16 @@ export class VolumeApi implements Ec2Actions {
 const VOLUME_FILTERS = new Set(['volume-id', 'status', 'snapshot-id', 'availability-zone', 'volume-type', 'attachment.instance-id', 'attachment.device', 'tag-key']);
 const FAST_RESTORE_FILTERS = new Set(['snapshot-id', 'availability-zone', 'owner-id', 'state']);
 
-/** The ResourceType of every TagSpecification. */
-function resourceTypes(params: URLSearchParams): string[] {
-  const found: string[] = [];
-  for (const [key, value] of params) if (/^TagSpecification\.\d+\.ResourceType$/.test(key)) found.push(value);
-  return found;
+/** The tags of the `TagSpecification.N` entries; each must be for ResourceType volume. */
+function volumeTagSpecifications(params: URLSearchParams): Tag[] {
+  const tags: Tag[] = [];
+  for (const [key, value] of params) {
+    const m = /^TagSpecification\.(\d+)\.ResourceType$/.exec(key);
+    if (m === null) continue;
+    if (value !== 'volume') throw ec2Error('InvalidParameterValue', `'${value}' is not a valid taggable resource type for this operation.`);
+    tags.push(...tagsOf(params, `TagSpecification.${m[1]}.Tag`));
+  }
+  return tags;
 }
 
 function filtersOf(params: URLSearchParams, known: Set<string>): { name: string; values: string[] }[] {

@@ -2,6 +2,7 @@ import type { CopyDestination, CopyDestinations, RemoteSnapshot, SnapshotCatalog
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { BlockIndex, CopyRecord } from '../../index/index.js';
 import { waitForSnapshot } from '../blocks/committer.js';
+import { completedSnapshot } from '../blocks/remote-snapshot.js';
 
 /** Tags a copy carries besides the source's own snapline tags. */
 export const COPY_OF_TAG = 'snapline:copy-of';
@@ -115,13 +116,8 @@ export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promis
     }
   }
 
-  const [source] = await deps.catalog.describeSnapshots([record.snapshotId]);
-  if (source === undefined) {
-    throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${record.snapshotId} does not exist in ${deps.sourceRegion}`, { details: { argument: 'snapshotId' } });
-  }
-  if (source.state !== 'completed') {
-    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${record.snapshotId} is ${source.state} in EC2; only a completed snapshot can be copied`, { details: { argument: 'snapshotId' } });
-  }
+  // Settle-aware: a snapshot completed moments ago (backup --copy-to-region) may not be listed completed by EC2 yet.
+  const source = await completedSnapshot(deps, record.snapshotId, options.signal === undefined ? {} : { signal: options.signal });
   const copyEncrypted = source.encrypted || encrypted;
   const previous = await previousCopy(deps, record.snapshotId, copyEncrypted, options.kmsKeyId ?? null);
   const ownTags = Object.fromEntries(Object.entries(source.tags).filter(([key]) => key.startsWith(OWN_TAG_PREFIX)));

@@ -78,6 +78,7 @@ const STATUS_FIELDS: Array<{ title: string; field: string; value: (v: VolumeStat
   { title: 'Snapshots', field: 'snapshotCount', value: (v) => v.snapshotCount },
   { title: 'Last archive', field: 'lastArchive.archiveId', value: (v) => v.lastArchive?.archiveId ?? null },
   { title: 'Last drill', field: 'lastDrill.at', value: (v) => v.lastDrill?.at ?? null },
+  { title: 'Last copy', field: 'lastCopy.copySnapshotId', value: (v) => v.lastCopy?.copySnapshotId ?? null, shown: (v) => (v.lastCopy === null ? '-' : `${v.lastCopy.copySnapshotId} (${v.lastCopy.region})`) },
   { title: 'EBS (estimate)', field: 'ebsSpace.estimatedBytes', value: (v) => v.ebsSpace?.estimatedBytes ?? null, shown: (v) => (v.ebsSpace === null ? '-' : `~${bytes(v.ebsSpace.estimatedBytes)}`) },
 ];
 

@@ -113,6 +113,10 @@ describe('snapline copy', { timeout: CLI_STEPS_TIMEOUT_MS }, () => {
     const second = (await backupOf(image, 'b')).snapshotId!;
     const secondCopy = await copyOf(second);
     expect(secondCopy.incrementalOf).toBe(firstCopy.copySnapshotId);
+    // status shows the newest copy of the volume.
+    const status = jsonOf<{ volumes: Array<{ lastCopy: unknown }> }>(await snapline(['--json', 'status', 'b']));
+    expect(status.volumes[0]!.lastCopy).toMatchObject({ copySnapshotId: secondCopy.copySnapshotId, sourceSnapshotId: second, region: SECOND_REGION, connection: null });
+    expect((await snapline(['status', 'b'])).stdout).toContain(`${secondCopy.copySnapshotId} in ${SECOND_REGION}`);
 
     const changed = await west.ebs.send(new ListChangedBlocksCommand({ FirstSnapshotId: firstCopy.copySnapshotId, SecondSnapshotId: secondCopy.copySnapshotId }));
     expect(changed.ChangedBlocks?.map((b) => b.BlockIndex)).toEqual([2]);

@@ -7,7 +7,7 @@
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
@@ -143,10 +143,16 @@ describe('schedule', () => {
     expect(printed.stdout).toContain('OnCalendar=*-*-* 02:15:00');
     expect(printed.stdout).toContain('RandomizedDelaySec=20min');
 
-    const installed = await snapline(['--config', config, '--index', index, 'schedule', 'install', 'disk', '--source', image, '--every', '0 3 * * 1-5', '--user', '--prune'], env);
+    const installed = await snapline(
+      ['--config', config, '--index', index, 'schedule', 'install', 'disk', '--source', image, '--every', '0 3 * * 1-5', '--user', '--prune', '--metrics-file', 'snapline.prom'],
+      env,
+    );
     expect(installed.code, installed.stderr).toBe(0);
     expect(readFileSync(join(units, 'snapline-backup-disk.service'), 'utf8')).toContain(`ExecStart=${process.execPath}`);
-    expect(readFileSync(join(units, 'snapline-backup-disk.service'), 'utf8')).toContain(`--config ${config} --index ${index} --no-progress prune --volume disk --if-idle`);
+    // Both runs write the one metrics file, its path made absolute (the unit runs in /).
+    const metrics = resolve('snapline.prom');
+    expect(readFileSync(join(units, 'snapline-backup-disk.service'), 'utf8')).toContain(`--no-progress backup ${image} --volume disk --if-idle --metrics-file ${metrics}\n`);
+    expect(readFileSync(join(units, 'snapline-backup-disk.service'), 'utf8')).toContain(`--config ${config} --index ${index} --no-progress prune --volume disk --if-idle --metrics-file ${metrics}\n`);
     const noPolicy = await snapline(['--config', config, '--index', index, 'schedule', 'install', 'other', '--source', image, '--every', 'daily', '--prune'], env);
     expect({ code: noPolicy.code, stderr: noPolicy.stderr }).toMatchObject({ code: ExitCodes.USAGE, stderr: expect.stringContaining(`--prune needs a retention policy for volume other in ${config}`) });
     expect(installed.stdout).toContain(`wrote ${join(units, 'snapline-backup-disk.service')}`);

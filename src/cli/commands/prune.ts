@@ -9,7 +9,8 @@ import type { BlockIndex } from '../../index/index.js';
 import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags, type VolumeOutcome } from '../unattended.js';
 import { connectionRequest, sessionOptions } from './common.js';
 
-interface PruneFlags extends UnattendedFlags {
+/** The retention options prune and report share (see retentionOptions). */
+export interface RetentionFlags {
   olderThanDays?: number;
   keepLast?: string;
   keepHourly?: string;
@@ -20,6 +21,9 @@ interface PruneFlags extends UnattendedFlags {
   keepWithin?: string;
   keepTag?: string[];
   utc?: boolean;
+}
+
+interface PruneFlags extends UnattendedFlags, RetentionFlags {
   volume?: string;
   dryRun?: boolean;
   ifIdle?: boolean;
@@ -39,13 +43,8 @@ export function registerPrune(program: Command, wrap: Wrap): void {
   const command = unattendedOptions(program.command('prune'))
     .description(
       "delete the snapshots a retention policy (the options, else each volume's in the config file) does not keep; never a volume's newest, nor one a pending backup, an archive or an ECS restore builds on",
-    )
-    .addOption(new Option('--older-than-days <n>', 'keep every snapshot started less than N days ago; delete older ones no other rule keeps').argParser(integerOption('--older-than-days', 0, 100_000)));
-  for (const [, flag, description] of COUNT_FLAGS) command.addOption(new Option(`${flag} <n>`, `${description} (a number, or "unlimited")`));
-  command
-    .option('--keep-within <duration>', 'keep every snapshot started within this long of the newest one: 1y6m, 7d, 36h (y, m for months, d, h)')
-    .option('--keep-tag <tags>', 'keep every snapshot carrying these tags: key or key=value, several joined by commas (repeatable)', (value: string, previous: string[] = []) => [...previous, value])
-    .option('--utc', 'count hours, days, weeks, months and years in UTC instead of the time zone (TZ)')
+    );
+  retentionOptions(command)
     .option('--volume <name>', 'only this volume')
     .option('--dry-run', 'print every snapshot with the rules that keep it, or "removed"; delete nothing')
     .option('--keep-copies', "keep the deleted snapshots' copies in other Regions (by default they are deleted with them)")
@@ -58,12 +57,35 @@ export function registerPrune(program: Command, wrap: Wrap): void {
     );
 }
 
+/** Adds the retention policy's options (--older-than-days, --keep-*, --utc) to a command. */
+export function retentionOptions(command: Command): Command {
+  command.addOption(
+    new Option('--older-than-days <n>', 'keep every snapshot started less than N days ago; delete older ones no other rule keeps').argParser(integerOption('--older-than-days', 0, 100_000)),
+  );
+  for (const [, flag, description] of COUNT_FLAGS) command.addOption(new Option(`${flag} <n>`, `${description} (a number, or "unlimited")`));
+  return command
+    .option('--keep-within <duration>', 'keep every snapshot started within this long of the newest one: 1y6m, 7d, 36h (y, m for months, d, h)')
+    .option('--keep-tag <tags>', 'keep every snapshot carrying these tags: key or key=value, several joined by commas (repeatable)', (value: string, previous: string[] = []) => [...previous, value])
+    .option('--utc', 'count hours, days, weeks, months and years in UTC instead of the time zone (TZ)');
+}
+
+/** The policy the options give, else (none given) each volume's in the config file (all, or `volume`'s), and the time zone of its periods. */
+export async function retentionOf(
+  ctx: CommandContext,
+  flags: RetentionFlags,
+  volume: string | undefined,
+): Promise<{ policy: RetentionPolicy; policies?: Map<string, RetentionPolicy>; olderThanDays?: number; timeZone: string }> {
+  const retention = await import('../../engine/lineage/retention.js');
+  const policy = policyOf(flags, retention);
+  const policies = retention.isEmptyPolicy(policy) && flags.olderThanDays === undefined ? await configuredPolicies(ctx, volume) : undefined;
+  const timeZone = flags.utc ? 'UTC' : Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return { policy, ...(policies ? { policies } : {}), ...(flags.olderThanDays === undefined ? {} : { olderThanDays: flags.olderThanDays }), timeZone };
+}
+
 async function pruneRun(ctx: CommandContext, flags: PruneFlags): Promise<RecordedRun> {
   const output = ctx.output();
   const retention = await import('../../engine/lineage/retention.js');
-  const policy = policyOf(flags, retention);
-  const policies = retention.isEmptyPolicy(policy) && flags.olderThanDays === undefined ? await configuredPolicies(ctx, flags.volume) : undefined;
-  const timeZone = flags.utc ? 'UTC' : Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const { policy, policies, olderThanDays, timeZone } = await retentionOf(ctx, flags, flags.volume);
   const { withSession, copyDestinations } = await import('../../session.js');
   const { prune } = await import('../../engine/lineage/prune.js');
   const globals = ctx.globals();
@@ -72,7 +94,7 @@ async function pruneRun(ctx: CommandContext, flags: PruneFlags): Promise<Recorde
     try {
       return await prune(
         { index: session.index, catalog: session.catalog, destinations },
-        { policy, ...(policies ? { policies } : {}), olderThanDays: flags.olderThanDays, timeZone, volume: flags.volume, dryRun: flags.dryRun, keepCopies: flags.keepCopies },
+        { policy, ...(policies ? { policies } : {}), olderThanDays, timeZone, volume: flags.volume, dryRun: flags.dryRun, keepCopies: flags.keepCopies },
       );
     } finally {
       await destinations.close();
@@ -95,7 +117,7 @@ async function pruneRun(ctx: CommandContext, flags: PruneFlags): Promise<Recorde
   return { exitCode, volumes: outcomes };
 }
 
-function policyOf(flags: PruneFlags, retention: typeof import('../../engine/lineage/retention.js')): RetentionPolicy {
+function policyOf(flags: RetentionFlags, retention: typeof import('../../engine/lineage/retention.js')): RetentionPolicy {
   const policy: RetentionPolicy = {};
   for (const [key, flag] of COUNT_FLAGS) {
     const value = flags[key];

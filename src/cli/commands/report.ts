@@ -3,22 +3,25 @@ import { resolve } from 'node:path';
 import type { CommandContext, Wrap } from '../context.js';
 import { connectionSettings, writeFileAtomically } from '../unattended.js';
 import { sessionOptions } from './common.js';
+import { retentionOf, retentionOptions, type RetentionFlags } from './prune.js';
 import { expectEveryOption } from './status.js';
 
-interface ReportFlags {
+interface ReportFlags extends RetentionFlags {
   volume?: string;
   html: string;
   expectEvery?: number;
 }
 
 export function registerReport(program: Command, wrap: Wrap): void {
-  program
+  const command = program
     .command('report')
-    .description('write one self-contained HTML page: the status table, charts of each volume\'s backups, and its snapshot calendar')
+    .description(
+      "write one self-contained HTML page: the status table, charts of each volume's backups and restore drills, its snapshot calendar, and the retention rules that keep each snapshot (the options, else each volume's policy in the config file, as prune decides them)",
+    )
     .option('--volume <name>', 'only this volume')
     .addOption(new Option('--html <file>', 'the page to write (replaced atomically)').makeOptionMandatory())
-    .addOption(new Option('--expect-every <duration>', "as for status (default: the connection's expect_every)").argParser(expectEveryOption))
-    .action(wrap((ctx: CommandContext, flags: ReportFlags) => runReport(ctx, flags)));
+    .addOption(new Option('--expect-every <duration>', "as for status (default: the connection's expect_every)").argParser(expectEveryOption));
+  retentionOptions(command).action(wrap((ctx: CommandContext, flags: ReportFlags) => runReport(ctx, flags)));
 }
 
 async function runReport(ctx: CommandContext, flags: ReportFlags): Promise<number> {
@@ -27,8 +30,10 @@ async function runReport(ctx: CommandContext, flags: ReportFlags): Promise<numbe
   const { volumeStatus } = await import('../../engine/ops/status.js');
   const { drillLog } = await import('../../engine/dr/drill.js');
   const { reportHtml } = await import('../../engine/ops/report.js');
+  const { retentionPlan } = await import('../../engine/lineage/prune.js');
   const expected = flags.expectEvery ?? (await connectionSettings(ctx)).expectEveryMs;
   const volumeFilter = flags.volume === undefined ? {} : { volume: flags.volume };
+  const policies = await retentionOf(ctx, flags, flags.volume);
   const html = await withSession(sessionOptions(ctx), async (session) => {
     const status = await volumeStatus(
       { index: session.index, runs: session.index.runs, reader: session.reader, drills: drillLog(session) },
@@ -36,7 +41,11 @@ async function runReport(ctx: CommandContext, flags: ReportFlags): Promise<numbe
     );
     const shown = new Set(status.volumes.map((v) => v.volume));
     const snapshots = session.index.listSnapshots().filter((s) => shown.has(s.volume));
-    return reportHtml({ status, runs: session.index.runs.listRuns(volumeFilter), snapshots });
+    const drills = [...shown].flatMap((volume) => session.index.drills().ofVolume(volume));
+    // A volume with failed runs only has no snapshots to plan for.
+    const known = new Set(session.index.listVolumes().map((v) => v.name));
+    const retention = flags.volume !== undefined && !known.has(flags.volume) ? undefined : await retentionPlan({ index: session.index, catalog: session.catalog }, { ...policies, ...volumeFilter });
+    return reportHtml({ status, runs: session.index.runs.listRuns(volumeFilter), snapshots, drills, ...(retention === undefined ? {} : { retention }) });
   });
   const path = resolve(flags.html);
   await writeFileAtomically(path, html);

@@ -19,6 +19,7 @@ interface InstallFlags {
   print?: boolean;
   crontab?: boolean;
   prune?: boolean;
+  metricsFile?: string;
 }
 
 /** Overrides the unit folder (tests, packaging); with it set, systemctl is never run. */
@@ -35,6 +36,7 @@ export function registerSchedule(program: Command, wrap: Wrap): void {
     .option('--at <time>', 'with daily: HH:MM (default 00:00); with hourly: the minute, MM (default 00)')
     .option('--random-delay <duration>', 'start up to this much later, at random (RandomizedDelaySec): 30min, 2h, 45s')
     .option('--prune', "after each backup, prune the volume by its retention policy in the config file (volumes.NAME.retention)")
+    .option('--metrics-file <path>', "the backup (and the prune) write the run history there for node_exporter's textfile collector (made absolute)")
     .option('--user', 'units of your user (~/.config/systemd/user) instead of system-wide ones (/etc/systemd/system)')
     .option('--print', 'print the units instead of writing them')
     .option('--crontab', 'print the crontab line instead (machines without systemd get it anyway)')
@@ -83,6 +85,7 @@ async function install(ctx: CommandContext, volume: string, flags: InstallFlags)
     ...(flags.randomDelay === undefined ? {} : { randomDelaySeconds: parseDelay('--random-delay', flags.randomDelay) }),
     user,
     ...(flags.prune ? { prune: await checkPolicy(ctx, volume) } : {}),
+    ...(flags.metricsFile === undefined ? {} : { metricsFile: resolve(flags.metricsFile) }),
     command: await commandOf(ctx),
     environment: environmentOf(user),
   };

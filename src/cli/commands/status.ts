@@ -22,7 +22,7 @@ export function expectEveryOption(value: string): number {
 export function registerStatus(program: Command, wrap: Wrap): void {
   program
     .command('status')
-    .description('per volume: the last backup and its result, the age of the newest good snapshot, the last archive and drill, the space held on EBS (exit 1 when a volume is late or failing)')
+    .description('per volume: the last backup and its result, the age of the newest good snapshot, the last archive, drill and copy, the space held on EBS (exit 1 when a volume is late or failing)')
     .argument('[volume]', 'only this volume')
     .addOption(new Option('--expect-every <duration>', "a volume whose newest good snapshot is older is late (26h, 1d...; default: the connection's expect_every)").argParser(expectEveryOption))
     .action(wrap((ctx: CommandContext, volume: string | undefined, flags: { expectEvery?: number }) => runStatus(ctx, volume, flags)));
@@ -54,7 +54,7 @@ async function runStatus(ctx: CommandContext, volume: string | undefined, flags:
 
 function describeStatus(result: StatusResult): string[] {
   if (result.volumes.length === 0) return ['no volumes in the index'];
-  const cells = [['VOLUME', 'HEALTH', 'LAST BACKUP', 'TOOK', 'CHANGED', 'UPLOADED', 'RESULT', 'NEWEST GOOD', 'SNAPSHOTS', 'LAST ARCHIVE', 'LAST DRILL', 'EBS (EST.)']];
+  const cells = [['VOLUME', 'HEALTH', 'LAST BACKUP', 'TOOK', 'CHANGED', 'UPLOADED', 'RESULT', 'NEWEST GOOD', 'SNAPSHOTS', 'LAST ARCHIVE', 'LAST DRILL', 'LAST COPY', 'EBS (EST.)']];
   for (const v of result.volumes) cells.push(row(v));
   const expect = result.volumes.find((v) => v.expectEverySeconds !== null)?.expectEverySeconds;
   return [
@@ -78,6 +78,7 @@ function row(v: VolumeStatus): string[] {
     String(v.snapshotCount),
     v.lastArchive === null ? '-' : `${v.lastArchive.archiveId} (${v.lastArchive.snapshotId})`,
     v.lastDrill === null ? '-' : `${v.lastDrill.at} ${v.lastDrill.result}`,
+    v.lastCopy === null ? '-' : `${v.lastCopy.copySnapshotId} in ${v.lastCopy.connection === null ? '' : `${v.lastCopy.connection}:`}${v.lastCopy.region}`,
     v.ebsSpace === null ? '-' : `~${formatBytes(v.ebsSpace.estimatedBytes)}`,
   ];
 }

@@ -68,14 +68,9 @@ export interface PruneResult {
  * applies to any volume.
  */
 export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog; destinations?: CopyDestinations }, options: PruneOptions): Promise<PruneResult> {
-  const given = givenPolicy(options);
-  const timeZone = options.timeZone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
-  calendarIn(timeZone);
-  const now = options.now ?? new Date();
-  const volumes = options.volume ? [options.volume] : deps.index.listVolumes().map((v) => v.name);
-  const policyOf = (volume: string) => given ?? options.policies?.get(volume);
-  const result: PruneResult = { dryRun: Boolean(options.dryRun), timeZone, deleted: [], volumes: [], busyVolumes: [], deletedCopies: [], unmanagedVolumes: volumes.filter((v) => policyOf(v) === undefined) };
-  if (result.unmanagedVolumes.length === volumes.length && volumes.length > 0) {
+  const { timeZone, now, volumes, policyOf, unmanagedVolumes } = scopeOf(deps.index, options);
+  const result: PruneResult = { dryRun: Boolean(options.dryRun), timeZone, deleted: [], volumes: [], busyVolumes: [], deletedCopies: [], unmanagedVolumes };
+  if (unmanagedVolumes.length === volumes.length && volumes.length > 0) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `no retention policy for ${volumes.length === 1 ? `volume ${volumes[0]}` : 'any volume'}: give --keep-last, --keep-daily, ... or --older-than-days, or set one in the config file`, {
       hint: `a config file's volumes.NAME.retention holds a volume's policy (README: Retention)`,
       details: { option: 'keepLast' },
@@ -116,8 +111,45 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog;
   return result;
 }
 
+export type RetentionPlanOptions = Pick<PruneOptions, 'olderThanDays' | 'keepLast' | 'policy' | 'policies' | 'timeZone' | 'volume' | 'now'>;
+
+export interface RetentionPlan {
+  timeZone: string;
+  /** The volumes a policy applies to, decided as `prune` (dry run) decides them. */
+  volumes: PrunedVolume[];
+  /** Volumes no policy applies to. */
+  unmanagedVolumes: string[];
+}
+
+/**
+ * What `prune` would decide for each volume a policy applies to, without
+ * deleting or locking anything (the report's retention calendar). Unlike
+ * prune, no policy at all is no error: every volume is then unmanaged.
+ */
+export async function retentionPlan(deps: { index: BlockIndex; catalog: SnapshotCatalog }, options: RetentionPlanOptions): Promise<RetentionPlan> {
+  const { timeZone, now, volumes, policyOf, unmanagedVolumes } = scopeOf(deps.index, options);
+  const protections = protectedSnapshots(deps.index);
+  const decided: PrunedVolume[] = [];
+  for (const volume of volumes) {
+    const policy = policyOf(volume);
+    if (policy !== undefined) decided.push(await decide(deps, volume, policy, protections, { now, timeZone }));
+  }
+  return { timeZone, volumes: decided, unmanagedVolumes };
+}
+
+/** The volumes, the policy of each, the time zone and the time a prune (or its plan) works with. */
+function scopeOf(index: BlockIndex, options: RetentionPlanOptions) {
+  const given = givenPolicy(options);
+  const timeZone = options.timeZone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+  calendarIn(timeZone);
+  const now = options.now ?? new Date();
+  const volumes = options.volume ? [options.volume] : index.listVolumes().map((v) => v.name);
+  const policyOf = (volume: string) => given ?? options.policies?.get(volume);
+  return { timeZone, now, volumes, policyOf, unmanagedVolumes: volumes.filter((v) => policyOf(v) === undefined) };
+}
+
 /** The policy of the options alone; undefined when they give no rule. */
-function givenPolicy(options: PruneOptions): RetentionPolicy | undefined {
+function givenPolicy(options: RetentionPlanOptions): RetentionPolicy | undefined {
   const { olderThanDays, keepLast } = options;
   if (olderThanDays !== undefined && (!Number.isFinite(olderThanDays) || olderThanDays < 0)) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `olderThanDays must be 0 or more, got ${olderThanDays}`, { details: { option: 'olderThanDays' } });

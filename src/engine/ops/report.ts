@@ -1,15 +1,7 @@
 import type { RunEntry } from '../../core/run-log.js';
-import type { SnapshotRecord } from '../../index/index.js';
+import type { DrillRecord, SnapshotRecord } from '../../index/index.js';
+import type { PrunedVolume } from '../lineage/prune.js';
 import type { StatusResult, VolumeStatus } from './status.js';
-
-/**
- * Which retention rules keep each snapshot of a volume (snapshot id -> rule
- * names, none: removed by the policy). The report's one seam for retention
- * policies (the volume's policy applied by the pure function of
- * src/engine/lineage/retention.ts goes here, from `snapline report`); without
- * it, the calendar's rule column says no policy is applied.
- */
-export type RetentionRules = (volume: string, snapshots: readonly SnapshotRecord[]) => Map<string, string[]>;
 
 export interface ReportInput {
   status: StatusResult;
@@ -17,14 +9,22 @@ export interface ReportInput {
   runs: readonly RunEntry[];
   /** The index's snapshots of the report's volumes, every state. */
   snapshots: readonly SnapshotRecord[];
-  retention?: RetentionRules;
+  /** The restore drills of the report's volumes, oldest first. */
+  drills?: readonly DrillRecord[];
+  /**
+   * What the next prune decides for each volume a retention policy applies
+   * to (engine/lineage/prune.ts retentionPlan), in the time zone named; a
+   * volume without one shows "no policy applied".
+   */
+  retention?: { timeZone: string; volumes: readonly PrunedVolume[] };
 }
 
 /**
  * One self-contained HTML page: inline CSS and SVG, no script, nothing
  * fetched. Per volume: the status row, charts of its backups (bytes changed,
- * duration, throughput, snapshots kept after each backup or prune) and a
- * calendar of its snapshots. Every number of the status table sits in a
+ * duration, throughput, snapshots kept after each backup or prune), its
+ * restore drills, a calendar of its snapshots and the retention rules that
+ * keep each one. Every number of the status table sits in a
  * data-field/data-value attribute as status --json gives it.
  */
 export function reportHtml(input: ReportInput): string {
@@ -62,6 +62,7 @@ figure { margin: 0; } figcaption { font-size: 12px; color: #57606a; }
 svg .bar { fill: #0969da; } svg .bad { fill: #cf222e; } svg .axis { stroke: #8c959f; } svg text { font-size: 10px; fill: #57606a; }
 .calendar td { width: 14px; height: 14px; padding: 0; text-align: center; font-size: 9px; }
 .calendar td.snap { background: #2da44e; color: #fff; } .calendar td.none { background: #ebedf0; } .calendar td.blank { border: none; }
+.retention tr.removed td { color: #cf222e; text-decoration: line-through; }
 `;
 
 const STATUS_FIELDS: Array<{ title: string; field: string; value: (v: VolumeStatus) => string | number | null; shown?: (v: VolumeStatus) => string }> = [
@@ -77,6 +78,7 @@ const STATUS_FIELDS: Array<{ title: string; field: string; value: (v: VolumeStat
   { title: 'Snapshots', field: 'snapshotCount', value: (v) => v.snapshotCount },
   { title: 'Last archive', field: 'lastArchive.archiveId', value: (v) => v.lastArchive?.archiveId ?? null },
   { title: 'Last drill', field: 'lastDrill.at', value: (v) => v.lastDrill?.at ?? null },
+  { title: 'Last copy', field: 'lastCopy.copySnapshotId', value: (v) => v.lastCopy?.copySnapshotId ?? null, shown: (v) => (v.lastCopy === null ? '-' : `${v.lastCopy.copySnapshotId} (${v.lastCopy.region})`) },
   { title: 'EBS (estimate)', field: 'ebsSpace.estimatedBytes', value: (v) => v.ebsSpace?.estimatedBytes ?? null, shown: (v) => (v.ebsSpace === null ? '-' : `~${bytes(v.ebsSpace.estimatedBytes)}`) },
 ];
 
@@ -99,7 +101,7 @@ function volumeSection(status: VolumeStatus, input: ReportInput): string {
   const volume = status.volume;
   const backups = input.runs.filter((r) => r.volume === volume && r.operation === 'backup');
   const counts = input.runs.filter((r) => r.volume === volume && r.liveSnapshots !== null);
-  const label = (r: RunEntry) => r.finishedAt.toISOString().slice(0, 16).replace('T', ' ');
+  const label = (r: { finishedAt: Date }) => r.finishedAt.toISOString().slice(0, 16).replace('T', ' ');
   const durationS = (r: RunEntry) => (r.finishedAt.getTime() - r.startedAt.getTime()) / 1000;
   const charts = [
     barChart('Bytes changed per backup', backups.map((r) => ({ label: label(r), value: r.changedBytes, bad: r.result === 'failure' })), bytes),
@@ -112,9 +114,12 @@ function volumeSection(status: VolumeStatus, input: ReportInput): string {
     barChart('Snapshots after each backup or prune', counts.map((r) => ({ label: `${label(r)} ${r.operation}`, value: r.liveSnapshots!, bad: false })), (n) => String(Math.round(n))),
   ];
   const snapshots = input.snapshots.filter((s) => s.volume === volume && s.state === 'completed');
+  const drills = (input.drills ?? []).filter((d) => d.volume === volume);
   return `<section data-volume="${escape(volume)}">
 <h2>${escape(volume)}</h2>
 <div class="charts">${charts.join('\n')}</div>
+<h3>Restore drills</h3>
+${drillSection(drills, label)}
 <h3>Snapshot calendar</h3>
 ${calendar(snapshots)}
 ${retentionTable(volume, snapshots, input.retention)}
@@ -181,13 +186,44 @@ function calendar(snapshots: readonly SnapshotRecord[]): string {
   return `<table class="calendar">${rows.join('\n')}</table>`;
 }
 
-function retentionTable(volume: string, snapshots: readonly SnapshotRecord[], retention: RetentionRules | undefined): string {
-  const kept = retention?.(volume, snapshots);
+/** The recovery time of each drill as a chart (failed ones in red), and every drill in a table, newest first. */
+function drillSection(drills: readonly DrillRecord[], label: (r: { finishedAt: Date }) => string): string {
+  if (drills.length === 0) return '<p>No restore drills recorded (<code>snapline drill VOLUME</code>).</p>';
+  const chart = barChart('Recovery time per drill', drills.map((d) => ({ label: `${label(d)} ${d.kind}`, value: d.recoveryMs / 1000, bad: !d.passed })), (s) => `${s.toFixed(1)} s`);
+  const rows = [...drills].reverse().map(
+    (d) =>
+      `<tr data-drill="${d.id}"><td>${escape(isoSeconds(d.finishedAt))}</td><td>${escape(d.snapshotId)}</td><td>${d.kind}</td>` +
+      `<td data-field="result" class="${d.passed ? 'ok' : 'failing'}">${d.passed ? 'passed' : 'FAILED'}</td>` +
+      `<td data-field="recoveryMs" data-value="${d.recoveryMs}">${seconds(d.recoveryMs)}</td>` +
+      `<td data-field="blocksRead" data-value="${d.blocksRead}">${d.blocksRead}</td>` +
+      `<td data-field="mismatchedBlocks" data-value="${d.mismatchedBlocks}">${d.mismatchedBlocks}</td><td>${escape(d.message ?? '')}</td></tr>`,
+  );
+  return `<div class="charts">${chart}</div>
+<table class="drills"><thead><tr><th>Finished</th><th>Snapshot</th><th>Kind</th><th>Result</th><th>Recovery</th><th>Blocks read</th><th>Mismatched</th><th>Why it failed</th></tr></thead><tbody>
+${rows.join('\n')}
+</tbody></table>`;
+}
+
+/** Each completed snapshot, newest first, with the rules that keep it at the next prune (or that it goes then). */
+function retentionTable(volume: string, snapshots: readonly SnapshotRecord[], retention: ReportInput['retention']): string {
+  const plan = retention?.volumes.find((v) => v.volume === volume);
+  const decided = new Map(plan?.snapshots.map((s) => [s.snapshotId, s]));
   const rows = [...snapshots].reverse().map((s) => {
-    const rules = kept === undefined ? 'no policy applied' : (kept.get(s.snapshotId) ?? []).join(', ') || 'removed';
-    return `<tr><td>${escape(s.completedAt!.toISOString().replace(/\.\d+Z$/, 'Z'))}</td><td>${escape(s.snapshotId)}</td><td data-field="keptBy">${escape(rules)}</td></tr>`;
+    const decision = decided.get(s.snapshotId);
+    const rules = decision === undefined ? 'no policy applied' : decision.removed ? 'removed at the next prune' : decision.keptBy.join(', ');
+    const cls = decision?.removed ? ' class="removed"' : '';
+    return `<tr data-snapshot="${escape(s.snapshotId)}"${cls}><td>${escape(isoSeconds(s.completedAt!))}</td><td>${escape(s.snapshotId)}</td><td data-field="keptBy">${escape(rules)}</td></tr>`;
   });
-  return `<table class="retention"><thead><tr><th>Completed</th><th>Snapshot</th><th>Kept by</th></tr></thead><tbody>\n${rows.join('\n')}\n</tbody></table>`;
+  const policy = plan === undefined ? 'No retention policy applies to this volume (volumes.NAME.retention in the config file, or report --keep-*).' : `Policy: keep ${plan.policy} (periods in ${retention!.timeZone}).`;
+  return `<h3>Retention</h3>
+<p class="policy">${escape(policy)}</p>
+<table class="retention"><thead><tr><th>Completed</th><th>Snapshot</th><th>Kept by</th></tr></thead><tbody>
+${rows.join('\n')}
+</tbody></table>`;
+}
+
+function isoSeconds(at: Date): string {
+  return at.toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 function bytes(n: number): string {

@@ -1,7 +1,7 @@
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { SnapshotReader } from '../../core/ports.js';
 import type { RunEntry, RunLog } from '../../core/run-log.js';
-import type { ArchiveRecord, BlockIndex, SnapshotRecord } from '../../index/index.js';
+import type { ArchiveRecord, BlockIndex, CopyRecord, SnapshotRecord } from '../../index/index.js';
 
 /** The last restore drill of a volume, as the drill records give it. */
 export interface DrillSummary {
@@ -17,7 +17,7 @@ export interface DrillLog {
 }
 
 export interface StatusDeps {
-  index: Pick<BlockIndex, 'listVolumes' | 'listSnapshots' | 'listArchives'>;
+  index: Pick<BlockIndex, 'listVolumes' | 'listSnapshots' | 'listArchives' | 'copies'>;
   runs: Pick<RunLog, 'listRuns'>;
   /** Counts the blocks each snapshot adds (ListSnapshotBlocks, ListChangedBlocks); without it ebsSpace is null. */
   reader?: Pick<SnapshotReader, 'listBlocks' | 'listChangedBlocks'>;
@@ -61,6 +61,8 @@ export interface VolumeStatus {
   lastArchive: { archiveId: string; snapshotId: string; target: string; location: string; completedAt: string | null; sizeBytes: number } | null;
   /** null until restore drills are recorded. */
   lastDrill: DrillSummary | null;
+  /** The newest completed copy in another Region or account (`snapline copy`); null without one. */
+  lastCopy: { copySnapshotId: string; sourceSnapshotId: string; region: string; connection: string | null; completedAt: string } | null;
   /**
    * An estimate of the snapshot storage the lineage holds on EBS: the blocks
    * each completed snapshot adds (ListSnapshotBlocks for the first,
@@ -90,7 +92,7 @@ export async function volumeStatus(deps: StatusDeps, options: StatusOptions = {}
   const result: VolumeStatus[] = [];
   for (const volume of volumes) {
     const snapshots = indexed.has(volume) ? deps.index.listSnapshots(volume) : [];
-    result.push(await statusOf(deps, volume, snapshots, runs, archives, options.expectEveryMs, now));
+    result.push(await statusOf(deps, volume, indexed.has(volume), snapshots, runs, archives, options.expectEveryMs, now));
   }
   return { generatedAt: new Date(now).toISOString(), volumes: result, attention: result.some((v) => v.late || v.failing) };
 }
@@ -98,6 +100,7 @@ export async function volumeStatus(deps: StatusDeps, options: StatusOptions = {}
 async function statusOf(
   deps: StatusDeps,
   volume: string,
+  indexed: boolean,
   snapshots: SnapshotRecord[],
   runs: RunEntry[],
   archives: ArchiveRecord[],
@@ -134,8 +137,18 @@ async function statusOf(
             sizeBytes: archive.sizeBytes,
           },
     lastDrill: deps.drills?.lastDrill(volume) ?? null,
+    lastCopy: lastCopyOf(indexed ? deps.index.copies.list(volume) : []),
     ebsSpace: deps.reader === undefined || snapshots.length === 0 ? null : await spaceOf(deps.reader, snapshots),
   };
+}
+
+function lastCopyOf(copies: CopyRecord[]): VolumeStatus['lastCopy'] {
+  const newest = copies
+    .filter((c) => c.state === 'completed' && c.completedAt !== null)
+    .reduce<CopyRecord | undefined>((a, c) => (a === undefined || c.completedAt! >= a.completedAt! ? c : a), undefined);
+  if (newest === undefined) return null;
+  const { copySnapshotId, sourceSnapshotId, region, connection } = newest;
+  return { copySnapshotId, sourceSnapshotId, region, connection, completedAt: newest.completedAt!.toISOString() };
 }
 
 /** The newest backup run recorded; without one, what the newest completed snapshot says of its own backup. */

@@ -24,6 +24,8 @@ export interface ScheduledBackup {
   command: string[];
   /** After the backup, `prune --volume VOLUME --if-idle` (the config file's policy of the volume). */
   prune?: boolean;
+  /** An absolute path: the backup and the prune write their metrics there (`--metrics-file`). */
+  metricsFile?: string;
   /** Environment= of the service (HOME for a system unit, SNAPLINE_DATA_DIR...). */
   environment?: Record<string, string>;
 }
@@ -48,14 +50,18 @@ export function unitName(volume: string): string {
   return `snapline-backup-${volume}`;
 }
 
-/** The backup's argument list: the command, then `backup SOURCE --volume V --if-idle --no-progress`. */
+/** The backup's argument list: the command, then `backup SOURCE --volume V --if-idle --no-progress` (and `--metrics-file PATH`). */
 export function backupArguments(request: ScheduledBackup): string[] {
-  return [...request.command, '--no-progress', 'backup', request.source, '--volume', request.volume, '--if-idle'];
+  return [...request.command, '--no-progress', 'backup', request.source, '--volume', request.volume, '--if-idle', ...metricsArguments(request)];
 }
 
 /** The prune that follows the backup (`--prune`): the volume's policy from the config file. */
 export function pruneArguments(request: ScheduledBackup): string[] {
-  return [...request.command, '--no-progress', 'prune', '--volume', request.volume, '--if-idle'];
+  return [...request.command, '--no-progress', 'prune', '--volume', request.volume, '--if-idle', ...metricsArguments(request)];
+}
+
+function metricsArguments(request: ScheduledBackup): string[] {
+  return request.metricsFile === undefined ? [] : ['--metrics-file', request.metricsFile];
 }
 
 /** The service, the timer and the crontab line of a scheduled backup. */

@@ -80,7 +80,7 @@ async function install(ctx: CommandContext, volume: string, flags: InstallFlags)
     source: sourceOf(flags.source),
     every: flags.every,
     ...(flags.at === undefined ? {} : { at: flags.at }),
-    ...(flags.randomDelay === undefined ? {} : { randomDelaySeconds: parseDelay('--random-delay', flags.randomDelay) }),
+    ...(flags.randomDelay === undefined ? {} : { randomDelaySeconds: parseDelay(flags.randomDelay) }),
     user,
     ...(flags.prune ? { prune: await checkPolicy(ctx, volume) } : {}),
     command: await commandOf(ctx),

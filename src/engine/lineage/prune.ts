@@ -76,9 +76,9 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog;
   const policyOf = (volume: string) => given ?? options.policies?.get(volume);
   const result: PruneResult = { dryRun: Boolean(options.dryRun), timeZone, deleted: [], volumes: [], busyVolumes: [], deletedCopies: [], unmanagedVolumes: volumes.filter((v) => policyOf(v) === undefined) };
   if (result.unmanagedVolumes.length === volumes.length && volumes.length > 0) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `no retention policy for ${volumes.length === 1 ? `volume ${volumes[0]}` : 'any volume'}: give --keep-last, --keep-daily, ... or --older-than-days, or set one in the config file`, {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `no retention policy for ${volumes.length === 1 ? `volume ${volumes[0]}` : 'any volume'}: give keepLast, keepDaily, ... or olderThanDays, or set one in the config file`, {
       hint: `a config file's volumes.NAME.retention holds a volume's policy (README: Retention)`,
-      details: { option: 'keepLast' },
+      details: { option: 'keepLast', otherOptions: ['keepDaily', 'olderThanDays'] },
     });
   }
   const protections = protectedSnapshots(deps.index);

@@ -147,10 +147,10 @@ function hasTag(tags: Readonly<Record<string, string>>, tag: string): boolean {
 
 // ---- parsing (shared by the command line and the config file) ----------------
 
-/** A count: a whole number from 1 to 1,000,000, or "unlimited". Throws INVALID_ARGUMENT naming `what`. */
-export function parseKeepCount(what: string, value: unknown): KeepCount {
+/** A count: a whole number from 1 to 1,000,000, or "unlimited". Throws INVALID_ARGUMENT naming `option` (keepLast, keepDaily...). */
+export function parseKeepCount(option: string, value: unknown): KeepCount {
   const count = keepCountOf(value);
-  if (typeof count === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} ${count}`);
+  if (typeof count === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} ${count}`, { details: { option } });
   return count;
 }
 
@@ -164,10 +164,10 @@ export function keepCountOf(value: unknown): KeepCount | string {
 
 const DURATION_UNITS = { y: 'years', m: 'months', d: 'days', h: 'hours' } as const;
 
-/** restic's duration: numbers with units y (years), m (months), d (days), h (hours), each unit once, as `1y6m` or `36h`. Throws INVALID_ARGUMENT naming `what`. */
-export function parseCalendarDuration(what: string, text: string): CalendarDuration {
+/** restic's duration: numbers with units y (years), m (months), d (days), h (hours), each unit once, as `1y6m` or `36h`. Throws INVALID_ARGUMENT naming `option` (keepWithin). */
+export function parseCalendarDuration(option: string, text: string): CalendarDuration {
   const duration = calendarDurationOf(text);
-  if (typeof duration === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} ${duration}`);
+  if (typeof duration === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} ${duration}`, { details: { option } });
   return duration;
 }
 
@@ -202,10 +202,10 @@ export function formatDuration(d: CalendarDuration): string {
     .join('');
 }
 
-/** "key" or "key=value" lists: `a=1,b` is one list of two tags. Throws INVALID_ARGUMENT naming `what`. */
-export function parseTagList(what: string, text: string): TagList {
+/** "key" or "key=value" lists: `a=1,b` is one list of two tags. Throws INVALID_ARGUMENT naming `option` (keepTags). */
+export function parseTagList(option: string, text: string): TagList {
   const list = tagListOf(text);
-  if (typeof list === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} ${list}`);
+  if (typeof list === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} ${list}`, { details: { option } });
   return list;
 }
 

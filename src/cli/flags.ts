@@ -40,6 +40,7 @@ export const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   sinceCheckpoint: '--since-checkpoint',
   sizeGiB: '--size',
   snapshotId: '--snapshot',
+  source: '--source',
   storageClass: '--storage-class',
   throughput: '--throughput',
   tier: '--tier',

@@ -1,7 +1,7 @@
 import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
-import { applyRetention, calendarIn, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
+import { applyRetention, calendarIn, checkPolicy, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
 import { deleteCopies, type DeletedCopy } from '../dr/copy.js';
 
 export interface PruneOptions {
@@ -125,6 +125,7 @@ function givenPolicy(options: PruneOptions): RetentionPolicy | undefined {
   if (keepLast !== undefined && !(keepLast >= 1)) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `keepLast must be 1 or more, got ${keepLast}`, { details: { option: 'keepLast' } });
   }
+  if (options.policy !== undefined) checkPolicy(options.policy);
   const policy: RetentionPolicy = {
     ...options.policy,
     ...(keepLast === undefined ? {} : { keepLast }),

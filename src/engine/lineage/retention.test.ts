@@ -4,6 +4,7 @@ import { ErrorCodes } from '../../errors.js';
 import {
   applyRetention,
   calendarIn,
+  checkPolicy,
   isoWeek,
   parseCalendarDuration,
   parseKeepCount,
@@ -123,6 +124,21 @@ describe('parsing', () => {
     expect(parseTagList('keepTags', 'a=1,b')).toEqual(['a=1', 'b']);
     expect(() => parseTagList('keepTags', 'a,,b')).toThrow(/^keepTags must be/);
     expect(() => calendarIn('Mars/Olympus')).toThrow(/unknown time zone/);
+  });
+
+  it('refuses a policy given as values that the parsers would not make, naming the rule', () => {
+    expect(() => checkPolicy({ keepLast: 2, keepDaily: Infinity, keepWithin: { years: 0, months: 1, days: 0, hours: 0 }, keepTags: [['a=1', 'b']] })).not.toThrow();
+    const refusals: [RetentionPolicy, string][] = [
+      [{ keepDaily: 0 }, 'keepDaily'],
+      [{ keepWeekly: 1.5 }, 'keepWeekly'],
+      [{ keepWithin: { years: 0, months: 0, days: 0, hours: 0 } }, 'keepWithin'],
+      [{ keepWithin: { years: 0, months: 0, days: -1, hours: 0 } }, 'keepWithin'],
+      [{ keepTags: [[]] }, 'keepTags'],
+      [{ keepTags: [['a,b']] }, 'keepTags'],
+    ];
+    for (const [policy, option] of refusals) {
+      expect(() => checkPolicy(policy)).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT, message: expect.stringMatching(new RegExp(`^${option} must be`)), details: { option } }));
+    }
   });
 
   it('numbers ISO weeks from the week holding the first Thursday', () => {

@@ -216,6 +216,31 @@ export function tagListOf(text: unknown): TagList | string {
   return tags;
 }
 
+const COUNT_RULES = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
+
+/** Refuses a policy given as values (the library's) that the parsers above would not make: INVALID_ARGUMENT naming the rule. */
+export function checkPolicy(policy: RetentionPolicy): void {
+  for (const option of COUNT_RULES) {
+    const value = policy[option];
+    if (value !== undefined && value !== Infinity) parseKeepCount(option, value);
+  }
+  const within = policy.keepWithin;
+  if (within !== undefined) {
+    const fields = [within.years, within.months, within.days, within.hours];
+    if (!fields.every((n) => Number.isSafeInteger(n) && n >= 0 && n <= 1_000_000) || fields.every((n) => n === 0)) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `keepWithin must be whole years, months, days and hours from 0 to 1000000, not all 0, got ${JSON.stringify(within)}`, {
+        details: { option: 'keepWithin' },
+      });
+    }
+  }
+  for (const list of policy.keepTags ?? []) {
+    const valid = Array.isArray(list) && list.length > 0 && list.every((tag) => typeof tag === 'string' && tag !== '' && !tag.startsWith('=') && !tag.includes(','));
+    if (!valid) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `keepTags must be lists of tag keys or key=value, got ${JSON.stringify(list)}`, { details: { option: 'keepTags' } });
+    }
+  }
+}
+
 /** The policy in words, for output: "last 3, daily 7, within 2d". */
 export function describePolicy(policy: RetentionPolicy): string {
   const count = (n: KeepCount) => (n === Infinity ? 'unlimited' : String(n));

@@ -101,14 +101,18 @@ try {
     const dir = consumer();
     writeFileSync(
       join(dir, 'typed.ts'),
-      `import { archiveStatus, backup, type BackupResult, type SnaplineError } from 'snapline';
+      `import { archiveStatus, backup, copy, scheduleInstall, type BackupResult, type CopyResult, type SnaplineError } from 'snapline';
 export async function run(): Promise<string> {
   const result: BackupResult = await backup({ source: 'disk.img', volume: 'db1', connection: 'local', concurrency: 8 });
   const entries = await archiveStatus({ archive: 'ar-0123456789abcdef', wait: true });
-  return result.snapshotId ?? String(entries.length);
+  const copied: CopyResult = await copy({ snapshotId: 'snap-0123456789abcdef0', toRegion: 'eu-west-1', encrypted: true });
+  const installed = await scheduleInstall({ volume: 'db1', source: 'disk.img', every: 'daily', at: '02:30', unitDir: 'units' });
+  return result.snapshotId ?? String(entries.length) + copied.copySnapshotId + installed.timerPath;
 }
 // @ts-expect-error: backup needs a source
 export const missing = () => backup({ volume: 'db1' });
+// @ts-expect-error: a copy needs the Region it goes to
+export const nowhere = () => copy({ snapshotId: 'snap-0123456789abcdef0' });
 export type Failure = SnaplineError['code'];
 `,
     );

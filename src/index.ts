@@ -7,6 +7,7 @@
  *   import { backup } from 'snapline';
  *   const result = await backup({ source: '/dev/sdb', volume: 'db1', connection: 'local' });
  */
+import { existsSync } from 'node:fs';
 import { openEcsSession } from './ecs-session.js';
 import { createArchive, type ArchiveCreateOptions, type ArchiveCreateResult } from './engine/archive/archive.js';
 import {
@@ -30,13 +31,24 @@ import { rehydrate as rehydrateWith, type RehydrateOptions, type RehydrateResult
 import { backup as backupWith, type BackupOptions, type BackupResult } from './engine/backup/backup.js';
 import { runBench, type BenchOptions, type BenchResult } from './engine/bench/bench.js';
 import { ecsRestore as ecsRestoreWith, ecsStatus as ecsStatusWith, type EcsJobReport, type EcsRestoreOptions } from './engine/ecs/restore.js';
+import { copySnapshot, type CopyOptions, type CopyResult } from './engine/dr/copy.js';
+import { drill as drillWith, drillLog, type DrillOptions, type DrillResult } from './engine/dr/drill.js';
+import { restoreToVolume as restoreToVolumeWith, type VolumeRestoreOptions, type VolumeRestoreResult } from './engine/dr/restore-volume.js';
 import { diff as diffWith, type DiffResult } from './engine/lineage/diff.js';
 import { prune as pruneWith, type PruneOptions, type PruneResult } from './engine/lineage/prune.js';
 import { rebuildIndex as rebuildIndexWith, type RebuildOptions, type RebuildResult } from './engine/lineage/rebuild.js';
 import { listSnapshots, type SnapshotListOptions, type SnapshotRow } from './engine/lineage/snapshots.js';
 import { restore as restoreWith, type RestoreOptions, type RestoreResult } from './engine/restore/restore.js';
+import { prometheusText } from './engine/ops/metrics.js';
+import { reportHtml } from './engine/ops/report.js';
+import { volumeStatus, type StatusOptions, type StatusResult } from './engine/ops/status.js';
+import { installSchedule, listSchedules, removeSchedule, type InstallResult, type ScheduleEntry } from './engine/schedule/install.js';
+import type { ScheduledBackup } from './engine/schedule/units.js';
 import { verify as verifyWith, type VerifyOptions, type VerifyResult } from './engine/restore/verify.js';
-import { withRemote, withSession, type RemoteOptions, type SessionOptions } from './session.js';
+import { defaultIndexPath } from './config/paths.js';
+import { BlockIndex } from './index/index.js';
+import { scheduledSource, scheduleHost, snaplineScript } from './schedule-host.js';
+import { copyDestinations, openCopyDestination, withRemote, withSession, type RemoteOptions, type Session, type SessionOptions } from './session.js';
 
 export type { BackupOptions, BackupProgress, BackupResult } from './engine/backup/backup.js';
 export type { ChangeTrackingResult } from './engine/backup/tracking.js';
@@ -44,7 +56,14 @@ export type { RestoreOptions, RestoreProgress, RestoreResult, IncrementalReport 
 export type { VerifyOptions, VerifyProgress, VerifyResult, BlockRange } from './engine/restore/verify.js';
 export type { DiffResult } from './engine/lineage/diff.js';
 export type { SnapshotListOptions, SnapshotRow } from './engine/lineage/snapshots.js';
-export type { PruneOptions, PruneResult } from './engine/lineage/prune.js';
+export type { PruneOptions, PruneResult, PrunedSnapshot, PrunedVolume } from './engine/lineage/prune.js';
+export type { CalendarDuration, KeepCount, RetentionPolicy, TagList } from './engine/lineage/retention.js';
+export type { CopyOptions, CopyProgress, CopyResult, DeletedCopy } from './engine/dr/copy.js';
+export type { VolumeRestoreOptions, VolumeRestoreResult, VolumeStep, VolumeStepName } from './engine/dr/restore-volume.js';
+export type { DrillOptions, DrillResult, DrillStep, DrillStepName, DrillVolumeSettings } from './engine/dr/drill.js';
+export type { DrillSummary, LastBackup, StatusOptions, StatusResult, VolumeStatus } from './engine/ops/status.js';
+export type { InstallResult, ScheduleEntry } from './engine/schedule/install.js';
+export type { ScheduledBackup, ScheduleUnits } from './engine/schedule/units.js';
 export type { RebuildOptions, RebuildResult } from './engine/lineage/rebuild.js';
 export type { ArchiveCreateOptions, ArchiveCreateResult, ArchiveProgress } from './engine/archive/archive.js';
 export type {
@@ -94,9 +113,20 @@ export function snapshots(options: SnapshotListOptions & SessionOptions = {}): P
   return withSession(options, (session) => listSnapshots(session, options));
 }
 
-/** Deletes old snapshots, never a volume's newest (see `snapline prune`). */
+/**
+ * Deletes the snapshots a retention policy does not keep, never a volume's
+ * newest, and their copies in other Regions unless `keepCopies` (see
+ * `snapline prune`).
+ */
 export function prune(options: PruneOptions & SessionOptions): Promise<PruneResult> {
-  return withSession(options, (session) => pruneWith(session, options));
+  return withSession(options, async (session) => {
+    const destinations = copyDestinations(session, pick(options, ['configPath', 'onWarning', 'signal']));
+    try {
+      return await pruneWith({ index: session.index, catalog: session.catalog, destinations }, options);
+    } finally {
+      await destinations.close();
+    }
+  });
 }
 
 /** Teaches the index a snapshot from its tags and blocks (see `snapline index rebuild`). */
@@ -169,6 +199,111 @@ export async function ecsStatus(options: { jobId: string } & SessionOptions): Pr
 /** Measures PutSnapshotBlock and GetSnapshotBlock at each level of requests in flight, on a scratch snapshot (see `snapline bench`). */
 export function bench(options: BenchOptions & Omit<RemoteOptions, 'concurrency' | 'newSnapshotIds' | 's3PathStyle'>): Promise<BenchResult> {
   return withRemote({ ...options, concurrency: Math.max(1, ...options.levels) }, (remote) => runBench(remote, options));
+}
+
+/** Makes a new EBS volume from a snapshot, optionally with fast snapshot restore and attached to an instance (see `snapline restore --to-volume`). */
+export function restoreToVolume(options: VolumeRestoreOptions & SessionOptions): Promise<VolumeRestoreResult> {
+  return withSession(options, (session) => restoreToVolumeWith(session, options));
+}
+
+/** Proves a volume's snapshot can be recovered and measures how long it takes, recording the drill in the index (see `snapline drill`). */
+export function drill(options: DrillOptions & SessionOptions): Promise<DrillResult> {
+  return withSession(options, (session) => drillWith(session, options));
+}
+
+/** Where a copy goes: a Region, through this session's connection or through `toConnection` (another account). */
+export interface CopyToOptions {
+  toRegion: string;
+  toConnection?: string;
+}
+
+/** Copies a snapshot into another Region (or account) and waits until the copy is completed (see `snapline copy`). */
+export function copy(options: CopyOptions & CopyToOptions & SessionOptions): Promise<CopyResult> {
+  return withSession(options, async (session) => {
+    const destination = await openCopyDestination(session, {
+      region: options.toRegion,
+      ...pick(options, ['configPath', 'onWarning', 'signal']),
+      ...(options.toConnection === undefined ? {} : { connection: options.toConnection }),
+    });
+    try {
+      return await copySnapshot({ index: session.index, catalog: session.catalog, sourceRegion: session.connection.settings.region, destination }, options);
+    } finally {
+      await destination.close();
+    }
+  });
+}
+
+/** Per volume: the last backup, the newest good snapshot's age against `expectEveryMs`, the last archive and drill, the space held on EBS (see `snapline status`). */
+export function status(options: StatusOptions & SessionOptions = {}): Promise<StatusResult> {
+  return withSession(options, (session) => statusOf(session, options));
+}
+
+/** One self-contained HTML page: the status table, charts of each volume's backups and its snapshot calendar (see `snapline report`). */
+export function report(options: StatusOptions & SessionOptions = {}): Promise<string> {
+  return withSession(options, async (session) => {
+    const result = await statusOf(session, options);
+    const shown = new Set(result.volumes.map((v) => v.volume));
+    const snapshots = session.index.listSnapshots().filter((s) => shown.has(s.volume));
+    return reportHtml({ status: result, runs: session.index.runs.listRuns(options.volume === undefined ? {} : { volume: options.volume }), snapshots });
+  });
+}
+
+/** The recorded runs as Prometheus text exposition (see `--metrics-file`); reads the index alone, and an index not made yet has no runs. */
+export async function metrics(options: { indexPath?: string } = {}): Promise<string> {
+  const path = options.indexPath ?? defaultIndexPath();
+  if (!existsSync(path)) return prometheusText([]);
+  const index = BlockIndex.open(path);
+  try {
+    return prometheusText(index.runs.listRuns());
+  } finally {
+    index.close();
+  }
+}
+
+/** Where the units of scheduled backups are: the user's (`user`) or the system's, or `unitDir` (then systemctl is never run). */
+export interface ScheduleHostOptions {
+  user?: boolean;
+  unitDir?: string;
+}
+
+/**
+ * A scheduled backup's request: `source` is made absolute; `command` (the
+ * program the unit runs, with the global options to repeat) defaults to
+ * this node and snapline's script.
+ */
+export type ScheduleInstallOptions = Omit<ScheduledBackup, 'user' | 'command'> & Partial<Pick<ScheduledBackup, 'command'>> & ScheduleHostOptions;
+
+/** Writes a systemd service and timer that back up `source` as `volume`, and enables the timer when systemd runs (see `snapline schedule install`). */
+export function scheduleInstall(options: ScheduleInstallOptions): Promise<InstallResult> {
+  const { user = false, unitDir, command, ...request } = options;
+  return installSchedule(
+    { ...request, source: scheduledSource(request.source), user, command: command ?? [process.execPath, snaplineScript()] },
+    scheduleHost(user, unitDir),
+  );
+}
+
+/** The scheduled backups whose timers snapline wrote (see `snapline schedule list`). */
+export function scheduleList(options: ScheduleHostOptions = {}): Promise<ScheduleEntry[]> {
+  return listSchedules(scheduleHost(Boolean(options.user), options.unitDir).dir);
+}
+
+export type ScheduleRemoval = Awaited<ReturnType<typeof removeSchedule>>;
+
+/** Stops and disables a volume's timer and deletes its units (see `snapline schedule remove`). */
+export function scheduleRemove(options: { volume: string } & ScheduleHostOptions): Promise<ScheduleRemoval> {
+  const user = Boolean(options.user);
+  return removeSchedule(options.volume, user, scheduleHost(user, options.unitDir));
+}
+
+function statusOf(session: Session, options: StatusOptions): Promise<StatusResult> {
+  return volumeStatus({ index: session.index, runs: session.index.runs, reader: session.reader, drills: drillLog(session) }, options);
+}
+
+/** The `keys` of `options` that are set. */
+function pick<T extends object, K extends keyof T>(options: T, keys: readonly K[]): Partial<Pick<T, K>> {
+  const picked: Partial<Pick<T, K>> = {};
+  for (const key of keys) if (options[key] !== undefined) picked[key] = options[key];
+  return picked;
 }
 
 /** Session options without the operation's own `archive` (an archive id, not a place). */

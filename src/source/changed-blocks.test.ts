@@ -53,16 +53,16 @@ describe('the changed-blocks file', () => {
   ])('refuses %j naming line %i', async (text, line, why) => {
     const path = fileWith(text);
     const err = await readChangedBlocksFile(path, 1024).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, details: { option: 'changedBlocks', line } });
-    expect((err as Error).message).toContain(`--changed-blocks ${path} line ${line}: ${why}`);
+    expect(err).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, details: { option: 'changedBlocksFile', line } });
+    expect((err as Error).message).toContain(`changedBlocksFile ${path} line ${line}: ${why}`);
   });
 
   it('refuses a file that cannot be read, naming it', async () => {
     const missing = join(dir, 'missing.txt');
     await expect(readChangedBlocksFile(missing, 1024)).rejects.toMatchObject({
       code: ErrorCodes.INVALID_ARGUMENT,
-      message: `--changed-blocks ${missing} cannot be read: ENOENT`,
-      details: { option: 'changedBlocks' },
+      message: `changedBlocksFile ${missing} cannot be read: ENOENT`,
+      details: { option: 'changedBlocksFile' },
     });
   });
 });

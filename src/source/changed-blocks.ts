@@ -19,9 +19,9 @@ export async function readChangedBlocksFile(path: string, sourceBytes: number): 
   const ranges: ByteRange[] = [];
   let lineNumber = 0;
   const bad = (why: string) =>
-    new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--changed-blocks ${path} line ${lineNumber}: ${why}`, {
+    new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `changedBlocksFile ${path} line ${lineNumber}: ${why}`, {
       hint: 'write one changed range a line as "OFFSET LENGTH" in bytes (decimal or 0x hex); # starts a comment',
-      details: { option: 'changedBlocks', path, line: lineNumber },
+      details: { option: 'changedBlocksFile', path, line: lineNumber },
     });
   const stream = createReadStream(path, { encoding: 'utf8' });
   try {
@@ -42,7 +42,7 @@ export async function readChangedBlocksFile(path: string, sourceBytes: number): 
   } catch (err) {
     if (err instanceof SnaplineError) throw err;
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--changed-blocks ${path} cannot be read: ${code}`, { cause: err, details: { option: 'changedBlocks', path } });
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `changedBlocksFile ${path} cannot be read: ${code}`, { cause: err, details: { option: 'changedBlocksFile', path } });
   } finally {
     stream.destroy();
   }

@@ -26,7 +26,7 @@ export async function openSource(path: string, options: OpenSourceOptions = {}):
   }
   if (isNbdUrl(path)) return openNbdSource(parseNbdUrl(path), { dirtyBitmap: options.dirtyBitmap });
   if (options.dirtyBitmap !== undefined) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--dirty-bitmap reads an NBD export's dirty bitmap: ${path} is not an NBD URL`, {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `dirtyBitmap reads an NBD export's dirty bitmap: ${path} is not an NBD URL`, {
       hint: 'export the disk with qemu-nbd -B NAME and back up its nbd:// URL, or give another tracker\'s changes with --changed-blocks FILE',
       details: { option: 'dirtyBitmap' },
     });

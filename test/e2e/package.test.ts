@@ -35,6 +35,7 @@ describe('the tarball (npm pack)', () => {
 const OPERATIONS = [
   'backup', 'restore', 'verify', 'diff', 'snapshots', 'prune', 'rebuildIndex', 'archive', 'archiveRestore', 'archiveStatus',
   'archiveInventory', 'archiveDelete', 'archivePrune', 'rehydrate', 'ecsRestore', 'ecsStatus', 'bench', 'startEmulator',
+  'restoreToVolume', 'drill', 'copy', 'status', 'metrics', 'report', 'scheduleInstall', 'scheduleList', 'scheduleRemove',
 ];
 
 describe('the library, imported by its name (package.json "exports")', () => {
@@ -70,32 +71,48 @@ const session = { connection: 'local', endpointUrl: endpoint.url, indexPath: joi
 try {
   const rows = await snapline.snapshots(session);
   const refused = await snapline.prune({ ...session, olderThanDays: -1 }).then(() => undefined, (err) => err);
-  console.log(JSON.stringify({ exported, deep, rows, refused: { isError: refused instanceof snapline.SnaplineError, code: refused.code, message: refused.message, details: refused.details } }));
+  const status = await snapline.status(session);
+  const schedules = await snapline.scheduleList({ unitDir: join(dir, 'units') });
+  const badZone = await snapline.restoreToVolume({ ...session, snapshotId: 'snap-0123456789abcdef0', availabilityZone: 'nowhere' }).then(() => undefined, (err) => err);
+  const failure = (err) => ({ isError: err instanceof snapline.SnaplineError, code: err.code, message: err.message, details: err.details });
+  console.log(JSON.stringify({ exported, deep, rows, refused: failure(refused), volumes: status.volumes, schedules, badZone: failure(badZone) }));
 } finally {
   await endpoint.close();
 }
 `,
     );
     const out = execFileSync(process.execPath, ['use.js'], { cwd: dir, encoding: 'utf8', env: hermeticEnv(join(work, 'data')) });
-    const result = JSON.parse(out) as { exported: string[]; deep: string; rows: unknown[]; refused: Record<string, unknown> };
+    const result = JSON.parse(out) as { exported: string[]; deep: string; rows: unknown[]; refused: unknown; volumes: unknown[]; schedules: unknown[]; badZone: unknown };
     expect(result.exported).toEqual(expect.arrayContaining(OPERATIONS));
     expect(result.deep).toBe('ERR_PACKAGE_PATH_NOT_EXPORTED');
     expect(result.rows).toEqual([]);
     expect(result.refused).toEqual({ isError: true, code: 'INVALID_ARGUMENT', message: 'olderThanDays must be 0 or more, got -1', details: { option: 'olderThanDays' } });
+    expect(result.volumes).toEqual([]);
+    expect(result.schedules).toEqual([]);
+    expect(result.badZone).toEqual({
+      isError: true,
+      code: 'INVALID_ARGUMENT',
+      message: "availabilityZone must name a zone such as us-east-1a, got 'nowhere'",
+      details: { option: 'availabilityZone' },
+    });
   });
 
   it('carries its types: a TypeScript project type-checks its calls through the "types" condition', () => {
     const dir = consumer();
     writeFileSync(
       join(dir, 'typed.ts'),
-      `import { archiveStatus, backup, type BackupResult, type SnaplineError } from 'snapline';
+      `import { archiveStatus, backup, copy, scheduleInstall, type BackupResult, type CopyResult, type SnaplineError } from 'snapline';
 export async function run(): Promise<string> {
   const result: BackupResult = await backup({ source: 'disk.img', volume: 'db1', connection: 'local', concurrency: 8 });
   const entries = await archiveStatus({ archive: 'ar-0123456789abcdef', wait: true });
-  return result.snapshotId ?? String(entries.length);
+  const copied: CopyResult = await copy({ snapshotId: 'snap-0123456789abcdef0', toRegion: 'eu-west-1', encrypted: true });
+  const installed = await scheduleInstall({ volume: 'db1', source: 'disk.img', every: 'daily', at: '02:30', unitDir: 'units' });
+  return result.snapshotId ?? String(entries.length) + copied.copySnapshotId + installed.timerPath;
 }
 // @ts-expect-error: backup needs a source
 export const missing = () => backup({ volume: 'db1' });
+// @ts-expect-error: a copy needs the Region it goes to
+export const nowhere = () => copy({ snapshotId: 'snap-0123456789abcdef0' });
 export type Failure = SnaplineError['code'];
 `,
     );

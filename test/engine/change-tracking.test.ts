@@ -191,7 +191,7 @@ describe.skipIf(qemuMissing !== undefined)('changed-block tracking against the l
     writeFileSync(changes, `0 4096\n${16 * MIB - 10} 11\n`);
     await expect(backup(local.session, { source: path, volume, changedBlocksFile: changes, sinceCheckpoint: 'era-2' })).rejects.toMatchObject({
       code: ErrorCodes.INVALID_ARGUMENT,
-      message: `--changed-blocks ${changes} line 2: bytes [${16 * MIB - 10}, ${16 * MIB + 1}) reach past the source's end at ${16 * MIB} bytes`,
+      message: `changedBlocksFile ${changes} line 2: bytes [${16 * MIB - 10}, ${16 * MIB + 1}) reach past the source's end at ${16 * MIB} bytes`,
     });
     expect(local.session.index.pendingRun(volume)).toBeUndefined();
   });

@@ -114,10 +114,10 @@ describe('restore to an EBS volume', () => {
     const before = await volumeIds();
     const cases: [() => Promise<unknown>, string, RegExp][] = [
       [() => restoreToVolume(session, { snapshotId: foreign, availabilityZone: ZONE }), ErrorCodes.INVALID_ARGUMENT, /not made by snapline/],
-      [() => restoreToVolume(session, { snapshotId: full, availabilityZone: ZONE, volumeType: 'gp3', sizeGiB: 0 }), ErrorCodes.INVALID_ARGUMENT, /--size/],
+      [() => restoreToVolume(session, { snapshotId: full, availabilityZone: ZONE, volumeType: 'gp3', sizeGiB: 0 }), ErrorCodes.INVALID_ARGUMENT, /^sizeGiB must be a whole number/],
       [() => restoreToVolume(session, { snapshotId: full, availabilityZone: ZONE, attach: { instanceId: otherZoneInstance, device: '/dev/sdf' } }), ErrorCodes.INVALID_ARGUMENT, /is in us-east-1b, not us-east-1a/],
       [() => restoreToVolume(session, { snapshotId: full, availabilityZone: ZONE, attach: { instanceId: 'i-0123456789abcdef0', device: '/dev/sdf' } }), ErrorCodes.NOT_FOUND, /does not exist/],
-      [() => restoreToVolume(session, { snapshotId: full, availabilityZone: ZONE, volumeType: 'hdd' }), ErrorCodes.INVALID_ARGUMENT, /--volume-type/],
+      [() => restoreToVolume(session, { snapshotId: full, availabilityZone: ZONE, volumeType: 'hdd' }), ErrorCodes.INVALID_ARGUMENT, /^volumeType must be one of/],
       [() => restoreToVolume(session, { snapshotId: 'snap-0123456789abcdef0', availabilityZone: ZONE }), ErrorCodes.NOT_FOUND, /does not exist/],
     ];
     for (const [attempt, code, message] of cases) {

@@ -119,12 +119,12 @@ async function pruneRun(ctx: CommandContext, flags: PruneFlags): Promise<Recorde
 
 function policyOf(flags: RetentionFlags, retention: typeof import('../../engine/lineage/retention.js')): RetentionPolicy {
   const policy: RetentionPolicy = {};
-  for (const [key, flag] of COUNT_FLAGS) {
+  for (const [key] of COUNT_FLAGS) {
     const value = flags[key];
-    if (value !== undefined) policy[key] = retention.parseKeepCount(flag, value);
+    if (value !== undefined) policy[key] = retention.parseKeepCount(key, value);
   }
-  if (flags.keepWithin !== undefined) policy.keepWithin = retention.parseCalendarDuration('--keep-within', flags.keepWithin);
-  if (flags.keepTag !== undefined) policy.keepTags = flags.keepTag.map((text): TagList => retention.parseTagList('--keep-tag', text));
+  if (flags.keepWithin !== undefined) policy.keepWithin = retention.parseCalendarDuration('keepWithin', flags.keepWithin);
+  if (flags.keepTag !== undefined) policy.keepTags = flags.keepTag.map((text): TagList => retention.parseTagList('keepTags', text));
   return policy;
 }
 

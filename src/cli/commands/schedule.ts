@@ -1,11 +1,9 @@
-import { execFile } from 'node:child_process';
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { delimiter, join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { Systemd } from '../../engine/schedule/install.js';
+import { scheduledSource, scheduleHost, snaplineScript, systemdInstalled } from '../../schedule-host.js';
 import type { ScheduledBackup } from '../../engine/schedule/units.js';
 import type { CommandContext, Wrap } from '../context.js';
 import { connectionRequest } from './common.js';
@@ -21,9 +19,6 @@ interface InstallFlags {
   prune?: boolean;
   metricsFile?: string;
 }
-
-/** Overrides the unit folder (tests, packaging); with it set, systemctl is never run. */
-const UNIT_DIR_ENV = 'SNAPLINE_SYSTEMD_UNIT_DIR';
 
 export function registerSchedule(program: Command, wrap: Wrap): void {
   const schedule = program.command('schedule').description('scheduled backups as systemd timers (or crontab lines where there is no systemd)');
@@ -48,7 +43,7 @@ export function registerSchedule(program: Command, wrap: Wrap): void {
     .action(
       wrap(async (ctx: CommandContext, flags: { user?: boolean }) => {
         const { listSchedules } = await import('../../engine/schedule/install.js');
-        const dir = unitDir(Boolean(flags.user));
+        const { dir } = scheduleHost(Boolean(flags.user));
         const entries = await listSchedules(dir);
         ctx.output().result({ dir, schedules: entries }, () =>
           entries.length === 0
@@ -66,7 +61,7 @@ export function registerSchedule(program: Command, wrap: Wrap): void {
       wrap(async (ctx: CommandContext, volume: string, flags: { user?: boolean }) => {
         const { removeSchedule } = await import('../../engine/schedule/install.js');
         const user = Boolean(flags.user);
-        const result = await removeSchedule(volume, user, { dir: unitDir(user), systemd: systemdHere() });
+        const result = await removeSchedule(volume, user, scheduleHost(user));
         ctx.output().result(result, () => [`removed ${result.removed.join(' and ')}`, ...pending(result.activated, result.commands)]);
       }),
     );
@@ -79,10 +74,10 @@ async function install(ctx: CommandContext, volume: string, flags: InstallFlags)
   const user = Boolean(flags.user);
   const request: ScheduledBackup = {
     volume,
-    source: sourceOf(flags.source),
+    source: scheduledSource(flags.source),
     every: flags.every,
     ...(flags.at === undefined ? {} : { at: flags.at }),
-    ...(flags.randomDelay === undefined ? {} : { randomDelaySeconds: parseDelay('--random-delay', flags.randomDelay) }),
+    ...(flags.randomDelay === undefined ? {} : { randomDelaySeconds: parseDelay(flags.randomDelay) }),
     user,
     ...(flags.prune ? { prune: await checkPolicy(ctx, volume) } : {}),
     ...(flags.metricsFile === undefined ? {} : { metricsFile: resolve(flags.metricsFile) }),
@@ -90,7 +85,8 @@ async function install(ctx: CommandContext, volume: string, flags: InstallFlags)
     environment: environmentOf(user),
   };
   const units = unitsFor(request);
-  const dir = unitDir(user);
+  const host = scheduleHost(user);
+  const { dir } = host;
   if (flags.crontab || (!flags.print && !systemdInstalled())) {
     output.result({ volume, crontab: units.crontab }, () => [
       ...(flags.crontab ? [] : ['no systemd on this machine: add this line to the crontab (crontab -e) instead']),
@@ -103,7 +99,7 @@ async function install(ctx: CommandContext, volume: string, flags: InstallFlags)
     output.result({ volume, ...paths, service: units.service, timer: units.timer, crontab: units.crontab }, () => [`# ${paths.servicePath}`, units.service, `# ${paths.timerPath}`, units.timer]);
     return;
   }
-  const result = await installSchedule(request, { dir, systemd: systemdHere() });
+  const result = await installSchedule(request, host);
   output.result({ ...result, units: undefined }, () => [
     `${result.replaced ? 'replaced' : 'wrote'} ${result.servicePath} and ${result.timerPath}`,
     ...(result.activated ? [`enabled ${units.name}.timer: ${units.timer.split('\n').filter((l) => l.startsWith('OnCalendar=')).join(', ')}`] : []),
@@ -132,16 +128,6 @@ function pending(activated: boolean, commands: string[]): string[] {
   return activated || commands.length === 0 ? [] : ['systemd is not running here; once it is, run:', ...commands.map((c) => `  ${c}`)];
 }
 
-/** An NBD URL as given; a path made absolute (the unit runs in /), and refused when nothing is there. */
-function sourceOf(source: string): string {
-  if (/^nbds?(\+unix)?:\/\//.test(source)) return source;
-  const absolute = resolve(source);
-  if (!existsSync(absolute)) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--source ${absolute} does not exist`, { hint: 'give the image file or block device to back up', details: { option: 'source' } });
-  }
-  return absolute;
-}
-
 /** node, snapline's script, and the global options that decide where the backup goes, with paths made absolute. */
 async function commandOf(ctx: CommandContext): Promise<string[]> {
   const globals = ctx.globals();
@@ -149,7 +135,7 @@ async function commandOf(ctx: CommandContext): Promise<string[]> {
   const config = configPath(globals.config);
   return [
     process.execPath,
-    scriptPath(),
+    snaplineScript(),
     ...(config.explicit || existsSync(config.path) ? ['--config', resolve(config.path)] : []),
     ...(globals.connection ? ['--connection', globals.connection] : []),
     ...(globals.endpointUrl ? ['--endpoint-url', globals.endpointUrl] : []),
@@ -159,60 +145,10 @@ async function commandOf(ctx: CommandContext): Promise<string[]> {
   ];
 }
 
-/** snapline's bin/snapline.js, from this module in src/ or in dist/src/. */
-function scriptPath(): string {
-  for (const candidate of ['../../../bin/snapline.js', '../../../../bin/snapline.js']) {
-    const url = new URL(candidate, import.meta.url);
-    if (existsSync(url)) return url.pathname;
-  }
-  return resolve(process.argv[1] ?? 'snapline');
-}
-
 /** What the run needs of this environment: HOME for a system unit (the data folder lives under it), and SNAPLINE_DATA_DIR when set. */
 function environmentOf(user: boolean): Record<string, string> {
   return {
     ...(user ? {} : { HOME: homedir() }),
     ...(process.env.SNAPLINE_DATA_DIR ? { SNAPLINE_DATA_DIR: resolve(process.env.SNAPLINE_DATA_DIR) } : {}),
-  };
-}
-
-function unitDir(user: boolean): string {
-  const override = process.env[UNIT_DIR_ENV];
-  if (override) return resolve(override);
-  if (!user) return '/etc/systemd/system';
-  return join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'systemd', 'user');
-}
-
-/** True where systemd is installed (systemctl on the PATH) or running. */
-function systemdInstalled(): boolean {
-  if (existsSync('/run/systemd/system')) return true;
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
-    try {
-      const path = join(dir, 'systemctl');
-      accessSync(path, constants.X_OK);
-      return statSync(path).isFile();
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** systemd as this machine has it; never the real manager when the unit folder is overridden. */
-function systemdHere(): Systemd {
-  const overridden = Boolean(process.env[UNIT_DIR_ENV]);
-  return {
-    running(user) {
-      if (overridden || !existsSync('/run/systemd/system')) return false;
-      return !user || existsSync(join(process.env.XDG_RUNTIME_DIR || `/run/user/${process.getuid?.() ?? 0}`, 'systemd'));
-    },
-    async systemctl(user, args) {
-      const argv = [...(user ? ['--user'] : []), ...args];
-      try {
-        await promisify(execFile)('systemctl', argv, { timeout: 60_000 });
-      } catch (err) {
-        const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
-        throw new SnaplineError(ErrorCodes.IO_FAILED, `systemctl ${argv.join(' ')} failed: ${stderr || (err as Error).message}`);
-      }
-    },
   };
 }

@@ -56,36 +56,39 @@ const CHECKPOINT_PATTERN = /^[\x21-\x7e]{1,256}$/;
 
 /** Refuses contradictory or malformed change-tracking options (INVALID_ARGUMENT naming the option). */
 export function checkTrackingOptions(options: TrackingOptions): void {
-  const invalid = (option: string, message: string) => new SnaplineError(ErrorCodes.INVALID_ARGUMENT, message, { details: { option } });
+  const invalid = (option: string, message: string, otherOptions: string[] = []) =>
+    new SnaplineError(ErrorCodes.INVALID_ARGUMENT, message, { details: { option, ...(otherOptions.length === 0 ? {} : { otherOptions }) } });
   const tracked = options.dirtyBitmap !== undefined || options.changedBlocksFile !== undefined;
   if (options.dirtyBitmap !== undefined && options.changedBlocksFile !== undefined) {
-    throw invalid('changedBlocks', '--dirty-bitmap and --changed-blocks exclude each other: give one tracker');
+    throw invalid('changedBlocksFile', 'dirtyBitmap and changedBlocksFile exclude each other: give one tracker', ['dirtyBitmap']);
   }
   if (tracked && options.full) {
-    throw invalid(options.dirtyBitmap !== undefined ? 'dirtyBitmap' : 'changedBlocks', `--full reads every block: ${options.dirtyBitmap !== undefined ? '--dirty-bitmap' : '--changed-blocks'} would not be used`);
+    const tracker = options.dirtyBitmap !== undefined ? 'dirtyBitmap' : 'changedBlocksFile';
+    throw invalid(tracker, `full reads every block: ${tracker} would not be used`, ['full']);
   }
   if (options.dirtyBitmap !== undefined && !CHECKPOINT_PATTERN.test(options.dirtyBitmap)) {
-    throw invalid('dirtyBitmap', `--dirty-bitmap "${options.dirtyBitmap}" is not a bitmap name: use 1 to 256 printable characters without spaces`);
+    throw invalid('dirtyBitmap', `dirtyBitmap "${options.dirtyBitmap}" is not a bitmap name: use 1 to 256 printable characters without spaces`);
   }
-  for (const [option, flag, value] of [
-    ['sinceCheckpoint', '--since-checkpoint', options.sinceCheckpoint],
-    ['checkpoint', '--checkpoint', options.checkpoint],
+  for (const [option, value] of [
+    ['sinceCheckpoint', options.sinceCheckpoint],
+    ['checkpoint', options.checkpoint],
   ] as const) {
     if (value !== undefined && !CHECKPOINT_PATTERN.test(value)) {
-      throw invalid(option, `${flag} "${value}" is not a checkpoint name: use 1 to 256 printable characters without spaces`);
+      throw invalid(option, `${option} "${value}" is not a checkpoint name: use 1 to 256 printable characters without spaces`);
     }
   }
   if (!tracked && options.sinceCheckpoint !== undefined) {
-    throw invalid('sinceCheckpoint', '--since-checkpoint names where a tracker counts changes from: give --dirty-bitmap or --changed-blocks with it');
+    throw invalid('sinceCheckpoint', 'sinceCheckpoint names where a tracker counts changes from: give dirtyBitmap or changedBlocksFile with it', ['dirtyBitmap', 'changedBlocksFile']);
   }
   if (options.changedBlocksFile !== undefined && options.sinceCheckpoint === undefined) {
-    throw invalid('sinceCheckpoint', '--changed-blocks needs --since-checkpoint: the checkpoint (recorded with the parent by --checkpoint) its changes count from');
+    // "checkpoint" comes last and once as a word: the command line makes that mention its flag.
+    throw invalid('sinceCheckpoint', 'changedBlocksFile needs sinceCheckpoint: where its changes count from, as recorded with the parent by checkpoint', ['changedBlocksFile', 'checkpoint']);
   }
   const percent = options.verifyUnchangedPercent;
   if (percent !== undefined) {
-    if (!tracked) throw invalid('verifyUnchangedPercent', '--verify-unchanged checks a tracker: give --dirty-bitmap or --changed-blocks with it');
+    if (!tracked) throw invalid('verifyUnchangedPercent', 'verifyUnchangedPercent checks a tracker: give dirtyBitmap or changedBlocksFile with it', ['dirtyBitmap', 'changedBlocksFile']);
     if (typeof percent !== 'number' || !Number.isFinite(percent) || percent < 0 || percent > 100) {
-      throw invalid('verifyUnchangedPercent', `--verify-unchanged must be a percentage from 0 to 100, got ${String(percent)}`);
+      throw invalid('verifyUnchangedPercent', `verifyUnchangedPercent must be a percentage from 0 to 100, got ${String(percent)}`);
     }
   }
 }

@@ -148,12 +148,11 @@ export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promis
  * option in the error (INVALID_ARGUMENT).
  */
 export function checkDestination(sourceRegion: string, region: string, connection: string | undefined, option = 'toRegion'): void {
-  const flag = `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
   if (!REGION_NAME.test(region)) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${flag} must be a Region name such as eu-west-1, got ${JSON.stringify(region)}`, { details: { option } });
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} must be a Region name such as eu-west-1, got ${JSON.stringify(region)}`, { details: { option } });
   }
   if (region === sourceRegion && connection === undefined) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${flag} ${region} is the snapshot's own Region: a copy for disaster recovery goes to another one`, {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} ${region} is the snapshot's own Region: a copy for disaster recovery goes to another one`, {
       hint: 'name another Region, or another account with --to-connection',
       details: { option },
     });

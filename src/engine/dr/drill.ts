@@ -74,7 +74,7 @@ export interface DrillResult {
 export async function drill(deps: DrillDeps, options: DrillOptions): Promise<DrillResult> {
   const snapshotId = snapshotToDrill(deps, options);
   if (options.toFile !== undefined && existsSync(options.toFile)) {
-    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `--to-file ${options.toFile} exists: a drill restores to a new file and removes it afterwards`, {
+    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `toFile ${options.toFile} exists: a drill restores to a new file and removes it afterwards`, {
       details: { option: 'toFile' },
     });
   }

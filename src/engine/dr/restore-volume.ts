@@ -192,7 +192,7 @@ async function checkBeforeRestore(deps: VolumeRestoreDeps, options: VolumeRestor
     });
   }
   if (options.sizeGiB !== undefined && options.sizeGiB < snapshot.volumeSizeGiB) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--size ${options.sizeGiB} is smaller than the snapshot's ${snapshot.volumeSizeGiB} GiB: a volume can only be as large or larger`, {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `sizeGiB ${options.sizeGiB} is smaller than the snapshot's ${snapshot.volumeSizeGiB} GiB: a volume can only be as large or larger`, {
       details: { option: 'sizeGiB' },
     });
   }
@@ -214,20 +214,20 @@ async function checkBeforeRestore(deps: VolumeRestoreDeps, options: VolumeRestor
 export function checkVolumeOptions(options: Pick<VolumeRestoreOptions, 'availabilityZone' | 'volumeType' | 'sizeGiB' | 'iops' | 'throughput' | 'attach'>): void {
   const bad = (option: string, message: string) => new SnaplineError(ErrorCodes.INVALID_ARGUMENT, message, { details: { option } });
   if (!/^[a-z]{2}(-[a-z]+)+-\d[a-z]$/.test(options.availabilityZone)) {
-    throw bad('availabilityZone', `--availability-zone must name a zone such as us-east-1a, got '${options.availabilityZone}'`);
+    throw bad('availabilityZone', `availabilityZone must name a zone such as us-east-1a, got '${options.availabilityZone}'`);
   }
   if (options.volumeType !== undefined && !(VOLUME_TYPES as readonly string[]).includes(options.volumeType)) {
-    throw bad('volumeType', `--volume-type must be one of ${VOLUME_TYPES.join(', ')}, got '${options.volumeType}'`);
+    throw bad('volumeType', `volumeType must be one of ${VOLUME_TYPES.join(', ')}, got '${options.volumeType}'`);
   }
-  for (const [option, flag, value] of [
-    ['sizeGiB', '--size', options.sizeGiB],
-    ['iops', '--iops', options.iops],
-    ['throughput', '--throughput', options.throughput],
+  for (const [option, value] of [
+    ['sizeGiB', options.sizeGiB],
+    ['iops', options.iops],
+    ['throughput', options.throughput],
   ] as const) {
-    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) throw bad(option, `${flag} must be a whole number above 0, got ${value}`);
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) throw bad(option, `${option} must be a whole number above 0, got ${value}`);
   }
   if (options.attach !== undefined && !/^\/dev\/[a-z0-9]+$|^xvd[a-z]+$/.test(options.attach.device)) {
-    throw bad('device', `--device must be a device name such as /dev/sdf, got '${options.attach.device}'`);
+    throw bad('device', `device must be a device name such as /dev/sdf, got '${options.attach.device}'`);
   }
 }
 

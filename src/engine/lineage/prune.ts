@@ -1,7 +1,7 @@
 import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
-import { applyRetention, calendarIn, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
+import { applyRetention, calendarIn, checkPolicy, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
 import { deleteCopies, type DeletedCopy } from '../dr/copy.js';
 
 export interface PruneOptions {
@@ -71,9 +71,9 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog;
   const { timeZone, now, volumes, policyOf, unmanagedVolumes } = scopeOf(deps.index, options);
   const result: PruneResult = { dryRun: Boolean(options.dryRun), timeZone, deleted: [], volumes: [], busyVolumes: [], deletedCopies: [], unmanagedVolumes };
   if (unmanagedVolumes.length === volumes.length && volumes.length > 0) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `no retention policy for ${volumes.length === 1 ? `volume ${volumes[0]}` : 'any volume'}: give --keep-last, --keep-daily, ... or --older-than-days, or set one in the config file`, {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `no retention policy for ${volumes.length === 1 ? `volume ${volumes[0]}` : 'any volume'}: give keepLast, keepDaily, ... or olderThanDays, or set one in the config file`, {
       hint: `a config file's volumes.NAME.retention holds a volume's policy (README: Retention)`,
-      details: { option: 'keepLast' },
+      details: { option: 'keepLast', otherOptions: ['keepDaily', 'olderThanDays'] },
     });
   }
   const protections = protectedSnapshots(deps.index);
@@ -157,6 +157,7 @@ function givenPolicy(options: RetentionPlanOptions): RetentionPolicy | undefined
   if (keepLast !== undefined && !(keepLast >= 1)) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `keepLast must be 1 or more, got ${keepLast}`, { details: { option: 'keepLast' } });
   }
+  if (options.policy !== undefined) checkPolicy(options.policy);
   const policy: RetentionPolicy = {
     ...options.policy,
     ...(keepLast === undefined ? {} : { keepLast }),

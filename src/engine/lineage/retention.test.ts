@@ -4,6 +4,7 @@ import { ErrorCodes } from '../../errors.js';
 import {
   applyRetention,
   calendarIn,
+  checkPolicy,
   isoWeek,
   parseCalendarDuration,
   parseKeepCount,
@@ -67,7 +68,7 @@ describe('applyRetention, the documented cases', () => {
       snap('future', '2027-03-01T00:00:00Z'),
     ];
     // One month before the newest (30 November 12:00; the future one does not count) is 30 October 12:00, itself left out.
-    const decisions = applyRetention(history, { keepWithin: parseCalendarDuration('--keep-within', '1m') }, { now: NOW, timeZone: 'UTC' });
+    const decisions = applyRetention(history, { keepWithin: parseCalendarDuration('keepWithin', '1m') }, { now: NOW, timeZone: 'UTC' });
     expect(kept(decisions)).toEqual(['future', 'newest', 'in']);
     expect(reasons(decisions).future).toEqual(['newest', 'within 1m']);
     // 31 March minus one month is "31 February", carried into 3 March (as Go's AddDate does).
@@ -92,7 +93,7 @@ describe('applyRetention, the documented cases', () => {
       snap('c', '2026-12-01T00:00:00Z', { team: 'web' }),
       snap('d', '2026-12-05T00:00:00Z'),
     ];
-    const policy: RetentionPolicy = { keepTags: [parseTagList('--keep-tag', 'team=db,keep')], keepNewerThanDays: 2 };
+    const policy: RetentionPolicy = { keepTags: [parseTagList('keepTags', 'team=db,keep')], keepNewerThanDays: 2 };
     expect(reasons(applyRetention(history, policy, { now: NOW, timeZone: 'UTC' }))).toEqual({
       d: ['newest', 'newer than 2 days'],
       c: [],
@@ -110,19 +111,34 @@ describe('applyRetention, the documented cases', () => {
 
 describe('parsing', () => {
   it('reads counts, durations and tag lists, and names the option in a refusal', () => {
-    expect(parseKeepCount('--keep-daily', '7')).toBe(7);
-    expect(parseKeepCount('--keep-daily', 'unlimited')).toBe(Infinity);
+    expect(parseKeepCount('keepDaily', '7')).toBe(7);
+    expect(parseKeepCount('keepDaily', 'unlimited')).toBe(Infinity);
     for (const bad of ['0', '-1', '1.5', 'many', '']) {
-      expect(() => parseKeepCount('--keep-daily', bad)).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT, message: expect.stringContaining('--keep-daily') }));
+      expect(() => parseKeepCount('keepDaily', bad)).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT, message: expect.stringContaining('keepDaily'), details: { option: 'keepDaily' } }));
     }
-    expect(parseCalendarDuration('--keep-within', '1y6m')).toEqual({ years: 1, months: 6, days: 0, hours: 0 });
-    expect(parseCalendarDuration('--keep-within', '2d12h')).toEqual({ years: 0, months: 0, days: 2, hours: 12 });
+    expect(parseCalendarDuration('keepWithin', '1y6m')).toEqual({ years: 1, months: 6, days: 0, hours: 0 });
+    expect(parseCalendarDuration('keepWithin', '2d12h')).toEqual({ years: 0, months: 0, days: 2, hours: 12 });
     for (const bad of ['', '7', '7w', '1d1d', '0d', 'd7', '1.5d', '7 d']) {
-      expect(() => parseCalendarDuration('--keep-within', bad)).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT, message: expect.stringContaining('--keep-within') }));
+      expect(() => parseCalendarDuration('keepWithin', bad)).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT, message: expect.stringContaining('keepWithin'), details: { option: 'keepWithin' } }));
     }
-    expect(parseTagList('--keep-tag', 'a=1,b')).toEqual(['a=1', 'b']);
-    expect(() => parseTagList('--keep-tag', 'a,,b')).toThrow(/--keep-tag/);
+    expect(parseTagList('keepTags', 'a=1,b')).toEqual(['a=1', 'b']);
+    expect(() => parseTagList('keepTags', 'a,,b')).toThrow(/^keepTags must be/);
     expect(() => calendarIn('Mars/Olympus')).toThrow(/unknown time zone/);
+  });
+
+  it('refuses a policy given as values that the parsers would not make, naming the rule', () => {
+    expect(() => checkPolicy({ keepLast: 2, keepDaily: Infinity, keepWithin: { years: 0, months: 1, days: 0, hours: 0 }, keepTags: [['a=1', 'b']] })).not.toThrow();
+    const refusals: [RetentionPolicy, string][] = [
+      [{ keepDaily: 0 }, 'keepDaily'],
+      [{ keepWeekly: 1.5 }, 'keepWeekly'],
+      [{ keepWithin: { years: 0, months: 0, days: 0, hours: 0 } }, 'keepWithin'],
+      [{ keepWithin: { years: 0, months: 0, days: -1, hours: 0 } }, 'keepWithin'],
+      [{ keepTags: [[]] }, 'keepTags'],
+      [{ keepTags: [['a,b']] }, 'keepTags'],
+    ];
+    for (const [policy, option] of refusals) {
+      expect(() => checkPolicy(policy)).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT, message: expect.stringMatching(new RegExp(`^${option} must be`)), details: { option } }));
+    }
   });
 
   it('numbers ISO weeks from the week holding the first Thursday', () => {

@@ -147,10 +147,10 @@ function hasTag(tags: Readonly<Record<string, string>>, tag: string): boolean {
 
 // ---- parsing (shared by the command line and the config file) ----------------
 
-/** A count: a whole number from 1 to 1,000,000, or "unlimited". Throws INVALID_ARGUMENT naming `what`. */
-export function parseKeepCount(what: string, value: unknown): KeepCount {
+/** A count: a whole number from 1 to 1,000,000, or "unlimited". Throws INVALID_ARGUMENT naming `option` (keepLast, keepDaily...). */
+export function parseKeepCount(option: string, value: unknown): KeepCount {
   const count = keepCountOf(value);
-  if (typeof count === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} ${count}`);
+  if (typeof count === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} ${count}`, { details: { option } });
   return count;
 }
 
@@ -164,10 +164,10 @@ export function keepCountOf(value: unknown): KeepCount | string {
 
 const DURATION_UNITS = { y: 'years', m: 'months', d: 'days', h: 'hours' } as const;
 
-/** restic's duration: numbers with units y (years), m (months), d (days), h (hours), each unit once, as `1y6m` or `36h`. Throws INVALID_ARGUMENT naming `what`. */
-export function parseCalendarDuration(what: string, text: string): CalendarDuration {
+/** restic's duration: numbers with units y (years), m (months), d (days), h (hours), each unit once, as `1y6m` or `36h`. Throws INVALID_ARGUMENT naming `option` (keepWithin). */
+export function parseCalendarDuration(option: string, text: string): CalendarDuration {
   const duration = calendarDurationOf(text);
-  if (typeof duration === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} ${duration}`);
+  if (typeof duration === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} ${duration}`, { details: { option } });
   return duration;
 }
 
@@ -202,10 +202,10 @@ export function formatDuration(d: CalendarDuration): string {
     .join('');
 }
 
-/** "key" or "key=value" lists: `a=1,b` is one list of two tags. Throws INVALID_ARGUMENT naming `what`. */
-export function parseTagList(what: string, text: string): TagList {
+/** "key" or "key=value" lists: `a=1,b` is one list of two tags. Throws INVALID_ARGUMENT naming `option` (keepTags). */
+export function parseTagList(option: string, text: string): TagList {
   const list = tagListOf(text);
-  if (typeof list === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${what} ${list}`);
+  if (typeof list === 'string') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} ${list}`, { details: { option } });
   return list;
 }
 
@@ -214,6 +214,31 @@ export function tagListOf(text: unknown): TagList | string {
   const tags = typeof text === 'string' ? text.split(',') : [];
   if (tags.length === 0 || tags.some((tag) => tag === '' || tag.startsWith('='))) return `must be a tag key or key=value (several joined by commas), got ${JSON.stringify(text)}`;
   return tags;
+}
+
+const COUNT_RULES = ['keepLast', 'keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const;
+
+/** Refuses a policy given as values (the library's) that the parsers above would not make: INVALID_ARGUMENT naming the rule. */
+export function checkPolicy(policy: RetentionPolicy): void {
+  for (const option of COUNT_RULES) {
+    const value = policy[option];
+    if (value !== undefined && value !== Infinity) parseKeepCount(option, value);
+  }
+  const within = policy.keepWithin;
+  if (within !== undefined) {
+    const fields = [within.years, within.months, within.days, within.hours];
+    if (!fields.every((n) => Number.isSafeInteger(n) && n >= 0 && n <= 1_000_000) || fields.every((n) => n === 0)) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `keepWithin must be whole years, months, days and hours from 0 to 1000000, not all 0, got ${JSON.stringify(within)}`, {
+        details: { option: 'keepWithin' },
+      });
+    }
+  }
+  for (const list of policy.keepTags ?? []) {
+    const valid = Array.isArray(list) && list.length > 0 && list.every((tag) => typeof tag === 'string' && tag !== '' && !tag.startsWith('=') && !tag.includes(','));
+    if (!valid) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `keepTags must be lists of tag keys or key=value, got ${JSON.stringify(list)}`, { details: { option: 'keepTags' } });
+    }
+  }
 }
 
 /** The policy in words, for output: "last 3, daily 7, within 2d". */

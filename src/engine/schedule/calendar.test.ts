@@ -83,13 +83,13 @@ describe('scheduleOf', () => {
       }
       throw new Error(`accepted --every ${every}`);
     };
-    expect(refusal('daily', '24:00')).toMatch(/^--at must be a time of day HH:MM/);
-    expect(refusal('daily', '3')).toMatch(/^--at must be a time of day/);
-    expect(refusal('hourly', '60')).toMatch(/^--at must be the minute of each hour/);
-    expect(refusal('30 2 * * *', '02:30')).toMatch(/^--at goes with --every hourly or daily/);
+    expect(refusal('daily', '24:00')).toMatch(/^at must be a time of day HH:MM/);
+    expect(refusal('daily', '3')).toMatch(/^at must be a time of day/);
+    expect(refusal('hourly', '60')).toMatch(/^at must be the minute of each hour/);
+    expect(refusal('30 2 * * *', '02:30')).toMatch(/^at goes with every hourly or daily/);
     expect(refusal('weekly')).toMatch(/got 1 fields/);
     expect(refusal('* * * * * *')).toMatch(/got 6 fields/);
-    expect(refusal('61 * * * *')).toBe('--every "61 * * * *" has a bad minute field "61": 61 is out of range: it must be from 0 to 59');
+    expect(refusal('61 * * * *')).toBe('every "61 * * * *" has a bad minute field "61": 61 is out of range: it must be from 0 to 59');
     expect(refusal('0 24 * * *')).toMatch(/bad hour field "24"/);
     expect(refusal('0 0 0 * *')).toMatch(/bad day-of-month field "0": 0 is out of range: it must be from 1 to 31/);
     expect(refusal('0 0 * 13 *')).toMatch(/bad month field "13".*jan\.\.dec/);
@@ -102,9 +102,9 @@ describe('scheduleOf', () => {
   });
 
   it('reads random delays as systemd writes them', () => {
-    expect(parseDelay('--random-delay', '30min')).toBe(1800);
-    expect(parseDelay('--random-delay', '1h30m')).toBe(5400);
+    expect(parseDelay('30min')).toBe(1800);
+    expect(parseDelay('1h30m')).toBe(5400);
     expect(formatDelay(5445)).toBe('1h30min45s');
-    for (const bad of ['', '30', '0s', '1.5h', '8d', '30 min', '9000h']) expect(() => parseDelay('--random-delay', bad)).toThrow(/^--random-delay must be a delay/);
+    for (const bad of ['', '30', '0s', '1.5h', '8d', '30 min', '9000h']) expect(() => parseDelay(bad)).toThrow(/^randomDelay must be a delay/);
   });
 });

@@ -34,44 +34,45 @@ const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 /** Days each month can have (February in a leap year). */
 const MONTH_DAYS = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
-function refuse(option: string, message: string): SnaplineError {
-  return new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} ${message}`, { details: { option: option === '--at' ? 'at' : 'every' } });
+/** INVALID_ARGUMENT about `option` (at or every), whose message begins with the option's name. */
+function refuse(option: 'at' | 'every', message: string): SnaplineError {
+  return new SnaplineError(ErrorCodes.INVALID_ARGUMENT, message, { details: { option, ...(option === 'at' ? { otherOptions: ['every'] } : {}) } });
 }
 
-/** The schedule of `--every` (hourly, daily or a cron expression) with `--at` (MM for hourly, HH:MM for daily). */
+/** The schedule of `every` (hourly, daily or a cron expression) with `at` (MM for hourly, HH:MM for daily). */
 export function scheduleOf(every: string, at?: string): Schedule {
   const two = (n: number) => String(n).padStart(2, '0');
   if (every === 'hourly') {
     const match = at === undefined ? ['', '00'] : /^:?([0-5]?\d)$/.exec(at);
-    if (match === null) throw refuse('--at', `must be the minute of each hour (0 to 59, as 15 or :15) with --every hourly, got ${JSON.stringify(at)}`);
+    if (match === null) throw refuse('at', `at must be the minute of each hour (0 to 59, as 15 or :15) with every hourly, got ${JSON.stringify(at)}`);
     const minute = Number(match[1]);
     return { onCalendar: [`*-*-* *:${two(minute)}:00`], cron: `${minute} * * * *`, description: `hourly at :${two(minute)}` };
   }
   if (every === 'daily') {
     const match = at === undefined ? ['', '0', '00'] : /^([01]?\d|2[0-3]):([0-5]\d)$/.exec(at);
-    if (match === null) throw refuse('--at', `must be a time of day HH:MM (00:00 to 23:59) with --every daily, got ${JSON.stringify(at)}`);
+    if (match === null) throw refuse('at', `at must be a time of day HH:MM (00:00 to 23:59) with every daily, got ${JSON.stringify(at)}`);
     const [hour, minute] = [Number(match[1]), Number(match[2])];
     return { onCalendar: [`*-*-* ${two(hour)}:${two(minute)}:00`], cron: `${minute} ${hour} * * *`, description: `daily at ${two(hour)}:${two(minute)}` };
   }
-  if (at !== undefined) throw refuse('--at', 'goes with --every hourly or daily; a cron expression carries its own time');
+  if (at !== undefined) throw refuse('at', 'at goes with every hourly or daily; a cron expression carries its own time');
   return cronSchedule(every);
 }
 
 /** A cron expression of five fields (minute hour day-of-month month day-of-week) as OnCalendar= expressions. */
 export function cronSchedule(expression: string): Schedule {
-  const option = `--every ${JSON.stringify(expression)}`;
+  const subject = `every ${JSON.stringify(expression)}`;
   const words = expression.trim().split(/\s+/);
   if (words.length !== 5 || words[0] === '') {
-    throw refuse(option, `must be hourly, daily or a cron expression of 5 fields (minute hour day-of-month month day-of-week, as "30 2 * * 1-5"), got ${words[0] === '' ? 0 : words.length} fields`);
+    throw refuse('every', `${subject} must be hourly, daily or a cron expression of 5 fields (minute hour day-of-month month day-of-week, as "30 2 * * 1-5"), got ${words[0] === '' ? 0 : words.length} fields`);
   }
-  const sets = FIELDS.map((field, i) => parseField(option, field, words[i]!));
+  const sets = FIELDS.map((field, i) => parseField(subject, field, words[i]!));
   const [minutes, hours, days, months, weekdays] = sets as [Set<number>, Set<number>, Set<number>, Set<number>, Set<number>];
   // 7 is Sunday as well as 0.
   if (weekdays.delete(7)) weekdays.add(0);
   // As cron does: the two day fields are either-or only when neither begins with "*"; otherwise both must match.
   const eitherDay = !words[2]!.startsWith('*') && !words[4]!.startsWith('*');
   if (!eitherDay && ![...months].some((month) => [...days].some((day) => day <= MONTH_DAYS[month - 1]!))) {
-    throw refuse(option, `never runs: no month it names (${words[3]}) has a day it names (${words[2]})`);
+    throw refuse('every', `${subject} never runs: no month it names (${words[3]}) has a day it names (${words[2]})`);
   }
   const time = `${list(hours, FIELDS[1]!)}:${list(minutes, FIELDS[0]!)}:00`;
   const month = list(months, FIELDS[3]!);
@@ -82,8 +83,8 @@ export function cronSchedule(expression: string): Schedule {
   return { onCalendar, cron: words.join(' '), description: `cron ${words.join(' ')}` };
 }
 
-function parseField(option: string, field: CronField, text: string): Set<number> {
-  const bad = (why: string) => refuse(option, `has a bad ${field.name} field ${JSON.stringify(text)}: ${why}`);
+function parseField(subject: string, field: CronField, text: string): Set<number> {
+  const bad = (why: string) => refuse('every', `${subject} has a bad ${field.name} field ${JSON.stringify(text)}: ${why}`);
   const range = `from ${field.min} to ${field.max}${field.names ? ` or ${field.names[0]}..${field.names.at(-1)}` : ''}${field.name === 'day-of-week' ? ' (0 and 7 are Sunday)' : ''}`;
   const value = (word: string): number => {
     const named = field.names?.indexOf(word.toLowerCase()) ?? -1;
@@ -150,12 +151,12 @@ function runs(sorted: number[]): Array<[number, number]> {
 }
 
 /** A delay as systemd writes it: `30min`, `2h`, `45s`, `1h30min`; refused unless whole seconds, minutes and hours. Returns seconds. */
-export function parseDelay(option: string, text: string): number {
+export function parseDelay(text: string): number {
   const units: Record<string, number> = { s: 1, sec: 1, m: 60, min: 60, h: 3600 };
   const parts = /^(?:\d+(?:s|sec|m|min|h))+$/.test(text) ? [...text.matchAll(/(\d+)(sec|min|s|m|h)/g)] : [];
   const seconds = parts.reduce((sum, [, n, unit]) => sum + Number(n) * units[unit!]!, 0);
   if (parts.length === 0 || seconds === 0 || seconds > 7 * 86_400) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} must be a delay above zero and at most a week, as 30min, 2h, 45s or 1h30min, got ${JSON.stringify(text)}`, {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `randomDelay must be a delay above zero and at most a week, as 30min, 2h, 45s or 1h30min, got ${JSON.stringify(text)}`, {
       details: { option: 'randomDelay' },
     });
   }

@@ -145,7 +145,7 @@ describe('install, list and remove in a unit folder', () => {
 
   it('writes nothing for bad input', async () => {
     await expect(installSchedule(request({ every: '0 25 * * *', at: undefined }), { dir, systemd: fakeSystemd(true) })).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
-    await expect(installSchedule(request({ at: '25:00' }), { dir, systemd: fakeSystemd(true) })).rejects.toMatchObject({ message: expect.stringMatching(/^--at /) });
+    await expect(installSchedule(request({ at: '25:00' }), { dir, systemd: fakeSystemd(true) })).rejects.toMatchObject({ message: expect.stringMatching(/^at must be /) });
     expect(readdirSync(dir)).toEqual([]);
   });
 });

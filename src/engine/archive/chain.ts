@@ -71,7 +71,7 @@ export async function openArchiveChain(
   const members: ChainMember[] = [];
   for (const record of records) {
     const store = storeOf(deps.archives, record);
-    const objects = deps.index.archiveObjects(record.archiveId);
+    const objects = deps.index.archives.objects(record.archiveId);
     const jobs = new Map(objects.filter((o) => o.restoreJob !== null && record.target === 'glacier').map((o) => [o.ref, o.restoreJob!]));
     const unreadable: string[] = [];
     for (const object of objects) if ((await store.restoreStatus(object.ref, jobs.get(object.ref))).state !== 'available') unreadable.push(object.name);

@@ -58,9 +58,9 @@ export function remoteName(record: ArchiveRecord, name: string): string {
  * live archive. NOT_FOUND or INVALID_ARGUMENT (ambiguous) otherwise.
  */
 export function findArchive(index: BlockIndex, ref: string): ArchiveRecord {
-  const byId = index.getArchive(ref);
+  const byId = index.archives.get(ref);
   if (byId !== undefined) return byId;
-  const bySnapshot = index.listArchives().filter((a) => a.snapshotId === ref && a.state !== 'deleted');
+  const bySnapshot = index.archives.list().filter((a) => a.snapshotId === ref && a.state !== 'deleted');
   if (bySnapshot.length === 1) return bySnapshot[0]!;
   if (bySnapshot.length > 1) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${ref} has ${bySnapshot.length} archives: name one (${bySnapshot.map((a) => a.archiveId).join(', ')})`);
@@ -76,7 +76,7 @@ export function chainOf(index: BlockIndex, record: ArchiveRecord): ArchiveRecord
   const chain = [record];
   let current = record;
   while (current.parentArchiveId !== null) {
-    const parent = index.getArchive(current.parentArchiveId);
+    const parent = index.archives.get(current.parentArchiveId);
     if (parent === undefined) throw new SnaplineError(ErrorCodes.INDEX_UNUSABLE, `the index lost archive ${current.parentArchiveId}, the parent of ${current.archiveId}`);
     chain.unshift(parent);
     current = parent;

@@ -423,12 +423,12 @@ async function rehydrateToFile(
   // An NBD export is known by its canonical URL and opened by the URL as given.
   const targetPath = isNbdUrl(path) ? parseNbdUrl(path).url : resolve(path);
   const sizeBytes = chain.snapshot.sourceBytes;
-  const lock = deps.index.acquireLock(`target:${targetPath}`);
+  const lock = deps.index.locks.acquire(`target:${targetPath}`);
   try {
     const target = await openTarget(isNbdUrl(path) ? path : targetPath, { sizeBytes, force });
     let applied: ApplyResult;
     try {
-      deps.index.setTarget({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
+      deps.index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
       applied = await applyPlan(deps.hashPool, withGaps(planBlocks(chain, deps.hashPool, wholeSpan(chain), applyOptions.signal), target, sizeBytes), fileSink(target, sizeBytes), applyOptions);
       await target.finish(sizeBytes);
     } catch (err) {
@@ -443,7 +443,7 @@ async function rehydrateToFile(
       await target.close();
     }
     // The image now holds the archived snapshot: a later `restore --incremental` may build on it while that snapshot exists.
-    deps.index.setTarget({ path: targetPath, snapshotId: chain.snapshot.snapshotId, state: 'complete', sizeBytes });
+    deps.index.targets.set({ path: targetPath, snapshotId: chain.snapshot.snapshotId, state: 'complete', sizeBytes });
     return { target: targetPath, applied };
   } finally {
     lock.release();

@@ -21,7 +21,7 @@ export class JournalWriter {
 
   /** Records that these blocks are about to be uploaded. Call before the uploads start. */
   intend(blocks: ReadonlyArray<{ index: number; digest: Uint8Array }>): void {
-    this.index.recordIntents(this.snapshotId, blocks);
+    this.index.runs.recordIntents(this.snapshotId, blocks);
   }
 
   /** Records an acknowledged block; written to the index with the next batch. */
@@ -34,7 +34,7 @@ export class JournalWriter {
     if (this.#acks.length === 0) return;
     const batch = this.#acks;
     this.#acks = [];
-    this.index.recordBlocks(this.snapshotId, batch);
+    this.index.runs.recordBlocks(this.snapshotId, batch);
   }
 }
 
@@ -62,8 +62,8 @@ export class ResumeState {
 
   static load(index: BlockIndex, snapshotId: string): ResumeState {
     const unacknowledged = new Set<number>();
-    for (const block of index.unacknowledgedBlocks(snapshotId)) unacknowledged.add(block.index);
-    return new ResumeState(index.writtenBlocks(snapshotId), unacknowledged);
+    for (const block of index.runs.unacknowledgedBlocks(snapshotId)) unacknowledged.add(block.index);
+    return new ResumeState(index.runs.writtenBlocks(snapshotId), unacknowledged);
   }
 
   /**

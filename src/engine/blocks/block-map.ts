@@ -31,7 +31,7 @@ export class BlockMapCursor {
     this.#indexes = [];
     this.#digests = [];
     this.#pos = 0;
-    for (const { index, digest } of this.index.blockMap(this.snapshotId!, { fromBlock, toBlock: this.#to })) {
+    for (const { index, digest } of this.index.maps.blockMap(this.snapshotId!, { fromBlock, toBlock: this.#to })) {
       this.#indexes.push(index);
       this.#digests.push(digest);
     }

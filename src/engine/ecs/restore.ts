@@ -142,13 +142,13 @@ export async function ecsRestore(deps: EcsRestoreDeps, options: EcsRestoreOption
 /** The job as the index and ECS know it now (tasks found by startedBy are recorded); starts and stops nothing. */
 export async function ecsStatus(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, jobId: string): Promise<EcsJobReport> {
   const started = Date.now();
-  const job = deps.index.getEcsJob(jobId);
+  const job = deps.index.ecsJobs.get(jobId);
   if (job === undefined) {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `ECS job ${jobId} is not in the index`, { hint: 'list the jobs with `snapline ecs status`' });
   }
   const worker = await workerContainerOf(deps.tasks, job.taskDefinition, {});
   await findJobTasks(deps, job, worker.name);
-  return reportOf(deps.index, deps.index.getEcsJob(jobId)!, new Map(), started);
+  return reportOf(deps.index, deps.index.ecsJobs.get(jobId)!, new Map(), started);
 }
 
 /**
@@ -158,25 +158,25 @@ export async function ecsStatus(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, j
  */
 async function openSource(deps: EcsRestoreDeps, id: string): Promise<ShardSource> {
   const isSnapshotId = /^snap-[0-9a-zA-Z]+$/.test(id);
-  const archived = deps.index.listArchives().some((a) => a.state !== 'deleted' && (a.archiveId === id || a.snapshotId === id));
-  if (isSnapshotId && (deps.index.getSnapshot(id)?.state === 'completed' || !archived)) return snapshotSource(deps, id);
+  const archived = deps.index.archives.list().some((a) => a.state !== 'deleted' && (a.archiveId === id || a.snapshotId === id));
+  if (isSnapshotId && (deps.index.lineage.getSnapshot(id)?.state === 'completed' || !archived)) return snapshotSource(deps, id);
   return archiveSource(deps, id, { s3PathStyle: deps.settings.s3PathStyle ?? false });
 }
 
 /** The source's open job whose snapshot is still pending, or a new job with its snapshot started and its run begun. */
 async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: number, options: EcsRestoreOptions): Promise<EcsJobRecord> {
   const { index } = deps;
-  let job = index.openEcsJob(source.id);
+  let job = index.ecsJobs.openFor(source.id);
   if (job?.snapshotId != null && !(await snapshotUsable(deps, job.snapshotId))) {
     options.onNote?.(`job ${job.jobId}: its snapshot ${job.snapshotId} is no longer pending; starting a new job`);
-    const run = index.getSnapshot(job.snapshotId);
-    if (run?.state === 'pending' || run?.state === 'completing') index.abandonRun(job.snapshotId, `ECS job ${job.jobId}: the snapshot is gone or in error`);
-    index.updateEcsJob(job.jobId, { state: 'abandoned', message: `its snapshot ${job.snapshotId} is gone or in error` });
+    const run = index.lineage.getSnapshot(job.snapshotId);
+    if (run?.state === 'pending' || run?.state === 'completing') index.runs.abandonRun(job.snapshotId, `ECS job ${job.jobId}: the snapshot is gone or in error`);
+    index.ecsJobs.update(job.jobId, { state: 'abandoned', message: `its snapshot ${job.snapshotId} is gone or in error` });
     job = undefined;
   }
   if (job === undefined) {
     const volume = options.volume ?? `${source.volume}-restored`;
-    const open = index.pendingRun(volume);
+    const open = index.runs.pendingRun(volume);
     if (open !== undefined) {
       throw new SnaplineError(ErrorCodes.CONFLICT, `volume ${volume} has an unfinished run (snapshot ${open.snapshotId})`, {
         hint: 'name another volume with --volume, or let that run finish',
@@ -184,13 +184,13 @@ async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: num
     }
     const spans = await splitShards(source, shards);
     const jobId = `j-${randomBytes(5).toString('hex')}`;
-    job = index.createEcsJob(
+    job = index.ecsJobs.create(
       { jobId, sourceKind: source.kind, source: source.id, volume, cluster: deps.settings.cluster, taskDefinition: deps.settings.taskDefinition, startedBy: `snapline-${jobId}` },
       spans,
     );
     options.onNote?.(`job ${jobId}: ${spans.length} shard${spans.length === 1 ? '' : 's'} of ${source.id} on cluster ${job.cluster}`);
   } else {
-    const count = index.ecsShards(job.jobId).length;
+    const count = index.ecsJobs.shards(job.jobId).length;
     options.onNote?.(`job ${job.jobId}: resuming (${count} shard${count === 1 ? '' : 's'})${options.shards !== undefined && options.shards !== count ? `; --shards ${options.shards} does not change a job under way` : ''}`);
   }
   if (job.snapshotId === null) {
@@ -203,11 +203,11 @@ async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: num
       timeoutMinutes: SNAPSHOT_TIMEOUT_MINUTES,
       clientToken: job.jobId,
     });
-    job = index.updateEcsJob(job.jobId, { snapshotId: snapshot.snapshotId });
+    job = index.ecsJobs.update(job.jobId, { snapshotId: snapshot.snapshotId });
   }
-  if (index.getSnapshot(job.snapshotId!) === undefined) {
-    if (index.getVolume(job.volume) === undefined) index.ensureVolume({ name: job.volume, sourcePath: '', sizeBytes: source.sourceBytes });
-    index.beginRun({
+  if (index.lineage.getSnapshot(job.snapshotId!) === undefined) {
+    if (index.lineage.getVolume(job.volume) === undefined) index.lineage.ensureVolume({ name: job.volume, sourcePath: '', sizeBytes: source.sourceBytes });
+    index.runs.beginRun({
       volume: job.volume,
       snapshotId: job.snapshotId!,
       parentSnapshotId: null,
@@ -226,7 +226,7 @@ async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: num
 async function snapshotUsable(deps: EcsRestoreDeps, snapshotId: string): Promise<boolean> {
   const [remote] = await deps.catalog.describeSnapshots([snapshotId]);
   if (remote?.state === 'pending') return true;
-  const run = deps.index.getSnapshot(snapshotId);
+  const run = deps.index.lineage.getSnapshot(snapshotId);
   return remote?.state === 'completed' && (run?.state === 'completing' || run?.state === 'completed');
 }
 
@@ -246,7 +246,7 @@ interface FoundTask {
  * filter, and then lists running tasks only.) Each is recorded in the index.
  */
 async function findJobTasks(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, job: EcsJobRecord, worker: string): Promise<FoundTask[]> {
-  const known = new Map(deps.index.ecsTasks(job.jobId).map((t) => [t.taskArn, t]));
+  const known = new Map(deps.index.ecsJobs.tasks(job.jobId).map((t) => [t.taskArn, t]));
   const arns = new Set(known.keys());
   const family = familyOf(job.taskDefinition);
   for (const desiredStatus of ['RUNNING', 'STOPPED'] as const) for (const arn of await deps.tasks.list(job.cluster, { desiredStatus, family })) arns.add(arn);
@@ -270,8 +270,8 @@ export function familyOf(taskDefinition: string): string {
 
 function recordTask(index: BlockIndex, jobId: string, shard: number, attempt: number, state: TaskState, worker: string): void {
   const container = state.containers.find((c) => c.name === worker);
-  const earlier = index.ecsTasks(jobId).find((t) => t.taskArn === state.taskArn);
-  index.recordEcsTask({
+  const earlier = index.ecsJobs.tasks(jobId).find((t) => t.taskArn === state.taskArn);
+  index.ecsJobs.recordTask({
     taskArn: state.taskArn,
     jobId,
     shard,
@@ -322,13 +322,13 @@ class JobDriver {
     private readonly options: EcsRestoreOptions,
   ) {
     this.#pacing = pacing;
-    this.#shards = deps.index.ecsShards(job.jobId).map((record) => ({ record, failures: 0, unplaced: 0, nextLaunchAt: 0, gaveUp: false, lastLines: [] }));
+    this.#shards = deps.index.ecsJobs.shards(job.jobId).map((record) => ({ record, failures: 0, unplaced: 0, nextLaunchAt: 0, gaveUp: false, lastLines: [] }));
   }
 
   async run(started: number): Promise<EcsJobReport> {
     const { signal } = this.options;
     const deadline = this.options.timeoutMs === undefined ? Infinity : started + this.options.timeoutMs;
-    this.#index.updateEcsJob(this.job.jobId, { state: 'running', message: null });
+    this.#index.ecsJobs.update(this.job.jobId, { state: 'running', message: null });
     try {
       await this.#adopt();
       let pause = this.#pacing.pollFirstMs;
@@ -350,7 +350,7 @@ class JobDriver {
     const failed = this.#shards.filter((s) => s.record.state !== 'succeeded');
     if (failed.length > 0) {
       const message = failed.map((s) => `shard ${s.record.shard}: ${s.record.message ?? 'failed'}`).join('; ');
-      this.#index.updateEcsJob(this.job.jobId, { state: 'failed', message });
+      this.#index.ecsJobs.update(this.job.jobId, { state: 'failed', message });
       return this.#report('failed', started);
     }
     await this.#complete(deadline);
@@ -566,16 +566,16 @@ class JobDriver {
   }
 
   #updateShard(shard: ShardRun, fields: Partial<Pick<EcsShardRecord, 'state' | 'attempt' | 'launch' | 'message'>>): void {
-    this.#index.updateEcsShard(this.job.jobId, shard.record.shard, fields);
+    this.#index.ecsJobs.updateShard(this.job.jobId, shard.record.shard, fields);
     shard.record = { ...shard.record, ...fields };
   }
 
   /** Every shard succeeded: the run's journal gets the digests, then CompleteSnapshot with the aggregate and the wait. */
   async #complete(deadline: number): Promise<void> {
     const snapshotId = this.job.snapshotId!;
-    const run = this.#index.getSnapshot(snapshotId);
+    const run = this.#index.lineage.getSnapshot(snapshotId);
     if (run?.state === 'pending') {
-      for (const shard of this.#shards) for await (const window of this.source.blocks(shard.record)) this.#index.recordBlocks(snapshotId, window);
+      for (const shard of this.#shards) for await (const window of this.source.blocks(shard.record)) this.#index.runs.recordBlocks(snapshotId, window);
     }
     this.#note(`completing snapshot ${snapshotId}`);
     try {
@@ -584,10 +584,10 @@ class JobDriver {
         signal: this.options.signal,
       });
     } catch (err) {
-      if (isSnaplineError(err, ErrorCodes.BAD_STATE)) this.#index.updateEcsJob(this.job.jobId, { state: 'abandoned', message: err.message });
+      if (isSnaplineError(err, ErrorCodes.BAD_STATE)) this.#index.ecsJobs.update(this.job.jobId, { state: 'abandoned', message: err.message });
       throw this.#resumable(err, 0);
     }
-    this.#index.updateEcsJob(this.job.jobId, { state: 'completed', message: null });
+    this.#index.ecsJobs.update(this.job.jobId, { state: 'completed', message: null });
   }
 
   /** StopTask for every task of the job that has not stopped; how many. Best effort: a failure is reported, the others still tried. */
@@ -629,7 +629,7 @@ class JobDriver {
 
   #report(state: EcsJobReport['state'], started: number): EcsJobReport {
     const lastLines = new Map(this.#shards.map((s) => [s.record.shard, s.lastLines]));
-    const job = this.#index.getEcsJob(this.job.jobId)!;
+    const job = this.#index.ecsJobs.get(this.job.jobId)!;
     return reportOf(this.#index, job, lastLines, started, state);
   }
 }
@@ -641,8 +641,8 @@ function reportOf(
   started: number,
   state: EcsJobReport['state'] = job.state,
 ): EcsJobReport {
-  const tasks = index.ecsTasks(job.jobId);
-  const shards = index.ecsShards(job.jobId).map((record): EcsShardReport => {
+  const tasks = index.ecsJobs.tasks(job.jobId);
+  const shards = index.ecsJobs.shards(job.jobId).map((record): EcsShardReport => {
     const task = tasks.filter((t) => t.shard === record.shard).at(-1);
     return {
       shard: record.shard,

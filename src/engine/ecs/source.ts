@@ -52,7 +52,7 @@ const WINDOW = 16_384;
  * the index does not know it.
  */
 export async function snapshotSource(deps: { index: BlockIndex; catalog: SnapshotCatalog }, snapshotId: string): Promise<ShardSource> {
-  const record = deps.index.getSnapshot(snapshotId);
+  const record = deps.index.lineage.getSnapshot(snapshotId);
   if (record === undefined || record.state !== 'completed') {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} is not a completed snapshot in the index: the driver needs its block digests`, {
       hint: `learn it first with \`snapline index rebuild ${snapshotId}\`, or restore from an archive of it`,
@@ -71,7 +71,7 @@ export async function snapshotSource(deps: { index: BlockIndex; catalog: Snapsho
     async *blocks(span) {
       for (let from = span.fromBlock; from < span.toBlock; from += WINDOW) {
         const window: Array<{ index: number; digest: Buffer }> = [];
-        for (const { index: block, digest } of index.blockMap(snapshotId, { fromBlock: from, toBlock: Math.min(span.toBlock, from + WINDOW) })) {
+        for (const { index: block, digest } of index.maps.blockMap(snapshotId, { fromBlock: from, toBlock: Math.min(span.toBlock, from + WINDOW) })) {
           if (writesDigest(digest, remote.encrypted)) window.push({ index: block, digest: Buffer.from(digest) });
         }
         if (window.length > 0) yield window;

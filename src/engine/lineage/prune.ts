@@ -30,14 +30,14 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog 
   }
   const keepLast = Math.max(1, options.keepLast ?? 1);
   const cutoff = (options.now ?? new Date()).getTime() - options.olderThanDays * 86_400_000;
-  const volumes = options.volume ? [options.volume] : deps.index.listVolumes().map((v) => v.name);
+  const volumes = options.volume ? [options.volume] : deps.index.lineage.listVolumes().map((v) => v.name);
   const result: PruneResult = { dryRun: Boolean(options.dryRun), deleted: [], busyVolumes: [] };
 
   for (const volume of volumes) {
     let lock: { release(): void } | undefined;
     if (!options.dryRun) {
       try {
-        lock = deps.index.acquireLock(`volume:${volume}`);
+        lock = deps.index.locks.acquire(`volume:${volume}`);
       } catch (err) {
         if (!isSnaplineError(err, ErrorCodes.CONFLICT)) throw err;
         result.busyVolumes.push(volume);
@@ -49,7 +49,7 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog 
         const ageDays = Math.floor(((options.now ?? new Date()).getTime() - snapshot.startedAt.getTime()) / 86_400_000);
         if (!options.dryRun) {
           await deps.catalog.deleteSnapshot(snapshot.snapshotId);
-          deps.index.markDeleted(snapshot.snapshotId);
+          deps.index.lineage.markDeleted(snapshot.snapshotId);
         }
         result.deleted.push({ volume, snapshotId: snapshot.snapshotId, ageDays });
       }
@@ -61,10 +61,10 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog 
 }
 
 function candidates(index: BlockIndex, volume: string, keepLast: number, cutoff: number): SnapshotRecord[] {
-  const all = index.listSnapshots(volume);
+  const all = index.lineage.listSnapshots(volume);
   const completed = all.filter((s) => s.state === 'completed');
   const kept = new Set(completed.slice(-keepLast).map((s) => s.snapshotId));
-  const pending = index.pendingRun(volume);
+  const pending = index.runs.pendingRun(volume);
   if (pending?.parentSnapshotId) kept.add(pending.parentSnapshotId);
   if (pending?.baseSnapshotId) kept.add(pending.baseSnapshotId);
   return completed.filter((s) => !kept.has(s.snapshotId) && s.startedAt.getTime() < cutoff);

@@ -39,7 +39,7 @@ export async function rebuildIndex(
   if (!volume) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${options.snapshotId} has no ${VOLUME_TAG} tag: name its volume with --volume`);
   }
-  const sourcePath = options.source === undefined ? (deps.index.getVolume(volume)?.sourcePath ?? '') : await sourcePathOf(options.source);
+  const sourcePath = options.source === undefined ? (deps.index.lineage.getVolume(volume)?.sourcePath ?? '') : await sourcePathOf(options.source);
   const taggedBytes = Number(snapshot.tags[SOURCE_BYTES_TAG]);
   const sourceBytes = Number.isSafeInteger(taggedBytes) && taggedBytes > 0 ? taggedBytes : snapshot.volumeSizeGiB * GIB;
 
@@ -62,8 +62,8 @@ export async function rebuildIndex(
   // An interruption that came after the last block was asked for still stops the run before anything is recorded.
   throwIfAborted(options.signal);
   blocks.sort((a, b) => a.index - b.index);
-  deps.index.ensureVolume({ name: volume, sourcePath, sizeBytes: sourceBytes });
-  deps.index.importSnapshot(
+  deps.index.lineage.ensureVolume({ name: volume, sourcePath, sizeBytes: sourceBytes });
+  deps.index.lineage.importSnapshot(
     {
       snapshotId: options.snapshotId,
       volume,

@@ -28,7 +28,7 @@ export async function listSnapshots(
   deps: { index: BlockIndex; catalog: SnapshotCatalog },
   options: { volume?: string; now?: Date } = {},
 ): Promise<SnapshotRow[]> {
-  const records = deps.index.listSnapshots(options.volume).filter((r) => r.state !== 'deleted');
+  const records = deps.index.lineage.listSnapshots(options.volume).filter((r) => r.state !== 'deleted');
   const remote = new Map<string, RemoteSnapshot>();
   for (let i = 0; i < records.length; i += 200) {
     const ids = records.slice(i, i + 200).map((r) => r.snapshotId);

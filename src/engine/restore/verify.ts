@@ -117,9 +117,9 @@ export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give a source to compare with the snapshot, or --remote to read and check the snapshot alone');
   }
   const remote = await completedSnapshot(deps.catalog, options.snapshotId);
-  const known = deps.index.getSnapshot(options.snapshotId);
+  const known = deps.index.lineage.getSnapshot(options.snapshotId);
   const mapped = known?.state === 'completed';
-  if (mapped) deps.index.verifyMap(options.snapshotId);
+  if (mapped) deps.index.maps.verifyMap(options.snapshotId);
   const snapshotBytes = known?.sourceBytes ?? taggedSourceBytes(remote) ?? null;
   const snapshotBlocks = snapshotBytes === null ? remote.volumeSizeGiB * BLOCKS_PER_GIB : blockCountFor(snapshotBytes);
   const source = options.source === undefined ? undefined : await openSource(options.source);
@@ -210,7 +210,7 @@ async function compareWithIndex(deps: VerifyDeps, options: VerifyOptions, source
     }
   }
   // Past the source's end the source reads as zeros: a block of the snapshot there differs unless it is zeros.
-  for (const entry of deps.index.blockMap(options.snapshotId, { fromBlock: blockCountFor(source.sizeBytes) })) {
+  for (const entry of deps.index.maps.blockMap(options.snapshotId, { fromBlock: blockCountFor(source.sizeBytes) })) {
     walk.compared += 1;
     if (!entry.digest.equals(ZERO_BLOCK_DIGEST)) walk.differing.add(entry.index);
   }
@@ -301,6 +301,6 @@ async function* blocksInOrder(reader: SnapshotReader, snapshotId: string, window
 /** The index's map of a snapshot over [0, toBlock), ascending, read a window at a time (the digests are views of the index's buffers). */
 function* mapEntries(index: BlockIndex, snapshotId: string, toBlock: number, window = 16_384): Generator<BlockDigest> {
   for (let fromBlock = 0; fromBlock < toBlock; fromBlock += window) {
-    yield* [...index.blockMap(snapshotId, { fromBlock, toBlock: Math.min(toBlock, fromBlock + window) })];
+    yield* [...index.maps.blockMap(snapshotId, { fromBlock, toBlock: Math.min(toBlock, fromBlock + window) })];
   }
 }

@@ -6,7 +6,7 @@ import { BLOCK_SIZE, GIB } from '../../core/constants.js';
 import type { ArchiveStore, ArchiveTarget, SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { ArchiveRecord, BlockIndex } from '../../index/index.js';
+import type { ArchiveRecord, IndexPorts } from '../../core/index-ports.js';
 import {
   ARCHIVE_FORMAT,
   ARCHIVE_FORMAT_VERSION,
@@ -29,7 +29,7 @@ import { VOLUME_TAG } from '../lineage/rebuild.js';
 import { completedSnapshot, taggedSourceBytes } from '../restore/restore.js';
 
 export interface ArchiveDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'archives' | 'lineage' | 'locks'>;
   reader: SnapshotReader;
   catalog: SnapshotCatalog;
   hashPool: HashPool;

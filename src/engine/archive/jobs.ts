@@ -8,14 +8,14 @@ import { sleep, throwIfAborted } from '../../core/abort.js';
 import { DEFAULT_RESTORE_DAYS, DEFAULT_RETRIEVAL_TIER, MAX_RESTORE_DAYS, RETRIEVAL_TIERS } from '../../core/archive-options.js';
 import type { ArchiveTarget, Inventory, RestoreState, RestoreStatus, RetrievalTier } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { ArchiveRecord, BlockIndex } from '../../index/index.js';
+import type { ArchiveRecord, IndexPorts } from '../../core/index-ports.js';
 import { MANIFEST_NAME, parseGlacierDescription, segmentName } from './format.js';
 import { RESTORE_CLASSES, archiveLockName, chainOf, checkTarget, findArchive, remoteName, requireArchived, storeOf, type ArchivePlaces } from './places.js';
 
 const DAY_MS = 86_400_000;
 
 export interface ArchiveJobsDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'archives' | 'ecsJobs' | 'locks'>;
   archives: ArchivePlaces;
 }
 
@@ -438,7 +438,7 @@ async function removeArchive(deps: ArchiveJobsDeps, record: ArchiveRecord): Prom
 }
 
 /** The objects an unfinished archive may have an upload of: the segment after those stored (segments are written one at a time), and the manifest. */
-function uploadsOf(index: BlockIndex, record: ArchiveRecord): string[] {
+function uploadsOf(index: Pick<IndexPorts, 'archives'>, record: ArchiveRecord): string[] {
   if (record.state !== 'uploading') return [];
   const segments = index.archives.objects(record.archiveId).filter((o) => o.name !== MANIFEST_NAME).length;
   return [segmentName(segments), MANIFEST_NAME];
@@ -519,6 +519,6 @@ export async function deleteArchive(deps: ArchiveJobsDeps, options: ArchiveDelet
   }
 }
 
-function depthOf(index: BlockIndex, record: ArchiveRecord): number {
+function depthOf(index: Pick<IndexPorts, 'archives'>, record: ArchiveRecord): number {
   return chainOf(index, record).length;
 }

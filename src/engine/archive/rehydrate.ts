@@ -13,7 +13,7 @@ import type { RemoteSnapshot, SnapshotCatalog, SnapshotStatus, SnapshotWriter } 
 import { TaskWindow } from '../../core/task-window.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import { SlabPool, isNbdUrl, parseNbdUrl, type Slab } from '../../source/index.js';
 import { openTarget, type RestoreTarget } from '../../target/index.js';
 import { hex } from './format.js';
@@ -236,7 +236,7 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
 // ---- the rehydrate command ---------------------------------------------------
 
 export interface RehydrateDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'archives' | 'locks' | 'targets'>;
   writer: SnapshotWriter;
   catalog: SnapshotCatalog;
   hashPool: HashPool;

@@ -13,12 +13,12 @@ import type { ArchiveStore, ObjectOptions, StoredObject, UploadedPart } from '..
 import { TaskWindow } from '../../core/task-window.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import { SlabPool, type Slab } from '../../source/index.js';
 import { hex } from './format.js';
 
 export interface ObjectUploadOptions {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'archives'>;
   store: ArchiveStore;
   hashPool: HashPool;
   archiveId: string;

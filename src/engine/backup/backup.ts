@@ -8,7 +8,7 @@ import { BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from
 import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, StartSnapshotInput } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
@@ -19,7 +19,7 @@ import { digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
 export interface BackupDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'lineage' | 'locks' | 'maps' | 'runs'>;
   writer: SnapshotWriter;
   reader: SnapshotReader;
   catalog: SnapshotCatalog;

@@ -1,5 +1,5 @@
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { BlockEntry, BlockIndex } from '../../index/index.js';
+import type { BlockEntry, IndexPorts } from '../../core/index-ports.js';
 
 /** Acknowledged blocks are written to the index in batches of this many. */
 const ACK_BATCH = 64;
@@ -15,7 +15,7 @@ export class JournalWriter {
   #acks: Array<{ index: number; digest: Uint8Array }> = [];
 
   constructor(
-    private readonly index: BlockIndex,
+    private readonly index: Pick<IndexPorts, 'runs'>,
     private readonly snapshotId: string,
   ) {}
 
@@ -60,7 +60,7 @@ export class ResumeState {
     return new ResumeState([][Symbol.iterator](), new Set());
   }
 
-  static load(index: BlockIndex, snapshotId: string): ResumeState {
+  static load(index: Pick<IndexPorts, 'runs'>, snapshotId: string): ResumeState {
     const unacknowledged = new Set<number>();
     for (const block of index.runs.unacknowledgedBlocks(snapshotId)) unacknowledged.add(block.index);
     return new ResumeState(index.runs.writtenBlocks(snapshotId), unacknowledged);

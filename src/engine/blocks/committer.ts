@@ -2,7 +2,7 @@ import { LinearAggregate } from '../../core/checksum.js';
 import { sleep, throwIfAborted } from '../../core/abort.js';
 import type { RemoteSnapshot, SnapshotCatalog, SnapshotStatus, SnapshotWriter } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
-import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 
 /**
  * How long after a snapshot starts (or completes) EC2 DescribeSnapshots may
@@ -53,7 +53,7 @@ export interface WaitOptions extends CommitOptions {
  * UNCERTAIN_COMPLETION_WAIT_MS before that failure is reported.
  */
 export async function completeAndCommit(
-  index: BlockIndex,
+  index: Pick<IndexPorts, 'lineage' | 'runs'>,
   writer: SnapshotWriter,
   catalog: SnapshotCatalog,
   snapshotId: string,

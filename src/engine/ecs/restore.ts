@@ -17,7 +17,7 @@ import { DEFAULT_PACING, DEFAULT_RETRIES, DEFAULT_SHARDS, MAX_RETRIES, MAX_SHARD
 import type { ContainerTasks, LogReader, SnapshotCatalog, SnapshotWriter, TaskPlacement, TaskState } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex, EcsJobRecord, EcsShardRecord } from '../../index/index.js';
+import type { EcsJobRecord, EcsShardRecord, IndexPorts } from '../../core/index-ports.js';
 import type { ArchivePlaces } from '../archive/places.js';
 import { completeAndCommit } from '../blocks/committer.js';
 import { archiveSource, expectedShardResult, snapshotSource, splitShards, type ShardSource } from './source.js';
@@ -36,7 +36,7 @@ export interface EcsSettings extends TaskPlacement {
 }
 
 export interface EcsRestoreDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'archives' | 'ecsJobs' | 'lineage' | 'maps' | 'runs'>;
   writer: SnapshotWriter;
   catalog: SnapshotCatalog;
   tasks: ContainerTasks;
@@ -268,7 +268,7 @@ export function familyOf(taskDefinition: string): string {
   return name.split(':')[0]!;
 }
 
-function recordTask(index: BlockIndex, jobId: string, shard: number, attempt: number, state: TaskState, worker: string): void {
+function recordTask(index: Pick<IndexPorts, 'ecsJobs'>, jobId: string, shard: number, attempt: number, state: TaskState, worker: string): void {
   const container = state.containers.find((c) => c.name === worker);
   const earlier = index.ecsJobs.tasks(jobId).find((t) => t.taskArn === state.taskArn);
   index.ecsJobs.recordTask({
@@ -357,7 +357,7 @@ class JobDriver {
     return this.#report('completed', started);
   }
 
-  get #index(): BlockIndex {
+  get #index(): EcsRestoreDeps['index'] {
     return this.deps.index;
   }
 
@@ -635,7 +635,7 @@ class JobDriver {
 }
 
 function reportOf(
-  index: BlockIndex,
+  index: Pick<IndexPorts, 'ecsJobs'>,
   job: EcsJobRecord,
   lastLines: ReadonlyMap<number, string[]>,
   started: number,

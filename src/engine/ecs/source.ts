@@ -10,7 +10,7 @@ import { BLOCKS_PER_GIB } from '../../core/constants.js';
 import type { SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex, EcsSourceKind } from '../../index/index.js';
+import type { EcsSourceKind, IndexPorts } from '../../core/index-ports.js';
 import { openArchiveChain, planBlocks } from '../archive/chain.js';
 import { findArchive, type ArchivePlaces } from '../archive/places.js';
 import { writesDigest } from './worker.js';
@@ -51,7 +51,7 @@ const WINDOW = 16_384;
  * BAD_STATE when AWS no longer has it completed; NOT_FOUND with a hint when
  * the index does not know it.
  */
-export async function snapshotSource(deps: { index: BlockIndex; catalog: SnapshotCatalog }, snapshotId: string): Promise<ShardSource> {
+export async function snapshotSource(deps: { index: Pick<IndexPorts, 'lineage' | 'maps'>; catalog: SnapshotCatalog }, snapshotId: string): Promise<ShardSource> {
   const record = deps.index.lineage.getSnapshot(snapshotId);
   if (record === undefined || record.state !== 'completed') {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} is not a completed snapshot in the index: the driver needs its block digests`, {
@@ -105,7 +105,7 @@ export async function snapshotSource(deps: { index: BlockIndex; catalog: Snapsho
  * BAD_STATE when an object is not restored yet.
  */
 export async function archiveSource(
-  deps: { index: BlockIndex; archives: ArchivePlaces; hashPool: HashPool },
+  deps: { index: Pick<IndexPorts, 'archives'>; archives: ArchivePlaces; hashPool: HashPool },
   id: string,
   options: { s3PathStyle?: boolean } = {},
 ): Promise<ShardSource> {

@@ -1,6 +1,6 @@
 import type { SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
-import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 
 export interface PruneOptions {
   olderThanDays: number;
@@ -24,7 +24,7 @@ export interface PruneResult {
  * completed snapshot, one of its `keepLast` newest, or one a pending run
  * builds on. A volume with a backup running is skipped (its lock is held).
  */
-export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog }, options: PruneOptions): Promise<PruneResult> {
+export async function prune(deps: { index: Pick<IndexPorts, 'lineage' | 'locks' | 'runs'>; catalog: SnapshotCatalog }, options: PruneOptions): Promise<PruneResult> {
   if (!Number.isFinite(options.olderThanDays) || options.olderThanDays < 0) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--older-than-days must be 0 or more, got ${options.olderThanDays}`);
   }
@@ -60,7 +60,7 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog 
   return result;
 }
 
-function candidates(index: BlockIndex, volume: string, keepLast: number, cutoff: number): SnapshotRecord[] {
+function candidates(index: Pick<IndexPorts, 'lineage' | 'runs'>, volume: string, keepLast: number, cutoff: number): SnapshotRecord[] {
   const all = index.lineage.listSnapshots(volume);
   const completed = all.filter((s) => s.state === 'completed');
   const kept = new Set(completed.slice(-keepLast).map((s) => s.snapshotId));

@@ -5,7 +5,7 @@ import { GIB } from '../../core/constants.js';
 import type { SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { TaskWindow } from '../../core/task-window.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import { isNbdUrl, parseNbdUrl } from '../../source/index.js';
 import { completedSnapshot } from '../restore/restore.js';
 
@@ -30,7 +30,7 @@ export interface RebuildResult {
  * backup of any other source is refused as for any lineage.
  */
 export async function rebuildIndex(
-  deps: { index: BlockIndex; reader: SnapshotReader; catalog: SnapshotCatalog },
+  deps: { index: Pick<IndexPorts, 'lineage'>; reader: SnapshotReader; catalog: SnapshotCatalog },
   options: { snapshotId: string; volume?: string; source?: string; signal?: AbortSignal },
 ): Promise<RebuildResult> {
   const started = Date.now();

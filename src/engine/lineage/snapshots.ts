@@ -1,5 +1,5 @@
 import type { RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
-import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 
 export interface SnapshotRow {
   volume: string;
@@ -25,7 +25,7 @@ export interface SnapshotRow {
  * left out.
  */
 export async function listSnapshots(
-  deps: { index: BlockIndex; catalog: SnapshotCatalog },
+  deps: { index: Pick<IndexPorts, 'lineage'>; catalog: SnapshotCatalog },
   options: { volume?: string; now?: Date } = {},
 ): Promise<SnapshotRow[]> {
   const records = deps.index.lineage.listSnapshots(options.volume).filter((r) => r.state !== 'deleted');

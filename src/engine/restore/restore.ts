@@ -7,7 +7,7 @@ import { BLOCK_SIZE, GIB, blockCountFor } from '../../core/constants.js';
 import type { BlockPage, BlockRef, RemoteSnapshot, SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import { isNbdUrl, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../../source/index.js';
 import { openTarget, type RestoreTarget } from '../../target/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
@@ -17,7 +17,7 @@ import { verify, type VerifyResult } from './verify.js';
 
 /** What a restore needs. The reader verifies checksums and retries (see session). */
 export interface RestoreDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'lineage' | 'locks' | 'maps' | 'targets'>;
   reader: SnapshotReader;
   catalog: SnapshotCatalog;
   hashPool: HashPool;
@@ -216,7 +216,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
 }
 
 /** Whether the index holds the block map of a completed snapshot; a damaged map is refused (INDEX_UNUSABLE) before anything is written. */
-function mapsSnapshot(index: BlockIndex, snapshotId: string): boolean {
+function mapsSnapshot(index: Pick<IndexPorts, 'lineage' | 'maps'>, snapshotId: string): boolean {
   if (index.lineage.getSnapshot(snapshotId)?.state !== 'completed') return false;
   index.maps.verifyMap(snapshotId);
   return true;

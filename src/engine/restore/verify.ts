@@ -4,14 +4,14 @@ import { BLOCKS_PER_GIB, blockCountFor } from '../../core/constants.js';
 import type { SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import { openSource, type BlockSource, type SlabPool } from '../../source/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
 import { completedSnapshot, taggedSourceBytes } from './restore.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
 
 export interface VerifyDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'lineage' | 'maps'>;
   /** Hands out only blocks that match the checksum sent with them (see session). */
   reader: SnapshotReader;
   catalog: SnapshotCatalog;
@@ -299,7 +299,7 @@ async function* blocksInOrder(reader: SnapshotReader, snapshotId: string, window
 }
 
 /** The index's map of a snapshot over [0, toBlock), ascending, read a window at a time (the digests are views of the index's buffers). */
-function* mapEntries(index: BlockIndex, snapshotId: string, toBlock: number, window = 16_384): Generator<BlockDigest> {
+function* mapEntries(index: Pick<IndexPorts, 'maps'>, snapshotId: string, toBlock: number, window = 16_384): Generator<BlockDigest> {
   for (let fromBlock = 0; fromBlock < toBlock; fromBlock += window) {
     yield* [...index.maps.blockMap(snapshotId, { fromBlock, toBlock: Math.min(toBlock, fromBlock + window) })];
   }

@@ -310,11 +310,12 @@ export interface RunJournal {
    * their intents. Idempotent (the new digest wins). BAD_STATE unless pending.
    */
   recordBlocks(snapshotId: string, blocks: ReadonlyArray<BlockInput>): void;
-  /** Intents not yet acknowledged by recordBlocks for an open run, ascending. BAD_STATE for a run that is not open. */
+  /** Intents not yet acknowledged by recordBlocks for an open run, ascending (as writtenBlocks). BAD_STATE for a run that is not open. */
   unacknowledgedBlocks(snapshotId: string): IterableIterator<BlockEntry>;
   /**
    * Blocks recorded for an open run (pending or completing), ascending.
-   * CONFLICT when the run stops being open during the iteration.
+   * Blocks recorded during the iteration may or may not be seen; once the run
+   * is committed or abandoned the iteration ends, or throws CONFLICT.
    */
   writtenBlocks(snapshotId: string): IterableIterator<BlockEntry>;
   /** Number of blocks recorded for an open run. */

@@ -150,9 +150,8 @@ function prepare(db: Database) {
 
 /** The archive tables (ArchiveCatalog). */
 export class ArchiveCatalogStore implements ArchiveCatalog {
-  readonly #sql: ReturnType<typeof prepare>;
-
   readonly #access: IndexAccess;
+  readonly #sql: ReturnType<typeof prepare>;
 
   constructor(access: IndexAccess) {
     this.#access = access;

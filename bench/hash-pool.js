@@ -14,14 +14,9 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { BLOCK_SIZE, HashPool, SlabPool, openSource, readSlabs } from 'snapline/internals';
 import { ShaCeiling } from './lib/sha-ceiling.js';
 
-const dist = new URL('../dist/src/', import.meta.url);
-const { HashPool } = /** @type {typeof import('../src/hashing/index.js')} */ (await import(new URL('hashing/index.js', dist).href));
-const { openSource, readSlabs, SlabPool } = /** @type {typeof import('../src/source/index.js')} */ (
-  await import(new URL('source/index.js', dist).href)
-);
-const { BLOCK_SIZE } = /** @type {typeof import('../src/core/constants.js')} */ (await import(new URL('core/constants.js', dist).href));
 
 const { values } = parseArgs({
   options: {

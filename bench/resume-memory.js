@@ -12,10 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { load } from './lib/dist.js';
-
-const { BlockIndex } = /** @type {typeof import('../src/index/index.js')} */ (await load('index/index.js'));
-const { ResumeState } = /** @type {typeof import('../src/engine/backup/journal.js')} */ (await load('engine/backup/journal.js'));
+import { BlockIndex, ResumeState } from 'snapline/internals';
 
 const { values } = parseArgs({ options: { blocks: { type: 'string', default: '2000000' } } });
 const BLOCKS = Number(values.blocks);

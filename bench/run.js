@@ -7,7 +7,8 @@
 //
 // Groups: hashing, transfer (full backup and restore against the bare SDK
 // loops, across concurrencies), scan (and incremental), sparse, index,
-// memory (peak RSS), throttle, size (throughput against image size).
+// memory (peak RSS), throttle, size (throughput against image size),
+// tracking (incrementals with an NBD dirty bitmap; needs qemu-utils).
 //
 // Builds dist/ first when the sources are newer. Prints each figure (MiB/s,
 // blocks/s) with its reference and ratio, then a summary table with each

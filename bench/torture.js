@@ -16,7 +16,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureBuilt } from './lib/build.js';
-import { load } from './lib/dist.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -41,9 +40,10 @@ for (const [flag, value, min] of /** @type {const} */ ([['--runs', runs, 1], ['-
 }
 
 ensureBuilt();
+// Loaded once the build is current.
+const { startEmulator } = await import('snapline');
+const { BlockIndex } = await import('snapline/internals');
 const { runTorture, TortureFailure } = await import('../test/support/torture.js');
-const { startEmulator } = /** @type {typeof import('../src/emulator/index.js')} */ (await load('emulator/index.js'));
-const { BlockIndex } = /** @type {typeof import('../src/index/index.js')} */ (await load('index/index.js'));
 
 const workDir = await mkdtemp(join(tmpdir(), 'snapline-torture-'));
 const started = Date.now();

@@ -6,6 +6,7 @@ describe('SnaplineError', () => {
     for (const code of Object.values(ErrorCodes)) expect(new SnaplineError(code, 'x').exitCode).toBe(exitCodeFor(code));
     expect(new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'x').exitCode).toBe(ExitCodes.USAGE);
     expect(new SnaplineError(ErrorCodes.ENDPOINT_UNREACHABLE, 'x').exitCode).toBe(ExitCodes.UNREACHABLE);
+    expect(new SnaplineError(ErrorCodes.TRACKER_UNTRUSTED, 'x').exitCode).toBe(8);
     expect(toSnaplineError(new TypeError('bug')).exitCode).toBe(ExitCodes.INTERNAL);
   });
 });

@@ -42,6 +42,8 @@ export const ErrorCodes = {
   TIMEOUT: 'TIMEOUT',
   /** Local I/O failed (disk full, permission denied while writing). */
   IO_FAILED: 'IO_FAILED',
+  /** A change tracker (dirty bitmap, changed-blocks file) called blocks unchanged that changed. */
+  TRACKER_UNTRUSTED: 'TRACKER_UNTRUSTED',
   /** A bug: something that should not happen did. */
   INTERNAL: 'INTERNAL',
 } as const;
@@ -54,7 +56,12 @@ export interface SnaplineErrorOptions {
   /** A hint for the user on what to do next. */
   hint?: string;
   cause?: unknown;
-  /** Extra facts for --json output and logs (never secrets). */
+  /**
+   * Extra facts for --json output and logs (never secrets). An error about
+   * an option says which in `option` (its name in the operation's options,
+   * as olderThanDays), and `otherOptions` lists any other its message names;
+   * the message spells them so, and the CLI shows its flags instead.
+   */
   details?: Record<string, unknown>;
 }
 
@@ -101,7 +108,12 @@ export const ExitCodes = {
   CONFLICT: 5,
   UNREACHABLE: 6,
   LOCAL_IO: 7,
+  TRACKER_UNTRUSTED: 8,
+  /** backup --copy-to-region: the backups are committed, a copy to the second Region failed. */
+  COPY_FAILED: 9,
   INTERNAL: 70,
+  /** `backup --if-idle` found a backup of the volume running and did nothing (sysexits' EX_TEMPFAIL). */
+  BUSY: 75,
   INTERRUPTED: 130,
 } as const;
 
@@ -131,6 +143,8 @@ export function exitCodeFor(code: ErrorCode): number {
       return ExitCodes.UNREACHABLE;
     case ErrorCodes.IO_FAILED:
       return ExitCodes.LOCAL_IO;
+    case ErrorCodes.TRACKER_UNTRUSTED:
+      return ExitCodes.TRACKER_UNTRUSTED;
     case ErrorCodes.INTERRUPTED:
       return ExitCodes.INTERRUPTED;
     case ErrorCodes.INTERNAL:

@@ -1,21 +1,71 @@
 /**
  * snapline as a library: the same operations as the CLI, typed. Each call
  * opens what it needs (connection, index, worker pool) and closes it again.
+ * Errors are SnaplineError; an error about one option names it (as in the
+ * options here) in its message and in `details.option`.
  *
  *   import { backup } from 'snapline';
  *   const result = await backup({ source: '/dev/sdb', volume: 'db1', connection: 'local' });
  */
+import { openEcsSession } from './ecs-session.js';
+import { createArchive, type ArchiveCreateOptions, type ArchiveCreateResult } from './engine/archive/archive.js';
+import {
+  archiveInventory as archiveInventoryWith,
+  archiveStatus as archiveStatusWith,
+  deleteArchive,
+  pruneArchives,
+  restoreArchive,
+  type ArchiveDeleteOptions,
+  type ArchiveDeleteResult,
+  type ArchivePruneOptions,
+  type ArchivePruneResult,
+  type ArchiveRestoreOptions,
+  type ArchiveRestoreResult,
+  type ArchiveStatusEntry,
+  type ArchiveStatusOptions,
+  type InventoryOptions,
+  type InventoryResult,
+} from './engine/archive/jobs.js';
+import { rehydrate as rehydrateWith, type RehydrateOptions, type RehydrateResult } from './engine/archive/rehydrate.js';
 import { backup as backupWith, type BackupOptions, type BackupResult } from './engine/backup/backup.js';
+import { runBench, type BenchOptions, type BenchResult } from './engine/bench/bench.js';
+import { ecsRestore as ecsRestoreWith, ecsStatus as ecsStatusWith, type EcsJobReport, type EcsRestoreOptions } from './engine/ecs/restore.js';
 import { diff as diffWith, type DiffResult } from './engine/lineage/diff.js';
+import { prune as pruneWith, type PruneOptions, type PruneResult } from './engine/lineage/prune.js';
+import { rebuildIndex as rebuildIndexWith, type RebuildOptions, type RebuildResult } from './engine/lineage/rebuild.js';
+import { listSnapshots, type SnapshotListOptions, type SnapshotRow } from './engine/lineage/snapshots.js';
 import { restore as restoreWith, type RestoreOptions, type RestoreResult } from './engine/restore/restore.js';
 import { verify as verifyWith, type VerifyOptions, type VerifyResult } from './engine/restore/verify.js';
-import { withSession, type SessionOptions } from './session.js';
+import { withRemote, withSession, type RemoteOptions, type SessionOptions } from './session.js';
 
 export type { BackupOptions, BackupProgress, BackupResult } from './engine/backup/backup.js';
-export type { RestoreOptions, RestoreProgress, RestoreResult } from './engine/restore/restore.js';
-export type { VerifyOptions, VerifyResult, BlockRange } from './engine/restore/verify.js';
+export type { ChangeTrackingResult } from './engine/backup/tracking.js';
+export type { RestoreOptions, RestoreProgress, RestoreResult, IncrementalReport } from './engine/restore/restore.js';
+export type { VerifyOptions, VerifyProgress, VerifyResult, BlockRange } from './engine/restore/verify.js';
 export type { DiffResult } from './engine/lineage/diff.js';
-export type { SessionOptions } from './session.js';
+export type { SnapshotListOptions, SnapshotRow } from './engine/lineage/snapshots.js';
+export type { PruneOptions, PruneResult } from './engine/lineage/prune.js';
+export type { RebuildOptions, RebuildResult } from './engine/lineage/rebuild.js';
+export type { ArchiveCreateOptions, ArchiveCreateResult, ArchiveProgress } from './engine/archive/archive.js';
+export type {
+  ArchiveDeleteOptions,
+  ArchiveDeleteResult,
+  ArchivePruneOptions,
+  ArchivePruneResult,
+  ArchiveRestoreOptions,
+  ArchiveRestoreResult,
+  ArchiveStatusEntry,
+  ArchiveStatusOptions,
+  InventoryArchive,
+  InventoryOptions,
+  InventoryResult,
+  ObjectRestore,
+} from './engine/archive/jobs.js';
+export type { ApplyProgress, RehydrateOptions, RehydrateResult } from './engine/archive/rehydrate.js';
+export type { EcsJobReport, EcsRestoreOptions, EcsShardReport } from './engine/ecs/restore.js';
+export type { BenchEvent, BenchOptions, BenchResult, LevelResult, Latency, Recommendation } from './engine/bench/bench.js';
+export type { ArchiveTarget, RetrievalTier } from './core/ports.js';
+export type { RemoteOptions, SessionOptions } from './session.js';
 export { SnaplineError, ErrorCodes, type ErrorCode } from './errors.js';
 export { startEmulator, type EmulatorOptions, type RunningEmulator } from './emulator/index.js';
 
@@ -29,7 +79,7 @@ export function restore(options: RestoreOptions & SessionOptions): Promise<Resto
   return withSession(options, (session) => restoreWith(session, options));
 }
 
-/** Compares a source with a snapshot (see `snapline verify`). */
+/** Compares a source with a snapshot, or reads and checks the snapshot alone (see `snapline verify`). */
 export function verify(options: VerifyOptions & SessionOptions): Promise<VerifyResult> {
   return withSession(options, (session) => verifyWith(session, options));
 }
@@ -37,4 +87,92 @@ export function verify(options: VerifyOptions & SessionOptions): Promise<VerifyR
 /** The blocks that differ between two snapshots (see `snapline diff`). */
 export function diff(options: { first: string; second: string } & SessionOptions): Promise<DiffResult> {
   return withSession(options, (session) => diffWith(session, options.first, options.second));
+}
+
+/** The snapshots the index records, each with what EC2 says of it now (see `snapline snapshots`). */
+export function snapshots(options: SnapshotListOptions & SessionOptions = {}): Promise<SnapshotRow[]> {
+  return withSession(options, (session) => listSnapshots(session, options));
+}
+
+/** Deletes old snapshots, never a volume's newest (see `snapline prune`). */
+export function prune(options: PruneOptions & SessionOptions): Promise<PruneResult> {
+  return withSession(options, (session) => pruneWith(session, options));
+}
+
+/** Teaches the index a snapshot from its tags and blocks (see `snapline index rebuild`). */
+export function rebuildIndex(options: RebuildOptions & SessionOptions): Promise<RebuildResult> {
+  return withSession(options, (session) => rebuildIndexWith(session, options));
+}
+
+/**
+ * The session options of an operation on an archive the index records: the
+ * archive is found by its record, so no bucket or vault is given (and
+ * `archive` names the archive).
+ */
+export type RecordedArchiveSessionOptions = Omit<SessionOptions, 'archive'>;
+
+/** Archives a snapshot to S3 or Glacier (see `snapline archive create`); `archive` names the bucket or vault over the connection's. */
+export function archive(options: ArchiveCreateOptions & SessionOptions): Promise<ArchiveCreateResult> {
+  return withSession(options, (session) => createArchive(session, options));
+}
+
+/** Asks for an archive's objects to be made readable (see `snapline archive restore`). */
+export function archiveRestore(options: ArchiveRestoreOptions & RecordedArchiveSessionOptions): Promise<ArchiveRestoreResult> {
+  return withSession(withoutArchive(options), (session) => restoreArchive(session, options));
+}
+
+/** The archives and the readability of their objects, or of one archive, waiting with `wait` (see `snapline archive status`). */
+export function archiveStatus(options: ArchiveStatusOptions & RecordedArchiveSessionOptions = {}): Promise<ArchiveStatusEntry[]> {
+  return withSession(withoutArchive(options), (session) => archiveStatusWith(session, options));
+}
+
+/** What the bucket or vault holds, compared with the index (see `snapline archive inventory`). */
+export function archiveInventory(options: InventoryOptions & SessionOptions = {}): Promise<InventoryResult> {
+  return withSession(options, (session) => archiveInventoryWith(session, options));
+}
+
+/** Deletes an archive, its objects first (see `snapline archive delete`). */
+export function archiveDelete(options: ArchiveDeleteOptions & RecordedArchiveSessionOptions): Promise<ArchiveDeleteResult> {
+  return withSession(withoutArchive(options), (session) => deleteArchive(session, options));
+}
+
+/** Deletes old archives, never one a kept archive builds on (see `snapline archive prune`). */
+export function archivePrune(options: ArchivePruneOptions & SessionOptions = {}): Promise<ArchivePruneResult> {
+  return withSession(options, (session) => pruneArchives(session, options));
+}
+
+/** Brings an archive back as a new snapshot or onto an image (see `snapline rehydrate`). */
+export function rehydrate(options: RehydrateOptions & RecordedArchiveSessionOptions): Promise<RehydrateResult> {
+  return withSession(withoutArchive(options), (session) => rehydrateWith(session, options));
+}
+
+/** Restores a snapshot or an archive into a new snapshot with ECS tasks (see `snapline ecs restore`). */
+export async function ecsRestore(options: EcsRestoreOptions & SessionOptions): Promise<EcsJobReport> {
+  const session = await openEcsSession(options);
+  try {
+    return await ecsRestoreWith(session.deps, options);
+  } finally {
+    await session.close();
+  }
+}
+
+/** Where an ECS restore job stands (see `snapline ecs status JOB`). */
+export async function ecsStatus(options: { jobId: string } & SessionOptions): Promise<EcsJobReport> {
+  const session = await openEcsSession(options);
+  try {
+    return await ecsStatusWith(session.deps, options.jobId);
+  } finally {
+    await session.close();
+  }
+}
+
+/** Measures PutSnapshotBlock and GetSnapshotBlock at each level of requests in flight, on a scratch snapshot (see `snapline bench`). */
+export function bench(options: BenchOptions & Omit<RemoteOptions, 'concurrency' | 'newSnapshotIds' | 's3PathStyle'>): Promise<BenchResult> {
+  return withRemote({ ...options, concurrency: Math.max(1, ...options.levels) }, (remote) => runBench(remote, options));
+}
+
+/** Session options without the operation's own `archive` (an archive id, not a place). */
+function withoutArchive<T extends { archive?: unknown }>(options: T): Omit<T, 'archive'> {
+  const { archive: _archive, ...rest } = options;
+  return rest;
 }

@@ -1,15 +1,17 @@
 import { AwsClients } from './aws/clients.js';
 import { Ec2SnapshotCatalog } from './aws/ec2.js';
+import { Ec2SnapshotCopier } from './aws/ec2-copy.js';
+import { Ec2VolumeManager } from './aws/volumes.js';
 import { EbsSnapshotStore } from './aws/ebs.js';
 import { GlacierArchiveStore } from './aws/glacier-archive.js';
 import { S3ArchiveStore } from './aws/s3-archive.js';
 import type { EndpointContact } from './aws/in-flight.js';
 import { AdaptiveLimiter, resilientReader, resilientWriter, ThrottleWatch, type RetryClock } from './aws/retry.js';
-import { openConnection, type ArchiveConfig, type ConnectionRequest, type OpenConnection } from './config/connection.js';
+import { openConnection, type ArchiveConfig, type ConnectionRequest, type LocalEndpointStarter, type OpenConnection } from './config/connection.js';
 import { defaultIndexPath } from './config/paths.js';
 import { identifyStore, type StoreUsed } from './config/store.js';
 import { DEFAULT_CONCURRENCY, MAX_CONCURRENCY } from './core/constants.js';
-import type { ArchiveStore, ArchiveTarget, SnapshotCatalog, SnapshotReader, SnapshotWriter } from './core/ports.js';
+import type { ArchiveStore, ArchiveTarget, CopyDestination, CopyDestinations, SnapshotCatalog, SnapshotReader, SnapshotWriter, VolumeManager } from './core/ports.js';
 import { verifiedReader } from './core/verified-reader.js';
 import type { ArchivePlaces } from './engine/archive/places.js';
 import { ErrorCodes, SnaplineError } from './errors.js';
@@ -55,6 +57,8 @@ export interface RemoteSession {
   /** The store with checksum verification (on the hash pool), retries and the download limiter. */
   reader: SnapshotReader;
   catalog: SnapshotCatalog;
+  /** EC2 volumes, instances and fast snapshot restore (disaster recovery). */
+  volumes: VolumeManager;
   uploadLimiter: AdaptiveLimiter;
   downloadLimiter: AdaptiveLimiter;
   /** How long the EBS calls of the session have been throttled, while they are. */
@@ -97,15 +101,26 @@ export interface Session extends RemoteSession {
 export function validateConcurrency(value: number | undefined): number {
   const concurrency = value ?? DEFAULT_CONCURRENCY;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--concurrency must be a whole number from 1 to ${MAX_CONCURRENCY}, got ${value}`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `concurrency must be a whole number from 1 to ${MAX_CONCURRENCY}, got ${value}`, { details: { option: 'concurrency' } });
   }
   return concurrency;
 }
 
+/**
+ * Starts the local endpoint in this process for the built-in `local`
+ * connection (see openConnection). Its code is loaded here, the one place
+ * that starts it: every other connection, and `local` when a `snapline
+ * serve` answers, does without it.
+ */
+export const startLocalEndpoint: LocalEndpointStarter = async (dataDir) => {
+  const { startEmulator } = await import('./emulator/index.js');
+  return startEmulator({ dataDir, host: '127.0.0.1', port: 0 });
+};
+
 /** Opens the connection and builds the remote side of a run (see RemoteSession); close() releases it all. */
 export async function openRemote(options: RemoteOptions): Promise<RemoteSession> {
   const concurrency = validateConcurrency(options.concurrency);
-  const connection = await openConnection(options);
+  const connection = await openConnection(options, startLocalEndpoint);
   const closers: Array<() => Promise<void> | void> = [() => connection.close()];
   const close = closeOnce(closers);
   try {
@@ -142,6 +157,7 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
       writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter, ...(options.newSnapshotIds === undefined ? {} : { newSnapshotIds: options.newSnapshotIds }) }),
       reader: resilientReader(verifiedReader(store, (data) => hashPool().sha256Moving(data)), { ...wrap, limiter: downloadLimiter }),
       catalog: new Ec2SnapshotCatalog(() => clients.ec2(), requests),
+      volumes: new Ec2VolumeManager(() => clients.ec2(), requests),
       uploadLimiter,
       downloadLimiter,
       throttling,
@@ -157,6 +173,82 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
     await close();
     throw err;
   }
+}
+
+export interface CopyDestinationOptions {
+  /** The Region the copies go to. */
+  region: string;
+  /** Another connection (account, credentials, endpoint) for the destination; default the source's, in `region`. */
+  connection?: string;
+  configPath?: string;
+  onWarning?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * The destination of snapshot copies (EC2 CopySnapshot and the copies'
+ * bookkeeping, in the destination Region): through the source session's
+ * connection with the Region changed, or through another connection. close()
+ * releases what it opened.
+ */
+export async function openCopyDestination(source: RemoteSession, options: CopyDestinationOptions): Promise<CopyDestination & { close(): Promise<void> }> {
+  const requests = { ...(options.signal === undefined ? {} : { signal: options.signal }) };
+  if (options.connection === undefined) {
+    const clients = new AwsClients({ ...source.connection.settings, region: options.region }, { concurrency: 2 });
+    return {
+      region: options.region,
+      copier: new Ec2SnapshotCopier(() => clients.ec2(), requests),
+      catalog: new Ec2SnapshotCatalog(() => clients.ec2(), requests),
+      close: async () => clients.destroy(),
+    };
+  }
+  const remote = await openRemote({
+    connection: options.connection,
+    region: options.region,
+    concurrency: 2,
+    ...(options.configPath === undefined ? {} : { configPath: options.configPath }),
+    ...(options.onWarning === undefined ? {} : { onWarning: options.onWarning }),
+    ...requests,
+  });
+  return {
+    region: options.region,
+    connection: options.connection,
+    copier: new Ec2SnapshotCopier(() => remote.clients.ec2(), requests),
+    catalog: remote.catalog,
+    close: () => remote.close(),
+  };
+}
+
+/**
+ * The destinations of recorded copies, each opened on first use (see
+ * openCopyDestination) and all closed by close().
+ */
+export function copyDestinations(source: RemoteSession, options: Omit<CopyDestinationOptions, 'region' | 'connection'>): CopyDestinations & { close(): Promise<void> } {
+  const opened = new Map<string, Promise<CopyDestination & { close(): Promise<void> }>>();
+  return {
+    async catalogOf(region, connection) {
+      const key = `${connection ?? ''}@${region}`;
+      let destination = opened.get(key);
+      if (destination === undefined) {
+        destination = openCopyDestination(source, { ...options, region, ...(connection === null ? {} : { connection }) });
+        opened.set(key, destination);
+      }
+      return (await destination).catalog;
+    },
+    /** Closes each destination opened, even when another fails (one that failed to open has nothing to close); throws the first error. */
+    async close() {
+      const errors: unknown[] = [];
+      for (const opening of opened.values()) {
+        try {
+          await (await opening.catch(() => undefined))?.close();
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+      opened.clear();
+      if (errors.length > 0) throw errors[0];
+    },
+  };
 }
 
 /** Runs `fn` with the remote side of a run and closes it whatever happens. */
@@ -210,6 +302,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
       writer: remote.writer,
       reader: remote.reader,
       catalog: store === undefined ? remote.catalog : storeChecked(remote.catalog, index),
+      volumes: remote.volumes,
       uploadLimiter: remote.uploadLimiter,
       downloadLimiter: remote.downloadLimiter,
       throttling: remote.throttling,

@@ -93,12 +93,12 @@ function hashInto(block, result, i, count) {
  * 33 bytes a block: the digests (32 * blockCount bytes, block order), then
  * one flag byte a block (1 = zero).
  * @param {HashBlocksTask} task
- * @returns {unknown} the ArrayBuffer, marked for piscina to transfer
+ * @returns {ArrayBuffer}
  */
 export function hashBlocks({ buffer, offset, blockCount, blockSize }) {
   const result = new Uint8Array(33 * blockCount);
   for (let i = 0; i < blockCount; i += 1) hashInto(Buffer.from(buffer, offset + i * blockSize, blockSize), result, i, blockCount);
-  return move(result.buffer);
+  return transferred(result.buffer);
 }
 
 /**
@@ -108,7 +108,7 @@ export function hashBlocks({ buffer, offset, blockCount, blockSize }) {
  * an exception, which would lose its code crossing threads) the failure:
  * { errno, at } for a failed read, { endedAt } for a source that ended early.
  * @param {ReadHashTask} task
- * @returns {unknown}
+ * @returns {ArrayBuffer | { errno: string, at: number } | { endedAt: number }}
  */
 export function readAndHashBlocks({ fd, position, available, buffer, offset, blockCount, blockSize }) {
   const result = new Uint8Array(33 * blockCount);
@@ -131,12 +131,13 @@ export function readAndHashBlocks({ fd, position, available, buffer, offset, blo
     if (got < blockSize) block.fill(0, got);
     hashInto(block, result, i, blockCount);
   }
-  return move(result.buffer);
+  return transferred(result.buffer);
 }
 
 /**
  * SHA-256 of [offset, offset + length) as raw 32 bytes.
  * @param {DigestTask} task
+ * @returns {Uint8Array}
  */
 export function digest({ buffer, offset, length }) {
   return new Uint8Array(sha256(new Uint8Array(buffer, offset, length)));
@@ -146,11 +147,25 @@ export function digest({ buffer, offset, length }) {
  * SHA-256 of [offset, offset + length) of a buffer moved here, which moves
  * back with the digest: { digest, buffer }.
  * @param {MovedDigestTask} task
- * @returns {unknown} the result, marked for piscina to transfer `buffer`
+ * @returns {{ digest: Uint8Array, buffer: ArrayBuffer }}
  */
 export function digestMoved({ buffer, offset, length }) {
   const digest = new Uint8Array(sha256(new Uint8Array(buffer, offset, length)));
-  return move(/** @type {any} */ ({ [transferableSymbol]: buffer, [valueSymbol]: { digest, buffer } }));
+  return transferred({ digest, buffer }, buffer);
+}
+
+/**
+ * `value` marked for piscina to transfer `buffer` (by default `value`
+ * itself) instead of copying it; typed as what the caller receives, the
+ * value itself.
+ * @template T
+ * @param {T} value
+ * @param {ArrayBuffer} [buffer]
+ * @returns {T}
+ */
+function transferred(value, buffer) {
+  const marked = buffer === undefined ? move(/** @type {ArrayBuffer} */ (value)) : move(/** @type {any} */ ({ [transferableSymbol]: buffer, [valueSymbol]: value }));
+  return /** @type {T} */ (marked);
 }
 
 /**
@@ -158,6 +173,7 @@ export function digestMoved({ buffer, offset, length }) {
  * each 1 MiB chunk, then pairs hashed level by level, an odd last node carried
  * up unchanged.
  * @param {TreeHashTask} task
+ * @returns {Uint8Array}
  */
 export function treeHash({ buffer, offset, length }) {
   const data = Buffer.from(buffer, offset, length);

@@ -4,15 +4,12 @@
 import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { load } from './dist.js';
 import { startEndpoint } from './endpoint.js';
 import { writeRandomImage } from './images.js';
 import { BLOCK, GIB, MIB, judge } from './measure.js';
+import { openSession, sessionBackup as backup, checksumOf } from 'snapline/internals';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-const { openSession } = /** @type {typeof import('../../src/session.js')} */ (await load('session.js'));
-const { backup } = /** @type {typeof import('../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
-const { checksumOf } = /** @type {typeof import('../../src/core/checksum.js')} */ (await load('core/checksum.js'));
 
 /** Requests in flight of the headline figures: the CLI's default. */
 export const CONCURRENCY = 64;
@@ -31,6 +28,7 @@ export const TIB = 1024 * GIB;
  * @property {number} indexBlocks
  * @property {boolean} indexJournal store the index map through the journal (as a backup does) rather than import it
  * @property {{ sizeBytes: number, dataBytes: number }} rss
+ * @property {{ sizeBytes: number, dataBytes: number }} changeTracking the sparse qcow2 of the changed-block tracking figures
  */
 
 /**

@@ -1,11 +1,10 @@
+import { startEmulator } from 'snapline';
 // The endpoint process of the benchmarks: the local endpoint alone (no CLI,
 // no SDK to load, so it starts in a fraction of `snapline serve`'s time).
 // Prints {"url": ...} once listening; SIGTERM closes it.
 //
 //   node bench/lib/endpoint-child.js '{"dataDir": "...", "rateLimit": 1000}'
-import { load } from './dist.js';
 
-const { startEmulator } = /** @type {typeof import('../../src/emulator/index.js')} */ (await load('emulator/index.js'));
 
 /** @type {import('../../src/emulator/index.js').EmulatorOptions} */
 const options = JSON.parse(/** @type {string} */ (process.argv[2]));

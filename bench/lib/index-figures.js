@@ -12,11 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { load } from './dist.js';
+import { BlockIndex, BLOCKS_PER_GIB, BLOCK_KEY_SPAN } from 'snapline/internals';
 
-const { BlockIndex } = /** @type {typeof import('../../src/index/index.js')} */ (await load('index/index.js'));
-const { BLOCKS_PER_GIB } = /** @type {typeof import('../../src/core/constants.js')} */ (await load('core/constants.js'));
-const { BLOCK_KEY_SPAN } = /** @type {typeof import('../../src/index/schema.js')} */ (await load('index/schema.js'));
 
 const ACK_BATCH = 64;
 const INTENT_BATCH = 256;

@@ -1,3 +1,4 @@
+import { AwsClients, EbsSnapshotStore } from 'snapline/internals';
 // The references of the transfer figures: bare loops over the SDK's own
 // request path (the real EBSClient through snapline's EbsSnapshotStore, which
 // adds only the unsigned-payload marker a backup uses too) or, with `direct`,
@@ -7,10 +8,7 @@
 // limiter. PutSnapshotBlock sends bodies prepared beforehand with their
 // checksums (the same bytes the backup sends, so the endpoint does the same
 // work for both); GetSnapshotBlock reads each body into a buffer and drops it.
-import { load } from './dist.js';
 
-const { AwsClients } = /** @type {typeof import('../../src/aws/clients.js')} */ (await load('aws/clients.js'));
-const { EbsSnapshotStore } = /** @type {typeof import('../../src/aws/ebs.js')} */ (await load('aws/ebs.js'));
 
 /**
  * An EBS store as a session builds it (sockets: twice the concurrency), on the SDK path or the direct one.
@@ -80,6 +78,32 @@ export async function bareGetLoop(endpointUrl, concurrency, snapshotId, { direct
       return store.getBlock(snapshotId, block.index, block.token);
     });
     return { ms: performance.now() - start, blocks: blocks.length };
+  } finally {
+    close();
+  }
+}
+
+/**
+ * An incremental snapshot's own requests and nothing else: StartSnapshot as
+ * a child of `parentSnapshotId`, PutSnapshotBlock of the given blocks at
+ * `concurrency` in flight over the direct block requests a session uses,
+ * and CompleteSnapshot. Nothing is read, hashed or recorded.
+ * @param {string} endpointUrl
+ * @param {number} concurrency
+ * @param {{ parentSnapshotId: string, volumeSizeGiB: number, blocks: Array<{ index: number, body: Uint8Array, checksum: string }>, aggregate: string }} incremental
+ * @returns {Promise<number>} milliseconds from StartSnapshot to CompleteSnapshot's answer
+ */
+export async function bareIncrementalLoop(endpointUrl, concurrency, { parentSnapshotId, volumeSizeGiB, blocks, aggregate }) {
+  const { store, close } = bareStore(endpointUrl, concurrency, true);
+  try {
+    const start = performance.now();
+    const { snapshotId } = await store.startSnapshot({ volumeSizeGiB, parentSnapshotId });
+    await inLanes(blocks.length, concurrency, (i) => {
+      const block = /** @type {{ index: number, body: Uint8Array, checksum: string }} */ (blocks[i]);
+      return store.putBlock(snapshotId, block.index, block.body, block.checksum);
+    });
+    await store.completeSnapshot(snapshotId, blocks.length, aggregate);
+    return performance.now() - start;
   } finally {
     close();
   }

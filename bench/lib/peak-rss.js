@@ -7,12 +7,9 @@
 //   node bench/lib/peak-rss.js '{"op":"backup","endpointUrl":...,"indexPath":...,"source":...}'
 //   node bench/lib/peak-rss.js '{"op":"restore","endpointUrl":...,"indexPath":...,"snapshotId":...,"target":...}'
 import { readFileSync } from 'node:fs';
-import { load } from './dist.js';
+import { openSession, sessionBackup as backup, sessionRestore as restore } from 'snapline/internals';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-const { openSession } = /** @type {typeof import('../../src/session.js')} */ (await load('session.js'));
-const { backup } = /** @type {typeof import('../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
-const { restore } = /** @type {typeof import('../../src/engine/restore/restore.js')} */ (await load('engine/restore/restore.js'));
 
 /** @type {{ op: 'backup' | 'restore', endpointUrl: string, indexPath: string, concurrency?: number, source?: string, snapshotId?: string, target?: string }} */
 const job = JSON.parse(/** @type {string} */ (process.argv[2]));

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TIB, shortText } from './context.js';
-import { load } from './dist.js';
 import { indexFigures } from './figures/block-index.js';
+import { changeTrackingFigures } from './figures/change-tracking.js';
 import { hashingFigures } from './figures/hashing.js';
 import { memoryFigures } from './figures/memory.js';
 import { scanFigures } from './figures/scan.js';
@@ -18,8 +18,8 @@ import { throttleFigures } from './figures/throttle.js';
 import { transferFigures } from './figures/transfer.js';
 import { GIB, MIB, machine } from './measure.js';
 import { chartDocument } from './svg.js';
+import { nativeHoleSeeker } from 'snapline/internals';
 
-const { nativeHoleSeeker } = /** @type {typeof import('../../src/source/index.js')} */ (await load('source/index.js'));
 
 const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
 
@@ -37,6 +37,7 @@ const PLANS = {
     indexBlocks: 2_000_000,
     indexJournal: true,
     rss: { sizeBytes: 16 * TIB, dataBytes: 256 * MIB },
+    changeTracking: { sizeBytes: 64 * GIB, dataBytes: 8 * GIB },
   },
   quick: {
     rounds: 2,
@@ -50,6 +51,7 @@ const PLANS = {
     indexBlocks: 500_000,
     indexJournal: false,
     rss: { sizeBytes: TIB, dataBytes: 64 * MIB },
+    changeTracking: { sizeBytes: 4 * GIB, dataBytes: 256 * MIB },
   },
 };
 
@@ -63,6 +65,7 @@ export const GROUPS = {
   memory: memoryFigures,
   size: sizeFigures,
   throttle: throttleFigures,
+  tracking: changeTrackingFigures,
 };
 
 /**

@@ -47,20 +47,29 @@ const BY_NAME: Readonly<Record<string, Sort>> = {
   ResourceNotFoundException: NOT_FOUND,
   'InvalidSnapshot.NotFound': NOT_FOUND,
   'InvalidVolume.NotFound': NOT_FOUND,
+  'InvalidInstanceID.NotFound': NOT_FOUND,
   NoSuchBucket: NOT_FOUND,
   NoSuchKey: NOT_FOUND,
   NoSuchUpload: NOT_FOUND,
   NotFound: NOT_FOUND,
   // An archived S3 object whose bytes are asked for before it is restored (HTTP 403, yet not a permission problem).
   InvalidObjectState: BAD_STATE,
+  // A volume (or snapshot) not in the state the call needs.
+  IncorrectState: BAD_STATE,
   // Idempotency and state conflicts.
   ConflictException: CONFLICT,
   IdempotentParameterMismatch: CONFLICT,
   'InvalidSnapshot.InUse': CONFLICT,
+  VolumeInUse: CONFLICT,
   RestoreAlreadyInProgress: CONFLICT,
   // Quotas.
   ServiceQuotaExceededException: { code: ErrorCodes.QUOTA_EXCEEDED, retryable: false },
   SnapshotLimitExceeded: { code: ErrorCodes.QUOTA_EXCEEDED, retryable: false },
+  ResourceLimitExceeded: {
+    code: ErrorCodes.QUOTA_EXCEEDED,
+    retryable: false,
+    hint: 'a Region quota is reached (snapshot copies in progress into it, 20 by default; snapshots with fast snapshot restore, 5): try again once some have completed, or ask AWS to raise it',
+  },
   LimitExceededException: { code: ErrorCodes.QUOTA_EXCEEDED, retryable: false },
   PolicyEnforcedException: {
     code: ErrorCodes.QUOTA_EXCEEDED,
@@ -77,6 +86,8 @@ const BY_NAME: Readonly<Record<string, Sort>> = {
   InvalidParameterValue: REJECTED,
   InvalidParameterCombination: REJECTED,
   MissingParameter: REJECTED,
+  InvalidParameterDependency: REJECTED,
+  'InvalidVolume.ZoneMismatch': REJECTED,
   InvalidParameterValueException: REJECTED,
   MissingParameterValueException: REJECTED,
   InvalidStorageClass: REJECTED,

@@ -1,22 +1,11 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { MAX_CONCURRENCY } from '../core/constants.js';
 import { ErrorCodes, ExitCodes, SnaplineError, toSnaplineError } from '../errors.js';
+import type { CommandAction, CommandContext } from './context.js';
 import { Output, type GlobalOptions, type RunFacts } from './output.js';
 import { registerCommands } from './commands/index.js';
-
-/** What every command action receives. */
-export interface CommandContext {
-  /** The global options, resolved. */
-  globals(): GlobalOptions;
-  output(): Output;
-  /** Aborted on SIGINT or SIGTERM; commands pass it down to the engine. */
-  signal: AbortSignal;
-}
-
-/** A command's action: returns its exit code (0 unless it says otherwise). */
-export type CommandAction<A extends unknown[]> = (ctx: CommandContext, ...args: A) => Promise<number | void>;
 
 /**
  * Runs the CLI and returns the process exit code. Never calls process.exit:
@@ -158,8 +147,3 @@ function ownVersion(): string {
   }
   return 'unknown';
 }
-
-/** Makes a wrapped action for `command.action(...)`. */
-export type Wrap = <A extends unknown[]>(action: CommandAction<A>) => (...args: A) => Promise<void>;
-
-export { Option };

@@ -1,5 +1,6 @@
 import type { StoreUsed } from '../config/store.js';
 import { SnaplineError } from '../errors.js';
+import { inFlagTerms } from './flags.js';
 
 export interface GlobalOptions {
   /** The config file of named connections (--config, else SNAPLINE_CONFIG, else the default path). */
@@ -63,6 +64,11 @@ export class Output {
     }
   }
 
+  /** The store the command reached, once a session said so. */
+  get reachedStore(): StoreUsed | undefined {
+    return this.facts.store;
+  }
+
   /** Says (on stderr) which store the command reached, and keeps it for the JSON result. */
   storeUsed(store: StoreUsed): void {
     this.facts.store = store;
@@ -109,8 +115,9 @@ export class Output {
     if (this.interactive) this.stderr.write('\r\x1b[2K');
   }
 
-  error(err: SnaplineError): void {
+  error(error: SnaplineError): void {
     this.clearStatus();
+    const err = inFlagTerms(error);
     const hint = err.hint === undefined ? undefined : this.commands(err.hint);
     if (this.options.json) {
       const body = { error: { code: err.code, message: err.message, hint, details: err.details } };

@@ -7,10 +7,11 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { AwsClients } from '../aws/clients.js';
 import { Ec2SnapshotCatalog } from '../aws/ec2.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { chosenConnection, openConnection, resolveNamed, type ConnectionRequest } from './connection.js';
+import { startEmulator } from '../emulator/index.js';
+import { chosenConnection, openConnection, resolveNamed, type ConnectionRequest, type LocalEndpointStarter } from './connection.js';
 import { describeConnection, REDACTED } from './describe.js';
 import { configPath } from './paths.js';
-import { createCertificateAuthority, issueServerCertificate } from './x509.js';
+import { createCertificateAuthority, issueServerCertificate } from '../emulator/tls/x509.js';
 
 const SECRET = 'kQ9+secret/Value-that-must-not-leak';
 const TOKEN = 'FwoGZXIvYXdzEXAMPLETOKEN-must-not-leak';
@@ -32,6 +33,9 @@ function config(text: string): void {
 function resolve(name: string | undefined, flags: Partial<ConnectionRequest> = {}, env: NodeJS.ProcessEnv = {}) {
   return resolveNamed(name, { configPath: file, ...flags }, env);
 }
+
+/** For connections that must not start the local endpoint. */
+const neverStarted: LocalEndpointStarter = () => Promise.reject(new Error('the local endpoint was started'));
 
 function refusal(fn: () => unknown): SnaplineError {
   try {
@@ -221,7 +225,7 @@ describe('choosing a connection', () => {
   it('openConnection tells every warning: the file, the connection, the environment', async () => {
     writeFileSync(file, 'connections:\n  w:\n    region: eu-west-1\n    regoin: x\n    verify: false\n', { mode: 0o644 });
     const warnings: string[] = [];
-    const open = await openConnection({ configPath: file, connection: 'w', onWarning: (m) => warnings.push(m) }, { AWS_REGION: 'us-east-1' });
+    const open = await openConnection({ configPath: file, connection: 'w', onWarning: (m) => warnings.push(m) }, neverStarted, { AWS_REGION: 'us-east-1' });
     await open.close();
     expect(warnings).toEqual([
       expect.stringContaining('accessible by group or others'),
@@ -230,6 +234,33 @@ describe('choosing a connection', () => {
       expect.stringContaining('connection w: TLS certificate verification is off (verify: false)'),
     ]);
     expect(open.settings.tls).toEqual({ rejectUnauthorized: false });
+  });
+});
+
+describe('the local connection', () => {
+  it('starts its endpoint with the starter it is handed, in the local data directory, and stops it on close', async () => {
+    const started: string[] = [];
+    let stopped = false;
+    const starter: LocalEndpointStarter = async (dataDir) => {
+      started.push(dataDir);
+      const emulator = await startEmulator({ dataDir, host: '127.0.0.1', port: 0, log: () => undefined });
+      return { url: emulator.url, close: () => ((stopped = true), emulator.close()) };
+    };
+    const open = await openConnection({ connection: 'local' }, starter, { SNAPLINE_DATA_DIR: dir, SNAPLINE_LOCAL_PORT: '0' });
+    try {
+      expect(started).toEqual([join(dir, 'endpoint')]);
+      expect(open.localEndpoint).toMatchObject({ via: 'in-process', url: open.settings.endpointUrl });
+      expect(open.localEndpoint?.store).toBeDefined();
+    } finally {
+      await open.close();
+    }
+    expect(stopped).toBe(true);
+  });
+
+  it('starts nothing when an endpoint URL is given', async () => {
+    const open = await openConnection({ connection: 'local', endpointUrl: 'http://127.0.0.1:9' }, neverStarted, { SNAPLINE_DATA_DIR: dir });
+    await open.close();
+    expect(open.localEndpoint).toBeUndefined();
   });
 });
 

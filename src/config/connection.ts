@@ -1,17 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import type { RunningEmulator } from '../emulator/index.js';
 import { askEndpoint, type EndpointStore } from './endpoint-store.js';
 import { BUILT_IN_CONNECTION, loadConfigFile, type ConfigFile } from './file.js';
-import { DEFAULT_LOCAL_PORT } from './local-endpoint.js';
-import { CA_CERT_FILE } from './local-tls.js';
+import { CA_CERT_FILE, DEFAULT_LOCAL_PORT } from './local-endpoint.js';
 import { configPath, localEndpointDir } from './paths.js';
 import { resolveConnection, type ConnectionFlags, type ResolvedConnection } from './resolve.js';
 import { didYouMean } from './suggest.js';
 
 export type { ResolvedConnection } from './resolve.js';
-export type { ArchiveConfig, EcsConfig } from './schema.js';
+export type { ArchiveConfig, EcsConfig, UnattendedConfig } from './schema.js';
 
 /** The built-in connection that talks to snapline's own local endpoint. */
 export const LOCAL_CONNECTION = BUILT_IN_CONNECTION;
@@ -33,11 +31,22 @@ export interface LocalEndpointUse {
   store?: EndpointStore;
 }
 
+/** A local endpoint started in this process; close() stops it. */
+export interface StartedLocalEndpoint {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the local endpoint in this process, with its data in `dataDir`, on
+ * a free loopback port. The session layer hands it in: resolving and opening
+ * a connection carries no endpoint code of its own.
+ */
+export type LocalEndpointStarter = (dataDir: string) => Promise<StartedLocalEndpoint>;
+
 /** A resolved connection and what must be stopped when the command ends. */
 export interface OpenConnection extends ResolvedConnection {
-  /** The in-process local endpoint, when this connection started one. */
-  emulator?: RunningEmulator;
-  /** For `local` without an endpoint URL: the endpoint it found or started. */
+  /** For `local` without an endpoint URL: the endpoint it found or started (via 'in-process': this connection's, stopped by close()). */
   localEndpoint?: LocalEndpointUse;
   close(): Promise<void>;
 }
@@ -102,14 +111,14 @@ export function resolveNamed(name: string | undefined, request: ConnectionReques
  * its warnings, and opens it. `local` uses a `snapline serve` already
  * listening on the local port (see localServePort; plain HTTP, or HTTPS
  * trusted through the CA that `serve --tls` wrote), or starts the local
- * endpoint in this process on a free loopback port; close() stops it.
+ * endpoint in this process with `startLocal`; close() stops it.
  */
-export async function openConnection(request: ConnectionRequest, env: NodeJS.ProcessEnv = process.env): Promise<OpenConnection> {
+export async function openConnection(request: ConnectionRequest, startLocal: LocalEndpointStarter, env: NodeJS.ProcessEnv = process.env): Promise<OpenConnection> {
   const warn = request.onWarning ?? ((message: string) => process.emitWarning(message, 'SnaplineWarning'));
   const resolved = resolveNamed(chosenConnection(request, env), request, env);
   for (const warning of resolved.warnings) warn(warning);
   if (resolved.name !== LOCAL_CONNECTION || resolved.settings.endpointUrl !== undefined) return { ...resolved, close: async () => undefined };
-  return openLocal(resolved, env);
+  return openLocal(resolved, startLocal, env);
 }
 
 function resolveLocal(flags: ConnectionFlags): ResolvedConnection {
@@ -135,7 +144,7 @@ function resolveLocal(flags: ConnectionFlags): ResolvedConnection {
   };
 }
 
-async function openLocal(resolved: ResolvedConnection, env: NodeJS.ProcessEnv): Promise<OpenConnection> {
+async function openLocal(resolved: ResolvedConnection, startLocal: LocalEndpointStarter, env: NodeJS.ProcessEnv): Promise<OpenConnection> {
   const dataDir = localEndpointDir(env);
   const port = localServePort(env);
   const using = (endpoint: LocalEndpointUse, ca?: string): OpenConnection => ({
@@ -159,10 +168,8 @@ async function openLocal(resolved: ResolvedConnection, env: NodeJS.ProcessEnv): 
       if (secure !== undefined) return secure;
     }
   }
-  // Loaded here, the one place that starts it: every other connection, and `local` when a serve answers, does without its code.
-  const { startEmulator } = await import('../emulator/index.js');
-  const emulator = await startEmulator({ dataDir, host: '127.0.0.1', port: 0 });
-  const answer = await askEndpoint(emulator.url, { timeoutMs: 5000 });
+  const endpoint = await startLocal(dataDir);
+  const answer = await askEndpoint(endpoint.url, { timeoutMs: 5000 });
   const store = answer.kind === 'store' ? { store: answer.store } : {};
-  return { ...using({ url: emulator.url, via: 'in-process', ...store }), emulator, close: () => emulator.close() };
+  return { ...using({ url: endpoint.url, via: 'in-process', ...store }), close: () => endpoint.close() };
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { loadConfigFile, type ConfigFile } from './file.js';
-import { createCertificateAuthority } from './x509.js';
+import { createCertificateAuthority } from '../emulator/tls/x509.js';
 
 const SECRET = 'wJalrXUtnFEMI-K7MDENG-bPxRfiCYSECRET';
 
@@ -276,6 +276,18 @@ ${ca.trimEnd().replace(/^/gm, '        ')}
 
   it('tcp_keepalive: false is refused with the reason', () => {
     expect(errorsOf('connections:\n  a:\n    tcp_keepalive: false\n', 'a')).toEqual([expect.stringContaining('tcp_keepalive: cannot be false')]);
+  });
+
+  it('notify and expect_every: read when right; a URL with user:password@ or a wrong duration is refused, the URL never shown', () => {
+    const file = load('connections:\n  a:\n    notify: { url: "https://hooks.example/T0/abc?key=k1", on: always }\n    expect_every: 1d12h\n');
+    expect(file.connections.get('a')!.config).toEqual({ unattended: { notifyUrl: 'https://hooks.example/T0/abc?key=k1', notifyOn: 'always', expectEveryMs: 36 * 3_600_000 } });
+    const errors = errorsOf('connections:\n  a:\n    notify: { url: "https://bob:pw-secret-1@hooks.example/x", on: sometimes }\n    expect_every: daily\n', 'a');
+    expect(errors).toEqual([
+      expect.stringContaining('notify.url: must be an http:// or https:// URL without user:password@'),
+      expect.stringContaining('notify.on: must be one of failure, success, always'),
+      expect.stringContaining('expect_every: must be a duration such as 26h'),
+    ]);
+    expect(errors.join('\n')).not.toContain('pw-secret-1');
   });
 
   it('one broken connection leaves the others usable', () => {

@@ -4,6 +4,7 @@ import type * as Yaml from 'yaml';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { isMapping, locate, Section, type FileContext, type Problem } from './fields.js';
 import { readConnection, type ConnectionConfig } from './schema.js';
+import { readVolumes, type VolumeEntry } from './volumes.js';
 
 /** The name of the connection that is built in and cannot be defined in a file. */
 export const BUILT_IN_CONNECTION = 'local';
@@ -35,6 +36,8 @@ export interface ConfigFile {
   /** False when the file is absent (only allowed for the default path). */
   exists: boolean;
   connections: Map<string, ConnectionEntry>;
+  /** Settings per volume (`volumes:`), each valid or with its errors. */
+  volumes: Map<string, VolumeEntry>;
   /** About the file as a whole: permissions, unknown top-level keys. */
   warnings: string[];
 }
@@ -48,7 +51,7 @@ export interface ConfigFile {
  */
 export function loadConfigFile(path: string, options: { required: boolean }): ConfigFile {
   const read = readConfigText(path, options.required);
-  if (read === undefined) return { path, exists: false, connections: new Map(), warnings: [] };
+  if (read === undefined) return { path, exists: false, connections: new Map(), volumes: new Map(), warnings: [] };
   const warnings: string[] = [];
   if (process.platform !== 'win32' && (read.mode & 0o077) !== 0) {
     const mode = (read.mode & 0o777).toString(8).padStart(4, '0');
@@ -74,11 +77,12 @@ export function loadConfigFile(path: string, options: { required: boolean }): Co
     throw invalid(path, [`${path}: YAML aliases expand too far`]);
   }
   const connections = new Map<string, ConnectionEntry>();
-  if (root === null || root === undefined) return { path, exists: true, connections, warnings };
+  if (root === null || root === undefined) return { path, exists: true, connections, volumes: new Map(), warnings };
   const fileProblems: Problem[] = [];
   if (!isMapping(root)) throw invalid(path, [`${path}: the file must be a mapping with a "connections" key`]);
   const top = new Section(file, undefined, [], root, fileProblems);
   const named = top.section('connections');
+  const volumes = top.section('volumes') === undefined ? new Map<string, VolumeEntry>() : readVolumes(file, root.volumes as Record<string, unknown>);
   top.finish();
   const raw = isMapping(root.connections) ? root.connections : {};
   if (named !== undefined) {
@@ -97,7 +101,7 @@ export function loadConfigFile(path: string, options: { required: boolean }): Co
   const errors = inFileOrder(fileProblems.filter((p) => p.severity === 'error'));
   if (errors.length > 0) throw invalid(path, errors);
   warnings.push(...inFileOrder(fileProblems));
-  return { path, exists: true, connections, warnings };
+  return { path, exists: true, connections, volumes, warnings };
 }
 
 function readEntry(file: FileContext, name: string, value: unknown): ConnectionEntry {

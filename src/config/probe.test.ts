@@ -3,7 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../emulator/index.js';
+import type { LocalEndpointStarter } from './connection.js';
 import { probeConnection } from './probe.js';
+
+/** The probes below name their endpoints: none starts one. */
+const neverStarted: LocalEndpointStarter = () => Promise.reject(new Error('the local endpoint was started'));
 
 describe('probeConnection', () => {
   let dir: string;
@@ -36,7 +40,7 @@ describe('probeConnection', () => {
   });
 
   it('calls STS, EC2 and EBS of a connection without archive settings', async () => {
-    const probe = await probeConnection({ configPath: join(dir, 'config.yaml'), connection: 'core' }, {});
+    const probe = await probeConnection({ configPath: join(dir, 'config.yaml'), connection: 'core' }, neverStarted, {});
     expect(probe.connection.name).toBe('core');
     expect(probe.results.map((r) => [r.service, r.outcome])).toEqual([
       ['sts', 'reachable'],
@@ -47,7 +51,7 @@ describe('probeConnection', () => {
   });
 
   it('adds S3 (HeadBucket on the archive bucket) and lists the services it cannot call yet', async () => {
-    const probe = await probeConnection({ configPath: join(dir, 'config.yaml'), connection: 'everything' }, {});
+    const probe = await probeConnection({ configPath: join(dir, 'config.yaml'), connection: 'everything' }, neverStarted, {});
     expect(probe.results.map((r) => [r.service, r.outcome])).toEqual([
       ['sts', 'reachable'],
       ['ec2', 'reachable'],
@@ -59,7 +63,7 @@ describe('probeConnection', () => {
   });
 
   it('the built-in local connection with --endpoint-url', async () => {
-    const probe = await probeConnection({ connection: 'local', endpointUrl: emulator.url }, {});
+    const probe = await probeConnection({ connection: 'local', endpointUrl: emulator.url }, neverStarted, {});
     expect(probe.results.every((r) => r.outcome === 'reachable')).toBe(true);
   });
 });

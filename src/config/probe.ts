@@ -1,6 +1,6 @@
 import { AwsClients } from '../aws/clients.js';
 import { probeServices, type ProbeResult } from '../aws/probe.js';
-import { openConnection, type ConnectionRequest, type ResolvedConnection } from './connection.js';
+import { openConnection, type ConnectionRequest, type LocalEndpointStarter, type ResolvedConnection } from './connection.js';
 
 export type { ProbeOutcome, ProbeResult } from '../aws/probe.js';
 
@@ -19,13 +19,13 @@ export interface ConnectionProbe {
 }
 
 /**
- * Opens the connection the request names (starting the local endpoint for
- * `local` when needed), makes one cheap call to each service it uses (see
+ * Opens the connection the request names (starting the local endpoint with
+ * `startLocal` for `local` when needed), makes one cheap call to each service it uses (see
  * probeServices), and closes everything again. Failed calls are results, not
  * errors; a connection that cannot be resolved throws as openConnection does.
  */
-export async function probeConnection(request: ConnectionRequest, env: NodeJS.ProcessEnv = process.env): Promise<ConnectionProbe> {
-  const connection = await openConnection(request, env);
+export async function probeConnection(request: ConnectionRequest, startLocal: LocalEndpointStarter, env: NodeJS.ProcessEnv = process.env): Promise<ConnectionProbe> {
+  const connection = await openConnection(request, startLocal, env);
   let clients: AwsClients | undefined;
   try {
     clients = new AwsClients(connection.settings, { concurrency: 4 });

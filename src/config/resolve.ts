@@ -4,7 +4,7 @@ import { rootCertificates } from 'node:tls';
 import type { ConnectionSettings } from '../aws/clients.js';
 import { RETRY_MODES, type RetryMode } from '../core/retry-mode.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { certificateProblem, pemCertificates, SERVICES, type ArchiveConfig, type ConnectionConfig, type EcsConfig, type Service } from './schema.js';
+import { certificateProblem, pemCertificates, SERVICES, type ArchiveConfig, type ConnectionConfig, type EcsConfig, type Service, type UnattendedConfig } from './schema.js';
 
 /** What the command line asks for; each field wins over everything else. */
 export interface ConnectionFlags {
@@ -22,6 +22,8 @@ export interface ResolvedConnection {
   settings: ConnectionSettings;
   archive: ArchiveConfig;
   ecs: EcsConfig;
+  /** Notifications and the expected backup interval (absent: none configured). */
+  unattended?: UnattendedConfig;
   /** TLS as decided: verify on, off, or a CA bundle path; and the subjects of the extra certificates (tls_ca_chain). */
   tls: { verify: boolean | string; extraCertificates: string[] };
   /** Setting name -> "--flag", "ENV_VAR", "connection" or "default". */
@@ -118,7 +120,7 @@ export function resolveConnection(
   if (typeof config.tcpKeepAlive === 'number') settings.tcpKeepAliveMs = config.tcpKeepAlive * 1000;
   if (config.maxSockets !== undefined) settings.maxSockets = config.maxSockets;
   if (config.archive?.s3UriStyle !== undefined) settings.forcePathStyle = config.archive.s3UriStyle === 'path';
-  return { name, source, settings, archive: config.archive ?? {}, ecs: config.ecs ?? {}, tls, origins, warnings };
+  return { name, source, settings, archive: config.archive ?? {}, ecs: config.ecs ?? {}, unattended: config.unattended ?? {}, tls, origins, warnings };
 }
 
 /**

@@ -2,7 +2,9 @@ import { X509Certificate } from 'node:crypto';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { STORAGE_CLASSES, type StorageClass } from '../core/archive-options.js';
+import { parseDuration } from '../core/duration.js';
 import { RETRY_MODES, type RetryMode } from '../core/retry-mode.js';
+import { NOTIFY_ON, type NotifyOn } from '../core/run-log.js';
 import { kindOf, type Section } from './fields.js';
 
 /** The services a connection can give their own endpoint. */
@@ -40,6 +42,18 @@ export interface EcsConfig {
   logStreamPrefix?: string;
 }
 
+/** Settings for runs nobody watches: where events go, and how often a good snapshot is expected. */
+export interface UnattendedConfig {
+  /** Where events are POSTed (secret: a webhook's URL is its key). */
+  notifyUrl?: string;
+  notifyOn?: NotifyOn;
+  /** `snapline status` calls a volume late when its newest good snapshot is older than this (ms). */
+  expectEveryMs?: number;
+}
+
+/** An http(s) URL with no user:password@ (events never carry credentials). */
+export const NOTIFY_URL = { pattern: /^https?:\/\/[^\s/@?#]+(?:[/?#]\S*)?$/i, expected: 'an http:// or https:// URL without user:password@' };
+
 /** One connection as the file gives it, checked; absent fields fall back to the environment and defaults. */
 export interface ConnectionConfig {
   region?: string;
@@ -60,6 +74,7 @@ export interface ConnectionConfig {
   maxSockets?: number;
   archive?: ArchiveConfig;
   ecs?: EcsConfig;
+  unattended?: UnattendedConfig;
 }
 
 /** Header names whose values are treated as secrets (SSE-C keys, tokens...). */
@@ -111,6 +126,7 @@ export function readConnection(section: Section, configPath: string): Connection
   config.maxSockets = section.integer('max_sockets', 1, 4096);
   config.archive = readArchive(section);
   config.ecs = readEcs(section);
+  config.unattended = readUnattended(section);
   section.finish();
   return withoutUndefined(config);
 }
@@ -184,6 +200,23 @@ function readArchive(parent: Section): ArchiveConfig | undefined {
   };
   section.finish();
   return withoutUndefined(archive);
+}
+
+function readUnattended(section: Section): UnattendedConfig | undefined {
+  const unattended: UnattendedConfig = {};
+  const notify = section.section('notify');
+  if (notify !== undefined) {
+    unattended.notifyUrl = notify.string('url', { ...NOTIFY_URL, secret: true });
+    unattended.notifyOn = notify.oneOf('on', NOTIFY_ON);
+    notify.finish();
+  }
+  const expectEvery = section.string('expect_every', { pattern: /^(?:\d+[smhdw])+$/i, expected: 'a duration such as 26h, 1d or 1d12h' });
+  if (expectEvery !== undefined) {
+    unattended.expectEveryMs = parseDuration(expectEvery);
+    if (unattended.expectEveryMs === undefined) section.error('expect_every', 'must be a duration above zero');
+  }
+  const checked = withoutUndefined(unattended);
+  return Object.keys(checked).length === 0 ? undefined : checked;
 }
 
 function readEcs(parent: Section): EcsConfig | undefined {

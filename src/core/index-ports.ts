@@ -8,6 +8,8 @@
  * SnaplineError: NOT_FOUND, BAD_STATE, CONFLICT, INVALID_ARGUMENT, and
  * INDEX_UNUSABLE for a damaged store.
  */
+import type { ChangeTrackerKind } from './changed-ranges.js';
+import type { RunLog } from './run-log.js';
 
 // ---- records ---------------------------------------------------------------
 
@@ -236,7 +238,6 @@ export interface HeldLock {
   release(): void;
 }
 
-
 // ---- ports -----------------------------------------------------------------
 
 /**
@@ -427,6 +428,98 @@ export interface AdvisoryLocks {
   acquire(name: string): HeldLock;
 }
 
+// ---- change trackers, copies, drills, run history --------------------------
+
+/** How a run read its source: only what its tracker called changed, or everything. */
+export type TrackedScan = 'tracked' | 'full';
+
+export interface TrackerRecord {
+  snapshotId: string;
+  /** The tracker the run was given; null when none. */
+  kind: ChangeTrackerKind | null;
+  /** The bitmap's name or the file's path; null when none. */
+  name: string | null;
+  /** The checkpoint the tracker counted changes from (--since-checkpoint); null when none. */
+  sinceCheckpoint: string | null;
+  /** The checkpoint this snapshot was taken at (--checkpoint); null when none was given. */
+  checkpoint: string | null;
+  scan: TrackedScan;
+  /** Why a run given a tracker read everything instead. */
+  reason: string | null;
+  recordedAt: Date;
+}
+
+/** The tracker each committed snapshot was taken against (changed-block tracking). */
+export interface TrackerLog {
+  get(snapshotId: string): TrackerRecord | undefined;
+  /** Durable: written before the snapshot's completion, as only a completed snapshot is ever a parent. */
+  record(record: Omit<TrackerRecord, 'recordedAt'>): void;
+}
+
+export type CopyState = 'pending' | 'completed' | 'error' | 'deleted';
+
+export interface CopyRecord {
+  /** The copy's snapshot id, in the destination. */
+  copySnapshotId: string;
+  sourceSnapshotId: string;
+  volume: string;
+  /** The destination Region. */
+  region: string;
+  /** The connection the copy was made through; null when it was the source's connection with the Region changed. */
+  connection: string | null;
+  state: CopyState;
+  encrypted: boolean;
+  kmsKeyId: string | null;
+  /** The earlier copy of the lineage in the destination that made this one incremental, when there was one. */
+  incrementalOf: string | null;
+  /** What the service said of a failed copy. */
+  message: string | null;
+  createdAt: Date;
+  completedAt: Date | null;
+}
+
+export type NewCopy = Pick<CopyRecord, 'copySnapshotId' | 'sourceSnapshotId' | 'volume' | 'region' | 'connection' | 'encrypted' | 'kmsKeyId' | 'incrementalOf'>;
+
+/** The copies of the index's snapshots in other Regions or accounts. */
+export interface CopyCatalog {
+  record(copy: NewCopy, at?: Date): CopyRecord;
+  get(copySnapshotId: string): CopyRecord | undefined;
+  ofSnapshot(sourceSnapshotId: string): CopyRecord[];
+  list(volume?: string): CopyRecord[];
+  setState(copySnapshotId: string, state: CopyState, message?: string | null, at?: Date): CopyRecord;
+}
+
+/** What a drill restored to: nothing (read every block), a file, or an EBS volume. */
+export type DrillKind = 'read' | 'file' | 'volume';
+
+export interface NewDrill {
+  volume: string;
+  snapshotId: string;
+  kind: DrillKind;
+  startedAt: Date;
+  finishedAt: Date;
+  passed: boolean;
+  /** How long the recovery itself took (read, restore, or volume made and available), without the clean-up. */
+  recoveryMs: number;
+  blocksRead: number;
+  /** Blocks that did not match their checksum, the index's digest, or the restored file. */
+  mismatchedBlocks: number;
+  /** Why it failed; null when it passed. */
+  message: string | null;
+}
+
+export interface DrillRecord extends NewDrill {
+  id: number;
+}
+
+/** The recovery drills: what was proven recoverable, and how long it took. */
+export interface DrillRecords {
+  /** Durable. */
+  record(drill: NewDrill): DrillRecord;
+  lastPerVolume(): DrillRecord[];
+  ofVolume(volume: string): DrillRecord[];
+}
+
 /** Every port of the index; an operation's deps take `Pick<IndexPorts, ...>`. */
 export interface IndexPorts {
   readonly lineage: VolumeLineage;
@@ -436,4 +529,9 @@ export interface IndexPorts {
   readonly archives: ArchiveCatalog;
   readonly ecsJobs: EcsJobStore;
   readonly locks: AdvisoryLocks;
+  readonly trackers: TrackerLog;
+  readonly copies: CopyCatalog;
+  readonly drills: DrillRecords;
+  /** The run history (backups, restores, prunes, archives, failed ones too): status, metrics, the report. */
+  readonly history: RunLog;
 }

@@ -115,6 +115,103 @@ export interface SnapshotCatalog {
   encryptionByDefault(): Promise<boolean>;
 }
 
+// ---- copies in another Region or account -----------------------------------
+
+export interface CopySnapshotInput {
+  /** The Region of the snapshot to copy. */
+  sourceRegion: string;
+  sourceSnapshotId: string;
+  description?: string;
+  /** Encrypt the copy of an unencrypted snapshot (a copy of an encrypted one is encrypted anyway). */
+  encrypted?: boolean;
+  /** The destination's KMS key for the copy; only with `encrypted`. */
+  kmsKeyId?: string;
+  tags?: Record<string, string>;
+}
+
+/** EC2 CopySnapshot, asked of the destination: the Region (or account) the copy goes to. */
+export interface SnapshotCopier {
+  /** Starts a copy and returns its snapshot id (pending). Not idempotent: each call starts another copy. */
+  copySnapshot(input: CopySnapshotInput): Promise<string>;
+}
+
+/** Where copies go: the destination's Region, its EC2, and the connection when it is not the source's. */
+export interface CopyDestination {
+  region: string;
+  connection?: string;
+  copier: SnapshotCopier;
+  /** EC2 of the destination: describes and deletes the copies. */
+  catalog: SnapshotCatalog;
+}
+
+/** The destinations copies were made in, opened on demand (prune deletes copies with their source). */
+export interface CopyDestinations {
+  /** EC2 of a destination: `region`, through `connection` (null: the source's connection in that Region). */
+  catalogOf(region: string, connection: string | null): Promise<SnapshotCatalog>;
+}
+
+// ---- EBS volumes (disaster recovery) -------------------------------------------
+
+export type VolumeState = 'creating' | 'available' | 'in-use' | 'deleting' | 'deleted' | 'error';
+export type AttachmentState = 'attaching' | 'attached' | 'detaching' | 'detached' | 'busy';
+export type FastRestoreState = 'enabling' | 'optimizing' | 'enabled' | 'disabling' | 'disabled';
+
+/** A volume to make from a snapshot (EC2 CreateVolume). Absent fields take EC2's defaults. */
+export interface NewVolume {
+  snapshotId: string;
+  availabilityZone: string;
+  volumeType?: string;
+  sizeGiB?: number;
+  iops?: number;
+  throughput?: number;
+  encrypted?: boolean;
+  kmsKeyId?: string;
+  tags?: Record<string, string>;
+}
+
+export interface RemoteVolume {
+  volumeId: string;
+  state: VolumeState;
+  sizeGiB: number;
+  snapshotId?: string;
+  availabilityZone: string;
+  volumeType: string;
+  iops?: number;
+  throughput?: number;
+  encrypted: boolean;
+  kmsKeyId?: string;
+  /** Made from a snapshot with fast snapshot restore enabled in its zone: fully initialized at once. */
+  fastRestored: boolean;
+  attachment?: { instanceId: string; device: string; state: AttachmentState };
+}
+
+export interface RemoteInstance {
+  instanceId: string;
+  availabilityZone: string;
+  /** pending, running, stopping, stopped, ... */
+  state: string;
+}
+
+/**
+ * EBS volumes made from snapshots, the instances they attach to, and fast
+ * snapshot restore (EC2). Lookups answer undefined for what does not exist.
+ */
+export interface VolumeManager {
+  /** Not idempotent: every call makes a new volume. */
+  createVolume(input: NewVolume): Promise<RemoteVolume>;
+  describeVolume(volumeId: string): Promise<RemoteVolume | undefined>;
+  attachVolume(volumeId: string, instanceId: string, device: string): Promise<void>;
+  /** Idempotent: a volume already gone counts as deleted. Not cut by an abort (clean-up). */
+  deleteVolume(volumeId: string): Promise<void>;
+  describeInstance(instanceId: string): Promise<RemoteInstance | undefined>;
+  /** Fails with the code EC2 gives for the snapshot and zone (QUOTA_EXCEEDED past the Region's limit). */
+  enableFastRestore(snapshotId: string, availabilityZone: string): Promise<void>;
+  /** Idempotent: not enabled counts as disabled. Not cut by an abort (clean-up). */
+  disableFastRestore(snapshotId: string, availabilityZone: string): Promise<void>;
+  /** undefined when fast snapshot restore was never enabled there. */
+  fastRestoreState(snapshotId: string, availabilityZone: string): Promise<FastRestoreState | undefined>;
+}
+
 // ---- the archive tier ------------------------------------------------------
 
 export type ArchiveTarget = 's3' | 'glacier';

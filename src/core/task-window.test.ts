@@ -40,4 +40,35 @@ describe('TaskWindow', () => {
     expect(finished).toBe(1);
     expect(window.failed).toBe(true);
   });
+
+  it('run: a failing producer stops, its error is thrown only once the tasks it started have settled', async () => {
+    const window = new TaskWindow(4);
+    let finished = 0;
+    const run = window.run(async () => {
+      await window.add(async () => {
+        await tick();
+        await tick();
+        finished += 1;
+      });
+      throw new Error('producer');
+    });
+    await expect(run).rejects.toThrow('producer');
+    expect(finished).toBe(1);
+  });
+
+  it('run: a task failure stops the producer at its next add, and is the one thrown', async () => {
+    const window = new TaskWindow(1);
+    let added = 0;
+    const run = window.run(async () => {
+      for (let i = 0; i < 10; i += 1) {
+        await window.add(async () => {
+          await tick();
+          if (i === 1) throw new Error(`task ${i}`);
+        });
+        added += 1;
+      }
+    });
+    await expect(run).rejects.toThrow('task 1');
+    expect(added).toBe(2);
+  });
 });

@@ -32,6 +32,21 @@ export class TaskWindow {
     this.#throwFailure();
   }
 
+  /**
+   * Runs `produce`, which adds the tasks, then waits for every task started:
+   * a failure of the producer is kept like a task's (add() throws the first
+   * failure, so the producer stops at it), and the first failure is thrown
+   * once nothing runs any more.
+   */
+  async run(produce: () => Promise<void>): Promise<void> {
+    try {
+      await produce();
+    } catch (error) {
+      this.fail(error);
+    }
+    await this.drain();
+  }
+
   /** Records a failure that happened outside the tasks (e.g. in the producer). */
   fail(error: unknown): void {
     this.#failure ??= { error };

@@ -7,6 +7,13 @@ export interface FaultSettings {
   seed?: number;
   /** Share 0..1 of EBS direct requests answered RequestThrottledException (400). */
   throttleRate?: number;
+  /**
+   * Seconds of AWS time, from the first EBS direct request after the setting
+   * takes effect, during which every EBS direct request is answered
+   * RequestThrottledException (400): an account throttled for a while. Runs
+   * on the endpoint's clock, divided by the time scale.
+   */
+  throttleForS?: number;
   /** Requests/s per snapshot for PutSnapshotBlock and GetSnapshotBlock each (1000 imitates AWS); excess gets RequestThrottledException. */
   rateLimit?: number;
   /** Share 0..1 of EBS direct requests answered InternalServerException (500). */
@@ -52,7 +59,7 @@ export type CountedFault = (typeof COUNTED_FAULTS)[number];
 type FaultField = keyof FaultSettings;
 
 const SHARES: FaultField[] = ['throttleRate', 'errorRate', 'resetRate', 'corruptRate', 'completionErrorRate', 'spikeRate', 'jobFailureRate'];
-const NON_NEGATIVE: FaultField[] = ['rateLimit', 'latencyMs', 'spikeMs', 'notFoundAfterStart', 'completionDelayMs'];
+const NON_NEGATIVE: FaultField[] = ['throttleForS', 'rateLimit', 'latencyMs', 'spikeMs', 'notFoundAfterStart', 'completionDelayMs'];
 const WHOLE_NUMBERS: FaultField[] = [...COUNTED_FAULTS, 'ecsExitCode'];
 export const FAULT_FIELDS: readonly FaultField[] = ['seed', ...SHARES, ...NON_NEGATIVE, ...WHOLE_NUMBERS];
 
@@ -114,6 +121,8 @@ export type RequestFault = 'reset' | 'throttle' | 'error' | undefined;
  */
 export class FaultInjector {
   #settings: FaultSettings = {};
+  /** Endpoint time (ms) until which every EBS direct request is throttled (throttleForS); undefined until its first request. */
+  #throttledUntil: number | undefined;
   #reset!: () => number;
   #throttle!: () => number;
   #error!: () => number;
@@ -124,7 +133,11 @@ export class FaultInjector {
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
   readonly #remaining = new Map<CountedFault, number>();
 
-  constructor(settings: FaultSettings) {
+  /** `clock`: the endpoint's time and time scale, which throttleForS runs on. */
+  constructor(
+    settings: FaultSettings,
+    private readonly clock: { now: () => number; timeScale: number } = { now: Date.now, timeScale: 1 },
+  ) {
     this.replace(settings);
   }
 
@@ -142,6 +155,7 @@ export class FaultInjector {
     [this.#reset, this.#throttle, this.#error, this.#corrupt, this.#completion, this.#spike, this.#jobFailure] = [0, 1, 2, 3, 4, 5, 6].map((n) =>
       seededStream(seed, n),
     ) as [() => number, () => number, () => number, () => number, () => number, () => number, () => number];
+    this.#throttledUntil = undefined;
     this.#buckets.clear();
     this.#remaining.clear();
     for (const field of COUNTED_FAULTS) if (settings[field] !== undefined) this.#remaining.set(field, settings[field]);
@@ -173,13 +187,22 @@ export class FaultInjector {
     return this.#settings.spikeMs ?? 0;
   }
 
-  /** The fault for one EBS direct request, drawn in a fixed order: reset, throttle, error. */
+  /** The fault for one EBS direct request, drawn in a fixed order: reset, throttle, error (throttleForS throttles without a draw). */
   requestFault(): RequestFault {
     const { resetRate, throttleRate, errorRate } = this.#settings;
     if (resetRate && this.#reset() < resetRate) return 'reset';
+    if (this.#throttledForAWhile()) return 'throttle';
     if (throttleRate && this.#throttle() < throttleRate) return 'throttle';
     if (errorRate && this.#error() < errorRate) return 'error';
     return undefined;
+  }
+
+  #throttledForAWhile(): boolean {
+    const seconds = this.#settings.throttleForS;
+    if (!seconds) return false;
+    const now = this.clock.now();
+    this.#throttledUntil ??= now + (seconds * 1000) / this.clock.timeScale;
+    return now < this.#throttledUntil;
   }
 
   /** Takes one request from the snapshot's bucket; false when it is over the rate limit. */

@@ -1,5 +1,5 @@
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import type { AccessKey } from './protocol/auth.js';
+import type { AccessKey } from './protocol/access-keys.js';
 import { checkClockOptions, scaledTierDelays, skewedClock, type ClockOptions } from './clock.js';
 import type { TaskOptions } from './ecs/container-services.js';
 import { checkFaultSettings, FAULT_FIELDS, type FaultSettings } from './faults.js';
@@ -8,8 +8,8 @@ import { DEFAULT_LIMITS, type EndpointLimits } from './snapshots.js';
 import type { EmulatorStats } from './stats.js';
 import type { TierDelays } from './tiers.js';
 
-export type { AccessKey } from './protocol/auth.js';
-export { parseAccessKey, parseAccessKeyFile } from './protocol/auth.js';
+export type { AccessKey } from './protocol/access-keys.js';
+export { parseAccessKey, parseAccessKeyFile } from './protocol/access-keys.js';
 export type { FaultSettings } from './faults.js';
 export type { TaskOptions } from './ecs/container-services.js';
 export type { EmulatorStats, FaultStats, OperationStats } from './stats.js';
@@ -18,6 +18,7 @@ export { checkFaultSettings, FAULT_FIELDS } from './faults.js';
 export type { ClockOptions } from './clock.js';
 export { checkClockOptions, CLOCK_FIELDS } from './clock.js';
 export { ACCOUNT_ID, DEFAULT_LIMITS } from './snapshots.js';
+export { regionOfZone } from './ec2/volumes.js';
 export type { Tier, TierDelays } from './tiers.js';
 export { DEFAULT_TIER_DELAYS, parseTierDelayFlags, TIERS } from './tiers.js';
 
@@ -50,6 +51,8 @@ export interface EmulatorOptions extends FaultSettings, ClockOptions {
   jobDelayMs?: Partial<TierDelays>;
   /** How ECS tasks run: entrypoint, extra environment (see TaskOptions). */
   tasks?: TaskOptions;
+  /** Running EC2 instances to make at start, by Availability Zone (e.g. {"us-east-1a": 2}): volumes attach to them. */
+  instances?: Record<string, number>;
 }
 
 export interface RunningEmulator {
@@ -61,6 +64,8 @@ export interface RunningEmulator {
   /** Requests and bytes by operation, and how often each fault fired. */
   stats(): EmulatorStats;
   resetStats(): void;
+  /** Makes `count` running EC2 instances in `zone` (RunInstances is not served) and returns their ids. Throws AwsError for an unknown zone. */
+  createInstances(zone: string, count: number): string[];
   /** Stops listening, finishes or drops requests under way, closes the store; data stays on disk. Idempotent. */
   close(): Promise<void>;
 }
@@ -101,6 +106,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     restoreDelays: scaledTierDelays(options.restoreDelayMs, timeScale, 'restoreDelayMs'),
     jobDelays: scaledTierDelays(options.jobDelayMs, timeScale, 'jobDelayMs'),
     ...(options.tasks === undefined ? {} : { tasks: options.tasks }),
+    ...(options.instances === undefined ? {} : { instances: options.instances }),
   });
   return {
     url: endpoint.url,
@@ -108,6 +114,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     setFaults: (settings) => endpoint.setFaults(settings),
     stats: () => endpoint.stats(),
     resetStats: () => endpoint.resetStats(),
+    createInstances: (zone, count) => endpoint.createInstances(zone, count),
     close: () => endpoint.close(),
   };
 }

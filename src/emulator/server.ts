@@ -5,10 +5,13 @@ import { resolve } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { ArchiveServices } from './archive-services.js';
 import { AwsError } from './protocol/aws-error.js';
-import { RequestAuthenticator, sendRefusal, type AccessKey } from './protocol/auth.js';
+import type { AccessKey } from './protocol/access-keys.js';
+import { RequestAuthenticator, sendRefusal } from './protocol/auth.js';
 import { ContainerServices, type TaskOptions } from './ecs/container-services.js';
 import { EbsApi, matchEbsRoute, sendEbsError } from './ebs/ebs.js';
 import { Ec2Api } from './ec2/ec2.js';
+import { VolumeApi } from './ec2/volume-api.js';
+import { VolumeService } from './ec2/volumes.js';
 import { checkFaultSettings, FaultInjector, type FaultSettings } from './faults.js';
 import { ClientGone, newRequestId, readBody, send, sendJson, type Exchange } from './protocol/http.js';
 import { credentialScopeOf } from './protocol/sigv4.js';
@@ -43,6 +46,8 @@ export interface EndpointConfig {
   jobDelays: TierDelays;
   /** How ECS tasks run (entrypoint, extra environment). */
   tasks?: TaskOptions;
+  /** Running EC2 instances to make at start, by Availability Zone (volumes attach to them). */
+  instances?: Record<string, number>;
 }
 
 const DEFAULT_REGION = 'us-east-1';
@@ -66,6 +71,7 @@ export class EndpointServer {
   readonly #snapshots: SnapshotService;
   readonly #ebs: EbsApi;
   readonly #ec2: Ec2Api;
+  readonly #volumes: VolumeService;
   readonly #archives: ArchiveServices;
   readonly #containers: ContainerServices;
   readonly #release: () => void;
@@ -94,12 +100,14 @@ export class EndpointServer {
     try {
       catalog = new Catalog(layout.catalog);
       packs = new PackStore(layout.packs);
-      this.#faults = new FaultInjector(config.faults);
+      this.#faults = new FaultInjector(config.faults, { now: config.now, timeScale: config.clock.timeScale });
       const tokens = new TokenSigner(loadSecret(layout));
       this.#storeId = loadStoreId(layout);
       this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits, config.clock, config.encryptionByDefault);
       this.#ebs = new EbsApi(this.#snapshots, this.#faults, this.#stats, config.now);
-      this.#ec2 = new Ec2Api(this.#snapshots);
+      this.#volumes = new VolumeService(this.#snapshots, config.now, config.clock.timeScale);
+      for (const [zone, count] of Object.entries(config.instances ?? {})) this.#volumes.createInstances(zone, count);
+      this.#ec2 = new Ec2Api(this.#snapshots, new VolumeApi(this.#volumes));
       this.#archives = new ArchiveServices({ database: catalog.database, ...config, faults: this.#faults, stats: this.#stats });
       this.#containers = new ContainerServices({
         faults: this.#faults,
@@ -155,6 +163,11 @@ export class EndpointServer {
 
   resetStats(): void {
     this.#stats.reset();
+  }
+
+  /** Makes `count` running EC2 instances in `zone` (RunInstances is not served); their ids. */
+  createInstances(zone: string, count: number): string[] {
+    return this.#volumes.createInstances(zone, count).map((i) => i.instanceId);
   }
 
   /**
@@ -308,7 +321,10 @@ export class EndpointServer {
 
   /**
    * GET /_snapline/stats, POST /_snapline/stats/reset, GET|POST /_snapline/faults, and GET /_snapline/store
-   * (the store id of the data directory and its absolute path). Not counted in the stats.
+   * (the store id of the data directory and its absolute path), POST /_snapline/instances (JSON
+   * {availabilityZone, count}: makes running EC2 instances, answers their ids) and
+   * GET /_snapline/volumes/ID?offset=&length= (the bytes of a volume, default its first MiB).
+   * Not counted in the stats.
    */
   async #admin(req: IncomingMessage, res: ServerResponse, path: string, query: string): Promise<void> {
     const exchange = this.#adminExchange(req, res, path, query);
@@ -320,6 +336,8 @@ export class EndpointServer {
       return send(exchange, 204, {});
     }
     if (route === 'GET /_snapline/store') return sendJson(exchange, 200, { storeId: this.#storeId, dataDir: resolve(this.#config.dataDir) });
+    if (route === 'POST /_snapline/instances') return this.#adminInstances(exchange);
+    if (req.method === 'GET' && path.startsWith('/_snapline/volumes/')) return this.#adminVolume(exchange, path.slice('/_snapline/volumes/'.length), query);
     if (route === 'GET /_snapline/faults') return sendJson(exchange, 200, this.#faults.settings);
     if (route === 'POST /_snapline/faults') {
       const body = await readBody(req, exchange.stats);
@@ -334,6 +352,42 @@ export class EndpointServer {
       return sendJson(exchange, 200, this.#faults.settings);
     }
     sendJson(exchange, 404, { error: `no admin route ${route}` });
+  }
+
+  async #adminInstances(exchange: Exchange): Promise<void> {
+    const body = await readBody(exchange.req, exchange.stats);
+    let request: { availabilityZone?: unknown; count?: unknown };
+    try {
+      request = JSON.parse(body.toString('utf8') || '{}') as typeof request;
+    } catch {
+      return sendJson(exchange, 400, { error: 'the body must be JSON {"availabilityZone": "...", "count": N}' });
+    }
+    const count = request.count ?? 1;
+    if (typeof request.availabilityZone !== 'string' || typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 100) {
+      return sendJson(exchange, 400, { error: 'availabilityZone must be a zone such as us-east-1a and count a whole number from 1 to 100' });
+    }
+    try {
+      return sendJson(exchange, 200, { instanceIds: this.createInstances(request.availabilityZone, count) });
+    } catch (err) {
+      if (err instanceof AwsError) return sendJson(exchange, 400, { error: err.message });
+      throw err;
+    }
+  }
+
+  async #adminVolume(exchange: Exchange, volumeId: string, query: string): Promise<void> {
+    const params = new URLSearchParams(query);
+    const offset = Number(params.get('offset') ?? 0);
+    const length = Number(params.get('length') ?? 1024 * 1024);
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0 || length > 256 * 1024 * 1024) {
+      return sendJson(exchange, 400, { error: 'offset must be 0 or more and length 0 to 268435456 bytes' });
+    }
+    try {
+      const data = await this.#volumes.read(volumeId, offset, length);
+      return send(exchange, 200, { 'content-type': 'application/octet-stream' }, data);
+    } catch (err) {
+      if (err instanceof AwsError) return sendJson(exchange, err.code === 'IncorrectState' ? 409 : 404, { error: err.message });
+      throw err;
+    }
   }
 
   #adminExchange(req: IncomingMessage, res: ServerResponse, path: string, query: string): Exchange {

@@ -17,9 +17,11 @@ export interface EndpointLimits {
   maxPendingSnapshots: number;
   /** Snapshots kept (not deleted); one more StartSnapshot gets ServiceQuotaExceededException. */
   maxSnapshots: number;
+  /** Copies in progress into one Region; one more CopySnapshot gets ResourceLimitExceeded (default 20). */
+  maxConcurrentCopies?: number;
 }
 
-export const DEFAULT_LIMITS: EndpointLimits = { maxPendingSnapshots: 100, maxSnapshots: 100_000 };
+export const DEFAULT_LIMITS: EndpointLimits = { maxPendingSnapshots: 100, maxSnapshots: 100_000, maxConcurrentCopies: 20 };
 
 /** How the endpoint imitates AWS's time and account settings. */
 export interface SnapshotClock {
@@ -76,6 +78,19 @@ interface ReadableSnapshot {
   id: number;
   snapshotId: string;
   volumeSize: number;
+  region: string;
+}
+
+/** What a new copy is to be (see SnapshotService.startCopy); the caller has checked the request. */
+export interface CopySpec {
+  description: string | null;
+  encrypted: boolean;
+  kmsKeyArn: string | null;
+  tags: Tag[];
+  /** How long the copy stays pending, in AWS time (the endpoint divides it by the time scale). */
+  durationMs: number;
+  /** A copy whose key cannot be used still starts and ends in error with this message, as AWS checks the key later. */
+  failure: string | null;
 }
 
 const READABLE_CACHE_LIMIT = 4096;
@@ -134,7 +149,7 @@ export class SnapshotService {
     ]);
     if (input.clientToken !== undefined) {
       const earlier = this.catalog.byClientToken(input.clientToken);
-      if (earlier !== undefined) {
+      if (earlier !== undefined && earlier.region === region) {
         if (earlier.fingerprint !== fingerprint) {
           throw EbsErrors.conflict('The request uses the same client token as a previous, but non-identical request.');
         }
@@ -144,7 +159,7 @@ export class SnapshotService {
 
     let parent: SnapshotRecord | undefined;
     if (input.parentSnapshotId !== undefined) {
-      parent = this.#visible(input.parentSnapshotId);
+      parent = this.#current(this.#visible(input.parentSnapshotId, region));
       if (parent.status !== 'completed') {
         throw EbsErrors.validation('INVALID_SNAPSHOT_ID', `The parent snapshot ${parent.snapshotId} is in state ${parent.status}, not completed.`);
       }
@@ -177,6 +192,8 @@ export class SnapshotService {
       tags: input.tags,
       clientToken: input.clientToken ?? null,
       fingerprint,
+      region,
+      copySource: null,
     });
     this.#pending.set(record.snapshotId, this.#live(record, startTime));
     return record;
@@ -239,8 +256,8 @@ export class SnapshotService {
    * then reads the body, calls commitWrite if it is sound, and in every case
    * releaseWrite at the end. Synchronous.
    */
-  beginWrite(snapshotId: string, index: number): PendingSnapshot {
-    const live = this.#writable(snapshotId);
+  beginWrite(snapshotId: string, index: number, region: string): PendingSnapshot {
+    const live = this.#writable(snapshotId, region);
     const now = this.now();
     if (now - live.record.startTime < this.faults.notFoundWindowMs()) {
       this.stats.fault('notFound');
@@ -273,7 +290,7 @@ export class SnapshotService {
     this.#writes.add(work);
     try {
       const stored = await work;
-      if (!live.accepting || this.#pending.get(live.record.snapshotId) !== live) throw this.#notWritable(live.record.snapshotId);
+      if (!live.accepting || this.#pending.get(live.record.snapshotId) !== live) throw this.#notWritable(live.record.snapshotId, live.record.region);
       this.catalog.putBlock(live.record.id, index, digest, stored);
       live.lastActivity = this.now();
       if (progress !== undefined) live.progress = progress;
@@ -305,10 +322,10 @@ export class SnapshotService {
    * second CompleteSnapshot, so the endpoint takes the strict one and refuses
    * it (ValidationException), whatever state the snapshot is in.
    */
-  async complete(snapshotId: string, changedBlocksCount: number, checksum: string | undefined): Promise<SnapshotStatus> {
+  async complete(snapshotId: string, changedBlocksCount: number, checksum: string | undefined, region: string): Promise<SnapshotStatus> {
     const live = this.#pending.get(snapshotId);
     if (live !== undefined && live.accepting) this.#expireIfIdle(live, this.now());
-    if (live === undefined || !live.accepting) throw this.#notCompletable(snapshotId);
+    if (live === undefined || !live.accepting || live.record.region !== region) throw this.#notCompletable(snapshotId, region);
     live.accepting = false;
 
     const aggregate = new LinearAggregate();
@@ -336,7 +353,7 @@ export class SnapshotService {
         throw err;
       }
     }
-    if (this.#pending.get(snapshotId) !== live) return this.#current(this.#visible(snapshotId)).status;
+    if (this.#pending.get(snapshotId) !== live) return this.#current(this.#visible(snapshotId, region)).status;
 
     const delay = this.faults.completionDelayMs();
     if (delay === 0) {
@@ -388,8 +405,8 @@ export class SnapshotService {
   // ---- reads -------------------------------------------------------------
 
   /** ListSnapshotBlocks: inherited and written blocks, ascending. */
-  listBlocks(snapshotId: string, start: number | undefined, maxResults: number, nextToken: string | undefined): Page<BlockEntry> {
-    const snapshot = this.#readableSnapshot(snapshotId);
+  listBlocks(snapshotId: string, region: string, start: number | undefined, maxResults: number, nextToken: string | undefined): Page<BlockEntry> {
+    const snapshot = this.#readableSnapshot(snapshotId, region);
     const now = this.now();
     const position = this.#startOf('blocks', snapshotId, start, nextToken, now);
     const indexes = this.catalog.listBlocks(snapshot.id, position, maxResults + 1);
@@ -412,12 +429,13 @@ export class SnapshotService {
   changedBlocks(
     firstSnapshotId: string | undefined,
     secondSnapshotId: string,
+    region: string,
     start: number | undefined,
     maxResults: number,
     nextToken: string | undefined,
   ): Page<ChangedEntry> {
-    const second = this.#readableSnapshot(secondSnapshotId);
-    const first = firstSnapshotId === undefined ? undefined : this.#readableSnapshot(firstSnapshotId);
+    const second = this.#readableSnapshot(secondSnapshotId, region);
+    const first = firstSnapshotId === undefined ? undefined : this.#readableSnapshot(firstSnapshotId, region);
     const now = this.now();
     const subject = `${firstSnapshotId ?? ''}..${secondSnapshotId}`;
     const position = this.#startOf('changed', subject, start, nextToken, now);
@@ -450,8 +468,8 @@ export class SnapshotService {
   }
 
   /** GetSnapshotBlock: the block's bytes and SHA-256, if the token is this block's and still valid. */
-  async readBlock(snapshotId: string, index: number, blockToken: string | undefined): Promise<{ data: Buffer; digest: Buffer }> {
-    const snapshot = this.#readableSnapshot(snapshotId);
+  async readBlock(snapshotId: string, region: string, index: number, blockToken: string | undefined): Promise<{ data: Buffer; digest: Buffer }> {
+    const snapshot = this.#readableSnapshot(snapshotId, region);
     if (blockToken === undefined || !this.tokens.checkBlockToken(blockToken, snapshotId, index, this.now())) {
       throw EbsErrors.validation('INVALID_BLOCK_TOKEN', 'The block token is not valid for this block, or has expired.');
     }
@@ -461,24 +479,31 @@ export class SnapshotService {
     return { data, digest: block.digest };
   }
 
+  /** The bytes of block `index` of a snapshot by catalog id (for volumes made from it), or undefined when it has none there. */
+  async blockOf(snapshot: number, index: number): Promise<Buffer | undefined> {
+    const block = this.catalog.block(snapshot, index);
+    return block === undefined ? undefined : this.packs.read(block);
+  }
+
   // ---- bookkeeping (EC2) -----------------------------------------------
 
   /**
-   * Every snapshot not deleted, with live progress for pending ones, as EC2
-   * DescribeSnapshots sees it: with an EC2 lag, a snapshot started less than
-   * the lag ago is missing and one that left pending less than the lag ago
-   * still shows pending.
+   * Every snapshot of the Region not deleted, with live progress for pending
+   * ones (a copy's grows with the time it has run), as EC2 DescribeSnapshots
+   * sees it: with an EC2 lag, a snapshot started less than the lag ago is
+   * missing and one that left pending less than the lag ago still shows
+   * pending.
    */
-  describe(): SnapshotRecord[] {
+  describe(region: string): SnapshotRecord[] {
     this.sweep();
     const now = this.now();
     const lag = this.clock.ec2LagMs;
     const seen: SnapshotRecord[] = [];
     for (const record of this.catalog.visibleSnapshots()) {
-      if (now - record.startTime < lag) continue;
+      if (record.region !== region || now - record.startTime < lag) continue;
       const live = this.#pending.get(record.snapshotId);
       if (live !== undefined) {
-        seen.push({ ...record, progress: live.progress });
+        seen.push({ ...record, progress: record.copySource === null ? live.progress : copyProgress(record, now) });
         continue;
       }
       const settledAt = this.#settledAt.get(record.snapshotId);
@@ -487,11 +512,79 @@ export class SnapshotService {
     return seen;
   }
 
-  /** The snapshot, or undefined when it does not exist or was deleted. */
-  find(snapshotId: string): SnapshotRecord | undefined {
+  /** The snapshot, or undefined when it does not exist in the Region or was deleted. */
+  find(snapshotId: string, region: string): SnapshotRecord | undefined {
     this.sweep();
     const record = this.catalog.bySnapshotId(snapshotId);
-    return record === undefined || record.deletedAt !== null ? undefined : record;
+    return record === undefined || record.deletedAt !== null || record.region !== region ? undefined : record;
+  }
+
+  // ---- copies (EC2 CopySnapshot) -----------------------------------------
+
+  /** How many copies may be in progress into one Region. */
+  get maxConcurrentCopies(): number {
+    return this.limits.maxConcurrentCopies ?? DEFAULT_LIMITS.maxConcurrentCopies!;
+  }
+
+  /** Copies into `region` still pending. */
+  pendingCopies(region: string): number {
+    this.sweep();
+    let count = 0;
+    for (const live of this.#pending.values()) if (live.record.region === region && live.record.copySource !== null) count += 1;
+    return count;
+  }
+
+  /**
+   * Starts a copy of a completed `source` in `region`; it stays pending for
+   * the spec's duration (scaled), then completes, or ends in error with the
+   * spec's failure. When an earlier copy of the source's lineage (a copy of
+   * the source or of one of its ancestors) is still in the Region, completed
+   * and under the same key, the newest such copy becomes the new one's
+   * parent: the copy is incremental ("Incremental snapshot copying").
+   */
+  startCopy(source: SnapshotRecord, region: string, spec: CopySpec): SnapshotRecord {
+    const previous = this.#previousCopy(source, region, spec);
+    const startTime = this.now();
+    const record = this.catalog.createCopy(
+      {
+        snapshotId: newSnapshotId(),
+        parent: previous?.id ?? null,
+        volumeSize: source.volumeSize,
+        startTime,
+        timeoutMinutes: source.timeoutMinutes,
+        description: spec.description,
+        encrypted: spec.encrypted,
+        kmsKeyArn: spec.kmsKeyArn,
+        tags: spec.tags,
+        clientToken: null,
+        fingerprint: null,
+        region,
+        copySource: source.snapshotId,
+      },
+      source.id,
+      startTime + this.#scaled(spec.durationMs),
+      spec.failure === null ? 'completed' : 'error',
+      spec.failure,
+    );
+    this.#pending.set(record.snapshotId, this.#live(record, startTime));
+    return record;
+  }
+
+  #previousCopy(source: SnapshotRecord, region: string, spec: CopySpec): SnapshotRecord | undefined {
+    const lineage = new Map<string, number>();
+    for (const [distance, id] of this.#lineOf(source.id).entries()) {
+      const snapshotId = this.catalog.byId(id)?.snapshotId;
+      if (snapshotId !== undefined) lineage.set(snapshotId, distance);
+    }
+    let best: { record: SnapshotRecord; distance: number } | undefined;
+    for (const record of this.catalog.visibleSnapshots()) {
+      if (record.region !== region || record.status !== 'completed' || record.copySource === null) continue;
+      if (record.encrypted !== spec.encrypted || record.kmsKeyArn !== spec.kmsKeyArn) continue;
+      const distance = lineage.get(record.copySource);
+      if (distance === undefined) continue;
+      if (best === undefined || distance < best.distance || (distance === best.distance && record.id > best.record.id)) best = { record, distance };
+    }
+    return best?.record;
   }
 
   /** Adds or overwrites tags by key. */
@@ -532,41 +625,42 @@ export class SnapshotService {
     return this.catalog.byId(record.id) ?? record;
   }
 
-  #visible(snapshotId: string): SnapshotRecord {
+  /** The snapshot, if it exists in the Region and is not deleted; ResourceNotFoundException otherwise. */
+  #visible(snapshotId: string, region: string): SnapshotRecord {
     const record = this.catalog.bySnapshotId(snapshotId);
-    if (record === undefined || record.deletedAt !== null) throw EbsErrors.notFound(`The snapshot '${snapshotId}' does not exist.`);
+    if (record === undefined || record.deletedAt !== null || record.region !== region) throw EbsErrors.notFound(`The snapshot '${snapshotId}' does not exist.`);
     return record;
   }
 
-  #writable(snapshotId: string): PendingSnapshot {
+  #writable(snapshotId: string, region: string): PendingSnapshot {
     const live = this.#pending.get(snapshotId);
-    if (live !== undefined) {
+    if (live !== undefined && live.record.region === region) {
       this.#expireIfIdle(live, this.now());
       if (live.accepting) return live;
     }
-    throw this.#notWritable(snapshotId);
+    throw this.#notWritable(snapshotId, region);
   }
 
-  #notCompletable(snapshotId: string) {
-    const record = this.#current(this.#visible(snapshotId));
+  #notCompletable(snapshotId: string, region: string) {
+    const record = this.#current(this.#visible(snapshotId, region));
     const state = record.status === 'pending' ? 'already being completed' : `${record.status}`;
     return EbsErrors.validation('INVALID_SNAPSHOT_ID', `The snapshot ${snapshotId} is ${state}; only a pending snapshot not yet completed can be completed.`);
   }
 
-  #notWritable(snapshotId: string) {
-    const record = this.#current(this.#visible(snapshotId));
+  #notWritable(snapshotId: string, region: string) {
+    const record = this.#current(this.#visible(snapshotId, region));
     const state = record.status === 'pending' ? 'being completed' : `in state ${record.status}`;
     return EbsErrors.validation('INVALID_SNAPSHOT_ID', `The snapshot ${snapshotId} is ${state}; blocks can be written only to a pending snapshot.`);
   }
 
-  #readableSnapshot(snapshotId: string): ReadableSnapshot {
+  #readableSnapshot(snapshotId: string, region: string): ReadableSnapshot {
     const cached = this.#readable.get(snapshotId);
-    if (cached !== undefined) return cached;
-    const record = this.#current(this.#visible(snapshotId));
+    if (cached !== undefined && cached.region === region) return cached;
+    const record = this.#current(this.#visible(snapshotId, region));
     if (record.status !== 'completed') {
       throw EbsErrors.validation('INVALID_SNAPSHOT_ID', `The snapshot ${snapshotId} is in state ${record.status}; only a completed snapshot can be read.`);
     }
-    const readable = { id: record.id, snapshotId, volumeSize: record.volumeSize };
+    const readable = { id: record.id, snapshotId, volumeSize: record.volumeSize, region };
     if (this.#readable.size >= READABLE_CACHE_LIMIT) this.#readable.clear();
     this.#readable.set(snapshotId, readable);
     return readable;
@@ -612,12 +706,18 @@ export class SnapshotService {
   }
 }
 
+/** A pending copy's progress: the share of its duration gone by, below 100 until it completes. */
+function copyProgress(record: SnapshotRecord, now: number): number {
+  const total = (record.completesAt ?? now) - record.startTime;
+  return total <= 0 ? 99 : Math.min(99, Math.floor((100 * (now - record.startTime)) / total));
+}
+
 function newSnapshotId(): string {
   return `snap-${randomBytes(9).toString('hex').slice(0, 17)}`;
 }
 
 /** The account's default EBS KMS key in a Region (stands for alias/aws/ebs). */
-function defaultKmsKeyArn(region: string): string {
+export function defaultKmsKeyArn(region: string): string {
   return `arn:aws:kms:${region}:${ACCOUNT_ID}:key/5e1f0ebc-0000-4000-8000-${'0'.repeat(12)}`;
 }
 

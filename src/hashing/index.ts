@@ -7,6 +7,8 @@ import { abortError, untilAborted } from '../core/abort.js';
 
 /** The same path from src/hashing/ (tests) and dist/src/hashing/ (build). */
 const WORKER_FILE = fileURLToPath(new URL('../../workers/hash.js', import.meta.url));
+/** The worker's functions by name: the pool's tasks and results are typed from them. */
+type HashWorker = typeof import('../../workers/hash.js');
 
 export interface SlabDigests {
   /** 32 bytes per block, block i at [32*i, 32*i+32). */
@@ -62,7 +64,7 @@ export class HashPool {
     this.#checkBlocks(buffer, offset, blockCount);
     if (signal?.aborted) throw abortError(signal);
     return this.#inPieces(blockCount, (first, count) =>
-      this.#run<ArrayBuffer>('hashBlocks', { buffer, offset: offset + first * BLOCK_SIZE, blockCount: count, blockSize: BLOCK_SIZE }, signal),
+      this.#run('hashBlocks', { buffer, offset: offset + first * BLOCK_SIZE, blockCount: count, blockSize: BLOCK_SIZE }, signal),
     );
   }
 
@@ -101,7 +103,7 @@ export class HashPool {
         blockCount: count,
         blockSize: BLOCK_SIZE,
       };
-      const result = await this.#run<ArrayBuffer | { errno: string; at: number } | { endedAt: number }>('readAndHashBlocks', task);
+      const result = await this.#run('readAndHashBlocks', task);
       if (result instanceof ArrayBuffer) return result;
       if ('endedAt' in result) {
         throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `the source ended at byte ${result.endedAt}`, { details: { endedAt: result.endedAt } });
@@ -160,13 +162,13 @@ export class HashPool {
   async sha256(data: Uint8Array): Promise<Uint8Array> {
     if (data.buffer instanceof SharedArrayBuffer) {
       this.#checkRange(data.buffer, data.byteOffset, data.byteLength, 'length');
-      return this.#run<Uint8Array>('digest', { buffer: data.buffer, offset: data.byteOffset, length: data.byteLength });
+      return this.#run('digest', { buffer: data.buffer, offset: data.byteOffset, length: data.byteLength });
     }
     const lease = this.#copies.lease(data.byteLength);
     try {
       new Uint8Array(lease, 0, data.byteLength).set(data);
       this.#checkRange(lease, 0, data.byteLength, 'length');
-      return await this.#run<Uint8Array>('digest', { buffer: lease, offset: 0, length: data.byteLength });
+      return await this.#run('digest', { buffer: lease, offset: 0, length: data.byteLength });
     } finally {
       this.#copies.giveBack(lease);
     }
@@ -185,14 +187,14 @@ export class HashPool {
     }
     if (this.#destroyed) throw new SnaplineError(ErrorCodes.INTERNAL, 'the hash pool was used after destroy()');
     const task = { buffer, offset: 0, length: data.byteLength };
-    const moved = await this.#run<{ digest: Uint8Array; buffer: ArrayBuffer }>('digestMoved', task, undefined, [buffer]);
+    const moved = await this.#run('digestMoved', task, undefined, [buffer]);
     return { digest: moved.digest, data: Buffer.from(moved.buffer, 0, task.length) };
   }
 
   /** SHA-256 tree hash (Glacier) of [offset, offset+length) as raw 32 bytes, computed in a worker. */
   async treeHash(buffer: SharedArrayBuffer, offset: number, length: number): Promise<Uint8Array> {
     this.#checkRange(buffer, offset, length, 'length');
-    return this.#run<Uint8Array>('treeHash', { buffer, offset, length });
+    return this.#run('treeHash', { buffer, offset, length });
   }
 
   /** Lets the tasks in flight finish, then stops the threads. Idempotent; later calls are refused. */
@@ -221,11 +223,11 @@ export class HashPool {
 
   // Aborts are not passed to piscina: it would kill the thread of a running
   // task, and a result already on its way back then surfaces as a pool error.
-  async #run<T>(name: 'hashBlocks' | 'readAndHashBlocks' | 'treeHash' | 'digest' | 'digestMoved', task: object, signal?: AbortSignal, transferList?: ArrayBuffer[]): Promise<T> {
+  async #run<N extends keyof HashWorker>(name: N, task: Parameters<HashWorker[N]>[0], signal?: AbortSignal, transferList?: ArrayBuffer[]): Promise<ReturnType<HashWorker[N]>> {
     if (this.#failure !== undefined) {
       throw new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${this.#failure.message}`, { cause: this.#failure });
     }
-    const running = this.#piscina.run(task, transferList === undefined ? { name } : { name, transferList }) as Promise<T>;
+    const running: Promise<ReturnType<HashWorker[N]>> = this.#piscina.run(task, transferList === undefined ? { name } : { name, transferList });
     this.#inFlight.add(running);
     const settled = (): void => {
       this.#inFlight.delete(running);

@@ -1,10 +1,14 @@
 import { resolve } from 'node:path';
-import type { IndexPorts } from '../core/index-ports.js';
+import type { IndexPorts, DrillRecords } from '../core/index-ports.js';
+import type { RunLog } from '../core/run-log.js';
 import { IndexAccess } from './access.js';
 import { ArchiveCatalogStore } from './archives.js';
 import { BlockMapStore } from './block-maps.js';
+import { SnapshotCopies } from './copies.js';
+import { DrillRows } from './drills.js';
 import { findProblems } from './check.js';
 import { EcsJobsStore } from './ecs-jobs.js';
+import { RunRows } from './history.js';
 import { LineageStore } from './lineage.js';
 import { IndexLocks } from './locks.js';
 import { openIndexDatabase } from './open.js';
@@ -13,6 +17,7 @@ import { SnapshotRows } from './snapshot-rows.js';
 import { indexErrorOf } from './sqlite-errors.js';
 import { type StoreRef, VolumeStores } from './stores.js';
 import { TargetStore } from './targets.js';
+import { TrackerHistory } from './trackers.js';
 import { requireText } from './validate.js';
 
 export type { BeginRunInput, BlockRange, ImportSnapshotInput } from '../core/index-ports.js';
@@ -29,7 +34,9 @@ export interface StorageStats {
  * (src/core/index-ports.ts) as sub-stores: `lineage` (volumes, snapshots
  * with their lineage and state), `runs` (the journal of runs), `maps`
  * (per-snapshot block digests), `targets` (restore targets), `archives`,
- * `ecsJobs` and `locks` (advisory locks). Each sub-store maps SQLite's errors
+ * `ecsJobs`, `locks` (advisory locks), `trackers` (change trackers),
+ * `copies` (in other Regions), `drills` and `history` (the run history).
+ * Each sub-store maps SQLite's errors
  * and opens its own transactions.
  *
  * Storage: a committed snapshot stores only the blocks written in it; its
@@ -57,6 +64,10 @@ export class BlockIndex implements IndexPorts {
   readonly archives: ArchiveCatalogStore;
   readonly ecsJobs: EcsJobsStore;
   readonly locks: IndexLocks;
+  readonly trackers: TrackerHistory;
+  readonly copies: SnapshotCopies;
+  readonly drills: DrillRecords;
+  readonly history: RunLog;
   readonly #access: IndexAccess;
   readonly #rows: SnapshotRows;
   readonly #stores: VolumeStores;
@@ -73,6 +84,19 @@ export class BlockIndex implements IndexPorts {
     this.archives = new ArchiveCatalogStore(access);
     this.ecsJobs = new EcsJobsStore(access);
     this.locks = new IndexLocks(access);
+    this.trackers = new TrackerHistory(access.db, path);
+    this.copies = new SnapshotCopies(access.db, (fn) => access.run(fn));
+    const drills = new DrillRows(access.db);
+    this.drills = {
+      record: (drill) => access.durably(() => drills.record(drill)),
+      lastPerVolume: () => access.run(() => drills.lastPerVolume()),
+      ofVolume: (volume) => access.run(() => drills.ofVolume(volume)),
+    };
+    const history = new RunRows(access.db);
+    this.history = {
+      recordRun: (entry) => access.durably(() => history.record(entry, this.#stores.bound)),
+      listRuns: (filter = {}) => access.run(() => history.list(filter, this.#stores.bound)),
+    };
   }
 
   /**

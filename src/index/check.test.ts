@@ -70,6 +70,16 @@ describe('index check', () => {
     expect(found.some((problem) => problem.includes('snap-2'))).toBe(true);
   });
 
+  it('a map read whose digests are fewer than its rows fails INDEX_UNUSABLE instead of dropping rows', () => {
+    plant(`UPDATE blocks SET digest = zeroblob(0) WHERE id = ${mapKey('snap-1')} * ${BLOCK_KEY_SPAN} + 6`, { ignoreChecks: true });
+    const index = BlockIndex.open(path);
+    try {
+      expect(() => [...index.maps.blockMap('snap-1')]).toThrow(/holds a digest that is not 32 bytes/);
+    } finally {
+      index.close();
+    }
+  });
+
   it('finds blocks that belong to no snapshot', () => {
     plant(`INSERT INTO blocks (id, digest) VALUES (77 * ${BLOCK_KEY_SPAN} + 1, zeroblob(32))`);
     plant(`INSERT INTO run_blocks (id, digest) VALUES (55 * ${BLOCK_KEY_SPAN}, zeroblob(32))`);

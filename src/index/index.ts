@@ -3,6 +3,7 @@ export { BlockIndex } from './block-index.js';
 export type { BeginRunInput, BlockRange, ImportSnapshotInput, StorageStats } from './block-index.js';
 export type { HeldLock } from './locks.js';
 export type { StoreRef } from './stores.js';
+export type { TrackedScan, TrackerHistory, TrackerRecord } from './trackers.js';
 export type {
   ArchiveObjectRecord,
   ArchiveRecord,
@@ -12,6 +13,8 @@ export type {
   ObjectUploadRecord,
   UploadPartRecord,
 } from './archives.js';
+export type { CopyRecord, CopyState, NewCopy, SnapshotCopies } from './copies.js';
+export type { DrillKind, DrillRecord, NewDrill } from './drills.js';
 export type { EcsJobRecord, EcsJobState, EcsShardRecord, EcsShardState, EcsSourceKind, EcsTaskRecord, NewEcsJob } from './ecs-jobs.js';
 export type {
   BlockEntry,

@@ -20,11 +20,13 @@ export const DIGEST_BYTES = 32;
 export const CHUNK_SPAN = 32_768;
 
 const EMPTY = Buffer.alloc(0);
+const NO_INDEXES = new Int32Array(0);
 
 /** The rows of one key inside one chunk, ascending. */
 class ChunkRows {
   count = 0;
-  readonly indexes = new Int32Array(CHUNK_SPAN);
+  /** Sized on read to the rows the chunk holds (at most CHUNK_SPAN): a key of a few rows costs a few bytes, not 128 KiB. */
+  indexes = NO_INDEXES;
   /** count * 32 bytes; a fresh buffer per read, so views handed out stay valid. */
   digests: Buffer = EMPTY;
 }
@@ -75,6 +77,9 @@ export class KeyedRows {
       into.digests = EMPTY;
       return;
     }
+    // One index per digest; a list that disagrees ends with a count that fails the check below.
+    const rows = Math.min(Math.ceil(digests.length / DIGEST_BYTES), CHUNK_SPAN);
+    if (into.indexes.length < rows) into.indexes = new Int32Array(rows);
     into.count = parseIndexes(indexText, into.indexes, lo, hi);
     into.digests = digests;
     if (digests.length !== into.count * DIGEST_BYTES) {
@@ -87,7 +92,7 @@ export class KeyedRows {
   }
 }
 
-/** Parses "i,j,k" into `out`; the indexes must ascend strictly inside [lo, hi). */
+/** Parses "i,j,k" into `out` (indexes past its length are counted, not stored); the indexes must ascend strictly inside [lo, hi). */
 function parseIndexes(text: string, out: Int32Array, lo: number, hi: number): number {
   let count = 0;
   let value = 0;
@@ -258,8 +263,9 @@ export function* chainDifference(
 export function keyChecksum(rows: KeyedRows, key: number): Buffer {
   const indexHash = createHash('sha256');
   const digestHash = createHash('sha256');
-  const indexBytes = Buffer.alloc(CHUNK_SPAN * 4);
+  let indexBytes = EMPTY;
   for (const chunk of keyChunks(rows, key)) {
+    if (indexBytes.length < chunk.count * 4) indexBytes = Buffer.allocUnsafe(chunk.count * 4);
     for (let row = 0; row < chunk.count; row += 1) indexBytes.writeUInt32LE(chunk.indexes[row]!, row * 4);
     indexHash.update(indexBytes.subarray(0, chunk.count * 4));
     digestHash.update(chunk.digests);

@@ -1,5 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import { BLOCKS_PER_GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
+import { TRACKER_TABLES } from './trackers.js';
+import { createCopiesTable } from './copies.js';
 
 /** `PRAGMA application_id` of a snapline index: "SNPL". A file with another id is refused. */
 export const APPLICATION_ID = 0x534e504c;
@@ -254,6 +256,59 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
         store  TEXT NOT NULL,
         label  TEXT NOT NULL
       ) WITHOUT ROWID;
+    `);
+  },
+  (db) => {
+    db.exec(TRACKER_TABLES);
+  },
+  createCopiesTable,
+  (db) => {
+    db.exec(`
+      -- Recovery drills (see drills.ts): what was proven recoverable, how
+      -- (kind: read, file or volume), whether it passed and how long the
+      -- recovery took. Times in epoch milliseconds.
+      CREATE TABLE drills (
+        id                INTEGER PRIMARY KEY,
+        volume            TEXT NOT NULL,
+        snapshot_id       TEXT NOT NULL,
+        kind              TEXT NOT NULL CHECK (kind IN ('read', 'file', 'volume')),
+        started_at        INTEGER NOT NULL,
+        finished_at       INTEGER NOT NULL,
+        passed            INTEGER NOT NULL CHECK (passed IN (0, 1)),
+        recovery_ms       INTEGER NOT NULL,
+        blocks_read       INTEGER NOT NULL,
+        mismatched_blocks INTEGER NOT NULL,
+        message           TEXT
+      );
+      CREATE INDEX drills_by_volume ON drills (volume, id);
+    `);
+  },
+  (db) => {
+    db.exec(`
+      -- The history of runs (see runs.ts): one row per volume a backup, restore,
+      -- prune or archive run dealt with, failed runs included (error_code: a
+      -- SnaplineError code). volume is free text, not a reference: a first
+      -- backup that failed leaves no volumes row. store: the store the run
+      -- reached (as volume_stores.store), null when it was not known.
+      -- live_snapshots: the volume's completed snapshots after the run.
+      CREATE TABLE runs (
+        run_key            INTEGER PRIMARY KEY,
+        operation          TEXT NOT NULL CHECK (operation IN ('backup', 'restore', 'prune', 'archive')),
+        volume             TEXT,
+        store              TEXT,
+        started_at         INTEGER NOT NULL,
+        finished_at        INTEGER NOT NULL,
+        result             TEXT NOT NULL CHECK (result IN ('success', 'failure')),
+        error_code         TEXT,
+        snapshot_id        TEXT,
+        changed_blocks     INTEGER NOT NULL,
+        changed_bytes      INTEGER NOT NULL,
+        transferred_blocks INTEGER NOT NULL,
+        transferred_bytes  INTEGER NOT NULL,
+        live_snapshots     INTEGER,
+        CHECK ((result = 'failure') = (error_code IS NOT NULL))
+      );
+      CREATE INDEX runs_by_volume ON runs (volume, operation, started_at);
     `);
   },
 ];

@@ -1,62 +1,36 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { fstatSync, type BigIntStats } from 'node:fs';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import type { BlockSource, DataRegion } from './block-source.js';
 import { deviceSizeFromSysfs, sizeByProbing } from './device-size.js';
 import { nativeHoleSeeker, type HoleSeeker } from './holes.js';
 import { openNbdSource } from './nbd/source.js';
 import { isNbdUrl, parseNbdUrl } from './nbd/url.js';
 
-/** Where data may be, from a position on: [position, start) is a hole (reads as zeros), [start, end) data. */
-export interface DataRegion {
-  /** First byte that may hold data; sizeBytes when only a hole follows. */
-  start: number;
-  /** First hole byte after start, or sizeBytes. */
-  end: number;
-}
+export type { BlockSource, DataRegion } from './block-source.js';
 
-/** A file, block device or NBD export read at explicit offsets, with a size fixed at open. */
-export interface BlockSource {
-  /** The file or device path; for an NBD export its canonical URL. */
-  readonly path: string;
-  readonly kind: 'file' | 'device' | 'nbd';
-  /** Exact byte size, taken when the source was opened. */
-  readonly sizeBytes: number;
-  /**
-   * The open descriptor, for positioned reads from worker threads (valid
-   * until close); undefined where only read() can read the source (an NBD
-   * export).
-   */
-  readonly fd: number | undefined;
-  /**
-   * Reads up to `target.byteLength` bytes at `position` into `target` (a view
-   * into a slab); returns the bytes read, short only at sizeBytes. Several
-   * reads may be in flight at once.
-   */
-  read(target: Uint8Array, position: number): Promise<number>;
-  /**
-   * The data region at or after `position` (0 <= position < sizeBytes), so
-   * that holes can be skipped without reading them. A source that cannot
-   * tell holes apart (a device, a filesystem without SEEK_DATA, a build
-   * without the native addon) answers { start: position, end: sizeBytes }:
-   * everything is data. A source may answer with a region cut short (a hole
-   * or data that goes on past `end`); the reader asks again from there.
-   * Synchronous and cheap for files; an NBD export asks its server.
-   */
-  dataRegionAt(position: number): DataRegion | Promise<DataRegion>;
-  /** Closes the handle; idempotent. */
-  close(): Promise<void>;
+export interface OpenSourceOptions {
+  /** An NBD export's dirty bitmap to answer changedRanges from; refused (INVALID_ARGUMENT) for any other source. */
+  dirtyBitmap?: string;
 }
 
 /**
  * Opens a regular file, a block device or an NBD export (an nbd:// or
- * nbd+unix:// URL, see nbd/url.ts) for reading. Anything else, and an empty
+ * nbd+unix:// URL, see nbd/url.ts) for reading, an export with its dirty
+ * bitmap when asked. Anything else, and an empty
  * source, is refused with SOURCE_UNUSABLE naming the path.
  */
-export async function openSource(path: string): Promise<BlockSource> {
+export async function openSource(path: string, options: OpenSourceOptions = {}): Promise<BlockSource> {
   if (typeof path !== 'string' || path === '') {
     throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, 'no source path given');
   }
-  if (isNbdUrl(path)) return openNbdSource(parseNbdUrl(path));
+  if (isNbdUrl(path)) return openNbdSource(parseNbdUrl(path), { dirtyBitmap: options.dirtyBitmap });
+  if (options.dirtyBitmap !== undefined) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--dirty-bitmap reads an NBD export's dirty bitmap: ${path} is not an NBD URL`, {
+      hint: 'export the disk with qemu-nbd -B NAME and back up its nbd:// URL, or give another tracker\'s changes with --changed-blocks FILE',
+      details: { option: 'dirtyBitmap' },
+    });
+  }
   // Look before opening: opening a FIFO for reading would wait for a writer.
   let kind: HandleSource['kind'];
   try {

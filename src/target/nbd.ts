@@ -1,9 +1,9 @@
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
-import type { BlockSource } from '../source/open.js';
+import type { BlockSource } from '../source/block-source.js';
 import { connectNbd, type NbdClient } from '../source/nbd/client.js';
 import { nbdClientSource } from '../source/nbd/source.js';
 import type { NbdAddress } from '../source/nbd/url.js';
-import type { OpenTargetOptions, RestoreTarget } from './index.js';
+import type { OpenTargetOptions, RestoreTarget } from './restore-target.js';
 import { detectSignature, signatureRefusal, SIGNATURE_BYTES } from './signatures.js';
 import { ZERO_CHUNK } from './zeros.js';
 

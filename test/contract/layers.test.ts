@@ -80,6 +80,51 @@ function violations(from: string[], forbidden: string[]): string[] {
     .map(([, chain]) => chain.join(' -> '));
 }
 
+/**
+ * The import cycles among `files`: each as "a -> b -> ... -> a", one per
+ * group of files that reach each other (a strongly connected component,
+ * Tarjan's algorithm), found by following imports from its first member.
+ */
+function cyclesAmong(files: string[]): string[] {
+  const order = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const groups: string[][] = [];
+  const visit = (file: string) => {
+    order.set(file, order.size);
+    low.set(file, order.get(file)!);
+    stack.push(file);
+    for (const next of importsOf(file).files) {
+      if (!order.has(next)) {
+        visit(next);
+        low.set(file, Math.min(low.get(file)!, low.get(next)!));
+      } else if (stack.includes(next)) {
+        low.set(file, Math.min(low.get(file)!, order.get(next)!));
+      }
+    }
+    if (low.get(file) !== order.get(file)) return;
+    const group = stack.splice(stack.indexOf(file));
+    if (group.length > 1 || importsOf(file).files.includes(file)) groups.push(group);
+  };
+  for (const file of files) if (!order.has(file)) visit(file);
+  return groups.map((group) => {
+    // The shortest path through the group from its first file back to it, for the message.
+    const [first] = group.sort();
+    const before = new Map<string, string>();
+    const queue = [first!];
+    for (let at = queue.shift(); at !== undefined && !before.has(first!); at = queue.shift()) {
+      for (const next of importsOf(at).files) {
+        if (!group.includes(next) || before.has(next)) continue;
+        before.set(next, at);
+        queue.push(next);
+      }
+    }
+    const path = [first!];
+    for (let at = before.get(first!)!; at !== first; at = before.get(at)!) path.unshift(at);
+    return [first!, ...path].join(' -> ');
+  });
+}
+
 const INNER = ['src/core', 'src/engine', 'src/index', 'src/source', 'src/target', 'src/hashing'];
 const OUTER = ['src/aws', 'src/config', 'src/cli', 'src/session.ts', 'src/ecs-session.ts', 'src/emulator'];
 
@@ -106,6 +151,14 @@ describe('layers (DESIGN.md: dependencies point inward)', () => {
 
   it('the endpoint reaches none of aws, the engine, the sessions or the cli', () => {
     expect(violations(['src/emulator'], ['src/aws', 'src/engine', 'src/session.ts', 'src/ecs-session.ts', 'src/cli'])).toEqual([]);
+  });
+
+  it('the connection settings reach no endpoint code (the session layer hands them a starter)', () => {
+    expect(violations(['src/config'], ['src/emulator'])).toEqual([]);
+  });
+
+  it('no file under src/ reaches itself through its imports (no import cycles)', () => {
+    expect(cyclesAmong(filesOf('src'))).toEqual([]);
   });
 
   it('the rules see the imports they judge', () => {

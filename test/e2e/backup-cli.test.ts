@@ -7,7 +7,7 @@ import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
 import type { RunJournal, VolumeLineage } from '../../src/core/index-ports.js';
-import { VOLUME_TAG } from '../../src/engine/lineage/rebuild.js';
+import { VOLUME_TAG } from '../../src/engine/blocks/remote-snapshot.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { ExitCodes } from '../../src/errors.js';
 import { BlockIndex } from '../../src/index/index.js';
@@ -22,7 +22,7 @@ import { overwriteBlocks, writeImage } from '../support/images.js';
  */
 
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
-/** The keys of the backup result the issue documents, plus resumed and dryRun, which the engine adds. */
+/** The keys of the backup result the issue documents, plus resumed, dryRun and blocksRead, which the engine adds (changeTracking only with a tracker or checkpoint). */
 const RESULT_KEYS = [
   'snapshotId',
   'parentSnapshotId',
@@ -30,6 +30,7 @@ const RESULT_KEYS = [
   'volumeSizeGiB',
   'sourceBytes',
   'blocksScanned',
+  'blocksRead',
   'blocksChanged',
   'blocksUploaded',
   'blocksZeroSkipped',

@@ -1,7 +1,8 @@
 /**
  * The built CLI with NBD URLs: `backup` of an export qemu-nbd serves,
  * `verify` against it and `restore` to a file, against the local endpoint;
- * a URL without an export name needs --volume.
+ * a URL without an export name needs --volume; a bitmap-driven incremental
+ * (--dirty-bitmap) and a lying bitmap caught by --verify-unchanged.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -68,5 +69,40 @@ describe.skipIf(qemuMissing !== undefined)('snapline with NBD URLs', () => {
     const withVolume = await snapline('--json', 'backup', unnamed.url, '--volume', 'web-default', '--dry-run');
     expect({ code: withVolume.code, stderr: withVolume.stderr }).toMatchObject({ code: 0 });
     expect(JSON.parse(withVolume.stdout)).toMatchObject({ backups: [{ volume: 'web-default', dryRun: true }] });
+  });
+
+  it('reads only what --dirty-bitmap marks, says why a bitmap is not used, and ends with exit 8 when --verify-unchanged catches a lying one', async () => {
+    const tracked = join(work, 'tracked.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', tracked, '12M');
+    qemuIo(tracked, 'qcow2', 'write -P 0x71 0 3M');
+    qemuImg('bitmap', '--add', tracked, 'gen1');
+    const socket = join(work, 'tracked.sock');
+    const serving = async <T>(bitmap: string, body: (url: string) => Promise<T>): Promise<T> => {
+      const server = await startQemuNbd(work, { image: tracked, format: 'qcow2', exportName: 'tracked', bitmap, socket });
+      try {
+        return await body(server.url);
+      } finally {
+        await server.stop();
+      }
+    };
+    const full = await serving('gen1', (url) => snapline('backup', url, '--dirty-bitmap', 'gen1', '--checkpoint', 'gen1'));
+    expect(full.code, full.stderr).toBe(0);
+    expect(full.stderr).toMatch(/warning: the dirty bitmap "gen1" of .* is not used: there is no parent snapshot/);
+
+    qemuIo(tracked, 'qcow2', 'write -P 0x72 1M 4k');
+    qemuImg('bitmap', '--add', tracked, 'gen2');
+    const incremental = await serving('gen1', (url) => snapline('backup', url, '--dirty-bitmap', 'gen1', '--checkpoint', 'gen2', '--verify-unchanged', '100'));
+    expect(incremental.code, incremental.stderr).toBe(0);
+    expect(incremental.stdout).toMatch(/the dirty bitmap "gen1" of .*: 1 blocks marked changed, 1 read, 23 it calls unchanged verified; the rest is the parent's/);
+    expect(incremental.stdout).toContain('changed 1, uploaded 1');
+
+    qemuImg('bitmap', '--disable', tracked, 'gen2');
+    qemuIo(tracked, 'qcow2', 'write -P 0x73 8M 4k');
+    const lying = await serving('gen2', (url) => snapline('backup', url, '--dirty-bitmap', 'gen2', '--checkpoint', 'gen3', '--verify-unchanged', '100'));
+    expect(lying.code).toBe(ExitCodes.TRACKER_UNTRUSTED);
+    expect(lying.stderr).toMatch(/the dirty bitmap "gen2" of .* cannot be trusted: 1 of 24 blocks it calls unchanged differ/);
+    const bad = await snapline('backup', join(work, 'tracked.qcow2'), '--dirty-bitmap', 'gen2');
+    expect(bad.code).toBe(ExitCodes.USAGE);
+    expect(bad.stderr).toContain('is not an NBD URL');
   });
 });

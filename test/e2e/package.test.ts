@@ -6,7 +6,7 @@
  * runs in .ci/run: it compiles better-sqlite3, which takes minutes.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +28,81 @@ describe('the tarball (npm pack)', () => {
     }
     expect(paths.filter((path) => /^(src|test|bench)\/|\.test\.|\.ts$/.test(path) && !path.endsWith('.d.ts'))).toEqual([]);
     expect(paths.filter((path) => path.endsWith('.map') || path === 'bin/build.js')).toEqual([]);
+  });
+});
+
+/** The operations the library offers, as src/index.ts exports them. */
+const OPERATIONS = [
+  'backup', 'restore', 'verify', 'diff', 'snapshots', 'prune', 'rebuildIndex', 'archive', 'archiveRestore', 'archiveStatus',
+  'archiveInventory', 'archiveDelete', 'archivePrune', 'rehydrate', 'ecsRestore', 'ecsStatus', 'bench', 'startEmulator',
+];
+
+describe('the library, imported by its name (package.json "exports")', () => {
+  /** A project that depends on snapline: node_modules/snapline is this package. */
+  function consumer(): string {
+    const dir = join(work, 'consumer');
+    if (existsSync(dir)) return dir;
+    mkdirSync(join(dir, 'node_modules'), { recursive: true });
+    symlinkSync(ROOT, join(dir, 'node_modules', 'snapline'), 'dir');
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+    return dir;
+  }
+
+  it('offers every operation, refuses deep imports, and its errors name the option as the library spells it', () => {
+    const dir = consumer();
+    writeFileSync(
+      join(dir, 'use.js'),
+      `import * as snapline from 'snapline';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+const exported = Object.keys(snapline).filter((name) => typeof snapline[name] === 'function').sort();
+let deep;
+try {
+  await import('snapline/dist/src/session.js');
+  deep = 'imported';
+} catch (err) {
+  deep = err.code;
+}
+const dir = mkdtempSync(join(tmpdir(), 'snapline-consumer-'));
+const endpoint = await snapline.startEmulator({ dataDir: join(dir, 'endpoint'), log: () => undefined });
+const session = { connection: 'local', endpointUrl: endpoint.url, indexPath: join(dir, 'index.db') };
+try {
+  const rows = await snapline.snapshots(session);
+  const refused = await snapline.prune({ ...session, olderThanDays: -1 }).then(() => undefined, (err) => err);
+  console.log(JSON.stringify({ exported, deep, rows, refused: { isError: refused instanceof snapline.SnaplineError, code: refused.code, message: refused.message, details: refused.details } }));
+} finally {
+  await endpoint.close();
+}
+`,
+    );
+    const out = execFileSync(process.execPath, ['use.js'], { cwd: dir, encoding: 'utf8', env: hermeticEnv(join(work, 'data')) });
+    const result = JSON.parse(out) as { exported: string[]; deep: string; rows: unknown[]; refused: Record<string, unknown> };
+    expect(result.exported).toEqual(expect.arrayContaining(OPERATIONS));
+    expect(result.deep).toBe('ERR_PACKAGE_PATH_NOT_EXPORTED');
+    expect(result.rows).toEqual([]);
+    expect(result.refused).toEqual({ isError: true, code: 'INVALID_ARGUMENT', message: 'olderThanDays must be 0 or more, got -1', details: { option: 'olderThanDays' } });
+  });
+
+  it('carries its types: a TypeScript project type-checks its calls through the "types" condition', () => {
+    const dir = consumer();
+    writeFileSync(
+      join(dir, 'typed.ts'),
+      `import { archiveStatus, backup, type BackupResult, type SnaplineError } from 'snapline';
+export async function run(): Promise<string> {
+  const result: BackupResult = await backup({ source: 'disk.img', volume: 'db1', connection: 'local', concurrency: 8 });
+  const entries = await archiveStatus({ archive: 'ar-0123456789abcdef', wait: true });
+  return result.snapshotId ?? String(entries.length);
+}
+// @ts-expect-error: backup needs a source
+export const missing = () => backup({ volume: 'db1' });
+export type Failure = SnaplineError['code'];
+`,
+    );
+    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+    const args = ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--skipLibCheck', '--types', 'node', '--typeRoots', join(ROOT, 'node_modules', '@types'), 'typed.ts'];
+    const run = spawnSync(process.execPath, [tsc, ...args], { cwd: dir, encoding: 'utf8' });
+    expect({ status: run.status, stdout: run.stdout }).toEqual({ status: 0, stdout: '' });
   });
 });
 

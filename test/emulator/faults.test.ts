@@ -45,6 +45,34 @@ describe('fault knobs', () => {
     expect(t.emulator.stats().faults.throttled).toBe(2);
   });
 
+  it('throttleForS throttles every EBS request for that many seconds of AWS time from the first one after it is set, on the endpoint clock divided by the time scale', async () => {
+    const scaledClock = new TestClock();
+    const scaled = await startTestEndpoint({ now: scaledClock.now, timeScale: 60 });
+    try {
+      const id = await snapshotWith(scaled.ebs, new Map([[0, blockOf(2)]]));
+      const listed = () =>
+        scaled.ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: id })).then(
+          () => '.',
+          (err: Error) => (err.name === 'RequestThrottledException' ? 'T' : err.name),
+        );
+      // Three minutes of AWS time: 3 s on an endpoint whose clock runs 60 times faster.
+      scaled.emulator.setFaults({ throttleForS: 180 });
+      scaledClock.advance(10_000);
+      expect(await listed()).toBe('T');
+      await expectAwsError(put(scaled.ebs, id, 1, blockOf(3)), 'RequestThrottledException', 'ACCOUNT_THROTTLED');
+      scaledClock.advance(2999);
+      expect(await listed()).toBe('T');
+      scaledClock.advance(1);
+      expect(await listed()).toBe('.');
+      expect(scaled.emulator.stats().faults.throttled).toBe(3);
+      // Set again, the window starts again.
+      scaled.emulator.setFaults({ throttleForS: 180 });
+      expect(await listed()).toBe('T');
+    } finally {
+      await scaled.stop();
+    }
+  });
+
   it('errorRate answers InternalServerException (500)', async () => {
     t.emulator.setFaults({ errorRate: 1 });
     const err = await expectAwsError(listAll(t.ebs, readable), 'InternalServerException');
@@ -160,6 +188,7 @@ describe('determinism', () => {
     };
     expect(bad({ throttleRate: 1.5 })).toMatch(/throttleRate/);
     expect(bad({ latencyMs: -1 })).toMatch(/latencyMs/);
+    expect(bad({ throttleForS: -1 })).toMatch(/throttleForS must be 0 or more/);
     expect(bad({ seed: 1.5 })).toMatch(/seed/);
     expect(bad({ colour: 1 })).toMatch(/colour/);
   });

@@ -59,10 +59,11 @@ export async function startTestEndpoint(options: Partial<EmulatorOptions> = {}, 
   };
 }
 
-export function clientsFor(url: string, maxSockets = 32) {
+/** SDK clients for the endpoint at `url`, signing for `region`. */
+export function clientsFor(url: string, maxSockets = 32, region = REGION) {
   const config = {
     endpoint: url,
-    region: REGION,
+    region,
     credentials: CREDENTIALS,
     maxAttempts: 1,
     requestHandler: new NodeHttpHandler({ httpAgent: new Agent({ keepAlive: true, maxSockets }) }),

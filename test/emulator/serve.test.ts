@@ -1,5 +1,5 @@
 import { CompleteSnapshotCommand, EBSClient, ListSnapshotBlocksCommand, StartSnapshotCommand } from '@aws-sdk/client-ebs';
-import { DescribeSnapshotsCommand, EC2Client, GetEbsEncryptionByDefaultCommand } from '@aws-sdk/client-ec2';
+import { DescribeSnapshotsCommand, EC2Client, DescribeInstancesCommand, GetEbsEncryptionByDefaultCommand } from '@aws-sdk/client-ec2';
 import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, RestoreObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateVaultCommand, DescribeJobCommand, GlacierClient, InitiateJobCommand, UploadArchiveCommand } from '@aws-sdk/client-glacier';
 import { Command } from 'commander';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerServe } from '../../src/cli/commands/serve.js';
-import type { CommandContext, Wrap } from '../../src/cli/main.js';
+import type { CommandContext, Wrap } from '../../src/cli/context.js';
 import { Output, type GlobalOptions } from '../../src/cli/output.js';
 import { exitCodeFor, ExitCodes, toSnaplineError } from '../../src/errors.js';
 import { CREDENTIALS, REGION, tempDir } from './helpers.js';
@@ -139,6 +139,29 @@ describe('snapline serve', () => {
       run.stop();
     }
     expect(await run.exit).toBe(0);
+  });
+
+  it('--instances ZONE=N makes running instances and prints their ids; a zone the endpoint does not serve is named', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const run = serve(['--port', '0', '--data-dir', dir.path, '--instances', 'us-east-1a=2', '--instances', 'us-east-1b=1']);
+    const url = await listeningUrl(run);
+    const ec2 = new EC2Client({ endpoint: url, region: REGION, credentials: CREDENTIALS, maxAttempts: 1 });
+    try {
+      for (let i = 0; i < 500 && (run.stdout.text.match(/instance i-/g) ?? []).length < 3; i += 1) await new Promise((r) => setTimeout(r, 10));
+      const printed = [...run.stdout.text.matchAll(/instance (i-[0-9a-f]+) running in (\S+)/g)].map((m) => [m[1], m[2]]);
+      expect(printed.map(([, zone]) => zone)).toEqual(['us-east-1a', 'us-east-1a', 'us-east-1b']);
+      const described = await ec2.send(new DescribeInstancesCommand({ InstanceIds: printed.map(([id]) => id!) }));
+      expect(described.Reservations?.flatMap((r) => r.Instances!.map((i) => i.State?.Name))).toEqual(['running', 'running', 'running']);
+    } finally {
+      ec2.destroy();
+      run.stop();
+    }
+    expect(await run.exit).toBe(0);
+
+    const bad = serve(['--port', '0', '--data-dir', dir.path, '--instances', 'us-east-1z=1']);
+    expect(await bad.exit).toBe(ExitCodes.USAGE);
+    expect(bad.stderr.text).toContain("--instances must be ZONE=COUNT with a zone such as us-east-1a and a count from 1 to 100, got 'us-east-1z=1'");
   });
 
   it('prints a JSON document with --json', async () => {

@@ -309,7 +309,7 @@ describe('the bucket or vault is checked before anything is read', () => {
     writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);
     const snapshotId = await snapshotOf(image, 'vaultcreate');
     const error = await rejection(createArchive(session, { snapshotId, to: 'glacier', createBucket: true }));
-    expect(error).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, message: expect.stringMatching(/--create-bucket applies to S3/) });
+    expect(error).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, message: expect.stringMatching(/^createBucket applies to S3/), details: { option: 'createBucket' } });
   });
 });
 

@@ -321,7 +321,8 @@ describe('bad input', () => {
     expect(await rejection(restoreArchive({ index, archives: places }, { archive: 'snap-unknown' }))).toMatchObject({ code: ErrorCodes.NOT_FOUND });
     const badClass = await rejection(createArchive(deps(), { snapshotId, storageClass: 'FROZEN' }));
     expect(badClass).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
-    expect(badClass.message).toMatch(/--storage-class/);
+    expect(badClass.message).toMatch(/^storageClass must be one of/);
+    expect(badClass.details).toEqual({ option: 'storageClass' });
     expect(await rejection(createArchive(deps(), { snapshotId, to: 'glacier', storageClass: 'GLACIER' }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
     expect(await rejection(createArchive(deps(), { snapshotId: 'snap-missing' }))).toMatchObject({ code: ErrorCodes.NOT_FOUND });
     const created = await createArchive(deps(), { snapshotId });

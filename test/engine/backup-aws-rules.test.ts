@@ -5,6 +5,7 @@
  * Timeout on a scaled clock, CompleteSnapshot answers that are lost, EC2
  * lagging behind, and a ClientToken of every run's own.
  */
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { DescribeSnapshotsCommand, DisableEbsEncryptionByDefaultCommand, EnableEbsEncryptionByDefaultCommand } from '@aws-sdk/client-ec2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,10 +13,14 @@ import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
 import { type EmulatorOptions } from '../../src/emulator/index.js';
 import { backup, defaultVolumeName, type BackupDeps, type BackupOptions } from '../../src/engine/backup/backup.js';
+import { createArchive } from '../../src/engine/archive/archive.js';
+import { rehydrate } from '../../src/engine/archive/rehydrate.js';
+import type { SettleWait } from '../../src/engine/blocks/committer.js';
 import { restore } from '../../src/engine/restore/restore.js';
+import { verify } from '../../src/engine/restore/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { HashPool } from '../../src/hashing/index.js';
-import type { Session } from '../../src/session.js';
+import type { Session, SessionOptions } from '../../src/session.js';
 import { clientsFor } from '../emulator/helpers.js';
 import { overwriteBlocks, writeImage } from '../support/images.js';
 import { startLocalEndpoint, withLocalSession, type LocalEndpoint } from '../support/local-endpoint.js';
@@ -72,8 +77,8 @@ class HeldHashPool extends HashPool {
 class World {
   local!: LocalEndpoint;
 
-  async open(prefix: string, emulator: Omit<EmulatorOptions, 'dataDir'> = {}): Promise<this> {
-    this.local = await startLocalEndpoint(prefix, { emulator: { log: () => undefined, ...emulator } });
+  async open(prefix: string, emulator: Omit<EmulatorOptions, 'dataDir'> = {}, session: Partial<SessionOptions> = {}): Promise<this> {
+    this.local = await startLocalEndpoint(prefix, { emulator: { log: () => undefined, ...emulator }, session });
     return this;
   }
 
@@ -137,14 +142,16 @@ describe('encrypted lineages', () => {
     const before = world.local.emulator.stats().operations.StartSnapshot?.requests ?? 0;
     const encrypted = await rejection(backup(world.session, { source: plain.path, encrypted: true }));
     expect(encrypted).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, hint: expect.stringContaining('--full') });
-    expect(encrypted.message).toMatch(/--encrypted/);
+    expect(encrypted.message).toMatch(/^encrypted cannot apply/);
+    expect(encrypted.details).toEqual({ option: 'encrypted' });
 
     const keyed = world.image('keyed-lineage', 4);
     const key = 'arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555';
     await backup(world.session, { source: keyed.path, kmsKeyArn: key });
     const other = await rejection(backup(world.session, { source: keyed.path, kmsKeyArn: key.replace('1111', '9999') }));
     expect(other).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
-    expect(other.message).toMatch(/--kms-key-id/);
+    expect(other.message).toMatch(/^kmsKeyArn arn:/);
+    expect(other.details).toEqual({ option: 'kmsKeyArn' });
     expect(world.local.emulator.stats().operations.StartSnapshot?.requests).toBe(before + 1);
     // The lineage's own key is fine.
     expect((await backup(world.session, { source: keyed.path, kmsKeyArn: key })).parentSnapshotId).not.toBeNull();
@@ -255,6 +262,103 @@ describe('CompleteSnapshot answers and EC2 lagging behind (ec2LagMs 1500)', () =
     expect(pending.state).toBe('pending');
     const resumed = await backup(world.session, { source: path });
     expect(resumed).toMatchObject({ snapshotId: pending.snapshotId, resumed: true, blocksUploaded: 8 });
+  });
+});
+
+describe('reading a snapshot right after its backup, EC2 lagging behind (ec2LagMs 3000)', () => {
+  const world = new World();
+  const bucket = 'snapline-rules-lag';
+  beforeAll(async () => {
+    await world.open('snapline-rules-read-lag-', { ec2LagMs: 3000 }, { archive: { bucket } });
+    const { s3 } = clientsFor(world.local.emulator.url);
+    try {
+      await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    } finally {
+      s3.destroy();
+    }
+  });
+  afterAll(() => world.close());
+
+  /** A fresh image backed up; EC2 does not list its snapshot yet, or lists it pending, for 3 s after. */
+  async function justBackedUp(name: string): Promise<{ path: string; snapshotId: string }> {
+    const { path } = world.image(name, 6);
+    const { snapshotId } = await backup(world.session, { source: path });
+    const [listed] = (await world.session.catalog.describeSnapshots([snapshotId!])).filter((s) => s.state === 'completed');
+    expect(listed).toBeUndefined();
+    return { path, snapshotId: snapshotId! };
+  }
+
+  it('restore waits, saying so, until EC2 lists the snapshot completed, then restores byte-identical', async () => {
+    const { path, snapshotId } = await justBackedUp('restore-at-once');
+    const waits: SettleWait[] = [];
+    const target = world.local.pathFor('restored.img');
+    await restore(world.session, { snapshotId, target, onSettling: (wait) => waits.push(wait) });
+    await expectSameBytes(target, path);
+    expect(waits.length).toBeGreaterThan(0);
+    expect(waits[0]).toMatchObject({ snapshotId });
+    expect(['unlisted', 'pending']).toContain(waits[0]!.seen);
+  });
+
+  it('verify --remote and archive wait as well', async () => {
+    const checked = await justBackedUp('verify-at-once');
+    const verified = await verify(world.session, { snapshotId: checked.snapshotId, remote: true, source: checked.path });
+    expect(verified.equal).toBe(true);
+    const archived = await justBackedUp('archive-at-once');
+    const created = await createArchive(world.session, { snapshotId: archived.snapshotId, to: 's3', storageClass: 'STANDARD' });
+    expect(created).toMatchObject({ snapshotId: archived.snapshotId, blocks: 6 });
+  });
+
+  /** An S3 archive (readable at once) of a fresh backup of `name`, the image's path, and how many DeleteSnapshot calls were made so far. */
+  async function archivedImage(name: string): Promise<{ path: string; archiveId: string; deletions: number }> {
+    const { path, snapshotId } = await justBackedUp(name);
+    const { archiveId } = await createArchive(world.session, { snapshotId, to: 's3', storageClass: 'STANDARD' });
+    return { path, archiveId, deletions: world.local.emulator.stats().operations.DeleteSnapshot?.requests ?? 0 };
+  }
+
+  it('a snapshot rehydrated from an archive is restored byte-identical straight afterwards: rehydrate returns once EC2 shows it completed', async () => {
+    const { path, archiveId, deletions } = await archivedImage('rehydrate-then-restore');
+    const back = await rehydrate(world.session, { archive: archiveId, toSnapshot: true });
+    const [listed] = await world.session.catalog.describeSnapshots([back.snapshotId!]);
+    expect(listed).toMatchObject({ state: 'completed' });
+    const target = world.local.pathFor('rehydrated.img');
+    await restore(world.session, { snapshotId: back.snapshotId!, target });
+    await expectSameBytes(target, path);
+    expect(world.local.emulator.stats().operations.DeleteSnapshot?.requests ?? 0).toBe(deletions);
+  });
+
+  it("a rehydration whose CompleteSnapshot answer is lost: EC2 not showing the snapshot completed yet is waited for, the snapshot is not deleted, and it restores byte-identical", async () => {
+    const { path, archiveId, deletions } = await archivedImage('rehydrate-answer-lost');
+    const lost = world.local.emulator.stats().faults.lostCompletions;
+    world.local.emulator.setFaults({ completionLostResponses: 1 });
+    let back;
+    try {
+      back = await rehydrate(world.session, { archive: archiveId, toSnapshot: true });
+    } finally {
+      world.local.emulator.setFaults({});
+    }
+    expect(world.local.emulator.stats().faults.lostCompletions).toBe(lost + 1);
+    expect(world.local.emulator.stats().operations.DeleteSnapshot?.requests ?? 0).toBe(deletions);
+    const target = world.local.pathFor('rehydrated-answer-lost.img');
+    await restore(world.session, { snapshotId: back.snapshotId!, target });
+    await expectSameBytes(target, path);
+  });
+
+  it('a rehydration whose CompleteSnapshot answer is lost and whose snapshot is still pending when the wait ends: the snapshot is left (it may still complete), and the error says so', async () => {
+    const { archiveId, deletions } = await archivedImage('rehydrate-still-pending');
+    world.local.emulator.setFaults({ completionLostResponses: 1, completionDelayMs: 60_000 });
+    let refused;
+    try {
+      refused = await rejection(rehydrate(world.session, { archive: archiveId, toSnapshot: true, waitTimeoutMs: 5000 }));
+    } finally {
+      world.local.emulator.setFaults({});
+    }
+    expect(refused.code).toBe(ErrorCodes.REMOTE_REJECTED);
+    expect(refused.details).toMatchObject({ unfinishedSnapshot: 'left' });
+    const snapshotId = refused.details!.snapshotId as string;
+    expect(refused.message).toContain(`snapshot ${snapshotId} is still pending in EC2`);
+    expect(refused.hint).toContain('may still complete');
+    expect(world.local.emulator.stats().operations.DeleteSnapshot?.requests ?? 0).toBe(deletions);
+    expect(await world.session.catalog.describeSnapshots([snapshotId])).toMatchObject([{ state: 'pending' }]);
   });
 });
 

@@ -8,7 +8,7 @@ import { checksumOf, linearAggregateOf, sha256 } from '../../src/core/checksum.j
 import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
 import { backup, type BackupDeps, type BackupOptions, type BackupResult } from '../../src/engine/backup/backup.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../../src/engine/lineage/rebuild.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../../src/engine/blocks/remote-snapshot.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { HashPool } from '../../src/hashing/index.js';
 import { BlockIndex } from '../../src/index/index.js';
@@ -339,6 +339,22 @@ describe('zero blocks', () => {
     expect(result).toMatchObject({ blocksUploaded: 6, blocksZeroSkipped: 0 });
     expect(r.ebs.inspect(result.snapshotId!)).toMatchObject({ encrypted: true, writtenIndexes: range(0, 6) });
     expect(r.index.lineage.getSnapshot(result.snapshotId!)?.encrypted).toBe(true);
+  });
+
+  it('GetEbsEncryptionByDefault, asked alongside DescribeSnapshots, fails an incremental only where its answer counts (an unencrypted parent)', async () => {
+    const r = rig();
+    const sealed = r.image('sealed.img', imageBytes(4, [1]));
+    const plain = r.image('plain.img', imageBytes(4, [1]));
+    const sealedHead = await r.run({ source: sealed.path, encrypted: true });
+    await r.run({ source: plain.path });
+    const denied = () => awsFailure('ec2:GetEbsEncryptionByDefault', 'AccessDeniedException');
+
+    r.ebs.failNext('encryptionByDefault', denied);
+    const child = await r.run({ source: sealed.path });
+    expect(child).toMatchObject({ parentSnapshotId: sealedHead.snapshotId, blocksUploaded: 0 });
+
+    r.ebs.failNext('encryptionByDefault', denied);
+    expect(await rejection(r.run({ source: plain.path }))).toMatchObject({ code: ErrorCodes.ACCESS_DENIED });
   });
 });
 
@@ -675,3 +691,64 @@ describe('runs that must not write', () => {
   });
 });
 
+
+describe('change trackers', () => {
+  it('a changed-blocks run reads only the blocks it lists; interrupted, it resumes the same snapshot, reading them again and uploading only what is missing', async () => {
+    const r = rig();
+    const image = r.image('t.img', imageBytes(64));
+    await r.run({ source: image.path, checkpoint: 'c1' });
+    const changed = [3, 4, 5, 20, 21, 22, 23, 40, 41, 50, 60, 63];
+    image.patch(new Map(changed.map((i) => [i, randomBytes(BLOCK_SIZE)])));
+    const file = join(r.dir, 'changes.txt');
+    writeFileSync(file, changed.map((i) => `${i * BLOCK_SIZE + 100} 1`).join('\n'));
+    const options = { source: image.path, changedBlocksFile: file, sinceCheckpoint: 'c1', checkpoint: 'c2' };
+    const abort = new AbortController();
+    let stored = 0;
+    const deps = r.deps({
+      signal: abort.signal,
+      writer: (inner) => ({
+        startSnapshot: (input) => inner.startSnapshot(input),
+        completeSnapshot: (...args) => inner.completeSnapshot(...args),
+        putBlock: async (...args) => {
+          await inner.putBlock(...args);
+          if (++stored === 4) abort.abort();
+        },
+      }),
+    });
+
+    const err = await rejection(r.run({ ...options, signal: abort.signal }, deps));
+    expect(err.code).toBe(ErrorCodes.INTERRUPTED);
+    const pending = r.index.runs.pendingRun('t.img')!;
+    const storedFirst = r.ebs.inspect(pending.snapshotId)!.writtenIndexes;
+    expect(storedFirst.length).toBeLessThan(changed.length);
+
+    const mark = r.ebs.stored.length;
+    const result = await r.run(options);
+    expect(result).toMatchObject({ snapshotId: pending.snapshotId, resumed: true, blocksScanned: 12, blocksRead: 12, changeTracking: { scan: 'tracked', blocksMarked: 12 } });
+    expect(r.ebs.storedSince(mark)).toEqual(without(changed, storedFirst));
+    r.expectHolds(pending.snapshotId, image);
+    expect(r.index.trackers.get(pending.snapshotId)).toMatchObject({ kind: 'changed-blocks', sinceCheckpoint: 'c1', checkpoint: 'c2', scan: 'tracked' });
+  });
+
+  it('a changed-blocks file that leaves out a changed block: trusted, the snapshot lacks the change; with verifyUnchangedPercent 100, TRACKER_UNTRUSTED and nothing started', async () => {
+    const r = rig();
+    const image = r.image('l.img', imageBytes(16));
+    await r.run({ source: image.path, checkpoint: 'c1' });
+    image.patch(new Map([[2, randomBytes(BLOCK_SIZE)], [9, randomBytes(BLOCK_SIZE)]]));
+    const file = join(r.dir, 'changes.txt');
+    writeFileSync(file, `${2 * BLOCK_SIZE} 10\n`);
+    const options = { source: image.path, changedBlocksFile: file, sinceCheckpoint: 'c1' };
+
+    const blind = await r.run({ ...options, dryRun: true });
+    expect(blind).toMatchObject({ blocksRead: 1, blocksChanged: 1 });
+
+    const before = r.indexState();
+    const calls = { ...r.ebs.calls };
+    const err = await rejection(r.run({ ...options, verifyUnchangedPercent: 100 }));
+    expect(err).toMatchObject({ code: ErrorCodes.TRACKER_UNTRUSTED, details: { option: 'verifyUnchangedPercent', blocksCompared: 15, blocksDiffering: 1, firstBlocks: [9] } });
+    expect(err.message).toContain(`the changed-blocks file ${file} cannot be trusted: 1 of 15 blocks it calls unchanged differ from the parent`);
+    expect(r.ebs.calls.startSnapshot).toBe(calls.startSnapshot);
+    expect(r.ebs.calls.putBlock).toBe(calls.putBlock);
+    expect(r.indexState()).toBe(before);
+  });
+});

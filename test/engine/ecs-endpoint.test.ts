@@ -15,8 +15,10 @@ import { openEcsSession } from '../../src/ecs-session.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { backup } from '../../src/engine/backup/backup.js';
 import { ecsRestore } from '../../src/engine/ecs/restore.js';
+import { restore } from '../../src/engine/restore/restore.js';
 import { writeImage } from '../support/images.js';
 import { localSessionOptions, withLocalSession } from '../support/local-endpoint.js';
+import { expectSameBytes } from '../support/same-bytes.js';
 
 let work: string;
 let emulator: RunningEmulator;
@@ -65,5 +67,44 @@ describe('ecsRestore on the local endpoint', () => {
     } finally {
       await session.close();
     }
+  });
+});
+
+describe('ecsRestore with EC2 lagging behind (ec2LagMs 5000)', () => {
+  let lagging: RunningEmulator;
+  beforeAll(async () => {
+    lagging = await startEmulator({ dataDir: join(work, 'lagging-endpoint'), ec2LagMs: 5000 });
+  });
+  afterAll(() => lagging?.close());
+
+  it("a reattach before EC2 lists the job's new snapshot waits for it, saying so, and goes on with that job instead of abandoning it", async () => {
+    const indexPath = join(work, 'lagging-index.db');
+    const image = join(work, 'lagging-source.img');
+    writeImage(image, { label: 'ecs-lagging', blocks: 6 });
+    const source = await withLocalSession(lagging, indexPath, (session) => backup(session, { source: image, volume: 'source' }));
+    const session = await openEcsSession(localSessionOptions(lagging, indexPath));
+    let snapshotId: string;
+    try {
+      const options = { source: source.snapshotId!, pacing: { pollFirstMs: 20, pollMaxMs: 100, logSettleMs: 1000 } };
+      const detached = await ecsRestore(session.deps, { ...options, shards: 2, detach: true });
+      expect(await session.deps.catalog.describeSnapshots([detached.snapshotId!])).toEqual([]);
+      const launched = lagging.stats().operations.RunTask!.requests;
+
+      const notes: string[] = [];
+      const report = await ecsRestore(session.deps, { ...options, onNote: (note) => notes.push(note) });
+      expect(report).toMatchObject({ jobId: detached.jobId, snapshotId: detached.snapshotId, state: 'completed' });
+      expect(report.shards.map((s) => [s.state, s.attempts])).toEqual([
+        ['succeeded', 1],
+        ['succeeded', 1],
+      ]);
+      expect(lagging.stats().operations.RunTask!.requests).toBe(launched);
+      expect(notes.some((note) => note.includes(`snapshot ${detached.snapshotId}`) && note.includes('does not list it yet'))).toBe(true);
+      snapshotId = report.snapshotId!;
+    } finally {
+      await session.close();
+    }
+    const target = join(work, 'lagging-restored.img');
+    await withLocalSession(lagging, indexPath, (restoring) => restore(restoring, { snapshotId, target }));
+    await expectSameBytes(target, image);
   });
 });

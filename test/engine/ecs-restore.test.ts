@@ -8,10 +8,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { linearAggregateOf, sha256 } from '../../src/core/checksum.js';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { ContainerTasks, LaunchOutcome, LogLine, LogReader, TaskDefinitionInfo, TaskLaunch, TaskState } from '../../src/core/ports.js';
+import { EC2_SETTLE_MS } from '../../src/engine/blocks/committer.js';
 import { ecsRestore, ecsStatus, familyOf, type EcsRestoreDeps, type EcsRestoreOptions } from '../../src/engine/ecs/restore.js';
 import { copySnapshotShard, formatShardResult } from '../../src/engine/ecs/worker.js';
 import { ErrorCodes, isSnaplineError, SnaplineError } from '../../src/errors.js';
@@ -322,6 +323,37 @@ describe('ecsRestore with a fake cluster', () => {
     expect(report.state).toBe('completed');
     expect(report.shards.map((s) => [s.attempts, s.taskArn])).toEqual([[2, arn]]);
     expect(cluster.launches).toHaveLength(3);
+    expectCopied(report.snapshotId!);
+  });
+
+  it("reattach: a job's snapshot EC2 does not list is waited for, saying so, until EC2_SETTLE_MS after its run started; only then is the job abandoned and a new one started", async () => {
+    const d = deps();
+    cluster.behaviours.push({ exit: 1 });
+    const failed = await ecsRestore(d, options({ shards: 1, retries: 0 }));
+    expect(failed.state).toBe('failed');
+    await ebs.deleteSnapshot(failed.snapshotId!);
+    const startedAt = index.lineage.getSnapshot(failed.snapshotId!)!.startedAt.getTime();
+    // The clock jumps to the end of the settle window once the driver says it waits: before that, "not listed" is "not yet".
+    const realNow = Date.now.bind(Date);
+    let ahead = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + ahead);
+    let report;
+    try {
+      const waiting = (note: string) => {
+        notes.push(note);
+        if (note.includes(`waiting for EC2 to list its snapshot ${failed.snapshotId}`)) ahead = startedAt + EC2_SETTLE_MS - realNow();
+      };
+      report = await ecsRestore(d, options({ onNote: waiting }));
+    } finally {
+      clock.mockRestore();
+    }
+    const said = notes.join('\n');
+    const waited = said.indexOf(`job ${failed.jobId}: waiting for EC2 to list its snapshot ${failed.snapshotId}: it does not list it yet`);
+    expect(waited).toBeGreaterThanOrEqual(0);
+    expect(said.indexOf(`job ${failed.jobId}: its snapshot ${failed.snapshotId} is no longer pending`)).toBeGreaterThan(waited);
+    expect(index.ecsJobs.get(failed.jobId)).toMatchObject({ state: 'abandoned' });
+    expect(report.jobId).not.toBe(failed.jobId);
+    expect(report.state).toBe('completed');
     expectCopied(report.snapshotId!);
   });
 

@@ -671,7 +671,8 @@ describe('restore refuses bad input clearly', () => {
     const target = pathFor('trust-alone.img');
     const err = await rejection(restore(session, { snapshotId, target, trustIndex: true }));
     expect(err.code).toBe(ErrorCodes.INVALID_ARGUMENT);
-    expect(err.message).toContain('--trust-index goes with --incremental');
+    expect(err.message).toContain('trustIndex goes with incremental');
+    expect(err.details).toEqual({ option: 'trustIndex', otherOptions: ['incremental'] });
     expect(existsSync(target)).toBe(false);
   });
 
@@ -859,7 +860,8 @@ describe('verify', () => {
   it('without a source and without --remote: refused, naming both ways', async () => {
     const err = await rejection(verify(session, { snapshotId }));
     expect(err.code).toBe(ErrorCodes.INVALID_ARGUMENT);
-    expect(err.message).toContain('--remote');
+    expect(err.message).toContain('or remote to read');
+    expect(err.details).toEqual({ option: 'remote' });
   });
 
   it('a source of another size is not equal even when its blocks match, with or without the index', async () => {

@@ -32,6 +32,8 @@ import type {
   VolumeLineage,
   VolumeRecord,
 } from '../../src/core/index-ports.js';
+import type { CopyCatalog, CopyRecord, CopyState, DrillRecord, DrillRecords, NewCopy, NewDrill, TrackerLog, TrackerRecord } from '../../src/core/index-ports.js';
+import type { RunEntry, RunLog } from '../../src/core/run-log.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { BLOCK_KEY_SPAN } from '../../src/index/schema.js';
 import { optionalText, requireBoolean, requireDigest, requireInteger, requireString, requireText, requireTime } from '../../src/index/validate.js';
@@ -42,6 +44,8 @@ import { optionalText, requireBoolean, requireDigest, requireInteger, requireStr
  * (test/contract/index-ports.test.ts). Differences it does not model: store
  * binding (STORE_MISMATCH), damaged maps (verifyMap never fails on a
  * snapshot with a map), other processes (locks are this object's only).
+ * Trackers, copies, drills and the run history are plain lists without a
+ * contract suite of their own (their SQLite stores have unit tests).
  * Records are returned as copies.
  */
 export class MemoryIndex implements IndexPorts {
@@ -52,6 +56,10 @@ export class MemoryIndex implements IndexPorts {
   readonly archives: ArchiveCatalog;
   readonly ecsJobs: EcsJobStore;
   readonly locks: AdvisoryLocks;
+  readonly trackers: TrackerLog = new MemoryTrackers();
+  readonly copies: CopyCatalog = new MemoryCopies();
+  readonly drills: DrillRecords = new MemoryDrills();
+  readonly history: RunLog = new MemoryHistory();
 
   constructor() {
     const snapshots = new SnapshotState();
@@ -740,5 +748,84 @@ class MemoryLocks implements AdvisoryLocks {
         this.#held.delete(name);
       },
     };
+  }
+}
+
+/** The trackers of committed snapshots, by snapshot id. */
+class MemoryTrackers implements TrackerLog {
+  readonly #rows = new Map<string, TrackerRecord>();
+
+  get(snapshotId: string): TrackerRecord | undefined {
+    const row = this.#rows.get(snapshotId);
+    return row && { ...row };
+  }
+
+  record(record: Omit<TrackerRecord, 'recordedAt'>): void {
+    this.#rows.set(record.snapshotId, { ...record, recordedAt: new Date() });
+  }
+}
+
+/** Copies in other Regions, in the order recorded. */
+class MemoryCopies implements CopyCatalog {
+  readonly #rows = new Map<string, CopyRecord>();
+
+  record(copy: NewCopy, at: Date = new Date()): CopyRecord {
+    if (this.#rows.has(copy.copySnapshotId)) throw new SnaplineError(ErrorCodes.CONFLICT, `copy ${copy.copySnapshotId} is already recorded`);
+    const row: CopyRecord = { ...copy, state: 'pending', message: null, createdAt: at, completedAt: null };
+    this.#rows.set(copy.copySnapshotId, row);
+    return { ...row };
+  }
+
+  get(copySnapshotId: string): CopyRecord | undefined {
+    const row = this.#rows.get(copySnapshotId);
+    return row && { ...row };
+  }
+
+  ofSnapshot(sourceSnapshotId: string): CopyRecord[] {
+    return [...this.#rows.values()].filter((c) => c.sourceSnapshotId === sourceSnapshotId).map((c) => ({ ...c }));
+  }
+
+  list(volume?: string): CopyRecord[] {
+    return [...this.#rows.values()].filter((c) => volume === undefined || c.volume === volume).map((c) => ({ ...c }));
+  }
+
+  setState(copySnapshotId: string, state: CopyState, message: string | null = null, at: Date = new Date()): CopyRecord {
+    const row = this.#rows.get(copySnapshotId);
+    if (row === undefined) throw new SnaplineError(ErrorCodes.NOT_FOUND, `no copy ${copySnapshotId} is recorded`);
+    Object.assign(row, { state, message, completedAt: state === 'pending' ? null : at });
+    return { ...row };
+  }
+}
+
+/** Drills in the order recorded. */
+class MemoryDrills implements DrillRecords {
+  readonly #rows: DrillRecord[] = [];
+
+  record(drill: NewDrill): DrillRecord {
+    const row = { ...drill, id: this.#rows.length + 1 };
+    this.#rows.push(row);
+    return { ...row };
+  }
+
+  lastPerVolume(): DrillRecord[] {
+    const last = new Map(this.#rows.map((d) => [d.volume, d]));
+    return [...last.values()].map((d) => ({ ...d }));
+  }
+
+  ofVolume(volume: string): DrillRecord[] {
+    return this.#rows.filter((d) => d.volume === volume).map((d) => ({ ...d }));
+  }
+}
+
+/** The run history, oldest first (no stores: every entry is listed). */
+class MemoryHistory implements RunLog {
+  readonly #entries: RunEntry[] = [];
+
+  recordRun(entry: RunEntry): void {
+    this.#entries.push({ ...entry });
+  }
+
+  listRuns(filter: { volume?: string; operation?: RunEntry['operation'] } = {}): RunEntry[] {
+    return this.#entries.filter((e) => (filter.volume === undefined || e.volume === filter.volume) && (filter.operation === undefined || e.operation === filter.operation)).map((e) => ({ ...e }));
   }
 }

@@ -338,6 +338,16 @@ describe.concurrent('snapshots that cannot be used', () => {
     expectRefused(expect, await cli(['prune', '--older-than-days', '-1']), ExitCodes.USAGE, /--older-than-days must be a whole number from 0/);
     expect(indexDump(mainIndex)).toBe(before);
   });
+
+  it('archive --to nowhere, --tier Fast, --storage-class FROZEN: exit 2 naming the flag the engine\'s rule is about', async ({ expect }) => {
+    expectRefused(expect, await cli(['archive', 'create', snapA, '--to', 'nowhere']), ExitCodes.USAGE, /--to must be s3 or glacier, got "nowhere"/);
+    expectRefused(expect, await cli(['archive', 'restore', 'ar-0123456789abcdef', '--tier', 'Fast']), ExitCodes.USAGE, /--tier must be Bulk, Standard or Expedited, got "Fast"/);
+    const json = await cli(['--json', 'archive', 'create', snapA, '--bucket', 'no-such-bucket', '--storage-class', 'FROZEN']);
+    expect(json.code).toBe(ExitCodes.USAGE);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      error: { code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^--storage-class must be one of/), details: { option: 'storageClass', flag: '--storage-class' } },
+    });
+  });
 });
 
 describe('a block device mounted read-write (a loop device over an ext4 image)', () => {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
-import { VOLUME_TAG } from '../../src/engine/lineage/rebuild.js';
+import { VOLUME_TAG } from '../../src/engine/blocks/remote-snapshot.js';
 import { ExitCodes } from '../../src/errors.js';
 import { BlockIndex } from '../../src/index/index.js';
 import { backup } from '../../src/index.js';

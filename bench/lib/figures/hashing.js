@@ -1,12 +1,11 @@
 // Hashing: the hash pool against bare SHA-256 threads on the same in-memory
 // slabs. The bare rate is also the ceiling of the scan figures.
 import { randomFillSync } from 'node:crypto';
-import { load } from '../dist.js';
 import { report, sizeText } from '../context.js';
 import { BLOCK, interleaved, mibPerSecond, rateText } from '../measure.js';
 import { ShaCeiling } from '../sha-ceiling.js';
+import { HashPool } from 'snapline/internals';
 
-const { HashPool } = /** @type {typeof import('../../../src/hashing/index.js')} */ (await load('hashing/index.js'));
 
 /** @param {import('../context.js').Context} ctx */
 export async function hashingFigures(ctx) {

@@ -8,14 +8,13 @@
 import { randomFillSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { load } from '../dist.js';
 import { CONCURRENCY, check, randomImage, report, sizeText, withSession } from '../context.js';
 import { startEndpoint } from '../endpoint.js';
 import { changeBlocks } from '../images.js';
 import { BLOCK, interleaved, mibPerSecond, rateText } from '../measure.js';
 import { ShaCeiling } from '../sha-ceiling.js';
+import { sessionBackup as backup } from 'snapline/internals';
 
-const { backup } = /** @type {typeof import('../../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
 
 /** @param {import('../context.js').Context} ctx */
 export async function scanFigures(ctx) {

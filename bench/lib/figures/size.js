@@ -2,13 +2,12 @@
 // volume: read and hash) and a full backup at each size of the plan, with the
 // SHA-256 ceiling as a reference line.
 import { join } from 'node:path';
-import { load } from '../dist.js';
 import { CONCURRENCY, freshBackup, randomImage, sizeText, withSession } from '../context.js';
 import { startEndpoint } from '../endpoint.js';
 import { MIB, interleaved, mibPerSecond, rateText } from '../measure.js';
 import { shaCeiling } from './hashing.js';
+import { sessionBackup as backup } from 'snapline/internals';
 
-const { backup } = /** @type {typeof import('../../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
 
 /** @param {import('../context.js').Context} ctx */
 export async function sizeFigures(ctx) {

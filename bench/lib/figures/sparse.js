@@ -2,12 +2,11 @@
 // against a full backup of a dense image holding as much data.
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { load } from '../dist.js';
 import { CONCURRENCY, check, freshBackup, randomImage, report, sizeText } from '../context.js';
 import { writeSparseImage } from '../images.js';
 import { BLOCK, MIB, interleaved, rateText } from '../measure.js';
+import { nativeHoleSeeker } from 'snapline/internals';
 
-const { nativeHoleSeeker } = /** @type {typeof import('../../../src/source/index.js')} */ (await load('source/index.js'));
 
 export const SPARSE_RUN_BYTES = 4 * MIB;
 

@@ -7,12 +7,11 @@
 // limit low enough to hold any uploader back shows the limiter under
 // sustained throttling. Neither run may fail.
 import { join } from 'node:path';
-import { load } from '../dist.js';
 import { CONCURRENCY, check, freshBackup, randomImage, report, sizeText, withSession } from '../context.js';
 import { startEndpoint } from '../endpoint.js';
 import { BLOCK, GIB, blocksPerSecond } from '../measure.js';
+import { sessionBackup as backup } from 'snapline/internals';
 
-const { backup } = /** @type {typeof import('../../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
 
 /** The endpoint's limit of the figure, as AWS applies it per snapshot. */
 const RATE_LIMIT = 1000;

@@ -5,14 +5,12 @@
 // request path) show what that path saves.
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { load } from '../dist.js';
 import { CONCURRENCY, check, freshBackup, preparedBlocks, randomImage, report, sizeText, withSession } from '../context.js';
 import { startEndpoint } from '../endpoint.js';
 import { bareGetLoop, barePutLoop } from '../loops.js';
 import { interleaved, mibPerSecond, rateText } from '../measure.js';
+import { sessionBackup as backup, sessionRestore as restore } from 'snapline/internals';
 
-const { backup } = /** @type {typeof import('../../../src/engine/backup/backup.js')} */ (await load('engine/backup/backup.js'));
-const { restore } = /** @type {typeof import('../../../src/engine/restore/restore.js')} */ (await load('engine/restore/restore.js'));
 
 /** @param {import('../context.js').Context} ctx */
 export async function transferFigures(ctx) {

@@ -7,14 +7,17 @@ import {
   MAX_RESTORE_DAYS,
   RETRIEVAL_TIERS,
   STORAGE_CLASSES,
+  archiveTargetOf,
+  retrievalTierOf,
 } from '../../core/archive-options.js';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { ArchiveTarget, RetrievalTier } from '../../core/ports.js';
 import type { ArchiveStatusEntry } from '../../engine/archive/jobs.js';
-import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { BlockIndex } from '../../index/index.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { archiveRefArgument, integerOption, secondsOption, snapshotIdArgument } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
+import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags } from '../unattended.js';
 import { concurrencyOption, sessionOptions } from './common.js';
 
 interface PlaceFlags {
@@ -22,24 +25,13 @@ interface PlaceFlags {
   vault?: string;
 }
 
-interface CreateFlags extends PlaceFlags {
+interface CreateFlags extends PlaceFlags, UnattendedFlags {
   to?: ArchiveTarget;
   storageClass?: string;
   incremental?: boolean;
   createBucket?: boolean;
   concurrency: number;
   segmentBlocks?: number;
-}
-
-function targetOption(value: string): ArchiveTarget {
-  if (value !== 's3' && value !== 'glacier') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--to must be s3 or glacier, got "${value}"`);
-  return value;
-}
-
-function tierOption(value: string): RetrievalTier {
-  const tier = RETRIEVAL_TIERS.find((t) => t.toLowerCase() === value.toLowerCase());
-  if (tier === undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--tier must be Bulk, Standard or Expedited, got "${value}"`);
-  return tier;
 }
 
 const placeOptions = (command: Command): Command =>
@@ -53,11 +45,10 @@ export function registerArchive(program: Command, wrap: Wrap): void {
   const archive = program.command('archive').description('move snapshots to S3 Glacier storage classes or Glacier vaults, and bring them within reach again');
 
   placeOptions(
-    archive
-      .command('create')
+    unattendedOptions(archive.command('create'))
       .description('archive a completed snapshot: its blocks (or, with --incremental, those changed since the last archive of its volume) and a manifest')
       .argument('<snapshot-id>', 'completed snapshot to archive', snapshotIdArgument('<snapshot-id>'))
-      .addOption(new Option('--to <target>', 's3 or glacier (default: s3 when the connection names a bucket)').argParser(targetOption))
+      .addOption(new Option('--to <target>', 's3 or glacier (default: s3 when the connection names a bucket)').argParser(archiveTargetOf))
       .option('--storage-class <class>', `S3 storage class: ${STORAGE_CLASSES.join(', ')} (default ${DEFAULT_STORAGE_CLASS})`)
       .option('--incremental', 'store only the blocks changed since the newest archive of the volume in the same place')
       .option('--create-bucket', "make the S3 bucket when it does not exist (in the connection's Region)"),
@@ -70,7 +61,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
     .command('restore')
     .description('ask for every object of an archive (and the archives it builds on) to be made readable: S3 RestoreObject or Glacier retrieval jobs')
     .argument('<archive>', 'archive id, or a snapshot id with one archive', archiveRefArgument('<archive>'))
-    .addOption(new Option('--tier <tier>', `${RETRIEVAL_TIERS.join(', ')} (default ${DEFAULT_RETRIEVAL_TIER})`).argParser(tierOption))
+    .addOption(new Option('--tier <tier>', `${RETRIEVAL_TIERS.join(', ')} (default ${DEFAULT_RETRIEVAL_TIER})`).argParser(retrievalTierOf))
     .addOption(new Option('--days <n>', 'days a restored S3 copy stays readable').default(DEFAULT_RESTORE_DAYS).argParser(integerOption('--days', 1, MAX_RESTORE_DAYS)))
     .action(wrap((ctx: CommandContext, ref: string, flags: { tier?: RetrievalTier; days: number }) => runRestore(ctx, ref, flags)));
 
@@ -87,7 +78,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
     archive
       .command('inventory')
       .description('what the bucket (S3 listing) or vault (inventory job, hours) holds, by archive, compared with the index')
-      .addOption(new Option('--to <target>', 's3 or glacier').argParser(targetOption)),
+      .addOption(new Option('--to <target>', 's3 or glacier').argParser(archiveTargetOf)),
   ).action(wrap((ctx: CommandContext, flags: PlaceFlags & { to?: ArchiveTarget }) => runInventory(ctx, flags)));
 
   archive
@@ -106,10 +97,16 @@ export function registerArchive(program: Command, wrap: Wrap): void {
     .action(wrap((ctx: CommandContext, flags: { olderThanDays?: number; volume?: string; dryRun?: boolean }) => runPrune(ctx, flags)));
 }
 
-async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateFlags): Promise<number> {
+function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateFlags): Promise<number> {
+  const volumesOnFailure = (index: BlockIndex) => [index.lineage.getSnapshot(snapshotId)?.volume ?? null];
+  return recordedRun(ctx, { operation: 'archive', flags, volumesOnFailure }, () => createRun(ctx, snapshotId, flags));
+}
+
+async function createRun(ctx: CommandContext, snapshotId: string, flags: CreateFlags): Promise<RecordedRun> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { createArchive } = await import('../../engine/archive/archive.js');
+  const { settleWaitText } = await import('../../engine/blocks/committer.js');
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, ...placeOf(flags) }), async (session) => {
     const display = new ProgressDisplay(output);
     try {
@@ -122,6 +119,7 @@ async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateF
         segmentBlocks: flags.segmentBlocks,
         window: flags.concurrency,
         signal: ctx.signal,
+        onSettling: (wait) => output.progressLine(settleWaitText(wait)),
         onProgress: (p) =>
           display.update({
             label: 'archive',
@@ -140,7 +138,15 @@ async function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateF
     `  ${result.incremental ? `incremental on ${result.parentArchiveId}: ` : ''}${count(result.blocks, 'block')} (${result.zeroBlocks} all zeros)${result.incremental ? `, ${result.removedBlocks} removed` : ''} in ${count(result.segments, 'segment')}; ${formatBytes(result.sizeBytes)} stored, ${formatBytes(result.bytesUploaded)} sent in ${formatDuration(result.durationMs)}`,
     `  manifest ${result.manifestRef} (tree hash ${result.treeHash})`,
   ]);
-  return 0;
+  const outcome = {
+    volume: result.volume,
+    snapshotId: result.snapshotId,
+    changedBlocks: 0,
+    changedBytes: 0,
+    transferredBlocks: result.blocks,
+    transferredBytes: result.bytesUploaded,
+  };
+  return { exitCode: 0, volumes: [outcome] };
 }
 
 async function runRestore(ctx: CommandContext, ref: string, flags: { tier?: RetrievalTier; days: number }): Promise<number> {

@@ -1,12 +1,17 @@
 import { Option, type Command } from 'commander';
+import { BLOCK_SIZE } from '../../core/constants.js';
 import type { BackupProgress, BackupResult } from '../../engine/backup/backup.js';
-import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
-import { integerOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
+import type { CopyResult } from '../../engine/dr/copy.js';
+import type { Session } from '../../session.js';
+import { ErrorCodes, ExitCodes, SnaplineError, isSnaplineError } from '../../errors.js';
+import type { CommandContext, Wrap } from '../context.js';
+import { integerOption, numberOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
+import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags } from '../unattended.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
+import { copyFromSession, describeCopy } from './copy.js';
 
-interface BackupFlags {
+interface BackupFlags extends UnattendedFlags {
   volume?: string;
   parent?: string;
   full?: boolean;
@@ -19,11 +24,17 @@ interface BackupFlags {
   dryRun?: boolean;
   waitTimeout?: number;
   discardPending?: boolean;
+  dirtyBitmap?: string;
+  changedBlocks?: string;
+  sinceCheckpoint?: string;
+  checkpoint?: string;
+  verifyUnchanged?: number;
+  ifIdle?: boolean;
+  copyToRegion?: string;
 }
 
 export function registerBackup(program: Command, wrap: Wrap): void {
-  program
-    .command('backup')
+  unattendedOptions(program.command('backup'))
     .description('back up image files or block devices to new EBS snapshots, uploading only changed blocks')
     .argument('<source...>', 'image file, block device (/dev/...) or NBD export (nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH)')
     .option('--volume <name>', 'lineage name (default: the source file name, or the NBD export name); one source only')
@@ -42,18 +53,48 @@ export function registerBackup(program: Command, wrap: Wrap): void {
     .option('--dry-run', 'scan and report what would be uploaded; write nothing')
     .addOption(new Option('--wait-timeout <seconds>', 'stop waiting for the snapshot to complete after this long (it stays resumable)').argParser(secondsOption('--wait-timeout')))
     .option('--discard-pending', 'abandon the volume\'s unfinished backup instead of resuming it')
-    .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => runBackupCommand(ctx, sources, flags)));
+    .option('--dirty-bitmap <name>', "NBD source: read only the blocks its dirty bitmap (qemu:dirty-bitmap:NAME) marks; the rest is the parent's")
+    .option('--changed-blocks <file>', 'read only the byte ranges this file lists as changed ("OFFSET LENGTH" a line; see the README); the rest is the parent\'s')
+    .option('--since-checkpoint <id>', "the checkpoint the tracker counts changes from; must be the parent's --checkpoint (default: the bitmap's name)")
+    .option('--checkpoint <id>', 'the checkpoint this snapshot is taken at (the new bitmap or libvirt checkpoint), for the next run\'s --since-checkpoint')
+    .addOption(
+      new Option('--verify-unchanged <percent>', 'first read this percentage of the blocks the tracker calls unchanged and compare them with the parent; a difference fails the run (exit 8)').argParser(
+        numberOption('--verify-unchanged', 0, 100),
+      ),
+    )
+    .option('--copy-to-region <region>', `after each successful backup, copy its snapshot into this Region and wait for the copy (a failed copy leaves the backup committed and exits ${ExitCodes.COPY_FAILED})`)
+    .option('--if-idle', `when a backup of the volume is running, say so and exit ${ExitCodes.BUSY} instead of failing (for schedulers)`)
+    .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => (flags.ifIdle ? ifIdle(ctx, runBackupCommand(ctx, sources, flags)) : runBackupCommand(ctx, sources, flags))));
+}
+
+/** `--if-idle`: a backup refused because the volume's lock is held ends with ExitCodes.BUSY and a note, not an error. */
+async function ifIdle(ctx: CommandContext, run: Promise<number>): Promise<number> {
+  try {
+    return await run;
+  } catch (err) {
+    const lock = isSnaplineError(err, ErrorCodes.CONFLICT) ? err.details?.lock : undefined;
+    if (typeof lock !== 'string' || !lock.startsWith('volume:')) throw err;
+    const skipped = `a backup of ${lock.slice('volume:'.length)} is running: ${(err as SnaplineError).message}`;
+    ctx.output().result({ backups: [], skipped }, () => [`skipped: ${skipped}`]);
+    return ExitCodes.BUSY;
+  }
 }
 
 async function runBackupCommand(ctx: CommandContext, sources: string[], flags: BackupFlags): Promise<number> {
   if (flags.volume && sources.length > 1) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--volume names one lineage: give one source with it');
   }
+  const { defaultVolumeName } = await import('../../engine/backup/backup.js');
+  const volumesOnFailure = () => sources.map((source) => flags.volume ?? defaultVolumeName(source));
+  return recordedRun(ctx, { operation: 'backup', flags, volumesOnFailure, record: !flags.dryRun }, () => backupRun(ctx, sources, flags));
+}
+
+async function backupRun(ctx: CommandContext, sources: string[], flags: BackupFlags): Promise<RecordedRun> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { backup } = await import('../../engine/backup/backup.js');
   const progress = throttleAwareProgress(output);
-  const results = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
+  const { results, copies } = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);
     const latest = new Map<string, BackupProgress>();
     const onProgress = (progress: BackupProgress) => {
@@ -68,8 +109,13 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
         detail: `changed ${sum((p) => p.blocksChanged)} uploaded ${sum((p) => p.blocksUploaded)} blocks, ${session.uploadLimiter.limit} in flight`,
       });
     };
+    if (flags.copyToRegion !== undefined && !flags.dryRun) {
+      const { checkDestination } = await import('../../engine/dr/copy.js');
+      checkDestination(session.connection.settings.region, flags.copyToRegion, undefined, 'copyToRegion');
+    }
+    let results: BackupResult[];
     try {
-      return await Promise.all(
+      results = await Promise.all(
         sources.map((source) =>
           backup(session, {
             source,
@@ -84,6 +130,11 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
             dryRun: flags.dryRun,
             waitTimeoutMs: flags.waitTimeout,
             discardPending: flags.discardPending,
+            dirtyBitmap: flags.dirtyBitmap,
+            changedBlocksFile: flags.changedBlocks,
+            sinceCheckpoint: flags.sinceCheckpoint,
+            checkpoint: flags.checkpoint,
+            verifyUnchangedPercent: flags.verifyUnchanged,
             signal: ctx.signal,
             onProgress,
             onWarning: (message) => output.warn(message),
@@ -93,10 +144,46 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
     } finally {
       display.done();
     }
+    return { results, copies: flags.copyToRegion === undefined || flags.dryRun ? undefined : await copyBackups(ctx, session, results, flags.copyToRegion) };
   });
-  // One shape for any number of sources: { backups: [...] }, one library BackupResult per source, in the order given.
-  output.result({ backups: results }, () => results.flatMap(describeResult));
-  return 0;
+  // One shape for any number of sources: { backups: [...] }, one library BackupResult per source, in the order given;
+  // with --copy-to-region also { copies: [...] }, one per backup, each a CopyResult or { volume, error, code }.
+  const failedCopies = copies?.filter((c) => 'error' in c).length ?? 0;
+  output.result({ backups: results, ...(copies === undefined ? {} : { copies }) }, () => [
+    ...results.flatMap(describeResult),
+    ...(copies ?? []).flatMap((c) => ('error' in c ? [`${c.volume}: the copy to ${flags.copyToRegion} failed: ${c.error}`] : describeCopy(c))),
+  ]);
+  const volumes = results.map((r) => ({
+    volume: r.volume,
+    snapshotId: r.snapshotId,
+    changedBlocks: r.blocksChanged,
+    changedBytes: r.blocksChanged * BLOCK_SIZE,
+    transferredBlocks: r.blocksUploaded,
+    transferredBytes: r.bytesUploaded,
+  }));
+  return { exitCode: failedCopies > 0 ? ExitCodes.COPY_FAILED : ExitCodes.OK, volumes };
+}
+
+type BackupCopy = CopyResult | { volume: string; error: string; code: string };
+
+/**
+ * Copies the snapshot of each backup (the volume's newest when the backup
+ * made none) into `region`, one after another. A copy that fails is
+ * reported, not thrown: the backups stay committed. An interruption stops it all.
+ */
+async function copyBackups(ctx: CommandContext, session: Session, results: BackupResult[], region: string): Promise<BackupCopy[]> {
+  const copies: BackupCopy[] = [];
+  for (const result of results) {
+    const snapshotId = result.snapshotId ?? session.index.lineage.headSnapshot(result.volume)?.snapshotId;
+    if (snapshotId === undefined) continue;
+    try {
+      copies.push(await copyFromSession(ctx, session, snapshotId, { toRegion: region }));
+    } catch (err) {
+      if (!isSnaplineError(err) || err.code === ErrorCodes.INTERRUPTED) throw err;
+      copies.push({ volume: result.volume, error: err.message, code: err.code });
+    }
+  }
+  return copies;
 }
 
 export function describeResult(result: BackupResult): string[] {
@@ -105,9 +192,17 @@ export function describeResult(result: BackupResult): string[] {
   const head = result.dryRun
     ? `dry run of ${result.volume}: would upload ${result.blocksChanged} blocks (${formatBytes(result.blocksChanged * 524288)})`
     : `${result.volume}: ${result.snapshotId}${result.parentSnapshotId ? ` (child of ${result.parentSnapshotId})` : ' (new lineage)'}${result.resumed ? ', resumed' : ''}`;
+  const tracking = result.changeTracking;
+  const trackingLines =
+    tracking?.tracker == null
+      ? []
+      : tracking.scan === 'tracked'
+        ? [`  ${tracking.tracker}: ${tracking.blocksMarked} blocks marked changed, ${result.blocksRead} read${tracking.blocksVerified > 0 ? `, ${tracking.blocksVerified} it calls unchanged verified` : ''}; the rest is the parent's`]
+        : [`  ${tracking.tracker} not used: every block read`];
   return [
     head,
     `  scanned ${result.blocksScanned} blocks (${formatBytes(result.sourceBytes)}) in ${formatDuration(result.durationMs)}, ${rate.toFixed(0)} MiB/s`,
+    ...trackingLines,
     `  changed ${result.blocksChanged}, uploaded ${result.blocksUploaded} (${formatBytes(result.bytesUploaded)}), zero blocks skipped ${result.blocksZeroSkipped}`,
   ];
 }

@@ -3,7 +3,7 @@ import { DEFAULT_BENCH_LEVELS, MAX_BENCH_CONCURRENCY, MAX_BENCH_LEVELS } from '.
 import type { BenchEvent, BenchResult, LevelResult, Recommendation } from '../../engine/bench/bench.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import { barChart, table, utf8Terminal } from '../chart.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { integerOption, numberOption } from '../parse.js';
 import { count } from '../progress.js';
 import { sessionOptions } from './common.js';
@@ -46,7 +46,7 @@ async function runBenchCommand(ctx: CommandContext, flags: BenchFlags): Promise<
   const { indexPath: _index, archive: _archive, ...options } = sessionOptions(ctx);
   const highest = Math.max(...flags.levels);
   return withRemote({ ...options, concurrency: highest }, async (remote) => {
-    if (remote.connection.emulator !== undefined) {
+    if (remote.connection.localEndpoint?.via === 'in-process') {
       output.note('note: the local endpoint runs inside this process and shares its CPU; for the endpoint alone, start `snapline serve` first');
     }
     const maxSockets = remote.connection.settings.maxSockets;

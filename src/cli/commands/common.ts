@@ -2,7 +2,7 @@ import { Option } from 'commander';
 import type { ConnectionRequest } from '../../config/connection.js';
 import { DEFAULT_CONCURRENCY, MAX_CONCURRENCY } from '../../core/constants.js';
 import type { RemoteSession, SessionOptions } from '../../session.js';
-import type { CommandContext } from '../main.js';
+import type { CommandContext } from '../context.js';
 import type { Output } from '../output.js';
 import { integerOption } from '../parse.js';
 import { formatDuration, ProgressDisplay } from '../progress.js';

@@ -3,7 +3,7 @@ import type { ConnectionSummary } from '../../config/describe.js';
 import { ErrorCodes, exitCodeFor, ExitCodes } from '../../errors.js';
 import { table } from '../chart.js';
 import { count } from '../progress.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { connectionRequest } from './common.js';
 
 export function registerConnections(program: Command, wrap: Wrap): void {
@@ -69,7 +69,8 @@ async function test(ctx: CommandContext, name: string | undefined): Promise<numb
   const request = connectionRequest(ctx);
   const { chosenConnection } = await import('../../config/connection.js');
   const { probeConnection } = await import('../../config/probe.js');
-  const { connection, results, unchecked } = await probeConnection({ ...request, connection: name ?? chosenConnection(request) });
+  const { startLocalEndpoint } = await import('../../session.js');
+  const { connection, results, unchecked } = await probeConnection({ ...request, connection: name ?? chosenConnection(request) }, startLocalEndpoint);
   const failed = results.filter((r) => r.outcome !== 'reachable');
   output.result({ connection: connection.name, ok: failed.length === 0, results, unchecked }, () => [
     `connection ${connection.name} (${connection.source}), region ${connection.settings.region}`,

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { count, formatBytes } from '../progress.js';
 import { snapshotIdArgument } from '../parse.js';
 import { sessionOptions } from './common.js';

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { DEFAULT_PACING, DEFAULT_RETRIES, DEFAULT_SHARDS, MAX_RETRIES, MAX_SHARDS } from '../../core/ecs-restore-options.js';
 import type { EcsJobReport } from '../../engine/ecs/restore.js';
 import { ExitCodes } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import type { Output } from '../output.js';
 import { archiveRefArgument, integerOption, secondsOption } from '../parse.js';
 import { count, formatDuration } from '../progress.js';

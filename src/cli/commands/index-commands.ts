@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { defaultIndexPath } from '../../config/paths.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { snapshotIdArgument } from '../parse.js';
 import { sessionOptions } from './common.js';
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { dataDir } from '../../config/paths.js';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import { ExitCodes } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { describeResult } from './backup.js';
 import { sessionOptions } from './common.js';
 import { describeRestore } from './restore.js';

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { archiveRefArgument, secondsOption } from '../parse.js';
 import { ProgressDisplay, count, formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions } from './common.js';

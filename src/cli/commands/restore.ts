@@ -1,13 +1,16 @@
 import type { Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { RestoreProgress, RestoreResult } from '../../engine/restore/restore.js';
-import { ExitCodes } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { snapshotIdArgument } from '../parse.js';
 import { count, formatBytes, formatDuration } from '../progress.js';
+import type { BlockIndex } from '../../index/index.js';
+import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags } from '../unattended.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
+import { addVolumeRestoreOptions, refuseVolumeFlagsWithoutVolume, runVolumeRestore, type VolumeRestoreFlags } from './restore-volume.js';
 
-interface RestoreFlags {
+interface RestoreFlags extends VolumeRestoreFlags, UnattendedFlags {
   force?: boolean;
   incremental?: boolean;
   trustIndex?: boolean;
@@ -16,26 +19,43 @@ interface RestoreFlags {
 }
 
 export function registerRestore(program: Command, wrap: Wrap): void {
-  program
-    .command('restore')
-    .description('restore a snapshot onto an image file, a block device or a writable NBD export')
+  const command = unattendedOptions(program.command('restore'))
+    .description('restore a snapshot onto an image file, a block device or a writable NBD export, or (--to-volume) onto a new EBS volume')
     .argument('<snapshot-id>', 'completed snapshot to restore', snapshotIdArgument('<snapshot-id>'))
-    .argument('<target>', 'image file, block device (/dev/...) or writable NBD export (nbd://..., nbd+unix://...)')
+    .argument('[target]', 'image file, block device (/dev/...) or writable NBD export (nbd://..., nbd+unix://...); none with --to-volume')
     .option('--force', 'overwrite a target file that exists and is not empty, or a device that holds a partition table or a file system')
     .option('--incremental', 'onto an earlier restore: hash the target and fetch only the blocks that differ from the snapshot')
     .option('--trust-index', "with --incremental: do not hash the target, take the index's word for which snapshot it holds and fetch the blocks changed since")
     .option('--verify', 'hash the target afterwards and compare it with the snapshot')
-    .addOption(concurrencyOption('downloads in flight'))
-    .action(wrap((ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags) => runRestore(ctx, snapshotId, target, flags)));
+    .addOption(concurrencyOption('downloads in flight'));
+  addVolumeRestoreOptions(command).action(
+    wrap((ctx: CommandContext, snapshotId: string, target: string | undefined, flags: RestoreFlags) => {
+      if (flags.toVolume) {
+        if (target !== undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--to-volume makes a new EBS volume: give no target (got '${target}')`);
+        return runVolumeRestore(ctx, snapshotId, flags);
+      }
+      refuseVolumeFlagsWithoutVolume(flags);
+      if (target === undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'restore needs a target (image file, device or NBD export), or --to-volume');
+      return runRestore(ctx, snapshotId, target, flags);
+    }),
+  );
 }
 
-async function runRestore(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<number> {
+function runRestore(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<number> {
+  const volumesOnFailure = (index: BlockIndex) => [index.lineage.getSnapshot(snapshotId)?.volume ?? null];
+  return recordedRun(ctx, { operation: 'restore', flags, volumesOnFailure }, () => restoreRun(ctx, snapshotId, target, flags));
+}
+
+async function restoreRun(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<RecordedRun> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { restore } = await import('../../engine/restore/restore.js');
+  const { settleWaitText } = await import('../../engine/blocks/committer.js');
   const progress = throttleAwareProgress(output);
+  let volume: string | null = null;
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);
+    volume = session.index.lineage.getSnapshot(snapshotId)?.volume ?? null;
     try {
       return await restore(session, {
         snapshotId,
@@ -47,13 +67,23 @@ async function runRestore(ctx: CommandContext, snapshotId: string, target: strin
         window: 2 * flags.concurrency,
         signal: ctx.signal,
         onProgress: (p) => display.update(restoreStatus(p)),
+        onSettling: (wait) => output.progressLine(settleWaitText(wait)),
       });
     } finally {
       display.done();
     }
   });
   output.result(result, () => describeRestore(result));
-  return result.verified === false ? ExitCodes.DIFFERENCES : ExitCodes.OK;
+  const outcome = {
+    volume,
+    snapshotId,
+    changedBlocks: 0,
+    changedBytes: 0,
+    transferredBlocks: result.blocksFetched,
+    transferredBytes: result.bytesWritten,
+    ...(result.verified === false ? { errorCode: ErrorCodes.CHECKSUM_MISMATCH } : {}),
+  };
+  return { exitCode: result.verified === false ? ExitCodes.DIFFERENCES : ExitCodes.OK, volumes: [outcome] };
 }
 
 /** The progress bar of a restore: the blocks of the volume dealt with (fetched, zeroed, found equal, or needing nothing) out of all of them. */

@@ -8,7 +8,7 @@ import { checkFaultSettings, type FaultSettings } from '../../emulator/faults.js
 import type { AccessKey } from '../../emulator/index.js';
 import { parseTierDelayFlags, TIERS } from '../../emulator/tiers.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import type { Output } from '../output.js';
 
 /** The flags of `snapline serve`, as commander hands them over (strings). */
@@ -22,6 +22,7 @@ interface ServeFlags {
   authFile?: string;
   seed?: string;
   throttleRate?: string;
+  throttleForS?: string;
   rateLimit?: string;
   errorRate?: string;
   resetRate?: string;
@@ -46,12 +47,14 @@ interface ServeFlags {
   ec2LagMs?: string;
   clockSkewS?: string;
   encryptionByDefault: boolean;
+  instances: string[];
 }
 
 /** Each fault flag and the FaultSettings field it sets. */
 const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags, help: string][] = [
   ['--seed', 'seed', 'seed of every random fault decision (same seed, same sequence)'],
   ['--throttle-rate', 'throttleRate', 'share 0..1 of EBS requests answered RequestThrottledException'],
+  ['--throttle-for-s', 'throttleForS', 'every EBS request is answered RequestThrottledException for this many seconds (of the --time-scale clock) from the first one'],
   ['--rate-limit', 'rateLimit', 'requests/s per snapshot for Put/GetSnapshotBlock each (1000 imitates AWS)'],
   ['--error-rate', 'errorRate', 'share 0..1 of EBS requests answered InternalServerException (500)'],
   ['--reset-rate', 'resetRate', 'share 0..1 of EBS requests whose connection is dropped without an answer'],
@@ -92,6 +95,7 @@ export function registerServe(program: Command, wrap: Wrap): void {
     .option('--auth-file <path>', 'check SigV4 signatures against the access keys in this file, one KEYID:SECRET a line')
     .option('--restore-delay-ms <tier=ms>', `how long an S3 restore of a tier takes (repeatable; tiers ${TIERS.join(', ')})`, collect, [])
     .option('--job-delay-ms <tier=ms>', 'how long a Glacier job of a tier stays InProgress (repeatable)', collect, [])
+    .option('--instances <zone=count>', 'make COUNT running EC2 instances in the Availability Zone ZONE, for volumes to attach to (repeatable; zones are REGION + a, b or c)', collect, [])
     .option('--encryption-by-default', 'EBS encryption by default starts enabled (new snapshots are encrypted; unencrypted ones cannot be made)', false);
   for (const [flag, , help] of CLOCK_FLAGS) command.option(`${flag} <number>`, help);
   for (const [flag, , help] of FAULT_FLAGS) command.option(`${flag} <number>`, help);
@@ -110,8 +114,9 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
   const faults = parseFaultFlags(flags);
   const clock = parseClockFlags(flags);
   const auth = await accessKeysOf(flags, output);
+  const instances = await parseInstanceFlags(flags.instances);
 
-  const tls = flags.tls ? (await import('../../config/local-tls.js')).localEndpointTls(dataDir, host) : undefined;
+  const tls = flags.tls ? (await import('../../emulator/tls/local-tls.js')).localEndpointTls(dataDir, host) : undefined;
 
   const { startEmulator } = await import('../../emulator/index.js');
   const emulator = await startEmulator({
@@ -126,12 +131,16 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
     jobDelayMs: parseTierDelayFlags(flags.jobDelayMs, '--job-delay-ms'),
     ...(tls === undefined ? {} : { tls: { key: tls.key, cert: tls.cert }, tasks: { env: { AWS_CA_BUNDLE: tls.caPath } } }),
   });
+  const madeInstances = Object.entries(instances).flatMap(([availabilityZone, count]) =>
+    emulator.createInstances(availabilityZone, count).map((instanceId) => ({ instanceId, availabilityZone })),
+  );
   // Key ids only: secrets are never printed.
   const authKeyIds = auth.map((key) => key.accessKeyId);
-  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, clock, encryptionByDefault: flags.encryptionByDefault, authKeyIds, ...(tls === undefined ? {} : { caPath: tls.caPath }) }, () => [
+  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, clock, encryptionByDefault: flags.encryptionByDefault, authKeyIds, instances: madeInstances, ...(tls === undefined ? {} : { caPath: tls.caPath }) }, () => [
     `listening on ${emulator.url}`,
     ...(tls === undefined ? [] : [`clients trust the CA certificate ${tls.caPath} (connection setting verify: ${tls.caPath})`]),
     ...(auth.length === 0 ? [] : [`checking SigV4 signatures for access keys ${authKeyIds.join(', ')}`]),
+    ...madeInstances.map((i) => `instance ${i.instanceId} running in ${i.availabilityZone}`),
   ]);
   output.verbose(`data directory: ${dataDir}`);
 
@@ -166,6 +175,21 @@ async function accessKeysOf(flags: ServeFlags, output: Output): Promise<AccessKe
     output.warn(`${flags.authFile} holds secrets and is readable by group or others; run: chmod 600 ${flags.authFile}`);
   }
   return [...keys, ...fromFile];
+}
+
+/** --instances ZONE=COUNT flags as {zone: count}; a zone the endpoint does not serve, or a count outside 1..100, is named. */
+async function parseInstanceFlags(values: string[]): Promise<Record<string, number>> {
+  const { regionOfZone } = await import('../../emulator/index.js');
+  const instances: Record<string, number> = {};
+  for (const value of values) {
+    const m = /^([^=]+)=(\d+)$/.exec(value);
+    const count = m === null ? Number.NaN : Number(m[2]);
+    if (m === null || regionOfZone(m[1]!) === undefined || count < 1 || count > 100) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--instances must be ZONE=COUNT with a zone such as us-east-1a and a count from 1 to 100, got '${value}'`);
+    }
+    instances[m[1]!] = (instances[m[1]!] ?? 0) + count;
+  }
+  return instances;
 }
 
 /** The fault flags given, checked; a bad one is named in the error. */

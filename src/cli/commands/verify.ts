@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { BlockRange, VerifyResult } from '../../engine/restore/verify.js';
 import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { snapshotIdArgument } from '../parse.js';
 import { count } from '../progress.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
@@ -34,6 +34,7 @@ async function runVerify(ctx: CommandContext, first: string, second: string | un
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
   const { verify } = await import('../../engine/restore/verify.js');
+  const { settleWaitText } = await import('../../engine/blocks/committer.js');
   const progress = throttleAwareProgress(output);
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);
@@ -44,6 +45,7 @@ async function runVerify(ctx: CommandContext, first: string, second: string | un
         remote: flags.remote,
         window: 2 * flags.concurrency,
         signal: ctx.signal,
+        onSettling: (wait) => output.progressLine(settleWaitText(wait)),
         onProgress: (p) =>
           display.update({ label: 'verify', done: p.blocksDone * BLOCK_SIZE, total: p.totalBlocks * BLOCK_SIZE, detail: `${count(p.blocksRead, 'block')} read from the snapshot` }),
       });

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import type { WorkerSession, WorkerSessionOptions } from '../../ecs-session.js';
 import type { CopyShardProgress, CopyShardResult } from '../../engine/ecs/worker.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { CommandContext, Wrap } from '../main.js';
+import type { CommandContext, Wrap } from '../context.js';
 import { integerOption } from '../parse.js';
 import { count, formatBytes, formatDuration } from '../progress.js';
 import { concurrencyOption, sessionOptions } from './common.js';

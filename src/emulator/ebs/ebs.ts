@@ -129,7 +129,7 @@ export class EbsApi {
     if (headers['x-amz-checksum-algorithm'] !== 'SHA256') throw invalid('x-amz-Checksum-Algorithm must be SHA256.');
     const progress = optionalInteger(headers['x-amz-progress'], 'x-amz-Progress', 0, 100);
 
-    const live = this.snapshots.beginWrite(snapshotId, index);
+    const live = this.snapshots.beginWrite(snapshotId, index, exchange.region);
     try {
       const body = await readBlockBody(req, exchange);
       if (body.length < BLOCK_SIZE) throw invalid('Failed to read block data');
@@ -146,7 +146,7 @@ export class EbsApi {
     checkSnapshotId(snapshotId);
     const index = parseBlockIndex(blockIndex);
     const blockToken = restQuery(exchange.query).get('blockToken');
-    const { data, digest } = await this.snapshots.readBlock(snapshotId, index, blockToken);
+    const { data, digest } = await this.snapshots.readBlock(snapshotId, exchange.region, index, blockToken);
     let checksum = digest.toString('base64');
     if (this.faults.corruptNext()) {
       this.stats.fault('corrupted');
@@ -201,7 +201,7 @@ export class EbsApi {
     }
     // Drain the (empty) body so the connection can be reused.
     await readBody(exchange.req, exchange.stats);
-    const status = await this.snapshots.complete(snapshotId, count, checksum as string | undefined);
+    const status = await this.snapshots.complete(snapshotId, count, checksum as string | undefined, exchange.region);
     if (this.faults.take('completionLostResponses')) {
       this.stats.fault('lostCompletions');
       return dropConnection(exchange);
@@ -212,7 +212,7 @@ export class EbsApi {
   #listBlocks(snapshotId: string, exchange: Exchange): void {
     checkSnapshotId(snapshotId);
     const query = restQuery(exchange.query);
-    const page = this.snapshots.listBlocks(snapshotId, startingIndex(query), maxResults(query), pageToken(query));
+    const page = this.snapshots.listBlocks(snapshotId, exchange.region, startingIndex(query), maxResults(query), pageToken(query));
     sendJson(exchange, 200, {
       Blocks: page.entries.map((e) => ({ BlockIndex: e.index, BlockToken: e.token })),
       ExpiryTime: page.expiresAt / 1000,
@@ -227,7 +227,7 @@ export class EbsApi {
     const query = restQuery(exchange.query);
     const first = query.get('firstSnapshotId');
     if (first !== undefined) checkSnapshotId(first);
-    const page = this.snapshots.changedBlocks(first, secondSnapshotId, startingIndex(query), maxResults(query), pageToken(query));
+    const page = this.snapshots.changedBlocks(first, secondSnapshotId, exchange.region, startingIndex(query), maxResults(query), pageToken(query));
     sendJson(exchange, 200, {
       ChangedBlocks: page.entries.map((e) => ({
         BlockIndex: e.index,

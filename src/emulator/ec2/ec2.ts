@@ -1,35 +1,15 @@
 import { AwsError } from '../protocol/aws-error.js';
 import { sendXml, type Exchange } from '../protocol/http.js';
 import { ACCOUNT_ID, type SnapshotService } from '../snapshots.js';
-import type { SnapshotRecord, Tag } from '../store/catalog.js';
+import type { SnapshotRecord } from '../store/catalog.js';
 import { element, textElement, xmlDocument } from '../protocol/xml.js';
+import { copySnapshot } from './copy-snapshot.js';
+import { checkSnapshotId, ec2Error, globToRegExp, listParam, notFound, REGIONS, tagSet, tagsOf } from './query.js';
 
 const EC2_NAMESPACE = 'http://ec2.amazonaws.com/doc/2016-11-15/';
 
 /** Snapshots made through the EBS direct APIs have no source volume; AWS shows this id. */
 const NO_VOLUME = 'vol-ffffffff';
-
-const REGIONS = [
-  'us-east-1',
-  'us-east-2',
-  'us-west-1',
-  'us-west-2',
-  'ca-central-1',
-  'eu-west-1',
-  'eu-west-2',
-  'eu-west-3',
-  'eu-central-1',
-  'eu-north-1',
-  'ap-northeast-1',
-  'ap-northeast-2',
-  'ap-southeast-1',
-  'ap-southeast-2',
-  'ap-south-1',
-  'sa-east-1',
-];
-
-const ec2Error = (code: string, message: string, status = 400) => new AwsError(status, code, message);
-const notFound = (snapshotId: string) => ec2Error('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' does not exist.`);
 
 /**
  * The EC2 subset for snapshot bookkeeping, over the ec2 query protocol
@@ -40,7 +20,11 @@ const notFound = (snapshotId: string) => ec2Error('InvalidSnapshot.NotFound', `T
  * snapshot at once. Encryption by default is per Region.
  */
 export class Ec2Api {
-  constructor(private readonly snapshots: SnapshotService) {}
+  constructor(
+    private readonly snapshots: SnapshotService,
+    /** More actions, answered in other files (volumes, instances, fast snapshot restore). */
+    private readonly more?: Ec2Actions,
+  ) {}
 
   /** Answers one EC2 request; `params` are its form (and query) parameters. Rethrows only unexpected failures, after answering 500. */
   handle(action: string, params: URLSearchParams, exchange: Exchange): void {
@@ -49,13 +33,16 @@ export class Ec2Api {
       let inner: string;
       switch (action) {
         case 'DescribeSnapshots':
-          inner = this.#describeSnapshots(params);
+          inner = this.#describeSnapshots(params, exchange.region);
           break;
         case 'CreateTags':
-          inner = this.#createTags(params);
+          inner = this.#createTags(params, exchange.region);
           break;
         case 'DeleteSnapshot':
-          inner = this.#deleteSnapshot(params);
+          inner = this.#deleteSnapshot(params, exchange.region);
+          break;
+        case 'CopySnapshot':
+          inner = copySnapshot(this.snapshots, params, exchange.region);
           break;
         case 'GetEbsEncryptionByDefault':
           inner = encryptionByDefault(this.snapshots.encryptionByDefault(exchange.region));
@@ -69,7 +56,8 @@ export class Ec2Api {
           inner = describeRegions(params);
           break;
         default:
-          throw ec2Error('InvalidAction', `The action ${action} is not valid for this web service.`);
+          if (this.more?.serves(action) !== true) throw ec2Error('InvalidAction', `The action ${action} is not valid for this web service.`);
+          inner = this.more.handle(action, params, exchange.region);
       }
       sendXml(exchange, 200, xmlDocument(`${action}Response`, EC2_NAMESPACE, textElement('requestId', exchange.requestId) + inner));
     } catch (err) {
@@ -79,7 +67,7 @@ export class Ec2Api {
     }
   }
 
-  #describeSnapshots(params: URLSearchParams): string {
+  #describeSnapshots(params: URLSearchParams, region: string): string {
     const ids = listParam(params, 'SnapshotId');
     const owners = listParam(params, 'Owner');
     const filters = filtersOf(params);
@@ -87,7 +75,7 @@ export class Ec2Api {
     if (maxResults !== null && ids.length > 0) {
       throw ec2Error('InvalidParameterCombination', 'The parameter SnapshotIds cannot be used with the parameter MaxResults.');
     }
-    let selected = this.snapshots.describe();
+    let selected = this.snapshots.describe(region);
     if (ids.length > 0) {
       for (const id of ids) checkSnapshotId(id);
       const byId = new Map(selected.map((s) => [s.snapshotId, s]));
@@ -110,7 +98,7 @@ export class Ec2Api {
     return element('snapshotSet', selected.map(snapshotItem).join('')) + textElement('nextToken', nextToken);
   }
 
-  #createTags(params: URLSearchParams): string {
+  #createTags(params: URLSearchParams, region: string): string {
     const resources = listParam(params, 'ResourceId');
     if (resources.length === 0) throw ec2Error('MissingParameter', 'The request must contain the parameter ResourceId');
     const tags = tagsOf(params);
@@ -118,7 +106,7 @@ export class Ec2Api {
     const records = resources.map((id) => {
       if (!id.startsWith('snap-')) throw ec2Error('InvalidID', `The ID '${id}' is not valid`);
       checkSnapshotId(id);
-      const record = this.snapshots.find(id);
+      const record = this.snapshots.find(id, region);
       if (record === undefined) throw notFound(id);
       return record;
     });
@@ -130,35 +118,26 @@ export class Ec2Api {
     return textElement('return', true);
   }
 
-  #deleteSnapshot(params: URLSearchParams): string {
+  #deleteSnapshot(params: URLSearchParams, region: string): string {
     const id = params.get('SnapshotId');
     if (id === null || id === '') throw ec2Error('MissingParameter', 'The request must contain the parameter SnapshotId');
     checkSnapshotId(id);
-    const record = this.snapshots.find(id);
+    const record = this.snapshots.find(id, region);
     if (record === undefined) throw notFound(id);
     this.snapshots.delete(record);
     return textElement('return', true);
   }
 }
 
+/** A set of EC2 actions served beside the snapshot ones: `handle` returns the answer's inner XML or throws AwsError. */
+export interface Ec2Actions {
+  serves(action: string): boolean;
+  handle(action: string, params: URLSearchParams, region: string): string;
+}
+
 export function sendEc2Error(exchange: Exchange, error: AwsError): void {
   const errors = element('Errors', element('Error', textElement('Code', error.code) + textElement('Message', error.message)));
   sendXml(exchange, error.status, xmlDocument('Response', undefined, errors + textElement('RequestID', exchange.requestId)));
-}
-
-function checkSnapshotId(id: string): void {
-  if (!/^snap-[0-9a-f]{1,60}$/.test(id)) throw ec2Error('InvalidSnapshotID.Malformed', `Invalid id: "${id}" (expecting "snap-...")`);
-}
-
-/** Values of `Name.1`, `Name.2`, ... in numeric order. */
-function listParam(params: URLSearchParams, name: string): string[] {
-  const found: [number, string][] = [];
-  const pattern = new RegExp(`^${name}\\.(\\d+)$`);
-  for (const [key, value] of params) {
-    const m = pattern.exec(key);
-    if (m) found.push([Number(m[1]), value]);
-  }
-  return found.sort((a, b) => a[0] - b[0]).map(([, value]) => value);
 }
 
 interface Filter {
@@ -226,29 +205,6 @@ function filterSubjects(s: SnapshotRecord, name: string): string[] {
   }
 }
 
-function globToRegExp(glob: string): RegExp {
-  const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${source}$`, 's');
-}
-
-function tagsOf(params: URLSearchParams): Tag[] {
-  const tags = new Map<number, Tag>();
-  for (const [key, value] of params) {
-    const m = /^Tag\.(\d+)\.(Key|Value)$/.exec(key);
-    if (!m) continue;
-    const tag = tags.get(Number(m[1])) ?? { Key: '', Value: '' };
-    if (m[2] === 'Key') tag.Key = value;
-    else tag.Value = value;
-    tags.set(Number(m[1]), tag);
-  }
-  return [...tags.values()].map((tag) => {
-    if (tag.Key === '') throw ec2Error('InvalidParameterValue', 'Tag keys must not be empty');
-    if (tag.Key.length > 128 || tag.Value.length > 256) throw ec2Error('InvalidParameterValue', `Tag ${tag.Key} is too long`);
-    if (tag.Key.toLowerCase().startsWith('aws:')) throw ec2Error('InvalidParameterValue', "Tag keys starting with 'aws:' are reserved for internal use");
-    return tag;
-  });
-}
-
 function decodeOffset(token: string | null): number {
   if (token === null) return 0;
   const m = /^after:(\d+)$/.exec(Buffer.from(token, 'base64').toString('utf8'));
@@ -261,7 +217,6 @@ function progressOf(s: SnapshotRecord): string {
 }
 
 function snapshotItem(s: SnapshotRecord): string {
-  const tags = s.tags.map((t) => element('item', textElement('key', t.Key) + textElement('value', t.Value))).join('');
   return element(
     'item',
     textElement('snapshotId', s.snapshotId) +
@@ -276,7 +231,7 @@ function snapshotItem(s: SnapshotRecord): string {
       textElement('encrypted', s.encrypted) +
       textElement('kmsKeyId', s.kmsKeyArn) +
       textElement('storageTier', 'standard') +
-      (tags === '' ? '' : element('tagSet', tags)),
+      tagSet(s.tags),
   );
 }
 

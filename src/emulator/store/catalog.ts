@@ -36,6 +36,10 @@ export interface SnapshotRecord {
   completionMessage: string | null;
   progress: number | null;
   deletedAt: number | null;
+  /** The Region the snapshot lives in: it is seen and read only through requests signed for that Region. */
+  region: string;
+  /** For a copy made by EC2 CopySnapshot: the AWS id of the snapshot it copies. */
+  copySource: string | null;
 }
 
 export type NewSnapshot = Omit<SnapshotRecord, 'id' | 'parentSnapshotId' | 'root' | 'completesAt' | 'completionOutcome' | 'completionMessage' | 'deletedAt' | 'statusMessage' | 'progress' | 'status'>;
@@ -62,6 +66,8 @@ interface SnapshotRow {
   completion_message: string | null;
   progress: number | null;
   deleted_at: number | null;
+  region: string;
+  copy_source: string | null;
 }
 
 /** A block of a snapshot and where its bytes are. */
@@ -121,8 +127,14 @@ CREATE TABLE blocks (
 ) WITHOUT ROWID;
 `;
 
+/** Snapshots belong to a Region (the ones made before this step to us-east-1, the endpoint's default); copies name their source. */
+const REGION_SCHEMA = `
+ALTER TABLE snapshots ADD COLUMN region TEXT NOT NULL DEFAULT 'us-east-1';
+ALTER TABLE snapshots ADD COLUMN copy_source TEXT;
+`;
+
 /** Schema steps in order; user_version counts the steps applied. */
-const MIGRATIONS = [SCHEMA, ARCHIVE_SCHEMA];
+const MIGRATIONS = [SCHEMA, ARCHIVE_SCHEMA, REGION_SCHEMA];
 const SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
@@ -146,9 +158,9 @@ export class Catalog {
     this.#s = {
       insertSnapshot: db.prepare(
         `INSERT INTO snapshots (snapshot_id, parent, root, volume_size, status, start_time, timeout_minutes, description,
-           encrypted, kms_key_arn, tags, client_token, fingerprint)
+           encrypted, kms_key_arn, tags, client_token, fingerprint, region, copy_source)
          VALUES (@snapshotId, @parent, 0, @volumeSize, 'pending', @startTime, @timeoutMinutes, @description,
-           @encrypted, @kmsKeyArn, @tags, @clientToken, @fingerprint)`,
+           @encrypted, @kmsKeyArn, @tags, @clientToken, @fingerprint, @region, @copySource)`,
       ),
       setRoot: db.prepare('UPDATE snapshots SET root = ? WHERE id = ?'),
       bySnapshotId: db.prepare<[string], SnapshotRow>(`${SELECT_SNAPSHOT} WHERE s.snapshot_id = ?`),
@@ -159,6 +171,12 @@ export class Catalog {
       countPending: db.prepare<[], { n: number }>(`SELECT count(*) AS n FROM snapshots WHERE status = 'pending' AND deleted_at IS NULL`),
       countVisible: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM snapshots WHERE deleted_at IS NULL'),
       copyBlocks: db.prepare('INSERT INTO blocks (snapshot, idx, blob, origin) SELECT ?, idx, blob, origin FROM blocks WHERE snapshot = ?'),
+      // A copy holds its source's blocks; those the previous copy holds with the same bytes keep that copy's origin, the rest are the copy's own.
+      copyOfBlocks: db.prepare<{ copy: number; source: number; previous: number | null }>(
+        `INSERT INTO blocks (snapshot, idx, blob, origin)
+         SELECT @copy, s.idx, s.blob, coalesce((SELECT p.origin FROM blocks p WHERE p.snapshot = @previous AND p.idx = s.idx AND p.blob = s.blob), @copy)
+         FROM blocks s WHERE s.snapshot = @source`,
+      ),
       blobByDigest: db.prepare<[Buffer], { id: number }>('SELECT id FROM blobs WHERE digest = ?'),
       insertBlob: db.prepare<[Buffer, number, number]>('INSERT INTO blobs (digest, pack, offset) VALUES (?, ?, ?)'),
       putBlock: db.prepare<[number, number, number, number]>('INSERT OR REPLACE INTO blocks (snapshot, idx, blob, origin) VALUES (?, ?, ?, ?)'),
@@ -220,6 +238,24 @@ export class Catalog {
       const root = snapshot.parent === null ? id : this.#row(snapshot.parent).root;
       this.#s.setRoot.run(root, id);
       if (snapshot.parent !== null) this.#s.copyBlocks.run(id, snapshot.parent);
+      return this.#record(this.#row(id));
+    })();
+  }
+
+  /**
+   * Inserts a pending copy of `source` (internal id) whose completion is
+   * already decided (`completesAt`, `outcome`, `message`). With `previous`
+   * (an earlier copy of the lineage in the same Region) the copy is its
+   * child: only the blocks that differ from it are the copy's own, as in an
+   * incremental snapshot. One transaction.
+   */
+  createCopy(copy: NewSnapshot, source: number, completesAt: number, outcome: 'completed' | 'error', message: string | null): SnapshotRecord {
+    return this.#db.transaction(() => {
+      const info = this.#s.insertSnapshot.run({ ...copy, encrypted: copy.encrypted ? 1 : 0, tags: JSON.stringify(copy.tags) });
+      const id = Number(info.lastInsertRowid);
+      this.#s.setRoot.run(copy.parent === null ? id : this.#row(copy.parent).root, id);
+      this.#s.copyOfBlocks.run({ copy: id, source, previous: copy.parent });
+      this.#s.setCompletion.run(completesAt, outcome, message, id);
       return this.#record(this.#row(id));
     })();
   }
@@ -363,6 +399,8 @@ export class Catalog {
       completionMessage: row.completion_message,
       progress: row.progress,
       deletedAt: row.deleted_at,
+      region: row.region,
+      copySource: row.copy_source,
     };
   }
 }

@@ -1,5 +1,5 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { AccessKey } from '../protocol/auth.js';
+import type { AccessKey } from '../protocol/access-keys.js';
 
 /** Temporary credentials as STS AssumeRole hands them out. */
 export interface IssuedCredentials {

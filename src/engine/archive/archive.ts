@@ -25,8 +25,8 @@ import {
 } from './format.js';
 import { ARCHIVE_STORAGE_CLASSES, archiveLockName, checkTarget, remoteName, storeOf, type ArchivePlaces } from './places.js';
 import { ObjectUpload } from './upload.js';
-import { VOLUME_TAG } from '../lineage/rebuild.js';
-import { completedSnapshot, taggedSourceBytes } from '../restore/restore.js';
+import type { SettleWait } from '../blocks/committer.js';
+import { completedSnapshot, taggedSourceBytes, VOLUME_TAG, type SettleOptions } from '../blocks/remote-snapshot.js';
 
 export interface ArchiveDeps {
   index: Pick<IndexPorts, 'archives' | 'lineage' | 'locks'>;
@@ -54,6 +54,8 @@ export interface ArchiveCreateOptions {
   partsInFlight?: number;
   signal?: AbortSignal;
   onProgress?: (progress: ArchiveProgress) => void;
+  /** Told while EC2 does not show the snapshot completed yet (see completedSnapshot). */
+  onSettling?: (wait: SettleWait) => void;
 }
 
 export interface ArchiveProgress {
@@ -121,7 +123,7 @@ export async function createArchive(deps: ArchiveDeps, options: ArchiveCreateOpt
   }
   const store = deps.archives.store(target);
   const locationCreated = await ensureLocation(store, options.createBucket ?? false);
-  const snapshot = await archivedSnapshotOf(deps, options.snapshotId);
+  const snapshot = await archivedSnapshotOf(deps, options.snapshotId, options);
   const lock = deps.index.locks.acquire(archiveLockName(target, store.location, snapshot.snapshotId));
   try {
     const { record, resumed } = beginOrResume(deps, options, target, store.location, storageClass, segmentBlocks, snapshot);
@@ -134,7 +136,7 @@ export async function createArchive(deps: ArchiveDeps, options: ArchiveCreateOpt
 /** NOT_FOUND when the bucket or vault does not exist, unless `createBucket` may make it (S3): then true. */
 async function ensureLocation(store: ArchiveStore, createBucket: boolean): Promise<boolean> {
   if (createBucket && store.createLocation === undefined) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--create-bucket applies to S3; a Glacier vault is made with the AWS tools');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'createBucket applies to S3; a Glacier vault is made with the AWS tools', { details: { option: 'createBucket' } });
   }
   if (await store.locationExists()) return false;
   if (!createBucket || store.createLocation === undefined) {
@@ -150,19 +152,23 @@ async function ensureLocation(store: ArchiveStore, createBucket: boolean): Promi
 
 function storageClassFor(target: ArchiveTarget, flag: string | undefined, configured: string | undefined): string | null {
   if (target === 'glacier') {
-    if (flag !== undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--storage-class applies to S3 only; a Glacier vault has no storage classes');
+    if (flag !== undefined) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'storageClass applies to S3 only; a Glacier vault has no storage classes', { details: { option: 'storageClass' } });
+    }
     return null;
   }
   const storageClass = flag ?? configured ?? DEFAULT_STORAGE_CLASS;
   if (!ARCHIVE_STORAGE_CLASSES.includes(storageClass)) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--storage-class must be one of ${ARCHIVE_STORAGE_CLASSES.join(', ')}, got "${storageClass}"`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `storageClass must be one of ${ARCHIVE_STORAGE_CLASSES.join(', ')}, got "${storageClass}"`, {
+      details: { option: 'storageClass' },
+    });
   }
   return storageClass;
 }
 
 /** The snapshot's metadata: from the index when it knows it, else from EC2 and snapline's tags. */
-async function archivedSnapshotOf(deps: ArchiveDeps, snapshotId: string): Promise<ArchivedSnapshot> {
-  const remote = await completedSnapshot(deps.catalog, snapshotId);
+async function archivedSnapshotOf(deps: ArchiveDeps, snapshotId: string, settle: SettleOptions): Promise<ArchivedSnapshot> {
+  const remote = await completedSnapshot(deps, snapshotId, settle);
   const known = deps.index.lineage.getSnapshot(snapshotId);
   return {
     snapshotId,

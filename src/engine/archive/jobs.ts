@@ -5,7 +5,7 @@
  * inventory, and deleting archives: one by name, or the old ones (prune).
  */
 import { sleep, throwIfAborted } from '../../core/abort.js';
-import { DEFAULT_RESTORE_DAYS, DEFAULT_RETRIEVAL_TIER, MAX_RESTORE_DAYS, RETRIEVAL_TIERS } from '../../core/archive-options.js';
+import { DEFAULT_RESTORE_DAYS, DEFAULT_RETRIEVAL_TIER, MAX_RESTORE_DAYS, retrievalTierOf } from '../../core/archive-options.js';
 import type { ArchiveTarget, Inventory, RestoreState, RestoreStatus, RetrievalTier } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { ArchiveRecord, IndexPorts } from '../../core/index-ports.js';
@@ -55,10 +55,11 @@ export interface ArchiveRestoreResult {
  * in the index for `archive status` and `rehydrate`.
  */
 export async function restoreArchive(deps: ArchiveJobsDeps, options: ArchiveRestoreOptions): Promise<ArchiveRestoreResult> {
-  const tier = options.tier ?? DEFAULT_RETRIEVAL_TIER;
-  if (!RETRIEVAL_TIERS.includes(tier)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--tier must be Bulk, Standard or Expedited, got "${String(tier)}"`);
+  const tier = retrievalTierOf(options.tier ?? DEFAULT_RETRIEVAL_TIER);
   const days = options.days ?? DEFAULT_RESTORE_DAYS;
-  if (!Number.isSafeInteger(days) || days < 1 || days > MAX_RESTORE_DAYS) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--days must be a whole number from 1 to ${MAX_RESTORE_DAYS}, got ${days}`);
+  if (!Number.isSafeInteger(days) || days < 1 || days > MAX_RESTORE_DAYS) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `days must be a whole number from 1 to ${MAX_RESTORE_DAYS}, got ${days}`, { details: { option: 'days' } });
+  }
   const record = findArchive(deps.index, options.archive);
   const chain = chainOf(deps.index, record);
   requireArchived(chain);
@@ -133,7 +134,7 @@ export interface ArchiveStatusEntry {
  * a failed Glacier job is BAD_STATE naming it (ask again with `archive restore`).
  */
 export async function archiveStatus(deps: ArchiveJobsDeps, options: ArchiveStatusOptions = {}): Promise<ArchiveStatusEntry[]> {
-  if (options.wait && options.archive === undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--wait needs an archive to wait for');
+  if (options.wait && options.archive === undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'wait needs an archive to wait for', { details: { option: 'wait' } });
   if (options.archive === undefined) {
     const entries: ArchiveStatusEntry[] = [];
     for (const record of deps.index.archives.list().filter((a) => a.state !== 'deleted')) {
@@ -366,10 +367,10 @@ export interface ArchivePruneResult {
 export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePruneOptions = {}): Promise<ArchivePruneResult> {
   const olderThanDays = options.olderThanDays ?? deps.archives.deleteOlderThanDays;
   if (olderThanDays === undefined) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give --older-than-days, or set archive.delete_older_than_days in the connection');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give olderThanDays, or set archive.delete_older_than_days in the connection', { details: { option: 'olderThanDays' } });
   }
   if (!Number.isSafeInteger(olderThanDays) || olderThanDays < 0) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--older-than-days must be a whole number of 0 or more, got ${olderThanDays}`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `olderThanDays must be a whole number of 0 or more, got ${olderThanDays}`, { details: { option: 'olderThanDays' } });
   }
   const now = (options.now ?? new Date()).getTime();
   const cutoff = now - olderThanDays * DAY_MS;

@@ -1,5 +1,5 @@
 /** What the archive commands share: where archives go, and how an archive named on the command line is found. */
-import { STORAGE_CLASSES } from '../../core/archive-options.js';
+import { STORAGE_CLASSES, archiveTargetOf } from '../../core/archive-options.js';
 import type { ArchiveStore, ArchiveTarget } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { ArchiveRecord, IndexPorts } from '../../core/index-ports.js';
@@ -34,8 +34,7 @@ export function checkTarget(value: string | undefined, places: ArchivePlaces): A
       hint: 'name one with --bucket NAME (add --create-bucket to make it) or --vault NAME, or set archive.bucket or archive.vault in a connection of the config file (see `snapline connections show`)',
     });
   }
-  if (target !== 's3' && target !== 'glacier') throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--to must be s3 or glacier, got "${target}"`);
-  return target;
+  return archiveTargetOf(target);
 }
 
 /** The lock a run holds while it writes or deletes the archive of a snapshot at a place. */

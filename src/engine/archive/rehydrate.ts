@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { throwIfAborted } from '../../core/abort.js';
 import { LinearAggregate, ZERO_BLOCK_DIGEST, checksumOf } from '../../core/checksum.js';
 import { BLOCK_SIZE } from '../../core/constants.js';
-import type { RemoteSnapshot, SnapshotCatalog, SnapshotStatus, SnapshotWriter } from '../../core/ports.js';
+import type { SnapshotCatalog, SnapshotStatus, SnapshotWriter } from '../../core/ports.js';
 import { TaskWindow } from '../../core/task-window.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
@@ -27,8 +27,8 @@ import {
   type PlanEntry,
 } from './chain.js';
 import type { ArchivePlaces } from './places.js';
-import { waitForSnapshot } from '../blocks/committer.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
+import { EC2_SETTLE_MS, UNCERTAIN_COMPLETION_WAIT_MS, completionMayHaveHappened, waitForSnapshot } from '../blocks/committer.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
 const MIB = 1024 * 1024;
 /** Blocks are fetched by 8 MiB windows of a segment (16 blocks; a power of two, so a window is one tree-hash-aligned range). */
@@ -196,38 +196,34 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
     });
   };
   try {
-    for await (const entry of plan) {
-      throwIfAborted(options.signal);
-      result.blocksPlanned += 1;
-      passTo(entry.index);
-      walked = Math.max(walked, entry.index + 1);
-      if (!('segment' in entry) || entry.zero) {
-        await tasks.add(async () => {
-          await sink.zero(entry.index);
-          result.zeroBlocks += 1;
-          result.blocksWritten += 1;
-        });
-        continue;
+    await tasks.run(async () => {
+      for await (const entry of plan) {
+        throwIfAborted(options.signal);
+        result.blocksPlanned += 1;
+        passTo(entry.index);
+        walked = Math.max(walked, entry.index + 1);
+        if (!('segment' in entry) || entry.zero) {
+          await tasks.add(async () => {
+            await sink.zero(entry.index);
+            result.zeroBlocks += 1;
+            result.blocksWritten += 1;
+          });
+          continue;
+        }
+        const head = group[0];
+        const joins =
+          head !== undefined &&
+          head.segment === entry.segment &&
+          entry.offset > group.at(-1)!.offset &&
+          Math.floor(entry.offset / RANGE_BYTES) === Math.floor(head.offset / RANGE_BYTES);
+        if (!joins) await flush();
+        group.push(entry);
       }
-      const head = group[0];
-      const joins =
-        head !== undefined &&
-        head.segment === entry.segment &&
-        entry.offset > group.at(-1)!.offset &&
-        Math.floor(entry.offset / RANGE_BYTES) === Math.floor(head.offset / RANGE_BYTES);
-      if (!joins) await flush();
-      group.push(entry);
-    }
-    await flush();
-    if (options.span !== undefined) passTo(options.span.toBlock);
-  } catch (err) {
-    tasks.fail(err);
+      await flush();
+      if (options.span !== undefined) passTo(options.span.toBlock);
+    });
   } finally {
     clearInterval(ticker);
-  }
-  try {
-    await tasks.drain();
-  } finally {
     report();
   }
   return result;
@@ -282,13 +278,13 @@ export interface RehydrateResult {
 /**
  * Brings an archive back: its chain applied in order into a new snapshot
  * (completed with the aggregate the block tables give, then watched until
- * completed), or onto a file or device (marked incomplete in the index while
+ * EC2 shows it completed, so it can be read as soon as this returns), or onto a file or device (marked incomplete in the index while
  * it is written). BAD_STATE when an object is not readable yet.
  */
 export async function rehydrate(deps: RehydrateDeps, options: RehydrateOptions): Promise<RehydrateResult> {
   const started = Date.now();
   if (Boolean(options.toSnapshot) === (options.toFile !== undefined)) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give exactly one of --to-snapshot and --to-file IMAGE');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give exactly one of toSnapshot and toFile IMAGE', { details: { option: 'toSnapshot', otherOptions: ['toFile'] } });
   }
   throwIfAborted(options.signal);
   const chain = await openArchiveChain(deps, options.archive);
@@ -329,6 +325,8 @@ async function rehydrateToSnapshot(
 ): Promise<{ snapshotId: string; applied: ApplyResult }> {
   const { snapshot } = chain;
   const archiveId = chain.members.at(-1)!.manifest.archiveId;
+  // Until EC2_SETTLE_MS after its start, a snapshot EC2 does not list is not listed yet, not gone.
+  const listedBy = Date.now() + EC2_SETTLE_MS;
   const started = await deps.writer.startSnapshot({
     volumeSizeGiB: snapshot.volumeSizeGiB,
     encrypted: snapshot.encrypted || undefined,
@@ -350,24 +348,25 @@ async function rehydrateToSnapshot(
   } catch (err) {
     throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, err, false);
   }
-  let status: SnapshotStatus;
+  let status: SnapshotStatus = 'pending';
+  let uncertain: SnaplineError | undefined;
   try {
     status = await deps.writer.completeSnapshot(snapshotId, aggregate.count, aggregate.digest());
   } catch (err) {
-    // CompleteSnapshot may have been taken though its answer was lost: a completed snapshot is the rehydration done.
-    if ((await stateOf(deps.catalog, snapshotId)) !== 'completed') throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, err, true);
-    status = 'completed';
+    // A failure that leaves open whether the completion was taken (a lost answer, then a refused retry): the snapshot may complete,
+    // so its outcome is read from EC2 as a backup's committer reads it, and it is never deleted while it may complete.
+    if (!completionMayHaveHappened(err)) throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, err, false);
+    uncertain = err;
   }
+  // Handed back only once EC2 shows it completed: the index does not record this snapshot, so a restore of it straight afterwards
+  // finds it through EC2 alone (as would any other tool or index).
   try {
-    if (status !== 'completed') status = await waitForSnapshot(deps.catalog, snapshotId, { signal: options.signal, waitTimeoutMs: options.waitTimeoutMs });
+    if (status !== 'error') {
+      const waitTimeoutMs = uncertain === undefined ? options.waitTimeoutMs : Math.min(options.waitTimeoutMs ?? Infinity, UNCERTAIN_COMPLETION_WAIT_MS);
+      status = await waitForSnapshot(deps.catalog, snapshotId, { signal: options.signal, waitTimeoutMs, listedBy });
+    }
   } catch (err) {
-    const error = toSnaplineError(err);
-    throw new SnaplineError(error.code, error.message, {
-      retryable: error.retryable,
-      hint: `the rehydrated snapshot ${snapshotId} is sealed and still completing: see it with aws ec2 describe-snapshots --snapshot-ids ${snapshotId} (running the command again starts another one)`,
-      cause: err,
-      details: { ...error.details, snapshotId },
-    });
+    throw notCompletedYet(snapshotId, err, uncertain);
   }
   if (status === 'error') {
     throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, new SnaplineError(ErrorCodes.BAD_STATE, `the rehydrated snapshot ${snapshotId} ended in state error`), true);
@@ -375,26 +374,41 @@ async function rehydrateToSnapshot(
   return { snapshotId, applied };
 }
 
-/** The snapshot's state as EC2 tells it, or 'unknown' when that cannot be learned. Never throws. */
-async function stateOf(catalog: SnapshotCatalog, snapshotId: string): Promise<RemoteSnapshot['state'] | 'gone' | 'unknown'> {
-  try {
-    const [remote] = await catalog.describeSnapshots([snapshotId]);
-    return remote?.state ?? 'gone';
-  } catch {
-    return 'unknown';
-  }
+/**
+ * The error of a rehydrated snapshot EC2 does not show completed by the end
+ * of the wait (`err`): it is left as it is, since it may still complete.
+ * With `uncertain` (the CompleteSnapshot failure that left open whether it
+ * was taken), a snapshot still pending at the end of the wait is reported
+ * with that failure.
+ */
+function notCompletedYet(snapshotId: string, err: unknown, uncertain: SnaplineError | undefined): SnaplineError {
+  const error = toSnaplineError(err);
+  if (error.code === ErrorCodes.NOT_FOUND) return new SnaplineError(error.code, error.message, { cause: err, details: { ...error.details, snapshotId } });
+  const stillPending = uncertain !== undefined && error.code === ErrorCodes.TIMEOUT;
+  const reported = stillPending ? uncertain : error;
+  const state =
+    uncertain !== undefined
+      ? `may still complete (whether its CompleteSnapshot was taken is not known yet): see it with aws ec2 describe-snapshots --snapshot-ids ${snapshotId}, and delete it with aws ec2 delete-snapshot --snapshot-id ${snapshotId} if it stays pending`
+      : `is sealed and still completing: see it with aws ec2 describe-snapshots --snapshot-ids ${snapshotId}`;
+  return new SnaplineError(reported.code, stillPending ? `${reported.message}; snapshot ${snapshotId} is still pending in EC2` : reported.message, {
+    retryable: reported.retryable,
+    hint: `the rehydrated snapshot ${snapshotId} ${state} (running the command again starts another one)`,
+    cause: reported,
+    details: { ...reported.details, snapshotId, unfinishedSnapshot: 'left' },
+  });
 }
 
 /**
  * A rehydration to a snapshot cannot be resumed: when it fails (or is
  * interrupted) before its snapshot completes, the snapshot is deleted (a call
  * made after an abort still goes out) and `err` comes back saying whether
- * that worked. `sealing`: CompleteSnapshot may have been taken, so the
- * snapshot deleted may have been completing. Never throws itself.
+ * that worked. `inError`: the snapshot was sealed and ended in state error.
+ * A snapshot whose completion may have been taken is never passed here (see
+ * notCompletedYet). Never throws itself.
  */
-async function withUnfinishedSnapshotDeleted(catalog: SnapshotCatalog, snapshotId: string, err: unknown, sealing: boolean): Promise<SnaplineError> {
+async function withUnfinishedSnapshotDeleted(catalog: SnapshotCatalog, snapshotId: string, err: unknown, inError: boolean): Promise<SnaplineError> {
   const error = toSnaplineError(err);
-  const which = sealing ? `the rehydrated snapshot ${snapshotId} (CompleteSnapshot may have been taken, it had not completed)` : `the unfinished snapshot ${snapshotId}`;
+  const which = inError ? `the rehydrated snapshot ${snapshotId} (in state error)` : `the unfinished snapshot ${snapshotId}`;
   let unfinishedSnapshot: 'deleted' | 'left';
   let hint: string;
   try {

@@ -9,17 +9,19 @@ import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, S
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
-import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../../source/index.js';
+import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, type BlockSource, type SlabPool } from '../../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
-import { EC2_SETTLE_MS, completeAndCommit, describeListed } from '../blocks/committer.js';
+import { EC2_SETTLE_MS, completeAndCommit, describeListed, settledBy } from '../blocks/committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
+import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type TrackingPlan } from './tracking.js';
+import type { BlockRanges, ChangedRanges } from '../../core/changed-ranges.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
 export interface BackupDeps {
-  index: Pick<IndexPorts, 'lineage' | 'locks' | 'maps' | 'runs'>;
+  index: Pick<IndexPorts, 'lineage' | 'locks' | 'maps' | 'runs' | 'trackers'>;
   writer: SnapshotWriter;
   reader: SnapshotReader;
   catalog: SnapshotCatalog;
@@ -52,8 +54,23 @@ export interface BackupOptions {
   discardPending?: boolean;
   signal?: AbortSignal;
   onProgress?: (progress: BackupProgress) => void;
-  /** Told of conditions the backup goes on despite, such as a source device mounted read-write. */
+  /** Told of conditions the backup goes on despite, such as a source device mounted read-write, or a tracker it cannot use. */
   onWarning?: (message: string) => void;
+  /**
+   * Read only the blocks the NBD source's dirty bitmap of this name marks
+   * (qemu:dirty-bitmap:NAME); the rest is the parent's. Used only when the
+   * parent was recorded at the checkpoint the bitmap counts from (see
+   * sinceCheckpoint); otherwise every block is read and onWarning says why.
+   */
+  dirtyBitmap?: string;
+  /** Like dirtyBitmap, with the changed ranges read from a changed-blocks file (see source/changed-blocks.ts); any source. */
+  changedBlocksFile?: string;
+  /** The checkpoint the tracker counts changes from; it must be the one recorded with the parent. Default: the bitmap's name. */
+  sinceCheckpoint?: string;
+  /** The checkpoint this snapshot is taken at (a new bitmap, a libvirt checkpoint), recorded for the next run's tracker. */
+  checkpoint?: string;
+  /** Read this percentage (0..100) of the blocks the tracker calls unchanged and compare them with the parent first: TRACKER_UNTRUSTED on a difference. */
+  verifyUnchangedPercent?: number;
 }
 
 export interface BackupProgress {
@@ -75,11 +92,15 @@ export interface BackupResult {
   volumeSizeGiB: number;
   sourceBytes: number;
   blocksScanned: number;
+  /** Blocks read from the source and hashed: holes, and blocks a tracker vouches for, are not read. */
+  blocksRead: number;
   blocksChanged: number;
   blocksUploaded: number;
   blocksZeroSkipped: number;
   bytesUploaded: number;
   durationMs: number;
+  /** Present when the run was given a tracker or a checkpoint. */
+  changeTracking?: ChangeTrackingResult;
   /** True when an unfinished run was continued. */
   resumed: boolean;
   dryRun: boolean;
@@ -94,6 +115,8 @@ interface RunIdentity {
   kmsKeyArn: string | null;
   description: string | null;
   tags: Record<string, string>;
+  /** Present only when the run uses change tracking, so that runs without it keep their identity. */
+  tracking?: Record<string, string | number>;
 }
 
 /**
@@ -134,7 +157,8 @@ export function defaultVolumeName(sourcePath: string): string {
 export async function backup(deps: BackupDeps, options: BackupOptions): Promise<BackupResult> {
   const started = Date.now();
   throwIfAborted(options.signal);
-  const source = await openSource(options.source);
+  checkTrackingOptions(options);
+  const source = await openSource(options.source, { dirtyBitmap: options.dirtyBitmap });
   try {
     // A file or device is known by its real path, an NBD export by its canonical URL.
     const sourcePath = source.kind === 'nbd' ? source.path : await realpath(options.source);
@@ -159,7 +183,8 @@ function checkVolumeName(volume: string): void {
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(volume)) {
     throw new SnaplineError(
       ErrorCodes.INVALID_ARGUMENT,
-      `--volume "${volume}" is not a valid name: use 1 to 128 letters, digits, dots, dashes or underscores`,
+      `volume "${volume}" is not a valid name: use 1 to 128 letters, digits, dots, dashes or underscores`,
+      { details: { option: 'volume' } },
     );
   }
 }
@@ -191,31 +216,60 @@ async function runBackup(
     description: options.description ?? null,
     tags: options.tags ?? {},
   };
+  const tracking = trackingIdentity(options);
+  if (tracking !== undefined) identity.tracking = tracking;
+  // Read (and validated against the source) before anything is started.
+  const tracker: ChangedRanges | undefined =
+    options.changedBlocksFile !== undefined ? await readChangedBlocksFile(options.changedBlocksFile, source.sizeBytes) : source.changedRanges;
 
+  // The hash threads start here (a session starts them on first use), so that their start-up
+  // overlaps the planning's EC2 calls and the loading of the SDK instead of delaying the first read.
+  void deps.hashPool;
   const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
   const resumed = run !== undefined;
   if (run?.state === 'completing') {
     // A crash came after the run was marked completing: seal it again and watch it to the end.
     const committed = await sealRun(deps, run.snapshotId, options, volume, source);
-    return resultOf(committed, volume, source, started, { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 }, true, false);
+    return resultOf(committed, volume, source, started, { scanned: 0, read: 0, changed: 0, uploaded: 0, zeroSkipped: 0 }, true, false);
   }
 
   const plan = run ? await planFromRun(deps, run) : await planNewRun(deps, options, volume, source, sourcePath, identity);
   // A damaged map would pass for the parent's content (a lost row reads as a block never written): check it first.
   if (plan.base !== null) index.maps.verifyMap(plan.base);
   const encrypted = run ? run.encrypted : plan.encrypted;
+  const resume = run ? ResumeState.load(index, run.snapshotId) : ResumeState.empty();
+  const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites());
+  if (tracked?.result.reason !== undefined) options.onWarning?.(`${tracked.result.tracker} is not used: ${tracked.result.reason}`);
+  if (tracked?.ranges !== undefined && options.verifyUnchangedPercent !== undefined && options.verifyUnchangedPercent > 0) {
+    tracked.result.blocksVerified = await verifyUnchanged(deps, source, plan.base!, tracked.ranges, options.verifyUnchangedPercent, tracker!.description, options.signal);
+  }
   const snapshot = options.dryRun
     ? undefined
     : new RunSnapshot(run?.snapshotId, () => startRun(deps, options, volume, source, sourcePath, plan, identity));
 
-  const counts = await scanAndUpload(deps, options, source, volume, plan, encrypted, snapshot);
+  const counts = await scanAndUpload(deps, options, source, volume, plan, encrypted, snapshot, resume, tracked?.ranges);
   if (!snapshot) {
-    return resultOf(null, volume, source, started, counts, false, true, plan);
+    return resultOf(null, volume, source, started, counts, false, true, plan, tracked);
   }
   // Nothing to upload: the snapshot starts now, as a child that holds its parent's blocks.
   const snapshotId = await snapshot.start();
+  // Recorded before the completion: only a completed snapshot is ever a parent, and a crash from here on resumes at the completion.
+  if (tracked !== undefined) recordTracking(index, snapshotId, tracker, tracked);
   const committed = await sealRun(deps, snapshotId, options, volume, source);
-  return resultOf(committed, volume, source, started, counts, resumed, false);
+  return resultOf(committed, volume, source, started, counts, resumed, false, undefined, tracked);
+}
+
+/** Files the tracker and checkpoints of the run's snapshot in the index (see index/trackers.ts). */
+function recordTracking(index: Pick<IndexPorts, 'trackers'>, snapshotId: string, tracker: ChangedRanges | undefined, tracked: TrackingPlan): void {
+  index.trackers.record({
+    snapshotId,
+    kind: tracker?.kind ?? null,
+    name: tracker?.name ?? null,
+    sinceCheckpoint: tracked.result.sinceCheckpoint,
+    checkpoint: tracked.result.checkpoint,
+    scan: tracked.result.scan,
+    reason: tracked.result.reason ?? null,
+  });
 }
 
 /**
@@ -425,7 +479,7 @@ async function planNewRun(
     encrypted: identity.encrypted || (await deps.catalog.encryptionByDefault()),
   });
   if (options.full) {
-    if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--full and --parent exclude each other');
+    if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'full and parent exclude each other', { details: { option: 'parent', otherOptions: ['full'] } });
     return newLineage();
   }
   const head = index.lineage.headSnapshot(volume);
@@ -434,8 +488,11 @@ async function planNewRun(
 
   // A parent this index committed moments ago may be missing from EC2, or shown pending, for a while.
   const parentRecord = index.lineage.getSnapshot(parentId);
-  const settledBy = parentRecord?.state === 'completed' ? (parentRecord.completedAt ?? parentRecord.startedAt).getTime() + EC2_SETTLE_MS : 0;
-  const remote = await describeListed(deps.catalog, parentId, settledBy, { signal: options.signal, completed: true });
+  // Asked alongside DescribeSnapshots instead of after it: childEncryption needs the answer for
+  // an unencrypted parent, the usual case. A failure counts only where the answer is used.
+  const encryptionByDefault = deps.catalog.encryptionByDefault();
+  encryptionByDefault.catch(() => undefined);
+  const remote = await describeListed(deps.catalog, parentId, settledBy(parentRecord), { signal: options.signal, completed: true });
   if (!remote) {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `parent snapshot ${parentId} does not exist in AWS`, {
       hint: 'pass --full to start a new lineage, or --parent with a snapshot that exists',
@@ -452,13 +509,14 @@ async function planNewRun(
     );
   }
   const volumeSizeGiB = remote.volumeSizeGiB;
-  const encrypted = await childEncryption(deps.catalog, remote, identity);
+  const encrypted = await childEncryption(remote, identity, encryptionByDefault);
 
   if (parentRecord?.state === 'completed') {
     if (parentRecord.volume !== volume) {
       throw new SnaplineError(
         ErrorCodes.INVALID_ARGUMENT,
-        `--parent ${parentId} belongs to volume "${parentRecord.volume}", not "${volume}"`,
+        `parent ${parentId} belongs to volume "${parentRecord.volume}", not "${volume}"`,
+        { details: { option: 'parent' } },
       );
     }
     return { parent: parentId, base: parentId, suspects: [], volumeSizeGiB, encrypted };
@@ -492,19 +550,22 @@ async function planNewRun(
  * (a new lineage can have it), and so is an unencrypted parent in an account
  * that encrypts by default, which AWS refuses.
  */
-async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot, identity: RunIdentity): Promise<boolean> {
+async function childEncryption(parent: RemoteSnapshot, identity: RunIdentity, encryptionByDefault: Promise<boolean>): Promise<boolean> {
   const newLineage = { hint: 'pass --full to start a new lineage with this encryption' };
   if (identity.encrypted && !parent.encrypted) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--encrypted cannot apply to an incremental backup of the unencrypted snapshot ${parent.snapshotId}: a child keeps its parent's encryption`, newLineage);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `encrypted cannot apply to an incremental backup of the unencrypted snapshot ${parent.snapshotId}: a child keeps its parent's encryption`, {
+      ...newLineage,
+      details: { option: 'encrypted' },
+    });
   }
   if (identity.kmsKeyArn !== null && parent.kmsKeyId !== undefined && parent.kmsKeyId !== identity.kmsKeyArn) {
     throw new SnaplineError(
       ErrorCodes.INVALID_ARGUMENT,
-      `--kms-key-id ${identity.kmsKeyArn} is not the key of the parent snapshot ${parent.snapshotId} (${parent.kmsKeyId}): a child is encrypted with its parent's key`,
-      newLineage,
+      `kmsKeyArn ${identity.kmsKeyArn} is not the key of the parent snapshot ${parent.snapshotId} (${parent.kmsKeyId}): a child is encrypted with its parent's key`,
+      { ...newLineage, details: { option: 'kmsKeyArn' } },
     );
   }
-  if (!parent.encrypted && (await catalog.encryptionByDefault())) {
+  if (!parent.encrypted && (await encryptionByDefault)) {
     throw new SnaplineError(
       ErrorCodes.REMOTE_REJECTED,
       `the account encrypts EBS by default, and AWS takes no unencrypted parent then: snapshot ${parent.snapshotId} cannot have an incremental child`,
@@ -516,6 +577,8 @@ async function childEncryption(catalog: SnapshotCatalog, parent: RemoteSnapshot,
 
 interface ScanCounts {
   scanned: number;
+  /** Blocks read and hashed (not holes). */
+  read: number;
   changed: number;
   uploaded: number;
   zeroSkipped: number;
@@ -536,6 +599,8 @@ async function scanAndUpload(
   plan: Plan,
   encrypted: boolean,
   snapshot: RunSnapshot | undefined,
+  resume: ResumeState,
+  ranges: BlockRanges | undefined,
 ): Promise<ScanCounts> {
   const { index } = deps;
   const totalBlocks = blockCountFor(source.sizeBytes);
@@ -543,11 +608,12 @@ async function scanAndUpload(
   const suspects = new SortedBlockSet(plan.suspects);
   // A resumed run's snapshot is known; a new run's starts with its first upload.
   let snapshotId = snapshot?.id;
-  const resume = snapshotId ? ResumeState.load(index, snapshotId) : ResumeState.empty();
   let journal = snapshotId ? new JournalWriter(index, snapshotId) : undefined;
   // Unwritten blocks read as zeros only in an unencrypted snapshot.
   const zeroIsImplicit = !encrypted;
-  const counts: ScanCounts = { scanned: 0, changed: 0, uploaded: 0, zeroSkipped: 0 };
+  const counts: ScanCounts = { scanned: 0, read: 0, changed: 0, uploaded: 0, zeroSkipped: 0 };
+  // How far the walk has come (a tracked run skips the blocks between its ranges).
+  let reachedBlock = 0;
   // Uploads are bounded by the slab pool (a slab is held until its uploads settle)
   // and paced by the writer's limiter. Blocks of a hole run hold no slab: the
   // window keeps them to as many as the pool holds too.
@@ -558,7 +624,7 @@ async function scanAndUpload(
       volume,
       snapshotId,
       sourceBytes: source.sizeBytes,
-      bytesScanned: Math.min(source.sizeBytes, counts.scanned * BLOCK_SIZE),
+      bytesScanned: Math.min(source.sizeBytes, reachedBlock * BLOCK_SIZE),
       blocksScanned: counts.scanned,
       blocksChanged: counts.changed,
       blocksUploaded: counts.uploaded,
@@ -576,69 +642,68 @@ async function scanAndUpload(
 
   const ticker = setInterval(() => progress('scan'), 500);
   try {
-    for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
-      // Slabs hashed ahead are yielded without reading: the abort is checked here too.
-      if (options.signal?.aborted) {
-        slab.slab.release();
-        throwIfAborted(options.signal);
-      }
-      const toUpload: number[] = [];
-      for (let i = 0; i < slab.blockCount; i += 1) {
-        if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
-      }
-      counts.scanned += slab.blockCount;
-      counts.changed += toUpload.length;
-      if (toUpload.length === 0 || !snapshot || uploads.failed) {
-        slab.slab.release();
-        if (uploads.failed) break;
-        continue;
-      }
-      if (journal === undefined) {
-        try {
-          snapshotId = await snapshot.start();
-          // StartSnapshot runs to its end on abort; the run stops after it, its snapshot left to resume.
+    await uploads.run(async () => {
+      for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges, signal: options.signal })) {
+        // Slabs hashed ahead are yielded without reading: the abort is checked here too.
+        if (options.signal?.aborted) {
+          slab.slab.release();
           throwIfAborted(options.signal);
-        } catch (err) {
+        }
+        const toUpload: number[] = [];
+        for (let i = 0; i < slab.blockCount; i += 1) {
+          if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
+        }
+        counts.scanned += slab.blockCount;
+        if (!slab.hole) counts.read += slab.blockCount;
+        reachedBlock = slab.firstBlock + slab.blockCount;
+        counts.changed += toUpload.length;
+        if (toUpload.length === 0 || !snapshot || uploads.failed) {
           slab.slab.release();
-          throw err;
+          if (uploads.failed) break;
+          continue;
         }
-        journal = new JournalWriter(index, snapshotId);
+        if (journal === undefined) {
+          try {
+            snapshotId = await snapshot.start();
+            // StartSnapshot runs to its end on abort; the run stops after it, its snapshot left to resume.
+            throwIfAborted(options.signal);
+          } catch (err) {
+            slab.slab.release();
+            throw err;
+          }
+          journal = new JournalWriter(index, snapshotId);
+        }
+        journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
+        // The slab goes back to the pool once every upload from it has settled,
+        // and its acknowledgements go to the journal first: a crash then repeats
+        // only uploads of slabs still held, never more than the slab pool's blocks.
+        let unsettled = toUpload.length;
+        const settle = () => {
+          unsettled -= 1;
+          if (unsettled > 0) return;
+          try {
+            journal?.flush();
+          } finally {
+            slab.slab.release();
+          }
+        };
+        for (const [n, i] of toUpload.entries()) {
+          try {
+            await uploads.add(() => upload(slab, i).finally(settle));
+          } catch (err) {
+            for (let k = n; k < toUpload.length; k += 1) settle();
+            throw err;
+          }
+        }
       }
-      journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
-      // The slab goes back to the pool once every upload from it has settled,
-      // and its acknowledgements go to the journal first: a crash then repeats
-      // only uploads of slabs still held, never more than the slab pool's blocks.
-      let unsettled = toUpload.length;
-      const settle = () => {
-        unsettled -= 1;
-        if (unsettled > 0) return;
-        try {
-          journal?.flush();
-        } finally {
-          slab.slab.release();
-        }
-      };
-      for (const [n, i] of toUpload.entries()) {
-        try {
-          await uploads.add(() => upload(slab, i).finally(settle));
-        } catch (err) {
-          for (let k = n; k < toUpload.length; k += 1) settle();
-          throw err;
-        }
-      }
-    }
-  } catch (err) {
-    uploads.fail(err);
-  } finally {
-    clearInterval(ticker);
-  }
-  try {
-    await uploads.drain();
+    });
   } catch (err) {
     throw snapshotId ? resumable(err, snapshotId) : err;
   } finally {
+    clearInterval(ticker);
     journal?.flush();
   }
+  reachedBlock = totalBlocks;
   progress('scan');
   return counts;
 
@@ -686,6 +751,7 @@ function resultOf(
   resumed: boolean,
   dryRun: boolean,
   plan?: Plan,
+  tracked?: TrackingPlan,
 ): BackupResult {
   return {
     snapshotId: committed?.snapshotId ?? null,
@@ -694,6 +760,7 @@ function resultOf(
     volumeSizeGiB: committed?.volumeSizeGiB ?? plan?.volumeSizeGiB ?? volumeSizeGiBFor(source.sizeBytes),
     sourceBytes: source.sizeBytes,
     blocksScanned: counts.scanned,
+    blocksRead: counts.read,
     blocksChanged: counts.changed,
     blocksUploaded: counts.uploaded,
     blocksZeroSkipped: counts.zeroSkipped,
@@ -701,5 +768,6 @@ function resultOf(
     durationMs: Date.now() - started,
     resumed,
     dryRun,
+    ...(tracked === undefined ? {} : { changeTracking: tracked.result }),
   };
 }

@@ -79,6 +79,11 @@ export class ResumeState {
     return this.#next?.index === blockIndex ? this.#next.digest : undefined;
   }
 
+  /** The blocks whose upload may or may not have happened, to be read and uploaded again. */
+  rewrites(): number[] {
+    return [...this.unacknowledged];
+  }
+
   /** True when an upload of this block may or may not have happened. */
   mustRewrite(blockIndex: number): boolean {
     return this.unacknowledged.has(blockIndex);

@@ -104,7 +104,7 @@ export async function completeAndCommit(
  * answer, throttling or "not found" after retries. Interruptions, access and
  * argument errors are taken as they are.
  */
-function completionMayHaveHappened(err: unknown): err is SnaplineError {
+export function completionMayHaveHappened(err: unknown): err is SnaplineError {
   return isSnaplineError(err) && UNCERTAIN_COMPLETION_CODES.has(err.code);
 }
 
@@ -154,17 +154,41 @@ export async function waitForSnapshot(catalog: SnapshotCatalog, snapshotId: stri
 }
 
 /**
+ * Epoch ms until which EC2 may still not list a snapshot the index records
+ * as completed, or list it pending: EC2_SETTLE_MS after its completion. 0
+ * (nothing to wait for) when the index does not record it completed.
+ */
+export function settledBy(record: SnapshotRecord | undefined): number {
+  return record?.state === 'completed' ? (record.completedAt ?? record.startedAt).getTime() + EC2_SETTLE_MS : 0;
+}
+
+/** A look at EC2 that found the snapshot not settled yet: not listed, or listed pending; looked at again until `settledBy` (epoch ms). */
+export interface SettleWait {
+  snapshotId: string;
+  seen: 'unlisted' | 'pending';
+  settledBy: number;
+}
+
+/** One line on a SettleWait, for progress output. */
+export function settleWaitText(wait: SettleWait): string {
+  const left = Math.max(0, Math.ceil((wait.settledBy - Date.now()) / 1000));
+  const seen = wait.seen === 'unlisted' ? 'does not list it yet' : 'still shows it pending';
+  return `waiting for EC2 to show snapshot ${wait.snapshotId} completed: it ${seen} (EC2 is eventually consistent; at most ${left}s more)`;
+}
+
+/**
  * The snapshot as EC2 lists it, or undefined when it is gone. Until
  * `listedBy` (epoch ms) a snapshot missing from the listing is looked up
  * again with growing pauses (EC2 may not list a new snapshot yet); with
  * `completed`, one still shown pending is too (EC2 may show a state change
- * late), and the last state seen is returned at `listedBy`.
+ * late), and the last state seen is returned at `listedBy`. `onUnsettled` is
+ * told before each pause.
  */
 export async function describeListed(
-  catalog: SnapshotCatalog,
+  catalog: Pick<SnapshotCatalog, 'describeSnapshots'>,
   snapshotId: string,
   listedBy: number,
-  options: { pollMs?: { first: number; max: number }; signal?: AbortSignal; completed?: boolean } = {},
+  options: { pollMs?: { first: number; max: number }; signal?: AbortSignal; completed?: boolean; onUnsettled?: (wait: SettleWait) => void } = {},
 ): Promise<RemoteSnapshot | undefined> {
   const { first, max } = options.pollMs ?? DEFAULT_POLL;
   let pause = first;
@@ -173,6 +197,7 @@ export async function describeListed(
     const [snapshot] = await catalog.describeSnapshots([snapshotId]);
     const settled = snapshot !== undefined && !(options.completed === true && snapshot.state === 'pending');
     if (settled || Date.now() >= listedBy) return snapshot;
+    options.onUnsettled?.({ snapshotId, seen: snapshot === undefined ? 'unlisted' : 'pending', settledBy: listedBy });
     await sleep(Math.min(pause, Math.max(0, listedBy - Date.now())), options.signal);
     pause = Math.min(max, pause * 2);
   }

@@ -1,4 +1,6 @@
+import type { BlockRanges } from '../../core/changed-ranges.js';
 import { ZERO_BLOCK_DIGEST } from '../../core/checksum.js';
+import { blockCountFor } from '../../core/constants.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { BlockSource, FilledSlab, HoleRun, Slab, SlabPool } from '../../source/index.js';
 import { MAX_HOLE_RUN_BLOCKS, fillSlab, readSlabs, slabExtent, sourceEndedError, zeroSlab } from '../../source/index.js';
@@ -25,6 +27,8 @@ export interface HashedSlab {
 export interface ScanOptions {
   fromBlock?: number;
   toBlock?: number;
+  /** Read only these block ranges (ascending, disjoint) instead of [fromBlock, toBlock); read-ahead goes on across them. */
+  ranges?: BlockRanges;
   /** How many runs may be queued (read and hashing) ahead of the consumer; at most the pool's slab count. */
   hashAhead?: number;
   /** Skip holes without reading them (default true; a sparse file needs the native addon, an NBD export base:allocation). */
@@ -75,17 +79,20 @@ export async function* scanSource(
       throw err;
     }
   };
+  const spans = options.ranges ?? [[options.fromBlock ?? 0, options.toBlock ?? blockCountFor(source.sizeBytes)]];
   try {
-    for await (const run of readSlabs(source, slabs, { ...options, fill: false })) {
-      if (run.hole) {
-        queue.push({ filled: undefined, hashed: Promise.resolve(hashedHole(run)) });
-      } else {
-        const hashed = hash(run);
-        // Keep a rejection from being reported as unhandled while it waits in the queue.
-        hashed.catch(() => undefined);
-        queue.push({ filled: run, hashed });
+    for (const [fromBlock, toBlock] of spans) {
+      for await (const run of readSlabs(source, slabs, { ...options, fromBlock, toBlock, fill: false })) {
+        if (run.hole) {
+          queue.push({ filled: undefined, hashed: Promise.resolve(hashedHole(run)) });
+        } else {
+          const hashed = hash(run);
+          // Keep a rejection from being reported as unhandled while it waits in the queue.
+          hashed.catch(() => undefined);
+          queue.push({ filled: run, hashed });
+        }
+        if (queue.length >= hashAhead) yield await takeHead();
       }
-      if (queue.length >= hashAhead) yield await takeHead();
     }
     while (queue.length > 0) yield await takeHead();
   } finally {

@@ -19,10 +19,10 @@ import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../
 import type { HashPool } from '../../hashing/index.js';
 import type { EcsJobRecord, EcsShardRecord, IndexPorts } from '../../core/index-ports.js';
 import type { ArchivePlaces } from '../archive/places.js';
-import { completeAndCommit } from '../blocks/committer.js';
+import { EC2_SETTLE_MS, completeAndCommit, describeListed, settleWaitText } from '../blocks/committer.js';
 import { archiveSource, expectedShardResult, snapshotSource, splitShards, type ShardSource } from './source.js';
 import { judgeStoppedTask, TaskLog, workerContainerOf, type WorkerContainer } from './watch.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../lineage/rebuild.js';
+import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
 /** Where tasks run, from the connection. */
 export interface EcsSettings extends TaskPlacement {
@@ -121,14 +121,14 @@ export interface EcsJobReport {
  */
 export async function ecsRestore(deps: EcsRestoreDeps, options: EcsRestoreOptions): Promise<EcsJobReport> {
   const started = Date.now();
-  const shards = checkWhole('--shards', options.shards ?? DEFAULT_SHARDS, 1, MAX_SHARDS);
-  const retries = checkWhole('--retries', options.retries ?? DEFAULT_RETRIES, 0, MAX_RETRIES);
+  const shards = checkWhole('shards', options.shards ?? DEFAULT_SHARDS, 1, MAX_SHARDS);
+  const retries = checkWhole('retries', options.retries ?? DEFAULT_RETRIES, 0, MAX_RETRIES);
   throwIfAborted(options.signal);
   const worker = await workerContainerOf(deps.tasks, deps.settings.taskDefinition, { ...deps.settings, placement: deps.settings });
   if (worker.logGroup === undefined || worker.logStreamPrefix === undefined) {
     options.onNote?.(`the ${worker.name} container has no awslogs group and stream prefix: its logs cannot be followed (set log_group and log_stream_prefix of the connection)`);
   }
-  const source = await openSource(deps, options.source);
+  const source = await openSource(deps, options.source, options);
   const job = await prepareJob(deps, source, shards, options);
   let jobWorker = worker;
   if (job.cluster !== deps.settings.cluster || job.taskDefinition !== deps.settings.taskDefinition) {
@@ -156,10 +156,12 @@ export async function ecsStatus(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, j
  * its archive when it has one (a snapshot deleted after it was archived);
  * any other id names an archive.
  */
-async function openSource(deps: EcsRestoreDeps, id: string): Promise<ShardSource> {
+async function openSource(deps: EcsRestoreDeps, id: string, options: EcsRestoreOptions): Promise<ShardSource> {
   const isSnapshotId = /^snap-[0-9a-zA-Z]+$/.test(id);
   const archived = deps.index.archives.list().some((a) => a.state !== 'deleted' && (a.archiveId === id || a.snapshotId === id));
-  if (isSnapshotId && (deps.index.lineage.getSnapshot(id)?.state === 'completed' || !archived)) return snapshotSource(deps, id);
+  if (isSnapshotId && (deps.index.lineage.getSnapshot(id)?.state === 'completed' || !archived)) {
+    return snapshotSource(deps, id, { signal: options.signal, onSettling: (wait) => options.onNote?.(settleWaitText(wait)) });
+  }
   return archiveSource(deps, id, { s3PathStyle: deps.settings.s3PathStyle ?? false });
 }
 
@@ -167,7 +169,7 @@ async function openSource(deps: EcsRestoreDeps, id: string): Promise<ShardSource
 async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: number, options: EcsRestoreOptions): Promise<EcsJobRecord> {
   const { index } = deps;
   let job = index.ecsJobs.openFor(source.id);
-  if (job?.snapshotId != null && !(await snapshotUsable(deps, job.snapshotId))) {
+  if (job?.snapshotId != null && !(await snapshotUsable(deps, job, options))) {
     options.onNote?.(`job ${job.jobId}: its snapshot ${job.snapshotId} is no longer pending; starting a new job`);
     const run = index.lineage.getSnapshot(job.snapshotId);
     if (run?.state === 'pending' || run?.state === 'completing') index.runs.abandonRun(job.snapshotId, `ECS job ${job.jobId}: the snapshot is gone or in error`);
@@ -222,11 +224,22 @@ async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: num
   return job;
 }
 
-/** Pending in AWS, or completed with the index about to commit it. */
-async function snapshotUsable(deps: EcsRestoreDeps, snapshotId: string): Promise<boolean> {
-  const [remote] = await deps.catalog.describeSnapshots([snapshotId]);
-  if (remote?.state === 'pending') return true;
+/**
+ * The job's snapshot is pending in AWS, or completed with the index about to
+ * commit it. EC2 may not list a new snapshot yet: until EC2_SETTLE_MS after
+ * its start (its run's start in the index, else the job's creation, which
+ * came first) one it does not list is looked up again, as pending, not gone.
+ */
+async function snapshotUsable(deps: EcsRestoreDeps, job: EcsJobRecord, options: EcsRestoreOptions): Promise<boolean> {
+  const snapshotId = job.snapshotId!;
   const run = deps.index.lineage.getSnapshot(snapshotId);
+  const listedBy = (run?.startedAt ?? job.createdAt).getTime() + EC2_SETTLE_MS;
+  const remote = await describeListed(deps.catalog, snapshotId, listedBy, {
+    signal: options.signal,
+    onUnsettled: (wait) =>
+      options.onNote?.(`job ${job.jobId}: waiting for EC2 to list its snapshot ${snapshotId}: it does not list it yet (EC2 is eventually consistent; at most ${Math.max(0, Math.ceil((wait.settledBy - Date.now()) / 1000))}s more)`),
+  });
+  if (remote?.state === 'pending') return true;
   return remote?.state === 'completed' && (run?.state === 'completing' || run?.state === 'completed');
 }
 
@@ -680,9 +693,9 @@ export function isCapacityFailure(reason: string): boolean {
   return /RESOURCE:(CPU|MEMORY|PORTS|GPU|ENI)/.test(reason) || /capacity is unavailable|insufficient capacity/i.test(reason);
 }
 
-function checkWhole(flag: string, value: number, min: number, max: number): number {
+function checkWhole(option: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${flag} must be a whole number from ${min} to ${max}, got ${value}`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${option} must be a whole number from ${min} to ${max}, got ${value}`, { details: { option } });
   }
   return value;
 }

@@ -15,7 +15,7 @@ import { openArchiveChain, planBlocks } from '../archive/chain.js';
 import { findArchive, type ArchivePlaces } from '../archive/places.js';
 import { writesDigest } from './worker.js';
 import { writesBlock } from '../archive/rehydrate.js';
-import { completedSnapshot } from '../restore/restore.js';
+import { completedSnapshot, type SettleOptions } from '../blocks/remote-snapshot.js';
 
 /** A half-open range of block indexes. */
 export interface BlockSpan {
@@ -51,7 +51,7 @@ const WINDOW = 16_384;
  * BAD_STATE when AWS no longer has it completed; NOT_FOUND with a hint when
  * the index does not know it.
  */
-export async function snapshotSource(deps: { index: Pick<IndexPorts, 'lineage' | 'maps'>; catalog: SnapshotCatalog }, snapshotId: string): Promise<ShardSource> {
+export async function snapshotSource(deps: { index: Pick<IndexPorts, 'lineage' | 'maps'>; catalog: SnapshotCatalog }, snapshotId: string, settle: SettleOptions = {}): Promise<ShardSource> {
   const record = deps.index.lineage.getSnapshot(snapshotId);
   if (record === undefined || record.state !== 'completed') {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} is not a completed snapshot in the index: the driver needs its block digests`, {
@@ -59,7 +59,7 @@ export async function snapshotSource(deps: { index: Pick<IndexPorts, 'lineage' |
       details: { snapshotId },
     });
   }
-  const remote = await completedSnapshot(deps.catalog, snapshotId);
+  const remote = await completedSnapshot(deps, snapshotId, settle);
   const index = deps.index;
   return {
     kind: 'snapshot',

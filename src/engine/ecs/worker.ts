@@ -98,32 +98,31 @@ export async function copySnapshotShard(deps: { reader: SnapshotReader; writer: 
   const tasks = new TaskWindow(options.window ?? 64);
   const ticker = setInterval(() => options.onProgress?.({ ...counts }), 1000);
   try {
-    for await (const page of deps.reader.listBlocks(options.sourceSnapshotId, { startingBlockIndex: fromBlock })) {
-      const inside = page.blocks.filter((b) => b.index >= fromBlock && b.index < toBlock);
-      for (const block of inside) {
-        throwIfAborted(options.signal);
-        const position = digests.reserve(block.index);
-        counts.blocksListed += 1;
-        await tasks.add(async () => {
-          const { data, checksum } = await deps.reader.getBlock(options.sourceSnapshotId, block.index, block.token);
-          const digest = digestOf(checksum);
-          if (!writesDigest(digest, options.encrypted)) {
-            counts.zeroBlocksSkipped += 1;
-            return;
-          }
-          await deps.writer.putBlock(options.snapshotId, block.index, data, checksum);
-          digests.set(position, digest);
-          counts.blocksWritten += 1;
-        });
+    await tasks.run(async () => {
+      for await (const page of deps.reader.listBlocks(options.sourceSnapshotId, { startingBlockIndex: fromBlock })) {
+        const inside = page.blocks.filter((b) => b.index >= fromBlock && b.index < toBlock);
+        for (const block of inside) {
+          throwIfAborted(options.signal);
+          const position = digests.reserve(block.index);
+          counts.blocksListed += 1;
+          await tasks.add(async () => {
+            const { data, checksum } = await deps.reader.getBlock(options.sourceSnapshotId, block.index, block.token);
+            const digest = digestOf(checksum);
+            if (!writesDigest(digest, options.encrypted)) {
+              counts.zeroBlocksSkipped += 1;
+              return;
+            }
+            await deps.writer.putBlock(options.snapshotId, block.index, data, checksum);
+            digests.set(position, digest);
+            counts.blocksWritten += 1;
+          });
+        }
+        if (page.blocks.some((b) => b.index >= toBlock)) break;
       }
-      if (page.blocks.some((b) => b.index >= toBlock)) break;
-    }
-  } catch (err) {
-    tasks.fail(err);
+    });
   } finally {
     clearInterval(ticker);
   }
-  await tasks.drain();
   options.onProgress?.({ ...counts });
   return { ...counts, bytesWritten: counts.blocksWritten * BLOCK_SIZE, linear: digests.linear() };
 }

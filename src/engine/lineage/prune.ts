@@ -1,39 +1,94 @@
-import type { SnapshotCatalog } from '../../core/ports.js';
+import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
+import { applyRetention, calendarIn, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
+import { deleteCopies, type DeletedCopy } from '../dr/copy.js';
+
+/** What prune reads and changes in the index. */
+type PruneIndex = Pick<IndexPorts, 'lineage' | 'runs' | 'locks' | 'archives' | 'ecsJobs' | 'copies'>;
 
 export interface PruneOptions {
-  olderThanDays: number;
-  /** Keep at least this many newest completed snapshots per volume. */
+  /** Keeps every snapshot started less than this many days ago (a rule of the policy, see RetentionPolicy.keepNewerThanDays). */
+  olderThanDays?: number;
+  /** Keeps the this many newest completed snapshots per volume (RetentionPolicy.keepLast). */
   keepLast?: number;
+  /** The rest of the policy for every volume (the command line's); with olderThanDays and keepLast, it replaces `policies`. */
+  policy?: RetentionPolicy;
+  /** Per volume, the policy used when the options above give no rule (the config file's); a volume without one is left alone. */
+  policies?: ReadonlyMap<string, RetentionPolicy>;
+  /** Where hours, days, weeks, months and years begin (IANA name or "UTC"); default the process's time zone. */
+  timeZone?: string;
   volume?: string;
   dryRun?: boolean;
+  /** Keep the copies of the deleted snapshots in other Regions (by default they are deleted with them). */
+  keepCopies?: boolean;
   now?: Date;
+}
+
+export interface PrunedSnapshot {
+  snapshotId: string;
+  startedAt: string;
+  /** Every rule or protection that keeps it; empty when it is removed. */
+  keptBy: string[];
+  removed: boolean;
+}
+
+export interface PrunedVolume {
+  volume: string;
+  /** The policy applied, in words. */
+  policy: string;
+  /** Newest first: every completed snapshot of the volume and what was decided for it. */
+  snapshots: PrunedSnapshot[];
 }
 
 export interface PruneResult {
   dryRun: boolean;
+  timeZone: string;
+  /** Oldest first per volume. */
   deleted: Array<{ volume: string; snapshotId: string; ageDays: number }>;
+  volumes: PrunedVolume[];
   /** Volumes skipped because a backup of them was running. */
   busyVolumes: string[];
+  /** Volumes no policy applies to (none given, none configured for them): left alone. */
+  unmanagedVolumes: string[];
+  /** Copies in other Regions deleted with their source (none with keepCopies). */
+  deletedCopies: DeletedCopy[];
 }
 
 /**
- * Deletes completed snapshots older than the cut-off (EC2 DeleteSnapshot) and
- * records the deletions in the index. Never deletes a volume's newest
- * completed snapshot, one of its `keepLast` newest, or one a pending run
- * builds on. A volume with a backup running is skipped (its lock is held).
+ * Applies a retention policy (see retention.ts) to each volume's completed
+ * snapshots and deletes those no rule keeps (EC2 DeleteSnapshot), recording
+ * each deletion in the index, whose maps stay whole for every snapshot left
+ * (BlockIndex.markDeleted). Never deletes a volume's newest snapshot (by
+ * start, nor its head by completion: the next backup's parent), nor one that
+ * a pending or recorded backup run, an unfinished archive, the newest archive
+ * of the volume at each place (the next incremental archive compares with
+ * its snapshot) or an unfinished ECS restore builds on. A volume with a
+ * backup running is skipped (its lock is held), and so is one with a copy
+ * in progress. The copies a snapshot has in other Regions are deleted before
+ * it, unless `keepCopies` (then they stay recorded); `destinations` reaches
+ * them, needed only when there are copies. INVALID_ARGUMENT when no policy
+ * applies to any volume.
  */
-export async function prune(deps: { index: Pick<IndexPorts, 'lineage' | 'locks' | 'runs'>; catalog: SnapshotCatalog }, options: PruneOptions): Promise<PruneResult> {
-  if (!Number.isFinite(options.olderThanDays) || options.olderThanDays < 0) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--older-than-days must be 0 or more, got ${options.olderThanDays}`);
-  }
-  const keepLast = Math.max(1, options.keepLast ?? 1);
-  const cutoff = (options.now ?? new Date()).getTime() - options.olderThanDays * 86_400_000;
+export async function prune(deps: { index: PruneIndex; catalog: SnapshotCatalog; destinations?: CopyDestinations }, options: PruneOptions): Promise<PruneResult> {
+  const given = givenPolicy(options);
+  const timeZone = options.timeZone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+  calendarIn(timeZone);
+  const now = options.now ?? new Date();
   const volumes = options.volume ? [options.volume] : deps.index.lineage.listVolumes().map((v) => v.name);
-  const result: PruneResult = { dryRun: Boolean(options.dryRun), deleted: [], busyVolumes: [] };
+  const policyOf = (volume: string) => given ?? options.policies?.get(volume);
+  const result: PruneResult = { dryRun: Boolean(options.dryRun), timeZone, deleted: [], volumes: [], busyVolumes: [], deletedCopies: [], unmanagedVolumes: volumes.filter((v) => policyOf(v) === undefined) };
+  if (result.unmanagedVolumes.length === volumes.length && volumes.length > 0) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `no retention policy for ${volumes.length === 1 ? `volume ${volumes[0]}` : 'any volume'}: give --keep-last, --keep-daily, ... or --older-than-days, or set one in the config file`, {
+      hint: `a config file's volumes.NAME.retention holds a volume's policy (README: Retention)`,
+      details: { option: 'keepLast' },
+    });
+  }
+  const protections = protectedSnapshots(deps.index);
 
   for (const volume of volumes) {
+    const policy = policyOf(volume);
+    if (policy === undefined) continue;
     let lock: { release(): void } | undefined;
     if (!options.dryRun) {
       try {
@@ -45,12 +100,16 @@ export async function prune(deps: { index: Pick<IndexPorts, 'lineage' | 'locks' 
       }
     }
     try {
-      for (const snapshot of candidates(deps.index, volume, keepLast, cutoff)) {
-        const ageDays = Math.floor(((options.now ?? new Date()).getTime() - snapshot.startedAt.getTime()) / 86_400_000);
+      const decided = await decide(deps, volume, policy, protections, { now, timeZone });
+      result.volumes.push(decided);
+      // Oldest first, as a lineage is cut from its old end.
+      for (const snapshot of decided.snapshots.filter((s) => s.removed).reverse()) {
+        if (!options.keepCopies) result.deletedCopies.push(...(await deleteCopies({ index: deps.index, destinations: destinationsOf(deps) }, snapshot.snapshotId, options.dryRun)));
         if (!options.dryRun) {
           await deps.catalog.deleteSnapshot(snapshot.snapshotId);
           deps.index.lineage.markDeleted(snapshot.snapshotId);
         }
+        const ageDays = Math.floor((now.getTime() - Date.parse(snapshot.startedAt)) / 86_400_000);
         result.deleted.push({ volume, snapshotId: snapshot.snapshotId, ageDays });
       }
     } finally {
@@ -60,12 +119,106 @@ export async function prune(deps: { index: Pick<IndexPorts, 'lineage' | 'locks' 
   return result;
 }
 
-function candidates(index: Pick<IndexPorts, 'lineage' | 'runs'>, volume: string, keepLast: number, cutoff: number): SnapshotRecord[] {
-  const all = index.lineage.listSnapshots(volume);
-  const completed = all.filter((s) => s.state === 'completed');
-  const kept = new Set(completed.slice(-keepLast).map((s) => s.snapshotId));
-  const pending = index.runs.pendingRun(volume);
-  if (pending?.parentSnapshotId) kept.add(pending.parentSnapshotId);
-  if (pending?.baseSnapshotId) kept.add(pending.baseSnapshotId);
-  return completed.filter((s) => !kept.has(s.snapshotId) && s.startedAt.getTime() < cutoff);
+/** The policy of the options alone; undefined when they give no rule. */
+function givenPolicy(options: PruneOptions): RetentionPolicy | undefined {
+  const { olderThanDays, keepLast } = options;
+  if (olderThanDays !== undefined && (!Number.isFinite(olderThanDays) || olderThanDays < 0)) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `olderThanDays must be 0 or more, got ${olderThanDays}`, { details: { option: 'olderThanDays' } });
+  }
+  if (keepLast !== undefined && !(keepLast >= 1)) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `keepLast must be 1 or more, got ${keepLast}`, { details: { option: 'keepLast' } });
+  }
+  const policy: RetentionPolicy = {
+    ...options.policy,
+    ...(keepLast === undefined ? {} : { keepLast }),
+    ...(olderThanDays === undefined ? {} : { keepNewerThanDays: olderThanDays }),
+  };
+  return isEmptyPolicy(policy) ? undefined : policy;
+}
+
+async function decide(
+  deps: { index: PruneIndex; catalog: SnapshotCatalog },
+  volume: string,
+  policy: RetentionPolicy,
+  protections: ReadonlyMap<string, string[]>,
+  context: { now: Date; timeZone: string },
+): Promise<PrunedVolume> {
+  const completed = deps.index.lineage.listSnapshots(volume).filter((s) => s.state === 'completed');
+  const protect = new Map<string, string[]>();
+  const add = (snapshotId: string | null | undefined, reason: string) => {
+    if (snapshotId) protect.set(snapshotId, [...(protect.get(snapshotId) ?? []), reason]);
+  };
+  for (const snapshot of completed) for (const reason of protections.get(snapshot.snapshotId) ?? []) add(snapshot.snapshotId, reason);
+  add(deps.index.lineage.headSnapshot(volume)?.snapshotId, 'head (the next backup builds on it)');
+  const pending = deps.index.runs.pendingRun(volume);
+  if (pending !== undefined) {
+    add(pending.parentSnapshotId, `parent of the pending run ${pending.snapshotId}`);
+    if (pending.baseSnapshotId !== pending.parentSnapshotId) add(pending.baseSnapshotId, `base of the pending run ${pending.snapshotId}`);
+  }
+  add(recordedRunParent(deps.index, volume), 'parent of the recorded backup run');
+  for (const copy of deps.index.copies.list(volume)) if (copy.state === 'pending') add(copy.sourceSnapshotId, `source of the copy in progress ${copy.copySnapshotId} in ${copy.region}`);
+  const tags = policy.keepTags?.length ? await tagsOf(deps.catalog, completed) : new Map<string, Record<string, string>>();
+  const decisions = applyRetention(
+    completed.map((s) => ({ snapshotId: s.snapshotId, startedAt: s.startedAt, tags: tags.get(s.snapshotId) ?? {} })),
+    policy,
+    { ...context, protect },
+  );
+  return {
+    volume,
+    policy: describePolicy(policy),
+    snapshots: decisions.map((d) => ({ snapshotId: d.snapshotId, startedAt: d.startedAt.toISOString(), keptBy: d.keptBy, removed: !d.keep })),
+  };
+}
+
+/** The parent of a run recorded before its StartSnapshot (a resume sends it again). */
+function recordedRunParent(index: PruneIndex, volume: string): string | undefined {
+  const start = index.runs.runStart(volume);
+  if (start === undefined) return undefined;
+  try {
+    const input = JSON.parse(start.startInput) as { parentSnapshotId?: unknown };
+    return typeof input.parentSnapshotId === 'string' ? input.parentSnapshotId : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Snapshots that other work of the index depends on, with why: the snapshot
+ * of an unfinished archive and of the archive it builds on, the snapshot of
+ * the newest archive of each volume at each place, and the source of an ECS
+ * restore that is running or failed (the same command resumes it).
+ */
+function protectedSnapshots(index: PruneIndex): Map<string, string[]> {
+  const reasons = new Map<string, string[]>();
+  const add = (snapshotId: string, reason: string) => reasons.set(snapshotId, [...(reasons.get(snapshotId) ?? []), reason]);
+  const archives = index.archives.list();
+  const byId = new Map(archives.map((a) => [a.archiveId, a]));
+  const newest = new Map<string, (typeof archives)[number]>();
+  for (const archive of archives) {
+    if (archive.state === 'uploading') {
+      add(archive.snapshotId, `unfinished archive ${archive.archiveId}`);
+      const parent = archive.parentArchiveId === null ? undefined : byId.get(archive.parentArchiveId);
+      if (parent !== undefined) add(parent.snapshotId, `parent of the unfinished archive ${archive.archiveId}`);
+    }
+    // listArchives is oldest first: the last archived one of a place wins.
+    if (archive.state === 'archived') newest.set(`${archive.volume}\0${archive.target}\0${archive.location}`, archive);
+  }
+  for (const archive of newest.values()) add(archive.snapshotId, `newest archive ${archive.archiveId} in ${archive.target} ${archive.location}`);
+  for (const job of index.ecsJobs.list()) {
+    if (job.sourceKind === 'snapshot' && (job.state === 'running' || job.state === 'failed')) add(job.source, `source of the ${job.state} ECS restore ${job.jobId}`);
+  }
+  return reasons;
+}
+
+async function tagsOf(catalog: SnapshotCatalog, snapshots: readonly SnapshotRecord[]): Promise<Map<string, Record<string, string>>> {
+  const tags = new Map<string, Record<string, string>>();
+  for (const remote of await catalog.describeSnapshots(snapshots.map((s) => s.snapshotId))) tags.set(remote.snapshotId, remote.tags);
+  return tags;
+}
+
+function destinationsOf(deps: { destinations?: CopyDestinations }): CopyDestinations {
+  if (deps.destinations !== undefined) return deps.destinations;
+  return {
+    catalogOf: () => Promise.reject(new SnaplineError(ErrorCodes.INTERNAL, 'prune found copies in other Regions but was given no way to reach them')),
+  };
 }

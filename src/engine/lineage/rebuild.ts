@@ -7,11 +7,17 @@ import { TaskWindow } from '../../core/task-window.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { IndexPorts } from '../../core/index-ports.js';
 import { isNbdUrl, parseNbdUrl } from '../../source/index.js';
-import { completedSnapshot } from '../restore/restore.js';
+import { completedSnapshot, SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
-/** Tags snapline puts on every snapshot it takes, so a lost index can be rebuilt. */
-export const VOLUME_TAG = 'snapline:volume';
-export const SOURCE_BYTES_TAG = 'snapline:source-bytes';
+export interface RebuildOptions {
+  /** The completed snapshot the index learns. */
+  snapshotId: string;
+  /** The volume it is filed under; default its snapline:volume tag. */
+  volume?: string;
+  /** The source the lineage backs up; a later backup of it builds on this snapshot. */
+  source?: string;
+  signal?: AbortSignal;
+}
 
 export interface RebuildResult {
   snapshotId: string;
@@ -31,13 +37,13 @@ export interface RebuildResult {
  */
 export async function rebuildIndex(
   deps: { index: Pick<IndexPorts, 'lineage'>; reader: SnapshotReader; catalog: SnapshotCatalog },
-  options: { snapshotId: string; volume?: string; source?: string; signal?: AbortSignal },
+  options: RebuildOptions,
 ): Promise<RebuildResult> {
   const started = Date.now();
-  const snapshot = await completedSnapshot(deps.catalog, options.snapshotId);
+  const snapshot = await completedSnapshot(deps, options.snapshotId, options);
   const volume = options.volume ?? snapshot.tags[VOLUME_TAG];
   if (!volume) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${options.snapshotId} has no ${VOLUME_TAG} tag: name its volume with --volume`);
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${options.snapshotId} has no ${VOLUME_TAG} tag, so volume must be given`, { details: { option: 'volume' } });
   }
   const sourcePath = options.source === undefined ? (deps.index.lineage.getVolume(volume)?.sourcePath ?? '') : await sourcePathOf(options.source);
   const taggedBytes = Number(snapshot.tags[SOURCE_BYTES_TAG]);
@@ -45,20 +51,17 @@ export async function rebuildIndex(
 
   const blocks: Array<{ index: number; digest: Buffer }> = [];
   const tasks = new TaskWindow(64);
-  try {
-    for await (const page of deps.reader.listBlocks(options.snapshotId)) {
-      for (const block of page.blocks) {
-        throwIfAborted(options.signal);
-        await tasks.add(async () => {
-          const { checksum } = await deps.reader.getBlock(options.snapshotId, block.index, block.token);
-          blocks.push({ index: block.index, digest: digestOf(checksum) });
-        });
+  await tasks.run(async () => {
+      for await (const page of deps.reader.listBlocks(options.snapshotId)) {
+        for (const block of page.blocks) {
+          throwIfAborted(options.signal);
+          await tasks.add(async () => {
+            const { checksum } = await deps.reader.getBlock(options.snapshotId, block.index, block.token);
+            blocks.push({ index: block.index, digest: digestOf(checksum) });
+          });
+        }
       }
-    }
-  } catch (err) {
-    tasks.fail(err);
-  }
-  await tasks.drain();
+  });
   // An interruption that came after the last block was asked for still stops the run before anything is recorded.
   throwIfAborted(options.signal);
   blocks.sort((a, b) => a.index - b.index);

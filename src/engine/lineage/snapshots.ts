@@ -1,6 +1,13 @@
 import type { RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
 import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 
+export interface SnapshotListOptions {
+  /** Only this volume's snapshots; default every volume's. */
+  volume?: string;
+  /** The time ages are counted to; default now. */
+  now?: Date;
+}
+
 export interface SnapshotRow {
   volume: string;
   snapshotId: string;
@@ -17,6 +24,8 @@ export interface SnapshotRow {
   startedAt: string;
   completedAt: string | null;
   ageDays: number;
+  /** Its copies in other Regions (or accounts), as the index records them; deleted ones left out. */
+  copies: Array<{ copySnapshotId: string; region: string; connection: string | null; state: string }>;
 }
 
 /**
@@ -25,8 +34,8 @@ export interface SnapshotRow {
  * left out.
  */
 export async function listSnapshots(
-  deps: { index: Pick<IndexPorts, 'lineage'>; catalog: SnapshotCatalog },
-  options: { volume?: string; now?: Date } = {},
+  deps: { index: Pick<IndexPorts, 'lineage' | 'copies'>; catalog: SnapshotCatalog },
+  options: SnapshotListOptions = {},
 ): Promise<SnapshotRow[]> {
   const records = deps.index.lineage.listSnapshots(options.volume).filter((r) => r.state !== 'deleted');
   const remote = new Map<string, RemoteSnapshot>();
@@ -51,6 +60,9 @@ export async function listSnapshots(
       startedAt: record.startedAt.toISOString(),
       completedAt: record.completedAt?.toISOString() ?? null,
       ageDays: Math.floor((now - record.startedAt.getTime()) / 86_400_000),
+      copies: deps.index.copies
+        .ofSnapshot(record.snapshotId)
+        .map(({ copySnapshotId, region, connection, state }) => ({ copySnapshotId, region, connection, state })),
     };
   });
 }

@@ -4,14 +4,15 @@ import { throwIfAborted } from '../../core/abort.js';
 import { ZERO_BLOCK_DIGEST } from '../../core/checksum.js';
 import { TaskWindow } from '../../core/task-window.js';
 import { BLOCK_SIZE, GIB, blockCountFor } from '../../core/constants.js';
-import type { BlockPage, BlockRef, RemoteSnapshot, SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
+import type { BlockPage, BlockRef, SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { IndexPorts } from '../../core/index-ports.js';
 import { isNbdUrl, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../../source/index.js';
 import { openTarget, type RestoreTarget } from '../../target/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
-import { SOURCE_BYTES_TAG } from '../lineage/rebuild.js';
+import type { SettleWait } from '../blocks/committer.js';
+import { completedSnapshot, taggedSourceBytes } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
 import { verify, type VerifyResult } from './verify.js';
 
@@ -49,6 +50,8 @@ export interface RestoreOptions {
   window?: number;
   signal?: AbortSignal;
   onProgress?: (progress: RestoreProgress) => void;
+  /** Told while EC2 does not show the snapshot completed yet (see completedSnapshot). */
+  onSettling?: (wait: SettleWait) => void;
 }
 
 export interface RestoreProgress {
@@ -154,11 +157,13 @@ interface RestoreCounts {
 export async function restore(deps: RestoreDeps, options: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now();
   if (options.trustIndex && !options.incremental) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--trust-index goes with --incremental: a full restore writes every block anyway');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'trustIndex goes with incremental: a full restore writes every block anyway', {
+      details: { option: 'trustIndex', otherOptions: ['incremental'] },
+    });
   }
   throwIfAborted(options.signal);
   const { index, reader } = deps;
-  const snapshot = await completedSnapshot(deps.catalog, options.snapshotId);
+  const snapshot = await completedSnapshot(deps, options.snapshotId, options);
   const sizeBytes = index.lineage.getSnapshot(options.snapshotId)?.sourceBytes ?? taggedSourceBytes(snapshot) ?? snapshot.volumeSizeGiB * GIB;
   const targetPath = await canonicalTargetPath(options.target);
   // An NBD export is known by its canonical URL and opened by the URL as given (with its TLS settings).
@@ -191,6 +196,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
         source: openAs,
         snapshotId: options.snapshotId,
         signal: options.signal,
+        onSettling: options.onSettling,
       });
     }
     return {
@@ -237,22 +243,6 @@ async function canonicalTargetPath(path: string, linksFollowed = 0): Promise<str
   if (link !== undefined) return canonicalTargetPath(resolve(dirname(absolute), link), linksFollowed + 1);
   const folder = await realpath(dirname(absolute)).catch(() => undefined);
   return folder === undefined ? absolute : join(folder, basename(absolute));
-}
-
-/** The snapshot, when it exists and is completed; NOT_FOUND or BAD_STATE otherwise. */
-export async function completedSnapshot(catalog: SnapshotCatalog, snapshotId: string): Promise<RemoteSnapshot> {
-  const [snapshot] = await catalog.describeSnapshots([snapshotId]);
-  if (!snapshot) throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} does not exist`);
-  if (snapshot.state !== 'completed') {
-    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${snapshotId} is ${snapshot.state}; only a completed snapshot can be read`);
-  }
-  return snapshot;
-}
-
-/** The exact source size snapline tagged the snapshot with, if it is there and sane. */
-export function taggedSourceBytes(snapshot: RemoteSnapshot): number | undefined {
-  const bytes = Number(snapshot.tags[SOURCE_BYTES_TAG]);
-  return Number.isSafeInteger(bytes) && bytes > 0 && bytes <= snapshot.volumeSizeGiB * GIB ? bytes : undefined;
 }
 
 /**
@@ -515,26 +505,21 @@ async function writeSteps(
   };
 
   try {
-    for await (const item of walk) {
-      throwIfAborted(options.signal);
-      if ('walkedTo' in item) {
-        passTo(item.walkedTo);
-        continue;
+    await tasks.run(async () => {
+      for await (const item of walk) {
+        throwIfAborted(options.signal);
+        if ('walkedTo' in item) {
+          passTo(item.walkedTo);
+          continue;
+        }
+        const step = item;
+        passTo(step.index);
+        passed = Math.max(passed, step.index + 1);
+        if (step.token !== undefined) counts.listed += 1;
+        await tasks.add(() => apply(step));
       }
-      const step = item;
-      passTo(step.index);
-      passed = Math.max(passed, step.index + 1);
-      if (step.token !== undefined) counts.listed += 1;
-      await tasks.add(() => apply(step));
-    }
-    passTo(totalBlocks);
-  } catch (err) {
-    tasks.fail(err);
-  } finally {
-    clearInterval(ticker);
-  }
-  try {
-    await tasks.drain();
+      passTo(totalBlocks);
+    });
   } catch (err) {
     // Whatever stopped it, the target is now part old, part new: say so.
     const error = toSnaplineError(err);
@@ -545,6 +530,7 @@ async function writeSteps(
       cause: error.cause ?? err,
     });
   } finally {
+    clearInterval(ticker);
     report();
   }
 }

@@ -7,7 +7,8 @@ import type { HashPool } from '../../hashing/index.js';
 import type { IndexPorts } from '../../core/index-ports.js';
 import { openSource, type BlockSource, type SlabPool } from '../../source/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
-import { completedSnapshot, taggedSourceBytes } from './restore.js';
+import type { SettleWait } from '../blocks/committer.js';
+import { completedSnapshot, taggedSourceBytes } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
 
 export interface VerifyDeps {
@@ -35,6 +36,8 @@ export interface VerifyOptions {
   window?: number;
   signal?: AbortSignal;
   onProgress?: (progress: VerifyProgress) => void;
+  /** Told while EC2 does not show the snapshot completed yet (see completedSnapshot). */
+  onSettling?: (wait: SettleWait) => void;
 }
 
 export interface VerifyProgress {
@@ -114,9 +117,11 @@ class RangeList {
 export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<VerifyResult> {
   const started = Date.now();
   if (options.source === undefined && !options.remote) {
-    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give a source to compare with the snapshot, or --remote to read and check the snapshot alone');
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give a source to compare with the snapshot, or remote to read and check the snapshot alone', {
+      details: { option: 'remote' },
+    });
   }
-  const remote = await completedSnapshot(deps.catalog, options.snapshotId);
+  const remote = await completedSnapshot(deps, options.snapshotId, options);
   const known = deps.index.lineage.getSnapshot(options.snapshotId);
   const mapped = known?.state === 'completed';
   if (mapped) deps.index.maps.verifyMap(options.snapshotId);

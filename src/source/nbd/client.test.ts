@@ -3,7 +3,7 @@ import { Socket as NetSocket, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCertificateAuthority, issueServerCertificate } from '../../config/x509.js';
+import { createCertificateAuthority, issueServerCertificate } from '../../emulator/tls/x509.js';
 import { ErrorCodes } from '../../errors.js';
 import { pseudoRandomBytes } from '../../../test/support/images.js';
 import { chunkHeader, startFakeNbdServer, type FakeRequest } from '../../../test/support/nbd-fake-server.js';

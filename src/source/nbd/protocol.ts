@@ -120,6 +120,14 @@ export const STATE_ZERO = 1 << 1;
 /** The metadata context that tells holes and zeros apart from data. */
 export const BASE_ALLOCATION = 'base:allocation';
 
+/** The metadata context of a qemu dirty bitmap (qemu-nbd -B NAME, libvirt's pull-mode backups). */
+export function dirtyBitmapContext(name: string): string {
+  return `qemu:dirty-bitmap:${name}`;
+}
+
+/** qemu:dirty-bitmap: the extent was written since the bitmap was last cleared. */
+export const STATE_DIRTY = 1 << 0;
+
 const ERRNO_NAMES: Record<number, string> = {
   1: 'EPERM (operation not permitted)',
   5: 'EIO (input/output error)',

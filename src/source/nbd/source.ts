@@ -1,7 +1,8 @@
+import type { ByteRange, ChangedRanges } from '../../core/changed-ranges.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { BlockSource, DataRegion } from '../open.js';
+import type { BlockSource, DataRegion } from '../block-source.js';
 import { connectNbd, type NbdClient, type NbdConnectOptions, type NbdExtent } from './client.js';
-import { BASE_ALLOCATION, STATE_ZERO } from './protocol.js';
+import { BASE_ALLOCATION, STATE_DIRTY, STATE_ZERO, dirtyBitmapContext } from './protocol.js';
 import type { NbdAddress } from './url.js';
 
 /**
@@ -10,21 +11,37 @@ import type { NbdAddress } from './url.js';
  */
 const REGION_LOOKAHEAD_BYTES = 8 * 1024 ** 3;
 
+export interface NbdSourceOptions extends NbdConnectOptions {
+  /** Select the export's qemu:dirty-bitmap:NAME too: the source then answers changedRanges from it. */
+  dirtyBitmap?: string;
+}
+
 /**
  * Opens an NBD export as a backup source. Reads go out as NBD_CMD_READ,
  * several at once; where the server offers base:allocation, extents it
  * reports as zeros (holes and zero clusters alike) are skipped without
- * being read. Refusals are SOURCE_UNUSABLE naming the URL, like a file's.
+ * being read. With `dirtyBitmap`, the export must offer that bitmap (else
+ * SOURCE_UNUSABLE) and the source's changedRanges are its dirty extents.
+ * Refusals are SOURCE_UNUSABLE naming the URL, like a file's.
  */
-export async function openNbdSource(address: NbdAddress, options?: NbdConnectOptions): Promise<BlockSource> {
-  const client = await connectNbd(address, options);
+export async function openNbdSource(address: NbdAddress, options: NbdSourceOptions = {}): Promise<BlockSource> {
+  const { dirtyBitmap, ...connect } = options;
+  const bitmap = dirtyBitmap === undefined ? undefined : dirtyBitmapContext(dirtyBitmap);
+  const client = await connectNbd(address, bitmap === undefined ? connect : { ...connect, metaContexts: [BASE_ALLOCATION, bitmap] });
   if (client.info.sizeBytes === 0) {
     await client.close();
     throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `NBD export ${address.url} is empty (0 bytes): there is nothing to back up`, {
       details: { url: address.url },
     });
   }
-  return new NbdSource(client);
+  if (bitmap !== undefined && !client.info.metaContexts.includes(bitmap)) {
+    await client.close();
+    throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `NBD export ${address.url} offers no dirty bitmap "${dirtyBitmap}" (no metadata context ${bitmap})`, {
+      hint: 'export the bitmap with it (qemu-nbd -B NAME, or the bitmap of a libvirt pull-mode backup job), or leave --dirty-bitmap out for a full scan',
+      details: { option: 'dirtyBitmap', url: address.url },
+    });
+  }
+  return new NbdSource(client, true, dirtyBitmap);
 }
 
 /**
@@ -48,15 +65,39 @@ class NbdSource implements BlockSource {
   #extents: NbdExtent[] = [];
   #cursor = 0;
   #closing: Promise<void> | undefined;
+  readonly changedRanges: ChangedRanges | undefined;
 
   constructor(
     client: NbdClient,
     private readonly ownsClient = true,
+    dirtyBitmap?: string,
   ) {
     this.#client = client;
     this.path = client.address.url;
     this.sizeBytes = client.info.sizeBytes;
     this.#allocation = client.info.metaContexts.includes(BASE_ALLOCATION);
+    this.changedRanges =
+      dirtyBitmap === undefined
+        ? undefined
+        : {
+            kind: 'dirty-bitmap',
+            name: dirtyBitmap,
+            description: `the dirty bitmap "${dirtyBitmap}" of ${this.path}`,
+            ranges: () => this.#dirtyExtents(dirtyBitmapContext(dirtyBitmap)),
+          };
+  }
+
+  /** The extents the bitmap context marks dirty, ascending, clipped to the export, walking it with block status requests. */
+  async *#dirtyExtents(context: string): AsyncGenerator<ByteRange> {
+    let at = 0;
+    while (at < this.sizeBytes) {
+      const extents = (await this.#client.blockStatus(at, this.sizeBytes - at)).get(context)!;
+      for (const extent of extents) {
+        const end = Math.min(extent.offset + extent.length, this.sizeBytes);
+        if ((extent.flags & STATE_DIRTY) !== 0 && end > extent.offset) yield { offset: extent.offset, length: end - extent.offset };
+        at = end;
+      }
+    }
   }
 
   async read(target: Uint8Array, position: number): Promise<number> {

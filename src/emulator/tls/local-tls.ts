@@ -1,11 +1,11 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ErrorCodes, SnaplineError } from '../errors.js';
+import { CA_CERT_FILE } from '../../config/local-endpoint.js';
+import { ErrorCodes, SnaplineError } from '../../errors.js';
 import { createCertificateAuthority, issueServerCertificate, type KeyAndCertificate } from './x509.js';
 
-/** Files of the local endpoint's CA in its data directory. */
-export const CA_CERT_FILE = 'ca.pem';
+/** The CA's key in the local endpoint's data directory, beside its certificate (CA_CERT_FILE). */
 export const CA_KEY_FILE = 'ca-key.pem';
 const CA_NAME = 'snapline local endpoint CA';
 const CA_DAYS = 3650;

@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CA_CERT_FILE, CA_KEY_FILE, localEndpointTls } from './local-tls.js';
+import { CA_CERT_FILE } from '../../config/local-endpoint.js';
+import { CA_KEY_FILE, localEndpointTls } from './local-tls.js';
 import { createCertificateAuthority, issueServerCertificate } from './x509.js';
 
 const haveOpenssl = (() => {

@@ -1,0 +1,226 @@
+import { throwIfAborted } from '../../core/abort.js';
+import {
+  addBlockRange,
+  blockRangesSize,
+  changedBlockRanges,
+  complementBlockRanges,
+  unionBlockRanges,
+  type BlockRanges,
+  type ChangedRanges,
+} from '../../core/changed-ranges.js';
+import { ZERO_BLOCK_DIGEST } from '../../core/checksum.js';
+import { BLOCK_SIZE, blockCountFor } from '../../core/constants.js';
+import { ErrorCodes, SnaplineError } from '../../errors.js';
+import type { HashPool } from '../../hashing/index.js';
+import type { IndexPorts, TrackerRecord } from '../../core/index-ports.js';
+import type { BlockSource, SlabPool } from '../../source/index.js';
+import { BlockMapCursor } from '../blocks/block-map.js';
+import { digestAt, scanSource } from '../blocks/scan.js';
+
+/** The change-tracking options of a backup (see BackupOptions). */
+export interface TrackingOptions {
+  dirtyBitmap?: string;
+  changedBlocksFile?: string;
+  sinceCheckpoint?: string;
+  checkpoint?: string;
+  verifyUnchangedPercent?: number;
+  full?: boolean;
+}
+
+/** What a run's change tracking came to, as BackupResult reports it. */
+export interface ChangeTrackingResult {
+  /** The tracker in words; null when the run was given none (only --checkpoint). */
+  tracker: string | null;
+  /** tracked: only the blocks the tracker marks were read; full: everything was (see reason). */
+  scan: 'tracked' | 'full';
+  /** Why a run given a tracker read everything. */
+  reason?: string;
+  /** The checkpoint the tracker counted changes from. */
+  sinceCheckpoint: string | null;
+  /** The checkpoint recorded with the new snapshot. */
+  checkpoint: string | null;
+  /** Blocks the tracker marks as changed (read and hashed); 0 for a full scan. */
+  blocksMarked: number;
+  /** Blocks the tracker calls unchanged that were read and compared with the parent's map (--verify-unchanged). */
+  blocksVerified: number;
+}
+
+/** The blocks a tracked run reads, and what it reports. */
+export interface TrackingPlan {
+  /** Block ranges to read; undefined: the whole source. */
+  ranges: BlockRanges | undefined;
+  result: ChangeTrackingResult;
+}
+
+const CHECKPOINT_PATTERN = /^[\x21-\x7e]{1,256}$/;
+
+/** Refuses contradictory or malformed change-tracking options (INVALID_ARGUMENT naming the option). */
+export function checkTrackingOptions(options: TrackingOptions): void {
+  const invalid = (option: string, message: string) => new SnaplineError(ErrorCodes.INVALID_ARGUMENT, message, { details: { option } });
+  const tracked = options.dirtyBitmap !== undefined || options.changedBlocksFile !== undefined;
+  if (options.dirtyBitmap !== undefined && options.changedBlocksFile !== undefined) {
+    throw invalid('changedBlocks', '--dirty-bitmap and --changed-blocks exclude each other: give one tracker');
+  }
+  if (tracked && options.full) {
+    throw invalid(options.dirtyBitmap !== undefined ? 'dirtyBitmap' : 'changedBlocks', `--full reads every block: ${options.dirtyBitmap !== undefined ? '--dirty-bitmap' : '--changed-blocks'} would not be used`);
+  }
+  if (options.dirtyBitmap !== undefined && !CHECKPOINT_PATTERN.test(options.dirtyBitmap)) {
+    throw invalid('dirtyBitmap', `--dirty-bitmap "${options.dirtyBitmap}" is not a bitmap name: use 1 to 256 printable characters without spaces`);
+  }
+  for (const [option, flag, value] of [
+    ['sinceCheckpoint', '--since-checkpoint', options.sinceCheckpoint],
+    ['checkpoint', '--checkpoint', options.checkpoint],
+  ] as const) {
+    if (value !== undefined && !CHECKPOINT_PATTERN.test(value)) {
+      throw invalid(option, `${flag} "${value}" is not a checkpoint name: use 1 to 256 printable characters without spaces`);
+    }
+  }
+  if (!tracked && options.sinceCheckpoint !== undefined) {
+    throw invalid('sinceCheckpoint', '--since-checkpoint names where a tracker counts changes from: give --dirty-bitmap or --changed-blocks with it');
+  }
+  if (options.changedBlocksFile !== undefined && options.sinceCheckpoint === undefined) {
+    throw invalid('sinceCheckpoint', '--changed-blocks needs --since-checkpoint: the checkpoint (recorded with the parent by --checkpoint) its changes count from');
+  }
+  const percent = options.verifyUnchangedPercent;
+  if (percent !== undefined) {
+    if (!tracked) throw invalid('verifyUnchangedPercent', '--verify-unchanged checks a tracker: give --dirty-bitmap or --changed-blocks with it');
+    if (typeof percent !== 'number' || !Number.isFinite(percent) || percent < 0 || percent > 100) {
+      throw invalid('verifyUnchangedPercent', `--verify-unchanged must be a percentage from 0 to 100, got ${String(percent)}`);
+    }
+  }
+}
+
+/** The checkpoint a tracker counts changes from: --since-checkpoint, or for a dirty bitmap its name. */
+export function sinceCheckpointOf(options: TrackingOptions): string | null {
+  return options.sinceCheckpoint ?? options.dirtyBitmap ?? null;
+}
+
+/** What a run with these options records and is resumed by; undefined when it uses no tracking at all. */
+export function trackingIdentity(options: TrackingOptions): Record<string, string | number> | undefined {
+  const identity: Record<string, string | number> = {};
+  if (options.dirtyBitmap !== undefined) identity.dirtyBitmap = options.dirtyBitmap;
+  if (options.changedBlocksFile !== undefined) identity.changedBlocks = options.changedBlocksFile;
+  const since = sinceCheckpointOf(options);
+  if (since !== null && (options.dirtyBitmap !== undefined || options.changedBlocksFile !== undefined)) identity.sinceCheckpoint = since;
+  if (options.checkpoint !== undefined) identity.checkpoint = options.checkpoint;
+  return Object.keys(identity).length === 0 ? undefined : identity;
+}
+
+/**
+ * Decides whether the run may read only what `tracker` marks: only on top
+ * of a parent this index holds the map of (base = parent), of the same
+ * source size, recorded with the checkpoint the tracker counts from. Any
+ * other case reads everything, and `reason` says why. `extra` are blocks
+ * read whatever the tracker says (a resumed run's unacknowledged uploads).
+ */
+export async function planTracking(
+  index: Pick<IndexPorts, 'lineage' | 'maps' | 'trackers'>,
+  options: TrackingOptions,
+  tracker: ChangedRanges | undefined,
+  source: BlockSource,
+  plan: { parent: string | null; base: string | null; suspects: readonly number[] },
+  extra: readonly number[],
+): Promise<TrackingPlan | undefined> {
+  const since = sinceCheckpointOf(options);
+  const checkpoint = options.checkpoint ?? null;
+  if (tracker === undefined) {
+    if (checkpoint === null) return undefined;
+    return { ranges: undefined, result: { tracker: null, scan: 'full', sinceCheckpoint: null, checkpoint, blocksMarked: 0, blocksVerified: 0 } };
+  }
+  const full = (reason: string): TrackingPlan => ({
+    ranges: undefined,
+    result: { tracker: tracker.description, scan: 'full', reason, sinceCheckpoint: since, checkpoint, blocksMarked: 0, blocksVerified: 0 },
+  });
+  const reason = untrackedReason(index, plan, source, since);
+  if (reason !== undefined) return full(reason);
+  let ranges = await changedBlockRanges(tracker.ranges(), source.sizeBytes);
+  const blocksMarked = blockRangesSize(ranges);
+  if (extra.length > 0) ranges = unionBlockRanges(ranges, extra.map((block): [number, number] => [block, block + 1]));
+  return { ranges, result: { tracker: tracker.description, scan: 'tracked', sinceCheckpoint: since, checkpoint, blocksMarked, blocksVerified: 0 } };
+}
+
+/** Why the tracker cannot be used on top of this plan's parent; undefined when it can. */
+function untrackedReason(
+  index: Pick<IndexPorts, 'lineage' | 'maps' | 'trackers'>,
+  plan: { parent: string | null; base: string | null; suspects: readonly number[] },
+  source: BlockSource,
+  since: string | null,
+): string | undefined {
+  if (plan.parent === null) return 'there is no parent snapshot to take the unchanged blocks from: this backup reads every block';
+  if (plan.base !== plan.parent) {
+    return `the index holds no block map of the parent ${plan.parent} (it was taken elsewhere): every block is read and compared`;
+  }
+  const parent = index.lineage.getSnapshot(plan.parent);
+  if (parent !== undefined && parent.sourceBytes !== source.sizeBytes) {
+    return `the source holds ${source.sizeBytes} bytes, the parent ${plan.parent} was taken of ${parent.sourceBytes}: a resized disk is read whole`;
+  }
+  const recorded: TrackerRecord | undefined = index.trackers.get(plan.parent);
+  if (recorded === undefined || recorded.checkpoint === null) {
+    return `the parent ${plan.parent} has no checkpoint recorded (take it with --checkpoint), so nothing shows the tracker counts changes from it: every block is read`;
+  }
+  if (recorded.checkpoint !== since) {
+    return `the tracker counts changes since checkpoint "${since}", but the parent ${plan.parent} was taken at checkpoint "${recorded.checkpoint}": its history does not continue from the parent, so every block is read`;
+  }
+  return undefined;
+}
+
+/**
+ * Reads a random `percent` of the blocks the tracker calls unchanged (all at
+ * 100) and compares each with the base map (a block the map lacks is
+ * zeros). Any difference throws TRACKER_UNTRUSTED naming the first blocks;
+ * nothing has been started then. Returns how many blocks were compared.
+ */
+export async function verifyUnchanged(
+  deps: { index: Pick<IndexPorts, 'maps'>; hashPool: HashPool; slabs: SlabPool },
+  source: BlockSource,
+  base: string,
+  tracked: BlockRanges,
+  percent: number,
+  description: string,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const sample = sampleBlocks(complementBlockRanges(tracked, blockCountFor(source.sizeBytes)), percent);
+  if (sample.length === 0) return 0;
+  const map = new BlockMapCursor(deps.index, base);
+  const differing: number[] = [];
+  let compared = 0;
+  for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges: sample, signal })) {
+    try {
+      throwIfAborted(signal);
+      for (let i = 0; i < slab.blockCount; i += 1) {
+        const expected = map.digestAt(slab.firstBlock + i) ?? ZERO_BLOCK_DIGEST;
+        if (Buffer.compare(expected, digestAt(slab, i)) !== 0) differing.push(slab.firstBlock + i);
+      }
+      compared += slab.blockCount;
+    } finally {
+      slab.slab.release();
+    }
+  }
+  if (differing.length > 0) {
+    const shown = differing.slice(0, 5).map((block) => `${block} (byte ${block * BLOCK_SIZE})`);
+    throw new SnaplineError(
+      ErrorCodes.TRACKER_UNTRUSTED,
+      `${description} cannot be trusted: ${differing.length} of ${compared} blocks it calls unchanged differ from the parent ${base}, such as block${differing.length === 1 ? '' : 's'} ${shown.join(', ')}; no snapshot was taken`,
+      {
+        hint: 'back up without the tracker (a full scan finds every change), then start a new checkpoint; look for writes the tracker missed (a disabled bitmap, a bitmap cleared early, a crash)',
+        details: { option: 'verifyUnchangedPercent', blocksCompared: compared, blocksDiffering: differing.length, firstBlocks: differing.slice(0, 20) },
+      },
+    );
+  }
+  return compared;
+}
+
+/** A random `percent` of the blocks of `ranges` (each block taken with that chance; all at 100), as block ranges. */
+function sampleBlocks(ranges: BlockRanges, percent: number): BlockRanges {
+  if (percent >= 100) return ranges;
+  const sample: BlockRanges = [];
+  if (percent <= 0) return sample;
+  // A sample, not a secret: Math.random is fast enough for millions of blocks.
+  const chance = percent / 100;
+  for (const [from, to] of ranges) {
+    for (let block = from; block < to; block += 1) {
+      if (Math.random() < chance) addBlockRange(sample, block, block + 1);
+    }
+  }
+  return sample;
+}

@@ -1,0 +1,237 @@
+import type { CopyDestination, CopyDestinations, RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
+import { ErrorCodes, SnaplineError } from '../../errors.js';
+import type { CopyRecord, IndexPorts } from '../../core/index-ports.js';
+import { waitForSnapshot } from '../blocks/committer.js';
+
+/** Tags a copy carries besides the source's own snapline tags. */
+export const COPY_OF_TAG = 'snapline:copy-of';
+export const COPY_SOURCE_REGION_TAG = 'snapline:copy-source-region';
+const OWN_TAG_PREFIX = 'snapline:';
+const REGION_NAME = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+export interface CopyOptions {
+  /** A completed snapshot the index records. */
+  snapshotId: string;
+  /** Encrypt the copy of an unencrypted snapshot (a copy of an encrypted one is encrypted anyway). */
+  encrypted?: boolean;
+  /** The destination's KMS key for the copy (implies `encrypted`). */
+  kmsKeyId?: string;
+  /** Tags for the copy, over the source's snapline tags. */
+  tags?: Record<string, string>;
+  description?: string;
+  /** Stop waiting for the copy after this long (TIMEOUT); it stays recorded as pending and the next copy of the snapshot goes on waiting for it. */
+  waitTimeoutMs?: number;
+  /** First and largest pause between two looks at the copy. */
+  pollMs?: { first: number; max: number };
+  signal?: AbortSignal;
+  onProgress?: (progress: CopyProgress) => void;
+}
+
+export interface CopyProgress {
+  snapshotId: string;
+  copySnapshotId: string;
+  region: string;
+  /** What EC2 in the destination says, e.g. "40%". */
+  progress: string | undefined;
+}
+
+export interface CopyResult {
+  volume: string;
+  sourceSnapshotId: string;
+  sourceRegion: string;
+  copySnapshotId: string;
+  region: string;
+  /** The destination's connection when it is not the source's. */
+  connection: string | null;
+  state: 'completed';
+  encrypted: boolean;
+  /**
+   * The earlier copy of the lineage in the destination (recorded in the
+   * index, still there, under the same encryption) that makes this copy
+   * incremental in EBS; null for a full copy.
+   */
+  incrementalOf: string | null;
+  /** The index had a completed copy of the snapshot there already: nothing was copied. */
+  alreadyCopied: boolean;
+  durationMs: number;
+}
+
+export interface CopyDeps {
+  index: Pick<IndexPorts, 'lineage' | 'copies'>;
+  /** EC2 of the source Region. */
+  catalog: SnapshotCatalog;
+  sourceRegion: string;
+  destination: CopyDestination;
+}
+
+/**
+ * Copies a completed snapshot of the index into the destination (EC2
+ * CopySnapshot there), records the copy in the index as soon as it is
+ * started, and waits until it is completed. The copy carries the source's
+ * snapline tags (its volume among them), COPY_OF_TAG and
+ * COPY_SOURCE_REGION_TAG, and the tags given. Idempotent per destination: a
+ * completed copy the index records and the destination still has is
+ * returned as it is (alreadyCopied); a pending one is waited for. A copy
+ * that ends in error is recorded so and reported (BAD_STATE).
+ */
+export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promise<CopyResult> {
+  const started = Date.now();
+  const { destination } = deps;
+  checkDestination(deps.sourceRegion, destination.region, destination.connection);
+  const record = deps.index.lineage.getSnapshot(options.snapshotId);
+  if (record === undefined) {
+    throw new SnaplineError(ErrorCodes.NOT_FOUND, `the index records no snapshot ${options.snapshotId}`, {
+      hint: 'copy a snapshot that `snapline snapshots` lists',
+      details: { argument: 'snapshotId' },
+    });
+  }
+  if (record.state !== 'completed') {
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${record.snapshotId} is ${record.state} in the index; only a completed snapshot can be copied`, {
+      details: { argument: 'snapshotId' },
+    });
+  }
+  const connection = destination.connection ?? null;
+  const encrypted = Boolean(options.encrypted) || options.kmsKeyId !== undefined;
+  const result = (copy: CopyRecord, alreadyCopied: boolean): CopyResult => ({
+    volume: record.volume,
+    sourceSnapshotId: record.snapshotId,
+    sourceRegion: deps.sourceRegion,
+    copySnapshotId: copy.copySnapshotId,
+    region: destination.region,
+    connection,
+    state: 'completed',
+    encrypted: copy.encrypted,
+    incrementalOf: copy.incrementalOf,
+    alreadyCopied,
+    durationMs: Date.now() - started,
+  });
+
+  for (const earlier of deps.index.copies.ofSnapshot(record.snapshotId)) {
+    if (earlier.region !== destination.region || earlier.connection !== connection) continue;
+    if (earlier.state === 'completed') {
+      if ((await stillThere(destination.catalog, earlier, deps.index)) !== undefined) return result(earlier, true);
+    } else if (earlier.state === 'pending') {
+      return result(await waitForCopy(deps, earlier, options), false);
+    }
+  }
+
+  const [source] = await deps.catalog.describeSnapshots([record.snapshotId]);
+  if (source === undefined) {
+    throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${record.snapshotId} does not exist in ${deps.sourceRegion}`, { details: { argument: 'snapshotId' } });
+  }
+  if (source.state !== 'completed') {
+    throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${record.snapshotId} is ${source.state} in EC2; only a completed snapshot can be copied`, { details: { argument: 'snapshotId' } });
+  }
+  const copyEncrypted = source.encrypted || encrypted;
+  const previous = await previousCopy(deps, record.snapshotId, copyEncrypted, options.kmsKeyId ?? null);
+  const ownTags = Object.fromEntries(Object.entries(source.tags).filter(([key]) => key.startsWith(OWN_TAG_PREFIX)));
+  const copySnapshotId = await destination.copier.copySnapshot({
+    sourceRegion: deps.sourceRegion,
+    sourceSnapshotId: record.snapshotId,
+    description: options.description ?? `snapline copy of ${record.snapshotId} (volume ${record.volume}) from ${deps.sourceRegion}`,
+    ...(encrypted ? { encrypted: true } : {}),
+    ...(options.kmsKeyId === undefined ? {} : { kmsKeyId: options.kmsKeyId }),
+    tags: { ...ownTags, ...options.tags, [COPY_OF_TAG]: record.snapshotId, [COPY_SOURCE_REGION_TAG]: deps.sourceRegion },
+  });
+  const copy = deps.index.copies.record({
+    copySnapshotId,
+    sourceSnapshotId: record.snapshotId,
+    volume: record.volume,
+    region: destination.region,
+    connection,
+    encrypted: copyEncrypted,
+    kmsKeyId: options.kmsKeyId ?? null,
+    incrementalOf: previous?.copySnapshotId ?? null,
+  });
+  return result(await waitForCopy(deps, copy, options), false);
+}
+
+/**
+ * Checks where a copy is to go: a Region name, and not the source's own
+ * Region unless through another connection (account). `option` names the
+ * option in the error (INVALID_ARGUMENT).
+ */
+export function checkDestination(sourceRegion: string, region: string, connection: string | undefined, option = 'toRegion'): void {
+  const flag = `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  if (!REGION_NAME.test(region)) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${flag} must be a Region name such as eu-west-1, got ${JSON.stringify(region)}`, { details: { option } });
+  }
+  if (region === sourceRegion && connection === undefined) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${flag} ${region} is the snapshot's own Region: a copy for disaster recovery goes to another one`, {
+      hint: 'name another Region, or another account with --to-connection',
+      details: { option },
+    });
+  }
+}
+
+/** Waits for a recorded pending copy; records how it ended. */
+async function waitForCopy(deps: CopyDeps, copy: CopyRecord, options: CopyOptions): Promise<CopyRecord> {
+  const { catalog } = deps.destination;
+  const state = await waitForSnapshot(catalog, copy.copySnapshotId, {
+    ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
+    ...(options.pollMs === undefined ? {} : { pollMs: options.pollMs }),
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    listedBy: copy.createdAt.getTime() + 5 * 60_000,
+    onWait: (_status, progress) => options.onProgress?.({ snapshotId: copy.sourceSnapshotId, copySnapshotId: copy.copySnapshotId, region: copy.region, progress }),
+  });
+  if (state === 'completed') return deps.index.copies.setState(copy.copySnapshotId, 'completed');
+  const [failed] = await catalog.describeSnapshots([copy.copySnapshotId]);
+  const message = failed?.stateMessage ?? 'no reason given';
+  deps.index.copies.setState(copy.copySnapshotId, 'error', message);
+  throw new SnaplineError(ErrorCodes.BAD_STATE, `the copy ${copy.copySnapshotId} of ${copy.sourceSnapshotId} in ${copy.region} failed: ${message}`, {
+    hint: 'check the KMS key given for the copy (it must be usable in the destination Region), then copy again',
+    details: { snapshotId: copy.copySnapshotId },
+  });
+}
+
+/** The copy as the destination shows it, when it is still there and completed; a copy that is gone is recorded deleted. */
+async function stillThere(catalog: SnapshotCatalog, copy: CopyRecord, index?: Pick<IndexPorts, 'copies'>): Promise<RemoteSnapshot | undefined> {
+  const [remote] = await catalog.describeSnapshots([copy.copySnapshotId]);
+  if (remote === undefined) index?.copies.setState(copy.copySnapshotId, 'deleted');
+  return remote?.state === 'completed' ? remote : undefined;
+}
+
+/**
+ * The newest completed copy in the destination of the snapshot's nearest
+ * ancestor that has one, under the same encryption and key asked for: EBS
+ * copies incrementally from it ("Incremental snapshot copying"). Copies the
+ * destination no longer has are recorded deleted and skipped.
+ */
+async function previousCopy(deps: CopyDeps, snapshotId: string, encrypted: boolean, kmsKeyId: string | null): Promise<CopyRecord | undefined> {
+  const { destination, index } = deps;
+  for (let at = index.lineage.getSnapshot(snapshotId)?.parentSnapshotId ?? null; at !== null; at = index.lineage.getSnapshot(at)?.parentSnapshotId ?? null) {
+    const copies = index.copies
+      .ofSnapshot(at)
+      .filter((c) => c.state === 'completed' && c.region === destination.region && c.connection === (destination.connection ?? null))
+      .filter((c) => c.encrypted === encrypted && c.kmsKeyId === kmsKeyId)
+      .reverse();
+    for (const copy of copies) if ((await stillThere(destination.catalog, copy, index)) !== undefined) return copy;
+  }
+  return undefined;
+}
+
+export interface DeletedCopy {
+  snapshotId: string;
+  copySnapshotId: string;
+  region: string;
+  connection: string | null;
+}
+
+/**
+ * Deletes the recorded copies of a snapshot (EC2 DeleteSnapshot in each
+ * destination; a copy already gone counts as deleted) and records them
+ * deleted. With `dryRun`, only says which. Stops at the first failure,
+ * before the rest: the copies not deleted stay recorded.
+ */
+export async function deleteCopies(deps: { index: Pick<IndexPorts, 'copies'>; destinations: CopyDestinations }, snapshotId: string, dryRun = false): Promise<DeletedCopy[]> {
+  const deleted: DeletedCopy[] = [];
+  for (const copy of deps.index.copies.ofSnapshot(snapshotId)) {
+    if (!dryRun) {
+      const catalog = await deps.destinations.catalogOf(copy.region, copy.connection);
+      await catalog.deleteSnapshot(copy.copySnapshotId);
+      deps.index.copies.setState(copy.copySnapshotId, 'deleted');
+    }
+    deleted.push({ snapshotId, copySnapshotId: copy.copySnapshotId, region: copy.region, connection: copy.connection });
+  }
+  return deleted;
+}

@@ -1,0 +1,190 @@
+import { BLOCK_SIZE } from '../../core/constants.js';
+import type { SnapshotReader } from '../../core/ports.js';
+import type { RunEntry, RunLog } from '../../core/run-log.js';
+import type { ArchiveRecord, IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
+
+/** The last restore drill of a volume, as the drill records give it. */
+export interface DrillSummary {
+  at: string;
+  result: 'success' | 'failure';
+  snapshotId: string | null;
+  errorCode: string | null;
+}
+
+/** Where restore drills are recorded; status shows `lastDrill: null` without one. */
+export interface DrillLog {
+  lastDrill(volume: string): DrillSummary | null;
+}
+
+export interface StatusDeps {
+  index: Pick<IndexPorts, 'lineage' | 'archives'>;
+  runs: Pick<RunLog, 'listRuns'>;
+  /** Counts the blocks each snapshot adds (ListSnapshotBlocks, ListChangedBlocks); without it ebsSpace is null. */
+  reader?: Pick<SnapshotReader, 'listBlocks' | 'listChangedBlocks'>;
+  drills?: DrillLog;
+}
+
+export interface StatusOptions {
+  volume?: string;
+  /** How often a good snapshot is expected (ms); a volume whose newest is older is late. */
+  expectEveryMs?: number;
+  now?: Date;
+}
+
+export interface LastBackup {
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  result: 'success' | 'failure';
+  /** The SnaplineError code of a failed run. */
+  errorCode: string | null;
+  snapshotId: string | null;
+  changedBytes: number;
+  /** null when only the snapshot is known (a backup from before runs were recorded). */
+  uploadedBytes: number | null;
+  /** 'runs': the run history; 'snapshot': the snapshot's own times, for a backup from before the history. */
+  from: 'runs' | 'snapshot';
+}
+
+export interface VolumeStatus {
+  volume: string;
+  /** 'late' and 'failing' can both hold; 'failing' is said first. */
+  health: 'ok' | 'late' | 'failing' | 'late, failing';
+  late: boolean;
+  /** The last backup run failed. */
+  failing: boolean;
+  lastBackup: LastBackup | null;
+  newestGoodSnapshot: { snapshotId: string; completedAt: string; ageSeconds: number } | null;
+  expectEverySeconds: number | null;
+  /** Completed snapshots the index holds for the volume. */
+  snapshotCount: number;
+  lastArchive: { archiveId: string; snapshotId: string; target: string; location: string; completedAt: string | null; sizeBytes: number } | null;
+  /** null until restore drills are recorded. */
+  lastDrill: DrillSummary | null;
+  /**
+   * An estimate of the snapshot storage the lineage holds on EBS: the blocks
+   * each completed snapshot adds (ListSnapshotBlocks for the first,
+   * ListChangedBlocks against its nearest completed ancestor for the others)
+   * times 512 KiB. EBS bills its own measure, which this does not read.
+   */
+  ebsSpace: { estimatedBytes: number; blocks: number; estimate: true } | null;
+}
+
+export interface StatusResult {
+  generatedAt: string;
+  volumes: VolumeStatus[];
+  /** True when a volume is late or failing (the CLI's exit code 1). */
+  attention: boolean;
+}
+
+/** Per volume: the last backup, the age of the newest good snapshot against `expectEveryMs`, the last archive and drill, the space held. */
+export async function volumeStatus(deps: StatusDeps, options: StatusOptions = {}): Promise<StatusResult> {
+  const now = (options.now ?? new Date()).getTime();
+  const runs = deps.runs.listRuns(options.volume === undefined ? {} : { volume: options.volume });
+  const indexed = new Set(deps.index.lineage.listVolumes().map((v) => v.name));
+  const names = new Set(indexed);
+  // A volume whose first backup failed has runs and no snapshots.
+  for (const run of runs) if (run.volume !== null && run.operation === 'backup') names.add(run.volume);
+  const volumes = [...names].filter((name) => options.volume === undefined || name === options.volume).sort();
+  const archives = deps.index.archives.list().filter((a) => a.state === 'archived');
+  const result: VolumeStatus[] = [];
+  for (const volume of volumes) {
+    const snapshots = indexed.has(volume) ? deps.index.lineage.listSnapshots(volume) : [];
+    result.push(await statusOf(deps, volume, snapshots, runs, archives, options.expectEveryMs, now));
+  }
+  return { generatedAt: new Date(now).toISOString(), volumes: result, attention: result.some((v) => v.late || v.failing) };
+}
+
+async function statusOf(
+  deps: StatusDeps,
+  volume: string,
+  snapshots: SnapshotRecord[],
+  runs: RunEntry[],
+  archives: ArchiveRecord[],
+  expectEveryMs: number | undefined,
+  now: number,
+): Promise<VolumeStatus> {
+  const completed = snapshots.filter((s) => s.state === 'completed' && s.completedAt !== null);
+  const newest = completed.reduce<SnapshotRecord | undefined>((a, s) => (a === undefined || s.completedAt! > a.completedAt! ? s : a), undefined);
+  const lastBackup = lastBackupOf(runs.filter((r) => r.volume === volume && r.operation === 'backup'), newest);
+  const ageMs = newest === undefined ? undefined : now - newest.completedAt!.getTime();
+  const late = expectEveryMs !== undefined && (ageMs === undefined || ageMs > expectEveryMs);
+  const failing = lastBackup?.result === 'failure';
+  const archive = archives
+    .filter((a) => a.volume === volume)
+    .reduce<ArchiveRecord | undefined>((a, b) => (a === undefined || (b.completedAt ?? b.createdAt) > (a.completedAt ?? a.createdAt) ? b : a), undefined);
+  return {
+    volume,
+    health: failing && late ? 'late, failing' : failing ? 'failing' : late ? 'late' : 'ok',
+    late,
+    failing,
+    lastBackup,
+    newestGoodSnapshot: newest === undefined ? null : { snapshotId: newest.snapshotId, completedAt: newest.completedAt!.toISOString(), ageSeconds: Math.floor(ageMs! / 1000) },
+    expectEverySeconds: expectEveryMs === undefined ? null : Math.round(expectEveryMs / 1000),
+    snapshotCount: completed.length,
+    lastArchive:
+      archive === undefined
+        ? null
+        : {
+            archiveId: archive.archiveId,
+            snapshotId: archive.snapshotId,
+            target: archive.target,
+            location: archive.location,
+            completedAt: archive.completedAt?.toISOString() ?? null,
+            sizeBytes: archive.sizeBytes,
+          },
+    lastDrill: deps.drills?.lastDrill(volume) ?? null,
+    ebsSpace: deps.reader === undefined || snapshots.length === 0 ? null : await spaceOf(deps.reader, snapshots),
+  };
+}
+
+/** The newest backup run recorded; without one, what the newest completed snapshot says of its own backup. */
+function lastBackupOf(backups: RunEntry[], newest: SnapshotRecord | undefined): LastBackup | null {
+  const last = backups.at(-1);
+  if (last !== undefined) {
+    return {
+      startedAt: last.startedAt.toISOString(),
+      finishedAt: last.finishedAt.toISOString(),
+      durationMs: last.finishedAt.getTime() - last.startedAt.getTime(),
+      result: last.result,
+      errorCode: last.errorCode,
+      snapshotId: last.snapshotId,
+      changedBytes: last.changedBytes,
+      uploadedBytes: last.transferredBytes,
+      from: 'runs',
+    };
+  }
+  if (newest === undefined) return null;
+  return {
+    startedAt: newest.startedAt.toISOString(),
+    finishedAt: newest.completedAt!.toISOString(),
+    durationMs: newest.completedAt!.getTime() - newest.startedAt.getTime(),
+    result: 'success',
+    errorCode: null,
+    snapshotId: newest.snapshotId,
+    changedBytes: newest.changedBlocks * BLOCK_SIZE,
+    uploadedBytes: null,
+    from: 'snapshot',
+  };
+}
+
+/** See VolumeStatus.ebsSpace. The ancestor is found through the index's parents, deleted snapshots included. */
+async function spaceOf(reader: Pick<SnapshotReader, 'listBlocks' | 'listChangedBlocks'>, snapshots: SnapshotRecord[]): Promise<VolumeStatus['ebsSpace']> {
+  const byId = new Map(snapshots.map((s) => [s.snapshotId, s]));
+  const live = (s: SnapshotRecord | undefined) => s !== undefined && s.state === 'completed';
+  let blocks = 0;
+  for (const snapshot of snapshots.filter(live)) {
+    let ancestor = snapshot.parentSnapshotId === null ? undefined : byId.get(snapshot.parentSnapshotId);
+    const seen = new Set<string>();
+    while (ancestor !== undefined && !live(ancestor) && !seen.has(ancestor.snapshotId)) {
+      seen.add(ancestor.snapshotId);
+      ancestor = ancestor.parentSnapshotId === null ? undefined : byId.get(ancestor.parentSnapshotId);
+    }
+    if (ancestor !== undefined && live(ancestor)) {
+      for await (const page of reader.listChangedBlocks(ancestor.snapshotId, snapshot.snapshotId)) blocks += page.blocks.filter((b) => b.secondToken !== undefined).length;
+    } else {
+      for await (const page of reader.listBlocks(snapshot.snapshotId)) blocks += page.blocks.length;
+    }
+  }
+  return { estimatedBytes: blocks * BLOCK_SIZE, blocks, estimate: true };
+}

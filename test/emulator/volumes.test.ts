@@ -1,0 +1,228 @@
+import {
+  AttachVolumeCommand,
+  CreateVolumeCommand,
+  DeleteVolumeCommand,
+  DescribeFastSnapshotRestoresCommand,
+  DescribeInstancesCommand,
+  DescribeVolumesCommand,
+  DetachVolumeCommand,
+  DisableFastSnapshotRestoresCommand,
+  EnableFastSnapshotRestoresCommand,
+  type CreateVolumeCommandInput,
+} from '@aws-sdk/client-ec2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BLOCK_SIZE } from '../../src/core/constants.js';
+import { ACCOUNT_ID } from '../../src/emulator/index.js';
+import { VOLUME_DELAYS_MS } from '../../src/emulator/ec2/volumes.js';
+import { blockOf, distinctBlock, expectAwsError, snapshotWith, startTestEndpoint, TestClock, type TestEndpoint } from './helpers.js';
+
+const ZONE = 'us-east-1a';
+const OTHER_ZONE = 'us-east-1b';
+const clock = new TestClock();
+let t: TestEndpoint;
+let instanceA: string;
+let instanceB: string;
+
+beforeAll(async () => {
+  t = await startTestEndpoint({ now: clock.now, instances: { [OTHER_ZONE]: 1 } });
+  instanceA = t.emulator.createInstances(ZONE, 1)[0]!;
+  instanceB = (await t.ec2.send(new DescribeInstancesCommand({}))).Reservations!.flatMap((r) => r.Instances!).find((i) => i.Placement?.AvailabilityZone === OTHER_ZONE)!.InstanceId!;
+});
+afterAll(() => t?.stop());
+
+async function volumeOf(volumeId: string) {
+  return (await t.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]!;
+}
+
+async function create(input: Partial<CreateVolumeCommandInput>): Promise<string> {
+  const out = await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, ...input }));
+  return out.VolumeId!;
+}
+
+/** A volume made and past creating. */
+async function availableVolume(input: Partial<CreateVolumeCommandInput>): Promise<string> {
+  const id = await create(input);
+  clock.advance(VOLUME_DELAYS_MS.create);
+  return id;
+}
+
+async function readVolume(volumeId: string, offset: number, length: number): Promise<{ status: number; data: Buffer }> {
+  const res = await fetch(`${t.emulator.url}/_snapline/volumes/${volumeId}?offset=${offset}&length=${length}`);
+  return { status: res.status, data: Buffer.from(await res.arrayBuffer()) };
+}
+
+describe('CreateVolume and DescribeVolumes', () => {
+  it('a volume from a snapshot is creating, then available with its size, type, zone, source and tags', async () => {
+    const snapshotId = await snapshotWith(t.ebs, new Map([[0, blockOf(1)]]), { VolumeSize: 2 });
+    const out = await t.ec2.send(
+      new CreateVolumeCommand({
+        AvailabilityZone: ZONE,
+        SnapshotId: snapshotId,
+        VolumeType: 'gp3',
+        TagSpecifications: [{ ResourceType: 'volume', Tags: [{ Key: 'purpose', Value: 'dr' }] }],
+      }),
+    );
+    expect(out).toMatchObject({ State: 'creating', Size: 2, SnapshotId: snapshotId, AvailabilityZone: ZONE, VolumeType: 'gp3', Iops: 3000, Throughput: 125, Encrypted: false });
+    expect((await volumeOf(out.VolumeId!)).State).toBe('creating');
+    clock.advance(VOLUME_DELAYS_MS.create);
+    expect(await volumeOf(out.VolumeId!)).toMatchObject({ State: 'available', Size: 2, SnapshotId: snapshotId, Tags: [{ Key: 'purpose', Value: 'dr' }] });
+    const filtered = await t.ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'tag:purpose', Values: ['d*'] }] }));
+    expect(filtered.Volumes?.map((v) => v.VolumeId)).toContain(out.VolumeId);
+  });
+
+  it('a volume from an incremental snapshot holds the whole disk, read back through the endpoint route; grown, zeros past the snapshot', async () => {
+    const parent = await snapshotWith(t.ebs, new Map([[0, distinctBlock(10)], [1, distinctBlock(11)], [3, distinctBlock(13)]]));
+    const child = await snapshotWith(t.ebs, new Map([[1, distinctBlock(21)]]), { ParentSnapshotId: parent });
+    const volumeId = await create({ SnapshotId: child, Size: 2 });
+    expect((await readVolume(volumeId, 0, BLOCK_SIZE)).status).toBe(409);
+    clock.advance(VOLUME_DELAYS_MS.create);
+    const { status, data } = await readVolume(volumeId, 0, 5 * BLOCK_SIZE);
+    expect(status).toBe(200);
+    expect(data.equals(Buffer.concat([distinctBlock(10), distinctBlock(21), Buffer.alloc(BLOCK_SIZE), distinctBlock(13), Buffer.alloc(BLOCK_SIZE)]))).toBe(true);
+    const pastTheSnapshot = await readVolume(volumeId, 1024 * 1024 * 1024 + BLOCK_SIZE, BLOCK_SIZE);
+    expect(pastTheSnapshot.data.equals(Buffer.alloc(BLOCK_SIZE))).toBe(true);
+  });
+
+  it('refuses a size smaller than the snapshot, an unknown snapshot, an unknown zone, and a size out of the type range', async () => {
+    const snapshotId = await snapshotWith(t.ebs, new Map([[0, blockOf(2)]]), { VolumeSize: 4 });
+    const small = await expectAwsError(create({ SnapshotId: snapshotId, Size: 3 }), 'InvalidParameterValue');
+    expect(small.message).toContain(`smaller than snapshot '${snapshotId}'`);
+    await expectAwsError(create({ SnapshotId: 'snap-0123456789abcdef0' }), 'InvalidSnapshot.NotFound');
+    await expectAwsError(create({ SnapshotId: snapshotId, AvailabilityZone: 'us-east-1z' }), 'InvalidParameterValue');
+    await expectAwsError(create({ SnapshotId: snapshotId, AvailabilityZone: 'eu-west-1a' }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 16_385, VolumeType: 'gp3' }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 2, VolumeType: 'io1', Iops: 100 }), 'InvalidParameterValue');
+    await expectAwsError(create({}), 'MissingParameter');
+  });
+
+  it('io1 and io2 need Iops in their range; gp3 takes Iops 3000..16000 and Throughput 125..1000; other types take neither', async () => {
+    await expectAwsError(create({ Size: 8, VolumeType: 'io1' }), 'MissingParameter');
+    await expectAwsError(create({ Size: 8, VolumeType: 'io2' }), 'MissingParameter');
+    await expectAwsError(create({ Size: 8, VolumeType: 'io1', Iops: 64_001 }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 8, VolumeType: 'io2', Iops: 99 }), 'InvalidParameterValue');
+    expect((await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 8, VolumeType: 'io2', Iops: 256_000 }))).Iops).toBe(256_000);
+    await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Iops: 2999 }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Throughput: 1001 }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Throughput: 124 }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 8, VolumeType: 'gp2', Iops: 3000 }), 'InvalidParameterCombination');
+    await expectAwsError(create({ Size: 8, VolumeType: 'io1', Iops: 1000, Throughput: 200 }), 'InvalidParameterCombination');
+    await expectAwsError(create({ Size: 8, VolumeType: 'ssd' as CreateVolumeCommandInput['VolumeType'] }), 'InvalidParameterValue');
+  });
+
+  it('KmsKeyId needs Encrypted; an unknown key is found out after the call: the volume ends in state error', async () => {
+    await expectAwsError(create({ Size: 1, KmsKeyId: 'alias/aws/ebs' }), 'InvalidParameterDependency');
+    const good = await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 1, Encrypted: true, KmsKeyId: 'alias/aws/ebs' }));
+    expect(good.KmsKeyId).toMatch(new RegExp(`^arn:aws:kms:us-east-1:${ACCOUNT_ID}:key/`));
+    const unknown = await create({ Size: 1, Encrypted: true, KmsKeyId: 'arn:aws:kms:us-east-1:999999999999:key/00000000-0000-4000-8000-000000000000' });
+    expect((await volumeOf(unknown)).State).toBe('creating');
+    clock.advance(VOLUME_DELAYS_MS.create);
+    expect((await volumeOf(unknown)).State).toBe('error');
+    expect((await volumeOf(good.VolumeId!)).State).toBe('available');
+  });
+
+  it('a volume from an encrypted snapshot is encrypted with its key', async () => {
+    const snapshotId = await snapshotWith(t.ebs, new Map([[0, blockOf(3)]]), { Encrypted: true });
+    const out = await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, SnapshotId: snapshotId }));
+    expect(out).toMatchObject({ Encrypted: true });
+    expect(out.KmsKeyId).toMatch(/^arn:aws:kms:/);
+  });
+});
+
+describe('AttachVolume, DetachVolume, DeleteVolume and DescribeInstances', () => {
+  it('attaching -> attached (in-use, shown on the instance), detaching -> available, deleting -> gone', async () => {
+    const volumeId = await availableVolume({ Size: 1 });
+    const attach = await t.ec2.send(new AttachVolumeCommand({ VolumeId: volumeId, InstanceId: instanceA, Device: '/dev/sdf' }));
+    expect(attach).toMatchObject({ State: 'attaching', InstanceId: instanceA, Device: '/dev/sdf' });
+    expect((await volumeOf(volumeId)).State).toBe('in-use');
+    clock.advance(VOLUME_DELAYS_MS.attach);
+    expect((await volumeOf(volumeId)).Attachments).toMatchObject([{ State: 'attached', InstanceId: instanceA, Device: '/dev/sdf' }]);
+    const instance = (await t.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceA] }))).Reservations![0]!.Instances![0]!;
+    expect(instance).toMatchObject({ State: { Name: 'running' }, Placement: { AvailabilityZone: ZONE } });
+    expect(instance.BlockDeviceMappings).toMatchObject([{ DeviceName: '/dev/sdf', Ebs: { VolumeId: volumeId, Status: 'attached' } }]);
+
+    await expectAwsError(t.ec2.send(new DeleteVolumeCommand({ VolumeId: volumeId })), 'VolumeInUse');
+    expect((await t.ec2.send(new DetachVolumeCommand({ VolumeId: volumeId }))).State).toBe('detaching');
+    expect((await volumeOf(volumeId)).State).toBe('in-use');
+    clock.advance(VOLUME_DELAYS_MS.detach);
+    expect(await volumeOf(volumeId)).toMatchObject({ State: 'available', Attachments: [] });
+    await expectAwsError(t.ec2.send(new DetachVolumeCommand({ VolumeId: volumeId })), 'IncorrectState');
+
+    await t.ec2.send(new DeleteVolumeCommand({ VolumeId: volumeId }));
+    expect((await volumeOf(volumeId)).State).toBe('deleting');
+    clock.advance(VOLUME_DELAYS_MS.delete);
+    await expectAwsError(t.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] })), 'InvalidVolume.NotFound');
+  });
+
+  it('refuses a volume that is not available, another zone, a device in use, an unknown instance and a bad device name', async () => {
+    const creating = await create({ Size: 1 });
+    await expectAwsError(t.ec2.send(new AttachVolumeCommand({ VolumeId: creating, InstanceId: instanceA, Device: '/dev/sdg' })), 'IncorrectState');
+    clock.advance(VOLUME_DELAYS_MS.create);
+    await expectAwsError(t.ec2.send(new AttachVolumeCommand({ VolumeId: creating, InstanceId: instanceB, Device: '/dev/sdg' })), 'InvalidVolume.ZoneMismatch');
+    await expectAwsError(t.ec2.send(new AttachVolumeCommand({ VolumeId: creating, InstanceId: 'i-0123456789abcdef0', Device: '/dev/sdg' })), 'InvalidInstanceID.NotFound');
+    await expectAwsError(t.ec2.send(new AttachVolumeCommand({ VolumeId: creating, InstanceId: instanceA, Device: 'sdg' })), 'InvalidParameterValue');
+    await t.ec2.send(new AttachVolumeCommand({ VolumeId: creating, InstanceId: instanceA, Device: '/dev/sdg' }));
+    await expectAwsError(t.ec2.send(new AttachVolumeCommand({ VolumeId: creating, InstanceId: instanceA, Device: '/dev/sdh' })), 'VolumeInUse');
+    const second = await availableVolume({ Size: 1 });
+    const inUse = await expectAwsError(t.ec2.send(new AttachVolumeCommand({ VolumeId: second, InstanceId: instanceA, Device: '/dev/sdg' })), 'InvalidParameterValue');
+    expect(inUse.message).toContain('already in use');
+    await expectAwsError(t.ec2.send(new DescribeVolumesCommand({ VolumeIds: ['vol-0123456789abcdef0'] })), 'InvalidVolume.NotFound');
+  });
+
+  it('instances are made through the admin route in a known zone', async () => {
+    const made = await fetch(`${t.emulator.url}/_snapline/instances`, { method: 'POST', body: JSON.stringify({ availabilityZone: 'us-east-1c', count: 2 }) });
+    const { instanceIds } = (await made.json()) as { instanceIds: string[] };
+    expect(instanceIds).toHaveLength(2);
+    const described = await t.ec2.send(new DescribeInstancesCommand({ InstanceIds: instanceIds }));
+    expect(described.Reservations?.flatMap((r) => r.Instances!.map((i) => i.Placement?.AvailabilityZone))).toEqual(['us-east-1c', 'us-east-1c']);
+    const bad = await fetch(`${t.emulator.url}/_snapline/instances`, { method: 'POST', body: JSON.stringify({ availabilityZone: 'mars-1a' }) });
+    expect(bad.status).toBe(400);
+  });
+});
+
+describe('fast snapshot restore', () => {
+  it('enabling -> optimizing (60 minutes per TiB) -> enabled; a volume made then is available at once; disabling -> disabled', async () => {
+    const snapshotId = await snapshotWith(t.ebs, new Map([[0, blockOf(7)]]), { VolumeSize: 16 });
+    const state = async () =>
+      (await t.ec2.send(new DescribeFastSnapshotRestoresCommand({ Filters: [{ Name: 'snapshot-id', Values: [snapshotId] }] }))).FastSnapshotRestores?.map((r) => [r.AvailabilityZone, r.State]);
+    const enabled = await t.ec2.send(new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: [snapshotId], AvailabilityZones: [ZONE] }));
+    expect(enabled.Successful).toMatchObject([{ SnapshotId: snapshotId, AvailabilityZone: ZONE, State: 'enabling', OwnerId: ACCOUNT_ID }]);
+    expect(enabled.Unsuccessful).toEqual([]);
+    clock.advance(VOLUME_DELAYS_MS.fsrEnabling);
+    expect(await state()).toEqual([[ZONE, 'optimizing']]);
+    // 16 GiB at 60 minutes per TiB: 56.25 s.
+    clock.advance(16 * VOLUME_DELAYS_MS.fsrOptimizingPerGiB - 1);
+    expect(await state()).toEqual([[ZONE, 'optimizing']]);
+    clock.advance(1);
+    expect(await state()).toEqual([[ZONE, 'enabled']]);
+
+    const fast = await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, SnapshotId: snapshotId }));
+    expect(await volumeOf(fast.VolumeId!)).toMatchObject({ State: 'available', FastRestored: true });
+    const slow = await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: OTHER_ZONE, SnapshotId: snapshotId }));
+    expect(await volumeOf(slow.VolumeId!)).toMatchObject({ State: 'creating', FastRestored: false });
+
+    const disabled = await t.ec2.send(new DisableFastSnapshotRestoresCommand({ SourceSnapshotIds: [snapshotId], AvailabilityZones: [ZONE] }));
+    expect(disabled.Successful).toMatchObject([{ State: 'disabling' }]);
+    clock.advance(VOLUME_DELAYS_MS.fsrDisabling);
+    expect(await state()).toEqual([[ZONE, 'disabled']]);
+    const again = await t.ec2.send(new DisableFastSnapshotRestoresCommand({ SourceSnapshotIds: [snapshotId], AvailabilityZones: [ZONE] }));
+    expect(again.Unsuccessful?.[0]?.FastSnapshotRestoreStateErrors?.[0]?.Error?.Code).toBe('InvalidParameterValue');
+  });
+
+  it('at most 5 snapshots per Region; an unknown snapshot or zone fails in Unsuccessful', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i += 1) ids.push(await snapshotWith(t.ebs, new Map([[0, blockOf(40 + i)]])));
+    const out = await t.ec2.send(new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: ids, AvailabilityZones: [ZONE, OTHER_ZONE] }));
+    expect(new Set(out.Successful?.map((s) => s.SnapshotId)).size).toBe(5);
+    expect(out.Unsuccessful).toMatchObject([{ SnapshotId: ids[5], FastSnapshotRestoreStateErrors: [{ Error: { Code: 'ResourceLimitExceeded' } }, { Error: { Code: 'ResourceLimitExceeded' } }] }]);
+    const unknown = await t.ec2.send(new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: ['snap-0123456789abcdef0'], AvailabilityZones: [ZONE] }));
+    expect(unknown.Unsuccessful?.[0]?.FastSnapshotRestoreStateErrors?.[0]).toMatchObject({ AvailabilityZone: ZONE, Error: { Code: 'InvalidSnapshot.NotFound' } });
+    const zone = await t.ec2.send(new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: [ids[0]!], AvailabilityZones: ['eu-west-1a'] }));
+    expect(zone.Unsuccessful?.[0]?.FastSnapshotRestoreStateErrors?.[0]?.Error?.Code).toBe('InvalidParameterValue');
+    await t.ec2.send(new DisableFastSnapshotRestoresCommand({ SourceSnapshotIds: ids.slice(0, 5), AvailabilityZones: [ZONE, OTHER_ZONE] }));
+    clock.advance(VOLUME_DELAYS_MS.fsrDisabling);
+    const after = await t.ec2.send(new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: [ids[5]!], AvailabilityZones: [ZONE] }));
+    expect(after.Successful).toHaveLength(1);
+    await t.ec2.send(new DisableFastSnapshotRestoresCommand({ SourceSnapshotIds: [ids[5]!], AvailabilityZones: [ZONE] }));
+    clock.advance(VOLUME_DELAYS_MS.fsrDisabling);
+  });
+});

@@ -1,0 +1,88 @@
+/**
+ * The copy engine (engine/dr/copy.ts) through the real adapters against the
+ * local endpoint, on a test clock: what a user sees only across runs (a copy
+ * waited for again after a wait timeout, not started twice) or after a change
+ * made behind snapline's back (an earlier copy deleted in the destination).
+ */
+import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_COPY_MINUTES } from '../../src/emulator/ec2/copy-snapshot.js';
+import { backup } from '../../src/engine/backup/backup.js';
+import { copySnapshot, type CopyOptions } from '../../src/engine/dr/copy.js';
+import { ErrorCodes } from '../../src/errors.js';
+import { openCopyDestination } from '../../src/session.js';
+import { clientsFor, TestClock } from '../emulator/helpers.js';
+import { randomBlocks, writeBlocks } from '../support/images.js';
+import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
+import { rejection } from '../support/rejection.js';
+
+const BLOCK = 524_288;
+const REGION = 'eu-west-1';
+const clock = new TestClock(Date.now());
+let local: LocalEndpoint;
+let west: ReturnType<typeof clientsFor>;
+
+beforeAll(async () => {
+  local = await startLocalEndpoint('snapline-copy-engine-', { emulator: { now: clock.now } });
+  west = clientsFor(local.emulator.url, 2, REGION);
+});
+afterAll(async () => {
+  for (const client of Object.values(west)) client.destroy();
+  await local?.close();
+});
+
+async function copyOf(snapshotId: string, options: Partial<CopyOptions> = {}) {
+  const { session } = local;
+  const destination = await openCopyDestination(session, { region: REGION });
+  try {
+    return await copySnapshot(
+      { index: session.index, catalog: session.catalog, sourceRegion: session.connection.settings.region, destination },
+      { snapshotId, pollMs: { first: 5, max: 20 }, onProgress: copyTimePasses, ...options },
+    );
+  } finally {
+    await destination.close();
+  }
+}
+
+/** The copy's time on AWS's clock goes by (called at each look at a pending copy, unless a test says otherwise). */
+function copyTimePasses(): void {
+  clock.advance(DEFAULT_COPY_MINUTES * 60_000 + 1);
+}
+
+async function backupOf(image: string, volume: string): Promise<string> {
+  const result = await backup(local.session, { source: image, volume });
+  return result.snapshotId!;
+}
+
+describe('copySnapshot', () => {
+  it('past --wait-timeout the copy stays recorded pending; the next copy of the snapshot waits for it instead of starting another', async () => {
+    const image = local.pathFor('a.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const snapshotId = await backupOf(image, 'a');
+    const timedOut = await rejection(copyOf(snapshotId, { waitTimeoutMs: 30, onProgress: () => undefined }));
+    expect(timedOut.code).toBe(ErrorCodes.TIMEOUT);
+    const [pending] = local.session.index.copies.ofSnapshot(snapshotId);
+    expect(pending).toMatchObject({ state: 'pending', region: REGION });
+
+    const done = await copyOf(snapshotId);
+    expect(done).toMatchObject({ copySnapshotId: pending!.copySnapshotId, alreadyCopied: false, state: 'completed' });
+    expect(local.session.index.copies.ofSnapshot(snapshotId)).toMatchObject([{ copySnapshotId: pending!.copySnapshotId, state: 'completed' }]);
+  });
+
+  it('an earlier copy deleted in the destination behind snapline\'s back: recorded deleted, the next copy is full, and its own snapshot is copied anew', async () => {
+    const image = local.pathFor('b.img');
+    writeBlocks(image, randomBlocks([0, 1]), 2 * BLOCK);
+    const first = await backupOf(image, 'b');
+    const firstCopy = await copyOf(first);
+    await west.ec2.send(new DeleteSnapshotCommand({ SnapshotId: firstCopy.copySnapshotId }));
+
+    writeBlocks(image, randomBlocks([1]));
+    const second = await backupOf(image, 'b');
+    expect(await copyOf(second)).toMatchObject({ incrementalOf: null });
+    expect(local.session.index.copies.get(firstCopy.copySnapshotId)?.state).toBe('deleted');
+
+    const again = await copyOf(first);
+    expect(again.alreadyCopied).toBe(false);
+    expect(again.copySnapshotId).not.toBe(firstCopy.copySnapshotId);
+  });
+});

@@ -1,0 +1,145 @@
+/**
+ * prune with retention policies against the local endpoint, through the real
+ * adapters and a SQLite index: random histories of real backups, a random
+ * policy and random work that depends on snapshots (an unfinished archive,
+ * an unfinished ECS restore); afterwards EC2 and the index agree, every kept
+ * snapshot restores byte-identical, and so does the next incremental backup.
+ */
+import { copyFile } from 'node:fs/promises';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BLOCK_SIZE } from '../../src/core/constants.js';
+import { backup } from '../../src/engine/backup/backup.js';
+import { prune } from '../../src/engine/lineage/prune.js';
+import { applyRetention, type RetentionPolicy, type RetentionSnapshot } from '../../src/engine/lineage/retention.js';
+import { restore } from '../../src/engine/restore/restore.js';
+import { ErrorCodes } from '../../src/errors.js';
+import type { Session } from '../../src/session.js';
+import { randomBlocks, writeBlocks } from '../support/images.js';
+import { startLocalEndpoint, withLocalSession, type LocalEndpoint } from '../support/local-endpoint.js';
+import { rejection } from '../support/rejection.js';
+import { expectSameBytes } from '../support/same-bytes.js';
+
+const IMAGE_BLOCKS = 8;
+
+let local: LocalEndpoint;
+beforeAll(async () => {
+  local = await startLocalEndpoint('snapline-retention-');
+});
+afterAll(() => local?.close());
+
+const withFreshIndex = <T>(fn: (session: Session) => Promise<T>) => withLocalSession(local.emulator, local.pathFor('index.db'), fn);
+
+interface Scenario {
+  backups: Array<{ blocks: number[]; hold: boolean }>;
+  policy: RetentionPolicy;
+  /** The backup (by number, modulo their count) an unfinished archive reads, and the one an unfinished ECS restore reads. */
+  archived: number | null;
+  restoredOnEcs: number | null;
+}
+
+const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
+  backups: fc.array(fc.record({ blocks: fc.subarray([0, 1, 2, 3, 4, 5, 6, 7], { minLength: 1, maxLength: 3 }), hold: fc.boolean() }), { minLength: 3, maxLength: 6 }),
+  policy: fc.oneof(
+    fc.integer({ min: 1, max: 3 }).map((n): RetentionPolicy => ({ keepLast: n })),
+    fc.constant<RetentionPolicy>({ keepTags: [['hold=yes']] }),
+    fc.integer({ min: 1, max: 2 }).map((n): RetentionPolicy => ({ keepHourly: n, keepTags: [['hold']] })),
+    fc.constant<RetentionPolicy>({ keepWithin: { years: 0, months: 0, days: 0, hours: 1 } }),
+  ),
+  archived: fc.option(fc.nat(), { nil: null }),
+  restoredOnEcs: fc.option(fc.nat(), { nil: null }),
+});
+
+describe('prune with a retention policy, on the local endpoint', () => {
+  it('deletes what no rule keeps and nothing the index depends on; every kept snapshot and the next backup restore byte-identical', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(scenarioArb, async (scenario) => {
+        run += 1;
+        const volume = `retained-${run}`;
+        await withFreshIndex(async (own) => {
+          const image = local.pathFor(`${volume}.img`);
+          writeBlocks(image, randomBlocks([0]), IMAGE_BLOCKS * BLOCK_SIZE);
+          const taken: Array<{ snapshotId: string; copy: string }> = [];
+          for (const [n, step] of scenario.backups.entries()) {
+            writeBlocks(image, randomBlocks(step.blocks));
+            const result = await backup(own, { source: image, volume, ...(step.hold ? { tags: { hold: 'yes' } } : {}) });
+            const copy = local.pathFor(`${volume}-${n}.img`);
+            await copyFile(image, copy);
+            taken.push({ snapshotId: result.snapshotId!, copy });
+          }
+          const protect = new Map<string, string[]>();
+          if (scenario.archived !== null) {
+            const snapshotId = taken[scenario.archived % taken.length]!.snapshotId;
+            own.index.archives.begin({ archiveId: `ar-${run.toString(16).padStart(16, '0')}`, target: 's3', location: 'bucket', prefix: 'p/', snapshotId, volume, parentArchiveId: null, storageClass: 'STANDARD', segmentBlocks: 2048 });
+            protect.set(snapshotId, ['archive']);
+          }
+          if (scenario.restoredOnEcs !== null) {
+            const snapshotId = taken[scenario.restoredOnEcs % taken.length]!.snapshotId;
+            own.index.ecsJobs.create({ jobId: `job-${run}`, sourceKind: 'snapshot', source: snapshotId, volume: `${volume}-copy`, cluster: 'c', taskDefinition: 'td', startedBy: `sb-${run}` }, [{ fromBlock: 0, toBlock: 1 }]);
+            protect.set(snapshotId, [...(protect.get(snapshotId) ?? []), 'ecs']);
+          }
+
+          const held = (id: string) => scenario.backups[taken.findIndex((t) => t.snapshotId === id)]!.hold;
+          const history = own.index.lineage.listSnapshots(volume).map((s): RetentionSnapshot => ({ snapshotId: s.snapshotId, startedAt: s.startedAt, tags: held(s.snapshotId) ? { hold: 'yes' } : {} }));
+          const now = new Date();
+          const expectedKept = new Set(applyRetention(history, scenario.policy, { now, timeZone: 'UTC', protect }).filter((d) => d.keep).map((d) => d.snapshotId));
+
+          const dry = await prune(own, { policy: scenario.policy, timeZone: 'UTC', volume, dryRun: true, now });
+          expect(dry.volumes[0]!.snapshots.filter((s) => !s.removed).map((s) => s.snapshotId).sort()).toEqual([...expectedKept].sort());
+          expect((await own.catalog.describeSnapshots(taken.map((t) => t.snapshotId))).length).toBe(taken.length);
+
+          const pruned = await prune(own, { policy: scenario.policy, timeZone: 'UTC', volume, now });
+          const deleted = new Set(pruned.deleted.map((d) => d.snapshotId));
+          expect([...deleted].sort()).toEqual(taken.map((t) => t.snapshotId).filter((id) => !expectedKept.has(id)).sort());
+          expect(deleted.has(taken.at(-1)!.snapshotId)).toBe(false);
+          for (const id of protect.keys()) expect(deleted.has(id)).toBe(false);
+          const remote = new Set((await own.catalog.describeSnapshots(taken.map((t) => t.snapshotId))).map((s) => s.snapshotId));
+          for (const t of taken) {
+            expect(remote.has(t.snapshotId)).toBe(!deleted.has(t.snapshotId));
+            expect(own.index.lineage.getSnapshot(t.snapshotId)?.state).toBe(deleted.has(t.snapshotId) ? 'deleted' : 'completed');
+          }
+          expect(own.index.check()).toEqual([]);
+
+          // Applied again to what it kept, the policy removes nothing more.
+          expect((await prune(own, { policy: scenario.policy, timeZone: 'UTC', volume, now })).deleted).toEqual([]);
+
+          for (const t of taken.filter((x) => !deleted.has(x.snapshotId))) {
+            const target = local.pathFor(`${volume}-restored.img`);
+            await restore(own, { snapshotId: t.snapshotId, target });
+            await expectSameBytes(target, t.copy);
+          }
+
+          const changed = [IMAGE_BLOCKS - 1];
+          writeBlocks(image, randomBlocks(changed));
+          const next = await backup(own, { source: image, volume });
+          expect(next).toMatchObject({ parentSnapshotId: taken.at(-1)!.snapshotId, blocksUploaded: 1 });
+          const target = local.pathFor(`${volume}-next.img`);
+          await restore(own, { snapshotId: next.snapshotId!, target });
+          await expectSameBytes(target, image);
+        });
+      }),
+      { numRuns: 4 },
+    );
+  });
+
+  it('without a policy from the options or the config, prune is refused; a volume without one is left alone', async () => {
+    await withFreshIndex(async (own) => {
+      for (const volume of ['managed', 'unmanaged']) {
+        const image = local.pathFor(`${volume}.img`);
+        writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);
+        await backup(own, { source: image, volume });
+        writeBlocks(image, randomBlocks([1]));
+        await backup(own, { source: image, volume });
+      }
+      const refused = await rejection(prune(own, { volume: 'unmanaged' }));
+      expect(refused).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT, message: expect.stringContaining('no retention policy for volume unmanaged') });
+      expect(await rejection(prune(own, { policies: new Map([['elsewhere', { keepLast: 1 }]]) }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+
+      const pruned = await prune(own, { policies: new Map([['managed', { keepLast: 1 }]]) });
+      expect(pruned).toMatchObject({ unmanagedVolumes: ['unmanaged'], volumes: [{ volume: 'managed', policy: 'last 1' }] });
+      expect(pruned.deleted.map((d) => d.volume)).toEqual(['managed']);
+      expect(own.index.lineage.listSnapshots('unmanaged').map((s) => s.state)).toEqual(['completed', 'completed']);
+    });
+  });
+});

@@ -24,8 +24,8 @@ const gc = /** @type {() => void} */ (globalThis.gc);
 const dir = mkdtempSync(join(tmpdir(), 'snapline-resume-memory-'));
 try {
   const index = BlockIndex.open(join(dir, 'index.db'));
-  index.ensureVolume({ name: 'bench', sourcePath: '/bench/image', sizeBytes: VOLUME_GIB * 1024 * MIB });
-  index.beginRun({
+  index.lineage.ensureVolume({ name: 'bench', sourcePath: '/bench/image', sizeBytes: VOLUME_GIB * 1024 * MIB });
+  index.runs.beginRun({
     volume: 'bench',
     snapshotId: 'snap-pending',
     parentSnapshotId: null,
@@ -39,7 +39,7 @@ try {
   for (let first = 0; first < BLOCKS; first += 10_000) {
     const batch = [];
     for (let at = first; at < Math.min(first + 10_000, BLOCKS); at += 1) batch.push({ index: at, digest: Buffer.alloc(32, at % 251) });
-    index.recordBlocks('snap-pending', batch);
+    index.runs.recordBlocks('snap-pending', batch);
   }
 
   /** Peak heap + array buffers above the level before `walk`, in MiB, sampled every 65,536 blocks. */
@@ -64,7 +64,7 @@ try {
   });
   const map = held((sample) => {
     const written = new Map();
-    for (const block of index.writtenBlocks('snap-pending')) written.set(block.index, block.digest);
+    for (const block of index.runs.writtenBlocks('snap-pending')) written.set(block.index, block.digest);
     gc();
     sample();
     let found = 0;

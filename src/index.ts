@@ -243,8 +243,8 @@ export function report(options: StatusOptions & SessionOptions = {}): Promise<st
   return withSession(options, async (session) => {
     const result = await statusOf(session, options);
     const shown = new Set(result.volumes.map((v) => v.volume));
-    const snapshots = session.index.listSnapshots().filter((s) => shown.has(s.volume));
-    return reportHtml({ status: result, runs: session.index.runs.listRuns(options.volume === undefined ? {} : { volume: options.volume }), snapshots });
+    const snapshots = session.index.lineage.listSnapshots().filter((s) => shown.has(s.volume));
+    return reportHtml({ status: result, runs: session.index.history.listRuns(options.volume === undefined ? {} : { volume: options.volume }), snapshots });
   });
 }
 
@@ -254,7 +254,7 @@ export async function metrics(options: { indexPath?: string } = {}): Promise<str
   if (!existsSync(path)) return prometheusText([]);
   const index = BlockIndex.open(path);
   try {
-    return prometheusText(index.runs.listRuns());
+    return prometheusText(index.history.listRuns());
   } finally {
     index.close();
   }
@@ -296,7 +296,7 @@ export function scheduleRemove(options: { volume: string } & ScheduleHostOptions
 }
 
 function statusOf(session: Session, options: StatusOptions): Promise<StatusResult> {
-  return volumeStatus({ index: session.index, runs: session.index.runs, reader: session.reader, drills: drillLog(session) }, options);
+  return volumeStatus({ index: session.index, runs: session.index.history, reader: session.reader, drills: drillLog(session) }, options);
 }
 
 /** The `keys` of `options` that are set. */

@@ -335,7 +335,7 @@ export function withSession<T>(options: SessionOptions, fn: (session: Session) =
 function storeChecked(catalog: SnapshotCatalog, index: BlockIndex): SnapshotCatalog {
   return {
     async describeSnapshots(snapshotIds) {
-      for (const snapshotId of snapshotIds) index.getSnapshot(snapshotId);
+      for (const snapshotId of snapshotIds) index.lineage.getSnapshot(snapshotId);
       return catalog.describeSnapshots(snapshotIds);
     },
     deleteSnapshot: (snapshotId) => catalog.deleteSnapshot(snapshotId),
@@ -350,7 +350,7 @@ function storeChecked(catalog: SnapshotCatalog, index: BlockIndex): SnapshotCata
  * "not found" for it: the writer retries that as for a snapshot it started.
  */
 function pendingRunsOf(index: BlockIndex): string[] {
-  return index
+  return index.lineage
     .listSnapshots()
     .filter((s) => s.state === 'pending')
     .map((s) => s.snapshotId);

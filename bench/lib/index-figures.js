@@ -123,7 +123,7 @@ export function runIndexBench({ blocks: BLOCKS, changed: CHANGED, window: WINDOW
    * @param {(i: number) => Buffer} digestOf
    */
   const recordRun = (index, snapshotId, baseSnapshotId, blockIndexes, digestOf) => {
-    index.beginRun({ ...meta(snapshotId, baseSnapshotId), baseSnapshotId, runOptions: null });
+    index.runs.beginRun({ ...meta(snapshotId, baseSnapshotId), baseSnapshotId, runOptions: null });
     const order = ackOrder(blockIndexes.length);
     const record = timed(() => {
       for (let lo = 0; lo < blockIndexes.length; lo += INTENT_BATCH) {
@@ -132,22 +132,22 @@ export function runIndexBench({ blocks: BLOCKS, changed: CHANGED, window: WINDOW
           const block = /** @type {number} */ (blockIndexes[i]);
           intents.push({ index: block, digest: digestOf(block) });
         }
-        index.recordIntents(snapshotId, intents);
+        index.runs.recordIntents(snapshotId, intents);
       }
       let batch = [];
       for (const at of order) {
         const block = /** @type {number} */ (blockIndexes[at]);
         batch.push({ index: block, digest: digestOf(block) });
         if (batch.length === ACK_BATCH) {
-          index.recordBlocks(snapshotId, batch);
+          index.runs.recordBlocks(snapshotId, batch);
           batch = [];
         }
       }
-      if (batch.length > 0) index.recordBlocks(snapshotId, batch);
+      if (batch.length > 0) index.runs.recordBlocks(snapshotId, batch);
     });
     const commit = timed(() => {
-      index.markCompleting(snapshotId);
-      return index.commitRun(snapshotId);
+      index.runs.markCompleting(snapshotId);
+      return index.runs.commitRun(snapshotId);
     });
     return { record: record.seconds, commit: commit.seconds };
   };
@@ -159,7 +159,7 @@ export function runIndexBench({ blocks: BLOCKS, changed: CHANGED, window: WINDOW
    */
   const importMap = (index, snapshotId, digestOf) =>
     timed(() =>
-      index.importSnapshot(
+      index.lineage.importSnapshot(
         meta(snapshotId, null),
         (function* () {
           for (let i = 0; i < BLOCKS; i += 1) yield { index: i, digest: digestOf(i) };
@@ -169,7 +169,7 @@ export function runIndexBench({ blocks: BLOCKS, changed: CHANGED, window: WINDOW
 
   const index = BlockIndex.open(path);
   try {
-    index.ensureVolume({ name: 'bench', sourcePath: '/bench/image', sizeBytes: VOLUME_GIB * 2 ** 30 });
+    index.lineage.ensureVolume({ name: 'bench', sourcePath: '/bench/image', sizeBytes: VOLUME_GIB * 2 ** 30 });
     log(`block index: ${BLOCKS.toLocaleString('en-US')} blocks (${VOLUME_GIB} GiB volume), ${CHANGED * 100} % changed, ack window ${WINDOW}`);
 
     let storeSeconds;
@@ -210,21 +210,21 @@ export function runIndexBench({ blocks: BLOCKS, changed: CHANGED, window: WINDOW
     log(`baseline: bare iterate() of a map ${fmt(bare.seconds)}  ${rate(bare.result, bare.seconds)}`);
 
     if (extras) {
-      const scanFull = best(() => count(index.blockMap('snap-full-a')));
+      const scanFull = best(() => count(index.maps.blockMap('snap-full-a')));
       log(`blockMap, full map (chain of 1)   ${fmt(scanFull.seconds)}  ${rate(scanFull.result, scanFull.seconds)}  (${(bare.seconds / scanFull.seconds).toFixed(1)}x the baseline)`);
-      const scanChild = best(() => count(index.blockMap('snap-inc')));
+      const scanChild = best(() => count(index.maps.blockMap('snap-inc')));
       log(`blockMap, child (chain of 2)      ${fmt(scanChild.seconds)}  ${rate(scanChild.result, scanChild.seconds)}`);
     }
 
-    const diffFull = best(() => count(index.diffMaps('snap-full-a', 'snap-full-b')));
+    const diffFull = best(() => count(index.maps.diffMaps('snap-full-a', 'snap-full-b')));
     if (diffFull.result !== changed.length) throw new Error(`diff of the full maps found ${diffFull.result} blocks, expected ${changed.length}`);
     log(`diffMaps, two full maps           ${fmt(diffFull.seconds)}  (${diffFull.result} differ; target <= 2 s for 2 M blocks)`);
-    const diffChild = best(() => count(index.diffMaps('snap-full-a', 'snap-inc')));
+    const diffChild = best(() => count(index.maps.diffMaps('snap-full-a', 'snap-inc')));
     if (diffChild.result !== changed.length) throw new Error(`diff of parent and child found ${diffChild.result} blocks, expected ${changed.length}`);
     log(`diffMaps, parent and child        ${fmt(diffChild.seconds)}  (${diffChild.result} differ)`);
 
     if (extras) {
-      const fold = timed(() => index.markDeleted('snap-full-a'));
+      const fold = timed(() => index.lineage.markDeleted('snap-full-a'));
       log(`markDeleted parent (fold into child) ${fmt(fold.seconds)}  ${rate(BLOCKS, fold.seconds)}`);
       const afterFold = index.storageStats();
       log(`bytes per stored block after fold ${(afterFold.fileBytes / afterFold.blockRows).toFixed(2)}  (${afterFold.blockRows.toLocaleString('en-US')} rows)`);

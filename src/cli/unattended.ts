@@ -170,7 +170,7 @@ async function recordInIndex(
     await withIndex(ctx, (index) => {
       const volumes = outcome?.volumes ?? failedVolumes(safely(() => options.volumesOnFailure(index), [null]));
       entries = volumes.map((v) => make(v, index));
-      for (const entry of entries) index.runs.recordRun(entry);
+      for (const entry of entries) index.history.recordRun(entry);
     });
   } catch (err) {
     if (entries.length === 0) entries = (outcome?.volumes ?? failedVolumes([null])).map((v) => make(v, undefined));
@@ -188,7 +188,7 @@ function safely<T>(fn: () => T, fallback: T): T {
 }
 
 function liveSnapshotsOf(index: BlockIndex, volume: string): number | null {
-  return safely(() => index.listSnapshots(volume).filter((s) => s.state === 'completed').length, null);
+  return safely(() => index.lineage.listSnapshots(volume).filter((s) => s.state === 'completed').length, null);
 }
 
 /**
@@ -199,7 +199,7 @@ function liveSnapshotsOf(index: BlockIndex, volume: string): number | null {
 async function writeMetrics(ctx: CommandContext, path: string, entries: RunEntry[]): Promise<string | undefined> {
   try {
     const { prometheusText } = await import('../engine/ops/metrics.js');
-    const text = existsSync(indexPathOf(ctx)) ? await withIndex(ctx, (index) => prometheusText(index.runs.listRuns())) : prometheusText(entries);
+    const text = existsSync(indexPathOf(ctx)) ? await withIndex(ctx, (index) => prometheusText(index.history.listRuns())) : prometheusText(entries);
     await writeFileAtomically(resolve(path), text);
     return undefined;
   } catch (err) {

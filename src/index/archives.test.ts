@@ -30,7 +30,7 @@ describe('migration 2 (archives)', () => {
 
     const index = BlockIndex.open(path);
     try {
-      expect(index.getVolume('vol')?.sourcePath).toBe('/v.img');
+      expect(index.lineage.getVolume('vol')?.sourcePath).toBe('/v.img');
       expect(index.check()).toEqual([]);
     } finally {
       index.close();
@@ -76,54 +76,54 @@ describe('archive records', () => {
   }
 
   it('records an archive, its objects and its state through to deletion', () => {
-    const begun = index.beginArchive(input('ar-1', 'snap-1'));
+    const begun = index.archives.begin(input('ar-1', 'snap-1'));
     expect(begun).toMatchObject({ archiveId: 'ar-1', state: 'uploading', parentArchiveId: null, sizeBytes: 0, manifestRef: null });
-    expect(index.liveArchive('s3', 'bucket', 'snap-1')?.archiveId).toBe('ar-1');
-    expect(index.latestArchive('vol', 's3', 'bucket')).toBeUndefined();
+    expect(index.archives.live('s3', 'bucket', 'snap-1')?.archiveId).toBe('ar-1');
+    expect(index.archives.latest('vol', 's3', 'bucket')).toBeUndefined();
 
-    index.recordArchiveObject('ar-1', { name: 'segment-000000', ref: 'vol/snap-1/segment-000000', sizeBytes: 1000, treeHash: 'aa', entry: '{}' });
-    index.recordArchiveObject('ar-1', { name: 'manifest.json', ref: 'vol/snap-1/manifest.json', sizeBytes: 24, treeHash: 'bb', entry: null });
-    const done = index.completeArchive('ar-1', { ref: 'vol/snap-1/manifest.json', treeHash: 'bb', blockCount: 3 });
+    index.archives.recordObject('ar-1', { name: 'segment-000000', ref: 'vol/snap-1/segment-000000', sizeBytes: 1000, treeHash: 'aa', entry: '{}' });
+    index.archives.recordObject('ar-1', { name: 'manifest.json', ref: 'vol/snap-1/manifest.json', sizeBytes: 24, treeHash: 'bb', entry: null });
+    const done = index.archives.complete('ar-1', { ref: 'vol/snap-1/manifest.json', treeHash: 'bb', blockCount: 3 });
     expect(done).toMatchObject({ state: 'archived', sizeBytes: 1024, blockCount: 3, treeHash: 'bb' });
-    expect(index.completeArchive('ar-1', { ref: 'x', treeHash: 'y', blockCount: 0 }).manifestRef).toBe('vol/snap-1/manifest.json');
-    expect(index.latestArchive('vol', 's3', 'bucket')?.archiveId).toBe('ar-1');
-    expect(index.archiveObjects('ar-1').map((o) => o.name)).toEqual(['manifest.json', 'segment-000000']);
+    expect(index.archives.complete('ar-1', { ref: 'x', treeHash: 'y', blockCount: 0 }).manifestRef).toBe('vol/snap-1/manifest.json');
+    expect(index.archives.latest('vol', 's3', 'bucket')?.archiveId).toBe('ar-1');
+    expect(index.archives.objects('ar-1').map((o) => o.name)).toEqual(['manifest.json', 'segment-000000']);
 
-    index.recordArchiveRestore('ar-1', 'manifest.json', { job: 'job-1', tier: 'Bulk', requestedAt: new Date(5) });
-    expect(index.archiveObjects('ar-1')[0]).toMatchObject({ restoreJob: 'job-1', restoreTier: 'Bulk', restoreRequestedAt: new Date(5) });
+    index.archives.recordRestore('ar-1', 'manifest.json', { job: 'job-1', tier: 'Bulk', requestedAt: new Date(5) });
+    expect(index.archives.objects('ar-1')[0]).toMatchObject({ restoreJob: 'job-1', restoreTier: 'Bulk', restoreRequestedAt: new Date(5) });
 
     // A second live archive of the snapshot at the same place is refused; an incremental child pins its parent.
-    expect(codeOf(() => index.beginArchive(input('ar-2', 'snap-1')))).toBe('CONFLICT');
-    index.beginArchive(input('ar-3', 'snap-2', 'ar-1'));
-    expect(index.getArchive('ar-3')?.parentArchiveId).toBe('ar-1');
-    expect(index.archiveChildren('ar-1').map((a) => a.archiveId)).toEqual(['ar-3']);
-    expect(codeOf(() => index.markArchiveDeleted('ar-1'))).toBe('CONFLICT');
-    index.markArchiveDeleted('ar-3');
-    index.markArchiveDeleted('ar-1');
-    index.markArchiveDeleted('ar-1');
-    expect(index.getArchive('ar-1')).toMatchObject({ state: 'deleted' });
-    expect(index.archiveObjects('ar-1')).toEqual([]);
+    expect(codeOf(() => index.archives.begin(input('ar-2', 'snap-1')))).toBe('CONFLICT');
+    index.archives.begin(input('ar-3', 'snap-2', 'ar-1'));
+    expect(index.archives.get('ar-3')?.parentArchiveId).toBe('ar-1');
+    expect(index.archives.children('ar-1').map((a) => a.archiveId)).toEqual(['ar-3']);
+    expect(codeOf(() => index.archives.markDeleted('ar-1'))).toBe('CONFLICT');
+    index.archives.markDeleted('ar-3');
+    index.archives.markDeleted('ar-1');
+    index.archives.markDeleted('ar-1');
+    expect(index.archives.get('ar-1')).toMatchObject({ state: 'deleted' });
+    expect(index.archives.objects('ar-1')).toEqual([]);
     // Once deleted, the snapshot may be archived there again.
-    expect(index.beginArchive(input('ar-4', 'snap-1')).state).toBe('uploading');
+    expect(index.archives.begin(input('ar-4', 'snap-1')).state).toBe('uploading');
     expect(index.check()).toEqual([]);
   });
 
   it('refuses a parent that is unknown or not archived', () => {
-    expect(codeOf(() => index.beginArchive(input('ar-1', 'snap-1', 'ar-missing')))).toBe('NOT_FOUND');
-    index.beginArchive(input('ar-1', 'snap-1'));
-    expect(codeOf(() => index.beginArchive(input('ar-2', 'snap-2', 'ar-1')))).toBe('BAD_STATE');
-    expect(codeOf(() => index.archiveObjects('ar-nope'))).toBe('NOT_FOUND');
+    expect(codeOf(() => index.archives.begin(input('ar-1', 'snap-1', 'ar-missing')))).toBe('NOT_FOUND');
+    index.archives.begin(input('ar-1', 'snap-1'));
+    expect(codeOf(() => index.archives.begin(input('ar-2', 'snap-2', 'ar-1')))).toBe('BAD_STATE');
+    expect(codeOf(() => index.archives.objects('ar-nope'))).toBe('NOT_FOUND');
   });
 
   it('journals a multipart upload until its object is recorded', () => {
-    index.beginArchive(input('ar-1', 'snap-1'));
-    expect(index.archiveUpload('ar-1', 'segment-000000')).toBeUndefined();
-    expect(codeOf(() => index.recordArchivePart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 5, checksum: 'e1' }))).toBe('BAD_STATE');
-    index.beginArchiveUpload('ar-1', 'segment-000000', 'upload-1', 16);
-    index.recordArchivePart('ar-1', 'segment-000000', { partNumber: 2, sizeBytes: 16, checksum: 'e2' });
-    index.recordArchivePart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 16, checksum: 'e1' });
-    index.recordArchivePart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 16, checksum: 'e1b' });
-    expect(index.archiveUpload('ar-1', 'segment-000000')).toMatchObject({
+    index.archives.begin(input('ar-1', 'snap-1'));
+    expect(index.archives.upload('ar-1', 'segment-000000')).toBeUndefined();
+    expect(codeOf(() => index.archives.recordPart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 5, checksum: 'e1' }))).toBe('BAD_STATE');
+    index.archives.beginUpload('ar-1', 'segment-000000', 'upload-1', 16);
+    index.archives.recordPart('ar-1', 'segment-000000', { partNumber: 2, sizeBytes: 16, checksum: 'e2' });
+    index.archives.recordPart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 16, checksum: 'e1' });
+    index.archives.recordPart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 16, checksum: 'e1b' });
+    expect(index.archives.upload('ar-1', 'segment-000000')).toMatchObject({
       uploadId: 'upload-1',
       partSize: 16,
       parts: [
@@ -132,13 +132,13 @@ describe('archive records', () => {
       ],
     });
     // A new upload of the same object replaces the journal.
-    index.beginArchiveUpload('ar-1', 'segment-000000', 'upload-2', 32);
-    expect(index.archiveUpload('ar-1', 'segment-000000')).toMatchObject({ uploadId: 'upload-2', partSize: 32, parts: [] });
-    index.recordArchivePart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 32, checksum: 'x' });
-    index.recordArchiveObject('ar-1', { name: 'segment-000000', ref: 'k', sizeBytes: 40, treeHash: 'th', entry: null });
-    expect(index.archiveUpload('ar-1', 'segment-000000')).toBeUndefined();
-    index.beginArchiveUpload('ar-1', 'segment-000001', 'upload-3', 32);
-    index.dropArchiveUpload('ar-1', 'segment-000001');
-    expect(index.archiveUpload('ar-1', 'segment-000001')).toBeUndefined();
+    index.archives.beginUpload('ar-1', 'segment-000000', 'upload-2', 32);
+    expect(index.archives.upload('ar-1', 'segment-000000')).toMatchObject({ uploadId: 'upload-2', partSize: 32, parts: [] });
+    index.archives.recordPart('ar-1', 'segment-000000', { partNumber: 1, sizeBytes: 32, checksum: 'x' });
+    index.archives.recordObject('ar-1', { name: 'segment-000000', ref: 'k', sizeBytes: 40, treeHash: 'th', entry: null });
+    expect(index.archives.upload('ar-1', 'segment-000000')).toBeUndefined();
+    index.archives.beginUpload('ar-1', 'segment-000001', 'upload-3', 32);
+    index.archives.dropUpload('ar-1', 'segment-000001');
+    expect(index.archives.upload('ar-1', 'segment-000001')).toBeUndefined();
   });
 });

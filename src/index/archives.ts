@@ -1,79 +1,18 @@
 /**
  * The archive records of the index (schema migration 2): archives, their
  * remote objects with the last restore asked for each, and the journal of a
- * multipart upload in progress. BlockIndex wraps each method in its error
- * mapping and transactions; the statements are prepared once.
+ * multipart upload in progress. Each method maps
+ * SQLite's errors and runs in its own transaction (IndexAccess); the
+ * statements are prepared once.
  */
 import type { Database } from 'better-sqlite3';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import type { IndexAccess } from './access.js';
 import { isUniqueViolation } from './sqlite-errors.js';
 import { optionalText, requireInteger, requireText } from './validate.js';
 
-export type ArchiveTargetName = 's3' | 'glacier';
-export type ArchiveState = 'uploading' | 'archived' | 'deleted';
-
-export interface ArchiveRecord {
-  archiveId: string;
-  target: ArchiveTargetName;
-  /** Bucket or vault. */
-  location: string;
-  /** S3 key prefix of its objects, or the Glacier description stem. */
-  prefix: string;
-  snapshotId: string;
-  volume: string;
-  /** The archive an incremental one builds on; null for a full archive. */
-  parentArchiveId: string | null;
-  storageClass: string | null;
-  segmentBlocks: number;
-  state: ArchiveState;
-  /** The manifest's S3 key or Glacier archive id, once written. */
-  manifestRef: string | null;
-  /** Tree hash (hex) of the manifest, once written. */
-  treeHash: string | null;
-  /** Bytes of all its objects. */
-  sizeBytes: number;
-  /** Blocks stored in its segments. */
-  blockCount: number;
-  createdAt: Date;
-  completedAt: Date | null;
-  deletedAt: Date | null;
-}
-
-export interface ArchiveObjectRecord {
-  /** segment-000000..., manifest.json */
-  name: string;
-  /** S3 key or Glacier archive id. */
-  ref: string;
-  sizeBytes: number;
-  treeHash: string;
-  /** The manifest's JSON entry for a segment; null for the manifest. */
-  entry: string | null;
-  /** Glacier retrieval job (or "s3" for an S3 restore) last asked for. */
-  restoreJob: string | null;
-  restoreTier: string | null;
-  restoreRequestedAt: Date | null;
-}
-
-export interface UploadPartRecord {
-  partNumber: number;
-  sizeBytes: number;
-  /** S3 ETag or Glacier tree hash (hex). */
-  checksum: string;
-}
-
-export interface ObjectUploadRecord {
-  uploadId: string;
-  partSize: number;
-  startedAt: Date;
-  /** Ascending by part number. */
-  parts: UploadPartRecord[];
-}
-
-/** What an archive starts with: its record's fields that are known before its first upload. */
-export type BeginArchiveInput = Pick<
-  ArchiveRecord,
-  'archiveId' | 'target' | 'location' | 'prefix' | 'snapshotId' | 'volume' | 'parentArchiveId' | 'storageClass' | 'segmentBlocks'
->;
+import type { ArchiveCatalog, ArchiveObjectRecord, ArchiveRecord, ArchiveState, ArchiveTargetName, BeginArchiveInput, ObjectUploadRecord, UploadPartRecord } from '../core/index-ports.js';
+export type { ArchiveObjectRecord, ArchiveRecord, ArchiveState, ArchiveTargetName, BeginArchiveInput, ObjectUploadRecord, UploadPartRecord };
 
 interface ArchiveRow {
   archive_key: number;
@@ -209,181 +148,207 @@ function prepare(db: Database) {
   };
 }
 
-/** The archive tables' statements and rules; the caller provides transactions and error mapping. */
-export class ArchiveRows {
+/** The archive tables (ArchiveCatalog). */
+export class ArchiveCatalogStore implements ArchiveCatalog {
+  readonly #access: IndexAccess;
   readonly #sql: ReturnType<typeof prepare>;
 
-  constructor(db: Database) {
-    this.#sql = prepare(db);
+  constructor(access: IndexAccess) {
+    this.#access = access;
+    this.#sql = prepare(access.db);
   }
 
   get(archiveId: string): ArchiveRecord | undefined {
-    const row = this.#sql.byId.get(archiveId) as ArchiveRow | undefined;
-    return row === undefined ? undefined : archiveRecordOf(row);
+    return this.#access.run(() => {
+      const row = this.#sql.byId.get(archiveId) as ArchiveRow | undefined;
+      return row === undefined ? undefined : archiveRecordOf(row);
+    });
   }
 
   list(): ArchiveRecord[] {
-    return (this.#sql.all.all() as ArchiveRow[]).map(archiveRecordOf);
+    return this.#access.run(() => (this.#sql.all.all() as ArchiveRow[]).map(archiveRecordOf));
   }
 
   live(target: ArchiveTargetName, location: string, snapshotId: string): ArchiveRecord | undefined {
-    const row = this.#sql.live.get(target, location, snapshotId) as ArchiveRow | undefined;
-    return row === undefined ? undefined : archiveRecordOf(row);
+    return this.#access.run(() => {
+      const row = this.#sql.live.get(target, location, snapshotId) as ArchiveRow | undefined;
+      return row === undefined ? undefined : archiveRecordOf(row);
+    });
   }
 
   latest(volume: string, target: ArchiveTargetName, location: string): ArchiveRecord | undefined {
-    const row = this.#sql.latest.get(volume, target, location) as ArchiveRow | undefined;
-    return row === undefined ? undefined : archiveRecordOf(row);
+    return this.#access.run(() => {
+      const row = this.#sql.latest.get(volume, target, location) as ArchiveRow | undefined;
+      return row === undefined ? undefined : archiveRecordOf(row);
+    });
   }
 
   children(archiveId: string): ArchiveRecord[] {
-    return (this.#sql.children.all(this.#key(archiveId)) as ArchiveRow[]).map(archiveRecordOf);
+    return this.#access.run(() => (this.#sql.children.all(this.#key(archiveId)) as ArchiveRow[]).map(archiveRecordOf));
   }
 
   begin(input: BeginArchiveInput): ArchiveRecord {
-    const archiveId = requireText('archiveId', input?.archiveId);
-    if (input.target !== 's3' && input.target !== 'glacier') {
-      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `target must be s3 or glacier, got ${String(input.target)}`);
-    }
-    const parentId = optionalText('parentArchiveId', input.parentArchiveId);
-    let parentKey: number | null = null;
-    if (parentId !== null) {
-      const parent = this.get(parentId);
-      if (parent === undefined) throw notFound(parentId);
-      if (parent.state !== 'archived') {
-        throw new SnaplineError(ErrorCodes.BAD_STATE, `parent archive ${parentId} is ${parent.state}, not archived`, { details: { archiveId: parentId } });
+    return this.#access.durably(() => {
+      const archiveId = requireText('archiveId', input?.archiveId);
+      if (input.target !== 's3' && input.target !== 'glacier') {
+        throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `target must be s3 or glacier, got ${String(input.target)}`);
       }
-      parentKey = this.#key(parentId);
-    }
-    try {
-      this.#sql.insert.run({
-        archive_id: archiveId,
-        target: input.target,
-        location: requireText('location', input.location),
-        prefix: requireText('prefix', input.prefix),
-        snapshot_id: requireText('snapshotId', input.snapshotId),
-        volume: requireText('volume', input.volume),
-        parent_archive_key: parentKey,
-        storage_class: optionalText('storageClass', input.storageClass),
-        segment_blocks: requireInteger('segmentBlocks', input.segmentBlocks, 1, 1 << 24),
-        created_at: Date.now(),
-      });
-    } catch (err) {
-      if (!isUniqueViolation(err)) throw err;
-      throw new SnaplineError(ErrorCodes.CONFLICT, `snapshot ${input.snapshotId} already has an archive in ${input.target} ${input.location}, or ${archiveId} is taken`, {
-        details: { snapshotId: input.snapshotId, archiveId },
-      });
-    }
-    return this.get(archiveId)!;
+      const parentId = optionalText('parentArchiveId', input.parentArchiveId);
+      let parentKey: number | null = null;
+      if (parentId !== null) {
+        const parent = this.get(parentId);
+        if (parent === undefined) throw notFound(parentId);
+        if (parent.state !== 'archived') {
+          throw new SnaplineError(ErrorCodes.BAD_STATE, `parent archive ${parentId} is ${parent.state}, not archived`, { details: { archiveId: parentId } });
+        }
+        parentKey = this.#key(parentId);
+      }
+      try {
+        this.#sql.insert.run({
+          archive_id: archiveId,
+          target: input.target,
+          location: requireText('location', input.location),
+          prefix: requireText('prefix', input.prefix),
+          snapshot_id: requireText('snapshotId', input.snapshotId),
+          volume: requireText('volume', input.volume),
+          parent_archive_key: parentKey,
+          storage_class: optionalText('storageClass', input.storageClass),
+          segment_blocks: requireInteger('segmentBlocks', input.segmentBlocks, 1, 1 << 24),
+          created_at: Date.now(),
+        });
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err;
+        throw new SnaplineError(ErrorCodes.CONFLICT, `snapshot ${input.snapshotId} already has an archive in ${input.target} ${input.location}, or ${archiveId} is taken`, {
+          details: { snapshotId: input.snapshotId, archiveId },
+        });
+      }
+      return this.get(archiveId)!;
+    });
   }
 
   complete(archiveId: string, manifest: { ref: string; treeHash: string; blockCount: number }): ArchiveRecord {
-    const current = this.#require(archiveId);
-    if (current.state === 'archived') return current;
-    if (current.state !== 'uploading') {
-      throw new SnaplineError(ErrorCodes.BAD_STATE, `archive ${archiveId} is ${current.state}, not uploading`, { details: { archiveId } });
-    }
-    this.#sql.complete.run({
-      key: this.#key(archiveId),
-      manifest_ref: requireText('manifest ref', manifest.ref),
-      tree_hash: requireText('tree hash', manifest.treeHash),
-      block_count: requireInteger('blockCount', manifest.blockCount, 0, Number.MAX_SAFE_INTEGER),
-      completed_at: Date.now(),
+    return this.#access.durably(() => {
+      const current = this.#require(archiveId);
+      if (current.state === 'archived') return current;
+      if (current.state !== 'uploading') {
+        throw new SnaplineError(ErrorCodes.BAD_STATE, `archive ${archiveId} is ${current.state}, not uploading`, { details: { archiveId } });
+      }
+      this.#sql.complete.run({
+        key: this.#key(archiveId),
+        manifest_ref: requireText('manifest ref', manifest.ref),
+        tree_hash: requireText('tree hash', manifest.treeHash),
+        block_count: requireInteger('blockCount', manifest.blockCount, 0, Number.MAX_SAFE_INTEGER),
+        completed_at: Date.now(),
+      });
+      return this.get(archiveId)!;
     });
-    return this.get(archiveId)!;
   }
 
   markDeleted(archiveId: string): void {
-    const current = this.#require(archiveId);
-    if (current.state === 'deleted') return;
-    const live = this.children(archiveId);
-    if (live.length > 0) {
-      throw new SnaplineError(ErrorCodes.CONFLICT, `archive ${archiveId} is the parent of ${live.map((a) => a.archiveId).join(', ')}`, {
-        details: { archiveId },
-        hint: 'delete the archives that build on it first',
-      });
-    }
-    const key = this.#key(archiveId);
-    this.#sql.dropAllParts.run(key);
-    this.#sql.dropAllUploads.run(key);
-    this.#sql.dropObjects.run(key);
-    this.#sql.markDeleted.run(Date.now(), key);
+    return this.#access.durably(() => {
+      const current = this.#require(archiveId);
+      if (current.state === 'deleted') return;
+      const live = this.children(archiveId);
+      if (live.length > 0) {
+        throw new SnaplineError(ErrorCodes.CONFLICT, `archive ${archiveId} is the parent of ${live.map((a) => a.archiveId).join(', ')}`, {
+          details: { archiveId },
+          hint: 'delete the archives that build on it first',
+        });
+      }
+      const key = this.#key(archiveId);
+      this.#sql.dropAllParts.run(key);
+      this.#sql.dropAllUploads.run(key);
+      this.#sql.dropObjects.run(key);
+      this.#sql.markDeleted.run(Date.now(), key);
+    });
   }
 
   objects(archiveId: string): ArchiveObjectRecord[] {
-    return (this.#sql.objects.all(this.#key(archiveId)) as ObjectRow[]).map(objectRecordOf);
+    return this.#access.run(() => (this.#sql.objects.all(this.#key(archiveId)) as ObjectRow[]).map(objectRecordOf));
   }
 
   recordObject(archiveId: string, object: { name: string; ref: string; sizeBytes: number; treeHash: string; entry: string | null }): void {
-    const key = this.#key(archiveId);
-    const name = requireText('object name', object?.name);
-    this.#sql.putObject.run({
-      key,
-      name,
-      ref: requireText('object ref', object.ref),
-      size_bytes: requireInteger('sizeBytes', object.sizeBytes, 0, Number.MAX_SAFE_INTEGER),
-      tree_hash: requireText('treeHash', object.treeHash),
-      entry: optionalText('entry', object.entry),
+    return this.#access.durably(() => {
+      const key = this.#key(archiveId);
+      const name = requireText('object name', object?.name);
+      this.#sql.putObject.run({
+        key,
+        name,
+        ref: requireText('object ref', object.ref),
+        size_bytes: requireInteger('sizeBytes', object.sizeBytes, 0, Number.MAX_SAFE_INTEGER),
+        tree_hash: requireText('treeHash', object.treeHash),
+        entry: optionalText('entry', object.entry),
+      });
+      this.#sql.dropParts.run(key, name);
+      this.#sql.dropUpload.run(key, name);
     });
-    this.#sql.dropParts.run(key, name);
-    this.#sql.dropUpload.run(key, name);
   }
 
   recordRestore(archiveId: string, name: string, restore: { job: string | null; tier: string; requestedAt: Date }): void {
-    const changed = this.#sql.setRestore.run({
-      key: this.#key(archiveId),
-      name,
-      job: restore.job,
-      tier: requireText('tier', restore.tier),
-      at: restore.requestedAt.getTime(),
-    }).changes;
-    if (changed === 0) throw new SnaplineError(ErrorCodes.NOT_FOUND, `archive ${archiveId} has no object ${name}`);
+    return this.#access.durably(() => {
+      const changed = this.#sql.setRestore.run({
+        key: this.#key(archiveId),
+        name,
+        job: restore.job,
+        tier: requireText('tier', restore.tier),
+        at: restore.requestedAt.getTime(),
+      }).changes;
+      if (changed === 0) throw new SnaplineError(ErrorCodes.NOT_FOUND, `archive ${archiveId} has no object ${name}`);
+    });
   }
 
   upload(archiveId: string, name: string): ObjectUploadRecord | undefined {
-    const key = this.#key(archiveId);
-    const row = this.#sql.upload.get(key, name) as { upload_id: string; part_size: number; started_at: number } | undefined;
-    if (row === undefined) return undefined;
-    const parts = this.#sql.parts.all(key, name) as Array<{ part_number: number; size_bytes: number; checksum: string }>;
-    return {
-      uploadId: row.upload_id,
-      partSize: row.part_size,
-      startedAt: new Date(row.started_at),
-      parts: parts.map((p) => ({ partNumber: p.part_number, sizeBytes: p.size_bytes, checksum: p.checksum })),
-    };
+    return this.#access.run(() => {
+      const key = this.#key(archiveId);
+      const row = this.#sql.upload.get(key, name) as { upload_id: string; part_size: number; started_at: number } | undefined;
+      if (row === undefined) return undefined;
+      const parts = this.#sql.parts.all(key, name) as Array<{ part_number: number; size_bytes: number; checksum: string }>;
+      return {
+        uploadId: row.upload_id,
+        partSize: row.part_size,
+        startedAt: new Date(row.started_at),
+        parts: parts.map((p) => ({ partNumber: p.part_number, sizeBytes: p.size_bytes, checksum: p.checksum })),
+      };
+    });
   }
 
   beginUpload(archiveId: string, name: string, uploadId: string, partSize: number): void {
-    const key = this.#key(archiveId);
-    this.#sql.dropParts.run(key, name);
-    this.#sql.dropUpload.run(key, name);
-    this.#sql.beginUpload.run({
-      key,
-      name: requireText('object name', name),
-      upload_id: requireText('uploadId', uploadId),
-      part_size: requireInteger('partSize', partSize, 1, Number.MAX_SAFE_INTEGER),
-      started_at: Date.now(),
+    return this.#access.durably(() => {
+      const key = this.#key(archiveId);
+      this.#sql.dropParts.run(key, name);
+      this.#sql.dropUpload.run(key, name);
+      this.#sql.beginUpload.run({
+        key,
+        name: requireText('object name', name),
+        upload_id: requireText('uploadId', uploadId),
+        part_size: requireInteger('partSize', partSize, 1, Number.MAX_SAFE_INTEGER),
+        started_at: Date.now(),
+      });
     });
   }
 
   recordPart(archiveId: string, name: string, part: UploadPartRecord): void {
-    const key = this.#key(archiveId);
-    if (this.#sql.upload.get(key, name) === undefined) {
-      throw new SnaplineError(ErrorCodes.BAD_STATE, `archive ${archiveId} has no upload of ${name} in progress`);
-    }
-    this.#sql.putPart.run({
-      key,
-      name,
-      part_number: requireInteger('partNumber', part?.partNumber, 1, 10_000),
-      size_bytes: requireInteger('sizeBytes', part.sizeBytes, 1, Number.MAX_SAFE_INTEGER),
-      checksum: requireText('checksum', part.checksum),
+    return this.#access.write(() => {
+      const key = this.#key(archiveId);
+      if (this.#sql.upload.get(key, name) === undefined) {
+        throw new SnaplineError(ErrorCodes.BAD_STATE, `archive ${archiveId} has no upload of ${name} in progress`);
+      }
+      this.#sql.putPart.run({
+        key,
+        name,
+        part_number: requireInteger('partNumber', part?.partNumber, 1, 10_000),
+        size_bytes: requireInteger('sizeBytes', part.sizeBytes, 1, Number.MAX_SAFE_INTEGER),
+        checksum: requireText('checksum', part.checksum),
+      });
     });
   }
 
   dropUpload(archiveId: string, name: string): void {
-    const key = this.#key(archiveId);
-    this.#sql.dropParts.run(key, name);
-    this.#sql.dropUpload.run(key, name);
+    return this.#access.durably(() => {
+      const key = this.#key(archiveId);
+      this.#sql.dropParts.run(key, name);
+      this.#sql.dropUpload.run(key, name);
+    });
   }
 
   #require(archiveId: string): ArchiveRecord {

@@ -15,17 +15,17 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'snapline-index-check-'));
   path = join(dir, 'index.db');
   const index = BlockIndex.open(path);
-  index.ensureVolume({ name: 'vol', sourcePath: '/img', sizeBytes: 1 });
+  index.lineage.ensureVolume({ name: 'vol', sourcePath: '/img', sizeBytes: 1 });
   const run = { volume: 'vol', volumeSizeGiB: 1, sourceBytes: 1, encrypted: false, description: null, runOptions: null };
   const blocks = (labels: string[]) => labels.map((label, at) => ({ index: at * 3, digest: sha256(Buffer.from(label)) }));
-  index.beginRun({ ...run, snapshotId: 'snap-1', parentSnapshotId: null, baseSnapshotId: null });
-  index.recordBlocks('snap-1', blocks(['a', 'b', 'c']));
-  index.commitRun('snap-1');
-  index.beginRun({ ...run, snapshotId: 'snap-2', parentSnapshotId: 'snap-1', baseSnapshotId: 'snap-1' });
-  index.recordBlocks('snap-2', blocks(['d']));
-  index.commitRun('snap-2');
-  index.beginRun({ ...run, snapshotId: 'snap-3', parentSnapshotId: 'snap-2', baseSnapshotId: 'snap-2' });
-  index.recordBlocks('snap-3', blocks(['e', 'f']));
+  index.runs.beginRun({ ...run, snapshotId: 'snap-1', parentSnapshotId: null, baseSnapshotId: null });
+  index.runs.recordBlocks('snap-1', blocks(['a', 'b', 'c']));
+  index.runs.commitRun('snap-1');
+  index.runs.beginRun({ ...run, snapshotId: 'snap-2', parentSnapshotId: 'snap-1', baseSnapshotId: 'snap-1' });
+  index.runs.recordBlocks('snap-2', blocks(['d']));
+  index.runs.commitRun('snap-2');
+  index.runs.beginRun({ ...run, snapshotId: 'snap-3', parentSnapshotId: 'snap-2', baseSnapshotId: 'snap-2' });
+  index.runs.recordBlocks('snap-3', blocks(['e', 'f']));
   index.close();
 });
 
@@ -74,7 +74,7 @@ describe('index check', () => {
     plant(`UPDATE blocks SET digest = zeroblob(0) WHERE id = ${mapKey('snap-1')} * ${BLOCK_KEY_SPAN} + 6`, { ignoreChecks: true });
     const index = BlockIndex.open(path);
     try {
-      expect(() => [...index.blockMap('snap-1')]).toThrow(/holds a digest that is not 32 bytes/);
+      expect(() => [...index.maps.blockMap('snap-1')]).toThrow(/holds a digest that is not 32 bytes/);
     } finally {
       index.close();
     }

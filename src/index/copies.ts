@@ -9,30 +9,9 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { requireText } from './validate.js';
+import type { CopyCatalog, CopyRecord, CopyState, NewCopy } from '../core/index-ports.js';
 
-export type CopyState = 'pending' | 'completed' | 'error' | 'deleted';
-
-export interface CopyRecord {
-  /** The copy's snapshot id, in the destination. */
-  copySnapshotId: string;
-  sourceSnapshotId: string;
-  volume: string;
-  /** The destination Region. */
-  region: string;
-  /** The connection the copy was made through; null when it was the source's connection with the Region changed. */
-  connection: string | null;
-  state: CopyState;
-  encrypted: boolean;
-  kmsKeyId: string | null;
-  /** The earlier copy of the lineage in the destination that made this one incremental, when there was one. */
-  incrementalOf: string | null;
-  /** What the service said of a failed copy. */
-  message: string | null;
-  createdAt: Date;
-  completedAt: Date | null;
-}
-
-export type NewCopy = Pick<CopyRecord, 'copySnapshotId' | 'sourceSnapshotId' | 'volume' | 'region' | 'connection' | 'encrypted' | 'kmsKeyId' | 'incrementalOf'>;
+export type { CopyRecord, CopyState, NewCopy } from '../core/index-ports.js';
 
 /** Migration step: the table of copies. */
 export function createCopiesTable(db: Database): void {
@@ -73,7 +52,7 @@ interface CopyRow {
   completed_at: number | null;
 }
 
-export class SnapshotCopies {
+export class SnapshotCopies implements CopyCatalog {
   readonly #run: <T>(fn: () => T) => T;
   readonly #insert: Statement;
   readonly #get: Statement;

@@ -6,29 +6,10 @@
  */
 import type { Database, Statement } from 'better-sqlite3';
 import { requireText } from './validate.js';
+import type { DrillKind, DrillRecord, NewDrill } from '../core/index-ports.js';
 
-/** What a drill restored to: nothing (read every block), a file, or an EBS volume. */
-export type DrillKind = 'read' | 'file' | 'volume';
+export type { DrillKind, DrillRecord, NewDrill } from '../core/index-ports.js';
 
-export interface NewDrill {
-  volume: string;
-  snapshotId: string;
-  kind: DrillKind;
-  startedAt: Date;
-  finishedAt: Date;
-  passed: boolean;
-  /** How long the recovery itself took (read, restore, or volume made and available), without the clean-up. */
-  recoveryMs: number;
-  blocksRead: number;
-  /** Blocks that did not match their checksum, the index's digest, or the restored file. */
-  mismatchedBlocks: number;
-  /** Why it failed; null when it passed. */
-  message: string | null;
-}
-
-export interface DrillRecord extends NewDrill {
-  id: number;
-}
 
 interface DrillRow {
   id: number;

@@ -1,72 +1,16 @@
 /**
  * The ECS restore jobs of the index (schema migration 3): jobs, their shards
- * and every task they started. BlockIndex wraps each method in its error
- * mapping and transactions; the statements are prepared once.
+ * and every task they started. Each method maps
+ * SQLite's errors and runs in its own transaction (IndexAccess); the
+ * statements are prepared once.
  */
-import type { Database } from 'better-sqlite3';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import type { IndexAccess } from './access.js';
 import { isUniqueViolation } from './sqlite-errors.js';
 import { requireInteger, requireText } from './validate.js';
 
-export type EcsJobState = 'running' | 'failed' | 'completed' | 'abandoned';
-export type EcsShardState = 'waiting' | 'running' | 'succeeded' | 'failed';
-export type EcsSourceKind = 'snapshot' | 'archive';
-
-export interface EcsJobRecord {
-  jobId: string;
-  sourceKind: EcsSourceKind;
-  /** The snapshot id or archive id restored. */
-  source: string;
-  /** The volume the new snapshot is filed under. */
-  volume: string;
-  /** The pending snapshot the tasks write into, once started. */
-  snapshotId: string | null;
-  cluster: string;
-  taskDefinition: string;
-  startedBy: string;
-  state: EcsJobState;
-  /** Why it failed or was abandoned. */
-  message: string | null;
-  createdAt: Date;
-  updatedAt: Date;
-}
-
-export interface EcsShardRecord {
-  shard: number;
-  fromBlock: number;
-  /** Exclusive. */
-  toBlock: number;
-  state: EcsShardState;
-  /** The current attempt, 1-based; 0 before the first. */
-  attempt: number;
-  /** RunTask calls of this attempt that placed no task. */
-  launch: number;
-  message: string | null;
-}
-
-export interface EcsTaskRecord {
-  taskArn: string;
-  jobId: string;
-  shard: number;
-  attempt: number;
-  lastStatus: string;
-  stopCode: string | null;
-  stoppedReason: string | null;
-  /** The worker container's exit code, when it has one. */
-  exitCode: number | null;
-  createdAt: Date;
-  stoppedAt: Date | null;
-}
-
-export interface NewEcsJob {
-  jobId: string;
-  sourceKind: EcsSourceKind;
-  source: string;
-  volume: string;
-  cluster: string;
-  taskDefinition: string;
-  startedBy: string;
-}
+import type { EcsJobRecord, EcsJobState, EcsJobStore, EcsShardRecord, EcsShardState, EcsSourceKind, EcsTaskRecord, NewEcsJob } from '../core/index-ports.js';
+export type { EcsJobRecord, EcsJobState, EcsShardRecord, EcsShardState, EcsSourceKind, EcsTaskRecord, NewEcsJob };
 
 interface JobRow {
   job_id: string;
@@ -149,10 +93,14 @@ function unknownJob(jobId: string): SnaplineError {
   return new SnaplineError(ErrorCodes.NOT_FOUND, `ECS job ${jobId} is not in the index`, { details: { jobId } });
 }
 
-export class EcsJobRows {
+/** The ECS job tables (EcsJobStore). */
+export class EcsJobsStore implements EcsJobStore {
+  readonly #access: IndexAccess;
   readonly #sql;
 
-  constructor(db: Database) {
+  constructor(access: IndexAccess) {
+    this.#access = access;
+    const db = access.db;
     this.#sql = {
       insertJob: db.prepare(
         `INSERT INTO ecs_jobs (job_id, source_kind, source, volume, cluster, task_definition, started_by, state, created_at, updated_at)
@@ -183,105 +131,117 @@ export class EcsJobRows {
 
   /** A new job, state running, with its shards waiting. CONFLICT when the source has an open job or the id is taken. */
   create(input: NewEcsJob, shards: ReadonlyArray<{ fromBlock: number; toBlock: number }>): EcsJobRecord {
-    const row = {
-      job_id: requireText('jobId', input?.jobId),
-      source_kind: input.sourceKind === 'archive' ? 'archive' : 'snapshot',
-      source: requireText('source', input.source),
-      volume: requireText('volume', input.volume),
-      cluster: requireText('cluster', input.cluster),
-      task_definition: requireText('taskDefinition', input.taskDefinition),
-      started_by: requireText('startedBy', input.startedBy),
-      now: Date.now(),
-    };
-    if (shards.length === 0) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'a job needs at least one shard');
-    const open = this.#sql.openJob.get(row.source) as JobRow | undefined;
-    if (open !== undefined) {
-      throw new SnaplineError(ErrorCodes.CONFLICT, `${row.source} already has an unfinished ECS job, ${open.job_id}`, {
-        hint: 'run the same command again to resume it',
-        details: { jobId: open.job_id },
+    return this.#access.durably(() => {
+      const row = {
+        job_id: requireText('jobId', input?.jobId),
+        source_kind: input.sourceKind === 'archive' ? 'archive' : 'snapshot',
+        source: requireText('source', input.source),
+        volume: requireText('volume', input.volume),
+        cluster: requireText('cluster', input.cluster),
+        task_definition: requireText('taskDefinition', input.taskDefinition),
+        started_by: requireText('startedBy', input.startedBy),
+        now: Date.now(),
+      };
+      if (shards.length === 0) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'a job needs at least one shard');
+      const open = this.#sql.openJob.get(row.source) as JobRow | undefined;
+      if (open !== undefined) {
+        throw new SnaplineError(ErrorCodes.CONFLICT, `${row.source} already has an unfinished ECS job, ${open.job_id}`, {
+          hint: 'run the same command again to resume it',
+          details: { jobId: open.job_id },
+        });
+      }
+      try {
+        this.#sql.insertJob.run(row);
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err;
+        throw new SnaplineError(ErrorCodes.CONFLICT, `ECS job ${row.job_id} (or its startedBy ${row.started_by}) is already in the index`);
+      }
+      shards.forEach((s, n) => {
+        const from = requireInteger(`shards[${n}].fromBlock`, s.fromBlock, 0, Number.MAX_SAFE_INTEGER);
+        this.#sql.insertShard.run(row.job_id, n, from, requireInteger(`shards[${n}].toBlock`, s.toBlock, from + 1, Number.MAX_SAFE_INTEGER));
       });
-    }
-    try {
-      this.#sql.insertJob.run(row);
-    } catch (err) {
-      if (!isUniqueViolation(err)) throw err;
-      throw new SnaplineError(ErrorCodes.CONFLICT, `ECS job ${row.job_id} (or its startedBy ${row.started_by}) is already in the index`);
-    }
-    shards.forEach((s, n) => {
-      const from = requireInteger(`shards[${n}].fromBlock`, s.fromBlock, 0, Number.MAX_SAFE_INTEGER);
-      this.#sql.insertShard.run(row.job_id, n, from, requireInteger(`shards[${n}].toBlock`, s.toBlock, from + 1, Number.MAX_SAFE_INTEGER));
+      return this.get(row.job_id)!;
     });
-    return this.get(row.job_id)!;
   }
 
   get(jobId: string): EcsJobRecord | undefined {
-    const row = this.#sql.job.get(jobId) as JobRow | undefined;
-    return row === undefined ? undefined : jobRecordOf(row);
+    return this.#access.run(() => {
+      const row = this.#sql.job.get(jobId) as JobRow | undefined;
+      return row === undefined ? undefined : jobRecordOf(row);
+    });
   }
 
   /** The source's job that is running or failed, if any. */
   openFor(source: string): EcsJobRecord | undefined {
-    const row = this.#sql.openJob.get(source) as JobRow | undefined;
-    return row === undefined ? undefined : jobRecordOf(row);
+    return this.#access.run(() => {
+      const row = this.#sql.openJob.get(source) as JobRow | undefined;
+      return row === undefined ? undefined : jobRecordOf(row);
+    });
   }
 
   /** Oldest first. */
   list(): EcsJobRecord[] {
-    return (this.#sql.jobs.all() as JobRow[]).map(jobRecordOf);
+    return this.#access.run(() => (this.#sql.jobs.all() as JobRow[]).map(jobRecordOf));
   }
 
   /** Sets the fields given; `message: null` clears it. */
   update(jobId: string, fields: { snapshotId?: string; state?: EcsJobState; message?: string | null }): EcsJobRecord {
-    if (fields.state !== undefined && !JOB_STATES.has(fields.state)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `unknown job state ${fields.state}`);
-    const changed = this.#sql.updateJob.run({
-      job_id: jobId,
-      snapshot_id: fields.snapshotId ?? null,
-      state: fields.state ?? null,
-      set_message: fields.message === undefined ? 0 : 1,
-      message: fields.message ?? null,
-      now: Date.now(),
-    }).changes;
-    if (changed === 0) throw unknownJob(jobId);
-    return this.get(jobId)!;
+    return this.#access.durably(() => {
+      if (fields.state !== undefined && !JOB_STATES.has(fields.state)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `unknown job state ${fields.state}`);
+      const changed = this.#sql.updateJob.run({
+        job_id: jobId,
+        snapshot_id: fields.snapshotId ?? null,
+        state: fields.state ?? null,
+        set_message: fields.message === undefined ? 0 : 1,
+        message: fields.message ?? null,
+        now: Date.now(),
+      }).changes;
+      if (changed === 0) throw unknownJob(jobId);
+      return this.get(jobId)!;
+    });
   }
 
   shards(jobId: string): EcsShardRecord[] {
-    return (this.#sql.shards.all(jobId) as ShardRow[]).map(shardRecordOf);
+    return this.#access.run(() => (this.#sql.shards.all(jobId) as ShardRow[]).map(shardRecordOf));
   }
 
   /** Sets the fields given; `message: null` clears it. */
   updateShard(jobId: string, shard: number, fields: { state?: EcsShardState; attempt?: number; launch?: number; message?: string | null }): void {
-    if (fields.state !== undefined && !SHARD_STATES.has(fields.state)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `unknown shard state ${fields.state}`);
-    const changed = this.#sql.updateShard.run({
-      job_id: jobId,
-      shard,
-      state: fields.state ?? null,
-      attempt: fields.attempt === undefined ? null : requireInteger('attempt', fields.attempt, 0, Number.MAX_SAFE_INTEGER),
-      launch: fields.launch === undefined ? null : requireInteger('launch', fields.launch, 0, Number.MAX_SAFE_INTEGER),
-      set_message: fields.message === undefined ? 0 : 1,
-      message: fields.message ?? null,
-    }).changes;
-    if (changed === 0) throw new SnaplineError(ErrorCodes.NOT_FOUND, `ECS job ${jobId} has no shard ${shard}`);
+    return this.#access.durably(() => {
+      if (fields.state !== undefined && !SHARD_STATES.has(fields.state)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `unknown shard state ${fields.state}`);
+      const changed = this.#sql.updateShard.run({
+        job_id: jobId,
+        shard,
+        state: fields.state ?? null,
+        attempt: fields.attempt === undefined ? null : requireInteger('attempt', fields.attempt, 0, Number.MAX_SAFE_INTEGER),
+        launch: fields.launch === undefined ? null : requireInteger('launch', fields.launch, 0, Number.MAX_SAFE_INTEGER),
+        set_message: fields.message === undefined ? 0 : 1,
+        message: fields.message ?? null,
+      }).changes;
+      if (changed === 0) throw new SnaplineError(ErrorCodes.NOT_FOUND, `ECS job ${jobId} has no shard ${shard}`);
+    });
   }
 
   /** Records a task or what ECS now says of it (keyed by ARN). */
   recordTask(task: EcsTaskRecord): void {
-    this.#sql.upsertTask.run({
-      task_arn: requireText('taskArn', task?.taskArn),
-      job_id: task.jobId,
-      shard: task.shard,
-      attempt: task.attempt,
-      last_status: requireText('lastStatus', task.lastStatus),
-      stop_code: task.stopCode,
-      stopped_reason: task.stoppedReason,
-      exit_code: task.exitCode,
-      created_at: task.createdAt.getTime(),
-      stopped_at: task.stoppedAt === null ? null : task.stoppedAt.getTime(),
+    return this.#access.durably(() => {
+      this.#sql.upsertTask.run({
+        task_arn: requireText('taskArn', task?.taskArn),
+        job_id: task.jobId,
+        shard: task.shard,
+        attempt: task.attempt,
+        last_status: requireText('lastStatus', task.lastStatus),
+        stop_code: task.stopCode,
+        stopped_reason: task.stoppedReason,
+        exit_code: task.exitCode,
+        created_at: task.createdAt.getTime(),
+        stopped_at: task.stoppedAt === null ? null : task.stoppedAt.getTime(),
+      });
     });
   }
 
   /** By shard, then attempt. */
   tasks(jobId: string): EcsTaskRecord[] {
-    return (this.#sql.tasks.all(jobId) as TaskRow[]).map(taskRecordOf);
+    return this.#access.run(() => (this.#sql.tasks.all(jobId) as TaskRow[]).map(taskRecordOf));
   }
 }

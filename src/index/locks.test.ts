@@ -50,38 +50,38 @@ function conflictOf(fn: () => unknown): string {
 
 describe('advisory locks', () => {
   it('refuses a lock this live process holds, naming pid, host and since', () => {
-    const lock = index.acquireLock('volume:vol');
-    const message = conflictOf(() => index.acquireLock('volume:vol'));
+    const lock = index.locks.acquire('volume:vol');
+    const message = conflictOf(() => index.locks.acquire('volume:vol'));
     expect(message).toContain(`pid ${process.pid}`);
     expect(message).toContain(hostname());
     expect(message).toMatch(/since \d{4}-\d\d-\d\dT/);
     const other = BlockIndex.open(path);
-    expect(conflictOf(() => other.acquireLock('volume:vol'))).toContain(`pid ${process.pid}`);
+    expect(conflictOf(() => other.locks.acquire('volume:vol'))).toContain(`pid ${process.pid}`);
     other.close();
-    expect(index.acquireLock('target:/dev/sdb')).toBeDefined(); // other names are free
+    expect(index.locks.acquire('target:/dev/sdb')).toBeDefined(); // other names are free
     lock.release();
     lock.release();
-    index.acquireLock('volume:vol');
+    index.locks.acquire('volume:vol');
   });
 
   it('releases its locks on close', () => {
-    index.acquireLock('volume:vol');
+    index.locks.acquire('volume:vol');
     index.close();
     expect(holderOf('volume:vol')).toBeUndefined();
     index = BlockIndex.open(path);
-    index.acquireLock('volume:vol');
+    index.locks.acquire('volume:vol');
   });
 
   it('takes over the lock of a dead process on this host', () => {
     const dead = spawnSync(process.execPath, ['-e', '']).pid!;
     plantLock('volume:vol', { pid: dead });
-    index.acquireLock('volume:vol');
+    index.locks.acquire('volume:vol');
     expect(holderOf('volume:vol')?.pid).toBe(process.pid);
   });
 
   it('takes over a lock left by an earlier process that had this pid', () => {
     plantLock('volume:vol', { pid: process.pid, processStartedAt: Date.UTC(2020, 0, 1) });
-    index.acquireLock('volume:vol');
+    index.locks.acquire('volume:vol');
     expect(holderOf('volume:vol')?.token).not.toBe('planted');
   });
 
@@ -89,13 +89,13 @@ describe('advisory locks', () => {
     const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     try {
       plantLock('volume:vol', { pid: child.pid! });
-      expect(conflictOf(() => index.acquireLock('volume:vol'))).toContain(`pid ${child.pid} on ${hostname()} since 2026-01-01T00:00:00.000Z`);
+      expect(conflictOf(() => index.locks.acquire('volume:vol'))).toContain(`pid ${child.pid} on ${hostname()} since 2026-01-01T00:00:00.000Z`);
     } finally {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill();
       await exited;
     }
     plantLock('volume:other', { pid: 1, host: 'elsewhere.example' });
-    expect(conflictOf(() => index.acquireLock('volume:other'))).toContain('on elsewhere.example');
+    expect(conflictOf(() => index.locks.acquire('volume:other'))).toContain('on elsewhere.example');
   });
 });

@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Database, Statement } from 'better-sqlite3';
+import type { Statement } from 'better-sqlite3';
+import type { AdvisoryLocks, HeldLock } from '../core/index-ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import type { IndexAccess } from './access.js';
 
-export interface HeldLock {
-  /** Idempotent. */
-  release(): void;
-}
+export type { HeldLock };
 
 interface LockRow {
   name: string;
@@ -39,16 +38,17 @@ function holderAlive(row: LockRow): boolean {
   }
 }
 
-/** Advisory named locks kept in the index's locks table. */
-export class IndexLocks {
-  readonly #db: Database;
+/** Advisory named locks kept in the index's locks table (AdvisoryLocks). */
+export class IndexLocks implements AdvisoryLocks {
+  readonly #access: IndexAccess;
   readonly #select: Statement;
   readonly #upsert: Statement;
   readonly #delete: Statement;
   readonly #held = new Map<string, string>();
 
-  constructor(db: Database) {
-    this.#db = db;
+  constructor(access: IndexAccess) {
+    const db = access.db;
+    this.#access = access;
     this.#select = db.prepare('SELECT * FROM locks WHERE name = ?');
     this.#upsert = db.prepare(
       `INSERT INTO locks (name, pid, host, started_at, process_started_at, token)
@@ -63,38 +63,41 @@ export class IndexLocks {
    * Takes `name`, or throws CONFLICT naming the live holder (pid, host,
    * since). A lock left by a dead process on this host is taken over. Not
    * re-entrant: a second acquire of a held name conflicts, in this process too.
+   * Releasing after the index closed does nothing (closing released it).
    */
   acquire(name: string): HeldLock {
     if (typeof name !== 'string' || name.length === 0) {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'lock name must be a non-empty string');
     }
     const token = randomUUID();
-    this.#db
-      .transaction(() => {
-        const row = this.#select.get(name) as LockRow | undefined;
-        if (row !== undefined && holderAlive(row)) {
-          const since = new Date(row.started_at).toISOString();
-          throw new SnaplineError(
-            ErrorCodes.CONFLICT,
-            `${name} is in use by pid ${row.pid} on ${row.host} since ${since}`,
-            {
-              hint: 'wait until that run ends, or stop it',
-              details: { lock: name, pid: row.pid, host: row.host, since },
-            },
-          );
-        }
-        this.#upsert.run({
-          name,
-          pid: process.pid,
-          host: hostname(),
-          started_at: Date.now(),
-          process_started_at: PROCESS_STARTED_AT,
-          token,
-        });
-      })
-      .immediate();
+    this.#access.write(() => {
+      const row = this.#select.get(name) as LockRow | undefined;
+      if (row !== undefined && holderAlive(row)) {
+        const since = new Date(row.started_at).toISOString();
+        throw new SnaplineError(
+          ErrorCodes.CONFLICT,
+          `${name} is in use by pid ${row.pid} on ${row.host} since ${since}`,
+          {
+            hint: 'wait until that run ends, or stop it',
+            details: { lock: name, pid: row.pid, host: row.host, since },
+          },
+        );
+      }
+      this.#upsert.run({
+        name,
+        pid: process.pid,
+        host: hostname(),
+        started_at: Date.now(),
+        process_started_at: PROCESS_STARTED_AT,
+        token,
+      });
+    });
     this.#held.set(token, name);
-    return { release: () => this.#release(token) };
+    return {
+      release: () => {
+        if (!this.#access.closed) this.#access.run(() => this.#release(token));
+      },
+    };
   }
 
   #release(token: string): void {

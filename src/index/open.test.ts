@@ -31,7 +31,7 @@ function refusal(path: string): SnaplineError {
 /** A closed, checkpointed index with one volume. */
 function makeIndex(path: string): void {
   const index = BlockIndex.open(path);
-  index.ensureVolume({ name: 'vol', sourcePath: '/img', sizeBytes: 1 });
+  index.lineage.ensureVolume({ name: 'vol', sourcePath: '/img', sizeBytes: 1 });
   index.close();
 }
 
@@ -39,7 +39,7 @@ describe('creating an index', () => {
   it('creates the file 0600 and missing parent directories 0700', () => {
     const path = join(dir, 'a', 'b', 'index.db');
     const index = BlockIndex.open(path);
-    index.ensureVolume({ name: 'vol', sourcePath: '/img', sizeBytes: 1 });
+    index.lineage.ensureVolume({ name: 'vol', sourcePath: '/img', sizeBytes: 1 });
     expect(index.path).toBe(path);
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(statSync(`${path}-wal`).mode & 0o777).toBe(0o600);
@@ -63,7 +63,7 @@ describe('creating an index', () => {
     writeFileSync(path, '');
     makeIndex(path);
     const index = BlockIndex.open(path);
-    expect(index.listVolumes().length).toBe(1);
+    expect(index.lineage.listVolumes().length).toBe(1);
     index.close();
   });
 
@@ -73,7 +73,7 @@ describe('creating an index', () => {
     db.pragma(`application_id = ${APPLICATION_ID}`); // version 0: stamped, no tables yet
     db.close();
     const index = BlockIndex.open(path);
-    index.ensureVolume({ name: 'vol', sourcePath: '/img', sizeBytes: 1 });
+    index.lineage.ensureVolume({ name: 'vol', sourcePath: '/img', sizeBytes: 1 });
     index.close();
     const reopened = new Database(path, { readonly: true });
     expect(reopened.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);

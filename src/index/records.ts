@@ -1,70 +1,7 @@
 /** The records the block index keeps, and how they map from its rows. */
 
-export type SnapshotState = 'pending' | 'completing' | 'completed' | 'error' | 'deleted';
-export type TargetState = 'complete' | 'incomplete';
-
-export interface VolumeRecord {
-  name: string;
-  sourcePath: string;
-  sizeBytes: number;
-  createdAt: Date;
-}
-
-export interface SnapshotRecord {
-  snapshotId: string;
-  volume: string;
-  /** The AWS lineage parent (ParentSnapshotId). */
-  parentSnapshotId: string | null;
-  /**
-   * The snapshot whose block map this one overlays in the index (usually the
-   * parent; differs when a parent taken elsewhere was reconciled against the
-   * index head); null = a full map of its own.
-   */
-  baseSnapshotId: string | null;
-  state: SnapshotState;
-  volumeSizeGiB: number;
-  sourceBytes: number;
-  encrypted: boolean;
-  description: string | null;
-  startedAt: Date;
-  completedAt: Date | null;
-  /** Blocks written in this snapshot (set by commitRun). */
-  changedBlocks: number;
-  /** JSON of the run's arguments, for resuming with the same arguments. */
-  runOptions: string | null;
-  /** Why an abandoned run failed (state error), else null. */
-  errorReason: string | null;
-}
-
-/** A backup run recorded before its StartSnapshot (see BlockIndex.recordRunStart). */
-export interface RunStartRecord {
-  volume: string;
-  /** The run's own StartSnapshot ClientToken. */
-  clientToken: string;
-  /** JSON of the exact StartSnapshot arguments, sent again by a resume. */
-  startInput: string;
-  /** JSON of the run's arguments, as SnapshotRecord.runOptions. */
-  runOptions: string | null;
-  createdAt: Date;
-}
-
-export interface TargetRecord {
-  path: string;
-  snapshotId: string | null;
-  state: TargetState;
-  sizeBytes: number;
-  updatedAt: Date;
-}
-
-export interface BlockEntry {
-  index: number;
-  digest: Buffer;
-}
-
-export interface BlockInput {
-  index: number;
-  digest: Uint8Array;
-}
+import type { BlockEntry, BlockInput, RunStartRecord, SnapshotRecord, SnapshotState, TargetRecord, TargetState, VolumeRecord } from '../core/index-ports.js';
+export type { BlockEntry, BlockInput, RunStartRecord, SnapshotRecord, SnapshotState, TargetRecord, TargetState, VolumeRecord };
 
 /** A snapshots row joined with its volume name and base snapshot id. */
 export interface SnapshotRow {

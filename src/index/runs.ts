@@ -1,97 +1,300 @@
 /**
- * The history of runs (schema migration 5), the index's RunLog: one row per
- * volume a backup, restore, prune or archive run dealt with, failed runs
- * included. A row is filed under the store the index is bound to; lists show
- * the rows of that store and those filed under none. BlockIndex wraps each
- * method in its error mapping and transactions; the statements are prepared once.
+ * The journal of backup runs (RunJournal): a run's blocks live apart from
+ * the committed maps and are copied into them, ascending, when the run
+ * commits. recordIntents and recordBlocks run with synchronous NORMAL (a
+ * batch lost to a power cut is uploaded again on resume); every state change
+ * is durable.
  */
-import type { Database, Statement } from 'better-sqlite3';
-import { RUN_OPERATIONS, type RunEntry, type RunOperation } from '../core/run-log.js';
+import { BLOCKS_PER_GIB, GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
+import type { BeginRunInput, RunJournal } from '../core/index-ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import type { StoreRef } from './stores.js';
-import { optionalText, requireInteger, requireTime } from './validate.js';
+import type { IndexAccess } from './access.js';
+import { type ChunkGuard, DIGEST_BYTES, type KeyedRows, chainEntries, keyChecksum } from './maps.js';
+import { type BlockEntry, type BlockInput, OPEN_STATES, type RunStartRecord, type SnapshotRecord, type SnapshotRow, type VolumeRow, snapshotRecordOf } from './records.js';
+import { BLOCK_KEY_SPAN } from './schema.js';
+import { type SnapshotRows, badState } from './snapshot-rows.js';
+import { isUniqueViolation } from './sqlite-errors.js';
+import type { VolumeStores } from './stores.js';
+import { optionalText, requireBoolean, requireDigest, requireInteger, requireText, requireTime } from './validate.js';
 
-interface RunRow {
-  operation: RunOperation;
-  volume: string | null;
-  started_at: number;
-  finished_at: number;
-  result: 'success' | 'failure';
-  error_code: string | null;
-  snapshot_id: string | null;
-  changed_blocks: number;
-  changed_bytes: number;
-  transferred_blocks: number;
-  transferred_bytes: number;
-  live_snapshots: number | null;
-}
+export class RunStore implements RunJournal {
+  readonly #access: IndexAccess;
+  readonly #rows: SnapshotRows;
+  readonly #stores: VolumeStores;
 
-const COUNT_MAX = Number.MAX_SAFE_INTEGER;
-
-export class RunRows {
-  readonly #insert: Statement;
-  readonly #list: Statement;
-
-  constructor(db: Database) {
-    this.#insert = db.prepare(`
-      INSERT INTO runs (operation, volume, store, started_at, finished_at, result, error_code, snapshot_id,
-                        changed_blocks, changed_bytes, transferred_blocks, transferred_bytes, live_snapshots)
-      VALUES (@operation, @volume, @store, @started_at, @finished_at, @result, @error_code, @snapshot_id,
-              @changed_blocks, @changed_bytes, @transferred_blocks, @transferred_bytes, @live_snapshots)`);
-    this.#list = db.prepare(`
-      SELECT operation, volume, started_at, finished_at, result, error_code, snapshot_id,
-             changed_blocks, changed_bytes, transferred_blocks, transferred_bytes, live_snapshots
-      FROM runs
-      WHERE (store IS NULL OR @store IS NULL OR store = @store)
-        AND (@volume IS NULL OR volume = @volume)
-        AND (@operation IS NULL OR operation = @operation)
-      ORDER BY started_at, run_key`);
+  constructor(access: IndexAccess, rows: SnapshotRows, stores: VolumeStores) {
+    this.#access = access;
+    this.#rows = rows;
+    this.#stores = stores;
   }
 
-  record(entry: RunEntry, store: StoreRef | undefined): void {
-    if (!RUN_OPERATIONS.includes(entry?.operation)) throw invalid('operation', entry?.operation);
-    if (entry.result !== 'success' && entry.result !== 'failure') throw invalid('result', entry.result);
-    const errorCode = optionalText('errorCode', entry.errorCode);
-    if ((entry.result === 'failure') !== (errorCode !== null)) throw invalid('errorCode', errorCode);
-    const startedAt = requireTime('startedAt', entry.startedAt);
-    const finishedAt = requireTime('finishedAt', entry.finishedAt);
-    if (finishedAt < startedAt) throw invalid('finishedAt', entry.finishedAt.toISOString());
-    this.#insert.run({
-      operation: entry.operation,
-      volume: optionalText('volume', entry.volume),
-      store: store?.id ?? null,
-      started_at: startedAt,
-      finished_at: finishedAt,
-      result: entry.result,
-      error_code: errorCode,
-      snapshot_id: optionalText('snapshotId', entry.snapshotId),
-      changed_blocks: requireInteger('changedBlocks', entry.changedBlocks, 0, COUNT_MAX),
-      changed_bytes: requireInteger('changedBytes', entry.changedBytes, 0, COUNT_MAX),
-      transferred_blocks: requireInteger('transferredBlocks', entry.transferredBlocks, 0, COUNT_MAX),
-      transferred_bytes: requireInteger('transferredBytes', entry.transferredBytes, 0, COUNT_MAX),
-      live_snapshots: entry.liveSnapshots === null ? null : requireInteger('liveSnapshots', entry.liveSnapshots, 0, COUNT_MAX),
+  /**
+   * Starts a run: a pending snapshot. The volume must exist; the base, when
+   * given, must be a completed snapshot of the same volume. CONFLICT when the
+   * volume already has an unfinished run or the snapshot id is known. Drops
+   * the volume's recorded run start (recordRunStart) in the same transaction.
+   * Durable.
+   */
+  beginRun(r: BeginRunInput): SnapshotRecord {
+    const volume = requireText('volume', r?.volume);
+    const snapshotId = requireText('snapshotId', r.snapshotId);
+    const parentSnapshotId = optionalText('parentSnapshotId', r.parentSnapshotId);
+    const baseSnapshotId = optionalText('baseSnapshotId', r.baseSnapshotId);
+    const volumeSizeGiB = requireInteger('volumeSizeGiB', r.volumeSizeGiB, 1, MAX_VOLUME_SIZE_GIB);
+    const sourceBytes = requireInteger('sourceBytes', r.sourceBytes, 0, volumeSizeGiB * GIB);
+    const encrypted = requireBoolean('encrypted', r.encrypted);
+    const description = optionalText('description', r.description);
+    const runOptions = optionalText('runOptions', r.runOptions);
+    return this.#access.durably(() => {
+      this.#stores.check(volume);
+      const volumeRow = this.#rows.volumeRow(volume);
+      let baseKey: number | null = null;
+      if (baseSnapshotId !== null) {
+        const base = this.#rows.snapshotRow(baseSnapshotId);
+        if (base.volume_key !== volumeRow.volume_key) {
+          throw new SnaplineError(
+            ErrorCodes.INVALID_ARGUMENT,
+            `base snapshot ${baseSnapshotId} belongs to volume ${base.volume}, not ${volume}`,
+            { details: { argument: 'baseSnapshotId' } },
+          );
+        }
+        if (base.state !== 'completed') {
+          throw badState(`base snapshot ${baseSnapshotId} is ${base.state}, not completed`, baseSnapshotId);
+        }
+        baseKey = base.snapshot_key;
+      }
+      const open = this.#rows.sql.openRun.get(volume) as SnapshotRow | undefined;
+      if (open !== undefined) {
+        throw new SnaplineError(
+          ErrorCodes.CONFLICT,
+          `volume ${volume} has an unfinished run (snapshot ${open.snapshot_id}, ${open.state})`,
+          {
+            hint: 'resume it by running the same backup again, or abandon it',
+            details: { volume, snapshotId: open.snapshot_id },
+          },
+        );
+      }
+      try {
+        this.#rows.sql.insertRun.run({
+          snapshot_id: snapshotId,
+          volume_key: volumeRow.volume_key,
+          parent_snapshot_id: parentSnapshotId,
+          base_key: baseKey,
+          volume_size_gib: volumeSizeGiB,
+          source_bytes: sourceBytes,
+          encrypted: encrypted ? 1 : 0,
+          description,
+          started_at: Date.now(),
+          run_options: runOptions,
+        });
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err;
+        throw new SnaplineError(ErrorCodes.CONFLICT, `snapshot ${snapshotId} is already in the index`, {
+          details: { snapshotId },
+        });
+      }
+      this.#rows.sql.dropRunStart.run(volumeRow.volume_key);
+      return snapshotRecordOf(this.#rows.snapshotRow(snapshotId));
     });
   }
 
-  list(filter: { volume?: string; operation?: RunOperation }, store: StoreRef | undefined): RunEntry[] {
-    const rows = this.#list.all({ store: store?.id ?? null, volume: filter.volume ?? null, operation: filter.operation ?? null }) as RunRow[];
-    return rows.map((row) => ({
-      operation: row.operation,
-      volume: row.volume,
-      startedAt: new Date(row.started_at),
-      finishedAt: new Date(row.finished_at),
-      result: row.result,
-      errorCode: row.error_code,
-      snapshotId: row.snapshot_id,
-      changedBlocks: row.changed_blocks,
-      changedBytes: row.changed_bytes,
-      transferredBlocks: row.transferred_blocks,
-      transferredBytes: row.transferred_bytes,
-      liveSnapshots: row.live_snapshots,
-    }));
+  /**
+   * Records, before its StartSnapshot, the ClientToken and StartSnapshot
+   * arguments of the volume's next run, replacing any earlier record of the
+   * volume: a run that crashes before beginRun is resumed by sending the same
+   * token and arguments, which AWS answers with the same snapshot. The volume
+   * must exist; CONFLICT when it has an unfinished run. Durable.
+   */
+  recordRunStart(r: { volume: string; clientToken: string; startInput: string; runOptions: string | null }): RunStartRecord {
+    const volume = requireText('volume', r?.volume);
+    const clientToken = requireText('clientToken', r.clientToken);
+    const startInput = requireText('startInput', r.startInput);
+    const runOptions = optionalText('runOptions', r.runOptions);
+    return this.#access.durably(() => {
+      const volumeRow = this.#rows.volumeRow(volume);
+      const open = this.#rows.sql.openRun.get(volume) as SnapshotRow | undefined;
+      if (open !== undefined) {
+        throw new SnaplineError(ErrorCodes.CONFLICT, `volume ${volume} has an unfinished run (snapshot ${open.snapshot_id}, ${open.state})`, {
+          details: { volume, snapshotId: open.snapshot_id },
+        });
+      }
+      const createdAt = Date.now();
+      this.#rows.sql.upsertRunStart.run({ volume_key: volumeRow.volume_key, client_token: clientToken, start_input: startInput, run_options: runOptions, created_at: createdAt });
+      return { volume, clientToken, startInput, runOptions, createdAt: new Date(createdAt) };
+    });
   }
-}
 
-function invalid(name: string, value: unknown): SnaplineError {
-  return new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `run ${name} is not valid: ${JSON.stringify(value)}`, { details: { argument: name } });
+  /** The volume's run recorded by recordRunStart and not yet begun (beginRun) or dropped, if any. */
+  runStart(volume: string): RunStartRecord | undefined {
+    return this.#access.run(() => {
+      const row = this.#rows.sql.runStart.get(volume) as
+        | { volume: string; client_token: string; start_input: string; run_options: string | null; created_at: number }
+        | undefined;
+      if (row === undefined) return undefined;
+      return { volume: row.volume, clientToken: row.client_token, startInput: row.start_input, runOptions: row.run_options, createdAt: new Date(row.created_at) };
+    });
+  }
+
+  /** Forgets the volume's recorded run start. Idempotent. Durable. */
+  dropRunStart(volume: string): void {
+    this.#access.durably(() => {
+      const row = this.#rows.sql.volumeByName.get(volume) as VolumeRow | undefined;
+      if (row !== undefined) this.#rows.sql.dropRunStart.run(row.volume_key);
+    });
+  }
+
+  /** The volume's unfinished run (pending or completing), if any. */
+  pendingRun(volume: string): SnapshotRecord | undefined {
+    return this.#access.run(() => {
+      this.#stores.check(volume);
+      const row = this.#rows.sql.openRun.get(volume) as SnapshotRow | undefined;
+      return row === undefined ? undefined : snapshotRecordOf(row);
+    });
+  }
+
+  /**
+   * Records blocks about to be uploaded for a pending run (call before the
+   * uploads start), in one transaction (synchronous NORMAL). An intent stays
+   * until recordBlocks records that block: after a crash,
+   * unacknowledgedBlocks lists the blocks the snapshot may or may not hold.
+   * Idempotent: an intent recorded again gets the new digest.
+   */
+  recordIntents(snapshotId: string, blocks: ReadonlyArray<BlockInput>): void {
+    this.#recordJournal(snapshotId, blocks, (id, digest) => this.#rows.sql.recordIntent.run(id, digest));
+  }
+
+  /**
+   * Records blocks the service acknowledged for a pending run, in one
+   * transaction (synchronous NORMAL), and clears their intents. Idempotent:
+   * a block recorded again gets the new digest. BAD_STATE once markCompleting
+   * was called.
+   */
+  recordBlocks(snapshotId: string, blocks: ReadonlyArray<BlockInput>): void {
+    this.#recordJournal(snapshotId, blocks, (id, digest) => {
+      this.#rows.sql.recordBlock.run(id, digest);
+      this.#rows.sql.clearIntent.run(id);
+    });
+  }
+
+  /** Intents not yet acknowledged by recordBlocks for an open run, ascending (same scan rules as writtenBlocks). */
+  unacknowledgedBlocks(snapshotId: string): IterableIterator<BlockEntry> {
+    return this.#journalEntries(snapshotId, this.#rows.intents);
+  }
+
+  /** Blocks recorded (acknowledged) for an open run (pending or completing), ascending. */
+  writtenBlocks(snapshotId: string): IterableIterator<BlockEntry> {
+    return this.#journalEntries(snapshotId, this.#rows.journal);
+  }
+
+  /** Number of blocks recorded for an open run. */
+  writtenBlockCount(snapshotId: string): number {
+    return this.#access.run(() => {
+      const row = this.#rows.openRunRow(snapshotId);
+      return this.#rows.sql.runBlocks.count.get({ base: row.snapshot_key * BLOCK_KEY_SPAN }) as number;
+    });
+  }
+
+  /** CompleteSnapshot was sent: pending -> completing. Idempotent. Durable. */
+  markCompleting(snapshotId: string): void {
+    this.#access.durably(() => {
+      const row = this.#rows.snapshotRow(snapshotId);
+      if (row.state === 'completing') return;
+      if (row.state !== 'pending') throw badState(`snapshot ${snapshotId} is ${row.state}, not pending`, snapshotId);
+      this.#rows.sql.setState.run('completing', row.snapshot_key);
+    });
+  }
+
+  /**
+   * AWS said completed: in one durable transaction the run's blocks become
+   * the snapshot's map, state completed, changedBlocks (the blocks recorded)
+   * and completedAt set. Idempotent: a completed snapshot is returned as is.
+   */
+  commitRun(snapshotId: string, completedAt: Date = new Date()): SnapshotRecord {
+    const completedAtMs = requireTime('completedAt', completedAt);
+    return this.#access.durably(() => {
+      const row = this.#rows.snapshotRow(snapshotId);
+      if (row.state === 'completed') return snapshotRecordOf(row);
+      if (!OPEN_STATES.has(row.state)) {
+        throw badState(`snapshot ${snapshotId} is ${row.state}: only an open run can be committed`, snapshotId);
+      }
+      const mapKey = this.#rows.sql.nextMapKey.get() as number;
+      const runBase = row.snapshot_key * BLOCK_KEY_SPAN;
+      const copied = this.#rows.sql.copyRunToMap.run({ run_base: runBase, map_base: mapKey * BLOCK_KEY_SPAN }).changes;
+      this.#rows.dropJournal(row.snapshot_key);
+      this.#rows.sql.commitRun.run({
+        key: row.snapshot_key,
+        completed_at: completedAtMs,
+        changed_blocks: copied,
+        map_key: mapKey,
+        map_checksum: keyChecksum(this.#rows.maps, mapKey),
+      });
+      if (row.base_key !== null) this.#rows.settleDeleted(row.base_key);
+      return snapshotRecordOf(this.#rows.snapshotRow(snapshotId));
+    });
+  }
+
+  /**
+   * The run failed for good: state error, its recorded blocks dropped; it
+   * never counts as a base or head. Idempotent for a snapshot already in
+   * error; BAD_STATE for a completed or deleted one. Durable.
+   */
+  abandonRun(snapshotId: string, reason: string): void {
+    const why = requireText('reason', reason);
+    this.#access.durably(() => {
+      const row = this.#rows.snapshotRow(snapshotId);
+      if (row.state === 'error') return;
+      if (!OPEN_STATES.has(row.state)) {
+        throw badState(`snapshot ${snapshotId} is ${row.state}: only an open run can be abandoned`, snapshotId);
+      }
+      this.#rows.dropJournal(row.snapshot_key);
+      this.#rows.sql.failRun.run(why, row.snapshot_key);
+      if (row.base_key !== null) this.#rows.settleDeleted(row.base_key);
+    });
+  }
+
+  /** Validates a batch and writes it, ascending, into a pending run's journal in one transaction. */
+  #recordJournal(snapshotId: string, blocks: ReadonlyArray<BlockInput>, write: (id: number, digest: Buffer) => void): void {
+    if (!Array.isArray(blocks)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'blocks must be an array');
+    this.#access.run(() =>
+      this.#access.db
+        .transaction(() => {
+          const row = this.#rows.snapshotRow(snapshotId);
+          if (row.state !== 'pending') {
+            throw badState(`snapshot ${snapshotId} is ${row.state}: its journal is written only while it is pending`, snapshotId);
+          }
+          const blockCount = row.volume_size_gib * BLOCKS_PER_GIB;
+          const ids: number[] = [];
+          const digests: Buffer[] = [];
+          for (let at = 0; at < blocks.length; at += 1) {
+            const block = blocks[at]!;
+            ids.push(requireInteger(`blocks[${at}].index`, block?.index, 0, blockCount - 1));
+            digests.push(requireDigest(`blocks[${at}].digest`, block.digest, DIGEST_BYTES));
+          }
+          // Ascending inserts keep the journal's pages full.
+          const order = ids.map((_, at) => at).sort((a, b) => ids[a]! - ids[b]!);
+          const runBase = row.snapshot_key * BLOCK_KEY_SPAN;
+          for (const at of order) write(runBase + ids[at]!, digests[at]!);
+        })
+        .immediate(),
+    );
+  }
+
+  /**
+   * One table of an open run's journal, ascending, chunk by chunk: rows
+   * recorded during the scan may or may not be seen; CONFLICT if the run is
+   * committed or abandoned meanwhile.
+   */
+  #journalEntries(snapshotId: string, rows: KeyedRows): IterableIterator<BlockEntry> {
+    return this.#access.run(() => {
+      const row = this.#rows.openRunRow(snapshotId);
+      const guard: ChunkGuard = () => {
+        this.#access.assertOpen();
+        const state = this.#rows.sql.stateByKey.get(row.snapshot_key) as SnapshotRecord['state'] | undefined;
+        if (state === undefined || !OPEN_STATES.has(state)) {
+          throw new SnaplineError(ErrorCodes.CONFLICT, `snapshot ${snapshotId} stopped being an open run during the scan`);
+        }
+      };
+      return chainEntries(rows, [row.snapshot_key], 0, BLOCK_KEY_SPAN, guard);
+    });
+  }
 }

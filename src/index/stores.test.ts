@@ -32,10 +32,10 @@ function withIndex<T>(store: StoreRef | undefined, fn: (index: BlockIndex) => T)
 /** A volume with one completed snapshot, written by an index bound to `store`. */
 function backedUp(store: StoreRef | undefined, volume: string, snapshotId: string): void {
   withIndex(store, (index) => {
-    index.ensureVolume({ name: volume, sourcePath: `/images/${volume}.img`, sizeBytes: 1 << 20 });
-    index.beginRun({ volume, snapshotId, parentSnapshotId: null, baseSnapshotId: null, volumeSizeGiB: 1, sourceBytes: 1 << 20, encrypted: false, description: null, runOptions: null });
-    index.recordBlocks(snapshotId, [{ index: 0, digest: sha256(Buffer.from(volume)) }]);
-    index.commitRun(snapshotId);
+    index.lineage.ensureVolume({ name: volume, sourcePath: `/images/${volume}.img`, sizeBytes: 1 << 20 });
+    index.runs.beginRun({ volume, snapshotId, parentSnapshotId: null, baseSnapshotId: null, volumeSizeGiB: 1, sourceBytes: 1 << 20, encrypted: false, description: null, runOptions: null });
+    index.runs.recordBlocks(snapshotId, [{ index: 0, digest: sha256(Buffer.from(volume)) }]);
+    index.runs.commitRun(snapshotId);
   });
 }
 
@@ -57,29 +57,29 @@ describe('the store of each volume', () => {
     withIndex(undefined, (index) => {
       expect(index.volumeStore('db1')).toEqual(HERE);
       expect(index.volumeStore('legacy')).toBeUndefined();
-      expect(index.listVolumes().map((v) => v.name)).toEqual(['db1', 'legacy']);
+      expect(index.lineage.listVolumes().map((v) => v.name)).toEqual(['db1', 'legacy']);
     });
   });
 
   it('naming a volume of another store, by name or by a snapshot of it, is refused before anything is written', () => {
     backedUp(HERE, 'db1', 'snap-00000000000000001');
     withIndex(THERE, (index) => {
-      const error = mismatchOf(() => index.getVolume('db1'));
+      const error = mismatchOf(() => index.lineage.getVolume('db1'));
       expect(error.message).toBe(
         'volume "db1" lives in the local endpoint store aaaaaaaaaaaaaaaa (data /a), not in AWS account 123456789012, Region eu-west-1, the store this command reached',
       );
       expect(error.hint).toMatch(/snapline serve --data-dir/);
       expect(error.details).toMatchObject({ volume: 'db1', recorded: HERE, reached: THERE });
-      mismatchOf(() => index.headSnapshot('db1'));
-      mismatchOf(() => index.pendingRun('db1'));
-      mismatchOf(() => index.listSnapshots('db1'));
-      mismatchOf(() => index.getSnapshot('snap-00000000000000001'));
+      mismatchOf(() => index.lineage.headSnapshot('db1'));
+      mismatchOf(() => index.runs.pendingRun('db1'));
+      mismatchOf(() => index.lineage.listSnapshots('db1'));
+      mismatchOf(() => index.lineage.getSnapshot('snap-00000000000000001'));
       // `backup --full` of the volume: no new lineage in the wrong store.
-      mismatchOf(() => index.ensureVolume({ name: 'db1', sourcePath: '/elsewhere/db1.img', sizeBytes: 2 << 20 }));
+      mismatchOf(() => index.lineage.ensureVolume({ name: 'db1', sourcePath: '/elsewhere/db1.img', sizeBytes: 2 << 20 }));
     });
     withIndex(HERE, (index) => {
-      expect(index.getVolume('db1')).toMatchObject({ sourcePath: '/images/db1.img', sizeBytes: 1 << 20 });
-      expect(index.headSnapshot('db1')?.snapshotId).toBe('snap-00000000000000001');
+      expect(index.lineage.getVolume('db1')).toMatchObject({ sourcePath: '/images/db1.img', sizeBytes: 1 << 20 });
+      expect(index.lineage.headSnapshot('db1')?.snapshotId).toBe('snap-00000000000000001');
       expect(index.volumeStore('db1')).toEqual(HERE);
     });
   });
@@ -87,30 +87,30 @@ describe('the store of each volume', () => {
   it('the lists show the volumes of the bound store and the unrecorded ones; refused when every volume lives elsewhere', () => {
     backedUp(HERE, 'db1', 'snap-00000000000000001');
     withIndex(THERE, (index) => {
-      const error = mismatchOf(() => index.listSnapshots());
+      const error = mismatchOf(() => index.lineage.listSnapshots());
       expect(error.message).toBe(
         'the index holds no volume of AWS account 123456789012, Region eu-west-1, the store this command reached: its volume "db1" lives in the local endpoint store aaaaaaaaaaaaaaaa (data /a)',
       );
-      mismatchOf(() => index.listVolumes());
+      mismatchOf(() => index.lineage.listVolumes());
     });
     backedUp(THERE, 'db2', 'snap-00000000000000002');
     backedUp(undefined, 'legacy', 'snap-00000000000000003');
     withIndex(THERE, (index) => {
-      expect(index.listVolumes().map((v) => v.name)).toEqual(['db2', 'legacy']);
-      expect(index.listSnapshots().map((s) => s.snapshotId)).toEqual(['snap-00000000000000002', 'snap-00000000000000003']);
+      expect(index.lineage.listVolumes().map((v) => v.name)).toEqual(['db2', 'legacy']);
+      expect(index.lineage.listSnapshots().map((s) => s.snapshotId)).toEqual(['snap-00000000000000002', 'snap-00000000000000003']);
     });
-    withIndex(HERE, (index) => expect(index.listSnapshots().map((s) => s.snapshotId)).toEqual(['snap-00000000000000001', 'snap-00000000000000003']));
+    withIndex(HERE, (index) => expect(index.lineage.listSnapshots().map((s) => s.snapshotId)).toEqual(['snap-00000000000000001', 'snap-00000000000000003']));
   });
 
   it('a volume without a recorded store (written before stores were recorded) is claimed by the first bound write', () => {
     backedUp(undefined, 'legacy', 'snap-00000000000000003');
     withIndex(THERE, (index) => {
-      expect(index.headSnapshot('legacy')?.snapshotId).toBe('snap-00000000000000003');
+      expect(index.lineage.headSnapshot('legacy')?.snapshotId).toBe('snap-00000000000000003');
       expect(index.volumeStore('legacy')).toBeUndefined();
-      index.ensureVolume({ name: 'legacy', sourcePath: '/images/legacy.img', sizeBytes: 1 << 20 });
+      index.lineage.ensureVolume({ name: 'legacy', sourcePath: '/images/legacy.img', sizeBytes: 1 << 20 });
       expect(index.volumeStore('legacy')).toEqual(THERE);
     });
-    withIndex(HERE, (index) => mismatchOf(() => index.getVolume('legacy')));
+    withIndex(HERE, (index) => mismatchOf(() => index.lineage.getVolume('legacy')));
   });
 
   it('binds once', () => {

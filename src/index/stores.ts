@@ -2,8 +2,9 @@
  * The store each volume lives in (schema migration 4): an AWS account and
  * Region, or a local endpoint's data. Once the index is bound to the store
  * a command reaches, naming a volume of another store is refused, and the
- * lists leave such volumes out. BlockIndex wraps each method in its error
- * mapping and transactions; the statements are prepared once.
+ * lists leave such volumes out. Its callers (BlockIndex, the lineage and
+ * the runs) wrap each method in their error mapping and transactions; the
+ * statements are prepared once.
  */
 import type { Database, Statement } from 'better-sqlite3';
 import { ErrorCodes, SnaplineError } from '../errors.js';

@@ -42,7 +42,7 @@ describe('the tracker history', () => {
     db.close();
     const index = BlockIndex.open(path);
     try {
-      expect(index.getVolume('vol')?.sourcePath).toBe('/v.img');
+      expect(index.lineage.getVolume('vol')?.sourcePath).toBe('/v.img');
       index.trackers.record({ snapshotId: 'snap-1', kind: 'changed-blocks', name: '/x', sinceCheckpoint: 'a', checkpoint: 'b', scan: 'tracked', reason: null });
       expect(index.trackers.get('snap-1')?.checkpoint).toBe('b');
     } finally {

@@ -10,27 +10,11 @@
  */
 import type { Database, Statement } from 'better-sqlite3';
 import type { ChangeTrackerKind } from '../core/changed-ranges.js';
+import type { TrackedScan, TrackerLog, TrackerRecord } from '../core/index-ports.js';
 import { indexErrorOf } from './sqlite-errors.js';
 import { optionalText, requireText } from './validate.js';
 
-/** How a run read its source: only what its tracker called changed, or everything. */
-export type TrackedScan = 'tracked' | 'full';
-
-export interface TrackerRecord {
-  snapshotId: string;
-  /** The tracker the run was given; null when none. */
-  kind: ChangeTrackerKind | null;
-  /** The bitmap's name or the file's path; null when none. */
-  name: string | null;
-  /** The checkpoint the tracker counted changes from (--since-checkpoint); null when none. */
-  sinceCheckpoint: string | null;
-  /** The checkpoint this snapshot was taken at (--checkpoint); null when none was given. */
-  checkpoint: string | null;
-  scan: TrackedScan;
-  /** Why a run given a tracker read everything instead. */
-  reason: string | null;
-  recordedAt: Date;
-}
+export type { TrackedScan, TrackerRecord } from '../core/index-ports.js';
 
 interface TrackerRow {
   snapshot_id: string;
@@ -61,7 +45,7 @@ export const TRACKER_TABLES = `
   ) WITHOUT ROWID;
 `;
 
-export class TrackerHistory {
+export class TrackerHistory implements TrackerLog {
   readonly #get: Statement;
   readonly #put: Statement;
 

@@ -133,6 +133,10 @@ describe('layers (DESIGN.md: dependencies point inward)', () => {
     expect(violations(INNER, OUTER)).toEqual([]);
   });
 
+  it('the engine reaches none of the index: it uses the ports it owns (core/index-ports.ts)', () => {
+    expect(violations(['src/engine'], ['src/index'])).toEqual([]);
+  });
+
   it('core reaches nothing but core and errors.ts', () => {
     const outside = [...reach(filesOf('src/core')).keys()].filter((file) => !file.startsWith('src/core/') && file !== 'src/errors.ts');
     expect(outside).toEqual([]);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
+import type { RunJournal, VolumeLineage } from '../../src/core/index-ports.js';
 import { VOLUME_TAG } from '../../src/engine/blocks/remote-snapshot.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { ExitCodes } from '../../src/errors.js';
@@ -65,16 +66,16 @@ function paddedBlock(bytes: Buffer, i: number): Buffer {
 }
 
 /** What the index says, read after the CLI has exited (closed again at once). */
-function indexState(path: string): { json: string; index: Pick<BlockIndex, 'pendingRun' | 'headSnapshot'> } {
+function indexState(path: string): { json: string; index: { runs: Pick<RunJournal, 'pendingRun'>; lineage: Pick<VolumeLineage, 'headSnapshot'> } } {
   const index = BlockIndex.open(path);
   try {
-    const volumes = index.listVolumes();
-    const snapshots = index.listSnapshots();
-    const pending = new Map(volumes.map((v) => [v.name, index.pendingRun(v.name)]));
-    const heads = new Map(volumes.map((v) => [v.name, index.headSnapshot(v.name)]));
+    const volumes = index.lineage.listVolumes();
+    const snapshots = index.lineage.listSnapshots();
+    const pending = new Map(volumes.map((v) => [v.name, index.runs.pendingRun(v.name)]));
+    const heads = new Map(volumes.map((v) => [v.name, index.lineage.headSnapshot(v.name)]));
     return {
       json: JSON.stringify({ volumes, snapshots }),
-      index: { pendingRun: (name: string) => pending.get(name), headSnapshot: (name: string) => heads.get(name) },
+      index: { runs: { pendingRun: (name: string) => pending.get(name) }, lineage: { headSnapshot: (name: string) => heads.get(name) } },
     };
   } finally {
     index.close();
@@ -208,7 +209,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       first.child.kill('SIGKILL');
       expect((await first.done).signal).toBe('SIGKILL');
       emulator.setFaults({});
-      const pending = indexState(indexPath).index.pendingRun('kill.img');
+      const pending = indexState(indexPath).index.runs.pendingRun('kill.img');
       expect(pending?.state).toBe('pending');
 
       const rerun = resultOf(await runCli(args, { dataDir: data() }));
@@ -250,7 +251,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       first.child.kill('SIGKILL');
       await first.done;
       emulator.setFaults({});
-      const pending = indexState(indexPath).index.pendingRun('wait.img');
+      const pending = indexState(indexPath).index.runs.pendingRun('wait.img');
       expect(pending?.state).toBe('completing');
       emulator.resetStats();
 
@@ -258,7 +259,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
 
       expect(rerun).toMatchObject({ snapshotId: pending!.snapshotId, resumed: true, blocksUploaded: 0 });
       expect(requests('PutSnapshotBlock')).toBe(0);
-      expect(indexState(indexPath).index.headSnapshot('wait.img')?.snapshotId).toBe(pending!.snapshotId);
+      expect(indexState(indexPath).index.lineage.headSnapshot('wait.img')?.snapshotId).toBe(pending!.snapshotId);
       await expectRemoteEquals(pending!.snapshotId, bytes);
     });
 
@@ -272,7 +273,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       await until(() => emulator.stats().faults.notFound >= 1, 'a not-found answer', first.child);
       first.child.kill('SIGKILL');
       await first.done;
-      const pending = indexState(indexPath).index.pendingRun('young.img');
+      const pending = indexState(indexPath).index.runs.pendingRun('young.img');
       expect(pending?.state).toBe('pending');
 
       const rerun = await runCli(args, { dataDir: data() });
@@ -295,7 +296,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       emulator.setFaults({});
 
       expect(stopped.code).toBe(ExitCodes.INTERRUPTED);
-      const pending = indexState(indexPath).index.pendingRun('int.img');
+      const pending = indexState(indexPath).index.runs.pendingRun('int.img');
       expect(stopped.stderr).toContain(`snapshot ${pending!.snapshotId} stays pending`);
       expect(stopped.stderr).toMatch(/run the same command again to resume/);
       expect(JSON.parse(stopped.stdout)).toMatchObject({ error: { code: 'INTERRUPTED', details: { snapshotId: pending!.snapshotId } } });
@@ -353,7 +354,7 @@ describe.concurrent('snapline backup (the built CLI as a child process)', () => 
       expect(requests('StartSnapshot')).toBe(1);
       const index = BlockIndex.open(indexPath);
       try {
-        expect(index.listSnapshots('busy.img').map((s) => [s.snapshotId, s.state])).toEqual([[done.snapshotId, 'completed']]);
+        expect(index.lineage.listSnapshots('busy.img').map((s) => [s.snapshotId, s.state])).toEqual([[done.snapshotId, 'completed']]);
       } finally {
         index.close();
       }

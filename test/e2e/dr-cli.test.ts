@@ -66,7 +66,7 @@ describe('restore --to-volume', () => {
     expectExit(bad, ExitCodes.REMOTE);
     const index = BlockIndex.open(join(work, 'index.db'));
     try {
-      expect(index.runs.listRuns({ operation: 'restore' }).map((r) => [r.volume, r.snapshotId, r.result, r.errorCode])).toEqual([
+      expect(index.history.listRuns({ operation: 'restore' }).map((r) => [r.volume, r.snapshotId, r.result, r.errorCode])).toEqual([
         ['app', snapshotId, 'success', null],
         [null, null, 'failure', 'NOT_FOUND'],
       ]);

@@ -148,9 +148,9 @@ describe('snapline ecs restore on the local endpoint', () => {
 
     const index = BlockIndex.open(indexPath);
     try {
-      expect(index.getEcsJob(report.jobId)?.state).toBe('completed');
-      expect(index.ecsTasks(report.jobId).map((t) => [t.lastStatus, t.exitCode])).toEqual(Array(4).fill(['STOPPED', 0]));
-      expect(index.getSnapshot(report.snapshotId)?.state).toBe('completed');
+      expect(index.ecsJobs.get(report.jobId)?.state).toBe('completed');
+      expect(index.ecsJobs.tasks(report.jobId).map((t) => [t.lastStatus, t.exitCode])).toEqual(Array(4).fill(['STOPPED', 0]));
+      expect(index.lineage.getSnapshot(report.snapshotId)?.state).toBe('completed');
     } finally {
       index.close();
     }

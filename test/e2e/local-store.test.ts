@@ -51,7 +51,7 @@ async function storeIdOf(url: string): Promise<string> {
 function indexSnapshots(): string {
   const index = BlockIndex.open(indexPath);
   try {
-    return JSON.stringify(index.listSnapshots());
+    return JSON.stringify(index.lineage.listSnapshots());
   } finally {
     index.close();
   }

@@ -150,7 +150,7 @@ describe.skipIf(chromium === undefined)('snapline report --html in headless Chro
     const index = BlockIndex.open(join(work, 'index.db'));
     try {
       const at = new Date();
-      index.drills().record({ volume: 'web', snapshotId: passed.snapshotId, kind: 'read', startedAt: at, finishedAt: at, passed: false, recoveryMs: 4321, blocksRead: 8, mismatchedBlocks: 1, message: 'block 6 differs' });
+      index.drills.record({ volume: 'web', snapshotId: passed.snapshotId, kind: 'read', startedAt: at, finishedAt: at, passed: false, recoveryMs: 4321, blocksRead: 8, mismatchedBlocks: 1, message: 'block 6 differs' });
     } finally {
       index.close();
     }

@@ -68,7 +68,7 @@ async function cliBackup(image: string, volume: string, options: SnaplineOptions
 function targetRecord(indexPath: string, target: string) {
   const index = BlockIndex.open(indexPath);
   try {
-    return index.getTarget(target);
+    return index.targets.get(target);
   } finally {
     index.close();
   }

@@ -114,8 +114,8 @@ describe('backup --if-idle', () => {
   it('exits 75 and says so when a backup of the volume is running; without it, 5', async () => {
     const held = BlockIndex.open(index);
     try {
-      const lock = held.acquireLock('volume:disk');
-      const runsBefore = held.runs.listRuns({ volume: 'disk' }).length;
+      const lock = held.locks.acquire('volume:disk');
+      const runsBefore = held.history.listRuns({ volume: 'disk' }).length;
       // A lock of this process counts as held by a live process.
       const idle = await snapline([...globals(), 'backup', image, '--volume', 'disk', '--if-idle']);
       expect({ code: idle.code, stdout: idle.stdout }).toMatchObject({ code: ExitCodes.BUSY, stdout: expect.stringMatching(/^skipped: a backup of disk is running: volume:disk is in use by pid/) });
@@ -124,7 +124,7 @@ describe('backup --if-idle', () => {
       const pruned = await snapline([...globals(), 'prune', '--volume', 'disk', '--if-idle']);
       expect({ code: pruned.code, stdout: pruned.stdout }).toMatchObject({ code: ExitCodes.BUSY, stdout: expect.stringContaining('skipped disk: a backup of it is running') });
       // A run skipped with --if-idle counts as a success for a scheduler: it is no failure in the run history (status would call the volume failing).
-      expect(held.runs.listRuns({ volume: 'disk' }).slice(runsBefore).map((r) => [r.operation, r.errorCode])).toEqual([['backup', 'CONFLICT']]);
+      expect(held.history.listRuns({ volume: 'disk' }).slice(runsBefore).map((r) => [r.operation, r.errorCode])).toEqual([['backup', 'CONFLICT']]);
       lock.release();
     } finally {
       held.close();
@@ -198,7 +198,7 @@ describe('schedule', () => {
 function states(): string[] {
   const opened = BlockIndex.open(index);
   try {
-    return opened.listSnapshots('disk').map((s) => s.state);
+    return opened.lineage.listSnapshots('disk').map((s) => s.state);
   } finally {
     opened.close();
   }

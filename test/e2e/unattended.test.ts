@@ -223,7 +223,7 @@ describe('--notify', () => {
     const held = BlockIndex.open(join(work, 'n.db'));
     try {
       // A lock of this process counts as held by a live process.
-      const lock = held.acquireLock('volume:n');
+      const lock = held.locks.acquire('volume:n');
       const run = await cli('n.db', ['backup', image, '--volume', 'n', '--if-idle', '--notify', `${hook.url}/hook`]);
       lock.release();
       expectExit(run, ExitCodes.BUSY);

@@ -297,7 +297,7 @@ describe('the bucket or vault is checked before anything is read', () => {
     expect(refused).toMatchObject({ code: ErrorCodes.NOT_FOUND, message: 'bucket made-by-snapline does not exist' });
     expect(refused.hint).toMatch(/--create-bucket/);
     expect(reads()).toBe(before);
-    expect(session.index.listArchives().some((a) => a.snapshotId === snapshotId)).toBe(false);
+    expect(session.index.archives.list().some((a) => a.snapshotId === snapshotId)).toBe(false);
 
     const created = await createArchive({ ...session, archives: places }, { snapshotId, to: 's3', createBucket: true });
     expect(created).toMatchObject({ location: 'made-by-snapline', locationCreated: true, blocks: 2 });
@@ -335,15 +335,15 @@ describe.each([
     const dry = await deleteArchive(session, { archive: child.archiveId, dryRun: true });
     expect(dry).toMatchObject({ dryRun: true, archiveId: child.archiveId, state: 'archived', objects: 2, uploads: 0 });
     expect(requests(deleteOperation)).toBe(deletesBefore);
-    expect(session.index.getArchive(child.archiveId)?.state).toBe('archived');
+    expect(session.index.archives.get(child.archiveId)?.state).toBe('archived');
 
     // By its snapshot's id, as the CLI allows.
     expect(await deleteArchive(session, { archive: s2 })).toMatchObject({ dryRun: false, archiveId: child.archiveId, objects: 2 });
     const objects = full.segments + 1;
     expect(await deleteArchive(session, { archive: full.archiveId })).toMatchObject({ archiveId: full.archiveId, objects });
     expect(requests(deleteOperation) - deletesBefore).toBe(2 + objects);
-    expect(session.index.getArchive(full.archiveId)).toMatchObject({ state: 'deleted' });
-    expect(session.index.archiveObjects(full.archiveId)).toEqual([]);
+    expect(session.index.archives.get(full.archiveId)).toMatchObject({ state: 'deleted' });
+    expect(session.index.archives.objects(full.archiveId)).toEqual([]);
     if (target === 's3') {
       const left = await session.archives.store('s3').inventory({ prefix: `${volume}/`, start: true });
       expect(left).toMatchObject({ state: 'ready', objects: [] });
@@ -366,14 +366,14 @@ describe('deleting an unfinished archive', () => {
       putPart: (...args) => (parts++ < 1 ? real.putPart(...args) : Promise.reject(new SnaplineError(ErrorCodes.INTERRUPTED, 'killed mid-upload (test)'))),
     });
     await rejection(createArchive({ ...session, archives: { ...session.archives, store: () => failing } }, { snapshotId, to: 's3', segmentBlocks: 20, partsInFlight: 1 }));
-    const record = session.index.listArchives().find((a) => a.snapshotId === snapshotId)!;
+    const record = session.index.archives.list().find((a) => a.snapshotId === snapshotId)!;
     expect(record.state).toBe('uploading');
-    const stored = session.index.archiveObjects(record.archiveId).length;
+    const stored = session.index.archives.objects(record.archiveId).length;
 
     const aborts = requests('AbortMultipartUpload');
     const result = await deleteArchive(session, { archive: record.archiveId });
     expect(result).toMatchObject({ state: 'uploading', objects: stored, uploads: 1 });
     expect(requests('AbortMultipartUpload') - aborts).toBe(1);
-    expect(session.index.getArchive(record.archiveId)?.state).toBe('deleted');
+    expect(session.index.archives.get(record.archiveId)?.state).toBe('deleted');
   });
 });

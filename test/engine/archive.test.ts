@@ -109,7 +109,7 @@ describe.each(['s3', 'glacier'] as const)('archive to %s and back', (target) => 
     expect(stores[target].objects.size).toBe(5);
     if (target === 's3') expect([...stores.s3.objects.keys()].sort()[0]).toBe(`backups/vol/${snapshotId}/manifest.json`);
     else expect([...stores.glacier.objects.values()].map((o) => o.name)).toContain(`snapline-archive/1 ${created.archiveId} manifest.json ${snapshotId} vol`);
-    expect(index.getArchive(created.archiveId)).toMatchObject({ state: 'archived', manifestRef: created.manifestRef, treeHash: created.treeHash, sizeBytes: created.sizeBytes });
+    expect(index.archives.get(created.archiveId)).toMatchObject({ state: 'archived', manifestRef: created.manifestRef, treeHash: created.treeHash, sizeBytes: created.sizeBytes });
 
     const early = await rejection(rehydrate(deps(), { archive: created.archiveId, toSnapshot: true }));
     expect(early.code).toBe(ErrorCodes.BAD_STATE);
@@ -127,7 +127,7 @@ describe.each(['s3', 'glacier'] as const)('archive to %s and back', (target) => 
     const toFile = await rehydrate(deps(), { archive: created.archiveId, toFile: image });
     expect(toFile.target).toBe(image);
     expect((await readFile(image)).equals(imageOf(ebs.contentOf(snapshotId), GIB - 1000))).toBe(true);
-    expect(index.getTarget(image)).toMatchObject({ snapshotId, state: 'complete' });
+    expect(index.targets.get(image)).toMatchObject({ snapshotId, state: 'complete' });
   });
 
   it('rehydrates an incremental chain of three archives, including blocks an older snapshot lacks', async () => {
@@ -201,9 +201,9 @@ describe('resuming an interrupted archive', () => {
     stores[target].failOn('putPart', awsFailure(`${target}:UploadPart`, 'AccessDeniedException', { status: 403 }), { after: 7 });
     const first = await rejection(createArchive(deps(), { snapshotId, to: target, segmentBlocks: 64, partsInFlight: 1 }));
     expect(first.code).toBe(ErrorCodes.ACCESS_DENIED);
-    const record = index.liveArchive(target, stores[target].location, snapshotId)!;
+    const record = index.archives.live(target, stores[target].location, snapshotId)!;
     expect(record.state).toBe('uploading');
-    const journal = index.archiveUpload(record.archiveId, 'segment-000000')!;
+    const journal = index.archives.upload(record.archiveId, 'segment-000000')!;
     expect(journal.parts.map((p) => p.partNumber)).toEqual([1, 2, 3, 4, 5, 6, 7]);
 
     const partsBefore = stores[target].count('putPart');
@@ -212,7 +212,7 @@ describe('resuming an interrupted archive', () => {
     // 12 MiB of data plus the table: 13 parts, of which 7 were acknowledged before.
     expect(stores[target].count('putPart') - partsBefore).toBe(6);
     expect(stores[target].count('startUpload')).toBe(1);
-    expect(index.archiveUpload(record.archiveId, 'segment-000000')).toBeUndefined();
+    expect(index.archives.upload(record.archiveId, 'segment-000000')).toBeUndefined();
 
     await restoreAndWait(second.archiveId, target);
     const image = join(dir, 'resumed.img');
@@ -310,7 +310,7 @@ describe('integrity of what is read back', () => {
     expect(error.code).toBe(ErrorCodes.CHECKSUM_MISMATCH);
     expect(error.message).toMatch(message);
     expect(error.message).toMatch(/incomplete/);
-    expect(index.getTarget(image)?.state).toBe('incomplete');
+    expect(index.targets.get(image)?.state).toBe('incomplete');
   });
 });
 
@@ -394,7 +394,7 @@ describe('inventory and prune', () => {
     expect(done.deleted.map((d) => d.archiveId)).toEqual([a2.archiveId, a1.archiveId]);
     expect(done.kept).toEqual([{ archiveId: lone.archiveId, reason: 'the newest archive of its volume there' }]);
     expect(stores.s3.objects.size).toBe(2);
-    expect(index.getArchive(a1.archiveId)?.state).toBe('deleted');
+    expect(index.archives.get(a1.archiveId)?.state).toBe('deleted');
     places.deleteOlderThanDays = undefined;
     expect(await rejection(pruneArchives({ index, archives: places }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
   });

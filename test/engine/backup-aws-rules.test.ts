@@ -235,7 +235,7 @@ describe('CompleteSnapshot answers and EC2 lagging behind (ec2LagMs 1500)', () =
     try {
       const result = await backup(world.session, { source: path });
       expect(world.local.emulator.stats().faults.lostCompletions).toBe(lost + 1);
-      expect(world.session.index.getSnapshot(result.snapshotId!)?.state).toBe('completed');
+      expect(world.session.index.lineage.getSnapshot(result.snapshotId!)?.state).toBe('completed');
     } finally {
       world.local.emulator.setFaults({});
     }
@@ -245,10 +245,10 @@ describe('CompleteSnapshot answers and EC2 lagging behind (ec2LagMs 1500)', () =
     const { path } = world.image('died-completing', 4);
     const died = await rejection(backup(depsOf(world.session, { writer: dyingAfter(world.session.writer, 'completeSnapshot') }), { source: path }));
     const snapshotId = died.details?.snapshotId as string;
-    expect(world.session.index.getSnapshot(snapshotId)?.state).toBe('completing');
+    expect(world.session.index.lineage.getSnapshot(snapshotId)?.state).toBe('completing');
     const resumed = await backup(world.session, { source: path });
     expect(resumed).toMatchObject({ snapshotId, resumed: true, blocksUploaded: 0 });
-    expect(world.session.index.getSnapshot(snapshotId)?.state).toBe('completed');
+    expect(world.session.index.lineage.getSnapshot(snapshotId)?.state).toBe('completed');
   });
 
   it('a run resumed before EC2 lists its snapshot goes on with that snapshot instead of taking it for gone', async () => {
@@ -259,7 +259,7 @@ describe('CompleteSnapshot answers and EC2 lagging behind (ec2LagMs 1500)', () =
       completeSnapshot: (...args) => world.session.writer.completeSnapshot(...args),
     };
     await rejection(backup(depsOf(world.session, { writer: failing }), { source: path }));
-    const pending = world.session.index.pendingRun(defaultVolumeName(path))!;
+    const pending = world.session.index.runs.pendingRun(defaultVolumeName(path))!;
     expect(pending.state).toBe('pending');
     const resumed = await backup(world.session, { source: path });
     expect(resumed).toMatchObject({ snapshotId: pending.snapshotId, resumed: true, blocksUploaded: 8 });
@@ -407,10 +407,10 @@ describe('a ClientToken of its own for every run', () => {
     const started: string[] = [];
     await world.withFreshIndex(async (session) => {
       await rejection(backup(depsOf(session, { writer: dyingAfter(session.writer, 'startSnapshot', started) }), { source: path }));
-      expect(session.index.runStart(defaultVolumeName(path))?.clientToken).toMatch(/^snapline-/);
+      expect(session.index.runs.runStart(defaultVolumeName(path))?.clientToken).toMatch(/^snapline-/);
       const rerun = await backup(session, { source: path });
       expect(rerun.snapshotId).toBe(started[0]);
-      expect(session.index.runStart(defaultVolumeName(path))).toBeUndefined();
+      expect(session.index.runs.runStart(defaultVolumeName(path))).toBeUndefined();
     });
   });
 });

@@ -8,15 +8,16 @@ import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
 import { backup, type BackupDeps } from '../../src/engine/backup/backup.js';
 import { HashPool } from '../../src/hashing/index.js';
-import { BlockIndex } from '../../src/index/index.js';
 import { SlabPool } from '../../src/source/index.js';
 import { MemoryEbs } from '../fakes/memory-ebs.js';
+import { MemoryIndex } from '../fakes/memory-index.js';
 
 /**
  * Backups of sparse image files: blocks wholly inside holes come from the
  * scan as hole runs (not read, when the native hole seeker is built) and must
- * be treated exactly like blocks of zeros that were read. Real index, hash
- * pool, slab pool and files; the in-memory EBS fake behind the retry wrappers.
+ * be treated exactly like blocks of zeros that were read. Real hash pool,
+ * slab pool and files; the in-memory index, and the in-memory EBS fake behind
+ * the retry wrappers.
  */
 
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
@@ -25,7 +26,6 @@ const BLOCKS_PER_SLAB = 4;
 
 let hashPool: HashPool;
 let dir: string;
-let index: BlockIndex;
 
 beforeAll(() => {
   hashPool = new HashPool({ threads: 2 });
@@ -34,16 +34,14 @@ afterAll(async () => {
   await hashPool.destroy();
 });
 afterEach(() => {
-  index?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 function setUp(ebs: MemoryEbs, wrapWriter: (inner: SnapshotWriter) => SnapshotWriter = (inner) => inner): BackupDeps {
   dir = mkdtempSync(join(tmpdir(), 'snapline-holes-test-'));
-  index = BlockIndex.open(join(dir, 'index.db'));
   const policy = { baseDelayMs: 1, maxDelayMs: 5 };
   return {
-    index,
+    index: new MemoryIndex(),
     writer: wrapWriter(resilientWriter(ebs, { policy, limiter: new AdaptiveLimiter(64) })),
     reader: resilientReader(ebs, { policy, limiter: new AdaptiveLimiter(64) }),
     catalog: ebs,

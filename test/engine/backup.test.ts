@@ -144,8 +144,8 @@ class Rig {
   /** What the index says, for "unchanged" checks. */
   indexState(): string {
     return JSON.stringify({
-      volumes: this.index.listVolumes(),
-      snapshots: this.index.listSnapshots().map((s) => ({ ...s, written: s.state === 'pending' ? this.index.writtenBlockCount(s.snapshotId) : null })),
+      volumes: this.index.lineage.listVolumes(),
+      snapshots: this.index.lineage.listSnapshots().map((s) => ({ ...s, written: s.state === 'pending' ? this.index.runs.writtenBlockCount(s.snapshotId) : null })),
     });
   }
 
@@ -169,7 +169,7 @@ class Rig {
   /** The index's map of a committed snapshot equals the image's digests (zero blocks absent or zero). */
   expectIndexMap(snapshotId: string, image: Image): void {
     const map = new Map<number, Buffer>();
-    for (const { index, digest } of this.index.blockMap(snapshotId)) map.set(index, Buffer.from(digest));
+    for (const { index, digest } of this.index.maps.blockMap(snapshotId)) map.set(index, Buffer.from(digest));
     for (let i = 0; i < image.blockCount; i += 1) {
       const digest = map.get(i);
       if (digest === undefined) expect(image.block(i).equals(ZERO_BLOCK), `index map lacks non-zero block ${i}`).toBe(true);
@@ -256,7 +256,7 @@ describe('full and incremental backups', () => {
     r.expectHolds(id, image);
     const [remote] = await r.ebs.describeSnapshots([id]);
     expect(remote?.tags).toMatchObject({ [VOLUME_TAG]: 'disk.img', [SOURCE_BYTES_TAG]: String(40 * BLOCK_SIZE) });
-    expect(r.index.headSnapshot('disk.img')).toMatchObject({ snapshotId: id, state: 'completed', changedBlocks: nonZero.length });
+    expect(r.index.lineage.headSnapshot('disk.img')).toMatchObject({ snapshotId: id, state: 'completed', changedBlocks: nonZero.length });
     r.expectIndexMap(id, image);
     expect(progress.at(-1)).toBe(40);
   });
@@ -295,8 +295,8 @@ describe('full and incremental backups', () => {
     expect(last.subarray(0, 1000).equals(image.bytes.subarray(10 * BLOCK_SIZE))).toBe(true);
     expect(last.subarray(1000).equals(Buffer.alloc(BLOCK_SIZE - 1000))).toBe(true);
     r.expectHolds(result.snapshotId!, image);
-    expect(r.index.getSnapshot(result.snapshotId!)?.sourceBytes).toBe(size);
-    expect(r.index.getVolume('odd.img')?.sizeBytes).toBe(size);
+    expect(r.index.lineage.getSnapshot(result.snapshotId!)?.sourceBytes).toBe(size);
+    expect(r.index.lineage.getVolume('odd.img')?.sizeBytes).toBe(size);
     const [remote] = await r.ebs.describeSnapshots([result.snapshotId!]);
     expect(remote?.tags[SOURCE_BYTES_TAG]).toBe(String(size));
   });
@@ -338,7 +338,7 @@ describe('zero blocks', () => {
 
     expect(result).toMatchObject({ blocksUploaded: 6, blocksZeroSkipped: 0 });
     expect(r.ebs.inspect(result.snapshotId!)).toMatchObject({ encrypted: true, writtenIndexes: range(0, 6) });
-    expect(r.index.getSnapshot(result.snapshotId!)?.encrypted).toBe(true);
+    expect(r.index.lineage.getSnapshot(result.snapshotId!)?.encrypted).toBe(true);
   });
 
   it('GetEbsEncryptionByDefault, asked alongside DescribeSnapshots, fails an incremental only where its answer counts (an unencrypted parent)', async () => {
@@ -383,7 +383,7 @@ describe('parents', () => {
     expect(result).toMatchObject({ parentSnapshotId: elsewhere, blocksChanged: 5, blocksUploaded: 5 });
     expect(r.ebs.inspect(result.snapshotId!)?.parentId).toBe(elsewhere);
     r.expectHolds(result.snapshotId!, image);
-    expect(r.index.getSnapshot(result.snapshotId!)).toMatchObject({ parentSnapshotId: elsewhere, baseSnapshotId: head.snapshotId });
+    expect(r.index.lineage.getSnapshot(result.snapshotId!)).toMatchObject({ parentSnapshotId: elsewhere, baseSnapshotId: head.snapshotId });
     r.expectIndexMap(result.snapshotId!, image);
 
     // The index now vouches for the reconciled snapshot: the next run uploads nothing.
@@ -416,7 +416,7 @@ describe('parents', () => {
     expect(err.code).toBe(ErrorCodes.NOT_FOUND);
     expect(err.message).toContain('snap-0123456789abcdef0');
     expect(r.ebs.calls.startSnapshot).toBe(0);
-    expect(r.index.listVolumes()).toEqual([]);
+    expect(r.index.lineage.listVolumes()).toEqual([]);
   });
 
   it('a parent of another lineage: REMOTE_REJECTED, nothing started', async () => {
@@ -463,13 +463,13 @@ describe('resume', () => {
 
     const err = await rejection(r.run({ source: image.path }));
     expect(err.code).toBe(ErrorCodes.ACCESS_DENIED);
-    const pending = r.index.pendingRun('r.img')!;
+    const pending = r.index.runs.pendingRun('r.img')!;
     expect(pending.state).toBe('pending');
     const storedFirst = r.ebs.inspect(pending.snapshotId)!.writtenIndexes;
     expect(storedFirst.length).toBeGreaterThanOrEqual(20);
     expect(storedFirst.length).toBeLessThan(48);
     // Every block the fake stored was journaled.
-    expect([...r.index.writtenBlocks(pending.snapshotId)].map((b) => b.index)).toEqual(storedFirst);
+    expect([...r.index.runs.writtenBlocks(pending.snapshotId)].map((b) => b.index)).toEqual(storedFirst);
 
     failing.stop();
     const mark = r.ebs.stored.length;
@@ -479,8 +479,8 @@ describe('resume', () => {
     expect(r.ebs.storedSince(mark)).toEqual(without(range(0, 48), storedFirst));
     // The fake checked ChangedBlocksCount and the LINEAR aggregate over both runs' blocks.
     r.expectHolds(pending.snapshotId, image);
-    expect(r.index.headSnapshot('r.img')).toMatchObject({ snapshotId: pending.snapshotId, changedBlocks: 48 });
-    expect(r.index.pendingRun('r.img')).toBeUndefined();
+    expect(r.index.lineage.headSnapshot('r.img')).toMatchObject({ snapshotId: pending.snapshotId, changedBlocks: 48 });
+    expect(r.index.runs.pendingRun('r.img')).toBeUndefined();
   });
 
   it('uploads again a block whose intent was recorded but never acknowledged', async () => {
@@ -488,11 +488,11 @@ describe('resume', () => {
     const image = r.image('i.img', imageBytes(24));
     const failing = r.failPutsAfter(10);
     await rejection(r.run({ source: image.path }));
-    const { snapshotId } = r.index.pendingRun('i.img')!;
+    const { snapshotId } = r.index.runs.pendingRun('i.img')!;
     const storedFirst = r.ebs.inspect(snapshotId)!.writtenIndexes;
     // A crash after the intent and the upload, before the acknowledgement reached the journal.
     const unsure = storedFirst[3]!;
-    r.index.recordIntents(snapshotId, [{ index: unsure, digest: sha256(image.block(unsure)) }]);
+    r.index.runs.recordIntents(snapshotId, [{ index: unsure, digest: sha256(image.block(unsure)) }]);
 
     failing.stop();
     const mark = r.ebs.stored.length;
@@ -512,10 +512,10 @@ describe('resume', () => {
       r.run({ source: image.path, signal: abort.signal, onProgress: (p) => p.phase === 'wait' && abort.abort() }, r.deps({ signal: abort.signal })),
     );
     expect(err.code).toBe(ErrorCodes.INTERRUPTED);
-    const pending = r.index.pendingRun('c.img')!;
+    const pending = r.index.runs.pendingRun('c.img')!;
     expect(pending.state).toBe('completing');
     expect(err.message).toContain(pending.snapshotId);
-    expect(r.index.headSnapshot('c.img')).toBeUndefined();
+    expect(r.index.lineage.headSnapshot('c.img')).toBeUndefined();
     const puts = r.ebs.calls.putBlock;
     expect(puts).toBe(16);
 
@@ -523,7 +523,7 @@ describe('resume', () => {
 
     expect(result).toMatchObject({ snapshotId: pending.snapshotId, resumed: true, blocksUploaded: 0 });
     expect(r.ebs.calls.putBlock).toBe(puts);
-    expect(r.index.headSnapshot('c.img')?.snapshotId).toBe(pending.snapshotId);
+    expect(r.index.lineage.headSnapshot('c.img')?.snapshotId).toBe(pending.snapshotId);
     r.expectHolds(pending.snapshotId, image);
   });
 
@@ -534,7 +534,7 @@ describe('resume', () => {
 
     const err = await rejection(r.run({ source: image.path }));
     expect(err.code).toBe(ErrorCodes.ACCESS_DENIED);
-    const pending = r.index.pendingRun('k.img')!;
+    const pending = r.index.runs.pendingRun('k.img')!;
     expect(pending.state).toBe('completing');
     expect(r.ebs.inspect(pending.snapshotId)?.status).toBe('pending');
 
@@ -564,7 +564,7 @@ describe('resume', () => {
     const err = await rejection(r.run({ source: image.path, signal: abort.signal }, deps));
 
     expect(err.code).toBe(ErrorCodes.INTERRUPTED);
-    const pending = r.index.pendingRun('a.img')!;
+    const pending = r.index.runs.pendingRun('a.img')!;
     expect(err.message).toContain(pending.snapshotId);
     expect(err.hint).toMatch(/run the same command again/);
     expect(err.details).toMatchObject({ snapshotId: pending.snapshotId });
@@ -601,9 +601,9 @@ describe('resume', () => {
     const failed = String(err.details?.snapshotId);
     expect(err.message).toContain(failed);
     expect(r.ebs.inspect(failed)?.status).toBe('error');
-    expect(r.index.getSnapshot(failed)?.state).toBe('error');
-    expect(r.index.headSnapshot('e.img')).toBeUndefined();
-    expect(r.index.pendingRun('e.img')).toBeUndefined();
+    expect(r.index.lineage.getSnapshot(failed)?.state).toBe('error');
+    expect(r.index.lineage.headSnapshot('e.img')).toBeUndefined();
+    expect(r.index.runs.pendingRun('e.img')).toBeUndefined();
 
     const next = await r.run({ source: image.path });
     expect(next.snapshotId).not.toBe(failed);
@@ -617,7 +617,7 @@ describe('resume', () => {
     const failing = r.failPutsAfter(4);
     await rejection(r.run({ source: image.path, description: 'first' }));
     failing.stop();
-    const { snapshotId } = r.index.pendingRun('d.img')!;
+    const { snapshotId } = r.index.runs.pendingRun('d.img')!;
     const before = r.indexState();
 
     const err = await rejection(r.run({ source: image.path, description: 'second' }));
@@ -629,7 +629,7 @@ describe('resume', () => {
     const result = await r.run({ source: image.path, description: 'second', discardPending: true });
     expect(result.snapshotId).not.toBe(snapshotId);
     expect(result.resumed).toBe(false);
-    expect(r.index.getSnapshot(snapshotId)?.state).toBe('error');
+    expect(r.index.lineage.getSnapshot(snapshotId)?.state).toBe('error');
     r.expectHolds(result.snapshotId!, image);
   });
 });
@@ -675,7 +675,7 @@ describe('runs that must not write', () => {
     expect(fresh).toMatchObject({ dryRun: true, snapshotId: null, blocksScanned: 20, blocksChanged: 18, blocksUploaded: 0, blocksZeroSkipped: 2 });
     expect(r.ebs.calls.startSnapshot).toBe(0);
     expect(r.ebs.calls.putBlock).toBe(0);
-    expect(r.index.listVolumes()).toEqual([]);
+    expect(r.index.lineage.listVolumes()).toEqual([]);
 
     const head = await r.run({ source: image.path });
     image.patch(new Map([4, 9, 15].map((i) => [i, randomBytes(BLOCK_SIZE)])));
@@ -718,7 +718,7 @@ describe('change trackers', () => {
 
     const err = await rejection(r.run({ ...options, signal: abort.signal }, deps));
     expect(err.code).toBe(ErrorCodes.INTERRUPTED);
-    const pending = r.index.pendingRun('t.img')!;
+    const pending = r.index.runs.pendingRun('t.img')!;
     const storedFirst = r.ebs.inspect(pending.snapshotId)!.writtenIndexes;
     expect(storedFirst.length).toBeLessThan(changed.length);
 

@@ -156,9 +156,9 @@ describe.skipIf(qemuMissing !== undefined)('changed-block tracking against the l
       message: expect.stringMatching(/the dirty bitmap "g1" of .* cannot be trusted: 2 of 80 blocks it calls unchanged differ from the parent .*, such as blocks 50 \(byte 26214400\), 76 \(byte 39845888\); no snapshot was taken/),
       details: { blocksDiffering: 2, firstBlocks: [50, 76] },
     });
-    expect(local.session.index.pendingRun(volume)).toBeUndefined();
-    expect(local.session.index.headSnapshot(volume)?.snapshotId).toBe(full.snapshotId);
-    expect(local.session.index.listSnapshots(volume)).toHaveLength(1);
+    expect(local.session.index.runs.pendingRun(volume)).toBeUndefined();
+    expect(local.session.index.lineage.headSnapshot(volume)?.snapshotId).toBe(full.snapshotId);
+    expect(local.session.index.lineage.listSnapshots(volume)).toHaveLength(1);
   });
 
   it('reads only the ranges a changed-blocks file lists, on a plain image file, after checking the checkpoint', async () => {
@@ -193,6 +193,6 @@ describe.skipIf(qemuMissing !== undefined)('changed-block tracking against the l
       code: ErrorCodes.INVALID_ARGUMENT,
       message: `changedBlocksFile ${changes} line 2: bytes [${16 * MIB - 10}, ${16 * MIB + 1}) reach past the source's end at ${16 * MIB} bytes`,
     });
-    expect(local.session.index.pendingRun(volume)).toBeUndefined();
+    expect(local.session.index.runs.pendingRun(volume)).toBeUndefined();
   });
 });

@@ -205,7 +205,7 @@ describe('drills', () => {
 
     const last = lastDrills(session).find((d) => d.volume === 'drilled');
     expect(last).toMatchObject({ id: onVolume.recordId, snapshotId: incremental, kind: 'volume', passed: true });
-    expect(session.index.drills().ofVolume('drilled')).toHaveLength(2);
+    expect(session.index.drills.ofVolume('drilled')).toHaveLength(2);
   });
 
   it('a drill fails, and records the failure, when a block of the snapshot was corrupted on the endpoint', async () => {
@@ -239,7 +239,7 @@ describe('drills', () => {
     for (const id of (await volumeIds()).filter((v) => !before.includes(v))) {
       expect((await session.volumes.describeVolume(id))?.state ?? 'deleted').toMatch(/^delet/);
     }
-    expect(session.index.drills().ofVolume('stopped')).toEqual([]);
+    expect(session.index.drills.ofVolume('stopped')).toEqual([]);
   });
 
   it('refuses a snapshot of another volume, a volume without snapshots, and a file that exists', async () => {

@@ -46,7 +46,7 @@ describe('ecsRestore on the local endpoint', () => {
       const options = { source: source.snapshotId!, pacing: { pollFirstMs: 20, pollMaxMs: 100, logSettleMs: 1000 } };
       const detached = await ecsRestore(session.deps, { ...options, shards: 2, detach: true });
       expect(detached.state).toBe('detached');
-      const arns = session.deps.index.ecsTasks(detached.jobId).map((t) => t.taskArn);
+      const arns = session.deps.index.ecsJobs.tasks(detached.jobId).map((t) => t.taskArn);
       expect(arns).toHaveLength(2);
       for (let i = 0; ; i += 1) {
         const out = await ecs.send(new DescribeTasksCommand({ tasks: arns }));

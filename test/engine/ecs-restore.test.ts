@@ -210,8 +210,8 @@ beforeEach(async () => {
   const blocks = [...content].map(([i, data]) => ({ index: i, digest: sha256(data) }));
   expect(await ebs.completeSnapshot(started.snapshotId, blocks.length, linearAggregateOf(blocks))).toBe('completed');
   source = started.snapshotId;
-  index.ensureVolume({ name: 'db', sourcePath: '/dev/db', sizeBytes: 36 * BLOCK_SIZE });
-  index.importSnapshot({ snapshotId: source, volume: 'db', parentSnapshotId: null, volumeSizeGiB: 1, sourceBytes: 36 * BLOCK_SIZE, encrypted: false, description: null }, blocks);
+  index.lineage.ensureVolume({ name: 'db', sourcePath: '/dev/db', sizeBytes: 36 * BLOCK_SIZE });
+  index.lineage.importSnapshot({ snapshotId: source, volume: 'db', parentSnapshotId: null, volumeSizeGiB: 1, sourceBytes: 36 * BLOCK_SIZE, encrypted: false, description: null }, blocks);
 });
 afterEach(() => {
   index.close();
@@ -235,7 +235,7 @@ describe('ecsRestore with a fake cluster', () => {
       [24, 2048, 'succeeded'],
     ]);
     expectCopied(report.snapshotId!);
-    expect(index.getSnapshot(report.snapshotId!)).toMatchObject({ state: 'completed', volume: 'db-restored', changedBlocks: 12 });
+    expect(index.lineage.getSnapshot(report.snapshotId!)).toMatchObject({ state: 'completed', volume: 'db-restored', changedBlocks: 12 });
     expect(cluster.launches.map((l) => [l.clientToken, l.startedBy, l.tags['snapline:attempt']])).toEqual([
       [`${report.jobId}-0-1-0`, `snapline-${report.jobId}`, '1'],
       [`${report.jobId}-1-1-0`, `snapline-${report.jobId}`, '1'],
@@ -273,7 +273,7 @@ describe('ecsRestore with a fake cluster', () => {
     ]);
     expect(report.shards[0]!.lastLines).toEqual(['boom']);
     expect(ebs.inspect(report.snapshotId!)?.status).toBe('pending');
-    expect(index.getEcsJob(report.jobId)?.message).toMatch(/shard 0: the worker container exited with code 9/);
+    expect(index.ecsJobs.get(report.jobId)?.message).toMatch(/shard 0: the worker container exited with code 9/);
   });
 
   it('--timeout leaves the tasks running and says how to follow them; the next run adopts them', async () => {
@@ -283,7 +283,7 @@ describe('ecsRestore with a fake cluster', () => {
     expect(isSnaplineError(error, ErrorCodes.TIMEOUT)).toBe(true);
     expect(cluster.stops).toEqual([]);
     const [arn] = [...cluster.tasks.keys()];
-    const status = await ecsStatus(d, index.listEcsJobs()[0]!.jobId);
+    const status = await ecsStatus(d, index.ecsJobs.list()[0]!.jobId);
     expect(status.shards.map((s) => [s.state, s.taskArn, s.lastStatus])).toEqual([['running', arn, 'RUNNING']]);
     await cluster.stop('restores', arn!, 'test');
     const again = await ecsRestore(d, options({ retries: 0 }));
@@ -299,7 +299,7 @@ describe('ecsRestore with a fake cluster', () => {
     // A ghost of attempt 1 still running (a task the index missed), and attempt 2 started by a driver that died.
     const launch = cluster.launches[0]!;
     const ghost = await cluster.launchAs({ ...launch, clientToken: 'ghost' }, 'hang');
-    index.updateEcsShard(failed.jobId, 0, { state: 'waiting', attempt: 2, launch: 0 });
+    index.ecsJobs.updateShard(failed.jobId, 0, { state: 'waiting', attempt: 2, launch: 0 });
     await cluster.launchAs({ ...launch, clientToken: `${failed.jobId}-0-2-0`, tags: { ...launch.tags, 'snapline:attempt': '2' } }, 'work');
     const report = await ecsRestore(d, options());
     expect(report.state).toBe('completed');
@@ -314,7 +314,7 @@ describe('ecsRestore with a fake cluster', () => {
     const failed = await ecsRestore(d, options({ shards: 1, retries: 0 }));
     const launch = cluster.launches[0]!;
     // Attempt 2 started by a driver that died before recording it; it ran to the end while no driver watched.
-    index.updateEcsShard(failed.jobId, 0, { state: 'waiting', attempt: 2, launch: 0 });
+    index.ecsJobs.updateShard(failed.jobId, 0, { state: 'waiting', attempt: 2, launch: 0 });
     const arn = await cluster.launchAs({ ...launch, clientToken: 'answer-lost', tags: { ...launch.tags, 'snapline:attempt': '2' } }, 'work');
     // Another job's task of the same family, tagged as a later attempt of shard 0: not this job's.
     await cluster.launchAs({ ...launch, clientToken: 'other-job', startedBy: 'snapline-j-other', tags: { ...launch.tags, 'snapline:attempt': '7' } }, { exit: 1 });
@@ -332,7 +332,7 @@ describe('ecsRestore with a fake cluster', () => {
     const failed = await ecsRestore(d, options({ shards: 1, retries: 0 }));
     expect(failed.state).toBe('failed');
     await ebs.deleteSnapshot(failed.snapshotId!);
-    const startedAt = index.getSnapshot(failed.snapshotId!)!.startedAt.getTime();
+    const startedAt = index.lineage.getSnapshot(failed.snapshotId!)!.startedAt.getTime();
     // The clock jumps to the end of the settle window once the driver says it waits: before that, "not listed" is "not yet".
     const realNow = Date.now.bind(Date);
     let ahead = 0;
@@ -351,7 +351,7 @@ describe('ecsRestore with a fake cluster', () => {
     const waited = said.indexOf(`job ${failed.jobId}: waiting for EC2 to list its snapshot ${failed.snapshotId}: it does not list it yet`);
     expect(waited).toBeGreaterThanOrEqual(0);
     expect(said.indexOf(`job ${failed.jobId}: its snapshot ${failed.snapshotId} is no longer pending`)).toBeGreaterThan(waited);
-    expect(index.getEcsJob(failed.jobId)).toMatchObject({ state: 'abandoned' });
+    expect(index.ecsJobs.get(failed.jobId)).toMatchObject({ state: 'abandoned' });
     expect(report.jobId).not.toBe(failed.jobId);
     expect(report.state).toBe('completed');
     expectCopied(report.snapshotId!);
@@ -386,7 +386,7 @@ describe('ecsRestore with a fake cluster', () => {
     cluster.answerLost = () => abort.abort();
     expect(isSnaplineError(await ecsRestore(d, options({ shards: 1, signal: abort.signal })).catch((e: unknown) => e), ErrorCodes.INTERRUPTED)).toBe(true);
     const [arn] = [...cluster.tasks.keys()];
-    const jobId = index.listEcsJobs()[0]!.jobId;
+    const jobId = index.ecsJobs.list()[0]!.jobId;
     while (cluster.tasks.get(arn!)!.finish === undefined) await new Promise((resolve) => setTimeout(resolve, 2));
     cluster.unlisted.add(arn!);
     d.settings = { ...d.settings, launchType: 'EC2' };
@@ -414,7 +414,7 @@ describe('ecsRestore with a fake cluster', () => {
       'task definition arn:td/snapline-worker:1 uses network mode awsvpc: ECS runs it only with subnets, and the connection names none',
       'set ecs.subnets (and ecs.security_groups) of the connection',
     ]);
-    expect([index.listEcsJobs(), cluster.launches]).toEqual([[], []]);
+    expect([index.ecsJobs.list(), cluster.launches]).toEqual([[], []]);
     d.settings = { ...d.settings, network: { subnets: ['subnet-1'] } };
     expect((await ecsRestore(d, options())).state).toBe('completed');
     const bridge = deps();
@@ -436,7 +436,7 @@ describe('ecsRestore with a fake cluster', () => {
     const error = await running.catch((e: unknown) => e);
     expect(isSnaplineError(error, ErrorCodes.INTERRUPTED)).toBe(true);
     expect((error as Error).message).toMatch(/2 tasks stopped, snapshot snap-\w+ stays pending/);
-    expect(cluster.stops.map((s) => s.reason)).toEqual(Array(2).fill(`snapline: interrupted (job ${index.listEcsJobs()[0]!.jobId})`));
+    expect(cluster.stops.map((s) => s.reason)).toEqual(Array(2).fill(`snapline: interrupted (job ${index.ecsJobs.list()[0]!.jobId})`));
   });
 
   it('--detach launches every shard and returns, leaving the tasks running', async () => {
@@ -446,6 +446,6 @@ describe('ecsRestore with a fake cluster', () => {
     expect(report.state).toBe('detached');
     expect(report.shards.map((s) => [s.state, s.lastStatus])).toEqual(Array(2).fill(['running', 'RUNNING']));
     expect(cluster.stops).toEqual([]);
-    expect(index.getEcsJob(report.jobId)?.state).toBe('running');
+    expect(index.ecsJobs.get(report.jobId)?.state).toBe('running');
   });
 });

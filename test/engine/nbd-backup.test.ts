@@ -66,7 +66,7 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
     const first = await backup(local.session, { source: server.url });
     expect(first).toMatchObject({ volume: 'vm-disk', sourceBytes: expected.byteLength, blocksScanned: blocks, blocksUploaded: dataBlocks });
     expect(first.blocksZeroSkipped).toBe(blocks - dataBlocks);
-    expect(local.session.index.getVolume('vm-disk')?.sourcePath).toBe(server.url);
+    expect(local.session.index.lineage.getVolume('vm-disk')?.sourcePath).toBe(server.url);
 
     const restored = local.pathFor('restored.raw');
     const back = await restore(local.session, { snapshotId: first.snapshotId!, target: restored, verify: true });
@@ -184,8 +184,8 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
       expect(err).toMatchObject({ code: ErrorCodes.IO_FAILED });
       expect((err as Error).message).toMatch(/^NBD server nbd\+unix:\/\/\/disk\?socket=.* closed the connection/);
       // The snapshot starts with the first block to upload: the read may fail before or after that.
-      const pending = local.session.index.pendingRun('going-away');
-      if (pending === undefined) expect(local.session.index.listSnapshots('going-away')).toEqual([]);
+      const pending = local.session.index.runs.pendingRun('going-away');
+      if (pending === undefined) expect(local.session.index.lineage.listSnapshots('going-away')).toEqual([]);
       else expect((await local.session.catalog.describeSnapshots([pending.snapshotId]))[0]).toMatchObject({ state: 'pending' });
     } finally {
       await server.close();

@@ -114,7 +114,7 @@ describe('restore round trips', () => {
     expect(result).toMatchObject({ snapshotId, target, incrementalFrom: null, sizeBytes: 8 * BLOCK_SIZE, blocksListed: 8, blocksFetched: 8 });
     expect(result.bytesWritten).toBe(8 * BLOCK_SIZE);
     expect(result.verified).toBeNull();
-    expect(session.index.getTarget(target)).toMatchObject({ snapshotId, state: 'complete', sizeBytes: 8 * BLOCK_SIZE });
+    expect(session.index.targets.get(target)).toMatchObject({ snapshotId, state: 'complete', sizeBytes: 8 * BLOCK_SIZE });
   });
 
   it('a mostly-zero image comes back identical, and sparse where the snapshot has no block', async () => {
@@ -267,13 +267,13 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
       const before = await readFile(backing);
       const loop = attachLoop(backing);
       try {
-        const record = session.index.getTarget(loop.device);
+        const record = session.index.targets.get(loop.device);
         const err = await rejection(restore(session, { snapshotId, target: loop.device }));
         expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
         expect(err.message).toBe(`${loop.device} holds ${found}`);
         expect(err.hint).toContain('--force');
         expect((await readFile(loop.device)).equals(before), 'device untouched').toBe(true);
-        expect(session.index.getTarget(loop.device), 'index unchanged').toEqual(record);
+        expect(session.index.targets.get(loop.device), 'index unchanged').toEqual(record);
 
         await restore(session, { snapshotId, target: loop.device, force: true });
         expect((await readFile(loop.device)).subarray(0, 4 * BLOCK_SIZE).equals(await readFile(image))).toBe(true);
@@ -379,7 +379,7 @@ describe('incremental restore', () => {
       blocksZeroed: 1,
     });
     await expectSameBytes(target, imageB);
-    expect(session.index.getTarget(target)).toMatchObject({ snapshotId: snapB, state: 'complete' });
+    expect(session.index.targets.get(target)).toMatchObject({ snapshotId: snapB, state: 'complete' });
   });
 
   it('back to A onto a target holding B: zeros where A has no block', async () => {
@@ -420,7 +420,7 @@ describe('incremental restore', () => {
     expect(result).toMatchObject({ incremental: { blocksHashed: 16, blocksDiffering: 6 }, blocksFetched: 4, blocksZeroed: 2 });
     expect(getSnapshotBlockRequests() - before).toBe(4);
     await expectSameBytes(changed, imageB);
-    expect(session.index.getTarget(changed)).toMatchObject({ snapshotId: snapB, state: 'complete' });
+    expect(session.index.targets.get(changed)).toMatchObject({ snapshotId: snapB, state: 'complete' });
   });
 
   it('--trust-index takes the index at its word: the blocks ListChangedBlocks gives, the target not read (a change made since stays)', async () => {
@@ -505,7 +505,7 @@ describe('incremental restore', () => {
     expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
     expect(err.message).toBe(`cannot restore incrementally onto ${held} trusting the index: the snapshot it holds, ${first}, no longer exists`);
     expect(err.hint).toContain('leave out --trust-index');
-    expect(session.index.getTarget(held)).toMatchObject({ snapshotId: first, state: 'complete' });
+    expect(session.index.targets.get(held)).toMatchObject({ snapshotId: first, state: 'complete' });
 
     const hashed = await restore(session, { snapshotId: second, target: held, incremental: true });
     expect(hashed).toMatchObject({ incrementalFrom: first, incremental: { method: 'hashed', blocksDiffering: 1 }, blocksFetched: 1 });
@@ -523,7 +523,7 @@ describe('incremental restore', () => {
     );
     expect(err.code).toBe(ErrorCodes.INTERRUPTED);
     expect(err.message).toContain(`${half} is incomplete`);
-    expect(session.index.getTarget(half)).toMatchObject({ snapshotId: null, state: 'incomplete' });
+    expect(session.index.targets.get(half)).toMatchObject({ snapshotId: null, state: 'incomplete' });
 
     const again = await rejection(restore(session, { snapshotId: snapB, target: half, incremental: true }));
     expect(again.code).toBe(ErrorCodes.TARGET_UNUSABLE);
@@ -532,7 +532,7 @@ describe('incremental restore', () => {
     // A full restore over it (--force) repairs it.
     await restore(session, { snapshotId: snapB, target: half, force: true });
     await expectSameBytes(half, imageB);
-    expect(session.index.getTarget(half)).toMatchObject({ snapshotId: snapB, state: 'complete' });
+    expect(session.index.targets.get(half)).toMatchObject({ snapshotId: snapB, state: 'complete' });
   });
 });
 
@@ -571,7 +571,7 @@ describe('faults from the endpoint', () => {
       expect(err.code).toBe(ErrorCodes.CHECKSUM_MISMATCH);
       expect(err.message).toMatch(new RegExp(`block \\d of ${snapshotId} does not match its checksum`));
       expect(err.message).toContain('gave up after 3 attempts');
-      expect(session.index.getTarget(target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
+      expect(session.index.targets.get(target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
     });
   });
 
@@ -728,7 +728,7 @@ describe('restore refuses bad input clearly', () => {
       const err = await rejection(restore(session, { snapshotId, target }));
       expect(err.code).toBe(ErrorCodes.IO_FAILED);
       expect(err.message).toBe(`no space left to write ${target}; ${target} is incomplete`);
-      expect(session.index.getTarget(target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
+      expect(session.index.targets.get(target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
     });
   });
 });
@@ -1012,7 +1012,7 @@ describe('snapshots and prune', () => {
         backup({ ...own, writer: abortingWriter(own.writer, controller) }, { source: image, volume: 'lineage', parent: s1, signal: controller.signal }),
       );
       expect(interrupted.code).toBe(ErrorCodes.INTERRUPTED);
-      const pending = own.index.pendingRun('lineage');
+      const pending = own.index.runs.pendingRun('lineage');
       expect(pending?.parentSnapshotId).toBe(s1);
 
       const pruned = await prune(own, { olderThanDays: 0, keepLast: 1 });
@@ -1022,7 +1022,7 @@ describe('snapshots and prune', () => {
       expect(remote.get(s1)).toBe('completed');
       expect(remote.has(s2)).toBe(false);
       expect(remote.get(s3)).toBe('completed');
-      expect(own.index.getSnapshot(s2)?.state).toBe('deleted');
+      expect(own.index.lineage.getSnapshot(s2)?.state).toBe('deleted');
       expect(own.index.check()).toEqual([]);
 
       const after = await listSnapshots(own);

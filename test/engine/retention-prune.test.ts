@@ -71,17 +71,17 @@ describe('prune with a retention policy, on the local endpoint', () => {
           const protect = new Map<string, string[]>();
           if (scenario.archived !== null) {
             const snapshotId = taken[scenario.archived % taken.length]!.snapshotId;
-            own.index.beginArchive({ archiveId: `ar-${run.toString(16).padStart(16, '0')}`, target: 's3', location: 'bucket', prefix: 'p/', snapshotId, volume, parentArchiveId: null, storageClass: 'STANDARD', segmentBlocks: 2048 });
+            own.index.archives.begin({ archiveId: `ar-${run.toString(16).padStart(16, '0')}`, target: 's3', location: 'bucket', prefix: 'p/', snapshotId, volume, parentArchiveId: null, storageClass: 'STANDARD', segmentBlocks: 2048 });
             protect.set(snapshotId, ['archive']);
           }
           if (scenario.restoredOnEcs !== null) {
             const snapshotId = taken[scenario.restoredOnEcs % taken.length]!.snapshotId;
-            own.index.createEcsJob({ jobId: `job-${run}`, sourceKind: 'snapshot', source: snapshotId, volume: `${volume}-copy`, cluster: 'c', taskDefinition: 'td', startedBy: `sb-${run}` }, [{ fromBlock: 0, toBlock: 1 }]);
+            own.index.ecsJobs.create({ jobId: `job-${run}`, sourceKind: 'snapshot', source: snapshotId, volume: `${volume}-copy`, cluster: 'c', taskDefinition: 'td', startedBy: `sb-${run}` }, [{ fromBlock: 0, toBlock: 1 }]);
             protect.set(snapshotId, [...(protect.get(snapshotId) ?? []), 'ecs']);
           }
 
           const held = (id: string) => scenario.backups[taken.findIndex((t) => t.snapshotId === id)]!.hold;
-          const history = own.index.listSnapshots(volume).map((s): RetentionSnapshot => ({ snapshotId: s.snapshotId, startedAt: s.startedAt, tags: held(s.snapshotId) ? { hold: 'yes' } : {} }));
+          const history = own.index.lineage.listSnapshots(volume).map((s): RetentionSnapshot => ({ snapshotId: s.snapshotId, startedAt: s.startedAt, tags: held(s.snapshotId) ? { hold: 'yes' } : {} }));
           const now = new Date();
           const expectedKept = new Set(applyRetention(history, scenario.policy, { now, timeZone: 'UTC', protect }).filter((d) => d.keep).map((d) => d.snapshotId));
 
@@ -97,7 +97,7 @@ describe('prune with a retention policy, on the local endpoint', () => {
           const remote = new Set((await own.catalog.describeSnapshots(taken.map((t) => t.snapshotId))).map((s) => s.snapshotId));
           for (const t of taken) {
             expect(remote.has(t.snapshotId)).toBe(!deleted.has(t.snapshotId));
-            expect(own.index.getSnapshot(t.snapshotId)?.state).toBe(deleted.has(t.snapshotId) ? 'deleted' : 'completed');
+            expect(own.index.lineage.getSnapshot(t.snapshotId)?.state).toBe(deleted.has(t.snapshotId) ? 'deleted' : 'completed');
           }
           expect(own.index.check()).toEqual([]);
 
@@ -139,7 +139,7 @@ describe('prune with a retention policy, on the local endpoint', () => {
       const pruned = await prune(own, { policies: new Map([['managed', { keepLast: 1 }]]) });
       expect(pruned).toMatchObject({ unmanagedVolumes: ['unmanaged'], volumes: [{ volume: 'managed', policy: 'last 1' }] });
       expect(pruned.deleted.map((d) => d.volume)).toEqual(['managed']);
-      expect(own.index.listSnapshots('unmanaged').map((s) => s.state)).toEqual(['completed', 'completed']);
+      expect(own.index.lineage.listSnapshots('unmanaged').map((s) => s.state)).toEqual(['completed', 'completed']);
     });
   });
 });

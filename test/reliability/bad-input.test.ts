@@ -58,7 +58,7 @@ function cli(args: string[], options: { index?: string; endpointUrl?: string; ui
 function indexDump(path: string): string {
   const index = BlockIndex.open(path);
   try {
-    return JSON.stringify({ volumes: index.listVolumes(), snapshots: index.listSnapshots() });
+    return JSON.stringify({ volumes: index.lineage.listVolumes(), snapshots: index.lineage.listSnapshots() });
   } finally {
     index.close();
   }
@@ -292,7 +292,7 @@ describe.concurrent('restore targets', () => {
     expectRefused(expect, await cli(['restore', snapB, target]), ExitCodes.USAGE, /the folder of .*no-such-folder\/disk\.img does not exist/);
     const index = BlockIndex.open(mainIndex);
     try {
-      expect(index.getTarget(target)).toBeUndefined();
+      expect(index.targets.get(target)).toBeUndefined();
     } finally {
       index.close();
     }
@@ -430,8 +430,8 @@ describe('SIGINT and SIGTERM in the middle of the long commands (exit 130, nothi
     const pendingId = /snapshot (snap-\w+) stays pending/.exec(stopped.stderr)![1];
     const index = BlockIndex.open(slowIndex);
     try {
-      expect(index.pendingRun('term.img')?.snapshotId).toBe(pendingId);
-      expect(index.headSnapshot('term.img')).toBeUndefined();
+      expect(index.runs.pendingRun('term.img')?.snapshotId).toBe(pendingId);
+      expect(index.lineage.headSnapshot('term.img')).toBeUndefined();
     } finally {
       index.close();
     }
@@ -454,7 +454,7 @@ describe('SIGINT and SIGTERM in the middle of the long commands (exit 130, nothi
     expect({ code: stopped.code, stderr: stopped.stderr }).toMatchObject({ code: ExitCodes.INTERRUPTED, stderr: expect.stringContaining(`${target} is incomplete`) });
     const index = BlockIndex.open(slowIndex);
     try {
-      expect(index.getTarget(target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
+      expect(index.targets.get(target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
     } finally {
       index.close();
     }

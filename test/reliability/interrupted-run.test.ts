@@ -131,7 +131,7 @@ async function withRun<T>(run: (session: Session) => Promise<T>, signal = new Ab
 function pendingSnapshots(): string[] {
   const index = BlockIndex.open(indexPath);
   try {
-    return index
+    return index.lineage
       .listSnapshots()
       .filter((s) => s.state === 'pending')
       .map((s) => s.snapshotId);
@@ -199,7 +199,7 @@ describe('an interrupted run with a call that changes remote state in flight', (
     expect(result.deleted.map((d) => d.snapshotId)).toEqual([older.snapshotId]);
     const index = BlockIndex.open(indexPath);
     try {
-      expect(index.getSnapshot(older.snapshotId!)?.state).toBe('deleted');
+      expect(index.lineage.getSnapshot(older.snapshotId!)?.state).toBe('deleted');
     } finally {
       index.close();
     }

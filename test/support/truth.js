@@ -144,7 +144,7 @@ export async function indexProblems({ BlockIndex, indexPath, ebs, ec2, settled =
   try {
     /** @type {string[]} */
     const problems = [];
-    const snapshots = index.listSnapshots();
+    const snapshots = index.lineage.listSnapshots();
     const completed = snapshots.filter((s) => s.state === 'completed');
     const states = await remoteStates(
       ec2,
@@ -160,7 +160,7 @@ export async function indexProblems({ BlockIndex, indexPath, ebs, ec2, settled =
       const remote = await remoteDigests(ebs, id, cache);
       /** @type {Map<number, Buffer>} */
       const local = new Map();
-      for (const entry of index.blockMap(id)) local.set(entry.index, entry.digest);
+      for (const entry of index.maps.blockMap(id)) local.set(entry.index, entry.digest);
       for (const i of new Set([...local.keys(), ...remote.keys()])) {
         const claimed = local.get(i) ?? ZERO_DIGEST;
         const held = remote.get(i) ?? ZERO_DIGEST;
@@ -168,13 +168,13 @@ export async function indexProblems({ BlockIndex, indexPath, ebs, ec2, settled =
       }
     }
     if (settled) {
-      for (const volume of index.listVolumes()) {
-        const pending = index.pendingRun(volume.name);
+      for (const volume of index.lineage.listVolumes()) {
+        const pending = index.runs.pendingRun(volume.name);
         if (pending) problems.push(`volume ${volume.name} still has a pending run (${pending.snapshotId}, ${pending.state})`);
       }
     }
     for (const path of targets) {
-      const record = index.getTarget(path);
+      const record = index.targets.get(path);
       if (record?.state !== 'complete') continue;
       if (record.snapshotId === null) {
         problems.push(`the index calls ${path} complete without a snapshot`);

@@ -98,7 +98,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
 }
 
 function runCreate(ctx: CommandContext, snapshotId: string, flags: CreateFlags): Promise<number> {
-  const volumesOnFailure = (index: BlockIndex) => [index.getSnapshot(snapshotId)?.volume ?? null];
+  const volumesOnFailure = (index: BlockIndex) => [index.lineage.getSnapshot(snapshotId)?.volume ?? null];
   return recordedRun(ctx, { operation: 'archive', flags, volumesOnFailure }, () => createRun(ctx, snapshotId, flags));
 }
 

@@ -179,7 +179,7 @@ type BackupCopy = CopyResult | { volume: string; error: string; code: string };
 async function copyBackups(ctx: CommandContext, session: Session, results: BackupResult[], region: string): Promise<BackupCopy[]> {
   const copies: BackupCopy[] = [];
   for (const result of results) {
-    const snapshotId = result.snapshotId ?? session.index.headSnapshot(result.volume)?.snapshotId;
+    const snapshotId = result.snapshotId ?? session.index.lineage.headSnapshot(result.volume)?.snapshotId;
     if (snapshotId === undefined) continue;
     try {
       copies.push(await copyFromSession(ctx, session, snapshotId, { toRegion: region }));

@@ -79,7 +79,7 @@ async function runStatus(ctx: CommandContext, jobId: string | undefined): Promis
   const session = await openEcsSession(sessionOptions(ctx));
   try {
     if (jobId === undefined) {
-      const jobs = session.deps.index.listEcsJobs();
+      const jobs = session.deps.index.ecsJobs.list();
       output.result(jobs, () =>
         jobs.length === 0 ? ['no ECS jobs'] : jobs.map((j) => `${j.jobId}  ${j.state.padEnd(9)}  ${j.source} -> ${j.snapshotId ?? '(not started)'}  ${j.createdAt.toISOString()}`),
       );

@@ -51,7 +51,7 @@ export function registerPrune(program: Command, wrap: Wrap): void {
     .option('--if-idle', `when a backup of a volume is running, exit ${ExitCodes.BUSY} instead of ${ExitCodes.CONFLICT} (for schedulers)`)
     .action(
       wrap((ctx: CommandContext, flags: PruneFlags) => {
-        const volumesOnFailure = (index: BlockIndex) => (flags.volume ? [flags.volume] : index.listVolumes().map((v) => v.name));
+        const volumesOnFailure = (index: BlockIndex) => (flags.volume ? [flags.volume] : index.lineage.listVolumes().map((v) => v.name));
         return recordedRun(ctx, { operation: 'prune', flags, volumesOnFailure, record: !flags.dryRun }, () => pruneRun(ctx, flags));
       }),
     );

@@ -36,16 +36,16 @@ async function runReport(ctx: CommandContext, flags: ReportFlags): Promise<numbe
   const policies = await retentionOf(ctx, flags, flags.volume);
   const html = await withSession(sessionOptions(ctx), async (session) => {
     const status = await volumeStatus(
-      { index: session.index, runs: session.index.runs, reader: session.reader, drills: drillLog(session) },
+      { index: session.index, runs: session.index.history, reader: session.reader, drills: drillLog(session) },
       { ...volumeFilter, ...(expected === undefined ? {} : { expectEveryMs: expected }) },
     );
     const shown = new Set(status.volumes.map((v) => v.volume));
-    const snapshots = session.index.listSnapshots().filter((s) => shown.has(s.volume));
-    const drills = [...shown].flatMap((volume) => session.index.drills().ofVolume(volume));
+    const snapshots = session.index.lineage.listSnapshots().filter((s) => shown.has(s.volume));
+    const drills = [...shown].flatMap((volume) => session.index.drills.ofVolume(volume));
     // A volume with failed runs only has no snapshots to plan for.
-    const known = new Set(session.index.listVolumes().map((v) => v.name));
+    const known = new Set(session.index.lineage.listVolumes().map((v) => v.name));
     const retention = flags.volume !== undefined && !known.has(flags.volume) ? undefined : await retentionPlan({ index: session.index, catalog: session.catalog }, { ...policies, ...volumeFilter });
-    return reportHtml({ status, runs: session.index.runs.listRuns(volumeFilter), snapshots, drills, ...(retention === undefined ? {} : { retention }) });
+    return reportHtml({ status, runs: session.index.history.listRuns(volumeFilter), snapshots, drills, ...(retention === undefined ? {} : { retention }) });
   });
   const path = resolve(flags.html);
   await writeFileAtomically(path, html);

@@ -104,7 +104,7 @@ export async function runVolumeRestore(ctx: CommandContext, snapshotId: string, 
   const { restoreToVolume } = await import('../../engine/dr/restore-volume.js');
   let volume: string | null = null;
   const result = await withSession(sessionOptions(ctx), (session) => {
-    volume = session.index.getSnapshot(snapshotId)?.volume ?? null;
+    volume = session.index.lineage.getSnapshot(snapshotId)?.volume ?? null;
     return restoreToVolume(session, {
       snapshotId,
       ...settings,

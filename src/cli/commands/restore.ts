@@ -42,7 +42,7 @@ export function registerRestore(program: Command, wrap: Wrap): void {
 }
 
 /** The volume of a restore that failed: the snapshot's, when the index knows it. */
-const volumeOf = (snapshotId: string) => (index: BlockIndex) => [index.getSnapshot(snapshotId)?.volume ?? null];
+const volumeOf = (snapshotId: string) => (index: BlockIndex) => [index.lineage.getSnapshot(snapshotId)?.volume ?? null];
 
 function runRestore(ctx: CommandContext, snapshotId: string, target: string, flags: RestoreFlags): Promise<number> {
   return recordedRun(ctx, { operation: 'restore', flags, volumesOnFailure: volumeOf(snapshotId) }, () => restoreRun(ctx, snapshotId, target, flags));
@@ -57,7 +57,7 @@ async function restoreRun(ctx: CommandContext, snapshotId: string, target: strin
   let volume: string | null = null;
   const result = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);
-    volume = session.index.getSnapshot(snapshotId)?.volume ?? null;
+    volume = session.index.lineage.getSnapshot(snapshotId)?.volume ?? null;
     try {
       return await restore(session, {
         snapshotId,

@@ -36,7 +36,7 @@ export async function statusOf(ctx: CommandContext, volume: string | undefined, 
   const expected = expectEveryMs ?? (await connectionSettings(ctx)).expectEveryMs;
   return withSession(sessionOptions(ctx), (session) =>
     volumeStatus(
-      { index: session.index, runs: session.index.runs, reader: session.reader, drills: drillLog(session) },
+      { index: session.index, runs: session.index.history, reader: session.reader, drills: drillLog(session) },
       { ...(volume === undefined ? {} : { volume }), ...(expected === undefined ? {} : { expectEveryMs: expected }) },
     ),
   );

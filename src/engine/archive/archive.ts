@@ -6,7 +6,7 @@ import { BLOCK_SIZE, GIB } from '../../core/constants.js';
 import type { ArchiveStore, ArchiveTarget, SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { ArchiveRecord, BlockIndex } from '../../index/index.js';
+import type { ArchiveRecord, IndexPorts } from '../../core/index-ports.js';
 import {
   ARCHIVE_FORMAT,
   ARCHIVE_FORMAT_VERSION,
@@ -29,7 +29,7 @@ import type { SettleWait } from '../blocks/committer.js';
 import { completedSnapshot, taggedSourceBytes, VOLUME_TAG, type SettleOptions } from '../blocks/remote-snapshot.js';
 
 export interface ArchiveDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'archives' | 'lineage' | 'locks'>;
   reader: SnapshotReader;
   catalog: SnapshotCatalog;
   hashPool: HashPool;
@@ -124,7 +124,7 @@ export async function createArchive(deps: ArchiveDeps, options: ArchiveCreateOpt
   const store = deps.archives.store(target);
   const locationCreated = await ensureLocation(store, options.createBucket ?? false);
   const snapshot = await archivedSnapshotOf(deps, options.snapshotId, options);
-  const lock = deps.index.acquireLock(archiveLockName(target, store.location, snapshot.snapshotId));
+  const lock = deps.index.locks.acquire(archiveLockName(target, store.location, snapshot.snapshotId));
   try {
     const { record, resumed } = beginOrResume(deps, options, target, store.location, storageClass, segmentBlocks, snapshot);
     return { ...(await writeArchive(deps, options, record, snapshot, resumed, started)), locationCreated };
@@ -169,7 +169,7 @@ function storageClassFor(target: ArchiveTarget, flag: string | undefined, config
 /** The snapshot's metadata: from the index when it knows it, else from EC2 and snapline's tags. */
 async function archivedSnapshotOf(deps: ArchiveDeps, snapshotId: string, settle: SettleOptions): Promise<ArchivedSnapshot> {
   const remote = await completedSnapshot(deps, snapshotId, settle);
-  const known = deps.index.getSnapshot(snapshotId);
+  const known = deps.index.lineage.getSnapshot(snapshotId);
   return {
     snapshotId,
     volume: known?.volume ?? remote.tags[VOLUME_TAG] ?? snapshotId,
@@ -191,7 +191,7 @@ function beginOrResume(
   snapshot: ArchivedSnapshot,
 ): { record: ArchiveRecord; resumed: boolean } {
   const { index } = deps;
-  const existing = index.liveArchive(target, location, snapshot.snapshotId);
+  const existing = index.archives.live(target, location, snapshot.snapshotId);
   if (existing?.state === 'archived') {
     throw new SnaplineError(ErrorCodes.CONFLICT, `snapshot ${snapshot.snapshotId} is already archived in ${target} ${location} as ${existing.archiveId}`, {
       details: { archiveId: existing.archiveId },
@@ -213,7 +213,7 @@ function beginOrResume(
   }
   let parentArchiveId: string | null = null;
   if (options.incremental) {
-    const parent = index.latestArchive(snapshot.volume, target, location);
+    const parent = index.archives.latest(snapshot.volume, target, location);
     if (parent === undefined || parent.snapshotId === snapshot.snapshotId) {
       throw new SnaplineError(ErrorCodes.BAD_STATE, `volume ${snapshot.volume} has no earlier archive in ${target} ${location} to build on`, {
         hint: 'archive it in full first (without --incremental)',
@@ -223,7 +223,7 @@ function beginOrResume(
   }
   const archiveId = `ar-${randomBytes(8).toString('hex')}`;
   const prefix = target === 's3' ? s3Prefix(deps.archives.path, snapshot.volume, snapshot.snapshotId) : `${ARCHIVE_FORMAT}/${ARCHIVE_FORMAT_VERSION} ${archiveId}`;
-  const record = index.beginArchive({
+  const record = index.archives.begin({
     archiveId,
     target,
     location,
@@ -247,8 +247,8 @@ async function writeArchive(
 ): Promise<Omit<ArchiveCreateResult, 'locationCreated'>> {
   const { index } = deps;
   const store = storeOf(deps.archives, record);
-  const parent = record.parentArchiveId === null ? undefined : index.getArchive(record.parentArchiveId);
-  const stored = new Map(index.archiveObjects(record.archiveId).map((o) => [o.name, o]));
+  const parent = record.parentArchiveId === null ? undefined : index.archives.get(record.parentArchiveId);
+  const stored = new Map(index.archives.objects(record.archiveId).map((o) => [o.name, o]));
   const progress: ArchiveProgress = { archiveId: record.archiveId, blocksListed: 0, blocksArchived: 0, segmentsDone: 0, bytesUploaded: 0 };
   const report = () => options.onProgress?.({ ...progress });
   const ticker = setInterval(report, 500);
@@ -314,7 +314,7 @@ async function writeArchive(
         tableBytes: entries.length * ENTRY_BYTES,
         tableSha256,
       };
-      index.recordArchiveObject(record.archiveId, { name, ref: object.ref, sizeBytes: object.sizeBytes, treeHash: object.treeHash, entry: JSON.stringify(entry) });
+      index.archives.recordObject(record.archiveId, { name, ref: object.ref, sizeBytes: object.sizeBytes, treeHash: object.treeHash, entry: JSON.stringify(entry) });
       segments.push(entry);
       progress.segmentsDone += 1;
     } catch (err) {
@@ -363,14 +363,14 @@ async function writeArchive(
       try {
         await upload.write(bytes);
         const object = await upload.finish();
-        index.recordArchiveObject(record.archiveId, { name: MANIFEST_NAME, ref: object.ref, sizeBytes: object.sizeBytes, treeHash: object.treeHash, entry: null });
+        index.archives.recordObject(record.archiveId, { name: MANIFEST_NAME, ref: object.ref, sizeBytes: object.sizeBytes, treeHash: object.treeHash, entry: null });
         manifestObject = { ...object, name: MANIFEST_NAME, entry: null, restoreJob: null, restoreTier: null, restoreRequestedAt: null };
       } catch (err) {
         await upload.discard();
         throw err;
       }
     }
-    const done = index.completeArchive(record.archiveId, { ref: manifestObject.ref, treeHash: manifestObject.treeHash, blockCount: manifest.blockCount });
+    const done = index.archives.complete(record.archiveId, { ref: manifestObject.ref, treeHash: manifestObject.treeHash, blockCount: manifest.blockCount });
     return {
       archiveId: done.archiveId,
       target: done.target,

@@ -9,7 +9,7 @@ import { BLOCKS_PER_GIB } from '../../core/constants.js';
 import type { ArchiveStore } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import {
   SEGMENT_MAGIC,
   TRAILER_BYTES,
@@ -63,7 +63,7 @@ export interface BlockSpan {
  * anything is read, when an object of the chain is not readable (restored) yet.
  */
 export async function openArchiveChain(
-  deps: { index: BlockIndex; archives: ArchivePlaces; hashPool: HashPool },
+  deps: { index: Pick<IndexPorts, 'archives'>; archives: ArchivePlaces; hashPool: HashPool },
   archive: string,
 ): Promise<ArchiveChain> {
   const records = chainOf(deps.index, findArchive(deps.index, archive));
@@ -71,7 +71,7 @@ export async function openArchiveChain(
   const members: ChainMember[] = [];
   for (const record of records) {
     const store = storeOf(deps.archives, record);
-    const objects = deps.index.archiveObjects(record.archiveId);
+    const objects = deps.index.archives.objects(record.archiveId);
     const jobs = new Map(objects.filter((o) => o.restoreJob !== null && record.target === 'glacier').map((o) => [o.ref, o.restoreJob!]));
     const unreadable: string[] = [];
     for (const object of objects) if ((await store.restoreStatus(object.ref, jobs.get(object.ref))).state !== 'available') unreadable.push(object.name);

@@ -8,14 +8,14 @@ import { sleep, throwIfAborted } from '../../core/abort.js';
 import { DEFAULT_RESTORE_DAYS, DEFAULT_RETRIEVAL_TIER, MAX_RESTORE_DAYS, retrievalTierOf } from '../../core/archive-options.js';
 import type { ArchiveTarget, Inventory, RestoreState, RestoreStatus, RetrievalTier } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { ArchiveRecord, BlockIndex } from '../../index/index.js';
+import type { ArchiveRecord, IndexPorts } from '../../core/index-ports.js';
 import { MANIFEST_NAME, parseGlacierDescription, segmentName } from './format.js';
 import { RESTORE_CLASSES, archiveLockName, chainOf, checkTarget, findArchive, remoteName, requireArchived, storeOf, type ArchivePlaces } from './places.js';
 
 const DAY_MS = 86_400_000;
 
 export interface ArchiveJobsDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'archives' | 'ecsJobs' | 'locks'>;
   archives: ArchivePlaces;
 }
 
@@ -73,13 +73,13 @@ export async function restoreArchive(deps: ArchiveJobsDeps, options: ArchiveRest
   const objects: ObjectRestore[] = [];
   for (const member of chain) {
     const store = storeOf(deps.archives, member);
-    for (const object of deps.index.archiveObjects(member.archiveId)) {
+    for (const object of deps.index.archives.objects(member.archiveId)) {
       const known = await store.restoreStatus(object.ref, object.restoreJob ?? undefined);
       let status: RestoreStatus = known;
       const requested = known.state === 'archived' || known.state === 'failed';
       if (requested) {
         status = await store.requestRestore(object.ref, { tier, days, description: `snapline restore of ${member.archiveId} ${object.name}` });
-        deps.index.recordArchiveRestore(member.archiveId, object.name, { job: status.job ?? null, tier, requestedAt: new Date() });
+        deps.index.archives.recordRestore(member.archiveId, object.name, { job: status.job ?? null, tier, requestedAt: new Date() });
       }
       objects.push({ archiveId: member.archiveId, name: object.name, ref: object.ref, state: status.state, job: status.job ?? null, requested });
     }
@@ -137,12 +137,12 @@ export async function archiveStatus(deps: ArchiveJobsDeps, options: ArchiveStatu
   if (options.wait && options.archive === undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'wait needs an archive to wait for', { details: { option: 'wait' } });
   if (options.archive === undefined) {
     const entries: ArchiveStatusEntry[] = [];
-    for (const record of deps.index.listArchives().filter((a) => a.state !== 'deleted')) {
+    for (const record of deps.index.archives.list().filter((a) => a.state !== 'deleted')) {
       if (record.state !== 'archived') {
         entries.push(entryOf(record, null, []));
         continue;
       }
-      const asked = deps.index.archiveObjects(record.archiveId).some((o) => o.restoreRequestedAt !== null);
+      const asked = deps.index.archives.objects(record.archiveId).some((o) => o.restoreRequestedAt !== null);
       // Only archives with a restore asked for are looked up; the others are as their storage class says.
       entries.push(asked ? await statusOf(deps, record) : entryOf(record, needsRestore(record) ? 'archived' : 'available', []));
     }
@@ -187,7 +187,7 @@ async function statusOf(deps: ArchiveJobsDeps, record: ArchiveRecord): Promise<A
   if (record.state !== 'archived') return entryOf(record, null, []);
   const store = storeOf(deps.archives, record);
   const objects: ArchiveStatusEntry['objects'] = [];
-  for (const object of deps.index.archiveObjects(record.archiveId)) {
+  for (const object of deps.index.archives.objects(record.archiveId)) {
     const status = await store.restoreStatus(object.ref, object.restoreJob ?? undefined);
     objects.push({
       name: object.name,
@@ -276,7 +276,7 @@ export async function archiveInventory(deps: ArchiveJobsDeps, options: Inventory
   const inventory = await store.inventory({ ...(prefix ? { prefix } : {}), start: true });
   const base = { target, location: store.location, state: inventory.state };
   if (inventory.state !== 'ready') return { ...base, job: inventory.job, takenAt: null, archives: [], missing: [], strays: [] };
-  const known = deps.index.listArchives().filter((a) => a.target === target && a.location === store.location);
+  const known = deps.index.archives.list().filter((a) => a.target === target && a.location === store.location);
   const strays: InventoryResult['strays'] = [];
   const byGroup = new Map<string, { manifest?: { ref: string }; snapshotId: string; volume: string; archiveId: string | null; objects: typeof inventory.objects }>();
   for (const object of inventory.objects) {
@@ -312,7 +312,7 @@ export async function archiveInventory(deps: ArchiveJobsDeps, options: Inventory
   const listed = new Set(inventory.objects.map((o) => o.ref));
   const missing: InventoryResult['missing'] = [];
   for (const record of known.filter((a) => a.state === 'archived')) {
-    for (const object of deps.index.archiveObjects(record.archiveId)) {
+    for (const object of deps.index.archives.objects(record.archiveId)) {
       if (!listed.has(object.ref)) missing.push({ archiveId: record.archiveId, name: object.name, ref: object.ref });
     }
   }
@@ -374,7 +374,7 @@ export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePrune
   }
   const now = (options.now ?? new Date()).getTime();
   const cutoff = now - olderThanDays * DAY_MS;
-  const all = deps.index.listArchives().filter((a) => a.state === 'archived' && (options.volume === undefined || a.volume === options.volume));
+  const all = deps.index.archives.list().filter((a) => a.state === 'archived' && (options.volume === undefined || a.volume === options.volume));
   const kept: ArchivePruneResult['kept'] = [];
   const newest = new Map<string, ArchiveRecord>();
   for (const record of all) {
@@ -390,7 +390,7 @@ export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePrune
   for (let changed = true; changed; ) {
     changed = false;
     for (const id of [...candidates]) {
-      const child = deps.index.archiveChildren(id).find((c) => !candidates.has(c.archiveId));
+      const child = deps.index.archives.children(id).find((c) => !candidates.has(c.archiveId));
       if (child !== undefined) {
         candidates.delete(id);
         kept.push({ archiveId: id, reason: `archive ${child.archiveId} builds on it` });
@@ -402,7 +402,7 @@ export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePrune
   const order = all.filter((a) => candidates.has(a.archiveId)).sort((a, b) => depthOf(deps.index, b) - depthOf(deps.index, a));
   const deleted: ArchivePruneResult['deleted'] = [];
   for (const record of order) {
-    const objects = deps.index.archiveObjects(record.archiveId);
+    const objects = deps.index.archives.objects(record.archiveId);
     if (!options.dryRun) await removeArchive(deps, record);
     deleted.push({
       archiveId: record.archiveId,
@@ -428,20 +428,20 @@ async function removeArchive(deps: ArchiveJobsDeps, record: ArchiveRecord): Prom
   const store = storeOf(deps.archives, record);
   let aborted = 0;
   for (const name of uploadsOf(deps.index, record)) {
-    const upload = deps.index.archiveUpload(record.archiveId, name);
+    const upload = deps.index.archives.upload(record.archiveId, name);
     if (upload === undefined) continue;
     await store.abortUpload(remoteName(record, name), upload.uploadId);
     aborted += 1;
   }
-  for (const object of deps.index.archiveObjects(record.archiveId)) await store.deleteObject(object.ref);
-  deps.index.markArchiveDeleted(record.archiveId);
+  for (const object of deps.index.archives.objects(record.archiveId)) await store.deleteObject(object.ref);
+  deps.index.archives.markDeleted(record.archiveId);
   return aborted;
 }
 
 /** The objects an unfinished archive may have an upload of: the segment after those stored (segments are written one at a time), and the manifest. */
-function uploadsOf(index: BlockIndex, record: ArchiveRecord): string[] {
+function uploadsOf(index: Pick<IndexPorts, 'archives'>, record: ArchiveRecord): string[] {
   if (record.state !== 'uploading') return [];
-  const segments = index.archiveObjects(record.archiveId).filter((o) => o.name !== MANIFEST_NAME).length;
+  const segments = index.archives.objects(record.archiveId).filter((o) => o.name !== MANIFEST_NAME).length;
   return [segmentName(segments), MANIFEST_NAME];
 }
 
@@ -484,7 +484,7 @@ export async function deleteArchive(deps: ArchiveJobsDeps, options: ArchiveDelet
       details: { archiveId: record.archiveId },
     });
   }
-  const children = deps.index.archiveChildren(record.archiveId);
+  const children = deps.index.archives.children(record.archiveId);
   if (children.length > 0) {
     const ids = children.map((c) => c.archiveId);
     throw new SnaplineError(ErrorCodes.CONFLICT, `archive ${record.archiveId} cannot be deleted: ${ids.join(', ')} ${ids.length === 1 ? 'builds' : 'build'} on it`, {
@@ -492,17 +492,17 @@ export async function deleteArchive(deps: ArchiveJobsDeps, options: ArchiveDelet
       hint: `delete ${ids.length === 1 ? 'it' : 'them'} first (\`snapline archive delete ${ids[0]}\`)`,
     });
   }
-  const job = deps.index.openEcsJob(record.archiveId);
+  const job = deps.index.ecsJobs.openFor(record.archiveId);
   if (job !== undefined) {
     throw new SnaplineError(ErrorCodes.CONFLICT, `archive ${record.archiveId} cannot be deleted: ECS restore job ${job.jobId} from it is ${job.state}`, {
       details: { archiveId: record.archiveId, job: job.jobId },
       hint: `finish the job (\`snapline ecs status ${job.jobId}\`) before deleting the archive`,
     });
   }
-  const lock = deps.index.acquireLock(archiveLockName(record.target, record.location, record.snapshotId));
+  const lock = deps.index.locks.acquire(archiveLockName(record.target, record.location, record.snapshotId));
   try {
-    const objects = deps.index.archiveObjects(record.archiveId).length;
-    const pending = uploadsOf(deps.index, record).filter((name) => deps.index.archiveUpload(record.archiveId, name) !== undefined).length;
+    const objects = deps.index.archives.objects(record.archiveId).length;
+    const pending = uploadsOf(deps.index, record).filter((name) => deps.index.archives.upload(record.archiveId, name) !== undefined).length;
     const uploads = options.dryRun ? pending : await removeArchive(deps, record);
     return {
       dryRun: Boolean(options.dryRun),
@@ -520,6 +520,6 @@ export async function deleteArchive(deps: ArchiveJobsDeps, options: ArchiveDelet
   }
 }
 
-function depthOf(index: BlockIndex, record: ArchiveRecord): number {
+function depthOf(index: Pick<IndexPorts, 'archives'>, record: ArchiveRecord): number {
   return chainOf(index, record).length;
 }

@@ -2,7 +2,7 @@
 import { STORAGE_CLASSES, archiveTargetOf } from '../../core/archive-options.js';
 import type { ArchiveStore, ArchiveTarget } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { ArchiveRecord, BlockIndex } from '../../index/index.js';
+import type { ArchiveRecord, IndexPorts } from '../../core/index-ports.js';
 import { glacierDescription } from './format.js';
 
 /** The S3 storage classes an archive may use (those a connection may name). */
@@ -56,10 +56,10 @@ export function remoteName(record: ArchiveRecord, name: string): string {
  * The archive `ref` names: an archive id, or a snapshot id with exactly one
  * live archive. NOT_FOUND or INVALID_ARGUMENT (ambiguous) otherwise.
  */
-export function findArchive(index: BlockIndex, ref: string): ArchiveRecord {
-  const byId = index.getArchive(ref);
+export function findArchive(index: Pick<IndexPorts, 'archives'>, ref: string): ArchiveRecord {
+  const byId = index.archives.get(ref);
   if (byId !== undefined) return byId;
-  const bySnapshot = index.listArchives().filter((a) => a.snapshotId === ref && a.state !== 'deleted');
+  const bySnapshot = index.archives.list().filter((a) => a.snapshotId === ref && a.state !== 'deleted');
   if (bySnapshot.length === 1) return bySnapshot[0]!;
   if (bySnapshot.length > 1) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${ref} has ${bySnapshot.length} archives: name one (${bySnapshot.map((a) => a.archiveId).join(', ')})`);
@@ -71,11 +71,11 @@ export function findArchive(index: BlockIndex, ref: string): ArchiveRecord {
 }
 
 /** The archive and its ancestors, oldest (the full archive) first. */
-export function chainOf(index: BlockIndex, record: ArchiveRecord): ArchiveRecord[] {
+export function chainOf(index: Pick<IndexPorts, 'archives'>, record: ArchiveRecord): ArchiveRecord[] {
   const chain = [record];
   let current = record;
   while (current.parentArchiveId !== null) {
-    const parent = index.getArchive(current.parentArchiveId);
+    const parent = index.archives.get(current.parentArchiveId);
     if (parent === undefined) throw new SnaplineError(ErrorCodes.INDEX_UNUSABLE, `the index lost archive ${current.parentArchiveId}, the parent of ${current.archiveId}`);
     chain.unshift(parent);
     current = parent;

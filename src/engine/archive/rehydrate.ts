@@ -13,7 +13,7 @@ import type { SnapshotCatalog, SnapshotStatus, SnapshotWriter } from '../../core
 import { TaskWindow } from '../../core/task-window.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import { SlabPool, isNbdUrl, parseNbdUrl, type Slab } from '../../source/index.js';
 import { openTarget, type RestoreTarget } from '../../target/index.js';
 import { hex } from './format.js';
@@ -232,7 +232,7 @@ export async function applyPlan(hashPool: HashPool, plan: AsyncIterable<PlannedB
 // ---- the rehydrate command ---------------------------------------------------
 
 export interface RehydrateDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'archives' | 'locks' | 'targets'>;
   writer: SnapshotWriter;
   catalog: SnapshotCatalog;
   hashPool: HashPool;
@@ -437,12 +437,12 @@ async function rehydrateToFile(
   // An NBD export is known by its canonical URL and opened by the URL as given.
   const targetPath = isNbdUrl(path) ? parseNbdUrl(path).url : resolve(path);
   const sizeBytes = chain.snapshot.sourceBytes;
-  const lock = deps.index.acquireLock(`target:${targetPath}`);
+  const lock = deps.index.locks.acquire(`target:${targetPath}`);
   try {
     const target = await openTarget(isNbdUrl(path) ? path : targetPath, { sizeBytes, force });
     let applied: ApplyResult;
     try {
-      deps.index.setTarget({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
+      deps.index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
       applied = await applyPlan(deps.hashPool, withGaps(planBlocks(chain, deps.hashPool, wholeSpan(chain), applyOptions.signal), target, sizeBytes), fileSink(target, sizeBytes), applyOptions);
       await target.finish(sizeBytes);
     } catch (err) {
@@ -457,7 +457,7 @@ async function rehydrateToFile(
       await target.close();
     }
     // The image now holds the archived snapshot: a later `restore --incremental` may build on it while that snapshot exists.
-    deps.index.setTarget({ path: targetPath, snapshotId: chain.snapshot.snapshotId, state: 'complete', sizeBytes });
+    deps.index.targets.set({ path: targetPath, snapshotId: chain.snapshot.snapshotId, state: 'complete', sizeBytes });
     return { target: targetPath, applied };
   } finally {
     lock.release();

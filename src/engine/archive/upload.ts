@@ -13,12 +13,12 @@ import type { ArchiveStore, ObjectOptions, StoredObject, UploadedPart } from '..
 import { TaskWindow } from '../../core/task-window.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import { SlabPool, type Slab } from '../../source/index.js';
 import { hex } from './format.js';
 
 export interface ObjectUploadOptions {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'archives'>;
   store: ArchiveStore;
   hashPool: HashPool;
   archiveId: string;
@@ -149,7 +149,7 @@ export class ObjectUpload {
           return;
         }
         const part = await this.#o.store.putPart(this.#o.remoteName, uploadId, partNumber, offset, slab.bytes.subarray(0, length), hex(treeHash));
-        this.#o.index.recordArchivePart(this.#o.archiveId, this.#o.name, part);
+        this.#o.index.archives.recordPart(this.#o.archiveId, this.#o.name, part);
         this.#parts.set(partNumber, part);
         this.counts.partsSent += 1;
         this.counts.bytesSent += length;
@@ -166,7 +166,7 @@ export class ObjectUpload {
    */
   async #openUpload(): Promise<{ uploadId: string; done: Map<number, UploadedPart> }> {
     const { index, store, archiveId, name, remoteName, partSize } = this.#o;
-    const journal = index.archiveUpload(archiveId, name);
+    const journal = index.archives.upload(archiveId, name);
     if (journal !== undefined && journal.partSize === partSize) {
       try {
         const held = new Map((await store.listParts(remoteName, journal.uploadId)).map((p) => [p.partNumber, p]));
@@ -184,7 +184,7 @@ export class ObjectUpload {
       await store.abortUpload(remoteName, journal.uploadId);
     }
     const uploadId = await store.startUpload(remoteName, partSize, this.#o.objectOptions);
-    index.beginArchiveUpload(archiveId, name, uploadId, partSize);
+    index.archives.beginUpload(archiveId, name, uploadId, partSize);
     return { uploadId, done: new Map() };
   }
 }

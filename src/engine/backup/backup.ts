@@ -8,7 +8,7 @@ import { BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from
 import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, StartSnapshotInput } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, type BlockSource, type SlabPool } from '../../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
@@ -21,7 +21,7 @@ import type { BlockRanges, ChangedRanges } from '../../core/changed-ranges.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
 export interface BackupDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'lineage' | 'locks' | 'maps' | 'runs' | 'trackers'>;
   writer: SnapshotWriter;
   reader: SnapshotReader;
   catalog: SnapshotCatalog;
@@ -168,7 +168,7 @@ export async function backup(deps: BackupDeps, options: BackupOptions): Promise<
       const mounts = await writableMountsOf(sourcePath);
       if (mounts.length > 0) options.onWarning?.(crashConsistentWarning(sourcePath, mounts));
     }
-    const lock = options.dryRun ? undefined : deps.index.acquireLock(`volume:${volume}`);
+    const lock = options.dryRun ? undefined : deps.index.locks.acquire(`volume:${volume}`);
     try {
       return await runBackup(deps, options, source, sourcePath, volume, started);
     } finally {
@@ -198,7 +198,7 @@ async function runBackup(
   started: number,
 ): Promise<BackupResult> {
   const { index } = deps;
-  const known = index.getVolume(volume);
+  const known = index.lineage.getVolume(volume);
   // A volume filed by `index rebuild` without --source has no source yet: this one takes it.
   if (known && known.sourcePath !== '' && known.sourcePath !== sourcePath && !options.full) {
     throw new SnaplineError(
@@ -235,7 +235,7 @@ async function runBackup(
 
   const plan = run ? await planFromRun(deps, run) : await planNewRun(deps, options, volume, source, sourcePath, identity);
   // A damaged map would pass for the parent's content (a lost row reads as a block never written): check it first.
-  if (plan.base !== null) index.verifyMap(plan.base);
+  if (plan.base !== null) index.maps.verifyMap(plan.base);
   const encrypted = run ? run.encrypted : plan.encrypted;
   const resume = run ? ResumeState.load(index, run.snapshotId) : ResumeState.empty();
   const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites());
@@ -260,7 +260,7 @@ async function runBackup(
 }
 
 /** Files the tracker and checkpoints of the run's snapshot in the index (see index/trackers.ts). */
-function recordTracking(index: BlockIndex, snapshotId: string, tracker: ChangedRanges | undefined, tracked: TrackingPlan): void {
+function recordTracking(index: Pick<IndexPorts, 'trackers'>, snapshotId: string, tracker: ChangedRanges | undefined, tracked: TrackingPlan): void {
   index.trackers.record({
     snapshotId,
     kind: tracker?.kind ?? null,
@@ -318,7 +318,7 @@ async function startRun(
   identity: RunIdentity,
 ): Promise<SnapshotRecord> {
   const { index } = deps;
-  index.ensureVolume({ name: volume, sourcePath, sizeBytes: source.sizeBytes });
+  index.lineage.ensureVolume({ name: volume, sourcePath, sizeBytes: source.sizeBytes });
   const input: StartSnapshotInput = {
     volumeSizeGiB: plan.volumeSizeGiB,
     ...(plan.parent === null ? {} : { parentSnapshotId: plan.parent }),
@@ -331,13 +331,13 @@ async function startRun(
   };
   const startInput = JSON.stringify(input);
   const runOptions = JSON.stringify(identity);
-  const recorded = index.runStart(volume);
+  const recorded = index.runs.runStart(volume);
   const resumedStart = recorded !== undefined && recorded.startInput === startInput && recorded.runOptions === runOptions;
-  let clientToken = resumedStart ? recorded.clientToken : index.recordRunStart({ volume, clientToken: newClientToken(), startInput, runOptions }).clientToken;
+  let clientToken = resumedStart ? recorded.clientToken : index.runs.recordRunStart({ volume, clientToken: newClientToken(), startInput, runOptions }).clientToken;
   let started = await deps.writer.startSnapshot({ ...input, clientToken });
   if (started.status !== 'pending' && resumedStart) {
     // The crashed run's snapshot ended (cancelled by its Timeout) before this resume: start another.
-    clientToken = index.recordRunStart({ volume, clientToken: newClientToken(), startInput, runOptions }).clientToken;
+    clientToken = index.runs.recordRunStart({ volume, clientToken: newClientToken(), startInput, runOptions }).clientToken;
     started = await deps.writer.startSnapshot({ ...input, clientToken });
   }
   if (started.status !== 'pending') {
@@ -348,14 +348,14 @@ async function startRun(
   }
   if (started.kmsKeyArn !== undefined && !plan.encrypted) {
     // Blocks were left out as implicit zeros, which an encrypted snapshot would read as random data.
-    index.dropRunStart(volume);
+    index.runs.dropRunStart(volume);
     await deps.catalog.deleteSnapshot(started.snapshotId);
     throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${started.snapshotId} came out encrypted, though the run planned an unencrypted one`, {
       hint: 'EBS encryption by default was probably enabled meanwhile: run the backup again',
       details: { snapshotId: started.snapshotId },
     });
   }
-  return index.beginRun({
+  return index.runs.beginRun({
     volume,
     snapshotId: started.snapshotId,
     parentSnapshotId: plan.parent,
@@ -410,10 +410,10 @@ async function pendingRunToResume(
   identity: RunIdentity,
   options: BackupOptions,
 ): Promise<SnapshotRecord | undefined> {
-  const run = deps.index.pendingRun(volume);
+  const run = deps.index.runs.pendingRun(volume);
   if (!run) return undefined;
   if (options.discardPending) {
-    deps.index.abandonRun(run.snapshotId, 'discarded with --discard-pending');
+    deps.index.runs.abandonRun(run.snapshotId, 'discarded with --discard-pending');
     return undefined;
   }
   if (run.runOptions !== JSON.stringify(identity)) {
@@ -431,7 +431,7 @@ async function pendingRunToResume(
   if (run.state === 'completing' && (remote?.state === 'completed' || remote?.state === 'pending')) return run;
   if (!remote || remote.state !== 'pending') {
     // Gone, errored or completed without our commit: it cannot be continued.
-    deps.index.abandonRun(run.snapshotId, `found in state ${remote?.state ?? 'deleted'} when resuming`);
+    deps.index.runs.abandonRun(run.snapshotId, `found in state ${remote?.state ?? 'deleted'} when resuming`);
     return undefined;
   }
   return run;
@@ -482,12 +482,12 @@ async function planNewRun(
     if (options.parent) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'full and parent exclude each other', { details: { option: 'parent', otherOptions: ['full'] } });
     return newLineage();
   }
-  const head = index.headSnapshot(volume);
+  const head = index.lineage.headSnapshot(volume);
   const parentId = options.parent ?? head?.snapshotId ?? null;
   if (parentId === null) return newLineage();
 
   // A parent this index committed moments ago may be missing from EC2, or shown pending, for a while.
-  const parentRecord = index.getSnapshot(parentId);
+  const parentRecord = index.lineage.getSnapshot(parentId);
   // Asked alongside DescribeSnapshots instead of after it: childEncryption needs the answer for
   // an unencrypted parent, the usual case. A failure counts only where the answer is used.
   const encryptionByDefault = deps.catalog.encryptionByDefault();

@@ -16,8 +16,8 @@ let index: BlockIndex;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'snapline-journal-'));
   index = BlockIndex.open(join(dir, 'index.db'));
-  index.ensureVolume({ name: 'vol', sourcePath: '/images/vol.img', sizeBytes: 64 * 1024 ** 3 });
-  index.beginRun({
+  index.lineage.ensureVolume({ name: 'vol', sourcePath: '/images/vol.img', sizeBytes: 64 * 1024 ** 3 });
+  index.runs.beginRun({
     volume: 'vol',
     snapshotId: 'snap-run',
     parentSnapshotId: null,
@@ -37,11 +37,11 @@ afterEach(() => {
 
 describe('ResumeState', () => {
   it('answers a walk in ascending order with the blocks written before, across chunks, while the run records more', () => {
-    index.recordBlocks(
+    index.runs.recordBlocks(
       'snap-run',
       WRITTEN.map((at) => ({ index: at, digest: digestOf(at) })),
     );
-    index.recordIntents('snap-run', [{ index: 5, digest: digestOf(5) }]);
+    index.runs.recordIntents('snap-run', [{ index: 5, digest: digestOf(5) }]);
     const resume = ResumeState.load(index, 'snap-run');
     const journal = new JournalWriter(index, 'snap-run');
 

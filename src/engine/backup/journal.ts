@@ -1,5 +1,5 @@
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { BlockEntry, BlockIndex } from '../../index/index.js';
+import type { BlockEntry, IndexPorts } from '../../core/index-ports.js';
 
 /** Acknowledged blocks are written to the index in batches of this many. */
 const ACK_BATCH = 64;
@@ -15,13 +15,13 @@ export class JournalWriter {
   #acks: Array<{ index: number; digest: Uint8Array }> = [];
 
   constructor(
-    private readonly index: BlockIndex,
+    private readonly index: Pick<IndexPorts, 'runs'>,
     private readonly snapshotId: string,
   ) {}
 
   /** Records that these blocks are about to be uploaded. Call before the uploads start. */
   intend(blocks: ReadonlyArray<{ index: number; digest: Uint8Array }>): void {
-    this.index.recordIntents(this.snapshotId, blocks);
+    this.index.runs.recordIntents(this.snapshotId, blocks);
   }
 
   /** Records an acknowledged block; written to the index with the next batch. */
@@ -34,7 +34,7 @@ export class JournalWriter {
     if (this.#acks.length === 0) return;
     const batch = this.#acks;
     this.#acks = [];
-    this.index.recordBlocks(this.snapshotId, batch);
+    this.index.runs.recordBlocks(this.snapshotId, batch);
   }
 }
 
@@ -60,10 +60,10 @@ export class ResumeState {
     return new ResumeState([][Symbol.iterator](), new Set());
   }
 
-  static load(index: BlockIndex, snapshotId: string): ResumeState {
+  static load(index: Pick<IndexPorts, 'runs'>, snapshotId: string): ResumeState {
     const unacknowledged = new Set<number>();
-    for (const block of index.unacknowledgedBlocks(snapshotId)) unacknowledged.add(block.index);
-    return new ResumeState(index.writtenBlocks(snapshotId), unacknowledged);
+    for (const block of index.runs.unacknowledgedBlocks(snapshotId)) unacknowledged.add(block.index);
+    return new ResumeState(index.runs.writtenBlocks(snapshotId), unacknowledged);
   }
 
   /**

@@ -12,7 +12,7 @@ import { ZERO_BLOCK_DIGEST } from '../../core/checksum.js';
 import { BLOCK_SIZE, blockCountFor } from '../../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex, TrackerRecord } from '../../index/index.js';
+import type { IndexPorts, TrackerRecord } from '../../core/index-ports.js';
 import type { BlockSource, SlabPool } from '../../source/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
@@ -117,7 +117,7 @@ export function trackingIdentity(options: TrackingOptions): Record<string, strin
  * read whatever the tracker says (a resumed run's unacknowledged uploads).
  */
 export async function planTracking(
-  index: BlockIndex,
+  index: Pick<IndexPorts, 'lineage' | 'maps' | 'trackers'>,
   options: TrackingOptions,
   tracker: ChangedRanges | undefined,
   source: BlockSource,
@@ -144,7 +144,7 @@ export async function planTracking(
 
 /** Why the tracker cannot be used on top of this plan's parent; undefined when it can. */
 function untrackedReason(
-  index: BlockIndex,
+  index: Pick<IndexPorts, 'lineage' | 'maps' | 'trackers'>,
   plan: { parent: string | null; base: string | null; suspects: readonly number[] },
   source: BlockSource,
   since: string | null,
@@ -153,7 +153,7 @@ function untrackedReason(
   if (plan.base !== plan.parent) {
     return `the index holds no block map of the parent ${plan.parent} (it was taken elsewhere): every block is read and compared`;
   }
-  const parent = index.getSnapshot(plan.parent);
+  const parent = index.lineage.getSnapshot(plan.parent);
   if (parent !== undefined && parent.sourceBytes !== source.sizeBytes) {
     return `the source holds ${source.sizeBytes} bytes, the parent ${plan.parent} was taken of ${parent.sourceBytes}: a resized disk is read whole`;
   }
@@ -174,7 +174,7 @@ function untrackedReason(
  * nothing has been started then. Returns how many blocks were compared.
  */
 export async function verifyUnchanged(
-  deps: { index: BlockIndex; hashPool: HashPool; slabs: SlabPool },
+  deps: { index: Pick<IndexPorts, 'maps'>; hashPool: HashPool; slabs: SlabPool },
   source: BlockSource,
   base: string,
   tracked: BlockRanges,

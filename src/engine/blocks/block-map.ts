@@ -1,4 +1,4 @@
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 
 /**
  * Walks a snapshot's block map (from the index) in ascending block order, one
@@ -13,7 +13,7 @@ export class BlockMapCursor {
 
   /** `snapshotId` null stands for an empty map (a new lineage). */
   constructor(
-    private readonly index: BlockIndex,
+    private readonly index: Pick<IndexPorts, 'maps'>,
     private readonly snapshotId: string | null,
     private readonly window = 16_384,
   ) {}
@@ -31,7 +31,7 @@ export class BlockMapCursor {
     this.#indexes = [];
     this.#digests = [];
     this.#pos = 0;
-    for (const { index, digest } of this.index.blockMap(this.snapshotId!, { fromBlock, toBlock: this.#to })) {
+    for (const { index, digest } of this.index.maps.blockMap(this.snapshotId!, { fromBlock, toBlock: this.#to })) {
       this.#indexes.push(index);
       this.#digests.push(digest);
     }

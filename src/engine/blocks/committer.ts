@@ -2,7 +2,7 @@ import { LinearAggregate } from '../../core/checksum.js';
 import { sleep, throwIfAborted } from '../../core/abort.js';
 import type { RemoteSnapshot, SnapshotCatalog, SnapshotStatus, SnapshotWriter } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
-import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 
 /**
  * How long after a snapshot starts (or completes) EC2 DescribeSnapshots may
@@ -53,13 +53,13 @@ export interface WaitOptions extends CommitOptions {
  * UNCERTAIN_COMPLETION_WAIT_MS before that failure is reported.
  */
 export async function completeAndCommit(
-  index: BlockIndex,
+  index: Pick<IndexPorts, 'lineage' | 'runs'>,
   writer: SnapshotWriter,
   catalog: SnapshotCatalog,
   snapshotId: string,
   options: CommitOptions = {},
 ): Promise<SnapshotRecord> {
-  const record = index.getSnapshot(snapshotId);
+  const record = index.lineage.getSnapshot(snapshotId);
   if (!record) throw new SnaplineError(ErrorCodes.INTERNAL, `the index has no run for ${snapshotId}`);
   const listedBy = record.startedAt.getTime() + EC2_SETTLE_MS;
   let status: SnapshotStatus = record.state === 'completed' ? 'completed' : 'pending';
@@ -70,8 +70,8 @@ export async function completeAndCommit(
   let uncertain: SnaplineError | undefined;
   if (status === 'pending' && (record.state === 'pending' || record.state === 'completing')) {
     const aggregate = new LinearAggregate();
-    for (const block of index.writtenBlocks(snapshotId)) aggregate.add(block.index, block.digest);
-    index.markCompleting(snapshotId);
+    for (const block of index.runs.writtenBlocks(snapshotId)) aggregate.add(block.index, block.digest);
+    index.runs.markCompleting(snapshotId);
     try {
       status = await writer.completeSnapshot(snapshotId, aggregate.count, aggregate.digest());
     } catch (err) {
@@ -89,13 +89,13 @@ export async function completeAndCommit(
     }
   }
   if (status === 'error') {
-    index.abandonRun(snapshotId, 'the snapshot ended in state error');
+    index.runs.abandonRun(snapshotId, 'the snapshot ended in state error');
     throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${snapshotId} ended in state error; the index is unchanged`, {
       hint: 'run the backup again to take a new snapshot',
       details: { snapshotId },
     });
   }
-  return index.commitRun(snapshotId);
+  return index.runs.commitRun(snapshotId);
 }
 
 /**

@@ -53,7 +53,7 @@ describe('completedSnapshot and EC2 settling', () => {
   it('a snapshot the index recorded completed moments ago, unlisted then pending in EC2: waited for, each look told, then returned', async () => {
     const { catalog, looks } = listing('unlisted', 'pending', 'completed');
     const waits: SettleWait[] = [];
-    const snapshot = await completedSnapshot({ index: { getSnapshot: () => recordCompleted(100) }, catalog }, SNAPSHOT_ID, {
+    const snapshot = await completedSnapshot({ index: { lineage: { getSnapshot: () => recordCompleted(100) } }, catalog }, SNAPSHOT_ID, {
       onSettling: (wait) => waits.push(wait),
       pollMs: POLLS,
     });
@@ -65,7 +65,7 @@ describe('completedSnapshot and EC2 settling', () => {
   it('one EC2 never lists within the budget: NOT_FOUND once EC2_SETTLE_MS have passed since the recorded completion, saying when that was', async () => {
     const { catalog, looks } = listing('unlisted');
     const record = recordCompleted(EC2_SETTLE_MS - 300);
-    const error = await completedSnapshot({ index: { getSnapshot: () => record }, catalog }, SNAPSHOT_ID, { pollMs: POLLS }).catch((err: unknown) => err);
+    const error = await completedSnapshot({ index: { lineage: { getSnapshot: () => record } }, catalog }, SNAPSHOT_ID, { pollMs: POLLS }).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(SnaplineError);
     expect(error).toMatchObject({ code: ErrorCodes.NOT_FOUND, details: { snapshotId: SNAPSHOT_ID } });
     expect((error as SnaplineError).message).toBe(
@@ -77,14 +77,14 @@ describe('completedSnapshot and EC2 settling', () => {
 
   it('one still pending past the budget: BAD_STATE saying so', async () => {
     const { catalog } = listing('pending');
-    const error = await completedSnapshot({ index: { getSnapshot: () => recordCompleted(EC2_SETTLE_MS - 100) }, catalog }, SNAPSHOT_ID, { pollMs: POLLS }).catch((err: unknown) => err);
+    const error = await completedSnapshot({ index: { lineage: { getSnapshot: () => recordCompleted(EC2_SETTLE_MS - 100) } }, catalog }, SNAPSHOT_ID, { pollMs: POLLS }).catch((err: unknown) => err);
     expect(error).toMatchObject({ code: ErrorCodes.BAD_STATE });
     expect((error as SnaplineError).message).toMatch(/^snapshot snap-0123456789abcdef0 is pending \(the index recorded it completed at .*\); only a completed snapshot can be read$/);
   });
 
   it('one the index does not record completed is looked at once: NOT_FOUND at once when EC2 does not list it', async () => {
     const { catalog, looks } = listing('unlisted', 'completed');
-    const error = await completedSnapshot({ index: { getSnapshot: () => undefined }, catalog }, SNAPSHOT_ID).catch((err: unknown) => err);
+    const error = await completedSnapshot({ index: { lineage: { getSnapshot: () => undefined } }, catalog }, SNAPSHOT_ID).catch((err: unknown) => err);
     expect(error).toMatchObject({ code: ErrorCodes.NOT_FOUND, message: `snapshot ${SNAPSHOT_ID} does not exist` });
     expect(looks.count).toBe(1);
   });

@@ -1,7 +1,7 @@
+import type { VolumeLineage } from '../../core/index-ports.js';
 import { GIB } from '../../core/constants.js';
 import type { RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { BlockIndex } from '../../index/index.js';
 import { EC2_SETTLE_MS, describeListed, settledBy, type SettleWait } from './committer.js';
 
 /** Tags snapline puts on every snapshot it takes, so a lost index can be rebuilt. */
@@ -25,11 +25,11 @@ export interface SettleOptions {
  * completion, as a backup waits for its parent, before it is refused.
  */
 export async function completedSnapshot(
-  deps: { index: Pick<BlockIndex, 'getSnapshot'>; catalog: Pick<SnapshotCatalog, 'describeSnapshots'> },
+  deps: { index: { lineage: Pick<VolumeLineage, 'getSnapshot'> }; catalog: Pick<SnapshotCatalog, 'describeSnapshots'> },
   snapshotId: string,
   options: SettleOptions = {},
 ): Promise<RemoteSnapshot> {
-  const record = deps.index.getSnapshot(snapshotId);
+  const record = deps.index.lineage.getSnapshot(snapshotId);
   const snapshot = await describeListed(deps.catalog, snapshotId, settledBy(record), {
     signal: options.signal,
     completed: true,

@@ -1,6 +1,6 @@
 import type { CopyDestination, CopyDestinations, RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { BlockIndex, CopyRecord } from '../../index/index.js';
+import type { CopyRecord, IndexPorts } from '../../core/index-ports.js';
 import { waitForSnapshot } from '../blocks/committer.js';
 import { completedSnapshot } from '../blocks/remote-snapshot.js';
 
@@ -58,7 +58,7 @@ export interface CopyResult {
 }
 
 export interface CopyDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'lineage' | 'copies'>;
   /** EC2 of the source Region. */
   catalog: SnapshotCatalog;
   sourceRegion: string;
@@ -79,7 +79,7 @@ export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promis
   const started = Date.now();
   const { destination } = deps;
   checkDestination(deps.sourceRegion, destination.region, destination.connection);
-  const record = deps.index.getSnapshot(options.snapshotId);
+  const record = deps.index.lineage.getSnapshot(options.snapshotId);
   if (record === undefined) {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `the index records no snapshot ${options.snapshotId}`, {
       hint: 'copy a snapshot that `snapline snapshots` lists',
@@ -180,7 +180,7 @@ async function waitForCopy(deps: CopyDeps, copy: CopyRecord, options: CopyOption
 }
 
 /** The copy as the destination shows it, when it is still there and completed; a copy that is gone is recorded deleted. */
-async function stillThere(catalog: SnapshotCatalog, copy: CopyRecord, index?: BlockIndex): Promise<RemoteSnapshot | undefined> {
+async function stillThere(catalog: SnapshotCatalog, copy: CopyRecord, index?: Pick<IndexPorts, 'copies'>): Promise<RemoteSnapshot | undefined> {
   const [remote] = await catalog.describeSnapshots([copy.copySnapshotId]);
   if (remote === undefined) index?.copies.setState(copy.copySnapshotId, 'deleted');
   return remote?.state === 'completed' ? remote : undefined;
@@ -194,7 +194,7 @@ async function stillThere(catalog: SnapshotCatalog, copy: CopyRecord, index?: Bl
  */
 async function previousCopy(deps: CopyDeps, snapshotId: string, encrypted: boolean, kmsKeyId: string | null): Promise<CopyRecord | undefined> {
   const { destination, index } = deps;
-  for (let at = index.getSnapshot(snapshotId)?.parentSnapshotId ?? null; at !== null; at = index.getSnapshot(at)?.parentSnapshotId ?? null) {
+  for (let at = index.lineage.getSnapshot(snapshotId)?.parentSnapshotId ?? null; at !== null; at = index.lineage.getSnapshot(at)?.parentSnapshotId ?? null) {
     const copies = index.copies
       .ofSnapshot(at)
       .filter((c) => c.state === 'completed' && c.region === destination.region && c.connection === (destination.connection ?? null))
@@ -218,7 +218,7 @@ export interface DeletedCopy {
  * deleted. With `dryRun`, only says which. Stops at the first failure,
  * before the rest: the copies not deleted stay recorded.
  */
-export async function deleteCopies(deps: { index: BlockIndex; destinations: CopyDestinations }, snapshotId: string, dryRun = false): Promise<DeletedCopy[]> {
+export async function deleteCopies(deps: { index: Pick<IndexPorts, 'copies'>; destinations: CopyDestinations }, snapshotId: string, dryRun = false): Promise<DeletedCopy[]> {
   const deleted: DeletedCopy[] = [];
   for (const copy of deps.index.copies.ofSnapshot(snapshotId)) {
     if (!dryRun) {

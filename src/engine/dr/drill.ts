@@ -2,14 +2,15 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { VolumeManager } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
-import type { DrillKind, DrillRecord } from '../../index/index.js';
+import type { DrillKind, DrillRecord, IndexPorts } from '../../core/index-ports.js';
 import { restore, type RestoreDeps } from '../restore/restore.js';
 import { verify } from '../restore/verify.js';
 import { restoreToVolume, type VolumeRestoreOptions } from './restore-volume.js';
 import type { DrillLog } from '../ops/status.js';
 import type { PollOptions } from './wait.js';
 
-export interface DrillDeps extends RestoreDeps {
+export interface DrillDeps extends Omit<RestoreDeps, 'index'> {
+  index: RestoreDeps['index'] & Pick<IndexPorts, 'drills'>;
   volumes: VolumeManager;
 }
 
@@ -142,7 +143,7 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
       outcome.volumeId = made.volumeId;
       outcome.recoveryMs = made.steps.find((s) => s.step === 'create-volume')?.durationMs ?? made.durationMs;
       const seen = await deps.volumes.describeVolume(made.volumeId);
-      const expectedGiB = options.toVolume.sizeGiB ?? deps.index.getSnapshot(snapshotId)!.volumeSizeGiB;
+      const expectedGiB = options.toVolume.sizeGiB ?? deps.index.lineage.getSnapshot(snapshotId)!.volumeSizeGiB;
       if (seen?.state !== 'available' || seen.snapshotId !== snapshotId || seen.sizeGiB !== expectedGiB) {
         fail(0, `volume ${made.volumeId} is ${seen?.state ?? 'gone'}, ${seen?.sizeGiB ?? '?'} GiB from ${seen?.snapshotId ?? 'nothing'}; expected available, ${expectedGiB} GiB from ${snapshotId}`);
       }
@@ -156,7 +157,7 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
   }
   if (isSnaplineError(failure, ErrorCodes.INTERRUPTED)) throw failure;
   if (failure !== undefined) fail(0, failure instanceof Error ? failure.message : String(failure));
-  const record = deps.index.drills().record({
+  const record = deps.index.drills.record({
     volume: options.volume,
     snapshotId,
     kind,
@@ -173,12 +174,12 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
 }
 
 /** The last drill of each volume the index records, by volume name. */
-export function lastDrills(deps: { index: RestoreDeps['index'] }): DrillRecord[] {
-  return deps.index.drills().lastPerVolume();
+export function lastDrills(deps: { index: Pick<IndexPorts, 'drills'> }): DrillRecord[] {
+  return deps.index.drills.lastPerVolume();
 }
 
 /** The index's drills as status shows them: a failed drill's code is CHECKSUM_MISMATCH when blocks did not match. */
-export function drillLog(deps: { index: RestoreDeps['index'] }): DrillLog {
+export function drillLog(deps: { index: Pick<IndexPorts, 'drills'> }): DrillLog {
   const last = new Map(lastDrills(deps).map((d) => [d.volume, d]));
   return {
     lastDrill(volume) {
@@ -197,7 +198,7 @@ export function drillLog(deps: { index: RestoreDeps['index'] }): DrillLog {
 /** The snapshot to drill: the one given (it must be of the volume), else the volume's newest completed one. */
 function snapshotToDrill(deps: DrillDeps, options: DrillOptions): string {
   if (options.snapshotId !== undefined) {
-    const known = deps.index.getSnapshot(options.snapshotId);
+    const known = deps.index.lineage.getSnapshot(options.snapshotId);
     if (known === undefined || known.state !== 'completed') {
       throw new SnaplineError(ErrorCodes.NOT_FOUND, `the index has no completed snapshot ${options.snapshotId} to check the blocks against`, {
         hint: `\`snapline index rebuild ${options.snapshotId}\` learns its block map`,
@@ -210,7 +211,7 @@ function snapshotToDrill(deps: DrillDeps, options: DrillOptions): string {
     return options.snapshotId;
   }
   const newest = deps.index
-    .listSnapshots(options.volume)
+    .lineage.listSnapshots(options.volume)
     .filter((s) => s.volume === options.volume && s.state === 'completed')
     .at(-1);
   if (newest === undefined) throw new SnaplineError(ErrorCodes.NOT_FOUND, `the index has no completed snapshot of volume ${options.volume}`, { details: { option: 'volume' } });

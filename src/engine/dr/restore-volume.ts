@@ -1,7 +1,7 @@
+import type { IndexPorts } from '../../core/index-ports.js';
 import { throwIfAborted } from '../../core/abort.js';
 import type { FastRestoreState, RemoteSnapshot, RemoteVolume, SnapshotCatalog, VolumeManager } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
-import type { BlockIndex } from '../../index/index.js';
 import { VOLUME_TAG, completedSnapshot } from '../blocks/remote-snapshot.js';
 import { pollUntil, type PollOptions } from './wait.js';
 
@@ -9,7 +9,7 @@ export const VOLUME_TYPES = ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard
 
 export interface VolumeRestoreDeps {
   /** Tells a snapshot snapline completed moments ago (EC2 may not show it yet) from one it never made. */
-  index: Pick<BlockIndex, 'getSnapshot'>;
+  index: Pick<IndexPorts, 'lineage'>;
   catalog: SnapshotCatalog;
   volumes: VolumeManager;
 }

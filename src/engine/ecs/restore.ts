@@ -17,7 +17,7 @@ import { DEFAULT_PACING, DEFAULT_RETRIES, DEFAULT_SHARDS, MAX_RETRIES, MAX_SHARD
 import type { ContainerTasks, LogReader, SnapshotCatalog, SnapshotWriter, TaskPlacement, TaskState } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex, EcsJobRecord, EcsShardRecord } from '../../index/index.js';
+import type { EcsJobRecord, EcsShardRecord, IndexPorts } from '../../core/index-ports.js';
 import type { ArchivePlaces } from '../archive/places.js';
 import { EC2_SETTLE_MS, completeAndCommit, describeListed, settleWaitText } from '../blocks/committer.js';
 import { archiveSource, expectedShardResult, snapshotSource, splitShards, type ShardSource } from './source.js';
@@ -36,7 +36,7 @@ export interface EcsSettings extends TaskPlacement {
 }
 
 export interface EcsRestoreDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'archives' | 'ecsJobs' | 'lineage' | 'maps' | 'runs'>;
   writer: SnapshotWriter;
   catalog: SnapshotCatalog;
   tasks: ContainerTasks;
@@ -142,13 +142,13 @@ export async function ecsRestore(deps: EcsRestoreDeps, options: EcsRestoreOption
 /** The job as the index and ECS know it now (tasks found by startedBy are recorded); starts and stops nothing. */
 export async function ecsStatus(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, jobId: string): Promise<EcsJobReport> {
   const started = Date.now();
-  const job = deps.index.getEcsJob(jobId);
+  const job = deps.index.ecsJobs.get(jobId);
   if (job === undefined) {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `ECS job ${jobId} is not in the index`, { hint: 'list the jobs with `snapline ecs status`' });
   }
   const worker = await workerContainerOf(deps.tasks, job.taskDefinition, {});
   await findJobTasks(deps, job, worker.name);
-  return reportOf(deps.index, deps.index.getEcsJob(jobId)!, new Map(), started);
+  return reportOf(deps.index, deps.index.ecsJobs.get(jobId)!, new Map(), started);
 }
 
 /**
@@ -158,8 +158,8 @@ export async function ecsStatus(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, j
  */
 async function openSource(deps: EcsRestoreDeps, id: string, options: EcsRestoreOptions): Promise<ShardSource> {
   const isSnapshotId = /^snap-[0-9a-zA-Z]+$/.test(id);
-  const archived = deps.index.listArchives().some((a) => a.state !== 'deleted' && (a.archiveId === id || a.snapshotId === id));
-  if (isSnapshotId && (deps.index.getSnapshot(id)?.state === 'completed' || !archived)) {
+  const archived = deps.index.archives.list().some((a) => a.state !== 'deleted' && (a.archiveId === id || a.snapshotId === id));
+  if (isSnapshotId && (deps.index.lineage.getSnapshot(id)?.state === 'completed' || !archived)) {
     return snapshotSource(deps, id, { signal: options.signal, onSettling: (wait) => options.onNote?.(settleWaitText(wait)) });
   }
   return archiveSource(deps, id, { s3PathStyle: deps.settings.s3PathStyle ?? false });
@@ -168,17 +168,17 @@ async function openSource(deps: EcsRestoreDeps, id: string, options: EcsRestoreO
 /** The source's open job whose snapshot is still pending, or a new job with its snapshot started and its run begun. */
 async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: number, options: EcsRestoreOptions): Promise<EcsJobRecord> {
   const { index } = deps;
-  let job = index.openEcsJob(source.id);
+  let job = index.ecsJobs.openFor(source.id);
   if (job?.snapshotId != null && !(await snapshotUsable(deps, job, options))) {
     options.onNote?.(`job ${job.jobId}: its snapshot ${job.snapshotId} is no longer pending; starting a new job`);
-    const run = index.getSnapshot(job.snapshotId);
-    if (run?.state === 'pending' || run?.state === 'completing') index.abandonRun(job.snapshotId, `ECS job ${job.jobId}: the snapshot is gone or in error`);
-    index.updateEcsJob(job.jobId, { state: 'abandoned', message: `its snapshot ${job.snapshotId} is gone or in error` });
+    const run = index.lineage.getSnapshot(job.snapshotId);
+    if (run?.state === 'pending' || run?.state === 'completing') index.runs.abandonRun(job.snapshotId, `ECS job ${job.jobId}: the snapshot is gone or in error`);
+    index.ecsJobs.update(job.jobId, { state: 'abandoned', message: `its snapshot ${job.snapshotId} is gone or in error` });
     job = undefined;
   }
   if (job === undefined) {
     const volume = options.volume ?? `${source.volume}-restored`;
-    const open = index.pendingRun(volume);
+    const open = index.runs.pendingRun(volume);
     if (open !== undefined) {
       throw new SnaplineError(ErrorCodes.CONFLICT, `volume ${volume} has an unfinished run (snapshot ${open.snapshotId})`, {
         hint: 'name another volume with --volume, or let that run finish',
@@ -186,13 +186,13 @@ async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: num
     }
     const spans = await splitShards(source, shards);
     const jobId = `j-${randomBytes(5).toString('hex')}`;
-    job = index.createEcsJob(
+    job = index.ecsJobs.create(
       { jobId, sourceKind: source.kind, source: source.id, volume, cluster: deps.settings.cluster, taskDefinition: deps.settings.taskDefinition, startedBy: `snapline-${jobId}` },
       spans,
     );
     options.onNote?.(`job ${jobId}: ${spans.length} shard${spans.length === 1 ? '' : 's'} of ${source.id} on cluster ${job.cluster}`);
   } else {
-    const count = index.ecsShards(job.jobId).length;
+    const count = index.ecsJobs.shards(job.jobId).length;
     options.onNote?.(`job ${job.jobId}: resuming (${count} shard${count === 1 ? '' : 's'})${options.shards !== undefined && options.shards !== count ? `; --shards ${options.shards} does not change a job under way` : ''}`);
   }
   if (job.snapshotId === null) {
@@ -205,11 +205,11 @@ async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: num
       timeoutMinutes: SNAPSHOT_TIMEOUT_MINUTES,
       clientToken: job.jobId,
     });
-    job = index.updateEcsJob(job.jobId, { snapshotId: snapshot.snapshotId });
+    job = index.ecsJobs.update(job.jobId, { snapshotId: snapshot.snapshotId });
   }
-  if (index.getSnapshot(job.snapshotId!) === undefined) {
-    if (index.getVolume(job.volume) === undefined) index.ensureVolume({ name: job.volume, sourcePath: '', sizeBytes: source.sourceBytes });
-    index.beginRun({
+  if (index.lineage.getSnapshot(job.snapshotId!) === undefined) {
+    if (index.lineage.getVolume(job.volume) === undefined) index.lineage.ensureVolume({ name: job.volume, sourcePath: '', sizeBytes: source.sourceBytes });
+    index.runs.beginRun({
       volume: job.volume,
       snapshotId: job.snapshotId!,
       parentSnapshotId: null,
@@ -232,7 +232,7 @@ async function prepareJob(deps: EcsRestoreDeps, source: ShardSource, shards: num
  */
 async function snapshotUsable(deps: EcsRestoreDeps, job: EcsJobRecord, options: EcsRestoreOptions): Promise<boolean> {
   const snapshotId = job.snapshotId!;
-  const run = deps.index.getSnapshot(snapshotId);
+  const run = deps.index.lineage.getSnapshot(snapshotId);
   const listedBy = (run?.startedAt ?? job.createdAt).getTime() + EC2_SETTLE_MS;
   const remote = await describeListed(deps.catalog, snapshotId, listedBy, {
     signal: options.signal,
@@ -259,7 +259,7 @@ interface FoundTask {
  * filter, and then lists running tasks only.) Each is recorded in the index.
  */
 async function findJobTasks(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, job: EcsJobRecord, worker: string): Promise<FoundTask[]> {
-  const known = new Map(deps.index.ecsTasks(job.jobId).map((t) => [t.taskArn, t]));
+  const known = new Map(deps.index.ecsJobs.tasks(job.jobId).map((t) => [t.taskArn, t]));
   const arns = new Set(known.keys());
   const family = familyOf(job.taskDefinition);
   for (const desiredStatus of ['RUNNING', 'STOPPED'] as const) for (const arn of await deps.tasks.list(job.cluster, { desiredStatus, family })) arns.add(arn);
@@ -281,10 +281,10 @@ export function familyOf(taskDefinition: string): string {
   return name.split(':')[0]!;
 }
 
-function recordTask(index: BlockIndex, jobId: string, shard: number, attempt: number, state: TaskState, worker: string): void {
+function recordTask(index: Pick<IndexPorts, 'ecsJobs'>, jobId: string, shard: number, attempt: number, state: TaskState, worker: string): void {
   const container = state.containers.find((c) => c.name === worker);
-  const earlier = index.ecsTasks(jobId).find((t) => t.taskArn === state.taskArn);
-  index.recordEcsTask({
+  const earlier = index.ecsJobs.tasks(jobId).find((t) => t.taskArn === state.taskArn);
+  index.ecsJobs.recordTask({
     taskArn: state.taskArn,
     jobId,
     shard,
@@ -335,13 +335,13 @@ class JobDriver {
     private readonly options: EcsRestoreOptions,
   ) {
     this.#pacing = pacing;
-    this.#shards = deps.index.ecsShards(job.jobId).map((record) => ({ record, failures: 0, unplaced: 0, nextLaunchAt: 0, gaveUp: false, lastLines: [] }));
+    this.#shards = deps.index.ecsJobs.shards(job.jobId).map((record) => ({ record, failures: 0, unplaced: 0, nextLaunchAt: 0, gaveUp: false, lastLines: [] }));
   }
 
   async run(started: number): Promise<EcsJobReport> {
     const { signal } = this.options;
     const deadline = this.options.timeoutMs === undefined ? Infinity : started + this.options.timeoutMs;
-    this.#index.updateEcsJob(this.job.jobId, { state: 'running', message: null });
+    this.#index.ecsJobs.update(this.job.jobId, { state: 'running', message: null });
     try {
       await this.#adopt();
       let pause = this.#pacing.pollFirstMs;
@@ -363,14 +363,14 @@ class JobDriver {
     const failed = this.#shards.filter((s) => s.record.state !== 'succeeded');
     if (failed.length > 0) {
       const message = failed.map((s) => `shard ${s.record.shard}: ${s.record.message ?? 'failed'}`).join('; ');
-      this.#index.updateEcsJob(this.job.jobId, { state: 'failed', message });
+      this.#index.ecsJobs.update(this.job.jobId, { state: 'failed', message });
       return this.#report('failed', started);
     }
     await this.#complete(deadline);
     return this.#report('completed', started);
   }
 
-  get #index(): BlockIndex {
+  get #index(): EcsRestoreDeps['index'] {
     return this.deps.index;
   }
 
@@ -579,16 +579,16 @@ class JobDriver {
   }
 
   #updateShard(shard: ShardRun, fields: Partial<Pick<EcsShardRecord, 'state' | 'attempt' | 'launch' | 'message'>>): void {
-    this.#index.updateEcsShard(this.job.jobId, shard.record.shard, fields);
+    this.#index.ecsJobs.updateShard(this.job.jobId, shard.record.shard, fields);
     shard.record = { ...shard.record, ...fields };
   }
 
   /** Every shard succeeded: the run's journal gets the digests, then CompleteSnapshot with the aggregate and the wait. */
   async #complete(deadline: number): Promise<void> {
     const snapshotId = this.job.snapshotId!;
-    const run = this.#index.getSnapshot(snapshotId);
+    const run = this.#index.lineage.getSnapshot(snapshotId);
     if (run?.state === 'pending') {
-      for (const shard of this.#shards) for await (const window of this.source.blocks(shard.record)) this.#index.recordBlocks(snapshotId, window);
+      for (const shard of this.#shards) for await (const window of this.source.blocks(shard.record)) this.#index.runs.recordBlocks(snapshotId, window);
     }
     this.#note(`completing snapshot ${snapshotId}`);
     try {
@@ -597,10 +597,10 @@ class JobDriver {
         signal: this.options.signal,
       });
     } catch (err) {
-      if (isSnaplineError(err, ErrorCodes.BAD_STATE)) this.#index.updateEcsJob(this.job.jobId, { state: 'abandoned', message: err.message });
+      if (isSnaplineError(err, ErrorCodes.BAD_STATE)) this.#index.ecsJobs.update(this.job.jobId, { state: 'abandoned', message: err.message });
       throw this.#resumable(err, 0);
     }
-    this.#index.updateEcsJob(this.job.jobId, { state: 'completed', message: null });
+    this.#index.ecsJobs.update(this.job.jobId, { state: 'completed', message: null });
   }
 
   /** StopTask for every task of the job that has not stopped; how many. Best effort: a failure is reported, the others still tried. */
@@ -642,20 +642,20 @@ class JobDriver {
 
   #report(state: EcsJobReport['state'], started: number): EcsJobReport {
     const lastLines = new Map(this.#shards.map((s) => [s.record.shard, s.lastLines]));
-    const job = this.#index.getEcsJob(this.job.jobId)!;
+    const job = this.#index.ecsJobs.get(this.job.jobId)!;
     return reportOf(this.#index, job, lastLines, started, state);
   }
 }
 
 function reportOf(
-  index: BlockIndex,
+  index: Pick<IndexPorts, 'ecsJobs'>,
   job: EcsJobRecord,
   lastLines: ReadonlyMap<number, string[]>,
   started: number,
   state: EcsJobReport['state'] = job.state,
 ): EcsJobReport {
-  const tasks = index.ecsTasks(job.jobId);
-  const shards = index.ecsShards(job.jobId).map((record): EcsShardReport => {
+  const tasks = index.ecsJobs.tasks(job.jobId);
+  const shards = index.ecsJobs.shards(job.jobId).map((record): EcsShardReport => {
     const task = tasks.filter((t) => t.shard === record.shard).at(-1);
     return {
       shard: record.shard,

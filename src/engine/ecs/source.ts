@@ -10,7 +10,7 @@ import { BLOCKS_PER_GIB } from '../../core/constants.js';
 import type { SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex, EcsSourceKind } from '../../index/index.js';
+import type { EcsSourceKind, IndexPorts } from '../../core/index-ports.js';
 import { openArchiveChain, planBlocks } from '../archive/chain.js';
 import { findArchive, type ArchivePlaces } from '../archive/places.js';
 import { writesDigest } from './worker.js';
@@ -51,8 +51,8 @@ const WINDOW = 16_384;
  * BAD_STATE when AWS no longer has it completed; NOT_FOUND with a hint when
  * the index does not know it.
  */
-export async function snapshotSource(deps: { index: BlockIndex; catalog: SnapshotCatalog }, snapshotId: string, settle: SettleOptions = {}): Promise<ShardSource> {
-  const record = deps.index.getSnapshot(snapshotId);
+export async function snapshotSource(deps: { index: Pick<IndexPorts, 'lineage' | 'maps'>; catalog: SnapshotCatalog }, snapshotId: string, settle: SettleOptions = {}): Promise<ShardSource> {
+  const record = deps.index.lineage.getSnapshot(snapshotId);
   if (record === undefined || record.state !== 'completed') {
     throw new SnaplineError(ErrorCodes.NOT_FOUND, `snapshot ${snapshotId} is not a completed snapshot in the index: the driver needs its block digests`, {
       hint: `learn it first with \`snapline index rebuild ${snapshotId}\`, or restore from an archive of it`,
@@ -71,7 +71,7 @@ export async function snapshotSource(deps: { index: BlockIndex; catalog: Snapsho
     async *blocks(span) {
       for (let from = span.fromBlock; from < span.toBlock; from += WINDOW) {
         const window: Array<{ index: number; digest: Buffer }> = [];
-        for (const { index: block, digest } of index.blockMap(snapshotId, { fromBlock: from, toBlock: Math.min(span.toBlock, from + WINDOW) })) {
+        for (const { index: block, digest } of index.maps.blockMap(snapshotId, { fromBlock: from, toBlock: Math.min(span.toBlock, from + WINDOW) })) {
           if (writesDigest(digest, remote.encrypted)) window.push({ index: block, digest: Buffer.from(digest) });
         }
         if (window.length > 0) yield window;
@@ -105,7 +105,7 @@ export async function snapshotSource(deps: { index: BlockIndex; catalog: Snapsho
  * BAD_STATE when an object is not restored yet.
  */
 export async function archiveSource(
-  deps: { index: BlockIndex; archives: ArchivePlaces; hashPool: HashPool },
+  deps: { index: Pick<IndexPorts, 'archives'>; archives: ArchivePlaces; hashPool: HashPool },
   id: string,
   options: { s3PathStyle?: boolean } = {},
 ): Promise<ShardSource> {

@@ -1,8 +1,11 @@
 import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
-import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { applyRetention, calendarIn, checkPolicy, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
 import { deleteCopies, type DeletedCopy } from '../dr/copy.js';
+
+/** What prune reads and changes in the index. */
+type PruneIndex = Pick<IndexPorts, 'lineage' | 'runs' | 'locks' | 'archives' | 'ecsJobs' | 'copies'>;
 
 export interface PruneOptions {
   /** Keeps every snapshot started less than this many days ago (a rule of the policy, see RetentionPolicy.keepNewerThanDays). */
@@ -56,7 +59,7 @@ export interface PruneResult {
  * Applies a retention policy (see retention.ts) to each volume's completed
  * snapshots and deletes those no rule keeps (EC2 DeleteSnapshot), recording
  * each deletion in the index, whose maps stay whole for every snapshot left
- * (BlockIndex.markDeleted). Never deletes a volume's newest snapshot (by
+ * (lineage.markDeleted). Never deletes a volume's newest snapshot (by
  * start, nor its head by completion: the next backup's parent), nor one that
  * a pending or recorded backup run, an unfinished archive, the newest archive
  * of the volume at each place (the next incremental archive compares with
@@ -67,7 +70,7 @@ export interface PruneResult {
  * them, needed only when there are copies. INVALID_ARGUMENT when no policy
  * applies to any volume.
  */
-export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog; destinations?: CopyDestinations }, options: PruneOptions): Promise<PruneResult> {
+export async function prune(deps: { index: PruneIndex; catalog: SnapshotCatalog; destinations?: CopyDestinations }, options: PruneOptions): Promise<PruneResult> {
   const { timeZone, now, volumes, policyOf, unmanagedVolumes } = scopeOf(deps.index, options);
   const result: PruneResult = { dryRun: Boolean(options.dryRun), timeZone, deleted: [], volumes: [], busyVolumes: [], deletedCopies: [], unmanagedVolumes };
   if (unmanagedVolumes.length === volumes.length && volumes.length > 0) {
@@ -84,7 +87,7 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog;
     let lock: { release(): void } | undefined;
     if (!options.dryRun) {
       try {
-        lock = deps.index.acquireLock(`volume:${volume}`);
+        lock = deps.index.locks.acquire(`volume:${volume}`);
       } catch (err) {
         if (!isSnaplineError(err, ErrorCodes.CONFLICT)) throw err;
         result.busyVolumes.push(volume);
@@ -99,7 +102,7 @@ export async function prune(deps: { index: BlockIndex; catalog: SnapshotCatalog;
         if (!options.keepCopies) result.deletedCopies.push(...(await deleteCopies({ index: deps.index, destinations: destinationsOf(deps) }, snapshot.snapshotId, options.dryRun)));
         if (!options.dryRun) {
           await deps.catalog.deleteSnapshot(snapshot.snapshotId);
-          deps.index.markDeleted(snapshot.snapshotId);
+          deps.index.lineage.markDeleted(snapshot.snapshotId);
         }
         const ageDays = Math.floor((now.getTime() - Date.parse(snapshot.startedAt)) / 86_400_000);
         result.deleted.push({ volume, snapshotId: snapshot.snapshotId, ageDays });
@@ -126,7 +129,7 @@ export interface RetentionPlan {
  * deleting or locking anything (the report's retention calendar). Unlike
  * prune, no policy at all is no error: every volume is then unmanaged.
  */
-export async function retentionPlan(deps: { index: BlockIndex; catalog: SnapshotCatalog }, options: RetentionPlanOptions): Promise<RetentionPlan> {
+export async function retentionPlan(deps: { index: PruneIndex; catalog: SnapshotCatalog }, options: RetentionPlanOptions): Promise<RetentionPlan> {
   const { timeZone, now, volumes, policyOf, unmanagedVolumes } = scopeOf(deps.index, options);
   const protections = protectedSnapshots(deps.index);
   const decided: PrunedVolume[] = [];
@@ -138,12 +141,12 @@ export async function retentionPlan(deps: { index: BlockIndex; catalog: Snapshot
 }
 
 /** The volumes, the policy of each, the time zone and the time a prune (or its plan) works with. */
-function scopeOf(index: BlockIndex, options: RetentionPlanOptions) {
+function scopeOf(index: PruneIndex, options: RetentionPlanOptions) {
   const given = givenPolicy(options);
   const timeZone = options.timeZone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
   calendarIn(timeZone);
   const now = options.now ?? new Date();
-  const volumes = options.volume ? [options.volume] : index.listVolumes().map((v) => v.name);
+  const volumes = options.volume ? [options.volume] : index.lineage.listVolumes().map((v) => v.name);
   const policyOf = (volume: string) => given ?? options.policies?.get(volume);
   return { timeZone, now, volumes, policyOf, unmanagedVolumes: volumes.filter((v) => policyOf(v) === undefined) };
 }
@@ -167,20 +170,20 @@ function givenPolicy(options: RetentionPlanOptions): RetentionPolicy | undefined
 }
 
 async function decide(
-  deps: { index: BlockIndex; catalog: SnapshotCatalog },
+  deps: { index: PruneIndex; catalog: SnapshotCatalog },
   volume: string,
   policy: RetentionPolicy,
   protections: ReadonlyMap<string, string[]>,
   context: { now: Date; timeZone: string },
 ): Promise<PrunedVolume> {
-  const completed = deps.index.listSnapshots(volume).filter((s) => s.state === 'completed');
+  const completed = deps.index.lineage.listSnapshots(volume).filter((s) => s.state === 'completed');
   const protect = new Map<string, string[]>();
   const add = (snapshotId: string | null | undefined, reason: string) => {
     if (snapshotId) protect.set(snapshotId, [...(protect.get(snapshotId) ?? []), reason]);
   };
   for (const snapshot of completed) for (const reason of protections.get(snapshot.snapshotId) ?? []) add(snapshot.snapshotId, reason);
-  add(deps.index.headSnapshot(volume)?.snapshotId, 'head (the next backup builds on it)');
-  const pending = deps.index.pendingRun(volume);
+  add(deps.index.lineage.headSnapshot(volume)?.snapshotId, 'head (the next backup builds on it)');
+  const pending = deps.index.runs.pendingRun(volume);
   if (pending !== undefined) {
     add(pending.parentSnapshotId, `parent of the pending run ${pending.snapshotId}`);
     if (pending.baseSnapshotId !== pending.parentSnapshotId) add(pending.baseSnapshotId, `base of the pending run ${pending.snapshotId}`);
@@ -201,8 +204,8 @@ async function decide(
 }
 
 /** The parent of a run recorded before its StartSnapshot (a resume sends it again). */
-function recordedRunParent(index: BlockIndex, volume: string): string | undefined {
-  const start = index.runStart(volume);
+function recordedRunParent(index: PruneIndex, volume: string): string | undefined {
+  const start = index.runs.runStart(volume);
   if (start === undefined) return undefined;
   try {
     const input = JSON.parse(start.startInput) as { parentSnapshotId?: unknown };
@@ -218,10 +221,10 @@ function recordedRunParent(index: BlockIndex, volume: string): string | undefine
  * the newest archive of each volume at each place, and the source of an ECS
  * restore that is running or failed (the same command resumes it).
  */
-function protectedSnapshots(index: BlockIndex): Map<string, string[]> {
+function protectedSnapshots(index: PruneIndex): Map<string, string[]> {
   const reasons = new Map<string, string[]>();
   const add = (snapshotId: string, reason: string) => reasons.set(snapshotId, [...(reasons.get(snapshotId) ?? []), reason]);
-  const archives = index.listArchives();
+  const archives = index.archives.list();
   const byId = new Map(archives.map((a) => [a.archiveId, a]));
   const newest = new Map<string, (typeof archives)[number]>();
   for (const archive of archives) {
@@ -234,7 +237,7 @@ function protectedSnapshots(index: BlockIndex): Map<string, string[]> {
     if (archive.state === 'archived') newest.set(`${archive.volume}\0${archive.target}\0${archive.location}`, archive);
   }
   for (const archive of newest.values()) add(archive.snapshotId, `newest archive ${archive.archiveId} in ${archive.target} ${archive.location}`);
-  for (const job of index.listEcsJobs()) {
+  for (const job of index.ecsJobs.list()) {
     if (job.sourceKind === 'snapshot' && (job.state === 'running' || job.state === 'failed')) add(job.source, `source of the ${job.state} ECS restore ${job.jobId}`);
   }
   return reasons;

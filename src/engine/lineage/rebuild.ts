@@ -5,7 +5,7 @@ import { GIB } from '../../core/constants.js';
 import type { SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { TaskWindow } from '../../core/task-window.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import { isNbdUrl, parseNbdUrl } from '../../source/index.js';
 import { completedSnapshot, SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
@@ -36,7 +36,7 @@ export interface RebuildResult {
  * backup of any other source is refused as for any lineage.
  */
 export async function rebuildIndex(
-  deps: { index: BlockIndex; reader: SnapshotReader; catalog: SnapshotCatalog },
+  deps: { index: Pick<IndexPorts, 'lineage'>; reader: SnapshotReader; catalog: SnapshotCatalog },
   options: RebuildOptions,
 ): Promise<RebuildResult> {
   const started = Date.now();
@@ -45,7 +45,7 @@ export async function rebuildIndex(
   if (!volume) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `snapshot ${options.snapshotId} has no ${VOLUME_TAG} tag, so volume must be given`, { details: { option: 'volume' } });
   }
-  const sourcePath = options.source === undefined ? (deps.index.getVolume(volume)?.sourcePath ?? '') : await sourcePathOf(options.source);
+  const sourcePath = options.source === undefined ? (deps.index.lineage.getVolume(volume)?.sourcePath ?? '') : await sourcePathOf(options.source);
   const taggedBytes = Number(snapshot.tags[SOURCE_BYTES_TAG]);
   const sourceBytes = Number.isSafeInteger(taggedBytes) && taggedBytes > 0 ? taggedBytes : snapshot.volumeSizeGiB * GIB;
 
@@ -65,8 +65,8 @@ export async function rebuildIndex(
   // An interruption that came after the last block was asked for still stops the run before anything is recorded.
   throwIfAborted(options.signal);
   blocks.sort((a, b) => a.index - b.index);
-  deps.index.ensureVolume({ name: volume, sourcePath, sizeBytes: sourceBytes });
-  deps.index.importSnapshot(
+  deps.index.lineage.ensureVolume({ name: volume, sourcePath, sizeBytes: sourceBytes });
+  deps.index.lineage.importSnapshot(
     {
       snapshotId: options.snapshotId,
       volume,

@@ -1,5 +1,5 @@
 import type { RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
-import type { BlockIndex, SnapshotRecord } from '../../index/index.js';
+import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 
 export interface SnapshotListOptions {
   /** Only this volume's snapshots; default every volume's. */
@@ -34,10 +34,10 @@ export interface SnapshotRow {
  * left out.
  */
 export async function listSnapshots(
-  deps: { index: BlockIndex; catalog: SnapshotCatalog },
+  deps: { index: Pick<IndexPorts, 'lineage' | 'copies'>; catalog: SnapshotCatalog },
   options: SnapshotListOptions = {},
 ): Promise<SnapshotRow[]> {
-  const records = deps.index.listSnapshots(options.volume).filter((r) => r.state !== 'deleted');
+  const records = deps.index.lineage.listSnapshots(options.volume).filter((r) => r.state !== 'deleted');
   const remote = new Map<string, RemoteSnapshot>();
   for (let i = 0; i < records.length; i += 200) {
     const ids = records.slice(i, i + 200).map((r) => r.snapshotId);

@@ -1,5 +1,5 @@
 import type { RunEntry } from '../../core/run-log.js';
-import type { DrillRecord, SnapshotRecord } from '../../index/index.js';
+import type { DrillRecord, SnapshotRecord } from '../../core/index-ports.js';
 import type { PrunedVolume } from '../lineage/prune.js';
 import type { StatusResult, VolumeStatus } from './status.js';
 

@@ -1,7 +1,7 @@
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { SnapshotReader } from '../../core/ports.js';
 import type { RunEntry, RunLog } from '../../core/run-log.js';
-import type { ArchiveRecord, BlockIndex, CopyRecord, SnapshotRecord } from '../../index/index.js';
+import type { ArchiveRecord, CopyRecord, IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 
 /** The last restore drill of a volume, as the drill records give it. */
 export interface DrillSummary {
@@ -17,7 +17,7 @@ export interface DrillLog {
 }
 
 export interface StatusDeps {
-  index: Pick<BlockIndex, 'listVolumes' | 'listSnapshots' | 'listArchives' | 'copies'>;
+  index: Pick<IndexPorts, 'lineage' | 'archives' | 'copies'>;
   runs: Pick<RunLog, 'listRuns'>;
   /** Counts the blocks each snapshot adds (ListSnapshotBlocks, ListChangedBlocks); without it ebsSpace is null. */
   reader?: Pick<SnapshotReader, 'listBlocks' | 'listChangedBlocks'>;
@@ -83,15 +83,15 @@ export interface StatusResult {
 export async function volumeStatus(deps: StatusDeps, options: StatusOptions = {}): Promise<StatusResult> {
   const now = (options.now ?? new Date()).getTime();
   const runs = deps.runs.listRuns(options.volume === undefined ? {} : { volume: options.volume });
-  const indexed = new Set(deps.index.listVolumes().map((v) => v.name));
+  const indexed = new Set(deps.index.lineage.listVolumes().map((v) => v.name));
   const names = new Set(indexed);
   // A volume whose first backup failed has runs and no snapshots.
   for (const run of runs) if (run.volume !== null && run.operation === 'backup') names.add(run.volume);
   const volumes = [...names].filter((name) => options.volume === undefined || name === options.volume).sort();
-  const archives = deps.index.listArchives().filter((a) => a.state === 'archived');
+  const archives = deps.index.archives.list().filter((a) => a.state === 'archived');
   const result: VolumeStatus[] = [];
   for (const volume of volumes) {
-    const snapshots = indexed.has(volume) ? deps.index.listSnapshots(volume) : [];
+    const snapshots = indexed.has(volume) ? deps.index.lineage.listSnapshots(volume) : [];
     result.push(await statusOf(deps, volume, indexed.has(volume), snapshots, runs, archives, options.expectEveryMs, now));
   }
   return { generatedAt: new Date(now).toISOString(), volumes: result, attention: result.some((v) => v.late || v.failing) };

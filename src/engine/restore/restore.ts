@@ -7,7 +7,7 @@ import { BLOCK_SIZE, GIB, blockCountFor } from '../../core/constants.js';
 import type { BlockPage, BlockRef, SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import { isNbdUrl, openSource, parseNbdUrl, type BlockSource, type SlabPool } from '../../source/index.js';
 import { openTarget, type RestoreTarget } from '../../target/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
@@ -18,7 +18,7 @@ import { verify, type VerifyResult } from './verify.js';
 
 /** What a restore needs. The reader verifies checksums and retries (see session). */
 export interface RestoreDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'lineage' | 'locks' | 'maps' | 'targets'>;
   reader: SnapshotReader;
   catalog: SnapshotCatalog;
   hashPool: HashPool;
@@ -164,11 +164,11 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
   throwIfAborted(options.signal);
   const { index, reader } = deps;
   const snapshot = await completedSnapshot(deps, options.snapshotId, options);
-  const sizeBytes = index.getSnapshot(options.snapshotId)?.sourceBytes ?? taggedSourceBytes(snapshot) ?? snapshot.volumeSizeGiB * GIB;
+  const sizeBytes = index.lineage.getSnapshot(options.snapshotId)?.sourceBytes ?? taggedSourceBytes(snapshot) ?? snapshot.volumeSizeGiB * GIB;
   const targetPath = await canonicalTargetPath(options.target);
   // An NBD export is known by its canonical URL and opened by the URL as given (with its TLS settings).
   const openAs = isNbdUrl(options.target) ? options.target : targetPath;
-  const lock = index.acquireLock(`target:${targetPath}`);
+  const lock = index.locks.acquire(`target:${targetPath}`);
   try {
     const from = options.incremental ? await heldSnapshot(deps, targetPath, options.snapshotId, Boolean(options.trustIndex)) : null;
     const method = from === null ? null : options.trustIndex ? 'trusted' : 'hashed';
@@ -176,7 +176,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
     const target = await openTarget(openAs, { sizeBytes, force: options.force, keepContent: from !== null });
     const counts: RestoreCounts = { listed: 0, fetched: 0, zeroed: 0, written: 0, hashed: 0, differing: 0, done: 0 };
     try {
-      index.setTarget({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
+      index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
       const walk: RestoreWalk =
         from === null
           ? fullRestoreSteps(reader, options.snapshotId, target, blockCountFor(sizeBytes))
@@ -188,7 +188,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
     } finally {
       await target.close();
     }
-    index.setTarget({ path: targetPath, snapshotId: options.snapshotId, state: 'complete', sizeBytes });
+    index.targets.set({ path: targetPath, snapshotId: options.snapshotId, state: 'complete', sizeBytes });
 
     let verified: VerifyResult | undefined;
     if (options.verify) {
@@ -222,9 +222,9 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
 }
 
 /** Whether the index holds the block map of a completed snapshot; a damaged map is refused (INDEX_UNUSABLE) before anything is written. */
-function mapsSnapshot(index: BlockIndex, snapshotId: string): boolean {
-  if (index.getSnapshot(snapshotId)?.state !== 'completed') return false;
-  index.verifyMap(snapshotId);
+function mapsSnapshot(index: Pick<IndexPorts, 'lineage' | 'maps'>, snapshotId: string): boolean {
+  if (index.lineage.getSnapshot(snapshotId)?.state !== 'completed') return false;
+  index.maps.verifyMap(snapshotId);
   return true;
 }
 
@@ -251,7 +251,7 @@ async function canonicalTargetPath(path: string, linksFollowed = 0): Promise<str
  * target). Trusted, that snapshot must still be readable.
  */
 async function heldSnapshot(deps: RestoreDeps, targetPath: string, wanted: string, trusted: boolean): Promise<string> {
-  const held = deps.index.getTarget(targetPath);
+  const held = deps.index.targets.get(targetPath);
   const refuse = (why: string) =>
     new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `cannot restore incrementally onto ${targetPath}: ${why}`, {
       hint: 'restore in full (with --force to overwrite)',

@@ -4,7 +4,7 @@ import { BLOCKS_PER_GIB, blockCountFor } from '../../core/constants.js';
 import type { SnapshotCatalog, SnapshotReader } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { BlockIndex } from '../../index/index.js';
+import type { IndexPorts } from '../../core/index-ports.js';
 import { openSource, type BlockSource, type SlabPool } from '../../source/index.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
 import type { SettleWait } from '../blocks/committer.js';
@@ -12,7 +12,7 @@ import { completedSnapshot, taggedSourceBytes } from '../blocks/remote-snapshot.
 import { digestAt, scanSource } from '../blocks/scan.js';
 
 export interface VerifyDeps {
-  index: BlockIndex;
+  index: Pick<IndexPorts, 'lineage' | 'maps'>;
   /** Hands out only blocks that match the checksum sent with them (see session). */
   reader: SnapshotReader;
   catalog: SnapshotCatalog;
@@ -122,9 +122,9 @@ export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<
     });
   }
   const remote = await completedSnapshot(deps, options.snapshotId, options);
-  const known = deps.index.getSnapshot(options.snapshotId);
+  const known = deps.index.lineage.getSnapshot(options.snapshotId);
   const mapped = known?.state === 'completed';
-  if (mapped) deps.index.verifyMap(options.snapshotId);
+  if (mapped) deps.index.maps.verifyMap(options.snapshotId);
   const snapshotBytes = known?.sourceBytes ?? taggedSourceBytes(remote) ?? null;
   const snapshotBlocks = snapshotBytes === null ? remote.volumeSizeGiB * BLOCKS_PER_GIB : blockCountFor(snapshotBytes);
   const source = options.source === undefined ? undefined : await openSource(options.source);
@@ -215,7 +215,7 @@ async function compareWithIndex(deps: VerifyDeps, options: VerifyOptions, source
     }
   }
   // Past the source's end the source reads as zeros: a block of the snapshot there differs unless it is zeros.
-  for (const entry of deps.index.blockMap(options.snapshotId, { fromBlock: blockCountFor(source.sizeBytes) })) {
+  for (const entry of deps.index.maps.blockMap(options.snapshotId, { fromBlock: blockCountFor(source.sizeBytes) })) {
     walk.compared += 1;
     if (!entry.digest.equals(ZERO_BLOCK_DIGEST)) walk.differing.add(entry.index);
   }
@@ -304,8 +304,8 @@ async function* blocksInOrder(reader: SnapshotReader, snapshotId: string, window
 }
 
 /** The index's map of a snapshot over [0, toBlock), ascending, read a window at a time (the digests are views of the index's buffers). */
-function* mapEntries(index: BlockIndex, snapshotId: string, toBlock: number, window = 16_384): Generator<BlockDigest> {
+function* mapEntries(index: Pick<IndexPorts, 'maps'>, snapshotId: string, toBlock: number, window = 16_384): Generator<BlockDigest> {
   for (let fromBlock = 0; fromBlock < toBlock; fromBlock += window) {
-    yield* [...index.blockMap(snapshotId, { fromBlock, toBlock: Math.min(toBlock, fromBlock + window) })];
+    yield* [...index.maps.blockMap(snapshotId, { fromBlock, toBlock: Math.min(toBlock, fromBlock + window) })];
   }
 }

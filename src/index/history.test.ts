@@ -50,30 +50,30 @@ describe('the run history', () => {
   it('keeps failed runs with their code, oldest first, across opens', () => {
     const failed = entry({ startedAt: new Date('2026-03-02T02:00:00Z'), finishedAt: new Date('2026-03-02T02:00:01Z'), result: 'failure', errorCode: 'UNAVAILABLE', snapshotId: null });
     withIndex(HERE, (index) => {
-      index.runs.recordRun(failed);
-      index.runs.recordRun(entry());
+      index.history.recordRun(failed);
+      index.history.recordRun(entry());
     });
-    expect(withIndex(HERE, (index) => index.runs.listRuns({ volume: 'disk' }))).toEqual([entry(), failed]);
-    expect(withIndex(HERE, (index) => index.runs.listRuns({ operation: 'prune' }))).toEqual([]);
+    expect(withIndex(HERE, (index) => index.history.listRuns({ volume: 'disk' }))).toEqual([entry(), failed]);
+    expect(withIndex(HERE, (index) => index.history.listRuns({ operation: 'prune' }))).toEqual([]);
   });
 
   it("shows a bound index the runs of its store and of none, not another store's", () => {
-    withIndex(THERE, (index) => index.runs.recordRun(entry({ volume: 'far' })));
-    withIndex(undefined, (index) => index.runs.recordRun(entry({ volume: 'unbound' })));
-    withIndex(HERE, (index) => index.runs.recordRun(entry({ volume: 'near' })));
-    const volumes = (store: StoreRef | undefined) => withIndex(store, (index) => index.runs.listRuns().map((r) => r.volume));
+    withIndex(THERE, (index) => index.history.recordRun(entry({ volume: 'far' })));
+    withIndex(undefined, (index) => index.history.recordRun(entry({ volume: 'unbound' })));
+    withIndex(HERE, (index) => index.history.recordRun(entry({ volume: 'near' })));
+    const volumes = (store: StoreRef | undefined) => withIndex(store, (index) => index.history.listRuns().map((r) => r.volume));
     expect(volumes(HERE)).toEqual(['unbound', 'near']);
     expect(volumes(THERE)).toEqual(['far', 'unbound']);
     expect(volumes(undefined)).toEqual(['far', 'unbound', 'near']);
   });
 
   it('refuses an entry that does not hold together, naming the field, and records nothing', () => {
-    const refused = (bad: Partial<RunEntry>) => withIndex(HERE, (index) => expect(() => index.runs.recordRun(entry(bad))).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT })));
+    const refused = (bad: Partial<RunEntry>) => withIndex(HERE, (index) => expect(() => index.history.recordRun(entry(bad))).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT })));
     refused({ result: 'failure' });
     refused({ errorCode: 'UNAVAILABLE' });
     refused({ finishedAt: new Date('2026-03-01T01:00:00Z') });
     refused({ transferredBytes: -1 });
     refused({ operation: 'verify' as RunEntry['operation'] });
-    expect(withIndex(HERE, (index) => index.runs.listRuns())).toEqual([]);
+    expect(withIndex(HERE, (index) => index.history.listRuns())).toEqual([]);
   });
 });

@@ -1,0 +1,44 @@
+/** What the index vouches each restore target holds (RestoreTargets). */
+import type { RestoreTargets } from '../core/index-ports.js';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+import type { Statement } from 'better-sqlite3';
+import type { IndexAccess } from './access.js';
+import { type TargetRecord, type TargetRow, type TargetState, targetRecordOf } from './records.js';
+import { optionalText, requireInteger, requireText } from './validate.js';
+
+export class TargetStore implements RestoreTargets {
+  readonly #access: IndexAccess;
+  readonly #upsert: Statement;
+  readonly #byPath: Statement;
+
+  constructor(access: IndexAccess) {
+    this.#access = access;
+    this.#upsert = access.db.prepare(
+      `INSERT INTO targets (path, snapshot_id, state, size_bytes, updated_at)
+       VALUES (@path, @snapshot_id, @state, @size_bytes, @updated_at)
+       ON CONFLICT (path) DO UPDATE SET snapshot_id = excluded.snapshot_id, state = excluded.state,
+         size_bytes = excluded.size_bytes, updated_at = excluded.updated_at`,
+    );
+    this.#byPath = access.db.prepare('SELECT * FROM targets WHERE path = ?');
+  }
+
+  /** What the index vouches a target holds. Durable (an 'incomplete' mark must survive a crash). */
+  set(t: { path: string; snapshotId: string | null; state: TargetState; sizeBytes: number }): void {
+    const path = requireText('target path', t?.path);
+    const snapshotId = optionalText('snapshotId', t.snapshotId);
+    if (t.state !== 'complete' && t.state !== 'incomplete') {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `target state must be complete or incomplete, got ${String(t.state)}`);
+    }
+    const sizeBytes = requireInteger('sizeBytes', t.sizeBytes, 0, Number.MAX_SAFE_INTEGER);
+    this.#access.durably(() => {
+      this.#upsert.run({ path, snapshot_id: snapshotId, state: t.state, size_bytes: sizeBytes, updated_at: Date.now() });
+    });
+  }
+
+  get(path: string): TargetRecord | undefined {
+    return this.#access.run(() => {
+      const row = this.#byPath.get(path) as TargetRow | undefined;
+      return row === undefined ? undefined : targetRecordOf(row);
+    });
+  }
+}

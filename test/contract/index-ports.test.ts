@@ -1,0 +1,34 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BlockIndex } from '../../src/index/index.js';
+import { MemoryIndex } from '../fakes/memory-index.js';
+import { archiveCatalogContract } from './archive-catalog.contract.js';
+import { ecsJobsContract } from './ecs-jobs.contract.js';
+import type { IndexSetup } from './index-support.js';
+import { lineageContract } from './lineage.contract.js';
+import { restoreTargetsContract } from './restore-targets.contract.js';
+import { runJournalContract } from './run-journal.contract.js';
+
+/** A fresh SQLite index file in a directory of its own, removed on close. */
+const sqlite: IndexSetup = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'snapline-ports-'));
+  const index = BlockIndex.open(join(dir, 'index.db'));
+  return {
+    index,
+    close: () => {
+      index.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+};
+
+const memory: IndexSetup = () => ({ index: new MemoryIndex() });
+
+for (const [name, setup] of [['SQLite index', sqlite], ['in-memory fake', memory]] as const) {
+  lineageContract(name, setup);
+  runJournalContract(name, setup);
+  restoreTargetsContract(name, setup);
+  archiveCatalogContract(name, setup);
+  ecsJobsContract(name, setup);
+}

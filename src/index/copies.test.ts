@@ -52,7 +52,7 @@ describe('copies in the index', () => {
 
   it('refuses a copy recorded twice, a state for an unknown copy, and an empty id', () => {
     index.copies.record(copy('snap-c1', 'snap-a'));
-    expect(() => index.copies.record(copy('snap-c1', 'snap-a'))).toThrow();
+    expect(() => index.copies.record(copy('snap-c1', 'snap-a'))).toThrow(expect.objectContaining({ code: ErrorCodes.CONFLICT }));
     expect(() => index.copies.setState('snap-none', 'completed')).toThrow(expect.objectContaining({ code: ErrorCodes.NOT_FOUND }));
     expect(() => index.copies.record(copy('', 'snap-a'))).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT }));
   });

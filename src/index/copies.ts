@@ -8,6 +8,7 @@
  */
 import type { Database, Statement } from 'better-sqlite3';
 import { ErrorCodes, SnaplineError } from '../errors.js';
+import { isUniqueViolation } from './sqlite-errors.js';
 import { requireText } from './validate.js';
 import type { CopyCatalog, CopyRecord, CopyState, NewCopy } from '../core/index-ports.js';
 
@@ -74,20 +75,25 @@ export class SnapshotCopies implements CopyCatalog {
     this.#setState = db.prepare('UPDATE snapshot_copies SET state = ?, message = ?, completed_at = coalesce(?, completed_at) WHERE copy_snapshot_id = ?');
   }
 
-  /** Records a copy CopySnapshot just started (state pending). */
+  /** Records a copy CopySnapshot just started (state pending). CONFLICT when the copy id is already recorded. */
   record(copy: NewCopy, at: Date = new Date()): CopyRecord {
     return this.#run(() => {
-      this.#insert.run(
-        requireText('copySnapshotId', copy.copySnapshotId),
-        requireText('sourceSnapshotId', copy.sourceSnapshotId),
-        requireText('volume', copy.volume),
-        requireText('region', copy.region),
-        copy.connection,
-        copy.encrypted ? 1 : 0,
-        copy.kmsKeyId,
-        copy.incrementalOf,
-        at.getTime(),
-      );
+      try {
+        this.#insert.run(
+          requireText('copySnapshotId', copy.copySnapshotId),
+          requireText('sourceSnapshotId', copy.sourceSnapshotId),
+          requireText('volume', copy.volume),
+          requireText('region', copy.region),
+          copy.connection,
+          copy.encrypted ? 1 : 0,
+          copy.kmsKeyId,
+          copy.incrementalOf,
+          at.getTime(),
+        );
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err;
+        throw new SnaplineError(ErrorCodes.CONFLICT, `the index already records a copy ${copy.copySnapshotId}`, { details: { snapshotId: copy.copySnapshotId } });
+      }
       return this.#require(copy.copySnapshotId);
     });
   }

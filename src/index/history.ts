@@ -49,27 +49,21 @@ export class RunRows {
   }
 
   record(entry: RunEntry, store: StoreRef | undefined): void {
-    if (!RUN_OPERATIONS.includes(entry?.operation)) throw invalid('operation', entry?.operation);
-    if (entry.result !== 'success' && entry.result !== 'failure') throw invalid('result', entry.result);
-    const errorCode = optionalText('errorCode', entry.errorCode);
-    if ((entry.result === 'failure') !== (errorCode !== null)) throw invalid('errorCode', errorCode);
-    const startedAt = requireTime('startedAt', entry.startedAt);
-    const finishedAt = requireTime('finishedAt', entry.finishedAt);
-    if (finishedAt < startedAt) throw invalid('finishedAt', entry.finishedAt.toISOString());
+    const checked = checkedRunEntry(entry);
     this.#insert.run({
-      operation: entry.operation,
-      volume: optionalText('volume', entry.volume),
+      operation: checked.operation,
+      volume: checked.volume,
       store: store?.id ?? null,
-      started_at: startedAt,
-      finished_at: finishedAt,
-      result: entry.result,
-      error_code: errorCode,
-      snapshot_id: optionalText('snapshotId', entry.snapshotId),
-      changed_blocks: requireInteger('changedBlocks', entry.changedBlocks, 0, COUNT_MAX),
-      changed_bytes: requireInteger('changedBytes', entry.changedBytes, 0, COUNT_MAX),
-      transferred_blocks: requireInteger('transferredBlocks', entry.transferredBlocks, 0, COUNT_MAX),
-      transferred_bytes: requireInteger('transferredBytes', entry.transferredBytes, 0, COUNT_MAX),
-      live_snapshots: entry.liveSnapshots === null ? null : requireInteger('liveSnapshots', entry.liveSnapshots, 0, COUNT_MAX),
+      started_at: checked.startedAt.getTime(),
+      finished_at: checked.finishedAt.getTime(),
+      result: checked.result,
+      error_code: checked.errorCode,
+      snapshot_id: checked.snapshotId,
+      changed_blocks: checked.changedBlocks,
+      changed_bytes: checked.changedBytes,
+      transferred_blocks: checked.transferredBlocks,
+      transferred_bytes: checked.transferredBytes,
+      live_snapshots: checked.liveSnapshots,
     });
   }
 
@@ -90,6 +84,34 @@ export class RunRows {
       liveSnapshots: row.live_snapshots,
     }));
   }
+}
+
+/**
+ * The entry as a run log keeps it (its own Dates, absent texts null), when it
+ * holds together; INVALID_ARGUMENT naming the field otherwise.
+ */
+export function checkedRunEntry(entry: RunEntry): RunEntry {
+  if (!RUN_OPERATIONS.includes(entry?.operation)) throw invalid('operation', entry?.operation);
+  if (entry.result !== 'success' && entry.result !== 'failure') throw invalid('result', entry.result);
+  const errorCode = optionalText('errorCode', entry.errorCode);
+  if ((entry.result === 'failure') !== (errorCode !== null)) throw invalid('errorCode', errorCode);
+  const startedAt = requireTime('startedAt', entry.startedAt);
+  const finishedAt = requireTime('finishedAt', entry.finishedAt);
+  if (finishedAt < startedAt) throw invalid('finishedAt', entry.finishedAt.toISOString());
+  return {
+    operation: entry.operation,
+    volume: optionalText('volume', entry.volume),
+    startedAt: new Date(startedAt),
+    finishedAt: new Date(finishedAt),
+    result: entry.result,
+    errorCode,
+    snapshotId: optionalText('snapshotId', entry.snapshotId),
+    changedBlocks: requireInteger('changedBlocks', entry.changedBlocks, 0, COUNT_MAX),
+    changedBytes: requireInteger('changedBytes', entry.changedBytes, 0, COUNT_MAX),
+    transferredBlocks: requireInteger('transferredBlocks', entry.transferredBlocks, 0, COUNT_MAX),
+    transferredBytes: requireInteger('transferredBytes', entry.transferredBytes, 0, COUNT_MAX),
+    liveSnapshots: entry.liveSnapshots === null ? null : requireInteger('liveSnapshots', entry.liveSnapshots, 0, COUNT_MAX),
+  };
 }
 
 function invalid(name: string, value: unknown): SnaplineError {

@@ -35,6 +35,7 @@ import type {
 import type { CopyCatalog, CopyRecord, CopyState, DrillRecord, DrillRecords, NewCopy, NewDrill, TrackerLog, TrackerRecord } from '../../src/core/index-ports.js';
 import type { RunEntry, RunLog } from '../../src/core/run-log.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
+import { checkedRunEntry } from '../../src/index/history.js';
 import { BLOCK_KEY_SPAN } from '../../src/index/schema.js';
 import { optionalText, requireBoolean, requireDigest, requireInteger, requireString, requireText, requireTime } from '../../src/index/validate.js';
 
@@ -44,8 +45,6 @@ import { optionalText, requireBoolean, requireDigest, requireInteger, requireStr
  * (test/contract/index-ports.test.ts). Differences it does not model: store
  * binding (STORE_MISMATCH), damaged maps (verifyMap never fails on a
  * snapshot with a map), other processes (locks are this object's only).
- * Trackers, copies, drills and the run history are plain lists without a
- * contract suite of their own (their SQLite stores have unit tests).
  * Records are returned as copies.
  */
 export class MemoryIndex implements IndexPorts {
@@ -756,45 +755,84 @@ class MemoryTrackers implements TrackerLog {
   readonly #rows = new Map<string, TrackerRecord>();
 
   get(snapshotId: string): TrackerRecord | undefined {
-    const row = this.#rows.get(snapshotId);
-    return row && { ...row };
+    const row = this.#rows.get(requireText('snapshotId', snapshotId));
+    return row && { ...row, recordedAt: new Date(row.recordedAt) };
   }
 
   record(record: Omit<TrackerRecord, 'recordedAt'>): void {
-    this.#rows.set(record.snapshotId, { ...record, recordedAt: new Date() });
+    const snapshotId = requireText('snapshotId', record.snapshotId);
+    this.#rows.set(snapshotId, {
+      snapshotId,
+      kind: record.kind,
+      name: optionalText('tracker name', record.name),
+      sinceCheckpoint: optionalText('sinceCheckpoint', record.sinceCheckpoint),
+      checkpoint: optionalText('checkpoint', record.checkpoint),
+      scan: record.scan,
+      reason: optionalText('reason', record.reason),
+      recordedAt: new Date(),
+    });
   }
 }
 
-/** Copies in other Regions, in the order recorded. */
+function copyOfCopy(row: CopyRecord): CopyRecord {
+  return { ...row, createdAt: new Date(row.createdAt), completedAt: row.completedAt && new Date(row.completedAt) };
+}
+
+/** Copies in other Regions, by id; lists leave out the deleted ones and go oldest first, then by id. */
 class MemoryCopies implements CopyCatalog {
   readonly #rows = new Map<string, CopyRecord>();
 
   record(copy: NewCopy, at: Date = new Date()): CopyRecord {
-    if (this.#rows.has(copy.copySnapshotId)) throw new SnaplineError(ErrorCodes.CONFLICT, `copy ${copy.copySnapshotId} is already recorded`);
-    const row: CopyRecord = { ...copy, state: 'pending', message: null, createdAt: at, completedAt: null };
-    this.#rows.set(copy.copySnapshotId, row);
-    return { ...row };
+    const row: CopyRecord = {
+      copySnapshotId: requireText('copySnapshotId', copy.copySnapshotId),
+      sourceSnapshotId: requireText('sourceSnapshotId', copy.sourceSnapshotId),
+      volume: requireText('volume', copy.volume),
+      region: requireText('region', copy.region),
+      connection: copy.connection,
+      state: 'pending',
+      encrypted: copy.encrypted,
+      kmsKeyId: copy.kmsKeyId,
+      incrementalOf: copy.incrementalOf,
+      message: null,
+      createdAt: new Date(at),
+      completedAt: null,
+    };
+    if (this.#rows.has(row.copySnapshotId)) throw new SnaplineError(ErrorCodes.CONFLICT, `copy ${row.copySnapshotId} is already recorded`);
+    this.#rows.set(row.copySnapshotId, row);
+    return copyOfCopy(row);
   }
 
   get(copySnapshotId: string): CopyRecord | undefined {
     const row = this.#rows.get(copySnapshotId);
-    return row && { ...row };
+    return row && copyOfCopy(row);
   }
 
   ofSnapshot(sourceSnapshotId: string): CopyRecord[] {
-    return [...this.#rows.values()].filter((c) => c.sourceSnapshotId === sourceSnapshotId).map((c) => ({ ...c }));
+    return this.#live((c) => c.sourceSnapshotId === sourceSnapshotId);
   }
 
   list(volume?: string): CopyRecord[] {
-    return [...this.#rows.values()].filter((c) => volume === undefined || c.volume === volume).map((c) => ({ ...c }));
+    return this.#live((c) => volume === undefined || c.volume === volume);
   }
 
+  /** `completed` stamps completedAt; any other state keeps the one it had. */
   setState(copySnapshotId: string, state: CopyState, message: string | null = null, at: Date = new Date()): CopyRecord {
     const row = this.#rows.get(copySnapshotId);
     if (row === undefined) throw new SnaplineError(ErrorCodes.NOT_FOUND, `no copy ${copySnapshotId} is recorded`);
-    Object.assign(row, { state, message, completedAt: state === 'pending' ? null : at });
-    return { ...row };
+    Object.assign(row, { state, message, completedAt: state === 'completed' ? new Date(at) : row.completedAt });
+    return copyOfCopy(row);
   }
+
+  #live(wanted: (c: CopyRecord) => boolean): CopyRecord[] {
+    return [...this.#rows.values()]
+      .filter((c) => c.state !== 'deleted' && wanted(c))
+      .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.copySnapshotId < b.copySnapshotId ? -1 : a.copySnapshotId > b.copySnapshotId ? 1 : 0))
+      .map(copyOfCopy);
+  }
+}
+
+function copyOfDrill(row: DrillRecord): DrillRecord {
+  return { ...row, startedAt: new Date(row.startedAt), finishedAt: new Date(row.finishedAt) };
 }
 
 /** Drills in the order recorded. */
@@ -802,30 +840,40 @@ class MemoryDrills implements DrillRecords {
   readonly #rows: DrillRecord[] = [];
 
   record(drill: NewDrill): DrillRecord {
-    const row = { ...drill, id: this.#rows.length + 1 };
+    requireText('volume', drill.volume);
+    requireText('snapshot id', drill.snapshotId);
+    const row = copyOfDrill({ ...drill, id: this.#rows.length + 1 });
     this.#rows.push(row);
-    return { ...row };
+    return copyOfDrill(row);
   }
 
+  /** The newest drill of each volume, by volume name. */
   lastPerVolume(): DrillRecord[] {
     const last = new Map(this.#rows.map((d) => [d.volume, d]));
-    return [...last.values()].map((d) => ({ ...d }));
+    return [...last.values()].sort((a, b) => (a.volume < b.volume ? -1 : a.volume > b.volume ? 1 : 0)).map(copyOfDrill);
   }
 
   ofVolume(volume: string): DrillRecord[] {
-    return this.#rows.filter((d) => d.volume === volume).map((d) => ({ ...d }));
+    return this.#rows.filter((d) => d.volume === volume).map(copyOfDrill);
   }
 }
 
-/** The run history, oldest first (no stores: every entry is listed). */
+function copyOfEntry(entry: RunEntry): RunEntry {
+  return { ...entry, startedAt: new Date(entry.startedAt), finishedAt: new Date(entry.finishedAt) };
+}
+
+/** The run history, oldest first by start, then as recorded (no stores: every entry is listed). */
 class MemoryHistory implements RunLog {
   readonly #entries: RunEntry[] = [];
 
   recordRun(entry: RunEntry): void {
-    this.#entries.push({ ...entry });
+    this.#entries.push(checkedRunEntry(entry));
   }
 
   listRuns(filter: { volume?: string; operation?: RunEntry['operation'] } = {}): RunEntry[] {
-    return this.#entries.filter((e) => (filter.volume === undefined || e.volume === filter.volume) && (filter.operation === undefined || e.operation === filter.operation)).map((e) => ({ ...e }));
+    return this.#entries
+      .filter((e) => (filter.volume === undefined || e.volume === filter.volume) && (filter.operation === undefined || e.operation === filter.operation))
+      .sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime())
+      .map(copyOfEntry);
   }
 }

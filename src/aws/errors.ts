@@ -68,7 +68,7 @@ const BY_NAME: Readonly<Record<string, Sort>> = {
   ResourceLimitExceeded: {
     code: ErrorCodes.QUOTA_EXCEEDED,
     retryable: false,
-    hint: 'a Region quota is reached (snapshot copies in progress into it, 20 by default; snapshots with fast snapshot restore, 5): try again once some have completed, or ask AWS to raise it',
+    hint: 'a Region quota is reached: too many snapshot copies are in progress into it (20 by default), or too many snapshots have fast snapshot restore (5); try again once some have completed, or ask AWS to raise it',
   },
   LimitExceededException: { code: ErrorCodes.QUOTA_EXCEEDED, retryable: false },
   PolicyEnforcedException: {

@@ -63,9 +63,9 @@ export interface PruneResult {
  * start, nor its head by completion: the next backup's parent), nor one that
  * a pending or recorded backup run, an unfinished archive, the newest archive
  * of the volume at each place (the next incremental archive compares with
- * its snapshot) or an unfinished ECS restore builds on. A volume with a
- * backup running is skipped (its lock is held), and so is one with a copy
- * in progress. The copies a snapshot has in other Regions are deleted before
+ * its snapshot), an unfinished ECS restore or a copy in progress builds on.
+ * A volume with a backup running is skipped (its lock is held). The copies
+ * a snapshot has in other Regions are deleted before
  * it, unless `keepCopies` (then they stay recorded); `destinations` reaches
  * them, needed only when there are copies. INVALID_ARGUMENT when no policy
  * applies to any volume.

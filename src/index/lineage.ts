@@ -9,7 +9,7 @@ import { BLOCK_KEY_SPAN } from './schema.js';
 import type { SnapshotRows } from './snapshot-rows.js';
 import { isUniqueViolation } from './sqlite-errors.js';
 import type { VolumeStores } from './stores.js';
-import { optionalText, requireBoolean, requireDigest, requireInteger, requireString, requireText, requireTime } from './validate.js';
+import { checkedImport, requireDigest, requireInteger, requireString, requireText } from './validate.js';
 
 export class LineageStore implements VolumeLineage {
   readonly #access: IndexAccess;
@@ -118,14 +118,7 @@ export class LineageStore implements VolumeLineage {
    * durable transaction; INVALID_ARGUMENT (nothing stored) on a bad block.
    */
   importSnapshot(r: ImportSnapshotInput, blocks: Iterable<BlockInput>): SnapshotRecord {
-    const snapshotId = requireText('snapshotId', r?.snapshotId);
-    const volume = requireText('volume', r.volume);
-    const parentSnapshotId = optionalText('parentSnapshotId', r.parentSnapshotId);
-    const volumeSizeGiB = requireInteger('volumeSizeGiB', r.volumeSizeGiB, 1, MAX_VOLUME_SIZE_GIB);
-    const sourceBytes = requireInteger('sourceBytes', r.sourceBytes, 0, volumeSizeGiB * GIB);
-    const encrypted = requireBoolean('encrypted', r.encrypted);
-    const description = optionalText('description', r.description);
-    const startedAt = r.startedAt === undefined ? Date.now() : requireTime('startedAt', r.startedAt);
+    const { snapshotId, volume, parentSnapshotId, volumeSizeGiB, sourceBytes, encrypted, description, startedAt } = checkedImport(r);
     return this.#access.durably(() => {
       this.#stores.check(volume);
       const volumeRow = this.#rows.volumeRow(volume);

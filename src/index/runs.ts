@@ -5,7 +5,7 @@
  * batch lost to a power cut is uploaded again on resume); every state change
  * is durable.
  */
-import { BLOCKS_PER_GIB, GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
+import { BLOCKS_PER_GIB } from '../core/constants.js';
 import type { BeginRunInput, RunJournal } from '../core/index-ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { IndexAccess } from './access.js';
@@ -15,7 +15,7 @@ import { BLOCK_KEY_SPAN } from './schema.js';
 import { type SnapshotRows, badState } from './snapshot-rows.js';
 import { isUniqueViolation } from './sqlite-errors.js';
 import type { VolumeStores } from './stores.js';
-import { optionalText, requireBoolean, requireDigest, requireInteger, requireText, requireTime } from './validate.js';
+import { checkedBeginRun, optionalText, requireDigest, requireInteger, requireText, requireTime } from './validate.js';
 
 export class RunStore implements RunJournal {
   readonly #access: IndexAccess;
@@ -36,15 +36,7 @@ export class RunStore implements RunJournal {
    * Durable.
    */
   beginRun(r: BeginRunInput): SnapshotRecord {
-    const volume = requireText('volume', r?.volume);
-    const snapshotId = requireText('snapshotId', r.snapshotId);
-    const parentSnapshotId = optionalText('parentSnapshotId', r.parentSnapshotId);
-    const baseSnapshotId = optionalText('baseSnapshotId', r.baseSnapshotId);
-    const volumeSizeGiB = requireInteger('volumeSizeGiB', r.volumeSizeGiB, 1, MAX_VOLUME_SIZE_GIB);
-    const sourceBytes = requireInteger('sourceBytes', r.sourceBytes, 0, volumeSizeGiB * GIB);
-    const encrypted = requireBoolean('encrypted', r.encrypted);
-    const description = optionalText('description', r.description);
-    const runOptions = optionalText('runOptions', r.runOptions);
+    const { volume, snapshotId, parentSnapshotId, baseSnapshotId, volumeSizeGiB, sourceBytes, encrypted, description, runOptions } = checkedBeginRun(r);
     return this.#access.durably(() => {
       this.#stores.check(volume);
       const volumeRow = this.#rows.volumeRow(volume);

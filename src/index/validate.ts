@@ -1,4 +1,6 @@
 /** Argument checks at the index's edge; each names the bad argument (INVALID_ARGUMENT). */
+import { GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
+import type { BeginRunInput, ImportSnapshotInput } from '../core/index-ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 
 function invalid(name: string, expected: string, value: unknown): SnaplineError {
@@ -50,4 +52,31 @@ export function requireDigest(name: string, value: unknown, bytes: number): Buff
     throw invalid(name, `a ${bytes}-byte digest`, got);
   }
   return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/** beginRun's arguments checked (the SQLite index and its in-memory fake check them alike). */
+export function checkedBeginRun(r: BeginRunInput) {
+  const volume = requireText('volume', r?.volume);
+  const snapshotId = requireText('snapshotId', r.snapshotId);
+  const parentSnapshotId = optionalText('parentSnapshotId', r.parentSnapshotId);
+  const baseSnapshotId = optionalText('baseSnapshotId', r.baseSnapshotId);
+  const volumeSizeGiB = requireInteger('volumeSizeGiB', r.volumeSizeGiB, 1, MAX_VOLUME_SIZE_GIB);
+  const sourceBytes = requireInteger('sourceBytes', r.sourceBytes, 0, volumeSizeGiB * GIB);
+  const encrypted = requireBoolean('encrypted', r.encrypted);
+  const description = optionalText('description', r.description);
+  const runOptions = optionalText('runOptions', r.runOptions);
+  return { volume, snapshotId, parentSnapshotId, baseSnapshotId, volumeSizeGiB, sourceBytes, encrypted, description, runOptions };
+}
+
+/** importSnapshot's arguments checked; startedAt defaults to now (epoch ms). */
+export function checkedImport(r: ImportSnapshotInput) {
+  const snapshotId = requireText('snapshotId', r?.snapshotId);
+  const volume = requireText('volume', r.volume);
+  const parentSnapshotId = optionalText('parentSnapshotId', r.parentSnapshotId);
+  const volumeSizeGiB = requireInteger('volumeSizeGiB', r.volumeSizeGiB, 1, MAX_VOLUME_SIZE_GIB);
+  const sourceBytes = requireInteger('sourceBytes', r.sourceBytes, 0, volumeSizeGiB * GIB);
+  const encrypted = requireBoolean('encrypted', r.encrypted);
+  const description = optionalText('description', r.description);
+  const startedAt = r.startedAt === undefined ? Date.now() : requireTime('startedAt', r.startedAt);
+  return { snapshotId, volume, parentSnapshotId, volumeSizeGiB, sourceBytes, encrypted, description, startedAt };
 }

@@ -37,7 +37,7 @@ import type { RunEntry, RunLog } from '../../src/core/run-log.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { checkedRunEntry } from '../../src/index/history.js';
 import { BLOCK_KEY_SPAN } from '../../src/index/schema.js';
-import { optionalText, requireBoolean, requireDigest, requireInteger, requireString, requireText, requireTime } from '../../src/index/validate.js';
+import { checkedBeginRun, checkedImport, optionalText, requireDigest, requireInteger, requireString, requireText, requireTime } from '../../src/index/validate.js';
 
 /**
  * The index ports in memory, for engine tests that need an index and not a
@@ -211,14 +211,7 @@ class MemoryLineage implements VolumeLineage {
   }
 
   importSnapshot(r: ImportSnapshotInput, blocks: Iterable<BlockInput>): SnapshotRecord {
-    const snapshotId = requireText('snapshotId', r?.snapshotId);
-    const volume = requireText('volume', r.volume);
-    const parentSnapshotId = optionalText('parentSnapshotId', r.parentSnapshotId);
-    const volumeSizeGiB = requireInteger('volumeSizeGiB', r.volumeSizeGiB, 1, MAX_VOLUME_SIZE_GIB);
-    const sourceBytes = requireInteger('sourceBytes', r.sourceBytes, 0, volumeSizeGiB * GIB);
-    const encrypted = requireBoolean('encrypted', r.encrypted);
-    const description = optionalText('description', r.description);
-    const startedAt = r.startedAt === undefined ? Date.now() : requireTime('startedAt', r.startedAt);
+    const { snapshotId, volume, parentSnapshotId, volumeSizeGiB, sourceBytes, encrypted, description, startedAt } = checkedImport(r);
     this.#s.volume(volume);
     const map = new Map<number, Buffer>();
     for (const [index, digest] of blocksOf(blocks, volumeSizeGiB * BLOCKS_PER_GIB, (at) => `block ${at}`)) {
@@ -286,15 +279,7 @@ class MemoryRuns implements RunJournal {
   }
 
   beginRun(r: BeginRunInput): SnapshotRecord {
-    const volume = requireText('volume', r?.volume);
-    const snapshotId = requireText('snapshotId', r.snapshotId);
-    const parentSnapshotId = optionalText('parentSnapshotId', r.parentSnapshotId);
-    const baseSnapshotId = optionalText('baseSnapshotId', r.baseSnapshotId);
-    const volumeSizeGiB = requireInteger('volumeSizeGiB', r.volumeSizeGiB, 1, MAX_VOLUME_SIZE_GIB);
-    const sourceBytes = requireInteger('sourceBytes', r.sourceBytes, 0, volumeSizeGiB * GIB);
-    const encrypted = requireBoolean('encrypted', r.encrypted);
-    const description = optionalText('description', r.description);
-    const runOptions = optionalText('runOptions', r.runOptions);
+    const { volume, snapshotId, parentSnapshotId, baseSnapshotId, volumeSizeGiB, sourceBytes, encrypted, description, runOptions } = checkedBeginRun(r);
     this.#s.volume(volume);
     if (baseSnapshotId !== null) {
       const base = this.#s.snapshot(baseSnapshotId).record;

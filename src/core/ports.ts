@@ -160,10 +160,13 @@ export type FastRestoreState = 'enabling' | 'optimizing' | 'enabled' | 'disablin
 export interface NewVolume {
   snapshotId: string;
   availabilityZone: string;
+  /** EC2's default: gp3. */
   volumeType?: string;
+  /** GiB, at least the snapshot's size (volumes only grow); EC2's default: the snapshot's. */
   sizeGiB?: number;
   iops?: number;
   throughput?: number;
+  /** A volume from an encrypted snapshot is encrypted anyway. */
   encrypted?: boolean;
   kmsKeyId?: string;
   tags?: Record<string, string>;

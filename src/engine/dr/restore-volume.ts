@@ -1,6 +1,6 @@
 import type { IndexPorts } from '../../core/index-ports.js';
 import { throwIfAborted } from '../../core/abort.js';
-import type { FastRestoreState, RemoteSnapshot, RemoteVolume, SnapshotCatalog, VolumeManager } from '../../core/ports.js';
+import type { FastRestoreState, NewVolume, RemoteSnapshot, RemoteVolume, SnapshotCatalog, VolumeManager } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import { VOLUME_TAG, completedSnapshot } from '../blocks/remote-snapshot.js';
 import { pollUntil, type PollOptions } from './wait.js';
@@ -14,20 +14,8 @@ export interface VolumeRestoreDeps {
   volumes: VolumeManager;
 }
 
-export interface VolumeRestoreOptions {
-  snapshotId: string;
-  availabilityZone: string;
-  /** Default gp3. */
-  volumeType?: string;
-  /** GiB, at least the snapshot's size (volumes only grow); default the snapshot's. */
-  sizeGiB?: number;
-  iops?: number;
-  throughput?: number;
-  /** Encrypt the volume (a volume from an encrypted snapshot always is). */
-  encrypted?: boolean;
-  /** KMS key of the volume; implies encrypted. */
-  kmsKeyId?: string;
-  tags?: Record<string, string>;
+/** The volume's settings are CreateVolume's (NewVolume); kmsKeyId implies encrypted here. */
+export interface VolumeRestoreOptions extends NewVolume {
   /** Attach the volume to this instance as this device, and wait until it is attached. */
   attach?: { instanceId: string; device: string };
   /** Enable fast snapshot restore in the zone first and wait until it is enabled. */

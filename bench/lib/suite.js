@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TIB, shortText } from './context.js';
+import { TIB, shortText, spreadText, valueDigits } from './context.js';
 import { indexFigures } from './figures/block-index.js';
 import { changeTrackingFigures } from './figures/change-tracking.js';
 import { hashingFigures } from './figures/hashing.js';
@@ -129,14 +129,13 @@ export async function runSuite({ quick, groups, rounds }) {
 /** @param {import('./context.js').Context} ctx */
 function printSummary(ctx) {
   const rows = ctx.figures.map((f) => {
-    const digits = f.unit === 's' ? 3 : f.unit === 'MiB/s' || f.unit === 'blocks/s' ? 0 : 1;
-    const measured = `${f.value.toFixed(digits)} ${f.unit}`;
+    const measured = `${f.value.toFixed(valueDigits(f.unit))} ${f.unit}`;
     const reference = f.reference === undefined ? '' : `${f.reference.value.toFixed(f.reference.unit === 's' ? 3 : 0)} ${f.reference.unit}`;
     const ratio = f.ratio === undefined ? '' : f.ratioUnit === '%' ? `${(100 * f.ratio).toFixed(0)} %` : `${f.ratio.toFixed(2)}x`;
     const verdict = f.pass === undefined ? '' : f.pass ? 'pass' : `short by ${shortText(f)}`;
-    return [f.id, measured, reference, ratio, f.target?.text ?? '', verdict];
+    return [f.id, measured, reference, ratio, f.target?.text ?? '', verdict, spreadText(f)];
   });
-  const header = ['figure', 'measured', 'reference', 'ratio', 'target', 'result'];
+  const header = ['figure', 'measured', 'reference', 'ratio', 'target', 'result', 'all runs'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => /** @type {string} */ (row[i]).length)));
   const line = (/** @type {string[]} */ cells) => cells.map((cell, i) => cell.padEnd(/** @type {number} */ (widths[i]))).join('  ').trimEnd();
   console.log(`\n${line(header)}`);

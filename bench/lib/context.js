@@ -29,6 +29,7 @@ export const TIB = 1024 * GIB;
  * @property {boolean} indexJournal store the index map through the journal (as a backup does) rather than import it
  * @property {{ sizeBytes: number, dataBytes: number }} rss
  * @property {{ sizeBytes: number, dataBytes: number }} changeTracking the sparse qcow2 of the changed-block tracking figures
+ * @property {{ imageBytes: number, rounds: number }} command the random image of the whole-command figures, and their interleaved rounds
  */
 
 /**

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { TIB, shortText, spreadText, valueDigits } from './context.js';
 import { indexFigures } from './figures/block-index.js';
 import { changeTrackingFigures } from './figures/change-tracking.js';
+import { commandFigures } from './figures/command.js';
 import { hashingFigures } from './figures/hashing.js';
 import { memoryFigures } from './figures/memory.js';
 import { scanFigures } from './figures/scan.js';
@@ -38,6 +39,7 @@ const PLANS = {
     indexJournal: true,
     rss: { sizeBytes: 16 * TIB, dataBytes: 256 * MIB },
     changeTracking: { sizeBytes: 64 * GIB, dataBytes: 8 * GIB },
+    command: { imageBytes: 8 * GIB, rounds: 3 },
   },
   quick: {
     rounds: 2,
@@ -52,6 +54,7 @@ const PLANS = {
     indexJournal: false,
     rss: { sizeBytes: TIB, dataBytes: 64 * MIB },
     changeTracking: { sizeBytes: 4 * GIB, dataBytes: 256 * MIB },
+    command: { imageBytes: GIB, rounds: 3 },
   },
 };
 
@@ -60,6 +63,7 @@ export const GROUPS = {
   hashing: hashingFigures,
   transfer: transferFigures,
   scan: scanFigures,
+  command: commandFigures,
   sparse: sparseFigures,
   index: indexFigures,
   memory: memoryFigures,
@@ -75,7 +79,10 @@ export const GROUPS = {
  */
 export async function runSuite({ quick, groups, rounds }) {
   const plan = { ...(quick ? PLANS.quick : PLANS.full) };
-  if (rounds !== undefined) plan.rounds = rounds;
+  if (rounds !== undefined) {
+    plan.rounds = rounds;
+    plan.command = { ...plan.command, rounds };
+  }
   const about = machine();
   console.log(`snapline bench (${quick ? 'quick' : 'full'}): ${about.nproc} cores, ${about.cpu}${about.shaNi ? ' (SHA-NI)' : ''}, ${about.memoryGiB} GiB, Node ${about.node}, load ${about.loadAverage}`);
   console.log(`native hole seeker: ${nativeHoleSeeker() ? 'loaded' : 'missing, holes are read'}`);

@@ -154,15 +154,15 @@ export async function scanFigures(ctx) {
 }
 
 /** Slabs of the ceiling, as in the hashing figure: 6 random slabs of 8 blocks, hashed in turn. */
-const CEILING_BLOCKS_PER_SLAB = 8;
-const CEILING_SLABS = 6;
+export const CEILING_BLOCKS_PER_SLAB = 8;
+export const CEILING_SLABS = 6;
 
 /**
  * Bare SHA-256 threads over `slabCount` random slabs of the ceiling's size.
  * @param {number} threads
  * @param {number} slabCount
  */
-function bareSha256(threads, slabCount) {
+export function bareSha256(threads, slabCount) {
   const slabs = Array.from({ length: slabCount }, () => {
     const buffer = new SharedArrayBuffer(CEILING_BLOCKS_PER_SLAB * BLOCK);
     randomFillSync(new Uint8Array(buffer));

@@ -190,7 +190,7 @@ export async function commandFigures(ctx) {
         },
         [
           `snapline ${command.args()[0]}, spawn to exit  ${(wallMs / 1000).toFixed(3)} s (${rateText(imageBytes, wallMs)}); the engine's own durationMs ${fastest.result?.durationMs ?? fastest.result?.backups?.[0]?.durationMs ?? '?'} ms of it`,
-          `CPU of the command (all threads)  least ${(leastCpu / 1000).toFixed(2)} s; the ceiling's threads hash the same bytes in ${(ceilingCpu / 1000).toFixed(2)} s of CPU`,
+          `CPU of the command (all threads)  least ${(leastCpu / 1000).toFixed(2)} s, ${(leastCpu / ceilingCpu).toFixed(2)}x the ${(ceilingCpu / 1000).toFixed(2)} s the ceiling's threads take for the same bytes (load moves this less)`,
           `SHA-256 ceiling, same rounds      ${ceilingRate.toFixed(0)} MiB/s (${CEILING_SLABS} slabs hashed in turn: they stay in the CPU's cache)`,
           `the cached image read through     ${mibPerSecond(imageBytes, cachedReadMs).toFixed(0)} MiB/s (after the warming read; a disk-like rate means the page cache does not hold it)`,
           ...(failed.length > 0 ? [`NOT JUDGED: ${failed.length} of ${commandRuns.length} runs failed (${failed[0]})`] : []),

@@ -36,6 +36,7 @@ const VOLUME = 'bench';
  * A command's figure: how to run it, and whether a run did what it must.
  * @typedef {object} Command
  * @property {string} name
+ * @property {string} label the command line, short
  * @property {string} title
  * @property {() => string[]} args the command's arguments after the global flags
  * @property {(run: CommandRun) => string | undefined} problem what is wrong with a run, undefined when
@@ -70,6 +71,7 @@ export async function commandFigures(ctx) {
     const commands = [
       {
         name: 'backup',
+        label: 'snapline backup',
         title: 'snapline backup (an incremental that uploads nothing)',
         args: () => ['backup', '--volume', VOLUME, image],
         problem: (run) => {
@@ -83,6 +85,7 @@ export async function commandFigures(ctx) {
       },
       {
         name: 'verify',
+        label: 'snapline verify',
         title: 'snapline verify (the source against the index)',
         args: () => ['verify', image, head],
         problem: (run) => {
@@ -94,6 +97,7 @@ export async function commandFigures(ctx) {
       },
       {
         name: 'dry-run',
+        label: 'snapline backup --dry-run',
         title: "snapline backup --dry-run (the source's diff against the newest snapshot)",
         args: () => ['backup', '--dry-run', '--volume', VOLUME, image],
         problem: (run) => {
@@ -109,8 +113,8 @@ export async function commandFigures(ctx) {
     const threads = availableParallelism();
     const slabCount = imageBytes / (CEILING_BLOCKS_PER_SLAB * BLOCK);
     const ceiling = bareSha256(threads, CEILING_SLABS);
-    /** @type {Map<string, number>} */
-    const ceilingCpuMs = new Map();
+    /** The least CPU time (ms) of a ceiling round. */
+    let ceilingCpu = Infinity;
     /** @type {Map<string, CommandRun[]>} */
     const done = new Map(commands.map((command) => [command.name, []]));
     /** @type {Map<string, string[]>} */
@@ -130,7 +134,7 @@ export async function commandFigures(ctx) {
               await ceiling.hash(slabCount);
               const ms = performance.now() - start;
               const used = process.cpuUsage(cpu);
-              ceilingCpuMs.set('best', Math.min(ceilingCpuMs.get('best') ?? Infinity, (used.user + used.system) / 1000));
+              ceilingCpu = Math.min(ceilingCpu, (used.user + used.system) / 1000);
               return ms;
             },
           },
@@ -156,13 +160,13 @@ export async function commandFigures(ctx) {
 
     const best = bestOf(runs);
     const ceilingRate = mibPerSecond(imageBytes, /** @type {number} */ (best.get('ceiling')));
-    const ceilingCpu = /** @type {number} */ (ceilingCpuMs.get('best'));
     for (const command of commands) {
       const commandRuns = /** @type {CommandRun[]} */ (done.get(command.name));
       const failed = /** @type {string[]} */ (failures.get(command.name));
       const wallMs = /** @type {number} */ (best.get(command.name));
       const fastest = /** @type {CommandRun} */ (commandRuns.find((run) => run.ms === wallMs));
-      const engineMs = commandRuns.map((run) => run.result?.durationMs ?? run.result?.backups?.[0]?.durationMs).filter((ms) => typeof ms === 'number');
+      const engineMs = commandRuns.map(engineMsOf);
+      const fastestEngineMs = engineMsOf(fastest);
       const leastCpu = Math.min(...commandRuns.map((run) => run.cpuMs));
       const rate = mibPerSecond(imageBytes, wallMs);
       report(
@@ -189,10 +193,11 @@ export async function commandFigures(ctx) {
           },
         },
         [
-          `snapline ${command.args()[0]}, spawn to exit  ${(wallMs / 1000).toFixed(3)} s (${rateText(imageBytes, wallMs)}); the engine's own durationMs ${fastest.result?.durationMs ?? fastest.result?.backups?.[0]?.durationMs ?? '?'} ms of it`,
-          `CPU of the command (all threads)  least ${(leastCpu / 1000).toFixed(2)} s, ${(leastCpu / ceilingCpu).toFixed(2)}x the ${(ceilingCpu / 1000).toFixed(2)} s the ceiling's threads take for the same bytes (load moves this less)`,
+          `${`${command.label}, spawn to exit`.padEnd(34)}${(wallMs / 1000).toFixed(3)} s (${rateText(imageBytes, wallMs)})`,
+          ...(fastestEngineMs === undefined ? [] : [`${'of it the engine (its durationMs)'.padEnd(34)}${(fastestEngineMs / 1000).toFixed(3)} s; start-up, loading and exit the other ${((wallMs - fastestEngineMs) / 1000).toFixed(3)} s`]),
+          `${'CPU of the command (all threads)'.padEnd(34)}least ${(leastCpu / 1000).toFixed(2)} s, ${(leastCpu / ceilingCpu).toFixed(2)}x the ${(ceilingCpu / 1000).toFixed(2)} s the ceiling's threads take for the same bytes (load moves this less)`,
           `SHA-256 ceiling, same rounds      ${ceilingRate.toFixed(0)} MiB/s (${CEILING_SLABS} slabs hashed in turn: they stay in the CPU's cache)`,
-          `the cached image read through     ${mibPerSecond(imageBytes, cachedReadMs).toFixed(0)} MiB/s (after the warming read; a disk-like rate means the page cache does not hold it)`,
+          `${'the cached image read through'.padEnd(34)}${mibPerSecond(imageBytes, cachedReadMs).toFixed(0)} MiB/s (after the warming read; a disk-like rate means the page cache does not hold it)`,
           ...(failed.length > 0 ? [`NOT JUDGED: ${failed.length} of ${commandRuns.length} runs failed (${failed[0]})`] : []),
         ],
       );
@@ -238,6 +243,16 @@ function childrenCpuMs() {
 
 /** USER_HZ of /proc: 100 on Linux's every common platform. */
 const CLOCK_TICKS = 100;
+
+/**
+ * The engine's own duration of a run, from its JSON result.
+ * @param {CommandRun} run
+ * @returns {number | undefined}
+ */
+function engineMsOf(run) {
+  const ms = run.result?.durationMs ?? run.result?.backups?.[0]?.durationMs;
+  return typeof ms === 'number' ? ms : undefined;
+}
 
 /** @param {CommandRun} run */
 function exitText(run) {

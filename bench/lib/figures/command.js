@@ -22,6 +22,8 @@ import { BLOCK, MIB, bestOf, interleavedRuns, mibPerSecond, rateSpread, rateText
 import { CEILING_BLOCKS_PER_SLAB, CEILING_SLABS, bareSha256 } from './scan.js';
 
 const VOLUME = 'bench';
+/** Where the figures' printed values start. */
+const COLUMN = 42;
 
 /**
  * @typedef {object} CommandRun
@@ -193,11 +195,11 @@ export async function commandFigures(ctx) {
           },
         },
         [
-          `${`${command.label}, spawn to exit`.padEnd(34)}${(wallMs / 1000).toFixed(3)} s (${rateText(imageBytes, wallMs)})`,
-          ...(fastestEngineMs === undefined ? [] : [`${'of it the engine (its durationMs)'.padEnd(34)}${(fastestEngineMs / 1000).toFixed(3)} s; start-up, loading and exit the other ${((wallMs - fastestEngineMs) / 1000).toFixed(3)} s`]),
-          `${'CPU of the command (all threads)'.padEnd(34)}least ${(leastCpu / 1000).toFixed(2)} s, ${(leastCpu / ceilingCpu).toFixed(2)}x the ${(ceilingCpu / 1000).toFixed(2)} s the ceiling's threads take for the same bytes (load moves this less)`,
-          `SHA-256 ceiling, same rounds      ${ceilingRate.toFixed(0)} MiB/s (${CEILING_SLABS} slabs hashed in turn: they stay in the CPU's cache)`,
-          `${'the cached image read through'.padEnd(34)}${mibPerSecond(imageBytes, cachedReadMs).toFixed(0)} MiB/s (after the warming read; a disk-like rate means the page cache does not hold it)`,
+          `${`${command.label}, spawn to exit`.padEnd(COLUMN)}${(wallMs / 1000).toFixed(3)} s (${rateText(imageBytes, wallMs)})`,
+          ...(fastestEngineMs === undefined ? [] : [`${'of it the engine (its durationMs)'.padEnd(COLUMN)}${(fastestEngineMs / 1000).toFixed(3)} s; start-up, loading and exit the other ${((wallMs - fastestEngineMs) / 1000).toFixed(3)} s`]),
+          `${'CPU of the command (all threads)'.padEnd(COLUMN)}least ${(leastCpu / 1000).toFixed(2)} s, ${(leastCpu / ceilingCpu).toFixed(2)}x the ${(ceilingCpu / 1000).toFixed(2)} s the ceiling's threads take for the same bytes (load moves this less)`,
+          `${'SHA-256 ceiling, same rounds'.padEnd(COLUMN)}${ceilingRate.toFixed(0)} MiB/s (${CEILING_SLABS} slabs hashed in turn: they stay in the CPU's cache)`,
+          `${'the cached image read through'.padEnd(COLUMN)}${mibPerSecond(imageBytes, cachedReadMs).toFixed(0)} MiB/s (after the warming read; a disk-like rate means the page cache does not hold it)`,
           ...(failed.length > 0 ? [`NOT JUDGED: ${failed.length} of ${commandRuns.length} runs failed (${failed[0]})`] : []),
         ],
       );

@@ -6,8 +6,10 @@
 //   npm run bench -- --only transfer,scan [--rounds 3]
 //
 // Groups: hashing, transfer (full backup and restore against the bare SDK
-// loops, across concurrencies), scan (and incremental), sparse, index,
-// memory (peak RSS), throttle, size (throughput against image size),
+// loops, across concurrencies), scan (and incremental), command (the whole
+// `snapline backup`, `verify` and `backup --dry-run` of an unchanged cached
+// image as child processes, wall time against the SHA-256 ceiling), sparse,
+// index, memory (peak RSS), throttle, size (throughput against image size),
 // tracking (incrementals with an NBD dirty bitmap; needs qemu-utils).
 //
 // Builds dist/ first when the sources are newer. Prints each figure (MiB/s,

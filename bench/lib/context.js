@@ -29,6 +29,7 @@ export const TIB = 1024 * GIB;
  * @property {boolean} indexJournal store the index map through the journal (as a backup does) rather than import it
  * @property {{ sizeBytes: number, dataBytes: number }} rss
  * @property {{ sizeBytes: number, dataBytes: number }} changeTracking the sparse qcow2 of the changed-block tracking figures
+ * @property {{ imageBytes: number, rounds: number }} command the random image of the whole-command figures, and their interleaved rounds
  */
 
 /**
@@ -50,6 +51,7 @@ export const TIB = 1024 * GIB;
  * @property {import('./measure.js').Target} [target] applies to the ratio when there is one, else to the value
  * @property {boolean} [pass]
  * @property {number} [shortBy]
+ * @property {import('./measure.js').Spread} [spread] the runs behind a best-of-rounds value
  * @property {Record<string, unknown>} [details]
  */
 
@@ -87,6 +89,26 @@ export function report(ctx, figure, lines) {
   if (figure.target !== undefined) {
     console.log(`   ${figure.ratio === undefined ? 'figure' : 'ratio'} ${shownValue(figure)}, target ${figure.target.text}: ${figure.pass ? 'pass' : `SHORT by ${shortText(figure)}`}`);
   }
+  if (figure.spread !== undefined) console.log(`   best of ${figure.spread.values.length} runs; all runs ${spreadText(figure)}`);
+}
+
+/**
+ * Decimals a value in `unit` is printed with.
+ * @param {string} unit
+ */
+export const valueDigits = (unit) => (unit === 's' ? 3 : unit === 'MiB/s' || unit === 'blocks/s' ? 0 : 1);
+
+/**
+ * The range of a figure's runs: "2410..2529 MiB/s (76..80 %)", the ratio against the best reference.
+ * @param {Figure} figure
+ */
+export function spreadText(figure) {
+  const spread = figure.spread;
+  if (spread === undefined) return '';
+  const digits = valueDigits(figure.unit);
+  const values = `${spread.min.toFixed(digits)}..${spread.max.toFixed(digits)} ${figure.unit}`;
+  if (spread.ratioMin === undefined || spread.ratioMax === undefined || figure.ratioUnit !== '%') return values;
+  return `${values} (${(100 * spread.ratioMin).toFixed(0)}..${(100 * spread.ratioMax).toFixed(0)} %)`;
 }
 
 /** @param {Figure} figure the ratio (or value) as the target reads it */

@@ -24,18 +24,60 @@ export const BLOCK = 512 * 1024;
  * @returns {Promise<Map<string, number>>} best milliseconds by trial name
  */
 export async function interleaved(trials, rounds) {
-  /** @type {Map<string, number>} */
-  const best = new Map();
+  return bestOf(await interleavedRuns(trials, rounds));
+}
+
+/**
+ * The fastest run of each trial.
+ * @param {Map<string, number[]>} runs milliseconds by trial name
+ * @returns {Map<string, number>}
+ */
+export const bestOf = (runs) => new Map([...runs].map(([name, ms]) => [name, Math.min(...ms)]));
+
+/**
+ * As interleaved, keeping every run: for the spread of a figure over its rounds.
+ * @param {Trial[]} trials
+ * @param {number} rounds
+ * @returns {Promise<Map<string, number[]>>} milliseconds of each round, in order, by trial name
+ */
+export async function interleavedRuns(trials, rounds) {
+  /** @type {Map<string, number[]>} */
+  const runs = new Map(trials.map((trial) => [trial.name, []]));
   for (let round = 0; round < rounds; round += 1) {
     for (const trial of trials) {
       const start = performance.now();
       const reported = await trial.run();
       const ms = typeof reported === 'number' ? reported : performance.now() - start;
-      best.set(trial.name, Math.min(best.get(trial.name) ?? Infinity, ms));
+      runs.get(trial.name)?.push(ms);
     }
   }
-  return best;
+  return runs;
 }
+
+/**
+ * The spread of the rates of runs that each moved `bytes`: every run's MiB/s
+ * in round order, and with a reference rate (the best of its own runs) each
+ * run's share of it.
+ * @param {number} bytes
+ * @param {number[]} runsMs
+ * @param {number} [referenceMiBps]
+ * @returns {Spread}
+ */
+export function rateSpread(bytes, runsMs, referenceMiBps) {
+  const values = runsMs.map((ms) => mibPerSecond(bytes, ms));
+  const spread = { values, min: Math.min(...values), max: Math.max(...values) };
+  if (referenceMiBps === undefined) return spread;
+  return { ...spread, ratioMin: spread.min / referenceMiBps, ratioMax: spread.max / referenceMiBps };
+}
+
+/**
+ * @typedef {object} Spread a figure's runs over its rounds
+ * @property {number[]} values each round's value, in the figure's unit, in round order
+ * @property {number} min
+ * @property {number} max
+ * @property {number} [ratioMin] the lowest value against the figure's reference (the best of its rounds)
+ * @property {number} [ratioMax]
+ */
 
 /**
  * @param {number} bytes

@@ -6,9 +6,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TIB, shortText } from './context.js';
+import { TIB, shortText, spreadText, valueDigits } from './context.js';
 import { indexFigures } from './figures/block-index.js';
 import { changeTrackingFigures } from './figures/change-tracking.js';
+import { commandFigures } from './figures/command.js';
 import { hashingFigures } from './figures/hashing.js';
 import { memoryFigures } from './figures/memory.js';
 import { scanFigures } from './figures/scan.js';
@@ -38,6 +39,7 @@ const PLANS = {
     indexJournal: true,
     rss: { sizeBytes: 16 * TIB, dataBytes: 256 * MIB },
     changeTracking: { sizeBytes: 64 * GIB, dataBytes: 8 * GIB },
+    command: { imageBytes: 8 * GIB, rounds: 3 },
   },
   quick: {
     rounds: 2,
@@ -52,6 +54,7 @@ const PLANS = {
     indexJournal: false,
     rss: { sizeBytes: TIB, dataBytes: 64 * MIB },
     changeTracking: { sizeBytes: 4 * GIB, dataBytes: 256 * MIB },
+    command: { imageBytes: GIB, rounds: 3 },
   },
 };
 
@@ -60,6 +63,7 @@ export const GROUPS = {
   hashing: hashingFigures,
   transfer: transferFigures,
   scan: scanFigures,
+  command: commandFigures,
   sparse: sparseFigures,
   index: indexFigures,
   memory: memoryFigures,
@@ -75,7 +79,10 @@ export const GROUPS = {
  */
 export async function runSuite({ quick, groups, rounds }) {
   const plan = { ...(quick ? PLANS.quick : PLANS.full) };
-  if (rounds !== undefined) plan.rounds = rounds;
+  if (rounds !== undefined) {
+    plan.rounds = rounds;
+    plan.command = { ...plan.command, rounds };
+  }
   const about = machine();
   console.log(`snapline bench (${quick ? 'quick' : 'full'}): ${about.nproc} cores, ${about.cpu}${about.shaNi ? ' (SHA-NI)' : ''}, ${about.memoryGiB} GiB, Node ${about.node}, load ${about.loadAverage}`);
   console.log(`native hole seeker: ${nativeHoleSeeker() ? 'loaded' : 'missing, holes are read'}`);
@@ -129,14 +136,13 @@ export async function runSuite({ quick, groups, rounds }) {
 /** @param {import('./context.js').Context} ctx */
 function printSummary(ctx) {
   const rows = ctx.figures.map((f) => {
-    const digits = f.unit === 's' ? 3 : f.unit === 'MiB/s' || f.unit === 'blocks/s' ? 0 : 1;
-    const measured = `${f.value.toFixed(digits)} ${f.unit}`;
+    const measured = `${f.value.toFixed(valueDigits(f.unit))} ${f.unit}`;
     const reference = f.reference === undefined ? '' : `${f.reference.value.toFixed(f.reference.unit === 's' ? 3 : 0)} ${f.reference.unit}`;
     const ratio = f.ratio === undefined ? '' : f.ratioUnit === '%' ? `${(100 * f.ratio).toFixed(0)} %` : `${f.ratio.toFixed(2)}x`;
     const verdict = f.pass === undefined ? '' : f.pass ? 'pass' : `short by ${shortText(f)}`;
-    return [f.id, measured, reference, ratio, f.target?.text ?? '', verdict];
+    return [f.id, measured, reference, ratio, f.target?.text ?? '', verdict, spreadText(f)];
   });
-  const header = ['figure', 'measured', 'reference', 'ratio', 'target', 'result'];
+  const header = ['figure', 'measured', 'reference', 'ratio', 'target', 'result', 'all runs'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => /** @type {string} */ (row[i]).length)));
   const line = (/** @type {string[]} */ cells) => cells.map((cell, i) => cell.padEnd(/** @type {number} */ (widths[i]))).join('  ').trimEnd();
   console.log(`\n${line(header)}`);

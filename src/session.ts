@@ -156,7 +156,7 @@ export async function openRemote(options: RemoteOptions): Promise<RemoteSession>
       store,
       writer: resilientWriter(store, { ...wrap, limiter: uploadLimiter, ...(options.newSnapshotIds === undefined ? {} : { newSnapshotIds: options.newSnapshotIds }) }),
       reader: resilientReader(verifiedReader(store, (data) => hashPool().sha256Moving(data)), { ...wrap, limiter: downloadLimiter }),
-      catalog: new Ec2SnapshotCatalog(() => clients.ec2(), requests),
+      catalog: new Ec2SnapshotCatalog(() => clients.ec2Requests(), requests),
       volumes: new Ec2VolumeManager(() => clients.ec2(), requests),
       uploadLimiter,
       downloadLimiter,
@@ -198,7 +198,7 @@ export async function openCopyDestination(source: RemoteSession, options: CopyDe
     return {
       region: options.region,
       copier: new Ec2SnapshotCopier(() => clients.ec2(), requests),
-      catalog: new Ec2SnapshotCatalog(() => clients.ec2(), requests),
+      catalog: new Ec2SnapshotCatalog(() => clients.ec2Requests(), requests),
       close: async () => clients.destroy(),
     };
   }

@@ -135,7 +135,7 @@ describe('AwsClients', () => {
       res.writeHead(200, { 'content-type': 'text/xml' });
       res.end(EC2_ENCRYPTION_XML);
     };
-    expect(await new Ec2SnapshotCatalog(clients.ec2()).encryptionByDefault()).toBe(true);
+    expect(await new Ec2SnapshotCatalog(clients.ec2Requests()).encryptionByDefault()).toBe(true);
     expect(ebsOnly.requests.map((r) => r.url)).toEqual(['/snapshots/completion/snap-0abc']);
     expect(shared.requests.map((r) => r.method)).toEqual(['POST']);
   });
@@ -183,7 +183,7 @@ describe('AwsClients', () => {
       res.writeHead(200, { 'content-type': 'text/xml' });
       res.end(EC2_ENCRYPTION_XML);
     };
-    expect(await new Ec2SnapshotCatalog(clientsFor({ endpointUrl: server.url }).ec2()).encryptionByDefault()).toBe(true);
+    expect(await new Ec2SnapshotCatalog(clientsFor({ endpointUrl: server.url }).ec2Requests()).encryptionByDefault()).toBe(true);
     expect(server.requests).toHaveLength(3);
   });
 
@@ -192,7 +192,7 @@ describe('AwsClients', () => {
     const url = server.url;
     await server.close();
     servers.splice(servers.indexOf(server), 1);
-    const error = await rejection(new Ec2SnapshotCatalog(clientsFor({ endpointUrl: url }).ec2()).encryptionByDefault());
+    const error = await rejection(new Ec2SnapshotCatalog(clientsFor({ endpointUrl: url }).ec2Requests()).encryptionByDefault());
     expect(error).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
   });
 
@@ -310,7 +310,7 @@ describe('AwsClients', () => {
       res.end('<Response><Errors><Error><Code>Unavailable</Code><Message>busy</Message></Error></Errors><RequestID>r</RequestID></Response>');
     };
     const clients = clientsFor({ endpointUrl: server.url, retries: { mode: 'standard', maxAttempts: 2 } });
-    await rejection(new Ec2SnapshotCatalog(clients.ec2()).encryptionByDefault());
+    await rejection(new Ec2SnapshotCatalog(clients.ec2Requests()).encryptionByDefault());
     expect(server.requests).toHaveLength(2);
   });
 
@@ -449,7 +449,7 @@ describe('an endpoint that is not the service', () => {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end('<html><body>hello</body></html>');
     };
-    const error = await rejection(new Ec2SnapshotCatalog(clientsFor(server.url).ec2()).encryptionByDefault());
+    const error = await rejection(new Ec2SnapshotCatalog(clientsFor(server.url).ec2Requests()).encryptionByDefault());
     expect(error).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
     expect(error.message).toBe(`ec2:GetEbsEncryptionByDefault: ${server.url} answered HTTP 200 with text/html and no AWS request id: it is not the EC2 endpoint`);
     expect(error.hint).toMatch(/EC2 endpoint URL \(--endpoint-url, AWS_ENDPOINT_URL_EC2, or endpoint_url \/ endpoint_urls\.ec2/);
@@ -470,7 +470,7 @@ describe('an endpoint that is not the service', () => {
 
   it('a port that accepts and never answers fails once, after the first-byte limit: ENDPOINT_UNREACHABLE', async () => {
     const port = await silent();
-    const error = await rejection(new Ec2SnapshotCatalog(clientsFor(port.url, { readTimeoutMs: 300 }).ec2()).describeSnapshots(['snap-0abc']));
+    const error = await rejection(new Ec2SnapshotCatalog(clientsFor(port.url, { readTimeoutMs: 300 }).ec2Requests()).describeSnapshots(['snap-0abc']));
     expect(error).toMatchObject({ code: ErrorCodes.ENDPOINT_UNREACHABLE, retryable: false });
     expect(error.message).toBe(`ec2:DescribeSnapshots: ${port.url} accepted the connection but sent no answer within 0.3 s: it is not a working EC2 endpoint`);
     // The SDK's own retries do not wait on it again.
@@ -485,7 +485,7 @@ describe('an endpoint that is not the service', () => {
       res.writeHead(200, { 'content-type': 'text/xml' });
       res.end(EC2_ENCRYPTION_XML);
     };
-    const catalog = new Ec2SnapshotCatalog(clientsFor(server.url, { readTimeoutMs: 300 }).ec2());
+    const catalog = new Ec2SnapshotCatalog(clientsFor(server.url, { readTimeoutMs: 300 }).ec2Requests());
     expect(await catalog.encryptionByDefault()).toBe(true);
     const error = await rejection(catalog.encryptionByDefault());
     expect(error).toMatchObject({ code: ErrorCodes.UNAVAILABLE, details: { awsError: 'TimeoutError' } });

@@ -13,7 +13,8 @@ import { RETRY_MODES, type RetryMode } from '../core/retry-mode.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { AnsweredEndpoints, firstByteTimeoutMs, foreignAnswerError, originOf, silentEndpointError } from './answers.js';
 import { assumedRoleCredentials, type AssumeRoleSettings, type TemporaryCredentialsProvider } from './assume-role.js';
-import { DirectBlockRequests } from './block-requests.js';
+import { type BlockTransport, DirectBlockRequests } from './block-requests.js';
+import { DirectEc2Requests } from './ec2-requests.js';
 import { glacierBodyChecksums } from './glacier-archive.js';
 import { DEFAULT_RETRY_POLICY, type RetryClock } from './retry.js';
 import { withThrottleBudget, type ThrottleBudget } from './sdk-retry.js';
@@ -108,6 +109,7 @@ export class AwsClients {
   #ebs: EBSClient | undefined;
   #ebsBlocks: DirectBlockRequests | undefined;
   #ec2: EC2Client | undefined;
+  #ec2Requests: DirectEc2Requests | undefined;
   #sts: STSClient | undefined;
   #s3: S3Client | undefined;
   #ecs: ECSClient | undefined;
@@ -116,6 +118,7 @@ export class AwsClients {
   #baseSts: STSClient | undefined;
   readonly #roleCredentials: TemporaryCredentialsProvider | undefined;
   readonly #throttleBudget: ThrottleBudget;
+  readonly #maxSockets: number;
   /** The first-byte limit of each request in flight, by SDK command (see withFirstByteLimits). */
   readonly #firstByteLimits = new WeakMap<object, number>();
   readonly #answered = new AnsweredEndpoints();
@@ -130,6 +133,7 @@ export class AwsClients {
     if (!Number.isInteger(maxSockets) || maxSockets < 1) {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `connection ${settings.name}: maxSockets must be a positive integer, got ${maxSockets}`);
     }
+    this.#maxSockets = maxSockets;
     const keepAliveMsecs = settings.tcpKeepAliveMs ?? DEFAULT_TCP_KEEPALIVE_MS;
     this.#httpAgent = new http.Agent({ keepAlive: true, keepAliveMsecs, maxSockets });
     this.#httpsAgent = new https.Agent({
@@ -160,13 +164,30 @@ export class AwsClients {
 
   /** PutSnapshotBlock and GetSnapshotBlock without the SDK's middleware, signed by the EBS client's signer, on the same sockets. */
   ebsBlockRequests(): DirectBlockRequests {
-    return (this.#ebsBlocks ??= new DirectBlockRequests(this.ebs(), {
+    return (this.#ebsBlocks ??= new DirectBlockRequests(this.ebs(), this.#transport()));
+  }
+
+  /**
+   * EC2 query calls without the EC2 SDK (see DirectEc2Requests): signed by the EBS client's signer, on the same
+   * sockets, with the SDK client's attempts and the throttle budget.
+   */
+  ec2Requests(): DirectEc2Requests {
+    return (this.#ec2Requests ??= new DirectEc2Requests(this.ebs(), this.#transport(), this.endpointFor('ec2'), {
+      maxAttempts: this.settings.retries?.maxAttempts,
+      throttleBudgetMs: this.#throttleBudget.budgetMs,
+      clock: this.#throttleBudget.clock,
+      concurrency: this.#maxSockets,
+    }));
+  }
+
+  #transport(): BlockTransport {
+    return {
       httpAgent: this.#httpAgent,
       httpsAgent: this.#httpsAgent,
       connectTimeoutMs: this.#connectTimeoutMs,
       readTimeoutMs: this.#readTimeoutMs,
       answered: this.#answered,
-    }));
+    };
   }
 
   ec2(): EC2Client {

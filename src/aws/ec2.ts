@@ -1,9 +1,8 @@
-import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
 import type { RemoteSnapshot, SnapshotCatalog } from '../core/ports.js';
+import { childOf, childrenOf, childText, type XmlNode } from '../core/xml-read.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
-import { fromAwsError } from './errors.js';
+import type { Ec2Calls } from './ec2-requests.js';
 import { InFlightRequests, type EndpointContact } from './in-flight.js';
-import { ec2Sdk } from './sdk.js';
 
 /** Ids per DescribeSnapshots call. */
 const DESCRIBE_BATCH = 200;
@@ -12,25 +11,26 @@ const SNAPSHOT_ID = /snap-[0-9a-zA-Z]+/g;
 const MISSING_ID_ERRORS = new Set(['InvalidSnapshot.NotFound', 'InvalidSnapshotID.Malformed']);
 
 /**
- * Snapshot bookkeeping over EC2 (the SDK's standard retry applies). `client`
- * may be a function that makes it, called on the first request: a run that
- * never asks EC2 anything does not load its SDK. With `signal`, an abort ends
+ * Snapshot bookkeeping over EC2, as direct query requests (see
+ * DirectEc2Requests: retries as the SDK client's). `ec2` may be a function
+ * that makes them, called on the first request. With `signal`, an abort ends
  * the descriptions in flight, retries included: their calls fail
  * INTERRUPTED; DeleteSnapshot and CreateTags run to their end, and calls
  * made after the abort (clean-up) go out (see InFlightRequests). Every
  * outcome marks `contact` (see EndpointContact).
  */
 export class Ec2SnapshotCatalog implements SnapshotCatalog {
-  readonly #clientOf: () => EC2Client;
+  readonly #ec2Of: () => Ec2Calls;
   readonly #requests: InFlightRequests;
 
-  constructor(client: EC2Client | (() => EC2Client), options: { signal?: AbortSignal; contact?: EndpointContact } = {}) {
-    this.#clientOf = typeof client === 'function' ? client : () => client;
+  constructor(ec2: Ec2Calls | (() => Ec2Calls), options: { signal?: AbortSignal; contact?: EndpointContact } = {}) {
+    this.#ec2Of = typeof ec2 === 'function' ? ec2 : () => ec2;
     this.#requests = new InFlightRequests(options.signal, options.contact);
   }
 
-  get #client(): EC2Client {
-    return this.#clientOf();
+  /** One call of `action`, cut by the run's abort unless `cutOnAbort` is false; failures are SnaplineErrors named by action. */
+  #call(action: string, params: Record<string, string>, cutOnAbort = true): Promise<XmlNode> {
+    return this.#requests.run(`ec2:${action}`, (signal) => this.#ec2Of().call(action, params, { signal }), { cutOnAbort });
   }
 
   /**
@@ -76,24 +76,18 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
   }
 
   async #describe(ids: string[]): Promise<RemoteSnapshot[]> {
-    try {
-      const out = await this.#requests.run('ec2:DescribeSnapshots', (abortSignal) => this.#client.send(new (ec2Sdk().DescribeSnapshotsCommand)({ SnapshotIds: ids }), { abortSignal }));
-      return (out.Snapshots ?? []).map(toRemoteSnapshot);
-    } catch (err) {
-      throw fromAwsError(err, 'ec2:DescribeSnapshots');
-    }
+    const params = Object.fromEntries(ids.map((id, i) => [`SnapshotId.${i + 1}`, id]));
+    const answer = await this.#call('DescribeSnapshots', params);
+    return itemsOf(childOf(answer, 'snapshotSet')).map(toRemoteSnapshot);
   }
 
   /** Idempotent: a snapshot that is already gone counts as deleted. Not cut by an abort. */
   async deleteSnapshot(snapshotId: string): Promise<void> {
     try {
-      await this.#requests.run('ec2:DeleteSnapshot', (abortSignal) => this.#client.send(new (ec2Sdk().DeleteSnapshotCommand)({ SnapshotId: snapshotId }), { abortSignal }), {
-        cutOnAbort: false,
-      });
+      await this.#call('DeleteSnapshot', { SnapshotId: snapshotId }, false);
     } catch (err) {
-      const error = fromAwsError(err, 'ec2:DeleteSnapshot');
-      if (error.details?.awsError === 'InvalidSnapshot.NotFound') return;
-      throw error;
+      if (isSnaplineError(err) && err.details?.awsError === 'InvalidSnapshot.NotFound') return;
+      throw err;
     }
   }
 
@@ -101,21 +95,17 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
   async createTags(snapshotId: string, tags: Record<string, string>): Promise<void> {
     const entries = Object.entries(tags);
     if (entries.length === 0) return;
-    try {
-      const command = new (ec2Sdk().CreateTagsCommand)({ Resources: [snapshotId], Tags: entries.map(([Key, Value]) => ({ Key, Value })) });
-      await this.#requests.run('ec2:CreateTags', (abortSignal) => this.#client.send(command, { abortSignal }), { cutOnAbort: false });
-    } catch (err) {
-      throw fromAwsError(err, 'ec2:CreateTags');
-    }
+    const params: Record<string, string> = { 'ResourceId.1': snapshotId };
+    entries.forEach(([key, value], i) => {
+      params[`Tag.${i + 1}.Key`] = key;
+      params[`Tag.${i + 1}.Value`] = value;
+    });
+    await this.#call('CreateTags', params, false);
   }
 
   async encryptionByDefault(): Promise<boolean> {
-    try {
-      const out = await this.#requests.run('ec2:GetEbsEncryptionByDefault', (abortSignal) => this.#client.send(new (ec2Sdk().GetEbsEncryptionByDefaultCommand)({}), { abortSignal }));
-      return out.EbsEncryptionByDefault ?? false;
-    } catch (err) {
-      throw fromAwsError(err, 'ec2:GetEbsEncryptionByDefault');
-    }
+    const answer = await this.#call('GetEbsEncryptionByDefault', {});
+    return childText(answer, 'ebsEncryptionByDefault') === 'true';
   }
 }
 
@@ -130,24 +120,39 @@ function missingIdsIn(err: SnaplineError, requested: readonly string[]): string[
   return [...awsMessage.matchAll(SNAPSHOT_ID)].map((match) => match[0]).filter((id) => asked.has(id));
 }
 
-function toRemoteSnapshot(snapshot: Snapshot): RemoteSnapshot {
-  if (snapshot.SnapshotId === undefined || snapshot.State === undefined) {
+/** The <item> elements of a query-protocol list (absent: none). */
+function itemsOf(list: XmlNode | undefined): XmlNode[] {
+  return list === undefined ? [] : childrenOf(list, 'item');
+}
+
+/** A snapshot of a DescribeSnapshots answer, read as the SDK reads it (status is State, statusMessage StateMessage). */
+function toRemoteSnapshot(item: XmlNode): RemoteSnapshot {
+  const snapshotId = childText(item, 'snapshotId');
+  const state = childText(item, 'status');
+  if (!snapshotId || !state) {
     throw new SnaplineError(ErrorCodes.REMOTE_REJECTED, 'ec2:DescribeSnapshots: a snapshot in the response lacks SnapshotId or State');
   }
   const tags: Record<string, string> = {};
-  for (const tag of snapshot.Tags ?? []) {
-    if (tag.Key !== undefined) tags[tag.Key] = tag.Value ?? '';
+  for (const tag of itemsOf(childOf(item, 'tagSet'))) {
+    const key = childOf(tag, 'key');
+    if (key !== undefined) tags[key.text] = childOf(tag, 'value')?.text ?? '';
   }
+  const startTime = childText(item, 'startTime');
+  const present = (name: string): string | undefined => childOf(item, name)?.text || undefined;
+  const kmsKeyId = present('kmsKeyId');
+  const progress = present('progress');
+  const description = present('description');
+  const stateMessage = present('statusMessage');
   return {
-    snapshotId: snapshot.SnapshotId,
-    state: snapshot.State,
-    volumeSizeGiB: snapshot.VolumeSize ?? 0,
-    encrypted: snapshot.Encrypted ?? false,
+    snapshotId,
+    state: state as RemoteSnapshot['state'],
+    volumeSizeGiB: Number(childText(item, 'volumeSize') ?? 0),
+    encrypted: childText(item, 'encrypted') === 'true',
     tags,
-    ...(snapshot.KmsKeyId ? { kmsKeyId: snapshot.KmsKeyId } : {}),
-    ...(snapshot.Progress ? { progress: snapshot.Progress } : {}),
-    ...(snapshot.StartTime ? { startTime: snapshot.StartTime } : {}),
-    ...(snapshot.Description ? { description: snapshot.Description } : {}),
-    ...(snapshot.StateMessage ? { stateMessage: snapshot.StateMessage } : {}),
+    ...(kmsKeyId ? { kmsKeyId } : {}),
+    ...(progress ? { progress } : {}),
+    ...(startTime ? { startTime: new Date(startTime) } : {}),
+    ...(description ? { description } : {}),
+    ...(stateMessage ? { stateMessage } : {}),
   };
 }

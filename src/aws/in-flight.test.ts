@@ -123,7 +123,7 @@ describe('an abort ends the requests in flight', () => {
   });
 
   it('EC2 calls, with the SDK retrying; a clean-up call after the abort goes out', async () => {
-    const catalog = new Ec2SnapshotCatalog(clients.ec2(), { signal: controller.signal });
+    const catalog = new Ec2SnapshotCatalog(clients.ec2Requests(), { signal: controller.signal });
     const err = await interruptedInFlight(catalog.describeSnapshots(['snap-1']));
     expect(err).toMatchObject({ code: ErrorCodes.INTERRUPTED, message: 'ec2:DescribeSnapshots was interrupted' });
     // The SDK retried nothing: one request only.
@@ -179,7 +179,7 @@ async function answeredAfterAbort<T>(call: Promise<T>, answer: Answer): Promise<
 
 describe('an abort does not cut the calls that create, seal or delete remote state', () => {
   const ebs = () => new EbsSnapshotStore(clients.ebs(), { direct: clients.ebsBlockRequests(), signal: controller.signal });
-  const ec2 = () => new Ec2SnapshotCatalog(clients.ec2(), { signal: controller.signal });
+  const ec2 = () => new Ec2SnapshotCatalog(clients.ec2Requests(), { signal: controller.signal });
   const s3 = () => new S3ArchiveStore(clients.s3(), 'bucket', { signal: controller.signal });
   const glacier = () => new GlacierArchiveStore(clients.glacier(), 'vault', { signal: controller.signal });
   const cases: Array<{ action: string; call: () => Promise<unknown>; answer: Answer; expected?: unknown }> = [
@@ -276,7 +276,7 @@ describe('the endpoint contact', () => {
   it('is marked by an answer to any store that shares it', async () => {
     const contact = { reached: false };
     endpoint.answer = { type: 'text/xml', body: '<DescribeSnapshotsResponse><snapshotSet/></DescribeSnapshotsResponse>' };
-    await new Ec2SnapshotCatalog(clients.ec2(), { contact }).describeSnapshots(['snap-1']);
+    await new Ec2SnapshotCatalog(clients.ec2Requests(), { contact }).describeSnapshots(['snap-1']);
     expect(contact.reached).toBe(true);
   });
 

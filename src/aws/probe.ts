@@ -1,7 +1,8 @@
-import { ErrorCodes, type ErrorCode } from '../errors.js';
+import { childOf, childrenOf, XmlSyntaxError } from '../core/xml-read.js';
+import { ErrorCodes, SnaplineError, type ErrorCode } from '../errors.js';
 import type { AwsClients } from './clients.js';
 import { fromAwsError } from './errors.js';
-import { ebsSdk, ec2Sdk, s3Sdk, stsSdk } from './sdk.js';
+import { ebsSdk, s3Sdk, stsSdk } from './sdk.js';
 
 export type ProbeOutcome = 'reachable' | 'permission denied' | 'wrong endpoint' | 'unreachable' | 'failed';
 
@@ -50,8 +51,9 @@ const PROBES: Record<ProbeResult['service'], Probe> = {
     }),
   ec2: (clients) =>
     probe(clients, 'ec2', 'ec2:DescribeSnapshots', async () => {
-      const out = await clients.ec2().send(new (ec2Sdk().DescribeSnapshotsCommand)({ OwnerIds: ['self'], MaxResults: 5 }));
-      return out.Snapshots === undefined ? undefined : `DescribeSnapshots answered (${out.Snapshots.length} on the first page)`;
+      const answer = await clients.ec2Requests().call('DescribeSnapshots', { 'Owner.1': 'self', MaxResults: '5' });
+      const snapshots = answer.name === 'DescribeSnapshotsResponse' ? childOf(answer, 'snapshotSet') : undefined;
+      return snapshots === undefined ? undefined : `DescribeSnapshots answered (${childrenOf(snapshots, 'item').length} on the first page)`;
     }),
   ebs: (clients) =>
     probe(
@@ -104,12 +106,12 @@ async function probe(
     if (learnt === undefined) return { ...base, outcome: 'wrong endpoint', detail: `a success, but not an answer of the ${service} API`, code: ErrorCodes.ENDPOINT_UNREACHABLE };
     return { ...base, outcome: 'reachable', detail: learnt };
   } catch (err) {
-    const shaped = (err ?? {}) as { name?: unknown; message?: unknown; $metadata?: { requestId?: unknown; httpStatusCode?: unknown } };
+    const shaped = (answerErrorOf(err) ?? {}) as { name?: unknown; message?: unknown; $metadata?: { requestId?: unknown; httpStatusCode?: unknown } };
     const name = typeof shaped.name === 'string' ? shaped.name : 'Error';
     const status = typeof shaped.$metadata?.httpStatusCode === 'number' ? shaped.$metadata.httpStatusCode : undefined;
     if (expected(name)) return { ...base, outcome: 'reachable', detail: `${name}, as expected for ${PROBE_SNAPSHOT_ID}` };
     const error = fromAwsError(err, action);
-    const deserialization = typeof shaped.message === 'string' && shaped.message.includes('Deserialization error');
+    const deserialization = (typeof shaped.message === 'string' && shaped.message.includes('Deserialization error')) || answerErrorOf(err) instanceof XmlSyntaxError;
     if (FOREIGN_NAMES.has(name) || UNNAMED.has(name) || deserialization || (STATUS_NAMES.has(name) && status !== undefined && shaped.$metadata?.requestId === undefined)) {
       const seen = name === 'ForeignEndpoint' && typeof shaped.message === 'string' ? shaped.message : `HTTP ${status ?? '?'} ${name}`;
       return { ...base, outcome: 'wrong endpoint', detail: `${seen}: not an answer of the ${service} API`, code: ErrorCodes.ENDPOINT_UNREACHABLE };
@@ -118,4 +120,11 @@ async function probe(
       error.code === ErrorCodes.ACCESS_DENIED ? 'permission denied' : error.code === ErrorCodes.ENDPOINT_UNREACHABLE ? 'unreachable' : 'failed';
     return { ...base, outcome, detail: explain(error.code) ?? error.message, code: error.code };
   }
+}
+
+/** The service's error answer behind `err`: the SDK's error itself, or the one a direct request's SnaplineError was made from. */
+function answerErrorOf(err: unknown): unknown {
+  let inner = err;
+  while (inner instanceof SnaplineError && inner.cause !== undefined) inner = inner.cause;
+  return inner;
 }

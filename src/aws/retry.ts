@@ -392,6 +392,11 @@ export function resilientReader(inner: SnapshotReader, options: ResilienceOption
   };
 }
 
+/** One call retried as the wrappers above retry theirs (see ResilienceOptions), for a store whose calls are not a port's. */
+export function retried<T>(operation: string, call: () => Promise<T>, options: ResilienceOptions): Promise<T> {
+  return new Retrier(options).run(operation, call);
+}
+
 /** The last error of a call that ran out of attempts (for the reason `why`, if given): same code, no longer retryable. */
 function exhausted(error: SnaplineError, attempts: number, why?: string): SnaplineError {
   return new SnaplineError(error.code, `${error.message} (gave up after ${attempts} attempts${why === undefined ? '' : `: ${why}`})`, {

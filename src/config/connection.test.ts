@@ -309,7 +309,7 @@ describe('TLS settings against a real HTTPS server', () => {
     config(`connections:\n  tls:\n    region: us-east-1\n    endpoint_url: ${url}\n    access_key_id: AKIAEXAMPLE123456789\n    secret_access_key: s\n${tlsLines}`);
     const clients = new AwsClients(resolve('tls', {}, env).settings);
     try {
-      return await new Ec2SnapshotCatalog(clients.ec2()).encryptionByDefault();
+      return await new Ec2SnapshotCatalog(clients.ec2Requests()).encryptionByDefault();
     } finally {
       clients.destroy();
     }

@@ -37,7 +37,7 @@ async function adaptersOverEmulator(faults: FaultSettings = {}, resilient = fals
   return {
     writer: resilient ? resilientWriter(store, { limiter, policy }) : store,
     reader: resilient ? resilientReader(store, { limiter, policy }) : store,
-    catalog: new Ec2SnapshotCatalog(clients.ec2()),
+    catalog: new Ec2SnapshotCatalog(clients.ec2Requests()),
     close: async () => {
       if (resilient) {
         // The faults must really have fired, or this run proves nothing about the wrappers.

@@ -27,7 +27,7 @@ import {
 import type { BlobFiles } from '../store/blob-files.js';
 import type { ChecksumType, ObjectAttributes, S3Catalog, S3Part, S3Upload } from '../store/s3-catalog.js';
 import { element, textElement } from '../protocol/xml.js';
-import { childOf, childrenOf, childText } from '../protocol/xml-read.js';
+import { childOf, childrenOf, childText } from '../../core/xml-read.js';
 
 const MIN_PART_SIZE = 5 * MIB;
 const MAX_PART_SIZE = 5 * GIB;

@@ -31,7 +31,7 @@ import type { BlobFiles } from '../store/blob-files.js';
 import type { S3Catalog, S3Object } from '../store/s3-catalog.js';
 import { isTier, type Tier, type TierDelays } from '../tiers.js';
 import { element, escapeXml, textElement, xmlDocument } from '../protocol/xml.js';
-import { childOf, childrenOf, childText } from '../protocol/xml-read.js';
+import { childOf, childrenOf, childText } from '../../core/xml-read.js';
 
 const MAX_PUT_SIZE = 5 * GIB;
 /** Restore tiers from slowest to fastest: an in-progress restore may be upgraded to a faster one. */

@@ -6,7 +6,7 @@ import { S3Errors } from './errors.js';
 import { ACCOUNT_ID } from '../snapshots.js';
 import type { ObjectAttributes, S3Bucket, S3Catalog } from '../store/s3-catalog.js';
 import { element, textElement, xmlDocument } from '../protocol/xml.js';
-import { parseXml, type XmlNode } from '../protocol/xml-read.js';
+import { parseXml, type XmlNode } from '../../core/xml-read.js';
 
 export const S3_NAMESPACE = 'http://s3.amazonaws.com/doc/2006-03-01/';
 export const OWNER_INNER = textElement('ID', ACCOUNT_ID.padStart(64, '0')) + textElement('DisplayName', 'snapline');

@@ -1,4 +1,4 @@
-/** An element of a parsed request body: its local name (prefix and namespace dropped), children and text. */
+/** An element of a parsed document: its local name (prefix and namespace dropped), children and text. */
 export interface XmlNode {
   name: string;
   children: XmlNode[];
@@ -6,14 +6,15 @@ export interface XmlNode {
   text: string;
 }
 
-/** The body is not well-formed XML (the caller answers MalformedXML). */
+/** The document is not well-formed XML (the endpoint answers MalformedXML). */
 export class XmlSyntaxError extends Error {}
 
 const ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
 
 /**
- * Parses the small XML documents of S3 request bodies (CompleteMultipartUpload,
- * RestoreRequest, Delete, CreateBucketConfiguration). Attributes are read
+ * Parses small XML documents: the endpoint's S3 request bodies
+ * (CompleteMultipartUpload, RestoreRequest, Delete, CreateBucketConfiguration)
+ * and the EC2 query answers of the direct requests. Attributes are read
  * past and dropped; comments, processing instructions and the declaration are
  * skipped; CDATA is text. Throws XmlSyntaxError.
  */

@@ -153,6 +153,7 @@ export class NbdClient {
   readonly #contextNames: Map<number, string>;
   readonly #requestBytes: number;
   #cookie = 0;
+  #corked = false;
   #failure: SnaplineError | undefined;
   #closing: Promise<void> | undefined;
 
@@ -396,19 +397,30 @@ export class NbdClient {
     // The server's silence counts only while a reply is awaited.
     if (this.#pending.size === 1) this.socket.setTimeout(this.limits.replyTimeoutMs);
     const header = encodeRequest(command, flags, cookie, offset, command === Command.FLUSH ? 0 : length);
-    if (extra.payload === undefined) {
-      this.socket.write(header);
-    } else {
-      this.socket.cork();
-      this.socket.write(header);
-      this.socket.write(extra.payload);
-      this.socket.uncork();
-    }
+    this.#send(header);
+    if (extra.payload !== undefined) this.#send(extra.payload);
     try {
       await done;
     } finally {
       this.#slotWaiters.shift()?.();
     }
+  }
+
+  /**
+   * Writes `bytes` to the socket, corked until the current callbacks and
+   * promise reactions have run: the requests a read is cut into, or those
+   * that replies let out, go out in one system call.
+   */
+  #send(bytes: Uint8Array): void {
+    if (!this.#corked) {
+      this.#corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(bytes);
   }
 
   /** The reply loop: runs until the connection ends or breaks. */

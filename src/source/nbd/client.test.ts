@@ -366,6 +366,46 @@ describe('NBD client against a scripted server', () => {
     }
   });
 
+  it('takes replies cut anywhere, a few bytes per socket read, headers and offsets included', async () => {
+    const disk = Buffer.from(pseudoRandomBytes('cut replies', MIB));
+    const server = await startFakeNbdServer(dir, {
+      exportSize: MIB,
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        const half = request.length / 2;
+        const offset = Buffer.alloc(8);
+        offset.writeBigUInt64BE(BigInt(request.offset));
+        const hole = Buffer.alloc(12);
+        hole.writeBigUInt64BE(BigInt(request.offset + half));
+        hole.writeUInt32BE(half, 8);
+        const reply = Buffer.concat([
+          chunkHeader(0, ReplyType.OFFSET_HOLE, request.cookie, 12),
+          hole,
+          chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + half),
+          offset,
+          disk.subarray(request.offset, request.offset + half),
+        ]);
+        // Seven bytes a write, each in its own turn of the event loop: the client reads them apart.
+        const sendFrom = (at: number): void => {
+          if (at >= reply.byteLength || socket.destroyed) return;
+          socket.write(reply.subarray(at, at + 7));
+          setImmediate(() => sendFrom(at + 7));
+        };
+        sendFrom(0);
+      },
+    });
+    try {
+      const client = await connectNbd(parseNbdUrl(server.url));
+      const target = new Uint8Array(2 * 4096).fill(0xee);
+      await client.read(target, 3 * 4096);
+      const expected = Buffer.concat([disk.subarray(3 * 4096, 4 * 4096), Buffer.alloc(4096)]);
+      expect(Buffer.from(target).equals(expected)).toBe(true);
+      await client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
   it("cuts reads and writes at the export's maximum block size where it is below 256 KiB", async () => {
     const maximum = 64 * 1024;
     const size = MIB;

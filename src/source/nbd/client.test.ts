@@ -297,19 +297,20 @@ describe('NBD client against a scripted server', () => {
   });
 
   it('drops a server that sends a data or hole chunk overlapping one it sent before for the same read', async () => {
-    // Reads at 0: the first MiB twice as data then done. Reads at 2 MiB: the first MiB as data, then a hole over its second half and the next MiB.
+    // Reads at 0: the first half twice as data then done. Other reads: the first half as data, then a hole over the middle half.
     const server = await startFakeNbdServer(dir, {
       onRequest(request, socket) {
         if (request.command !== Command.READ) return;
-        const data = Buffer.alloc(8 + MIB, 0xab);
+        const half = request.length / 2;
+        const data = Buffer.alloc(8 + half, 0xab);
         data.writeBigUInt64BE(BigInt(request.offset));
         if (request.offset === 0) {
           socket.write(Buffer.concat([chunkHeader(0, ReplyType.OFFSET_DATA, request.cookie, data.byteLength), data]));
           socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, data.byteLength), data]));
         } else {
           const hole = Buffer.alloc(12);
-          hole.writeBigUInt64BE(BigInt(request.offset + MIB / 2));
-          hole.writeUInt32BE(MIB, 8);
+          hole.writeBigUInt64BE(BigInt(request.offset + half / 2));
+          hole.writeUInt32BE(half, 8);
           socket.write(Buffer.concat([chunkHeader(0, ReplyType.OFFSET_DATA, request.cookie, data.byteLength), data]));
           socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_HOLE, request.cookie, 12), hole]));
         }
@@ -318,28 +319,28 @@ describe('NBD client against a scripted server', () => {
     try {
       const address = parseNbdUrl(server.url);
       const twice = await connectNbd(address);
-      await expect(twice.read(new Uint8Array(2 * MIB).fill(0xee), 0)).rejects.toThrow(/broke the protocol: it sent 1048576 bytes at byte 0, overlapping a chunk/);
+      await expect(twice.read(new Uint8Array(256 * 1024).fill(0xee), 0)).rejects.toThrow(/broke the protocol: it sent 131072 bytes at byte 0, overlapping a chunk/);
       await twice.close();
       const overlappingHole = await connectNbd(address);
-      await expect(overlappingHole.read(new Uint8Array(2 * MIB), 2 * MIB)).rejects.toThrow(/broke the protocol: it sent a hole of 1048576 bytes at byte 2621440, overlapping a chunk/);
+      await expect(overlappingHole.read(new Uint8Array(256 * 1024), 2 * MIB)).rejects.toThrow(/broke the protocol: it sent a hole of 131072 bytes at byte 2162688, overlapping a chunk/);
       await overlappingHole.close();
     } finally {
       await server.close();
     }
   });
 
-  it('sends the requests of a large read together and takes their replies in any order, split in chunks', async () => {
+  it('sends the requests of a large read together, 256 KiB each, and takes their replies in any order, split in chunks', async () => {
     const held: Array<{ request: FakeRequest; socket: Socket }> = [];
     const server = await startFakeNbdServer(dir, {
       exportSize: 16 * MIB,
       onRequest(request, socket) {
         if (request.command !== Command.READ) return;
         held.push({ request, socket });
-        if (held.length < 4) return;
-        // All four are in flight: answer the last first, each as a data chunk then a hole chunk.
+        if (held.length < 16) return;
+        // All sixteen are in flight: answer the last first, each as a data chunk then a hole chunk.
         for (const { request: r, socket: s } of held.reverse()) {
           const half = r.length / 2;
-          const data = Buffer.alloc(8 + half, r.offset / MIB + 1);
+          const data = Buffer.alloc(8 + half, r.offset / (256 * 1024) + 1);
           data.writeBigUInt64BE(BigInt(r.offset));
           const hole = Buffer.alloc(12);
           hole.writeBigUInt64BE(BigInt(r.offset + half));
@@ -349,22 +350,117 @@ describe('NBD client against a scripted server', () => {
       },
     });
     try {
-      // No reply comes until four requests are in: a client that sent them one at a time would time out.
+      // No reply comes until all sixteen requests are in: a client that sent them one at a time would time out.
       const client = await connectNbd(parseNbdUrl(server.url), { replyTimeoutMs: 5000 });
-      const target = new Uint8Array(8 * MIB).fill(0xee);
+      const target = new Uint8Array(4 * MIB).fill(0xee);
       await client.read(target, 4 * MIB);
-      expect(server.requests.map(({ offset, length }) => [offset / MIB, length / MIB])).toEqual([
-        [4, 2],
-        [6, 2],
-        [8, 2],
-        [10, 2],
-      ]);
-      for (const [i, offset] of [4, 6, 8, 10].entries()) {
-        const part = target.subarray(2 * i * MIB, 2 * (i + 1) * MIB);
-        expect(part.subarray(0, MIB).every((byte) => byte === offset + 1)).toBe(true);
-        expect(part.subarray(MIB).every((byte) => byte === 0)).toBe(true);
+      expect(server.requests.map(({ offset, length }) => [offset, length])).toEqual(Array.from({ length: 16 }, (_, i) => [4 * MIB + i * 256 * 1024, 256 * 1024]));
+      for (let i = 0; i < 16; i += 1) {
+        const part = target.subarray(i * 256 * 1024, (i + 1) * 256 * 1024);
+        expect(part.subarray(0, 128 * 1024).every((byte) => byte === 16 + i + 1)).toBe(true);
+        expect(part.subarray(128 * 1024).every((byte) => byte === 0)).toBe(true);
       }
       await client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('takes replies cut anywhere, a few bytes per socket read, headers and offsets included', async () => {
+    const disk = Buffer.from(pseudoRandomBytes('cut replies', MIB));
+    const server = await startFakeNbdServer(dir, {
+      exportSize: MIB,
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        const half = request.length / 2;
+        const offset = Buffer.alloc(8);
+        offset.writeBigUInt64BE(BigInt(request.offset));
+        const hole = Buffer.alloc(12);
+        hole.writeBigUInt64BE(BigInt(request.offset + half));
+        hole.writeUInt32BE(half, 8);
+        const reply = Buffer.concat([
+          chunkHeader(0, ReplyType.OFFSET_HOLE, request.cookie, 12),
+          hole,
+          chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + half),
+          offset,
+          disk.subarray(request.offset, request.offset + half),
+        ]);
+        // Seven bytes a write, each in its own turn of the event loop: the client reads them apart.
+        const sendFrom = (at: number): void => {
+          if (at >= reply.byteLength || socket.destroyed) return;
+          socket.write(reply.subarray(at, at + 7));
+          setImmediate(() => sendFrom(at + 7));
+        };
+        sendFrom(0);
+      },
+    });
+    try {
+      const client = await connectNbd(parseNbdUrl(server.url));
+      const target = new Uint8Array(2 * 4096).fill(0xee);
+      await client.read(target, 3 * 4096);
+      const expected = Buffer.concat([disk.subarray(3 * 4096, 4 * 4096), Buffer.alloc(4096)]);
+      expect(Buffer.from(target).equals(expected)).toBe(true);
+      await client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("cuts reads and writes at the export's maximum block size where it is below 256 KiB", async () => {
+    const maximum = 64 * 1024;
+    const size = MIB;
+    const disk = Buffer.from(pseudoRandomBytes('small maximum', size));
+    const server = await startFakeNbdServer(dir, {
+      exportSize: size,
+      onOption(option) {
+        if (option !== Option.GO) return undefined;
+        const exportInfo = Buffer.alloc(12);
+        exportInfo.writeUInt16BE(Info.EXPORT, 0);
+        exportInfo.writeBigUInt64BE(BigInt(size), 2);
+        exportInfo.writeUInt16BE(TFLAG_HAS_FLAGS, 10);
+        const sizes = Buffer.alloc(14);
+        sizes.writeUInt16BE(Info.BLOCK_SIZE, 0);
+        sizes.writeUInt32BE(1, 2);
+        sizes.writeUInt32BE(4096, 6);
+        sizes.writeUInt32BE(maximum, 10);
+        return [
+          [OptionReply.INFO, exportInfo],
+          [OptionReply.INFO, sizes],
+          [OptionReply.ACK],
+        ];
+      },
+      onRequest(request, socket) {
+        const end = request.offset + request.length;
+        if (request.command === Command.READ) {
+          const offset = Buffer.alloc(8);
+          offset.writeBigUInt64BE(BigInt(request.offset));
+          const data = disk.subarray(request.offset, end);
+          socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + data.byteLength), offset, data]));
+          return;
+        }
+        if (request.command === Command.WRITE) request.payload!.copy(disk, request.offset);
+        const reply = Buffer.alloc(16);
+        reply.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
+        request.cookie.copy(reply, 8);
+        socket.write(reply);
+      },
+    });
+    try {
+      const client = await connectNbd(parseNbdUrl(server.url));
+      expect(client.info.blockSizes.maximum).toBe(maximum);
+      const expected = Buffer.from(disk);
+      const target = new Uint8Array(300 * 1024);
+      await client.read(target, 100_000);
+      expect(Buffer.from(target).equals(expected.subarray(100_000, 100_000 + target.byteLength))).toBe(true);
+      const reads = server.requests.filter((r) => r.command === Command.READ);
+      expect(reads.map((r) => r.length)).toEqual([maximum, maximum, maximum, maximum, 300 * 1024 - 4 * maximum]);
+      const data = pseudoRandomBytes('written in pieces', 200 * 1024);
+      await client.write(data, 5000);
+      Buffer.from(data).copy(expected, 5000);
+      const writes = server.requests.filter((r) => r.command === Command.WRITE);
+      expect(writes.map((r) => r.length)).toEqual([maximum, maximum, maximum, 200 * 1024 - 3 * maximum]);
+      await client.close();
+      expect(disk.equals(expected)).toBe(true);
     } finally {
       await server.close();
     }

@@ -57,10 +57,11 @@ export class Negotiation {
   private constructor(
     readonly address: NbdAddress,
     socket: Socket,
+    wire: Wire,
     private readonly timeoutMs: number,
   ) {
     this.socket = socket;
-    this.wire = new Wire();
+    this.wire = wire;
     this.wire.attach(socket);
     this.#deadline = setTimeout(() => {
       const what = this.#connected ? 'did not finish the handshake' : 'did not accept the connection';
@@ -76,9 +77,10 @@ export class Negotiation {
    * run(): a server that never accepts is given up like one that never
    * answers.
    */
-  static async open(address: NbdAddress, timeoutMs = 30_000, connectSocket: (address: NbdAddress) => Socket = socketTo): Promise<Negotiation> {
-    const socket = connectSocket(address);
-    const negotiation = new Negotiation(address, socket, timeoutMs);
+  static async open(address: NbdAddress, timeoutMs = 30_000, connectSocket: (address: NbdAddress, wire: Wire) => Socket = socketTo): Promise<Negotiation> {
+    const wire = new Wire();
+    const socket = connectSocket(address, wire);
+    const negotiation = new Negotiation(address, socket, wire, timeoutMs);
     try {
       await new Promise<void>((resolve, reject) => {
         const onError = (err: NodeJS.ErrnoException) => reject(err instanceof SnaplineError ? err : unreachable(address, err));
@@ -350,9 +352,26 @@ function refused(address: NbdAddress, what: string, options: { cause?: unknown; 
   });
 }
 
-function socketTo(address: NbdAddress): Socket {
+/** How much one read of the socket takes at most. */
+const READ_BUFFER_BYTES = 256 * 1024;
+
+/**
+ * A socket that reads into one buffer of its own, again and again, and hands
+ * each read's bytes to `wire` before the next: no buffer is allocated per
+ * read, and a read's data is copied once, into its target.
+ */
+function socketTo(address: NbdAddress, wire: Wire): Socket {
   const { transport } = address;
-  return transport.kind === 'tcp' ? netConnect({ host: transport.host, port: transport.port, noDelay: true }) : netConnect({ path: transport.socket });
+  const onread = {
+    buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+    callback: (bytes: number, buffer: Uint8Array): boolean => {
+      wire.received(socket, buffer.subarray(0, bytes));
+      return true;
+    },
+  };
+  const socket: Socket =
+    transport.kind === 'tcp' ? netConnect({ host: transport.host, port: transport.port, noDelay: true, onread }) : netConnect({ path: transport.socket, onread });
+  return socket;
 }
 
 function unreachable(address: NbdAddress, err: NodeJS.ErrnoException): SnaplineError {

@@ -9,9 +9,10 @@ export class WireClosed extends Error {
 
 /**
  * The bytes a server sent, read in exact amounts: `read(n)` resolves once n
- * bytes have arrived. One reader at a time (the handshake, then the reply
- * loop). Once the stream ends or fails, every read waiting or to come
- * rejects with a WireClosed, or with what fail() was given first.
+ * bytes have arrived. One reader at a time (the handshake), until
+ * deliverTo() hands every later byte to a parser as it arrives. Once the
+ * stream ends or fails, every read waiting or to come rejects with a
+ * WireClosed, or with what fail() was given first.
  */
 export class Wire {
   readonly #chunks: Buffer[] = [];
@@ -19,7 +20,9 @@ export class Wire {
   #waiter: { bytes: number; resolve: () => void; reject: (err: unknown) => void } | undefined;
   #failure: unknown;
   #stream: Duplex | undefined;
+  #sink: { take(bytes: Uint8Array): void; closed(err: unknown): void } | undefined;
   readonly #onData = (chunk: Buffer) => {
+    if (this.#sink !== undefined) return this.#sink.take(chunk);
     this.#chunks.push(chunk);
     this.#buffered += chunk.byteLength;
     if (this.#waiter !== undefined && this.#buffered >= this.#waiter.bytes) {
@@ -39,6 +42,17 @@ export class Wire {
     stream.on('end', this.#onEnd);
     stream.on('close', this.#onEnd);
     stream.on('error', this.#onError);
+  }
+
+  /**
+   * Bytes `from` read into a buffer it reuses (a socket's onread): taken
+   * before this returns, copied where they cannot be. Ignored unless `from`
+   * is the stream attached (after STARTTLS, the TLS socket is).
+   */
+  received(from: Duplex, bytes: Uint8Array): void {
+    if (from !== this.#stream) return;
+    if (this.#sink !== undefined) this.#sink.take(bytes);
+    else this.#onData(Buffer.from(bytes));
   }
 
   /** Stops reading the current stream (paused; bytes not yet read stay buffered here). */
@@ -65,6 +79,20 @@ export class Wire {
     const waiter = this.#waiter;
     this.#waiter = undefined;
     waiter?.reject(err);
+    this.#sink?.closed(err);
+  }
+
+  /**
+   * From now on every byte goes to `take` as it arrives, synchronously (the
+   * bytes buffered first), and the end or failure of the stream to `closed`;
+   * read() is no longer used.
+   */
+  deliverTo(take: (bytes: Uint8Array) => void, closed: (err: unknown) => void): void {
+    this.#sink = { take, closed };
+    for (const chunk of this.#chunks.splice(0)) take(chunk);
+    this.#buffered = 0;
+    if (this.#failure !== undefined) closed(this.#failure);
+    else this.#stream?.resume();
   }
 
   /** The next `bytes` bytes, as one buffer (a view of what arrived when it can be). */

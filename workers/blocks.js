@@ -5,6 +5,7 @@
 // the last block posts the batch's id: one message a batch, whatever the
 // number of threads and blocks. Failures are written into the thread's slot of
 // the state as values (a code crossing threads as an exception would be lost).
+// A thread done with a batch says so in its state, which the pool then reuses.
 // Only node built-ins are imported, so this file runs unchanged from the
 // source tree and from dist/.
 import { createHash } from 'node:crypto';
@@ -12,9 +13,10 @@ import { readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 
 // The layout of a batch's state; src/hashing/block-threads.ts has the same numbers.
-/** Int32 indexes: the next block to claim, the blocks finished. */
+/** Int32 indexes: the next block to claim, the blocks finished, the threads done with the batch. */
 const NEXT = 0;
 const DONE = 1;
+const SEEN = 2;
 /** Bytes of the header, then of each thread's failure slot. */
 const HEADER_BYTES = 16;
 const SLOT_BYTES = 64;
@@ -122,7 +124,7 @@ function recordFailure(state, i, { kind, at, text }) {
 
 /** @param {Batch} batch */
 function work(batch) {
-  const header = new Int32Array(batch.state, 0, 2);
+  const header = new Int32Array(batch.state, 0, 3);
   const results = new Uint8Array(batch.state, HEADER_BYTES + batch.threads * SLOT_BYTES, 33 * batch.blockCount);
   const count = batch.blockCount;
   for (let i = Atomics.add(header, NEXT, 1); i < count; i = Atomics.add(header, NEXT, 1)) {
@@ -141,6 +143,8 @@ function work(batch) {
     }
     if (Atomics.add(header, DONE, finished) + finished === count) parentPort?.postMessage(batch.id);
   }
+  // The last touch of the state: from here on the pool may reuse it for another batch.
+  Atomics.add(header, SEEN, 1);
 }
 
 parentPort?.on('message', work);

@@ -6,6 +6,8 @@ import { ErrorCodes, SnaplineError } from '../errors.js';
 const WORKER_FILE = fileURLToPath(new URL('../../workers/blocks.js', import.meta.url));
 
 // The layout of a batch's state, as workers/blocks.js reads it.
+/** Int32 index of the number of threads done with the batch (they touch its state no more). */
+const SEEN = 2;
 const HEADER_BYTES = 16;
 const SLOT_BYTES = 64;
 const TEXT_BYTES = SLOT_BYTES - 16;
@@ -27,8 +29,20 @@ export type BatchOutcome =
   | { digests: Uint8Array; zero: Uint8Array }
   | { failure: { kind: 'readFailed'; at: number; errno: string } | { kind: 'sourceEnded'; at: number } | { kind: 'unexpected'; message: string } };
 
+/** Batches of up to this many blocks reuse the states of finished ones. */
+const REUSED_STATE_BLOCKS = 64;
+/** Finished states kept for reuse. */
+const KEPT_STATES = 32;
+
+/** A batch's state and the number of threads it was sent to. */
+interface State {
+  buffer: SharedArrayBuffer;
+  header: Int32Array;
+  recipients: number;
+}
+
 interface Pending {
-  state: SharedArrayBuffer;
+  state: State;
   blockCount: number;
   settle: (outcome: BatchOutcome) => void;
   fail: (err: Error) => void;
@@ -45,6 +59,8 @@ export class BlockThreads {
   #workers: Worker[] | undefined;
   readonly #pending = new Map<number, Pending>();
   #nextId = 0;
+  /** States of finished batches, reused once every thread they were sent to is done with them. */
+  readonly #finishedStates: State[] = [];
   /** Why the threads are unusable (one died), once they are. */
   #failure: Error | undefined;
 
@@ -61,15 +77,31 @@ export class BlockThreads {
     if (batch.blockCount === 0) return Promise.resolve({ digests: new Uint8Array(0), zero: new Uint8Array(0) });
     const workers = (this.#workers ??= this.#start());
     const id = this.#nextId++;
-    const state = new SharedArrayBuffer(HEADER_BYTES + this.#threads * SLOT_BYTES + 33 * batch.blockCount);
+    const recipients = Math.min(workers.length, batch.blockCount);
+    const state = this.#lease(batch.blockCount, recipients);
     const done = new Promise<BatchOutcome>((settle, fail) => {
       this.#pending.set(id, { state, blockCount: batch.blockCount, settle, fail });
     });
     // Keep the process alive while a batch is out; idle threads do not.
     if (this.#pending.size === 1) for (const worker of workers) worker.ref();
-    const message = { ...batch, id, state, threads: this.#threads };
-    for (let t = 0; t < Math.min(workers.length, batch.blockCount); t += 1) workers[t]!.postMessage(message);
+    const message = { ...batch, id, state: state.buffer, threads: this.#threads };
+    for (let t = 0; t < recipients; t += 1) workers[t]!.postMessage(message);
     return done;
+  }
+
+  /** A zeroed state for a batch: a finished one that no thread touches any more, else a new one. */
+  #lease(blockCount: number, recipients: number): State {
+    if (blockCount <= REUSED_STATE_BLOCKS) {
+      const free = this.#finishedStates.findIndex((state) => Atomics.load(state.header, SEEN) === state.recipients);
+      if (free >= 0) {
+        const [state] = this.#finishedStates.splice(free, 1);
+        new Uint8Array(state!.buffer).fill(0);
+        state!.recipients = recipients;
+        return state!;
+      }
+    }
+    const buffer = new SharedArrayBuffer(HEADER_BYTES + this.#threads * SLOT_BYTES + 33 * Math.max(blockCount, REUSED_STATE_BLOCKS));
+    return { buffer, header: new Int32Array(buffer, 0, HEADER_BYTES / 4), recipients };
   }
 
   /** Waits for the batches out, then stops the threads. */
@@ -104,7 +136,10 @@ export class BlockThreads {
     if (entry === undefined) return;
     this.#pending.delete(id);
     if (this.#pending.size === 0) for (const worker of this.#workers ?? []) worker.unref();
-    entry.settle(outcomeOf(entry.state, this.#threads, entry.blockCount));
+    entry.settle(outcomeOf(entry.state.buffer, this.#threads, entry.blockCount));
+    if (entry.state.buffer.byteLength === HEADER_BYTES + this.#threads * SLOT_BYTES + 33 * REUSED_STATE_BLOCKS && this.#finishedStates.length < KEPT_STATES) {
+      this.#finishedStates.push(entry.state);
+    }
   }
 
   /** A thread that dies leaves its claimed blocks unfinished: every batch out fails, and so do later ones. */

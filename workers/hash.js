@@ -1,33 +1,13 @@
-// Hashing worker, run by the piscina pool of src/hashing. Pure functions of
-// their task: they read the caller's SharedArrayBuffer in place and return
+// Hashing worker, run by the piscina pool of src/hashing (the blocks of slabs
+// go to workers/blocks.js instead). Pure functions of their task: they read the caller's SharedArrayBuffer in place and return
 // plain values. Only node built-ins and piscina's `move` (to transfer the
 // result instead of copying it) are imported, so this file runs unchanged from
 // the source tree and from dist/.
 import { createHash } from 'node:crypto';
-import { readSync } from 'node:fs';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 
 /** Glacier's tree hash works on 1 MiB chunks. */
 const TREE_HASH_CHUNK = 1024 * 1024;
-
-/**
- * @typedef {object} HashBlocksTask
- * @property {SharedArrayBuffer} buffer
- * @property {number} offset byte offset of the first block in `buffer`
- * @property {number} blockCount
- * @property {number} blockSize
- */
-
-/**
- * @typedef {object} ReadHashTask
- * @property {number} fd a descriptor of the source, open for reading (descriptors are shared by all threads)
- * @property {number} position source byte of the first block
- * @property {number} available bytes of the source from `position` on that the blocks cover; the rest reads as zeros
- * @property {SharedArrayBuffer} buffer where the blocks go
- * @property {number} offset byte offset of the first block in `buffer`
- * @property {number} blockCount
- * @property {number} blockSize
- */
 
 /**
  * @typedef {object} DigestTask
@@ -50,88 +30,9 @@ const TREE_HASH_CHUNK = 1024 * 1024;
  * @property {number} length
  */
 
-/** @type {Map<number, { zeros: Buffer, digest: Buffer }>} */
-const zeroBlocks = new Map();
-
-/** @param {number} blockSize */
-function zeroBlockOf(blockSize) {
-  let zero = zeroBlocks.get(blockSize);
-  if (zero === undefined) {
-    const zeros = Buffer.alloc(blockSize);
-    zero = { zeros, digest: sha256(zeros) };
-    zeroBlocks.set(blockSize, zero);
-  }
-  return zero;
-}
-
 /** @param {Uint8Array} data */
 function sha256(data) {
   return createHash('sha256').update(data).digest();
-}
-
-/**
- * Puts the SHA-256 and zero flag of `block` (block `i` of `count`) into
- * `result`: 32 bytes a block, then one flag byte a block (1 = zero). An
- * all-zero block is found with one memcmp and gets the zero digest unhashed.
- * @param {Buffer} block
- * @param {Uint8Array} result
- * @param {number} i
- * @param {number} count
- */
-function hashInto(block, result, i, count) {
-  const zero = zeroBlockOf(block.byteLength);
-  if (block.equals(zero.zeros)) {
-    result.set(zero.digest, 32 * i);
-    result[32 * count + i] = 1;
-  } else {
-    result.set(sha256(block), 32 * i);
-  }
-}
-
-/**
- * SHA-256 and zero flag of each block. Returns one transferred ArrayBuffer of
- * 33 bytes a block: the digests (32 * blockCount bytes, block order), then
- * one flag byte a block (1 = zero).
- * @param {HashBlocksTask} task
- * @returns {ArrayBuffer}
- */
-export function hashBlocks({ buffer, offset, blockCount, blockSize }) {
-  const result = new Uint8Array(33 * blockCount);
-  for (let i = 0; i < blockCount; i += 1) hashInto(Buffer.from(buffer, offset + i * blockSize, blockSize), result, i, blockCount);
-  return transferred(result.buffer);
-}
-
-/**
- * Reads each block from the source into `buffer` and hashes it right away,
- * while it is still in this core's cache; the part of a block past
- * `available` is zeros. Returns hashBlocks' ArrayBuffer, or as a value (not
- * an exception, which would lose its code crossing threads) the failure:
- * { errno, at } for a failed read, { endedAt } for a source that ended early.
- * @param {ReadHashTask} task
- * @returns {ArrayBuffer | { errno: string, at: number } | { endedAt: number }}
- */
-export function readAndHashBlocks({ fd, position, available, buffer, offset, blockCount, blockSize }) {
-  const result = new Uint8Array(33 * blockCount);
-  for (let i = 0; i < blockCount; i += 1) {
-    const block = Buffer.from(buffer, offset + i * blockSize, blockSize);
-    const wanted = Math.max(0, Math.min(blockSize, available - i * blockSize));
-    const at = position + i * blockSize;
-    let got = 0;
-    try {
-      while (got < wanted) {
-        const read = readSync(fd, block, got, wanted - got, at + got);
-        if (read === 0) break;
-        got += read;
-      }
-    } catch (err) {
-      return { errno: /** @type {NodeJS.ErrnoException} */ (err).code ?? 'EIO', at: at + got };
-    }
-    if (got < wanted) return { endedAt: at + got };
-    // A reused slab still holds earlier bytes: zero the padding.
-    if (got < blockSize) block.fill(0, got);
-    hashInto(block, result, i, blockCount);
-  }
-  return transferred(result.buffer);
 }
 
 /**

@@ -223,3 +223,86 @@ describe('HashPool.readAndHashBlocks', () => {
   });
 });
 
+
+describe('HashPool block batches', () => {
+  let dir: string;
+  let file: import('node:fs/promises').FileHandle;
+  /** Seven blocks of the source file: random but the third, which is zeros. */
+  const data = randomFillSync(Buffer.alloc(7 * BLOCK_SIZE)).fill(0, 2 * BLOCK_SIZE, 3 * BLOCK_SIZE);
+
+  beforeAll(async () => {
+    const { mkdtemp, open, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    dir = await mkdtemp(join(tmpdir(), 'snapline-batches-'));
+    await writeFile(join(dir, 'source.raw'), data);
+    file = await open(join(dir, 'source.raw'), 'r');
+  });
+
+  afterAll(async () => {
+    const { rm } = await import('node:fs/promises');
+    await file.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('gives each batch its own results in block order, however the threads share them', async () => {
+    const three = new HashPool({ threads: 3 });
+    try {
+      const buffers = Array.from({ length: 12 }, (_, i) => sharedBlocks('rrzrrrorrrrrr'.slice(0, 1 + i)));
+      const reads = Array.from({ length: 6 }, () => new SharedArrayBuffer(7 * BLOCK_SIZE));
+      const [hashed, read] = await Promise.all([
+        Promise.all(buffers.map((buffer) => three.hashBlocks(buffer, 0, buffer.byteLength / BLOCK_SIZE))),
+        Promise.all(reads.map((buffer, i) => three.readAndHashBlocks(file.fd, i * BLOCK_SIZE, (7 - i) * BLOCK_SIZE, buffer, 0, 7 - i))),
+      ]);
+      hashed.forEach((result, i) => {
+        const want = expected(buffers[i]!, 0, i + 1);
+        expect(Buffer.from(result.digests).equals(want.digests), `batch ${i}`).toBe(true);
+        expect([...result.zero]).toEqual(want.zero);
+      });
+      read.forEach((result, i) => {
+        expect(Buffer.from(reads[i]!, 0, (7 - i) * BLOCK_SIZE).equals(data.subarray(i * BLOCK_SIZE)), `read ${i}`).toBe(true);
+        expect(Buffer.from(result.digests).equals(expected(reads[i]!, 0, 7 - i).digests), `read ${i}`).toBe(true);
+        expect([...result.zero]).toEqual([0, 0, 1, 0, 0, 0, 0].slice(i));
+      });
+    } finally {
+      await three.destroy();
+    }
+  });
+
+  it('reports the first failed block of a batch, whichever thread failed first', async () => {
+    // Blocks 7 to 9 lie past the end of the file: each thread that claims one fails.
+    for (let round = 0; round < 10; round += 1) {
+      const failed = await pool.readAndHashBlocks(file.fd, 0, 10 * BLOCK_SIZE, new SharedArrayBuffer(10 * BLOCK_SIZE), 0, 10).catch((err: unknown) => err);
+      expect(failed).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE, details: { endedAt: 7 * BLOCK_SIZE } });
+    }
+    // Every block past the end: the threads fail at once, each on the first block it claims.
+    for (let round = 0; round < 30; round += 1) {
+      const failed = await pool.readAndHashBlocks(file.fd, 7 * BLOCK_SIZE, 4 * BLOCK_SIZE, new SharedArrayBuffer(4 * BLOCK_SIZE), 0, 4).catch((err: unknown) => err);
+      expect(failed).toMatchObject({ code: ErrorCodes.SOURCE_UNUSABLE, details: { endedAt: 7 * BLOCK_SIZE } });
+    }
+    // The pool goes on serving batches after a failure.
+    const buffer = new SharedArrayBuffer(2 * BLOCK_SIZE);
+    const result = await pool.readAndHashBlocks(file.fd, BLOCK_SIZE, 2 * BLOCK_SIZE, buffer, 0, 2);
+    expect([...result.zero]).toEqual([0, 1]);
+  });
+
+  it('finishes the reads of a batch aborted after its start, so the buffer is complete when it settles', async () => {
+    const controller = new AbortController();
+    const buffer = new SharedArrayBuffer(7 * BLOCK_SIZE);
+    const running = pool.readAndHashBlocks(file.fd, 0, 7 * BLOCK_SIZE, buffer, 0, 7, controller.signal);
+    controller.abort();
+    const result = await running;
+    expect(Buffer.from(buffer).equals(data)).toBe(true);
+    expect([...result.zero]).toEqual([0, 0, 1, 0, 0, 0, 0]);
+  });
+
+  it('lets a batch aborted mid-way finish before destroy() stops the threads', async () => {
+    const own = new HashPool({ threads: 2 });
+    const controller = new AbortController();
+    const running = own.hashBlocks(sharedBlocks('rrrrrrrrrrrrrrrr'), 0, 16, controller.signal);
+    controller.abort();
+    await expect(running).rejects.toMatchObject({ code: ErrorCodes.INTERRUPTED });
+    await own.destroy();
+    await expect(own.readAndHashBlocks(file.fd, 0, BLOCK_SIZE, new SharedArrayBuffer(BLOCK_SIZE), 0, 1)).rejects.toMatchObject({ code: ErrorCodes.INTERNAL });
+  });
+});

@@ -4,6 +4,7 @@ import { Piscina } from 'piscina';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { abortError, untilAborted } from '../core/abort.js';
+import { type BatchOutcome, type BlockBatch, BlockThreads } from './block-threads.js';
 
 /** The same path from src/hashing/ (tests) and dist/src/hashing/ (build). */
 const WORKER_FILE = fileURLToPath(new URL('../../workers/hash.js', import.meta.url));
@@ -36,6 +37,8 @@ export class HashPool {
   #failure: Error | undefined;
   /** Shared buffers that sha256() copies unshared data into. */
   readonly #copies = new SharedBuffers();
+  /** The threads of hashBlocks and readAndHashBlocks. */
+  readonly #blocks: BlockThreads;
   #destroyed = false;
 
   constructor(options: HashPoolOptions = {}) {
@@ -44,6 +47,7 @@ export class HashPool {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `threads must be a whole number of at least 1, got ${String(threads)}`);
     }
     this.threads = threads;
+    this.#blocks = new BlockThreads(threads);
     // Two tasks queued per thread: a thread starts its next piece while the
     // main thread is still handling the last result (on a busy machine that
     // hand-off waits for a core).
@@ -55,29 +59,28 @@ export class HashPool {
 
   /**
    * SHA-256 and zero flag of `blockCount` blocks starting at byte `offset` of
-   * `buffer`. The call is spread over the threads (one task a thread, at least
-   * one block each). On abort it rejects at once with INTERRUPTED (or the
-   * signal's SnaplineError reason); its tasks still run to their end (a few
-   * milliseconds each) and their results are dropped, so the threads live on.
+   * `buffer`, the blocks shared by all threads (BlockThreads). On abort it
+   * rejects at once with INTERRUPTED (or the signal's SnaplineError reason);
+   * the threads still finish the batch (a few milliseconds) and its result is
+   * dropped.
    */
   async hashBlocks(buffer: SharedArrayBuffer, offset: number, blockCount: number, signal?: AbortSignal): Promise<SlabDigests> {
     this.#checkBlocks(buffer, offset, blockCount);
     if (signal?.aborted) throw abortError(signal);
-    return this.#inPieces(blockCount, (first, count) =>
-      this.#run('hashBlocks', { buffer, offset: offset + first * BLOCK_SIZE, blockCount: count, blockSize: BLOCK_SIZE }, signal),
-    );
+    return untilAborted(this.#batch({ buffer, offset, blockCount, blockSize: BLOCK_SIZE }), signal);
   }
 
   /**
    * Reads `blockCount` blocks of a file or device (descriptor `fd`) from byte
    * `position` into `buffer` at `offset`, and gives the SHA-256 and zero flag
-   * of each, like hashBlocks. Each worker reads a block and hashes it while it
+   * of each, like hashBlocks. Each thread reads a block and hashes it while it
    * is in its cache, so the caller's thread does neither. The source has
    * `available` bytes for these blocks; the rest of the last one is zeros. A
    * failed read is IO_FAILED and a source that ends early SOURCE_UNUSABLE,
-   * with details { position, errno } or { endedAt }. An abort is seen before
-   * the reads start; once started they run to their end (a few
-   * milliseconds), so the buffer is never written after the promise settles.
+   * with details { position, errno } or { endedAt }, of the first failed block;
+   * no block is read after a failure. An abort is seen before the reads
+   * start; once started they run to their end (a few milliseconds), so the
+   * buffer is never written after the promise settles.
    */
   async readAndHashBlocks(
     fd: number,
@@ -93,57 +96,26 @@ export class HashPool {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `fd, position and available must be whole numbers of at least 0, got ${fd}, ${position}, ${available}`);
     }
     if (signal?.aborted) throw abortError(signal);
-    return this.#inPieces(blockCount, async (first, count) => {
-      const task = {
-        fd,
-        position: position + first * BLOCK_SIZE,
-        available: Math.max(0, available - first * BLOCK_SIZE),
-        buffer,
-        offset: offset + first * BLOCK_SIZE,
-        blockCount: count,
-        blockSize: BLOCK_SIZE,
-      };
-      const result = await this.#run('readAndHashBlocks', task);
-      if (result instanceof ArrayBuffer) return result;
-      if ('endedAt' in result) {
-        throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `the source ended at byte ${result.endedAt}`, { details: { endedAt: result.endedAt } });
-      }
-      throw new SnaplineError(ErrorCodes.IO_FAILED, `reading at byte ${result.at} failed: ${result.errno}`, { details: { position: result.at, errno: result.errno } });
-    });
+    return this.#batch({ buffer, offset, blockCount, blockSize: BLOCK_SIZE, read: { fd, position, available } });
   }
 
-  /**
-   * Spreads `blockCount` blocks over the threads (one piece a thread, at
-   * least one block each) and joins the results in block order; the first
-   * failure is thrown once every piece has settled.
-   */
-  async #inPieces(blockCount: number, runPiece: (first: number, count: number) => Promise<ArrayBuffer>): Promise<SlabDigests> {
-    if (blockCount === 0) return { digests: new Uint8Array(0), zero: new Uint8Array(0) };
-    const pieces = Math.min(this.threads, blockCount);
-    const tasks: Promise<ArrayBuffer>[] = [];
-    for (let piece = 0, first = 0; piece < pieces; piece += 1) {
-      const count = Math.floor(blockCount / pieces) + (piece < blockCount % pieces ? 1 : 0);
-      tasks.push(runPiece(first, count));
-      first += count;
+  async #batch(batch: BlockBatch): Promise<SlabDigests> {
+    let outcome: BatchOutcome;
+    try {
+      outcome = await this.#blocks.run(batch);
+    } catch (err) {
+      if (err instanceof SnaplineError) throw err;
+      throw new SnaplineError(ErrorCodes.INTERNAL, `hash worker failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    // Settle only once every piece is done: until then a worker may still be using the buffer.
-    const settled = await Promise.allSettled(tasks);
-    const failed = settled.find((outcome) => outcome.status === 'rejected');
-    if (failed !== undefined) throw failed.reason;
-    const results = settled.map((outcome) => (outcome as PromiseFulfilledResult<ArrayBuffer>).value);
-    if (results.length === 1) return splitResult(results[0]!, blockCount);
-    // Several pieces: join their digests and flags (33 bytes a block) in block order.
-    const digests = new Uint8Array(32 * blockCount);
-    const zero = new Uint8Array(blockCount);
-    let block = 0;
-    for (const result of results) {
-      const count = result.byteLength / 33;
-      const part = splitResult(result, count);
-      digests.set(part.digests, 32 * block);
-      zero.set(part.zero, block);
-      block += count;
+    if (!('failure' in outcome)) return outcome;
+    const { failure } = outcome;
+    if (failure.kind === 'sourceEnded') {
+      throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, `the source ended at byte ${failure.at}`, { details: { endedAt: failure.at } });
     }
-    return { digests, zero };
+    if (failure.kind === 'readFailed') {
+      throw new SnaplineError(ErrorCodes.IO_FAILED, `reading at byte ${failure.at} failed: ${failure.errno}`, { details: { position: failure.at, errno: failure.errno } });
+    }
+    throw new SnaplineError(ErrorCodes.INTERNAL, `hash worker failed: ${failure.message}`);
   }
 
   #checkBlocks(buffer: SharedArrayBuffer, offset: number, blockCount: number): void {
@@ -202,7 +174,7 @@ export class HashPool {
     if (this.#destroyed) return;
     this.#destroyed = true;
     await Promise.allSettled(this.#inFlight);
-    await this.#piscina.destroy();
+    await Promise.all([this.#piscina.destroy(), this.#blocks.close()]);
   }
 
   #checkRange(buffer: SharedArrayBuffer, offset: number, length: number, lengthName: string): void {
@@ -259,9 +231,4 @@ class SharedBuffers {
   giveBack(buffer: SharedArrayBuffer): void {
     if (buffer.byteLength === BLOCK_SIZE && this.#idle.length < SharedBuffers.KEEP) this.#idle.push(buffer);
   }
-}
-
-/** Views over a worker's result: 32-byte digests, then one flag byte a block. */
-function splitResult(result: ArrayBuffer, blockCount: number): SlabDigests {
-  return { digests: new Uint8Array(result, 0, 32 * blockCount), zero: new Uint8Array(result, 32 * blockCount, blockCount) };
 }

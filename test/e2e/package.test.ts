@@ -23,7 +23,7 @@ describe('the tarball (npm pack)', () => {
     const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, npm_config_loglevel: 'silent' } });
     const [packed] = JSON.parse(out) as Array<{ files: Array<{ path: string }> }>;
     const paths = packed!.files.map((file) => file.path);
-    for (const path of ['package.json', 'bin/snapline.js', 'bin/build-addon.js', 'dist/src/cli/main.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/workers/hash.js', 'binding.gyp', 'native/holes.c']) {
+    for (const path of ['package.json', 'bin/snapline.js', 'bin/build-addon.js', 'dist/src/cli/main.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/workers/hash.js', 'dist/workers/blocks.js', 'binding.gyp', 'native/holes.c']) {
       expect(paths).toContain(path);
     }
     expect(paths.filter((path) => /^(src|test|bench)\/|\.test\.|\.ts$/.test(path) && !path.endsWith('.d.ts'))).toEqual([]);

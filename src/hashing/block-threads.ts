@@ -1,0 +1,174 @@
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { ErrorCodes, SnaplineError } from '../errors.js';
+
+/** The same path from src/hashing/ (tests) and dist/src/hashing/ (build). */
+const WORKER_FILE = fileURLToPath(new URL('../../workers/blocks.js', import.meta.url));
+
+// The layout of a batch's state, as workers/blocks.js reads it.
+/** Int32 index of the number of threads done with the batch (they touch its state no more). */
+const SEEN = 2;
+const HEADER_BYTES = 16;
+const SLOT_BYTES = 64;
+const TEXT_BYTES = SLOT_BYTES - 16;
+const READ_FAILED = 1;
+const SOURCE_ENDED = 2;
+
+/** Blocks of a buffer to hash, read from a source first when `read` is given. */
+export interface BlockBatch {
+  buffer: SharedArrayBuffer;
+  offset: number;
+  blockCount: number;
+  blockSize: number;
+  /** Read block i from byte position + i * blockSize of descriptor fd; the source has `available` bytes from `position` on. */
+  read?: { fd: number; position: number; available: number };
+}
+
+/** What a batch gave: the digests (32 bytes a block) and zero flags, or its first failure in block order. */
+export type BatchOutcome =
+  | { digests: Uint8Array; zero: Uint8Array }
+  | { failure: { kind: 'readFailed'; at: number; errno: string } | { kind: 'sourceEnded'; at: number } | { kind: 'unexpected'; message: string } };
+
+/** Batches of up to this many blocks reuse the states of finished ones. */
+const REUSED_STATE_BLOCKS = 64;
+/** Finished states kept for reuse. */
+const KEPT_STATES = 32;
+
+/** A batch's state and the number of threads it was sent to. */
+interface State {
+  buffer: SharedArrayBuffer;
+  header: Int32Array;
+  recipients: number;
+}
+
+interface Pending {
+  state: State;
+  blockCount: number;
+  settle: (outcome: BatchOutcome) => void;
+  fail: (err: Error) => void;
+}
+
+/**
+ * Plain worker threads (workers/blocks.js) that hash batches of blocks
+ * together: each batch goes to every thread, the threads claim its blocks
+ * from a shared counter, and the main thread hears once a batch, when its
+ * last block is done. Started on the first batch.
+ */
+export class BlockThreads {
+  readonly #threads: number;
+  #workers: Worker[] | undefined;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 0;
+  /** States of finished batches, reused once every thread they were sent to is done with them. */
+  readonly #finishedStates: State[] = [];
+  /** Why the threads are unusable (one died), once they are. */
+  #failure: Error | undefined;
+
+  constructor(threads: number) {
+    this.#threads = threads;
+  }
+
+  /**
+   * Hashes a batch. Settles once no thread touches its blocks any more: after
+   * a failure no further block is claimed and the claimed ones are finished.
+   */
+  run(batch: BlockBatch): Promise<BatchOutcome> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (batch.blockCount === 0) return Promise.resolve({ digests: new Uint8Array(0), zero: new Uint8Array(0) });
+    const workers = (this.#workers ??= this.#start());
+    const id = this.#nextId++;
+    const recipients = Math.min(workers.length, batch.blockCount);
+    const state = this.#lease(batch.blockCount, recipients);
+    const done = new Promise<BatchOutcome>((settle, fail) => {
+      this.#pending.set(id, { state, blockCount: batch.blockCount, settle, fail });
+    });
+    // Keep the process alive while a batch is out; idle threads do not.
+    if (this.#pending.size === 1) for (const worker of workers) worker.ref();
+    const message = { ...batch, id, state: state.buffer, threads: this.#threads };
+    for (let t = 0; t < recipients; t += 1) workers[t]!.postMessage(message);
+    return done;
+  }
+
+  /** A zeroed state for a batch: a finished one that no thread touches any more, else a new one. */
+  #lease(blockCount: number, recipients: number): State {
+    if (blockCount <= REUSED_STATE_BLOCKS) {
+      const free = this.#finishedStates.findIndex((state) => Atomics.load(state.header, SEEN) === state.recipients);
+      if (free >= 0) {
+        const [state] = this.#finishedStates.splice(free, 1);
+        new Uint8Array(state!.buffer).fill(0);
+        state!.recipients = recipients;
+        return state!;
+      }
+    }
+    const buffer = new SharedArrayBuffer(HEADER_BYTES + this.#threads * SLOT_BYTES + 33 * Math.max(blockCount, REUSED_STATE_BLOCKS));
+    return { buffer, header: new Int32Array(buffer, 0, HEADER_BYTES / 4), recipients };
+  }
+
+  /** Waits for the batches out, then stops the threads. */
+  async close(): Promise<void> {
+    const pending = [...this.#pending.values()].map((entry) => new Promise((resolve) => {
+      const { settle, fail } = entry;
+      entry.settle = (outcome) => (settle(outcome), resolve(undefined));
+      entry.fail = (err) => (fail(err), resolve(undefined));
+    }));
+    await Promise.all(pending);
+    const workers = this.#workers ?? [];
+    this.#workers = [];
+    this.#failure ??= new SnaplineError(ErrorCodes.INTERNAL, 'the hash pool was used after destroy()');
+    await Promise.all(workers.map((worker) => worker.terminate()));
+  }
+
+  #start(): Worker[] {
+    return Array.from({ length: this.#threads }, (_, index) => {
+      const worker = new Worker(WORKER_FILE, { workerData: { index } });
+      worker.unref();
+      worker.on('message', (id: number) => this.#finished(id));
+      worker.on('error', (err) => this.#died(err));
+      worker.on('exit', (code) => {
+        if (this.#workers?.includes(worker)) this.#died(new Error(`a hash thread exited with code ${code}`));
+      });
+      return worker;
+    });
+  }
+
+  #finished(id: number): void {
+    const entry = this.#pending.get(id);
+    if (entry === undefined) return;
+    this.#pending.delete(id);
+    if (this.#pending.size === 0) for (const worker of this.#workers ?? []) worker.unref();
+    entry.settle(outcomeOf(entry.state.buffer, this.#threads, entry.blockCount));
+    if (entry.state.buffer.byteLength === HEADER_BYTES + this.#threads * SLOT_BYTES + 33 * REUSED_STATE_BLOCKS && this.#finishedStates.length < KEPT_STATES) {
+      this.#finishedStates.push(entry.state);
+    }
+  }
+
+  /** A thread that dies leaves its claimed blocks unfinished: every batch out fails, and so do later ones. */
+  #died(err: Error): void {
+    this.#failure ??= new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${err.message}`, { cause: err });
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const entry of pending) entry.fail(this.#failure);
+  }
+}
+
+/** Reads a finished batch's state: its lowest failed block's failure, else a copy of its digests and flags. */
+function outcomeOf(state: SharedArrayBuffer, threads: number, blockCount: number): BatchOutcome {
+  const view = new DataView(state);
+  let first: number | undefined;
+  for (let t = 0; t < threads; t += 1) {
+    const slot = HEADER_BYTES + t * SLOT_BYTES;
+    const block = view.getInt32(slot, true) - 1;
+    if (block >= 0 && (first === undefined || block < view.getInt32(first, true) - 1)) first = slot;
+  }
+  if (first !== undefined) {
+    const kind = view.getInt32(first + 4, true);
+    const at = view.getFloat64(first + 8, true);
+    const text = Buffer.from(state, first + 16, TEXT_BYTES).toString('utf8').replace(/\0+$/, '');
+    if (kind === READ_FAILED) return { failure: { kind: 'readFailed', at, errno: text } };
+    if (kind === SOURCE_ENDED) return { failure: { kind: 'sourceEnded', at } };
+    return { failure: { kind: 'unexpected', message: text } };
+  }
+  const results = new Uint8Array(33 * blockCount);
+  results.set(new Uint8Array(state, HEADER_BYTES + threads * SLOT_BYTES, 33 * blockCount));
+  return { digests: results.subarray(0, 32 * blockCount), zero: results.subarray(32 * blockCount) };
+}

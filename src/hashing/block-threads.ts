@@ -52,11 +52,12 @@ interface Pending {
  * Plain worker threads (workers/blocks.js) that hash batches of blocks
  * together: each batch goes to every thread, the threads claim its blocks
  * from a shared counter, and the main thread hears once a batch, when its
- * last block is done. Started on the first batch.
+ * last block is done. The threads start with the object, so that they are
+ * ready by the time the caller has planned its first batch.
  */
 export class BlockThreads {
   readonly #threads: number;
-  #workers: Worker[] | undefined;
+  #workers: Worker[];
   readonly #pending = new Map<number, Pending>();
   #nextId = 0;
   /** States of finished batches, reused once every thread they were sent to is done with them. */
@@ -66,6 +67,7 @@ export class BlockThreads {
 
   constructor(threads: number) {
     this.#threads = threads;
+    this.#workers = this.#start();
   }
 
   /**
@@ -75,7 +77,7 @@ export class BlockThreads {
   run(batch: BlockBatch): Promise<BatchOutcome> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     if (batch.blockCount === 0) return Promise.resolve({ digests: new Uint8Array(0), zero: new Uint8Array(0) });
-    const workers = (this.#workers ??= this.#start());
+    const workers = this.#workers;
     const id = this.#nextId++;
     const recipients = Math.min(workers.length, batch.blockCount);
     const state = this.#lease(batch.blockCount, recipients);
@@ -112,7 +114,7 @@ export class BlockThreads {
       entry.fail = (err) => (fail(err), resolve(undefined));
     }));
     await Promise.all(pending);
-    const workers = this.#workers ?? [];
+    const workers = this.#workers;
     this.#workers = [];
     this.#failure ??= new SnaplineError(ErrorCodes.INTERNAL, 'the hash pool was used after destroy()');
     await Promise.all(workers.map((worker) => worker.terminate()));
@@ -125,7 +127,7 @@ export class BlockThreads {
       worker.on('message', (id: number) => this.#finished(id));
       worker.on('error', (err) => this.#died(err));
       worker.on('exit', (code) => {
-        if (this.#workers?.includes(worker)) this.#died(new Error(`a hash thread exited with code ${code}`));
+        if (this.#workers.includes(worker)) this.#died(new Error(`a hash thread exited with code ${code}`));
       });
       return worker;
     });
@@ -135,7 +137,7 @@ export class BlockThreads {
     const entry = this.#pending.get(id);
     if (entry === undefined) return;
     this.#pending.delete(id);
-    if (this.#pending.size === 0) for (const worker of this.#workers ?? []) worker.unref();
+    if (this.#pending.size === 0) for (const worker of this.#workers) worker.unref();
     entry.settle(outcomeOf(entry.state.buffer, this.#threads, entry.blockCount));
     if (entry.state.buffer.byteLength === HEADER_BYTES + this.#threads * SLOT_BYTES + 33 * REUSED_STATE_BLOCKS && this.#finishedStates.length < KEPT_STATES) {
       this.#finishedStates.push(entry.state);

@@ -30,7 +30,8 @@ export interface HashPoolOptions {
  */
 export class HashPool {
   readonly threads: number;
-  readonly #piscina: Piscina;
+  /** The threads of sha256, sha256Moving and treeHash, started on the first of those calls (a backup makes none). */
+  #piscina: Piscina | undefined;
   /** Tasks handed to piscina and not yet settled, awaited by destroy(). */
   readonly #inFlight = new Set<Promise<unknown>>();
   /** A failure of the threads outside any task (a worker that cannot start). */
@@ -48,13 +49,6 @@ export class HashPool {
     }
     this.threads = threads;
     this.#blocks = new BlockThreads(threads);
-    // Two tasks queued per thread: a thread starts its next piece while the
-    // main thread is still handling the last result (on a busy machine that
-    // hand-off waits for a core).
-    this.#piscina = new Piscina({ filename: WORKER_FILE, minThreads: threads, maxThreads: threads, concurrentTasksPerWorker: 2 });
-    this.#piscina.on('error', (err: Error) => {
-      this.#failure ??= err;
-    });
   }
 
   /**
@@ -174,7 +168,7 @@ export class HashPool {
     if (this.#destroyed) return;
     this.#destroyed = true;
     await Promise.allSettled(this.#inFlight);
-    await Promise.all([this.#piscina.destroy(), this.#blocks.close()]);
+    await Promise.all([this.#piscina?.destroy(), this.#blocks.close()]);
   }
 
   #checkRange(buffer: SharedArrayBuffer, offset: number, length: number, lengthName: string): void {
@@ -193,13 +187,26 @@ export class HashPool {
     }
   }
 
+  #tasks(): Piscina {
+    if (this.#piscina === undefined) {
+      // Two tasks queued per thread: a thread starts its next piece while the
+      // main thread is still handling the last result (on a busy machine that
+      // hand-off waits for a core).
+      this.#piscina = new Piscina({ filename: WORKER_FILE, minThreads: this.threads, maxThreads: this.threads, concurrentTasksPerWorker: 2 });
+      this.#piscina.on('error', (err: Error) => {
+        this.#failure ??= err;
+      });
+    }
+    return this.#piscina;
+  }
+
   // Aborts are not passed to piscina: it would kill the thread of a running
   // task, and a result already on its way back then surfaces as a pool error.
   async #run<N extends keyof HashWorker>(name: N, task: Parameters<HashWorker[N]>[0], signal?: AbortSignal, transferList?: ArrayBuffer[]): Promise<ReturnType<HashWorker[N]>> {
     if (this.#failure !== undefined) {
       throw new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${this.#failure.message}`, { cause: this.#failure });
     }
-    const running: Promise<ReturnType<HashWorker[N]>> = this.#piscina.run(task, transferList === undefined ? { name } : { name, transferList });
+    const running: Promise<ReturnType<HashWorker[N]>> = this.#tasks().run(task, transferList === undefined ? { name } : { name, transferList });
     this.#inFlight.add(running);
     const settled = (): void => {
       this.#inFlight.delete(running);

@@ -219,6 +219,35 @@ describe('--notify', () => {
     expect(event).toMatchObject({ event: 'backup.succeeded', result: 'success', error: null, exitCode: 0, volumes: [{ volume: 'n', result: 'success', snapshotId: json(run).backups[0].snapshotId }] });
   });
 
+  it('backup of several sources, one volume busy: the others finish and are recorded, the busy one is reported and recorded failed (exit 5), or skipped with --if-idle (exit 75)', async () => {
+    const [free, busy] = ['free.img', 'busy.img'].map((name) => join(work, name));
+    writeImage(free!, { label: 'free', blocks: 2 });
+    writeImage(busy!, { label: 'busy', blocks: 2 });
+    const held = BlockIndex.open(join(work, 'multi.db'));
+    try {
+      // A lock of this process counts as held by a live process.
+      const lock = held.locks.acquire('volume:busy.img');
+      const run = await cli('multi.db', ['backup', free!, busy!]);
+      const skippedRun = await cli('multi.db', ['backup', free!, busy!, '--if-idle']);
+      lock.release();
+
+      expectExit(run, ExitCodes.CONFLICT);
+      expect(json(run)).toMatchObject({ backups: [{ volume: 'free.img' }], failed: [{ source: busy, volume: 'busy.img', code: 'CONFLICT' }] });
+      expectExit(skippedRun, ExitCodes.BUSY);
+      expect(json(skippedRun)).toMatchObject({ backups: [{ volume: 'free.img' }], skipped: [{ volume: 'busy.img', code: 'CONFLICT' }] });
+      expect(json(skippedRun).failed).toBeUndefined();
+
+      const runs = held.history.listRuns({ operation: 'backup' });
+      expect(runs.filter((r) => r.volume === 'free.img').map((r) => [r.result, r.snapshotId])).toEqual([
+        ['success', json(run).backups[0].snapshotId],
+        ['success', json(skippedRun).backups[0].snapshotId],
+      ]);
+      expect(runs.filter((r) => r.volume === 'busy.img').map((r) => [r.result, r.errorCode])).toEqual([['failure', 'CONFLICT']]);
+    } finally {
+      held.close();
+    }
+  });
+
   it('a backup --if-idle that finds the volume busy exits 75 and sends no failure event', async () => {
     const held = BlockIndex.open(join(work, 'n.db'));
     try {

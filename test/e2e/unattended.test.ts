@@ -248,6 +248,27 @@ describe('--notify', () => {
     }
   });
 
+  it('status and report read the index alone: the local connection starts no endpoint, and the EBS space comes from its block maps', async () => {
+    const image = join(work, 'quiet.img');
+    writeImage(image, { label: 'quiet', blocks: 6, zeroBlocks: [2, 3] });
+    expectExit(await cli('quiet.db', ['backup', image, '--volume', 'quiet']), ExitCodes.OK);
+    writeImage(image, { label: 'quiet, changed', blocks: 6, zeroBlocks: [3] });
+    expectExit(await cli('quiet.db', ['backup', image, '--volume', 'quiet']), ExitCodes.OK);
+
+    // Through the built-in local connection with no endpoint URL: it would start one on its own data folder.
+    const dataDir = join(work, 'quiet-data');
+    const local = (args: string[]) => runCli(['--connection', 'local', '--index', join(work, 'quiet.db'), '--no-progress', '--json', ...args], { dataDir, cwd: work });
+    const status = await local(['status', 'quiet']);
+    expectExit(status, ExitCodes.OK);
+    const report = await local(['report', '--html', join(work, 'quiet.html'), '--keep-last', '1']);
+    expectExit(report, ExitCodes.OK);
+    expect(existsSync(join(dataDir, 'endpoint'))).toBe(false);
+
+    // The blocks each snapshot adds, as EBS lists them: the 4 of the first backup, the 5 the second wrote (the label changes every block with data).
+    expect(json(status).volumes[0]).toMatchObject({ volume: 'quiet', health: 'ok', snapshotCount: 2, ebsSpace: { blocks: 9, estimatedBytes: 9 * 524288, estimate: true } });
+    expect(readFileSync(join(work, 'quiet.html'), 'utf8')).toContain('quiet');
+  });
+
   it('a backup --if-idle that finds the volume busy exits 75 and sends no failure event', async () => {
     const held = BlockIndex.open(join(work, 'n.db'));
     try {

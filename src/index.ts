@@ -47,7 +47,7 @@ import type { ScheduledBackup } from './engine/schedule/units.js';
 import { verify as verifyWith, type VerifyOptions, type VerifyResult } from './engine/restore/verify.js';
 import { defaultIndexPath } from './config/paths.js';
 import { BlockIndex } from './index/index.js';
-import { scheduledSource, scheduleHost, snaplineScript } from './schedule-host.js';
+import { scheduleEnvironment, scheduledSource, scheduleHost, snaplineScript } from './schedule-host.js';
 import { copyDestinations, openCopyDestination, withRemote, withSession, type RemoteOptions, type Session, type SessionOptions } from './session.js';
 
 export type { BackupOptions, BackupProgress, BackupResult } from './engine/backup/backup.js';
@@ -277,7 +277,7 @@ export type ScheduleInstallOptions = Omit<ScheduledBackup, 'user' | 'command'> &
 export function scheduleInstall(options: ScheduleInstallOptions): Promise<InstallResult> {
   const { user = false, unitDir, command, ...request } = options;
   return installSchedule(
-    { ...request, source: scheduledSource(request.source), user, command: command ?? [process.execPath, snaplineScript()] },
+    { ...request, source: scheduledSource(request.source), user, command: command ?? [process.execPath, snaplineScript()], environment: { ...scheduleEnvironment(user), ...request.environment } },
     scheduleHost(user, unitDir),
   );
 }

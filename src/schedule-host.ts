@@ -26,6 +26,18 @@ function defaultUnitDir(user: boolean): string {
   return join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'systemd', 'user');
 }
 
+/**
+ * The environment a scheduled run needs of this one: HOME for a system unit
+ * (systemd gives it none, and the data folder and config file live under
+ * it), and SNAPLINE_DATA_DIR when set here.
+ */
+export function scheduleEnvironment(user: boolean): Record<string, string> {
+  return {
+    ...(user ? {} : { HOME: homedir() }),
+    ...(process.env.SNAPLINE_DATA_DIR ? { SNAPLINE_DATA_DIR: resolve(process.env.SNAPLINE_DATA_DIR) } : {}),
+  };
+}
+
 /** An NBD URL as given; a path made absolute (the unit runs in /), and refused (naming the option `source`) when nothing is there. */
 export function scheduledSource(source: string): string {
   if (/^nbds?(\+unix)?:\/\//.test(source)) return source;

@@ -47,6 +47,7 @@ export class Ec2VolumeManager implements VolumeManager {
       Encrypted: input.encrypted,
       KmsKeyId: input.kmsKeyId,
       ...(tags.length === 0 ? {} : { TagSpecifications: [{ ResourceType: 'volume', Tags: tags }] }),
+      ...(input.clientToken === undefined ? {} : { ClientToken: input.clientToken }),
     });
     // Not cut by an abort: a volume made by a request whose answer was dropped would be left behind unseen.
     const out = await this.#send('CreateVolume', (client, abortSignal) => client.send(command, { abortSignal }), false);

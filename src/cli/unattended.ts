@@ -123,14 +123,14 @@ function indexPathOf(ctx: CommandContext): string {
   return ctx.globals().index ?? defaultIndexPath();
 }
 
-/** Opens the index bound to the store the run reached, runs `fn`, closes it. */
-async function withIndex<T>(ctx: CommandContext, fn: (index: BlockIndex) => T): Promise<T> {
+/** Opens the index, bound to the store the run reached (unbound when it reached none), runs `fn`, closes it. No endpoint is started. */
+export async function withIndex<T>(ctx: CommandContext, fn: (index: BlockIndex) => T | Promise<T>): Promise<T> {
   const { BlockIndex } = await import('../index/index.js');
   const index = BlockIndex.open(indexPathOf(ctx));
   try {
     const store = ctx.output().reachedStore;
     if (store !== undefined) index.bindStore(store);
-    return fn(index);
+    return await fn(index);
   } finally {
     index.close();
   }

@@ -482,14 +482,14 @@ export type NewCopy = Pick<CopyRecord, 'copySnapshotId' | 'sourceSnapshotId' | '
 
 /** The copies of the index's snapshots in other Regions or accounts. */
 export interface CopyCatalog {
-  /** Records a copy CopySnapshot started: state pending, created `at`. CONFLICT when its id is already recorded. */
+  /** Records a copy CopySnapshot started: state pending, created `at`. CONFLICT when its id is already recorded. Durable: the copy exists in AWS from now on. */
   record(copy: NewCopy, at?: Date): CopyRecord;
   get(copySnapshotId: string): CopyRecord | undefined;
   /** The snapshot's copies not deleted, oldest first. */
   ofSnapshot(sourceSnapshotId: string): CopyRecord[];
   /** The copies not deleted, of the volume or of all, oldest first. */
   list(volume?: string): CopyRecord[];
-  /** Sets state and message; `completed` sets completedAt to `at`, other states keep it. NOT_FOUND for an unknown copy. */
+  /** Sets state and message; `completed` sets completedAt to `at`, other states keep it. NOT_FOUND for an unknown copy. Durable. */
   setState(copySnapshotId: string, state: CopyState, message?: string | null, at?: Date): CopyRecord;
 }
 

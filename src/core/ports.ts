@@ -170,6 +170,8 @@ export interface NewVolume {
   encrypted?: boolean;
   kmsKeyId?: string;
   tags?: Record<string, string>;
+  /** Idempotency token (up to 64 ASCII characters): CreateVolume sent again with it and the same arguments answers the volume made first. */
+  clientToken?: string;
 }
 
 export interface RemoteVolume {

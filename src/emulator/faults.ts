@@ -36,6 +36,8 @@ export interface FaultSettings {
   completionErrorRate?: number;
   /** The next N CompleteSnapshot calls are carried out, then their connection is dropped without an answer (a lost answer). */
   completionLostResponses?: number;
+  /** EC2: the next N DeleteSnapshot calls are refused with InvalidSnapshot.InUse (400), as for a snapshot a registered AMI uses. */
+  snapshotsInUse?: number;
   /** Share 0..1 of Glacier jobs that end Failed instead of Succeeded. */
   jobFailureRate?: number;
   /** ECS: the next N task placements of RunTask fail for capacity (failures[] with reason RESOURCE:MEMORY). */
@@ -53,7 +55,7 @@ export interface FaultSettings {
 }
 
 /** The faults that fire a given number of times (the next N occasions), then switch off. */
-export const COUNTED_FAULTS = ['completionLostResponses', 'ecsCapacityFailures', 'ecsLostResponses', 'ecsStartFailures', 'ecsExitFailures', 'ecsHostStops'] as const;
+export const COUNTED_FAULTS = ['completionLostResponses', 'snapshotsInUse', 'ecsCapacityFailures', 'ecsLostResponses', 'ecsStartFailures', 'ecsExitFailures', 'ecsHostStops'] as const;
 export type CountedFault = (typeof COUNTED_FAULTS)[number];
 
 type FaultField = keyof FaultSettings;

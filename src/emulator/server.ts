@@ -107,7 +107,7 @@ export class EndpointServer {
       this.#ebs = new EbsApi(this.#snapshots, this.#faults, this.#stats, config.now);
       this.#volumes = new VolumeService(this.#snapshots, config.now, config.clock.timeScale);
       for (const [zone, count] of Object.entries(config.instances ?? {})) this.#volumes.createInstances(zone, count);
-      this.#ec2 = new Ec2Api(this.#snapshots, new VolumeApi(this.#volumes));
+      this.#ec2 = new Ec2Api(this.#snapshots, new VolumeApi(this.#volumes), this.#faults);
       this.#archives = new ArchiveServices({ database: catalog.database, ...config, faults: this.#faults, stats: this.#stats });
       this.#containers = new ContainerServices({
         faults: this.#faults,

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import type { IndexPorts, DrillRecords } from '../core/index-ports.js';
+import type { CopyCatalog, IndexPorts, DrillRecords } from '../core/index-ports.js';
 import type { RunLog } from '../core/run-log.js';
 import { IndexAccess } from './access.js';
 import { ArchiveCatalogStore } from './archives.js';
@@ -65,7 +65,7 @@ export class BlockIndex implements IndexPorts {
   readonly ecsJobs: EcsJobsStore;
   readonly locks: IndexLocks;
   readonly trackers: TrackerHistory;
-  readonly copies: SnapshotCopies;
+  readonly copies: CopyCatalog;
   readonly drills: DrillRecords;
   readonly history: RunLog;
   readonly #access: IndexAccess;
@@ -85,7 +85,14 @@ export class BlockIndex implements IndexPorts {
     this.ecsJobs = new EcsJobsStore(access);
     this.locks = new IndexLocks(access);
     this.trackers = new TrackerHistory(access.db, path);
-    this.copies = new SnapshotCopies(access.db, (fn) => access.run(fn));
+    const copies = new SnapshotCopies(access.db, (fn) => access.run(fn));
+    this.copies = {
+      record: (copy, at) => access.durably(() => copies.record(copy, at)),
+      get: (copySnapshotId) => copies.get(copySnapshotId),
+      ofSnapshot: (sourceSnapshotId) => copies.ofSnapshot(sourceSnapshotId),
+      list: (volume) => copies.list(volume),
+      setState: (copySnapshotId, state, message, at) => access.durably(() => copies.setState(copySnapshotId, state, message, at)),
+    };
     const drills = new DrillRows(access.db);
     this.drills = {
       record: (drill) => access.durably(() => drills.record(drill)),

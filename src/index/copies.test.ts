@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes } from '../errors.js';
 import { BlockIndex } from './index.js';
 
@@ -55,5 +56,23 @@ describe('copies in the index', () => {
     expect(() => index.copies.record(copy('snap-c1', 'snap-a'))).toThrow(expect.objectContaining({ code: ErrorCodes.CONFLICT }));
     expect(() => index.copies.setState('snap-none', 'completed')).toThrow(expect.objectContaining({ code: ErrorCodes.NOT_FOUND }));
     expect(() => index.copies.record(copy('', 'snap-a'))).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_ARGUMENT }));
+  });
+});
+
+describe('durability', () => {
+  /** The synchronous settings `write` ran under, in order. */
+  function syncsOf(write: () => void): string[] {
+    const pragma = vi.spyOn(Database.prototype, 'pragma');
+    try {
+      write();
+      return pragma.mock.calls.map(([source]) => String(source)).filter((source) => source.startsWith('synchronous'));
+    } finally {
+      pragma.mockRestore();
+    }
+  }
+
+  it('recording a copy and changing its state are synced to disk at commit (synchronous FULL), as drills and the run history are', () => {
+    expect(syncsOf(() => index.copies.record(copy('snap-c1', 'snap-a')))).toEqual(['synchronous = FULL', 'synchronous = NORMAL']);
+    expect(syncsOf(() => index.copies.setState('snap-c1', 'completed'))).toEqual(['synchronous = FULL', 'synchronous = NORMAL']);
   });
 });

@@ -4,7 +4,8 @@
  * until the copy is deleted. A copy belongs to its source snapshot's volume;
  * `destination` names where it lives: the Region, and the connection when
  * the copy was made through another one. The statements are prepared once;
- * every method runs through `run` (BlockIndex's error mapping).
+ * every method runs through `run` (BlockIndex's error mapping); BlockIndex
+ * makes each write durable.
  */
 import type { Database, Statement } from 'better-sqlite3';
 import { ErrorCodes, SnaplineError } from '../errors.js';

@@ -94,6 +94,11 @@ describe('restore --to-volume', () => {
       [['restore', snapshotId, '--to-volume', '--availability-zone', 'us-east-1b', '--attach', instance, '--device', '/dev/sdf'], /is in us-east-1a, not us-east-1b/],
       [['restore', snapshotId, '--to-volume', '--availability-zone', ZONE, '--volume-type', 'fast'], /--volume-type must be one of/],
       [['drill', 'bad', '--to-volume', '--to-file', 'x.img'], /cannot go together/],
+      [['restore', snapshotId, '--to-volume', '--availability-zone', ZONE, '--force'], /--force does not go with --to-volume/],
+      [['restore', snapshotId, '--to-volume', '--availability-zone', ZONE, '--incremental'], /--incremental does not go with --to-volume/],
+      [['restore', snapshotId, '--to-volume', '--availability-zone', ZONE, '--incremental', '--trust-index'], /--incremental does not go with --to-volume/],
+      [['restore', snapshotId, '--to-volume', '--availability-zone', ZONE, '--verify'], /--verify does not go with --to-volume/],
+      [['restore', snapshotId, '--to-volume', '--availability-zone', ZONE, '--concurrency', '8'], /--concurrency does not go with --to-volume/],
     ];
     for (const [args, message] of cases) {
       const run = await snapline(args);

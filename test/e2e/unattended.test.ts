@@ -219,6 +219,56 @@ describe('--notify', () => {
     expect(event).toMatchObject({ event: 'backup.succeeded', result: 'success', error: null, exitCode: 0, volumes: [{ volume: 'n', result: 'success', snapshotId: json(run).backups[0].snapshotId }] });
   });
 
+  it('backup of several sources, one volume busy: the others finish and are recorded, the busy one is reported and recorded failed (exit 5), or skipped with --if-idle (exit 75)', async () => {
+    const [free, busy] = ['free.img', 'busy.img'].map((name) => join(work, name));
+    writeImage(free!, { label: 'free', blocks: 2 });
+    writeImage(busy!, { label: 'busy', blocks: 2 });
+    const held = BlockIndex.open(join(work, 'multi.db'));
+    try {
+      // A lock of this process counts as held by a live process.
+      const lock = held.locks.acquire('volume:busy.img');
+      const run = await cli('multi.db', ['backup', free!, busy!]);
+      const skippedRun = await cli('multi.db', ['backup', free!, busy!, '--if-idle']);
+      lock.release();
+
+      expectExit(run, ExitCodes.CONFLICT);
+      expect(json(run)).toMatchObject({ backups: [{ volume: 'free.img' }], failed: [{ source: busy, volume: 'busy.img', code: 'CONFLICT' }] });
+      expectExit(skippedRun, ExitCodes.BUSY);
+      expect(json(skippedRun)).toMatchObject({ backups: [{ volume: 'free.img' }], skipped: [{ volume: 'busy.img', code: 'CONFLICT' }] });
+      expect(json(skippedRun).failed).toBeUndefined();
+
+      const runs = held.history.listRuns({ operation: 'backup' });
+      expect(runs.filter((r) => r.volume === 'free.img').map((r) => [r.result, r.snapshotId])).toEqual([
+        ['success', json(run).backups[0].snapshotId],
+        ['success', json(skippedRun).backups[0].snapshotId],
+      ]);
+      expect(runs.filter((r) => r.volume === 'busy.img').map((r) => [r.result, r.errorCode])).toEqual([['failure', 'CONFLICT']]);
+    } finally {
+      held.close();
+    }
+  });
+
+  it('status and report read the index alone: the local connection starts no endpoint, and the EBS space comes from its block maps', async () => {
+    const image = join(work, 'quiet.img');
+    writeImage(image, { label: 'quiet', blocks: 6, zeroBlocks: [2, 3] });
+    expectExit(await cli('quiet.db', ['backup', image, '--volume', 'quiet']), ExitCodes.OK);
+    writeImage(image, { label: 'quiet, changed', blocks: 6, zeroBlocks: [3] });
+    expectExit(await cli('quiet.db', ['backup', image, '--volume', 'quiet']), ExitCodes.OK);
+
+    // Through the built-in local connection with no endpoint URL: it would start one on its own data folder.
+    const dataDir = join(work, 'quiet-data');
+    const local = (args: string[]) => runCli(['--connection', 'local', '--index', join(work, 'quiet.db'), '--no-progress', '--json', ...args], { dataDir, cwd: work });
+    const status = await local(['status', 'quiet']);
+    expectExit(status, ExitCodes.OK);
+    const report = await local(['report', '--html', join(work, 'quiet.html'), '--keep-last', '1']);
+    expectExit(report, ExitCodes.OK);
+    expect(existsSync(join(dataDir, 'endpoint'))).toBe(false);
+
+    // The blocks each snapshot adds, as EBS lists them: the 4 of the first backup, the 5 the second wrote (the label changes every block with data).
+    expect(json(status).volumes[0]).toMatchObject({ volume: 'quiet', health: 'ok', snapshotCount: 2, ebsSpace: { blocks: 9, estimatedBytes: 9 * 524288, estimate: true } });
+    expect(readFileSync(join(work, 'quiet.html'), 'utf8')).toContain('quiet');
+  });
+
   it('a backup --if-idle that finds the volume busy exits 75 and sends no failure event', async () => {
     const held = BlockIndex.open(join(work, 'n.db'));
     try {

@@ -128,6 +128,20 @@ describe('CreateVolume and DescribeVolumes', () => {
   });
 });
 
+describe('CreateVolume idempotency (ClientToken)', () => {
+  it('the same token and parameters answer the volume made first, making none; other parameters are IdempotentParameterMismatch', async () => {
+    const count = async () => (await t.ec2.send(new DescribeVolumesCommand({}))).Volumes!.length;
+    const first = await create({ Size: 4, VolumeType: 'gp3', ClientToken: 'restore-run-1' });
+    const before = await count();
+    expect(await create({ Size: 4, VolumeType: 'gp3', ClientToken: 'restore-run-1' })).toBe(first);
+    expect(await count()).toBe(before);
+    await expectAwsError(create({ Size: 5, VolumeType: 'gp3', ClientToken: 'restore-run-1' }), 'IdempotentParameterMismatch');
+    expect(await count()).toBe(before);
+    // Another token, the same parameters: another volume.
+    expect(await create({ Size: 4, VolumeType: 'gp3', ClientToken: 'restore-run-2' })).not.toBe(first);
+  });
+});
+
 describe('AttachVolume, DetachVolume, DeleteVolume and DescribeInstances', () => {
   it('attaching -> attached (in-use, shown on the instance), detaching -> available, deleting -> gone', async () => {
     const volumeId = await availableVolume({ Size: 1 });

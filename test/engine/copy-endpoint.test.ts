@@ -4,13 +4,14 @@
  * waited for again after a wait timeout, not started twice) or after a change
  * made behind snapline's back (an earlier copy deleted in the destination).
  */
-import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
+import { DeleteSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_COPY_MINUTES } from '../../src/emulator/ec2/copy-snapshot.js';
 import { backup } from '../../src/engine/backup/backup.js';
 import { copySnapshot, type CopyOptions } from '../../src/engine/dr/copy.js';
+import { prune } from '../../src/engine/lineage/prune.js';
 import { ErrorCodes } from '../../src/errors.js';
-import { openCopyDestination } from '../../src/session.js';
+import { copyDestinations, openCopyDestination } from '../../src/session.js';
 import { clientsFor, TestClock } from '../emulator/helpers.js';
 import { randomBlocks, writeBlocks } from '../support/images.js';
 import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
@@ -86,3 +87,99 @@ describe('copySnapshot', () => {
     expect(again.copySnapshotId).not.toBe(firstCopy.copySnapshotId);
   });
 });
+
+// On a clock of its own: a clock moved by hand makes the SDK retry a refusal once as skewed.
+describe('prune with copies', () => {
+  let own: LocalEndpoint;
+  let ownWest: ReturnType<typeof clientsFor>;
+  beforeAll(async () => {
+    own = await startLocalEndpoint('snapline-copy-prune-', { emulator: { timeScale: 1000 } });
+    ownWest = clientsFor(own.emulator.url, 2, REGION);
+  });
+  afterAll(async () => {
+    for (const client of Object.values(ownWest ?? {})) client.destroy();
+    await own?.close();
+  });
+
+  async function backupHere(image: string, volume: string): Promise<string> {
+    return (await backup(own.session, { source: image, volume })).snapshotId!;
+  }
+
+  async function copyHere(snapshotId: string) {
+    const destination = await openCopyDestination(own.session, { region: REGION });
+    try {
+      return await copySnapshot({ index: own.session.index, catalog: own.session.catalog, sourceRegion: own.session.connection.settings.region, destination }, { snapshotId, pollMs: { first: 20, max: 100 } });
+    } finally {
+      await destination.close();
+    }
+  }
+
+  async function pruneOldest(volume: string) {
+    const { session } = own;
+    const destinations = copyDestinations(session, {});
+    try {
+      return await prune({ index: session.index, catalog: session.catalog, destinations }, { keepLast: 1, volume });
+    } finally {
+      await destinations.close();
+    }
+  }
+
+  it('the source refused (in use): it and its copy both stay, and the next prune deletes both', async () => {
+    const image = own.pathFor('c.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const first = await backupHere(image, 'c');
+    const copy = await copyHere(first);
+    writeBlocks(image, randomBlocks([0]));
+    await backupHere(image, 'c');
+
+    own.emulator.setFaults({ snapshotsInUse: 1 });
+    try {
+      // The refusal is the source's own: it is asked first, its copies only once it is gone.
+      expect(await rejection(pruneOldest('c'))).toMatchObject({ code: ErrorCodes.CONFLICT, message: expect.stringContaining(first) });
+    } finally {
+      own.emulator.setFaults({});
+    }
+    expect(own.session.index.copies.get(copy.copySnapshotId)?.state).toBe('completed');
+    expect(own.session.index.lineage.getSnapshot(first)?.state).toBe('completed');
+    expect(await own.session.catalog.describeSnapshots([first])).toHaveLength(1);
+    expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(true);
+
+    const pruned = await pruneOldest('c');
+    expect(pruned).toMatchObject({ deleted: [{ snapshotId: first }], deletedCopies: [{ copySnapshotId: copy.copySnapshotId }] });
+    expect(own.session.index.lineage.getSnapshot(first)?.state).toBe('deleted');
+    expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(false);
+  });
+
+  it('a copy refused after its source is gone: the source stays in the index, and the next prune deletes the copy and completes', async () => {
+    const image = own.pathFor('d.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const first = await backupHere(image, 'd');
+    const copy = await copyHere(first);
+    writeBlocks(image, randomBlocks([0]));
+    await backupHere(image, 'd');
+
+    const { session } = own;
+    const refusingCopies = {
+      catalogOf: () => Promise.reject(new Error('the destination Region cannot be reached')),
+    };
+    await expect(prune({ index: session.index, catalog: session.catalog, destinations: refusingCopies }, { keepLast: 1, volume: 'd' })).rejects.toThrow('cannot be reached');
+    expect(await session.catalog.describeSnapshots([first]).catch(() => [])).toHaveLength(0);
+    expect(session.index.copies.get(copy.copySnapshotId)?.state).toBe('completed');
+    expect(session.index.lineage.getSnapshot(first)?.state).toBe('completed');
+
+    const pruned = await pruneOldest('d');
+    expect(pruned).toMatchObject({ deleted: [{ snapshotId: first }], deletedCopies: [{ copySnapshotId: copy.copySnapshotId }] });
+    expect(session.index.lineage.getSnapshot(first)?.state).toBe('deleted');
+    expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(false);
+  });
+});
+
+async function describedIn(clients: ReturnType<typeof clientsFor>, snapshotId: string): Promise<boolean> {
+  try {
+    const found = await clients.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }));
+    return (found.Snapshots ?? []).length > 0;
+  } catch (err) {
+    if ((err as { name?: string }).name === 'InvalidSnapshot.NotFound') return false;
+    throw err;
+  }
+}

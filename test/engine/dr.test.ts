@@ -64,6 +64,20 @@ async function volumeIds(): Promise<string[]> {
 }
 
 describe('restore to an EBS volume', () => {
+  it('sends CreateVolume a client token of the run\'s own, another for each run', async () => {
+    const { full } = await lineage('tokens');
+    const sent: Array<string | undefined> = [];
+    const real = session.volumes;
+    const volumes = new Proxy(real, {
+      get: (target, key: keyof typeof real) =>
+        key === 'createVolume' ? (input: Parameters<typeof real.createVolume>[0]) => (sent.push(input.clientToken), target.createVolume(input)) : (target[key] as (...args: unknown[]) => unknown).bind(target),
+    });
+    for (let run = 0; run < 2; run++) await restoreToVolume({ index: session.index, catalog: session.catalog, volumes }, { snapshotId: full, availabilityZone: ZONE, poll: POLL });
+    expect(sent).toHaveLength(2);
+    expect(sent.every((token) => token !== undefined && token.length <= 64)).toBe(true);
+    expect(new Set(sent).size).toBe(2);
+  });
+
   it('an incremental snapshot becomes a whole-disk volume, attached to the instance, with the time of each step', async () => {
     const { image, incremental } = await lineage('web');
     const result = await restoreToVolume(session, {

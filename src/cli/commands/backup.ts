@@ -3,11 +3,11 @@ import { BLOCK_SIZE } from '../../core/constants.js';
 import type { BackupProgress, BackupResult } from '../../engine/backup/backup.js';
 import type { CopyResult } from '../../engine/dr/copy.js';
 import type { Session } from '../../session.js';
-import { ErrorCodes, ExitCodes, SnaplineError, isSnaplineError } from '../../errors.js';
+import { ErrorCodes, ExitCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../context.js';
 import { integerOption, numberOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
-import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags } from '../unattended.js';
+import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags, type VolumeOutcome } from '../unattended.js';
 import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
 import { copyFromSession, describeCopy } from './copy.js';
 
@@ -67,6 +67,12 @@ export function registerBackup(program: Command, wrap: Wrap): void {
     .action(wrap((ctx: CommandContext, sources: string[], flags: BackupFlags) => runBackupCommand(ctx, sources, flags)));
 }
 
+/** The volume a lock conflict names (`volume:NAME` held by another run), else undefined. */
+function busyVolumeOf(err: unknown): string | undefined {
+  const lock = isSnaplineError(err, ErrorCodes.CONFLICT) ? err.details?.lock : undefined;
+  return typeof lock === 'string' && lock.startsWith('volume:') ? lock.slice('volume:'.length) : undefined;
+}
+
 /**
  * `--if-idle`: a backup refused because the volume's lock is held ends with
  * ExitCodes.BUSY and a note, not an error, and deals with no volume (the run
@@ -76,9 +82,9 @@ async function ifIdle(ctx: CommandContext, run: Promise<RecordedRun>): Promise<R
   try {
     return await run;
   } catch (err) {
-    const lock = isSnaplineError(err, ErrorCodes.CONFLICT) ? err.details?.lock : undefined;
-    if (typeof lock !== 'string' || !lock.startsWith('volume:')) throw err;
-    const skipped = `a backup of ${lock.slice('volume:'.length)} is running: ${(err as SnaplineError).message}`;
+    const busy = busyVolumeOf(err);
+    if (busy === undefined) throw err;
+    const skipped = `a backup of ${busy} is running: ${(err as SnaplineError).message}`;
     ctx.output().result({ backups: [], skipped }, () => [`skipped: ${skipped}`]);
     return { exitCode: ExitCodes.BUSY, volumes: [] };
   }
@@ -99,7 +105,8 @@ async function backupRun(ctx: CommandContext, sources: string[], flags: BackupFl
   const { withSession } = await import('../../session.js');
   const { backup } = await import('../../engine/backup/backup.js');
   const progress = throttleAwareProgress(output);
-  const { results, copies } = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
+  const { defaultVolumeName } = await import('../../engine/backup/backup.js');
+  const { results, failures, copies } = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);
     const latest = new Map<string, BackupProgress>();
     const onProgress = (progress: BackupProgress) => {
@@ -118,9 +125,10 @@ async function backupRun(ctx: CommandContext, sources: string[], flags: BackupFl
       const { checkDestination } = await import('../../engine/dr/copy.js');
       checkDestination(session.connection.settings.region, flags.copyToRegion, undefined, 'copyToRegion');
     }
-    let results: BackupResult[];
+    let settled: Array<PromiseSettledResult<BackupResult>>;
     try {
-      results = await Promise.all(
+      // Every backup runs to its end, whatever the others do: each one finished is reported and recorded.
+      settled = await Promise.allSettled(
         sources.map((source) =>
           backup(session, {
             source,
@@ -149,24 +157,48 @@ async function backupRun(ctx: CommandContext, sources: string[], flags: BackupFl
     } finally {
       display.done();
     }
-    return { results, copies: flags.copyToRegion === undefined || flags.dryRun ? undefined : await copyBackups(ctx, session, results, flags.copyToRegion) };
+    const results = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ source: sources[i]!, volume: flags.volume ?? defaultVolumeName(sources[i]!), error: toSnaplineError(s.reason) }] : []));
+    // Nothing finished: the run fails with the first error, as a single backup does.
+    if (results.length === 0) throw failures[0]!.error;
+    return { results, failures, copies: flags.copyToRegion === undefined || flags.dryRun ? undefined : await copyBackups(ctx, session, results, flags.copyToRegion) };
   });
-  // One shape for any number of sources: { backups: [...] }, one library BackupResult per source, in the order given;
-  // with --copy-to-region also { copies: [...] }, one per backup, each a CopyResult or { volume, error, code }.
+  // --if-idle: a volume whose backup is running is skipped, not failed.
+  const skipped = flags.ifIdle ? failures.filter((f) => busyVolumeOf(f.error) !== undefined) : [];
+  const failed = failures.filter((f) => !skipped.includes(f));
+  // One shape for any number of sources: { backups: [...] }, one library BackupResult per finished backup, in the order given;
+  // with --copy-to-region also { copies: [...] }, one per backup, each a CopyResult or { volume, error, code };
+  // when some failed (others finished), { failed: [{ source, volume, error, code }] }, and with --if-idle { skipped: [...] } alike.
   const failedCopies = copies?.filter((c) => 'error' in c).length ?? 0;
-  output.result({ backups: results, ...(copies === undefined ? {} : { copies }) }, () => [
-    ...results.flatMap(describeResult),
-    ...(copies ?? []).flatMap((c) => ('error' in c ? [`${c.volume}: the copy to ${flags.copyToRegion} failed: ${c.error}`] : describeCopy(c))),
-  ]);
-  const volumes = results.map((r) => ({
-    volume: r.volume,
-    snapshotId: r.snapshotId,
-    changedBlocks: r.blocksChanged,
-    changedBytes: r.blocksChanged * BLOCK_SIZE,
-    transferredBlocks: r.blocksUploaded,
-    transferredBytes: r.bytesUploaded,
-  }));
-  return { exitCode: failedCopies > 0 ? ExitCodes.COPY_FAILED : ExitCodes.OK, volumes };
+  const described = (list: typeof failures) => list.map((f) => ({ source: f.source, volume: f.volume, error: f.error.message, code: f.error.code }));
+  output.result(
+    {
+      backups: results,
+      ...(copies === undefined ? {} : { copies }),
+      ...(failed.length === 0 ? {} : { failed: described(failed) }),
+      ...(skipped.length === 0 ? {} : { skipped: described(skipped) }),
+    },
+    () => [
+      ...results.flatMap(describeResult),
+      ...(copies ?? []).flatMap((c) => ('error' in c ? [`${c.volume}: the copy to ${flags.copyToRegion} failed: ${c.error}`] : describeCopy(c))),
+      ...skipped.map((f) => `skipped: a backup of ${f.volume} is running: ${f.error.message}`),
+      ...failed.map((f) => `${f.volume}: the backup of ${f.source} failed: ${f.error.message}`),
+    ],
+  );
+  const volumes: VolumeOutcome[] = [
+    ...results.map((r) => ({
+      volume: r.volume,
+      snapshotId: r.snapshotId,
+      changedBlocks: r.blocksChanged,
+      changedBytes: r.blocksChanged * BLOCK_SIZE,
+      transferredBlocks: r.blocksUploaded,
+      transferredBytes: r.bytesUploaded,
+    })),
+    ...failed.map((f) => ({ volume: f.volume, snapshotId: null, changedBlocks: 0, changedBytes: 0, transferredBlocks: 0, transferredBytes: 0, errorCode: f.error.code })),
+  ];
+  // A failed backup's exit code (the first in the order given) wins over a failed copy's, which wins over a skip.
+  const exitCode = failed.length > 0 ? failed[0]!.error.exitCode : failedCopies > 0 ? ExitCodes.COPY_FAILED : skipped.length > 0 ? ExitCodes.BUSY : ExitCodes.OK;
+  return { exitCode, volumes };
 }
 
 type BackupCopy = CopyResult | { volume: string; error: string; code: string };

@@ -1,7 +1,9 @@
 import { Option, type Command } from 'commander';
 import { resolve } from 'node:path';
 import type { CommandContext, Wrap } from '../context.js';
-import { connectionSettings, writeFileAtomically } from '../unattended.js';
+import type { SnapshotCatalog } from '../../core/ports.js';
+import type { RemoteSession } from '../../session.js';
+import { connectionSettings, withIndex, writeFileAtomically } from '../unattended.js';
 import { sessionOptions } from './common.js';
 import { retentionOf, retentionOptions, type RetentionFlags } from './prune.js';
 import { expectEveryOption } from './status.js';
@@ -26,7 +28,6 @@ export function registerReport(program: Command, wrap: Wrap): void {
 
 async function runReport(ctx: CommandContext, flags: ReportFlags): Promise<number> {
   const output = ctx.output();
-  const { withSession } = await import('../../session.js');
   const { volumeStatus } = await import('../../engine/ops/status.js');
   const { drillLog } = await import('../../engine/dr/drill.js');
   const { reportHtml } = await import('../../engine/ops/report.js');
@@ -34,21 +35,38 @@ async function runReport(ctx: CommandContext, flags: ReportFlags): Promise<numbe
   const expected = flags.expectEvery ?? (await connectionSettings(ctx)).expectEveryMs;
   const volumeFilter = flags.volume === undefined ? {} : { volume: flags.volume };
   const policies = await retentionOf(ctx, flags, flags.volume);
-  const html = await withSession(sessionOptions(ctx), async (session) => {
-    const status = await volumeStatus(
-      { index: session.index, runs: session.index.history, reader: session.reader, drills: drillLog(session) },
-      { ...volumeFilter, ...(expected === undefined ? {} : { expectEveryMs: expected }) },
-    );
+  const remote = tagsOnDemand(ctx);
+  // From the index alone: only a policy that keeps tagged snapshots opens a connection (EC2 DescribeSnapshots for the tags).
+  const html = await withIndex(ctx, async (index) => {
+    const status = await volumeStatus({ index, runs: index.history, drills: drillLog({ index }) }, { ...volumeFilter, ...(expected === undefined ? {} : { expectEveryMs: expected }) });
     const shown = new Set(status.volumes.map((v) => v.volume));
-    const snapshots = session.index.lineage.listSnapshots().filter((s) => shown.has(s.volume));
-    const drills = [...shown].flatMap((volume) => session.index.drills.ofVolume(volume));
+    const snapshots = index.lineage.listSnapshots().filter((s) => shown.has(s.volume));
+    const drills = [...shown].flatMap((volume) => index.drills.ofVolume(volume));
     // A volume with failed runs only has no snapshots to plan for.
-    const known = new Set(session.index.lineage.listVolumes().map((v) => v.name));
-    const retention = flags.volume !== undefined && !known.has(flags.volume) ? undefined : await retentionPlan({ index: session.index, catalog: session.catalog }, { ...policies, ...volumeFilter });
-    return reportHtml({ status, runs: session.index.history.listRuns(volumeFilter), snapshots, drills, ...(retention === undefined ? {} : { retention }) });
-  });
+    const known = new Set(index.lineage.listVolumes().map((v) => v.name));
+    const retention = flags.volume !== undefined && !known.has(flags.volume) ? undefined : await retentionPlan({ index, catalog: remote.catalog }, { ...policies, ...volumeFilter });
+    return reportHtml({ status, runs: index.history.listRuns(volumeFilter), snapshots, drills, ...(retention === undefined ? {} : { retention }) });
+  }).finally(() => remote.close());
   const path = resolve(flags.html);
   await writeFileAtomically(path, html);
   output.result({ html: path, bytes: Buffer.byteLength(html) }, () => [`wrote ${path}`]);
   return 0;
+}
+
+/** A snapshot catalog whose connection is opened on its first use (the tags of a keepTags policy), and closed by close(). */
+function tagsOnDemand(ctx: CommandContext): { catalog: SnapshotCatalog; close(): Promise<void> } {
+  let opened: Promise<RemoteSession> | undefined;
+  const remote = () =>
+    (opened ??= import('../../session.js').then(({ openRemote }) => openRemote(sessionOptions(ctx))));
+  return {
+    catalog: {
+      describeSnapshots: async (ids) => (await remote()).catalog.describeSnapshots(ids),
+      deleteSnapshot: async (id) => (await remote()).catalog.deleteSnapshot(id),
+      createTags: async (id, tags) => (await remote()).catalog.createTags(id, tags),
+      encryptionByDefault: async () => (await remote()).catalog.encryptionByDefault(),
+    },
+    close: async () => {
+      if (opened !== undefined) await (await opened).close();
+    },
+  };
 }

@@ -32,6 +32,7 @@ export function registerRestore(program: Command, wrap: Wrap): void {
     wrap((ctx: CommandContext, snapshotId: string, target: string | undefined, flags: RestoreFlags) => {
       if (flags.toVolume) {
         if (target !== undefined) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `--to-volume makes a new EBS volume: give no target (got '${target}')`);
+        refuseTargetFlagsWithVolume(flags, command.getOptionValueSource('concurrency') === 'cli');
         return recordedRun(ctx, { operation: 'restore', flags, volumesOnFailure: volumeOf(snapshotId) }, () => runVolumeRestore(ctx, snapshotId, flags));
       }
       refuseVolumeFlagsWithoutVolume(flags);
@@ -39,6 +40,23 @@ export function registerRestore(program: Command, wrap: Wrap): void {
       return runRestore(ctx, snapshotId, target, flags);
     }),
   );
+}
+
+/** The flags of a restore onto a target, and why each means nothing for a new EBS volume. */
+const TARGET_ONLY: [keyof RestoreFlags, string, string][] = [
+  ['force', '--force', 'a new volume holds nothing to overwrite'],
+  ['incremental', '--incremental', 'a new volume holds no earlier restore'],
+  ['trustIndex', '--trust-index', 'a new volume holds no earlier restore'],
+  ['verify', '--verify', 'snapline cannot read an EBS volume back (`verify --remote SNAPSHOT` checks the snapshot itself)'],
+  ['concurrency', '--concurrency', 'EC2 makes the volume from the snapshot, snapline downloads nothing'],
+];
+
+/** Refuses the flags of a restore onto a target with --to-volume (they would be ignored); `concurrencyGiven`: --concurrency was on the command line (it has a default). */
+function refuseTargetFlagsWithVolume(flags: RestoreFlags, concurrencyGiven: boolean): void {
+  const given = TARGET_ONLY.find(([field]) => (field === 'concurrency' ? concurrencyGiven : flags[field] === true));
+  if (given !== undefined) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${given[1]} does not go with --to-volume: ${given[2]}`, { details: { option: given[0] } });
+  }
 }
 
 /** The volume of a restore that failed: the snapshot's, when the index knows it. */

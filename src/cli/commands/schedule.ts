@@ -1,9 +1,8 @@
 import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import { scheduledSource, scheduleHost, snaplineScript, systemdInstalled } from '../../schedule-host.js';
+import { scheduleEnvironment, scheduledSource, scheduleHost, snaplineScript, systemdInstalled } from '../../schedule-host.js';
 import type { ScheduledBackup } from '../../engine/schedule/units.js';
 import type { CommandContext, Wrap } from '../context.js';
 import { connectionRequest } from './common.js';
@@ -82,7 +81,7 @@ async function install(ctx: CommandContext, volume: string, flags: InstallFlags)
     ...(flags.prune ? { prune: await checkPolicy(ctx, volume) } : {}),
     ...(flags.metricsFile === undefined ? {} : { metricsFile: resolve(flags.metricsFile) }),
     command: await commandOf(ctx),
-    environment: environmentOf(user),
+    environment: scheduleEnvironment(user),
   };
   const units = unitsFor(request);
   const host = scheduleHost(user);
@@ -143,12 +142,4 @@ async function commandOf(ctx: CommandContext): Promise<string[]> {
     '--index',
     resolve(globals.index ?? defaultIndexPath()),
   ];
-}
-
-/** What the run needs of this environment: HOME for a system unit (the data folder lives under it), and SNAPLINE_DATA_DIR when set. */
-function environmentOf(user: boolean): Record<string, string> {
-  return {
-    ...(user ? {} : { HOME: homedir() }),
-    ...(process.env.SNAPLINE_DATA_DIR ? { SNAPLINE_DATA_DIR: resolve(process.env.SNAPLINE_DATA_DIR) } : {}),
-  };
 }

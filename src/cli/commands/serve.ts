@@ -34,6 +34,7 @@ interface ServeFlags {
   completionDelayMs?: string;
   completionErrorRate?: string;
   completionLostResponses?: string;
+  snapshotsInUse?: string;
   ecsCapacityFailures?: string;
   ecsLostResponses?: string;
   ecsStartFailures?: string;
@@ -66,6 +67,7 @@ const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags,
   ['--completion-delay-ms', 'completionDelayMs', 'CompleteSnapshot answers pending; the snapshot completes after this delay'],
   ['--completion-error-rate', 'completionErrorRate', 'share 0..1 of completions that end in state error'],
   ['--completion-lost-responses', 'completionLostResponses', 'the next N CompleteSnapshot calls are carried out, then their connection is dropped without an answer'],
+  ['--snapshots-in-use', 'snapshotsInUse', 'the next N EC2 DeleteSnapshot calls are refused with InvalidSnapshot.InUse'],
   ['--ecs-capacity-failures', 'ecsCapacityFailures', 'ECS: the next N task placements fail for capacity (RunTask failures[], RESOURCE:MEMORY)'],
   ['--ecs-lost-responses', 'ecsLostResponses', 'ECS: the next N RunTask calls start their tasks but drop the connection without an answer'],
   ['--ecs-start-failures', 'ecsStartFailures', 'ECS: the next N tasks stop before starting (stopCode TaskFailedToStart)'],

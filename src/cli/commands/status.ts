@@ -5,8 +5,7 @@ import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import { table } from '../chart.js';
 import type { CommandContext, Wrap } from '../context.js';
 import { formatBytes, formatDuration } from '../progress.js';
-import { connectionSettings } from '../unattended.js';
-import { sessionOptions } from './common.js';
+import { connectionSettings, withIndex } from '../unattended.js';
 
 /** `--expect-every`'s value as milliseconds. */
 export function expectEveryOption(value: string): number {
@@ -28,15 +27,14 @@ export function registerStatus(program: Command, wrap: Wrap): void {
     .action(wrap((ctx: CommandContext, volume: string | undefined, flags: { expectEvery?: number }) => runStatus(ctx, volume, flags)));
 }
 
-/** The status of the index's volumes, read through a session (the space counts list blocks on EBS). */
+/** The status of the index's volumes, from the index alone: no session, no endpoint (the space counts come from its block maps). */
 export async function statusOf(ctx: CommandContext, volume: string | undefined, expectEveryMs: number | undefined): Promise<StatusResult> {
-  const { withSession } = await import('../../session.js');
   const { volumeStatus } = await import('../../engine/ops/status.js');
   const { drillLog } = await import('../../engine/dr/drill.js');
   const expected = expectEveryMs ?? (await connectionSettings(ctx)).expectEveryMs;
-  return withSession(sessionOptions(ctx), (session) =>
+  return withIndex(ctx, (index) =>
     volumeStatus(
-      { index: session.index, runs: session.index.history, reader: session.reader, drills: drillLog(session) },
+      { index, runs: index.history, drills: drillLog({ index }) },
       { ...(volume === undefined ? {} : { volume }), ...(expected === undefined ? {} : { expectEveryMs: expected }) },
     ),
   );
@@ -60,7 +58,7 @@ function describeStatus(result: StatusResult): string[] {
   return [
     ...table(cells),
     expect === undefined || expect === null ? 'no expected interval: give --expect-every (or expect_every in the connection) to tell late volumes' : `expected: a good snapshot every ${formatDurationText(expect * 1000)}`,
-    'EBS: the blocks each snapshot adds (ListChangedBlocks, ListSnapshotBlocks) x 512 KiB, an estimate',
+    'EBS: the blocks each snapshot adds (counted in the index) x 512 KiB, an estimate',
   ];
 }
 

@@ -4,6 +4,7 @@ import { ACCOUNT_ID, type SnapshotService } from '../snapshots.js';
 import type { SnapshotRecord } from '../store/catalog.js';
 import { element, textElement, xmlDocument } from '../protocol/xml.js';
 import { copySnapshot } from './copy-snapshot.js';
+import type { FaultInjector } from '../faults.js';
 import { checkSnapshotId, ec2Error, globToRegExp, listParam, notFound, REGIONS, tagSet, tagsOf } from './query.js';
 
 const EC2_NAMESPACE = 'http://ec2.amazonaws.com/doc/2016-11-15/';
@@ -24,6 +25,8 @@ export class Ec2Api {
     private readonly snapshots: SnapshotService,
     /** More actions, answered in other files (volumes, instances, fast snapshot restore). */
     private readonly more?: Ec2Actions,
+    /** snapshotsInUse refuses DeleteSnapshot. */
+    private readonly faults?: FaultInjector,
   ) {}
 
   /** Answers one EC2 request; `params` are its form (and query) parameters. Rethrows only unexpected failures, after answering 500. */
@@ -124,6 +127,7 @@ export class Ec2Api {
     checkSnapshotId(id);
     const record = this.snapshots.find(id, region);
     if (record === undefined) throw notFound(id);
+    if (this.faults?.take('snapshotsInUse') === true) throw ec2Error('InvalidSnapshot.InUse', `The snapshot ${id} is currently in use by ami-0123456789abcdef0`);
     this.snapshots.delete(record);
     return textElement('return', true);
   }

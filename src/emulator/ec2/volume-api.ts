@@ -78,6 +78,7 @@ export class VolumeApi implements Ec2Actions {
         tags,
       },
       region,
+      optional(params.get('ClientToken')),
     );
     return this.#volumeXml(volume);
   }

@@ -130,6 +130,8 @@ export interface FastRestoreFailure {
  */
 export class VolumeService {
   readonly #volumes = new Map<string, VolumeRecord>();
+  /** CreateVolume client tokens by Region: the parameters they came with and the volume they made. */
+  readonly #byClientToken = new Map<string, { parameters: string; volumeId: string }>();
   readonly #instances = new Map<string, InstanceRecord>();
   /** By `${snapshotId} ${zone}`. */
   readonly #fastRestores = new Map<string, FastRestoreRecord>();
@@ -170,8 +172,27 @@ export class VolumeService {
 
   // ---- volumes ---------------------------------------------------------------
 
-  /** CreateVolume: every check the reference documents, then a volume in state creating. */
-  create(input: CreateVolumeInput, region: string): VolumeRecord {
+  /**
+   * CreateVolume: every check the reference documents, then a volume in
+   * state creating. A `clientToken` seen before in the Region with the same
+   * parameters answers the volume it made (in its state now, nothing made);
+   * with other parameters, IdempotentParameterMismatch.
+   */
+  create(input: CreateVolumeInput, region: string, clientToken?: string): VolumeRecord {
+    if (clientToken === undefined) return this.#create(input, region);
+    const key = `${region}\0${clientToken}`;
+    const parameters = JSON.stringify(input);
+    const earlier = this.#byClientToken.get(key);
+    if (earlier !== undefined) {
+      if (earlier.parameters !== parameters) throw ec2Error('IdempotentParameterMismatch', `The client token ${clientToken} was used before with other parameters.`);
+      return this.#volumes.get(earlier.volumeId)!;
+    }
+    const volume = this.#create(input, region);
+    this.#byClientToken.set(key, { parameters, volumeId: volume.volumeId });
+    return volume;
+  }
+
+  #create(input: CreateVolumeInput, region: string): VolumeRecord {
     if (input.availabilityZone === undefined) throw ec2Error('MissingParameter', 'The request must contain the parameter AvailabilityZone');
     if (regionOfZone(input.availabilityZone) !== region) throw ec2Error('InvalidParameterValue', `Invalid availability zone: [${input.availabilityZone}]`);
     const volumeType = input.volumeType ?? 'gp2';

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IndexPorts } from '../../core/index-ports.js';
 import { throwIfAborted } from '../../core/abort.js';
 import type { FastRestoreState, NewVolume, RemoteSnapshot, RemoteVolume, SnapshotCatalog, VolumeManager } from '../../core/ports.js';
@@ -111,6 +112,8 @@ export async function restoreToVolume(deps: VolumeRestoreDeps, options: VolumeRe
           ...(options.encrypted || options.kmsKeyId !== undefined ? { encrypted: true } : {}),
           ...(options.kmsKeyId === undefined ? {} : { kmsKeyId: options.kmsKeyId }),
           tags: { ...options.tags, ...(snapshot.tags[VOLUME_TAG] === undefined ? {} : { [VOLUME_TAG]: snapshot.tags[VOLUME_TAG] }) },
+          // The run's own: a CreateVolume sent again (its answer lost) answers the same volume instead of making a second.
+          clientToken: `snapline-restore-${randomUUID()}`,
         });
         volume = made;
         return waitForVolume(deps.volumes, made.volumeId, wait);

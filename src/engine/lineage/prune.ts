@@ -65,10 +65,12 @@ export interface PruneResult {
  * of the volume at each place (the next incremental archive compares with
  * its snapshot), an unfinished ECS restore or a copy in progress builds on.
  * A volume with a backup running is skipped (its lock is held). The copies
- * a snapshot has in other Regions are deleted before
- * it, unless `keepCopies` (then they stay recorded); `destinations` reaches
- * them, needed only when there are copies. INVALID_ARGUMENT when no policy
- * applies to any volume.
+ * a snapshot has in other Regions are deleted after it (a refused source
+ * keeps them all), and the index marks it deleted only once they are gone,
+ * so that a prune that fails half way is completed by the next one; with
+ * `keepCopies` they stay recorded. `destinations` reaches them, needed only
+ * when there are copies. INVALID_ARGUMENT when no policy applies to any
+ * volume.
  */
 export async function prune(deps: { index: PruneIndex; catalog: SnapshotCatalog; destinations?: CopyDestinations }, options: PruneOptions): Promise<PruneResult> {
   const { timeZone, now, volumes, policyOf, unmanagedVolumes } = scopeOf(deps.index, options);
@@ -99,11 +101,12 @@ export async function prune(deps: { index: PruneIndex; catalog: SnapshotCatalog;
       result.volumes.push(decided);
       // Oldest first, as a lineage is cut from its old end.
       for (const snapshot of decided.snapshots.filter((s) => s.removed).reverse()) {
+        // The source goes first: refused, it keeps its copies. Its index row
+        // goes last: a copy left by a failure is deleted by the next prune,
+        // which decides the same and finds the source already gone (idempotent).
+        if (!options.dryRun) await deps.catalog.deleteSnapshot(snapshot.snapshotId);
         if (!options.keepCopies) result.deletedCopies.push(...(await deleteCopies({ index: deps.index, destinations: destinationsOf(deps) }, snapshot.snapshotId, options.dryRun)));
-        if (!options.dryRun) {
-          await deps.catalog.deleteSnapshot(snapshot.snapshotId);
-          deps.index.lineage.markDeleted(snapshot.snapshotId);
-        }
+        if (!options.dryRun) deps.index.lineage.markDeleted(snapshot.snapshotId);
         const ageDays = Math.floor((now.getTime() - Date.parse(snapshot.startedAt)) / 86_400_000);
         result.deleted.push({ volume, snapshotId: snapshot.snapshotId, ageDays });
       }

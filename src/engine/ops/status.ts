@@ -17,9 +17,9 @@ export interface DrillLog {
 }
 
 export interface StatusDeps {
-  index: Pick<IndexPorts, 'lineage' | 'archives' | 'copies'>;
+  index: Pick<IndexPorts, 'lineage' | 'archives' | 'copies' | 'maps'>;
   runs: Pick<RunLog, 'listRuns'>;
-  /** Counts the blocks each snapshot adds (ListSnapshotBlocks, ListChangedBlocks); without it ebsSpace is null. */
+  /** Counts the blocks each snapshot adds (ListSnapshotBlocks, ListChangedBlocks); without it, the index's block maps count them (no request made). */
   reader?: Pick<SnapshotReader, 'listBlocks' | 'listChangedBlocks'>;
   drills?: DrillLog;
 }
@@ -138,7 +138,7 @@ async function statusOf(
           },
     lastDrill: deps.drills?.lastDrill(volume) ?? null,
     lastCopy: lastCopyOf(indexed ? deps.index.copies.list(volume) : []),
-    ebsSpace: deps.reader === undefined || snapshots.length === 0 ? null : await spaceOf(deps.reader, snapshots),
+    ebsSpace: snapshots.length === 0 ? null : await spaceOf(deps.reader === undefined ? indexCounts(deps.index.maps) : listedCounts(deps.reader), snapshots),
   };
 }
 
@@ -181,8 +181,47 @@ function lastBackupOf(backups: RunEntry[], newest: SnapshotRecord | undefined): 
   };
 }
 
+/** How many blocks a snapshot holds, and how many differ from an ancestor's: from EBS listings, or from the index's maps. */
+interface BlockCounts {
+  blocksOf(snapshot: SnapshotRecord): Promise<number>;
+  changedSince(ancestor: SnapshotRecord, snapshot: SnapshotRecord): Promise<number>;
+}
+
+function listedCounts(reader: Pick<SnapshotReader, 'listBlocks' | 'listChangedBlocks'>): BlockCounts {
+  return {
+    async blocksOf(snapshot) {
+      let blocks = 0;
+      for await (const page of reader.listBlocks(snapshot.snapshotId)) blocks += page.blocks.length;
+      return blocks;
+    },
+    async changedSince(ancestor, snapshot) {
+      let blocks = 0;
+      for await (const page of reader.listChangedBlocks(ancestor.snapshotId, snapshot.snapshotId)) blocks += page.blocks.filter((b) => b.secondToken !== undefined).length;
+      return blocks;
+    },
+  };
+}
+
+/**
+ * The same counts from the index alone: a snapshot's own blocks are those
+ * its run wrote (changedBlocks) when it is a child of the ancestor or has
+ * no parent, else the blocks its map holds or that differ between the maps.
+ */
+function indexCounts(maps: Pick<IndexPorts['maps'], 'blockMap' | 'diffMaps'>): BlockCounts {
+  const count = (entries: Iterable<unknown>) => {
+    let n = 0;
+    for (const _entry of entries) n++;
+    return n;
+  };
+  return {
+    blocksOf: (snapshot) => Promise.resolve(snapshot.parentSnapshotId === null ? snapshot.changedBlocks : count(maps.blockMap(snapshot.snapshotId))),
+    changedSince: (ancestor, snapshot) =>
+      Promise.resolve(snapshot.parentSnapshotId === ancestor.snapshotId ? snapshot.changedBlocks : count(maps.diffMaps(ancestor.snapshotId, snapshot.snapshotId))),
+  };
+}
+
 /** See VolumeStatus.ebsSpace. The ancestor is found through the index's parents, deleted snapshots included. */
-async function spaceOf(reader: Pick<SnapshotReader, 'listBlocks' | 'listChangedBlocks'>, snapshots: SnapshotRecord[]): Promise<VolumeStatus['ebsSpace']> {
+async function spaceOf(counts: BlockCounts, snapshots: SnapshotRecord[]): Promise<VolumeStatus['ebsSpace']> {
   const byId = new Map(snapshots.map((s) => [s.snapshotId, s]));
   const live = (s: SnapshotRecord | undefined) => s !== undefined && s.state === 'completed';
   let blocks = 0;
@@ -193,11 +232,7 @@ async function spaceOf(reader: Pick<SnapshotReader, 'listBlocks' | 'listChangedB
       seen.add(ancestor.snapshotId);
       ancestor = ancestor.parentSnapshotId === null ? undefined : byId.get(ancestor.parentSnapshotId);
     }
-    if (ancestor !== undefined && live(ancestor)) {
-      for await (const page of reader.listChangedBlocks(ancestor.snapshotId, snapshot.snapshotId)) blocks += page.blocks.filter((b) => b.secondToken !== undefined).length;
-    } else {
-      for await (const page of reader.listBlocks(snapshot.snapshotId)) blocks += page.blocks.length;
-    }
+    blocks += ancestor !== undefined && live(ancestor) ? await counts.changedSince(ancestor, snapshot) : await counts.blocksOf(snapshot);
   }
   return { estimatedBytes: blocks * BLOCK_SIZE, blocks, estimate: true };
 }

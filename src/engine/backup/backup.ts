@@ -16,7 +16,7 @@ import { EC2_SETTLE_MS, completeAndCommit, describeListed, settledBy } from '../
 import { JournalWriter, ResumeState } from './journal.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
-import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type TrackingPlan } from './tracking.js';
+import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type RandomSource, type TrackingPlan } from './tracking.js';
 import type { BlockRanges, ChangedRanges } from '../../core/changed-ranges.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
@@ -27,6 +27,8 @@ export interface BackupDeps {
   catalog: SnapshotCatalog;
   hashPool: HashPool;
   slabs: SlabPool;
+  /** Draws the --verify-unchanged sample; default: the operating system's cryptographic generator. */
+  random?: RandomSource;
 }
 
 export interface BackupOptions {
@@ -74,7 +76,8 @@ export interface BackupOptions {
 }
 
 export interface BackupProgress {
-  phase: 'scan' | 'complete' | 'wait';
+  /** verify: --verify-unchanged reads its sample (blocksSampled) before the scan. */
+  phase: 'verify' | 'scan' | 'complete' | 'wait';
   volume: string;
   snapshotId?: string;
   sourceBytes: number;
@@ -83,6 +86,8 @@ export interface BackupProgress {
   blocksChanged: number;
   blocksUploaded: number;
   bytesUploaded: number;
+  /** In the verify phase: how many blocks the tracker calls unchanged are read and compared. */
+  blocksSampled?: number;
 }
 
 export interface BackupResult {
@@ -241,7 +246,10 @@ async function runBackup(
   const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites());
   if (tracked?.result.reason !== undefined) options.onWarning?.(`${tracked.result.tracker} is not used: ${tracked.result.reason}`);
   if (tracked?.ranges !== undefined && options.verifyUnchangedPercent !== undefined && options.verifyUnchangedPercent > 0) {
-    tracked.result.blocksVerified = await verifyUnchanged(deps, source, plan.base!, tracked.ranges, options.verifyUnchangedPercent, tracker!.description, options.signal);
+    tracked.result.blocksVerified = await verifyUnchanged(deps, source, plan.base!, tracked.ranges, options.verifyUnchangedPercent, tracker!.description, {
+      signal: options.signal,
+      onSampled: (blocks) => options.onProgress?.(verifyProgress(volume, source, blocks)),
+    });
   }
   const snapshot = options.dryRun
     ? undefined
@@ -257,6 +265,21 @@ async function runBackup(
   if (tracked !== undefined) recordTracking(index, snapshotId, tracker, tracked);
   const committed = await sealRun(deps, snapshotId, options, volume, source);
   return resultOf(committed, volume, source, started, counts, resumed, false, undefined, tracked);
+}
+
+/** The progress report of the --verify-unchanged phase: `blocks` sampled, nothing scanned yet. */
+function verifyProgress(volume: string, source: BlockSource, blocks: number): BackupProgress {
+  return {
+    phase: 'verify',
+    volume,
+    sourceBytes: source.sizeBytes,
+    bytesScanned: 0,
+    blocksScanned: 0,
+    blocksChanged: 0,
+    blocksUploaded: 0,
+    bytesUploaded: 0,
+    blocksSampled: blocks,
+  };
 }
 
 /** Files the tracker and checkpoints of the run's snapshot in the index (see index/trackers.ts). */

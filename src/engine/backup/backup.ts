@@ -627,7 +627,7 @@ async function scanAndUpload(
 ): Promise<ScanCounts> {
   const { index } = deps;
   const totalBlocks = blockCountFor(source.sizeBytes);
-  const baseMap = new BlockMapCursor(index, plan.base);
+  const baseMap = new BlockMapCursor(index, plan.base, undefined, ranges);
   const suspects = new SortedBlockSet(plan.suspects);
   // A resumed run's snapshot is known; a new run's starts with its first upload.
   let snapshotId = snapshot?.id;

@@ -251,7 +251,7 @@ export async function verifyUnchanged(
   options.onSampled?.(sampled);
   if (sampled === 0) return 0;
   const { signal } = options;
-  const map = new BlockMapCursor(deps.index, base);
+  const map = new BlockMapCursor(deps.index, base, undefined, sample);
   const differing: number[] = [];
   let compared = 0;
   for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges: sample, signal })) {

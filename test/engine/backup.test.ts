@@ -760,6 +760,38 @@ describe('change trackers', () => {
     expect(r.indexState()).toBe(before);
   });
 
+  it('a tracker marking scattered single blocks hands uploads to the limiter beyond one a slab: a one-block range holds no whole slab', async () => {
+    const r = rig();
+    const image = r.image('w.img', imageBytes(256));
+    await r.run({ source: image.path, checkpoint: 'c1' });
+    const changed = range(0, 32).map((k) => k * 8);
+    image.patch(new Map(changed.map((i) => [i, randomBytes(BLOCK_SIZE)])));
+    const file = join(r.dir, 'changes.txt');
+    writeFileSync(file, changed.map((i) => `${i * BLOCK_SIZE} 1`).join('\n'));
+    let inFlight = 0;
+    let most = 0;
+    const deps = r.deps({
+      writer: (inner) => ({
+        startSnapshot: (input) => inner.startSnapshot(input),
+        completeSnapshot: (...args) => inner.completeSnapshot(...args),
+        putBlock: async (...args) => {
+          most = Math.max(most, (inFlight += 1));
+          try {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            await inner.putBlock(...args);
+          } finally {
+            inFlight -= 1;
+          }
+        },
+      }),
+    });
+    const result = await r.run({ source: image.path, changedBlocksFile: file, sinceCheckpoint: 'c1' }, deps);
+    expect(result).toMatchObject({ blocksRead: 32, blocksUploaded: 32 });
+    // The rig's pool holds 6 slabs of 8 blocks: with a slab a block, at most 6 uploads (fewer, some slabs being read) were ever handed on.
+    expect(most).toBeGreaterThan(6);
+    r.expectHolds(result.snapshotId!, image);
+  });
+
   it('verifyUnchangedPercent below 100 reads exactly its sample: a lie in a sampled block fails the run, one outside it passes unseen; both say how many blocks were sampled', async () => {
     const r = rig();
     const image = r.image('s.img', imageBytes(32));

@@ -9,15 +9,15 @@ import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, S
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
-import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, type BlockSource, type SlabPool } from '../../source/index.js';
+import { SlabPool, isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, type BlockSource } from '../../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
 import { EC2_SETTLE_MS, completeAndCommit, describeListed, settledBy } from '../blocks/committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
-import { digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
+import { DEFAULT_HASH_AHEAD, digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
 import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type RandomSource, type TrackingPlan } from './tracking.js';
-import type { BlockRanges, ChangedRanges } from '../../core/changed-ranges.js';
+import { blockRangesSize, type BlockRanges, type ChangedRanges } from '../../core/changed-ranges.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
 export interface BackupDeps {
@@ -608,6 +608,23 @@ interface ScanCounts {
 }
 
 /**
+ * The slabs a scan of `ranges` reads into. Ranges shorter than a slab on
+ * average (a tracked run's scattered blocks) get one-block slabs of the same
+ * total bytes, as many blocks read ahead as the session's slabs ahead hold:
+ * a one-block range would otherwise hold a whole slab until its upload
+ * settles, and the slabs, not the upload concurrency, would bound the
+ * uploads in flight.
+ */
+function scanSlabs(slabs: SlabPool, ranges: BlockRanges | undefined): { slabs: SlabPool; hashAhead?: number } {
+  if (ranges === undefined || ranges.length === 0 || slabs.blocksPerSlab === 1) return { slabs };
+  if (blockRangesSize(ranges) / ranges.length >= slabs.blocksPerSlab) return { slabs };
+  return {
+    slabs: new SlabPool({ slabCount: slabs.slabCount * slabs.blocksPerSlab, blocksPerSlab: 1 }),
+    hashAhead: DEFAULT_HASH_AHEAD * slabs.blocksPerSlab,
+  };
+}
+
+/**
  * The hot path: reads and hashes the source once, compares each block with the
  * base map and the journal, and uploads what changed from the bytes that were
  * hashed. Uploads go through the writer's limiter; the slab pool bounds how
@@ -626,6 +643,7 @@ async function scanAndUpload(
   ranges: BlockRanges | undefined,
 ): Promise<ScanCounts> {
   const { index } = deps;
+  const { slabs, hashAhead } = scanSlabs(deps.slabs, ranges);
   const totalBlocks = blockCountFor(source.sizeBytes);
   const baseMap = new BlockMapCursor(index, plan.base, undefined, ranges);
   const suspects = new SortedBlockSet(plan.suspects);
@@ -640,7 +658,7 @@ async function scanAndUpload(
   // Uploads are bounded by the slab pool (a slab is held until its uploads settle)
   // and paced by the writer's limiter. Blocks of a hole run hold no slab: the
   // window keeps them to as many as the pool holds too.
-  const uploads = new TaskWindow(deps.slabs.slabCount * deps.slabs.blocksPerSlab);
+  const uploads = new TaskWindow(slabs.slabCount * slabs.blocksPerSlab);
   const progress = (phase: BackupProgress['phase']) =>
     options.onProgress?.({
       phase,
@@ -666,7 +684,7 @@ async function scanAndUpload(
   const ticker = setInterval(() => progress('scan'), 500);
   try {
     await uploads.run(async () => {
-      for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges, signal: options.signal })) {
+      for await (const slab of scanSource(source, slabs, deps.hashPool, { ranges, hashAhead, signal: options.signal })) {
         // Slabs hashed ahead are yielded without reading: the abort is checked here too.
         if (options.signal?.aborted) {
           slab.slab.release();

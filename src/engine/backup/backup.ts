@@ -610,7 +610,8 @@ interface ScanCounts {
 /**
  * The slabs a scan of `ranges` reads into. Ranges shorter than a slab on
  * average (a tracked run's scattered blocks) get one-block slabs of the same
- * total bytes, as many blocks read ahead as the session's slabs ahead hold:
+ * total bytes, each allocated on first need (a few changed blocks cost a
+ * few), as many blocks read ahead as the session's slabs ahead hold:
  * a one-block range would otherwise hold a whole slab until its upload
  * settles, and the slabs, not the upload concurrency, would bound the
  * uploads in flight.
@@ -619,7 +620,7 @@ function scanSlabs(slabs: SlabPool, ranges: BlockRanges | undefined): { slabs: S
   if (ranges === undefined || ranges.length === 0 || slabs.blocksPerSlab === 1) return { slabs };
   if (blockRangesSize(ranges) / ranges.length >= slabs.blocksPerSlab) return { slabs };
   return {
-    slabs: new SlabPool({ slabCount: slabs.slabCount * slabs.blocksPerSlab, blocksPerSlab: 1 }),
+    slabs: new SlabPool({ slabCount: slabs.slabCount * slabs.blocksPerSlab, blocksPerSlab: 1, onDemand: true }),
     hashAhead: DEFAULT_HASH_AHEAD * slabs.blocksPerSlab,
   };
 }

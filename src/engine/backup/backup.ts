@@ -619,11 +619,16 @@ interface ScanCounts {
 function scanSlabs(slabs: SlabPool, ranges: BlockRanges | undefined): { slabs: SlabPool; hashAhead?: number } {
   if (ranges === undefined || ranges.length === 0 || slabs.blocksPerSlab === 1) return { slabs };
   if (blockRangesSize(ranges) / ranges.length >= slabs.blocksPerSlab) return { slabs };
-  return {
-    slabs: new SlabPool({ slabCount: slabs.slabCount * slabs.blocksPerSlab, blocksPerSlab: 1, onDemand: true }),
-    hashAhead: DEFAULT_HASH_AHEAD * slabs.blocksPerSlab,
-  };
+  let oneBlock = oneBlockPools.get(slabs);
+  if (oneBlock === undefined) {
+    oneBlock = new SlabPool({ slabCount: slabs.slabCount * slabs.blocksPerSlab, blocksPerSlab: 1, onDemand: true });
+    oneBlockPools.set(slabs, oneBlock);
+  }
+  return { slabs: oneBlock, hashAhead: DEFAULT_HASH_AHEAD * slabs.blocksPerSlab };
 }
+
+/** The one-block pool of each session's pool: its slabs are allocated once, for the session's life, and shared by its tracked runs. */
+const oneBlockPools = new WeakMap<SlabPool, SlabPool>();
 
 /**
  * The hot path: reads and hashes the source once, compares each block with the

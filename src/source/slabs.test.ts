@@ -94,6 +94,26 @@ describe('SlabPool', () => {
     (await pool.acquire()).release();
   });
 
+  it('onDemand allocates a slab at its first acquire, up to slabCount, then makes acquirers wait as ever', async () => {
+    const before = process.memoryUsage().arrayBuffers;
+    // 2048 slabs of 8 blocks would be 8 GiB allocated at once.
+    const pool = new SlabPool({ slabCount: 2048, blocksPerSlab: 8, onDemand: true });
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * BLOCK_SIZE);
+    const first = await pool.acquire();
+    const second = await pool.acquire();
+    expect(first.buffer).not.toBe(second.buffer);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * BLOCK_SIZE);
+    first.release();
+    expect((await pool.acquire()).buffer).toBe(first.buffer);
+
+    const small = new SlabPool({ slabCount: 1, blocksPerSlab: 1, onDemand: true });
+    const only = await small.acquire();
+    const waiting = small.acquire();
+    expect(await hasSettled(waiting)).toBe(false);
+    only.release();
+    expect((await waiting).buffer).toBe(only.buffer);
+  });
+
   it('refuses sizes that are not whole positive numbers, naming the option', () => {
     expect(() => new SlabPool({ slabCount: 0, blocksPerSlab: 1 })).toThrow(/slabCount/);
     expect(() => new SlabPool({ slabCount: 1, blocksPerSlab: 1.5 })).toThrow(/blocksPerSlab/);

@@ -19,6 +19,8 @@ export interface Slab {
 export interface SlabPoolOptions {
   slabCount: number;
   blocksPerSlab: number;
+  /** Allocate each slab on its first acquire instead of all of them at once: for a pool that most uses never fill. */
+  onDemand?: boolean;
 }
 
 interface Waiter {
@@ -28,7 +30,8 @@ interface Waiter {
 /**
  * A fixed set of SharedArrayBuffer slabs of `blocksPerSlab` blocks each,
  * handed out one holder at a time. Memory is slabCount * slabBytes, allocated
- * once; waiting acquirers are served first come, first served.
+ * once (all at construction, or each on first need with onDemand); waiting
+ * acquirers are served first come, first served.
  */
 export class SlabPool {
   readonly slabCount: number;
@@ -36,12 +39,15 @@ export class SlabPool {
   readonly slabBytes: number;
   readonly #free: SharedArrayBuffer[] = [];
   readonly #waiters: Waiter[] = [];
+  /** Slabs not allocated yet (an on-demand pool's). */
+  #unallocated: number;
 
   constructor(options: SlabPoolOptions) {
     this.slabCount = positiveInteger('slabCount', options.slabCount);
     this.blocksPerSlab = positiveInteger('blocksPerSlab', options.blocksPerSlab);
     this.slabBytes = this.blocksPerSlab * BLOCK_SIZE;
-    for (let i = 0; i < this.slabCount; i += 1) this.#free.push(new SharedArrayBuffer(this.slabBytes));
+    this.#unallocated = options.onDemand ? this.slabCount : 0;
+    for (let i = this.#unallocated; i < this.slabCount; i += 1) this.#free.push(new SharedArrayBuffer(this.slabBytes));
   }
 
   /**
@@ -50,7 +56,11 @@ export class SlabPool {
    */
   acquire(signal?: AbortSignal): Promise<Slab> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    const buffer = this.#free.pop();
+    let buffer = this.#free.pop();
+    if (buffer === undefined && this.#unallocated > 0) {
+      this.#unallocated -= 1;
+      buffer = new SharedArrayBuffer(this.slabBytes);
+    }
     if (buffer !== undefined) return Promise.resolve(this.#lease(buffer));
     return new Promise<Slab>((resolve, reject) => {
       const onAbort = (): void => {

@@ -7,13 +7,16 @@ import { AdaptiveLimiter, resilientReader, resilientWriter } from '../../src/aws
 import { checksumOf, linearAggregateOf, sha256 } from '../../src/core/checksum.js';
 import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
-import { backup, type BackupDeps, type BackupOptions, type BackupResult } from '../../src/engine/backup/backup.js';
+import type { BlockRanges } from '../../src/core/changed-ranges.js';
+import { backup, type BackupDeps, type BackupOptions, type BackupProgress, type BackupResult } from '../../src/engine/backup/backup.js';
+import { sampleBlocks } from '../../src/engine/backup/tracking.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../../src/engine/blocks/remote-snapshot.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { HashPool } from '../../src/hashing/index.js';
 import { BlockIndex } from '../../src/index/index.js';
 import { SlabPool } from '../../src/source/index.js';
 import { MemoryEbs, awsFailure, type MemoryEbsOptions } from '../fakes/memory-ebs.js';
+import { seededRandom } from '../support/images.js';
 import { rejection } from '../support/rejection.js';
 
 /**
@@ -90,6 +93,11 @@ function imageBytes(count: number, zeros: Iterable<number> = []): Buffer {
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from }, (_, k) => from + k);
+}
+
+/** The blocks of `ranges`, one by one. */
+function blocksOf(ranges: BlockRanges): number[] {
+  return ranges.flatMap(([from, to]) => range(from, to));
 }
 
 function sortedUnique(indexes: Iterable<number>): number[] {
@@ -750,5 +758,69 @@ describe('change trackers', () => {
     expect(r.ebs.calls.startSnapshot).toBe(calls.startSnapshot);
     expect(r.ebs.calls.putBlock).toBe(calls.putBlock);
     expect(r.indexState()).toBe(before);
+  });
+
+  it('a tracker marking scattered single blocks hands uploads to the limiter beyond one a slab: a one-block range holds no whole slab', async () => {
+    const r = rig();
+    const image = r.image('w.img', imageBytes(256));
+    await r.run({ source: image.path, checkpoint: 'c1' });
+    const changed = range(0, 32).map((k) => k * 8);
+    image.patch(new Map(changed.map((i) => [i, randomBytes(BLOCK_SIZE)])));
+    const file = join(r.dir, 'changes.txt');
+    writeFileSync(file, changed.map((i) => `${i * BLOCK_SIZE} 1`).join('\n'));
+    let inFlight = 0;
+    let most = 0;
+    const deps = r.deps({
+      writer: (inner) => ({
+        startSnapshot: (input) => inner.startSnapshot(input),
+        completeSnapshot: (...args) => inner.completeSnapshot(...args),
+        putBlock: async (...args) => {
+          most = Math.max(most, (inFlight += 1));
+          try {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            await inner.putBlock(...args);
+          } finally {
+            inFlight -= 1;
+          }
+        },
+      }),
+    });
+    const result = await r.run({ source: image.path, changedBlocksFile: file, sinceCheckpoint: 'c1' }, deps);
+    expect(result).toMatchObject({ blocksRead: 32, blocksUploaded: 32 });
+    // The rig's pool holds 6 slabs of 8 blocks: with a slab a block, at most 6 uploads (fewer, some slabs being read) were ever handed on.
+    expect(most).toBeGreaterThan(6);
+    r.expectHolds(result.snapshotId!, image);
+  });
+
+  it('verifyUnchangedPercent below 100 reads exactly its sample: a lie in a sampled block fails the run, one outside it passes unseen; both say how many blocks were sampled', async () => {
+    const r = rig();
+    const image = r.image('s.img', imageBytes(32));
+    await r.run({ source: image.path, checkpoint: 'c1' });
+    const file = join(r.dir, 'changes.txt');
+    writeFileSync(file, `${2 * BLOCK_SIZE} 10\n`);
+    const options = { source: image.path, changedBlocksFile: file, verifyUnchangedPercent: 25 };
+    // The 31 blocks the file calls unchanged; a 25 % sample of them holds ceil(7.75) = 8, which the same seed draws again.
+    const unchanged: BlockRanges = [[0, 2], [3, 32]];
+    const sample = blocksOf(sampleBlocks(unchanged, 25, seededRandom(7)));
+    expect(sample).toHaveLength(8);
+    const outside = without(range(0, 32), [2, ...sample]);
+    const phases: BackupProgress[] = [];
+
+    image.patch(new Map([[2, randomBytes(BLOCK_SIZE)], [outside[0]!, randomBytes(BLOCK_SIZE)]]));
+    const unseen = await r.run({ ...options, sinceCheckpoint: 'c1', checkpoint: 'c2', onProgress: (p) => phases.push(p) }, { ...r.deps(), random: seededRandom(7) });
+    expect(unseen).toMatchObject({ blocksRead: 1, blocksUploaded: 1, changeTracking: { scan: 'tracked', blocksMarked: 1, blocksUnchanged: 31, blocksVerified: 8 } });
+    expect(phases.filter((p) => p.phase === 'verify')).toEqual([expect.objectContaining({ blocksSampled: 8 })]);
+
+    // The same blocks called unchanged and the same seed: the same sample, which now holds a lie (the one outside it stays unseen).
+    image.patch(new Map([[sample[3]!, randomBytes(BLOCK_SIZE)]]));
+    const calls = { ...r.ebs.calls };
+    const err = await rejection(r.run({ ...options, sinceCheckpoint: 'c2' }, { ...r.deps(), random: seededRandom(7) }));
+    expect(err).toMatchObject({
+      code: ErrorCodes.TRACKER_UNTRUSTED,
+      details: { option: 'verifyUnchangedPercent', blocksUnchanged: 31, blocksCompared: 8, blocksDiffering: 1, firstBlocks: [sample[3]] },
+    });
+    expect(err.message).toContain('1 of 8 blocks it calls unchanged differ from the parent');
+    expect(err.message).toContain('(a random sample of 8 of the 31 blocks it calls unchanged: 25 %)');
+    expect(r.ebs.calls.startSnapshot).toBe(calls.startSnapshot);
   });
 });

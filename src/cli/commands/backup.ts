@@ -58,7 +58,7 @@ export function registerBackup(program: Command, wrap: Wrap): void {
     .option('--since-checkpoint <id>', "the checkpoint the tracker counts changes from; must be the parent's --checkpoint (default: the bitmap's name)")
     .option('--checkpoint <id>', 'the checkpoint this snapshot is taken at (the new bitmap or libvirt checkpoint), for the next run\'s --since-checkpoint')
     .addOption(
-      new Option('--verify-unchanged <percent>', 'first read this percentage of the blocks the tracker calls unchanged and compare them with the parent; a difference fails the run (exit 8)').argParser(
+      new Option('--verify-unchanged <percent>', 'first read a random sample of the blocks the tracker calls unchanged, ceil(PERCENT/100 x their count) of them drawn without repetition over the whole disk (at least one), and compare them with the parent; a difference fails the run (exit 8)').argParser(
         numberOption('--verify-unchanged', 0, 100),
       ),
     )
@@ -114,11 +114,12 @@ async function backupRun(ctx: CommandContext, sources: string[], flags: BackupFl
       const all = [...latest.values()];
       const sum = (pick: (p: BackupProgress) => number) => all.reduce((n, p) => n + pick(p), 0);
       const waiting = all.every((p) => p.phase === 'wait');
+      const sampled = sum((p) => (p.phase === 'verify' ? (p.blocksSampled ?? 0) : 0));
       display.update({
         label: waiting ? 'waiting for completion' : 'backup',
         done: sum((p) => p.bytesScanned),
         total: sum((p) => p.sourceBytes),
-        detail: `changed ${sum((p) => p.blocksChanged)} uploaded ${sum((p) => p.blocksUploaded)} blocks, ${session.uploadLimiter.limit} in flight`,
+        detail: `${sampled > 0 ? `verifying ${sampled} sampled unchanged blocks, ` : ''}changed ${sum((p) => p.blocksChanged)} uploaded ${sum((p) => p.blocksUploaded)} blocks, ${session.uploadLimiter.limit} in flight`,
       });
     };
     if (flags.copyToRegion !== undefined && !flags.dryRun) {
@@ -234,7 +235,7 @@ export function describeResult(result: BackupResult): string[] {
     tracking?.tracker == null
       ? []
       : tracking.scan === 'tracked'
-        ? [`  ${tracking.tracker}: ${tracking.blocksMarked} blocks marked changed, ${result.blocksRead} read${tracking.blocksVerified > 0 ? `, ${tracking.blocksVerified} it calls unchanged verified` : ''}; the rest is the parent's`]
+        ? [`  ${tracking.tracker}: ${tracking.blocksMarked} blocks marked changed, ${result.blocksRead} read${tracking.blocksVerified > 0 ? `, ${tracking.blocksVerified} of the ${tracking.blocksUnchanged} it calls unchanged verified` : ''}; the rest is the parent's`]
         : [`  ${tracking.tracker} not used: every block read`];
   return [
     head,

@@ -9,15 +9,15 @@ import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, S
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
-import { isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, type BlockSource, type SlabPool } from '../../source/index.js';
+import { SlabPool, isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, type BlockSource } from '../../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
 import { EC2_SETTLE_MS, completeAndCommit, describeListed, settledBy } from '../blocks/committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
-import { digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
-import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type TrackingPlan } from './tracking.js';
-import type { BlockRanges, ChangedRanges } from '../../core/changed-ranges.js';
+import { DEFAULT_HASH_AHEAD, digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
+import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type RandomSource, type TrackingPlan } from './tracking.js';
+import { blockRangesSize, type BlockRanges, type ChangedRanges } from '../../core/changed-ranges.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
 export interface BackupDeps {
@@ -27,6 +27,8 @@ export interface BackupDeps {
   catalog: SnapshotCatalog;
   hashPool: HashPool;
   slabs: SlabPool;
+  /** Draws the --verify-unchanged sample; default: the operating system's cryptographic generator. */
+  random?: RandomSource;
 }
 
 export interface BackupOptions {
@@ -74,7 +76,8 @@ export interface BackupOptions {
 }
 
 export interface BackupProgress {
-  phase: 'scan' | 'complete' | 'wait';
+  /** verify: --verify-unchanged reads its sample (blocksSampled) before the scan. */
+  phase: 'verify' | 'scan' | 'complete' | 'wait';
   volume: string;
   snapshotId?: string;
   sourceBytes: number;
@@ -83,6 +86,8 @@ export interface BackupProgress {
   blocksChanged: number;
   blocksUploaded: number;
   bytesUploaded: number;
+  /** In the verify phase: how many blocks the tracker calls unchanged are read and compared. */
+  blocksSampled?: number;
 }
 
 export interface BackupResult {
@@ -241,7 +246,10 @@ async function runBackup(
   const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites());
   if (tracked?.result.reason !== undefined) options.onWarning?.(`${tracked.result.tracker} is not used: ${tracked.result.reason}`);
   if (tracked?.ranges !== undefined && options.verifyUnchangedPercent !== undefined && options.verifyUnchangedPercent > 0) {
-    tracked.result.blocksVerified = await verifyUnchanged(deps, source, plan.base!, tracked.ranges, options.verifyUnchangedPercent, tracker!.description, options.signal);
+    tracked.result.blocksVerified = await verifyUnchanged(deps, source, plan.base!, tracked.ranges, options.verifyUnchangedPercent, tracker!.description, {
+      signal: options.signal,
+      onSampled: (blocks) => options.onProgress?.(verifyProgress(volume, source, blocks)),
+    });
   }
   const snapshot = options.dryRun
     ? undefined
@@ -257,6 +265,21 @@ async function runBackup(
   if (tracked !== undefined) recordTracking(index, snapshotId, tracker, tracked);
   const committed = await sealRun(deps, snapshotId, options, volume, source);
   return resultOf(committed, volume, source, started, counts, resumed, false, undefined, tracked);
+}
+
+/** The progress report of the --verify-unchanged phase: `blocks` sampled, nothing scanned yet. */
+function verifyProgress(volume: string, source: BlockSource, blocks: number): BackupProgress {
+  return {
+    phase: 'verify',
+    volume,
+    sourceBytes: source.sizeBytes,
+    bytesScanned: 0,
+    blocksScanned: 0,
+    blocksChanged: 0,
+    blocksUploaded: 0,
+    bytesUploaded: 0,
+    blocksSampled: blocks,
+  };
 }
 
 /** Files the tracker and checkpoints of the run's snapshot in the index (see index/trackers.ts). */
@@ -585,6 +608,29 @@ interface ScanCounts {
 }
 
 /**
+ * The slabs a scan of `ranges` reads into. Ranges shorter than a slab on
+ * average (a tracked run's scattered blocks) get one-block slabs of the same
+ * total bytes, each allocated on first need (a few changed blocks cost a
+ * few), as many blocks read ahead as the session's slabs ahead hold:
+ * a one-block range would otherwise hold a whole slab until its upload
+ * settles, and the slabs, not the upload concurrency, would bound the
+ * uploads in flight.
+ */
+function scanSlabs(slabs: SlabPool, ranges: BlockRanges | undefined): { slabs: SlabPool; hashAhead?: number } {
+  if (ranges === undefined || ranges.length === 0 || slabs.blocksPerSlab === 1) return { slabs };
+  if (blockRangesSize(ranges) / ranges.length >= slabs.blocksPerSlab) return { slabs };
+  let oneBlock = oneBlockPools.get(slabs);
+  if (oneBlock === undefined) {
+    oneBlock = new SlabPool({ slabCount: slabs.slabCount * slabs.blocksPerSlab, blocksPerSlab: 1, onDemand: true });
+    oneBlockPools.set(slabs, oneBlock);
+  }
+  return { slabs: oneBlock, hashAhead: DEFAULT_HASH_AHEAD * slabs.blocksPerSlab };
+}
+
+/** The one-block pool of each session's pool: its slabs are allocated once, for the session's life, and shared by its tracked runs. */
+const oneBlockPools = new WeakMap<SlabPool, SlabPool>();
+
+/**
  * The hot path: reads and hashes the source once, compares each block with the
  * base map and the journal, and uploads what changed from the bytes that were
  * hashed. Uploads go through the writer's limiter; the slab pool bounds how
@@ -603,8 +649,9 @@ async function scanAndUpload(
   ranges: BlockRanges | undefined,
 ): Promise<ScanCounts> {
   const { index } = deps;
+  const { slabs, hashAhead } = scanSlabs(deps.slabs, ranges);
   const totalBlocks = blockCountFor(source.sizeBytes);
-  const baseMap = new BlockMapCursor(index, plan.base);
+  const baseMap = new BlockMapCursor(index, plan.base, undefined, ranges);
   const suspects = new SortedBlockSet(plan.suspects);
   // A resumed run's snapshot is known; a new run's starts with its first upload.
   let snapshotId = snapshot?.id;
@@ -617,7 +664,7 @@ async function scanAndUpload(
   // Uploads are bounded by the slab pool (a slab is held until its uploads settle)
   // and paced by the writer's limiter. Blocks of a hole run hold no slab: the
   // window keeps them to as many as the pool holds too.
-  const uploads = new TaskWindow(deps.slabs.slabCount * deps.slabs.blocksPerSlab);
+  const uploads = new TaskWindow(slabs.slabCount * slabs.blocksPerSlab);
   const progress = (phase: BackupProgress['phase']) =>
     options.onProgress?.({
       phase,
@@ -643,7 +690,7 @@ async function scanAndUpload(
   const ticker = setInterval(() => progress('scan'), 500);
   try {
     await uploads.run(async () => {
-      for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges, signal: options.signal })) {
+      for await (const slab of scanSource(source, slabs, deps.hashPool, { ranges, hashAhead, signal: options.signal })) {
         // Slabs hashed ahead are yielded without reading: the abort is checked here too.
         if (options.signal?.aborted) {
           slab.slab.release();

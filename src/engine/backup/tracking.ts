@@ -1,3 +1,4 @@
+import { randomFillSync } from 'node:crypto';
 import { throwIfAborted } from '../../core/abort.js';
 import {
   addBlockRange,
@@ -41,7 +42,9 @@ export interface ChangeTrackingResult {
   checkpoint: string | null;
   /** Blocks the tracker marks as changed (read and hashed); 0 for a full scan. */
   blocksMarked: number;
-  /** Blocks the tracker calls unchanged that were read and compared with the parent's map (--verify-unchanged). */
+  /** Blocks the tracker calls unchanged (holes included): what --verify-unchanged draws its sample from; 0 for a full scan. */
+  blocksUnchanged: number;
+  /** The --verify-unchanged sample: blocks the tracker calls unchanged that were read and compared with the parent's map (see sampleSize). */
   blocksVerified: number;
 }
 
@@ -128,18 +131,19 @@ export async function planTracking(
   const checkpoint = options.checkpoint ?? null;
   if (tracker === undefined) {
     if (checkpoint === null) return undefined;
-    return { ranges: undefined, result: { tracker: null, scan: 'full', sinceCheckpoint: null, checkpoint, blocksMarked: 0, blocksVerified: 0 } };
+    return { ranges: undefined, result: { tracker: null, scan: 'full', sinceCheckpoint: null, checkpoint, blocksMarked: 0, blocksUnchanged: 0, blocksVerified: 0 } };
   }
   const full = (reason: string): TrackingPlan => ({
     ranges: undefined,
-    result: { tracker: tracker.description, scan: 'full', reason, sinceCheckpoint: since, checkpoint, blocksMarked: 0, blocksVerified: 0 },
+    result: { tracker: tracker.description, scan: 'full', reason, sinceCheckpoint: since, checkpoint, blocksMarked: 0, blocksUnchanged: 0, blocksVerified: 0 },
   });
   const reason = untrackedReason(index, plan, source, since);
   if (reason !== undefined) return full(reason);
   let ranges = await changedBlockRanges(tracker.ranges(), source.sizeBytes);
   const blocksMarked = blockRangesSize(ranges);
   if (extra.length > 0) ranges = unionBlockRanges(ranges, extra.map((block): [number, number] => [block, block + 1]));
-  return { ranges, result: { tracker: tracker.description, scan: 'tracked', sinceCheckpoint: since, checkpoint, blocksMarked, blocksVerified: 0 } };
+  const blocksUnchanged = blockCountFor(source.sizeBytes) - blockRangesSize(ranges);
+  return { ranges, result: { tracker: tracker.description, scan: 'tracked', sinceCheckpoint: since, checkpoint, blocksMarked, blocksUnchanged, blocksVerified: 0 } };
 }
 
 /** Why the tracker cannot be used on top of this plan's parent; undefined when it can. */
@@ -167,24 +171,87 @@ function untrackedReason(
   return undefined;
 }
 
+/** A source of uniform random numbers in [0, 1). */
+export type RandomSource = () => number;
+
 /**
- * Reads a random `percent` of the blocks the tracker calls unchanged (all at
- * 100) and compares each with the base map (a block the map lacks is
- * zeros). Any difference throws TRACKER_UNTRUSTED naming the first blocks;
- * nothing has been started then. Returns how many blocks were compared.
+ * The --verify-unchanged sample size: ceil(percent / 100 x unchanged), all of
+ * them at 100, none at 0; so at least one block whenever percent > 0 and a
+ * block is unchanged.
+ */
+export function sampleSize(unchanged: number, percent: number): number {
+  if (percent <= 0 || unchanged <= 0) return 0;
+  if (percent >= 100) return unchanged;
+  return Math.min(unchanged, Math.ceil((percent * unchanged) / 100));
+}
+
+/**
+ * Exactly sampleSize(blocks of `ranges`, percent) distinct blocks of
+ * `ranges`, each subset of that size equally likely (selection sampling: one
+ * draw of `random` a block, in ascending order, stopping once the sample is
+ * full), so the sample spreads over the whole disk. Returned as ascending
+ * block ranges.
+ */
+export function sampleBlocks(ranges: BlockRanges, percent: number, random: RandomSource = secureRandom()): BlockRanges {
+  let remaining = blockRangesSize(ranges);
+  let wanted = sampleSize(remaining, percent);
+  if (wanted === remaining) return ranges.map(([from, to]): [number, number] => [from, to]);
+  const sample: BlockRanges = [];
+  for (const [from, to] of ranges) {
+    for (let block = from; block < to && wanted > 0; block += 1) {
+      // Taken with the chance (still wanted) / (still to come): exactly `wanted` in the end.
+      if (random() * remaining < wanted) {
+        addBlockRange(sample, block, block + 1);
+        wanted -= 1;
+      }
+      remaining -= 1;
+    }
+    if (wanted === 0) break;
+  }
+  return sample;
+}
+
+/**
+ * Uniform numbers in [0, 1) from the operating system's cryptographic
+ * generator, drawn 4096 at a time: a user cannot predict which blocks a
+ * sample will check.
+ */
+export function secureRandom(): RandomSource {
+  const words = new Uint32Array(4096);
+  let next = words.length;
+  return () => {
+    if (next === words.length) {
+      randomFillSync(words);
+      next = 0;
+    }
+    return words[next++]! / 2 ** 32;
+  };
+}
+
+/**
+ * Reads a random sample of the blocks the tracker calls unchanged (see
+ * sampleBlocks; all of them at 100) and compares each with the base map (a
+ * block the map lacks is zeros). Any difference throws TRACKER_UNTRUSTED
+ * naming the first blocks and the sample's size; nothing has been started
+ * then. `onSampled` hears the sample's size before it is read. Returns how
+ * many blocks were compared: the sample's size.
  */
 export async function verifyUnchanged(
-  deps: { index: Pick<IndexPorts, 'maps'>; hashPool: HashPool; slabs: SlabPool },
+  deps: { index: Pick<IndexPorts, 'maps'>; hashPool: HashPool; slabs: SlabPool; random?: RandomSource },
   source: BlockSource,
   base: string,
   tracked: BlockRanges,
   percent: number,
   description: string,
-  signal: AbortSignal | undefined,
+  options: { signal?: AbortSignal; onSampled?: (blocks: number) => void },
 ): Promise<number> {
-  const sample = sampleBlocks(complementBlockRanges(tracked, blockCountFor(source.sizeBytes)), percent);
-  if (sample.length === 0) return 0;
-  const map = new BlockMapCursor(deps.index, base);
+  const unchanged = complementBlockRanges(tracked, blockCountFor(source.sizeBytes));
+  const sample = sampleBlocks(unchanged, percent, deps.random);
+  const sampled = blockRangesSize(sample);
+  options.onSampled?.(sampled);
+  if (sampled === 0) return 0;
+  const { signal } = options;
+  const map = new BlockMapCursor(deps.index, base, undefined, sample);
   const differing: number[] = [];
   let compared = 0;
   for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges: sample, signal })) {
@@ -201,29 +268,16 @@ export async function verifyUnchanged(
   }
   if (differing.length > 0) {
     const shown = differing.slice(0, 5).map((block) => `${block} (byte ${block * BLOCK_SIZE})`);
+    const unchangedCount = blockRangesSize(unchanged);
+    const drawn = percent >= 100 ? '' : ` (a random sample of ${compared} of the ${unchangedCount} blocks it calls unchanged: ${percent} %)`;
     throw new SnaplineError(
       ErrorCodes.TRACKER_UNTRUSTED,
-      `${description} cannot be trusted: ${differing.length} of ${compared} blocks it calls unchanged differ from the parent ${base}, such as block${differing.length === 1 ? '' : 's'} ${shown.join(', ')}; no snapshot was taken`,
+      `${description} cannot be trusted: ${differing.length} of ${compared} blocks it calls unchanged differ from the parent ${base}${drawn}, such as block${differing.length === 1 ? '' : 's'} ${shown.join(', ')}; no snapshot was taken`,
       {
         hint: 'back up without the tracker (a full scan finds every change), then start a new checkpoint; look for writes the tracker missed (a disabled bitmap, a bitmap cleared early, a crash)',
-        details: { option: 'verifyUnchangedPercent', blocksCompared: compared, blocksDiffering: differing.length, firstBlocks: differing.slice(0, 20) },
+        details: { option: 'verifyUnchangedPercent', blocksUnchanged: unchangedCount, blocksCompared: compared, blocksDiffering: differing.length, firstBlocks: differing.slice(0, 20) },
       },
     );
   }
   return compared;
-}
-
-/** A random `percent` of the blocks of `ranges` (each block taken with that chance; all at 100), as block ranges. */
-function sampleBlocks(ranges: BlockRanges, percent: number): BlockRanges {
-  if (percent >= 100) return ranges;
-  const sample: BlockRanges = [];
-  if (percent <= 0) return sample;
-  // A sample, not a secret: Math.random is fast enough for millions of blocks.
-  const chance = percent / 100;
-  for (const [from, to] of ranges) {
-    for (let block = from; block < to; block += 1) {
-      if (Math.random() < chance) addBlockRange(sample, block, block + 1);
-    }
-  }
-  return sample;
 }

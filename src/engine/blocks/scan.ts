@@ -24,6 +24,9 @@ export interface HashedSlab {
   hole: boolean;
 }
 
+/** How many runs scanSource reads and hashes ahead of its consumer unless told. */
+export const DEFAULT_HASH_AHEAD = 4;
+
 export interface ScanOptions {
   fromBlock?: number;
   toBlock?: number;
@@ -53,7 +56,7 @@ export async function* scanSource(
   options: ScanOptions = {},
 ): AsyncGenerator<HashedSlab> {
   // More than the pool holds would wait forever for a slab the queue itself holds.
-  const hashAhead = Math.max(1, Math.min(options.hashAhead ?? 4, slabs.slabCount));
+  const hashAhead = Math.max(1, Math.min(options.hashAhead ?? DEFAULT_HASH_AHEAD, slabs.slabCount));
   const queue: Array<{ filled: FilledSlab | undefined; hashed: Promise<HashedSlab> }> = [];
   const hash = async (filled: FilledSlab): Promise<HashedSlab> => {
     if (source.fd === undefined) {

@@ -6,6 +6,7 @@
 import { DescribeVolumesCommand } from '@aws-sdk/client-ec2';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AwsClients } from '../../src/aws/clients.js';
 import { EbsSnapshotStore } from '../../src/aws/ebs.js';
@@ -171,7 +172,9 @@ describe('restore to an EBS volume', () => {
       expect(quota.code).toBe(ErrorCodes.QUOTA_EXCEEDED);
       expect(quota.message).toContain('ResourceLimitExceeded');
     } finally {
+      // Disabling still counts against the quota: wait it out so the tests after this one start clear of it.
       for (const id of others) await session.volumes.disableFastRestore(id, 'us-east-1c');
+      for (const id of others) while (((await session.volumes.fastRestoreState(id, 'us-east-1c')) ?? 'disabled') !== 'disabled') await sleep(POLL.maxMs);
     }
     expect(await volumeIds()).toEqual(before);
   });

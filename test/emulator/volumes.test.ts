@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import { ACCOUNT_ID } from '../../src/emulator/index.js';
 import { VOLUME_DELAYS_MS } from '../../src/emulator/ec2/volumes.js';
-import { blockOf, distinctBlock, expectAwsError, snapshotWith, startTestEndpoint, TestClock, type TestEndpoint } from './helpers.js';
+import { blockOf, distinctBlock, expectAwsError, snapshotWith, startTestEndpoint, tempDir, TestClock, type TestEndpoint } from './helpers.js';
 
 const ZONE = 'us-east-1a';
 const OTHER_ZONE = 'us-east-1b';
@@ -304,5 +304,44 @@ describe('fast snapshot restore', () => {
     expect(after.Successful).toHaveLength(1);
     await t.ec2.send(new DisableFastSnapshotRestoresCommand({ SourceSnapshotIds: [ids[5]!], AvailabilityZones: [ZONE] }));
     clock.advance(VOLUME_DELAYS_MS.fsrDisabling);
+  });
+});
+
+describe('restart', () => {
+  it('a restarted endpoint on the same data folder finds its volumes, instances, client tokens and FSR states as they were', async () => {
+    const dir = tempDir();
+    const restartClock = new TestClock();
+    let endpoint = await startTestEndpoint({ now: restartClock.now }, dir.path);
+    try {
+      const [instanceId] = endpoint.emulator.createInstances(ZONE, 1) as [string];
+      const snapshotId = await snapshotWith(endpoint.ebs, new Map([[0, blockOf(7)]]), { VolumeSize: 1 });
+      await endpoint.ec2.send(new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: [snapshotId], AvailabilityZones: [ZONE] }));
+      restartClock.advance(VOLUME_DELAYS_MS.fsrEnabling + VOLUME_DELAYS_MS.fsrOptimizingPerGiB);
+      const volumeId = (await endpoint.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, SnapshotId: snapshotId, Size: 2, ClientToken: 'kept' }))).VolumeId!;
+      await endpoint.ec2.send(new AttachVolumeCommand({ VolumeId: volumeId, InstanceId: instanceId, Device: '/dev/sdf' }));
+      await endpoint.ec2.send(new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: [snapshotId], AvailabilityZones: [OTHER_ZONE] }));
+      const before = (await endpoint.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]!;
+      await endpoint.stop();
+
+      endpoint = await startTestEndpoint({ now: restartClock.now }, dir.path);
+      expect((await endpoint.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]).toEqual(before);
+      expect(before).toMatchObject({ State: 'in-use', Size: 2, FastRestored: true, Attachments: [{ State: 'attaching', InstanceId: instanceId, Device: '/dev/sdf' }] });
+      const instances = (await endpoint.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))).Reservations!.flatMap((r) => r.Instances!);
+      expect(instances).toMatchObject([{ InstanceId: instanceId, Placement: { AvailabilityZone: ZONE }, BlockDeviceMappings: [{ DeviceName: '/dev/sdf', Ebs: { VolumeId: volumeId } }] }]);
+      const fsr = async () =>
+        (await endpoint.ec2.send(new DescribeFastSnapshotRestoresCommand({ Filters: [{ Name: 'snapshot-id', Values: [snapshotId] }] }))).FastSnapshotRestores!.map((r) => [
+          r.AvailabilityZone,
+          r.State,
+        ]);
+      expect((await fsr()).sort()).toEqual([[ZONE, 'enabled'], [OTHER_ZONE, 'enabling']]);
+      // The transitions go on after the restart; the client token still answers its volume.
+      restartClock.advance(Math.max(VOLUME_DELAYS_MS.attach, VOLUME_DELAYS_MS.fsrEnabling));
+      expect((await endpoint.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]!.Attachments).toMatchObject([{ State: 'attached' }]);
+      expect((await fsr()).sort()).toEqual([[ZONE, 'enabled'], [OTHER_ZONE, 'optimizing']]);
+      expect((await endpoint.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, SnapshotId: snapshotId, Size: 2, ClientToken: 'kept' }))).VolumeId).toBe(volumeId);
+    } finally {
+      await endpoint.stop();
+      dir.cleanup();
+    }
   });
 });

@@ -20,6 +20,7 @@ import { StatsRecorder, type EmulatorStats, type OperationStats } from './stats.
 import type { TierDelays } from './tiers.js';
 import { StsApi, STS_VERSION } from './sts/sts.js';
 import { Catalog } from './store/catalog.js';
+import { VolumeCatalog } from './store/volume-catalog.js';
 import { ensureLayout, layoutOf, loadSecret, loadStoreId, lockDataDir } from './store/data-dir.js';
 import { PackStore } from './store/packs.js';
 import { TokenSigner } from './ebs/tokens.js';
@@ -105,7 +106,7 @@ export class EndpointServer {
       this.#storeId = loadStoreId(layout);
       this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits, config.clock, config.encryptionByDefault);
       this.#ebs = new EbsApi(this.#snapshots, this.#faults, this.#stats, config.now);
-      this.#volumes = new VolumeService(this.#snapshots, config.now, config.clock.timeScale);
+      this.#volumes = new VolumeService(this.#snapshots, new VolumeCatalog(catalog.database), config.now, config.clock.timeScale);
       for (const [zone, count] of Object.entries(config.instances ?? {})) this.#volumes.createInstances(zone, count);
       this.#ec2 = new Ec2Api(this.#snapshots, new VolumeApi(this.#volumes), this.#faults);
       this.#archives = new ArchiveServices({ database: catalog.database, ...config, faults: this.#faults, stats: this.#stats });

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import { ACCOUNT_ID } from '../../src/emulator/index.js';
 import { VOLUME_DELAYS_MS } from '../../src/emulator/ec2/volumes.js';
-import { blockOf, distinctBlock, expectAwsError, snapshotWith, startTestEndpoint, TestClock, type TestEndpoint } from './helpers.js';
+import { blockOf, distinctBlock, expectAwsError, snapshotWith, startTestEndpoint, tempDir, TestClock, type TestEndpoint } from './helpers.js';
 
 const ZONE = 'us-east-1a';
 const OTHER_ZONE = 'us-east-1b';
@@ -142,6 +142,72 @@ describe('CreateVolume idempotency (ClientToken)', () => {
   });
 });
 
+describe('DescribeVolumes paging (MaxResults, NextToken)', () => {
+  // Its own endpoint, so that it knows every volume there is.
+  let p: TestEndpoint;
+  let made: string[];
+  beforeAll(async () => {
+    p = await startTestEndpoint({ now: clock.now });
+    made = [];
+    for (let i = 0; i < 12; i++) made.push((await p.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 1 }))).VolumeId!);
+  });
+  afterAll(() => p?.stop());
+
+  async function allPages(maxResults: number, filters?: { Name: string; Values: string[] }[]): Promise<{ sizes: number[]; ids: string[] }> {
+    const sizes: number[] = [];
+    const ids: string[] = [];
+    let token: string | undefined;
+    do {
+      const out = await p.ec2.send(new DescribeVolumesCommand({ MaxResults: maxResults, NextToken: token, Filters: filters }));
+      sizes.push(out.Volumes!.length);
+      ids.push(...out.Volumes!.map((v) => v.VolumeId!));
+      token = out.NextToken;
+    } while (token !== undefined);
+    return { sizes, ids };
+  }
+
+  it('without MaxResults every volume comes in one answer, with no NextToken', async () => {
+    const out = await p.ec2.send(new DescribeVolumesCommand({}));
+    expect(out.Volumes!.map((v) => v.VolumeId).sort()).toEqual([...made].sort());
+    expect(out.NextToken).toBeUndefined();
+  });
+
+  it('pages of MaxResults, each NextToken continuing where the page ended, cover every volume once; the last page has no NextToken', async () => {
+    const { sizes, ids } = await allPages(5);
+    expect(sizes).toEqual([5, 5, 2]);
+    expect(ids.sort()).toEqual([...made].sort());
+    // Filters apply across pages too.
+    await p.ec2.send(new CreateVolumeCommand({ AvailabilityZone: OTHER_ZONE, Size: 1 }));
+    const inZone = await allPages(5, [{ Name: 'availability-zone', Values: [ZONE] }]);
+    expect(inZone.ids.sort()).toEqual([...made].sort());
+  });
+
+  it('MaxResults below 5 is InvalidParameterValue', async () => {
+    await expectAwsError(p.ec2.send(new DescribeVolumesCommand({ MaxResults: 4 })), 'InvalidParameterValue');
+    expect((await p.ec2.send(new DescribeVolumesCommand({ MaxResults: 5 }))).Volumes).toHaveLength(5);
+  });
+
+  it('MaxResults cannot go with VolumeIds: InvalidParameterCombination', async () => {
+    await expectAwsError(p.ec2.send(new DescribeVolumesCommand({ MaxResults: 5, VolumeIds: [made[0]!] })), 'InvalidParameterCombination');
+  });
+
+  it('a NextToken the endpoint did not give is refused', async () => {
+    await expectAwsError(p.ec2.send(new DescribeVolumesCommand({ MaxResults: 5, NextToken: 'not-a-token' })), 'InvalidNextToken');
+  });
+
+  it('MaxResults above 500 answers 500 volumes a page', async () => {
+    const more = 501 - (await p.ec2.send(new DescribeVolumesCommand({}))).Volumes!.length;
+    for (let i = 0; i < more; i += 25) {
+      await Promise.all(Array.from({ length: Math.min(25, more - i) }, () => p.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 1 }))));
+    }
+    const first = await p.ec2.send(new DescribeVolumesCommand({ MaxResults: 1000 }));
+    expect(first.Volumes).toHaveLength(500);
+    const second = await p.ec2.send(new DescribeVolumesCommand({ MaxResults: 1000, NextToken: first.NextToken }));
+    expect(second.Volumes).toHaveLength(1);
+    expect(second.NextToken).toBeUndefined();
+  });
+});
+
 describe('AttachVolume, DetachVolume, DeleteVolume and DescribeInstances', () => {
   it('attaching -> attached (in-use, shown on the instance), detaching -> available, deleting -> gone', async () => {
     const volumeId = await availableVolume({ Size: 1 });
@@ -238,5 +304,44 @@ describe('fast snapshot restore', () => {
     expect(after.Successful).toHaveLength(1);
     await t.ec2.send(new DisableFastSnapshotRestoresCommand({ SourceSnapshotIds: [ids[5]!], AvailabilityZones: [ZONE] }));
     clock.advance(VOLUME_DELAYS_MS.fsrDisabling);
+  });
+});
+
+describe('restart', () => {
+  it('a restarted endpoint on the same data folder finds its volumes, instances, client tokens and FSR states as they were', async () => {
+    const dir = tempDir();
+    const restartClock = new TestClock();
+    let endpoint = await startTestEndpoint({ now: restartClock.now }, dir.path);
+    try {
+      const [instanceId] = endpoint.emulator.createInstances(ZONE, 1) as [string];
+      const snapshotId = await snapshotWith(endpoint.ebs, new Map([[0, blockOf(7)]]), { VolumeSize: 1 });
+      await endpoint.ec2.send(new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: [snapshotId], AvailabilityZones: [ZONE] }));
+      restartClock.advance(VOLUME_DELAYS_MS.fsrEnabling + VOLUME_DELAYS_MS.fsrOptimizingPerGiB);
+      const volumeId = (await endpoint.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, SnapshotId: snapshotId, Size: 2, ClientToken: 'kept' }))).VolumeId!;
+      await endpoint.ec2.send(new AttachVolumeCommand({ VolumeId: volumeId, InstanceId: instanceId, Device: '/dev/sdf' }));
+      await endpoint.ec2.send(new EnableFastSnapshotRestoresCommand({ SourceSnapshotIds: [snapshotId], AvailabilityZones: [OTHER_ZONE] }));
+      const before = (await endpoint.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]!;
+      await endpoint.stop();
+
+      endpoint = await startTestEndpoint({ now: restartClock.now }, dir.path);
+      expect((await endpoint.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]).toEqual(before);
+      expect(before).toMatchObject({ State: 'in-use', Size: 2, FastRestored: true, Attachments: [{ State: 'attaching', InstanceId: instanceId, Device: '/dev/sdf' }] });
+      const instances = (await endpoint.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))).Reservations!.flatMap((r) => r.Instances!);
+      expect(instances).toMatchObject([{ InstanceId: instanceId, Placement: { AvailabilityZone: ZONE }, BlockDeviceMappings: [{ DeviceName: '/dev/sdf', Ebs: { VolumeId: volumeId } }] }]);
+      const fsr = async () =>
+        (await endpoint.ec2.send(new DescribeFastSnapshotRestoresCommand({ Filters: [{ Name: 'snapshot-id', Values: [snapshotId] }] }))).FastSnapshotRestores!.map((r) => [
+          r.AvailabilityZone,
+          r.State,
+        ]);
+      expect((await fsr()).sort()).toEqual([[ZONE, 'enabled'], [OTHER_ZONE, 'enabling']]);
+      // The transitions go on after the restart; the client token still answers its volume.
+      restartClock.advance(Math.max(VOLUME_DELAYS_MS.attach, VOLUME_DELAYS_MS.fsrEnabling));
+      expect((await endpoint.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]!.Attachments).toMatchObject([{ State: 'attached' }]);
+      expect((await fsr()).sort()).toEqual([[ZONE, 'enabled'], [OTHER_ZONE, 'optimizing']]);
+      expect((await endpoint.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, SnapshotId: snapshotId, Size: 2, ClientToken: 'kept' }))).VolumeId).toBe(volumeId);
+    } finally {
+      await endpoint.stop();
+      dir.cleanup();
+    }
   });
 });

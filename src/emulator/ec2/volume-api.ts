@@ -35,8 +35,10 @@ export class VolumeApi implements Ec2Actions {
     switch (action) {
       case 'CreateVolume':
         return this.#createVolume(params, region);
-      case 'DescribeVolumes':
-        return element('volumeSet', this.#describeVolumes(params, region).map((v) => element('item', this.#volumeXml(v))).join(''));
+      case 'DescribeVolumes': {
+        const page = this.#describeVolumes(params, region);
+        return element('volumeSet', page.volumes.map((v) => element('item', this.#volumeXml(v))).join('')) + textElement('nextToken', page.nextToken);
+      }
       case 'AttachVolume':
         return this.#attachmentXml(this.volumes.attach(region, params.get('VolumeId'), params.get('InstanceId'), params.get('Device')));
       case 'DetachVolume':
@@ -83,11 +85,26 @@ export class VolumeApi implements Ec2Actions {
     return this.#volumeXml(volume);
   }
 
-  #describeVolumes(params: URLSearchParams, region: string): VolumeRecord[] {
+  /**
+   * The volumes asked for, filtered. MaxResults (5 and up, at most 500 a
+   * page, never with VolumeIds) cuts the listing into pages in volume-id
+   * order; NextToken continues after the last volume of the page it came with.
+   */
+  #describeVolumes(params: URLSearchParams, region: string): { volumes: VolumeRecord[]; nextToken?: string } {
+    const ids = listParam(params, 'VolumeId');
+    const maxResults = params.get('MaxResults');
+    if (maxResults !== null && ids.length > 0) throw ec2Error('InvalidParameterCombination', 'The parameter VolumeIds cannot be used with the parameter MaxResults.');
+    const limit = maxResults === null ? undefined : pageSize(maxResults);
+    const token = params.get('NextToken');
+    const after = token === null ? undefined : volumeIdAfter(token);
     const filters = filtersOf(params, VOLUME_FILTERS);
-    return this.volumes.volumes(region, listParam(params, 'VolumeId')).filter((volume) =>
+    const selected = this.volumes.volumes(region, ids).filter((volume) =>
       filters.every((f) => f.values.some((value) => this.#volumeSubjects(volume, f.name).some((s) => globToRegExp(value).test(s)))),
     );
+    if (limit === undefined && after === undefined) return { volumes: selected };
+    const rest = selected.filter((v) => after === undefined || v.volumeId > after).sort((a, b) => (a.volumeId < b.volumeId ? -1 : 1));
+    const page = limit === undefined ? rest : rest.slice(0, limit);
+    return rest.length > page.length ? { volumes: page, nextToken: Buffer.from(`after:${page[page.length - 1]!.volumeId}`).toString('base64') } : { volumes: page };
   }
 
   #volumeSubjects(v: VolumeRecord, name: string): string[] {
@@ -184,6 +201,25 @@ export class VolumeApi implements Ec2Actions {
       .filter((r) => filters.every((f) => f.values.some((value) => subjects(r, f.name).some((s) => globToRegExp(value).test(s)))));
     return element('fastSnapshotRestoreSet', selected.map((r) => element('item', fastRestoreXml(this.volumes, r))).join(''));
   }
+}
+
+/** DescribeVolumes' MaxResults: 5 and up; more than 500 answers 500. */
+const MIN_VOLUME_PAGE = 5;
+const MAX_VOLUME_PAGE = 500;
+
+function pageSize(raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < MIN_VOLUME_PAGE) {
+    throw ec2Error('InvalidParameterValue', `Value (${raw}) for parameter maxResults is invalid. Expecting a value greater than ${MIN_VOLUME_PAGE - 1}.`);
+  }
+  return Math.min(n, MAX_VOLUME_PAGE);
+}
+
+/** The volume id a DescribeVolumes NextToken continues after. */
+function volumeIdAfter(token: string): string {
+  const m = /^after:(vol-[0-9a-f]+)$/.exec(Buffer.from(token, 'base64').toString('utf8'));
+  if (!m) throw ec2Error('InvalidNextToken', 'The token is not valid.');
+  return m[1]!;
 }
 
 const VOLUME_FILTERS = new Set(['volume-id', 'status', 'snapshot-id', 'availability-zone', 'volume-type', 'attachment.instance-id', 'attachment.device', 'tag-key']);

@@ -120,27 +120,58 @@ export interface FastRestoreFailure {
   message: string;
 }
 
+/** A CreateVolume client token: the parameters it came with and the volume it made. */
+export interface VolumeClientToken {
+  parameters: string;
+  volumeId: string;
+}
+
+/** Everything stored of volumes, instances and FSR, keyed as VolumeService keys them, in the order they were made. */
+export interface StoredVolumes {
+  volumes: Map<string, VolumeRecord>;
+  clientTokens: Map<string, VolumeClientToken>;
+  instances: Map<string, InstanceRecord>;
+  fastRestores: Map<string, FastRestoreRecord>;
+}
+
+/** Where VolumeService writes its records through to (store/volume-catalog.ts: the endpoint's catalog). */
+export interface VolumeStore {
+  load(): StoredVolumes;
+  putVolume(volume: VolumeRecord): void;
+  dropVolume(volumeId: string): void;
+  putClientToken(key: string, token: VolumeClientToken): void;
+  putInstance(instance: InstanceRecord): void;
+  putFastRestore(key: string, record: FastRestoreRecord): void;
+}
+
 /**
  * EBS volumes, the instances they attach to, and fast snapshot restore, as
- * EC2 shows them. Kept in memory: a restart of the endpoint forgets them
- * (snapshots stay). Every state is computed from the transition times on
- * the endpoint's clock, so no timer runs. A volume's content is its source
+ * EC2 shows them. Kept in memory and written through to the store (the
+ * endpoint's catalog), so a restart finds them as they were. Every state is
+ * computed from the transition times on the endpoint's clock, so no timer runs. A volume's content is its source
  * snapshot's block map, read through the snapshot catalog; it stays
  * readable while that snapshot is not deleted.
  */
 export class VolumeService {
-  readonly #volumes = new Map<string, VolumeRecord>();
+  readonly #volumes: Map<string, VolumeRecord>;
   /** CreateVolume client tokens by Region: the parameters they came with and the volume they made. */
-  readonly #byClientToken = new Map<string, { parameters: string; volumeId: string }>();
-  readonly #instances = new Map<string, InstanceRecord>();
+  readonly #byClientToken: Map<string, VolumeClientToken>;
+  readonly #instances: Map<string, InstanceRecord>;
   /** By `${snapshotId} ${zone}`. */
-  readonly #fastRestores = new Map<string, FastRestoreRecord>();
+  readonly #fastRestores: Map<string, FastRestoreRecord>;
 
   constructor(
     private readonly snapshots: SnapshotService,
+    private readonly store: VolumeStore,
     private readonly now: () => number,
     private readonly timeScale: number,
-  ) {}
+  ) {
+    const stored = store.load();
+    this.#volumes = stored.volumes;
+    this.#byClientToken = stored.clientTokens;
+    this.#instances = stored.instances;
+    this.#fastRestores = stored.fastRestores;
+  }
 
   // ---- instances -----------------------------------------------------------
 
@@ -152,6 +183,7 @@ export class VolumeService {
     for (let i = 0; i < count; i += 1) {
       const instance = { instanceId: `i-${hexId()}`, region, availabilityZone: zone, launchTime: this.now() };
       this.#instances.set(instance.instanceId, instance);
+      this.store.putInstance(instance);
       made.push(instance);
     }
     return made;
@@ -188,7 +220,9 @@ export class VolumeService {
       return this.#volumes.get(earlier.volumeId)!;
     }
     const volume = this.#create(input, region);
-    this.#byClientToken.set(key, { parameters, volumeId: volume.volumeId });
+    const token = { parameters, volumeId: volume.volumeId };
+    this.#byClientToken.set(key, token);
+    this.store.putClientToken(key, token);
     return volume;
   }
 
@@ -243,6 +277,7 @@ export class VolumeService {
       goneAt: null,
     };
     this.#volumes.set(volume.volumeId, volume);
+    this.store.putVolume(volume);
     return volume;
   }
 
@@ -311,6 +346,7 @@ export class VolumeService {
     }
     const now = this.now();
     volume!.attachment = { instanceId, device, attachTime: now, attachedAt: now + this.#scaled(VOLUME_DELAYS_MS.attach) };
+    this.store.putVolume(volume!);
     return volume!;
   }
 
@@ -323,6 +359,7 @@ export class VolumeService {
       throw ec2Error('IncorrectState', `Volume '${volumeId}' is in the '${this.state(volume!)}' state${instanceId === null ? '' : ` and not attached to '${instanceId}'`}.`);
     }
     attachment.detachedAt ??= this.now() + this.#scaled(VOLUME_DELAYS_MS.detach);
+    this.store.putVolume(volume!);
     return volume!;
   }
 
@@ -335,6 +372,7 @@ export class VolumeService {
     const now = this.now();
     volume!.deletedAt = now;
     volume!.goneAt = now + this.#scaled(VOLUME_DELAYS_MS.delete);
+    this.store.putVolume(volume!);
   }
 
   /**
@@ -403,6 +441,7 @@ export class VolumeService {
           disabledTime: null,
         };
         this.#fastRestores.set(`${snapshotId} ${zone}`, record);
+        this.store.putFastRestore(`${snapshotId} ${zone}`, record);
         done.push(record);
       }
     }
@@ -424,6 +463,7 @@ export class VolumeService {
         if (record.disablingTime === null) {
           record.disablingTime = this.now();
           record.disabledTime = record.disablingTime + this.#scaled(VOLUME_DELAYS_MS.fsrDisabling);
+          this.store.putFastRestore(`${snapshotId} ${zone}`, record);
         }
         done.push(record);
       }
@@ -472,6 +512,7 @@ export class VolumeService {
   #gone(volume: VolumeRecord): boolean {
     if (volume.goneAt === null || this.now() < volume.goneAt) return false;
     this.#volumes.delete(volume.volumeId);
+    this.store.dropVolume(volume.volumeId);
     return true;
   }
 

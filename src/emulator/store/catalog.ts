@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { ARCHIVE_SCHEMA } from './archive-schema.js';
 import type { BlobLocation } from './packs.js';
+import { VOLUME_SCHEMA } from './volume-schema.js';
 
 export type SnapshotStatus = 'pending' | 'completed' | 'error';
 
@@ -134,7 +135,7 @@ ALTER TABLE snapshots ADD COLUMN copy_source TEXT;
 `;
 
 /** Schema steps in order; user_version counts the steps applied. */
-const MIGRATIONS = [SCHEMA, ARCHIVE_SCHEMA, REGION_SCHEMA];
+const MIGRATIONS = [SCHEMA, ARCHIVE_SCHEMA, REGION_SCHEMA, VOLUME_SCHEMA];
 const SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
@@ -361,7 +362,7 @@ export class Catalog {
     })();
   }
 
-  /** The open database, for the stores that keep their tables in the same file (S3 and Glacier). */
+  /** The open database, for the stores that keep their tables in the same file (S3, Glacier, EC2 volumes). */
   get database(): Database.Database {
     return this.#db;
   }

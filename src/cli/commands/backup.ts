@@ -103,9 +103,8 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
 async function backupRun(ctx: CommandContext, sources: string[], flags: BackupFlags): Promise<RecordedRun> {
   const output = ctx.output();
   const { withSession } = await import('../../session.js');
-  const { backup } = await import('../../engine/backup/backup.js');
+  const { backup, defaultVolumeName } = await import('../../engine/backup/backup.js');
   const progress = throttleAwareProgress(output);
-  const { defaultVolumeName } = await import('../../engine/backup/backup.js');
   const { results, failures, copies } = await withSession(sessionOptions(ctx, { concurrency: flags.concurrency, onThrottled: progress.onThrottled }), async (session) => {
     const display = progress.display(session);
     const latest = new Map<string, BackupProgress>();

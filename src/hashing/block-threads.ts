@@ -60,6 +60,8 @@ export class BlockThreads {
   #workers: Worker[];
   readonly #pending = new Map<number, Pending>();
   #nextId = 0;
+  /** The thread the next batch goes to first: batches of fewer blocks than threads take turns, not thread 0 alone. */
+  #nextThread = 0;
   /** States of finished batches, reused once every thread they were sent to is done with them. */
   readonly #finishedStates: State[] = [];
   /** Why the threads are unusable (one died), once they are. */
@@ -87,7 +89,8 @@ export class BlockThreads {
     // Keep the process alive while a batch is out; idle threads do not.
     if (this.#pending.size === 1) for (const worker of workers) worker.ref();
     const message = { ...batch, id, state: state.buffer, threads: this.#threads };
-    for (let t = 0; t < recipients; t += 1) workers[t]!.postMessage(message);
+    for (let t = 0; t < recipients; t += 1) workers[(this.#nextThread + t) % workers.length]!.postMessage(message);
+    this.#nextThread = (this.#nextThread + recipients) % workers.length;
     return done;
   }
 
@@ -106,8 +109,9 @@ export class BlockThreads {
     return { buffer, header: new Int32Array(buffer, 0, HEADER_BYTES / 4), recipients };
   }
 
-  /** Waits for the batches out, then stops the threads. */
+  /** Refuses new batches, waits for the batches out, then stops the threads. */
   async close(): Promise<void> {
+    this.#failure ??= new SnaplineError(ErrorCodes.INTERNAL, 'the hash pool was used after destroy()');
     const pending = [...this.#pending.values()].map((entry) => new Promise((resolve) => {
       const { settle, fail } = entry;
       entry.settle = (outcome) => (settle(outcome), resolve(undefined));
@@ -116,7 +120,6 @@ export class BlockThreads {
     await Promise.all(pending);
     const workers = this.#workers;
     this.#workers = [];
-    this.#failure ??= new SnaplineError(ErrorCodes.INTERNAL, 'the hash pool was used after destroy()');
     await Promise.all(workers.map((worker) => worker.terminate()));
   }
 

@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createHash, randomFillSync } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ZERO_BLOCK_DIGEST, treeHash } from '../core/checksum.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
@@ -296,13 +297,32 @@ describe('HashPool block batches', () => {
     expect([...result.zero]).toEqual([0, 0, 1, 0, 0, 0, 0]);
   });
 
-  it('lets a batch aborted mid-way finish before destroy() stops the threads', async () => {
+  it('lets the batches out finish before destroy() stops the threads: an aborted one, and reads whose buffer is complete after it', async () => {
     const own = new HashPool({ threads: 2 });
     const controller = new AbortController();
-    const running = own.hashBlocks(sharedBlocks('rrrrrrrrrrrrrrrr'), 0, 16, controller.signal);
+    const aborted = own.hashBlocks(sharedBlocks('rrrrrrrrrrrrrrrr'), 0, 16, controller.signal);
+    const buffer = new SharedArrayBuffer(7 * BLOCK_SIZE);
+    const reading = own.readAndHashBlocks(file.fd, 0, 7 * BLOCK_SIZE, buffer, 0, 7);
     controller.abort();
-    await expect(running).rejects.toMatchObject({ code: ErrorCodes.INTERRUPTED });
+    await expect(aborted).rejects.toMatchObject({ code: ErrorCodes.INTERRUPTED });
     await own.destroy();
+    expect(Buffer.from(buffer).equals(data)).toBe(true);
+    expect([...(await reading).zero]).toEqual([0, 0, 1, 0, 0, 0, 0]);
     await expect(own.readAndHashBlocks(file.fd, 0, BLOCK_SIZE, new SharedArrayBuffer(BLOCK_SIZE), 0, 1)).rejects.toMatchObject({ code: ErrorCodes.INTERNAL });
+  });
+
+  it('gives batches of fewer blocks than threads to the threads in turn, not all to the first', async () => {
+    const own = new HashPool({ threads: 2 });
+    const posted = vi.spyOn(Worker.prototype, 'postMessage');
+    try {
+      const buffer = sharedBlocks('rr');
+      await Promise.all([own.hashBlocks(buffer, 0, 1), own.hashBlocks(buffer, BLOCK_SIZE, 1), own.hashBlocks(buffer, 0, 1), own.hashBlocks(buffer, BLOCK_SIZE, 1)]);
+      const receivers = posted.mock.contexts.map((worker) => (worker as Worker).threadId);
+      expect(receivers).toHaveLength(4);
+      expect(new Set(receivers).size).toBe(2);
+    } finally {
+      posted.mockRestore();
+      await own.destroy();
+    }
   });
 });

@@ -66,6 +66,8 @@ export interface RunningEmulator {
   resetStats(): void;
   /** Makes `count` running EC2 instances in `zone` (RunInstances is not served) and returns their ids. Throws AwsError for an unknown zone. */
   createInstances(zone: string, count: number): string[];
+  /** Makes as many running EC2 instances in `zone` as it lacks of `count`; the ids of all of the zone's. */
+  ensureInstances(zone: string, count: number): string[];
   /** Stops listening, finishes or drops requests under way, closes the store; data stays on disk. Idempotent. */
   close(): Promise<void>;
 }
@@ -115,6 +117,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     stats: () => endpoint.stats(),
     resetStats: () => endpoint.resetStats(),
     createInstances: (zone, count) => endpoint.createInstances(zone, count),
+    ensureInstances: (zone, count) => endpoint.ensureInstances(zone, count),
     close: () => endpoint.close(),
   };
 }

@@ -47,7 +47,7 @@ export interface EndpointConfig {
   jobDelays: TierDelays;
   /** How ECS tasks run (entrypoint, extra environment). */
   tasks?: TaskOptions;
-  /** Running EC2 instances to make at start, by Availability Zone (volumes attach to them). */
+  /** Running EC2 instances there must be at start, by Availability Zone (volumes attach to them); those a restart finds count. */
   instances?: Record<string, number>;
 }
 
@@ -107,7 +107,7 @@ export class EndpointServer {
       this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits, config.clock, config.encryptionByDefault);
       this.#ebs = new EbsApi(this.#snapshots, this.#faults, this.#stats, config.now);
       this.#volumes = new VolumeService(this.#snapshots, new VolumeCatalog(catalog.database), config.now, config.clock.timeScale);
-      for (const [zone, count] of Object.entries(config.instances ?? {})) this.#volumes.createInstances(zone, count);
+      for (const [zone, count] of Object.entries(config.instances ?? {})) this.#volumes.ensureInstances(zone, count);
       this.#ec2 = new Ec2Api(this.#snapshots, new VolumeApi(this.#volumes), this.#faults);
       this.#archives = new ArchiveServices({ database: catalog.database, ...config, faults: this.#faults, stats: this.#stats });
       this.#containers = new ContainerServices({
@@ -169,6 +169,11 @@ export class EndpointServer {
   /** Makes `count` running EC2 instances in `zone` (RunInstances is not served); their ids. */
   createInstances(zone: string, count: number): string[] {
     return this.#volumes.createInstances(zone, count).map((i) => i.instanceId);
+  }
+
+  /** Makes as many running EC2 instances in `zone` as it lacks of `count`; the ids of all of the zone's. */
+  ensureInstances(zone: string, count: number): string[] {
+    return this.#volumes.ensureInstances(zone, count).map((i) => i.instanceId);
   }
 
   /**

@@ -308,6 +308,24 @@ describe('fast snapshot restore', () => {
 });
 
 describe('restart', () => {
+  it('instances asked for at start are made only where the zone lacks them, so restarts do not multiply them', async () => {
+    const dir = tempDir();
+    const inZone = async (endpoint: Awaited<ReturnType<typeof startTestEndpoint>>) =>
+      (await endpoint.ec2.send(new DescribeInstancesCommand({}))).Reservations!.flatMap((r) => r.Instances!).filter((i) => i.Placement?.AvailabilityZone === ZONE).map((i) => i.InstanceId);
+    let endpoint = await startTestEndpoint({ instances: { [ZONE]: 2 } }, dir.path);
+    try {
+      const first = await inZone(endpoint);
+      expect(first).toHaveLength(2);
+      await endpoint.stop();
+      endpoint = await startTestEndpoint({ instances: { [ZONE]: 2 } }, dir.path);
+      expect((await inZone(endpoint)).sort()).toEqual(first.sort());
+      expect(endpoint.emulator.ensureInstances(ZONE, 3)).toHaveLength(3);
+    } finally {
+      await endpoint.stop();
+      dir.cleanup();
+    }
+  });
+
   it('a restarted endpoint on the same data folder finds its volumes, instances, client tokens and FSR states as they were', async () => {
     const dir = tempDir();
     const restartClock = new TestClock();

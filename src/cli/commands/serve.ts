@@ -97,7 +97,7 @@ export function registerServe(program: Command, wrap: Wrap): void {
     .option('--auth-file <path>', 'check SigV4 signatures against the access keys in this file, one KEYID:SECRET a line')
     .option('--restore-delay-ms <tier=ms>', `how long an S3 restore of a tier takes (repeatable; tiers ${TIERS.join(', ')})`, collect, [])
     .option('--job-delay-ms <tier=ms>', 'how long a Glacier job of a tier stays InProgress (repeatable)', collect, [])
-    .option('--instances <zone=count>', 'make COUNT running EC2 instances in the Availability Zone ZONE, for volumes to attach to (repeatable; zones are REGION + a, b or c)', collect, [])
+    .option('--instances <zone=count>', 'make sure COUNT EC2 instances run in the Availability Zone ZONE (those of an earlier start count), for volumes to attach to (repeatable; zones are REGION + a, b or c)', collect, [])
     .option('--encryption-by-default', 'EBS encryption by default starts enabled (new snapshots are encrypted; unencrypted ones cannot be made)', false);
   for (const [flag, , help] of CLOCK_FLAGS) command.option(`${flag} <number>`, help);
   for (const [flag, , help] of FAULT_FLAGS) command.option(`${flag} <number>`, help);
@@ -133,16 +133,16 @@ async function serve(ctx: CommandContext, flags: ServeFlags): Promise<number> {
     jobDelayMs: parseTierDelayFlags(flags.jobDelayMs, '--job-delay-ms'),
     ...(tls === undefined ? {} : { tls: { key: tls.key, cert: tls.cert }, tasks: { env: { AWS_CA_BUNDLE: tls.caPath } } }),
   });
-  const madeInstances = Object.entries(instances).flatMap(([availabilityZone, count]) =>
-    emulator.createInstances(availabilityZone, count).map((instanceId) => ({ instanceId, availabilityZone })),
+  const runningInstances = Object.entries(instances).flatMap(([availabilityZone, count]) =>
+    emulator.ensureInstances(availabilityZone, count).map((instanceId) => ({ instanceId, availabilityZone })),
   );
   // Key ids only: secrets are never printed.
   const authKeyIds = auth.map((key) => key.accessKeyId);
-  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, clock, encryptionByDefault: flags.encryptionByDefault, authKeyIds, instances: madeInstances, ...(tls === undefined ? {} : { caPath: tls.caPath }) }, () => [
+  output.result({ url: emulator.url, host, port: emulator.port, dataDir, faults, clock, encryptionByDefault: flags.encryptionByDefault, authKeyIds, instances: runningInstances, ...(tls === undefined ? {} : { caPath: tls.caPath }) }, () => [
     `listening on ${emulator.url}`,
     ...(tls === undefined ? [] : [`clients trust the CA certificate ${tls.caPath} (connection setting verify: ${tls.caPath})`]),
     ...(auth.length === 0 ? [] : [`checking SigV4 signatures for access keys ${authKeyIds.join(', ')}`]),
-    ...madeInstances.map((i) => `instance ${i.instanceId} running in ${i.availabilityZone}`),
+    ...runningInstances.map((i) => `instance ${i.instanceId} running in ${i.availabilityZone}`),
   ]);
   output.verbose(`data directory: ${dataDir}`);
 

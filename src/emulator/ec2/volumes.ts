@@ -189,6 +189,13 @@ export class VolumeService {
     return made;
   }
 
+  /** Makes as many running instances in `zone` as it lacks of `count` (a restarted endpoint keeps its own); all of the zone's. */
+  ensureInstances(zone: string, count: number): InstanceRecord[] {
+    const inZone = () => [...this.#instances.values()].filter((i) => i.availabilityZone === zone);
+    this.createInstances(zone, Math.max(0, count - inZone().length));
+    return inZone();
+  }
+
   instances(region: string, ids: string[]): InstanceRecord[] {
     for (const id of ids) checkId(id, 'i', 'InvalidInstanceID.Malformed');
     const missing = ids.filter((id) => this.#instances.get(id)?.region !== region);

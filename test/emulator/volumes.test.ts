@@ -140,6 +140,16 @@ describe('CreateVolume idempotency (ClientToken)', () => {
     // Another token, the same parameters: another volume.
     expect(await create({ Size: 4, VolumeType: 'gp3', ClientToken: 'restore-run-2' })).not.toBe(first);
   });
+
+  it('a token whose volume was deleted and is gone from listings is forgotten with it: the same request makes a new volume', async () => {
+    const first = await availableVolume({ Size: 3, ClientToken: 'deleted-then-again' });
+    await t.ec2.send(new DeleteVolumeCommand({ VolumeId: first }));
+    clock.advance(VOLUME_DELAYS_MS.delete);
+    await expectAwsError(t.ec2.send(new DescribeVolumesCommand({ VolumeIds: [first] })), 'InvalidVolume.NotFound');
+    const again = await create({ Size: 3, ClientToken: 'deleted-then-again' });
+    expect(again).not.toBe(first);
+    expect((await t.ec2.send(new DescribeVolumesCommand({ VolumeIds: [again] }))).Volumes![0]).toMatchObject({ State: 'creating', Size: 3 });
+  });
 });
 
 describe('DescribeVolumes paging (MaxResults, NextToken)', () => {

@@ -215,7 +215,8 @@ export class VolumeService {
    * CreateVolume: every check the reference documents, then a volume in
    * state creating. A `clientToken` seen before in the Region with the same
    * parameters answers the volume it made (in its state now, nothing made);
-   * with other parameters, IdempotentParameterMismatch.
+   * with other parameters, IdempotentParameterMismatch. Once that volume is
+   * gone from listings, the token is forgotten with it.
    */
   create(input: CreateVolumeInput, region: string, clientToken?: string): VolumeRecord {
     if (clientToken === undefined) return this.#create(input, region);
@@ -516,9 +517,11 @@ export class VolumeService {
     return volume.attachment;
   }
 
+  /** Drops a deleted volume once it is no longer listed, and the client tokens that answered it (a repeat then makes a new volume). */
   #gone(volume: VolumeRecord): boolean {
     if (volume.goneAt === null || this.now() < volume.goneAt) return false;
     this.#volumes.delete(volume.volumeId);
+    for (const [key, token] of this.#byClientToken) if (token.volumeId === volume.volumeId) this.#byClientToken.delete(key);
     this.store.dropVolume(volume.volumeId);
     return true;
   }

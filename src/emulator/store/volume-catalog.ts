@@ -1,9 +1,10 @@
 import type Database from 'better-sqlite3';
 import type { FastRestoreRecord, InstanceRecord, StoredVolumes, VolumeClientToken, VolumeRecord, VolumeStore } from '../ec2/volumes.js';
 
-/** EC2 volumes, instances and FSR records in the endpoint's catalog database. Every write is one statement. */
+/** EC2 volumes, instances and FSR records in the endpoint's catalog database. Every write is one statement or one transaction. */
 export class VolumeCatalog implements VolumeStore {
   readonly #s;
+  readonly #dropVolume: (volumeId: string) => void;
 
   constructor(db: Database.Database) {
     const upsert = (table: string, key: string) =>
@@ -11,6 +12,7 @@ export class VolumeCatalog implements VolumeStore {
     this.#s = {
       putVolume: upsert('ec2_volumes', 'volume_id'),
       dropVolume: db.prepare<[string]>('DELETE FROM ec2_volumes WHERE volume_id = ?'),
+      dropTokens: db.prepare<[string]>('DELETE FROM ec2_volume_tokens WHERE volume_id = ?'),
       putToken: db.prepare<[string, string, string]>('INSERT INTO ec2_volume_tokens (token_key, parameters, volume_id) VALUES (?, ?, ?)'),
       putInstance: upsert('ec2_instances', 'instance_id'),
       putFastRestore: upsert('ec2_fast_restores', 'snapshot_zone'),
@@ -19,6 +21,10 @@ export class VolumeCatalog implements VolumeStore {
       instances: db.prepare<[], { instance_id: string; record: string }>('SELECT instance_id, record FROM ec2_instances ORDER BY rowid'),
       fastRestores: db.prepare<[], { snapshot_zone: string; record: string }>('SELECT snapshot_zone, record FROM ec2_fast_restores ORDER BY rowid'),
     };
+    this.#dropVolume = db.transaction((volumeId: string) => {
+      this.#s.dropVolume.run(volumeId);
+      this.#s.dropTokens.run(volumeId);
+    });
   }
 
   /** All records, in the order they were made. */
@@ -35,8 +41,9 @@ export class VolumeCatalog implements VolumeStore {
     this.#s.putVolume.run(volume.volumeId, JSON.stringify(volume));
   }
 
+  /** Drops the volume and the client tokens that answer it, in one transaction. */
   dropVolume(volumeId: string): void {
-    this.#s.dropVolume.run(volumeId);
+    this.#dropVolume(volumeId);
   }
 
   putClientToken(key: string, token: VolumeClientToken): void {

@@ -65,9 +65,12 @@ export interface VolumeStatus {
   lastCopy: { copySnapshotId: string; sourceSnapshotId: string; region: string; connection: string | null; completedAt: string } | null;
   /**
    * An estimate of the snapshot storage the lineage holds on EBS: the blocks
-   * each completed snapshot adds (ListSnapshotBlocks for the first,
-   * ListChangedBlocks against its nearest completed ancestor for the others)
-   * times 512 KiB. EBS bills its own measure, which this does not read.
+   * each completed snapshot adds, times 512 KiB. With a reader they are
+   * listed (ListSnapshotBlocks for the first, ListChangedBlocks against its
+   * nearest completed ancestor for the others); without one they are counted
+   * from the index: the blocks the run wrote, or where the maps differ when
+   * the parent is gone (blocks only the ancestor holds count too, so this
+   * can be higher). EBS bills its own measure, which this does not read.
    */
   ebsSpace: { estimatedBytes: number; blocks: number; estimate: true } | null;
 }

@@ -133,7 +133,7 @@ export async function changeTrackingFigures(ctx) {
         `dirty bitmap         ${(bitmapMs / 1000).toFixed(3)} s (${rateText(changed.length * BLOCK, bitmapMs)} of changed blocks)`,
         `bare requests        ${(bareMs / 1000).toFixed(3)} s (StartSnapshot, ${changed.length} PutSnapshotBlock, CompleteSnapshot)`,
         `NBD read + SHA-256   ${(readMs / 1000).toFixed(3)} s (the ${changed.length} blocks over qemu-nbd, ${TRACKED_READ_AHEAD} in flight, hashed on the hash pool; no upload; ${shareText(readMs)})`,
-        `bare + read-and-hash ${(sumMs / 1000).toFixed(3)} s (${(bitmapMs / sumMs).toFixed(2)}x of it taken by the dirty bitmap run)`,
+        `bare + read-and-hash ${(sumMs / 1000).toFixed(3)} s (the dirty bitmap run takes ${(bitmapMs / sumMs).toFixed(2)}x this)`,
         `remainder            ${restMs.toFixed(0)} ms (the bitmap run's fixed and pipeline cost; ${shareText(restMs)})`,
         `full-scan increment  ${(scanMs / 1000).toFixed(3)} s (${rateText(dataBytes, scanMs)} of data read; one run, the others best of ${ctx.plan.rounds})`,
       ];

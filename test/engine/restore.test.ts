@@ -4,7 +4,7 @@
  * adapters (openSession), a SQLite index in a temp dir, the real hash pool and
  * slabs, real files, and loop devices where this machine allows them.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -166,6 +166,30 @@ describe('restore round trips', () => {
     const elsewhere = pathFor('verified-fresh-index.img');
     expect(await withFreshIndex((fresh) => restore(fresh, { snapshotId, target: elsewhere, verify: true }))).toMatchObject({ verified: true, verifiedAgainst: 'snapshot' });
     expect((await restore(session, { snapshotId, target, force: true })).verifiedAgainst).toBeNull();
+  });
+
+  it('marks a target the index holds as complete incomplete before a full restore truncates it, so a crash in between claims nothing', async () => {
+    const image = pathFor('truncated.img');
+    writeBlocks(image, randomBlocks([0, 3]), 4 * BLOCK_SIZE);
+    const snapshotId = await snapshotOf(image, 'truncated');
+    const target = pathFor('truncated-restored.img');
+    await restore(session, { snapshotId, target });
+    // The target's size each time the index records it (a kill right after a record leaves the file so).
+    const sizesWhenRecorded: Array<{ state: string; bytes: number }> = [];
+    const targets = session.index.targets;
+    const watched = new Proxy(targets, {
+      get: (real, key: keyof typeof targets) =>
+        key === 'set'
+          ? (record: Parameters<typeof targets.set>[0]) => {
+              sizesWhenRecorded.push({ state: record.state, bytes: existsSync(target) ? readFileSync(target).length : -1 });
+              return real.set(record);
+            }
+          : (real[key] as (...args: unknown[]) => unknown).bind(real),
+    });
+    const index = new Proxy(session.index, { get: (real, key: keyof typeof session.index) => (key === 'targets' ? watched : real[key]) });
+    await restore({ ...session, index }, { snapshotId, target, force: true });
+    expect(sizesWhenRecorded[0]).toEqual({ state: 'incomplete', bytes: 4 * BLOCK_SIZE });
+    expect(sizesWhenRecorded.at(-1)?.state).toBe('complete');
   });
 });
 

@@ -44,6 +44,7 @@ export async function openTarget(path: string, options: OpenTargetOptions): Prom
       hint: 'pass --force to overwrite it, or --incremental if it holds an earlier restore of this lineage',
     });
   }
+  if (info && info.size > 0n && !options.keepContent) options.beforeTruncate?.();
   const flags = options.keepContent ? constants.O_RDWR : constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC;
   const handle = await open(path, flags, 0o600).catch((err: NodeJS.ErrnoException) => {
     throw targetError(path, err);

@@ -29,4 +29,6 @@ export interface OpenTargetOptions {
   force?: boolean;
   /** Keep the target's content (an incremental restore writes only changed blocks). */
   keepContent?: boolean;
+  /** Called once every check has passed, right before an existing file is truncated as it opens (nothing else is changed by opening). */
+  beforeTruncate?: () => void;
 }

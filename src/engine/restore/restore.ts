@@ -173,13 +173,12 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
     const from = options.incremental ? await heldSnapshot(deps, targetPath, options.snapshotId, Boolean(options.trustIndex)) : null;
     const method = from === null ? null : options.trustIndex ? 'trusted' : 'hashed';
     const mapped = method === 'hashed' && mapsSnapshot(index, options.snapshotId);
-    // Before the target is touched (a full restore truncates a file as it opens it): a crash from
-    // here on must not leave the index claiming the snapshot the target held.
-    if (index.targets.get(targetPath)?.state === 'complete') index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
-    const target = await openTarget(openAs, { sizeBytes, force: options.force, keepContent: from !== null });
+    const incomplete = () => index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
+    // A full restore truncates a file as it opens it: a crash from then on must find the index claiming nothing.
+    const target = await openTarget(openAs, { sizeBytes, force: options.force, keepContent: from !== null, beforeTruncate: incomplete });
     const counts: RestoreCounts = { listed: 0, fetched: 0, zeroed: 0, written: 0, hashed: 0, differing: 0, done: 0 };
     try {
-      index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
+      incomplete();
       const walk: RestoreWalk =
         from === null
           ? fullRestoreSteps(reader, options.snapshotId, target, blockCountFor(sizeBytes))

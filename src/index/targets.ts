@@ -1,10 +1,9 @@
 /** What the index vouches each restore target holds (RestoreTargets). */
 import type { RestoreTargets } from '../core/index-ports.js';
-import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { Statement } from 'better-sqlite3';
 import type { IndexAccess } from './access.js';
 import { type TargetRecord, type TargetRow, type TargetState, targetRecordOf } from './records.js';
-import { optionalText, requireInteger, requireText } from './validate.js';
+import { checkedTarget } from './validate.js';
 
 export class TargetStore implements RestoreTargets {
   readonly #access: IndexAccess;
@@ -24,14 +23,9 @@ export class TargetStore implements RestoreTargets {
 
   /** What the index vouches a target holds. Durable (an 'incomplete' mark must survive a crash). */
   set(t: { path: string; snapshotId: string | null; state: TargetState; sizeBytes: number }): void {
-    const path = requireText('target path', t?.path);
-    const snapshotId = optionalText('snapshotId', t.snapshotId);
-    if (t.state !== 'complete' && t.state !== 'incomplete') {
-      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `target state must be complete or incomplete, got ${String(t.state)}`);
-    }
-    const sizeBytes = requireInteger('sizeBytes', t.sizeBytes, 0, Number.MAX_SAFE_INTEGER);
+    const { path, snapshotId, state, sizeBytes } = checkedTarget(t);
     this.#access.durably(() => {
-      this.#upsert.run({ path, snapshot_id: snapshotId, state: t.state, size_bytes: sizeBytes, updated_at: Date.now() });
+      this.#upsert.run({ path, snapshot_id: snapshotId, state, size_bytes: sizeBytes, updated_at: Date.now() });
     });
   }
 

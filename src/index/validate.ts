@@ -1,6 +1,6 @@
 /** Argument checks at the index's edge; each names the bad argument (INVALID_ARGUMENT). */
 import { GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
-import type { BeginRunInput, ImportSnapshotInput } from '../core/index-ports.js';
+import type { BeginRunInput, ImportSnapshotInput, TargetState } from '../core/index-ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 
 function invalid(name: string, expected: string, value: unknown): SnaplineError {
@@ -79,4 +79,15 @@ export function checkedImport(r: ImportSnapshotInput) {
   const description = optionalText('description', r.description);
   const startedAt = r.startedAt === undefined ? Date.now() : requireTime('startedAt', r.startedAt);
   return { snapshotId, volume, parentSnapshotId, volumeSizeGiB, sourceBytes, encrypted, description, startedAt };
+}
+
+/** targets.set's record checked (the SQLite index and its in-memory fake check it alike). */
+export function checkedTarget(t: { path: string; snapshotId: string | null; state: TargetState; sizeBytes: number }) {
+  const path = requireText('target path', t?.path);
+  const snapshotId = optionalText('snapshotId', t.snapshotId);
+  if (t.state !== 'complete' && t.state !== 'incomplete') {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `target state must be complete or incomplete, got ${String(t.state)}`);
+  }
+  const sizeBytes = requireInteger('sizeBytes', t.sizeBytes, 0, Number.MAX_SAFE_INTEGER);
+  return { path, snapshotId, state: t.state, sizeBytes };
 }

@@ -37,7 +37,7 @@ import type { RunEntry, RunLog } from '../../src/core/run-log.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { checkedRunEntry } from '../../src/index/history.js';
 import { BLOCK_KEY_SPAN } from '../../src/index/schema.js';
-import { checkedBeginRun, checkedImport, optionalText, requireDigest, requireInteger, requireString, requireText, requireTime } from '../../src/index/validate.js';
+import { checkedBeginRun, checkedImport, checkedTarget, optionalText, requireDigest, requireInteger, requireString, requireText, requireTime } from '../../src/index/validate.js';
 
 /**
  * The index ports in memory, for engine tests that need an index and not a
@@ -430,13 +430,8 @@ class MemoryTargets implements RestoreTargets {
   readonly #targets = new Map<string, TargetRecord>();
 
   set(t: { path: string; snapshotId: string | null; state: TargetState; sizeBytes: number }): void {
-    const path = requireText('target path', t?.path);
-    const snapshotId = optionalText('snapshotId', t.snapshotId);
-    if (t.state !== 'complete' && t.state !== 'incomplete') {
-      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `target state must be complete or incomplete, got ${String(t.state)}`);
-    }
-    const sizeBytes = requireInteger('sizeBytes', t.sizeBytes, 0, Number.MAX_SAFE_INTEGER);
-    this.#targets.set(path, { path, snapshotId, state: t.state, sizeBytes, updatedAt: new Date() });
+    const record = checkedTarget(t);
+    this.#targets.set(record.path, { ...record, updatedAt: new Date() });
   }
 
   get(path: string): TargetRecord | undefined {

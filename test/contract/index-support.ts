@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, expect } from 'vitest';
-import type { IndexPorts } from '../../src/core/index-ports.js';
+import type { BeginRunInput, IndexPorts } from '../../src/core/index-ports.js';
 import { type ErrorCode, SnaplineError } from '../../src/errors.js';
 
 /**
@@ -48,15 +48,9 @@ export function volumeOf(index: Pick<IndexPorts, 'lineage'>, name = 'vol', gib =
   return name;
 }
 
-/** Runs a backup run to completion: begin, record `blocks` (index -> digest fill), commit. */
-export function committedRun(
-  index: Pick<IndexPorts, 'runs'>,
-  volume: string,
-  snapshotId: string,
-  blocks: Record<number, number>,
-  base: string | null = null,
-): void {
-  index.runs.beginRun({
+/** beginRun's input for a 1 GiB run of `volume` on `base` (parent and base alike), with neither description nor options unless given. */
+export function runInput(volume: string, snapshotId: string, base: string | null = null, extra: Partial<BeginRunInput> = {}): BeginRunInput {
+  return {
     volume,
     snapshotId,
     parentSnapshotId: base,
@@ -66,7 +60,19 @@ export function committedRun(
     encrypted: false,
     description: null,
     runOptions: null,
-  });
+    ...extra,
+  };
+}
+
+/** Runs a backup run to completion: begin, record `blocks` (index -> digest fill), commit. */
+export function committedRun(
+  index: Pick<IndexPorts, 'runs'>,
+  volume: string,
+  snapshotId: string,
+  blocks: Record<number, number>,
+  base: string | null = null,
+): void {
+  index.runs.beginRun(runInput(volume, snapshotId, base));
   index.runs.recordBlocks(snapshotId, Object.entries(blocks).map(([i, fill]) => ({ index: Number(i), digest: digest(fill) })));
   index.runs.markCompleting(snapshotId);
   index.runs.commitRun(snapshotId);

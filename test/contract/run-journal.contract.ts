@@ -1,23 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { BeginRunInput } from '../../src/core/index-ports.js';
 import { ErrorCodes } from '../../src/errors.js';
-import { type IndexSetup, codeOf, committedRun, digest, freshIndex, mapOf, volumeOf } from './index-support.js';
+import { type IndexSetup, codeOf, committedRun, digest, freshIndex, mapOf, runInput, volumeOf } from './index-support.js';
 
 /** The behaviour the engine relies on from a RunJournal (src/core/index-ports.ts), for every implementation. */
 export function runJournalContract(name: string, setup: IndexSetup): void {
   describe(`run journal contract: ${name}`, () => {
     const current = freshIndex(setup);
-    const run = (volume: string, snapshotId: string, base: string | null = null): BeginRunInput => ({
-      volume,
-      snapshotId,
-      parentSnapshotId: base,
-      baseSnapshotId: base,
-      volumeSizeGiB: 1,
-      sourceBytes: 1024 ** 3,
-      encrypted: false,
-      description: 'nightly',
-      runOptions: '{"a":1}',
-    });
+    const run = (volume: string, snapshotId: string, base: string | null = null): BeginRunInput =>
+      runInput(volume, snapshotId, base, { description: 'nightly', runOptions: '{"a":1}' });
 
     it('begins a pending run, one per volume, and refuses a known snapshot id', () => {
       const index = current();

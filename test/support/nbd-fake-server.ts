@@ -148,6 +148,21 @@ function serve(socket: Socket, script: FakeScript, requests: FakeRequest[]): voi
   });
 }
 
+/** An answer to NBD_OPT_GO: the export's size and transmission flags, its block sizes when given, then ACK. */
+export function goAnswer(size: number, flags: number, blockSizes?: { minimum: number; preferred: number; maximum: number }): OptionAnswer {
+  const info = Buffer.alloc(12);
+  info.writeUInt16BE(Info.EXPORT, 0);
+  info.writeBigUInt64BE(BigInt(size), 2);
+  info.writeUInt16BE(flags, 10);
+  if (blockSizes === undefined) return [[OptionReply.INFO, info], [OptionReply.ACK]];
+  const sizes = Buffer.alloc(14);
+  sizes.writeUInt16BE(Info.BLOCK_SIZE, 0);
+  sizes.writeUInt32BE(blockSizes.minimum, 2);
+  sizes.writeUInt32BE(blockSizes.preferred, 6);
+  sizes.writeUInt32BE(blockSizes.maximum, 10);
+  return [[OptionReply.INFO, info], [OptionReply.INFO, sizes], [OptionReply.ACK]];
+}
+
 function defaultAnswer(option: number, size: number): OptionAnswer {
   switch (option) {
     case Option.STRUCTURED_REPLY:
@@ -155,13 +170,8 @@ function defaultAnswer(option: number, size: number): OptionAnswer {
     case Option.SET_META_CONTEXT:
     case Option.LIST_META_CONTEXT:
       return [[OptionReply.ACK]];
-    case Option.GO: {
-      const info = Buffer.alloc(12);
-      info.writeUInt16BE(Info.EXPORT, 0);
-      info.writeBigUInt64BE(BigInt(size), 2);
-      info.writeUInt16BE(TFLAG_HAS_FLAGS | TFLAG_READ_ONLY, 10);
-      return [[OptionReply.INFO, info], [OptionReply.ACK]];
-    }
+    case Option.GO:
+      return goAnswer(size, TFLAG_HAS_FLAGS | TFLAG_READ_ONLY);
     case Option.ABORT:
       return [[OptionReply.ACK]];
     default:

@@ -6,11 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificateAuthority, issueServerCertificate } from '../../emulator/tls/x509.js';
 import { ErrorCodes } from '../../errors.js';
 import { pseudoRandomBytes } from '../../../test/support/images.js';
-import { chunkHeader, startFakeNbdServer, type FakeRequest } from '../../../test/support/nbd-fake-server.js';
+import { chunkHeader, goAnswer, startFakeNbdServer, type FakeRequest } from '../../../test/support/nbd-fake-server.js';
 import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type RunningQemuNbd } from '../../../test/support/qemu-nbd.js';
 import { connectNbd, listNbdMetaContexts, type NbdClient, type NbdExtent } from './client.js';
 import { Negotiation } from './handshake.js';
-import { Command, Info, Option, OptionReply, ReplyType, REPLY_FLAG_DONE, SIMPLE_REPLY_MAGIC, STATE_ZERO, TFLAG_HAS_FLAGS, TFLAG_SEND_WRITE_ZEROES } from './protocol.js';
+import { Command, Option, ReplyType, REPLY_FLAG_DONE, SIMPLE_REPLY_MAGIC, STATE_ZERO, TFLAG_HAS_FLAGS, TFLAG_SEND_WRITE_ZEROES } from './protocol.js';
 import { parseNbdUrl } from './url.js';
 
 const MIB = 1024 * 1024;
@@ -414,20 +414,7 @@ describe('NBD client against a scripted server', () => {
       exportSize: size,
       onOption(option) {
         if (option !== Option.GO) return undefined;
-        const exportInfo = Buffer.alloc(12);
-        exportInfo.writeUInt16BE(Info.EXPORT, 0);
-        exportInfo.writeBigUInt64BE(BigInt(size), 2);
-        exportInfo.writeUInt16BE(TFLAG_HAS_FLAGS, 10);
-        const sizes = Buffer.alloc(14);
-        sizes.writeUInt16BE(Info.BLOCK_SIZE, 0);
-        sizes.writeUInt32BE(1, 2);
-        sizes.writeUInt32BE(4096, 6);
-        sizes.writeUInt32BE(maximum, 10);
-        return [
-          [OptionReply.INFO, exportInfo],
-          [OptionReply.INFO, sizes],
-          [OptionReply.ACK],
-        ];
+        return goAnswer(size, TFLAG_HAS_FLAGS, { minimum: 1, preferred: 4096, maximum });
       },
       onRequest(request, socket) {
         const end = request.offset + request.length;
@@ -475,20 +462,7 @@ describe('NBD client against a scripted server', () => {
       exportSize: size,
       onOption(option) {
         if (option !== Option.GO) return undefined;
-        const exportInfo = Buffer.alloc(12);
-        exportInfo.writeUInt16BE(Info.EXPORT, 0);
-        exportInfo.writeBigUInt64BE(BigInt(size), 2);
-        exportInfo.writeUInt16BE(TFLAG_HAS_FLAGS | TFLAG_SEND_WRITE_ZEROES, 10);
-        const sizes = Buffer.alloc(14);
-        sizes.writeUInt16BE(Info.BLOCK_SIZE, 0);
-        sizes.writeUInt32BE(minimum, 2);
-        sizes.writeUInt32BE(minimum, 6);
-        sizes.writeUInt32BE(MIB, 10);
-        return [
-          [OptionReply.INFO, exportInfo],
-          [OptionReply.INFO, sizes],
-          [OptionReply.ACK],
-        ];
+        return goAnswer(size, TFLAG_HAS_FLAGS | TFLAG_SEND_WRITE_ZEROES, { minimum, preferred: minimum, maximum: MIB });
       },
       onRequest(request, socket) {
         const simple = (errno: number) => {

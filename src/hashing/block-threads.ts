@@ -20,9 +20,22 @@ export interface BlockBatch {
   offset: number;
   blockCount: number;
   blockSize: number;
-  /** Read block i from byte position + i * blockSize of descriptor fd; the source has `available` bytes from `position` on. */
-  read?: { fd: number; position: number; available: number };
+  /**
+   * Read block i from byte position + i * blockSize of descriptor fd; the
+   * source has `available` bytes from `position` on. `keep` says which blocks
+   * read go into `buffer` (absent: all).
+   */
+  read?: { fd: number; position: number; available: number; keep?: KeptBlocks };
 }
+
+/**
+ * Which blocks of a read batch are written into its buffer: none (only their
+ * digests are wanted), or those whose digest differs from the one given for
+ * them: 32 bytes a block, then a flag a block (1 where a digest is given). A
+ * block not kept is hashed from the thread's own buffer, which stays in the
+ * core's cache; the batch's buffer keeps the bytes it held there.
+ */
+export type KeptBlocks = 'none' | Uint8Array;
 
 /** What a batch gave: the digests (32 bytes a block) and zero flags, or its first failure in block order. */
 export type BatchOutcome =

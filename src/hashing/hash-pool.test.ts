@@ -222,8 +222,53 @@ describe('HashPool.readAndHashBlocks', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
-});
 
+  it('writes into the buffer only the blocks keep asks for, and hashes every block the same', async () => {
+    const { mkdtemp, open, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'snapline-read-keep-'));
+    try {
+      // Blocks: random, zeros, random, random, then a short last block of 100 bytes.
+      const data = randomFillSync(Buffer.alloc(4 * BLOCK_SIZE + 100));
+      data.fill(0, BLOCK_SIZE, 2 * BLOCK_SIZE);
+      const file = await open(join(dir, 'source.raw'), 'w+');
+      await file.write(data, 0, data.byteLength, 0);
+      const fileBlocks = Buffer.alloc(5 * BLOCK_SIZE);
+      data.copy(fileBlocks);
+      const digestOf = (i: number) => createHash('sha256').update(fileBlocks.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)).digest();
+      // One thread: its own buffer holds a full random block when it reads the short last one, whose tail must still hash as zeros.
+      const one = new HashPool({ threads: 1 });
+      try {
+        const run = async (keep: 'none' | Uint8Array) => {
+          const buffer = sharedBlocks('rrrrr');
+          const before = Buffer.from(new Uint8Array(buffer).slice());
+          const result = await one.readAndHashBlocks(file.fd, 0, data.byteLength, buffer, 0, 5, { keep });
+          expect(Buffer.from(result.digests)).toEqual(Buffer.concat([0, 1, 2, 3, 4].map(digestOf)));
+          expect([...result.zero]).toEqual([0, 1, 0, 0, 0]);
+          const held = (i: number) => Buffer.from(buffer, i * BLOCK_SIZE, BLOCK_SIZE);
+          return [0, 1, 2, 3, 4].map((i) => (held(i).equals(fileBlocks.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)) ? 'read' : held(i).equals(before.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)) ? 'as before' : 'other'));
+        };
+        expect(await run('none')).toEqual(['as before', 'as before', 'as before', 'as before', 'as before']);
+        // Block 0 matches its digest, block 1 the zero digest, block 2 has none, block 3 does not match, block 4 matches.
+        const keep = new Uint8Array(33 * 5);
+        keep.set(digestOf(0), 0);
+        keep.set(ZERO_BLOCK_DIGEST, 32);
+        keep.set(digestOf(2), 96);
+        keep.set(digestOf(4), 128);
+        keep.set([1, 1, 0, 1, 1], 160);
+        expect(await run(keep)).toEqual(['as before', 'as before', 'read', 'read', 'as before']);
+        const wrongLength = await one.readAndHashBlocks(file.fd, 0, data.byteLength, sharedBlocks('rrrrr'), 0, 5, { keep: keep.subarray(1) }).catch((err: unknown) => err);
+        expect(wrongLength).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+      } finally {
+        await one.destroy();
+        await file.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('HashPool block batches', () => {
   let dir: string;
@@ -290,7 +335,7 @@ describe('HashPool block batches', () => {
   it('finishes the reads of a batch aborted after its start, so the buffer is complete when it settles', async () => {
     const controller = new AbortController();
     const buffer = new SharedArrayBuffer(7 * BLOCK_SIZE);
-    const running = pool.readAndHashBlocks(file.fd, 0, 7 * BLOCK_SIZE, buffer, 0, 7, controller.signal);
+    const running = pool.readAndHashBlocks(file.fd, 0, 7 * BLOCK_SIZE, buffer, 0, 7, { signal: controller.signal });
     controller.abort();
     const result = await running;
     expect(Buffer.from(buffer).equals(data)).toBe(true);

@@ -4,7 +4,15 @@ import { Piscina } from 'piscina';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { abortError, untilAborted } from '../core/abort.js';
-import { type BatchOutcome, type BlockBatch, BlockThreads } from './block-threads.js';
+import { type BatchOutcome, type BlockBatch, BlockThreads, type KeptBlocks } from './block-threads.js';
+
+export type { KeptBlocks } from './block-threads.js';
+
+export interface ReadAndHashOptions {
+  signal?: AbortSignal;
+  /** Which blocks read are written into the buffer (absent: all; see KeptBlocks). */
+  keep?: KeptBlocks;
+}
 
 /** The same path from src/hashing/ (tests) and dist/src/hashing/ (build). */
 const WORKER_FILE = fileURLToPath(new URL('../../workers/hash.js', import.meta.url));
@@ -66,9 +74,10 @@ export class HashPool {
 
   /**
    * Reads `blockCount` blocks of a file or device (descriptor `fd`) from byte
-   * `position` into `buffer` at `offset`, and gives the SHA-256 and zero flag
-   * of each, like hashBlocks. Each thread reads a block and hashes it while it
-   * is in its cache, so the caller's thread does neither. The source has
+   * `position` into `buffer` at `offset` (those `options.keep` asks for), and
+   * gives the SHA-256 and zero flag of each, like hashBlocks. Each thread
+   * reads a block and hashes it while it is in its cache, so the caller's
+   * thread does neither. The source has
    * `available` bytes for these blocks; the rest of the last one is zeros. A
    * failed read is IO_FAILED and a source that ends early SOURCE_UNUSABLE,
    * with details { position, errno } or { endedAt }, of the first failed block;
@@ -83,14 +92,18 @@ export class HashPool {
     buffer: SharedArrayBuffer,
     offset: number,
     blockCount: number,
-    signal?: AbortSignal,
+    options: ReadAndHashOptions = {},
   ): Promise<SlabDigests> {
     this.#checkBlocks(buffer, offset, blockCount);
     if (!Number.isSafeInteger(fd) || fd < 0 || !Number.isSafeInteger(position) || position < 0 || !Number.isSafeInteger(available) || available < 0) {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `fd, position and available must be whole numbers of at least 0, got ${fd}, ${position}, ${available}`);
     }
+    const { signal, keep } = options;
+    if (keep instanceof Uint8Array && keep.byteLength !== 33 * blockCount) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `keep must hold 33 bytes a block (${33 * blockCount}), got ${keep.byteLength}`);
+    }
     if (signal?.aborted) throw abortError(signal);
-    return this.#batch({ buffer, offset, blockCount, blockSize: BLOCK_SIZE, read: { fd, position, available } });
+    return this.#batch({ buffer, offset, blockCount, blockSize: BLOCK_SIZE, read: { fd, position, available, ...(keep === undefined ? {} : { keep }) } });
   }
 
   async #batch(batch: BlockBatch): Promise<SlabDigests> {

@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ZERO_BLOCK_DIGEST, treeHash } from '../core/checksum.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { HashPool } from './index.js';
+import { HashPool, startBlockThreadsEarly } from './index.js';
 
 let pool: HashPool;
 
@@ -354,6 +354,44 @@ describe('HashPool block batches', () => {
     expect(Buffer.from(buffer).equals(data)).toBe(true);
     expect([...(await reading).zero]).toEqual([0, 0, 1, 0, 0, 0, 0]);
     await expect(own.readAndHashBlocks(file.fd, 0, BLOCK_SIZE, new SharedArrayBuffer(BLOCK_SIZE), 0, 1)).rejects.toMatchObject({ code: ErrorCodes.INTERNAL });
+  });
+
+  it('hashes on the threads started early when it has as many, and starts its own otherwise', async () => {
+    /** The id the next thread of this process gets. */
+    const nextThreadId = async () => {
+      const probe = new Worker('', { eval: true });
+      const id = probe.threadId;
+      await probe.terminate();
+      return id + 1;
+    };
+    const receiversOf = async (threads: number) => {
+      const own = new HashPool({ threads });
+      const posted = vi.spyOn(Worker.prototype, 'postMessage');
+      try {
+        const buffer = sharedBlocks('rrrr');
+        expect(Buffer.from((await own.hashBlocks(buffer, 0, 4)).digests)).toEqual(expected(buffer, 0, 4).digests);
+        return new Set(posted.mock.contexts.map((worker) => (worker as Worker).threadId));
+      } finally {
+        posted.mockRestore();
+        await own.destroy();
+      }
+    };
+    const early = await nextThreadId();
+    startBlockThreadsEarly(2);
+    expect(await receiversOf(2)).toEqual(new Set([early, early + 1]));
+    // Early threads of another number are stopped, not used.
+    startBlockThreadsEarly(3);
+    const afterThree = early + 2 + 3;
+    expect(await receiversOf(2)).toEqual(new Set([afterThree, afterThree + 1]));
+  });
+
+  it('lets a process that started threads early and never used them exit', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const module = new URL('../../dist/src/hashing/index.js', import.meta.url).href;
+    const script = `import(${JSON.stringify(module)}).then(({ startBlockThreadsEarly }) => startBlockThreadsEarly(2))`;
+    // A thread that kept the process alive would hold it past the timeout.
+    await expect(promisify(execFile)(process.execPath, ['-e', script], { timeout: 20_000 })).resolves.toMatchObject({ stderr: '' });
   });
 
   it('gives batches of fewer blocks than threads to the threads in turn, not all to the first', async () => {

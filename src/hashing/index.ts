@@ -1,12 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { abortError, untilAborted } from '../core/abort.js';
 import { type BatchOutcome, type BlockBatch, BlockThreads, type KeptBlocks } from './block-threads.js';
 
-export type { KeptBlocks } from './block-threads.js';
+export { startBlockThreadsEarly, type KeptBlocks } from './block-threads.js';
 
 export interface ReadAndHashOptions {
   signal?: AbortSignal;
@@ -38,8 +38,8 @@ export interface HashPoolOptions {
  */
 export class HashPool {
   readonly threads: number;
-  /** The threads of sha256, sha256Moving and treeHash, started on the first of those calls (a backup makes none). */
-  #piscina: Piscina | undefined;
+  /** The threads of sha256, sha256Moving and treeHash, loaded and started on the first of those calls (a backup makes none). */
+  #piscina: Promise<Piscina> | undefined;
   /** Tasks handed to piscina and not yet settled, awaited by destroy(). */
   readonly #inFlight = new Set<Promise<unknown>>();
   /** A failure of the threads outside any task (a worker that cannot start). */
@@ -181,7 +181,7 @@ export class HashPool {
     if (this.#destroyed) return;
     this.#destroyed = true;
     await Promise.allSettled(this.#inFlight);
-    await Promise.all([this.#piscina?.destroy(), this.#blocks.close()]);
+    await Promise.all([this.#piscina?.then((tasks) => tasks.destroy()), this.#blocks.close()]);
   }
 
   #checkRange(buffer: SharedArrayBuffer, offset: number, length: number, lengthName: string): void {
@@ -200,16 +200,17 @@ export class HashPool {
     }
   }
 
-  #tasks(): Piscina {
-    if (this.#piscina === undefined) {
+  #tasks(): Promise<Piscina> {
+    this.#piscina ??= import('piscina').then(({ Piscina }) => {
       // Two tasks queued per thread: a thread starts its next piece while the
       // main thread is still handling the last result (on a busy machine that
       // hand-off waits for a core).
-      this.#piscina = new Piscina({ filename: WORKER_FILE, minThreads: this.threads, maxThreads: this.threads, concurrentTasksPerWorker: 2 });
-      this.#piscina.on('error', (err: Error) => {
+      const tasks = new Piscina({ filename: WORKER_FILE, minThreads: this.threads, maxThreads: this.threads, concurrentTasksPerWorker: 2 });
+      tasks.on('error', (err: Error) => {
         this.#failure ??= err;
       });
-    }
+      return tasks;
+    });
     return this.#piscina;
   }
 
@@ -219,7 +220,7 @@ export class HashPool {
     if (this.#failure !== undefined) {
       throw new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${this.#failure.message}`, { cause: this.#failure });
     }
-    const running: Promise<ReturnType<HashWorker[N]>> = this.#tasks().run(task, transferList === undefined ? { name } : { name, transferList });
+    const running: Promise<ReturnType<HashWorker[N]>> = this.#tasks().then((tasks) => tasks.run(task, transferList === undefined ? { name } : { name, transferList }));
     this.#inFlight.add(running);
     const settled = (): void => {
       this.#inFlight.delete(running);

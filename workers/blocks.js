@@ -1,7 +1,9 @@
 // Block hashing thread of src/hashing's HashPool (src/hashing/block-threads.ts).
 // Every thread is sent every batch; the threads claim its blocks one at a time
 // from a counter in the batch's shared state, read (when asked) and hash each,
-// and write its digest and zero flag into that state. The thread that finishes
+// and write its digest and zero flag into that state. A block whose bytes the
+// caller may not need is read into the thread's own buffer, which stays in the
+// core's cache, and copied into the batch's buffer only when it is needed. The thread that finishes
 // the last block posts the batch's id: one message a batch, whatever the
 // number of threads and blocks. Failures are written into the thread's slot of
 // the state as values (a code crossing threads as an exception would be lost).
@@ -39,11 +41,20 @@ const { index } = workerData;
  * @property {number} offset byte offset of the first block in `buffer`
  * @property {number} blockCount
  * @property {number} blockSize
- * @property {{ fd: number, position: number, available: number }} [read] read the blocks from this source first (see readBlock)
+ * @property {{ fd: number, position: number, available: number, keep?: 'none' | Uint8Array }} [read] read the blocks from this source
+ *   first (see readBlock); `keep` says which blocks go into `buffer` (see keptUnless): absent, all of them
  */
 
 /** @type {Map<number, { zeros: Buffer, digest: Buffer }>} */
 const zeroBlocks = new Map();
+/** This thread's own block buffer, for blocks that may not be needed. @type {Buffer | undefined} */
+let ownBlock;
+
+/** @param {number} blockSize */
+function ownBlockOf(blockSize) {
+  if (ownBlock?.byteLength !== blockSize) ownBlock = Buffer.alloc(blockSize);
+  return ownBlock;
+}
 
 /** @param {number} blockSize */
 function zeroBlockOf(blockSize) {
@@ -85,6 +96,18 @@ function readBlock({ fd, position, available }, block, i) {
 }
 
 /**
+ * The digest under which block `i` of a read batch is not needed in the
+ * batch's buffer: `keep` holds 32 bytes a block, then a flag a block (1 where
+ * that digest is given). Undefined where the block is needed whatever it holds.
+ * @param {Uint8Array} keep
+ * @param {number} i
+ * @param {number} blockCount
+ */
+function keptUnless(keep, i, blockCount) {
+  return keep[32 * blockCount + i] === 1 ? keep.subarray(32 * i, 32 * i + 32) : undefined;
+}
+
+/**
  * Reads (when asked) and hashes block `i` of the batch into its state. An
  * all-zero block is found with one memcmp and gets the zero digest unhashed.
  * @param {Batch} batch
@@ -92,18 +115,24 @@ function readBlock({ fd, position, available }, block, i) {
  * @param {number} i
  */
 function hashBlock(batch, results, i) {
-  const block = Buffer.from(batch.buffer, batch.offset + i * batch.blockSize, batch.blockSize);
+  const inBuffer = Buffer.from(batch.buffer, batch.offset + i * batch.blockSize, batch.blockSize);
+  const keep = batch.read?.keep;
+  /** The digest that spares copying the block into the batch's buffer; with keep 'none' none is copied. */
+  const unneededAs = keep === undefined || keep === 'none' ? undefined : keptUnless(keep, i, batch.blockCount);
+  const block = keep === 'none' || unneededAs !== undefined ? ownBlockOf(batch.blockSize) : inBuffer;
   if (batch.read !== undefined) {
     const failure = readBlock(batch.read, block, i);
     if (failure !== undefined) return failure;
   }
+  const digest = results.subarray(32 * i, 32 * i + 32);
   const zero = zeroBlockOf(batch.blockSize);
   if (block.equals(zero.zeros)) {
-    results.set(zero.digest, 32 * i);
+    digest.set(zero.digest);
     results[32 * batch.blockCount + i] = 1;
   } else {
-    createHash('sha256').update(block).digest().copy(results, 32 * i);
+    createHash('sha256').update(block).digest().copy(digest);
   }
+  if (unneededAs !== undefined && Buffer.compare(digest, unneededAs) !== 0) block.copy(inBuffer);
   return undefined;
 }
 

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, SnaplineError } from '../errors.js';
@@ -20,9 +21,22 @@ export interface BlockBatch {
   offset: number;
   blockCount: number;
   blockSize: number;
-  /** Read block i from byte position + i * blockSize of descriptor fd; the source has `available` bytes from `position` on. */
-  read?: { fd: number; position: number; available: number };
+  /**
+   * Read block i from byte position + i * blockSize of descriptor fd; the
+   * source has `available` bytes from `position` on. `keep` says which blocks
+   * read go into `buffer` (absent: all).
+   */
+  read?: { fd: number; position: number; available: number; keep?: KeptBlocks };
 }
+
+/**
+ * Which blocks of a read batch are written into its buffer: none (only their
+ * digests are wanted), or those whose digest differs from the one given for
+ * them: 32 bytes a block, then a flag a block (1 where a digest is given). A
+ * block not kept is hashed from the thread's own buffer, which stays in the
+ * core's cache; the batch's buffer keeps the bytes it held there.
+ */
+export type KeptBlocks = 'none' | Uint8Array;
 
 /** What a batch gave: the digests (32 bytes a block) and zero flags, or its first failure in block order. */
 export type BatchOutcome =
@@ -69,7 +83,10 @@ export class BlockThreads {
 
   constructor(threads: number) {
     this.#threads = threads;
-    this.#workers = this.#start();
+    const early = takeEarlyThreads(threads);
+    this.#workers = early?.workers ?? spawnThreads(threads);
+    for (const worker of this.#workers) this.#listen(worker);
+    if (early?.failure !== undefined) this.#died(early.failure);
   }
 
   /**
@@ -123,16 +140,11 @@ export class BlockThreads {
     await Promise.all(workers.map((worker) => worker.terminate()));
   }
 
-  #start(): Worker[] {
-    return Array.from({ length: this.#threads }, (_, index) => {
-      const worker = new Worker(WORKER_FILE, { workerData: { index } });
-      worker.unref();
-      worker.on('message', (id: number) => this.#finished(id));
-      worker.on('error', (err) => this.#died(err));
-      worker.on('exit', (code) => {
-        if (this.#workers.includes(worker)) this.#died(new Error(`a hash thread exited with code ${code}`));
-      });
-      return worker;
+  #listen(worker: Worker): void {
+    worker.on('message', (id: number) => this.#finished(id));
+    worker.on('error', (err) => this.#died(err));
+    worker.on('exit', (code) => {
+      if (this.#workers.includes(worker)) this.#died(exitError(code));
     });
   }
 
@@ -154,6 +166,50 @@ export class BlockThreads {
     this.#pending.clear();
     for (const entry of pending) entry.fail(this.#failure);
   }
+}
+
+/** Threads that keep no process alive, numbered for their failure slots. */
+function spawnThreads(threads: number): Worker[] {
+  return Array.from({ length: threads }, (_, index) => {
+    const worker = new Worker(WORKER_FILE, { workerData: { index } });
+    worker.unref();
+    return worker;
+  });
+}
+
+function exitError(code: number): Error {
+  return new Error(`a hash thread exited with code ${code}`);
+}
+
+/** Threads started by startBlockThreadsEarly and not yet taken, with the first failure of any of them. */
+let early: { workers: Worker[]; failure: Error | undefined } | undefined;
+
+/**
+ * Starts `threads` hash threads now, for the next BlockThreads of as many
+ * threads to take: a command that will hash calls this before it loads its
+ * modules and plans, so that the threads boot meanwhile, on the core the
+ * command's own thread leaves idle. Threads nobody takes keep no process
+ * alive. Calls while threads wait to be taken do nothing.
+ */
+export function startBlockThreadsEarly(threads = availableParallelism()): void {
+  if (early !== undefined) return;
+  const started: { workers: Worker[]; failure: Error | undefined } = { workers: spawnThreads(threads), failure: undefined };
+  for (const worker of started.workers) {
+    worker.on('error', (err) => (started.failure ??= err));
+    worker.on('exit', (code) => (started.failure ??= exitError(code)));
+  }
+  early = started;
+}
+
+/** The early threads, when there are `threads` of them; ones of another number are stopped. */
+function takeEarlyThreads(threads: number): { workers: Worker[]; failure: Error | undefined } | undefined {
+  const taken = early;
+  early = undefined;
+  if (taken === undefined) return undefined;
+  for (const worker of taken.workers) worker.removeAllListeners();
+  if (taken.workers.length === threads) return taken;
+  for (const worker of taken.workers) void worker.terminate();
+  return undefined;
 }
 
 /** Reads a finished batch's state: its lowest failed block's failure, else a copy of its digests and flags. */

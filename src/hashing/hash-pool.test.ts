@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ZERO_BLOCK_DIGEST, treeHash } from '../core/checksum.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
-import { HashPool } from './index.js';
+import { HashPool, startBlockThreadsEarly } from './index.js';
 
 let pool: HashPool;
 
@@ -222,8 +222,53 @@ describe('HashPool.readAndHashBlocks', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
-});
 
+  it('writes into the buffer only the blocks keep asks for, and hashes every block the same', async () => {
+    const { mkdtemp, open, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'snapline-read-keep-'));
+    try {
+      // Blocks: random, zeros, random, random, then a short last block of 100 bytes.
+      const data = randomFillSync(Buffer.alloc(4 * BLOCK_SIZE + 100));
+      data.fill(0, BLOCK_SIZE, 2 * BLOCK_SIZE);
+      const file = await open(join(dir, 'source.raw'), 'w+');
+      await file.write(data, 0, data.byteLength, 0);
+      const fileBlocks = Buffer.alloc(5 * BLOCK_SIZE);
+      data.copy(fileBlocks);
+      const digestOf = (i: number) => createHash('sha256').update(fileBlocks.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)).digest();
+      // One thread: its own buffer holds a full random block when it reads the short last one, whose tail must still hash as zeros.
+      const one = new HashPool({ threads: 1 });
+      try {
+        const run = async (keep: 'none' | Uint8Array) => {
+          const buffer = sharedBlocks('rrrrr');
+          const before = Buffer.from(new Uint8Array(buffer).slice());
+          const result = await one.readAndHashBlocks(file.fd, 0, data.byteLength, buffer, 0, 5, { keep });
+          expect(Buffer.from(result.digests)).toEqual(Buffer.concat([0, 1, 2, 3, 4].map(digestOf)));
+          expect([...result.zero]).toEqual([0, 1, 0, 0, 0]);
+          const held = (i: number) => Buffer.from(buffer, i * BLOCK_SIZE, BLOCK_SIZE);
+          return [0, 1, 2, 3, 4].map((i) => (held(i).equals(fileBlocks.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)) ? 'read' : held(i).equals(before.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)) ? 'as before' : 'other'));
+        };
+        expect(await run('none')).toEqual(['as before', 'as before', 'as before', 'as before', 'as before']);
+        // Block 0 matches its digest, block 1 the zero digest, block 2 has none, block 3 does not match, block 4 matches.
+        const keep = new Uint8Array(33 * 5);
+        keep.set(digestOf(0), 0);
+        keep.set(ZERO_BLOCK_DIGEST, 32);
+        keep.set(digestOf(2), 96);
+        keep.set(digestOf(4), 128);
+        keep.set([1, 1, 0, 1, 1], 160);
+        expect(await run(keep)).toEqual(['as before', 'as before', 'read', 'read', 'as before']);
+        const wrongLength = await one.readAndHashBlocks(file.fd, 0, data.byteLength, sharedBlocks('rrrrr'), 0, 5, { keep: keep.subarray(1) }).catch((err: unknown) => err);
+        expect(wrongLength).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+      } finally {
+        await one.destroy();
+        await file.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('HashPool block batches', () => {
   let dir: string;
@@ -290,7 +335,7 @@ describe('HashPool block batches', () => {
   it('finishes the reads of a batch aborted after its start, so the buffer is complete when it settles', async () => {
     const controller = new AbortController();
     const buffer = new SharedArrayBuffer(7 * BLOCK_SIZE);
-    const running = pool.readAndHashBlocks(file.fd, 0, 7 * BLOCK_SIZE, buffer, 0, 7, controller.signal);
+    const running = pool.readAndHashBlocks(file.fd, 0, 7 * BLOCK_SIZE, buffer, 0, 7, { signal: controller.signal });
     controller.abort();
     const result = await running;
     expect(Buffer.from(buffer).equals(data)).toBe(true);
@@ -309,6 +354,44 @@ describe('HashPool block batches', () => {
     expect(Buffer.from(buffer).equals(data)).toBe(true);
     expect([...(await reading).zero]).toEqual([0, 0, 1, 0, 0, 0, 0]);
     await expect(own.readAndHashBlocks(file.fd, 0, BLOCK_SIZE, new SharedArrayBuffer(BLOCK_SIZE), 0, 1)).rejects.toMatchObject({ code: ErrorCodes.INTERNAL });
+  });
+
+  it('hashes on the threads started early when it has as many, and starts its own otherwise', async () => {
+    /** The id the next thread of this process gets. */
+    const nextThreadId = async () => {
+      const probe = new Worker('', { eval: true });
+      const id = probe.threadId;
+      await probe.terminate();
+      return id + 1;
+    };
+    const receiversOf = async (threads: number) => {
+      const own = new HashPool({ threads });
+      const posted = vi.spyOn(Worker.prototype, 'postMessage');
+      try {
+        const buffer = sharedBlocks('rrrr');
+        expect(Buffer.from((await own.hashBlocks(buffer, 0, 4)).digests)).toEqual(expected(buffer, 0, 4).digests);
+        return new Set(posted.mock.contexts.map((worker) => (worker as Worker).threadId));
+      } finally {
+        posted.mockRestore();
+        await own.destroy();
+      }
+    };
+    const early = await nextThreadId();
+    startBlockThreadsEarly(2);
+    expect(await receiversOf(2)).toEqual(new Set([early, early + 1]));
+    // Early threads of another number are stopped, not used.
+    startBlockThreadsEarly(3);
+    const afterThree = early + 2 + 3;
+    expect(await receiversOf(2)).toEqual(new Set([afterThree, afterThree + 1]));
+  });
+
+  it('lets a process that started threads early and never used them exit', async () => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const module = new URL('../../dist/src/hashing/index.js', import.meta.url).href;
+    const script = `import(${JSON.stringify(module)}).then(({ startBlockThreadsEarly }) => startBlockThreadsEarly(2))`;
+    // A thread that kept the process alive would hold it past the timeout.
+    await expect(promisify(execFile)(process.execPath, ['-e', script], { timeout: 20_000 })).resolves.toMatchObject({ stderr: '' });
   });
 
   it('gives batches of fewer blocks than threads to the threads in turn, not all to the first', async () => {

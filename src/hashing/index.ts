@@ -1,10 +1,18 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { BLOCK_SIZE } from '../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { abortError, untilAborted } from '../core/abort.js';
-import { type BatchOutcome, type BlockBatch, BlockThreads } from './block-threads.js';
+import { type BatchOutcome, type BlockBatch, BlockThreads, type KeptBlocks } from './block-threads.js';
+
+export { startBlockThreadsEarly, type KeptBlocks } from './block-threads.js';
+
+export interface ReadAndHashOptions {
+  signal?: AbortSignal;
+  /** Which blocks read are written into the buffer (absent: all; see KeptBlocks). */
+  keep?: KeptBlocks;
+}
 
 /** The same path from src/hashing/ (tests) and dist/src/hashing/ (build). */
 const WORKER_FILE = fileURLToPath(new URL('../../workers/hash.js', import.meta.url));
@@ -30,8 +38,8 @@ export interface HashPoolOptions {
  */
 export class HashPool {
   readonly threads: number;
-  /** The threads of sha256, sha256Moving and treeHash, started on the first of those calls (a backup makes none). */
-  #piscina: Piscina | undefined;
+  /** The threads of sha256, sha256Moving and treeHash, loaded and started on the first of those calls (a backup makes none). */
+  #piscina: Promise<Piscina> | undefined;
   /** Tasks handed to piscina and not yet settled, awaited by destroy(). */
   readonly #inFlight = new Set<Promise<unknown>>();
   /** A failure of the threads outside any task (a worker that cannot start). */
@@ -66,9 +74,10 @@ export class HashPool {
 
   /**
    * Reads `blockCount` blocks of a file or device (descriptor `fd`) from byte
-   * `position` into `buffer` at `offset`, and gives the SHA-256 and zero flag
-   * of each, like hashBlocks. Each thread reads a block and hashes it while it
-   * is in its cache, so the caller's thread does neither. The source has
+   * `position` into `buffer` at `offset` (those `options.keep` asks for), and
+   * gives the SHA-256 and zero flag of each, like hashBlocks. Each thread
+   * reads a block and hashes it while it is in its cache, so the caller's
+   * thread does neither. The source has
    * `available` bytes for these blocks; the rest of the last one is zeros. A
    * failed read is IO_FAILED and a source that ends early SOURCE_UNUSABLE,
    * with details { position, errno } or { endedAt }, of the first failed block;
@@ -83,14 +92,18 @@ export class HashPool {
     buffer: SharedArrayBuffer,
     offset: number,
     blockCount: number,
-    signal?: AbortSignal,
+    options: ReadAndHashOptions = {},
   ): Promise<SlabDigests> {
     this.#checkBlocks(buffer, offset, blockCount);
     if (!Number.isSafeInteger(fd) || fd < 0 || !Number.isSafeInteger(position) || position < 0 || !Number.isSafeInteger(available) || available < 0) {
       throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `fd, position and available must be whole numbers of at least 0, got ${fd}, ${position}, ${available}`);
     }
+    const { signal, keep } = options;
+    if (keep instanceof Uint8Array && keep.byteLength !== 33 * blockCount) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `keep must hold 33 bytes a block (${33 * blockCount}), got ${keep.byteLength}`);
+    }
     if (signal?.aborted) throw abortError(signal);
-    return this.#batch({ buffer, offset, blockCount, blockSize: BLOCK_SIZE, read: { fd, position, available } });
+    return this.#batch({ buffer, offset, blockCount, blockSize: BLOCK_SIZE, read: { fd, position, available, ...(keep === undefined ? {} : { keep }) } });
   }
 
   async #batch(batch: BlockBatch): Promise<SlabDigests> {
@@ -168,7 +181,7 @@ export class HashPool {
     if (this.#destroyed) return;
     this.#destroyed = true;
     await Promise.allSettled(this.#inFlight);
-    await Promise.all([this.#piscina?.destroy(), this.#blocks.close()]);
+    await Promise.all([this.#piscina?.then((tasks) => tasks.destroy()), this.#blocks.close()]);
   }
 
   #checkRange(buffer: SharedArrayBuffer, offset: number, length: number, lengthName: string): void {
@@ -187,16 +200,17 @@ export class HashPool {
     }
   }
 
-  #tasks(): Piscina {
-    if (this.#piscina === undefined) {
+  #tasks(): Promise<Piscina> {
+    this.#piscina ??= import('piscina').then(({ Piscina }) => {
       // Two tasks queued per thread: a thread starts its next piece while the
       // main thread is still handling the last result (on a busy machine that
       // hand-off waits for a core).
-      this.#piscina = new Piscina({ filename: WORKER_FILE, minThreads: this.threads, maxThreads: this.threads, concurrentTasksPerWorker: 2 });
-      this.#piscina.on('error', (err: Error) => {
+      const tasks = new Piscina({ filename: WORKER_FILE, minThreads: this.threads, maxThreads: this.threads, concurrentTasksPerWorker: 2 });
+      tasks.on('error', (err: Error) => {
         this.#failure ??= err;
       });
-    }
+      return tasks;
+    });
     return this.#piscina;
   }
 
@@ -206,7 +220,7 @@ export class HashPool {
     if (this.#failure !== undefined) {
       throw new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${this.#failure.message}`, { cause: this.#failure });
     }
-    const running: Promise<ReturnType<HashWorker[N]>> = this.#tasks().run(task, transferList === undefined ? { name } : { name, transferList });
+    const running: Promise<ReturnType<HashWorker[N]>> = this.#tasks().then((tasks) => tasks.run(task, transferList === undefined ? { name } : { name, transferList }));
     this.#inFlight.add(running);
     const settled = (): void => {
       this.#inFlight.delete(running);

@@ -8,7 +8,7 @@ import type { CommandContext, Wrap } from '../context.js';
 import { integerOption, numberOption, secondsOption, snapshotIdArgument, tagOption } from '../parse.js';
 import { formatBytes, formatDuration } from '../progress.js';
 import { recordedRun, unattendedOptions, type RecordedRun, type UnattendedFlags, type VolumeOutcome } from '../unattended.js';
-import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
+import { concurrencyOption, sessionOptions, startHashThreads, throttleAwareProgress } from './common.js';
 import { copyFromSession, describeCopy } from './copy.js';
 
 interface BackupFlags extends UnattendedFlags {
@@ -94,6 +94,7 @@ async function runBackupCommand(ctx: CommandContext, sources: string[], flags: B
   if (flags.volume && sources.length > 1) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, '--volume names one lineage: give one source with it');
   }
+  await startHashThreads();
   const { defaultVolumeName } = await import('../../engine/backup/backup.js');
   const volumesOnFailure = () => sources.map((source) => flags.volume ?? defaultVolumeName(source));
   const run = () => (flags.ifIdle ? ifIdle(ctx, backupRun(ctx, sources, flags)) : backupRun(ctx, sources, flags));

@@ -35,6 +35,16 @@ export function sessionOptions(ctx: CommandContext, extra: Partial<SessionOption
 }
 
 /** `--concurrency <n>`: `what` is in flight at once; the default and limits every command shares. */
+/**
+ * Starts the hash threads of a command that will hash a source, before it
+ * loads the rest of its code and plans (see startBlockThreadsEarly): the
+ * threads boot meanwhile, and the scan starts on ready threads.
+ */
+export async function startHashThreads(): Promise<void> {
+  const { startBlockThreadsEarly } = await import('../../hashing/index.js');
+  startBlockThreadsEarly();
+}
+
 export function concurrencyOption(what: string): Option {
   return new Option('--concurrency <n>', what).default(DEFAULT_CONCURRENCY).argParser(integerOption('--concurrency', 1, MAX_CONCURRENCY));
 }

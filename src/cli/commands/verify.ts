@@ -5,7 +5,7 @@ import { ErrorCodes, ExitCodes, SnaplineError } from '../../errors.js';
 import type { CommandContext, Wrap } from '../context.js';
 import { snapshotIdArgument } from '../parse.js';
 import { count } from '../progress.js';
-import { concurrencyOption, sessionOptions, throttleAwareProgress } from './common.js';
+import { concurrencyOption, sessionOptions, startHashThreads, throttleAwareProgress } from './common.js';
 
 interface VerifyFlags {
   remote?: boolean;
@@ -32,6 +32,7 @@ async function runVerify(ctx: CommandContext, first: string, second: string | un
   const [source, rawId] = second === undefined ? [undefined, first] : [first, second];
   const snapshotId = snapshotIdArgument('<snapshot-id>')(rawId);
   const output = ctx.output();
+  if (source !== undefined) await startHashThreads();
   const { withSession } = await import('../../session.js');
   const { verify } = await import('../../engine/restore/verify.js');
   const { settleWaitText } = await import('../../engine/blocks/committer.js');

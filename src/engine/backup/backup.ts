@@ -3,7 +3,7 @@ import { realpath } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { throwIfAborted } from '../../core/abort.js';
 import { TaskWindow } from '../../core/task-window.js';
-import { checksumOf } from '../../core/checksum.js';
+import { ZERO_BLOCK_DIGEST, checksumOf } from '../../core/checksum.js';
 import { BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from '../../core/constants.js';
 import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, StartSnapshotInput } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
@@ -690,7 +690,7 @@ async function scanAndUpload(
   const ticker = setInterval(() => progress('scan'), 500);
   try {
     await uploads.run(async () => {
-      for await (const slab of scanSource(source, slabs, deps.hashPool, { ranges, hashAhead, signal: options.signal })) {
+      for await (const slab of scanSource(source, slabs, deps.hashPool, { ranges, hashAhead, keepBytes: uploadUnless, signal: options.signal })) {
         // Slabs hashed ahead are yielded without reading: the abort is checked here too.
         if (options.signal?.aborted) {
           slab.slab.release();
@@ -698,7 +698,9 @@ async function scanAndUpload(
         }
         const toUpload: number[] = [];
         for (let i = 0; i < slab.blockCount; i += 1) {
-          if (mustUpload(slab.firstBlock + i, digestAt(slab, i), slab.zero[i] === 1)) toUpload.push(i);
+          const unneeded = slab.unneededAs![i];
+          if (unneeded === undefined || Buffer.compare(unneeded, digestAt(slab, i)) !== 0) toUpload.push(i);
+          else if (unneeded === UNWRITTEN_ZERO) counts.zeroSkipped += 1;
         }
         counts.scanned += slab.blockCount;
         if (!slab.hole) counts.read += slab.blockCount;
@@ -754,22 +756,26 @@ async function scanAndUpload(
   progress('scan');
   return counts;
 
-  /** The upload decision for one block; counts zero blocks left out. */
-  function mustUpload(blockIndex: number, digest: Uint8Array, isZero: boolean): boolean {
+  /**
+   * The upload decision for one block, made as the scan reads it: the digest
+   * under which it needs no upload, undefined when it is uploaded whatever
+   * it holds. Asked once a block, in ascending order.
+   */
+  function uploadUnless(blockIndex: number): Uint8Array | undefined {
     const baseDigest = baseMap.digestAt(blockIndex);
     const suspect = suspects.has(blockIndex);
-    if (resume.mustRewrite(blockIndex)) return true;
+    if (resume.mustRewrite(blockIndex)) return undefined;
     const written = resume.written(blockIndex);
-    if (written) return !written.equals(digest);
-    if (!suspect && baseDigest !== undefined) return !baseDigest.equals(digest);
-    if (!suspect && isZero && zeroIsImplicit) {
-      // The lineage never wrote this block and it reads back as zeros already.
-      counts.zeroSkipped += 1;
-      return false;
-    }
-    return true;
+    if (written) return written;
+    if (!suspect && baseDigest !== undefined) return baseDigest;
+    // The lineage never wrote this block: all zeros read back as they are.
+    if (!suspect && zeroIsImplicit) return UNWRITTEN_ZERO;
+    return undefined;
   }
 }
+
+/** uploadUnless' answer for a block the lineage never wrote: a block left out for it is a zero block skipped. */
+const UNWRITTEN_ZERO = Uint8Array.from(ZERO_BLOCK_DIGEST);
 
 function commitOptions(options: BackupOptions, volume: string, source: BlockSource) {
   return {

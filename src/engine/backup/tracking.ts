@@ -254,7 +254,7 @@ export async function verifyUnchanged(
   const map = new BlockMapCursor(deps.index, base, undefined, sample);
   const differing: number[] = [];
   let compared = 0;
-  for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges: sample, signal })) {
+  for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { ranges: sample, keepBytes: 'none', signal })) {
     try {
       throwIfAborted(signal);
       for (let i = 0; i < slab.blockCount; i += 1) {

@@ -102,6 +102,40 @@ describe('scanSource', () => {
     }
   });
 
+  it('asks keepBytes once a block in order, yields its answers, and fills the slab only with the blocks whose digest differs', async () => {
+    const data = randomBytes(10 * BLOCK_SIZE);
+    const path = join(dir, 'keep.raw');
+    const handle = await open(path, 'w');
+    await handle.write(data, 0, data.byteLength, 0);
+    await handle.close();
+    const digestOf = (i: number) => createHash('sha256').update(data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)).digest();
+    // Even blocks are answered with their own digest (not needed), block 3 with another's, the rest with nothing.
+    const answer = (i: number) => (i % 2 === 0 ? digestOf(i) : i === 3 ? digestOf(0) : undefined);
+    const scanned = async (keepBytes: 'none' | ((blockIndex: number) => Uint8Array | undefined)) => {
+      const source = await openSource(path);
+      const held: boolean[] = [];
+      try {
+        for await (const run of scanSource(source, new SlabPool({ slabCount: 2, blocksPerSlab: 4 }), pool, { keepBytes })) {
+          for (let i = 0; i < run.blockCount; i += 1) {
+            const block = run.firstBlock + i;
+            expect(Buffer.from(digestAt(run, i))).toEqual(digestOf(block));
+            expect(run.unneededAs?.[i]).toEqual(typeof keepBytes === 'function' ? answer(block) : undefined);
+            held.push(Buffer.from(run.slab.block(i)).equals(data.subarray(block * BLOCK_SIZE, (block + 1) * BLOCK_SIZE)));
+          }
+          run.slab.release();
+        }
+      } finally {
+        await source.close();
+      }
+      return held;
+    };
+    const asked: number[] = [];
+    const held = await scanned((block) => (asked.push(block), answer(block)));
+    expect(asked).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(held).toEqual([false, true, false, true, false, true, false, true, false, true]);
+    expect(await scanned('none')).toEqual(Array.from({ length: 10 }, () => false));
+  });
+
   it('a source cut short during the scan is SOURCE_UNUSABLE naming it, and every slab goes back to the pool', async () => {
     const path = join(dir, 'shrinking.raw');
     const handle = await open(path, 'w');

@@ -22,6 +22,8 @@ export interface HashedSlab {
   zero: Uint8Array;
   /** True for a hole run of the source. */
   hole: boolean;
+  /** With ScanOptions.keepBytes a function: its answer for each block of the run. */
+  unneededAs?: ReadonlyArray<Uint8Array | undefined>;
 }
 
 /** How many runs scanSource reads and hashes ahead of its consumer unless told. */
@@ -36,6 +38,17 @@ export interface ScanOptions {
   hashAhead?: number;
   /** Skip holes without reading them (default true; a sparse file needs the native addon, an NBD export base:allocation). */
   skipHoles?: boolean;
+  /**
+   * Which blocks' bytes the consumer reads from the yielded slabs (default
+   * 'all'); 'none' when it uses only digests. A function gives the digest
+   * under which a block's bytes are not needed (undefined: needed whatever it
+   * holds). It is called once a block, in ascending order, as the scan reads
+   * ahead, and its answers come with the slab (HashedSlab.unneededAs). A slab
+   * holds the bytes of a block of a file only where they are needed: its
+   * digest differs from that answer. Leaving out the rest spares copying
+   * them out of the hash threads' cache.
+   */
+  keepBytes?: 'all' | 'none' | ((blockIndex: number) => Uint8Array | undefined);
   signal?: AbortSignal;
 }
 
@@ -58,17 +71,25 @@ export async function* scanSource(
   // More than the pool holds would wait forever for a slab the queue itself holds.
   const hashAhead = Math.max(1, Math.min(options.hashAhead ?? DEFAULT_HASH_AHEAD, slabs.slabCount));
   const queue: Array<{ filled: FilledSlab | undefined; hashed: Promise<HashedSlab> }> = [];
+  const { keepBytes = 'all' } = options;
+  const answersFor = (firstBlock: number, blockCount: number) =>
+    typeof keepBytes === 'function' ? { unneededAs: Array.from({ length: blockCount }, (_, i) => keepBytes(firstBlock + i)) } : {};
   const hash = async (filled: FilledSlab): Promise<HashedSlab> => {
+    const answers = answersFor(filled.firstBlock, filled.blockCount);
     if (source.fd === undefined) {
       // Only this thread can read the source (an NBD export): read the slab here, hash it there.
       await fillSlab(source, filled.slab, filled.firstBlock, filled.blockCount);
       const { digests, zero } = await hashPool.hashBlocks(filled.slab.buffer, 0, filled.blockCount, options.signal);
-      return { ...filled, digests, zero, hole: false };
+      return { ...filled, digests, zero, hole: false, ...answers };
     }
     const { position, available } = slabExtent(source, filled.firstBlock, filled.blockCount);
+    const keep = keepBytes === 'all' ? undefined : keepBytes === 'none' ? 'none' : keptUnless(answers.unneededAs!);
     try {
-      const { digests, zero } = await hashPool.readAndHashBlocks(source.fd, position, available, filled.slab.buffer, 0, filled.blockCount, options.signal);
-      return { ...filled, digests, zero, hole: false };
+      const { digests, zero } = await hashPool.readAndHashBlocks(source.fd, position, available, filled.slab.buffer, 0, filled.blockCount, {
+        signal: options.signal,
+        ...(keep === undefined ? {} : { keep }),
+      });
+      return { ...filled, digests, zero, hole: false, ...answers };
     } catch (err) {
       throw sourceFailure(source, err);
     }
@@ -87,7 +108,7 @@ export async function* scanSource(
     for (const [fromBlock, toBlock] of spans) {
       for await (const run of readSlabs(source, slabs, { ...options, fromBlock, toBlock, fill: false })) {
         if (run.hole) {
-          queue.push({ filled: undefined, hashed: Promise.resolve(hashedHole(run)) });
+          queue.push({ filled: undefined, hashed: Promise.resolve({ ...hashedHole(run), ...answersFor(run.firstBlock, run.blockCount) }) });
         } else {
           const hashed = hash(run);
           // Keep a rejection from being reported as unhandled while it waits in the queue.
@@ -103,6 +124,17 @@ export async function* scanSource(
     await Promise.allSettled(queue.map((pending) => pending.hashed));
     for (const pending of queue) pending.filled?.slab.release();
   }
+}
+
+/** The hash pool's form of keepBytes' answers for a slab: 32 bytes a block, then a flag a block (1 where a digest is given). */
+function keptUnless(unneededAs: ReadonlyArray<Uint8Array | undefined>): Uint8Array {
+  const keep = new Uint8Array(33 * unneededAs.length);
+  for (const [i, digest] of unneededAs.entries()) {
+    if (digest === undefined) continue;
+    keep.set(digest, 32 * i);
+    keep[32 * unneededAs.length + i] = 1;
+  }
+  return keep;
 }
 
 /** The digest of block `i` of a hashed run, as a view (no copy). */

@@ -354,7 +354,7 @@ async function* hashedSteps(
   const source = await openTargetForReading(target, isNbdUrl(options.target) ? options.target : target.path, sizeBytes);
   try {
     if (source) {
-      for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
+      for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { keepBytes: 'none', signal: options.signal })) {
         try {
           for (let i = 0; i < slab.blockCount; i += 1) {
             counts.hashed += 1;

@@ -202,7 +202,7 @@ class Walk {
 /** The source's blocks against the index's digests of the snapshot. */
 async function compareWithIndex(deps: VerifyDeps, options: VerifyOptions, source: BlockSource, walk: Walk): Promise<void> {
   const expected = new BlockMapCursor(deps.index, options.snapshotId);
-  for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
+  for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { keepBytes: 'none', signal: options.signal })) {
     try {
       for (let i = 0; i < slab.blockCount; i += 1) {
         const blockIndex = slab.firstBlock + i;
@@ -246,7 +246,7 @@ async function readAndCompare(deps: VerifyDeps, options: VerifyOptions, source: 
   try {
     block = await nextOf(read);
     if (source) {
-      for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { signal: options.signal })) {
+      for await (const slab of scanSource(source, deps.slabs, deps.hashPool, { keepBytes: 'none', signal: options.signal })) {
         try {
           for (let i = 0; i < slab.blockCount; i += 1) await check(slab.firstBlock + i, digestAt(slab, i));
         } finally {

@@ -159,12 +159,20 @@ export class BlockThreads {
     }
   }
 
-  /** A thread that dies leaves its claimed blocks unfinished: every batch out fails, and so do later ones. */
+  /**
+   * A thread that dies leaves its claimed blocks unfinished: the other threads
+   * are stopped, since they may still be writing the buffers of the batches
+   * out, and once they have stopped every batch out fails; later ones fail at once.
+   */
   #died(err: Error): void {
-    this.#failure ??= new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${err.message}`, { cause: err });
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const entry of pending) entry.fail(this.#failure);
+    const failure = (this.#failure ??= new SnaplineError(ErrorCodes.INTERNAL, `hash workers failed: ${err.message}`, { cause: err }));
+    const workers = this.#workers;
+    this.#workers = [];
+    void Promise.allSettled(workers.map((worker) => worker.terminate())).then(() => {
+      const pending = [...this.#pending.values()];
+      this.#pending.clear();
+      for (const entry of pending) entry.fail(failure);
+    });
   }
 }
 

@@ -394,6 +394,25 @@ describe('HashPool block batches', () => {
     await expect(promisify(execFile)(process.execPath, ['-e', script], { timeout: 20_000 })).resolves.toMatchObject({ stderr: '' });
   });
 
+  it('fails the batches out when a thread dies only once the other threads have stopped writing their buffers, and later batches at once', async () => {
+    const own = new HashPool({ threads: 2 });
+    const posted = vi.spyOn(Worker.prototype, 'postMessage');
+    try {
+      const running = own.hashBlocks(sharedBlocks('r'.repeat(128)), 0, 128);
+      const threads = posted.mock.contexts as Worker[];
+      expect(threads).toHaveLength(2);
+      void threads[0]!.terminate();
+      const failure = await running.catch((err: unknown) => err);
+      expect(failure).toMatchObject({ code: ErrorCodes.INTERNAL });
+      // A thread no longer running has the id -1.
+      expect(threads.map((thread) => thread.threadId)).toEqual([-1, -1]);
+      await expect(own.hashBlocks(sharedBlocks('r'), 0, 1)).rejects.toMatchObject({ code: ErrorCodes.INTERNAL });
+    } finally {
+      posted.mockRestore();
+      await own.destroy();
+    }
+  });
+
   it('gives batches of fewer blocks than threads to the threads in turn, not all to the first', async () => {
     const own = new HashPool({ threads: 2 });
     const posted = vi.spyOn(Worker.prototype, 'postMessage');

@@ -127,7 +127,8 @@ export class AwsClients {
   constructor(settings: ConnectionSettings, options: AwsClientsOptions = {}) {
     validateSettings(settings);
     // The SDK prints a Node-version notice to stderr on client construction; users of the CLI must not see it.
-    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    // It honours only 'true': a user's own '1' would still let it through.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
     this.settings = settings;
     const maxSockets = settings.maxSockets ?? options.concurrency ?? DEFAULT_CONCURRENCY;
     if (!Number.isInteger(maxSockets) || maxSockets < 1) {

@@ -137,9 +137,9 @@ export interface StoredVolumes {
 /** Where VolumeService writes its records through to (store/volume-catalog.ts: the endpoint's catalog). */
 export interface VolumeStore {
   load(): StoredVolumes;
-  putVolume(volume: VolumeRecord): void;
+  /** The volume and, for a volume a CreateVolume client token made, that token, together (a retry must never find one without the other). */
+  putVolume(volume: VolumeRecord, madeFor?: { key: string; token: VolumeClientToken }): void;
   dropVolume(volumeId: string): void;
-  putClientToken(key: string, token: VolumeClientToken): void;
   putInstance(instance: InstanceRecord): void;
   putFastRestore(key: string, record: FastRestoreRecord): void;
 }
@@ -227,14 +227,11 @@ export class VolumeService {
       if (earlier.parameters !== parameters) throw ec2Error('IdempotentParameterMismatch', `The client token ${clientToken} was used before with other parameters.`);
       return this.#volumes.get(earlier.volumeId)!;
     }
-    const volume = this.#create(input, region);
-    const token = { parameters, volumeId: volume.volumeId };
-    this.#byClientToken.set(key, token);
-    this.store.putClientToken(key, token);
-    return volume;
+    return this.#create(input, region, { key, parameters });
   }
 
-  #create(input: CreateVolumeInput, region: string): VolumeRecord {
+  /** A new volume; `clientToken` (its key and the request's parameters) is stored with it. */
+  #create(input: CreateVolumeInput, region: string, clientToken?: { key: string; parameters: string }): VolumeRecord {
     if (input.availabilityZone === undefined) throw ec2Error('MissingParameter', 'The request must contain the parameter AvailabilityZone');
     if (regionOfZone(input.availabilityZone) !== region) throw ec2Error('InvalidParameterValue', `Invalid availability zone: [${input.availabilityZone}]`);
     const volumeType = input.volumeType ?? 'gp2';
@@ -284,8 +281,10 @@ export class VolumeService {
       deletedAt: null,
       goneAt: null,
     };
+    const madeFor = clientToken && { key: clientToken.key, token: { parameters: clientToken.parameters, volumeId: volume.volumeId } };
+    this.store.putVolume(volume, madeFor);
     this.#volumes.set(volume.volumeId, volume);
-    this.store.putVolume(volume);
+    if (madeFor !== undefined) this.#byClientToken.set(madeFor.key, madeFor.token);
     return volume;
   }
 

@@ -5,6 +5,7 @@ import type { FastRestoreRecord, InstanceRecord, StoredVolumes, VolumeClientToke
 export class VolumeCatalog implements VolumeStore {
   readonly #s;
   readonly #dropVolume: (volumeId: string) => void;
+  readonly #putVolume: (volume: VolumeRecord, madeFor?: { key: string; token: VolumeClientToken }) => void;
 
   constructor(db: Database.Database) {
     const upsert = (table: string, key: string) =>
@@ -21,6 +22,10 @@ export class VolumeCatalog implements VolumeStore {
       instances: db.prepare<[], { instance_id: string; record: string }>('SELECT instance_id, record FROM ec2_instances ORDER BY rowid'),
       fastRestores: db.prepare<[], { snapshot_zone: string; record: string }>('SELECT snapshot_zone, record FROM ec2_fast_restores ORDER BY rowid'),
     };
+    this.#putVolume = db.transaction((volume: VolumeRecord, madeFor?: { key: string; token: VolumeClientToken }) => {
+      this.#s.putVolume.run(volume.volumeId, JSON.stringify(volume));
+      if (madeFor !== undefined) this.#s.putToken.run(madeFor.key, madeFor.token.parameters, madeFor.token.volumeId);
+    });
     this.#dropVolume = db.transaction((volumeId: string) => {
       this.#s.dropVolume.run(volumeId);
       this.#s.dropTokens.run(volumeId);
@@ -37,17 +42,14 @@ export class VolumeCatalog implements VolumeStore {
     };
   }
 
-  putVolume(volume: VolumeRecord): void {
-    this.#s.putVolume.run(volume.volumeId, JSON.stringify(volume));
+  /** The volume, and the client token that made it when given, in one transaction. */
+  putVolume(volume: VolumeRecord, madeFor?: { key: string; token: VolumeClientToken }): void {
+    this.#putVolume(volume, madeFor);
   }
 
   /** Drops the volume and the client tokens that answer it, in one transaction. */
   dropVolume(volumeId: string): void {
     this.#dropVolume(volumeId);
-  }
-
-  putClientToken(key: string, token: VolumeClientToken): void {
-    this.#s.putToken.run(key, token.parameters, token.volumeId);
   }
 
   putInstance(instance: InstanceRecord): void {

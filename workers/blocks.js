@@ -117,22 +117,25 @@ function keptUnless(keep, i, blockCount) {
 function hashBlock(batch, results, i) {
   const inBuffer = Buffer.from(batch.buffer, batch.offset + i * batch.blockSize, batch.blockSize);
   const keep = batch.read?.keep;
+  const zero = zeroBlockOf(batch.blockSize);
   /** The digest that spares copying the block into the batch's buffer; with keep 'none' none is copied. */
   const unneededAs = keep === undefined || keep === 'none' ? undefined : keptUnless(keep, i, batch.blockCount);
-  const block = keep === 'none' || unneededAs !== undefined ? ownBlockOf(batch.blockSize) : inBuffer;
+  // A block unneeded only as zeros (one never written before) most likely holds data: it is read
+  // straight into the batch's buffer, where a zero block costs nothing more, instead of copied there.
+  const ownBuffer = keep === 'none' || (unneededAs !== undefined && !zero.digest.equals(unneededAs));
+  const block = ownBuffer ? ownBlockOf(batch.blockSize) : inBuffer;
   if (batch.read !== undefined) {
     const failure = readBlock(batch.read, block, i);
     if (failure !== undefined) return failure;
   }
   const digest = results.subarray(32 * i, 32 * i + 32);
-  const zero = zeroBlockOf(batch.blockSize);
   if (block.equals(zero.zeros)) {
     digest.set(zero.digest);
     results[32 * batch.blockCount + i] = 1;
   } else {
     createHash('sha256').update(block).digest().copy(digest);
   }
-  if (unneededAs !== undefined && Buffer.compare(digest, unneededAs) !== 0) block.copy(inBuffer);
+  if (block !== inBuffer && unneededAs !== undefined && Buffer.compare(digest, unneededAs) !== 0) block.copy(inBuffer);
   return undefined;
 }
 

@@ -34,7 +34,9 @@ export interface BlockBatch {
  * digests are wanted), or those whose digest differs from the one given for
  * them: 32 bytes a block, then a flag a block (1 where a digest is given). A
  * block not kept is hashed from the thread's own buffer, which stays in the
- * core's cache; the batch's buffer keeps the bytes it held there.
+ * core's cache; the batch's buffer keeps the bytes it held there, except
+ * where the digest given is the zero block's: such a block (one never
+ * written before) is read into the batch's buffer whatever it holds.
  */
 export type KeptBlocks = 'none' | Uint8Array;
 

@@ -678,12 +678,15 @@ async function scanAndUpload(
       bytesUploaded: counts.uploaded * BLOCK_SIZE,
     });
 
-  const upload = async (slab: HashedSlab, i: number) => {
+  const upload = async (slab: HashedSlab, i: number, intended: Promise<void>) => {
     const blockIndex = slab.firstBlock + i;
     const digest = digestAt(slab, i);
     const percent = Math.floor((100 * (blockIndex + 1)) / totalBlocks);
+    await intended;
+    // An upload not sent when the run is aborted is not sent: its intent makes the resume send it.
+    throwIfAborted(options.signal);
     await deps.writer.putBlock(snapshotId!, blockIndex, slab.slab.block(i), checksumOf(digest), percent);
-    journal!.acknowledge(blockIndex, digest);
+    await journal!.acknowledge(blockIndex, digest);
     counts.uploaded += 1;
   };
 
@@ -720,23 +723,19 @@ async function scanAndUpload(
           }
           journal = new JournalWriter(index, snapshotId);
         }
-        journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
+        // Each upload waits for its intent's write (batched with the other records of this turn).
+        const intended = journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
         // The slab goes back to the pool once every upload from it has settled,
-        // and its acknowledgements go to the journal first: a crash then repeats
+        // its acknowledgements written to the journal first: a crash then repeats
         // only uploads of slabs still held, never more than the slab pool's blocks.
         let unsettled = toUpload.length;
         const settle = () => {
           unsettled -= 1;
-          if (unsettled > 0) return;
-          try {
-            journal?.flush();
-          } finally {
-            slab.slab.release();
-          }
+          if (unsettled === 0) slab.slab.release();
         };
         for (const [n, i] of toUpload.entries()) {
           try {
-            await uploads.add(() => upload(slab, i).finally(settle));
+            await uploads.add(() => upload(slab, i, intended).finally(settle));
           } catch (err) {
             for (let k = n; k < toUpload.length; k += 1) settle();
             throw err;

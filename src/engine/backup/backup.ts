@@ -17,7 +17,7 @@ import { JournalWriter, ResumeState } from './journal.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { DEFAULT_HASH_AHEAD, digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
 import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type RandomSource, type TrackingPlan } from './tracking.js';
-import { blockRangesSize, type BlockRanges, type ChangedRanges } from '../../core/changed-ranges.js';
+import { blockRangesSize, changedBlockRanges, type BlockRanges, type ChangedRanges } from '../../core/changed-ranges.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
 export interface BackupDeps {
@@ -226,6 +226,10 @@ async function runBackup(
   // Read (and validated against the source) before anything is started.
   const tracker: ChangedRanges | undefined =
     options.changedBlocksFile !== undefined ? await readChangedBlocksFile(options.changedBlocksFile, source.sizeBytes) : source.changedRanges;
+  // The tracker is read (a dirty bitmap walked with block status requests) while the run is planned
+  // (EC2 calls, the index), not after; planTracking takes the ranges once it knows it may use them.
+  const trackerRanges = tracker === undefined ? undefined : changedBlockRanges(tracker.ranges(), source.sizeBytes);
+  trackerRanges?.catch(() => undefined);
 
   // The hash threads start here (a session starts them on first use), so that their start-up
   // overlaps the planning's EC2 calls and the loading of the SDK instead of delaying the first read.
@@ -243,7 +247,7 @@ async function runBackup(
   if (plan.base !== null) index.maps.verifyMap(plan.base);
   const encrypted = run ? run.encrypted : plan.encrypted;
   const resume = run ? ResumeState.load(index, run.snapshotId) : ResumeState.empty();
-  const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites());
+  const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites(), trackerRanges);
   if (tracked?.result.reason !== undefined) options.onWarning?.(`${tracked.result.tracker} is not used: ${tracked.result.reason}`);
   if (tracked?.ranges !== undefined && options.verifyUnchangedPercent !== undefined && options.verifyUnchangedPercent > 0) {
     tracked.result.blocksVerified = await verifyUnchanged(deps, source, plan.base!, tracked.ranges, options.verifyUnchangedPercent, tracker!.description, {

@@ -311,6 +311,12 @@ export interface RunJournal {
    * their intents. Idempotent (the new digest wins). BAD_STATE unless pending.
    */
   recordBlocks(snapshotId: string, blocks: ReadonlyArray<BlockInput>): void;
+  /**
+   * recordIntents of `intents`, then recordBlocks of `blocks`, as one write:
+   * all of it is recorded or none (a block in both lists ends recorded, its
+   * intent cleared). BAD_STATE unless pending.
+   */
+  recordJournal(snapshotId: string, batch: { intents: ReadonlyArray<BlockInput>; blocks: ReadonlyArray<BlockInput> }): void;
   /** Intents not yet acknowledged by recordBlocks for an open run, ascending (as writtenBlocks). BAD_STATE for a run that is not open. */
   unacknowledgedBlocks(snapshotId: string): IterableIterator<BlockEntry>;
   /**

@@ -1,9 +1,9 @@
 /**
  * The journal of backup runs (RunJournal): a run's blocks live apart from
  * the committed maps and are copied into them, ascending, when the run
- * commits. recordIntents and recordBlocks run with synchronous NORMAL (a
- * batch lost to a power cut is uploaded again on resume); every state change
- * is durable.
+ * commits. recordIntents, recordBlocks and recordJournal run with
+ * synchronous NORMAL (a batch lost to a power cut is uploaded again on
+ * resume); every state change is durable.
  */
 import { BLOCKS_PER_GIB } from '../core/constants.js';
 import type { BeginRunInput, RunJournal } from '../core/index-ports.js';
@@ -152,7 +152,7 @@ export class RunStore implements RunJournal {
    * Idempotent: an intent recorded again gets the new digest.
    */
   recordIntents(snapshotId: string, blocks: ReadonlyArray<BlockInput>): void {
-    this.#recordJournal(snapshotId, blocks, (id, digest) => this.#rows.sql.recordIntent.run(id, digest));
+    this.recordJournal(snapshotId, { intents: blocks, blocks: [] });
   }
 
   /**
@@ -162,10 +162,37 @@ export class RunStore implements RunJournal {
    * was called.
    */
   recordBlocks(snapshotId: string, blocks: ReadonlyArray<BlockInput>): void {
-    this.#recordJournal(snapshotId, blocks, (id, digest) => {
-      this.#rows.sql.recordBlock.run(id, digest);
-      this.#rows.sql.clearIntent.run(id);
-    });
+    this.recordJournal(snapshotId, { intents: [], blocks });
+  }
+
+  /**
+   * recordIntents then recordBlocks in one transaction (synchronous NORMAL):
+   * a run's intents and acknowledgements of one moment cost one commit.
+   * Validates both lists before writing anything.
+   */
+  recordJournal(snapshotId: string, batch: { intents: ReadonlyArray<BlockInput>; blocks: ReadonlyArray<BlockInput> }): void {
+    const { intents, blocks } = batch ?? {};
+    if (!Array.isArray(intents)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'intents must be an array');
+    if (!Array.isArray(blocks)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'blocks must be an array');
+    this.#access.run(() =>
+      this.#access.db
+        .transaction(() => {
+          const row = this.#rows.snapshotRow(snapshotId);
+          if (row.state !== 'pending') {
+            throw badState(`snapshot ${snapshotId} is ${row.state}: its journal is written only while it is pending`, snapshotId);
+          }
+          const blockCount = row.volume_size_gib * BLOCKS_PER_GIB;
+          const runBase = row.snapshot_key * BLOCK_KEY_SPAN;
+          const intended = checkedBatch('intents', intents, blockCount, runBase);
+          const written = checkedBatch('blocks', blocks, blockCount, runBase);
+          for (const [id, digest] of intended) this.#rows.sql.recordIntent.run(id, digest);
+          for (const [id, digest] of written) {
+            this.#rows.sql.recordBlock.run(id, digest);
+            this.#rows.sql.clearIntent.run(id);
+          }
+        })
+        .immediate(),
+    );
   }
 
   /** Intents not yet acknowledged by recordBlocks for an open run, ascending (same scan rules as writtenBlocks). */
@@ -244,33 +271,6 @@ export class RunStore implements RunJournal {
     });
   }
 
-  /** Validates a batch and writes it, ascending, into a pending run's journal in one transaction. */
-  #recordJournal(snapshotId: string, blocks: ReadonlyArray<BlockInput>, write: (id: number, digest: Buffer) => void): void {
-    if (!Array.isArray(blocks)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'blocks must be an array');
-    this.#access.run(() =>
-      this.#access.db
-        .transaction(() => {
-          const row = this.#rows.snapshotRow(snapshotId);
-          if (row.state !== 'pending') {
-            throw badState(`snapshot ${snapshotId} is ${row.state}: its journal is written only while it is pending`, snapshotId);
-          }
-          const blockCount = row.volume_size_gib * BLOCKS_PER_GIB;
-          const ids: number[] = [];
-          const digests: Buffer[] = [];
-          for (let at = 0; at < blocks.length; at += 1) {
-            const block = blocks[at]!;
-            ids.push(requireInteger(`blocks[${at}].index`, block?.index, 0, blockCount - 1));
-            digests.push(requireDigest(`blocks[${at}].digest`, block.digest, DIGEST_BYTES));
-          }
-          // Ascending inserts keep the journal's pages full.
-          const order = ids.map((_, at) => at).sort((a, b) => ids[a]! - ids[b]!);
-          const runBase = row.snapshot_key * BLOCK_KEY_SPAN;
-          for (const at of order) write(runBase + ids[at]!, digests[at]!);
-        })
-        .immediate(),
-    );
-  }
-
   /**
    * One table of an open run's journal, ascending, chunk by chunk: rows
    * recorded during the scan may or may not be seen; CONFLICT if the run is
@@ -289,4 +289,15 @@ export class RunStore implements RunJournal {
       return chainEntries(rows, [row.snapshot_key], 0, BLOCK_KEY_SPAN, guard);
     });
   }
+}
+
+/** A journal batch validated against a volume of `blockCount` blocks, as [row id, digest] pairs ascending (ascending inserts keep the journal's pages full). */
+function checkedBatch(name: string, blocks: ReadonlyArray<BlockInput>, blockCount: number, runBase: number): Array<[number, Buffer]> {
+  const rows: Array<[number, Buffer]> = [];
+  for (let at = 0; at < blocks.length; at += 1) {
+    const block = blocks[at]!;
+    const index = requireInteger(`${name}[${at}].index`, block?.index, 0, blockCount - 1);
+    rows.push([runBase + index, requireDigest(`${name}[${at}].digest`, block.digest, DIGEST_BYTES)]);
+  }
+  return rows.sort((a, b) => a[0] - b[0]);
 }

@@ -65,6 +65,29 @@ export function runJournalContract(name: string, setup: IndexSetup): void {
       expect(index.runs.writtenBlockCount('snap-1')).toBe(2);
     });
 
+    it('records the intents and the acknowledgements of one journal batch together, or none of them', () => {
+      const index = current();
+      const vol = volumeOf(index);
+      index.runs.beginRun(run(vol, 'snap-1'));
+      index.runs.recordIntents('snap-1', [{ index: 4, digest: digest(4) }]);
+      index.runs.recordJournal('snap-1', {
+        intents: [7, 2].map((i) => ({ index: i, digest: digest(i) })),
+        blocks: [
+          { index: 7, digest: digest(7) },
+          { index: 4, digest: digest(40) },
+        ],
+      });
+      expect(mapOf(index.runs.unacknowledgedBlocks('snap-1'))).toEqual({ 2: 2 });
+      expect(mapOf(index.runs.writtenBlocks('snap-1'))).toEqual({ 4: 40, 7: 7 });
+      const outside = 1024 ** 3 / (512 * 1024);
+      const bad = { intents: [{ index: 9, digest: digest(9) }], blocks: [{ index: outside, digest: digest(1) }] };
+      expect(codeOf(() => index.runs.recordJournal('snap-1', bad))).toBe(ErrorCodes.INVALID_ARGUMENT);
+      expect(mapOf(index.runs.unacknowledgedBlocks('snap-1'))).toEqual({ 2: 2 });
+      expect(index.runs.writtenBlockCount('snap-1')).toBe(2);
+      index.runs.markCompleting('snap-1');
+      expect(codeOf(() => index.runs.recordJournal('snap-1', { intents: [], blocks: [] }))).toBe(ErrorCodes.BAD_STATE);
+    });
+
     it('refuses a bad batch whole: nothing of it is recorded', () => {
       const index = current();
       const vol = volumeOf(index);

@@ -792,6 +792,51 @@ describe('change trackers', () => {
     r.expectHolds(result.snapshotId!, image);
   });
 
+  it('a tracked run of scattered single blocks writes its journal in batches: fewer transactions than blocks, each upload sent after its intent was written', async () => {
+    const r = rig();
+    const image = r.image('j.img', imageBytes(256));
+    await r.run({ source: image.path, checkpoint: 'c1' });
+    const changed = range(0, 32).map((k) => k * 8);
+    image.patch(new Map(changed.map((i) => [i, randomBytes(BLOCK_SIZE)])));
+    const file = join(r.dir, 'changes.txt');
+    writeFileSync(file, changed.map((i) => `${i * BLOCK_SIZE} 1`).join('\n'));
+    const runs = r.index.runs;
+    const intended = new Set<number>();
+    let writes = 0;
+    // Every journal write the run makes, whichever method makes it, is one transaction.
+    const journal = new Proxy(runs, {
+      get: (target, key) => {
+        const value: unknown = Reflect.get(target, key, target);
+        if (typeof value !== 'function') return value;
+        const method = (value as (...args: unknown[]) => unknown).bind(target);
+        if (key !== 'recordIntents' && key !== 'recordBlocks' && key !== 'recordJournal') return method;
+        return (snapshotId: string, batch: unknown) => {
+          writes += 1;
+          method(snapshotId, batch);
+          const intents = key === 'recordIntents' ? batch : key === 'recordJournal' ? (batch as { intents: unknown }).intents : [];
+          for (const block of intents as Array<{ index: number }>) intended.add(block.index);
+        };
+      },
+    });
+    const sentBeforeIntent: number[] = [];
+    const deps = r.deps({
+      writer: (inner) => ({
+        startSnapshot: (input) => inner.startSnapshot(input),
+        completeSnapshot: (...args) => inner.completeSnapshot(...args),
+        putBlock: async (snapshotId, blockIndex, ...rest) => {
+          if (!intended.has(blockIndex)) sentBeforeIntent.push(blockIndex);
+          await inner.putBlock(snapshotId, blockIndex, ...rest);
+        },
+      }),
+    });
+    const result = await r.run({ source: image.path, changedBlocksFile: file, sinceCheckpoint: 'c1' }, { ...deps, index: { ...deps.index, runs: journal } });
+    expect(result).toMatchObject({ blocksRead: 32, blocksUploaded: 32 });
+    expect(sentBeforeIntent).toEqual([]);
+    // One transaction a slab for its intents and one for its acknowledgements would be 64.
+    expect(writes).toBeLessThan(changed.length);
+    r.expectHolds(result.snapshotId!, image);
+  });
+
   it('verifyUnchangedPercent below 100 reads exactly its sample: a lie in a sampled block fails the run, one outside it passes unseen; both say how many blocks were sampled', async () => {
     const r = rig();
     const image = r.image('s.img', imageBytes(32));

@@ -6,12 +6,13 @@
  * what `qemu-img convert -O raw` makes of the image.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import { backup, type BackupOptions, type BackupResult } from '../../src/engine/backup/backup.js';
 import { restore } from '../../src/engine/restore/restore.js';
 import { verify } from '../../src/engine/restore/verify.js';
 import { ErrorCodes } from '../../src/errors.js';
+import { NbdClient } from '../../src/source/nbd/client.js';
 import { nonZeroBlocks, pseudoRandomBytes } from '../support/images.js';
 import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
 import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type RunningQemuNbd } from '../support/qemu-nbd.js';
@@ -108,6 +109,36 @@ describe.skipIf(qemuMissing !== undefined)('changed-block tracking against the l
     // verify reads the NBD export and finds it equal to the snapshot.
     const checked = await served(image, undefined, (url) => verify(local.session, { snapshotId: second.snapshotId!, source: url }));
     expect(checked).toMatchObject({ equal: true, differingBlocks: 0 });
+  });
+
+  it('walks the dirty bitmap while the parent is looked up in EC2, not after', async () => {
+    const image = makeImage('early', 'e1');
+    const volume = 'early';
+    const full = await backupServed(image, undefined, { volume, checkpoint: 'e1' });
+    qemuIo(image, 'qcow2', 'write -P 0x61 2M 4k', `write -P 0x62 ${24 * MIB} 4k`);
+    const statusRequests = vi.spyOn(NbdClient.prototype, 'blockStatus');
+    const seenByDescribe: number[] = [];
+    const session = local.session;
+    const catalog: typeof session.catalog = new Proxy(session.catalog, {
+      get: (target, key) => {
+        const value: unknown = Reflect.get(target, key, target);
+        if (typeof value !== 'function') return value;
+        if (key !== 'describeSnapshots') return value.bind(target);
+        return (...args: Parameters<typeof target.describeSnapshots>) => {
+          seenByDescribe.push(statusRequests.mock.calls.length);
+          return target.describeSnapshots(...args);
+        };
+      },
+    });
+    const deps = new Proxy(session, { get: (target, key) => (key === 'catalog' ? catalog : Reflect.get(target, key, target)) });
+    try {
+      const result = await served(image, 'e1', (url) => backup(deps, { source: url, volume, dirtyBitmap: 'e1' }));
+      expect(result).toMatchObject({ parentSnapshotId: full.snapshotId, blocksRead: 2, blocksUploaded: 2, changeTracking: { scan: 'tracked' } });
+      // The first DescribeSnapshots (of the parent) went out with the walk's first block status request already sent.
+      expect(seenByDescribe[0]).toBeGreaterThan(0);
+    } finally {
+      statusRequests.mockRestore();
+    }
   });
 
   it('falls back to a full scan, saying why, when the bitmap does not continue from the parent, and without a parent', async () => {

@@ -316,12 +316,20 @@ class MemoryRuns implements RunJournal {
   }
 
   recordIntents(snapshotId: string, blocks: ReadonlyArray<BlockInput>): void {
-    for (const [index, digest] of this.#batch(snapshotId, blocks)) this.#s.snapshot(snapshotId).intents.set(index, digest);
+    this.recordJournal(snapshotId, { intents: blocks, blocks: [] });
   }
 
   recordBlocks(snapshotId: string, blocks: ReadonlyArray<BlockInput>): void {
+    this.recordJournal(snapshotId, { intents: [], blocks });
+  }
+
+  recordJournal(snapshotId: string, batch: { intents: ReadonlyArray<BlockInput>; blocks: ReadonlyArray<BlockInput> }): void {
+    // Both lists are checked before either is applied: all or nothing, as one transaction.
+    const intents = this.#batch(snapshotId, batch?.intents, 'intents');
+    const blocks = this.#batch(snapshotId, batch?.blocks, 'blocks');
     const snapshot = this.#s.snapshot(snapshotId);
-    for (const [index, digest] of this.#batch(snapshotId, blocks)) {
+    for (const [index, digest] of intents) snapshot.intents.set(index, digest);
+    for (const [index, digest] of blocks) {
       snapshot.journal.set(index, digest);
       snapshot.intents.delete(index);
     }
@@ -384,13 +392,13 @@ class MemoryRuns implements RunJournal {
     }
   }
 
-  #batch(snapshotId: string, blocks: ReadonlyArray<BlockInput>): Array<[number, Buffer]> {
-    if (!Array.isArray(blocks)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'blocks must be an array');
+  #batch(snapshotId: string, blocks: ReadonlyArray<BlockInput>, name: string): Array<[number, Buffer]> {
+    if (!Array.isArray(blocks)) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `${name} must be an array`);
     const { record } = this.#s.snapshot(snapshotId);
     if (record.state !== 'pending') {
       throw badState(`snapshot ${snapshotId} is ${record.state}: its journal is written only while it is pending`, snapshotId);
     }
-    return blocksOf(blocks, record.volumeSizeGiB * BLOCKS_PER_GIB, (at) => `blocks[${at}]`);
+    return blocksOf(blocks, record.volumeSizeGiB * BLOCKS_PER_GIB, (at) => `${name}[${at}]`);
   }
 
   #open(snapshotId: string): Snapshot {

@@ -17,7 +17,7 @@ import { JournalWriter, ResumeState } from './journal.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { DEFAULT_HASH_AHEAD, digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
 import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type RandomSource, type TrackingPlan } from './tracking.js';
-import { blockRangesSize, type BlockRanges, type ChangedRanges } from '../../core/changed-ranges.js';
+import { blockRangesSize, changedBlockRanges, type BlockRanges, type ChangedRanges } from '../../core/changed-ranges.js';
 
 /** What a backup needs. Writer and reader come wrapped with retries and the upload limiter. */
 export interface BackupDeps {
@@ -226,6 +226,10 @@ async function runBackup(
   // Read (and validated against the source) before anything is started.
   const tracker: ChangedRanges | undefined =
     options.changedBlocksFile !== undefined ? await readChangedBlocksFile(options.changedBlocksFile, source.sizeBytes) : source.changedRanges;
+  // The tracker is read (a dirty bitmap walked with block status requests) while the run is planned
+  // (EC2 calls, the index), not after; planTracking takes the ranges once it knows it may use them.
+  const trackerRanges = tracker === undefined ? undefined : changedBlockRanges(tracker.ranges(), source.sizeBytes);
+  trackerRanges?.catch(() => undefined);
 
   // The hash threads start here (a session starts them on first use), so that their start-up
   // overlaps the planning's EC2 calls and the loading of the SDK instead of delaying the first read.
@@ -243,7 +247,7 @@ async function runBackup(
   if (plan.base !== null) index.maps.verifyMap(plan.base);
   const encrypted = run ? run.encrypted : plan.encrypted;
   const resume = run ? ResumeState.load(index, run.snapshotId) : ResumeState.empty();
-  const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites());
+  const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites(), trackerRanges);
   if (tracked?.result.reason !== undefined) options.onWarning?.(`${tracked.result.tracker} is not used: ${tracked.result.reason}`);
   if (tracked?.ranges !== undefined && options.verifyUnchangedPercent !== undefined && options.verifyUnchangedPercent > 0) {
     tracked.result.blocksVerified = await verifyUnchanged(deps, source, plan.base!, tracked.ranges, options.verifyUnchangedPercent, tracker!.description, {
@@ -678,12 +682,15 @@ async function scanAndUpload(
       bytesUploaded: counts.uploaded * BLOCK_SIZE,
     });
 
-  const upload = async (slab: HashedSlab, i: number) => {
+  const upload = async (slab: HashedSlab, i: number, intended: Promise<void>) => {
     const blockIndex = slab.firstBlock + i;
     const digest = digestAt(slab, i);
     const percent = Math.floor((100 * (blockIndex + 1)) / totalBlocks);
+    await intended;
+    // An upload not sent when the run is aborted is not sent: its intent makes the resume send it.
+    throwIfAborted(options.signal);
     await deps.writer.putBlock(snapshotId!, blockIndex, slab.slab.block(i), checksumOf(digest), percent);
-    journal!.acknowledge(blockIndex, digest);
+    await journal!.acknowledge(blockIndex, digest);
     counts.uploaded += 1;
   };
 
@@ -722,23 +729,19 @@ async function scanAndUpload(
           }
           journal = new JournalWriter(index, snapshotId);
         }
-        journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
+        // Each upload waits for its intent's write (batched with the other records of this turn).
+        const intended = journal.intend(toUpload.map((i) => ({ index: slab.firstBlock + i, digest: digestAt(slab, i) })));
         // The slab goes back to the pool once every upload from it has settled,
-        // and its acknowledgements go to the journal first: a crash then repeats
+        // its acknowledgements written to the journal first: a crash then repeats
         // only uploads of slabs still held, never more than the slab pool's blocks.
         let unsettled = toUpload.length;
         const settle = () => {
           unsettled -= 1;
-          if (unsettled > 0) return;
-          try {
-            journal?.flush();
-          } finally {
-            slab.slab.release();
-          }
+          if (unsettled === 0) slab.slab.release();
         };
         for (const [n, i] of toUpload.entries()) {
           try {
-            await uploads.add(() => upload(slab, i).finally(settle));
+            await uploads.add(() => upload(slab, i, intended).finally(settle));
           } catch (err) {
             for (let k = n; k < toUpload.length; k += 1) settle();
             throw err;

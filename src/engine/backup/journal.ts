@@ -1,41 +1,90 @@
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { BlockEntry, IndexPorts } from '../../core/index-ports.js';
+import type { BlockEntry, BlockInput, IndexPorts } from '../../core/index-ports.js';
 
-/** Acknowledged blocks are written to the index in batches of this many. */
-const ACK_BATCH = 64;
+/** One transaction of the journal: the records of one event-loop turn, and the promise of their write. */
+interface JournalBatch {
+  intents: BlockInput[];
+  blocks: BlockInput[];
+  written: Promise<void>;
+  settle: (error?: unknown) => void;
+  done: boolean;
+}
 
 /**
  * The run's journal in the index. Before blocks are uploaded their intent is
  * recorded (with the digest about to be written); after the service
- * acknowledges a block it is recorded as written, in batches. A crash between
- * the two leaves an intent that a resumed run uploads again, so the snapshot
- * never holds a block the journal does not know of.
+ * acknowledges a block it is recorded as written. A crash between the two
+ * leaves an intent that a resumed run uploads again, so the snapshot never
+ * holds a block the journal does not know of.
+ *
+ * Records are batched: everything intended or acknowledged during one turn of
+ * the event loop is written in one transaction at the end of the turn
+ * (setImmediate), and the promises intend() and acknowledge() return settle
+ * with that write. So an upload sent after its intent() resolved is known to
+ * the journal, and a slab released after its blocks' acknowledge() resolved
+ * is repeated by no resume: a crash repeats at most the uploads whose slabs
+ * are still held, as with one transaction per slab.
  */
 export class JournalWriter {
-  #acks: Array<{ index: number; digest: Uint8Array }> = [];
+  #batch: JournalBatch | undefined;
 
   constructor(
     private readonly index: Pick<IndexPorts, 'runs'>,
     private readonly snapshotId: string,
   ) {}
 
-  /** Records that these blocks are about to be uploaded. Call before the uploads start. */
-  intend(blocks: ReadonlyArray<{ index: number; digest: Uint8Array }>): void {
-    this.index.runs.recordIntents(this.snapshotId, blocks);
+  /** Records that these blocks are about to be uploaded; resolves once recorded. Send none of them before. */
+  intend(blocks: ReadonlyArray<{ index: number; digest: Uint8Array }>): Promise<void> {
+    const batch = this.#current();
+    for (const block of blocks) batch.intents.push({ index: block.index, digest: copyOf(block.digest) });
+    return batch.written;
   }
 
-  /** Records an acknowledged block; written to the index with the next batch. */
-  acknowledge(blockIndex: number, digest: Uint8Array): void {
-    this.#acks.push({ index: blockIndex, digest: Uint8Array.prototype.slice.call(digest) });
-    if (this.#acks.length >= ACK_BATCH) this.flush();
+  /** Records an acknowledged block; resolves once recorded. Keep the bytes it was uploaded from until then. */
+  acknowledge(blockIndex: number, digest: Uint8Array): Promise<void> {
+    const batch = this.#current();
+    batch.blocks.push({ index: blockIndex, digest: copyOf(digest) });
+    return batch.written;
   }
 
+  /** Writes what is waiting now, without waiting for the end of the turn; throws what the write throws. */
   flush(): void {
-    if (this.#acks.length === 0) return;
-    const batch = this.#acks;
-    this.#acks = [];
-    this.index.runs.recordBlocks(this.snapshotId, batch);
+    const batch = this.#batch;
+    if (batch !== undefined) this.#write(batch, true);
   }
+
+  #current(): JournalBatch {
+    if (this.#batch !== undefined) return this.#batch;
+    let settle!: (error?: unknown) => void;
+    const written = new Promise<void>((resolve, reject) => {
+      settle = (error) => (error === undefined ? resolve() : reject(error));
+    });
+    // A failed write is thrown to whoever waits for it; none may be waiting (a flush that failed).
+    written.catch(() => undefined);
+    const batch: JournalBatch = { intents: [], blocks: [], written, settle, done: false };
+    this.#batch = batch;
+    setImmediate(() => this.#write(batch, false));
+    return batch;
+  }
+
+  #write(batch: JournalBatch, rethrow: boolean): void {
+    if (batch.done) return;
+    batch.done = true;
+    if (this.#batch === batch) this.#batch = undefined;
+    try {
+      this.index.runs.recordJournal(this.snapshotId, { intents: batch.intents, blocks: batch.blocks });
+    } catch (err) {
+      batch.settle(err);
+      if (rethrow) throw err;
+      return;
+    }
+    batch.settle();
+  }
+}
+
+/** A digest copied out of the buffer it is a view of (a slab's digests outlive no slab). */
+function copyOf(digest: Uint8Array): Uint8Array {
+  return Uint8Array.prototype.slice.call(digest);
 }
 
 /**

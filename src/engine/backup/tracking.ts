@@ -118,6 +118,8 @@ export function trackingIdentity(options: TrackingOptions): Record<string, strin
  * source size, recorded with the checkpoint the tracker counts from. Any
  * other case reads everything, and `reason` says why. `extra` are blocks
  * read whatever the tracker says (a resumed run's unacknowledged uploads).
+ * `walked` is the tracker's ranges already being read (changedBlockRanges
+ * of it); without it they are read here.
  */
 export async function planTracking(
   index: Pick<IndexPorts, 'lineage' | 'maps' | 'trackers'>,
@@ -126,6 +128,7 @@ export async function planTracking(
   source: BlockSource,
   plan: { parent: string | null; base: string | null; suspects: readonly number[] },
   extra: readonly number[],
+  walked?: Promise<BlockRanges>,
 ): Promise<TrackingPlan | undefined> {
   const since = sinceCheckpointOf(options);
   const checkpoint = options.checkpoint ?? null;
@@ -139,7 +142,7 @@ export async function planTracking(
   });
   const reason = untrackedReason(index, plan, source, since);
   if (reason !== undefined) return full(reason);
-  let ranges = await changedBlockRanges(tracker.ranges(), source.sizeBytes);
+  let ranges = await (walked ?? changedBlockRanges(tracker.ranges(), source.sizeBytes));
   const blocksMarked = blockRangesSize(ranges);
   if (extra.length > 0) ranges = unionBlockRanges(ranges, extra.map((block): [number, number] => [block, block + 1]));
   const blocksUnchanged = blockCountFor(source.sizeBytes) - blockRangesSize(ranges);

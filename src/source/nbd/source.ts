@@ -1,4 +1,5 @@
 import type { ByteRange, ChangedRanges } from '../../core/changed-ranges.js';
+import { BLOCK_SIZE } from '../../core/constants.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { BlockSource, DataRegion } from '../block-source.js';
 import { connectNbd, type NbdClient, type NbdConnectOptions, type NbdExtent } from './client.js';
@@ -64,6 +65,13 @@ class NbdSource implements BlockSource {
   /** The last block status answer, reused while the reader walks through it. */
   #extents: NbdExtent[] = [];
   #cursor = 0;
+  /**
+   * base:allocation extents the dirty bitmap walk was told of along with the
+   * bitmap (one request answers both contexts), kept where they cover a
+   * block holding a dirty extent: the tracked scan reads those blocks and
+   * asks no block status again. Ascending, not overlapping.
+   */
+  readonly #known: NbdExtent[] = [];
   #closing: Promise<void> | undefined;
   readonly changedRanges: ChangedRanges | undefined;
 
@@ -87,17 +95,49 @@ class NbdSource implements BlockSource {
           };
   }
 
-  /** The extents the bitmap context marks dirty, ascending, clipped to the export, walking it with block status requests. */
+  /**
+   * The extents the bitmap context marks dirty, ascending, clipped to the
+   * export, walking it with block status requests; keeps the base:allocation
+   * extents of the blocks they touch (see #known).
+   */
   async *#dirtyExtents(context: string): AsyncGenerator<ByteRange> {
     let at = 0;
     while (at < this.sizeBytes) {
-      const extents = (await this.#client.blockStatus(at, this.sizeBytes - at)).get(context)!;
-      for (const extent of extents) {
+      const status = await this.#client.blockStatus(at, this.sizeBytes - at);
+      const allocation = this.#allocation ? status.get(BASE_ALLOCATION)! : [];
+      for (const extent of status.get(context)!) {
         const end = Math.min(extent.offset + extent.length, this.sizeBytes);
-        if ((extent.flags & STATE_DIRTY) !== 0 && end > extent.offset) yield { offset: extent.offset, length: end - extent.offset };
+        if ((extent.flags & STATE_DIRTY) !== 0 && end > extent.offset) {
+          this.#keep(allocation, Math.floor(extent.offset / BLOCK_SIZE) * BLOCK_SIZE, Math.ceil(end / BLOCK_SIZE) * BLOCK_SIZE);
+          yield { offset: extent.offset, length: end - extent.offset };
+        }
         at = end;
       }
     }
+  }
+
+  /** Adds to #known the extents of `allocation` (ascending) that overlap bytes [from, to). */
+  #keep(allocation: readonly NbdExtent[], from: number, to: number): void {
+    for (const extent of allocation) {
+      if (extent.offset >= to) break;
+      if (extent.offset + extent.length <= from) continue;
+      const last = this.#known[this.#known.length - 1];
+      if (last === undefined || extent.offset >= last.offset + last.length) this.#known.push(extent);
+    }
+  }
+
+  /** The kept extent holding byte `at`, if any. */
+  #knownAt(at: number): NbdExtent | undefined {
+    const known = this.#known;
+    let low = 0;
+    let high = known.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (known[middle]!.offset <= at) low = middle + 1;
+      else high = middle;
+    }
+    const extent = known[low - 1];
+    return extent !== undefined && at < extent.offset + extent.length ? extent : undefined;
   }
 
   async read(target: Uint8Array, position: number): Promise<number> {
@@ -113,15 +153,19 @@ class NbdSource implements BlockSource {
    * From base:allocation: bytes the server reports as reading as zeros are a
    * hole; anything else (allocated, or a hole of unknown content) is data.
    * Without the context everything is data. Looks at most
-   * REGION_LOOKAHEAD_BYTES ahead and may report a region cut there.
+   * REGION_LOOKAHEAD_BYTES ahead and may report a region cut there; a
+   * position the dirty bitmap walk has the extents of is answered from them
+   * alone, the region cut where they stop.
    */
   async dataRegionAt(position: number): Promise<DataRegion> {
     if (!this.#allocation || this.#closing !== undefined) return { start: position, end: this.sizeBytes };
     const limit = Math.min(this.sizeBytes, position + REGION_LOOKAHEAD_BYTES);
+    const known = this.#knownAt(position) !== undefined;
     let start: number | undefined;
     let at = position;
     while (at < limit) {
-      const extent = await this.#extentAt(at);
+      const extent = known ? this.#knownAt(at) : await this.#extentAt(at);
+      if (extent === undefined) break;
       const zero = (extent.flags & STATE_ZERO) !== 0;
       if (start === undefined && !zero) start = at;
       else if (start !== undefined && zero) return { start, end: at };

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdaptiveLimiter, resilientReader, resilientWriter } from '../../src/aws/retry.js';
+import { abortError } from '../../src/core/abort.js';
 import { checksumOf, linearAggregateOf, sha256 } from '../../src/core/checksum.js';
 import { BLOCK_SIZE, GIB } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
@@ -711,15 +712,21 @@ describe('change trackers', () => {
     writeFileSync(file, changed.map((i) => `${i * BLOCK_SIZE + 100} 1`).join('\n'));
     const options = { source: image.path, changedBlocksFile: file, sinceCheckpoint: 'c1', checkpoint: 'c2' };
     const abort = new AbortController();
-    let stored = 0;
+    let sent = 0;
     const deps = r.deps({
       signal: abort.signal,
       writer: (inner) => ({
         startSnapshot: (input) => inner.startSnapshot(input),
         completeSnapshot: (...args) => inner.completeSnapshot(...args),
+        // Four uploads are stored, then the run is aborted; uploads sent after the fourth end with the abort, as a transfer in flight does.
         putBlock: async (...args) => {
+          const n = ++sent;
+          if (n > 4) {
+            await new Promise((resolve) => (abort.signal.aborted ? resolve(undefined) : abort.signal.addEventListener('abort', resolve, { once: true })));
+            throw abortError(abort.signal);
+          }
           await inner.putBlock(...args);
-          if (++stored === 4) abort.abort();
+          if (n === 4) abort.abort();
         },
       }),
     });

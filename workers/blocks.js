@@ -3,10 +3,11 @@
 // from a counter in the batch's shared state, read (when asked) and hash each,
 // and write its digest and zero flag into that state. A block whose bytes the
 // caller may not need is read into the thread's own buffer, which stays in the
-// core's cache, and copied into the batch's buffer only when it is needed. The thread that finishes
-// the last block posts the batch's id: one message a batch, whatever the
-// number of threads and blocks. Failures are written into the thread's slot of
-// the state as values (a code crossing threads as an exception would be lost).
+// core's cache, and copied into the batch's buffer only when it is needed.
+// The thread that finishes the last block posts the batch's id: one message a
+// batch, whatever the number of threads and blocks. Failures are written into
+// the thread's slot of the state as values (a code crossing threads as an
+// exception would be lost).
 // A thread done with a batch says so in its state, which the pool then reuses.
 // Only node built-ins are imported, so this file runs unchanged from the
 // source tree and from dist/.

@@ -462,7 +462,8 @@ export interface TrackerLog {
   record(record: Omit<TrackerRecord, 'recordedAt'>): void;
 }
 
-export type CopyState = 'pending' | 'completed' | 'error' | 'deleted';
+/** `deleting`: its source was deleted by a prune that deletes copies too, and it is to go with it (the next prune finishes it). */
+export type CopyState = 'pending' | 'completed' | 'error' | 'deleting' | 'deleted';
 
 export interface CopyRecord {
   /** The copy's snapshot id, in the destination. */

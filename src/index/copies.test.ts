@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes } from '../errors.js';
 import { BlockIndex } from './index.js';
+import { APPLICATION_ID, SCHEMA_VERSION, migrations } from './schema.js';
 
 let dir: string;
 let index: BlockIndex;
@@ -74,5 +75,38 @@ describe('durability', () => {
   it('recording a copy and changing its state are synced to disk at commit (synchronous FULL), as drills and the run history are', () => {
     expect(syncsOf(() => index.copies.record(copy('snap-c1', 'snap-a')))).toEqual(['synchronous = FULL', 'synchronous = NORMAL']);
     expect(syncsOf(() => index.copies.setState('snap-c1', 'completed'))).toEqual(['synchronous = FULL', 'synchronous = NORMAL']);
+  });
+});
+
+describe('migration 10 (copies may be deleting)', () => {
+  it('keeps the copies of an index of schema version 9, and lets one be marked deleting', () => {
+    const path = join(dir, 'older.db');
+    const db = new Database(path);
+    db.pragma(`application_id = ${APPLICATION_ID}`);
+    db.pragma('journal_mode = WAL');
+    for (const step of migrations.slice(0, 9)) step(db);
+    db.pragma('user_version = 9');
+    db.prepare(
+      `INSERT INTO snapshot_copies (copy_snapshot_id, source_snapshot_id, volume, region, connection, state, encrypted, created_at, completed_at)
+       VALUES ('snap-c1', 'snap-a', 'db', 'eu-west-1', NULL, 'completed', 0, 1000, 2000)`,
+    ).run();
+    expect(() => db.prepare(`UPDATE snapshot_copies SET state = 'deleting'`).run()).toThrow(/CHECK/);
+    db.close();
+
+    const migrated = BlockIndex.open(path);
+    try {
+      expect(migrated.copies.get('snap-c1')).toMatchObject({ sourceSnapshotId: 'snap-a', state: 'completed', createdAt: new Date(1000), completedAt: new Date(2000) });
+      expect(migrated.copies.setState('snap-c1', 'deleting')).toMatchObject({ state: 'deleting', completedAt: new Date(2000) });
+      expect(migrated.copies.ofSnapshot('snap-a').map((c) => c.copySnapshotId)).toEqual(['snap-c1']);
+      expect(migrated.check()).toEqual([]);
+    } finally {
+      migrated.close();
+    }
+    const reopened = new Database(path, { readonly: true });
+    try {
+      expect(reopened.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    } finally {
+      reopened.close();
+    }
   });
 });

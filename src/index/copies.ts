@@ -20,23 +20,45 @@ export function createCopiesTable(db: Database): void {
   db.exec(`
     -- Copies of snapshots in another Region or account (EC2 CopySnapshot).
     -- state: pending (CopySnapshot answered), completed, error, deleted.
-    CREATE TABLE snapshot_copies (
+    ${copiesTable('snapshot_copies', ['pending', 'completed', 'error', 'deleted'])}
+    CREATE INDEX snapshot_copies_by_source ON snapshot_copies (source_snapshot_id);
+    CREATE INDEX snapshot_copies_by_volume ON snapshot_copies (volume, region);
+  `);
+}
+
+/**
+ * Migration step: a copy may be `deleting` (its source deleted, the copy to
+ * go with it). SQLite changes a CHECK only by building the table anew: the
+ * rows are moved into the new table, which takes the old one's name.
+ */
+export function allowDeletingCopies(db: Database): void {
+  db.exec(`
+    ${copiesTable('snapshot_copies_new', ['pending', 'completed', 'error', 'deleting', 'deleted'])}
+    INSERT INTO snapshot_copies_new SELECT * FROM snapshot_copies;
+    DROP TABLE snapshot_copies;
+    ALTER TABLE snapshot_copies_new RENAME TO snapshot_copies;
+    CREATE INDEX snapshot_copies_by_source ON snapshot_copies (source_snapshot_id);
+    CREATE INDEX snapshot_copies_by_volume ON snapshot_copies (volume, region);
+  `);
+}
+
+/** The copies table's definition, named `name`, its state one of `states`. */
+function copiesTable(name: string, states: readonly string[]): string {
+  return `
+    CREATE TABLE ${name} (
       copy_snapshot_id   TEXT PRIMARY KEY,
       source_snapshot_id TEXT NOT NULL,
       volume             TEXT NOT NULL,
       region             TEXT NOT NULL,
       connection         TEXT,
-      state              TEXT NOT NULL CHECK (state IN ('pending', 'completed', 'error', 'deleted')),
+      state              TEXT NOT NULL CHECK (state IN (${states.map((state) => `'${state}'`).join(', ')})),
       encrypted          INTEGER NOT NULL,
       kms_key_id         TEXT,
       incremental_of     TEXT,
       message            TEXT,
       created_at         INTEGER NOT NULL,
       completed_at       INTEGER
-    ) WITHOUT ROWID;
-    CREATE INDEX snapshot_copies_by_source ON snapshot_copies (source_snapshot_id);
-    CREATE INDEX snapshot_copies_by_volume ON snapshot_copies (volume, region);
-  `);
+    ) WITHOUT ROWID;`;
 }
 
 interface CopyRow {

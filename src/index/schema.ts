@@ -1,7 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import { BLOCKS_PER_GIB, MAX_VOLUME_SIZE_GIB } from '../core/constants.js';
 import { TRACKER_TABLES } from './trackers.js';
-import { createCopiesTable } from './copies.js';
+import { allowDeletingCopies, createCopiesTable } from './copies.js';
 
 /** `PRAGMA application_id` of a snapline index: "SNPL". A file with another id is refused. */
 export const APPLICATION_ID = 0x534e504c;
@@ -311,6 +311,7 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
       CREATE INDEX runs_by_volume ON runs (volume, operation, started_at);
     `);
   },
+  allowDeletingCopies,
 ];
 
 export const SCHEMA_VERSION = migrations.length;

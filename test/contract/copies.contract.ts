@@ -63,6 +63,8 @@ export function copyCatalogContract(name: string, setup: IndexSetup): void {
       index.copies.record(copy('snap-c5', 'snap-z', 'other'), new Date(2000));
       index.copies.setState('snap-c4', 'deleted');
       index.copies.setState('snap-c2', 'error', 'key refused');
+      // A copy to be deleted with its source is listed until it is deleted.
+      index.copies.setState('snap-c1', 'deleting');
       const ids = (records: Array<{ copySnapshotId: string }>) => records.map((c) => c.copySnapshotId);
       expect(ids(index.copies.ofSnapshot('snap-a'))).toEqual(['snap-c1', 'snap-c2']);
       expect(ids(index.copies.ofSnapshot('snap-none'))).toEqual([]);

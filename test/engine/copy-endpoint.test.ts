@@ -150,7 +150,7 @@ describe('prune with copies', () => {
     expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(false);
   });
 
-  it('a copy refused after its source is gone: the source stays in the index, and the next prune deletes the copy and completes', async () => {
+  it('a copy refused after its source is gone: the index records the source deleted and the copy deleting, and the next prune deletes the copy whatever its policy', async () => {
     const image = own.pathFor('d.img');
     writeBlocks(image, randomBlocks([0]), BLOCK);
     const first = await backupHere(image, 'd');
@@ -164,12 +164,20 @@ describe('prune with copies', () => {
     };
     await expect(prune({ index: session.index, catalog: session.catalog, destinations: refusingCopies }, { keepLast: 1, volume: 'd' })).rejects.toThrow('cannot be reached');
     expect(await session.catalog.describeSnapshots([first]).catch(() => [])).toHaveLength(0);
-    expect(session.index.copies.get(copy.copySnapshotId)?.state).toBe('completed');
-    expect(session.index.lineage.getSnapshot(first)?.state).toBe('completed');
-
-    const pruned = await pruneOldest('d');
-    expect(pruned).toMatchObject({ deleted: [{ snapshotId: first }], deletedCopies: [{ copySnapshotId: copy.copySnapshotId }] });
     expect(session.index.lineage.getSnapshot(first)?.state).toBe('deleted');
+    expect(session.index.copies.get(copy.copySnapshotId)?.state).toBe('deleting');
+    expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(true);
+
+    // A policy that keeps every snapshot left still finishes the copy the last prune decided to delete.
+    const destinations = copyDestinations(session, {});
+    let pruned: Awaited<ReturnType<typeof prune>>;
+    try {
+      pruned = await prune({ index: session.index, catalog: session.catalog, destinations }, { keepLast: 10, volume: 'd' });
+    } finally {
+      await destinations.close();
+    }
+    expect(pruned).toMatchObject({ deleted: [], deletedCopies: [{ snapshotId: first, copySnapshotId: copy.copySnapshotId }] });
+    expect(session.index.copies.get(copy.copySnapshotId)?.state).toBe('deleted');
     expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(false);
   });
 });

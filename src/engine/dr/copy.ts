@@ -213,20 +213,22 @@ export interface DeletedCopy {
 }
 
 /**
- * Deletes the recorded copies of a snapshot (EC2 DeleteSnapshot in each
- * destination; a copy already gone counts as deleted) and records them
- * deleted. With `dryRun`, only says which. Stops at the first failure,
- * before the rest: the copies not deleted stay recorded.
+ * Deletes these recorded copies (EC2 DeleteSnapshot in each destination; a
+ * copy already gone counts as deleted) and records them deleted. Stops at the
+ * first failure, before the rest: the copies not deleted stay recorded.
  */
-export async function deleteCopies(deps: { index: Pick<IndexPorts, 'copies'>; destinations: CopyDestinations }, snapshotId: string, dryRun = false): Promise<DeletedCopy[]> {
+export async function deleteCopies(deps: { index: Pick<IndexPorts, 'copies'>; destinations: CopyDestinations }, copies: readonly CopyRecord[]): Promise<DeletedCopy[]> {
   const deleted: DeletedCopy[] = [];
-  for (const copy of deps.index.copies.ofSnapshot(snapshotId)) {
-    if (!dryRun) {
-      const catalog = await deps.destinations.catalogOf(copy.region, copy.connection);
-      await catalog.deleteSnapshot(copy.copySnapshotId);
-      deps.index.copies.setState(copy.copySnapshotId, 'deleted');
-    }
-    deleted.push({ snapshotId, copySnapshotId: copy.copySnapshotId, region: copy.region, connection: copy.connection });
+  for (const copy of copies) {
+    const catalog = await deps.destinations.catalogOf(copy.region, copy.connection);
+    await catalog.deleteSnapshot(copy.copySnapshotId);
+    deps.index.copies.setState(copy.copySnapshotId, 'deleted');
+    deleted.push(deletedCopy(copy));
   }
   return deleted;
+}
+
+/** What a prune reports of a copy it deletes (or would). */
+export function deletedCopy(copy: CopyRecord): DeletedCopy {
+  return { snapshotId: copy.sourceSnapshotId, copySnapshotId: copy.copySnapshotId, region: copy.region, connection: copy.connection };
 }

@@ -2,7 +2,7 @@ import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { applyRetention, calendarIn, checkPolicy, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
-import { deleteCopies, type DeletedCopy } from '../dr/copy.js';
+import { deleteCopies, deletedCopy, type DeletedCopy } from '../dr/copy.js';
 
 /** What prune reads and changes in the index. */
 type PruneIndex = Pick<IndexPorts, 'lineage' | 'runs' | 'locks' | 'archives' | 'ecsJobs' | 'copies'>;
@@ -66,9 +66,10 @@ export interface PruneResult {
  * its snapshot), an unfinished ECS restore or a copy in progress builds on.
  * A volume with a backup running is skipped (its lock is held). The copies
  * a snapshot has in other Regions are deleted after it (a refused source
- * keeps them all), and the index marks it deleted only once they are gone,
- * so that a prune that fails half way is completed by the next one; with
- * `keepCopies` they stay recorded. `destinations` reaches them, needed only
+ * keeps them all): once it is gone they are marked `deleting` and it is
+ * marked deleted, so that a prune failing on a copy leaves it to the next
+ * prune, which deletes it whatever its policy; with `keepCopies` they stay
+ * recorded. `destinations` reaches them, needed only
  * when there are copies. INVALID_ARGUMENT when no policy applies to any
  * volume.
  */
@@ -97,18 +98,28 @@ export async function prune(deps: { index: PruneIndex; catalog: SnapshotCatalog;
       }
     }
     try {
+      const copies = { index: deps.index, destinations: destinationsOf(deps) };
+      // Copies an earlier prune left to delete after their source: whatever the policy says now.
+      if (!options.dryRun) result.deletedCopies.push(...(await deleteCopies(copies, deps.index.copies.list(volume).filter((copy) => copy.state === 'deleting'))));
       const decided = await decide(deps, volume, policy, protections, { now, timeZone });
       result.volumes.push(decided);
       // Oldest first, as a lineage is cut from its old end.
       for (const snapshot of decided.snapshots.filter((s) => s.removed).reverse()) {
-        // The source goes first: refused, it keeps its copies. Its index row
-        // goes last: a copy left by a failure is deleted by the next prune,
-        // which decides the same and finds the source already gone (idempotent).
-        if (!options.dryRun) await deps.catalog.deleteSnapshot(snapshot.snapshotId);
-        if (!options.keepCopies) result.deletedCopies.push(...(await deleteCopies({ index: deps.index, destinations: destinationsOf(deps) }, snapshot.snapshotId, options.dryRun)));
-        if (!options.dryRun) deps.index.lineage.markDeleted(snapshot.snapshotId);
+        const { snapshotId } = snapshot;
+        const ofSnapshot = options.keepCopies ? [] : deps.index.copies.ofSnapshot(snapshotId);
+        if (options.dryRun) {
+          result.deletedCopies.push(...ofSnapshot.map((copy) => deletedCopy(copy)));
+        } else {
+          // The source goes first: refused, it keeps its copies. Once it is gone its copies are marked
+          // to go with it and the index says it is deleted, so that a prune failing on a copy leaves no
+          // deleted snapshot listed, and the next prune deletes the copy whatever its policy.
+          await deps.catalog.deleteSnapshot(snapshotId);
+          for (const copy of ofSnapshot) deps.index.copies.setState(copy.copySnapshotId, 'deleting');
+          deps.index.lineage.markDeleted(snapshotId);
+          result.deletedCopies.push(...(await deleteCopies(copies, ofSnapshot)));
+        }
         const ageDays = Math.floor((now.getTime() - Date.parse(snapshot.startedAt)) / 86_400_000);
-        result.deleted.push({ volume, snapshotId: snapshot.snapshotId, ageDays });
+        result.deleted.push({ volume, snapshotId, ageDays });
       }
     } finally {
       lock?.release();

@@ -1,7 +1,8 @@
 import { startEmulator } from 'snapline';
 // The endpoint process of the benchmarks: the local endpoint alone (no CLI,
 // no SDK to load, so it starts in a fraction of `snapline serve`'s time).
-// Prints {"url": ...} once listening; SIGTERM closes it.
+// Prints {"url": ...} once listening; SIGTERM closes it, and so does the end
+// of its stdin (the bench process that started it died).
 //
 //   node bench/lib/endpoint-child.js '{"dataDir": "...", "rateLimit": 1000}'
 
@@ -10,9 +11,10 @@ import { startEmulator } from 'snapline';
 const options = JSON.parse(/** @type {string} */ (process.argv[2]));
 const emulator = await startEmulator({ ...options, host: '127.0.0.1', port: 0 });
 process.stdout.write(`${JSON.stringify({ url: emulator.url })}\n`);
-process.once('SIGTERM', () => {
+const close = () =>
   emulator.close().then(
     () => process.exit(0),
     () => process.exit(1),
   );
-});
+process.once('SIGTERM', close);
+process.stdin.once('end', close).resume();

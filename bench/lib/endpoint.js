@@ -28,7 +28,8 @@ const CHILD = fileURLToPath(new URL('./endpoint-child.js', import.meta.url));
 export async function startEndpoint(faults = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'snapline-bench-endpoint-'));
   const child = spawn(process.execPath, [CHILD, JSON.stringify({ ...faults, dataDir: join(dataDir, 'data') })], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    // Its stdin is a pipe from this process: it ends when this process dies, and the child with it.
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   /** @type {string} */

@@ -10,7 +10,11 @@
 // figure here. The runs use their own data directory, config home and index
 // under the run's scratch folder, against the bench endpoint (its own
 // process). Every run's exit code and JSON result are checked: a figure with
-// a failed run is printed unjudged and fails the suite.
+// a failed run is printed unjudged and fails the suite. The same rounds time
+// the least any command reading the image could take on this machine: Node
+// starting and exiting with nothing to do, then bare threads reading the
+// image with pread and hashing it (bench/lib/sha-ceiling.js).
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -19,6 +23,7 @@ import { startCli } from '../../../test/support/cli.js';
 import { check, randomImage, report, sizeText } from '../context.js';
 import { startEndpoint } from '../endpoint.js';
 import { BLOCK, MIB, bestOf, interleavedRuns, mibPerSecond, rateSpread, rateText } from '../measure.js';
+import { BareReadAndHash } from '../sha-ceiling.js';
 import { CEILING_BLOCKS_PER_SLAB, CEILING_SLABS, bareSha256 } from './scan.js';
 
 const VOLUME = 'bench';
@@ -115,6 +120,7 @@ export async function commandFigures(ctx) {
     const threads = availableParallelism();
     const slabCount = imageBytes / (CEILING_BLOCKS_PER_SLAB * BLOCK);
     const ceiling = bareSha256(threads, CEILING_SLABS);
+    const bareRead = new BareReadAndHash({ threads, path: image, blockSize: BLOCK });
     /** The least CPU time (ms) of a ceiling round. */
     let ceilingCpu = Infinity;
     /** @type {Map<string, CommandRun[]>} */
@@ -126,6 +132,7 @@ export async function commandFigures(ctx) {
     try {
       // One untimed run warms the threads.
       await ceiling.hash(slabCount);
+      await bareRead.readAndHash(totalBlocks);
       runs = await interleavedRuns(
         [
           {
@@ -140,6 +147,8 @@ export async function commandFigures(ctx) {
               return ms;
             },
           },
+          { name: 'node', run: nodeStartAndExit },
+          { name: 'read', run: () => bareRead.readAndHash(totalBlocks) },
           ...commands.map((command) => ({
             name: command.name,
             run: async () => {
@@ -158,10 +167,14 @@ export async function commandFigures(ctx) {
       );
     } finally {
       await ceiling.close();
+      await bareRead.close();
     }
 
     const best = bestOf(runs);
     const ceilingRate = mibPerSecond(imageBytes, /** @type {number} */ (best.get('ceiling')));
+    const nodeMs = /** @type {number} */ (best.get('node'));
+    const bareReadMs = /** @type {number} */ (best.get('read'));
+    const boundRate = mibPerSecond(imageBytes, nodeMs + bareReadMs);
     for (const command of commands) {
       const commandRuns = /** @type {CommandRun[]} */ (done.get(command.name));
       const failed = /** @type {string[]} */ (failures.get(command.name));
@@ -191,6 +204,11 @@ export async function commandFigures(ctx) {
             ceilingCpuMs: ceilingCpu,
             ceilingRunsMiBps: rateSpread(imageBytes, /** @type {number[]} */ (runs.get('ceiling'))).values,
             cachedReadMiBps: mibPerSecond(imageBytes, cachedReadMs),
+            nodeStartAndExitMs: nodeMs,
+            bareReadAndHashMs: bareReadMs,
+            leastCommandMiBps: boundRate,
+            leastCommandOfCeiling: boundRate / ceilingRate,
+            commandOfLeast: rate / boundRate,
             failedRuns: failed,
           },
         },
@@ -199,6 +217,7 @@ export async function commandFigures(ctx) {
           ...(fastestEngineMs === undefined ? [] : [`${'of it the engine (its durationMs)'.padEnd(COLUMN)}${(fastestEngineMs / 1000).toFixed(3)} s; start-up, loading and exit the other ${((wallMs - fastestEngineMs) / 1000).toFixed(3)} s`]),
           `${'CPU of the command (all threads)'.padEnd(COLUMN)}least ${(leastCpu / 1000).toFixed(2)} s, ${(leastCpu / ceilingCpu).toFixed(2)}x the ${(ceilingCpu / 1000).toFixed(2)} s the ceiling's threads take for the same bytes (load moves this less)`,
           `${'SHA-256 ceiling, same rounds'.padEnd(COLUMN)}${ceilingRate.toFixed(0)} MiB/s (${CEILING_SLABS} slabs hashed in turn: they stay in the CPU's cache)`,
+          `${'the least a command can take here'.padEnd(COLUMN)}${((nodeMs + bareReadMs) / 1000).toFixed(3)} s, ${((100 * boundRate) / ceilingRate).toFixed(0)} % of the ceiling: node starting and exiting ${(nodeMs / 1000).toFixed(3)} s, then bare pread + SHA-256 of the image ${(bareReadMs / 1000).toFixed(3)} s (the command reaches ${((100 * rate) / boundRate).toFixed(0)} % of it)`,
           `${'the cached image read through'.padEnd(COLUMN)}${mibPerSecond(imageBytes, cachedReadMs).toFixed(0)} MiB/s (after the warming read; a disk-like rate means the page cache does not hold it)`,
           ...(failed.length > 0 ? [`NOT JUDGED: ${failed.length} of ${commandRuns.length} runs failed (${failed[0]})`] : []),
         ],
@@ -230,6 +249,19 @@ async function runTimed(args, dataDir) {
     result = undefined;
   }
   return { ms, cpuMs: childrenCpuMs() - cpuBefore, code, result, stderr };
+}
+
+/**
+ * Milliseconds from spawning Node with nothing to run to its exit: the
+ * start-up every command pays before its first line runs.
+ * @returns {Promise<number>}
+ */
+async function nodeStartAndExit() {
+  const start = performance.now();
+  const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
+  const code = await new Promise((resolve, reject) => (child.once('exit', resolve), child.once('error', reject)));
+  if (code !== 0) throw new Error(`node -e '' exited with ${code}`);
+  return performance.now() - start;
 }
 
 /**

@@ -5,7 +5,10 @@
 // in the hashing figure) hashes as many bytes as the image holds in the same
 // interleaved rounds as the scan: a neighbour that slows one slows both, and
 // each is the best of as many runs of the same length. The scan's every run
-// is kept too: its spread says whether the best was a lucky one.
+// is kept too: its spread says whether the best was a lucky one. Bare threads
+// that read the image's blocks with pread and hash them, in the same rounds,
+// tell how much of the scan's distance to the ceiling the machine's reads
+// take and how much is the engine's own.
 import { randomFillSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,7 +16,7 @@ import { CONCURRENCY, check, randomImage, report, sizeText, withSession } from '
 import { startEndpoint } from '../endpoint.js';
 import { changeBlocks } from '../images.js';
 import { BLOCK, bestOf, interleaved, interleavedRuns, mibPerSecond, rateSpread, rateText } from '../measure.js';
-import { ShaCeiling } from '../sha-ceiling.js';
+import { BareReadAndHash, ShaCeiling } from '../sha-ceiling.js';
 import { sessionBackup as backup } from 'snapline/internals';
 
 
@@ -38,16 +41,19 @@ export async function scanFigures(ctx) {
       // The same bare threads over as much memory as the image: what SHA-256
       // does on bytes that must come from RAM, as a scan's do. Told, not judged.
       const spread = bareSha256(session.hashPool.threads, slabCount);
+      const bareRead = new BareReadAndHash({ threads: session.hashPool.threads, path: image, blockSize: BLOCK });
       /** @type {Map<string, number[]>} */
       let runs;
       try {
         // One untimed run warms the threads.
         await ceiling.hash(slabCount);
         await spread.hash(slabCount);
+        await bareRead.readAndHash(totalBlocks);
         runs = await interleavedRuns(
           [
             { name: 'ceiling', run: () => ceiling.hash(slabCount) },
             { name: 'spread', run: () => spread.hash(slabCount) },
+            { name: 'read', run: () => bareRead.readAndHash(totalBlocks) },
             { name: 'scan', run: async () => (await scan()).ms },
             {
               name: 'second',
@@ -65,10 +71,12 @@ export async function scanFigures(ctx) {
       } finally {
         await ceiling.close();
         await spread.close();
+        await bareRead.close();
       }
       const best = bestOf(runs);
       const spreadRate = mibPerSecond(imageBytes, /** @type {number} */ (best.get('spread')));
       const ceilingRate = mibPerSecond(imageBytes, /** @type {number} */ (best.get('ceiling')));
+      const bareReadRate = mibPerSecond(imageBytes, /** @type {number} */ (best.get('read')));
       const scanMs = /** @type {number} */ (best.get('scan'));
       const secondMs = /** @type {number} */ (best.get('second'));
       report(
@@ -86,6 +94,9 @@ export async function scanFigures(ctx) {
           details: {
             secondBackupMiBps: mibPerSecond(imageBytes, secondMs),
             sha256FromRamMiBps: spreadRate,
+            bareReadAndHashMiBps: bareReadRate,
+            bareReadAndHashOfCeiling: bareReadRate / ceilingRate,
+            scanOfBareReadAndHash: mibPerSecond(imageBytes, scanMs) / bareReadRate,
             ceilingRunsMiBps: rateSpread(imageBytes, /** @type {number[]} */ (runs.get('ceiling'))).values,
           },
         },
@@ -94,6 +105,7 @@ export async function scanFigures(ctx) {
           `second backup, nothing to upload  ${rateText(imageBytes, secondMs)} (StartSnapshot, scan, CompleteSnapshot, commit)`,
           `SHA-256 ceiling, same rounds      ${ceilingRate.toFixed(0)} MiB/s (${CEILING_SLABS} slabs hashed in turn: they stay in the CPU's cache)`,
           `${`SHA-256 of ${sizeText(imageBytes)} spread in RAM`.padEnd(34)}${spreadRate.toFixed(0)} MiB/s (no read; the scan reaches ${((100 * mibPerSecond(imageBytes, scanMs)) / spreadRate).toFixed(0)} % of it)`,
+          `${'bare pread + SHA-256, same rounds'.padEnd(34)}${bareReadRate.toFixed(0)} MiB/s, ${((100 * bareReadRate) / ceilingRate).toFixed(0)} % of the ceiling: the most a reading scan reaches here (the scan reaches ${((100 * mibPerSecond(imageBytes, scanMs)) / bareReadRate).toFixed(0)} % of it)`,
         ],
       );
 

@@ -32,7 +32,7 @@ import { backup as backupWith, type BackupOptions, type BackupResult } from './e
 import { runBench, type BenchOptions, type BenchResult } from './engine/bench/bench.js';
 import { ecsRestore as ecsRestoreWith, ecsStatus as ecsStatusWith, type EcsJobReport, type EcsRestoreOptions } from './engine/ecs/restore.js';
 import { copySnapshot, type CopyOptions, type CopyResult } from './engine/dr/copy.js';
-import { drill as drillWith, drillLog, type DrillOptions, type DrillResult } from './engine/dr/drill.js';
+import { drill as drillWith, type DrillOptions, type DrillResult } from './engine/dr/drill.js';
 import { restoreToVolume as restoreToVolumeWith, type VolumeRestoreOptions, type VolumeRestoreResult } from './engine/dr/restore-volume.js';
 import { diff as diffWith, type DiffResult } from './engine/lineage/diff.js';
 import { prune as pruneWith, type PruneOptions, type PruneResult } from './engine/lineage/prune.js';
@@ -40,7 +40,7 @@ import { rebuildIndex as rebuildIndexWith, type RebuildOptions, type RebuildResu
 import { listSnapshots, type SnapshotListOptions, type SnapshotRow } from './engine/lineage/snapshots.js';
 import { restore as restoreWith, type RestoreOptions, type RestoreResult } from './engine/restore/restore.js';
 import { prometheusText } from './engine/ops/metrics.js';
-import { reportHtml } from './engine/ops/report.js';
+import { indexReport, reportHtml } from './engine/ops/report.js';
 import { volumeStatus, type StatusOptions, type StatusResult } from './engine/ops/status.js';
 import { installSchedule, listSchedules, removeSchedule, type InstallResult, type ScheduleEntry } from './engine/schedule/install.js';
 import type { ScheduledBackup } from './engine/schedule/units.js';
@@ -48,7 +48,7 @@ import { verify as verifyWith, type VerifyOptions, type VerifyResult } from './e
 import { defaultIndexPath } from './config/paths.js';
 import { BlockIndex } from './index/index.js';
 import { scheduleEnvironment, scheduledSource, scheduleHost, snaplineScript } from './schedule-host.js';
-import { copyDestinations, openCopyDestination, withRemote, withSession, type RemoteOptions, type Session, type SessionOptions } from './session.js';
+import { copyDestinations, openCopyDestination, withRemote, withSession, type RemoteOptions, type SessionOptions } from './session.js';
 
 export type { BackupOptions, BackupProgress, BackupResult } from './engine/backup/backup.js';
 export type { ChangeTrackingResult } from './engine/backup/tracking.js';
@@ -233,31 +233,40 @@ export function copy(options: CopyOptions & CopyToOptions & SessionOptions): Pro
   });
 }
 
-/** Per volume: the last backup, the newest good snapshot's age against `expectEveryMs`, the last archive and drill, the space held on EBS (see `snapline status`). */
-export function status(options: StatusOptions & SessionOptions = {}): Promise<StatusResult> {
-  return withSession(options, (session) => statusOf(session, options));
+/**
+ * Per volume: the last backup, the newest good snapshot's age against
+ * `expectEveryMs`, the last archive, drill and copy, the space held on EBS
+ * (see `snapline status`). Reads the index alone, as the command does.
+ */
+export async function status(options: StatusOptions & { indexPath?: string } = {}): Promise<StatusResult> {
+  return readIndex(options.indexPath, (index) => volumeStatus(index, options)) ?? noVolumes(options);
 }
 
-/** One self-contained HTML page: the status table, charts of each volume's backups and its snapshot calendar (see `snapline report`). */
-export function report(options: StatusOptions & SessionOptions = {}): Promise<string> {
-  return withSession(options, async (session) => {
-    const result = await statusOf(session, options);
-    const shown = new Set(result.volumes.map((v) => v.volume));
-    const snapshots = session.index.lineage.listSnapshots().filter((s) => shown.has(s.volume));
-    return reportHtml({ status: result, runs: session.index.history.listRuns(options.volume === undefined ? {} : { volume: options.volume }), snapshots });
-  });
+/** One self-contained HTML page: the status table, charts of each volume's backups, its drills and its snapshot calendar (see `snapline report`, without its retention rules). Reads the index alone. */
+export async function report(options: StatusOptions & { indexPath?: string } = {}): Promise<string> {
+  return reportHtml(readIndex(options.indexPath, (index) => indexReport(index, options)) ?? { status: noVolumes(options), runs: [], snapshots: [] });
 }
 
 /** The recorded runs as Prometheus text exposition (see `--metrics-file`); reads the index alone, and an index not made yet has no runs. */
 export async function metrics(options: { indexPath?: string } = {}): Promise<string> {
-  const path = options.indexPath ?? defaultIndexPath();
-  if (!existsSync(path)) return prometheusText([]);
+  return prometheusText(readIndex(options.indexPath, (index) => index.history.listRuns()) ?? []);
+}
+
+/** `read` of the index at `indexPath` (default: under the data directory) opened alone, no connection made; undefined when there is no index yet. */
+function readIndex<T>(indexPath: string | undefined, read: (index: BlockIndex) => T): T | undefined {
+  const path = indexPath ?? defaultIndexPath();
+  if (!existsSync(path)) return undefined;
   const index = BlockIndex.open(path);
   try {
-    return prometheusText(index.history.listRuns());
+    return read(index);
   } finally {
     index.close();
   }
+}
+
+/** The status of an index not made yet. */
+function noVolumes(options: StatusOptions): StatusResult {
+  return { generatedAt: (options.now ?? new Date()).toISOString(), volumes: [], attention: false };
 }
 
 /** Where the units of scheduled backups are: the user's (`user`) or the system's, or `unitDir` (then systemctl is never run). */
@@ -293,10 +302,6 @@ export type ScheduleRemoval = Awaited<ReturnType<typeof removeSchedule>>;
 export function scheduleRemove(options: { volume: string } & ScheduleHostOptions): Promise<ScheduleRemoval> {
   const user = Boolean(options.user);
   return removeSchedule(options.volume, user, scheduleHost(user, options.unitDir));
-}
-
-function statusOf(session: Session, options: StatusOptions): Promise<StatusResult> {
-  return volumeStatus({ index: session.index, runs: session.index.history, reader: session.reader, drills: drillLog(session) }, options);
 }
 
 /** The `keys` of `options` that are set. */

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { ExitCodes } from '../../src/errors.js';
 import { BlockIndex } from '../../src/index/index.js';
+import * as library from '../../src/index.js';
 import { parsePrometheusText, type Family } from '../support/prometheus.js';
 import { runCli, secretLeaks, watchForSecret, type CliResult } from '../support/cli.js';
 import { writeImage } from '../support/images.js';
@@ -267,6 +268,39 @@ describe('--notify', () => {
     // The blocks each snapshot adds, as EBS lists them: the 4 of the first backup, the 5 the second wrote (the label changes every block with data).
     expect(json(status).volumes[0]).toMatchObject({ volume: 'quiet', health: 'ok', snapshotCount: 2, ebsSpace: { blocks: 9, estimatedBytes: 9 * 524288, estimate: true } });
     expect(readFileSync(join(work, 'quiet.html'), 'utf8')).toContain('quiet');
+  });
+
+  it("the library's status() and report() read the index alone and tell what the commands tell, drills included", async () => {
+    const image = join(work, 'told.img');
+    writeImage(image, { label: 'told', blocks: 6, zeroBlocks: [2] });
+    const backup = await cli('told.db', ['backup', image, '--volume', 'told']);
+    expectExit(backup, ExitCodes.OK);
+    const at = new Date();
+    const indexPath = join(work, 'told.db');
+    const index = BlockIndex.open(indexPath);
+    try {
+      const drill = { volume: 'told', snapshotId: json(backup).backups[0].snapshotId, kind: 'read', startedAt: at, finishedAt: at, passed: true, recoveryMs: 1234, blocksRead: 5, mismatchedBlocks: 0, message: null } as const;
+      index.drills.record(drill);
+    } finally {
+      index.close();
+    }
+    const command = await cli('told.db', ['status', 'told'], []);
+    expectExit(command, ExitCodes.OK);
+
+    // No connection is named and none is opened: the index is all they read.
+    const { generatedAt: _commandAt, ...told } = json(command);
+    const { generatedAt: _libraryAt, ...fromLibrary } = await library.status({ indexPath, volume: 'told' });
+    expect(fromLibrary).toEqual(told);
+    expect(told.volumes[0]).toMatchObject({ ebsSpace: { blocks: 5 }, lastDrill: { result: 'success' } });
+    const html = await library.report({ indexPath });
+    expect(html).toContain(`<td data-field="ebsSpace.estimatedBytes" data-value="${5 * 524288}"`);
+    expect(html).toContain('<td data-field="recoveryMs" data-value="1234">');
+
+    // An index not made yet has no volumes, and is not made by asking.
+    const none = join(work, 'never.db');
+    expect(await library.status({ indexPath: none })).toMatchObject({ volumes: [], attention: false });
+    expect(await library.report({ indexPath: none })).toContain('</html>');
+    expect(existsSync(none)).toBe(false);
   });
 
   it('a backup --if-idle that finds the volume busy exits 75 and sends no failure event', async () => {

@@ -28,9 +28,7 @@ export function registerReport(program: Command, wrap: Wrap): void {
 
 async function runReport(ctx: CommandContext, flags: ReportFlags): Promise<number> {
   const output = ctx.output();
-  const { volumeStatus } = await import('../../engine/ops/status.js');
-  const { drillLog } = await import('../../engine/dr/drill.js');
-  const { reportHtml } = await import('../../engine/ops/report.js');
+  const { indexReport, reportHtml } = await import('../../engine/ops/report.js');
   const { retentionPlan } = await import('../../engine/lineage/prune.js');
   const expected = flags.expectEvery ?? (await connectionSettings(ctx)).expectEveryMs;
   const volumeFilter = flags.volume === undefined ? {} : { volume: flags.volume };
@@ -38,14 +36,11 @@ async function runReport(ctx: CommandContext, flags: ReportFlags): Promise<numbe
   const remote = tagsOnDemand(ctx);
   // From the index alone: only a policy that keeps tagged snapshots opens a connection (EC2 DescribeSnapshots for the tags).
   const html = await withIndex(ctx, async (index) => {
-    const status = await volumeStatus({ index, runs: index.history, drills: drillLog({ index }) }, { ...volumeFilter, ...(expected === undefined ? {} : { expectEveryMs: expected }) });
-    const shown = new Set(status.volumes.map((v) => v.volume));
-    const snapshots = index.lineage.listSnapshots().filter((s) => shown.has(s.volume));
-    const drills = [...shown].flatMap((volume) => index.drills.ofVolume(volume));
+    const shown = indexReport(index, { ...volumeFilter, ...(expected === undefined ? {} : { expectEveryMs: expected }) });
     // A volume with failed runs only has no snapshots to plan for.
     const known = new Set(index.lineage.listVolumes().map((v) => v.name));
     const retention = flags.volume !== undefined && !known.has(flags.volume) ? undefined : await retentionPlan({ index, catalog: remote.catalog }, { ...policies, ...volumeFilter });
-    return reportHtml({ status, runs: index.history.listRuns(volumeFilter), snapshots, drills, ...(retention === undefined ? {} : { retention }) });
+    return reportHtml({ ...shown, ...(retention === undefined ? {} : { retention }) });
   }).finally(() => remote.close());
   const path = resolve(flags.html);
   await writeFileAtomically(path, html);

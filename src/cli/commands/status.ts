@@ -30,14 +30,8 @@ export function registerStatus(program: Command, wrap: Wrap): void {
 /** The status of the index's volumes, from the index alone: no session, no endpoint (the space counts come from its block maps). */
 export async function statusOf(ctx: CommandContext, volume: string | undefined, expectEveryMs: number | undefined): Promise<StatusResult> {
   const { volumeStatus } = await import('../../engine/ops/status.js');
-  const { drillLog } = await import('../../engine/dr/drill.js');
   const expected = expectEveryMs ?? (await connectionSettings(ctx)).expectEveryMs;
-  return withIndex(ctx, (index) =>
-    volumeStatus(
-      { index, runs: index.history, drills: drillLog({ index }) },
-      { ...(volume === undefined ? {} : { volume }), ...(expected === undefined ? {} : { expectEveryMs: expected }) },
-    ),
-  );
+  return withIndex(ctx, (index) => volumeStatus(index, { ...(volume === undefined ? {} : { volume }), ...(expected === undefined ? {} : { expectEveryMs: expected }) }));
 }
 
 async function runStatus(ctx: CommandContext, volume: string | undefined, flags: { expectEvery?: number }): Promise<number> {

@@ -1,7 +1,7 @@
 import type { RunEntry } from '../../core/run-log.js';
 import type { DrillRecord, SnapshotRecord } from '../../core/index-ports.js';
 import type { PrunedVolume } from '../lineage/prune.js';
-import type { StatusResult, VolumeStatus } from './status.js';
+import { volumeStatus, type StatusIndex, type StatusOptions, type StatusResult, type VolumeStatus } from './status.js';
 
 export interface ReportInput {
   status: StatusResult;
@@ -17,6 +17,18 @@ export interface ReportInput {
    * volume without one shows "no policy applied".
    */
   retention?: { timeZone: string; volumes: readonly PrunedVolume[] };
+}
+
+/** What the report shows of `options.volume` (else of every volume) from the index alone: all but a retention plan. */
+export function indexReport(index: StatusIndex, options: StatusOptions = {}): Omit<ReportInput, 'retention'> {
+  const status = volumeStatus(index, options);
+  const shown = new Set(status.volumes.map((v) => v.volume));
+  return {
+    status,
+    runs: index.history.listRuns(options.volume === undefined ? {} : { volume: options.volume }),
+    snapshots: index.lineage.listSnapshots().filter((s) => shown.has(s.volume)),
+    drills: [...shown].flatMap((volume) => index.drills.ofVolume(volume)),
+  };
 }
 
 /**

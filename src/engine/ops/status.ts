@@ -1,7 +1,7 @@
 import { BLOCK_SIZE } from '../../core/constants.js';
-import type { SnapshotReader } from '../../core/ports.js';
 import type { RunEntry, RunLog } from '../../core/run-log.js';
 import type { ArchiveRecord, CopyRecord, IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
+import { drillLog } from '../dr/drill.js';
 
 /** The last restore drill of a volume, as the drill records give it. */
 export interface DrillSummary {
@@ -16,13 +16,8 @@ export interface DrillLog {
   lastDrill(volume: string): DrillSummary | null;
 }
 
-export interface StatusDeps {
-  index: Pick<IndexPorts, 'lineage' | 'archives' | 'copies' | 'maps'>;
-  runs: Pick<RunLog, 'listRuns'>;
-  /** Counts the blocks each snapshot adds (ListSnapshotBlocks, ListChangedBlocks); without it, the index's block maps count them (no request made). */
-  reader?: Pick<SnapshotReader, 'listBlocks' | 'listChangedBlocks'>;
-  drills?: DrillLog;
-}
+/** What status reads: the block index alone (no request is made). */
+export type StatusIndex = Pick<IndexPorts, 'lineage' | 'archives' | 'copies' | 'maps' | 'drills'> & { history: Pick<RunLog, 'listRuns'> };
 
 export interface StatusOptions {
   volume?: string;
@@ -65,12 +60,12 @@ export interface VolumeStatus {
   lastCopy: { copySnapshotId: string; sourceSnapshotId: string; region: string; connection: string | null; completedAt: string } | null;
   /**
    * An estimate of the snapshot storage the lineage holds on EBS: the blocks
-   * each completed snapshot adds, times 512 KiB. With a reader they are
-   * listed (ListSnapshotBlocks for the first, ListChangedBlocks against its
-   * nearest completed ancestor for the others); without one they are counted
-   * from the index: the blocks the run wrote, or where the maps differ when
-   * the parent is gone (blocks only the ancestor holds count too, so this
-   * can be higher). EBS bills its own measure, which this does not read.
+   * each completed snapshot adds (all its blocks for the first, those changed
+   * since its nearest completed ancestor for the others), times 512 KiB,
+   * counted from the index: the blocks the run wrote, or where the maps
+   * differ when the parent is gone (blocks only the ancestor holds count
+   * too, so this can be higher). EBS bills its own measure, which this does
+   * not read.
    */
   ebsSpace: { estimatedBytes: number; blocks: number; estimate: true } | null;
 }
@@ -83,25 +78,26 @@ export interface StatusResult {
 }
 
 /** Per volume: the last backup, the age of the newest good snapshot against `expectEveryMs`, the last archive and drill, the space held. */
-export async function volumeStatus(deps: StatusDeps, options: StatusOptions = {}): Promise<StatusResult> {
+export function volumeStatus(index: StatusIndex, options: StatusOptions = {}): StatusResult {
   const now = (options.now ?? new Date()).getTime();
-  const runs = deps.runs.listRuns(options.volume === undefined ? {} : { volume: options.volume });
-  const indexed = new Set(deps.index.lineage.listVolumes().map((v) => v.name));
+  const runs = index.history.listRuns(options.volume === undefined ? {} : { volume: options.volume });
+  const indexed = new Set(index.lineage.listVolumes().map((v) => v.name));
   const names = new Set(indexed);
   // A volume whose first backup failed has runs and no snapshots.
   for (const run of runs) if (run.volume !== null && run.operation === 'backup') names.add(run.volume);
   const volumes = [...names].filter((name) => options.volume === undefined || name === options.volume).sort();
-  const archives = deps.index.archives.list().filter((a) => a.state === 'archived');
-  const result: VolumeStatus[] = [];
-  for (const volume of volumes) {
-    const snapshots = indexed.has(volume) ? deps.index.lineage.listSnapshots(volume) : [];
-    result.push(await statusOf(deps, volume, indexed.has(volume), snapshots, runs, archives, options.expectEveryMs, now));
-  }
+  const archives = index.archives.list().filter((a) => a.state === 'archived');
+  const drills = drillLog({ index });
+  const result = volumes.map((volume) => {
+    const snapshots = indexed.has(volume) ? index.lineage.listSnapshots(volume) : [];
+    return statusOf(index, drills, volume, indexed.has(volume), snapshots, runs, archives, options.expectEveryMs, now);
+  });
   return { generatedAt: new Date(now).toISOString(), volumes: result, attention: result.some((v) => v.late || v.failing) };
 }
 
-async function statusOf(
-  deps: StatusDeps,
+function statusOf(
+  index: StatusIndex,
+  drills: DrillLog,
   volume: string,
   indexed: boolean,
   snapshots: SnapshotRecord[],
@@ -109,7 +105,7 @@ async function statusOf(
   archives: ArchiveRecord[],
   expectEveryMs: number | undefined,
   now: number,
-): Promise<VolumeStatus> {
+): VolumeStatus {
   const completed = snapshots.filter((s) => s.state === 'completed' && s.completedAt !== null);
   const newest = completed.reduce<SnapshotRecord | undefined>((a, s) => (a === undefined || s.completedAt! > a.completedAt! ? s : a), undefined);
   const lastBackup = lastBackupOf(runs.filter((r) => r.volume === volume && r.operation === 'backup'), newest);
@@ -139,9 +135,9 @@ async function statusOf(
             completedAt: archive.completedAt?.toISOString() ?? null,
             sizeBytes: archive.sizeBytes,
           },
-    lastDrill: deps.drills?.lastDrill(volume) ?? null,
-    lastCopy: lastCopyOf(indexed ? deps.index.copies.list(volume) : []),
-    ebsSpace: snapshots.length === 0 ? null : await spaceOf(deps.reader === undefined ? indexCounts(deps.index.maps) : listedCounts(deps.reader), snapshots),
+    lastDrill: drills.lastDrill(volume),
+    lastCopy: lastCopyOf(indexed ? index.copies.list(volume) : []),
+    ebsSpace: snapshots.length === 0 ? null : spaceOf(index.maps, snapshots),
   };
 }
 
@@ -184,47 +180,23 @@ function lastBackupOf(backups: RunEntry[], newest: SnapshotRecord | undefined): 
   };
 }
 
-/** How many blocks a snapshot holds, and how many differ from an ancestor's: from EBS listings, or from the index's maps. */
-interface BlockCounts {
-  blocksOf(snapshot: SnapshotRecord): Promise<number>;
-  changedSince(ancestor: SnapshotRecord, snapshot: SnapshotRecord): Promise<number>;
-}
-
-function listedCounts(reader: Pick<SnapshotReader, 'listBlocks' | 'listChangedBlocks'>): BlockCounts {
-  return {
-    async blocksOf(snapshot) {
-      let blocks = 0;
-      for await (const page of reader.listBlocks(snapshot.snapshotId)) blocks += page.blocks.length;
-      return blocks;
-    },
-    async changedSince(ancestor, snapshot) {
-      let blocks = 0;
-      for await (const page of reader.listChangedBlocks(ancestor.snapshotId, snapshot.snapshotId)) blocks += page.blocks.filter((b) => b.secondToken !== undefined).length;
-      return blocks;
-    },
-  };
-}
-
 /**
- * The same counts from the index alone: a snapshot's own blocks are those
- * its run wrote (changedBlocks) when it is a child of the ancestor or has
- * no parent, else the blocks its map holds or that differ between the maps.
+ * See VolumeStatus.ebsSpace. The ancestor is found through the index's
+ * parents, deleted snapshots included. A snapshot's own blocks are those its
+ * run wrote (changedBlocks) when its parent is that ancestor (or it has
+ * neither), else the blocks its map holds, or that differ from the
+ * ancestor's map.
  */
-function indexCounts(maps: Pick<IndexPorts['maps'], 'blockMap' | 'diffMaps'>): BlockCounts {
+function spaceOf(maps: Pick<IndexPorts['maps'], 'blockMap' | 'diffMaps'>, snapshots: SnapshotRecord[]): VolumeStatus['ebsSpace'] {
   const count = (entries: Iterable<unknown>) => {
     let n = 0;
     for (const _entry of entries) n++;
     return n;
   };
-  return {
-    blocksOf: (snapshot) => Promise.resolve(snapshot.parentSnapshotId === null ? snapshot.changedBlocks : count(maps.blockMap(snapshot.snapshotId))),
-    changedSince: (ancestor, snapshot) =>
-      Promise.resolve(snapshot.parentSnapshotId === ancestor.snapshotId ? snapshot.changedBlocks : count(maps.diffMaps(ancestor.snapshotId, snapshot.snapshotId))),
+  const ownBlocks = (snapshot: SnapshotRecord, ancestor: SnapshotRecord | undefined) => {
+    if (snapshot.parentSnapshotId === (ancestor?.snapshotId ?? null)) return snapshot.changedBlocks;
+    return count(ancestor === undefined ? maps.blockMap(snapshot.snapshotId) : maps.diffMaps(ancestor.snapshotId, snapshot.snapshotId));
   };
-}
-
-/** See VolumeStatus.ebsSpace. The ancestor is found through the index's parents, deleted snapshots included. */
-async function spaceOf(counts: BlockCounts, snapshots: SnapshotRecord[]): Promise<VolumeStatus['ebsSpace']> {
   const byId = new Map(snapshots.map((s) => [s.snapshotId, s]));
   const live = (s: SnapshotRecord | undefined) => s !== undefined && s.state === 'completed';
   let blocks = 0;
@@ -235,7 +207,7 @@ async function spaceOf(counts: BlockCounts, snapshots: SnapshotRecord[]): Promis
       seen.add(ancestor.snapshotId);
       ancestor = ancestor.parentSnapshotId === null ? undefined : byId.get(ancestor.parentSnapshotId);
     }
-    blocks += ancestor !== undefined && live(ancestor) ? await counts.changedSince(ancestor, snapshot) : await counts.blocksOf(snapshot);
+    blocks += ownBlocks(snapshot, ancestor !== undefined && live(ancestor) ? ancestor : undefined);
   }
   return { estimatedBytes: blocks * BLOCK_SIZE, blocks, estimate: true };
 }

@@ -2,9 +2,10 @@ import { startEmulator } from 'snapline';
 // The endpoint process of the benchmarks: the local endpoint alone (no CLI,
 // no SDK to load, so it starts in a fraction of `snapline serve`'s time).
 // Prints {"url": ...} once listening; SIGTERM closes it, and so does the end
-// of its stdin (the bench process that started it died).
+// of its stdin (the bench process that started it died). Started by hand, it
+// needs a stdin that stays open:
 //
-//   node bench/lib/endpoint-child.js '{"dataDir": "...", "rateLimit": 1000}'
+//   node bench/lib/endpoint-child.js '{"dataDir": "...", "rateLimit": 1000}' < /dev/tty
 
 
 /** @type {import('../../src/emulator/index.js').EmulatorOptions} */

@@ -3,8 +3,8 @@
 // per block). Each thread claims the next piece (one piece a thread a slab)
 // from a shared counter, so one thread slowed by a neighbour does not hold
 // the others back. The reference of the hashing and scan figures. Beside it,
-// the same threads reading a file's blocks before they hash them: what any
-// reading scan can reach here (BareReadAndHash).
+// bare threads like these that read a file's blocks before they hash them:
+// what any reading scan can reach here (BareReadAndHash).
 import { Worker } from 'node:worker_threads';
 
 const BARE_THREAD = `
@@ -87,6 +87,11 @@ export class BareReadAndHash {
   constructor({ threads, path, blockSize }) {
     this.counter = new SharedArrayBuffer(4);
     this.workers = Array.from({ length: threads }, () => new Worker(READ_THREAD, { eval: true, workerData: { path, counter: this.counter, blockSize } }));
+    /** Rejects with the first error of any thread (one that cannot open the file): every call from then on fails with it. */
+    this.failed = new Promise((_, reject) => {
+      for (const worker of this.workers) worker.once('error', reject);
+    });
+    this.failed.catch(() => undefined);
   }
 
   /**
@@ -95,16 +100,8 @@ export class BareReadAndHash {
    */
   async readAndHash(blocks) {
     new Int32Array(this.counter)[0] = 0;
-    await Promise.all(
-      this.workers.map(
-        (worker) =>
-          new Promise((resolve, reject) => {
-            worker.once('message', resolve);
-            worker.once('error', reject);
-            worker.postMessage(blocks);
-          }),
-      ),
-    );
+    const done = Promise.all(this.workers.map((worker) => new Promise((resolve) => (worker.once('message', resolve), worker.postMessage(blocks)))));
+    await Promise.race([this.failed, done]);
   }
 
   async close() {

@@ -338,6 +338,7 @@ function storeChecked(catalog: SnapshotCatalog, index: BlockIndex): SnapshotCata
       for (const snapshotId of snapshotIds) index.lineage.getSnapshot(snapshotId);
       return catalog.describeSnapshots(snapshotIds);
     },
+    taggedSnapshots: (tags) => catalog.taggedSnapshots(tags),
     deleteSnapshot: (snapshotId) => catalog.deleteSnapshot(snapshotId),
     createTags: (snapshotId, tags) => catalog.createTags(snapshotId, tags),
     encryptionByDefault: () => catalog.encryptionByDefault(),

@@ -109,6 +109,12 @@ export interface RemoteSnapshot {
 export interface SnapshotCatalog {
   /** The snapshots among `snapshotIds` that exist; unknown ids are simply absent. */
   describeSnapshots(snapshotIds: readonly string[]): Promise<RemoteSnapshot[]>;
+  /**
+   * This account's snapshots that carry every one of `tags` (each key with
+   * its value, as an EC2 filter value: `*` and `?` are wildcards), in every
+   * state and in no particular order; none is an empty list.
+   */
+  taggedSnapshots(tags: Record<string, string>): Promise<RemoteSnapshot[]>;
   /** Idempotent: deleting a snapshot that is already gone succeeds. */
   deleteSnapshot(snapshotId: string): Promise<void>;
   createTags(snapshotId: string, tags: Record<string, string>): Promise<void>;

@@ -8,7 +8,7 @@ import { DeleteSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_COPY_MINUTES } from '../../src/emulator/ec2/copy-snapshot.js';
 import { backup } from '../../src/engine/backup/backup.js';
-import { copySnapshot, type CopyOptions } from '../../src/engine/dr/copy.js';
+import { COPY_OF_TAG, COPY_SOURCE_REGION_TAG, copySnapshot, type CopyOptions } from '../../src/engine/dr/copy.js';
 import { prune } from '../../src/engine/lineage/prune.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { copyDestinations, openCopyDestination } from '../../src/session.js';
@@ -43,6 +43,27 @@ async function copyOf(snapshotId: string, options: Partial<CopyOptions> = {}) {
   } finally {
     await destination.close();
   }
+}
+
+/**
+ * A copy of the snapshot in REGION, tagged as snapline tags its copies, that
+ * the index does not record: made by the destination's own CopySnapshot, as
+ * a run that died before recording it (or a retried CopySnapshot) leaves one.
+ */
+async function unrecordedCopyOf(endpoint: LocalEndpoint, snapshotId: string, input: { encrypted?: boolean } = {}): Promise<string> {
+  const { session } = endpoint;
+  const destination = await openCopyDestination(session, { region: REGION });
+  try {
+    const sourceRegion = session.connection.settings.region;
+    return await destination.copier.copySnapshot({ sourceRegion, sourceSnapshotId: snapshotId, ...input, tags: { [COPY_OF_TAG]: snapshotId, [COPY_SOURCE_REGION_TAG]: sourceRegion } });
+  } finally {
+    await destination.close();
+  }
+}
+
+/** CopySnapshot requests the endpoint answered so far. */
+function copySnapshotCalls(endpoint: LocalEndpoint): number {
+  return endpoint.emulator.stats().operations.CopySnapshot?.requests ?? 0;
 }
 
 /** The copy's time on AWS's clock goes by (called at each look at a pending copy, unless a test says otherwise). */
@@ -85,6 +106,37 @@ describe('copySnapshot', () => {
     const again = await copyOf(first);
     expect(again.alreadyCopied).toBe(false);
     expect(again.copySnapshotId).not.toBe(firstCopy.copySnapshotId);
+  });
+
+  it('a copy in the destination that the index never recorded is adopted by the next copy: recorded, waited for and returned, no second CopySnapshot', async () => {
+    const image = local.pathFor('e.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const snapshotId = await backupOf(image, 'e');
+    const unrecorded = await unrecordedCopyOf(local, snapshotId);
+    const copiesBefore = copySnapshotCalls(local);
+
+    const done = await copyOf(snapshotId);
+    expect(done).toMatchObject({ copySnapshotId: unrecorded, adopted: true, alreadyCopied: false, state: 'completed', region: REGION, incrementalOf: null });
+    expect(copySnapshotCalls(local)).toBe(copiesBefore);
+    expect(local.session.index.copies.ofSnapshot(snapshotId)).toMatchObject([{ copySnapshotId: unrecorded, state: 'completed', region: REGION, connection: null, encrypted: false }]);
+    expect(await copyOf(snapshotId)).toMatchObject({ copySnapshotId: unrecorded, alreadyCopied: true, adopted: false });
+  });
+
+  it('an unrecorded copy that is not as asked (unencrypted, encryption asked) is recorded, and a copy as asked is made', async () => {
+    const image = local.pathFor('f.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const snapshotId = await backupOf(image, 'f');
+    const unrecorded = await unrecordedCopyOf(local, snapshotId);
+    const copiesBefore = copySnapshotCalls(local);
+
+    const done = await copyOf(snapshotId, { encrypted: true });
+    expect(done).toMatchObject({ adopted: false, alreadyCopied: false, encrypted: true });
+    expect(done.copySnapshotId).not.toBe(unrecorded);
+    expect(copySnapshotCalls(local)).toBe(copiesBefore + 1);
+    const recorded = new Map(local.session.index.copies.ofSnapshot(snapshotId).map((c) => [c.copySnapshotId, c.encrypted]));
+    expect(recorded).toEqual(new Map([[unrecorded, false], [done.copySnapshotId, true]]));
+    // The encrypted copy answers for the snapshot copied encrypted again; the unencrypted one does not.
+    expect(await copyOf(snapshotId, { encrypted: true })).toMatchObject({ copySnapshotId: done.copySnapshotId, alreadyCopied: true });
   });
 });
 

@@ -226,6 +226,7 @@ export async function openCopyDestination(source: RemoteSession, options: CopyDe
 export function copyDestinations(source: RemoteSession, options: Omit<CopyDestinationOptions, 'region' | 'connection'>): CopyDestinations & { close(): Promise<void> } {
   const opened = new Map<string, Promise<CopyDestination & { close(): Promise<void> }>>();
   return {
+    sourceRegion: source.connection.settings.region,
     async catalogOf(region, connection) {
       const key = `${connection ?? ''}@${region}`;
       let destination = opened.get(key);

@@ -152,6 +152,8 @@ export interface CopyDestination {
 
 /** The destinations copies were made in, opened on demand (prune deletes copies with their source). */
 export interface CopyDestinations {
+  /** The Region of the snapshots copied: the source's (a copy's snapline:copy-source-region tag). */
+  readonly sourceRegion: string;
   /** EC2 of a destination: `region`, through `connection` (null: the source's connection in that Region). */
   catalogOf(region: string, connection: string | null): Promise<SnapshotCatalog>;
 }

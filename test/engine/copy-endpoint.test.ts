@@ -202,6 +202,27 @@ describe('prune with copies', () => {
     expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(false);
   });
 
+  it('copies the index does not record go with their source: a second copy of a recorded one (a retried CopySnapshot), and the only copy of a snapshot (a run that died)', async () => {
+    const image = own.pathFor('g.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const first = await backupHere(image, 'g');
+    const recorded = await copyHere(first);
+    const retried = await unrecordedCopyOf(own, first);
+    writeBlocks(image, randomBlocks([0]));
+    const second = await backupHere(image, 'g');
+    const died = await unrecordedCopyOf(own, second);
+    writeBlocks(image, randomBlocks([0]));
+    await backupHere(image, 'g');
+
+    const pruned = await pruneOldest('g');
+    expect(pruned.deleted.map((d) => d.snapshotId)).toEqual([first, second]);
+    expect(new Set(pruned.deletedCopies.map((c) => c.copySnapshotId))).toEqual(new Set([recorded.copySnapshotId, retried, died]));
+    for (const copySnapshotId of [recorded.copySnapshotId, retried, died]) {
+      expect(own.session.index.copies.get(copySnapshotId)?.state).toBe('deleted');
+      expect(await describedIn(ownWest, copySnapshotId)).toBe(false);
+    }
+  });
+
   it('a copy refused after its source is gone: the index records the source deleted and the copy deleting, and the next prune deletes the copy whatever its policy', async () => {
     const image = own.pathFor('d.img');
     writeBlocks(image, randomBlocks([0]), BLOCK);
@@ -212,6 +233,7 @@ describe('prune with copies', () => {
 
     const { session } = own;
     const refusingCopies = {
+      sourceRegion: session.connection.settings.region,
       catalogOf: () => Promise.reject(new Error('the destination Region cannot be reached')),
     };
     await expect(prune({ index: session.index, catalog: session.catalog, destinations: refusingCopies }, { keepLast: 1, volume: 'd' })).rejects.toThrow('cannot be reached');
@@ -231,6 +253,32 @@ describe('prune with copies', () => {
     expect(pruned).toMatchObject({ deleted: [], deletedCopies: [{ snapshotId: first, copySnapshotId: copy.copySnapshotId }] });
     expect(session.index.copies.get(copy.copySnapshotId)?.state).toBe('deleted');
     expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(false);
+  });
+
+  it('a prune that could not reach the destination: the next one, finishing the copy left deleting, finds and deletes the unrecorded copy of the same source', async () => {
+    const image = own.pathFor('h.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const first = await backupHere(image, 'h');
+    const copy = await copyHere(first);
+    const retried = await unrecordedCopyOf(own, first);
+    writeBlocks(image, randomBlocks([0]));
+    await backupHere(image, 'h');
+
+    const { session } = own;
+    const unreachable = { sourceRegion: session.connection.settings.region, catalogOf: () => Promise.reject(new Error('the destination Region cannot be reached')) };
+    await expect(prune({ index: session.index, catalog: session.catalog, destinations: unreachable }, { keepLast: 1, volume: 'h' })).rejects.toThrow('cannot be reached');
+    expect(session.index.copies.get(retried)).toBeUndefined();
+
+    const destinations = copyDestinations(session, {});
+    let pruned: Awaited<ReturnType<typeof prune>>;
+    try {
+      pruned = await prune({ index: session.index, catalog: session.catalog, destinations }, { keepLast: 10, volume: 'h' });
+    } finally {
+      await destinations.close();
+    }
+    expect(new Set(pruned.deletedCopies.map((c) => c.copySnapshotId))).toEqual(new Set([copy.copySnapshotId, retried]));
+    expect(session.index.copies.get(retried)?.state).toBe('deleted');
+    expect(await describedIn(ownWest, retried)).toBe(false);
   });
 });
 

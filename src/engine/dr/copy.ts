@@ -278,12 +278,34 @@ export interface DeletedCopy {
   connection: string | null;
 }
 
+/** What deleting copies needs: the index's copies, and the destinations they are in. */
+export interface CopyDeletionDeps {
+  index: Pick<IndexPorts, 'copies'>;
+  destinations: CopyDestinations;
+}
+
+/**
+ * Finds the copies of `source` that the index does not record in each
+ * destination where one of `copies` is (see copySnapshot: a run that died
+ * before recording its copy, a retried CopySnapshot) and records them
+ * `deleting`, to be deleted as the recorded ones are.
+ */
+export async function recordUnrecordedToDelete(deps: CopyDeletionDeps, source: Pick<SnapshotRecord, 'snapshotId' | 'volume'>, copies: readonly CopyRecord[]): Promise<CopyRecord[]> {
+  const places = new Map(copies.map((copy) => [`${copy.connection ?? ''}@${copy.region}`, { region: copy.region, connection: copy.connection }]));
+  const recorded: CopyRecord[] = [];
+  for (const { region, connection } of places.values()) {
+    const catalog = await deps.destinations.catalogOf(region, connection);
+    recorded.push(...(await recordUnrecordedCopies(deps.index, catalog, source, { sourceRegion: deps.destinations.sourceRegion, region, connection }, 'deleting')));
+  }
+  return recorded;
+}
+
 /**
  * Deletes these recorded copies (EC2 DeleteSnapshot in each destination; a
  * copy already gone counts as deleted) and records them deleted. Stops at the
  * first failure, before the rest: the copies not deleted stay recorded.
  */
-export async function deleteCopies(deps: { index: Pick<IndexPorts, 'copies'>; destinations: CopyDestinations }, copies: readonly CopyRecord[]): Promise<DeletedCopy[]> {
+export async function deleteCopies(deps: CopyDeletionDeps, copies: readonly CopyRecord[]): Promise<DeletedCopy[]> {
   const deleted: DeletedCopy[] = [];
   for (const copy of copies) {
     const catalog = await deps.destinations.catalogOf(copy.region, copy.connection);

@@ -137,7 +137,11 @@ export interface CopySnapshotInput {
 
 /** EC2 CopySnapshot, asked of the destination: the Region (or account) the copy goes to. */
 export interface SnapshotCopier {
-  /** Starts a copy and returns its snapshot id (pending). Not idempotent: each call starts another copy. */
+  /**
+   * Starts a copy and returns its snapshot id (pending). Not idempotent: each
+   * call starts another copy, and a call retried after a lost answer may have
+   * started one more; tag the copy (`tags`) to find it again (SnapshotCatalog.taggedSnapshots).
+   */
   copySnapshot(input: CopySnapshotInput): Promise<string>;
 }
 

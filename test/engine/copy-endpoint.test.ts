@@ -135,8 +135,10 @@ describe('copySnapshot', () => {
     expect(copySnapshotCalls(local)).toBe(copiesBefore + 1);
     const recorded = new Map(local.session.index.copies.ofSnapshot(snapshotId).map((c) => [c.copySnapshotId, c.encrypted]));
     expect(recorded).toEqual(new Map([[unrecorded, false], [done.copySnapshotId, true]]));
-    // The encrypted copy answers for the snapshot copied encrypted again; the unencrypted one does not.
+    expect(local.session.index.copies.get(unrecorded)?.state).toBe('pending');
+    // The encrypted copy answers for the snapshot copied encrypted again; the unencrypted one does not, and its end (it has come) is recorded.
     expect(await copyOf(snapshotId, { encrypted: true })).toMatchObject({ copySnapshotId: done.copySnapshotId, alreadyCopied: true });
+    expect(local.session.index.copies.get(unrecorded)?.state).toBe('completed');
   });
 });
 

@@ -124,8 +124,10 @@ export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promis
 
   // As asked: encrypted when asked so (a copy of an encrypted snapshot is encrypted anyway), under the key when one is asked.
   const fits = (copy: CopyRecord) => (copy.encrypted || !encrypted) && (options.kmsKeyId === undefined || sameKey(options.kmsKeyId, copy.kmsKeyId));
-  for (const earlier of deps.index.copies.ofSnapshot(record.snapshotId)) {
-    if (earlier.region !== destination.region || earlier.connection !== connection || !fits(earlier)) continue;
+  const earlierHere = deps.index.copies.ofSnapshot(record.snapshotId).filter((copy) => copy.region === destination.region && copy.connection === connection);
+  // A pending copy not as asked is waited for by no run of this copy: its end is recorded when it has come.
+  for (const copy of earlierHere) if (copy.state === 'pending' && !fits(copy)) await recordIfEnded(destination.catalog, copy, deps.index);
+  for (const earlier of earlierHere.filter(fits)) {
     if (earlier.state === 'completed') {
       if ((await stillThere(destination.catalog, earlier, deps.index)) !== undefined) return result(earlier, 'alreadyCopied');
     } else if (earlier.state === 'pending') {
@@ -243,6 +245,12 @@ async function waitForCopy(deps: CopyDeps, copy: CopyRecord, options: CopyOption
     hint: 'check the KMS key given for the copy (it must be usable in the destination Region), then copy again',
     details: { snapshotId: copy.copySnapshotId },
   });
+}
+
+/** Records a pending copy completed or failed when the destination says it is; one still pending, or not listed yet, stays as it is. */
+async function recordIfEnded(catalog: SnapshotCatalog, copy: CopyRecord, index: Pick<IndexPorts, 'copies'>): Promise<void> {
+  const [remote] = await catalog.describeSnapshots([copy.copySnapshotId]);
+  if (remote?.state === 'completed' || remote?.state === 'error') index.copies.setState(copy.copySnapshotId, remote.state, remote.stateMessage ?? null);
 }
 
 /** The copy as the destination shows it, when it is still there and completed; a copy that is gone is recorded deleted. */

@@ -226,6 +226,7 @@ export async function openCopyDestination(source: RemoteSession, options: CopyDe
 export function copyDestinations(source: RemoteSession, options: Omit<CopyDestinationOptions, 'region' | 'connection'>): CopyDestinations & { close(): Promise<void> } {
   const opened = new Map<string, Promise<CopyDestination & { close(): Promise<void> }>>();
   return {
+    sourceRegion: source.connection.settings.region,
     async catalogOf(region, connection) {
       const key = `${connection ?? ''}@${region}`;
       let destination = opened.get(key);
@@ -338,6 +339,7 @@ function storeChecked(catalog: SnapshotCatalog, index: BlockIndex): SnapshotCata
       for (const snapshotId of snapshotIds) index.lineage.getSnapshot(snapshotId);
       return catalog.describeSnapshots(snapshotIds);
     },
+    taggedSnapshots: (tags) => catalog.taggedSnapshots(tags),
     deleteSnapshot: (snapshotId) => catalog.deleteSnapshot(snapshotId),
     createTags: (snapshotId, tags) => catalog.createTags(snapshotId, tags),
     encryptionByDefault: () => catalog.encryptionByDefault(),

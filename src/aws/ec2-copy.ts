@@ -8,8 +8,9 @@ import { ec2Sdk } from './sdk.js';
 /**
  * EC2 CopySnapshot over the SDK, with a client of the destination Region
  * (the copy is made where the request goes). The SDK's standard retry
- * applies; a retried call whose first attempt got through may leave an extra
- * copy, which the caller cannot see (CopySnapshot takes no ClientToken).
+ * applies; a retried call whose first attempt got through leaves an extra
+ * copy whose id is not answered (CopySnapshot takes no ClientToken): the
+ * engine finds such copies by their tags (copySnapshot, prune).
  * CopySnapshot is not cut by an abort: the copy it starts must be recorded.
  */
 export class Ec2SnapshotCopier implements SnapshotCopier {

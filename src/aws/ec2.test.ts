@@ -166,6 +166,33 @@ describe('Ec2SnapshotCatalog bookkeeping against the endpoint', () => {
     }
   });
 
+  it('taggedSnapshots: this account\'s snapshots with every tag, page after page (NextToken); none tagged so, none', async () => {
+    const pages: Array<Record<string, string>> = [];
+    const paging: Ec2Calls = {
+      call: (action, params, options) => {
+        pages.push(params);
+        return clients.ec2Requests().call(action, params, options);
+      },
+    };
+    const paged = new Ec2SnapshotCatalog(paging, { pageSize: 5 });
+    const copies = await Promise.all(Array.from({ length: 12 }, () => completedSnapshot({ tags: { 'copy-of': 'snap-0aa', from: 'us-east-1' } })));
+    await completedSnapshot({ tags: { 'copy-of': 'snap-0aa', from: 'us-west-2' } });
+    await completedSnapshot({ tags: { 'copy-of': 'snap-0bb', from: 'us-east-1' } });
+    const found = await paged.taggedSnapshots({ 'copy-of': 'snap-0aa', from: 'us-east-1' });
+    expect(found.map((s) => s.snapshotId).sort()).toEqual([...copies].sort());
+    expect(pages.map((params) => [params.MaxResults, params.NextToken !== undefined])).toEqual([
+      ['5', false],
+      ['5', true],
+      ['5', true],
+    ]);
+    expect(found[0]).toMatchObject({ state: 'completed', tags: { 'copy-of': 'snap-0aa', from: 'us-east-1' } });
+    expect(await catalog.taggedSnapshots({ 'copy-of': 'snap-0cc', from: 'us-east-1' })).toEqual([]);
+    expect(asked.at(-1)).toEqual({
+      action: 'DescribeSnapshots',
+      params: { 'Owner.1': 'self', MaxResults: '1000', 'Filter.1.Name': 'tag:copy-of', 'Filter.1.Value.1': 'snap-0cc', 'Filter.2.Name': 'tag:from', 'Filter.2.Value.1': 'us-east-1' },
+    });
+  });
+
   it('makes nothing until a request is made', async () => {
     let made = 0;
     const lazy = new Ec2SnapshotCatalog(() => {

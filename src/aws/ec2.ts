@@ -6,6 +6,8 @@ import { InFlightRequests, type EndpointContact } from './in-flight.js';
 
 /** Ids per DescribeSnapshots call. */
 const DESCRIBE_BATCH = 200;
+/** Snapshots per page of a DescribeSnapshots by filters (MaxResults: 5..1000). */
+const PAGE_SIZE = 1000;
 const SNAPSHOT_ID = /snap-[0-9a-zA-Z]+/g;
 /** EC2 fails the whole call for these when one id is unknown or malformed. */
 const MISSING_ID_ERRORS = new Set(['InvalidSnapshot.NotFound', 'InvalidSnapshotID.Malformed']);
@@ -22,10 +24,13 @@ const MISSING_ID_ERRORS = new Set(['InvalidSnapshot.NotFound', 'InvalidSnapshotI
 export class Ec2SnapshotCatalog implements SnapshotCatalog {
   readonly #ec2Of: () => Ec2Calls;
   readonly #requests: InFlightRequests;
+  readonly #pageSize: number;
 
-  constructor(ec2: Ec2Calls | (() => Ec2Calls), options: { signal?: AbortSignal; contact?: EndpointContact } = {}) {
+  /** `pageSize`: snapshots per page of taggedSnapshots (DescribeSnapshots MaxResults, 5..1000; default 1000). */
+  constructor(ec2: Ec2Calls | (() => Ec2Calls), options: { signal?: AbortSignal; contact?: EndpointContact; pageSize?: number } = {}) {
     this.#ec2Of = typeof ec2 === 'function' ? ec2 : () => ec2;
     this.#requests = new InFlightRequests(options.signal, options.contact);
+    this.#pageSize = options.pageSize ?? PAGE_SIZE;
   }
 
   /** One call of `action`, cut by the run's abort unless `cutOnAbort` is false; failures are SnaplineErrors named by action. */
@@ -79,6 +84,26 @@ export class Ec2SnapshotCatalog implements SnapshotCatalog {
     const params = Object.fromEntries(ids.map((id, i) => [`SnapshotId.${i + 1}`, id]));
     const answer = await this.#call('DescribeSnapshots', params);
     return itemsOf(childOf(answer, 'snapshotSet')).map(toRemoteSnapshot);
+  }
+
+  /**
+   * DescribeSnapshots of this account's snapshots (OwnerIds self) with a
+   * tag:KEY filter per tag, page after page (NextToken) until the last.
+   */
+  async taggedSnapshots(tags: Record<string, string>): Promise<RemoteSnapshot[]> {
+    const params: Record<string, string> = { 'Owner.1': 'self', MaxResults: String(this.#pageSize) };
+    Object.entries(tags).forEach(([key, value], i) => {
+      params[`Filter.${i + 1}.Name`] = `tag:${key}`;
+      params[`Filter.${i + 1}.Value.1`] = value;
+    });
+    const found: RemoteSnapshot[] = [];
+    let nextToken: string | undefined;
+    do {
+      const answer = await this.#call('DescribeSnapshots', nextToken === undefined ? params : { ...params, NextToken: nextToken });
+      found.push(...itemsOf(childOf(answer, 'snapshotSet')).map(toRemoteSnapshot));
+      nextToken = childText(answer, 'nextToken') || undefined;
+    } while (nextToken !== undefined);
+    return found;
   }
 
   /** Idempotent: a snapshot that is already gone counts as deleted. Not cut by an abort. */

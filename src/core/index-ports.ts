@@ -485,11 +485,22 @@ export interface CopyRecord {
   completedAt: Date | null;
 }
 
-export type NewCopy = Pick<CopyRecord, 'copySnapshotId' | 'sourceSnapshotId' | 'volume' | 'region' | 'connection' | 'encrypted' | 'kmsKeyId' | 'incrementalOf'>;
+export type NewCopy = Pick<CopyRecord, 'copySnapshotId' | 'sourceSnapshotId' | 'volume' | 'region' | 'connection' | 'encrypted' | 'kmsKeyId' | 'incrementalOf'> & {
+  /**
+   * Default pending: CopySnapshot just answered. A copy found in the
+   * destination that the index did not record is recorded as EC2 shows it
+   * (pending or completed), or deleting when a prune found it to delete with
+   * its source.
+   */
+  state?: 'pending' | 'completed' | 'deleting';
+};
 
 /** The copies of the index's snapshots in other Regions or accounts. */
 export interface CopyCatalog {
-  /** Records a copy CopySnapshot started: state pending, created `at`. CONFLICT when its id is already recorded. Durable: the copy exists in AWS from now on. */
+  /**
+   * Records a copy, created `at` (and completed `at` when recorded completed).
+   * CONFLICT when its id is already recorded. Durable: the copy exists in AWS.
+   */
   record(copy: NewCopy, at?: Date): CopyRecord;
   get(copySnapshotId: string): CopyRecord | undefined;
   /** The snapshot's copies not deleted, oldest first. */

@@ -109,6 +109,12 @@ export interface RemoteSnapshot {
 export interface SnapshotCatalog {
   /** The snapshots among `snapshotIds` that exist; unknown ids are simply absent. */
   describeSnapshots(snapshotIds: readonly string[]): Promise<RemoteSnapshot[]>;
+  /**
+   * This account's snapshots that carry every one of `tags` (each key with
+   * its value, as an EC2 filter value: `*` and `?` are wildcards), in every
+   * state and in no particular order; none is an empty list.
+   */
+  taggedSnapshots(tags: Record<string, string>): Promise<RemoteSnapshot[]>;
   /** Idempotent: deleting a snapshot that is already gone succeeds. */
   deleteSnapshot(snapshotId: string): Promise<void>;
   createTags(snapshotId: string, tags: Record<string, string>): Promise<void>;
@@ -131,7 +137,11 @@ export interface CopySnapshotInput {
 
 /** EC2 CopySnapshot, asked of the destination: the Region (or account) the copy goes to. */
 export interface SnapshotCopier {
-  /** Starts a copy and returns its snapshot id (pending). Not idempotent: each call starts another copy. */
+  /**
+   * Starts a copy and returns its snapshot id (pending). Not idempotent: each
+   * call starts another copy, and a call retried after a lost answer may have
+   * started one more; tag the copy (`tags`) to find it again (SnapshotCatalog.taggedSnapshots).
+   */
   copySnapshot(input: CopySnapshotInput): Promise<string>;
 }
 
@@ -146,6 +156,8 @@ export interface CopyDestination {
 
 /** The destinations copies were made in, opened on demand (prune deletes copies with their source). */
 export interface CopyDestinations {
+  /** The Region of the snapshots copied: the source's (a copy's snapline:copy-source-region tag). */
+  readonly sourceRegion: string;
   /** EC2 of a destination: `region`, through `connection` (null: the source's connection in that Region). */
   catalogOf(region: string, connection: string | null): Promise<SnapshotCatalog>;
 }

@@ -88,8 +88,8 @@ export class SnapshotCopies implements CopyCatalog {
   constructor(db: Database, run: <T>(fn: () => T) => T) {
     this.#run = run;
     this.#insert = db.prepare(
-      `INSERT INTO snapshot_copies (copy_snapshot_id, source_snapshot_id, volume, region, connection, state, encrypted, kms_key_id, incremental_of, created_at)
-       VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
+      `INSERT INTO snapshot_copies (copy_snapshot_id, source_snapshot_id, volume, region, connection, state, encrypted, kms_key_id, incremental_of, created_at, completed_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#get = db.prepare('SELECT * FROM snapshot_copies WHERE copy_snapshot_id = ?');
     this.#bySource = db.prepare("SELECT * FROM snapshot_copies WHERE source_snapshot_id = ? AND state != 'deleted' ORDER BY created_at, copy_snapshot_id");
@@ -98,8 +98,9 @@ export class SnapshotCopies implements CopyCatalog {
     this.#setState = db.prepare('UPDATE snapshot_copies SET state = ?, message = ?, completed_at = coalesce(?, completed_at) WHERE copy_snapshot_id = ?');
   }
 
-  /** Records a copy CopySnapshot just started (state pending). CONFLICT when the copy id is already recorded. */
+  /** Records a copy, by default pending (CopySnapshot just started). CONFLICT when the copy id is already recorded. */
   record(copy: NewCopy, at: Date = new Date()): CopyRecord {
+    const state = copy.state ?? 'pending';
     return this.#run(() => {
       try {
         this.#insert.run(
@@ -108,10 +109,12 @@ export class SnapshotCopies implements CopyCatalog {
           requireText('volume', copy.volume),
           requireText('region', copy.region),
           copy.connection,
+          state,
           copy.encrypted ? 1 : 0,
           copy.kmsKeyId,
           copy.incrementalOf,
           at.getTime(),
+          state === 'completed' ? at.getTime() : null,
         );
       } catch (err) {
         if (!isUniqueViolation(err)) throw err;

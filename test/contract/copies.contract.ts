@@ -27,6 +27,15 @@ export function copyCatalogContract(name: string, setup: IndexSetup): void {
       expect(index.copies.get('snap-none')).toBeUndefined();
     });
 
+    it('records a copy found in the destination in the state given: completed at the time given, or deleting', () => {
+      const index = current();
+      const completed = index.copies.record({ ...copy('snap-c1', 'snap-a'), state: 'completed' }, new Date(1000));
+      expect(completed).toMatchObject({ state: 'completed', createdAt: new Date(1000), completedAt: new Date(1000) });
+      expect(index.copies.get('snap-c1')).toEqual(completed);
+      expect(index.copies.record({ ...copy('snap-c2', 'snap-a'), state: 'deleting' }, new Date(2000))).toMatchObject({ state: 'deleting', completedAt: null });
+      expect(index.copies.ofSnapshot('snap-a').map((c) => c.state)).toEqual(['completed', 'deleting']);
+    });
+
     it('refuses a copy id already recorded (CONFLICT), keeping the first', () => {
       const index = current();
       index.copies.record(copy('snap-c1', 'snap-a'), new Date(1000));

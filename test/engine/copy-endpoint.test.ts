@@ -8,7 +8,7 @@ import { DeleteSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_COPY_MINUTES } from '../../src/emulator/ec2/copy-snapshot.js';
 import { backup } from '../../src/engine/backup/backup.js';
-import { copySnapshot, type CopyOptions } from '../../src/engine/dr/copy.js';
+import { COPY_OF_TAG, COPY_SOURCE_REGION_TAG, copySnapshot, type CopyOptions } from '../../src/engine/dr/copy.js';
 import { prune } from '../../src/engine/lineage/prune.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { copyDestinations, openCopyDestination } from '../../src/session.js';
@@ -43,6 +43,27 @@ async function copyOf(snapshotId: string, options: Partial<CopyOptions> = {}) {
   } finally {
     await destination.close();
   }
+}
+
+/**
+ * A copy of the snapshot in REGION, tagged as snapline tags its copies, that
+ * the index does not record: made by the destination's own CopySnapshot, as
+ * a run that died before recording it (or a retried CopySnapshot) leaves one.
+ */
+async function unrecordedCopyOf(endpoint: LocalEndpoint, snapshotId: string, input: { encrypted?: boolean } = {}): Promise<string> {
+  const { session } = endpoint;
+  const destination = await openCopyDestination(session, { region: REGION });
+  try {
+    const sourceRegion = session.connection.settings.region;
+    return await destination.copier.copySnapshot({ sourceRegion, sourceSnapshotId: snapshotId, ...input, tags: { [COPY_OF_TAG]: snapshotId, [COPY_SOURCE_REGION_TAG]: sourceRegion } });
+  } finally {
+    await destination.close();
+  }
+}
+
+/** CopySnapshot requests the endpoint answered so far. */
+function copySnapshotCalls(endpoint: LocalEndpoint): number {
+  return endpoint.emulator.stats().operations.CopySnapshot?.requests ?? 0;
 }
 
 /** The copy's time on AWS's clock goes by (called at each look at a pending copy, unless a test says otherwise). */
@@ -85,6 +106,39 @@ describe('copySnapshot', () => {
     const again = await copyOf(first);
     expect(again.alreadyCopied).toBe(false);
     expect(again.copySnapshotId).not.toBe(firstCopy.copySnapshotId);
+  });
+
+  it('a copy in the destination that the index never recorded is adopted by the next copy: recorded, waited for and returned, no second CopySnapshot', async () => {
+    const image = local.pathFor('e.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const snapshotId = await backupOf(image, 'e');
+    const unrecorded = await unrecordedCopyOf(local, snapshotId);
+    const copiesBefore = copySnapshotCalls(local);
+
+    const done = await copyOf(snapshotId);
+    expect(done).toMatchObject({ copySnapshotId: unrecorded, adopted: true, alreadyCopied: false, state: 'completed', region: REGION, incrementalOf: null });
+    expect(copySnapshotCalls(local)).toBe(copiesBefore);
+    expect(local.session.index.copies.ofSnapshot(snapshotId)).toMatchObject([{ copySnapshotId: unrecorded, state: 'completed', region: REGION, connection: null, encrypted: false }]);
+    expect(await copyOf(snapshotId)).toMatchObject({ copySnapshotId: unrecorded, alreadyCopied: true, adopted: false });
+  });
+
+  it('an unrecorded copy that is not as asked (unencrypted, encryption asked) is recorded, and a copy as asked is made', async () => {
+    const image = local.pathFor('f.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const snapshotId = await backupOf(image, 'f');
+    const unrecorded = await unrecordedCopyOf(local, snapshotId);
+    const copiesBefore = copySnapshotCalls(local);
+
+    const done = await copyOf(snapshotId, { encrypted: true });
+    expect(done).toMatchObject({ adopted: false, alreadyCopied: false, encrypted: true });
+    expect(done.copySnapshotId).not.toBe(unrecorded);
+    expect(copySnapshotCalls(local)).toBe(copiesBefore + 1);
+    const recorded = new Map(local.session.index.copies.ofSnapshot(snapshotId).map((c) => [c.copySnapshotId, c.encrypted]));
+    expect(recorded).toEqual(new Map([[unrecorded, false], [done.copySnapshotId, true]]));
+    expect(local.session.index.copies.get(unrecorded)?.state).toBe('pending');
+    // The encrypted copy answers for the snapshot copied encrypted again; the unencrypted one does not, and its end (it has come) is recorded.
+    expect(await copyOf(snapshotId, { encrypted: true })).toMatchObject({ copySnapshotId: done.copySnapshotId, alreadyCopied: true });
+    expect(local.session.index.copies.get(unrecorded)?.state).toBe('completed');
   });
 });
 
@@ -150,6 +204,27 @@ describe('prune with copies', () => {
     expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(false);
   });
 
+  it('copies the index does not record go with their source: a second copy of a recorded one (a retried CopySnapshot), and the only copy of a snapshot (a run that died)', async () => {
+    const image = own.pathFor('g.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const first = await backupHere(image, 'g');
+    const recorded = await copyHere(first);
+    const retried = await unrecordedCopyOf(own, first);
+    writeBlocks(image, randomBlocks([0]));
+    const second = await backupHere(image, 'g');
+    const died = await unrecordedCopyOf(own, second);
+    writeBlocks(image, randomBlocks([0]));
+    await backupHere(image, 'g');
+
+    const pruned = await pruneOldest('g');
+    expect(pruned.deleted.map((d) => d.snapshotId)).toEqual([first, second]);
+    expect(new Set(pruned.deletedCopies.map((c) => c.copySnapshotId))).toEqual(new Set([recorded.copySnapshotId, retried, died]));
+    for (const copySnapshotId of [recorded.copySnapshotId, retried, died]) {
+      expect(own.session.index.copies.get(copySnapshotId)?.state).toBe('deleted');
+      expect(await describedIn(ownWest, copySnapshotId)).toBe(false);
+    }
+  });
+
   it('a copy refused after its source is gone: the index records the source deleted and the copy deleting, and the next prune deletes the copy whatever its policy', async () => {
     const image = own.pathFor('d.img');
     writeBlocks(image, randomBlocks([0]), BLOCK);
@@ -160,6 +235,7 @@ describe('prune with copies', () => {
 
     const { session } = own;
     const refusingCopies = {
+      sourceRegion: session.connection.settings.region,
       catalogOf: () => Promise.reject(new Error('the destination Region cannot be reached')),
     };
     await expect(prune({ index: session.index, catalog: session.catalog, destinations: refusingCopies }, { keepLast: 1, volume: 'd' })).rejects.toThrow('cannot be reached');
@@ -179,6 +255,32 @@ describe('prune with copies', () => {
     expect(pruned).toMatchObject({ deleted: [], deletedCopies: [{ snapshotId: first, copySnapshotId: copy.copySnapshotId }] });
     expect(session.index.copies.get(copy.copySnapshotId)?.state).toBe('deleted');
     expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(false);
+  });
+
+  it('a prune that could not reach the destination: the next one, finishing the copy left deleting, finds and deletes the unrecorded copy of the same source', async () => {
+    const image = own.pathFor('h.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const first = await backupHere(image, 'h');
+    const copy = await copyHere(first);
+    const retried = await unrecordedCopyOf(own, first);
+    writeBlocks(image, randomBlocks([0]));
+    await backupHere(image, 'h');
+
+    const { session } = own;
+    const unreachable = { sourceRegion: session.connection.settings.region, catalogOf: () => Promise.reject(new Error('the destination Region cannot be reached')) };
+    await expect(prune({ index: session.index, catalog: session.catalog, destinations: unreachable }, { keepLast: 1, volume: 'h' })).rejects.toThrow('cannot be reached');
+    expect(session.index.copies.get(retried)).toBeUndefined();
+
+    const destinations = copyDestinations(session, {});
+    let pruned: Awaited<ReturnType<typeof prune>>;
+    try {
+      pruned = await prune({ index: session.index, catalog: session.catalog, destinations }, { keepLast: 10, volume: 'h' });
+    } finally {
+      await destinations.close();
+    }
+    expect(new Set(pruned.deletedCopies.map((c) => c.copySnapshotId))).toEqual(new Set([copy.copySnapshotId, retried]));
+    expect(session.index.copies.get(retried)?.state).toBe('deleted');
+    expect(await describedIn(ownWest, retried)).toBe(false);
   });
 });
 

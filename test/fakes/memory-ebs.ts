@@ -40,6 +40,7 @@ export type MemoryOperation =
   | 'listChangedBlocks'
   | 'getBlock'
   | 'describeSnapshots'
+  | 'taggedSnapshots'
   | 'deleteSnapshot'
   | 'createTags'
   | 'encryptionByDefault';
@@ -52,6 +53,7 @@ const ACTIONS: Record<MemoryOperation, string> = {
   listChangedBlocks: 'ebs:ListChangedBlocks',
   getBlock: 'ebs:GetSnapshotBlock',
   describeSnapshots: 'ec2:DescribeSnapshots',
+  taggedSnapshots: 'ec2:DescribeSnapshots',
   deleteSnapshot: 'ec2:DeleteSnapshot',
   createTags: 'ec2:CreateTags',
   encryptionByDefault: 'ec2:GetEbsEncryptionByDefault',
@@ -405,21 +407,17 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
             delete s.settlesTo;
           }
         }
-        found.push({
-          snapshotId: s.id,
-          state: s.status,
-          progress: s.status === 'completed' ? '100%' : '0%',
-          volumeSizeGiB: s.volumeSizeGiB,
-          startTime: s.startTime,
-          encrypted: s.encrypted,
-          ...(s.kmsKeyArn === undefined ? {} : { kmsKeyId: s.kmsKeyArn }),
-          tags: { ...s.tags },
-          ...(s.description === undefined ? {} : { description: s.description }),
-          ...(s.stateMessage === undefined || s.status !== 'error' ? {} : { stateMessage: s.stateMessage }),
-        });
+        found.push(remoteOf(s));
       }
       return found;
     });
+  }
+
+  /** The snapshots not deleted with each of the tags; values are matched exactly (no wildcards). No poll: nothing settles. */
+  async taggedSnapshots(tags: Record<string, string>): Promise<RemoteSnapshot[]> {
+    return this.#call('taggedSnapshots', [tags], () =>
+      [...this.#snapshots.values()].filter((s) => !s.deleted && Object.entries(tags).every(([key, value]) => s.tags[key] === value)).map(remoteOf),
+    );
   }
 
   /** Idempotent. Children keep the blocks they inherited, as in AWS. */
@@ -545,6 +543,22 @@ export class MemoryEbs implements SnapshotWriter, SnapshotReader, SnapshotCatalo
       cursor = page.nextCursor;
     }
   }
+}
+
+/** A snapshot as DescribeSnapshots shows it. */
+function remoteOf(s: MemorySnapshot): RemoteSnapshot {
+  return {
+    snapshotId: s.id,
+    state: s.status,
+    progress: s.status === 'completed' ? '100%' : '0%',
+    volumeSizeGiB: s.volumeSizeGiB,
+    startTime: s.startTime,
+    encrypted: s.encrypted,
+    ...(s.kmsKeyArn === undefined ? {} : { kmsKeyId: s.kmsKeyArn }),
+    tags: { ...s.tags },
+    ...(s.description === undefined ? {} : { description: s.description }),
+    ...(s.stateMessage === undefined || s.status !== 'error' ? {} : { stateMessage: s.stateMessage }),
+  };
 }
 
 interface PageCursor {

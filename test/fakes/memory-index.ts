@@ -777,13 +777,13 @@ class MemoryCopies implements CopyCatalog {
       volume: requireText('volume', copy.volume),
       region: requireText('region', copy.region),
       connection: copy.connection,
-      state: 'pending',
+      state: copy.state ?? 'pending',
       encrypted: copy.encrypted,
       kmsKeyId: copy.kmsKeyId,
       incrementalOf: copy.incrementalOf,
       message: null,
       createdAt: new Date(at),
-      completedAt: null,
+      completedAt: copy.state === 'completed' ? new Date(at) : null,
     };
     if (this.#rows.has(row.copySnapshotId)) throw new SnaplineError(ErrorCodes.CONFLICT, `copy ${row.copySnapshotId} is already recorded`);
     this.#rows.set(row.copySnapshotId, row);

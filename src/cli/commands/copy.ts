@@ -87,6 +87,7 @@ function copyProgress(output: Output): (progress: CopyProgress) => void {
 export function describeCopy(result: CopyResult): string[] {
   const where = `${result.connection === null ? '' : `${result.connection}:`}${result.region}`;
   if (result.alreadyCopied) return [`${result.volume}: ${result.sourceSnapshotId} is already copied to ${where} as ${result.copySnapshotId}`];
+  if (result.adopted) return [`${result.volume}: ${result.sourceSnapshotId} is copied to ${where} as ${result.copySnapshotId}, a copy found there that the index did not record (taken, nothing copied)`];
   return [
     `${result.volume}: ${result.sourceSnapshotId} copied to ${where} as ${result.copySnapshotId} in ${formatDuration(result.durationMs)}`,
     `  ${result.incrementalOf === null ? 'full copy' : `incremental from ${result.incrementalOf}`}${result.encrypted ? ', encrypted' : ''}`,

@@ -56,6 +56,7 @@ function tagsOnDemand(ctx: CommandContext): { catalog: SnapshotCatalog; close():
   return {
     catalog: {
       describeSnapshots: async (ids) => (await remote()).catalog.describeSnapshots(ids),
+      taggedSnapshots: async (tags) => (await remote()).catalog.taggedSnapshots(tags),
       deleteSnapshot: async (id) => (await remote()).catalog.deleteSnapshot(id),
       createTags: async (id, tags) => (await remote()).catalog.createTags(id, tags),
       encryptionByDefault: async () => (await remote()).catalog.encryptionByDefault(),

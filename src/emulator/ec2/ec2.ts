@@ -91,8 +91,10 @@ export class Ec2Api {
 
     let nextToken: string | undefined;
     if (maxResults !== null) {
-      const limit = Number(maxResults);
-      if (!Number.isInteger(limit) || limit < 5 || limit > 1000) throw ec2Error('InvalidParameterValue', 'MaxResults must be between 5 and 1000.');
+      // AWS: 5 to 1000; a larger value answers 1000 per page.
+      const asked = Number(maxResults);
+      if (!Number.isInteger(asked) || asked < 5) throw ec2Error('InvalidParameterValue', `MaxResults must be 5 or more, got ${maxResults}.`);
+      const limit = Math.min(asked, 1000);
       const after = decodeOffset(params.get('NextToken'));
       const rest = selected.filter((s) => s.id > after);
       selected = rest.slice(0, limit);

@@ -1,6 +1,6 @@
 import type { CopyDestination, CopyDestinations, RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { CopyRecord, IndexPorts } from '../../core/index-ports.js';
+import type { CopyRecord, IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { waitForSnapshot } from '../blocks/committer.js';
 import { completedSnapshot } from '../blocks/remote-snapshot.js';
 
@@ -54,6 +54,13 @@ export interface CopyResult {
   incrementalOf: string | null;
   /** The index had a completed copy of the snapshot there already: nothing was copied. */
   alreadyCopied: boolean;
+  /**
+   * The copy was found in the destination without a record (tagged as a copy
+   * of the snapshot from its Region: a run that died before recording it, or
+   * a CopySnapshot the SDK retried) and is taken as this copy: no
+   * CopySnapshot was sent.
+   */
+  adopted: boolean;
   durationMs: number;
 }
 
@@ -71,9 +78,16 @@ export interface CopyDeps {
  * started, and waits until it is completed. The copy carries the source's
  * snapline tags (its volume among them), COPY_OF_TAG and
  * COPY_SOURCE_REGION_TAG, and the tags given. Idempotent per destination: a
- * completed copy the index records and the destination still has is
- * returned as it is (alreadyCopied); a pending one is waited for. A copy
- * that ends in error is recorded so and reported (BAD_STATE).
+ * completed copy as asked (encrypted when asked so, under the key when one is
+ * asked) that the index records and the destination still has is returned as
+ * it is (alreadyCopied); a pending one is waited for. Before starting a copy,
+ * the copies of the snapshot that the destination has and the index does not
+ * record (found by those two tags, pending or completed: a run that died
+ * before recording its copy, a CopySnapshot the SDK retried) are recorded as
+ * EC2 shows them, so that prune deletes them with their source, and one as
+ * asked is adopted, a completed one before a pending one: waited for and
+ * returned (adopted), no CopySnapshot sent. A copy that ends in error is
+ * recorded so and reported (BAD_STATE).
  */
 export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promise<CopyResult> {
   const started = Date.now();
@@ -93,7 +107,7 @@ export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promis
   }
   const connection = destination.connection ?? null;
   const encrypted = Boolean(options.encrypted) || options.kmsKeyId !== undefined;
-  const result = (copy: CopyRecord, alreadyCopied: boolean): CopyResult => ({
+  const result = (copy: CopyRecord, how: 'copied' | 'alreadyCopied' | 'adopted'): CopyResult => ({
     volume: record.volume,
     sourceSnapshotId: record.snapshotId,
     sourceRegion: deps.sourceRegion,
@@ -103,22 +117,30 @@ export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promis
     state: 'completed',
     encrypted: copy.encrypted,
     incrementalOf: copy.incrementalOf,
-    alreadyCopied,
+    alreadyCopied: how === 'alreadyCopied',
+    adopted: how === 'adopted',
     durationMs: Date.now() - started,
   });
 
-  for (const earlier of deps.index.copies.ofSnapshot(record.snapshotId)) {
-    if (earlier.region !== destination.region || earlier.connection !== connection) continue;
+  // As asked: encrypted when asked so (a copy of an encrypted snapshot is encrypted anyway), under the key when one is asked.
+  const fits = (copy: CopyRecord) => (copy.encrypted || !encrypted) && (options.kmsKeyId === undefined || sameKey(options.kmsKeyId, copy.kmsKeyId));
+  const earlierHere = deps.index.copies.ofSnapshot(record.snapshotId).filter((copy) => copy.region === destination.region && copy.connection === connection);
+  // A pending copy not as asked is waited for by no run of this copy: its end is recorded when it has come.
+  for (const copy of earlierHere) if (copy.state === 'pending' && !fits(copy)) await recordIfEnded(destination.catalog, copy, deps.index);
+  for (const earlier of earlierHere.filter(fits)) {
     if (earlier.state === 'completed') {
-      if ((await stillThere(destination.catalog, earlier, deps.index)) !== undefined) return result(earlier, true);
+      if ((await stillThere(destination.catalog, earlier, deps.index)) !== undefined) return result(earlier, 'alreadyCopied');
     } else if (earlier.state === 'pending') {
-      return result(await waitForCopy(deps, earlier, options), false);
+      return result(await waitForCopy(deps, earlier, options), 'copied');
     }
   }
 
   // Settle-aware: a snapshot completed moments ago (backup --copy-to-region) may not be listed completed by EC2 yet.
   const source = await completedSnapshot(deps, record.snapshotId, options.signal === undefined ? {} : { signal: options.signal });
   const copyEncrypted = source.encrypted || encrypted;
+  const found = await recordUnrecordedCopies(deps.index, destination.catalog, record, { sourceRegion: deps.sourceRegion, region: destination.region, connection });
+  const [adopted] = found.filter(fits).sort((a, b) => Number(b.state === 'completed') - Number(a.state === 'completed'));
+  if (adopted !== undefined) return result(adopted.state === 'completed' ? adopted : await waitForCopy(deps, adopted, options), 'adopted');
   const previous = await previousCopy(deps, record.snapshotId, copyEncrypted, options.kmsKeyId ?? null);
   const ownTags = Object.fromEntries(Object.entries(source.tags).filter(([key]) => key.startsWith(OWN_TAG_PREFIX)));
   const copySnapshotId = await destination.copier.copySnapshot({
@@ -139,7 +161,7 @@ export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promis
     kmsKeyId: options.kmsKeyId ?? null,
     incrementalOf: previous?.copySnapshotId ?? null,
   });
-  return result(await waitForCopy(deps, copy, options), false);
+  return result(await waitForCopy(deps, copy, options), 'copied');
 }
 
 /**
@@ -157,6 +179,52 @@ export function checkDestination(sourceRegion: string, region: string, connectio
       details: { option },
     });
   }
+}
+
+/** Where a copy of a source is: the source's Region, and the destination's Region and connection. */
+interface CopyPlace {
+  sourceRegion: string;
+  region: string;
+  connection: string | null;
+}
+
+/**
+ * The copies of `source` in the destination (`catalog`, at `place`) that the
+ * index does not record, found by COPY_OF_TAG and COPY_SOURCE_REGION_TAG,
+ * recorded now: in `state`, or without it as EC2 shows them (pending or
+ * completed; a copy in another state is left out).
+ */
+async function recordUnrecordedCopies(
+  index: Pick<IndexPorts, 'copies'>,
+  catalog: SnapshotCatalog,
+  source: Pick<SnapshotRecord, 'snapshotId' | 'volume'>,
+  place: CopyPlace,
+  state?: 'deleting',
+): Promise<CopyRecord[]> {
+  const tagged = await catalog.taggedSnapshots({ [COPY_OF_TAG]: source.snapshotId, [COPY_SOURCE_REGION_TAG]: place.sourceRegion });
+  const recorded: CopyRecord[] = [];
+  for (const remote of tagged) {
+    const foundState = state ?? (remote.state === 'pending' || remote.state === 'completed' ? remote.state : undefined);
+    if (foundState === undefined || index.copies.get(remote.snapshotId) !== undefined) continue;
+    const copy = {
+      copySnapshotId: remote.snapshotId,
+      sourceSnapshotId: source.snapshotId,
+      volume: source.volume,
+      region: place.region,
+      connection: place.connection,
+      encrypted: remote.encrypted,
+      kmsKeyId: remote.kmsKeyId ?? null,
+      incrementalOf: null,
+      state: foundState,
+    };
+    recorded.push(index.copies.record(copy, remote.startTime));
+  }
+  return recorded;
+}
+
+/** Whether the key asked for is the key recorded, or the key EC2 names (an ARN) by its id. An alias matches only itself: KMS resolves it. */
+function sameKey(asked: string, named: string | null): boolean {
+  return named !== null && (named === asked || named.endsWith(`:key/${asked}`));
 }
 
 /** Waits for a recorded pending copy; records how it ended. */
@@ -177,6 +245,12 @@ async function waitForCopy(deps: CopyDeps, copy: CopyRecord, options: CopyOption
     hint: 'check the KMS key given for the copy (it must be usable in the destination Region), then copy again',
     details: { snapshotId: copy.copySnapshotId },
   });
+}
+
+/** Records a pending copy completed or failed when the destination says it is; one still pending, or not listed yet, stays as it is. */
+async function recordIfEnded(catalog: SnapshotCatalog, copy: CopyRecord, index: Pick<IndexPorts, 'copies'>): Promise<void> {
+  const [remote] = await catalog.describeSnapshots([copy.copySnapshotId]);
+  if (remote?.state === 'completed' || remote?.state === 'error') index.copies.setState(copy.copySnapshotId, remote.state, remote.stateMessage ?? null);
 }
 
 /** The copy as the destination shows it, when it is still there and completed; a copy that is gone is recorded deleted. */
@@ -212,12 +286,34 @@ export interface DeletedCopy {
   connection: string | null;
 }
 
+/** What deleting copies needs: the index's copies, and the destinations they are in. */
+export interface CopyDeletionDeps {
+  index: Pick<IndexPorts, 'copies'>;
+  destinations: CopyDestinations;
+}
+
+/**
+ * Finds the copies of `source` that the index does not record in each
+ * destination where one of `copies` is (see copySnapshot: a run that died
+ * before recording its copy, a retried CopySnapshot) and records them
+ * `deleting`, to be deleted as the recorded ones are.
+ */
+export async function recordUnrecordedToDelete(deps: CopyDeletionDeps, source: Pick<SnapshotRecord, 'snapshotId' | 'volume'>, copies: readonly CopyRecord[]): Promise<CopyRecord[]> {
+  const places = new Map(copies.map((copy) => [`${copy.connection ?? ''}@${copy.region}`, { region: copy.region, connection: copy.connection }]));
+  const recorded: CopyRecord[] = [];
+  for (const { region, connection } of places.values()) {
+    const catalog = await deps.destinations.catalogOf(region, connection);
+    recorded.push(...(await recordUnrecordedCopies(deps.index, catalog, source, { sourceRegion: deps.destinations.sourceRegion, region, connection }, 'deleting')));
+  }
+  return recorded;
+}
+
 /**
  * Deletes these recorded copies (EC2 DeleteSnapshot in each destination; a
  * copy already gone counts as deleted) and records them deleted. Stops at the
  * first failure, before the rest: the copies not deleted stay recorded.
  */
-export async function deleteCopies(deps: { index: Pick<IndexPorts, 'copies'>; destinations: CopyDestinations }, copies: readonly CopyRecord[]): Promise<DeletedCopy[]> {
+export async function deleteCopies(deps: CopyDeletionDeps, copies: readonly CopyRecord[]): Promise<DeletedCopy[]> {
   const deleted: DeletedCopy[] = [];
   for (const copy of copies) {
     const catalog = await deps.destinations.catalogOf(copy.region, copy.connection);

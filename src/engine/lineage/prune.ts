@@ -2,7 +2,7 @@ import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { applyRetention, calendarIn, checkPolicy, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
-import { deleteCopies, deletedCopy, type DeletedCopy } from '../dr/copy.js';
+import { deleteCopies, deletedCopy, recordUnrecordedToDelete, type CopyDeletionDeps, type DeletedCopy } from '../dr/copy.js';
 
 /** What prune reads and changes in the index. */
 type PruneIndex = Pick<IndexPorts, 'lineage' | 'runs' | 'locks' | 'archives' | 'ecsJobs' | 'copies'>;
@@ -69,9 +69,13 @@ export interface PruneResult {
  * keeps them all): once it is gone they are marked `deleting` and it is
  * marked deleted, so that a prune failing on a copy leaves it to the next
  * prune, which deletes it whatever its policy; with `keepCopies` they stay
- * recorded. `destinations` reaches them, needed only
- * when there are copies. INVALID_ARGUMENT when no policy applies to any
- * volume.
+ * recorded. With them go its copies that the index does not record (see
+ * copySnapshot), looked for by their tags in every destination the volume
+ * has copies in, recorded `deleting` then deleted as the others; a prune
+ * that fails before finding them looks again only where the snapshot has a
+ * recorded copy left (a dry run lists the recorded copies alone).
+ * `destinations` reaches them, needed only when there are copies.
+ * INVALID_ARGUMENT when no policy applies to any volume.
  */
 export async function prune(deps: { index: PruneIndex; catalog: SnapshotCatalog; destinations?: CopyDestinations }, options: PruneOptions): Promise<PruneResult> {
   const { timeZone, now, volumes, policyOf, unmanagedVolumes } = scopeOf(deps.index, options);
@@ -99,8 +103,10 @@ export async function prune(deps: { index: PruneIndex; catalog: SnapshotCatalog;
     }
     try {
       const copies = { index: deps.index, destinations: destinationsOf(deps) };
+      // Where the volume's copies are (before any is deleted): its snapshots' unrecorded copies are looked for there.
+      const volumeCopies = deps.index.copies.list(volume);
       // Copies an earlier prune left to delete after their source: whatever the policy says now.
-      if (!options.dryRun) result.deletedCopies.push(...(await deleteCopies(copies, deps.index.copies.list(volume).filter((copy) => copy.state === 'deleting'))));
+      if (!options.dryRun) result.deletedCopies.push(...(await deleteLeftCopies(copies, volume)));
       const decided = await decide(deps, volume, policy, protections, { now, timeZone });
       result.volumes.push(decided);
       // Oldest first, as a lineage is cut from its old end.
@@ -116,7 +122,8 @@ export async function prune(deps: { index: PruneIndex; catalog: SnapshotCatalog;
           await deps.catalog.deleteSnapshot(snapshotId);
           for (const copy of ofSnapshot) deps.index.copies.setState(copy.copySnapshotId, 'deleting');
           deps.index.lineage.markDeleted(snapshotId);
-          result.deletedCopies.push(...(await deleteCopies(copies, ofSnapshot)));
+          const unrecorded = options.keepCopies ? [] : await recordUnrecordedToDelete(copies, { snapshotId, volume }, volumeCopies);
+          result.deletedCopies.push(...(await deleteCopies(copies, [...ofSnapshot, ...unrecorded])));
         }
         const ageDays = Math.floor((now.getTime() - Date.parse(snapshot.startedAt)) / 86_400_000);
         result.deleted.push({ volume, snapshotId, ageDays });
@@ -263,9 +270,26 @@ async function tagsOf(catalog: SnapshotCatalog, snapshots: readonly SnapshotReco
   return tags;
 }
 
+/**
+ * Deletes the volume's copies left `deleting` by an earlier prune, after
+ * looking again, where they are, for copies of their sources that the index
+ * does not record (that prune may have failed before it found them).
+ */
+async function deleteLeftCopies(deps: CopyDeletionDeps, volume: string): Promise<DeletedCopy[]> {
+  const left = deps.index.copies.list(volume).filter((copy) => copy.state === 'deleting');
+  for (const snapshotId of new Set(left.map((copy) => copy.sourceSnapshotId))) {
+    await recordUnrecordedToDelete(deps, { snapshotId, volume }, left.filter((copy) => copy.sourceSnapshotId === snapshotId));
+  }
+  return deleteCopies(deps, deps.index.copies.list(volume).filter((copy) => copy.state === 'deleting'));
+}
+
 function destinationsOf(deps: { destinations?: CopyDestinations }): CopyDestinations {
   if (deps.destinations !== undefined) return deps.destinations;
+  const unreachable = () => new SnaplineError(ErrorCodes.INTERNAL, 'prune found copies in other Regions but was given no way to reach them');
   return {
-    catalogOf: () => Promise.reject(new SnaplineError(ErrorCodes.INTERNAL, 'prune found copies in other Regions but was given no way to reach them')),
+    get sourceRegion(): string {
+      throw unreachable();
+    },
+    catalogOf: () => Promise.reject(unreachable()),
   };
 }

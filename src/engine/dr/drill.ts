@@ -6,7 +6,6 @@ import type { DrillKind, DrillRecord, IndexPorts } from '../../core/index-ports.
 import { restore, type RestoreDeps } from '../restore/restore.js';
 import { verify } from '../restore/verify.js';
 import { restoreToVolume, type VolumeRestoreOptions } from './restore-volume.js';
-import type { DrillLog } from '../ops/status.js';
 import type { PollOptions } from './wait.js';
 
 export interface DrillDeps extends Omit<RestoreDeps, 'index'> {
@@ -176,23 +175,6 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
 /** The last drill of each volume the index records, by volume name. */
 export function lastDrills(deps: { index: Pick<IndexPorts, 'drills'> }): DrillRecord[] {
   return deps.index.drills.lastPerVolume();
-}
-
-/** The index's drills as status shows them: a failed drill's code is CHECKSUM_MISMATCH when blocks did not match. */
-export function drillLog(deps: { index: Pick<IndexPorts, 'drills'> }): DrillLog {
-  const last = new Map(lastDrills(deps).map((d) => [d.volume, d]));
-  return {
-    lastDrill(volume) {
-      const drill = last.get(volume);
-      if (drill === undefined) return null;
-      return {
-        at: drill.finishedAt.toISOString(),
-        result: drill.passed ? 'success' : 'failure',
-        snapshotId: drill.snapshotId,
-        errorCode: drill.passed ? null : drill.mismatchedBlocks > 0 ? ErrorCodes.CHECKSUM_MISMATCH : ErrorCodes.BAD_STATE,
-      };
-    },
-  };
 }
 
 /** The snapshot to drill: the one given (it must be of the volume), else the volume's newest completed one. */

@@ -1,7 +1,7 @@
 import { BLOCK_SIZE } from '../../core/constants.js';
 import type { RunEntry, RunLog } from '../../core/run-log.js';
 import type { ArchiveRecord, CopyRecord, IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
-import { drillLog } from '../dr/drill.js';
+import { ErrorCodes } from '../../errors.js';
 
 /** The last restore drill of a volume, as the drill records give it. */
 export interface DrillSummary {
@@ -9,11 +9,6 @@ export interface DrillSummary {
   result: 'success' | 'failure';
   snapshotId: string | null;
   errorCode: string | null;
-}
-
-/** Where restore drills are recorded; status shows `lastDrill: null` without one. */
-export interface DrillLog {
-  lastDrill(volume: string): DrillSummary | null;
 }
 
 /** What status reads: the block index alone (no request is made). */
@@ -87,7 +82,7 @@ export function volumeStatus(index: StatusIndex, options: StatusOptions = {}): S
   for (const run of runs) if (run.volume !== null && run.operation === 'backup') names.add(run.volume);
   const volumes = [...names].filter((name) => options.volume === undefined || name === options.volume).sort();
   const archives = index.archives.list().filter((a) => a.state === 'archived');
-  const drills = drillLog({ index });
+  const drills = lastDrillsOf(index);
   const result = volumes.map((volume) => {
     const snapshots = indexed.has(volume) ? index.lineage.listSnapshots(volume) : [];
     return statusOf(index, drills, volume, indexed.has(volume), snapshots, runs, archives, options.expectEveryMs, now);
@@ -97,7 +92,7 @@ export function volumeStatus(index: StatusIndex, options: StatusOptions = {}): S
 
 function statusOf(
   index: StatusIndex,
-  drills: DrillLog,
+  drills: Map<string, DrillSummary>,
   volume: string,
   indexed: boolean,
   snapshots: SnapshotRecord[],
@@ -135,10 +130,25 @@ function statusOf(
             completedAt: archive.completedAt?.toISOString() ?? null,
             sizeBytes: archive.sizeBytes,
           },
-    lastDrill: drills.lastDrill(volume),
+    lastDrill: drills.get(volume) ?? null,
     lastCopy: lastCopyOf(indexed ? index.copies.list(volume) : []),
     ebsSpace: snapshots.length === 0 ? null : spaceOf(index.maps, snapshots),
   };
+}
+
+/** The last drill of each volume the index records, as status shows it: a failed drill's code is CHECKSUM_MISMATCH when blocks did not match. */
+function lastDrillsOf(index: Pick<IndexPorts, 'drills'>): Map<string, DrillSummary> {
+  return new Map(
+    index.drills.lastPerVolume().map((drill) => [
+      drill.volume,
+      {
+        at: drill.finishedAt.toISOString(),
+        result: drill.passed ? 'success' : 'failure',
+        snapshotId: drill.snapshotId,
+        errorCode: drill.passed ? null : drill.mismatchedBlocks > 0 ? ErrorCodes.CHECKSUM_MISMATCH : ErrorCodes.BAD_STATE,
+      },
+    ]),
+  );
 }
 
 function lastCopyOf(copies: CopyRecord[]): VolumeStatus['lastCopy'] {

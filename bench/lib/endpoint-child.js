@@ -2,10 +2,10 @@ import { startEmulator } from 'snapline';
 // The endpoint process of the benchmarks: the local endpoint alone (no CLI,
 // no SDK to load, so it starts in a fraction of `snapline serve`'s time).
 // Prints {"url": ...} once listening; SIGTERM closes it, and so does the end
-// of its stdin (the bench process that started it died). Started by hand, it
-// needs a stdin that stays open:
+// of the IPC channel of the bench process that started it (that process
+// died). Started by hand (no channel), SIGTERM alone ends it:
 //
-//   node bench/lib/endpoint-child.js '{"dataDir": "...", "rateLimit": 1000}' < /dev/tty
+//   node bench/lib/endpoint-child.js '{"dataDir": "...", "rateLimit": 1000}'
 
 
 /** @type {import('../../src/emulator/index.js').EmulatorOptions} */
@@ -18,4 +18,7 @@ const close = () =>
     () => process.exit(1),
   );
 process.once('SIGTERM', close);
-process.stdin.once('end', close).resume();
+if (process.channel !== undefined) {
+  process.once('disconnect', close);
+  process.channel.unref();
+}

@@ -28,24 +28,27 @@ const CHILD = fileURLToPath(new URL('./endpoint-child.js', import.meta.url));
 export async function startEndpoint(faults = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'snapline-bench-endpoint-'));
   const child = spawn(process.execPath, [CHILD, JSON.stringify({ ...faults, dataDir: join(dataDir, 'data') })], {
-    // Its stdin is a pipe from this process: it ends when this process dies, and the child with it.
-    stdio: ['pipe', 'pipe', 'inherit'],
+    // The IPC channel closes when this process dies, and the child ends with it.
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
+  // The channel does not keep this process alive.
+  child.channel?.unref();
+  const stdout = /** @type {import('node:stream').Readable} */ (child.stdout);
   const exited = new Promise((resolve) => child.once('exit', resolve));
   /** @type {string} */
   const url = await new Promise((resolve, reject) => {
     let out = '';
-    child.stdout.setEncoding('utf8');
+    stdout.setEncoding('utf8');
     const onData = (/** @type {string} */ chunk) => {
       out += chunk;
       const match = /"url":\s*"([^"]+)"/.exec(out);
       if (match) {
-        child.stdout.off('data', onData);
-        child.stdout.resume();
+        stdout.off('data', onData);
+        stdout.resume();
         resolve(/** @type {string} */ (match[1]));
       }
     };
-    child.stdout.on('data', onData);
+    stdout.on('data', onData);
     child.once('exit', (code) => reject(new Error(`the endpoint exited with ${code} before listening: ${out}`)));
   });
   return {

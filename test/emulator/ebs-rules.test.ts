@@ -196,6 +196,16 @@ describe('StartSnapshot: ClientToken and arguments', () => {
     }
   });
 
+  it('Description is 1 to 255 characters; Tags at most 50, keys 1 to 127 characters, values up to 255', async () => {
+    const tags = (count: number) => Array.from({ length: count }, (_, i) => ({ Key: `k${i}`, Value: 'v' }));
+    await start(t.ebs, { Description: 'd'.repeat(255), Tags: [...tags(49), { Key: 'k'.repeat(127), Value: 'v'.repeat(255) }] });
+    await expectAwsError(start(t.ebs, { Description: 'd'.repeat(256) }), 'ValidationException', 'INVALID_PARAMETER_VALUE');
+    await expectAwsError(start(t.ebs, { Tags: tags(51) }), 'ValidationException', 'INVALID_TAG');
+    await expectAwsError(start(t.ebs, { Tags: [{ Key: 'k'.repeat(128), Value: 'v' }] }), 'ValidationException', 'INVALID_TAG');
+    await expectAwsError(start(t.ebs, { Tags: [{ Key: '', Value: 'v' }] }), 'ValidationException', 'INVALID_TAG');
+    await expectAwsError(start(t.ebs, { Tags: [{ Key: 'k', Value: 'v'.repeat(256) }] }), 'ValidationException', 'INVALID_TAG');
+  });
+
   it('refuses a token with white space or of more than 255 characters, and an empty Description', async () => {
     await expectAwsError(start(t.ebs, { ClientToken: 'two words' }), 'ValidationException', 'INVALID_PARAMETER_VALUE');
     await expectAwsError(start(t.ebs, { ClientToken: 'x'.repeat(256) }), 'ValidationException', 'INVALID_PARAMETER_VALUE');

@@ -178,6 +178,38 @@ describe('encrypted lineages', () => {
   });
 });
 
+describe("StartSnapshot's Description and Tags", () => {
+  const world = new World();
+  beforeAll(() => world.open('snapline-rules-start-arguments-'));
+  afterAll(() => world.close());
+
+  it('a description or tags StartSnapshot refuses are INVALID_ARGUMENT naming the option, before anything is read or started', async () => {
+    const { path } = world.image('arguments', 4);
+    const manyTags = Object.fromEntries(Array.from({ length: 49 }, (_, i) => [`k${i}`, 'v']));
+    const refused: [Partial<BackupOptions>, string][] = [
+      [{ description: '' }, 'description'],
+      [{ description: 'd'.repeat(256) }, 'description'],
+      [{ tags: { 'aws:owner': 'me' } }, 'tags'],
+      [{ tags: { ['k'.repeat(128)]: 'v' } }, 'tags'],
+      [{ tags: { key: 'v'.repeat(256) } }, 'tags'],
+      [{ tags: manyTags }, 'tags'],
+    ];
+    const starts = () => world.local.emulator.stats().operations.StartSnapshot?.requests ?? 0;
+    const before = starts();
+    for (const [options, option] of refused) {
+      const err = await rejection(backup(world.session, { source: path, ...options }));
+      expect(err.code, JSON.stringify(options).slice(0, 80)).toBe(ErrorCodes.INVALID_ARGUMENT);
+      expect(err.details?.option).toBe(option);
+    }
+    expect(starts()).toBe(before);
+    expect(world.session.index.runs.runStart(defaultVolumeName(path))).toBeUndefined();
+
+    const longest = { description: 'd'.repeat(255), tags: { ...Object.fromEntries(Object.entries(manyTags).slice(2)), ['k'.repeat(127)]: 'v'.repeat(255) } };
+    const result = await backup(world.session, { source: path, ...longest });
+    await world.restoredEquals(result.snapshotId!, path);
+  });
+});
+
 describe("the snapshot's Timeout, on a scaled clock", () => {
   it('an incremental whose scan pauses longer than the default 60-minute Timeout between two changed blocks still completes (scale 3600: 1 s)', async () => {
     const world = await new World().open('snapline-rules-timeout-', { timeScale: 3600 });

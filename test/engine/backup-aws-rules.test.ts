@@ -247,6 +247,49 @@ describe("the snapshot's Timeout, on a scaled clock", () => {
   });
 });
 
+describe("a rehydrated snapshot's Timeout, on a scaled clock", () => {
+  /** A hash pool whose first block hashing waits `ms` first: an archive read held up (a slow or throttled store). */
+  class HeldBlockHashing extends HashPool {
+    #held = false;
+
+    constructor(private readonly ms: number) {
+      super({ threads: 1 });
+    }
+
+    override async hashBlocks(...args: Parameters<HashPool['hashBlocks']>): ReturnType<HashPool['hashBlocks']> {
+      if (!this.#held) {
+        this.#held = true;
+        await sleep(this.ms);
+      }
+      return super.hashBlocks(...args);
+    }
+  }
+
+  it('rehydrate --to-snapshot whose archive reads stall longer than the default 60-minute Timeout before a block still completes (scale 3600: 1 s)', async () => {
+    const bucket = 'snapline-rules-rehydrate-timeout';
+    const world = await new World().open('snapline-rules-rehydrate-timeout-', { timeScale: 3600 }, { archive: { bucket } });
+    const held = new HeldBlockHashing(2500);
+    try {
+      const { s3 } = clientsFor(world.local.emulator.url);
+      try {
+        await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+      } finally {
+        s3.destroy();
+      }
+      const { path } = world.image('rehydrate-stalled', 6);
+      const { snapshotId } = await backup(world.session, { source: path });
+      const { archiveId } = await createArchive(world.session, { snapshotId: snapshotId!, to: 's3', storageClass: 'STANDARD' });
+      // The snapshot is started, then the first range's blocks wait 2.5 s (2.5 hours of AWS time) to be hashed and written.
+      const { index, writer, catalog, archives } = world.session;
+      const back = await rehydrate({ index, writer, catalog, archives, hashPool: held }, { archive: archiveId, toSnapshot: true });
+      await world.restoredEquals(back.snapshotId!, path);
+    } finally {
+      await held.destroy();
+      await world.close();
+    }
+  });
+});
+
 describe('CompleteSnapshot answers and EC2 lagging behind (ec2LagMs 1500)', () => {
   const world = new World();
   beforeAll(() => world.open('snapline-rules-lag-', { ec2LagMs: 1500 }));

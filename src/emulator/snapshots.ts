@@ -13,9 +13,9 @@ export const ACCOUNT_ID = '123456789012';
 
 /** Quotas the endpoint enforces, with AWS's defaults. */
 export interface EndpointLimits {
-  /** Pending snapshots at once; one more StartSnapshot gets ConcurrentLimitExceededException. */
+  /** Pending snapshots at once in a Region; one more StartSnapshot gets ConcurrentLimitExceededException. */
   maxPendingSnapshots: number;
-  /** Snapshots kept (not deleted); one more StartSnapshot gets ServiceQuotaExceededException. */
+  /** Snapshots kept (not deleted) in a Region; one more StartSnapshot gets ServiceQuotaExceededException. */
   maxSnapshots: number;
   /** Copies in progress into one Region; one more CopySnapshot gets ResourceLimitExceeded (default 20). */
   maxConcurrentCopies?: number;
@@ -148,8 +148,8 @@ export class SnapshotService {
       input.timeoutMinutes,
     ]);
     if (input.clientToken !== undefined) {
-      const earlier = this.catalog.byClientToken(input.clientToken);
-      if (earlier !== undefined && earlier.region === region) {
+      const earlier = this.catalog.byClientToken(region, input.clientToken);
+      if (earlier !== undefined) {
         if (earlier.fingerprint !== fingerprint) {
           throw EbsErrors.conflict('The request uses the same client token as a previous, but non-identical request.');
         }
@@ -172,11 +172,11 @@ export class SnapshotService {
     }
     const { encrypted, kmsKeyArn } = this.#encryptionOf(input, parent, region);
 
-    if (this.catalog.countPending() >= this.limits.maxPendingSnapshots) {
-      throw EbsErrors.concurrentLimit(`You have reached the limit of ${this.limits.maxPendingSnapshots} pending snapshots.`);
+    if (this.catalog.countPending(region) >= this.limits.maxPendingSnapshots) {
+      throw EbsErrors.concurrentLimit(`You have reached the limit of ${this.limits.maxPendingSnapshots} pending snapshots in ${region}.`);
     }
-    if (this.catalog.countVisible() >= this.limits.maxSnapshots) {
-      throw EbsErrors.quotaExceeded('DEPENDENCY_SERVICE_QUOTA_EXCEEDED', `You have reached the quota of ${this.limits.maxSnapshots} snapshots.`);
+    if (this.catalog.countVisible(region) >= this.limits.maxSnapshots) {
+      throw EbsErrors.quotaExceeded('DEPENDENCY_SERVICE_QUOTA_EXCEEDED', `You have reached the quota of ${this.limits.maxSnapshots} snapshots in ${region}.`);
     }
 
     const startTime = this.now();

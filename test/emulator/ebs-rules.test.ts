@@ -1,4 +1,11 @@
-import { CompleteSnapshotCommand, ListSnapshotBlocksCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from '@aws-sdk/client-ebs';
+import {
+  CompleteSnapshotCommand,
+  GetSnapshotBlockCommand,
+  ListChangedBlocksCommand,
+  ListSnapshotBlocksCommand,
+  PutSnapshotBlockCommand,
+  StartSnapshotCommand,
+} from '@aws-sdk/client-ebs';
 import {
   CreateTagsCommand,
   DescribeSnapshotsCommand,
@@ -17,6 +24,7 @@ import { rejection as snaplineRejection } from '../support/rejection.js';
 import {
   blockOf,
   checksum,
+  clientsFor,
   complete,
   expectAwsError,
   listAll,
@@ -174,10 +182,72 @@ describe('StartSnapshot: ClientToken and arguments', () => {
     expect((conflict as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode).toBe(409);
   });
 
+  it('tokens are per Region: a token used in one Region starts a new snapshot in another, whose own use then decides replays and conflicts', async () => {
+    const west = clientsFor(t.emulator.url, 4, 'eu-west-1');
+    try {
+      const east = await start(t.ebs, { ClientToken: 'rules-token-regions', Description: 'east' });
+      const westId = await start(west.ebs, { ClientToken: 'rules-token-regions', Description: 'west' });
+      expect(westId).not.toBe(east);
+      expect(await start(west.ebs, { ClientToken: 'rules-token-regions', Description: 'west' })).toBe(westId);
+      expect(await start(t.ebs, { ClientToken: 'rules-token-regions', Description: 'east' })).toBe(east);
+      await expectAwsError(start(west.ebs, { ClientToken: 'rules-token-regions', Description: 'east' }), 'ConflictException');
+    } finally {
+      for (const client of Object.values(west)) client.destroy();
+    }
+  });
+
+  it('Description is 1 to 255 characters; Tags at most 50, keys 1 to 127 characters, values up to 255', async () => {
+    const tags = (count: number) => Array.from({ length: count }, (_, i) => ({ Key: `k${i}`, Value: 'v' }));
+    await start(t.ebs, { Description: 'd'.repeat(255), Tags: [...tags(49), { Key: 'k'.repeat(127), Value: 'v'.repeat(255) }] });
+    await expectAwsError(start(t.ebs, { Description: 'd'.repeat(256) }), 'ValidationException', 'INVALID_PARAMETER_VALUE');
+    await expectAwsError(start(t.ebs, { Tags: tags(51) }), 'ValidationException', 'INVALID_TAG');
+    await expectAwsError(start(t.ebs, { Tags: [{ Key: 'k'.repeat(128), Value: 'v' }] }), 'ValidationException', 'INVALID_TAG');
+    await expectAwsError(start(t.ebs, { Tags: [{ Key: '', Value: 'v' }] }), 'ValidationException', 'INVALID_TAG');
+    await expectAwsError(start(t.ebs, { Tags: [{ Key: 'k', Value: 'v'.repeat(256) }] }), 'ValidationException', 'INVALID_TAG');
+  });
+
   it('refuses a token with white space or of more than 255 characters, and an empty Description', async () => {
     await expectAwsError(start(t.ebs, { ClientToken: 'two words' }), 'ValidationException', 'INVALID_PARAMETER_VALUE');
     await expectAwsError(start(t.ebs, { ClientToken: 'x'.repeat(256) }), 'ValidationException', 'INVALID_PARAMETER_VALUE');
     await expectAwsError(start(t.ebs, { Description: '' }), 'ValidationException', 'INVALID_PARAMETER_VALUE');
+  });
+});
+
+describe('snapshot ids', () => {
+  it('a snapshot id is at most 64 characters: a longer one is ValidationException in every operation, one of 64 is looked up', async () => {
+    const long = `snap-${'a'.repeat(60)}`;
+    const longest = `snap-${'a'.repeat(59)}`;
+    const done = await snapshotWith(t.ebs, blocks([[0, ONES]]));
+    const calls = (id: string) => [
+      () => start(t.ebs, { ParentSnapshotId: id }),
+      () => put(t.ebs, id, 0, ONES),
+      () => complete(t.ebs, id, new Map()),
+      () => t.ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: id })),
+      () => t.ebs.send(new ListChangedBlocksCommand({ SecondSnapshotId: id })),
+      () => t.ebs.send(new ListChangedBlocksCommand({ FirstSnapshotId: id, SecondSnapshotId: done })),
+      () => t.ebs.send(new GetSnapshotBlockCommand({ SnapshotId: id, BlockIndex: 0, BlockToken: 'AAAA' })),
+    ];
+    for (const call of calls(long)) await expectAwsError(call(), 'ValidationException', 'INVALID_SNAPSHOT_ID');
+    for (const call of calls(longest)) await expectAwsError(call(), 'ResourceNotFoundException', 'SNAPSHOT_NOT_FOUND');
+  });
+});
+
+describe('StartSnapshot: quotas', () => {
+  it('the pending snapshots and snapshots quotas count the snapshots of the Region asked, not those of other Regions', async () => {
+    const small = await startTestEndpoint({ limits: { maxPendingSnapshots: 1, maxSnapshots: 1 } });
+    const west = clientsFor(small.emulator.url, 4, 'eu-west-1');
+    try {
+      const east = await start(small.ebs);
+      const westId = await start(west.ebs);
+      await expectAwsError(start(small.ebs), 'ConcurrentLimitExceededException');
+      expect(await complete(west.ebs, westId, new Map())).toBe('completed');
+      await expectAwsError(start(west.ebs), 'ServiceQuotaExceededException', 'DEPENDENCY_SERVICE_QUOTA_EXCEEDED');
+      expect(await complete(small.ebs, east, new Map())).toBe('completed');
+      await expectAwsError(start(small.ebs), 'ServiceQuotaExceededException', 'DEPENDENCY_SERVICE_QUOTA_EXCEEDED');
+    } finally {
+      for (const client of Object.values(west)) client.destroy();
+      await small.stop();
+    }
   });
 });
 

@@ -1,4 +1,5 @@
 import { ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs';
+import Database from 'better-sqlite3';
 import { readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
@@ -49,6 +50,26 @@ describe('persistence', () => {
       await put(second.ebs, pending, 1, blockOf(6));
       expect(await complete(second.ebs, pending, new Map([[0, blockOf(5)], [1, blockOf(6)]]))).toBe('completed');
       expectBytes(await readBack(second.ebs, pending, 0), blockOf(5));
+      await second.stop();
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it('a data directory whose client tokens were kept without their Region still replays them (the migration makes tokens per Region)', async () => {
+    const dir = tempDir();
+    try {
+      const first = await startTestEndpoint({}, dir.path);
+      const id = await start(first.ebs, { ClientToken: 'token-before-regions' });
+      await first.stop();
+      // As the schema before tokens were per Region kept it: the bare token, user_version 4.
+      const db = new Database(join(dir.path, 'catalog.sqlite'));
+      db.prepare('UPDATE snapshots SET client_token = ? WHERE snapshot_id = ?').run('token-before-regions', id);
+      db.pragma('user_version = 4');
+      db.close();
+
+      const second = await startTestEndpoint({}, dir.path);
+      expect(await start(second.ebs, { ClientToken: 'token-before-regions' })).toBe(id);
       await second.stop();
     } finally {
       dir.cleanup();

@@ -178,6 +178,38 @@ describe('encrypted lineages', () => {
   });
 });
 
+describe("StartSnapshot's Description and Tags", () => {
+  const world = new World();
+  beforeAll(() => world.open('snapline-rules-start-arguments-'));
+  afterAll(() => world.close());
+
+  it('a description or tags StartSnapshot refuses are INVALID_ARGUMENT naming the option, before anything is read or started', async () => {
+    const { path } = world.image('arguments', 4);
+    const manyTags = Object.fromEntries(Array.from({ length: 49 }, (_, i) => [`k${i}`, 'v']));
+    const refused: [Partial<BackupOptions>, string][] = [
+      [{ description: '' }, 'description'],
+      [{ description: 'd'.repeat(256) }, 'description'],
+      [{ tags: { 'aws:owner': 'me' } }, 'tags'],
+      [{ tags: { ['k'.repeat(128)]: 'v' } }, 'tags'],
+      [{ tags: { key: 'v'.repeat(256) } }, 'tags'],
+      [{ tags: manyTags }, 'tags'],
+    ];
+    const starts = () => world.local.emulator.stats().operations.StartSnapshot?.requests ?? 0;
+    const before = starts();
+    for (const [options, option] of refused) {
+      const err = await rejection(backup(world.session, { source: path, ...options }));
+      expect(err.code, JSON.stringify(options).slice(0, 80)).toBe(ErrorCodes.INVALID_ARGUMENT);
+      expect(err.details?.option).toBe(option);
+    }
+    expect(starts()).toBe(before);
+    expect(world.session.index.runs.runStart(defaultVolumeName(path))).toBeUndefined();
+
+    const longest = { description: 'd'.repeat(255), tags: { ...Object.fromEntries(Object.entries(manyTags).slice(2)), ['k'.repeat(127)]: 'v'.repeat(255) } };
+    const result = await backup(world.session, { source: path, ...longest });
+    await world.restoredEquals(result.snapshotId!, path);
+  });
+});
+
 describe("the snapshot's Timeout, on a scaled clock", () => {
   it('an incremental whose scan pauses longer than the default 60-minute Timeout between two changed blocks still completes (scale 3600: 1 s)', async () => {
     const world = await new World().open('snapline-rules-timeout-', { timeScale: 3600 });
@@ -208,6 +240,49 @@ describe("the snapshot's Timeout, on a scaled clock", () => {
       expect(result.blocksUploaded).toBe(1);
       expect(world.local.emulator.stats().operations.StartSnapshot?.requests).toBe(starts + 1);
       await world.restoredEquals(result.snapshotId!, path);
+    } finally {
+      await held.destroy();
+      await world.close();
+    }
+  });
+});
+
+describe("a rehydrated snapshot's Timeout, on a scaled clock", () => {
+  /** A hash pool whose first block hashing waits `ms` first: an archive read held up (a slow or throttled store). */
+  class HeldBlockHashing extends HashPool {
+    #held = false;
+
+    constructor(private readonly ms: number) {
+      super({ threads: 1 });
+    }
+
+    override async hashBlocks(...args: Parameters<HashPool['hashBlocks']>): ReturnType<HashPool['hashBlocks']> {
+      if (!this.#held) {
+        this.#held = true;
+        await sleep(this.ms);
+      }
+      return super.hashBlocks(...args);
+    }
+  }
+
+  it('rehydrate --to-snapshot whose archive reads stall longer than the default 60-minute Timeout before a block still completes (scale 3600: 1 s)', async () => {
+    const bucket = 'snapline-rules-rehydrate-timeout';
+    const world = await new World().open('snapline-rules-rehydrate-timeout-', { timeScale: 3600 }, { archive: { bucket } });
+    const held = new HeldBlockHashing(2500);
+    try {
+      const { s3 } = clientsFor(world.local.emulator.url);
+      try {
+        await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+      } finally {
+        s3.destroy();
+      }
+      const { path } = world.image('rehydrate-stalled', 6);
+      const { snapshotId } = await backup(world.session, { source: path });
+      const { archiveId } = await createArchive(world.session, { snapshotId: snapshotId!, to: 's3', storageClass: 'STANDARD' });
+      // The snapshot is started, then the first range's blocks wait 2.5 s (2.5 hours of AWS time) to be hashed and written.
+      const { index, writer, catalog, archives } = world.session;
+      const back = await rehydrate({ index, writer, catalog, archives, hashPool: held }, { archive: archiveId, toSnapshot: true });
+      await world.restoredEquals(back.snapshotId!, path);
     } finally {
       await held.destroy();
       await world.close();

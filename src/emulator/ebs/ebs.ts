@@ -41,7 +41,8 @@ export function matchEbsRoute(method: string, path: string): EbsRoute | undefine
   return undefined;
 }
 
-const SNAPSHOT_ID = /^snap-[0-9a-f]{1,60}$/;
+/** snap- and hex digits, at most 64 characters (the API model's SnapshotId). */
+const SNAPSHOT_ID = /^snap-[0-9a-f]{1,59}$/;
 const BASE64 = /^[A-Za-z0-9+/=]+$/;
 const MAX_BLOCK_INDEX = MAX_VOLUME_SIZE_GIB * BLOCKS_PER_GIB;
 

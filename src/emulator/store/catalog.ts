@@ -134,8 +134,16 @@ ALTER TABLE snapshots ADD COLUMN region TEXT NOT NULL DEFAULT 'us-east-1';
 ALTER TABLE snapshots ADD COLUMN copy_source TEXT;
 `;
 
+/**
+ * StartSnapshot client tokens are per Region: the column holds "REGION TOKEN"
+ * (neither has white space), so that one token may start a snapshot in each Region.
+ */
+const CLIENT_TOKEN_REGION_SCHEMA = `
+UPDATE snapshots SET client_token = region || ' ' || client_token WHERE client_token IS NOT NULL;
+`;
+
 /** Schema steps in order; user_version counts the steps applied. */
-const MIGRATIONS = [SCHEMA, ARCHIVE_SCHEMA, REGION_SCHEMA, VOLUME_SCHEMA];
+const MIGRATIONS = [SCHEMA, ARCHIVE_SCHEMA, REGION_SCHEMA, VOLUME_SCHEMA, CLIENT_TOKEN_REGION_SCHEMA];
 const SCHEMA_VERSION = MIGRATIONS.length;
 
 /**
@@ -169,8 +177,8 @@ export class Catalog {
       byClientToken: db.prepare<[string], SnapshotRow>(`${SELECT_SNAPSHOT} WHERE s.client_token = ?`),
       pending: db.prepare<[], SnapshotRow>(`${SELECT_SNAPSHOT} WHERE s.status = 'pending' AND s.deleted_at IS NULL`),
       visible: db.prepare<[], SnapshotRow>(`${SELECT_SNAPSHOT} WHERE s.deleted_at IS NULL ORDER BY s.id`),
-      countPending: db.prepare<[], { n: number }>(`SELECT count(*) AS n FROM snapshots WHERE status = 'pending' AND deleted_at IS NULL`),
-      countVisible: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM snapshots WHERE deleted_at IS NULL'),
+      countPending: db.prepare<[string], { n: number }>(`SELECT count(*) AS n FROM snapshots WHERE status = 'pending' AND deleted_at IS NULL AND region = ?`),
+      countVisible: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM snapshots WHERE deleted_at IS NULL AND region = ?'),
       copyBlocks: db.prepare('INSERT INTO blocks (snapshot, idx, blob, origin) SELECT ?, idx, blob, origin FROM blocks WHERE snapshot = ?'),
       // A copy holds its source's blocks; those the previous copy holds with the same bytes keep that copy's origin, the rest are the copy's own.
       copyOfBlocks: db.prepare<{ copy: number; source: number; previous: number | null }>(
@@ -232,6 +240,7 @@ export class Catalog {
     return this.#db.transaction(() => {
       const info = this.#s.insertSnapshot.run({
         ...snapshot,
+        clientToken: snapshot.clientToken === null ? null : clientTokenKey(snapshot.region, snapshot.clientToken),
         encrypted: snapshot.encrypted ? 1 : 0,
         tags: JSON.stringify(snapshot.tags),
       });
@@ -271,8 +280,9 @@ export class Catalog {
     return row === undefined ? undefined : this.#record(row);
   }
 
-  byClientToken(token: string): SnapshotRecord | undefined {
-    const row = this.#s.byClientToken.get(token);
+  /** The snapshot StartSnapshot made with this client token in this Region. */
+  byClientToken(region: string, token: string): SnapshotRecord | undefined {
+    const row = this.#s.byClientToken.get(clientTokenKey(region, token));
     return row === undefined ? undefined : this.#record(row);
   }
 
@@ -286,12 +296,14 @@ export class Catalog {
     return this.#s.visible.all().map((row) => this.#record(row));
   }
 
-  countPending(): number {
-    return this.#s.countPending.get()!.n;
+  /** Pending snapshots of a Region (quotas are per Region). */
+  countPending(region: string): number {
+    return this.#s.countPending.get(region)!.n;
   }
 
-  countVisible(): number {
-    return this.#s.countVisible.get()!.n;
+  /** Snapshots of a Region not deleted. */
+  countVisible(region: string): number {
+    return this.#s.countVisible.get(region)!.n;
   }
 
   blobByDigest(digest: Buffer): number | undefined {
@@ -393,7 +405,7 @@ export class Catalog {
       encrypted: row.encrypted === 1,
       kmsKeyArn: row.kms_key_arn,
       tags: JSON.parse(row.tags) as Tag[],
-      clientToken: row.client_token,
+      clientToken: row.client_token === null ? null : row.client_token.slice(row.client_token.indexOf(' ') + 1),
       fingerprint: row.fingerprint,
       completesAt: row.completes_at,
       completionOutcome: row.completion_outcome,
@@ -404,4 +416,9 @@ export class Catalog {
       copySource: row.copy_source,
     };
   }
+}
+
+/** How a StartSnapshot client token is kept: tokens are per Region. */
+function clientTokenKey(region: string, token: string): string {
+  return `${region} ${token}`;
 }

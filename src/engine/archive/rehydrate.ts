@@ -29,6 +29,7 @@ import {
 import type { ArchivePlaces } from './places.js';
 import { EC2_SETTLE_MS, UNCERTAIN_COMPLETION_WAIT_MS, completionMayHaveHappened, waitForSnapshot } from '../blocks/committer.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
+import { DEFAULT_SNAPSHOT_TIMEOUT_MINUTES } from '../backup/backup.js';
 
 const MIB = 1024 * 1024;
 /** Blocks are fetched by 8 MiB windows of a segment (16 blocks; a power of two, so a window is one tree-hash-aligned range). */
@@ -332,6 +333,8 @@ async function rehydrateToSnapshot(
     encrypted: snapshot.encrypted || undefined,
     description: `rehydrated by snapline from archive ${archiveId} of ${snapshot.snapshotId}`,
     tags: { [VOLUME_TAG]: snapshot.volume, [SOURCE_BYTES_TAG]: String(snapshot.sourceBytes), [ARCHIVE_TAG]: archiveId },
+    // As a backup's: reads of the archive that stall (a slow or throttled store) must not get the snapshot cancelled (60 minutes by default).
+    timeoutMinutes: DEFAULT_SNAPSHOT_TIMEOUT_MINUTES,
   });
   const snapshotId = started.snapshotId;
   // The aggregate is built from the plan's digests in block order while the blocks are written.

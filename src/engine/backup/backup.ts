@@ -163,6 +163,7 @@ export async function backup(deps: BackupDeps, options: BackupOptions): Promise<
   const started = Date.now();
   throwIfAborted(options.signal);
   checkTrackingOptions(options);
+  checkStartArguments(options);
   const source = await openSource(options.source, { dirtyBitmap: options.dirtyBitmap });
   try {
     // A file or device is known by its real path, an NBD export by its canonical URL.
@@ -191,6 +192,33 @@ function checkVolumeName(volume: string): void {
       `volume "${volume}" is not a valid name: use 1 to 128 letters, digits, dots, dashes or underscores`,
       { details: { option: 'volume' } },
     );
+  }
+}
+
+/** Tags StartSnapshot takes at most, snapline's own among them. */
+const MAX_SNAPSHOT_TAGS = 50;
+const OWN_TAGS = [VOLUME_TAG, SOURCE_BYTES_TAG];
+
+/**
+ * The description and tags as StartSnapshot takes them (EBS API Reference,
+ * StartSnapshot: Description 1 to 255 characters; Tags at most 50, keys 1 to
+ * 127 characters not starting with aws:, values up to 255), checked before
+ * anything is read: the snapshot starts with the first block to upload.
+ */
+function checkStartArguments(options: BackupOptions): void {
+  const { description, tags = {} } = options;
+  if (description !== undefined && (description.length < 1 || description.length > 255)) {
+    throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `description must be 1 to 255 characters, got ${description.length}`, { details: { option: 'description' } });
+  }
+  const refuse = (why: string) => new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `tags: ${why}`, { details: { option: 'tags' } });
+  for (const [key, value] of Object.entries(tags)) {
+    if (key.length < 1 || key.length > 127) throw refuse(`a key is 1 to 127 characters, one has ${key.length}`);
+    if (key.toLowerCase().startsWith('aws:')) throw refuse(`key "${key}" starts with aws:, which AWS reserves`);
+    if (value.length > 255) throw refuse(`the value of "${key}" has ${value.length} characters, at most 255 are allowed`);
+  }
+  const count = new Set([...Object.keys(tags), ...OWN_TAGS]).size;
+  if (count > MAX_SNAPSHOT_TAGS) {
+    throw refuse(`a snapshot takes at most ${MAX_SNAPSHOT_TAGS} tags, ${OWN_TAGS.length} of them snapline's (${OWN_TAGS.join(', ')}): ${count - OWN_TAGS.length} given`);
   }
 }
 

@@ -234,7 +234,7 @@ async function runBackup(
   // The hash threads start here (a session starts them on first use), so that their start-up
   // overlaps the planning's EC2 calls and the loading of the SDK instead of delaying the first read.
   void deps.hashPool;
-  const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
+  const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options, source);
   const resumed = run !== undefined;
   if (run?.state === 'completing') {
     // A crash came after the run was marked completing: seal it again and watch it to the end.
@@ -430,12 +430,18 @@ interface Plan {
   encrypted: boolean;
 }
 
-/** The unfinished run of this volume to continue, after checking it is the same run and still alive in AWS. */
+/**
+ * The unfinished run of this volume to continue, after checking it is the
+ * same run, still alive in AWS, and (while blocks are still to be written)
+ * of a source of the size it was started with: its snapshot is tagged and
+ * recorded with that size, which a restore gives back.
+ */
 async function pendingRunToResume(
   deps: BackupDeps,
   volume: string,
   identity: RunIdentity,
   options: BackupOptions,
+  source: BlockSource,
 ): Promise<SnapshotRecord | undefined> {
   const run = deps.index.runs.pendingRun(volume);
   if (!run) return undefined;
@@ -459,6 +465,13 @@ async function pendingRunToResume(
   if (!remote || remote.state !== 'pending') {
     // Gone, errored or completed without our commit: it cannot be continued.
     deps.index.runs.abandonRun(run.snapshotId, `found in state ${remote?.state ?? 'deleted'} when resuming`);
+    return undefined;
+  }
+  if (run.state === 'pending' && run.sourceBytes !== source.sizeBytes) {
+    // Completed, it would restore to the old size: a grown source's new bytes cut off, a shrunk one's old blocks kept past its end.
+    const reason = `the source holds ${source.sizeBytes} bytes, not the ${run.sourceBytes} it held when the run started`;
+    deps.index.runs.abandonRun(run.snapshotId, reason);
+    options.onWarning?.(`the unfinished backup ${run.snapshotId} of "${volume}" is not resumed: ${reason}; a new snapshot is taken (AWS cancels the pending one after its Timeout)`);
     return undefined;
   }
   return run;

@@ -1,0 +1,106 @@
+/**
+ * Incremental backups that must never be fooled into a snapshot that lacks a
+ * block of the source or holds a stale one: the engine on the strict local
+ * endpoint through the real adapters (session, SDK, HTTP on loopback), a
+ * SQLite index, the hash pool and image files. Each snapshot is checked by a
+ * restore compared byte for byte with the source.
+ */
+import { appendFileSync, truncateSync } from 'node:fs';
+import { basename } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BLOCK_SIZE } from '../../src/core/constants.js';
+import type { SnapshotWriter } from '../../src/core/ports.js';
+import { backup, type BackupDeps } from '../../src/engine/backup/backup.js';
+import { restore } from '../../src/engine/restore/restore.js';
+import { ErrorCodes, SnaplineError } from '../../src/errors.js';
+import type { Session } from '../../src/session.js';
+import { pseudoRandomBytes, writeImage } from '../support/images.js';
+import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
+import { rejection } from '../support/rejection.js';
+import { expectSameBytes } from '../support/same-bytes.js';
+
+let local: LocalEndpoint;
+beforeAll(async () => {
+  local = await startLocalEndpoint('snapline-backup-safety-', { emulator: { log: () => undefined } });
+});
+afterAll(() => local.close());
+
+function depsOf(session: Session, replaced: Partial<BackupDeps> = {}): BackupDeps {
+  return { index: session.index, writer: session.writer, reader: session.reader, catalog: session.catalog, hashPool: session.hashPool, slabs: session.slabs, ...replaced };
+}
+
+/** The session's writer, but the process "dies" (INTERRUPTED) at the upload after the first `count`. */
+function dyingAfterPuts(writer: SnapshotWriter, count: number): SnapshotWriter {
+  let sent = 0;
+  return {
+    startSnapshot: (input) => writer.startSnapshot(input),
+    async putBlock(...args) {
+      sent += 1;
+      if (sent > count) throw new SnaplineError(ErrorCodes.INTERRUPTED, 'the process died (test)');
+      await writer.putBlock(...args);
+    },
+    completeSnapshot: (...args) => writer.completeSnapshot(...args),
+  };
+}
+
+/** Restores `snapshotId` into a new file and compares it with the image at `imagePath`. */
+async function expectRestoresTo(snapshotId: string, imagePath: string): Promise<void> {
+  const target = local.pathFor('restored.img');
+  await restore(local.session, { snapshotId, target });
+  await expectSameBytes(target, imagePath);
+}
+
+describe('a pending run and a source that changed size since', () => {
+  /** Backs up the image at `path` until the upload after the first `uploads` "kills" the run; the pending run left. */
+  async function crashedRun(path: string, uploads: number): Promise<string> {
+    const crashed = await rejection(backup(depsOf(local.session, { writer: dyingAfterPuts(local.session.writer, uploads) }), { source: path }));
+    expect(crashed.code).toBe(ErrorCodes.INTERRUPTED);
+    const pending = local.session.index.runs.pendingRun(basename(path));
+    expect(pending?.state).toBe('pending');
+    return pending!.snapshotId;
+  }
+
+  /** The rerun after the resize: a new snapshot of the resized source, the old run abandoned with a warning. */
+  async function expectFreshRun(path: string, abandoned: string, sizes: { before: number; after: number }): Promise<void> {
+    const warnings: string[] = [];
+
+    const result = await backup(local.session, { source: path, onWarning: (message) => warnings.push(message) });
+
+    expect(result).toMatchObject({ resumed: false, sourceBytes: sizes.after });
+    expect(result.snapshotId).not.toBe(abandoned);
+    expect(warnings.join('\n')).toContain(`the unfinished backup ${abandoned} of "${basename(path)}" is not resumed: the source holds ${sizes.after} bytes, not the ${sizes.before}`);
+    expect(local.session.index.lineage.getSnapshot(abandoned)?.state).toBe('error');
+    expect(local.session.index.lineage.getSnapshot(result.snapshotId!)?.sourceBytes).toBe(sizes.after);
+    await expectRestoresTo(result.snapshotId!, path);
+  }
+
+  it('grown: the rerun does not complete the pending snapshot, which would restore to the old size and lose the new bytes', async () => {
+    const path = local.pathFor('grown.img');
+    writeImage(path, { label: path, blocks: 16 });
+    const pending = await crashedRun(path, 4);
+    appendFileSync(path, pseudoRandomBytes(`${path}/grown`, 2 * BLOCK_SIZE + 1000));
+
+    await expectFreshRun(path, pending, { before: 16 * BLOCK_SIZE, after: 18 * BLOCK_SIZE + 1000 });
+  });
+
+  it('shrunk: the rerun does not complete the pending snapshot, which would restore to the old size with stale blocks past the new end', async () => {
+    const path = local.pathFor('shrunk.img');
+    writeImage(path, { label: path, blocks: 16 });
+    const pending = await crashedRun(path, 12);
+    truncateSync(path, 6 * BLOCK_SIZE + 777);
+
+    await expectFreshRun(path, pending, { before: 16 * BLOCK_SIZE, after: 6 * BLOCK_SIZE + 777 });
+  });
+
+  it('the same size: the rerun resumes the pending snapshot and uploads only what is missing', async () => {
+    const path = local.pathFor('same.img');
+    writeImage(path, { label: path, blocks: 16 });
+    const pending = await crashedRun(path, 4);
+
+    const result = await backup(local.session, { source: path });
+
+    expect(result).toMatchObject({ snapshotId: pending, resumed: true });
+    expect(result.blocksUploaded).toBeLessThan(16);
+    await expectRestoresTo(pending, path);
+  });
+});

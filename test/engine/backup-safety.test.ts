@@ -14,7 +14,8 @@ import { backup, type BackupDeps } from '../../src/engine/backup/backup.js';
 import { restore } from '../../src/engine/restore/restore.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import type { Session } from '../../src/session.js';
-import { pseudoRandomBytes, writeImage } from '../support/images.js';
+import { overwriteBlocks, pseudoRandomBytes, writeBlocks, writeImage } from '../support/images.js';
+import { clientsFor, snapshotWith } from '../emulator/helpers.js';
 import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
 import { rejection } from '../support/rejection.js';
 import { expectSameBytes } from '../support/same-bytes.js';
@@ -102,5 +103,59 @@ describe('a pending run and a source that changed size since', () => {
     expect(result).toMatchObject({ snapshotId: pending, resumed: true });
     expect(result.blocksUploaded).toBeLessThan(16);
     await expectRestoresTo(pending, path);
+  });
+});
+
+describe('parents and sizes between completed runs', () => {
+  it('a parent taken elsewhere that is a sibling of the head (made from an older snapshot): every block the two disagree on is uploaded, zeros included', async () => {
+    const path = local.pathFor('sibling.img');
+    const bytes = writeImage(path, { label: path, blocks: 8 });
+    const first = await backup(local.session, { source: path });
+    overwriteBlocks(path, bytes, [2, 3], `${path}/second`);
+    const head = await backup(local.session, { source: path });
+    // Taken in AWS of a volume made from the first snapshot: block 5 written there.
+    const elsewhere = pseudoRandomBytes(`${path}/elsewhere`, BLOCK_SIZE);
+    const { ebs } = clientsFor(local.emulator.url);
+    const parent = await snapshotWith(ebs, new Map([[5, elsewhere]]), { ParentSnapshotId: first.snapshotId!, VolumeSize: 1 });
+    // The source now: the head's block 2, zeros in block 3 (the head's data, the parent's first data), the parent's block 5.
+    writeBlocks(path, new Map([[3, Buffer.alloc(BLOCK_SIZE)], [5, elsewhere]]));
+
+    const result = await backup(local.session, { source: path, parent });
+
+    expect(result).toMatchObject({ parentSnapshotId: parent });
+    expect(head.snapshotId).not.toBe(parent);
+    await expectRestoresTo(result.snapshotId!, path);
+  });
+
+  it('a source shrunk, then grown back with zeros: the blocks past the shrunk end are zeros in the last snapshot, not the first run\'s data', async () => {
+    const path = local.pathFor('regrown.img');
+    writeImage(path, { label: path, blocks: 16 });
+    await backup(local.session, { source: path });
+    truncateSync(path, 6 * BLOCK_SIZE + 777);
+    const shrunk = await backup(local.session, { source: path });
+    await expectRestoresTo(shrunk.snapshotId!, path);
+    truncateSync(path, 12 * BLOCK_SIZE);
+
+    const regrown = await backup(local.session, { source: path });
+
+    await expectRestoresTo(regrown.snapshotId!, path);
+  });
+
+  it('a parent taken elsewhere with blocks past the end of the source: the next runs, once the source has grown over them, do not keep that parent\'s data there', async () => {
+    const path = local.pathFor('beyond.img');
+    writeImage(path, { label: path, blocks: 16 });
+    const head = await backup(local.session, { source: path });
+    // Taken in AWS of a volume made from the head, written past the bytes the source holds.
+    const { ebs } = clientsFor(local.emulator.url);
+    const parent = await snapshotWith(ebs, new Map([[20, pseudoRandomBytes(`${path}/beyond`, BLOCK_SIZE)]]), { ParentSnapshotId: head.snapshotId!, VolumeSize: 1 });
+    const reconciled = await backup(local.session, { source: path, parent });
+    expect(reconciled).toMatchObject({ blocksScanned: 16, blocksUploaded: 1 });
+    await expectRestoresTo(reconciled.snapshotId!, path);
+    truncateSync(path, 24 * BLOCK_SIZE);
+
+    const grown = await backup(local.session, { source: path });
+
+    expect(grown.parentSnapshotId).toBe(reconciled.snapshotId);
+    await expectRestoresTo(grown.snapshotId!, path);
   });
 });

@@ -4,12 +4,12 @@ import { basename } from 'node:path';
 import { throwIfAborted } from '../../core/abort.js';
 import { TaskWindow } from '../../core/task-window.js';
 import { ZERO_BLOCK_DIGEST, checksumOf } from '../../core/checksum.js';
-import { BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from '../../core/constants.js';
+import { BLOCKS_PER_GIB, BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from '../../core/constants.js';
 import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, StartSnapshotInput } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
-import { SlabPool, isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, type BlockSource } from '../../source/index.js';
+import { SlabPool, isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, zeroSlab, type BlockSource } from '../../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
 import { EC2_SETTLE_MS, completeAndCommit, describeListed, settledBy } from '../blocks/committer.js';
@@ -698,7 +698,7 @@ async function scanAndUpload(
   const upload = async (slab: HashedSlab, i: number, intended: Promise<void>) => {
     const blockIndex = slab.firstBlock + i;
     const digest = digestAt(slab, i);
-    const percent = Math.floor((100 * (blockIndex + 1)) / totalBlocks);
+    const percent = Math.min(100, Math.floor((100 * (blockIndex + 1)) / totalBlocks));
     await intended;
     // An upload not sent when the run is aborted is not sent: its intent makes the resume send it.
     throwIfAborted(options.signal);
@@ -710,7 +710,7 @@ async function scanAndUpload(
   const ticker = setInterval(() => progress('scan'), 500);
   try {
     await uploads.run(async () => {
-      for await (const slab of scanSource(source, slabs, deps.hashPool, { ranges, hashAhead, keepBytes: uploadUnless, signal: options.signal })) {
+      for await (const slab of scanRuns()) {
         // Slabs hashed ahead are yielded without reading: the abort is checked here too.
         if (options.signal?.aborted) {
           slab.slab.release();
@@ -722,7 +722,7 @@ async function scanAndUpload(
           if (unneeded === undefined || Buffer.compare(unneeded, digestAt(slab, i)) !== 0) toUpload.push(i);
           else if (unneeded === UNWRITTEN_ZERO) counts.zeroSkipped += 1;
         }
-        counts.scanned += slab.blockCount;
+        if (slab.firstBlock < totalBlocks) counts.scanned += slab.blockCount;
         if (!slab.hole) counts.read += slab.blockCount;
         reachedBlock = slab.firstBlock + slab.blockCount;
         counts.changed += toUpload.length;
@@ -773,6 +773,21 @@ async function scanAndUpload(
   return counts;
 
   /**
+   * The source's blocks as the scan reads and hashes them, then the suspects
+   * past its last block (a parent taken elsewhere that differs from the base
+   * there), as zeros: what the source holds there. Left out, the snapshot
+   * would keep the parent's data where the index's map, built on the base,
+   * says otherwise, and a later run of a grown source would trust the map.
+   */
+  async function* scanRuns(): AsyncGenerator<HashedSlab> {
+    yield* scanSource(source, slabs, deps.hashPool, { ranges, hashAhead, keepBytes: uploadUnless, signal: options.signal });
+    const volumeBlocks = plan.volumeSizeGiB * BLOCKS_PER_GIB;
+    for (const block of plan.suspects) {
+      if (block >= totalBlocks && block < volumeBlocks) yield pastSourceEnd(block, uploadUnless(block));
+    }
+  }
+
+  /**
    * The upload decision for one block, made as the scan reads it: the digest
    * under which it needs no upload, undefined when it is uploaded whatever
    * it holds. Asked once a block, in ascending order.
@@ -788,6 +803,11 @@ async function scanAndUpload(
     if (!suspect && zeroIsImplicit) return UNWRITTEN_ZERO;
     return undefined;
   }
+}
+
+/** Block `block`, past the source's end, as a run of one zero block (nothing read). */
+function pastSourceEnd(block: number, unneededAs: Uint8Array | undefined): HashedSlab {
+  return { slab: zeroSlab(1), firstBlock: block, blockCount: 1, digests: ZERO_BLOCK_DIGEST, zero: Uint8Array.of(1), hole: true, unneededAs: [unneededAs] };
 }
 
 /** uploadUnless' answer for a block the lineage never wrote: a block left out for it is a zero block skipped. */

@@ -5,7 +5,7 @@
  * SQLite index, the hash pool and image files. Each snapshot is checked by a
  * restore compared byte for byte with the source.
  */
-import { appendFileSync, truncateSync } from 'node:fs';
+import { appendFileSync, copyFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
@@ -16,7 +16,7 @@ import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import type { Session } from '../../src/session.js';
 import { overwriteBlocks, pseudoRandomBytes, writeBlocks, writeImage } from '../support/images.js';
 import { clientsFor, snapshotWith } from '../emulator/helpers.js';
-import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
+import { startLocalEndpoint, withLocalSession, type LocalEndpoint } from '../support/local-endpoint.js';
 import { rejection } from '../support/rejection.js';
 import { expectSameBytes } from '../support/same-bytes.js';
 
@@ -157,5 +157,77 @@ describe('parents and sizes between completed runs', () => {
 
     expect(grown.parentSnapshotId).toBe(reconciled.snapshotId);
     await expectRestoresTo(grown.snapshotId!, path);
+  });
+});
+
+describe('a tracker whose checkpoint name was reused after a later backup', () => {
+  /** A changed-blocks file listing `blocks` (whole blocks). */
+  function changedBlocks(blocks: number[]): string {
+    const path = local.pathFor('changes.txt');
+    writeFileSync(path, blocks.map((block) => `${block * BLOCK_SIZE} ${BLOCK_SIZE}\n`).join(''));
+    return path;
+  }
+
+  /**
+   * The usual cycle with one checkpoint name, reset once each backup succeeded: a full backup at
+   * checkpoint "c", then a tracked one of blocks 2 and 3; then block 5 is written (the tracker,
+   * reset after the second backup, counts only that one). Returns the first two snapshots.
+   */
+  async function twoBackupsAtOneCheckpoint(path: string, bytes: Buffer, indexPath: string, copyOfFirstIndex?: string): Promise<{ first: string; second: string }> {
+    const first = await withLocalSession(local.emulator, indexPath, (session) => backup(session, { source: path, checkpoint: 'c' }));
+    if (copyOfFirstIndex !== undefined) copyFileSync(indexPath, copyOfFirstIndex);
+    overwriteBlocks(path, bytes, [2, 3], `${path}/second`);
+    const second = await withLocalSession(local.emulator, indexPath, (session) =>
+      backup(session, { source: path, changedBlocksFile: changedBlocks([2, 3]), sinceCheckpoint: 'c', checkpoint: 'c' }),
+    );
+    expect(second.changeTracking).toMatchObject({ scan: 'tracked', blocksMarked: 2 });
+    overwriteBlocks(path, bytes, [5], `${path}/third`);
+    return { first: first.snapshotId!, second: second.snapshotId! };
+  }
+
+  it('an older copy of the index (its head the first snapshot): the tracker is not trusted, every block is read, the snapshot holds all changes', async () => {
+    const path = local.pathFor('old-index.img');
+    const bytes = writeImage(path, { label: path, blocks: 16 });
+    const indexPath = local.pathFor('index.db');
+    const oldCopy = local.pathFor('index-copy.db');
+    const { first, second } = await twoBackupsAtOneCheckpoint(path, bytes, indexPath, oldCopy);
+
+    const third = await withLocalSession(local.emulator, oldCopy, (session) =>
+      backup(session, { source: path, changedBlocksFile: changedBlocks([5]), sinceCheckpoint: 'c', checkpoint: 'c' }),
+    );
+
+    expect(third.parentSnapshotId).toBe(first);
+    expect(third.changeTracking?.scan).toBe('full');
+    expect(third.changeTracking?.reason).toContain(second);
+    await expectRestoresTo(third.snapshotId!, path);
+  });
+
+  it('a parent older than the head (--parent): the tracker is not trusted, every block is read, the snapshot holds all changes', async () => {
+    const path = local.pathFor('older-parent.img');
+    const bytes = writeImage(path, { label: path, blocks: 16 });
+    const indexPath = local.pathFor('index.db');
+    const { first, second } = await twoBackupsAtOneCheckpoint(path, bytes, indexPath);
+
+    const third = await withLocalSession(local.emulator, indexPath, (session) =>
+      backup(session, { source: path, parent: first, changedBlocksFile: changedBlocks([5]), sinceCheckpoint: 'c', checkpoint: 'c' }),
+    );
+
+    expect(third.changeTracking?.scan).toBe('full');
+    expect(third.changeTracking?.reason).toContain(second);
+    await expectRestoresTo(third.snapshotId!, path);
+  });
+
+  it('the parent is the newest snapshot of the volume: the tracker is trusted', async () => {
+    const path = local.pathFor('newest.img');
+    const bytes = writeImage(path, { label: path, blocks: 16 });
+    const indexPath = local.pathFor('index.db');
+    const { second } = await twoBackupsAtOneCheckpoint(path, bytes, indexPath);
+
+    const third = await withLocalSession(local.emulator, indexPath, (session) =>
+      backup(session, { source: path, changedBlocksFile: changedBlocks([5]), sinceCheckpoint: 'c', checkpoint: 'c' }),
+    );
+
+    expect(third).toMatchObject({ parentSnapshotId: second, blocksRead: 1, changeTracking: { scan: 'tracked', blocksMarked: 1 } });
+    await expectRestoresTo(third.snapshotId!, path);
   });
 });

@@ -247,7 +247,7 @@ async function runBackup(
   if (plan.base !== null) index.maps.verifyMap(plan.base);
   const encrypted = run ? run.encrypted : plan.encrypted;
   const resume = run ? ResumeState.load(index, run.snapshotId) : ResumeState.empty();
-  const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites(), trackerRanges);
+  const tracked = await planTracking(deps, volume, options, tracker, source, plan, resume.rewrites(), trackerRanges);
   if (tracked?.result.reason !== undefined) options.onWarning?.(`${tracked.result.tracker} is not used: ${tracked.result.reason}`);
   if (tracked?.ranges !== undefined && options.verifyUnchangedPercent !== undefined && options.verifyUnchangedPercent > 0) {
     tracked.result.blocksVerified = await verifyUnchanged(deps, source, plan.base!, tracked.ranges, options.verifyUnchangedPercent, tracker!.description, {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import type { SnapshotWriter } from '../../src/core/ports.js';
 import { backup, type BackupDeps } from '../../src/engine/backup/backup.js';
+import { prune } from '../../src/engine/lineage/prune.js';
 import { restore } from '../../src/engine/restore/restore.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import type { Session } from '../../src/session.js';
@@ -229,5 +230,30 @@ describe('a tracker whose checkpoint name was reused after a later backup', () =
 
     expect(third).toMatchObject({ parentSnapshotId: second, blocksRead: 1, changeTracking: { scan: 'tracked', blocksMarked: 1 } });
     await expectRestoresTo(third.snapshotId!, path);
+  });
+});
+
+describe('the parent\'s map after its ancestors were pruned', () => {
+  it('the incremental on top of a snapshot whose ancestors were deleted writes zeros where data became zero and holds every change', async () => {
+    const path = local.pathFor('pruned.img');
+    const bytes = writeImage(path, { label: path, blocks: 12, zeroBlocks: [9] });
+    const indexPath = local.pathFor('index.db');
+    await withLocalSession(local.emulator, indexPath, async (session) => {
+      await backup(session, { source: path });
+      overwriteBlocks(path, bytes, [2, 3, 9], `${path}/second`);
+      await backup(session, { source: path });
+      overwriteBlocks(path, bytes, [4], `${path}/third`);
+      const kept = await backup(session, { source: path });
+      const pruned = await prune({ index: session.index, catalog: session.catalog }, { volume: basename(path), keepLast: 1 });
+      expect(pruned.volumes[0]?.snapshots.filter((snapshot) => snapshot.removed)).toHaveLength(2);
+      // Data that became zero (written by the deleted snapshots), and a block changed again.
+      overwriteBlocks(path, bytes, [2, 9], 'zero', () => true);
+      overwriteBlocks(path, bytes, [3], `${path}/fourth`);
+
+      const next = await backup(session, { source: path });
+
+      expect(next).toMatchObject({ parentSnapshotId: kept.snapshotId, blocksUploaded: 3 });
+      await expectRestoresTo(next.snapshotId!, path);
+    });
   });
 });

@@ -94,6 +94,28 @@ describe('a pending run and a source that changed size since', () => {
     await expectFreshRun(path, pending, { before: 16 * BLOCK_SIZE, after: 6 * BLOCK_SIZE + 777 });
   });
 
+  it('a run that crashed after CompleteSnapshot: the rerun watches it to the end and reports the size the snapshot holds, not the grown source\'s', async () => {
+    const path = local.pathFor('sealed.img');
+    writeImage(path, { label: path, blocks: 8 });
+    const writer = local.session.writer;
+    const dying: SnapshotWriter = {
+      startSnapshot: (input) => writer.startSnapshot(input),
+      putBlock: (...args) => writer.putBlock(...args),
+      async completeSnapshot(...args) {
+        await writer.completeSnapshot(...args);
+        throw new SnaplineError(ErrorCodes.INTERRUPTED, 'the process died (test)');
+      },
+    };
+    await rejection(backup(depsOf(local.session, { writer: dying }), { source: path }));
+    const sealed = local.session.index.runs.pendingRun(basename(path));
+    expect(sealed?.state).toBe('completing');
+    appendFileSync(path, pseudoRandomBytes(`${path}/grown`, BLOCK_SIZE));
+
+    const result = await backup(local.session, { source: path });
+
+    expect(result).toMatchObject({ snapshotId: sealed!.snapshotId, resumed: true, sourceBytes: 8 * BLOCK_SIZE });
+  });
+
   it('the same size: the rerun resumes the pending snapshot and uploads only what is missing', async () => {
     const path = local.pathFor('same.img');
     writeImage(path, { label: path, blocks: 16 });

@@ -847,7 +847,8 @@ function resultOf(
     parentSnapshotId: committed?.parentSnapshotId ?? plan?.parent ?? null,
     volume,
     volumeSizeGiB: committed?.volumeSizeGiB ?? plan?.volumeSizeGiB ?? volumeSizeGiBFor(source.sizeBytes),
-    sourceBytes: source.sizeBytes,
+    // A run sealed on resume holds the bytes it was started with, whatever the source holds now.
+    sourceBytes: committed?.sourceBytes ?? source.sizeBytes,
     blocksScanned: counts.scanned,
     blocksRead: counts.read,
     blocksChanged: counts.changed,

@@ -4,12 +4,12 @@ import { basename } from 'node:path';
 import { throwIfAborted } from '../../core/abort.js';
 import { TaskWindow } from '../../core/task-window.js';
 import { ZERO_BLOCK_DIGEST, checksumOf } from '../../core/checksum.js';
-import { BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from '../../core/constants.js';
+import { BLOCKS_PER_GIB, BLOCK_SIZE, MAX_VOLUME_SIZE_GIB, blockCountFor, volumeSizeGiBFor } from '../../core/constants.js';
 import type { RemoteSnapshot, SnapshotCatalog, SnapshotReader, SnapshotWriter, StartSnapshotInput } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
-import { SlabPool, isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, type BlockSource } from '../../source/index.js';
+import { SlabPool, isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, zeroSlab, type BlockSource } from '../../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
 import { EC2_SETTLE_MS, completeAndCommit, describeListed, settledBy } from '../blocks/committer.js';
@@ -262,7 +262,7 @@ async function runBackup(
   // The hash threads start here (a session starts them on first use), so that their start-up
   // overlaps the planning's EC2 calls and the loading of the SDK instead of delaying the first read.
   void deps.hashPool;
-  const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options);
+  const run = options.dryRun ? undefined : await pendingRunToResume(deps, volume, identity, options, source);
   const resumed = run !== undefined;
   if (run?.state === 'completing') {
     // A crash came after the run was marked completing: seal it again and watch it to the end.
@@ -275,7 +275,7 @@ async function runBackup(
   if (plan.base !== null) index.maps.verifyMap(plan.base);
   const encrypted = run ? run.encrypted : plan.encrypted;
   const resume = run ? ResumeState.load(index, run.snapshotId) : ResumeState.empty();
-  const tracked = await planTracking(index, options, tracker, source, plan, resume.rewrites(), trackerRanges);
+  const tracked = await planTracking(deps, volume, options, tracker, source, plan, resume.rewrites(), trackerRanges);
   if (tracked?.result.reason !== undefined) options.onWarning?.(`${tracked.result.tracker} is not used: ${tracked.result.reason}`);
   if (tracked?.ranges !== undefined && options.verifyUnchangedPercent !== undefined && options.verifyUnchangedPercent > 0) {
     tracked.result.blocksVerified = await verifyUnchanged(deps, source, plan.base!, tracked.ranges, options.verifyUnchangedPercent, tracker!.description, {
@@ -458,12 +458,18 @@ interface Plan {
   encrypted: boolean;
 }
 
-/** The unfinished run of this volume to continue, after checking it is the same run and still alive in AWS. */
+/**
+ * The unfinished run of this volume to continue, after checking it is the
+ * same run, still alive in AWS, and (while blocks are still to be written)
+ * of a source of the size it was started with: its snapshot is tagged and
+ * recorded with that size, which a restore gives back.
+ */
 async function pendingRunToResume(
   deps: BackupDeps,
   volume: string,
   identity: RunIdentity,
   options: BackupOptions,
+  source: BlockSource,
 ): Promise<SnapshotRecord | undefined> {
   const run = deps.index.runs.pendingRun(volume);
   if (!run) return undefined;
@@ -487,6 +493,13 @@ async function pendingRunToResume(
   if (!remote || remote.state !== 'pending') {
     // Gone, errored or completed without our commit: it cannot be continued.
     deps.index.runs.abandonRun(run.snapshotId, `found in state ${remote?.state ?? 'deleted'} when resuming`);
+    return undefined;
+  }
+  if (run.state === 'pending' && run.sourceBytes !== source.sizeBytes) {
+    // Completed, it would restore to the old size: a grown source's new bytes cut off, a shrunk one's old blocks kept past its end.
+    const reason = `the source holds ${source.sizeBytes} bytes, not the ${run.sourceBytes} it held when the run started`;
+    deps.index.runs.abandonRun(run.snapshotId, reason);
+    options.onWarning?.(`the unfinished backup ${run.snapshotId} of "${volume}" is not resumed: ${reason}; a new snapshot is taken (AWS cancels the pending one after its Timeout)`);
     return undefined;
   }
   return run;
@@ -713,7 +726,7 @@ async function scanAndUpload(
   const upload = async (slab: HashedSlab, i: number, intended: Promise<void>) => {
     const blockIndex = slab.firstBlock + i;
     const digest = digestAt(slab, i);
-    const percent = Math.floor((100 * (blockIndex + 1)) / totalBlocks);
+    const percent = Math.min(100, Math.floor((100 * (blockIndex + 1)) / totalBlocks));
     await intended;
     // An upload not sent when the run is aborted is not sent: its intent makes the resume send it.
     throwIfAborted(options.signal);
@@ -725,7 +738,7 @@ async function scanAndUpload(
   const ticker = setInterval(() => progress('scan'), 500);
   try {
     await uploads.run(async () => {
-      for await (const slab of scanSource(source, slabs, deps.hashPool, { ranges, hashAhead, keepBytes: uploadUnless, signal: options.signal })) {
+      for await (const slab of scanRuns()) {
         // Slabs hashed ahead are yielded without reading: the abort is checked here too.
         if (options.signal?.aborted) {
           slab.slab.release();
@@ -737,7 +750,7 @@ async function scanAndUpload(
           if (unneeded === undefined || Buffer.compare(unneeded, digestAt(slab, i)) !== 0) toUpload.push(i);
           else if (unneeded === UNWRITTEN_ZERO) counts.zeroSkipped += 1;
         }
-        counts.scanned += slab.blockCount;
+        if (slab.firstBlock < totalBlocks) counts.scanned += slab.blockCount;
         if (!slab.hole) counts.read += slab.blockCount;
         reachedBlock = slab.firstBlock + slab.blockCount;
         counts.changed += toUpload.length;
@@ -788,6 +801,21 @@ async function scanAndUpload(
   return counts;
 
   /**
+   * The source's blocks as the scan reads and hashes them, then the suspects
+   * past its last block (a parent taken elsewhere that differs from the base
+   * there), as zeros: what the source holds there. Left out, the snapshot
+   * would keep the parent's data where the index's map, built on the base,
+   * says otherwise, and a later run of a grown source would trust the map.
+   */
+  async function* scanRuns(): AsyncGenerator<HashedSlab> {
+    yield* scanSource(source, slabs, deps.hashPool, { ranges, hashAhead, keepBytes: uploadUnless, signal: options.signal });
+    const volumeBlocks = plan.volumeSizeGiB * BLOCKS_PER_GIB;
+    for (const block of plan.suspects) {
+      if (block >= totalBlocks && block < volumeBlocks) yield pastSourceEnd(block, uploadUnless(block));
+    }
+  }
+
+  /**
    * The upload decision for one block, made as the scan reads it: the digest
    * under which it needs no upload, undefined when it is uploaded whatever
    * it holds. Asked once a block, in ascending order.
@@ -803,6 +831,11 @@ async function scanAndUpload(
     if (!suspect && zeroIsImplicit) return UNWRITTEN_ZERO;
     return undefined;
   }
+}
+
+/** Block `block`, past the source's end, as a run of one zero block (nothing read). */
+function pastSourceEnd(block: number, unneededAs: Uint8Array | undefined): HashedSlab {
+  return { slab: zeroSlab(1), firstBlock: block, blockCount: 1, digests: ZERO_BLOCK_DIGEST, zero: Uint8Array.of(1), hole: true, unneededAs: [unneededAs] };
 }
 
 /** uploadUnless' answer for a block the lineage never wrote: a block left out for it is a zero block skipped. */
@@ -842,7 +875,8 @@ function resultOf(
     parentSnapshotId: committed?.parentSnapshotId ?? plan?.parent ?? null,
     volume,
     volumeSizeGiB: committed?.volumeSizeGiB ?? plan?.volumeSizeGiB ?? volumeSizeGiBFor(source.sizeBytes),
-    sourceBytes: source.sizeBytes,
+    // A run sealed on resume holds the bytes it was started with, whatever the source holds now.
+    sourceBytes: committed?.sourceBytes ?? source.sizeBytes,
     blocksScanned: counts.scanned,
     blocksRead: counts.read,
     blocksChanged: counts.changed,

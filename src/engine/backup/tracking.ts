@@ -15,6 +15,8 @@ import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
 import type { IndexPorts, TrackerRecord } from '../../core/index-ports.js';
 import type { BlockSource, SlabPool } from '../../source/index.js';
+import type { SnapshotCatalog } from '../../core/ports.js';
+import { VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { BlockMapCursor } from '../blocks/block-map.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
 
@@ -122,7 +124,8 @@ export function trackingIdentity(options: TrackingOptions): Record<string, strin
  * of it); without it they are read here.
  */
 export async function planTracking(
-  index: Pick<IndexPorts, 'lineage' | 'maps' | 'trackers'>,
+  deps: { index: Pick<IndexPorts, 'lineage' | 'maps' | 'trackers'>; catalog: Pick<SnapshotCatalog, 'describeSnapshots' | 'taggedSnapshots'> },
+  volume: string,
   options: TrackingOptions,
   tracker: ChangedRanges | undefined,
   source: BlockSource,
@@ -130,6 +133,7 @@ export async function planTracking(
   extra: readonly number[],
   walked?: Promise<BlockRanges>,
 ): Promise<TrackingPlan | undefined> {
+  const { index } = deps;
   const since = sinceCheckpointOf(options);
   const checkpoint = options.checkpoint ?? null;
   if (tracker === undefined) {
@@ -140,7 +144,7 @@ export async function planTracking(
     ranges: undefined,
     result: { tracker: tracker.description, scan: 'full', reason, sinceCheckpoint: since, checkpoint, blocksMarked: 0, blocksUnchanged: 0, blocksVerified: 0 },
   });
-  const reason = untrackedReason(index, plan, source, since);
+  const reason = untrackedReason(index, plan, source, since) ?? (await newerSnapshotReason(deps, volume, plan.parent!));
   if (reason !== undefined) return full(reason);
   let ranges = await (walked ?? changedBlockRanges(tracker.ranges(), source.sizeBytes));
   const blocksMarked = blockRangesSize(ranges);
@@ -172,6 +176,36 @@ function untrackedReason(
     return `the tracker counts changes since checkpoint "${since}", but the parent ${plan.parent} was taken at checkpoint "${recorded.checkpoint}": its history does not continue from the parent, so every block is read`;
   }
   return undefined;
+}
+
+/**
+ * Why the tracker cannot be used on top of `parent` when a snapshot of the
+ * volume newer than it exists: the tools that own bitmaps and checkpoints
+ * clear, remove or reuse them once a backup succeeds, so after any later
+ * backup (this index's, one recorded only in a newer copy of the index, or
+ * another machine's) a checkpoint of the parent's name may count from that
+ * backup instead, and the changes between the two would be missed. Looks
+ * at the index's head, then at the volume's snapshots in AWS (snapline:volume
+ * tag, completed, started after the parent). Undefined when there is none.
+ */
+async function newerSnapshotReason(
+  deps: { index: Pick<IndexPorts, 'lineage'>; catalog: Pick<SnapshotCatalog, 'describeSnapshots' | 'taggedSnapshots'> },
+  volume: string,
+  parent: string,
+): Promise<string | undefined> {
+  const because = (newer: string, where: string) =>
+    `${newer}, a snapshot of "${volume}" newer than the parent ${parent}, ${where}: the tracker's checkpoint may have been cleared or reused after it, so every block is read`;
+  const head = deps.index.lineage.headSnapshot(volume);
+  if (head !== undefined && head.snapshotId !== parent) return because(head.snapshotId, 'is the newest in the index');
+  const tagged = await deps.catalog.taggedSnapshots({ [VOLUME_TAG]: volume });
+  const parentStart = tagged.find((snapshot) => snapshot.snapshotId === parent)?.startTime ?? (await deps.catalog.describeSnapshots([parent]))[0]?.startTime;
+  const newer = tagged.find(
+    (snapshot) =>
+      snapshot.snapshotId !== parent &&
+      snapshot.state === 'completed' &&
+      (parentStart === undefined || snapshot.startTime === undefined || snapshot.startTime.getTime() > parentStart.getTime()),
+  );
+  return newer === undefined ? undefined : because(newer.snapshotId, 'exists in AWS and the index does not build on it (an older copy of the index, or another one backing up this volume)');
 }
 
 /** A source of uniform random numbers in [0, 1). */

@@ -1,5 +1,6 @@
-import { constants } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { constants, type BigIntStats } from 'node:fs';
+import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs } from '../source/device-size.js';
 import { mountsOf } from '../source/mounts.js';
@@ -27,6 +28,7 @@ export async function openTarget(path: string, options: OpenTargetOptions): Prom
     if (err.code === 'ENOENT') return undefined;
     throw targetError(path, err);
   });
+  await refuseReserved(path, info, options.reserved ?? []);
   if (info?.isDirectory()) {
     throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is a directory; give an image file or a block device`);
   }
@@ -50,6 +52,30 @@ export async function openTarget(path: string, options: OpenTargetOptions): Prom
     throw targetError(path, err);
   });
   return new FileTarget(path, handle);
+}
+
+/** TARGET_UNUSABLE when `path` (of stat `info`, undefined when it does not exist) is one of the `reserved` files or the same file as one. */
+async function refuseReserved(path: string, info: BigIntStats | undefined, reserved: readonly string[]): Promise<void> {
+  const name = await realName(path);
+  for (const file of reserved) {
+    const own = info === undefined ? undefined : await stat(file, { bigint: true }).catch(() => undefined);
+    const sameFile = own !== undefined && own.dev === info!.dev && own.ino === info!.ino;
+    if (sameFile || (await realName(file)) === name) {
+      throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is a file of the index snapline is using (${file}): restoring onto it would destroy the index`, {
+        hint: 'give another target',
+        details: { path, indexFile: file },
+      });
+    }
+  }
+}
+
+/** The path with every symbolic link resolved: the file's, else its folder's (a file yet to be made). */
+async function realName(path: string): Promise<string> {
+  const absolute = resolve(path);
+  const real = await realpath(absolute).catch(() => undefined);
+  if (real !== undefined) return real;
+  const folder = await realpath(dirname(absolute)).catch(() => dirname(absolute));
+  return join(folder, basename(absolute));
 }
 
 async function openDevice(path: string, rdev: bigint, options: OpenTargetOptions): Promise<RestoreTarget> {

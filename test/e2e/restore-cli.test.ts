@@ -5,7 +5,7 @@
  * dist/ is built once for all such files by test/e2e/global-setup.ts.
  */
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -285,6 +285,23 @@ describe.concurrent('snapline restore refuses bad input', () => {
     expect(failed.stderr).toContain(`${existing} exists and is not empty`);
     expect(failed.stderr).toContain('hint: pass --force');
     expect(await readFile(existing, 'utf8')).toBe('keep me');
+  });
+
+  it('onto the index itself, even with --force, or its write-ahead log through a link: exit 2, the index untouched', async () => {
+    const ownIndex = pathFor('own-index.db');
+    const earlier = pathFor('before-own-index.img');
+    expectExit(await snapline(['restore', snapA, earlier], { index: ownIndex }), 0);
+
+    const failed = await snapline(['restore', snapA, ownIndex, '--force'], { index: ownIndex });
+    expectExit(failed, 2);
+    expect(failed.stderr).toContain(`${ownIndex} is a file of the index snapline is using (${ownIndex}): restoring onto it would destroy the index`);
+
+    const link = pathFor('link-to-wal.img');
+    await symlink(`${ownIndex}-wal`, link);
+    const throughLink = await snapline(['restore', snapA, link, '--force'], { index: ownIndex });
+    expectExit(throughLink, 2);
+    expect(throughLink.stderr).toContain(`a file of the index snapline is using`);
+    expect(targetRecord(ownIndex, earlier)).toMatchObject({ snapshotId: snapA, state: 'complete' });
   });
 
   it('--incremental onto a target the index has no record of: exit 2', async () => {

@@ -5,7 +5,7 @@
  * slabs, real files, and loop devices where this machine allows them.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { copyFile, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AwsClients } from '../../src/aws/clients.js';
@@ -719,6 +719,17 @@ describe('restore refuses bad input clearly', () => {
 
     await restore(session, { snapshotId, target: existing, force: true });
     await expectSameBytes(existing, image);
+  });
+
+  it('a file of the index under another name (a hard link), even with force: refused, the index untouched', async () => {
+    const alias = pathFor('index-alias.img');
+    await link(session.index.path, alias);
+    const before = await readFile(session.index.path);
+    const err = await rejection(restore(session, { snapshotId, target: alias, force: true }));
+    expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+    expect(err.message).toBe(`${alias} is a file of the index snapline is using (${session.index.path}): restoring onto it would destroy the index`);
+    expect(await readFile(session.index.path)).toEqual(before);
+    expect(session.index.targets.get(alias)).toBeUndefined();
   });
 
   it('a folder that does not exist', async () => {

@@ -175,7 +175,13 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
     const mapped = method === 'hashed' && mapsSnapshot(index, options.snapshotId);
     const incomplete = () => index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
     // A full restore truncates a file as it opens it: a crash from then on must find the index claiming nothing.
-    const target = await openTarget(openAs, { sizeBytes, force: options.force, keepContent: from !== null, beforeTruncate: incomplete });
+    const target = await openTarget(openAs, {
+      sizeBytes,
+      force: options.force,
+      keepContent: from !== null,
+      reserved: index.targets.ownFiles(),
+      beforeTruncate: incomplete,
+    });
     const counts: RestoreCounts = { listed: 0, fetched: 0, zeroed: 0, written: 0, hashed: 0, differing: 0, done: 0 };
     try {
       incomplete();

@@ -198,7 +198,7 @@ describe('restore round trips', () => {
 const noLoop = loopDevicesUnavailable();
 
 describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLoop})` : ''}`, () => {
-  it('restores onto a loop device: the snapshot bytes, zeros where it has no block, nothing past its size touched', async () => {
+  it('restores onto a loop device: the snapshot bytes, zeros where it has no block, nothing past its size touched; --verify checks the restored bytes alone', async () => {
     const image = pathFor('for-device.img');
     const size = 12 * BLOCK_SIZE + 1000;
     writeBlocks(image, randomBlocks([0, 3, 12]), size);
@@ -208,15 +208,22 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
     await writeFile(backing, Buffer.alloc(16 * BLOCK_SIZE, 0xa5));
     const loop = attachLoop(backing);
     try {
-      const result = await restore(session, { snapshotId, target: loop.device });
+      const result = await restore(session, { snapshotId, target: loop.device, verify: true });
       expect(result.blocksFetched).toBe(3);
       expect(result.blocksZeroed).toBe(10);
+      expect(result).toMatchObject({ verified: true, verifiedAgainst: 'index' });
 
       const device = await readFile(loop.device);
       expect(device.length).toBe(16 * BLOCK_SIZE);
       expect(device.subarray(0, size).equals(await readFile(image)), 'device holds the image').toBe(true);
       expect(device.subarray(size).every((byte) => byte === 0xa5), 'bytes past the volume untouched').toBe(true);
       expect((await verify(session, { source: image, snapshotId })).equal).toBe(true);
+
+      // A byte changed in the restored bytes' last, partial block is still seen.
+      const handle = await open(loop.device, 'r+');
+      await handle.write(Buffer.from([0x5a]), 0, 1, size - 1);
+      await handle.close();
+      expect(await verify(session, { source: loop.device, snapshotId, upToBytes: size })).toMatchObject({ equal: false, differingRanges: [{ first: 12, last: 12 }] });
     } finally {
       loop.detach();
     }
@@ -236,8 +243,8 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
     try {
       await restore(session, { snapshotId: first, target: loop.device });
       const before = getSnapshotBlockRequests();
-      const result = await restore(session, { snapshotId: second, target: loop.device, incremental: true });
-      expect(result).toMatchObject({ incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 7, blocksDiffering: 2 }, blocksFetched: 2 });
+      const result = await restore(session, { snapshotId: second, target: loop.device, incremental: true, verify: true });
+      expect(result).toMatchObject({ incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 7, blocksDiffering: 2 }, blocksFetched: 2, verified: true });
       expect(getSnapshotBlockRequests() - before).toBe(2);
       const device = await readFile(loop.device);
       expect(device.subarray(0, size).equals(await readFile(image)), 'device holds the image').toBe(true);

@@ -14,7 +14,7 @@ import { BlockMapCursor } from '../blocks/block-map.js';
 import type { SettleWait } from '../blocks/committer.js';
 import { completedSnapshot, taggedSourceBytes } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
-import { verify, type VerifyResult } from './verify.js';
+import { cutSource, verify, type VerifyResult } from './verify.js';
 
 /** What a restore needs. The reader verifies checksums and retries (see session). */
 export interface RestoreDeps {
@@ -202,6 +202,8 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
     if (options.verify) {
       verified = await verify(deps, {
         source: openAs,
+        // A device may be larger than the snapshot: only the restored bytes are the snapshot's.
+        upToBytes: sizeBytes,
         snapshotId: options.snapshotId,
         signal: options.signal,
         onSettling: options.onSettling,
@@ -393,20 +395,7 @@ async function* hashedSteps(
  */
 async function openTargetForReading(target: RestoreTarget, path: string, sizeBytes: number): Promise<BlockSource | undefined> {
   if (target.kind === 'file' && (await stat(target.path)).size === 0) return undefined;
-  const source = target.ownSource?.() ?? (await openSource(path));
-  const size = Math.min(source.sizeBytes, sizeBytes);
-  return {
-    path: source.path,
-    kind: source.kind,
-    sizeBytes: size,
-    fd: source.fd,
-    read: (into, position) => source.read(into.subarray(0, Math.max(0, Math.min(into.byteLength, size - position))), position),
-    dataRegionAt: async (position) => {
-      const region = await source.dataRegionAt(position);
-      return { start: Math.min(region.start, size), end: Math.min(region.end, size) };
-    },
-    close: () => source.close(),
-  };
+  return cutSource(target.ownSource?.() ?? (await openSource(path)), sizeBytes);
 }
 
 /**

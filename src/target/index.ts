@@ -1,5 +1,5 @@
 import { constants, type BigIntStats } from 'node:fs';
-import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, readdir, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs } from '../source/device-size.js';
@@ -41,6 +41,7 @@ export async function openTarget(path: string, options: OpenTargetOptions): Prom
   if (info && !info.isFile()) {
     throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is neither a regular file nor a block device`);
   }
+  if (info) await refuseMountedLoop(path, info);
   if (info && info.size > 0n && !options.force && !options.keepContent) {
     throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} exists and is not empty`, {
       hint: 'pass --force to overwrite it, or --incremental if it holds an earlier restore of this lineage',
@@ -104,6 +105,29 @@ async function openDevice(path: string, rdev: bigint, options: OpenTargetOptions
     }
   }
   return new DeviceTarget(path, handle);
+}
+
+/**
+ * TARGET_UNUSABLE when the file `path` backs a loop device that (or a
+ * partition of which) is mounted: the file system on it would be written
+ * under its feet, and would go on writing into the restored image.
+ */
+async function refuseMountedLoop(path: string, info: BigIntStats, sysfsRoot = '/sys'): Promise<void> {
+  const blocks = join(sysfsRoot, 'block');
+  for (const name of (await readdir(blocks).catch(() => [] as string[])).filter((entry) => entry.startsWith('loop'))) {
+    const backing = await readFile(join(blocks, name, 'loop', 'backing_file'), 'utf8').catch(() => undefined);
+    if (backing === undefined) continue;
+    const backingInfo = await stat(backing.trim(), { bigint: true }).catch(() => undefined);
+    if (backingInfo?.dev !== info.dev || backingInfo.ino !== info.ino) continue;
+    const number = await readFile(join(blocks, name, 'dev'), 'utf8').catch(() => '');
+    const [major, minor] = number.trim().split(':').map(BigInt) as [bigint?, bigint?];
+    if (major === undefined || minor === undefined) continue;
+    const rdev = (minor & 0xffn) | ((major & 0xfffn) << 8n) | ((minor & ~0xffn) << 12n) | ((major & ~0xfffn) << 32n);
+    const mountedAs = await mountPointOf(rdev, '/proc', sysfsRoot);
+    if (mountedAs) {
+      throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} backs /dev/${name}, which is mounted (on ${mountedAs}); unmount it before restoring onto ${path}`);
+    }
+  }
 }
 
 /** The mount point of the device or of one of its partitions, if any is mounted. */

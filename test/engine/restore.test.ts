@@ -314,7 +314,7 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
     }
   });
 
-  it('refuses a mounted device', async (ctx) => {
+  it('refuses a mounted device, and the image file a mounted loop device reads', async (ctx) => {
     const image = pathFor('for-mounted.img');
     writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);
     const snapshotId = await snapshotOf(image, 'for-mounted');
@@ -336,6 +336,17 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
       expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
       expect(err.message).toContain('is mounted');
       expect(err.message).toContain(mountPoint);
+
+      // The image file under the mounted loop device, by its name or another (a hard link), in full or incrementally.
+      const alias = pathFor('fs-backing-alias.img');
+      await link(backing, alias);
+      session.index.targets.set({ path: alias, snapshotId, state: 'complete', sizeBytes: 2 * BLOCK_SIZE });
+      for (const options of [{ target: backing, force: true }, { target: alias, incremental: true }]) {
+        const refused = await rejection(restore(session, { snapshotId, ...options }));
+        expect(refused.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+        expect(refused.message).toBe(`${options.target} backs ${loop.device}, which is mounted (on ${mountPoint}); unmount it before restoring onto ${options.target}`);
+      }
+      expect((await stat(backing)).size, 'the image not truncated').toBe(16 * BLOCK_SIZE);
     } finally {
       if (mounted) runTool('umount', [mountPoint]);
       loop.detach();

@@ -5,7 +5,7 @@
  * slabs, real files, and loop devices where this machine allows them.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { copyFile, link, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AwsClients } from '../../src/aws/clients.js';
@@ -476,6 +476,24 @@ describe('incremental restore', () => {
       blocksFetched: 4,
     });
     expect(await verify(session, { source: trusted, snapshotId: snapB })).toMatchObject({ equal: false, differingRanges: [{ first: 6, last: 6 }] });
+  });
+
+  it('--trust-index onto a file truncated since its last restore: refused (its size says it changed), and hashing puts the snapshot back', async () => {
+    const truncated = pathFor('truncated.img');
+    await restore(session, { snapshotId: snapA, target: truncated });
+    await truncate(truncated, 3 * BLOCK_SIZE);
+    for (const snapshotId of [snapB, snapA]) {
+      const err = await rejection(restore(session, { snapshotId, target: truncated, incremental: true, trustIndex: true }));
+      expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+      expect(err.message).toBe(
+        `cannot restore incrementally onto ${truncated} trusting the index: it holds ${3 * BLOCK_SIZE} bytes, not the ${size} its last restore left, so it has changed since`,
+      );
+      expect(err.hint).toContain('leave out --trust-index');
+    }
+    expect(session.index.targets.get(truncated)).toMatchObject({ snapshotId: snapA, state: 'complete' });
+
+    await restore(session, { snapshotId: snapB, target: truncated, incremental: true });
+    await expectSameBytes(truncated, imageB);
   });
 
   it('a snapshot the index does not map: every block it lists is fetched, the blocks it lacks are compared with zeros', async () => {

@@ -269,7 +269,17 @@ async function heldSnapshot(deps: RestoreDeps, targetPath: string, wanted: strin
   if (!held || held.state !== 'complete' || held.snapshotId === null) {
     throw refuse(held?.state === 'incomplete' ? 'its last restore did not finish' : 'the index has no record of restoring it');
   }
-  if (held.snapshotId === wanted || !trusted) return held.snapshotId;
+  if (!trusted) return held.snapshotId;
+  // A file left by a restore is exactly its snapshot's size: another size says it changed since, which trusting would not see.
+  const file = isNbdUrl(targetPath) ? undefined : await stat(targetPath).catch(() => undefined);
+  if (file?.isFile() && file.size !== held.sizeBytes) {
+    throw new SnaplineError(
+      ErrorCodes.TARGET_UNUSABLE,
+      `cannot restore incrementally onto ${targetPath} trusting the index: it holds ${file.size} bytes, not the ${held.sizeBytes} its last restore left, so it has changed since`,
+      { hint: 'leave out --trust-index: the target is then hashed and compared with the snapshot' },
+    );
+  }
+  if (held.snapshotId === wanted) return held.snapshotId;
   const [remote] = await deps.catalog.describeSnapshots([held.snapshotId]);
   if (remote?.state !== 'completed') {
     throw new SnaplineError(

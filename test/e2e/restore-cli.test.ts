@@ -4,7 +4,7 @@
  * codes, messages, --json output, the files written and the index left behind.
  * dist/ is built once for all such files by test/e2e/global-setup.ts.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -234,7 +234,7 @@ describe('snapline restore', () => {
     expect(broken!.stderr).toContain(`snapshot ${errored} is error`);
   });
 
-  it('SIGINT mid-way: exit 130, the target is said to be and marked incomplete, and --incremental onto it is refused', async () => {
+  it('SIGINT mid-way: exit 130, the target is said to be and marked incomplete, and --incremental finishes it', async () => {
     const indexPath = pathFor('interrupt-index.db');
     const image = pathFor('interrupt.img');
     writeBlocks(image, randomBlocks([...Array(16).keys()]), 16 * BLOCK_SIZE);
@@ -252,10 +252,42 @@ describe('snapline restore', () => {
       expect(faulty.stats().operations.GetSnapshotBlock!.requests).toBeLessThan(16);
       expect(targetRecord(indexPath, target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
 
+      expect(interrupted.stderr).toContain('run the restore again with --incremental to finish it');
+
       faulty.setFaults({});
-      const refused = await snapline(['restore', snapshotId, target, '--incremental'], { endpoint: faulty, index: indexPath });
-      expectExit(refused, 2);
-      expect(refused.stderr).toContain(`cannot restore incrementally onto ${target}: its last restore did not finish`);
+      const finished = await snapline(['restore', snapshotId, target, '--incremental'], { endpoint: faulty, index: indexPath });
+      expectExit(finished, 0);
+      expect(finished.stdout).toContain(`restored ${snapshotId} to ${target} (incrementally, finishing its interrupted last restore)`);
+      await expectSameBytes(target, image);
+      expect(targetRecord(indexPath, target)).toMatchObject({ snapshotId, state: 'complete' });
+    } finally {
+      faulty.setFaults({});
+    }
+  });
+
+  it('SIGKILL mid-way: the index says incomplete, and --incremental finishes it, fetching only what the killed run did not write', async () => {
+    const indexPath = pathFor('kill-index.db');
+    const image = pathFor('kill.img');
+    writeBlocks(image, randomBlocks([...Array(16).keys()]), 16 * BLOCK_SIZE);
+    const snapshotId = (await libraryBackup(faulty, indexPath, image, 'kill')).snapshotId!;
+    faulty.setFaults({ latencyMs: 300 });
+    try {
+      const target = pathFor('killed.img');
+      const started = startSnapline(['restore', snapshotId, target, '--concurrency', '2'], { endpoint: faulty, index: indexPath });
+      // Block 1 or a later one written (the file reaches past it): a write to a file runs to its end even when the process is killed.
+      await until(() => existsSync(target) && statSync(target).size >= 2 * BLOCK_SIZE, 'a block written', started.child);
+      started.child.kill('SIGKILL');
+      expect((await started.done).signal).toBe('SIGKILL');
+      expect(targetRecord(indexPath, target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
+
+      faulty.setFaults({});
+      const finished = await snapline(['--json', 'restore', snapshotId, target, '--incremental'], { endpoint: faulty, index: indexPath });
+      expectExit(finished, 0);
+      const result = jsonOf<{ blocksFetched: number; incrementalFrom: string | null; incremental: { method: string } }>(finished);
+      expect(result).toMatchObject({ incrementalFrom: null, incremental: { method: 'hashed' } });
+      expect(result.blocksFetched).toBeLessThan(16);
+      await expectSameBytes(target, image);
+      expect(targetRecord(indexPath, target)).toMatchObject({ snapshotId, state: 'complete' });
     } finally {
       faulty.setFaults({});
     }

@@ -572,7 +572,7 @@ describe('incremental restore', () => {
     await expectSameBytes(held, image);
   });
 
-  it('an interrupted restore leaves the target marked incomplete, and --incremental is then refused', async () => {
+  it('an interrupted restore leaves the target marked incomplete; --trust-index is then refused, and --incremental finishes it', async () => {
     const half = pathFor('half.img');
     const controller = new AbortController();
     const err = await rejection(
@@ -583,14 +583,19 @@ describe('incremental restore', () => {
     );
     expect(err.code).toBe(ErrorCodes.INTERRUPTED);
     expect(err.message).toContain(`${half} is incomplete`);
+    expect(err.hint).toContain('--incremental');
     expect(session.index.targets.get(half)).toMatchObject({ snapshotId: null, state: 'incomplete' });
 
-    const again = await rejection(restore(session, { snapshotId: snapB, target: half, incremental: true }));
-    expect(again.code).toBe(ErrorCodes.TARGET_UNUSABLE);
-    expect(again.message).toContain('did not finish');
+    const trusted = await rejection(restore(session, { snapshotId: snapB, target: half, incremental: true, trustIndex: true }));
+    expect(trusted.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+    expect(trusted.message).toBe(`cannot restore incrementally onto ${half} trusting the index: its last restore did not finish`);
 
-    // A full restore over it (--force) repairs it.
-    await restore(session, { snapshotId: snapB, target: half, force: true });
+    // Hashing finds what the interrupted run wrote: only the rest is fetched.
+    const before = getSnapshotBlockRequests();
+    const finished = await restore(session, { snapshotId: snapB, target: half, incremental: true });
+    expect(finished).toMatchObject({ incrementalFrom: null, incremental: { method: 'hashed', digestsFrom: 'index' } });
+    expect(finished.blocksFetched).toBeLessThan(10);
+    expect(getSnapshotBlockRequests() - before).toBe(finished.blocksFetched);
     await expectSameBytes(half, imageB);
     expect(session.index.targets.get(half)).toMatchObject({ snapshotId: snapB, state: 'complete' });
   });

@@ -496,6 +496,28 @@ describe('incremental restore', () => {
     await expectSameBytes(truncated, imageB);
   });
 
+  it('--verify finding the target unlike the snapshot: the index marks it incomplete, so --trust-index is refused and --incremental hashes it right', async () => {
+    let tokenInA = '';
+    for await (const page of session.reader.listBlocks(snapA)) tokenInA = page.blocks.find((b) => b.index === 2)?.token ?? tokenInA;
+    // Block 2 of B is answered with A's block 2, its checksum and all: the restore writes it, the verify sees it.
+    const swapping: SnapshotReader = {
+      listBlocks: (id, options) => session.reader.listBlocks(id, options),
+      listChangedBlocks: (first, second, options) => session.reader.listChangedBlocks(first, second, options),
+      getBlock: (id, index, token) => (id === snapB && index === 2 ? session.reader.getBlock(snapA, 2, tokenInA) : session.reader.getBlock(id, index, token)),
+    };
+    const unlike = pathFor('unlike.img');
+    const result = await restore({ ...session, reader: swapping }, { snapshotId: snapB, target: unlike, verify: true });
+    expect(result).toMatchObject({ verified: false, verifiedAgainst: 'index' });
+    expect(session.index.targets.get(unlike)).toMatchObject({ snapshotId: null, state: 'incomplete' });
+
+    const trusted = await rejection(restore(session, { snapshotId: snapB, target: unlike, incremental: true, trustIndex: true }));
+    expect(trusted.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+    const hashed = await restore(session, { snapshotId: snapB, target: unlike, incremental: true, verify: true });
+    expect(hashed).toMatchObject({ incremental: { method: 'hashed', blocksDiffering: 1 }, blocksFetched: 1, verified: true });
+    await expectSameBytes(unlike, imageB);
+    expect(session.index.targets.get(unlike)).toMatchObject({ snapshotId: snapB, state: 'complete' });
+  });
+
   it('a snapshot the index does not map: every block it lists is fetched, the blocks it lacks are compared with zeros', async () => {
     await withFreshIndex(async (fresh) => {
       const elsewhere = pathFor('unmapped.img');
@@ -588,7 +610,7 @@ describe('incremental restore', () => {
 
     const trusted = await rejection(restore(session, { snapshotId: snapB, target: half, incremental: true, trustIndex: true }));
     expect(trusted.code).toBe(ErrorCodes.TARGET_UNUSABLE);
-    expect(trusted.message).toBe(`cannot restore incrementally onto ${half} trusting the index: its last restore did not finish`);
+    expect(trusted.message).toBe(`cannot restore incrementally onto ${half} trusting the index: its last restore did not finish, or failed its verify`);
 
     // Hashing finds what the interrupted run wrote: only the rest is fetched.
     const before = getSnapshotBlockRequests();

@@ -129,7 +129,7 @@ export function describeRestore(result: RestoreResult): string[] {
       result.verifiedAgainst === 'index'
         ? `against the index's digests of ${result.snapshotId} (\`verify --remote\` reads the snapshot itself)`
         : `against the blocks read from ${result.snapshotId}`;
-    lines.push(result.verified ? `  verified ${against}: the target equals the snapshot` : `  verify FAILED ${against}: the target differs from the snapshot`);
+    lines.push(result.verified ? `  verified ${against}: the target equals the snapshot` : `  verify FAILED ${against}: the target differs from the snapshot, and the index no longer records that it holds it`);
   }
   return lines;
 }

@@ -44,7 +44,7 @@ export interface RestoreOptions {
    * since its last restore is then left wrong where it changed.
    */
   trustIndex?: boolean;
-  /** Hash the target afterwards and compare it with the snapshot. */
+  /** Hash the target afterwards and compare it with the snapshot; a target that differs is then marked incomplete in the index. */
   verify?: boolean;
   /** Blocks fetched or being written at once (memory: this many blocks). */
   window?: number;
@@ -170,7 +170,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
   const openAs = isNbdUrl(options.target) ? options.target : targetPath;
   const lock = index.locks.acquire(`target:${targetPath}`);
   try {
-    // Incrementally: the snapshot the target holds, or null when its last restore did not finish (then hashed).
+    // Incrementally: the snapshot the target holds, or null when its last restore did not finish or failed its verify (then hashed).
     const held = options.incremental ? await heldSnapshot(deps, targetPath, options.snapshotId, Boolean(options.trustIndex)) : undefined;
     const from = held ?? null;
     const method = held === undefined ? null : options.trustIndex ? 'trusted' : 'hashed';
@@ -210,6 +210,8 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
         signal: options.signal,
         onSettling: options.onSettling,
       });
+      // A target that does not match the snapshot must not be trusted to hold it: --incremental hashes it again.
+      if (!verified.equal) index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
     }
     return {
       snapshotId: options.snapshotId,
@@ -273,7 +275,7 @@ async function heldSnapshot(deps: RestoreDeps, targetPath: string, wanted: strin
   }
   if (held.state !== 'complete' || held.snapshotId === null) {
     if (!trusted) return null;
-    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `cannot restore incrementally onto ${targetPath} trusting the index: its last restore did not finish`, {
+    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `cannot restore incrementally onto ${targetPath} trusting the index: its last restore did not finish, or failed its verify`, {
       hint: 'leave out --trust-index: the target is then hashed and only the blocks not yet right are fetched',
     });
   }

@@ -364,6 +364,8 @@ export interface RestoreTargets {
   /** Replaces what is known of the target. Durable (an 'incomplete' mark must survive a crash). */
   set(t: { path: string; snapshotId: string | null; state: TargetState; sizeBytes: number }): void;
   get(path: string): TargetRecord | undefined;
+  /** The files the index itself is kept in (none for one in memory): no restore may write onto one of them. */
+  ownFiles(): string[];
 }
 
 /** The archives made of snapshots, their remote objects, and the journal of multipart uploads. */

@@ -29,6 +29,11 @@ export class TargetStore implements RestoreTargets {
     });
   }
 
+  /** The database file and the files SQLite keeps beside it (write-ahead log, shared memory, rollback journal). */
+  ownFiles(): string[] {
+    return ['', '-wal', '-shm', '-journal'].map((suffix) => `${this.#access.path}${suffix}`);
+  }
+
   get(path: string): TargetRecord | undefined {
     return this.#access.run(() => {
       const row = this.#byPath.get(path) as TargetRow | undefined;

@@ -1,5 +1,6 @@
-import { constants } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { constants, type BigIntStats } from 'node:fs';
+import { open, readFile, readdir, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import { deviceSizeFromSysfs } from '../source/device-size.js';
 import { mountsOf } from '../source/mounts.js';
@@ -27,6 +28,7 @@ export async function openTarget(path: string, options: OpenTargetOptions): Prom
     if (err.code === 'ENOENT') return undefined;
     throw targetError(path, err);
   });
+  await refuseReserved(path, info, options.reserved ?? []);
   if (info?.isDirectory()) {
     throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is a directory; give an image file or a block device`);
   }
@@ -39,6 +41,7 @@ export async function openTarget(path: string, options: OpenTargetOptions): Prom
   if (info && !info.isFile()) {
     throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is neither a regular file nor a block device`);
   }
+  if (info) await refuseMountedLoop(path, info);
   if (info && info.size > 0n && !options.force && !options.keepContent) {
     throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} exists and is not empty`, {
       hint: 'pass --force to overwrite it, or --incremental if it holds an earlier restore of this lineage',
@@ -50,6 +53,30 @@ export async function openTarget(path: string, options: OpenTargetOptions): Prom
     throw targetError(path, err);
   });
   return new FileTarget(path, handle);
+}
+
+/** TARGET_UNUSABLE when `path` (of stat `info`, undefined when it does not exist) is one of the `reserved` files or the same file as one. */
+async function refuseReserved(path: string, info: BigIntStats | undefined, reserved: readonly string[]): Promise<void> {
+  const name = await realName(path);
+  for (const file of reserved) {
+    const own = info === undefined ? undefined : await stat(file, { bigint: true }).catch(() => undefined);
+    const sameFile = own !== undefined && own.dev === info!.dev && own.ino === info!.ino;
+    if (sameFile || (await realName(file)) === name) {
+      throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is a file of the index snapline is using (${file}): restoring onto it would destroy the index`, {
+        hint: 'give another target',
+        details: { path, indexFile: file },
+      });
+    }
+  }
+}
+
+/** The path with every symbolic link resolved: the file's, else its folder's (a file yet to be made). */
+async function realName(path: string): Promise<string> {
+  const absolute = resolve(path);
+  const real = await realpath(absolute).catch(() => undefined);
+  if (real !== undefined) return real;
+  const folder = await realpath(dirname(absolute)).catch(() => dirname(absolute));
+  return join(folder, basename(absolute));
 }
 
 async function openDevice(path: string, rdev: bigint, options: OpenTargetOptions): Promise<RestoreTarget> {
@@ -78,6 +105,29 @@ async function openDevice(path: string, rdev: bigint, options: OpenTargetOptions
     }
   }
   return new DeviceTarget(path, handle);
+}
+
+/**
+ * TARGET_UNUSABLE when the file `path` backs a loop device that (or a
+ * partition of which) is mounted: the file system on it would be written
+ * under its feet, and would go on writing into the restored image.
+ */
+async function refuseMountedLoop(path: string, info: BigIntStats, sysfsRoot = '/sys'): Promise<void> {
+  const blocks = join(sysfsRoot, 'block');
+  for (const name of (await readdir(blocks).catch(() => [] as string[])).filter((entry) => entry.startsWith('loop'))) {
+    const backing = await readFile(join(blocks, name, 'loop', 'backing_file'), 'utf8').catch(() => undefined);
+    if (backing === undefined) continue;
+    const backingInfo = await stat(backing.trim(), { bigint: true }).catch(() => undefined);
+    if (backingInfo?.dev !== info.dev || backingInfo.ino !== info.ino) continue;
+    const number = await readFile(join(blocks, name, 'dev'), 'utf8').catch(() => '');
+    const [major, minor] = number.trim().split(':').map(BigInt) as [bigint?, bigint?];
+    if (major === undefined || minor === undefined) continue;
+    const rdev = (minor & 0xffn) | ((major & 0xfffn) << 8n) | ((minor & ~0xffn) << 12n) | ((major & ~0xfffn) << 32n);
+    const mountedAs = await mountPointOf(rdev, '/proc', sysfsRoot);
+    if (mountedAs) {
+      throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} backs /dev/${name}, which is mounted (on ${mountedAs}); unmount it before restoring onto ${path}`);
+    }
+  }
 }
 
 /** The mount point of the device or of one of its partitions, if any is mounted. */

@@ -4,8 +4,8 @@
  * codes, messages, --json output, the files written and the index left behind.
  * dist/ is built once for all such files by test/e2e/global-setup.ts.
  */
-import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -234,7 +234,7 @@ describe('snapline restore', () => {
     expect(broken!.stderr).toContain(`snapshot ${errored} is error`);
   });
 
-  it('SIGINT mid-way: exit 130, the target is said to be and marked incomplete, and --incremental onto it is refused', async () => {
+  it('SIGINT mid-way: exit 130, the target is said to be and marked incomplete, and --incremental finishes it', async () => {
     const indexPath = pathFor('interrupt-index.db');
     const image = pathFor('interrupt.img');
     writeBlocks(image, randomBlocks([...Array(16).keys()]), 16 * BLOCK_SIZE);
@@ -252,10 +252,42 @@ describe('snapline restore', () => {
       expect(faulty.stats().operations.GetSnapshotBlock!.requests).toBeLessThan(16);
       expect(targetRecord(indexPath, target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
 
+      expect(interrupted.stderr).toContain('run the restore again with --incremental to finish it');
+
       faulty.setFaults({});
-      const refused = await snapline(['restore', snapshotId, target, '--incremental'], { endpoint: faulty, index: indexPath });
-      expectExit(refused, 2);
-      expect(refused.stderr).toContain(`cannot restore incrementally onto ${target}: its last restore did not finish`);
+      const finished = await snapline(['restore', snapshotId, target, '--incremental'], { endpoint: faulty, index: indexPath });
+      expectExit(finished, 0);
+      expect(finished.stdout).toContain(`restored ${snapshotId} to ${target} (incrementally, finishing its interrupted last restore)`);
+      await expectSameBytes(target, image);
+      expect(targetRecord(indexPath, target)).toMatchObject({ snapshotId, state: 'complete' });
+    } finally {
+      faulty.setFaults({});
+    }
+  });
+
+  it('SIGKILL mid-way: the index says incomplete, and --incremental finishes it, fetching only what the killed run did not write', async () => {
+    const indexPath = pathFor('kill-index.db');
+    const image = pathFor('kill.img');
+    writeBlocks(image, randomBlocks([...Array(16).keys()]), 16 * BLOCK_SIZE);
+    const snapshotId = (await libraryBackup(faulty, indexPath, image, 'kill')).snapshotId!;
+    faulty.setFaults({ latencyMs: 300 });
+    try {
+      const target = pathFor('killed.img');
+      const started = startSnapline(['restore', snapshotId, target, '--concurrency', '2'], { endpoint: faulty, index: indexPath });
+      // Block 1 or a later one written (the file reaches past it): a write to a file runs to its end even when the process is killed.
+      await until(() => existsSync(target) && statSync(target).size >= 2 * BLOCK_SIZE, 'a block written', started.child);
+      started.child.kill('SIGKILL');
+      expect((await started.done).signal).toBe('SIGKILL');
+      expect(targetRecord(indexPath, target)).toMatchObject({ snapshotId: null, state: 'incomplete' });
+
+      faulty.setFaults({});
+      const finished = await snapline(['--json', 'restore', snapshotId, target, '--incremental'], { endpoint: faulty, index: indexPath });
+      expectExit(finished, 0);
+      const result = jsonOf<{ blocksFetched: number; incrementalFrom: string | null; incremental: { method: string } }>(finished);
+      expect(result).toMatchObject({ incrementalFrom: null, incremental: { method: 'hashed' } });
+      expect(result.blocksFetched).toBeLessThan(16);
+      await expectSameBytes(target, image);
+      expect(targetRecord(indexPath, target)).toMatchObject({ snapshotId, state: 'complete' });
     } finally {
       faulty.setFaults({});
     }
@@ -285,6 +317,23 @@ describe.concurrent('snapline restore refuses bad input', () => {
     expect(failed.stderr).toContain(`${existing} exists and is not empty`);
     expect(failed.stderr).toContain('hint: pass --force');
     expect(await readFile(existing, 'utf8')).toBe('keep me');
+  });
+
+  it('onto the index itself, even with --force, or its write-ahead log through a link: exit 2, the index untouched', async () => {
+    const ownIndex = pathFor('own-index.db');
+    const earlier = pathFor('before-own-index.img');
+    expectExit(await snapline(['restore', snapA, earlier], { index: ownIndex }), 0);
+
+    const failed = await snapline(['restore', snapA, ownIndex, '--force'], { index: ownIndex });
+    expectExit(failed, 2);
+    expect(failed.stderr).toContain(`${ownIndex} is a file of the index snapline is using (${ownIndex}): restoring onto it would destroy the index`);
+
+    const link = pathFor('link-to-wal.img');
+    await symlink(`${ownIndex}-wal`, link);
+    const throughLink = await snapline(['restore', snapA, link, '--force'], { index: ownIndex });
+    expectExit(throughLink, 2);
+    expect(throughLink.stderr).toContain(`a file of the index snapline is using`);
+    expect(targetRecord(ownIndex, earlier)).toMatchObject({ snapshotId: snapA, state: 'complete' });
   });
 
   it('--incremental onto a target the index has no record of: exit 2', async () => {

@@ -5,7 +5,7 @@
  * slabs, real files, and loop devices where this machine allows them.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { copyFile, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AwsClients } from '../../src/aws/clients.js';
@@ -198,7 +198,7 @@ describe('restore round trips', () => {
 const noLoop = loopDevicesUnavailable();
 
 describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLoop})` : ''}`, () => {
-  it('restores onto a loop device: the snapshot bytes, zeros where it has no block, nothing past its size touched', async () => {
+  it('restores onto a loop device: the snapshot bytes, zeros where it has no block, nothing past its size touched; --verify checks the restored bytes alone', async () => {
     const image = pathFor('for-device.img');
     const size = 12 * BLOCK_SIZE + 1000;
     writeBlocks(image, randomBlocks([0, 3, 12]), size);
@@ -208,15 +208,22 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
     await writeFile(backing, Buffer.alloc(16 * BLOCK_SIZE, 0xa5));
     const loop = attachLoop(backing);
     try {
-      const result = await restore(session, { snapshotId, target: loop.device });
+      const result = await restore(session, { snapshotId, target: loop.device, verify: true });
       expect(result.blocksFetched).toBe(3);
       expect(result.blocksZeroed).toBe(10);
+      expect(result).toMatchObject({ verified: true, verifiedAgainst: 'index' });
 
       const device = await readFile(loop.device);
       expect(device.length).toBe(16 * BLOCK_SIZE);
       expect(device.subarray(0, size).equals(await readFile(image)), 'device holds the image').toBe(true);
       expect(device.subarray(size).every((byte) => byte === 0xa5), 'bytes past the volume untouched').toBe(true);
       expect((await verify(session, { source: image, snapshotId })).equal).toBe(true);
+
+      // A byte changed in the restored bytes' last, partial block is still seen.
+      const handle = await open(loop.device, 'r+');
+      await handle.write(Buffer.from([0x5a]), 0, 1, size - 1);
+      await handle.close();
+      expect(await verify(session, { source: loop.device, snapshotId, upToBytes: size })).toMatchObject({ equal: false, differingRanges: [{ first: 12, last: 12 }] });
     } finally {
       loop.detach();
     }
@@ -236,8 +243,8 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
     try {
       await restore(session, { snapshotId: first, target: loop.device });
       const before = getSnapshotBlockRequests();
-      const result = await restore(session, { snapshotId: second, target: loop.device, incremental: true });
-      expect(result).toMatchObject({ incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 7, blocksDiffering: 2 }, blocksFetched: 2 });
+      const result = await restore(session, { snapshotId: second, target: loop.device, incremental: true, verify: true });
+      expect(result).toMatchObject({ incremental: { method: 'hashed', digestsFrom: 'index', blocksHashed: 7, blocksDiffering: 2 }, blocksFetched: 2, verified: true });
       expect(getSnapshotBlockRequests() - before).toBe(2);
       const device = await readFile(loop.device);
       expect(device.subarray(0, size).equals(await readFile(image)), 'device holds the image').toBe(true);
@@ -307,7 +314,7 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
     }
   });
 
-  it('refuses a mounted device', async (ctx) => {
+  it('refuses a mounted device, and the image file a mounted loop device reads', async (ctx) => {
     const image = pathFor('for-mounted.img');
     writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);
     const snapshotId = await snapshotOf(image, 'for-mounted');
@@ -329,6 +336,17 @@ describe.skipIf(noLoop)(`restore onto block devices${noLoop ? ` (skipped: ${noLo
       expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
       expect(err.message).toContain('is mounted');
       expect(err.message).toContain(mountPoint);
+
+      // The image file under the mounted loop device, by its name or another (a hard link), in full or incrementally.
+      const alias = pathFor('fs-backing-alias.img');
+      await link(backing, alias);
+      session.index.targets.set({ path: alias, snapshotId, state: 'complete', sizeBytes: 2 * BLOCK_SIZE });
+      for (const options of [{ target: backing, force: true }, { target: alias, incremental: true }]) {
+        const refused = await rejection(restore(session, { snapshotId, ...options }));
+        expect(refused.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+        expect(refused.message).toBe(`${options.target} backs ${loop.device}, which is mounted (on ${mountPoint}); unmount it before restoring onto ${options.target}`);
+      }
+      expect((await stat(backing)).size, 'the image not truncated').toBe(16 * BLOCK_SIZE);
     } finally {
       if (mounted) runTool('umount', [mountPoint]);
       loop.detach();
@@ -460,6 +478,46 @@ describe('incremental restore', () => {
     expect(await verify(session, { source: trusted, snapshotId: snapB })).toMatchObject({ equal: false, differingRanges: [{ first: 6, last: 6 }] });
   });
 
+  it('--trust-index onto a file truncated since its last restore: refused (its size says it changed), and hashing puts the snapshot back', async () => {
+    const truncated = pathFor('truncated.img');
+    await restore(session, { snapshotId: snapA, target: truncated });
+    await truncate(truncated, 3 * BLOCK_SIZE);
+    for (const snapshotId of [snapB, snapA]) {
+      const err = await rejection(restore(session, { snapshotId, target: truncated, incremental: true, trustIndex: true }));
+      expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+      expect(err.message).toBe(
+        `cannot restore incrementally onto ${truncated} trusting the index: it holds ${3 * BLOCK_SIZE} bytes, not the ${size} its last restore left, so it has changed since`,
+      );
+      expect(err.hint).toContain('leave out --trust-index');
+    }
+    expect(session.index.targets.get(truncated)).toMatchObject({ snapshotId: snapA, state: 'complete' });
+
+    await restore(session, { snapshotId: snapB, target: truncated, incremental: true });
+    await expectSameBytes(truncated, imageB);
+  });
+
+  it('--verify finding the target unlike the snapshot: the index marks it incomplete, so --trust-index is refused and --incremental hashes it right', async () => {
+    let tokenInA = '';
+    for await (const page of session.reader.listBlocks(snapA)) tokenInA = page.blocks.find((b) => b.index === 2)?.token ?? tokenInA;
+    // Block 2 of B is answered with A's block 2, its checksum and all: the restore writes it, the verify sees it.
+    const swapping: SnapshotReader = {
+      listBlocks: (id, options) => session.reader.listBlocks(id, options),
+      listChangedBlocks: (first, second, options) => session.reader.listChangedBlocks(first, second, options),
+      getBlock: (id, index, token) => (id === snapB && index === 2 ? session.reader.getBlock(snapA, 2, tokenInA) : session.reader.getBlock(id, index, token)),
+    };
+    const unlike = pathFor('unlike.img');
+    const result = await restore({ ...session, reader: swapping }, { snapshotId: snapB, target: unlike, verify: true });
+    expect(result).toMatchObject({ verified: false, verifiedAgainst: 'index' });
+    expect(session.index.targets.get(unlike)).toMatchObject({ snapshotId: null, state: 'incomplete' });
+
+    const trusted = await rejection(restore(session, { snapshotId: snapB, target: unlike, incremental: true, trustIndex: true }));
+    expect(trusted.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+    const hashed = await restore(session, { snapshotId: snapB, target: unlike, incremental: true, verify: true });
+    expect(hashed).toMatchObject({ incremental: { method: 'hashed', blocksDiffering: 1 }, blocksFetched: 1, verified: true });
+    await expectSameBytes(unlike, imageB);
+    expect(session.index.targets.get(unlike)).toMatchObject({ snapshotId: snapB, state: 'complete' });
+  });
+
   it('a snapshot the index does not map: every block it lists is fetched, the blocks it lacks are compared with zeros', async () => {
     await withFreshIndex(async (fresh) => {
       const elsewhere = pathFor('unmapped.img');
@@ -536,7 +594,7 @@ describe('incremental restore', () => {
     await expectSameBytes(held, image);
   });
 
-  it('an interrupted restore leaves the target marked incomplete, and --incremental is then refused', async () => {
+  it('an interrupted restore leaves the target marked incomplete; --trust-index is then refused, and --incremental finishes it', async () => {
     const half = pathFor('half.img');
     const controller = new AbortController();
     const err = await rejection(
@@ -547,14 +605,19 @@ describe('incremental restore', () => {
     );
     expect(err.code).toBe(ErrorCodes.INTERRUPTED);
     expect(err.message).toContain(`${half} is incomplete`);
+    expect(err.hint).toContain('--incremental');
     expect(session.index.targets.get(half)).toMatchObject({ snapshotId: null, state: 'incomplete' });
 
-    const again = await rejection(restore(session, { snapshotId: snapB, target: half, incremental: true }));
-    expect(again.code).toBe(ErrorCodes.TARGET_UNUSABLE);
-    expect(again.message).toContain('did not finish');
+    const trusted = await rejection(restore(session, { snapshotId: snapB, target: half, incremental: true, trustIndex: true }));
+    expect(trusted.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+    expect(trusted.message).toBe(`cannot restore incrementally onto ${half} trusting the index: its last restore did not finish, or failed its verify`);
 
-    // A full restore over it (--force) repairs it.
-    await restore(session, { snapshotId: snapB, target: half, force: true });
+    // Hashing finds what the interrupted run wrote: only the rest is fetched.
+    const before = getSnapshotBlockRequests();
+    const finished = await restore(session, { snapshotId: snapB, target: half, incremental: true });
+    expect(finished).toMatchObject({ incrementalFrom: null, incremental: { method: 'hashed', digestsFrom: 'index' } });
+    expect(finished.blocksFetched).toBeLessThan(10);
+    expect(getSnapshotBlockRequests() - before).toBe(finished.blocksFetched);
     await expectSameBytes(half, imageB);
     expect(session.index.targets.get(half)).toMatchObject({ snapshotId: snapB, state: 'complete' });
   });
@@ -719,6 +782,17 @@ describe('restore refuses bad input clearly', () => {
 
     await restore(session, { snapshotId, target: existing, force: true });
     await expectSameBytes(existing, image);
+  });
+
+  it('a file of the index under another name (a hard link), even with force: refused, the index untouched', async () => {
+    const alias = pathFor('index-alias.img');
+    await link(session.index.path, alias);
+    const before = await readFile(session.index.path);
+    const err = await rejection(restore(session, { snapshotId, target: alias, force: true }));
+    expect(err.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+    expect(err.message).toBe(`${alias} is a file of the index snapline is using (${session.index.path}): restoring onto it would destroy the index`);
+    expect(await readFile(session.index.path)).toEqual(before);
+    expect(session.index.targets.get(alias)).toBeUndefined();
   });
 
   it('a folder that does not exist', async () => {

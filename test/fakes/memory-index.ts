@@ -446,6 +446,10 @@ class MemoryTargets implements RestoreTargets {
     const found = this.#targets.get(path);
     return found === undefined ? undefined : copy(found);
   }
+
+  ownFiles(): string[] {
+    return [];
+  }
 }
 
 function archiveNotFound(archiveId: string): SnaplineError {

@@ -114,9 +114,11 @@ export async function runTorture(options) {
       } else {
         if (latest === null) throw fail('no snapshot to restore');
         const full = [...global, 'restore', latest, target, '--force', '--concurrency', String(CONCURRENCY)];
+        const incrementalArgs = [...global, 'restore', latest, target, '--incremental', '--concurrency', String(CONCURRENCY)];
         const incremental = restoredOnce && random() < 0.5;
-        // An interrupted incremental restore leaves the target incomplete: it is finished by a full one.
-        argsByAttempt = incremental ? [[...global, 'restore', latest, target, '--incremental', '--concurrency', String(CONCURRENCY)], full] : [full];
+        // A killed restore is finished by an incremental one (the target is hashed), once the index has a record of
+        // the target: always after the first restore has succeeded; before that, by a full one.
+        argsByAttempt = [incremental ? incrementalArgs : full, restoredOnce ? incrementalArgs : full];
         // DescribeSnapshots, a listing, and (in full) a read of every block the snapshot holds.
         surelyMade = incremental ? 2 : 2 + nonZeroBlocks(bytes).length;
       }

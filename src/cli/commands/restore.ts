@@ -120,7 +120,7 @@ function restoreStatus(p: RestoreProgress) {
 export function describeRestore(result: RestoreResult): string[] {
   const rate = result.durationMs > 0 ? result.bytesWritten / (1024 * 1024) / (result.durationMs / 1000) : 0;
   const lines = [
-    `restored ${result.snapshotId} to ${result.target}${result.incrementalFrom ? ` (incrementally from ${result.incrementalFrom})` : ''}`,
+    `restored ${result.snapshotId} to ${result.target}${result.incrementalFrom ? ` (incrementally from ${result.incrementalFrom})` : result.incremental ? ' (incrementally, finishing its interrupted last restore)' : ''}`,
     ...describeIncremental(result),
     `  listed ${result.blocksListed}, fetched ${result.blocksFetched} blocks, zeroed ${result.blocksZeroed}; wrote ${formatBytes(result.bytesWritten)} in ${formatDuration(result.durationMs)}, ${rate.toFixed(0)} MiB/s`,
   ];
@@ -129,7 +129,7 @@ export function describeRestore(result: RestoreResult): string[] {
       result.verifiedAgainst === 'index'
         ? `against the index's digests of ${result.snapshotId} (\`verify --remote\` reads the snapshot itself)`
         : `against the blocks read from ${result.snapshotId}`;
-    lines.push(result.verified ? `  verified ${against}: the target equals the snapshot` : `  verify FAILED ${against}: the target differs from the snapshot`);
+    lines.push(result.verified ? `  verified ${against}: the target equals the snapshot` : `  verify FAILED ${against}: the target differs from the snapshot, and the index no longer records that it holds it`);
   }
   return lines;
 }

@@ -14,7 +14,7 @@ import { BlockMapCursor } from '../blocks/block-map.js';
 import type { SettleWait } from '../blocks/committer.js';
 import { completedSnapshot, taggedSourceBytes } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
-import { verify, type VerifyResult } from './verify.js';
+import { cutSource, verify, type VerifyResult } from './verify.js';
 
 /** What a restore needs. The reader verifies checksums and retries (see session). */
 export interface RestoreDeps {
@@ -32,9 +32,9 @@ export interface RestoreOptions {
   /** Overwrite an existing non-empty file, or a device that holds a partition table or a file system. */
   force?: boolean;
   /**
-   * Restore onto a target the index records a finished restore of: the
-   * target is hashed and only the blocks that differ from the snapshot are
-   * fetched (or zeroed).
+   * Restore onto a target the index records a restore of (finished or not:
+   * this finishes an interrupted one): the target is hashed and only the
+   * blocks that differ from the snapshot are fetched (or zeroed).
    */
   incremental?: boolean;
   /**
@@ -44,7 +44,7 @@ export interface RestoreOptions {
    * since its last restore is then left wrong where it changed.
    */
   trustIndex?: boolean;
-  /** Hash the target afterwards and compare it with the snapshot. */
+  /** Hash the target afterwards and compare it with the snapshot; a target that differs is then marked incomplete in the index. */
   verify?: boolean;
   /** Blocks fetched or being written at once (memory: this many blocks). */
   window?: number;
@@ -98,7 +98,7 @@ export interface IncrementalReport {
 export interface RestoreResult {
   snapshotId: string;
   target: string;
-  /** The snapshot the index recorded the target held before, for an incremental restore. */
+  /** The snapshot the index recorded the target held before, for an incremental restore (null also when its last restore did not finish). */
   incrementalFrom: string | null;
   /** What the incremental restore did; null for a full one. */
   incremental: IncrementalReport | null;
@@ -148,7 +148,7 @@ interface RestoreCounts {
  * Restores a completed snapshot onto an image file or a block device: lists
  * its blocks, fetches them many at a time with verified checksums, writes
  * each at its offset, and syncs. Incrementally, onto a target the index
- * records a finished restore of, it hashes the target and writes only the
+ * records a restore of (an interrupted one included), it hashes the target and writes only the
  * blocks that differ from the snapshot (or, with trustIndex, the blocks
  * changed since the snapshot the index says the target holds). The index
  * marks the target incomplete while it is written and claims it holds the
@@ -170,20 +170,28 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
   const openAs = isNbdUrl(options.target) ? options.target : targetPath;
   const lock = index.locks.acquire(`target:${targetPath}`);
   try {
-    const from = options.incremental ? await heldSnapshot(deps, targetPath, options.snapshotId, Boolean(options.trustIndex)) : null;
-    const method = from === null ? null : options.trustIndex ? 'trusted' : 'hashed';
+    // Incrementally: the snapshot the target holds, or null when its last restore did not finish or failed its verify (then hashed).
+    const held = options.incremental ? await heldSnapshot(deps, targetPath, options.snapshotId, Boolean(options.trustIndex)) : undefined;
+    const from = held ?? null;
+    const method = held === undefined ? null : options.trustIndex ? 'trusted' : 'hashed';
     const mapped = method === 'hashed' && mapsSnapshot(index, options.snapshotId);
     const incomplete = () => index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
     // A full restore truncates a file as it opens it: a crash from then on must find the index claiming nothing.
-    const target = await openTarget(openAs, { sizeBytes, force: options.force, keepContent: from !== null, beforeTruncate: incomplete });
+    const target = await openTarget(openAs, {
+      sizeBytes,
+      force: options.force,
+      keepContent: method !== null,
+      reserved: index.targets.ownFiles(),
+      beforeTruncate: incomplete,
+    });
     const counts: RestoreCounts = { listed: 0, fetched: 0, zeroed: 0, written: 0, hashed: 0, differing: 0, done: 0 };
     try {
       incomplete();
       const walk: RestoreWalk =
-        from === null
+        method === null
           ? fullRestoreSteps(reader, options.snapshotId, target, blockCountFor(sizeBytes))
           : method === 'trusted'
-            ? changedSteps(reader, from, options.snapshotId, counts)
+            ? changedSteps(reader, from!, options.snapshotId, counts)
             : hashedSteps(deps, options, target, sizeBytes, mapped, counts);
       await writeSteps(deps, options, target, sizeBytes, method === 'trusted' ? from : null, walk, counts);
       await target.finish(sizeBytes);
@@ -196,10 +204,14 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
     if (options.verify) {
       verified = await verify(deps, {
         source: openAs,
+        // A device may be larger than the snapshot: only the restored bytes are the snapshot's.
+        upToBytes: sizeBytes,
         snapshotId: options.snapshotId,
         signal: options.signal,
         onSettling: options.onSettling,
       });
+      // A target that does not match the snapshot must not be trusted to hold it: --incremental hashes it again.
+      if (!verified.equal) index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
     }
     return {
       snapshotId: options.snapshotId,
@@ -249,19 +261,35 @@ async function canonicalTargetPath(path: string, linksFollowed = 0): Promise<str
 
 /**
  * The snapshot the index records the target holds, for an incremental
- * restore: there must be a record of a finished restore (snapline wrote the
- * target). Trusted, that snapshot must still be readable.
+ * restore: there must be a record of a restore (snapline wrote the target).
+ * One that did not finish (null) is finished by hashing the target, which
+ * proves what each block holds; trusted, the record must be of a finished
+ * restore, whose snapshot must still be readable.
  */
-async function heldSnapshot(deps: RestoreDeps, targetPath: string, wanted: string, trusted: boolean): Promise<string> {
+async function heldSnapshot(deps: RestoreDeps, targetPath: string, wanted: string, trusted: boolean): Promise<string | null> {
   const held = deps.index.targets.get(targetPath);
-  const refuse = (why: string) =>
-    new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `cannot restore incrementally onto ${targetPath}: ${why}`, {
+  if (!held) {
+    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `cannot restore incrementally onto ${targetPath}: the index has no record of restoring it`, {
       hint: 'restore in full (with --force to overwrite)',
     });
-  if (!held || held.state !== 'complete' || held.snapshotId === null) {
-    throw refuse(held?.state === 'incomplete' ? 'its last restore did not finish' : 'the index has no record of restoring it');
   }
-  if (held.snapshotId === wanted || !trusted) return held.snapshotId;
+  if (held.state !== 'complete' || held.snapshotId === null) {
+    if (!trusted) return null;
+    throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `cannot restore incrementally onto ${targetPath} trusting the index: its last restore did not finish, or failed its verify`, {
+      hint: 'leave out --trust-index: the target is then hashed and only the blocks not yet right are fetched',
+    });
+  }
+  if (!trusted) return held.snapshotId;
+  // A file left by a restore is exactly its snapshot's size: another size says it changed since, which trusting would not see.
+  const file = isNbdUrl(targetPath) ? undefined : await stat(targetPath).catch(() => undefined);
+  if (file?.isFile() && file.size !== held.sizeBytes) {
+    throw new SnaplineError(
+      ErrorCodes.TARGET_UNUSABLE,
+      `cannot restore incrementally onto ${targetPath} trusting the index: it holds ${file.size} bytes, not the ${held.sizeBytes} its last restore left, so it has changed since`,
+      { hint: 'leave out --trust-index: the target is then hashed and compared with the snapshot' },
+    );
+  }
+  if (held.snapshotId === wanted) return held.snapshotId;
   const [remote] = await deps.catalog.describeSnapshots([held.snapshotId]);
   if (remote?.state !== 'completed') {
     throw new SnaplineError(
@@ -387,20 +415,7 @@ async function* hashedSteps(
  */
 async function openTargetForReading(target: RestoreTarget, path: string, sizeBytes: number): Promise<BlockSource | undefined> {
   if (target.kind === 'file' && (await stat(target.path)).size === 0) return undefined;
-  const source = target.ownSource?.() ?? (await openSource(path));
-  const size = Math.min(source.sizeBytes, sizeBytes);
-  return {
-    path: source.path,
-    kind: source.kind,
-    sizeBytes: size,
-    fd: source.fd,
-    read: (into, position) => source.read(into.subarray(0, Math.max(0, Math.min(into.byteLength, size - position))), position),
-    dataRegionAt: async (position) => {
-      const region = await source.dataRegionAt(position);
-      return { start: Math.min(region.start, size), end: Math.min(region.end, size) };
-    },
-    close: () => source.close(),
-  };
+  return cutSource(target.ownSource?.() ?? (await openSource(path)), sizeBytes);
 }
 
 /**
@@ -527,7 +542,7 @@ async function writeSteps(
     const error = toSnaplineError(err);
     throw new SnaplineError(error.code, `${error.message}; ${target.path} is incomplete`, {
       retryable: error.retryable,
-      hint: error.hint ?? 'run the restore again (with --force) to finish it',
+      hint: error.hint ?? 'run the restore again with --incremental to finish it: the target is hashed and only the blocks not yet right are fetched',
       details: error.details,
       cause: error.cause ?? err,
     });

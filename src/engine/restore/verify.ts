@@ -32,6 +32,12 @@ export interface VerifyOptions {
    * snapshot is not read (it is read when the index does not map it).
    */
   remote?: boolean;
+  /**
+   * Compare only the source's first this many bytes, as if it ended there (a
+   * device larger than the snapshot restored onto it: what lies past the
+   * restored bytes is not the snapshot's).
+   */
+  upToBytes?: number;
   /** Blocks fetched at once when the snapshot is read (memory: this many blocks). */
   window?: number;
   signal?: AbortSignal;
@@ -127,7 +133,8 @@ export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<
   if (mapped) deps.index.maps.verifyMap(options.snapshotId);
   const snapshotBytes = known?.sourceBytes ?? taggedSourceBytes(remote) ?? null;
   const snapshotBlocks = snapshotBytes === null ? remote.volumeSizeGiB * BLOCKS_PER_GIB : blockCountFor(snapshotBytes);
-  const source = options.source === undefined ? undefined : await openSource(options.source);
+  const opened = options.source === undefined ? undefined : await openSource(options.source);
+  const source = opened === undefined || options.upToBytes === undefined ? opened : cutSource(opened, options.upToBytes);
   const kind = options.remote || !mapped ? 'remote' : 'index';
   try {
     const totalBlocks = Math.max(snapshotBlocks, source ? blockCountFor(source.sizeBytes) : 0);
@@ -160,6 +167,27 @@ export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<
   } finally {
     await source?.close();
   }
+}
+
+/**
+ * The source read as if it ended at `sizeBytes` (when it is longer): the
+ * tail of its last block reads as zeros, as a source of that size is backed
+ * up. Closing it closes the source.
+ */
+export function cutSource(source: BlockSource, sizeBytes: number): BlockSource {
+  const size = Math.min(source.sizeBytes, sizeBytes);
+  return {
+    path: source.path,
+    kind: source.kind,
+    sizeBytes: size,
+    fd: source.fd,
+    read: (into, position) => source.read(into.subarray(0, Math.max(0, Math.min(into.byteLength, size - position))), position),
+    dataRegionAt: async (position) => {
+      const region = await source.dataRegionAt(position);
+      return { start: Math.min(region.start, size), end: Math.min(region.end, size) };
+    },
+    close: () => source.close(),
+  };
 }
 
 /** What a verify has found so far, and its progress. */

@@ -399,6 +399,31 @@ describe('inventory and prune', () => {
     expect(await rejection(pruneArchives({ index, archives: places }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
   });
 
+  it('keeps an old archive, and those it builds on, while an ECS restore from it is unfinished (running or failed)', async () => {
+    const s1 = await snapshotOf(random([0]));
+    const s2 = await snapshotOf(random([1]), { parent: s1 });
+    const s3 = await snapshotOf(random([2]), { parent: s2 });
+    const a1 = await createArchive(deps(), { snapshotId: s1 });
+    const a2 = await createArchive(deps(), { snapshotId: s2, incremental: true });
+    await createArchive(deps(), { snapshotId: s3 });
+    const job = { sourceKind: 'archive' as const, source: a2.archiveId, volume: 'restored', cluster: 'c', taskDefinition: 'td' };
+    index.ecsJobs.create({ ...job, jobId: 'job-prune-1', startedBy: 'sb-prune-1' }, [{ fromBlock: 0, toBlock: 1 }]);
+    const later = new Date(Date.now() + 10 * 86_400_000);
+    const running = await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later });
+    expect(running.deleted).toEqual([]);
+    expect(running.kept).toEqual(
+      expect.arrayContaining([
+        { archiveId: a2.archiveId, reason: 'ECS restore job job-prune-1 from it is running' },
+        { archiveId: a1.archiveId, reason: `archive ${a2.archiveId} builds on it` },
+      ]),
+    );
+    index.ecsJobs.update('job-prune-1', { state: 'failed', message: 'shard 0 failed' });
+    expect((await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later })).deleted).toEqual([]);
+    index.ecsJobs.update('job-prune-1', { state: 'abandoned' });
+    const done = await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later });
+    expect(done.deleted.map((d) => d.archiveId)).toEqual([a2.archiveId, a1.archiveId]);
+  });
+
   it('keeps an old archive while a newer incremental one builds on it', async () => {
     const s1 = await snapshotOf(random([0]));
     const s2 = await snapshotOf(random([1]), { parent: s1 });

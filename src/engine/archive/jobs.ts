@@ -361,8 +361,9 @@ export interface ArchivePruneResult {
 /**
  * Deletes archives completed more than `olderThanDays` days ago: their
  * objects first, then the record. Never the newest archive of a volume at a
- * place, nor one a kept archive builds on (an incremental chain goes as a
- * whole or not at all). Unfinished archives are left alone.
+ * place, nor one an unfinished ECS restore reads, nor one a kept archive
+ * builds on (an incremental chain goes as a whole or not at all). Unfinished
+ * archives are left alone.
  */
 export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePruneOptions = {}): Promise<ArchivePruneResult> {
   const olderThanDays = options.olderThanDays ?? deps.archives.deleteOlderThanDays;
@@ -385,6 +386,14 @@ export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePrune
   const candidates = new Set(all.filter((a) => a.completedAt!.getTime() < cutoff).map((a) => a.archiveId));
   for (const record of newest.values()) {
     if (candidates.delete(record.archiveId)) kept.push({ archiveId: record.archiveId, reason: 'the newest archive of its volume there' });
+  }
+  // An ECS restore that is running or failed (the same command resumes it) still reads the archive.
+  for (const id of [...candidates]) {
+    const job = deps.index.ecsJobs.openFor(id);
+    if (job !== undefined) {
+      candidates.delete(id);
+      kept.push({ archiveId: id, reason: `ECS restore job ${job.jobId} from it is ${job.state}` });
+    }
   }
   // A candidate stays while an archive that stays builds on it.
   for (let changed = true; changed; ) {

@@ -51,7 +51,9 @@ export interface ArchiveRestoreResult {
 /**
  * Asks for every object of the archive's chain to be made readable. An
  * object already readable, or with a restore or job under way, is left as
- * it is (a new Glacier job would be paid for again). The jobs are recorded
+ * it is (a new Glacier job would be paid for again), except a restored S3
+ * copy that would expire within `days`: it is asked for again, which keeps it
+ * `days` from now. The jobs are recorded
  * in the index for `archive status` and `rehydrate`.
  */
 export async function restoreArchive(deps: ArchiveJobsDeps, options: ArchiveRestoreOptions): Promise<ArchiveRestoreResult> {
@@ -76,7 +78,7 @@ export async function restoreArchive(deps: ArchiveJobsDeps, options: ArchiveRest
     for (const object of deps.index.archives.objects(member.archiveId)) {
       const known = await store.restoreStatus(object.ref, object.restoreJob ?? undefined);
       let status: RestoreStatus = known;
-      const requested = known.state === 'archived' || known.state === 'failed';
+      const requested = known.state === 'archived' || known.state === 'failed' || expiresTooSoon(store.target, known, days);
       if (requested) {
         status = await store.requestRestore(object.ref, { tier, days, description: `snapline restore of ${member.archiveId} ${object.name}` });
         deps.index.archives.recordRestore(member.archiveId, object.name, { job: status.job ?? null, tier, requestedAt: new Date() });
@@ -85,6 +87,16 @@ export async function restoreArchive(deps: ArchiveJobsDeps, options: ArchiveRest
     }
   }
   return { archiveId: record.archiveId, chain: chain.map((a) => a.archiveId), tier, days, objects };
+}
+
+/**
+ * Whether a readable S3 copy would be gone before `days` from now: asking
+ * again moves its expiry to `days` from now (RestoreObject answers 200, no
+ * new retrieval). A Glacier job's output is not extended: a new job would be
+ * paid for again.
+ */
+function expiresTooSoon(target: ArchiveTarget, status: RestoreStatus, days: number): boolean {
+  return target === 's3' && status.state === 'available' && status.expiresAt !== undefined && status.expiresAt.getTime() < Date.now() + days * DAY_MS;
 }
 
 // ---- status --------------------------------------------------------------------

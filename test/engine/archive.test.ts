@@ -288,6 +288,19 @@ describe('restore jobs', () => {
     expect(stores.s3.count('restoreStatus') - headsBefore).toBe(2);
   });
 
+  it('a wait looks once more at its timeout rather than giving up early when the next pause would pass it', async () => {
+    const created = await createArchive(deps(), { snapshotId: await snapshotOf(random([0])) });
+    await restoreArchive({ index, archives: places }, { archive: created.archiveId });
+    let waits = 0;
+    // Looks at 0 and at 1 s (the restore finishes then); the next pause (2 s) would pass the 2.5 s timeout.
+    const onWait = () => {
+      waits += 1;
+      if (waits === 2) stores.s3.finishRestores();
+    };
+    const entries = await archiveStatus({ index, archives: places }, { archive: created.archiveId, wait: true, waitTimeoutMs: 2500, pollMs: { first: 1000, max: 60_000 }, onWait });
+    expect(entries.map((e) => e.restore)).toEqual(['available']);
+  });
+
   it('waiting for an archive nobody asked to restore says so', async () => {
     const created = await createArchive(deps(), { snapshotId: await snapshotOf(random([0])) });
     const error = await rejection(archiveStatus({ index, archives: places }, { archive: created.archiveId, wait: true, pollMs: { first: 1, max: 5 } }));

@@ -185,12 +185,14 @@ export async function archiveStatus(deps: ArchiveJobsDeps, options: ArchiveStatu
       });
     }
     options.onWait?.(entries);
-    if (Date.now() + pause > deadline) {
+    // The last look is at the deadline, not a pause before it.
+    const left = deadline - Date.now();
+    if (left <= 0) {
       throw new SnaplineError(ErrorCodes.TIMEOUT, `archive ${options.archive} is not readable yet after the wait timeout`, {
         hint: 'run `snapline archive status --wait` again later: the restore goes on',
       });
     }
-    await sleep(pause, options.signal);
+    await sleep(Math.min(pause, left), options.signal);
     pause = Math.min(max, pause * 2);
   }
 }

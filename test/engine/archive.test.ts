@@ -301,6 +301,19 @@ describe('restore jobs', () => {
     expect(entries.map((e) => e.restore)).toEqual(['available']);
   });
 
+  it('a wait that finds restored copies expired before the rest of the chain is readable says so, and to ask again', async () => {
+    const s1 = await snapshotOf(random([0]));
+    const a1 = await createArchive(deps(), { snapshotId: s1 });
+    const a2 = await createArchive(deps(), { snapshotId: await snapshotOf(random([1]), { parent: s1 }), incremental: true });
+    await restoreArchive({ index, archives: places }, { archive: a2.archiveId, days: 1 });
+    stores.s3.finishRestores();
+    stores.s3.expireRestores(index.archives.objects(a1.archiveId).map((o) => o.ref));
+    const error = await rejection(archiveStatus({ index, archives: places }, { archive: a2.archiveId, wait: true, pollMs: { first: 1, max: 5 } }));
+    expect(error).toMatchObject({ code: ErrorCodes.BAD_STATE, details: { archiveId: a1.archiveId, objects: ['manifest.json', 'segment-000000'] } });
+    expect(error.message).toBe(`the restored copies of 2 objects of archive ${a1.archiveId} expired before archive ${a2.archiveId} was readable`);
+    expect(error.hint).toMatch(/archive restore/);
+  });
+
   it('waiting for an archive nobody asked to restore says so', async () => {
     const created = await createArchive(deps(), { snapshotId: await snapshotOf(random([0])) });
     const error = await rejection(archiveStatus({ index, archives: places }, { archive: created.archiveId, wait: true, pollMs: { first: 1, max: 5 } }));

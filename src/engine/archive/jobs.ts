@@ -179,6 +179,17 @@ export async function archiveStatus(deps: ArchiveJobsDeps, options: ArchiveStatu
       });
     }
     if (entries.every((e) => e.restore === 'available')) return entries;
+    const expired = expiredCopies(deps, entries);
+    if (expired !== undefined) {
+      throw new SnaplineError(
+        ErrorCodes.BAD_STATE,
+        `the restored copies of ${expired.objects.length} objects of archive ${expired.archiveId} expired before archive ${options.archive} was readable`,
+        {
+          hint: `ask for them again with \`snapline archive restore ${options.archive}\` (with enough --days for S3), then rehydrate once it is readable`,
+          details: expired,
+        },
+      );
+    }
     if (entries.some((e) => e.restore === 'archived')) {
       throw new SnaplineError(ErrorCodes.BAD_STATE, `archive ${options.archive} has objects no restore was asked for`, {
         hint: `ask for them with \`snapline archive restore ${options.archive}\``,
@@ -195,6 +206,16 @@ export async function archiveStatus(deps: ArchiveJobsDeps, options: ArchiveStatu
     await sleep(Math.min(pause, left), options.signal);
     pause = Math.min(max, pause * 2);
   }
+}
+
+/** The first archive of a chain being waited for with objects readable no more: a restore was asked for them, and none is under way. */
+function expiredCopies(deps: ArchiveJobsDeps, entries: readonly ArchiveStatusEntry[]): { archiveId: string; objects: string[] } | undefined {
+  for (const entry of entries) {
+    const asked = new Set(deps.index.archives.objects(entry.archiveId).filter((o) => o.restoreRequestedAt !== null).map((o) => o.name));
+    const objects = entry.objects.filter((o) => o.state === 'archived' && asked.has(o.name)).map((o) => o.name);
+    if (objects.length > 0) return { archiveId: entry.archiveId, objects };
+  }
+  return undefined;
 }
 
 async function statusOf(deps: ArchiveJobsDeps, record: ArchiveRecord): Promise<ArchiveStatusEntry> {

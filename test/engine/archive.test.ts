@@ -14,7 +14,7 @@ import type { ArchiveTarget } from '../../src/core/ports.js';
 import { verifiedReader } from '../../src/core/verified-reader.js';
 import { applyArchiveRange, chainAggregate, rehydrate } from '../../src/engine/archive/rehydrate.js';
 import { openArchiveChain, treeHashAlignedRanges } from '../../src/engine/archive/chain.js';
-import { archiveInventory, archiveStatus, pruneArchives, restoreArchive } from '../../src/engine/archive/jobs.js';
+import { archiveInventory, archiveStatus, deleteArchive, pruneArchives, restoreArchive } from '../../src/engine/archive/jobs.js';
 import type { ArchivePlaces } from '../../src/engine/archive/places.js';
 import { createArchive } from '../../src/engine/archive/archive.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
@@ -448,6 +448,39 @@ describe('inventory and prune', () => {
     index.ecsJobs.update('job-prune-1', { state: 'abandoned' });
     const done = await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later });
     expect(done.deleted.map((d) => d.archiveId)).toEqual([a2.archiveId, a1.archiveId]);
+  });
+
+  it('an archive being rehydrated is neither pruned nor deleted until the rehydration ends', async () => {
+    const old = await createArchive(deps(), { snapshotId: await snapshotOf(random([0, 1])), storageClass: 'GLACIER_IR' });
+    await createArchive(deps(), { snapshotId: await snapshotOf(random([2])), storageClass: 'GLACIER_IR' });
+    const later = new Date(Date.now() + 10 * 86_400_000);
+    const store = stores.s3;
+    const getRange = store.getRange.bind(store);
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let reading = () => {};
+    const read = new Promise<void>((resolve) => (reading = resolve));
+    // The rehydration's first read waits at the gate.
+    store.getRange = async (...args) => {
+      reading();
+      await gate;
+      return getRange(...args);
+    };
+    try {
+      const running = rehydrate(deps(), { archive: old.archiveId, toFile: join(dir, 'held.img') });
+      await read;
+      const pruned = await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later });
+      expect(pruned.deleted).toEqual([]);
+      expect(pruned.kept).toContainEqual({ archiveId: old.archiveId, reason: 'in use by another run (a rehydration)' });
+      expect(await rejection(deleteArchive({ index, archives: places }, { archive: old.archiveId }))).toMatchObject({ code: ErrorCodes.CONFLICT });
+      release();
+      await running;
+    } finally {
+      release();
+      store.getRange = getRange;
+    }
+    const done = await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later });
+    expect(done.deleted.map((d) => d.archiveId)).toEqual([old.archiveId]);
   });
 
   it('keeps an old archive while a newer incremental one builds on it', async () => {

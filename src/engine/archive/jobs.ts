@@ -7,8 +7,8 @@
 import { sleep, throwIfAborted } from '../../core/abort.js';
 import { DEFAULT_RESTORE_DAYS, DEFAULT_RETRIEVAL_TIER, MAX_RESTORE_DAYS, retrievalTierOf } from '../../core/archive-options.js';
 import type { ArchiveTarget, Inventory, RestoreState, RestoreStatus, RetrievalTier } from '../../core/ports.js';
-import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { ArchiveRecord, IndexPorts } from '../../core/index-ports.js';
+import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
+import type { ArchiveRecord, HeldLock, IndexPorts } from '../../core/index-ports.js';
 import { MANIFEST_NAME, parseGlacierDescription, segmentName } from './format.js';
 import { RESTORE_CLASSES, archiveLockName, chainOf, checkTarget, findArchive, remoteName, requireArchived, storeOf, type ArchivePlaces } from './places.js';
 
@@ -396,9 +396,9 @@ export interface ArchivePruneResult {
 /**
  * Deletes archives completed more than `olderThanDays` days ago: their
  * objects first, then the record. Never the newest archive of a volume at a
- * place, nor one an unfinished ECS restore reads, nor one a kept archive
- * builds on (an incremental chain goes as a whole or not at all). Unfinished
- * archives are left alone.
+ * place, nor one an unfinished ECS restore reads or another run holds (a
+ * rehydration), nor one a kept archive builds on (an incremental chain goes
+ * as a whole or not at all). Unfinished archives are left alone.
  */
 export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePruneOptions = {}): Promise<ArchivePruneResult> {
   const olderThanDays = options.olderThanDays ?? deps.archives.deleteOlderThanDays;
@@ -430,35 +430,50 @@ export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePrune
       kept.push({ archiveId: id, reason: `ECS restore job ${job.jobId} from it is ${job.state}` });
     }
   }
-  // A candidate stays while an archive that stays builds on it.
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const id of [...candidates]) {
-      const child = deps.index.archives.children(id).find((c) => !candidates.has(c.archiveId));
-      if (child !== undefined) {
-        candidates.delete(id);
-        kept.push({ archiveId: id, reason: `archive ${child.archiveId} builds on it` });
-        changed = true;
+  // The archives to delete are held until they are gone; one another run holds (a rehydration reading it) stays.
+  const held = new Map<string, HeldLock>();
+  try {
+    for (const record of all.filter((a) => candidates.has(a.archiveId))) {
+      try {
+        held.set(record.archiveId, deps.index.locks.acquire(archiveLockName(record.target, record.location, record.snapshotId)));
+      } catch (err) {
+        if (!isSnaplineError(err, ErrorCodes.CONFLICT)) throw err;
+        candidates.delete(record.archiveId);
+        kept.push({ archiveId: record.archiveId, reason: 'in use by another run (a rehydration)' });
       }
     }
+    // A candidate stays while an archive that stays builds on it.
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const id of [...candidates]) {
+        const child = deps.index.archives.children(id).find((c) => !candidates.has(c.archiveId));
+        if (child !== undefined) {
+          candidates.delete(id);
+          kept.push({ archiveId: id, reason: `archive ${child.archiveId} builds on it` });
+          changed = true;
+        }
+      }
+    }
+    // Children before their parents.
+    const order = all.filter((a) => candidates.has(a.archiveId)).sort((a, b) => depthOf(deps.index, b) - depthOf(deps.index, a));
+    const deleted: ArchivePruneResult['deleted'] = [];
+    for (const record of order) {
+      const objects = deps.index.archives.objects(record.archiveId);
+      if (!options.dryRun) await removeArchive(deps, record);
+      deleted.push({
+        archiveId: record.archiveId,
+        snapshotId: record.snapshotId,
+        volume: record.volume,
+        target: record.target,
+        location: record.location,
+        ageDays: Math.floor((now - record.completedAt!.getTime()) / DAY_MS),
+        objects: objects.length,
+      });
+    }
+    return { dryRun: Boolean(options.dryRun), olderThanDays, deleted, kept };
+  } finally {
+    for (const lock of held.values()) lock.release();
   }
-  // Children before their parents.
-  const order = all.filter((a) => candidates.has(a.archiveId)).sort((a, b) => depthOf(deps.index, b) - depthOf(deps.index, a));
-  const deleted: ArchivePruneResult['deleted'] = [];
-  for (const record of order) {
-    const objects = deps.index.archives.objects(record.archiveId);
-    if (!options.dryRun) await removeArchive(deps, record);
-    deleted.push({
-      archiveId: record.archiveId,
-      snapshotId: record.snapshotId,
-      volume: record.volume,
-      target: record.target,
-      location: record.location,
-      ageDays: Math.floor((now - record.completedAt!.getTime()) / DAY_MS),
-      objects: objects.length,
-    });
-  }
-  return { dryRun: Boolean(options.dryRun), olderThanDays, deleted, kept };
 }
 
 /**

@@ -471,7 +471,7 @@ describe('inventory and prune', () => {
       await read;
       const pruned = await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later });
       expect(pruned.deleted).toEqual([]);
-      expect(pruned.kept).toContainEqual({ archiveId: old.archiveId, reason: 'in use by another run (a rehydration)' });
+      expect(pruned.kept).toContainEqual({ archiveId: old.archiveId, reason: `in use by another run (pid ${process.pid}), such as a rehydration` });
       expect(await rejection(deleteArchive({ index, archives: places }, { archive: old.archiveId }))).toMatchObject({ code: ErrorCodes.CONFLICT });
       release();
       await running;

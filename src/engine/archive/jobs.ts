@@ -439,7 +439,7 @@ export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePrune
       } catch (err) {
         if (!isSnaplineError(err, ErrorCodes.CONFLICT)) throw err;
         candidates.delete(record.archiveId);
-        kept.push({ archiveId: record.archiveId, reason: 'in use by another run (a rehydration)' });
+        kept.push({ archiveId: record.archiveId, reason: `in use by another run (pid ${String(err.details?.pid)}), such as a rehydration` });
       }
     }
     // A candidate stays while an archive that stays builds on it.

@@ -178,7 +178,7 @@ describe('archives', () => {
     vault = await createVault('archives');
   });
 
-  it('verifies x-amz-sha256-tree-hash (required) and x-amz-content-sha256, refuses empty bodies, and keeps nothing that fails', async () => {
+  it('verifies x-amz-sha256-tree-hash and x-amz-content-sha256 (both required, no unsigned payload), refuses empty bodies, and keeps nothing that fails', async () => {
     const body = randomBytes(2 * MIB + 3);
     const wrong = await rejection(glacier.send(new UploadArchiveCommand({ ...account, vaultName: vault, body, checksum: '0'.repeat(64) })));
     expect([wrong.name, wrong.$metadata?.httpStatusCode]).toEqual(['InvalidParameterValueException', 400]);
@@ -192,6 +192,9 @@ describe('archives', () => {
     expect([noTree.status, noTree.json.code]).toEqual([400, 'MissingParameterValueException']);
     const noContent = await raw('POST', path, { 'x-amz-sha256-tree-hash': tree }, body);
     expect([noContent.status, noContent.json.code, noContent.json.message]).toEqual([400, 'MissingParameterValueException', 'Missing required header: x-amz-content-sha256']);
+    // The linear hash of the payload is required: Glacier takes no unsigned payload.
+    const unsigned = await raw('POST', path, { 'x-amz-sha256-tree-hash': tree, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' }, body);
+    expect([unsigned.status, unsigned.json.code]).toEqual([400, 'InvalidParameterValueException']);
     const empty = await raw('POST', path, { 'x-amz-sha256-tree-hash': sha256(Buffer.alloc(0)).toString('hex') }, Buffer.alloc(0));
     expect([empty.status, empty.json.code]).toEqual([400, 'InvalidParameterValueException']);
     expect((await glacier.send(new DescribeVaultCommand({ ...account, vaultName: vault }))).NumberOfArchives).toBe(0);

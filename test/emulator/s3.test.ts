@@ -547,7 +547,7 @@ describe('multipart uploads', () => {
     expect(next.Uploads?.map((u) => u.UploadId)).toEqual([second.uploadId]);
   });
 
-  it('with a checksum algorithm: every part must carry it; COMPOSITE gives the checksum of the part checksums with -N, FULL_OBJECT the whole object\'s', async () => {
+  it('with a checksum algorithm: every part must carry it; a COMPOSITE upload completes only with every part\'s checksum listed; COMPOSITE gives the checksum of the part checksums with -N, FULL_OBJECT the whole object\'s', async () => {
     const parts = [randomBytes(5 * MIB), randomBytes(1000)];
     const { UploadId } = await t.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'sha', ChecksumAlgorithm: 'SHA256' }));
     const refused = await rejection(t.s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'sha', UploadId, PartNumber: 1, Body: parts[0], ChecksumAlgorithm: 'CRC32' })));
@@ -562,6 +562,15 @@ describe('multipart uploads', () => {
       t.s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'sha', UploadId, MultipartUpload: { Parts: [{ ...sent[0]!, ChecksumSHA256: sent[1]!.ChecksumSHA256 }, sent[1]!] } })),
       'InvalidPart',
     );
+    // A COMPOSITE upload is completed only with every part's checksum listed.
+    const unlisted = await rejection(
+      t.s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'sha', UploadId, MultipartUpload: { Parts: [sent[0]!, { PartNumber: 2, ETag: sent[1]!.ETag }] } })),
+    );
+    expect([unlisted.name, unlisted.$metadata?.httpStatusCode, unlisted.message]).toEqual([
+      'InvalidRequest',
+      400,
+      'The upload was created using a sha256 checksum. The complete request must include the checksum for each part. It was missing for part 2 in the request.',
+    ]);
     const done = await t.s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'sha', UploadId, MultipartUpload: { Parts: sent } }));
     const composite = createHash('sha256').update(Buffer.concat(parts.map((p) => createHash('sha256').update(p).digest()))).digest('base64');
     expect([done.ChecksumSHA256, done.ChecksumType]).toEqual([`${composite}-2`, 'COMPOSITE']);

@@ -178,6 +178,29 @@ describe('resume of an interrupted multipart upload on the endpoint', () => {
   });
 });
 
+describe('restores asked again', () => {
+  it('S3: a restored copy that would expire before the days asked for is kept that long (RestoreObject again); one that lasts longer is left alone', async () => {
+    const image = pathFor('extend.img');
+    writeBlocks(image, randomBlocks([0, 5]), 6 * BLOCK_SIZE);
+    const created = await createArchive(session, { snapshotId: await snapshotOf(image, 'extend'), to: 's3', storageClass: 'GLACIER' });
+    await restoreArchive(session, { archive: created.archiveId, tier: 'Expedited', days: 1 });
+    await archiveStatus(session, { archive: created.archiveId, wait: true, pollMs: { first: 5, max: 50 } });
+    const expiries = async () => (await archiveStatus(session, { archive: created.archiveId }))[0]!.objects.map((o) => Date.parse(o.expiresAt!));
+    const DAY = 86_400_000;
+    expect(Math.max(...(await expiries()))).toBeLessThanOrEqual(Date.now() + 2 * DAY);
+
+    const longer = await restoreArchive(session, { archive: created.archiveId, tier: 'Expedited', days: 30 });
+    expect(longer.objects.length).toBeGreaterThan(1);
+    expect(longer.objects.every((o) => o.requested && o.state === 'available')).toBe(true);
+    const extended = await expiries();
+    for (const expiry of extended) expect(expiry).toBeGreaterThanOrEqual(Date.now() + 29 * DAY);
+
+    const shorter = await restoreArchive(session, { archive: created.archiveId, days: 2 });
+    expect(shorter.objects.every((o) => !o.requested && o.state === 'available')).toBe(true);
+    expect(await expiries()).toEqual(extended);
+  });
+});
+
 describe('failures the endpoint injects or refuses', () => {
   it('a failed Glacier job (jobFailureRate) fails the wait; asking again succeeds', async () => {
     const image = pathFor('job.img');

@@ -14,7 +14,7 @@ import type { ArchiveTarget } from '../../src/core/ports.js';
 import { verifiedReader } from '../../src/core/verified-reader.js';
 import { applyArchiveRange, chainAggregate, rehydrate } from '../../src/engine/archive/rehydrate.js';
 import { openArchiveChain, treeHashAlignedRanges } from '../../src/engine/archive/chain.js';
-import { archiveInventory, archiveStatus, pruneArchives, restoreArchive } from '../../src/engine/archive/jobs.js';
+import { archiveInventory, archiveStatus, deleteArchive, pruneArchives, restoreArchive } from '../../src/engine/archive/jobs.js';
 import type { ArchivePlaces } from '../../src/engine/archive/places.js';
 import { createArchive } from '../../src/engine/archive/archive.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
@@ -288,6 +288,32 @@ describe('restore jobs', () => {
     expect(stores.s3.count('restoreStatus') - headsBefore).toBe(2);
   });
 
+  it('a wait looks once more at its timeout rather than giving up early when the next pause would pass it', async () => {
+    const created = await createArchive(deps(), { snapshotId: await snapshotOf(random([0])) });
+    await restoreArchive({ index, archives: places }, { archive: created.archiveId });
+    let waits = 0;
+    // Looks at 0 and at 1 s (the restore finishes then); the next pause (2 s) would pass the 2.5 s timeout.
+    const onWait = () => {
+      waits += 1;
+      if (waits === 2) stores.s3.finishRestores();
+    };
+    const entries = await archiveStatus({ index, archives: places }, { archive: created.archiveId, wait: true, waitTimeoutMs: 2500, pollMs: { first: 1000, max: 60_000 }, onWait });
+    expect(entries.map((e) => e.restore)).toEqual(['available']);
+  });
+
+  it('a wait that finds restored copies expired before the rest of the chain is readable says so, and to ask again', async () => {
+    const s1 = await snapshotOf(random([0]));
+    const a1 = await createArchive(deps(), { snapshotId: s1 });
+    const a2 = await createArchive(deps(), { snapshotId: await snapshotOf(random([1]), { parent: s1 }), incremental: true });
+    await restoreArchive({ index, archives: places }, { archive: a2.archiveId, days: 1 });
+    stores.s3.finishRestores();
+    stores.s3.expireRestores(index.archives.objects(a1.archiveId).map((o) => o.ref));
+    const error = await rejection(archiveStatus({ index, archives: places }, { archive: a2.archiveId, wait: true, pollMs: { first: 1, max: 5 } }));
+    expect(error).toMatchObject({ code: ErrorCodes.BAD_STATE, details: { archiveId: a1.archiveId, objects: ['manifest.json', 'segment-000000'] } });
+    expect(error.message).toBe(`the restored copies of 2 objects of archive ${a1.archiveId} expired before archive ${a2.archiveId} was readable`);
+    expect(error.hint).toMatch(/archive restore/);
+  });
+
   it('waiting for an archive nobody asked to restore says so', async () => {
     const created = await createArchive(deps(), { snapshotId: await snapshotOf(random([0])) });
     const error = await rejection(archiveStatus({ index, archives: places }, { archive: created.archiveId, wait: true, pollMs: { first: 1, max: 5 } }));
@@ -397,6 +423,64 @@ describe('inventory and prune', () => {
     expect(index.archives.get(a1.archiveId)?.state).toBe('deleted');
     places.deleteOlderThanDays = undefined;
     expect(await rejection(pruneArchives({ index, archives: places }))).toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+  });
+
+  it('keeps an old archive, and those it builds on, while an ECS restore from it is unfinished (running or failed)', async () => {
+    const s1 = await snapshotOf(random([0]));
+    const s2 = await snapshotOf(random([1]), { parent: s1 });
+    const s3 = await snapshotOf(random([2]), { parent: s2 });
+    const a1 = await createArchive(deps(), { snapshotId: s1 });
+    const a2 = await createArchive(deps(), { snapshotId: s2, incremental: true });
+    await createArchive(deps(), { snapshotId: s3 });
+    const job = { sourceKind: 'archive' as const, source: a2.archiveId, volume: 'restored', cluster: 'c', taskDefinition: 'td' };
+    index.ecsJobs.create({ ...job, jobId: 'job-prune-1', startedBy: 'sb-prune-1' }, [{ fromBlock: 0, toBlock: 1 }]);
+    const later = new Date(Date.now() + 10 * 86_400_000);
+    const running = await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later });
+    expect(running.deleted).toEqual([]);
+    expect(running.kept).toEqual(
+      expect.arrayContaining([
+        { archiveId: a2.archiveId, reason: 'ECS restore job job-prune-1 from it is running' },
+        { archiveId: a1.archiveId, reason: `archive ${a2.archiveId} builds on it` },
+      ]),
+    );
+    index.ecsJobs.update('job-prune-1', { state: 'failed', message: 'shard 0 failed' });
+    expect((await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later })).deleted).toEqual([]);
+    index.ecsJobs.update('job-prune-1', { state: 'abandoned' });
+    const done = await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later });
+    expect(done.deleted.map((d) => d.archiveId)).toEqual([a2.archiveId, a1.archiveId]);
+  });
+
+  it('an archive being rehydrated is neither pruned nor deleted until the rehydration ends', async () => {
+    const old = await createArchive(deps(), { snapshotId: await snapshotOf(random([0, 1])), storageClass: 'GLACIER_IR' });
+    await createArchive(deps(), { snapshotId: await snapshotOf(random([2])), storageClass: 'GLACIER_IR' });
+    const later = new Date(Date.now() + 10 * 86_400_000);
+    const store = stores.s3;
+    const getRange = store.getRange.bind(store);
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let reading = () => {};
+    const read = new Promise<void>((resolve) => (reading = resolve));
+    // The rehydration's first read waits at the gate.
+    store.getRange = async (...args) => {
+      reading();
+      await gate;
+      return getRange(...args);
+    };
+    try {
+      const running = rehydrate(deps(), { archive: old.archiveId, toFile: join(dir, 'held.img') });
+      await read;
+      const pruned = await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later });
+      expect(pruned.deleted).toEqual([]);
+      expect(pruned.kept).toContainEqual({ archiveId: old.archiveId, reason: `in use by another run (pid ${process.pid}), such as a rehydration` });
+      expect(await rejection(deleteArchive({ index, archives: places }, { archive: old.archiveId }))).toMatchObject({ code: ErrorCodes.CONFLICT });
+      release();
+      await running;
+    } finally {
+      release();
+      store.getRange = getRange;
+    }
+    const done = await pruneArchives({ index, archives: places }, { olderThanDays: 5, now: later });
+    expect(done.deleted.map((d) => d.archiveId)).toEqual([old.archiveId]);
   });
 
   it('keeps an old archive while a newer incremental one builds on it', async () => {

@@ -111,6 +111,16 @@ export class MemoryArchiveStore implements ArchiveStore {
     if (this.#inventoryJob !== undefined) this.#inventoryJob.state = 'done';
   }
 
+  /** Every restored copy (or job output) of the objects named expires: they read as archived again. */
+  expireRestores(refs: readonly string[]): void {
+    for (const ref of refs) {
+      const entry = this.#object(ref);
+      if (entry.restore !== 'done') continue;
+      entry.restore = 'none';
+      delete entry.expiresAt;
+    }
+  }
+
   /** Every restore asked for fails (Glacier job Failed). */
   failRestores(): void {
     for (const entry of this.objects.values()) if (entry.restore === 'ongoing') entry.restore = 'failed';

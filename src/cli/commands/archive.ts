@@ -90,7 +90,7 @@ export function registerArchive(program: Command, wrap: Wrap): void {
 
   archive
     .command('prune')
-    .description("delete archives older than N days; never a volume's newest, nor one a kept archive builds on")
+    .description("delete archives older than N days; never a volume's newest, nor one an unfinished ECS restore or a running rehydration reads, nor one a kept archive builds on")
     .addOption(new Option('--older-than-days <n>', "delete archives completed more than N days ago (default: the connection's archive.delete_older_than_days)").argParser(integerOption('--older-than-days', 0, 100_000)))
     .option('--volume <name>', 'only this volume')
     .option('--dry-run', 'say what would be deleted; delete nothing')

@@ -240,24 +240,23 @@ export class GlacierApi {
   /**
    * Streams an archive or part body into a file and verifies it: length as
    * declared, x-amz-sha256-tree-hash and x-amz-content-sha256 (both
-   * required). Removes the file on failure.
+   * required, the latter a SHA-256: no unsigned payload). Removes the file on failure.
    */
   async #receive(exchange: Exchange, length: number): Promise<ReceivedBlob> {
     const headers = exchange.req.headers;
     const expectedTree = headerOf(headers, 'x-amz-sha256-tree-hash');
     if (expectedTree === undefined) throw GlacierErrors.missing('Missing required header: x-amz-sha256-tree-hash');
     if (!HEX_SHA256.test(expectedTree)) throw GlacierErrors.invalid(`Invalid x-amz-sha256-tree-hash: ${expectedTree}`);
-    // Common Request Headers: Upload Archive and Upload Part carry the SHA-256 of the whole payload.
+    // Common Request Headers: Upload Archive and Upload Part carry the SHA-256 of the whole payload (its linear hash; no unsigned payload).
     const contentSha = headerOf(headers, 'x-amz-content-sha256');
     if (contentSha === undefined) throw GlacierErrors.missing('Missing required header: x-amz-content-sha256');
-    const checkContent = contentSha !== 'UNSIGNED-PAYLOAD';
-    if (checkContent && !HEX_SHA256.test(contentSha)) throw GlacierErrors.invalid(`Invalid x-amz-content-sha256: ${contentSha}`);
+    if (!HEX_SHA256.test(contentSha)) throw GlacierErrors.invalid(`Invalid x-amz-content-sha256: ${contentSha}: it must be the SHA-256 of the payload`);
     let blob: ReceivedBlob;
     try {
       blob = await this.blobs.receive(exchange.req, {
         maxBytes: length,
         tooLarge: () => GlacierErrors.invalid(`The body is longer than its Content-Length (${length}).`),
-        sha256: checkContent,
+        sha256: true,
         treeChunks: true,
       });
     } catch (err) {
@@ -269,7 +268,7 @@ export class GlacierApi {
       if (blob.size !== length) throw GlacierErrors.invalid(`The body holds ${blob.size} bytes, Content-Length says ${length}.`);
       const treeHash = treeHashOfChunks(blob.chunkHashes!);
       if (treeHash !== expectedTree.toLowerCase()) throw GlacierErrors.invalid(`Checksum mismatch: expected ${expectedTree} (x-amz-sha256-tree-hash), calculated ${treeHash}`);
-      if (checkContent && blob.sha256!.toString('hex') !== contentSha.toLowerCase()) {
+      if (blob.sha256!.toString('hex') !== contentSha.toLowerCase()) {
         throw GlacierErrors.invalid(`Checksum mismatch: expected ${contentSha} (x-amz-content-sha256), calculated ${blob.sha256!.toString('hex')}`);
       }
       return blob;

@@ -46,7 +46,8 @@ const CHECKSUM_TYPES: Record<ChecksumAlgorithm, ChecksumType[]> = {
 /**
  * S3 multipart uploads: CreateMultipartUpload, UploadPart,
  * CompleteMultipartUpload (parts ascending, ETags and checksums matching,
- * every part but the last at least 5 MiB; ETag = MD5 of the parts' MD5s
+ * each part's checksum listed for a COMPOSITE upload, every part but the
+ * last at least 5 MiB; ETag = MD5 of the parts' MD5s
  * with "-N"), AbortMultipartUpload, ListParts, ListMultipartUploads.
  * Completion moves the parts' files into the object without copying.
  * Handlers throw S3 errors; S3Api answers them.
@@ -162,6 +163,11 @@ export class S3Multipart {
         );
       }
       const listedChecksum = algorithm === undefined ? undefined : childOf(node, checksumElementOf(algorithm))?.text.trim();
+      if (listedChecksum === undefined && upload.attributes.checksumType === 'COMPOSITE') {
+        throw S3Errors.invalidRequest(
+          `The upload was created using a ${algorithm!.toLowerCase()} checksum. The complete request must include the checksum for each part. It was missing for part ${partNumber} in the request.`,
+        );
+      }
       if (listedChecksum !== undefined && listedChecksum !== part.checksum) {
         throw S3Errors.invalidPart(`The ${algorithm} checksum of part ${partNumber} does not match the part's checksum.`, partNumber, etag);
       }

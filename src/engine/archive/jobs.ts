@@ -7,8 +7,8 @@
 import { sleep, throwIfAborted } from '../../core/abort.js';
 import { DEFAULT_RESTORE_DAYS, DEFAULT_RETRIEVAL_TIER, MAX_RESTORE_DAYS, retrievalTierOf } from '../../core/archive-options.js';
 import type { ArchiveTarget, Inventory, RestoreState, RestoreStatus, RetrievalTier } from '../../core/ports.js';
-import { ErrorCodes, SnaplineError } from '../../errors.js';
-import type { ArchiveRecord, IndexPorts } from '../../core/index-ports.js';
+import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
+import type { ArchiveRecord, HeldLock, IndexPorts } from '../../core/index-ports.js';
 import { MANIFEST_NAME, parseGlacierDescription, segmentName } from './format.js';
 import { RESTORE_CLASSES, archiveLockName, chainOf, checkTarget, findArchive, remoteName, requireArchived, storeOf, type ArchivePlaces } from './places.js';
 
@@ -51,7 +51,9 @@ export interface ArchiveRestoreResult {
 /**
  * Asks for every object of the archive's chain to be made readable. An
  * object already readable, or with a restore or job under way, is left as
- * it is (a new Glacier job would be paid for again). The jobs are recorded
+ * it is (a new Glacier job would be paid for again), except a restored S3
+ * copy that would expire within `days`: it is asked for again, which keeps it
+ * `days` from now. The jobs are recorded
  * in the index for `archive status` and `rehydrate`.
  */
 export async function restoreArchive(deps: ArchiveJobsDeps, options: ArchiveRestoreOptions): Promise<ArchiveRestoreResult> {
@@ -76,7 +78,7 @@ export async function restoreArchive(deps: ArchiveJobsDeps, options: ArchiveRest
     for (const object of deps.index.archives.objects(member.archiveId)) {
       const known = await store.restoreStatus(object.ref, object.restoreJob ?? undefined);
       let status: RestoreStatus = known;
-      const requested = known.state === 'archived' || known.state === 'failed';
+      const requested = known.state === 'archived' || known.state === 'failed' || expiresTooSoon(store.target, known, days);
       if (requested) {
         status = await store.requestRestore(object.ref, { tier, days, description: `snapline restore of ${member.archiveId} ${object.name}` });
         deps.index.archives.recordRestore(member.archiveId, object.name, { job: status.job ?? null, tier, requestedAt: new Date() });
@@ -85,6 +87,16 @@ export async function restoreArchive(deps: ArchiveJobsDeps, options: ArchiveRest
     }
   }
   return { archiveId: record.archiveId, chain: chain.map((a) => a.archiveId), tier, days, objects };
+}
+
+/**
+ * Whether a readable S3 copy would be gone before `days` from now: asking
+ * again moves its expiry to `days` from now (RestoreObject answers 200, no
+ * new retrieval). A Glacier job's output is not extended: a new job would be
+ * paid for again.
+ */
+function expiresTooSoon(target: ArchiveTarget, status: RestoreStatus, days: number): boolean {
+  return target === 's3' && status.state === 'available' && status.expiresAt !== undefined && status.expiresAt.getTime() < Date.now() + days * DAY_MS;
 }
 
 // ---- status --------------------------------------------------------------------
@@ -167,20 +179,43 @@ export async function archiveStatus(deps: ArchiveJobsDeps, options: ArchiveStatu
       });
     }
     if (entries.every((e) => e.restore === 'available')) return entries;
+    const expired = expiredCopies(deps, entries);
+    if (expired !== undefined) {
+      throw new SnaplineError(
+        ErrorCodes.BAD_STATE,
+        `the restored copies of ${expired.objects.length} objects of archive ${expired.archiveId} expired before archive ${options.archive} was readable`,
+        {
+          hint: `ask for them again with \`snapline archive restore ${options.archive}\` (with enough --days for S3), then rehydrate once it is readable`,
+          details: expired,
+        },
+      );
+    }
     if (entries.some((e) => e.restore === 'archived')) {
       throw new SnaplineError(ErrorCodes.BAD_STATE, `archive ${options.archive} has objects no restore was asked for`, {
         hint: `ask for them with \`snapline archive restore ${options.archive}\``,
       });
     }
     options.onWait?.(entries);
-    if (Date.now() + pause > deadline) {
+    // The last look is at the deadline, not a pause before it.
+    const left = deadline - Date.now();
+    if (left <= 0) {
       throw new SnaplineError(ErrorCodes.TIMEOUT, `archive ${options.archive} is not readable yet after the wait timeout`, {
         hint: 'run `snapline archive status --wait` again later: the restore goes on',
       });
     }
-    await sleep(pause, options.signal);
+    await sleep(Math.min(pause, left), options.signal);
     pause = Math.min(max, pause * 2);
   }
+}
+
+/** The first archive of a chain being waited for with objects readable no more: a restore was asked for them, and none is under way. */
+function expiredCopies(deps: ArchiveJobsDeps, entries: readonly ArchiveStatusEntry[]): { archiveId: string; objects: string[] } | undefined {
+  for (const entry of entries) {
+    const asked = new Set(deps.index.archives.objects(entry.archiveId).filter((o) => o.restoreRequestedAt !== null).map((o) => o.name));
+    const objects = entry.objects.filter((o) => o.state === 'archived' && asked.has(o.name)).map((o) => o.name);
+    if (objects.length > 0) return { archiveId: entry.archiveId, objects };
+  }
+  return undefined;
 }
 
 async function statusOf(deps: ArchiveJobsDeps, record: ArchiveRecord): Promise<ArchiveStatusEntry> {
@@ -361,8 +396,9 @@ export interface ArchivePruneResult {
 /**
  * Deletes archives completed more than `olderThanDays` days ago: their
  * objects first, then the record. Never the newest archive of a volume at a
- * place, nor one a kept archive builds on (an incremental chain goes as a
- * whole or not at all). Unfinished archives are left alone.
+ * place, nor one an unfinished ECS restore reads or another run holds (a
+ * rehydration), nor one a kept archive builds on (an incremental chain goes
+ * as a whole or not at all). Unfinished archives are left alone.
  */
 export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePruneOptions = {}): Promise<ArchivePruneResult> {
   const olderThanDays = options.olderThanDays ?? deps.archives.deleteOlderThanDays;
@@ -386,35 +422,58 @@ export async function pruneArchives(deps: ArchiveJobsDeps, options: ArchivePrune
   for (const record of newest.values()) {
     if (candidates.delete(record.archiveId)) kept.push({ archiveId: record.archiveId, reason: 'the newest archive of its volume there' });
   }
-  // A candidate stays while an archive that stays builds on it.
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const id of [...candidates]) {
-      const child = deps.index.archives.children(id).find((c) => !candidates.has(c.archiveId));
-      if (child !== undefined) {
-        candidates.delete(id);
-        kept.push({ archiveId: id, reason: `archive ${child.archiveId} builds on it` });
-        changed = true;
-      }
+  // An ECS restore that is running or failed (the same command resumes it) still reads the archive.
+  for (const id of [...candidates]) {
+    const job = deps.index.ecsJobs.openFor(id);
+    if (job !== undefined) {
+      candidates.delete(id);
+      kept.push({ archiveId: id, reason: `ECS restore job ${job.jobId} from it is ${job.state}` });
     }
   }
-  // Children before their parents.
-  const order = all.filter((a) => candidates.has(a.archiveId)).sort((a, b) => depthOf(deps.index, b) - depthOf(deps.index, a));
-  const deleted: ArchivePruneResult['deleted'] = [];
-  for (const record of order) {
-    const objects = deps.index.archives.objects(record.archiveId);
-    if (!options.dryRun) await removeArchive(deps, record);
-    deleted.push({
-      archiveId: record.archiveId,
-      snapshotId: record.snapshotId,
-      volume: record.volume,
-      target: record.target,
-      location: record.location,
-      ageDays: Math.floor((now - record.completedAt!.getTime()) / DAY_MS),
-      objects: objects.length,
-    });
+  // The archives to delete are held until they are gone; one another run holds (a rehydration reading it) stays.
+  const held = new Map<string, HeldLock>();
+  try {
+    for (const record of all.filter((a) => candidates.has(a.archiveId))) {
+      try {
+        held.set(record.archiveId, deps.index.locks.acquire(archiveLockName(record.target, record.location, record.snapshotId)));
+      } catch (err) {
+        if (!isSnaplineError(err, ErrorCodes.CONFLICT)) throw err;
+        candidates.delete(record.archiveId);
+        kept.push({ archiveId: record.archiveId, reason: `in use by another run (pid ${String(err.details?.pid)}), such as a rehydration` });
+      }
+    }
+    // A candidate stays while an archive that stays builds on it.
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const id of [...candidates]) {
+        const child = deps.index.archives.children(id).find((c) => !candidates.has(c.archiveId));
+        if (child !== undefined) {
+          candidates.delete(id);
+          kept.push({ archiveId: id, reason: `archive ${child.archiveId} builds on it` });
+          changed = true;
+        }
+      }
+    }
+    // Children before their parents.
+    const order = all.filter((a) => candidates.has(a.archiveId)).sort((a, b) => depthOf(deps.index, b) - depthOf(deps.index, a));
+    const deleted: ArchivePruneResult['deleted'] = [];
+    for (const record of order) {
+      const objects = deps.index.archives.objects(record.archiveId);
+      if (!options.dryRun) await removeArchive(deps, record);
+      deleted.push({
+        archiveId: record.archiveId,
+        snapshotId: record.snapshotId,
+        volume: record.volume,
+        target: record.target,
+        location: record.location,
+        ageDays: Math.floor((now - record.completedAt!.getTime()) / DAY_MS),
+        objects: objects.length,
+      });
+    }
+    return { dryRun: Boolean(options.dryRun), olderThanDays, deleted, kept };
+  } finally {
+    for (const lock of held.values()) lock.release();
   }
-  return { dryRun: Boolean(options.dryRun), olderThanDays, deleted, kept };
 }
 
 /**

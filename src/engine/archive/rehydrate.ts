@@ -13,7 +13,7 @@ import type { SnapshotCatalog, SnapshotStatus, SnapshotWriter } from '../../core
 import { TaskWindow } from '../../core/task-window.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { IndexPorts } from '../../core/index-ports.js';
+import type { HeldLock, IndexPorts } from '../../core/index-ports.js';
 import { SlabPool, isNbdUrl, parseNbdUrl, type Slab } from '../../source/index.js';
 import { openTarget, type RestoreTarget } from '../../target/index.js';
 import { hex } from './format.js';
@@ -26,7 +26,7 @@ import {
   type BlockSpan,
   type PlanEntry,
 } from './chain.js';
-import type { ArchivePlaces } from './places.js';
+import { archiveLockName, chainOf, findArchive, type ArchivePlaces } from './places.js';
 import { EC2_SETTLE_MS, UNCERTAIN_COMPLETION_WAIT_MS, completionMayHaveHappened, waitForSnapshot } from '../blocks/committer.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { DEFAULT_SNAPSHOT_TIMEOUT_MINUTES } from '../backup/backup.js';
@@ -280,7 +280,8 @@ export interface RehydrateResult {
  * Brings an archive back: its chain applied in order into a new snapshot
  * (completed with the aggregate the block tables give, then watched until
  * EC2 shows it completed, so it can be read as soon as this returns), or onto a file or device (marked incomplete in the index while
- * it is written). BAD_STATE when an object is not readable yet.
+ * it is written). BAD_STATE when an object is not readable yet. The chain's
+ * archives are locked meanwhile (see holdChain).
  */
 export async function rehydrate(deps: RehydrateDeps, options: RehydrateOptions): Promise<RehydrateResult> {
   const started = Date.now();
@@ -288,6 +289,31 @@ export async function rehydrate(deps: RehydrateDeps, options: RehydrateOptions):
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'give exactly one of toSnapshot and toFile IMAGE', { details: { option: 'toSnapshot', otherOptions: ['toFile'] } });
   }
   throwIfAborted(options.signal);
+  const locks = holdChain(deps.index, options.archive);
+  try {
+    return await rehydrateHeld(deps, options, started);
+  } finally {
+    for (const lock of locks) lock.release();
+  }
+}
+
+/**
+ * Takes the lock of every archive of the chain (the one archive create and
+ * delete take, and prune looks for), so that none of them is deleted while
+ * it is read. CONFLICT when another run holds one.
+ */
+function holdChain(index: RehydrateDeps['index'], archive: string): HeldLock[] {
+  const locks: HeldLock[] = [];
+  try {
+    for (const record of chainOf(index, findArchive(index, archive))) locks.push(index.locks.acquire(archiveLockName(record.target, record.location, record.snapshotId)));
+  } catch (err) {
+    for (const lock of locks) lock.release();
+    throw err;
+  }
+  return locks;
+}
+
+async function rehydrateHeld(deps: RehydrateDeps, options: RehydrateOptions, started: number): Promise<RehydrateResult> {
   const chain = await openArchiveChain(deps, options.archive);
   const newest = chain.members.at(-1)!.manifest;
   // Progress counts the volume's blocks: written (zeros too) or passed with nothing to write.

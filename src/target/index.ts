@@ -28,7 +28,7 @@ export async function openTarget(path: string, options: OpenTargetOptions): Prom
     if (err.code === 'ENOENT') return undefined;
     throw targetError(path, err);
   });
-  await refuseReserved(path, info, options.reserved ?? []);
+  await refuseReserved(path, info, options.reserved);
   if (info?.isDirectory()) {
     throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, `${path} is a directory; give an image file or a block device`);
   }

@@ -30,10 +30,12 @@ export interface OpenTargetOptions {
   /** Keep the target's content (an incremental restore writes only changed blocks). */
   keepContent?: boolean;
   /**
-   * Files that must never be written (the index's own): a target that is one
-   * of them, by its path or as the same file under another name, is refused.
+   * Files that must never be written (the index's own, targets.ownFiles()):
+   * a target that is one of them, by its path or as the same file under
+   * another name, is refused. Required, so that no writer of targets can
+   * leave the index out.
    */
-  reserved?: readonly string[];
+  reserved: readonly string[];
   /** Called once every check has passed, right before an existing file is truncated as it opens (nothing else is changed by opening). */
   beforeTruncate?: () => void;
 }

@@ -357,6 +357,21 @@ describe('bad input', () => {
     places.defaultTarget = undefined;
     expect(await rejection(createArchive(deps(), { snapshotId }))).toMatchObject({ code: ErrorCodes.CONFIG_INVALID });
   });
+
+  it('a file of the index as the file to rehydrate onto, even with force: refused, the index untouched', async () => {
+    const snapshotId = await snapshotOf(random([0, 1]));
+    const created = await createArchive(deps(), { snapshotId });
+    await restoreAndWait(created.archiveId, 's3');
+    const indexFile = join(dir, 'index.db');
+    const before = await readFile(indexFile);
+    for (const target of [indexFile, `${indexFile}-wal`]) {
+      const error = await rejection(rehydrate(deps(), { archive: created.archiveId, toFile: target, force: true }));
+      expect(error.code).toBe(ErrorCodes.TARGET_UNUSABLE);
+      expect(error.message).toBe(`${target} is a file of the index snapline is using (${target}): restoring onto it would destroy the index`);
+    }
+    expect(await readFile(indexFile)).toEqual(before);
+    expect(index.targets.get(indexFile)).toBeUndefined();
+  });
 });
 
 describe('sharded rehydration', () => {

@@ -811,7 +811,7 @@ describe('restore refuses bad input clearly', () => {
     if (asRoot) process.seteuid!(65_534);
     let err: SnaplineError;
     try {
-      err = await rejection(openTarget(target, { sizeBytes: 4 * BLOCK_SIZE }));
+      err = await rejection(openTarget(target, { sizeBytes: 4 * BLOCK_SIZE, reserved: [] }));
     } finally {
       if (asRoot) process.seteuid!(0);
     }

@@ -468,10 +468,12 @@ async function rehydrateToFile(
   const sizeBytes = chain.snapshot.sourceBytes;
   const lock = deps.index.locks.acquire(`target:${targetPath}`);
   try {
-    const target = await openTarget(isNbdUrl(path) ? path : targetPath, { sizeBytes, force });
+    const incomplete = () => deps.index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
+    // As a restore's: the index's own files are refused, and the index stops claiming the file before it is truncated.
+    const target = await openTarget(isNbdUrl(path) ? path : targetPath, { sizeBytes, force, reserved: deps.index.targets.ownFiles(), beforeTruncate: incomplete });
     let applied: ApplyResult;
     try {
-      deps.index.targets.set({ path: targetPath, snapshotId: null, state: 'incomplete', sizeBytes });
+      incomplete();
       applied = await applyPlan(deps.hashPool, withGaps(planBlocks(chain, deps.hashPool, wholeSpan(chain), applyOptions.signal), target, sizeBytes), fileSink(target, sizeBytes), applyOptions);
       await target.finish(sizeBytes);
     } catch (err) {

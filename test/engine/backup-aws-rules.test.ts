@@ -375,6 +375,47 @@ describe('reading a snapshot right after its backup, EC2 lagging behind (ec2LagM
     expect(world.local.emulator.stats().operations.DeleteSnapshot?.requests ?? 0).toBe(deletions);
     expect(await world.session.catalog.describeSnapshots([snapshotId])).toMatchObject([{ state: 'pending' }]);
   });
+
+  /** Whether EC2 lists `snapshotId` once the lag (3 s) has gone by: a snapshot a DeleteSnapshot missed shows up then. */
+  async function listedAfterTheLag(snapshotId: string): Promise<boolean> {
+    await sleep(3000);
+    return (await world.session.catalog.describeSnapshots([snapshotId])).length > 0;
+  }
+
+  it('a rehydration refused right after its snapshot started deletes that snapshot, which DeleteSnapshot finds only once EC2 lists it', async () => {
+    const { archiveId } = await archivedImage('rehydrate-refused-at-once');
+    const refusing: SnapshotWriter = {
+      startSnapshot: (input) => world.session.writer.startSnapshot(input),
+      putBlock: () => Promise.reject(new SnaplineError(ErrorCodes.REMOTE_REJECTED, 'refused (test)')),
+      completeSnapshot: (...args) => world.session.writer.completeSnapshot(...args),
+    };
+    const refused = await rejection(rehydrate({ ...world.session, writer: refusing }, { archive: archiveId, toSnapshot: true }));
+    expect(refused.details).toMatchObject({ unfinishedSnapshot: 'deleted' });
+    expect(await listedAfterTheLag(refused.details!.snapshotId as string)).toBe(false);
+  });
+
+  it('a backup whose new snapshot came out encrypted (encryption by default enabled meanwhile) deletes it, which DeleteSnapshot finds only once EC2 lists it', async () => {
+    const { path } = world.image('encrypted-meanwhile', 4);
+    const { ec2 } = clientsFor(world.local.emulator.url);
+    // EC2 answers that the account does not encrypt by default, and the setting is turned on right after.
+    const catalog = {
+      ...world.session.catalog,
+      encryptionByDefault: async () => {
+        const answer = await world.session.catalog.encryptionByDefault();
+        await ec2.send(new EnableEbsEncryptionByDefaultCommand({}));
+        return answer;
+      },
+    };
+    try {
+      const refused = await rejection(backup(depsOf(world.session, { catalog }), { source: path }));
+      expect(refused.code).toBe(ErrorCodes.BAD_STATE);
+      expect(refused.message).toMatch(/came out encrypted/);
+      expect(await listedAfterTheLag(refused.details!.snapshotId as string)).toBe(false);
+    } finally {
+      await ec2.send(new DisableEbsEncryptionByDefaultCommand({}));
+      ec2.destroy();
+    }
+  });
 });
 
 describe('a ClientToken of its own for every run', () => {

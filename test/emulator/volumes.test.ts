@@ -90,19 +90,28 @@ describe('CreateVolume and DescribeVolumes', () => {
     await expectAwsError(create({ SnapshotId: 'snap-0123456789abcdef0' }), 'InvalidSnapshot.NotFound');
     await expectAwsError(create({ SnapshotId: snapshotId, AvailabilityZone: 'us-east-1z' }), 'InvalidParameterValue');
     await expectAwsError(create({ SnapshotId: snapshotId, AvailabilityZone: 'eu-west-1a' }), 'InvalidParameterValue');
-    await expectAwsError(create({ Size: 16_385, VolumeType: 'gp3' }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 16_385, VolumeType: 'gp2' }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 65_537, VolumeType: 'gp3' }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 2, VolumeType: 'io1', Iops: 100 }), 'InvalidParameterValue');
     await expectAwsError(create({}), 'MissingParameter');
   });
 
-  it('io1 and io2 need Iops in their range; gp3 takes Iops 3000..16000 and Throughput 125..1000; other types take neither', async () => {
+  it('gp3 is 1 to 65,536 GiB (gp2 1 to 16,384)', async () => {
+    expect((await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 65_536, VolumeType: 'gp3' }))).Size).toBe(65_536);
+    expect((await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 16_384, VolumeType: 'gp2' }))).Size).toBe(16_384);
+  });
+
+  it('io1 and io2 need Iops in their range; gp3 takes Iops 3000..80000 and Throughput 125..2000; other types take neither', async () => {
+    const gp3 = await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 200, VolumeType: 'gp3', Iops: 80_000, Throughput: 2000 }));
+    expect(gp3).toMatchObject({ Iops: 80_000, Throughput: 2000 });
+    await expectAwsError(create({ Size: 200, VolumeType: 'gp3', Iops: 80_001 }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Throughput: 2001 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'io1' }), 'MissingParameter');
     await expectAwsError(create({ Size: 8, VolumeType: 'io2' }), 'MissingParameter');
     await expectAwsError(create({ Size: 8, VolumeType: 'io1', Iops: 64_001 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'io2', Iops: 99 }), 'InvalidParameterValue');
     expect((await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 8, VolumeType: 'io2', Iops: 256_000 }))).Iops).toBe(256_000);
     await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Iops: 2999 }), 'InvalidParameterValue');
-    await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Throughput: 1001 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Throughput: 124 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'gp2', Iops: 3000 }), 'InvalidParameterCombination');
     await expectAwsError(create({ Size: 8, VolumeType: 'io1', Iops: 1000, Throughput: 200 }), 'InvalidParameterCombination');

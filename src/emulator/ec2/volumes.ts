@@ -32,7 +32,7 @@ export const ZONE_LETTERS = ['a', 'b', 'c'];
 /** Volume types, with their sizes (GiB) and provisioned IOPS and throughput ranges from the CreateVolume reference. */
 const VOLUME_TYPES: Record<string, { minGiB: number; maxGiB: number; iops?: [number, number]; iopsRequired?: boolean; throughput?: [number, number] }> = {
   gp2: { minGiB: 1, maxGiB: 16_384 },
-  gp3: { minGiB: 1, maxGiB: 16_384, iops: [3000, 16_000], throughput: [125, 1000] },
+  gp3: { minGiB: 1, maxGiB: 65_536, iops: [3000, 80_000], throughput: [125, 2000] },
   io1: { minGiB: 4, maxGiB: 16_384, iops: [100, 64_000], iopsRequired: true },
   io2: { minGiB: 4, maxGiB: 65_536, iops: [100, 256_000], iopsRequired: true },
   st1: { minGiB: 125, maxGiB: 16_384 },

@@ -138,6 +138,16 @@ describe('CreateVolume and DescribeVolumes', () => {
 });
 
 describe('CreateVolume idempotency (ClientToken)', () => {
+  it('a token is at most 64 ASCII characters: longer or other characters are InvalidParameterValue, nothing made', async () => {
+    const count = async () => (await t.ec2.send(new DescribeVolumesCommand({}))).Volumes!.length;
+    const before = await count();
+    await expectAwsError(create({ Size: 1, ClientToken: 'x'.repeat(65) }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 1, ClientToken: 'restore-é' }), 'InvalidParameterValue');
+    expect(await count()).toBe(before);
+    await create({ Size: 1, ClientToken: 'x'.repeat(64) });
+    expect(await count()).toBe(before + 1);
+  });
+
   it('the same token and parameters answer the volume made first, making none; other parameters are IdempotentParameterMismatch', async () => {
     const count = async () => (await t.ec2.send(new DescribeVolumesCommand({}))).Volumes!.length;
     const first = await create({ Size: 4, VolumeType: 'gp3', ClientToken: 'restore-run-1' });

@@ -216,10 +216,14 @@ export class VolumeService {
    * state creating. A `clientToken` seen before in the Region with the same
    * parameters answers the volume it made (in its state now, nothing made);
    * with other parameters, IdempotentParameterMismatch. Once that volume is
-   * gone from listings, the token is forgotten with it.
+   * gone from listings, the token is forgotten with it. A token is at most
+   * 64 ASCII characters.
    */
   create(input: CreateVolumeInput, region: string, clientToken?: string): VolumeRecord {
     if (clientToken === undefined) return this.#create(input, region);
+    if (clientToken.length === 0 || clientToken.length > 64 || [...clientToken].some((c) => c.charCodeAt(0) > 0x7f)) {
+      throw ec2Error('InvalidParameterValue', `Value (${clientToken}) for parameter clientToken is invalid. The client token must be 1 to 64 ASCII characters.`);
+    }
     const key = `${region}\0${clientToken}`;
     const parameters = JSON.stringify(input);
     const earlier = this.#byClientToken.get(key);

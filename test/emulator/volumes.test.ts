@@ -392,3 +392,24 @@ describe('restart', () => {
     }
   });
 });
+
+describe('EC2 is eventually consistent for volumes too (ec2LagMs)', () => {
+  const LAG = 5000;
+  const lagClock = new TestClock();
+  let lagged: TestEndpoint;
+  beforeAll(async () => {
+    lagged = await startTestEndpoint({ now: lagClock.now, ec2LagMs: LAG });
+  });
+  afterAll(() => lagged?.stop());
+
+  it('a volume made less than the lag ago is not found: DescribeVolumes leaves it out (by id InvalidVolume.NotFound), DeleteVolume answers InvalidVolume.NotFound; then both find it', async () => {
+    const volumeId = (await lagged.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 1 }))).VolumeId!;
+    await expectAwsError(lagged.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] })), 'InvalidVolume.NotFound');
+    expect(((await lagged.ec2.send(new DescribeVolumesCommand({}))).Volumes ?? []).map((v) => v.VolumeId)).not.toContain(volumeId);
+    await expectAwsError(lagged.ec2.send(new DeleteVolumeCommand({ VolumeId: volumeId })), 'InvalidVolume.NotFound');
+    lagClock.advance(LAG);
+    expect((await lagged.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]).toMatchObject({ VolumeId: volumeId, State: 'creating' });
+    await lagged.ec2.send(new DeleteVolumeCommand({ VolumeId: volumeId }));
+    expect((await lagged.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]).toMatchObject({ State: 'deleting' });
+  });
+});

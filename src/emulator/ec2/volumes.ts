@@ -165,6 +165,8 @@ export class VolumeService {
     private readonly store: VolumeStore,
     private readonly now: () => number,
     private readonly timeScale: number,
+    /** Milliseconds EC2 lags behind: a volume made less than this ago is not found yet (DescribeVolumes, AttachVolume, DeleteVolume...). */
+    private readonly ec2LagMs = 0,
   ) {
     const stored = store.load();
     this.#volumes = stored.volumes;
@@ -311,10 +313,16 @@ export class VolumeService {
     return { encrypted, kmsKeyId: key, failure: null };
   }
 
-  /** The volumes of a Region, or those named (InvalidVolume.NotFound when one is not). Gone ones are left out. */
+  /**
+   * The volumes of a Region, or those named (InvalidVolume.NotFound when one
+   * is not). Gone ones are left out, and so are those made less than the EC2
+   * lag ago (EC2 is eventually consistent).
+   */
   volumes(region: string, ids: string[]): VolumeRecord[] {
     for (const id of ids) checkId(id, 'vol', 'InvalidVolumeID.Malformed');
-    const visible = (v: VolumeRecord | undefined): v is VolumeRecord => v !== undefined && v.region === region && !this.#gone(v);
+    const now = this.now();
+    const visible = (v: VolumeRecord | undefined): v is VolumeRecord =>
+      v !== undefined && v.region === region && now - v.createTime >= this.ec2LagMs && !this.#gone(v);
     const missing = ids.filter((id) => !visible(this.#volumes.get(id)));
     if (missing.length > 0) throw ec2Error('InvalidVolume.NotFound', `The volume '${missing.join(', ')}' does not exist.`);
     return ids.length === 0 ? [...this.#volumes.values()].filter(visible) : ids.map((id) => this.#volumes.get(id)!);

@@ -110,12 +110,26 @@ describe('CreateVolume and DescribeVolumes', () => {
     await expectAwsError(create({ Size: 8, VolumeType: 'io2' }), 'MissingParameter');
     await expectAwsError(create({ Size: 8, VolumeType: 'io1', Iops: 64_001 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'io2', Iops: 99 }), 'InvalidParameterValue');
-    expect((await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 8, VolumeType: 'io2', Iops: 256_000 }))).Iops).toBe(256_000);
+    expect((await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 256, VolumeType: 'io2', Iops: 256_000 }))).Iops).toBe(256_000);
     await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Iops: 2999 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Throughput: 124 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'gp2', Iops: 3000 }), 'InvalidParameterCombination');
     await expectAwsError(create({ Size: 8, VolumeType: 'io1', Iops: 1000, Throughput: 200 }), 'InvalidParameterCombination');
     await expectAwsError(create({ Size: 8, VolumeType: 'ssd' as CreateVolumeCommandInput['VolumeType'] }), 'InvalidParameterValue');
+  });
+
+  it('IOPS per GiB: io1 at most 50, io2 at most 1,000, gp3 at most 500 above its 3,000; gp3 throughput at most 0.25 MiB/s per IOPS above 125', async () => {
+    const made = (input: Partial<CreateVolumeCommandInput>) => t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, ...input }));
+    expect((await made({ Size: 4, VolumeType: 'io1', Iops: 200 })).Iops).toBe(200);
+    await expectAwsError(create({ Size: 4, VolumeType: 'io1', Iops: 201 }), 'InvalidParameterValue');
+    expect((await made({ Size: 4, VolumeType: 'io2', Iops: 4000 })).Iops).toBe(4000);
+    await expectAwsError(create({ Size: 4, VolumeType: 'io2', Iops: 4001 }), 'InvalidParameterValue');
+    expect((await made({ Size: 1, VolumeType: 'gp3', Iops: 3000 })).Iops).toBe(3000);
+    expect((await made({ Size: 10, VolumeType: 'gp3', Iops: 5000 })).Iops).toBe(5000);
+    await expectAwsError(create({ Size: 10, VolumeType: 'gp3', Iops: 5001 }), 'InvalidParameterValue');
+    expect((await made({ Size: 1, VolumeType: 'gp3', Throughput: 750 })).Throughput).toBe(750);
+    await expectAwsError(create({ Size: 1, VolumeType: 'gp3', Throughput: 751 }), 'InvalidParameterValue');
+    expect((await made({ Size: 8, VolumeType: 'gp3', Iops: 4000, Throughput: 1000 })).Throughput).toBe(1000);
   });
 
   it('KmsKeyId needs Encrypted; an unknown key is found out after the call: the volume ends in state error', async () => {

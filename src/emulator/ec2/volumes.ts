@@ -29,16 +29,29 @@ export const MAX_FAST_RESTORE_SNAPSHOTS = 5;
 /** Availability Zones each Region has on the endpoint: REGION + a, b, c. */
 export const ZONE_LETTERS = ['a', 'b', 'c'];
 
-/** Volume types, with their sizes (GiB) and provisioned IOPS and throughput ranges from the CreateVolume reference. */
-const VOLUME_TYPES: Record<string, { minGiB: number; maxGiB: number; iops?: [number, number]; iopsRequired?: boolean; throughput?: [number, number] }> = {
+/**
+ * Volume types, with their sizes (GiB) and provisioned IOPS and throughput
+ * ranges from the CreateVolume reference, and the EBS User Guide's ratios:
+ * at most `iopsPerGiB` IOPS per GiB of size above a baseline of
+ * `baselineIops` (gp3 3,000; Provisioned IOPS SSD volumes, General Purpose
+ * SSD volumes), and for gp3 at most 0.25 MiB/s per IOPS above 125 MiB/s.
+ */
+const VOLUME_TYPES: Record<
+  string,
+  { minGiB: number; maxGiB: number; iops?: [number, number]; iopsRequired?: boolean; iopsPerGiB?: number; baselineIops?: number; throughput?: [number, number] }
+> = {
   gp2: { minGiB: 1, maxGiB: 16_384 },
-  gp3: { minGiB: 1, maxGiB: 65_536, iops: [3000, 80_000], throughput: [125, 2000] },
-  io1: { minGiB: 4, maxGiB: 16_384, iops: [100, 64_000], iopsRequired: true },
-  io2: { minGiB: 4, maxGiB: 65_536, iops: [100, 256_000], iopsRequired: true },
+  gp3: { minGiB: 1, maxGiB: 65_536, iops: [3000, 80_000], iopsPerGiB: 500, baselineIops: 3000, throughput: [125, 2000] },
+  io1: { minGiB: 4, maxGiB: 16_384, iops: [100, 64_000], iopsRequired: true, iopsPerGiB: 50 },
+  io2: { minGiB: 4, maxGiB: 65_536, iops: [100, 256_000], iopsRequired: true, iopsPerGiB: 1000 },
   st1: { minGiB: 125, maxGiB: 16_384 },
   sc1: { minGiB: 125, maxGiB: 16_384 },
   standard: { minGiB: 1, maxGiB: 1024 },
 };
+
+/** gp3 throughput: 125 MiB/s whatever the IOPS, more at 0.25 MiB/s per provisioned IOPS. */
+const GP3_BASELINE_THROUGHPUT = 125;
+const GP3_THROUGHPUT_PER_IOPS = 0.25;
 
 export const ec2Error = (code: string, message: string, status = 400) => new AwsError(status, code, message);
 
@@ -262,6 +275,12 @@ export class VolumeService {
     const iops = checkRange('Iops', input.iops, type.iops, volumeType);
     if (type.iopsRequired && iops === null) throw ec2Error('MissingParameter', `The parameter iops must be specified for ${volumeType} volumes.`);
     const throughput = checkRange('Throughput', input.throughput, type.throughput, volumeType);
+    if (iops !== null && type.iopsPerGiB !== undefined && iops > Math.max(type.baselineIops ?? 0, type.iopsPerGiB * sizeGiB)) {
+      throw ec2Error('InvalidParameterValue', `Iops to volume size ratio of ${(iops / sizeGiB).toFixed(6)} is too high; maximum is ${type.iopsPerGiB.toFixed(6)}.`);
+    }
+    if (throughput !== null && throughput > Math.max(GP3_BASELINE_THROUGHPUT, GP3_THROUGHPUT_PER_IOPS * (iops ?? type.baselineIops ?? 0))) {
+      throw ec2Error('InvalidParameterValue', `Throughput (MiBps) to iops ratio of ${(throughput / (iops ?? type.baselineIops ?? 1)).toFixed(6)} is too high; maximum is ${GP3_THROUGHPUT_PER_IOPS.toFixed(6)} MiBps per iops.`);
+    }
 
     const { encrypted, kmsKeyId, failure } = this.#encryptionOf(input, snapshot, region);
     const now = this.now();

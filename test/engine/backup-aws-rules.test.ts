@@ -16,7 +16,7 @@ import { backup, defaultVolumeName, type BackupDeps, type BackupOptions } from '
 import { createArchive } from '../../src/engine/archive/archive.js';
 import { rehydrate } from '../../src/engine/archive/rehydrate.js';
 import type { SettleWait } from '../../src/engine/blocks/committer.js';
-import { copySnapshot } from '../../src/engine/dr/copy.js';
+import { copySnapshot, deleteCopies } from '../../src/engine/dr/copy.js';
 import { restore } from '../../src/engine/restore/restore.js';
 import { verify } from '../../src/engine/restore/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
@@ -318,6 +318,23 @@ describe('reading a snapshot right after its backup, EC2 lagging behind (ec2LagM
       const waited = await rejection(copySnapshot(deps, { snapshotId, waitTimeoutMs: 1, pollMs: { first: 1, max: 1 } }));
       expect(waited.code).toBe(ErrorCodes.TIMEOUT);
       expect(world.session.index.copies.ofSnapshot(snapshotId)).toMatchObject([{ state: 'pending', region: 'eu-west-1' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('a copy deleted right after its CopySnapshot (a prune straight after copy) is deleted once EC2 lists it, not taken for gone', async () => {
+    const { snapshotId } = await justBackedUp('copy-then-delete');
+    const destination = await openCopyDestination(world.session, { region: 'eu-west-1' });
+    try {
+      const deps = { index: world.session.index, catalog: world.session.catalog, sourceRegion: world.session.connection.settings.region, destination };
+      await rejection(copySnapshot(deps, { snapshotId, waitTimeoutMs: 1, pollMs: { first: 1, max: 1 } }));
+      const [copy] = world.session.index.copies.ofSnapshot(snapshotId);
+      const destinations = { sourceRegion: deps.sourceRegion, catalogOf: () => Promise.resolve(destination.catalog) };
+      await deleteCopies({ index: world.session.index, destinations }, [copy!]);
+      expect(world.session.index.copies.get(copy!.copySnapshotId)?.state).toBe('deleted');
+      await sleep(3000);
+      expect(await destination.catalog.describeSnapshots([copy!.copySnapshotId])).toEqual([]);
     } finally {
       await destination.close();
     }

@@ -403,8 +403,8 @@ function notCompletedYet(snapshotId: string, err: unknown, uncertain: SnaplineEr
  * A rehydration to a snapshot cannot be resumed: when it fails (or is
  * interrupted) before its snapshot completes, the snapshot is deleted once
  * EC2 lists it (deleteStartedSnapshot; a call made after an abort still goes
- * out) and `err` comes back saying whether
- * that worked. `inError`: the snapshot was sealed and ended in state error.
+ * out) and `err` comes back saying whether that worked. `inError`: the
+ * snapshot was sealed and ended in state error.
  * A snapshot whose completion may have been taken is never passed here (see
  * notCompletedYet). Never throws itself.
  */

@@ -191,9 +191,8 @@ export async function deleteStartedSnapshot(
   catalog: Pick<SnapshotCatalog, 'describeSnapshots' | 'deleteSnapshot'>,
   snapshotId: string,
   startedAt: number,
-  options: { pollMs?: { first: number; max: number } } = {},
 ): Promise<void> {
-  const listed = () => describeListed(catalog, snapshotId, startedAt + EC2_SETTLE_MS, options);
+  const listed = () => describeListed(catalog, snapshotId, startedAt + EC2_SETTLE_MS);
   const snapshot = await listed().catch((err: unknown) => {
     if (isSnaplineError(err, ErrorCodes.INTERRUPTED)) return listed();
     throw err;

@@ -106,7 +106,7 @@ export class EndpointServer {
       this.#storeId = loadStoreId(layout);
       this.#snapshots = new SnapshotService(catalog, packs, tokens, this.#faults, this.#stats, config.now, config.limits, config.clock, config.encryptionByDefault);
       this.#ebs = new EbsApi(this.#snapshots, this.#faults, this.#stats, config.now);
-      this.#volumes = new VolumeService(this.#snapshots, new VolumeCatalog(catalog.database), config.now, config.clock.timeScale);
+      this.#volumes = new VolumeService(this.#snapshots, new VolumeCatalog(catalog.database), config.now, config.clock.timeScale, config.clock.ec2LagMs);
       for (const [zone, count] of Object.entries(config.instances ?? {})) this.#volumes.ensureInstances(zone, count);
       this.#ec2 = new Ec2Api(this.#snapshots, new VolumeApi(this.#volumes), this.#faults);
       this.#archives = new ArchiveServices({ database: catalog.database, ...config, faults: this.#faults, stats: this.#stats });

@@ -519,6 +519,16 @@ export class SnapshotService {
     return record === undefined || record.deletedAt !== null || record.region !== region ? undefined : record;
   }
 
+  /**
+   * The snapshot as the EC2 calls that change it (CreateTags, DeleteSnapshot)
+   * find it: with an EC2 lag, one started less than the lag ago is not found
+   * yet, as DescribeSnapshots does not list it (EC2 is eventually consistent).
+   */
+  findForEc2(snapshotId: string, region: string): SnapshotRecord | undefined {
+    const record = this.find(snapshotId, region);
+    return record === undefined || this.now() - record.startTime < this.clock.ec2LagMs ? undefined : record;
+  }
+
   // ---- copies (EC2 CopySnapshot) -----------------------------------------
 
   /** How many copies may be in progress into one Region. */

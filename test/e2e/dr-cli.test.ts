@@ -80,6 +80,11 @@ describe('restore --to-volume', () => {
     const result = JSON.parse(json.stdout) as { volumeId: string; state: string; sizeGiB: number; steps: Array<{ step: string; durationMs: number }> };
     expect(result).toMatchObject({ state: 'available', sizeGiB: 3 });
     expect(result.steps.map((s) => s.step)).toEqual(['check', 'create-volume']);
+
+    // gp3 takes up to 80,000 IOPS and 2,000 MiB/s (CreateVolume, Iops and Throughput).
+    const fastest = await snapline(['--json', 'restore', snapshotId, '--to-volume', '--availability-zone', ZONE, '--size', '200', '--iops', '80000', '--throughput', '2000']);
+    expectExit(fastest, 0);
+    expect(JSON.parse(fastest.stdout)).toMatchObject({ state: 'available', volumeType: 'gp3', iops: 80_000, throughput: 2000 });
   }, 120_000);
 
   it('bad input is refused with the flag named, before anything is made', async () => {

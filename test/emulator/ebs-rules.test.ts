@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-ebs';
 import {
   CreateTagsCommand,
+  DeleteSnapshotCommand,
   DescribeSnapshotsCommand,
   DisableEbsEncryptionByDefaultCommand,
   EnableEbsEncryptionByDefaultCommand,
@@ -347,10 +348,20 @@ describe('EC2 DescribeSnapshots is eventually consistent (ec2LagMs)', () => {
     expect(byId.name).toBe('InvalidSnapshot.NotFound');
     const all = await lagged.ec2.send(new DescribeSnapshotsCommand({}));
     expect(all.Snapshots?.map((s) => s.SnapshotId)).not.toContain(id);
-    // CreateTags is not part of the lag.
-    await lagged.ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: 'k', Value: 'v' }] }));
     lagClock.advance(LAG);
     expect(await stateOf(lagged.ec2, id)).toBe('pending');
+  });
+
+  it('CreateTags and DeleteSnapshot do not find a snapshot started less than the lag ago either (InvalidSnapshot.NotFound), then do', async () => {
+    const id = await start(lagged.ebs);
+    const tagging = new CreateTagsCommand({ Resources: [id], Tags: [{ Key: 'k', Value: 'v' }] });
+    expect((await rejection(lagged.ec2.send(tagging))).name).toBe('InvalidSnapshot.NotFound');
+    expect((await rejection(lagged.ec2.send(new DeleteSnapshotCommand({ SnapshotId: id })))).name).toBe('InvalidSnapshot.NotFound');
+    lagClock.advance(LAG);
+    await lagged.ec2.send(tagging);
+    expect(await stateOf(lagged.ec2, id)).toBe('pending');
+    await lagged.ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
+    expect((await rejection(lagged.ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [id] })))).name).toBe('InvalidSnapshot.NotFound');
   });
 
   it('the state shown follows CompleteSnapshot by the lag', async () => {

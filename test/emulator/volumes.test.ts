@@ -90,23 +90,46 @@ describe('CreateVolume and DescribeVolumes', () => {
     await expectAwsError(create({ SnapshotId: 'snap-0123456789abcdef0' }), 'InvalidSnapshot.NotFound');
     await expectAwsError(create({ SnapshotId: snapshotId, AvailabilityZone: 'us-east-1z' }), 'InvalidParameterValue');
     await expectAwsError(create({ SnapshotId: snapshotId, AvailabilityZone: 'eu-west-1a' }), 'InvalidParameterValue');
-    await expectAwsError(create({ Size: 16_385, VolumeType: 'gp3' }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 16_385, VolumeType: 'gp2' }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 65_537, VolumeType: 'gp3' }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 2, VolumeType: 'io1', Iops: 100 }), 'InvalidParameterValue');
     await expectAwsError(create({}), 'MissingParameter');
   });
 
-  it('io1 and io2 need Iops in their range; gp3 takes Iops 3000..16000 and Throughput 125..1000; other types take neither', async () => {
+  it('gp3 is 1 to 65,536 GiB (gp2 1 to 16,384)', async () => {
+    expect((await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 65_536, VolumeType: 'gp3' }))).Size).toBe(65_536);
+    expect((await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 16_384, VolumeType: 'gp2' }))).Size).toBe(16_384);
+  });
+
+  it('io1 and io2 need Iops in their range; gp3 takes Iops 3000..80000 and Throughput 125..2000; other types take neither', async () => {
+    const gp3 = await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 200, VolumeType: 'gp3', Iops: 80_000, Throughput: 2000 }));
+    expect(gp3).toMatchObject({ Iops: 80_000, Throughput: 2000 });
+    await expectAwsError(create({ Size: 200, VolumeType: 'gp3', Iops: 80_001 }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Throughput: 2001 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'io1' }), 'MissingParameter');
     await expectAwsError(create({ Size: 8, VolumeType: 'io2' }), 'MissingParameter');
     await expectAwsError(create({ Size: 8, VolumeType: 'io1', Iops: 64_001 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'io2', Iops: 99 }), 'InvalidParameterValue');
-    expect((await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 8, VolumeType: 'io2', Iops: 256_000 }))).Iops).toBe(256_000);
+    expect((await t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 256, VolumeType: 'io2', Iops: 256_000 }))).Iops).toBe(256_000);
     await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Iops: 2999 }), 'InvalidParameterValue');
-    await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Throughput: 1001 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'gp3', Throughput: 124 }), 'InvalidParameterValue');
     await expectAwsError(create({ Size: 8, VolumeType: 'gp2', Iops: 3000 }), 'InvalidParameterCombination');
     await expectAwsError(create({ Size: 8, VolumeType: 'io1', Iops: 1000, Throughput: 200 }), 'InvalidParameterCombination');
     await expectAwsError(create({ Size: 8, VolumeType: 'ssd' as CreateVolumeCommandInput['VolumeType'] }), 'InvalidParameterValue');
+  });
+
+  it('IOPS per GiB: io1 at most 50, io2 at most 1,000, gp3 at most 500 above its 3,000; gp3 throughput at most 0.25 MiB/s per IOPS above 125', async () => {
+    const made = (input: Partial<CreateVolumeCommandInput>) => t.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, ...input }));
+    expect((await made({ Size: 4, VolumeType: 'io1', Iops: 200 })).Iops).toBe(200);
+    await expectAwsError(create({ Size: 4, VolumeType: 'io1', Iops: 201 }), 'InvalidParameterValue');
+    expect((await made({ Size: 4, VolumeType: 'io2', Iops: 4000 })).Iops).toBe(4000);
+    await expectAwsError(create({ Size: 4, VolumeType: 'io2', Iops: 4001 }), 'InvalidParameterValue');
+    expect((await made({ Size: 1, VolumeType: 'gp3', Iops: 3000 })).Iops).toBe(3000);
+    expect((await made({ Size: 10, VolumeType: 'gp3', Iops: 5000 })).Iops).toBe(5000);
+    await expectAwsError(create({ Size: 10, VolumeType: 'gp3', Iops: 5001 }), 'InvalidParameterValue');
+    expect((await made({ Size: 1, VolumeType: 'gp3', Throughput: 750 })).Throughput).toBe(750);
+    await expectAwsError(create({ Size: 1, VolumeType: 'gp3', Throughput: 751 }), 'InvalidParameterValue');
+    expect((await made({ Size: 8, VolumeType: 'gp3', Iops: 4000, Throughput: 1000 })).Throughput).toBe(1000);
   });
 
   it('KmsKeyId needs Encrypted; an unknown key is found out after the call: the volume ends in state error', async () => {
@@ -129,6 +152,16 @@ describe('CreateVolume and DescribeVolumes', () => {
 });
 
 describe('CreateVolume idempotency (ClientToken)', () => {
+  it('a token is at most 64 ASCII characters: longer or other characters are InvalidParameterValue, nothing made', async () => {
+    const count = async () => (await t.ec2.send(new DescribeVolumesCommand({}))).Volumes!.length;
+    const before = await count();
+    await expectAwsError(create({ Size: 1, ClientToken: 'x'.repeat(65) }), 'InvalidParameterValue');
+    await expectAwsError(create({ Size: 1, ClientToken: 'restore-é' }), 'InvalidParameterValue');
+    expect(await count()).toBe(before);
+    await create({ Size: 1, ClientToken: 'x'.repeat(64) });
+    expect(await count()).toBe(before + 1);
+  });
+
   it('the same token and parameters answer the volume made first, making none; other parameters are IdempotentParameterMismatch', async () => {
     const count = async () => (await t.ec2.send(new DescribeVolumesCommand({}))).Volumes!.length;
     const first = await create({ Size: 4, VolumeType: 'gp3', ClientToken: 'restore-run-1' });
@@ -371,5 +404,26 @@ describe('restart', () => {
       await endpoint.stop();
       dir.cleanup();
     }
+  });
+});
+
+describe('EC2 is eventually consistent for volumes too (ec2LagMs)', () => {
+  const LAG = 5000;
+  const lagClock = new TestClock();
+  let lagged: TestEndpoint;
+  beforeAll(async () => {
+    lagged = await startTestEndpoint({ now: lagClock.now, ec2LagMs: LAG });
+  });
+  afterAll(() => lagged?.stop());
+
+  it('a volume made less than the lag ago is not found: DescribeVolumes leaves it out (by id InvalidVolume.NotFound), DeleteVolume answers InvalidVolume.NotFound; then both find it', async () => {
+    const volumeId = (await lagged.ec2.send(new CreateVolumeCommand({ AvailabilityZone: ZONE, Size: 1 }))).VolumeId!;
+    await expectAwsError(lagged.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] })), 'InvalidVolume.NotFound');
+    expect(((await lagged.ec2.send(new DescribeVolumesCommand({}))).Volumes ?? []).map((v) => v.VolumeId)).not.toContain(volumeId);
+    await expectAwsError(lagged.ec2.send(new DeleteVolumeCommand({ VolumeId: volumeId })), 'InvalidVolume.NotFound');
+    lagClock.advance(LAG);
+    expect((await lagged.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]).toMatchObject({ VolumeId: volumeId, State: 'creating' });
+    await lagged.ec2.send(new DeleteVolumeCommand({ VolumeId: volumeId }));
+    expect((await lagged.ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0]).toMatchObject({ State: 'deleting' });
   });
 });

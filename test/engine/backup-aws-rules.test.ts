@@ -16,7 +16,7 @@ import { backup, defaultVolumeName, type BackupDeps, type BackupOptions } from '
 import { createArchive } from '../../src/engine/archive/archive.js';
 import { rehydrate } from '../../src/engine/archive/rehydrate.js';
 import type { SettleWait } from '../../src/engine/blocks/committer.js';
-import { copySnapshot } from '../../src/engine/dr/copy.js';
+import { copySnapshot, deleteCopies } from '../../src/engine/dr/copy.js';
 import { restore } from '../../src/engine/restore/restore.js';
 import { verify } from '../../src/engine/restore/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
@@ -398,6 +398,23 @@ describe('reading a snapshot right after its backup, EC2 lagging behind (ec2LagM
     }
   });
 
+  it('a copy deleted right after its CopySnapshot (a prune straight after copy) is deleted once EC2 lists it, not taken for gone', async () => {
+    const { snapshotId } = await justBackedUp('copy-then-delete');
+    const destination = await openCopyDestination(world.session, { region: 'eu-west-1' });
+    try {
+      const deps = { index: world.session.index, catalog: world.session.catalog, sourceRegion: world.session.connection.settings.region, destination };
+      await rejection(copySnapshot(deps, { snapshotId, waitTimeoutMs: 1, pollMs: { first: 1, max: 1 } }));
+      const [copy] = world.session.index.copies.ofSnapshot(snapshotId);
+      const destinations = { sourceRegion: deps.sourceRegion, catalogOf: () => Promise.resolve(destination.catalog) };
+      await deleteCopies({ index: world.session.index, destinations }, [copy!]);
+      expect(world.session.index.copies.get(copy!.copySnapshotId)?.state).toBe('deleted');
+      await sleep(3000);
+      expect(await destination.catalog.describeSnapshots([copy!.copySnapshotId])).toEqual([]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   /** An S3 archive (readable at once) of a fresh backup of `name`, the image's path, and how many DeleteSnapshot calls were made so far. */
   async function archivedImage(name: string): Promise<{ path: string; archiveId: string; deletions: number }> {
     const { path, snapshotId } = await justBackedUp(name);
@@ -449,6 +466,47 @@ describe('reading a snapshot right after its backup, EC2 lagging behind (ec2LagM
     expect(refused.hint).toContain('may still complete');
     expect(world.local.emulator.stats().operations.DeleteSnapshot?.requests ?? 0).toBe(deletions);
     expect(await world.session.catalog.describeSnapshots([snapshotId])).toMatchObject([{ state: 'pending' }]);
+  });
+
+  /** Whether EC2 lists `snapshotId` once the lag (3 s) has gone by: a snapshot a DeleteSnapshot missed shows up then. */
+  async function listedAfterTheLag(snapshotId: string): Promise<boolean> {
+    await sleep(3000);
+    return (await world.session.catalog.describeSnapshots([snapshotId])).length > 0;
+  }
+
+  it('a rehydration refused right after its snapshot started deletes that snapshot, which DeleteSnapshot finds only once EC2 lists it', async () => {
+    const { archiveId } = await archivedImage('rehydrate-refused-at-once');
+    const refusing: SnapshotWriter = {
+      startSnapshot: (input) => world.session.writer.startSnapshot(input),
+      putBlock: () => Promise.reject(new SnaplineError(ErrorCodes.REMOTE_REJECTED, 'refused (test)')),
+      completeSnapshot: (...args) => world.session.writer.completeSnapshot(...args),
+    };
+    const refused = await rejection(rehydrate({ ...world.session, writer: refusing }, { archive: archiveId, toSnapshot: true }));
+    expect(refused.details).toMatchObject({ unfinishedSnapshot: 'deleted' });
+    expect(await listedAfterTheLag(refused.details!.snapshotId as string)).toBe(false);
+  });
+
+  it('a backup whose new snapshot came out encrypted (encryption by default enabled meanwhile) deletes it, which DeleteSnapshot finds only once EC2 lists it', async () => {
+    const { path } = world.image('encrypted-meanwhile', 4);
+    const { ec2 } = clientsFor(world.local.emulator.url);
+    // EC2 answers that the account does not encrypt by default, and the setting is turned on right after.
+    const catalog = {
+      ...world.session.catalog,
+      encryptionByDefault: async () => {
+        const answer = await world.session.catalog.encryptionByDefault();
+        await ec2.send(new EnableEbsEncryptionByDefaultCommand({}));
+        return answer;
+      },
+    };
+    try {
+      const refused = await rejection(backup(depsOf(world.session, { catalog }), { source: path }));
+      expect(refused.code).toBe(ErrorCodes.BAD_STATE);
+      expect(refused.message).toMatch(/came out encrypted/);
+      expect(await listedAfterTheLag(refused.details!.snapshotId as string)).toBe(false);
+    } finally {
+      await ec2.send(new DisableEbsEncryptionByDefaultCommand({}));
+      ec2.destroy();
+    }
   });
 });
 

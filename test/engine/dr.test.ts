@@ -270,3 +270,42 @@ describe('drills', () => {
     expect(existsSync(existing)).toBe(true);
   });
 });
+
+describe('restore to an EBS volume, EC2 lagging behind (ec2LagMs 2000)', () => {
+  const LAG = 2000;
+  let lagged: LocalEndpoint;
+  beforeAll(async () => {
+    lagged = await startLocalEndpoint('snapline-dr-lag-', { emulator: { timeScale: 1000, ec2LagMs: LAG } });
+  });
+  afterAll(() => lagged?.close());
+
+  it('interrupted right after CreateVolume: the volume, which DeleteVolume finds only once EC2 lists it, is deleted all the same', async () => {
+    const image = lagged.pathFor('lagged.img');
+    writeBlocks(image, randomBlocks([0, 1]), 2 * BLOCK_SIZE);
+    const { snapshotId } = await backup(lagged.session, { source: image, volume: 'lagged' });
+    const controller = new AbortController();
+    const real = lagged.session.volumes;
+    // The abort comes as CreateVolume answers, before anything describes the volume.
+    const volumes = new Proxy(real, {
+      get: (target, key: keyof typeof real) =>
+        key === 'createVolume'
+          ? async (input: Parameters<typeof real.createVolume>[0]) => {
+              const made = await target.createVolume(input);
+              controller.abort();
+              return made;
+            }
+          : (target[key] as (...args: unknown[]) => unknown).bind(target),
+    });
+    const err = await rejection(restoreToVolume({ ...lagged.session, volumes }, { snapshotId: snapshotId!, availabilityZone: ZONE, poll: POLL, signal: controller.signal }));
+    expect(err.code).toBe(ErrorCodes.INTERRUPTED);
+    await sleep(LAG);
+    const { ec2 } = clientsFor(lagged.emulator.url);
+    try {
+      // Deleted (deleting, or already gone from listings at this time scale): none is left available.
+      const left = ((await ec2.send(new DescribeVolumesCommand({}))).Volumes ?? []).filter((v) => !/^delet/.test(v.State ?? ''));
+      expect(left).toEqual([]);
+    } finally {
+      ec2.destroy();
+    }
+  });
+});

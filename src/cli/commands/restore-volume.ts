@@ -33,8 +33,8 @@ export function addVolumeSettings(command: Command): Command {
     .option('--availability-zone <zone>', 'with --to-volume: the Availability Zone of the volume (that of the instance it will attach to), e.g. us-east-1a')
     .option('--volume-type <type>', 'with --to-volume: gp3 (default), gp2, io1, io2, st1, sc1 or standard')
     .option('--size <GiB>', "with --to-volume: the volume's size, at least the snapshot's (default the snapshot's)", integerOption('--size', 1, 65_536))
-    .option('--iops <n>', 'with --to-volume: provisioned IOPS (gp3 3000-16000, io1 100-64000, io2 100-256000; required for io1 and io2)', integerOption('--iops', 1, 256_000))
-    .option('--throughput <MiB/s>', 'with --to-volume: gp3 throughput, 125-1000 MiB/s', integerOption('--throughput', 1, 1000))
+    .option('--iops <n>', 'with --to-volume: provisioned IOPS (gp3 3000-80000, io1 100-64000, io2 100-256000; required for io1 and io2)', integerOption('--iops', 1, 256_000))
+    .option('--throughput <MiB/s>', 'with --to-volume: gp3 throughput, 125-2000 MiB/s', integerOption('--throughput', 1, 2000))
     .option('--encrypted', 'with --to-volume: encrypt the volume (one from an encrypted snapshot always is)')
     .option('--kms-key-id <key>', 'with --to-volume: the KMS key of the volume (key id, key ARN or alias/...); implies --encrypted')
     .option('--tag <key=value>', 'with --to-volume: volume tag (repeatable)', tagOption);

@@ -80,7 +80,7 @@ const FAULT_FLAGS: [flag: string, field: keyof FaultSettings & keyof ServeFlags,
 /** Each clock flag and the ClockOptions field it sets. */
 const CLOCK_FLAGS: [flag: string, field: keyof ClockOptions & keyof ServeFlags, help: string][] = [
   ['--time-scale', 'timeScale', 'every AWS duration the endpoint imitates runs N times faster: snapshot Timeout, NextToken and block-token lifetimes, S3 restore and Glacier job delays not given (1 to 1000000)'],
-  ['--ec2-lag-ms', 'ec2LagMs', 'EC2 DescribeSnapshots lags this many milliseconds: a new snapshot is missing, its state changes show late'],
+  ['--ec2-lag-ms', 'ec2LagMs', 'EC2 lags this many milliseconds: a new snapshot is missing (from DescribeSnapshots, CreateTags and DeleteSnapshot) and its state changes show late; a new volume is missing too'],
   ['--clock-skew-s', 'clockSkewS', "the endpoint's clock is this many seconds off (ahead when positive): SigV4 signature times are judged by it"],
 ];
 

@@ -17,8 +17,9 @@ const NO_VOLUME = 'vol-ffffffff';
  * (form-encoded Action=...&Version=2016-11-15, XML answers). Errors are
  * `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
  * What DescribeSnapshots shows lags behind by the endpoint's EC2 lag (see
- * SnapshotService.describe); CreateTags and DeleteSnapshot see every
- * snapshot at once. Encryption by default is per Region.
+ * SnapshotService.describe), and CreateTags and DeleteSnapshot do not find
+ * a snapshot DescribeSnapshots does not list yet. Encryption by default is
+ * per Region.
  */
 export class Ec2Api {
   constructor(
@@ -111,7 +112,7 @@ export class Ec2Api {
     const records = resources.map((id) => {
       if (!id.startsWith('snap-')) throw ec2Error('InvalidID', `The ID '${id}' is not valid`);
       checkSnapshotId(id);
-      const record = this.snapshots.find(id, region);
+      const record = this.snapshots.findForEc2(id, region);
       if (record === undefined) throw notFound(id);
       return record;
     });
@@ -127,7 +128,7 @@ export class Ec2Api {
     const id = params.get('SnapshotId');
     if (id === null || id === '') throw ec2Error('MissingParameter', 'The request must contain the parameter SnapshotId');
     checkSnapshotId(id);
-    const record = this.snapshots.find(id, region);
+    const record = this.snapshots.findForEc2(id, region);
     if (record === undefined) throw notFound(id);
     if (this.faults?.take('snapshotsInUse') === true) throw ec2Error('InvalidSnapshot.InUse', `The snapshot ${id} is currently in use by ami-0123456789abcdef0`);
     this.snapshots.delete(record);

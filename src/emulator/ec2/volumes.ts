@@ -29,16 +29,29 @@ export const MAX_FAST_RESTORE_SNAPSHOTS = 5;
 /** Availability Zones each Region has on the endpoint: REGION + a, b, c. */
 export const ZONE_LETTERS = ['a', 'b', 'c'];
 
-/** Volume types, with their sizes (GiB) and provisioned IOPS and throughput ranges from the CreateVolume reference. */
-const VOLUME_TYPES: Record<string, { minGiB: number; maxGiB: number; iops?: [number, number]; iopsRequired?: boolean; throughput?: [number, number] }> = {
+/**
+ * Volume types, with their sizes (GiB) and provisioned IOPS and throughput
+ * ranges from the CreateVolume reference, and the EBS User Guide's ratios:
+ * at most `iopsPerGiB` IOPS per GiB of size above a baseline of
+ * `baselineIops` (gp3 3,000; Provisioned IOPS SSD volumes, General Purpose
+ * SSD volumes), and for gp3 at most 0.25 MiB/s per IOPS above 125 MiB/s.
+ */
+const VOLUME_TYPES: Record<
+  string,
+  { minGiB: number; maxGiB: number; iops?: [number, number]; iopsRequired?: boolean; iopsPerGiB?: number; baselineIops?: number; throughput?: [number, number] }
+> = {
   gp2: { minGiB: 1, maxGiB: 16_384 },
-  gp3: { minGiB: 1, maxGiB: 16_384, iops: [3000, 16_000], throughput: [125, 1000] },
-  io1: { minGiB: 4, maxGiB: 16_384, iops: [100, 64_000], iopsRequired: true },
-  io2: { minGiB: 4, maxGiB: 65_536, iops: [100, 256_000], iopsRequired: true },
+  gp3: { minGiB: 1, maxGiB: 65_536, iops: [3000, 80_000], iopsPerGiB: 500, baselineIops: 3000, throughput: [125, 2000] },
+  io1: { minGiB: 4, maxGiB: 16_384, iops: [100, 64_000], iopsRequired: true, iopsPerGiB: 50 },
+  io2: { minGiB: 4, maxGiB: 65_536, iops: [100, 256_000], iopsRequired: true, iopsPerGiB: 1000 },
   st1: { minGiB: 125, maxGiB: 16_384 },
   sc1: { minGiB: 125, maxGiB: 16_384 },
   standard: { minGiB: 1, maxGiB: 1024 },
 };
+
+/** gp3 throughput: 125 MiB/s whatever the IOPS, more at 0.25 MiB/s per provisioned IOPS. */
+const GP3_BASELINE_THROUGHPUT = 125;
+const GP3_THROUGHPUT_PER_IOPS = 0.25;
 
 export const ec2Error = (code: string, message: string, status = 400) => new AwsError(status, code, message);
 
@@ -165,6 +178,8 @@ export class VolumeService {
     private readonly store: VolumeStore,
     private readonly now: () => number,
     private readonly timeScale: number,
+    /** Milliseconds EC2 lags behind: a volume made less than this ago is not found yet (DescribeVolumes, AttachVolume, DeleteVolume...). */
+    private readonly ec2LagMs = 0,
   ) {
     const stored = store.load();
     this.#volumes = stored.volumes;
@@ -216,10 +231,14 @@ export class VolumeService {
    * state creating. A `clientToken` seen before in the Region with the same
    * parameters answers the volume it made (in its state now, nothing made);
    * with other parameters, IdempotentParameterMismatch. Once that volume is
-   * gone from listings, the token is forgotten with it.
+   * gone from listings, the token is forgotten with it. A token is at most
+   * 64 ASCII characters.
    */
   create(input: CreateVolumeInput, region: string, clientToken?: string): VolumeRecord {
     if (clientToken === undefined) return this.#create(input, region);
+    if (clientToken.length === 0 || clientToken.length > 64 || [...clientToken].some((c) => c.charCodeAt(0) > 0x7f)) {
+      throw ec2Error('InvalidParameterValue', `Value (${clientToken}) for parameter clientToken is invalid. The client token must be 1 to 64 ASCII characters.`);
+    }
     const key = `${region}\0${clientToken}`;
     const parameters = JSON.stringify(input);
     const earlier = this.#byClientToken.get(key);
@@ -256,6 +275,12 @@ export class VolumeService {
     const iops = checkRange('Iops', input.iops, type.iops, volumeType);
     if (type.iopsRequired && iops === null) throw ec2Error('MissingParameter', `The parameter iops must be specified for ${volumeType} volumes.`);
     const throughput = checkRange('Throughput', input.throughput, type.throughput, volumeType);
+    if (iops !== null && type.iopsPerGiB !== undefined && iops > Math.max(type.baselineIops ?? 0, type.iopsPerGiB * sizeGiB)) {
+      throw ec2Error('InvalidParameterValue', `Iops to volume size ratio of ${(iops / sizeGiB).toFixed(6)} is too high; maximum is ${type.iopsPerGiB.toFixed(6)}.`);
+    }
+    if (throughput !== null && throughput > Math.max(GP3_BASELINE_THROUGHPUT, GP3_THROUGHPUT_PER_IOPS * (iops ?? type.baselineIops ?? 0))) {
+      throw ec2Error('InvalidParameterValue', `Throughput (MiBps) to iops ratio of ${(throughput / (iops ?? type.baselineIops ?? 1)).toFixed(6)} is too high; maximum is ${GP3_THROUGHPUT_PER_IOPS.toFixed(6)} MiBps per iops.`);
+    }
 
     const { encrypted, kmsKeyId, failure } = this.#encryptionOf(input, snapshot, region);
     const now = this.now();
@@ -307,10 +332,16 @@ export class VolumeService {
     return { encrypted, kmsKeyId: key, failure: null };
   }
 
-  /** The volumes of a Region, or those named (InvalidVolume.NotFound when one is not). Gone ones are left out. */
+  /**
+   * The volumes of a Region, or those named (InvalidVolume.NotFound when one
+   * is not). Gone ones are left out, and so are those made less than the EC2
+   * lag ago (EC2 is eventually consistent).
+   */
   volumes(region: string, ids: string[]): VolumeRecord[] {
     for (const id of ids) checkId(id, 'vol', 'InvalidVolumeID.Malformed');
-    const visible = (v: VolumeRecord | undefined): v is VolumeRecord => v !== undefined && v.region === region && !this.#gone(v);
+    const now = this.now();
+    const visible = (v: VolumeRecord | undefined): v is VolumeRecord =>
+      v !== undefined && v.region === region && now - v.createTime >= this.ec2LagMs && !this.#gone(v);
     const missing = ids.filter((id) => !visible(this.#volumes.get(id)));
     if (missing.length > 0) throw ec2Error('InvalidVolume.NotFound', `The volume '${missing.join(', ')}' does not exist.`);
     return ids.length === 0 ? [...this.#volumes.values()].filter(visible) : ids.map((id) => this.#volumes.get(id)!);

@@ -27,7 +27,7 @@ import {
   type PlanEntry,
 } from './chain.js';
 import { archiveLockName, chainOf, findArchive, type ArchivePlaces } from './places.js';
-import { EC2_SETTLE_MS, UNCERTAIN_COMPLETION_WAIT_MS, completionMayHaveHappened, waitForSnapshot } from '../blocks/committer.js';
+import { EC2_SETTLE_MS, UNCERTAIN_COMPLETION_WAIT_MS, completionMayHaveHappened, deleteStartedSnapshot, waitForSnapshot } from '../blocks/committer.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { DEFAULT_SNAPSHOT_TIMEOUT_MINUTES } from '../backup/backup.js';
 
@@ -353,7 +353,8 @@ async function rehydrateToSnapshot(
   const { snapshot } = chain;
   const archiveId = chain.members.at(-1)!.manifest.archiveId;
   // Until EC2_SETTLE_MS after its start, a snapshot EC2 does not list is not listed yet, not gone.
-  const listedBy = Date.now() + EC2_SETTLE_MS;
+  const startedAt = Date.now();
+  const listedBy = startedAt + EC2_SETTLE_MS;
   const started = await deps.writer.startSnapshot({
     volumeSizeGiB: snapshot.volumeSizeGiB,
     encrypted: snapshot.encrypted || undefined,
@@ -375,7 +376,7 @@ async function rehydrateToSnapshot(
   try {
     applied = await applyPlan(deps.hashPool, plan(), snapshotSink(deps.writer, snapshotId, snapshot.encrypted), applyOptions);
   } catch (err) {
-    throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, err, false);
+    throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, startedAt, err, false);
   }
   let status: SnapshotStatus = 'pending';
   let uncertain: SnaplineError | undefined;
@@ -384,7 +385,7 @@ async function rehydrateToSnapshot(
   } catch (err) {
     // A failure that leaves open whether the completion was taken (a lost answer, then a refused retry): the snapshot may complete,
     // so its outcome is read from EC2 as a backup's committer reads it, and it is never deleted while it may complete.
-    if (!completionMayHaveHappened(err)) throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, err, false);
+    if (!completionMayHaveHappened(err)) throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, startedAt, err, false);
     uncertain = err;
   }
   // Handed back only once EC2 shows it completed: the index does not record this snapshot, so a restore of it straight afterwards
@@ -398,7 +399,7 @@ async function rehydrateToSnapshot(
     throw notCompletedYet(snapshotId, err, uncertain);
   }
   if (status === 'error') {
-    throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, new SnaplineError(ErrorCodes.BAD_STATE, `the rehydrated snapshot ${snapshotId} ended in state error`), true);
+    throw await withUnfinishedSnapshotDeleted(deps.catalog, snapshotId, startedAt, new SnaplineError(ErrorCodes.BAD_STATE, `the rehydrated snapshot ${snapshotId} ended in state error`), true);
   }
   return { snapshotId, applied };
 }
@@ -429,19 +430,20 @@ function notCompletedYet(snapshotId: string, err: unknown, uncertain: SnaplineEr
 
 /**
  * A rehydration to a snapshot cannot be resumed: when it fails (or is
- * interrupted) before its snapshot completes, the snapshot is deleted (a call
- * made after an abort still goes out) and `err` comes back saying whether
- * that worked. `inError`: the snapshot was sealed and ended in state error.
+ * interrupted) before its snapshot completes, the snapshot is deleted once
+ * EC2 lists it (deleteStartedSnapshot; a call made after an abort still goes
+ * out) and `err` comes back saying whether that worked. `inError`: the
+ * snapshot was sealed and ended in state error.
  * A snapshot whose completion may have been taken is never passed here (see
  * notCompletedYet). Never throws itself.
  */
-async function withUnfinishedSnapshotDeleted(catalog: SnapshotCatalog, snapshotId: string, err: unknown, inError: boolean): Promise<SnaplineError> {
+async function withUnfinishedSnapshotDeleted(catalog: SnapshotCatalog, snapshotId: string, startedAt: number, err: unknown, inError: boolean): Promise<SnaplineError> {
   const error = toSnaplineError(err);
   const which = inError ? `the rehydrated snapshot ${snapshotId} (in state error)` : `the unfinished snapshot ${snapshotId}`;
   let unfinishedSnapshot: 'deleted' | 'left';
   let hint: string;
   try {
-    await catalog.deleteSnapshot(snapshotId);
+    await deleteStartedSnapshot(catalog, snapshotId, startedAt);
     unfinishedSnapshot = 'deleted';
     hint = `${which} was deleted`;
   } catch (deletion) {

@@ -12,7 +12,7 @@ import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { SlabPool, isNbdUrl, nbdVolumeName, openSource, parseNbdUrl, readChangedBlocksFile, zeroSlab, type BlockSource } from '../../source/index.js';
 import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js';
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
-import { EC2_SETTLE_MS, completeAndCommit, describeListed, settledBy } from '../blocks/committer.js';
+import { EC2_SETTLE_MS, completeAndCommit, deleteStartedSnapshot, describeListed, settledBy } from '../blocks/committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
 import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { DEFAULT_HASH_AHEAD, digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
@@ -389,6 +389,7 @@ async function startRun(
   const recorded = index.runs.runStart(volume);
   const resumedStart = recorded !== undefined && recorded.startInput === startInput && recorded.runOptions === runOptions;
   let clientToken = resumedStart ? recorded.clientToken : index.runs.recordRunStart({ volume, clientToken: newClientToken(), startInput, runOptions }).clientToken;
+  const startedAt = Date.now();
   let started = await deps.writer.startSnapshot({ ...input, clientToken });
   if (started.status !== 'pending' && resumedStart) {
     // The crashed run's snapshot ended (cancelled by its Timeout) before this resume: start another.
@@ -404,7 +405,7 @@ async function startRun(
   if (started.kmsKeyArn !== undefined && !plan.encrypted) {
     // Blocks were left out as implicit zeros, which an encrypted snapshot would read as random data.
     index.runs.dropRunStart(volume);
-    await deps.catalog.deleteSnapshot(started.snapshotId);
+    await deleteStartedSnapshot(deps.catalog, started.snapshotId, startedAt);
     throw new SnaplineError(ErrorCodes.BAD_STATE, `snapshot ${started.snapshotId} came out encrypted, though the run planned an unencrypted one`, {
       hint: 'EBS encryption by default was probably enabled meanwhile: run the backup again',
       details: { snapshotId: started.snapshotId },

@@ -15,7 +15,7 @@ import { MAX_BENCH_CONCURRENCY, MAX_BENCH_LEVELS } from '../../core/bench-option
 import { BLOCK_SIZE, BLOCKS_PER_GIB, MAX_VOLUME_SIZE_GIB } from '../../core/constants.js';
 import type { BlockRef, SnapshotCatalog, SnapshotReader, SnapshotWriter, StartSnapshotInput } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, toSnaplineError } from '../../errors.js';
-import { waitForSnapshot } from '../blocks/committer.js';
+import { deleteStartedSnapshot, waitForSnapshot } from '../blocks/committer.js';
 
 /** Tag that marks a scratch snapshot of the bench (value "true"). */
 export const BENCH_TAG = 'snapline:bench';
@@ -173,6 +173,7 @@ export async function runBench(ports: BenchPorts, options: BenchOptions): Promis
   const { signal, onEvent } = options;
   throwIfAborted(signal);
   const volumeSizeGiB = scratchVolumeSizeGiB(options.levels, options.blocksPerLevel);
+  const startedAt = Date.now();
   const started = await startScratch(ports, options, {
     volumeSizeGiB,
     description: 'snapline bench scratch snapshot: safe to delete',
@@ -191,7 +192,7 @@ export async function runBench(ports: BenchPorts, options: BenchOptions): Promis
       failure = err;
     }
   }
-  const cleanup = await cleanUp(ports.catalog, snapshotId, options);
+  const cleanup = await cleanUp(ports.catalog, snapshotId, startedAt, options);
   if (measured === undefined || signal?.aborted) {
     // After an abort the run ends INTERRUPTED, whatever the abort made the step in flight fail with.
     const error = signal?.aborted ? abortError(signal) : toSnaplineError(failure);
@@ -254,15 +255,15 @@ function checkBenchOptions(options: BenchOptions): void {
   }
 }
 
-/** Deletes the scratch snapshot (unless kept) within its own deadline; never throws. */
-async function cleanUp(catalog: SnapshotCatalog, snapshotId: string, options: BenchOptions): Promise<CleanupOutcome> {
+/** Deletes the scratch snapshot started at `startedAt` (unless kept; see deleteStartedSnapshot) within its own deadline; never throws. */
+async function cleanUp(catalog: SnapshotCatalog, snapshotId: string, startedAt: number, options: BenchOptions): Promise<CleanupOutcome> {
   if (options.keep) {
     options.onEvent?.({ type: 'cleanup-done', snapshotId, cleanup: 'kept' });
     return 'kept';
   }
   options.onEvent?.({ type: 'cleanup-started', snapshotId });
   try {
-    await withDeadline(catalog.deleteSnapshot(snapshotId), cleanupTimeoutMs(options), `deleting ${snapshotId}`);
+    await withDeadline(deleteStartedSnapshot(catalog, snapshotId, startedAt), cleanupTimeoutMs(options), `deleting ${snapshotId}`);
     options.onEvent?.({ type: 'cleanup-done', snapshotId, cleanup: 'deleted' });
     return 'deleted';
   } catch (err) {

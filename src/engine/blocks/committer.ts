@@ -177,6 +177,30 @@ export function settleWaitText(wait: SettleWait): string {
 }
 
 /**
+ * Deletes a snapshot started (StartSnapshot, CopySnapshot) at `startedAt`
+ * (epoch ms). EC2 is eventually consistent: a DeleteSnapshot soon after the
+ * start may answer InvalidSnapshot.NotFound, which deleteSnapshot takes for
+ * "already gone", and the snapshot would be left. So, as AWS advises for a
+ * change right after a creation, the snapshot is first described until EC2
+ * lists it (describeListed, until EC2_SETTLE_MS after the start), then
+ * deleted; one EC2 does not list by then is gone. A clean-up runs to its
+ * end: a description the run's abort cut is asked again (a call made after
+ * the abort goes out).
+ */
+export async function deleteStartedSnapshot(
+  catalog: Pick<SnapshotCatalog, 'describeSnapshots' | 'deleteSnapshot'>,
+  snapshotId: string,
+  startedAt: number,
+): Promise<void> {
+  const listed = () => describeListed(catalog, snapshotId, startedAt + EC2_SETTLE_MS);
+  const snapshot = await listed().catch((err: unknown) => {
+    if (isSnaplineError(err, ErrorCodes.INTERRUPTED)) return listed();
+    throw err;
+  });
+  if (snapshot !== undefined) await catalog.deleteSnapshot(snapshotId);
+}
+
+/**
  * The snapshot as EC2 lists it, or undefined when it is gone. Until
  * `listedBy` (epoch ms) a snapshot missing from the listing is looked up
  * again with growing pauses (EC2 may not list a new snapshot yet); with

@@ -1,7 +1,7 @@
 import type { CopyDestination, CopyDestinations, RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { CopyRecord, IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
-import { waitForSnapshot } from '../blocks/committer.js';
+import { deleteStartedSnapshot, waitForSnapshot } from '../blocks/committer.js';
 import { completedSnapshot } from '../blocks/remote-snapshot.js';
 
 /** Tags a copy carries besides the source's own snapline tags. */
@@ -310,14 +310,16 @@ export async function recordUnrecordedToDelete(deps: CopyDeletionDeps, source: P
 
 /**
  * Deletes these recorded copies (EC2 DeleteSnapshot in each destination; a
- * copy already gone counts as deleted) and records them deleted. Stops at the
- * first failure, before the rest: the copies not deleted stay recorded.
+ * copy already gone counts as deleted) and records them deleted. A copy made
+ * moments ago is deleted once EC2 lists it (deleteStartedSnapshot: until
+ * then DeleteSnapshot may not find it). Stops at the first failure, before
+ * the rest: the copies not deleted stay recorded.
  */
 export async function deleteCopies(deps: CopyDeletionDeps, copies: readonly CopyRecord[]): Promise<DeletedCopy[]> {
   const deleted: DeletedCopy[] = [];
   for (const copy of copies) {
     const catalog = await deps.destinations.catalogOf(copy.region, copy.connection);
-    await catalog.deleteSnapshot(copy.copySnapshotId);
+    await deleteStartedSnapshot(catalog, copy.copySnapshotId, copy.createdAt.getTime());
     deps.index.copies.setState(copy.copySnapshotId, 'deleted');
     deleted.push(deletedCopy(copy));
   }

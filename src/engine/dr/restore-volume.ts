@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IndexPorts } from '../../core/index-ports.js';
-import { throwIfAborted } from '../../core/abort.js';
+import { sleep, throwIfAborted } from '../../core/abort.js';
 import type { FastRestoreState, NewVolume, RemoteSnapshot, RemoteVolume, SnapshotCatalog, VolumeManager } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
+import { EC2_SETTLE_MS } from '../blocks/committer.js';
 import { VOLUME_TAG, completedSnapshot } from '../blocks/remote-snapshot.js';
 import { pollUntil, type PollOptions } from './wait.js';
 
@@ -86,6 +87,7 @@ export async function restoreToVolume(deps: VolumeRestoreDeps, options: VolumeRe
 
   let enabledFastRestore = false;
   let volume: RemoteVolume | undefined;
+  let madeAt = 0;
   let available = false;
   try {
     if (options.fastRestore) {
@@ -102,6 +104,7 @@ export async function restoreToVolume(deps: VolumeRestoreDeps, options: VolumeRe
     volume = await timed(
       'create-volume',
       async () => {
+        madeAt = Date.now();
         const made = await deps.volumes.createVolume({
           snapshotId: options.snapshotId,
           availabilityZone: options.availabilityZone,
@@ -134,7 +137,7 @@ export async function restoreToVolume(deps: VolumeRestoreDeps, options: VolumeRe
       );
     }
   } catch (err) {
-    if (volume !== undefined && !available) await deps.volumes.deleteVolume(volume.volumeId).catch(() => undefined);
+    if (volume !== undefined && !available) await deleteMadeVolume(deps.volumes, volume.volumeId, madeAt).catch(() => undefined);
     if (enabledFastRestore && !options.keepFastRestore) await deps.volumes.disableFastRestore(options.snapshotId, options.availabilityZone).catch(() => undefined);
     if (volume !== undefined && available && isSnaplineError(err)) {
       throw new SnaplineError(err.code, `${err.message} (the volume ${volume.volumeId} is available in ${volume.availabilityZone} and kept)`, {
@@ -234,6 +237,26 @@ async function waitForFastRestore(volumes: VolumeManager, snapshotId: string, zo
     },
     wait,
   );
+}
+
+/**
+ * Deletes a volume CreateVolume made at `madeAt` (epoch ms). EC2 is
+ * eventually consistent: a DeleteVolume soon after CreateVolume may answer
+ * InvalidVolume.NotFound, which deleteVolume takes for "already gone", and
+ * the volume would be left. So, as AWS advises for a change right after a
+ * creation, the volume is first described until EC2 lists it (until
+ * EC2_SETTLE_MS after it was made), then deleted; one EC2 does not list by
+ * then is gone.
+ */
+async function deleteMadeVolume(volumes: VolumeManager, volumeId: string, madeAt: number): Promise<void> {
+  let pause = 200;
+  while ((await volumes.describeVolume(volumeId)) === undefined) {
+    const left = madeAt + EC2_SETTLE_MS - Date.now();
+    if (left <= 0) return;
+    await sleep(Math.min(pause, left));
+    pause = Math.min(15_000, pause * 2);
+  }
+  await volumes.deleteVolume(volumeId);
 }
 
 /** Waits until the volume leaves creating: available is returned, error fails. */

@@ -55,8 +55,15 @@ class FakeCluster implements ContainerTasks, LogReader {
     return this.definition;
   }
 
+  /** RunTask calls still to place nothing for want of capacity (RESOURCE:MEMORY). */
+  placementFailures = 0;
+
   async launch(launch: TaskLaunch): Promise<LaunchOutcome> {
     this.launches.push(launch);
+    if (this.placementFailures > 0) {
+      this.placementFailures -= 1;
+      return { failures: [{ reason: 'RESOURCE:MEMORY' }] };
+    }
     const { clientToken, ...parameters } = launch;
     const earlier = this.#byToken.get(clientToken);
     if (earlier !== undefined) {
@@ -274,6 +281,22 @@ describe('ecsRestore with a fake cluster', () => {
     expect(report.shards[0]!.lastLines).toEqual(['boom']);
     expect(ebs.inspect(report.snapshotId!)?.status).toBe('pending');
     expect(index.ecsJobs.get(report.jobId)?.message).toMatch(/shard 0: the worker container exited with code 9/);
+  });
+
+  it('a retry whose placement finds no capacity is placed again once there is room, and the job ends', async () => {
+    const d = deps();
+    cluster.behaviours.push({ exit: 42 });
+    const report = await ecsRestore(d, {
+      ...options({ shards: 1, timeoutMs: 10_000 }),
+      onNote: (note) => {
+        notes.push(note);
+        if (note.includes('retrying as attempt 2')) cluster.placementFailures = 2;
+      },
+    });
+    expect(report.state).toBe('completed');
+    expect(report.shards.map((s) => [s.state, s.attempts, s.exitCode])).toEqual([['succeeded', 2, 0]]);
+    expect(cluster.launches.map((l) => l.clientToken)).toEqual([1, 2, 3, 4].map((n) => `${report.jobId}-0-${n === 1 ? 1 : 2}-${n === 1 ? 0 : n - 2}`));
+    expectCopied(report.snapshotId!);
   });
 
   it('--timeout leaves the tasks running and says how to follow them; the next run adopts them', async () => {

@@ -468,6 +468,8 @@ class JobDriver {
   }
 
   async #launch(shard: ShardRun): Promise<void> {
+    // The task of an attempt that failed is done with: until a new one is placed, the shard has none (and needs one).
+    shard.task = undefined;
     if (shard.record.attempt === 0 || shard.record.state === 'failed') this.#updateShard(shard, { state: 'waiting', attempt: shard.record.attempt + 1, launch: 0 });
     const { record } = shard;
     const clientToken = `${this.job.jobId}-${record.shard}-${record.attempt}-${record.launch}`;

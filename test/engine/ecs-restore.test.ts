@@ -299,6 +299,22 @@ describe('ecsRestore with a fake cluster', () => {
     expectCopied(report.snapshotId!);
   });
 
+  it("a shard whose last attempt found no capacity reports that attempt, not the task and exit code of the attempt before it", async () => {
+    const d = deps();
+    cluster.behaviours.push({ exit: 42 });
+    const report = await ecsRestore(d, {
+      ...options({ shards: 1, retries: 1, timeoutMs: 10_000 }),
+      onNote: (note) => {
+        notes.push(note);
+        if (note.includes('retrying as attempt 2')) cluster.placementFailures = 100;
+      },
+    });
+    expect(report.state).toBe('failed');
+    expect(report.shards.map((s) => [s.state, s.attempts, s.taskArn, s.exitCode])).toEqual([['failed', 2, null, null]]);
+    expect(report.shards[0]!.message).toMatch(/^no capacity: RESOURCE:MEMORY/);
+    expect(report.exitCode).toBeNull();
+  });
+
   it('--timeout leaves the tasks running and says how to follow them; the next run adopts them', async () => {
     const d = deps();
     cluster.behaviours.push('hang');

@@ -714,7 +714,8 @@ function reportOf(
 ): EcsJobReport {
   const tasks = index.ecsJobs.tasks(job.jobId);
   const shards = index.ecsJobs.shards(job.jobId).map((record): EcsShardReport => {
-    const task = tasks.filter((t) => t.shard === record.shard).at(-1);
+    // The task of the shard's current attempt only: an earlier attempt's exit code is not this attempt's outcome.
+    const task = tasks.filter((t) => t.shard === record.shard && t.attempt === record.attempt).at(-1);
     return {
       shard: record.shard,
       fromBlock: record.fromBlock,

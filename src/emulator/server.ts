@@ -115,6 +115,7 @@ export class EndpointServer {
         log: config.log,
         endpointUrl: () => this.url,
         now: config.now,
+        timeScale: config.clock.timeScale,
         ...(config.auth?.[0] === undefined ? {} : { credentials: config.auth[0] }),
         ...(config.tasks === undefined ? {} : { tasks: config.tasks }),
       });

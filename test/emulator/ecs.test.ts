@@ -568,6 +568,30 @@ describe('on a clock the test turns', () => {
     expect((await ecs2.send(new RunTaskCommand(input))).tasks![0]!.taskArn).not.toBe(first.tasks![0]!.taskArn);
   });
 
+  it('a stopped task is kept for an hour after it stopped, then DescribeTasks answers MISSING and ListTasks and StopTask know it no more; a running one is kept', async () => {
+    const base = { cluster: 'forgetting', taskDefinition: 'snapline-worker' };
+    const runOn = async (command: string[]) => (await ecs2.send(new RunTaskCommand({ ...base, overrides: { containerOverrides: [{ name: 'worker', command }] } }))).tasks![0]!.taskArn!;
+    const describeOn = (arn: string) => ecs2.send(new DescribeTasksCommand({ cluster: base.cluster, tasks: [arn] }));
+    const listOn = async (desiredStatus: 'RUNNING' | 'STOPPED') => (await ecs2.send(new ListTasksCommand({ cluster: base.cluster, desiredStatus }))).taskArns;
+    const done = await runOn(['print', 'done']);
+    const running = await runOn(['wait']);
+    for (let i = 0; (await describeOn(done)).tasks![0]!.lastStatus !== 'STOPPED'; i += 1) {
+      if (i > 1500) throw new Error(`task ${done} did not stop`);
+      await sleep(20);
+    }
+    clock.advance(HOUR - 1);
+    expect((await describeOn(done)).tasks!.map((task) => [task.lastStatus, task.containers!.find((c) => c.name === 'worker')!.exitCode])).toEqual([['STOPPED', 0]]);
+    expect(await listOn('STOPPED')).toEqual([done]);
+    clock.advance(1);
+    expect(await describeOn(done)).toMatchObject({ tasks: [], failures: [{ arn: done, reason: 'MISSING' }] });
+    expect(await listOn('STOPPED')).toEqual([]);
+    await expectAwsError(ecs2.send(new StopTaskCommand({ cluster: base.cluster, task: done })), 'InvalidParameterException');
+    clock.advance(2 * HOUR);
+    expect((await describeOn(running)).tasks!.map((task) => task.lastStatus)).toEqual(['RUNNING']);
+    expect(await listOn('RUNNING')).toEqual([running]);
+    await ecs2.send(new StopTaskCommand({ cluster: base.cluster, task: running }));
+  });
+
   it('GetLogEvents: a token expires 24 hours after it was given out, the unchanged one of a quiet stream too', async () => {
     await logs2.send(new CreateLogGroupCommand({ logGroupName: '/expiry' }));
     await logs2.send(new CreateLogStreamCommand({ logGroupName: '/expiry', logStreamName: 's' }));

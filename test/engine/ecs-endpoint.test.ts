@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openEcsSession } from '../../src/ecs-session.js';
 import { startEmulator, type RunningEmulator } from '../../src/emulator/index.js';
 import { backup } from '../../src/engine/backup/backup.js';
@@ -67,6 +67,61 @@ describe('ecsRestore on the local endpoint', () => {
     } finally {
       await session.close();
     }
+  });
+});
+
+describe('ecsRestore on an endpoint whose clock the test moves with its own', () => {
+  let forgetting: RunningEmulator;
+  beforeAll(async () => {
+    // Date.now read at each call, so that moving the test's clock moves the endpoint's too.
+    forgetting = await startEmulator({ dataDir: join(work, 'forgetting-endpoint'), now: () => Date.now() });
+  });
+  afterAll(() => forgetting?.close());
+
+  it('a reattach an hour after the shards stopped, when ECS no longer shows them, judges them by their logs and runs none of them again', async () => {
+    const indexPath = join(work, 'forgetting-index.db');
+    const image = join(work, 'forgetting-source.img');
+    writeImage(image, { label: 'ecs-forgetting', blocks: 6 });
+    const source = await withLocalSession(forgetting, indexPath, (session) => backup(session, { source: image, volume: 'source' }));
+    const session = await openEcsSession(localSessionOptions(forgetting, indexPath));
+    const client = new ECSClient({ endpoint: forgetting.url, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    let snapshotId: string;
+    try {
+      const options = { source: source.snapshotId!, pacing: { pollFirstMs: 20, pollMaxMs: 100, logSettleMs: 1000 } };
+      const detached = await ecsRestore(session.deps, { ...options, shards: 2, detach: true });
+      const arns = session.deps.index.ecsJobs.tasks(detached.jobId).map((t) => t.taskArn);
+      for (let i = 0; ; i += 1) {
+        const out = await client.send(new DescribeTasksCommand({ tasks: arns }));
+        if (out.tasks!.every((task) => task.lastStatus === 'STOPPED')) break;
+        if (i > 1200) throw new Error('the shards did not stop');
+        await sleep(50);
+      }
+      const launched = forgetting.stats().operations.RunTask!.requests;
+      const realNow = Date.now.bind(Date);
+      const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 60 * 60 * 1000);
+      const notes: string[] = [];
+      let report;
+      try {
+        expect((await client.send(new DescribeTasksCommand({ tasks: arns }))).failures!.map((f) => f.reason)).toEqual(['MISSING', 'MISSING']);
+        report = await ecsRestore(session.deps, { ...options, onNote: (note) => notes.push(note) });
+      } finally {
+        clock.mockRestore();
+      }
+      expect(report).toMatchObject({ jobId: detached.jobId, state: 'completed' });
+      expect(report.shards.map((s) => [s.state, s.attempts])).toEqual([
+        ['succeeded', 1],
+        ['succeeded', 1],
+      ]);
+      expect(forgetting.stats().operations.RunTask!.requests).toBe(launched);
+      expect(notes.filter((note) => note.includes('ECS no longer shows task'))).toHaveLength(2);
+      snapshotId = report.snapshotId!;
+    } finally {
+      client.destroy();
+      await session.close();
+    }
+    const target = join(work, 'forgetting-restored.img');
+    await withLocalSession(forgetting, indexPath, (restoring) => restore(restoring, { snapshotId, target }));
+    await expectSameBytes(target, image);
   });
 });
 

@@ -55,8 +55,15 @@ class FakeCluster implements ContainerTasks, LogReader {
     return this.definition;
   }
 
+  /** RunTask calls still to place nothing for want of capacity (RESOURCE:MEMORY). */
+  placementFailures = 0;
+
   async launch(launch: TaskLaunch): Promise<LaunchOutcome> {
     this.launches.push(launch);
+    if (this.placementFailures > 0) {
+      this.placementFailures -= 1;
+      return { failures: [{ reason: 'RESOURCE:MEMORY' }] };
+    }
     const { clientToken, ...parameters } = launch;
     const earlier = this.#byToken.get(clientToken);
     if (earlier !== undefined) {
@@ -276,6 +283,38 @@ describe('ecsRestore with a fake cluster', () => {
     expect(index.ecsJobs.get(report.jobId)?.message).toMatch(/shard 0: the worker container exited with code 9/);
   });
 
+  it('a retry whose placement finds no capacity is placed again once there is room, and the job ends', async () => {
+    const d = deps();
+    cluster.behaviours.push({ exit: 42 });
+    const report = await ecsRestore(d, {
+      ...options({ shards: 1, timeoutMs: 10_000 }),
+      onNote: (note) => {
+        notes.push(note);
+        if (note.includes('retrying as attempt 2')) cluster.placementFailures = 2;
+      },
+    });
+    expect(report.state).toBe('completed');
+    expect(report.shards.map((s) => [s.state, s.attempts, s.exitCode])).toEqual([['succeeded', 2, 0]]);
+    expect(cluster.launches.map((l) => l.clientToken)).toEqual([1, 2, 3, 4].map((n) => `${report.jobId}-0-${n === 1 ? 1 : 2}-${n === 1 ? 0 : n - 2}`));
+    expectCopied(report.snapshotId!);
+  });
+
+  it("a shard whose last attempt found no capacity reports that attempt, not the task and exit code of the attempt before it", async () => {
+    const d = deps();
+    cluster.behaviours.push({ exit: 42 });
+    const report = await ecsRestore(d, {
+      ...options({ shards: 1, retries: 1, timeoutMs: 10_000 }),
+      onNote: (note) => {
+        notes.push(note);
+        if (note.includes('retrying as attempt 2')) cluster.placementFailures = 100;
+      },
+    });
+    expect(report.state).toBe('failed');
+    expect(report.shards.map((s) => [s.state, s.attempts, s.taskArn, s.exitCode])).toEqual([['failed', 2, null, null]]);
+    expect(report.shards[0]!.message).toMatch(/^no capacity: RESOURCE:MEMORY/);
+    expect(report.exitCode).toBeNull();
+  });
+
   it('--timeout leaves the tasks running and says how to follow them; the next run adopts them', async () => {
     const d = deps();
     cluster.behaviours.push('hang');
@@ -326,6 +365,28 @@ describe('ecsRestore with a fake cluster', () => {
     expectCopied(report.snapshotId!);
   });
 
+  it('reattach an hour later to a task ECS forgot before any driver saw it stop, whose log holds no result line: not taken for done, its shard runs again as a new attempt', async () => {
+    const d = deps();
+    cluster.behaviours.push({ exit: 1 });
+    const detached = await ecsRestore(d, options({ shards: 1, detach: true }));
+    const [arn] = [...cluster.tasks.keys()];
+    while (cluster.tasks.get(arn!)!.state.lastStatus !== 'STOPPED') await new Promise((resolve) => setTimeout(resolve, 2));
+    cluster.forget(arn!);
+    const realNow = Date.now.bind(Date);
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 60 * 60 * 1000);
+    let report;
+    try {
+      report = await ecsRestore(d, options());
+    } finally {
+      clock.mockRestore();
+    }
+    expect(report.state).toBe('completed');
+    expect(report.shards.map((s) => s.attempts)).toEqual([2]);
+    expect(cluster.launches.map((l) => l.clientToken)).toEqual([`${detached.jobId}-0-1-0`, `${detached.jobId}-0-2-0`]);
+    expect(notes.join('\n')).toContain(`shard 0: failed: ECS no longer knows task ${arn}, and its log holds no result line`);
+    expectCopied(report.snapshotId!);
+  });
+
   it("reattach: a job's snapshot EC2 does not list is waited for, saying so, until EC2_SETTLE_MS after its run started; only then is the job abandoned and a new one started", async () => {
     const d = deps();
     cluster.behaviours.push({ exit: 1 });
@@ -357,23 +418,27 @@ describe('ecsRestore with a fake cluster', () => {
     expectCopied(report.snapshotId!);
   });
 
-  it('a job keeps its cluster and task definition; a client token refused as used with other parameters (the settings changed, its task forgotten) moves on to a new token', async () => {
+  it('a job keeps its cluster and task definition; a client token refused as used with other parameters (the settings changed, its task unrecorded and forgotten) moves on to a new token', async () => {
     const d = deps();
     cluster.behaviours.push('hang');
-    const detached = await ecsRestore(d, options({ shards: 1, detach: true }));
+    const abort = new AbortController();
+    // The driver dies right after RunTask started the task, its answer never read: the index does not know the task.
+    cluster.answerLost = () => abort.abort();
+    expect(isSnaplineError(await ecsRestore(d, options({ shards: 1, signal: abort.signal })).catch((e: unknown) => e), ErrorCodes.INTERRUPTED)).toBe(true);
     const [arn] = [...cluster.tasks.keys()];
+    const jobId = index.ecsJobs.list()[0]!.jobId;
     await cluster.stop('restores', arn!, 'test');
     cluster.forget(arn!);
     d.settings = { ...d.settings, cluster: 'elsewhere', launchType: 'EC2' };
     const report = await ecsRestore(d, options());
     expect(report.state).toBe('completed');
-    const token = (n: number) => `${detached.jobId}-0-1-${n}`;
+    const token = (n: number) => `${jobId}-0-1-${n}`;
     expect(cluster.launches.map((l) => [l.clientToken, l.cluster, l.taskDefinition])).toEqual([
       [token(0), 'restores', 'snapline-worker'],
       [token(0), 'restores', 'snapline-worker'],
       [token(1), 'restores', 'snapline-worker'],
     ]);
-    expect(notes.join('\n')).toContain(`job ${detached.jobId} keeps its cluster restores and task definition snapline-worker`);
+    expect(notes.join('\n')).toContain(`job ${jobId} keeps its cluster restores and task definition snapline-worker`);
     expect(notes.join('\n')).toContain(`client token ${token(0)} was used with other RunTask parameters`);
     expectCopied(report.snapshotId!);
   });

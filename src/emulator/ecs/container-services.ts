@@ -41,8 +41,10 @@ export class ContainerServices {
     /** The access key task processes sign with; the built-in one when the endpoint checks no signatures. */
     credentials?: { accessKeyId: string; secretAccessKey: string };
     tasks?: TaskOptions;
-    /** The clock (epoch ms) of clientToken and log token expiry; default Date.now. */
+    /** The clock (epoch ms) of the tasks' timestamps, of clientToken and log token expiry, and of forgetting stopped tasks; default Date.now. */
     now?: () => number;
+    /** The endpoint's time scale: how long a stopped task is kept is divided by it (default 1). */
+    timeScale?: number;
   }) {
     const store = new LogStore();
     this.#host = new TaskHost({
@@ -52,8 +54,9 @@ export class ContainerServices {
       endpointUrl: config.endpointUrl,
       credentials: config.credentials ?? TASK_CREDENTIALS,
       log: config.log,
+      ...(config.now === undefined ? {} : { now: config.now }),
     });
-    this.#ecs = new EcsApi(this.#host, config.faults, config.now);
+    this.#ecs = new EcsApi(this.#host, config.faults, config.now, config.timeScale);
     this.#logs = new LogsApi(store, config.now);
   }
 

@@ -42,6 +42,8 @@ const STARTED_BY = /^[A-Za-z0-9/_-]{1,128}$/;
 const CLIENT_TOKEN = /^[\x21-\x7e]{1,64}$/;
 /** How long ECS remembers a RunTask clientToken. */
 const CLIENT_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
+/** How long DescribeTasks and ListTasks still show a stopped task ("at least one hour"), before the time scale. */
+const STOPPED_TASK_TTL_MS = 60 * 60 * 1000;
 /** The overrides' JSON, formatting included, is at most this long. */
 const MAX_OVERRIDES_CHARS = 8192;
 const MAX_TAGS = 50;
@@ -70,12 +72,15 @@ export class EcsApi {
   constructor(
     private readonly host: TaskHost,
     private readonly faults: FaultInjector,
-    /** The clock of clientToken expiry (epoch ms). */
+    /** The clock of clientToken expiry and of forgetting stopped tasks (epoch ms). */
     private readonly now: () => number = Date.now,
+    /** Durations of the endpoint (how long a stopped task is kept) are divided by this. */
+    private readonly timeScale = 1,
   ) {}
 
   async handle(operation: string, exchange: Exchange): Promise<void> {
     const input = new InputReader(await readJsonInput(exchange));
+    this.#forgetStopped();
     switch (operation) {
       case 'RunTask':
         return this.#runTask(input, exchange);
@@ -171,7 +176,7 @@ export class EcsApi {
         overrides,
         lastStatus: 'PROVISIONING',
         desiredStatus: 'RUNNING',
-        createdAt: Date.now(),
+        createdAt: this.now(),
         containers: definition.containers.map((c) => containerOf(c, containerOverrides.get(c.name), region, cluster, id)),
         version: 1,
       };
@@ -291,6 +296,19 @@ export class EcsApi {
     const found = revisionText === undefined ? revisions.at(-1) : revisions[Number(revisionText) - 1];
     if (found === undefined) throw client('Unable to describe task definition.');
     return found;
+  }
+
+  /**
+   * ECS keeps a stopped task for about an hour (DescribeTasks: "at least
+   * one hour"): after STOPPED_TASK_TTL_MS (scaled) on the endpoint's clock it
+   * is gone from DescribeTasks (MISSING), ListTasks and StopTask. A RunTask
+   * repeated with its clientToken still answers it.
+   */
+  #forgetStopped(): void {
+    const keptSince = this.now() - STOPPED_TASK_TTL_MS / this.timeScale;
+    for (const [arn, task] of this.#tasks) {
+      if (task.lastStatus === 'STOPPED' && task.stoppedAt !== undefined && task.stoppedAt <= keptSince) this.#tasks.delete(arn);
+    }
   }
 
   #find(cluster: string, ref: string, region: string): Task | undefined {

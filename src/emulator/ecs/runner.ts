@@ -27,6 +27,8 @@ export interface TaskHostConfig {
   stopTimeoutMs?: number;
   /** Reports internal failures. */
   log: (line: string) => void;
+  /** The endpoint's clock (epoch ms): the tasks' timestamps, createdAt to stoppedAt; default Date.now. */
+  now?: () => number;
 }
 
 const DEFAULT_STEP_MS = 20;
@@ -70,6 +72,10 @@ export class TaskHost {
     this.#entrypoint = config.entrypoint ?? [process.execPath, snaplineBin()];
   }
 
+  #now(): number {
+    return (this.#config.now ?? Date.now)();
+  }
+
   get #step(): number {
     return this.#config.stepMs ?? DEFAULT_STEP_MS;
   }
@@ -87,7 +93,7 @@ export class TaskHost {
     this.#running.set(task.arn, run);
     this.#after(run, () => {
       if (task.desiredStatus === 'STOPPED') return this.#finish(run);
-      this.#change(task, { lastStatus: 'PENDING', pullStartedAt: Date.now() });
+      this.#change(task, { lastStatus: 'PENDING', pullStartedAt: this.#now() });
       this.#after(run, () => this.#launch(run, region));
     });
   }
@@ -96,7 +102,7 @@ export class TaskHost {
   stop(task: Task, reason: string): void {
     const run = this.#running.get(task.arn);
     if (task.lastStatus === 'STOPPED' || task.desiredStatus === 'STOPPED') return;
-    this.#change(task, { desiredStatus: 'STOPPED', stoppingAt: Date.now(), stopCode: 'UserInitiated', stoppedReason: reason });
+    this.#change(task, { desiredStatus: 'STOPPED', stoppingAt: this.#now(), stopCode: 'UserInitiated', stoppedReason: reason });
     if (run === undefined || task.lastStatus !== 'RUNNING') return;
     this.#signalAll(run, 'SIGTERM');
     this.#after(run, () => this.#signalAll(run, 'SIGKILL'), this.#config.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
@@ -144,7 +150,7 @@ export class TaskHost {
     }
     const failWith = faults.take('ecsExitFailures') ? faults.ecsExitCode : undefined;
     run.hostStopPending = faults.take('ecsHostStops');
-    this.#change(task, { lastStatus: 'RUNNING', startedAt: Date.now(), pullStoppedAt: Date.now() });
+    this.#change(task, { lastStatus: 'RUNNING', startedAt: this.#now(), pullStoppedAt: this.#now() });
     for (const container of task.containers) {
       container.lastStatus = 'RUNNING';
       if (!runsSnapline(container)) continue;
@@ -207,7 +213,7 @@ export class TaskHost {
     if (container.essential && task.desiredStatus !== 'STOPPED') {
       this.#change(task, {
         desiredStatus: 'STOPPED',
-        stoppingAt: Date.now(),
+        stoppingAt: this.#now(),
         stopCode: container.reason === undefined ? 'EssentialContainerExited' : 'TaskFailedToStart',
         stoppedReason: container.reason ?? 'Essential container in task exited',
       });
@@ -225,7 +231,7 @@ export class TaskHost {
     run.hostLost = true;
     this.#change(task, {
       desiredStatus: 'STOPPED',
-      stoppingAt: Date.now(),
+      stoppingAt: this.#now(),
       stopCode,
       stoppedReason: onEc2 ? `Host EC2 (instance i-0${task.id.slice(0, 16)}) terminated.` : 'Your Spot Task was interrupted.',
     });
@@ -234,13 +240,13 @@ export class TaskHost {
 
   #failStart(run: Running, reason: string): void {
     for (const container of run.task.containers) container.reason = reason;
-    this.#change(run.task, { desiredStatus: 'STOPPED', stoppingAt: Date.now(), stopCode: 'TaskFailedToStart', stoppedReason: reason });
+    this.#change(run.task, { desiredStatus: 'STOPPED', stoppingAt: this.#now(), stopCode: 'TaskFailedToStart', stoppedReason: reason });
     this.#finish(run);
   }
 
   #deprovision(run: Running): void {
     if (run.task.lastStatus === 'DEPROVISIONING' || run.task.lastStatus === 'STOPPED') return;
-    this.#change(run.task, { lastStatus: 'DEPROVISIONING', executionStoppedAt: Date.now() });
+    this.#change(run.task, { lastStatus: 'DEPROVISIONING', executionStoppedAt: this.#now() });
     this.#after(run, () => this.#finish(run));
   }
 
@@ -250,7 +256,7 @@ export class TaskHost {
       if (container.lastStatus === 'RUNNING' && !runsSnapline(container) && !run.hostLost) container.exitCode = 0;
       container.lastStatus = 'STOPPED';
     }
-    const now = Date.now();
+    const now = this.#now();
     this.#change(task, { lastStatus: 'STOPPED', desiredStatus: 'STOPPED', executionStoppedAt: task.executionStoppedAt ?? now, stoppedAt: now });
     for (const timer of run.timers) clearTimeout(timer);
     rmSync(run.dir, { recursive: true, force: true });

@@ -17,7 +17,7 @@ import { DEFAULT_PACING, DEFAULT_RETRIES, DEFAULT_SHARDS, MAX_RETRIES, MAX_SHARD
 import type { ContainerTasks, LogReader, SnapshotCatalog, SnapshotWriter, TaskPlacement, TaskState } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../../errors.js';
 import type { HashPool } from '../../hashing/index.js';
-import type { EcsJobRecord, EcsShardRecord, IndexPorts } from '../../core/index-ports.js';
+import type { EcsJobRecord, EcsShardRecord, EcsTaskRecord, IndexPorts } from '../../core/index-ports.js';
 import type { ArchivePlaces } from '../archive/places.js';
 import { EC2_SETTLE_MS, completeAndCommit, describeListed, settleWaitText } from '../blocks/committer.js';
 import { archiveSource, expectedShardResult, snapshotSource, splitShards, type ShardSource } from './source.js';
@@ -248,15 +248,27 @@ interface FoundTask {
   shard: number;
   attempt: number;
   state: TaskState;
+  /** False for a task the index recorded and ECS does not show (not yet, or forgotten): its state is the one last recorded. */
+  shown: boolean;
+  /** When the task was created (epoch ms; ECS's time, as recorded). */
+  since: number;
 }
 
 /**
- * Every task of the job that ECS still knows, running and stopped alike (a
- * reattach that looked at running tasks only would start a finished shard
- * again): those the index recorded, and every task of the job's task
- * definition family in its cluster, RUNNING and STOPPED, that DescribeTasks
- * shows started by the job. (ListTasks takes startedBy only as its sole
- * filter, and then lists running tasks only.) Each is recorded in the index.
+ * How long a task that ECS does not show may be "not yet shown" (its API is
+ * eventually consistent; AWS's guidance waits up to five minutes); after
+ * that it is gone: ECS forgets a stopped task about an hour after it stopped.
+ */
+const TASK_SETTLE_MS = 5 * 60 * 1000;
+
+/**
+ * Every task of the job, running and stopped alike (a reattach that looked
+ * at running tasks only would start a finished shard again): those the index
+ * recorded, and every task of the job's task definition family in its
+ * cluster, RUNNING and STOPPED, that DescribeTasks shows started by the job.
+ * (ListTasks takes startedBy only as its sole filter, and then lists running
+ * tasks only.) Each one ECS shows is recorded in the index; one the index
+ * recorded and ECS does not show comes with its recorded state (shown false).
  */
 async function findJobTasks(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, job: EcsJobRecord, worker: string): Promise<FoundTask[]> {
   const known = new Map(deps.index.ecsJobs.tasks(job.jobId).map((t) => [t.taskArn, t]));
@@ -266,13 +278,33 @@ async function findJobTasks(deps: Pick<EcsRestoreDeps, 'index' | 'tasks'>, job: 
   const found: FoundTask[] = [];
   for (const state of await deps.tasks.describe(job.cluster, [...arns])) {
     if (state.startedBy !== job.startedBy && !known.has(state.taskArn)) continue;
-    const shard = Number(state.tags[SHARD_TAG] ?? known.get(state.taskArn)?.shard);
-    const attempt = Number(state.tags[ATTEMPT_TAG] ?? known.get(state.taskArn)?.attempt);
+    const record = known.get(state.taskArn);
+    const shard = Number(state.tags[SHARD_TAG] ?? record?.shard);
+    const attempt = Number(state.tags[ATTEMPT_TAG] ?? record?.attempt);
     if (!Number.isSafeInteger(shard) || !Number.isSafeInteger(attempt)) continue;
     recordTask(deps.index, job.jobId, shard, attempt, state, worker);
-    found.push({ shard, attempt, state });
+    found.push({ shard, attempt, state, shown: true, since: (state.createdAt ?? record?.createdAt ?? new Date()).getTime() });
+  }
+  for (const record of known.values()) {
+    if (found.some((f) => f.state.taskArn === record.taskArn)) continue;
+    found.push({ shard: record.shard, attempt: record.attempt, state: recordedState(record, worker), shown: false, since: record.createdAt.getTime() });
   }
   return found;
+}
+
+/** A task's state as the index last recorded it (its worker container's exit code only). */
+function recordedState(record: EcsTaskRecord, worker: string): TaskState {
+  return {
+    taskArn: record.taskArn,
+    lastStatus: record.lastStatus,
+    desiredStatus: record.lastStatus === 'STOPPED' ? 'STOPPED' : 'RUNNING',
+    ...(record.stopCode === null ? {} : { stopCode: record.stopCode }),
+    ...(record.stoppedReason === null ? {} : { stoppedReason: record.stoppedReason }),
+    tags: {},
+    containers: record.exitCode === null ? [] : [{ name: worker, exitCode: record.exitCode }],
+    createdAt: record.createdAt,
+    ...(record.stoppedAt === null ? {} : { stoppedAt: record.stoppedAt }),
+  };
 }
 
 /** The family of a task definition given as family, family:revision or ARN. */
@@ -302,9 +334,16 @@ function recordTask(index: Pick<IndexPorts, 'ecsJobs'>, jobId: string, shard: nu
 interface Followed {
   arn: string;
   attempt: number;
+  /** Its last state known: DescribeTasks', else RunTask's answer or the index's record. */
   state: TaskState | undefined;
   log: TaskLog;
-  /** When the driver first saw it STOPPED (epoch ms). */
+  /** When it was created or started (epoch ms): until TASK_SETTLE_MS after, ECS may not show it yet. */
+  since: number;
+  /** DescribeTasks has shown it. */
+  shown: boolean;
+  /** ECS no longer shows it (it forgets a stopped task about an hour after it stopped): its log tells how it ended. */
+  gone?: boolean;
+  /** When the driver first saw it STOPPED, or gone (epoch ms). */
   stoppedSeenAt?: number;
 }
 
@@ -398,19 +437,21 @@ class JobDriver {
     let adopted = false;
     for (const shard of this.#shards) {
       const mine = found.filter((t) => t.shard === shard.record.shard);
-      const newest = mine.reduce<FoundTask | undefined>((a, t) => (a === undefined || t.attempt > a.attempt ? t : a), undefined);
+      // The newest attempt; of its tasks, one ECS shows before one only the index knows.
+      const newest = mine.reduce<FoundTask | undefined>((a, t) => (a === undefined || t.attempt > a.attempt || (t.attempt === a.attempt && t.shown && !a.shown) ? t : a), undefined);
       if (newest === undefined) continue;
       for (const old of mine) {
-        if (old !== newest && old.state.lastStatus !== 'STOPPED' && old.state.desiredStatus !== 'STOPPED') {
+        if (old !== newest && old.shown && old.state.lastStatus !== 'STOPPED' && old.state.desiredStatus !== 'STOPPED') {
           await this.deps.tasks.stop(this.#cluster, old.state.taskArn, `snapline: attempt ${newest.attempt} of shard ${shard.record.shard} replaces this task`);
         }
       }
       const current = newest.attempt > shard.record.attempt || (newest.attempt === shard.record.attempt && shard.record.state !== 'succeeded' && shard.record.state !== 'failed');
       if (!current || shard.task?.arn === newest.state.taskArn) continue;
       this.#updateShard(shard, { state: 'running', attempt: newest.attempt });
-      shard.task = this.#follow(shard, newest.state.taskArn, newest.attempt, newest.state);
+      shard.task = this.#follow(shard, newest.state.taskArn, newest.attempt, newest.state, newest.since, newest.shown);
       adopted = true;
-      this.#note(`shard ${shard.record.shard}: following task ${newest.state.taskArn} (attempt ${newest.attempt}, ${newest.state.lastStatus})`);
+      const seen = newest.shown ? newest.state.lastStatus : `${newest.state.lastStatus} when last seen; ECS does not show it now`;
+      this.#note(`shard ${shard.record.shard}: following task ${newest.state.taskArn} (attempt ${newest.attempt}, ${seen})`);
     }
     return adopted;
   }
@@ -427,6 +468,8 @@ class JobDriver {
   }
 
   async #launch(shard: ShardRun): Promise<void> {
+    // The task of an attempt that failed is done with: until a new one is placed, the shard has none (and needs one).
+    shard.task = undefined;
     if (shard.record.attempt === 0 || shard.record.state === 'failed') this.#updateShard(shard, { state: 'waiting', attempt: shard.record.attempt + 1, launch: 0 });
     const { record } = shard;
     const clientToken = `${this.job.jobId}-${record.shard}-${record.attempt}-${record.launch}`;
@@ -486,7 +529,7 @@ class JobDriver {
     const { record } = shard;
     recordTask(this.#index, this.job.jobId, record.shard, record.attempt, task, this.worker.name);
     this.#updateShard(shard, { state: 'running', message: null });
-    shard.task = this.#follow(shard, task.taskArn, record.attempt, task);
+    shard.task = this.#follow(shard, task.taskArn, record.attempt, task, Date.now(), false);
     this.#note(`shard ${record.shard}: ${what}`);
   }
 
@@ -506,9 +549,9 @@ class JobDriver {
     this.#note(`shard ${shard.record.shard}: ${why}; trying again in ${Math.ceil(delay / 1000)} s`);
   }
 
-  #follow(shard: ShardRun, arn: string, attempt: number, state: TaskState | undefined): Followed {
+  #follow(shard: ShardRun, arn: string, attempt: number, state: TaskState, since: number, shown: boolean): Followed {
     const log = new TaskLog(this.deps.logs, this.worker, arn, (line) => this.options.onLine?.(shard.record.shard, line));
-    return { arn, attempt, state, log };
+    return { arn, attempt, state, log, since, shown };
   }
 
   /** DescribeTasks for the tasks followed, their logs, and a verdict for each stopped task whose log is read to the end. */
@@ -521,10 +564,16 @@ class JobDriver {
       const task = shard.task!;
       const state = states.get(task.arn);
       if (state === undefined) {
-        // Just started: ECS may not show it yet. Seen before: ECS forgot it (it keeps stopped tasks for about an hour).
-        if (task.state !== undefined && task.state.lastStatus !== 'PROVISIONING') this.#failed(shard, { reason: `ECS no longer knows task ${task.arn}` });
+        // Just started: ECS may not show it yet. Shown before, or started long ago: ECS forgot it (it keeps a stopped task for about an hour).
+        if (!task.gone && (task.shown || Date.now() - task.since >= TASK_SETTLE_MS)) {
+          task.gone = true;
+          task.stoppedSeenAt ??= Date.now();
+          changed = true;
+          this.#note(`shard ${shard.record.shard}: ECS no longer shows task ${task.arn} (it forgets a stopped task about an hour after it stopped); reading its log to the end`);
+        }
         continue;
       }
+      task.shown = true;
       if (task.state?.lastStatus !== state.lastStatus || task.state?.desiredStatus !== state.desiredStatus) {
         changed = true;
         recordTask(this.#index, this.job.jobId, shard.record.shard, task.attempt, state, this.worker.name);
@@ -547,14 +596,23 @@ class JobDriver {
     return changed;
   }
 
+  /**
+   * A stopped task by its worker container, then by its result line. A task
+   * ECS forgot before the driver saw it stop has no exit code to judge: only
+   * a result line that matches what the driver expects (the worker prints it
+   * after its last block was written) makes its shard done.
+   */
   async #judge(shard: ShardRun, task: Followed): Promise<void> {
     shard.lastLines = [...task.log.lastLines];
-    const verdict = judgeStoppedTask(task.state!, this.worker.name);
+    const unseenEnd = task.gone === true && task.state?.lastStatus !== 'STOPPED';
+    const verdict = unseenEnd ? ({ ok: true } as const) : judgeStoppedTask(task.state!, this.worker.name);
     if (!verdict.ok) return this.#failed(shard, verdict);
     const { record } = shard;
     const expected = await expectedShardResult(this.source, record);
     const result = task.log.result;
-    if (result === undefined) {
+    if (result === undefined && unseenEnd) {
+      return this.#failed(shard, { reason: `ECS no longer knows task ${task.arn}, and its log holds no result line: how it ended is unknown` });
+    } else if (result === undefined) {
       this.#note(`shard ${record.shard}: its result line did not arrive; the snapshot's aggregate checksum will check its blocks`);
     } else if (result.job !== this.job.jobId || result.shard !== record.shard || result.blocksWritten !== expected.blocksWritten || result.linear !== expected.linear) {
       return this.#failed(shard, {
@@ -609,7 +667,7 @@ class JobDriver {
     let stopped = 0;
     for (const shard of this.#shards) {
       const task = shard.task;
-      if (task === undefined || task.state?.lastStatus === 'STOPPED') continue;
+      if (task === undefined || task.gone === true || task.state?.lastStatus === 'STOPPED') continue;
       try {
         await this.deps.tasks.stop(this.#cluster, task.arn, reason);
         stopped += 1;
@@ -656,7 +714,8 @@ function reportOf(
 ): EcsJobReport {
   const tasks = index.ecsJobs.tasks(job.jobId);
   const shards = index.ecsJobs.shards(job.jobId).map((record): EcsShardReport => {
-    const task = tasks.filter((t) => t.shard === record.shard).at(-1);
+    // The task of the shard's current attempt only: an earlier attempt's exit code is not this attempt's outcome.
+    const task = tasks.filter((t) => t.shard === record.shard && t.attempt === record.attempt).at(-1);
     return {
       shard: record.shard,
       fromBlock: record.fromBlock,

@@ -528,6 +528,8 @@ export class NbdClient {
         return this.#expect(length, (payload) => {
             const id = payload.readUInt32BE(0);
             if (!this.#contextNames.has(id)) throw this.#broken(`sent block status for metadata context ${id}, which was not selected`);
+            // One chunk per context (the spec's rule): a second would replace the first's extents, a dirty range among them.
+            if (request.extents!.has(id)) throw this.#broken(`sent block status for metadata context ${this.#contextNames.get(id)} twice in one reply`);
             const list: NbdExtent[] = [];
             let at = request.offset;
             for (let p = 4; p < length; p += 8) {

@@ -178,6 +178,40 @@ describe.skipIf(qemuMissing !== undefined)('NBD client against qemu-nbd', () => 
     expect((err as Error).message).toMatch(/cannot reach NBD server .*absent\.sock/);
   });
 
+  it('fails every read, in flight or waiting its turn, when qemu-nbd stops answering or dies, and reads again once it is back', async () => {
+    const socket = join(dir, 'restarted.sock');
+    const first = await serve({ image: raw.path, format: 'raw', exportName: 'disk', socket });
+    // Stopped before the reads go out: none can be answered, more are asked than may be in flight at once.
+    const stalled = await connectNbd(parseNbdUrl(first.url), { replyTimeoutMs: 200 });
+    first.process.kill('SIGSTOP');
+    const waiting = Array.from({ length: 12 }, (_, i) => stalled.read(new Uint8Array(MIB).fill(0xee), i * MIB).catch((e: unknown) => e));
+    for (const err of await Promise.all(waiting)) {
+      expect(err).toMatchObject({ code: ErrorCodes.IO_FAILED });
+      expect((err as Error).message).toMatch(/NBD server .* sent nothing for 0\.2 s with 32 requests unanswered/);
+    }
+    await stalled.close();
+    first.process.kill('SIGCONT');
+    // Stopped with reads in flight, then killed: every one fails as the connection drops.
+    const dying = await connectNbd(parseNbdUrl(first.url));
+    first.process.kill('SIGSTOP');
+    const lost = Array.from({ length: 12 }, (_, i) => dying.read(new Uint8Array(MIB).fill(0xee), i * MIB).catch((e: unknown) => e));
+    setImmediate(() => first.process.kill('SIGKILL'));
+    for (const err of await Promise.all(lost)) {
+      expect(err).toMatchObject({ code: ErrorCodes.IO_FAILED });
+      expect((err as Error).message).toMatch(/NBD server .* closed the connection with 32 requests unanswered/);
+    }
+    await expect(dying.read(new Uint8Array(4096), 0)).rejects.toMatchObject({ code: ErrorCodes.IO_FAILED });
+    await dying.close();
+    await first.stop();
+    // A new server on the same socket serves a new connection.
+    const again = await serve({ image: raw.path, format: 'raw', exportName: 'disk', socket });
+    await withClient(again.url, async (client) => {
+      const whole = new Uint8Array(raw.bytes.byteLength);
+      await client.read(whole, 0);
+      expect(Buffer.from(whole).equals(raw.bytes)).toBe(true);
+    });
+  });
+
   it('writes, zeroes and flushes a writable export, and a read-only one refuses writes', async () => {
     const image = join(dir, 'target.raw');
     qemuImg('create', '-q', '-f', 'raw', image, '8M');

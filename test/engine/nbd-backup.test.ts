@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import { backup } from '../../src/engine/backup/backup.js';
 import { restore } from '../../src/engine/restore/restore.js';
-import { ErrorCodes } from '../../src/errors.js';
+import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { Command, REPLY_FLAG_DONE, ReplyType } from '../../src/source/nbd/protocol.js';
 import { nonZeroBlocks, pseudoRandomBytes } from '../support/images.js';
 import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
@@ -187,6 +187,23 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
       const pending = local.session.index.runs.pendingRun('going-away');
       if (pending === undefined) expect(local.session.index.lineage.listSnapshots('going-away')).toEqual([]);
       else expect((await local.session.catalog.describeSnapshots([pending.snapshotId]))[0]).toMatchObject({ state: 'pending' });
+    } finally {
+      await server.close();
+    }
+  });
+  it('ends an interrupted backup at once when the server has stopped answering, failing the reads it waits for', async () => {
+    const abort = new AbortController();
+    // Answers no read: the first one asked for interrupts the run.
+    const server = await startFakeNbdServer(local.work, {
+      exportSize: 32 * MIB,
+      onRequest(request) {
+        if (request.command === Command.READ) abort.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT'));
+      },
+    });
+    try {
+      const err = await backup(local.session, { source: server.url, volume: 'stalled', signal: abort.signal }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.INTERRUPTED });
+      expect(local.session.index.runs.pendingRun('stalled')).toBeUndefined();
     } finally {
       await server.close();
     }

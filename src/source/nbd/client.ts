@@ -320,12 +320,14 @@ export class NbdClient {
 
   /**
    * Ends the session: NBD_CMD_DISC when nothing is in flight, else a hard
-   * disconnect that fails the requests in flight. Idempotent.
+   * disconnect that fails the requests in flight, and all later ones, with
+   * `reason` (default IO_FAILED, closed by snapline). Idempotent: the first
+   * call's reason holds.
    */
-  close(): Promise<void> {
+  close(reason?: SnaplineError): Promise<void> {
     this.#closing ??= new Promise<void>((resolve) => {
       const idle = this.#pending.size === 0 && this.#failure === undefined;
-      this.#fail(new SnaplineError(ErrorCodes.IO_FAILED, `the connection to NBD server ${this.address.url} was closed by snapline`));
+      this.#fail(reason ?? new SnaplineError(ErrorCodes.IO_FAILED, `the connection to NBD server ${this.address.url} was closed by snapline`));
       if (!idle || this.socket.destroyed) {
         this.socket.destroy();
         resolve();

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import { backup } from '../../src/engine/backup/backup.js';
 import { restore } from '../../src/engine/restore/restore.js';
+import { verify } from '../../src/engine/restore/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import { Command, REPLY_FLAG_DONE, ReplyType } from '../../src/source/nbd/protocol.js';
 import { nonZeroBlocks, pseudoRandomBytes } from '../support/images.js';
@@ -206,6 +207,31 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
       expect(local.session.index.runs.pendingRun('stalled')).toBeUndefined();
     } finally {
       await server.close();
+    }
+  });
+  it('ends an interrupted verify of an export whose server has stopped answering at once', async () => {
+    const serving = await startFakeNbdServer(local.work, {
+      exportSize: 2 * MIB,
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        const offset = Buffer.alloc(8);
+        offset.writeBigUInt64BE(BigInt(request.offset));
+        socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + request.length), offset, Buffer.alloc(request.length, 9)]));
+      },
+    });
+    const abort = new AbortController();
+    const stalled = await startFakeNbdServer(local.work, {
+      exportSize: 2 * MIB,
+      onRequest(request) {
+        if (request.command === Command.READ) abort.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT'));
+      },
+    });
+    try {
+      const { snapshotId } = await backup(local.session, { source: serving.url, volume: 'verify-stalled' });
+      const err = await verify(local.session, { snapshotId: snapshotId!, source: stalled.url, signal: abort.signal }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.INTERRUPTED });
+    } finally {
+      await Promise.all([serving.close(), stalled.close()]);
     }
   });
 });

@@ -12,10 +12,10 @@ import { backup } from '../../src/engine/backup/backup.js';
 import { restore } from '../../src/engine/restore/restore.js';
 import { verify } from '../../src/engine/restore/verify.js';
 import { ErrorCodes, SnaplineError } from '../../src/errors.js';
-import { Command, REPLY_FLAG_DONE, ReplyType } from '../../src/source/nbd/protocol.js';
+import { Command, Option, REPLY_FLAG_DONE, ReplyType, TFLAG_HAS_FLAGS, TFLAG_SEND_FLUSH } from '../../src/source/nbd/protocol.js';
 import { nonZeroBlocks, pseudoRandomBytes } from '../support/images.js';
 import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
-import { chunkHeader, startFakeNbdServer } from '../support/nbd-fake-server.js';
+import { chunkHeader, goAnswer, startFakeNbdServer } from '../support/nbd-fake-server.js';
 import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type QemuNbdOptions, type RunningQemuNbd } from '../support/qemu-nbd.js';
 
 const MIB = 1024 * 1024;
@@ -229,6 +229,33 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
     try {
       const { snapshotId } = await backup(local.session, { source: serving.url, volume: 'verify-stalled' });
       const err = await verify(local.session, { snapshotId: snapshotId!, source: stalled.url, signal: abort.signal }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.INTERRUPTED });
+    } finally {
+      await Promise.all([serving.close(), stalled.close()]);
+    }
+  });
+  it('ends an interrupted restore onto an export whose server has stopped answering at once', async () => {
+    const serving = await startFakeNbdServer(local.work, {
+      exportSize: 2 * MIB,
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        const offset = Buffer.alloc(8);
+        offset.writeBigUInt64BE(BigInt(request.offset));
+        socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + request.length), offset, Buffer.alloc(request.length, 9)]));
+      },
+    });
+    const abort = new AbortController();
+    // Writable, and answers no write: the first one interrupts the run.
+    const stalled = await startFakeNbdServer(local.work, {
+      exportSize: 2 * MIB,
+      onOption: (option) => (option === Option.GO ? goAnswer(2 * MIB, TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH) : undefined),
+      onRequest(request) {
+        if (request.command === Command.WRITE) abort.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT'));
+      },
+    });
+    try {
+      const { snapshotId } = await backup(local.session, { source: serving.url, volume: 'restore-stalled' });
+      const err = await restore(local.session, { snapshotId: snapshotId!, target: stalled.url, force: true, signal: abort.signal }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: ErrorCodes.INTERRUPTED });
     } finally {
       await Promise.all([serving.close(), stalled.close()]);

@@ -20,7 +20,7 @@ export async function openNbdTarget(address: NbdAddress, options: OpenTargetOpti
   const { sizeBytes } = options;
   let client: NbdClient;
   try {
-    client = await connectNbd(address, { metaContexts: [] });
+    client = await connectNbd(address, { metaContexts: [], signal: options.signal });
   } catch (err) {
     if (!isSnaplineError(err, ErrorCodes.SOURCE_UNUSABLE)) throw err;
     throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, err.message, { cause: err, hint: err.hint, details: err.details });

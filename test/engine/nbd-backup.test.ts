@@ -261,4 +261,16 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
       await Promise.all([serving.close(), stalled.close()]);
     }
   });
+  it('ends an interrupted backup at once while the server has not finished the handshake', async () => {
+    // Accepts the connection and never greets.
+    const server = await startFakeNbdServer(local.work, { greeting: Buffer.alloc(0) });
+    const abort = new AbortController();
+    try {
+      const run = backup(local.session, { source: server.url, volume: 'greetless', signal: abort.signal });
+      setImmediate(() => abort.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT')));
+      await expect(run).rejects.toMatchObject({ code: ErrorCodes.INTERRUPTED });
+    } finally {
+      await server.close();
+    }
+  });
 });

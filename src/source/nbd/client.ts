@@ -37,6 +37,8 @@ export interface NbdConnectOptions {
   handshakeTimeoutMs?: number;
   /** Longest the server may send nothing while requests wait for replies before the connection is given up (default 120 s). */
   replyTimeoutMs?: number;
+  /** Aborting it gives up the connection and handshake at once, with the abort error (not the connection once made: see close()). */
+  signal?: AbortSignal;
 }
 
 /** What the server said of the export on entering transmission. */
@@ -85,7 +87,7 @@ const MAX_RANGE_BYTES = 2 ** 31;
  * SOURCE_UNUSABLE naming the URL.
  */
 export async function connectNbd(address: NbdAddress, options: NbdConnectOptions = {}): Promise<NbdClient> {
-  const negotiation = await Negotiation.open(address, options.handshakeTimeoutMs);
+  const negotiation = await Negotiation.open(address, options.handshakeTimeoutMs, undefined, options.signal);
   try {
     const info = await negotiation.run(async () => {
       await negotiation.startTls();

@@ -1,6 +1,6 @@
 import type { ByteRange, ChangedRanges } from '../../core/changed-ranges.js';
 import { BLOCK_SIZE } from '../../core/constants.js';
-import { abortError, throwIfAborted } from '../../core/abort.js';
+import { abortError } from '../../core/abort.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { BlockSource, DataRegion } from '../block-source.js';
 import { connectNbd, type NbdClient, type NbdConnectOptions, type NbdExtent } from './client.js';
@@ -17,10 +17,10 @@ export interface NbdSourceOptions extends NbdConnectOptions {
   /** Select the export's qemu:dirty-bitmap:NAME too: the source then answers changedRanges from it. */
   dirtyBitmap?: string;
   /**
-   * Aborting it drops the connection at once: every read and block status
-   * request waiting for the server fails with the abort error (NBD cannot
-   * cancel a request, and a server that stopped answering would hold them
-   * for the reply timeout).
+   * Aborting it gives up the handshake, or drops the connection, at once:
+   * every read and block status request waiting for the server fails with
+   * the abort error (NBD cannot cancel a request, and a server that stopped
+   * answering would hold them for the reply timeout).
    */
   signal?: AbortSignal;
 }
@@ -34,8 +34,8 @@ export interface NbdSourceOptions extends NbdConnectOptions {
  * Refusals are SOURCE_UNUSABLE naming the URL, like a file's.
  */
 export async function openNbdSource(address: NbdAddress, options: NbdSourceOptions = {}): Promise<BlockSource> {
-  const { dirtyBitmap, signal, ...connect } = options;
-  throwIfAborted(signal);
+  const { dirtyBitmap, ...connect } = options;
+  const { signal } = options;
   const bitmap = dirtyBitmap === undefined ? undefined : dirtyBitmapContext(dirtyBitmap);
   const client = await connectNbd(address, bitmap === undefined ? connect : { ...connect, metaContexts: [BASE_ALLOCATION, bitmap] });
   if (client.info.sizeBytes === 0) {

@@ -12,6 +12,8 @@ export type { BlockSource, DataRegion } from './block-source.js';
 export interface OpenSourceOptions {
   /** An NBD export's dirty bitmap to answer changedRanges from; refused (INVALID_ARGUMENT) for any other source. */
   dirtyBitmap?: string;
+  /** For an NBD export: aborting it fails the requests waiting for the server at once (see NbdSourceOptions.signal). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -24,7 +26,7 @@ export async function openSource(path: string, options: OpenSourceOptions = {}):
   if (typeof path !== 'string' || path === '') {
     throw new SnaplineError(ErrorCodes.SOURCE_UNUSABLE, 'no source path given');
   }
-  if (isNbdUrl(path)) return openNbdSource(parseNbdUrl(path), { dirtyBitmap: options.dirtyBitmap });
+  if (isNbdUrl(path)) return openNbdSource(parseNbdUrl(path), { dirtyBitmap: options.dirtyBitmap, signal: options.signal });
   if (options.dirtyBitmap !== undefined) {
     throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, `dirtyBitmap reads an NBD export's dirty bitmap: ${path} is not an NBD URL`, {
       hint: 'export the disk with qemu-nbd -B NAME and back up its nbd:// URL, or give another tracker\'s changes with --changed-blocks FILE',

@@ -1,3 +1,4 @@
+import { abortError } from '../core/abort.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../errors.js';
 import type { BlockSource } from '../source/block-source.js';
 import { connectNbd, type NbdClient } from '../source/nbd/client.js';
@@ -19,7 +20,7 @@ export async function openNbdTarget(address: NbdAddress, options: OpenTargetOpti
   const { sizeBytes } = options;
   let client: NbdClient;
   try {
-    client = await connectNbd(address, { metaContexts: [] });
+    client = await connectNbd(address, { metaContexts: [], signal: options.signal });
   } catch (err) {
     if (!isSnaplineError(err, ErrorCodes.SOURCE_UNUSABLE)) throw err;
     throw new SnaplineError(ErrorCodes.TARGET_UNUSABLE, err.message, { cause: err, hint: err.hint, details: err.details });
@@ -46,16 +47,24 @@ export async function openNbdTarget(address: NbdAddress, options: OpenTargetOpti
       throw signatureRefusal(address.url, signature, `nbdinfo '${address.url}' and nbdinfo --map '${address.url}'`);
     }
   }
-  return new NbdTarget(address.url, client);
+  return new NbdTarget(address.url, client, options.signal);
 }
 
 class NbdTarget implements RestoreTarget {
   readonly kind = 'device' as const;
+  readonly #stopListening: () => void;
 
   constructor(
     readonly path: string,
     private readonly client: NbdClient,
-  ) {}
+    signal: AbortSignal | undefined,
+  ) {
+    // NBD cannot cancel a request: a server that stopped answering would hold the writes for the reply timeout.
+    const onAbort = (): void => void client.close(abortError(signal!));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    this.#stopListening = () => signal?.removeEventListener('abort', onAbort);
+  }
 
   /**
    * Reads go out on the connection the writes use: one connection for both,
@@ -86,6 +95,7 @@ class NbdTarget implements RestoreTarget {
   }
 
   close(): Promise<void> {
+    this.#stopListening();
     return this.client.close();
   }
 }

@@ -38,4 +38,6 @@ export interface OpenTargetOptions {
   reserved: readonly string[];
   /** Called once every check has passed, right before an existing file is truncated as it opens (nothing else is changed by opening). */
   beforeTruncate?: () => void;
+  /** For an NBD export: aborting it drops the connection at once, failing every request waiting for the server with the abort error. */
+  signal?: AbortSignal;
 }

@@ -10,11 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
 import { backup } from '../../src/engine/backup/backup.js';
 import { restore } from '../../src/engine/restore/restore.js';
-import { ErrorCodes } from '../../src/errors.js';
-import { Command, REPLY_FLAG_DONE, ReplyType } from '../../src/source/nbd/protocol.js';
+import { verify } from '../../src/engine/restore/verify.js';
+import { ErrorCodes, SnaplineError } from '../../src/errors.js';
+import { Command, Option, REPLY_FLAG_DONE, ReplyType, TFLAG_HAS_FLAGS, TFLAG_SEND_FLUSH } from '../../src/source/nbd/protocol.js';
 import { nonZeroBlocks, pseudoRandomBytes } from '../support/images.js';
 import { startLocalEndpoint, type LocalEndpoint } from '../support/local-endpoint.js';
-import { chunkHeader, startFakeNbdServer } from '../support/nbd-fake-server.js';
+import { chunkHeader, goAnswer, startFakeNbdServer } from '../support/nbd-fake-server.js';
 import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type QemuNbdOptions, type RunningQemuNbd } from '../support/qemu-nbd.js';
 
 const MIB = 1024 * 1024;
@@ -187,6 +188,87 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
       const pending = local.session.index.runs.pendingRun('going-away');
       if (pending === undefined) expect(local.session.index.lineage.listSnapshots('going-away')).toEqual([]);
       else expect((await local.session.catalog.describeSnapshots([pending.snapshotId]))[0]).toMatchObject({ state: 'pending' });
+    } finally {
+      await server.close();
+    }
+  });
+  it('ends an interrupted backup at once when the server has stopped answering, failing the reads it waits for', async () => {
+    const abort = new AbortController();
+    // Answers no read: the first one asked for interrupts the run.
+    const server = await startFakeNbdServer(local.work, {
+      exportSize: 32 * MIB,
+      onRequest(request) {
+        if (request.command === Command.READ) abort.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT'));
+      },
+    });
+    try {
+      const err = await backup(local.session, { source: server.url, volume: 'stalled', signal: abort.signal }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.INTERRUPTED });
+      expect(local.session.index.runs.pendingRun('stalled')).toBeUndefined();
+    } finally {
+      await server.close();
+    }
+  });
+  it('ends an interrupted verify of an export whose server has stopped answering at once', async () => {
+    const serving = await startFakeNbdServer(local.work, {
+      exportSize: 2 * MIB,
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        const offset = Buffer.alloc(8);
+        offset.writeBigUInt64BE(BigInt(request.offset));
+        socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + request.length), offset, Buffer.alloc(request.length, 9)]));
+      },
+    });
+    const abort = new AbortController();
+    const stalled = await startFakeNbdServer(local.work, {
+      exportSize: 2 * MIB,
+      onRequest(request) {
+        if (request.command === Command.READ) abort.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT'));
+      },
+    });
+    try {
+      const { snapshotId } = await backup(local.session, { source: serving.url, volume: 'verify-stalled' });
+      const err = await verify(local.session, { snapshotId: snapshotId!, source: stalled.url, signal: abort.signal }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.INTERRUPTED });
+    } finally {
+      await Promise.all([serving.close(), stalled.close()]);
+    }
+  });
+  it('ends an interrupted restore onto an export whose server has stopped answering at once', async () => {
+    const serving = await startFakeNbdServer(local.work, {
+      exportSize: 2 * MIB,
+      onRequest(request, socket) {
+        if (request.command !== Command.READ) return;
+        const offset = Buffer.alloc(8);
+        offset.writeBigUInt64BE(BigInt(request.offset));
+        socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + request.length), offset, Buffer.alloc(request.length, 9)]));
+      },
+    });
+    const abort = new AbortController();
+    // Writable, and answers no write: the first one interrupts the run.
+    const stalled = await startFakeNbdServer(local.work, {
+      exportSize: 2 * MIB,
+      onOption: (option) => (option === Option.GO ? goAnswer(2 * MIB, TFLAG_HAS_FLAGS | TFLAG_SEND_FLUSH) : undefined),
+      onRequest(request) {
+        if (request.command === Command.WRITE) abort.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT'));
+      },
+    });
+    try {
+      const { snapshotId } = await backup(local.session, { source: serving.url, volume: 'restore-stalled' });
+      const err = await restore(local.session, { snapshotId: snapshotId!, target: stalled.url, force: true, signal: abort.signal }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCodes.INTERRUPTED });
+    } finally {
+      await Promise.all([serving.close(), stalled.close()]);
+    }
+  });
+  it('ends an interrupted backup at once while the server has not finished the handshake', async () => {
+    // Accepts the connection and never greets.
+    const server = await startFakeNbdServer(local.work, { greeting: Buffer.alloc(0) });
+    const abort = new AbortController();
+    try {
+      const run = backup(local.session, { source: server.url, volume: 'greetless', signal: abort.signal });
+      setImmediate(() => abort.abort(new SnaplineError(ErrorCodes.INTERRUPTED, 'interrupted by SIGINT')));
+      await expect(run).rejects.toMatchObject({ code: ErrorCodes.INTERRUPTED });
     } finally {
       await server.close();
     }

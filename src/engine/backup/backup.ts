@@ -164,7 +164,7 @@ export async function backup(deps: BackupDeps, options: BackupOptions): Promise<
   throwIfAborted(options.signal);
   checkTrackingOptions(options);
   checkStartArguments(options);
-  const source = await openSource(options.source, { dirtyBitmap: options.dirtyBitmap });
+  const source = await openSource(options.source, { dirtyBitmap: options.dirtyBitmap, signal: options.signal });
   try {
     // A file or device is known by its real path, an NBD export by its canonical URL.
     const sourcePath = source.kind === 'nbd' ? source.path : await realpath(options.source);

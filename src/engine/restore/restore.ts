@@ -183,6 +183,7 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
       keepContent: method !== null,
       reserved: index.targets.ownFiles(),
       beforeTruncate: incomplete,
+      signal: options.signal,
     });
     const counts: RestoreCounts = { listed: 0, fetched: 0, zeroed: 0, written: 0, hashed: 0, differing: 0, done: 0 };
     try {

@@ -133,7 +133,7 @@ export async function verify(deps: VerifyDeps, options: VerifyOptions): Promise<
   if (mapped) deps.index.maps.verifyMap(options.snapshotId);
   const snapshotBytes = known?.sourceBytes ?? taggedSourceBytes(remote) ?? null;
   const snapshotBlocks = snapshotBytes === null ? remote.volumeSizeGiB * BLOCKS_PER_GIB : blockCountFor(snapshotBytes);
-  const opened = options.source === undefined ? undefined : await openSource(options.source);
+  const opened = options.source === undefined ? undefined : await openSource(options.source, { signal: options.signal });
   const source = opened === undefined || options.upToBytes === undefined ? opened : cutSource(opened, options.upToBytes);
   const kind = options.remote || !mapped ? 'remote' : 'index';
   try {

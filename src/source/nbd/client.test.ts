@@ -10,7 +10,7 @@ import { chunkHeader, goAnswer, startFakeNbdServer, type FakeRequest } from '../
 import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type RunningQemuNbd } from '../../../test/support/qemu-nbd.js';
 import { connectNbd, listNbdMetaContexts, type NbdClient, type NbdExtent } from './client.js';
 import { Negotiation } from './handshake.js';
-import { Command, Option, ReplyType, REPLY_FLAG_DONE, SIMPLE_REPLY_MAGIC, STATE_ZERO, TFLAG_HAS_FLAGS, TFLAG_SEND_WRITE_ZEROES } from './protocol.js';
+import { Command, Option, OptionReply, ReplyType, REPLY_FLAG_DONE, SIMPLE_REPLY_MAGIC, STATE_DIRTY, STATE_ZERO, TFLAG_HAS_FLAGS, TFLAG_SEND_WRITE_ZEROES } from './protocol.js';
 import { parseNbdUrl } from './url.js';
 
 const MIB = 1024 * 1024;
@@ -178,6 +178,40 @@ describe.skipIf(qemuMissing !== undefined)('NBD client against qemu-nbd', () => 
     expect((err as Error).message).toMatch(/cannot reach NBD server .*absent\.sock/);
   });
 
+  it('fails every read, in flight or waiting its turn, when qemu-nbd stops answering or dies, and reads again once it is back', async () => {
+    const socket = join(dir, 'restarted.sock');
+    const first = await serve({ image: raw.path, format: 'raw', exportName: 'disk', socket });
+    // Stopped before the reads go out: none can be answered, more are asked than may be in flight at once.
+    const stalled = await connectNbd(parseNbdUrl(first.url), { replyTimeoutMs: 200 });
+    first.process.kill('SIGSTOP');
+    const waiting = Array.from({ length: 12 }, (_, i) => stalled.read(new Uint8Array(MIB).fill(0xee), i * MIB).catch((e: unknown) => e));
+    for (const err of await Promise.all(waiting)) {
+      expect(err).toMatchObject({ code: ErrorCodes.IO_FAILED });
+      expect((err as Error).message).toMatch(/NBD server .* sent nothing for 0\.2 s with 32 requests unanswered/);
+    }
+    await stalled.close();
+    first.process.kill('SIGCONT');
+    // Stopped with reads in flight, then killed: every one fails as the connection drops.
+    const dying = await connectNbd(parseNbdUrl(first.url));
+    first.process.kill('SIGSTOP');
+    const lost = Array.from({ length: 12 }, (_, i) => dying.read(new Uint8Array(MIB).fill(0xee), i * MIB).catch((e: unknown) => e));
+    setImmediate(() => first.process.kill('SIGKILL'));
+    for (const err of await Promise.all(lost)) {
+      expect(err).toMatchObject({ code: ErrorCodes.IO_FAILED });
+      expect((err as Error).message).toMatch(/NBD server .* closed the connection with 32 requests unanswered/);
+    }
+    await expect(dying.read(new Uint8Array(4096), 0)).rejects.toMatchObject({ code: ErrorCodes.IO_FAILED });
+    await dying.close();
+    await first.stop();
+    // A new server on the same socket serves a new connection.
+    const again = await serve({ image: raw.path, format: 'raw', exportName: 'disk', socket });
+    await withClient(again.url, async (client) => {
+      const whole = new Uint8Array(raw.bytes.byteLength);
+      await client.read(whole, 0);
+      expect(Buffer.from(whole).equals(raw.bytes)).toBe(true);
+    });
+  });
+
   it('writes, zeroes and flushes a writable export, and a read-only one refuses writes', async () => {
     const image = join(dir, 'target.raw');
     qemuImg('create', '-q', '-f', 'raw', image, '8M');
@@ -324,6 +358,40 @@ describe('NBD client against a scripted server', () => {
       const overlappingHole = await connectNbd(address);
       await expect(overlappingHole.read(new Uint8Array(256 * 1024), 2 * MIB)).rejects.toThrow(/broke the protocol: it sent a hole of 131072 bytes at byte 2162688, overlapping a chunk/);
       await overlappingHole.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('drops a server that sends two block status chunks for one metadata context in one reply, rather than keep only the last', async () => {
+    const bitmap = 'qemu:dirty-bitmap:b1';
+    const server = await startFakeNbdServer(dir, {
+      onOption(option) {
+        if (option !== Option.SET_META_CONTEXT) return undefined;
+        const context = Buffer.alloc(4 + bitmap.length);
+        context.writeUInt32BE(7, 0);
+        context.write(bitmap, 4);
+        return [[OptionReply.META_CONTEXT, context], [OptionReply.ACK]];
+      },
+      onRequest(request, socket) {
+        if (request.command !== Command.BLOCK_STATUS) return;
+        // The spec allows exactly one chunk per context: here the first says dirty, the second clean.
+        const extent = (flags: number) => {
+          const payload = Buffer.alloc(12);
+          payload.writeUInt32BE(7, 0);
+          payload.writeUInt32BE(request.length, 4);
+          payload.writeUInt32BE(flags, 8);
+          return payload;
+        };
+        socket.write(Buffer.concat([chunkHeader(0, ReplyType.BLOCK_STATUS, request.cookie, 12), extent(STATE_DIRTY)]));
+        socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.BLOCK_STATUS, request.cookie, 12), extent(0)]));
+      },
+    });
+    try {
+      const client = await connectNbd(parseNbdUrl(server.url), { metaContexts: [bitmap] });
+      expect(client.info.metaContexts).toEqual([bitmap]);
+      await expect(client.blockStatus(0, MIB)).rejects.toThrow(/broke the protocol: it sent block status for metadata context qemu:dirty-bitmap:b1 twice in one reply/);
+      await client.close();
     } finally {
       await server.close();
     }

@@ -37,6 +37,8 @@ export interface NbdConnectOptions {
   handshakeTimeoutMs?: number;
   /** Longest the server may send nothing while requests wait for replies before the connection is given up (default 120 s). */
   replyTimeoutMs?: number;
+  /** Aborting it gives up the connection and handshake at once, with the abort error (not the connection once made: see close()). */
+  signal?: AbortSignal;
 }
 
 /** What the server said of the export on entering transmission. */
@@ -85,7 +87,7 @@ const MAX_RANGE_BYTES = 2 ** 31;
  * SOURCE_UNUSABLE naming the URL.
  */
 export async function connectNbd(address: NbdAddress, options: NbdConnectOptions = {}): Promise<NbdClient> {
-  const negotiation = await Negotiation.open(address, options.handshakeTimeoutMs);
+  const negotiation = await Negotiation.open(address, options.handshakeTimeoutMs, undefined, options.signal);
   try {
     const info = await negotiation.run(async () => {
       await negotiation.startTls();
@@ -320,12 +322,14 @@ export class NbdClient {
 
   /**
    * Ends the session: NBD_CMD_DISC when nothing is in flight, else a hard
-   * disconnect that fails the requests in flight. Idempotent.
+   * disconnect that fails the requests in flight, and all later ones, with
+   * `reason` (default IO_FAILED, closed by snapline). Idempotent: the first
+   * call's reason holds.
    */
-  close(): Promise<void> {
+  close(reason?: SnaplineError): Promise<void> {
     this.#closing ??= new Promise<void>((resolve) => {
       const idle = this.#pending.size === 0 && this.#failure === undefined;
-      this.#fail(new SnaplineError(ErrorCodes.IO_FAILED, `the connection to NBD server ${this.address.url} was closed by snapline`));
+      this.#fail(reason ?? new SnaplineError(ErrorCodes.IO_FAILED, `the connection to NBD server ${this.address.url} was closed by snapline`));
       if (!idle || this.socket.destroyed) {
         this.socket.destroy();
         resolve();
@@ -528,6 +532,8 @@ export class NbdClient {
         return this.#expect(length, (payload) => {
             const id = payload.readUInt32BE(0);
             if (!this.#contextNames.has(id)) throw this.#broken(`sent block status for metadata context ${id}, which was not selected`);
+            // One chunk per context (the spec's rule): a second would replace the first's extents, a dirty range among them.
+            if (request.extents!.has(id)) throw this.#broken(`sent block status for metadata context ${this.#contextNames.get(id)} twice in one reply`);
             const list: NbdExtent[] = [];
             let at = request.offset;
             for (let p = 4; p < length; p += 8) {

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { checkServerIdentity, connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { abortError, throwIfAborted } from '../../core/abort.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import {
   FLAG_C_FIXED_NEWSTYLE,
@@ -53,34 +54,53 @@ export class Negotiation {
   #connected = false;
   /** Runs from before the connection is made until run() or quit() ends. */
   readonly #deadline: NodeJS.Timeout;
+  /** Stops the deadline and the abort signal from ending the handshake. */
+  readonly #unwatch: () => void;
 
   private constructor(
     readonly address: NbdAddress,
     socket: Socket,
     wire: Wire,
     private readonly timeoutMs: number,
+    signal: AbortSignal | undefined,
   ) {
     this.socket = socket;
     this.wire = wire;
     this.wire.attach(socket);
     this.#deadline = setTimeout(() => {
       const what = this.#connected ? 'did not finish the handshake' : 'did not accept the connection';
-      const err = refused(this.address, `${what} within ${this.timeoutMs / 1000} s`);
-      this.wire.fail(err);
-      this.socket.destroy(err);
+      this.#giveUp(refused(this.address, `${what} within ${this.timeoutMs / 1000} s`));
     }, timeoutMs);
+    const onAbort = (): void => this.#giveUp(abortError(signal!));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    this.#unwatch = () => {
+      clearTimeout(this.#deadline);
+      signal?.removeEventListener('abort', onAbort);
+    };
+  }
+
+  /** Ends the connection and the handshake with `err`. */
+  #giveUp(err: SnaplineError): void {
+    this.wire.fail(err);
+    this.socket.destroy(err);
   }
 
   /**
    * Connects (`connectSocket`, by default to the address's host and port or
    * Unix socket) under the handshake deadline, which goes on running through
    * run(): a server that never accepts is given up like one that never
-   * answers.
+   * answers. Aborting `signal` gives up at once, with the abort error.
    */
-  static async open(address: NbdAddress, timeoutMs = 30_000, connectSocket: (address: NbdAddress, wire: Wire) => Socket = socketTo): Promise<Negotiation> {
+  static async open(
+    address: NbdAddress,
+    timeoutMs = 30_000,
+    connectSocket: (address: NbdAddress, wire: Wire) => Socket = socketTo,
+    signal?: AbortSignal,
+  ): Promise<Negotiation> {
+    throwIfAborted(signal);
     const wire = new Wire();
     const socket = connectSocket(address, wire);
-    const negotiation = new Negotiation(address, socket, wire, timeoutMs);
+    const negotiation = new Negotiation(address, socket, wire, timeoutMs, signal);
     try {
       await new Promise<void>((resolve, reject) => {
         const onError = (err: NodeJS.ErrnoException) => reject(err instanceof SnaplineError ? err : unreachable(address, err));
@@ -109,7 +129,7 @@ export class Negotiation {
         cause: err.cause,
       });
     } finally {
-      clearTimeout(this.#deadline);
+      this.#unwatch();
     }
   }
 
@@ -258,7 +278,7 @@ export class Negotiation {
    * not waited for) where options may be sent, else the connection dropped.
    */
   quit(): void {
-    clearTimeout(this.#deadline);
+    this.#unwatch();
     const socket = this.socket;
     this.wire.detach();
     // Nothing more is read; a late failure (the server gone first) is of no interest.

@@ -4,12 +4,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { changedBlockRanges } from '../../core/changed-ranges.js';
 import { BLOCK_SIZE } from '../../core/constants.js';
+import { chunkHeader, startFakeNbdServer } from '../../../test/support/nbd-fake-server.js';
+import { pseudoRandomBytes } from '../../../test/support/images.js';
 import { qemuImg, qemuIo, qemuMissing, rawBytesOf, startQemuNbd, type RunningQemuNbd } from '../../../test/support/qemu-nbd.js';
 import { openSource } from '../open.js';
 import { readSlabs } from '../reader.js';
 import { SlabPool } from '../slabs.js';
 import type { BlockSource } from '../open.js';
 import { NbdClient } from './client.js';
+import { Command, Option, OptionReply, REPLY_FLAG_DONE, ReplyType, STATE_DIRTY, STATE_ZERO } from './protocol.js';
 import { openNbdSource } from './source.js';
 import { parseNbdUrl } from './url.js';
 
@@ -138,3 +141,140 @@ describe.skipIf(qemuMissing !== undefined)('NBD export with a dirty bitmap as a 
   });
 });
 
+
+describe('NBD export whose server answers block status a little at a time', () => {
+  const KIB = 1024;
+  const size = 8 * MIB + 4 * KIB;
+  // [start, end) byte ranges, not aligned to blocks; the last of each runs 1 MiB past the export's end.
+  const zeros: Array<[number, number]> = [
+    [64 * KIB, 3 * MIB + 4 * KIB],
+    [5 * MIB, 6 * MIB],
+    [7 * MIB + 512 * KIB, size + MIB],
+  ];
+  const dirty: Array<[number, number]> = [
+    [2 * MIB + 100, 2 * MIB + 200],
+    [4 * MIB - 4 * KIB, 4 * MIB + 4 * KIB],
+    [size - 100, size + MIB],
+  ];
+  let dir: string;
+  let bytes: Buffer;
+  let stop: () => Promise<void>;
+  let url: string;
+  /** Whether the connection being served selected the bitmap (the tests connect one at a time). */
+  let bitmapSelected = false;
+
+  /** Extents of `marked` ranges (flag `flag`) and of the bytes between them (flag 0), from `offset` on: at most `count` of them. */
+  function extentsFrom(marked: Array<[number, number]>, flag: number, offset: number, count: number): Array<[number, number]> {
+    const all: Array<[number, number, number]> = [];
+    let at = 0;
+    for (const [start, end] of marked) {
+      if (start > at) all.push([at, start, 0]);
+      all.push([start, end, flag]);
+      at = end;
+    }
+    const out: Array<[number, number]> = [];
+    for (const [start, end, flags] of all) {
+      if (end <= offset || out.length === count) continue;
+      out.push([end - Math.max(start, offset), flags]);
+    }
+    return out;
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'snapline-nbd-status-'));
+    bytes = Buffer.from(pseudoRandomBytes('little at a time', size));
+    for (const [start, end] of zeros) bytes.fill(0, start, Math.min(end, size));
+    const server = await startFakeNbdServer(dir, {
+      exportSize: size,
+      onOption(option, data) {
+        if (option !== Option.SET_META_CONTEXT) return undefined;
+        // The queries after the export name and their count: base:allocation gets id 1, the bitmap id 2.
+        const queries: string[] = [];
+        let at = 4 + data.readUInt32BE(0) + 4;
+        while (at < data.byteLength) {
+          const length = data.readUInt32BE(at);
+          queries.push(data.subarray(at + 4, at + 4 + length).toString());
+          at += 4 + length;
+        }
+        bitmapSelected = queries.length > 1;
+        const replies: Array<[number, Buffer]> = queries.map((name) => {
+          const reply = Buffer.alloc(4 + name.length);
+          reply.writeUInt32BE(name === 'base:allocation' ? 1 : 2, 0);
+          reply.write(name, 4);
+          return [OptionReply.META_CONTEXT, reply];
+        });
+        return [...replies, [OptionReply.ACK]];
+      },
+      onRequest(request, socket) {
+        if (request.command === Command.READ) {
+          const offset = Buffer.alloc(8);
+          offset.writeBigUInt64BE(BigInt(request.offset));
+          const data = bytes.subarray(request.offset, request.offset + request.length);
+          socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + data.byteLength), offset, data]));
+          return;
+        }
+        if (request.command !== Command.BLOCK_STATUS) return;
+        // Two allocation extents and one bitmap extent a reply, whatever the length asked.
+        const chunk = (id: number, extents: Array<[number, number]>, flags: number) => {
+          const payload = Buffer.alloc(4 + 8 * extents.length);
+          payload.writeUInt32BE(id, 0);
+          extents.forEach(([length, state], i) => {
+            payload.writeUInt32BE(length, 4 + 8 * i);
+            payload.writeUInt32BE(state, 8 + 8 * i);
+          });
+          return Buffer.concat([chunkHeader(flags, ReplyType.BLOCK_STATUS, request.cookie, payload.byteLength), payload]);
+        };
+        socket.write(
+          Buffer.concat([
+            ...(bitmapSelected ? [chunk(2, extentsFrom(dirty, STATE_DIRTY, request.offset, 1), 0)] : []),
+            chunk(1, extentsFrom(zeros, STATE_ZERO, request.offset, 2), REPLY_FLAG_DONE),
+          ]),
+        );
+      },
+    });
+    url = server.url;
+    stop = () => server.close();
+  });
+  afterAll(async () => {
+    await stop?.();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('skips only the blocks wholly inside zero extents and reads the rest as they are', async () => {
+    const source = await openNbdSource(parseNbdUrl(url));
+    try {
+      expect(source.sizeBytes).toBe(size);
+      const { runs, same } = await runsOf(source, bytes, [[0, 17]]);
+      expect(same).toBe(true);
+      expect(runs.filter(([, , kind]) => kind === 'hole').map(([from, to]) => [from, to])).toEqual([
+        [1, 6],
+        [10, 12],
+        [15, 16],
+      ]);
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('reports the dirty extents clipped to the export, and reads their blocks with the allocation it was told beside them', async () => {
+    const source = await openNbdSource(parseNbdUrl(url), { dirtyBitmap: 'b1' });
+    try {
+      const ranges = await changedBlockRanges(source.changedRanges!.ranges(), source.sizeBytes);
+      expect(ranges).toEqual([
+        [4, 5],
+        [7, 9],
+        [16, 17],
+      ]);
+      const { runs, same } = await runsOf(source, bytes, ranges);
+      expect(same).toBe(true);
+      expect(runs).toEqual([
+        [4, 5, 'hole'],
+        [7, 9, 'data'],
+        // The export's partial last block is read (as zeros), like any block a hole covers only in part.
+        [16, 17, 'data'],
+      ]);
+    } finally {
+      await source.close();
+    }
+  });
+});

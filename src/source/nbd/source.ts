@@ -1,5 +1,6 @@
 import type { ByteRange, ChangedRanges } from '../../core/changed-ranges.js';
 import { BLOCK_SIZE } from '../../core/constants.js';
+import { abortError } from '../../core/abort.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 import type { BlockSource, DataRegion } from '../block-source.js';
 import { connectNbd, type NbdClient, type NbdConnectOptions, type NbdExtent } from './client.js';
@@ -15,6 +16,13 @@ const REGION_LOOKAHEAD_BYTES = 8 * 1024 ** 3;
 export interface NbdSourceOptions extends NbdConnectOptions {
   /** Select the export's qemu:dirty-bitmap:NAME too: the source then answers changedRanges from it. */
   dirtyBitmap?: string;
+  /**
+   * Aborting it gives up the handshake, or drops the connection, at once:
+   * every read and block status request waiting for the server fails with
+   * the abort error (NBD cannot cancel a request, and a server that stopped
+   * answering would hold them for the reply timeout).
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -27,6 +35,7 @@ export interface NbdSourceOptions extends NbdConnectOptions {
  */
 export async function openNbdSource(address: NbdAddress, options: NbdSourceOptions = {}): Promise<BlockSource> {
   const { dirtyBitmap, ...connect } = options;
+  const { signal } = options;
   const bitmap = dirtyBitmap === undefined ? undefined : dirtyBitmapContext(dirtyBitmap);
   const client = await connectNbd(address, bitmap === undefined ? connect : { ...connect, metaContexts: [BASE_ALLOCATION, bitmap] });
   if (client.info.sizeBytes === 0) {
@@ -42,7 +51,9 @@ export async function openNbdSource(address: NbdAddress, options: NbdSourceOptio
       details: { option: 'dirtyBitmap', url: address.url },
     });
   }
-  return new NbdSource(client, true, dirtyBitmap);
+  const source = new NbdSource(client, true, dirtyBitmap);
+  if (signal !== undefined) source.endOnAbort(signal);
+  return source;
 }
 
 /**
@@ -73,6 +84,7 @@ class NbdSource implements BlockSource {
    */
   readonly #known: NbdExtent[] = [];
   #closing: Promise<void> | undefined;
+  #stopListening: () => void = () => undefined;
   readonly changedRanges: ChangedRanges | undefined;
 
   constructor(
@@ -190,7 +202,16 @@ class NbdSource implements BlockSource {
     return this.#extents[0]!;
   }
 
+  /** Ends the connection with the abort error once `signal` aborts (at once if it has); close() stops listening. */
+  endOnAbort(signal: AbortSignal): void {
+    const onAbort = (): void => void this.#client.close(abortError(signal));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.#stopListening = () => signal.removeEventListener('abort', onAbort);
+  }
+
   close(): Promise<void> {
+    this.#stopListening();
     this.#closing ??= this.ownsClient ? this.#client.close() : Promise.resolve();
     return this.#closing;
   }

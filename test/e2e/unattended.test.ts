@@ -316,6 +316,19 @@ describe('--notify', () => {
     }
   });
 
+  it('an event quotes a URL of the error without its user:password@, even a password holding @ or /', async () => {
+    for (const password of ['pw@leaked-1st', 'pw/leaked-2nd']) {
+      hook.requests.length = 0;
+      const run = await cli('n.db', ['backup', image, '--volume', 'n', '--notify', `${hook.url}/hook`], ['--connection', 'local', '--endpoint-url', `http://backup:${password}@127.0.0.1:bad/`]);
+      expect(run.code).not.toBe(ExitCodes.OK);
+      expect(hook.requests).toHaveLength(1);
+      const event = JSON.parse(hook.requests[0]!.body);
+      expect(event.error.message).toContain('http://127.0.0.1:bad/');
+      expect(hook.requests[0]!.body).not.toContain('leaked');
+      expect(hook.requests[0]!.body).not.toContain('backup:pw');
+    }
+  });
+
   it('retries 5xx and is delivered on the third attempt, without a warning', async () => {
     hook.answers.push(503, 500);
     const run = await cli('n.db', ['backup', join(work, 'gone.img'), '--volume', 'n', '--notify', `${hook.url}/hook`]);

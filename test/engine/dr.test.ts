@@ -16,7 +16,7 @@ import { verifiedReader } from '../../src/core/verified-reader.js';
 import { backup } from '../../src/engine/backup/backup.js';
 import { drill, lastDrills } from '../../src/engine/dr/drill.js';
 import { restoreToVolume } from '../../src/engine/dr/restore-volume.js';
-import { ErrorCodes } from '../../src/errors.js';
+import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import type { Session } from '../../src/session.js';
 import { blockOf, clientsFor, snapshotWith } from '../emulator/helpers.js';
 import { randomBlocks, writeBlocks } from '../support/images.js';
@@ -257,6 +257,32 @@ describe('drills', () => {
       expect((await session.volumes.describeVolume(id))?.state ?? 'deleted').toMatch(/^delet/);
     }
     expect(session.index.drills.ofVolume('stopped')).toEqual([]);
+  });
+
+  it('a drill whose volume cannot be deleted afterwards rejects naming the volume left behind, and records what it proved', async () => {
+    const { incremental } = await lineage('left');
+    // The drill's own credentials may create volumes and not delete them (an IAM policy without ec2:DeleteVolume).
+    const denied = new SnaplineError(ErrorCodes.ACCESS_DENIED, 'ec2:DeleteVolume: not authorized');
+    const real = session.volumes;
+    const volumes: Session['volumes'] = {
+      createVolume: (input) => real.createVolume(input),
+      describeVolume: (id) => real.describeVolume(id),
+      attachVolume: (id, instanceId, device) => real.attachVolume(id, instanceId, device),
+      deleteVolume: () => Promise.reject(denied),
+      describeInstance: (id) => real.describeInstance(id),
+      enableFastRestore: (id, zone) => real.enableFastRestore(id, zone),
+      disableFastRestore: (id, zone) => real.disableFastRestore(id, zone),
+      fastRestoreState: (id, zone) => real.fastRestoreState(id, zone),
+    };
+    const err = await rejection(drill({ ...session, volumes } as Session, { volume: 'left', toVolume: { availabilityZone: ZONE }, poll: POLL }));
+    const made = lastDrills(session).find((d) => d.volume === 'left');
+    expect(made).toMatchObject({ snapshotId: incremental, kind: 'volume', passed: true });
+    expect(err.code).toBe(ErrorCodes.ACCESS_DENIED);
+    const left = err.details?.leftBehind as string[];
+    expect(left).toHaveLength(1);
+    expect(err.message).toContain(left[0]);
+    expect((await session.volumes.describeVolume(left[0]!))?.state).toBe('available');
+    await session.volumes.deleteVolume(left[0]!);
   });
 
   it('refuses a snapshot of another volume, a volume without snapshots, and a file that exists', async () => {

@@ -80,6 +80,16 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
     });
   }
   const kind: DrillKind = options.toVolume !== undefined ? 'volume' : options.toFile !== undefined ? 'file' : 'read';
+  // One volume drill of a volume at a time: a drill volume of it found meanwhile is one an earlier drill left (killed).
+  const lock = kind === 'volume' ? deps.index.locks.acquire(`drill:${options.volume}`) : undefined;
+  try {
+    return await drillHeld(deps, options, snapshotId, kind);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function drillHeld(deps: DrillDeps, options: DrillOptions, snapshotId: string, kind: DrillKind): Promise<DrillResult> {
   const startedAt = new Date();
   const steps: DrillStep[] = [];
   const timed = async <T>(step: DrillStepName, work: () => Promise<T>, outcome: (value: T) => string): Promise<T> => {
@@ -135,7 +145,7 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
           restoreToVolume(deps, {
             ...options.toVolume!,
             snapshotId,
-            tags: { ...options.toVolume!.tags, 'snapline:drill': startedAt.toISOString() },
+            tags: { ...options.toVolume!.tags, [DRILL_TAG]: startedAt.toISOString(), [DRILL_OF_TAG]: options.volume },
             ...(options.poll === undefined ? {} : { poll: options.poll }),
             ...signalOf(options),
           }),
@@ -154,7 +164,7 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
     // A volume made and kept by a failed step is the drill's to remove.
     if (isSnaplineError(err) && typeof err.details?.volumeId === 'string') outcome.volumeId = err.details.volumeId;
   } finally {
-    cleaned = await timed('clean-up', () => cleanUp(deps, createdFile ? options.toFile : undefined, outcome.volumeId), describeCleanUp);
+    cleaned = await timed('clean-up', () => cleanUp(deps, createdFile ? options.toFile : undefined, outcome.volumeId, kind === 'volume' ? options.volume : undefined), describeCleanUp);
   }
   if (isSnaplineError(failure, ErrorCodes.INTERRUPTED)) throw withLeftBehind(failure, cleaned.left);
   if (failure !== undefined) fail(0, failure instanceof Error ? failure.message : String(failure));
@@ -242,18 +252,35 @@ function snapshotToDrill(deps: DrillDeps, options: DrillOptions): string {
   return newest.snapshotId;
 }
 
-/** Removes the drill's file and volume. Never throws: what it could not remove is returned with why. */
-async function cleanUp(deps: DrillDeps, file: string | undefined, volumeId: string | null): Promise<CleanUp> {
+/**
+ * Removes the drill's file and volume, and with `drilled` (a volume drill,
+ * its lock held) the volumes that earlier drills of that volume made and did
+ * not live to remove (killed). Never throws: what it could not remove is
+ * returned with why; a failed look for earlier volumes is left to the next drill.
+ */
+async function cleanUp(deps: DrillDeps, file: string | undefined, volumeId: string | null, drilled: string | undefined): Promise<CleanUp> {
   const cleaned: CleanUp = { removed: [], left: [] };
-  const remove = (what: string, work: () => Promise<unknown>) =>
+  const remove = (what: string, work: () => Promise<unknown>, note = '') =>
     work().then(
-      () => cleaned.removed.push(what),
+      () => cleaned.removed.push(`${what}${note}`),
       (error: unknown) => cleaned.left.push({ what, error }),
     );
   if (file !== undefined) await remove(file, () => rm(file, { force: true }));
   if (volumeId !== null) await remove(volumeId, () => deps.volumes.deleteVolume(volumeId));
+  if (drilled !== undefined) {
+    const earlier = await deps.volumes.taggedVolumes({ [DRILL_OF_TAG]: drilled, [DRILL_TAG]: '*' }).catch(() => []);
+    for (const volume of earlier.filter((v) => v.volumeId !== volumeId && LEFT_STATES.has(v.state))) {
+      await remove(volume.volumeId, () => deps.volumes.deleteVolume(volume.volumeId), ' (left by an earlier drill)');
+    }
+  }
   return cleaned;
 }
+
+/** The tags of a drill's volume: when the drill started, and the volume (lineage) drilled. */
+const DRILL_TAG = 'snapline:drill';
+const DRILL_OF_TAG = 'snapline:drill-of';
+/** States of a drill volume an earlier drill left that can be deleted (never one in use). */
+const LEFT_STATES: ReadonlySet<string> = new Set(['creating', 'available', 'error']);
 
 function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {
   return options.signal === undefined ? {} : { signal: options.signal };

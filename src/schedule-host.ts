@@ -26,16 +26,31 @@ function defaultUnitDir(user: boolean): string {
   return join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'systemd', 'user');
 }
 
+/** What of the environment decides where a backup goes (they outrank the connection's region and credentials), and holds no secret. */
+const AWS_CHOICES = ['AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_PROFILE'] as const;
+/** Files the AWS profiles are read from, made absolute. */
+const AWS_FILES = ['AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE'] as const;
+
 /**
  * The environment a scheduled run needs of this one: HOME for a system unit
  * (systemd gives it none, and the data folder and config file live under
- * it), and SNAPLINE_DATA_DIR when set here.
+ * it), SNAPLINE_DATA_DIR, and the AWS Region, profile and profile files when
+ * set here, so that the run goes where this one would. Never keys: a unit
+ * file is readable by all.
  */
 export function scheduleEnvironment(user: boolean): Record<string, string> {
+  const env = process.env;
   return {
     ...(user ? {} : { HOME: homedir() }),
-    ...(process.env.SNAPLINE_DATA_DIR ? { SNAPLINE_DATA_DIR: resolve(process.env.SNAPLINE_DATA_DIR) } : {}),
+    ...(env.SNAPLINE_DATA_DIR ? { SNAPLINE_DATA_DIR: resolve(env.SNAPLINE_DATA_DIR) } : {}),
+    ...Object.fromEntries(AWS_CHOICES.filter((name) => env[name]).map((name) => [name, env[name]!])),
+    ...Object.fromEntries(AWS_FILES.filter((name) => env[name]).map((name) => [name, resolve(env[name]!)])),
   };
+}
+
+/** True when credentials come from AWS_ACCESS_KEY_ID here (no AWS_PROFILE): a scheduled run does not get them. */
+export function keysOnlyInEnvironment(): boolean {
+  return Boolean(process.env.AWS_ACCESS_KEY_ID) && !process.env.AWS_PROFILE;
 }
 
 /** An NBD URL as given; a path made absolute (the unit runs in /), and refused (naming the option `source`) when nothing is there. */

@@ -79,6 +79,19 @@ export class Ec2VolumeManager implements VolumeManager {
     }
   }
 
+  async taggedVolumes(tags: Record<string, string>): Promise<RemoteVolume[]> {
+    const filters = Object.entries(tags).map(([key, value]) => ({ Name: `tag:${key}`, Values: [value] }));
+    const found: RemoteVolume[] = [];
+    let nextToken: string | undefined;
+    do {
+      const command = new (ec2Sdk().DescribeVolumesCommand)({ Filters: filters, MaxResults: 500, ...(nextToken === undefined ? {} : { NextToken: nextToken }) });
+      const out = await this.#send('DescribeVolumes', (client, abortSignal) => client.send(command, { abortSignal }));
+      found.push(...(out.Volumes ?? []).map(toRemoteVolume));
+      nextToken = out.NextToken || undefined;
+    } while (nextToken !== undefined);
+    return found;
+  }
+
   async describeInstance(instanceId: string): Promise<RemoteInstance | undefined> {
     try {
       const out = await this.#send('DescribeInstances', (client, abortSignal) =>

@@ -51,9 +51,13 @@ export function notifyEvent(operation: RunOperation, entries: RunEntry[], starte
   };
 }
 
-/** `text` with every URL cut to its scheme, host and path: no user:password@, query or fragment. */
+/**
+ * `text` with every URL cut to its scheme, host and path: no user:password@, query or fragment.
+ * Everything up to the last `@` before any `?` or `#` counts as user:password@, so that a
+ * password holding `@` or `/` (a URL as mistyped, quoted by an error) goes whole.
+ */
 export function withoutUrlSecrets(text: string): string {
-  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)(?:[^\s/@]*@)?([^\s/?#]*)([^\s?#]*)(?:\?[^\s#]*)?(?:#\S*)?/gi, '$1$2$3');
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)(?:[^\s?#]*@)?([^\s/?#]*)([^\s?#]*)(?:\?[^\s#]*)?(?:#\S*)?/gi, '$1$2$3');
 }
 
 /** The URL as it may be shown: scheme and host only (a webhook's path is often its key). */

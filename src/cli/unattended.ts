@@ -13,7 +13,7 @@ import { Option, type Command } from 'commander';
 import type { UnattendedConfig } from '../config/connection.js';
 import { defaultIndexPath } from '../config/paths.js';
 import { NOTIFY_ON, type NotifyOn, type RunEntry, type RunOperation } from '../core/run-log.js';
-import { ErrorCodes, ExitCodes, SnaplineError, toSnaplineError } from '../errors.js';
+import { ErrorCodes, ExitCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../errors.js';
 import type { BlockIndex } from '../index/index.js';
 import { connectionRequest } from './commands/common.js';
 import type { CommandContext } from './context.js';
@@ -108,13 +108,20 @@ async function notifySettings(ctx: CommandContext, flags: UnattendedFlags): Prom
   return { url, on: flags.notifyOn ?? configured.notifyOn ?? 'failure' };
 }
 
-/** The connection's unattended settings; none when it cannot be resolved (the run itself then says why). */
-export async function connectionSettings(ctx: CommandContext): Promise<UnattendedConfig> {
+/**
+ * The connection's unattended settings; none when it cannot be resolved (the
+ * run itself then says why). With `refuseBroken` (status and report, which
+ * make no run that would say it), a config file that cannot be read or a
+ * connection it does not define is thrown (CONFIG_INVALID): its expect_every
+ * would otherwise be dropped unseen and every volume shown on time.
+ */
+export async function connectionSettings(ctx: CommandContext, options: { refuseBroken?: boolean } = {}): Promise<UnattendedConfig> {
   const request = connectionRequest(ctx);
   const { chosenConnection, resolveNamed } = await import('../config/connection.js');
   try {
     return resolveNamed(chosenConnection(request), request).unattended ?? {};
-  } catch {
+  } catch (err) {
+    if (options.refuseBroken && isSnaplineError(err, ErrorCodes.CONFIG_INVALID)) throw err;
     return {};
   }
 }

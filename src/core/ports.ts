@@ -220,6 +220,8 @@ export interface VolumeManager {
   attachVolume(volumeId: string, instanceId: string, device: string): Promise<void>;
   /** Idempotent: a volume already gone counts as deleted. Not cut by an abort (clean-up). */
   deleteVolume(volumeId: string): Promise<void>;
+  /** The volumes carrying every one of these tags (the value `*` matches any), every page. */
+  taggedVolumes(tags: Record<string, string>): Promise<RemoteVolume[]>;
   describeInstance(instanceId: string): Promise<RemoteInstance | undefined>;
   /** Fails with the code EC2 gives for the snapshot and zone (QUOTA_EXCEEDED past the Region's limit). */
   enableFastRestore(snapshotId: string, availabilityZone: string): Promise<void>;

@@ -37,6 +37,10 @@ export interface RunEntry {
 export interface RunLog {
   /** Appends one entry, filed under the store the log is bound to (if any). Durable when it returns. */
   recordRun(entry: RunEntry): void;
-  /** Entries oldest first, of the bound store and of none; only `volume`'s when given. */
+  /**
+   * Entries in the order they were recorded (the order the runs ended), of the
+   * bound store and of none; only `volume`'s when given. Not by their times:
+   * after the clock is set back, the last entry is still the last run.
+   */
   listRuns(filter?: { volume?: string; operation?: RunOperation }): RunEntry[];
 }

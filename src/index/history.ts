@@ -45,7 +45,7 @@ export class RunRows {
       WHERE (store IS NULL OR @store IS NULL OR store = @store)
         AND (@volume IS NULL OR volume = @volume)
         AND (@operation IS NULL OR operation = @operation)
-      ORDER BY started_at, run_key`);
+      ORDER BY run_key`);
   }
 
   record(entry: RunEntry, store: StoreRef | undefined): void {

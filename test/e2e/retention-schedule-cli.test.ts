@@ -169,12 +169,31 @@ describe('schedule', () => {
     expect({ code: again.code, stderr: again.stderr }).toMatchObject({ code: ExitCodes.USAGE, stderr: expect.stringContaining(`no scheduled backup of volume disk in ${units}`) });
   });
 
+  it('the scheduled run gets the Region and profile the environment chose for the install (they outrank the connection), never its keys', async () => {
+    const units = join(work, 'units-env');
+    const env = { SNAPLINE_SYSTEMD_UNIT_DIR: units, AWS_REGION: 'eu-central-1', AWS_PROFILE: 'backup-writer', AWS_ACCESS_KEY_ID: 'AKIAENVKEYNOTSAVED01', AWS_SECRET_ACCESS_KEY: 'env-secret-not-saved' };
+    const printed = await snapline(['--json', '--index', index, 'schedule', 'install', 'disk', '--source', image, '--every', 'daily', '--print'], env);
+    expect(printed.code, printed.stderr).toBe(0);
+    const { service, crontab } = JSON.parse(printed.stdout) as { service: string; crontab: string };
+    expect(service).toContain('Environment=AWS_REGION=eu-central-1\n');
+    expect(service).toContain('Environment=AWS_PROFILE=backup-writer\n');
+    expect(crontab).toContain(' AWS_REGION=eu-central-1 AWS_PROFILE=backup-writer ');
+    for (const text of [service, crontab, printed.stderr]) {
+      expect(text).not.toContain('AKIAENVKEYNOTSAVED01');
+      expect(text).not.toContain('env-secret-not-saved');
+    }
+    // Keys without a profile: the scheduled run will not have them, and the install says so.
+    const keysOnly = await snapline(['--index', index, 'schedule', 'install', 'disk', '--source', image, '--every', 'daily', '--print'], { ...env, AWS_PROFILE: '' });
+    expect(keysOnly.stderr).toContain('AWS_ACCESS_KEY_ID is set here, and the scheduled run does not get it');
+    expect(keysOnly.stdout + keysOnly.stderr).not.toContain('env-secret-not-saved');
+  });
+
   it('--crontab prints the line for cron; bad input names the option and writes nothing', async () => {
     const units = join(work, 'units-bad');
     mkdirSync(units);
     const env = { SNAPLINE_SYSTEMD_UNIT_DIR: units };
     const cron = await snapline(['--index', index, 'schedule', 'install', 'disk', '--source', image, '--every', 'hourly', '--at', '20', '--crontab'], env);
-    expect(cron.stdout).toMatch(new RegExp(`^20 \\* \\* \\* \\* \\S+ \\S+snapline.js --index ${index} --no-progress backup ${image} --volume disk --if-idle >/dev/null\\n$`));
+    expect(cron.stdout).toMatch(new RegExp(`^20 \\* \\* \\* \\* SNAPLINE_DATA_DIR=\\S+ \\S+ \\S+snapline.js --index ${index} --no-progress backup ${image} --volume disk --if-idle >/dev/null\\n$`));
     const cases: Array<[string[], RegExp]> = [
       [['--every', '0 3 * *'], /--every "0 3 \* \*" must be hourly, daily or a cron expression of 5 fields/],
       [['--every', '0 3 * * mon-fry'], /--every "0 3 \* \* mon-fry" has a bad day-of-week field "mon-fry"/],

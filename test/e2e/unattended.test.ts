@@ -167,6 +167,25 @@ describe('the run history, status and --metrics-file', () => {
     expect(run.stderr).toMatch(/warning: the metrics file was not written: cannot write .*no-such-dir.*ENOENT/);
   });
 
+  it("status with the connection's expect_every: a config file it cannot read is an error naming the problem, not a healthy exit 0", async () => {
+    const image = join(work, 'expected.img');
+    writeImage(image, { label: 'expected', blocks: 1 });
+    expectExit(await cli('expected.db', ['backup', image, '--volume', 'expected']), ExitCodes.OK);
+    const config = (extra: string[]) => {
+      const path = join(work, `expect-${extra.length}.yaml`);
+      writeFileSync(path, ['connections:', '  watched:', '    region: us-east-1', '    expect_every: 1s', ...extra, ''].join('\n'), { mode: 0o600 });
+      return path;
+    };
+    await sleep(1100);
+    const late = await cli('expected.db', ['status'], ['--config', config([]), '--connection', 'watched']);
+    expectExit(late, ExitCodes.DIFFERENCES);
+    expect(json(late).volumes[0]).toMatchObject({ volume: 'expected', late: true });
+    // A key misspelt elsewhere in the connection: the file no longer resolves, and the interval must not silently go with it.
+    const broken = await cli('expected.db', ['status'], ['--config', config(['    notfy:', '      url: https://hooks.example.com/x']), '--connection', 'watched']);
+    expectExit(broken, ExitCodes.USAGE);
+    expect(broken.stderr).toContain('notfy');
+  });
+
   it('--expect-every that is not a duration is a usage error naming the flag', async () => {
     const run = await cli('u.db', ['status', '--expect-every', 'daily']);
     expectExit(run, ExitCodes.USAGE);
@@ -313,6 +332,19 @@ describe('--notify', () => {
       expect(hook.requests).toHaveLength(0);
     } finally {
       held.close();
+    }
+  });
+
+  it('an event quotes a URL of the error without its user:password@, even a password holding @ or /', async () => {
+    for (const password of ['pw@leaked-1st', 'pw/leaked-2nd']) {
+      hook.requests.length = 0;
+      const run = await cli('n.db', ['backup', image, '--volume', 'n', '--notify', `${hook.url}/hook`], ['--connection', 'local', '--endpoint-url', `http://backup:${password}@127.0.0.1:bad/`]);
+      expect(run.code).not.toBe(ExitCodes.OK);
+      expect(hook.requests).toHaveLength(1);
+      const event = JSON.parse(hook.requests[0]!.body);
+      expect(event.error.message).toContain('http://127.0.0.1:bad/');
+      expect(hook.requests[0]!.body).not.toContain('leaked');
+      expect(hook.requests[0]!.body).not.toContain('backup:pw');
     }
   });
 

@@ -178,6 +178,28 @@ describe('prune with copies', () => {
     }
   }
 
+  it('a copy recorded pending that the destination no longer has (deleted there while in progress): the next copy records it deleted and copies anew; prune no longer keeps its source for it', async () => {
+    const image = own.pathFor('gone.img');
+    writeBlocks(image, randomBlocks([0]), BLOCK);
+    const first = await backupHere(image, 'gone');
+    writeBlocks(image, randomBlocks([0]));
+    const second = await backupHere(image, 'gone');
+    const goneCopy = (copySnapshotId: string, sourceSnapshotId: string) =>
+      own.session.index.copies.record({ copySnapshotId, sourceSnapshotId, volume: 'gone', region: REGION, connection: null, encrypted: false, kmsKeyId: null, incrementalOf: null }, new Date(Date.now() - 3_600_000));
+    goneCopy('snap-0aaaaaaaaaaaaaaa1', first);
+    goneCopy('snap-0aaaaaaaaaaaaaaa2', second);
+
+    const copy = await copyHere(second);
+    expect(copy).toMatchObject({ state: 'completed', alreadyCopied: false });
+    expect(copy.copySnapshotId).not.toBe('snap-0aaaaaaaaaaaaaaa2');
+    expect(own.session.index.copies.get('snap-0aaaaaaaaaaaaaaa2')?.state).toBe('deleted');
+    expect(await describedIn(ownWest, copy.copySnapshotId)).toBe(true);
+
+    const pruned = await pruneOldest('gone');
+    expect(pruned.deleted.map((d) => d.snapshotId)).toEqual([first]);
+    expect(own.session.index.copies.get('snap-0aaaaaaaaaaaaaaa1')?.state).toBe('deleted');
+  });
+
   it('the source refused (in use): it and its copy both stay, and the next prune deletes both', async () => {
     const image = own.pathFor('c.img');
     writeBlocks(image, randomBlocks([0]), BLOCK);

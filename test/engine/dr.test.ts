@@ -3,7 +3,7 @@
  * to an EBS volume (attach, fast snapshot restore) and drills, on a clock
  * 1000 times faster than AWS's.
  */
-import { DescribeVolumesCommand } from '@aws-sdk/client-ec2';
+import { CreateVolumeCommand, DescribeVolumesCommand } from '@aws-sdk/client-ec2';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,7 +16,7 @@ import { verifiedReader } from '../../src/core/verified-reader.js';
 import { backup } from '../../src/engine/backup/backup.js';
 import { drill, lastDrills } from '../../src/engine/dr/drill.js';
 import { restoreToVolume } from '../../src/engine/dr/restore-volume.js';
-import { ErrorCodes } from '../../src/errors.js';
+import { ErrorCodes, SnaplineError } from '../../src/errors.js';
 import type { Session } from '../../src/session.js';
 import { blockOf, clientsFor, snapshotWith } from '../emulator/helpers.js';
 import { randomBlocks, writeBlocks } from '../support/images.js';
@@ -257,6 +257,53 @@ describe('drills', () => {
       expect((await session.volumes.describeVolume(id))?.state ?? 'deleted').toMatch(/^delet/);
     }
     expect(session.index.drills.ofVolume('stopped')).toEqual([]);
+  });
+
+  it('a drill whose volume cannot be deleted afterwards rejects naming the volume left behind, and records what it proved', async () => {
+    const { incremental } = await lineage('left');
+    // The drill's own credentials may create volumes and not delete them (an IAM policy without ec2:DeleteVolume).
+    const denied = new SnaplineError(ErrorCodes.ACCESS_DENIED, 'ec2:DeleteVolume: not authorized');
+    const real = session.volumes;
+    const volumes: Session['volumes'] = {
+      createVolume: (input) => real.createVolume(input),
+      describeVolume: (id) => real.describeVolume(id),
+      attachVolume: (id, instanceId, device) => real.attachVolume(id, instanceId, device),
+      deleteVolume: () => Promise.reject(denied),
+      taggedVolumes: (tags) => real.taggedVolumes(tags),
+      describeInstance: (id) => real.describeInstance(id),
+      enableFastRestore: (id, zone) => real.enableFastRestore(id, zone),
+      disableFastRestore: (id, zone) => real.disableFastRestore(id, zone),
+      fastRestoreState: (id, zone) => real.fastRestoreState(id, zone),
+    };
+    const err = await rejection(drill({ ...session, volumes } as Session, { volume: 'left', toVolume: { availabilityZone: ZONE }, poll: POLL }));
+    const made = lastDrills(session).find((d) => d.volume === 'left');
+    expect(made).toMatchObject({ snapshotId: incremental, kind: 'volume', passed: true });
+    expect(err.code).toBe(ErrorCodes.ACCESS_DENIED);
+    const left = err.details?.leftBehind as string[];
+    expect(left).toHaveLength(1);
+    expect(err.message).toContain(left[0]);
+    expect((await session.volumes.describeVolume(left[0]!))?.state).toBe('available');
+    await session.volumes.deleteVolume(left[0]!);
+  });
+
+  it('a volume drill removes the volumes that earlier drills of the volume made and did not live to remove (killed), and no other', async () => {
+    const { full } = await lineage('revisited');
+    const made = async (tags: Record<string, string>) =>
+      (await sdk.ec2.send(new CreateVolumeCommand({ SnapshotId: full, AvailabilityZone: ZONE, TagSpecifications: [{ ResourceType: 'volume', Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }] }))).VolumeId!;
+    // What a drill killed after CreateVolume leaves: its volume, tagged as a drill's.
+    const leftover = await made({ 'snapline:drill': '2026-12-01T02:00:00.000Z', 'snapline:drill-of': 'revisited', 'snapline:volume': 'revisited' });
+    const othersDrill = await made({ 'snapline:drill': '2026-12-01T02:00:00.000Z', 'snapline:drill-of': 'someone-else' });
+    const notADrill = await made({ 'snapline:volume': 'revisited' });
+    await sleep(50);
+
+    const result = await drill(session, { volume: 'revisited', toVolume: { availabilityZone: ZONE }, poll: POLL });
+    expect(result.passed).toBe(true);
+    expect(result.steps.at(-1)?.outcome).toContain(`${leftover} (left by an earlier drill)`);
+    expect((await session.volumes.describeVolume(leftover))?.state ?? 'deleted').toMatch(/^delet/);
+    for (const kept of [othersDrill, notADrill]) {
+      expect((await session.volumes.describeVolume(kept))?.state).toBe('available');
+      await session.volumes.deleteVolume(kept);
+    }
   });
 
   it('refuses a snapshot of another volume, a volume without snapshots, and a file that exists', async () => {

@@ -123,6 +123,34 @@ describe('prune with a retention policy, on the local endpoint', () => {
     );
   });
 
+  it('a prune killed between the DeleteSnapshot and the index write: the next one with the policy finishes it, and the index and EC2 agree', async () => {
+    await withFreshIndex(async (own) => {
+      const image = local.pathFor('killed.img');
+      writeBlocks(image, randomBlocks([0]), 2 * BLOCK_SIZE);
+      const taken: string[] = [];
+      for (const block of [0, 1, 0]) {
+        writeBlocks(image, randomBlocks([block]));
+        taken.push((await backup(own, { source: image, volume: 'killed' })).snapshotId!);
+      }
+      // The process dies once EC2 has deleted the first snapshot, before the index records it.
+      const dying = { ...own.catalog, describeSnapshots: own.catalog.describeSnapshots.bind(own.catalog), deleteSnapshot: async (id: string) => {
+        await own.catalog.deleteSnapshot(id);
+        throw new Error('killed');
+      } } as typeof own.catalog;
+      await expect(prune({ index: own.index, catalog: dying }, { keepLast: 1, volume: 'killed', timeZone: 'UTC' })).rejects.toThrow('killed');
+      expect(own.index.lineage.getSnapshot(taken[0]!)?.state).toBe('completed');
+
+      const next = await prune(own, { keepLast: 1, volume: 'killed', timeZone: 'UTC' });
+      expect(next.deleted.map((d) => d.snapshotId)).toEqual(taken.slice(0, 2));
+      expect(taken.map((id) => own.index.lineage.getSnapshot(id)?.state)).toEqual(['deleted', 'deleted', 'completed']);
+      expect((await own.catalog.describeSnapshots(taken)).map((r) => r.snapshotId)).toEqual([taken[2]]);
+      expect(own.index.check()).toEqual([]);
+      const target = local.pathFor('killed-restored.img');
+      await restore(own, { snapshotId: taken[2]!, target });
+      await expectSameBytes(target, image);
+    });
+  });
+
   it('without a policy from the options or the config, prune is refused; a volume without one is left alone', async () => {
     await withFreshIndex(async (own) => {
       for (const volume of ['managed', 'unmanaged']) {

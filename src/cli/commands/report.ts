@@ -30,7 +30,7 @@ async function runReport(ctx: CommandContext, flags: ReportFlags): Promise<numbe
   const output = ctx.output();
   const { indexReport, reportHtml } = await import('../../engine/ops/report.js');
   const { retentionPlan } = await import('../../engine/lineage/prune.js');
-  const expected = flags.expectEvery ?? (await connectionSettings(ctx)).expectEveryMs;
+  const expected = flags.expectEvery ?? (await connectionSettings(ctx, { refuseBroken: true })).expectEveryMs;
   const volumeFilter = flags.volume === undefined ? {} : { volume: flags.volume };
   const policies = await retentionOf(ctx, flags, flags.volume);
   const remote = tagsOnDemand(ctx);

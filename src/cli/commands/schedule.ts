@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
-import { scheduleEnvironment, scheduledSource, scheduleHost, snaplineScript, systemdInstalled } from '../../schedule-host.js';
+import { keysOnlyInEnvironment, scheduleEnvironment, scheduledSource, scheduleHost, snaplineScript, systemdInstalled } from '../../schedule-host.js';
 import type { ScheduledBackup } from '../../engine/schedule/units.js';
 import type { CommandContext, Wrap } from '../context.js';
 import { connectionRequest } from './common.js';
@@ -84,6 +84,7 @@ async function install(ctx: CommandContext, volume: string, flags: InstallFlags)
     environment: scheduleEnvironment(user),
   };
   const units = unitsFor(request);
+  if (keysOnlyInEnvironment()) output.warn('AWS_ACCESS_KEY_ID is set here, and the scheduled run does not get it (a unit file or crontab is no place for keys): it uses the connection\'s credentials, or those of AWS_PROFILE');
   const host = scheduleHost(user);
   const { dir } = host;
   if (flags.crontab || (!flags.print && !systemdInstalled())) {

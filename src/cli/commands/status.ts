@@ -30,7 +30,7 @@ export function registerStatus(program: Command, wrap: Wrap): void {
 /** The status of the index's volumes, from the index alone: no session, no endpoint (the space counts come from its block maps). */
 export async function statusOf(ctx: CommandContext, volume: string | undefined, expectEveryMs: number | undefined): Promise<StatusResult> {
   const { volumeStatus } = await import('../../engine/ops/status.js');
-  const expected = expectEveryMs ?? (await connectionSettings(ctx)).expectEveryMs;
+  const expected = expectEveryMs ?? (await connectionSettings(ctx, { refuseBroken: true })).expectEveryMs;
   return withIndex(ctx, (index) => volumeStatus(index, { ...(volume === undefined ? {} : { volume }), ...(expected === undefined ? {} : { expectEveryMs: expected }) }));
 }
 

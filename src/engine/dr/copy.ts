@@ -1,5 +1,5 @@
 import type { CopyDestination, CopyDestinations, RemoteSnapshot, SnapshotCatalog } from '../../core/ports.js';
-import { ErrorCodes, SnaplineError } from '../../errors.js';
+import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { CopyRecord, IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { deleteStartedSnapshot, waitForSnapshot } from '../blocks/committer.js';
 import { completedSnapshot } from '../blocks/remote-snapshot.js';
@@ -131,7 +131,12 @@ export async function copySnapshot(deps: CopyDeps, options: CopyOptions): Promis
     if (earlier.state === 'completed') {
       if ((await stillThere(destination.catalog, earlier, deps.index)) !== undefined) return result(earlier, 'alreadyCopied');
     } else if (earlier.state === 'pending') {
-      return result(await waitForCopy(deps, earlier, options), 'copied');
+      try {
+        return result(await waitForCopy(deps, earlier, options), 'copied');
+      } catch (err) {
+        // Gone from the destination while pending (recorded deleted): copied anew below.
+        if (!isGone(err, earlier)) throw err;
+      }
     }
   }
 
@@ -227,16 +232,30 @@ function sameKey(asked: string, named: string | null): boolean {
   return named !== null && (named === asked || named.endsWith(`:key/${asked}`));
 }
 
-/** Waits for a recorded pending copy; records how it ended. */
+/** How long after CopySnapshot answered the destination may still not list the copy (EC2 is eventually consistent). */
+const COPY_LISTED_MS = 5 * 60_000;
+
+/** The NOT_FOUND of waitForCopy for a copy the destination no longer has. */
+function isGone(err: unknown, copy: CopyRecord): boolean {
+  return isSnaplineError(err, ErrorCodes.NOT_FOUND) && err.details?.snapshotId === copy.copySnapshotId;
+}
+
+/** Waits for a recorded pending copy; records how it ended: completed, error, or deleted when the destination no longer lists it (NOT_FOUND). */
 async function waitForCopy(deps: CopyDeps, copy: CopyRecord, options: CopyOptions): Promise<CopyRecord> {
   const { catalog } = deps.destination;
-  const state = await waitForSnapshot(catalog, copy.copySnapshotId, {
-    ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
-    ...(options.pollMs === undefined ? {} : { pollMs: options.pollMs }),
-    ...(options.signal === undefined ? {} : { signal: options.signal }),
-    listedBy: copy.createdAt.getTime() + 5 * 60_000,
-    onWait: (_status, progress) => options.onProgress?.({ snapshotId: copy.sourceSnapshotId, copySnapshotId: copy.copySnapshotId, region: copy.region, progress }),
-  });
+  let state: Awaited<ReturnType<typeof waitForSnapshot>>;
+  try {
+    state = await waitForSnapshot(catalog, copy.copySnapshotId, {
+      ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
+      ...(options.pollMs === undefined ? {} : { pollMs: options.pollMs }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      listedBy: copy.createdAt.getTime() + COPY_LISTED_MS,
+      onWait: (_status, progress) => options.onProgress?.({ snapshotId: copy.sourceSnapshotId, copySnapshotId: copy.copySnapshotId, region: copy.region, progress }),
+    });
+  } catch (err) {
+    if (isGone(err, copy)) deps.index.copies.setState(copy.copySnapshotId, 'deleted', 'gone from the destination while pending');
+    throw err;
+  }
   if (state === 'completed') return deps.index.copies.setState(copy.copySnapshotId, 'completed');
   const [failed] = await catalog.describeSnapshots([copy.copySnapshotId]);
   const message = failed?.stateMessage ?? 'no reason given';
@@ -247,10 +266,15 @@ async function waitForCopy(deps: CopyDeps, copy: CopyRecord, options: CopyOption
   });
 }
 
-/** Records a pending copy completed or failed when the destination says it is; one still pending, or not listed yet, stays as it is. */
-async function recordIfEnded(catalog: SnapshotCatalog, copy: CopyRecord, index: Pick<IndexPorts, 'copies'>): Promise<void> {
+/**
+ * Records a pending copy completed or failed when the destination says it is,
+ * deleted when the destination no longer lists it (past the time it may take
+ * to list a new one); one still pending, or not listed yet, stays as it is.
+ */
+export async function recordIfEnded(catalog: SnapshotCatalog, copy: CopyRecord, index: Pick<IndexPorts, 'copies'>): Promise<void> {
   const [remote] = await catalog.describeSnapshots([copy.copySnapshotId]);
   if (remote?.state === 'completed' || remote?.state === 'error') index.copies.setState(copy.copySnapshotId, remote.state, remote.stateMessage ?? null);
+  else if (remote === undefined && Date.now() >= copy.createdAt.getTime() + COPY_LISTED_MS) index.copies.setState(copy.copySnapshotId, 'deleted', 'gone from the destination while pending');
 }
 
 /** The copy as the destination shows it, when it is still there and completed; a copy that is gone is recorded deleted. */

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { VolumeManager } from '../../core/ports.js';
-import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
+import { ErrorCodes, SnaplineError, isSnaplineError, toSnaplineError } from '../../errors.js';
 import type { DrillKind, DrillRecord, IndexPorts } from '../../core/index-ports.js';
 import { restore, type RestoreDeps } from '../restore/restore.js';
 import { verify } from '../restore/verify.js';
@@ -69,7 +69,8 @@ export interface DrillResult {
  * and abort too. The outcome is recorded in the index (not when
  * interrupted). Resolves with passed false when a block does not match;
  * rejects (after recording the failed drill) when a step cannot be carried
- * out.
+ * out, and (after recording what was proven) when what it made cannot be
+ * removed, naming it (details.leftBehind): a volume left is billed.
  */
 export async function drill(deps: DrillDeps, options: DrillOptions): Promise<DrillResult> {
   const snapshotId = snapshotToDrill(deps, options);
@@ -79,6 +80,16 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
     });
   }
   const kind: DrillKind = options.toVolume !== undefined ? 'volume' : options.toFile !== undefined ? 'file' : 'read';
+  // One volume drill of a volume at a time: a drill volume of it found meanwhile is one an earlier drill left (killed).
+  const lock = kind === 'volume' ? deps.index.locks.acquire(`drill:${options.volume}`) : undefined;
+  try {
+    return await drillHeld(deps, options, snapshotId, kind);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function drillHeld(deps: DrillDeps, options: DrillOptions, snapshotId: string, kind: DrillKind): Promise<DrillResult> {
   const startedAt = new Date();
   const steps: DrillStep[] = [];
   const timed = async <T>(step: DrillStepName, work: () => Promise<T>, outcome: (value: T) => string): Promise<T> => {
@@ -96,6 +107,7 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
   };
   let createdFile = false;
   let failure: unknown;
+  let cleaned: CleanUp = { removed: [], left: [] };
   try {
     await timed(
       'read',
@@ -133,7 +145,7 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
           restoreToVolume(deps, {
             ...options.toVolume!,
             snapshotId,
-            tags: { ...options.toVolume!.tags, 'snapline:drill': startedAt.toISOString() },
+            tags: { ...options.toVolume!.tags, [DRILL_TAG]: startedAt.toISOString(), [DRILL_OF_TAG]: options.volume },
             ...(options.poll === undefined ? {} : { poll: options.poll }),
             ...signalOf(options),
           }),
@@ -152,9 +164,9 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
     // A volume made and kept by a failed step is the drill's to remove.
     if (isSnaplineError(err) && typeof err.details?.volumeId === 'string') outcome.volumeId = err.details.volumeId;
   } finally {
-    await timed('clean-up', () => cleanUp(deps, createdFile ? options.toFile : undefined, outcome.volumeId), (removed) => (removed.length === 0 ? 'nothing to remove' : `removed ${removed.join(', ')}`));
+    cleaned = await timed('clean-up', () => cleanUp(deps, createdFile ? options.toFile : undefined, outcome.volumeId, kind === 'volume' ? options.volume : undefined), describeCleanUp);
   }
-  if (isSnaplineError(failure, ErrorCodes.INTERRUPTED)) throw failure;
+  if (isSnaplineError(failure, ErrorCodes.INTERRUPTED)) throw withLeftBehind(failure, cleaned.left);
   if (failure !== undefined) fail(0, failure instanceof Error ? failure.message : String(failure));
   const record = deps.index.drills.record({
     volume: options.volume,
@@ -168,8 +180,48 @@ export async function drill(deps: DrillDeps, options: DrillOptions): Promise<Dri
     mismatchedBlocks: outcome.mismatchedBlocks,
     message: outcome.message,
   });
-  if (failure !== undefined) throw failure;
+  if (failure !== undefined) throw withLeftBehind(failure, cleaned.left);
+  // What the drill made and could not remove goes on costing: the run fails and names it (the record keeps what was proven).
+  if (cleaned.left.length > 0) {
+    throw withLeftBehind(
+      new SnaplineError(codeOf(cleaned.left[0]!.error), `drill of ${options.volume} on ${snapshotId} ${outcome.passed ? 'passed' : 'FAILED'}`),
+      cleaned.left,
+    );
+  }
   return { volume: options.volume, snapshotId, kind, ...outcome, steps, recordId: record.id };
+}
+
+/** What the clean-up removed, and what it could not (with why). */
+interface CleanUp {
+  removed: string[];
+  left: Array<{ what: string; error: unknown }>;
+}
+
+function describeCleanUp(cleaned: CleanUp): string {
+  const parts = [
+    ...(cleaned.removed.length === 0 ? [] : [`removed ${cleaned.removed.join(', ')}`]),
+    ...cleaned.left.map(({ what, error }) => `COULD NOT REMOVE ${what}: ${error instanceof Error ? error.message : String(error)}`),
+  ];
+  return parts.length === 0 ? 'nothing to remove' : parts.join('; ');
+}
+
+/** The code of a clean-up's failure: EC2's (access denied, unreachable...), else IO_FAILED (the file). */
+function codeOf(error: unknown): SnaplineError['code'] {
+  return error instanceof SnaplineError ? error.code : ErrorCodes.IO_FAILED;
+}
+
+/** `err` (as a SnaplineError) saying what the drill left behind, in its message and as details.leftBehind; `err` itself when nothing was. */
+function withLeftBehind(err: unknown, left: CleanUp['left']): unknown {
+  if (left.length === 0) return err;
+  const cause = toSnaplineError(err);
+  const volume = left.find(({ what }) => what.startsWith('vol-'));
+  const named = left.map(({ what, error }) => `${what} (${error instanceof Error ? error.message : String(error)})`).join(', ');
+  return new SnaplineError(cause.code, `${cause.message}; the drill could not remove what it made, which stays until deleted: ${named}`, {
+    cause: err,
+    retryable: cause.retryable,
+    hint: volume === undefined ? cause.hint : `aws ec2 delete-volume --volume-id ${volume.what} deletes it: the volume is billed while it exists`,
+    details: { ...cause.details, leftBehind: left.map(({ what }) => what) },
+  });
 }
 
 /** The last drill of each volume the index records, by volume name. */
@@ -200,23 +252,35 @@ function snapshotToDrill(deps: DrillDeps, options: DrillOptions): string {
   return newest.snapshotId;
 }
 
-/** Removes the drill's file and volume; returns what it removed. Never throws: a failure is named in the list. */
-async function cleanUp(deps: DrillDeps, file: string | undefined, volumeId: string | null): Promise<string[]> {
-  const removed: string[] = [];
-  if (file !== undefined) {
-    await rm(file, { force: true }).then(
-      () => removed.push(file),
-      (err: Error) => removed.push(`(could not remove ${file}: ${err.message})`),
+/**
+ * Removes the drill's file and volume, and with `drilled` (a volume drill,
+ * its lock held) the volumes that earlier drills of that volume made and did
+ * not live to remove (killed). Never throws: what it could not remove is
+ * returned with why; a failed look for earlier volumes is left to the next drill.
+ */
+async function cleanUp(deps: DrillDeps, file: string | undefined, volumeId: string | null, drilled: string | undefined): Promise<CleanUp> {
+  const cleaned: CleanUp = { removed: [], left: [] };
+  const remove = (what: string, work: () => Promise<unknown>, note = '') =>
+    work().then(
+      () => cleaned.removed.push(`${what}${note}`),
+      (error: unknown) => cleaned.left.push({ what, error }),
     );
+  if (file !== undefined) await remove(file, () => rm(file, { force: true }));
+  if (volumeId !== null) await remove(volumeId, () => deps.volumes.deleteVolume(volumeId));
+  if (drilled !== undefined) {
+    const earlier = await deps.volumes.taggedVolumes({ [DRILL_OF_TAG]: drilled, [DRILL_TAG]: '*' }).catch(() => []);
+    for (const volume of earlier.filter((v) => v.volumeId !== volumeId && LEFT_STATES.has(v.state))) {
+      await remove(volume.volumeId, () => deps.volumes.deleteVolume(volume.volumeId), ' (left by an earlier drill)');
+    }
   }
-  if (volumeId !== null) {
-    await deps.volumes.deleteVolume(volumeId).then(
-      () => removed.push(volumeId),
-      (err: Error) => removed.push(`(could not delete ${volumeId}: ${err.message})`),
-    );
-  }
-  return removed;
+  return cleaned;
 }
+
+/** The tags of a drill's volume: when the drill started, and the volume (lineage) drilled. */
+const DRILL_TAG = 'snapline:drill';
+const DRILL_OF_TAG = 'snapline:drill-of';
+/** States of a drill volume an earlier drill left that can be deleted (never one in use). */
+const LEFT_STATES: ReadonlySet<string> = new Set(['creating', 'available', 'error']);
 
 function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {
   return options.signal === undefined ? {} : { signal: options.signal };

@@ -1,8 +1,8 @@
 import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
-import type { IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
+import type { CopyRecord, IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { applyRetention, calendarIn, checkPolicy, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
-import { deleteCopies, deletedCopy, recordUnrecordedToDelete, type CopyDeletionDeps, type DeletedCopy } from '../dr/copy.js';
+import { deleteCopies, deletedCopy, recordIfEnded, recordUnrecordedToDelete, type CopyDeletionDeps, type DeletedCopy } from '../dr/copy.js';
 
 /** What prune reads and changes in the index. */
 type PruneIndex = Pick<IndexPorts, 'lineage' | 'runs' | 'locks' | 'archives' | 'ecsJobs' | 'copies'>;
@@ -105,6 +105,8 @@ export async function prune(deps: { index: PruneIndex; catalog: SnapshotCatalog;
       const copies = { index: deps.index, destinations: destinationsOf(deps) };
       // Where the volume's copies are (before any is deleted): its snapshots' unrecorded copies are looked for there.
       const volumeCopies = deps.index.copies.list(volume);
+      // A copy recorded pending keeps its source: first what its destination says of it now (ended, or gone).
+      await refreshPendingCopies(copies, volumeCopies);
       // Copies an earlier prune left to delete after their source: whatever the policy says now.
       if (!options.dryRun) result.deletedCopies.push(...(await deleteLeftCopies(copies, volume)));
       const decided = await decide(deps, volume, policy, protections, { now, timeZone });
@@ -281,6 +283,17 @@ async function deleteLeftCopies(deps: CopyDeletionDeps, volume: string): Promise
     await recordUnrecordedToDelete(deps, { snapshotId, volume }, left.filter((copy) => copy.sourceSnapshotId === snapshotId));
   }
   return deleteCopies(deps, deps.index.copies.list(volume).filter((copy) => copy.state === 'deleting'));
+}
+
+/** Records the pending ones of `copies` completed, failed or deleted as their destinations say; one that cannot be asked stays pending. */
+async function refreshPendingCopies(deps: CopyDeletionDeps, copies: readonly CopyRecord[]): Promise<void> {
+  for (const copy of copies.filter((c) => c.state === 'pending')) {
+    try {
+      await recordIfEnded(await deps.destinations.catalogOf(copy.region, copy.connection), copy, deps.index);
+    } catch (err) {
+      if (isSnaplineError(err, ErrorCodes.INTERRUPTED)) throw err;
+    }
+  }
 }
 
 function destinationsOf(deps: { destinations?: CopyDestinations }): CopyDestinations {

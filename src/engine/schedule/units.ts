@@ -26,7 +26,7 @@ export interface ScheduledBackup {
   prune?: boolean;
   /** An absolute path: the backup and the prune write their metrics there (`--metrics-file`). */
   metricsFile?: string;
-  /** Environment= of the service (HOME for a system unit, SNAPLINE_DATA_DIR...). */
+  /** Environment= of the service (HOME for a system unit, SNAPLINE_DATA_DIR, AWS_REGION...), and before the crontab's commands (but HOME). */
   environment?: Record<string, string>;
 }
 
@@ -110,9 +110,14 @@ export function renderUnits(request: ScheduledBackup, schedule: Schedule): Sched
     '',
   ].join('\n');
   const delay = request.randomDelaySeconds === undefined ? '' : `sleep $(awk 'BEGIN { srand(); print int(rand() * ${request.randomDelaySeconds}) }') && `;
+  // cron gives HOME itself; the rest of the environment goes before each command.
+  const env = Object.entries(request.environment ?? {})
+    .filter(([key]) => key !== 'HOME')
+    .map(([key, value]) => `${key}=${shellWord(value)} `)
+    .join('');
   // stdout (the result) is dropped; cron mails what goes to stderr: warnings and errors.
-  const pruneAfter = prune === undefined ? '' : ` && ${prune.map(shellWord).join(' ')} >/dev/null`;
-  const crontab = `${schedule.cron} ${delay}${args.map(shellWord).join(' ')} >/dev/null${pruneAfter}`;
+  const pruneAfter = prune === undefined ? '' : ` && ${env}${prune.map(shellWord).join(' ')} >/dev/null`;
+  const crontab = `${schedule.cron} ${delay}${env}${args.map(shellWord).join(' ')} >/dev/null${pruneAfter}`;
   return { name, service, timer, crontab };
 }
 

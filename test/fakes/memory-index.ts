@@ -875,7 +875,6 @@ class MemoryHistory implements RunLog {
   listRuns(filter: { volume?: string; operation?: RunEntry['operation'] } = {}): RunEntry[] {
     return this.#entries
       .filter((e) => (filter.volume === undefined || e.volume === filter.volume) && (filter.operation === undefined || e.operation === filter.operation))
-      .sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime())
       .map(copyOfEntry);
   }
 }

@@ -434,6 +434,20 @@ export interface AdvisoryLocks {
    * host is taken over. Released by release() or when the index closes.
    */
   acquire(name: string): HeldLock;
+  /**
+   * The live holders of the locks whose names start with `prefix`, oldest
+   * first (a dead process's lock on this host is none): whether any run
+   * holds one of a family of locks, such as the readers of a snapshot.
+   */
+  holders(prefix: string): LockHolder[];
+}
+
+/** Who holds a lock. */
+export interface LockHolder {
+  name: string;
+  pid: number;
+  host: string;
+  since: Date;
 }
 
 // ---- change trackers, copies, drills, run history --------------------------

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Statement } from 'better-sqlite3';
-import type { AdvisoryLocks, HeldLock } from '../core/index-ports.js';
+import type { AdvisoryLocks, HeldLock, LockHolder } from '../core/index-ports.js';
 import { ErrorCodes, SnaplineError } from '../errors.js';
 import type { IndexAccess } from './access.js';
 
@@ -42,6 +42,7 @@ function holderAlive(row: LockRow): boolean {
 export class IndexLocks implements AdvisoryLocks {
   readonly #access: IndexAccess;
   readonly #select: Statement;
+  readonly #selectPrefix: Statement;
   readonly #upsert: Statement;
   readonly #delete: Statement;
   readonly #held = new Map<string, string>();
@@ -50,6 +51,7 @@ export class IndexLocks implements AdvisoryLocks {
     const db = access.db;
     this.#access = access;
     this.#select = db.prepare('SELECT * FROM locks WHERE name = ?');
+    this.#selectPrefix = db.prepare('SELECT * FROM locks WHERE substr(name, 1, ?) = ? ORDER BY started_at, name');
     this.#upsert = db.prepare(
       `INSERT INTO locks (name, pid, host, started_at, process_started_at, token)
        VALUES (@name, @pid, @host, @started_at, @process_started_at, @token)
@@ -98,6 +100,14 @@ export class IndexLocks implements AdvisoryLocks {
         if (!this.#access.closed) this.#access.run(() => this.#release(token));
       },
     };
+  }
+
+  holders(prefix: string): LockHolder[] {
+    if (typeof prefix !== 'string' || prefix.length === 0) {
+      throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'lock name prefix must be a non-empty string');
+    }
+    const rows = this.#access.run(() => this.#selectPrefix.all(prefix.length, prefix) as LockRow[]);
+    return rows.filter(holderAlive).map((row) => ({ name: row.name, pid: row.pid, host: row.host, since: new Date(row.started_at) }));
   }
 
   #release(token: string): void {

@@ -37,5 +37,22 @@ export function restoreTargetsContract(name: string, setup: IndexSetup): void {
       other.release();
       expect(codeOf(() => index.locks.acquire(''))).toBe(ErrorCodes.INVALID_ARGUMENT);
     });
+
+    it('lists the holders of the locks whose names start with a prefix, and no longer the released ones', () => {
+      const index = current();
+      expect(index.locks.holders('reads:snap-1:')).toEqual([]);
+      const first = index.locks.acquire('reads:snap-1:a');
+      const second = index.locks.acquire('reads:snap-1:b');
+      const other = index.locks.acquire('reads:snap-10:a');
+      const holders = index.locks.holders('reads:snap-1:');
+      expect(holders.map((h) => h.name).sort()).toEqual(['reads:snap-1:a', 'reads:snap-1:b']);
+      expect(holders[0]).toMatchObject({ pid: process.pid, host: expect.any(String), since: expect.any(Date) });
+      first.release();
+      expect(index.locks.holders('reads:snap-1:').map((h) => h.name)).toEqual(['reads:snap-1:b']);
+      second.release();
+      other.release();
+      expect(index.locks.holders('reads:')).toEqual([]);
+      expect(codeOf(() => index.locks.holders(''))).toBe(ErrorCodes.INVALID_ARGUMENT);
+    });
   });
 }

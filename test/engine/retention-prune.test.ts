@@ -6,6 +6,7 @@
  * snapshot restores byte-identical, and so does the next incremental backup.
  */
 import { copyFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../../src/core/constants.js';
@@ -148,6 +149,51 @@ describe('prune with a retention policy, on the local endpoint', () => {
       const target = local.pathFor('killed-restored.img');
       await restore(own, { snapshotId: taken[2]!, target });
       await expectSameBytes(target, image);
+    });
+  });
+
+  it('a snapshot a restore is reading is kept until the restore ends, and a restore does not start on a snapshot being deleted', async () => {
+    await withFreshIndex(async (own) => {
+      const image = local.pathFor('read.img');
+      writeBlocks(image, randomBlocks([0, 1]), 2 * BLOCK_SIZE);
+      const old = await backup(own, { source: image, volume: 'read' });
+      const oldCopy = local.pathFor('read-old.img');
+      await copyFile(image, oldCopy);
+      writeBlocks(image, randomBlocks([1]));
+      await backup(own, { source: image, volume: 'read' });
+
+      // The restore of the older snapshot waits at its first block until the prune has run.
+      let letRead!: () => void;
+      const readable = new Promise<void>((resolve) => (letRead = resolve));
+      let reading!: () => void;
+      const started = new Promise<void>((resolve) => (reading = resolve));
+      const reader: typeof own.reader = {
+        listBlocks: (...args) => own.reader.listBlocks(...args),
+        listChangedBlocks: (...args) => own.reader.listChangedBlocks(...args),
+        getBlock: async (...args) => {
+          reading();
+          await readable;
+          return own.reader.getBlock(...args);
+        },
+      };
+      const target = local.pathFor('read-restored.img');
+      const restoring = restore({ index: own.index, reader, catalog: own.catalog, hashPool: own.hashPool, slabs: own.slabs }, { snapshotId: old.snapshotId!, target });
+      await started;
+      const pruned = await prune(own, { keepLast: 1, volume: 'read', timeZone: 'UTC' });
+      expect(pruned.deleted).toEqual([]);
+      expect(pruned.volumes[0]!.snapshots.find((s) => s.snapshotId === old.snapshotId)?.keptBy).toEqual([expect.stringMatching(/^read by a restore \(pid \d+ on /)]);
+      letRead();
+      await restoring;
+      await expectSameBytes(target, oldCopy);
+
+      // Ended, the restore holds it no more; a restore asked for while prune deletes it is refused.
+      const deleting = own.index.locks.acquire(`deletes:${old.snapshotId}`);
+      const refused = await rejection(restore(own, { snapshotId: old.snapshotId!, target: local.pathFor('read-refused.img') }));
+      expect(refused).toMatchObject({ code: ErrorCodes.CONFLICT, message: `${old.snapshotId} is being deleted by a prune (pid ${process.pid} on ${hostname()})` });
+      deleting.release();
+      expect(own.index.locks.holders('reads:')).toEqual([]);
+      const next = await prune(own, { keepLast: 1, volume: 'read', timeZone: 'UTC' });
+      expect(next.deleted.map((d) => d.snapshotId)).toEqual([old.snapshotId]);
     });
   });
 

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { BLOCKS_PER_GIB, GIB, MAX_VOLUME_SIZE_GIB } from '../../src/core/constants.js';
 import type {
   AdvisoryLocks,
@@ -18,6 +19,7 @@ import type {
   EcsShardState,
   EcsTaskRecord,
   HeldLock,
+  LockHolder,
   ImportSnapshotInput,
   IndexPorts,
   NewEcsJob,
@@ -723,14 +725,15 @@ class MemoryEcsJobs implements EcsJobStore {
 }
 
 class MemoryLocks implements AdvisoryLocks {
-  readonly #held = new Set<string>();
+  /** Held lock name -> since when. */
+  readonly #held = new Map<string, Date>();
 
   acquire(name: string): HeldLock {
     if (typeof name !== 'string' || name.length === 0) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'lock name must be a non-empty string');
     if (this.#held.has(name)) {
       throw new SnaplineError(ErrorCodes.CONFLICT, `${name} is in use by pid ${process.pid}`, { details: { lock: name, pid: process.pid } });
     }
-    this.#held.add(name);
+    this.#held.set(name, new Date());
     let released = false;
     return {
       release: () => {
@@ -739,6 +742,13 @@ class MemoryLocks implements AdvisoryLocks {
         this.#held.delete(name);
       },
     };
+  }
+
+  holders(prefix: string): LockHolder[] {
+    if (typeof prefix !== 'string' || prefix.length === 0) throw new SnaplineError(ErrorCodes.INVALID_ARGUMENT, 'lock name prefix must be a non-empty string');
+    return [...this.#held]
+      .filter(([name]) => name.startsWith(prefix))
+      .map(([name, since]) => ({ name, pid: process.pid, host: hostname(), since }));
   }
 }
 

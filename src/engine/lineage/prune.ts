@@ -2,6 +2,7 @@ import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { CopyRecord, IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { applyRetention, calendarIn, checkPolicy, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
+import { holdForDeletion, readerReasons } from './snapshot-readers.js';
 import { deleteCopies, deletedCopy, recordIfEnded, recordUnrecordedToDelete, type CopyDeletionDeps, type DeletedCopy } from '../dr/copy.js';
 
 /** What prune reads and changes in the index. */
@@ -63,7 +64,8 @@ export interface PruneResult {
  * start, nor its head by completion: the next backup's parent), nor one that
  * a pending or recorded backup run, an unfinished archive, the newest archive
  * of the volume at each place (the next incremental archive compares with
- * its snapshot), an unfinished ECS restore or a copy in progress builds on.
+ * its snapshot), an unfinished ECS restore or a copy in progress builds on,
+ * nor one a restore is reading (snapshot-readers.ts).
  * A volume with a backup running is skipped (its lock is held). The copies
  * a snapshot has in other Regions are deleted after it (a refused source
  * keeps them all): once it is gone they are marked `deleting` and it is
@@ -118,12 +120,23 @@ export async function prune(deps: { index: PruneIndex; catalog: SnapshotCatalog;
         if (options.dryRun) {
           result.deletedCopies.push(...ofSnapshot.map((copy) => deletedCopy(copy)));
         } else {
+          // A restore that began reading it since it was decided keeps it.
+          const deletion = holdForDeletion(deps.index.locks, snapshotId);
+          if (deletion.held === undefined) {
+            snapshot.keptBy = deletion.readers;
+            snapshot.removed = false;
+            continue;
+          }
           // The source goes first: refused, it keeps its copies. Once it is gone its copies are marked
           // to go with it and the index says it is deleted, so that a prune failing on a copy leaves no
           // deleted snapshot listed, and the next prune deletes the copy whatever its policy.
-          await deps.catalog.deleteSnapshot(snapshotId);
-          for (const copy of ofSnapshot) deps.index.copies.setState(copy.copySnapshotId, 'deleting');
-          deps.index.lineage.markDeleted(snapshotId);
+          try {
+            await deps.catalog.deleteSnapshot(snapshotId);
+            for (const copy of ofSnapshot) deps.index.copies.setState(copy.copySnapshotId, 'deleting');
+            deps.index.lineage.markDeleted(snapshotId);
+          } finally {
+            deletion.held.release();
+          }
           const unrecorded = options.keepCopies ? [] : await recordUnrecordedToDelete(copies, { snapshotId, volume }, volumeCopies);
           result.deletedCopies.push(...(await deleteCopies(copies, [...ofSnapshot, ...unrecorded])));
         }
@@ -204,7 +217,10 @@ async function decide(
   const add = (snapshotId: string | null | undefined, reason: string) => {
     if (snapshotId) protect.set(snapshotId, [...(protect.get(snapshotId) ?? []), reason]);
   };
-  for (const snapshot of completed) for (const reason of protections.get(snapshot.snapshotId) ?? []) add(snapshot.snapshotId, reason);
+  for (const snapshot of completed) {
+    for (const reason of protections.get(snapshot.snapshotId) ?? []) add(snapshot.snapshotId, reason);
+    for (const reason of readerReasons(deps.index.locks, snapshot.snapshotId)) add(snapshot.snapshotId, reason);
+  }
   add(deps.index.lineage.headSnapshot(volume)?.snapshotId, 'head (the next backup builds on it)');
   const pending = deps.index.runs.pendingRun(volume);
   if (pending !== undefined) {

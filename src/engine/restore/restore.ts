@@ -15,6 +15,7 @@ import type { SettleWait } from '../blocks/committer.js';
 import { completedSnapshot, taggedSourceBytes } from '../blocks/remote-snapshot.js';
 import { digestAt, scanSource } from '../blocks/scan.js';
 import { cutSource, verify, type VerifyResult } from './verify.js';
+import { holdForReading } from '../lineage/snapshot-readers.js';
 
 /** What a restore needs. The reader verifies checksums and retries (see session). */
 export interface RestoreDeps {
@@ -162,6 +163,16 @@ export async function restore(deps: RestoreDeps, options: RestoreOptions): Promi
     });
   }
   throwIfAborted(options.signal);
+  // Held from before the snapshot is checked until the restore ends: prune deletes no snapshot a restore reads.
+  const reading = holdForReading(deps.index.locks, options.snapshotId);
+  try {
+    return await restoreHeld(deps, options, started);
+  } finally {
+    reading.release();
+  }
+}
+
+async function restoreHeld(deps: RestoreDeps, options: RestoreOptions, started: number): Promise<RestoreResult> {
   const { index, reader } = deps;
   const snapshot = await completedSnapshot(deps, options.snapshotId, options);
   const sizeBytes = index.lineage.getSnapshot(options.snapshotId)?.sourceBytes ?? taggedSourceBytes(snapshot) ?? snapshot.volumeSizeGiB * GIB;

@@ -210,15 +210,7 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
     }
   });
   it('ends an interrupted verify of an export whose server has stopped answering at once', async () => {
-    const serving = await startFakeNbdServer(local.work, {
-      exportSize: 2 * MIB,
-      onRequest(request, socket) {
-        if (request.command !== Command.READ) return;
-        const offset = Buffer.alloc(8);
-        offset.writeBigUInt64BE(BigInt(request.offset));
-        socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + request.length), offset, Buffer.alloc(request.length, 9)]));
-      },
-    });
+    const serving = await startServingNines(local.work);
     const abort = new AbortController();
     const stalled = await startFakeNbdServer(local.work, {
       exportSize: 2 * MIB,
@@ -235,15 +227,7 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
     }
   });
   it('ends an interrupted restore onto an export whose server has stopped answering at once', async () => {
-    const serving = await startFakeNbdServer(local.work, {
-      exportSize: 2 * MIB,
-      onRequest(request, socket) {
-        if (request.command !== Command.READ) return;
-        const offset = Buffer.alloc(8);
-        offset.writeBigUInt64BE(BigInt(request.offset));
-        socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + request.length), offset, Buffer.alloc(request.length, 9)]));
-      },
-    });
+    const serving = await startServingNines(local.work);
     const abort = new AbortController();
     // Writable, and answers no write: the first one interrupts the run.
     const stalled = await startFakeNbdServer(local.work, {
@@ -274,3 +258,16 @@ describe.skipIf(qemuMissing !== undefined)('NBD sources and targets against the 
     }
   });
 });
+
+/** A 2 MiB export of bytes 9, its socket under `work`, that answers every read at once. */
+function startServingNines(work: string) {
+  return startFakeNbdServer(work, {
+    exportSize: 2 * MIB,
+    onRequest(request, socket) {
+      if (request.command !== Command.READ) return;
+      const offset = Buffer.alloc(8);
+      offset.writeBigUInt64BE(BigInt(request.offset));
+      socket.write(Buffer.concat([chunkHeader(REPLY_FLAG_DONE, ReplyType.OFFSET_DATA, request.cookie, 8 + request.length), offset, Buffer.alloc(request.length, 9)]));
+    },
+  });
+}

@@ -214,14 +214,37 @@ export async function describeListed(
   listedBy: number,
   options: { pollMs?: { first: number; max: number }; signal?: AbortSignal; completed?: boolean; onUnsettled?: (wait: SettleWait) => void } = {},
 ): Promise<RemoteSnapshot | undefined> {
+  return lookUpUntilListed(
+    async () => (await catalog.describeSnapshots([snapshotId]))[0],
+    (snapshot) => !(options.completed === true && snapshot.state === 'pending'),
+    listedBy,
+    {
+      ...options,
+      onUnsettled: (snapshot) => options.onUnsettled?.({ snapshotId, seen: snapshot === undefined ? 'unlisted' : 'pending', settledBy: listedBy }),
+    },
+  );
+}
+
+/**
+ * What `lookUp` finds, or undefined when it finds nothing. Until `listedBy`
+ * (epoch ms) a resource not found, or found but not yet `settled`, is looked
+ * up again with growing pauses (EC2 may not list a new resource yet, or show
+ * a state change late); at `listedBy` the last answer is returned.
+ * `onUnsettled` is told before each pause.
+ */
+export async function lookUpUntilListed<T>(
+  lookUp: () => Promise<T | undefined>,
+  settled: (found: T) => boolean,
+  listedBy: number,
+  options: { pollMs?: { first: number; max: number }; signal?: AbortSignal; onUnsettled?: (found: T | undefined) => void } = {},
+): Promise<T | undefined> {
   const { first, max } = options.pollMs ?? DEFAULT_POLL;
   let pause = first;
   while (true) {
     throwIfAborted(options.signal);
-    const [snapshot] = await catalog.describeSnapshots([snapshotId]);
-    const settled = snapshot !== undefined && !(options.completed === true && snapshot.state === 'pending');
-    if (settled || Date.now() >= listedBy) return snapshot;
-    options.onUnsettled?.({ snapshotId, seen: snapshot === undefined ? 'unlisted' : 'pending', settledBy: listedBy });
+    const found = await lookUp();
+    if ((found !== undefined && settled(found)) || Date.now() >= listedBy) return found;
+    options.onUnsettled?.(found);
     await sleep(Math.min(pause, Math.max(0, listedBy - Date.now())), options.signal);
     pause = Math.min(max, pause * 2);
   }

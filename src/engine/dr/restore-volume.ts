@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IndexPorts } from '../../core/index-ports.js';
-import { sleep, throwIfAborted } from '../../core/abort.js';
+import { throwIfAborted } from '../../core/abort.js';
 import type { FastRestoreState, NewVolume, RemoteSnapshot, RemoteVolume, SnapshotCatalog, VolumeManager } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
-import { EC2_SETTLE_MS } from '../blocks/committer.js';
+import { EC2_SETTLE_MS, lookUpUntilListed } from '../blocks/committer.js';
 import { VOLUME_TAG, completedSnapshot } from '../blocks/remote-snapshot.js';
 import { pollUntil, type PollOptions } from './wait.js';
 
@@ -249,14 +249,8 @@ async function waitForFastRestore(volumes: VolumeManager, snapshotId: string, zo
  * then is gone.
  */
 async function deleteMadeVolume(volumes: VolumeManager, volumeId: string, madeAt: number): Promise<void> {
-  let pause = 200;
-  while ((await volumes.describeVolume(volumeId)) === undefined) {
-    const left = madeAt + EC2_SETTLE_MS - Date.now();
-    if (left <= 0) return;
-    await sleep(Math.min(pause, left));
-    pause = Math.min(15_000, pause * 2);
-  }
-  await volumes.deleteVolume(volumeId);
+  const listed = await lookUpUntilListed(() => volumes.describeVolume(volumeId), () => true, madeAt + EC2_SETTLE_MS);
+  if (listed !== undefined) await volumes.deleteVolume(volumeId);
 }
 
 /** Waits until the volume leaves creating: available is returned, error fails. */

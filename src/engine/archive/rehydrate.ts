@@ -28,8 +28,7 @@ import {
 } from './chain.js';
 import { archiveLockName, chainOf, findArchive, type ArchivePlaces } from './places.js';
 import { EC2_SETTLE_MS, UNCERTAIN_COMPLETION_WAIT_MS, completionMayHaveHappened, deleteStartedSnapshot, waitForSnapshot } from '../blocks/committer.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
-import { DEFAULT_SNAPSHOT_TIMEOUT_MINUTES } from '../backup/backup.js';
+import { DEFAULT_SNAPSHOT_TIMEOUT_MINUTES, SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 
 const MIB = 1024 * 1024;
 /** Blocks are fetched by 8 MiB windows of a segment (16 blocks; a power of two, so a window is one tree-hash-aligned range). */

@@ -14,7 +14,7 @@ import { crashConsistentWarning, writableMountsOf } from '../../source/mounts.js
 import { BlockMapCursor, SortedBlockSet } from '../blocks/block-map.js';
 import { EC2_SETTLE_MS, completeAndCommit, deleteStartedSnapshot, describeListed, settledBy } from '../blocks/committer.js';
 import { JournalWriter, ResumeState } from './journal.js';
-import { SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
+import { DEFAULT_SNAPSHOT_TIMEOUT_MINUTES, SOURCE_BYTES_TAG, VOLUME_TAG } from '../blocks/remote-snapshot.js';
 import { DEFAULT_HASH_AHEAD, digestAt, scanSource, type HashedSlab } from '../blocks/scan.js';
 import { checkTrackingOptions, planTracking, trackingIdentity, verifyUnchanged, type ChangeTrackingResult, type RandomSource, type TrackingPlan } from './tracking.js';
 import { blockRangesSize, changedBlockRanges, type BlockRanges, type ChangedRanges } from '../../core/changed-ranges.js';
@@ -123,25 +123,6 @@ interface RunIdentity {
   /** Present only when the run uses change tracking, so that runs without it keep their identity. */
   tracking?: Record<string, string | number>;
 }
-
-/**
- * StartSnapshot's Timeout when none is given: the largest AWS accepts.
- *
- * AWS cancels a pending snapshot that gets no block for Timeout minutes after
- * StartSnapshot, or no CompleteSnapshot for Timeout minutes after its last
- * block, and everything uploaded to it is lost. An incremental run writes
- * only changed blocks, and the scan before the first of them or between two
- * of them can last longer than any fixed Timeout: a large volume with few
- * changes, a slow or stalled source, a machine suspended mid-run. So the run
- * (1) starts its snapshot only when the first block to upload is ready (see
- * RunSnapshot): the scan of an unchanged prefix does not count; and (2) asks
- * for this Timeout, because the pause between two changed blocks is bounded
- * only by what is left to scan, whose duration cannot be known before it is
- * read. A long Timeout costs nothing while the run goes on; after a crash it
- * keeps the snapshot resumable for three days, holding one of the account's
- * pending-snapshot slots until then.
- */
-export const DEFAULT_SNAPSHOT_TIMEOUT_MINUTES = 4320;
 
 /**
  * The volume name used when none is given: the source's file name; for an

@@ -8,6 +8,27 @@ import { EC2_SETTLE_MS, describeListed, settledBy, type SettleWait } from './com
 export const VOLUME_TAG = 'snapline:volume';
 export const SOURCE_BYTES_TAG = 'snapline:source-bytes';
 
+/**
+ * StartSnapshot's Timeout when none is given: the largest AWS accepts. A
+ * backup asks for it by default and a rehydration to a snapshot always (its
+ * reads of an archive may stall as a backup's scan may).
+ *
+ * AWS cancels a pending snapshot that gets no block for Timeout minutes after
+ * StartSnapshot, or no CompleteSnapshot for Timeout minutes after its last
+ * block, and everything uploaded to it is lost. An incremental run writes
+ * only changed blocks, and the scan before the first of them or between two
+ * of them can last longer than any fixed Timeout: a large volume with few
+ * changes, a slow or stalled source, a machine suspended mid-run. So the run
+ * (1) starts its snapshot only when the first block to upload is ready (see
+ * RunSnapshot): the scan of an unchanged prefix does not count; and (2) asks
+ * for this Timeout, because the pause between two changed blocks is bounded
+ * only by what is left to scan, whose duration cannot be known before it is
+ * read. A long Timeout costs nothing while the run goes on; after a crash it
+ * keeps the snapshot resumable for three days, holding one of the account's
+ * pending-snapshot slots until then.
+ */
+export const DEFAULT_SNAPSHOT_TIMEOUT_MINUTES = 4320;
+
 /** How a reader of a snapshot waits for EC2 to settle (see completedSnapshot). */
 export interface SettleOptions {
   signal?: AbortSignal;

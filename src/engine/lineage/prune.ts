@@ -2,7 +2,7 @@ import type { CopyDestinations, SnapshotCatalog } from '../../core/ports.js';
 import { ErrorCodes, SnaplineError, isSnaplineError } from '../../errors.js';
 import type { CopyRecord, IndexPorts, SnapshotRecord } from '../../core/index-ports.js';
 import { applyRetention, calendarIn, checkPolicy, describePolicy, isEmptyPolicy, type RetentionPolicy } from './retention.js';
-import { holdForDeletion, readerReasons } from './snapshot-readers.js';
+import { holdForDeletion, snapshotsBeingRead } from './snapshot-readers.js';
 import { deleteCopies, deletedCopy, recordIfEnded, recordUnrecordedToDelete, type CopyDeletionDeps, type DeletedCopy } from '../dr/copy.js';
 
 /** What prune reads and changes in the index. */
@@ -217,10 +217,7 @@ async function decide(
   const add = (snapshotId: string | null | undefined, reason: string) => {
     if (snapshotId) protect.set(snapshotId, [...(protect.get(snapshotId) ?? []), reason]);
   };
-  for (const snapshot of completed) {
-    for (const reason of protections.get(snapshot.snapshotId) ?? []) add(snapshot.snapshotId, reason);
-    for (const reason of readerReasons(deps.index.locks, snapshot.snapshotId)) add(snapshot.snapshotId, reason);
-  }
+  for (const snapshot of completed) for (const reason of protections.get(snapshot.snapshotId) ?? []) add(snapshot.snapshotId, reason);
   add(deps.index.lineage.headSnapshot(volume)?.snapshotId, 'head (the next backup builds on it)');
   const pending = deps.index.runs.pendingRun(volume);
   if (pending !== undefined) {
@@ -257,8 +254,9 @@ function recordedRunParent(index: PruneIndex, volume: string): string | undefine
 /**
  * Snapshots that other work of the index depends on, with why: the snapshot
  * of an unfinished archive and of the archive it builds on, the snapshot of
- * the newest archive of each volume at each place, and the source of an ECS
- * restore that is running or failed (the same command resumes it).
+ * the newest archive of each volume at each place, the source of an ECS
+ * restore that is running or failed (the same command resumes it), and a
+ * snapshot a restore is reading (snapshot-readers.ts).
  */
 function protectedSnapshots(index: PruneIndex): Map<string, string[]> {
   const reasons = new Map<string, string[]>();
@@ -279,6 +277,7 @@ function protectedSnapshots(index: PruneIndex): Map<string, string[]> {
   for (const job of index.ecsJobs.list()) {
     if (job.sourceKind === 'snapshot' && (job.state === 'running' || job.state === 'failed')) add(job.source, `source of the ${job.state} ECS restore ${job.jobId}`);
   }
+  for (const [snapshotId, readers] of snapshotsBeingRead(index.locks)) for (const reason of readers) add(snapshotId, reason);
   return reasons;
 }
 

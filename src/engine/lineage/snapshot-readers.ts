@@ -8,10 +8,11 @@
  * prune keeps a snapshot a restore reads.
  */
 import { randomUUID } from 'node:crypto';
-import type { AdvisoryLocks, HeldLock } from '../../core/index-ports.js';
+import type { AdvisoryLocks, HeldLock, LockHolder } from '../../core/index-ports.js';
 import { ErrorCodes, SnaplineError } from '../../errors.js';
 
-const readersOf = (snapshotId: string) => `reads:${snapshotId}:`;
+const READERS = 'reads:';
+const readersOf = (snapshotId: string) => `${READERS}${snapshotId}:`;
 const deletionOf = (snapshotId: string) => `deletes:${snapshotId}`;
 
 /** Holds `snapshotId` for reading until released; CONFLICT while prune deletes it. */
@@ -29,8 +30,22 @@ export function holdForReading(locks: AdvisoryLocks, snapshotId: string): HeldLo
 }
 
 /** Why `snapshotId` must stay now: one reason for each run reading it. */
-export function readerReasons(locks: AdvisoryLocks, snapshotId: string): string[] {
-  return locks.holders(readersOf(snapshotId)).map((reader) => `read by a restore (pid ${reader.pid} on ${reader.host}, since ${reader.since.toISOString()})`);
+function readerReasons(locks: AdvisoryLocks, snapshotId: string): string[] {
+  return locks.holders(readersOf(snapshotId)).map(readerReason);
+}
+
+/** Every snapshot being read now, with why it must stay (one reason per run reading it), in one look at the locks. */
+export function snapshotsBeingRead(locks: AdvisoryLocks): Map<string, string[]> {
+  const read = new Map<string, string[]>();
+  for (const reader of locks.holders(READERS)) {
+    const snapshotId = reader.name.slice(READERS.length, reader.name.lastIndexOf(':'));
+    read.set(snapshotId, [...(read.get(snapshotId) ?? []), readerReason(reader)]);
+  }
+  return read;
+}
+
+function readerReason(reader: LockHolder): string {
+  return `read by a restore (pid ${reader.pid} on ${reader.host}, since ${reader.since.toISOString()})`;
 }
 
 /**
